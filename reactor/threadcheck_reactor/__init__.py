@@ -1,0 +1,59 @@
+"""An instrumented real Twisted reactor that reports non-thread-safe calls.
+
+``install()`` makes it the global reactor; ``trial --reactor=threadcheck`` and
+``twistd --reactor=threadcheck`` do the same through the Twisted plugin.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from threadcheck import _stacks
+from threadcheck._modes import DEFAULT_MODE, Mode
+from threadcheck._recorder import Recorder
+
+# The reactor's own frames are the check, not the bug: fold them like ours.
+_stacks.register_library(__file__, "threadcheck")
+
+from threadcheck_reactor._reactor import (  # noqa: E402
+    NOT_THREAD_SAFE,
+    REACTOR_CLASSES,
+    ThreadCheckMixin,
+    ThreadCheckReactor,
+)
+
+
+class ReactorAlreadyInstalledError(RuntimeError):
+    """Another reactor was installed before threadcheck could install its own."""
+
+
+def install(mode: Mode | str = DEFAULT_MODE, recorder: Recorder | None = None) -> ThreadCheckMixin:
+    """Install the instrumented reactor as ``twisted.internet.reactor`` and return it.
+
+    Call it before anything imports ``twisted.internet.reactor``.
+    """
+    mode = Mode.parse(mode)
+    existing = sys.modules.get("twisted.internet.reactor")
+    if existing is not None:
+        if isinstance(existing, ThreadCheckMixin):
+            raise ReactorAlreadyInstalledError("the threadcheck reactor is already installed")
+        raise ReactorAlreadyInstalledError(
+            f"a {type(existing).__module__}.{type(existing).__qualname__} is already the "
+            "global reactor: call threadcheck.install() before anything imports "
+            "twisted.internet.reactor (or use `threadcheck run`)"
+        )
+    from twisted.internet.main import installReactor
+
+    reactor = ThreadCheckReactor(mode, recorder)
+    installReactor(reactor)  # type: ignore[no-untyped-call]
+    return reactor
+
+
+__all__ = [
+    "NOT_THREAD_SAFE",
+    "REACTOR_CLASSES",
+    "ReactorAlreadyInstalledError",
+    "ThreadCheckMixin",
+    "ThreadCheckReactor",
+    "install",
+]

@@ -1,0 +1,190 @@
+"""Twisted's own reactors with thread-affinity checks on their non-thread-safe APIs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from threading import get_ident
+from typing import Any, TypeVar
+
+from twisted.internet import threads
+from twisted.internet.base import DelayedCall
+from twisted.internet.posixbase import PosixReactorBase
+from twisted.python.runtime import platform
+
+from threadcheck import _threads
+from threadcheck._affinity import AffinityChecker
+from threadcheck._modes import DEFAULT_MODE, Mode
+from threadcheck._recorder import Recorder
+from threadcheck_reactor._checked import checked
+from threadcheck_reactor._delayedcall import delayed_call_type
+from threadcheck_reactor._threadpool import SubmissionTrackingThreadPool
+
+# Every reactor method that must only be called in the reactor thread.
+# callLater is checked by the mixin itself (its DelayedCall is checked too);
+# callFromThread, callInThread and wakeUp are thread-safe and stay unchecked.
+NOT_THREAD_SAFE: tuple[str, ...] = (
+    "callWhenRunning",
+    "addSystemEventTrigger",
+    "removeSystemEventTrigger",
+    "fireSystemEvent",
+    "stop",
+    "crash",
+    "iterate",
+    "addReader",
+    "addWriter",
+    "removeReader",
+    "removeWriter",
+    "removeAll",
+    "listenTCP",
+    "connectTCP",
+    "listenUDP",
+    "listenMulticast",
+    "listenUNIX",
+    "connectUNIX",
+    "listenUNIXDatagram",
+    "connectUNIXDatagram",
+    "listenSSL",
+    "connectSSL",
+    "adoptStreamPort",
+    "adoptStreamConnection",
+    "adoptDatagramPort",
+    "spawnProcess",
+    "resolve",
+    "getThreadPool",
+    "suggestThreadPoolSize",
+)
+
+
+def _inner_code(outer: Callable[..., Any], name: str) -> object:
+    for const in outer.__code__.co_consts:
+        if getattr(const, "co_name", None) == name:
+            return const
+    raise ImportError(f"cannot find {name} inside {outer.__qualname__}; unsupported Twisted?")
+
+
+# blockingCallFromThread hands this closure to callFromThread and then blocks.
+_BLOCKING_CALL_CODE = _inner_code(threads.blockingCallFromThread, "_callFromThread")
+
+
+class ThreadCheckMixin(PosixReactorBase):
+    """Thread-affinity checks over a concrete Twisted reactor.
+
+    Thread safety: exactly that of the Twisted reactor underneath. The
+    methods named in :data:`NOT_THREAD_SAFE`, ``callLater`` and the returned
+    ``DelayedCall``'s ``cancel``/``reset``/``delay`` must be called in the
+    reactor thread, and report a violation otherwise (see
+    :mod:`threadcheck._affinity` for the rule before ``run()``).
+    ``callFromThread``, ``callInThread`` and ``wakeUp`` may be called from any
+    thread; ``callFromThread`` raises
+    :class:`~threadcheck.BlockingCallInReactorThreadError` when it is
+    ``blockingCallFromThread`` calling it in the running reactor's thread.
+    """
+
+    _threadcheck: AffinityChecker
+
+    def __init__(
+        self,
+        mode: Mode | str = DEFAULT_MODE,
+        recorder: Recorder | None = None,
+        *,
+        checker: AffinityChecker | None = None,
+    ) -> None:
+        # Set up before Twisted's __init__, which already calls checked APIs.
+        self._threadcheck = checker if checker is not None else AffinityChecker(mode, recorder)
+        self._threadcheck_delayed_call = delayed_call_type(self._threadcheck)
+        _threads.track_thread_starts()
+        super().__init__()
+
+    @property
+    def threadcheck(self) -> AffinityChecker:
+        """This reactor's checker: its mode, recorder and owner thread."""
+        return self._threadcheck
+
+    def callLater(
+        self, delay: float, callable: Callable[..., Any], *args: object, **kw: object
+    ) -> DelayedCall:
+        if get_ident() != self._threadcheck.owner:
+            self._threadcheck.violation("reactor.callLater")
+        call = super().callLater(delay, callable, *args, **kw)
+        # Same layout, no extra state: only cancel/reset/delay gain the check.
+        call.__class__ = self._threadcheck_delayed_call
+        return call
+
+    def callFromThread(self, f: Callable[..., Any], *args: object, **kwargs: object) -> None:
+        checker = self._threadcheck
+        if (
+            get_ident() == checker.owner
+            and checker.started
+            and getattr(f, "__code__", None) is _BLOCKING_CALL_CODE
+        ):
+            checker.blocking_call_in_reactor()
+        super().callFromThread(f, *args, **kwargs)
+
+    def callInThread(self, _callable: Callable[..., Any], *args: object, **kwargs: object) -> None:
+        # Twisted's callInThread goes through getThreadPool(), which is not
+        # thread-safe on its own; reach the pool directly so that this
+        # thread-safe API does not report itself.
+        pool = self.threadpool
+        if pool is None:
+            with self._threadcheck.exempt():
+                pool = self.getThreadPool()
+        pool.callInThread(_callable, *args, **kwargs)
+
+    def _initThreadPool(self) -> None:
+        super()._initThreadPool()
+        assert self.threadpool is not None
+        # Keep Twisted's own construction; the subclass only adds submission stacks.
+        self.threadpool.__class__ = SubmissionTrackingThreadPool
+
+    def startRunning(self, installSignalHandlers: bool = True) -> None:
+        # Twisted raises below for a second run(); only a real start moves ownership.
+        if not (self._started or self._startedBefore):
+            self._threadcheck.reactor_started()
+        super().startRunning(installSignalHandlers)
+
+
+_R = TypeVar("_R", bound=type[ThreadCheckMixin])
+
+
+def instrumented(cls: _R) -> _R:
+    """Wrap each of :data:`NOT_THREAD_SAFE` that ``cls`` has with the affinity check."""
+    for name in NOT_THREAD_SAFE:
+        method = getattr(cls, name, None)
+        if method is not None:
+            setattr(cls, name, checked(f"reactor.{name}", method))
+    return cls
+
+
+from twisted.internet.selectreactor import SelectReactor  # noqa: E402
+
+
+@instrumented
+class ThreadCheckSelectReactor(ThreadCheckMixin, SelectReactor):
+    """Twisted's select() reactor, with thread-affinity checks."""
+
+
+REACTOR_CLASSES: list[type[ThreadCheckMixin]] = [ThreadCheckSelectReactor]
+"""Every instrumented reactor this platform supports, the default last."""
+
+# The same choice as twisted.internet.default: epoll on Linux, poll on other
+# POSIX systems but macOS, select everywhere else.
+if platform.getType() == "posix" and not platform.isMacOSX():
+    from twisted.internet.pollreactor import PollReactor
+
+    @instrumented
+    class ThreadCheckPollReactor(ThreadCheckMixin, PollReactor):
+        """Twisted's poll() reactor, with thread-affinity checks."""
+
+    REACTOR_CLASSES.append(ThreadCheckPollReactor)
+
+if platform.isLinux():
+    from twisted.internet.epollreactor import EPollReactor
+
+    @instrumented
+    class ThreadCheckEPollReactor(ThreadCheckMixin, EPollReactor):
+        """Twisted's epoll() reactor, with thread-affinity checks."""
+
+    REACTOR_CLASSES.append(ThreadCheckEPollReactor)
+
+ThreadCheckReactor = REACTOR_CLASSES[-1]
+"""The instrumented version of Twisted's default reactor on this platform."""

@@ -1,0 +1,5 @@
+import sys
+
+from threadcheck._cli import main
+
+sys.exit(main())

@@ -1,0 +1,42 @@
+"""A thread-safe collection of violations."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
+from threadcheck._violation import Violation
+
+
+class Recorder:
+    """Collects violations from any number of threads; none is ever dropped.
+
+    Thread safety: every method may be called from any thread. ``lock_factory``
+    is injectable so tests can observe locking.
+    """
+
+    def __init__(
+        self, lock_factory: Callable[[], AbstractContextManager[object]] = threading.Lock
+    ) -> None:
+        self._lock = lock_factory()
+        self._violations: list[Violation] = []
+
+    def record(self, violation: Violation) -> None:
+        with self._lock:
+            self._violations.append(violation)
+
+    def violations(self) -> list[Violation]:
+        """A snapshot, in the order the violations were recorded."""
+        with self._lock:
+            return list(self._violations)
+
+    def clear(self) -> list[Violation]:
+        """Empty the recorder and return what it held."""
+        with self._lock:
+            taken, self._violations = self._violations, []
+        return taken
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._violations)

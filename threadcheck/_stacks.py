@@ -1,0 +1,172 @@
+"""Cheap stack capture, and folding of library frames when a stack is shown.
+
+Capture stores ``(filename, lineno, function)`` triples only: no frame objects
+are kept alive and no source is read until a report is formatted.
+"""
+
+from __future__ import annotations
+
+import linecache
+import os
+import sys
+import sysconfig
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from types import FrameType
+
+import twisted
+
+MAX_DEPTH = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    filename: str
+    lineno: int
+    function: str
+
+    @property
+    def library(self) -> str | None:
+        """Name of the library this frame belongs to, or None for user code."""
+        return classify(self.filename)
+
+    @property
+    def source(self) -> str:
+        return linecache.getline(self.filename, self.lineno).strip()
+
+    def location(self) -> str:
+        return f"{_shorten(self.filename)}:{self.lineno} in {self.function}"
+
+
+Stack = tuple[Frame, ...]
+"""Outermost frame first, as in a Python traceback."""
+
+
+def _dir_of(module_file: str) -> str:
+    return os.path.dirname(os.path.abspath(module_file)) + os.sep
+
+
+# Frames under these folders are folded when a stack is shown. Order matters:
+# site-packages can live under the stdlib folder, so the stdlib comes last.
+_LIBRARY_DIRS: list[tuple[str, str]] = [
+    (_dir_of(__file__), "threadcheck"),
+    (_dir_of(twisted.__file__), "twisted"),
+]
+_STDLIB_DIRS = tuple(
+    os.path.abspath(p) + os.sep
+    for p in {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"]}
+)
+_SITE_MARKERS = (os.sep + "site-packages" + os.sep, os.sep + "dist-packages" + os.sep)
+
+
+# Bundled example programs are user code even though they ship inside the package.
+_USER_DIRS: tuple[str, ...] = (_dir_of(__file__) + "examples" + os.sep,)
+
+
+def register_library(module_file: str, name: str) -> None:
+    """Treat frames from the folder of ``module_file`` as library ``name``."""
+    register_library_path(_dir_of(module_file), name)
+
+
+def register_library_path(prefix: str, name: str) -> None:
+    """Treat frames whose file name starts with ``prefix`` as library ``name``."""
+    _LIBRARY_DIRS.insert(0, (prefix, name))
+
+
+def classify(filename: str) -> str | None:
+    if filename.startswith(_USER_DIRS):
+        return None
+    for prefix, name in _LIBRARY_DIRS:
+        if filename.startswith(prefix):
+            return name
+    if filename.startswith(_STDLIB_DIRS) and not any(m in filename for m in _SITE_MARKERS):
+        return "python"
+    if filename.startswith("<frozen "):
+        return "python"
+    return None
+
+
+def capture(skip: int = 0, limit: int = MAX_DEPTH) -> Stack:
+    """The caller's stack, without the caller's own ``skip`` innermost frames."""
+    frame: FrameType | None = sys._getframe(skip + 1)
+    return _from_frame(frame, limit)
+
+
+def capture_from(frame: FrameType | None, limit: int = MAX_DEPTH) -> Stack:
+    return _from_frame(frame, limit)
+
+
+def _from_frame(frame: FrameType | None, limit: int) -> Stack:
+    frames: list[Frame] = []
+    while frame is not None and len(frames) < limit:
+        code = frame.f_code
+        frames.append(Frame(code.co_filename, frame.f_lineno, code.co_name))
+        frame = frame.f_back
+    frames.reverse()
+    return tuple(frames)
+
+
+def without_threadcheck(stack: Stack) -> Stack:
+    """Drop threadcheck's own innermost frames: they are the check, not the bug."""
+    end = len(stack)
+    while end > 0 and stack[end - 1].library == "threadcheck":
+        end -= 1
+    return stack[:end]
+
+
+def innermost_user_frame(stack: Stack) -> Frame | None:
+    for frame in reversed(stack):
+        if frame.library is None:
+            return frame
+    return None
+
+
+def format_stack(stack: Stack, indent: str = "    ") -> Iterator[str]:
+    """Lines for ``stack``, most recent call last, library runs folded to one line."""
+    for is_library, run in _runs(stack):
+        if is_library:
+            libraries = ", ".join(dict.fromkeys(f.library or "" for f in run))
+            noun = "frame" if len(run) == 1 else "frames"
+            yield f"{indent}... {len(run)} {noun} in {libraries} ..."
+            continue
+        for frame in run:
+            yield f"{indent}{frame.location()}"
+            if frame.source:
+                yield f"{indent}    {frame.source}"
+
+
+def _runs(stack: Iterable[Frame]) -> Iterator[tuple[bool, list[Frame]]]:
+    run: list[Frame] = []
+    run_is_library = False
+    for frame in stack:
+        is_library = frame.library is not None
+        if run and is_library != run_is_library:
+            yield run_is_library, run
+            run = []
+        run_is_library = is_library
+        run.append(frame)
+    if run:
+        yield run_is_library, run
+
+
+def _shorten(filename: str) -> str:
+    try:
+        relative = os.path.relpath(filename)
+    except ValueError:  # another drive on Windows
+        return filename
+    return filename if relative.startswith(".." + os.sep + "..") else relative
+
+
+def to_json(stack: Stack | None) -> list[dict[str, object]] | None:
+    if stack is None:
+        return None
+    return [
+        {
+            "file": f.filename,
+            "line": f.lineno,
+            "function": f.function,
+            "code": f.source,
+            "library": f.library,
+        }
+        for f in stack
+    ]

@@ -1,0 +1,79 @@
+"""Where a thread was started, and which stack submitted the work it runs.
+
+Both are recorded eagerly (the stacks are gone later) but cheaply, as
+``(file, line, function)`` triples; they are only read when a violation is
+reported.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from threadcheck import _stacks
+
+_R = TypeVar("_R")
+
+_SPAWN_ATTR = "_threadcheck_spawn_site"
+_original_start: Callable[[threading.Thread], None] | None = None
+_patch_lock = threading.Lock()
+
+
+def track_thread_starts() -> None:
+    """Record the stack that starts each ``threading.Thread`` from now on.
+
+    Process-wide and idempotent; undone by :func:`stop_tracking_thread_starts`.
+    """
+    global _original_start
+    with _patch_lock:
+        if _original_start is not None:
+            return
+        original = threading.Thread.start
+        _original_start = original
+
+        def start(self: threading.Thread) -> None:
+            setattr(self, _SPAWN_ATTR, _stacks.capture(skip=1))
+            original(self)
+
+        start.__doc__ = original.__doc__
+        threading.Thread.start = start  # type: ignore[method-assign,assignment]
+
+
+def stop_tracking_thread_starts() -> None:
+    global _original_start
+    with _patch_lock:
+        if _original_start is not None:
+            threading.Thread.start = _original_start  # type: ignore[method-assign,assignment]
+            _original_start = None
+
+
+def is_tracking_thread_starts() -> bool:
+    return _original_start is not None
+
+
+def spawn_site(thread: threading.Thread) -> _stacks.Stack | None:
+    """The stack that started ``thread``; None if it started before tracking."""
+    site: _stacks.Stack | None = getattr(thread, _SPAWN_ATTR, None)
+    return site
+
+
+_local = threading.local()
+
+
+def current_submission() -> _stacks.Stack | None:
+    """The stack that submitted the work this thread is running, if known."""
+    stack: _stacks.Stack | None = getattr(_local, "submission", None)
+    return stack
+
+
+def run_submitted(
+    submission: _stacks.Stack, func: Callable[..., _R], /, *args: Any, **kwargs: Any
+) -> _R:
+    """Run ``func`` with ``submission`` as this thread's current submission."""
+    outer = getattr(_local, "submission", None)
+    _local.submission = submission
+    try:
+        return func(*args, **kwargs)
+    finally:
+        _local.submission = outer

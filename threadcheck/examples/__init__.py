@@ -1,0 +1,14 @@
+"""Bundled example programs, runnable with ``threadcheck run -m threadcheck.examples.NAME``.
+
+``correct`` follows the rules; every other one has a thread-safety bug seen in
+real Twisted programs. Each imports the reactor only inside ``main()``, so
+importing a module here never installs a reactor.
+"""
+
+CORRECT = ("correct",)
+BUGGY = (
+    "calllater_from_worker",
+    "write_from_thread",
+    "stop_from_thread",
+    "blocking_call_in_reactor",
+)
