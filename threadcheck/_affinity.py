@@ -102,18 +102,24 @@ class AffinityChecker:
 
     # -- the slow path ------------------------------------------------------
 
-    def violation(self, api: str) -> None:
-        """The calling thread is not the owner; record or raise per the mode."""
+    def violation(self, api: str) -> bool:
+        """The calling thread is not the owner: record, warn or raise per the mode.
+
+        Returns True when the call was reported (or held until ``run()``) and
+        goes on; the caller then runs it under :meth:`exempt`, so that the
+        checked APIs Twisted calls inside it are not reported a second time.
+        """
         if getattr(self._exempt, "depth", 0):
-            return
+            return False
         candidate = self._capture(api, Kind.FOREIGN_THREAD)
         with self._lock:
             if candidate.thread.ident == self.owner:
-                return  # ownership moved to this thread since the fast path
+                return False  # ownership moved to this thread since the fast path
             if not self.started:
                 self._pending.append(replace(candidate, kind=Kind.BEFORE_RUN))
-                return
+                return True
         self._deliver(candidate, raising=True)
+        return True
 
     def blocking_call_in_reactor(self) -> NoReturn:
         """``blockingCallFromThread`` in the owner thread: record, then always raise."""

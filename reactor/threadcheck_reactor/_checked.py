@@ -20,13 +20,17 @@ def checked(api: str, method: _F) -> _F:
     """Wrap ``method`` so that a call from a thread other than the owner is reported.
 
     The fast path is one ident comparison: nothing is allocated or captured
-    unless the threads differ.
+    unless the threads differ. A reported call goes on exempt from further
+    checks, so one mistake is one violation, not one per API Twisted calls
+    inside it.
     """
 
     @functools.wraps(method)
     def wrapper(self: HasChecker, *args: Any, **kwargs: Any) -> Any:
-        if get_ident() != self._threadcheck.owner:
-            self._threadcheck.violation(api)
+        checker = self._threadcheck
+        if get_ident() != checker.owner and checker.violation(api):
+            with checker.exempt():
+                return method(self, *args, **kwargs)
         return method(self, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]

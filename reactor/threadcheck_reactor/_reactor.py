@@ -103,9 +103,12 @@ class ThreadCheckMixin(PosixReactorBase):
     def callLater(
         self, delay: float, callable: Callable[..., Any], *args: object, **kw: object
     ) -> DelayedCall:
-        if get_ident() != self._threadcheck.owner:
-            self._threadcheck.violation("reactor.callLater")
-        call = super().callLater(delay, callable, *args, **kw)
+        checker = self._threadcheck
+        if get_ident() != checker.owner and checker.violation("reactor.callLater"):
+            with checker.exempt():
+                call = super().callLater(delay, callable, *args, **kw)
+        else:
+            call = super().callLater(delay, callable, *args, **kw)
         # Same layout, no extra state: only cancel/reset/delay gain the check.
         call.__class__ = self._threadcheck_delayed_call
         return call

@@ -1,0 +1,69 @@
+"""Helpers for tests: real instrumented reactors, never installed globally.
+
+``RunningReactor`` runs a reactor's ``run()`` in its own thread, so the test's
+own thread is a genuine foreign thread, and ``in_reactor`` runs a callable in
+the reactor thread for real (through ``blockingCallFromThread``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from twisted.internet.threads import blockingCallFromThread
+
+from threadcheck import Mode, Recorder
+from threadcheck_reactor import ThreadCheckMixin, ThreadCheckReactor
+
+T = TypeVar("T")
+JOIN_TIMEOUT = 30.0
+
+
+class RunningReactor:
+    def __init__(self, mode: Mode | str) -> None:
+        self.recorder = Recorder()
+        self.reactor: ThreadCheckMixin = ThreadCheckReactor(mode, self.recorder)
+        started = threading.Event()
+        # Before run(), calls from the creating thread are allowed.
+        self.reactor.callWhenRunning(started.set)
+        self.thread = threading.Thread(
+            target=self.reactor.run, kwargs={"installSignalHandlers": False}, name="reactor"
+        )
+        self.thread.start()
+        if not started.wait(JOIN_TIMEOUT):
+            raise RuntimeError("reactor did not start")
+
+    def in_reactor(self, f: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``f`` in the reactor thread and return its (Deferred's) result."""
+        return blockingCallFromThread(self.reactor, f, *args, **kwargs)
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            self.reactor.callFromThread(_stop_if_running, self.reactor)
+            self.thread.join(JOIN_TIMEOUT)
+        assert not self.thread.is_alive(), "reactor thread did not stop"
+
+
+def _stop_if_running(reactor: ThreadCheckMixin) -> None:
+    if reactor.running:
+        reactor.stop()
+
+
+def run_in_thread(f: Callable[[], T], name: str = "worker") -> T:
+    """Call ``f`` in a fresh thread; return its result or re-raise its exception."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["result"] = f()
+        except BaseException as error:
+            outcome["error"] = error
+
+    thread = threading.Thread(target=target, name=name)
+    thread.start()
+    thread.join(JOIN_TIMEOUT)
+    assert not thread.is_alive(), f"thread {name} hung"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]  # type: ignore[no-any-return]

@@ -1,0 +1,245 @@
+"""The owner-thread rule, blockingCallFromThread, exact counts, provenance and modes."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from typing import Any
+
+import pytest
+from support import RunningReactor, run_in_thread
+from twisted.internet import threads
+
+from threadcheck import (
+    BlockingCallInReactorThreadError,
+    Kind,
+    Mode,
+    ThreadAffinityError,
+    ThreadAffinityWarning,
+)
+from threadcheck_reactor import ThreadCheckReactor
+
+
+def noop() -> None:
+    pass
+
+
+# -- before run() -----------------------------------------------------------
+
+
+def test_creator_may_set_up_before_run() -> None:
+    reactor = ThreadCheckReactor(Mode.RAISE)
+    reactor.callLater(1, noop).cancel()
+    reactor.callWhenRunning(noop)
+    reactor.threadcheck.flush_pending()
+    assert reactor.threadcheck.recorder.violations() == []
+
+
+def test_thread_that_runs_the_reactor_may_set_it_up_before_run() -> None:
+    reactor = ThreadCheckReactor(Mode.RECORD)
+
+    def set_up_then_run() -> None:
+        reactor.callLater(0, reactor.stop)  # before run(), from the future reactor thread
+        reactor.run(installSignalHandlers=False)
+
+    run_in_thread(set_up_then_run, name="runner")
+    assert reactor.threadcheck.recorder.violations() == []
+    assert reactor.threadcheck.owner_info().name == "runner"
+
+
+def test_third_thread_before_run_is_reported_when_run_starts() -> None:
+    reactor = ThreadCheckReactor(Mode.RAISE)
+    run_in_thread(lambda: reactor.callLater(3600, noop), name="meddler")  # held, not raised
+    assert reactor.threadcheck.recorder.violations() == []
+
+    reactor.callLater(0, reactor.stop)
+    reactor.run(installSignalHandlers=False)
+
+    [violation] = reactor.threadcheck.recorder.violations()
+    assert violation.kind is Kind.BEFORE_RUN
+    assert violation.thread.name == "meddler"
+    assert violation.reactor_thread.name == threading.current_thread().name
+
+
+def test_never_run_reactor_judges_held_calls_at_report_time() -> None:
+    reactor = ThreadCheckReactor(Mode.RECORD)
+    run_in_thread(lambda: reactor.callWhenRunning(noop), name="meddler")
+    reactor.threadcheck.flush_pending()
+    [violation] = reactor.threadcheck.recorder.violations()
+    assert (violation.api, violation.kind) == ("reactor.callWhenRunning", Kind.BEFORE_RUN)
+
+
+def test_creator_is_foreign_once_another_thread_runs_the_reactor(running_reactor: Any) -> None:
+    running: RunningReactor = running_reactor(Mode.RAISE)  # created here, runs in "reactor"
+    with pytest.raises(ThreadAffinityError):
+        running.reactor.callLater(0, noop)
+
+
+# -- blockingCallFromThread ---------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+def test_blocking_call_in_reactor_thread_raises_in_every_mode(
+    mode: Mode, running_reactor: Any
+) -> None:
+    running: RunningReactor = running_reactor(mode)
+
+    def in_reactor_thread() -> str:
+        return threads.blockingCallFromThread(running.reactor, lambda: "never")
+
+    with pytest.raises(BlockingCallInReactorThreadError):
+        running.in_reactor(in_reactor_thread)
+    [violation] = running.recorder.violations()
+    assert violation.kind is Kind.BLOCKING_CALL_IN_REACTOR
+    assert violation.stack[-2].function == "in_reactor_thread"
+
+
+def test_blocking_call_from_a_worker_is_fine(running_reactor: Any) -> None:
+    running: RunningReactor = running_reactor(Mode.RAISE)
+    assert threads.blockingCallFromThread(running.reactor, lambda: 42) == 42
+    assert running.recorder.violations() == []
+
+
+def test_call_from_thread_in_reactor_thread_is_fine(running_reactor: Any) -> None:
+    running: RunningReactor = running_reactor(Mode.RAISE)
+    done = threading.Event()
+    running.in_reactor(lambda: running.reactor.callFromThread(done.set))
+    assert done.wait(30)
+    assert running.recorder.violations() == []
+
+
+# -- correct programs ---------------------------------------------------------
+
+
+def test_correct_thread_program_has_no_violations(running_reactor: Any) -> None:
+    running: RunningReactor = running_reactor(Mode.RAISE)
+    reactor = running.reactor
+    seen: list[int] = []
+
+    def work(n: int) -> int:
+        reactor.callFromThread(seen.append, n)
+        return threads.blockingCallFromThread(reactor, lambda: n * 2)
+
+    def start() -> Any:
+        from twisted.internet.defer import gatherResults
+
+        calls = [threads.deferToThreadPool(reactor, reactor.getThreadPool(), work, n) for n in range(50)]
+        reactor.callInThread(reactor.callFromThread, seen.append, -1)
+        return gatherResults(calls)
+
+    assert running.in_reactor(start) == [n * 2 for n in range(50)]
+    assert running.recorder.violations() == []
+
+
+def test_call_in_thread_from_a_worker_before_the_pool_exists_is_fine(
+    running_reactor: Any,
+) -> None:
+    running: RunningReactor = running_reactor(Mode.RAISE)
+    done = threading.Event()
+    running.reactor.callInThread(done.set)  # the pool is created lazily, here
+    assert done.wait(30)
+    assert running.recorder.violations() == []
+
+
+# -- nothing lost under concurrency -------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", [Mode.RECORD, Mode.RAISE])
+def test_exact_count_from_eight_threads_at_once(mode: Mode, running_reactor: Any) -> None:
+    running: RunningReactor = running_reactor(mode)
+    per_thread, n_threads = 1000, 8
+    barrier = threading.Barrier(n_threads)
+    raised = [0] * n_threads
+
+    def hammer(index: int) -> None:
+        barrier.wait()
+        for _ in range(per_thread):
+            try:
+                running.reactor.callLater(3600, noop)
+            except ThreadAffinityError:
+                raised[index] += 1
+
+    workers = [
+        threading.Thread(target=hammer, args=(i,), name=f"hammer-{i}") for i in range(n_threads)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+
+    violations = running.recorder.violations()
+    assert len(violations) == per_thread * n_threads
+    by_thread = {name: 0 for name in (w.name for w in workers)}
+    for violation in violations:
+        by_thread[violation.thread.name] += 1
+    assert set(by_thread.values()) == {per_thread}
+    assert sum(raised) == (per_thread * n_threads if mode is Mode.RAISE else 0)
+
+
+# -- provenance -----------------------------------------------------------------
+
+
+def test_violation_from_defer_to_thread_has_submission_and_spawn_site(
+    running_reactor: Any,
+) -> None:
+    running: RunningReactor = running_reactor(Mode.RECORD)
+    reactor = running.reactor
+
+    def bad_work() -> None:
+        reactor.callLater(3600, noop)
+
+    def submit() -> Any:
+        return threads.deferToThreadPool(reactor, reactor.getThreadPool(), bad_work)
+
+    running.in_reactor(submit)
+
+    [violation] = running.recorder.violations()
+    assert violation.stack[-1].function == "bad_work"
+    assert violation.submitted_from is not None
+    assert "submit" in [f.function for f in violation.submitted_from]
+    assert violation.spawn_site is not None
+
+
+def test_violation_from_a_plain_thread_has_its_spawn_site(running_reactor: Any) -> None:
+    running: RunningReactor = running_reactor(Mode.RECORD)
+
+    def start_meddler() -> None:
+        thread = threading.Thread(target=running.reactor.stop, name="meddler")
+        thread.start()
+        thread.join()
+
+    start_meddler()
+    [violation] = running.recorder.violations()
+    assert violation.thread.name == "meddler"
+    assert violation.submitted_from is None
+    assert violation.spawn_site is not None
+    assert violation.spawn_site[-1].function == "start_meddler"
+
+
+# -- modes ----------------------------------------------------------------------
+
+
+def test_warn_mode_warns_at_the_offending_line(running_reactor: Any) -> None:
+    running: RunningReactor = running_reactor(Mode.WARN)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        call = running.reactor.callLater(3600, noop)
+    running.in_reactor(call.cancel)
+    [warning] = [w for w in caught if issubclass(w.category, ThreadAffinityWarning)]
+    assert warning.filename == __file__
+    assert "reactor.callLater" in str(warning.message)
+    assert len(running.recorder.violations()) == 1
+
+
+def test_record_mode_lets_the_call_happen(running_reactor: Any) -> None:
+    running: RunningReactor = running_reactor(Mode.RECORD)
+    call = running.reactor.callLater(3600, noop)
+    assert call.active()
+    running.in_reactor(call.cancel)
+    assert [v.api for v in running.recorder.violations()] == ["reactor.callLater"]
+
+
+def test_unknown_mode_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="unknown mode 'loud'.*'raise', 'record', 'warn'"):
+        ThreadCheckReactor("loud")
