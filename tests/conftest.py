@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from support import RunningReactor
 
 from threadcheck import Mode
+
+from support import RunningReactor
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Every non-thread-safe reactor API: reported from a worker thread, silent in the reactor thread."""
+"""Every non-thread-safe reactor API: reported from a worker, silent in the reactor thread."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from twisted.internet import protocol
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 
-from support import RunningReactor
 from threadcheck import Kind, Mode, ThreadAffinityError
 from threadcheck_reactor import NOT_THREAD_SAFE, ThreadCheckMixin, ThreadCheckReactor
+
+from support import RunningReactor
 
 
 def noop(*args: object) -> None:
@@ -74,7 +75,9 @@ class ApiCall:
 
 
 def _listen(ctx: Context) -> None:
-    port = ctx.reactor.listenTCP(0, protocol.Factory.forProtocol(protocol.Protocol), 50, "127.0.0.1")
+    port = ctx.reactor.listenTCP(
+        0, protocol.Factory.forProtocol(protocol.Protocol), 50, "127.0.0.1"
+    )
     ctx.values["port"] = port
     ctx.cleanups.append(port.stopListening)
 
@@ -242,7 +245,9 @@ API_CALLS: dict[str, ApiCall] = {
         _listening_socket,
     ),
     "reactor.adoptStreamConnection": ApiCall(
-        lambda c: c.reactor.adoptStreamConnection(c.values["sock"].fileno(), socket.AF_INET, SERVER),
+        lambda c: c.reactor.adoptStreamConnection(
+            c.values["sock"].fileno(), socket.AF_INET, SERVER
+        ),
         _connected_socket,
     ),
     "reactor.adoptDatagramPort": ApiCall(
@@ -290,8 +295,15 @@ def _skip_without_tls(api: str) -> None:
 
 
 def test_every_instrumented_api_is_tested() -> None:
-    instrumented = {f"reactor.{name}" for name in NOT_THREAD_SAFE if hasattr(ThreadCheckReactor, name)}
-    instrumented |= {"reactor.callLater", "DelayedCall.cancel", "DelayedCall.reset", "DelayedCall.delay"}
+    instrumented = {
+        f"reactor.{name}" for name in NOT_THREAD_SAFE if hasattr(ThreadCheckReactor, name)
+    }
+    instrumented |= {
+        "reactor.callLater",
+        "DelayedCall.cancel",
+        "DelayedCall.reset",
+        "DelayedCall.delay",
+    }
     assert instrumented == set(API_CALLS)
 
 

@@ -7,7 +7,6 @@ import warnings
 from typing import Any
 
 import pytest
-from support import RunningReactor, run_in_thread
 from twisted.internet import threads
 
 from threadcheck import (
@@ -18,6 +17,8 @@ from threadcheck import (
     ThreadAffinityWarning,
 )
 from threadcheck_reactor import ThreadCheckReactor
+
+from support import RunningReactor, run_in_thread
 
 
 def noop() -> None:
@@ -123,7 +124,9 @@ def test_correct_thread_program_has_no_violations(running_reactor: Any) -> None:
     def start() -> Any:
         from twisted.internet.defer import gatherResults
 
-        calls = [threads.deferToThreadPool(reactor, reactor.getThreadPool(), work, n) for n in range(50)]
+        calls = [
+            threads.deferToThreadPool(reactor, reactor.getThreadPool(), work, n) for n in range(50)
+        ]
         reactor.callInThread(reactor.callFromThread, seen.append, -1)
         return gatherResults(calls)
 
@@ -241,5 +244,7 @@ def test_record_mode_lets_the_call_happen(running_reactor: Any) -> None:
 
 
 def test_unknown_mode_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="unknown mode 'loud'.*'raise', 'record', 'warn'"):
+    with pytest.raises(
+        ValueError, match=r"unknown mode 'loud': choose one of 'raise', 'record', 'warn'"
+    ):
         ThreadCheckReactor("loud")

@@ -72,17 +72,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     target: list[str] = args.target
+    if target[:1] == ["--"]:
+        target = target[1:]
     if args.module is None and not target:
         raise UsageError("run: expected a script or -m module")
-    if args.module is None and target[0].startswith("-"):
-        raise UsageError(f"run: unrecognized option {target[0]}")
     if args.json is not None:
         _check_writable(args.json)
     if args.module is None:
         _check_script(target[0])
 
     import threadcheck_reactor
-
     from threadcheck import _report, _stacks
 
     # The console-script wrapper and runpy are how the program starts, not part of it.

@@ -100,28 +100,51 @@ class ThreadCheckMixin(PosixReactorBase):
         """This reactor's checker: its mode, recorder and owner thread."""
         return self._threadcheck
 
+    # callLater and callFromThread are the hot paths. They inline Twisted's
+    # few-line bodies (ReactorBase.callLater/callFromThread) instead of calling
+    # super(): a second Python frame and argument repacking would cost ~8x the
+    # check itself. tests/test_twisted_conformance.py runs Twisted's own
+    # reactor tests on these classes to catch any drift from Twisted.
+
     def callLater(
         self, delay: float, callable: Callable[..., Any], *args: object, **kw: object
     ) -> DelayedCall:
         checker = self._threadcheck
         if get_ident() != checker.owner and checker.violation("reactor.callLater"):
             with checker.exempt():
-                call = super().callLater(delay, callable, *args, **kw)
-        else:
-            call = super().callLater(delay, callable, *args, **kw)
-        # Same layout, no extra state: only cancel/reset/delay gain the check.
-        call.__class__ = self._threadcheck_delayed_call
+                return self._call_later(delay, callable, args, kw)
+        return self._call_later(delay, callable, args, kw)
+
+    def _call_later(
+        self,
+        delay: float,
+        callable: Callable[..., Any],
+        args: tuple[object, ...],
+        kw: dict[str, object],
+    ) -> DelayedCall:
+        assert delay >= 0, f"{delay} is not greater than or equal to 0 seconds"
+        call = self._threadcheck_delayed_call(
+            self.seconds() + delay,
+            callable,
+            args,
+            kw,
+            self._cancelCallLater,
+            self._moveCallLaterSooner,
+            seconds=self.seconds,
+        )
+        self._newTimedCalls.append(call)
         return call
 
     def callFromThread(self, f: Callable[..., Any], *args: object, **kwargs: object) -> None:
-        checker = self._threadcheck
-        if (
-            get_ident() == checker.owner
-            and checker.started
-            and getattr(f, "__code__", None) is _BLOCKING_CALL_CODE
-        ):
-            checker.blocking_call_in_reactor()
-        super().callFromThread(f, *args, **kwargs)
+        if get_ident() == self._threadcheck.owner:
+            self._check_call_from_reactor_thread(f)
+        assert callable(f), f"{f} is not callable"
+        self.threadCallQueue.append((f, args, kwargs))
+        self.wakeUp()
+
+    def _check_call_from_reactor_thread(self, f: Callable[..., Any]) -> None:
+        if self._threadcheck.started and getattr(f, "__code__", None) is _BLOCKING_CALL_CODE:
+            self._threadcheck.blocking_call_in_reactor()
 
     def callInThread(self, _callable: Callable[..., Any], *args: object, **kwargs: object) -> None:
         # Twisted's callInThread goes through getThreadPool(), which is not

@@ -1,0 +1,107 @@
+"""Human-readable and JSON reports."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from typing import Any
+
+import jsonschema
+
+from threadcheck import Mode, Violation, format_report, to_json
+from threadcheck._report import MAX_GROUPS_SHOWN, SCHEMA_PATH, finish
+
+from support import RunningReactor
+
+
+def noop() -> None:
+    pass
+
+
+def _violations_from(running: RunningReactor, n_threads: int, per_thread: int) -> list[Violation]:
+    def hammer() -> None:
+        for _ in range(per_thread):
+            running.reactor.callWhenRunning(noop)
+
+    workers = [threading.Thread(target=hammer, name=f"w{i}") for i in range(n_threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+    return running.recorder.violations()
+
+
+def test_human_report_names_api_threads_and_offending_line(running_reactor: Any) -> None:
+    running: RunningReactor = running_reactor(Mode.RECORD)
+
+    def offending() -> None:
+        running.reactor.callLater(3600, noop)
+
+    thread = threading.Thread(target=offending, name="culprit")
+    thread.start()
+    thread.join()
+
+    report = format_report(running.recorder.violations())
+
+    assert report.startswith("threadcheck: 1 thread-affinity violation (1 distinct)")
+    assert "reactor.callLater called from thread 'culprit'" in report
+    assert "the reactor runs in 'reactor'" in report
+    assert "offending call: " in report and "in offending" in report
+    assert "running.reactor.callLater(3600, noop)" in report
+    assert "thread started at (most recent call last):" in report
+    assert "thread.start()" in report
+    assert "fix: do it in the reactor thread: reactor.callFromThread(reactor.callLater" in report
+    # threadcheck's own frames never show; Twisted's are folded.
+    assert "_checked.py" not in report and "_affinity.py" not in report
+
+
+def test_repeats_are_grouped_with_exact_counts(running_reactor: Any) -> None:
+    running: RunningReactor = running_reactor(Mode.RECORD)
+    violations = _violations_from(running, n_threads=3, per_thread=50)
+
+    report = format_report(violations)
+    document = to_json(violations, "record")
+
+    assert report.startswith("threadcheck: 150 thread-affinity violations (3 distinct)")
+    assert "reactor.callWhenRunning: 150" in report
+    assert report.count("[x50]") == 3
+    assert document["total"] == 150
+    assert sum(g["count"] for g in document["violations"]) == 150  # type: ignore[attr-defined]
+
+
+def test_json_report_matches_the_published_schema(running_reactor: Any, tmp_path: Any) -> None:
+    running: RunningReactor = running_reactor(Mode.RECORD)
+    _violations_from(running, n_threads=2, per_thread=3)
+    path = tmp_path / "report.json"
+
+    stream = io.StringIO()
+    assert finish(running.reactor.threadcheck, path, stream) == 6
+
+    document = json.loads(path.read_text())
+    jsonschema.validate(document, json.loads(SCHEMA_PATH.read_text()))
+    assert document["counts_by_api"] == {"reactor.callWhenRunning": 6}
+    first = document["violations"][0]
+    assert first["kind"] == "foreign-thread"
+    assert first["stack"][-1]["library"] is None  # the user's line, not threadcheck's
+    assert stream.getvalue().startswith("threadcheck: 6 thread-affinity violations")
+
+
+def test_empty_report(tmp_path: Any, running_reactor: Any) -> None:
+    running: RunningReactor = running_reactor(Mode.RECORD)
+    path = tmp_path / "report.json"
+    stream = io.StringIO()
+    assert finish(running.reactor.threadcheck, path, stream) == 0
+    assert stream.getvalue() == ""
+    assert json.loads(path.read_text())["total"] == 0
+    assert format_report([]) == ""
+
+
+def test_human_report_shows_a_bounded_number_of_groups(running_reactor: Any) -> None:
+    running: RunningReactor = running_reactor(Mode.RECORD)
+    violations = _violations_from(running, n_threads=MAX_GROUPS_SHOWN + 5, per_thread=1)
+    report = format_report(violations)
+    assert f"[{MAX_GROUPS_SHOWN}] " in report
+    assert f"[{MAX_GROUPS_SHOWN + 1}] " not in report
+    assert "5 more distinct violations; the JSON report (--json) has them all" in report
+    assert len(to_json(violations, "record")["violations"]) == MAX_GROUPS_SHOWN + 5  # type: ignore[arg-type]
