@@ -1,0 +1,40 @@
+"""The README's example and set-up commands stay true."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).parents[1] / "README.md"
+
+
+@pytest.mark.slow
+def test_readme_example_runs_and_prints_what_it_says(tmp_path: Path) -> None:
+    text = README.read_text()
+    match = re.search(r"<!-- readme-example[^>]*-->\n```python\n(.*?)```", text, re.S)
+    assert match, "README example block not found"
+    example = tmp_path / "example.py"
+    example.write_text(match.group(1))
+    assert len(match.group(1).strip().splitlines()) <= 11
+
+    result = subprocess.run(
+        [sys.executable, str(example)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(
+        r"reactor\.callLater called from thread 'PoolThread-twisted\.internet\.reactor-0' "
+        r"\(ident \d+\); the reactor runs in 'MainThread' \(ident \d+\) at example\.py:7 in work\n",
+        result.stdout,
+    )
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    commands = re.findall(r"```sh\n(.*?)\n```", README.read_text(), re.S)
+    assert len(commands) == 2
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert commands[1] in ci
