@@ -28,7 +28,8 @@ def test_readme_example_runs_and_prints_what_it_says(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert re.fullmatch(
         r"reactor\.callLater called from thread 'PoolThread-twisted\.internet\.reactor-0' "
-        r"\(ident \d+\); the reactor runs in 'MainThread' \(ident \d+\) at example\.py:7 in work\n",
+        r"\(ident \d+\); the reactor runs in 'MainThread' \(ident \d+\) "
+        r"at example\.py:7 in work\n",
         result.stdout,
     )
 
