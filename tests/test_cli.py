@@ -173,3 +173,33 @@ def test_usage_errors_are_one_line_with_status_two(
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("threadcheck: error: ")
     assert message in lines[0]
+
+
+def test_program_that_installs_threadcheck_itself_keeps_the_runners_mode(tmp_path: Path) -> None:
+    prog = script(
+        tmp_path,
+        """
+        import threadcheck
+        reactor = threadcheck.install(mode="warn")
+        print(reactor.threadcheck.mode.value)
+        """,
+    )
+    result = threadcheck("run", "--mode", "raise", prog)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "raise"
+
+
+def test_program_that_installs_another_reactor_first_gets_a_clear_error(tmp_path: Path) -> None:
+    prog = script(
+        tmp_path,
+        """
+        import threadcheck
+        from twisted.internet import reactor  # the default reactor, installed here
+        threadcheck.install()
+        """,
+    )
+    result = subprocess.run([sys.executable, prog], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "call threadcheck.install() before anything imports twisted.internet.reactor" in (
+        result.stderr
+    )

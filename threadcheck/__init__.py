@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from threadcheck._affinity import AffinityChecker
-from threadcheck._modes import Mode
+from threadcheck._modes import DEFAULT_MODE, Mode
 from threadcheck._recorder import Recorder
 from threadcheck._report import SCHEMA_VERSION, format_report, to_json, write_json
 from threadcheck._stacks import Frame, Stack
@@ -28,11 +28,11 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 
-def install(mode: Mode | str = Mode.RECORD, recorder: Recorder | None = None) -> ThreadCheckMixin:
+def install(mode: Mode | str = DEFAULT_MODE, recorder: Recorder | None = None) -> ThreadCheckMixin:
     """Install the instrumented reactor as Twisted's global reactor and return it.
 
-    Call it before anything imports ``twisted.internet.reactor``. Imports the
-    reactor only when called, so importing threadcheck stays cheap.
+    See :func:`threadcheck_reactor.install`. Imports the reactor only when
+    called, so importing threadcheck stays cheap.
     """
     import threadcheck_reactor
 

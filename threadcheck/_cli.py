@@ -110,6 +110,8 @@ def _check_writable(path: str) -> None:
         raise UsageError(f"--json: no such directory: {folder}")
     if os.path.isdir(path):
         raise UsageError(f"--json: is a directory: {path}")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"--json: cannot write in {folder}")
 
 
 def _check_script(script: str) -> None:

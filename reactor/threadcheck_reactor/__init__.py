@@ -30,13 +30,16 @@ class ReactorAlreadyInstalledError(RuntimeError):
 def install(mode: Mode | str = DEFAULT_MODE, recorder: Recorder | None = None) -> ThreadCheckMixin:
     """Install the instrumented reactor as ``twisted.internet.reactor`` and return it.
 
-    Call it before anything imports ``twisted.internet.reactor``.
+    Call it before anything imports ``twisted.internet.reactor``. If the
+    instrumented reactor is already installed (say the program calls this and
+    also runs under ``threadcheck run``), that reactor is returned and keeps
+    the mode it was installed with: the outer choice wins.
     """
     mode = Mode.parse(mode)
     existing = sys.modules.get("twisted.internet.reactor")
+    if isinstance(existing, ThreadCheckMixin):
+        return existing
     if existing is not None:
-        if isinstance(existing, ThreadCheckMixin):
-            raise ReactorAlreadyInstalledError("the threadcheck reactor is already installed")
         raise ReactorAlreadyInstalledError(
             f"a {type(existing).__module__}.{type(existing).__qualname__} is already the "
             "global reactor: call threadcheck.install() before anything imports "

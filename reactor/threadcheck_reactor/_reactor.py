@@ -78,6 +78,10 @@ class ThreadCheckMixin(PosixReactorBase):
     thread; ``callFromThread`` raises
     :class:`~threadcheck.BlockingCallInReactorThreadError` when it is
     ``blockingCallFromThread`` calling it in the running reactor's thread.
+
+    Creating one starts recording where threads are started, process-wide
+    (:func:`threadcheck.track_thread_starts`), so reports can say where the
+    offending thread came from.
     """
 
     _threadcheck: AffinityChecker
