@@ -114,18 +114,9 @@ class ThreadCheckMixin(PosixReactorBase):
         self, delay: float, callable: Callable[..., Any], *args: object, **kw: object
     ) -> DelayedCall:
         checker = self._threadcheck
-        if get_ident() != checker.owner and checker.violation("reactor.callLater"):
-            with checker.exempt():
-                return self._call_later(delay, callable, args, kw)
-        return self._call_later(delay, callable, args, kw)
-
-    def _call_later(
-        self,
-        delay: float,
-        callable: Callable[..., Any],
-        args: tuple[object, ...],
-        kw: dict[str, object],
-    ) -> DelayedCall:
+        if get_ident() != checker.owner:
+            # No exemption needed: nothing below calls another checked API.
+            checker.violation("reactor.callLater")
         assert delay >= 0, f"{delay} is not greater than or equal to 0 seconds"
         call = self._threadcheck_delayed_call(
             self.seconds() + delay,
