@@ -44,6 +44,10 @@ def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[s
     )
 
 
+def trial(module: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return run([str(BIN / "trial"), "--reactor=threadcheck", module], cwd, **env)
+
+
 @pytest.mark.parametrize("program", ["trial", "twistd"])
 def test_help_reactors_lists_threadcheck(program: str, tmp_path: Path) -> None:
     result = run([str(BIN / program), "--help-reactors"], tmp_path)
@@ -54,11 +58,7 @@ def test_help_reactors_lists_threadcheck(program: str, tmp_path: Path) -> None:
 
 def test_trial_runs_tests_on_the_instrumented_reactor(tmp_path: Path) -> None:
     (tmp_path / "tc_trial_tests.py").write_text(TRIAL_TESTS)
-    result = run(
-        [str(BIN / "trial"), "--reactor=threadcheck", "tc_trial_tests"],
-        tmp_path,
-        THREADCHECK_MODE="raise",
-    )
+    result = trial("tc_trial_tests", tmp_path, THREADCHECK_MODE="raise")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "PASSED (successes=2)" in result.stdout
     # raise mode: the violation was raised and also recorded, so it is reported at exit.
@@ -80,11 +80,7 @@ def test_trial_record_mode_reports_at_exit_and_writes_json(tmp_path: Path) -> No
         )
     )
     report = tmp_path / "report.json"
-    result = run(
-        [str(BIN / "trial"), "--reactor=threadcheck", "tc_record_tests"],
-        tmp_path,
-        THREADCHECK_JSON=str(report),
-    )
+    result = trial("tc_record_tests", tmp_path, THREADCHECK_JSON=str(report))
     assert "PASSED" in result.stdout
     assert "reactor.callLater called from thread" in result.stderr
     assert json.loads(report.read_text())["counts_by_api"] == {"reactor.callLater": 1}
@@ -92,11 +88,7 @@ def test_trial_record_mode_reports_at_exit_and_writes_json(tmp_path: Path) -> No
 
 def test_bad_mode_in_environment_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "tc_trial_tests.py").write_text(TRIAL_TESTS)
-    result = run(
-        [str(BIN / "trial"), "--reactor=threadcheck", "tc_trial_tests"],
-        tmp_path,
-        THREADCHECK_MODE="loud",
-    )
+    result = trial("tc_trial_tests", tmp_path, THREADCHECK_MODE="loud")
     assert result.returncode != 0
     assert "unknown mode 'loud'" in result.stdout + result.stderr
 

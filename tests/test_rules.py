@@ -248,3 +248,12 @@ def test_unknown_mode_is_a_clear_error() -> None:
         ValueError, match=r"unknown mode 'loud': choose one of 'raise', 'record', 'warn'"
     ):
         ThreadCheckReactor("loud")
+
+
+def test_repeated_violations_share_one_stack(running_reactor: Any) -> None:
+    running: RunningReactor = running_reactor(Mode.RECORD)
+    for _ in range(3):
+        running.reactor.callWhenRunning(noop)
+    first, *rest = running.recorder.violations()
+    assert len(rest) == 2
+    assert all(v.stack is first.stack for v in rest)

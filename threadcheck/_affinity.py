@@ -143,7 +143,7 @@ class AffinityChecker:
             kind=kind,
             thread=ThreadInfo(thread.name, self._get_ident()),
             reactor_thread=self.owner_info(),
-            stack=_stacks.without_threadcheck(_stacks.capture(skip=2)),
+            stack=_stacks.intern(_stacks.without_threadcheck(_stacks.capture(skip=2))),
             spawn_site=_threads.spawn_site(thread),
             submitted_from=_threads.current_submission(),
         )

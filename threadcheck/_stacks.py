@@ -106,6 +106,16 @@ def _from_frame(frame: FrameType | None, limit: int) -> Stack:
     return tuple(frames)
 
 
+_interned: dict[Stack, Stack] = {}
+
+
+def intern(stack: Stack) -> Stack:
+    """One shared copy per distinct stack: a violation repeated a million times
+    in a soak run then costs a small record each, not a stack each."""
+    # dict.setdefault is thread-safe; a lost race only keeps one duplicate.
+    return _interned.setdefault(stack, stack)
+
+
 def without_threadcheck(stack: Stack) -> Stack:
     """Drop threadcheck's own innermost frames: they are the check, not the bug."""
     end = len(stack)

@@ -93,6 +93,7 @@ class ThreadCheckMixin(PosixReactorBase):
         *,
         checker: AffinityChecker | None = None,
     ) -> None:
+        """``checker`` injects a ready checker (``mode`` and ``recorder`` are then unused)."""
         # Set up before Twisted's __init__, which already calls checked APIs.
         self._threadcheck = checker if checker is not None else AffinityChecker(mode, recorder)
         self._threadcheck_delayed_call = delayed_call_type(self._threadcheck)
@@ -106,8 +107,8 @@ class ThreadCheckMixin(PosixReactorBase):
 
     # callLater and callFromThread are the hot paths. They inline Twisted's
     # few-line bodies (ReactorBase.callLater/callFromThread) instead of calling
-    # super(): a second Python frame and argument repacking would cost ~8x the
-    # check itself. tests/test_twisted_conformance.py runs Twisted's own
+    # super(): a second Python frame and argument repacking would cost about
+    # five times the check itself. tests/test_twisted_conformance.py runs Twisted's own
     # reactor tests on these classes to catch any drift from Twisted.
 
     def callLater(
