@@ -203,3 +203,13 @@ def test_program_that_installs_another_reactor_first_gets_a_clear_error(tmp_path
     assert "call threadcheck.install() before anything imports twisted.internet.reactor" in (
         result.stderr
     )
+
+
+def test_runs_a_directory_with_main_and_imports_beside_it(tmp_path: Path) -> None:
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "helper.py").write_text("VALUE = 'found helper'\n")
+    (app / "__main__.py").write_text("import helper\nprint(helper.VALUE)\n")
+    result = threadcheck("run", str(app))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "found helper"

@@ -92,6 +92,8 @@ def _run(args: argparse.Namespace) -> int:
     except threadcheck_reactor.ReactorAlreadyInstalledError as error:
         raise UsageError(str(error)) from None
     if args.module is not None:
+        # Only now: finding a submodule imports its parent packages, which may
+        # import the reactor and must get the instrumented one.
         _check_module(args.module)
         status = _execute_module(args.module, target)
     else:
@@ -132,7 +134,8 @@ def _check_module(module: str) -> None:
 
 def _execute_script(script: str, args: list[str]) -> int:
     sys.argv = [script, *args]
-    sys.path[0] = os.path.dirname(os.path.abspath(script))
+    # As `python script`: the script's folder (or the directory run) comes first.
+    sys.path[0] = os.path.abspath(script if os.path.isdir(script) else os.path.dirname(script))
     return _execute(lambda: runpy.run_path(script, run_name="__main__"))
 
 
