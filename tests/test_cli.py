@@ -12,6 +12,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from threadcheck import examples
 from threadcheck._report import SCHEMA_PATH
 
 pytestmark = pytest.mark.slow
@@ -38,19 +39,24 @@ def test_correct_example_exits_zero() -> None:
     assert "threadcheck: no thread-affinity violations found" in result.stderr
 
 
-@pytest.mark.parametrize(
-    ("example", "api", "line"),
-    [
-        ("calllater_from_worker", "reactor.callLater", "reactor.callLater(0.01, retry)"),
-        ("write_from_thread", "reactor.addWriter", "self.transport.write(reply)"),
-        ("stop_from_thread", "reactor.stop", "reactor.stop()  # BUG"),
-        (
-            "blocking_call_in_reactor",
-            "blockingCallFromThread",
-            "threads.blockingCallFromThread(reactor, lookup, key)",
-        ),
-    ],
-)
+BUGGY_EXAMPLES = [
+    ("calllater_from_worker", "reactor.callLater", "reactor.callLater(0.01, retry)"),
+    ("write_from_thread", "reactor.addWriter", "self.transport.write(reply)"),
+    ("stop_from_thread", "reactor.stop", "reactor.stop()  # BUG"),
+    (
+        "blocking_call_in_reactor",
+        "blockingCallFromThread",
+        "threads.blockingCallFromThread(reactor, lookup, key)",
+    ),
+]
+
+
+def test_every_bundled_example_is_covered() -> None:
+    assert {example for example, _, _ in BUGGY_EXAMPLES} == set(examples.BUGGY)
+    assert examples.CORRECT == ("correct",)
+
+
+@pytest.mark.parametrize(("example", "api", "line"), BUGGY_EXAMPLES)
 def test_buggy_examples_exit_one_with_a_report(example: str, api: str, line: str) -> None:
     result = threadcheck("run", "-m", f"threadcheck.examples.{example}")
     assert result.returncode == 1, result.stderr

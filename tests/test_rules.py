@@ -15,6 +15,7 @@ from threadcheck import (
     Mode,
     ThreadAffinityError,
     ThreadAffinityWarning,
+    spawn_site,
 )
 from threadcheck_reactor import ThreadCheckReactor
 
@@ -257,3 +258,33 @@ def test_repeated_violations_share_one_stack(running_reactor: Any) -> None:
     first, *rest = running.recorder.violations()
     assert len(rest) == 2
     assert all(v.stack is first.stack for v in rest)
+
+
+def test_recorder_clear_hands_back_what_it_held() -> None:
+    reactor = ThreadCheckReactor(Mode.RECORD)
+    run_in_thread(lambda: reactor.callWhenRunning(noop))
+    reactor.threadcheck.flush_pending()
+    recorder = reactor.threadcheck.recorder
+    assert len(recorder) == 1
+    taken = recorder.clear()
+    assert [v.api for v in taken] == ["reactor.callWhenRunning"]
+    assert len(recorder) == 0
+
+
+def test_thread_start_tracking_can_be_turned_off_and_on() -> None:
+    from threadcheck._threads import stop_tracking_thread_starts, track_thread_starts
+
+    stop_tracking_thread_starts()
+    try:
+        untracked = threading.Thread(target=noop)
+        untracked.start()
+        untracked.join()
+    finally:
+        track_thread_starts()
+    tracked = threading.Thread(target=noop)
+    tracked.start()
+    tracked.join()
+    assert spawn_site(untracked) is None
+    site = spawn_site(tracked)
+    assert site is not None
+    assert site[-1].function == "test_thread_start_tracking_can_be_turned_off_and_on"

@@ -92,10 +92,6 @@ def capture(skip: int = 0, limit: int = MAX_DEPTH) -> Stack:
     return _from_frame(frame, limit)
 
 
-def capture_from(frame: FrameType | None, limit: int = MAX_DEPTH) -> Stack:
-    return _from_frame(frame, limit)
-
-
 def _from_frame(frame: FrameType | None, limit: int) -> Stack:
     frames: list[Frame] = []
     while frame is not None and len(frames) < limit:

@@ -48,10 +48,6 @@ def stop_tracking_thread_starts() -> None:
             _original_start = None
 
 
-def is_tracking_thread_starts() -> bool:
-    return _original_start is not None
-
-
 def spawn_site(thread: threading.Thread) -> _stacks.Stack | None:
     """The stack that started ``thread``; None if it started before tracking."""
     site: _stacks.Stack | None = getattr(thread, _SPAWN_ATTR, None)
