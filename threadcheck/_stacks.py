@@ -87,12 +87,11 @@ def classify(filename: str) -> str | None:
 
 
 def capture(skip: int = 0, limit: int = MAX_DEPTH) -> Stack:
-    """The caller's stack, without the caller's own ``skip`` innermost frames."""
+    """The caller's stack, without the caller's own ``skip`` innermost frames.
+
+    Keeps the innermost ``limit`` frames: those are the ones that made the call.
+    """
     frame: FrameType | None = sys._getframe(skip + 1)
-    return _from_frame(frame, limit)
-
-
-def _from_frame(frame: FrameType | None, limit: int) -> Stack:
     frames: list[Frame] = []
     while frame is not None and len(frames) < limit:
         code = frame.f_code
