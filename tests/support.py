@@ -67,3 +67,12 @@ def run_in_thread(f: Callable[[], T], name: str = "worker") -> T:
     if "error" in outcome:
         raise outcome["error"]
     return outcome["result"]  # type: ignore[no-any-return]
+
+
+def run_threads(threads: list[threading.Thread]) -> None:
+    """Start all of ``threads`` together, then wait for each; none may hang."""
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(JOIN_TIMEOUT)
+        assert not thread.is_alive(), f"thread {thread.name} hung"

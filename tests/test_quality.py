@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from threadcheck import Kind, Mode
 
-from support import RunningReactor
+from support import RunningReactor, run_threads
 
 pytestmark = pytest.mark.quality
 
@@ -72,12 +72,9 @@ def _run_workers(running: RunningReactor, program: list[list[tuple[str, bool]]])
             else:
                 reactor.callFromThread(CALLS[api], reactor)
 
-    threads = [
-        threading.Thread(target=worker, args=(steps,), name=f"w{i}")
-        for i, steps in enumerate(program)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-        assert not thread.is_alive()
+    run_threads(
+        [
+            threading.Thread(target=worker, args=(steps,), name=f"w{i}")
+            for i, steps in enumerate(program)
+        ]
+    )

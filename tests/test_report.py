@@ -12,7 +12,7 @@ import jsonschema
 from threadcheck import Mode, Violation, format_report, to_json
 from threadcheck._report import MAX_GROUPS_SHOWN, SCHEMA_PATH, finish
 
-from support import RunningReactor
+from support import RunningReactor, run_threads
 
 
 def noop() -> None:
@@ -24,11 +24,7 @@ def _violations_from(running: RunningReactor, n_threads: int, per_thread: int) -
         for _ in range(per_thread):
             running.reactor.callWhenRunning(noop)
 
-    workers = [threading.Thread(target=hammer, name=f"w{i}") for i in range(n_threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(30)
+    run_threads([threading.Thread(target=hammer, name=f"w{i}") for i in range(n_threads)])
     return running.recorder.violations()
 
 

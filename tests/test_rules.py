@@ -19,7 +19,7 @@ from threadcheck import (
 )
 from threadcheck_reactor import ThreadCheckReactor
 
-from support import RunningReactor, run_in_thread
+from support import RunningReactor, run_in_thread, run_threads
 
 
 def noop() -> None:
@@ -167,10 +167,7 @@ def test_exact_count_from_eight_threads_at_once(mode: Mode, running_reactor: Any
     workers = [
         threading.Thread(target=hammer, args=(i,), name=f"hammer-{i}") for i in range(n_threads)
     ]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(60)
+    run_threads(workers)
 
     violations = running.recorder.violations()
     assert len(violations) == per_thread * n_threads
