@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -12,7 +13,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+import threadcheck as threadcheck_package
 from threadcheck import examples
+from threadcheck._cli import INTERRUPTED, VIOLATIONS_FOUND
 from threadcheck._report import SCHEMA_PATH
 
 pytestmark = pytest.mark.slow
@@ -57,9 +60,9 @@ def test_every_bundled_example_is_covered() -> None:
 
 
 @pytest.mark.parametrize(("example", "api", "line"), BUGGY_EXAMPLES)
-def test_buggy_examples_exit_one_with_a_report(example: str, api: str, line: str) -> None:
+def test_buggy_examples_exit_three_with_a_report(example: str, api: str, line: str) -> None:
     result = threadcheck("run", "-m", f"threadcheck.examples.{example}")
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == VIOLATIONS_FOUND, result.stderr
     assert "threadcheck: 1 thread-affinity violation (1 distinct)" in result.stderr
     assert f"  {api}: 1" in result.stderr
     assert re.search(rf"offending call: \S*examples/{example}\.py:\d+ in ", result.stderr)
@@ -70,7 +73,7 @@ def test_raise_mode_on_a_buggy_example() -> None:
     result = threadcheck(
         "run", "--mode", "raise", "-m", "threadcheck.examples.calllater_from_worker"
     )
-    assert result.returncode == 1
+    assert result.returncode == VIOLATIONS_FOUND
     assert "first attempt: reactor.callLater called from thread" in result.stdout
 
 
@@ -105,21 +108,61 @@ def test_clean_script_keeps_its_own_exit_status(tmp_path: Path, body: str, statu
     assert result.returncode == status, result.stderr
 
 
-def test_violations_win_over_the_script_status(tmp_path: Path) -> None:
+# Made in a thread the reactor never ran in: judged `before-run` at the report.
+VIOLATION = """
+import threading
+from twisted.internet import reactor
+reactor.callWhenRunning(lambda: None)
+t = threading.Thread(target=lambda: reactor.callLater(1, print))
+t.start(); t.join()
+"""
+
+
+def test_violations_win_over_a_clean_exit(tmp_path: Path) -> None:
+    result = threadcheck("run", script(tmp_path, VIOLATION + "raise SystemExit(0)"))
+    assert result.returncode == VIOLATIONS_FOUND
+    assert "called before run() from thread" in result.stderr  # the reactor never ran
+    assert "also failed" not in result.stderr
+
+
+@pytest.mark.parametrize(("body", "status"), [("raise SystemExit(4)", 4), ("1 / 0", 1)])
+def test_violations_win_over_a_failure_which_is_named_after_the_report(
+    tmp_path: Path, body: str, status: int
+) -> None:
+    result = threadcheck("run", script(tmp_path, VIOLATION + body))
+    assert result.returncode == VIOLATIONS_FOUND
+    report_at = result.stderr.index("threadcheck: 1 thread-affinity violation")
+    assert result.stderr.splitlines()[-1] == (
+        f"threadcheck: the program also failed (exit status {status})"
+    )
+    assert report_at < result.stderr.index("the program also failed")
+
+
+@pytest.mark.parametrize(("body", "status"), [("pass", 0), ("raise SystemExit(4)", 4)])
+def test_report_only_keeps_the_program_status(tmp_path: Path, body: str, status: int) -> None:
+    result = threadcheck("run", "--report-only", script(tmp_path, VIOLATION + body))
+    assert result.returncode == status
+    assert "threadcheck: 1 thread-affinity violation (1 distinct)" in result.stderr
+    assert "also failed" not in result.stderr
+
+
+def test_violations_made_while_waiting_for_threads_are_reported(tmp_path: Path) -> None:
     prog = script(
         tmp_path,
         """
         import threading
         from twisted.internet import reactor
-        reactor.callWhenRunning(lambda: None)
-        t = threading.Thread(target=lambda: reactor.callLater(1, print))
-        t.start(); t.join()
-        raise SystemExit(0)
+
+        def after_main():
+            threading.main_thread().join()  # returns once the main thread is finished
+            reactor.callLater(1, print)
+
+        threading.Thread(target=after_main).start()
         """,
     )
     result = threadcheck("run", prog)
-    assert result.returncode == 1
-    assert "called before run() from thread" in result.stderr  # the reactor never ran
+    assert result.returncode == VIOLATIONS_FOUND, result.stderr
+    assert "  reactor.callLater: 1" in result.stderr
 
 
 def test_json_report_is_written_and_valid(tmp_path: Path) -> None:
@@ -127,7 +170,7 @@ def test_json_report_is_written_and_valid(tmp_path: Path) -> None:
     result = threadcheck(
         "run", "--json", str(report), "-m", "threadcheck.examples.write_from_thread"
     )
-    assert result.returncode == 1
+    assert result.returncode == VIOLATIONS_FOUND
     document = json.loads(report.read_text())
     jsonschema.validate(document, json.loads(SCHEMA_PATH.read_text()))
     assert document["total"] == 1
@@ -166,6 +209,9 @@ def test_console_script_matches_python_m(tmp_path: Path) -> None:
         (["run", "--json", "/no/such/dir/r.json", "{prog}"], "--json: no such directory"),
         (["run", "-m", "no_such_module_xyz"], "no module named 'no_such_module_xyz'"),
         (["run", "--json"], "expected one argument"),
+        (["run", "-m"], "argument -m: expected one argument"),
+        (["run", "--report-only"], "expected a script or -m module"),
+        (["run", "--mod", "raise", "{prog}"], "unrecognized arguments: --mod"),
     ],
 )
 def test_usage_errors_are_one_line_with_status_two(
@@ -219,3 +265,205 @@ def test_runs_a_directory_with_main_and_imports_beside_it(tmp_path: Path) -> Non
     result = threadcheck("run", str(app))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "found helper"
+
+
+def test_version() -> None:
+    result = threadcheck("--version")
+    assert result.returncode == 0
+    assert result.stdout == f"threadcheck {threadcheck_package.__version__}\n"
+
+
+def test_run_help_documents_the_exit_statuses() -> None:
+    result = threadcheck("run", "--help")
+    assert result.returncode == 0
+    epilog = result.stdout[result.stdout.index("exit status:") :]
+    assert f"{VIOLATIONS_FOUND}    violations were found" in epilog
+    assert f"{INTERRUPTED}  interrupted by Ctrl-C" in epilog
+
+
+CROCHET_PROGRAM = """
+from crochet import setup, wait_for
+setup()
+from twisted.internet import reactor, task
+
+@wait_for(timeout=10)
+def add(a, b):
+    return task.deferLater(reactor, 0.01, lambda: a + b)
+
+print(add(1, 2))
+"""
+
+
+def test_correct_crochet_program_exits_like_python(tmp_path: Path) -> None:
+    # crochet stops its reactor thread once the main thread is finished: a
+    # runner that joins threads first hangs (the subprocess timeout catches it).
+    result = threadcheck("run", script(tmp_path, CROCHET_PROGRAM))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "3\n"
+    assert "threadcheck: no thread-affinity violations found" in result.stderr
+
+
+def test_crochet_program_with_a_violation(tmp_path: Path) -> None:
+    prog = script(tmp_path, CROCHET_PROGRAM + "reactor.callLater(0, print, 'late')  # BUG\n")
+    result = threadcheck("run", prog)
+    assert result.returncode == VIOLATIONS_FOUND, result.stderr
+    assert (
+        "reactor.callLater called from thread 'MainThread' (ident " in result.stderr
+        and "the reactor runs in 'CrochetReactor'" in result.stderr
+    )
+    assert "reactor.callLater(0, print, 'late')  # BUG" in result.stderr
+
+
+def argv_module(tmp_path: Path) -> None:
+    script(tmp_path, "import sys; print(sys.argv[1:])", name="show_argv.py")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-q"],
+        ["--mode", "raise", "--json", "x", "--report-only", "-m", "y"],
+        ["--", "-q"],
+        ["--version", "--help"],
+    ],
+)
+def test_arguments_after_the_module_belong_to_it(tmp_path: Path, args: list[str]) -> None:
+    argv_module(tmp_path)
+    result = threadcheck("run", "--mode=warn", "-m", "show_argv", *args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{args}\n"
+
+
+def test_arguments_after_the_script_belong_to_it(tmp_path: Path) -> None:
+    prog = script(tmp_path, "import sys; print(sys.argv[1:])")
+    result = threadcheck("run", prog, "--mode", "raise", "-m", "x", "--bogus")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "['--mode', 'raise', '-m', 'x', '--bogus']\n"
+
+
+def test_double_dash_ends_run_options(tmp_path: Path) -> None:
+    script(tmp_path, "import sys; print(sys.argv[1:])", name="-prog.py")
+    result = threadcheck("run", "--report-only", "--", "-prog.py", "--", "-q", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "['--', '-q']\n"
+
+
+def test_options_with_equals_and_module_glued_to_m(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    result = threadcheck(
+        "run", "--mode=raise", f"--json={report}", "-mthreadcheck.examples.correct"
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(report.read_text())["mode"] == "raise"
+
+
+def test_pytest_runs_with_its_own_options(tmp_path: Path) -> None:
+    (tmp_path / "test_sample.py").write_text("def test_passes():\n    pass\n")
+    result = threadcheck("run", "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"^1 passed", result.stdout, re.MULTILINE), result.stdout
+
+
+FAILING_PROGRAM = """
+def parse(text):
+    return int(text)
+
+def main():
+    try:
+        parse("x")
+    except ValueError as error:
+        raise RuntimeError("bad input") from error
+
+main()
+"""
+
+
+def python_and_threadcheck(tmp_path: Path, body: str, as_module: bool) -> tuple[str, str]:
+    """The stderr of `python` and of `threadcheck run` running the same program."""
+    script(tmp_path, body, name="failing.py")
+    target = ["-m", "failing"] if as_module else [str(tmp_path / "failing.py")]
+    python = subprocess.run(
+        [sys.executable, *target], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    checked = threadcheck("run", *target, cwd=tmp_path)
+    assert python.returncode == checked.returncode == 1, checked.stderr
+    *program_stderr, verdict = checked.stderr.splitlines(keepends=True)
+    assert verdict == "threadcheck: no thread-affinity violations found\n"
+    return python.stderr, "".join(program_stderr)
+
+
+@pytest.mark.parametrize("as_module", [False, True], ids=["script", "module"])
+def test_uncaught_exception_is_shown_as_python_shows_it(tmp_path: Path, as_module: bool) -> None:
+    python, checked = python_and_threadcheck(tmp_path, FAILING_PROGRAM, as_module)
+    # `python -m` shows its own runpy frames (no source line); threadcheck shows none of its own.
+    python = "".join(
+        line for line in python.splitlines(keepends=True) if '"<frozen runpy>"' not in line
+    )
+    assert checked == python
+    assert "RuntimeError: bad input" in checked
+    assert "The above exception was the direct cause" in checked
+
+
+@pytest.mark.parametrize("as_module", [False, True], ids=["script", "module"])
+def test_syntax_error_is_shown_as_python_shows_it(tmp_path: Path, as_module: bool) -> None:
+    python, checked = python_and_threadcheck(tmp_path, "def f(:\n    pass\n", as_module)
+    # `python -m` puts a traceback of runpy and importlib frames before it; a
+    # script's SyntaxError (and threadcheck's, either way) has none.
+    assert checked == python[python.index(f'  File "{tmp_path / "failing.py"}"') :]
+    assert not as_module or python.startswith("Traceback")
+    assert checked.startswith('  File "')
+    assert checked.endswith("SyntaxError: invalid syntax\n")
+
+
+def test_failing_parent_package_is_the_program_failing(tmp_path: Path) -> None:
+    package = tmp_path / "broken"
+    package.mkdir()
+    (package / "__init__.py").write_text("1 / 0\n")
+    (package / "tool.py").write_text("print('unreachable')\n")
+    result = threadcheck("run", "-m", "broken.tool", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[:2] == [
+        "Traceback (most recent call last):",
+        f'  File "{package / "__init__.py"}", line 1, in <module>',
+    ]
+    assert "ZeroDivisionError: division by zero" in result.stderr
+
+
+def interrupt_after_ready(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run threadcheck; send SIGINT once the program prints 'ready'."""
+    with subprocess.Popen(
+        [*THREADCHECK, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stdout is not None
+        assert process.stdout.readline() == "ready\n"
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def test_ctrl_c_in_the_program_still_reports(tmp_path: Path) -> None:
+    prog = script(tmp_path, VIOLATION + "import time\nprint('ready', flush=True)\ntime.sleep(60)")
+    result = interrupt_after_ready("run", prog)
+    assert result.returncode == INTERRUPTED, result.stderr
+    assert "threadcheck: 1 thread-affinity violation (1 distinct)" in result.stderr
+    assert result.stderr.startswith("Traceback (most recent call last):\n")
+    assert "\nKeyboardInterrupt\n" in result.stderr
+    assert "runpy" not in result.stderr and "_cli.py" not in result.stderr
+
+
+def test_ctrl_c_while_waiting_for_threads_still_reports(tmp_path: Path) -> None:
+    prog = script(
+        tmp_path,
+        VIOLATION
+        + """
+def outlive_main():
+    threading.main_thread().join()  # threadcheck is now waiting for this thread
+    print("ready", flush=True)
+    threading.Event().wait()
+
+threading.Thread(target=outlive_main).start()
+""",
+    )
+    result = interrupt_after_ready("run", prog)
+    assert result.returncode == INTERRUPTED, result.stderr
+    assert "threadcheck: 1 thread-affinity violation (1 distinct)" in result.stderr
