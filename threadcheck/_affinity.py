@@ -109,6 +109,7 @@ class AffinityChecker:
         goes on; the caller then runs it under :meth:`exempt`, so that the
         checked APIs Twisted calls inside it are not reported a second time.
         """
+        __tracebackhide__ = True  # pytest: the offending call is the user's frame
         if getattr(self._exempt, "depth", 0):
             return False
         candidate = self._capture(api, Kind.FOREIGN_THREAD)
@@ -123,6 +124,7 @@ class AffinityChecker:
 
     def blocking_call_in_reactor(self) -> NoReturn:
         """``blockingCallFromThread`` in the owner thread: record, then always raise."""
+        __tracebackhide__ = True
         violation = self._capture("blockingCallFromThread", Kind.BLOCKING_CALL_IN_REACTOR)
         self.recorder.record(violation)
         raise BlockingCallInReactorThreadError(violation)
@@ -146,9 +148,11 @@ class AffinityChecker:
             stack=_stacks.intern(_stacks.without_threadcheck(_stacks.capture(skip=2))),
             spawn_site=_threads.spawn_site(thread),
             submitted_from=_threads.current_submission(),
+            test=self.recorder.context,
         )
 
     def _deliver(self, violation: Violation, *, raising: bool) -> None:
+        __tracebackhide__ = True
         self.recorder.record(violation)
         if self.mode is Mode.RAISE and raising:
             raise ThreadAffinityError(violation)
@@ -156,7 +160,7 @@ class AffinityChecker:
             self._warn(violation)
 
     def _warn(self, violation: Violation) -> None:
-        where = _stacks.innermost_user_frame(violation.stack)
+        where = violation.user_frame()
         filename, lineno = (where.filename, where.lineno) if where else ("<unknown>", 0)
         warnings.warn_explicit(
             violation.headline(),

@@ -1,9 +1,11 @@
 """Human-readable and JSON reports.
 
-Identical violations (same API, kind, thread and stacks) are grouped with a
-count, so thousands of repeats stay readable; the counts always add up to the
-exact number recorded. The JSON layout is described by ``report-schema.json``
-in this package and versioned by ``SCHEMA_VERSION``.
+Identical violations (same API, kind, threads, stacks and test) are grouped
+with a count, so thousands of repeats stay readable; the counts always add up
+to the exact number recorded. The JSON layout is described by
+``report-schema.json`` in this package and versioned by ``SCHEMA_VERSION``;
+:func:`from_json` reads it back, so reports made in other processes (pytest-xdist
+workers, trial -j workers) merge without loss.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from typing import IO, Any
 
 from threadcheck import _stacks
 from threadcheck._affinity import AffinityChecker
-from threadcheck._violation import Kind, Violation
+from threadcheck._violation import Kind, TestContext, ThreadInfo, Violation
 
 SCHEMA_ID = "threadcheck-report"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA_PATH = Path(__file__).with_name("report-schema.json")
 
 # The human report shows this many groups; the JSON report has them all.
@@ -37,20 +39,12 @@ class Group:
 
 def group(violations: Iterable[Violation]) -> list[Group]:
     """Identical violations merged, in order of first occurrence."""
-    counts: Counter[tuple[Any, ...]] = Counter()
-    first: dict[tuple[Any, ...], tuple[int, Violation]] = {}
+    counts: Counter[Violation] = Counter()
+    first: dict[Violation, int] = {}
     for index, violation in enumerate(violations):
-        key = (
-            violation.api,
-            violation.kind,
-            violation.thread,
-            violation.stack,
-            violation.spawn_site,
-            violation.submitted_from,
-        )
-        counts[key] += 1
-        first.setdefault(key, (index, violation))
-    return [Group(v, counts[key], index) for key, (index, v) in first.items()]
+        counts[violation] += 1
+        first.setdefault(violation, index)
+    return [Group(v, counts[v], index) for v, index in first.items()]
 
 
 def _hint(violation: Violation) -> str:
@@ -62,6 +56,13 @@ def _hint(violation: Violation) -> str:
     if violation.api.startswith("DelayedCall."):
         method = violation.api.split(".", 1)[1]
         return f"do it in the reactor thread: reactor.callFromThread(call.{method}, ...)"
+    submitted = _submitted_library_callable(violation)
+    if submitted is not None:
+        # callInThread(self.sendLine, ...): the hand-off itself is the mistake.
+        return (
+            f"{submitted.function}() must run in the reactor thread: hand it over with "
+            f"reactor.callFromThread(obj.{submitted.function}, ...), not callInThread"
+        )
     entry = _entry_into_library(violation.stack)
     api = violation.api.removeprefix("reactor.")
     if entry is not None and entry.library == "twisted" and entry.function != api:
@@ -81,13 +82,45 @@ def _entry_into_library(stack: _stacks.Stack) -> _stacks.Frame | None:
     return None
 
 
+def _submitted_library_callable(violation: Violation) -> _stacks.Frame | None:
+    """A library callable a pool thread was handed directly, when no user code ran.
+
+    The pool runs submitted work through ``_threads.run_submitted``; the frame
+    after it is the callable itself.
+    """
+    if violation.submitted_from is None or _stacks.innermost_user_frame(violation.stack):
+        return None
+    frames = violation.stack
+    for outer, inner in zip(reversed(frames[:-1]), reversed(frames[1:]), strict=True):
+        if outer.function == "run_submitted" and outer.library == "threadcheck":
+            return inner
+    return None
+
+
+def _handed_over(violation: Violation) -> str:
+    """Why the offending line is not on the offending thread's stack, if it is not."""
+    if _stacks.innermost_user_frame(violation.stack) is not None:
+        return ""
+    if violation.submitted_from is not None:
+        return "  (work handed to the thread pool here)"
+    return "  (the thread was started here)"
+
+
+def _user_frames(stack: _stacks.Stack) -> list[_stacks.Frame]:
+    return [frame for frame in stack if frame.library is None]
+
+
 def _format_group(number: int, g: Group) -> Iterator[str]:
     v = g.violation
     times = f"  [x{g.count}]" if g.count > 1 else ""
     yield f"[{number}] {v.headline()}{times}"
-    where = _stacks.innermost_user_frame(v.stack)
+    if v.test is not None:
+        yield f"    during test: {v.test.describe()}"
+    if v.expected is not None:
+        yield f"    expected: {v.expected}"
+    where = v.user_frame()
     if where is not None:
-        yield f"    offending call: {where.location()}"
+        yield f"    offending call: {where.location()}{_handed_over(v)}"
         if where.source:
             yield f"        {where.source}"
     entry = _entry_into_library(v.stack)
@@ -98,11 +131,16 @@ def _format_group(number: int, g: Group) -> Iterator[str]:
     if v.submitted_from is not None:
         yield "    work submitted to the thread pool at (most recent call last):"
         yield from _stacks.format_stack(v.submitted_from, indent="      ")
-    if v.spawn_site is not None:
+    if v.spawn_site is None:
+        yield "    thread started at: unknown (main thread, or started before threadcheck)"
+    elif v.submitted_from is not None and _user_frames(v.spawn_site) == _user_frames(
+        v.submitted_from
+    ):
+        # The pool started this thread for that very work: one stack is enough.
+        yield "    thread started at: the same place (the pool started it for this work)"
+    else:
         yield "    thread started at (most recent call last):"
         yield from _stacks.format_stack(v.spawn_site, indent="      ")
-    else:
-        yield "    thread started at: unknown (main thread, or started before threadcheck)"
     yield f"    fix: {_hint(v)}"
 
 
@@ -129,8 +167,12 @@ def format_report(violations: list[Violation]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _thread_json(thread: Any) -> dict[str, object]:
+def _thread_json(thread: ThreadInfo) -> dict[str, object]:
     return {"name": thread.name, "ident": thread.ident}
+
+
+def _test_json(test: TestContext | None) -> dict[str, str] | None:
+    return None if test is None else {"nodeid": test.nodeid, "phase": test.phase}
 
 
 def to_json(violations: list[Violation], mode: str) -> dict[str, object]:
@@ -153,10 +195,47 @@ def to_json(violations: list[Violation], mode: str) -> dict[str, object]:
                 "stack": _stacks.to_json(g.violation.stack),
                 "spawn_site": _stacks.to_json(g.violation.spawn_site),
                 "submitted_from": _stacks.to_json(g.violation.submitted_from),
+                "test": _test_json(g.violation.test),
+                "expected": g.violation.expected,
             }
             for g in groups
         ],
     }
+
+
+def from_json(document: dict[str, Any]) -> list[Violation]:
+    """The violations a :func:`to_json` document holds, each repeated ``count`` times."""
+    if document.get("schema") != SCHEMA_ID or document.get("version") != SCHEMA_VERSION:
+        raise ValueError(
+            f"not a {SCHEMA_ID} version {SCHEMA_VERSION} document: "
+            f"{document.get('schema')!r} version {document.get('version')!r}"
+        )
+    violations: list[Violation] = []
+    for entry in document["violations"]:
+        test = entry["test"]
+        violation = Violation(
+            api=entry["api"],
+            kind=Kind(entry["kind"]),
+            thread=ThreadInfo(**entry["thread"]),
+            reactor_thread=ThreadInfo(**entry["reactor_thread"]),
+            stack=_stack_from_json(entry["stack"]),
+            spawn_site=_optional_stack_from_json(entry["spawn_site"]),
+            submitted_from=_optional_stack_from_json(entry["submitted_from"]),
+            test=None if test is None else TestContext(**test),
+            expected=entry["expected"],
+        )
+        violations.extend([violation] * entry["count"])
+    return violations
+
+
+def _stack_from_json(frames: list[dict[str, Any]]) -> _stacks.Stack:
+    return _stacks.intern(
+        tuple(_stacks.Frame(f["file"], f["line"], f["function"]) for f in frames)
+    )
+
+
+def _optional_stack_from_json(frames: list[dict[str, Any]] | None) -> _stacks.Stack | None:
+    return None if frames is None else _stack_from_json(frames)
 
 
 def write_json(violations: list[Violation], mode: str, path: str | Path) -> None:

@@ -6,6 +6,7 @@ are kept alive and no source is read until a report is formatted.
 
 from __future__ import annotations
 
+import importlib.util
 import linecache
 import os
 import sys
@@ -13,8 +14,6 @@ import sysconfig
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from types import FrameType
-
-import twisted
 
 MAX_DEPTH = 100
 
@@ -46,11 +45,42 @@ def _dir_of(module_file: str) -> str:
     return os.path.dirname(os.path.abspath(module_file)) + os.sep
 
 
+def _package_dir(name: str) -> str | None:
+    # Located, not imported: importing threadcheck (say, as a pytest plugin
+    # that is switched off) must not import Twisted.
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None or spec.submodule_search_locations is None:
+        return None  # absent, or a single-file module whose folder is site-packages
+    return _dir_of(spec.origin)
+
+
+def _twisted_dir() -> str:
+    folder = _package_dir("twisted")
+    if folder is None:
+        raise ImportError("threadcheck needs Twisted, which is not installed")
+    return folder
+
+
+# Test harnesses that run user code (pytest, pytest-twisted, crochet, ...)
+# are never where the bug is: fold them too, under their own names.
+_HARNESSES = {
+    "_pytest": "pytest",
+    "pytest": "pytest",
+    "pluggy": "pluggy",
+    "pytest_twisted": "pytest_twisted",
+    "xdist": "xdist",
+    "execnet": "execnet",
+    "crochet": "crochet",
+    "greenlet": "greenlet",
+}
+
+
 # Frames under these folders are folded when a stack is shown. Order matters:
 # site-packages can live under the stdlib folder, so the stdlib comes last.
 _LIBRARY_DIRS: list[tuple[str, str]] = [
     (_dir_of(__file__), "threadcheck"),
-    (_dir_of(twisted.__file__), "twisted"),
+    (_twisted_dir(), "twisted"),
+    *((folder, shown) for name, shown in _HARNESSES.items() if (folder := _package_dir(name))),
 ]
 _STDLIB_DIRS = tuple(
     os.path.abspath(p) + os.sep
@@ -83,6 +113,8 @@ def classify(filename: str) -> str | None:
         return "python"
     if filename.startswith("<frozen "):
         return "python"
+    if filename.startswith("<decorator-gen-"):
+        return "decorator"  # signature-preserving wrappers (pytest-twisted uses them)
     return None
 
 

@@ -67,6 +67,7 @@ def run_submitted(
     submission: _stacks.Stack, func: Callable[..., _R], /, *args: Any, **kwargs: Any
 ) -> _R:
     """Run ``func`` with ``submission`` as this thread's current submission."""
+    __tracebackhide__ = True
     outer = getattr(_local, "submission", None)
     _local.submission = submission
     try:

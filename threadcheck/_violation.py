@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from threadcheck._stacks import Stack, innermost_user_frame
+from threadcheck._stacks import Frame, Stack, innermost_user_frame
 
 
 class Kind(enum.Enum):
@@ -31,6 +31,21 @@ class ThreadInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class TestContext:
+    """The test, and its phase, that was running when a violation was recorded."""
+
+    __test__ = False  # not a test class, whatever pytest's name rules say
+
+    nodeid: str
+    """pytest's node id, or trial's test id."""
+    phase: str
+    """setup, call or teardown."""
+
+    def describe(self) -> str:
+        return self.nodeid if self.phase == "call" else f"{self.nodeid} ({self.phase})"
+
+
+@dataclass(frozen=True, slots=True)
 class Violation:
     """One non-thread-safe call made from the wrong thread.
 
@@ -49,9 +64,27 @@ class Violation:
     stack: Stack
     spawn_site: Stack | None
     submitted_from: Stack | None
+    test: TestContext | None = None
+    """The test during which it was recorded (pytest, trial); None outside tests."""
+    expected: str | None = None
+    """Why it is accepted (a pytest marker or fixture); None when it counts."""
+
+    def user_frame(self) -> Frame | None:
+        """The user's line to lead with: the innermost user frame of the call.
+
+        When the thread ran a library callable directly, with no user code on
+        its stack (``callInThread(self.sendLine, ...)``,
+        ``Thread(target=reactor.stop)``), the user line that handed it over:
+        where the work was submitted, else where the thread was started.
+        """
+        for stack in (self.stack, self.submitted_from, self.spawn_site):
+            where = innermost_user_frame(stack) if stack is not None else None
+            if where is not None:
+                return where
+        return None
 
     def summary(self) -> str:
-        where = innermost_user_frame(self.stack)
+        where = self.user_frame()
         at = f" at {where.location()}" if where is not None else ""
         return f"{self.headline()}{at}"
 

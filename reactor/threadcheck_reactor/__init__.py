@@ -16,6 +16,7 @@ from threadcheck._recorder import Recorder
 _stacks.register_library(__file__, "threadcheck")
 
 from threadcheck_reactor._reactor import (  # noqa: E402
+    CHECKED_APIS,
     NOT_THREAD_SAFE,
     REACTOR_CLASSES,
     ThreadCheckMixin,
@@ -53,6 +54,7 @@ def install(mode: Mode | str = DEFAULT_MODE, recorder: Recorder | None = None) -
 
 
 __all__ = [
+    "CHECKED_APIS",
     "NOT_THREAD_SAFE",
     "REACTOR_CLASSES",
     "ReactorAlreadyInstalledError",

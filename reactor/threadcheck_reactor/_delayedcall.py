@@ -7,6 +7,8 @@ from twisted.internet.base import DelayedCall
 from threadcheck._affinity import AffinityChecker
 from threadcheck_reactor._checked import checked
 
+DELAYED_CALL_APIS = ("DelayedCall.cancel", "DelayedCall.reset", "DelayedCall.delay")
+
 
 class CheckedDelayedCall(DelayedCall):
     """Set as the class of the calls ``callLater`` returns; adds no state."""

@@ -16,7 +16,7 @@ from threadcheck._affinity import AffinityChecker
 from threadcheck._modes import DEFAULT_MODE, Mode
 from threadcheck._recorder import Recorder
 from threadcheck_reactor._checked import checked
-from threadcheck_reactor._delayedcall import delayed_call_type
+from threadcheck_reactor._delayedcall import DELAYED_CALL_APIS, delayed_call_type
 from threadcheck_reactor._threadpool import SubmissionTrackingThreadPool
 
 # Every reactor method that must only be called in the reactor thread.
@@ -53,6 +53,13 @@ NOT_THREAD_SAFE: tuple[str, ...] = (
     "getThreadPool",
     "suggestThreadPoolSize",
 )
+
+
+CHECKED_APIS: frozenset[str] = frozenset(
+    [f"reactor.{name}" for name in ("callLater", *NOT_THREAD_SAFE)]
+    + [*DELAYED_CALL_APIS, "blockingCallFromThread"]
+)
+"""Every API name a violation can carry, as reports and the pytest marker spell it."""
 
 
 def _inner_code(outer: Callable[..., Any], name: str) -> object:
