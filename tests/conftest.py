@@ -10,6 +10,8 @@ from threadcheck import Mode
 
 from support import RunningReactor
 
+pytest_plugins = ("pytester",)
+
 
 @pytest.fixture
 def running_reactor() -> Iterator[Callable[[Mode | str], RunningReactor]]:

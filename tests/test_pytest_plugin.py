@@ -1,0 +1,507 @@
+"""The pytest plugin, end to end: real pytest runs in subprocesses (pytester).
+
+Each run is a fresh process, since the plugin installs a global reactor.
+Runs pass ``-p no:twisted`` unless they are about pytest-twisted.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import jsonschema
+import pytest
+
+from threadcheck._report import SCHEMA_PATH
+
+pytestmark = pytest.mark.slow
+
+NO_PYTEST_TWISTED = ("-p", "no:twisted")
+
+# A helper every test module below imports: a thread that calls the
+# non-thread-safe reactor.callLater and is joined.
+HELPERS = """
+import threading
+
+from twisted.internet import reactor
+
+
+def call_later_from_a_thread(n=1):
+    def work():
+        for _ in range(n):
+            reactor.callLater(3600, print)
+
+    thread = threading.Thread(target=work, name="worker")
+    thread.start()
+    thread.join()
+"""
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess(*args, timeout=120)
+
+
+@pytest.fixture
+def helpers(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(tc_helpers=HELPERS)
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--collect-only", "-q"]])
+def test_switched_off_it_imports_no_twisted(pytester: pytest.Pytester, args: list[str]) -> None:
+    pytester.makepyfile("def test_x():\n    pass\n")
+    code = textwrap.dedent(
+        f"""
+        import sys
+        import pytest
+
+        pytest.main({[*args, *NO_PYTEST_TWISTED]!r})
+        print("plugin loaded:", "threadcheck._pytest_plugin" in sys.modules)
+        print("twisted modules:", sorted(m for m in sys.modules if m.startswith("twisted")))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=pytester.path,
+    )
+    assert "twisted modules: []" in result.stdout, result.stdout + result.stderr
+    if "--collect-only" in args:  # --version stops before plugins load
+        assert "plugin loaded: True" in result.stdout
+
+
+def test_switched_off_the_marker_is_known_and_nothing_is_checked(
+    pytester: pytest.Pytester, helpers: None
+) -> None:
+    pytester.makepyfile(
+        """
+        import sys
+        import pytest
+        from tc_helpers import call_later_from_a_thread
+
+        @pytest.mark.threadcheck(allow=["reactor.callLater"])
+        def test_unchecked():
+            call_later_from_a_thread()
+            assert "threadcheck_reactor" not in sys.modules
+        """
+    )
+    result = run(pytester, "--strict-markers", *NO_PYTEST_TWISTED)
+    result.assert_outcomes(passed=1)
+    result.stdout.no_fnmatch_line("*= threadcheck =*")
+
+
+def test_reactor_is_installed_before_conftest_imports(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        from twisted.internet import reactor
+        from threadcheck_reactor import ThreadCheckMixin
+
+        INSTRUMENTED = isinstance(reactor, ThreadCheckMixin)
+        """
+    )
+    pytester.makepyfile(
+        "from conftest import INSTRUMENTED\n\ndef test_it():\n    assert INSTRUMENTED\n"
+    )
+    run(pytester, "--threadcheck", *NO_PYTEST_TWISTED).assert_outcomes(passed=1)
+
+
+def test_ini_switch_enables_it(pytester: pytest.Pytester, helpers: None) -> None:
+    pytester.makeini("[pytest]\nthreadcheck = true\n")
+    pytester.makepyfile(
+        "from tc_helpers import call_later_from_a_thread\n\n"
+        "def test_bug():\n    call_later_from_a_thread()\n"
+    )
+    result = run(pytester, *NO_PYTEST_TWISTED)
+    result.assert_outcomes(failed=1)
+    assert result.ret == 1
+
+
+RECORD_MODE_TESTS = """
+import threading
+
+import pytest
+from twisted.internet import reactor
+
+from tc_helpers import call_later_from_a_thread
+
+
+def test_clean():
+    reactor.callFromThread(print)
+
+
+def test_call_phase():
+    call_later_from_a_thread()
+
+
+@pytest.fixture
+def leaves_a_mess():
+    yield
+    call_later_from_a_thread()
+
+
+def test_teardown_phase(leaves_a_mess):
+    pass
+
+
+@pytest.mark.xfail(reason="something else")
+def test_xfail_does_not_hide_it():
+    call_later_from_a_thread()
+"""
+
+
+def test_record_mode_fails_each_test_with_its_own_report(
+    pytester: pytest.Pytester, helpers: None
+) -> None:
+    pytester.makepyfile(test_record=RECORD_MODE_TESTS)
+    result = run(pytester, "--threadcheck", *NO_PYTEST_TWISTED)
+    result.assert_outcomes(passed=2, failed=2, errors=1)
+    assert result.ret == 1
+    out = result.stdout.str()
+    assert "ERROR at teardown of test_teardown_phase" in out
+    assert "during test: test_record.py::test_teardown_phase (teardown)" in out
+    assert "during test: test_record.py::test_call_phase\n" in out
+    assert "offending call: tc_helpers.py:" in out
+    assert "reactor.callLater(3600, print)" in out
+    assert "FAILED test_record.py::test_xfail_does_not_hide_it" in out
+    # The summary section: totals per API and per test.
+    result.stdout.fnmatch_lines(
+        [
+            "*= threadcheck =*",
+            "threadcheck: 3 thread-affinity violations in 3 tests",
+            "  by API: reactor.callLater: 3",
+            "  by test:",
+            "    test_record.py::test_call_phase: 1",
+            "    test_record.py::test_teardown_phase (teardown): 1",
+            "    test_record.py::test_xfail_does_not_hide_it: 1",
+        ]
+    )
+
+
+def test_report_only_fails_nothing(pytester: pytest.Pytester, helpers: None) -> None:
+    pytester.makepyfile(test_record=RECORD_MODE_TESTS)
+    result = run(pytester, "--threadcheck-report-only", *NO_PYTEST_TWISTED)
+    result.assert_outcomes(passed=3, xpassed=1)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["threadcheck: 3 thread-affinity violations in 3 tests"])
+
+
+def test_raise_mode_fails_a_test_that_never_waited_for_its_worker(
+    pytester: pytest.Pytester,
+) -> None:
+    # pytest-twisted runs the reactor, so the pool's workers are foreign threads.
+    pytester.makepyfile(
+        """
+        import pytest_twisted
+        from twisted.internet import reactor, threads
+
+        @pytest_twisted.inlineCallbacks
+        def test_waited():
+            yield threads.deferToThread(reactor.callLater, 0, print)
+
+        @pytest_twisted.inlineCallbacks
+        def test_never_waited():
+            threads.deferToThread(reactor.callLater, 0, print)  # nobody looks at it
+            yield threads.deferToThread(lambda: None)
+        """
+    )
+    result = run(pytester, "--threadcheck", "--threadcheck-mode=raise")
+    # The test that got the error fails once (the report is a section), not twice.
+    result.assert_outcomes(failed=2)
+    out = result.stdout.str()
+    assert "ThreadAffinityError: reactor.callLater called from thread" in out
+    assert "during test: test_raise_mode_fails_a_test_that_never_waited_for_its_worker.py" in out
+    result.stdout.fnmatch_lines(["*- threadcheck: violations during this test -*"])
+
+
+def test_warn_mode_warns_at_the_offending_line_and_fails_the_test(
+    pytester: pytest.Pytester, helpers: None
+) -> None:
+    pytester.makepyfile(
+        "from tc_helpers import call_later_from_a_thread\n\n"
+        "def test_bug():\n    call_later_from_a_thread()\n"
+    )
+    result = run(pytester, "--threadcheck", "--threadcheck-mode", "warn", *NO_PYTEST_TWISTED)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*tc_helpers.py:*ThreadAffinityWarning: reactor.callLater*"])
+
+
+def test_violations_outside_any_test_fail_the_session(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        import threading
+        from twisted.internet import reactor
+
+        def call_later():
+            reactor.callLater(3600, print)
+
+        # At collection: a thread calls the reactor before any test runs.
+        collecting = threading.Thread(target=call_later, name="at-collection")
+        collecting.start()
+        collecting.join()
+
+        # A thread that outlives the tests, released as the session ends.
+        release = threading.Event()
+        def outlive():
+            release.wait(30)
+            call_later()
+        late = threading.Thread(target=outlive, name="outliving")
+        late.start()
+
+        def pytest_sessionfinish(session):
+            release.set()
+            late.join(30)
+        """
+    )
+    pytester.makepyfile("def test_fine():\n    pass\n")
+    result = run(pytester, "--threadcheck", *NO_PYTEST_TWISTED)
+    result.assert_outcomes(passed=1)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(
+        [
+            "threadcheck: 2 thread-affinity violations in 0 tests, 2 outside any test",
+            "*(outside any test): 2",
+            "Outside any test:",
+            "*reactor.callLater called before run() from thread 'at-collection'*",
+            "*reactor.callLater called before run() from thread 'outliving'*",
+        ]
+    )
+
+
+def test_marker_allows_known_violations(pytester: pytest.Pytester, helpers: None) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+        from tc_helpers import call_later_from_a_thread
+
+        @pytest.mark.threadcheck(allow=["reactor.callLater"], reason="upstream bug #42")
+        def test_known():
+            call_later_from_a_thread()
+        """
+    )
+    result = run(pytester, "--threadcheck", "--threadcheck-json=report.json", *NO_PYTEST_TWISTED)
+    result.assert_outcomes(passed=1)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*test_known: 1 (expected)"])
+    [entry] = json.loads((pytester.path / "report.json").read_text())["violations"]
+    assert entry["expected"] == "upstream bug #42"
+
+
+@pytest.mark.parametrize(
+    ("marker", "message"),
+    [
+        ('allow=["reactor.calLater"]', "unknown API 'reactor.calLater'; known: "),
+        ('allow="reactor.callLater"', "allow= takes a list of API names"),
+    ],
+)
+def test_a_bad_marker_is_a_one_line_error(
+    pytester: pytest.Pytester, marker: str, message: str
+) -> None:
+    pytester.makepyfile(
+        f"import pytest\n\n@pytest.mark.threadcheck({marker})\ndef test_x():\n    pass\n"
+    )
+    result = run(pytester, "--threadcheck", *NO_PYTEST_TWISTED)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([f"threadcheck marker: {message}*"])
+
+
+def test_fixture_gives_violations_reactor_and_expect(
+    pytester: pytest.Pytester, helpers: None
+) -> None:
+    pytester.makepyfile(
+        """
+        from twisted.internet import reactor
+        from tc_helpers import call_later_from_a_thread
+
+        def test_expected(threadcheck):
+            assert threadcheck.reactor is reactor
+            with threadcheck.expect("reactor.callLater") as caught:
+                call_later_from_a_thread(2)
+            assert len(caught) == 2
+            assert [v.api for v in threadcheck.violations] == ["reactor.callLater"] * 2
+
+        def test_expected_but_missing(threadcheck):
+            with threadcheck.expect("reactor.callLater"):
+                pass
+
+        def test_only_the_expected_api(threadcheck):
+            with threadcheck.expect("reactor.stop"):
+                call_later_from_a_thread()
+        """
+    )
+    result = run(pytester, "--threadcheck", *NO_PYTEST_TWISTED)
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(
+        ["*MissingViolationError: expected a thread-affinity violation of reactor.callLater*"]
+    )
+    # expect("reactor.stop") did not catch the callLater: it failed the test as well.
+    assert "during test: test_fixture_gives_violations_reactor_and_expect.py::test_only_the" in (
+        result.stdout.str()
+    )
+
+
+def test_expect_swallows_the_error_it_expects_in_raise_mode(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        from twisted.internet import reactor
+        from threadcheck_reactor import ThreadCheckReactor
+
+        def test_guard(threadcheck):
+            # The test's own thread is foreign to a reactor started elsewhere;
+            # a reactor that is running proves it: fake one with ownership moved.
+            reactor.threadcheck.owner = -1
+            reactor.threadcheck.started = True
+            with threadcheck.expect("reactor.callLater"):
+                reactor.callLater(0, print)
+        """
+    )
+    result = run(pytester, "--threadcheck", "--threadcheck-mode=raise", *NO_PYTEST_TWISTED)
+    result.assert_outcomes(passed=1)
+
+
+def test_fixture_skips_when_threadcheck_is_off(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_x(threadcheck):\n    pass\n")
+    result = run(pytester, "-rs", *NO_PYTEST_TWISTED)
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*threadcheck is not enabled: run pytest --threadcheck*"])
+
+
+def test_a_conftest_install_is_checked_too(pytester: pytest.Pytester, helpers: None) -> None:
+    pytester.makeconftest("import threadcheck\n\nthreadcheck.install()\n")
+    pytester.makepyfile(
+        "from tc_helpers import call_later_from_a_thread\n\n"
+        "def test_bug():\n    call_later_from_a_thread()\n\n"
+        "def test_fine():\n    pass\n"
+    )
+    result = run(pytester, *NO_PYTEST_TWISTED)
+    result.assert_outcomes(passed=1, failed=1)
+    assert result.ret == 1
+
+
+JSON_TESTS = """
+import pytest
+from tc_helpers import call_later_from_a_thread
+
+@pytest.mark.parametrize("n", range(6))
+def test_n(n):
+    call_later_from_a_thread(n)
+"""
+
+
+@pytest.mark.parametrize("workers", [None, "2"], ids=["one-process", "xdist-n2"])
+def test_json_report_totals_equal_the_violations_made(
+    pytester: pytest.Pytester, helpers: None, workers: str | None
+) -> None:
+    pytester.makepyfile(test_json=JSON_TESTS)
+    xdist = ("-n", workers) if workers else ()
+    result = run(
+        pytester, "--threadcheck", "--threadcheck-json=out.json", *xdist, *NO_PYTEST_TWISTED
+    )
+    result.assert_outcomes(passed=1, failed=5)
+    document = json.loads((pytester.path / "out.json").read_text())
+    jsonschema.validate(document, json.loads(SCHEMA_PATH.read_text()))
+    made = sum(range(6))  # 0 + 1 + ... + 5 calls
+    assert document["total"] == made
+    assert sum(entry["count"] for entry in document["violations"]) == made
+    per_test: dict[str, int] = {}
+    for entry in document["violations"]:
+        nodeid = entry["test"]["nodeid"]
+        per_test[nodeid] = per_test.get(nodeid, 0) + entry["count"]
+    assert per_test == {f"test_json.py::test_n[{n}]": n for n in range(1, 6)}
+    result.stdout.fnmatch_lines([f"threadcheck: {made} thread-affinity violations in 5 tests"])
+
+
+def test_with_pytest_twisted_inline_callbacks_and_ensure_deferred(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest_twisted
+        from twisted.internet import reactor, threads
+        from threadcheck_reactor import ThreadCheckMixin
+
+        @pytest_twisted.inlineCallbacks
+        def test_clean():
+            assert isinstance(reactor, ThreadCheckMixin) and reactor.running
+            value = yield threads.deferToThread(lambda: 42)
+            assert value == 42
+
+        @pytest_twisted.inlineCallbacks
+        def test_worker_bug():
+            yield threads.deferToThread(reactor.callLater, 0, print)
+
+        @pytest_twisted.ensureDeferred
+        async def test_async_worker_bug():
+            await threads.deferToThread(reactor.callLater, 0, print)
+        """
+    )
+    result = run(pytester, "--threadcheck")
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*offending call: test_with_pytest_twisted*.py:* in test_worker_bug"
+            "  (work handed to the thread pool here)",
+        ]
+    )
+
+
+def test_pytest_twisted_reactor_not_instrumented_is_exit_2(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_x():\n    pass\n")
+    result = run(pytester, "--threadcheck", "--reactor=asyncio")
+    assert result.ret == 2
+    assert result.stderr.lines == [
+        "Exit: threadcheck does not instrument pytest-twisted's --reactor=asyncio yet; "
+        "use pytest-twisted's default reactor (drop --reactor) with --threadcheck"
+    ]
+
+
+def test_bad_json_path_is_exit_2(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_x():\n    pass\n")
+    result = run(pytester, "--threadcheck-json=no/such/dir/r.json", *NO_PYTEST_TWISTED)
+    assert result.ret == 2
+    result.stderr.fnmatch_lines(["Exit: --threadcheck-json: no such directory: *no/such/dir"])
+
+
+def test_trial_test_cases_collected_by_pytest(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        from twisted.internet import reactor, threads
+        from twisted.trial import unittest
+
+        class Tests(unittest.TestCase):
+            def test_clean(self):
+                return threads.deferToThread(lambda: None)
+
+            def test_worker_bug(self):
+                return threads.deferToThread(reactor.callLater, 0, print)
+        """
+    )
+    result = run(pytester, "--threadcheck", *NO_PYTEST_TWISTED)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*during test: *Tests::test_worker_bug*"])
+
+
+def test_reactor_in_a_background_thread_crochet_style(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import crochet
+        from twisted.internet import reactor
+
+        crochet.setup()
+
+        @crochet.wait_for(timeout=10)
+        def schedule():
+            reactor.callLater(0, print)
+
+        def test_through_crochet():
+            schedule()
+
+        def test_direct_from_the_test_thread():
+            reactor.callLater(0, print)  # the reactor runs in crochet's thread
+        """
+    )
+    result = run(pytester, "--threadcheck", *NO_PYTEST_TWISTED)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*reactor.callLater called from thread 'MainThread'*"])

@@ -1,0 +1,341 @@
+"""pytest plugin: ``pytest --threadcheck`` runs the tests on threadcheck's reactor.
+
+Registered through the ``pytest11`` entry point and inert unless enabled
+(``--threadcheck``, any other ``--threadcheck-*`` option, or ini
+``threadcheck = true``): switched off, it only registers its options and
+marker, and imports neither Twisted nor the reactor.
+
+Switched on, it installs the instrumented reactor before any conftest or test
+module is imported (pytest-twisted's default reactor accepts it), charges every
+violation to the test and phase during which it was recorded, and fails that
+test: a passing call phase is turned into a failure, a later violation fails
+the teardown. Violations made outside any test are shown in the terminal
+summary; any violation makes the session's exit status non-zero. Under
+pytest-xdist each worker sends its violations to the controller, which writes
+the one JSON report and summary.
+
+A conftest that calls ``threadcheck.install()`` itself gets the same treatment.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Generator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from threadcheck._testrun import TestRun, ThreadCheckFixture
+    from threadcheck._violation import Violation
+
+MODES = ("record", "raise", "warn")
+WORKER_KEY = "threadcheck"
+USAGE_ERROR = 2
+
+
+class _State:
+    """The plugin's per-session state, in ``config.stash``."""
+
+    def __init__(self, reactor: Any, json_path: str | None, report_only: bool) -> None:
+        from threadcheck._testrun import TestRun
+
+        self.reactor = reactor
+        self.run: TestRun = TestRun(reactor.threadcheck)
+        self.json_path = json_path
+        self.report_only = report_only
+        self.from_workers: list[Violation] = []
+        self.lost_workers: list[str] = []
+        self.violations: list[Violation] | None = None  # set when the session finishes
+
+
+_STATE = pytest.StashKey[_State]()
+_STARTUP_ERROR = pytest.StashKey[str]()
+_ALLOWED = pytest.StashKey[dict[str, str]]()  # per item: api -> reason
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("threadcheck", "thread-affinity checks for Twisted (threadcheck)")
+    group.addoption(
+        "--threadcheck",
+        action="store_true",
+        default=False,
+        help="run on threadcheck's instrumented reactor; a test that calls a non-thread-safe "
+        "Twisted API from the wrong thread fails",
+    )
+    group.addoption(
+        "--threadcheck-mode",
+        choices=MODES,
+        default=None,
+        help="record (default): fail the test at its end; raise: also raise in the offending "
+        "call; warn: also warn there",
+    )
+    group.addoption(
+        "--threadcheck-json", metavar="PATH", default=None, help="write the JSON report to PATH"
+    )
+    group.addoption(
+        "--threadcheck-report-only",
+        action="store_true",
+        default=False,
+        help="report violations but fail neither tests nor the session",
+    )
+    parser.addini("threadcheck", type="bool", default=False, help="enable threadcheck")
+
+
+def _enabled(config: pytest.Config) -> bool:
+    options = config.known_args_namespace
+    return bool(
+        options.threadcheck
+        or options.threadcheck_mode
+        or options.threadcheck_json
+        or options.threadcheck_report_only
+        or config.getini("threadcheck")
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    # Before any conftest is imported: one that imports twisted.internet.reactor
+    # would otherwise install Twisted's default reactor first.
+    if not _enabled(early_config):
+        return
+    options = early_config.known_args_namespace
+    error = _unsupported_pytest_twisted_reactor(early_config) or _check_json_path(
+        options.threadcheck_json
+    )
+    if error is None:
+        error = _install(early_config, options.threadcheck_mode or "record")
+    if error is not None:
+        early_config.stash[_STARTUP_ERROR] = error
+
+
+def _unsupported_pytest_twisted_reactor(config: pytest.Config) -> str | None:
+    if not config.pluginmanager.has_plugin("twisted"):
+        return None
+    reactor = getattr(config.known_args_namespace, "reactor", "default")
+    if reactor == "default":
+        return None
+    return (
+        f"threadcheck does not instrument pytest-twisted's --reactor={reactor} yet; "
+        "use pytest-twisted's default reactor (drop --reactor) with --threadcheck"
+    )
+
+
+def _check_json_path(path: str | None) -> str | None:
+    if path is None:
+        return None
+    folder = Path(path).absolute().parent
+    if not folder.is_dir():
+        return f"--threadcheck-json: no such directory: {folder}"
+    if Path(path).is_dir():
+        return f"--threadcheck-json: is a directory: {path}"
+    return None
+
+
+def _install(config: pytest.Config, mode: str) -> str | None:
+    import threadcheck_reactor
+
+    try:
+        reactor = threadcheck_reactor.install(mode)
+    except threadcheck_reactor.ReactorAlreadyInstalledError as error:
+        return str(error)
+    options = config.known_args_namespace
+    config.stash[_STATE] = _State(
+        reactor, options.threadcheck_json, options.threadcheck_report_only
+    )
+    return None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "threadcheck(allow=[api, ...], reason=...): accept these thread-affinity violations "
+        "in this test (reported as expected, not failing)",
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    error = session.config.stash.get(_STARTUP_ERROR, None)
+    if error is not None:
+        pytest.exit(error, returncode=USAGE_ERROR)
+
+
+def _state(config: pytest.Config) -> _State | None:
+    state = config.stash.get(_STATE, None)
+    if state is None:
+        state = _adopt_installed_reactor(config)
+    return state
+
+
+def _adopt_installed_reactor(config: pytest.Config) -> _State | None:
+    """A conftest (or plugin) installed the instrumented reactor itself: check the tests."""
+    if "threadcheck_reactor" not in sys.modules:
+        return None  # cheap exit: nothing can have installed it
+    from threadcheck_reactor import ThreadCheckMixin
+
+    reactor = sys.modules.get("twisted.internet.reactor")
+    if not isinstance(reactor, ThreadCheckMixin):
+        return None
+    options = config.known_args_namespace
+    state = _State(reactor, options.threadcheck_json, options.threadcheck_report_only)
+    config.stash[_STATE] = state
+    return state
+
+
+# -- charging violations to tests -----------------------------------------------
+
+
+def _enter(item: pytest.Item, phase: str) -> _State | None:
+    state = _state(item.config)
+    if state is not None:
+        state.run.enter(item.nodeid, phase)
+    return state
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    state = _enter(item, "setup")
+    result = yield
+    if state is not None:
+        # Parsed here, so that a bad marker fails the test before it runs.
+        item.stash[_ALLOWED] = _allowed(item)
+    return result
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    _enter(item, "call")
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    _enter(item, "teardown")
+    try:
+        return (yield)
+    finally:
+        state = _state(item.config)
+        if state is not None:
+            state.run.leave()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    # tryfirst: outermost, so that neither xfail nor a skip hides the violation.
+    report = yield
+    state = _state(item.config)
+    if state is None or report.when == "setup":
+        return report
+    allowed: dict[str, str] = item.stash.get(_ALLOWED, {})
+    failing = state.run.take(item.nodeid, allowed)
+    if failing and not state.report_only:
+        _fail(report, failing)
+    return report
+
+
+def _allowed(item: pytest.Item) -> dict[str, str]:
+    marker = item.get_closest_marker("threadcheck")
+    if marker is None:
+        return {}
+    allow = marker.kwargs.get("allow", ())
+    reason = marker.kwargs.get("reason") or "allowed by @pytest.mark.threadcheck"
+    if isinstance(allow, str) or not all(isinstance(api, str) for api in allow):
+        pytest.fail("threadcheck marker: allow= takes a list of API names", pytrace=False)
+    from threadcheck_reactor import CHECKED_APIS
+
+    unknown = sorted(set(allow) - CHECKED_APIS)
+    if unknown:
+        known = ", ".join(sorted(CHECKED_APIS))
+        pytest.fail(
+            f"threadcheck marker: unknown API {', '.join(map(repr, unknown))}; known: {known}",
+            pytrace=False,
+        )
+    return dict.fromkeys(allow, reason)
+
+
+def _fail(report: pytest.TestReport, failing: list[Violation]) -> None:
+    from threadcheck._report import format_report
+
+    text = format_report(failing)
+    if report.failed:
+        report.sections.append(("threadcheck: violations during this test", text))
+        return
+    report.outcome = "failed"
+    report.longrepr = text
+    if hasattr(report, "wasxfail"):
+        del report.wasxfail  # an expected failure, but not this one
+
+
+@pytest.fixture
+def threadcheck(request: pytest.FixtureRequest) -> ThreadCheckFixture:
+    """This test's violations, the instrumented reactor, and ``expect()``."""
+    from threadcheck._testrun import ThreadCheckFixture
+
+    state = _state(request.config)
+    if state is None:
+        pytest.skip("threadcheck is not enabled: run pytest --threadcheck")
+    return ThreadCheckFixture(state.run, request.node.nodeid, state.reactor)
+
+
+# -- the session's end ----------------------------------------------------------
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """pytest-xdist, in the controller: collect a worker's violations."""
+    state = _state(node.config)
+    if state is None:
+        return
+    document = getattr(node, "workeroutput", {}).get(WORKER_KEY)
+    if document is None:
+        state.lost_workers.append(str(node.gateway.id))
+        return
+    from threadcheck._report import from_json
+
+    state.from_workers.extend(from_json(json.loads(document)))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    state = _state(config)
+    if state is None:
+        return
+    from threadcheck._report import to_json, write_json
+
+    violations = state.run.finish() + state.from_workers
+    state.violations = violations
+    mode = state.run.checker.mode.value
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller reports
+        config.workeroutput[WORKER_KEY] = json.dumps(to_json(violations, mode))  # type: ignore[attr-defined]
+        return
+    if state.json_path is not None:
+        write_json(violations, mode, state.json_path)
+    counted = [v for v in violations if v.expected is None]
+    if (counted or state.lost_workers) and not state.report_only and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    state = config.stash.get(_STATE, None)
+    if state is None or state.violations is None or hasattr(config, "workerinput"):
+        return
+    from threadcheck._report import format_report
+    from threadcheck._testrun import summary_lines
+
+    terminalreporter.section("threadcheck")
+    for line in summary_lines(state.violations):
+        terminalreporter.write_line(line)
+    for worker in state.lost_workers:
+        terminalreporter.write_line(
+            f"threadcheck: worker {worker} went down without its report; its violations are lost"
+        )
+    outside = [v for v in state.violations if v.test is None]
+    if outside:
+        terminalreporter.write_line("")
+        terminalreporter.write_line("Outside any test:")
+        terminalreporter.write(format_report(outside))

@@ -1,0 +1,175 @@
+"""Charging violations to the tests that made them (pytest, trial).
+
+A test runner tells :class:`TestRun` which test and phase is running; the
+checker stamps each violation captured meanwhile with it (through
+``Recorder.context``). When a test ends the runner asks for that test's
+violations: those allowed by a marker or caught by :meth:`TestRun.expect` are
+kept as expected, the others fail the test. Whatever no test claimed (made
+during collection, between tests, or by threads that outlive their test) is
+judged when the run finishes.
+
+Thread safety: :class:`TestRun` is driven by the test runner's thread only;
+the recorder underneath is written by any thread.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import replace
+from typing import Any
+
+from threadcheck._affinity import AffinityChecker
+from threadcheck._violation import TestContext, ThreadAffinityError, Violation
+
+PHASES = ("setup", "call", "teardown")
+
+
+class MissingViolationError(AssertionError):
+    """``expect()`` saw no matching violation."""
+
+
+class TestRun:
+    """Test-by-test bookkeeping over one checker's recorder."""
+
+    __test__ = False  # not a test class
+
+    def __init__(self, checker: AffinityChecker) -> None:
+        self.checker = checker
+        self._recorder = checker.recorder
+        self._taken = 0
+        self._expected: dict[int, str] = {}  # id(violation) -> reason
+        self.judged: list[Violation] = []
+        """Every violation taken so far, charged and marked, in recording order."""
+
+    # -- what runs now --------------------------------------------------------
+
+    def enter(self, nodeid: str, phase: str) -> None:
+        self._recorder.context = TestContext(nodeid, phase)
+
+    def leave(self) -> None:
+        self._recorder.context = None
+
+    def test_violations(self, nodeid: str) -> list[Violation]:
+        """``nodeid``'s violations so far: those already taken and those still pending."""
+        self.checker.flush_pending()
+        taken = [v for v in self.judged if v.test is not None and v.test.nodeid == nodeid]
+        pending = self._recorder.since(self._taken)
+        return taken + [v for v in pending if v.test is not None and v.test.nodeid == nodeid]
+
+    # -- judging ----------------------------------------------------------------
+
+    def take(self, nodeid: str, allow: Mapping[str, str]) -> list[Violation]:
+        """Judge what was recorded since the last call; return what fails ``nodeid``.
+
+        ``allow`` maps API names to the reason they are accepted in this test.
+        Calls held since before ``run()`` are judged first: a reactor that has
+        not run by the end of a test phase is judged against its creator.
+        """
+        self.checker.flush_pending()
+        failing: list[Violation] = []
+        for violation in self._take_new():
+            if violation.test is not None and violation.test.nodeid == nodeid:
+                violation = self._mark(violation, allow)
+                if violation.expected is None:
+                    failing.append(violation)
+            self.judged.append(violation)
+        return failing
+
+    def finish(self) -> list[Violation]:
+        """Judge everything left (outside any test); return all violations."""
+        self.checker.flush_pending()
+        self.judged.extend(self._take_new())
+        return self.judged
+
+    def _take_new(self) -> list[Violation]:
+        new = self._recorder.since(self._taken)
+        self._taken += len(new)
+        return new
+
+    def _mark(self, violation: Violation, allow: Mapping[str, str]) -> Violation:
+        reason = self._expected.pop(id(violation), None) or allow.get(violation.api)
+        return violation if reason is None else replace(violation, expected=reason)
+
+    # -- expecting --------------------------------------------------------------
+
+    @contextmanager
+    def expect(self, api: str | None = None) -> Iterator[list[Violation]]:
+        """Violations recorded in the block (of ``api``, or any) are expected.
+
+        Yields the list of them, filled when the block ends. Fails when the
+        block recorded none. A :class:`ThreadAffinityError` raised in the
+        block (raise mode) for one of them is swallowed, as ``pytest.raises``
+        would.
+        """
+        start = len(self._recorder)
+        caught: list[Violation] = []
+        try:
+            yield caught
+        except ThreadAffinityError as error:
+            self._collect(start, api, caught)
+            if error.violation not in caught:
+                raise
+        else:
+            self._collect(start, api, caught)
+        if not caught:
+            what = "a thread-affinity violation" + (f" of {api}" if api else "")
+            raise MissingViolationError(f"expected {what}; none was recorded")
+
+    def _collect(self, start: int, api: str | None, into: list[Violation]) -> None:
+        self.checker.flush_pending()
+        into.extend(v for v in self._recorder.since(start) if api is None or v.api == api)
+        reason = f"expected by threadcheck.expect({api!r})" if api else "expected by expect()"
+        for violation in into:
+            self._expected[id(violation)] = reason
+
+
+class ThreadCheckFixture:
+    """What the pytest fixture ``threadcheck`` gives a test.
+
+    Thread safety: use it from the test's own thread.
+    """
+
+    def __init__(self, run: TestRun, nodeid: str, reactor: Any) -> None:
+        self._run = run
+        self._nodeid = nodeid
+        self.reactor = reactor
+        """The instrumented global reactor."""
+
+    @property
+    def violations(self) -> list[Violation]:
+        """This test's violations so far, expected ones included."""
+        return self._run.test_violations(self._nodeid)
+
+    def expect(self, api: str | None = None) -> AbstractContextManager[list[Violation]]:
+        """A context manager: the block must record a violation (of ``api``, or any)."""
+        return self._run.expect(api)
+
+
+def summary_lines(violations: Iterable[Violation]) -> list[str]:
+    """Totals per API and per test, for a test runner's closing summary."""
+    violations = list(violations)
+    if not violations:
+        return ["threadcheck: no thread-affinity violations"]
+    expected = [v for v in violations if v.expected is not None]
+    outside = [v for v in violations if v.test is None]
+    tests = {v.test.nodeid for v in violations if v.test is not None}
+    noun = "violation" if len(violations) == 1 else "violations"
+    head = f"threadcheck: {len(violations)} thread-affinity {noun}"
+    head += f" in {len(tests)} test{'s' if len(tests) != 1 else ''}"
+    if outside:
+        head += f", {len(outside)} outside any test"
+    if expected:
+        head += f" ({len(expected)} expected)"
+    by_api = Counter(v.api for v in violations)
+    lines = [head, "  by API: " + ", ".join(f"{api}: {n}" for api, n in by_api.most_common())]
+    lines.append("  by test:")
+    by_test = Counter((_where(v), v.expected is not None) for v in violations)
+    for (where, is_expected), count in by_test.items():
+        lines.append(f"    {where}: {count}{' (expected)' if is_expected else ''}")
+    return lines
+
+
+def _where(violation: Violation) -> str:
+    return "(outside any test)" if violation.test is None else violation.test.describe()
