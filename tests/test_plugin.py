@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -30,10 +31,13 @@ class InstrumentedReactorTests(unittest.TestCase):
     def test_worker_violation_fails_its_deferred(self):
         d = threads.deferToThread(reactor.callLater, 0, lambda: None)
         return self.assertFailure(d, ThreadAffinityError)
+
+    test_worker_violation_fails_its_deferred.threadcheck_allow = ["reactor.callLater"]
 """
 
 
 def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    cwd.mkdir(exist_ok=True)
     return subprocess.run(
         args,
         capture_output=True,
@@ -44,8 +48,8 @@ def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[s
     )
 
 
-def trial(module: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return run([str(BIN / "trial"), "--reactor=threadcheck", module], cwd, **env)
+def trial(module: str, cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return run([str(BIN / "trial"), "--reactor=threadcheck", *args, module], cwd, **env)
 
 
 @pytest.mark.parametrize("program", ["trial", "twistd"])
@@ -56,7 +60,7 @@ def test_help_reactors_lists_threadcheck(program: str, tmp_path: Path) -> None:
     assert "thread-affinity" in line
 
 
-def test_trial_runs_tests_on_the_instrumented_reactor(tmp_path: Path) -> None:
+def test_trial_raise_mode_fails_the_test_and_allows_what_it_expects(tmp_path: Path) -> None:
     (tmp_path / "tc_trial_tests.py").write_text(TRIAL_TESTS)
     result = trial("tc_trial_tests", tmp_path, THREADCHECK_MODE="raise")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -65,62 +69,281 @@ def test_trial_runs_tests_on_the_instrumented_reactor(tmp_path: Path) -> None:
     assert "threadcheck: 1 thread-affinity violation" in result.stderr
 
 
-def test_trial_record_mode_reports_at_exit_and_writes_json(tmp_path: Path) -> None:
-    (tmp_path / "tc_record_tests.py").write_text(
+SLOPPY_TESTS = """
+import threading
+
+from twisted.internet import reactor, threads
+from twisted.trial import unittest
+
+
+def schedule():
+    # Leaves nothing pending: trial would report a DelayedCall as a dirty reactor.
+    reactor.callWhenRunning(print)
+
+
+class Sloppy(unittest.TestCase):
+    def test_clean(self):
+        return threads.deferToThread(lambda: None)
+
+    def test_from_a_worker(self):
+        return threads.deferToThread(schedule)
+
+    def test_twice_from_a_worker(self):
+        return threads.deferToThread(lambda: [schedule(), schedule()])
+
+
+class SloppySync(unittest.SynchronousTestCase):
+    def test_from_a_thread(self):
+        thread = threading.Thread(target=schedule)
+        thread.start()
+        thread.join()
+"""
+
+
+@pytest.mark.parametrize("jobs", [[], ["-j", "2"]], ids=["serial", "j2"])
+def test_trial_record_mode_fails_each_test_and_reports_everything(
+    tmp_path: Path, jobs: list[str]
+) -> None:
+    (tmp_path / "tc_sloppy.py").write_text(SLOPPY_TESTS)
+    report = tmp_path / "report.json"
+    result = trial("tc_sloppy", tmp_path, *jobs, THREADCHECK_JSON=str(report))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAILED (errors=3, successes=1)" in result.stdout
+    assert "ThreadAffinityViolationsError: threadcheck: 2 thread-affinity violations" in (
+        result.stdout
+    )
+    # One report, on the console, of every process's violations (-j: the workers').
+    assert result.stderr.startswith("threadcheck: 4 thread-affinity violations")
+    document = json.loads(report.read_text())
+    assert document["total"] == 4
+    assert {v["test"]["nodeid"] for v in document["violations"]} == {
+        "tc_sloppy.Sloppy.test_from_a_worker",
+        "tc_sloppy.Sloppy.test_twice_from_a_worker",
+        "tc_sloppy.SloppySync.test_from_a_thread",
+    }
+    assert not list(tmp_path.glob("threadcheck-spool-*"))
+
+
+def test_trial_threadcheck_allow_accepts_known_violations(tmp_path: Path) -> None:
+    (tmp_path / "tc_allowed.py").write_text(
         textwrap.dedent(
             """
             from twisted.internet import reactor, threads
             from twisted.trial import unittest
 
 
-            class Sloppy(unittest.TestCase):
-                def test_schedules_from_a_worker(self):
-                    return threads.deferToThread(reactor.callLater, 0, lambda: None)
+            class Known(unittest.TestCase):
+                def test_known(self):
+                    return threads.deferToThread(reactor.callLater, 0, print)
+
+                test_known.threadcheck_allow = ["reactor.callLater"]
+
+                def test_typo(self):
+                    pass
+
+                test_typo.threadcheck_allow = ["reactor.calLater"]
+            """
+        )
+    )
+    result = trial("tc_allowed", tmp_path)
+    assert "FAILED (errors=1, successes=1)" in result.stdout, result.stdout
+    assert "test_typo ...                                                       [ERROR]" in (
+        result.stdout
+    )
+    assert "ValueError: threadcheck_allow: unknown API 'reactor.calLater'" in result.stdout
+
+
+def test_trial_violations_outside_any_test_fail_the_run(tmp_path: Path) -> None:
+    (tmp_path / "tc_at_import.py").write_text(
+        textwrap.dedent(
+            """
+            import threading
+
+            from twisted.internet import reactor
+            from twisted.trial import unittest
+
+            thread = threading.Thread(target=reactor.callWhenRunning, args=(print,))
+            thread.start()
+            thread.join()
+
+
+            class Fine(unittest.TestCase):
+                def test_fine(self):
+                    pass
+            """
+        )
+    )
+    result = trial("tc_at_import", tmp_path)
+    assert result.returncode == 1
+    assert "PASSED (successes=1)" in result.stdout  # the tests themselves passed
+    assert "1 thread-affinity violation(s) outside any test fail this run" in result.stderr
+    assert "tc_at_import.py:8 in <module>  (the thread was started here)" in (result.stderr)
+
+
+def test_trial_report_only_fails_nothing(tmp_path: Path) -> None:
+    (tmp_path / "tc_sloppy.py").write_text(SLOPPY_TESTS)
+    result = trial("tc_sloppy", tmp_path, THREADCHECK_REPORT_ONLY="1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PASSED (successes=4)" in result.stdout
+    assert result.stderr.startswith("threadcheck: 4 thread-affinity violations")
+
+
+CHILD = """
+import threading
+import threadcheck_reactor._reactor as module  # Twisted's reactor.__module__ convention
+
+module.install()
+from twisted.internet import reactor
+
+thread = threading.Thread(target=reactor.callLater, args=(3600, print), name="in-child")
+thread.start()
+thread.join()
+"""
+
+
+def test_a_child_process_reports_into_its_parents_report(tmp_path: Path) -> None:
+    (tmp_path / "tc_child.py").write_text(
+        textwrap.dedent(
+            f"""
+            import subprocess
+            import sys
+
+            from twisted.trial import unittest
+
+
+            class Spawns(unittest.TestCase):
+                def test_child(self):
+                    child = subprocess.run(
+                        [sys.executable, "-c", {CHILD!r}], capture_output=True, text=True
+                    )
+                    self.assertEqual((child.returncode, child.stderr), (0, ""))
             """
         )
     )
     report = tmp_path / "report.json"
-    result = trial("tc_record_tests", tmp_path, THREADCHECK_JSON=str(report))
-    assert "PASSED" in result.stdout
-    assert "reactor.callLater called from thread" in result.stderr
-    assert json.loads(report.read_text())["counts_by_api"] == {"reactor.callLater": 1}
+    result = trial("tc_child", tmp_path, THREADCHECK_JSON=str(report))
+    # The child's violation is in the parent's report, outside the parent's tests.
+    assert "thread-affinity violation(s) outside any test fail this run" in result.stderr
+    assert "reactor.callLater called before run() from thread 'in-child'" in result.stderr
+    assert json.loads(report.read_text())["total"] == 1
+    assert result.returncode == 1
 
 
-def test_bad_mode_in_environment_is_a_clear_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("THREADCHECK_MODE", "loud", "unknown mode 'loud'"),
+        ("THREADCHECK_REPORT_ONLY", "maybe", "THREADCHECK_REPORT_ONLY='maybe': use 1 or 0"),
+    ],
+)
+def test_bad_environment_is_a_clear_error(
+    tmp_path: Path, variable: str, value: str, message: str
+) -> None:
     (tmp_path / "tc_trial_tests.py").write_text(TRIAL_TESTS)
-    result = trial("tc_trial_tests", tmp_path, THREADCHECK_MODE="loud")
+    result = trial("tc_trial_tests", tmp_path, **{variable: value})
     assert result.returncode != 0
-    assert "unknown mode 'loud'" in result.stdout + result.stderr
+    assert message in result.stdout + result.stderr
 
 
-def test_twistd_runs_an_application_on_the_instrumented_reactor(tmp_path: Path) -> None:
-    (tmp_path / "app.tac").write_text(
-        textwrap.dedent(
-            """
-            from twisted.application import service
-            from twisted.internet import reactor
+TAC = """
+import threading
 
-            from threadcheck_reactor import ThreadCheckMixin
+from twisted.application import service
+from twisted.internet import reactor
 
-            application = service.Application("threadcheck-demo")
-            print("instrumented:", isinstance(reactor, ThreadCheckMixin), flush=True)
-            reactor.callWhenRunning(reactor.callLater, 0.1, reactor.stop)
-            """
-        )
-    )
-    result = run(
-        [
-            str(BIN / "twistd"),
-            "--reactor=threadcheck",
-            "-n",
-            "--pidfile=",
-            "-l",
-            "-",
-            "-y",
-            "app.tac",
-        ],
-        tmp_path,
-    )
+from threadcheck_reactor import ThreadCheckMixin
+
+application = service.Application("threadcheck-demo")
+print("instrumented:", isinstance(reactor, ThreadCheckMixin), flush=True)
+
+
+def worker():
+    reactor.callLater(0, print)
+
+
+def start():
+    if {buggy}:
+        thread = threading.Thread(target=worker, name="worker")
+        thread.start()
+        thread.join()
+    reactor.callLater(0.1, reactor.stop)
+
+
+reactor.callWhenRunning(start)
+"""
+
+
+def twistd(tmp_path: Path, *args: str, buggy: bool) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "app.tac").write_text(TAC.format(buggy=buggy))
+    return run([str(BIN / "twistd"), "--reactor=threadcheck", *args, "-y", "app.tac"], tmp_path)
+
+
+def test_twistd_clean_application_exits_zero(tmp_path: Path) -> None:
+    result = twistd(tmp_path, "-n", "--pidfile=", "-l", "-", buggy=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "instrumented: True" in result.stdout
     assert "threadcheck" not in result.stderr  # a clean run reports nothing
+
+
+def test_twistd_violation_is_logged_and_fails_the_exit_status(tmp_path: Path) -> None:
+    result = twistd(tmp_path, "-n", "--pidfile=", "-l", "twistd.log", buggy=True)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "threadcheck: 1 thread-affinity violation" in result.stderr
+    log = (tmp_path / "twistd.log").read_text()
+    assert "[threadcheck#error] threadcheck: 1 thread-affinity violation" in log
+    assert "offending call: app.tac:14 in worker" in log
+
+
+def test_daemonized_twistd_writes_the_report_to_its_log(tmp_path: Path) -> None:
+    result = twistd(tmp_path, "--pidfile=twistd.pid", "-l", "twistd.log", buggy=True)
+    assert result.returncode == 0, result.stdout + result.stderr  # the launcher's status
+    log = tmp_path / "twistd.log"
+    deadline = time.monotonic() + 30
+    while not _daemon_finished(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "[threadcheck#error] threadcheck: 1 thread-affinity violation" in log.read_text()
+
+
+def _daemon_finished(folder: Path) -> bool:
+    # twistd removes its pid file when the daemon exits.
+    log = folder / "twistd.log"
+    return (
+        log.exists()
+        and "Main loop terminated" in log.read_text()
+        and not (folder / "twistd.pid").exists()
+    )
+
+
+TWISTED_SUITES = [
+    "twisted.test.test_threads",
+    "twisted.test.test_internet",
+    "twisted.test.test_stdio",
+]
+
+
+def _outcomes(stdout: str) -> dict[str, str]:
+    """test id -> [OK], [FAIL], [SKIPPED], ... from trial's bwverbose reporter."""
+    outcomes: dict[str, str] = {}
+    for line in stdout.splitlines():
+        test, _, outcome = line.rpartition(" ... ")
+        if test and outcome.startswith("["):
+            outcomes[test] = outcome
+    return outcomes
+
+
+def test_twisteds_own_suites_give_the_same_results_under_threadcheck(tmp_path: Path) -> None:
+    # Their child processes re-create the reactor from type(reactor).__module__.
+    args = ["-j", "2", "--reporter=bwverbose", *TWISTED_SUITES]
+    report = tmp_path / "report.json"
+    default = run([str(BIN / "trial"), *args], tmp_path / "default")
+    checked = run(
+        [str(BIN / "trial"), "--reactor=threadcheck", *args],
+        tmp_path / "threadcheck",
+        THREADCHECK_JSON=str(report),
+    )
+    assert default.returncode == 0, default.stdout[-2000:]
+    expected = _outcomes(default.stdout)
+    assert len(expected) > 80
+    assert _outcomes(checked.stdout) == expected
+    assert checked.returncode == 0, checked.stdout[-2000:] + checked.stderr
+    assert json.loads(report.read_text())["total"] == 0

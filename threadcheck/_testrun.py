@@ -30,6 +30,10 @@ class MissingViolationError(AssertionError):
     """``expect()`` saw no matching violation."""
 
 
+class ThreadAffinityViolationsError(AssertionError):
+    """A test made thread-affinity violations (trial); the message is their report."""
+
+
 class TestRun:
     """Test-by-test bookkeeping over one checker's recorder."""
 

@@ -1,8 +1,15 @@
 """What ``--reactor=threadcheck`` runs: configured by the environment, reports at exit.
 
-``THREADCHECK_MODE`` picks the mode (raise, record, warn; default record) and
-``THREADCHECK_JSON`` names a file for the JSON report. The human-readable
-report goes to stderr at exit when anything was found.
+``THREADCHECK_MODE`` picks the mode (raise, record, warn; default record),
+``THREADCHECK_JSON`` names a file for the JSON report, and
+``THREADCHECK_REPORT_ONLY=1`` reports violations without failing anything.
+
+Under trial, each test that makes a violation fails (in every mode) and
+violations made outside any test fail the run; under twistd, the report also
+goes to the twistd log and a violation makes the exit status 1. ``trial -j``
+workers and child processes that install the reactor again (Twisted's
+``reactor.__module__`` convention) hand their violations to the first process,
+which prints the one human-readable report on stderr at exit.
 """
 
 from __future__ import annotations
@@ -12,11 +19,38 @@ import os
 import sys
 
 import threadcheck_reactor
-from threadcheck import _report
+from threadcheck import _stacks
+from threadcheck._processes import ProcessReport, Spool
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
 
 
 def install() -> None:
-    mode = os.environ.get("THREADCHECK_MODE", "record")
-    json_path = os.environ.get("THREADCHECK_JSON") or None
-    reactor = threadcheck_reactor.install(mode)
-    atexit.register(_report.finish, reactor.threadcheck, json_path, sys.stderr)
+    if os.path.basename(sys.argv[0]) in ("trial", "twistd"):
+        # Their console-script wrapper starts the program; it is not part of it.
+        _stacks.register_library_path(os.path.abspath(sys.argv[0]), "twisted")
+    report_only = _flag("THREADCHECK_REPORT_ONLY")
+    reactor = threadcheck_reactor.install(os.environ.get("THREADCHECK_MODE", "record"))
+    report = ProcessReport(
+        reactor.threadcheck,
+        Spool.join_or_create(),
+        json_path=os.environ.get("THREADCHECK_JSON") or None,
+        report_only=report_only,
+    )
+    atexit.register(report.finish, sys.stderr)
+    if "twisted.trial" in sys.modules:
+        from threadcheck_reactor import _trial
+
+        _trial.hook(report)
+    if "twisted.scripts.twistd" in sys.modules:
+        from threadcheck_reactor import _twistd
+
+        _twistd.hook(report, reactor)
+
+
+def _flag(name: str) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if value not in _TRUE + _FALSE:
+        raise ValueError(f"{name}={value!r}: use 1 or 0")
+    return value in _TRUE

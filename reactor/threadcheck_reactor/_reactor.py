@@ -217,3 +217,15 @@ if platform.isLinux():
 
 ThreadCheckReactor = REACTOR_CLASSES[-1]
 """The instrumented version of Twisted's default reactor on this platform."""
+
+
+def install() -> None:
+    """Install the reactor the way ``--reactor=threadcheck`` does.
+
+    Twisted's convention: a child process re-creates its parent's reactor with
+    ``import <type(reactor).__module__>; install()`` (Twisted's own tests do).
+    The child then reports into its parent's report.
+    """
+    from threadcheck_reactor import _plugin  # imported late: it imports this module
+
+    _plugin.install()

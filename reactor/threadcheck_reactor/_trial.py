@@ -1,0 +1,142 @@
+"""Under trial: a test that makes a violation fails, and so does the run.
+
+Each test runs with a reporter that charges violations to it: when the test
+would succeed, or when it stops, its violations become one error naming them.
+A test method or class may accept known ones, as trial's ``skip`` and
+``todo`` attributes do: ``threadcheck_allow = ["reactor.callLater"]``.
+Violations that no test made (at import, between tests, in a ``-j`` worker
+outside its tests) fail the run when the runner finishes.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Any
+
+from twisted.python.failure import Failure
+from twisted.trial import itrial, reporter, runner, unittest
+from twisted.trial._dist.disttrial import DistTrialRunner
+from zope.interface import implementer  # type: ignore[import-untyped]
+
+from threadcheck._processes import ProcessReport
+from threadcheck._report import format_report
+from threadcheck._testrun import ThreadAffinityViolationsError
+from threadcheck._violation import Violation
+from threadcheck_reactor._reactor import CHECKED_APIS
+
+
+def hook(report: ProcessReport) -> None:
+    _charge_each_test(report)
+    for runner_class in (runner.TrialRunner, DistTrialRunner):
+        for name in ("run", "runUntilFailure"):
+            _fail_the_run_for_leftovers(runner_class, name, report)
+
+
+def _failure(violations: list[Violation]) -> Failure:
+    return Failure(ThreadAffinityViolationsError(format_report(violations)))  # type: ignore[no-untyped-call]
+
+
+def _charge_each_test(report: ProcessReport) -> None:
+    original = unittest.SynchronousTestCase.run
+
+    @functools.wraps(original)
+    def run(self: unittest.SynchronousTestCase, result: Any) -> None:
+        # As SynchronousTestCase.run adapts it (a pyunit result is wrapped).
+        adapted = itrial.IReporter(result, None)
+        if adapted is None:
+            adapted = unittest.PyUnitResultAdapter(result)  # type: ignore[no-untyped-call]
+        try:
+            allowed, bad_allow = _allowed(self), None
+        except ValueError as error:
+            allowed, bad_allow = {}, error
+        charging = _ChargingReporter(adapted, report, self.id(), allowed, bad_allow)
+        report.tests.enter(self.id(), "call")
+        try:
+            original(self, charging)  # type: ignore[no-untyped-call]
+        finally:
+            report.tests.leave()
+
+    unittest.SynchronousTestCase.run = run  # type: ignore[method-assign]
+
+
+def _allowed(test: unittest.SynchronousTestCase) -> dict[str, str]:
+    """``threadcheck_allow`` of the test method, else of its class."""
+    method = getattr(test, test._testMethodName, None)
+    allow: Any = getattr(method, "threadcheck_allow", None)
+    if allow is None:
+        allow = getattr(test, "threadcheck_allow", ())
+    if isinstance(allow, str) or not all(isinstance(api, str) for api in allow):
+        raise ValueError("threadcheck_allow takes a list of API names")
+    unknown = sorted(set(allow) - CHECKED_APIS)
+    if unknown:
+        raise ValueError(
+            f"threadcheck_allow: unknown API {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(sorted(CHECKED_APIS))}"
+        )
+    return dict.fromkeys(allow, "allowed by threadcheck_allow")
+
+
+@implementer(itrial.IReporter)
+class _ChargingReporter:
+    """Trial's reporter for one test, failing the test for its violations."""
+
+    def __init__(
+        self,
+        original: Any,
+        report: ProcessReport,
+        test_id: str,
+        allowed: dict[str, str],
+        bad_allow: ValueError | None,
+    ) -> None:
+        self._original = original
+        self._report = report
+        self._test_id = test_id
+        self._allowed = allowed
+        self._bad_allow = bad_allow
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._original, name)
+
+    def addSuccess(self, test: Any) -> None:
+        failed = self._charge(test)
+        if self._bad_allow is not None:
+            self._original.addError(test, Failure(self._bad_allow))  # type: ignore[no-untyped-call]
+            self._bad_allow, failed = None, True
+        if not failed:
+            self._original.addSuccess(test)
+
+    def stopTest(self, test: Any) -> None:
+        self._charge(test)  # what the test's cleanups and late threads did
+        self._original.stopTest(test)
+
+    def _charge(self, test: Any) -> bool:
+        failing = self._report.tests.take(self._test_id, self._allowed)
+        if not failing or self._report.report_only:
+            return False
+        self._original.addError(test, _failure(failing))
+        return True
+
+
+def _fail_the_run_for_leftovers(runner_class: type, name: str, report: ProcessReport) -> None:
+    original = getattr(runner_class, name)
+
+    @functools.wraps(original)
+    def run(self: Any, test: Any) -> Any:
+        result = original(self, test)
+        leftovers = report.failing_outside_tests()
+        if leftovers and not report.report_only:
+            # The summary is printed already: record the error without
+            # printing it again, so that trial's exit status says FAILED.
+            failure = _failure(leftovers)
+            name = "threadcheck: violations outside any test"
+            holder = runner.ErrorHolder(name, failure)  # type: ignore[no-untyped-call]
+            reporter.TestResult.addError(result, holder, failure)  # type: ignore[arg-type]
+            print(
+                f"threadcheck: {len(leftovers)} thread-affinity violation(s) outside any test "
+                "fail this run (report below)",
+                file=sys.stderr,
+            )
+        return result
+
+    setattr(runner_class, name, run)

@@ -1,0 +1,42 @@
+"""Under twistd: the report goes to the twistd log, and violations fail the exit status.
+
+A daemonized twistd has no stderr to print to, so the human-readable report
+is logged as the reactor shuts down; the application runner then exits with
+:data:`VIOLATIONS_FOUND` (the same status as ``threadcheck run``).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Any
+
+from twisted.application import app
+from twisted.logger import Logger
+
+from threadcheck._processes import ProcessReport
+from threadcheck._report import format_report
+
+VIOLATIONS_FOUND = 3
+
+_log = Logger(namespace="threadcheck")
+
+
+def hook(report: ProcessReport, reactor: Any) -> None:
+    reactor.addSystemEventTrigger("after", "shutdown", _log_report, report)
+    original = app.ApplicationRunner.run
+
+    @functools.wraps(original)
+    def run(self: app.ApplicationRunner) -> None:
+        original(self)  # type: ignore[no-untyped-call]
+        exiting_by_signal = getattr(self, "_exitSignal", None) is not None
+        if report.violations() and not report.report_only and not exiting_by_signal:
+            sys.exit(VIOLATIONS_FOUND)
+
+    app.ApplicationRunner.run = run  # type: ignore[method-assign]
+
+
+def _log_report(report: ProcessReport) -> None:
+    violations = report.violations()
+    if violations:
+        _log.error("{report}", report=format_report(violations).rstrip())
