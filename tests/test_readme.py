@@ -39,3 +39,26 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert len(commands) == 2
     ci = (README.parent / ".ci" / "run").read_text()
     assert commands[1] in ci
+
+
+@pytest.mark.slow
+def test_readme_pytest_example_fails_under_threadcheck(tmp_path: Path) -> None:
+    text = README.read_text()
+    match = re.search(r"<!-- readme-pytest-example[^>]*-->\n```python\n(.*?)```", text, re.S)
+    assert match, "README pytest example block not found"
+    assert len(match.group(1).strip().splitlines()) <= 6
+    (tmp_path / "test_retry.py").write_text(match.group(1))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--threadcheck"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAILED test_retry.py::test_retry_later - threadcheck: 1 thread-affinity" in (
+        result.stdout
+    )
+    assert "offending call: test_retry.py:6 in test_retry_later" in result.stdout

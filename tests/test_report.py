@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import threading
+import time
+import warnings
+from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 import jsonschema
+import pytest
+from twisted.internet.protocol import ClientCreator, ServerFactory
+from twisted.protocols.basic import LineReceiver
 
-from threadcheck import Mode, Violation, format_report, to_json
-from threadcheck._report import MAX_GROUPS_SHOWN, SCHEMA_PATH, finish
+from threadcheck import Mode, ThreadAffinityWarning, Violation, format_report, to_json
+from threadcheck._report import MAX_GROUPS_SHOWN, SCHEMA_PATH, finish, from_json
+from threadcheck._violation import TestContext
 
 from support import RunningReactor, run_threads
 
@@ -101,3 +110,61 @@ def test_human_report_shows_a_bounded_number_of_groups(running_reactor: Any) -> 
     assert f"[{MAX_GROUPS_SHOWN + 1}] " not in report
     assert "5 more distinct violations; the JSON report (--json) has them all" in report
     assert len(to_json(violations, "record")["violations"]) == MAX_GROUPS_SHOWN + 5  # type: ignore[arg-type]
+
+
+def _wait_for_violations(running: RunningReactor, count: int) -> list[Violation]:
+    deadline = time.monotonic() + 30
+    while len(running.recorder) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return running.recorder.violations()
+
+
+@pytest.mark.parametrize("mode", [Mode.RECORD, Mode.WARN])
+def test_a_library_callable_handed_to_the_pool_is_reported_at_the_handing_line(
+    running_reactor: Any, mode: Mode
+) -> None:
+    running: RunningReactor = running_reactor(mode)
+    reactor = running.reactor
+    port = running.in_reactor(
+        reactor.listenTCP, 0, ServerFactory.forProtocol(LineReceiver), interface="127.0.0.1"
+    )
+    client = ClientCreator(reactor, LineReceiver)  # type: ignore[no-untyped-call]
+    line = running.in_reactor(client.connectTCP, "127.0.0.1", port.getHost().port)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reactor.callInThread(line.sendLine, b"hello")  # BUG: sendLine is not thread-safe
+        handing_line = inspect.currentframe().f_lineno - 1  # type: ignore[union-attr]
+        [violation] = _wait_for_violations(running, 1)
+    running.in_reactor(line.transport.loseConnection)
+    running.in_reactor(port.stopListening)
+
+    where = violation.user_frame()
+    assert where is not None and (where.filename, where.lineno) == (__file__, handing_line)
+    report = format_report([violation])
+    assert f"offending call: {where.location()}  (work handed to the thread pool here)" in report
+    assert 'reactor.callInThread(line.sendLine, b"hello")' in report
+    assert (
+        "fix: sendLine() must run in the reactor thread: hand it over with "
+        "reactor.callFromThread(obj.sendLine, ...), not callInThread"
+    ) in report
+    # The pool started its thread for this very work: that stack is shown once.
+    assert "thread started at: the same place (the pool started it for this work)" in report
+    if mode is Mode.WARN:
+        [warning] = [w for w in caught if issubclass(w.category, ThreadAffinityWarning)]
+        assert (warning.filename, warning.lineno) == (__file__, handing_line)
+
+
+def test_json_report_reads_back_exactly(running_reactor: Any) -> None:
+    running: RunningReactor = running_reactor(Mode.RECORD)
+    running.recorder.context = TestContext("tests/test_x.py::test_y", "teardown")
+    made = _violations_from(running, n_threads=2, per_thread=3)
+    made[0] = replace(made[0], expected="known")
+
+    document = json.loads(json.dumps(to_json(made, "record")))
+    read = from_json(document)
+
+    assert Counter(read) == Counter(made)
+    assert {v.test for v in read} == {TestContext("tests/test_x.py::test_y", "teardown")}
+    with pytest.raises(ValueError, match="not a threadcheck-report version 2 document"):
+        from_json({**document, "version": 1})

@@ -1,6 +1,9 @@
 """threadcheck: thread-safety testing for Twisted programs.
 
 Public API; everything in ``_private`` modules may change without notice.
+
+PYTEST_DONT_REWRITE: the package holds a pytest plugin, and is often imported
+before pytest starts (``threadcheck run -m pytest``).
 """
 
 from __future__ import annotations
@@ -12,10 +15,16 @@ from threadcheck._modes import DEFAULT_MODE, Mode
 from threadcheck._recorder import Recorder
 from threadcheck._report import SCHEMA_VERSION, format_report, to_json, write_json
 from threadcheck._stacks import Frame, Stack
+from threadcheck._testrun import (
+    MissingViolationError,
+    ThreadAffinityViolationsError,
+    ThreadCheckFixture,
+)
 from threadcheck._threads import spawn_site, track_thread_starts
 from threadcheck._violation import (
     BlockingCallInReactorThreadError,
     Kind,
+    TestContext,
     ThreadAffinityError,
     ThreadAffinityWarning,
     ThreadInfo,
@@ -45,11 +54,15 @@ __all__ = [
     "BlockingCallInReactorThreadError",
     "Frame",
     "Kind",
+    "MissingViolationError",
     "Mode",
     "Recorder",
     "Stack",
+    "TestContext",
     "ThreadAffinityError",
+    "ThreadAffinityViolationsError",
     "ThreadAffinityWarning",
+    "ThreadCheckFixture",
     "ThreadInfo",
     "Violation",
     "format_report",

@@ -2,6 +2,9 @@
 
 ``install()`` makes it the global reactor; ``trial --reactor=threadcheck`` and
 ``twistd --reactor=threadcheck`` do the same through the Twisted plugin.
+
+PYTEST_DONT_REWRITE: shipped beside threadcheck's pytest plugin, and often
+imported before pytest starts (``threadcheck run -m pytest``).
 """
 
 from __future__ import annotations
