@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -392,14 +393,25 @@ def python_and_threadcheck(tmp_path: Path, body: str, as_module: bool) -> tuple[
     return python.stderr, "".join(program_stderr)
 
 
+def without_runpy_frames(traceback: str) -> str:
+    """Drop runpy's frames: `<frozen runpy>` (3.11+) or runpy.py with its source lines (3.10)."""
+    kept: list[str] = []
+    in_runpy = False
+    for line in traceback.splitlines(keepends=True):
+        if line.startswith('  File "'):
+            in_runpy = '"<frozen runpy>"' in line or "/runpy.py" in line
+        elif not line.startswith("    "):
+            in_runpy = False
+        if not in_runpy:
+            kept.append(line)
+    return "".join(kept)
+
+
 @pytest.mark.parametrize("as_module", [False, True], ids=["script", "module"])
 def test_uncaught_exception_is_shown_as_python_shows_it(tmp_path: Path, as_module: bool) -> None:
     python, checked = python_and_threadcheck(tmp_path, FAILING_PROGRAM, as_module)
-    # `python -m` shows its own runpy frames (no source line); threadcheck shows none of its own.
-    python = "".join(
-        line for line in python.splitlines(keepends=True) if '"<frozen runpy>"' not in line
-    )
-    assert checked == python
+    # `python -m` shows its own runpy frames; threadcheck shows none of its own.
+    assert checked == without_runpy_frames(python)
     assert "RuntimeError: bad input" in checked
     assert "The above exception was the direct cause" in checked
 
@@ -435,6 +447,10 @@ def interrupt_after_ready(*args: str) -> subprocess.CompletedProcess[str]:
         [*THREADCHECK, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as process:
         assert process.stdout is not None
+        # A hang before 'ready' must fail the test, not hang it.
+        if not select.select([process.stdout], [], [], 60)[0]:
+            process.kill()
+            pytest.fail(f"no 'ready' line within 60 s; stderr: {process.communicate()[1]}")
         assert process.stdout.readline() == "ready\n"
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=60)
@@ -457,8 +473,10 @@ def test_ctrl_c_while_waiting_for_threads_still_reports(tmp_path: Path) -> None:
         VIOLATION
         + """
 def outlive_main():
-    threading.main_thread().join()  # threadcheck is now waiting for this thread
-    print("ready", flush=True)
+    import time
+    while threading.main_thread().is_alive():  # as crochet's watchdog polls it
+        time.sleep(0.01)
+    print("ready", flush=True)  # threadcheck is now waiting for this thread
     threading.Event().wait()
 
 threading.Thread(target=outlive_main).start()
