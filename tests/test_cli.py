@@ -479,7 +479,7 @@ def outlive_main():
         time.sleep(0.01)
     # threadcheck is now waiting for this thread. os.write holds no stdout
     # lock that a Ctrl-C'd interpreter could find taken as it finalizes.
-    os.write(1, b"ready\n")
+    os.write(1, b"ready\\n")
     threading.Event().wait()
 
 threading.Thread(target=outlive_main).start()
