@@ -93,6 +93,9 @@ _SITE_MARKERS = (os.sep + "site-packages" + os.sep, os.sep + "dist-packages" + o
 _USER_DIRS: tuple[str, ...] = (_dir_of(__file__) + "examples" + os.sep,)
 
 
+_instrumentable: dict[str, bool] = {}
+
+
 def register_library(module_file: str, name: str) -> None:
     """Treat frames from the folder of ``module_file`` as library ``name``."""
     register_library_path(_dir_of(module_file), name)
@@ -101,6 +104,7 @@ def register_library(module_file: str, name: str) -> None:
 def register_library_path(prefix: str, name: str) -> None:
     """Treat frames whose file name starts with ``prefix`` as library ``name``."""
     _LIBRARY_DIRS.insert(0, (prefix, name))
+    _instrumentable.clear()
 
 
 def classify(filename: str) -> str | None:
@@ -116,6 +120,19 @@ def classify(filename: str) -> str | None:
     if filename.startswith("<decorator-gen-"):
         return "decorator"  # signature-preserving wrappers (pytest-twisted uses them)
     return None
+
+
+def is_user_code(filename: str) -> bool:
+    """Code the scheduler instruments: neither a library (Twisted, threadcheck,
+    the standard library, a test harness) nor an installed package."""
+    known = _instrumentable.get(filename)
+    if known is None:
+        known = _instrumentable[filename] = filename.startswith(_USER_DIRS) or (
+            not filename.startswith("<")
+            and classify(filename) is None
+            and not any(marker in filename for marker in _SITE_MARKERS)
+        )
+    return known
 
 
 def capture(skip: int = 0, limit: int = MAX_DEPTH) -> Stack:

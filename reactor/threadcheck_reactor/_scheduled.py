@@ -1,0 +1,166 @@
+"""The instrumented reactors under threadcheck's controlled scheduler.
+
+Still Twisted's own reactors, loop, DelayedCalls, Deferreds, ``Team``,
+``ThreadWorker`` and ``LockWorker``; the mixin only takes over what would
+otherwise escape the scheduler:
+
+* the idle wait: instead of sleeping in ``epoll_wait`` while holding the turn,
+  the reactor blocks in the scheduler until ``wakeUp`` or until virtual time
+  reaches its next timed call, then polls for real with a zero timeout;
+* time: ``seconds()`` is the scheduler's virtual clock, so DelayedCalls and
+  LoopingCalls fire when the scheduler advances it;
+* the thread pool: Twisted's ``Team`` around a scheduler lock and queues, its
+  workers hashed by creation order (``Team`` keeps idle workers in a set, and
+  ``set.pop()`` would otherwise pick by identity, differently on every run);
+* ``callFromThread`` is a scheduling point.
+
+Affinity checks stay on. Thread safety: as the reactor underneath; the
+scheduler runs one controlled thread at a time.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+from twisted._threads import LockWorker, Team, ThreadWorker
+from twisted.python.log import err
+
+from threadcheck._affinity import AffinityChecker
+from threadcheck._modes import DEFAULT_MODE, Mode
+from threadcheck._recorder import Recorder
+from threadcheck._sched import _primitives
+from threadcheck._sched._core import ControlledThread, Scheduler
+from threadcheck_reactor._reactor import REACTOR_CLASSES, ThreadCheckMixin
+from threadcheck_reactor._threadpool import SubmissionTrackingThreadPool
+
+REAL_IO_POLL = 0.01  # wall seconds a reactor with real sockets waits when nothing else can run
+
+
+class _OrderedThreadWorker(ThreadWorker):  # type: ignore[misc]
+    def __init__(self, order: int, startThread: Callable[..., object], queue: Any) -> None:
+        super().__init__(startThread, queue)
+        self._order = order
+
+    def __hash__(self) -> int:
+        return self._order
+
+
+class ScheduledThreadPool(SubmissionTrackingThreadPool):
+    """Twisted's ThreadPool whose team coordinates and queues through the scheduler."""
+
+    def _pool(  # type: ignore[override]
+        self, currentLimit: Callable[[], int], threadFactory: Callable[..., Any]
+    ) -> Any:
+        order = itertools.count()
+
+        def startThread(target: Callable[..., object]) -> None:
+            threadFactory(target=target).start()
+
+        def createWorker() -> Any:
+            stats = team.statistics()
+            if stats.busyWorkerCount + stats.idleWorkerCount >= currentLimit():
+                return None
+            return _OrderedThreadWorker(next(order), startThread, _primitives.Queue())
+
+        team = Team(
+            coordinator=LockWorker(_primitives.Lock(), _LocalStorage()),  # type: ignore[arg-type]
+            createWorker=createWorker,
+            logException=err,
+        )
+        return team
+
+
+def _LocalStorage() -> Any:
+    import threading
+
+    return threading.local()
+
+
+class ScheduledMixin(ThreadCheckMixin):
+    """Hands the reactor's waiting, time and thread pool to ``scheduler``."""
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        mode: Mode | str = DEFAULT_MODE,
+        recorder: Recorder | None = None,
+        *,
+        checker: AffinityChecker | None = None,
+    ) -> None:
+        self._scheduler = scheduler
+        self._idle: ControlledThread | None = None
+        super().__init__(mode, recorder, checker=checker)
+
+    @property
+    def scheduler(self) -> Scheduler:
+        return self._scheduler
+
+    def seconds(self) -> float:
+        return self._scheduler.now
+
+    def callFromThread(self, f: Callable[..., Any], *args: object, **kwargs: object) -> None:
+        if self._scheduler.controlled() is not None:
+            self._scheduler.point("sync", "callFromThread")
+        super().callFromThread(f, *args, **kwargs)
+
+    def wakeUp(self) -> None:
+        super().wakeUp()
+        idle = self._idle
+        if idle is not None and self._scheduler.controlled() is not None:
+            self._scheduler.wake(idle)
+
+    def doIteration(self, delay: float | None) -> None:
+        scheduler = self._scheduler
+        if scheduler.aborting:
+            self.crash()  # leave run() without shutdown triggers: the schedule is over
+            return
+        if self._real_io():
+            self._iterate_with_real_io(delay)
+            return
+        if delay == 0 or self.threadCallQueue:
+            scheduler.point("sync", "reactor iteration")
+        else:
+            self._idle = scheduler.controlled()
+            try:
+                scheduler.block("reactor idle", None if delay is None else scheduler.now + delay)
+            finally:
+                self._idle = None
+        super().doIteration(0)  # drain the waker; dispatch real I/O that is ready
+
+    def _real_io(self) -> bool:
+        waker = self.waker
+        return any(r is not waker for r in self.getReaders()) or bool(self.getWriters())
+
+    def _iterate_with_real_io(self, delay: float | None) -> None:
+        # Sockets are not under the scheduler's control: poll them for real
+        # (best effort; such schedules replay only as far as I/O repeats).
+        scheduler = self._scheduler
+        scheduler.point("sync", "reactor iteration (real I/O)")
+        if scheduler.others_runnable() or delay == 0 or self.threadCallQueue:
+            super().doIteration(0)
+            return
+        wait = REAL_IO_POLL if delay is None else min(delay, REAL_IO_POLL)
+        super().doIteration(wait)
+        scheduler.advance(wait)
+
+    def _initThreadPool(self) -> None:
+        self.threadpool = ScheduledThreadPool(0, 10, "twisted.internet.reactor")
+        self._threadpoolStartupID = self.callWhenRunning(self.threadpool.start)
+        self.threadpoolShutdownID = self.addSystemEventTrigger(
+            "during", "shutdown", self._stopThreadPool
+        )
+
+
+def _scheduled(cls: type[ThreadCheckMixin]) -> type[ScheduledMixin]:
+    name = "Scheduled" + cls.__name__.removeprefix("ThreadCheck")
+    made = type(name, (ScheduledMixin, cls), {"__doc__": f"{cls.__doc__} Under the scheduler."})
+    made.__module__ = __name__
+    return made
+
+
+SCHEDULED_CLASSES: list[type[ScheduledMixin]] = [_scheduled(cls) for cls in REACTOR_CLASSES]
+"""Every instrumented reactor class under the scheduler, the default last."""
+
+ScheduledReactor = SCHEDULED_CLASSES[-1]

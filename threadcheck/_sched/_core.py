@@ -1,0 +1,499 @@
+"""The controlled scheduler: one controlled thread runs at a time.
+
+Every controlled thread (the thread exploring, the reactor's pool workers,
+threads they start) owns a *baton*: a real lock it sleeps on while another
+thread has the turn. At each scheduling point the running thread asks the
+strategy who runs next and, if it is another thread, releases that thread's
+baton and sleeps on its own. A thread that must wait (a lock held, a queue
+empty, the reactor idle) is marked blocked and hands the turn on; the thread
+that changes what it waits for wakes it. Time is virtual: when every thread
+is blocked and some wait has a deadline, the clock jumps to the earliest one;
+when none has, that is a deadlock.
+
+Thread safety: only the thread holding the turn reads or writes scheduler
+state. Threads that are not controlled never touch it (primitives check
+:meth:`Scheduler.controlled` first). The wall-clock watchdog only reads a
+progress counter, and only in :meth:`Scheduler.rescue` takes the turn from a
+thread that blocked outside the scheduler's control, which by then runs no
+scheduler code.
+"""
+
+from __future__ import annotations
+
+import _thread
+import sys
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from threading import get_ident
+from types import FrameType
+from typing import NoReturn, Protocol
+
+VIRTUAL_EPOCH = 1_000_000.0
+"""Where virtual time starts: a fixed, realistic-looking second count."""
+
+DEFAULT_MAX_STEPS = 20_000
+ABORT_STEP_LIMIT = 10_000  # points a thread may pass while unwinding from an abort
+
+
+class Abort(BaseException):
+    """Raised in controlled threads to end a schedule. Not an error of theirs."""
+
+
+_active: list[Scheduler] = []
+
+
+def active() -> Scheduler | None:
+    """The scheduler of the schedule running now, if any."""
+    return _active[0] if _active else None
+
+
+def activate(scheduler: Scheduler | None) -> None:
+    """Make ``scheduler`` the active one (None: no schedule runs)."""
+    _active[:] = [] if scheduler is None else [scheduler]
+
+
+class Strategy(Protocol):
+    """Chooses who runs next. One instance drives a whole exploration.
+
+    Thread safety: called only by the thread holding the turn.
+    """
+
+    def new_execution(self, index: int) -> bool:
+        """Prepare schedule ``index``; False when the strategy has nothing left."""
+
+    def next_thread(self, runnable: Sequence[int], current: int | None, step: int) -> int:
+        """The thread id (one of ``runnable``) to run from scheduling point ``step``.
+
+        ``current`` is the running thread's id when it could go on, None when
+        it just blocked or finished.
+        """
+
+    def next_int(self, bound: int) -> int:
+        """A number in ``range(bound)`` for a nondeterministic choice other than a thread."""
+
+
+@dataclass(eq=False)
+class ControlledThread:
+    tid: int
+    name: str
+    daemon: bool
+    baton: _thread.LockType = field(repr=False)
+    ident: int | None = None
+    waiting: str | None = None
+    """What it waits for; None while it can run."""
+    blocked_at: str = ""
+    """The user line where it last blocked, for deadlock reports."""
+    deadline: float | None = None
+    finished: bool = False
+    joiners: list[ControlledThread] = field(default_factory=list, repr=False)
+    abort_steps: int = 0
+    handle: object = field(default=None, repr=False)
+    """The ``threading.Thread`` behind it, joined for real once the schedule is over."""
+
+    @property
+    def runnable(self) -> bool:
+        return not self.finished and self.waiting is None
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One scheduling point of a schedule, for the step table."""
+
+    index: int
+    tid: int
+    kind: str
+    """access, line, opcode or sync."""
+    filename: str
+    lineno: int
+    function: str
+    detail: str
+    """What was accessed or done, e.g. ``state.total (store)``."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a schedule failed."""
+
+    kind: str
+    """exception, deadlock, livelock, violation, unhandled-error, incomplete,
+    uncontrolled-blocking, exit, divergence."""
+    message: str
+    thread: str | None = None
+    location: str | None = None
+    details: str = ""
+    what: str = ""
+    """The exception type, or the API of a violation: part of the signature."""
+
+    def signature(self) -> str:
+        """What a replay or a shrunk schedule must reproduce: the kind of failure
+        and its exception type (not the message, which may name other values)."""
+        return f"{self.kind}:{self.what}" if self.what else self.kind
+
+
+class ScheduleFailed(Exception):  # noqa: N818 - it is a result, not a programming error
+    """Carries a schedule's :class:`Failure` out of the driver."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+LIBRARY_FRAME = Callable[[str], bool]
+
+
+class Scheduler:
+    """Runs a set of controlled threads one at a time, as ``strategy`` decides."""
+
+    def __init__(
+        self,
+        strategy: Strategy,
+        *,
+        max_steps: int = DEFAULT_MAX_STEPS,
+        is_library: Callable[[str], bool] = lambda filename: False,
+        is_own: Callable[[str], bool] = lambda filename: False,
+        record_trace: bool = True,
+    ) -> None:
+        self.strategy = strategy
+        self.max_steps = max_steps
+        self.is_library = is_library
+        self.is_own = is_own
+        self.record_trace = record_trace
+        self.threads: list[ControlledThread] = []
+        self._by_ident: dict[int, ControlledThread] = {}
+        self.now = VIRTUAL_EPOCH
+        self.step = 0
+        self.decisions: list[int] = []
+        self.trace: list[Step] = []
+        self.preemptions: list[int] = []
+        """Steps at which a thread that could go on was switched out."""
+        self.choices: list[tuple[int, int, tuple[int, ...]]] = []
+        """Each thread decision: (chosen, the no-preemption default, the runnable threads)."""
+        self.strategy_error: Exception | None = None
+        """The strategy gave up (a replay that diverged): the schedule means nothing."""
+        self.failure: Failure | None = None
+        self.aborting = False
+        self.progress = 0
+        """Bumped at every point and switch; the watchdog reads it."""
+        self._running: ControlledThread | None = None
+
+    # -- threads ---------------------------------------------------------------
+
+    def controlled(self) -> ControlledThread | None:
+        """The calling thread's record, or None when it is not controlled."""
+        return self._by_ident.get(get_ident())
+
+    @property
+    def running(self) -> ControlledThread | None:
+        return self._running
+
+    def adopt_current(self, name: str) -> ControlledThread:
+        """Make the calling thread the first controlled thread; it has the turn."""
+        thread = self._new(name, daemon=False)
+        thread.baton.acquire()
+        thread.ident = get_ident()
+        self._by_ident[thread.ident] = thread
+        self._running = thread
+        return thread
+
+    def new_thread(self, name: str, daemon: bool) -> ControlledThread:
+        """A thread the running thread is starting; it runs when first chosen."""
+        thread = self._new(name, daemon)
+        thread.baton.acquire()
+        return thread
+
+    def _new(self, name: str, daemon: bool) -> ControlledThread:
+        thread = ControlledThread(len(self.threads), name, daemon, _thread.allocate_lock())
+        self.threads.append(thread)
+        return thread
+
+    def enter(self, thread: ControlledThread) -> None:
+        """In a new OS thread, before its body: wait for its first turn."""
+        thread.ident = get_ident()
+        self._by_ident[thread.ident] = thread  # dict writes are atomic; nobody iterates it
+        thread.baton.acquire()
+        if self.aborting:
+            raise Abort
+
+    def exit(self, thread: ControlledThread) -> None:
+        """In a thread whose body ended: hand the turn on without waiting for it back."""
+        thread.finished = True
+        thread.waiting = None
+        for joiner in thread.joiners:
+            self.wake(joiner)
+        thread.joiners.clear()
+        self._by_ident.pop(thread.ident or 0, None)
+        following = self._next_after(thread)
+        if following is not None:
+            self._hand_to(following)
+
+    def release_adopted(self, thread: ControlledThread) -> None:
+        """The adopted thread stops being controlled (the schedule is over)."""
+        thread.finished = True
+        self._by_ident.pop(thread.ident or 0, None)
+        self._running = None
+
+    def live_threads(self) -> list[ControlledThread]:
+        return [t for t in self.threads if not t.finished]
+
+    # -- scheduling ----------------------------------------------------------------
+
+    def point(self, kind: str, detail: str = "", frame: FrameType | None = None) -> None:
+        """A scheduling point in the running thread: another thread may run now."""
+        current = self._running
+        assert current is not None
+        self.progress += 1
+        if self.aborting:
+            self._abort_here(current)
+        self.step += 1
+        if self.step > self.max_steps:
+            self._livelock()
+        if self.record_trace:
+            self._record(current, kind, detail, frame)
+        runnable = [t.tid for t in self.threads if t.runnable]
+        if len(runnable) > 1:
+            chosen = self._decide(runnable, current.tid)
+            if chosen != current.tid:
+                self.preemptions.append(self.step)
+                self._switch(current, self.threads[chosen])
+
+    def block(self, why: str, deadline: float | None = None) -> None:
+        """The running thread waits until another wakes it, or until ``deadline``."""
+        current = self._running
+        assert current is not None
+        if self.aborting:
+            self._abort_here(current)
+        current.waiting = why
+        current.deadline = deadline
+        current.blocked_at = _describe(self._where(sys._getframe(1)))
+        following = self._next_after(current)
+        if following is None:
+            self._deadlock(current)
+        self._switch(current, following)
+
+    def others_runnable(self) -> bool:
+        """Whether a thread other than the running one could run now."""
+        return any(t.runnable and t is not self._running for t in self.threads)
+
+    def advance(self, seconds: float) -> None:
+        """Move virtual time on (a reactor that waited on real sockets)."""
+        self.now += seconds
+
+    def drain(self, me: ControlledThread) -> None:
+        """End the schedule: every other live thread unwinds (Abort), then ``me`` goes on."""
+        self.aborting = True
+        while True:
+            others = [t for t in self.threads if not t.finished and t is not me]
+            if not others:
+                return
+            following = others[0]
+            self.wake(following)
+            self.progress += 1
+            self._running = following
+            following.baton.release()
+            me.baton.acquire()
+
+    def wake(self, thread: ControlledThread) -> None:
+        """``thread`` may run again (it rechecks what it waited for)."""
+        thread.waiting = None
+        thread.deadline = None
+
+    def _next_after(self, current: ControlledThread) -> ControlledThread | None:
+        """Who runs once ``current`` blocked or finished; None: nobody can."""
+        if self.aborting:
+            return self._next_to_abort()
+        runnable = [t.tid for t in self.threads if t.runnable]
+        if not runnable:
+            runnable = self._advance_clock()
+        if not runnable:
+            return None
+        if len(runnable) == 1:
+            return self.threads[runnable[0]]
+        return self.threads[self._decide(runnable, None)]
+
+    def _advance_clock(self) -> list[int]:
+        deadlines = [t.deadline for t in self.threads if t.waiting and t.deadline is not None]
+        if not deadlines:
+            return []
+        self.now = max(self.now, min(deadlines))
+        for thread in self.threads:
+            if thread.waiting and thread.deadline is not None and thread.deadline <= self.now:
+                self.wake(thread)
+        return [t.tid for t in self.threads if t.runnable]
+
+    def _decide(self, runnable: list[int], current: int | None) -> int:
+        try:
+            chosen = self.strategy.next_thread(runnable, current, self.step)
+            if chosen not in runnable:
+                raise RuntimeError(f"strategy chose T{chosen}, not runnable among {runnable}")
+        except Exception as error:
+            self.strategy_error = error
+            self.fail(Failure("divergence", str(error)))
+            raise Abort from None
+        default = current if current is not None and current in runnable else runnable[0]
+        self.decisions.append(chosen)
+        self.choices.append((chosen, default, tuple(runnable)))
+        return chosen
+
+    def join_all(self, me: ControlledThread) -> None:
+        """Wait, as the interpreter does at exit, for every other non-daemon thread."""
+        while True:
+            pending = [t for t in self.threads if not (t.finished or t.daemon or t is me)]
+            if not pending:
+                return
+            pending[0].joiners.append(me)
+            self.block(f"join of T{pending[0].tid} ({pending[0].name}) at exit")
+
+    def next_int(self, bound: int) -> int:
+        """A recorded nondeterministic choice in ``range(bound)``."""
+        try:
+            value = self.strategy.next_int(bound)
+        except Exception as error:
+            self.strategy_error = error
+            self.fail(Failure("divergence", str(error)))
+            raise Abort from None
+        self.decisions.append(-1 - value)  # negative: not a thread id
+        return value
+
+    def _switch(self, current: ControlledThread, following: ControlledThread) -> None:
+        self.progress += 1
+        self._running = following
+        following.baton.release()
+        current.baton.acquire()
+        if self.aborting:
+            self._abort_here(current)
+
+    def _hand_to(self, following: ControlledThread) -> None:
+        self.progress += 1
+        self._running = following
+        following.baton.release()
+
+    def _record(
+        self, current: ControlledThread, kind: str, detail: str, frame: FrameType | None
+    ) -> None:
+        where = frame if frame is not None else self._where(sys._getframe(2))
+        if where is None:
+            self.trace.append(Step(self.step, current.tid, kind, "", 0, "", detail))
+            return
+        code = where.f_code
+        step = Step(
+            self.step, current.tid, kind, code.co_filename, where.f_lineno, code.co_name, detail
+        )
+        self.trace.append(step)
+
+    def _where(self, frame: FrameType | None) -> FrameType | None:
+        """The user frame that led to a point, else the library frame that made it.
+
+        threadcheck's own frames lead (the point itself) and may end the walk
+        (the driver that runs the schedule): user code above the driver is
+        not where the point happened.
+        """
+        while frame is not None and self.is_own(frame.f_code.co_filename):
+            frame = frame.f_back
+        innermost = frame
+        while frame is not None:
+            filename = frame.f_code.co_filename
+            if not self.is_library(filename):
+                return frame
+            if self.is_own(filename):
+                break
+            frame = frame.f_back
+        return innermost
+
+    # -- failing and aborting -------------------------------------------------------
+
+    def fail(self, failure: Failure) -> None:
+        """Record the schedule's first failure and start tearing it down."""
+        if self.failure is None:
+            self.failure = failure
+        self.aborting = True
+
+    def _deadlock(self, current: ControlledThread) -> NoReturn:
+        live = [t for t in self.threads if not t.finished]
+        self.fail(
+            Failure(
+                "deadlock",
+                "every live thread is blocked: "
+                + ", ".join(f"T{t.tid}({t.name}) on {t.waiting}" for t in live),
+                thread=current.name,
+                details="\n".join(
+                    f"T{t.tid} ({t.name}) waits for {t.waiting} at {t.blocked_at}" for t in live
+                ),
+            )
+        )
+        current.waiting = None
+        raise Abort
+
+    def _livelock(self) -> NoReturn:
+        self.fail(
+            Failure(
+                "livelock",
+                f"step bound exceeded: {self.max_steps} scheduling points without finishing",
+                thread=self._running.name if self._running else None,
+            )
+        )
+        raise Abort
+
+    def _abort_here(self, current: ControlledThread) -> NoReturn:
+        current.abort_steps += 1
+        if current.abort_steps > ABORT_STEP_LIMIT:
+            # It catches Abort and carries on: park it for good, let the rest end.
+            current.waiting = "abort (ignored Abort)"
+            current.finished = True
+            following = self._next_to_abort()
+            if following is not None:
+                self._hand_to(following)
+            current.baton.acquire()
+        raise Abort
+
+    def _next_to_abort(self) -> ControlledThread | None:
+        """While aborting: every other live thread in turn, the adopted one last."""
+        live = [t for t in self.threads if not t.finished and t is not self._running]
+        others = [t for t in live if t.tid != 0]
+        candidates = others or live
+        if not candidates:
+            return None
+        self.wake(candidates[0])
+        return candidates[0]
+
+    def rescue(self, stuck: ControlledThread, failure: Failure) -> bool:
+        """From the watchdog: ``stuck`` blocked outside our control; resume the others.
+
+        Returns False when the adopted thread itself is stuck: nothing can
+        take the turn back then.
+        """
+        self.fail(failure)
+        stuck.finished = True  # abandoned: its OS thread stays blocked where it is
+        if stuck.tid == 0:
+            return False
+        following = self._next_to_abort()
+        if following is not None:
+            self._hand_to(following)
+        return True
+
+
+def _describe(frame: FrameType | None) -> str:
+    if frame is None:
+        return "<library code>"
+    code = frame.f_code
+    return f"{code.co_filename}:{frame.f_lineno} in {code.co_name}"
+
+
+def stack_of(ident: int | None, limit: int = 8) -> str:
+    """The innermost frames of a (stuck) OS thread, as a traceback excerpt."""
+    frame = sys._current_frames().get(ident or 0)
+    if frame is None:
+        return ""
+    return "".join(traceback.format_stack(frame, limit=limit)).rstrip()
+
+
+def iter_runs(trace: Sequence[Step]) -> Iterator[list[Step]]:
+    """Consecutive steps of the same thread, grouped."""
+    run: list[Step] = []
+    for step in trace:
+        if run and step.tid != run[-1].tid:
+            yield run
+            run = []
+        run.append(step)
+    if run:
+        yield run

@@ -1,0 +1,235 @@
+"""What an exploration swaps in while it runs, and takes out afterwards.
+
+* ``threading.Lock``/``RLock``/``Condition``/``Event``/``Semaphore``/
+  ``BoundedSemaphore`` and ``queue.Queue``/``LifoQueue``/``PriorityQueue``/
+  ``SimpleQueue`` become factories: *user code* in a controlled thread gets
+  the scheduler's version (:mod:`._primitives`); everyone else, including the
+  standard library's own internals, gets the real one. Names user modules
+  imported directly (``from threading import Lock``) are swapped too.
+* ``time.sleep`` sleeps in virtual time in controlled threads.
+* ``Thread.start`` in a controlled thread starts a controlled thread, and
+  ``Thread.join`` of one waits in the scheduler.
+* Twisted's ``blockingCallFromThread`` waits on a scheduler queue.
+* Log events of the scheduler's own ``Abort`` (Twisted logs what its
+  handlers catch while a schedule is torn down) are dropped.
+
+Thread safety: :meth:`Patches.install` and :meth:`Patches.uninstall` are
+called by the exploring thread between schedules.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+from threadcheck._sched import _primitives
+from threadcheck._sched._core import Abort, ControlledThread, Failure, Scheduler, active
+
+_CONTROLLED_ATTR = "_threadcheck_controlled"
+
+
+class Patches:
+    def __init__(
+        self,
+        is_user_file: Callable[[str], bool],
+        on_thread_start: Callable[[], None] = lambda: None,
+        on_thread_end: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.is_user_file = is_user_file
+        self.on_thread_start = on_thread_start
+        self.on_thread_end = on_thread_end
+        self._undo: list[tuple[Any, str, Any]] = []
+
+    def install(self) -> None:
+        for module, name, replacement in self._replacements():
+            self._swap(module, name, replacement)
+        self._swap_user_imports()
+
+    def uninstall(self) -> None:
+        while self._undo:
+            target, name, original = self._undo.pop()
+            setattr(target, name, original)
+
+    def _swap(self, target: Any, name: str, replacement: Any) -> None:
+        self._undo.append((target, name, getattr(target, name)))
+        setattr(target, name, replacement)
+
+    def _replacements(self) -> list[tuple[Any, str, Any]]:
+        factories: list[tuple[Any, str, Any]] = [
+            (module, name, self._factory(getattr(module, name), getattr(_primitives, name)))
+            for module, names in (
+                (
+                    threading,
+                    ("Lock", "RLock", "Condition", "Event", "Semaphore", "BoundedSemaphore"),
+                ),
+                (queue, ("Queue", "LifoQueue", "PriorityQueue", "SimpleQueue")),
+            )
+            for name in names
+        ]
+        import twisted.internet.threads as twisted_threads
+        from twisted.logger import LogPublisher
+
+        return [
+            *factories,
+            (twisted_threads, "Queue", blocking_call_queue_module()),
+            (LogPublisher, "__call__", _without_aborts(LogPublisher.__call__)),
+            (time, "sleep", _sleep),
+            (threading.Thread, "start", _controlled_start(threading.Thread.start, self)),
+            (threading.Thread, "join", _controlled_join(threading.Thread.join)),
+        ]
+
+    def _factory(self, real: Any, scheduled: Any) -> Callable[..., Any]:
+        is_user_file = self.is_user_file
+
+        def make(*args: Any, **kwargs: Any) -> Any:
+            scheduler = active()
+            if (
+                scheduler is not None
+                and scheduler.controlled() is not None
+                and is_user_file(sys._getframe(1).f_code.co_filename)
+            ):
+                return scheduled(*args, **kwargs)
+            return real(*args, **kwargs)
+
+        make.__wrapped__ = real  # type: ignore[attr-defined]
+        make.__name__ = getattr(real, "__name__", "factory")
+        return make
+
+    def _swap_user_imports(self) -> None:
+        """``from threading import Lock`` in a user module bound the real one: swap it."""
+        swapped = {
+            id(original): replacement
+            for _, _, replacement in self._undo
+            for original in [getattr(replacement, "__wrapped__", None)]
+            if original
+        }
+        swapped[id(self._undo_original(time, "sleep"))] = _sleep
+        for module in list(sys.modules.values()):
+            if not isinstance(module, ModuleType) or not self._is_user_module(module):
+                continue
+            for name, value in list(vars(module).items()):
+                replacement = swapped.get(id(value))
+                if replacement is not None:
+                    self._swap(module, name, replacement)
+
+    def _undo_original(self, target: Any, name: str) -> Any:
+        for swapped_target, swapped_name, original in self._undo:
+            if swapped_target is target and swapped_name == name:
+                return original
+        return None
+
+    def _is_user_module(self, module: ModuleType) -> bool:
+        filename = getattr(module, "__file__", None)
+        return isinstance(filename, str) and self.is_user_file(filename)
+
+
+def _without_aborts(publish: Callable[[Any, dict[str, Any]], None]) -> Any:
+    """Twisted logs every exception its handlers catch, Abort included: not
+    ours to show (before logging begins, Twisted prints critical events)."""
+
+    def call(self: Any, event: dict[str, Any]) -> None:
+        failure = event.get("log_failure", event.get("failure"))  # new and legacy keys
+        if failure is not None and hasattr(failure, "check") and failure.check(Abort):
+            return
+        publish(self, event)
+
+    return call
+
+
+def _sleep(seconds: float) -> None:
+    _primitives.sleep(seconds)
+
+
+def blocking_call_queue_module() -> SimpleNamespace:
+    """Stands in for ``queue`` inside ``twisted.internet.threads``: its waits are scheduled."""
+
+    def make_queue(maxsize: int = 0) -> Any:
+        scheduler = active()
+        if scheduler is not None and scheduler.controlled() is not None:
+            return _primitives.Queue(maxsize)
+        return queue.Queue(maxsize)
+
+    return SimpleNamespace(Queue=make_queue, Empty=queue.Empty, Full=queue.Full)
+
+
+def _controlled_start(original: Callable[[threading.Thread], None], patches: Patches) -> Any:
+    def start(self: threading.Thread) -> None:
+        scheduler = active()
+        if scheduler is None or scheduler.controlled() is None:
+            original(self)
+            return
+        scheduler.point("sync", "thread.start")
+        controlled = scheduler.new_thread(self.name, self.daemon)
+        controlled.handle = self
+        setattr(self, _CONTROLLED_ATTR, (scheduler, controlled))
+        self.run = _controlled_body(scheduler, controlled, self.run, patches)  # type: ignore[method-assign]
+        original(self)
+
+    return start
+
+
+def _controlled_body(
+    scheduler: Scheduler, thread: ControlledThread, run: Callable[[], None], patches: Patches
+) -> Callable[[], None]:
+    def body() -> None:
+        try:
+            scheduler.enter(thread)
+            patches.on_thread_start()
+            run()
+        except Abort:
+            pass
+        except BaseException as error:
+            scheduler.fail(thread_failure(thread.name, error))
+        finally:
+            patches.on_thread_end()
+            scheduler.exit(thread)
+
+    return body
+
+
+def thread_failure(name: str, error: BaseException) -> Failure:
+    """An uncaught exception in a controlled thread (or the scenario)."""
+    import traceback
+
+    from threadcheck import _stacks
+
+    frames = traceback.extract_tb(error.__traceback__)
+    user = [f for f in frames if _stacks.classify(f.filename) is None]
+    where = user[-1] if user else (frames[-1] if frames else None)
+    location = f"{where.filename}:{where.lineno} in {where.name}" if where else None
+    message = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    return Failure(
+        "exception",
+        message,
+        thread=name,
+        location=location,
+        details="".join(traceback.format_exception(type(error), error, error.__traceback__)),
+        what=type(error).__name__,
+    )
+
+
+def _controlled_join(original: Callable[..., None]) -> Any:
+    def join(self: threading.Thread, timeout: float | None = None) -> None:
+        scheduler = active()
+        owner = getattr(self, _CONTROLLED_ATTR, None)
+        me = scheduler.controlled() if scheduler is not None else None
+        if owner is None or me is None or owner[0] is not scheduler:
+            original(self, timeout)
+            return
+        assert scheduler is not None
+        target: ControlledThread = owner[1]
+        scheduler.point("sync", "thread.join")
+        deadline = None if timeout is None else scheduler.now + timeout
+        while not target.finished:
+            if deadline is not None and scheduler.now >= deadline:
+                return
+            target.joiners.append(me)
+            scheduler.block(f"join of T{target.tid} ({target.name})", deadline)
+        original(self, 5.0)  # the OS thread is leaving: it needs no turn to finish
+
+    return join

@@ -1,0 +1,221 @@
+"""Scheduling points inside user code: before each access, line or instruction.
+
+Granularities:
+
+* ``sync``: none here; only synchronisation operations are points.
+* ``access`` (the default): before each attribute load or store, subscript
+  load or store, and store to a global or closure variable, so that a
+  one-line ``self.total += 1`` can be split by another thread.
+* ``line``: before each line. ``opcode``: before every instruction.
+
+Only *user code* is instrumented: files that are neither the standard library,
+installed packages, Twisted nor threadcheck. Python 3.12 and newer use
+``sys.monitoring`` (with a free tool id, so coverage and debuggers keep theirs):
+each location that is not a point is disabled after its first hit. 3.10 and
+3.11 use ``sys.settrace`` with opcode events in controlled threads (3.12's
+settrace misses opcode events on a code object's first run, which would break
+replay).
+
+Thread safety: :meth:`Instrumentation.start` and :meth:`stop` are called by the
+exploring thread outside schedules; the callbacks run in any thread and act
+only for controlled ones.
+"""
+
+from __future__ import annotations
+
+import dis
+import sys
+from collections.abc import Callable
+from types import CodeType, FrameType
+from typing import Any
+
+from threadcheck._sched._core import active
+
+GRANULARITIES = ("sync", "access", "line", "opcode")
+DEFAULT_GRANULARITY = "access"
+
+_ATTRIBUTE = {"LOAD_ATTR": "load", "STORE_ATTR": "store", "DELETE_ATTR": "delete"}
+_SUBSCRIPT = {"BINARY_SUBSCR": "load", "STORE_SUBSCR": "store", "DELETE_SUBSCR": "delete"}
+_VARIABLE = {
+    "STORE_GLOBAL": "store",
+    "DELETE_GLOBAL": "delete",
+    "STORE_DEREF": "store",
+    "DELETE_DEREF": "delete",
+}
+_OWNER_LOADS = ("LOAD_FAST", "LOAD_GLOBAL", "LOAD_DEREF", "LOAD_NAME", "LOAD_FAST_CHECK")
+
+
+def access_points(code: CodeType) -> dict[int, str]:
+    """Offsets of ``code``'s access instructions, with what each accesses."""
+    instructions = list(dis.get_instructions(code))
+    points: dict[int, str] = {}
+    for index, instruction in enumerate(instructions):
+        name = instruction.opname
+        if name in _ATTRIBUTE and not instruction.argrepr.startswith("NULL"):
+            owner = _owner(instructions, index)
+            points[instruction.offset] = f"{owner}.{instruction.argval} ({_ATTRIBUTE[name]})"
+        elif name in _SUBSCRIPT:
+            owner = _owner(instructions, index, skip=1 if name != "STORE_SUBSCR" else 2)
+            points[instruction.offset] = f"{owner}[...] ({_SUBSCRIPT[name]})"
+        elif name in _VARIABLE:
+            points[instruction.offset] = f"{instruction.argval} ({_VARIABLE[name]})"
+    return points
+
+
+def _owner(instructions: list[dis.Instruction], index: int, skip: int = 0) -> str:
+    """The name the accessed object was loaded from, when it is plain to see."""
+    for instruction in reversed(instructions[max(0, index - 8) : index]):
+        if instruction.opname.startswith(_OWNER_LOADS):
+            if skip == 0:
+                return str(instruction.argval).split(" ")[0]
+            skip -= 1
+    return "<expr>"
+
+
+def instruction_points(code: CodeType) -> dict[int, str]:
+    return {i.offset: i.opname for i in dis.get_instructions(code)}
+
+
+class Instrumentation:
+    """Puts scheduling points in user code for one exploration."""
+
+    def __init__(self, granularity: str, is_user_file: Callable[[str], bool]) -> None:
+        if granularity not in GRANULARITIES:
+            raise ValueError(
+                f"unknown granularity {granularity!r}: choose one of {', '.join(GRANULARITIES)}"
+            )
+        self.granularity = granularity
+        self.is_user_file = is_user_file
+        self._tables: dict[CodeType, dict[int, str]] = {}
+        self._table_of = instruction_points if granularity == "opcode" else access_points
+        self._backend: _Monitoring | _Tracing | None = None
+
+    def start(self) -> None:
+        if self.granularity == "sync":
+            return
+        if sys.version_info >= (3, 12):
+            self._backend = _Monitoring(self)
+        else:
+            self._backend = _Tracing(self)
+        self._backend.start()
+
+    def stop(self) -> None:
+        if self._backend is not None:
+            self._backend.stop()
+            self._backend = None
+
+    def thread_started(self) -> None:
+        """In a newly controlled thread: settrace is per thread."""
+        if isinstance(self._backend, _Tracing):
+            self._backend.trace_this_thread()
+
+    def thread_ended(self) -> None:
+        if isinstance(self._backend, _Tracing):
+            sys.settrace(None)
+
+    def table(self, code: CodeType) -> dict[int, str]:
+        table = self._tables.get(code)
+        if table is None:
+            table = self._tables[code] = self._table_of(code)
+        return table
+
+
+def _point(kind: str, detail: str, frame: FrameType) -> None:
+    scheduler = active()
+    if scheduler is not None and scheduler.controlled() is not None:
+        scheduler.point(kind, detail, frame)
+
+
+class _Monitoring:
+    """sys.monitoring (3.12+): PY_START turns on per-code events for user code."""
+
+    def __init__(self, instrumentation: Instrumentation) -> None:
+        self.instrumentation = instrumentation
+        self.monitoring: Any = sys.monitoring  # type: ignore[attr-defined,unused-ignore]
+        self.tool = self._free_tool()
+
+    def _free_tool(self) -> int:
+        for tool in (4, 3, 5, 2):  # leave 0 (debugger) and 1 (coverage) to their owners
+            if self.monitoring.get_tool(tool) is None:
+                return tool
+        raise RuntimeError("no free sys.monitoring tool id for threadcheck's scheduling points")
+
+    def start(self) -> None:
+        m = self.monitoring
+        m.use_tool_id(self.tool, "threadcheck")
+        events = m.events
+        self.local_events = (
+            events.LINE if self.instrumentation.granularity == "line" else (events.INSTRUCTION)
+        )
+        m.register_callback(self.tool, events.PY_START, self._on_start)
+        m.register_callback(self.tool, events.INSTRUCTION, self._on_instruction)
+        m.register_callback(self.tool, events.LINE, self._on_line)
+        m.set_events(self.tool, events.PY_START)
+
+    def stop(self) -> None:
+        m = self.monitoring
+        m.set_events(self.tool, 0)
+        for code in self.instrumentation._tables:
+            m.set_local_events(self.tool, code, 0)
+        for event in (m.events.PY_START, m.events.INSTRUCTION, m.events.LINE):
+            m.register_callback(self.tool, event, None)
+        m.free_tool_id(self.tool)
+
+    def _on_start(self, code: CodeType, offset: int) -> Any:
+        if self.instrumentation.is_user_file(code.co_filename):
+            self.instrumentation.table(code)
+            self.monitoring.set_local_events(self.tool, code, self.local_events)
+        return self.monitoring.DISABLE
+
+    def _on_instruction(self, code: CodeType, offset: int) -> Any:
+        detail = self.instrumentation.table(code).get(offset)
+        if detail is None:
+            return self.monitoring.DISABLE
+        _point("access", detail, sys._getframe(1))
+        return None
+
+    def _on_line(self, code: CodeType, line: int) -> Any:
+        _point("line", f"line {line}", sys._getframe(1))
+        return None
+
+
+class _Tracing:
+    """sys.settrace (3.10, 3.11): opcode or line events in user frames of controlled threads."""
+
+    def __init__(self, instrumentation: Instrumentation) -> None:
+        self.instrumentation = instrumentation
+        self.lines = instrumentation.granularity == "line"
+        self._previous: Any = None
+
+    def start(self) -> None:
+        self._previous = sys.gettrace()
+        self.trace_this_thread()
+
+    def stop(self) -> None:
+        sys.settrace(self._previous)
+
+    def trace_this_thread(self) -> None:
+        sys.settrace(self._on_call)
+
+    def _on_call(self, frame: FrameType, event: str, arg: Any) -> Any:
+        code = frame.f_code
+        if event != "call" or not self.instrumentation.is_user_file(code.co_filename):
+            return None
+        if self.lines:
+            return self._on_line
+        frame.f_trace_opcodes = True
+        frame.f_trace_lines = False
+        self.instrumentation.table(code)
+        return self._on_opcode
+
+    def _on_opcode(self, frame: FrameType, event: str, arg: Any) -> Any:
+        if event == "opcode":
+            detail = self.instrumentation.table(frame.f_code).get(frame.f_lasti)
+            if detail is not None:
+                _point("access", detail, frame)
+        return self._on_opcode
+
+    def _on_line(self, frame: FrameType, event: str, arg: Any) -> Any:
+        if event == "line":
+            _point("line", f"line {frame.f_lineno}", frame)
+        return self._on_line

@@ -1,0 +1,454 @@
+"""Locks, conditions, events, semaphores and queues that wait in the scheduler.
+
+Each operation is a scheduling point, and a wait blocks the calling thread in
+the scheduler instead of in the OS, so the thread that would end the wait can
+run. Timeouts are in virtual seconds. Used by a thread that is not controlled
+(say after the exploration, or a thread started before it), an object falls
+back to a real lock of its own: best effort, since the two kinds of callers
+then do not see each other.
+
+Thread safety: as their ``threading``/``queue`` namesakes. Under the
+scheduler only one controlled thread runs at a time, so their state needs no
+lock of its own.
+"""
+
+from __future__ import annotations
+
+import _thread
+import heapq
+import queue as _queue
+import time as _time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from threadcheck._sched._core import ControlledThread, Scheduler, active
+
+T = TypeVar("T")
+_real_sleep = _time.sleep
+
+
+def _here() -> tuple[Scheduler, ControlledThread] | None:
+    scheduler = active()
+    if scheduler is None:
+        return None
+    thread = scheduler.controlled()
+    return None if thread is None else (scheduler, thread)
+
+
+def _deadline(scheduler: Scheduler, timeout: float | None) -> float | None:
+    return None if timeout is None or timeout < 0 else scheduler.now + timeout
+
+
+def _wait(
+    scheduler: Scheduler,
+    me: ControlledThread,
+    waiters: list[ControlledThread],
+    why: str,
+    deadline: float | None,
+) -> bool:
+    """Block until woken; False when ``deadline`` passed first."""
+    if deadline is not None and scheduler.now >= deadline:
+        return False
+    waiters.append(me)
+    try:
+        scheduler.block(why, deadline)
+    finally:
+        if me in waiters:
+            waiters.remove(me)
+    return deadline is None or scheduler.now < deadline
+
+
+def _wake_all(scheduler: Scheduler, waiters: list[ControlledThread]) -> None:
+    for thread in waiters:
+        scheduler.wake(thread)
+    waiters.clear()
+
+
+class Lock:
+    """``threading.Lock`` under the scheduler."""
+
+    def __init__(self) -> None:
+        self._locked = False
+        self._waiters: list[ControlledThread] = []
+        self._real = _thread.allocate_lock()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        here = _here()
+        if here is None:
+            return self._real.acquire(blocking, timeout)
+        scheduler, me = here
+        scheduler.point("sync", "lock.acquire")
+        deadline = _deadline(scheduler, timeout) if blocking else scheduler.now
+        while self._locked:
+            if not _wait(scheduler, me, self._waiters, "lock", deadline):
+                return False
+        self._locked = True
+        return True
+
+    def release(self) -> None:
+        here = _here()
+        if here is None:
+            self._real.release()
+            return
+        scheduler, _ = here
+        if not self._locked:
+            raise RuntimeError("release unlocked lock")
+        self._locked = False
+        _wake_all(scheduler, self._waiters)
+        scheduler.point("sync", "lock.release")
+
+    def locked(self) -> bool:
+        return self._locked or self._real.locked()
+
+    __enter__ = acquire
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def _at_fork_reinit(self) -> None:
+        self.__init__()  # type: ignore[misc]
+
+
+class RLock:
+    """``threading.RLock`` under the scheduler."""
+
+    def __init__(self) -> None:
+        self._owner: object = None
+        self._count = 0
+        self._lock = Lock()
+
+    def _me(self) -> object:
+        here = _here()
+        return _thread.get_ident() if here is None else here[1]
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        me = self._me()
+        if self._owner is me:
+            self._count += 1
+            return True
+        if not self._lock.acquire(blocking, timeout):
+            return False
+        self._owner, self._count = me, 1
+        return True
+
+    def release(self) -> None:
+        if self._owner is not self._me():
+            raise RuntimeError("cannot release un-acquired lock")
+        self._count -= 1
+        if self._count == 0:
+            self._owner = None
+            self._lock.release()
+
+    __enter__ = acquire
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    # Condition's protocol for locks it does not own outright.
+    def _is_owned(self) -> bool:
+        return self._owner is self._me()
+
+    def _release_save(self) -> tuple[object, int]:
+        state = (self._owner, self._count)
+        self._owner, self._count = None, 0
+        self._lock.release()
+        return state
+
+    def _acquire_restore(self, state: tuple[object, int]) -> None:
+        self._lock.acquire()
+        self._owner, self._count = state
+
+
+class Condition:
+    """``threading.Condition`` under the scheduler."""
+
+    def __init__(self, lock: Any = None) -> None:
+        self._lock = RLock() if lock is None else lock
+        self.acquire = self._lock.acquire
+        self.release = self._lock.release
+        self._waiters: list[ControlledThread] = []
+
+    def __enter__(self) -> bool:
+        return bool(self._lock.__enter__())
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.__exit__(*exc)
+
+    def _is_owned(self) -> bool:
+        lock: Any = self._lock
+        return bool(lock._is_owned() if hasattr(lock, "_is_owned") else lock.locked())
+
+    def _release_save(self) -> object:
+        lock: Any = self._lock
+        if hasattr(lock, "_release_save"):
+            return lock._release_save()
+        lock.release()
+        return None
+
+    def _acquire_restore(self, state: object) -> None:
+        lock: Any = self._lock
+        if hasattr(lock, "_acquire_restore"):
+            lock._acquire_restore(state)
+        else:
+            lock.acquire()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if not self._is_owned():
+            raise RuntimeError("cannot wait on un-acquired lock")
+        here = _here()
+        if here is None:
+            raise RuntimeError("a scheduled Condition waited on outside the scheduler")
+        scheduler, me = here
+        state = self._release_save()
+        try:
+            return _wait(scheduler, me, self._waiters, "condition", _deadline(scheduler, timeout))
+        finally:
+            self._acquire_restore(state)
+
+    def wait_for(self, predicate: Callable[[], T], timeout: float | None = None) -> T:
+        here = _here()
+        deadline = None if here is None else _deadline(here[0], timeout)
+        result = predicate()
+        while not result:
+            if deadline is not None and here is not None:
+                remaining = deadline - here[0].now
+                if remaining <= 0:
+                    break
+                self.wait(remaining)
+            else:
+                self.wait()
+            result = predicate()
+        return result
+
+    def notify(self, n: int = 1) -> None:
+        if not self._is_owned():
+            raise RuntimeError("cannot notify on un-acquired lock")
+        here = _here()
+        woken, self._waiters[:n] = self._waiters[:n], []
+        for thread in woken:
+            if here is not None:
+                here[0].wake(thread)
+
+    def notify_all(self) -> None:
+        self.notify(len(self._waiters))
+
+    notifyAll = notify_all  # noqa: N815 - threading's old name
+
+
+class Event:
+    """``threading.Event`` under the scheduler."""
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._waiters: list[ControlledThread] = []
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    isSet = is_set  # noqa: N815
+
+    def set(self) -> None:
+        here = _here()
+        self._flag = True
+        if here is not None:
+            _wake_all(here[0], self._waiters)
+            here[0].point("sync", "event.set")
+
+    def clear(self) -> None:
+        self._flag = False
+
+    def wait(self, timeout: float | None = None) -> bool:
+        here = _here()
+        if here is None:
+            return self._real_wait(timeout)
+        scheduler, me = here
+        scheduler.point("sync", "event.wait")
+        deadline = _deadline(scheduler, timeout)
+        while not self._flag:
+            if not _wait(scheduler, me, self._waiters, "event", deadline):
+                return self._flag
+        return True
+
+    def _real_wait(self, timeout: float | None) -> bool:
+        # Outside the scheduler nobody can wake us through it: poll.
+        end = None if timeout is None else _time.monotonic() + timeout
+        while not self._flag and (end is None or _time.monotonic() < end):
+            _real_sleep(0.001)
+        return self._flag
+
+
+class Semaphore:
+    """``threading.Semaphore`` under the scheduler."""
+
+    def __init__(self, value: int = 1) -> None:
+        if value < 0:
+            raise ValueError("semaphore initial value must be >= 0")
+        self._value = value
+        self._waiters: list[ControlledThread] = []
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        here = _here()
+        if here is None:
+            raise RuntimeError("a scheduled Semaphore acquired outside the scheduler")
+        scheduler, me = here
+        scheduler.point("sync", "semaphore.acquire")
+        deadline = _deadline(scheduler, timeout) if blocking else scheduler.now
+        while self._value == 0:
+            if not _wait(scheduler, me, self._waiters, "semaphore", deadline):
+                return False
+        self._value -= 1
+        return True
+
+    __enter__ = acquire
+
+    def release(self, n: int = 1) -> None:
+        self._value += n
+        here = _here()
+        if here is not None:
+            _wake_all(here[0], self._waiters)
+            here[0].point("sync", "semaphore.release")
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class BoundedSemaphore(Semaphore):
+    """``threading.BoundedSemaphore`` under the scheduler."""
+
+    def __init__(self, value: int = 1) -> None:
+        super().__init__(value)
+        self._initial = value
+
+    def release(self, n: int = 1) -> None:
+        if self._value + n > self._initial:
+            raise ValueError("Semaphore released too many times")
+        super().release(n)
+
+
+class Queue(Generic[T]):
+    """``queue.Queue`` under the scheduler (``LifoQueue`` and ``PriorityQueue`` below)."""
+
+    def __init__(self, maxsize: int = 0) -> None:
+        self.maxsize = maxsize
+        self._init(maxsize)
+        self._getters: list[ControlledThread] = []
+        self._putters: list[ControlledThread] = []
+        self._joiners: list[ControlledThread] = []
+        self.unfinished_tasks = 0
+
+    def _init(self, maxsize: int) -> None:
+        self.queue: Any = deque()
+
+    def _put(self, item: T) -> None:
+        self.queue.append(item)
+
+    def _get(self) -> T:
+        return self.queue.popleft()  # type: ignore[no-any-return]
+
+    def qsize(self) -> int:
+        return len(self.queue)
+
+    def empty(self) -> bool:
+        return not self.qsize()
+
+    def full(self) -> bool:
+        return 0 < self.maxsize <= self.qsize()
+
+    def put(self, item: T, block: bool = True, timeout: float | None = None) -> None:
+        here = _here()
+        if here is None:
+            self._unscheduled(self.full(), block, _queue.Full)
+        else:
+            scheduler, me = here
+            scheduler.point("sync", "queue.put")
+            deadline = _deadline(scheduler, timeout) if block else scheduler.now
+            while self.full():
+                if not _wait(scheduler, me, self._putters, "queue.put (full)", deadline):
+                    raise _queue.Full
+            _wake_all(scheduler, self._getters)
+        self._put(item)
+        self.unfinished_tasks += 1
+
+    def get(self, block: bool = True, timeout: float | None = None) -> T:
+        here = _here()
+        if here is None:
+            self._unscheduled(not self.qsize(), block, _queue.Empty)
+        else:
+            scheduler, me = here
+            scheduler.point("sync", "queue.get")
+            deadline = _deadline(scheduler, timeout) if block else scheduler.now
+            while not self.qsize():
+                if not _wait(scheduler, me, self._getters, "queue.get (empty)", deadline):
+                    raise _queue.Empty
+            _wake_all(scheduler, self._putters)
+        return self._get()
+
+    @staticmethod
+    def _unscheduled(must_wait: bool, block: bool, error: type[Exception]) -> None:
+        # Outside the scheduler nobody could end the wait through it.
+        if must_wait and block:
+            raise RuntimeError("a scheduled queue would block outside the scheduler")
+        if must_wait:
+            raise error
+
+    def put_nowait(self, item: T) -> None:
+        self.put(item, block=False)
+
+    def get_nowait(self) -> T:
+        return self.get(block=False)
+
+    def task_done(self) -> None:
+        if self.unfinished_tasks <= 0:
+            raise ValueError("task_done() called too many times")
+        self.unfinished_tasks -= 1
+        here = _here()
+        if self.unfinished_tasks == 0 and here is not None:
+            _wake_all(here[0], self._joiners)
+
+    def join(self) -> None:
+        here = _here()
+        if here is None:
+            self._unscheduled(bool(self.unfinished_tasks), True, RuntimeError)
+            return
+        scheduler, me = here
+        while self.unfinished_tasks:
+            _wait(scheduler, me, self._joiners, "queue.join", None)
+
+
+class LifoQueue(Queue[T]):
+    def _init(self, maxsize: int) -> None:
+        self.queue = []
+
+    def _get(self) -> T:
+        return self.queue.pop()  # type: ignore[no-any-return]
+
+
+class PriorityQueue(Queue[T]):
+    def _init(self, maxsize: int) -> None:
+        self.queue = []
+
+    def _put(self, item: T) -> None:
+        heapq.heappush(self.queue, item)
+
+    def _get(self) -> T:
+        return heapq.heappop(self.queue)  # type: ignore[no-any-return]
+
+
+class SimpleQueue(Queue[T]):
+    """``queue.SimpleQueue`` under the scheduler."""
+
+    def put(self, item: T, block: bool = True, timeout: float | None = None) -> None:
+        super().put(item)
+
+
+def sleep(seconds: float) -> None:
+    """``time.sleep`` in virtual time for a controlled thread."""
+    here = _here()
+    if here is None:
+        _real_sleep(seconds)
+        return
+    scheduler, _ = here
+    scheduler.point("sync", "sleep")
+    if seconds > 0:
+        scheduler.block("sleep", scheduler.now + seconds)

@@ -1,0 +1,68 @@
+"""Replay tokens: one printable string holding a whole schedule.
+
+``tc1.`` followed by URL-safe base64 of zlib-compressed JSON: every decision
+(run-length encoded; negative values are non-thread choices), the environment
+it was recorded in (Python, Twisted and threadcheck versions, hash seed,
+granularity), how it was found (strategy, seed, index), and a digest of the
+run (points and their locations) with its failure's signature, so that a
+replay that goes elsewhere is detected instead of passing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import zlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+PREFIX = "tc1."
+VERSION = 1
+
+
+class TokenError(ValueError):
+    """Not a replay token this threadcheck can read; the message is one line."""
+
+
+def encode(document: dict[str, Any]) -> str:
+    raw = json.dumps({"v": VERSION, **document}, separators=(",", ":"), sort_keys=True)
+    packed = base64.urlsafe_b64encode(zlib.compress(raw.encode(), 9)).rstrip(b"=")
+    return PREFIX + packed.decode("ascii")
+
+
+def decode(token: str) -> dict[str, Any]:
+    token = token.strip()
+    if not token.startswith(PREFIX):
+        raise TokenError(f"not a threadcheck replay token (they start with {PREFIX!r})")
+    body = token[len(PREFIX) :]
+    try:
+        raw = zlib.decompress(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        document = json.loads(raw)
+    except (binascii.Error, zlib.error, ValueError):
+        raise TokenError("damaged replay token: it does not decode (copied whole?)") from None
+    if not isinstance(document, dict) or document.get("v") != VERSION:
+        raise TokenError(f"replay token of an unknown version: {document.get('v')!r}")
+    return document
+
+
+def run_length(decisions: Sequence[int]) -> list[list[int]]:
+    runs: list[list[int]] = []
+    for decision in decisions:
+        if runs and runs[-1][0] == decision:
+            runs[-1][1] += 1
+        else:
+            runs.append([decision, 1])
+    return runs
+
+
+def expand(runs: Iterable[Sequence[int]]) -> list[int]:
+    return [value for value, count in runs for _ in range(count)]
+
+
+def digest(points: Iterable[tuple[int, str, str, int]]) -> str:
+    """CRC-32 of (thread, kind, file name, line) per point: where the run went."""
+    crc = 0
+    for tid, kind, filename, line in points:
+        crc = zlib.crc32(f"{tid}|{kind}|{filename}|{line};".encode(), crc)
+    return f"{crc:08x}"

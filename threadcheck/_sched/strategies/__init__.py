@@ -1,0 +1,55 @@
+"""Scheduling strategies, one per module, behind :class:`~threadcheck._sched._core.Strategy`.
+
+``parse("pct:3", seed)`` builds one from its command-line spelling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from threadcheck._sched._core import Strategy
+from threadcheck._sched.strategies.bounded import BoundedPreemption
+from threadcheck._sched.strategies.pct import PCT
+from threadcheck._sched.strategies.plan import Plan
+from threadcheck._sched.strategies.portfolio import Portfolio
+from threadcheck._sched.strategies.random_walk import RandomWalk
+from threadcheck._sched.strategies.replay import Replay, ReplayDivergenceError
+
+DEFAULT = "portfolio"
+SPELLINGS = "portfolio, random, pct:DEPTH (e.g. pct:3), bounded:PREEMPTIONS (e.g. bounded:2)"
+
+
+def parse(spec: str | None, seed: int) -> Strategy:
+    """The strategy ``spec`` names; ValueError with the valid spellings otherwise."""
+    name, _, argument = (spec or DEFAULT).partition(":")
+    try:
+        if name == "portfolio" and not argument:
+            return Portfolio(seed)
+        if name == "random" and not argument:
+            return RandomWalk(seed)
+        if name == "pct":
+            return PCT(int(argument or 3), seed)
+        if name == "bounded":
+            return BoundedPreemption(int(argument or 2))
+    except ValueError:
+        pass
+    raise ValueError(f"unknown strategy {spec!r}: use {SPELLINGS}")
+
+
+def default_choice(runnable: Sequence[int], current: int | None) -> int:
+    """No preemption: the running thread goes on; else the oldest runnable one."""
+    return current if current is not None and current in runnable else runnable[0]
+
+
+__all__ = [
+    "DEFAULT",
+    "PCT",
+    "BoundedPreemption",
+    "Plan",
+    "Portfolio",
+    "RandomWalk",
+    "Replay",
+    "ReplayDivergenceError",
+    "default_choice",
+    "parse",
+]
