@@ -120,7 +120,7 @@ def plain_outcome(scenario: Scenario, timeout: float) -> str | None:
         return "incomplete (the reactor stopped before the scenario's Deferred fired)"
     result = outcome[0]
     if isinstance(result, TwistedFailure):
-        return f"{result.type.__name__}: {result.value}"
+        return f"{getattr(result.type, '__name__', '?')}: {result.value}"
     return logged[0] if logged else None
 
 
