@@ -1,10 +1,10 @@
-"""``threadcheck run``: run a Twisted program on the instrumented reactor.
+"""The ``threadcheck`` command: ``run``, ``explore`` and ``replay`` a Twisted program.
 
 Everything from the script or ``-m module`` on is the program's command line,
-as with ``python -m`` and ``coverage run -m``: ``run``'s own options go before
-it, and ``--`` ends them.
+as with ``python -m`` and ``coverage run -m``: the command's own options go
+before it (``replay``'s token too), and ``--`` ends them.
 
-Exit status:
+``run`` runs the program once on the instrumented reactor. Exit status:
 
 * the program's own when no violation was found: 0, 1 for an uncaught
   exception (as python), or its ``sys.exit`` code;
@@ -13,26 +13,41 @@ Exit status:
   ``--report-only``, the program's own status instead;
 * 2 for usage errors, as one line on stderr;
 * 130 on Ctrl-C, after the report.
+
+``explore`` runs it once per schedule under the controlled scheduler, with
+the hash seed pinned (it re-executes itself with PYTHONHASHSEED=0 unless set),
+and exits 0 when the budget is spent clean (not a proof), 1 with the shrunk
+schedule and its replay command when a schedule fails, 2 for usage errors,
+130 on Ctrl-C. ``replay`` reruns one schedule from its token: 1 when it fails
+again as recorded, 2 for a damaged token or a replay that diverged.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import runpy
+import shlex
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from threadcheck import __version__
 from threadcheck._modes import DEFAULT_MODE, Mode
 
+if TYPE_CHECKING:
+    from threadcheck._sched._explore import ExploreResult
+    from threadcheck._sched._progress import Progress
+    from threadcheck._sched._targets import ProgramTarget
+
 UNCAUGHT_EXCEPTION = 1  # as python exits on one
+SCHEDULE_FAILED = 1  # explore and replay: a schedule failed
 USAGE_ERROR = 2
 VIOLATIONS_FOUND = 3
 INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
@@ -47,9 +62,29 @@ exit status:
   {INTERRUPTED}  interrupted by Ctrl-C (after the report)
 """
 
-# `run` options that take a separate value; the first other non-option starts
-# the program's command line.
-_VALUE_OPTIONS = frozenset({"--mode", "--json"})
+EXPLORE_STATUS_HELP = f"""\
+exit status:
+  0    the budget was spent (or the strategy exhausted) without a failure; not a proof
+  {SCHEDULE_FAILED}    a schedule failed: the shrunk schedule and its replay command are printed
+  {USAGE_ERROR}    usage error
+  {INTERRUPTED}  interrupted by Ctrl-C
+"""
+
+REPLAY_STATUS_HELP = f"""\
+exit status:
+  {SCHEDULE_FAILED}    the schedule failed again, as recorded (the report is printed)
+  {USAGE_ERROR}    usage error, a damaged token, or the replay diverged from the recorded run
+"""
+
+# Per command that runs a program, its options that take a separate value; the
+# first other non-option starts the program's command line (replay's token first).
+_VALUE_OPTIONS = {
+    "run": frozenset({"--mode", "--json"}),
+    "explore": frozenset(
+        {"--budget", "--time", "--strategy", "--seed", "--granularity", "--json"}
+    ),
+    "replay": frozenset(),
+}
 
 # Modules that start the program: their frames are left out of its tracebacks.
 # Import machinery leads when `-m module` fails to compile or its package fails.
@@ -72,11 +107,44 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="threadcheck",
-        description="Thread-affinity checking for Twisted programs.",
+        description="Thread-safety checking for Twisted programs.",
     )
     parser.add_argument("--version", action="version", version=f"threadcheck {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    run = commands.add_parser(
+    _add_run(commands)
+    _add_explore(commands)
+    _add_replay(commands)
+    return parser
+
+
+def _program_command(
+    commands: Any, name: str, help: str, description: str, usage: str, epilog: str
+) -> argparse.ArgumentParser:
+    """A command that runs a program: its parser, with the program's arguments for --help."""
+    command: argparse.ArgumentParser = commands.add_parser(
+        name,
+        help=help,
+        description=description,
+        usage=f"threadcheck {name} {usage} [--] (script.py | -m module) [args ...]",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        # An abbreviated option would not be recognised by _split_program.
+        allow_abbrev=False,
+    )
+    return command
+
+
+def _add_program_arguments(command: argparse.ArgumentParser) -> None:
+    # For --help only: _split_program takes these off before argparse sees them.
+    command.add_argument(
+        "-m", dest="module", metavar="module", help="run a module, like python -m"
+    )
+    command.add_argument("target", nargs="*", metavar="script.py", help="script and its arguments")
+
+
+def _add_run(commands: Any) -> None:
+    run = _program_command(
+        commands,
         "run",
         help="run a program with the instrumented reactor installed",
         description=(
@@ -84,14 +152,8 @@ def _parser() -> argparse.ArgumentParser:
             "reactor, then report thread-affinity violations. Options go before the\n"
             "script or -m module; everything after it is the program's."
         ),
-        usage=(
-            "threadcheck run [--mode MODE] [--json PATH] [--report-only] [--] "
-            "(script.py | -m module) [args ...]"
-        ),
+        usage="[--mode MODE] [--json PATH] [--report-only]",
         epilog=EXIT_STATUS_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        # An abbreviated option would not be recognised by _split_program.
-        allow_abbrev=False,
     )
     run.add_argument(
         "--mode",
@@ -105,10 +167,88 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="report violations, but exit with the program's own status",
     )
-    # For --help only: _split_program takes these off before argparse sees them.
-    run.add_argument("-m", dest="module", metavar="module", help="run a module, like python -m")
-    run.add_argument("target", nargs="*", metavar="script.py", help="script and its arguments")
-    return parser
+    _add_program_arguments(run)
+
+
+def _add_explore(commands: Any) -> None:
+    from threadcheck._sched._explore import DEFAULT_BUDGET
+    from threadcheck._sched._points import DEFAULT_GRANULARITY, GRANULARITIES
+    from threadcheck._sched.strategies import DEFAULT, SPELLINGS
+
+    explore = _program_command(
+        commands,
+        "explore",
+        help="explore a program's thread interleavings under a controlled scheduler",
+        description=(
+            "Run a Twisted program again and again, one controlled thread at a time, each\n"
+            "time in another interleaving and on a fresh global reactor, until one run\n"
+            "fails (an exception, a non-zero exit, a deadlock, a thread-affinity\n"
+            "violation, an unhandled error) or the budget is spent. A failure is shrunk\n"
+            "to its fewest preemptions and printed with its replay command. Options go\n"
+            "before the script or -m module; everything after it is the program's."
+        ),
+        usage=(
+            "[--budget N | --time SECONDS] [--strategy S] [--seed N] "
+            "[--granularity G] [--json PATH]"
+        ),
+        epilog=EXPLORE_STATUS_HELP,
+    )
+    limits = explore.add_mutually_exclusive_group()
+    limits.add_argument(
+        "--budget",
+        type=_positive(int),
+        metavar="N",
+        help=f"run at most N schedules (default {DEFAULT_BUDGET})",
+    )
+    limits.add_argument(
+        "--time", type=_positive(float), metavar="SECONDS", help="explore for SECONDS instead"
+    )
+    explore.add_argument(
+        "--strategy", metavar="S", default=DEFAULT, help=f"{SPELLINGS} (default {DEFAULT})"
+    )
+    explore.add_argument("--seed", type=int, default=0, metavar="N", help="default 0")
+    explore.add_argument(
+        "--granularity",
+        choices=GRANULARITIES,
+        default=DEFAULT_GRANULARITY,
+        help=(
+            "where threads may be preempted in your code: at synchronisation only, before "
+            f"each attribute/subscript/global access, line or instruction (default "
+            f"{DEFAULT_GRANULARITY})"
+        ),
+    )
+    explore.add_argument("--json", metavar="PATH", help="also write the outcome as JSON to PATH")
+    _add_program_arguments(explore)
+
+
+def _add_replay(commands: Any) -> None:
+    replay = _program_command(
+        commands,
+        "replay",
+        help="rerun the one schedule of a replay token",
+        description=(
+            "Rerun exactly the schedule a replay token names (threadcheck explore prints\n"
+            "it), on the same program and arguments. A run that goes anywhere else is\n"
+            "reported as diverged, never as a pass."
+        ),
+        usage="TOKEN",
+        epilog=REPLAY_STATUS_HELP,
+    )
+    replay.add_argument("token", metavar="TOKEN", help="the tc1. token explore printed")
+    _add_program_arguments(replay)
+
+
+def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if not value > 0:  # not `<= 0`: also refuses nan
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+        return value
+
+    return parse
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -116,7 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parse(list(sys.argv[1:] if argv is None else argv))
         if args.command is None:
             raise UsageError("missing command (try: threadcheck run script.py)")
-        return _run(args)
+        args.invocation = None if argv is None else list(argv)
+        return _COMMANDS[args.command](args)
     except UsageError as error:
         print(f"threadcheck: error: {error}", file=sys.stderr)
         return USAGE_ERROR
@@ -125,16 +266,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parse(argv: list[str]) -> argparse.Namespace:
     """Parse threadcheck's arguments, leaving the program's command line alone."""
     command_at = next((i for i, arg in enumerate(argv) if not arg.startswith("-")), len(argv))
-    if argv[command_at : command_at + 1] != ["run"]:
+    command = argv[command_at] if command_at < len(argv) else None
+    if command not in _VALUE_OPTIONS:
         return _parser().parse_args(argv)  # --help, --version or a usage error
-    options, module, target = _split_program(argv[command_at + 1 :])
+    rest = argv[command_at + 1 :]
+    if command == "replay":
+        options, module, target = _split_replay(rest)
+    else:
+        options, module, target = _split_program(rest, _VALUE_OPTIONS[command])
     args = _parser().parse_args([*argv[: command_at + 1], *options])
     args.module, args.target = module, target
     return args
 
 
-def _split_program(args: list[str]) -> tuple[list[str], str | None, list[str]]:
-    """``run``'s own options; the module (with -m); the script and/or program arguments."""
+def _split_program(
+    args: list[str], value_options: frozenset[str]
+) -> tuple[list[str], str | None, list[str]]:
+    """The command's own options; the module (with -m); the script and/or program arguments."""
     index = 0
     while index < len(args):
         arg = args[index]
@@ -145,8 +293,17 @@ def _split_program(args: list[str]) -> tuple[list[str], str | None, list[str]]:
             return args[:index], module, rest
         if not arg.startswith("-"):
             return args[:index], None, args[index:]
-        index += 2 if arg in _VALUE_OPTIONS else 1
+        index += 2 if arg in value_options else 1
     return args, None, []
+
+
+def _split_replay(args: list[str]) -> tuple[list[str], str | None, list[str]]:
+    """``replay``'s options and token (for argparse), then the program as for ``run``."""
+    options, module, rest = _split_program(args, _VALUE_OPTIONS["replay"])
+    if module is not None or not rest:
+        raise UsageError("replay: expected a token, then a script or -m module")
+    more_options, module, target = _split_program(rest[1:], _VALUE_OPTIONS["replay"])
+    return [*options, rest[0], *more_options], module, target
 
 
 def _module_argument(arg: str, rest: list[str]) -> tuple[str, list[str]]:
@@ -364,3 +521,192 @@ def _shutdown_threading() -> None:
 
 def _already_shut_down() -> None:
     pass
+
+
+# -- explore and replay ----------------------------------------------------------
+
+_HASH_SEED = "PYTHONHASHSEED"
+
+
+def _explore(args: argparse.Namespace) -> int:
+    from threadcheck._sched._progress import Progress
+
+    _check_explore_options(args)
+    _check_program(args)
+    _pin_hash_seed(args.invocation, "0")
+    with Progress(sys.stderr) as progress:
+        try:
+            result = _exploration(args, progress)
+        except KeyboardInterrupt:
+            progress.clear()
+            print(
+                f"threadcheck: interrupted after {progress.schedules} schedules, "
+                "no failure seen so far",
+                file=sys.stderr,
+            )
+            return INTERRUPTED
+    sys.stderr.write(result.report())
+    if args.json is not None:
+        _write_outcome(args.json, result)
+    return SCHEDULE_FAILED if result.found else 0
+
+
+def _check_explore_options(args: argparse.Namespace) -> None:
+    from threadcheck._sched.strategies import parse as parse_strategy
+
+    try:
+        parse_strategy(args.strategy, args.seed)
+    except ValueError as error:
+        raise UsageError(f"--strategy: {error}") from None
+    if args.json is not None:
+        _check_writable(args.json)
+
+
+def _exploration(args: argparse.Namespace, progress: Progress) -> ExploreResult:
+    from threadcheck._sched._explore import DEFAULT_BUDGET, Budget, Settings, explore
+
+    return explore(
+        _program_target(args),
+        budget=Budget(None, args.time) if args.time else Budget(args.budget or DEFAULT_BUDGET),
+        strategy=args.strategy,
+        seed=args.seed,
+        settings=Settings(granularity=args.granularity),
+        replay_command=lambda token: _replay_command(token, args.module, args.target),
+        progress=progress,
+    )
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from threadcheck._sched import _token
+    from threadcheck._sched._explore import replay
+    from threadcheck._sched.strategies import ReplayDivergenceError
+
+    _check_program(args)
+    try:
+        recorded = _token.decode(args.token)
+    except _token.TokenError as error:
+        raise UsageError(str(error)) from None
+    _pin_hash_seed(args.invocation, _recorded_hash_seed(recorded))
+    try:
+        result = replay(_program_target(args), args.token, warn=_warn)
+    except ReplayDivergenceError as error:
+        print(f"threadcheck: {_divergence(error)}", file=sys.stderr)
+        return USAGE_ERROR
+    sys.stderr.write(result.report())
+    return SCHEDULE_FAILED if result.found else 0
+
+
+def _check_program(args: argparse.Namespace) -> None:
+    """The script or module exists; ``sys.path`` begins as python would begin it."""
+    target: list[str] = args.target
+    if args.module is None and not target:
+        raise UsageError(f"{args.command}: expected a script or -m module")
+    if args.module is None:
+        _check_script(target[0])
+        path = os.path.abspath(target[0])
+        sys.path[0] = path if os.path.isdir(path) else os.path.dirname(path)
+    else:
+        sys.path[0] = os.getcwd()
+        _check_module_unimported(args.module)
+
+
+def _program_target(args: argparse.Namespace) -> ProgramTarget:
+    from threadcheck import _stacks
+    from threadcheck._sched._targets import ProgramTarget
+
+    # The console-script wrapper is how the program starts, not part of it.
+    _stacks.register_library_path(os.path.abspath(sys.argv[0]), "threadcheck")
+    # Imported by the first schedule otherwise, where (from a source tree, before it
+    # registers as a library) it would add points that a replay's first schedule lacks.
+    import threadcheck_reactor._scheduled  # noqa: F401
+
+    return ProgramTarget(args.module, args.target)
+
+
+def _check_module_unimported(module: str) -> None:
+    """As ``_check_module``, without importing the module's packages: imported now,
+    before any schedule, they would keep Twisted's default reactor if they import it."""
+    parts = module.split(".")
+    path: list[str] | None = None
+    for depth in range(len(parts)):
+        spec = _find_spec(".".join(parts[: depth + 1]), path)
+        if spec is None or (depth < len(parts) - 1 and spec.submodule_search_locations is None):
+            raise UsageError(f"no module named {module!r}")
+        path = spec.submodule_search_locations
+    if path is not None and _find_spec(f"{module}.__main__", path) is None:
+        raise UsageError(f"{module!r} is a package and has no __main__ module")
+
+
+def _find_spec(name: str, path: list[str] | None) -> Any:
+    """What the import system would find for ``name``, given its package's path."""
+    for finder in sys.meta_path:
+        find = getattr(finder, "find_spec", None)
+        spec = find(name, path) if find is not None else None
+        if spec is not None:
+            return spec
+    return None
+
+
+def _pin_hash_seed(invocation: list[str] | None, seed: str) -> None:
+    """Re-execute this command with PYTHONHASHSEED set, unless it is set already.
+
+    Set iteration order follows string hashes: with a random seed, the same
+    decisions lead elsewhere, and a replay token would not replay.
+    """
+    if os.environ.get(_HASH_SEED, "random") != "random":
+        return
+    # As started (interpreter flags, the console script or -m threadcheck), unless
+    # main() was handed its arguments.
+    command = sys.orig_argv[1:] if invocation is None else ["-m", "threadcheck", *invocation]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, *command], {**os.environ, _HASH_SEED: seed})
+
+
+def _recorded_hash_seed(recorded: dict[str, Any]) -> str:
+    """The hash seed a token was recorded with; 0 when it was random (replay warns then)."""
+    seed = str(recorded.get("hashseed", ""))
+    return seed if seed.isdigit() else "0"
+
+
+def _replay_command(token: str, module: str | None, target: list[str]) -> str:
+    program = ["-m", module, *target] if module is not None else target
+    return shlex.join(["threadcheck", "replay", token, *program])
+
+
+def _write_outcome(path: str, result: ExploreResult) -> None:
+    failure = result.failure
+    outcome = {
+        "found": result.found,
+        "token": result.token,
+        "schedules": result.schedules,
+        "distinct": result.distinct,
+        "failure": None
+        if failure is None
+        else {
+            "kind": failure.kind,
+            "message": failure.message,
+            "thread": failure.thread,
+            "location": failure.location,
+        },
+    }
+    with open(path, "w", encoding="utf-8") as file:
+        json.dump(outcome, file, indent=2)
+        file.write("\n")
+
+
+def _warn(message: str) -> None:
+    print(f"threadcheck: warning: {message}", file=sys.stderr)
+
+
+def _divergence(error: Exception) -> str:
+    """One line that says the replay diverged, whichever check noticed it."""
+    text = " ".join(str(error).split())
+    return text if text.startswith("the replay diverged") else f"the replay diverged: {text}"
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": _run,
+    "explore": _explore,
+    "replay": _replay,
+}

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import os
+import runpy
+import shlex
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any, TypeVar
 
-from threadcheck._sched._core import Failure
+from threadcheck import _stacks
+from threadcheck._sched._core import Abort, Failure
 from threadcheck._sched._patch import thread_failure
+
+_REACTOR_MODULE = "twisted.internet.reactor"
+_IMPORT_MACHINERY = ("importlib.", "_frozen_importlib")
+
+E = TypeVar("E", bound=BaseException)
 
 
 class ScenarioTarget:
@@ -52,3 +65,129 @@ class ScenarioTarget:
                 traceback = result.getTracebackObject()  # type: ignore[no-untyped-call]
                 return thread_failure("reactor", error.with_traceback(traceback))
         return None
+
+
+class ProgramTarget:
+    """A whole program, as ``python script.py`` or ``python -m module`` would run it.
+
+    Each schedule runs it from scratch with the scheduled reactor as Twisted's
+    global one: fresh module globals, its own ``sys.argv``, and afterwards the
+    user modules it imported are forgotten, so that no module-level state
+    carries over to the next schedule. The program's ``reactor.run()`` runs the
+    scheduled reactor, without signal handlers (Ctrl-C is the exploration's).
+    It fails if it raises, or exits with a non-zero status.
+    """
+
+    def __init__(self, module: str | None, argv: Sequence[str]) -> None:
+        """``module`` for ``-m``, with ``argv`` its arguments; else ``argv[0]`` is the script."""
+        self.module = module
+        self.argv = list(argv)
+        # Absolute now: the program may change directory.
+        self.script = None if module is not None else os.path.abspath(argv[0])
+        self.description = shlex.join(["-m", module, *argv] if module is not None else argv)
+
+    def run(self, reactor: Any) -> Failure | None:
+        modules_before = set(sys.modules)
+        argv_before = sys.argv
+        try:
+            with _global_reactor(reactor):
+                return self._outcome(reactor)
+        finally:
+            sys.argv = argv_before
+            _forget_user_modules(modules_before)
+
+    def _outcome(self, reactor: Any) -> Failure | None:
+        thread = threading.current_thread().name
+        _without_signal_handlers(reactor)
+        try:
+            self._execute()
+        except Abort:
+            raise
+        except SystemExit as exit_:
+            return _exit_failure(thread, _from_program(exit_))
+        except BaseException as error:
+            return thread_failure(thread, _from_program(error))
+        return None
+
+    def _execute(self) -> None:
+        if self.script is not None:
+            sys.argv = [self.script, *self.argv[1:]]
+            runpy.run_path(self.script, run_name="__main__")
+            return
+        assert self.module is not None
+        sys.argv = [self.module, *self.argv]  # run_module puts the module's file first
+        runpy.run_module(self.module, run_name="__main__", alter_sys=True)
+
+
+@contextmanager
+def _global_reactor(reactor: Any) -> Iterator[None]:
+    """``reactor`` is what ``from twisted.internet import reactor`` gives, for now."""
+    import twisted.internet
+
+    saved_module = sys.modules.get(_REACTOR_MODULE)
+    saved_attribute = getattr(twisted.internet, "reactor", None)
+    sys.modules[_REACTOR_MODULE] = reactor
+    twisted.internet.reactor = reactor  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        _restore(sys.modules, _REACTOR_MODULE, saved_module)
+        _restore(vars(twisted.internet), "reactor", saved_attribute)
+
+
+def _restore(namespace: dict[str, Any], name: str, value: object) -> None:
+    if value is None:
+        namespace.pop(name, None)
+    else:
+        namespace[name] = value
+
+
+def _without_signal_handlers(reactor: Any) -> None:
+    """The program's ``reactor.run()`` installs no signal handlers: they would take
+    Ctrl-C from the exploration, and change process state on every schedule."""
+    run = reactor.run
+
+    def run_without_handlers(installSignalHandlers: bool = True) -> None:
+        run(installSignalHandlers=False)
+
+    reactor.run = run_without_handlers
+
+
+def _forget_user_modules(before: set[str]) -> None:
+    """Drop the user modules the program imported: the next schedule imports them afresh."""
+    for name in set(sys.modules) - before:
+        module = sys.modules[name]
+        filename = getattr(module, "__file__", None)
+        if not (isinstance(filename, str) and _stacks.is_user_code(filename)):
+            continue
+        del sys.modules[name]
+        # `from package import module` would find it on its package otherwise.
+        parent, _, child = name.rpartition(".")
+        if getattr(sys.modules.get(parent), child, None) is module:
+            delattr(sys.modules[parent], child)
+
+
+def _exit_failure(thread: str, exit_: SystemExit) -> Failure | None:
+    """``sys.exit`` as the interpreter reads it: None or 0 is success, text is status 1."""
+    code = exit_.code
+    if code is None or code == 0:
+        return None
+    status = code if isinstance(code, int) else 1
+    message = f"the program exited with status {status}"
+    if not isinstance(code, int):
+        message += f": {code}"
+    where = thread_failure(thread, exit_).location
+    return Failure("exit", message, thread=thread, location=where, what=str(status))
+
+
+def _from_program(error: E) -> E:
+    """``error`` with its traceback starting at the program: runpy and this module left out."""
+    traceback = error.__traceback__
+    while traceback is not None and _is_launcher(traceback.tb_frame):
+        traceback = traceback.tb_next
+    return error.with_traceback(traceback)
+
+
+def _is_launcher(frame: FrameType) -> bool:
+    module = str(frame.f_globals.get("__name__"))
+    return module in (__name__, "runpy", "importlib") or module.startswith(_IMPORT_MACHINERY)

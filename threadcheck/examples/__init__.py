@@ -1,8 +1,10 @@
 """Bundled example programs, runnable with ``threadcheck run -m threadcheck.examples.NAME``.
 
-``correct`` follows the rules; every other one has a thread-safety bug seen in
-real Twisted programs. Each imports the reactor only inside ``main()``, so
-importing a module here never installs a reactor.
+``correct`` follows the rules; every one in ``BUGGY`` has a thread-safety bug
+seen in real Twisted programs. Each one in ``RACES`` has an interleaving bug
+for ``threadcheck explore -m threadcheck.examples.NAME`` to find, and a fixed
+twin, ``NAME_fixed``, that explores clean. Each imports the reactor only
+inside ``main()``, so importing a module here never installs a reactor.
 """
 
 CORRECT = ("correct",)
@@ -12,3 +14,4 @@ BUGGY = (
     "stop_from_thread",
     "blocking_call_in_reactor",
 )
+RACES = ("race_lost_update",)

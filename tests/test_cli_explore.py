@@ -1,0 +1,351 @@
+"""``threadcheck explore`` and ``threadcheck replay`` end to end, in subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from threadcheck import examples
+from threadcheck._sched import _token
+
+pytestmark = pytest.mark.slow
+
+THREADCHECK = [sys.executable, "-m", "threadcheck"]
+RACE = "threadcheck.examples.race_lost_update"
+RACE_FIXED = "threadcheck.examples.race_lost_update_fixed"
+LOST_UPDATE = "exit: the program exited with status 1: lost update: 1 request(s) counted"
+
+
+def threadcheck(
+    *args: str, cwd: Path | None = None, hash_seed: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONHASHSEED"}
+    if hash_seed is not None:
+        env["PYTHONHASHSEED"] = hash_seed
+    return subprocess.run(
+        [*THREADCHECK, *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=env
+    )
+
+
+def script(tmp_path: Path, body: str, name: str = "prog.py") -> str:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return str(path)
+
+
+def replay_line(output: str) -> str:
+    lines = [line for line in output.splitlines() if line.startswith("replay: ")]
+    assert len(lines) == 1, output
+    return lines[0].removeprefix("replay: ")
+
+
+def token_of(output: str) -> str:
+    return shlex.split(replay_line(output))[2]
+
+
+@pytest.fixture(scope="module")
+def race() -> subprocess.CompletedProcess[str]:
+    """The bundled race, explored once for the tests that need its token."""
+    return threadcheck("explore", "-m", RACE)
+
+
+def test_every_race_example_has_a_fixed_twin_and_is_covered() -> None:
+    assert examples.RACES == ("race_lost_update",)
+    folder = Path(examples.__file__).parent
+    assert all((folder / f"{name}_fixed.py").exists() for name in examples.RACES)
+
+
+def test_explore_finds_the_bundled_race(race: subprocess.CompletedProcess[str]) -> None:
+    assert race.returncode == 1, race.stderr
+    assert race.stderr.startswith(f"threadcheck: {LOST_UPDATE}")
+    assert "shrunk to 1" in race.stderr
+    assert "stats.handled (store)   <- preempted here" in race.stderr
+    assert re.search(
+        rf"^replay: threadcheck replay tc1\.\S+ -m {re.escape(RACE)}$", race.stderr, re.M
+    )
+
+
+def test_the_printed_replay_command_reproduces_the_failure(
+    race: subprocess.CompletedProcess[str],
+) -> None:
+    command = shlex.split(replay_line(race.stderr))
+    assert command[:2] == ["threadcheck", "replay"]
+    replayed = threadcheck(*command[1:])
+    assert replayed.returncode == 1, replayed.stderr
+    assert replayed.stderr.startswith(f"threadcheck: {LOST_UPDATE}")
+    assert "replayed from its token (1 preemption)" in replayed.stderr
+    assert "warning" not in replayed.stderr
+
+
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        ("nonsense", "not a threadcheck replay token"),
+        ("tc1.eNpFjtFuwyAMRX9l4pkhCNJS8StRVCFwAxqFCDtdqmn", "damaged replay token"),
+    ],
+)
+def test_a_garbage_token_is_a_one_line_usage_error(token: str, message: str) -> None:
+    result = threadcheck("replay", token, "-m", RACE)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"threadcheck: error: {message}")
+
+
+def test_a_tampered_token_is_a_one_line_usage_error(
+    race: subprocess.CompletedProcess[str],
+) -> None:
+    token = token_of(race.stderr)
+    middle = len(token) // 2
+    tampered = token[:middle] + ("A" if token[middle] != "A" else "B") + token[middle + 1 :]
+    result = threadcheck("replay", tampered, "-m", RACE)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("threadcheck: error: damaged replay token")
+
+
+def test_a_token_replayed_on_another_program_diverges(
+    race: subprocess.CompletedProcess[str],
+) -> None:
+    result = threadcheck("replay", token_of(race.stderr), "-m", RACE_FIXED)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("threadcheck: the replay diverged: ")
+
+
+def test_a_token_with_edited_decisions_diverges(race: subprocess.CompletedProcess[str]) -> None:
+    document = _token.decode(token_of(race.stderr))
+    del document["v"]
+    # Every decision now picks T0: the preemption that lost the update is gone.
+    decisions = _token.expand(document["decisions"])
+    document["decisions"] = _token.run_length([0 for _ in decisions])
+    result = threadcheck("replay", _token.encode(document), "-m", RACE)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("threadcheck: the replay diverged: ")
+
+
+def test_a_replay_under_another_hash_seed_warns_on_stderr(
+    race: subprocess.CompletedProcess[str],
+) -> None:
+    result = threadcheck("replay", token_of(race.stderr), "-m", RACE, hash_seed="7")
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith(
+        "threadcheck: warning: the token was recorded with hashseed 0, this run has 7"
+    )
+
+
+def test_the_fixed_twin_explores_clean() -> None:
+    result = threadcheck("explore", "--budget", "300", "-m", RACE_FIXED)
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(
+        r"threadcheck: 300 schedules \(\d+ distinct\) in [\d.]+ s, no failure; "
+        r"budget spent: no failure seen, which is not a proof\n",
+        result.stderr,
+    )
+    assert result.stdout == ""
+
+
+def test_json_when_a_schedule_fails(tmp_path: Path) -> None:
+    path = tmp_path / "outcome.json"
+    result = threadcheck("explore", "--json", str(path), "-m", RACE)
+    assert result.returncode == 1, result.stderr
+    outcome = json.loads(path.read_text())
+    assert outcome["token"] == token_of(result.stderr)
+    assert outcome["found"] is True
+    assert 1 <= outcome["distinct"] <= outcome["schedules"]
+    failure = outcome["failure"]
+    assert failure["kind"] == "exit"
+    assert failure["message"].startswith("the program exited with status 1: lost update")
+    assert failure["thread"] == "MainThread"
+    assert re.fullmatch(r".*race_lost_update\.py:\d+ in main", failure["location"])
+
+
+def test_json_when_clean(tmp_path: Path) -> None:
+    path = tmp_path / "outcome.json"
+    result = threadcheck("explore", "--budget", "20", "--json", str(path), "-m", RACE_FIXED)
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(path.read_text())
+    assert outcome == {
+        "found": False,
+        "token": None,
+        "schedules": 20,
+        "distinct": outcome["distinct"],
+        "failure": None,
+    }
+    assert 1 <= outcome["distinct"] <= 20
+
+
+def test_time_bounds_the_exploration() -> None:
+    result = threadcheck("explore", "--time", "0.5", "-m", RACE_FIXED)
+    assert result.returncode == 0, result.stderr
+    assert re.match(r"threadcheck: \d+ schedules? .* no failure", result.stderr)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--budget", "5", "--time", "1"], "argument --time: not allowed with argument --budget"),
+        (["--strategy", "dfs"], "--strategy: unknown strategy 'dfs': use portfolio, random"),
+        (["--granularity", "word"], "argument --granularity: invalid choice: 'word'"),
+        (["--budget", "0"], "argument --budget: expected a positive number, got '0'"),
+        (["--time", "soon"], "argument --time: expected a positive number, got 'soon'"),
+    ],
+)
+def test_bad_options_are_one_line_usage_errors(args: list[str], message: str) -> None:
+    result = threadcheck("explore", *args, "-m", RACE)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"threadcheck: error: {message}")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["explore"], "explore: expected a script or -m module"),
+        (["explore", "missing.py"], "no such file: missing.py"),
+        (["explore", "-m", "threadcheck.examples.nosuch"], "no module named"),
+        (["explore", "--json", "/no/such/folder/out.json", "x.py"], "--json: no such directory"),
+        (["replay"], "replay: expected a token, then a script or -m module"),
+        (["replay", "tc1.x"], "replay: expected a script or -m module"),
+        (["replay", "tc1.x", "--budget", "3", "-m", RACE], "unrecognized arguments: --budget"),
+    ],
+)
+def test_missing_or_wrong_programs_are_one_line_usage_errors(
+    args: list[str], message: str
+) -> None:
+    result = threadcheck(*args)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("threadcheck: error: ")
+    assert message in result.stderr
+
+
+# Exits with status 3 when the worker's write lands between the main thread's
+# read and write: only on some schedules.
+EXITS_ON_A_RACE = """
+import sys
+import threading
+from twisted.internet import reactor
+
+state = {"n": 0}
+
+def bump():
+    state["n"] += 1
+
+worker = threading.Thread(target=bump)
+worker.start()
+bump()
+worker.join()
+reactor.callWhenRunning(reactor.stop)
+reactor.run()
+if state["n"] != 2:
+    sys.exit(3)
+"""
+
+
+def test_a_program_that_exits_non_zero_on_some_schedule(tmp_path: Path) -> None:
+    path = tmp_path / "outcome.json"
+    prog = script(tmp_path, EXITS_ON_A_RACE)
+    result = threadcheck("explore", "--json", str(path), prog)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("threadcheck: exit: the program exited with status 3\n")
+    failure = json.loads(path.read_text())["failure"]
+    assert failure["kind"] == "exit"
+    assert failure["location"].endswith("prog.py:18 in <module>")
+    assert replay_line(result.stderr).endswith(f"replay {token_of(result.stderr)} {prog}")
+
+
+def test_an_uncaught_exception_shows_the_programs_own_traceback(tmp_path: Path) -> None:
+    prog = script(
+        tmp_path,
+        """
+        from twisted.internet import reactor, threads
+
+        def fetch():
+            raise KeyError("gone")
+
+        def done(result):
+            reactor.stop()
+            return result
+
+        outcome = []
+        threads.deferToThread(fetch).addBoth(done).addErrback(outcome.append)
+        reactor.run()
+        outcome[0].raiseException()
+        """,
+    )
+    result = threadcheck("explore", prog)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("threadcheck: exception: KeyError: 'gone'\n")
+    traceback = result.stderr[result.stderr.index("Traceback") :]
+    assert "runpy" not in traceback and "_targets.py" not in traceback
+    assert f'File "{prog}", line 14, in <module>' in traceback
+
+
+def test_each_schedule_gets_fresh_modules_and_the_programs_arguments(tmp_path: Path) -> None:
+    script(tmp_path, "seen = []\n", name="helper.py")
+    prog = script(
+        tmp_path,
+        """
+        import sys
+        import threading
+        import helper
+        from twisted.internet import reactor, threads
+
+        helper.seen.append(sys.argv[1:])
+        assert helper.seen == [["--flag", "value"]], helper.seen
+        threads.deferToThread(len, "x").addBoth(lambda _: reactor.stop())
+        reactor.run()
+        print(sys.argv[0] == __file__, __name__, threading.current_thread().name)
+        """,
+    )
+    result = threadcheck("explore", "--budget", "25", prog, "--flag", "value")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["True __main__ MainThread"] * 25
+
+
+HASH_OF_A = """
+from twisted.internet import reactor
+print(hash("a"))
+reactor.callWhenRunning(reactor.stop)
+reactor.run()
+"""
+
+
+def test_the_hash_seed_is_pinned(tmp_path: Path) -> None:
+    prog = script(tmp_path, HASH_OF_A)
+    runs = [threadcheck("explore", "--budget", "10", prog) for _ in range(2)]
+    assert [run.returncode for run in runs] == [0, 0]
+    assert runs[0].stdout == runs[1].stdout
+    assert set(runs[0].stdout.split()) == {str(_hash_under("0", "a"))}
+    assert len(runs[0].stdout.split()) == 10
+
+
+def test_a_hash_seed_already_set_is_kept(tmp_path: Path) -> None:
+    prog = script(tmp_path, HASH_OF_A)
+    result = threadcheck("explore", "--budget", "3", prog, hash_seed="123")
+    assert result.returncode == 0, result.stderr
+    assert set(result.stdout.split()) == {str(_hash_under("123", "a"))}
+
+
+def test_the_token_records_the_pinned_hash_seed(race: subprocess.CompletedProcess[str]) -> None:
+    assert _token.decode(token_of(race.stderr))["hashseed"] == "0"
+
+
+def _hash_under(seed: str, text: str) -> int:
+    check = subprocess.run(
+        [sys.executable, "-c", f"print(hash({text!r}))"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONHASHSEED": seed},
+        check=True,
+    )
+    return int(check.stdout)
