@@ -131,7 +131,7 @@ def plain_failures(scenario: Scenario, runs: int, timeout: float) -> tuple[int, 
     for _ in range(runs):
         failure = plain_outcome(scenario, timeout)
         if failure is not None:
-            seen[failure.split(":")[0]] += 1
+            seen[failure.split(":")[0].split(" (")[0]] += 1
     rate = runs / (time.perf_counter() - started)
     return sum(seen.values()), rate, seen.most_common(1)[0][0] if seen else ""
 
