@@ -199,7 +199,8 @@ def controlled_seconds(runs: int) -> float:
 def measure(budget: int, plain: int, rounds: int) -> None:
     version = ".".join(map(str, sys.version_info[:3]))
     backend = "sys.monitoring" if sys.version_info >= (3, 12) else "sys.settrace"
-    print(f"Python {version} ({backend}), budget {budget}, median of {rounds} rounds")
+    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
+    print(f"Python {version} ({backend}), budget {budget}, median of {rounds} rounds{load}")
     schedules_per_second("portfolio", 50)  # warm-up
     print(f"fds left open per schedule (closed here): {LEAKS.per_schedule():.1f}")
     print(
