@@ -67,7 +67,7 @@ def test_explore_finds_the_bundled_race(race: subprocess.CompletedProcess[str]) 
     assert race.returncode == 1, race.stderr
     assert race.stderr.startswith(f"threadcheck: {LOST_UPDATE}")
     assert "shrunk to 1" in race.stderr
-    assert "stats.handled (store)   <- preempted here" in race.stderr
+    assert "stats.handled (store)   <- preempted: T" in race.stderr
     assert re.search(
         rf"^replay: threadcheck replay tc1\.\S+ -m {re.escape(RACE)}$", race.stderr, re.M
     )

@@ -86,17 +86,7 @@ RANDOM_SCHEDULES = 5
 SETTINGS = Settings(max_steps=5_000)
 """The longest test passes a few hundred scheduling points: a livelock ends fast."""
 
-_LIVELOCK_WITH_SIGNAL_WAKER = (
-    "livelock",
-    "scheduler bug: reactor.run() installs signal handlers, whose SIGCHLD waker "
-    "ScheduledMixin._real_io counts as real I/O; _iterate_with_real_io then never blocks, "
-    "and with no preemption the pool thread that would stop the reactor never runs",
-)
-KNOWN_BUGS: dict[tuple[str, str, str], tuple[str, str]] = {
-    (ThreadTestsBuilder.__name__, cls.__name__, method): _LIVELOCK_WITH_SIGNAL_WAKER
-    for cls in SCHEDULED_CLASSES
-    for method in ("test_callFromThread", "test_isNotInIOThread")
-}
+KNOWN_BUGS: dict[tuple[str, str, str], tuple[str, str]] = {}
 """(builder, reactor class, method) under no preemption -> (failure kind, cause)."""
 
 RACY_TWISTED_TESTS = {

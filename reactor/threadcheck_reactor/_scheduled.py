@@ -130,20 +130,42 @@ class ScheduledMixin(ThreadCheckMixin):
         super().doIteration(0)  # drain the waker; dispatch real I/O that is ready
 
     def _real_io(self) -> bool:
-        waker = self.waker
-        return any(r is not waker for r in self.getReaders()) or bool(self.getWriters())
+        internal = self._internalReaders  # the waker, and the SIGCHLD waker run() adds
+        return any(r not in internal for r in self.getReaders()) or bool(self.getWriters())
 
     def _iterate_with_real_io(self, delay: float | None) -> None:
         # Sockets are not under the scheduler's control: poll them for real
         # (best effort; such schedules replay only as far as I/O repeats).
         scheduler = self._scheduler
-        scheduler.point("sync", "reactor iteration (real I/O)")
-        if scheduler.others_runnable() or delay == 0 or self.threadCallQueue:
+        if delay == 0 or self.threadCallQueue:
+            scheduler.point("sync", "reactor iteration (real I/O)")
+            super().doIteration(0)
+            return
+        if scheduler.others_runnable():
+            # Idle: let the other threads run first, as a blocking poll would.
+            self._idle = scheduler.controlled()
+            try:
+                scheduler.block("reactor idle (real I/O)", scheduler.now)
+            finally:
+                self._idle = None
             super().doIteration(0)
             return
         wait = REAL_IO_POLL if delay is None else min(delay, REAL_IO_POLL)
         super().doIteration(wait)
         scheduler.advance(wait)
+
+    def dispose(self) -> None:
+        """Close the reactor's file descriptors now: its schedule is over, and an
+        exploration makes thousands of reactors (as Twisted's own test builders
+        clean up theirs)."""
+        for reader in list(self._internalReaders):
+            self.removeReader(reader)
+            reader.connectionLost(None)
+        self._internalReaders.clear()
+        self.disconnectAll()
+        poller = getattr(self, "_poller", None)
+        if poller is not None and hasattr(poller, "close"):
+            poller.close()  # epoll
 
     def _initThreadPool(self) -> None:
         self.threadpool = ScheduledThreadPool(0, 10, "twisted.internet.reactor")

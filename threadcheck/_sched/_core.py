@@ -88,6 +88,8 @@ class ControlledThread:
     finished: bool = False
     joiners: list[ControlledThread] = field(default_factory=list, repr=False)
     abort_steps: int = 0
+    abandoned: bool = False
+    """Blocked outside the scheduler and given up on: if it ever wakes, it only unwinds."""
     handle: object = field(default=None, repr=False)
     """The ``threading.Thread`` behind it, joined for real once the schedule is over."""
 
@@ -165,8 +167,10 @@ class Scheduler:
         self.step = 0
         self.decisions: list[int] = []
         self.trace: list[Step] = []
-        self.preemptions: list[int] = []
-        """Steps at which a thread that could go on was switched out."""
+        self.preemptions: dict[int, str] = {}
+        """Steps where the schedule left the no-preemption default, and how: the
+        running thread switched out, or another thread than the oldest chosen
+        after a block."""
         self.choices: list[tuple[int, int, tuple[int, ...]]] = []
         """Each thread decision: (chosen, the no-preemption default, the runnable threads)."""
         self.strategy_error: Exception | None = None
@@ -217,6 +221,8 @@ class Scheduler:
 
     def exit(self, thread: ControlledThread) -> None:
         """In a thread whose body ended: hand the turn on without waiting for it back."""
+        if thread.abandoned:
+            return  # the schedule went on without it
         thread.finished = True
         thread.waiting = None
         for joiner in thread.joiners:
@@ -241,7 +247,8 @@ class Scheduler:
     def point(self, kind: str, detail: str = "", frame: FrameType | None = None) -> None:
         """A scheduling point in the running thread: another thread may run now."""
         current = self._running
-        assert current is not None
+        if current is None or current.ident != get_ident():
+            raise Abort("an abandoned thread woke up after its schedule")
         self.progress += 1
         if self.aborting:
             self._abort_here(current)
@@ -254,13 +261,13 @@ class Scheduler:
         if len(runnable) > 1:
             chosen = self._decide(runnable, current.tid)
             if chosen != current.tid:
-                self.preemptions.append(self.step)
                 self._switch(current, self.threads[chosen])
 
     def block(self, why: str, deadline: float | None = None) -> None:
         """The running thread waits until another wakes it, or until ``deadline``."""
         current = self._running
-        assert current is not None
+        if current is None or current.ident != get_ident():
+            raise Abort("an abandoned thread woke up after its schedule")
         if self.aborting:
             self._abort_here(current)
         current.waiting = why
@@ -333,6 +340,12 @@ class Scheduler:
         default = current if current is not None and current in runnable else runnable[0]
         self.decisions.append(chosen)
         self.choices.append((chosen, default, tuple(runnable)))
+        if chosen != default:
+            self.preemptions[self.step] = (
+                f"preempted: T{chosen} runs"
+                if current is not None
+                else f"blocked: T{chosen} runs, not T{default}"
+            )
         return chosen
 
     def join_all(self, me: ControlledThread) -> None:
@@ -463,7 +476,7 @@ class Scheduler:
         take the turn back then.
         """
         self.fail(failure)
-        stuck.finished = True  # abandoned: its OS thread stays blocked where it is
+        stuck.finished = stuck.abandoned = True  # its OS thread stays blocked where it is
         if stuck.tid == 0:
             return False
         following = self._next_to_abort()

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from threadcheck import __version__ as threadcheck_version
 from threadcheck import _stacks, _threads
@@ -40,6 +40,9 @@ from threadcheck._sched._patch import Patches, thread_failure
 from threadcheck._sched._points import DEFAULT_GRANULARITY, Instrumentation
 from threadcheck._sched.strategies import Plan, Replay, ReplayDivergenceError
 from threadcheck._sched.strategies import parse as parse_strategy
+
+if TYPE_CHECKING:
+    from threadcheck_reactor._scheduled import ScheduledMixin
 
 DEFAULT_BUDGET = 2000
 DEFAULT_STALL_TIMEOUT = 10.0
@@ -63,7 +66,8 @@ class ScheduleRun:
     decisions: list[int]
     choices: list[tuple[int, int, tuple[int, ...]]]
     trace: list[Step]
-    preemptions: list[int]
+    preemptions: dict[int, str]
+    """Step -> how the schedule left the no-preemption default there."""
     steps: int
     digest: str
     thread_names: list[str]
@@ -95,8 +99,15 @@ class Explorer:
         self.watchdog = _Watchdog(settings.stall_timeout)
         self._gc_was_enabled = True
         self._thread_counter: Any = None
+        self._reactor_class: type[ScheduledMixin] | None = None
 
     def __enter__(self) -> Explorer:
+        # Imported now, not in the first schedule: from a source tree its module
+        # code would count as user code there, and that schedule alone would
+        # differ (a replay in a fresh process would diverge).
+        from threadcheck_reactor._scheduled import ScheduledReactor
+
+        self._reactor_class = ScheduledReactor
         _threads.track_thread_starts()  # before our patch of Thread.start, which wraps it
         self._gc_was_enabled = gc.isenabled()
         # Everything alive now outlives the exploration: frozen, the per-schedule
@@ -138,17 +149,19 @@ class Explorer:
         errors.start()
         reactor: Any = None
         target_failure: Failure | None = None
+        interrupted = False
         activate(scheduler)
         me = scheduler.adopt_current(threading.current_thread().name)
         self.watchdog.watch(scheduler)
         try:
-            from threadcheck_reactor._scheduled import ScheduledReactor
-
-            reactor = ScheduledReactor(scheduler, "record")
+            assert self._reactor_class is not None, "run() outside the Explorer context"
+            reactor = self._reactor_class(scheduler, "record")
             target_failure = self.target.run(reactor)
             scheduler.join_all(me)
         except Abort:
             pass
+        except KeyboardInterrupt:
+            interrupted = True
         except BaseException as error:
             scheduler.fail(thread_failure(me.name, error))
         finally:
@@ -157,10 +170,14 @@ class Explorer:
             scheduler.release_adopted(me)
             activate(None)
             _join_os_threads(scheduler)
+            if reactor is not None:
+                reactor.dispose()
             # Unhandled errors in Deferreds are logged when collected. With the GC
             # paused, nothing the schedule made left generation 0.
             gc.collect(0)
             errors.stop()
+        if interrupted:
+            raise KeyboardInterrupt  # after the teardown: the user stops the exploration
         if scheduler.strategy_error is not None:
             raise scheduler.strategy_error
         failure = scheduler.failure or target_failure or errors.first or _first_violation(reactor)
@@ -187,7 +204,9 @@ def _schedule_run(index: int, scheduler: Scheduler, failure: Failure | None) -> 
 def _join_os_threads(scheduler: Scheduler) -> None:
     for thread in scheduler.threads:
         handle = thread.handle
-        if isinstance(handle, threading.Thread) and handle is not threading.current_thread():
+        if thread.abandoned or not isinstance(handle, threading.Thread):
+            continue  # an abandoned thread is still blocked where the watchdog found it
+        if handle is not threading.current_thread():
             handle.join(5.0)
 
 
@@ -231,7 +250,7 @@ class _LoggedErrors:
         globalLogPublisher.removeObserver(self)  # type: ignore[arg-type]
 
     def __call__(self, event: dict[str, Any]) -> None:
-        failure = event.get("log_failure")
+        failure = event.get("log_failure", event.get("failure"))  # new and legacy keys
         if failure is None or self.first is not None or failure.check(Abort):
             return
         from twisted.logger import formatEvent

@@ -31,6 +31,7 @@ from threadcheck._sched import _primitives
 from threadcheck._sched._core import Abort, ControlledThread, Failure, Scheduler, active
 
 _CONTROLLED_ATTR = "_threadcheck_controlled"
+_ABSENT = object()
 
 
 class Patches:
@@ -53,10 +54,13 @@ class Patches:
     def uninstall(self) -> None:
         while self._undo:
             target, name, original = self._undo.pop()
-            setattr(target, name, original)
+            if original is _ABSENT:
+                delattr(target, name)
+            else:
+                setattr(target, name, original)
 
     def _swap(self, target: Any, name: str, replacement: Any) -> None:
-        self._undo.append((target, name, getattr(target, name)))
+        self._undo.append((target, name, getattr(target, name, _ABSENT)))
         setattr(target, name, replacement)
 
     def _replacements(self) -> list[tuple[Any, str, Any]]:
@@ -73,11 +77,16 @@ class Patches:
         ]
         import twisted.internet.threads as twisted_threads
         from twisted.logger import LogPublisher
+        from twisted.python import log, threadable
 
         return [
             *factories,
             (twisted_threads, "Queue", blocking_call_queue_module()),
             (LogPublisher, "__call__", _without_aborts(LogPublisher.__call__)),
+            # Legacy log.msg holds a real lock while it calls observers, which
+            # may be user code with scheduling points: schedule that lock too.
+            (threadable, "XLock", _primitives.RLock),
+            (log.theLogPublisher, "_threadable_lock", _primitives.RLock()),
             (time, "sleep", _sleep),
             (threading.Thread, "start", _controlled_start(threading.Thread.start, self)),
             (threading.Thread, "join", _controlled_join(threading.Thread.join)),

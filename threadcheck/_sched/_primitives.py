@@ -200,10 +200,18 @@ class Condition:
         if here is None:
             raise RuntimeError("a scheduled Condition waited on outside the scheduler")
         scheduler, me = here
+        deadline = _deadline(scheduler, timeout)
+        # A waiter before the lock is released: releasing is a scheduling
+        # point, and a notify made there must not be lost.
+        self._waiters.append(me)
         state = self._release_save()
         try:
-            return _wait(scheduler, me, self._waiters, "condition", _deadline(scheduler, timeout))
+            if me in self._waiters and (deadline is None or scheduler.now < deadline):
+                scheduler.block("condition", deadline)
+            return me not in self._waiters
         finally:
+            if me in self._waiters:
+                self._waiters.remove(me)
             self._acquire_restore(state)
 
     def wait_for(self, predicate: Callable[[], T], timeout: float | None = None) -> T:

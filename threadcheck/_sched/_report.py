@@ -62,13 +62,12 @@ def _clean_summary(result: ExploreResult) -> str:
 
 def step_table(run: ScheduleRun) -> list[str]:
     """The schedule step by step: thread, user line, what was accessed, and the preemptions."""
-    preempted = set(run.preemptions)
-    rows = [_row(step, run, step.index in preempted) for step in run.trace]
+    rows = [_row(step, run) for step in run.trace]
     header = f"  {'step':>5}  {'thread':<22} {'where':<44} point"
-    return [header, *_elide(rows, [s.index in preempted for s in run.trace])]
+    return [header, *_elide(rows, [s.index in run.preemptions for s in run.trace])]
 
 
-def _row(step: Step, run: ScheduleRun, preempted: bool) -> str:
+def _row(step: Step, run: ScheduleRun) -> str:
     name = run.thread_names[step.tid] if step.tid < len(run.thread_names) else "?"
     thread = f"T{step.tid} {name}"[:22]
     where = (
@@ -77,7 +76,8 @@ def _row(step: Step, run: ScheduleRun, preempted: bool) -> str:
         else "-"
     )
     detail = step.detail or step.kind
-    mark = "   <- preempted here" if preempted else ""
+    note = run.preemptions.get(step.index)
+    mark = f"   <- {note}" if note else ""
     return f"  {step.index:>5}  {thread:<22} {where:<44} {detail}{mark}"
 
 

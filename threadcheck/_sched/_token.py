@@ -42,8 +42,28 @@ def decode(token: str) -> dict[str, Any]:
     except (binascii.Error, zlib.error, ValueError):
         raise TokenError("damaged replay token: it does not decode (copied whole?)") from None
     if not isinstance(document, dict) or document.get("v") != VERSION:
-        raise TokenError(f"replay token of an unknown version: {document.get('v')!r}")
+        version = document.get("v") if isinstance(document, dict) else None
+        raise TokenError(f"replay token of an unknown version: {version!r}")
+    _check_shape(document)
     return document
+
+
+def _check_shape(document: dict[str, Any]) -> None:
+    decisions = document.get("decisions")
+    well_formed = (
+        isinstance(decisions, list)
+        and all(
+            isinstance(run, list)
+            and len(run) == 2
+            and all(isinstance(n, int) for n in run)
+            and run[1] > 0
+            for run in decisions
+        )
+        and isinstance(document.get("digest"), str)
+        and isinstance(document.get("failure"), str)
+    )
+    if not well_formed:
+        raise TokenError("damaged replay token: its decisions or digest are malformed")
 
 
 def run_length(decisions: Sequence[int]) -> list[list[int]]:

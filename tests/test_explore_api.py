@@ -1,0 +1,61 @@
+"""threadcheck.explore and replay as a library user meets them."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+from races import BUGGY, FIXED
+
+import threadcheck
+from threadcheck._sched._explore import ExplorationFailedError
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_an_exploration_leaves_no_file_descriptor_or_thread_behind() -> None:
+    import threading
+
+    before = (open_descriptors(), threading.active_count())
+    threadcheck.explore(FIXED["lost_update"], budget=300).assert_clean()
+    assert (open_descriptors(), threading.active_count()) == before
+
+
+def test_assert_clean_raises_with_the_whole_report() -> None:
+    result = threadcheck.explore(BUGGY["lost_update"])
+    with pytest.raises(ExplorationFailedError) as raised:
+        result.assert_clean()
+    report = str(raised.value)
+    assert report.startswith("threadcheck: exception: AssertionError: total is 10\n")
+    assert "  found on schedule" in report and "shrunk to 1" in report
+    assert "counter.total (store)   <- preempted: T1 runs" in report
+    assert "replay: threadcheck.replay(lost_update, 'tc1." in report
+
+
+def test_a_spent_budget_is_reported_as_such_not_as_a_pass() -> None:
+    result = threadcheck.explore(FIXED["ordering"], budget=50)
+    assert not result.found and not result.exhausted
+    result.assert_clean()
+    assert result.report().endswith(
+        "no failure; budget spent: no failure seen, which is not a proof\n"
+    )
+
+
+def test_a_time_budget() -> None:
+    result = threadcheck.explore(FIXED["ordering"], budget=None, seconds=0.5)
+    assert result.schedules > 0 and not result.found
+
+
+def test_the_scenario_gets_a_fresh_reactor_every_schedule() -> None:
+    seen: list[Any] = []
+
+    def scenario(reactor: Any) -> None:
+        seen.append(reactor)
+        assert reactor.seconds() == 1_000_000.0  # virtual time starts afresh
+
+    threadcheck.explore(scenario, budget=5).assert_clean()
+    assert len({id(reactor) for reactor in seen}) == 5

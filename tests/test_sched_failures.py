@@ -1,0 +1,158 @@
+"""Every way a schedule fails is reported as such, with where it happened."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from twisted.internet import threads
+from twisted.internet.defer import Deferred
+
+import threadcheck
+from threadcheck._sched._explore import Budget, Settings, explore
+from threadcheck._sched._targets import ScenarioTarget
+
+
+def in_pool(reactor: Any, job: Any, *args: Any) -> Deferred[Any]:
+    return threads.deferToThreadPool(reactor, reactor.getThreadPool(), job, *args)
+
+
+def test_an_exception_in_a_user_thread() -> None:
+    def scenario(reactor: Any) -> None:
+        def boom() -> None:
+            raise ValueError("in a thread")
+
+        thread = threading.Thread(target=boom, name="worker")
+        thread.start()
+        thread.join()
+
+    result = threadcheck.explore(scenario, budget=5)
+    assert result.failure is not None
+    assert (result.failure.kind, result.failure.message) == (
+        "exception",
+        "ValueError: in a thread",
+    )
+    assert result.failure.thread == "worker"
+    assert result.failure.location is not None and "in boom" in result.failure.location
+
+
+def test_an_unhandled_error_in_a_deferred() -> None:
+    def scenario(reactor: Any) -> Deferred[Any]:
+        def fails() -> None:
+            raise KeyError("lost")
+
+        in_pool(reactor, fails)  # nobody handles its failure
+        return in_pool(reactor, lambda: None)
+
+    result = threadcheck.explore(scenario, budget=5)
+    assert result.failure is not None
+    assert result.failure.kind == "unhandled-error"
+    assert "KeyError" in result.failure.message
+    assert result.failure.signature() == "unhandled-error:KeyError"
+
+
+def test_a_failed_deferred_and_an_error_in_a_reactor_callback() -> None:
+    def failed(reactor: Any) -> Deferred[Any]:
+        return in_pool(reactor, lambda: 1 / 0)
+
+    def in_callback(reactor: Any) -> Deferred[Any]:
+        reactor.callLater(0, lambda: 1 / 0)
+        return in_pool(reactor, lambda: None)
+
+    for scenario, kind in ((failed, "exception"), (in_callback, "unhandled-error")):
+        result = threadcheck.explore(scenario, budget=5)
+        assert result.failure is not None
+        assert (result.failure.kind, result.failure.what) == (kind, "ZeroDivisionError")
+
+
+def test_a_thread_affinity_violation() -> None:
+    def scenario(reactor: Any) -> Deferred[Any]:
+        return in_pool(reactor, reactor.callLater, 0, lambda: None)
+
+    result = threadcheck.explore(scenario, budget=5)
+    assert result.failure is not None
+    assert result.failure.kind == "violation"
+    assert result.failure.message.startswith("reactor.callLater called from thread 'PoolThread")
+    assert "fix: do it in the reactor thread" in result.failure.details
+
+
+def test_a_deadlock_names_each_thread_and_where_it_waits() -> None:
+    def scenario(reactor: Any) -> None:
+        first, second = threading.Lock(), threading.Lock()
+
+        def one() -> None:
+            with first, second:
+                pass
+
+        def two() -> None:
+            with second, first:
+                pass
+
+        workers = [
+            threading.Thread(target=one, name="one"),
+            threading.Thread(target=two, name="two"),
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+
+    result = threadcheck.explore(scenario, budget=200)
+    assert result.failure is not None and result.failure.kind == "deadlock"
+    assert "T0(MainThread) on join of T1 (one)" in result.failure.message
+    assert "T1(one) on lock" in result.failure.message
+    assert "T2(two) on lock" in result.failure.message
+    assert "test_sched_failures.py" in result.failure.details
+    assert result.run is not None and result.run.preemption_count == 1
+
+
+def test_a_step_bound_catches_a_livelock() -> None:
+    def scenario(reactor: Any) -> Deferred[Any]:
+        flag = {"go": False}
+
+        def spin() -> None:
+            while not flag["go"]:  # never set: spins on an access point
+                pass
+
+        return in_pool(reactor, spin)
+
+    result = explore(
+        ScenarioTarget(scenario), budget=Budget(3), settings=Settings(max_steps=500), shrink=False
+    )
+    assert result.failure is not None
+    assert result.failure.kind == "livelock"
+    assert result.failure.message == "step bound exceeded: 500 scheduling points without finishing"
+
+
+def test_blocking_outside_the_scheduler_is_reported_not_hung() -> None:
+    real = threading.Event()  # created before exploring: the scheduler cannot see it
+
+    def scenario(reactor: Any) -> Deferred[Any]:
+        def stuck() -> None:
+            real.wait()  # a real wait: blocks the OS thread, holding the turn
+
+        return in_pool(reactor, stuck)
+
+    try:
+        result = explore(
+            ScenarioTarget(scenario),
+            budget=Budget(2),
+            settings=Settings(stall_timeout=1.0),
+            shrink=False,
+        )
+    finally:
+        real.set()  # lets the abandoned pool threads go
+    assert result.failure is not None
+    assert result.failure.kind == "uncontrolled-blocking"
+    assert "blocked outside the scheduler's control" in result.failure.message
+    assert "in stuck\n    real.wait()" in result.failure.details
+
+
+def test_the_reactor_stopping_before_the_scenario_is_done() -> None:
+    def scenario(reactor: Any) -> Deferred[Any]:
+        reactor.callLater(0, reactor.stop)
+        return Deferred()
+
+    result = threadcheck.explore(scenario, budget=3)
+    assert result.failure is not None
+    assert result.failure.kind == "incomplete"

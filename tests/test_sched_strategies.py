@@ -1,0 +1,133 @@
+"""Strategies, tokens and replay: deterministic, exhaustive where they claim it, and
+a replay that goes elsewhere is an error, never a pass."""
+
+from __future__ import annotations
+
+import pytest
+from races import BUGGY, FIXED
+
+import threadcheck
+from threadcheck._sched import _token
+from threadcheck._sched.strategies import (
+    PCT,
+    BoundedPreemption,
+    Plan,
+    RandomWalk,
+    Replay,
+    ReplayDivergenceError,
+    parse,
+)
+
+
+def decisions(strategy: object, index: int, points: list[list[int]]) -> list[int]:
+    """What ``strategy`` picks at each of ``points`` (runnable sets, current = first)."""
+    assert strategy.new_execution(index)  # type: ignore[attr-defined]
+    return [
+        strategy.next_thread(runnable, runnable[0], step)  # type: ignore[attr-defined]
+        for step, runnable in enumerate(points)
+    ]
+
+
+POINTS = [[0, 1], [0, 1, 2], [1, 2], [0, 2], [0, 1, 2]] * 4
+
+
+@pytest.mark.parametrize("make", [lambda: RandomWalk(7), lambda: PCT(3, 7)])
+def test_a_schedule_is_the_same_for_the_same_seed_and_index(make: object) -> None:
+    first, second = make(), make()  # type: ignore[operator]
+    assert decisions(first, 5, POINTS) == decisions(second, 5, POINTS)
+    assert len({tuple(decisions(first, index, POINTS)) for index in range(10)}) > 1
+
+
+def test_pct_runs_the_highest_priority_thread_until_a_change_point() -> None:
+    pct = PCT(1, 0)  # depth 1: no change point, so one thread keeps running
+    picked = decisions(pct, 0, [[0, 1, 2]] * 10)
+    assert len(set(picked)) == 1
+
+
+def test_bounded_search_enumerates_schedules_up_to_its_bound_then_stops() -> None:
+    def count(bound: int) -> int:
+        search = BoundedPreemption(bound)
+        index = 0
+        while search.new_execution(index):
+            for runnable in [[0, 1]] * 3:
+                search.next_thread(runnable, 0, 0)
+            index += 1
+        return index
+
+    # Three decisions where T0 runs and T1 could: 1 schedule with no preemption,
+    # 3 more with one, and the rest with two.
+    assert count(0) == 1
+    assert count(1) == 4
+    assert count(2) > count(1)
+
+
+def test_plan_preempts_only_where_planned() -> None:
+    plan = Plan([(1, 1)])
+    assert decisions(plan, 0, [[0, 1]] * 3) == [0, 1, 0]
+    assert plan.defaults == [0, 0, 0]
+
+
+def test_replay_refuses_a_choice_that_cannot_run() -> None:
+    replay = Replay([1, 0])
+    replay.new_execution(0)
+    assert replay.next_thread([0, 1], 0, 1) == 1
+    with pytest.raises(ReplayDivergenceError, match="recorded T0, but only T1, T2 can run"):
+        replay.next_thread([1, 2], 1, 2)
+
+
+def test_strategy_spellings() -> None:
+    assert isinstance(parse("pct:2", 0), PCT)
+    assert isinstance(parse("bounded:1", 0), BoundedPreemption)
+    for bad in ("pct:x", "dfs", "random:3", "portfolio:2"):
+        with pytest.raises(ValueError, match="unknown strategy"):
+            parse(bad, 0)
+
+
+def test_token_round_trip_and_damage() -> None:
+    document = {
+        "decisions": _token.run_length([1, 1, 1, 0, 2, 2]),
+        "digest": "abc",
+        "failure": "deadlock",
+    }
+    token = _token.encode(document)
+    assert token.startswith("tc1.")
+    assert _token.expand(_token.decode(token)["decisions"]) == [1, 1, 1, 0, 2, 2]
+    edited = _token.encode({**document, "decisions": [[1, "x"]]})
+    for bad, message in (
+        ("hello", "not a threadcheck replay token"),
+        (edited, "its decisions or digest are malformed"),
+        (token[:-8], "damaged replay token"),
+        ("tc1." + token[4:].upper(), "damaged replay token"),
+    ):
+        with pytest.raises(_token.TokenError, match=message):
+            _token.decode(bad)
+
+
+def test_bounded_search_finds_the_lost_update_and_exhausts_its_fixed_twin() -> None:
+    found = threadcheck.explore(BUGGY["lost_update"], budget=None, strategy="bounded:1")
+    assert found.found
+    clean = threadcheck.explore(FIXED["lost_update"], budget=5000, strategy="bounded:1")
+    assert not clean.found and clean.exhausted
+    assert "every schedule the strategy can produce" in clean.report()
+
+
+def test_the_same_seed_finds_the_same_schedule() -> None:
+    first = threadcheck.explore(BUGGY["ordering"], seed=3)
+    second = threadcheck.explore(BUGGY["ordering"], seed=3)
+    assert first.found and second.found
+    assert (first.found_at, first.token) == (second.found_at, second.token)
+
+
+def test_replay_reproduces_and_a_wrong_token_diverges() -> None:
+    result = threadcheck.explore(BUGGY["lost_update"])
+    assert result.token is not None
+    again = threadcheck.replay(BUGGY["lost_update"], result.token)
+    assert again.found and again.failure == result.failure
+    with pytest.raises(ReplayDivergenceError):
+        threadcheck.replay(FIXED["lost_update"], result.token)
+
+
+def test_access_points_split_a_one_line_update_and_sync_points_do_not() -> None:
+    assert threadcheck.explore(BUGGY["lost_update"], budget=300).found
+    missed = threadcheck.explore(BUGGY["lost_update"], budget=300, granularity="sync")
+    assert not missed.found
