@@ -161,3 +161,31 @@ def test_unlocking_an_unlocked_lock_is_an_error_as_in_threading() -> None:
 
 def _expect(condition: bool, value: object) -> None:
     assert condition, value
+
+
+def test_a_user_log_observer_does_not_block_other_threads_logging() -> None:
+    from twisted.python import log
+
+    seen: list[str] = []
+
+    class Observer:
+        def __init__(self) -> None:
+            self.count = 0
+
+        def __call__(self, event: dict[str, Any]) -> None:
+            self.count += 1  # an access point inside Twisted's log lock
+
+    observer = Observer()
+
+    def scenario(reactor: Any) -> Deferred[Any]:
+        def job(n: int) -> None:
+            log.msg(f"job {n}")
+
+        return gatherResults([in_pool(reactor, job, n) for n in range(2)]).addCallback(seen.append)
+
+    log.addObserver(observer)
+    try:
+        explore_clean(scenario, budget=100)
+    finally:
+        log.removeObserver(observer)
+    assert observer.count >= 200

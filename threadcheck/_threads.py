@@ -33,7 +33,7 @@ def track_thread_starts() -> None:
         _original_start = original
 
         def start(self: threading.Thread) -> None:
-            setattr(self, _SPAWN_ATTR, _stacks.capture(skip=1))
+            setattr(self, _SPAWN_ATTR, _stacks.capture_raw(skip=1))
             original(self)
 
         start.__doc__ = original.__doc__
@@ -50,8 +50,8 @@ def stop_tracking_thread_starts() -> None:
 
 def spawn_site(thread: threading.Thread) -> _stacks.Stack | None:
     """The stack that started ``thread``; None if it started before tracking."""
-    site: _stacks.Stack | None = getattr(thread, _SPAWN_ATTR, None)
-    return site
+    raw: _stacks.RawStack | None = getattr(thread, _SPAWN_ATTR, None)
+    return None if raw is None else _stacks.materialize(raw)
 
 
 _local = threading.local()
@@ -59,12 +59,12 @@ _local = threading.local()
 
 def current_submission() -> _stacks.Stack | None:
     """The stack that submitted the work this thread is running, if known."""
-    stack: _stacks.Stack | None = getattr(_local, "submission", None)
-    return stack
+    raw: _stacks.RawStack | None = getattr(_local, "submission", None)
+    return None if raw is None else _stacks.materialize(raw)
 
 
 def run_submitted(
-    submission: _stacks.Stack, func: Callable[..., _R], /, *args: Any, **kwargs: Any
+    submission: _stacks.RawStack, func: Callable[..., _R], /, *args: Any, **kwargs: Any
 ) -> _R:
     """Run ``func`` with ``submission`` as this thread's current submission."""
     __tracebackhide__ = True

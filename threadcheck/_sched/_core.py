@@ -82,8 +82,8 @@ class ControlledThread:
     ident: int | None = None
     waiting: str | None = None
     """What it waits for; None while it can run."""
-    blocked_at: str = ""
-    """The user line where it last blocked, for deadlock reports."""
+    blocked_frame: FrameType | None = field(default=None, repr=False)
+    """Where it blocked: described only if a deadlock is reported."""
     deadline: float | None = None
     finished: bool = False
     joiners: list[ControlledThread] = field(default_factory=list, repr=False)
@@ -179,6 +179,9 @@ class Scheduler:
         self.aborting = False
         self.progress = 0
         """Bumped at every point and switch; the watchdog reads it."""
+        self.holding = 0
+        """Above 0 while the running thread is inside code that holds a real lock
+        (Twisted's legacy log): its points do not switch."""
         self._running: ControlledThread | None = None
 
     # -- threads ---------------------------------------------------------------
@@ -249,6 +252,8 @@ class Scheduler:
         current = self._running
         if current is None or current.ident != get_ident():
             raise Abort("an abandoned thread woke up after its schedule")
+        if self.holding:
+            return
         self.progress += 1
         if self.aborting:
             self._abort_here(current)
@@ -272,7 +277,7 @@ class Scheduler:
             self._abort_here(current)
         current.waiting = why
         current.deadline = deadline
-        current.blocked_at = _describe(self._where(sys._getframe(1)))
+        current.blocked_frame = sys._getframe(1)
         following = self._next_after(current)
         if following is None:
             self._deadlock(current)
@@ -304,6 +309,7 @@ class Scheduler:
         """``thread`` may run again (it rechecks what it waited for)."""
         thread.waiting = None
         thread.deadline = None
+        thread.blocked_frame = None
 
     def _next_after(self, current: ControlledThread) -> ControlledThread | None:
         """Who runs once ``current`` blocked or finished; None: nobody can."""
@@ -430,7 +436,9 @@ class Scheduler:
                 + ", ".join(f"T{t.tid}({t.name}) on {t.waiting}" for t in live),
                 thread=current.name,
                 details="\n".join(
-                    f"T{t.tid} ({t.name}) waits for {t.waiting} at {t.blocked_at}" for t in live
+                    f"T{t.tid} ({t.name}) waits for {t.waiting} at "
+                    + _describe(self._where(t.blocked_frame))
+                    for t in live
                 ),
             )
         )

@@ -83,10 +83,12 @@ class Patches:
             *factories,
             (twisted_threads, "Queue", blocking_call_queue_module()),
             (LogPublisher, "__call__", _without_aborts(LogPublisher.__call__)),
-            # Legacy log.msg holds a real lock while it calls observers, which
-            # may be user code with scheduling points: schedule that lock too.
+            # Legacy log.msg holds a real lock (created long before) while it
+            # calls observers, which may be user code with scheduling points:
+            # no point may switch threads inside it. Swapping the lock itself
+            # would race with threads that hold it.
+            (log, "msg", _without_points(log.msg)),
             (threadable, "XLock", _primitives.RLock),
-            (log.theLogPublisher, "_threadable_lock", _primitives.RLock()),
             (time, "sleep", _sleep),
             (threading.Thread, "start", _controlled_start(threading.Thread.start, self)),
             (threading.Thread, "join", _controlled_join(threading.Thread.join)),
@@ -146,6 +148,20 @@ def _without_aborts(publish: Callable[[Any, dict[str, Any]], None]) -> Any:
         if failure is not None and hasattr(failure, "check") and failure.check(Abort):
             return
         publish(self, event)
+
+    return call
+
+
+def _without_points(function: Callable[..., Any]) -> Any:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        scheduler = active()
+        if scheduler is None or scheduler.controlled() is None:
+            return function(*args, **kwargs)
+        scheduler.holding += 1
+        try:
+            return function(*args, **kwargs)
+        finally:
+            scheduler.holding -= 1
 
     return call
 
