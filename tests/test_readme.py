@@ -62,3 +62,22 @@ def test_readme_pytest_example_fails_under_threadcheck(tmp_path: Path) -> None:
         result.stdout
     )
     assert "offending call: test_retry.py:6 in test_retry_later" in result.stdout
+
+
+@pytest.mark.slow
+def test_readme_explore_example_finds_and_shrinks_the_race(tmp_path: Path) -> None:
+    text = README.read_text()
+    match = re.search(r"<!-- readme-explore-example[^>]*-->\n```python\n(.*?)```", text, re.S)
+    assert match, "README explore example block not found"
+    (tmp_path / "example.py").write_text(match.group(1))
+
+    result = subprocess.run(
+        [sys.executable, "example.py"], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "threadcheck: exception: AssertionError: lost update: handled is 10"
+    assert lines[1].endswith("; shrunk to 1")
+    assert "stats.handled (store)   <- preempted: T1 runs" in result.stdout
+    assert "replay: threadcheck.replay(scenario, 'tc1." in result.stdout

@@ -3,11 +3,18 @@ a replay that goes elsewhere is an error, never a pass."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import Any
+
 import pytest
 from races import BUGGY, FIXED
+from twisted.internet import threads
 
 import threadcheck
 from threadcheck._sched import _token
+from threadcheck._sched._explore import Budget, Settings, explore
+from threadcheck._sched._targets import ScenarioTarget
 from threadcheck._sched.strategies import (
     PCT,
     BoundedPreemption,
@@ -131,3 +138,38 @@ def test_access_points_split_a_one_line_update_and_sync_points_do_not() -> None:
     assert threadcheck.explore(BUGGY["lost_update"], budget=300).found
     missed = threadcheck.explore(BUGGY["lost_update"], budget=300, granularity="sync")
     assert not missed.found
+
+
+def test_library_code_gets_points_only_when_included(tmp_path: Path) -> None:
+    # A "library" whose own one-line update races: installed packages are not
+    # instrumented, so the race is found only once its folder is included.
+    library = tmp_path / "site-packages" / "counterlib"
+    library.mkdir(parents=True)
+    (library / "__init__.py").write_text(
+        "class Counter:\n    total = 0\n\n    def add(self, n):\n        self.total += n\n"
+    )
+    sys.path.insert(0, str(library.parent))
+    try:
+        import counterlib  # type: ignore[import-not-found]
+
+        def scenario(reactor: Any) -> Any:
+            counter = counterlib.Counter()
+            reactor.callLater(0, counter.add, 10)
+            done = threads.deferToThreadPool(reactor, reactor.getThreadPool(), counter.add, 1)
+            done.addCallback(
+                lambda _: threads.deferToThreadPool(reactor, reactor.getThreadPool(), int)
+            )
+            return done.addCallback(lambda _: _check(counter.total == 11))
+
+        target = ScenarioTarget(scenario)
+        missed = explore(target, budget=Budget(200))
+        found = explore(target, budget=Budget(200), settings=Settings(include=(str(library),)))
+    finally:
+        sys.path.remove(str(library.parent))
+        sys.modules.pop("counterlib", None)
+    assert not missed.found
+    assert found.found
+
+
+def _check(condition: bool) -> None:
+    assert condition

@@ -81,7 +81,7 @@ exit status:
 _VALUE_OPTIONS = {
     "run": frozenset({"--mode", "--json"}),
     "explore": frozenset(
-        {"--budget", "--time", "--strategy", "--seed", "--granularity", "--json"}
+        {"--budget", "--time", "--strategy", "--seed", "--granularity", "--include", "--json"}
     ),
     "replay": frozenset(),
 }
@@ -189,7 +189,7 @@ def _add_explore(commands: Any) -> None:
         ),
         usage=(
             "[--budget N | --time SECONDS] [--strategy S] [--seed N] "
-            "[--granularity G] [--json PATH]"
+            "[--granularity G] [--include PATH ...] [--json PATH]"
         ),
         epilog=EXPLORE_STATUS_HELP,
     )
@@ -216,6 +216,14 @@ def _add_explore(commands: Any) -> None:
             f"each attribute/subscript/global access, line or instruction (default "
             f"{DEFAULT_GRANULARITY})"
         ),
+    )
+    explore.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="also put scheduling points in this folder or file, though it is library code "
+        "(an installed package); repeatable",
     )
     explore.add_argument("--json", metavar="PATH", help="also write the outcome as JSON to PATH")
     _add_program_arguments(explore)
@@ -558,6 +566,9 @@ def _check_explore_options(args: argparse.Namespace) -> None:
         parse_strategy(args.strategy, args.seed)
     except ValueError as error:
         raise UsageError(f"--strategy: {error}") from None
+    for path in args.include:
+        if not os.path.exists(path):
+            raise UsageError(f"--include: no such file or folder: {path}")
     if args.json is not None:
         _check_writable(args.json)
 
@@ -570,7 +581,7 @@ def _exploration(args: argparse.Namespace, progress: Progress) -> ExploreResult:
         budget=Budget(None, args.time) if args.time else Budget(args.budget or DEFAULT_BUDGET),
         strategy=args.strategy,
         seed=args.seed,
-        settings=Settings(granularity=args.granularity),
+        settings=Settings(granularity=args.granularity, include=tuple(args.include)),
         replay_command=lambda token: _replay_command(token, args.module, args.target),
         progress=progress,
     )

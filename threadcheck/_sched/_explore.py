@@ -51,6 +51,9 @@ DEFAULT_STALL_TIMEOUT = 10.0
 @dataclass(frozen=True)
 class Settings:
     granularity: str = DEFAULT_GRANULARITY
+    include: tuple[str, ...] = ()
+    """Folders or files instrumented although they are library code (installed
+    packages, say): their accesses become scheduling points too."""
     max_steps: int = DEFAULT_MAX_STEPS
     stall_timeout: float = DEFAULT_STALL_TIMEOUT
     """Wall seconds without a scheduling point before a thread counts as blocked
@@ -90,9 +93,10 @@ class Explorer:
     def __init__(self, target: Target, settings: Settings = Settings()) -> None:
         self.target = target
         self.settings = settings
-        self.instrumentation = Instrumentation(settings.granularity, _stacks.is_user_code)
+        self.is_user = _user_code(settings.include)
+        self.instrumentation = Instrumentation(settings.granularity, self.is_user)
         self.patches = Patches(
-            _stacks.is_user_code,
+            self.is_user,
             on_thread_start=self.instrumentation.thread_started,
             on_thread_end=self.instrumentation.thread_ended,
         )
@@ -143,7 +147,7 @@ class Explorer:
         scheduler = Scheduler(
             strategy,
             max_steps=self.settings.max_steps,
-            is_library=lambda filename: not _stacks.is_user_code(filename),
+            is_library=lambda filename: not self.is_user(filename),
             is_own=lambda filename: _stacks.classify(filename) == "threadcheck",
             record_trace=record_trace,
         )
@@ -186,6 +190,13 @@ class Explorer:
             raise scheduler.strategy_error
         failure = scheduler.failure or target_failure or errors.first or _first_violation(reactor)
         return _schedule_run(index, scheduler, failure)
+
+
+def _user_code(include: tuple[str, ...]) -> Callable[[str], bool]:
+    if not include:
+        return _stacks.is_user_code
+    prefixes = tuple(os.path.abspath(path) for path in include)
+    return lambda filename: filename.startswith(prefixes) or _stacks.is_user_code(filename)
 
 
 def _pin_to_one_cpu() -> set[int] | None:
@@ -404,7 +415,7 @@ class ExplorationFailedError(AssertionError):
         self.result = result
 
 
-def environment(granularity: str) -> dict[str, Any]:
+def environment(granularity: str, include: tuple[str, ...] = ()) -> dict[str, Any]:
     import twisted
 
     return {
@@ -413,6 +424,7 @@ def environment(granularity: str) -> dict[str, Any]:
         "threadcheck": threadcheck_version,
         "hashseed": os.environ.get("PYTHONHASHSEED", "random"),
         "granularity": granularity,
+        "include": list(include),
     }
 
 
@@ -431,7 +443,7 @@ def explore(
     from threadcheck._sched._shrink import shrink_failure
 
     chosen = parse_strategy(strategy, seed)
-    env = environment(settings.granularity)
+    env = environment(settings.granularity, settings.include)
     started = time.monotonic()
     digests: set[str] = set()
     index = 0
@@ -513,14 +525,18 @@ def replay(
 ) -> ExploreResult:
     """Rerun exactly the schedule in ``token``; ReplayDivergenceError if it goes elsewhere."""
     document = _token.decode(token)
-    env = environment(document.get("granularity", DEFAULT_GRANULARITY))
+    env = environment(
+        document.get("granularity", DEFAULT_GRANULARITY), tuple(document.get("include", ()))
+    )
     for key in ("python", "twisted", "threadcheck", "hashseed"):
         if document.get(key) != env[key]:
             warn(
                 f"the token was recorded with {key} {document.get(key)}, this run has "
                 f"{env[key]}: replay is best effort"
             )
-    settings = Settings(granularity=env["granularity"], stall_timeout=stall_timeout)
+    settings = Settings(
+        granularity=env["granularity"], include=tuple(env["include"]), stall_timeout=stall_timeout
+    )
     started = time.monotonic()
     strategy = Replay(_token.expand(document["decisions"]))
     with Explorer(target, settings) as explorer:

@@ -63,7 +63,8 @@ class ScenarioTarget:
             error = result.value
             if isinstance(error, BaseException):
                 traceback = result.getTracebackObject()  # type: ignore[no-untyped-call]
-                return thread_failure("reactor", error.with_traceback(traceback))
+                name = threading.current_thread().name  # the exploring thread runs the reactor
+                return thread_failure(name, error.with_traceback(traceback))
         return None
 
 
