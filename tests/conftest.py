@@ -26,3 +26,41 @@ def running_reactor() -> Iterator[Callable[[Mode | str], RunningReactor]]:
     yield make
     for running in made:
         running.stop()
+
+
+def _swappable() -> tuple[object, ...]:
+    """What an exploration swaps in while it runs: all of it must be back after."""
+    import queue
+    import threading
+    import time
+
+    import twisted.internet.threads
+    from twisted.logger import LogPublisher
+    from twisted.python import log, threadable
+
+    return (
+        threading.Lock,
+        threading.RLock,
+        threading.Condition,
+        threading.Event,
+        threading.Semaphore,
+        queue.Queue,
+        queue.SimpleQueue,
+        time.sleep,
+        threadable.XLock,
+        twisted.internet.threads.Queue,
+        log.msg,
+        LogPublisher.__call__,
+        # threadable.synchronize makes this lock on first use: if that use was
+        # inside a schedule, every later log.msg would take a scheduled lock.
+        type(log.theLogPublisher.__dict__.get("_threadable_lock")).__module__.startswith(
+            "threadcheck"
+        ),
+    )
+
+
+@pytest.fixture(autouse=True)
+def nothing_stays_swapped() -> Iterator[None]:
+    before = _swappable()
+    yield
+    assert _swappable() == before, "an exploration left a primitive swapped"

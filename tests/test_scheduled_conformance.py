@@ -49,6 +49,7 @@ from twisted.internet.test.test_tcp import (
 from twisted.internet.test.test_threads import ThreadTestsBuilder
 from twisted.internet.test.test_time import TimeTestsBuilder
 from twisted.logger import globalLogPublisher
+from twisted.python import log as twisted_log
 from twisted.python import threadable
 from twisted.trial import runner
 from twisted.trial.reporter import TestResult
@@ -124,6 +125,9 @@ _THREADPOOL_SWAPS: list[tuple[Any, str, Any]] = [
 
 @contextmanager
 def _swapped(swaps: list[tuple[Any, str, Any]]) -> Iterator[None]:
+    # The legacy log publisher makes its XLock on first use: make it now, a
+    # real one, so that first use is never inside a schedule.
+    twisted_log.theLogPublisher.__dict__.setdefault("_threadable_lock", threadable.XLock())
     undo = [(owner, name, getattr(owner, name)) for owner, name, _ in swaps]
     for owner, name, value in swaps:
         setattr(owner, name, value)

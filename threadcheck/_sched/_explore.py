@@ -123,15 +123,21 @@ class Explorer:
         self.watchdog.start()
         self._affinity = _pin_to_one_cpu()
         self.patches.install()
-        self.instrumentation.start()
+        try:
+            self.instrumentation.start()
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._affinity is not None:
-            os.sched_setaffinity(0, self._affinity)
-        self.watchdog.stop()
-        self.instrumentation.stop()
-        self.patches.uninstall()
+        try:
+            self.patches.uninstall()  # first: nothing may keep the swapped primitives
+            self.instrumentation.stop()
+        finally:
+            self.watchdog.stop()
+            if self._affinity is not None:
+                os.sched_setaffinity(0, self._affinity)
         if self._thread_counter is not None:
             threading._counter = self._thread_counter  # type: ignore[attr-defined]
         gc.unfreeze()

@@ -47,9 +47,20 @@ class Patches:
         self._undo: list[tuple[Any, str, Any]] = []
 
     def install(self) -> None:
-        for module, name, replacement in self._replacements():
-            self._swap(module, name, replacement)
-        self._swap_user_imports()
+        replacements = self._replacements()
+        # What user modules may have imported by name: the originals, before the swap.
+        by_original = {
+            id(getattr(target, name)): replacement
+            for target, name, replacement in replacements
+            if target in (threading, queue, time)
+        }
+        try:
+            for target, name, replacement in replacements:
+                self._swap(target, name, replacement)
+            self._swap_user_imports(by_original)
+        except BaseException:
+            self.uninstall()
+            raise
 
     def uninstall(self) -> None:
         while self._undo:
@@ -77,7 +88,7 @@ class Patches:
         ]
         import twisted.internet.threads as twisted_threads
         from twisted.logger import LogPublisher
-        from twisted.python import log, threadable
+        from twisted.python import log
 
         return [
             *factories,
@@ -85,10 +96,10 @@ class Patches:
             (LogPublisher, "__call__", _without_aborts(LogPublisher.__call__)),
             # Legacy log.msg holds a real lock (created long before) while it
             # calls observers, which may be user code with scheduling points:
-            # no point may switch threads inside it. Swapping the lock itself
-            # would race with threads that hold it.
+            # no point may switch threads inside it. Swapping the lock (or
+            # threadable.XLock, which makes it on first use) would leave a
+            # scheduled lock in the process-wide publisher after the run.
             (log, "msg", _without_points(log.msg)),
-            (threadable, "XLock", _primitives.RLock),
             (time, "sleep", _sleep),
             (threading.Thread, "start", _controlled_start(threading.Thread.start, self)),
             (threading.Thread, "join", _controlled_join(threading.Thread.join)),
@@ -111,28 +122,19 @@ class Patches:
         make.__name__ = getattr(real, "__name__", "factory")
         return make
 
-    def _swap_user_imports(self) -> None:
-        """``from threading import Lock`` in a user module bound the real one: swap it."""
-        swapped = {
-            id(original): replacement
-            for _, _, replacement in self._undo
-            for original in [getattr(replacement, "__wrapped__", None)]
-            if original
-        }
-        swapped[id(self._undo_original(time, "sleep"))] = _sleep
+    def _swap_user_imports(self, replacements: dict[int, Any]) -> None:
+        """``from threading import Lock`` in a user module bound the real one: swap it.
+
+        ``replacements`` maps the id of each real object (still bound where it was
+        imported) to what replaces it.
+        """
         for module in list(sys.modules.values()):
             if not isinstance(module, ModuleType) or not self._is_user_module(module):
                 continue
             for name, value in list(vars(module).items()):
-                replacement = swapped.get(id(value))
+                replacement = replacements.get(id(value))
                 if replacement is not None:
                     self._swap(module, name, replacement)
-
-    def _undo_original(self, target: Any, name: str) -> Any:
-        for swapped_target, swapped_name, original in self._undo:
-            if swapped_target is target and swapped_name == name:
-                return original
-        return None
 
     def _is_user_module(self, module: ModuleType) -> bool:
         filename = getattr(module, "__file__", None)

@@ -151,6 +151,9 @@ class _Monitoring:
         m.register_callback(self.tool, events.INSTRUCTION, self._on_instruction)
         m.register_callback(self.tool, events.LINE, self._on_line)
         m.set_events(self.tool, events.PY_START)
+        # Locations an earlier exploration disabled (say, code that was library
+        # code then and is included now) must report again.
+        m.restart_events()
 
     def stop(self) -> None:
         m = self.monitoring
