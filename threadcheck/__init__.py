@@ -33,7 +33,9 @@ from threadcheck._violation import (
 )
 
 if TYPE_CHECKING:
-    from threadcheck._sched._explore import ExploreResult
+    from threadcheck._sched._explore import ExplorationFailedError, ExploreResult
+    from threadcheck._sched._once import Schedule
+    from threadcheck._sched.strategies import ReplayDivergenceError
     from threadcheck_reactor import ThreadCheckMixin
 
 __version__ = "0.1.0"
@@ -50,15 +52,36 @@ def install(mode: Mode | str = DEFAULT_MODE, recorder: Recorder | None = None) -
     return threadcheck_reactor.install(mode, recorder)
 
 
+_LAZY = {
+    # The scheduler's public names, imported on first use: `import threadcheck`
+    # stays cheap for the pytest plugin and the affinity checks.
+    "ExplorationFailedError": "threadcheck._sched._explore",
+    "ReplayDivergenceError": "threadcheck._sched.strategies",
+    "Schedule": "threadcheck._sched._once",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'threadcheck' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
 __all__ = [
     "SCHEMA_VERSION",
     "AffinityChecker",
     "BlockingCallInReactorThreadError",
+    "ExplorationFailedError",
     "Frame",
     "Kind",
     "MissingViolationError",
     "Mode",
     "Recorder",
+    "ReplayDivergenceError",
+    "Schedule",
     "Stack",
     "TestContext",
     "ThreadAffinityError",
@@ -71,6 +94,7 @@ __all__ = [
     "format_report",
     "install",
     "replay",
+    "run",
     "spawn_site",
     "to_json",
     "track_thread_starts",
@@ -119,3 +143,32 @@ def replay(scenario: Callable[[Any], Any], token: str) -> ExploreResult:
     from threadcheck._sched._targets import ScenarioTarget
 
     return replay_target(ScenarioTarget(scenario), token)
+
+
+def run(
+    scenario: Callable[[Any], Any],
+    schedule: Schedule | None = None,
+    *,
+    granularity: str = "access",
+) -> ExploreResult:
+    """Run ``scenario(reactor)`` once under the controlled scheduler; raise on failure.
+
+    ``schedule`` (from :func:`threadcheck.hypothesis.schedules`, or
+    ``Schedule.of([(decision, thread), ...])``) is a preemption plan; without
+    one the schedule is a random walk seeded from a generator that Hypothesis
+    seeds per example. A failing schedule raises ``ExplorationFailedError``
+    (an AssertionError) with the step table and its replay token; a clean one
+    returns the result.
+    """
+    from threadcheck._sched._explore import Settings
+    from threadcheck._sched._once import run_once
+    from threadcheck._sched._targets import ScenarioTarget
+
+    result = run_once(
+        ScenarioTarget(scenario),
+        schedule,
+        Settings(granularity=granularity),
+        replay_hint=getattr(scenario, "__name__", "scenario"),
+    )
+    result.assert_clean()
+    return result

@@ -601,7 +601,7 @@ def _replay(args: argparse.Namespace) -> int:
     try:
         result = replay(_program_target(args), args.token, warn=_warn)
     except ReplayDivergenceError as error:
-        print(f"threadcheck: {_divergence(error)}", file=sys.stderr)
+        print(f"threadcheck: {error}", file=sys.stderr)
         return USAGE_ERROR
     sys.stderr.write(result.report())
     return SCHEDULE_FAILED if result.found else 0
@@ -708,12 +708,6 @@ def _write_outcome(path: str, result: ExploreResult) -> None:
 
 def _warn(message: str) -> None:
     print(f"threadcheck: warning: {message}", file=sys.stderr)
-
-
-def _divergence(error: Exception) -> str:
-    """One line that says the replay diverged, whichever check noticed it."""
-    text = " ".join(str(error).split())
-    return text if text.startswith("the replay diverged") else f"the replay diverged: {text}"
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

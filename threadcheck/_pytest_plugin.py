@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from threadcheck import _testexplore
     from threadcheck._testrun import TestRun, ThreadCheckFixture
     from threadcheck._violation import Violation
 
@@ -54,6 +55,8 @@ class _State:
 _STATE = pytest.StashKey[_State]()
 _STARTUP_ERROR = pytest.StashKey[str]()
 _ALLOWED = pytest.StashKey[dict[str, str]]()  # per item: api -> reason
+_EXPLORE: pytest.StashKey[_testexplore.Options] = pytest.StashKey()
+EXPLORE_MARKER = "threadcheck_explore"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -82,6 +85,29 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="report violations but fail neither tests nor the session",
     )
     parser.addini("threadcheck", type="bool", default=False, help="enable threadcheck")
+    group.addoption(
+        "--threadcheck-explore",
+        metavar="N|Ns",
+        default=None,
+        help="explore every threadcheck_explore test for N schedules, or N seconds (30s), "
+        "instead of its marker's budget",
+    )
+    group.addoption(
+        "--threadcheck-replay",
+        metavar="TOKEN",
+        default=None,
+        help="rerun exactly the schedule TOKEN names (select its test)",
+    )
+    group.addoption(
+        "--threadcheck-seed", metavar="N", type=int, default=None, help="the explorations' seed"
+    )
+    group.addoption(
+        "--threadcheck-shard",
+        metavar="i/n",
+        default=None,
+        help="run shard i of n of every exploration (a CI matrix); pytest-xdist workers "
+        "split each exploration among themselves by themselves",
+    )
 
 
 def _enabled(config: pytest.Config) -> bool:
@@ -153,6 +179,32 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "threadcheck(allow=[api, ...], reason=...): accept these thread-affinity violations "
         "in this test (reported as expected, not failing)",
+    )
+    config.addinivalue_line(
+        "markers",
+        "threadcheck_explore(budget=2000, seconds=None, strategy=None, seed=0, "
+        "granularity='access'): run the test once per schedule under threadcheck's "
+        "scheduler, with a fresh reactor as its threadcheck_reactor fixture",
+    )
+    if _explore_options_given(config):
+        from threadcheck._testexplore import options_from
+
+        try:
+            config.stash[_EXPLORE] = options_from(config)
+        except ValueError as error:
+            pytest.exit(f"threadcheck: {error}", returncode=USAGE_ERROR)
+
+
+def _explore_options_given(config: pytest.Config) -> bool:
+    option = config.option
+    return any(
+        getattr(option, name, None) is not None
+        for name in (
+            "threadcheck_explore",
+            "threadcheck_replay",
+            "threadcheck_seed",
+            "threadcheck_shard",
+        )
     )
 
 
@@ -282,6 +334,60 @@ def threadcheck(request: pytest.FixtureRequest) -> ThreadCheckFixture:
     return ThreadCheckFixture(state.run, request.node.nodeid, state.reactor)
 
 
+# -- explorations -----------------------------------------------------------------
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Under pytest-xdist, one item per worker for each exploration: each takes
+    its own part of the schedule indices, so the workers explore it together."""
+    if metafunc.definition.get_closest_marker(EXPLORE_MARKER) is None:
+        return
+    if not hasattr(metafunc.config, "workerinput"):
+        return
+    from threadcheck._testexplore import SHARD_ARGUMENT, shard_id, xdist_parts
+
+    parts = xdist_parts(metafunc.config)
+    if parts > 1 and SHARD_ARGUMENT in metafunc.fixturenames:
+        metafunc.parametrize(
+            SHARD_ARGUMENT,
+            [(part, parts) for part in range(parts)],
+            ids=[shard_id(part, parts) for part in range(parts)],
+        )
+
+
+@pytest.fixture
+def _threadcheck_shard() -> tuple[int, int] | None:
+    return None  # parametrized under pytest-xdist (pytest_generate_tests)
+
+
+@pytest.fixture
+def threadcheck_reactor(request: pytest.FixtureRequest, _threadcheck_shard: Any) -> Any:
+    """A fresh scheduled reactor for each schedule of a threadcheck_explore test."""
+    if request.node.get_closest_marker(EXPLORE_MARKER) is None:
+        pytest.fail(
+            "threadcheck_reactor is made afresh for every schedule: mark the test "
+            "@pytest.mark.threadcheck_explore(budget=...)",
+            pytrace=False,
+        )
+    return None  # each schedule passes its own reactor (pytest_pyfuncitem)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    if pyfuncitem.get_closest_marker(EXPLORE_MARKER) is None:
+        return None
+    if "threadcheck_reactor" not in pyfuncitem.funcargs:
+        pytest.fail(
+            f"{EXPLORE_MARKER} explores a test through its threadcheck_reactor argument: "
+            "take it, and use it instead of the global reactor",
+            pytrace=False,
+        )
+    from threadcheck._testexplore import Options, run_item
+
+    run_item(pyfuncitem, pyfuncitem.config.stash.get(_EXPLORE, Options()))
+    return True
+
+
 # -- the session's end ----------------------------------------------------------
 
 
@@ -321,6 +427,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):
+        _explore_summary(terminalreporter)
     state = config.stash.get(_STATE, None)
     if state is None or state.violations is None or hasattr(config, "workerinput"):
         return
@@ -339,3 +447,23 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write_line("")
         terminalreporter.write_line("Outside any test:")
         terminalreporter.write(format_report(outside))
+
+
+def _explore_summary(terminalreporter: Any) -> None:
+    """Totals over the explorations' reports (from every xdist worker too)."""
+    reports = [
+        report
+        for category in terminalreporter.stats.values()
+        for report in category
+        if getattr(report, "when", None) == "call" and getattr(report, "user_properties", None)
+    ]
+    if not reports:
+        return
+    from threadcheck._testexplore import Totals
+
+    totals = Totals()
+    for report in reports:
+        totals.add(report)
+    if totals.tests:
+        terminalreporter.section("threadcheck explore")
+        terminalreporter.write_line(totals.line())

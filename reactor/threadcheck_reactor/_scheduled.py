@@ -81,6 +81,9 @@ def _LocalStorage() -> Any:
 class ScheduledMixin(ThreadCheckMixin):
     """Hands the reactor's waiting, time and thread pool to ``scheduler``."""
 
+    schedule_index = 0
+    """Which schedule of the exploration this reactor runs (set by the explorer)."""
+
     def __init__(
         self,
         scheduler: Scheduler,

@@ -19,7 +19,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -90,8 +90,11 @@ class Target(Protocol):
 
 
 class Explorer:
-    def __init__(self, target: Target, settings: Settings = Settings()) -> None:
+    def __init__(
+        self, target: Target, settings: Settings = Settings(), *, collect_first: bool = True
+    ) -> None:
         self.target = target
+        self.collect_first = collect_first
         self.settings = settings
         self.is_user = _user_code(settings.include)
         self.instrumentation = Instrumentation(settings.granularity, self.is_user)
@@ -117,7 +120,10 @@ class Explorer:
         self._gc_was_enabled = gc.isenabled()
         # Everything alive now outlives the exploration: frozen, the per-schedule
         # collections only walk what the schedules made (7 ms -> well under 1 ms).
-        gc.collect()
+        # (A single run skips the full collection: garbage frozen with the rest
+        # is only collected later, after unfreeze.)
+        if self.collect_first:
+            gc.collect()
         gc.freeze()
         self._thread_counter = getattr(threading, "_counter", None)
         self.watchdog.start()
@@ -170,6 +176,7 @@ class Explorer:
         try:
             assert self._reactor_class is not None, "run() outside the Explorer context"
             reactor = self._reactor_class(scheduler, "record")
+            reactor.schedule_index = index
             target_failure = self.target.run(reactor)
             scheduler.join_all(me)
         except Abort:
@@ -373,12 +380,40 @@ class _Watchdog:
 @dataclass
 class Budget:
     schedules: int | None = DEFAULT_BUDGET
+    """Schedule indices 0 to ``schedules - 1`` (over every shard together)."""
     seconds: float | None = None
 
-    def allows(self, done: int, started: float) -> bool:
-        if self.schedules is not None and done >= self.schedules:
+    def allows(self, index: int, started: float) -> bool:
+        if self.schedules is not None and index >= self.schedules:
             return False
         return self.seconds is None or time.monotonic() - started < self.seconds
+
+
+SHARD_BLOCK = 3
+"""Consecutive indices that go to one shard: the portfolio's members take
+turns by index, so every shard gets each member in turn."""
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``number`` of ``count`` (from 0) runs the blocks of schedule indices
+    ``number``, ``number + count``, ...: shards never run the same schedule, and
+    together they run the indices one unsharded exploration would."""
+
+    number: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.number < self.count:
+            raise ValueError(f"shard {self.number + 1}/{self.count} does not exist")
+
+    def indices(self) -> Iterator[int]:
+        for block in itertools.count(self.number, self.count):
+            yield from range(block * SHARD_BLOCK, (block + 1) * SHARD_BLOCK)
+
+    def split(self, parts: int, part: int) -> Shard:
+        """Part ``part`` of ``parts`` of this shard (pytest-xdist workers split one)."""
+        return Shard(self.number * parts + part, self.count * parts)
 
 
 @dataclass
@@ -444,32 +479,37 @@ def explore(
     shrink: bool = True,
     replay_command: Callable[[str], str] = lambda token: token,
     progress: Callable[[int, int, float], None] | None = None,
+    shard: Shard = Shard(),
 ) -> ExploreResult:
     """Run schedules of ``target`` until one fails or the budget is spent."""
     from threadcheck._sched._shrink import shrink_failure
 
     chosen = parse_strategy(strategy, seed)
+    if shard.count > 1 and not getattr(chosen, "shardable", True):
+        raise ValueError(f"the {strategy} strategy cannot be sharded: it searches in order")
     env = environment(settings.granularity, settings.include)
     started = time.monotonic()
     digests: set[str] = set()
-    index = 0
+    ran = 0
     exhausted = False
     with Explorer(target, settings) as explorer:
-        while budget.allows(index, started):
+        for index in shard.indices():
+            if not budget.allows(index, started):
+                break
             run = explorer.run(chosen, index, record_trace=False)
             if run is None:
                 exhausted = True
                 break
-            index += 1
+            ran += 1
             digests.add(str(hash(tuple(run.decisions))))
             if progress is not None:
-                progress(index, 0, time.monotonic() - started)
+                progress(ran, 0, time.monotonic() - started)
             if run.failure is not None:
                 shown = shrink_failure(explorer, run) if shrink else _rerun(explorer, run)
                 token = make_token(shown, env, strategy or "portfolio", seed, target)
                 return ExploreResult(
                     found=True,
-                    schedules=index,
+                    schedules=ran,
                     distinct=len(digests),
                     strategy=strategy or "portfolio",
                     seed=seed,
@@ -477,7 +517,7 @@ def explore(
                     seconds=time.monotonic() - started,
                     failure=shown.failure,
                     run=shown,
-                    found_at=index,
+                    found_at=ran,
                     original_preemptions=run.preemption_count,
                     token=token,
                     replay_command=replay_command(token),
@@ -485,7 +525,7 @@ def explore(
                 )
     return ExploreResult(
         found=False,
-        schedules=index,
+        schedules=ran,
         distinct=len(digests),
         strategy=strategy or "portfolio",
         seed=seed,
@@ -546,7 +586,11 @@ def replay(
     started = time.monotonic()
     strategy = Replay(_token.expand(document["decisions"]))
     with Explorer(target, settings) as explorer:
-        run = explorer.run(strategy, 0)
+        try:
+            run = explorer.run(strategy, 0)
+        except ReplayDivergenceError as error:  # noticed in the middle of the run
+            text = " ".join(str(error).split())
+            raise ReplayDivergenceError(f"the replay diverged: {text}") from None
     assert run is not None
     _check_same_run(document, run, strategy)
     return ExploreResult(

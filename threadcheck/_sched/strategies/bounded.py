@@ -25,6 +25,8 @@ class _Decision:
 
 
 class BoundedPreemption:
+    shardable = False  # each schedule follows from the one before
+
     def __init__(self, bound: int) -> None:
         if bound < 0:
             raise ValueError("the preemption bound must be at least 0")

@@ -1,0 +1,167 @@
+"""Hypothesis drives schedules: schedules(), threadcheck.run, the registered generator.
+
+Quality tests: a planted race is found under @given and shrunk, program and
+schedule together, to at most 2 preemptions; the failure carries a token that
+replays it; the example database replays the failure first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from hypothesis.database import InMemoryExampleDatabase
+from hypothesis.errors import InvalidArgument
+from races import BUGGY, FIXED, Counter, _check, _in_thread
+from twisted.internet.defer import Deferred, gatherResults
+
+import threadcheck
+from threadcheck import ExplorationFailedError, Schedule
+from threadcheck.hypothesis import schedules
+
+QUICK = settings(
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    database=None,
+    max_examples=200,
+)
+
+
+def lost_updates(reactor: Any, workers: int) -> Deferred[Any]:
+    """``workers`` deferToThread jobs and a reactor callback each add to one total."""
+    counter = Counter()
+
+    def add(n: int) -> None:
+        counter.total += n
+
+    reactor.callLater(0, add, 100)
+    jobs = [_in_thread(reactor, add, 1) for _ in range(workers)]
+    expected = 100 + workers
+    return gatherResults(jobs).addCallback(
+        lambda _: _check(counter.total == expected, f"total is {counter.total}")
+    )
+
+
+def test_a_schedule_shows_as_a_plan_that_can_be_rebuilt() -> None:
+    schedule = Schedule.of([(3, 1), (7, 0)])
+    assert repr(schedule) == "Schedule.of([(3, 1), (7, 0)])"
+    assert eval(repr(schedule), {"Schedule": Schedule}) == schedule
+
+
+@pytest.mark.parametrize(
+    "arguments", [{"max_preemptions": -1}, {"max_gap": "3"}, {"max_threads": 0}]
+)
+def test_bad_arguments_are_invalid(arguments: dict[str, Any]) -> None:
+    with pytest.raises(InvalidArgument):
+        schedules(**arguments)
+
+
+@QUICK
+@given(schedules(max_preemptions=3, max_gap=10, max_threads=3))
+def test_drawn_schedules_respect_their_bounds(schedule: Schedule) -> None:
+    decisions = [decision for decision, _ in schedule.preemptions]
+    assert len(decisions) <= 3
+    assert decisions == sorted(set(decisions))
+    assert all(0 <= thread < 3 for _, thread in schedule.preemptions)
+
+
+def test_the_no_preemption_schedule_runs_clean() -> None:
+    result = threadcheck.run(BUGGY["lost_update"], schedule=Schedule())
+    assert not result.found and result.token is None
+
+
+@pytest.mark.quality
+def test_a_race_is_found_and_shrunk_to_at_most_two_preemptions() -> None:
+    failing: list[Schedule] = []
+
+    @QUICK
+    @given(schedules())
+    def check(schedule: Schedule) -> None:
+        try:
+            threadcheck.run(BUGGY["lost_update"], schedule=schedule)
+        except ExplorationFailedError:
+            failing.append(schedule)
+            raise
+
+    with pytest.raises(ExplorationFailedError) as raised:
+        check()
+    shrunk = failing[-1]  # Hypothesis reports its last, smallest failing example
+    assert 1 <= len(shrunk.preemptions) <= 2
+    result = raised.value.result
+    assert result.failure is not None and "total is" in result.failure.message
+    assert result.token is not None and result.token in str(raised.value)
+    assert "threadcheck.replay(lost_update, 'tc1." in str(raised.value)
+    again = threadcheck.replay(BUGGY["lost_update"], result.token)
+    assert again.found and again.failure is not None
+    assert again.failure.signature() == result.failure.signature()
+
+
+@pytest.mark.quality
+def test_program_and_schedule_shrink_together() -> None:
+    shrunk: list[tuple[int, Schedule]] = []
+
+    @QUICK
+    @given(workers=st.integers(1, 5), schedule=schedules())
+    def check(workers: int, schedule: Schedule) -> None:
+        try:
+            threadcheck.run(lambda reactor: lost_updates(reactor, workers), schedule=schedule)
+        except ExplorationFailedError:
+            shrunk.append((workers, schedule))
+            raise
+
+    with pytest.raises(ExplorationFailedError):
+        check()
+    workers, schedule = shrunk[-1]
+    assert workers == 1  # one worker racing the reactor callback is enough
+    assert 1 <= len(schedule.preemptions) <= 2
+
+
+@pytest.mark.quality
+def test_the_fixed_twin_passes_every_example() -> None:
+    @QUICK
+    @given(schedules())
+    def check(schedule: Schedule) -> None:
+        threadcheck.run(FIXED["lost_update"], schedule=schedule)
+
+    check()
+
+
+def test_the_example_database_replays_the_failure_first() -> None:
+    database = InMemoryExampleDatabase()
+    calls: list[Schedule] = []
+
+    @settings(QUICK, database=database, phases=[Phase.reuse, Phase.generate, Phase.shrink])
+    @given(schedules())
+    def check(schedule: Schedule) -> None:
+        calls.append(schedule)
+        threadcheck.run(BUGGY["lost_update"], schedule=schedule)
+
+    with pytest.raises(ExplorationFailedError):
+        check()
+    shrunk = calls[-1]
+    calls.clear()
+    with pytest.raises(ExplorationFailedError):
+        check()
+    assert calls[0] == shrunk
+
+
+def test_unplanned_runs_are_reproducible_per_example() -> None:
+    """The scheduler's generator is registered with Hypothesis (entry point):
+    each example sees it seeded the same way."""
+    seeds: list[int] = []
+
+    @settings(QUICK, max_examples=5)
+    @given(st.integers())
+    def check(_: int) -> None:
+        seeds.append(threadcheck.run(FIXED["ordering"]).seed)
+
+    check()
+    check()
+    assert len(seeds) == 10 and len(set(seeds)) == 1
+
+
+def test_unplanned_runs_outside_hypothesis_vary() -> None:
+    seeds = {threadcheck.run(FIXED["ordering"]).seed for _ in range(3)}
+    assert len(seeds) == 3

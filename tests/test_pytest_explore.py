@@ -1,0 +1,329 @@
+"""Explorations as pytest tests, end to end (pytester, one subprocess per run).
+
+The marker, each option (budget override by count and by time, replay, seed,
+shard), sharding into disjoint schedule sets, pytest-xdist splitting one
+exploration between workers, junitxml, pytest-twisted beside it, and the
+one-line errors.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+NO_PYTEST_TWISTED = ("-p", "no:twisted")
+
+RACE = """
+import pytest
+from twisted.internet import threads
+
+
+class Counter:
+    total = 0
+
+
+def in_thread(reactor, job, *args):
+    return threads.deferToThreadPool(reactor, reactor.getThreadPool(), job, *args)
+
+
+@pytest.mark.threadcheck_explore(budget=500)
+def test_lost_update(threadcheck_reactor):
+    reactor = threadcheck_reactor
+    counter = Counter()
+
+    def add(n):
+        counter.total += n
+
+    reactor.callLater(0, add, 10)
+    done = in_thread(reactor, add, 1)
+    done.addCallback(lambda _: in_thread(reactor, lambda: None))
+    return done.addCallback(lambda _: check(counter.total))
+
+
+def check(total):
+    assert total == 11, f"total is {total}"
+
+
+@pytest.mark.threadcheck_explore(budget=300)
+def test_fixed(threadcheck_reactor):
+    reactor = threadcheck_reactor
+    counter = Counter()
+
+    def add(n):
+        counter.total += n
+
+    reactor.callLater(0, add, 10)
+    done = in_thread(reactor, reactor.callFromThread, add, 1)
+    done.addCallback(lambda _: in_thread(reactor, lambda: None))
+    done.addCallback(lambda _: in_thread(reactor, lambda: None))
+    return done.addCallback(lambda _: check(counter.total))
+"""
+
+# Each schedule appends its index (and the order its two workers ran in) to a file.
+RECORDING = """
+import os
+import pytest
+from twisted.internet import threads
+from twisted.internet.defer import gatherResults
+
+
+@pytest.mark.threadcheck_explore(budget=BUDGET, strategy=STRATEGY)
+def test_recorded(threadcheck_reactor):
+    reactor = threadcheck_reactor
+    order = []
+
+    def job(name):
+        order.append(name)
+
+    pool = reactor.getThreadPool()
+    jobs = [threads.deferToThreadPool(reactor, pool, job, name) for name in "ab"]
+
+    def write(_):
+        with open(os.environ["RECORD"], "a") as record:
+            record.write(f"{reactor.schedule_index} {''.join(order)}\\n")
+
+    return gatherResults(jobs).addCallback(write)
+"""
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess(*NO_PYTEST_TWISTED, *args, timeout=180)
+
+
+def recording(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, budget: int, strategy: str = "None"
+) -> Path:
+    pytester.makepyfile(
+        test_recorded=RECORDING.replace("BUDGET", str(budget)).replace("STRATEGY", strategy)
+    )
+    record = pytester.path / "record.txt"
+    monkeypatch.setenv("RECORD", str(record))
+    return record
+
+
+def recorded(record: Path) -> list[tuple[int, str]]:
+    if not record.exists():
+        return []
+    return [
+        (int(i), order)
+        for i, order in (line.split() for line in record.read_text().split("\n") if line)
+    ]
+
+
+def token_of(result: pytest.RunResult) -> str:
+    match = re.search(r"--threadcheck-replay=(tc1\.\S+)", result.stdout.str())
+    assert match, result.stdout.str()
+    return match.group(1)
+
+
+def test_the_marker_finds_the_race_and_prints_its_replay_command(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_race=RACE)
+    result = run(pytester)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*threadcheck: exception: AssertionError: total is *",
+            "*<- preempted*",
+            "*replay: pytest test_race.py::test_lost_update --threadcheck-replay=tc1.*",
+            "*threadcheck explore*",
+            "2 explorations: * schedules in * s of exploring (*/s), 1 failing",
+        ]
+    )
+    assert "@pytest_ar" not in result.stdout.str()  # assertion rewriting is not a point
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_the_replay_command_reproduces_the_failure(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_race=RACE)
+    token = token_of(run(pytester, "-k", "lost_update"))
+    replayed = run(pytester, "test_race.py::test_lost_update", f"--threadcheck-replay={token}")
+    replayed.assert_outcomes(failed=1)
+    replayed.stdout.fnmatch_lines(["*AssertionError: total is 10", "*1 failing*"])
+    assert token_of(replayed) == token
+
+
+def test_a_replay_that_goes_elsewhere_is_an_error_not_a_pass(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_race=RACE)
+    token = token_of(run(pytester, "-k", "lost_update"))
+    replayed = run(pytester, "test_race.py::test_fixed", f"--threadcheck-replay={token}")
+    replayed.assert_outcomes(failed=1)
+    replayed.stdout.fnmatch_lines(["*threadcheck: the replay diverged:*"])
+
+
+def test_budget_override_by_count(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = recording(pytester, monkeypatch, budget=2000)
+    run(pytester, "--threadcheck-explore=40").assert_outcomes(passed=1)
+    assert [index for index, _ in recorded(record)] == list(range(40))
+
+
+def test_budget_override_by_time(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = recording(pytester, monkeypatch, budget=5)
+    result = run(pytester, "--threadcheck-explore=0.5s")
+    result.assert_outcomes(passed=1)
+    assert len(recorded(record)) > 5  # ran past the marker's budget, until the time was spent
+
+
+def test_the_seed_chooses_the_schedules(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = recording(pytester, monkeypatch, budget=30, strategy="'random'")
+    orders = {}
+    for seed in ("1", "1", "2"):
+        record.unlink(missing_ok=True)
+        run(pytester, f"--threadcheck-seed={seed}").assert_outcomes(passed=1)
+        orders.setdefault(seed, []).append([order for _, order in recorded(record)])
+    assert orders["1"][0] == orders["1"][1]
+    assert orders["1"][0] != orders["2"][0]
+
+
+def test_shards_run_disjoint_schedules_that_together_make_the_whole(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = recording(pytester, monkeypatch, budget=60)
+    seen = []
+    for shard in ("1/3", "2/3", "3/3"):
+        record.unlink(missing_ok=True)
+        run(pytester, f"--threadcheck-shard={shard}").assert_outcomes(passed=1)
+        seen.append([index for index, _ in recorded(record)])
+    assert all(seen)
+    assert sorted(i for indices in seen for i in indices) == list(range(60))  # disjoint, whole
+
+
+def test_xdist_workers_split_one_exploration(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = recording(pytester, monkeypatch, budget=60)
+    result = run(pytester, "-n", "2", "-v")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_recorded[[]threadcheck-part1of2[]]*",
+            "*test_recorded[[]threadcheck-part2of2[]]*",
+        ],
+        consecutive=False,
+    )
+    result.stdout.fnmatch_lines(["2 explorations: 60 schedules in *"])
+    assert sorted(index for index, _ in recorded(record)) == list(range(60))
+
+
+def test_under_xdist_the_replay_command_names_the_test_itself(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_race=RACE)
+    result = run(pytester, "-n", "2", "-k", "lost_update")
+    result.stdout.fnmatch_lines(
+        ["*replay: pytest test_race.py::test_lost_update --threadcheck-replay=tc1.*"]
+    )
+    assert "part1of2] --threadcheck-replay" not in result.stdout.str()
+
+
+def test_a_bounded_search_runs_whole_in_the_first_shard(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = recording(pytester, monkeypatch, budget=100, strategy="'bounded:1'")
+    run(pytester, "--threadcheck-shard=2/2").assert_outcomes(skipped=1)
+    assert recorded(record) == []
+    run(pytester, "--threadcheck-shard=1/2").assert_outcomes(passed=1)
+    assert recorded(record)
+
+
+def test_junitxml_carries_the_failure_and_the_token(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_race=RACE)
+    result = run(pytester, "--junitxml=report.xml")
+    token = token_of(result)
+    tree = ElementTree.parse(pytester.path / "report.xml")
+    case = tree.find(".//testcase[@name='test_lost_update']")
+    assert case is not None
+    failure = case.find("failure")
+    assert failure is not None and token in (failure.text or "")
+    properties = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert properties["threadcheck_token"] == token
+
+
+def test_beside_pytest_twisted_explorations_use_their_own_reactors(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_both="""
+        import pytest
+        import pytest_twisted
+        from twisted.internet import reactor as global_reactor
+        from twisted.internet import threads
+
+
+        @pytest.mark.threadcheck_explore(budget=50)
+        def test_explored(threadcheck_reactor):
+            assert threadcheck_reactor is not global_reactor
+            pool = threadcheck_reactor.getThreadPool()
+            return threads.deferToThreadPool(threadcheck_reactor, pool, lambda: 1)
+
+
+        @pytest.mark.threadcheck_explore(budget=20)
+        async def test_a_coroutine(threadcheck_reactor):
+            pool = threadcheck_reactor.getThreadPool()
+            assert await threads.deferToThreadPool(threadcheck_reactor, pool, lambda: 2) == 2
+
+
+        @pytest_twisted.inlineCallbacks
+        def test_on_the_global_reactor():
+            value = yield threads.deferToThread(lambda: 3)
+            assert value == 3
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "twisted", timeout=180)
+    result.assert_outcomes(passed=3)
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("--threadcheck-explore=lots", "*--threadcheck-explore=lots: give a schedule count*"),
+        ("--threadcheck-explore=0", "*--threadcheck-explore=0: give a schedule count*"),
+        ("--threadcheck-shard=3/2", "*--threadcheck-shard=3/2: give i/n with 1 <= i <= n*"),
+        ("--threadcheck-replay=nonsense", "*threadcheck: *token*"),
+    ],
+)
+def test_a_bad_option_is_a_one_line_error(
+    pytester: pytest.Pytester, option: str, message: str
+) -> None:
+    pytester.makepyfile(test_race=RACE)
+    result = run(pytester, option)
+    assert result.ret == 2
+    lines = result.stdout.lines + result.stderr.lines
+    assert any(fnmatch.fnmatch(line, message) for line in lines), lines
+
+
+def test_misuse_fails_with_what_to_do(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_misuse="""
+        import pytest
+
+
+        def test_fixture_without_marker(threadcheck_reactor):
+            pass
+
+
+        @pytest.mark.threadcheck_explore(budget=5)
+        def test_marker_without_fixture():
+            pass
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(failed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*threadcheck_reactor is made afresh for every schedule: mark the test*",
+            "*threadcheck_explore explores a test through its threadcheck_reactor argument*",
+        ],
+        consecutive=False,
+    )

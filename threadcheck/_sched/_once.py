@@ -1,0 +1,78 @@
+"""One schedule of a scenario, planned or random: what ``threadcheck.run`` does.
+
+Thread safety: call from one thread at a time (it runs the schedule there).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from threadcheck._sched._core import Strategy
+from threadcheck._sched._explore import (
+    Explorer,
+    ExploreResult,
+    Settings,
+    Target,
+    environment,
+    make_token,
+)
+from threadcheck._sched._seed import next_seed
+from threadcheck._sched.strategies import Plan, RandomWalk
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A preemption plan: at decision ``d`` (counted over the decisions where
+    more than one thread could run) thread ``T<t>`` runs instead of the default,
+    which keeps the running thread going, or runs the oldest runnable one when
+    it blocks. ``Schedule()`` is the no-preemption schedule."""
+
+    preemptions: tuple[tuple[int, int], ...] = ()
+
+    @classmethod
+    def of(cls, preemptions: Iterable[tuple[int, int]]) -> Schedule:
+        return cls(tuple((int(d), int(t)) for d, t in preemptions))
+
+    def __repr__(self) -> str:
+        return f"Schedule.of({list(self.preemptions)!r})"
+
+
+def run_once(
+    target: Target,
+    schedule: Schedule | None,
+    settings: Settings,
+    replay_hint: str,
+) -> ExploreResult:
+    """Run ``target`` once: under ``schedule``, or a random walk when None."""
+    strategy: Strategy
+    if schedule is None:
+        seed = next_seed()
+        strategy, name = RandomWalk(seed), "random"
+    else:
+        seed = 0
+        strategy, name = Plan(schedule.preemptions), "plan"
+    started = time.monotonic()
+    env = environment(settings.granularity, settings.include)
+    with Explorer(target, settings, collect_first=False) as explorer:
+        run = explorer.run(strategy, 0)
+    assert run is not None  # plans and random walks never run out
+    found = run.failure is not None
+    token = make_token(run, env, name, seed, target) if found else None
+    return ExploreResult(
+        found=found,
+        schedules=1,
+        distinct=1,
+        strategy=name,
+        seed=seed,
+        target=target.description,
+        seconds=time.monotonic() - started,
+        failure=run.failure,
+        run=run if found else None,
+        found_at=1 if found else None,
+        original_preemptions=run.preemption_count if found else None,
+        token=token,
+        replay_command=f"threadcheck.replay({replay_hint}, {token!r})" if token else None,
+        environment=env,
+    )
