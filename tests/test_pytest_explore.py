@@ -287,8 +287,8 @@ def test_beside_pytest_twisted_explorations_use_their_own_reactors(
 @pytest.mark.parametrize(
     ("option", "message"),
     [
-        ("--threadcheck-explore=lots", "*--threadcheck-explore=lots: give a schedule count*"),
-        ("--threadcheck-explore=0", "*--threadcheck-explore=0: give a schedule count*"),
+        ("--threadcheck-explore=lots", "*--threadcheck-explore=lots: give a count*"),
+        ("--threadcheck-explore=0", "*--threadcheck-explore=0: give a count*"),
         ("--threadcheck-shard=3/2", "*--threadcheck-shard=3/2: give i/n with 1 <= i <= n*"),
         ("--threadcheck-replay=nonsense", "*threadcheck: *token*"),
     ],
@@ -323,7 +323,55 @@ def test_misuse_fails_with_what_to_do(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         [
             "*threadcheck_reactor is made afresh for every schedule: mark the test*",
-            "*threadcheck_explore explores a test through its threadcheck_reactor argument*",
+            "*threadcheck_explore and threadcheck_stress run a test through its "
+            "threadcheck_reactor argument*",
         ],
         consecutive=False,
     )
+
+
+def test_stress_option_hammers_explorations_on_real_threads(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_race=RACE)
+    result = run(pytester, "--threadcheck-stress=1000")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*threadcheck stress: 1000 runs in * on real threads*",
+            "*raised AssertionError: total is *FORBIDDEN, first in run*",
+            "*Example of raised AssertionError*",
+            "*2 stress tests: 2000 runs on real threads in * s (*/s), * with a forbidden "
+            "outcome, 1 failing",
+        ]
+    )
+
+
+def test_stress_marker_names_the_outcomes(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_outcomes="""
+        import pytest
+
+
+        @pytest.mark.threadcheck_stress(runs=20, acceptable=[1, 2])
+        def test_acceptable(threadcheck_reactor):
+            return 1
+
+
+        @pytest.mark.threadcheck_stress(runs=20, forbidden=[3])
+        def test_forbidden(threadcheck_reactor):
+            return 3
+        """
+    )
+    result = run(pytester, "-n", "2")
+    result.assert_outcomes(passed=2, failed=2)  # each test split between the two workers
+    result.stdout.fnmatch_lines(["*3 * 10  FORBIDDEN, first in run 0*"])
+    result.stdout.fnmatch_lines(
+        ["*4 stress tests: 40 runs on real threads*, 20 with a forbidden outcome, 2 failing"]
+    )
+
+
+def test_a_bad_stress_budget_is_a_one_line_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_race=RACE)
+    result = run(pytester, "--threadcheck-stress=-5")
+    assert result.ret == 2
+    lines = result.stdout.lines + result.stderr.lines
+    assert any("--threadcheck-stress=-5: give a count" in line for line in lines), lines

@@ -8,7 +8,7 @@ before pytest starts (``threadcheck run -m pytest``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Hashable
 from typing import TYPE_CHECKING, Any
 
 from threadcheck._affinity import AffinityChecker
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from threadcheck._sched._explore import ExplorationFailedError, ExploreResult
     from threadcheck._sched._once import Schedule
     from threadcheck._sched.strategies import ReplayDivergenceError
+    from threadcheck._stress import StressFailedError, StressResult
     from threadcheck_reactor import ThreadCheckMixin
 
 __version__ = "0.1.0"
@@ -58,6 +59,8 @@ _LAZY = {
     "ExplorationFailedError": "threadcheck._sched._explore",
     "ReplayDivergenceError": "threadcheck._sched.strategies",
     "Schedule": "threadcheck._sched._once",
+    "StressFailedError": "threadcheck._stress",
+    "StressResult": "threadcheck._stress",
 }
 
 
@@ -83,6 +86,8 @@ __all__ = [
     "ReplayDivergenceError",
     "Schedule",
     "Stack",
+    "StressFailedError",
+    "StressResult",
     "TestContext",
     "ThreadAffinityError",
     "ThreadAffinityViolationsError",
@@ -96,6 +101,7 @@ __all__ = [
     "replay",
     "run",
     "spawn_site",
+    "stress",
     "to_json",
     "track_thread_starts",
     "write_json",
@@ -172,3 +178,30 @@ def run(
     )
     result.assert_clean()
     return result
+
+
+def stress(
+    scenario: Callable[[Any], Any],
+    runs: int | None = 1000,
+    *,
+    seconds: float | None = None,
+    acceptable: Collection[Hashable] | None = None,
+    forbidden: Collection[Hashable] = (),
+    seed: int | None = None,
+) -> StressResult:
+    """Run ``scenario(reactor)`` many times on real threads; return the outcome histogram.
+
+    For what the scheduler cannot control (C extensions, real sockets). Each
+    run has a fresh instrumented reactor; threads switch every microsecond and
+    yield at random at the scheduler's points in user code. The scenario's
+    result (its Deferred's value) is the outcome. An outcome in ``forbidden``,
+    or not in ``acceptable`` when that is given, is forbidden; so are an
+    exception, a thread-affinity violation and a run that never ends, unless
+    listed as acceptable. ``result.assert_ok()`` raises with the histogram and
+    an example of each forbidden outcome. Runs are not reproducible one by one.
+    """
+    from threadcheck._stress import stress as stress_runs
+
+    return stress_runs(
+        scenario, runs, seconds=seconds, acceptable=acceptable, forbidden=forbidden, seed=seed
+    )

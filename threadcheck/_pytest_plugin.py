@@ -56,7 +56,7 @@ _STATE = pytest.StashKey[_State]()
 _STARTUP_ERROR = pytest.StashKey[str]()
 _ALLOWED = pytest.StashKey[dict[str, str]]()  # per item: api -> reason
 _EXPLORE: pytest.StashKey[_testexplore.Options] = pytest.StashKey()
-EXPLORE_MARKER = "threadcheck_explore"
+EXPLORE_MARKERS = ("threadcheck_explore", "threadcheck_stress")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -100,6 +100,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--threadcheck-seed", metavar="N", type=int, default=None, help="the explorations' seed"
+    )
+    group.addoption(
+        "--threadcheck-stress",
+        metavar="N|Ns",
+        default=None,
+        help="run every threadcheck_explore and threadcheck_stress test N times, or for N "
+        "seconds, on real threads with random perturbation (not reproducible: a stress job)",
     )
     group.addoption(
         "--threadcheck-shard",
@@ -186,6 +193,13 @@ def pytest_configure(config: pytest.Config) -> None:
         "granularity='access'): run the test once per schedule under threadcheck's "
         "scheduler, with a fresh reactor as its threadcheck_reactor fixture",
     )
+    config.addinivalue_line(
+        "markers",
+        "threadcheck_stress(runs=1000, seconds=None, acceptable=None, forbidden=(), "
+        "yield_probability=0.05, seed=None): run the test many times on real threads, each "
+        "with a fresh reactor as threadcheck_reactor; its result is the outcome, and a "
+        "forbidden outcome (or one not acceptable) fails it",
+    )
     if _explore_options_given(config):
         from threadcheck._testexplore import options_from
 
@@ -204,6 +218,7 @@ def _explore_options_given(config: pytest.Config) -> bool:
             "threadcheck_replay",
             "threadcheck_seed",
             "threadcheck_shard",
+            "threadcheck_stress",
         )
     )
 
@@ -340,7 +355,7 @@ def threadcheck(request: pytest.FixtureRequest) -> ThreadCheckFixture:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Under pytest-xdist, one item per worker for each exploration: each takes
     its own part of the schedule indices, so the workers explore it together."""
-    if metafunc.definition.get_closest_marker(EXPLORE_MARKER) is None:
+    if not _marked(metafunc.definition):
         return
     if not hasattr(metafunc.config, "workerinput"):
         return
@@ -355,6 +370,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         )
 
 
+def _marked(node: pytest.Item) -> bool:
+    return any(node.get_closest_marker(name) is not None for name in EXPLORE_MARKERS)
+
+
 @pytest.fixture
 def _threadcheck_shard() -> tuple[int, int] | None:
     return None  # parametrized under pytest-xdist (pytest_generate_tests)
@@ -363,7 +382,7 @@ def _threadcheck_shard() -> tuple[int, int] | None:
 @pytest.fixture
 def threadcheck_reactor(request: pytest.FixtureRequest, _threadcheck_shard: Any) -> Any:
     """A fresh scheduled reactor for each schedule of a threadcheck_explore test."""
-    if request.node.get_closest_marker(EXPLORE_MARKER) is None:
+    if not _marked(request.node):
         pytest.fail(
             "threadcheck_reactor is made afresh for every schedule: mark the test "
             "@pytest.mark.threadcheck_explore(budget=...)",
@@ -374,12 +393,12 @@ def threadcheck_reactor(request: pytest.FixtureRequest, _threadcheck_shard: Any)
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
-    if pyfuncitem.get_closest_marker(EXPLORE_MARKER) is None:
+    if not _marked(pyfuncitem):
         return None
     if "threadcheck_reactor" not in pyfuncitem.funcargs:
         pytest.fail(
-            f"{EXPLORE_MARKER} explores a test through its threadcheck_reactor argument: "
-            "take it, and use it instead of the global reactor",
+            "threadcheck_explore and threadcheck_stress run a test through its "
+            "threadcheck_reactor argument: take it, and use it instead of the global reactor",
             pytrace=False,
         )
     from threadcheck._testexplore import Options, run_item
@@ -459,11 +478,16 @@ def _explore_summary(terminalreporter: Any) -> None:
     ]
     if not reports:
         return
-    from threadcheck._testexplore import Totals
+    from threadcheck._testexplore import STATS_PROPERTY, STRESS_PROPERTY, Totals
 
-    totals = Totals()
-    for report in reports:
-        totals.add(report)
-    if totals.tests:
+    lines = []
+    for kind in (STATS_PROPERTY, STRESS_PROPERTY):
+        totals = Totals(kind)
+        for report in reports:
+            totals.add(report)
+        if totals.tests:
+            lines.append(totals.line())
+    if lines:
         terminalreporter.section("threadcheck explore")
-        terminalreporter.write_line(totals.line())
+        for line in lines:
+            terminalreporter.write_line(line)

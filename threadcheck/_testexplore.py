@@ -25,10 +25,16 @@ import pytest
 from threadcheck._sched._explore import Budget, ExploreResult, Settings, Shard
 
 MARKER = "threadcheck_explore"
+STRESS_MARKER = "threadcheck_stress"
+MARKERS = (MARKER, STRESS_MARKER)
 SHARD_ARGUMENT = "_threadcheck_shard"
 TOKEN_PROPERTY = "threadcheck_token"
 STATS_PROPERTY = "threadcheck_schedules"
-_MARKER_ARGUMENTS = {"budget", "seconds", "strategy", "seed", "granularity"}
+STRESS_PROPERTY = "threadcheck_stress_runs"
+_ARGUMENTS = {
+    MARKER: {"budget", "seconds", "strategy", "seed", "granularity"},
+    STRESS_MARKER: {"runs", "seconds", "acceptable", "forbidden", "yield_probability", "seed"},
+}
 
 
 @dataclass(frozen=True)
@@ -39,10 +45,12 @@ class Options:
     replay: str | None = None
     seed: int | None = None
     shard: Shard = field(default_factory=Shard)
+    stress: Budget | None = None
+    """--threadcheck-stress: explorations run on real threads instead."""
 
 
-def parse_budget(text: str) -> Budget:
-    """``2000`` schedules, or ``30s`` of exploring."""
+def parse_budget(text: str, option: str = "--threadcheck-explore") -> Budget:
+    """``2000`` schedules (or runs), or ``30s``."""
     try:
         if text.endswith("s"):
             seconds = float(text[:-1])
@@ -52,9 +60,7 @@ def parse_budget(text: str) -> Budget:
             return Budget(int(text))
     except ValueError:
         pass
-    raise ValueError(
-        f"--threadcheck-explore={text}: give a schedule count (2000) or seconds (30s)"
-    )
+    raise ValueError(f"{option}={text}: give a count (2000) or seconds (30s)")
 
 
 def parse_shard(text: str) -> Shard:
@@ -81,6 +87,11 @@ def options_from(config: pytest.Config) -> Options:
         replay=token,
         seed=option.threadcheck_seed,
         shard=parse_shard(option.threadcheck_shard) if option.threadcheck_shard else Shard(),
+        stress=(
+            parse_budget(option.threadcheck_stress, "--threadcheck-stress")
+            if option.threadcheck_stress
+            else None
+        ),
     )
 
 
@@ -92,28 +103,36 @@ def xdist_parts(config: pytest.Config) -> int:
     return int(workerinput.get("workercount", 1))
 
 
-def marker_settings(item: pytest.Item) -> dict[str, Any]:
-    marker = item.get_closest_marker(MARKER)
-    assert marker is not None
+def marker_settings(item: pytest.Item, name: str) -> dict[str, Any] | None:
+    marker = item.get_closest_marker(name)
+    if marker is None:
+        return None
     if marker.args:
-        raise pytest.UsageError(f"{item.nodeid}: {MARKER} takes keyword arguments only")
-    unknown = set(marker.kwargs) - _MARKER_ARGUMENTS
+        raise pytest.UsageError(f"{item.nodeid}: {name} takes keyword arguments only")
+    unknown = set(marker.kwargs) - _ARGUMENTS[name]
     if unknown:
         raise pytest.UsageError(
-            f"{item.nodeid}: {MARKER} has no argument {', '.join(sorted(unknown))} "
-            f"(it takes {', '.join(sorted(_MARKER_ARGUMENTS))})"
+            f"{item.nodeid}: {name} has no argument {', '.join(sorted(unknown))} "
+            f"(it takes {', '.join(sorted(_ARGUMENTS[name]))})"
         )
     return dict(marker.kwargs)
 
 
 def run_item(item: pytest.Function, options: Options) -> None:
-    """Explore (or replay) ``item``; fail it with the report when a schedule fails."""
+    """Explore, replay or stress ``item``; fail it with the report when a run fails."""
+    stressed = marker_settings(item, STRESS_MARKER)
+    if stressed is not None or (options.stress is not None and options.replay is None):
+        _stress_item(item, options, stressed or {})
+    else:
+        _explore_item(item, options, marker_settings(item, MARKER) or {})
+
+
+def _explore_item(item: pytest.Function, options: Options, settings: dict[str, Any]) -> None:
     from threadcheck._sched._explore import explore, replay
     from threadcheck._sched._progress import Progress
     from threadcheck._sched._targets import ScenarioTarget
     from threadcheck._sched.strategies import ReplayDivergenceError
 
-    settings = marker_settings(item)
     nodeid = _unsharded_nodeid(item)
     target = ScenarioTarget(_scenario(item))
     target.description = nodeid
@@ -150,6 +169,36 @@ def run_item(item: pytest.Function, options: Options) -> None:
         )
     _record(item, result)
     if result.found:
+        pytest.fail(result.report(), pytrace=False)
+
+
+def _stress_item(item: pytest.Function, options: Options, settings: dict[str, Any]) -> None:
+    """Run the test many times on real threads; fail on a forbidden outcome."""
+    from threadcheck._sched._progress import Progress
+    from threadcheck._stress import DEFAULT_RUNS, DEFAULT_YIELD_PROBABILITY, stress
+
+    budget = options.stress or Budget(settings.get("runs", DEFAULT_RUNS), settings.get("seconds"))
+    runs = budget.schedules
+    part = _part(item)
+    if part is not None and runs is not None:  # xdist workers share the runs
+        runs = runs // part[1] + (1 if part[0] < runs % part[1] else 0)
+    seed = options.seed if options.seed is not None else settings.get("seed")
+    with Progress(sys.__stderr__ or sys.stderr) as progress:
+        result = stress(
+            _scenario(item),
+            runs,
+            seconds=budget.seconds,
+            acceptable=settings.get("acceptable"),
+            forbidden=settings.get("forbidden", ()),
+            yield_probability=settings.get("yield_probability", DEFAULT_YIELD_PROBABILITY),
+            seed=None if seed is None else seed + (part[0] if part else 0),
+            progress=progress,
+        )
+    failures = sum(n for o, n in result.histogram.items() if result.is_forbidden(o))
+    item.user_properties.append(
+        (STRESS_PROPERTY, f"{result.runs} {result.seconds:.3f} {int(result.failed)} {failures}")
+    )
+    if result.failed:
         pytest.fail(result.report(), pytrace=False)
 
 
@@ -222,26 +271,35 @@ def _warn(message: str) -> None:
 
 @dataclass
 class Totals:
-    """The session's explorations, for the terminal summary."""
+    """The session's explorations (or stress runs), for the terminal summary."""
 
+    kind: str = STATS_PROPERTY
     tests: int = 0
-    schedules: int = 0
+    runs: int = 0
     seconds: float = 0.0
     failed: int = 0
+    forbidden_runs: int = 0
 
     def add(self, report: pytest.TestReport) -> None:
         for name, value in report.user_properties:
-            if name == STATS_PROPERTY:
-                schedules, seconds, found = str(value).split()
+            if name == self.kind:
+                runs, seconds, failed, *forbidden = str(value).split()
                 self.tests += 1
-                self.schedules += int(schedules)
+                self.runs += int(runs)
                 self.seconds += float(seconds)
-                self.failed += int(found)
+                self.failed += int(failed)
+                self.forbidden_runs += int(forbidden[0]) if forbidden else 0
 
     def line(self) -> str:
-        rate = self.schedules / self.seconds if self.seconds > 0 else 0.0
+        rate = self.runs / self.seconds if self.seconds > 0 else 0.0
+        if self.kind == STRESS_PROPERTY:
+            return (
+                f"{self.tests} stress test{'s' if self.tests != 1 else ''}: {self.runs} runs "
+                f"on real threads in {self.seconds:.1f} s ({rate:.0f}/s), "
+                f"{self.forbidden_runs} with a forbidden outcome, {self.failed} failing"
+            )
         return (
             f"{self.tests} exploration{'s' if self.tests != 1 else ''}: "
-            f"{self.schedules} schedules in {self.seconds:.1f} s of exploring "
+            f"{self.runs} schedules in {self.seconds:.1f} s of exploring "
             f"({rate:.0f}/s), {self.failed} failing"
         )

@@ -157,19 +157,6 @@ class ScheduledMixin(ThreadCheckMixin):
         super().doIteration(wait)
         scheduler.advance(wait)
 
-    def dispose(self) -> None:
-        """Close the reactor's file descriptors now: its schedule is over, and an
-        exploration makes thousands of reactors (as Twisted's own test builders
-        clean up theirs)."""
-        for reader in list(self._internalReaders):
-            self.removeReader(reader)
-            reader.connectionLost(None)
-        self._internalReaders.clear()
-        self.disconnectAll()
-        poller = getattr(self, "_poller", None)
-        if poller is not None and hasattr(poller, "close"):
-            poller.close()  # epoll
-
     def _initThreadPool(self) -> None:
         self.threadpool = ScheduledThreadPool(0, 10, "twisted.internet.reactor")
         self._threadpoolStartupID = self.callWhenRunning(self.threadpool.start)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dis
 import sys
+import threading
 from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Any
@@ -92,13 +93,15 @@ class Instrumentation:
         self._table_of = instruction_points if granularity == "opcode" else access_points
         self._backend: _Monitoring | _Tracing | None = None
 
-    def start(self) -> None:
+    def start(self, *, every_thread: bool = False) -> None:
+        """``every_thread``: settrace also in threads started from now on, not
+        only controlled ones (sys.monitoring covers every thread anyway)."""
         if self.granularity == "sync":
             return
         if sys.version_info >= (3, 12):
             self._backend = _Monitoring(self)
         else:
-            self._backend = _Tracing(self)
+            self._backend = _Tracing(self, every_thread)
         self._backend.start()
 
     def stop(self) -> None:
@@ -122,10 +125,21 @@ class Instrumentation:
         return table
 
 
+_perturbation: list[Callable[[], None]] = []
+
+
+def perturb_with(perturb: Callable[[], None] | None) -> None:
+    """Outside schedules, call ``perturb()`` at each point instead (stress runs
+    on real threads: it may yield the GIL)."""
+    _perturbation[:] = [] if perturb is None else [perturb]
+
+
 def _point(kind: str, detail: str, frame: FrameType) -> None:
     scheduler = active()
     if scheduler is not None and scheduler.controlled() is not None:
         scheduler.point(kind, detail, frame)
+    elif _perturbation:
+        _perturbation[0]()
 
 
 class _Monitoring:
@@ -187,17 +201,22 @@ class _Monitoring:
 class _Tracing:
     """sys.settrace (3.10, 3.11): opcode or line events in user frames of controlled threads."""
 
-    def __init__(self, instrumentation: Instrumentation) -> None:
+    def __init__(self, instrumentation: Instrumentation, every_thread: bool) -> None:
         self.instrumentation = instrumentation
         self.lines = instrumentation.granularity == "line"
+        self.every_thread = every_thread
         self._previous: Any = None
 
     def start(self) -> None:
         self._previous = sys.gettrace()
         self.trace_this_thread()
+        if self.every_thread:
+            threading.settrace(self._on_call)
 
     def stop(self) -> None:
         sys.settrace(self._previous)
+        if self.every_thread:
+            threading.settrace(None)  # type: ignore[arg-type]
 
     def trace_this_thread(self) -> None:
         sys.settrace(self._on_call)

@@ -1,0 +1,142 @@
+"""Stress runs on real threads: the outcome histogram, and what fails it.
+
+Quality: a planted lost update (a read-modify-write split across two lines, in
+a deferToThread job and a reactor callback) shows its forbidden outcome in
+1,000 perturbed runs; its fixed twin shows only acceptable ones.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any
+
+import pytest
+from twisted.internet import threads
+from twisted.internet.defer import Deferred
+
+import threadcheck
+from threadcheck import StressFailedError
+from threadcheck._stress import Raised
+from threadcheck._stress import stress as stress_runs
+
+pytestmark = pytest.mark.slow
+
+
+class Counter:
+    total = 0
+
+
+def _in_thread(reactor: Any, job: Any, *args: Any) -> Deferred[Any]:
+    return threads.deferToThreadPool(reactor, reactor.getThreadPool(), job, *args)
+
+
+def lost_update(reactor: Any) -> Deferred[Any]:
+    counter = Counter()
+
+    def add(n: int) -> None:
+        seen = counter.total
+        counter.total = seen + n
+
+    reactor.callLater(0, add, 10)
+    done = _in_thread(reactor, add, 1)
+    done.addCallback(lambda _: _in_thread(reactor, lambda: None))
+    return done.addCallback(lambda _: counter.total)
+
+
+def lost_update_fixed(reactor: Any) -> Deferred[Any]:
+    counter = Counter()
+
+    def add(n: int) -> None:
+        seen = counter.total
+        counter.total = seen + n
+
+    reactor.callLater(0, add, 10)
+    done = _in_thread(reactor, reactor.callFromThread, add, 1)
+    done.addCallback(lambda _: _in_thread(reactor, lambda: None))
+    done.addCallback(lambda _: _in_thread(reactor, lambda: None))
+    return done.addCallback(lambda _: counter.total)
+
+
+@pytest.mark.quality
+def test_the_planted_lost_update_shows_its_forbidden_outcome() -> None:
+    result = threadcheck.stress(lost_update, 1000, acceptable=[11], seed=1)
+    assert result.runs == 1000
+    assert result.histogram[11] > 0
+    lost = {outcome: n for outcome, n in result.histogram.items() if outcome != 11}
+    assert lost, result.report()
+    assert set(lost) <= {1, 10}
+    with pytest.raises(StressFailedError) as raised:
+        result.assert_ok()
+    report = str(raised.value)
+    for outcome, count in lost.items():
+        assert f"{outcome!r:<40} {count:>8}  FORBIDDEN, first in run" in report
+    assert "threadcheck stress: 1000 runs in" in report
+
+
+@pytest.mark.quality
+def test_the_fixed_twin_shows_only_acceptable_outcomes() -> None:
+    result = threadcheck.stress(lost_update_fixed, 1000, acceptable=[11], seed=1)
+    assert dict(result.histogram) == {11: 1000}
+    result.assert_ok()
+
+
+def test_an_exception_is_forbidden_with_its_traceback_as_example() -> None:
+    def fails(reactor: Any) -> Deferred[Any]:
+        return _in_thread(reactor, lambda: 1 / 0)
+
+    result = stress_runs(fails, 3, seed=0)
+    assert result.histogram == {Raised("raised ZeroDivisionError: division by zero"): 3}
+    assert result.failed
+    assert (
+        "ZeroDivisionError"
+        in result.examples[Raised("raised ZeroDivisionError: division by zero")].details
+    )
+
+
+def test_a_thread_affinity_violation_is_an_outcome() -> None:
+    def calls_later_from_a_worker(reactor: Any) -> Deferred[Any]:
+        return _in_thread(reactor, reactor.callLater, 3600, print)
+
+    result = stress_runs(calls_later_from_a_worker, 2, seed=0)
+    outcome = Raised("violation: reactor.callLater")
+    assert result.histogram == {outcome: 2}
+    assert "callLater" in result.examples[outcome].details and result.failed
+
+
+def test_a_run_that_never_ends_stops_the_stress_run_with_every_stack() -> None:
+    stuck = threading.Event()
+
+    def never_fires(reactor: Any) -> Deferred[Any]:
+        return _in_thread(reactor, stuck.wait, 30)
+
+    result = stress_runs(never_fires, 100, seed=0, run_timeout=0.3)
+    stuck.set()
+    assert result.runs == 1  # no second run piles more stuck threads up
+    example = result.examples[Raised("timeout")]
+    assert "no result within 0.3 s" in example.details
+    assert "stuck.wait" in example.details or "wait" in example.details
+    assert result.failed
+
+
+def test_outcomes_not_listed_as_acceptable_are_forbidden() -> None:
+    result = stress_runs(lambda reactor: 7, 5, acceptable=[1, 2], seed=0)
+    assert result.histogram == {7: 5} and result.failed
+    result = stress_runs(lambda reactor: 7, 5, forbidden=[7], seed=0)
+    assert result.failed
+    result = stress_runs(lambda reactor: 7, 5, seed=0)
+    assert not result.failed  # values are acceptable unless said otherwise
+
+
+def test_the_interpreter_is_left_as_it_was() -> None:
+    interval = sys.getswitchinterval()
+    trace = sys.gettrace()
+    stress_runs(lost_update_fixed, 5, seed=0)
+    assert sys.getswitchinterval() == interval
+    assert sys.gettrace() is trace
+    assert threading.gettrace() is None  # type: ignore[attr-defined,unused-ignore]
+
+
+def test_a_time_budget_counts_runs_until_it_is_spent() -> None:
+    result = stress_runs(lost_update_fixed, None, seconds=0.3, acceptable=[11], seed=0)
+    assert result.runs > 1 and not result.failed

@@ -1,0 +1,250 @@
+"""Stress runs: a scenario many times on real threads, with an outcome histogram.
+
+What the scheduler cannot control (C extensions, real sockets, code that
+blocks outside it) still needs hammering. Each run gets a fresh instrumented
+reactor (a real one, not scheduled) and real threads; the interpreter switches
+threads every microsecond, and at the scheduler's points in user code a thread
+gives up the GIL now and then, at random. As in jcstress, the user names the
+outcomes: the scenario's result is the outcome; an outcome that is forbidden,
+or not among the acceptable ones when those are given, fails the stress run
+with its count and an example. An exception, a thread-affinity violation or a
+run that never finishes is an outcome too, forbidden unless listed.
+
+Nothing here is reproducible run by run: it is the complement of ``explore``,
+not a substitute.
+
+Thread safety: :func:`stress` runs in one thread at a time (it runs the
+reactors there).
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import threading
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable, Collection, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+from threadcheck import _stacks
+
+DEFAULT_RUNS = 1000
+DEFAULT_YIELD_PROBABILITY = 0.05
+DEFAULT_RUN_TIMEOUT = 10.0
+SWITCH_INTERVAL = 1e-6
+TIMEOUT_OUTCOME = "timeout"
+
+
+@dataclass
+class Example:
+    run: int
+    details: str
+
+
+@dataclass
+class StressResult:
+    runs: int
+    seconds: float
+    histogram: Counter[Hashable]
+    acceptable: frozenset[Hashable] | None
+    forbidden: frozenset[Hashable]
+    examples: dict[Hashable, Example] = field(default_factory=dict)
+    yield_probability: float = DEFAULT_YIELD_PROBABILITY
+    seed: int = 0
+
+    def is_forbidden(self, outcome: Hashable) -> bool:
+        if outcome in self.forbidden:
+            return True
+        if self.acceptable is not None:
+            return outcome not in self.acceptable
+        return isinstance(outcome, Raised)  # errors, violations, timeouts
+
+    @property
+    def failed(self) -> bool:
+        return any(self.is_forbidden(outcome) for outcome in self.histogram)
+
+    def report(self) -> str:
+        rate = self.runs / self.seconds if self.seconds > 0 else 0.0
+        lines = [
+            f"threadcheck stress: {self.runs} runs in {self.seconds:.1f} s ({rate:.0f}/s) on "
+            f"real threads (switch interval {SWITCH_INTERVAL:g} s, a yield at "
+            f"{self.yield_probability:.0%} of points, seed {self.seed})",
+            "",
+            f"  {'outcome':<40} {'count':>8}  verdict",
+        ]
+        for outcome, count in self.histogram.most_common():
+            forbidden = self.is_forbidden(outcome)
+            verdict = "FORBIDDEN" if forbidden else "acceptable"
+            example = self.examples.get(outcome)
+            if forbidden and example is not None:
+                verdict += f", first in run {example.run}"
+            lines.append(f"  {_shown(outcome):<40} {count:>8}  {verdict}")
+        for outcome, example in self.examples.items():
+            if self.is_forbidden(outcome) and example.details:
+                lines += [
+                    "",
+                    f"Example of {_shown(outcome)} (run {example.run}):",
+                    example.details,
+                ]
+        return "\n".join(lines) + "\n"
+
+    def assert_ok(self) -> None:
+        """Raise :class:`StressFailedError` with the histogram if a forbidden outcome showed."""
+        if self.failed:
+            raise StressFailedError(self)
+
+
+class StressFailedError(AssertionError):
+    def __init__(self, result: StressResult) -> None:
+        super().__init__(result.report())
+        self.result = result
+
+
+@dataclass(frozen=True)
+class Raised:
+    """An outcome that is not a value: an exception, a violation, a timeout."""
+
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def stress(
+    scenario: Callable[[Any], Any],
+    runs: int | None = DEFAULT_RUNS,
+    *,
+    seconds: float | None = None,
+    acceptable: Collection[Hashable] | None = None,
+    forbidden: Collection[Hashable] = (),
+    yield_probability: float = DEFAULT_YIELD_PROBABILITY,
+    seed: int | None = None,
+    run_timeout: float = DEFAULT_RUN_TIMEOUT,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> StressResult:
+    """Run ``scenario(reactor)`` ``runs`` times (or for ``seconds``) on real threads."""
+    if runs is None and seconds is None:
+        raise ValueError("give runs, seconds or both")
+    from threadcheck._sched._points import Instrumentation, perturb_with
+
+    seed = random.randrange(2**32) if seed is None else seed
+    chooser = random.Random(seed)
+    result = StressResult(
+        runs=0,
+        seconds=0.0,
+        histogram=Counter(),
+        acceptable=None if acceptable is None else frozenset(acceptable),
+        forbidden=frozenset(forbidden),
+        yield_probability=yield_probability,
+        seed=seed,
+    )
+    instrumentation = Instrumentation("access", _stacks.is_user_code)
+    interval = sys.getswitchinterval()
+    started = time.monotonic()
+    perturb_with(lambda: time.sleep(0) if chooser.random() < yield_probability else None)
+    instrumentation.start(every_thread=True)
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    try:
+        while _allows(runs, seconds, result.runs, started):
+            outcome, details = _one_run(scenario, run_timeout)
+            result.histogram[outcome] += 1
+            if outcome not in result.examples:
+                result.examples[outcome] = Example(result.runs, details)
+            result.runs += 1
+            if outcome == Raised(TIMEOUT_OUTCOME):
+                break  # its threads are stuck: another run would pile up more
+            if progress is not None:
+                failures = sum(n for o, n in result.histogram.items() if result.is_forbidden(o))
+                progress(result.runs, failures, time.monotonic() - started)
+    finally:
+        sys.setswitchinterval(interval)
+        instrumentation.stop()
+        perturb_with(None)
+        result.seconds = time.monotonic() - started
+    return result
+
+
+def _allows(runs: int | None, seconds: float | None, done: int, started: float) -> bool:
+    if runs is not None and done >= runs:
+        return False
+    return seconds is None or time.monotonic() - started < seconds
+
+
+def _one_run(scenario: Callable[[Any], Any], timeout: float) -> tuple[Hashable, str]:
+    """One run on a fresh reactor: its outcome, and what to show as its example."""
+    from twisted.internet.defer import maybeDeferred
+    from twisted.python.failure import Failure
+
+    from threadcheck._report import format_report
+    from threadcheck_reactor import ThreadCheckReactor
+
+    reactor = ThreadCheckReactor("record")
+    # Workers stuck in a run that timed out must not keep the process alive.
+    reactor.getThreadPool().threadFactory = _daemon_thread  # type: ignore[assignment]
+    outcome: list[object] = []
+    stuck: list[str] = []
+
+    def finish(value: object) -> None:
+        outcome.append(value)
+        if reactor.running:
+            reactor.stop()
+
+    def give_up() -> None:
+        stuck.append(_all_stacks())
+        # ThreadPool.stop would join the stuck workers for ever.
+        if reactor.threadpoolShutdownID is not None:
+            reactor.removeSystemEventTrigger(reactor.threadpoolShutdownID)
+        reactor.stop()
+
+    reactor.callWhenRunning(lambda: maybeDeferred(scenario, reactor).addBoth(finish))
+    limit = reactor.callLater(timeout, give_up)
+    try:
+        reactor.run(installSignalHandlers=False)
+    finally:
+        reactor.dispose()
+    violations = reactor.threadcheck.recorder.violations()
+    if violations:
+        first = violations[0]
+        return Raised(f"violation: {first.api}"), format_report(violations)
+    if stuck:
+        return Raised(TIMEOUT_OUTCOME), f"no result within {timeout:g} s:\n{stuck[0]}"
+    if not outcome:
+        return Raised("stopped early"), "the reactor stopped before the scenario's result"
+    value = outcome[0]
+    if isinstance(value, Failure):
+        name = type(value.value).__name__
+        first_line = str(value.value).partition("\n")[0]  # pytest adds its explanation below
+        return Raised(f"raised {name}: {first_line}"), value.getTraceback()
+    if limit.active():
+        limit.cancel()
+    return _hashable(value), ""
+
+
+def _daemon_thread(*args: Any, **kwargs: Any) -> threading.Thread:
+    return threading.Thread(*args, daemon=True, **kwargs)
+
+
+def _all_stacks() -> str:
+    names = {thread.ident: thread.name for thread in threading.enumerate()}
+    parts = []
+    for ident, frame in sys._current_frames().items():
+        if ident == threading.get_ident():
+            continue
+        stack = "".join(traceback.format_stack(frame))
+        parts.append(f"Thread {names.get(ident, ident)}:\n{stack}")
+    return "\n".join(parts)
+
+
+def _hashable(value: object) -> Hashable:
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value  # type: ignore[return-value]
+
+
+def _shown(outcome: Hashable) -> str:
+    return str(outcome) if isinstance(outcome, Raised) else repr(outcome)
