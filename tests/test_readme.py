@@ -81,3 +81,22 @@ def test_readme_explore_example_finds_and_shrinks_the_race(tmp_path: Path) -> No
     assert lines[1].endswith("; shrunk to 1")
     assert "stats.handled (store)   <- preempted: T1 runs" in result.stdout
     assert "replay: threadcheck.replay(scenario, 'tc1." in result.stdout
+
+
+@pytest.mark.slow
+def test_readme_explore_test_passes_every_schedule(tmp_path: Path) -> None:
+    text = README.read_text()
+    match = re.search(r"<!-- readme-explore-pytest[^>]*-->\n```python\n(.*?)```", text, re.S)
+    assert match, "README exploration test block not found"
+    (tmp_path / "test_x.py").write_text(match.group(1))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:twisted", "--threadcheck-explore=200"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 exploration: 200 schedules in" in result.stdout
