@@ -37,6 +37,7 @@ def _swappable() -> tuple[object, ...]:
     import twisted.internet.threads
     from twisted.logger import LogPublisher
     from twisted.python import log, threadable
+    from twisted.python.threadpool import ThreadPool
 
     return (
         threading.Lock,
@@ -51,6 +52,7 @@ def _swappable() -> tuple[object, ...]:
         twisted.internet.threads.Queue,
         log.msg,
         LogPublisher.__call__,
+        vars(ThreadPool)["_pool"],  # a staticmethod: must come back as one
         # threadable.synchronize makes this lock on first use: if that use was
         # inside a schedule, every later log.msg would take a scheduled lock.
         type(log.theLogPublisher.__dict__.get("_threadable_lock")).__module__.startswith(

@@ -59,3 +59,25 @@ def test_the_scenario_gets_a_fresh_reactor_every_schedule() -> None:
 
     threadcheck.explore(scenario, budget=5).assert_clean()
     assert len({id(reactor) for reactor in seen}) == 5
+
+
+def test_a_thread_pool_the_program_makes_is_scheduled_too() -> None:
+    """Twisted makes a ThreadPool's queues and lock in library code; they must
+    still be the scheduler's, or a worker would block outside its control."""
+    from twisted.python.threadpool import ThreadPool
+
+    def scenario(reactor: Any) -> None:
+        ran: list[int] = []
+        pool = ThreadPool(0, 3, "mine")
+        pool.start()
+        for n in range(3):
+            pool.callInThread(ran.append, n)
+        pool.stop()  # runs the backlog, joins every worker
+        assert sorted(ran) == [0, 1, 2], ran
+
+    result = threadcheck.explore(scenario, budget=300)
+    result.assert_clean()
+    assert result.schedules == 300
+    pool = ThreadPool(0, 1, "after")  # and ThreadPool is itself again afterwards
+    pool.start()
+    pool.stop()

@@ -20,31 +20,18 @@ scheduler runs one controlled thread at a time.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from typing import Any
-
-from twisted._threads import LockWorker, Team, ThreadWorker
-from twisted.python.log import err
 
 from threadcheck._affinity import AffinityChecker
 from threadcheck._modes import DEFAULT_MODE, Mode
 from threadcheck._recorder import Recorder
-from threadcheck._sched import _primitives
 from threadcheck._sched._core import ControlledThread, Scheduler
+from threadcheck._sched._pool import scheduled_team
 from threadcheck_reactor._reactor import REACTOR_CLASSES, ThreadCheckMixin
 from threadcheck_reactor._threadpool import SubmissionTrackingThreadPool
 
 REAL_IO_POLL = 0.01  # wall seconds a reactor with real sockets waits when nothing else can run
-
-
-class _OrderedThreadWorker(ThreadWorker):  # type: ignore[misc]
-    def __init__(self, order: int, startThread: Callable[..., object], queue: Any) -> None:
-        super().__init__(startThread, queue)
-        self._order = order
-
-    def __hash__(self) -> int:
-        return self._order
 
 
 class ScheduledThreadPool(SubmissionTrackingThreadPool):
@@ -53,29 +40,7 @@ class ScheduledThreadPool(SubmissionTrackingThreadPool):
     def _pool(  # type: ignore[override]
         self, currentLimit: Callable[[], int], threadFactory: Callable[..., Any]
     ) -> Any:
-        order = itertools.count()
-
-        def startThread(target: Callable[..., object]) -> None:
-            threadFactory(target=target).start()
-
-        def createWorker() -> Any:
-            stats = team.statistics()
-            if stats.busyWorkerCount + stats.idleWorkerCount >= currentLimit():
-                return None
-            return _OrderedThreadWorker(next(order), startThread, _primitives.Queue())
-
-        team = Team(
-            coordinator=LockWorker(_primitives.Lock(), _LocalStorage()),  # type: ignore[arg-type]
-            createWorker=createWorker,
-            logException=err,
-        )
-        return team
-
-
-def _LocalStorage() -> Any:
-    import threading
-
-    return threading.local()
+        return scheduled_team(currentLimit, threadFactory)
 
 
 class ScheduledMixin(ThreadCheckMixin):

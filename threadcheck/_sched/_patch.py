@@ -71,7 +71,15 @@ class Patches:
                 setattr(target, name, original)
 
     def _swap(self, target: Any, name: str, replacement: Any) -> None:
-        self._undo.append((target, name, getattr(target, name, _ABSENT)))
+        # A class's own entry, not what getattr makes of it: a staticmethod
+        # must come back a staticmethod, an inherited method must be deleted.
+        namespace = vars(target) if isinstance(target, type) else None
+        original = (
+            namespace.get(name, _ABSENT)
+            if namespace is not None
+            else getattr(target, name, _ABSENT)
+        )
+        self._undo.append((target, name, original))
         setattr(target, name, replacement)
 
     def _replacements(self) -> list[tuple[Any, str, Any]]:
@@ -89,6 +97,7 @@ class Patches:
         import twisted.internet.threads as twisted_threads
         from twisted.logger import LogPublisher
         from twisted.python import log
+        from twisted.python.threadpool import ThreadPool
 
         return [
             *factories,
@@ -103,6 +112,9 @@ class Patches:
             (time, "sleep", _sleep),
             (threading.Thread, "start", _controlled_start(threading.Thread.start, self)),
             (threading.Thread, "join", _controlled_join(threading.Thread.join)),
+            # A ThreadPool the program makes: Twisted's team, made by library
+            # code (so the factories above would hand it real primitives).
+            (ThreadPool, "_pool", staticmethod(_controlled_pool(ThreadPool._pool))),
         ]
 
     def _factory(self, real: Any, scheduled: Any) -> Callable[..., Any]:
@@ -152,6 +164,20 @@ def _without_aborts(publish: Callable[[Any, dict[str, Any]], None]) -> Any:
         publish(self, event)
 
     return call
+
+
+def _controlled_pool(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``ThreadPool._pool`` (a staticmethod): the scheduled team in controlled threads."""
+
+    def _pool(currentLimit: Callable[[], int], threadFactory: Any = threading.Thread) -> Any:
+        scheduler = active()
+        if scheduler is not None and scheduler.controlled() is not None:
+            from threadcheck._sched._pool import scheduled_team
+
+            return scheduled_team(currentLimit, threadFactory)
+        return original(currentLimit, threadFactory)
+
+    return _pool
 
 
 def _without_points(function: Callable[..., Any]) -> Any:
