@@ -87,6 +87,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -102,6 +103,7 @@ from twisted.python.threadpool import ThreadPool
 
 import threadcheck
 from threadcheck import ExplorationFailedError, Schedule
+from threadcheck._sched import _token
 from threadcheck.hypothesis import schedules
 
 Scenario = Callable[[Any], "Deferred[Any] | None"]
@@ -676,12 +678,22 @@ def test_looping_call_ticks_once_per_interval_with_decimal_intervals(
     threadcheck.run(looping_calls(loops), schedule=schedule)
 
 
+FINDINGS: dict[str, Callable[[], Scenario]] = {
+    "DIRECT_STOP_TOKEN": lambda: direct_stop(1, 0.0),
+    "LOOPING_CALL_TOKEN": lambda: looping_calls([(0.1, 4, False, "thread", 0.0)]),
+}
+
+
 @pytest.mark.parametrize(
     ("scenario", "token", "message"),
     [
-        (lambda: direct_stop(1, 0.0), "DIRECT_STOP_TOKEN", "calls queued before stop() ran as []"),
         (
-            lambda: looping_calls([(0.1, 4, False, "thread", 0.0)]),
+            FINDINGS["DIRECT_STOP_TOKEN"],
+            "DIRECT_STOP_TOKEN",
+            "calls queued before stop() ran as []",
+        ),
+        (
+            FINDINGS["LOOPING_CALL_TOKEN"],
             "LOOPING_CALL_TOKEN",
             "ticks off [(3, 1000000.3, 1000000.4)]",
         ),
@@ -692,7 +704,11 @@ def test_the_findings_replay_from_their_tokens(
 ) -> None:
     """The tokens quoted in the module docstring still replay their findings.
     (A token pins the scheduling points, line numbers included: after an edit
-    above, regenerate them from the shrunk examples.)"""
+    above, ``python fuzz/test_guarantees.py`` prints fresh ones.)"""
+    recorded = _token.decode(globals()[token])["python"]
+    running = ".".join(map(str, sys.version_info[:3]))
+    if recorded != running:  # other bytecode, other scheduling points
+        pytest.skip(f"the token was recorded on Python {recorded}, this is {running}")
     result = threadcheck.replay(scenario(), globals()[token])
     assert result.found and result.failure is not None
     assert message in result.failure.message + (result.failure.details or "")
@@ -700,14 +716,26 @@ def test_the_findings_replay_from_their_tokens(
 
 # Replay tokens of the two strict xfails' shrunk examples (see the module docstring).
 DIRECT_STOP_TOKEN = (
-    "tc1.eNoljtFOBCEMRf-F55HMrNlRiTHxwa8wZtPQCkSESdtRN8Z_t-y-weEe7v11SLFI6U1ceH2bHJZE"
-    "oi64h3tYj4cV3eTeodSdyeDeMjSshDfE3Dk8ixCr2S_jatHE0PYKXPRscYiRRAxnkCxEaMwC2D-NlRbr"
-    "jnStLQ3px4V5clsvTW3M0Y5nzb2Zc-uXxd-Zc_3DUqIMSmmUbBWaPSlwojFcbf8p7WBFSiQBC1PUk2jf"
-    "_GPtEao8eYnUbGUfYmYCjJnih9mzX_w86HcRvQw-rH6ZL-zLheXvH1UeZCo"
+    "tc1.eNoljtFOwzAMRf8lzyNq2cZQhJB44CsQqqzYNBaZU9kpMCH-HXd7c07use9vQMps3MRCenvfBeSZ"
+    "rIcUDnQ6HPf4GHbhA7iuSg5XKSBYCe9ItWl6MSPtbr9uT4_OCrJWUO4Xj0POZOa4gBUjQmcewHZ2xpLr"
+    "inQ7y4L0E9KwC0tj6V7m6OOllybu7OM4xpM7tx2esq7Qad6OLBXEvzroTFvxaToDyzQlZKXcJ-ttiU-1"
+    "Zaj2HC2TeL22GUUJMBfKn64NcYzDRr_Z-rXp_UMchyv7Cmn8-wdPymD8"
 )
 LOOPING_CALL_TOKEN = (
-    "tc1.eNoljtFOwzAMRf_Fz1XUlI6JCPEGP4GmyUpMahGSKnZhE-Lfcbc36-Tc3PsLiSILtyoQ3k8DJM4k"
-    "CgHm4_Q0T_4AA3wgl62TQbpEWtXs8MZd9LX31k3IHetWsLNeTcIYScTwgrIIUTJmQmpfxrjGsiW6l3FN"
-    "dIEwDrA2rmoT5tnuqy6tWujBee-OFrp_YppoR6W8t6wFqz0p9kz7XrXZ57yhNSmRhNLayjWfI5Yi7rk0"
-    "O-TFSaRqQ9seXTphigvFT8uPzrtxpz8sets8PTo_3tg3BP_3D463YNE"
+    "tc1.eNoljkFOAzEMRe-S9SiatFVBEWIHl0AoMombWKTJKPbQVoi742l31vP79v81CSMx9cbGf3xOJlFG"
+    "FuPNab-D9PyVzGROQHUdqBCvERdR27_TYHkbow8V8oC2VhgkN5UgRmRWXIALIyZlKqR-VkYt1jXh4xm1"
+    "hFfj58ksnZpohcNB55uU3jS0t87ZJw09jqjGMkAwb1-WCk1XAiPj1jeEM1ALwdfeF2o5RKiV7UvtOvCr"
+    "5YhNG_YtUwZCigXjtwZn6-y80Qux3MvujtbNd_ZjvPv7B5IxXpA"
 )
+
+
+def _print_fresh_tokens() -> None:
+    for name, scenario in FINDINGS.items():
+        try:
+            threadcheck.run(scenario(), schedule=Schedule())
+        except ExplorationFailedError as failed:
+            print(f"{name} = {failed.result.token!r}")
+
+
+if __name__ == "__main__":
+    _print_fresh_tokens()
