@@ -188,12 +188,13 @@ def stress(
     acceptable: Collection[Hashable] | None = None,
     forbidden: Collection[Hashable] = (),
     seed: int | None = None,
+    yield_probability: float = 0.05,
 ) -> StressResult:
     """Run ``scenario(reactor)`` many times on real threads; return the outcome histogram.
 
     For what the scheduler cannot control (C extensions, real sockets). Each
     run has a fresh instrumented reactor; threads switch every microsecond and
-    yield at random at the scheduler's points in user code. The scenario's
+    yield at random (``yield_probability``) at the scheduler's points in user code. The scenario's
     result (its Deferred's value) is the outcome. An outcome in ``forbidden``,
     or not in ``acceptable`` when that is given, is forbidden; so are an
     exception, a thread-affinity violation and a run that never ends, unless
@@ -203,5 +204,11 @@ def stress(
     from threadcheck._stress import stress as stress_runs
 
     return stress_runs(
-        scenario, runs, seconds=seconds, acceptable=acceptable, forbidden=forbidden, seed=seed
+        scenario,
+        runs,
+        seconds=seconds,
+        acceptable=acceptable,
+        forbidden=forbidden,
+        seed=seed,
+        yield_probability=yield_probability,
     )

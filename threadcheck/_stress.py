@@ -35,6 +35,9 @@ DEFAULT_RUNS = 1000
 DEFAULT_YIELD_PROBABILITY = 0.05
 DEFAULT_RUN_TIMEOUT = 10.0
 SWITCH_INTERVAL = 1e-6
+YIELD_SLEEP = 1e-6
+"""A real sleep, however short: time.sleep(0) gives the GIL back, but on 3.10 the
+same thread mostly takes it again at once."""
 TIMEOUT_OUTCOME = "timeout"
 
 
@@ -144,7 +147,7 @@ def stress(
     instrumentation = Instrumentation("access", _stacks.is_user_code)
     interval = sys.getswitchinterval()
     started = time.monotonic()
-    perturb_with(lambda: time.sleep(0) if chooser.random() < yield_probability else None)
+    perturb_with(lambda: time.sleep(YIELD_SLEEP) if chooser.random() < yield_probability else None)
     instrumentation.start(every_thread=True)
     sys.setswitchinterval(SWITCH_INTERVAL)
     try:
