@@ -106,6 +106,16 @@ def _handed_over(violation: Violation) -> str:
     return "  (the thread was started here)"
 
 
+def _same_place(spawn_site: _stacks.Stack, submitted_from: _stacks.Stack) -> bool:
+    """Whether the pool started the thread for the work it runs: the (shorter)
+    submitting stack's user frames end the spawn site's."""
+    submitted = _user_frames(submitted_from)
+    spawned = _user_frames(spawn_site)
+    if not submitted:
+        return not spawned
+    return spawned[-len(submitted) :] == submitted
+
+
 def _user_frames(stack: _stacks.Stack) -> list[_stacks.Frame]:
     return [frame for frame in stack if frame.library is None]
 
@@ -133,9 +143,7 @@ def _format_group(number: int, g: Group) -> Iterator[str]:
         yield from _stacks.format_stack(v.submitted_from, indent="      ")
     if v.spawn_site is None:
         yield "    thread started at: unknown (main thread, or started before threadcheck)"
-    elif v.submitted_from is not None and _user_frames(v.spawn_site) == _user_frames(
-        v.submitted_from
-    ):
+    elif v.submitted_from is not None and _same_place(v.spawn_site, v.submitted_from):
         # The pool started this thread for that very work: one stack is enough.
         yield "    thread started at: the same place (the pool started it for this work)"
     else:

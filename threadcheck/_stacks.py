@@ -136,24 +136,43 @@ def is_user_code(filename: str) -> bool:
 
 
 RawStack = tuple[tuple[CodeType, int], ...]
-"""A stack as (code, line) pairs, innermost first: cheap to take, read later."""
+"""A stack as (code, instruction offset) pairs, innermost first: cheap to take,
+read later (the offset becomes a line only then)."""
+
+SUBMISSION_DEPTH = 8
+"""Frames kept of the stack that submitted work to a thread pool: the innermost,
+which hold the user's call. Taken on every submission, so kept short."""
 
 
 def capture_raw(skip: int = 0, limit: int = MAX_DEPTH) -> RawStack:
     """Like :func:`capture`, for stacks that are only read if something goes
-    wrong (where a thread was started, who submitted work): a quarter of the cost."""
+    wrong (where a thread was started, who submitted work): a fraction of the
+    cost, since reading ``f_lineno`` means a line-table search per frame."""
     frame: FrameType | None = sys._getframe(skip + 1)
     frames: list[tuple[CodeType, int]] = []
-    while frame is not None and len(frames) < limit:
-        frames.append((frame.f_code, frame.f_lineno))
+    append = frames.append
+    for _ in range(limit):
+        if frame is None:
+            break
+        append((frame.f_code, frame.f_lasti))
         frame = frame.f_back
     return tuple(frames)
 
 
 def materialize(raw: RawStack) -> Stack:
     """The :class:`Frame` stack of a :func:`capture_raw` one, threadcheck's own frames dropped."""
-    frames = tuple(Frame(code.co_filename, line, code.co_name) for code, line in reversed(raw))
+    frames = tuple(
+        Frame(code.co_filename, _line_at(code, offset), code.co_name)
+        for code, offset in reversed(raw)
+    )
     return intern(without_threadcheck(frames))
+
+
+def _line_at(code: CodeType, offset: int) -> int:
+    for start, end, line in code.co_lines():
+        if start <= offset < end and line is not None:
+            return line
+    return code.co_firstlineno
 
 
 def capture(skip: int = 0, limit: int = MAX_DEPTH) -> Stack:

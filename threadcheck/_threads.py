@@ -7,8 +7,10 @@ reported.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
+from types import FrameType
 from typing import Any, TypeVar
 
 from threadcheck import _stacks
@@ -54,23 +56,25 @@ def spawn_site(thread: threading.Thread) -> _stacks.Stack | None:
     return None if raw is None else _stacks.materialize(raw)
 
 
-_local = threading.local()
-
-
 def current_submission() -> _stacks.Stack | None:
-    """The stack that submitted the work this thread is running, if known."""
-    raw: _stacks.RawStack | None = getattr(_local, "submission", None)
-    return None if raw is None else _stacks.materialize(raw)
+    """The stack that submitted the work this thread is running, if known:
+    found in the innermost :func:`run_submitted` frame on this thread's stack
+    (read only when something is reported, so submitting stays cheap)."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is _RUN_SUBMITTED:
+            raw: _stacks.RawStack = frame.f_locals["submission"]
+            return _stacks.materialize(raw)
+        frame = frame.f_back
+    return None
 
 
 def run_submitted(
     submission: _stacks.RawStack, func: Callable[..., _R], /, *args: Any, **kwargs: Any
 ) -> _R:
-    """Run ``func`` with ``submission`` as this thread's current submission."""
+    """Run ``func``; ``submission``, a local here, is what :func:`current_submission` finds."""
     __tracebackhide__ = True
-    outer = getattr(_local, "submission", None)
-    _local.submission = submission
-    try:
-        return func(*args, **kwargs)
-    finally:
-        _local.submission = outer
+    return func(*args, **kwargs)
+
+
+_RUN_SUBMITTED = run_submitted.__code__

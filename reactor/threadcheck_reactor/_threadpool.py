@@ -24,7 +24,7 @@ class SubmissionTrackingThreadPool(ThreadPool):
         *args: Any,
         **kw: Any,
     ) -> None:
-        submission = _stacks.capture_raw(skip=1)
+        submission = _stacks.capture_raw(skip=1, limit=_stacks.SUBMISSION_DEPTH)
         super().callInThreadWithCallback(
             onResult, _threads.run_submitted, submission, func, *args, **kw
         )

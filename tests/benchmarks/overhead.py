@@ -106,10 +106,176 @@ def schedule_only(make: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
+ROUND_TRIPS = 3_000
+CHURN = 50_000
+CHAINS = 20_000
+ECHOES = 2_000
+REQUESTS = 500
+
+
+def _run_until(reactor: Any, start: Callable[[Callable[[], None]], None]) -> float:
+    """Run ``reactor`` until ``start(done)`` calls ``done()``; seconds in between."""
+    times = [0.0, 0.0]
+
+    def done() -> None:
+        times[1] = time.perf_counter()
+        reactor.stop()
+
+    def begin() -> None:
+        times[0] = time.perf_counter()
+        start(done)
+
+    reactor.callWhenRunning(begin)
+    reactor.run(installSignalHandlers=False)
+    return times[1] - times[0]
+
+
+def defer_to_thread_round_trips(make: Callable[[], Any]) -> float:
+    """Seconds for ROUND_TRIPS deferToThread calls, each waiting for the one before."""
+    from twisted.internet.threads import deferToThreadPool
+
+    reactor = make()
+    pool = reactor.getThreadPool()
+
+    def start(done: Callable[[], None]) -> None:
+        left = [ROUND_TRIPS]
+
+        def again(_: object = None) -> None:
+            left[0] -= 1
+            if left[0] == 0:
+                done()
+            else:
+                deferToThreadPool(reactor, pool, noop).addCallback(again)
+
+        again()
+
+    return _run_until(reactor, start)
+
+
+def delayed_call_churn(make: Callable[[], Any]) -> float:
+    """Seconds to reset CHURN pending calls once each and cancel them (a timeout's life)."""
+    reactor = make()
+    calls = [reactor.callLater(3600, noop) for _ in range(CHURN)]
+    start = time.perf_counter()
+    for call in calls:
+        call.reset(1800)
+    for call in calls:
+        call.cancel()
+    return time.perf_counter() - start
+
+
+def deferred_chains(make: Callable[[], Any]) -> float:
+    """Seconds to build and fire CHAINS Deferreds of five callbacks in the reactor thread."""
+    from twisted.internet.defer import Deferred
+
+    reactor = make()
+
+    def start(done: Callable[[], None]) -> None:
+        for n in range(CHAINS):
+            d: Deferred[int] = Deferred()
+            for _ in range(5):
+                d.addCallback(lambda value: value + 1)
+            d.callback(n)
+        done()
+
+    return _run_until(reactor, start)
+
+
+def tcp_echo(make: Callable[[], Any]) -> float:
+    """Seconds for ECHOES request/response round trips over one loopback TCP connection."""
+    from twisted.internet.protocol import ClientFactory, Protocol, ServerFactory
+
+    reactor = make()
+
+    class Echo(Protocol):
+        def dataReceived(self, data: bytes) -> None:
+            self.transport.write(data)  # type: ignore[union-attr]
+
+    class Client(Protocol):
+        left = ECHOES
+
+        def connectionMade(self) -> None:
+            self.transport.write(b"x" * 64)  # type: ignore[union-attr]
+
+        def dataReceived(self, data: bytes) -> None:
+            self.left -= 1
+            if self.left == 0:
+                client_done[0]()
+                self.transport.loseConnection()  # type: ignore[union-attr]
+            else:
+                self.transport.write(b"x" * 64)  # type: ignore[union-attr]
+
+    client_done: list[Callable[[], None]] = []
+    port = reactor.listenTCP(0, ServerFactory.forProtocol(Echo), interface="127.0.0.1")
+
+    def start(done: Callable[[], None]) -> None:
+        client_done.append(done)
+        reactor.connectTCP("127.0.0.1", port.getHost().port, ClientFactory.forProtocol(Client))
+
+    elapsed = _run_until(reactor, start)
+    port.stopListening()
+    return elapsed
+
+
+def web_requests(make: Callable[[], Any]) -> float:
+    """Seconds for REQUESTS keep-alive HTTP requests to a twisted.web resource."""
+    from twisted.internet.protocol import ClientFactory, Protocol
+    from twisted.web.resource import Resource
+    from twisted.web.server import Site
+
+    reactor = make()
+
+    class Hello(Resource):
+        isLeaf = True  # noqa: N815 - Twisted's name
+
+        def render_GET(self, request: Any) -> bytes:
+            request.setHeader(b"content-type", b"text/plain")
+            return b"hello"
+
+    request = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
+
+    class Client(Protocol):
+        left = REQUESTS
+        buffer = b""
+
+        def connectionMade(self) -> None:
+            self.transport.write(request)  # type: ignore[union-attr]
+
+        def dataReceived(self, data: bytes) -> None:
+            self.buffer += data
+            if not self.buffer.endswith(b"hello"):
+                return
+            self.buffer = b""
+            self.left -= 1
+            if self.left == 0:
+                client_done[0]()
+                self.transport.loseConnection()  # type: ignore[union-attr]
+            else:
+                self.transport.write(request)  # type: ignore[union-attr]
+
+    client_done: list[Callable[[], None]] = []
+    site = Site(Hello())
+    site.log = lambda request: None  # type: ignore[method-assign]  # no access log
+    port = reactor.listenTCP(0, site, interface="127.0.0.1")
+
+    def start(done: Callable[[], None]) -> None:
+        client_done.append(done)
+        reactor.connectTCP("127.0.0.1", port.getHost().port, ClientFactory.forProtocol(Client))
+
+    elapsed = _run_until(reactor, start)
+    port.stopListening()
+    return elapsed
+
+
 WORKLOADS: dict[str, Callable[[Callable[[], Any]], float]] = {
     "callLater throughput (schedule + run)": call_later_throughput,
     "callFromThread throughput (4 threads)": call_from_thread_throughput,
     "callLater, schedule only": schedule_only,
+    f"deferToThread round trips ({ROUND_TRIPS})": defer_to_thread_round_trips,
+    f"DelayedCall reset+cancel ({CHURN})": delayed_call_churn,
+    f"Deferred chains fired ({CHAINS}x5)": deferred_chains,
+    f"TCP echo over loopback ({ECHOES})": tcp_echo,
+    f"web request/response ({REQUESTS})": web_requests,
 }
 
 
@@ -122,10 +288,12 @@ def _without_gc(workload: Callable[[Callable[[], Any]], float], cls: type) -> fl
         gc.enable()
 
 
-def measure(rounds: int) -> None:
+def measure(rounds: int, only: str | None = None) -> None:
     print(f"{PLAIN.__name__} vs {ThreadCheckReactor.__name__}, {CALLS} calls, {rounds} rounds")
     print("ratio = instrumented/plain time, median of per-round pairs [min-max]")
     for name, workload in WORKLOADS.items():
+        if only is not None and only.lower() not in name.lower():
+            continue
         plain: list[float] = []
         checked: list[float] = []
         for round_ in range(rounds):
@@ -134,7 +302,7 @@ def measure(rounds: int) -> None:
                 times.append(_without_gc(workload, cls))
         ratios = [c / p for p, c in zip(plain, checked, strict=True)]
         print(
-            f"{name:40s} plain {statistics.median(plain) * 1e3:7.2f} ms  "
+            f"{name:42s} plain {statistics.median(plain) * 1e3:7.2f} ms  "
             f"instrumented {statistics.median(checked) * 1e3:7.2f} ms  "
             f"ratio {statistics.median(ratios):.3f} [{min(ratios):.2f}-{max(ratios):.2f}]"
         )
@@ -143,7 +311,9 @@ def measure(rounds: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
-    measure(parser.parse_args().rounds)
+    parser.add_argument("--only", help="the workloads whose name holds this text")
+    args = parser.parse_args()
+    measure(args.rounds, args.only)
 
 
 if __name__ == "__main__":
