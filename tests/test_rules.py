@@ -10,9 +10,11 @@ import pytest
 from twisted.internet import threads
 
 from threadcheck import (
+    BlockingCallAfterStopError,
     BlockingCallInReactorThreadError,
     Kind,
     Mode,
+    Recorder,
     ThreadAffinityError,
     ThreadAffinityWarning,
     spawn_site,
@@ -20,6 +22,8 @@ from threadcheck import (
 from threadcheck_reactor import ThreadCheckReactor
 
 from support import RunningReactor, run_in_thread, run_threads
+
+JOB_WAIT = 30.0  # seconds: a hang fails the test long before pytest-timeout
 
 
 def noop() -> None:
@@ -285,3 +289,77 @@ def test_thread_start_tracking_can_be_turned_off_and_on() -> None:
     site = spawn_site(tracked)
     assert site is not None
     assert site[-1].function == "test_thread_start_tracking_can_be_turned_off_and_on"
+
+
+# -- blockingCallFromThread once the reactor is stopping (twisted#10124) -------
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+def test_blocking_call_after_stop_raises_at_once_in_every_mode(
+    mode: Mode, running_reactor: Any
+) -> None:
+    running: RunningReactor = running_reactor(mode)
+
+    def call_into_a_stopped_reactor() -> int:
+        return threads.blockingCallFromThread(running.reactor, lambda: 1)
+
+    running.stop()
+    with pytest.raises(BlockingCallAfterStopError):
+        run_in_thread(call_into_a_stopped_reactor)  # fails there if it hangs
+    [violation] = running.recorder.violations()
+    assert violation.kind is Kind.BLOCKING_CALL_AFTER_STOP
+    assert violation.thread.name == "worker"
+    assert violation.stack[-2].function == "call_into_a_stopped_reactor"
+    assert violation.headline().startswith("blockingCallFromThread called from thread 'worker'")
+
+
+@pytest.mark.quality
+def test_a_pool_job_calling_into_the_reactor_during_shutdown_no_longer_hangs() -> None:
+    """twisted#10124: the pool's shutdown joins a job that waits, in
+    blockingCallFromThread, for a reactor that will never run its call."""
+    recorder = Recorder()
+    reactor = ThreadCheckReactor(Mode.RECORD, recorder)
+    stopping = threading.Event()
+    outcome: list[BaseException] = []
+
+    def job() -> None:
+        stopping.wait(JOB_WAIT)
+        try:
+            threads.blockingCallFromThread(reactor, lambda: None)
+        except BlockingCallAfterStopError as error:
+            outcome.append(error)
+
+    reactor.addSystemEventTrigger("before", "shutdown", stopping.set)
+    reactor.callWhenRunning(reactor.callInThread, job)
+    reactor.callWhenRunning(reactor.stop)
+    runner = threading.Thread(target=reactor.run, kwargs={"installSignalHandlers": False})
+    runner.start()
+    runner.join(JOB_WAIT)
+    assert not runner.is_alive(), "the reactor hung in its thread pool's shutdown"
+    assert len(outcome) == 1
+    [violation] = recorder.violations()
+    assert violation.kind is Kind.BLOCKING_CALL_AFTER_STOP
+    assert violation.stack[-2].function == "job"
+
+
+@pytest.mark.quality
+def test_its_fixed_twin_stops_the_reactor_after_the_job_is_silent() -> None:
+    recorder = Recorder()
+    reactor = ThreadCheckReactor(Mode.RECORD, recorder)
+    answers: list[int] = []
+
+    def job() -> None:
+        answers.append(threads.blockingCallFromThread(reactor, lambda: 7))
+
+    def start() -> None:
+        pool = reactor.getThreadPool()
+        done = threads.deferToThreadPool(reactor, pool, job)
+        done.addCallback(lambda _: reactor.stop())  # stop once the job is over
+
+    reactor.callWhenRunning(start)
+    runner = threading.Thread(target=reactor.run, kwargs={"installSignalHandlers": False})
+    runner.start()
+    runner.join(JOB_WAIT)
+    assert not runner.is_alive()
+    assert answers == [7]
+    assert recorder.violations() == []

@@ -23,6 +23,7 @@ from threadcheck._testrun import (
 )
 from threadcheck._threads import spawn_site, track_thread_starts
 from threadcheck._violation import (
+    BlockingCallAfterStopError,
     BlockingCallInReactorThreadError,
     Kind,
     TestContext,
@@ -76,6 +77,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "SCHEMA_VERSION",
     "AffinityChecker",
+    "BlockingCallAfterStopError",
     "BlockingCallInReactorThreadError",
     "ExplorationFailedError",
     "Frame",

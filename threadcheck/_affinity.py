@@ -36,6 +36,7 @@ from threadcheck import _stacks, _threads
 from threadcheck._modes import DEFAULT_MODE, Mode
 from threadcheck._recorder import Recorder
 from threadcheck._violation import (
+    BlockingCallAfterStopError,
     BlockingCallInReactorThreadError,
     Kind,
     ThreadAffinityError,
@@ -128,6 +129,13 @@ class AffinityChecker:
         violation = self._capture("blockingCallFromThread", Kind.BLOCKING_CALL_IN_REACTOR)
         self.recorder.record(violation)
         raise BlockingCallInReactorThreadError(violation)
+
+    def blocking_call_after_stop(self) -> NoReturn:
+        """``blockingCallFromThread`` once the reactor stopped: record, then always raise."""
+        __tracebackhide__ = True
+        violation = self._capture("blockingCallFromThread", Kind.BLOCKING_CALL_AFTER_STOP)
+        self.recorder.record(violation)
+        raise BlockingCallAfterStopError(violation)
 
     @contextmanager
     def exempt(self) -> Iterator[None]:

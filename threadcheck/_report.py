@@ -48,6 +48,11 @@ def group(violations: Iterable[Violation]) -> list[Group]:
 
 
 def _hint(violation: Violation) -> str:
+    if violation.kind is Kind.BLOCKING_CALL_AFTER_STOP:
+        return (
+            "stop the threads that call into the reactor before reactor.stop() (say, from "
+            "a 'before' 'shutdown' trigger), or check reactor.running in the thread"
+        )
     if violation.kind is Kind.BLOCKING_CALL_IN_REACTOR:
         return (
             "blockingCallFromThread is for threads other than the reactor's; in the "

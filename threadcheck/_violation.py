@@ -20,6 +20,10 @@ class Kind(enum.Enum):
     BLOCKING_CALL_IN_REACTOR = "blocking-call-in-reactor"
     """``blockingCallFromThread`` was called in the reactor thread: it would never return."""
 
+    BLOCKING_CALL_AFTER_STOP = "blocking-call-after-stop"
+    """``blockingCallFromThread`` after ``reactor.stop()``: nothing would ever run it
+    (twisted#10124: the process hangs, the thread pool waiting for the caller)."""
+
 
 @dataclass(frozen=True, slots=True)
 class ThreadInfo:
@@ -94,6 +98,11 @@ class Violation:
                 f"blockingCallFromThread called in the reactor thread "
                 f"{self.thread.describe()}: it would deadlock"
             )
+        if self.kind is Kind.BLOCKING_CALL_AFTER_STOP:
+            return (
+                f"blockingCallFromThread called from thread {self.thread.describe()} "
+                "after reactor.stop(): the reactor will never run it, so it would wait forever"
+            )
         if self.kind is Kind.BEFORE_RUN:
             return (
                 f"{self.api} called before run() from thread "
@@ -120,6 +129,12 @@ class BlockingCallInReactorThreadError(ThreadAffinityError):
     Letting the call go on would block the reactor thread forever, waiting for
     the reactor thread to run the function.
     """
+
+
+class BlockingCallAfterStopError(ThreadAffinityError):
+    """``blockingCallFromThread`` once the reactor is stopping or stopped; raised
+    at once in every mode, instead of waiting forever for a reactor that will not
+    run the function again."""
 
 
 class ThreadAffinityWarning(RuntimeWarning):

@@ -84,7 +84,9 @@ class ThreadCheckMixin(PosixReactorBase):
     ``callFromThread``, ``callInThread`` and ``wakeUp`` may be called from any
     thread; ``callFromThread`` raises
     :class:`~threadcheck.BlockingCallInReactorThreadError` when it is
-    ``blockingCallFromThread`` calling it in the running reactor's thread.
+    ``blockingCallFromThread`` calling it in the running reactor's thread, and
+    :class:`~threadcheck.BlockingCallAfterStopError` when it is
+    ``blockingCallFromThread`` in another thread once ``stop()`` was called.
 
     Creating one starts recording where threads are started, process-wide
     (:func:`threadcheck.track_thread_starts`), so reports can say where the
@@ -152,7 +154,9 @@ class ThreadCheckMixin(PosixReactorBase):
         return call
 
     def callFromThread(self, f: Callable[..., Any], *args: object, **kwargs: object) -> None:
-        if get_ident() == self._threadcheck.owner:
+        if self._stopped and self._startedBefore:  # stopping or stopped (not: not yet run)
+            self._check_call_while_stopping(f)
+        elif get_ident() == self._threadcheck.owner:
             self._check_call_from_reactor_thread(f)
         assert callable(f), f"{f} is not callable"
         self.threadCallQueue.append((f, args, kwargs))
@@ -161,6 +165,14 @@ class ThreadCheckMixin(PosixReactorBase):
     def _check_call_from_reactor_thread(self, f: Callable[..., Any]) -> None:
         if self._threadcheck.started and getattr(f, "__code__", None) is _BLOCKING_CALL_CODE:
             self._threadcheck.blocking_call_in_reactor()
+
+    def _check_call_while_stopping(self, f: Callable[..., Any]) -> None:
+        if getattr(f, "__code__", None) is not _BLOCKING_CALL_CODE:
+            return
+        if self.running and get_ident() == self._threadcheck.owner:
+            self._threadcheck.blocking_call_in_reactor()  # a shutdown trigger, say
+        # Also when the reactor thread has ended and this thread has its old ident.
+        self._threadcheck.blocking_call_after_stop()
 
     def callInThread(self, _callable: Callable[..., Any], *args: object, **kwargs: object) -> None:
         # Twisted's callInThread goes through getThreadPool(), which is not
