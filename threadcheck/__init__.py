@@ -12,6 +12,7 @@ from collections.abc import Callable, Collection, Hashable
 from typing import TYPE_CHECKING, Any
 
 from threadcheck._affinity import AffinityChecker
+from threadcheck._confine import any_thread, assert_reactor_thread, confine, reactor_only
 from threadcheck._modes import DEFAULT_MODE, Mode
 from threadcheck._recorder import Recorder
 from threadcheck._report import SCHEMA_VERSION, format_report, to_json, write_json
@@ -97,9 +98,13 @@ __all__ = [
     "ThreadCheckFixture",
     "ThreadInfo",
     "Violation",
+    "any_thread",
+    "assert_reactor_thread",
+    "confine",
     "explore",
     "format_report",
     "install",
+    "reactor_only",
     "replay",
     "run",
     "spawn_site",

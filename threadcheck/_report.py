@@ -68,6 +68,8 @@ def _hint(violation: Violation) -> str:
             f"{submitted.function}() must run in the reactor thread: hand it over with "
             f"reactor.callFromThread(obj.{submitted.function}, ...), not callInThread"
         )
+    if not violation.api.startswith(("reactor.", "blockingCallFromThread")):
+        return _user_api_hint(violation.api)
     entry = _entry_into_library(violation.stack)
     api = violation.api.removeprefix("reactor.")
     if entry is not None and entry.library == "twisted" and entry.function != api:
@@ -79,8 +81,24 @@ def _hint(violation: Violation) -> str:
     return f"do it in the reactor thread: reactor.callFromThread(reactor.{api}, ...)"
 
 
+def _user_api_hint(api: str) -> str:
+    """For your own reactor-only code (``threadcheck.reactor_only``, ``confine``)."""
+    if api == "assert_reactor_thread":
+        return "this code must run in the reactor thread: hand it over with reactor.callFromThread"
+    if api.endswith(" (write)"):
+        attribute = api.removesuffix(" (write)").rsplit(".", 1)[-1]
+        return (
+            f"set it in the reactor thread: "
+            f"reactor.callFromThread(setattr, obj, {attribute!r}, value)"
+        )
+    target = f"obj.{api.rsplit('.', 1)[1]}" if "." in api else api
+    return f"call it in the reactor thread: reactor.callFromThread({target}, ...)"
+
+
 def _entry_into_library(stack: _stacks.Stack) -> _stacks.Frame | None:
     """The library frame the innermost user frame called, e.g. transport.write."""
+    if not stack or stack[-1].library is None:
+        return None  # the check fired in user code itself (threadcheck.reactor_only)
     for outer, inner in zip(reversed(stack[:-1]), reversed(stack[1:]), strict=True):
         if outer.library is None:
             return inner if inner.library is not None else None
