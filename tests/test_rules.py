@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import warnings
 from typing import Any
@@ -362,4 +363,79 @@ def test_its_fixed_twin_stops_the_reactor_after_the_job_is_silent() -> None:
     runner.join(JOB_WAIT)
     assert not runner.is_alive()
     assert answers == [7]
+    assert recorder.violations() == []
+
+
+# -- the creating thread after it started the reactor's thread (Tribler#2403) ---
+
+
+def _run_in_background(reactor: Any, gate: threading.Event | None = None) -> threading.Thread:
+    def run() -> None:
+        if gate is not None:
+            gate.wait(JOB_WAIT)  # the race's losing side, made certain
+        reactor.run(installSignalHandlers=False)
+
+    thread = threading.Thread(target=run, name="reactor-thread")
+    thread.start()
+    return thread
+
+
+def _stop(reactor: Any, thread: threading.Thread) -> None:
+    reactor.callFromThread(reactor.stop)
+    thread.join(JOB_WAIT)
+    assert not thread.is_alive()
+
+
+@pytest.mark.quality
+def test_a_call_after_starting_the_reactors_thread_is_reported() -> None:
+    recorder = Recorder()
+    reactor = ThreadCheckReactor(Mode.RECORD, recorder)
+    running = threading.Event()
+    reactor.callWhenRunning(running.set)  # before the start: ordered, fine
+    gate = threading.Event()
+    thread = _run_in_background(reactor, gate)
+    reactor.callLater(0, noop)  # BUG: races the loop the thread is starting
+    gate.set()
+    assert running.wait(JOB_WAIT)
+    _stop(reactor, thread)
+    [violation] = recorder.violations()
+    assert (violation.api, violation.kind) == (
+        "reactor.callLater",
+        Kind.AFTER_STARTING_REACTOR_THREAD,
+    )
+    assert re.fullmatch(
+        r"reactor\.callLater called from thread 'MainThread' \(ident \d+\), which created "
+        r"the reactor, after it started 'reactor-thread' \(ident \d+\) to run it: the call "
+        r"races the reactor's loop",
+        violation.headline(),
+    )
+    assert violation.stack[-1].function == (
+        "test_a_call_after_starting_the_reactors_thread_is_reported"
+    )
+
+
+@pytest.mark.quality
+def test_its_fixed_twin_makes_the_call_before_starting_the_thread() -> None:
+    recorder = Recorder()
+    reactor = ThreadCheckReactor(Mode.RAISE, recorder)
+    running = threading.Event()
+    reactor.callLater(0, running.set)
+    worker = threading.Thread(target=noop)  # other threads started before are fine too
+    worker.start()
+    worker.join()
+    reactor.callWhenRunning(noop)
+    thread = _run_in_background(reactor)
+    assert running.wait(JOB_WAIT)
+    _stop(reactor, thread)
+    assert recorder.violations() == []
+
+
+def test_the_creator_running_the_reactor_itself_may_start_threads_first() -> None:
+    recorder = Recorder()
+    reactor = ThreadCheckReactor(Mode.RECORD, recorder)
+    worker = threading.Thread(target=noop)
+    worker.start()
+    worker.join()
+    reactor.callLater(0, reactor.stop)  # after a thread start, but this thread runs it
+    reactor.run(installSignalHandlers=False)
     assert recorder.violations() == []

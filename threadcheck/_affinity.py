@@ -11,9 +11,13 @@ non-thread-safe APIs.
 * When ``run()`` starts, the thread running it becomes the owner. Candidates
   from that thread are dropped (a thread may set up the reactor it is about to
   run); candidates from every other thread become ``before-run`` violations.
-  Calls the creating thread made before ``run()`` stay accepted even if
-  another thread runs the reactor: starting that thread orders them before the
-  loop, which is how "run the reactor in a background thread" set-ups work.
+  Calls the creating thread made before it started the thread that runs the
+  reactor stay accepted: starting that thread orders them before the loop,
+  which is how "run the reactor in a background thread" set-ups work. Calls it
+  made *after* starting that thread are not ordered before the loop (they race
+  it): ``after-starting-reactor-thread`` violations. To tell them apart, once
+  the creating thread starts any thread before ``run()``, its calls are held
+  as candidates too, with the number of thread starts so far.
 * From then on, any call from a thread other than the owner is a
   ``foreign-thread`` violation.
 * A reactor that never runs has its candidates judged against the creating
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
@@ -44,6 +49,20 @@ from threadcheck._violation import (
     ThreadInfo,
     Violation,
 )
+
+_HELD = -1
+"""``owner`` while the creating thread's calls are held (it started a thread
+before ``run()``): no thread has this ident, so every call takes the slow path."""
+
+_waiting_to_run: weakref.WeakSet[AffinityChecker] = weakref.WeakSet()
+
+
+def _on_thread_start(number: int) -> None:
+    for checker in list(_waiting_to_run):
+        checker.thread_starting(number)
+
+
+_threads.start_listeners.append(_on_thread_start)
 
 
 class AffinityChecker:
@@ -69,37 +88,54 @@ class AffinityChecker:
         self._get_ident = get_ident
         self._current_thread = current_thread
         self._lock = lock_factory()
-        self._pending: list[Violation] = []
+        self._pending: list[tuple[Violation, int]] = []  # with the thread starts so far
         self._exempt = threading.local()
         self._warning_registry: dict[Any, Any] = {}
         creator = current_thread()
         self.owner: int = get_ident()
         self.owner_name: str = creator.name
+        self.creator: int = self.owner
         self.started = False
+        _waiting_to_run.add(self)
 
     # -- owner changes ------------------------------------------------------
+
+    def thread_starting(self, number: int) -> None:
+        """A thread is being started (the ``number``-th); in the starting thread."""
+        with self._lock:
+            if not self.started and self.owner == self._get_ident():
+                self.owner = _HELD  # the creating thread's calls are held from now on
 
     def reactor_started(self) -> None:
         """Called in the thread that runs the reactor, as ``run()`` begins."""
         ident = self._get_ident()
+        running = self._current_thread()
         with self._lock:
             self.owner = ident
-            self.owner_name = self._current_thread().name
+            self.owner_name = running.name
             self.started = True
             pending, self._pending = self._pending, []
-        for candidate in pending:
-            if candidate.thread.ident != ident:
-                self._deliver(replace(candidate, reactor_thread=self.owner_info()), raising=False)
-
-    def flush_pending(self) -> None:
-        """Judge calls held since before ``run()`` against the current owner."""
-        with self._lock:
-            pending, self._pending = self._pending, []
-        for candidate in pending:
+        _waiting_to_run.discard(self)
+        started_at = _threads.start_number(running)
+        for candidate, starts in pending:
+            if candidate.thread.ident == ident:
+                continue  # set-up by the thread about to run the reactor
+            if candidate.thread.ident == self.creator:
+                if started_at is None or starts < started_at:
+                    continue  # made before the reactor's thread was started: ordered
+                candidate = replace(candidate, kind=Kind.AFTER_STARTING_REACTOR_THREAD)
             self._deliver(replace(candidate, reactor_thread=self.owner_info()), raising=False)
 
+    def flush_pending(self) -> None:
+        """Judge calls held since before ``run()`` against the creating thread."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for candidate, _ in pending:
+            if candidate.thread.ident != self.creator:
+                self._deliver(replace(candidate, reactor_thread=self.owner_info()), raising=False)
+
     def owner_info(self) -> ThreadInfo:
-        return ThreadInfo(self.owner_name, self.owner)
+        return ThreadInfo(self.owner_name, self.creator if self.owner == _HELD else self.owner)
 
     # -- the slow path ------------------------------------------------------
 
@@ -118,7 +154,8 @@ class AffinityChecker:
             if candidate.thread.ident == self.owner:
                 return False  # ownership moved to this thread since the fast path
             if not self.started:
-                self._pending.append(replace(candidate, kind=Kind.BEFORE_RUN))
+                held = replace(candidate, kind=Kind.BEFORE_RUN)
+                self._pending.append((held, _threads.starts_so_far()))
                 return True
         self._deliver(candidate, raising=True)
         return True

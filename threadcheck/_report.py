@@ -48,6 +48,12 @@ def group(violations: Iterable[Violation]) -> list[Group]:
 
 
 def _hint(violation: Violation) -> str:
+    if violation.kind is Kind.AFTER_STARTING_REACTOR_THREAD:
+        api = violation.api.removeprefix("reactor.")
+        return (
+            "make the call before starting the reactor's thread, or hand it over: "
+            f"reactor.callFromThread(reactor.{api}, ...)"
+        )
     if violation.kind is Kind.BLOCKING_CALL_AFTER_STOP:
         return (
             "stop the threads that call into the reactor before reactor.stop() (say, from "

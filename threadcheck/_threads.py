@@ -18,6 +18,11 @@ from threadcheck import _stacks
 _R = TypeVar("_R")
 
 _SPAWN_ATTR = "_threadcheck_spawn_site"
+_START_ATTR = "_threadcheck_start_number"
+_starts = 0
+"""Threads started since tracking began: a clock for "before or after that start"."""
+start_listeners: list[Callable[[int], None]] = []
+"""Called in the starting thread with the start's number, before the thread runs."""
 _original_start: Callable[[threading.Thread], None] | None = None
 _patch_lock = threading.Lock()
 
@@ -35,7 +40,14 @@ def track_thread_starts() -> None:
         _original_start = original
 
         def start(self: threading.Thread) -> None:
+            global _starts
             setattr(self, _SPAWN_ATTR, _stacks.capture_raw(skip=1))
+            with _patch_lock:
+                _starts += 1
+                number = _starts
+            setattr(self, _START_ATTR, number)
+            for listener in start_listeners:
+                listener(number)
             original(self)
 
         start.__doc__ = original.__doc__
@@ -48,6 +60,16 @@ def stop_tracking_thread_starts() -> None:
         if _original_start is not None:
             threading.Thread.start = _original_start  # type: ignore[method-assign,assignment]
             _original_start = None
+
+
+def starts_so_far() -> int:
+    return _starts
+
+
+def start_number(thread: threading.Thread) -> int | None:
+    """When ``thread`` was started (see :func:`starts_so_far`); None if untracked."""
+    number: int | None = getattr(thread, _START_ATTR, None)
+    return number
 
 
 def spawn_site(thread: threading.Thread) -> _stacks.Stack | None:

@@ -17,6 +17,10 @@ class Kind(enum.Enum):
     BEFORE_RUN = "before-run"
     """Called before ``run()`` from a thread that neither created nor ran the reactor."""
 
+    AFTER_STARTING_REACTOR_THREAD = "after-starting-reactor-thread"
+    """Called by the thread that created the reactor after it started the thread that
+    runs it: nothing orders the call before the reactor's loop."""
+
     BLOCKING_CALL_IN_REACTOR = "blocking-call-in-reactor"
     """``blockingCallFromThread`` was called in the reactor thread: it would never return."""
 
@@ -102,6 +106,12 @@ class Violation:
             return (
                 f"blockingCallFromThread called from thread {self.thread.describe()} "
                 "after reactor.stop(): the reactor will never run it, so it would wait forever"
+            )
+        if self.kind is Kind.AFTER_STARTING_REACTOR_THREAD:
+            return (
+                f"{self.api} called from thread {self.thread.describe()}, which created the "
+                f"reactor, after it started {self.reactor_thread.describe()} to run it: "
+                "the call races the reactor's loop"
             )
         if self.kind is Kind.BEFORE_RUN:
             return (
