@@ -439,3 +439,53 @@ def test_the_creator_running_the_reactor_itself_may_start_threads_first() -> Non
     reactor.callLater(0, reactor.stop)  # after a thread start, but this thread runs it
     reactor.run(installSignalHandlers=False)
     assert recorder.violations() == []
+
+
+# -- a thread pool that cannot finish at shutdown -----------------------------
+
+
+@pytest.mark.quality
+def test_a_stuck_pool_worker_at_shutdown_is_reported_with_its_stack(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    recorder = Recorder()
+    reactor = ThreadCheckReactor(Mode.RECORD, recorder)
+    reactor.shutdown_grace = 0.3
+    release = threading.Event()
+
+    def stuck_job() -> None:
+        reactor.callFromThread(reactor.stop)  # shut down while this job runs
+        release.wait(JOB_WAIT)  # BUG: nothing ends this wait at shutdown
+
+    reactor.callWhenRunning(reactor.callInThread, stuck_job)
+    thread = _run_in_background(reactor)
+    try:
+        for _ in range(100):
+            if recorder.violations():
+                break
+            threading.Event().wait(0.1)
+        [violation] = recorder.violations()
+    finally:
+        release.set()
+        thread.join(JOB_WAIT)
+    assert violation.kind is Kind.STUCK_AT_SHUTDOWN
+    assert violation.thread.name.startswith("PoolThread-")
+    assert violation.stack[-1].function == "wait"  # where it is blocked ...
+    assert any(frame.function == "stuck_job" for frame in violation.stack)  # ... in whose job
+    assert violation.submitted_from is not None
+    err = capsys.readouterr().err  # shown at once: the process may never get to exit
+    assert "the reactor's thread pool cannot finish at shutdown: worker 'PoolThread-" in err
+    assert "make the job return at shutdown" in err
+
+
+@pytest.mark.quality
+def test_a_pool_that_finishes_in_time_is_silent() -> None:
+    recorder = Recorder()
+    reactor = ThreadCheckReactor(Mode.RECORD, recorder)
+    reactor.shutdown_grace = 0.3
+    reactor.callWhenRunning(reactor.callInThread, threading.Event().wait, 0.05)
+    reactor.callWhenRunning(reactor.callLater, 0.01, reactor.stop)
+    thread = _run_in_background(reactor)
+    thread.join(JOB_WAIT)
+    threading.Event().wait(0.5)  # past the grace: a timer left running would report now
+    assert recorder.violations() == []

@@ -35,6 +35,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
+from types import FrameType
 from typing import Any, NoReturn
 
 from threadcheck import _stacks, _threads
@@ -173,6 +174,21 @@ class AffinityChecker:
         violation = self._capture("blockingCallFromThread", Kind.BLOCKING_CALL_AFTER_STOP)
         self.recorder.record(violation)
         raise BlockingCallAfterStopError(violation)
+
+    def stuck_at_shutdown(self, thread: threading.Thread, frame: FrameType) -> Violation:
+        """Record that pool worker ``thread`` (blocked in ``frame``) holds up shutdown."""
+        violation = Violation(
+            api="ThreadPool.stop",
+            kind=Kind.STUCK_AT_SHUTDOWN,
+            thread=ThreadInfo(thread.name, thread.ident or 0),
+            reactor_thread=self.owner_info(),
+            stack=_stacks.intern(_stacks.stack_from(frame)),
+            spawn_site=_threads.spawn_site(thread),
+            submitted_from=_threads.submission_on(frame),
+            test=self.recorder.context,
+        )
+        self.recorder.record(violation)
+        return violation
 
     @contextmanager
     def exempt(self) -> Iterator[None]:

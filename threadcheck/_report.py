@@ -48,6 +48,11 @@ def group(violations: Iterable[Violation]) -> list[Group]:
 
 
 def _hint(violation: Violation) -> str:
+    if violation.kind is Kind.STUCK_AT_SHUTDOWN:
+        return (
+            "make the job return at shutdown: give its blocking call a timeout, or have it "
+            "check a flag that a 'before' 'shutdown' trigger sets"
+        )
     if violation.kind is Kind.AFTER_STARTING_REACTOR_THREAD:
         api = violation.api.removeprefix("reactor.")
         return (

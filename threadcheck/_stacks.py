@@ -180,7 +180,11 @@ def capture(skip: int = 0, limit: int = MAX_DEPTH) -> Stack:
 
     Keeps the innermost ``limit`` frames: those are the ones that made the call.
     """
-    frame: FrameType | None = sys._getframe(skip + 1)
+    return stack_from(sys._getframe(skip + 1), limit)
+
+
+def stack_from(frame: FrameType | None, limit: int = MAX_DEPTH) -> Stack:
+    """The stack ending in ``frame`` (another thread's, say), outermost first."""
     frames: list[Frame] = []
     while frame is not None and len(frames) < limit:
         code = frame.f_code

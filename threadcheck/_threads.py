@@ -82,7 +82,11 @@ def current_submission() -> _stacks.Stack | None:
     """The stack that submitted the work this thread is running, if known:
     found in the innermost :func:`run_submitted` frame on this thread's stack
     (read only when something is reported, so submitting stays cheap)."""
-    frame: FrameType | None = sys._getframe(1)
+    return submission_on(sys._getframe(1))
+
+
+def submission_on(frame: FrameType | None) -> _stacks.Stack | None:
+    """The submitting stack of the work running in the stack ending in ``frame``."""
     while frame is not None:
         if frame.f_code is _RUN_SUBMITTED:
             raw: _stacks.RawStack = frame.f_locals["submission"]

@@ -21,6 +21,10 @@ class Kind(enum.Enum):
     """Called by the thread that created the reactor after it started the thread that
     runs it: nothing orders the call before the reactor's loop."""
 
+    STUCK_AT_SHUTDOWN = "stuck-at-shutdown"
+    """A thread-pool worker still runs its job while the reactor shuts down: Twisted
+    waits for it for ever (``ThreadPool.stop`` joins every worker)."""
+
     BLOCKING_CALL_IN_REACTOR = "blocking-call-in-reactor"
     """``blockingCallFromThread`` was called in the reactor thread: it would never return."""
 
@@ -106,6 +110,12 @@ class Violation:
             return (
                 f"blockingCallFromThread called from thread {self.thread.describe()} "
                 "after reactor.stop(): the reactor will never run it, so it would wait forever"
+            )
+        if self.kind is Kind.STUCK_AT_SHUTDOWN:
+            return (
+                f"the reactor's thread pool cannot finish at shutdown: worker "
+                f"{self.thread.describe()} is still running its job, and Twisted's "
+                "shutdown waits for it for ever"
             )
         if self.kind is Kind.AFTER_STARTING_REACTOR_THREAD:
             return (

@@ -17,6 +17,7 @@ from threadcheck._modes import DEFAULT_MODE, Mode
 from threadcheck._recorder import Recorder
 from threadcheck_reactor._checked import checked
 from threadcheck_reactor._delayedcall import DELAYED_CALL_APIS, delayed_call_type
+from threadcheck_reactor._shutdown import StuckPoolWatch
 from threadcheck_reactor._threadpool import SubmissionTrackingThreadPool
 
 # Every reactor method that must only be called in the reactor thread.
@@ -183,6 +184,21 @@ class ThreadCheckMixin(PosixReactorBase):
             with self._threadcheck.exempt():
                 pool = self.getThreadPool()
         pool.callInThread(_callable, *args, **kwargs)
+
+    shutdown_grace: float | None = 5.0
+    """Seconds the thread pool may take to finish at shutdown before its stuck
+    workers are reported (:mod:`threadcheck_reactor._shutdown`); None: never."""
+
+    def _stopThreadPool(self) -> None:
+        if self.shutdown_grace is None or self.threadpool is None:
+            super()._stopThreadPool()
+            return
+        watch = StuckPoolWatch(self.threadpool, self._threadcheck, self.shutdown_grace)
+        watch.start()
+        try:
+            super()._stopThreadPool()
+        finally:
+            watch.cancel()
 
     def _initThreadPool(self) -> None:
         super()._initThreadPool()

@@ -49,6 +49,8 @@ class ScheduledMixin(ThreadCheckMixin):
     schedule_index = 0
     """Which schedule of the exploration this reactor runs (set by the explorer)."""
 
+    shutdown_grace = None  # a stuck worker is the scheduler's deadlock, found in virtual time
+
     def __init__(
         self,
         scheduler: Scheduler,
