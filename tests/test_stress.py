@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 import pytest
-from twisted.internet import threads
+from races import Counter, _in_thread
 from twisted.internet.defer import Deferred
 
 import threadcheck
@@ -21,14 +21,6 @@ from threadcheck._stress import Raised
 from threadcheck._stress import stress as stress_runs
 
 pytestmark = pytest.mark.slow
-
-
-class Counter:
-    total = 0
-
-
-def _in_thread(reactor: Any, job: Any, *args: Any) -> Deferred[Any]:
-    return threads.deferToThreadPool(reactor, reactor.getThreadPool(), job, *args)
 
 
 def lost_update(reactor: Any) -> Deferred[Any]:

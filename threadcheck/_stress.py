@@ -178,22 +178,16 @@ def _allows(runs: int | None, seconds: float | None, done: int, started: float) 
 
 def _one_run(scenario: Callable[[Any], Any], timeout: float) -> tuple[Hashable, str]:
     """One run on a fresh reactor: its outcome, and what to show as its example."""
-    from twisted.internet.defer import maybeDeferred
     from twisted.python.failure import Failure
 
     from threadcheck._report import format_report
+    from threadcheck._sched._targets import run_scenario
     from threadcheck_reactor import ThreadCheckReactor
 
     reactor = ThreadCheckReactor("record")
     # Workers stuck in a run that timed out must not keep the process alive.
     reactor.getThreadPool().threadFactory = _daemon_thread  # type: ignore[assignment]
-    outcome: list[object] = []
     stuck: list[str] = []
-
-    def finish(value: object) -> None:
-        outcome.append(value)
-        if reactor.running:
-            reactor.stop()
 
     def give_up() -> None:
         stuck.append(_all_stacks())
@@ -202,10 +196,9 @@ def _one_run(scenario: Callable[[Any], Any], timeout: float) -> tuple[Hashable, 
             reactor.removeSystemEventTrigger(reactor.threadpoolShutdownID)
         reactor.stop()
 
-    reactor.callWhenRunning(lambda: maybeDeferred(scenario, reactor).addBoth(finish))
     limit = reactor.callLater(timeout, give_up)
     try:
-        reactor.run(installSignalHandlers=False)
+        outcome = run_scenario(reactor, scenario)
     finally:
         reactor.dispose()
     violations = reactor.threadcheck.recorder.violations()

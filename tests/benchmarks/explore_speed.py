@@ -40,12 +40,12 @@ import time
 from typing import Any
 
 from twisted.internet import threads
-from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
+from twisted.internet.defer import Deferred, gatherResults
 
 import threadcheck
 from threadcheck._sched._core import iter_runs
 from threadcheck._sched._explore import Explorer, Settings
-from threadcheck._sched._targets import ScenarioTarget
+from threadcheck._sched._targets import ScenarioTarget, run_scenario
 from threadcheck._sched.strategies import parse
 from threadcheck_reactor import ThreadCheckReactor
 
@@ -165,19 +165,8 @@ def schedules_per_second(strategy: str, budget: int) -> tuple[float, int, bool, 
 def plain_run(scenario: Any) -> None:
     """``scenario`` once on a fresh instrumented reactor with real threads, in this thread."""
     reactor = ThreadCheckReactor("record")
-    outcome: list[object] = []
-
-    def start() -> None:
-        maybeDeferred(scenario, reactor).addBoth(finish)
-
-    def finish(result: object) -> None:
-        outcome.append(result)
-        if reactor.running:
-            reactor.stop()
-
-    reactor.callWhenRunning(start)
-    reactor.run(installSignalHandlers=False)
-    reactor.waker.connectionLost(None)  # close its fds: a thousand reactors would keep them
+    run_scenario(reactor, scenario)
+    reactor.dispose()  # close its fds: a thousand reactors would keep them
 
 
 def plain_seconds(runs: int) -> float:

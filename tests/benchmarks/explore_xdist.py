@@ -2,8 +2,8 @@
 
     python tests/benchmarks/explore_xdist.py [--budget N] [--rounds N]
 
-Runs, in a temporary folder, a test file holding the 3-thread, ~50-point
-scenario of explore_speed.py as one ``threadcheck_explore`` test, through
+Runs, in a temporary folder, a test file that makes the 3-thread, ~50-point
+scenario of explore_speed.py one ``threadcheck_explore`` test, through
 ``pytest -n 1`` and ``pytest -n 2 --threadcheck-explore=N``. Under two workers
 the one exploration is split into two parts that run at once, each on its own
 CPU. For each run it reads the parts' schedules and exploring seconds from the
@@ -30,42 +30,16 @@ import time
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
+HERE = Path(__file__).parent
+
 TEST_FILE = """
-import threading
-
 import pytest
-from twisted.internet import threads
-from twisted.internet.defer import gatherResults
-
-
-class Shared:
-    total = 0
+from explore_speed import scenario
 
 
 @pytest.mark.threadcheck_explore(budget=100)
 def test_scenario(threadcheck_reactor):
-    reactor = threadcheck_reactor
-    shared = Shared()
-    lock = threading.Lock()
-    both = threading.Event()
-
-    def work(n):
-        for _ in range(2):
-            with lock:
-                shared.total += n
-        if n == 1:
-            both.wait()
-        else:
-            both.set()
-        return n
-
-    pool = reactor.getThreadPool()
-    jobs = [threads.deferToThreadPool(reactor, pool, work, n) for n in (1, 2)]
-    return gatherResults(jobs).addCallback(lambda _: check(shared))
-
-
-def check(shared):
-    assert shared.total == 6, shared.total
+    return scenario(threadcheck_reactor)
 """
 
 
@@ -87,8 +61,17 @@ def measure(folder: Path, workers: int, budget: int) -> tuple[float, float, int]
         f"--junitxml={report}",
         "test_scenario.py",
     ]
+    # The scenario is explore_speed.py's, imported from beside this file.
+    path = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=folder, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        command,
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONPATH": path},
+    )
     wall = time.perf_counter() - started
     if done.returncode != 0:
         sys.exit(f"pytest failed:\n{done.stdout}\n{done.stderr}")

@@ -181,35 +181,39 @@ def deferred_chains(make: Callable[[], Any]) -> float:
     return _run_until(reactor, start)
 
 
-def tcp_echo(make: Callable[[], Any]) -> float:
-    """Seconds for ECHOES request/response round trips over one loopback TCP connection."""
-    from twisted.internet.protocol import ClientFactory, Protocol, ServerFactory
+def _request_loop(
+    reactor: Any, server: Any, request: bytes, response_ends: bytes, count: int
+) -> float:
+    """Seconds for ``count`` request/response round trips over one loopback TCP
+    connection to ``server`` (a factory); a response is whole when its bytes so
+    far end with ``response_ends``."""
+    from twisted.internet.protocol import ClientFactory, Protocol
 
-    reactor = make()
-
-    class Echo(Protocol):
-        def dataReceived(self, data: bytes) -> None:
-            self.transport.write(data)  # type: ignore[union-attr]
+    done: list[Callable[[], None]] = []
 
     class Client(Protocol):
-        left = ECHOES
+        left = count
+        buffer = b""
 
         def connectionMade(self) -> None:
-            self.transport.write(b"x" * 64)  # type: ignore[union-attr]
+            self.transport.write(request)  # type: ignore[union-attr]
 
         def dataReceived(self, data: bytes) -> None:
+            self.buffer += data
+            if not self.buffer.endswith(response_ends):
+                return
+            self.buffer = b""
             self.left -= 1
             if self.left == 0:
-                client_done[0]()
+                done[0]()
                 self.transport.loseConnection()  # type: ignore[union-attr]
             else:
-                self.transport.write(b"x" * 64)  # type: ignore[union-attr]
+                self.transport.write(request)  # type: ignore[union-attr]
 
-    client_done: list[Callable[[], None]] = []
-    port = reactor.listenTCP(0, ServerFactory.forProtocol(Echo), interface="127.0.0.1")
+    port = reactor.listenTCP(0, server, interface="127.0.0.1")
 
-    def start(done: Callable[[], None]) -> None:
-        client_done.append(done)
+    def start(finished: Callable[[], None]) -> None:
+        done.append(finished)
         reactor.connectTCP("127.0.0.1", port.getHost().port, ClientFactory.forProtocol(Client))
 
     elapsed = _run_until(reactor, start)
@@ -217,13 +221,22 @@ def tcp_echo(make: Callable[[], Any]) -> float:
     return elapsed
 
 
+def tcp_echo(make: Callable[[], Any]) -> float:
+    """Seconds for ECHOES request/response round trips over one loopback TCP connection."""
+    from twisted.internet.protocol import Protocol, ServerFactory
+
+    class Echo(Protocol):
+        def dataReceived(self, data: bytes) -> None:
+            self.transport.write(data)  # type: ignore[union-attr]
+
+    message = b"x" * 63 + b"."
+    return _request_loop(make(), ServerFactory.forProtocol(Echo), message, b".", ECHOES)
+
+
 def web_requests(make: Callable[[], Any]) -> float:
     """Seconds for REQUESTS keep-alive HTTP requests to a twisted.web resource."""
-    from twisted.internet.protocol import ClientFactory, Protocol
     from twisted.web.resource import Resource
     from twisted.web.server import Site
-
-    reactor = make()
 
     class Hello(Resource):
         isLeaf = True  # noqa: N815 - Twisted's name
@@ -232,39 +245,10 @@ def web_requests(make: Callable[[], Any]) -> float:
             request.setHeader(b"content-type", b"text/plain")
             return b"hello"
 
-    request = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
-
-    class Client(Protocol):
-        left = REQUESTS
-        buffer = b""
-
-        def connectionMade(self) -> None:
-            self.transport.write(request)  # type: ignore[union-attr]
-
-        def dataReceived(self, data: bytes) -> None:
-            self.buffer += data
-            if not self.buffer.endswith(b"hello"):
-                return
-            self.buffer = b""
-            self.left -= 1
-            if self.left == 0:
-                client_done[0]()
-                self.transport.loseConnection()  # type: ignore[union-attr]
-            else:
-                self.transport.write(request)  # type: ignore[union-attr]
-
-    client_done: list[Callable[[], None]] = []
     site = Site(Hello())
     site.log = lambda request: None  # type: ignore[method-assign]  # no access log
-    port = reactor.listenTCP(0, site, interface="127.0.0.1")
-
-    def start(done: Callable[[], None]) -> None:
-        client_done.append(done)
-        reactor.connectTCP("127.0.0.1", port.getHost().port, ClientFactory.forProtocol(Client))
-
-    elapsed = _run_until(reactor, start)
-    port.stopListening()
-    return elapsed
+    request = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
+    return _request_loop(make(), site, request, b"hello", REQUESTS)
 
 
 WORKLOADS: dict[str, Callable[[Callable[[], Any]], float]] = {

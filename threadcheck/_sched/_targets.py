@@ -37,21 +37,9 @@ class ScenarioTarget:
         self.description = f"{module}:{getattr(scenario, '__qualname__', repr(scenario))}"
 
     def run(self, reactor: Any) -> Failure | None:
-        from twisted.internet.defer import maybeDeferred
         from twisted.python.failure import Failure as TwistedFailure
 
-        outcome: list[object] = []
-
-        def start() -> None:
-            maybeDeferred(self.scenario, reactor).addBoth(finish)
-
-        def finish(result: object) -> None:
-            outcome.append(result)
-            if reactor.running and not reactor._stopped:  # the scenario may have stopped it
-                reactor.stop()
-
-        reactor.callWhenRunning(start)
-        reactor.run(installSignalHandlers=False)
+        outcome = run_scenario(reactor, self.scenario)
         if not outcome:
             return Failure(
                 "incomplete",
@@ -66,6 +54,24 @@ class ScenarioTarget:
                 name = threading.current_thread().name  # the exploring thread runs the reactor
                 return thread_failure(name, error.with_traceback(traceback))
         return None
+
+
+def run_scenario(reactor: Any, scenario: Callable[[Any], Any]) -> list[object]:
+    """Run ``reactor`` (in this thread) until ``scenario(reactor)``'s Deferred
+    fires, at once for a plain value, then stop it. Its result (a Twisted
+    Failure if it failed), or nothing when the reactor stopped first."""
+    from twisted.internet.defer import maybeDeferred
+
+    outcome: list[object] = []
+
+    def finish(result: object) -> None:
+        outcome.append(result)
+        if reactor.running and not reactor._stopped:  # the scenario may have stopped it
+            reactor.stop()
+
+    reactor.callWhenRunning(lambda: maybeDeferred(scenario, reactor).addBoth(finish))
+    reactor.run(installSignalHandlers=False)
+    return outcome
 
 
 class ProgramTarget:
