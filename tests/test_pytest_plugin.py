@@ -197,6 +197,10 @@ def test_raise_mode_fails_a_test_that_never_waited_for_its_worker(
         import pytest_twisted
         from twisted.internet import reactor, threads
 
+        # One worker: the job nobody waits for runs before the one the test
+        # waits for, not (under load) after the whole session has ended.
+        reactor.suggestThreadPoolSize(1)
+
         @pytest_twisted.inlineCallbacks
         def test_waited():
             yield threads.deferToThread(reactor.callLater, 0, print)
