@@ -45,7 +45,7 @@ def test_correct_example_exits_zero() -> None:
 
 BUGGY_EXAMPLES = [
     ("calllater_from_worker", "reactor.callLater", "reactor.callLater(0.01, retry)"),
-    ("write_from_thread", "reactor.addWriter", "self.transport.write(reply)"),
+    ("write_from_thread", "transport.write", "self.transport.write(reply)"),
     ("stop_from_thread", "reactor.stop", "reactor.stop()  # BUG"),
     (
         "blocking_call_in_reactor",
@@ -176,7 +176,7 @@ def test_json_report_is_written_and_valid(tmp_path: Path) -> None:
     jsonschema.validate(document, json.loads(SCHEMA_PATH.read_text()))
     assert document["total"] == 1
     [violation] = document["violations"]
-    assert violation["api"] == "reactor.addWriter"
+    assert violation["api"] == "transport.write"
     assert violation["submitted_from"] is not None
 
 

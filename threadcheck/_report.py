@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from threadcheck import _stacks
+from threadcheck import _fixes, _stacks
 from threadcheck._affinity import AffinityChecker
 from threadcheck._violation import Kind, TestContext, ThreadInfo, Violation
 
@@ -77,8 +77,12 @@ def _hint(violation: Violation) -> str:
         # callInThread(self.sendLine, ...): the hand-off itself is the mistake.
         return (
             f"{submitted.function}() must run in the reactor thread: hand it over with "
-            f"reactor.callFromThread(obj.{submitted.function}, ...), not callInThread"
+            f"reactor.callFromThread({_submitted_owner(violation.api, submitted)}."
+            f"{submitted.function}, ...), not callInThread"
         )
+    object_fix = _fixes.object_api_fix(violation.api)
+    if object_fix is not None:
+        return object_fix
     if not violation.api.startswith(("reactor.", "blockingCallFromThread")):
         return _user_api_hint(violation.api)
     entry = _entry_into_library(violation.stack)
@@ -90,6 +94,11 @@ def _hint(violation: Violation) -> str:
             f"reactor.callFromThread(obj.{entry.function}, ...)"
         )
     return f"do it in the reactor thread: reactor.callFromThread(reactor.{api}, ...)"
+
+
+def _submitted_owner(api: str, submitted: _stacks.Frame) -> str:
+    """What to call the object whose method was handed to the pool."""
+    return _fixes.object_name(api) if api.endswith(f".{submitted.function}") else "obj"
 
 
 def _user_api_hint(api: str) -> str:

@@ -15,6 +15,7 @@ from threadcheck import _threads
 from threadcheck._affinity import AffinityChecker
 from threadcheck._modes import DEFAULT_MODE, Mode
 from threadcheck._recorder import Recorder
+from threadcheck_reactor import _deferreds, _running, _task, _transports, _web
 from threadcheck_reactor._checked import checked
 from threadcheck_reactor._delayedcall import DELAYED_CALL_APIS, delayed_call_type
 from threadcheck_reactor._shutdown import StuckPoolWatch
@@ -59,6 +60,8 @@ NOT_THREAD_SAFE: tuple[str, ...] = (
 CHECKED_APIS: frozenset[str] = frozenset(
     [f"reactor.{name}" for name in ("callLater", *NOT_THREAD_SAFE)]
     + [*DELAYED_CALL_APIS, "blockingCallFromThread"]
+    + [*_deferreds.DEFERRED_APIS, *_deferreds.PRIMITIVE_APIS]
+    + [*_transports.APIS, *_web.APIS, *_task.APIS]
 )
 """Every API name a violation can carry, as reports and the pytest marker spell it."""
 
@@ -206,10 +209,30 @@ class ThreadCheckMixin(PosixReactorBase):
         # Keep Twisted's own construction; the subclass only adds submission stacks.
         self.threadpool.__class__ = SubmissionTrackingThreadPool
 
+    _threadcheck_in_run = False
+    _threadcheck_entered = False
+
+    def run(self, installSignalHandlers: bool = True) -> None:
+        # Deferreds, transports and the like are checked while run() runs
+        # (threadcheck_reactor._running), entered once startRunning has moved
+        # ownership to this thread.
+        self._threadcheck_in_run = True
+        try:
+            super().run(installSignalHandlers)
+        finally:
+            self._threadcheck_in_run = False
+            if self._threadcheck_entered:
+                self._threadcheck_entered = False
+                _running.leave(self._threadcheck)
+
     def startRunning(self, installSignalHandlers: bool = True) -> None:
         # Twisted raises below for a second run(); only a real start moves ownership.
         if not (self._started or self._startedBefore):
             self._threadcheck.reactor_started()
+        if self._threadcheck_in_run and not self._threadcheck_entered:
+            # Before Twisted's startRunning: it runs the startup triggers.
+            _running.enter(self._threadcheck)
+            self._threadcheck_entered = True
         super().startRunning(installSignalHandlers)
 
 
@@ -255,6 +278,11 @@ if platform.isLinux():
         """Twisted's epoll() reactor, with thread-affinity checks."""
 
     REACTOR_CLASSES.append(ThreadCheckEPollReactor)
+
+_running.register(_deferreds.patches)
+_running.register(_transports.patches)
+_running.register(_web.patches)
+_running.register(_task.patches)
 
 ThreadCheckReactor = REACTOR_CLASSES[-1]
 """The instrumented version of Twisted's default reactor on this platform."""

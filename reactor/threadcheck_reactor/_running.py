@@ -1,0 +1,165 @@
+"""The running instrumented reactor, and the Twisted objects checked while one runs.
+
+Deferreds, transports, web requests and ``twisted.internet.task`` objects
+belong to the reactor that runs, not to a reactor instance they could name
+cheaply. So their checks compare against the thread of the instrumented
+reactor that is running now, and they are patched into Twisted's classes
+only while one runs (``enter``/``leave``, from the reactor's ``run()``): a
+program that runs no instrumented reactor pays nothing.
+
+Thread safety: ``enter``/``leave`` may be called from any thread (a lock
+orders them); the checks read ``STATE.owner`` without a lock, a single
+attribute read, as the reactor's own checks read ``checker.owner``.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+from threading import get_ident
+from typing import Any, TypeVar
+
+from threadcheck._affinity import AffinityChecker
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+Patch = tuple[Any, str, Any]
+"""Set ``owner.name`` (a class's or a module's) to a replacement while a reactor runs."""
+
+_MISSING = object()
+
+
+class _State:
+    owner = 0
+    """The thread running the innermost running instrumented reactor (0: none)."""
+
+    checker: AffinityChecker | None = None
+    owners: frozenset[int] = frozenset()
+    """Every thread running an instrumented reactor: their own objects are theirs."""
+
+
+STATE = _State()
+_running: list[AffinityChecker] = []
+_patchers: list[Callable[[], list[Patch]]] = []
+_saved: list[Patch] = []
+_lock = threading.Lock()
+
+
+def register(patcher: Callable[[], list[Patch]]) -> None:
+    """Add a source of patches, asked each time the first reactor starts running
+    (so a module imported late, twisted.web say, is covered from its next run)."""
+    _patchers.append(patcher)
+
+
+def enter(checker: AffinityChecker) -> None:
+    """``checker``'s reactor starts running in this thread: check objects against it."""
+    with _lock:
+        if not _running:
+            _apply()
+        _running.append(checker)
+        _refresh()
+
+
+def leave(checker: AffinityChecker) -> None:
+    """``checker``'s reactor has stopped running."""
+    with _lock:
+        _running.remove(checker)
+        _refresh()
+        if not _running:
+            _restore()
+
+
+def _refresh() -> None:
+    STATE.checker = _running[-1] if _running else None
+    STATE.owner = _running[-1].owner if _running else 0
+    STATE.owners = frozenset(checker.owner for checker in _running)
+
+
+def _apply() -> None:
+    for patcher in _patchers:
+        for owner, name, replacement in patcher():
+            _saved.append((owner, name, vars(owner).get(name, _MISSING)))
+            setattr(owner, name, replacement)
+
+
+def _restore() -> None:
+    while _saved:
+        owner, name, original = _saved.pop()
+        if original is _MISSING:
+            delattr(owner, name)
+        else:
+            setattr(owner, name, original)
+
+
+def foreign_checker(api: str) -> AffinityChecker | None:
+    """The slow path, in a thread that is not the running reactor's: the checker
+    to run the call exempt under when it was reported, else None."""
+    __tracebackhide__ = True
+    checker = STATE.checker
+    if checker is None or get_ident() in STATE.owners:
+        return None
+    return checker if checker.violation(api) else None
+
+
+def checked(api: str, original: _F) -> _F:
+    """``original`` reporting a call from a thread other than the running reactor's.
+
+    As :func:`threadcheck_reactor._checked.checked`, against the running reactor.
+    """
+
+    @functools.wraps(original)
+    def check_then_call(*args: Any, **kwargs: Any) -> Any:
+        if get_ident() != STATE.owner:
+            checker = foreign_checker(api)
+            if checker is not None:
+                with checker.exempt():  # one mistake, one violation
+                    return original(*args, **kwargs)
+        return original(*args, **kwargs)
+
+    return check_then_call  # type: ignore[return-value]
+
+
+def checked_unless(api: str, original: _F, private: Callable[[Any], bool]) -> _F:
+    """As :func:`checked` for a method, silent when ``private(self)``: an object
+    the running reactor's thread has no part in."""
+
+    @functools.wraps(original)
+    def check_then_call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if get_ident() != STATE.owner and not private(self):
+            checker = foreign_checker(api)
+            if checker is not None:
+                with checker.exempt():  # one mistake, one violation
+                    return original(self, *args, **kwargs)
+        return original(self, *args, **kwargs)
+
+    return check_then_call  # type: ignore[return-value]
+
+
+def checked_methods(cls: type, prefix: str, names: tuple[str, ...]) -> list[Patch]:
+    """Patches checking each of ``names`` that ``cls`` itself defines (a subclass
+    inheriting it is covered by the one patch), reported as ``prefix.name``."""
+    patches: list[Patch] = []
+    for name in names:
+        original = cls.__dict__.get(name)
+        if original is not None:
+            patches.append((cls, name, checked(f"{prefix}.{name}", original)))
+    return patches
+
+
+def checked_one_argument(
+    api: str, original: Callable[[Any, Any], Any]
+) -> Callable[[Any, Any], Any]:
+    """As :func:`checked`, for the hot ``method(self, data)`` (``transport.write``):
+    a fixed signature saves the argument packing, most of a wrapper's cost."""
+
+    @functools.wraps(original)
+    def check_then_call(self: Any, data: Any) -> Any:
+        if get_ident() != STATE.owner:
+            checker = foreign_checker(api)
+            if checker is not None:
+                with checker.exempt():
+                    return original(self, data)
+        return original(self, data)
+
+    return check_then_call

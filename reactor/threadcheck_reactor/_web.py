@@ -1,0 +1,53 @@
+"""twisted.web requests, checked under their own names (``request.write``...).
+
+A request belongs to the reactor thread that parsed it: writing, finishing or
+setting headers from a worker races the channel (twisted#5957:
+``request.notifyFinish()`` in a worker). Reading what was received
+(``getHeader``, ``args``) is left alone: nothing changes it once the request
+is handed to the resource.
+
+Checked only when ``twisted.web`` is imported by the time the reactor runs;
+importing it here would cost every program that does not serve HTTP.
+
+Thread safety: Twisted's requests have none; the checks run in any thread.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from threadcheck_reactor._running import Patch, checked_methods, checked_one_argument
+
+REQUEST_APIS = (
+    "finish",
+    "notifyFinish",
+    "setResponseCode",
+    "setHeader",
+    "addCookie",
+    "redirect",
+    "setLastModified",
+    "setETag",
+    "setHost",
+    "registerProducer",
+    "unregisterProducer",
+    "loseConnection",
+    "processingFailed",
+)
+
+
+APIS = tuple(f"request.{name}" for name in ("write", *REQUEST_APIS))
+"""Every name a request violation can carry."""
+
+
+def patches() -> list[Patch]:
+    """The request checks, for :func:`threadcheck_reactor._running.register`."""
+    found: list[Patch] = []
+    for module in ("twisted.web.http", "twisted.web.server"):
+        request = getattr(sys.modules.get(module), "Request", None)
+        if not isinstance(request, type):
+            continue
+        write = vars(request).get("write")
+        if write is not None:
+            found.append((request, "write", checked_one_argument("request.write", write)))
+        found += checked_methods(request, "request", REQUEST_APIS)
+    return found

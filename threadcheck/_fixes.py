@@ -1,0 +1,79 @@
+"""The fix a report gives for a Twisted object used from the wrong thread.
+
+Spelled with the names a Twisted user has for the object (``d``, ``transport``,
+``request``) and the arguments the method takes, so the line can be pasted.
+"""
+
+from __future__ import annotations
+
+_OBJECT_NAMES = {
+    "Deferred": "d",
+    "DeferredQueue": "queue",
+    "DeferredLock": "lock",
+    "DeferredSemaphore": "semaphore",
+    "transport": "transport",
+    "port": "port",
+    "connector": "connector",
+    "process": "process",
+    "request": "request",
+    "LoopingCall": "loop",
+    "Cooperator": "cooperator",
+    "CooperativeTask": "task",
+}
+
+_ARGUMENTS = {
+    "callback": "result",
+    "errback": "failure",
+    "put": "item",
+    "write": "data",
+    "writeSequence": "data",
+    "writeToChild": "fd, data",
+    "registerProducer": "producer, streaming",
+    "setHeader": "name, value",
+    "addCookie": "name, value",
+    "setResponseCode": "code",
+    "redirect": "url",
+    "setETag": "etag",
+    "setLastModified": "when",
+    "signalProcess": "signal",
+    "closeChildFD": "fd",
+    "start": "interval",
+    "cooperate": "iterator",
+    "coiterate": "iterator",
+}
+
+# These return a Deferred the calling thread wants the result of.
+_WAITED_FOR = frozenset(
+    {
+        "DeferredQueue.get",
+        "DeferredLock.acquire",
+        "DeferredSemaphore.acquire",
+        "Cooperator.coiterate",
+    }
+)
+
+
+def object_name(api: str) -> str:
+    """What a Twisted user calls the object ``api`` is a method of (``obj`` if unknown)."""
+    return _OBJECT_NAMES.get(api.partition(".")[0], "obj")
+
+
+def object_api_fix(api: str) -> str | None:
+    """The fix for ``api`` (``"transport.write"``), or None if it is not an object API."""
+    kind, _, method = api.partition(".")
+    name = _OBJECT_NAMES.get(kind)
+    if name is None or not method:
+        return None
+    if api == "request.notifyFinish":
+        return (
+            "call request.notifyFinish() in the reactor thread before handing the request "
+            "to the thread; the worker then hands its writes over with reactor.callFromThread"
+        )
+    if api in _WAITED_FOR:
+        return (
+            f"wait for it from the thread: "
+            f"threads.blockingCallFromThread(reactor, {name}.{method})"
+        )
+    arguments = _ARGUMENTS.get(method, "")
+    call = f"{name}.{method}, {arguments}" if arguments else f"{name}.{method}"
+    return f"do it in the reactor thread: reactor.callFromThread({call})"
