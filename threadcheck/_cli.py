@@ -79,7 +79,7 @@ exit status:
 # Per command that runs a program, its options that take a separate value; the
 # first other non-option starts the program's command line (replay's token first).
 _VALUE_OPTIONS = {
-    "run": frozenset({"--mode", "--json"}),
+    "run": frozenset({"--mode", "--json", "--stall-ms"}),
     "explore": frozenset(
         {"--budget", "--time", "--strategy", "--seed", "--granularity", "--include", "--json"}
     ),
@@ -152,7 +152,7 @@ def _add_run(commands: Any) -> None:
             "reactor, then report thread-affinity violations. Options go before the\n"
             "script or -m module; everything after it is the program's."
         ),
-        usage="[--mode MODE] [--json PATH] [--report-only]",
+        usage="[--mode MODE] [--json PATH] [--report-only] [--stall-ms MS]",
         epilog=EXIT_STATUS_HELP,
     )
     run.add_argument(
@@ -166,6 +166,12 @@ def _add_run(commands: Any) -> None:
         "--report-only",
         action="store_true",
         help="report violations, but exit with the program's own status",
+    )
+    run.add_argument(
+        "--stall-ms",
+        metavar="MS",
+        help="report a callback that holds the reactor thread longer than MS milliseconds "
+        "(default 100, or THREADCHECK_STALL_MS; 0: off); stalls fail nothing",
     )
     _add_program_arguments(run)
 
@@ -333,13 +339,16 @@ def _run(args: argparse.Namespace) -> int:
 
     import threadcheck_reactor
     from threadcheck import _report, _stacks
+    from threadcheck_reactor._stalls import threshold_from_milliseconds
 
     # The console-script wrapper and runpy are how the program starts, not part of it.
     _stacks.register_library_path(os.path.abspath(sys.argv[0]), "threadcheck")
 
     try:
         reactor = threadcheck_reactor.install(args.mode)
-    except threadcheck_reactor.ReactorAlreadyInstalledError as error:
+        if args.stall_ms is not None:
+            reactor.stall_threshold = threshold_from_milliseconds(args.stall_ms, "--stall-ms")
+    except (threadcheck_reactor.ReactorAlreadyInstalledError, ValueError) as error:
         raise UsageError(str(error)) from None
     status, interrupted = _run_to_exit(args.module, target)
     found = _report.finish(reactor.threadcheck, args.json, sys.stderr)

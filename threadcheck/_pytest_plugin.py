@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 MODES = ("record", "raise", "warn")
 WORKER_KEY = "threadcheck"
+STALLS_KEY = "threadcheck_stalls"
 USAGE_ERROR = 2
 
 
@@ -48,6 +49,7 @@ class _State:
         self.json_path = json_path
         self.report_only = report_only
         self.from_workers: list[Violation] = []
+        self.stalls_from_workers: list[Violation] = []
         self.lost_workers: list[str] = []
         self.violations: list[Violation] | None = None  # set when the session finishes
 
@@ -83,6 +85,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         default=False,
         help="report violations but fail neither tests nor the session",
+    )
+    group.addoption(
+        "--threadcheck-stall-ms",
+        metavar="MS",
+        default=None,
+        help="report a callback that holds the reactor thread longer than MS milliseconds "
+        "(default 100, or THREADCHECK_STALL_MS; 0: off); stalls fail nothing",
     )
     parser.addini("threadcheck", type="bool", default=False, help="enable threadcheck")
     group.addoption(
@@ -169,12 +178,17 @@ def _check_json_path(path: str | None) -> str | None:
 
 def _install(config: pytest.Config, mode: str) -> str | None:
     import threadcheck_reactor
+    from threadcheck_reactor._stalls import threshold_from_milliseconds
 
+    options = config.known_args_namespace
     try:
         reactor = threadcheck_reactor.install(mode)
-    except threadcheck_reactor.ReactorAlreadyInstalledError as error:
+        if options.threadcheck_stall_ms is not None:
+            reactor.stall_threshold = threshold_from_milliseconds(
+                options.threadcheck_stall_ms, "--threadcheck-stall-ms"
+            )
+    except (threadcheck_reactor.ReactorAlreadyInstalledError, ValueError) as error:
         return str(error)
-    options = config.known_args_namespace
     config.stash[_STATE] = _State(
         reactor, options.threadcheck_json, options.threadcheck_report_only
     )
@@ -423,6 +437,9 @@ def pytest_testnodedown(node: Any, error: object) -> None:
     from threadcheck._report import from_json
 
     state.from_workers.extend(from_json(json.loads(document)))
+    stalls = node.workeroutput.get(STALLS_KEY)  # type: ignore[attr-defined]
+    if stalls is not None:
+        state.stalls_from_workers.extend(from_json(json.loads(stalls)))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -437,6 +454,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     mode = state.run.checker.mode.value
     if hasattr(config, "workerinput"):  # an xdist worker: the controller reports
         config.workeroutput[WORKER_KEY] = json.dumps(to_json(violations, mode))  # type: ignore[attr-defined]
+        stalls = state.run.checker.recorder.stalls()
+        config.workeroutput[STALLS_KEY] = json.dumps(to_json(stalls, mode))  # type: ignore[attr-defined]
         return
     if state.json_path is not None:
         write_json(violations, mode, state.json_path)
@@ -451,7 +470,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     state = config.stash.get(_STATE, None)
     if state is None or state.violations is None or hasattr(config, "workerinput"):
         return
-    from threadcheck._report import format_report
+    from threadcheck._report import format_report, format_stalls
     from threadcheck._testrun import summary_lines
 
     terminalreporter.section("threadcheck")
@@ -466,6 +485,10 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write_line("")
         terminalreporter.write_line("Outside any test:")
         terminalreporter.write(format_report(outside))
+    stalls = state.run.checker.recorder.stalls() + state.stalls_from_workers
+    if stalls:
+        terminalreporter.write_line("")
+        terminalreporter.write(format_stalls(stalls))
 
 
 def _explore_summary(terminalreporter: Any) -> None:

@@ -25,11 +25,21 @@ class Recorder:
     ) -> None:
         self._lock = lock_factory()
         self._violations: list[Violation] = []
+        self._stalls: list[Violation] = []
         self.context = None
 
     def record(self, violation: Violation) -> None:
         with self._lock:
             self._violations.append(violation)
+
+    def record_stall(self, stall: Violation) -> None:
+        """Stalls are kept apart: they are findings, not violations, and fail nothing."""
+        with self._lock:
+            self._stalls.append(stall)
+
+    def stalls(self) -> list[Violation]:
+        with self._lock:
+            return list(self._stalls)
 
     def violations(self) -> list[Violation]:
         """A snapshot, in the order the violations were recorded."""

@@ -218,6 +218,41 @@ def format_report(violations: list[Violation]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+_STALL_FIXES = {
+    "time.sleep": "wait without blocking: task.deferLater(reactor, seconds, f)",
+    "Queue.get": "use a DeferredQueue, or wait in a worker: threads.deferToThread(queue.get)",
+    "Thread.join": "wait in a worker: threads.deferToThread(thread.join)",
+    "Lock.acquire": "never wait for a lock in the reactor thread: take it in a worker "
+    "(threads.deferToThread), or use a DeferredLock",
+    "Event.wait": "wait in a worker: threads.deferToThread(event.wait)",
+    "blockingCallFromThread": "call the function directly in the reactor thread",
+}
+
+
+def format_stalls(stalls: list[Violation]) -> str:
+    """The stall section (stalls fail nothing); empty string when there were none."""
+    if not stalls:
+        return ""
+    noun = "stall" if len(stalls) == 1 else "stalls"
+    lines = [f"threadcheck: {len(stalls)} reactor {noun} (reported, not failures)", ""]
+    for number, stall in enumerate(stalls[:MAX_GROUPS_SHOWN], start=1):
+        lines.append(f"[{number}] {stall.headline()}")
+        if stall.test is not None:
+            lines.append(f"    during test: {stall.test.describe()}")
+        where = _stacks.innermost_user_frame(stall.stack)
+        if where is not None:
+            lines.append(f"    blocked at: {where.location()}")
+            if where.source:
+                lines.append(f"        {where.source}")
+        lines.append("    stack (most recent call last):")
+        lines.extend(_stacks.format_stack(stall.stack, indent="      "))
+        fix = _STALL_FIXES.get(
+            stall.api, "move the slow work to a thread: threads.deferToThread(f)"
+        )
+        lines.extend([f"    fix: {fix}", ""])
+    return "\n".join(lines).rstrip() + "\n"
+
+
 def _thread_json(thread: ThreadInfo) -> dict[str, object]:
     return {"name": thread.name, "ident": thread.ident}
 
@@ -248,6 +283,7 @@ def to_json(violations: list[Violation], mode: str) -> dict[str, object]:
                 "submitted_from": _stacks.to_json(g.violation.submitted_from),
                 "test": _test_json(g.violation.test),
                 "expected": g.violation.expected,
+                "detail": g.violation.detail,
             }
             for g in groups
         ],
@@ -274,6 +310,7 @@ def from_json(document: dict[str, Any]) -> list[Violation]:
             submitted_from=_optional_stack_from_json(entry["submitted_from"]),
             test=None if test is None else TestContext(**test),
             expected=entry["expected"],
+            detail=entry.get("detail"),
         )
         violations.extend([violation] * entry["count"])
     return violations
@@ -302,5 +339,6 @@ def finish(checker: AffinityChecker, json_path: str | Path | None, stream: IO[st
         write_json(violations, checker.mode.value, json_path)
     if violations:
         stream.write(format_report(violations))
-        stream.flush()
+    stream.write(format_stalls(checker.recorder.stalls()))
+    stream.flush()
     return len(violations)

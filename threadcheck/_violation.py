@@ -28,6 +28,10 @@ class Kind(enum.Enum):
     BLOCKING_CALL_IN_REACTOR = "blocking-call-in-reactor"
     """``blockingCallFromThread`` was called in the reactor thread: it would never return."""
 
+    STALL = "stall"
+    """Not a thread-affinity violation: one callback held the reactor thread longer
+    than the stall threshold (reported on its own; it fails nothing)."""
+
     BLOCKING_CALL_AFTER_STOP = "blocking-call-after-stop"
     """``blockingCallFromThread`` after ``reactor.stop()``: nothing would ever run it
     (twisted#10124: the process hangs, the thread pool waiting for the caller)."""
@@ -80,6 +84,8 @@ class Violation:
     """The test during which it was recorded (pytest, trial); None outside tests."""
     expected: str | None = None
     """Why it is accepted (a pytest marker or fixture); None when it counts."""
+    detail: str | None = None
+    """What else there is to say (a stall: how long, in which callback)."""
 
     def user_frame(self) -> Frame | None:
         """The user's line to lead with: the innermost user frame of the call.
@@ -111,6 +117,9 @@ class Violation:
                 f"blockingCallFromThread called from thread {self.thread.describe()} "
                 "after reactor.stop(): the reactor will never run it, so it would wait forever"
             )
+        if self.kind is Kind.STALL:
+            blocked = "" if self.api == "stall" else f" in {self.api}"
+            return f"reactor thread stalled{blocked}: {self.detail}"
         if self.kind is Kind.STUCK_AT_SHUTDOWN:
             return (
                 f"the reactor's thread pool cannot finish at shutdown: worker "

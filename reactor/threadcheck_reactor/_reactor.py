@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from threading import get_ident
+from types import CodeType
 from typing import Any, TypeVar
 
 from twisted.internet import threads
@@ -19,6 +20,7 @@ from threadcheck_reactor import _deferreds, _running, _task, _transports, _web
 from threadcheck_reactor._checked import checked
 from threadcheck_reactor._delayedcall import DELAYED_CALL_APIS, delayed_call_type
 from threadcheck_reactor._shutdown import StuckPoolWatch
+from threadcheck_reactor._stalls import DEFAULT_THRESHOLD, StallWatch, threshold_from_environment
 from threadcheck_reactor._threadpool import SubmissionTrackingThreadPool
 
 # Every reactor method that must only be called in the reactor thread.
@@ -110,6 +112,9 @@ class ThreadCheckMixin(PosixReactorBase):
         # Set up before Twisted's __init__, which already calls checked APIs.
         self._threadcheck = checker if checker is not None else AffinityChecker(mode, recorder)
         self._threadcheck_delayed_call = delayed_call_type(self._threadcheck)
+        if type(self).stall_threshold == DEFAULT_THRESHOLD:  # not set by a subclass
+            self.stall_threshold = threshold_from_environment()
+        self._stall_watch: StallWatch | None = None
         _threads.track_thread_starts()
         super().__init__()
 
@@ -209,6 +214,11 @@ class ThreadCheckMixin(PosixReactorBase):
         # Keep Twisted's own construction; the subclass only adds submission stacks.
         self.threadpool.__class__ = SubmissionTrackingThreadPool
 
+    stall_threshold: float | None = DEFAULT_THRESHOLD
+    """Seconds one callback may hold the running reactor's thread before it is
+    reported as a stall (:mod:`threadcheck_reactor._stalls`); None: not watched.
+    Set from ``THREADCHECK_STALL_MS`` (0: off) when the reactor is made."""
+
     _threadcheck_in_run = False
     _threadcheck_entered = False
 
@@ -221,9 +231,17 @@ class ThreadCheckMixin(PosixReactorBase):
             super().run(installSignalHandlers)
         finally:
             self._threadcheck_in_run = False
+            if self._stall_watch is not None:
+                self._stall_watch.stop()
+                self._stall_watch = None
             if self._threadcheck_entered:
                 self._threadcheck_entered = False
                 _running.leave(self._threadcheck)
+
+    def _poll_codes(self) -> frozenset[CodeType]:
+        """Where this reactor waits for I/O: its thread is idle there, not stalled."""
+        code = getattr(getattr(type(self), "doIteration", None), "__code__", None)
+        return frozenset([code]) if isinstance(code, CodeType) else frozenset()
 
     def startRunning(self, installSignalHandlers: bool = True) -> None:
         # Twisted raises below for a second run(); only a real start moves ownership.
@@ -233,6 +251,11 @@ class ThreadCheckMixin(PosixReactorBase):
             # Before Twisted's startRunning: it runs the startup triggers.
             _running.enter(self._threadcheck)
             self._threadcheck_entered = True
+            if self.stall_threshold is not None:
+                self._stall_watch = StallWatch(
+                    self._threadcheck, self.stall_threshold, self._poll_codes()
+                )
+                self._stall_watch.start()
         super().startRunning(installSignalHandlers)
 
 

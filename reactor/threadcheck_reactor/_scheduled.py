@@ -50,6 +50,7 @@ class ScheduledMixin(ThreadCheckMixin):
     """Which schedule of the exploration this reactor runs (set by the explorer)."""
 
     shutdown_grace = None  # a stuck worker is the scheduler's deadlock, found in virtual time
+    stall_threshold = None  # wall time means nothing under the scheduler
 
     def __init__(
         self,

@@ -1,0 +1,280 @@
+"""The stall watchdog: a callback that holds the reactor thread too long.
+
+A daemon thread samples the reactor thread's stack every quarter of the
+threshold. The reactor is *idle* when its innermost frame is the poll wait
+(``doIteration``, or the selector's ``select`` under asyncio); otherwise it is
+running a callback, known by its outermost frame below Twisted's dispatch
+(``runUntilCurrent``, ``_doReadOrWrite``...). The same callback frame seen
+busy for at least the threshold is one stall, reported once: where the
+reactor thread is blocked, the callback and how it was scheduled, and the
+known blocking call it sits in, if any (``time.sleep``, ``Queue.get``,
+``Thread.join``, ``Lock.acquire``...).
+
+Sampling resolution: a stall is seen once it has lasted between the threshold
+and 1.25 times it. The reactor thread pays nothing: no hook runs in it.
+
+Stalls are findings, not thread-affinity violations: they are reported on
+their own and do not fail a run or a test (a loaded CI machine stalls too).
+
+Thread safety: ``start``/``stop`` from the reactor thread; the watchdog
+thread only reads the reactor thread's frames.
+"""
+
+from __future__ import annotations
+
+import dis
+import os
+import selectors
+import sys
+import threading
+import time
+from collections.abc import Callable
+from types import CodeType, FrameType
+from typing import Any
+
+from twisted.internet import base
+
+from threadcheck import _stacks
+from threadcheck._affinity import AffinityChecker
+from threadcheck._violation import Kind, Violation
+
+DEFAULT_THRESHOLD = 0.1
+"""Seconds one callback may hold the reactor thread (``THREADCHECK_STALL_MS``)."""
+
+_SELECTOR_WAITS = frozenset(
+    cls.select.__code__
+    for cls in vars(selectors).values()
+    if isinstance(cls, type) and issubclass(cls, selectors.BaseSelector) and "select" in vars(cls)
+)
+
+# Where Twisted hands the reactor thread to a callback: the frame just inside is the callback.
+_DISPATCH_NAMES = frozenset(
+    {
+        "runUntilCurrent",
+        "_continueFiring",
+        "_doReadOrWrite",
+        "doRead",
+        "doWrite",
+        "_run",
+        "_readOrWrite",
+    }
+)
+
+# A blocking wait seen as (file name end, function) among the innermost frames.
+_WAITS_IN_PYTHON = (
+    ("queue.py", "get", "Queue.get"),
+    ("queue.py", "put", "Queue.put"),
+    ("threading.py", "join", "Thread.join"),
+    ("threading.py", "wait", "Condition.wait"),
+    ("threading.py", "acquire", "Semaphore.acquire"),
+    ("threads.py", "blockingCallFromThread", "blockingCallFromThread"),
+)
+
+# A blocking C function the innermost Python frame is calling, by the name it loads.
+_C_CALLS = {
+    "sleep": "time.sleep",
+    "acquire": "Lock.acquire",
+    "join": "Thread.join",
+    "recv": "socket.recv",
+    "accept": "socket.accept",
+    "connect": "socket.connect",
+    "select": "select",
+    "read": "a blocking read",
+    "urlopen": "urlopen",
+    "getaddrinfo": "socket.getaddrinfo",
+    "gethostbyname": "socket.gethostbyname",
+}
+
+
+def threshold_from_environment(default: float | None = DEFAULT_THRESHOLD) -> float | None:
+    """``THREADCHECK_STALL_MS`` in seconds (0: off); ``default`` when unset."""
+    value = os.environ.get("THREADCHECK_STALL_MS")
+    if value is None or not value.strip():
+        return default
+    return threshold_from_milliseconds(value, "THREADCHECK_STALL_MS")
+
+
+def threshold_from_milliseconds(text: str, what: str) -> float | None:
+    """``text`` milliseconds in seconds (0: off); ValueError in one line if it is not."""
+    try:
+        milliseconds = float(text)
+    except ValueError:
+        milliseconds = float("nan")
+    if not milliseconds >= 0:  # not `< 0`: also refuses nan
+        raise ValueError(f"{what} takes milliseconds (0: off), got {text!r}")
+    return milliseconds / 1000 if milliseconds > 0 else None
+
+
+class StallWatch:
+    """Watches one running reactor's thread for callbacks over ``threshold`` seconds.
+
+    ``current_frames`` and ``clock`` are injectable, so tests can drive it
+    with fakes; ``poll_codes`` are the reactor's own waits (its doIteration).
+    """
+
+    def __init__(
+        self,
+        checker: AffinityChecker,
+        threshold: float,
+        poll_codes: frozenset[CodeType],
+        *,
+        current_frames: Callable[[], dict[int, FrameType]] = sys._current_frames,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._checker = checker
+        self._threshold = threshold
+        self._idle_codes = poll_codes | _SELECTOR_WAITS
+        self._current_frames = current_frames
+        self._clock = clock
+        self._stopped = threading.Event()
+        self._callback: FrameType | None = None
+        self._since = 0.0
+        self._reported = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._watch, name="threadcheck-stall-watch", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        self._callback = None  # no frame kept alive
+
+    def _watch(self) -> None:
+        while not self._stopped.wait(self._threshold / 4):
+            self.sample()
+
+    def sample(self) -> Violation | None:
+        """Look at the reactor thread once; the stall reported now, if any."""
+        frame = self._current_frames().get(self._checker.owner)
+        callback = None if frame is None else self._running_callback(frame)
+        now = self._clock()
+        if callback is None or callback is not self._callback:
+            self._callback, self._since, self._reported = callback, now, False
+            return None
+        if self._reported or now - self._since < self._threshold:
+            return None
+        self._reported = True
+        assert frame is not None
+        return self._report(frame, callback, now - self._since)
+
+    def _running_callback(self, frame: FrameType) -> FrameType | None:
+        """The outermost frame of the callback the reactor runs; None when it is idle."""
+        if frame.f_code in self._idle_codes:
+            return None
+        inner: FrameType | None = None
+        walker: FrameType | None = frame
+        while walker is not None:
+            if walker.f_code.co_name in _DISPATCH_NAMES and inner is not None:
+                return inner
+            inner, walker = walker, walker.f_back
+        return inner
+
+    def _report(self, frame: FrameType, callback: FrameType, seconds: float) -> Violation:
+        stack = _stacks.intern(_stacks.stack_from(frame))
+        blocking = blocking_call(frame)
+        detail = (
+            f"held the reactor thread for at least {seconds * 1000:.0f} ms "
+            f"(threshold {self._threshold * 1000:.0f} ms) in {describe_callback(callback, frame)}"
+        )
+        stall = Violation(
+            api=blocking or "stall",
+            kind=Kind.STALL,
+            thread=self._checker.owner_info(),
+            reactor_thread=self._checker.owner_info(),
+            stack=stack,
+            spawn_site=None,
+            submitted_from=None,
+            test=self._checker.recorder.context,
+            detail=detail,
+        )
+        self._checker.recorder.record_stall(stall)
+        return stall
+
+
+def blocking_call(frame: FrameType) -> str | None:
+    """The known blocking call the stack ending in ``frame`` waits in, if any."""
+    walker: FrameType | None = frame
+    for _ in range(4):  # the wait is within a few frames of the innermost
+        if walker is None:
+            break
+        filename, function = walker.f_code.co_filename, walker.f_code.co_name
+        for suffix, name, label in _WAITS_IN_PYTHON:
+            if filename.endswith(suffix) and function == name:
+                return _refine(walker, label)
+        walker = walker.f_back
+    called = _called_name(frame)
+    return _C_CALLS.get(called) if called is not None else None
+
+
+def _refine(frame: FrameType, label: str) -> str:
+    """Condition.wait inside Event.wait is Event.wait; inside Queue.get, Queue.get."""
+    if label != "Condition.wait":
+        return label
+    caller = frame.f_back
+    while caller is not None and caller.f_code.co_filename.endswith("threading.py"):
+        if caller.f_code.co_name == "wait":
+            return "Event.wait"
+        caller = caller.f_back
+    if caller is not None and caller.f_code.co_filename.endswith("queue.py"):
+        return f"Queue.{caller.f_code.co_name}"
+    return label
+
+
+def _called_name(frame: FrameType) -> str | None:
+    """The blocking function the statement ``frame`` is in calls, by the names it loads."""
+    names: list[str] = []
+    for instruction in dis.get_instructions(frame.f_code):
+        if instruction.offset > frame.f_lasti:
+            break
+        if instruction.starts_line:
+            names.clear()  # only the current statement's
+        if instruction.opname in ("LOAD_ATTR", "LOAD_METHOD", "LOAD_GLOBAL", "LOAD_NAME"):
+            names.append(str(instruction.argval))
+    return next((name for name in reversed(names) if name in _C_CALLS), None)
+
+
+def _scheduled_at(call: base.DelayedCall) -> str:
+    """Where ``callLater`` was called: known when Twisted's ``DelayedCall.debug``
+    is on (it keeps every call's creation stack, at a cost)."""
+    creator = getattr(call, "creator", None)
+    if not creator:
+        return " (reactor.callLater; set DelayedCall.debug = True to see where)"
+    for entry in reversed(creator):
+        first = entry.strip().splitlines()[0]  # File "x.py", line 3, in f
+        if "twisted" not in first and "threadcheck" not in first:
+            return f" scheduled at {first}"
+    return ""
+
+
+def _outermost_user_frame(callback: FrameType, innermost: FrameType) -> FrameType:
+    """The user's function the callback runs (Twisted's own callbacks wrap it)."""
+    found = callback
+    walker: FrameType | None = innermost
+    while walker is not None and walker is not callback:
+        if _stacks.classify(walker.f_code.co_filename) is None:
+            found = walker
+        walker = walker.f_back
+    return callback if _stacks.classify(callback.f_code.co_filename) is None else found
+
+
+def describe_callback(callback: FrameType, innermost: FrameType) -> str:
+    """The callback, and how Twisted came to run it (a DelayedCall, callFromThread, I/O)."""
+    code = _outermost_user_frame(callback, innermost).f_code
+    where = _stacks.Frame(code.co_filename, code.co_firstlineno, code.co_name).location()
+    dispatcher = callback.f_back
+    if dispatcher is None:
+        return where
+    scheduled = dispatcher.f_locals
+    call: Any = scheduled.get("call")
+    if isinstance(call, base.DelayedCall):
+        return f"{where}, run by a DelayedCall{_scheduled_at(call)}"
+    if dispatcher.f_code.co_name == "runUntilCurrent" and "f" in scheduled:
+        return f"{where}, handed over with reactor.callFromThread"
+    if "selectable" in scheduled:
+        return f"{where}, run for I/O on {type(scheduled['selectable']).__name__}"
+    return where
