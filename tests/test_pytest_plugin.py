@@ -451,13 +451,49 @@ def test_with_pytest_twisted_inline_callbacks_and_ensure_deferred(
     )
 
 
+def test_pytest_twisted_asyncio_reactor_is_instrumented(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import asyncio
+        import pytest_twisted
+        from twisted.internet import defer, reactor, threads
+        from threadcheck_reactor._asyncio import ThreadCheckAsyncioReactor
+
+        @pytest_twisted.ensureDeferred
+        async def test_clean():
+            assert isinstance(reactor, ThreadCheckAsyncioReactor) and reactor.running
+            assert await threads.deferToThread(lambda: 42) == 42
+            await defer.Deferred.fromFuture(asyncio.ensure_future(asyncio.sleep(0.01)))
+
+        @pytest_twisted.ensureDeferred
+        async def test_worker_bug():
+            await threads.deferToThread(reactor.callLater, 0, print)
+
+        @pytest_twisted.ensureDeferred
+        async def test_worker_fires_the_reactors_deferred():
+            d = defer.Deferred()
+            await threads.deferToThread(d.callback, 1)
+        """
+    )
+    result = run(pytester, "--threadcheck", "--reactor=asyncio")
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*reactor.callLater called from thread*",
+            "*Deferred.callback called from thread*",
+            "*fix: do it in the reactor thread: reactor.callFromThread(d.callback, result)",
+        ],
+        consecutive=False,
+    )
+
+
 def test_pytest_twisted_reactor_not_instrumented_is_exit_2(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_x():\n    pass\n")
-    result = run(pytester, "--threadcheck", "--reactor=asyncio")
+    result = run(pytester, "--threadcheck", "--reactor=qt5reactor")
     assert result.ret == 2
     assert result.stderr.lines == [
-        "Exit: threadcheck does not instrument pytest-twisted's --reactor=asyncio yet; "
-        "use pytest-twisted's default reactor (drop --reactor) with --threadcheck"
+        "Exit: threadcheck does not instrument pytest-twisted's --reactor=qt5reactor yet; "
+        "use --reactor=default or --reactor=asyncio with --threadcheck"
     ]
 
 

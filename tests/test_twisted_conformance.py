@@ -1,17 +1,21 @@
 """Twisted's own reactor test suites, run on every instrumented reactor class.
 
 The instrumented reactors inline two of Twisted's method bodies (callLater and
-callFromThread) and wrap the rest; these suites prove they still behave as
-Twisted's reactors do. They run in record mode, so a violation inside
+callFromThread), wrap the rest, and patch Deferreds, transports and ports
+while they run; these suites prove they still behave as Twisted's reactors do
+(asyncio's included). They run in record mode, so a violation inside
 Twisted's own tests cannot change the outcome; none is expected.
 """
 
 from __future__ import annotations
 
+import os
+import unittest
 from typing import Any
 
 import pytest
 from twisted.internet.test.test_core import SystemEventTestsBuilder
+from twisted.internet.test.test_process import ProcessTestsBuilder
 from twisted.internet.test.test_tcp import (
     TCP4ConnectorTestsBuilder,
     TCPConnectionTestsBuilder,
@@ -19,9 +23,13 @@ from twisted.internet.test.test_tcp import (
 )
 from twisted.internet.test.test_threads import ThreadTestsBuilder
 from twisted.internet.test.test_time import TimeTestsBuilder
+from twisted.internet.test.test_tls import TLSPortTestsBuilder
+from twisted.internet.test.test_udp import UDPServerTestsBuilder
+from twisted.internet.test.test_unix import UNIXTestsBuilder
 from twisted.trial.unittest import SynchronousTestCase
 
 from threadcheck_reactor import REACTOR_CLASSES, ThreadCheckMixin
+from threadcheck_reactor._asyncio import ThreadCheckAsyncioReactor
 
 BUILDERS = [
     SystemEventTestsBuilder,
@@ -30,9 +38,22 @@ BUILDERS = [
     TCPConnectionTestsBuilder,
     TCP4ConnectorTestsBuilder,
     TCPPortTestsBuilder,
+    # These run the transports, ports and Deferreds checked while the reactor runs.
+    TLSPortTestsBuilder,
+    UDPServerTestsBuilder,
+    UNIXTestsBuilder,
+    ProcessTestsBuilder,
 ]
+CLASSES = [*REACTOR_CLASSES, ThreadCheckAsyncioReactor]
 
 built: list[ThreadCheckMixin] = []
+
+# Fails as root on Twisted's own reactors too (it expects setuid to be refused).
+_AS_ROOT: dict[str, Any] = {}
+if os.getuid() == 0:
+    _AS_ROOT["test_changeUID"] = unittest.skip("fails as root on Twisted's default reactor too")(
+        lambda self: None
+    )
 
 
 def _recording_factory(reactor_class: type[ThreadCheckMixin]) -> Any:
@@ -45,12 +66,16 @@ def _recording_factory(reactor_class: type[ThreadCheckMixin]) -> Any:
 
 
 for _builder in BUILDERS:
-    for _reactor_class in REACTOR_CLASSES:
+    for _reactor_class in CLASSES:
         _name = f"Test{_builder.__name__.removesuffix('Builder')}On{_reactor_class.__name__}"
         globals()[_name] = type(
             _name,
             (_builder, SynchronousTestCase),
-            {"reactorFactory": _recording_factory(_reactor_class), "__module__": __name__},
+            {
+                "reactorFactory": _recording_factory(_reactor_class),
+                "__module__": __name__,
+                **(_AS_ROOT if _builder is ProcessTestsBuilder else {}),
+            },
         )
 del _builder, _reactor_class
 

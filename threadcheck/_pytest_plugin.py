@@ -144,24 +144,29 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     if not _enabled(early_config):
         return
     options = early_config.known_args_namespace
-    error = _unsupported_pytest_twisted_reactor(early_config) or _check_json_path(
-        options.threadcheck_json
-    )
+    kind = _pytest_twisted_reactor(early_config)
+    error = _unsupported_reactor(kind) or _check_json_path(options.threadcheck_json)
     if error is None:
-        error = _install(early_config, options.threadcheck_mode or "record")
+        error = _install(early_config, options.threadcheck_mode or "record", kind)
     if error is not None:
         early_config.stash[_STARTUP_ERROR] = error
 
 
-def _unsupported_pytest_twisted_reactor(config: pytest.Config) -> str | None:
+def _pytest_twisted_reactor(config: pytest.Config) -> str:
+    """pytest-twisted's ``--reactor`` choice (``default`` without pytest-twisted)."""
     if not config.pluginmanager.has_plugin("twisted"):
-        return None
-    reactor = getattr(config.known_args_namespace, "reactor", "default")
-    if reactor == "default":
+        return "default"
+    return str(getattr(config.known_args_namespace, "reactor", "default"))
+
+
+def _unsupported_reactor(kind: str) -> str | None:
+    from threadcheck_reactor import KINDS
+
+    if kind in KINDS:
         return None
     return (
-        f"threadcheck does not instrument pytest-twisted's --reactor={reactor} yet; "
-        "use pytest-twisted's default reactor (drop --reactor) with --threadcheck"
+        f"threadcheck does not instrument pytest-twisted's --reactor={kind} yet; "
+        f"use --reactor={' or --reactor='.join(KINDS)} with --threadcheck"
     )
 
 
@@ -176,13 +181,13 @@ def _check_json_path(path: str | None) -> str | None:
     return None
 
 
-def _install(config: pytest.Config, mode: str) -> str | None:
+def _install(config: pytest.Config, mode: str, kind: str) -> str | None:
     import threadcheck_reactor
     from threadcheck_reactor._stalls import threshold_from_milliseconds
 
     options = config.known_args_namespace
     try:
-        reactor = threadcheck_reactor.install(mode)
+        reactor = threadcheck_reactor.install(mode, kind=kind)
         if options.threadcheck_stall_ms is not None:
             reactor.stall_threshold = threshold_from_milliseconds(
                 options.threadcheck_stall_ms, "--threadcheck-stall-ms"
@@ -195,7 +200,10 @@ def _install(config: pytest.Config, mode: str) -> str | None:
     return None
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    # Before pytest-twisted's, which installs (and imports) the reactor it was asked for.
+    _exit_on_startup_error(config)
     config.addinivalue_line(
         "markers",
         "threadcheck(allow=[api, ...], reason=...): accept these thread-affinity violations "
@@ -239,7 +247,11 @@ def _explore_options_given(config: pytest.Config) -> bool:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
-    error = session.config.stash.get(_STARTUP_ERROR, None)
+    _exit_on_startup_error(session.config)
+
+
+def _exit_on_startup_error(config: pytest.Config) -> None:
+    error = config.stash.get(_STARTUP_ERROR, None)
     if error is not None:
         pytest.exit(error, returncode=USAGE_ERROR)
 

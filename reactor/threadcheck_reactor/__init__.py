@@ -31,7 +31,13 @@ class ReactorAlreadyInstalledError(RuntimeError):
     """Another reactor was installed before threadcheck could install its own."""
 
 
-def install(mode: Mode | str = DEFAULT_MODE, recorder: Recorder | None = None) -> ThreadCheckMixin:
+KINDS = ("default", "asyncio")
+"""The Twisted reactors threadcheck instruments: this platform's default, and asyncio's."""
+
+
+def install(
+    mode: Mode | str = DEFAULT_MODE, recorder: Recorder | None = None, *, kind: str = "default"
+) -> ThreadCheckMixin:
     """Install the instrumented reactor as ``twisted.internet.reactor`` and return it.
 
     Call it before anything imports ``twisted.internet.reactor``. If the
@@ -51,13 +57,24 @@ def install(mode: Mode | str = DEFAULT_MODE, recorder: Recorder | None = None) -
         )
     from twisted.internet.main import installReactor
 
-    reactor = ThreadCheckReactor(mode, recorder)
+    reactor = _reactor_class(kind)(mode, recorder)
     installReactor(reactor)  # type: ignore[no-untyped-call]
     return reactor
 
 
+def _reactor_class(kind: str) -> type[ThreadCheckMixin]:
+    if kind == "asyncio":
+        from threadcheck_reactor._asyncio import ThreadCheckAsyncioReactor
+
+        return ThreadCheckAsyncioReactor
+    if kind != "default":
+        raise ValueError(f"no instrumented {kind!r} reactor; choose from {', '.join(KINDS)}")
+    return ThreadCheckReactor
+
+
 __all__ = [
     "CHECKED_APIS",
+    "KINDS",
     "NOT_THREAD_SAFE",
     "REACTOR_CLASSES",
     "ReactorAlreadyInstalledError",

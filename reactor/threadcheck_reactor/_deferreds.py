@@ -83,8 +83,8 @@ def _twin(cls: type, touching: tuple[str, ...]) -> type:
 
 def _made(touching: tuple[str, ...]) -> Callable[[Any], None]:
     def made_off_thread(obj: Any) -> None:
-        if get_ident() in STATE.owners:
-            return  # another running reactor's own object
+        if STATE.checker is None or get_ident() in STATE.owners:
+            return  # no reactor runs (nothing to share with), or another one's own object
         cls = type(obj)
         if getattr(cls, "_threadcheck_private", False):
             return  # a subclass's __init__ chaining up

@@ -26,12 +26,13 @@ _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
 
 
-def install() -> None:
+def install(kind: str = "default") -> None:
+    """Install the ``kind`` instrumented reactor (default, asyncio), reporting at exit."""
     if os.path.basename(sys.argv[0]) in ("trial", "twistd"):
         # Their console-script wrapper starts the program; it is not part of it.
         _stacks.register_library_path(os.path.abspath(sys.argv[0]), "twisted")
     report_only = _flag("THREADCHECK_REPORT_ONLY")
-    reactor = threadcheck_reactor.install(os.environ.get("THREADCHECK_MODE", "record"))
+    reactor = threadcheck_reactor.install(os.environ.get("THREADCHECK_MODE", "record"), kind=kind)
     report = ProcessReport(
         reactor.threadcheck,
         Spool.join_or_create(),

@@ -116,6 +116,7 @@ class ThreadCheckMixin(PosixReactorBase):
             self.stall_threshold = threshold_from_environment()
         self._stall_watch: StallWatch | None = None
         _threads.track_thread_starts()
+        _running.patch()  # before any Deferred the program makes for it
         super().__init__()
 
     def dispose(self) -> None:

@@ -3,18 +3,27 @@
 Deferreds, transports, web requests and ``twisted.internet.task`` objects
 belong to the reactor that runs, not to a reactor instance they could name
 cheaply. So their checks compare against the thread of the instrumented
-reactor that is running now, and they are patched into Twisted's classes
-only while one runs (``enter``/``leave``, from the reactor's ``run()``): a
-program that runs no instrumented reactor pays nothing.
+reactor that is running now (``enter``/``leave``, from the reactor's
+``run()``); while none runs, they report nothing.
 
-Thread safety: ``enter``/``leave`` may be called from any thread (a lock
-orders them); the checks read ``STATE.owner`` without a lock, a single
+The checks are patched into Twisted's classes once, when the first
+instrumented reactor is made (and again for modules imported since, such as
+twisted.web, when a reactor starts running), and stay: a bound method taken
+before ``run()``, ``d.callback`` handed to ``deferToThread`` in a trial test
+body say, must be the checked one. A program that makes no instrumented
+reactor pays nothing. While no reactor runs, a call from the thread that ran
+the last one takes the fast path, and one from any other thread a short
+slow path that finds nothing running.
+
+Thread safety: ``enter``/``leave``/``patch`` may be called from any thread (a
+lock orders them); the checks read ``STATE.owner`` without a lock, a single
 attribute read, as the reactor's own checks read ``checker.owner``.
 """
 
 from __future__ import annotations
 
 import functools
+import sys
 import threading
 from collections.abc import Callable
 from threading import get_ident
@@ -25,16 +34,17 @@ from threadcheck._affinity import AffinityChecker
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 Patch = tuple[Any, str, Any]
-"""Set ``owner.name`` (a class's or a module's) to a replacement while a reactor runs."""
-
-_MISSING = object()
+"""Set ``owner.name`` (a class's or a module's) to a checked replacement."""
 
 
 class _State:
     owner = 0
-    """The thread running the innermost running instrumented reactor (0: none)."""
+    """The thread running the innermost running instrumented reactor (the last
+    one to run while none does: its calls keep the fast path)."""
 
     checker: AffinityChecker | None = None
+    """The running reactor's checker; None while none runs."""
+
     owners: frozenset[int] = frozenset()
     """Every thread running an instrumented reactor: their own objects are theirs."""
 
@@ -42,21 +52,34 @@ class _State:
 STATE = _State()
 _running: list[AffinityChecker] = []
 _patchers: list[Callable[[], list[Patch]]] = []
-_saved: list[Patch] = []
+_patched: set[tuple[int, str]] = set()
+_modules_seen = -1  # len(sys.modules) when the patchers last ran
 _lock = threading.Lock()
 
 
 def register(patcher: Callable[[], list[Patch]]) -> None:
-    """Add a source of patches, asked each time the first reactor starts running
-    (so a module imported late, twisted.web say, is covered from its next run)."""
+    """Add a source of patches (each asked again once more modules are imported)."""
     _patchers.append(patcher)
+
+
+def patch() -> None:
+    """Apply every patch not applied yet; cheap when no module was imported since."""
+    global _modules_seen
+    with _lock:
+        if len(sys.modules) == _modules_seen:
+            return
+        _modules_seen = len(sys.modules)
+        for patcher in _patchers:
+            for owner, name, replacement in patcher():
+                if (id(owner), name) not in _patched:  # classes and modules live for ever
+                    _patched.add((id(owner), name))
+                    setattr(owner, name, replacement)
 
 
 def enter(checker: AffinityChecker) -> None:
     """``checker``'s reactor starts running in this thread: check objects against it."""
+    patch()
     with _lock:
-        if not _running:
-            _apply()
         _running.append(checker)
         _refresh()
 
@@ -66,30 +89,13 @@ def leave(checker: AffinityChecker) -> None:
     with _lock:
         _running.remove(checker)
         _refresh()
-        if not _running:
-            _restore()
 
 
 def _refresh() -> None:
     STATE.checker = _running[-1] if _running else None
-    STATE.owner = _running[-1].owner if _running else 0
+    if _running:
+        STATE.owner = _running[-1].owner
     STATE.owners = frozenset(checker.owner for checker in _running)
-
-
-def _apply() -> None:
-    for patcher in _patchers:
-        for owner, name, replacement in patcher():
-            _saved.append((owner, name, vars(owner).get(name, _MISSING)))
-            setattr(owner, name, replacement)
-
-
-def _restore() -> None:
-    while _saved:
-        owner, name, original = _saved.pop()
-        if original is _MISSING:
-            delattr(owner, name)
-        else:
-            setattr(owner, name, original)
 
 
 def foreign_checker(api: str) -> AffinityChecker | None:

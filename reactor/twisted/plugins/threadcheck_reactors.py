@@ -7,3 +7,9 @@ threadcheck = Reactor(
     "threadcheck_reactor._plugin",
     "Default reactor with thread-affinity checks (threadcheck; THREADCHECK_MODE=raise|record|warn)",  # noqa: E501
 )
+
+threadcheck_asyncio = Reactor(
+    "threadcheck-asyncio",
+    "threadcheck_reactor._asyncio",
+    "asyncio reactor with thread-affinity checks (threadcheck; THREADCHECK_MODE=raise|record|warn)",  # noqa: E501
+)

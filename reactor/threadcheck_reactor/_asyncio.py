@@ -1,0 +1,54 @@
+"""Twisted's asyncio reactor with thread-affinity checks (pytest-twisted ``--reactor=asyncio``).
+
+Thread safety: as :class:`~threadcheck_reactor._reactor.ThreadCheckMixin`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from threading import get_ident
+from typing import Any
+
+from twisted.internet.asyncioreactor import AsyncioSelectorReactor
+from twisted.internet.base import DelayedCall
+
+from threadcheck_reactor._reactor import ThreadCheckMixin, instrumented
+
+
+@instrumented
+class ThreadCheckAsyncioReactor(ThreadCheckMixin, AsyncioSelectorReactor):
+    """Twisted's ``AsyncioSelectorReactor``, with thread-affinity checks.
+
+    Its ``callLater`` and ``callFromThread`` are asyncio's: the checked
+    ``callLater`` then asyncio's timer rescheduling (as
+    ``AsyncioSelectorReactor.callLater`` does after Twisted's own), and the
+    checks on ``callFromThread`` before asyncio's ``call_soon_threadsafe``.
+    """
+
+    def callLater(
+        self, delay: float, callable: Callable[..., Any], *args: object, **kw: object
+    ) -> DelayedCall:
+        call = ThreadCheckMixin.callLater(self, delay, callable, *args, **kw)
+        # AsyncioSelectorReactor.callLater's own lines after Twisted's callLater.
+        at = self._asyncioEventloop.time() + self.timeout()  # type: ignore[operator]
+        if self._scheduledAt is None or at < self._scheduledAt:
+            self._reschedule()  # type: ignore[no-untyped-call]
+        return call
+
+    # Twisted types ReactorBase's and asyncio's signatures differently.
+    def callFromThread(  # type: ignore[override]
+        self, f: Callable[..., Any], *args: object, **kwargs: object
+    ) -> None:
+        if self._stopped and self._startedBefore:
+            self._check_call_while_stopping(f)
+        elif get_ident() == self._threadcheck.owner:
+            self._check_call_from_reactor_thread(f)
+        AsyncioSelectorReactor.callFromThread(self, f, *args, **kwargs)  # type: ignore[no-untyped-call]
+
+
+def install() -> None:
+    """Install it the way ``--reactor=threadcheck-asyncio`` does (Twisted's
+    ``reactor.__module__`` convention, as :func:`threadcheck_reactor._reactor.install`)."""
+    from threadcheck_reactor import _plugin  # imported late: it imports this module
+
+    _plugin.install("asyncio")
