@@ -179,3 +179,100 @@ def test_confine_refuses_what_it_cannot_confine_in_one_line() -> None:
         else:
             modules["twisted.internet.reactor"] = saved
         reactor.dispose()
+
+
+MACHINE = """
+import queue
+import threading
+import threadcheck
+from twisted.internet import reactor
+
+
+class Machine:  # magic-wormhole#280: a state machine one thread drives
+    state = "idle"
+
+    def feed(self, event):
+        self.state = event
+
+
+def main():
+    handed, done = queue.Queue(), threading.Event()
+
+    def drive():
+        machine = threadcheck.confine(Machine(), thread=threading.current_thread())
+        machine.feed("started")  # its own thread: fine
+        handed.put(machine)
+        done.wait()
+
+    owner = threading.Thread(target=drive, name="owner")
+    owner.start()
+    machine = handed.get()
+    {REACTOR_LINE}
+    done.set()
+    owner.join()
+    reactor.stop()
+
+
+reactor.callWhenRunning(main)
+reactor.run()
+"""
+
+
+@pytest.mark.quality
+@pytest.mark.parametrize(
+    ("line", "api"),
+    [
+        ('machine.feed("poked")', "Machine.feed"),
+        ('machine.state = "poked"', "Machine.state (write)"),
+    ],
+)
+def test_an_object_confined_to_a_thread_is_reported_from_another(
+    tmp_path: Path, line: str, api: str
+) -> None:
+    program = tmp_path / "machine.py"
+    program.write_text(MACHINE.replace("{REACTOR_LINE}", line))
+    result = subprocess.run(
+        [sys.executable, "-m", "threadcheck", "run", str(program)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 3, result.stderr
+    report = result.stderr
+    assert f"  {api}: 1\n" in report, report
+    assert "called from thread 'MainThread'" in report
+    assert "the object is confined to 'owner'" in report
+    lineno = MACHINE.splitlines().index("    {REACTOR_LINE}") + 1
+    assert f"offending call: machine.py:{lineno} in main" in report  # the offending line
+    assert "fix: call it in 'owner'" in report
+
+
+@pytest.mark.quality
+def test_an_object_confined_to_a_thread_is_silent_in_that_thread(tmp_path: Path) -> None:
+    program = tmp_path / "machine.py"
+    program.write_text(MACHINE.replace("{REACTOR_LINE}", "pass"))
+    result = subprocess.run(
+        [sys.executable, "-m", "threadcheck", "run", str(program)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "threadcheck: no thread-affinity violations found" in result.stderr
+
+
+def test_confine_to_something_not_a_thread_is_refused_in_one_line() -> None:
+    with pytest.raises(TypeError, match=r"confine\(thread=\.\.\.\) takes a threading.Thread"):
+        _confine_with_active_checker(thread="owner")
+
+
+def _confine_with_active_checker(thread: object) -> None:
+    from unittest import mock
+
+    from threadcheck import _confine
+    from threadcheck._affinity import AffinityChecker
+
+    with mock.patch.object(_confine, "active_checker", return_value=AffinityChecker()):
+        threadcheck.confine(object(), thread=thread)  # type: ignore[arg-type]

@@ -161,6 +161,19 @@ class AffinityChecker:
         self._deliver(candidate, raising=True)
         return True
 
+    def confined_elsewhere(self, api: str, owner: threading.Thread) -> bool:
+        """A call to an object confined to ``owner`` from another thread: delivered
+        per the mode; True when the call goes on (to run under :meth:`exempt`)."""
+        __tracebackhide__ = True
+        if getattr(self._exempt, "depth", 0):
+            return False
+        violation = replace(
+            self._capture(api, Kind.CONFINED_ELSEWHERE),
+            reactor_thread=ThreadInfo(owner.name, owner.ident or 0),
+        )
+        self._deliver(violation, raising=True)
+        return True
+
     def blocking_call_in_reactor(self) -> NoReturn:
         """``blockingCallFromThread`` in the owner thread: record, then always raise."""
         __tracebackhide__ = True

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import threading
 from collections.abc import Callable
 from threading import get_ident
 from typing import Any, TypeVar
@@ -32,7 +33,7 @@ _T = TypeVar("_T")
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 _ANY_THREAD = "__threadcheck_any_thread__"
-_CONFINED: dict[tuple[type, int], type] = {}
+_CONFINED: dict[tuple[type, int, int], type] = {}
 
 
 def active_checker() -> AffinityChecker | None:
@@ -68,19 +69,23 @@ def reactor_only(target: _T) -> _T:
     return _checked(target, checker, _qualified(target))  # type: ignore[return-value]
 
 
-def confine(obj: _T) -> _T:
-    """``obj``'s public methods and attribute writes belong to the reactor thread.
+def confine(obj: _T, thread: threading.Thread | None = None) -> _T:
+    """``obj``'s public methods and attribute writes belong to the reactor thread,
+    or to ``thread`` (a worker that owns a state machine, say).
 
-    Changes ``obj``'s class to a checking subclass (made once per class);
-    returns ``obj``.
+    Changes ``obj``'s class to a checking subclass (made once per class and
+    owner); returns ``obj``.
     """
     checker = active_checker()
     if checker is None:
         return obj
+    if thread is not None and not isinstance(thread, threading.Thread):
+        raise TypeError(f"confine(thread=...) takes a threading.Thread, not {thread!r}")
     cls = type(obj)
-    confined = _CONFINED.get((cls, id(checker)))
+    key = (cls, id(checker), id(thread))
+    confined = _CONFINED.get(key)
     if confined is None:
-        confined = _CONFINED[(cls, id(checker))] = _confined_class(cls, checker)
+        confined = _CONFINED[key] = _confined_class(cls, checker, thread)
     try:
         obj.__class__ = confined
     except TypeError as error:
@@ -95,9 +100,13 @@ def assert_reactor_thread() -> None:
         checker.violation("assert_reactor_thread")
 
 
-def _checked(function: _F, checker: AffinityChecker, api: str) -> _F:
+def _checked(
+    function: _F, checker: AffinityChecker, api: str, thread: threading.Thread | None = None
+) -> _F:
     if getattr(function, _ANY_THREAD, False):
         return function
+    if thread is not None:
+        return _checked_for_thread(function, checker, api, thread)
 
     @functools.wraps(function)
     def check_then_call(*args: Any, **kwargs: Any) -> Any:
@@ -109,39 +118,72 @@ def _checked(function: _F, checker: AffinityChecker, api: str) -> _F:
     return check_then_call  # type: ignore[return-value]
 
 
-def _checked_member(value: Any, checker: AffinityChecker, api: str, name: str) -> Any:
+def _checked_for_thread(
+    function: _F, checker: AffinityChecker, api: str, thread: threading.Thread
+) -> _F:
+    @functools.wraps(function)
+    def check_then_call(*args: Any, **kwargs: Any) -> Any:
+        # The ident is read at each call: the thread may not have started when confined.
+        if get_ident() != thread.ident and checker.confined_elsewhere(api, thread):
+            with checker.exempt():
+                return function(*args, **kwargs)
+        return function(*args, **kwargs)
+
+    return check_then_call  # type: ignore[return-value]
+
+
+def _checked_member(
+    value: Any,
+    checker: AffinityChecker,
+    api: str,
+    name: str,
+    thread: threading.Thread | None = None,
+) -> Any:
     if name.startswith("_") or getattr(value, _ANY_THREAD, False):
         return value
     if isinstance(value, (staticmethod, classmethod)):
         inner = value.__func__
         if getattr(inner, _ANY_THREAD, False):
             return value
-        return type(value)(_checked(inner, checker, api))
+        return type(value)(_checked(inner, checker, api, thread))
     if callable(value):
-        return _checked(value, checker, api)
+        return _checked(value, checker, api, thread)
     return value
 
 
-def _confined_class(cls: type, checker: AffinityChecker) -> type:
+def _confined_class(cls: type, checker: AffinityChecker, thread: threading.Thread | None) -> type:
     namespace: dict[str, Any] = {"__qualname__": cls.__qualname__, "__module__": cls.__module__}
     for klass in reversed(cls.__mro__[:-1]):  # outermost first, so overrides win
         for name, value in vars(klass).items():
-            checked = _checked_member(value, checker, f"{cls.__qualname__}.{name}", name)
+            checked = _checked_member(value, checker, f"{cls.__qualname__}.{name}", name, thread)
             if checked is not value:
                 namespace[name] = checked
+    namespace["__setattr__"] = _checked_write(cls, checker, thread)
+    return type(cls.__name__, (cls,), namespace)
+
+
+def _checked_write(
+    cls: type, checker: AffinityChecker, thread: threading.Thread | None
+) -> Callable[[Any, str, Any], None]:
     original_setattr: Any = cls.__setattr__
+    owner = cls.__qualname__
 
     def __setattr__(self: Any, name: str, value: Any) -> None:  # noqa: N807 - the hook itself
-        if get_ident() != checker.owner and checker.violation(
-            f"{cls.__qualname__}.{name} (write)"
-        ):
+        if thread is None:
+            reported = get_ident() != checker.owner and checker.violation(
+                f"{owner}.{name} (write)"
+            )
+        else:
+            reported = get_ident() != thread.ident and checker.confined_elsewhere(
+                f"{owner}.{name} (write)", thread
+            )
+        if reported:
             with checker.exempt():
                 original_setattr(self, name, value)
             return
         original_setattr(self, name, value)
 
-    namespace["__setattr__"] = __setattr__
-    return type(cls.__name__, (cls,), namespace)
+    return __setattr__
 
 
 def _qualified(function: Callable[..., Any]) -> str:

@@ -59,6 +59,11 @@ def _hint(violation: Violation) -> str:
             "make the call before starting the reactor's thread, or hand it over: "
             f"reactor.callFromThread(reactor.{api}, ...)"
         )
+    if violation.kind is Kind.CONFINED_ELSEWHERE:
+        return (
+            f"call it in {violation.reactor_thread.name!r}: hand the call to that thread "
+            "(a queue it reads), or confine the object to the thread that uses it"
+        )
     if violation.kind is Kind.BLOCKING_CALL_AFTER_STOP:
         return (
             "stop the threads that call into the reactor before reactor.stop() (say, from "

@@ -28,6 +28,9 @@ class Kind(enum.Enum):
     BLOCKING_CALL_IN_REACTOR = "blocking-call-in-reactor"
     """``blockingCallFromThread`` was called in the reactor thread: it would never return."""
 
+    CONFINED_ELSEWHERE = "confined-elsewhere"
+    """An object ``confine(obj, thread=...)`` gave to one thread was used from another."""
+
     STALL = "stall"
     """Not a thread-affinity violation: one callback held the reactor thread longer
     than the stall threshold (reported on its own; it fails nothing)."""
@@ -116,6 +119,11 @@ class Violation:
             return (
                 f"blockingCallFromThread called from thread {self.thread.describe()} "
                 "after reactor.stop(): the reactor will never run it, so it would wait forever"
+            )
+        if self.kind is Kind.CONFINED_ELSEWHERE:
+            return (
+                f"{self.api} called from thread {self.thread.describe()}; the object is "
+                f"confined to {self.reactor_thread.describe()}"
             )
         if self.kind is Kind.STALL:
             blocked = "" if self.api == "stall" else f" in {self.api}"
