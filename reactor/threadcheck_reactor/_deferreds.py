@@ -166,7 +166,7 @@ def _deferred_init() -> Callable[..., None]:
 def _deferred_callback() -> Callable[..., None]:
     original = defer.Deferred.callback
     if original.__code__.co_names != _CALLBACK_NAMES:
-        return _running.checked_unless("Deferred.callback", original, _private)
+        return _running.checked("Deferred.callback", original, _private)
 
     @functools.wraps(original)
     def callback(self: Any, result: Any) -> None:
@@ -190,9 +190,7 @@ def patches() -> list[Patch]:
     ]
     for api in DEFERRED_APIS[1:]:
         name = api.split(".")[1]
-        patches.append(
-            (deferred, name, _running.checked_unless(api, getattr(deferred, name), _private))
-        )
+        patches.append((deferred, name, _running.checked(api, getattr(deferred, name), _private)))
     patches.append(
         (
             defer._ConcurrencyPrimitive,
@@ -211,6 +209,6 @@ def patches() -> list[Patch]:
         for name in names:
             original = getattr(cls, name)
             patches.append(
-                (cls, name, _running.checked_unless(f"{prefix}.{name}", original, _is_private))
+                (cls, name, _running.checked(f"{prefix}.{name}", original, _is_private))
             )
     return patches

@@ -22,7 +22,6 @@ attribute read, as the reactor's own checks read ``checker.owner``.
 
 from __future__ import annotations
 
-import functools
 import sys
 import threading
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from threading import get_ident
 from typing import Any, TypeVar
 
 from threadcheck._affinity import AffinityChecker
+from threadcheck_reactor import _signature
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -108,38 +108,44 @@ def foreign_checker(api: str) -> AffinityChecker | None:
     return checker if checker.violation(api) else None
 
 
-def checked(api: str, original: _F) -> _F:
-    """``original`` reporting a call from a thread other than the running reactor's.
+def checked(api: str, original: _F, private: Callable[[Any], bool] | None = None) -> _F:
+    """``original`` reporting a call from a thread other than the running reactor's
+    (as :func:`threadcheck_reactor._checked.checked`, against the running reactor);
+    a method with ``private`` is silent when ``private(self)``: an object the
+    running reactor's thread has no part in.
 
-    As :func:`threadcheck_reactor._checked.checked`, against the running reactor.
+    The wrapper has ``original``'s own signature: packing and unpacking
+    ``*args, **kwargs`` would cost more than the check itself, paid on every
+    ``transport.write`` and ``request.setHeader`` in the reactor thread.
     """
-
-    @functools.wraps(original)
-    def check_then_call(*args: Any, **kwargs: Any) -> Any:
-        if get_ident() != STATE.owner:
-            checker = foreign_checker(api)
-            if checker is not None:
-                with checker.exempt():  # one mistake, one violation
-                    return original(*args, **kwargs)
-        return original(*args, **kwargs)
-
-    return check_then_call  # type: ignore[return-value]
+    return _signature.same_signature(  # type: ignore[return-value]
+        original,
+        _CHECK_THEN_CALL if private is None else _CHECK_UNLESS_PRIVATE_THEN_CALL,
+        api=api,
+        private=private,
+        STATE=STATE,
+        get_ident=get_ident,
+        foreign_checker=foreign_checker,
+    )
 
 
-def checked_unless(api: str, original: _F, private: Callable[[Any], bool]) -> _F:
-    """As :func:`checked` for a method, silent when ``private(self)``: an object
-    the running reactor's thread has no part in."""
+_CHECK_THEN_CALL = """
+    if get_ident() != STATE.owner:
+        checker = foreign_checker(api)
+        if checker is not None:
+            with checker.exempt():  # one mistake, one violation
+                return original({call})
+    return original({call})
+"""
 
-    @functools.wraps(original)
-    def check_then_call(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if get_ident() != STATE.owner and not private(self):
-            checker = foreign_checker(api)
-            if checker is not None:
-                with checker.exempt():  # one mistake, one violation
-                    return original(self, *args, **kwargs)
-        return original(self, *args, **kwargs)
-
-    return check_then_call  # type: ignore[return-value]
+_CHECK_UNLESS_PRIVATE_THEN_CALL = """
+    if get_ident() != STATE.owner and not private({first}):
+        checker = foreign_checker(api)
+        if checker is not None:
+            with checker.exempt():  # one mistake, one violation
+                return original({call})
+    return original({call})
+"""
 
 
 def checked_methods(cls: type, prefix: str, names: tuple[str, ...]) -> list[Patch]:
@@ -151,21 +157,3 @@ def checked_methods(cls: type, prefix: str, names: tuple[str, ...]) -> list[Patc
         if original is not None:
             patches.append((cls, name, checked(f"{prefix}.{name}", original)))
     return patches
-
-
-def checked_one_argument(
-    api: str, original: Callable[[Any, Any], Any]
-) -> Callable[[Any, Any], Any]:
-    """As :func:`checked`, for the hot ``method(self, data)`` (``transport.write``):
-    a fixed signature saves the argument packing, most of a wrapper's cost."""
-
-    @functools.wraps(original)
-    def check_then_call(self: Any, data: Any) -> Any:
-        if get_ident() != STATE.owner:
-            checker = foreign_checker(api)
-            if checker is not None:
-                with checker.exempt():
-                    return original(self, data)
-        return original(self, data)
-
-    return check_then_call

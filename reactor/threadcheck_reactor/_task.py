@@ -13,15 +13,13 @@ Thread safety: Twisted's have none; the checks run in any thread.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
-from threading import get_ident
 from typing import Any
 
 from twisted.internet import task
 
 from threadcheck._affinity import AffinityChecker
-from threadcheck_reactor._running import STATE, Patch, checked_unless, foreign_checker
+from threadcheck_reactor._running import Patch, checked
 
 LOOPING_CALL_APIS = ("start", "stop", "reset")
 COOPERATOR_APIS = ("cooperate", "coiterate", "start", "stop")
@@ -53,22 +51,11 @@ def _private_task(cooperative: task.CooperativeTask[Any]) -> bool:
     return _private_cooperator(cooperative._cooperator)
 
 
-def _checked_defer_later(original: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(original)
-    def deferLater(clock: Any, *args: Any, **kwargs: Any) -> Any:
-        if get_ident() != STATE.owner and not _private_clock(clock):
-            checker = foreign_checker("task.deferLater")
-            if checker is not None:
-                with checker.exempt():
-                    return original(clock, *args, **kwargs)
-        return original(clock, *args, **kwargs)
-
-    return deferLater
-
-
 def patches() -> list[Patch]:
     """The task checks, for :func:`threadcheck_reactor._running.register`."""
-    found: list[Patch] = [(task, "deferLater", _checked_defer_later(task.deferLater))]
+    found: list[Patch] = [
+        (task, "deferLater", checked("task.deferLater", task.deferLater, _private_clock))
+    ]
     classes: tuple[tuple[type, str, tuple[str, ...], Callable[[Any], bool]], ...] = (
         (task.LoopingCall, "LoopingCall", LOOPING_CALL_APIS, _private_loop),
         (task.Cooperator, "Cooperator", COOPERATOR_APIS, _private_cooperator),
@@ -76,5 +63,5 @@ def patches() -> list[Patch]:
     )
     for cls, prefix, names, private in classes:
         for name in names:
-            found.append((cls, name, checked_unless(f"{prefix}.{name}", vars(cls)[name], private)))
+            found.append((cls, name, checked(f"{prefix}.{name}", vars(cls)[name], private)))
     return found

@@ -23,7 +23,7 @@ import sys
 
 from twisted.internet import _newtls, abstract, base, tcp, udp
 
-from threadcheck_reactor._running import Patch, checked_methods, checked_one_argument
+from threadcheck_reactor._running import Patch, checked_methods
 
 _PRODUCING = ("pauseProducing", "resumeProducing", "stopProducing")
 _CONSUMING = ("registerProducer", "unregisterProducer")
@@ -59,15 +59,10 @@ APIS = (
 def patches() -> list[Patch]:
     """The transport checks, for :func:`threadcheck_reactor._running.register`."""
     fd = abstract.FileDescriptor
-    found: list[Patch] = [(fd, "write", checked_one_argument("transport.write", fd.write))]
-    found += checked_methods(fd, "transport", _TRANSPORT_APIS)
+    found = checked_methods(fd, "transport", ("write", *_TRANSPORT_APIS))
     found += checked_methods(abstract._ConsumerMixin, "transport", _CONSUMING)
     # TCP connections write through here (TLS-capable), then FileDescriptor's write.
-    tls_capable = _newtls.ConnectionMixin
-    found.append(
-        (tls_capable, "write", checked_one_argument("transport.write", tls_capable.write))
-    )
-    found += checked_methods(tls_capable, "transport", ("startTLS", *_TLS_APIS[1:]))
+    found += checked_methods(_newtls.ConnectionMixin, "transport", ("startTLS", *_TLS_APIS))
     found += checked_methods(tcp._AbortingMixin, "transport", ("abortConnection",))
     found += checked_methods(tcp.Port, "port", _PORT_APIS)
     found += checked_methods(udp.Port, "port", _PORT_APIS)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 
-from threadcheck_reactor._running import Patch, checked_methods, checked_one_argument
+from threadcheck_reactor._running import Patch, checked_methods
 
 REQUEST_APIS = (
     "finish",
@@ -46,8 +46,5 @@ def patches() -> list[Patch]:
         request = getattr(sys.modules.get(module), "Request", None)
         if not isinstance(request, type):
             continue
-        write = vars(request).get("write")
-        if write is not None:
-            found.append((request, "write", checked_one_argument("request.write", write)))
-        found += checked_methods(request, "request", REQUEST_APIS)
+        found += checked_methods(request, "request", ("write", *REQUEST_APIS))
     return found
