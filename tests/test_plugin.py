@@ -347,3 +347,38 @@ def test_twisteds_own_suites_give_the_same_results_under_threadcheck(tmp_path: P
     assert _outcomes(checked.stdout) == expected
     assert checked.returncode == 0, checked.stdout[-2000:] + checked.stderr
     assert json.loads(report.read_text())["total"] == 0
+
+
+@pytest.mark.quality
+@pytest.mark.parametrize("reactor", ["threadcheck", "threadcheck-asyncio"])
+def test_trial_reports_a_stall_without_failing(tmp_path: Path, reactor: str) -> None:
+    (tmp_path / "tc_stall.py").write_text(
+        textwrap.dedent(
+            """
+            import time
+
+            from twisted.internet import reactor, task
+            from twisted.trial import unittest
+
+
+            def slow():
+                time.sleep(0.3)
+
+
+            class Slow(unittest.TestCase):
+                def test_slow(self):
+                    return task.deferLater(reactor, 0, slow)
+            """
+        )
+    )
+    result = run(
+        [str(BIN / "trial"), f"--reactor={reactor}", "tc_stall"],
+        tmp_path,
+        THREADCHECK_STALL_MS="50",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "PASSED (successes=1)" in result.stdout
+    assert "threadcheck: 1 reactor stall (reported, not failures)" in result.stderr
+    assert "reactor thread stalled in time.sleep" in result.stderr
+    assert "tc_stall.py:8 in slow" in result.stderr  # the callback
+    assert "blocked at: tc_stall.py:9 in slow" in result.stderr

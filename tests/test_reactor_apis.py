@@ -376,3 +376,27 @@ def test_iterate_is_silent_in_the_owner_thread() -> None:
     reactor = ThreadCheckReactor(Mode.RAISE)
     reactor.iterate(0)  # never run: the creating thread owns it
     assert reactor.threadcheck.recorder.violations() == []
+
+
+def test_delayed_calls_refuse_what_twisteds_refuse() -> None:
+    # The checked DelayedCall writes Twisted's cancel/reset bodies out: same errors.
+    from twisted.internet import error
+
+    reactor = ThreadCheckReactor("record")
+    call = reactor.callLater(10, lambda: None)
+    call.reset(5)
+    assert call.getTime() == pytest.approx(reactor.seconds() + 5, abs=1)
+    call.reset(20)  # later: delayed, not moved
+    assert call.active() and call.delayed_time > 0
+    call.cancel()
+    with pytest.raises(error.AlreadyCancelled):
+        call.cancel()
+    with pytest.raises(error.AlreadyCancelled):
+        call.reset(1)
+    fired = reactor.callLater(0, lambda: None)
+    reactor.runUntilCurrent()
+    with pytest.raises(error.AlreadyCalled):
+        fired.cancel()
+    with pytest.raises(error.AlreadyCalled):
+        fired.reset(1)
+    assert reactor.threadcheck.recorder.violations() == []

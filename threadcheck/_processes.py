@@ -112,5 +112,7 @@ class ProcessReport:
             _report.write_json(violations, mode, self.json_path)
         if violations:
             stream.write(_report.format_report(violations))
-            stream.flush()
+        # This process's stalls (a child's stay in its own stderr: they fail nothing).
+        stream.write(_report.format_stalls(self.checker.recorder.stalls()))
+        stream.flush()
         return len(violations)

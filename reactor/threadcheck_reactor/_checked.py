@@ -1,13 +1,13 @@
-"""The inline fast-path check shared by every instrumented method."""
+"""The inline fast-path check shared by every instrumented reactor method."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from threading import get_ident
 from typing import Any, Protocol, TypeVar
 
 from threadcheck._affinity import AffinityChecker
+from threadcheck_reactor._signature import same_signature
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -16,21 +16,23 @@ class HasChecker(Protocol):
     _threadcheck: AffinityChecker
 
 
+_CHECK_THEN_CALL = """
+    checker = {first}._threadcheck
+    if get_ident() != checker.owner and checker.violation(api):
+        with checker.exempt():
+            return original({call})
+    return original({call})
+"""
+
+
 def checked(api: str, method: _F) -> _F:
     """Wrap ``method`` so that a call from a thread other than the owner is reported.
 
     The fast path is one ident comparison: nothing is allocated or captured
-    unless the threads differ. A reported call goes on exempt from further
-    checks, so one mistake is one violation, not one per API Twisted calls
-    inside it.
+    unless the threads differ, and the wrapper has ``method``'s own signature
+    (no argument packing: ``addWriter`` runs on every write). A reported call
+    goes on exempt from further checks, so one mistake is one violation, not
+    one per API Twisted calls inside it.
     """
-
-    @functools.wraps(method)
-    def wrapper(self: HasChecker, *args: Any, **kwargs: Any) -> Any:
-        checker = self._threadcheck
-        if get_ident() != checker.owner and checker.violation(api):
-            with checker.exempt():
-                return method(self, *args, **kwargs)
-        return method(self, *args, **kwargs)
-
+    wrapper = same_signature(method, _CHECK_THEN_CALL, api=api, get_ident=get_ident)
     return wrapper  # type: ignore[return-value]

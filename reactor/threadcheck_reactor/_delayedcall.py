@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from threading import get_ident
 
+from twisted.internet import error
 from twisted.internet.base import DelayedCall
 
 from threadcheck._affinity import AffinityChecker
@@ -14,6 +15,17 @@ _cancel = DelayedCall.cancel
 _reset = DelayedCall.reset
 _delay = DelayedCall.delay
 
+# The names Twisted's cancel and reset bodies use: while they are these, the
+# bodies below are Twisted's own, written out (see InlinedDelayedCall).
+_CANCEL_NAMES = (
+    "cancelled", "error", "AlreadyCancelled", "called", "AlreadyCalled",
+    "canceller", "debug", "repr", "_repr", "func", "args", "kw",
+)  # fmt: skip
+_RESET_NAMES = (
+    "cancelled", "error", "AlreadyCancelled", "called", "AlreadyCalled",
+    "seconds", "time", "delayed_time", "resetter",
+)  # fmt: skip
+
 
 class CheckedDelayedCall(DelayedCall):
     """Set as the class of the calls ``callLater`` returns; adds no state.
@@ -21,8 +33,7 @@ class CheckedDelayedCall(DelayedCall):
     Written out, not made by the generic ``checked`` wrapper: a timeout's
     reset and cancel are hot (one per request in a busy server), and a fixed
     signature saves the wrapper's argument packing (reset+cancel churn 1.21 ->
-    1.08 in tests/benchmarks/overhead.py; inlining Twisted's bodies as well
-    gained only 0.01: what is left is the ident comparison itself).
+    1.08 in tests/benchmarks/overhead.py).
     """
 
     _threadcheck: AffinityChecker
@@ -52,6 +63,54 @@ class CheckedDelayedCall(DelayedCall):
         _delay(self, secondsLater)
 
 
+class InlinedDelayedCall(CheckedDelayedCall):
+    """CheckedDelayedCall with Twisted's cancel and reset bodies written out after
+    the check: the second frame was half of what churn cost (1.08 -> 1.04).
+    Used only while Twisted's bodies are the ones copied (checked by the names
+    they use); the conformance suites run Twisted's DelayedCall tests on it."""
+
+    def cancel(self) -> None:
+        checker = self._threadcheck
+        if get_ident() != checker.owner and checker.violation("DelayedCall.cancel"):
+            with checker.exempt():
+                _cancel(self)
+            return
+        if self.cancelled:
+            raise error.AlreadyCancelled
+        elif self.called:
+            raise error.AlreadyCalled
+        self.canceller(self)
+        self.cancelled = 1
+        if self.debug:
+            self._repr = repr(self)
+        del self.func, self.args, self.kw
+
+    def reset(self, secondsFromNow: float) -> None:
+        checker = self._threadcheck
+        if get_ident() != checker.owner and checker.violation("DelayedCall.reset"):
+            with checker.exempt():
+                _reset(self, secondsFromNow)
+            return
+        if self.cancelled:
+            raise error.AlreadyCancelled
+        elif self.called:
+            raise error.AlreadyCalled
+        new_time = self.seconds() + secondsFromNow
+        if new_time < self.time:
+            self.delayed_time = 0.0
+            self.time = new_time
+            self.resetter(self)
+        else:
+            self.delayed_time = new_time - self.time
+
+
+_BASE: type[CheckedDelayedCall] = (
+    InlinedDelayedCall
+    if (_cancel.__code__.co_names, _reset.__code__.co_names) == (_CANCEL_NAMES, _RESET_NAMES)
+    else CheckedDelayedCall
+)
+
+
 def delayed_call_type(checker: AffinityChecker) -> type[CheckedDelayedCall]:
     """A subclass bound to ``checker``, so the check needs no per-call state."""
-    return type("CheckedDelayedCall", (CheckedDelayedCall,), {"_threadcheck": checker})
+    return type("CheckedDelayedCall", (_BASE,), {"_threadcheck": checker})

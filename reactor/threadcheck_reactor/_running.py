@@ -52,8 +52,19 @@ class _State:
 STATE = _State()
 _running: list[AffinityChecker] = []
 _patchers: list[Callable[[], list[Patch]]] = []
-_patched: set[tuple[int, str]] = set()
-_modules_seen = -1  # len(sys.modules) when the patchers last ran
+_patched: dict[tuple[int, str], tuple[Any, str, Any]] = {}  # -> (owner, name, original)
+_LATE_MODULES = (
+    "twisted.web.http",
+    "twisted.web.server",
+    "twisted.protocols.tls",
+    "twisted.internet._posixstdio",
+    "twisted.internet.unix",
+    "twisted.internet.process",
+)
+"""Modules patched only once imported (importing them for it would cost every program)."""
+
+_modules_seen: tuple[bool, ...] = ()  # which of them were imported when the patchers last ran
+_MISSING = object()
 _lock = threading.Lock()
 
 
@@ -63,17 +74,33 @@ def register(patcher: Callable[[], list[Patch]]) -> None:
 
 
 def patch() -> None:
-    """Apply every patch not applied yet; cheap when no module was imported since."""
+    """Apply every patch not applied yet; cheap when none of :data:`_LATE_MODULES`
+    was imported since (an exploration makes a reactor per schedule)."""
     global _modules_seen
+    present = tuple(name in sys.modules for name in _LATE_MODULES)
     with _lock:
-        if len(sys.modules) == _modules_seen:
+        if present == _modules_seen:
             return
-        _modules_seen = len(sys.modules)
+        _modules_seen = present
         for patcher in _patchers:
             for owner, name, replacement in patcher():
                 if (id(owner), name) not in _patched:  # classes and modules live for ever
-                    _patched.add((id(owner), name))
+                    _patched[id(owner), name] = (owner, name, vars(owner).get(name, _MISSING))
                     setattr(owner, name, replacement)
+
+
+def unpatch() -> None:
+    """Put Twisted's own methods back (the benchmarks' plain runs); the next
+    instrumented reactor made patches again."""
+    global _modules_seen
+    with _lock:
+        for owner, name, original in _patched.values():
+            if original is _MISSING:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, original)
+        _patched.clear()
+        _modules_seen = ()
 
 
 def enter(checker: AffinityChecker) -> None:

@@ -1,6 +1,6 @@
 """The stall watchdog: a callback that holds the reactor thread too long.
 
-A daemon thread samples the reactor thread's stack every quarter of the
+A daemon thread samples the reactor thread's stack every half of the
 threshold. The reactor is *idle* when its innermost frame is the poll wait
 (``doIteration``, or the selector's ``select`` under asyncio); otherwise it is
 running a callback, known by its outermost frame below Twisted's dispatch
@@ -11,7 +11,7 @@ known blocking call it sits in, if any (``time.sleep``, ``Queue.get``,
 ``Thread.join``, ``Lock.acquire``...).
 
 Sampling resolution: a stall is seen once it has lasted between the threshold
-and 1.25 times it. The reactor thread pays nothing: no hook runs in it.
+and 1.5 times it. The reactor thread pays nothing: no hook runs in it.
 
 Stalls are findings, not thread-affinity violations: they are reported on
 their own and do not fail a run or a test (a loaded CI machine stalls too).
@@ -145,7 +145,7 @@ class StallWatch:
         self._callback = None  # no frame kept alive
 
     def _watch(self) -> None:
-        while not self._stopped.wait(self._threshold / 4):
+        while not self._stopped.wait(self._threshold / 2):
             self.sample()
 
     def sample(self) -> Violation | None:
@@ -163,7 +163,8 @@ class StallWatch:
         return self._report(frame, callback, now - self._since)
 
     def _running_callback(self, frame: FrameType) -> FrameType | None:
-        """The outermost frame of the callback the reactor runs; None when it is idle."""
+        """The outermost frame of the callback the reactor runs (not one of
+        threadcheck's checks wrapping it); None when the reactor is idle."""
         if frame.f_code in self._idle_codes:
             return None
         inner: FrameType | None = None
@@ -171,7 +172,9 @@ class StallWatch:
         while walker is not None:
             if walker.f_code.co_name in _DISPATCH_NAMES and inner is not None:
                 return inner
-            inner, walker = walker, walker.f_back
+            if _stacks.classify(walker.f_code.co_filename) != "threadcheck":
+                inner = walker
+            walker = walker.f_back
         return inner
 
     def _report(self, frame: FrameType, callback: FrameType, seconds: float) -> Violation:
@@ -243,7 +246,10 @@ def _scheduled_at(call: base.DelayedCall) -> str:
     is on (it keeps every call's creation stack, at a cost)."""
     creator = getattr(call, "creator", None)
     if not creator:
-        return " (reactor.callLater; set DelayedCall.debug = True to see where)"
+        return (
+            " (reactor.callLater, or callFromThread on the asyncio reactor; "
+            "DelayedCall.debug = True shows where it was scheduled)"
+        )
     for entry in reversed(creator):
         first = entry.strip().splitlines()[0]  # File "x.py", line 3, in f
         if "twisted" not in first and "threadcheck" not in first:
