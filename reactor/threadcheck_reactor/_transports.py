@@ -61,8 +61,14 @@ def patches() -> list[Patch]:
     fd = abstract.FileDescriptor
     found = checked_methods(fd, "transport", ("write", *_TRANSPORT_APIS))
     found += checked_methods(abstract._ConsumerMixin, "transport", _CONSUMING)
-    # TCP connections write through here (TLS-capable), then FileDescriptor's write.
-    found += checked_methods(_newtls.ConnectionMixin, "transport", ("startTLS", *_TLS_APIS))
+    # TCP connections write through here (TLS-capable) into FileDescriptor's
+    # write, checked there: a second check on every write would cost 1% of a
+    # web request for a report line ("through twisted: _newtls.py") less.
+    found += checked_methods(
+        _newtls.ConnectionMixin,
+        "transport",
+        ("startTLS", "loseConnection", "registerProducer", "unregisterProducer"),
+    )
     found += checked_methods(tcp._AbortingMixin, "transport", ("abortConnection",))
     found += checked_methods(tcp.Port, "port", _PORT_APIS)
     found += checked_methods(udp.Port, "port", _PORT_APIS)

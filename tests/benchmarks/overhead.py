@@ -110,7 +110,7 @@ ROUND_TRIPS = 3_000
 CHURN = 50_000
 CHAINS = 20_000
 ECHOES = 2_000
-REQUESTS = 500
+REQUESTS = 2000
 
 
 def _run_until(reactor: Any, start: Callable[[Callable[[], None]], None]) -> float:
