@@ -39,8 +39,9 @@ Patch = tuple[Any, str, Any]
 
 class _State:
     owner = 0
-    """The thread running the innermost running instrumented reactor (the last
-    one to run while none does: its calls keep the fast path)."""
+    """The thread running the innermost running instrumented reactor (while none
+    does, the last one to run it, or the one that made the first: its calls keep
+    the fast path)."""
 
     checker: AffinityChecker | None = None
     """The running reactor's checker; None while none runs."""
@@ -79,6 +80,8 @@ def patch() -> None:
     global _modules_seen
     present = tuple(name in sys.modules for name in _LATE_MODULES)
     with _lock:
+        if not STATE.owner:
+            STATE.owner = get_ident()  # the installing thread: its calls take the fast path
         if present == _modules_seen:
             return
         _modules_seen = present
