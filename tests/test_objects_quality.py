@@ -15,6 +15,7 @@ For each check, on a real running instrumented reactor:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +68,16 @@ def shared_deferred(reactor: Any) -> list[Deferred[Any]]:
     return [d]
 
 
+def cancellable_deferred(reactor: Any) -> list[Deferred[Any]]:
+    d: Deferred[Any] = Deferred()
+    d.addErrback(lambda failure: None)  # the CancelledError
+    return [d]
+
+
+def waiting_task(reactor: Any) -> Any:
+    return task.Cooperator(started=True).cooperate(iter([1, 2, 3]))
+
+
 def unscheduled_loop(reactor: Any) -> task.LoopingCall:
     loop = task.LoopingCall(lambda: None)
     loop.clock = reactor
@@ -97,8 +108,21 @@ CASES = [
         lambda box: box[0].errback(ValueError()),
         "d.errback, failure",
     ),
+    Case("Deferred.cancel", cancellable_deferred, lambda box: box[0].cancel(), "d.cancel)"),
     Case(
         "DeferredQueue.put", lambda r: defer.DeferredQueue(), lambda q: q.put(1), "queue.put, item"
+    ),
+    Case(
+        "DeferredQueue.get",
+        lambda r: defer.DeferredQueue(),
+        lambda q: q.get(),
+        "threads.blockingCallFromThread(reactor, queue.get)",
+    ),
+    Case(
+        "DeferredLock.acquire",
+        lambda r: defer.DeferredLock(),
+        lambda lock: lock.acquire(),
+        "threads.blockingCallFromThread(reactor, lock.acquire)",
     ),
     Case(
         "DeferredLock.release",
@@ -152,6 +176,13 @@ CASES = [
         lambda request: request.setResponseCode(404),
         "request.setResponseCode, code",
     ),
+    Case("request.finish", a_request, lambda request: request.finish(), "request.finish)"),
+    Case(
+        "request.addCookie",
+        a_request,
+        lambda request: request.addCookie(b"k", b"v"),
+        "request.addCookie, name, value",
+    ),
     Case(
         "request.redirect",
         a_request,
@@ -176,6 +207,12 @@ CASES = [
         lambda r: task.Cooperator(started=True),
         lambda cooperator: cooperator.cooperate(iter([])),
         "cooperator.cooperate, iterator",
+    ),
+    Case(
+        "CooperativeTask.pause",
+        waiting_task,
+        lambda cooperative: cooperative.pause(),
+        "task.pause)",
     ),
     Case(
         "task.deferLater",
@@ -278,6 +315,21 @@ def test_objects_private_to_a_worker_are_silent(
 ) -> None:
     run_in_thread(worker, name="worker")
     assert running.recorder.violations() == []
+
+
+def test_a_process_transport_written_from_a_worker_is_reported(running: RunningReactor) -> None:
+    reading = [sys.executable, "-c", "import sys; sys.stdin.read()"]
+    process = running.in_reactor(
+        lambda: [running.reactor.spawnProcess(protocol.ProcessProtocol(), reading[0], reading)]
+    )[0]
+    try:
+        run_in_thread(lambda: process.write(b"x"), name="worker")
+    finally:
+        running.in_reactor(process.closeStdin)  # the child reads to the end and exits
+    [violation] = running.recorder.violations()
+    assert (violation.api, violation.thread.name) == ("process.write", "worker")
+    fix = format_report([violation]).split("fix: ", 1)[1]
+    assert "reactor.callFromThread(process.write, data)" in fix
 
 
 def test_a_worker_deferred_the_reactor_chains_into_a_deferredlist_is_shared(
