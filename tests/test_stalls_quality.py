@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from twisted.internet import threads
+from twisted.internet.defer import Deferred
 
 from threadcheck import Kind, Mode
 from threadcheck._report import format_stalls
@@ -135,3 +136,23 @@ def test_stalls_are_not_watched_when_switched_off(monkeypatch: pytest.MonkeyPatc
         running.stop()
     assert running.reactor.stall_threshold is None
     assert running.recorder.stalls() == []
+
+
+def blocks_in_a_deferred_callback(result: object) -> None:
+    threading.Event().wait(BLOCK)
+
+
+def test_a_deferred_callback_handed_over_is_named_with_how_it_came(
+    running: RunningReactor,
+) -> None:
+    # The check wrapping Deferred.callback is threadcheck's: the user's callback is named.
+    d: Deferred[None] = running.in_reactor(
+        lambda: [Deferred().addCallback(blocks_in_a_deferred_callback)]
+    )[0]
+    running.reactor.callFromThread(d.callback, None)
+    running.in_reactor(lambda: None)
+    [stall] = [s for s in running.recorder.stalls() if "blocks_in_a" in str(s.detail)]
+    assert stall.api == "Event.wait"
+    assert "in blocks_in_a_deferred_callback, handed over with reactor.callFromThread" in str(
+        stall.detail
+    )

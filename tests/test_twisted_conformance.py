@@ -81,6 +81,16 @@ del _builder, _reactor_class
 
 
 @pytest.fixture(autouse=True, scope="module")
+def in_a_temporary_directory(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    # Twisted's tests make files relative to the working directory (trial runs
+    # them in _trial_temp): keep them out of the checkout.
+    before = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("twisted-conformance"))
+    yield
+    os.chdir(before)
+
+
+@pytest.fixture(autouse=True, scope="module")
 def no_violations_in_twisteds_own_tests() -> Any:
     yield
     found = [v.summary() for reactor in built for v in reactor.threadcheck.recorder.violations()]

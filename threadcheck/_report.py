@@ -244,7 +244,9 @@ def format_stalls(stalls: list[Violation]) -> str:
         lines.append(f"[{number}] {stall.headline()}")
         if stall.test is not None:
             lines.append(f"    during test: {stall.test.describe()}")
-        where = _stacks.innermost_user_frame(stall.stack)
+        where = _stacks.innermost_user_frame(stall.stack) or next(
+            (f for f in reversed(stall.stack) if f.library not in ("python", "threadcheck")), None
+        )
         if where is not None:
             lines.append(f"    blocked at: {where.location()}")
             if where.source:

@@ -163,8 +163,8 @@ class StallWatch:
         return self._report(frame, callback, now - self._since)
 
     def _running_callback(self, frame: FrameType) -> FrameType | None:
-        """The outermost frame of the callback the reactor runs (not one of
-        threadcheck's checks wrapping it); None when the reactor is idle."""
+        """The frame just inside Twisted's dispatch, the same one for as long as
+        the callback runs (threadcheck's check around it, say); None when idle."""
         if frame.f_code in self._idle_codes:
             return None
         inner: FrameType | None = None
@@ -172,9 +172,7 @@ class StallWatch:
         while walker is not None:
             if walker.f_code.co_name in _DISPATCH_NAMES and inner is not None:
                 return inner
-            if _stacks.classify(walker.f_code.co_filename) != "threadcheck":
-                inner = walker
-            walker = walker.f_back
+            inner, walker = walker, walker.f_back
         return inner
 
     def _report(self, frame: FrameType, callback: FrameType, seconds: float) -> Violation:
@@ -257,20 +255,31 @@ def _scheduled_at(call: base.DelayedCall) -> str:
     return ""
 
 
-def _outermost_user_frame(callback: FrameType, innermost: FrameType) -> FrameType:
-    """The user's function the callback runs (Twisted's own callbacks wrap it)."""
-    found = callback
+def _named_callback(root: FrameType, innermost: FrameType) -> FrameType:
+    """The function to name for the callback that ``root`` (just inside the
+    dispatch) runs: the outermost user function in it (Twisted's Deferred
+    machinery and threadcheck's checks wrap it), else the outermost frame that
+    is not threadcheck's."""
+    chain: list[FrameType] = []  # innermost first, up to root
     walker: FrameType | None = innermost
-    while walker is not None and walker is not callback:
-        if _stacks.classify(walker.f_code.co_filename) is None:
-            found = walker
+    while walker is not None:
+        chain.append(walker)
+        if walker is root:
+            break
         walker = walker.f_back
-    return callback if _stacks.classify(callback.f_code.co_filename) is None else found
+    libraries = [_stacks.classify(frame.f_code.co_filename) for frame in chain]
+    for frame, library in zip(reversed(chain), reversed(libraries), strict=True):
+        if library is None:
+            return frame
+    for frame, library in zip(reversed(chain), reversed(libraries), strict=True):
+        if library != "threadcheck":
+            return frame
+    return root
 
 
 def describe_callback(callback: FrameType, innermost: FrameType) -> str:
     """The callback, and how Twisted came to run it (a DelayedCall, callFromThread, I/O)."""
-    code = _outermost_user_frame(callback, innermost).f_code
+    code = _named_callback(callback, innermost).f_code
     where = _stacks.Frame(code.co_filename, code.co_firstlineno, code.co_name).location()
     dispatcher = callback.f_back
     if dispatcher is None:
