@@ -69,14 +69,19 @@ reactor.run()
 
 
 def run(tmp_path: Path, worker: str, in_reactor: str = "pass") -> subprocess.CompletedProcess[str]:
-    program = tmp_path / "program.py"
-    program.write_text(PROGRAM.replace("{WORKER}", worker).replace("{REACTOR}", in_reactor))
+    text = PROGRAM.replace("{WORKER}", worker).replace("{REACTOR}", in_reactor)
+    return run_program(tmp_path / "program.py", text)
+
+
+def run_program(program: Path, text: str) -> subprocess.CompletedProcess[str]:
+    """``threadcheck run`` on ``text``, written to ``program``."""
+    program.write_text(text)
     return subprocess.run(
         [sys.executable, "-m", "threadcheck", "run", str(program)],
         capture_output=True,
         text=True,
         timeout=60,
-        cwd=tmp_path,
+        cwd=program.parent,
     )
 
 
@@ -229,15 +234,7 @@ reactor.run()
 def test_an_object_confined_to_a_thread_is_reported_from_another(
     tmp_path: Path, line: str, api: str
 ) -> None:
-    program = tmp_path / "machine.py"
-    program.write_text(MACHINE.replace("{REACTOR_LINE}", line))
-    result = subprocess.run(
-        [sys.executable, "-m", "threadcheck", "run", str(program)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-    )
+    result = run_program(tmp_path / "machine.py", MACHINE.replace("{REACTOR_LINE}", line))
     assert result.returncode == 3, result.stderr
     report = result.stderr
     assert f"  {api}: 1\n" in report, report
@@ -250,15 +247,7 @@ def test_an_object_confined_to_a_thread_is_reported_from_another(
 
 @pytest.mark.quality
 def test_an_object_confined_to_a_thread_is_silent_in_that_thread(tmp_path: Path) -> None:
-    program = tmp_path / "machine.py"
-    program.write_text(MACHINE.replace("{REACTOR_LINE}", "pass"))
-    result = subprocess.run(
-        [sys.executable, "-m", "threadcheck", "run", str(program)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-    )
+    result = run_program(tmp_path / "machine.py", MACHINE.replace("{REACTOR_LINE}", "pass"))
     assert result.returncode == 0, result.stderr
     assert "threadcheck: no thread-affinity violations found" in result.stderr
 

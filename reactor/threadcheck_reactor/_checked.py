@@ -4,17 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from threading import get_ident
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
-from threadcheck._affinity import AffinityChecker
 from threadcheck_reactor._signature import same_signature
 
 _F = TypeVar("_F", bound=Callable[..., Any])
-
-
-class HasChecker(Protocol):
-    _threadcheck: AffinityChecker
-
 
 _CHECK_THEN_CALL = """
     checker = {first}._threadcheck

@@ -81,15 +81,19 @@ def _twin(cls: type, touching: tuple[str, ...]) -> type:
     return twin
 
 
+def _is_private(obj: Any) -> bool:
+    """Whether ``obj`` is a private twin: made off the reactor thread, never touched there."""
+    return getattr(type(obj), "_threadcheck_private", False)
+
+
 def _made(touching: tuple[str, ...]) -> Callable[[Any], None]:
     def made_off_thread(obj: Any) -> None:
         if STATE.checker is None or get_ident() in STATE.owners:
             return  # no reactor runs (nothing to share with), or another one's own object
-        cls = type(obj)
-        if getattr(cls, "_threadcheck_private", False):
+        if _is_private(obj):
             return  # a subclass's __init__ chaining up
         with contextlib.suppress(TypeError):  # a layout __class__ cannot change: shared
-            obj.__class__ = _twin(cls, touching)
+            obj.__class__ = _twin(type(obj), touching)
 
     return made_off_thread
 
@@ -103,7 +107,7 @@ def _private(d: Any) -> bool:
     A Deferred a callback returned has the waiting Deferred's continuation
     appended to its callbacks (``Deferred._continuation``), not added.
     """
-    if not getattr(type(d), "_threadcheck_private", False):
+    if not _is_private(d):
         return False
     for (callback, args, _), _errback in d._callbacks:
         if callback is _CONTINUE and not _private(args[0]):
@@ -119,10 +123,6 @@ def _checked_init(original: Callable[..., None], made: Callable[[Any], None]) ->
             made(self)
 
     return __init__
-
-
-def _is_private(obj: Any) -> bool:
-    return getattr(type(obj), "_threadcheck_private", False)
 
 
 # Deferred.__init__ and callback are the hot paths (every Deferred the reactor
@@ -206,9 +206,5 @@ def patches() -> list[Patch]:
         )
     )
     for cls, prefix, names in _PRIMITIVES:
-        for name in names:
-            original = getattr(cls, name)
-            patches.append(
-                (cls, name, _running.checked(f"{prefix}.{name}", original, _is_private))
-            )
+        patches += _running.checked_methods(cls, prefix, names, _is_private)
     return patches

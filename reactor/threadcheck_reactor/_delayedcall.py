@@ -8,6 +8,7 @@ from twisted.internet import error
 from twisted.internet.base import DelayedCall
 
 from threadcheck._affinity import AffinityChecker
+from threadcheck_reactor._checked import checked
 
 DELAYED_CALL_APIS = ("DelayedCall.cancel", "DelayedCall.reset", "DelayedCall.delay")
 
@@ -30,37 +31,16 @@ _RESET_NAMES = (
 class CheckedDelayedCall(DelayedCall):
     """Set as the class of the calls ``callLater`` returns; adds no state.
 
-    Written out, not made by the generic ``checked`` wrapper: a timeout's
-    reset and cancel are hot (one per request in a busy server), and a fixed
-    signature saves the wrapper's argument packing (reset+cancel churn 1.21 ->
-    1.08 in tests/benchmarks/overhead.py).
+    Its checks are the reactor's own (:func:`threadcheck_reactor._checked.checked`:
+    the wrapped method's signature, so a timeout's reset and cancel, hot in a
+    busy server, pay no argument packing).
     """
 
     _threadcheck: AffinityChecker
 
-    def cancel(self) -> None:
-        checker = self._threadcheck
-        if get_ident() != checker.owner and checker.violation("DelayedCall.cancel"):
-            with checker.exempt():
-                _cancel(self)
-            return
-        _cancel(self)
-
-    def reset(self, secondsFromNow: float) -> None:
-        checker = self._threadcheck
-        if get_ident() != checker.owner and checker.violation("DelayedCall.reset"):
-            with checker.exempt():
-                _reset(self, secondsFromNow)
-            return
-        _reset(self, secondsFromNow)
-
-    def delay(self, secondsLater: float) -> None:
-        checker = self._threadcheck
-        if get_ident() != checker.owner and checker.violation("DelayedCall.delay"):
-            with checker.exempt():
-                _delay(self, secondsLater)
-            return
-        _delay(self, secondsLater)
+    cancel = checked("DelayedCall.cancel", _cancel)
+    reset = checked("DelayedCall.reset", _reset)
+    delay = checked("DelayedCall.delay", _delay)
 
 
 class InlinedDelayedCall(CheckedDelayedCall):

@@ -178,12 +178,18 @@ _CHECK_UNLESS_PRIVATE_THEN_CALL = """
 """
 
 
-def checked_methods(cls: type, prefix: str, names: tuple[str, ...]) -> list[Patch]:
+def checked_methods(
+    cls: type,
+    prefix: str,
+    names: tuple[str, ...],
+    private: Callable[[Any], bool] | None = None,
+) -> list[Patch]:
     """Patches checking each of ``names`` that ``cls`` itself defines (a subclass
-    inheriting it is covered by the one patch), reported as ``prefix.name``."""
+    inheriting it is covered by the one patch), reported as ``prefix.name``;
+    ``private`` as for :func:`checked`."""
     patches: list[Patch] = []
     for name in names:
         original = cls.__dict__.get(name)
         if original is not None:
-            patches.append((cls, name, checked(f"{prefix}.{name}", original)))
+            patches.append((cls, name, checked(f"{prefix}.{name}", original, private)))
     return patches

@@ -19,7 +19,7 @@ from typing import Any
 from twisted.internet import task
 
 from threadcheck._affinity import AffinityChecker
-from threadcheck_reactor._running import Patch, checked
+from threadcheck_reactor._running import Patch, checked, checked_methods
 
 LOOPING_CALL_APIS = ("start", "stop", "reset")
 COOPERATOR_APIS = ("cooperate", "coiterate", "start", "stop")
@@ -62,6 +62,5 @@ def patches() -> list[Patch]:
         (task.CooperativeTask, "CooperativeTask", TASK_APIS, _private_task),
     )
     for cls, prefix, names, private in classes:
-        for name in names:
-            found.append((cls, name, checked(f"{prefix}.{name}", vars(cls)[name], private)))
+        found += checked_methods(cls, prefix, names, private)
     return found
