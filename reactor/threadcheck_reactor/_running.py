@@ -57,6 +57,7 @@ _patched: dict[tuple[int, str], tuple[Any, str, Any]] = {}  # -> (owner, name, o
 _LATE_MODULES = (
     "twisted.web.http",
     "twisted.web.server",
+    "twisted.internet._newtls",
     "twisted.protocols.tls",
     "twisted.internet._posixstdio",
     "twisted.internet.unix",

@@ -10,9 +10,10 @@ Each public method is reported as ``transport.write``, ``port.stopListening``,
 ``addReader``/``removeWriter`` checks: Twisted calls them on every write and
 read, and a check there would be paid by every byte the reactor moves.
 
-TLS (``twisted.protocols.tls``) and process transports are checked when their
-modules are imported by the time the reactor runs (they are not imported here:
-TLS pulls in OpenSSL).
+TLS (``twisted.internet._newtls``, ``twisted.protocols.tls``), UNIX, stdio and
+process transports are checked once their modules are imported (never imported
+here: TLS needs pyOpenSSL, an optional Twisted extra, and a plain install must
+work without it).
 
 Thread safety: Twisted's transports have none; the checks run in any thread.
 """
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import sys
 
-from twisted.internet import _newtls, abstract, base, tcp, udp
+from twisted.internet import abstract, base, tcp, udp
 
 from threadcheck_reactor._running import Patch, checked_methods
 
@@ -64,11 +65,7 @@ def patches() -> list[Patch]:
     # TCP connections write through here (TLS-capable) into FileDescriptor's
     # write, checked there: a second check on every write would cost 1% of a
     # web request for a report line ("through twisted: _newtls.py") less.
-    found += checked_methods(
-        _newtls.ConnectionMixin,
-        "transport",
-        ("startTLS", "loseConnection", "registerProducer", "unregisterProducer"),
-    )
+    found += _imported("twisted.internet._newtls", "ConnectionMixin", "transport", _NEWTLS_APIS)
     found += checked_methods(tcp._AbortingMixin, "transport", ("abortConnection",))
     found += checked_methods(tcp.Port, "port", _PORT_APIS)
     found += checked_methods(udp.Port, "port", _PORT_APIS)
@@ -85,6 +82,7 @@ def patches() -> list[Patch]:
 
 
 _STDIO_APIS = ("write", *_TRANSPORT_APIS)
+_NEWTLS_APIS = ("startTLS", "loseConnection", "registerProducer", "unregisterProducer")
 _TLS_APIS = ("write", "writeSequence", "loseConnection", "abortConnection", *_CONSUMING)
 
 
