@@ -464,7 +464,7 @@ def test_ctrl_c_in_the_program_still_reports(tmp_path: Path) -> None:
     assert "threadcheck: 1 thread-affinity violation (1 distinct)" in result.stderr
     assert result.stderr.startswith("Traceback (most recent call last):\n")
     assert "\nKeyboardInterrupt\n" in result.stderr
-    assert "runpy" not in result.stderr and "_cli.py" not in result.stderr
+    assert "runpy" not in result.stderr and "threadcheck/_cli" not in result.stderr
 
 
 def test_ctrl_c_while_waiting_for_threads_still_reports(tmp_path: Path) -> None:

@@ -1,0 +1,51 @@
+"""The ``threadcheck`` command: ``run``, ``explore`` and ``replay`` a Twisted program.
+
+Everything from the script or ``-m module`` on is the program's command line,
+as with ``python -m`` and ``coverage run -m``: the command's own options go
+before it (``replay``'s token too), and ``--`` ends them.
+
+One module per command (``_run``, ``_explore``, ``_replay``), over the shared
+option parsing and checks of ``_options``; each command's module documents its
+exit statuses.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from threadcheck._cli import _explore, _replay, _run
+from threadcheck._cli._options import (
+    INTERRUPTED,
+    SCHEDULE_FAILED,
+    UNCAUGHT_EXCEPTION,
+    USAGE_ERROR,
+    VIOLATIONS_FOUND,
+    Command,
+    UsageError,
+    parse,
+)
+
+__all__ = [
+    "INTERRUPTED",
+    "SCHEDULE_FAILED",
+    "UNCAUGHT_EXCEPTION",
+    "USAGE_ERROR",
+    "VIOLATIONS_FOUND",
+    "main",
+]
+
+COMMANDS: tuple[Command, ...] = (_run.COMMAND, _explore.COMMAND, _replay.COMMAND)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = parse(list(sys.argv[1:] if argv is None else argv), COMMANDS)
+        if args.command is None:
+            raise UsageError("missing command (try: threadcheck run script.py)")
+        args.invocation = None if argv is None else list(argv)
+        command = next(command for command in COMMANDS if command.name == args.command)
+        return command.run(args)
+    except UsageError as error:
+        print(f"threadcheck: error: {error}", file=sys.stderr)
+        return USAGE_ERROR

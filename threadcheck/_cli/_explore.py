@@ -1,0 +1,260 @@
+"""``threadcheck explore``: the program once per schedule, under the controlled scheduler.
+
+The hash seed is pinned (the command re-executes itself with PYTHONHASHSEED=0
+unless it is set). Exit status: 0 when the budget is spent clean (not a
+proof), 1 with the shrunk schedule and its replay command when a schedule
+fails, 2 for usage errors, 130 on Ctrl-C.
+
+What ``replay`` shares with it (checking the program, the target, the hash
+seed) lives here too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from typing import TYPE_CHECKING, Any
+
+from threadcheck._cli._options import (
+    INTERRUPTED,
+    SCHEDULE_FAILED,
+    USAGE_ERROR,
+    Command,
+    UsageError,
+    add_program_arguments,
+    check_script,
+    check_writable,
+    positive,
+    program_command,
+)
+
+if TYPE_CHECKING:
+    from threadcheck._sched._explore import ExploreResult
+    from threadcheck._sched._progress import Progress
+    from threadcheck._sched._targets import ProgramTarget
+
+EXPLORE_STATUS_HELP = f"""\
+exit status:
+  0    the budget was spent (or the strategy exhausted) without a failure; not a proof
+  {SCHEDULE_FAILED}    a schedule failed: the shrunk schedule and its replay command are printed
+  {USAGE_ERROR}    usage error
+  {INTERRUPTED}  interrupted by Ctrl-C
+"""
+
+_HASH_SEED = "PYTHONHASHSEED"
+
+
+def _add(subparsers: Any) -> None:
+    from threadcheck._sched._explore import DEFAULT_BUDGET
+    from threadcheck._sched._points import DEFAULT_GRANULARITY, GRANULARITIES
+    from threadcheck._sched.strategies import DEFAULT, SPELLINGS
+
+    explore = program_command(
+        subparsers,
+        "explore",
+        help="explore a program's thread interleavings under a controlled scheduler",
+        description=(
+            "Run a Twisted program again and again, one controlled thread at a time, each\n"
+            "time in another interleaving and on a fresh global reactor, until one run\n"
+            "fails (an exception, a non-zero exit, a deadlock, a thread-affinity\n"
+            "violation, an unhandled error) or the budget is spent. A failure is shrunk\n"
+            "to its fewest preemptions and printed with its replay command. Options go\n"
+            "before the script or -m module; everything after it is the program's."
+        ),
+        usage=(
+            "[--budget N | --time SECONDS] [--strategy S] [--seed N] "
+            "[--granularity G] [--include PATH ...] [--json PATH]"
+        ),
+        epilog=EXPLORE_STATUS_HELP,
+    )
+    limits = explore.add_mutually_exclusive_group()
+    limits.add_argument(
+        "--budget",
+        type=positive(int),
+        metavar="N",
+        help=f"run at most N schedules (default {DEFAULT_BUDGET})",
+    )
+    limits.add_argument(
+        "--time", type=positive(float), metavar="SECONDS", help="explore for SECONDS instead"
+    )
+    explore.add_argument(
+        "--strategy", metavar="S", default=DEFAULT, help=f"{SPELLINGS} (default {DEFAULT})"
+    )
+    explore.add_argument("--seed", type=int, default=0, metavar="N", help="default 0")
+    explore.add_argument(
+        "--granularity",
+        choices=GRANULARITIES,
+        default=DEFAULT_GRANULARITY,
+        help=(
+            "where threads may be preempted in your code: at synchronisation only, before "
+            f"each attribute/subscript/global access, line or instruction (default "
+            f"{DEFAULT_GRANULARITY})"
+        ),
+    )
+    explore.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="also put scheduling points in this folder or file, though it is library code "
+        "(an installed package); repeatable",
+    )
+    explore.add_argument("--json", metavar="PATH", help="also write the outcome as JSON to PATH")
+    add_program_arguments(explore)
+
+
+def _explore(args: argparse.Namespace) -> int:
+    from threadcheck._sched._progress import Progress
+
+    _check_explore_options(args)
+    check_program(args)
+    pin_hash_seed(args.invocation, "0")
+    with Progress(sys.stderr) as progress:
+        try:
+            result = _exploration(args, progress)
+        except KeyboardInterrupt:
+            progress.clear()
+            print(
+                f"threadcheck: interrupted after {progress.schedules} schedules, "
+                "no failure seen so far",
+                file=sys.stderr,
+            )
+            return INTERRUPTED
+    sys.stderr.write(result.report())
+    if args.json is not None:
+        _write_outcome(args.json, result)
+    return SCHEDULE_FAILED if result.found else 0
+
+
+COMMAND = Command(
+    "explore",
+    _add,
+    _explore,
+    frozenset(
+        {"--budget", "--time", "--strategy", "--seed", "--granularity", "--include", "--json"}
+    ),
+)
+
+
+def _check_explore_options(args: argparse.Namespace) -> None:
+    from threadcheck._sched.strategies import parse as parse_strategy
+
+    try:
+        parse_strategy(args.strategy, args.seed)
+    except ValueError as error:
+        raise UsageError(f"--strategy: {error}") from None
+    for path in args.include:
+        if not os.path.exists(path):
+            raise UsageError(f"--include: no such file or folder: {path}")
+    if args.json is not None:
+        check_writable(args.json)
+
+
+def _exploration(args: argparse.Namespace, progress: Progress) -> ExploreResult:
+    from threadcheck._sched._explore import DEFAULT_BUDGET, Budget, Settings, explore
+
+    return explore(
+        program_target(args),
+        budget=Budget(None, args.time) if args.time else Budget(args.budget or DEFAULT_BUDGET),
+        strategy=args.strategy,
+        seed=args.seed,
+        settings=Settings(granularity=args.granularity, include=tuple(args.include)),
+        replay_command=lambda token: _replay_command(token, args.module, args.target),
+        progress=progress,
+    )
+
+
+def check_program(args: argparse.Namespace) -> None:
+    """The script or module exists; ``sys.path`` begins as python would begin it."""
+    target: list[str] = args.target
+    if args.module is None and not target:
+        raise UsageError(f"{args.command}: expected a script or -m module")
+    if args.module is None:
+        check_script(target[0])
+        path = os.path.abspath(target[0])
+        sys.path[0] = path if os.path.isdir(path) else os.path.dirname(path)
+    else:
+        sys.path[0] = os.getcwd()
+        _check_module_unimported(args.module)
+
+
+def program_target(args: argparse.Namespace) -> ProgramTarget:
+    from threadcheck import _stacks
+    from threadcheck._sched._targets import ProgramTarget
+
+    # The console-script wrapper is how the program starts, not part of it.
+    _stacks.register_library_path(os.path.abspath(sys.argv[0]), "threadcheck")
+    # Imported by the first schedule otherwise, where (from a source tree, before it
+    # registers as a library) it would add points that a replay's first schedule lacks.
+    import threadcheck_reactor._scheduled  # noqa: F401
+
+    return ProgramTarget(args.module, args.target)
+
+
+def _check_module_unimported(module: str) -> None:
+    """As ``_check_module``, without importing the module's packages: imported now,
+    before any schedule, they would keep Twisted's default reactor if they import it."""
+    parts = module.split(".")
+    path: list[str] | None = None
+    for depth in range(len(parts)):
+        spec = _find_spec(".".join(parts[: depth + 1]), path)
+        if spec is None or (depth < len(parts) - 1 and spec.submodule_search_locations is None):
+            raise UsageError(f"no module named {module!r}")
+        path = spec.submodule_search_locations
+    if path is not None and _find_spec(f"{module}.__main__", path) is None:
+        raise UsageError(f"{module!r} is a package and has no __main__ module")
+
+
+def _find_spec(name: str, path: list[str] | None) -> Any:
+    """What the import system would find for ``name``, given its package's path."""
+    for finder in sys.meta_path:
+        find = getattr(finder, "find_spec", None)
+        spec = find(name, path) if find is not None else None
+        if spec is not None:
+            return spec
+    return None
+
+
+def pin_hash_seed(invocation: list[str] | None, seed: str) -> None:
+    """Re-execute this command with PYTHONHASHSEED set, unless it is set already.
+
+    Set iteration order follows string hashes: with a random seed, the same
+    decisions lead elsewhere, and a replay token would not replay.
+    """
+    if os.environ.get(_HASH_SEED, "random") != "random":
+        return
+    # As started (interpreter flags, the console script or -m threadcheck), unless
+    # main() was handed its arguments.
+    command = sys.orig_argv[1:] if invocation is None else ["-m", "threadcheck", *invocation]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, *command], {**os.environ, _HASH_SEED: seed})
+
+
+def _replay_command(token: str, module: str | None, target: list[str]) -> str:
+    program = ["-m", module, *target] if module is not None else target
+    return shlex.join(["threadcheck", "replay", token, *program])
+
+
+def _write_outcome(path: str, result: ExploreResult) -> None:
+    failure = result.failure
+    outcome = {
+        "found": result.found,
+        "token": result.token,
+        "schedules": result.schedules,
+        "distinct": result.distinct,
+        "failure": None
+        if failure is None
+        else {
+            "kind": failure.kind,
+            "message": failure.message,
+            "thread": failure.thread,
+            "location": failure.location,
+        },
+    }
+    with open(path, "w", encoding="utf-8") as file:
+        json.dump(outcome, file, indent=2)
+        file.write("\n")

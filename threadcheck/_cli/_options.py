@@ -1,0 +1,168 @@
+"""What the commands share: exit statuses, option parsing, and the checks made
+on a command line before any program runs.
+
+A command that runs a program owns only the options before the script or
+``-m module``: the rest is the program's, so argparse sees the first part only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from threadcheck import __version__
+
+UNCAUGHT_EXCEPTION = 1  # as python exits on one
+SCHEDULE_FAILED = 1  # explore and replay: a schedule failed
+USAGE_ERROR = 2
+VIOLATIONS_FOUND = 3
+INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
+
+
+class UsageError(Exception):
+    pass
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+@dataclass(frozen=True)
+class Command:
+    """One ``threadcheck`` command."""
+
+    name: str
+    add: Callable[[Any], None]
+    """Adds its parser to the subparsers object."""
+    run: Callable[[argparse.Namespace], int]
+    """Runs it; returns the exit status."""
+    value_options: frozenset[str]
+    """Its options that take a separate value: the first other non-option starts
+    the program's command line."""
+    takes_token: bool = False
+    """A token comes before the program (``replay``)."""
+
+
+def parse(argv: list[str], commands: Sequence[Command]) -> argparse.Namespace:
+    """Parse threadcheck's arguments, leaving the program's command line alone."""
+    command_at = next((i for i, arg in enumerate(argv) if not arg.startswith("-")), len(argv))
+    name = argv[command_at] if command_at < len(argv) else None
+    command = next((command for command in commands if command.name == name), None)
+    if command is None:
+        return _parser(commands).parse_args(argv)  # --help, --version or a usage error
+    rest = argv[command_at + 1 :]
+    if command.takes_token:
+        options, module, target = _split_token(rest, command.value_options)
+    else:
+        options, module, target = _split_program(rest, command.value_options)
+    args = _parser(commands).parse_args([*argv[: command_at + 1], *options])
+    args.module, args.target = module, target
+    return args
+
+
+def _parser(commands: Sequence[Command]) -> argparse.ArgumentParser:
+    parser = Parser(prog="threadcheck", description="Thread-safety checking for Twisted programs.")
+    parser.add_argument("--version", action="version", version=f"threadcheck {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for command in commands:
+        command.add(subparsers)
+    return parser
+
+
+def program_command(
+    subparsers: Any, name: str, help: str, description: str, usage: str, epilog: str
+) -> argparse.ArgumentParser:
+    """A command that runs a program: its parser, with the program's arguments for --help."""
+    command: argparse.ArgumentParser = subparsers.add_parser(
+        name,
+        help=help,
+        description=description,
+        usage=f"threadcheck {name} {usage} [--] (script.py | -m module) [args ...]",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        # An abbreviated option would not be recognised by _split_program.
+        allow_abbrev=False,
+    )
+    return command
+
+
+def add_program_arguments(command: argparse.ArgumentParser) -> None:
+    # For --help only: _split_program takes these off before argparse sees them.
+    command.add_argument(
+        "-m", dest="module", metavar="module", help="run a module, like python -m"
+    )
+    command.add_argument("target", nargs="*", metavar="script.py", help="script and its arguments")
+
+
+def positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    """An argparse type: ``kind``, above 0."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if not value > 0:  # not `<= 0`: also refuses nan
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+        return value
+
+    return parse
+
+
+def _split_program(
+    args: list[str], value_options: frozenset[str]
+) -> tuple[list[str], str | None, list[str]]:
+    """The command's own options; the module (with -m); the script and/or program arguments."""
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            return args[:index], None, args[index + 1 :]
+        if arg.startswith("-m"):
+            module, rest = _module_argument(arg, args[index + 1 :])
+            return args[:index], module, rest
+        if not arg.startswith("-"):
+            return args[:index], None, args[index:]
+        index += 2 if arg in value_options else 1
+    return args, None, []
+
+
+def _split_token(
+    args: list[str], value_options: frozenset[str]
+) -> tuple[list[str], str | None, list[str]]:
+    """The options and token (for argparse), then the program as for ``run``."""
+    options, module, rest = _split_program(args, value_options)
+    if module is not None or not rest:
+        raise UsageError("replay: expected a token, then a script or -m module")
+    more_options, module, target = _split_program(rest[1:], value_options)
+    return [*options, rest[0], *more_options], module, target
+
+
+def _module_argument(arg: str, rest: list[str]) -> tuple[str, list[str]]:
+    if arg != "-m":
+        return arg[2:], rest  # -mmodule, as python accepts
+    if not rest:
+        raise UsageError("argument -m: expected one argument")
+    return rest[0], rest[1:]
+
+
+def check_writable(path: str, option: str = "--json") -> None:
+    """``path`` can be written: checked before the program runs, not after."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"{option}: no such directory: {folder}")
+    if os.path.isdir(path):
+        raise UsageError(f"{option}: is a directory: {path}")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"{option}: cannot write in {folder}")
+
+
+def check_script(script: str) -> None:
+    if not os.path.exists(script):
+        raise UsageError(f"no such file: {script}")
+    if os.path.isdir(script) and not os.path.exists(os.path.join(script, "__main__.py")):
+        raise UsageError(f"not a script, and has no __main__.py: {script}")

@@ -1,0 +1,77 @@
+"""``threadcheck replay``: one schedule again, from the token ``explore`` printed.
+
+Exit status: 1 when it fails again as recorded, 2 for a damaged token or a
+replay that diverged (never a pass).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from threadcheck._cli._explore import check_program, pin_hash_seed, program_target
+from threadcheck._cli._options import (
+    SCHEDULE_FAILED,
+    USAGE_ERROR,
+    Command,
+    UsageError,
+    add_program_arguments,
+    program_command,
+)
+
+REPLAY_STATUS_HELP = f"""\
+exit status:
+  {SCHEDULE_FAILED}    the schedule failed again, as recorded (the report is printed)
+  {USAGE_ERROR}    usage error, a damaged token, or the replay diverged from the recorded run
+"""
+
+
+def _add(subparsers: Any) -> None:
+    replay = program_command(
+        subparsers,
+        "replay",
+        help="rerun the one schedule of a replay token",
+        description=(
+            "Rerun exactly the schedule a replay token names (threadcheck explore prints\n"
+            "it), on the same program and arguments. A run that goes anywhere else is\n"
+            "reported as diverged, never as a pass."
+        ),
+        usage="TOKEN",
+        epilog=REPLAY_STATUS_HELP,
+    )
+    replay.add_argument("token", metavar="TOKEN", help="the tc1. token explore printed")
+    add_program_arguments(replay)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from threadcheck._sched import _token
+    from threadcheck._sched._explore import replay
+    from threadcheck._sched.strategies import ReplayDivergenceError
+
+    check_program(args)
+    try:
+        recorded = _token.decode(args.token)
+    except _token.TokenError as error:
+        raise UsageError(str(error)) from None
+    pin_hash_seed(args.invocation, _recorded_hash_seed(recorded))
+    try:
+        result = replay(program_target(args), args.token, warn=_warn)
+    except ReplayDivergenceError as error:
+        print(f"threadcheck: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    sys.stderr.write(result.report())
+    return SCHEDULE_FAILED if result.found else 0
+
+
+COMMAND = Command("replay", _add, _replay, frozenset(), takes_token=True)
+
+
+def _recorded_hash_seed(recorded: dict[str, Any]) -> str:
+    """The hash seed a token was recorded with; 0 when it was random (replay warns then)."""
+    seed = str(recorded.get("hashseed", ""))
+    return seed if seed.isdigit() else "0"
+
+
+def _warn(message: str) -> None:
+    print(f"threadcheck: warning: {message}", file=sys.stderr)

@@ -1,0 +1,288 @@
+"""``threadcheck run``: the program once, on the instrumented reactor, then the report.
+
+Exit status:
+
+* the program's own when no violation was found: 0, 1 for an uncaught
+  exception (as python), or its ``sys.exit`` code;
+* 3 when violations were found, whatever the program's status (the report
+  goes to stderr, and a line says if the program failed too); with
+  ``--report-only``, the program's own status instead;
+* 2 for usage errors, as one line on stderr;
+* 130 on Ctrl-C, after the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import runpy
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
+
+from threadcheck._cli._options import (
+    INTERRUPTED,
+    UNCAUGHT_EXCEPTION,
+    USAGE_ERROR,
+    VIOLATIONS_FOUND,
+    Command,
+    UsageError,
+    add_program_arguments,
+    check_script,
+    check_writable,
+    program_command,
+)
+from threadcheck._modes import DEFAULT_MODE, Mode
+
+EXIT_STATUS_HELP = f"""\
+exit status:
+  the program's own when no violation was found: 0, {UNCAUGHT_EXCEPTION} for an uncaught
+  exception (as python), or its sys.exit code
+  {VIOLATIONS_FOUND}    violations were found (report on stderr), whatever the program's
+       status; with --report-only, the program's own status instead
+  {USAGE_ERROR}    usage error
+  {INTERRUPTED}  interrupted by Ctrl-C (after the report)
+"""
+
+# Modules that start the program: their frames are left out of its tracebacks.
+# Import machinery leads when `-m module` fails to compile or its package fails.
+_LAUNCHERS = ("threadcheck._cli", "runpy", "importlib.", "_frozen_importlib")
+
+# Private, and missing from typeshed: CPython's own thread shutdown at exit.
+_THREADING_SHUTDOWN = "_shutdown"
+
+
+def _add(subparsers: Any) -> None:
+    run = program_command(
+        subparsers,
+        "run",
+        help="run a program with the instrumented reactor installed",
+        description=(
+            "Run a Twisted program with threadcheck's reactor installed as the global\n"
+            "reactor, then report thread-affinity violations. Options go before the\n"
+            "script or -m module; everything after it is the program's."
+        ),
+        usage="[--mode MODE] [--json PATH] [--report-only] [--stall-ms MS]",
+        epilog=EXIT_STATUS_HELP,
+    )
+    run.add_argument(
+        "--mode",
+        choices=[m.value for m in Mode],
+        default=DEFAULT_MODE.value,
+        help="raise in the offending call, record and report at the end (default), or warn",
+    )
+    run.add_argument("--json", metavar="PATH", help="also write the JSON report to PATH")
+    run.add_argument(
+        "--report-only",
+        action="store_true",
+        help="report violations, but exit with the program's own status",
+    )
+    run.add_argument(
+        "--stall-ms",
+        metavar="MS",
+        help="report a callback that holds the reactor thread longer than MS milliseconds "
+        "(default 100, or THREADCHECK_STALL_MS; 0: off); stalls fail nothing",
+    )
+    add_program_arguments(run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    target: list[str] = args.target
+    if args.module is None and not target:
+        raise UsageError("run: expected a script or -m module")
+    if args.json is not None:
+        check_writable(args.json)
+    if args.module is None:
+        check_script(target[0])
+
+    import threadcheck_reactor
+    from threadcheck import _report, _stacks
+    from threadcheck_reactor._stalls import threshold_from_milliseconds
+
+    # The console-script wrapper and runpy are how the program starts, not part of it.
+    _stacks.register_library_path(os.path.abspath(sys.argv[0]), "threadcheck")
+
+    try:
+        reactor = threadcheck_reactor.install(args.mode)
+        if args.stall_ms is not None:
+            reactor.stall_threshold = threshold_from_milliseconds(args.stall_ms, "--stall-ms")
+    except (threadcheck_reactor.ReactorAlreadyInstalledError, ValueError) as error:
+        raise UsageError(str(error)) from None
+    status, interrupted = _run_to_exit(args.module, target)
+    found = _report.finish(reactor.threadcheck, args.json, sys.stderr)
+    if not found:
+        print("threadcheck: no thread-affinity violations found", file=sys.stderr)
+    if interrupted:
+        return INTERRUPTED
+    return _final_status(status, found, args.report_only)
+
+
+COMMAND = Command("run", _add, _run, frozenset({"--mode", "--json", "--stall-ms"}))
+
+
+def _final_status(program_status: int, found: int, report_only: bool) -> int:
+    if not found or report_only:
+        return program_status
+    if program_status != 0:
+        print(
+            f"threadcheck: the program also failed (exit status {program_status})",
+            file=sys.stderr,
+        )
+    return VIOLATIONS_FOUND
+
+
+def _check_module(module: str) -> None:
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise UsageError(f"no module named {module!r}")
+
+
+def _run_to_exit(module: str | None, target: list[str]) -> tuple[int, bool]:
+    """Run the program, then wait for its threads as the interpreter would at exit.
+
+    Returns the program's exit status, and whether Ctrl-C cut either short.
+    """
+    interrupted = False
+    try:
+        status = _execute_program(module, target)
+    except KeyboardInterrupt as interrupt:
+        _show_uncaught(interrupt)
+        status, interrupted = INTERRUPTED, True
+    # Violations the program's threads make meanwhile belong in the report.
+    return status, _wait_for_threads() or interrupted
+
+
+def _execute_program(module: str | None, target: list[str]) -> int:
+    if module is None:
+        return _execute_script(target[0], target[1:])
+    return _execute_module(module, target)
+
+
+def _execute_script(script: str, args: list[str]) -> int:
+    # Absolute, as python (3.9+) makes a script's __file__ and traceback paths.
+    path = os.path.abspath(script)
+    sys.argv = [path, *args]
+    # As `python script`: the script's folder (or the directory run) comes first.
+    sys.path[0] = path if os.path.isdir(path) else os.path.dirname(path)
+    return _execute(lambda: runpy.run_path(path, run_name="__main__"))
+
+
+def _execute_module(module: str, args: list[str]) -> int:
+    sys.argv = [module, *args]
+    sys.path[0] = os.getcwd()
+
+    def run() -> None:
+        # Part of the program: finding a submodule imports its parent packages,
+        # which may import the reactor (and must get the instrumented one) or fail.
+        _check_module(module)
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+    return _execute(run)
+
+
+def _execute(run: Callable[[], object]) -> int:
+    """Run the program; its exit status as the interpreter would compute it.
+
+    KeyboardInterrupt goes on to the caller: Ctrl-C is not the program's status.
+    """
+    try:
+        run()
+    except SystemExit as exit_:
+        return _exit_status(exit_.code)
+    except (KeyboardInterrupt, UsageError):
+        raise
+    except BaseException as error:
+        _show_uncaught(error)
+        return UNCAUGHT_EXCEPTION
+    return 0
+
+
+def _exit_status(code: object) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return UNCAUGHT_EXCEPTION
+
+
+def _show_uncaught(error: BaseException) -> None:
+    """Print an exception as the interpreter would: via sys.excepthook, without our frames.
+
+    The traceback goes on the exception itself, since the default hook prints
+    ``error.__traceback__`` when set, whatever it is passed.
+    """
+    traceback = error.__traceback__
+    while traceback is not None and _is_launcher(traceback.tb_frame):
+        traceback = traceback.tb_next
+    sys.excepthook(type(error), error.with_traceback(traceback), traceback)
+
+
+def _is_launcher(frame: FrameType) -> bool:
+    return str(frame.f_globals.get("__name__")).startswith(_LAUNCHERS)
+
+
+def _wait_for_threads() -> bool:
+    """Shut threading down as the interpreter does at exit; True if Ctrl-C cut it short."""
+    with _noting_sigint() as noted:
+        try:
+            _shutdown_threading()
+        except KeyboardInterrupt:
+            return True
+    return bool(noted)
+
+
+@contextmanager
+def _noting_sigint() -> Iterator[list[int]]:
+    """Note Ctrl-C even where the wait swallows it.
+
+    Python 3.13's ``_thread._shutdown`` prints the KeyboardInterrupt as
+    unraisable and returns. A handler the program installed is left alone.
+    """
+    noted: list[int] = []
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield noted
+        return
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        noted.append(signum)
+        signal.default_int_handler(signum, frame)
+
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield noted
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _shutdown_threading() -> None:
+    """Call ``threading._shutdown`` (3.10-3.13), as the interpreter does before exiting.
+
+    It marks the main thread finished (crochet's watchdog waits for that to
+    stop its reactor), runs ``threading._register_atexit`` callbacks, then
+    joins the non-daemon threads. Without it, the interpreter is left to wait
+    at exit, and violations made meanwhile go unreported.
+    """
+    shutdown: Callable[[], None] | None = getattr(threading, _THREADING_SHUTDOWN, None)
+    if shutdown is None:
+        return
+    try:
+        shutdown()
+    finally:
+        # The interpreter calls it again at exit. Once it has marked the main
+        # thread finished it returns at once; but if Ctrl-C cut it short before
+        # that, it would run the atexit callbacks and wait again, where python
+        # exits. Once it is, as in a plain run.
+        setattr(threading, _THREADING_SHUTDOWN, _already_shut_down)
+
+
+def _already_shut_down() -> None:
+    pass
