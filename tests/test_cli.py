@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import jsonschema
@@ -488,3 +489,47 @@ threading.Thread(target=outlive_main).start()
     result = interrupt_after_ready("run", prog)
     assert result.returncode == INTERRUPTED, result.stderr
     assert "threadcheck: 1 thread-affinity violation (1 distinct)" in result.stderr
+
+
+SWALLOWED_AND_HUNG = """
+import threading, time
+from twisted.internet import reactor
+
+answer = threading.Event()
+
+def poll():
+    # A client library's worker: any error is swallowed and retried, nothing logged.
+    while not answer.is_set():
+        try:
+            reactor.callLater(0, answer.set)  # BUG: callLater from a worker
+        except Exception:
+            time.sleep(0.05)
+
+reactor.callInThread(poll)
+reactor.run()  # waits for ever: the answer never comes
+"""
+
+
+def test_raise_mode_names_the_violation_at_once_though_the_program_hangs(
+    tmp_path: Path,
+) -> None:
+    prog = script(tmp_path, SWALLOWED_AND_HUNG)
+    with subprocess.Popen(
+        [*THREADCHECK, "run", "--mode", "raise", prog], stderr=subprocess.PIPE, text=True
+    ) as process:
+        try:
+            assert process.stderr is not None
+            ready, _, _ = select.select([process.stderr], [], [], 60)
+            assert ready, "nothing printed within 60 s"
+            first = process.stderr.readline()
+            time.sleep(0.5)  # some retries later: still one line
+            process.kill()
+            rest = process.stderr.read()
+        finally:
+            process.kill()
+    assert first.startswith(
+        "threadcheck: raising ThreadAffinityError: reactor.callLater called from thread "
+        "'PoolThread-twisted.internet.reactor-0'"
+    ), first
+    assert first.rstrip().endswith("prog.py:11 in poll"), first
+    assert "raising" not in rest, rest

@@ -29,6 +29,7 @@ Costs: the reactor does the fast-path comparison inline
 
 from __future__ import annotations
 
+import sys
 import threading
 import warnings
 import weakref
@@ -75,6 +76,12 @@ class AffinityChecker:
     tests can substitute fakes.
     """
 
+    announce = True
+    """Print each violation's headline on stderr as it is raised: a library that
+    swallows the error (a WSGI app in a pool thread) may leave the program waiting
+    for ever, with nothing printed. Off for the scheduler's reactors, whose
+    failing schedules are reported whole."""
+
     def __init__(
         self,
         mode: Mode | str = DEFAULT_MODE,
@@ -92,6 +99,7 @@ class AffinityChecker:
         self._pending: list[tuple[Violation, int]] = []  # with the thread starts so far
         self._exempt = threading.local()
         self._warning_registry: dict[Any, Any] = {}
+        self._announced_lines: set[str] = set()
         creator = current_thread()
         self.owner: int = get_ident()
         self.owner_name: str = creator.name
@@ -179,14 +187,14 @@ class AffinityChecker:
         __tracebackhide__ = True
         violation = self._capture("blockingCallFromThread", Kind.BLOCKING_CALL_IN_REACTOR)
         self.recorder.record(violation)
-        raise BlockingCallInReactorThreadError(violation)
+        raise self._announced(BlockingCallInReactorThreadError(violation))
 
     def blocking_call_after_stop(self) -> NoReturn:
         """``blockingCallFromThread`` once the reactor stopped: record, then always raise."""
         __tracebackhide__ = True
         violation = self._capture("blockingCallFromThread", Kind.BLOCKING_CALL_AFTER_STOP)
         self.recorder.record(violation)
-        raise BlockingCallAfterStopError(violation)
+        raise self._announced(BlockingCallAfterStopError(violation))
 
     def stuck_at_shutdown(self, thread: threading.Thread, frame: FrameType) -> Violation:
         """Record that pool worker ``thread`` (blocked in ``frame``) holds up shutdown."""
@@ -229,9 +237,20 @@ class AffinityChecker:
         __tracebackhide__ = True
         self.recorder.record(violation)
         if self.mode is Mode.RAISE and raising:
-            raise ThreadAffinityError(violation)
+            raise self._announced(ThreadAffinityError(violation))
         if self.mode is Mode.WARN:
             self._warn(violation)
+
+    def _announced(self, error: ThreadAffinityError) -> ThreadAffinityError:
+        line = f"threadcheck: raising {type(error).__name__}: {error}"
+        if self.announce and line not in self._announced_lines:  # a retry loop says it once
+            self._announced_lines.add(line)
+            try:
+                print(line, file=sys.stderr)
+                sys.stderr.flush()
+            except (OSError, ValueError, AttributeError):
+                pass  # a closed or missing stderr must not become another error in the call
+        return error
 
     def _warn(self, violation: Violation) -> None:
         where = violation.user_frame()

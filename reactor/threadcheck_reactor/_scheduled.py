@@ -63,6 +63,7 @@ class ScheduledMixin(ThreadCheckMixin):
         self._scheduler = scheduler
         self._idle: ControlledThread | None = None
         super().__init__(mode, recorder, checker=checker)
+        self.threadcheck.announce = False
 
     @property
     def scheduler(self) -> Scheduler:
