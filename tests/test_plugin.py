@@ -150,7 +150,10 @@ def test_trial_threadcheck_allow_accepts_known_violations(tmp_path: Path) -> Non
     assert "test_typo ...                                                       [ERROR]" in (
         result.stdout
     )
-    assert "ValueError: threadcheck_allow: unknown API 'reactor.calLater'" in result.stdout
+    assert (
+        "ValueError: threadcheck_allow: 'reactor.calLater' is not a checked API; "
+        "did you mean reactor.callLater?"
+    ) in result.stdout
 
 
 def test_trial_violations_outside_any_test_fail_the_run(tmp_path: Path) -> None:

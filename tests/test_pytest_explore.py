@@ -158,6 +158,18 @@ def test_a_replay_that_goes_elsewhere_is_an_error_not_a_pass(pytester: pytest.Py
     replayed.stdout.fnmatch_lines(["*threadcheck: the replay diverged:*"])
 
 
+def test_a_replay_of_no_explored_test_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_race=RACE, test_plain="def test_plain():\n    pass\n")
+    token = token_of(run(pytester, "-k", "lost_update"))
+    replayed = run(pytester, "test_plain.py", f"--threadcheck-replay={token}")
+    assert replayed.ret == pytest.ExitCode.USAGE_ERROR
+    assert "passed" not in replayed.stdout.str()
+    assert [line for line in replayed.stderr.lines if line] == [
+        "ERROR: --threadcheck-replay: no selected test carries "
+        "@pytest.mark.threadcheck_explore; run the replay command as printed (it names the test)"
+    ]
+
+
 def test_budget_override_by_count(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -298,7 +310,7 @@ def test_a_bad_option_is_a_one_line_error(
 ) -> None:
     pytester.makepyfile(test_race=RACE)
     result = run(pytester, option)
-    assert result.ret == 2
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
     lines = result.stdout.lines + result.stderr.lines
     assert any(fnmatch.fnmatch(line, message) for line in lines), lines
 
@@ -408,6 +420,6 @@ def test_stress_marker_names_the_outcomes(pytester: pytest.Pytester) -> None:
 def test_a_bad_stress_budget_is_a_one_line_error(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_race=RACE)
     result = run(pytester, "--threadcheck-stress=-5")
-    assert result.ret == 2
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
     lines = result.stdout.lines + result.stderr.lines
     assert any("--threadcheck-stress=-5: give a count" in line for line in lines), lines

@@ -81,7 +81,7 @@ def test_json_report_matches_the_published_schema(running_reactor: Any, tmp_path
     path = tmp_path / "report.json"
 
     stream = io.StringIO()
-    assert finish(running.reactor.threadcheck, path, stream) == 6
+    assert finish(running.reactor.threadcheck, path, stream).found == 6
 
     document = json.loads(path.read_text())
     jsonschema.validate(document, json.loads(SCHEMA_PATH.read_text()))
@@ -96,7 +96,7 @@ def test_empty_report(tmp_path: Any, running_reactor: Any) -> None:
     running: RunningReactor = running_reactor(Mode.RECORD)
     path = tmp_path / "report.json"
     stream = io.StringIO()
-    assert finish(running.reactor.threadcheck, path, stream) == 0
+    assert finish(running.reactor.threadcheck, path, stream).found == 0
     assert stream.getvalue() == ""
     assert json.loads(path.read_text())["total"] == 0
     assert format_report([]) == ""

@@ -97,6 +97,7 @@ def assert_reactor_thread() -> None:
     """A violation (per the mode) unless called in the reactor thread."""
     checker = active_checker()
     if checker is not None and get_ident() != checker.owner:
+        __tracebackhide__ = True  # pytest shows the user's line
         checker.violation("assert_reactor_thread")
 
 
@@ -110,9 +111,11 @@ def _checked(
 
     @functools.wraps(function)
     def check_then_call(*args: Any, **kwargs: Any) -> Any:
-        if get_ident() != checker.owner and checker.violation(api):
-            with checker.exempt():  # one mistake, one violation: not the calls inside
-                return function(*args, **kwargs)
+        if get_ident() != checker.owner:
+            __tracebackhide__ = True  # pytest shows the user's call, not this wrapper
+            if checker.violation(api):
+                with checker.exempt():  # one mistake, one violation: not the calls inside
+                    return function(*args, **kwargs)
         return function(*args, **kwargs)
 
     return check_then_call  # type: ignore[return-value]
@@ -124,9 +127,11 @@ def _checked_for_thread(
     @functools.wraps(function)
     def check_then_call(*args: Any, **kwargs: Any) -> Any:
         # The ident is read at each call: the thread may not have started when confined.
-        if get_ident() != thread.ident and checker.confined_elsewhere(api, thread):
-            with checker.exempt():
-                return function(*args, **kwargs)
+        if get_ident() != thread.ident:
+            __tracebackhide__ = True
+            if checker.confined_elsewhere(api, thread):
+                with checker.exempt():
+                    return function(*args, **kwargs)
         return function(*args, **kwargs)
 
     return check_then_call  # type: ignore[return-value]

@@ -108,11 +108,11 @@ class ProcessReport:
                 self.spool.deposit(violations, mode)
             return len(violations)
         self.spool.remove()
-        if self.json_path is not None:
-            _report.write_json(violations, mode, self.json_path)
         if violations:
             stream.write(_report.format_report(violations))
         # This process's stalls (a child's stay in its own stderr: they fail nothing).
         stream.write(_report.format_stalls(self.checker.recorder.stalls()))
+        if self.json_path is not None:
+            _report.save_json(violations, mode, self.json_path, stream)
         stream.flush()
         return len(violations)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Generator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -35,7 +34,6 @@ if TYPE_CHECKING:
 MODES = ("record", "raise", "warn")
 WORKER_KEY = "threadcheck"
 STALLS_KEY = "threadcheck_stalls"
-USAGE_ERROR = 2
 
 
 class _State:
@@ -171,14 +169,9 @@ def _unsupported_reactor(kind: str) -> str | None:
 
 
 def _check_json_path(path: str | None) -> str | None:
-    if path is None:
-        return None
-    folder = Path(path).absolute().parent
-    if not folder.is_dir():
-        return f"--threadcheck-json: no such directory: {folder}"
-    if Path(path).is_dir():
-        return f"--threadcheck-json: is a directory: {path}"
-    return None
+    from threadcheck._report import json_path_problem
+
+    return None if path is None else json_path_problem(path, "--threadcheck-json")
 
 
 def _install(config: pytest.Config, mode: str, kind: str) -> str | None:
@@ -228,7 +221,7 @@ def pytest_configure(config: pytest.Config) -> None:
         try:
             config.stash[_EXPLORE] = options_from(config)
         except ValueError as error:
-            pytest.exit(f"threadcheck: {error}", returncode=USAGE_ERROR)
+            raise pytest.UsageError(f"threadcheck: {error}") from None
 
 
 def _explore_options_given(config: pytest.Config) -> bool:
@@ -253,7 +246,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def _exit_on_startup_error(config: pytest.Config) -> None:
     error = config.stash.get(_STARTUP_ERROR, None)
     if error is not None:
-        pytest.exit(error, returncode=USAGE_ERROR)
+        raise pytest.UsageError(error)
 
 
 def _state(config: pytest.Config) -> _State | None:
@@ -337,17 +330,12 @@ def _allowed(item: pytest.Item) -> dict[str, str]:
         return {}
     allow = marker.kwargs.get("allow", ())
     reason = marker.kwargs.get("reason") or "allowed by @pytest.mark.threadcheck"
-    if isinstance(allow, str) or not all(isinstance(api, str) for api in allow):
-        pytest.fail("threadcheck marker: allow= takes a list of API names", pytrace=False)
-    from threadcheck_reactor import CHECKED_APIS
+    from threadcheck_reactor import allowed_apis
 
-    unknown = sorted(set(allow) - CHECKED_APIS)
-    if unknown:
-        known = ", ".join(sorted(CHECKED_APIS))
-        pytest.fail(
-            f"threadcheck marker: unknown API {', '.join(map(repr, unknown))}; known: {known}",
-            pytrace=False,
-        )
+    try:
+        allow = allowed_apis(allow, "threadcheck marker: allow=")
+    except ValueError as error:
+        pytest.fail(str(error), pytrace=False)
     return dict.fromkeys(allow, reason)
 
 
@@ -393,6 +381,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             SHARD_ARGUMENT,
             [(part, parts) for part in range(parts)],
             ids=[shard_id(part, parts) for part in range(parts)],
+        )
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """A replay that would replay nothing is a usage error, not "1 passed"."""
+    if session.config.option.threadcheck_replay is None or not session.items:
+        return  # (no items: an xdist controller, or --collect-only of nothing)
+    if not any(item.get_closest_marker("threadcheck_explore") for item in session.items):
+        raise pytest.UsageError(
+            "--threadcheck-replay: no selected test carries @pytest.mark.threadcheck_explore; "
+            "run the replay command as printed (it names the test)"
         )
 
 
@@ -459,7 +458,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     state = _state(config)
     if state is None:
         return
-    from threadcheck._report import to_json, write_json
+    from threadcheck._report import save_json, to_json
 
     violations = state.run.finish() + state.from_workers
     state.violations = violations
@@ -469,8 +468,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         stalls = state.run.checker.recorder.stalls()
         config.workeroutput[STALLS_KEY] = json.dumps(to_json(stalls, mode))  # type: ignore[attr-defined]
         return
-    if state.json_path is not None:
-        write_json(violations, mode, state.json_path)
+    if state.json_path is not None and not save_json(
+        violations, mode, state.json_path, sys.stderr
+    ):
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
     counted = [v for v in violations if v.expected is None]
     if (counted or state.lost_workers) and not state.report_only and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -338,14 +338,59 @@ def write_json(violations: list[Violation], mode: str, path: str | Path) -> None
     Path(path).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
 
 
-def finish(checker: AffinityChecker, json_path: str | Path | None, stream: IO[str]) -> int:
-    """Judge pending calls, write the reports; return the number of violations."""
+def json_path_problem(path: str | Path, option: str) -> str | None:
+    """Why the JSON report cannot go to ``path`` (one line naming ``option``), or None.
+
+    Asked before the program runs, so a long run is not lost to a typo. The file
+    is opened for real (and removed again if this made it): permission bits do
+    not bind root, and ``/proc`` takes no new files.
+    """
+    target = Path(path)
+    folder = target.absolute().parent
+    if target.is_dir():
+        return f"{option}: is a directory: {path}"
+    if not folder.is_dir():
+        return f"{option}: no such directory: {folder}"
+    existed = target.exists()
+    try:
+        with open(target, "a", encoding="utf-8"):
+            pass
+    except OSError as error:
+        return f"{option}: cannot write {path}: {error.strerror or error}"
+    if not existed:
+        target.unlink(missing_ok=True)
+    return None
+
+
+def save_json(violations: list[Violation], mode: str, path: str | Path, stream: IO[str]) -> bool:
+    """Write the JSON report; if that fails after all, say so in one line on ``stream``."""
+    try:
+        write_json(violations, mode, path)
+    except OSError as error:
+        stream.write(
+            f"threadcheck: error: cannot write the JSON report to {path}: "
+            f"{error.strerror or error}\n"
+        )
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Finished:
+    found: int
+    """Violations reported."""
+    json_written: bool
+    """False when the JSON report was asked for and could not be written."""
+
+
+def finish(checker: AffinityChecker, json_path: str | Path | None, stream: IO[str]) -> Finished:
+    """Judge pending calls, write the reports (the human one first: a JSON report that
+    cannot be written loses nothing else)."""
     checker.flush_pending()
     violations = checker.recorder.violations()
-    if json_path is not None:
-        write_json(violations, checker.mode.value, json_path)
     if violations:
         stream.write(format_report(violations))
     stream.write(format_stalls(checker.recorder.stalls()))
+    written = json_path is None or save_json(violations, checker.mode.value, json_path, stream)
     stream.flush()
-    return len(violations)
+    return Finished(len(violations), written)

@@ -96,11 +96,14 @@ class StressResult:
 
     def assert_ok(self) -> None:
         """Raise :class:`StressFailedError` with the histogram if a forbidden outcome showed."""
+        __tracebackhide__ = True  # pytest: the failing test's line, then the report
         if self.failed:
             raise StressFailedError(self)
 
 
 class StressFailedError(AssertionError):
+    __module__ = "threadcheck"  # shown to users by its public name
+
     def __init__(self, result: StressResult) -> None:
         super().__init__(result.report())
         self.result = result

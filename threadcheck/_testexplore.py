@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from threadcheck._sched._explore import Budget, ExploreResult, Settings, Shard
+from threadcheck._text import plural
 
 MARKER = "threadcheck_explore"
 STRESS_MARKER = "threadcheck_stress"
@@ -165,6 +166,7 @@ def _explore_item(item: pytest.Function, options: Options, settings: dict[str, A
             settings=explore_settings,
             replay_command=lambda token: replay_command(nodeid, token),
             progress=progress,
+            shrink_progress=progress.shrinking,
             shard=shard,
         )
     _record(item, result)
@@ -294,12 +296,12 @@ class Totals:
         rate = self.runs / self.seconds if self.seconds > 0 else 0.0
         if self.kind == STRESS_PROPERTY:
             return (
-                f"{self.tests} stress test{'s' if self.tests != 1 else ''}: {self.runs} runs "
+                f"{plural(self.tests, 'stress test')}: {plural(self.runs, 'run')} "
                 f"on real threads in {self.seconds:.1f} s ({rate:.0f}/s), "
                 f"{self.forbidden_runs} with a forbidden outcome, {self.failed} failing"
             )
         return (
-            f"{self.tests} exploration{'s' if self.tests != 1 else ''}: "
-            f"{self.runs} schedules in {self.seconds:.1f} s of exploring "
+            f"{plural(self.tests, 'exploration')}: "
+            f"{plural(self.runs, 'schedule')} in {self.seconds:.1f} s of exploring "
             f"({rate:.0f}/s), {self.failed} failing"
         )

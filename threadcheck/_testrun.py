@@ -29,9 +29,13 @@ PHASES = ("setup", "call", "teardown")
 class MissingViolationError(AssertionError):
     """``expect()`` saw no matching violation."""
 
+    __module__ = "threadcheck"  # shown to users by its public name
+
 
 class ThreadAffinityViolationsError(AssertionError):
     """A test made thread-affinity violations (trial); the message is their report."""
+
+    __module__ = "threadcheck"  # shown to users by its public name
 
 
 class TestRun:
@@ -107,6 +111,7 @@ class TestRun:
         block (raise mode) for one of them is swallowed, as ``pytest.raises``
         would.
         """
+        __tracebackhide__ = True
         start = len(self._recorder)
         caught: list[Violation] = []
         try:

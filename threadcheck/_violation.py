@@ -155,6 +155,8 @@ class Violation:
 class ThreadAffinityError(RuntimeError):
     """Raised in the offending call in ``raise`` mode."""
 
+    __module__ = "threadcheck"  # shown to users by its public name
+
     def __init__(self, violation: Violation) -> None:
         super().__init__(violation.summary())
         self.violation = violation
@@ -167,12 +169,18 @@ class BlockingCallInReactorThreadError(ThreadAffinityError):
     the reactor thread to run the function.
     """
 
+    __module__ = "threadcheck"  # shown to users by its public name
+
 
 class BlockingCallAfterStopError(ThreadAffinityError):
     """``blockingCallFromThread`` once the reactor is stopping or stopped; raised
     at once in every mode, instead of waiting forever for a reactor that will not
     run the function again."""
 
+    __module__ = "threadcheck"  # shown to users by its public name
+
 
 class ThreadAffinityWarning(RuntimeWarning):
     """Emitted in ``warn`` mode."""
+
+    __module__ = "threadcheck"  # shown to users by its public name

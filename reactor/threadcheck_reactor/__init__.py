@@ -24,6 +24,7 @@ from threadcheck_reactor._reactor import (  # noqa: E402
     REACTOR_CLASSES,
     ThreadCheckMixin,
     ThreadCheckReactor,
+    allowed_apis,
 )
 
 
@@ -80,5 +81,6 @@ __all__ = [
     "ReactorAlreadyInstalledError",
     "ThreadCheckMixin",
     "ThreadCheckReactor",
+    "allowed_apis",
     "install",
 ]

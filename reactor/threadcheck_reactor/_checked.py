@@ -12,9 +12,11 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 _CHECK_THEN_CALL = """
     checker = {first}._threadcheck
-    if get_ident() != checker.owner and checker.violation(api):
-        with checker.exempt():
-            return original({call})
+    if get_ident() != checker.owner:
+        __tracebackhide__ = True  # pytest shows the user's call, not this wrapper
+        if checker.violation(api):
+            with checker.exempt():
+                return original({call})
     return original({call})
 """
 

@@ -51,10 +51,12 @@ class InlinedDelayedCall(CheckedDelayedCall):
 
     def cancel(self) -> None:
         checker = self._threadcheck
-        if get_ident() != checker.owner and checker.violation("DelayedCall.cancel"):
-            with checker.exempt():
-                _cancel(self)
-            return
+        if get_ident() != checker.owner:
+            __tracebackhide__ = True  # pytest shows the user's call, not this check
+            if checker.violation("DelayedCall.cancel"):
+                with checker.exempt():
+                    _cancel(self)
+                return
         if self.cancelled:
             raise error.AlreadyCancelled
         elif self.called:
@@ -67,10 +69,12 @@ class InlinedDelayedCall(CheckedDelayedCall):
 
     def reset(self, secondsFromNow: float) -> None:
         checker = self._threadcheck
-        if get_ident() != checker.owner and checker.violation("DelayedCall.reset"):
-            with checker.exempt():
-                _reset(self, secondsFromNow)
-            return
+        if get_ident() != checker.owner:
+            __tracebackhide__ = True
+            if checker.violation("DelayedCall.reset"):
+                with checker.exempt():
+                    _reset(self, secondsFromNow)
+                return
         if self.cancelled:
             raise error.AlreadyCancelled
         elif self.called:

@@ -21,6 +21,7 @@ import sys
 import threadcheck_reactor
 from threadcheck import _stacks
 from threadcheck._processes import ProcessReport, Spool
+from threadcheck._report import json_path_problem
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
@@ -32,12 +33,16 @@ def install(kind: str = "default") -> None:
         # Their console-script wrapper starts the program; it is not part of it.
         _stacks.register_library_path(os.path.abspath(sys.argv[0]), "twisted")
     report_only = _flag("THREADCHECK_REPORT_ONLY")
+    json_path = os.environ.get("THREADCHECK_JSON") or None
+    problem = None if json_path is None else json_path_problem(json_path, "THREADCHECK_JSON")
+    if problem is not None:
+        # Before the program runs, as a usage error: one line, exit 2. (An
+        # exception would reach trial's "reactor cannot be used" wrapper.)
+        print(f"threadcheck: error: {problem}", file=sys.stderr)
+        raise SystemExit(2)
     reactor = threadcheck_reactor.install(os.environ.get("THREADCHECK_MODE", "record"), kind=kind)
     report = ProcessReport(
-        reactor.threadcheck,
-        Spool.join_or_create(),
-        json_path=os.environ.get("THREADCHECK_JSON") or None,
-        report_only=report_only,
+        reactor.threadcheck, Spool.join_or_create(), json_path=json_path, report_only=report_only
     )
     atexit.register(report.finish, sys.stderr)
     if "twisted.trial" in sys.modules:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from threading import get_ident
 from types import CodeType
@@ -66,6 +67,24 @@ CHECKED_APIS: frozenset[str] = frozenset(
     + [*_transports.APIS, *_web.APIS, *_task.APIS]
 )
 """Every API name a violation can carry, as reports and the pytest marker spell it."""
+
+
+def allowed_apis(allow: object, what: str) -> list[str]:
+    """``allow`` as checked API names, or ValueError: one line naming ``what``.
+
+    A misspelt name gets the closest checked one, not the whole list.
+    """
+    if isinstance(allow, str) or not isinstance(allow, (list, tuple, set, frozenset)):
+        raise ValueError(f"{what} takes a list of API names")
+    names = list(allow)
+    for name in names:
+        if not isinstance(name, str):
+            raise ValueError(f"{what} takes a list of API names")
+        if name not in CHECKED_APIS:
+            close = difflib.get_close_matches(name, sorted(CHECKED_APIS), n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}?" if close else "docs/checks.md lists the APIs"
+            raise ValueError(f"{what}: {name!r} is not a checked API; {hint}")
+    return names
 
 
 def _inner_code(outer: Callable[..., Any], name: str) -> object:
@@ -148,6 +167,7 @@ class ThreadCheckMixin(PosixReactorBase):
     ) -> DelayedCall:
         checker = self._threadcheck
         if get_ident() != checker.owner:
+            __tracebackhide__ = True  # pytest shows the user's call, not this check
             # No exemption needed: nothing below calls another checked API.
             checker.violation("reactor.callLater")
         assert delay >= 0, f"{delay} is not greater than or equal to 0 seconds"

@@ -23,7 +23,7 @@ from threadcheck._processes import ProcessReport
 from threadcheck._report import format_report
 from threadcheck._testrun import ThreadAffinityViolationsError
 from threadcheck._violation import Violation
-from threadcheck_reactor._reactor import CHECKED_APIS
+from threadcheck_reactor._reactor import allowed_apis
 
 
 def hook(report: ProcessReport) -> None:
@@ -66,14 +66,7 @@ def _allowed(test: unittest.SynchronousTestCase) -> dict[str, str]:
     allow: Any = getattr(method, "threadcheck_allow", None)
     if allow is None:
         allow = getattr(test, "threadcheck_allow", ())
-    if isinstance(allow, str) or not all(isinstance(api, str) for api in allow):
-        raise ValueError("threadcheck_allow takes a list of API names")
-    unknown = sorted(set(allow) - CHECKED_APIS)
-    if unknown:
-        raise ValueError(
-            f"threadcheck_allow: unknown API {', '.join(map(repr, unknown))}; "
-            f"known: {', '.join(sorted(CHECKED_APIS))}"
-        )
+    allow = allowed_apis(allow, "threadcheck_allow")
     return dict.fromkeys(allow, "allowed by threadcheck_allow")
 
 

@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ from threadcheck._cli._options import (
     positive,
     program_command,
 )
+from threadcheck._text import plural
 
 if TYPE_CHECKING:
     from threadcheck._sched._explore import ExploreResult
@@ -112,21 +114,42 @@ def _explore(args: argparse.Namespace) -> int:
     _check_explore_options(args)
     check_program(args)
     pin_hash_seed(args.invocation, "0")
-    with Progress(sys.stderr) as progress:
+    with Progress(sys.stderr, signals=(signal.SIGINT, signal.SIGTERM)) as progress:
         try:
             result = _exploration(args, progress)
         except KeyboardInterrupt:
             progress.clear()
+            schedules = plural(progress.schedules, "schedule")
             print(
-                f"threadcheck: interrupted after {progress.schedules} schedules, "
-                "no failure seen so far",
+                f"threadcheck: interrupted after {schedules}, no failure seen so far",
                 file=sys.stderr,
             )
-            return INTERRUPTED
+            return progress.exit_status
+    problem = _program_error(result)
+    if problem is not None:
+        raise UsageError(problem)
     sys.stderr.write(result.report())
-    if args.json is not None:
-        _write_outcome(args.json, result)
+    if args.json is not None and not _write_outcome(args.json, result):
+        return SCHEDULE_FAILED if result.found else USAGE_ERROR
     return SCHEDULE_FAILED if result.found else 0
+
+
+# Failing on every schedule with one of these is the program not starting (a typo,
+# a missing dependency), not a race: no step table, no token.
+_PROGRAM_ERRORS = frozenset(
+    {"SyntaxError", "IndentationError", "TabError", "ImportError", "ModuleNotFoundError"}
+)
+
+
+def _program_error(result: ExploreResult) -> str | None:
+    failure = result.failure
+    if failure is None or not result.every_schedule or failure.what not in _PROGRAM_ERRORS:
+        return None
+    where = failure.location
+    if where is None or failure.what in ("SyntaxError", "IndentationError", "TabError"):
+        return failure.message  # python's message names the file and line
+    path, _, rest = where.partition(":")
+    return f"{failure.message} ({os.path.basename(path)}:{rest.split(' ')[0]})"
 
 
 COMMAND = Command(
@@ -164,6 +187,7 @@ def _exploration(args: argparse.Namespace, progress: Progress) -> ExploreResult:
         settings=Settings(granularity=args.granularity, include=tuple(args.include)),
         replay_command=lambda token: _replay_command(token, args.module, args.target),
         progress=progress,
+        shrink_progress=progress.shrinking,
     )
 
 
@@ -239,7 +263,8 @@ def _replay_command(token: str, module: str | None, target: list[str]) -> str:
     return shlex.join(["threadcheck", "replay", token, *program])
 
 
-def _write_outcome(path: str, result: ExploreResult) -> None:
+def _write_outcome(path: str, result: ExploreResult) -> bool:
+    """Write the outcome as JSON; one line on stderr (and False) if that fails."""
     failure = result.failure
     outcome = {
         "found": result.found,
@@ -255,6 +280,13 @@ def _write_outcome(path: str, result: ExploreResult) -> None:
             "location": failure.location,
         },
     }
-    with open(path, "w", encoding="utf-8") as file:
-        json.dump(outcome, file, indent=2)
-        file.write("\n")
+    try:
+        with open(path, "w", encoding="utf-8") as file:
+            json.dump(outcome, file, indent=2)
+            file.write("\n")
+    except OSError as error:
+        print(
+            f"threadcheck: error: cannot write {path}: {error.strerror or error}", file=sys.stderr
+        )
+        return False
+    return True

@@ -151,14 +151,12 @@ def _module_argument(arg: str, rest: list[str]) -> tuple[str, list[str]]:
 
 
 def check_writable(path: str, option: str = "--json") -> None:
-    """``path`` can be written: checked before the program runs, not after."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise UsageError(f"{option}: no such directory: {folder}")
-    if os.path.isdir(path):
-        raise UsageError(f"{option}: is a directory: {path}")
-    if not os.access(folder, os.W_OK):
-        raise UsageError(f"{option}: cannot write in {folder}")
+    """``path`` can take a report: checked before the program runs, not after."""
+    from threadcheck._report import json_path_problem
+
+    problem = json_path_problem(path, option)
+    if problem is not None:
+        raise UsageError(problem)
 
 
 def check_script(script: str) -> None:

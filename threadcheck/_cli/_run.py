@@ -114,12 +114,17 @@ def _run(args: argparse.Namespace) -> int:
     except (threadcheck_reactor.ReactorAlreadyInstalledError, ValueError) as error:
         raise UsageError(str(error)) from None
     status, interrupted = _run_to_exit(args.module, target)
-    found = _report.finish(reactor.threadcheck, args.json, sys.stderr)
-    if not found:
+    finished = _report.finish(reactor.threadcheck, args.json, sys.stderr)
+    if not finished.found:
         print("threadcheck: no thread-affinity violations found", file=sys.stderr)
-    if interrupted:
-        return INTERRUPTED
-    return _final_status(status, found, args.report_only)
+    # Twisted's own SIGINT/SIGTERM handler stops the reactor and the program ends
+    # "normally": it was still interrupted, as a shell should hear (130, 143).
+    stopped_by = getattr(reactor, "_exitSignal", None)
+    if interrupted or stopped_by is not None:
+        return INTERRUPTED if stopped_by is None else 128 + int(stopped_by)
+    if not finished.json_written and not finished.found:
+        return USAGE_ERROR
+    return _final_status(status, finished.found, args.report_only)
 
 
 COMMAND = Command("run", _add, _run, frozenset({"--mode", "--json", "--stall-ms"}))
@@ -137,12 +142,20 @@ def _final_status(program_status: int, found: int, report_only: bool) -> int:
 
 
 def _check_module(module: str) -> None:
+    """``module`` can be run, or python's one line (not runpy's chained traceback)."""
     try:
-        found = importlib.util.find_spec(module) is not None
+        spec = importlib.util.find_spec(module)
+        runs = spec is None or spec.submodule_search_locations is None
+        runs = runs or importlib.util.find_spec(f"{module}.__main__") is not None
     except (ImportError, ValueError):
-        found = False
-    if not found:
+        spec = None
+    if spec is None:
         raise UsageError(f"no module named {module!r}")
+    if not runs:
+        raise UsageError(
+            f"No module named {module}.__main__; {module!r} is a package and cannot be "
+            "directly executed"
+        )
 
 
 def _run_to_exit(module: str | None, target: list[str]) -> tuple[int, bool]:

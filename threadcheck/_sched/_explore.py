@@ -388,6 +388,12 @@ class Budget:
             return False
         return self.seconds is None or time.monotonic() - started < self.seconds
 
+    def describe(self) -> str:
+        """As a report says it: ``budget 2000``, ``budget 30 s``."""
+        if self.seconds is not None:
+            return f"budget {self.seconds:g} s"
+        return f"budget {self.schedules}"
+
 
 SHARD_BLOCK = 3
 """Consecutive indices that go to one shard: the portfolio's members take
@@ -435,6 +441,13 @@ class ExploreResult:
     """The failing schedule as reported (shrunk)."""
     found_at: int | None = None
     original_preemptions: int | None = None
+    budget: str = ""
+    """How the exploration was bounded (``budget 2000``), for the report."""
+    every_schedule: bool = False
+    """The failure came on the first schedule, with no preemption, and again on a
+    different one (or no other schedule exists): not an interleaving bug."""
+    shrink_interrupted: bool = False
+    """Ctrl-C stopped the shrink: the schedule shown is the shortest seen so far."""
     token: str | None = None
     replay_command: str | None = None
     environment: dict[str, Any] = field(default_factory=dict)
@@ -446,11 +459,14 @@ class ExploreResult:
 
     def assert_clean(self) -> None:
         """Raise :class:`ExplorationFailedError` with the full report if a schedule failed."""
+        __tracebackhide__ = True  # pytest: the failing test's line, then the report
         if self.found:
             raise ExplorationFailedError(self)
 
 
 class ExplorationFailedError(AssertionError):
+    __module__ = "threadcheck"  # shown to users by its public name
+
     def __init__(self, result: ExploreResult) -> None:
         super().__init__(result.report())
         self.result = result
@@ -479,11 +495,15 @@ def explore(
     shrink: bool = True,
     replay_command: Callable[[str], str] = lambda token: token,
     progress: Callable[[int, int, float], None] | None = None,
+    shrink_progress: Callable[[int, int], None] | None = None,
     shard: Shard = Shard(),
 ) -> ExploreResult:
-    """Run schedules of ``target`` until one fails or the budget is spent."""
-    from threadcheck._sched._shrink import shrink_failure
+    """Run schedules of ``target`` until one fails or the budget is spent.
 
+    ``progress(schedules, failures, seconds)`` is called after each schedule and
+    ``shrink_progress(attempts, preemptions)`` before each shrinking attempt;
+    either may raise KeyboardInterrupt (Ctrl-C while shrinking keeps the failure).
+    """
     chosen = parse_strategy(strategy, seed)
     if shard.count > 1 and not getattr(chosen, "shardable", True):
         raise ValueError(f"the {strategy} strategy cannot be sharded: it searches in order")
@@ -492,6 +512,7 @@ def explore(
     digests: set[str] = set()
     ran = 0
     exhausted = False
+    name = strategy or "portfolio"
     with Explorer(target, settings) as explorer:
         for index in shard.indices():
             if not budget.allows(index, started):
@@ -505,35 +526,107 @@ def explore(
             if progress is not None:
                 progress(ran, 0, time.monotonic() - started)
             if run.failure is not None:
-                shown = shrink_failure(explorer, run) if shrink else _rerun(explorer, run)
-                token = make_token(shown, env, strategy or "portfolio", seed, target)
+                found_at = ran
+                original = run.preemption_count
+                every_schedule = False
+                if ran == 1:
+                    extra, plain = _on_every_schedule(explorer, run)
+                    ran += len(extra)
+                    digests.update(str(hash(tuple(other.decisions))) for other in extra)
+                    every_schedule = plain is not None
+                    run = plain or run
+                shown, interrupted = _shown(
+                    explorer, run, shrink and not every_schedule, shrink_progress
+                )
+                token = make_token(shown, env, name, seed, target)
                 return ExploreResult(
                     found=True,
                     schedules=ran,
                     distinct=len(digests),
-                    strategy=strategy or "portfolio",
-                    seed=seed,
-                    target=target.description,
                     seconds=time.monotonic() - started,
                     failure=shown.failure,
                     run=shown,
-                    found_at=ran,
-                    original_preemptions=run.preemption_count,
+                    found_at=found_at,
+                    original_preemptions=original,
+                    every_schedule=every_schedule,
+                    shrink_interrupted=interrupted,
                     token=token,
                     replay_command=replay_command(token),
+                    strategy=name,
+                    seed=seed,
+                    target=target.description,
+                    budget=budget.describe(),
                     environment=env,
                 )
     return ExploreResult(
         found=False,
         schedules=ran,
         distinct=len(digests),
-        strategy=strategy or "portfolio",
-        seed=seed,
-        target=target.description,
         seconds=time.monotonic() - started,
         exhausted=exhausted,
+        strategy=name,
+        seed=seed,
+        target=target.description,
+        budget=budget.describe(),
         environment=env,
     )
+
+
+def _on_every_schedule(
+    explorer: Explorer, first: ScheduleRun
+) -> tuple[list[ScheduleRun], ScheduleRun | None]:
+    """After a failure on the first schedule: does it fail on the no-preemption
+    schedule and on another one too (or is there no other: one thread all along)?
+
+    Returns the extra schedules run, and the no-preemption one when the answer
+    is yes: then the failure is not an interleaving bug, and is shown as is.
+    """
+    extra: list[ScheduleRun] = []
+    plain = first
+    if first.preemption_count:
+        plain = run_plan(explorer, [])[0]
+        extra.append(plain)
+        if not _same_failure(plain, first):
+            return extra, None
+    other = _another_schedule(explorer, plain)
+    if other is not None:
+        extra.append(other)
+        if not _same_failure(other, first):
+            return extra, None
+    return extra, plain
+
+
+def _another_schedule(explorer: Explorer, first: ScheduleRun) -> ScheduleRun | None:
+    """After a failure on the no-preemption schedule: a different schedule (one
+    preemption at the first point where another thread could run), or None when
+    no other exists (one thread all along)."""
+    alternatives = (
+        (decision, tid)
+        for decision, (_, default, runnable) in enumerate(first.choices)
+        for tid in runnable
+        if tid != default
+    )
+    preemption = next(alternatives, None)
+    return None if preemption is None else run_plan(explorer, [preemption])[0]
+
+
+def _same_failure(run: ScheduleRun, other: ScheduleRun) -> bool:
+    assert other.failure is not None
+    return run.failure is not None and run.failure.signature() == other.failure.signature()
+
+
+def _shown(
+    explorer: Explorer,
+    run: ScheduleRun,
+    shrink: bool,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[ScheduleRun, bool]:
+    """The failing schedule to report, traced: shrunk unless told not to."""
+    from threadcheck._sched._shrink import shrink_failure
+
+    if shrink:
+        return shrink_failure(explorer, run, progress=progress)
+    return _rerun(explorer, run), False
 
 
 def _rerun(explorer: Explorer, run: ScheduleRun) -> ScheduleRun:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from threadcheck._sched._core import Step
+from threadcheck._text import plural
 
 if TYPE_CHECKING:
     from threadcheck._sched._explore import ExploreResult, ScheduleRun
@@ -22,16 +23,15 @@ def format_result(result: ExploreResult) -> str:
     run = result.run
     assert failure is not None and run is not None
     count = run.preemption_count
-    lines = [f"threadcheck: {failure.kind}: {failure.message}"]
+    verdict = "; fails on every schedule tried: not an interleaving bug"
+    lines = [
+        f"threadcheck: {failure.kind}: {failure.message}{verdict if result.every_schedule else ''}"
+    ]
     if result.strategy == "replay":
-        lines.append(f"  replayed from its token ({count} preemption{_s(count)})")
+        lines.append(f"  replayed from its token ({plural(count, 'preemption')})")
     else:
-        lines.append(
-            f"  found on schedule {result.found_at} of {result.schedules} "
-            f"({result.strategy}, seed {result.seed}) with "
-            f"{result.original_preemptions} preemption{_s(result.original_preemptions or 0)}; "
-            f"shrunk to {count}"
-        )
+        after = "shown without preemptions" if result.every_schedule else f"shrunk to {count}"
+        lines.append(f"  {_found(result)}; {after}{_interrupted(result)}")
     if failure.location:
         lines.append(
             f"  at {_short(failure.location)}"
@@ -48,6 +48,19 @@ def format_result(result: ExploreResult) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _found(result: ExploreResult) -> str:
+    how = ", ".join(part for part in (result.budget, result.strategy) if part)
+    preemptions = result.original_preemptions or 0
+    return (
+        f"found on schedule {result.found_at} ({how}, seed {result.seed}) with "
+        f"{plural(preemptions, 'preemption')}"
+    )
+
+
+def _interrupted(result: ExploreResult) -> str:
+    return " (shrinking stopped by Ctrl-C)" if result.shrink_interrupted else ""
+
+
 def _clean_summary(result: ExploreResult) -> str:
     what = (
         "every schedule the strategy can produce"
@@ -55,7 +68,7 @@ def _clean_summary(result: ExploreResult) -> str:
         else "budget spent: no failure seen, which is not a proof"
     )
     return (
-        f"threadcheck: {result.schedules} schedule{_s(result.schedules)} "
+        f"threadcheck: {plural(result.schedules, 'schedule')} "
         f"({result.distinct} distinct) in {result.seconds:.1f} s, no failure; {what}\n"
     )
 
@@ -100,7 +113,3 @@ def _elide(rows: list[str], marked: list[bool]) -> Iterator[str]:
 def _short(location: str) -> str:
     path, _, rest = location.partition(":")
     return f"{os.path.basename(path)}:{rest}"
-
-
-def _s(n: int) -> str:
-    return "" if n == 1 else "s"

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 class ReplayDivergenceError(Exception):
     """The run did not follow the recorded schedule: it cannot be trusted to reproduce."""
 
+    __module__ = "threadcheck"  # shown to users by its public name
+
 
 class Replay:
     def __init__(self, decisions: Sequence[int]) -> None:

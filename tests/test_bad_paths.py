@@ -1,0 +1,325 @@
+"""Bad paths and signals at every entry point, in subprocesses: one line, the
+right exit status, never a traceback, never a lost report."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+STARTED = "program started"
+
+PROGRAM = f"""
+print({STARTED!r}, flush=True)
+"""
+
+
+def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(cwd), **env},
+    )
+
+
+def threadcheck(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return run([sys.executable, "-m", "threadcheck", *args], cwd, **env)
+
+
+def write(path: Path, body: str) -> Path:
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def assert_one_line(text: str, start: str) -> str:
+    """``text`` is one line beginning with ``start``; returns it."""
+    assert "Traceback" not in text, text
+    lines = text.strip().splitlines()
+    assert len(lines) == 1, text
+    assert lines[0].startswith(start), text
+    return lines[0]
+
+
+def bad_json_path(kind: str, tmp_path: Path) -> str:
+    if kind == "missing directory":
+        return str(tmp_path / "no-such-dir" / "report.json")
+    if kind == "read-only file":
+        if os.geteuid() == 0:
+            pytest.skip("root writes read-only files")
+        path = tmp_path / "report.json"
+        path.write_text("{}")
+        path.chmod(0o444)
+        return str(path)
+    return {"/proc file": "/proc/x.json", "/proc/self/status": "/proc/self/status"}[kind]
+
+
+BAD_JSON = ["missing directory", "/proc file", "/proc/self/status", "read-only file"]
+
+
+@pytest.mark.parametrize("kind", BAD_JSON)
+@pytest.mark.parametrize("command", ["run", "explore"])
+def test_unwritable_json_is_one_line_before_the_program_runs(
+    command: str, kind: str, tmp_path: Path
+) -> None:
+    prog = write(tmp_path / "prog.py", PROGRAM)
+    path = bad_json_path(kind, tmp_path)
+    result = threadcheck(tmp_path, command, "--json", path, str(prog))
+    assert result.returncode == 2, result.stderr
+    assert STARTED not in result.stdout
+    line = assert_one_line(result.stderr, "threadcheck: error: --json: ")
+    assert path in line or os.path.dirname(path) in line
+
+
+@pytest.mark.parametrize("kind", BAD_JSON)
+def test_unwritable_json_is_pytests_usage_error(kind: str, tmp_path: Path) -> None:
+    write(tmp_path / "test_it.py", "def test_it():\n    print('test ran')\n")
+    path = bad_json_path(kind, tmp_path)
+    pytest_args = ["-p", "no:cacheprovider", "-s", "--threadcheck", "--threadcheck-json", path]
+    result = run([sys.executable, "-m", "pytest", *pytest_args], tmp_path)
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout + result.stderr
+    assert "test ran" not in result.stdout
+    assert_one_line(result.stderr, "ERROR: ")
+
+
+TRIAL_TEST = """
+import os
+from twisted.internet import reactor, threads
+from twisted.trial import unittest
+
+class ServiceTests(unittest.TestCase):
+    def test_retry(self):
+        if os.environ.get("REMOVE_REPORT_DIR"):
+            os.rmdir(os.environ["REMOVE_REPORT_DIR"])  # a cleanup step gone too far
+        return threads.deferToThread(reactor.callLater, 0, lambda: None)
+"""
+
+TAC = """
+from twisted.application import service
+from twisted.internet import reactor
+print({STARTED!r}, flush=True)
+application = service.Application("demo")
+reactor.callWhenRunning(lambda: reactor.callLater(0.1, reactor.stop))
+""".replace("{STARTED!r}", repr(STARTED))
+
+
+@pytest.mark.parametrize("kind", BAD_JSON)
+@pytest.mark.parametrize("program", ["trial", "twistd"])
+def test_unwritable_json_stops_trial_and_twistd_with_one_line(
+    program: str, kind: str, tmp_path: Path
+) -> None:
+    write(tmp_path / "test_service.py", TRIAL_TEST)
+    write(tmp_path / "app.tac", TAC)
+    args = {
+        "trial": ["test_service"],
+        "twistd": ["-n", "--pidfile=", "-l", "-", "-y", "app.tac"],
+    }[program]
+    path = bad_json_path(kind, tmp_path)
+    result = run(
+        [str(BIN / program), "--reactor=threadcheck", *args], tmp_path, THREADCHECK_JSON=path
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert STARTED not in result.stdout and "ServiceTests" not in result.stdout
+    assert_one_line(result.stderr, "threadcheck: error: THREADCHECK_JSON: ")
+
+
+def test_json_lost_at_the_end_of_trial_still_prints_the_human_report(tmp_path: Path) -> None:
+    write(tmp_path / "test_service.py", TRIAL_TEST)
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    result = run(
+        [str(BIN / "trial"), "--reactor=threadcheck", "test_service"],
+        tmp_path,
+        THREADCHECK_JSON=str(reports / "threadcheck.json"),
+        REMOVE_REPORT_DIR=str(reports),
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "threadcheck: 1 thread-affinity violation (1 distinct)" in result.stderr
+    assert "offending call:" in result.stderr
+    [error] = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert error.startswith("threadcheck: error: cannot write the JSON report to "), error
+    # The report comes first: the error is its last word, not a replacement for it.
+    assert result.stderr.index("offending call:") < result.stderr.index(error)
+
+
+BAD_PROGRAMS = {
+    "syntax": ("def broken(:\n    pass\n", "SyntaxError: "),
+    "import": ("import no_such_dependency\n", "ModuleNotFoundError: No module named "),
+}
+
+
+@pytest.mark.parametrize("problem", sorted(BAD_PROGRAMS))
+def test_explore_reports_a_program_that_cannot_start_as_one_line(
+    problem: str, tmp_path: Path
+) -> None:
+    body, start = BAD_PROGRAMS[problem]
+    prog = write(tmp_path / "service.py", body)
+    result = threadcheck(tmp_path, "explore", str(prog))
+    assert result.returncode == 2, result.stderr
+    line = assert_one_line(result.stderr, f"threadcheck: error: {start}")
+    assert "service.py" in line
+    assert "replay" not in result.stderr and "step" not in result.stderr
+
+
+ALWAYS_FAILS = """
+import threading
+
+config = {}
+
+def load():
+    config["port"] = 8080
+
+loader = threading.Thread(target=load)
+loader.start()
+loader.join()
+assert config["port"] == 8443, "wrong default port"  # wrong on any schedule
+"""
+
+
+def test_a_failure_on_every_schedule_is_not_called_an_interleaving_bug(tmp_path: Path) -> None:
+    prog = write(tmp_path / "service.py", ALWAYS_FAILS)
+    result = threadcheck(tmp_path, "explore", str(prog))
+    assert result.returncode == 1, result.stderr
+    headline = result.stderr.splitlines()[0]
+    assert "AssertionError" in headline
+    assert headline.endswith("; fails on every schedule tried: not an interleaving bug")
+    assert "; shown without preemptions" in result.stderr.splitlines()[1]
+
+
+def test_run_of_a_package_without_main_is_pythons_one_line(tmp_path: Path) -> None:
+    (tmp_path / "service").mkdir()
+    (tmp_path / "service" / "__init__.py").write_text(PROGRAM)
+    result = threadcheck(tmp_path, "run", "-m", "service")
+    assert result.returncode == 2, result.stderr
+    assert_one_line(
+        result.stderr,
+        "threadcheck: error: No module named service.__main__; 'service' is a package "
+        "and cannot be directly executed",
+    )
+
+
+# Signals come from the program itself, at a known point of the exploration:
+# no sleeps, no race between the test and the explorer.
+SIGNALLED_ON_RUN = """
+import os, signal, threading
+from pathlib import Path
+
+runs = Path(os.environ["RUNS_FILE"])
+count = int(runs.read_text()) + 1 if runs.exists() else 1
+runs.write_text(str(count))
+if count == 5:
+    os.kill(os.getpid(), getattr(signal, os.environ["SIGNAL"]))
+
+hits = []
+lock = threading.Lock()
+
+def handle():
+    with lock:
+        hits.append(1)
+
+workers = [threading.Thread(target=handle) for _ in range(2)]
+for worker in workers:
+    worker.start()
+for worker in workers:
+    worker.join()
+assert len(hits) == 2
+"""
+
+
+@pytest.mark.parametrize(("signal_name", "status"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_signal_during_explore_prints_the_summary(
+    signal_name: str, status: int, tmp_path: Path
+) -> None:
+    prog = write(tmp_path / "service.py", SIGNALLED_ON_RUN)
+    result = threadcheck(
+        tmp_path,
+        "explore",
+        "--budget",
+        "100000",
+        str(prog),
+        RUNS_FILE=str(tmp_path / "runs"),
+        SIGNAL=signal_name,
+    )
+    assert result.returncode == status, result.stderr
+    assert_one_line(
+        result.stderr, "threadcheck: interrupted after 5 schedules, no failure seen so far"
+    )
+
+
+LOST_UPDATE_INTERRUPTED_WHILE_SHRINKING = """
+import os, signal, threading
+from pathlib import Path
+
+balance = {"total": 0}
+
+def deposit(amount):
+    for _ in range(3):
+        current = balance["total"]
+        balance["total"] = current + amount  # BUG: read-modify-write without a lock
+
+workers = [threading.Thread(target=deposit, args=(n,)) for n in (1, 10, 100)]
+for worker in workers:
+    worker.start()
+for worker in workers:
+    worker.join()
+if balance["total"] != 333:
+    failures = Path(os.environ["FAILURES_FILE"])
+    count = int(failures.read_text()) + 1 if failures.exists() else 1
+    failures.write_text(str(count))
+    if count == 2:  # the first failure was the exploration's: this one is shrinking's
+        os.kill(os.getpid(), signal.SIGINT)
+    raise AssertionError(f"lost update: {balance['total']}")
+"""
+
+
+def test_ctrl_c_while_shrinking_reports_the_failure_found(tmp_path: Path) -> None:
+    prog = write(tmp_path / "bank.py", LOST_UPDATE_INTERRUPTED_WHILE_SHRINKING)
+    failures = tmp_path / "failures"
+    result = threadcheck(tmp_path, "explore", str(prog), FAILURES_FILE=str(failures))
+    assert failures.read_text() == "2", result.stderr
+    assert result.returncode == 1, result.stderr
+    assert "KeyboardInterrupt" not in result.stderr and "threadcheck/" not in result.stderr
+    assert result.stderr.startswith("threadcheck: exception: AssertionError: lost update")
+    assert "(shrinking stopped by Ctrl-C)" in result.stderr
+    assert "threadcheck replay " in result.stderr
+
+
+TWISTED_STOPPED_BY_CTRL_C = """
+import os, signal, threading
+from twisted.internet import reactor
+
+def worker():
+    reactor.callLater(0, print)  # BUG: callLater from a worker thread
+
+def start():
+    thread = threading.Thread(target=worker, name="worker")
+    thread.start()
+    thread.join()
+    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: Twisted's handler stops the reactor
+
+reactor.callWhenRunning(start)
+reactor.run()
+print("reactor stopped", flush=True)
+"""
+
+
+def test_ctrl_c_of_a_twisted_program_under_run_exits_130_with_the_report(
+    tmp_path: Path,
+) -> None:
+    prog = write(tmp_path / "server.py", TWISTED_STOPPED_BY_CTRL_C)
+    result = threadcheck(tmp_path, "run", str(prog))
+    assert result.returncode == 130, result.stderr
+    assert "reactor stopped" in result.stdout
+    assert "Traceback" not in result.stderr
+    assert "threadcheck: 1 thread-affinity violation (1 distinct)" in result.stderr
+    assert "offending call: server.py:6 in worker" in result.stderr
