@@ -375,6 +375,98 @@ def threadcheck_section(result: pytest.RunResult) -> list[str]:
 
 PYTEST_TWISTED_REACTORS = [[], ["--reactor=asyncio"]]
 
+NOT_IN_A_CALLBACK_CONFTEST = """
+import gc
+import time
+
+import pytest
+
+
+def slow_collection(phase, info):
+    if phase == "stop":
+        time.sleep(0.3)
+
+
+@pytest.fixture
+def sleeps():
+    time.sleep(0.3)
+    yield
+    time.sleep(0.3)  # the reactor runs by now: it started for the test's call
+
+
+@pytest.fixture(autouse=True)
+def collects_garbage():
+    yield
+    gc.callbacks.append(slow_collection)
+    try:
+        gc.collect()  # 0.3 s
+    finally:
+        gc.callbacks.remove(slow_collection)
+
+
+def pytest_terminal_summary():
+    time.sleep(0.3)  # a pytest hook, before threadcheck's summary
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("reactor", PYTEST_TWISTED_REACTORS, ids=["default", "asyncio"])
+def test_pytest_code_fixtures_and_test_bodies_in_the_reactor_thread_are_no_stall(
+    pytester: pytest.Pytester, reactor: list[str]
+) -> None:
+    # pytest-twisted runs the test body in a DelayedCall, and pytest's code
+    # (fixtures, hooks) in the reactor's thread while the reactor is suspended.
+    pytester.makeconftest(NOT_IN_A_CALLBACK_CONFTEST)
+    pytester.makepyfile(
+        test_sleepy="import time\n\n\ndef test_sleeps(sleeps):\n    time.sleep(0.3)\n"
+    )
+    result = pytester.runpytest_subprocess("--threadcheck", *reactor, timeout=120)
+    result.assert_outcomes(passed=1)
+    [plugins] = [line for line in result.stdout.lines if line.startswith("plugins: ")]
+    loaded = {name.rsplit("-", 1)[0] for name in plugins.removeprefix("plugins: ").split(", ")}
+    assert {"twisted", "hypothesis"} <= loaded  # pytest-twisted's and hypothesis's plugins
+    assert "reactor stall" not in result.stdout.str()
+    assert threadcheck_section(result) == ["", "threadcheck: no thread-affinity violations"]
+
+
+REACTOR_IN_A_THREAD_CONFTEST = """
+import threading
+
+from twisted.internet import reactor
+
+started = threading.Event()
+reactor.callWhenRunning(started.set)
+threading.Thread(target=reactor.run, kwargs={"installSignalHandlers": False}, daemon=True).start()
+started.wait()
+"""
+
+
+@pytest.mark.slow
+def test_a_test_body_handed_to_a_reactor_in_another_thread_is_no_stall(
+    pytester: pytest.Pytester,
+) -> None:
+    # The reactor already runs: pytest-twisted hands the test to its thread
+    # with blockingCallFromThread.
+    pytester.makeconftest(REACTOR_IN_A_THREAD_CONFTEST)
+    pytester.makepyfile(
+        test_handed_over="""
+        import time
+
+        import pytest_twisted
+        from twisted.internet import reactor, task
+
+
+        @pytest_twisted.inlineCallbacks
+        def test_sleeps_in_the_reactor_thread():
+            time.sleep(0.3)
+            yield task.deferLater(reactor, 0, lambda: None)
+        """
+    )
+    result = pytester.runpytest_subprocess("--threadcheck", timeout=120)
+    result.assert_outcomes(passed=1)
+    assert threadcheck_section(result) == ["", "threadcheck: no thread-affinity violations"]
+
+
 # The same slow callback at the same lines (7 and 8) in a test and a program.
 SLOW_CALLBACK_TEST = """\
 import time

@@ -8,7 +8,9 @@ innermost of the reactor's dispatch frames, found by code object
 system event triggers' firing). A thread with no dispatch frame on its stack
 is not inside a callback: pytest's hooks and fixtures running in the
 reactor's thread while pytest-twisted's greenlet holds the reactor suspended,
-say. The same callback frame seen busy for at least the threshold is one stall,
+say. Nor is a test up to its first wait, which pytest-twisted runs in a
+reactor callback (what resumes it is a Deferred callback: that one is). The
+same callback frame seen busy for at least the threshold is one stall,
 reported once: where the reactor thread is blocked, the callback and how the
 reactor came to run it, and the known blocking call it sits in, if any
 (``time.sleep``, ``Queue.get``, ``Thread.join``, ``Lock.acquire``...).
@@ -67,6 +69,14 @@ _TRIGGER_DISPATCH = frozenset(
 )
 
 _DEFERRED_CALLBACKS = code_of(Deferred._runCallbacks)
+
+# Test runners that run the test itself in a reactor callback (pytest-twisted:
+# each test body and async fixture): the test's own code, not a callback of the
+# program under test.
+_TEST_RUNNERS = frozenset({"pytest_twisted"})
+
+# What lies between the reactor's dispatch and a test runner's code.
+_PLUMBING = frozenset({"twisted", "threadcheck", "python", "decorator"})
 
 # A blocking wait seen as (file name end, function) among the innermost frames.
 _WAITS_IN_PYTHON = (
@@ -171,6 +181,8 @@ class StallWatch:
             return None
         self._reported = True
         assert frame is not None
+        if _runs_the_test(callback, frame):
+            return None  # the test's own code, handed to the reactor by its runner
         return self._report(frame, callback, now - self._since)
 
     def _running_callback(self, frame: FrameType) -> FrameType | None:
@@ -209,6 +221,18 @@ class StallWatch:
         )
         self._checker.recorder.record_stall(stall)
         return stall
+
+
+def _runs_the_test(callback: FrameType, innermost: FrameType) -> bool:
+    """Whether the first code inside the reactor's ``callback`` past Twisted's
+    and threadcheck's is a test runner's: pytest-twisted's, running the test in
+    a DelayedCall, or in a ``blockingCallFromThread`` when the reactor runs in
+    another thread."""
+    for frame in reversed(_chain(callback, innermost)):  # outermost first
+        if _stacks.classify(frame.f_code.co_filename) not in _PLUMBING:
+            module = frame.f_globals.get("__name__")
+            return isinstance(module, str) and module.partition(".")[0] in _TEST_RUNNERS
+    return False
 
 
 def blocking_call(frame: FrameType) -> str | None:
