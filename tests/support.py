@@ -21,9 +21,11 @@ JOIN_TIMEOUT = 30.0
 
 
 class RunningReactor:
-    def __init__(self, mode: Mode | str) -> None:
+    def __init__(
+        self, mode: Mode | str, reactor_type: type[ThreadCheckMixin] = ThreadCheckReactor
+    ) -> None:
         self.recorder = Recorder()
-        self.reactor: ThreadCheckMixin = ThreadCheckReactor(mode, self.recorder)
+        self.reactor: ThreadCheckMixin = reactor_type(mode, self.recorder)
         started = threading.Event()
         # Before run(), calls from the creating thread are allowed.
         self.reactor.callWhenRunning(started.set)
@@ -43,6 +45,9 @@ class RunningReactor:
             self.reactor.callFromThread(_stop_if_running, self.reactor)
             self.thread.join(JOIN_TIMEOUT)
         assert not self.thread.is_alive(), "reactor thread did not stop"
+        loop = getattr(self.reactor, "_asyncioEventloop", None)
+        if loop is not None and not loop.is_closed():  # the asyncio reactor made its own
+            loop.close()
 
 
 def _stop_if_running(reactor: ThreadCheckMixin) -> None:

@@ -1,27 +1,39 @@
 """Quality: the stall watchdog names a callback that blocks the reactor thread.
 
 Planted: a callback that blocks the running reactor's thread for 0.3 s in a
-known blocking call is reported once, as that call, at the callback's line.
-Fixed twins (the same wait in a worker, an idle reactor, short callbacks) are
-silent. Threshold 50 ms.
+known blocking call is reported once, as that call, at the callback's line,
+with how the reactor came to run it, on every instrumented reactor. Fixed
+twins (the same wait in a worker, an idle reactor, short callbacks, the
+reactor's thread blocked outside any reactor callback) are silent. Threshold
+50 ms.
 """
 
 from __future__ import annotations
 
 import contextlib
 import queue
+import re
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import greenlet
 import pytest
 from twisted.internet import threads
 from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Factory, Protocol
 
 from threadcheck import Kind, Mode
 from threadcheck._report import format_stalls
+from threadcheck_reactor import REACTOR_CLASSES, ThreadCheckMixin, ThreadCheckReactor
+from threadcheck_reactor._asyncio import ThreadCheckAsyncioReactor
+from threadcheck_reactor._stalls import StallWatch
 
-from support import RunningReactor
+from support import JOIN_TIMEOUT, RunningReactor
 
 pytestmark = pytest.mark.quality
 
@@ -153,6 +165,410 @@ def test_a_deferred_callback_handed_over_is_named_with_how_it_came(
     running.in_reactor(lambda: None)
     [stall] = [s for s in running.recorder.stalls() if "blocks_in_a" in str(s.detail)]
     assert stall.api == "Event.wait"
-    assert "in blocks_in_a_deferred_callback, handed over with reactor.callFromThread" in str(
-        stall.detail
+    line = blocks_in_a_deferred_callback.__code__.co_firstlineno
+    assert re.fullmatch(
+        r"held the reactor thread for at least \d+ ms \(threshold 50 ms\) inside a reactor "
+        rf"callback: \S*test_stalls_quality\.py:{line} in blocks_in_a_deferred_callback "
+        r"\(a Deferred callback\), handed over with reactor\.callFromThread",
+        str(stall.detail),
+    )
+
+
+# -- every kind of reactor callback, on every instrumented reactor ----------
+
+DELAYED_CALL = (
+    "run by a DelayedCall (reactor.callLater, or callFromThread on the asyncio reactor; "
+    "DelayedCall.debug = True shows where it was scheduled)"
+)
+CLASSES = [*REACTOR_CLASSES, ThreadCheckAsyncioReactor]
+
+
+def sleeps_then_signals(done: threading.Event) -> None:
+    time.sleep(BLOCK)
+    done.set()
+
+
+class SleepsOnData(Protocol):
+    def __init__(self, done: threading.Event) -> None:
+        self.done = done
+
+    def dataReceived(self, data: bytes) -> None:
+        time.sleep(BLOCK)
+        self.done.set()
+
+
+def by_call_later(running: RunningReactor, done: threading.Event) -> None:
+    running.in_reactor(running.reactor.callLater, 0, sleeps_then_signals, done)
+
+
+def by_call_from_thread(running: RunningReactor, done: threading.Event) -> None:
+    running.reactor.callFromThread(sleeps_then_signals, done)
+
+
+def by_io(running: RunningReactor, done: threading.Event) -> None:
+    factory = Factory.forProtocol(lambda: SleepsOnData(done))
+    port = running.in_reactor(running.reactor.listenTCP, 0, factory, interface="127.0.0.1")
+    with socket.create_connection(("127.0.0.1", port.getHost().port)) as client:
+        client.sendall(b"x")
+        assert done.wait(JOIN_TIMEOUT)
+
+
+def by_a_shutdown_trigger(running: RunningReactor, done: threading.Event) -> None:
+    trigger = running.reactor.addSystemEventTrigger
+    running.in_reactor(trigger, "before", "shutdown", sleeps_then_signals, done)
+    running.stop()
+
+
+def by_the_asyncio_loop(running: RunningReactor, done: threading.Event) -> None:
+    running.reactor._asyncioEventloop.call_soon_threadsafe(sleeps_then_signals, done)  # type: ignore[attr-defined]
+
+
+def _how(scheduled: Callable[[RunningReactor, threading.Event], None], reactor: type) -> str:
+    if scheduled is by_call_from_thread and reactor is not ThreadCheckAsyncioReactor:
+        return "handed over with reactor.callFromThread"
+    return {
+        by_call_later: DELAYED_CALL,
+        by_call_from_thread: DELAYED_CALL,  # the asyncio reactor's goes through callLater
+        by_io: "run for I/O on Server",
+        by_a_shutdown_trigger: "run as a system event trigger",
+        by_the_asyncio_loop: "run by the asyncio event loop",
+    }[scheduled]
+
+
+KINDS = [
+    (reactor, scheduled)
+    for reactor in CLASSES
+    for scheduled in (by_call_later, by_call_from_thread, by_io, by_a_shutdown_trigger)
+] + [(ThreadCheckAsyncioReactor, by_the_asyncio_loop)]
+
+
+@pytest.mark.parametrize(
+    ("reactor_type", "scheduled"),
+    KINDS,
+    ids=[f"{reactor.__name__}-{scheduled.__name__}" for reactor, scheduled in KINDS],
+)
+def test_each_kind_of_reactor_callback_is_reported_with_how_it_ran(
+    monkeypatch: pytest.MonkeyPatch,
+    reactor_type: type[ThreadCheckMixin],
+    scheduled: Callable[[RunningReactor, threading.Event], None],
+) -> None:
+    monkeypatch.setenv("THREADCHECK_STALL_MS", "50")
+    running = RunningReactor(Mode.RECORD, reactor_type)
+    done = threading.Event()
+    try:
+        scheduled(running, done)
+        assert done.wait(JOIN_TIMEOUT)
+    finally:
+        running.stop()
+    callback = SleepsOnData.dataReceived if scheduled is by_io else sleeps_then_signals
+    [stall] = [
+        s for s in running.recorder.stalls() if f" in {callback.__name__}," in str(s.detail)
+    ]
+    assert stall.api == "time.sleep"
+    assert re.fullmatch(
+        r"held the reactor thread for at least \d+ ms \(threshold 50 ms\) inside a reactor "
+        rf"callback: \S*test_stalls_quality\.py:{callback.__code__.co_firstlineno} "
+        rf"in {callback.__name__}, {re.escape(_how(scheduled, reactor_type))}",
+        str(stall.detail),
+    )
+
+
+# -- StallWatch.sample on the reactor thread's real frames, with a fake clock --
+
+THRESHOLD = 0.1
+
+
+def _watch(reactor: ThreadCheckMixin, times: list[float]) -> StallWatch:
+    """A watch sampled by hand, its clock reading ``times`` one per sample."""
+    return StallWatch(
+        reactor.threadcheck,
+        THRESHOLD,
+        reactor._poll_codes(),
+        reactor._dispatch_codes(),
+        clock=iter(times).__next__,
+    )
+
+
+def test_sample_reports_a_callback_once_it_has_held_the_thread_for_the_threshold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("THREADCHECK_STALL_MS", "0")  # only the watch sampled here
+    running = RunningReactor(Mode.RECORD)
+    entered, release = threading.Event(), threading.Event()
+
+    def holds() -> None:
+        entered.set()
+        release.wait(JOIN_TIMEOUT)
+
+    watch = _watch(running.reactor, [0.0, THRESHOLD / 2, THRESHOLD, 2 * THRESHOLD])
+    try:
+        running.reactor.callFromThread(holds)
+        assert entered.wait(JOIN_TIMEOUT)
+        samples = [watch.sample() for _ in range(4)]
+    finally:
+        release.set()
+        running.stop()
+    assert samples[:2] == [None, None]  # not yet the threshold
+    assert samples[3] is None  # reported once
+    stall = samples[2]
+    assert stall is not None and running.recorder.stalls() == [stall]
+    assert (stall.api, stall.kind) == ("Event.wait", Kind.STALL)
+    line = holds.__code__.co_firstlineno
+    assert re.fullmatch(
+        r"held the reactor thread for at least 100 ms \(threshold 100 ms\) inside a reactor "
+        rf"callback: \S*test_stalls_quality\.py:{line} in holds, "
+        r"handed over with reactor\.callFromThread",
+        str(stall.detail),
+    )
+
+
+def test_sample_of_the_reactor_thread_outside_its_callbacks_is_no_stall() -> None:
+    # As under pytest-twisted: the reactor runs in a greenlet, and the thread's
+    # own code (pytest's) runs while the reactor is suspended in a callback.
+    reactor = ThreadCheckReactor(Mode.RECORD)
+    reactor.stall_threshold = None  # only the watch sampled here
+    outside, release = threading.Event(), threading.Event()
+    thread_code: list[greenlet.greenlet] = []
+    reactor.callLater(0, lambda: thread_code[0].switch())  # from a callback to the thread's code
+
+    def thread_main() -> None:
+        thread_code.append(greenlet.getcurrent())
+        reactor_greenlet = greenlet.greenlet(reactor.run)
+        reactor_greenlet.switch(installSignalHandlers=False)
+        outside.set()
+        release.wait(JOIN_TIMEOUT)  # blocked in the reactor's thread, outside its callbacks
+        reactor.stop()
+        reactor_greenlet.switch()  # lets run() return
+
+    thread = threading.Thread(target=thread_main, name="reactor")
+    thread.start()
+    try:
+        assert outside.wait(JOIN_TIMEOUT)
+        watch = _watch(reactor, [0.0, THRESHOLD, 10 * THRESHOLD])
+        samples = [watch.sample() for _ in range(3)]
+    finally:
+        release.set()
+        thread.join(JOIN_TIMEOUT)
+    assert not thread.is_alive() and not reactor.running
+    assert samples == [None, None, None]
+    assert reactor.threadcheck.recorder.stalls() == []
+
+
+# -- end to end: pytest --threadcheck beside pytest-twisted, threadcheck run --
+
+
+def assert_lines(actual: list[str], expected: list[str]) -> None:
+    """``actual`` is ``expected`` line for line; ``<n>`` stands for a number,
+    ``<any>`` for any text."""
+    assert len(actual) == len(expected), "\n".join(actual)
+    for line, wanted in zip(actual, expected, strict=True):
+        pattern = re.escape(wanted).replace("<n>", r"\d+").replace("<any>", ".+")
+        assert re.fullmatch(pattern, line), f"{line!r} is not {wanted!r}"
+
+
+def threadcheck_section(result: pytest.RunResult) -> list[str]:
+    """The lines of pytest's threadcheck section, up to the outcome line."""
+    lines = result.stdout.lines
+    start = next(i for i, line in enumerate(lines) if re.fullmatch(r"=+ threadcheck =+", line))
+    return lines[start + 1 : -1]
+
+
+PYTEST_TWISTED_REACTORS = [[], ["--reactor=asyncio"]]
+
+NOT_IN_A_CALLBACK_CONFTEST = """
+import gc
+import time
+
+import pytest
+
+
+def slow_collection(phase, info):
+    if phase == "stop":
+        time.sleep(0.3)
+
+
+@pytest.fixture
+def sleeps():
+    time.sleep(0.3)
+    yield
+    time.sleep(0.3)  # the reactor runs by now: it started for the test's call
+
+
+@pytest.fixture(autouse=True)
+def collects_garbage():
+    yield
+    gc.callbacks.append(slow_collection)
+    try:
+        gc.collect()  # 0.3 s
+    finally:
+        gc.callbacks.remove(slow_collection)
+
+
+def pytest_terminal_summary():
+    time.sleep(0.3)  # a pytest hook, before threadcheck's summary
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("reactor", PYTEST_TWISTED_REACTORS, ids=["default", "asyncio"])
+def test_pytest_code_fixtures_and_test_bodies_in_the_reactor_thread_are_no_stall(
+    pytester: pytest.Pytester, reactor: list[str]
+) -> None:
+    # pytest-twisted runs the test body in a DelayedCall, and pytest's code
+    # (fixtures, hooks) in the reactor's thread while the reactor is suspended.
+    pytester.makeconftest(NOT_IN_A_CALLBACK_CONFTEST)
+    pytester.makepyfile(
+        test_sleepy="import time\n\n\ndef test_sleeps(sleeps):\n    time.sleep(0.3)\n"
+    )
+    result = pytester.runpytest_subprocess("--threadcheck", *reactor, timeout=120)
+    result.assert_outcomes(passed=1)
+    [plugins] = [line for line in result.stdout.lines if line.startswith("plugins: ")]
+    loaded = {name.rsplit("-", 1)[0] for name in plugins.removeprefix("plugins: ").split(", ")}
+    assert {"twisted", "hypothesis"} <= loaded  # pytest-twisted's and hypothesis's plugins
+    assert "reactor stall" not in result.stdout.str()
+    assert threadcheck_section(result) == ["", "threadcheck: no thread-affinity violations"]
+
+
+REACTOR_IN_A_THREAD_CONFTEST = """
+import threading
+
+from twisted.internet import reactor
+
+started = threading.Event()
+reactor.callWhenRunning(started.set)
+threading.Thread(target=reactor.run, kwargs={"installSignalHandlers": False}, daemon=True).start()
+started.wait()
+"""
+
+
+@pytest.mark.slow
+def test_a_test_body_handed_to_a_reactor_in_another_thread_is_no_stall(
+    pytester: pytest.Pytester,
+) -> None:
+    # The reactor already runs: pytest-twisted hands the test to its thread
+    # with blockingCallFromThread.
+    pytester.makeconftest(REACTOR_IN_A_THREAD_CONFTEST)
+    pytester.makepyfile(
+        test_handed_over="""
+        import time
+
+        import pytest_twisted
+        from twisted.internet import reactor, task
+
+
+        @pytest_twisted.inlineCallbacks
+        def test_sleeps_in_the_reactor_thread():
+            time.sleep(0.3)
+            yield task.deferLater(reactor, 0, lambda: None)
+        """
+    )
+    result = pytester.runpytest_subprocess("--threadcheck", timeout=120)
+    result.assert_outcomes(passed=1)
+    assert threadcheck_section(result) == ["", "threadcheck: no thread-affinity violations"]
+
+
+# The same slow callback at the same lines (7 and 8) in a test and a program.
+SLOW_CALLBACK_TEST = """\
+import time
+
+import pytest_twisted
+from twisted.internet import defer, reactor
+
+
+def slow(done):
+    time.sleep(0.3)
+    done.callback(None)
+
+
+@pytest_twisted.inlineCallbacks
+def test_waits_for_a_slow_callback():
+    done = defer.Deferred()
+    reactor.callLater(0, slow, done)
+    yield done
+"""
+
+SLOW_CALLBACK_PROGRAM = """\
+import time
+
+from twisted.internet import reactor
+
+
+# a reactor callback
+def slow():
+    time.sleep(0.3)
+    reactor.stop()
+
+
+reactor.callLater(0, slow)
+reactor.run()
+"""
+
+
+def slow_callback_stall(file: str, during: list[str], caller: list[str]) -> list[str]:
+    """The stall report of ``slow`` in ``file``: ``during`` is the line naming
+    the test, if any, ``caller`` the stack's lines above the reactor's frames."""
+    return [
+        "[1] reactor thread stalled in time.sleep: held the reactor thread for at least <n> ms "
+        f"(threshold 100 ms) inside a reactor callback: {file}:7 in slow, run by a DelayedCall "
+        "(reactor.callLater, or callFromThread on the asyncio reactor; DelayedCall.debug = True "
+        "shows where it was scheduled)",
+        *during,
+        f"    blocked at: {file}:8 in slow",
+        "        time.sleep(0.3)",
+        "    stack (most recent call last):",
+        *caller,
+        "      ... <n> frames in <any> ...",
+        f"      {file}:8 in slow",
+        "          time.sleep(0.3)",
+        "    fix: wait without blocking: task.deferLater(reactor, seconds, f)",
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("reactor", PYTEST_TWISTED_REACTORS, ids=["default", "asyncio"])
+def test_a_slow_reactor_callback_is_reported_under_pytest_twisted(
+    pytester: pytest.Pytester, reactor: list[str]
+) -> None:
+    pytester.makepyfile(test_slow=SLOW_CALLBACK_TEST)
+    result = pytester.runpytest_subprocess("--threadcheck", *reactor, timeout=120)
+    result.assert_outcomes(passed=1)
+    during = ["    during test: test_slow.py::test_waits_for_a_slow_callback"]
+    stall = slow_callback_stall("test_slow.py", during, caller=[])
+    assert_lines(
+        threadcheck_section(result),
+        [
+            "",
+            "threadcheck: no thread-affinity violations",
+            "",
+            "threadcheck: 1 reactor stall (reported, not failures)",
+            "",
+            *stall,
+        ],
+    )
+
+
+@pytest.mark.slow
+def test_a_slow_reactor_callback_is_reported_under_threadcheck_run(tmp_path: Path) -> None:
+    (tmp_path / "prog.py").write_text(SLOW_CALLBACK_PROGRAM)
+    result = subprocess.run(
+        [sys.executable, "-m", "threadcheck", "run", "prog.py"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr  # stalls fail nothing
+    caller = [
+        "      ... <n> frames in python, threadcheck ...",
+        "      prog.py:13 in <module>",
+        "          reactor.run()",
+    ]
+    assert_lines(
+        result.stderr.splitlines(),
+        [
+            "threadcheck: 1 reactor stall (reported, not failures)",
+            "",
+            *slow_callback_stall("prog.py", during=[], caller=caller),
+            "threadcheck: no thread-affinity violations found",
+        ],
     )

@@ -5,14 +5,21 @@ Thread safety: as :class:`~threadcheck_reactor._reactor.ThreadCheckMixin`.
 
 from __future__ import annotations
 
+import asyncio.events
 from collections.abc import Callable
 from threading import get_ident
+from types import CodeType
 from typing import Any
 
 from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 from twisted.internet.base import DelayedCall
 
 from threadcheck_reactor._reactor import ThreadCheckMixin, instrumented
+from threadcheck_reactor._stalls import code_of
+
+# asyncio runs each of its callbacks here (the reactor's timer, I/O and
+# callFromThread hand-overs among them).
+_HANDLE_RUN = code_of(asyncio.events.Handle._run)
 
 
 @instrumented
@@ -44,6 +51,10 @@ class ThreadCheckAsyncioReactor(ThreadCheckMixin, AsyncioSelectorReactor):
         elif get_ident() == self._threadcheck.owner:
             self._check_call_from_reactor_thread(f)
         AsyncioSelectorReactor.callFromThread(self, f, *args, **kwargs)  # type: ignore[no-untyped-call]
+
+    def _dispatch_codes(self) -> frozenset[CodeType]:
+        codes = super()._dispatch_codes()
+        return codes if _HANDLE_RUN is None else codes | {_HANDLE_RUN}
 
 
 def install() -> None:

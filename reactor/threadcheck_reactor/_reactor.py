@@ -21,7 +21,12 @@ from threadcheck_reactor import _deferreds, _running, _task, _transports, _web
 from threadcheck_reactor._checked import checked
 from threadcheck_reactor._delayedcall import DELAYED_CALL_APIS, delayed_call_type
 from threadcheck_reactor._shutdown import StuckPoolWatch
-from threadcheck_reactor._stalls import DEFAULT_THRESHOLD, StallWatch, threshold_from_environment
+from threadcheck_reactor._stalls import (
+    DEFAULT_THRESHOLD,
+    StallWatch,
+    code_of,
+    threshold_from_environment,
+)
 from threadcheck_reactor._threadpool import SubmissionTrackingThreadPool
 
 # Every reactor method that must only be called in the reactor thread.
@@ -261,8 +266,16 @@ class ThreadCheckMixin(PosixReactorBase):
 
     def _poll_codes(self) -> frozenset[CodeType]:
         """Where this reactor waits for I/O: its thread is idle there, not stalled."""
-        code = getattr(getattr(type(self), "doIteration", None), "__code__", None)
-        return frozenset([code]) if isinstance(code, CodeType) else frozenset()
+        return self._codes_of("doIteration")
+
+    def _dispatch_codes(self) -> frozenset[CodeType]:
+        """Where this reactor hands its thread to a callback (DelayedCalls and
+        callFromThread calls, I/O): only a callback can stall it."""
+        return self._codes_of("runUntilCurrent", "_doReadOrWrite", "_readOrWrite")
+
+    def _codes_of(self, *methods: str) -> frozenset[CodeType]:
+        found = (code_of(getattr(type(self), method, None)) for method in methods)
+        return frozenset(code for code in found if code is not None)
 
     def startRunning(self, installSignalHandlers: bool = True) -> None:
         # Twisted raises below for a second run(); only a real start moves ownership.
@@ -274,7 +287,10 @@ class ThreadCheckMixin(PosixReactorBase):
             self._threadcheck_entered = True
             if self.stall_threshold is not None:
                 self._stall_watch = StallWatch(
-                    self._threadcheck, self.stall_threshold, self._poll_codes()
+                    self._threadcheck,
+                    self.stall_threshold,
+                    self._poll_codes(),
+                    self._dispatch_codes(),
                 )
                 self._stall_watch.start()
         super().startRunning(installSignalHandlers)

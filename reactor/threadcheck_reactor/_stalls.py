@@ -1,14 +1,19 @@
 """The stall watchdog: a callback that holds the reactor thread too long.
 
 A daemon thread samples the reactor thread's stack every half of the
-threshold. The reactor is *idle* when its innermost frame is the poll wait
-(``doIteration``, or the selector's ``select`` under asyncio); otherwise it is
-running a callback, known by its outermost frame below Twisted's dispatch
-(``runUntilCurrent``, ``_doReadOrWrite``...). The same callback frame seen
-busy for at least the threshold is one stall, reported once: where the
-reactor thread is blocked, the callback and how it was scheduled, and the
-known blocking call it sits in, if any (``time.sleep``, ``Queue.get``,
-``Thread.join``, ``Lock.acquire``...).
+threshold. Only a reactor callback can stall: the frame just inside the
+innermost of the reactor's dispatch frames, found by code object
+(``runUntilCurrent`` for a DelayedCall or a ``callFromThread`` call,
+``_doReadOrWrite``/``_readOrWrite`` for I/O, asyncio's ``Handle._run``, the
+system event triggers' firing). A thread with no dispatch frame on its stack
+is not inside a callback: pytest's hooks and fixtures running in the
+reactor's thread while pytest-twisted's greenlet holds the reactor suspended,
+say. Nor is a test up to its first wait, which pytest-twisted runs in a
+reactor callback (what resumes it is a Deferred callback: that one is). The
+same callback frame seen busy for at least the threshold is one stall,
+reported once: where the reactor thread is blocked, the callback and how the
+reactor came to run it, and the known blocking call it sits in, if any
+(``time.sleep``, ``Queue.get``, ``Thread.join``, ``Lock.acquire``...).
 
 Sampling resolution: a stall is seen once it has lasted between the threshold
 and 1.5 times it. The reactor thread pays nothing: no hook runs in it.
@@ -33,6 +38,7 @@ from types import CodeType, FrameType
 from typing import Any
 
 from twisted.internet import base
+from twisted.internet.defer import Deferred
 
 from threadcheck import _stacks
 from threadcheck._affinity import AffinityChecker
@@ -47,18 +53,30 @@ _SELECTOR_WAITS = frozenset(
     if isinstance(cls, type) and issubclass(cls, selectors.BaseSelector) and "select" in vars(cls)
 )
 
-# Where Twisted hands the reactor thread to a callback: the frame just inside is the callback.
-_DISPATCH_NAMES = frozenset(
-    {
-        "runUntilCurrent",
-        "_continueFiring",
-        "_doReadOrWrite",
-        "doRead",
-        "doWrite",
-        "_run",
-        "_readOrWrite",
-    }
+
+def code_of(function: object) -> CodeType | None:
+    """``function``'s code object; None for anything else (a builtin, say)."""
+    code = getattr(function, "__code__", None)
+    return code if isinstance(code, CodeType) else None
+
+
+# Where every reactor runs the system event triggers (callWhenRunning,
+# addSystemEventTrigger); the reactor names its own dispatch (see StallWatch).
+_TRIGGER_DISPATCH = frozenset(
+    code
+    for function in (base._ThreePhaseEvent.fireEvent, base._ThreePhaseEvent._continueFiring)
+    if (code := code_of(function)) is not None
 )
+
+_DEFERRED_CALLBACKS = code_of(Deferred._runCallbacks)
+
+# Test runners that run the test itself in a reactor callback (pytest-twisted:
+# each test body and async fixture): the test's own code, not a callback of the
+# program under test.
+_TEST_RUNNERS = frozenset({"pytest_twisted"})
+
+# What lies between the reactor's dispatch and a test runner's code.
+_PLUMBING = frozenset({"twisted", "threadcheck", "python", "decorator"})
 
 # A blocking wait seen as (file name end, function) among the innermost frames.
 _WAITS_IN_PYTHON = (
@@ -109,7 +127,8 @@ class StallWatch:
     """Watches one running reactor's thread for callbacks over ``threshold`` seconds.
 
     ``current_frames`` and ``clock`` are injectable, so tests can drive it
-    with fakes; ``poll_codes`` are the reactor's own waits (its doIteration).
+    with fakes; ``poll_codes`` are the reactor's own waits (its doIteration),
+    ``dispatch_codes`` where it hands its thread to a callback.
     """
 
     def __init__(
@@ -117,6 +136,7 @@ class StallWatch:
         checker: AffinityChecker,
         threshold: float,
         poll_codes: frozenset[CodeType],
+        dispatch_codes: frozenset[CodeType],
         *,
         current_frames: Callable[[], dict[int, FrameType]] = sys._current_frames,
         clock: Callable[[], float] = time.monotonic,
@@ -124,6 +144,7 @@ class StallWatch:
         self._checker = checker
         self._threshold = threshold
         self._idle_codes = poll_codes | _SELECTOR_WAITS
+        self._dispatch_codes = dispatch_codes | _TRIGGER_DISPATCH
         self._current_frames = current_frames
         self._clock = clock
         self._stopped = threading.Event()
@@ -160,27 +181,32 @@ class StallWatch:
             return None
         self._reported = True
         assert frame is not None
+        if _runs_the_test(callback, frame):
+            return None  # the test's own code, handed to the reactor by its runner
         return self._report(frame, callback, now - self._since)
 
     def _running_callback(self, frame: FrameType) -> FrameType | None:
-        """The frame just inside Twisted's dispatch, the same one for as long as
-        the callback runs (threadcheck's check around it, say); None when idle."""
+        """The frame just inside the innermost dispatch, the same one for as long
+        as the callback runs (threadcheck's check around it, say); None when the
+        reactor is not inside a callback (idle, between callbacks, its thread
+        running other code)."""
         if frame.f_code in self._idle_codes:
             return None
         inner: FrameType | None = None
         walker: FrameType | None = frame
         while walker is not None:
-            if walker.f_code.co_name in _DISPATCH_NAMES and inner is not None:
+            if walker.f_code in self._dispatch_codes:
                 return inner
             inner, walker = walker, walker.f_back
-        return inner
+        return None
 
     def _report(self, frame: FrameType, callback: FrameType, seconds: float) -> Violation:
         stack = _stacks.intern(_stacks.stack_from(frame))
         blocking = blocking_call(frame)
         detail = (
             f"held the reactor thread for at least {seconds * 1000:.0f} ms "
-            f"(threshold {self._threshold * 1000:.0f} ms) in {describe_callback(callback, frame)}"
+            f"(threshold {self._threshold * 1000:.0f} ms) inside a reactor callback: "
+            f"{describe_callback(callback, frame)}"
         )
         stall = Violation(
             api=blocking or "stall",
@@ -195,6 +221,18 @@ class StallWatch:
         )
         self._checker.recorder.record_stall(stall)
         return stall
+
+
+def _runs_the_test(callback: FrameType, innermost: FrameType) -> bool:
+    """Whether the first code inside the reactor's ``callback`` past Twisted's
+    and threadcheck's is a test runner's: pytest-twisted's, running the test in
+    a DelayedCall, or in a ``blockingCallFromThread`` when the reactor runs in
+    another thread."""
+    for frame in reversed(_chain(callback, innermost)):  # outermost first
+        if _stacks.classify(frame.f_code.co_filename) not in _PLUMBING:
+            module = frame.f_globals.get("__name__")
+            return isinstance(module, str) and module.partition(".")[0] in _TEST_RUNNERS
+    return False
 
 
 def blocking_call(frame: FrameType) -> str | None:
@@ -255,18 +293,24 @@ def _scheduled_at(call: base.DelayedCall) -> str:
     return ""
 
 
-def _named_callback(root: FrameType, innermost: FrameType) -> FrameType:
-    """The function to name for the callback that ``root`` (just inside the
-    dispatch) runs: the outermost user function in it (Twisted's Deferred
-    machinery and threadcheck's checks wrap it), else the outermost frame that
-    is not threadcheck's."""
-    chain: list[FrameType] = []  # innermost first, up to root
+def _chain(root: FrameType, innermost: FrameType) -> list[FrameType]:
+    """The frames from ``innermost`` out to ``root``, innermost first."""
+    chain: list[FrameType] = []
     walker: FrameType | None = innermost
     while walker is not None:
         chain.append(walker)
         if walker is root:
             break
         walker = walker.f_back
+    return chain
+
+
+def _named_callback(root: FrameType, innermost: FrameType) -> FrameType:
+    """The function to name for the callback that ``root`` (just inside the
+    dispatch) runs: the outermost user function in it (Twisted's Deferred
+    machinery and threadcheck's checks wrap it), else the outermost frame that
+    is not threadcheck's."""
+    chain = _chain(root, innermost)
     libraries = [_stacks.classify(frame.f_code.co_filename) for frame in chain]
     for frame, library in zip(reversed(chain), reversed(libraries), strict=True):
         if library is None:
@@ -278,18 +322,40 @@ def _named_callback(root: FrameType, innermost: FrameType) -> FrameType:
 
 
 def describe_callback(callback: FrameType, innermost: FrameType) -> str:
-    """The callback, and how Twisted came to run it (a DelayedCall, callFromThread, I/O)."""
-    code = _named_callback(callback, innermost).f_code
+    """The callback, and how the reactor came to run it (a DelayedCall,
+    callFromThread, I/O...); ``callback`` is the frame just inside the dispatch."""
+    named = _named_callback(callback, innermost)
+    code = named.f_code
     where = _stacks.Frame(code.co_filename, code.co_firstlineno, code.co_name).location()
+    if _fired_by_a_deferred(named, callback):
+        where += " (a Deferred callback)"
     dispatcher = callback.f_back
-    if dispatcher is None:
-        return where
+    assert dispatcher is not None  # the reactor's dispatch frame
+    return f"{where}, {_how_run(dispatcher)}"
+
+
+def _fired_by_a_deferred(named: FrameType, callback: FrameType) -> bool:
+    """Whether a Deferred fired ``named`` within the reactor's ``callback``."""
+    walker = named.f_back
+    while walker is not None and walker is not callback.f_back:
+        if walker.f_code is _DEFERRED_CALLBACKS:
+            return True
+        walker = walker.f_back
+    return False
+
+
+def _how_run(dispatcher: FrameType) -> str:
+    """How the reactor came to run the callback, from its dispatch frame."""
     scheduled = dispatcher.f_locals
-    call: Any = scheduled.get("call")
-    if isinstance(call, base.DelayedCall):
-        return f"{where}, run by a DelayedCall{_scheduled_at(call)}"
-    if dispatcher.f_code.co_name == "runUntilCurrent" and "f" in scheduled:
-        return f"{where}, handed over with reactor.callFromThread"
+    name = dispatcher.f_code.co_name
+    if name == "runUntilCurrent":
+        # Its DelayedCall loop comes after its callFromThread loop: `call` first.
+        call: Any = scheduled.get("call")
+        if isinstance(call, base.DelayedCall):
+            return f"run by a DelayedCall{_scheduled_at(call)}"
+        return "handed over with reactor.callFromThread"
     if "selectable" in scheduled:
-        return f"{where}, run for I/O on {type(scheduled['selectable']).__name__}"
-    return where
+        return f"run for I/O on {type(scheduled['selectable']).__name__}"
+    if name == "_run":
+        return "run by the asyncio event loop"
+    return "run as a system event trigger"
