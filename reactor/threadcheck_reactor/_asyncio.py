@@ -16,7 +16,9 @@ from threadcheck_reactor._reactor import ThreadCheckMixin, instrumented
 
 
 @instrumented
-class ThreadCheckAsyncioReactor(ThreadCheckMixin, AsyncioSelectorReactor):
+class ThreadCheckAsyncioReactor(
+    ThreadCheckMixin, AsyncioSelectorReactor, instruments=AsyncioSelectorReactor
+):
     """Twisted's ``AsyncioSelectorReactor``, with thread-affinity checks.
 
     Its ``callLater`` and ``callFromThread`` are asyncio's: the checked
