@@ -46,7 +46,9 @@ def install(
     Call it before anything imports ``twisted.internet.reactor``. If the
     instrumented reactor is already installed (say the program calls this and
     also runs under ``threadcheck run``), that reactor is returned and keeps
-    the mode it was installed with: the outer choice wins.
+    the mode it was installed with: the outer choice wins. Under ``threadcheck
+    run`` with no reactor installed yet, ``kind`` is installed with the
+    runner's mode and recorder.
     """
     mode = Mode.parse(mode)
     existing = sys.modules.get("twisted.internet.reactor")
@@ -58,6 +60,10 @@ def install(
             "global reactor: call threadcheck.install() before anything imports "
             "twisted.internet.reactor (or use `threadcheck run`)"
         )
+    from threadcheck_reactor import _installers
+
+    if _installers.redirected():
+        return _installers.install(kind)
     from twisted.internet.main import installReactor
 
     reactor = reactor_class(kind)(mode, recorder)
