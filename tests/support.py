@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from twisted.internet import default
 from twisted.internet.threads import blockingCallFromThread
 
 from threadcheck import Mode, Recorder
@@ -18,6 +19,20 @@ from threadcheck_reactor import ThreadCheckMixin, ThreadCheckReactor
 
 T = TypeVar("T")
 JOIN_TIMEOUT = 30.0
+
+TWISTED_CLASSES = {
+    "select": "twisted.internet.selectreactor.SelectReactor",
+    "poll": "twisted.internet.pollreactor.PollReactor",
+    "epoll": "twisted.internet.epollreactor.EPollReactor",
+    "asyncio": "twisted.internet.asyncioreactor.AsyncioSelectorReactor",
+}
+"""Twisted's reactor class for each instrumented kind but default, by the path
+frameworks name it with (scrapy's TWISTED_REACTOR)."""
+
+
+def twisted_default_kind() -> str:
+    """The kind twisted.internet.default installs here (from epollreactor: epoll)."""
+    return default.install.__module__.rpartition(".")[2].removesuffix("reactor")
 
 
 class RunningReactor:

@@ -17,8 +17,12 @@ import pytest
 
 import threadcheck as threadcheck_package
 from threadcheck import examples
-from threadcheck._cli import INTERRUPTED, VIOLATIONS_FOUND
+from threadcheck._cli import INTERRUPTED, USAGE_ERROR, VIOLATIONS_FOUND
+from threadcheck._cli._run import REACTORS
 from threadcheck._report import SCHEMA_PATH
+from threadcheck_reactor import KINDS, reactor_class
+
+from support import TWISTED_CLASSES, twisted_default_kind
 
 pytestmark = pytest.mark.slow
 
@@ -214,6 +218,11 @@ def test_console_script_matches_python_m(tmp_path: Path) -> None:
         (["run", "-m"], "argument -m: expected one argument"),
         (["run", "--report-only"], "expected a script or -m module"),
         (["run", "--mod", "raise", "{prog}"], "unrecognized arguments: --mod"),
+        (["run", "--reactor"], "expected one argument"),
+        (
+            ["run", "--reactor", "kqueue", "{prog}"],
+            "--reactor: no instrumented 'kqueue' reactor; choose from default, select, ",
+        ),
     ],
 )
 def test_usage_errors_are_one_line_with_status_two(
@@ -259,6 +268,92 @@ def test_program_that_installs_another_reactor_first_gets_a_clear_error(tmp_path
     )
 
 
+# Which reactor the program runs on, and whether scrapy-style class checks accept it.
+SHOW_REACTOR = """
+import sys
+from twisted.internet import reactor
+from twisted.python.reflect import namedAny
+from threadcheck_reactor import ThreadCheckMixin
+assert isinstance(reactor, ThreadCheckMixin), type(reactor)
+print(type(reactor).__qualname__, type(reactor) == namedAny(sys.argv[1]))
+"""
+
+
+def twisted_class(kind: str) -> str:
+    return TWISTED_CLASSES[twisted_default_kind() if kind == "default" else kind]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_reactor_option_installs_that_instrumented_reactor(tmp_path: Path, kind: str) -> None:
+    prog = script(tmp_path, SHOW_REACTOR)
+    result = threadcheck("run", "--reactor", kind, prog, twisted_class(kind))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{reactor_class(kind).__qualname__} True\n"
+
+
+@pytest.mark.parametrize("kind", [kind for kind in KINDS if kind != "default"])
+def test_a_program_that_installs_its_reactor_gets_it_instrumented(
+    tmp_path: Path, kind: str
+) -> None:
+    module = twisted_class(kind).rpartition(".")[0]
+    prog = script(tmp_path, f"import {module}\n{module}.install()\n{SHOW_REACTOR}")
+    result = threadcheck("run", prog, twisted_class(kind))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{reactor_class(kind).__qualname__} True\n"
+
+
+def test_a_reactor_the_program_installs_reports_with_the_runs_options(tmp_path: Path) -> None:
+    prog = script(
+        tmp_path,
+        "from twisted.internet import asyncioreactor\n"
+        "asyncioreactor.install()\n"
+        "from twisted.internet import reactor\n"
+        "print(reactor.threadcheck.mode.value, reactor.stall_threshold)\n" + VIOLATION,
+    )
+    result = threadcheck("run", "--mode", "warn", "--stall-ms", "250", prog)
+    assert result.returncode == VIOLATIONS_FOUND, result.stderr
+    assert result.stdout == "warn 0.25\n"
+    assert "  reactor.callLater: 1" in result.stderr
+
+
+def test_a_program_that_never_imports_the_reactor_installs_none(tmp_path: Path) -> None:
+    prog = script(tmp_path, "import sys\nprint('twisted.internet.reactor' in sys.modules)\n")
+    result = threadcheck("run", prog)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "False\n"
+    assert result.stderr == "threadcheck: no thread-affinity violations found\n"
+
+
+def test_the_reactor_option_wins_over_the_programs_choice(tmp_path: Path) -> None:
+    prog = script(
+        tmp_path, "from twisted.internet import asyncioreactor\nasyncioreactor.install()\n"
+    )
+    result = threadcheck("run", "--reactor", "select", prog)
+    assert result.returncode == 1
+    assert "twisted.internet.error.ReactorAlreadyInstalledError" in result.stderr
+
+
+def test_a_reactor_threadcheck_does_not_instrument_is_an_error(tmp_path: Path) -> None:
+    prog = script(
+        tmp_path,
+        """
+        from twisted.internet.main import installReactor
+        from twisted.internet.selectreactor import SelectReactor
+
+        class Homemade(SelectReactor):
+            pass
+
+        installReactor(Homemade())
+        """,
+    )
+    result = threadcheck("run", prog)
+    assert result.returncode == USAGE_ERROR
+    assert result.stderr.splitlines() == [
+        "threadcheck: error: the program installed __main__.Homemade, which threadcheck does "
+        f"not instrument: nothing was checked (instrumented: {', '.join(KINDS)})"
+    ]
+
+
 def test_runs_a_directory_with_main_and_imports_beside_it(tmp_path: Path) -> None:
     app = tmp_path / "app"
     app.mkdir()
@@ -281,6 +376,15 @@ def test_run_help_documents_the_exit_statuses() -> None:
     epilog = result.stdout[result.stdout.index("exit status:") :]
     assert f"{VIOLATIONS_FOUND}    violations were found" in epilog
     assert f"{INTERRUPTED}  interrupted by Ctrl-C" in epilog
+
+
+def test_run_help_names_every_reactor_it_can_install() -> None:
+    result = threadcheck("run", "--help")
+    assert result.returncode == 0
+    assert "--reactor NAME" in result.stdout
+    help_text = " ".join(result.stdout.split())  # argparse wraps it
+    assert f"{', '.join(REACTORS)} (those this platform has)" in help_text
+    assert set(KINDS) <= set(REACTORS)
 
 
 CROCHET_PROGRAM = """

@@ -157,14 +157,16 @@ def _pytest_twisted_reactor(config: pytest.Config) -> str:
     return str(getattr(config.known_args_namespace, "reactor", "default"))
 
 
-def _unsupported_reactor(kind: str) -> str | None:
-    from threadcheck_reactor import KINDS
+PYTEST_TWISTED_KINDS = ("default", "asyncio")
+"""pytest-twisted's --reactor choices that threadcheck instruments."""
 
-    if kind in KINDS:
+
+def _unsupported_reactor(kind: str) -> str | None:
+    if kind in PYTEST_TWISTED_KINDS:
         return None
     return (
         f"threadcheck does not instrument pytest-twisted's --reactor={kind} yet; "
-        f"use --reactor={' or --reactor='.join(KINDS)} with --threadcheck"
+        f"use --reactor={' or --reactor='.join(PYTEST_TWISTED_KINDS)} with --threadcheck"
     )
 
 

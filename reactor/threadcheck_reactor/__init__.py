@@ -22,6 +22,7 @@ from threadcheck_reactor._reactor import (  # noqa: E402
     CHECKED_APIS,
     NOT_THREAD_SAFE,
     REACTOR_CLASSES,
+    REACTOR_KINDS,
     ThreadCheckMixin,
     ThreadCheckReactor,
     allowed_apis,
@@ -32,19 +33,23 @@ class ReactorAlreadyInstalledError(RuntimeError):
     """Another reactor was installed before threadcheck could install its own."""
 
 
-KINDS = ("default", "asyncio")
-"""The Twisted reactors threadcheck instruments: this platform's default, and asyncio's."""
+KINDS: tuple[str, ...] = ("default", *REACTOR_KINDS, "asyncio")
+"""The Twisted reactors threadcheck instruments on this platform: its default,
+each of select, poll and epoll it has, and asyncio's."""
 
 
 def install(
     mode: Mode | str = DEFAULT_MODE, recorder: Recorder | None = None, *, kind: str = "default"
 ) -> ThreadCheckMixin:
-    """Install the instrumented reactor as ``twisted.internet.reactor`` and return it.
+    """Install the instrumented ``kind`` reactor (one of :data:`KINDS`) as
+    ``twisted.internet.reactor`` and return it.
 
     Call it before anything imports ``twisted.internet.reactor``. If the
     instrumented reactor is already installed (say the program calls this and
     also runs under ``threadcheck run``), that reactor is returned and keeps
-    the mode it was installed with: the outer choice wins.
+    the mode it was installed with: the outer choice wins. Under ``threadcheck
+    run`` with no reactor installed yet, ``kind`` is installed with the
+    runner's mode and recorder.
     """
     mode = Mode.parse(mode)
     existing = sys.modules.get("twisted.internet.reactor")
@@ -56,21 +61,32 @@ def install(
             "global reactor: call threadcheck.install() before anything imports "
             "twisted.internet.reactor (or use `threadcheck run`)"
         )
+    from threadcheck_reactor import _installers
+
+    if _installers.redirected():
+        return _installers.install(kind)
     from twisted.internet.main import installReactor
 
-    reactor = _reactor_class(kind)(mode, recorder)
+    reactor = reactor_class(kind)(mode, recorder)
     installReactor(reactor)  # type: ignore[no-untyped-call]
     return reactor
 
 
-def _reactor_class(kind: str) -> type[ThreadCheckMixin]:
+def reactor_class(kind: str) -> type[ThreadCheckMixin]:
+    """The instrumented reactor class of ``kind``; ValueError in one line naming
+    :data:`KINDS` if this platform has none."""
     if kind == "asyncio":
         from threadcheck_reactor._asyncio import ThreadCheckAsyncioReactor
 
         return ThreadCheckAsyncioReactor
-    if kind != "default":
-        raise ValueError(f"no instrumented {kind!r} reactor; choose from {', '.join(KINDS)}")
-    return ThreadCheckReactor
+    if kind == "default":
+        return ThreadCheckReactor
+    if kind not in REACTOR_KINDS:
+        where = " on this platform" if kind in ("select", "poll", "epoll") else ""
+        raise ValueError(
+            f"no instrumented {kind!r} reactor{where}; choose from {', '.join(KINDS)}"
+        )
+    return REACTOR_KINDS[kind]
 
 
 __all__ = [
@@ -78,9 +94,11 @@ __all__ = [
     "KINDS",
     "NOT_THREAD_SAFE",
     "REACTOR_CLASSES",
+    "REACTOR_KINDS",
     "ReactorAlreadyInstalledError",
     "ThreadCheckMixin",
     "ThreadCheckReactor",
     "allowed_apis",
     "install",
+    "reactor_class",
 ]

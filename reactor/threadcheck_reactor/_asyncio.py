@@ -23,7 +23,9 @@ _HANDLE_RUN = code_of(asyncio.events.Handle._run)
 
 
 @instrumented
-class ThreadCheckAsyncioReactor(ThreadCheckMixin, AsyncioSelectorReactor):
+class ThreadCheckAsyncioReactor(
+    ThreadCheckMixin, AsyncioSelectorReactor, instruments=AsyncioSelectorReactor
+):
     """Twisted's ``AsyncioSelectorReactor``, with thread-affinity checks.
 
     Its ``callLater`` and ``callFromThread`` are asyncio's: the checked

@@ -28,7 +28,7 @@ _FALSE = ("", "0", "false", "no", "off")
 
 
 def install(kind: str = "default") -> None:
-    """Install the ``kind`` instrumented reactor (default, asyncio), reporting at exit."""
+    """Install the ``kind`` instrumented reactor (one of ``KINDS``), reporting at exit."""
     if os.path.basename(sys.argv[0]) in ("trial", "twistd"):
         # Their console-script wrapper starts the program; it is not part of it.
         _stacks.register_library_path(os.path.abspath(sys.argv[0]), "twisted")

@@ -103,7 +103,39 @@ def _inner_code(outer: Callable[..., Any], name: str) -> object:
 _BLOCKING_CALL_CODE = _inner_code(threads.blockingCallFromThread, "_callFromThread")
 
 
-class ThreadCheckMixin(PosixReactorBase):
+class InstrumentedReactorType(type):
+    """Metaclass of the instrumented reactors: each compares equal to the Twisted
+    reactor class it instruments (``instruments=`` in its class statement).
+
+    Frameworks check which reactor is installed by comparing classes: scrapy's
+    ``verify_installed_reactor`` requires ``type(reactor) ==`` the class its
+    ``TWISTED_REACTOR`` setting names (``AsyncioSelectorReactor`` by default),
+    and refuses anything else. So ``ThreadCheckAsyncioReactor ==
+    AsyncioSelectorReactor`` (either way round) and their hashes agree. All else
+    stays its own: ``is``, ``isinstance(reactor, ThreadCheckMixin)``, and the
+    name and module (a child process re-creates its parent's reactor from
+    ``type(reactor).__module__``). A subclass equals only itself.
+    """
+
+    def __new__(
+        mcs,
+        name: str,
+        bases: tuple[type, ...],
+        namespace: dict[str, Any],
+        *,
+        instruments: type | None = None,
+    ) -> InstrumentedReactorType:
+        namespace["_threadcheck_instruments"] = instruments  # its own, never inherited
+        return super().__new__(mcs, name, bases, namespace)
+
+    def __eq__(cls, other: object) -> bool:
+        return cls is other or other is vars(cls)["_threadcheck_instruments"]
+
+    def __hash__(cls) -> int:
+        return type.__hash__(vars(cls)["_threadcheck_instruments"] or cls)
+
+
+class ThreadCheckMixin(PosixReactorBase, metaclass=InstrumentedReactorType):
     """Thread-affinity checks over a concrete Twisted reactor.
 
     Thread safety: exactly that of the Twisted reactor underneath. The
@@ -131,8 +163,11 @@ class ThreadCheckMixin(PosixReactorBase):
         recorder: Recorder | None = None,
         *,
         checker: AffinityChecker | None = None,
+        **twisted_args: Any,
     ) -> None:
-        """``checker`` injects a ready checker (``mode`` and ``recorder`` are then unused)."""
+        """``checker`` injects a ready checker (``mode`` and ``recorder`` are then
+        unused); ``twisted_args`` go to the Twisted reactor's own constructor
+        (asyncio's ``eventloop``)."""
         # Set up before Twisted's __init__, which already calls checked APIs.
         self._threadcheck = checker if checker is not None else AffinityChecker(mode, recorder)
         self._threadcheck_delayed_call = delayed_call_type(self._threadcheck)
@@ -141,7 +176,7 @@ class ThreadCheckMixin(PosixReactorBase):
         self._stall_watch: StallWatch | None = None
         _threads.track_thread_starts()
         _running.patch()  # before any Deferred the program makes for it
-        super().__init__()
+        super().__init__(**twisted_args)
 
     def dispose(self) -> None:
         """Close the reactor's file descriptors now, once it has stopped: an
@@ -312,12 +347,13 @@ from twisted.internet.selectreactor import SelectReactor  # noqa: E402
 
 
 @instrumented
-class ThreadCheckSelectReactor(ThreadCheckMixin, SelectReactor):
+class ThreadCheckSelectReactor(ThreadCheckMixin, SelectReactor, instruments=SelectReactor):
     """Twisted's select() reactor, with thread-affinity checks."""
 
 
-REACTOR_CLASSES: list[type[ThreadCheckMixin]] = [ThreadCheckSelectReactor]
-"""Every instrumented reactor this platform supports, the default last."""
+REACTOR_KINDS: dict[str, type[ThreadCheckMixin]] = {"select": ThreadCheckSelectReactor}
+"""Every instrumented reactor of Twisted's select/poll/epoll this platform has, by
+name, the default last."""
 
 # The same choice as twisted.internet.default: epoll on Linux, poll on other
 # POSIX systems but macOS, select everywhere else.
@@ -325,24 +361,27 @@ if platform.getType() == "posix" and not platform.isMacOSX():
     from twisted.internet.pollreactor import PollReactor
 
     @instrumented
-    class ThreadCheckPollReactor(ThreadCheckMixin, PollReactor):
+    class ThreadCheckPollReactor(ThreadCheckMixin, PollReactor, instruments=PollReactor):
         """Twisted's poll() reactor, with thread-affinity checks."""
 
-    REACTOR_CLASSES.append(ThreadCheckPollReactor)
+    REACTOR_KINDS["poll"] = ThreadCheckPollReactor
 
 if platform.isLinux():
     from twisted.internet.epollreactor import EPollReactor
 
     @instrumented
-    class ThreadCheckEPollReactor(ThreadCheckMixin, EPollReactor):
+    class ThreadCheckEPollReactor(ThreadCheckMixin, EPollReactor, instruments=EPollReactor):
         """Twisted's epoll() reactor, with thread-affinity checks."""
 
-    REACTOR_CLASSES.append(ThreadCheckEPollReactor)
+    REACTOR_KINDS["epoll"] = ThreadCheckEPollReactor
 
 _running.register(_deferreds.patches)
 _running.register(_transports.patches)
 _running.register(_web.patches)
 _running.register(_task.patches)
+
+REACTOR_CLASSES: list[type[ThreadCheckMixin]] = list(REACTOR_KINDS.values())
+"""Every instrumented reactor this platform supports, the default last."""
 
 ThreadCheckReactor = REACTOR_CLASSES[-1]
 """The instrumented version of Twisted's default reactor on this platform."""

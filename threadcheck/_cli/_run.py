@@ -7,7 +7,8 @@ Exit status:
 * 3 when violations were found, whatever the program's status (the report
   goes to stderr, and a line says if the program failed too); with
   ``--report-only``, the program's own status instead;
-* 2 for usage errors, as one line on stderr;
+* 2 for usage errors, as one line on stderr; also, after it, for a program
+  that installed a reactor threadcheck does not instrument (nothing was checked);
 * 130 on Ctrl-C, after the report.
 """
 
@@ -23,7 +24,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from threadcheck._cli._options import (
     INTERRUPTED,
@@ -39,19 +40,27 @@ from threadcheck._cli._options import (
 )
 from threadcheck._modes import DEFAULT_MODE, Mode
 
+if TYPE_CHECKING:
+    from threadcheck._affinity import AffinityChecker
+
 EXIT_STATUS_HELP = f"""\
 exit status:
   the program's own when no violation was found: 0, {UNCAUGHT_EXCEPTION} for an uncaught
   exception (as python), or its sys.exit code
   {VIOLATIONS_FOUND}    violations were found (report on stderr), whatever the program's
        status; with --report-only, the program's own status instead
-  {USAGE_ERROR}    usage error
+  {USAGE_ERROR}    usage error, or the program installed a reactor threadcheck does not
+       instrument
   {INTERRUPTED}  interrupted by Ctrl-C (after the report)
 """
 
 # Modules that start the program: their frames are left out of its tracebacks.
 # Import machinery leads when `-m module` fails to compile or its package fails.
 _LAUNCHERS = ("threadcheck._cli", "runpy", "importlib.", "_frozen_importlib")
+
+REACTORS = ("default", "select", "poll", "epoll", "asyncio")
+"""--reactor's names (threadcheck_reactor.KINDS: those this platform has); listed
+here, as importing the reactors costs every --help."""
 
 # Private, and missing from typeshed: CPython's own thread shutdown at exit.
 _THREADING_SHUTDOWN = "_shutdown"
@@ -63,11 +72,14 @@ def _add(subparsers: Any) -> None:
         "run",
         help="run a program with the instrumented reactor installed",
         description=(
-            "Run a Twisted program with threadcheck's reactor installed as the global\n"
-            "reactor, then report thread-affinity violations. Options go before the\n"
-            "script or -m module; everything after it is the program's."
+            "Run a Twisted program on threadcheck's instrumented reactor, then report\n"
+            "thread-affinity violations. The reactor the program installs itself\n"
+            "(asyncioreactor.install(), scrapy's TWISTED_REACTOR) is instrumented; one\n"
+            "that just imports twisted.internet.reactor gets the platform's default.\n"
+            "Options go before the script or -m module; everything after it is the\n"
+            "program's."
         ),
-        usage="[--mode MODE] [--json PATH] [--report-only] [--stall-ms MS]",
+        usage="[--mode MODE] [--json PATH] [--report-only] [--stall-ms MS] [--reactor NAME]",
         epilog=EXIT_STATUS_HELP,
     )
     run.add_argument(
@@ -88,6 +100,12 @@ def _add(subparsers: Any) -> None:
         help="report a callback that holds the reactor thread longer than MS milliseconds "
         "(default 100, or THREADCHECK_STALL_MS; 0: off); stalls fail nothing",
     )
+    run.add_argument(
+        "--reactor",
+        metavar="NAME",
+        help="install this instrumented reactor before the program starts, whatever it "
+        f"asks for: {', '.join(REACTORS)} (those this platform has)",
+    )
     add_program_arguments(run)
 
 
@@ -100,26 +118,23 @@ def _run(args: argparse.Namespace) -> int:
     if args.module is None:
         check_script(target[0])
 
-    import threadcheck_reactor
     from threadcheck import _report, _stacks
-    from threadcheck_reactor._stalls import threshold_from_milliseconds
 
     # The console-script wrapper and runpy are how the program starts, not part of it.
     _stacks.register_library_path(os.path.abspath(sys.argv[0]), "threadcheck")
 
-    try:
-        reactor = threadcheck_reactor.install(args.mode)
-        if args.stall_ms is not None:
-            reactor.stall_threshold = threshold_from_milliseconds(args.stall_ms, "--stall-ms")
-    except (threadcheck_reactor.ReactorAlreadyInstalledError, ValueError) as error:
-        raise UsageError(str(error)) from None
+    checker = _prepare_reactor(Mode.parse(args.mode), args.stall_ms, args.reactor)
     status, interrupted = _run_to_exit(args.module, target)
-    finished = _report.finish(reactor.threadcheck, args.json, sys.stderr)
+    unchecked = _uninstrumented_reactor()
+    if unchecked is not None:
+        print(f"threadcheck: error: {unchecked}", file=sys.stderr)
+        return INTERRUPTED if interrupted else USAGE_ERROR
+    finished = _report.finish(checker, args.json, sys.stderr)
     if not finished.found:
         print("threadcheck: no thread-affinity violations found", file=sys.stderr)
     # Twisted's own SIGINT/SIGTERM handler stops the reactor and the program ends
     # "normally": it was still interrupted, as a shell should hear (130, 143).
-    stopped_by = getattr(reactor, "_exitSignal", None)
+    stopped_by = getattr(sys.modules.get("twisted.internet.reactor"), "_exitSignal", None)
     if interrupted or stopped_by is not None:
         return INTERRUPTED if stopped_by is None else 128 + int(stopped_by)
     if not finished.json_written and not finished.found:
@@ -127,7 +142,54 @@ def _run(args: argparse.Namespace) -> int:
     return _final_status(status, finished.found, args.report_only)
 
 
-COMMAND = Command("run", _add, _run, frozenset({"--mode", "--json", "--stall-ms"}))
+COMMAND = Command("run", _add, _run, frozenset({"--mode", "--json", "--stall-ms", "--reactor"}))
+
+
+def _prepare_reactor(mode: Mode, stall_ms: str | None, kind: str | None) -> AffinityChecker:
+    """Make Twisted's reactor installers install the instrumented reactors
+    (``kind``, if given, now); return the checker they report to."""
+    import threadcheck_reactor
+    from threadcheck_reactor import _installers
+
+    stall_threshold = _stall_threshold(stall_ms)
+    if kind is not None:
+        try:
+            threadcheck_reactor.reactor_class(kind)
+        except ValueError as error:
+            raise UsageError(f"--reactor: {error}") from None
+    checker = _installers.redirect(mode, stall_threshold)
+    if kind is not None:
+        try:
+            threadcheck_reactor.install(kind=kind)
+        except threadcheck_reactor.ReactorAlreadyInstalledError as error:
+            raise UsageError(str(error)) from None
+    return checker
+
+
+def _stall_threshold(stall_ms: str | None) -> float | None:
+    # Read now, not where the program happens to make its reactor.
+    from threadcheck_reactor._stalls import threshold_from_environment, threshold_from_milliseconds
+
+    try:
+        if stall_ms is None:
+            return threshold_from_environment()
+        return threshold_from_milliseconds(stall_ms, "--stall-ms")
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def _uninstrumented_reactor() -> str | None:
+    """What to say if the program ran on a reactor threadcheck does not instrument."""
+    from threadcheck_reactor import KINDS, ThreadCheckMixin
+
+    reactor = sys.modules.get("twisted.internet.reactor")
+    if reactor is None or isinstance(reactor, ThreadCheckMixin):
+        return None
+    name = f"{type(reactor).__module__}.{type(reactor).__qualname__}"
+    return (
+        f"the program installed {name}, which threadcheck does not instrument: nothing was "
+        f"checked (instrumented: {', '.join(KINDS)})"
+    )
 
 
 def _final_status(program_status: int, found: int, report_only: bool) -> int:
