@@ -13,6 +13,30 @@ from support import RunningReactor
 pytest_plugins = ("pytester",)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--run-slow",
+        action="store_true",
+        help="also run the slow tier (tests marked slow: end to end, Twisted's own suites)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without --run-slow (or a -m of one's own), the slow tier is deselected."""
+    if config.getoption("--run-slow") or config.option.markexpr:
+        return
+    slow = [item for item in items if item.get_closest_marker("slow") is not None]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if item.get_closest_marker("slow") is None]
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if config.getoption("--run-slow") or config.option.markexpr:
+        return None
+    return "threadcheck's tests: fast tiers only; --run-slow adds the slow tier (CI runs it)"
+
+
 @pytest.fixture
 def running_reactor() -> Iterator[Callable[[Mode | str], RunningReactor]]:
     """Factory: ``running_reactor(mode)`` starts one; all are stopped afterwards."""
