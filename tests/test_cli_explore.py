@@ -353,3 +353,13 @@ def _hash_under(seed: str, text: str) -> int:
         check=True,
     )
     return int(check.stdout)
+
+
+def test_a_time_budget_too_short_for_one_schedule_is_inconclusive(tmp_path: Path) -> None:
+    prog = script(tmp_path, "import threading\nthreading.Thread(target=print).start()\n")
+    result = threadcheck("explore", "--time", "0.000001", prog)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        "threadcheck: error: inconclusive: no schedule ran (budget 1e-06 s was spent before "
+        "the first one started); nothing was explored"
+    ]

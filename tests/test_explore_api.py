@@ -45,6 +45,15 @@ def test_a_spent_budget_is_reported_as_such_not_as_a_pass() -> None:
     )
 
 
+@pytest.mark.parametrize("bound", [{"budget": 0}, {"budget": None, "seconds": 1e-9}])
+def test_no_schedule_run_is_inconclusive_not_a_pass(bound: dict[str, Any]) -> None:
+    result = threadcheck.explore(FIXED["ordering"], **bound)
+    assert (result.found, result.schedules, result.inconclusive) == (False, 0, True)
+    assert result.report().startswith("threadcheck: inconclusive: no schedule ran (budget ")
+    with pytest.raises(ExplorationFailedError, match="nothing was explored"):
+        result.assert_clean()
+
+
 def test_a_time_budget() -> None:
     result = threadcheck.explore(FIXED["ordering"], budget=None, seconds=0.5)
     assert result.schedules > 0 and not result.found

@@ -170,6 +170,23 @@ def test_a_replay_of_no_explored_test_is_a_usage_error(pytester: pytest.Pytester
     ]
 
 
+def test_a_marker_that_runs_no_schedule_fails_its_test(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_nothing="""
+        import pytest
+
+        @pytest.mark.threadcheck_explore(budget=0)
+        def test_nothing_explored(threadcheck_reactor):
+            pass
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["threadcheck: inconclusive: no schedule ran (budget 0 was spent before the first *"]
+    )
+
+
 def test_budget_override_by_count(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -170,7 +170,7 @@ def _explore_item(item: pytest.Function, options: Options, settings: dict[str, A
             shard=shard,
         )
     _record(item, result)
-    if result.found:
+    if result.found or result.inconclusive:
         pytest.fail(result.report(), pytrace=False)
 
 

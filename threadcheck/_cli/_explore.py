@@ -42,8 +42,8 @@ EXPLORE_STATUS_HELP = f"""\
 exit status:
   0    the budget was spent (or the strategy exhausted) without a failure; not a proof
   {SCHEDULE_FAILED}    a schedule failed: the shrunk schedule and its replay command are printed
-  {USAGE_ERROR}    usage error
-  {INTERRUPTED}  interrupted by Ctrl-C
+  {USAGE_ERROR}    usage error; or inconclusive: no schedule ran, or the program cannot start
+  {INTERRUPTED}  interrupted by Ctrl-C (143: by SIGTERM)
 """
 
 _HASH_SEED = "PYTHONHASHSEED"
@@ -128,6 +128,8 @@ def _explore(args: argparse.Namespace) -> int:
     problem = _program_error(result)
     if problem is not None:
         raise UsageError(problem)
+    if result.inconclusive:
+        raise UsageError(result.report().strip().removeprefix("threadcheck: "))
     sys.stderr.write(result.report())
     if args.json is not None and not _write_outcome(args.json, result):
         return SCHEDULE_FAILED if result.found else USAGE_ERROR

@@ -451,6 +451,13 @@ class ExploreResult:
     token: str | None = None
     replay_command: str | None = None
     environment: dict[str, Any] = field(default_factory=dict)
+    budget_spent_before_any: bool = False
+    """The budget ended the exploration before its first schedule."""
+
+    @property
+    def inconclusive(self) -> bool:
+        """Nothing was explored (a budget spent before the first schedule): not a pass."""
+        return not self.found and self.schedules == 0 and self.budget_spent_before_any
 
     def report(self) -> str:
         from threadcheck._sched._report import format_result
@@ -460,7 +467,7 @@ class ExploreResult:
     def assert_clean(self) -> None:
         """Raise :class:`ExplorationFailedError` with the full report if a schedule failed."""
         __tracebackhide__ = True  # pytest: the failing test's line, then the report
-        if self.found:
+        if self.found or self.inconclusive:
             raise ExplorationFailedError(self)
 
 
@@ -512,10 +519,12 @@ def explore(
     digests: set[str] = set()
     ran = 0
     exhausted = False
+    spent_before_any = False
     name = strategy or "portfolio"
     with Explorer(target, settings) as explorer:
         for index in shard.indices():
             if not budget.allows(index, started):
+                spent_before_any = ran == 0
                 break
             run = explorer.run(chosen, index, record_trace=False)
             if run is None:
@@ -569,6 +578,7 @@ def explore(
         target=target.description,
         budget=budget.describe(),
         environment=env,
+        budget_spent_before_any=spent_before_any,
     )
 
 

@@ -62,6 +62,11 @@ def _interrupted(result: ExploreResult) -> str:
 
 
 def _clean_summary(result: ExploreResult) -> str:
+    if result.inconclusive:
+        return (
+            f"threadcheck: inconclusive: no schedule ran ({result.budget} was spent before "
+            "the first one started); nothing was explored\n"
+        )
     what = (
         "every schedule the strategy can produce"
         if result.exhausted
