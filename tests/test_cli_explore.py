@@ -363,3 +363,15 @@ def test_a_time_budget_too_short_for_one_schedule_is_inconclusive(tmp_path: Path
         "threadcheck: error: inconclusive: no schedule ran (budget 1e-06 s was spent before "
         "the first one started); nothing was explored"
     ]
+
+
+def test_include_takes_a_module_name_and_refuses_a_missing_one(tmp_path: Path) -> None:
+    prog = script(tmp_path, "import threading\nthreading.Thread(target=print).start()\n")
+    missing = threadcheck("explore", "--include", "no_such_library", prog)
+    assert missing.returncode == 2
+    assert missing.stderr.splitlines() == [
+        "threadcheck: error: --include: no such file, folder or module: no_such_library"
+    ]
+    named = threadcheck("explore", "--budget", "20", "--include", "json", prog)
+    assert named.returncode == 0, named.stderr
+    assert "no failure" in named.stderr

@@ -90,3 +90,51 @@ def test_a_thread_pool_the_program_makes_is_scheduled_too() -> None:
     pool = ThreadPool(0, 1, "after")  # and ThreadPool is itself again afterwards
     pool.start()
     pool.stop()
+
+
+LAZY_LIBRARY = '''
+_cache = {}
+
+
+def settings():
+    """Load once, on first use (a library's lazy cache, without a lock)."""
+    if "loaded" not in _cache:
+        _cache["loads"] = _cache.get("loads", 0) + 1
+        _cache["loaded"] = True
+    return _cache
+'''
+
+
+def test_a_race_inside_an_installed_library_is_found_with_include(tmp_path: Any) -> None:
+    import sys
+    import threading
+
+    site = tmp_path / "site-packages"
+    (site / "lazyconfig").mkdir(parents=True)
+    (site / "lazyconfig" / "__init__.py").write_text(LAZY_LIBRARY)
+    sys.path.insert(0, str(site))
+    try:
+        import lazyconfig  # type: ignore[import-not-found]
+
+        def two_workers_configure() -> None:  # no reactor: plain threads
+            lazyconfig._cache.clear()
+            workers = [threading.Thread(target=lazyconfig.settings) for _ in range(2)]
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join()
+            assert lazyconfig._cache["loads"] == 1, "configuration loaded twice"
+
+        missed = threadcheck.explore(two_workers_configure, budget=300)
+        found = threadcheck.explore(two_workers_configure, budget=300, include=["lazyconfig"])
+        with pytest.raises(ValueError, match="no such file, folder or module: lazyconfg"):
+            threadcheck.explore(two_workers_configure, include=["lazyconfg"])
+    finally:
+        sys.path.remove(str(site))
+        sys.modules.pop("lazyconfig", None)
+    assert not missed.found and missed.schedules == 300
+    assert found.found, found.report()
+    assert found.report().startswith(
+        "threadcheck: exception: AssertionError: configuration loaded twice"
+    )
+    assert " __init__.py:8 settings " in found.report()  # the library's own lines are steps

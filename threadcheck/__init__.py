@@ -8,7 +8,7 @@ before pytest starts (``threadcheck run -m pytest``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Hashable
+from collections.abc import Callable, Collection, Hashable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from threadcheck._affinity import AffinityChecker
@@ -123,6 +123,7 @@ def explore(
     *,
     seconds: float | None = None,
     granularity: str = "access",
+    include: Sequence[str] = (),
 ) -> ExploreResult:
     """Explore the thread interleavings of ``scenario(reactor)`` under the controlled scheduler.
 
@@ -134,8 +135,11 @@ def explore(
     fewest preemptions. ``budget`` counts schedules, ``seconds`` bounds time;
     ``strategy`` is ``portfolio`` (default), ``random``, ``pct:D`` or
     ``bounded:N``. The result's ``assert_clean()`` raises with the report.
+    A scenario that uses no reactor may take no argument. ``include`` puts
+    scheduling points in library code too, as ``--include`` does: files,
+    folders or importable module names (``include=["mylib"]``).
     """
-    from threadcheck._sched._explore import Budget, Settings
+    from threadcheck._sched._explore import Budget, Settings, include_paths
     from threadcheck._sched._explore import explore as explore_target
     from threadcheck._sched._targets import ScenarioTarget
 
@@ -144,7 +148,7 @@ def explore(
         budget=Budget(budget, seconds),
         strategy=strategy,
         seed=0 if seed is None else seed,
-        settings=Settings(granularity=granularity),
+        settings=Settings(granularity=granularity, include=include_paths(include)),
         replay_command=lambda token: f"threadcheck.replay({scenario.__name__}, {token!r})",
     )
 
@@ -163,6 +167,7 @@ def run(
     schedule: Schedule | None = None,
     *,
     granularity: str = "access",
+    include: Sequence[str] = (),
 ) -> ExploreResult:
     """Run ``scenario(reactor)`` once under the controlled scheduler; raise on failure.
 
@@ -173,14 +178,14 @@ def run(
     (an AssertionError) with the step table and its replay token; a clean one
     returns the result.
     """
-    from threadcheck._sched._explore import Settings
+    from threadcheck._sched._explore import Settings, include_paths
     from threadcheck._sched._once import run_once
     from threadcheck._sched._targets import ScenarioTarget
 
     result = run_once(
         ScenarioTarget(scenario),
         schedule,
-        Settings(granularity=granularity),
+        Settings(granularity=granularity, include=include_paths(include)),
         replay_hint=getattr(scenario, "__name__", "scenario"),
     )
     result.assert_clean()

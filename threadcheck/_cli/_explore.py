@@ -165,15 +165,17 @@ COMMAND = Command(
 
 
 def _check_explore_options(args: argparse.Namespace) -> None:
+    from threadcheck._sched._explore import include_paths
     from threadcheck._sched.strategies import parse as parse_strategy
 
     try:
         parse_strategy(args.strategy, args.seed)
     except ValueError as error:
         raise UsageError(f"--strategy: {error}") from None
-    for path in args.include:
-        if not os.path.exists(path):
-            raise UsageError(f"--include: no such file or folder: {path}")
+    try:
+        args.include = list(include_paths(args.include))
+    except ValueError as error:
+        raise UsageError(f"--include: {error}") from None
     if args.json is not None:
         check_writable(args.json)
 

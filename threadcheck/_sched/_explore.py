@@ -19,7 +19,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -46,6 +46,30 @@ if TYPE_CHECKING:
 
 DEFAULT_BUDGET = 2000
 DEFAULT_STALL_TIMEOUT = 10.0
+
+
+def include_paths(names: Sequence[str]) -> tuple[str, ...]:
+    """``--include``/``include=`` entries as absolute paths: each a file, a
+    folder, or the name of an importable module or package (``"sqlalchemy"``).
+    ValueError names the first that is none of these."""
+    import importlib.util
+
+    paths = []
+    for name in names:
+        if os.path.exists(name):
+            paths.append(os.path.abspath(name))
+            continue
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None:
+            raise ValueError(f"no such file, folder or module: {name}")
+        location = next(iter(spec.submodule_search_locations or ()), None) or spec.origin
+        if location is None or not os.path.exists(location):
+            raise ValueError(f"{name} is not a module in a file or folder")
+        paths.append(os.path.abspath(location))
+    return tuple(paths)
 
 
 @dataclass(frozen=True)

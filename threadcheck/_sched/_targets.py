@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import runpy
 import shlex
@@ -69,9 +70,22 @@ def run_scenario(reactor: Any, scenario: Callable[[Any], Any]) -> list[object]:
         if reactor.running and not reactor._stopped:  # the scenario may have stopped it
             reactor.stop()
 
-    reactor.callWhenRunning(lambda: maybeDeferred(scenario, reactor).addBoth(finish))
+    call = _with_reactor(scenario)
+    reactor.callWhenRunning(lambda: maybeDeferred(call, reactor).addBoth(finish))
     reactor.run(installSignalHandlers=False)
     return outcome
+
+
+def _with_reactor(scenario: Callable[..., Any]) -> Callable[[Any], Any]:
+    """``scenario`` called with the reactor, unless it takes no argument at all
+    (a scenario of plain threads need not name a reactor it never uses)."""
+    try:
+        inspect.signature(scenario).bind(None)
+    except TypeError:
+        return lambda reactor: scenario()
+    except ValueError:
+        pass  # no signature to read (a builtin): give it the reactor
+    return scenario
 
 
 class ProgramTarget:
