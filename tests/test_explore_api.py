@@ -138,3 +138,36 @@ def test_a_race_inside_an_installed_library_is_found_with_include(tmp_path: Any)
         "threadcheck: exception: AssertionError: configuration loaded twice"
     )
     assert " __init__.py:8 settings " in found.report()  # the library's own lines are steps
+
+
+def test_a_long_exploration_keeps_nothing_of_its_past_schedules(tmp_path: Any) -> None:
+    # Each schedule makes a reactor (and its checker) and pool threads; none
+    # may outlive the next schedule's start, or memory and the cost of every
+    # thread start grow with the schedules run (a checker not yet running is
+    # told of every thread start).
+    import gc
+    import threading
+
+    from threadcheck import _affinity
+    from threadcheck._sched._explore import Budget, explore
+    from threadcheck._sched._targets import ProgramTarget
+
+    program = tmp_path / "never_runs_the_reactor.py"
+    program.write_text(
+        "import threading\n"
+        "from twisted.internet import reactor\n"
+        "worker = threading.Thread(target=print)\n"
+        "worker.start()\n"
+        "worker.join()\n"
+    )
+    seen: dict[int, tuple[int, int]] = {}
+
+    def count(ran: int, failures: int, elapsed: float) -> None:
+        if ran in (20, 200):
+            threads = sum(isinstance(o, threading.Thread) for o in gc.get_objects())
+            seen[ran] = (len(_affinity._waiting_to_run), threads)
+
+    explore(ProgramTarget(None, [str(program)]), budget=Budget(200), progress=count)
+    threads_early = seen[20][1]
+    checkers_late, threads_late = seen[200]
+    assert checkers_late <= 1 and threads_late <= threads_early + 2, seen  # not 200 and 200
