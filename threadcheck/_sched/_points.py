@@ -52,13 +52,13 @@ def access_points(code: CodeType) -> dict[int, str]:
     points: dict[int, str] = {}
     for index, instruction in enumerate(instructions):
         name = instruction.opname
-        if name in _ATTRIBUTE and not instruction.argrepr.startswith("NULL"):
-            owner = _owner(instructions, index)
+        if name in _ATTRIBUTE and "NULL" not in instruction.argrepr:  # not a method load
+            owner = _attribute_owner(instructions, index)
             if owner.startswith("@py"):
                 continue  # pytest's assertion rewriting: its helpers, not the program's state
             points[instruction.offset] = f"{owner}.{instruction.argval} ({_ATTRIBUTE[name]})"
         elif name in _SUBSCRIPT:
-            owner = _owner(instructions, index, skip=1 if name != "STORE_SUBSCR" else 2)
+            owner = _subscript_owner(instructions, index, 1 if name != "STORE_SUBSCR" else 2)
             points[instruction.offset] = f"{owner}[...] ({_SUBSCRIPT[name]})"
         elif name in _VARIABLE:
             points[instruction.offset] = f"{instruction.argval} ({_VARIABLE[name]})"
@@ -70,9 +70,64 @@ def _owner(instructions: list[dis.Instruction], index: int, skip: int = 0) -> st
     for instruction in reversed(instructions[max(0, index - 8) : index]):
         if instruction.opname.startswith(_OWNER_LOADS):
             if skip == 0:
-                return str(instruction.argval).split(" ")[0]
+                return _loaded_name(instruction)
             skip -= 1
     return "<expr>"
+
+
+def _attribute_owner(instructions: list[dis.Instruction], index: int) -> str:
+    """What the attribute is read from or written to: the value the instruction
+    before pushed (``self.transport`` for ``self.transport.write``); in an
+    augmented assignment (``counter.total += n``), what the matching read had;
+    ``<expr>`` for anything else (a call's result)."""
+    previous = instructions[index - 1] if index > 0 else None
+    if previous is not None and previous.opname in ("SWAP", "ROT_TWO"):
+        name = instructions[index].argval  # the store of `owner.name += value`
+        for back in range(index - 2, max(0, index - 10), -1):
+            if instructions[back].opname == "LOAD_ATTR" and instructions[back].argval == name:
+                return _pushed(instructions, back - 1)
+    return _pushed(instructions, index - 1)
+
+
+def _subscript_owner(instructions: list[dis.Instruction], index: int, skip: int) -> str:
+    """The container of ``container[key]``: pushed just before a plain key."""
+    key = instructions[index - 1] if index > 0 else None
+    if key is not None and key.opname == "DUP_TOP_TWO":  # the read of `c[k] += v`, 3.10
+        return _subscript_owner(instructions, index - 1, skip)
+    if key is not None and key.opname == "COPY" and instructions[index - 2].opname == "COPY":
+        return _subscript_owner(instructions, index - 2, skip)  # the same, 3.11+
+    if key is not None and isinstance(key.argval, tuple) and len(key.argval) == 2:
+        return str(key.argval[0])  # LOAD_FAST_LOAD_FAST (container, key), 3.13
+    if key is not None and key.opname in ("SWAP", "ROT_THREE", "ROT_TWO"):
+        for back in range(index - 2, max(0, index - 10), -1):  # `container[key] += value`
+            if instructions[back].opname == "BINARY_SUBSCR":
+                return _subscript_owner(instructions, back, 1)
+    if key is not None and key.opname.startswith((*_OWNER_LOADS, "LOAD_CONST")):
+        owner = _pushed(instructions, index - 2)
+        if owner != "<expr>":
+            return owner
+    return _owner(instructions, index, skip)
+
+
+def _pushed(instructions: list[dis.Instruction], index: int, depth: int = 0) -> str:
+    """The name of the value instruction ``index`` pushed, when it is plain to see."""
+    if index < 0 or depth > 2:
+        return "<expr>"
+    instruction = instructions[index]
+    if instruction.opname.startswith(_OWNER_LOADS):
+        return _loaded_name(instruction)
+    if instruction.opname == "LOAD_ATTR" and "NULL" not in instruction.argrepr:
+        return f"{_pushed(instructions, index - 1, depth + 1)}.{instruction.argval}"
+    if instruction.opname in ("DUP_TOP", "COPY") and instruction.argval in (None, 1):
+        return _pushed(instructions, index - 1, depth)
+    return "<expr>"
+
+
+def _loaded_name(instruction: dis.Instruction) -> str:
+    value = instruction.argval
+    if isinstance(value, tuple):  # LOAD_FAST_LOAD_FAST (3.13): the last is on top
+        value = value[-1]
+    return str(value).split(" ")[0]
 
 
 def instruction_points(code: CodeType) -> dict[int, str]:
