@@ -19,13 +19,15 @@ called by the exploring thread between schedules.
 
 from __future__ import annotations
 
+import os
 import queue
 import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from types import ModuleType, SimpleNamespace
-from typing import Any
+from typing import Any, NoReturn
 
 from threadcheck._sched import _primitives
 from threadcheck._sched._core import Abort, ControlledThread, Failure, Scheduler, active
@@ -110,6 +112,7 @@ class Patches:
             # scheduled lock in the process-wide publisher after the run.
             (log, "msg", _without_points(log.msg)),
             (time, "sleep", _sleep),
+            (os, "_exit", _controlled_exit(os._exit)),
             (threading.Thread, "start", _controlled_start(threading.Thread.start, self)),
             (threading.Thread, "join", _controlled_join(threading.Thread.join)),
             # A ThreadPool the program makes: Twisted's team, made by library
@@ -236,6 +239,13 @@ def _controlled_body(
             run()
         except Abort:
             pass
+        except SystemExit as exit_:
+            # Python ends only this thread, quietly; a non-zero status is the
+            # program reporting a failure (as it would in its main thread).
+            failure = exit_failure(thread.name, exit_)
+            if failure is not None:
+                note = f" (sys.exit in thread {thread.name!r}: python would end only that thread)"
+                scheduler.fail(replace(failure, message=failure.message + note))
         except BaseException as error:
             scheduler.fail(thread_failure(thread.name, error))
         finally:
@@ -264,6 +274,39 @@ def thread_failure(name: str, error: BaseException) -> Failure:
         details="".join(traceback.format_exception(type(error), error, error.__traceback__)),
         what=type(error).__name__,
     )
+
+
+def exit_failure(thread: str, exit_: SystemExit) -> Failure | None:
+    """``sys.exit`` as the interpreter reads it: None or 0 is success, text is status 1."""
+    code = exit_.code
+    if code is None or code == 0:
+        return None
+    status = code if isinstance(code, int) else 1
+    message = f"the program exited with status {status}"
+    if not isinstance(code, int):
+        message += f": {code}"
+    where = thread_failure(thread, exit_).location
+    return Failure("exit", message, thread=thread, location=where, what=str(status))
+
+
+def _controlled_exit(original: Callable[[int], NoReturn]) -> Callable[[int], NoReturn]:
+    """``os._exit`` in a controlled thread ends the schedule, not the explorer:
+    with its status as the program's (0: a normal end; else a failure)."""
+
+    def _exit(status: int) -> NoReturn:
+        scheduler = active()
+        me = scheduler.controlled() if scheduler is not None else None
+        if scheduler is None or me is None:
+            original(status)
+        if status != 0:
+            caller = sys._getframe(1)
+            where = f"{caller.f_code.co_filename}:{caller.f_lineno} in {caller.f_code.co_name}"
+            message = f"the program exited with status {status} (os._exit)"
+            scheduler.fail(Failure("exit", message, me.name, where, what=str(status)))
+        scheduler.aborting = True  # the process would end here: so does the schedule
+        raise Abort
+
+    return _exit
 
 
 def _controlled_join(original: Callable[..., None]) -> Any:

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from threadcheck import _stacks
 from threadcheck._sched._core import Abort, Failure
-from threadcheck._sched._patch import thread_failure
+from threadcheck._sched._patch import exit_failure, thread_failure
 
 _REACTOR_MODULE = "twisted.internet.reactor"
 _IMPORT_MACHINERY = ("importlib.", "_frozen_importlib")
@@ -125,7 +125,7 @@ class ProgramTarget:
         except Abort:
             raise
         except SystemExit as exit_:
-            return _exit_failure(thread, _from_program(exit_))
+            return exit_failure(thread, _from_program(exit_))
         except BaseException as error:
             return thread_failure(thread, _from_program(error))
         return None
@@ -186,19 +186,6 @@ def _forget_user_modules(before: set[str]) -> None:
         parent, _, child = name.rpartition(".")
         if getattr(sys.modules.get(parent), child, None) is module:
             delattr(sys.modules[parent], child)
-
-
-def _exit_failure(thread: str, exit_: SystemExit) -> Failure | None:
-    """``sys.exit`` as the interpreter reads it: None or 0 is success, text is status 1."""
-    code = exit_.code
-    if code is None or code == 0:
-        return None
-    status = code if isinstance(code, int) else 1
-    message = f"the program exited with status {status}"
-    if not isinstance(code, int):
-        message += f": {code}"
-    where = thread_failure(thread, exit_).location
-    return Failure("exit", message, thread=thread, location=where, what=str(status))
 
 
 def _from_program(error: E) -> E:

@@ -1,0 +1,126 @@
+"""Quality: whole programs that end the way services do (``os._exit`` from a
+health-check thread, ``sys.exit`` in a worker) under ``threadcheck explore``:
+the planted bug is found and replays in a fresh process; the fixed twin runs
+every schedule clean; no exit ends the explorer itself."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.quality, pytest.mark.slow]
+
+# A job counter shared by the reactor thread and pool jobs; a health-check
+# thread verifies it once the work is done and, like many supervisors expect,
+# kills the process with a distinctive status when it finds it corrupt.
+HEALTH_CHECK = """
+import os
+import threading
+from twisted.internet import reactor, task, threads
+from twisted.internet.defer import gatherResults
+
+class Stats:
+    handled = 0
+
+stats = Stats()
+LOCK = threading.Lock()
+
+def handle():
+    {update}
+
+def health_check(done):
+    done.wait()
+    if stats.handled != 3:
+        os._exit(3)  # the supervisor restarts us; the status says why
+
+done = threading.Event()
+checker = threading.Thread(target=health_check, args=(done,), daemon=True)
+checker.start()
+work = [threads.deferToThread(handle) for _ in range(2)]
+work.append(task.deferLater(reactor, 0, handle))
+gatherResults(work).addBoth(lambda _: reactor.stop())
+reactor.run()
+done.set()
+checker.join()
+os._exit(0)  # a fast exit, skipping interpreter teardown
+"""
+
+BUGGY = "stats.handled += 1  # BUG: pool jobs and the reactor thread race"
+FIXED = "with LOCK:\n        stats.handled += 1"
+
+# A worker that ends itself with sys.exit(0), as some job loops do: python ends
+# only that thread. Not a failure, on any schedule.
+WORKER_SYS_EXIT = """
+import sys
+import threading
+
+results = []
+
+def job():
+    results.append("done")
+    sys.exit(0)  # ends this thread only
+
+workers = [threading.Thread(target=job) for _ in range(2)]
+for worker in workers:
+    worker.start()
+for worker in workers:
+    worker.join()
+assert results == ["done", "done"]
+"""
+
+
+def explore(program: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "threadcheck", "explore", *args, str(program)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=program.parent,
+    )
+
+
+def write(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "service.py"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def test_os_exit_from_a_health_check_thread_is_found_and_replayed(tmp_path: Path) -> None:
+    program = write(tmp_path, HEALTH_CHECK.format(update=BUGGY))
+    result = explore(program)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0] == "threadcheck: exit: the program exited with status 3 (os._exit)"
+    assert re.search(
+        r"at \S*service\.py:\d+ in health_check in Thread-1 \(health_check\)", lines[2]
+    )
+    [replay] = [line for line in lines if line.startswith("replay: ")]
+    replayed = subprocess.run(
+        [sys.executable, "-m", *replay.removeprefix("replay: ").split()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert replayed.returncode == 1, replayed.stderr
+    assert replayed.stderr.startswith("threadcheck: exit: the program exited with status 3")
+
+
+def test_the_locked_twin_exits_zero_on_every_schedule(tmp_path: Path) -> None:
+    program = write(tmp_path, HEALTH_CHECK.format(update=FIXED))
+    result = explore(program, "--budget", "2000")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("threadcheck: 2000 schedules (")
+    assert "no failure" in result.stderr
+
+
+def test_sys_exit_zero_in_a_worker_thread_is_no_failure(tmp_path: Path) -> None:
+    program = write(tmp_path, WORKER_SYS_EXIT)
+    result = explore(program, "--budget", "300")
+    assert result.returncode == 0, result.stderr
+    assert "no failure" in result.stderr
