@@ -232,7 +232,10 @@ class Scheduler:
             self.wake(joiner)
         thread.joiners.clear()
         self._by_ident.pop(thread.ident or 0, None)
-        following = self._next_after(thread)
+        try:
+            following = self._next_after(thread)
+        except Abort:  # the strategy failed choosing (it failed the schedule): tear down
+            following = self._next_to_abort()
         if following is not None:
             self._hand_to(following)
 

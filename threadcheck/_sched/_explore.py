@@ -36,7 +36,7 @@ from threadcheck._sched._core import (
     activate,
     stack_of,
 )
-from threadcheck._sched._patch import Patches, thread_failure
+from threadcheck._sched._patch import Patches, stop_idle_executor_workers, thread_failure
 from threadcheck._sched._points import DEFAULT_GRANULARITY, Instrumentation
 from threadcheck._sched.strategies import Plan, Replay, ReplayDivergenceError
 from threadcheck._sched.strategies import parse as parse_strategy
@@ -206,6 +206,7 @@ class Explorer:
             reactor = self._reactor_class(scheduler, "record")
             reactor.schedule_index = index
             target_failure = self.target.run(reactor)
+            stop_idle_executor_workers(scheduler)
             scheduler.join_all(me)
         except Abort:
             pass

@@ -19,6 +19,7 @@ called by the exploring thread between schedules.
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import sys
@@ -44,6 +45,7 @@ class Patches:
         on_thread_end: Callable[[], None] = lambda: None,
     ) -> None:
         self.is_user_file = is_user_file
+        self._machinery = _stdlib_machinery()
         self.on_thread_start = on_thread_start
         self.on_thread_end = on_thread_end
         self._undo: list[tuple[Any, str, Any]] = []
@@ -96,6 +98,8 @@ class Patches:
             )
             for name in names
         ]
+        from concurrent.futures import ThreadPoolExecutor
+
         import twisted.internet.threads as twisted_threads
         from twisted.logger import LogPublisher
         from twisted.python import log
@@ -105,6 +109,7 @@ class Patches:
             *factories,
             (twisted_threads, "Queue", blocking_call_queue_module()),
             (LogPublisher, "__call__", _without_aborts(LogPublisher.__call__)),
+            (logging.Logger, "handle", _without_abort_records(logging.Logger.handle)),
             # Legacy log.msg holds a real lock (created long before) while it
             # calls observers, which may be user code with scheduling points:
             # no point may switch threads inside it. Swapping the lock (or
@@ -118,19 +123,26 @@ class Patches:
             # A ThreadPool the program makes: Twisted's team, made by library
             # code (so the factories above would hand it real primitives).
             (ThreadPool, "_pool", staticmethod(_controlled_pool(ThreadPool._pool))),
+            # submit holds a real module-wide lock while it starts a worker: no
+            # thread may be switched in there (it could submit too, and block).
+            (ThreadPoolExecutor, "submit", _without_points(ThreadPoolExecutor.submit)),
         ]
 
     def _factory(self, real: Any, scheduled: Any) -> Callable[..., Any]:
         is_user_file = self.is_user_file
 
+        codes, folders = self._machinery
+
         def make(*args: Any, **kwargs: Any) -> Any:
             scheduler = active()
-            if (
-                scheduler is not None
-                and scheduler.controlled() is not None
-                and is_user_file(sys._getframe(1).f_code.co_filename)
-            ):
-                return scheduled(*args, **kwargs)
+            if scheduler is not None and scheduler.controlled() is not None:
+                caller = sys._getframe(1).f_code
+                if (
+                    is_user_file(caller.co_filename)
+                    or caller in codes
+                    or caller.co_filename.startswith(folders)
+                ):
+                    return scheduled(*args, **kwargs)
             return real(*args, **kwargs)
 
         make.__wrapped__ = real  # type: ignore[attr-defined]
@@ -156,6 +168,38 @@ class Patches:
         return isinstance(filename, str) and self.is_user_file(filename)
 
 
+def _stdlib_machinery() -> tuple[frozenset[object], tuple[str, ...]]:
+    """The standard library's thread machinery that user code waits on: what it
+    creates in a controlled thread is the scheduler's too (a ``threading.Timer``
+    waits on its Event; an executor's futures, queue and semaphore). Not the
+    rest of the standard library: ``Thread``'s own start handshake, logging's
+    and the import system's locks stay real."""
+    import concurrent.futures
+
+    codes = frozenset({threading.Timer.__init__.__code__, threading.Barrier.__init__.__code__})
+    folder = os.path.dirname(os.path.abspath(concurrent.futures.__file__)) + os.sep
+    return codes, (folder,)
+
+
+def stop_idle_executor_workers(scheduler: Scheduler) -> None:
+    """What the interpreter does at exit before joining threads: idle
+    ``ThreadPoolExecutor`` workers of this schedule are told to stop (they
+    finish the work queued first). Others' executors are left alone."""
+    futures_thread = sys.modules.get("concurrent.futures.thread")
+    if futures_thread is None:
+        return
+    for thread, work_queue in list(futures_thread._threads_queues.items()):
+        owner = getattr(thread, _CONTROLLED_ATTR, None)
+        if owner is None or owner[0] is not scheduler or owner[1].finished:
+            continue
+        # The interpreter sets the module's _shutdown flag; this executor's own
+        # flag has the same effect on its workers and none on anyone else's.
+        executor = thread._args[0]() if getattr(thread, "_args", None) else None
+        if executor is not None:
+            executor._shutdown = True
+        work_queue.put(None)
+
+
 def _without_aborts(publish: Callable[[Any, dict[str, Any]], None]) -> Any:
     """Twisted logs every exception its handlers catch, Abort included: not
     ours to show (before logging begins, Twisted prints critical events)."""
@@ -165,6 +209,19 @@ def _without_aborts(publish: Callable[[Any, dict[str, Any]], None]) -> Any:
         if failure is not None and hasattr(failure, "check") and failure.check(Abort):
             return
         publish(self, event)
+
+    return call
+
+
+def _without_abort_records(handle: Callable[[logging.Logger, logging.LogRecord], Any]) -> Any:
+    """The standard library logs what its workers catch (an executor's "Exception
+    in worker"), Abort included: not the program's error."""
+
+    def call(self: logging.Logger, record: logging.LogRecord) -> Any:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, Abort):
+            return None
+        return handle(self, record)
 
     return call
 

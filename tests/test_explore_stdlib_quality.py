@@ -1,0 +1,182 @@
+"""Quality: the standard library's thread machinery under the scheduler, whoever
+creates it: ``concurrent.futures`` executors (submit, result, as_completed,
+wait, map, shutdown), ``threading.Timer`` watchdogs and heartbeats, and
+``threading.Barrier``. Each planted bug is found within 2,000 schedules and
+replays in a fresh process; each fixed twin is clean over 2,000; nothing waits
+in real time or ends the explorer."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import threadcheck
+
+pytestmark = [pytest.mark.quality, pytest.mark.slow]
+
+EXECUTOR = """
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed, wait
+
+class Account:
+    balance = 0
+
+account = Account()
+lock = threading.Lock()
+
+def deposit(amount):
+    {update}
+    return amount
+
+pool = ThreadPoolExecutor(max_workers=2)  # never shut down: exit stops its workers
+futures = [pool.submit(deposit, amount) for amount in (10, 20)]
+wait(futures)
+receipts = sorted(future.result() for future in as_completed(futures))
+assert list(pool.map(abs, receipts)) == [10, 20]
+assert account.balance == 30, f"balance is {{account.balance}}"
+"""
+EXECUTOR_BUG = "current = account.balance\n    account.balance = current + amount  # BUG"
+EXECUTOR_FIX = "with lock:\n        account.balance += amount"
+
+# Two workers compute a partial result each; the report must wait for both.
+BARRIER = """
+import threading
+
+partials = {{}}
+reports = []
+barrier = threading.Barrier(2)
+
+def worker(index):
+    partials[index] = (index + 1) * 10
+    {before}
+    barrier.wait()
+    {after}
+
+workers = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+for thread in workers:
+    thread.start()
+for thread in workers:
+    thread.join()
+assert reports == [30], f"reported {{reports}}"
+"""
+REPORT = "if index == 0:\n        reports.append(sum(partials.values()))"
+BARRIER_BUG = (REPORT + "  # BUG: before the barrier", "pass")
+BARRIER_FIX = ("pass", REPORT)
+
+# A daemon heartbeat that would kill the process after 30 s, and a watchdog
+# cancelled once the work is done: a real program's timers. The run itself
+# takes 0.1 s of reactor time.
+TIMERS = """
+import os
+import threading
+from twisted.internet import reactor
+
+heartbeat = threading.Timer(30, lambda: os._exit(4))
+heartbeat.daemon = True
+heartbeat.start()
+watchdog = threading.Timer(5, os._exit, (9,))  # not a daemon: cancelled below
+watchdog.start()
+reactor.callLater(0.1, reactor.stop)
+reactor.run()
+watchdog.cancel()
+"""
+
+
+def explore(program: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "threadcheck", "explore", *args, str(program)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=program.parent)
+
+
+def write(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "service.py"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def assert_found_and_replayed(result: subprocess.CompletedProcess[str], headline: str) -> None:
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith(headline), result.stderr
+    assert 'Traceback (most recent call last):\n  File "' not in result.stderr.split("\n\n")[0]
+    [replay] = [line for line in result.stderr.splitlines() if line.startswith("replay: ")]
+    program = Path(replay.split()[-1])
+    replayed = subprocess.run(
+        [sys.executable, "-m", *replay.removeprefix("replay: ").split()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=program.parent,
+    )
+    assert replayed.returncode == 1, replayed.stderr
+    assert replayed.stderr.startswith(headline), replayed.stderr
+
+
+def assert_clean(result: subprocess.CompletedProcess[str]) -> None:
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("threadcheck: 2000 schedules ("), result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr  # nothing logged by the workers
+
+
+def test_an_executor_lost_update_is_found_and_replayed(tmp_path: Path) -> None:
+    result = explore(write(tmp_path, EXECUTOR.format(update=EXECUTOR_BUG)))
+    assert_found_and_replayed(result, "threadcheck: exception: AssertionError: balance is ")
+
+
+def test_the_locked_executor_twin_is_clean(tmp_path: Path) -> None:
+    assert_clean(
+        explore(write(tmp_path, EXECUTOR.format(update=EXECUTOR_FIX)), "--budget", "2000")
+    )
+
+
+def test_a_report_made_before_the_barrier_is_found_and_replayed(tmp_path: Path) -> None:
+    before, after = BARRIER_BUG
+    result = explore(write(tmp_path, BARRIER.format(before=before, after=after)))
+    assert_found_and_replayed(result, "threadcheck: exception: AssertionError: reported [")
+
+
+def test_the_report_after_the_barrier_is_clean(tmp_path: Path) -> None:
+    before, after = BARRIER_FIX
+    result = explore(
+        write(tmp_path, BARRIER.format(before=before, after=after)), "--budget", "2000"
+    )
+    assert_clean(result)
+
+
+def test_timers_end_with_each_schedule_not_in_real_time(tmp_path: Path) -> None:
+    result = explore(write(tmp_path, TIMERS), "--budget", "2000")
+    assert_clean(result)
+
+
+class LazySettings:
+    """A lazily loaded configuration, as libraries keep them."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, int] | None = None
+        self.loads = 0
+
+    def get(self, key: str) -> int:
+        if self.values is None:  # BUG: two workers may both load
+            self.loads += 1
+            self.values = {"port": 8443}
+        return self.values[key]
+
+
+def test_a_scenario_waiting_on_future_results_is_explored() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def two_requests_configure() -> None:  # plain threads: no reactor parameter
+        settings = LazySettings()
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            ports = [pool.submit(settings.get, "port") for _ in range(2)]
+            assert [port.result() for port in ports] == [8443, 8443]
+        assert settings.loads == 1, f"settings loaded {settings.loads} times"
+
+    result = threadcheck.explore(two_requests_configure, budget=2000)
+    assert result.found, result.report()
+    assert result.report().startswith(
+        "threadcheck: exception: AssertionError: settings loaded 2 times"
+    )
+    assert result.run is not None and result.run.preemption_count == 1
