@@ -180,3 +180,44 @@ def test_a_scenario_waiting_on_future_results_is_explored() -> None:
         "threadcheck: exception: AssertionError: settings loaded 2 times"
     )
     assert result.run is not None and result.run.preemption_count == 1
+
+
+# Jittered retries, as clients add them: the failure names the delays drawn,
+# so a replay that drew other numbers would not print the same line.
+JITTER = """
+import random
+import threading
+import time
+
+rnd = random.Random()  # no seed: the OS's entropy, outside a schedule
+
+class Stats:
+    sent = 0
+
+stats = Stats()
+delays = []
+
+def send():
+    delay = round(rnd.uniform(0.01, 0.05), 4)
+    delays.append(delay)
+    sent = stats.sent
+    stats.sent = sent + 1  # BUG: lost update
+    time.sleep(delay)  # back off before the next batch
+
+workers = [threading.Thread(target=send) for _ in range(2)]
+for worker in workers:
+    worker.start()
+for worker in workers:
+    worker.join()
+drawn = f"delays {{sorted(delays)}} and {{random.random():.6f}}"
+assert stats.sent == 2, f"sent {{stats.sent}} after {{drawn}}"
+"""
+
+
+def test_random_jitter_replays_exactly_in_a_fresh_process(tmp_path: Path) -> None:
+    result = explore(write(tmp_path, JITTER.format()))
+    headline = result.stderr.splitlines()[0]
+    assert headline.startswith("threadcheck: exception: AssertionError: sent 1 after delays [")
+    assert_found_and_replayed(result, headline)  # the same delays, the same random()
+    again = explore(write(tmp_path, JITTER.format()))
+    assert again.stderr.splitlines()[0] == headline  # and the same in another exploration

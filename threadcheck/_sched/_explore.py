@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 import itertools
 import os
+import random
 import sys
 import threading
 import time
@@ -36,7 +37,12 @@ from threadcheck._sched._core import (
     activate,
     stack_of,
 )
-from threadcheck._sched._patch import Patches, stop_idle_executor_workers, thread_failure
+from threadcheck._sched._patch import (
+    Patches,
+    reseed_randomness,
+    stop_idle_executor_workers,
+    thread_failure,
+)
 from threadcheck._sched._points import DEFAULT_GRANULARITY, Instrumentation
 from threadcheck._sched.strategies import Plan, Replay, ReplayDivergenceError
 from threadcheck._sched.strategies import parse as parse_strategy
@@ -115,9 +121,17 @@ class Target(Protocol):
 
 class Explorer:
     def __init__(
-        self, target: Target, settings: Settings = Settings(), *, collect_first: bool = True
+        self,
+        target: Target,
+        settings: Settings = Settings(),
+        *,
+        collect_first: bool = True,
+        random_seed: int = 0,
     ) -> None:
         self.target = target
+        self.random_seed = random_seed
+        """Every schedule starts the program's randomness from it (the token's seed)."""
+        self._random_state: object = None
         self.collect_first = collect_first
         self.settings = settings
         self.is_user = _user_code(settings.include)
@@ -150,6 +164,7 @@ class Explorer:
             gc.collect()
         gc.freeze()
         self._thread_counter = getattr(threading, "_counter", None)
+        self._random_state = random.getstate()
         self.watchdog.start()
         self._affinity = _pin_to_one_cpu()
         self.patches.install()
@@ -170,6 +185,7 @@ class Explorer:
                 os.sched_setaffinity(0, self._affinity)
         if self._thread_counter is not None:
             threading._counter = self._thread_counter  # type: ignore[attr-defined]
+        random.setstate(self._random_state)  # type: ignore[arg-type]
         gc.unfreeze()
         if self._gc_was_enabled:
             gc.enable()
@@ -193,6 +209,7 @@ class Explorer:
         gc.collect()
         gc.disable()
         threading._counter = itertools.count(1).__next__  # type: ignore[attr-defined]
+        reseed_randomness(self.random_seed)
         errors = _LoggedErrors()
         errors.start()
         reactor: Any = None
@@ -555,7 +572,7 @@ def explore(
     exhausted = False
     spent_before_any = False
     name = strategy or "portfolio"
-    with Explorer(target, settings) as explorer:
+    with Explorer(target, settings, random_seed=seed) as explorer:
         for index in shard.indices():
             if not budget.allows(index, started):
                 spent_before_any = ran == 0
@@ -722,7 +739,7 @@ def replay(
     )
     started = time.monotonic()
     strategy = Replay(_token.expand(document["decisions"]))
-    with Explorer(target, settings) as explorer:
+    with Explorer(target, settings, random_seed=int(document.get("seed", 0))) as explorer:
         try:
             run = explorer.run(strategy, 0)
         except ReplayDivergenceError as error:  # noticed in the middle of the run

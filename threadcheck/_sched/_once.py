@@ -55,7 +55,7 @@ def run_once(
         strategy, name = Plan(schedule.preemptions), "plan"
     started = time.monotonic()
     env = environment(settings.granularity, settings.include)
-    with Explorer(target, settings, collect_first=False) as explorer:
+    with Explorer(target, settings, collect_first=False, random_seed=seed) as explorer:
         run = explorer.run(strategy, 0)
     assert run is not None  # plans and random walks never run out
     found = run.failure is not None

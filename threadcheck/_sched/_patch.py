@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import random
 import sys
 import threading
 import time
@@ -117,6 +118,7 @@ class Patches:
             # scheduled lock in the process-wide publisher after the run.
             (log, "msg", _without_points(log.msg)),
             (time, "sleep", _sleep),
+            (random.Random, "seed", _reproducible_seed(random.Random.seed)),
             (os, "_exit", _controlled_exit(os._exit)),
             (threading.Thread, "start", _controlled_start(threading.Thread.start, self)),
             (threading.Thread, "join", _controlled_join(threading.Thread.join)),
@@ -198,6 +200,31 @@ def stop_idle_executor_workers(scheduler: Scheduler) -> None:
         if executor is not None:
             executor._shutdown = True
         work_queue.put(None)
+
+
+# Seeds for the generators a schedule makes without one: drawn in schedule
+# order from a generator reseeded as each schedule starts, so a replay repeats them.
+_unseeded = random.Random(0)
+
+
+def reseed_randomness(seed: int) -> None:
+    """As a schedule starts: the ``random`` module and every ``random.Random()``
+    made without a seed draw the same numbers on every run of this schedule."""
+    random.seed(seed)
+    _unseeded.seed(seed)
+
+
+def _reproducible_seed(original: Callable[..., None]) -> Any:
+    """``Random.seed`` (``Random()`` calls it): no seed, in a controlled thread,
+    is the next of the schedule's seeds instead of the OS's entropy."""
+
+    def seed(self: random.Random, a: Any = None, version: int = 2) -> None:
+        scheduler = active()
+        if a is None and scheduler is not None and scheduler.controlled() is not None:
+            a = _unseeded.getrandbits(64)
+        original(self, a, version)
+
+    return seed
 
 
 def _without_aborts(publish: Callable[[Any, dict[str, Any]], None]) -> Any:
