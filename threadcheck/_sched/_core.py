@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from threading import get_ident
 from types import FrameType
-from typing import NoReturn, Protocol
+from typing import Any, NoReturn, Protocol
 
 VIRTUAL_EPOCH = 1_000_000.0
 """Where virtual time starts: a fixed, realistic-looking second count."""
@@ -182,6 +182,8 @@ class Scheduler:
         self.holding = 0
         """Above 0 while the running thread is inside code that holds a real lock
         (Twisted's legacy log): its points do not switch."""
+        self.at_exit: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
+        """``atexit`` registrations the program made in this schedule: run at its end."""
         self._running: ControlledThread | None = None
 
     # -- threads ---------------------------------------------------------------

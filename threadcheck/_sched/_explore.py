@@ -40,6 +40,7 @@ from threadcheck._sched._core import (
 from threadcheck._sched._patch import (
     Patches,
     reseed_randomness,
+    run_at_exit,
     stop_idle_executor_workers,
     thread_failure,
 )
@@ -225,6 +226,7 @@ class Explorer:
             target_failure = self.target.run(reactor)
             stop_idle_executor_workers(scheduler)
             scheduler.join_all(me)
+            run_at_exit(scheduler, me)
         except Abort:
             pass
         except KeyboardInterrupt:

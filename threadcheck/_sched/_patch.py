@@ -19,10 +19,12 @@ called by the exploring thread between schedules.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import queue
 import random
+import signal
 import sys
 import threading
 import time
@@ -119,6 +121,10 @@ class Patches:
             (log, "msg", _without_points(log.msg)),
             (time, "sleep", _sleep),
             (random.Random, "seed", _reproducible_seed(random.Random.seed)),
+            (atexit, "register", _per_schedule_atexit(atexit.register, self.is_user_file)),
+            (signal, "signal", _inert_in_schedules(signal.signal, self.is_user_file)),
+            (signal, "alarm", _inert_in_schedules(signal.alarm, self.is_user_file)),
+            (signal, "setitimer", _inert_in_schedules(signal.setitimer, self.is_user_file)),
             (os, "_exit", _controlled_exit(os._exit)),
             (threading.Thread, "start", _controlled_start(threading.Thread.start, self)),
             (threading.Thread, "join", _controlled_join(threading.Thread.join)),
@@ -225,6 +231,65 @@ def _reproducible_seed(original: Callable[..., None]) -> Any:
         original(self, a, version)
 
     return seed
+
+
+def _per_schedule_atexit(
+    register: Callable[..., Any], is_user_file: Callable[[str], bool]
+) -> Callable[..., Any]:
+    """``atexit.register`` by the program, in a schedule: run when that schedule's
+    program ends (:func:`run_at_exit`), not once when the explorer exits."""
+
+    def per_schedule(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        scheduler = active()
+        if (
+            scheduler is None
+            or scheduler.controlled() is None
+            or not is_user_file(sys._getframe(1).f_code.co_filename)
+        ):
+            return register(function, *args, **kwargs)
+        scheduler.at_exit.append((function, args, kwargs))
+        return function
+
+    return per_schedule
+
+
+def run_at_exit(scheduler: Scheduler, me: ControlledThread) -> None:
+    """The program's atexit handlers, last registered first, as the interpreter
+    runs them once its threads are joined. One that raises fails the schedule."""
+    while scheduler.at_exit:
+        function, args, kwargs = scheduler.at_exit.pop()
+        try:
+            function(*args, **kwargs)
+        except Abort:
+            raise
+        except SystemExit as exit_:
+            failure = exit_failure(me.name, exit_)
+            if failure is not None:
+                scheduler.fail(failure)
+        except BaseException as error:
+            scheduler.fail(thread_failure(me.name, error))
+
+
+def _inert_in_schedules(
+    function: Callable[..., Any], is_user_file: Callable[[str], bool]
+) -> Callable[..., Any]:
+    """``signal.signal``/``alarm``/``setitimer`` from the program, in a schedule, do
+    nothing: a watchdog alarm would fire in real time, in the explorer; a handler
+    would outlive the schedule. Outside schedules, the real call."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        scheduler = active()
+        if (
+            scheduler is None
+            or scheduler.controlled() is None
+            or not is_user_file(sys._getframe(1).f_code.co_filename)
+        ):
+            return function(*args, **kwargs)
+        if function is signal.signal:
+            return signal.getsignal(args[0])
+        return 0 if function is signal.alarm else (0.0, 0.0)
+
+    return call
 
 
 def _without_aborts(publish: Callable[[Any, dict[str, Any]], None]) -> Any:
