@@ -7,8 +7,13 @@ the reactor thread for real (through ``blockingCallFromThread``).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from twisted.internet import default
@@ -96,3 +101,51 @@ def run_threads(threads: list[threading.Thread]) -> None:
     for thread in threads:
         thread.join(JOIN_TIMEOUT)
         assert not thread.is_alive(), f"thread {thread.name} hung"
+
+
+def run_in(
+    args: list[str], cwd: Path, *, timeout: float = 120, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run a command in ``cwd`` (made if need be), with ``cwd`` first on PYTHONPATH."""
+    cwd.mkdir(exist_ok=True)
+    return subprocess.run(
+        args,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(cwd), **env},
+    )
+
+
+# -- whole programs under `threadcheck explore` (the quality tests) -------------
+
+
+def write_program(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "service.py"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def explore_program(program: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "threadcheck", "explore", *args, str(program)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=program.parent)
+
+
+def assert_found_and_replayed(result: subprocess.CompletedProcess[str], headline: str) -> None:
+    """The exploration failed with ``headline`` (no traceback of ours before the
+    step table), and its replay command, run afresh, fails the same way."""
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith(headline), result.stderr
+    assert 'Traceback (most recent call last):\n  File "' not in result.stderr.split("\n\n")[0]
+    [replay] = [line for line in result.stderr.splitlines() if line.startswith("replay: ")]
+    program = Path(replay.split()[-1])
+    replayed = subprocess.run(
+        [sys.executable, "-m", *replay.removeprefix("replay: ").split()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=program.parent,
+    )
+    assert replayed.returncode == 1, replayed.stderr
+    assert replayed.stderr.startswith(headline), replayed.stderr

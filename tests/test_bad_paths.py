@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from support import run_in
+
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
@@ -22,14 +24,7 @@ print({STARTED!r}, flush=True)
 
 
 def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        args,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(cwd), **env},
-    )
+    return run_in(args, cwd, timeout=180, **env)
 
 
 def threadcheck(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

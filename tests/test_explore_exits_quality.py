@@ -6,12 +6,11 @@ every schedule clean; no exit ends the explorer itself."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
+
+from support import assert_found_and_replayed, explore_program, write_program
 
 pytestmark = [pytest.mark.quality, pytest.mark.slow]
 
@@ -74,54 +73,29 @@ assert results == ["done", "done"]
 """
 
 
-def explore(program: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "threadcheck", "explore", *args, str(program)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=program.parent,
-    )
-
-
-def write(tmp_path: Path, body: str) -> Path:
-    path = tmp_path / "service.py"
-    path.write_text(textwrap.dedent(body))
-    return path
-
-
 def test_os_exit_from_a_health_check_thread_is_found_and_replayed(tmp_path: Path) -> None:
-    program = write(tmp_path, HEALTH_CHECK.format(update=BUGGY))
-    result = explore(program)
+    program = write_program(tmp_path, HEALTH_CHECK.format(update=BUGGY))
+    result = explore_program(program)
     assert result.returncode == 1, result.stderr
     lines = result.stderr.splitlines()
     assert lines[0] == "threadcheck: exit: the program exited with status 3 (os._exit)"
     assert re.search(
         r"at \S*service\.py:\d+ in health_check in Thread-1 \(health_check\)", lines[2]
     )
-    [replay] = [line for line in lines if line.startswith("replay: ")]
-    replayed = subprocess.run(
-        [sys.executable, "-m", *replay.removeprefix("replay: ").split()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-    )
-    assert replayed.returncode == 1, replayed.stderr
-    assert replayed.stderr.startswith("threadcheck: exit: the program exited with status 3")
+    assert_found_and_replayed(result, lines[0])
 
 
 def test_the_locked_twin_exits_zero_on_every_schedule(tmp_path: Path) -> None:
-    program = write(tmp_path, HEALTH_CHECK.format(update=FIXED))
-    result = explore(program, "--budget", "2000")
+    program = write_program(tmp_path, HEALTH_CHECK.format(update=FIXED))
+    result = explore_program(program, "--budget", "2000")
     assert result.returncode == 0, result.stderr
     assert result.stderr.startswith("threadcheck: 2000 schedules (")
     assert "no failure" in result.stderr
 
 
 def test_sys_exit_zero_in_a_worker_thread_is_no_failure(tmp_path: Path) -> None:
-    program = write(tmp_path, WORKER_SYS_EXIT)
-    result = explore(program, "--budget", "300")
+    program = write_program(tmp_path, WORKER_SYS_EXIT)
+    result = explore_program(program, "--budget", "300")
     assert result.returncode == 0, result.stderr
     assert "no failure" in result.stderr
 
@@ -157,14 +131,14 @@ consumer.join()
 
 
 def test_an_atexit_check_runs_at_the_end_of_each_schedule(tmp_path: Path) -> None:
-    program = write(tmp_path, ATEXIT_FLUSH.format(wait="pass  # BUG: may look too early"))
-    result = explore(program)
+    program = write_program(tmp_path, ATEXIT_FLUSH.format(wait="pass  # BUG: may look too early"))
+    result = explore_program(program)
     assert result.returncode == 1, result.stderr
     assert result.stderr.startswith(
         "threadcheck: exception: AssertionError: 1 event(s) lost at exit\n"
     )
-    fixed = write(tmp_path, ATEXIT_FLUSH.format(wait="producer.join()"))
-    clean = explore(fixed, "--budget", "2000")
+    fixed = write_program(tmp_path, ATEXIT_FLUSH.format(wait="producer.join()"))
+    clean = explore_program(fixed, "--budget", "2000")
     assert clean.returncode == 0, clean.stderr
     assert clean.stderr.startswith("threadcheck: 2000 schedules (")
     assert "AssertionError" not in clean.stderr  # no handler left for the explorer's own exit
@@ -186,6 +160,6 @@ signal.alarm(0)
 
 
 def test_an_alarm_watchdog_is_inert_in_schedules(tmp_path: Path) -> None:
-    result = explore(write(tmp_path, ALARM_WATCHDOG), "--time", "2.5")
+    result = explore_program(write_program(tmp_path, ALARM_WATCHDOG), "--time", "2.5")
     assert result.returncode == 0, result.stderr
     assert re.match(r"threadcheck: \d+ schedules \(", result.stderr), result.stderr

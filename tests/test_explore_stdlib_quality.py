@@ -8,13 +8,13 @@ in real time or ends the explorer."""
 from __future__ import annotations
 
 import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 import threadcheck
+
+from support import assert_found_and_replayed, explore_program, write_program
 
 pytestmark = [pytest.mark.quality, pytest.mark.slow]
 
@@ -86,34 +86,6 @@ watchdog.cancel()
 """
 
 
-def explore(program: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "threadcheck", "explore", *args, str(program)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=program.parent)
-
-
-def write(tmp_path: Path, body: str) -> Path:
-    path = tmp_path / "service.py"
-    path.write_text(textwrap.dedent(body))
-    return path
-
-
-def assert_found_and_replayed(result: subprocess.CompletedProcess[str], headline: str) -> None:
-    assert result.returncode == 1, result.stderr
-    assert result.stderr.startswith(headline), result.stderr
-    assert 'Traceback (most recent call last):\n  File "' not in result.stderr.split("\n\n")[0]
-    [replay] = [line for line in result.stderr.splitlines() if line.startswith("replay: ")]
-    program = Path(replay.split()[-1])
-    replayed = subprocess.run(
-        [sys.executable, "-m", *replay.removeprefix("replay: ").split()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=program.parent,
-    )
-    assert replayed.returncode == 1, replayed.stderr
-    assert replayed.stderr.startswith(headline), replayed.stderr
-
-
 def assert_clean(result: subprocess.CompletedProcess[str]) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stderr.startswith("threadcheck: 2000 schedules ("), result.stderr
@@ -121,32 +93,34 @@ def assert_clean(result: subprocess.CompletedProcess[str]) -> None:
 
 
 def test_an_executor_lost_update_is_found_and_replayed(tmp_path: Path) -> None:
-    result = explore(write(tmp_path, EXECUTOR.format(update=EXECUTOR_BUG)))
+    result = explore_program(write_program(tmp_path, EXECUTOR.format(update=EXECUTOR_BUG)))
     assert_found_and_replayed(result, "threadcheck: exception: AssertionError: balance is ")
 
 
 def test_the_locked_executor_twin_is_clean(tmp_path: Path) -> None:
     assert_clean(
-        explore(write(tmp_path, EXECUTOR.format(update=EXECUTOR_FIX)), "--budget", "2000")
+        explore_program(
+            write_program(tmp_path, EXECUTOR.format(update=EXECUTOR_FIX)), "--budget", "2000"
+        )
     )
 
 
 def test_a_report_made_before_the_barrier_is_found_and_replayed(tmp_path: Path) -> None:
     before, after = BARRIER_BUG
-    result = explore(write(tmp_path, BARRIER.format(before=before, after=after)))
+    result = explore_program(write_program(tmp_path, BARRIER.format(before=before, after=after)))
     assert_found_and_replayed(result, "threadcheck: exception: AssertionError: reported [")
 
 
 def test_the_report_after_the_barrier_is_clean(tmp_path: Path) -> None:
     before, after = BARRIER_FIX
-    result = explore(
-        write(tmp_path, BARRIER.format(before=before, after=after)), "--budget", "2000"
+    result = explore_program(
+        write_program(tmp_path, BARRIER.format(before=before, after=after)), "--budget", "2000"
     )
     assert_clean(result)
 
 
 def test_timers_end_with_each_schedule_not_in_real_time(tmp_path: Path) -> None:
-    result = explore(write(tmp_path, TIMERS), "--budget", "2000")
+    result = explore_program(write_program(tmp_path, TIMERS), "--budget", "2000")
     assert_clean(result)
 
 
@@ -215,9 +189,9 @@ assert stats.sent == 2, f"sent {{stats.sent}} after {{drawn}}"
 
 
 def test_random_jitter_replays_exactly_in_a_fresh_process(tmp_path: Path) -> None:
-    result = explore(write(tmp_path, JITTER.format()))
+    result = explore_program(write_program(tmp_path, JITTER.format()))
     headline = result.stderr.splitlines()[0]
     assert headline.startswith("threadcheck: exception: AssertionError: sent 1 after delays [")
     assert_found_and_replayed(result, headline)  # the same delays, the same random()
-    again = explore(write(tmp_path, JITTER.format()))
+    again = explore_program(write_program(tmp_path, JITTER.format()))
     assert again.stderr.splitlines()[0] == headline  # and the same in another exploration

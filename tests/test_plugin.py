@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -11,6 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from support import run_in
 
 pytestmark = pytest.mark.slow
 
@@ -37,15 +38,7 @@ class InstrumentedReactorTests(unittest.TestCase):
 
 
 def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    cwd.mkdir(exist_ok=True)
-    return subprocess.run(
-        args,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(cwd), **env},
-    )
+    return run_in(args, cwd, **env)
 
 
 def trial(module: str, cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

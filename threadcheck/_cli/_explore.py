@@ -138,9 +138,8 @@ def _explore(args: argparse.Namespace) -> int:
 
 # Failing on every schedule with one of these is the program not starting (a typo,
 # a missing dependency), not a race: no step table, no token.
-_PROGRAM_ERRORS = frozenset(
-    {"SyntaxError", "IndentationError", "TabError", "ImportError", "ModuleNotFoundError"}
-)
+_SYNTAX_ERRORS = frozenset({"SyntaxError", "IndentationError", "TabError"})
+_PROGRAM_ERRORS = _SYNTAX_ERRORS | {"ImportError", "ModuleNotFoundError"}
 
 
 def _program_error(result: ExploreResult) -> str | None:
@@ -148,7 +147,7 @@ def _program_error(result: ExploreResult) -> str | None:
     if failure is None or not result.every_schedule or failure.what not in _PROGRAM_ERRORS:
         return None
     where = failure.location
-    if where is None or failure.what in ("SyntaxError", "IndentationError", "TabError"):
+    if where is None or failure.what in _SYNTAX_ERRORS:
         return failure.message  # python's message names the file and line
     path, _, rest = where.partition(":")
     return f"{failure.message} ({os.path.basename(path)}:{rest.split(' ')[0]})"

@@ -442,7 +442,7 @@ class Scheduler:
                 thread=current.name,
                 details="\n".join(
                     f"T{t.tid} ({t.name}) waits for {t.waiting} at "
-                    + _describe(self._where(t.blocked_frame))
+                    + describe(self._where(t.blocked_frame))
                     for t in live
                 ),
             )
@@ -498,7 +498,7 @@ class Scheduler:
         return True
 
 
-def _describe(frame: FrameType | None) -> str:
+def describe(frame: FrameType | None) -> str:
     if frame is None:
         return "<library code>"
     code = frame.f_code

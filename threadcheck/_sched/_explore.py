@@ -584,7 +584,7 @@ def explore(
                 exhausted = True
                 break
             ran += 1
-            digests.add(str(hash(tuple(run.decisions))))
+            digests.add(_decisions_key(run))
             if progress is not None:
                 progress(ran, 0, time.monotonic() - started)
             if run.failure is not None:
@@ -594,7 +594,7 @@ def explore(
                 if ran == 1:
                     extra, plain = _on_every_schedule(explorer, run)
                     ran += len(extra)
-                    digests.update(str(hash(tuple(other.decisions))) for other in extra)
+                    digests.update(_decisions_key(other) for other in extra)
                     every_schedule = plain is not None
                     run = plain or run
                 shown, interrupted = _shown(
@@ -633,6 +633,11 @@ def explore(
         environment=env,
         budget_spent_before_any=spent_before_any,
     )
+
+
+def _decisions_key(run: ScheduleRun) -> str:
+    """Tells schedules apart, for the distinct count."""
+    return str(hash(tuple(run.decisions)))
 
 
 def _on_every_schedule(

@@ -34,7 +34,14 @@ from types import ModuleType, SimpleNamespace
 from typing import Any, NoReturn
 
 from threadcheck._sched import _primitives
-from threadcheck._sched._core import Abort, ControlledThread, Failure, Scheduler, active
+from threadcheck._sched._core import (
+    Abort,
+    ControlledThread,
+    Failure,
+    Scheduler,
+    active,
+    describe,
+)
 
 _CONTROLLED_ATTR = "_threadcheck_controlled"
 _ABSENT = object()
@@ -240,17 +247,22 @@ def _per_schedule_atexit(
     program ends (:func:`run_at_exit`), not once when the explorer exits."""
 
     def per_schedule(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        scheduler = active()
-        if (
-            scheduler is None
-            or scheduler.controlled() is None
-            or not is_user_file(sys._getframe(1).f_code.co_filename)
-        ):
+        scheduler = _program_in_schedule(is_user_file)
+        if scheduler is None:
             return register(function, *args, **kwargs)
         scheduler.at_exit.append((function, args, kwargs))
         return function
 
     return per_schedule
+
+
+def _program_in_schedule(is_user_file: Callable[[str], bool]) -> Scheduler | None:
+    """The active scheduler, when the wrapper calling this was called by the
+    program's own code in a controlled thread; else None (the real call)."""
+    scheduler = active()
+    if scheduler is None or scheduler.controlled() is None:
+        return None
+    return scheduler if is_user_file(sys._getframe(2).f_code.co_filename) else None
 
 
 def run_at_exit(scheduler: Scheduler, me: ControlledThread) -> None:
@@ -262,12 +274,10 @@ def run_at_exit(scheduler: Scheduler, me: ControlledThread) -> None:
             function(*args, **kwargs)
         except Abort:
             raise
-        except SystemExit as exit_:
-            failure = exit_failure(me.name, exit_)
+        except BaseException as error:
+            failure = program_failure(me.name, error)
             if failure is not None:
                 scheduler.fail(failure)
-        except BaseException as error:
-            scheduler.fail(thread_failure(me.name, error))
 
 
 def _inert_in_schedules(
@@ -278,12 +288,7 @@ def _inert_in_schedules(
     would outlive the schedule. Outside schedules, the real call."""
 
     def call(*args: Any, **kwargs: Any) -> Any:
-        scheduler = active()
-        if (
-            scheduler is None
-            or scheduler.controlled() is None
-            or not is_user_file(sys._getframe(1).f_code.co_filename)
-        ):
+        if _program_in_schedule(is_user_file) is None:
             return function(*args, **kwargs)
         if function is signal.signal:
             return signal.getsignal(args[0])
@@ -388,20 +393,28 @@ def _controlled_body(
             run()
         except Abort:
             pass
-        except SystemExit as exit_:
-            # Python ends only this thread, quietly; a non-zero status is the
-            # program reporting a failure (as it would in its main thread).
-            failure = exit_failure(thread.name, exit_)
-            if failure is not None:
-                note = f" (sys.exit in thread {thread.name!r}: python would end only that thread)"
-                scheduler.fail(replace(failure, message=failure.message + note))
         except BaseException as error:
-            scheduler.fail(thread_failure(thread.name, error))
+            failure = program_failure(thread.name, error)
+            if failure is not None and failure.kind == "exit":
+                # Python ends only this thread, quietly; a non-zero status is the
+                # program reporting a failure (as it would in its main thread).
+                note = f" (sys.exit in thread {thread.name!r}: python would end only that thread)"
+                failure = replace(failure, message=failure.message + note)
+            if failure is not None:
+                scheduler.fail(failure)
         finally:
             patches.on_thread_end()
             scheduler.exit(thread)
 
     return body
+
+
+def program_failure(name: str, error: BaseException) -> Failure | None:
+    """What the program's uncaught ``error`` in thread ``name`` means: a
+    ``SystemExit`` is its exit status (None for 0), anything else an exception."""
+    if isinstance(error, SystemExit):
+        return _exit_failure(name, error)
+    return thread_failure(name, error)
 
 
 def thread_failure(name: str, error: BaseException) -> Failure:
@@ -425,7 +438,7 @@ def thread_failure(name: str, error: BaseException) -> Failure:
     )
 
 
-def exit_failure(thread: str, exit_: SystemExit) -> Failure | None:
+def _exit_failure(thread: str, exit_: SystemExit) -> Failure | None:
     """``sys.exit`` as the interpreter reads it: None or 0 is success, text is status 1."""
     code = exit_.code
     if code is None or code == 0:
@@ -448,8 +461,7 @@ def _controlled_exit(original: Callable[[int], NoReturn]) -> Callable[[int], NoR
         if scheduler is None or me is None:
             original(status)
         if status != 0:
-            caller = sys._getframe(1)
-            where = f"{caller.f_code.co_filename}:{caller.f_lineno} in {caller.f_code.co_name}"
+            where = describe(sys._getframe(1))
             message = f"the program exited with status {status} (os._exit)"
             scheduler.fail(Failure("exit", message, me.name, where, what=str(status)))
         scheduler.aborting = True  # the process would end here: so does the schedule

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from threadcheck import _stacks
 from threadcheck._sched._core import Abort, Failure
-from threadcheck._sched._patch import exit_failure, thread_failure
+from threadcheck._sched._patch import program_failure, thread_failure
 
 _REACTOR_MODULE = "twisted.internet.reactor"
 _IMPORT_MACHINERY = ("importlib.", "_frozen_importlib")
@@ -124,10 +124,8 @@ class ProgramTarget:
             self._execute()
         except Abort:
             raise
-        except SystemExit as exit_:
-            return exit_failure(thread, _from_program(exit_))
         except BaseException as error:
-            return thread_failure(thread, _from_program(error))
+            return program_failure(thread, _from_program(error))
         return None
 
     def _execute(self) -> None:
