@@ -9,6 +9,7 @@ import pytest
 from races import BUGGY, FIXED
 
 import threadcheck
+from threadcheck._sched._core import VIRTUAL_EPOCH
 from threadcheck._sched._explore import ExplorationFailedError
 
 
@@ -64,7 +65,7 @@ def test_the_scenario_gets_a_fresh_reactor_every_schedule() -> None:
 
     def scenario(reactor: Any) -> None:
         seen.append(reactor)
-        assert reactor.seconds() == 1_000_000.0  # virtual time starts afresh
+        assert reactor.seconds() == VIRTUAL_EPOCH  # virtual time starts afresh
 
     threadcheck.explore(scenario, budget=5).assert_clean()
     assert len({id(reactor) for reactor in seen}) == 5

@@ -124,6 +124,7 @@ def explore(
     seconds: float | None = None,
     granularity: str = "access",
     include: Sequence[str] = (),
+    max_delay: float = 1.0,
 ) -> ExploreResult:
     """Explore the thread interleavings of ``scenario(reactor)`` under the controlled scheduler.
 
@@ -137,7 +138,10 @@ def explore(
     ``bounded:N``. The result's ``assert_clean()`` raises with the report.
     A scenario that uses no reactor may take no argument. ``include`` puts
     scheduling points in library code too, as ``--include`` does: files,
-    folders or importable module names (``include=["mylib"]``).
+    folders or importable module names (``include=["mylib"]``). Time passes
+    while threads could run (a sleep ends, a timeout fires, a timer comes due
+    before a preempted thread goes on), holding them at most ``max_delay``
+    virtual seconds (0: only when every thread waits).
     """
     from threadcheck._sched._explore import Budget, Settings, include_paths
     from threadcheck._sched._explore import explore as explore_target
@@ -148,7 +152,9 @@ def explore(
         budget=Budget(budget, seconds),
         strategy=strategy,
         seed=0 if seed is None else seed,
-        settings=Settings(granularity=granularity, include=include_paths(include)),
+        settings=Settings(
+            granularity=granularity, include=include_paths(include), max_delay=max_delay
+        ),
         replay_command=lambda token: f"threadcheck.replay({scenario.__name__}, {token!r})",
     )
 
@@ -168,6 +174,7 @@ def run(
     *,
     granularity: str = "access",
     include: Sequence[str] = (),
+    max_delay: float = 1.0,
 ) -> ExploreResult:
     """Run ``scenario(reactor)`` once under the controlled scheduler; raise on failure.
 
@@ -185,7 +192,7 @@ def run(
     result = run_once(
         ScenarioTarget(scenario),
         schedule,
-        Settings(granularity=granularity, include=include_paths(include)),
+        Settings(granularity=granularity, include=include_paths(include), max_delay=max_delay),
         replay_hint=getattr(scenario, "__name__", "scenario"),
     )
     result.assert_clean()

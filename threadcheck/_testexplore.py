@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from threadcheck._sched._core import DEFAULT_MAX_DELAY
 from threadcheck._sched._explore import Budget, ExploreResult, Settings, Shard
 from threadcheck._text import plural
 
@@ -33,7 +34,7 @@ TOKEN_PROPERTY = "threadcheck_token"
 STATS_PROPERTY = "threadcheck_schedules"
 STRESS_PROPERTY = "threadcheck_stress_runs"
 _ARGUMENTS = {
-    MARKER: {"budget", "seconds", "strategy", "seed", "granularity"},
+    MARKER: {"budget", "seconds", "strategy", "seed", "granularity", "max_delay"},
     STRESS_MARKER: {"runs", "seconds", "acceptable", "forbidden", "yield_probability", "seed"},
 }
 
@@ -119,6 +120,16 @@ def marker_settings(item: pytest.Item, name: str) -> dict[str, Any] | None:
     return dict(marker.kwargs)
 
 
+def _explore_settings(item: pytest.Item, settings: dict[str, Any]) -> Settings:
+    try:
+        return Settings(
+            granularity=settings.get("granularity", "access"),
+            max_delay=settings.get("max_delay", DEFAULT_MAX_DELAY),
+        )
+    except (TypeError, ValueError) as error:
+        raise pytest.UsageError(f"{item.nodeid}: {MARKER}: {error}") from None
+
+
 def run_item(item: pytest.Function, options: Options) -> None:
     """Explore, replay or stress ``item``; fail it with the report when a run fails."""
     stressed = marker_settings(item, STRESS_MARKER)
@@ -137,7 +148,7 @@ def _explore_item(item: pytest.Function, options: Options, settings: dict[str, A
     nodeid = _unsharded_nodeid(item)
     target = ScenarioTarget(_scenario(item))
     target.description = nodeid
-    explore_settings = Settings(granularity=settings.get("granularity", "access"))
+    explore_settings = _explore_settings(item, settings)
     if options.replay is not None:
         diverged: str | None = None
         try:

@@ -28,6 +28,7 @@ from threadcheck._cli._options import (
     add_program_arguments,
     check_script,
     check_writable,
+    non_negative,
     positive,
     program_command,
 )
@@ -50,6 +51,7 @@ _HASH_SEED = "PYTHONHASHSEED"
 
 
 def _add(subparsers: Any) -> None:
+    from threadcheck._sched._core import DEFAULT_MAX_DELAY
     from threadcheck._sched._explore import DEFAULT_BUDGET
     from threadcheck._sched._points import DEFAULT_GRANULARITY, GRANULARITIES
     from threadcheck._sched.strategies import DEFAULT, SPELLINGS
@@ -68,7 +70,7 @@ def _add(subparsers: Any) -> None:
         ),
         usage=(
             "[--budget N | --time SECONDS] [--strategy S] [--seed N] "
-            "[--granularity G] [--include PATH ...] [--json PATH]"
+            "[--granularity G] [--include PATH ...] [--max-delay SECONDS] [--json PATH]"
         ),
         epilog=EXPLORE_STATUS_HELP,
     )
@@ -103,6 +105,15 @@ def _add(subparsers: Any) -> None:
         metavar="PATH",
         help="also put scheduling points in this folder or file, though it is library code "
         "(an installed package); repeatable",
+    )
+    explore.add_argument(
+        "--max-delay",
+        type=non_negative,
+        default=DEFAULT_MAX_DELAY,
+        metavar="SECONDS",
+        help="let time pass while threads could run (a sleep ends, a timeout fires "
+        "before a preempted thread goes on), holding them at most SECONDS of virtual "
+        f"time; 0: only when every thread waits (default {DEFAULT_MAX_DELAY:g})",
     )
     explore.add_argument("--json", metavar="PATH", help="also write the outcome as JSON to PATH")
     add_program_arguments(explore)
@@ -158,7 +169,16 @@ COMMAND = Command(
     _add,
     _explore,
     frozenset(
-        {"--budget", "--time", "--strategy", "--seed", "--granularity", "--include", "--json"}
+        {
+            "--budget",
+            "--time",
+            "--strategy",
+            "--seed",
+            "--granularity",
+            "--include",
+            "--max-delay",
+            "--json",
+        }
     ),
 )
 
@@ -187,7 +207,9 @@ def _exploration(args: argparse.Namespace, progress: Progress) -> ExploreResult:
         budget=Budget(None, args.time) if args.time else Budget(args.budget or DEFAULT_BUDGET),
         strategy=args.strategy,
         seed=args.seed,
-        settings=Settings(granularity=args.granularity, include=tuple(args.include)),
+        settings=Settings(
+            granularity=args.granularity, include=tuple(args.include), max_delay=args.max_delay
+        ),
         replay_command=lambda token: _replay_command(token, args.module, args.target),
         progress=progress,
         shrink_progress=progress.shrinking,

@@ -8,7 +8,10 @@ baton and sleeps on its own. A thread that must wait (a lock held, a queue
 empty, the reactor idle) is marked blocked and hands the turn on; the thread
 that changes what it waits for wakes it. Time is virtual: when every thread
 is blocked and some wait has a deadline, the clock jumps to the earliest one;
-when none has, that is a deadlock.
+when none has, that is a deadlock. While some thread could run, letting time
+pass to the next deadline is one more choice for the strategy (:data:`TIME`):
+the runnable threads are *held* (a preempted thread on a real machine loses
+tens of milliseconds), never longer than ``max_delay`` seconds.
 
 Thread safety: only the thread holding the turn reads or writes scheduler
 state. Threads that are not controlled never touch it (primitives check
@@ -29,8 +32,16 @@ from threading import get_ident
 from types import FrameType
 from typing import Any, NoReturn, Protocol
 
-VIRTUAL_EPOCH = 1_000_000.0
-"""Where virtual time starts: a fixed, realistic-looking second count."""
+VIRTUAL_EPOCH = 1_767_225_600.0
+"""Where virtual time starts: 2026-01-01 00:00 UTC, a fixed, realistic wall-clock time."""
+
+TIME = 1 << 20
+"""The decision "time passes": offered to strategies among the runnable thread
+ids when some wait has a deadline; never a real thread id."""
+
+DEFAULT_MAX_DELAY = 1.0
+"""How long (virtual seconds) a runnable thread may be held while time passes:
+longer, and a program's own watchdogs and safety timeouts would fire."""
 
 DEFAULT_MAX_STEPS = 20_000
 ABORT_STEP_LIMIT = 10_000  # points a thread may pass while unwinding from an abort
@@ -66,7 +77,8 @@ class Strategy(Protocol):
         """The thread id (one of ``runnable``) to run from scheduling point ``step``.
 
         ``current`` is the running thread's id when it could go on, None when
-        it just blocked or finished.
+        it just blocked or finished. ``runnable`` ends with :data:`TIME` when
+        time may pass instead (the threads are held; the waiter due first runs).
         """
 
     def next_int(self, bound: int) -> int:
@@ -85,6 +97,8 @@ class ControlledThread:
     blocked_frame: FrameType | None = field(default=None, repr=False)
     """Where it blocked: described only if a deadlock is reported."""
     deadline: float | None = None
+    held_since: float = VIRTUAL_EPOCH
+    """Virtual time since which it could run but did not (while it does not run)."""
     finished: bool = False
     joiners: list[ControlledThread] = field(default_factory=list, repr=False)
     abort_steps: int = 0
@@ -155,9 +169,11 @@ class Scheduler:
         is_library: Callable[[str], bool] = lambda filename: False,
         is_own: Callable[[str], bool] = lambda filename: False,
         record_trace: bool = True,
+        max_delay: float = DEFAULT_MAX_DELAY,
     ) -> None:
         self.strategy = strategy
         self.max_steps = max_steps
+        self.max_delay = max_delay
         self.is_library = is_library
         self.is_own = is_own
         self.record_trace = record_trace
@@ -184,6 +200,10 @@ class Scheduler:
         (Twisted's legacy log): its points do not switch."""
         self.at_exit: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
         """``atexit`` registrations the program made in this schedule: run at its end."""
+        self.longest_hold: tuple[float, str] | None = None
+        """The longest a thread was held while time passed: (seconds, its name)."""
+        self._timed: dict[int, ControlledThread] = {}
+        """Blocked threads with a deadline, by thread id."""
         self._running: ControlledThread | None = None
 
     # -- threads ---------------------------------------------------------------
@@ -208,6 +228,7 @@ class Scheduler:
     def new_thread(self, name: str, daemon: bool) -> ControlledThread:
         """A thread the running thread is starting; it runs when first chosen."""
         thread = self._new(name, daemon)
+        thread.held_since = self.now
         thread.baton.acquire()
         return thread
 
@@ -268,9 +289,14 @@ class Scheduler:
         if self.record_trace:
             self._record(current, kind, detail, frame)
         runnable = [t.tid for t in self.threads if t.runnable]
+        if self._timed and self._time_may_pass(runnable, current):
+            runnable.append(TIME)
         if len(runnable) > 1:
             chosen = self._decide(runnable, current.tid)
             if chosen != current.tid:
+                current.held_since = self.now
+                if chosen == TIME:
+                    chosen = self._let_time_pass().tid
                 self._switch(current, self.threads[chosen])
 
     def block(self, why: str, deadline: float | None = None) -> None:
@@ -282,6 +308,8 @@ class Scheduler:
             self._abort_here(current)
         current.waiting = why
         current.deadline = deadline
+        if deadline is not None:
+            self._timed[current.tid] = current
         current.blocked_frame = sys._getframe(1)
         following = self._next_after(current)
         if following is None:
@@ -312,9 +340,12 @@ class Scheduler:
 
     def wake(self, thread: ControlledThread) -> None:
         """``thread`` may run again (it rechecks what it waited for)."""
+        if thread.waiting is not None:
+            thread.held_since = self.now
         thread.waiting = None
         thread.deadline = None
         thread.blocked_frame = None
+        self._timed.pop(thread.tid, None)
 
     def _next_after(self, current: ControlledThread) -> ControlledThread | None:
         """Who runs once ``current`` blocked or finished; None: nobody can."""
@@ -322,28 +353,54 @@ class Scheduler:
             return self._next_to_abort()
         runnable = [t.tid for t in self.threads if t.runnable]
         if not runnable:
-            runnable = self._advance_clock()
-        if not runnable:
-            return None
+            if not self._timed:
+                return None
+            return self._advance_clock()  # nobody is held: time passes, no choice
+        if self._timed and self._time_may_pass(runnable, None):
+            runnable.append(TIME)
         if len(runnable) == 1:
             return self.threads[runnable[0]]
-        return self.threads[self._decide(runnable, None)]
+        chosen = self._decide(runnable, None)
+        return self._let_time_pass() if chosen == TIME else self.threads[chosen]
 
-    def _advance_clock(self) -> list[int]:
-        deadlines = [t.deadline for t in self.threads if t.waiting and t.deadline is not None]
-        if not deadlines:
-            return []
-        self.now = max(self.now, min(deadlines))
-        for thread in self.threads:
-            if thread.waiting and thread.deadline is not None and thread.deadline <= self.now:
+    def _time_may_pass(self, runnable: list[int], current: ControlledThread | None) -> bool:
+        """Whether time may reach the next deadline while ``runnable`` are held."""
+        soonest = _deadline_order(min(self._timed.values(), key=_deadline_order))[0]
+        if soonest <= self.now:
+            return True
+        held = [self.threads[tid].held_since for tid in runnable]
+        if current is not None:
+            held[runnable.index(current.tid)] = self.now  # it runs now: held from now on
+        return soonest - min(held) <= self.max_delay
+
+    def _advance_clock(self) -> ControlledThread:
+        """Time passes to the next deadline; the first waiter due (by thread id) runs."""
+        due = min(self._timed.values(), key=_deadline_order)
+        self.now = max(self.now, _deadline_order(due)[0])
+        for thread in sorted(self._timed.values(), key=_deadline_order):
+            if _deadline_order(thread)[0] <= self.now:
                 self.wake(thread)
-        return [t.tid for t in self.threads if t.runnable]
+        return due
+
+    def _let_time_pass(self) -> ControlledThread:
+        """The strategy chose :data:`TIME`: the runnable threads are held while time passes."""
+        before = self.now
+        held = ", ".join(f"T{t.tid}" for t in self.threads if t.runnable)
+        waited = min(self._timed.values(), key=_deadline_order).waiting
+        due = self._advance_clock()
+        self.preemptions[self.step] = (
+            f"time +{format_seconds(self.now - before)}: T{due.tid}'s {waited} ends; {held} held"
+        )
+        return due
 
     def _decide(self, runnable: list[int], current: int | None) -> int:
         try:
             chosen = self.strategy.next_thread(runnable, current, self.step)
             if chosen not in runnable:
-                raise RuntimeError(f"strategy chose T{chosen}, not runnable among {runnable}")
+                raise RuntimeError(
+                    f"strategy chose {choice_name(chosen)}, not among "
+                    + ", ".join(map(choice_name, runnable))
+                )
         except Exception as error:
             self.strategy_error = error
             self.fail(Failure("divergence", str(error)))
@@ -381,6 +438,7 @@ class Scheduler:
 
     def _switch(self, current: ControlledThread, following: ControlledThread) -> None:
         self.progress += 1
+        self._note_hold(following)
         self._running = following
         following.baton.release()
         current.baton.acquire()
@@ -389,8 +447,14 @@ class Scheduler:
 
     def _hand_to(self, following: ControlledThread) -> None:
         self.progress += 1
+        self._note_hold(following)
         self._running = following
         following.baton.release()
+
+    def _note_hold(self, following: ControlledThread) -> None:
+        held = self.now - following.held_since
+        if held > 0 and (self.longest_hold is None or held > self.longest_hold[0]):
+            self.longest_hold = (held, f"T{following.tid} ({following.name})")
 
     def _record(
         self, current: ControlledThread, kind: str, detail: str, frame: FrameType | None
@@ -496,6 +560,23 @@ class Scheduler:
         if following is not None:
             self._hand_to(following)
         return True
+
+
+def choice_name(tid: int) -> str:
+    """A thread decision as reports name it: ``T2``, or ``time`` for :data:`TIME`."""
+    return "time" if tid == TIME else f"T{tid}"
+
+
+def _deadline_order(thread: ControlledThread) -> tuple[float, int]:
+    assert thread.deadline is not None  # only threads in Scheduler._timed
+    return thread.deadline, thread.tid
+
+
+def format_seconds(seconds: float) -> str:
+    """A virtual duration as people read it: ``10 ms``, ``1.5 s``."""
+    if seconds < 1:
+        return f"{seconds * 1000:.3g} ms"
+    return f"{seconds:.3g} s"
 
 
 def describe(frame: FrameType | None) -> str:

@@ -28,6 +28,7 @@ from threadcheck import __version__ as threadcheck_version
 from threadcheck import _stacks, _threads
 from threadcheck._sched import _token
 from threadcheck._sched._core import (
+    DEFAULT_MAX_DELAY,
     DEFAULT_MAX_STEPS,
     Abort,
     Failure,
@@ -49,6 +50,8 @@ from threadcheck._sched.strategies import Plan, Replay, ReplayDivergenceError
 from threadcheck._sched.strategies import parse as parse_strategy
 
 if TYPE_CHECKING:
+    from twisted.logger import ILogObserver
+
     from threadcheck_reactor._scheduled import ScheduledMixin
 
 DEFAULT_BUDGET = 2000
@@ -86,9 +89,16 @@ class Settings:
     """Folders or files instrumented although they are library code (installed
     packages, say): their accesses become scheduling points too."""
     max_steps: int = DEFAULT_MAX_STEPS
+    max_delay: float = DEFAULT_MAX_DELAY
+    """Virtual seconds a runnable thread may be held while time passes (0: time
+    passes only when every thread waits)."""
     stall_timeout: float = DEFAULT_STALL_TIMEOUT
     """Wall seconds without a scheduling point before a thread counts as blocked
     outside the scheduler's control."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_delay < float("inf"):  # refuses nan too
+            raise ValueError(f"max_delay must be 0 or more seconds, not {self.max_delay!r}")
 
 
 @dataclass
@@ -105,6 +115,8 @@ class ScheduleRun:
     steps: int
     digest: str
     thread_names: list[str]
+    longest_hold: tuple[float, str] | None = None
+    """The longest a thread was held while time passed: (seconds, the thread)."""
 
     @property
     def preemption_count(self) -> int:
@@ -147,6 +159,7 @@ class Explorer:
         self._thread_counter: Any = None
         self._reactor_class: type[ScheduledMixin] | None = None
         self._affinity: set[int] | None = None
+        self._log_echo: ILogObserver | None = None
 
     def __enter__(self) -> Explorer:
         # Imported now, not in the first schedule: from a source tree its module
@@ -168,6 +181,7 @@ class Explorer:
         self._random_state = random.getstate()
         self.watchdog.start()
         self._affinity = _pin_to_one_cpu()
+        self._log_echo = _stop_log_echo()
         self.patches.install()
         try:
             self.instrumentation.start()
@@ -182,6 +196,7 @@ class Explorer:
             self.instrumentation.stop()
         finally:
             self.watchdog.stop()
+            _restart_log_echo(self._log_echo)
             if self._affinity is not None:
                 os.sched_setaffinity(0, self._affinity)
         if self._thread_counter is not None:
@@ -200,6 +215,7 @@ class Explorer:
         scheduler = Scheduler(
             strategy,
             max_steps=self.settings.max_steps,
+            max_delay=self.settings.max_delay,
             is_library=lambda filename: not self.is_user(filename),
             is_own=lambda filename: _stacks.classify(filename) == "threadcheck",
             record_trace=record_trace,
@@ -265,6 +281,27 @@ def _user_code(include: tuple[str, ...]) -> Callable[[str], bool]:
     return lambda filename: filename.startswith(prefixes) or _stacks.is_user_code(filename)
 
 
+def _stop_log_echo() -> ILogObserver | None:
+    """Until a program begins logging, Twisted prints critical events (an
+    unhandled error in a Deferred) on stderr and keeps every event in a buffer:
+    each schedule's would be printed before the report, which already says
+    what failed, and kept for the whole exploration. Returns what to restore."""
+    from twisted.logger import globalLogBeginner, globalLogPublisher
+
+    echo: ILogObserver | None = getattr(globalLogBeginner, "_temporaryObserver", None)
+    if echo is not None:
+        globalLogPublisher.removeObserver(echo)
+    return echo
+
+
+def _restart_log_echo(echo: ILogObserver | None) -> None:
+    from twisted.logger import globalLogBeginner, globalLogPublisher
+
+    began = getattr(globalLogBeginner, "_temporaryObserver", None) is not echo
+    if echo is not None and not began:
+        globalLogPublisher.addObserver(echo)
+
+
 def _pin_to_one_cpu() -> set[int] | None:
     """Pin the exploring thread, and so every thread it starts, to one CPU.
 
@@ -298,6 +335,7 @@ def _schedule_run(index: int, scheduler: Scheduler, failure: Failure | None) -> 
         steps=scheduler.step,
         digest=_token.digest(points),
         thread_names=[t.name for t in scheduler.threads],
+        longest_hold=scheduler.longest_hold,
     )
 
 
@@ -355,13 +393,21 @@ class _LoggedErrors:
             return
         from twisted.logger import formatEvent
 
+        said = formatEvent(event).rstrip(": ") or _logged_by(event)
+        value = str(failure.value)
         self.first = Failure(
             "unhandled-error",
-            f"{formatEvent(event)}: {failure.type.__name__}: {failure.value}",
+            f"{said}: {failure.type.__name__}" + (f": {value}" if value else ""),
             location=_failure_location(failure),
             details=failure.getTraceback(),
             what=failure.type.__name__,
         )
+
+
+def _logged_by(event: dict[str, Any]) -> str:
+    """What an error logged without a message was (a Deferred's, collected unhandled)."""
+    namespace = str(event.get("log_namespace", ""))
+    return "Unhandled error in Deferred" if namespace == "twisted.internet.defer" else "Logged"
 
 
 def _failure_location(failure: Any) -> str | None:
@@ -532,7 +578,8 @@ class ExplorationFailedError(AssertionError):
         self.result = result
 
 
-def environment(granularity: str, include: tuple[str, ...] = ()) -> dict[str, Any]:
+def environment(settings: Settings) -> dict[str, Any]:
+    """What a token records of the run's settings and versions."""
     import twisted
 
     return {
@@ -540,8 +587,9 @@ def environment(granularity: str, include: tuple[str, ...] = ()) -> dict[str, An
         "twisted": twisted.__version__,
         "threadcheck": threadcheck_version,
         "hashseed": os.environ.get("PYTHONHASHSEED", "random"),
-        "granularity": granularity,
-        "include": list(include),
+        "granularity": settings.granularity,
+        "include": list(settings.include),
+        "max_delay": settings.max_delay,
     }
 
 
@@ -567,7 +615,7 @@ def explore(
     chosen = parse_strategy(strategy, seed)
     if shard.count > 1 and not getattr(chosen, "shardable", True):
         raise ValueError(f"the {strategy} strategy cannot be sharded: it searches in order")
-    env = environment(settings.granularity, settings.include)
+    env = environment(settings)
     started = time.monotonic()
     digests: set[str] = set()
     ran = 0
@@ -732,18 +780,19 @@ def replay(
 ) -> ExploreResult:
     """Rerun exactly the schedule in ``token``; ReplayDivergenceError if it goes elsewhere."""
     document = _token.decode(token)
-    env = environment(
-        document.get("granularity", DEFAULT_GRANULARITY), tuple(document.get("include", ()))
+    settings = Settings(
+        granularity=document.get("granularity", DEFAULT_GRANULARITY),
+        include=tuple(document.get("include", ())),
+        max_delay=float(document.get("max_delay", 0.0)),
+        stall_timeout=stall_timeout,
     )
+    env = environment(settings)
     for key in ("python", "twisted", "threadcheck", "hashseed"):
         if document.get(key) != env[key]:
             warn(
                 f"the token was recorded with {key} {document.get(key)}, this run has "
                 f"{env[key]}: replay is best effort"
             )
-    settings = Settings(
-        granularity=env["granularity"], include=tuple(env["include"]), stall_timeout=stall_timeout
-    )
     started = time.monotonic()
     strategy = Replay(_token.expand(document["decisions"]))
     with Explorer(target, settings, random_seed=int(document.get("seed", 0))) as explorer:

@@ -54,7 +54,7 @@ def run_once(
         seed = 0
         strategy, name = Plan(schedule.preemptions), "plan"
     started = time.monotonic()
-    env = environment(settings.granularity, settings.include)
+    env = environment(settings)
     with Explorer(target, settings, collect_first=False, random_seed=seed) as explorer:
         run = explorer.run(strategy, 0)
     assert run is not None  # plans and random walks never run out

@@ -6,7 +6,9 @@
   the scheduler's version (:mod:`._primitives`); everyone else, including the
   standard library's own internals, gets the real one. Names user modules
   imported directly (``from threading import Lock``) are swapped too.
-* ``time.sleep`` sleeps in virtual time in controlled threads.
+* ``time.sleep`` sleeps in virtual time in controlled threads, and
+  ``time.time``/``monotonic``/``perf_counter`` (and ``_ns``) read the
+  scheduler's virtual clock there, as ``reactor.seconds()`` does.
 * ``Thread.start`` in a controlled thread starts a controlled thread, and
   ``Thread.join`` of one waits in the scheduler.
 * Twisted's ``blockingCallFromThread`` waits on a scheduler queue.
@@ -127,6 +129,7 @@ class Patches:
             # scheduled lock in the process-wide publisher after the run.
             (log, "msg", _without_points(log.msg)),
             (time, "sleep", _sleep),
+            *((time, name, _virtual_clock(getattr(time, name))) for name in _CLOCKS),
             (random.Random, "seed", _reproducible_seed(random.Random.seed)),
             (atexit, "register", _per_schedule_atexit(atexit.register, self.is_user_file)),
             (signal, "signal", _inert_in_schedules(signal.signal, self.is_user_file)),
@@ -349,6 +352,41 @@ def _without_points(function: Callable[..., Any]) -> Any:
             scheduler.holding -= 1
 
     return call
+
+
+_CLOCKS = ("time", "monotonic", "perf_counter", "time_ns", "monotonic_ns", "perf_counter_ns")
+
+
+def _virtual_clock(real: Callable[[], Any]) -> Callable[[], Any]:
+    """A clock that reads virtual time in controlled threads, so deadline loops
+    agree with sleeps and DelayedCalls. Test frameworks that time the test
+    itself (Hypothesis's deadlines) keep the real clock."""
+    scale = 1_000_000_000 if real.__name__.endswith("_ns") else 0
+    timing = _timing_frameworks()
+
+    def clock() -> Any:
+        scheduler = active()
+        if (
+            scheduler is None
+            or scheduler.controlled() is None
+            or sys._getframe(1).f_code.co_filename.startswith(timing)
+        ):
+            return real()
+        return int(scheduler.now * scale) if scale else scheduler.now
+
+    clock.__name__ = real.__name__
+    clock.__wrapped__ = real  # type: ignore[attr-defined]
+    return clock
+
+
+def _timing_frameworks() -> tuple[str, ...]:
+    folders = []
+    for name in ("hypothesis", "_pytest", "pluggy", "coverage"):
+        module = sys.modules.get(name)
+        filename = getattr(module, "__file__", None)
+        if isinstance(filename, str):
+            folders.append(os.path.dirname(filename) + os.sep)
+    return tuple(folders)
 
 
 def _sleep(seconds: float) -> None:

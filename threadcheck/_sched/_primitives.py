@@ -26,6 +26,7 @@ from threadcheck._sched._core import ControlledThread, Scheduler, active
 
 T = TypeVar("T")
 _real_sleep = _time.sleep
+_real_monotonic = _time.monotonic
 
 
 def _here() -> tuple[Scheduler, ControlledThread] | None:
@@ -280,8 +281,8 @@ class Event:
 
     def _real_wait(self, timeout: float | None) -> bool:
         # Outside the scheduler nobody can wake us through it: poll.
-        end = None if timeout is None else _time.monotonic() + timeout
-        while not self._flag and (end is None or _time.monotonic() < end):
+        end = None if timeout is None else _real_monotonic() + timeout
+        while not self._flag and (end is None or _real_monotonic() < end):
             _real_sleep(0.001)
         return self._flag
 

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from threadcheck._sched._core import Step
+from threadcheck._sched._core import Step, format_seconds
 from threadcheck._text import plural
 
 if TYPE_CHECKING:
@@ -36,6 +36,14 @@ def format_result(result: ExploreResult) -> str:
         lines.append(
             f"  at {_short(failure.location)}"
             + (f" in {failure.thread}" if failure.thread else "")
+        )
+    if run.longest_hold is not None:
+        seconds, thread = run.longest_hold
+        limit = result.environment.get("max_delay")
+        bound = f" (max delay {limit:g} s)" if isinstance(limit, (int, float)) else ""
+        lines.append(
+            f"  time passed while threads could run: {thread} held {format_seconds(seconds)}"
+            + bound
         )
     lines.append("")
     lines.extend(step_table(run))

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from threadcheck._sched._core import TIME
+
 
 @dataclass
 class _Decision:
@@ -21,7 +23,13 @@ class _Decision:
     preemptions_before: int
 
     def is_preemption(self, tid: int) -> bool:
-        return self.current is not None and self.current in self.runnable and tid != self.current
+        return _is_preemption(tid, self.runnable, self.current)
+
+
+def _is_preemption(tid: int, runnable: Sequence[int], current: int | None) -> bool:
+    """Switching away from a thread that could go on, or letting time pass
+    while threads could run (they are held: a preemption of them)."""
+    return tid == TIME or (current is not None and current in runnable and tid != current)
 
 
 class BoundedPreemption:
@@ -73,8 +81,7 @@ class BoundedPreemption:
             self._path.append(
                 _Decision(tuple(runnable), current, chosen, {chosen}, self._preemptions)
             )
-        if current is not None and current in runnable and chosen != current:
-            self._preemptions += 1
+        self._preemptions += _is_preemption(chosen, runnable, current)
         return chosen
 
     def next_int(self, bound: int) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from threadcheck._sched._core import choice_name
+
 
 class ReplayDivergenceError(Exception):
     """The run did not follow the recorded schedule: it cannot be trusted to reproduce."""
@@ -33,8 +35,8 @@ class Replay:
         chosen = self._take()
         if chosen not in runnable:
             raise ReplayDivergenceError(
-                f"decision {self._next} recorded T{chosen}, but only "
-                f"{', '.join(f'T{t}' for t in runnable)} can run at step {step}"
+                f"decision {self._next} recorded {choice_name(chosen)}, but only "
+                f"{', '.join(map(choice_name, runnable))} can run at step {step}"
             )
         return chosen
 

@@ -1,0 +1,237 @@
+"""Quality: time passes while a thread is held. On a real machine a preempted
+thread loses tens of milliseconds, and meanwhile a sleep ends, a timeout fires
+or a timer comes due; the explorer lets time pass as one of its choices, for at
+most ``max_delay`` (1 s). Each planted bug below needs such a hold: found
+within 2,000 schedules by the default strategy and replayed in a fresh
+process; each fixed twin is clean over 2,000 schedules."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from support import assert_found_and_replayed, explore_program, write_program
+
+pytestmark = [pytest.mark.quality, pytest.mark.slow]
+
+# Two pool jobs; the CPU-only one was submitted first, the other does a quick
+# blocking call. The code assumes the first submitted finishes first.
+ORDER = """
+import time
+from twisted.internet import defer, reactor, threads
+
+order = []
+
+def index_cache():  # CPU only
+    order.append("index")
+
+def fetch_remote():
+    time.sleep(0.01)  # a quick network call
+    order.append("fetch")
+
+def main():
+    indexed = threads.deferToThread(index_cache)
+    {fetched}
+    defer.gatherResults([indexed, fetched]).addBoth(lambda _: reactor.stop())
+
+reactor.callWhenRunning(main)
+reactor.run()
+assert order == ["index", "fetch"], f"order {{order}}"
+"""
+ORDER_BUG = "fetched = threads.deferToThread(fetch_remote)  # BUG: races the index"
+ORDER_FIX = "fetched = indexed.addCallback(lambda _: threads.deferToThread(fetch_remote))"
+
+# A query with a timeout: the timer errbacks the result, then the late answer
+# from the pool callbacks it again.
+TIMEOUT = """
+import time
+from twisted.internet import defer, reactor, threads
+
+def query():
+    time.sleep(0.2)  # the database client blocks
+    return ["row"]
+
+def query_with_timeout(timeout):
+    result = defer.Deferred()
+    timer = reactor.callLater(timeout, result.errback, defer.TimeoutError("query"))
+
+    def answered(rows):
+        if timer.active():
+            timer.cancel()
+        {deliver}
+
+    threads.deferToThread(query).addCallback(answered)
+    return result
+
+outcomes = []
+
+def main():
+    answer = query_with_timeout({timeout})
+    answer.addCallbacks(outcomes.append, lambda failure: outcomes.append("timed out"))
+    answer.addBoth(lambda _: reactor.callLater(1.0, reactor.stop))  # a late answer comes
+
+reactor.callWhenRunning(main)
+reactor.run()
+assert len(outcomes) == 1, outcomes
+"""
+TIMEOUT_BUG = "result.callback(rows)  # BUG: the timer may have fired"
+TIMEOUT_FIX = "if not result.called:\n            result.callback(rows)"
+
+# Images resized in the pool; the reactor is stopped after a grace period
+# instead of after the results.
+GRACE = """
+import time
+from twisted.internet import defer, reactor, threads
+
+processed = []
+
+def resize(name):
+    time.sleep(0.01)  # reads the file
+    return name.upper()
+
+def submit_all():
+    jobs = [threads.deferToThread(resize, name) for name in ("a.png", "b.png", "c.png")]
+    for job in jobs:
+        job.addCallback(processed.append)
+    {stop}
+
+reactor.callWhenRunning(submit_all)
+reactor.run()
+assert len(processed) == 3, f"processed {{processed}}"
+"""
+GRACE_BUG = "reactor.callLater(0.1, reactor.stop)  # BUG: a grace period, not the results"
+GRACE_FIX = "defer.gatherResults(jobs).addBoth(lambda _: reactor.stop())"
+
+# A shipper thread polls the reactor's log buffer: it reads the length, ships
+# that many lines, then empties the buffer.
+POLLER = """
+import threading
+import time
+from twisted.internet import reactor, task
+
+buffer = []  # the reactor appends
+produced = []
+shipped = []
+
+def produce():
+    line = f"line {{len(produced)}}"
+    produced.append(line)
+    buffer.append(line)
+
+def ship():
+    deadline = time.monotonic() + 0.3
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        count = len(buffer)
+        shipped.extend(buffer[:count])
+        {drop}
+
+shipper = threading.Thread(target=ship, name="shipper")
+task.LoopingCall(produce).start(0.03)
+reactor.callWhenRunning(shipper.start)
+reactor.callLater(0.35, reactor.stop)
+reactor.run()
+shipper.join()
+assert shipped + buffer == produced, f"lost {{sorted(set(produced) - set(shipped + buffer))}}"
+"""
+POLLER_BUG = "del buffer[:]  # BUG: lines appended since len() are dropped"
+POLLER_FIX = "del buffer[:count]"
+
+# A worker warms a routing cache; the first request is served from a timer,
+# assuming the worker has long finished.
+LATE = """
+from twisted.internet import reactor, threads
+
+routes = {{}}
+
+def warm_routes():  # CPU only: parse the configuration
+    routes["/"] = "index"
+
+def serve_first_request():
+    assert routes.get("/") == "index", f"routes {{routes}}"
+
+def main():
+    {start}
+    reactor.callLater(0.3, reactor.stop)
+
+reactor.callWhenRunning(main)
+reactor.run()
+"""
+LATE_BUG = (
+    "reactor.callInThread(warm_routes)\n"
+    "    reactor.callLater(0.05, serve_first_request)  # BUG: the worker may start late"
+)
+LATE_FIX = (
+    "warmed = threads.deferToThread(warm_routes)\n"
+    "    warmed.addCallback(lambda _: reactor.callLater(0.05, serve_first_request))"
+)
+
+SHAPES = {
+    "order": (ORDER, ORDER_BUG, ORDER_FIX, "exception: AssertionError: order ['fetch', 'index']"),
+    "timeout": (
+        TIMEOUT.replace("{timeout}", "0.5"),
+        TIMEOUT_BUG,
+        TIMEOUT_FIX,
+        "unhandled-error: Unhandled error in Deferred: AlreadyCalledError\n",
+    ),
+    "grace": (GRACE, GRACE_BUG, GRACE_FIX, "exception: AssertionError: processed ["),
+    "poller": (POLLER, POLLER_BUG, POLLER_FIX, "exception: AssertionError: lost ['line "),
+    "late": (
+        LATE,
+        LATE_BUG,
+        LATE_FIX,
+        "unhandled-error: while handling timed call: AssertionError: routes {}\n",
+    ),
+}
+"""Shape -> (program, planted bug, fix, the failure's headline after ``threadcheck: ``).
+Also read by tests/benchmarks/find_rate.py."""
+
+_PLACEHOLDER = {
+    "order": "fetched",
+    "timeout": "deliver",
+    "grace": "stop",
+    "poller": "drop",
+    "late": "start",
+}
+
+
+def program(shape: str, fixed: bool) -> str:
+    """The shape's program with its bug planted, or fixed."""
+    text, bug, fix, _ = SHAPES[shape]
+    return text.format(**{_PLACEHOLDER[shape]: fix if fixed else bug})
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_a_bug_that_needs_a_held_thread_is_found_and_replayed(tmp_path: Path, shape: str) -> None:
+    result = explore_program(write_program(tmp_path, program(shape, fixed=False)))
+    assert_found_and_replayed(result, "threadcheck: " + SHAPES[shape][3])
+    assert "time passed while threads could run: T" in result.stderr
+    assert any("<- time +" in line and " held" in line for line in result.stderr.splitlines())
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_its_fixed_twin_is_clean(tmp_path: Path, shape: str) -> None:
+    assert_clean(explore_program(write_program(tmp_path, program(shape, fixed=True))))
+
+
+def test_a_safety_timeout_beyond_max_delay_never_fires(tmp_path: Path) -> None:
+    # The same unguarded callback behind a 5 s timeout: a thread held that
+    # long is stuck, not preempted; no schedule holds one beyond 1 s.
+    text = TIMEOUT.replace("{timeout}", "5.0").format(deliver=TIMEOUT_BUG)
+    assert_clean(explore_program(write_program(tmp_path, text)))
+
+
+def test_without_time_passing_the_planted_bugs_hide(tmp_path: Path) -> None:
+    # --max-delay 0: time passes only when every thread waits, as before.
+    result = explore_program(
+        write_program(tmp_path, program("late", fixed=False)), "--max-delay", "0"
+    )
+    assert_clean(result)
+
+
+def assert_clean(result: subprocess.CompletedProcess[str]) -> None:
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("threadcheck: 2000 schedules ("), result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr

@@ -1,0 +1,164 @@
+"""Time as a scheduling decision: offered while threads could run, never holding
+one beyond ``max_delay``, counted as a preemption, recorded and replayed; every
+clock the program reads is the scheduler's virtual one."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from twisted.internet import threads
+from twisted.internet.defer import Deferred
+
+import threadcheck
+from threadcheck._sched._core import TIME, VIRTUAL_EPOCH, Scheduler, format_seconds
+from threadcheck._sched._explore import Settings
+from threadcheck._sched.strategies import BoundedPreemption
+
+from support import write_program
+
+
+class Recording:
+    """A strategy that keeps the default, and records what it was offered."""
+
+    def __init__(self) -> None:
+        self.offers: list[tuple[int, ...]] = []
+
+    def new_execution(self, index: int) -> bool:
+        return True
+
+    def next_thread(self, runnable: Any, current: int | None, step: int) -> int:
+        self.offers.append(tuple(runnable))
+        return current if current is not None and current in runnable else runnable[0]
+
+    def next_int(self, bound: int) -> int:
+        return 0
+
+
+def sleeper_and_worker(seconds: float, max_delay: float = 1.0) -> tuple[Scheduler, Recording]:
+    """T0 runs; T1 sleeps ``seconds`` and is blocked; T0 passes one point."""
+    strategy = Recording()
+    scheduler = Scheduler(strategy, max_delay=max_delay)
+    scheduler.adopt_current("T0")
+    sleeper = scheduler.new_thread("sleeper", daemon=True)
+    sleeper.waiting, sleeper.deadline = "sleep", scheduler.now + seconds
+    scheduler._timed[sleeper.tid] = sleeper  # as block() records it
+    scheduler.point("access")
+    return scheduler, strategy
+
+
+def test_time_is_offered_while_a_thread_could_run_within_max_delay() -> None:
+    _, strategy = sleeper_and_worker(0.01)
+    assert strategy.offers == [(0, TIME)]
+
+
+def test_time_is_not_offered_when_it_would_hold_a_thread_longer_than_max_delay() -> None:
+    _, strategy = sleeper_and_worker(5.0)
+    assert strategy.offers == []  # one runnable thread and no time choice: no decision
+    _, strategy = sleeper_and_worker(0.01, max_delay=0)
+    assert strategy.offers == []
+
+
+def test_bounded_search_counts_time_passing_as_a_preemption() -> None:
+    search = BoundedPreemption(1)
+    search.new_execution(0)
+    assert search.next_thread([0, TIME], 0, 0) == 0  # the default never lets time pass
+    assert search.new_execution(1)
+    assert search.next_thread([0, TIME], 0, 0) == TIME
+    search.next_thread([0, 1], 0, 1)  # the bound is spent: no more alternatives
+    assert not search.new_execution(2)
+
+
+def test_durations_read_as_people_write_them() -> None:
+    assert format_seconds(0.01) == "10 ms"
+    assert format_seconds(0.5) == "500 ms"
+    assert format_seconds(1.5) == "1.5 s"
+
+
+def test_every_clock_reads_virtual_time_and_deadline_loops_end() -> None:
+    readings: list[dict[str, float]] = []
+
+    def scenario(reactor: Any) -> Deferred[Any]:
+        def poll_until_ready() -> dict[str, float]:
+            start = time.monotonic()
+            polls = 0
+            while time.monotonic() - start < 1.0:  # a deadline loop, as services write them
+                time.sleep(0.05)
+                polls += 1
+            return {
+                "polls": polls,
+                "time": time.time(),
+                "monotonic": time.monotonic(),
+                "perf_counter": time.perf_counter(),
+                "time_ns": time.time_ns() / 1e9,
+                "monotonic_ns": time.monotonic_ns() / 1e9,
+                "perf_counter_ns": time.perf_counter_ns() / 1e9,
+                "reactor": reactor.seconds(),
+            }
+
+        polled = threads.deferToThreadPool(reactor, reactor.getThreadPool(), poll_until_ready)
+        return polled.addCallback(readings.append)
+
+    real_clocks = (time.time, time.monotonic, time.perf_counter)
+    started = time.monotonic()
+    threadcheck.explore(scenario, budget=20).assert_clean()
+    assert time.monotonic() - started < 30  # not a second of wall time per poll
+    assert (time.time, time.monotonic, time.perf_counter) == real_clocks  # put back
+    for reading in readings:
+        assert reading.pop("polls") in (20, 21)  # 20 sleeps of 50 ms, give or take rounding
+        clock = reading.pop("reactor")
+        assert clock >= VIRTUAL_EPOCH + 1.0
+        assert reading == pytest.approx(dict.fromkeys(reading, clock), abs=1e-6)
+
+
+def test_max_delay_is_checked_and_carried_by_the_token(tmp_path: Path) -> None:
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="max_delay must be 0 or more seconds"):
+            Settings(max_delay=bad)
+    program = write_program(tmp_path, "import time\ntime.sleep(1)\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "threadcheck", "explore", "--max-delay", "-2", str(program)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1].endswith(
+        "argument --max-delay: expected 0 or a positive number, got '-2'"
+    )
+
+
+def test_a_failure_that_needed_time_to_pass_replays_with_its_hold() -> None:
+    def scenario(reactor: Any) -> Deferred[Any]:
+        order: list[str] = []
+
+        def cpu() -> None:
+            order.append("cpu")
+
+        def io() -> None:
+            time.sleep(0.01)
+            order.append("io")
+
+        pool = reactor.getThreadPool()
+        first = threads.deferToThreadPool(reactor, pool, cpu)
+        threads.deferToThreadPool(reactor, pool, io)
+        return first.addCallback(lambda _: _expect(order == ["cpu"], order))
+
+    result = threadcheck.explore(scenario, budget=2000)
+    assert result.found and result.token is not None
+    assert result.run is not None and result.run.longest_hold is not None
+    assert "time passed while threads could run: T" in result.report()
+    assert "(max delay 1 s)" in result.report()
+    again = threadcheck.replay(scenario, result.token)
+    assert again.failure == result.failure
+    assert again.run is not None and again.run.longest_hold == result.run.longest_hold
+    clean = threadcheck.explore(scenario, budget=300, max_delay=0)
+    assert not clean.found, clean.report()  # the old rule: time passes only when all wait
+
+
+def _expect(condition: bool, value: object) -> None:
+    assert condition, value
