@@ -56,6 +56,7 @@ _STATE = pytest.StashKey[_State]()
 _STARTUP_ERROR = pytest.StashKey[str]()
 _ALLOWED = pytest.StashKey[dict[str, str]]()  # per item: api -> reason
 _EXPLORE: pytest.StashKey[_testexplore.Options] = pytest.StashKey()
+_SESSION = pytest.StashKey[pytest.Session]()
 EXPLORE_MARKERS = ("threadcheck_explore", "threadcheck_stress")
 
 
@@ -457,6 +458,7 @@ def pytest_testnodedown(node: Any, error: object) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
+    config.stash[_SESSION] = session
     state = _state(config)
     if state is None:
         return
@@ -477,6 +479,17 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     counted = [v for v in violations if v.expected is None]
     if (counted or state.lost_workers) and not state.report_only and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Last of all (reports and junitxml written): an exploration that left a
+    thread blocked outside the scheduler's control would hang the interpreter's
+    exit, which joins it; end the process with the session's status instead."""
+    watchdog = sys.modules.get("threadcheck._sched._watchdog")
+    session = config.stash.get(_SESSION, None)
+    if watchdog is not None:
+        watchdog.exit_if_abandoned(int(session.exitstatus) if session is not None else 1)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

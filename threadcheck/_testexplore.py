@@ -140,6 +140,17 @@ def run_item(item: pytest.Function, options: Options) -> None:
 
 
 def _explore_item(item: pytest.Function, options: Options, settings: dict[str, Any]) -> None:
+    try:
+        _explore_or_replay(item, options, settings)
+    except pytest.UsageError:
+        raise
+    except Exception as error:  # ours: the test's own errors are schedule failures
+        replaying = f" (replaying {options.replay})" if options.replay else ""
+        message = f"threadcheck: internal error: {type(error).__name__}: {error}{replaying}"
+        pytest.fail(message, pytrace=False)
+
+
+def _explore_or_replay(item: pytest.Function, options: Options, settings: dict[str, Any]) -> None:
     from threadcheck._sched._explore import explore, replay
     from threadcheck._sched._progress import Progress
     from threadcheck._sched._targets import ScenarioTarget

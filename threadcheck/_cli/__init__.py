@@ -39,6 +39,7 @@ COMMANDS: tuple[Command, ...] = (_run.COMMAND, _explore.COMMAND, _replay.COMMAND
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = None
     try:
         args = parse(list(sys.argv[1:] if argv is None else argv), COMMANDS)
         if args.command is None:
@@ -48,4 +49,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return command.run(args)
     except UsageError as error:
         print(f"threadcheck: error: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    except Exception as error:  # ours, not the program's (each command catches those)
+        token = getattr(args, "token", None)
+        replaying = f" (replaying {token})" if token else ""
+        print(
+            f"threadcheck: internal error: {type(error).__name__}: {error}{replaying}; "
+            "please report it",
+            file=sys.stderr,
+        )
         return USAGE_ERROR

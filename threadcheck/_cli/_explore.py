@@ -121,6 +121,7 @@ def _add(subparsers: Any) -> None:
 
 def _explore(args: argparse.Namespace) -> int:
     from threadcheck._sched._progress import Progress
+    from threadcheck._sched._watchdog import exit_if_abandoned
 
     _check_explore_options(args)
     check_program(args)
@@ -142,9 +143,11 @@ def _explore(args: argparse.Namespace) -> int:
     if result.inconclusive:
         raise UsageError(result.report().strip().removeprefix("threadcheck: "))
     sys.stderr.write(result.report())
+    status = SCHEDULE_FAILED if result.found else 0
     if args.json is not None and not _write_outcome(args.json, result):
-        return SCHEDULE_FAILED if result.found else USAGE_ERROR
-    return SCHEDULE_FAILED if result.found else 0
+        status = status or USAGE_ERROR
+    exit_if_abandoned(status)  # a thread blocked for good would hang the exit
+    return status
 
 
 # Failing on every schedule with one of these is the program not starting (a typo,

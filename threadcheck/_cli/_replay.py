@@ -47,6 +47,7 @@ def _add(subparsers: Any) -> None:
 def _replay(args: argparse.Namespace) -> int:
     from threadcheck._sched import _token
     from threadcheck._sched._explore import replay
+    from threadcheck._sched._watchdog import exit_if_abandoned
     from threadcheck._sched.strategies import ReplayDivergenceError
 
     check_program(args)
@@ -61,7 +62,9 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"threadcheck: {error}", file=sys.stderr)
         return USAGE_ERROR
     sys.stderr.write(result.report())
-    return SCHEDULE_FAILED if result.found else 0
+    status = SCHEDULE_FAILED if result.found else 0
+    exit_if_abandoned(status)
+    return status
 
 
 COMMAND = Command("replay", _add, _replay, frozenset(), takes_token=True)

@@ -546,20 +546,14 @@ class Scheduler:
         self.wake(candidates[0])
         return candidates[0]
 
-    def rescue(self, stuck: ControlledThread, failure: Failure) -> bool:
-        """From the watchdog: ``stuck`` blocked outside our control; resume the others.
-
-        Returns False when the adopted thread itself is stuck: nothing can
-        take the turn back then.
-        """
+    def rescue(self, stuck: ControlledThread, failure: Failure) -> None:
+        """From the watchdog: ``stuck`` (not the adopted thread, which runs the
+        schedule) blocked outside our control; the others unwind without it."""
         self.fail(failure)
         stuck.finished = stuck.abandoned = True  # its OS thread stays blocked where it is
-        if stuck.tid == 0:
-            return False
         following = self._next_to_abort()
         if following is not None:
             self._hand_to(following)
-        return True
 
 
 def choice_name(tid: int) -> str:

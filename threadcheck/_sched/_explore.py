@@ -36,7 +36,6 @@ from threadcheck._sched._core import (
     Step,
     Strategy,
     activate,
-    stack_of,
 )
 from threadcheck._sched._patch import (
     Patches,
@@ -46,6 +45,7 @@ from threadcheck._sched._patch import (
     thread_failure,
 )
 from threadcheck._sched._points import DEFAULT_GRANULARITY, Instrumentation
+from threadcheck._sched._watchdog import Watchdog
 from threadcheck._sched.strategies import Plan, Replay, ReplayDivergenceError
 from threadcheck._sched.strategies import parse as parse_strategy
 
@@ -154,7 +154,7 @@ class Explorer:
             on_thread_start=self.instrumentation.thread_started,
             on_thread_end=self.instrumentation.thread_ended,
         )
-        self.watchdog = _Watchdog(settings.stall_timeout)
+        self.watchdog = Watchdog(settings.stall_timeout)
         self._gc_was_enabled = True
         self._thread_counter: Any = None
         self._reactor_class: type[ScheduledMixin] | None = None
@@ -418,61 +418,6 @@ def _failure_location(failure: Any) -> str | None:
     return f"{filename}:{line} in {name}"
 
 
-class _Watchdog:
-    """Notices a thread that blocked outside the scheduler (a C-level wait,
-    a real socket, a lock the scheduler does not know): no scheduling point
-    for ``timeout`` wall seconds."""
-
-    def __init__(self, timeout: float) -> None:
-        self.timeout = timeout
-        self._scheduler: Scheduler | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._loop, name="threadcheck-watchdog", daemon=True
-        )
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def watch(self, scheduler: Scheduler | None) -> None:
-        self._scheduler = scheduler
-
-    def _loop(self) -> None:
-        seen: tuple[Scheduler | None, int] = (None, -1)
-        since = time.monotonic()
-        while not self._stop.wait(min(0.2, self.timeout / 4)):
-            scheduler = self._scheduler
-            if scheduler is None:
-                continue
-            now = (scheduler, scheduler.progress)
-            if now != seen:
-                seen, since = now, time.monotonic()
-            elif time.monotonic() - since > self.timeout:
-                self._rescue(scheduler)
-                since = time.monotonic()
-
-    def _rescue(self, scheduler: Scheduler) -> None:
-        stuck = scheduler.running
-        if stuck is None or scheduler.aborting:
-            return
-        failure = Failure(
-            "uncontrolled-blocking",
-            f"T{stuck.tid} ({stuck.name}) blocked outside the scheduler's control for over "
-            f"{self.timeout:g} s (a real socket, a C call, a lock created before exploring?)",
-            thread=stuck.name,
-            details=stack_of(stuck.ident),
-        )
-        if not scheduler.rescue(stuck, failure):
-            # The exploring thread itself is stuck: nothing can take the turn back.
-            sys.stderr.write(f"threadcheck: {failure.message}\n{failure.details}\n")
-            sys.stderr.flush()
-            os._exit(1)
-
-
 # -- exploring and replaying -----------------------------------------------------
 
 
@@ -547,6 +492,8 @@ class ExploreResult:
     different one (or no other schedule exists): not an interleaving bug."""
     shrink_interrupted: bool = False
     """Ctrl-C stopped the shrink: the schedule shown is the shortest seen so far."""
+    unshrunk: str | None = None
+    """Why the failing schedule is shown as found, not shrunk nor traced."""
     token: str | None = None
     replay_command: str | None = None
     environment: dict[str, Any] = field(default_factory=dict)
@@ -639,13 +586,13 @@ def explore(
                 found_at = ran
                 original = run.preemption_count
                 every_schedule = False
-                if ran == 1:
+                if ran == 1 and run.failure.kind != BLOCKED:
                     extra, plain = _on_every_schedule(explorer, run)
                     ran += len(extra)
                     digests.update(_decisions_key(other) for other in extra)
                     every_schedule = plain is not None
                     run = plain or run
-                shown, interrupted = _shown(
+                shown, interrupted, unshrunk = _shown(
                     explorer, run, shrink and not every_schedule, shrink_progress
                 )
                 token = make_token(shown, env, name, seed, target)
@@ -660,6 +607,7 @@ def explore(
                     original_preemptions=original,
                     every_schedule=every_schedule,
                     shrink_interrupted=interrupted,
+                    unshrunk=unshrunk,
                     token=token,
                     replay_command=replay_command(token),
                     strategy=name,
@@ -731,18 +679,34 @@ def _same_failure(run: ScheduleRun, other: ScheduleRun) -> bool:
     return run.failure is not None and run.failure.signature() == other.failure.signature()
 
 
+BLOCKED = "uncontrolled-blocking"
+"""A failure no schedule may repeat: the exploration stops on it as found."""
+
+
 def _shown(
     explorer: Explorer,
     run: ScheduleRun,
     shrink: bool,
     progress: Callable[[int, int], None] | None,
-) -> tuple[ScheduleRun, bool]:
-    """The failing schedule to report, traced: shrunk unless told not to."""
+) -> tuple[ScheduleRun, bool, str | None]:
+    """The failing schedule to report, traced: shrunk unless told not to. Else
+    the run as found, and why (its token still replays it)."""
     from threadcheck._sched._shrink import shrink_failure
 
-    if shrink:
-        return shrink_failure(explorer, run, progress=progress)
-    return _rerun(explorer, run), False
+    assert run.failure is not None
+    if run.failure.kind == BLOCKED:
+        return run, False, "a rerun would block again"
+    try:
+        shown, interrupted = (
+            shrink_failure(explorer, run, progress=progress)
+            if shrink
+            else (_rerun(explorer, run), False)
+        )
+    except ReplayDivergenceError as error:
+        return run, False, f"it went elsewhere when rerun ({error})"
+    if shown.failure is None or shown.failure.signature() != run.failure.signature():
+        return run, False, "it did not fail the same way when rerun"
+    return shown, interrupted, None
 
 
 def _rerun(explorer: Explorer, run: ScheduleRun) -> ScheduleRun:
@@ -765,7 +729,7 @@ def make_token(
             "index": run.index,
             "decisions": _token.run_length(run.decisions),
             "points": run.steps,
-            "digest": run.digest,
+            "digest": run.digest if run.trace else "",  # "": where it went was not traced
             "failure": run.failure.signature(),
         }
     )
@@ -824,7 +788,7 @@ def _check_same_run(document: dict[str, Any], run: ScheduleRun, strategy: Replay
     problems = []
     if not strategy.exhausted():
         problems.append("it made fewer decisions than recorded")
-    if run.digest != document.get("digest"):
+    if document.get("digest") and run.digest != document.get("digest"):
         problems.append(f"its points differ (digest {run.digest}, recorded {document['digest']})")
     if signature != document.get("failure"):
         problems.append(f"it ended in {signature!r}, recorded {document.get('failure')!r}")

@@ -30,7 +30,13 @@ def format_result(result: ExploreResult) -> str:
     if result.strategy == "replay":
         lines.append(f"  replayed from its token ({plural(count, 'preemption')})")
     else:
-        after = "shown without preemptions" if result.every_schedule else f"shrunk to {count}"
+        after = (
+            "shown without preemptions"
+            if result.every_schedule
+            else f"not shrunk: {result.unshrunk}"
+            if result.unshrunk
+            else f"shrunk to {count}"
+        )
         lines.append(f"  {_found(result)}; {after}{_interrupted(result)}")
     if failure.location:
         lines.append(
@@ -45,8 +51,9 @@ def format_result(result: ExploreResult) -> str:
             f"  time passed while threads could run: {thread} held {format_seconds(seconds)}"
             + bound
         )
-    lines.append("")
-    lines.extend(step_table(run))
+    if run.trace:
+        lines.append("")
+        lines.extend(step_table(run))
     if failure.details:
         lines.append("")
         lines.extend("  " + line for line in failure.details.rstrip().splitlines())

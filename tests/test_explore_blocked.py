@@ -1,0 +1,186 @@
+"""Never an unearned pass, never a dead process: a thread blocked outside the
+scheduler's control fails its schedule and stops the exploration, the process
+then exits (under pytest, after the session and its junitxml), an interrupted
+reactor thread is unwound, and our own errors are one line."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from twisted.internet import threads
+from twisted.internet.defer import Deferred
+
+import threadcheck
+from threadcheck._cli import main
+from threadcheck._sched import _explore, _shrink, _token
+from threadcheck._sched._explore import Budget, Settings, explore
+from threadcheck._sched._targets import ScenarioTarget
+from threadcheck._sched._watchdog import abandoned_threads
+from threadcheck._sched.strategies import ReplayDivergenceError
+
+from support import explore_program, write_program
+
+WORKER_BLOCKED = """
+import socket
+from twisted.internet import reactor, threads
+
+ours, theirs = socket.socketpair()
+
+def read_reply():
+    return ours.recv(1)  # a real socket nobody writes to
+
+threads.deferToThread(read_reply).addBoth(lambda _: reactor.stop())
+reactor.run()
+"""
+
+# The reactor thread (the program's main thread) blocks in a callback.
+REACTOR_BLOCKED = """
+import socket
+from twisted.internet import reactor
+
+ours, theirs = socket.socketpair()
+
+def on_timer():
+    ours.recv(1)  # blocking I/O in the reactor thread
+    reactor.stop()
+
+reactor.callLater(0.1, on_timer)
+reactor.run()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("program", "thread"),
+    [(WORKER_BLOCKED, "T1 (PoolThread-"), (REACTOR_BLOCKED, "T0 (MainThread)")],
+    ids=["worker", "reactor-thread"],
+)
+def test_a_thread_blocked_outside_control_fails_the_schedule_and_the_process_exits(
+    tmp_path: Path, program: str, thread: str
+) -> None:
+    result = explore_program(write_program(tmp_path, program))  # times out if it hangs
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith(f"threadcheck: uncontrolled-blocking: {thread}"), lines[0]
+    assert "blocked outside the scheduler's control for over 10 s" in lines[0]
+    assert "found on schedule 1 " in lines[1]
+    assert lines[1].endswith("not shrunk: a rerun would block again"), lines[1]
+    assert "in read_reply" in result.stderr or "in on_timer" in result.stderr  # where
+    assert lines[-1].startswith("replay: threadcheck replay tc1.")
+    assert "Traceback" not in result.stderr.split("\n\n")[0]
+
+
+@pytest.mark.slow
+def test_under_pytest_the_test_fails_the_session_goes_on_and_junitxml_is_written(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "test_service.py").write_text(
+        "import socket\n"
+        "import pytest\n"
+        "from twisted.internet import threads\n\n"
+        "@pytest.mark.threadcheck_explore(budget=50)\n"
+        "def test_blocked(threadcheck_reactor):\n"
+        "    ours, theirs = socket.socketpair()\n"
+        "    pool = threadcheck_reactor.getThreadPool()\n"
+        "    return threads.deferToThreadPool(threadcheck_reactor, pool, ours.recv, 1)\n\n"
+        "def test_after():\n"
+        "    assert True\n"
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "addopts=",
+            "--junitxml=report.xml",
+            "test_service.py",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 failed, 1 passed" in result.stdout
+    assert "uncontrolled-blocking" in result.stdout
+    assert 'failures="1"' in (tmp_path / "report.xml").read_text()
+
+
+def test_the_reactor_thread_blocked_in_a_scenario_is_unwound() -> None:
+    kept: list[socket.socket] = []
+
+    def scenario(reactor: Any) -> Deferred[Any]:
+        ours, _theirs = sockets = socket.socketpair()
+        kept.extend(sockets)  # nobody writes to it, nobody closes it
+        reactor.callLater(0.1, ours.recv, 1)  # blocking I/O in a reactor callback
+        return Deferred()  # never fires: only the watchdog ends this schedule
+
+    result = explore(
+        ScenarioTarget(scenario), budget=Budget(5), settings=Settings(stall_timeout=1.0)
+    )
+    assert result.failure is not None and result.failure.kind == "uncontrolled-blocking"
+    assert result.failure.thread == "MainThread"
+    assert result.schedules == 1  # the exploration stopped there
+    assert result.unshrunk == "a rerun would block again"
+    assert "MainThread" not in abandoned_threads()  # unwound, not left blocked
+    for end in kept:
+        end.close()
+
+
+def test_a_divergence_while_shrinking_reports_the_failure_unshrunk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def diverge(*args: object, **kwargs: object) -> object:
+        raise ReplayDivergenceError("decision 3 recorded T2, but only T1 can run")
+
+    monkeypatch.setattr(_shrink, "shrink_failure", diverge)
+
+    def scenario(reactor: Any) -> Deferred[Any]:
+        state = {"n": 0}
+
+        def bump() -> None:
+            value = state["n"]
+            state["n"] = value + 1
+
+        pool = reactor.getThreadPool()
+        jobs = [threads.deferToThreadPool(reactor, pool, bump) for _ in range(2)]
+        return _both(jobs, state)
+
+    result = threadcheck.explore(scenario, budget=2000)
+    assert result.found and result.token is not None
+    assert "not shrunk: it went elsewhere when rerun (decision 3 recorded T2" in result.report()
+    assert threadcheck.replay(scenario, result.token).failure == result.failure
+
+
+def _both(jobs: list[Deferred[Any]], state: dict[str, int]) -> Deferred[Any]:
+    from twisted.internet.defer import gatherResults
+
+    def check(_: object) -> None:
+        assert state["n"] == 2, f"n is {state['n']}"
+
+    return gatherResults(jobs).addCallback(check)
+
+
+def test_our_own_error_is_one_line_with_the_token(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    def broken(*args: object, **kwargs: object) -> object:
+        raise KeyError("points")
+
+    monkeypatch.setattr(_explore, "replay", broken)
+    monkeypatch.setenv("PYTHONHASHSEED", "0")  # else the command re-executes itself
+    program = write_program(tmp_path, "print('hi')\n")
+    token = _token.encode({"decisions": [], "digest": "", "failure": "no failure"})
+    assert main(["replay", token, str(program)]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"threadcheck: internal error: KeyError: 'points' (replaying {token}); please report it\n"
+    )

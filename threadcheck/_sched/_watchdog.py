@@ -1,0 +1,152 @@
+"""The wall-clock watchdog: a thread that blocked outside the scheduler's control.
+
+A real socket, a C call, a lock made before exploring: the running thread
+passes no scheduling point for ``timeout`` wall seconds. That schedule fails
+("uncontrolled-blocking", with where the thread is blocked), the exploration
+stops there, and the process does not hang on the blocked thread at exit:
+
+* a worker thread is abandoned (it stays blocked; the others are torn down);
+* the exploring thread itself (T0: the reactor thread of a scenario, the main
+  thread of a program), when it is the main thread, is interrupted by a
+  signal whose handler raises :class:`Abort` in it: blocking system calls
+  return (Python runs handlers while it retries them);
+* a thread that cannot be interrupted ends the process, with one line, as the
+  last resort (outside pytest; inside, the test fails once the call returns).
+
+Thread safety: the watchdog thread only reads the scheduler's progress counter
+until it decides a thread is stuck; then it takes the turn as
+:meth:`Scheduler.rescue` describes, or signals the main thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+from threadcheck._sched._core import Abort, Failure, Scheduler, stack_of
+
+_INTERRUPT = getattr(signal, "SIGUSR2", None)
+
+_abandoned: list[str] = []
+"""Threads left blocked by some exploration of this process."""
+
+
+def abandoned_threads() -> list[str]:
+    """The threads explorations left blocked outside the scheduler's control."""
+    return list(_abandoned)
+
+
+def _abandon(name: str) -> None:
+    if not _abandoned:
+        # Runs before the interpreter joins its threads, unless a driver exits first.
+        with contextlib.suppress(RuntimeError):  # already shutting down
+            threading._register_atexit(_exit_at_shutdown)  # type: ignore[attr-defined]
+    _abandoned.append(name)
+
+
+def _exit_at_shutdown() -> None:
+    sys.stderr.write(
+        f"threadcheck: not waiting for {', '.join(_abandoned)}, still blocked outside the "
+        "scheduler's control\n"
+    )
+    exit_if_abandoned(1)
+
+
+def exit_if_abandoned(status: int) -> None:
+    """End the process now with ``status`` if a blocked thread would hang its exit
+    (the interpreter joins every non-daemon thread); else return."""
+    if not _abandoned:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
+class Watchdog:
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._scheduler: Scheduler | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop, name="threadcheck-watchdog", daemon=True
+        )
+        self._interrupting = False
+        self._previous_handler: Any = None
+        self._main: int | None = None
+
+    def start(self) -> None:
+        """Called by the exploring thread: it may be interrupted when it is the main one."""
+        if _INTERRUPT is not None and threading.current_thread() is threading.main_thread():
+            self._previous_handler = signal.signal(_INTERRUPT, self._interrupted)
+            self._main = threading.get_ident()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        if self._main is not None:
+            signal.signal(_INTERRUPT, self._previous_handler)  # type: ignore[arg-type]
+
+    def watch(self, scheduler: Scheduler | None) -> None:
+        self._scheduler = scheduler
+        self._interrupting = False
+
+    def _interrupted(self, signum: int, frame: FrameType | None) -> None:
+        if self._interrupting:
+            self._interrupting = False
+            raise Abort("blocked outside the scheduler's control")
+        previous = self._previous_handler
+        if callable(previous):
+            previous(signum, frame)
+
+    def _loop(self) -> None:
+        seen: tuple[Scheduler | None, int] = (None, -1)
+        since = time.monotonic()
+        while not self._stop.wait(min(0.2, self.timeout / 4)):
+            scheduler = self._scheduler
+            if scheduler is None:
+                continue
+            now = (scheduler, scheduler.progress)
+            if now != seen:
+                seen, since = now, time.monotonic()
+            elif time.monotonic() - since > self.timeout:
+                self._rescue(scheduler)
+                since = time.monotonic()
+
+    def _rescue(self, scheduler: Scheduler) -> None:
+        stuck = scheduler.running
+        if stuck is None:
+            return
+        if scheduler.aborting:
+            if stuck.tid == 0 and self._interrupting:
+                self._give_up(scheduler.failure)  # the interrupt did not take
+            return
+        failure = Failure(
+            "uncontrolled-blocking",
+            f"T{stuck.tid} ({stuck.name}) blocked outside the scheduler's control for over "
+            f"{self.timeout:g} s (a real socket, a C call, a lock created before exploring?)",
+            thread=stuck.name,
+            details=stack_of(stuck.ident),
+        )
+        if stuck.tid != 0:
+            scheduler.rescue(stuck, failure)
+            _abandon(stuck.name)
+        elif self._main is not None and stuck.ident == self._main:
+            scheduler.fail(failure)
+            self._interrupting = True
+            signal.pthread_kill(self._main, _INTERRUPT)  # type: ignore[arg-type]
+        else:
+            self._give_up(failure)
+
+    def _give_up(self, failure: Failure | None) -> None:
+        # The exploring thread is stuck for good: nothing can take the turn back.
+        if failure is not None:
+            sys.stderr.write(f"threadcheck: {failure.message}\n{failure.details}\n")
+        sys.stderr.flush()
+        os._exit(2)
