@@ -313,7 +313,8 @@ def test_each_schedule_gets_fresh_modules_and_the_programs_arguments(tmp_path: P
     )
     result = threadcheck("explore", "--budget", "25", prog, "--flag", "value")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["True __main__ MainThread"] * 25
+    # One warm-up run (the same state for recording and replaying), then 25.
+    assert result.stdout.splitlines() == ["True __main__ MainThread"] * 26
 
 
 HASH_OF_A = """
@@ -330,7 +331,7 @@ def test_the_hash_seed_is_pinned(tmp_path: Path) -> None:
     assert [run.returncode for run in runs] == [0, 0]
     assert runs[0].stdout == runs[1].stdout
     assert set(runs[0].stdout.split()) == {str(_hash_under("0", "a"))}
-    assert len(runs[0].stdout.split()) == 10
+    assert len(runs[0].stdout.split()) == 1 + 10  # the warm-up run, then 10 schedules
 
 
 def test_a_hash_seed_already_set_is_kept(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ in real time or ends the explorer."""
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -138,22 +139,41 @@ class LazySettings:
         return self.values[key]
 
 
-def test_a_scenario_waiting_on_future_results_is_explored() -> None:
+def two_requests_configure() -> None:  # plain threads: no reactor parameter
     from concurrent.futures import ThreadPoolExecutor
 
-    def two_requests_configure() -> None:  # plain threads: no reactor parameter
-        settings = LazySettings()
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            ports = [pool.submit(settings.get, "port") for _ in range(2)]
-            assert [port.result() for port in ports] == [8443, 8443]
-        assert settings.loads == 1, f"settings loaded {settings.loads} times"
+    settings = LazySettings()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        ports = [pool.submit(settings.get, "port") for _ in range(2)]
+        assert [port.result() for port in ports] == [8443, 8443]
+    assert settings.loads == 1, f"settings loaded {settings.loads} times"
 
+
+REPLAY = """
+import sys
+import threadcheck
+from test_explore_stdlib_quality import two_requests_configure
+
+print(threadcheck.replay(two_requests_configure, sys.argv[1]).report())
+"""
+
+
+def test_a_scenario_waiting_on_future_results_is_explored() -> None:
     result = threadcheck.explore(two_requests_configure, budget=2000)
     assert result.found, result.report()
-    assert result.report().startswith(
-        "threadcheck: exception: AssertionError: settings loaded 2 times"
-    )
+    headline = "threadcheck: exception: AssertionError: settings loaded 2 times\n"
+    assert result.report().startswith(headline)
     assert result.run is not None and result.run.preemption_count == 1
+    assert result.token is not None
+    replayed = subprocess.run(
+        [sys.executable, "-c", REPLAY, result.token],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parent,
+    )
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout.startswith(headline)
 
 
 # Jittered retries, as clients add them: the failure names the delays drawn,

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from threadcheck._sched._explore import WARM_UP
+
 pytestmark = pytest.mark.slow
 
 NO_PYTEST_TWISTED = ("-p", "no:twisted")
@@ -110,10 +112,8 @@ def recording(
 def recorded(record: Path) -> list[tuple[int, str]]:
     if not record.exists():
         return []
-    return [
-        (int(i), order)
-        for i, order in (line.split() for line in record.read_text().split("\n") if line)
-    ]
+    lines = (line.split() for line in record.read_text().split("\n") if line)
+    return [(int(i), order) for i, order in lines if int(i) != WARM_UP]
 
 
 def token_of(result: pytest.RunResult) -> str:
@@ -199,7 +199,7 @@ def test_budget_override_by_time(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     record = recording(pytester, monkeypatch, budget=5)
-    result = run(pytester, "--threadcheck-explore=0.5s")
+    result = run(pytester, "--threadcheck-explore=2s")
     result.assert_outcomes(passed=1)
     assert len(recorded(record)) > 5  # ran past the marker's budget, until the time was spent
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from threadcheck import __version__ as threadcheck_version
 from threadcheck import _stacks, _threads
-from threadcheck._sched import _token
+from threadcheck._sched import _order, _token
 from threadcheck._sched._core import (
     DEFAULT_MAX_DELAY,
     DEFAULT_MAX_STEPS,
@@ -55,6 +55,8 @@ if TYPE_CHECKING:
     from threadcheck_reactor._scheduled import ScheduledMixin
 
 DEFAULT_BUDGET = 2000
+WARM_UP = -1
+"""The schedule index of the warm-up run (``reactor.schedule_index`` shows it)."""
 DEFAULT_STALL_TIMEOUT = 10.0
 
 
@@ -206,6 +208,15 @@ class Explorer:
         if self._gc_was_enabled:
             gc.enable()
 
+    def warm_up(self) -> ScheduleRun:
+        """One schedule run and forgotten, before exploring and before replaying:
+        what the program fills on first use (a library's lazy cache, an event
+        system's listeners) is filled then, so recorded schedules and their
+        replays in a fresh process start from the same state."""
+        run = self.run(Plan([]), WARM_UP, record_trace=False)
+        assert run is not None  # a plan never runs out
+        return run
+
     def run(
         self, strategy: Strategy, index: int, *, record_trace: bool = True
     ) -> ScheduleRun | None:
@@ -227,6 +238,7 @@ class Explorer:
         gc.disable()
         threading._counter = itertools.count(1).__next__  # type: ignore[attr-defined]
         reseed_randomness(self.random_seed)
+        _order.restart()
         errors = _LoggedErrors()
         errors.start()
         reactor: Any = None
@@ -564,12 +576,16 @@ def explore(
         raise ValueError(f"the {strategy} strategy cannot be sharded: it searches in order")
     env = environment(settings)
     started = time.monotonic()
+    about = _About(target, strategy or "portfolio", seed, budget, env, started, replay_command)
     digests: set[str] = set()
     ran = 0
     exhausted = False
     spent_before_any = False
-    name = strategy or "portfolio"
     with Explorer(target, settings, random_seed=seed) as explorer:
+        warm = explorer.warm_up()
+        if warm.failure is not None and warm.failure.kind == BLOCKED:
+            digests.add(_decisions_key(warm))
+            return _found(explorer, warm, 1, digests, about, shrink, shrink_progress)
         for index in shard.indices():
             if not budget.allows(index, started):
                 spent_before_any = ran == 0
@@ -583,51 +599,78 @@ def explore(
             if progress is not None:
                 progress(ran, 0, time.monotonic() - started)
             if run.failure is not None:
-                found_at = ran
-                original = run.preemption_count
-                every_schedule = False
-                if ran == 1 and run.failure.kind != BLOCKED:
-                    extra, plain = _on_every_schedule(explorer, run)
-                    ran += len(extra)
-                    digests.update(_decisions_key(other) for other in extra)
-                    every_schedule = plain is not None
-                    run = plain or run
-                shown, interrupted, unshrunk = _shown(
-                    explorer, run, shrink and not every_schedule, shrink_progress
-                )
-                token = make_token(shown, env, name, seed, target)
-                return ExploreResult(
-                    found=True,
-                    schedules=ran,
-                    distinct=len(digests),
-                    seconds=time.monotonic() - started,
-                    failure=shown.failure,
-                    run=shown,
-                    found_at=found_at,
-                    original_preemptions=original,
-                    every_schedule=every_schedule,
-                    shrink_interrupted=interrupted,
-                    unshrunk=unshrunk,
-                    token=token,
-                    replay_command=replay_command(token),
-                    strategy=name,
-                    seed=seed,
-                    target=target.description,
-                    budget=budget.describe(),
-                    environment=env,
-                )
+                return _found(explorer, run, ran, digests, about, shrink, shrink_progress)
     return ExploreResult(
         found=False,
         schedules=ran,
         distinct=len(digests),
         seconds=time.monotonic() - started,
         exhausted=exhausted,
-        strategy=name,
+        strategy=about.strategy,
         seed=seed,
         target=target.description,
         budget=budget.describe(),
         environment=env,
         budget_spent_before_any=spent_before_any,
+    )
+
+
+@dataclass(frozen=True)
+class _About:
+    """What an exploration's result says besides its schedules."""
+
+    target: Target
+    strategy: str
+    seed: int
+    budget: Budget
+    environment: dict[str, Any]
+    started: float
+    replay_command: Callable[[str], str]
+
+
+def _found(
+    explorer: Explorer,
+    run: ScheduleRun,
+    ran: int,
+    digests: set[str],
+    about: _About,
+    shrink: bool,
+    shrink_progress: Callable[[int, int], None] | None,
+) -> ExploreResult:
+    """Schedule ``ran`` failed: whether every schedule fails so, shrunk, reported."""
+    assert run.failure is not None
+    found_at = ran
+    original = run.preemption_count
+    every_schedule = False
+    if ran == 1 and run.failure.kind != BLOCKED:
+        extra, plain = _on_every_schedule(explorer, run)
+        ran += len(extra)
+        digests.update(_decisions_key(other) for other in extra)
+        every_schedule = plain is not None
+        run = plain or run
+    shown, interrupted, unshrunk = _shown(
+        explorer, run, shrink and not every_schedule, shrink_progress
+    )
+    token = make_token(shown, about.environment, about.strategy, about.seed, about.target)
+    return ExploreResult(
+        found=True,
+        schedules=ran,
+        distinct=len(digests),
+        seconds=time.monotonic() - about.started,
+        failure=shown.failure,
+        run=shown,
+        found_at=found_at,
+        original_preemptions=original,
+        every_schedule=every_schedule,
+        shrink_interrupted=interrupted,
+        unshrunk=unshrunk,
+        token=token,
+        replay_command=about.replay_command(token),
+        strategy=about.strategy,
+        seed=about.seed,
+        target=about.target.description,
+        budget=about.budget.describe(),
+        environment=about.environment,
     )
 
 
@@ -760,6 +803,7 @@ def replay(
     started = time.monotonic()
     strategy = Replay(_token.expand(document["decisions"]))
     with Explorer(target, settings, random_seed=int(document.get("seed", 0))) as explorer:
+        explorer.warm_up()
         try:
             run = explorer.run(strategy, 0)
         except ReplayDivergenceError as error:  # noticed in the middle of the run

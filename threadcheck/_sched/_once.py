@@ -56,6 +56,7 @@ def run_once(
     started = time.monotonic()
     env = environment(settings)
     with Explorer(target, settings, collect_first=False, random_seed=seed) as explorer:
+        explorer.warm_up()
         run = explorer.run(strategy, 0)
     assert run is not None  # plans and random walks never run out
     found = run.failure is not None

@@ -35,7 +35,7 @@ from dataclasses import replace
 from types import ModuleType, SimpleNamespace
 from typing import Any, NoReturn
 
-from threadcheck._sched import _primitives
+from threadcheck._sched import _order, _primitives
 from threadcheck._sched._core import (
     Abort,
     ControlledThread,
@@ -144,6 +144,7 @@ class Patches:
             # submit holds a real module-wide lock while it starts a worker: no
             # thread may be switched in there (it could submit too, and block).
             (ThreadPoolExecutor, "submit", _without_points(ThreadPoolExecutor.submit)),
+            *_order.replacements(),
         ]
 
     def _factory(self, real: Any, scheduled: Any) -> Callable[..., Any]:
