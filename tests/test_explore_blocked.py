@@ -75,6 +75,45 @@ def test_a_thread_blocked_outside_control_fails_the_schedule_and_the_process_exi
     assert "Traceback" not in result.stderr.split("\n\n")[0]
 
 
+# A worker shells out and waits for the child; a reactor job does the same
+# through multiprocessing.
+CHILD_WAITS = {
+    "subprocess": (
+        "import subprocess, sys\n"
+        "from twisted.internet import reactor, threads\n\n"
+        "def convert():\n"
+        "    return subprocess.run([sys.executable, '-c', 'pass'], timeout=30).returncode\n\n"
+        "threads.deferToThread(convert).addBoth(lambda _: reactor.stop())\n"
+        "reactor.run()\n",
+        "T1 (PoolThread-twisted.internet.reactor-0) waits on a child process: not controlled "
+        "(Popen.communicate at ",
+    ),
+    "multiprocessing": (
+        "import multiprocessing\n\n"
+        "def work():\n"
+        "    pass\n\n"
+        "if __name__ == '__main__':\n"
+        "    child = multiprocessing.get_context('spawn').Process(target=work)\n"
+        "    child.start()\n"
+        "    child.join()\n",
+        "T0 (MainThread) waits on a child process: not controlled (BaseProcess.join at ",
+    ),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", sorted(CHILD_WAITS))
+def test_waiting_on_a_child_process_fails_the_schedule_at_once(tmp_path: Path, kind: str) -> None:
+    program, headline = CHILD_WAITS[kind]
+    result = explore_program(write_program(tmp_path, program))
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("threadcheck: uncontrolled-blocking: " + headline), lines[0]
+    assert "service.py:" in lines[0]
+    assert lines[1].endswith("not shrunk: a rerun would block again"), lines[1]
+    assert lines[-1].startswith("replay: threadcheck replay tc1.")
+
+
 @pytest.mark.slow
 def test_under_pytest_the_test_fails_the_session_goes_on_and_junitxml_is_written(
     tmp_path: Path,

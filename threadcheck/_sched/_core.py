@@ -147,6 +147,12 @@ class Failure:
         return f"{self.kind}:{self.what}" if self.what else self.kind
 
 
+BLOCKED = "uncontrolled-blocking"
+"""The failure of a thread blocked outside the scheduler's control (a real
+socket, a C call, a child process): no rerun may repeat it, so an exploration
+stops on it and reports it as found."""
+
+
 class ScheduleFailed(Exception):  # noqa: N818 - it is a result, not a programming error
     """Carries a schedule's :class:`Failure` out of the driver."""
 
@@ -459,7 +465,7 @@ class Scheduler:
     def _record(
         self, current: ControlledThread, kind: str, detail: str, frame: FrameType | None
     ) -> None:
-        where = frame if frame is not None else self._where(sys._getframe(2))
+        where = frame if frame is not None else self.where(sys._getframe(2))
         if where is None:
             self.trace.append(Step(self.step, current.tid, kind, "", 0, "", detail))
             return
@@ -469,7 +475,7 @@ class Scheduler:
         )
         self.trace.append(step)
 
-    def _where(self, frame: FrameType | None) -> FrameType | None:
+    def where(self, frame: FrameType | None) -> FrameType | None:
         """The user frame that led to a point, else the library frame that made it.
 
         threadcheck's own frames lead (the point itself) and may end the walk
@@ -506,7 +512,7 @@ class Scheduler:
                 thread=current.name,
                 details="\n".join(
                     f"T{t.tid} ({t.name}) waits for {t.waiting} at "
-                    + describe(self._where(t.blocked_frame))
+                    + describe(self.where(t.blocked_frame))
                     for t in live
                 ),
             )

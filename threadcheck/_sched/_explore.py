@@ -28,6 +28,7 @@ from threadcheck import __version__ as threadcheck_version
 from threadcheck import _stacks, _threads
 from threadcheck._sched import _order, _token
 from threadcheck._sched._core import (
+    BLOCKED,
     DEFAULT_MAX_DELAY,
     DEFAULT_MAX_STEPS,
     Abort,
@@ -720,10 +721,6 @@ def _another_schedule(explorer: Explorer, first: ScheduleRun) -> ScheduleRun | N
 def _same_failure(run: ScheduleRun, other: ScheduleRun) -> bool:
     assert other.failure is not None
     return run.failure is not None and run.failure.signature() == other.failure.signature()
-
-
-BLOCKED = "uncontrolled-blocking"
-"""A failure no schedule may repeat: the exploration stops on it as found."""
 
 
 def _shown(

@@ -35,7 +35,7 @@ from dataclasses import replace
 from types import ModuleType, SimpleNamespace
 from typing import Any, NoReturn
 
-from threadcheck._sched import _order, _primitives
+from threadcheck._sched import _children, _order, _primitives
 from threadcheck._sched._core import (
     Abort,
     ControlledThread,
@@ -145,6 +145,7 @@ class Patches:
             # thread may be switched in there (it could submit too, and block).
             (ThreadPoolExecutor, "submit", _without_points(ThreadPoolExecutor.submit)),
             *_order.replacements(),
+            *_children.replacements(),
         ]
 
     def _factory(self, real: Any, scheduled: Any) -> Callable[..., Any]:

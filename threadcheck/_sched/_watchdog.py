@@ -29,7 +29,7 @@ import time
 from types import FrameType
 from typing import Any
 
-from threadcheck._sched._core import Abort, Failure, Scheduler, stack_of
+from threadcheck._sched._core import BLOCKED, Abort, Failure, Scheduler, stack_of
 
 _INTERRUPT = getattr(signal, "SIGUSR2", None)
 
@@ -128,7 +128,7 @@ class Watchdog:
                 self._give_up(scheduler.failure)  # the interrupt did not take
             return
         failure = Failure(
-            "uncontrolled-blocking",
+            BLOCKED,
             f"T{stuck.tid} ({stuck.name}) blocked outside the scheduler's control for over "
             f"{self.timeout:g} s (a real socket, a C call, a lock created before exploring?)",
             thread=stuck.name,
