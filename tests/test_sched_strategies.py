@@ -118,6 +118,29 @@ def test_bounded_search_finds_the_lost_update_and_exhausts_its_fixed_twin() -> N
     assert "every schedule the strategy can produce" in clean.report()
 
 
+@pytest.mark.parametrize("name", ["lost_update", "ordering", "check_then_act"])
+def test_a_higher_bound_finds_what_a_lower_one_finds_on_the_same_schedule(name: str) -> None:
+    # Fewest preemptions first: bounded:2 runs bounded:1's schedules first, in order.
+    lower = threadcheck.explore(BUGGY[name], budget=1000, strategy="bounded:1")
+    higher = threadcheck.explore(BUGGY[name], budget=1000, strategy="bounded:2")
+    assert lower.found, lower.report()
+    assert (higher.found, higher.found_at) == (True, lower.found_at)
+
+
+def test_bounded_search_runs_every_schedule_of_a_level_before_the_next() -> None:
+    search = BoundedPreemption(2)
+    costs = []
+    index = 0
+    while search.new_execution(index):
+        preempted = 0
+        for _ in range(3):
+            preempted += search.next_thread([0, 1], 0, 0) != 0
+        costs.append(preempted)
+        index += 1
+    assert costs == sorted(costs)  # 0, then the ones, then the twos
+    assert costs.count(0) == 1 and costs.count(1) == 3
+
+
 def test_the_same_seed_finds_the_same_schedule() -> None:
     first = threadcheck.explore(BUGGY["ordering"], seed=3)
     second = threadcheck.explore(BUGGY["ordering"], seed=3)

@@ -520,7 +520,8 @@ def _controlled_join(original: Callable[..., None]) -> Any:
             return
         assert scheduler is not None
         target: ControlledThread = owner[1]
-        scheduler.point("sync", "thread.join")
+        if target.finished:  # else it blocks: a switch here would be no preemption
+            scheduler.point("sync", "thread.join")
         deadline = None if timeout is None else scheduler.now + timeout
         while not target.finished:
             if deadline is not None and scheduler.now >= deadline:

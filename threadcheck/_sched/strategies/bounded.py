@@ -1,88 +1,86 @@
-"""Bounded-preemption search: every schedule with at most N preemptions, depth first.
+"""Bounded-preemption search: every schedule with at most N preemptions, fewest first.
 
-Stateless search in the manner of CHESS: each schedule replays a prefix of
-decisions and then takes the default (no preemption); afterwards the deepest
-decision with an untried alternative within the bound becomes the next
-prefix. Exhausts small scenarios; ``new_execution`` returns False when done.
+Iterative context bounding, as CHESS searches: every schedule with no
+preemption, then every one with exactly one, and so on up to N. Each schedule
+replays a prefix of decisions and then takes the default (no preemption);
+each decision it takes by default offers its alternatives as new prefixes,
+queued by the preemptions they cost. So ``bounded:N`` runs the schedules of
+``bounded:N-1`` first, in the same order: it finds whatever ``bounded:N-1``
+finds, on the same schedule. A preemption is a switch away from a thread that
+could go on, or time passing while threads could run; a choice among threads
+after one blocked is not one. ``new_execution`` returns False when done.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from threadcheck._sched._core import TIME
 
 
-@dataclass
-class _Decision:
-    runnable: tuple[int, ...]
-    current: int | None
-    chosen: int
-    tried: set[int]
-    preemptions_before: int
+@dataclass(frozen=True)
+class _Prefix:
+    """A schedule to run: ``base[:depth]``, then ``choice``, then the defaults."""
 
-    def is_preemption(self, tid: int) -> bool:
-        return _is_preemption(tid, self.runnable, self.current)
+    base: list[int]
+    depth: int
+    choice: int
+    cost: int
+
+    def decisions(self) -> list[int]:
+        return [*self.base[: self.depth], self.choice]
 
 
 def _is_preemption(tid: int, runnable: Sequence[int], current: int | None) -> bool:
-    """Switching away from a thread that could go on, or letting time pass
-    while threads could run (they are held: a preemption of them)."""
     return tid == TIME or (current is not None and current in runnable and tid != current)
 
 
 class BoundedPreemption:
-    shardable = False  # each schedule follows from the one before
+    shardable = False  # each schedule follows from those before
 
     def __init__(self, bound: int) -> None:
         if bound < 0:
             raise ValueError("the preemption bound must be at least 0")
         self.bound = bound
-        self._path: list[_Decision] = []
+        self._queues: list[deque[_Prefix]] = [deque() for _ in range(bound + 1)]
         self._prefix: list[int] = []
-        self._depth = 0
+        self._taken: list[int] = []
         self._preemptions = 0
 
     def new_execution(self, index: int) -> bool:
         if index > 0:
-            prefix = self._backtrack()
-            if prefix is None:
+            following = next((queue for queue in self._queues if queue), None)
+            if following is None:
                 return False
-            self._prefix = prefix
-        self._path = self._path[: len(self._prefix)]
-        self._depth = 0
+            prefix = following.popleft()
+            self._prefix = prefix.decisions()
+        self._taken = []
         self._preemptions = 0
         return True
 
-    def _backtrack(self) -> list[int] | None:
-        for depth in range(len(self._path) - 1, -1, -1):
-            decision = self._path[depth]
-            for tid in decision.runnable:
-                if tid in decision.tried:
-                    continue
-                cost = decision.preemptions_before + decision.is_preemption(tid)
-                if cost <= self.bound:
-                    decision.tried.add(tid)
-                    decision.chosen = tid
-                    del self._path[depth + 1 :]
-                    return [d.chosen for d in self._path]
-        return None
-
     def next_thread(self, runnable: Sequence[int], current: int | None, step: int) -> int:
-        depth = self._depth
-        self._depth += 1
+        depth = len(self._taken)
         if depth < len(self._prefix):
             chosen = self._prefix[depth]
             if chosen not in runnable:
                 raise RuntimeError("bounded search: the program is not deterministic here")
         else:
             chosen = current if current is not None and current in runnable else runnable[0]
-            self._path.append(
-                _Decision(tuple(runnable), current, chosen, {chosen}, self._preemptions)
-            )
+            self._offer(runnable, current, chosen)
+        self._taken.append(chosen)
         self._preemptions += _is_preemption(chosen, runnable, current)
         return chosen
+
+    def _offer(self, runnable: Sequence[int], current: int | None, chosen: int) -> None:
+        """Queue the other choices here, each after the schedules that cost less."""
+        for tid in runnable:
+            if tid == chosen:
+                continue
+            cost = self._preemptions + _is_preemption(tid, runnable, current)
+            if cost <= self.bound:
+                self._queues[cost].append(_Prefix(self._taken, len(self._taken), tid, cost))
 
     def next_int(self, bound: int) -> int:
         return 0
