@@ -10,7 +10,7 @@ from races import BUGGY, FIXED
 
 import threadcheck
 from threadcheck._sched._core import VIRTUAL_EPOCH
-from threadcheck._sched._explore import ExplorationFailedError
+from threadcheck._sched._report import ExplorationFailedError
 
 
 def open_descriptors() -> int:

@@ -17,8 +17,9 @@ from twisted.internet.defer import Deferred
 
 import threadcheck
 from threadcheck._cli import main
-from threadcheck._sched import _explore, _shrink, _token
-from threadcheck._sched._explore import Budget, Settings, explore
+from threadcheck._sched import _explore, _token
+from threadcheck._sched._explore import Budget, explore
+from threadcheck._sched._runner import Settings
 from threadcheck._sched._targets import ScenarioTarget
 from threadcheck._sched._watchdog import abandoned_threads
 from threadcheck._sched.strategies import ReplayDivergenceError
@@ -180,7 +181,7 @@ def test_a_divergence_while_shrinking_reports_the_failure_unshrunk(
     def diverge(*args: object, **kwargs: object) -> object:
         raise ReplayDivergenceError("decision 3 recorded T2, but only T1 can run")
 
-    monkeypatch.setattr(_shrink, "shrink_failure", diverge)
+    monkeypatch.setattr(_explore, "shrink_failure", diverge)
 
     def scenario(reactor: Any) -> Deferred[Any]:
         state = {"n": 0}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from threadcheck._sched._explore import WARM_UP
+from threadcheck._sched._runner import WARM_UP
 
 pytestmark = pytest.mark.slow
 

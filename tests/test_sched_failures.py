@@ -9,7 +9,8 @@ from twisted.internet import threads
 from twisted.internet.defer import Deferred
 
 import threadcheck
-from threadcheck._sched._explore import Budget, Settings, explore
+from threadcheck._sched._explore import Budget, explore
+from threadcheck._sched._runner import Settings
 from threadcheck._sched._targets import ScenarioTarget
 
 

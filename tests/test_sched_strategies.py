@@ -13,7 +13,8 @@ from twisted.internet import threads
 
 import threadcheck
 from threadcheck._sched import _token
-from threadcheck._sched._explore import Budget, Settings, explore
+from threadcheck._sched._explore import Budget, explore
+from threadcheck._sched._runner import Settings
 from threadcheck._sched._targets import ScenarioTarget
 from threadcheck._sched.strategies import (
     PCT,

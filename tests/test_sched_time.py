@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred
 
 import threadcheck
 from threadcheck._sched._core import TIME, VIRTUAL_EPOCH, Scheduler, format_seconds
-from threadcheck._sched._explore import Settings
+from threadcheck._sched._runner import Settings
 from threadcheck._sched.strategies import BoundedPreemption
 
 from support import write_program

@@ -57,7 +57,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from threadcheck._sched import _primitives
 from threadcheck._sched._core import Failure, Strategy
-from threadcheck._sched._explore import Explorer, ScheduleRun, Settings
+from threadcheck._sched._report import ScheduleRun
+from threadcheck._sched._runner import Explorer, Settings
 from threadcheck._sched.strategies import Plan, RandomWalk
 from threadcheck_reactor._scheduled import SCHEDULED_CLASSES
 

@@ -35,8 +35,8 @@ from threadcheck._violation import (
 )
 
 if TYPE_CHECKING:
-    from threadcheck._sched._explore import ExplorationFailedError, ExploreResult
     from threadcheck._sched._once import Schedule
+    from threadcheck._sched._report import ExplorationFailedError, ExploreResult
     from threadcheck._sched.strategies import ReplayDivergenceError
     from threadcheck._stress import StressFailedError, StressResult
     from threadcheck_reactor import ThreadCheckMixin
@@ -58,7 +58,7 @@ def install(mode: Mode | str = DEFAULT_MODE, recorder: Recorder | None = None) -
 _LAZY = {
     # The scheduler's public names, imported on first use: `import threadcheck`
     # stays cheap for the pytest plugin and the affinity checks.
-    "ExplorationFailedError": "threadcheck._sched._explore",
+    "ExplorationFailedError": "threadcheck._sched._report",
     "ReplayDivergenceError": "threadcheck._sched.strategies",
     "Schedule": "threadcheck._sched._once",
     "StressFailedError": "threadcheck._stress",
@@ -143,8 +143,9 @@ def explore(
     before a preempted thread goes on), holding them at most ``max_delay``
     virtual seconds (0: only when every thread waits).
     """
-    from threadcheck._sched._explore import Budget, Settings, include_paths
+    from threadcheck._sched._explore import Budget
     from threadcheck._sched._explore import explore as explore_target
+    from threadcheck._sched._runner import Settings, include_paths
     from threadcheck._sched._targets import ScenarioTarget
 
     return explore_target(
@@ -185,8 +186,8 @@ def run(
     (an AssertionError) with the step table and its replay token; a clean one
     returns the result.
     """
-    from threadcheck._sched._explore import Settings, include_paths
     from threadcheck._sched._once import run_once
+    from threadcheck._sched._runner import Settings, include_paths
     from threadcheck._sched._targets import ScenarioTarget
 
     result = run_once(

@@ -23,7 +23,9 @@ from typing import Any
 import pytest
 
 from threadcheck._sched._core import DEFAULT_MAX_DELAY
-from threadcheck._sched._explore import Budget, ExploreResult, Settings, Shard
+from threadcheck._sched._explore import Budget, Shard
+from threadcheck._sched._report import ExploreResult
+from threadcheck._sched._runner import Settings
 from threadcheck._text import plural
 
 MARKER = "threadcheck_explore"

@@ -44,7 +44,7 @@ from twisted.internet.defer import Deferred, gatherResults
 
 import threadcheck
 from threadcheck._sched._core import iter_runs
-from threadcheck._sched._explore import Explorer, Settings
+from threadcheck._sched._runner import Explorer, Settings
 from threadcheck._sched._targets import ScenarioTarget, run_scenario
 from threadcheck._sched.strategies import parse
 from threadcheck_reactor import ThreadCheckReactor

@@ -35,8 +35,8 @@ from threadcheck._cli._options import (
 from threadcheck._text import plural
 
 if TYPE_CHECKING:
-    from threadcheck._sched._explore import ExploreResult
     from threadcheck._sched._progress import Progress
+    from threadcheck._sched._report import ExploreResult
     from threadcheck._sched._targets import ProgramTarget
 
 EXPLORE_STATUS_HELP = f"""\
@@ -187,7 +187,7 @@ COMMAND = Command(
 
 
 def _check_explore_options(args: argparse.Namespace) -> None:
-    from threadcheck._sched._explore import include_paths
+    from threadcheck._sched._runner import include_paths
     from threadcheck._sched.strategies import parse as parse_strategy
 
     try:
@@ -203,7 +203,8 @@ def _check_explore_options(args: argparse.Namespace) -> None:
 
 
 def _exploration(args: argparse.Namespace, progress: Progress) -> ExploreResult:
-    from threadcheck._sched._explore import DEFAULT_BUDGET, Budget, Settings, explore
+    from threadcheck._sched._explore import DEFAULT_BUDGET, Budget, explore
+    from threadcheck._sched._runner import Settings
 
     return explore(
         program_target(args),

@@ -1,437 +1,41 @@
-"""Running schedules: explore a scenario, replay one schedule, shrink a failure.
+"""Exploring and replaying: schedules until one fails, then shrunk and reported.
 
-An :class:`Explorer` holds what lives for a whole exploration (the patched
-primitives, the scheduling points, the watchdog) and runs one schedule at a
-time: a fresh scheduler and a fresh scheduled reactor, the target run in the
-calling thread (which becomes controlled thread T0 and runs the reactor),
-then every other thread joined or torn down. Determinism: the cyclic GC is
-collected before and paused during each schedule, default thread names count
-from 1 in each, and the thread pool's set order is fixed.
+:func:`explore` runs a strategy's schedules through an
+:class:`~threadcheck._sched._runner.Explorer` within a budget (sharded over
+processes if asked); a failure is checked against the no-preemption schedule,
+shrunk and given a replay token. :func:`replay` reruns a token's schedule
+exactly. The drivers of the scheduler: they import the runner, the shrinker
+and the report, never the other way round.
 
-Thread safety: an Explorer is used by one thread at a time.
+Thread safety: one exploration at a time per thread.
 """
 
 from __future__ import annotations
 
-import gc
 import itertools
-import os
-import random
-import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
-from threadcheck import __version__ as threadcheck_version
-from threadcheck import _stacks, _threads
-from threadcheck._sched import _order, _token
-from threadcheck._sched._core import (
-    BLOCKED,
-    DEFAULT_MAX_DELAY,
-    DEFAULT_MAX_STEPS,
-    Abort,
-    Failure,
-    Scheduler,
-    Step,
-    Strategy,
-    activate,
+from threadcheck._sched import _token
+from threadcheck._sched._core import BLOCKED
+from threadcheck._sched._points import DEFAULT_GRANULARITY
+from threadcheck._sched._report import ExploreResult, ScheduleRun
+from threadcheck._sched._runner import (
+    DEFAULT_STALL_TIMEOUT,
+    Explorer,
+    Settings,
+    Target,
+    environment,
+    make_token,
+    run_plan,
 )
-from threadcheck._sched._patch import (
-    Patches,
-    reseed_randomness,
-    run_at_exit,
-    stop_idle_executor_workers,
-    thread_failure,
-)
-from threadcheck._sched._points import DEFAULT_GRANULARITY, Instrumentation
-from threadcheck._sched._watchdog import Watchdog
-from threadcheck._sched.strategies import Plan, Replay, ReplayDivergenceError
+from threadcheck._sched._shrink import shrink_failure
+from threadcheck._sched.strategies import Replay, ReplayDivergenceError
 from threadcheck._sched.strategies import parse as parse_strategy
 
-if TYPE_CHECKING:
-    from twisted.logger import ILogObserver
-
-    from threadcheck_reactor._scheduled import ScheduledMixin
-
 DEFAULT_BUDGET = 2000
-WARM_UP = -1
-"""The schedule index of the warm-up run (``reactor.schedule_index`` shows it)."""
-DEFAULT_STALL_TIMEOUT = 10.0
-
-
-def include_paths(names: Sequence[str]) -> tuple[str, ...]:
-    """``--include``/``include=`` entries as absolute paths: each a file, a
-    folder, or the name of an importable module or package (``"sqlalchemy"``).
-    ValueError names the first that is none of these."""
-    import importlib.util
-
-    paths = []
-    for name in names:
-        if os.path.exists(name):
-            paths.append(os.path.abspath(name))
-            continue
-        try:
-            spec = importlib.util.find_spec(name)
-        except (ImportError, ValueError):
-            spec = None
-        if spec is None:
-            raise ValueError(f"no such file, folder or module: {name}")
-        location = next(iter(spec.submodule_search_locations or ()), None) or spec.origin
-        if location is None or not os.path.exists(location):
-            raise ValueError(f"{name} is not a module in a file or folder")
-        paths.append(os.path.abspath(location))
-    return tuple(paths)
-
-
-@dataclass(frozen=True)
-class Settings:
-    granularity: str = DEFAULT_GRANULARITY
-    include: tuple[str, ...] = ()
-    """Folders or files instrumented although they are library code (installed
-    packages, say): their accesses become scheduling points too."""
-    max_steps: int = DEFAULT_MAX_STEPS
-    max_delay: float = DEFAULT_MAX_DELAY
-    """Virtual seconds a runnable thread may be held while time passes (0: time
-    passes only when every thread waits)."""
-    stall_timeout: float = DEFAULT_STALL_TIMEOUT
-    """Wall seconds without a scheduling point before a thread counts as blocked
-    outside the scheduler's control."""
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.max_delay < float("inf"):  # refuses nan too
-            raise ValueError(f"max_delay must be 0 or more seconds, not {self.max_delay!r}")
-
-
-@dataclass
-class ScheduleRun:
-    """One schedule: what it decided, where it went, and how it ended."""
-
-    index: int
-    failure: Failure | None
-    decisions: list[int]
-    choices: list[tuple[int, int, tuple[int, ...]]]
-    trace: list[Step]
-    preemptions: dict[int, str]
-    """Step -> how the schedule left the no-preemption default there."""
-    steps: int
-    digest: str
-    thread_names: list[str]
-    longest_hold: tuple[float, str] | None = None
-    """The longest a thread was held while time passed: (seconds, the thread)."""
-
-    @property
-    def preemption_count(self) -> int:
-        return sum(chosen != default for chosen, default, _ in self.choices)
-
-
-class Target(Protocol):
-    """What a schedule runs, in controlled thread T0."""
-
-    description: str
-
-    def run(self, reactor: Any) -> Failure | None:
-        """Run on ``reactor`` (not yet running); the target's own failure, if any."""
-
-
-class Explorer:
-    def __init__(
-        self,
-        target: Target,
-        settings: Settings = Settings(),
-        *,
-        collect_first: bool = True,
-        random_seed: int = 0,
-    ) -> None:
-        self.target = target
-        self.random_seed = random_seed
-        """Every schedule starts the program's randomness from it (the token's seed)."""
-        self._random_state: object = None
-        self.collect_first = collect_first
-        self.settings = settings
-        self.is_user = _user_code(settings.include)
-        self.instrumentation = Instrumentation(settings.granularity, self.is_user)
-        self.patches = Patches(
-            self.is_user,
-            on_thread_start=self.instrumentation.thread_started,
-            on_thread_end=self.instrumentation.thread_ended,
-        )
-        self.watchdog = Watchdog(settings.stall_timeout)
-        self._gc_was_enabled = True
-        self._thread_counter: Any = None
-        self._reactor_class: type[ScheduledMixin] | None = None
-        self._affinity: set[int] | None = None
-        self._log_echo: ILogObserver | None = None
-
-    def __enter__(self) -> Explorer:
-        # Imported now, not in the first schedule: from a source tree its module
-        # code would count as user code there, and that schedule alone would
-        # differ (a replay in a fresh process would diverge).
-        from threadcheck_reactor._scheduled import ScheduledReactor
-
-        self._reactor_class = ScheduledReactor
-        _threads.track_thread_starts()  # before our patch of Thread.start, which wraps it
-        self._gc_was_enabled = gc.isenabled()
-        # Everything alive now outlives the exploration: frozen, the per-schedule
-        # collections only walk what the schedules made (7 ms -> well under 1 ms).
-        # (A single run skips the full collection: garbage frozen with the rest
-        # is only collected later, after unfreeze.)
-        if self.collect_first:
-            gc.collect()
-        gc.freeze()
-        self._thread_counter = getattr(threading, "_counter", None)
-        self._random_state = random.getstate()
-        self.watchdog.start()
-        self._affinity = _pin_to_one_cpu()
-        self._log_echo = _stop_log_echo()
-        self.patches.install()
-        try:
-            self.instrumentation.start()
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self.patches.uninstall()  # first: nothing may keep the swapped primitives
-            self.instrumentation.stop()
-        finally:
-            self.watchdog.stop()
-            _restart_log_echo(self._log_echo)
-            if self._affinity is not None:
-                os.sched_setaffinity(0, self._affinity)
-        if self._thread_counter is not None:
-            threading._counter = self._thread_counter  # type: ignore[attr-defined]
-        random.setstate(self._random_state)  # type: ignore[arg-type]
-        gc.unfreeze()
-        if self._gc_was_enabled:
-            gc.enable()
-
-    def warm_up(self) -> ScheduleRun:
-        """One schedule run and forgotten, before exploring and before replaying:
-        what the program fills on first use (a library's lazy cache, an event
-        system's listeners) is filled then, so recorded schedules and their
-        replays in a fresh process start from the same state."""
-        run = self.run(Plan([]), WARM_UP, record_trace=False)
-        assert run is not None  # a plan never runs out
-        return run
-
-    def run(
-        self, strategy: Strategy, index: int, *, record_trace: bool = True
-    ) -> ScheduleRun | None:
-        """Run schedule ``index`` of ``strategy``; None when the strategy is exhausted."""
-        if not strategy.new_execution(index):
-            return None
-        scheduler = Scheduler(
-            strategy,
-            max_steps=self.settings.max_steps,
-            max_delay=self.settings.max_delay,
-            is_library=lambda filename: not self.is_user(filename),
-            is_own=lambda filename: _stacks.classify(filename) == "threadcheck",
-            record_trace=record_trace,
-        )
-        # What the previous schedule still referenced as it ended (its scheduler,
-        # threads, Thread objects) went to generation 1: collected now, or with
-        # the GC paused it would stay for the whole exploration (+13 KB a schedule).
-        gc.collect()
-        gc.disable()
-        threading._counter = itertools.count(1).__next__  # type: ignore[attr-defined]
-        reseed_randomness(self.random_seed)
-        _order.restart()
-        errors = _LoggedErrors()
-        errors.start()
-        reactor: Any = None
-        target_failure: Failure | None = None
-        interrupted = False
-        activate(scheduler)
-        me = scheduler.adopt_current(threading.current_thread().name)
-        self.watchdog.watch(scheduler)
-        try:
-            assert self._reactor_class is not None, "run() outside the Explorer context"
-            reactor = self._reactor_class(scheduler, "record")
-            reactor.schedule_index = index
-            target_failure = self.target.run(reactor)
-            stop_idle_executor_workers(scheduler)
-            scheduler.join_all(me)
-            run_at_exit(scheduler, me)
-        except Abort:
-            pass
-        except KeyboardInterrupt:
-            interrupted = True
-        except BaseException as error:
-            scheduler.fail(thread_failure(me.name, error))
-        finally:
-            scheduler.drain(me)
-            self.watchdog.watch(None)
-            scheduler.release_adopted(me)
-            activate(None)
-            _join_os_threads(scheduler)
-            if reactor is not None:
-                reactor.dispose()
-            violation = _first_violation(reactor)
-            # Unhandled errors in Deferreds are logged when collected. With the GC
-            # paused, nothing the schedule made left generation 0; what is still
-            # referenced here would survive into generation 1 and, with the GC
-            # paused, stay for the whole exploration (a reactor, its checker and
-            # its threads each schedule: memory and per-thread-start cost grew).
-            reactor = None
-            gc.collect(0)
-            errors.stop()
-        if interrupted:
-            raise KeyboardInterrupt  # after the teardown: the user stops the exploration
-        if scheduler.strategy_error is not None:
-            raise scheduler.strategy_error
-        failure = scheduler.failure or target_failure or errors.first or violation
-        return _schedule_run(index, scheduler, failure)
-
-
-def _user_code(include: tuple[str, ...]) -> Callable[[str], bool]:
-    if not include:
-        return _stacks.is_user_code
-    prefixes = tuple(os.path.abspath(path) for path in include)
-    return lambda filename: filename.startswith(prefixes) or _stacks.is_user_code(filename)
-
-
-def _stop_log_echo() -> ILogObserver | None:
-    """Until a program begins logging, Twisted prints critical events (an
-    unhandled error in a Deferred) on stderr and keeps every event in a buffer:
-    each schedule's would be printed before the report, which already says
-    what failed, and kept for the whole exploration. Returns what to restore."""
-    from twisted.logger import globalLogBeginner, globalLogPublisher
-
-    echo: ILogObserver | None = getattr(globalLogBeginner, "_temporaryObserver", None)
-    if echo is not None:
-        globalLogPublisher.removeObserver(echo)
-    return echo
-
-
-def _restart_log_echo(echo: ILogObserver | None) -> None:
-    from twisted.logger import globalLogBeginner, globalLogPublisher
-
-    began = getattr(globalLogBeginner, "_temporaryObserver", None) is not echo
-    if echo is not None and not began:
-        globalLogPublisher.addObserver(echo)
-
-
-def _pin_to_one_cpu() -> set[int] | None:
-    """Pin the exploring thread, and so every thread it starts, to one CPU.
-
-    Only one controlled thread runs at a time; on one CPU a hand-off does not
-    wait for another CPU to wake up (measured: 19 -> 12 microseconds a
-    hand-off, 760 -> 1,080 schedules/s on 3.12). pytest-xdist workers take
-    different CPUs. Returns the affinity to restore, None when not pinned.
-    """
-    if not hasattr(os, "sched_setaffinity"):
-        return None
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        return None
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "").removeprefix("gw")
-    slot = int(worker) if worker.isdigit() else os.getpid()
-    os.sched_setaffinity(0, {cpus[slot % len(cpus)]})
-    return set(cpus)
-
-
-def _schedule_run(index: int, scheduler: Scheduler, failure: Failure | None) -> ScheduleRun:
-    # The digest needs the trace; explorations skip it for speed and count
-    # distinct schedules by their decisions instead.
-    points = ((s.tid, s.kind, os.path.basename(s.filename), s.lineno) for s in scheduler.trace)
-    return ScheduleRun(
-        index=index,
-        failure=failure,
-        decisions=scheduler.decisions,
-        choices=scheduler.choices,
-        trace=scheduler.trace,
-        preemptions=scheduler.preemptions,
-        steps=scheduler.step,
-        digest=_token.digest(points),
-        thread_names=[t.name for t in scheduler.threads],
-        longest_hold=scheduler.longest_hold,
-    )
-
-
-def _join_os_threads(scheduler: Scheduler) -> None:
-    for thread in scheduler.threads:
-        handle = thread.handle
-        if thread.abandoned or not isinstance(handle, threading.Thread):
-            continue  # an abandoned thread is still blocked where the watchdog found it
-        if handle is not threading.current_thread():
-            handle.join(5.0)
-
-
-def _first_violation(reactor: Any) -> Failure | None:
-    if reactor is None:
-        return None
-    checker = reactor.threadcheck
-    checker.flush_pending()
-    violations = checker.recorder.violations()
-    if not violations:
-        return None
-    from threadcheck._report import format_report
-
-    first = violations[0]
-    where = first.user_frame()
-    return Failure(
-        "violation",
-        first.headline(),
-        thread=first.thread.name,
-        location=where.location() if where else None,
-        details=format_report(violations),
-        what=first.api,
-    )
-
-
-class _LoggedErrors:
-    """Failures Twisted logs during a schedule: unhandled errors in Deferreds,
-    exceptions in reactor callbacks. Abort is the scheduler's, not an error."""
-
-    def __init__(self) -> None:
-        self.first: Failure | None = None
-
-    def start(self) -> None:
-        from twisted.logger import globalLogPublisher
-
-        globalLogPublisher.addObserver(self)  # type: ignore[arg-type]
-
-    def stop(self) -> None:
-        from twisted.logger import globalLogPublisher
-
-        globalLogPublisher.removeObserver(self)  # type: ignore[arg-type]
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        failure = event.get("log_failure", event.get("failure"))  # new and legacy keys
-        if failure is None or self.first is not None or failure.check(Abort):
-            return
-        from twisted.logger import formatEvent
-
-        said = formatEvent(event).rstrip(": ") or _logged_by(event)
-        value = str(failure.value)
-        self.first = Failure(
-            "unhandled-error",
-            f"{said}: {failure.type.__name__}" + (f": {value}" if value else ""),
-            location=_failure_location(failure),
-            details=failure.getTraceback(),
-            what=failure.type.__name__,
-        )
-
-
-def _logged_by(event: dict[str, Any]) -> str:
-    """What an error logged without a message was (a Deferred's, collected unhandled)."""
-    namespace = str(event.get("log_namespace", ""))
-    return "Unhandled error in Deferred" if namespace == "twisted.internet.defer" else "Logged"
-
-
-def _failure_location(failure: Any) -> str | None:
-    frames = [f for f in failure.frames if _stacks.classify(f[1]) is None]
-    if not frames:
-        return None
-    name, filename, line = frames[-1][:3]
-    return f"{filename}:{line} in {name}"
-
-
-# -- exploring and replaying -----------------------------------------------------
 
 
 @dataclass
@@ -477,80 +81,6 @@ class Shard:
     def split(self, parts: int, part: int) -> Shard:
         """Part ``part`` of ``parts`` of this shard (pytest-xdist workers split one)."""
         return Shard(self.number * parts + part, self.count * parts)
-
-
-@dataclass
-class ExploreResult:
-    """What an exploration found. A spent budget is not a proof: ``found`` is
-    False then, and ``exhausted`` tells whether the strategy covered every
-    schedule it can produce (bounded search only)."""
-
-    found: bool
-    schedules: int
-    distinct: int
-    strategy: str
-    seed: int
-    target: str
-    seconds: float = 0.0
-    exhausted: bool = False
-    failure: Failure | None = None
-    run: ScheduleRun | None = None
-    """The failing schedule as reported (shrunk)."""
-    found_at: int | None = None
-    original_preemptions: int | None = None
-    budget: str = ""
-    """How the exploration was bounded (``budget 2000``), for the report."""
-    every_schedule: bool = False
-    """The failure came on the first schedule, with no preemption, and again on a
-    different one (or no other schedule exists): not an interleaving bug."""
-    shrink_interrupted: bool = False
-    """Ctrl-C stopped the shrink: the schedule shown is the shortest seen so far."""
-    unshrunk: str | None = None
-    """Why the failing schedule is shown as found, not shrunk nor traced."""
-    token: str | None = None
-    replay_command: str | None = None
-    environment: dict[str, Any] = field(default_factory=dict)
-    budget_spent_before_any: bool = False
-    """The budget ended the exploration before its first schedule."""
-
-    @property
-    def inconclusive(self) -> bool:
-        """Nothing was explored (a budget spent before the first schedule): not a pass."""
-        return not self.found and self.schedules == 0 and self.budget_spent_before_any
-
-    def report(self) -> str:
-        from threadcheck._sched._report import format_result
-
-        return format_result(self)
-
-    def assert_clean(self) -> None:
-        """Raise :class:`ExplorationFailedError` with the full report if a schedule failed."""
-        __tracebackhide__ = True  # pytest: the failing test's line, then the report
-        if self.found or self.inconclusive:
-            raise ExplorationFailedError(self)
-
-
-class ExplorationFailedError(AssertionError):
-    __module__ = "threadcheck"  # shown to users by its public name
-
-    def __init__(self, result: ExploreResult) -> None:
-        super().__init__(result.report())
-        self.result = result
-
-
-def environment(settings: Settings) -> dict[str, Any]:
-    """What a token records of the run's settings and versions."""
-    import twisted
-
-    return {
-        "python": ".".join(map(str, sys.version_info[:3])),
-        "twisted": twisted.__version__,
-        "threadcheck": threadcheck_version,
-        "hashseed": os.environ.get("PYTHONHASHSEED", "random"),
-        "granularity": settings.granularity,
-        "include": list(settings.include),
-        "max_delay": settings.max_delay,
-    }
 
 
 def explore(
@@ -731,8 +261,6 @@ def _shown(
 ) -> tuple[ScheduleRun, bool, str | None]:
     """The failing schedule to report, traced: shrunk unless told not to. Else
     the run as found, and why (its token still replays it)."""
-    from threadcheck._sched._shrink import shrink_failure
-
     assert run.failure is not None
     if run.failure.kind == BLOCKED:
         return run, False, "a rerun would block again"
@@ -754,25 +282,6 @@ def _rerun(explorer: Explorer, run: ScheduleRun) -> ScheduleRun:
     again = explorer.run(Replay(run.decisions), 0)
     assert again is not None
     return again
-
-
-def make_token(
-    run: ScheduleRun, env: dict[str, Any], strategy: str, seed: int, target: Target
-) -> str:
-    assert run.failure is not None
-    return _token.encode(
-        {
-            **env,
-            "target": target.description,
-            "strategy": strategy,
-            "seed": seed,
-            "index": run.index,
-            "decisions": _token.run_length(run.decisions),
-            "points": run.steps,
-            "digest": run.digest if run.trace else "",  # "": where it went was not traced
-            "failure": run.failure.signature(),
-        }
-    )
 
 
 def replay(
@@ -835,11 +344,3 @@ def _check_same_run(document: dict[str, Any], run: ScheduleRun, strategy: Replay
         problems.append(f"it ended in {signature!r}, recorded {document.get('failure')!r}")
     if problems:
         raise ReplayDivergenceError("the replay diverged: " + "; ".join(problems))
-
-
-def run_plan(explorer: Explorer, preemptions: list[tuple[int, int]]) -> tuple[ScheduleRun, Plan]:
-    """One schedule under a preemption plan (shrinking, Hypothesis)."""
-    plan = Plan(preemptions)
-    run = explorer.run(plan, 0)
-    assert run is not None
-    return run, plan

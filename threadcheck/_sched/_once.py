@@ -10,14 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from threadcheck._sched._core import Strategy
-from threadcheck._sched._explore import (
-    Explorer,
-    ExploreResult,
-    Settings,
-    Target,
-    environment,
-    make_token,
-)
+from threadcheck._sched._report import ExploreResult
+from threadcheck._sched._runner import Explorer, Settings, Target, environment, make_token
 from threadcheck._sched._seed import next_seed
 from threadcheck._sched.strategies import Plan, RandomWalk
 

@@ -1,16 +1,95 @@
-"""The report of an exploration: what failed, the shrunk schedule, how to replay it."""
+"""The result of an exploration and its report: what failed, the shrunk schedule,
+how to replay it. Below the explorer, which makes these records."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import Any
 
-from threadcheck._sched._core import Step, format_seconds
+from threadcheck._sched._core import Failure, Step, format_seconds
 from threadcheck._text import plural
 
-if TYPE_CHECKING:
-    from threadcheck._sched._explore import ExploreResult, ScheduleRun
+
+@dataclass
+class ScheduleRun:
+    """One schedule: what it decided, where it went, and how it ended."""
+
+    index: int
+    failure: Failure | None
+    decisions: list[int]
+    choices: list[tuple[int, int, tuple[int, ...]]]
+    trace: list[Step]
+    preemptions: dict[int, str]
+    """Step -> how the schedule left the no-preemption default there."""
+    steps: int
+    digest: str
+    thread_names: list[str]
+    longest_hold: tuple[float, str] | None = None
+    """The longest a thread was held while time passed: (seconds, the thread)."""
+
+    @property
+    def preemption_count(self) -> int:
+        return sum(chosen != default for chosen, default, _ in self.choices)
+
+
+@dataclass
+class ExploreResult:
+    """What an exploration found. A spent budget is not a proof: ``found`` is
+    False then, and ``exhausted`` tells whether the strategy covered every
+    schedule it can produce (bounded search only)."""
+
+    found: bool
+    schedules: int
+    distinct: int
+    strategy: str
+    seed: int
+    target: str
+    seconds: float = 0.0
+    exhausted: bool = False
+    failure: Failure | None = None
+    run: ScheduleRun | None = None
+    """The failing schedule as reported (shrunk)."""
+    found_at: int | None = None
+    original_preemptions: int | None = None
+    budget: str = ""
+    """How the exploration was bounded (``budget 2000``), for the report."""
+    every_schedule: bool = False
+    """The failure came on the first schedule, with no preemption, and again on a
+    different one (or no other schedule exists): not an interleaving bug."""
+    shrink_interrupted: bool = False
+    """Ctrl-C stopped the shrink: the schedule shown is the shortest seen so far."""
+    unshrunk: str | None = None
+    """Why the failing schedule is shown as found, not shrunk nor traced."""
+    token: str | None = None
+    replay_command: str | None = None
+    environment: dict[str, Any] = field(default_factory=dict)
+    budget_spent_before_any: bool = False
+    """The budget ended the exploration before its first schedule."""
+
+    @property
+    def inconclusive(self) -> bool:
+        """Nothing was explored (a budget spent before the first schedule): not a pass."""
+        return not self.found and self.schedules == 0 and self.budget_spent_before_any
+
+    def report(self) -> str:
+        return format_result(self)
+
+    def assert_clean(self) -> None:
+        """Raise :class:`ExplorationFailedError` with the full report if a schedule failed."""
+        __tracebackhide__ = True  # pytest: the failing test's line, then the report
+        if self.found or self.inconclusive:
+            raise ExplorationFailedError(self)
+
+
+class ExplorationFailedError(AssertionError):
+    __module__ = "threadcheck"  # shown to users by its public name
+
+    def __init__(self, result: ExploreResult) -> None:
+        super().__init__(result.report())
+        self.result = result
+
 
 MAX_ROWS = 60  # longer schedules show the steps around each preemption
 CONTEXT = 3

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from threadcheck._sched._explore import Explorer, ScheduleRun, run_plan
+from threadcheck._sched._report import ScheduleRun
+from threadcheck._sched._runner import Explorer, run_plan
 from threadcheck._sched.strategies import Replay
 
 DEFAULT_SHRINK_BUDGET = 400
