@@ -5,7 +5,10 @@ Granularities:
 * ``sync``: none here; only synchronisation operations are points.
 * ``access`` (the default): before each attribute load or store, subscript
   load or store, and store to a global or closure variable, so that a
-  one-line ``self.total += 1`` can be split by another thread.
+  one-line ``self.total += 1`` can be split by another thread; and at each
+  step of a loop (``for`` over anything but a ``range``, and a ``while``
+  loop's back-edge), so that another thread can change a dict while it is
+  iterated, and a thread that spins on a flag lets the one that sets it run.
 * ``line``: before each line. ``opcode``: before every instruction.
 
 Only *user code* is instrumented: files that are neither the standard library,
@@ -62,7 +65,48 @@ def access_points(code: CodeType) -> dict[int, str]:
             points[instruction.offset] = f"{owner}[...] ({_SUBSCRIPT[name]})"
         elif name in _VARIABLE:
             points[instruction.offset] = f"{instruction.argval} ({_VARIABLE[name]})"
+        elif name == "FOR_ITER" and not _over_a_range(instructions, index):
+            points[instruction.offset] = f"iteration of {_iterated(instructions, index)}"
+        elif _is_while_back_edge(instructions, index):
+            points[instruction.offset] = "loop"
     return points
+
+
+def _iterated(instructions: list[dis.Instruction], index: int) -> str:
+    """What a ``for`` loop iterates: pushed before its GET_ITER, when plain to see."""
+    start = _loop_start(instructions, index)
+    return _pushed(instructions, start - 1) if start is not None else "<expr>"
+
+
+def _loop_start(instructions: list[dis.Instruction], index: int) -> int | None:
+    """The GET_ITER just before the loop's FOR_ITER."""
+    for back in range(index - 1, max(-1, index - 3), -1):
+        if instructions[back].opname == "GET_ITER":
+            return back
+    return None
+
+
+def _over_a_range(instructions: list[dis.Instruction], index: int) -> bool:
+    """``for i in range(...)``: counting, with nothing shared to iterate."""
+    start = _loop_start(instructions, index)
+    if start is None:
+        return False
+    window = instructions[max(0, start - 8) : start]
+    return any(i.opname in ("LOAD_GLOBAL", "LOAD_NAME") and i.argval == "range" for i in window)
+
+
+_BACKWARD = ("JUMP_BACKWARD", "JUMP_ABSOLUTE", "POP_JUMP_")  # the conditional ones: 3.10, 3.11
+
+
+def _is_while_back_edge(instructions: list[dis.Instruction], index: int) -> bool:
+    """A jump back to the start of a ``while`` loop (a ``for`` loop's goes to FOR_ITER)."""
+    instruction = instructions[index]
+    if not instruction.opname.startswith(_BACKWARD) or not isinstance(instruction.argval, int):
+        return False
+    if instruction.argval >= instruction.offset:
+        return False
+    target = next((i for i in instructions if i.offset == instruction.argval), None)
+    return target is not None and target.opname != "FOR_ITER"
 
 
 def _owner(instructions: list[dis.Instruction], index: int, skip: int = 0) -> str:

@@ -221,6 +221,10 @@ class Explorer:
         interrupted = False
         activate(scheduler)
         me = scheduler.adopt_current(threading.current_thread().name)
+        # settrace (3.10, 3.11) is unset in a thread whose trace function raised,
+        # as Abort does when a schedule is torn down at one of T0's points: every
+        # later schedule would run T0's code without points. Set it again.
+        self.instrumentation.thread_started()
         self.watchdog.watch(scheduler)
         try:
             assert self._reactor_class is not None, "run() outside the Explorer context"

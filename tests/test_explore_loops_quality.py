@@ -1,0 +1,61 @@
+"""Quality: a loop's steps are scheduling points (``for`` over anything but a
+``range``, a ``while`` loop's back-edge), so a thread iterating a dict that the
+reactor changes meanwhile is caught. The planted bug is found within 2,000
+schedules and replayed in a fresh process; its fixed twin is clean over 2,000."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from support import assert_found_and_replayed, explore_program, write_program
+
+pytestmark = [pytest.mark.quality, pytest.mark.slow]
+
+# A plain thread exports the reactor's session table every 50 ms.
+EXPORTER = """
+import threading
+import time
+from twisted.internet import reactor, task
+
+sessions = {{}}  # the reactor's: connections come and go
+
+
+def connect():
+    sessions[f"session-{{len(sessions)}}"] = time.monotonic()
+
+
+def export():
+    for _ in range(3):
+        time.sleep(0.05)
+        {walk}
+        assert len(lines) >= 1
+
+
+exporter = threading.Thread(target=export, name="exporter")
+task.LoopingCall(connect).start(0.02)
+reactor.callWhenRunning(exporter.start)
+reactor.callLater(0.2, reactor.stop)
+reactor.run()
+exporter.join()
+"""
+EXPORTER_BUG = 'lines = [f"{name} {started:.3f}" for name, started in sessions.items()]  # BUG'
+EXPORTER_FIX = (
+    "snapshot = dict(sessions)  # one C-level copy\n"
+    '        lines = [f"{name} {started:.3f}" for name, started in snapshot.items()]'
+)
+
+
+def test_iterating_a_dict_the_reactor_changes_is_found_and_replayed(tmp_path: Path) -> None:
+    result = explore_program(write_program(tmp_path, EXPORTER.format(walk=EXPORTER_BUG)))
+    assert_found_and_replayed(
+        result, "threadcheck: exception: RuntimeError: dictionary changed size during iteration\n"
+    )
+    assert "iteration of " in result.stderr  # the step table names the loop's point
+
+
+def test_iterating_a_snapshot_is_clean(tmp_path: Path) -> None:
+    result = explore_program(write_program(tmp_path, EXPORTER.format(walk=EXPORTER_FIX)))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("threadcheck: 2000 schedules ("), result.stderr
