@@ -33,19 +33,23 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from types import ModuleType, SimpleNamespace
-from typing import Any, NoReturn
+from typing import Any
 
 from threadcheck._sched import _children, _order, _primitives
 from threadcheck._sched._core import (
     Abort,
     ControlledThread,
-    Failure,
     Scheduler,
     active,
-    describe,
+)
+from threadcheck._sched._program import (
+    CONTROLLED_ATTR,
+    controlled_exit,
+    inert_in_schedules,
+    per_schedule_atexit,
+    program_failure,
 )
 
-_CONTROLLED_ATTR = "_threadcheck_controlled"
 _ABSENT = object()
 
 
@@ -131,11 +135,11 @@ class Patches:
             (time, "sleep", _sleep),
             *((time, name, _virtual_clock(getattr(time, name))) for name in _CLOCKS),
             (random.Random, "seed", _reproducible_seed(random.Random.seed)),
-            (atexit, "register", _per_schedule_atexit(atexit.register, self.is_user_file)),
-            (signal, "signal", _inert_in_schedules(signal.signal, self.is_user_file)),
-            (signal, "alarm", _inert_in_schedules(signal.alarm, self.is_user_file)),
-            (signal, "setitimer", _inert_in_schedules(signal.setitimer, self.is_user_file)),
-            (os, "_exit", _controlled_exit(os._exit)),
+            (atexit, "register", per_schedule_atexit(atexit.register, self.is_user_file)),
+            (signal, "signal", inert_in_schedules(signal.signal, self.is_user_file)),
+            (signal, "alarm", inert_in_schedules(signal.alarm, self.is_user_file)),
+            (signal, "setitimer", inert_in_schedules(signal.setitimer, self.is_user_file)),
+            (os, "_exit", controlled_exit(os._exit)),
             (threading.Thread, "start", _controlled_start(threading.Thread.start, self)),
             (threading.Thread, "join", _controlled_join(threading.Thread.join)),
             # A ThreadPool the program makes: Twisted's team, made by library
@@ -201,25 +205,6 @@ def _stdlib_machinery() -> tuple[frozenset[object], tuple[str, ...]]:
     return codes, (folder,)
 
 
-def stop_idle_executor_workers(scheduler: Scheduler) -> None:
-    """What the interpreter does at exit before joining threads: idle
-    ``ThreadPoolExecutor`` workers of this schedule are told to stop (they
-    finish the work queued first). Others' executors are left alone."""
-    futures_thread = sys.modules.get("concurrent.futures.thread")
-    if futures_thread is None:
-        return
-    for thread, work_queue in list(futures_thread._threads_queues.items()):
-        owner = getattr(thread, _CONTROLLED_ATTR, None)
-        if owner is None or owner[0] is not scheduler or owner[1].finished:
-            continue
-        # The interpreter sets the module's _shutdown flag; this executor's own
-        # flag has the same effect on its workers and none on anyone else's.
-        executor = thread._args[0]() if getattr(thread, "_args", None) else None
-        if executor is not None:
-            executor._shutdown = True
-        work_queue.put(None)
-
-
 # Seeds for the generators a schedule makes without one: drawn in schedule
 # order from a generator reseeded as each schedule starts, so a replay repeats them.
 _unseeded = random.Random(0)
@@ -243,63 +228,6 @@ def _reproducible_seed(original: Callable[..., None]) -> Any:
         original(self, a, version)
 
     return seed
-
-
-def _per_schedule_atexit(
-    register: Callable[..., Any], is_user_file: Callable[[str], bool]
-) -> Callable[..., Any]:
-    """``atexit.register`` by the program, in a schedule: run when that schedule's
-    program ends (:func:`run_at_exit`), not once when the explorer exits."""
-
-    def per_schedule(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        scheduler = _program_in_schedule(is_user_file)
-        if scheduler is None:
-            return register(function, *args, **kwargs)
-        scheduler.at_exit.append((function, args, kwargs))
-        return function
-
-    return per_schedule
-
-
-def _program_in_schedule(is_user_file: Callable[[str], bool]) -> Scheduler | None:
-    """The active scheduler, when the wrapper calling this was called by the
-    program's own code in a controlled thread; else None (the real call)."""
-    scheduler = active()
-    if scheduler is None or scheduler.controlled() is None:
-        return None
-    return scheduler if is_user_file(sys._getframe(2).f_code.co_filename) else None
-
-
-def run_at_exit(scheduler: Scheduler, me: ControlledThread) -> None:
-    """The program's atexit handlers, last registered first, as the interpreter
-    runs them once its threads are joined. One that raises fails the schedule."""
-    while scheduler.at_exit:
-        function, args, kwargs = scheduler.at_exit.pop()
-        try:
-            function(*args, **kwargs)
-        except Abort:
-            raise
-        except BaseException as error:
-            failure = program_failure(me.name, error)
-            if failure is not None:
-                scheduler.fail(failure)
-
-
-def _inert_in_schedules(
-    function: Callable[..., Any], is_user_file: Callable[[str], bool]
-) -> Callable[..., Any]:
-    """``signal.signal``/``alarm``/``setitimer`` from the program, in a schedule, do
-    nothing: a watchdog alarm would fire in real time, in the explorer; a handler
-    would outlive the schedule. Outside schedules, the real call."""
-
-    def call(*args: Any, **kwargs: Any) -> Any:
-        if _program_in_schedule(is_user_file) is None:
-            return function(*args, **kwargs)
-        if function is signal.signal:
-            return signal.getsignal(args[0])
-        return 0 if function is signal.alarm else (0.0, 0.0)
-
-    return call
 
 
 def _without_aborts(publish: Callable[[Any, dict[str, Any]], None]) -> Any:
@@ -416,7 +344,7 @@ def _controlled_start(original: Callable[[threading.Thread], None], patches: Pat
         scheduler.point("sync", "thread.start")
         controlled = scheduler.new_thread(self.name, self.daemon)
         controlled.handle = self
-        setattr(self, _CONTROLLED_ATTR, (scheduler, controlled))
+        setattr(self, CONTROLLED_ATTR, (scheduler, controlled))
         self.run = _controlled_body(scheduler, controlled, self.run, patches)  # type: ignore[method-assign]
         original(self)
 
@@ -449,71 +377,10 @@ def _controlled_body(
     return body
 
 
-def program_failure(name: str, error: BaseException) -> Failure | None:
-    """What the program's uncaught ``error`` in thread ``name`` means: a
-    ``SystemExit`` is its exit status (None for 0), anything else an exception."""
-    if isinstance(error, SystemExit):
-        return _exit_failure(name, error)
-    return thread_failure(name, error)
-
-
-def thread_failure(name: str, error: BaseException) -> Failure:
-    """An uncaught exception in a controlled thread (or the scenario)."""
-    import traceback
-
-    from threadcheck import _stacks
-
-    frames = traceback.extract_tb(error.__traceback__)
-    user = [f for f in frames if _stacks.classify(f.filename) is None]
-    where = user[-1] if user else (frames[-1] if frames else None)
-    location = f"{where.filename}:{where.lineno} in {where.name}" if where else None
-    message = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-    return Failure(
-        "exception",
-        message,
-        thread=name,
-        location=location,
-        details="".join(traceback.format_exception(type(error), error, error.__traceback__)),
-        what=type(error).__name__,
-    )
-
-
-def _exit_failure(thread: str, exit_: SystemExit) -> Failure | None:
-    """``sys.exit`` as the interpreter reads it: None or 0 is success, text is status 1."""
-    code = exit_.code
-    if code is None or code == 0:
-        return None
-    status = code if isinstance(code, int) else 1
-    message = f"the program exited with status {status}"
-    if not isinstance(code, int):
-        message += f": {code}"
-    where = thread_failure(thread, exit_).location
-    return Failure("exit", message, thread=thread, location=where, what=str(status))
-
-
-def _controlled_exit(original: Callable[[int], NoReturn]) -> Callable[[int], NoReturn]:
-    """``os._exit`` in a controlled thread ends the schedule, not the explorer:
-    with its status as the program's (0: a normal end; else a failure)."""
-
-    def _exit(status: int) -> NoReturn:
-        scheduler = active()
-        me = scheduler.controlled() if scheduler is not None else None
-        if scheduler is None or me is None:
-            original(status)
-        if status != 0:
-            where = describe(sys._getframe(1))
-            message = f"the program exited with status {status} (os._exit)"
-            scheduler.fail(Failure("exit", message, me.name, where, what=str(status)))
-        scheduler.aborting = True  # the process would end here: so does the schedule
-        raise Abort
-
-    return _exit
-
-
 def _controlled_join(original: Callable[..., None]) -> Any:
     def join(self: threading.Thread, timeout: float | None = None) -> None:
         scheduler = active()
-        owner = getattr(self, _CONTROLLED_ATTR, None)
+        owner = getattr(self, CONTROLLED_ATTR, None)
         me = scheduler.controlled() if scheduler is not None else None
         if owner is None or me is None or owner[0] is not scheduler:
             original(self, timeout)

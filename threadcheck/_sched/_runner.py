@@ -35,14 +35,9 @@ from threadcheck._sched._core import (
     Strategy,
     activate,
 )
-from threadcheck._sched._patch import (
-    Patches,
-    reseed_randomness,
-    run_at_exit,
-    stop_idle_executor_workers,
-    thread_failure,
-)
+from threadcheck._sched._patch import Patches, reseed_randomness
 from threadcheck._sched._points import DEFAULT_GRANULARITY, Instrumentation
+from threadcheck._sched._program import run_at_exit, stop_idle_executor_workers, thread_failure
 from threadcheck._sched._report import ScheduleRun
 from threadcheck._sched._watchdog import Watchdog
 from threadcheck._sched.strategies import Plan

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from threadcheck import _stacks
 from threadcheck._sched._core import Abort, Failure
-from threadcheck._sched._patch import program_failure, thread_failure
+from threadcheck._sched._program import program_failure, thread_failure
 
 _REACTOR_MODULE = "twisted.internet.reactor"
 _IMPORT_MACHINERY = ("importlib.", "_frozen_importlib")

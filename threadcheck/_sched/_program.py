@@ -1,0 +1,162 @@
+"""Whole programs end each schedule as the interpreter would end them.
+
+What ``python program.py`` does at its end, done at the end of each schedule
+instead of once when the explorer exits: ``sys.exit``/``os._exit``/an uncaught
+``SystemExit`` in any thread end *that schedule* with its status (0 a normal
+end, anything else a failure); ``atexit`` handlers the program registered in
+the schedule run once its threads are joined; idle ``ThreadPoolExecutor``
+workers are told to stop; ``signal.signal``/``alarm``/``setitimer`` from the
+program do nothing (a watchdog alarm would fire in the explorer, in real time).
+
+Thread safety: the wrappers act only in the controlled thread holding the
+turn; the rest is called by the exploring thread as a schedule ends.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from threadcheck._sched._core import Abort, ControlledThread, Failure, Scheduler, active, describe
+
+CONTROLLED_ATTR = "_threadcheck_controlled"
+"""On a ``threading.Thread`` the scheduler controls: (its scheduler, its record)."""
+
+
+def stop_idle_executor_workers(scheduler: Scheduler) -> None:
+    """What the interpreter does at exit before joining threads: idle
+    ``ThreadPoolExecutor`` workers of this schedule are told to stop (they
+    finish the work queued first). Others' executors are left alone."""
+    futures_thread = sys.modules.get("concurrent.futures.thread")
+    if futures_thread is None:
+        return
+    for thread, work_queue in list(futures_thread._threads_queues.items()):
+        owner = getattr(thread, CONTROLLED_ATTR, None)
+        if owner is None or owner[0] is not scheduler or owner[1].finished:
+            continue
+        # The interpreter sets the module's _shutdown flag; this executor's own
+        # flag has the same effect on its workers and none on anyone else's.
+        executor = thread._args[0]() if getattr(thread, "_args", None) else None
+        if executor is not None:
+            executor._shutdown = True
+        work_queue.put(None)
+
+
+def per_schedule_atexit(
+    register: Callable[..., Any], is_user_file: Callable[[str], bool]
+) -> Callable[..., Any]:
+    """``atexit.register`` by the program, in a schedule: run when that schedule's
+    program ends (:func:`run_at_exit`), not once when the explorer exits."""
+
+    def per_schedule(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        scheduler = _program_in_schedule(is_user_file)
+        if scheduler is None:
+            return register(function, *args, **kwargs)
+        scheduler.at_exit.append((function, args, kwargs))
+        return function
+
+    return per_schedule
+
+
+def _program_in_schedule(is_user_file: Callable[[str], bool]) -> Scheduler | None:
+    """The active scheduler, when the wrapper calling this was called by the
+    program's own code in a controlled thread; else None (the real call)."""
+    scheduler = active()
+    if scheduler is None or scheduler.controlled() is None:
+        return None
+    return scheduler if is_user_file(sys._getframe(2).f_code.co_filename) else None
+
+
+def run_at_exit(scheduler: Scheduler, me: ControlledThread) -> None:
+    """The program's atexit handlers, last registered first, as the interpreter
+    runs them once its threads are joined. One that raises fails the schedule."""
+    while scheduler.at_exit:
+        function, args, kwargs = scheduler.at_exit.pop()
+        try:
+            function(*args, **kwargs)
+        except Abort:
+            raise
+        except BaseException as error:
+            failure = program_failure(me.name, error)
+            if failure is not None:
+                scheduler.fail(failure)
+
+
+def inert_in_schedules(
+    function: Callable[..., Any], is_user_file: Callable[[str], bool]
+) -> Callable[..., Any]:
+    """``signal.signal``/``alarm``/``setitimer`` from the program, in a schedule, do
+    nothing: a watchdog alarm would fire in real time, in the explorer; a handler
+    would outlive the schedule. Outside schedules, the real call."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if _program_in_schedule(is_user_file) is None:
+            return function(*args, **kwargs)
+        if function is signal.signal:
+            return signal.getsignal(args[0])
+        return 0 if function is signal.alarm else (0.0, 0.0)
+
+    return call
+
+
+def program_failure(name: str, error: BaseException) -> Failure | None:
+    """What the program's uncaught ``error`` in thread ``name`` means: a
+    ``SystemExit`` is its exit status (None for 0), anything else an exception."""
+    if isinstance(error, SystemExit):
+        return _exit_failure(name, error)
+    return thread_failure(name, error)
+
+
+def thread_failure(name: str, error: BaseException) -> Failure:
+    """An uncaught exception in a controlled thread (or the scenario)."""
+    import traceback
+
+    from threadcheck import _stacks
+
+    frames = traceback.extract_tb(error.__traceback__)
+    user = [f for f in frames if _stacks.classify(f.filename) is None]
+    where = user[-1] if user else (frames[-1] if frames else None)
+    location = f"{where.filename}:{where.lineno} in {where.name}" if where else None
+    message = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    return Failure(
+        "exception",
+        message,
+        thread=name,
+        location=location,
+        details="".join(traceback.format_exception(type(error), error, error.__traceback__)),
+        what=type(error).__name__,
+    )
+
+
+def _exit_failure(thread: str, exit_: SystemExit) -> Failure | None:
+    """``sys.exit`` as the interpreter reads it: None or 0 is success, text is status 1."""
+    code = exit_.code
+    if code is None or code == 0:
+        return None
+    status = code if isinstance(code, int) else 1
+    message = f"the program exited with status {status}"
+    if not isinstance(code, int):
+        message += f": {code}"
+    where = thread_failure(thread, exit_).location
+    return Failure("exit", message, thread=thread, location=where, what=str(status))
+
+
+def controlled_exit(original: Callable[[int], NoReturn]) -> Callable[[int], NoReturn]:
+    """``os._exit`` in a controlled thread ends the schedule, not the explorer:
+    with its status as the program's (0: a normal end; else a failure)."""
+
+    def _exit(status: int) -> NoReturn:
+        scheduler = active()
+        me = scheduler.controlled() if scheduler is not None else None
+        if scheduler is None or me is None:
+            original(status)
+        if status != 0:
+            where = describe(sys._getframe(1))
+            message = f"the program exited with status {status} (os._exit)"
+            scheduler.fail(Failure("exit", message, me.name, where, what=str(status)))
+        scheduler.aborting = True  # the process would end here: so does the schedule
+        raise Abort
+
+    return _exit
