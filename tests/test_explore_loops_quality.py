@@ -55,6 +55,35 @@ def test_iterating_a_dict_the_reactor_changes_is_found_and_replayed(tmp_path: Pa
     assert "iteration of " in result.stderr  # the step table names the loop's point
 
 
+# A worker counts the characters of a long list it alone reads.
+LONG_LOOP = """
+import threading
+
+lines = [f"line {n}" for n in range(30000)]
+
+def count():
+    return sum(len(line) for line in lines)
+
+def count_by_hand():
+    total = 0
+    for line in lines:
+        total += len(line)
+    assert total == count()
+
+worker = threading.Thread(target=count_by_hand)
+worker.start()
+worker.join()
+"""
+
+
+def test_a_long_loop_over_its_own_data_is_not_a_livelock(tmp_path: Path) -> None:
+    # 30,000 steps, 20,000 points at most a schedule: a loop's later steps are
+    # points only at every power of two.
+    result = explore_program(write_program(tmp_path, LONG_LOOP), "--budget", "5")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("threadcheck: 5 schedules ("), result.stderr
+
+
 def test_iterating_a_snapshot_is_clean(tmp_path: Path) -> None:
     result = explore_program(write_program(tmp_path, EXPORTER.format(walk=EXPORTER_FIX)))
     assert result.returncode == 0, result.stderr

@@ -162,3 +162,10 @@ def test_a_failure_that_needed_time_to_pass_replays_with_its_hold() -> None:
 
 def _expect(condition: bool, value: object) -> None:
     assert condition, value
+
+
+def test_a_loops_steps_are_points_at_first_then_at_powers_of_two() -> None:
+    scheduler = Scheduler(Recording())
+    due = [n for n in range(1, 2000) if scheduler.loop_step("loop")]
+    assert due == [*range(1, 65), 128, 256, 512, 1024]
+    assert scheduler.loop_step("another loop")  # counted per loop

@@ -44,6 +44,10 @@ DEFAULT_MAX_DELAY = 1.0
 longer, and a program's own watchdogs and safety timeouts would fire."""
 
 DEFAULT_MAX_STEPS = 20_000
+LOOP_STEPS = 64
+"""Steps of one loop that are all points in a schedule; after them, only every
+power of two: races show in a loop's first steps, and a long loop over one
+thread's own data would otherwise reach the step bound."""
 ABORT_STEP_LIMIT = 10_000  # points a thread may pass while unwinding from an abort
 
 
@@ -206,6 +210,7 @@ class Scheduler:
         (Twisted's legacy log): its points do not switch."""
         self.at_exit: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
         """``atexit`` registrations the program made in this schedule: run at its end."""
+        self._loop_hits: dict[object, int] = {}
         self.longest_hold: tuple[float, str] | None = None
         """The longest a thread was held while time passed: (seconds, its name)."""
         self._timed: dict[int, ControlledThread] = {}
@@ -304,6 +309,13 @@ class Scheduler:
                 if chosen == TIME:
                     chosen = self._let_time_pass().tid
                 self._switch(current, self.threads[chosen])
+
+    def loop_step(self, where: object) -> bool:
+        """Whether this step of the loop at ``where`` is a scheduling point: the
+        first :data:`LOOP_STEPS` of the schedule, then the 128th, 256th, ..."""
+        hits = self._loop_hits.get(where, 0) + 1
+        self._loop_hits[where] = hits
+        return hits <= LOOP_STEPS or hits & (hits - 1) == 0
 
     def block(self, why: str, deadline: float | None = None) -> None:
         """The running thread waits until another wakes it, or until ``deadline``."""

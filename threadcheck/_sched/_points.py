@@ -9,6 +9,9 @@ Granularities:
   step of a loop (``for`` over anything but a ``range``, and a ``while``
   loop's back-edge), so that another thread can change a dict while it is
   iterated, and a thread that spins on a flag lets the one that sets it run.
+  A loop's first steps in a schedule are points, then ever fewer (see
+  :meth:`~threadcheck._sched._core.Scheduler.loop_step`): a loop over 30,000
+  lines is not 30,000 points.
 * ``line``: before each line. ``opcode``: before every instruction.
 
 Only *user code* is instrumented: files that are neither the standard library,
@@ -233,9 +236,14 @@ def perturb_with(perturb: Callable[[], None] | None) -> None:
     _perturbation[:] = [] if perturb is None else [perturb]
 
 
-def _point(kind: str, detail: str, frame: FrameType) -> None:
+_LOOP_STEPS = ("iteration of ", "loop")
+
+
+def _point(kind: str, detail: str, frame: FrameType, where: tuple[CodeType, int]) -> None:
     scheduler = active()
     if scheduler is not None and scheduler.controlled() is not None:
+        if detail.startswith(_LOOP_STEPS) and not scheduler.loop_step(where):
+            return
         scheduler.point(kind, detail, frame)
     elif _perturbation:
         _perturbation[0]()
@@ -289,11 +297,11 @@ class _Monitoring:
         detail = self.instrumentation.table(code).get(offset)
         if detail is None:
             return self.monitoring.DISABLE
-        _point("access", detail, sys._getframe(1))
+        _point("access", detail, sys._getframe(1), (code, offset))
         return None
 
     def _on_line(self, code: CodeType, line: int) -> Any:
-        _point("line", f"line {line}", sys._getframe(1))
+        _point("line", f"line {line}", sys._getframe(1), (code, line))
         return None
 
 
@@ -335,10 +343,10 @@ class _Tracing:
         if event == "opcode":
             detail = self.instrumentation.table(frame.f_code).get(frame.f_lasti)
             if detail is not None:
-                _point("access", detail, frame)
+                _point("access", detail, frame, (frame.f_code, frame.f_lasti))
         return self._on_opcode
 
     def _on_line(self, frame: FrameType, event: str, arg: Any) -> Any:
         if event == "line":
-            _point("line", f"line {frame.f_lineno}", frame)
+            _point("line", f"line {frame.f_lineno}", frame, (frame.f_code, frame.f_lineno))
         return self._on_line
