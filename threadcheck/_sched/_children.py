@@ -23,7 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from threadcheck._sched._core import BLOCKED, Abort, Failure, active, describe, stack_of
+from threadcheck._sched._core import BLOCKED, Abort, Failure, describe, here, stack_of
 
 
 def replacements() -> list[tuple[Any, str, Any]]:
@@ -43,10 +43,10 @@ def replacements() -> list[tuple[Any, str, Any]]:
 
 def _refused(wait: Callable[..., Any], name: str) -> Callable[..., Any]:
     def call(*args: Any, **kwargs: Any) -> Any:
-        scheduler = active()
-        me = scheduler.controlled() if scheduler is not None else None
-        if scheduler is None or me is None or _polls(name, args, kwargs):
+        place = here()
+        if place is None or _polls(name, args, kwargs):
             return wait(*args, **kwargs)
+        scheduler, me = place
         owner = getattr(wait, "__qualname__", name)
         where = describe(scheduler.where(sys._getframe(1)))
         scheduler.fail(

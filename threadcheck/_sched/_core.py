@@ -63,6 +63,15 @@ def active() -> Scheduler | None:
     return _active[0] if _active else None
 
 
+def here() -> tuple[Scheduler, ControlledThread] | None:
+    """The active scheduler and the calling thread's record, when it is controlled."""
+    scheduler = active()
+    if scheduler is None:
+        return None
+    thread = scheduler.controlled()
+    return None if thread is None else (scheduler, thread)
+
+
 def activate(scheduler: Scheduler | None) -> None:
     """Make ``scheduler`` the active one (None: no schedule runs)."""
     _active[:] = [] if scheduler is None else [scheduler]
@@ -373,7 +382,7 @@ class Scheduler:
         if not runnable:
             if not self._timed:
                 return None
-            return self._advance_clock()  # nobody is held: time passes, no choice
+            return self._advance_clock(self._due())  # nobody is held: time passes, no choice
         if self._timed and self._time_may_pass(runnable, None):
             runnable.append(TIME)
         if len(runnable) == 1:
@@ -381,9 +390,13 @@ class Scheduler:
         chosen = self._decide(runnable, None)
         return self._let_time_pass() if chosen == TIME else self.threads[chosen]
 
+    def _due(self) -> ControlledThread:
+        """The blocked thread whose deadline comes first (by thread id on a tie)."""
+        return min(self._timed.values(), key=_deadline_order)
+
     def _time_may_pass(self, runnable: list[int], current: ControlledThread | None) -> bool:
         """Whether time may reach the next deadline while ``runnable`` are held."""
-        soonest = _deadline_order(min(self._timed.values(), key=_deadline_order))[0]
+        soonest = _deadline_order(self._due())[0]
         if soonest <= self.now:
             return True
         held = [self.threads[tid].held_since for tid in runnable]
@@ -391,11 +404,10 @@ class Scheduler:
             held[runnable.index(current.tid)] = self.now  # it runs now: held from now on
         return soonest - min(held) <= self.max_delay
 
-    def _advance_clock(self) -> ControlledThread:
-        """Time passes to the next deadline; the first waiter due (by thread id) runs."""
-        due = min(self._timed.values(), key=_deadline_order)
+    def _advance_clock(self, due: ControlledThread) -> ControlledThread:
+        """Time passes to ``due``'s deadline, waking every waiter due by then; ``due`` runs."""
         self.now = max(self.now, _deadline_order(due)[0])
-        for thread in sorted(self._timed.values(), key=_deadline_order):
+        for thread in list(self._timed.values()):  # wake() removes from it
             if _deadline_order(thread)[0] <= self.now:
                 self.wake(thread)
         return due
@@ -404,8 +416,9 @@ class Scheduler:
         """The strategy chose :data:`TIME`: the runnable threads are held while time passes."""
         before = self.now
         held = ", ".join(f"T{t.tid}" for t in self.threads if t.runnable)
-        waited = min(self._timed.values(), key=_deadline_order).waiting
-        due = self._advance_clock()
+        due = self._due()
+        waited = due.waiting  # wake() clears it
+        self._advance_clock(due)
         self.preemptions[self.step] = (
             f"time +{format_seconds(self.now - before)}: T{due.tid}'s {waited} ends; {held} held"
         )

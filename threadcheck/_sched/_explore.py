@@ -272,7 +272,7 @@ def _shown(
         )
     except ReplayDivergenceError as error:
         return run, False, f"it went elsewhere when rerun ({error})"
-    if shown.failure is None or shown.failure.signature() != run.failure.signature():
+    if not _same_failure(shown, run):
         return run, False, "it did not fail the same way when rerun"
     return shown, interrupted, None
 

@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import _base as futures_base
 from typing import Any, TypeVar
 
-from threadcheck._sched._core import active
+from threadcheck._sched._core import here
 
 T = TypeVar("T")
 
@@ -51,15 +51,10 @@ def replacements() -> list[tuple[Any, str, Any]]:
     ]
 
 
-def _in_schedule() -> bool:
-    scheduler = active()
-    return scheduler is not None and scheduler.controlled() is not None
-
-
 def _ordered_init(init: Callable[..., None]) -> Callable[..., None]:
     def init_in_order(self: Future[Any]) -> None:
         init(self)
-        if type(self) is Future and _in_schedule():
+        if type(self) is Future and here() is not None:
             self.__class__ = OrderedFuture
             self._threadcheck_order = next(_created)  # type: ignore[attr-defined]
 
@@ -79,7 +74,7 @@ def _order_key(future: Future[Any]) -> tuple[int, int]:
 def _ordered_threads(init: Callable[..., None]) -> Callable[..., None]:
     def init_with_ordered_threads(self: ThreadPoolExecutor, *args: Any, **kwargs: Any) -> None:
         init(self, *args, **kwargs)
-        if _in_schedule():
+        if here() is not None:
             self._threads = InsertionOrdered()  # type: ignore[assignment]
 
     return init_with_ordered_threads

@@ -41,6 +41,7 @@ from threadcheck._sched._core import (
     ControlledThread,
     Scheduler,
     active,
+    here,
 )
 from threadcheck._sched._program import (
     CONTROLLED_ATTR,
@@ -295,14 +296,11 @@ def _virtual_clock(real: Callable[[], Any]) -> Callable[[], Any]:
     timing = _timing_frameworks()
 
     def clock() -> Any:
-        scheduler = active()
-        if (
-            scheduler is None
-            or scheduler.controlled() is None
-            or sys._getframe(1).f_code.co_filename.startswith(timing)
-        ):
+        place = here()
+        if place is None or sys._getframe(1).f_code.co_filename.startswith(timing):
             return real()
-        return int(scheduler.now * scale) if scale else scheduler.now
+        now = place[0].now
+        return int(now * scale) if scale else now
 
     clock.__name__ = real.__name__
     clock.__wrapped__ = real  # type: ignore[attr-defined]

@@ -22,19 +22,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from threadcheck._sched._core import ControlledThread, Scheduler, active
+from threadcheck._sched._core import ControlledThread, Scheduler
+from threadcheck._sched._core import here as _here  # its callers name the result `here`
 
 T = TypeVar("T")
 _real_sleep = _time.sleep
 _real_monotonic = _time.monotonic
-
-
-def _here() -> tuple[Scheduler, ControlledThread] | None:
-    scheduler = active()
-    if scheduler is None:
-        return None
-    thread = scheduler.controlled()
-    return None if thread is None else (scheduler, thread)
 
 
 def _deadline(scheduler: Scheduler, timeout: float | None) -> float | None:
