@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from threadcheck._sched._points import access_points
+from threadcheck._sched._points import access_points, is_loop_step
 
 
 def service(counter: Any, n: int, d: dict[str, int], k: str, self: Any, gather: Any) -> Any:
@@ -48,6 +48,18 @@ def loops(table: dict[str, int], box: Any) -> int:
     while not SHARED_FLAG:  # a spin on a global: a point at the back-edge
         box.spins += 1
     return total
+
+
+def names_a_loop(loop: Any, loops_done: int) -> None:
+    loop.running = True  # a LoopingCall named `loop`: an access, not a loop step
+    global loopcount
+    loopcount = loops_done
+
+
+def test_only_loops_are_loop_steps_whatever_their_names() -> None:
+    steps = [d for d in access_points(loops.__code__).values() if is_loop_step(d)]
+    assert sorted(steps) == ["iteration of table", "loop"]
+    assert not any(is_loop_step(d) for d in access_points(names_a_loop.__code__).values())
 
 
 def test_loop_steps_are_points_except_counting_ones() -> None:

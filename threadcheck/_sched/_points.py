@@ -69,10 +69,19 @@ def access_points(code: CodeType) -> dict[int, str]:
         elif name in _VARIABLE:
             points[instruction.offset] = f"{instruction.argval} ({_VARIABLE[name]})"
         elif name == "FOR_ITER" and not _over_a_range(instructions, index):
-            points[instruction.offset] = f"iteration of {_iterated(instructions, index)}"
+            points[instruction.offset] = LoopStep(f"iteration of {_iterated(instructions, index)}")
         elif _is_while_back_edge(instructions, index):
-            points[instruction.offset] = "loop"
+            points[instruction.offset] = LoopStep("loop")
     return points
+
+
+class LoopStep(str):
+    """The detail of a loop's step: marked by its type when the table is made,
+    as no text can tell it from an access (``loop.running (load)``)."""
+
+
+def is_loop_step(detail: str) -> bool:
+    return type(detail) is LoopStep
 
 
 def _iterated(instructions: list[dis.Instruction], index: int) -> str:
@@ -236,13 +245,10 @@ def perturb_with(perturb: Callable[[], None] | None) -> None:
     _perturbation[:] = [] if perturb is None else [perturb]
 
 
-_LOOP_STEPS = ("iteration of ", "loop")
-
-
 def _point(kind: str, detail: str, frame: FrameType, where: tuple[CodeType, int]) -> None:
     scheduler = active()
     if scheduler is not None and scheduler.controlled() is not None:
-        if detail.startswith(_LOOP_STEPS) and not scheduler.loop_step(where):
+        if is_loop_step(detail) and not scheduler.loop_step(where):
             return
         scheduler.point(kind, detail, frame)
     elif _perturbation:
