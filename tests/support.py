@@ -149,3 +149,11 @@ def assert_found_and_replayed(result: subprocess.CompletedProcess[str], headline
     )
     assert replayed.returncode == 1, replayed.stderr
     assert replayed.stderr.startswith(headline), replayed.stderr
+
+
+def assert_clean(result: subprocess.CompletedProcess[str]) -> None:
+    """The exploration ran its 2,000 schedules without a failure, and printed its
+    summary line alone (nothing logged by the program's threads)."""
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("threadcheck: 2000 schedules ("), result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr

@@ -15,7 +15,7 @@ import pytest
 
 import threadcheck
 
-from support import assert_found_and_replayed, explore_program, write_program
+from support import assert_clean, assert_found_and_replayed, explore_program, write_program
 
 pytestmark = [pytest.mark.quality, pytest.mark.slow]
 
@@ -85,12 +85,6 @@ reactor.callLater(0.1, reactor.stop)
 reactor.run()
 watchdog.cancel()
 """
-
-
-def assert_clean(result: subprocess.CompletedProcess[str]) -> None:
-    assert result.returncode == 0, result.stderr
-    assert result.stderr.startswith("threadcheck: 2000 schedules ("), result.stderr
-    assert result.stderr.count("\n") == 1, result.stderr  # nothing logged by the workers
 
 
 def test_an_executor_lost_update_is_found_and_replayed(tmp_path: Path) -> None:

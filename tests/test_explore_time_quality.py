@@ -7,12 +7,11 @@ process; each fixed twin is clean over 2,000 schedules."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from support import assert_found_and_replayed, explore_program, write_program
+from support import assert_clean, assert_found_and_replayed, explore_program, write_program
 
 pytestmark = [pytest.mark.quality, pytest.mark.slow]
 
@@ -229,9 +228,3 @@ def test_without_time_passing_the_planted_bugs_hide(tmp_path: Path) -> None:
         write_program(tmp_path, program("late", fixed=False)), "--max-delay", "0"
     )
     assert_clean(result)
-
-
-def assert_clean(result: subprocess.CompletedProcess[str]) -> None:
-    assert result.returncode == 0, result.stderr
-    assert result.stderr.startswith("threadcheck: 2000 schedules ("), result.stderr
-    assert result.stderr.count("\n") == 1, result.stderr

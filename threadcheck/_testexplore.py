@@ -26,7 +26,7 @@ from threadcheck._sched._core import DEFAULT_MAX_DELAY
 from threadcheck._sched._explore import Budget, Shard
 from threadcheck._sched._report import ExploreResult
 from threadcheck._sched._runner import Settings
-from threadcheck._text import plural
+from threadcheck._text import internal_error, plural
 
 MARKER = "threadcheck_explore"
 STRESS_MARKER = "threadcheck_stress"
@@ -147,9 +147,7 @@ def _explore_item(item: pytest.Function, options: Options, settings: dict[str, A
     except pytest.UsageError:
         raise
     except Exception as error:  # ours: the test's own errors are schedule failures
-        replaying = f" (replaying {options.replay})" if options.replay else ""
-        message = f"threadcheck: internal error: {type(error).__name__}: {error}{replaying}"
-        pytest.fail(message, pytrace=False)
+        pytest.fail(internal_error(error, options.replay), pytrace=False)
 
 
 def _explore_or_replay(item: pytest.Function, options: Options, settings: dict[str, Any]) -> None:

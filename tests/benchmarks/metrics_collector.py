@@ -113,19 +113,7 @@ def _timed(command: list[str], env: dict[str, str]) -> float:
 
 
 def _explore_rate(program: Path, budget: int) -> tuple[float, str]:
-    command = [
-        sys.executable,
-        "-m",
-        "threadcheck",
-        "explore",
-        "--budget",
-        str(budget),
-        str(program),
-    ]
-    result = subprocess.run(
-        command, env=_environment(), capture_output=True, text=True, timeout=1200
-    )
-    first = result.stderr.splitlines()[0] if result.stderr else "(no output)"
+    first = _explored(program, budget)[0]
     match = re.match(r"threadcheck: (\d+) schedules \(\d+ distinct\) in ([\d.]+) s", first)
     if match is None:
         return 0.0, first[:100]
@@ -133,23 +121,20 @@ def _explore_rate(program: Path, budget: int) -> tuple[float, str]:
 
 
 def _found_at(program: Path, budget: int) -> str:
-    command = [
-        sys.executable,
-        "-m",
-        "threadcheck",
-        "explore",
-        "--budget",
-        str(budget),
-        str(program),
-    ]
-    result = subprocess.run(
-        command, env=_environment(), capture_output=True, text=True, timeout=1200
-    )
-    lines = result.stderr.splitlines()
+    lines = _explored(program, budget)
     found = next((line for line in lines[:3] if "found on schedule" in line), None)
     if found is None:
-        return "not found: " + (lines[0][:100] if lines else "(no output)")
+        return "not found: " + lines[0][:100]
     return f"{lines[0][:70]}; {found.strip().split(';')[0]}"
+
+
+def _explored(program: Path, budget: int) -> list[str]:
+    """The report of ``threadcheck explore --budget N`` on ``program``, by line."""
+    command = [sys.executable, "-m", "threadcheck", "explore", "--budget", str(budget)]
+    result = subprocess.run(
+        [*command, str(program)], env=_environment(), capture_output=True, text=True, timeout=1200
+    )
+    return result.stderr.splitlines() or ["(no output)"]
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from threadcheck._cli._options import (
     UsageError,
     parse,
 )
+from threadcheck._text import internal_error
 
 __all__ = [
     "INTERRUPTED",
@@ -51,11 +52,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"threadcheck: error: {error}", file=sys.stderr)
         return USAGE_ERROR
     except Exception as error:  # ours, not the program's (each command catches those)
-        token = getattr(args, "token", None)
-        replaying = f" (replaying {token})" if token else ""
-        print(
-            f"threadcheck: internal error: {type(error).__name__}: {error}{replaying}; "
-            "please report it",
-            file=sys.stderr,
-        )
+        print(internal_error(error, getattr(args, "token", None)), file=sys.stderr)
         return USAGE_ERROR
