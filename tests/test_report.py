@@ -166,5 +166,5 @@ def test_json_report_reads_back_exactly(running_reactor: Any) -> None:
 
     assert Counter(read) == Counter(made)
     assert {v.test for v in read} == {TestContext("tests/test_x.py::test_y", "teardown")}
-    with pytest.raises(ValueError, match="not a threadcheck-report version 2 document"):
+    with pytest.raises(ValueError, match="not a threadcheck-report version 3 document"):
         from_json({**document, "version": 1})

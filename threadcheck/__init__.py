@@ -145,8 +145,9 @@ def explore(
     """
     from threadcheck._sched._explore import Budget
     from threadcheck._sched._explore import explore as explore_target
-    from threadcheck._sched._runner import Settings, include_paths
+    from threadcheck._sched._runner import Settings
     from threadcheck._sched._targets import ScenarioTarget
+    from threadcheck._stacks import include_paths
 
     return explore_target(
         ScenarioTarget(scenario),
@@ -187,8 +188,9 @@ def run(
     returns the result.
     """
     from threadcheck._sched._once import run_once
-    from threadcheck._sched._runner import Settings, include_paths
+    from threadcheck._sched._runner import Settings
     from threadcheck._sched._targets import ScenarioTarget
+    from threadcheck._stacks import include_paths
 
     result = run_once(
         ScenarioTarget(scenario),

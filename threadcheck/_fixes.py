@@ -77,3 +77,24 @@ def object_api_fix(api: str) -> str | None:
     arguments = _ARGUMENTS.get(method, "")
     call = f"{name}.{method}, {arguments}" if arguments else f"{name}.{method}"
     return f"do it in the reactor thread: reactor.callFromThread({call})"
+
+
+def race_hint(location: str, access: str, earlier: str) -> str:
+    """The fix for a data race on ``location``, by the shape of its two accesses."""
+    if "iteration" in (access, earlier):
+        return (
+            f"iterate over {location} and change it under one threading.Lock (or iterate "
+            "over a copy made under it), or make every change in the iterating thread "
+            "(from a worker: reactor.callFromThread(f, ...))"
+        )
+    if "update" in (access, earlier):
+        return (
+            f"an update of {location} reads, then writes: two at once lose one. Hold one "
+            "threading.Lock around every access, or make them all in one thread (from a "
+            "worker: reactor.callFromThread(f, ...))"
+        )
+    return (
+        f"order the accesses to {location}: hold one threading.Lock around both, hand "
+        "the value over (queue.Queue; from a worker, reactor.callFromThread(f, ...)), "
+        "or keep the object in one thread"
+    )

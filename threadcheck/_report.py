@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from threadcheck import _fixes, _stacks
 from threadcheck._affinity import AffinityChecker
-from threadcheck._violation import Kind, TestContext, ThreadInfo, Violation
+from threadcheck._violation import Kind, PriorAccess, TestContext, ThreadInfo, Violation
 
 SCHEMA_ID = "threadcheck-report"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA_PATH = Path(__file__).with_name("report-schema.json")
 
 # The human report shows this many groups; the JSON report has them all.
@@ -202,6 +202,13 @@ def _format_group(number: int, g: Group) -> Iterator[str]:
 
 def format_report(violations: list[Violation]) -> str:
     """The human-readable report block; empty string when there is nothing to say."""
+    races = [v for v in violations if v.kind is Kind.DATA_RACE]
+    calls = [v for v in violations if v.kind is not Kind.DATA_RACE]
+    blocks = [block for block in (_format_calls(calls), _format_races(races)) if block]
+    return "\n".join(blocks)
+
+
+def _format_calls(violations: list[Violation]) -> str:
     if not violations:
         return ""
     groups = group(violations)
@@ -212,15 +219,78 @@ def format_report(violations: list[Violation]) -> str:
         "  " + ", ".join(f"{api}: {n}" for api, n in by_api.most_common()),
         "",
     ]
+    lines.extend(_groups(groups, _format_group, "violations"))
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _groups(
+    groups: list[Group], formatter: Callable[[int, Group], Iterator[str]], noun: str
+) -> Iterator[str]:
     for number, g in enumerate(groups[:MAX_GROUPS_SHOWN], start=1):
-        lines.extend(_format_group(number, g))
-        lines.append("")
+        yield from formatter(number, g)
+        yield ""
     if len(groups) > MAX_GROUPS_SHOWN:
-        lines.append(
-            f"... {len(groups) - MAX_GROUPS_SHOWN} more distinct violations; "
+        yield (
+            f"... {len(groups) - MAX_GROUPS_SHOWN} more distinct {noun}; "
             "the JSON report (--json) has them all"
         )
+
+
+def _format_races(races: list[Violation]) -> str:
+    if not races:
+        return ""
+    groups = group(races)
+    noun = "data race" if len(races) == 1 else "data races"
+    lines = [f"threadcheck: {len(races)} {noun} ({len(groups)} distinct)", ""]
+    lines.extend(_groups(groups, _format_race, "data races"))
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _format_race(number: int, g: Group) -> Iterator[str]:
+    v = g.violation
+    prior = v.prior
+    assert prior is not None  # a data race always has its earlier access
+    times = f"  [x{g.count}]" if g.count > 1 else ""
+    yield f"[{number}] {v.headline()}{times}"
+    if v.test is not None:
+        yield f"    during test: {v.test.describe()}"
+    if v.expected is not None:
+        yield f"    expected: {v.expected}"
+    yield from _race_access(
+        v.access or "access", v.thread, v.stack, v.spawn_site, v.submitted_from
+    )
+    yield from _race_access(
+        f"earlier {prior.what}",
+        prior.thread,
+        prior.stack,
+        prior.spawn_site,
+        prior.submitted_from,
+    )
+    yield f"    fix: {_fixes.race_hint(v.api, v.access or '', prior.what)}"
+
+
+def _race_access(
+    what: str,
+    thread: ThreadInfo,
+    stack: _stacks.Stack,
+    spawn_site: _stacks.Stack | None,
+    submitted_from: _stacks.Stack | None,
+) -> Iterator[str]:
+    where = _stacks.innermost_user_frame(stack)
+    at = f"{where.location()}" if where is not None else "unknown"
+    yield f"    {what}: {at}, in thread {thread.describe()}"
+    if where is not None and where.source:
+        yield f"        {where.source}"
+    yield "      stack (most recent call last):"
+    yield from _stacks.format_stack(stack, indent="        ")
+    if submitted_from is not None:
+        yield "      work submitted to the thread pool at (most recent call last):"
+        yield from _stacks.format_stack(submitted_from, indent="        ")
+    if spawn_site is None:
+        yield "      thread started at: unknown (main thread, or started before threadcheck)"
+    elif submitted_from is None or not _same_place(spawn_site, submitted_from):
+        yield "      thread started at (most recent call last):"
+        yield from _stacks.format_stack(spawn_site, indent="        ")
 
 
 _STALL_FIXES = {
@@ -291,6 +361,8 @@ def to_json(violations: list[Violation], mode: str) -> dict[str, object]:
                 "test": _test_json(g.violation.test),
                 "expected": g.violation.expected,
                 "detail": g.violation.detail,
+                "access": g.violation.access,
+                "prior": _prior_json(g.violation.prior),
             }
             for g in groups
         ],
@@ -318,9 +390,35 @@ def from_json(document: dict[str, Any]) -> list[Violation]:
             test=None if test is None else TestContext(**test),
             expected=entry["expected"],
             detail=entry.get("detail"),
+            access=entry.get("access"),
+            prior=_prior_from_json(entry.get("prior")),
         )
         violations.extend([violation] * entry["count"])
     return violations
+
+
+def _prior_json(prior: PriorAccess | None) -> dict[str, object] | None:
+    if prior is None:
+        return None
+    return {
+        "what": prior.what,
+        "thread": _thread_json(prior.thread),
+        "stack": _stacks.to_json(prior.stack),
+        "spawn_site": _stacks.to_json(prior.spawn_site),
+        "submitted_from": _stacks.to_json(prior.submitted_from),
+    }
+
+
+def _prior_from_json(entry: dict[str, Any] | None) -> PriorAccess | None:
+    if entry is None:
+        return None
+    return PriorAccess(
+        what=entry["what"],
+        thread=ThreadInfo(**entry["thread"]),
+        stack=_stack_from_json(entry["stack"]),
+        spawn_site=_optional_stack_from_json(entry["spawn_site"]),
+        submitted_from=_optional_stack_from_json(entry["submitted_from"]),
+    )
 
 
 def _stack_from_json(frames: list[dict[str, Any]]) -> _stacks.Stack:

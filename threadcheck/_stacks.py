@@ -11,7 +11,7 @@ import linecache
 import os
 import sys
 import sysconfig
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import CodeType, FrameType
 from typing import Any
@@ -134,6 +134,36 @@ def is_user_code(filename: str) -> bool:
             and not any(marker in filename for marker in _SITE_MARKERS)
         )
     return known
+
+
+def include_paths(names: Sequence[str]) -> tuple[str, ...]:
+    """``--include``/``include=`` entries as absolute paths: each a file, a
+    folder, or the name of an importable module or package (``"sqlalchemy"``).
+    ValueError names the first that is none of these."""
+    paths = []
+    for name in names:
+        if os.path.exists(name):
+            paths.append(os.path.abspath(name))
+            continue
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None:
+            raise ValueError(f"no such file, folder or module: {name}")
+        location = next(iter(spec.submodule_search_locations or ()), None) or spec.origin
+        if location is None or not os.path.exists(location):
+            raise ValueError(f"{name} is not a module in a file or folder")
+        paths.append(os.path.abspath(location))
+    return tuple(paths)
+
+
+def user_code(include: Sequence[str]) -> Callable[[str], bool]:
+    """:func:`is_user_code`, or under one of the ``include`` paths."""
+    if not include:
+        return is_user_code
+    prefixes = tuple(os.path.abspath(path) for path in include)
+    return lambda filename: filename.startswith(prefixes) or is_user_code(filename)
 
 
 RawStack = tuple[Any, ...]

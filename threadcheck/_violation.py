@@ -35,6 +35,10 @@ class Kind(enum.Enum):
     """Not a thread-affinity violation: one callback held the reactor thread longer
     than the stall threshold (reported on its own; it fails nothing)."""
 
+    DATA_RACE = "data-race"
+    """Not a call: two accesses to one location, at least one a write, from
+    two threads, with no synchronisation ordering them (``--races``)."""
+
     BLOCKING_CALL_AFTER_STOP = "blocking-call-after-stop"
     """``blockingCallFromThread`` after ``reactor.stop()``: nothing would ever run it
     (twisted#10124: the process hangs, the thread pool waiting for the caller)."""
@@ -65,6 +69,18 @@ class TestContext:
 
 
 @dataclass(frozen=True, slots=True)
+class PriorAccess:
+    """The earlier of a data race's two accesses."""
+
+    what: str
+    """read, write, update, delete or iteration."""
+    thread: ThreadInfo
+    stack: Stack
+    spawn_site: Stack | None
+    submitted_from: Stack | None
+
+
+@dataclass(frozen=True, slots=True)
 class Violation:
     """One non-thread-safe call made from the wrong thread.
 
@@ -89,6 +105,10 @@ class Violation:
     """Why it is accepted (a pytest marker or fixture); None when it counts."""
     detail: str | None = None
     """What else there is to say (a stall: how long, in which callback)."""
+    access: str | None = None
+    """A data race: what this access did (read, write, update, delete, iteration)."""
+    prior: PriorAccess | None = None
+    """A data race: the earlier access it conflicts with."""
 
     def user_frame(self) -> Frame | None:
         """The user's line to lead with: the innermost user frame of the call.
@@ -110,6 +130,12 @@ class Violation:
         return f"{self.headline()}{at}"
 
     def headline(self) -> str:
+        if self.kind is Kind.DATA_RACE and self.prior is not None:
+            return (
+                f"data race on {self.api}: {self.access} in thread {self.thread.describe()} "
+                f"and {self.prior.what} in thread {self.prior.thread.describe()}, "
+                "with nothing ordering them"
+            )
         if self.kind is Kind.BLOCKING_CALL_IN_REACTOR:
             return (
                 f"blockingCallFromThread called in the reactor thread "

@@ -16,6 +16,8 @@ from twisted.python.runtime import platform
 from threadcheck import _threads
 from threadcheck._affinity import AffinityChecker
 from threadcheck._modes import DEFAULT_MODE, Mode
+from threadcheck._races import _access as _race_access
+from threadcheck._races._clocks import run_received, send
 from threadcheck._recorder import Recorder
 from threadcheck_reactor import _deferreds, _running, _task, _transports, _web
 from threadcheck_reactor._checked import checked
@@ -229,7 +231,10 @@ class ThreadCheckMixin(PosixReactorBase, metaclass=InstrumentedReactorType):
         elif get_ident() == self._threadcheck.owner:
             self._check_call_from_reactor_thread(f)
         assert callable(f), f"{f} is not callable"
-        self.threadCallQueue.append((f, args, kwargs))
+        if _race_access.enabled:  # the call happens after what this thread did so far
+            self.threadCallQueue.append((run_received, (send(), f, args, kwargs), {}))
+        else:
+            self.threadCallQueue.append((f, args, kwargs))
         self.wakeUp()
 
     def _check_call_from_reactor_thread(self, f: Callable[..., Any]) -> None:

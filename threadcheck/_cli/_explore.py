@@ -187,8 +187,8 @@ COMMAND = Command(
 
 
 def _check_explore_options(args: argparse.Namespace) -> None:
-    from threadcheck._sched._runner import include_paths
     from threadcheck._sched.strategies import parse as parse_strategy
+    from threadcheck._stacks import include_paths
 
     try:
         parse_strategy(args.strategy, args.seed)

@@ -56,7 +56,13 @@ exit status:
 
 # Modules that start the program: their frames are left out of its tracebacks.
 # Import machinery leads when `-m module` fails to compile or its package fails.
-_LAUNCHERS = ("threadcheck._cli", "runpy", "importlib.", "_frozen_importlib")
+_LAUNCHERS = (
+    "threadcheck._cli",
+    "threadcheck._races._hook",
+    "runpy",
+    "importlib.",
+    "_frozen_importlib",
+)
 
 REACTORS = ("default", "select", "poll", "epoll", "asyncio")
 """--reactor's names (threadcheck_reactor.KINDS: those this platform has); listed
@@ -79,7 +85,10 @@ def _add(subparsers: Any) -> None:
             "Options go before the script or -m module; everything after it is the\n"
             "program's."
         ),
-        usage="[--mode MODE] [--json PATH] [--report-only] [--stall-ms MS] [--reactor NAME]",
+        usage=(
+            "[--mode MODE] [--json PATH] [--report-only] [--stall-ms MS] [--races] "
+            "[--include PATH ...] [--reactor NAME]"
+        ),
         epilog=EXIT_STATUS_HELP,
     )
     run.add_argument(
@@ -101,6 +110,21 @@ def _add(subparsers: Any) -> None:
         "(default 100, or THREADCHECK_STALL_MS; 0: off); stalls fail nothing",
     )
     run.add_argument(
+        "--races",
+        action="store_true",
+        help="also report data races: two threads accessing one attribute, global, closure "
+        "variable or container, one of them writing, with no synchronisation ordering them "
+        "(in your code: not installed packages, Twisted or the standard library)",
+    )
+    run.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="with --races, also watch this folder, file or module, though it is library "
+        "code (an installed package); repeatable",
+    )
+    run.add_argument(
         "--reactor",
         metavar="NAME",
         help="install this instrumented reactor before the program starts, whatever it "
@@ -117,6 +141,7 @@ def _run(args: argparse.Namespace) -> int:
         check_writable(args.json)
     if args.module is None:
         check_script(target[0])
+    include = _include(args.include, args.races)
 
     from threadcheck import _report, _stacks
 
@@ -124,14 +149,19 @@ def _run(args: argparse.Namespace) -> int:
     _stacks.register_library_path(os.path.abspath(sys.argv[0]), "threadcheck")
 
     checker = _prepare_reactor(Mode.parse(args.mode), args.stall_ms, args.reactor)
-    status, interrupted = _run_to_exit(args.module, target)
+    if args.races:
+        from threadcheck._races import _detector
+
+        _detector.start(checker.recorder, _stacks.user_code(include))
+    status, interrupted = _run_to_exit(args.module, target, args.races)
     unchecked = _uninstrumented_reactor()
     if unchecked is not None:
         print(f"threadcheck: error: {unchecked}", file=sys.stderr)
         return INTERRUPTED if interrupted else USAGE_ERROR
     finished = _report.finish(checker, args.json, sys.stderr)
     if not finished.found:
-        print("threadcheck: no thread-affinity violations found", file=sys.stderr)
+        races = " or data races" if args.races else ""
+        print(f"threadcheck: no thread-affinity violations{races} found", file=sys.stderr)
     # Twisted's own SIGINT/SIGTERM handler stops the reactor and the program ends
     # "normally": it was still interrupted, as a shell should hear (130, 143).
     stopped_by = getattr(sys.modules.get("twisted.internet.reactor"), "_exitSignal", None)
@@ -142,7 +172,20 @@ def _run(args: argparse.Namespace) -> int:
     return _final_status(status, finished.found, args.report_only)
 
 
-COMMAND = Command("run", _add, _run, frozenset({"--mode", "--json", "--stall-ms", "--reactor"}))
+COMMAND = Command(
+    "run", _add, _run, frozenset({"--mode", "--json", "--stall-ms", "--reactor", "--include"})
+)
+
+
+def _include(names: list[str], races: bool) -> tuple[str, ...]:
+    if names and not races:
+        raise UsageError("--include: only with --races")
+    from threadcheck._stacks import include_paths
+
+    try:
+        return include_paths(names)
+    except ValueError as error:
+        raise UsageError(f"--include: {error}") from None
 
 
 def _prepare_reactor(mode: Mode, stall_ms: str | None, kind: str | None) -> AffinityChecker:
@@ -220,14 +263,14 @@ def _check_module(module: str) -> None:
         )
 
 
-def _run_to_exit(module: str | None, target: list[str]) -> tuple[int, bool]:
+def _run_to_exit(module: str | None, target: list[str], races: bool) -> tuple[int, bool]:
     """Run the program, then wait for its threads as the interpreter would at exit.
 
     Returns the program's exit status, and whether Ctrl-C cut either short.
     """
     interrupted = False
     try:
-        status = _execute_program(module, target)
+        status = _execute_program(module, target, races)
     except KeyboardInterrupt as interrupt:
         _show_uncaught(interrupt)
         status, interrupted = INTERRUPTED, True
@@ -235,18 +278,22 @@ def _run_to_exit(module: str | None, target: list[str]) -> tuple[int, bool]:
     return status, _wait_for_threads() or interrupted
 
 
-def _execute_program(module: str | None, target: list[str]) -> int:
+def _execute_program(module: str | None, target: list[str], races: bool) -> int:
     if module is None:
-        return _execute_script(target[0], target[1:])
+        return _execute_script(target[0], target[1:], races)
     return _execute_module(module, target)
 
 
-def _execute_script(script: str, args: list[str]) -> int:
+def _execute_script(script: str, args: list[str], races: bool = False) -> int:
     # Absolute, as python (3.9+) makes a script's __file__ and traceback paths.
     path = os.path.abspath(script)
     sys.argv = [path, *args]
     # As `python script`: the script's folder (or the directory run) comes first.
     sys.path[0] = path if os.path.isdir(path) else os.path.dirname(path)
+    if races and not os.path.isdir(path):
+        from threadcheck._races._hook import run_script
+
+        return _execute(lambda: run_script(path))
     return _execute(lambda: runpy.run_path(path, run_name="__main__"))
 
 

@@ -19,7 +19,6 @@ import os
 import random
 import sys
 import threading
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -50,30 +49,6 @@ if TYPE_CHECKING:
 WARM_UP = -1
 """The schedule index of the warm-up run (``reactor.schedule_index`` shows it)."""
 DEFAULT_STALL_TIMEOUT = 10.0
-
-
-def include_paths(names: Sequence[str]) -> tuple[str, ...]:
-    """``--include``/``include=`` entries as absolute paths: each a file, a
-    folder, or the name of an importable module or package (``"sqlalchemy"``).
-    ValueError names the first that is none of these."""
-    import importlib.util
-
-    paths = []
-    for name in names:
-        if os.path.exists(name):
-            paths.append(os.path.abspath(name))
-            continue
-        try:
-            spec = importlib.util.find_spec(name)
-        except (ImportError, ValueError):
-            spec = None
-        if spec is None:
-            raise ValueError(f"no such file, folder or module: {name}")
-        location = next(iter(spec.submodule_search_locations or ()), None) or spec.origin
-        if location is None or not os.path.exists(location):
-            raise ValueError(f"{name} is not a module in a file or folder")
-        paths.append(os.path.abspath(location))
-    return tuple(paths)
 
 
 @dataclass(frozen=True)
@@ -119,7 +94,7 @@ class Explorer:
         self._random_state: object = None
         self.collect_first = collect_first
         self.settings = settings
-        self.is_user = _user_code(settings.include)
+        self.is_user = _stacks.user_code(settings.include)
         self.instrumentation = Instrumentation(settings.granularity, self.is_user)
         self.patches = Patches(
             self.is_user,
@@ -258,13 +233,6 @@ class Explorer:
             raise scheduler.strategy_error
         failure = scheduler.failure or target_failure or errors.first or violation
         return _schedule_run(index, scheduler, failure)
-
-
-def _user_code(include: tuple[str, ...]) -> Callable[[str], bool]:
-    if not include:
-        return _stacks.is_user_code
-    prefixes = tuple(os.path.abspath(path) for path in include)
-    return lambda filename: filename.startswith(prefixes) or _stacks.is_user_code(filename)
 
 
 def _stop_log_echo() -> ILogObserver | None:

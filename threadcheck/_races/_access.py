@@ -1,0 +1,153 @@
+"""What rewritten user code calls at each access (see :mod:`._rewrite`).
+
+Each helper records the access, then lets it happen unchanged: attribute
+helpers return the object (``__tc_ra__(obj, "x", 7).x``), the subscript
+helper returns a proxy that does the subscript itself, so the program
+evaluates exactly what it did, in the same order. Sites are numbers into
+:data:`._shadow.sites`.
+
+The user's frame is the first one out of this module (see ``_shadow._outer``).
+
+Thread safety: called from any thread; see :mod:`._shadow`.
+"""
+
+from __future__ import annotations
+
+import collections
+from _thread import get_ident
+from typing import Any
+
+from threadcheck._races._clocks import clocks, current
+from threadcheck._races._shadow import WHOLE, location, read, write
+
+enabled = False
+"""Off, rewritten code runs as written (a module imported while detecting
+stays rewritten after)."""
+
+CONTAINERS = (
+    list,
+    dict,
+    set,
+    bytearray,
+    collections.deque,
+)
+"""Builtin containers, whose methods are single atomic operations: a call of
+a mutating one writes the container as a whole."""
+
+
+def ra(obj: Any, name: str, site: int) -> Any:
+    """``obj.name`` is read."""
+    if enabled:
+        read(clocks.get(get_ident()) or current(), location(obj, name), site, obj, name, "read")
+    return obj
+
+
+def wa(obj: Any, name: str, site: int) -> Any:
+    """``obj.name`` is assigned or deleted."""
+    if enabled:
+        tc = clocks.get(get_ident()) or current()
+        write(tc, location(obj, name), site, obj, name, "write", False)
+    return obj
+
+
+def ua(obj: Any, name: str, site: int) -> Any:
+    """``obj.name op= value``: read, then written."""
+    if enabled:
+        tc = clocks.get(get_ident()) or current()
+        loc = location(obj, name)
+        read(tc, loc, site, obj, name, "update")
+        write(tc, loc, site, obj, name, "update", False)
+    return obj
+
+
+def it(obj: Any, site: int) -> Any:
+    """``obj`` is iterated: a read of it as a whole."""
+    if enabled:
+        tc = clocks.get(get_ident()) or current()
+        read(tc, location(obj, WHOLE), site, obj, WHOLE, "iteration")
+    return obj
+
+
+def cm(obj: Any, site: int) -> Any:
+    """A mutating method of ``obj`` is about to be called."""
+    if enabled and isinstance(obj, CONTAINERS):
+        tc = clocks.get(get_ident()) or current()
+        write(tc, location(obj, WHOLE), site, obj, WHOLE, "write", True)
+    return obj
+
+
+def rv(scope: Any, name: str, site: int, value: Any) -> Any:
+    """A global or closure variable is read (``scope`` stands for its namespace)."""
+    if enabled:
+        tc = clocks.get(get_ident()) or current()
+        read(tc, location(scope, name), site, scope, name, "read")
+    return value
+
+
+def wv(scope: Any, name: str, site: int) -> None:
+    """A global or closure variable was assigned."""
+    if enabled:
+        tc = clocks.get(get_ident()) or current()
+        write(tc, location(scope, name), site, scope, name, "write", False)
+
+
+def uv(scope: Any, name: str, site: int) -> None:
+    """A global or closure variable was updated in place (``total += 1``)."""
+    if enabled:
+        tc = clocks.get(get_ident()) or current()
+        loc = location(scope, name)
+        read(tc, loc, site, scope, name, "update")
+        write(tc, loc, site, scope, name, "update", False)
+
+
+class Scope:
+    """Stands for one call's closure variables: each call of the enclosing
+    function has its own."""
+
+    __slots__ = ("__weakref__", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class sub:  # noqa: N801 - called by rewritten code as if it were a function
+    """``sub(obj, site)[key]``: the subscript, recorded, then done on ``obj``."""
+
+    __slots__ = ("obj", "site")
+
+    def __init__(self, obj: Any, site: int) -> None:
+        self.obj = obj
+        self.site = site
+
+    def __getitem__(self, key: Any) -> Any:
+        obj = self.obj
+        if enabled and type(key) is not slice:
+            try:
+                loc = location(obj, key)
+            except TypeError:  # an unhashable key (an array index): not tracked
+                return obj[key]
+            read(clocks.get(get_ident()) or current(), loc, self.site, obj, key, "read")
+        return obj[key]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        obj = self.obj
+        if enabled:
+            self._written(obj, key, "write")
+        obj[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        obj = self.obj
+        if enabled:
+            self._written(obj, key, "delete")
+        del obj[key]
+
+    def _written(self, obj: Any, key: Any, mode: str) -> None:
+        tc = clocks.get(get_ident()) or current()
+        if type(key) is not slice:
+            try:
+                loc = location(obj, key)
+            except TypeError:  # an unhashable key: only the container's change counts
+                loc = None
+            if loc is not None:
+                write(tc, loc, self.site, obj, key, mode, False)
+        write(tc, location(obj, WHOLE), self.site, obj, WHOLE, mode, True)

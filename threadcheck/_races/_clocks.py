@@ -1,0 +1,102 @@
+"""Vector clocks: each thread's, and the snapshots that carry one thread's
+past to another along a synchronisation edge.
+
+A thread's clock ``vc`` maps thread numbers (``tid``, never reused, unlike
+idents) to the last step of that thread it has seen; its own entry is
+``clock``. An access made at ``(tid, clock)`` happens before thread ``T``'s
+present iff ``clock <= T.vc.get(tid, 0)``.
+
+Thread safety: a thread reads and writes only its own :class:`ThreadClock`;
+:func:`send` snapshots are immutable once made. The registry of clocks by
+ident is a dict (single operations, safe under the GIL and free-threaded).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from _thread import get_ident
+from typing import Any
+
+VectorClock = dict[int, int]
+
+_numbers = itertools.count(1)
+
+
+class ThreadClock:
+    """One thread's place in happens-before order."""
+
+    __slots__ = ("clock", "frame_key", "frame_stack", "frame_submission", "thread", "tid", "vc")
+
+    def __init__(self, thread: threading.Thread | None, inherited: VectorClock | None) -> None:
+        self.tid = next(_numbers)  # itertools.count is atomic under the GIL
+        self.vc: VectorClock = dict(inherited) if inherited else {}
+        self.clock = self.vc[self.tid] = 1
+        self.thread = thread
+        # The stack last captured in this thread, and the frame it was taken in
+        # (see _shadow._outer): reused for every access from that frame.
+        self.frame_key: object = None
+        self.frame_stack: tuple[Any, ...] = ()
+        self.frame_submission: tuple[Any, ...] | None = None
+
+    def tick(self) -> None:
+        self.clock += 1
+        self.vc[self.tid] = self.clock
+
+
+clocks: dict[int, ThreadClock] = {}
+"""The clock of each live thread, by ident (a thread's start replaces a dead
+one's with the same ident)."""
+
+
+def current() -> ThreadClock:
+    """The calling thread's clock; a thread not started under the detector
+    (the main thread, one started before) gets one with no past."""
+    clock = clocks.get(get_ident())
+    if clock is None:
+        clock = clocks[get_ident()] = ThreadClock(threading.current_thread(), None)
+    return clock
+
+
+def send() -> VectorClock:
+    """What the calling thread has done so far, for whoever receives it next;
+    later steps of this thread are not part of it."""
+    clock = current()
+    snapshot = dict(clock.vc)
+    clock.tick()
+    return snapshot
+
+
+def receive(snapshot: VectorClock | None) -> None:
+    """Everything ``snapshot`` saw now happens before the calling thread's next step."""
+    if not snapshot:
+        return
+    vc = current().vc
+    for tid, step in snapshot.items():
+        if vc.get(tid, 0) < step:
+            vc[tid] = step
+
+
+def begin_thread(thread: threading.Thread, inherited: VectorClock | None) -> None:
+    """The calling thread starts: what its starter did before ``start()`` happened before."""
+    clocks[get_ident()] = ThreadClock(thread, inherited)
+
+
+def end_thread() -> VectorClock:
+    """The calling thread ends: its final snapshot, for whoever joins it."""
+    snapshot = send()
+    clocks.pop(get_ident(), None)
+    return snapshot
+
+
+def reset() -> None:
+    clocks.clear()
+
+
+def run_received(
+    snapshot: VectorClock, f: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """Call ``f`` once ``snapshot`` is received: for hand-offs that carry a
+    callable to another thread (``callFromThread``, a thread pool's job)."""
+    receive(snapshot)
+    return f(*args, **kwargs)

@@ -1,0 +1,161 @@
+"""The standard library's synchronisation, made to carry happens-before.
+
+* ``threading.Lock`` and ``RLock`` made from now on (and so every
+  ``Condition``, ``Event``, ``Semaphore``, ``Barrier``, ``queue.Queue`` and
+  ``Future`` built on them): a release sends, the next acquire receives.
+* ``Thread.start`` sends to the new thread's first step; a thread's end
+  sends to the ``join`` that sees it ended.
+* ``queue.SimpleQueue`` (C, lock-free; ``ThreadPoolExecutor`` hands its jobs
+  over one): each item carries its sender's snapshot to whoever gets it.
+
+Thread safety: :func:`install` and :func:`uninstall` are called by one thread
+while no other is starting; the wrappers are used from any thread.
+"""
+
+from __future__ import annotations
+
+import _thread
+import queue
+import threading
+from typing import Any
+
+from threadcheck._races._clocks import VectorClock, begin_thread, end_thread, receive, send
+
+_START = "_threadcheck_races_start"
+_END = "_threadcheck_races_end"
+_allocate_lock = _thread.allocate_lock
+_RLock: Any = _thread.RLock
+
+
+class TrackedLock:
+    """A ``threading.Lock`` whose release happens before the next acquire."""
+
+    __slots__ = ("__weakref__", "_lock", "_sent")
+
+    def __init__(self) -> None:
+        self._lock: Any = _allocate_lock()
+        self._sent: VectorClock | None = None
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if self._lock.acquire(blocking, timeout):
+            receive(self._sent)
+            return True
+        return False
+
+    def release(self) -> None:
+        self._sent = send()
+        self._lock.release()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+    def locked(self) -> bool:
+        return bool(self._lock.locked())
+
+    def _at_fork_reinit(self) -> None:
+        self._lock._at_fork_reinit()  # type: ignore[attr-defined]
+        self._sent = None
+
+    def __repr__(self) -> str:
+        return f"<tracked {self._lock!r}>"
+
+
+class TrackedRLock(TrackedLock):
+    """A ``threading.RLock``, tracked; ``Condition`` uses its private protocol."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        self._lock = _RLock()
+        self._sent = None
+
+    def locked(self) -> bool:
+        return bool(self._lock._is_owned())
+
+    def _is_owned(self) -> bool:
+        return bool(self._lock._is_owned())
+
+    def _release_save(self) -> Any:
+        self._sent = send()
+        return self._lock._release_save()
+
+    def _acquire_restore(self, state: Any) -> None:
+        self._lock._acquire_restore(state)
+        receive(self._sent)
+
+
+class TrackedSimpleQueue:
+    """A ``queue.SimpleQueue`` whose items carry their sender's past."""
+
+    def __init__(self) -> None:
+        self._queue: Any = _SimpleQueue()
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        self._queue.put((send(), item))
+
+    def put_nowait(self, item: Any) -> None:
+        self.put(item)
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        sent, item = self._queue.get(block, timeout)
+        receive(sent)
+        return item
+
+    def get_nowait(self) -> Any:
+        return self.get(False)
+
+    def empty(self) -> bool:
+        return bool(self._queue.empty())
+
+    def qsize(self) -> int:
+        return int(self._queue.qsize())
+
+
+_SimpleQueue = queue.SimpleQueue
+_undo: list[tuple[Any, str, Any]] = []
+
+
+def install() -> None:
+    if _undo:
+        return
+    start, bootstrap, join = (
+        threading.Thread.start,
+        threading.Thread._bootstrap_inner,  # type: ignore[attr-defined]
+        threading.Thread.join,
+    )
+
+    def tracked_start(self: threading.Thread) -> None:
+        setattr(self, _START, send())
+        start(self)
+
+    def tracked_bootstrap(self: threading.Thread) -> None:
+        begin_thread(self, getattr(self, _START, None))
+        try:
+            bootstrap(self)
+        finally:
+            setattr(self, _END, end_thread())
+
+    def tracked_join(self: threading.Thread, timeout: float | None = None) -> None:
+        join(self, timeout)
+        if not self.is_alive():
+            receive(getattr(self, _END, None))
+
+    for target, name, replacement in (
+        (threading, "Lock", TrackedLock),
+        (threading, "RLock", TrackedRLock),
+        (queue, "SimpleQueue", TrackedSimpleQueue),
+        (threading.Thread, "start", tracked_start),
+        (threading.Thread, "_bootstrap_inner", tracked_bootstrap),
+        (threading.Thread, "join", tracked_join),
+    ):
+        _undo.append((target, name, getattr(target, name)))
+        setattr(target, name, replacement)
+
+
+def uninstall() -> None:
+    while _undo:
+        target, name, original = _undo.pop()
+        setattr(target, name, original)

@@ -1,0 +1,98 @@
+"""A race found by :mod:`._shadow`, made a :class:`~threadcheck._violation.Violation`.
+
+Each distinct pair of sites is described once per test: later occurrences
+record the same violation again, so reports count them.
+
+Thread safety: :meth:`RaceReporter.found` runs in whichever thread made the
+second access; the cache is a dict (single operations).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from threadcheck import _stacks, _threads
+from threadcheck._races._shadow import WHOLE, Access, Site, sites
+from threadcheck._recorder import Recorder
+from threadcheck._violation import Kind, PriorAccess, TestContext, ThreadInfo, Violation
+
+
+class RaceReporter:
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self._described: dict[tuple[frozenset[int], TestContext | None], Violation] = {}
+
+    def found(self, now: Access, earlier: Access, obj: Any, key: Any) -> None:
+        test = self.recorder.context
+        pair = (frozenset((now.site, earlier.site)), test)
+        violation = self._described.get(pair)
+        if violation is None:
+            violation = self._described[pair] = describe(now, earlier, obj, key, test)
+        self.recorder.record(violation)
+
+
+def describe(
+    now: Access, earlier: Access, obj: Any, key: Any, test: TestContext | None
+) -> Violation:
+    thread = _thread_info(now.thread)
+    prior = PriorAccess(
+        what=earlier.mode,
+        thread=_thread_info(earlier.thread),
+        stack=_stack(earlier),
+        spawn_site=_spawn_site(earlier.thread),
+        submitted_from=_submission(earlier),
+    )
+    return Violation(
+        api=location_name(sites[now.site], sites[earlier.site], obj, key),
+        kind=Kind.DATA_RACE,
+        thread=thread,
+        reactor_thread=prior.thread,
+        stack=_stack(now),
+        spawn_site=_spawn_site(now.thread),
+        submitted_from=_submission(now),
+        test=test,
+        access=now.mode,
+        prior=prior,
+    )
+
+
+def location_name(now: Site, earlier: Site, obj: Any, key: Any) -> str:
+    """``Stats.handled``, ``sessions[...]``, ``global _registry``, ``nonlocal total``,
+    or, for a container as a whole, the container iterated (``self.requests``)."""
+    if key is WHOLE:
+        for site in (now, earlier):
+            if site.kind == "iteration":
+                return site.text.removeprefix("iteration over ")
+        return now.text
+    if now.kind == "attribute":
+        return f"{_owner_name(obj)}.{key}"
+    return now.text
+
+
+def _owner_name(obj: Any) -> str:
+    if isinstance(obj, type):
+        return obj.__qualname__
+    module_name = getattr(obj, "__name__", None) if type(obj).__name__ == "module" else None
+    return module_name if isinstance(module_name, str) else type(obj).__qualname__
+
+
+def _thread_info(thread: threading.Thread | None) -> ThreadInfo:
+    if thread is None:
+        return ThreadInfo("unknown", 0)
+    return ThreadInfo(thread.name, thread.ident or 0)
+
+
+def _stack(access: Access) -> _stacks.Stack:
+    site = sites[access.site]
+    outer = _stacks.materialize(access.outer) if access.outer else ()
+    return (*outer, _stacks.Frame(site.filename, site.lineno, site.function))
+
+
+def _spawn_site(thread: threading.Thread | None) -> _stacks.Stack | None:
+    return None if thread is None else _threads.spawn_site(thread)
+
+
+def _submission(access: Access) -> _stacks.Stack | None:
+    raw = access.submission
+    return None if raw is None else _stacks.materialize(raw)

@@ -1,0 +1,80 @@
+"""The import hook that rewrites user modules as they are imported, and the
+runner of a script rewritten the same way.
+
+Rewritten code is never written to a bytecode cache: a later run without
+``--races`` must not find it.
+
+Thread safety: :func:`install` and :func:`uninstall` are called by one
+thread, before and after the program; imports are serialised by Python.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import sys
+from collections.abc import Callable, Sequence
+from types import CodeType, ModuleType
+from typing import Any
+
+from threadcheck._races._rewrite import compile_user
+
+
+class RewritingLoader(importlib.machinery.SourceFileLoader):
+    def get_code(self, fullname: str) -> CodeType:
+        return compile_user(self.get_data(self.path), self.path)
+
+
+class RewritingFinder(importlib.abc.MetaPathFinder):
+    """Finds what the path finder finds, and rewrites it if it is user code."""
+
+    def __init__(self, is_user_file: Callable[[str], bool]) -> None:
+        self.is_user_file = is_user_file
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+        if spec is None or spec.origin is None:
+            return None
+        if not isinstance(spec.loader, importlib.machinery.SourceFileLoader):
+            return None
+        if not self.is_user_file(spec.origin):
+            return None
+        spec.loader = RewritingLoader(fullname, spec.origin)
+        return spec
+
+
+_finder: list[RewritingFinder] = []
+
+
+def install(is_user_file: Callable[[str], bool]) -> None:
+    """Rewrite user modules imported from now on."""
+    uninstall()
+    finder = RewritingFinder(is_user_file)
+    _finder.append(finder)
+    sys.meta_path.insert(0, finder)
+
+
+def uninstall() -> None:
+    while _finder:
+        finder = _finder.pop()
+        if finder in sys.meta_path:
+            sys.meta_path.remove(finder)
+
+
+def run_script(path: str) -> dict[str, Any]:
+    """Run the script at ``path`` as ``__main__`` (as ``runpy.run_path`` does), rewritten."""
+    with open(path, "rb") as file:
+        code = compile_user(file.read(), path)
+    main = ModuleType("__main__")
+    main.__file__ = path
+    main.__builtins__ = __builtins__  # type: ignore[attr-defined]
+    saved = sys.modules.get("__main__")
+    sys.modules["__main__"] = main
+    try:
+        exec(code, main.__dict__)
+    finally:
+        if saved is not None:
+            sys.modules["__main__"] = saved
+    return main.__dict__

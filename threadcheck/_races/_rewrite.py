@@ -1,0 +1,455 @@
+"""Rewriting a user module's code so that its accesses to shared state are recorded.
+
+What is rewritten (helpers in :mod:`._access`):
+
+* ``obj.x`` read, assigned, deleted, augmented: ``__tc_ra__(obj, "x", site).x``
+  (``wa``, ``ua``); a method call ``obj.m(...)`` is not a read of ``m``, but a
+  mutating method of a builtin container (``append``, ``pop``, ``update`` ...)
+  writes the container: ``__tc_cm__(obj, site).append(...)``.
+* ``d[k]`` in any context: ``__tc_sub__(d, site)[k]``, a proxy that records
+  and subscripts (slices read are not recorded: CPython copies atomically).
+* ``for x in c``, and the first ``for`` of a comprehension: ``__tc_it__(c, site)``
+  (``c.items()``, ``.keys()``, ``.values()`` and ``enumerate(c)`` iterate ``c``).
+* Globals that some function declares ``global``, and closure variables that
+  some inner function declares ``nonlocal``: reads become
+  ``__tc_rv__(scope, "name", site, name)``, assignments are followed by
+  ``__tc_wv__``/``__tc_uv__``. A closure's scope is a :class:`._access.Scope`
+  made on entry to the function that owns the variable.
+
+Nothing else changes: evaluation order, names, line numbers. Annotations and
+``match`` patterns are left alone (they are not evaluated as written).
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import CodeType
+
+from threadcheck._races._shadow import Site, add_site
+
+MUTATORS = frozenset(
+    {
+        "append", "extend", "insert", "pop", "remove", "clear", "sort", "reverse",
+        "update", "setdefault", "popitem", "add", "discard", "difference_update",
+        "intersection_update", "symmetric_difference_update", "appendleft",
+        "extendleft", "popleft", "rotate",
+    }
+)  # fmt: skip
+_VIEWS = frozenset({"items", "keys", "values"})
+_HELPERS = ("ra", "wa", "ua", "it", "cm", "rv", "wv", "uv", "sub", "Scope")
+GLOBALS = "__tc_gl__"
+
+
+def helper(name: str) -> str:
+    return f"__tc_{name}__"
+
+
+def compile_user(source: str | bytes, filename: str) -> CodeType:
+    """``source`` compiled with its accesses recorded."""
+    tree = ast.parse(source, filename)
+    rewrite(tree, filename)
+    return compile(tree, filename, "exec", dont_inherit=True)
+
+
+def rewrite(tree: ast.Module, filename: str) -> None:
+    shared = {
+        name for node in ast.walk(tree) if isinstance(node, ast.Global) for name in node.names
+    }
+    _Rewriter(filename, shared, _closure_owners(tree)).visit(tree)
+    tree.body[_after_docstring_and_future(tree) : 0] = _preamble()
+    ast.fix_missing_locations(tree)
+
+
+def _preamble() -> list[ast.stmt]:
+    names = ", ".join(f"{name} as {helper(name)}" for name in _HELPERS)
+    return ast.parse(
+        f"from threadcheck._races._access import {names}\n{GLOBALS} = globals()\n"
+    ).body
+
+
+def _after_docstring_and_future(tree: ast.Module) -> int:
+    index = 0
+    body = tree.body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        index = 1
+    while (
+        index < len(body)
+        and isinstance(body[index], ast.ImportFrom)
+        and body[index].module == "__future__"  # type: ignore[attr-defined]
+    ):
+        index += 1
+    return index
+
+
+# -- which names are which -----------------------------------------------------
+
+_Function = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+_Scoped = (*_Function, ast.ClassDef, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+
+
+@dataclass
+class _Frame:
+    node: ast.AST | None
+    """The function, class or comprehension (None: the module)."""
+    bound: set[str] = field(default_factory=set)
+    globals: set[str] = field(default_factory=set)
+    nonlocals: set[str] = field(default_factory=set)
+    cells: dict[str, str] = field(default_factory=dict)
+    """Its variables some inner function assigns (``nonlocal``), with the
+    name of the local that holds their scope."""
+
+    @property
+    def is_class(self) -> bool:
+        return isinstance(self.node, ast.ClassDef)
+
+
+def _frame_of(node: ast.AST | None) -> _Frame:
+    frame = _Frame(node)
+    if node is None:
+        return frame
+    if isinstance(node, _Function):
+        args = node.args
+        for arg in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg):
+            if arg is not None:
+                frame.bound.add(arg.arg)
+    if isinstance(node, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+        for generator in node.generators:
+            frame.bound.update(_stored_names(generator.target))
+        return frame
+    body = getattr(node, "body", [])
+    body = body if isinstance(body, list) else [body]
+    for child in _own_nodes(body):
+        if isinstance(child, ast.Global):
+            frame.globals.update(child.names)
+        elif isinstance(child, ast.Nonlocal):
+            frame.nonlocals.update(child.names)
+        elif isinstance(child, ast.Name) and isinstance(child.ctx, (ast.Store, ast.Del)):
+            frame.bound.add(child.id)
+        elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            frame.bound.add(child.name)
+        elif isinstance(child, (ast.Import, ast.ImportFrom)):
+            frame.bound.update((a.asname or a.name).split(".")[0] for a in child.names)
+        elif isinstance(child, ast.ExceptHandler) and child.name:
+            frame.bound.add(child.name)
+    frame.bound -= frame.globals | frame.nonlocals
+    return frame
+
+
+def _own_nodes(body: list[ast.stmt] | list[ast.expr]) -> Iterator[ast.AST]:
+    """The nodes of a scope's body, not those of scopes nested in it (their
+    names, decorators and defaults excepted: those belong here)."""
+    todo: list[ast.AST] = list(body)
+    while todo:
+        node = todo.pop()
+        yield node
+        if isinstance(node, _Scoped):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                todo.extend(node.decorator_list)
+            if isinstance(node, _Function):
+                todo.extend(d for d in (*node.args.defaults, *node.args.kw_defaults) if d)
+            if isinstance(node, ast.ClassDef):
+                todo.extend((*node.bases, *node.keywords))
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+
+
+def _stored_names(target: ast.AST) -> set[str]:
+    return {
+        n.id for n in ast.walk(target) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+    }
+
+
+def _closure_owners(tree: ast.Module) -> dict[ast.AST, set[str]]:
+    """For each function, its variables that an inner function declares ``nonlocal``."""
+    owners: dict[ast.AST, set[str]] = {}
+
+    def walk(node: ast.AST, stack: list[_Frame]) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, _Scoped):
+                frame = _frame_of(child)
+                for name in frame.nonlocals:
+                    owner = _owner(name, stack)
+                    if owner is not None and owner.node is not None:
+                        owners.setdefault(owner.node, set()).add(name)
+                walk(child, [*stack, frame])
+            else:
+                walk(child, stack)
+
+    walk(tree, [_frame_of(None)])
+    return owners
+
+
+def _owner(name: str, stack: list[_Frame]) -> _Frame | None:
+    """The function whose local ``name`` is, seen from the innermost frame's parent."""
+    for frame in reversed(stack):
+        if frame.is_class or frame.node is None:
+            continue
+        if name in frame.bound:
+            return frame
+    return None
+
+
+# -- the rewriting -------------------------------------------------------------
+
+
+class _Rewriter(ast.NodeTransformer):
+    def __init__(self, filename: str, shared: set[str], owners: dict[ast.AST, set[str]]) -> None:
+        self.filename = filename
+        self.shared = shared
+        self.owners = owners
+        self.stack: list[_Frame] = [_frame_of(None)]
+        self.functions: list[str] = ["<module>"]
+        self.scopes = 0
+
+    # Sites and helper calls.
+
+    def _site(self, node: ast.AST, kind: str, text: str) -> ast.Constant:
+        site = Site(self.filename, getattr(node, "lineno", 0), self.functions[-1], kind, text)
+        return ast.Constant(add_site(site))
+
+    def _call(self, name: str, *args: ast.expr) -> ast.Call:
+        return ast.Call(ast.Name(helper(name), ast.Load()), list(args), [])
+
+    # Scopes.
+
+    def _enter(self, node: ast.AST, name: str) -> _Frame:
+        frame = _frame_of(node)
+        for variable in sorted(self.owners.get(node, ())):
+            self.scopes += 1
+            frame.cells[variable] = f"__tc_s{self.scopes}__"
+        self.stack.append(frame)
+        self.functions.append(name)
+        return frame
+
+    def _leave(self) -> None:
+        self.stack.pop()
+        self.functions.pop()
+
+    def _variable(self, name: str) -> ast.expr | None:
+        """The scope standing for ``name`` here, if it is shared state."""
+        inner = True
+        for frame in reversed(self.stack):
+            if frame.is_class and not inner:
+                continue  # a class body's names are not visible to its methods
+            inner = False
+            if frame.node is None:
+                break
+            if name in frame.globals:
+                break
+            if name in frame.nonlocals:
+                continue
+            if name in frame.bound:
+                holder = frame.cells.get(name)
+                return None if holder is None else ast.Name(holder, ast.Load())
+        if name in self.shared:
+            return ast.Name(GLOBALS, ast.Load())
+        return None
+
+    def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.AST:
+        node.decorator_list = [self.visit(d) for d in node.decorator_list]
+        self._defaults(node.args)
+        frame = self._enter(node, node.name)
+        node.body = self._body(node.body)
+        made = [
+            ast.parse(f"{holder} = {helper('Scope')}({name!r})").body[0]
+            for name, holder in frame.cells.items()
+        ]
+        self._leave()
+        start = 1 if _is_docstring(node.body[0]) else 0
+        node.body[start:start] = made
+        return node
+
+    def _defaults(self, args: ast.arguments) -> None:
+        args.defaults = [self.visit(d) for d in args.defaults]
+        args.kw_defaults = [self.visit(d) if d is not None else None for d in args.kw_defaults]
+
+    def _body(self, body: list[ast.stmt]) -> list[ast.stmt]:
+        out: list[ast.stmt] = []
+        for statement in body:
+            result = self.visit(statement)
+            out.extend(result if isinstance(result, list) else [result])
+        return out
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+        return self._function(node)
+
+    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> ast.AST:
+        return self._function(node)
+
+    def visit_Lambda(self, node: ast.Lambda) -> ast.AST:
+        self._defaults(node.args)
+        self._enter(node, "<lambda>")
+        node.body = self.visit(node.body)
+        self._leave()
+        return node
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:
+        node.decorator_list = [self.visit(d) for d in node.decorator_list]
+        node.bases = [self.visit(b) for b in node.bases]
+        node.keywords = [self.visit(k) for k in node.keywords]
+        self._enter(node, node.name)
+        node.body = self._body(node.body)
+        self._leave()
+        return node
+
+    def _comprehension(
+        self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp
+    ) -> ast.AST:
+        first = node.generators[0]
+        first.iter = self._iterated(self.visit(first.iter))
+        self._enter(node, self.functions[-1])  # shown as the function it is written in
+        for index, generator in enumerate(node.generators):
+            if index:
+                generator.iter = self.visit(generator.iter)
+            generator.ifs = [self.visit(i) for i in generator.ifs]
+        if isinstance(node, ast.DictComp):
+            node.key = self.visit(node.key)
+            node.value = self.visit(node.value)
+        else:
+            node.elt = self.visit(node.elt)
+        self._leave()
+        return node
+
+    def visit_ListComp(self, node: ast.ListComp) -> ast.AST:
+        return self._comprehension(node)
+
+    def visit_SetComp(self, node: ast.SetComp) -> ast.AST:
+        return self._comprehension(node)
+
+    def visit_DictComp(self, node: ast.DictComp) -> ast.AST:
+        return self._comprehension(node)
+
+    def visit_GeneratorExp(self, node: ast.GeneratorExp) -> ast.AST:
+        return self._comprehension(node)
+
+    # Not evaluated as written: left alone.
+
+    def visit_arg(self, node: ast.arg) -> ast.AST:
+        return node
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST | list[ast.stmt]:
+        if node.value is None:
+            return node
+        node.value = self.visit(node.value)
+        if isinstance(node.target, ast.Name):
+            return [node, *self._stored([node.target], "wv")]
+        node.target = self.visit(node.target)
+        return node
+
+    def visit_match_case(self, node: ast.match_case) -> ast.AST:
+        if node.guard is not None:
+            node.guard = self.visit(node.guard)
+        node.body = self._body(node.body)
+        return node
+
+    # Accesses.
+
+    def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
+        node.value = self.visit(node.value)
+        which = "ra" if isinstance(node.ctx, ast.Load) else "wa"
+        text = ast.unparse(node)
+        node.value = self._call(
+            which, node.value, ast.Constant(node.attr), self._site(node, "attribute", text)
+        )
+        return node
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        func = node.func
+        if isinstance(func, ast.Attribute):
+            func.value = self.visit(func.value)
+            if func.attr in MUTATORS:
+                text = f"{ast.unparse(func)}()"
+                func.value = self._call("cm", func.value, self._site(node, "method", text))
+        else:
+            node.func = self.visit(func)
+        node.args = [self.visit(a) for a in node.args]
+        node.keywords = [self.visit(k) for k in node.keywords]
+        return node
+
+    def visit_Subscript(self, node: ast.Subscript) -> ast.AST:
+        node.value = self.visit(node.value)
+        node.slice = self.visit(node.slice)
+        if isinstance(node.ctx, ast.Load) and isinstance(node.slice, ast.Slice):
+            return node
+        text = f"{ast.unparse(node.value)}[...]"
+        node.value = self._call("sub", node.value, self._site(node, "subscript", text))
+        return node
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST | list[ast.stmt]:
+        node.value = self.visit(node.value)
+        target = node.target
+        if isinstance(target, ast.Name):
+            return [node, *self._stored([target], "uv")]
+        if isinstance(target, ast.Attribute):
+            target.value = self.visit(target.value)
+            site = self._site(target, "attribute", ast.unparse(target))
+            target.value = self._call("ua", target.value, ast.Constant(target.attr), site)
+            return node
+        node.target = self.visit(target)
+        return node
+
+    def visit_Assign(self, node: ast.Assign) -> ast.AST | list[ast.stmt]:
+        node.value = self.visit(node.value)
+        names = [n for t in node.targets for n in ast.walk(t) if isinstance(n, ast.Name)]
+        node.targets = [self.visit(t) for t in node.targets]
+        return [node, *self._stored(names, "wv")]
+
+    def _stored(self, names: list[ast.Name], which: str) -> list[ast.stmt]:
+        stored: list[ast.stmt] = []
+        for name in names:
+            if not isinstance(name.ctx, ast.Store):
+                continue
+            scope = self._variable(name.id)
+            if scope is not None:
+                site = self._site(name, _kind(scope), f"{_kind(scope)} {name.id}")
+                call = self._call(which, scope, ast.Constant(name.id), site)
+                stored.append(ast.copy_location(ast.Expr(call), name))
+        return stored
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        if not isinstance(node.ctx, ast.Load):
+            return node
+        scope = self._variable(node.id)
+        if scope is None:
+            return node
+        site = self._site(node, _kind(scope), f"{_kind(scope)} {node.id}")
+        return self._call("rv", scope, ast.Constant(node.id), site, node)
+
+    def visit_For(self, node: ast.For) -> ast.AST:
+        node.iter = self._iterated(self.visit(node.iter))
+        node.target = self.visit(node.target)
+        node.body = self._body(node.body)
+        node.orelse = self._body(node.orelse)
+        return node
+
+    def _iterated(self, iterable: ast.expr) -> ast.expr:
+        if isinstance(iterable, ast.Call) and not iterable.keywords:
+            func = iterable.func
+            if isinstance(func, ast.Attribute) and func.attr in _VIEWS and not iterable.args:
+                func.value = self._iterate(func.value, iterable)
+                return iterable
+            if isinstance(func, ast.Name) and func.id == "enumerate" and iterable.args:
+                iterable.args[0] = self._iterate(iterable.args[0], iterable)
+                return iterable
+            return iterable  # range(), zip(): counting or building, not a shared container
+        if isinstance(iterable, (ast.Tuple, ast.List, ast.Set, ast.Constant)):
+            return iterable
+        return self._iterate(iterable, iterable)
+
+    def _iterate(self, container: ast.expr, node: ast.expr) -> ast.expr:
+        text = f"iteration over {ast.unparse(container)}"
+        return self._call("it", container, self._site(node, "iteration", text))
+
+
+def _kind(scope: ast.expr) -> str:
+    return "global" if isinstance(scope, ast.Name) and scope.id == GLOBALS else "nonlocal"
+
+
+def _is_docstring(statement: ast.stmt) -> bool:
+    return (
+        isinstance(statement, ast.Expr)
+        and isinstance(statement.value, ast.Constant)
+        and isinstance(statement.value.value, str)
+    )

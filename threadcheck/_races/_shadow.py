@@ -1,0 +1,242 @@
+"""FastTrack's shadow state: for each location, the last write and the reads
+since, and the check that two of them conflict with nothing ordering them.
+
+A location is ``(object, key)``: an attribute or closure variable's name, a
+container's key, or :data:`WHOLE` for the container as a whole (iterating it
+reads it; any call of a mutating method, or a store or delete of a key,
+writes it). Writes to :data:`WHOLE` are single operations CPython makes
+atomic (``list.append``, ``d[k] = v``): they conflict with an iteration,
+never with each other.
+
+Objects are remembered weakly where they can be: when one dies its
+locations go, so a new object at the same address starts clean. Those that
+cannot be (dicts, lists) are held, and let go by :func:`sweep` once nothing
+else holds them.
+
+Thread safety: called from any thread, without a lock: every operation here
+is a few dict and attribute steps, and a thread switch between two of them
+can at worst lose one access's record (a missed race, never a false one).
+"""
+
+from __future__ import annotations
+
+import sys
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from threadcheck import _threads
+from threadcheck._races._clocks import ThreadClock
+
+_HELPERS = __file__.replace("_shadow.py", "_access.py")
+"""The helpers' file: their frames stand between the user's and these functions."""
+
+WHOLE: Any = object()
+"""The key of a container as a whole."""
+
+OUTER_DEPTH = 30
+"""Frames kept outside the accessing one, for the report."""
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """A place in user code that accesses shared state, numbered when its
+    module is rewritten."""
+
+    filename: str
+    lineno: int
+    function: str
+    kind: str
+    """attribute, subscript, global, nonlocal, iteration or method."""
+    text: str
+    """The accessed expression as written (``self.total``, ``sessions[...]``)."""
+
+
+sites: list[Site] = []
+
+
+def add_site(site: Site) -> int:
+    # list.append is atomic; the index read after it could be another
+    # module's if two threads import at once, so look it up by identity.
+    sites.append(site)
+    for index in range(len(sites) - 1, -1, -1):
+        if sites[index] is site:
+            return index
+    raise AssertionError("unreachable: the site was just added")
+
+
+class Access:
+    """One recorded access: who, when (their clock), where."""
+
+    __slots__ = ("clock", "mode", "outer", "site", "submission", "thread", "tid")
+
+    def __init__(self, tc: ThreadClock, site: int, outer: tuple[Any, ...], mode: str) -> None:
+        self.tid = tc.tid
+        self.clock = tc.clock
+        self.site = site
+        self.outer = outer
+        self.submission = tc.frame_submission
+        self.thread = tc.thread
+        self.mode = mode
+
+
+class Location:
+    __slots__ = ("read", "readers", "write")
+
+    def __init__(self) -> None:
+        self.write: Access | None = None
+        self.read: Access | None = None
+        self.readers: dict[int, Access] | None = None
+        """Concurrent reads, by thread, once there is more than one."""
+
+
+RaceHandler = Callable[[Access, Access, Any, Any], None]
+"""Called with the access now, the earlier one it conflicts with, the object and the key."""
+
+_handler: list[RaceHandler] = []
+
+
+def set_handler(handler: RaceHandler | None) -> None:
+    _handler[:] = [handler] if handler is not None else []
+
+
+class _Shadow:
+    __slots__ = ("__weakref__", "locations", "ref")
+
+    def __init__(self, ref: Any) -> None:
+        self.ref = ref
+        self.locations: dict[Any, Location] = {}
+
+
+_objects: dict[int, _Shadow] = {}
+_held: list[int] = []
+"""Objects held strongly (not weakly referenceable), for :func:`sweep`."""
+_sweep_at = 10_000
+
+
+def location(obj: object, key: Any) -> Location:
+    shadow = _objects.get(id(obj))
+    if shadow is None:
+        shadow = _objects[id(obj)] = _Shadow(_reference(obj))
+    found = shadow.locations.get(key)
+    if found is None:
+        found = shadow.locations[key] = Location()
+    return found
+
+
+def _reference(obj: object) -> Any:
+    key = id(obj)
+    try:
+        return weakref.ref(obj, lambda _: _objects.pop(key, None))
+    except TypeError:
+        _held.append(key)
+        if len(_held) >= _sweep_at:
+            sweep()
+        return obj
+
+
+def sweep() -> None:
+    """Forget held objects that only the shadow still holds."""
+    global _sweep_at
+    kept: list[int] = []
+    for key in _held:
+        shadow = _objects.get(key)
+        # References: the shadow's, getrefcount's argument, and this frame's.
+        if shadow is not None and sys.getrefcount(shadow.ref) > 3:
+            kept.append(key)
+        else:
+            _objects.pop(key, None)
+    _held[:] = kept
+    _sweep_at = max(10_000, 2 * len(kept))
+
+
+def reset() -> None:
+    _objects.clear()
+    _held.clear()
+
+
+def _ordered(earlier: Access, tc: ThreadClock) -> bool:
+    return earlier.tid == tc.tid or earlier.clock <= tc.vc.get(earlier.tid, 0)
+
+
+def read(tc: ThreadClock, loc: Location, site: int, obj: object, key: Any, mode: str) -> None:
+    """Thread ``tc`` reads ``loc`` (``mode`` names how, for the report)."""
+    last = loc.read
+    if last is not None and last.tid == tc.tid and last.clock == tc.clock:
+        return  # this thread read it already since its last synchronisation
+    write = loc.write
+    access = Access(tc, site, _outer(tc), mode)
+    if write is not None and not _ordered(write, tc):
+        _report(access, write, obj, key)
+    readers = loc.readers
+    if readers is not None:
+        readers[tc.tid] = access
+    elif last is None or _ordered(last, tc):
+        loc.read = access
+    else:
+        loc.readers = {last.tid: last, tc.tid: access}
+        loc.read = access
+
+
+def write(
+    tc: ThreadClock, loc: Location, site: int, obj: object, key: Any, mode: str, atomic: bool
+) -> None:
+    """Thread ``tc`` writes ``loc``; an ``atomic`` write conflicts only with reads."""
+    last = loc.write
+    if last is not None and last.tid == tc.tid and last.clock == tc.clock:
+        return
+    access = Access(tc, site, _outer(tc), mode)
+    if not atomic and last is not None and not _ordered(last, tc):
+        _report(access, last, obj, key)
+    readers = loc.readers
+    if readers is not None:
+        for reader in readers.values():
+            if not _ordered(reader, tc):
+                _report(access, reader, obj, key)
+                break
+        loc.readers = None
+    elif loc.read is not None and not _ordered(loc.read, tc):
+        _report(access, loc.read, obj, key)
+    loc.read = None
+    loc.write = access
+
+
+_last_reported: list[tuple[int, int, int, int]] = [(0, 0, 0, 0)]
+
+
+def _report(now: Access, earlier: Access, obj: object, key: Any) -> None:
+    # An update is a read and a write: one race, however many of its parts conflict.
+    reported = (now.tid, now.clock, now.site, earlier.tid)
+    if _last_reported[0] == reported:
+        return
+    _last_reported[0] = reported
+    for handler in _handler:
+        handler(now, earlier, obj, key)
+
+
+def _outer(tc: ThreadClock) -> tuple[Any, ...]:
+    """The stack outside the accessing frame, as ``(code, offset, ...)``: taken
+    once per call of the accessing function's caller, whatever it accesses."""
+    frame = sys._getframe(2)
+    while frame.f_code.co_filename == _HELPERS:
+        frame = frame.f_back  # type: ignore[assignment]  # user code is further out
+    key = frame.f_back
+    if tc.frame_key is key and key is not None:
+        return tc.frame_stack
+    tc.frame_key = key
+    tc.frame_stack, tc.frame_submission = _capture(key)
+    return tc.frame_stack
+
+
+def _capture(frame: FrameType | None) -> tuple[tuple[Any, ...], Any]:
+    frames: list[Any] = []
+    submission = None
+    while frame is not None and len(frames) < 2 * OUTER_DEPTH:
+        code = frame.f_code
+        if code is _threads._RUN_SUBMITTED and submission is None:
+            submission = frame.f_locals["submission"]
+        frames += (code, frame.f_lasti)
+        frame = frame.f_back
+    return tuple(frames), submission
