@@ -26,16 +26,26 @@ _numbers = itertools.count(1)
 class ThreadClock:
     """One thread's place in happens-before order."""
 
-    __slots__ = ("clock", "frame_key", "frame_stack", "frame_submission", "thread", "tid", "vc")
+    __slots__ = (
+        "clock",
+        "frame_key",
+        "frame_lasti",
+        "frame_stack",
+        "frame_submission",
+        "thread",
+        "tid",
+        "vc",
+    )
 
     def __init__(self, thread: threading.Thread | None, inherited: VectorClock | None) -> None:
         self.tid = next(_numbers)  # itertools.count is atomic under the GIL
         self.vc: VectorClock = dict(inherited) if inherited else {}
         self.clock = self.vc[self.tid] = 1
         self.thread = thread
-        # The stack last captured in this thread, and the frame it was taken in
-        # (see _shadow._outer): reused for every access from that frame.
+        # The stack last captured in this thread, outside the accessing frame,
+        # and where its innermost frame was (see _shadow._outer).
         self.frame_key: object = None
+        self.frame_lasti = -1
         self.frame_stack: tuple[Any, ...] = ()
         self.frame_submission: tuple[Any, ...] | None = None
 
@@ -58,9 +68,15 @@ def current() -> ThreadClock:
     return clock
 
 
-def send() -> VectorClock:
+tracking = False
+"""Off, hand-offs carry nothing (tracked locks made while detecting live on)."""
+
+
+def send() -> VectorClock | None:
     """What the calling thread has done so far, for whoever receives it next;
     later steps of this thread are not part of it."""
+    if not tracking:
+        return None
     clock = current()
     snapshot = dict(clock.vc)
     clock.tick()
@@ -82,7 +98,7 @@ def begin_thread(thread: threading.Thread, inherited: VectorClock | None) -> Non
     clocks[get_ident()] = ThreadClock(thread, inherited)
 
 
-def end_thread() -> VectorClock:
+def end_thread() -> VectorClock | None:
     """The calling thread ends: its final snapshot, for whoever joins it."""
     snapshot = send()
     clocks.pop(get_ident(), None)

@@ -21,11 +21,11 @@ def start(recorder: Recorder, is_user_file: Callable[[str], bool] = _stacks.is_u
     _edges.install()
     _hook.install(is_user_file)
     _shadow.set_handler(RaceReporter(recorder).found)
-    _access.enabled = True
+    _clocks.tracking = _access.enabled = True
 
 
 def stop() -> None:
-    _access.enabled = False
+    _clocks.tracking = _access.enabled = False
     _shadow.set_handler(None)
     _hook.uninstall()
     _edges.uninstall()

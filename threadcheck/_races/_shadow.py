@@ -218,14 +218,17 @@ def _report(now: Access, earlier: Access, obj: object, key: Any) -> None:
 
 def _outer(tc: ThreadClock) -> tuple[Any, ...]:
     """The stack outside the accessing frame, as ``(code, offset, ...)``: taken
-    once per call of the accessing function's caller, whatever it accesses."""
+    once per call, whatever the called function accesses."""
     frame = sys._getframe(2)
     while frame.f_code.co_filename == _HELPERS:
         frame = frame.f_back  # type: ignore[assignment]  # user code is further out
     key = frame.f_back
-    if tc.frame_key is key and key is not None:
+    # The same caller frame at the same instruction: the same call, so the
+    # same stack outside it (whatever the accessing frame does meanwhile).
+    if tc.frame_key is key and key is not None and tc.frame_lasti == key.f_lasti:
         return tc.frame_stack
     tc.frame_key = key
+    tc.frame_lasti = key.f_lasti if key is not None else -1
     tc.frame_stack, tc.frame_submission = _capture(key)
     return tc.frame_stack
 

@@ -1,0 +1,477 @@
+"""Quality: the race detector reports each unsynchronised access pair once,
+naming the variable, and is silent when any happens-before edge orders them.
+
+Programs run in this process under :mod:`threadcheck._races` (rewritten as a
+user script is by ``threadcheck run --races``). Every racy program is written
+so that the race is there on every run, whatever the interleaving: the
+detector needs both accesses, not an unlucky order. Each has a fixed twin
+that differs only by the synchronisation, and must be silent.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from threadcheck import Recorder
+from threadcheck._races import _detector, _hook
+from threadcheck._report import format_report, group
+from threadcheck._violation import Kind, Violation
+
+pytestmark = pytest.mark.quality
+
+PRELUDE = """\
+import queue, threading, time
+from concurrent.futures import ThreadPoolExecutor
+
+class Box:
+    def __init__(self):
+        self.v = 0
+
+box = Box()
+"""
+
+
+def races_in(tmp_path: Path, body: str) -> list[Violation]:
+    """The data races one run of ``body`` (after :data:`PRELUDE`) has."""
+    program = tmp_path / "program.py"
+    program.write_text(PRELUDE + textwrap.dedent(body))
+    recorder = Recorder()
+    _detector.start(recorder)
+    try:
+        _hook.run_script(str(program))
+    finally:
+        _detector.stop()
+    found = recorder.violations()
+    assert all(v.kind is Kind.DATA_RACE for v in found)
+    return found
+
+
+def assert_one_race(found: list[Violation], location: str, program_line: str) -> None:
+    groups = group(found)
+    assert len(groups) == 1, format_report(found)
+    race = groups[0].violation
+    assert race.api == location, format_report(found)
+    assert race.prior is not None
+    lines = {race.stack[-1].source, race.prior.stack[-1].source}
+    assert not program_line or program_line in lines, format_report(found)
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    racy: str
+    fixed: str
+    location: str
+    line: str
+    """A line of the racy program that is one of the two accesses."""
+
+
+ACCESS_KINDS = [
+    Case(
+        "attribute update",
+        racy="""
+            def work():
+                box.v += 1
+            t = threading.Thread(target=work); t.start()
+            box.v += 1
+            t.join()
+        """,
+        fixed="""
+            def work():
+                box.v += 1
+            t = threading.Thread(target=work); t.start()
+            t.join()
+            box.v += 1
+        """,
+        location="Box.v",
+        line="box.v += 1",
+    ),
+    Case(
+        "attribute read of a state machine a worker drives",
+        racy="""
+            class Machine:
+                def __init__(self):
+                    self.state = "idle"
+                def advance(self):
+                    self.state = "running"
+            m = Machine()
+            t = threading.Thread(target=m.advance); t.start()
+            seen = m.state
+            t.join()
+        """,
+        fixed="""
+            class Machine:
+                def __init__(self):
+                    self.state = "idle"
+                    self.lock = threading.Lock()
+                def advance(self):
+                    with self.lock:
+                        self.state = "running"
+            m = Machine()
+            t = threading.Thread(target=m.advance); t.start()
+            with m.lock:
+                seen = m.state
+            t.join()
+        """,
+        location="Machine.state",
+        line='self.state = "running"',
+    ),
+    Case(
+        "global",
+        racy="""
+            _registry = None
+            def register():
+                global _registry
+                _registry = {"a": 1}
+            t = threading.Thread(target=register); t.start()
+            current = _registry
+            t.join()
+        """,
+        fixed="""
+            _registry = None
+            def register():
+                global _registry
+                _registry = {"a": 1}
+            t = threading.Thread(target=register); t.start()
+            t.join()
+            current = _registry
+        """,
+        location="global _registry",
+        line='_registry = {"a": 1}',
+    ),
+    Case(
+        "closure variable",
+        racy="""
+            def count():
+                total = 0
+                def bump():
+                    nonlocal total
+                    total += 1
+                t = threading.Thread(target=bump); t.start()
+                total += 1
+                t.join()
+                return total
+            count()
+        """,
+        fixed="""
+            def count():
+                total = 0
+                lock = threading.Lock()
+                def bump():
+                    nonlocal total
+                    with lock:
+                        total += 1
+                t = threading.Thread(target=bump); t.start()
+                with lock:
+                    total += 1
+                t.join()
+                return total
+            count()
+        """,
+        location="nonlocal total",
+        line="total += 1",
+    ),
+    Case(
+        "subscript store and load",
+        racy="""
+            sessions = {}
+            def login():
+                sessions["alice"] = "token"
+            t = threading.Thread(target=login); t.start()
+            token = sessions.get("alice") or sessions["bob"] if "bob" in sessions else None
+            sessions["alice"] = "other"
+            t.join()
+        """,
+        fixed="""
+            sessions = {}
+            def login():
+                sessions["alice"] = "token"
+            t = threading.Thread(target=login); t.start()
+            t.join()
+            sessions["alice"] = "other"
+        """,
+        location="sessions[...]",
+        line='sessions["alice"] = "token"',
+    ),
+    Case(
+        "subscript delete",
+        racy="""
+            cache = {"k": 1}
+            def evict():
+                del cache["k"]
+            t = threading.Thread(target=evict); t.start()
+            value = cache["k"] if "k" in cache else None
+            cache["k"] = 2
+            t.join()
+        """,
+        fixed="""
+            cache = {"k": 1}
+            lock = threading.Lock()
+            def evict():
+                with lock:
+                    del cache["k"]
+            t = threading.Thread(target=evict); t.start()
+            with lock:
+                cache["k"] = 2
+            t.join()
+        """,
+        location="cache[...]",
+        line='del cache["k"]',
+    ),
+    Case(
+        "dict iterated by an exporter thread while keys are added",
+        racy="""
+            metrics = {"requests": 1}
+            def export():
+                return [f"{name} {value}" for name, value in metrics.items()]
+            t = threading.Thread(target=export); t.start()
+            metrics["errors"] = 0
+            t.join()
+        """,
+        fixed="""
+            metrics = {"requests": 1}
+            lock = threading.Lock()
+            def export():
+                with lock:
+                    return [f"{name} {value}" for name, value in metrics.items()]
+            t = threading.Thread(target=export); t.start()
+            with lock:
+                metrics["errors"] = 0
+            t.join()
+        """,
+        location="metrics",
+        line='metrics["errors"] = 0',
+    ),
+    Case(
+        "list iterated while another thread appends",
+        racy="""
+            pending = []
+            def drain():
+                for item in pending:
+                    pass
+            t = threading.Thread(target=drain); t.start()
+            pending.append(1)
+            t.join()
+        """,
+        fixed="""
+            pending = []
+            q = queue.Queue()
+            def drain():
+                q.get()
+                for item in pending:
+                    pass
+            t = threading.Thread(target=drain); t.start()
+            pending.append(1)
+            q.put(None)
+            t.join()
+        """,
+        location="pending",
+        line="for item in pending:",
+    ),
+    Case(
+        "a write after Thread.start() and before join()",
+        racy="""
+            config = Box()
+            def serve():
+                return config.v
+            t = threading.Thread(target=serve); t.start()
+            config.v = 8080
+            t.join()
+        """,
+        fixed="""
+            config = Box()
+            def serve():
+                return config.v
+            config.v = 8080
+            t = threading.Thread(target=serve); t.start()
+            t.join()
+        """,
+        location="Box.v",
+        line="config.v = 8080",
+    ),
+    Case(
+        "a lazily created singleton",
+        racy="""
+            class Client:
+                _instance = None
+                @classmethod
+                def get(cls):
+                    if cls._instance is None:
+                        cls._instance = cls()
+                    return cls._instance
+            threads = [threading.Thread(target=Client.get) for _ in range(2)]
+            for t in threads: t.start()
+            for t in threads: t.join()
+        """,
+        fixed="""
+            class Client:
+                _instance = None
+                _lock = threading.Lock()
+                @classmethod
+                def get(cls):
+                    with cls._lock:
+                        if cls._instance is None:
+                            cls._instance = cls()
+                        return cls._instance
+            threads = [threading.Thread(target=Client.get) for _ in range(2)]
+            for t in threads: t.start()
+            for t in threads: t.join()
+        """,
+        location="Client._instance",
+        line="cls._instance = cls()",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", ACCESS_KINDS, ids=lambda c: c.name)
+def test_access_kind_racy_is_reported_once_by_name(tmp_path: Path, case: Case) -> None:
+    assert_one_race(races_in(tmp_path, case.racy), case.location, case.line)
+
+
+@pytest.mark.parametrize("case", ACCESS_KINDS, ids=lambda c: c.name)
+def test_access_kind_fixed_twin_is_silent(tmp_path: Path, case: Case) -> None:
+    assert races_in(tmp_path, case.fixed) == []
+
+
+def test_builtin_container_methods_are_not_races_among_themselves(tmp_path: Path) -> None:
+    found = races_in(
+        tmp_path,
+        """
+        log = []
+        seen = set()
+        def record(n):
+            log.append(n)
+            seen.add(n)
+        threads = [threading.Thread(target=record, args=(n,)) for n in range(3)]
+        for t in threads: t.start()
+        log.append(-1); seen.discard(0)
+        for t in threads: t.join()
+        """,
+    )
+    assert found == []
+
+
+def test_objects_private_to_each_thread_are_silent(tmp_path: Path) -> None:
+    found = races_in(
+        tmp_path,
+        """
+        def work():
+            mine = Box()
+            for _ in range(100):
+                mine.v += 1
+            counts = {}
+            counts["x"] = mine.v
+            return counts
+        threads = [threading.Thread(target=work) for _ in range(3)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        """,
+    )
+    assert found == []
+
+
+def _edge(writer: str, racy_main: str, fixed_main: str, setup: str = "") -> tuple[str, str]:
+    """A worker writes ``box.v`` then synchronises; main reads it before
+    (racy) or after (fixed) its side of the same synchronisation."""
+
+    def program(main: str) -> str:
+        worker = textwrap.indent(textwrap.dedent(writer), "    ")
+        return f"{textwrap.dedent(setup)}\ndef work():\n{worker}\n{textwrap.dedent(main)}"
+
+    return program(racy_main), program(fixed_main)
+
+
+EDGES = {
+    "Lock": _edge(
+        "with lock:\n    box.v += 1",
+        "t = threading.Thread(target=work); t.start()\nbox.v += 1\nt.join()",
+        "t = threading.Thread(target=work); t.start()\nwith lock:\n    box.v += 1\nt.join()",
+        setup="lock = threading.Lock()",
+    ),
+    "RLock": _edge(
+        "with lock:\n    with lock:\n        box.v += 1",
+        "t = threading.Thread(target=work); t.start()\nbox.v += 1\nt.join()",
+        "t = threading.Thread(target=work); t.start()\nwith lock:\n    box.v += 1\nt.join()",
+        setup="lock = threading.RLock()",
+    ),
+    "Condition": _edge(
+        "with cond:\n    box.v = 1\n    done.append(1)\n    cond.notify_all()",
+        "t = threading.Thread(target=work); t.start()\nprint(box.v)\nt.join()",
+        "t = threading.Thread(target=work); t.start()\n"
+        "with cond:\n    cond.wait_for(lambda: len(done) > 0)\nprint(box.v)\nt.join()",
+        setup="cond = threading.Condition()\ndone = []",
+    ),
+    "Event": _edge(
+        "box.v = 1\nready.set()",
+        "t = threading.Thread(target=work); t.start()\nprint(box.v)\nready.wait()\nt.join()",
+        "t = threading.Thread(target=work); t.start()\nready.wait()\nprint(box.v)\nt.join()",
+        setup="ready = threading.Event()",
+    ),
+    "Semaphore": _edge(
+        "box.v = 1\nsem.release()",
+        "t = threading.Thread(target=work); t.start()\nprint(box.v)\nsem.acquire()\nt.join()",
+        "t = threading.Thread(target=work); t.start()\nsem.acquire()\nprint(box.v)\nt.join()",
+        setup="sem = threading.Semaphore(0)",
+    ),
+    "Barrier": _edge(
+        "box.v = 1\nbarrier.wait()",
+        "t = threading.Thread(target=work); t.start()\nprint(box.v)\nbarrier.wait()\nt.join()",
+        "t = threading.Thread(target=work); t.start()\nbarrier.wait()\nprint(box.v)\nt.join()",
+        setup="barrier = threading.Barrier(2)",
+    ),
+    "Queue": _edge(
+        "box.v = 1\nq.put(None)",
+        "t = threading.Thread(target=work); t.start()\nprint(box.v)\nq.get()\nt.join()",
+        "t = threading.Thread(target=work); t.start()\nq.get()\nprint(box.v)\nt.join()",
+        setup="q = queue.Queue()",
+    ),
+    "SimpleQueue": _edge(
+        "box.v = 1\nq.put(None)",
+        "t = threading.Thread(target=work); t.start()\nprint(box.v)\nq.get()\nt.join()",
+        "t = threading.Thread(target=work); t.start()\nq.get()\nprint(box.v)\nt.join()",
+        setup="q = queue.SimpleQueue()",
+    ),
+    "Thread.start": _edge(
+        "print(box.v)",
+        "t = threading.Thread(target=work); t.start()\nbox.v = 1\nt.join()",
+        "box.v = 1\nt = threading.Thread(target=work); t.start()\nt.join()",
+    ),
+    "Thread.join": _edge(
+        "box.v = 1",
+        "t = threading.Thread(target=work); t.start()\nprint(box.v)\nt.join()",
+        "t = threading.Thread(target=work); t.start()\nt.join()\nprint(box.v)",
+    ),
+    "ThreadPoolExecutor submit": _edge(
+        "print(box.v)",
+        "with ThreadPoolExecutor(1) as pool:\n    f = pool.submit(work)\n    box.v = 1\n"
+        "    f.result()",
+        "with ThreadPoolExecutor(1) as pool:\n    box.v = 1\n    pool.submit(work).result()",
+    ),
+    "Future.result": _edge(
+        "box.v = 1",
+        "with ThreadPoolExecutor(1) as pool:\n    f = pool.submit(work)\n    print(box.v)\n"
+        "    f.result()",
+        "with ThreadPoolExecutor(1) as pool:\n    pool.submit(work).result()\n    print(box.v)",
+    ),
+    "threading.Timer": _edge(
+        "box.v = 1",
+        "t = threading.Timer(0.01, work); t.start()\nprint(box.v)\nt.join()",
+        "t = threading.Timer(0.01, work); t.start()\nt.join()\nprint(box.v)",
+    ),
+}
+
+
+@pytest.mark.parametrize("edge", EDGES)
+def test_edge_missing_is_reported_once_by_name(tmp_path: Path, edge: str) -> None:
+    racy, _ = EDGES[edge]
+    assert_one_race(races_in(tmp_path, racy), "Box.v", "")
+
+
+@pytest.mark.parametrize("edge", EDGES)
+def test_edge_orders_the_accesses(tmp_path: Path, edge: str) -> None:
+    _, fixed = EDGES[edge]
+    assert races_in(tmp_path, fixed) == []
