@@ -28,7 +28,8 @@ from twisted.internet import defer, reactor, threads
 RACY = sys.argv[1] == "racy"
 
 class Shared:
-    pass
+    # Defaults: in the racy run a read may come first; it must not fail.
+    handed = submitted = result = into = out_of = fired = later = started = 0
 
 s = Shared()
 

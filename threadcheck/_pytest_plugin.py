@@ -92,6 +92,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="report a callback that holds the reactor thread longer than MS milliseconds "
         "(default 100, or THREADCHECK_STALL_MS; 0: off); stalls fail nothing",
     )
+    group.addoption(
+        "--threadcheck-races",
+        action="store_true",
+        default=False,
+        help="also fail a test during which two threads access one attribute, global, "
+        "closure variable or container of your code, one writing, with nothing ordering "
+        "them (a data race)",
+    )
+    group.addoption(
+        "--threadcheck-races-include",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="with --threadcheck-races, also watch this folder, file or module, though it "
+        "is library code (an installed package); repeatable",
+    )
     parser.addini("threadcheck", type="bool", default=False, help="enable threadcheck")
     group.addoption(
         "--threadcheck-explore",
@@ -132,6 +148,7 @@ def _enabled(config: pytest.Config) -> bool:
         or options.threadcheck_mode
         or options.threadcheck_json
         or options.threadcheck_report_only
+        or options.threadcheck_races
         or config.getini("threadcheck")
     )
 
@@ -147,8 +164,62 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     error = _unsupported_reactor(kind) or _check_json_path(options.threadcheck_json)
     if error is None:
         error = _install(early_config, options.threadcheck_mode or "record", kind)
+    if error is None and options.threadcheck_races:
+        error = _start_races(early_config)
     if error is not None:
         early_config.stash[_STARTUP_ERROR] = error
+
+
+def _start_races(config: pytest.Config) -> str | None:
+    """Watch user code for data races, test modules included: pytest's assertion
+    rewriting and ours both apply to them (its cache is bypassed, so that a
+    later run without races does not load code rewritten for one)."""
+    from _pytest.assertion import rewrite as assertion_rewrite
+
+    from threadcheck import _stacks
+    from threadcheck._races import _detector, _hook
+    from threadcheck._races._rewrite import rewrite
+
+    try:
+        include = _stacks.include_paths(config.known_args_namespace.threadcheck_races_include)
+    except ValueError as error:
+        return f"--threadcheck-races-include: {error}"
+    is_user_file = _stacks.user_code(include)
+    _detector.start(config.stash[_STATE].run.checker.recorder, is_user_file)
+
+    def rewrite_test(fn: Any, pytest_config: Any) -> tuple[bytes, Any]:
+        import ast
+        import importlib.util
+
+        source = fn.read_bytes()
+        tree = ast.parse(source, filename=str(fn))
+        assertion_rewrite.rewrite_asserts(tree, source, str(fn), pytest_config)
+        if is_user_file(str(fn)):
+            rewrite(tree, str(fn))
+        code = compile(tree, str(fn), "exec", dont_inherit=True)
+        return importlib.util.source_hash(source), code
+
+    originals = {
+        name: getattr(assertion_rewrite, name, None)
+        for name in ("_rewrite_test", "_read_pyc", "_write_pyc")
+    }
+    if None in originals.values():
+        return "--threadcheck-races: this pytest's assertion rewriting is not one it knows"
+    setattr(assertion_rewrite, "_rewrite_test", rewrite_test)  # noqa: B010
+    setattr(assertion_rewrite, "_read_pyc", lambda *args, **kwargs: None)  # noqa: B010
+    setattr(assertion_rewrite, "_write_pyc", lambda *args, **kwargs: False)  # noqa: B010
+    config.add_cleanup(lambda: _stop_races(assertion_rewrite, originals))
+    # After pytest's own hook: test modules and conftests are its, rewritten above.
+    _hook.move_after("AssertionRewritingHook")
+    return None
+
+
+def _stop_races(assertion_rewrite: Any, originals: dict[str, Any]) -> None:
+    from threadcheck._races import _detector
+
+    _detector.stop()
+    for name, original in originals.items():
+        setattr(assertion_rewrite, name, original)
 
 
 def _pytest_twisted_reactor(config: pytest.Config) -> str:
@@ -202,8 +273,10 @@ def pytest_configure(config: pytest.Config) -> None:
     _exit_on_startup_error(config)
     config.addinivalue_line(
         "markers",
-        "threadcheck(allow=[api, ...], reason=...): accept these thread-affinity violations "
-        "in this test (reported as expected, not failing)",
+        "threadcheck(allow=[api, ...], allow_races=[location, ...], reason=...): accept "
+        "these thread-affinity violations, and data races on these locations "
+        "('Stats.handled', 'global _registry'), in this test (reported as expected, not "
+        "failing)",
     )
     config.addinivalue_line(
         "markers",
@@ -339,7 +412,14 @@ def _allowed(item: pytest.Item) -> dict[str, str]:
         allow = allowed_apis(allow, "threadcheck marker: allow=")
     except ValueError as error:
         pytest.fail(str(error), pytrace=False)
-    return dict.fromkeys(allow, reason)
+    races = marker.kwargs.get("allow_races", ())
+    if isinstance(races, str) or not all(isinstance(race, str) for race in races):
+        pytest.fail(
+            "threadcheck marker: allow_races= takes a list of locations, "
+            f"such as ['Stats.handled']; got {races!r}",
+            pytrace=False,
+        )
+    return dict.fromkeys([*allow, *races], reason)
 
 
 def _fail(report: pytest.TestReport, failing: list[Violation]) -> None:

@@ -21,7 +21,7 @@ from dataclasses import replace
 from typing import Any
 
 from threadcheck._affinity import AffinityChecker
-from threadcheck._violation import TestContext, ThreadAffinityError, Violation
+from threadcheck._violation import Kind, TestContext, ThreadAffinityError, Violation
 
 PHASES = ("setup", "call", "teardown")
 
@@ -164,8 +164,7 @@ def summary_lines(violations: Iterable[Violation]) -> list[str]:
     expected = [v for v in violations if v.expected is not None]
     outside = [v for v in violations if v.test is None]
     tests = {v.test.nodeid for v in violations if v.test is not None}
-    noun = "violation" if len(violations) == 1 else "violations"
-    head = f"threadcheck: {len(violations)} thread-affinity {noun}"
+    head = f"threadcheck: {_counted(violations)}"
     head += f" in {len(tests)} test{'s' if len(tests) != 1 else ''}"
     if outside:
         head += f", {len(outside)} outside any test"
@@ -178,6 +177,18 @@ def summary_lines(violations: Iterable[Violation]) -> list[str]:
     for (where, is_expected), count in by_test.items():
         lines.append(f"    {where}: {count}{' (expected)' if is_expected else ''}")
     return lines
+
+
+def _counted(violations: list[Violation]) -> str:
+    """``3 thread-affinity violations and 1 data race``, leaving out a kind with none."""
+    races = sum(v.kind is Kind.DATA_RACE for v in violations)
+    calls = len(violations) - races
+    parts = []
+    if calls or not races:
+        parts.append(f"{calls} thread-affinity violation{'s' if calls != 1 else ''}")
+    if races:
+        parts.append(f"{races} data race{'s' if races != 1 else ''}")
+    return " and ".join(parts)
 
 
 def _where(violation: Violation) -> str:

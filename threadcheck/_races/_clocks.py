@@ -32,6 +32,7 @@ class ThreadClock:
         "frame_lasti",
         "frame_stack",
         "frame_submission",
+        "ident",
         "thread",
         "tid",
         "vc",
@@ -42,6 +43,7 @@ class ThreadClock:
         self.vc: VectorClock = dict(inherited) if inherited else {}
         self.clock = self.vc[self.tid] = 1
         self.thread = thread
+        self.ident = get_ident()
         # The stack last captured in this thread, outside the accessing frame,
         # and where its innermost frame was (see _shadow._outer).
         self.frame_key: object = None
@@ -54,6 +56,9 @@ class ThreadClock:
         self.vc[self.tid] = self.clock
 
 
+_ACTIVE: dict[int, threading.Thread] = getattr(threading, "_active", {})
+"""threading's own record of the threads it knows, by ident."""
+
 clocks: dict[int, ThreadClock] = {}
 """The clock of each live thread, by ident (a thread's start replaces a dead
 one's with the same ident)."""
@@ -64,7 +69,9 @@ def current() -> ThreadClock:
     (the main thread, one started before) gets one with no past."""
     clock = clocks.get(get_ident())
     if clock is None:
-        clock = clocks[get_ident()] = ThreadClock(threading.current_thread(), None)
+        # Not threading.current_thread(): for a thread threading did not start,
+        # it makes a dummy Thread, whose Event's lock would come back here.
+        clock = clocks[get_ident()] = ThreadClock(_ACTIVE.get(get_ident()), None)
     return clock
 
 

@@ -35,10 +35,10 @@ class RaceReporter:
 def describe(
     now: Access, earlier: Access, obj: Any, key: Any, test: TestContext | None
 ) -> Violation:
-    thread = _thread_info(now.thread)
+    thread = _thread_info(now)
     prior = PriorAccess(
         what=earlier.mode,
-        thread=_thread_info(earlier.thread),
+        thread=_thread_info(earlier),
         stack=_stack(earlier),
         spawn_site=_spawn_site(earlier.thread),
         submitted_from=_submission(earlier),
@@ -77,10 +77,10 @@ def _owner_name(obj: Any) -> str:
     return module_name if isinstance(module_name, str) else type(obj).__qualname__
 
 
-def _thread_info(thread: threading.Thread | None) -> ThreadInfo:
-    if thread is None:
-        return ThreadInfo("unknown", 0)
-    return ThreadInfo(thread.name, thread.ident or 0)
+def _thread_info(access: Access) -> ThreadInfo:
+    if access.thread is None:  # started outside threading (_thread, C)
+        return ThreadInfo(f"Dummy-{access.ident}", access.ident)
+    return ThreadInfo(access.thread.name, access.ident)
 
 
 def _stack(access: Access) -> _stacks.Stack:

@@ -56,6 +56,16 @@ def install(is_user_file: Callable[[str], bool]) -> None:
     sys.meta_path.insert(0, finder)
 
 
+def move_after(hook_type: str) -> None:
+    """Put the finder just after the import hook of that class name, if there is
+    one: the modules that hook takes are rewritten by it (pytest's test modules)."""
+    for finder in _finder:
+        sys.meta_path.remove(finder)
+        names = [type(hook).__name__ for hook in sys.meta_path]
+        at = names.index(hook_type) + 1 if hook_type in names else 0
+        sys.meta_path.insert(at, finder)
+
+
 def uninstall() -> None:
     while _finder:
         finder = _finder.pop()

@@ -70,7 +70,7 @@ def add_site(site: Site) -> int:
 class Access:
     """One recorded access: who, when (their clock), where."""
 
-    __slots__ = ("clock", "mode", "outer", "site", "submission", "thread", "tid")
+    __slots__ = ("clock", "ident", "mode", "outer", "site", "submission", "thread", "tid")
 
     def __init__(self, tc: ThreadClock, site: int, outer: tuple[Any, ...], mode: str) -> None:
         self.tid = tc.tid
@@ -79,6 +79,7 @@ class Access:
         self.outer = outer
         self.submission = tc.frame_submission
         self.thread = tc.thread
+        self.ident = tc.ident
         self.mode = mode
 
 

@@ -1,0 +1,137 @@
+"""``pytest --threadcheck-races``, end to end with ``pytester``: races charged to
+the test they happen in, ``allow_races=`` markers, test modules rewritten
+(assertion rewriting kept), and the JSON report merged from xdist workers."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+
+from threadcheck._report import SCHEMA_PATH
+
+pytestmark = pytest.mark.slow
+
+NO_PYTEST_TWISTED = ("-p", "no:twisted")
+
+SERVICE = """
+import threading
+
+class Stats:
+    def __init__(self):
+        self.handled = 0
+
+def handle(stats):
+    stats.handled += 1
+
+def handled_twice(join_first):
+    stats = Stats()
+    worker = threading.Thread(target=handle, args=(stats,))
+    worker.start()
+    if join_first:
+        worker.join()
+    handle(stats)
+    worker.join()
+    return stats.handled
+"""
+
+TESTS = """
+import threading
+import pytest
+from service import handled_twice
+
+def test_racy():
+    assert handled_twice(join_first=False) == 2
+
+def test_fixed():
+    assert handled_twice(join_first=True) == 2
+
+@pytest.mark.threadcheck(allow_races=["Stats.handled"], reason="known: issue 7")
+def test_allowed():
+    assert handled_twice(join_first=False) == 2
+
+def test_race_in_the_test_module():
+    box = {}
+    def worker():
+        box["k"] = 1
+    thread = threading.Thread(target=worker)
+    thread.start()
+    box["k"] = 2
+    thread.join()
+
+def test_assertions_are_still_rewritten():
+    value = handled_twice(join_first=True)
+    assert value == 3
+"""
+
+
+@pytest.mark.parametrize("workers", [None, "2"], ids=["one-process", "xdist-n2"])
+def test_races_fail_the_tests_they_happen_in(
+    pytester: pytest.Pytester, workers: str | None
+) -> None:
+    pytester.makepyfile(service=SERVICE, test_service=TESTS)
+    xdist = ("-n", workers) if workers else ()
+    result = pytester.runpytest_subprocess(
+        "--threadcheck-races", "--threadcheck-json=out.json", *xdist, *NO_PYTEST_TWISTED,
+        timeout=120,
+    )  # fmt: skip
+    result.assert_outcomes(passed=2, failed=3)
+    outcomes = {r.split(" ")[1]: r.split(" ")[0] for r in result.outlines if " - " in r}
+    assert outcomes.keys() == {
+        "test_service.py::test_racy",
+        "test_service.py::test_race_in_the_test_module",
+        "test_service.py::test_assertions_are_still_rewritten",
+    }
+    result.stdout.fnmatch_lines(["*assert 2 == 3*"])  # pytest's own message, not a bare assert
+    result.stdout.fnmatch_lines(
+        [
+            "*data race on Stats.handled: update in thread*",
+            "*during test: test_service.py::test_racy",
+        ]
+    )
+    result.stdout.fnmatch_lines(["*data race on box[[]...[]]: write in thread*"])
+    document = json.loads((pytester.path / "out.json").read_text())
+    jsonschema.validate(document, json.loads(SCHEMA_PATH.read_text()))
+    by_test = {(v["test"]["nodeid"], v["api"], v["expected"]) for v in document["violations"]}
+    assert by_test == {
+        ("test_service.py::test_racy", "Stats.handled", None),
+        ("test_service.py::test_allowed", "Stats.handled", "known: issue 7"),
+        ("test_service.py::test_race_in_the_test_module", "box[...]", None),
+    }
+    race = next(v for v in document["violations"] if v["api"] == "Stats.handled")
+    assert race["kind"] == "data-race" and race["access"] == "update"
+    assert race["prior"]["what"] == "update"
+    assert race["prior"]["stack"][-1]["code"] == "stats.handled += 1"
+
+
+def test_a_bad_allow_races_marker_fails_its_test_in_one_line(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.threadcheck(allow_races="Stats.handled")
+        def test_x():
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess("--threadcheck-races", *NO_PYTEST_TWISTED, timeout=120)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*allow_races= takes a list of locations*"])
+
+
+CLEAN = """
+import service, test_service
+
+def test_nothing_is_rewritten():
+    for module in (service, test_service):
+        assert not [name for name in vars(module) if name.startswith("__tc_")]
+"""
+
+
+def test_a_later_run_without_races_loads_no_rewritten_code(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(service=SERVICE, test_service=TESTS, test_clean=CLEAN)
+    first = pytester.runpytest_subprocess("--threadcheck-races", *NO_PYTEST_TWISTED, timeout=120)
+    first.assert_outcomes(passed=2, failed=4)  # rewritten, test_clean sees it
+    result = pytester.runpytest_subprocess("-p", "no:threadcheck", *NO_PYTEST_TWISTED, timeout=120)
+    result.assert_outcomes(passed=5, failed=1)  # only the rewritten assertion's own failure
