@@ -378,3 +378,58 @@ def test_trial_reports_a_stall_without_failing(tmp_path: Path, reactor: str) -> 
     assert "reactor thread stalled in time.sleep" in result.stderr
     assert "tc_stall.py:8 in slow" in result.stderr  # the callback
     assert "blocked at: tc_stall.py:9 in slow" in result.stderr
+
+
+TRIAL_RACES = """
+from twisted.internet import reactor, task, threads
+from twisted.trial import unittest
+
+
+class Stats:
+    def __init__(self):
+        self.handled = 0
+
+
+class RaceTests(unittest.TestCase):
+    def test_racy(self):
+        stats = Stats()
+        def bump():
+            stats.handled += 1
+        def later():  # once the reactor (and its pool) runs
+            d = threads.deferToThread(bump)
+            stats.handled += 1
+            return d
+        return task.deferLater(reactor, 0.01, later)
+
+    def test_fixed(self):
+        stats = Stats()
+        def bump():
+            stats.handled += 1
+        def later():
+            d = threads.deferToThread(bump)
+            d.addCallback(lambda _: setattr(stats, "handled", stats.handled + 1))
+            return d
+        return task.deferLater(reactor, 0.01, later)
+"""
+
+
+def test_trial_with_threadcheck_races_fails_the_racy_test_only(tmp_path: Path) -> None:
+    (tmp_path / "tc_trial_races.py").write_text(TRIAL_RACES)
+    result = trial("tc_trial_races", tmp_path, THREADCHECK_RACES="1")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAILED (errors=1, successes=1)" in result.stdout
+    assert "data race on Stats.handled: update in thread" in result.stdout
+    assert "during test: tc_trial_races.RaceTests.test_racy" in result.stdout
+    plain = trial("tc_trial_races", tmp_path)
+    assert "PASSED (successes=2)" in plain.stdout, plain.stdout + plain.stderr
+
+
+def test_trial_races_include_names_what_it_cannot_find(tmp_path: Path) -> None:
+    (tmp_path / "tc_trial_races.py").write_text(TRIAL_RACES)
+    result = trial(
+        "tc_trial_races", tmp_path, THREADCHECK_RACES="1", THREADCHECK_RACES_INCLUDE="nosuchpkg"
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "threadcheck: error: THREADCHECK_RACES_INCLUDE: no such file, folder or module: nosuchpkg"
+    )

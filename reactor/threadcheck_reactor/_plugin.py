@@ -1,8 +1,11 @@
 """What ``--reactor=threadcheck`` runs: configured by the environment, reports at exit.
 
 ``THREADCHECK_MODE`` picks the mode (raise, record, warn; default record),
-``THREADCHECK_JSON`` names a file for the JSON report, and
-``THREADCHECK_REPORT_ONLY=1`` reports violations without failing anything.
+``THREADCHECK_JSON`` names a file for the JSON report,
+``THREADCHECK_REPORT_ONLY=1`` reports violations without failing anything,
+``THREADCHECK_RACES=1`` also reports data races in user code imported from
+then on (test modules included), and ``THREADCHECK_RACES_INCLUDE`` names
+library folders, files or modules to watch too (separated by ``os.pathsep``).
 
 Under trial, each test that makes a violation fails (in every mode) and
 violations made outside any test fail the run; under twistd, the report also
@@ -40,7 +43,12 @@ def install(kind: str = "default") -> None:
         # exception would reach trial's "reactor cannot be used" wrapper.)
         print(f"threadcheck: error: {problem}", file=sys.stderr)
         raise SystemExit(2)
+    include = _race_include()
     reactor = threadcheck_reactor.install(os.environ.get("THREADCHECK_MODE", "record"), kind=kind)
+    if include is not None:
+        from threadcheck._races import _detector
+
+        _detector.start(reactor.threadcheck.recorder, _stacks.user_code(include))
     report = ProcessReport(
         reactor.threadcheck, Spool.join_or_create(), json_path=json_path, report_only=report_only
     )
@@ -53,6 +61,18 @@ def install(kind: str = "default") -> None:
         from threadcheck_reactor import _twistd
 
         _twistd.hook(report, reactor)
+
+
+def _race_include() -> tuple[str, ...] | None:
+    """What ``THREADCHECK_RACES_INCLUDE`` names; None without ``THREADCHECK_RACES``."""
+    if not _flag("THREADCHECK_RACES"):
+        return None
+    names = [n for n in os.environ.get("THREADCHECK_RACES_INCLUDE", "").split(os.pathsep) if n]
+    try:
+        return _stacks.include_paths(names)
+    except ValueError as error:
+        print(f"threadcheck: error: THREADCHECK_RACES_INCLUDE: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _flag(name: str) -> bool:
