@@ -18,7 +18,7 @@ from _thread import get_ident
 from typing import Any
 
 from threadcheck._races._clocks import clocks, current
-from threadcheck._races._shadow import WHOLE, location, read, write
+from threadcheck._races._shadow import WHOLE, location, objects, read, write
 
 enabled = False
 """Off, rewritten code runs as written (a module imported while detecting
@@ -38,7 +38,17 @@ a mutating one writes the container as a whole."""
 def ra(obj: Any, name: str, site: int) -> Any:
     """``obj.name`` is read."""
     if enabled:
-        read(clocks.get(get_ident()) or current(), location(obj, name), site, obj, name, "read")
+        tc = clocks.get(get_ident()) or current()
+        # Inline, the common case: this thread read it already since its
+        # last synchronisation (a loop over one object's attributes).
+        shadow = objects.get(id(obj))
+        loc = shadow.locations.get(name) if shadow is not None else None
+        if loc is None:
+            read(tc, location(obj, name), site, obj, name, "read")
+        else:
+            last = loc.read or loc.write  # a write since covers a read: see _shadow.read
+            if last is None or last.tid != tc.tid or last.clock != tc.clock:
+                read(tc, loc, site, obj, name, "read")
     return obj
 
 
@@ -46,7 +56,15 @@ def wa(obj: Any, name: str, site: int) -> Any:
     """``obj.name`` is assigned or deleted."""
     if enabled:
         tc = clocks.get(get_ident()) or current()
-        write(tc, location(obj, name), site, obj, name, "write", False)
+        shadow = objects.get(id(obj))
+        loc = shadow.locations.get(name) if shadow is not None else None
+        if loc is None:
+            loc = location(obj, name)
+        else:
+            last = loc.write
+            if last is not None and last.tid == tc.tid and last.clock == tc.clock:
+                return obj
+        write(tc, loc, site, obj, name, "write", False)
     return obj
 
 
@@ -54,7 +72,14 @@ def ua(obj: Any, name: str, site: int) -> Any:
     """``obj.name op= value``: read, then written."""
     if enabled:
         tc = clocks.get(get_ident()) or current()
-        loc = location(obj, name)
+        shadow = objects.get(id(obj))
+        loc = shadow.locations.get(name) if shadow is not None else None
+        if loc is None:
+            loc = location(obj, name)
+        else:
+            last = loc.write
+            if last is not None and last.tid == tc.tid and last.clock == tc.clock:
+                return obj  # written by this thread since its last synchronisation: read too
         read(tc, loc, site, obj, name, "update")
         write(tc, loc, site, obj, name, "update", False)
     return obj

@@ -111,16 +111,16 @@ class _Shadow:
         self.locations: dict[Any, Location] = {}
 
 
-_objects: dict[int, _Shadow] = {}
+objects: dict[int, _Shadow] = {}
 _held: list[int] = []
 """Objects held strongly (not weakly referenceable), for :func:`sweep`."""
 _sweep_at = 10_000
 
 
 def location(obj: object, key: Any) -> Location:
-    shadow = _objects.get(id(obj))
+    shadow = objects.get(id(obj))
     if shadow is None:
-        shadow = _objects[id(obj)] = _Shadow(_reference(obj))
+        shadow = objects[id(obj)] = _Shadow(_reference(obj))
     found = shadow.locations.get(key)
     if found is None:
         found = shadow.locations[key] = Location()
@@ -130,7 +130,7 @@ def location(obj: object, key: Any) -> Location:
 def _reference(obj: object) -> Any:
     key = id(obj)
     try:
-        return weakref.ref(obj, lambda _: _objects.pop(key, None))
+        return weakref.ref(obj, lambda _: objects.pop(key, None))
     except TypeError:
         _held.append(key)
         if len(_held) >= _sweep_at:
@@ -143,18 +143,18 @@ def sweep() -> None:
     global _sweep_at
     kept: list[int] = []
     for key in _held:
-        shadow = _objects.get(key)
+        shadow = objects.get(key)
         # References: the shadow's, getrefcount's argument, and this frame's.
         if shadow is not None and sys.getrefcount(shadow.ref) > 3:
             kept.append(key)
         else:
-            _objects.pop(key, None)
+            objects.pop(key, None)
     _held[:] = kept
     _sweep_at = max(10_000, 2 * len(kept))
 
 
 def reset() -> None:
-    _objects.clear()
+    objects.clear()
     _held.clear()
 
 
@@ -164,9 +164,12 @@ def _ordered(earlier: Access, tc: ThreadClock) -> bool:
 
 def read(tc: ThreadClock, loc: Location, site: int, obj: object, key: Any, mode: str) -> None:
     """Thread ``tc`` reads ``loc`` (``mode`` names how, for the report)."""
-    last = loc.read
+    last = loc.read or loc.write
     if last is not None and last.tid == tc.tid and last.clock == tc.clock:
-        return  # this thread read it already since its last synchronisation
+        # This thread read or wrote it since its last synchronisation: a write
+        # that races this read races that access too, and is reported there.
+        return
+    last = loc.read
     write = loc.write
     access = Access(tc, site, _outer(tc), mode)
     if write is not None and not _ordered(write, tc):
