@@ -223,6 +223,11 @@ def test_console_script_matches_python_m(tmp_path: Path) -> None:
             ["run", "--reactor", "kqueue", "{prog}"],
             "--reactor: no instrumented 'kqueue' reactor; choose from default, select, ",
         ),
+        (["run", "--include", "twisted", "{prog}"], "--include: only with --races"),
+        (
+            ["run", "--races", "--include", "no_such_pkg_xyz", "{prog}"],
+            "--include: no such file, folder or module: no_such_pkg_xyz",
+        ),
     ],
 )
 def test_usage_errors_are_one_line_with_status_two(

@@ -3,7 +3,9 @@
 ``correct`` follows the rules; every one in ``BUGGY`` has a thread-safety bug
 seen in real Twisted programs. Each one in ``RACES`` has an interleaving bug
 for ``threadcheck explore -m threadcheck.examples.NAME`` to find, and a fixed
-twin, ``NAME_fixed``, that explores clean. Each imports the reactor only
+twin, ``NAME_fixed``, that explores clean. Each one in ``DATA_RACES`` has
+state two threads update unsynchronised, which ``threadcheck run --races``
+reports on every run. Each imports the reactor only
 inside ``main()``, so importing a module here never installs a reactor.
 """
 
@@ -15,3 +17,4 @@ BUGGY = (
     "blocking_call_in_reactor",
 )
 RACES = ("race_lost_update",)
+DATA_RACES = ("data_race_counter",)
