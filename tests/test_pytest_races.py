@@ -135,3 +135,35 @@ def test_a_later_run_without_races_loads_no_rewritten_code(pytester: pytest.Pyte
     first.assert_outcomes(passed=2, failed=4)  # rewritten, test_clean sees it
     result = pytester.runpytest_subprocess("-p", "no:threadcheck", *NO_PYTEST_TWISTED, timeout=120)
     result.assert_outcomes(passed=5, failed=1)  # only the rewritten assertion's own failure
+
+
+def test_an_explored_test_with_races_fails_on_a_race_alone(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+        from twisted.internet import threads
+
+        class Stats:
+            def __init__(self):
+                self.handled = 0
+
+        def handled_twice(reactor):
+            stats = Stats()
+            def handle():
+                stats.handled += 1
+            done = threads.deferToThreadPool(reactor, reactor.getThreadPool(), handle)
+            handle()
+            return done
+
+        @pytest.mark.threadcheck_explore(budget=50, races=True)
+        def test_handled(threadcheck_reactor):
+            return handled_twice(threadcheck_reactor)
+
+        @pytest.mark.threadcheck_explore(budget=50)
+        def test_handled_without_races(threadcheck_reactor):
+            return handled_twice(threadcheck_reactor)  # no assertion fails: passes
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:twisted", timeout=120)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*data race on Stats.handled: update in thread*"])

@@ -125,6 +125,7 @@ def explore(
     granularity: str = "access",
     include: Sequence[str] = (),
     max_delay: float = 1.0,
+    races: bool = False,
 ) -> ExploreResult:
     """Explore the thread interleavings of ``scenario(reactor)`` under the controlled scheduler.
 
@@ -141,7 +142,9 @@ def explore(
     folders or importable module names (``include=["mylib"]``). Time passes
     while threads could run (a sleep ends, a timeout fires, a timer comes due
     before a preempted thread goes on), holding them at most ``max_delay``
-    virtual seconds (0: only when every thread waits).
+    virtual seconds (0: only when every thread waits). ``races=True``: a data
+    race in user code (the scenario's module included) fails the schedule it
+    happens in, even when nothing else does.
     """
     from threadcheck._sched._explore import Budget
     from threadcheck._sched._explore import explore as explore_target
@@ -155,7 +158,10 @@ def explore(
         strategy=strategy,
         seed=0 if seed is None else seed,
         settings=Settings(
-            granularity=granularity, include=include_paths(include), max_delay=max_delay
+            granularity=granularity,
+            include=include_paths(include),
+            max_delay=max_delay,
+            races=races,
         ),
         replay_command=lambda token: f"threadcheck.replay({scenario.__name__}, {token!r})",
     )

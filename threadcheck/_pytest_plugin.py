@@ -281,7 +281,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "threadcheck_explore(budget=2000, seconds=None, strategy=None, seed=0, "
-        "granularity='access'): run the test once per schedule under threadcheck's "
+        "granularity='access', max_delay=1.0, races=False): run the test once per "
+        "schedule under threadcheck's "
         "scheduler, with a fresh reactor as its threadcheck_reactor fixture",
     )
     config.addinivalue_line(

@@ -36,7 +36,7 @@ TOKEN_PROPERTY = "threadcheck_token"
 STATS_PROPERTY = "threadcheck_schedules"
 STRESS_PROPERTY = "threadcheck_stress_runs"
 _ARGUMENTS = {
-    MARKER: {"budget", "seconds", "strategy", "seed", "granularity", "max_delay"},
+    MARKER: {"budget", "seconds", "strategy", "seed", "granularity", "max_delay", "races"},
     STRESS_MARKER: {"runs", "seconds", "acceptable", "forbidden", "yield_probability", "seed"},
 }
 
@@ -127,6 +127,7 @@ def _explore_settings(item: pytest.Item, settings: dict[str, Any]) -> Settings:
         return Settings(
             granularity=settings.get("granularity", "access"),
             max_delay=settings.get("max_delay", DEFAULT_MAX_DELAY),
+            races=bool(settings.get("races", False)),
         )
     except (TypeError, ValueError) as error:
         raise pytest.UsageError(f"{item.nodeid}: {MARKER}: {error}") from None
@@ -244,6 +245,7 @@ def _scenario(item: pytest.Function) -> Any:
         return result
 
     scenario.__name__ = item.name
+    scenario.__module__ = function.__module__  # where races=True finds the code to rewrite
     return scenario
 
 

@@ -70,7 +70,8 @@ def _add(subparsers: Any) -> None:
         ),
         usage=(
             "[--budget N | --time SECONDS] [--strategy S] [--seed N] "
-            "[--granularity G] [--include PATH ...] [--max-delay SECONDS] [--json PATH]"
+            "[--granularity G] [--include PATH ...] [--max-delay SECONDS] [--races] "
+            "[--json PATH]"
         ),
         epilog=EXPLORE_STATUS_HELP,
     )
@@ -114,6 +115,12 @@ def _add(subparsers: Any) -> None:
         help="let time pass while threads could run (a sleep ends, a timeout fires "
         "before a preempted thread goes on), holding them at most SECONDS of virtual "
         f"time; 0: only when every thread waits (default {DEFAULT_MAX_DELAY:g})",
+    )
+    explore.add_argument(
+        "--races",
+        action="store_true",
+        help="a data race in your code (two threads, one location, one writing, nothing "
+        "ordering them) fails the schedule it happens in, even if nothing else does",
     )
     explore.add_argument("--json", metavar="PATH", help="also write the outcome as JSON to PATH")
     add_program_arguments(explore)
@@ -212,7 +219,10 @@ def _exploration(args: argparse.Namespace, progress: Progress) -> ExploreResult:
         strategy=args.strategy,
         seed=args.seed,
         settings=Settings(
-            granularity=args.granularity, include=tuple(args.include), max_delay=args.max_delay
+            granularity=args.granularity,
+            include=tuple(args.include),
+            max_delay=args.max_delay,
+            races=args.races,
         ),
         replay_command=lambda token: _replay_command(token, args.module, args.target),
         progress=progress,

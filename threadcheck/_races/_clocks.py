@@ -100,6 +100,20 @@ def receive(snapshot: VectorClock | None) -> None:
             vc[tid] = step
 
 
+def merge(into: VectorClock | None, snapshot: VectorClock | None) -> VectorClock | None:
+    """What both saw: for a hand-off several threads send through (an event set
+    twice, a semaphore released by two)."""
+    if not snapshot:
+        return into
+    if not into:
+        return snapshot
+    merged = dict(into)
+    for tid, step in snapshot.items():
+        if merged.get(tid, 0) < step:
+            merged[tid] = step
+    return merged
+
+
 def begin_thread(thread: threading.Thread, inherited: VectorClock | None) -> None:
     """The calling thread starts: what its starter did before ``start()`` happened before."""
     clocks[get_ident()] = ThreadClock(thread, inherited)

@@ -15,13 +15,25 @@ from threadcheck._races._found import RaceReporter
 from threadcheck._recorder import Recorder
 
 
-def start(recorder: Recorder, is_user_file: Callable[[str], bool] = _stacks.is_user_code) -> None:
-    """Record races in user modules imported from now on, into ``recorder``."""
+def start(
+    recorder: Recorder | None, is_user_file: Callable[[str], bool] = _stacks.is_user_code
+) -> None:
+    """Record races in user modules imported from now on, into ``recorder``
+    (None: into the one each schedule gives :func:`begin`)."""
     _threads.track_thread_starts()
     _edges.install()
     _hook.install(is_user_file)
-    _shadow.set_handler(RaceReporter(recorder).found)
+    if recorder is not None:
+        _shadow.set_handler(RaceReporter(recorder).found)
     _clocks.tracking = _access.enabled = True
+
+
+def begin(recorder: Recorder) -> None:
+    """A new run of the program (a schedule): nothing before it ordered or
+    recorded, its races into ``recorder``."""
+    _shadow.reset()
+    _clocks.reset()
+    _shadow.set_handler(RaceReporter(recorder).found)
 
 
 def stop() -> None:

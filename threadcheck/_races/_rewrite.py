@@ -38,7 +38,7 @@ MUTATORS = frozenset(
     }
 )  # fmt: skip
 _VIEWS = frozenset({"items", "keys", "values"})
-_HELPERS = ("ra", "wa", "ua", "it", "cm", "rv", "wv", "uv", "sub", "Scope")
+HELPERS = ("ra", "wa", "ua", "it", "cm", "rv", "wv", "uv", "sub", "Scope")
 GLOBALS = "__tc_gl__"
 
 
@@ -63,7 +63,7 @@ def rewrite(tree: ast.Module, filename: str) -> None:
 
 
 def _preamble() -> list[ast.stmt]:
-    names = ", ".join(f"{name} as {helper(name)}" for name in _HELPERS)
+    names = ", ".join(f"{name} as {helper(name)}" for name in HELPERS)
     return ast.parse(
         f"from threadcheck._races._access import {names}\n{GLOBALS} = globals()\n"
     ).body

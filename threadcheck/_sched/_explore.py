@@ -298,6 +298,7 @@ def replay(
         include=tuple(document.get("include", ())),
         max_delay=float(document.get("max_delay", 0.0)),
         stall_timeout=stall_timeout,
+        races=bool(document.get("races", False)),
     )
     env = environment(settings)
     for key in ("python", "twisted", "threadcheck", "hashseed"):

@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from threadcheck._races._clocks import VectorClock, merge, receive, send
 from threadcheck._sched._core import ControlledThread, Scheduler
 from threadcheck._sched._core import here as _here  # its callers name the result `here`
 
@@ -66,11 +67,15 @@ class Lock:
         self._locked = False
         self._waiters: list[ControlledThread] = []
         self._real = _thread.allocate_lock()
+        self._sent: VectorClock | None = None  # for the race detector: see _races._clocks
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         here = _here()
         if here is None:
-            return self._real.acquire(blocking, timeout)
+            acquired = self._real.acquire(blocking, timeout)
+            if acquired:
+                receive(self._sent)
+            return acquired
         scheduler, me = here
         scheduler.point("sync", "lock.acquire")
         deadline = _deadline(scheduler, timeout) if blocking else scheduler.now
@@ -78,16 +83,19 @@ class Lock:
             if not _wait(scheduler, me, self._waiters, "lock", deadline):
                 return False
         self._locked = True
+        receive(self._sent)
         return True
 
     def release(self) -> None:
         here = _here()
         if here is None:
+            self._sent = send()
             self._real.release()
             return
         scheduler, _ = here
         if not self._locked:
             raise RuntimeError("release unlocked lock")
+        self._sent = send()
         self._locked = False
         _wake_all(scheduler, self._waiters)
         scheduler.point("sync", "lock.release")
@@ -244,6 +252,7 @@ class Event:
     def __init__(self) -> None:
         self._flag = False
         self._waiters: list[ControlledThread] = []
+        self._sent: VectorClock | None = None
 
     def is_set(self) -> bool:
         return self._flag
@@ -252,6 +261,7 @@ class Event:
 
     def set(self) -> None:
         here = _here()
+        self._sent = merge(self._sent, send())
         self._flag = True
         if here is not None:
             _wake_all(here[0], self._waiters)
@@ -269,15 +279,20 @@ class Event:
         deadline = _deadline(scheduler, timeout)
         while not self._flag:
             if not _wait(scheduler, me, self._waiters, "event", deadline):
-                return self._flag
-        return True
+                return self._received(self._flag)
+        return self._received(True)
+
+    def _received(self, flag: bool) -> bool:
+        if flag:
+            receive(self._sent)
+        return flag
 
     def _real_wait(self, timeout: float | None) -> bool:
         # Outside the scheduler nobody can wake us through it: poll.
         end = None if timeout is None else _real_monotonic() + timeout
         while not self._flag and (end is None or _real_monotonic() < end):
             _real_sleep(0.001)
-        return self._flag
+        return self._received(self._flag)
 
 
 class Semaphore:
@@ -288,6 +303,7 @@ class Semaphore:
             raise ValueError("semaphore initial value must be >= 0")
         self._value = value
         self._waiters: list[ControlledThread] = []
+        self._sent: VectorClock | None = None
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         here = _here()
@@ -300,11 +316,13 @@ class Semaphore:
             if not _wait(scheduler, me, self._waiters, "semaphore", deadline):
                 return False
         self._value -= 1
+        receive(self._sent)
         return True
 
     __enter__ = acquire
 
     def release(self, n: int = 1) -> None:
+        self._sent = merge(self._sent, send())
         self._value += n
         here = _here()
         if here is not None:
@@ -338,6 +356,9 @@ class Queue(Generic[T]):
         self._putters: list[ControlledThread] = []
         self._joiners: list[ControlledThread] = []
         self.unfinished_tasks = 0
+        # What every put so far saw, for whoever gets (more than its own item's
+        # sender: a race hidden, never one made up).
+        self._sent: VectorClock | None = None
 
     def _init(self, maxsize: int) -> None:
         self.queue: Any = deque()
@@ -369,6 +390,7 @@ class Queue(Generic[T]):
                 if not _wait(scheduler, me, self._putters, "queue.put (full)", deadline):
                     raise _queue.Full
             _wake_all(scheduler, self._getters)
+        self._sent = merge(self._sent, send())
         self._put(item)
         self.unfinished_tasks += 1
 
@@ -384,6 +406,7 @@ class Queue(Generic[T]):
                 if not _wait(scheduler, me, self._getters, "queue.get (empty)", deadline):
                     raise _queue.Empty
             _wake_all(scheduler, self._putters)
+        receive(self._sent)
         return self._get()
 
     @staticmethod

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from threadcheck import __version__ as threadcheck_version
 from threadcheck import _stacks, _threads
+from threadcheck._races import _detector
 from threadcheck._sched import _order, _token
 from threadcheck._sched._core import (
     DEFAULT_MAX_DELAY,
@@ -64,6 +65,8 @@ class Settings:
     stall_timeout: float = DEFAULT_STALL_TIMEOUT
     """Wall seconds without a scheduling point before a thread counts as blocked
     outside the scheduler's control."""
+    races: bool = False
+    """A data race (:mod:`threadcheck._races`) fails the schedule it happens in."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.max_delay < float("inf"):  # refuses nan too
@@ -129,6 +132,13 @@ class Explorer:
         self.watchdog.start()
         self._affinity = _pin_to_one_cpu()
         self._log_echo = _stop_log_echo()
+        if self.settings.races:
+            # Before the patches: what they wrap (Thread.start, the real locks)
+            # is then the detector's, which carries happens-before.
+            _detector.start(None, self.is_user)
+            rewrite_for_races = getattr(self.target, "rewrite_for_races", None)
+            if rewrite_for_races is not None:
+                rewrite_for_races()
         self.patches.install()
         try:
             self.instrumentation.start()
@@ -142,6 +152,8 @@ class Explorer:
             self.patches.uninstall()  # first: nothing may keep the swapped primitives
             self.instrumentation.stop()
         finally:
+            if self.settings.races:
+                _detector.stop()
             self.watchdog.stop()
             _restart_log_echo(self._log_echo)
             if self._affinity is not None:
@@ -200,6 +212,8 @@ class Explorer:
             assert self._reactor_class is not None, "run() outside the Explorer context"
             reactor = self._reactor_class(scheduler, "record")
             reactor.schedule_index = index
+            if self.settings.races:
+                _detector.begin(reactor.threadcheck.recorder)
             target_failure = self.target.run(reactor)
             stop_idle_executor_workers(scheduler)
             scheduler.join_all(me)
@@ -384,6 +398,7 @@ def environment(settings: Settings) -> dict[str, Any]:
         "granularity": settings.granularity,
         "include": list(settings.include),
         "max_delay": settings.max_delay,
+        "races": settings.races,
     }
 
 

@@ -14,6 +14,8 @@ from types import FrameType
 from typing import Any, TypeVar
 
 from threadcheck import _stacks
+from threadcheck._races import _detector as _race_detector
+from threadcheck._races import _hook as _race_hook
 from threadcheck._sched._core import Abort, Failure
 from threadcheck._sched._program import program_failure, thread_failure
 
@@ -36,6 +38,14 @@ class ScenarioTarget:
         self.scenario = scenario
         module = getattr(scenario, "__module__", None) or "?"
         self.description = f"{module}:{getattr(scenario, '__qualname__', repr(scenario))}"
+
+    def rewrite_for_races(self) -> None:
+        """The scenario's module was imported before races were watched: rewrite it now."""
+        from threadcheck._races._inplace import rewrite_loaded
+
+        module = sys.modules.get(getattr(self.scenario, "__module__", None) or "")
+        if module is not None and _stacks.is_user_code(getattr(module, "__file__", "") or ""):
+            rewrite_loaded(module)
 
     def run(self, reactor: Any) -> Failure | None:
         from twisted.python.failure import Failure as TwistedFailure
@@ -131,7 +141,10 @@ class ProgramTarget:
     def _execute(self) -> None:
         if self.script is not None:
             sys.argv = [self.script, *self.argv[1:]]
-            runpy.run_path(self.script, run_name="__main__")
+            if _race_detector.active():
+                _race_hook.run_script(self.script)  # rewritten, as its imports are
+            else:
+                runpy.run_path(self.script, run_name="__main__")
             return
         assert self.module is not None
         sys.argv = [self.module, *self.argv]  # run_module puts the module's file first
