@@ -374,6 +374,23 @@ def test_objects_private_to_each_thread_are_silent(tmp_path: Path) -> None:
     assert found == []
 
 
+def test_a_threading_local_is_each_threads_own(tmp_path: Path) -> None:
+    found = races_in(
+        tmp_path,
+        """
+        context = threading.local()
+        def work(n):
+            context.request = n
+            context.request += 1
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(3)]
+        for t in threads: t.start()
+        context.request = -1
+        for t in threads: t.join()
+        """,
+    )
+    assert found == []
+
+
 def _edge(writer: str, racy_main: str, fixed_main: str, setup: str = "") -> tuple[str, str]:
     """A worker writes ``box.v`` then synchronises; main reads it before
     (racy) or after (fixed) its side of the same synchronisation."""

@@ -20,6 +20,7 @@ can at worst lose one access's record (a missed race, never a false one).
 
 from __future__ import annotations
 
+import _thread
 import sys
 import weakref
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from types import FrameType
 from typing import Any
 
 from threadcheck import _threads
-from threadcheck._races._clocks import ThreadClock
+from threadcheck._races._clocks import ThreadClock, current
 
 _HELPERS = __file__.replace("_shadow.py", "_access.py")
 """The helpers' file: their frames stand between the user's and these functions."""
@@ -104,11 +105,13 @@ def set_handler(handler: RaceHandler | None) -> None:
 
 
 class _Shadow:
-    __slots__ = ("__weakref__", "locations", "ref")
+    __slots__ = ("__weakref__", "locations", "per_thread", "ref")
 
-    def __init__(self, ref: Any) -> None:
+    def __init__(self, ref: Any, per_thread: bool) -> None:
         self.ref = ref
         self.locations: dict[Any, Location] = {}
+        self.per_thread = per_thread
+        """A ``threading.local``: each thread's attributes are its own locations."""
 
 
 objects: dict[int, _Shadow] = {}
@@ -120,7 +123,9 @@ _sweep_at = 10_000
 def location(obj: object, key: Any) -> Location:
     shadow = objects.get(id(obj))
     if shadow is None:
-        shadow = objects[id(obj)] = _Shadow(_reference(obj))
+        shadow = objects[id(obj)] = _Shadow(_reference(obj), isinstance(obj, _thread._local))
+    if shadow.per_thread:  # by thread number: a later thread may have the same ident
+        key = (key, current().tid)
     found = shadow.locations.get(key)
     if found is None:
         found = shadow.locations[key] = Location()
