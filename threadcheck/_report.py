@@ -168,7 +168,8 @@ def _user_frames(stack: _stacks.Stack) -> list[_stacks.Frame]:
     return [frame for frame in stack if frame.library is None]
 
 
-def _format_group(number: int, g: Group) -> Iterator[str]:
+def _group_head(number: int, g: Group) -> Iterator[str]:
+    """A group's first lines: its headline and count, its test, why it is accepted."""
     v = g.violation
     times = f"  [x{g.count}]" if g.count > 1 else ""
     yield f"[{number}] {v.headline()}{times}"
@@ -176,6 +177,11 @@ def _format_group(number: int, g: Group) -> Iterator[str]:
         yield f"    during test: {v.test.describe()}"
     if v.expected is not None:
         yield f"    expected: {v.expected}"
+
+
+def _format_group(number: int, g: Group) -> Iterator[str]:
+    v = g.violation
+    yield from _group_head(number, g)
     where = v.user_frame()
     if where is not None:
         yield f"    offending call: {where.location()}{_handed_over(v)}"
@@ -250,12 +256,7 @@ def _format_race(number: int, g: Group) -> Iterator[str]:
     v = g.violation
     prior = v.prior
     assert prior is not None  # a data race always has its earlier access
-    times = f"  [x{g.count}]" if g.count > 1 else ""
-    yield f"[{number}] {v.headline()}{times}"
-    if v.test is not None:
-        yield f"    during test: {v.test.describe()}"
-    if v.expected is not None:
-        yield f"    expected: {v.expected}"
+    yield from _group_head(number, g)
     yield from _race_access(
         v.access or "access", v.thread, v.stack, v.spawn_site, v.submitted_from
     )

@@ -55,34 +55,30 @@ def ra(obj: Any, name: str, site: int) -> Any:
 def wa(obj: Any, name: str, site: int) -> Any:
     """``obj.name`` is assigned or deleted."""
     if enabled:
-        tc = clocks.get(get_ident()) or current()
-        shadow = objects.get(id(obj))
-        loc = shadow.locations.get(name) if shadow is not None else None
-        if loc is None:
-            loc = location(obj, name)
-        else:
-            last = loc.write
-            if last is not None and last.tid == tc.tid and last.clock == tc.clock:
-                return obj
-        write(tc, loc, site, obj, name, "write", False)
+        _written(obj, name, site, "write")
     return obj
 
 
 def ua(obj: Any, name: str, site: int) -> Any:
     """``obj.name op= value``: read, then written."""
     if enabled:
-        tc = clocks.get(get_ident()) or current()
-        shadow = objects.get(id(obj))
-        loc = shadow.locations.get(name) if shadow is not None else None
-        if loc is None:
-            loc = location(obj, name)
-        else:
-            last = loc.write
-            if last is not None and last.tid == tc.tid and last.clock == tc.clock:
-                return obj  # written by this thread since its last synchronisation: read too
-        read(tc, loc, site, obj, name, "update")
-        write(tc, loc, site, obj, name, "update", False)
+        _written(obj, name, site, "update")
     return obj
+
+
+def _written(obj: Any, name: str, site: int, mode: str) -> None:
+    tc = clocks.get(get_ident()) or current()
+    shadow = objects.get(id(obj))
+    loc = shadow.locations.get(name) if shadow is not None else None
+    if loc is None:
+        loc = location(obj, name)
+    else:
+        last = loc.write
+        if last is not None and last.tid == tc.tid and last.clock == tc.clock:
+            return  # written by this thread since its last synchronisation (read too)
+    if mode == "update":
+        read(tc, loc, site, obj, name, mode)
+    write(tc, loc, site, obj, name, mode, False)
 
 
 def it(obj: Any, site: int) -> Any:
