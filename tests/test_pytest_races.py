@@ -37,6 +37,7 @@ def handled_twice(join_first):
 """
 
 TESTS = """
+\"\"\"A docstring first: pytest's imports then start below line 1.\"\"\"
 import threading
 import pytest
 from service import handled_twice

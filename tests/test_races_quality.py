@@ -391,6 +391,47 @@ def test_a_threading_local_is_each_threads_own(tmp_path: Path) -> None:
     assert found == []
 
 
+def test_the_detector_keeps_no_frame_or_container_alive(tmp_path: Path) -> None:
+    """Finalizers run when the program lets go, as without the detector: no
+    caller's frame (with its locals) is kept for the report, and a dict the
+    program subscripted goes at the next collection of the older generations."""
+    races_in(
+        tmp_path,
+        """
+        import gc
+        finalized = []
+
+        class Resource:
+            def __init__(self):
+                self.open = True
+            def __del__(self):
+                finalized.append(type(self).__name__)
+
+        def close(resource):
+            resource.open = False
+
+        def use():
+            resource = Resource()
+            close(resource)
+
+        use()
+        assert finalized == ["Resource"], finalized
+
+        def cache():
+            entries = {}
+            entries["k"] = Resource()
+
+        cache()
+        gc.collect()
+        assert finalized == ["Resource", "Resource"], finalized
+        """,
+    )
+
+
+def test_a_generic_simple_queue_annotation_still_works(tmp_path: Path) -> None:
+    assert races_in(tmp_path, "jobs: queue.SimpleQueue[int] = queue.SimpleQueue()\n") == []
+
+
 def _edge(writer: str, racy_main: str, fixed_main: str, setup: str = "") -> tuple[str, str]:
     """A worker writes ``box.v`` then synchronises; main reads it before
     (racy) or after (fixed) its side of the same synchronisation."""

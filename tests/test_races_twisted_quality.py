@@ -153,11 +153,13 @@ RACY_LOCATIONS = {
 }
 
 
-def run_races(program: Path, mode: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+def run_races(
+    program: Path, mode: str, *options: str
+) -> tuple[subprocess.CompletedProcess[str], dict]:
     report = program.parent / f"{mode}.json"
     command = [sys.executable, "-m", "threadcheck", "run", "--races", "--json", str(report)]
     result = subprocess.run(
-        [*command, str(program), mode], capture_output=True, text=True, timeout=120
+        [*command, *options, str(program), mode], capture_output=True, text=True, timeout=120
     )
     return result, json.loads(report.read_text())
 
@@ -172,8 +174,49 @@ def test_every_hand_off_skipped_is_a_race_reported_once(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_every_hand_off_orders_the_accesses(tmp_path: Path) -> None:
-    result, report = run_races(write_program(tmp_path, PROGRAM), "fixed")
+@pytest.mark.parametrize("reactor", ["default", "asyncio"])
+def test_every_hand_off_orders_the_accesses(tmp_path: Path, reactor: str) -> None:
+    program = write_program(tmp_path, PROGRAM)
+    result, report = run_races(program, "fixed", "--reactor", reactor)
     assert result.returncode == 0, result.stderr
     assert report["violations"] == []
     assert "no thread-affinity violations or data races found" in result.stderr
+
+
+OWN_REACTOR_AND_POOL = """
+import sys, threading
+from twisted.internet.selectreactor import SelectReactor
+from twisted.python.threadpool import ThreadPool
+
+class Job:
+    def __init__(self, n):
+        self.n = n
+
+# A thread pool the program makes, with more jobs than threads: queued jobs
+# reach the worker through the pool's own coordination.
+pool = ThreadPool(1, 1)
+pool.start()
+jobs = [Job(n) for n in range(20)]
+done = threading.Event()
+for job in jobs:
+    job.n += 1
+    pool.callInThread(lambda job=job: job.n)
+pool.callInThread(done.set)
+done.wait(10)
+pool.stop()
+
+# A reactor the program builds itself (as Twisted's ReactorBuilder tests do).
+reactor = SelectReactor()
+box = Job(0)
+def worker():
+    box.n = 1
+    reactor.callFromThread(lambda: (box.n, reactor.stop()))
+reactor.callWhenRunning(threading.Thread(target=worker).start)
+reactor.run()
+"""
+
+
+def test_a_program_s_own_pool_and_reactor_carry_their_hand_offs(tmp_path: Path) -> None:
+    result, report = run_races(write_program(tmp_path, OWN_REACTOR_AND_POOL), "fixed")
+    assert result.returncode == 0, result.stderr
+    assert report["violations"] == [], result.stderr

@@ -185,7 +185,14 @@ def _start_races(config: pytest.Config) -> str | None:
     except ValueError as error:
         return f"--threadcheck-races-include: {error}"
     is_user_file = _stacks.user_code(include)
-    _detector.start(config.stash[_STATE].run.checker.recorder, is_user_file)
+    from threadcheck_reactor import _race_edges
+
+    _detector.start(
+        config.stash[_STATE].run.checker.recorder,
+        is_user_file,
+        include=include,
+        edges=[_race_edges.install],
+    )
 
     def rewrite_test(fn: Any, pytest_config: Any) -> tuple[bytes, Any]:
         import ast
@@ -583,7 +590,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     from threadcheck._testrun import summary_lines
 
     terminalreporter.section("threadcheck")
-    for line in summary_lines(state.violations):
+    races = bool(config.getoption("threadcheck_races", False))
+    for line in summary_lines(state.violations, races):
         terminalreporter.write_line(line)
     for worker in state.lost_workers:
         terminalreporter.write_line(

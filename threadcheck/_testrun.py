@@ -156,11 +156,12 @@ class ThreadCheckFixture:
         return self._run.expect(api)
 
 
-def summary_lines(violations: Iterable[Violation]) -> list[str]:
-    """Totals per API and per test, for a test runner's closing summary."""
+def summary_lines(violations: Iterable[Violation], races: bool = False) -> list[str]:
+    """Totals per API and per test, for a test runner's closing summary
+    (``races``: data races were looked for too)."""
     violations = list(violations)
     if not violations:
-        return ["threadcheck: no thread-affinity violations"]
+        return [f"threadcheck: no thread-affinity violations{' or data races' if races else ''}"]
     expected = [v for v in violations if v.expected is not None]
     outside = [v for v in violations if v.test is None]
     tests = {v.test.nodeid for v in violations if v.test is not None}

@@ -47,8 +47,14 @@ def install(kind: str = "default") -> None:
     reactor = threadcheck_reactor.install(os.environ.get("THREADCHECK_MODE", "record"), kind=kind)
     if include is not None:
         from threadcheck._races import _detector
+        from threadcheck_reactor import _race_edges
 
-        _detector.start(reactor.threadcheck.recorder, _stacks.user_code(include))
+        _detector.start(
+            reactor.threadcheck.recorder,
+            _stacks.user_code(include),
+            include=include,
+            edges=[_race_edges.install],
+        )
     report = ProcessReport(
         reactor.threadcheck, Spool.join_or_create(), json_path=json_path, report_only=report_only
     )

@@ -151,8 +151,14 @@ def _run(args: argparse.Namespace) -> int:
     checker = _prepare_reactor(Mode.parse(args.mode), args.stall_ms, args.reactor)
     if args.races:
         from threadcheck._races import _detector
+        from threadcheck_reactor import _race_edges
 
-        _detector.start(checker.recorder, _stacks.user_code(include))
+        _detector.start(
+            checker.recorder,
+            _stacks.user_code(include),
+            include=include,
+            edges=[_race_edges.install],
+        )
     status, interrupted = _run_to_exit(args.module, target, args.races)
     unchecked = _uninstrumented_reactor()
     if unchecked is not None:

@@ -29,7 +29,6 @@ class ThreadClock:
     __slots__ = (
         "clock",
         "frame_key",
-        "frame_lasti",
         "frame_stack",
         "frame_submission",
         "ident",
@@ -46,8 +45,7 @@ class ThreadClock:
         self.ident = get_ident()
         # The stack last captured in this thread, outside the accessing frame,
         # and where its innermost frame was (see _shadow._outer).
-        self.frame_key: object = None
-        self.frame_lasti = -1
+        self.frame_key: tuple[int, object, int] | None = None
         self.frame_stack: tuple[Any, ...] = ()
         self.frame_submission: tuple[Any, ...] | None = None
 

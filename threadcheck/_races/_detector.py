@@ -7,24 +7,43 @@ after they end.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import gc
+import os
+import sys
+from collections.abc import Callable, Sequence
 
 from threadcheck import _stacks, _threads
 from threadcheck._races import _access, _clocks, _edges, _hook, _shadow
 from threadcheck._races._found import RaceReporter
+from threadcheck._races._inplace import rewrite_loaded
 from threadcheck._recorder import Recorder
+
+_undo: list[Callable[[], None]] = []
 
 
 def start(
-    recorder: Recorder | None, is_user_file: Callable[[str], bool] = _stacks.is_user_code
+    recorder: Recorder | None,
+    is_user_file: Callable[[str], bool] = _stacks.is_user_code,
+    *,
+    include: Sequence[str] = (),
+    edges: Sequence[Callable[[], Callable[[], None]]] = (),
 ) -> None:
     """Record races in user modules imported from now on, into ``recorder``
-    (None: into the one each schedule gives :func:`begin`)."""
+    (None: into the one each schedule gives :func:`begin`).
+
+    Modules under ``include`` already imported (a library the runner itself
+    imported) are rewritten in place. ``edges`` are more hand-offs to carry
+    happens-before (the reactor package's): each installs, and returns its undo.
+    """
     _threads.track_thread_starts()
     _edges.install()
+    _undo.extend(install() for install in edges)
     _hook.install(is_user_file)
+    _rewrite_imported(include)
     if recorder is not None:
         _shadow.set_handler(RaceReporter(recorder).found)
+    if _shadow.sweep_on_collection not in gc.callbacks:
+        gc.callbacks.append(_shadow.sweep_on_collection)
     _clocks.tracking = _access.enabled = True
 
 
@@ -38,11 +57,25 @@ def begin(recorder: Recorder) -> None:
 
 def stop() -> None:
     _clocks.tracking = _access.enabled = False
+    if _shadow.sweep_on_collection in gc.callbacks:
+        gc.callbacks.remove(_shadow.sweep_on_collection)
     _shadow.set_handler(None)
     _hook.uninstall()
+    while _undo:
+        _undo.pop()()
     _edges.uninstall()
     _shadow.reset()
     _clocks.reset()
+
+
+def _rewrite_imported(include: Sequence[str]) -> None:
+    if not include:
+        return
+    prefixes = tuple(os.path.abspath(path) for path in include)
+    for module in list(sys.modules.values()):
+        filename = getattr(module, "__file__", None)
+        if isinstance(filename, str) and filename.startswith(prefixes):
+            rewrite_loaded(module)
 
 
 def active() -> bool:

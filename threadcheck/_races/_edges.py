@@ -17,6 +17,7 @@ from __future__ import annotations
 import _thread
 import queue
 import threading
+import types
 from typing import Any
 
 from threadcheck._races._clocks import VectorClock, begin_thread, end_thread, receive, send
@@ -89,6 +90,8 @@ class TrackedRLock(TrackedLock):
 
 class TrackedSimpleQueue:
     """A ``queue.SimpleQueue`` whose items carry their sender's past."""
+
+    __class_getitem__: Any = classmethod(types.GenericAlias)  # SimpleQueue[int], as the real one
 
     def __init__(self) -> None:
         self._queue: Any = _SimpleQueue()

@@ -59,7 +59,20 @@ def rewrite(tree: ast.Module, filename: str) -> None:
     }
     _Rewriter(filename, shared, _closure_owners(tree)).visit(tree)
     tree.body[_after_docstring_and_future(tree) : 0] = _preamble()
+    _end_where_they_start(tree)
     ast.fix_missing_locations(tree)
+
+
+def _end_where_they_start(tree: ast.AST) -> None:
+    """Nodes another rewriter made with a start and no end (pytest's imports):
+    ``fix_missing_locations`` would end them on their parent's first line,
+    before they start, which ``compile`` refuses."""
+    for node in ast.walk(tree):
+        lineno = getattr(node, "lineno", None)
+        if lineno is not None and getattr(node, "end_lineno", None) is None:
+            node.end_lineno = lineno  # type: ignore[attr-defined]
+            if getattr(node, "end_col_offset", None) is None:
+                node.end_col_offset = getattr(node, "col_offset", 0)  # type: ignore[attr-defined]
 
 
 def _preamble() -> list[ast.stmt]:

@@ -149,13 +149,21 @@ def sweep() -> None:
     kept: list[int] = []
     for key in _held:
         shadow = objects.get(key)
-        # References: the shadow's, getrefcount's argument, and this frame's.
-        if shadow is not None and sys.getrefcount(shadow.ref) > 3:
+        # References: the shadow's and getrefcount's argument; any more are the program's.
+        if shadow is not None and sys.getrefcount(shadow.ref) > 2:
             kept.append(key)
         else:
             objects.pop(key, None)
     _held[:] = kept
     _sweep_at = max(10_000, 2 * len(kept))
+
+
+def sweep_on_collection(phase: str, info: dict[str, int]) -> None:
+    """A ``gc.callbacks`` hook: as the older generations are collected, let go of
+    held objects the program dropped (their contents die with them, as they would
+    without the detector)."""
+    if phase == "start" and info.get("generation", 0) >= 1 and _held:
+        sweep()
 
 
 def reset() -> None:
@@ -231,14 +239,17 @@ def _outer(tc: ThreadClock) -> tuple[Any, ...]:
     frame = sys._getframe(2)
     while frame.f_code.co_filename == _HELPERS:
         frame = frame.f_back  # type: ignore[assignment]  # user code is further out
-    key = frame.f_back
-    # The same caller frame at the same instruction: the same call, so the
-    # same stack outside it (whatever the accessing frame does meanwhile).
-    if tc.frame_key is key and key is not None and tc.frame_lasti == key.f_lasti:
+    caller = frame.f_back
+    if caller is None:
+        return ()
+    # The same caller at the same instruction: the same call, so the same stack
+    # outside it. Known by identity, code and offset, not held: a frame kept
+    # would keep its locals alive (and their finalizers from running).
+    key = (id(caller), caller.f_code, caller.f_lasti)
+    if tc.frame_key == key:
         return tc.frame_stack
     tc.frame_key = key
-    tc.frame_lasti = key.f_lasti if key is not None else -1
-    tc.frame_stack, tc.frame_submission = _capture(key)
+    tc.frame_stack, tc.frame_submission = _capture(caller)
     return tc.frame_stack
 
 
