@@ -55,3 +55,24 @@ def test_the_drivers_sit_on_top() -> None:
     below = ("_core", "_report", "_runner", "_shrink", "_patch", "_points", "_primitives")
     for name in below:
         assert "threadcheck._sched._explore" not in graph[f"threadcheck._sched.{name}"], name
+
+
+def test_the_race_detector_is_core() -> None:
+    """threadcheck._races sits with the core: no Twisted, no reactor package, no
+    scheduler or drivers (the reactor's hand-offs are passed in)."""
+    import threadcheck._races
+
+    races = Path(threadcheck._races.__file__).parent
+    above = ("twisted", "threadcheck_reactor", "threadcheck._sched", "threadcheck._cli")
+    above += ("threadcheck._pytest_plugin", "threadcheck._testrun", "threadcheck._report")
+    for path in races.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            for name in names:
+                assert not name.startswith(above), f"{path.name} imports {name}"
