@@ -533,3 +533,52 @@ def test_edge_missing_is_reported_once_by_name(tmp_path: Path, edge: str) -> Non
 def test_edge_orders_the_accesses(tmp_path: Path, edge: str) -> None:
     _, fixed = EDGES[edge]
     assert races_in(tmp_path, fixed) == []
+
+
+def test_a_race_inside_an_included_library_is_shown_at_its_lines(tmp_path: Path) -> None:
+    """An installed package is watched when included, and its lines lead the
+    report (they are not folded away as library frames)."""
+    import subprocess
+    import sys
+
+    library = tmp_path / "site-packages" / "countlib"
+    library.mkdir(parents=True)
+    (library / "__init__.py").write_text(
+        textwrap.dedent(
+            """
+            class Counter:
+                def __init__(self):
+                    self.n = 0
+
+                def bump(self):
+                    self.n += 1  # the library's own unlocked update
+            """
+        )
+    )
+    program = tmp_path / "program.py"
+    program.write_text(
+        textwrap.dedent(
+            f"""
+            import sys, threading
+            sys.path.insert(0, {str(library.parent)!r})
+            import countlib
+            counter = countlib.Counter()
+            worker = threading.Thread(target=counter.bump)
+            worker.start()
+            counter.bump()
+            worker.join()
+            """
+        )
+    )
+    command = [sys.executable, "-m", "threadcheck", "run", "--races"]
+    plain = subprocess.run([*command, str(program)], capture_output=True, text=True, timeout=60)
+    assert plain.returncode == 0, plain.stderr  # not watched: an installed package
+    included = subprocess.run(
+        [*command, "--include", str(library), str(program)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert included.returncode == 3, included.stderr
+    assert "data race on Counter.n: update in thread" in included.stderr
+    assert "countlib/__init__.py:7 in bump" in included.stderr

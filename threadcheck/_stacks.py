@@ -97,6 +97,14 @@ _USER_DIRS: tuple[str, ...] = (_dir_of(__file__) + "examples" + os.sep,)
 _instrumentable: dict[str, bool] = {}
 
 
+def register_user_paths(prefixes: Sequence[str]) -> None:
+    """Treat frames under ``prefixes`` as user code, library or not: what a run
+    was asked to watch (``--include``) is where its reports lead."""
+    global _USER_DIRS
+    _USER_DIRS = (*_USER_DIRS, *(p for p in prefixes if p not in _USER_DIRS))
+    _instrumentable.clear()
+
+
 def register_library(module_file: str, name: str) -> None:
     """Treat frames from the folder of ``module_file`` as library ``name``."""
     register_library_path(_dir_of(module_file), name)

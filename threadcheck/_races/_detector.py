@@ -36,6 +36,8 @@ def start(
     happens-before (the reactor package's): each installs, and returns its undo.
     """
     _threads.track_thread_starts()
+    # A race in an included library is reported at its lines, not folded away.
+    _stacks.register_user_paths([os.path.abspath(path) for path in include])
     _edges.install()
     _undo.extend(install() for install in edges)
     _hook.install(is_user_file)
