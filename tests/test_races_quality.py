@@ -535,6 +535,7 @@ def test_edge_orders_the_accesses(tmp_path: Path, edge: str) -> None:
     assert races_in(tmp_path, fixed) == []
 
 
+@pytest.mark.slow  # subprocesses
 def test_a_race_inside_an_included_library_is_shown_at_its_lines(tmp_path: Path) -> None:
     """An installed package is watched when included, and its lines lead the
     report (they are not folded away as library frames)."""

@@ -19,7 +19,7 @@ import pytest
 
 from support import write_program
 
-pytestmark = pytest.mark.quality
+pytestmark = [pytest.mark.quality, pytest.mark.slow]  # subprocesses, end to end
 
 PROGRAM = """\
 import sys, threading, time
