@@ -9,8 +9,6 @@ from typing import Any
 from twisted.python.threadpool import ThreadPool
 
 from threadcheck import _stacks, _threads
-from threadcheck._races import _access as _race_access
-from threadcheck._races._clocks import run_received, send
 
 
 class SubmissionTrackingThreadPool(ThreadPool):
@@ -43,8 +41,6 @@ class SubmissionTrackingThreadPool(ThreadPool):
                 outer.f_code,
                 outer.f_lasti,
             )
-        if _race_access.enabled:  # the job happens after what this thread did so far
-            func, args, kw = run_received, (send(), func, args, kw), {}
         super().callInThreadWithCallback(
             onResult, _threads.run_submitted, submission, func, *args, **kw
         )

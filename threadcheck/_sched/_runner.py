@@ -135,7 +135,9 @@ class Explorer:
         if self.settings.races:
             # Before the patches: what they wrap (Thread.start, the real locks)
             # is then the detector's, which carries happens-before.
-            _detector.start(None, self.is_user)
+            from threadcheck_reactor import _race_edges  # every ThreadPool's jobs, as run's
+
+            _detector.start(None, self.is_user, edges=[_race_edges.install])
             rewrite_for_races = getattr(self.target, "rewrite_for_races", None)
             if rewrite_for_races is not None:
                 rewrite_for_races()
