@@ -72,6 +72,52 @@ def test_the_scenario_gets_a_fresh_reactor_every_schedule() -> None:
     assert len({id(reactor) for reactor in seen}) == len(seen)
 
 
+class Counter:
+    def __init__(self) -> None:
+        self.value = 0
+
+
+def test_the_global_reactor_is_the_scheduled_one_during_a_schedule() -> None:
+    """threads.deferToThread and deferLater on the imported reactor, as services write them."""
+    from twisted.internet import defer, task, threads
+
+    def scenario(reactor: Any) -> Any:
+        from twisted.internet import reactor as global_reactor
+
+        assert global_reactor is reactor
+        counter = Counter()
+
+        def bump() -> None:
+            value = counter.value
+            counter.value = value + 1  # lost update: the two jobs race
+
+        def check(_: object) -> None:
+            assert counter.value == 2, counter.value
+
+        jobs = [threads.deferToThread(bump), task.deferLater(global_reactor, 0, bump)]
+        return defer.gatherResults(jobs).addCallback(check)
+
+    result = threadcheck.explore(scenario, budget=2000)
+    assert result.found and result.failure is not None
+    assert result.failure.what == "AssertionError", result.failure
+    assert not result.every_schedule  # an interleaving bug, not a broken scenario
+
+
+def test_a_reactor_imported_before_exploring_is_a_usage_error_not_a_deadlock() -> None:
+    from twisted.internet import reactor as stale  # bound before explore(), as a module would
+    from twisted.internet import task
+
+    before = set(stale.getDelayedCalls())
+
+    def scenario(reactor: Any) -> Any:
+        return task.deferLater(stale, 0.5, lambda: None)
+
+    with pytest.raises(ValueError, match="used Twisted's global reactor as imported before"):
+        threadcheck.explore(scenario, budget=20)
+    for call in set(stale.getDelayedCalls()) - before:
+        call.cancel()  # what the scenario left there
+
+
 def test_a_thread_pool_the_program_makes_is_scheduled_too() -> None:
     """Twisted makes a ThreadPool's queues and lock in library code; they must
     still be the scheduler's, or a worker would block outside its control."""

@@ -55,6 +55,15 @@ class Abort(BaseException):
     """Raised in controlled threads to end a schedule. Not an error of theirs."""
 
 
+class TargetError(ValueError):
+    """The target cannot be explored as written (a misuse, not a bug in it).
+
+    Raised out of the exploration after the schedule's teardown; its message is
+    the one line shown to the user."""
+
+    user_error = True
+
+
 _active: list[Scheduler] = []
 
 

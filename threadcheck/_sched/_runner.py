@@ -33,6 +33,7 @@ from threadcheck._sched._core import (
     Failure,
     Scheduler,
     Strategy,
+    TargetError,
     activate,
 )
 from threadcheck._sched._patch import Patches, reseed_randomness
@@ -203,6 +204,7 @@ class Explorer:
         reactor: Any = None
         target_failure: Failure | None = None
         interrupted = False
+        misuse: TargetError | None = None
         activate(scheduler)
         me = scheduler.adopt_current(threading.current_thread().name)
         # settrace (3.10, 3.11) is unset in a thread whose trace function raised,
@@ -224,6 +226,8 @@ class Explorer:
             pass
         except KeyboardInterrupt:
             interrupted = True
+        except TargetError as error:
+            misuse = error
         except BaseException as error:
             scheduler.fail(thread_failure(me.name, error))
         finally:
@@ -245,6 +249,8 @@ class Explorer:
             errors.stop()
         if interrupted:
             raise KeyboardInterrupt  # after the teardown: the user stops the exploration
+        if misuse is not None:
+            raise misuse
         if scheduler.strategy_error is not None:
             raise scheduler.strategy_error
         failure = scheduler.failure or target_failure or errors.first or violation

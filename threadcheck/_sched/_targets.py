@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from threadcheck import _stacks
 from threadcheck._races import _detector as _race_detector
 from threadcheck._races import _hook as _race_hook
-from threadcheck._sched._core import Abort, Failure
+from threadcheck._sched._core import Abort, Failure, TargetError
 from threadcheck._sched._program import program_failure, thread_failure
 
 _REACTOR_MODULE = "twisted.internet.reactor"
@@ -36,6 +36,7 @@ class ScenarioTarget:
 
     def __init__(self, scenario: Callable[[Any], Any]) -> None:
         self.scenario = scenario
+        self._call = _with_reactor(scenario)  # once: reading a signature costs ~50 us
         module = getattr(scenario, "__module__", None) or "?"
         self.description = f"{module}:{getattr(scenario, '__qualname__', repr(scenario))}"
 
@@ -50,7 +51,17 @@ class ScenarioTarget:
     def run(self, reactor: Any) -> Failure | None:
         from twisted.python.failure import Failure as TwistedFailure
 
-        outcome = run_scenario(reactor, self.scenario)
+        # The scheduled reactor is Twisted's global one meanwhile: threads.deferToThread
+        # and code importing the reactor as it runs get it, not an idle real one.
+        with _global_reactor(reactor) as replaced:
+            before = _activity(replaced)
+            try:
+                outcome = _run_until_fired(reactor, self._call)
+            finally:
+                if _activity(replaced) != before:
+                    raise TargetError(
+                        _STALE_REACTOR.format(self.description, type(replaced).__name__)
+                    )
         if not outcome:
             return Failure(
                 "incomplete",
@@ -71,6 +82,10 @@ def run_scenario(reactor: Any, scenario: Callable[[Any], Any]) -> list[object]:
     """Run ``reactor`` (in this thread) until ``scenario(reactor)``'s Deferred
     fires, at once for a plain value, then stop it. Its result (a Twisted
     Failure if it failed), or nothing when the reactor stopped first."""
+    return _run_until_fired(reactor, _with_reactor(scenario))
+
+
+def _run_until_fired(reactor: Any, call: Callable[[Any], Any]) -> list[object]:
     from twisted.internet.defer import maybeDeferred
 
     outcome: list[object] = []
@@ -80,7 +95,6 @@ def run_scenario(reactor: Any, scenario: Callable[[Any], Any]) -> list[object]:
         if reactor.running and not reactor._stopped:  # the scenario may have stopped it
             reactor.stop()
 
-    call = _with_reactor(scenario)
     reactor.callWhenRunning(lambda: maybeDeferred(call, reactor).addBoth(finish))
     reactor.run(installSignalHandlers=False)
     return outcome
@@ -151,9 +165,30 @@ class ProgramTarget:
         runpy.run_module(self.module, run_name="__main__", alter_sys=True)
 
 
+_STALE_REACTOR = (
+    "{0} used Twisted's global reactor as imported before exploring (a {1}), which no"
+    " schedule runs: use the reactor the scenario is given, scenario(reactor)"
+)
+
+
+def _activity(reactor: Any) -> tuple[object, ...] | None:
+    """What a scenario leaves on a reactor it wrongly uses: delayed calls, calls
+    from threads, a thread pool made or given jobs."""
+    if reactor is None or not hasattr(reactor, "getDelayedCalls"):
+        return None
+    pool = getattr(reactor, "threadpool", None)
+    return (
+        len(reactor.getDelayedCalls()),
+        len(getattr(reactor, "threadCallQueue", ())),
+        id(pool),
+        pool.q.qsize() if pool is not None else 0,
+    )
+
+
 @contextmanager
-def _global_reactor(reactor: Any) -> Iterator[None]:
-    """``reactor`` is what ``from twisted.internet import reactor`` gives, for now."""
+def _global_reactor(reactor: Any) -> Iterator[Any]:
+    """``reactor`` is what ``from twisted.internet import reactor`` gives, for now;
+    yields the one it replaced (None when no reactor was installed)."""
     import twisted.internet
 
     saved_module = sys.modules.get(_REACTOR_MODULE)
@@ -161,7 +196,7 @@ def _global_reactor(reactor: Any) -> Iterator[None]:
     sys.modules[_REACTOR_MODULE] = reactor
     twisted.internet.reactor = reactor  # type: ignore[attr-defined]
     try:
-        yield
+        yield saved_module
     finally:
         _restore(sys.modules, _REACTOR_MODULE, saved_module)
         _restore(vars(twisted.internet), "reactor", saved_attribute)
