@@ -21,7 +21,11 @@ from threadcheck._races._clocks import run_received, send
 from threadcheck._recorder import Recorder
 from threadcheck_reactor import _deferreds, _running, _task, _transports, _web
 from threadcheck_reactor._checked import checked
-from threadcheck_reactor._delayedcall import DELAYED_CALL_APIS, delayed_call_type
+from threadcheck_reactor._delayedcall import (
+    DELAYED_CALL_APIS,
+    CheckedDelayedCall,
+    delayed_call_type,
+)
 from threadcheck_reactor._shutdown import StuckPoolWatch
 from threadcheck_reactor._stalls import (
     DEFAULT_THRESHOLD,
@@ -172,13 +176,16 @@ class ThreadCheckMixin(PosixReactorBase, metaclass=InstrumentedReactorType):
         (asyncio's ``eventloop``)."""
         # Set up before Twisted's __init__, which already calls checked APIs.
         self._threadcheck = checker if checker is not None else AffinityChecker(mode, recorder)
-        self._threadcheck_delayed_call = delayed_call_type(self._threadcheck)
+        self._threadcheck_delayed_call = self._delayed_call_type(self._threadcheck)
         if type(self).stall_threshold == DEFAULT_THRESHOLD:  # not set by a subclass
             self.stall_threshold = threshold_from_environment()
         self._stall_watch: StallWatch | None = None
         _threads.track_thread_starts()
         _running.patch()  # before any Deferred the program makes for it
         super().__init__(**twisted_args)
+
+    def _delayed_call_type(self, checker: AffinityChecker) -> type[CheckedDelayedCall]:
+        return delayed_call_type(checker)
 
     def dispose(self) -> None:
         """Close the reactor's file descriptors now, once it has stopped: an

@@ -51,6 +51,8 @@ if TYPE_CHECKING:
 WARM_UP = -1
 """The schedule index of the warm-up run (``reactor.schedule_index`` shows it)."""
 DEFAULT_STALL_TIMEOUT = 10.0
+FULL_COLLECTION_EVERY = 64
+"""Schedules between whole garbage collections (the others collect generation 1)."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ class Explorer:
         )
         self.watchdog = Watchdog(settings.stall_timeout)
         self._gc_was_enabled = True
+        self._schedules = 0
         self._thread_counter: Any = None
         self._reactor_class: type[ScheduledMixin] | None = None
         self._affinity: set[int] | None = None
@@ -194,7 +197,10 @@ class Explorer:
         # What the previous schedule still referenced as it ended (its scheduler,
         # threads, Thread objects) went to generation 1: collected now, or with
         # the GC paused it would stay for the whole exploration (+13 KB a schedule).
-        gc.collect()
+        # Whole collections (200 us) only now and then: what outlived generation 1
+        # waits a few schedules.
+        self._schedules += 1
+        gc.collect(2 if self._schedules % FULL_COLLECTION_EVERY == 0 else 1)
         gc.disable()
         threading._counter = itertools.count(1).__next__  # type: ignore[attr-defined]
         reseed_randomness(self.random_seed)
