@@ -5,6 +5,7 @@ schedules and replayed in a fresh process; its fixed twin is clean over 2,000.""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,53 @@ def test_a_long_loop_over_its_own_data_is_not_a_livelock(tmp_path: Path) -> None
 
 def test_iterating_a_snapshot_is_clean(tmp_path: Path) -> None:
     assert_clean(explore_program(write_program(tmp_path, EXPORTER.format(walk=EXPORTER_FIX))))
+
+
+# A worker waits for the reactor to load its configuration, spinning on a flag.
+SPIN_WAIT = """
+import threading
+from twisted.internet import reactor
+
+
+class Config:
+    loaded = False
+    port = None
+
+
+config = Config()
+
+
+def load():
+    {publish}
+
+
+def serve():
+    while not config.loaded:  # a busy wait: no sleep, no lock
+        pass
+    assert config.port == 8080, config.port
+
+
+worker = threading.Thread(target=serve, name="server")
+worker.start()
+reactor.callLater(0.01, load)
+reactor.callLater(0.02, reactor.stop)
+reactor.run()
+worker.join()
+"""
+SPIN_BUG = "config.loaded = True  # BUG: published before the port is set\n    config.port = 8080"
+SPIN_FIX = "config.port = 8080\n    config.loaded = True"
+
+
+@pytest.mark.parametrize("strategy", ["portfolio", "pct:3", "bounded:1"])
+def test_a_spin_wait_is_not_starved_into_a_livelock(tmp_path: Path, strategy: str) -> None:
+    """PCT and a preemption bound keep running the spinning thread: past a
+    fairness bound the thread that sets the flag runs instead."""
+    program = write_program(tmp_path, SPIN_WAIT.format(publish=SPIN_FIX))
+    result = explore_program(program, "--strategy", strategy, "--budget", "300")
+    assert result.returncode == 0, result.stderr
+    assert re.match(r"threadcheck: \d+ schedules \(.*, no failure", result.stderr), result.stderr
+
+
+def test_a_flag_published_too_early_is_found_and_replayed(tmp_path: Path) -> None:
+    result = explore_program(write_program(tmp_path, SPIN_WAIT.format(publish=SPIN_BUG)))
+    assert_found_and_replayed(result, "threadcheck: exception: AssertionError: None\n")

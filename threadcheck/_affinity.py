@@ -56,12 +56,16 @@ _HELD = -1
 """``owner`` while the creating thread's calls are held (it started a thread
 before ``run()``): no thread has this ident, so every call takes the slow path."""
 
-_waiting_to_run: weakref.WeakSet[AffinityChecker] = weakref.WeakSet()
+_waiting_to_run: dict[int, weakref.ref[AffinityChecker]] = {}
+"""By id: a WeakSet's iteration costs more than a thread start (an exploration
+starts threads by the thousand)."""
 
 
 def _on_thread_start(number: int) -> None:
-    for checker in list(_waiting_to_run):
-        checker.thread_starting(number)
+    for ref in list(_waiting_to_run.values()):
+        checker = ref()
+        if checker is not None:
+            checker.thread_starting(number)
 
 
 _threads.start_listeners.append(_on_thread_start)
@@ -105,7 +109,8 @@ class AffinityChecker:
         self.owner_name: str = creator.name
         self.creator: int = self.owner
         self.started = False
-        _waiting_to_run.add(self)
+        key = id(self)
+        _waiting_to_run[key] = weakref.ref(self, lambda _: _waiting_to_run.pop(key, None))
 
     # -- owner changes ------------------------------------------------------
 
@@ -124,7 +129,7 @@ class AffinityChecker:
             self.owner_name = running.name
             self.started = True
             pending, self._pending = self._pending, []
-        _waiting_to_run.discard(self)
+        _waiting_to_run.pop(id(self), None)
         started_at = _threads.start_number(running)
         for candidate, starts in pending:
             if candidate.thread.ident == ident:

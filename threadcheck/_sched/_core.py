@@ -48,6 +48,10 @@ LOOP_STEPS = 64
 """Steps of one loop that are all points in a schedule; after them, only every
 power of two: races show in a loop's first steps, and a long loop over one
 thread's own data would otherwise reach the step bound."""
+FAIRNESS_BOUND = 256
+"""Points in a row a thread may keep the turn while another could run: past it
+the next thread runs (a spin-wait on a flag another thread sets would otherwise
+spin until the step bound under PCT or a preemption bound)."""
 ABORT_STEP_LIMIT = 10_000  # points a thread may pass while unwinding from an abort
 
 
@@ -234,6 +238,8 @@ class Scheduler:
         self._timed: dict[int, ControlledThread] = {}
         """Blocked threads with a deadline, by thread id."""
         self._running: ControlledThread | None = None
+        self._streak = 0
+        """Points in a row the running thread kept the turn while another could run."""
 
     # -- threads ---------------------------------------------------------------
 
@@ -321,12 +327,30 @@ class Scheduler:
         if self._timed and self._time_may_pass(runnable, current):
             runnable.append(TIME)
         if len(runnable) > 1:
-            chosen = self._decide(runnable, current.tid)
-            if chosen != current.tid:
-                current.held_since = self.now
-                if chosen == TIME:
-                    chosen = self._let_time_pass().tid
-                self._switch(current, self.threads[chosen])
+            if self._streak >= FAIRNESS_BOUND:
+                chosen = self._fair_turn(runnable, current)
+            else:
+                chosen = self._decide(runnable, current.tid)
+            if chosen == current.tid:
+                self._streak += 1
+                return
+            self._streak = 0
+            current.held_since = self.now
+            if chosen == TIME:
+                chosen = self._let_time_pass().tid
+            self._switch(current, self.threads[chosen])
+
+    def _fair_turn(self, runnable: list[int], current: ControlledThread) -> int:
+        """``current`` kept the turn for :data:`FAIRNESS_BOUND` points while others
+        could run (it spins, waiting for one of them): the next in turn runs, not
+        asked of the strategy, so no strategy starves a thread into a false livelock."""
+        others = [tid for tid in runnable if tid != current.tid]
+        chosen = next((tid for tid in others if tid > current.tid), others[0])
+        self.preemptions[self.step] = (
+            f"fairness: T{current.tid} ran {FAIRNESS_BOUND} points while others waited; "
+            + ("time passes" if chosen == TIME else f"T{chosen} runs")
+        )
+        return chosen
 
     def loop_step(self, where: object) -> bool:
         """Whether this step of the loop at ``where`` is a scheduling point: the
@@ -480,6 +504,7 @@ class Scheduler:
         self.progress += 1
         self._note_hold(following)
         self._running = following
+        self._streak = 0
         following.baton.release()
         current.baton.acquire()
         if self.aborting:
@@ -489,6 +514,7 @@ class Scheduler:
         self.progress += 1
         self._note_hold(following)
         self._running = following
+        self._streak = 0
         following.baton.release()
 
     def _note_hold(self, following: ControlledThread) -> None:

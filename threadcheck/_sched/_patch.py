@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from types import ModuleType, SimpleNamespace
+from types import CodeType, ModuleType, SimpleNamespace
 from typing import Any
 
 from threadcheck._sched import _children, _order, _primitives
@@ -143,6 +143,7 @@ class Patches:
             (os, "_exit", controlled_exit(os._exit)),
             (threading.Thread, "start", _controlled_start(threading.Thread.start, self)),
             (threading.Thread, "join", _controlled_join(threading.Thread.join)),
+            (threading.Thread, "is_alive", _controlled_is_alive(threading.Thread.is_alive)),
             # A ThreadPool the program makes: Twisted's team, made by library
             # code (so the factories above would hand it real primitives).
             (ThreadPool, "_pool", staticmethod(_controlled_pool(ThreadPool._pool))),
@@ -157,16 +158,20 @@ class Patches:
         is_user_file = self.is_user_file
 
         codes, folders = self._machinery
+        scheduled_for: dict[CodeType, bool] = {}  # by the calling code: asked per primitive made
 
         def make(*args: Any, **kwargs: Any) -> Any:
             scheduler = active()
             if scheduler is not None and scheduler.controlled() is not None:
                 caller = sys._getframe(1).f_code
-                if (
-                    is_user_file(caller.co_filename)
-                    or caller in codes
-                    or caller.co_filename.startswith(folders)
-                ):
+                wanted = scheduled_for.get(caller)
+                if wanted is None:
+                    wanted = scheduled_for[caller] = (
+                        is_user_file(caller.co_filename)
+                        or caller in codes
+                        or caller.co_filename.startswith(folders)
+                    )
+                if wanted:
                     return scheduled(*args, **kwargs)
             return real(*args, **kwargs)
 
@@ -396,3 +401,16 @@ def _controlled_join(original: Callable[..., None]) -> Any:
         original(self, 5.0)  # the OS thread is leaving: it needs no turn to finish
 
     return join
+
+
+def _controlled_is_alive(original: Callable[[threading.Thread], bool]) -> Any:
+    """A controlled thread is alive until its body ended in the schedule: its OS
+    thread (or carrier) lets go a moment later, outside the schedule's order."""
+
+    def is_alive(self: threading.Thread) -> bool:
+        owner = getattr(self, CONTROLLED_ATTR, None)
+        if owner is None or owner[0] is not active():
+            return original(self)
+        return not owner[1].finished
+
+    return is_alive

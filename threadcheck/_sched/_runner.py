@@ -26,6 +26,7 @@ from threadcheck import __version__ as threadcheck_version
 from threadcheck import _stacks, _threads
 from threadcheck._races import _detector
 from threadcheck._sched import _order, _token
+from threadcheck._sched._carriers import Carriers
 from threadcheck._sched._core import (
     DEFAULT_MAX_DELAY,
     DEFAULT_MAX_STEPS,
@@ -38,7 +39,12 @@ from threadcheck._sched._core import (
 )
 from threadcheck._sched._patch import Patches, reseed_randomness
 from threadcheck._sched._points import DEFAULT_GRANULARITY, Instrumentation
-from threadcheck._sched._program import run_at_exit, stop_idle_executor_workers, thread_failure
+from threadcheck._sched._program import (
+    CONTROLLED_ATTR,
+    run_at_exit,
+    stop_idle_executor_workers,
+    thread_failure,
+)
 from threadcheck._sched._report import ScheduleRun
 from threadcheck._sched._watchdog import Watchdog
 from threadcheck._sched.strategies import Plan
@@ -108,6 +114,7 @@ class Explorer:
             on_thread_end=self.instrumentation.thread_ended,
         )
         self.watchdog = Watchdog(settings.stall_timeout)
+        self.carriers = Carriers(lambda thread: hasattr(thread, CONTROLLED_ATTR))
         self._gc_was_enabled = True
         self._schedules = 0
         self._thread_counter: Any = None
@@ -146,6 +153,7 @@ class Explorer:
             if rewrite_for_races is not None:
                 rewrite_for_races()
         self.patches.install()
+        self.carriers.install()
         try:
             self.instrumentation.start()
         except BaseException:
@@ -156,6 +164,7 @@ class Explorer:
     def __exit__(self, *exc: object) -> None:
         try:
             self.patches.uninstall()  # first: nothing may keep the swapped primitives
+            self.carriers.close()
             self.instrumentation.stop()
         finally:
             if self.settings.races:

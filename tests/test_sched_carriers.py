@@ -1,0 +1,84 @@
+"""Carrier threads: controlled threads run on reused OS threads, as if each were new."""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import threading
+import time
+from typing import Any
+
+import pytest
+
+import threadcheck
+from threadcheck._sched._carriers import Carriers
+
+CARRIED = Carriers(lambda thread: True).available
+"""3.10-3.12 with ctypes; 3.13 starts a new OS thread for each controlled thread."""
+
+_local = threading.local()
+_variable: contextvars.ContextVar[str] = contextvars.ContextVar("request", default="none")
+
+
+def test_a_thread_sees_no_thread_local_data_or_context_of_an_earlier_one() -> None:
+    seen: list[tuple[Any, str]] = []
+
+    def worker() -> None:
+        seen.append((getattr(_local, "connection", None), _variable.get()))
+        _local.connection = "opened by an earlier thread"  # a per-thread cache
+        _variable.set("set by an earlier thread")
+
+    def scenario() -> None:
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
+
+    threadcheck.explore(scenario, budget=50).assert_clean()
+    assert seen and set(seen) == {(None, "none")}, set(seen)
+
+
+def test_threads_are_carried_by_a_few_os_threads_and_joined_as_usual() -> None:
+    native: set[int] = set()
+    states: list[tuple[bool, bool]] = []
+
+    def scenario() -> None:
+        slept: list[bool] = []
+
+        def sleeper() -> None:
+            time.sleep(0.5)
+            slept.append(True)
+
+        workers = [threading.Thread(target=lambda: native.add(threading.get_native_id()))]
+        workers.append(threading.Thread(target=sleeper))
+        for worker in workers:
+            worker.start()
+        workers[1].join(0.1)  # times out in virtual time, unless time passed before
+        states.append((workers[1].is_alive(), not slept))
+        for worker in workers:
+            worker.join()
+        states.append((workers[1].is_alive(), False))
+
+    threadcheck.explore(scenario, budget=200).assert_clean()
+    assert (True, True) in states and all(alive == expected for alive, expected in states)
+    if CARRIED:
+        assert len(native) <= 3, len(native)  # not one per schedule
+    else:
+        assert len(native) > 3
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs /proc")
+def test_the_carriers_end_with_the_exploration() -> None:
+    def tasks() -> int:
+        return len(os.listdir("/proc/self/task"))
+
+    def scenario() -> None:
+        thread = threading.Thread(target=int)
+        thread.start()
+        thread.join()
+
+    before = tasks()
+    threadcheck.explore(scenario, budget=20).assert_clean()
+    deadline = time.monotonic() + 5
+    while tasks() > before and time.monotonic() < deadline:
+        time.sleep(0.01)  # a carrier leaves its loop, then its OS thread exits
+    assert tasks() == before

@@ -1,0 +1,210 @@
+"""Carrier threads: OS threads that run controlled threads, kept between schedules.
+
+A schedule's threads live for a few hundred microseconds; creating each OS
+thread and waiting for it to exit cost more than running it. While an
+exploration runs, the start of a *controlled* thread hands its bootstrap to an
+idle carrier instead of a new OS thread. Everything else is the standard
+library's own: the ``Thread`` object, ``_bootstrap_inner`` (ident,
+``threading._active``, ``run``, the excepthook), ``join`` and ``is_alive``.
+When the body ends, the carrier does what the end of an OS thread does:
+
+* a fresh ``contextvars`` context ran the body, and the thread's
+  ``threading.local`` data is cleared (a new thread has none: a per-thread
+  cache must be filled again, or a schedule would differ from its replay);
+* then what ``join`` waits on is released: the thread's state lock
+  (3.10-3.12, from ``threading._set_sentinel``) or its handle (3.13).
+
+Where thread-local data cannot be cleared (3.13 keeps it outside the thread
+state's dict; no ``ctypes``), every controlled thread gets a new OS thread, as
+without carriers.
+
+Thread safety: ``start`` is called by the thread holding the turn, and a
+carrier returns itself to the idle list from its own thread: the list is
+guarded by a lock. ``close`` is called by the exploring thread once no
+schedule runs.
+"""
+
+from __future__ import annotations
+
+import _thread
+import contextlib
+import contextvars
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+_STATE_LOCK = sys.version_info < (3, 13)
+"""Whether ``join`` waits on a state lock (3.10-3.12), not on a thread handle (3.13)."""
+
+
+class _Carrier:
+    __slots__ = ("finished", "go", "task")
+
+    def __init__(self) -> None:
+        self.go = _thread.allocate_lock()
+        self.go.acquire()
+        self.task: tuple[Callable[[], None], Any] | None = None
+        self.finished: Any = None
+        """What ``join`` of the current thread waits on: released when its body ended."""
+
+
+class _Handle:
+    """Stands in for a 3.13 ``_ThreadHandle``: done once the carrier ran the body."""
+
+    def __init__(self) -> None:
+        self._done = _thread.allocate_lock()
+        self._done.acquire()
+        self.ident: int | None = None
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._done.acquire(True, -1 if timeout is None else max(timeout, 0.0)):
+            self._done.release()
+
+    def is_done(self) -> bool:
+        return not self._done.locked()
+
+    def _set_done(self) -> None:
+        if self._done.locked():
+            self._done.release()
+
+
+class Carriers:
+    """Idle carrier threads, and the hooks that route controlled starts to them."""
+
+    def __init__(self, is_controlled: Callable[[threading.Thread], bool]) -> None:
+        self._is_controlled = is_controlled
+        self._idle: list[_Carrier] = []
+        self._running: dict[int, _Carrier] = {}
+        self._lock = _thread.allocate_lock()
+        self._closed = False
+        self._clear_locals = _thread_locals_clearer()
+        self._undo: list[tuple[str, Any]] = []
+
+    @property
+    def available(self) -> bool:
+        return self._clear_locals is not None
+
+    def install(self) -> None:
+        """Route controlled threads' starts to carriers (a no-op where unavailable)."""
+        if not self.available:
+            return
+        if _STATE_LOCK:
+            self._swap("_start_new_thread", self._start_new_thread)
+            self._swap("_set_sentinel", self._set_sentinel)
+        else:
+            self._swap("_start_joinable_thread", self._start_joinable_thread)
+
+    def close(self) -> None:
+        """Undo the hooks; idle carriers end (one still running a body ends after it)."""
+        while self._undo:
+            name, original = self._undo.pop()
+            setattr(threading, name, original)
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for carrier in idle:
+            carrier.task = None
+            carrier.go.release()
+
+    def _swap(self, name: str, replacement: Any) -> None:
+        self._undo.append((name, getattr(threading, name)))
+        setattr(threading, name, replacement)
+
+    # -- the hooks (threading's module globals) ---------------------------------
+
+    def _start_new_thread(self, function: Callable[[], None], args: tuple[()]) -> int:
+        original = self._original("_start_new_thread")
+        thread = getattr(function, "__self__", None)
+        if not isinstance(thread, threading.Thread) or not self._is_controlled(thread):
+            return int(original(function, args))
+        self._dispatch(function, None)
+        return 0
+
+    def _set_sentinel(self) -> Any:
+        carrier = self._running.get(_thread.get_ident())
+        if carrier is None:
+            return self._original("_set_sentinel")()
+        carrier.finished = _thread.allocate_lock()  # _set_tstate_lock acquires it
+        return carrier.finished
+
+    def _start_joinable_thread(
+        self, function: Callable[[], None], handle: Any = None, daemon: bool = True
+    ) -> Any:
+        original = self._original("_start_joinable_thread")
+        thread = getattr(function, "__self__", None)
+        if not isinstance(thread, threading.Thread) or not self._is_controlled(thread):
+            return original(function, handle=handle, daemon=daemon)
+        stand_in = _Handle()
+        thread._handle = stand_in  # type: ignore[attr-defined]
+        self._dispatch(function, stand_in)
+        return stand_in
+
+    def _original(self, name: str) -> Any:
+        return next(original for swapped, original in self._undo if swapped == name)
+
+    # -- carriers -------------------------------------------------------------
+
+    def _dispatch(self, bootstrap: Callable[[], None], handle: _Handle | None) -> None:
+        with self._lock:
+            carrier = self._idle.pop() if self._idle else None
+        if carrier is None:
+            carrier = _Carrier()
+            _thread.start_new_thread(self._loop, (carrier,))
+        carrier.task = (bootstrap, handle)
+        carrier.go.release()
+
+    def _loop(self, carrier: _Carrier) -> None:
+        ident = _thread.get_ident()
+        while True:
+            carrier.go.acquire()
+            task = carrier.task
+            if task is None:
+                return  # closed
+            bootstrap, handle = task
+            carrier.task = None
+            self._running[ident] = carrier
+            with contextlib.suppress(BaseException):  # _bootstrap_inner reported it
+                contextvars.Context().run(bootstrap)
+            self._running.pop(ident, None)
+            self._end_of_thread(carrier, handle)
+            with self._lock:
+                if self._closed:
+                    return
+                self._idle.append(carrier)
+
+    def _end_of_thread(self, carrier: _Carrier, handle: _Handle | None) -> None:
+        """What an OS thread's exit does for the thread's observers, in that order."""
+        sys.settrace(None)
+        sys.setprofile(None)
+        assert self._clear_locals is not None
+        self._clear_locals()
+        if handle is not None:
+            handle._set_done()
+        finished, carrier.finished = carrier.finished, None
+        if finished is not None and finished.locked():
+            finished.release()
+
+
+def _thread_locals_clearer() -> Callable[[], None] | None:
+    """Clears the calling thread's ``threading.local`` data; None when it cannot.
+
+    3.10-3.12 keep it in the thread state's dict, as a new thread's is empty.
+    """
+    if not _STATE_LOCK:
+        return None
+    try:
+        import ctypes
+
+        get_dict = ctypes.pythonapi.PyThreadState_GetDict
+    except (ImportError, AttributeError):
+        return None
+    get_dict.restype = ctypes.c_void_p  # a borrowed reference: py_object would steal it
+    get_dict.argtypes = []
+
+    def clear() -> None:
+        address = get_dict()
+        if address:
+            ctypes.cast(address, ctypes.py_object).value.clear()
+
+    return clear
