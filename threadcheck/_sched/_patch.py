@@ -35,6 +35,7 @@ from dataclasses import replace
 from types import CodeType, ModuleType, SimpleNamespace
 from typing import Any
 
+from threadcheck import _stacks
 from threadcheck._sched import _children, _order, _primitives
 from threadcheck._sched._core import (
     Abort,
@@ -185,8 +186,14 @@ class Patches:
         ``replacements`` maps the id of each real object (still bound where it was
         imported) to what replaces it.
         """
+        # Remembered for the default test only: one with --include is made anew each time.
+        library = _library_modules if self.is_user_file is _stacks.is_user_code else set()
         for module in list(sys.modules.values()):
+            if id(module) in library:
+                continue
             if not isinstance(module, ModuleType) or not self._is_user_module(module):
+                library.add(id(module))
+                _keep.append(module)  # its id stays its own
                 continue
             for name, value in list(vars(module).items()):
                 replacement = replacements.get(id(value))
@@ -196,6 +203,12 @@ class Patches:
     def _is_user_module(self, module: ModuleType) -> bool:
         filename = getattr(module, "__file__", None)
         return isinstance(filename, str) and self.is_user_file(filename)
+
+
+_library_modules: set[int] = set()
+"""Modules found not to be user code (by ``_stacks.is_user_code``): an exploration
+starts by scanning every loaded module (600 with a few libraries: ~1 ms)."""
+_keep: list[object] = []
 
 
 def _stdlib_machinery() -> tuple[frozenset[object], tuple[str, ...]]:
