@@ -9,7 +9,10 @@ the reactor adds a request every 10 ms. Its bug: the walk iterates the dict
 the reactor changes ("dictionary changed size during iteration"); the fixed
 twin walks a snapshot. Prints, for the running Python:
 
-* the plain run: the program once with ``python`` (no threadcheck), wall time;
+* the plain run: the program once with ``python`` (no threadcheck), wall time
+  (real sleeps included);
+* the CPU ceiling: one walk's CPU time alone (the numeric loops), in this
+  process; no exploration that runs the program can beat 1/walk schedules/s;
 * the fixed twin under ``threadcheck explore --budget N``: schedules/s (from
   its summary line) and its ratio to plain runs/s;
 * the planted bug: the schedule that found it (``found on schedule K``).
@@ -78,12 +81,17 @@ def main() -> None:
         fixed = _write(Path(folder) / "fixed.py", FIX, args)
         buggy = _write(Path(folder) / "buggy.py", BUG, args)
         plain = _plain_seconds(fixed)
+        walk = _walk_seconds(args)
         rate, summary = _explore_rate(fixed, args.budget)
         found = _found_at(buggy, args.budget)
     version = ".".join(map(str, sys.version_info[:3]))
     print(f"Python {version}: {args.requests} requests x {args.iterations} iterations a walk")
     print(f"plain run: {plain * 1000:.0f} ms ({1 / plain:.1f} runs/s)")
-    print(f"fixed twin explored: {rate:.1f} schedules/s ({summary}); {rate * plain:.2f}x plain")
+    print(f"CPU ceiling: one walk {walk * 1000:.0f} ms, at most {1 / walk:.1f} schedules/s")
+    print(
+        f"fixed twin explored: {rate:.1f} schedules/s ({summary}); {rate * plain:.2f}x plain, "
+        f"{rate * walk:.2f} of the ceiling"
+    )
     print(f"planted bug: {found}")
 
 
@@ -104,6 +112,23 @@ def _plain_seconds(program: Path) -> float:
         _timed([sys.executable, "-c", "import twisted.internet.reactor"], env) for _ in range(3)
     )
     return min(_timed([sys.executable, str(program)], env) for _ in range(3)) - startup
+
+
+def _walk_seconds(args: argparse.Namespace) -> float:
+    """The best of three walks of the program's table, run here with no threadcheck."""
+    namespace: dict[str, object] = {}
+    source = PROGRAM.format(walk="pass", requests=args.requests, iterations=args.iterations)
+    exec(source.split("collector = ")[0], namespace)  # the definitions, not the run
+    score: object = namespace["score"]
+    active: object = namespace["active"]
+    assert callable(score) and isinstance(active, dict)
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        for request in active.values():
+            score(request)
+        best = min(best, time.perf_counter() - started)
+    return best
 
 
 def _timed(command: list[str], env: dict[str, str]) -> float:
