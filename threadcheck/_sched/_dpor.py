@@ -1,0 +1,226 @@
+"""Source-DPOR with sleep sets (Abdulla et al., POPL'14), over reported steps.
+
+The search core of the ``dpor`` strategy, kept apart from the scheduler so it
+can be checked against a brute-force enumeration. An execution is a sequence
+of :class:`Event`: a thread's run from one scheduling decision to the next,
+with its *footprint* (what it read and wrote) and the threads that could have
+run instead. Two events conflict when they are of the same thread, or touch a
+common location and one of them writes it.
+
+After each execution, every race (two conflicting events of different
+threads, ordered by nothing in between) asks for the reversed order to be
+explored: some *initial* of what
+would run instead is added to the backtrack set at the point before the first
+event, unless one is there already (source sets). Sleep sets prune what an
+explored sibling already covers. Every equivalence class of executions (same
+order of conflicting events) is then explored at least once, which
+``tests/test_sched_dpor.py`` checks against a brute-force enumeration; the
+search is exhausted when no backtrack point is left.
+
+Thread safety: one search is driven by one thread (the one holding the turn).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+EVERYTHING: Hashable = ("*",)
+"""A location every footprint touches: an event whose effects are unknown
+(library code, time passing) conflicts with every other."""
+
+
+@dataclass(frozen=True)
+class Event:
+    tid: int
+    reads: frozenset[Hashable] = frozenset()
+    writes: frozenset[Hashable] = frozenset()
+    """Locations written, and the synchronisation objects it operated on."""
+    acquires: frozenset[Hashable] = frozenset()
+    """What it had to wait for (a lock taken): no event that releases one of
+    these could have let it run first."""
+    releases: frozenset[Hashable] = frozenset()
+
+
+def conflict(a: Event, b: Event) -> bool:
+    """Whether swapping ``a`` and ``b`` may change the outcome."""
+    if a.tid == b.tid:
+        return True
+    if EVERYTHING in a.writes or EVERYTHING in b.writes:
+        return True
+    return not (a.writes.isdisjoint(b.writes) and a.writes.isdisjoint(b.reads)) or not (
+        b.writes.isdisjoint(a.reads)
+    )
+
+
+@dataclass
+class _Node:
+    """The state before one event of the current execution."""
+
+    enabled: tuple[int, ...]
+    sleep: dict[int, Event]
+    """Threads whose next event here is covered by an explored sibling."""
+    backtrack: set[int] = field(default_factory=set)
+    done: dict[int, Event] = field(default_factory=dict)
+    """The event each explored choice ran from here."""
+    taken: Event | None = None
+
+
+class SourceDpor:
+    """The search over executions reported step by step.
+
+    Each execution: :meth:`begin`, then for every step :meth:`choose` (which
+    thread runs) and :meth:`ran` (what it did), then :meth:`end`.
+    """
+
+    def __init__(self) -> None:
+        self._nodes: list[_Node] = []
+        self._prefix: list[int] = []
+        self._depth = 0
+        self.executions = 0
+        self.redundant = 0
+        """Executions that reached a state where every enabled thread sleeps."""
+        self._blocked = False
+        self._exhausted = False
+
+    @property
+    def exhausted(self) -> bool:
+        return self._exhausted
+
+    def begin(self) -> bool:
+        """Start the next execution; False when every class was explored."""
+        if self._exhausted:
+            return False
+        self._depth = 0
+        self._blocked = False
+        return True
+
+    def choose(self, enabled: Sequence[int]) -> int:
+        """The thread to run at the current step, ``enabled`` the threads that can."""
+        depth = self._depth
+        if depth < len(self._prefix):
+            chosen = self._prefix[depth]
+            if chosen not in enabled:
+                raise RuntimeError("dpor: the program is not deterministic here")
+            return chosen
+        node = self._node_here(tuple(enabled))
+        awake = [tid for tid in enabled if tid not in node.sleep]
+        if not awake:
+            self._blocked = True  # what follows repeats an explored class
+            return enabled[0]
+        return awake[0]
+
+    def ran(self, event: Event) -> None:
+        """The chosen thread's step, with its footprint."""
+        node = self._nodes[self._depth]
+        node.taken = event
+        node.done.setdefault(event.tid, event)
+        self._depth += 1
+
+    def end(self, pending: Sequence[Event] = ()) -> None:
+        """The execution is over: its races ask for new orders; pick the next.
+
+        ``pending``: the next step of each thread that could not run to its end
+        (a deadlock): it races with what blocked it, as a step that ran would.
+        """
+        self.executions += 1
+        self.redundant += self._blocked
+        del self._nodes[self._depth :]  # a replay that ended sooner
+        events = [node.taken for node in self._nodes if node.taken is not None]
+        self._add_backtracks(events, pending)
+        self._next_prefix()
+
+    # -- internals ---------------------------------------------------------------
+
+    def _node_here(self, enabled: tuple[int, ...]) -> _Node:
+        depth = self._depth
+        if depth < len(self._nodes):
+            return self._nodes[depth]
+        sleep: dict[int, Event] = {}
+        if depth > 0:
+            parent = self._nodes[depth - 1]
+            taken = parent.taken
+            assert taken is not None
+            candidates = {**parent.sleep, **parent.done}
+            sleep = {
+                tid: event
+                for tid, event in candidates.items()
+                if tid != taken.tid and not conflict(event, taken)
+            }
+        node = _Node(enabled, sleep)
+        node.backtrack.add(next((t for t in enabled if t not in sleep), enabled[0]))
+        self._nodes.append(node)
+        return node
+
+    def _add_backtracks(self, events: list[Event], pending: Sequence[Event]) -> None:
+        runs = [(events, j) for j in range(len(events))]
+        runs += [([*events, step], len(events)) for step in pending]
+        for sequence, j in runs:
+            for i in _races(sequence, j):
+                node = self._nodes[i]
+                initials = _initials(sequence, i, j) & set(node.enabled)
+                if node.backtrack & initials:
+                    continue
+                # No initial can run here (it waited, or footprints missed a
+                # conflict): every thread that can is tried, to stay sound.
+                node.backtrack.update(sorted(initials)[:1] or node.enabled)
+
+    def _next_prefix(self) -> None:
+        while self._nodes:
+            node = self._nodes[-1]
+            left = sorted(node.backtrack - set(node.done) - set(node.sleep))
+            if left:
+                self._prefix = [n.taken.tid for n in self._nodes[:-1] if n.taken] + [left[0]]
+                node.taken = None
+                return
+            self._nodes.pop()
+        self._exhausted = True
+
+
+def _races(events: list[Event], j: int) -> Iterator[int]:
+    """The events ``i < j`` that race with ``j``: conflicting, of another thread,
+    ordered before ``j`` by no event in between. A release that ``j`` waited
+    for (it acquires what ``i`` released) is no race and orders nothing: the
+    acquire before that release is the one that races with ``j``."""
+    later = events[j]
+    ordered: set[int] = set()
+    for i in range(j - 1, -1, -1):
+        earlier = events[i]
+        if i in ordered or not conflict(earlier, later):
+            continue
+        if earlier.tid != later.tid:
+            if not later.acquires.isdisjoint(earlier.releases):
+                continue  # never enabled together: j waited for i
+            yield i
+        ordered.update(_happens_before(events, i))
+
+
+def _happens_before(events: list[Event], j: int) -> set[int]:
+    """Every ``i < j`` that happens before event ``j`` (a chain of conflicts)."""
+    before: set[int] = set()
+    frontier = [j]
+    while frontier:
+        k = frontier.pop()
+        for i in range(k - 1, -1, -1):
+            if i not in before and conflict(events[i], events[k]):
+                before.add(i)
+                frontier.append(i)
+    return before
+
+
+def _initials(events: list[Event], i: int, j: int) -> set[int]:
+    """The threads that can start ``v``: the events after ``i`` not ordered
+    after it, then event ``j`` (what runs instead of ``i``'s event)."""
+    after_i = {i}
+    v: list[Event] = []
+    for k in range(i + 1, j):
+        if any(conflict(events[m], events[k]) for m in after_i):
+            after_i.add(k)
+        else:
+            v.append(events[k])
+    v.append(events[j])
+    initials: set[int] = set()
+    for index, event in enumerate(v):
+        if not any(conflict(earlier, event) for earlier in v[:index]):
+            initials.add(event.tid)
+    return initials
