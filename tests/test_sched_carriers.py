@@ -82,3 +82,36 @@ def test_the_carriers_end_with_the_exploration() -> None:
     while tasks() > before and time.monotonic() < deadline:
         time.sleep(0.01)  # a carrier leaves its loop, then its OS thread exits
     assert tasks() == before
+
+
+def test_a_thread_that_raises_fails_its_schedule_and_its_carrier_goes_on() -> None:
+    def scenario() -> None:
+        thread = threading.Thread(target=lambda: 1 / 0, name="divider")
+        thread.start()
+        thread.join()
+
+    result = threadcheck.explore(scenario, budget=20)
+    assert result.found and result.failure is not None
+    assert result.failure.what == "ZeroDivisionError", result.failure
+    assert result.failure.thread == "divider"
+    threadcheck.explore(lambda: threading.Thread(target=int).start(), budget=20).assert_clean()
+
+
+def test_a_daemon_left_waiting_ends_with_its_schedule() -> None:
+    """A heartbeat that waits forever is unwound at the schedule's end; its
+    carrier then carries the next schedule's threads."""
+    native: set[int] = set()
+
+    def scenario() -> None:
+        stop = threading.Event()
+
+        def heartbeat() -> None:
+            native.add(threading.get_native_id())
+            while not stop.wait(30):
+                pass
+
+        threading.Thread(target=heartbeat, daemon=True).start()
+
+    threadcheck.explore(scenario, budget=100).assert_clean()
+    if CARRIED:
+        assert len(native) <= 2, len(native)
