@@ -219,3 +219,25 @@ def test_a_long_exploration_keeps_nothing_of_its_past_schedules(tmp_path: Any) -
     threads_early = seen[20][1]
     checkers_late, threads_late = seen[200]
     assert checkers_late <= 1 and threads_late <= threads_early + 2, seen  # not 200 and 200
+
+
+def test_a_library_module_remembered_as_such_is_user_code_once_included(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Explorations remember which loaded modules are libraries; --include must still win."""
+    import types
+
+    from threadcheck import _stacks
+
+    folder = "/usr/lib/python3/site-packages/vendored"
+    module = types.ModuleType("vendored")
+    module.__file__ = f"{folder}/__init__.py"
+    assert not _stacks.is_user_module(module)
+    monkeypatch.setattr(_stacks, "_USER_DIRS", _stacks._USER_DIRS)  # restored after
+    _stacks.register_user_paths([folder])
+    try:
+        assert _stacks.is_user_module(module)
+    finally:
+        monkeypatch.undo()
+        _stacks._forget_classes()
+    assert not _stacks.is_user_module(module)

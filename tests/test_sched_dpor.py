@@ -15,7 +15,7 @@ import pytest
 from hypothesis import Phase, assume, given, settings
 from hypothesis import strategies as st
 
-from threadcheck._sched._dpor import Event, SourceDpor
+from threadcheck._sched._dpor import Event, SourceDpor, conflict
 
 Op = tuple[str, str]  # ("r" | "w" | "acq" | "rel", name)
 Program = list[list[Op]]
@@ -77,8 +77,6 @@ class _Run:
         ]
 
     def equivalence_class(self) -> Class:
-        from threadcheck._sched._dpor import conflict
-
         pairs = set()
         for a, (tid_a, pc_a, event_a) in enumerate(self.trace):
             for tid_b, pc_b, event_b in self.trace[a + 1 :]:

@@ -79,7 +79,8 @@ class Carriers:
         self._lock = _thread.allocate_lock()
         self._closed = False
         self._clear_locals = _thread_locals_clearer()
-        self._undo: list[tuple[str, Any]] = []
+        self._originals: dict[str, Any] = {}
+        """threading's module globals the hooks replaced, by name."""
 
     @property
     def available(self) -> bool:
@@ -97,9 +98,9 @@ class Carriers:
 
     def close(self) -> None:
         """Undo the hooks; idle carriers end (one still running a body ends after it)."""
-        while self._undo:
-            name, original = self._undo.pop()
+        for name, original in self._originals.items():
             setattr(threading, name, original)
+        self._originals.clear()
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
@@ -108,13 +109,13 @@ class Carriers:
             carrier.go.release()
 
     def _swap(self, name: str, replacement: Any) -> None:
-        self._undo.append((name, getattr(threading, name)))
+        self._originals[name] = getattr(threading, name)
         setattr(threading, name, replacement)
 
     # -- the hooks (threading's module globals) ---------------------------------
 
     def _start_new_thread(self, function: Callable[[], None], args: tuple[()]) -> int:
-        original = self._original("_start_new_thread")
+        original = self._originals["_start_new_thread"]
         thread = getattr(function, "__self__", None)
         if not isinstance(thread, threading.Thread) or not self._is_controlled(thread):
             return int(original(function, args))
@@ -124,14 +125,14 @@ class Carriers:
     def _set_sentinel(self) -> Any:
         carrier = self._running.get(_thread.get_ident())
         if carrier is None:
-            return self._original("_set_sentinel")()
+            return self._originals["_set_sentinel"]()
         carrier.finished = _thread.allocate_lock()  # _set_tstate_lock acquires it
         return carrier.finished
 
     def _start_joinable_thread(
         self, function: Callable[[], None], handle: Any = None, daemon: bool = True
     ) -> Any:
-        original = self._original("_start_joinable_thread")
+        original = self._originals["_start_joinable_thread"]
         thread = getattr(function, "__self__", None)
         if not isinstance(thread, threading.Thread) or not self._is_controlled(thread):
             return original(function, handle=handle, daemon=daemon)
@@ -139,9 +140,6 @@ class Carriers:
         thread._handle = stand_in  # type: ignore[attr-defined]
         self._dispatch(function, stand_in)
         return stand_in
-
-    def _original(self, name: str) -> Any:
-        return next(original for swapped, original in self._undo if swapped == name)
 
     # -- carriers -------------------------------------------------------------
 

@@ -186,14 +186,8 @@ class Patches:
         ``replacements`` maps the id of each real object (still bound where it was
         imported) to what replaces it.
         """
-        # Remembered for the default test only: one with --include is made anew each time.
-        library = _library_modules if self.is_user_file is _stacks.is_user_code else set()
         for module in list(sys.modules.values()):
-            if id(module) in library:
-                continue
             if not isinstance(module, ModuleType) or not self._is_user_module(module):
-                library.add(id(module))
-                _keep.append(module)  # its id stays its own
                 continue
             for name, value in list(vars(module).items()):
                 replacement = replacements.get(id(value))
@@ -201,14 +195,10 @@ class Patches:
                     self._swap(module, name, replacement)
 
     def _is_user_module(self, module: ModuleType) -> bool:
+        if self.is_user_file is _stacks.is_user_code:  # no --include: the cached answer
+            return _stacks.is_user_module(module)
         filename = getattr(module, "__file__", None)
         return isinstance(filename, str) and self.is_user_file(filename)
-
-
-_library_modules: set[int] = set()
-"""Modules found not to be user code (by ``_stacks.is_user_code``): an exploration
-starts by scanning every loaded module (600 with a few libraries: ~1 ms)."""
-_keep: list[object] = []
 
 
 def _stdlib_machinery() -> tuple[frozenset[object], tuple[str, ...]]:
