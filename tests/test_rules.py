@@ -465,6 +465,9 @@ def test_a_stuck_pool_worker_at_shutdown_is_reported_with_its_stack(
                 break
             threading.Event().wait(0.1)
         [violation] = recorder.violations()
+        for watch in threading.enumerate():  # it records, then writes stderr: let it finish
+            if watch.name == "threadcheck-shutdown-watch":
+                watch.join(JOB_WAIT)
     finally:
         release.set()
         thread.join(JOB_WAIT)

@@ -46,5 +46,8 @@ class StuckPoolWatch:
             if thread.is_alive() and thread.ident in frames
         ]
         if stuck:
-            sys.stderr.write(format_report(stuck))
-            sys.stderr.flush()
+            try:
+                sys.stderr.write(format_report(stuck))
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass  # stderr closed under us (the process is ending): the recorder has it
