@@ -25,12 +25,16 @@ from typing import Any
 
 from threadcheck._affinity import AffinityChecker
 from threadcheck._modes import DEFAULT_MODE, Mode
+from threadcheck._races import _footprint
 from threadcheck._recorder import Recorder
 from threadcheck._sched._core import ControlledThread, Scheduler
 from threadcheck._sched._pool import scheduled_team
 from threadcheck_reactor._delayedcall import CheckedDelayedCall, delayed_call_type
 from threadcheck_reactor._reactor import REACTOR_CLASSES, ThreadCheckMixin
 from threadcheck_reactor._threadpool import SubmissionTrackingThreadPool
+
+REACTOR = ("reactor",)
+"""The footprint key of the reactor's state that threads hand work through."""
 
 REAL_IO_POLL = 0.01  # wall seconds a reactor with real sockets waits when nothing else can run
 
@@ -87,6 +91,8 @@ class ScheduledMixin(ThreadCheckMixin):
     def callFromThread(self, f: Callable[..., Any], *args: object, **kwargs: object) -> None:
         if self._scheduler.controlled() is not None:
             self._scheduler.point("sync", "callFromThread")
+            if _footprint.collecting:
+                _footprint.touch(REACTOR)
         super().callFromThread(f, *args, **kwargs)
 
     def wakeUp(self) -> None:
@@ -108,9 +114,13 @@ class ScheduledMixin(ThreadCheckMixin):
         else:
             self._idle = scheduler.controlled()
             try:
-                scheduler.block("reactor idle", None if delay is None else scheduler.now + delay)
+                scheduler.block(
+                    "reactor idle", None if delay is None else scheduler.now + delay, REACTOR
+                )
             finally:
                 self._idle = None
+        if _footprint.collecting:  # it runs what threads handed it
+            _footprint.touch(REACTOR)
         super().doIteration(0)  # drain the waker; dispatch real I/O that is ready
 
     def _real_io(self) -> bool:

@@ -17,6 +17,7 @@ import collections
 from _thread import get_ident
 from typing import Any
 
+from threadcheck._races import _footprint
 from threadcheck._races._clocks import clocks, current
 from threadcheck._races._shadow import WHOLE, location, objects, read, write
 
@@ -37,6 +38,8 @@ a mutating one writes the container as a whole."""
 
 def ra(obj: Any, name: str, site: int) -> Any:
     """``obj.name`` is read."""
+    if _footprint.collecting:
+        _footprint.read(obj, name)
     if enabled:
         tc = clocks.get(get_ident()) or current()
         # Inline, the common case: this thread read it already since its
@@ -54,6 +57,8 @@ def ra(obj: Any, name: str, site: int) -> Any:
 
 def wa(obj: Any, name: str, site: int) -> Any:
     """``obj.name`` is assigned or deleted."""
+    if _footprint.collecting:
+        _footprint.write(obj, name)
     if enabled:
         _written(obj, name, site, "write")
     return obj
@@ -61,6 +66,8 @@ def wa(obj: Any, name: str, site: int) -> Any:
 
 def ua(obj: Any, name: str, site: int) -> Any:
     """``obj.name op= value``: read, then written."""
+    if _footprint.collecting:
+        _footprint.write(obj, name)
     if enabled:
         _written(obj, name, site, "update")
     return obj
@@ -83,6 +90,8 @@ def _written(obj: Any, name: str, site: int, mode: str) -> None:
 
 def it(obj: Any, site: int) -> Any:
     """``obj`` is iterated: a read of it as a whole."""
+    if _footprint.collecting:
+        _footprint.read(obj, _footprint.WHOLE)
     if enabled:
         tc = clocks.get(get_ident()) or current()
         read(tc, location(obj, WHOLE), site, obj, WHOLE, "iteration")
@@ -91,14 +100,27 @@ def it(obj: Any, site: int) -> Any:
 
 def cm(obj: Any, site: int) -> Any:
     """A mutating method of ``obj`` is about to be called."""
+    if _footprint.collecting and isinstance(obj, CONTAINERS):
+        _footprint.write(obj, _footprint.WHOLE)
     if enabled and isinstance(obj, CONTAINERS):
         tc = clocks.get(get_ident()) or current()
         write(tc, location(obj, WHOLE), site, obj, WHOLE, "write", True)
     return obj
 
 
+def cr(obj: Any) -> Any:
+    """``obj`` is looked into by a method that does not change it (``d.get(k)``),
+    ``in`` or a builtin (``len(d)``): for the scheduler's dependence only, as a
+    race detector it would only repeat what the accesses around it report."""
+    if _footprint.collecting and isinstance(obj, CONTAINERS):
+        _footprint.read(obj, _footprint.WHOLE)
+    return obj
+
+
 def rv(scope: Any, name: str, site: int, value: Any) -> Any:
     """A global or closure variable is read (``scope`` stands for its namespace)."""
+    if _footprint.collecting:
+        _footprint.read(scope, name)
     if enabled:
         tc = clocks.get(get_ident()) or current()
         read(tc, location(scope, name), site, scope, name, "read")
@@ -107,6 +129,8 @@ def rv(scope: Any, name: str, site: int, value: Any) -> Any:
 
 def wv(scope: Any, name: str, site: int) -> None:
     """A global or closure variable was assigned."""
+    if _footprint.collecting:
+        _footprint.write(scope, name)
     if enabled:
         tc = clocks.get(get_ident()) or current()
         write(tc, location(scope, name), site, scope, name, "write", False)
@@ -114,6 +138,8 @@ def wv(scope: Any, name: str, site: int) -> None:
 
 def uv(scope: Any, name: str, site: int) -> None:
     """A global or closure variable was updated in place (``total += 1``)."""
+    if _footprint.collecting:
+        _footprint.write(scope, name)
     if enabled:
         tc = clocks.get(get_ident()) or current()
         loc = location(scope, name)
@@ -142,6 +168,8 @@ class sub:  # noqa: N801 - called by rewritten code as if it were a function
 
     def __getitem__(self, key: Any) -> Any:
         obj = self.obj
+        if _footprint.collecting:
+            _footprint.read(obj, key if type(key) is not slice else _footprint.WHOLE)
         if enabled and type(key) is not slice:
             try:
                 loc = location(obj, key)
@@ -152,17 +180,20 @@ class sub:  # noqa: N801 - called by rewritten code as if it were a function
 
     def __setitem__(self, key: Any, value: Any) -> None:
         obj = self.obj
-        if enabled:
-            self._written(obj, key, "write")
+        self._written(obj, key, "write")
         obj[key] = value
 
     def __delitem__(self, key: Any) -> None:
         obj = self.obj
-        if enabled:
-            self._written(obj, key, "delete")
+        self._written(obj, key, "delete")
         del obj[key]
 
     def _written(self, obj: Any, key: Any, mode: str) -> None:
+        if _footprint.collecting:
+            _footprint.write(obj, key if type(key) is not slice else _footprint.WHOLE)
+            _footprint.write(obj, _footprint.WHOLE)
+        if not enabled:
+            return
         tc = clocks.get(get_ident()) or current()
         if type(key) is not slice:
             try:

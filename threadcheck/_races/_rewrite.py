@@ -8,6 +8,9 @@ What is rewritten (helpers in :mod:`._access`):
   writes the container: ``__tc_cm__(obj, site).append(...)``.
 * ``d[k]`` in any context: ``__tc_sub__(d, site)[k]``, a proxy that records
   and subscripts (slices read are not recorded: CPython copies atomically).
+* A call of any other method ``obj.m(...)``, ``x in c`` and builtins such as
+  ``len(c)``: ``__tc_cr__(c)``, which a builtin container records as looked
+  into, for the scheduler's dependence (see :mod:`._footprint`) only.
 * ``for x in c``, and the first ``for`` of a comprehension: ``__tc_it__(c, site)``
   (``c.items()``, ``.keys()``, ``.values()`` and ``enumerate(c)`` iterate ``c``).
 * Globals that some function declares ``global``, and closure variables that
@@ -23,6 +26,7 @@ Nothing else changes: evaluation order, names, line numbers. Annotations and
 from __future__ import annotations
 
 import ast
+import copy
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import CodeType
@@ -38,7 +42,15 @@ MUTATORS = frozenset(
     }
 )  # fmt: skip
 _VIEWS = frozenset({"items", "keys", "values"})
-HELPERS = ("ra", "wa", "ua", "it", "cm", "rv", "wv", "uv", "sub", "Scope")
+_LOOKING = frozenset(
+    {
+        "len", "sorted", "list", "tuple", "set", "frozenset", "dict", "sum", "min",
+        "max", "any", "all", "iter", "reversed", "enumerate", "zip", "map", "filter",
+        "str", "repr", "bool",
+    }
+)  # fmt: skip
+"""Builtins that look into a container they are given."""
+HELPERS = ("ra", "wa", "ua", "it", "cm", "cr", "rv", "wv", "uv", "sub", "Scope")
 GLOBALS = "__tc_gl__"
 
 
@@ -362,7 +374,7 @@ class _Rewriter(ast.NodeTransformer):
     def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
         node.value = self.visit(node.value)
         which = "ra" if isinstance(node.ctx, ast.Load) else "wa"
-        text = ast.unparse(node)
+        text = _text(node)
         node.value = self._call(
             which, node.value, ast.Constant(node.attr), self._site(node, "attribute", text)
         )
@@ -373,12 +385,27 @@ class _Rewriter(ast.NodeTransformer):
         if isinstance(func, ast.Attribute):
             func.value = self.visit(func.value)
             if func.attr in MUTATORS:
-                text = f"{ast.unparse(func)}()"
+                text = f"{_text(func)}()"
                 func.value = self._call("cm", func.value, self._site(node, "method", text))
+            else:
+                func.value = self._call("cr", func.value)
         else:
             node.func = self.visit(func)
         node.args = [self.visit(a) for a in node.args]
+        if isinstance(func, ast.Name) and func.id in _LOOKING:
+            node.args = [
+                a if isinstance(a, ast.Starred) else self._call("cr", a) for a in node.args
+            ]
         node.keywords = [self.visit(k) for k in node.keywords]
+        return node
+
+    def visit_Compare(self, node: ast.Compare) -> ast.AST:
+        node.left = self.visit(node.left)
+        looked_into = [isinstance(op, (ast.In, ast.NotIn)) for op in node.ops]
+        node.comparators = [
+            self._call("cr", self.visit(c)) if into else self.visit(c)
+            for into, c in zip(looked_into, node.comparators, strict=True)
+        ]
         return node
 
     def visit_Subscript(self, node: ast.Subscript) -> ast.AST:
@@ -386,7 +413,7 @@ class _Rewriter(ast.NodeTransformer):
         node.slice = self.visit(node.slice)
         if isinstance(node.ctx, ast.Load) and isinstance(node.slice, ast.Slice):
             return node
-        text = f"{ast.unparse(node.value)}[...]"
+        text = f"{_text(node.value)}[...]"
         node.value = self._call("sub", node.value, self._site(node, "subscript", text))
         return node
 
@@ -397,7 +424,7 @@ class _Rewriter(ast.NodeTransformer):
             return [node, *self._stored([target], "uv")]
         if isinstance(target, ast.Attribute):
             target.value = self.visit(target.value)
-            site = self._site(target, "attribute", ast.unparse(target))
+            site = self._site(target, "attribute", _text(target))
             target.value = self._call("ua", target.value, ast.Constant(target.attr), site)
             return node
         node.target = self.visit(target)
@@ -452,8 +479,24 @@ class _Rewriter(ast.NodeTransformer):
         return self._iterate(iterable, iterable)
 
     def _iterate(self, container: ast.expr, node: ast.expr) -> ast.expr:
-        text = f"iteration over {ast.unparse(container)}"
+        text = f"iteration over {_text(container)}"
         return self._call("it", container, self._site(node, "iteration", text))
+
+
+def _text(node: ast.AST) -> str:
+    """``node`` as the user wrote it: the helpers already wrapped around its parts
+    taken off (``__tc_ra__(self, "a", 3).b`` reads ``self.a.b``)."""
+    return ast.unparse(_Unwrapped().visit(copy.deepcopy(node)))
+
+
+class _Unwrapped(ast.NodeTransformer):
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        func = node.func
+        if isinstance(func, ast.Name) and func.id.startswith("__tc_") and node.args:
+            wrapped = node.args[-1] if func.id == helper("rv") else node.args[0]
+            unwrapped: ast.AST = self.visit(wrapped)
+            return unwrapped
+        return self.generic_visit(node)
 
 
 def _kind(scope: ast.expr) -> str:

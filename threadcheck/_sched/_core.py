@@ -32,6 +32,8 @@ from threading import get_ident
 from types import FrameType
 from typing import Any, NoReturn, Protocol
 
+from threadcheck._races import _footprint
+
 VIRTUAL_EPOCH = 1_767_225_600.0
 """Where virtual time starts: 2026-01-01 00:00 UTC, a fixed, realistic wall-clock time."""
 
@@ -123,6 +125,10 @@ class ControlledThread:
     blocked_frame: FrameType | None = field(default=None, repr=False)
     """Where it blocked: described only if a deadlock is reported."""
     deadline: float | None = None
+    waiting_on: object = None
+    """The synchronisation object it waits on (see :mod:`threadcheck._races._footprint`)."""
+    woken_by: object = None
+    """What a thread that woke it released, until it runs again."""
     held_since: float = VIRTUAL_EPOCH
     """Virtual time since which it could run but did not (while it does not run)."""
     finished: bool = False
@@ -240,6 +246,12 @@ class Scheduler:
         self._running: ControlledThread | None = None
         self._streak = 0
         """Points in a row the running thread kept the turn while another could run."""
+        self._step_ended: Callable[[int], None] | None = getattr(strategy, "step_ended", None)
+        """A strategy that reasons on what each step touched (DPOR) is told, with
+        this, where each step of a thread ends: where another thread could run
+        next, and where time passes (:data:`TIME`)."""
+        self.fairness_turns = 0
+        """Turns handed on by :data:`FAIRNESS_BOUND`, not by the strategy."""
 
     # -- threads ---------------------------------------------------------------
 
@@ -279,6 +291,9 @@ class Scheduler:
         thread.baton.acquire()
         if self.aborting:
             raise Abort
+        if _footprint.collecting:  # it could not run before its start
+            _footprint.acquires.add(("thread", thread.tid))
+            _footprint.touch(("thread", thread.tid))
 
     def exit(self, thread: ControlledThread) -> None:
         """In a thread whose body ended: hand the turn on without waiting for it back."""
@@ -286,10 +301,13 @@ class Scheduler:
             return  # the schedule went on without it
         thread.finished = True
         thread.waiting = None
+        if _footprint.collecting:
+            _footprint.touch(("thread", thread.tid))
         for joiner in thread.joiners:
             self.wake(joiner)
         thread.joiners.clear()
         self._by_ident.pop(thread.ident or 0, None)
+        self._ended(thread.tid)
         try:
             following = self._next_after(thread)
         except Abort:  # the strategy failed choosing (it failed the schedule): tear down
@@ -327,6 +345,7 @@ class Scheduler:
         if self._timed and self._time_may_pass(runnable, current):
             runnable.append(TIME)
         if len(runnable) > 1:
+            self._ended(current.tid)
             if self._streak >= FAIRNESS_BOUND:
                 chosen = self._fair_turn(runnable, current)
             else:
@@ -344,6 +363,7 @@ class Scheduler:
         """``current`` kept the turn for :data:`FAIRNESS_BOUND` points while others
         could run (it spins, waiting for one of them): the next in turn runs, not
         asked of the strategy, so no strategy starves a thread into a false livelock."""
+        self.fairness_turns += 1
         others = [tid for tid in runnable if tid != current.tid]
         chosen = next((tid for tid in others if tid > current.tid), others[0])
         self.preemptions[self.step] = (
@@ -359,22 +379,30 @@ class Scheduler:
         self._loop_hits[where] = hits
         return hits <= LOOP_STEPS or hits & (hits - 1) == 0
 
-    def block(self, why: str, deadline: float | None = None) -> None:
-        """The running thread waits until another wakes it, or until ``deadline``."""
+    def block(self, why: str, deadline: float | None = None, on: object = None) -> None:
+        """The running thread waits until another wakes it, or until ``deadline``.
+
+        ``on``: the footprint key of what it waits on, which whoever wakes it releases."""
         current = self._running
         if current is None or current.ident != get_ident():
             raise Abort("an abandoned thread woke up after its schedule")
         if self.aborting:
             self._abort_here(current)
         current.waiting = why
+        current.waiting_on = on
         current.deadline = deadline
         if deadline is not None:
             self._timed[current.tid] = current
         current.blocked_frame = sys._getframe(1)
+        self._ended(current.tid)
         following = self._next_after(current)
         if following is None:
             self._deadlock(current)
         self._switch(current, following)
+        if current.woken_by is not None:  # it could not have gone on before that release
+            _footprint.acquires.add(current.woken_by)
+            _footprint.touch(current.woken_by)
+            current.woken_by = None
 
     def others_runnable(self) -> bool:
         """Whether a thread other than the running one could run now."""
@@ -398,8 +426,13 @@ class Scheduler:
             following.baton.release()
             me.baton.acquire()
 
-    def wake(self, thread: ControlledThread) -> None:
+    def wake(self, thread: ControlledThread, by_time: bool = False) -> None:
         """``thread`` may run again (it rechecks what it waited for)."""
+        if thread.waiting_on is not None:
+            if not by_time and _footprint.collecting:
+                _footprint.releases.add(thread.waiting_on)
+                thread.woken_by = thread.waiting_on
+            thread.waiting_on = None
         if thread.waiting is not None:
             thread.held_since = self.now
         thread.waiting = None
@@ -415,7 +448,9 @@ class Scheduler:
         if not runnable:
             if not self._timed:
                 return None
-            return self._advance_clock(self._due())  # nobody is held: time passes, no choice
+            due = self._advance_clock(self._due())  # nobody is held: time passes, no choice
+            self._ended(TIME)
+            return due
         if self._timed and self._time_may_pass(runnable, None):
             runnable.append(TIME)
         if len(runnable) == 1:
@@ -442,7 +477,7 @@ class Scheduler:
         self.now = max(self.now, _deadline_order(due)[0])
         for thread in list(self._timed.values()):  # wake() removes from it
             if _deadline_order(thread)[0] <= self.now:
-                self.wake(thread)
+                self.wake(thread, by_time=True)
         return due
 
     def _let_time_pass(self) -> ControlledThread:
@@ -452,10 +487,16 @@ class Scheduler:
         due = self._due()
         waited = due.waiting  # wake() clears it
         self._advance_clock(due)
+        self._ended(TIME)
         self.preemptions[self.step] = (
             f"time +{format_seconds(self.now - before)}: T{due.tid}'s {waited} ends; {held} held"
         )
         return due
+
+    def _ended(self, tid: int) -> None:
+        """A step of ``tid`` (or time passing) ends: the strategy that asked is told."""
+        if self._step_ended is not None and not self.aborting:
+            self._step_ended(tid)
 
     def _decide(self, runnable: list[int], current: int | None) -> int:
         try:
@@ -487,7 +528,10 @@ class Scheduler:
             if not pending:
                 return
             pending[0].joiners.append(me)
-            self.block(f"join of T{pending[0].tid} ({pending[0].name}) at exit")
+            self.block(
+                f"join of T{pending[0].tid} ({pending[0].name}) at exit",
+                on=("thread", pending[0].tid),
+            )
 
     def next_int(self, bound: int) -> int:
         """A recorded nondeterministic choice in ``range(bound)``."""

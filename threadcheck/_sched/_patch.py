@@ -36,6 +36,7 @@ from types import CodeType, ModuleType, SimpleNamespace
 from typing import Any
 
 from threadcheck import _stacks
+from threadcheck._races import _footprint
 from threadcheck._sched import _children, _order, _primitives
 from threadcheck._sched._core import (
     Abort,
@@ -349,6 +350,9 @@ def _controlled_start(original: Callable[[threading.Thread], None], patches: Pat
             return
         scheduler.point("sync", "thread.start")
         controlled = scheduler.new_thread(self.name, self.daemon)
+        if _footprint.collecting:  # its first step comes after this one
+            _footprint.releases.add(("thread", controlled.tid))
+            _footprint.touch(("thread", controlled.tid))
         controlled.handle = self
         setattr(self, CONTROLLED_ATTR, (scheduler, controlled))
         self.run = _controlled_body(scheduler, controlled, self.run, patches)  # type: ignore[method-assign]
@@ -395,12 +399,16 @@ def _controlled_join(original: Callable[..., None]) -> Any:
         target: ControlledThread = owner[1]
         if target.finished:  # else it blocks: a switch here would be no preemption
             scheduler.point("sync", "thread.join")
+        if _footprint.collecting:
+            _footprint.reads.add(("thread", target.tid))
         deadline = None if timeout is None else scheduler.now + timeout
         while not target.finished:
             if deadline is not None and scheduler.now >= deadline:
                 return
             target.joiners.append(me)
-            scheduler.block(f"join of T{target.tid} ({target.name})", deadline)
+            scheduler.block(
+                f"join of T{target.tid} ({target.name})", deadline, ("thread", target.tid)
+            )
         original(self, 5.0)  # the OS thread is leaving: it needs no turn to finish
 
     return join

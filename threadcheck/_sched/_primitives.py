@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from threadcheck._races import _footprint
 from threadcheck._races._clocks import VectorClock, merge, receive, send
 from threadcheck._sched._core import ControlledThread, Scheduler
 from threadcheck._sched._core import here as _here  # its callers name the result `here`
@@ -29,6 +30,21 @@ from threadcheck._sched._core import here as _here  # its callers name the resul
 T = TypeVar("T")
 _real_sleep = _time.sleep
 _real_monotonic = _time.monotonic
+
+
+def _changed(obj: Any) -> None:
+    """A step changed ``obj``'s state (for DPOR's dependence: see ``_footprint``)."""
+    if _footprint.collecting:
+        _footprint.writes.add(_key(obj))
+
+
+def _key(obj: Any) -> Any:
+    return obj._footprint_key
+
+
+def _looked_at(obj: Any) -> None:
+    if _footprint.collecting:
+        _footprint.reads.add(_key(obj))
 
 
 def _deadline(scheduler: Scheduler, timeout: float | None) -> float | None:
@@ -41,13 +57,14 @@ def _wait(
     waiters: list[ControlledThread],
     why: str,
     deadline: float | None,
+    on: Any,
 ) -> bool:
-    """Block until woken; False when ``deadline`` passed first."""
+    """Block until woken (by a change of ``on``); False when ``deadline`` passed first."""
     if deadline is not None and scheduler.now >= deadline:
         return False
     waiters.append(me)
     try:
-        scheduler.block(why, deadline)
+        scheduler.block(why, deadline, _key(on))
     finally:
         if me in waiters:
             waiters.remove(me)
@@ -68,6 +85,7 @@ class Lock:
         self._waiters: list[ControlledThread] = []
         self._real = _thread.allocate_lock()
         self._sent: VectorClock | None = None  # for the race detector: see _races._clocks
+        _footprint.name_at_creation(self)
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         here = _here()
@@ -78,9 +96,10 @@ class Lock:
             return acquired
         scheduler, me = here
         scheduler.point("sync", "lock.acquire")
+        _changed(self)
         deadline = _deadline(scheduler, timeout) if blocking else scheduler.now
         while self._locked:
-            if not _wait(scheduler, me, self._waiters, "lock", deadline):
+            if not _wait(scheduler, me, self._waiters, "lock", deadline, self):
                 return False
         self._locked = True
         receive(self._sent)
@@ -97,10 +116,12 @@ class Lock:
             raise RuntimeError("release unlocked lock")
         self._sent = send()
         self._locked = False
+        _changed(self)
         _wake_all(scheduler, self._waiters)
         scheduler.point("sync", "lock.release")
 
     def locked(self) -> bool:
+        _looked_at(self)
         return self._locked or self._real.locked()
 
     __enter__ = acquire
@@ -170,6 +191,7 @@ class Condition:
         self.acquire = self._lock.acquire
         self.release = self._lock.release
         self._waiters: list[ControlledThread] = []
+        _footprint.name_at_creation(self)
 
     def __enter__(self) -> bool:
         return bool(self._lock.__enter__())
@@ -206,10 +228,11 @@ class Condition:
         # A waiter before the lock is released: releasing is a scheduling
         # point, and a notify made there must not be lost.
         self._waiters.append(me)
+        _changed(self)
         state = self._release_save()
         try:
             if me in self._waiters and (deadline is None or scheduler.now < deadline):
-                scheduler.block("condition", deadline)
+                scheduler.block("condition", deadline, _key(self))
             return me not in self._waiters
         finally:
             if me in self._waiters:
@@ -235,6 +258,7 @@ class Condition:
         if not self._is_owned():
             raise RuntimeError("cannot notify on un-acquired lock")
         here = _here()
+        _changed(self)
         woken, self._waiters[:n] = self._waiters[:n], []
         for thread in woken:
             if here is not None:
@@ -253,8 +277,10 @@ class Event:
         self._flag = False
         self._waiters: list[ControlledThread] = []
         self._sent: VectorClock | None = None
+        _footprint.name_at_creation(self)
 
     def is_set(self) -> bool:
+        _looked_at(self)
         return self._flag
 
     isSet = is_set  # noqa: N815
@@ -263,11 +289,13 @@ class Event:
         here = _here()
         self._sent = merge(self._sent, send())
         self._flag = True
+        _changed(self)
         if here is not None:
             _wake_all(here[0], self._waiters)
             here[0].point("sync", "event.set")
 
     def clear(self) -> None:
+        _changed(self)
         self._flag = False
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -276,9 +304,10 @@ class Event:
             return self._real_wait(timeout)
         scheduler, me = here
         scheduler.point("sync", "event.wait")
+        _looked_at(self)
         deadline = _deadline(scheduler, timeout)
         while not self._flag:
-            if not _wait(scheduler, me, self._waiters, "event", deadline):
+            if not _wait(scheduler, me, self._waiters, "event", deadline, self):
                 return self._received(self._flag)
         return self._received(True)
 
@@ -304,6 +333,7 @@ class Semaphore:
         self._value = value
         self._waiters: list[ControlledThread] = []
         self._sent: VectorClock | None = None
+        _footprint.name_at_creation(self)
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         here = _here()
@@ -311,9 +341,10 @@ class Semaphore:
             raise RuntimeError("a scheduled Semaphore acquired outside the scheduler")
         scheduler, me = here
         scheduler.point("sync", "semaphore.acquire")
+        _changed(self)
         deadline = _deadline(scheduler, timeout) if blocking else scheduler.now
         while self._value == 0:
-            if not _wait(scheduler, me, self._waiters, "semaphore", deadline):
+            if not _wait(scheduler, me, self._waiters, "semaphore", deadline, self):
                 return False
         self._value -= 1
         receive(self._sent)
@@ -324,6 +355,7 @@ class Semaphore:
     def release(self, n: int = 1) -> None:
         self._sent = merge(self._sent, send())
         self._value += n
+        _changed(self)
         here = _here()
         if here is not None:
             _wake_all(here[0], self._waiters)
@@ -359,6 +391,7 @@ class Queue(Generic[T]):
         # What every put so far saw, for whoever gets (more than its own item's
         # sender: a race hidden, never one made up).
         self._sent: VectorClock | None = None
+        _footprint.name_at_creation(self)
 
     def _init(self, maxsize: int) -> None:
         self.queue: Any = deque()
@@ -370,6 +403,7 @@ class Queue(Generic[T]):
         return self.queue.popleft()  # type: ignore[no-any-return]
 
     def qsize(self) -> int:
+        _looked_at(self)
         return len(self.queue)
 
     def empty(self) -> bool:
@@ -385,9 +419,10 @@ class Queue(Generic[T]):
         else:
             scheduler, me = here
             scheduler.point("sync", "queue.put")
+            _changed(self)
             deadline = _deadline(scheduler, timeout) if block else scheduler.now
             while self.full():
-                if not _wait(scheduler, me, self._putters, "queue.put (full)", deadline):
+                if not _wait(scheduler, me, self._putters, "queue.put (full)", deadline, self):
                     raise _queue.Full
             _wake_all(scheduler, self._getters)
         self._sent = merge(self._sent, send())
@@ -401,9 +436,10 @@ class Queue(Generic[T]):
         else:
             scheduler, me = here
             scheduler.point("sync", "queue.get")
+            _changed(self)
             deadline = _deadline(scheduler, timeout) if block else scheduler.now
             while not self.qsize():
-                if not _wait(scheduler, me, self._getters, "queue.get (empty)", deadline):
+                if not _wait(scheduler, me, self._getters, "queue.get (empty)", deadline, self):
                     raise _queue.Empty
             _wake_all(scheduler, self._putters)
         receive(self._sent)
@@ -427,6 +463,7 @@ class Queue(Generic[T]):
         if self.unfinished_tasks <= 0:
             raise ValueError("task_done() called too many times")
         self.unfinished_tasks -= 1
+        _changed(self)
         here = _here()
         if self.unfinished_tasks == 0 and here is not None:
             _wake_all(here[0], self._joiners)
@@ -437,8 +474,9 @@ class Queue(Generic[T]):
             self._unscheduled(bool(self.unfinished_tasks), True, RuntimeError)
             return
         scheduler, me = here
+        _looked_at(self)
         while self.unfinished_tasks:
-            _wait(scheduler, me, self._joiners, "queue.join", None)
+            _wait(scheduler, me, self._joiners, "queue.join", None, self)
 
 
 class LifoQueue(Queue[T]):
