@@ -53,6 +53,11 @@ def conflict(a: Event, b: Event) -> bool:
     )
 
 
+Clock = dict[int, int]
+"""A vector clock: for each thread, how many of its events happen before (or are)
+an event."""
+
+
 @dataclass
 class _Node:
     """The state before one event of the current execution."""
@@ -64,6 +69,8 @@ class _Node:
     done: dict[int, Event] = field(default_factory=dict)
     """The event each explored choice ran from here."""
     taken: Event | None = None
+    clock: Clock = field(default_factory=dict)
+    """The taken event's vector clock (it included)."""
 
 
 class SourceDpor:
@@ -82,6 +89,9 @@ class SourceDpor:
         """Executions that reached a state where every enabled thread sleeps."""
         self._blocked = False
         self._exhausted = False
+        self._fresh = 0
+        """The first event this execution ran past its replayed prefix: races
+        between earlier events were analysed when they first ran."""
 
     @property
     def exhausted(self) -> bool:
@@ -93,6 +103,7 @@ class SourceDpor:
             return False
         self._depth = 0
         self._blocked = False
+        self._fresh = max(0, len(self._prefix) - 1)
         return True
 
     def choose(self, enabled: Sequence[int]) -> int:
@@ -115,6 +126,7 @@ class SourceDpor:
         node = self._nodes[self._depth]
         node.taken = event
         node.done.setdefault(event.tid, event)
+        node.clock = self._clock_of(event, self._depth)
         self._depth += 1
 
     def end(self, pending: Sequence[Event] = ()) -> None:
@@ -126,8 +138,10 @@ class SourceDpor:
         self.executions += 1
         self.redundant += self._blocked
         del self._nodes[self._depth :]  # a replay that ended sooner
-        events = [node.taken for node in self._nodes if node.taken is not None]
-        self._add_backtracks(events, pending)
+        for j in range(min(self._fresh, len(self._nodes)), len(self._nodes)):
+            self._backtrack_for(j, self._nodes[j].taken, self._nodes[j].clock)
+        for step in pending:
+            self._backtrack_for(len(self._nodes), step, self._clock_of(step, len(self._nodes)))
         self._next_prefix()
 
     # -- internals ---------------------------------------------------------------
@@ -152,18 +166,85 @@ class SourceDpor:
         self._nodes.append(node)
         return node
 
-    def _add_backtracks(self, events: list[Event], pending: Sequence[Event]) -> None:
-        runs = [(events, j) for j in range(len(events))]
-        runs += [([*events, step], len(events)) for step in pending]
-        for sequence, j in runs:
-            for i in _races(sequence, j):
-                node = self._nodes[i]
-                initials = _initials(sequence, i, j) & set(node.enabled)
-                if node.backtrack & initials:
-                    continue
-                # No initial can run here (it waited, or footprints missed a
-                # conflict): every thread that can is tried, to stay sound.
-                node.backtrack.update(sorted(initials)[:1] or node.enabled)
+    def _event(self, k: int) -> Event:
+        taken = self._nodes[k].taken
+        assert taken is not None
+        return taken
+
+    def _clock_of(self, event: Event, depth: int) -> Clock:
+        """The vector clock of ``event`` run after the first ``depth`` events."""
+        clock: Clock = {}
+        own = 1
+        for k in range(depth):
+            earlier = self._event(k)
+            own += earlier.tid == event.tid
+            if conflict(earlier, event):
+                for tid, count in self._nodes[k].clock.items():
+                    if clock.get(tid, 0) < count:
+                        clock[tid] = count
+        clock[event.tid] = own
+        return clock
+
+    def _backtrack_for(self, j: int, later: Event | None, clock: Clock) -> None:
+        """Every race of event ``j`` asks, at the node before its partner, for a
+        thread that starts the reversed order."""
+        assert later is not None
+        for i in self._races(j, later):
+            node = self._nodes[i]
+            initials = self._initials(i, j, later, clock) & set(node.enabled)
+            if node.backtrack & initials:
+                continue
+            # No initial can run here (it waited, or footprints missed a
+            # conflict): every thread that can is tried, to stay sound.
+            node.backtrack.update(sorted(initials)[:1] or node.enabled)
+
+    def _races(self, j: int, later: Event) -> Iterator[int]:
+        """The events ``i < j`` that race with ``later`` (event ``j``): conflicting,
+        of another thread, ordered before it by no event in between. A release
+        that it waited for (it acquires what ``i`` released) is no race and
+        orders nothing: the acquire before that release is the one that races."""
+        ordered: Clock = {}
+        for i in range(j - 1, -1, -1):
+            earlier = self._event(i)
+            if not conflict(earlier, later):
+                continue
+            node = self._nodes[i]
+            if ordered.get(earlier.tid, 0) >= node.clock[earlier.tid]:
+                continue  # happens before an event that conflicts with ``later``
+            if earlier.tid != later.tid:
+                if not later.acquires.isdisjoint(earlier.releases):
+                    continue  # never enabled together: it waited for i
+                yield i
+            for tid, count in node.clock.items():
+                if ordered.get(tid, 0) < count:
+                    ordered[tid] = count
+
+    def _initials(self, i: int, j: int, later: Event, clock: Clock) -> set[int]:
+        """The threads that can start ``v``: the events between ``i`` and ``j`` not
+        ordered after ``i``, then ``later`` (what runs instead of ``i``'s event).
+        Each thread's first event in ``v`` starts it unless another event of
+        ``v`` happens before it."""
+        origin = self._event(i).tid
+        mark = self._nodes[i].clock[origin]
+        firsts: dict[int, tuple[int, Clock]] = {}  # thread -> (its count, clock) at its first
+        initials: set[int] = set()
+        for k in range(i + 1, j):
+            node = self._nodes[k]
+            if node.clock.get(origin, 0) >= mark:
+                continue  # after i
+            self._consider(self._event(k).tid, node.clock, firsts, initials)
+        self._consider(later.tid, clock, firsts, initials)
+        return initials
+
+    @staticmethod
+    def _consider(
+        tid: int, clock: Clock, firsts: dict[int, tuple[int, Clock]], initials: set[int]
+    ) -> None:
+        if tid in firsts:
+            return
+        if not any(clock.get(other, 0) >= count for other, (count, _) in firsts.items()):
+            initials.add(tid)
+        firsts[tid] = (clock[tid], clock)
 
     def _next_prefix(self) -> None:
         while self._nodes:
@@ -175,52 +256,3 @@ class SourceDpor:
                 return
             self._nodes.pop()
         self._exhausted = True
-
-
-def _races(events: list[Event], j: int) -> Iterator[int]:
-    """The events ``i < j`` that race with ``j``: conflicting, of another thread,
-    ordered before ``j`` by no event in between. A release that ``j`` waited
-    for (it acquires what ``i`` released) is no race and orders nothing: the
-    acquire before that release is the one that races with ``j``."""
-    later = events[j]
-    ordered: set[int] = set()
-    for i in range(j - 1, -1, -1):
-        earlier = events[i]
-        if i in ordered or not conflict(earlier, later):
-            continue
-        if earlier.tid != later.tid:
-            if not later.acquires.isdisjoint(earlier.releases):
-                continue  # never enabled together: j waited for i
-            yield i
-        ordered.update(_happens_before(events, i))
-
-
-def _happens_before(events: list[Event], j: int) -> set[int]:
-    """Every ``i < j`` that happens before event ``j`` (a chain of conflicts)."""
-    before: set[int] = set()
-    frontier = [j]
-    while frontier:
-        k = frontier.pop()
-        for i in range(k - 1, -1, -1):
-            if i not in before and conflict(events[i], events[k]):
-                before.add(i)
-                frontier.append(i)
-    return before
-
-
-def _initials(events: list[Event], i: int, j: int) -> set[int]:
-    """The threads that can start ``v``: the events after ``i`` not ordered
-    after it, then event ``j`` (what runs instead of ``i``'s event)."""
-    after_i = {i}
-    v: list[Event] = []
-    for k in range(i + 1, j):
-        if any(conflict(events[m], events[k]) for m in after_i):
-            after_i.add(k)
-        else:
-            v.append(events[k])
-    v.append(events[j])
-    initials: set[int] = set()
-    for index, event in enumerate(v):
-        if not any(conflict(earlier, event) for earlier in v[:index]):
-            initials.add(event.tid)
-    return initials
