@@ -41,7 +41,8 @@ if TYPE_CHECKING:
 
 EXPLORE_STATUS_HELP = f"""\
 exit status:
-  0    the budget was spent (or the strategy exhausted) without a failure; not a proof
+  0    the budget was spent (or the strategy exhausted) without a failure; not a proof,
+       unless dpor printed "every interleaving explored"
   {SCHEDULE_FAILED}    a schedule failed: the shrunk schedule and its replay command are printed
   {USAGE_ERROR}    usage error; or inconclusive: no schedule ran, or the program cannot start
   {INTERRUPTED}  interrupted by Ctrl-C (143: by SIGTERM)
@@ -310,6 +311,9 @@ def _write_outcome(path: str, result: ExploreResult) -> bool:
         "token": result.token,
         "schedules": result.schedules,
         "distinct": result.distinct,
+        "exhausted": result.exhausted,
+        "proof": result.proof,
+        "bounded_by": list(result.thinned),
         "failure": None
         if failure is None
         else {

@@ -27,6 +27,7 @@ def start(
     *,
     include: Sequence[str] = (),
     edges: Sequence[Callable[[], Callable[[], None]]] = (),
+    detect: bool = True,
 ) -> None:
     """Record races in user modules imported from now on, into ``recorder``
     (None: into the one each schedule gives :func:`begin`).
@@ -34,7 +35,13 @@ def start(
     Modules under ``include`` already imported (a library the runner itself
     imported) are rewritten in place. ``edges`` are more hand-offs to carry
     happens-before (the reactor package's): each installs, and returns its undo.
+    ``detect=False``: user modules are only rewritten, for the footprints of
+    :mod:`._footprint`; no race is looked for.
     """
+    if not detect:
+        _hook.install(is_user_file)
+        _rewrite_imported(include)
+        return
     _threads.track_thread_starts()
     # A race in an included library is reported at its lines, not folded away.
     _stacks.register_user_paths([os.path.abspath(path) for path in include])

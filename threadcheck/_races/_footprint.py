@@ -10,6 +10,13 @@ location for every account), and a synchronisation object by its type and the
 line that made it. Two objects confused is a conflict too many, never one
 missed: the search does more, and stays right.
 
+A wait is not a look: a thread that blocks on a lock, a queue, an event or a
+join records nothing of it in that step. The step that ends its wait records
+the object, and *acquires* it: it could not have run before the release that
+woke it (had that release come first, it would not have blocked, and gone on
+to the same state). A condition's waiter does record its wait, since a notify
+before it is lost.
+
 Thread safety: only the thread holding the scheduler's turn runs, so the sets
 need no lock; a thread outside the scheduler that runs rewritten code meanwhile
 can only add conflicts.

@@ -250,8 +250,10 @@ class Scheduler:
         """A strategy that reasons on what each step touched (DPOR) is told, with
         this, where each step of a thread ends: where another thread could run
         next, and where time passes (:data:`TIME`)."""
-        self.fairness_turns = 0
-        """Turns handed on by :data:`FAIRNESS_BOUND`, not by the strategy."""
+        self.thinned: set[str] = set()
+        """Why some interleavings of this schedule had no scheduling point: the
+        fairness bound handed a turn on, a long loop's later steps were not all
+        points, real I/O moved the clock. An exhausted search is no proof then."""
 
     # -- threads ---------------------------------------------------------------
 
@@ -293,7 +295,7 @@ class Scheduler:
             raise Abort
         if _footprint.collecting:  # it could not run before its start
             _footprint.acquires.add(("thread", thread.tid))
-            _footprint.touch(("thread", thread.tid))
+            _footprint.looked_at(("thread", thread.tid))
 
     def exit(self, thread: ControlledThread) -> None:
         """In a thread whose body ended: hand the turn on without waiting for it back."""
@@ -307,8 +309,8 @@ class Scheduler:
             self.wake(joiner)
         thread.joiners.clear()
         self._by_ident.pop(thread.ident or 0, None)
-        self._ended(thread.tid)
         try:
+            self._ended(thread.tid)
             following = self._next_after(thread)
         except Abort:  # the strategy failed choosing (it failed the schedule): tear down
             following = self._next_to_abort()
@@ -363,7 +365,7 @@ class Scheduler:
         """``current`` kept the turn for :data:`FAIRNESS_BOUND` points while others
         could run (it spins, waiting for one of them): the next in turn runs, not
         asked of the strategy, so no strategy starves a thread into a false livelock."""
-        self.fairness_turns += 1
+        self.thinned.add(f"the fairness bound ({FAIRNESS_BOUND} points in a row)")
         others = [tid for tid in runnable if tid != current.tid]
         chosen = next((tid for tid in others if tid > current.tid), others[0])
         self.preemptions[self.step] = (
@@ -377,7 +379,10 @@ class Scheduler:
         first :data:`LOOP_STEPS` of the schedule, then the 128th, 256th, ..."""
         hits = self._loop_hits.get(where, 0) + 1
         self._loop_hits[where] = hits
-        return hits <= LOOP_STEPS or hits & (hits - 1) == 0
+        if hits <= LOOP_STEPS or hits & (hits - 1) == 0:
+            return True
+        self.thinned.add(f"loops past {LOOP_STEPS} steps (not every step a point)")
+        return False
 
     def block(self, why: str, deadline: float | None = None, on: object = None) -> None:
         """The running thread waits until another wakes it, or until ``deadline``.
@@ -410,6 +415,7 @@ class Scheduler:
 
     def advance(self, seconds: float) -> None:
         """Move virtual time on (a reactor that waited on real sockets)."""
+        self.thinned.add("real I/O (its timing is not controlled)")
         self.now += seconds
 
     def drain(self, me: ControlledThread) -> None:
@@ -495,8 +501,14 @@ class Scheduler:
 
     def _ended(self, tid: int) -> None:
         """A step of ``tid`` (or time passing) ends: the strategy that asked is told."""
-        if self._step_ended is not None and not self.aborting:
+        if self._step_ended is None or self.aborting:
+            return
+        try:
             self._step_ended(tid)
+        except Exception as error:
+            self.strategy_error = error
+            self.fail(Failure("divergence", str(error)))
+            raise Abort from None
 
     def _decide(self, runnable: list[int], current: int | None) -> int:
         try:

@@ -15,11 +15,11 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from threadcheck._sched import _token
-from threadcheck._sched._core import BLOCKED
+from threadcheck._sched._core import BLOCKED, format_seconds
 from threadcheck._sched._points import DEFAULT_GRANULARITY
 from threadcheck._sched._report import ExploreResult, ScheduleRun
 from threadcheck._sched._runner import (
@@ -105,6 +105,8 @@ def explore(
     chosen = parse_strategy(strategy, seed)
     if shard.count > 1 and not getattr(chosen, "shardable", True):
         raise ValueError(f"the {strategy} strategy cannot be sharded: it searches in order")
+    if getattr(chosen, "needs_footprints", False):
+        settings = replace(settings, footprints=True)
     env = environment(settings)
     started = time.monotonic()
     about = _About(target, strategy or "portfolio", seed, budget, env, started, replay_command)
@@ -112,6 +114,7 @@ def explore(
     ran = 0
     exhausted = False
     spent_before_any = False
+    thinned: set[str] = set()
     with Explorer(target, settings, random_seed=seed) as explorer:
         warm = explorer.warm_up()
         if warm.failure is not None and warm.failure.kind == BLOCKED:
@@ -126,6 +129,7 @@ def explore(
                 exhausted = True
                 break
             ran += 1
+            thinned |= run.thinned
             digests.add(_decisions_key(run))
             if progress is not None:
                 progress(ran, 0, time.monotonic() - started)
@@ -137,6 +141,9 @@ def explore(
         distinct=len(digests),
         seconds=time.monotonic() - started,
         exhausted=exhausted,
+        proof=exhausted and chosen.__class__.__name__ == "Dpor" and not thinned,
+        thinned=tuple(sorted(thinned)),
+        scope=_scope(settings),
         strategy=about.strategy,
         seed=seed,
         target=target.description,
@@ -144,6 +151,16 @@ def explore(
         environment=env,
         budget_spent_before_any=spent_before_any,
     )
+
+
+def _scope(settings: Settings) -> str:
+    """What "every interleaving" is within, as the proof says it."""
+    held = (
+        f"threads held at most {format_seconds(settings.max_delay)} while time passes"
+        if settings.max_delay
+        else "time passing only when every thread waits"
+    )
+    return f"points at granularity {settings.granularity!r}, {held}"
 
 
 @dataclass(frozen=True)

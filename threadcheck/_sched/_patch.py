@@ -399,8 +399,6 @@ def _controlled_join(original: Callable[..., None]) -> Any:
         target: ControlledThread = owner[1]
         if target.finished:  # else it blocks: a switch here would be no preemption
             scheduler.point("sync", "thread.join")
-        if _footprint.collecting:
-            _footprint.reads.add(("thread", target.tid))
         deadline = None if timeout is None else scheduler.now + timeout
         while not target.finished:
             if deadline is not None and scheduler.now >= deadline:
@@ -409,6 +407,9 @@ def _controlled_join(original: Callable[..., None]) -> Any:
             scheduler.block(
                 f"join of T{target.tid} ({target.name})", deadline, ("thread", target.tid)
             )
+        if _footprint.collecting:  # after its end: see Scheduler.exit
+            _footprint.acquires.add(("thread", target.tid))
+            _footprint.looked_at(("thread", target.tid))
         original(self, 5.0)  # the OS thread is leaving: it needs no turn to finish
 
     return join

@@ -38,6 +38,13 @@ def _changed(obj: Any) -> None:
         _footprint.writes.add(_key(obj))
 
 
+def _acquired(obj: Any) -> None:
+    """``obj`` taken: only after whoever held it released it (see ``Event.acquires``)."""
+    if _footprint.collecting:
+        _footprint.writes.add(_key(obj))
+        _footprint.acquires.add(_key(obj))
+
+
 def _key(obj: Any) -> Any:
     return obj._footprint_key
 
@@ -96,12 +103,13 @@ class Lock:
             return acquired
         scheduler, me = here
         scheduler.point("sync", "lock.acquire")
-        _changed(self)
         deadline = _deadline(scheduler, timeout) if blocking else scheduler.now
         while self._locked:
             if not _wait(scheduler, me, self._waiters, "lock", deadline, self):
+                _looked_at(self)
                 return False
         self._locked = True
+        _acquired(self)
         receive(self._sent)
         return True
 
@@ -304,12 +312,12 @@ class Event:
             return self._real_wait(timeout)
         scheduler, me = here
         scheduler.point("sync", "event.wait")
-        _looked_at(self)
         deadline = _deadline(scheduler, timeout)
         while not self._flag:
             if not _wait(scheduler, me, self._waiters, "event", deadline, self):
-                return self._received(self._flag)
-        return self._received(True)
+                break
+        _looked_at(self)
+        return self._received(self._flag)
 
     def _received(self, flag: bool) -> bool:
         if flag:
@@ -341,11 +349,12 @@ class Semaphore:
             raise RuntimeError("a scheduled Semaphore acquired outside the scheduler")
         scheduler, me = here
         scheduler.point("sync", "semaphore.acquire")
-        _changed(self)
         deadline = _deadline(scheduler, timeout) if blocking else scheduler.now
         while self._value == 0:
             if not _wait(scheduler, me, self._waiters, "semaphore", deadline, self):
+                _looked_at(self)
                 return False
+        _changed(self)
         self._value -= 1
         receive(self._sent)
         return True
@@ -406,6 +415,10 @@ class Queue(Generic[T]):
         _looked_at(self)
         return len(self.queue)
 
+    def _has_items(self) -> bool:
+        # Not qsize(): waiting is no look at the queue (see _footprint); what ends it is.
+        return bool(self.queue)
+
     def empty(self) -> bool:
         return not self.qsize()
 
@@ -419,11 +432,11 @@ class Queue(Generic[T]):
         else:
             scheduler, me = here
             scheduler.point("sync", "queue.put")
-            _changed(self)
             deadline = _deadline(scheduler, timeout) if block else scheduler.now
-            while self.full():
+            while 0 < self.maxsize <= len(self.queue):
                 if not _wait(scheduler, me, self._putters, "queue.put (full)", deadline, self):
                     raise _queue.Full
+            _changed(self)
             _wake_all(scheduler, self._getters)
         self._sent = merge(self._sent, send())
         self._put(item)
@@ -436,11 +449,12 @@ class Queue(Generic[T]):
         else:
             scheduler, me = here
             scheduler.point("sync", "queue.get")
-            _changed(self)
             deadline = _deadline(scheduler, timeout) if block else scheduler.now
-            while not self.qsize():
+            while not self._has_items():
                 if not _wait(scheduler, me, self._getters, "queue.get (empty)", deadline, self):
+                    _looked_at(self)
                     raise _queue.Empty
+            _changed(self)
             _wake_all(scheduler, self._putters)
         receive(self._sent)
         return self._get()
@@ -474,9 +488,9 @@ class Queue(Generic[T]):
             self._unscheduled(bool(self.unfinished_tasks), True, RuntimeError)
             return
         scheduler, me = here
-        _looked_at(self)
         while self.unfinished_tasks:
             _wait(scheduler, me, self._joiners, "queue.join", None, self)
+        _looked_at(self)
 
 
 class LifoQueue(Queue[T]):

@@ -26,6 +26,8 @@ class ScheduleRun:
     steps: int
     digest: str
     thread_names: list[str]
+    thinned: frozenset[str] = frozenset()
+    """Why some interleavings had no scheduling point (see ``Scheduler.thinned``)."""
     longest_hold: tuple[float, str] | None = None
     """The longest a thread was held while time passed: (seconds, the thread)."""
 
@@ -48,6 +50,14 @@ class ExploreResult:
     target: str
     seconds: float = 0.0
     exhausted: bool = False
+    proof: bool = False
+    """Exhausted by the ``dpor`` search with every interleaving of the program's
+    points in reach: no schedule within those points fails."""
+    thinned: tuple[str, ...] = ()
+    """Why some interleavings had no scheduling point (an exhausted search is
+    then no proof)."""
+    scope: str = ""
+    """What "every interleaving" was within: the points and the time bound."""
     failure: Failure | None = None
     run: ScheduleRun | None = None
     """The failing schedule as reported (shrunk)."""
@@ -160,6 +170,18 @@ def _clean_summary(result: ExploreResult) -> str:
         return (
             f"threadcheck: inconclusive: no schedule ran ({result.budget} was spent before "
             "the first one started); nothing was explored\n"
+        )
+    if result.proof:
+        return (
+            f"threadcheck: every interleaving explored ({plural(result.schedules, 'schedule')}"
+            f", {result.seconds:.1f} s): no failure possible within these points "
+            f"({result.scope})\n"
+        )
+    if result.exhausted and result.thinned:
+        return (
+            f"threadcheck: {plural(result.schedules, 'schedule')} in {result.seconds:.1f} s, "
+            f"no failure; the search finished, but it is not a proof: some interleavings "
+            f"had no scheduling point, by {'; '.join(result.thinned)}\n"
         )
     what = (
         "every schedule the strategy can produce"

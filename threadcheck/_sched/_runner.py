@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from threadcheck import __version__ as threadcheck_version
 from threadcheck import _stacks, _threads
-from threadcheck._races import _detector
+from threadcheck._races import _detector, _footprint
 from threadcheck._sched import _order, _token
 from threadcheck._sched._carriers import Carriers
 from threadcheck._sched._core import (
@@ -76,6 +76,9 @@ class Settings:
     outside the scheduler's control."""
     races: bool = False
     """A data race (:mod:`threadcheck._races`) fails the schedule it happens in."""
+    footprints: bool = False
+    """User code is rewritten and each step's footprint gathered (the ``dpor``
+    strategy's dependence, :mod:`threadcheck._races._footprint`)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.max_delay < float("inf"):  # refuses nan too
@@ -151,6 +154,9 @@ class Explorer:
             from threadcheck_reactor import _race_edges  # every ThreadPool's jobs, as run's
 
             _detector.start(None, self.is_user, edges=[_race_edges.install])
+        elif self.settings.footprints:
+            _detector.start(None, self.is_user, include=self.settings.include, detect=False)
+        if self.settings.races or self.settings.footprints:
             rewrite_for_races = getattr(self.target, "rewrite_for_races", None)
             if rewrite_for_races is not None:
                 rewrite_for_races()
@@ -169,7 +175,7 @@ class Explorer:
             self.carriers.close()
             self.instrumentation.stop()
         finally:
-            if self.settings.races:
+            if self.settings.races or self.settings.footprints:
                 _detector.stop()
             self.watchdog.stop()
             _restart_log_echo(self._log_echo)
@@ -222,6 +228,7 @@ class Explorer:
         target_failure: Failure | None = None
         interrupted = False
         misuse: TargetError | None = None
+        _footprint.collecting = getattr(strategy, "needs_footprints", False)
         activate(scheduler)
         me = scheduler.adopt_current(threading.current_thread().name)
         # settrace (3.10, 3.11) is unset in a thread whose trace function raised,
@@ -249,6 +256,7 @@ class Explorer:
             scheduler.fail(thread_failure(me.name, error))
         finally:
             scheduler.drain(me)
+            _footprint.collecting = False
             self.watchdog.watch(None)
             scheduler.release_adopted(me)
             activate(None)
@@ -328,6 +336,7 @@ def _schedule_run(index: int, scheduler: Scheduler, failure: Failure | None) -> 
         steps=scheduler.step,
         digest=_token.digest(points),
         thread_names=[t.name for t in scheduler.threads],
+        thinned=frozenset(scheduler.thinned),
         longest_hold=scheduler.longest_hold,
     )
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from threadcheck._sched._core import Strategy
 from threadcheck._sched.strategies.bounded import BoundedPreemption
+from threadcheck._sched.strategies.dpor import Dpor
 from threadcheck._sched.strategies.pct import PCT
 from threadcheck._sched.strategies.plan import Plan
 from threadcheck._sched.strategies.portfolio import Portfolio
@@ -16,7 +17,7 @@ from threadcheck._sched.strategies.random_walk import RandomWalk
 from threadcheck._sched.strategies.replay import Replay, ReplayDivergenceError
 
 DEFAULT = "portfolio"
-SPELLINGS = "portfolio, random, pct:DEPTH (e.g. pct:3), bounded:PREEMPTIONS (e.g. bounded:2)"
+SPELLINGS = "portfolio, random, pct:DEPTH (e.g. pct:3), bounded:PREEMPTIONS (e.g. bounded:2), dpor"
 
 
 def parse(spec: str | None, seed: int) -> Strategy:
@@ -31,6 +32,8 @@ def parse(spec: str | None, seed: int) -> Strategy:
             return PCT(int(argument or 3), seed)
         if name == "bounded":
             return BoundedPreemption(int(argument or 2))
+        if name == "dpor" and not argument:
+            return Dpor()
     except ValueError:
         pass
     raise ValueError(f"unknown strategy {spec!r}: use {SPELLINGS}")
@@ -45,6 +48,7 @@ __all__ = [
     "DEFAULT",
     "PCT",
     "BoundedPreemption",
+    "Dpor",
     "Plan",
     "Portfolio",
     "RandomWalk",

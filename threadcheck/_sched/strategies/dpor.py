@@ -1,0 +1,67 @@
+"""Dynamic partial-order reduction: every meaningfully different schedule, once.
+
+Source-DPOR with sleep sets (:mod:`threadcheck._sched._dpor`) over the
+scheduler's steps. A step is a thread's run from where another thread could
+have run to the next such place; what it touched (its footprint, gathered by
+:mod:`threadcheck._races._footprint` from rewritten user code and the
+scheduler's primitives) says which steps conflict. Two schedules that order
+every pair of conflicting steps alike are equivalent, and only one of them
+runs. When no race is left to reverse, the search is exhausted: every
+schedule of the program, within its scheduling points, was covered.
+
+Time passing (:data:`~threadcheck._sched._core.TIME`) is a step that
+conflicts with every other, since everything may read the clock. Each
+schedule replays a prefix of the previous one's choices and then goes on
+with the first thread the search allows, so schedules follow one another:
+the strategy cannot be sharded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from threadcheck._races import _footprint
+from threadcheck._sched._core import TIME
+from threadcheck._sched._dpor import EVERYTHING, Event, SourceDpor
+
+_EVERYTHING = frozenset({EVERYTHING})
+
+
+class Dpor:
+    shardable = False
+    needs_footprints = True
+    """The explorer rewrites user code and gathers what each step touched."""
+
+    def __init__(self) -> None:
+        self.search = SourceDpor()
+        self._chose = False
+        self._started = False
+
+    def new_execution(self, index: int) -> bool:
+        if self._started:
+            self.search.end()
+        self._started = True
+        _footprint.clear()
+        self._chose = False
+        return self.search.begin()
+
+    def next_thread(self, runnable: Sequence[int], current: int | None, step: int) -> int:
+        self._chose = True
+        return self.search.choose(runnable)
+
+    def step_ended(self, tid: int) -> None:
+        """The scheduler's word that a step of ``tid`` (or time passing) ended."""
+        if not self._chose:
+            self.search.choose((tid,))  # no other thread could run: no decision was asked
+        self._chose = False
+        reads, writes, acquires, releases = _footprint.take()
+        if tid == TIME:
+            writes = _EVERYTHING
+        self.search.ran(Event(tid, reads, writes, acquires, releases))
+
+    def next_int(self, bound: int) -> int:
+        raise RuntimeError("dpor: a nondeterministic choice other than a thread's is not searched")
+
+    @property
+    def exhausted(self) -> bool:
+        return self.search.exhausted
