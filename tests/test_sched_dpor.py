@@ -9,6 +9,7 @@ interleavings where operations commute.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import pytest
@@ -27,7 +28,8 @@ def _event(tid: int, op: Op) -> Event:
     if kind == "r":
         return Event(tid, reads=frozenset({name}))
     if kind == "acq":
-        return Event(tid, writes=frozenset({name}), acquires=frozenset({name}))
+        lock = frozenset({name})
+        return Event(tid, writes=lock, acquires=lock, exclusive=lock)
     if kind == "rel":
         return Event(tid, writes=frozenset({name}), releases=frozenset({name}))
     return Event(tid, writes=frozenset({name}))
@@ -218,5 +220,141 @@ def test_every_class_of_random_programs_is_explored(program: Program) -> None:
     assume(sum(map(len, program)) <= 10)  # brute force stays fast: at most 113,400 interleavings
     interleavings, expected = brute_force(program)
     search, explored = with_dpor(program)
+    assert explored == expected
+    assert search.executions <= interleavings
+
+
+# Steps of several operations, as the scheduler reports them: a lock taken, the
+# critical section's accesses and the release can be one step, when no other
+# thread could run at the points in between.
+
+StepProgram = list[list[list[Op]]]  # threads -> steps -> operations
+
+
+def _step_event(tid: int, ops: list[Op]) -> Event:
+    events = [_event(tid, op) for op in ops]
+    taken = frozenset(name for kind, name in ops if kind == "acq")
+    held_before = frozenset(  # released before the step takes it (if it does)
+        name
+        for index, (kind, name) in enumerate(ops)
+        if kind == "rel" and ("acq", name) not in ops[:index]
+    )
+    return Event(
+        tid,
+        reads=frozenset().union(*(e.reads for e in events)),
+        writes=frozenset().union(*(e.writes for e in events)),
+        acquires=taken,
+        releases=held_before,
+        exclusive=taken,
+    )
+
+
+class _StepRun(_Run):
+    def __init__(self, program: StepProgram) -> None:
+        super().__init__([])
+        self.steps = program
+        self.pc = [0] * len(program)
+
+    def enabled(self) -> list[int]:
+        ready = []
+        for tid, steps in enumerate(self.steps):
+            if self.pc[tid] == len(steps):
+                continue
+            taken = {name for kind, name in steps[self.pc[tid]] if kind == "acq"}
+            if any(self.owner.get(name, tid) != tid for name in taken):
+                continue
+            ready.append(tid)
+        return ready
+
+    def step(self, tid: int) -> Event:
+        ops = self.steps[tid][self.pc[tid]]
+        for kind, name in ops:
+            if kind == "acq":
+                self.owner[name] = tid
+            elif kind == "rel":
+                del self.owner[name]
+        event = _step_event(tid, ops)
+        self.trace.append((tid, self.pc[tid], event))
+        self.pc[tid] += 1
+        return event
+
+    def pending(self) -> list[Event]:
+        return [
+            _step_event(tid, steps[self.pc[tid]])
+            for tid, steps in enumerate(self.steps)
+            if self.pc[tid] < len(steps)
+        ]
+
+
+def _step_classes(program: StepProgram) -> tuple[int, set[Class]]:
+    classes: set[Class] = set()
+    count = 0
+    run = _StepRun(program)
+
+    def extend() -> None:
+        nonlocal count
+        enabled = run.enabled()
+        if not enabled:
+            count += 1
+            classes.add(run.equivalence_class())
+            return
+        for tid in enabled:
+            pc, owner, length = list(run.pc), dict(run.owner), len(run.trace)
+            run.step(tid)
+            extend()
+            run.pc, run.owner = pc, owner
+            del run.trace[length:]
+
+    extend()
+    return count, classes
+
+
+def _dpor_steps(program: StepProgram) -> tuple[SourceDpor, set[Class]]:
+    search = SourceDpor()
+    classes: set[Class] = set()
+    while search.begin():
+        run = _StepRun(program)
+        run.run(search.choose, search.ran)
+        search.end(run.pending())
+        classes.add(run.equivalence_class())
+        assert search.executions < 10_000
+    return search, classes
+
+
+def test_a_whole_critical_section_in_one_step_races_with_the_other_thread_s() -> None:
+    # Each thread takes the lock, updates x and lets go in one step: both orders.
+    program: StepProgram = [[locked("l", rw("x"))], [locked("l", rw("x"))]]
+    _, expected = _step_classes(program)
+    _, explored = _dpor_steps(program)
+    assert explored == expected and len(expected) == 2
+    # The lock taken in one step, the update and release in the next.
+    program = [
+        [[("acq", "l")], [*rw("x"), ("rel", "l")]],
+        [[("acq", "l"), *rw("x")], [("rel", "l")]],
+    ]
+    _, expected = _step_classes(program)
+    _, explored = _dpor_steps(program)
+    assert explored == expected and len(expected) == 2
+
+
+@st.composite
+def step_programs(draw: st.DrawFn) -> StepProgram:
+    threads = []
+    for _ in range(draw(st.integers(2, 3))):
+        ops = _thread_ops(draw)
+        cuts = sorted(draw(st.sets(st.integers(1, max(1, len(ops) - 1)), max_size=len(ops))))
+        bounds = [0, *[c for c in cuts if c < len(ops)], len(ops)]
+        threads.append([ops[a:b] for a, b in itertools.pairwise(bounds) if a < b])
+    return threads
+
+
+@settings(max_examples=100, deadline=None, phases=[Phase.generate, Phase.shrink])
+@given(step_programs())
+def test_every_class_of_random_programs_of_many_operation_steps_is_explored(
+    program: StepProgram,
+) -> None:
+    assume(sum(map(len, program)) <= 9)
+    interleavings, expected = _step_classes(program)
+    search, explored = _dpor_steps(program)
     assert explored == expected
     assert search.executions <= interleavings

@@ -86,6 +86,8 @@ class ScheduledMixin(ThreadCheckMixin):
         return reused
 
     def seconds(self) -> float:
+        if _footprint.collecting:
+            _footprint.looked_at(_footprint.CLOCK)
         return self._scheduler.now
 
     def callFromThread(self, f: Callable[..., Any], *args: object, **kwargs: object) -> None:

@@ -36,10 +36,14 @@ CONTAINERS = (
 a mutating one writes the container as a whole."""
 
 
+_LOAD = ("load",)
+_STORE = ("store", "delete")
+
+
 def ra(obj: Any, name: str, site: int) -> Any:
     """``obj.name`` is read."""
     if _footprint.collecting:
-        _footprint.read(obj, name)
+        _footprint.expect(obj, name, _LOAD, False)
     if enabled:
         tc = clocks.get(get_ident()) or current()
         # Inline, the common case: this thread read it already since its
@@ -58,7 +62,7 @@ def ra(obj: Any, name: str, site: int) -> Any:
 def wa(obj: Any, name: str, site: int) -> Any:
     """``obj.name`` is assigned or deleted."""
     if _footprint.collecting:
-        _footprint.write(obj, name)
+        _footprint.expect(obj, name, _STORE, True)
     if enabled:
         _written(obj, name, site, "write")
     return obj
@@ -67,7 +71,8 @@ def wa(obj: Any, name: str, site: int) -> Any:
 def ua(obj: Any, name: str, site: int) -> Any:
     """``obj.name op= value``: read, then written."""
     if _footprint.collecting:
-        _footprint.write(obj, name)
+        _footprint.expect(obj, name, _LOAD, True)
+        _footprint.expect(obj, name, _STORE, True)
     if enabled:
         _written(obj, name, site, "update")
     return obj

@@ -89,3 +89,8 @@ def _rewrite_imported(include: Sequence[str]) -> None:
 
 def active() -> bool:
     return _access.enabled
+
+
+def rewriting() -> bool:
+    """Whether user modules are rewritten (races detected, or footprints gathered)."""
+    return _hook.installed()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import sys
+from _thread import get_ident
 from collections.abc import Hashable
 from typing import Any
 
@@ -37,6 +38,10 @@ acquires: set[Hashable] = set()
 """What the step was woken by: it could not have run before that release."""
 releases: set[Hashable] = set()
 """The waits the step ended (it woke their threads)."""
+waits: set[Hashable] = set()
+"""What the step ended blocked on."""
+exclusive: set[Hashable] = set()
+"""The locks among ``acquires``."""
 
 _KEYS = (str, int, float, bytes, bool, type(None))
 _OWN = os.path.dirname(os.path.dirname(__file__))  # the threadcheck package's folder
@@ -48,6 +53,10 @@ def location(obj: Any, key: Any) -> Hashable:
         key = "*"  # an object as a key: every such key is one location
     return type(obj).__qualname__, key
 
+
+CLOCK: Hashable = ("clock",)
+"""Virtual time: read by the clocks and every wait with a deadline, written
+by time passing."""
 
 WHOLE: Hashable = ("whole",)
 """The key of a container as a whole: its size, its order, what iterating it sees."""
@@ -61,17 +70,25 @@ def write(obj: Any, key: Any) -> None:
     writes.add(location(obj, key))
 
 
+_made: dict[tuple[str, int], int] = {}
+"""Synchronisation objects made at each line so far in this schedule."""
+
+
 def name_at_creation(obj: Any) -> None:
     """Name the synchronisation object ``obj`` (its ``_footprint_key``) by its type
-    and, while collecting, the first line outside threadcheck that is making it."""
+    and, while collecting, the first line outside threadcheck that is making it
+    and how many that line made before in the schedule: the same in every
+    schedule up to where two of them part, and they only compare steps taken
+    from one state."""
     if not collecting:
         obj._footprint_key = ("sync", type(obj).__qualname__)
         return
     frame = sys._getframe(2)
     while frame is not None and frame.f_code.co_filename.startswith(_OWN):
         frame = frame.f_back  # type: ignore[assignment]
-    where = (frame.f_code.co_filename, frame.f_lineno) if frame is not None else None
-    obj._footprint_key = ("sync", type(obj).__qualname__, where)
+    where = (frame.f_code.co_filename, frame.f_lineno) if frame is not None else ("?", 0)
+    made = _made[where] = _made.get(where, 0) + 1
+    obj._footprint_key = ("sync", type(obj).__qualname__, where, made)
 
 
 def touch(key: Hashable) -> None:
@@ -84,18 +101,84 @@ def looked_at(key: Hashable) -> None:
     reads.add(key)
 
 
+# An attribute's helper runs just before the instruction that accesses it, and
+# the scheduling point of that access comes between them: what the helper saw
+# belongs to the step that point starts. So it waits here, for each thread,
+# until the point of its access (matched by name and operation) or the end of
+# the thread's step, whichever comes first.
+_pending: dict[int, list[list[Any]]] = {}
+"""Thread ident -> [attribute name, operations, location, written, times carried]."""
+CARRY_LIMIT = 8
+"""Steps an unmatched access is recorded in (its point may be a few steps away:
+the right-hand side of ``self.total += work()`` has its own)."""
+
+
+def expect(obj: Any, name: str, operations: tuple[str, ...], written: bool) -> None:
+    """``obj.name`` is about to be accessed by the next point's instruction."""
+    _pending.setdefault(get_ident(), []).append(
+        [name, operations, location(obj, name), written, 0]
+    )
+
+
+def at_point(ident: int, detail: str) -> list[tuple[Hashable, bool]]:
+    """The accesses ``ident`` expects of the point described by ``detail``
+    (``counter.total (store)``), taken from those it waits for."""
+    waiting = _pending.get(ident)
+    if not waiting:
+        return []
+    head, _, tail = detail.rpartition(" (")
+    name, operation = head.rpartition(".")[2], tail[:-1]
+    matched = [entry for entry in waiting if entry[0] == name and operation in entry[1]]
+    if matched:
+        waiting[:] = [entry for entry in waiting if entry not in matched]
+    return [(entry[2], entry[3]) for entry in matched]
+
+
+def record(accesses: list[tuple[Hashable, bool]]) -> None:
+    for loc, written in accesses:
+        (writes if written else reads).add(loc)
+
+
+def step_ends(ident: int) -> None:
+    """``ident``'s step ends. An access expected in an earlier step and still
+    not met may have been done without a point (an assertion's internals): it
+    is recorded in this step and the next ones, until met or carried long enough.
+    One expected in this step is not: its point is still to come."""
+    waiting = _pending.get(ident)
+    if not waiting:
+        return
+    for entry in waiting:
+        if entry[4]:
+            (writes if entry[3] else reads).add(entry[2])
+        entry[4] += 1
+    waiting[:] = [entry for entry in waiting if entry[4] < CARRY_LIMIT]
+
+
 def take() -> tuple[frozenset[Hashable], ...]:
-    """The step's (reads, writes, acquires, releases), and a fresh start for the next."""
-    taken = (frozenset(reads), frozenset(writes), frozenset(acquires), frozenset(releases))
-    reads.clear()
-    writes.clear()
-    acquires.clear()
-    releases.clear()
+    """The step's (reads, writes, acquires, releases, exclusive, waits), and a
+    fresh start for the next."""
+    taken = (
+        frozenset(reads),
+        frozenset(writes),
+        frozenset(acquires),
+        frozenset(releases),
+        frozenset(exclusive),
+        frozenset(waits),
+    )
+    clear_step()
     return taken
 
 
-def clear() -> None:
+def clear_step() -> None:
     reads.clear()
     writes.clear()
     acquires.clear()
     releases.clear()
+    exclusive.clear()
+    waits.clear()
+
+
+def clear() -> None:
+    _pending.clear()
+    _made.clear()
+    clear_step()

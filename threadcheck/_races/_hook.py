@@ -66,6 +66,10 @@ def move_after(hook_type: str) -> None:
         sys.meta_path.insert(at, finder)
 
 
+def installed() -> bool:
+    return bool(_finder)
+
+
 def uninstall() -> None:
     while _finder:
         finder = _finder.pop()

@@ -303,8 +303,9 @@ class Scheduler:
             return  # the schedule went on without it
         thread.finished = True
         thread.waiting = None
-        if _footprint.collecting:
+        if _footprint.collecting:  # what a join waits for
             _footprint.touch(("thread", thread.tid))
+            _footprint.releases.add(("thread", thread.tid))
         for joiner in thread.joiners:
             self.wake(joiner)
         thread.joiners.clear()
@@ -333,7 +334,9 @@ class Scheduler:
         current = self._running
         if current is None or current.ident != get_ident():
             raise Abort("an abandoned thread woke up after its schedule")
+        accesses = _footprint.at_point(current.ident or 0, detail) if _footprint.collecting else []
         if self.holding:
+            _footprint.record(accesses)
             return
         self.progress += 1
         if self.aborting:
@@ -352,14 +355,20 @@ class Scheduler:
                 chosen = self._fair_turn(runnable, current)
             else:
                 chosen = self._decide(runnable, current.tid)
-            if chosen == current.tid:
+            if chosen != current.tid:
+                self._streak = 0
+                current.held_since = self.now
+                if chosen == TIME:
+                    chosen = self._let_time_pass().tid
+                self._switch(current, self.threads[chosen])
+            else:
                 self._streak += 1
-                return
-            self._streak = 0
-            current.held_since = self.now
-            if chosen == TIME:
-                chosen = self._let_time_pass().tid
-            self._switch(current, self.threads[chosen])
+        elif self._step_ended is not None:
+            # Every point ends a step for a strategy that is told, even with no
+            # other thread to run: a step is then the same code in every schedule.
+            self._ended(current.tid)
+        if accesses:  # the access this point is before: in the step it starts
+            _footprint.record(accesses)
 
     def _fair_turn(self, runnable: list[int], current: ControlledThread) -> int:
         """``current`` kept the turn for :data:`FAIRNESS_BOUND` points while others
@@ -398,6 +407,10 @@ class Scheduler:
         current.deadline = deadline
         if deadline is not None:
             self._timed[current.tid] = current
+            if _footprint.collecting:  # its end depends on the time now
+                _footprint.looked_at(_footprint.CLOCK)
+        if on is not None and _footprint.collecting:
+            _footprint.waits.add(on)
         current.blocked_frame = sys._getframe(1)
         self._ended(current.tid)
         following = self._next_after(current)
@@ -434,11 +447,17 @@ class Scheduler:
 
     def wake(self, thread: ControlledThread, by_time: bool = False) -> None:
         """``thread`` may run again (it rechecks what it waited for)."""
-        if thread.waiting_on is not None:
-            if not by_time and _footprint.collecting:
-                _footprint.releases.add(thread.waiting_on)
-                thread.woken_by = thread.waiting_on
-            thread.waiting_on = None
+        if _footprint.collecting and thread.waiting is not None:
+            # The step that woke it (time passing: the step of TIME) ends its wait,
+            # and the wait's object is changed for whoever else looks at it.
+            woken_by = ("woken", thread.tid) if by_time else thread.waiting_on
+            if woken_by is not None:
+                _footprint.releases.add(woken_by)
+                _footprint.touch(woken_by)
+                thread.woken_by = woken_by
+            if by_time and thread.waiting_on is not None:
+                _footprint.touch(thread.waiting_on)
+        thread.waiting_on = None
         if thread.waiting is not None:
             thread.held_since = self.now
         thread.waiting = None
@@ -503,6 +522,8 @@ class Scheduler:
         """A step of ``tid`` (or time passing) ends: the strategy that asked is told."""
         if self._step_ended is None or self.aborting:
             return
+        if tid != TIME:
+            _footprint.step_ends(self.threads[tid].ident or 0)
         try:
             self._step_ended(tid)
         except Exception as error:

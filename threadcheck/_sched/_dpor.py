@@ -38,8 +38,17 @@ class Event:
     """Locations written, and the synchronisation objects it operated on."""
     acquires: frozenset[Hashable] = frozenset()
     """What it had to wait for (a lock taken): no event that releases one of
-    these could have let it run first."""
+    these (and did not take it first itself) could have let it run first."""
     releases: frozenset[Hashable] = frozenset()
+    """What it made available: a lock it held before it (not one it took and let
+    go within it), an item put, an event set, a thread ended."""
+    exclusive: frozenset[Hashable] = frozenset()
+    """The locks among ``acquires``: held until released, by one thread at a time."""
+    waits: frozenset[Hashable] = frozenset()
+    """What it ended blocked on (it recorded no look at it: a wait is none).
+    A sleeping thread whose step blocked wakes in the sleep set when one of
+    these changes: from there its step would not block, and it must be free
+    to run, or every schedule that follows ends with it asleep, redundant."""
 
 
 def conflict(a: Event, b: Event) -> bool:
@@ -71,6 +80,11 @@ class _Node:
     taken: Event | None = None
     clock: Clock = field(default_factory=dict)
     """The taken event's vector clock (it included)."""
+    guides: dict[int, list[int]] = field(default_factory=dict)
+    """For a thread put in the backtrack set by a race: the threads of the rest of
+    that race's reversed order, followed when it runs from here (as optimal
+    DPOR's wakeup trees do), so that the execution reaches the reversed race
+    rather than an order a sleeping thread already covers."""
 
 
 class SourceDpor:
@@ -92,6 +106,7 @@ class SourceDpor:
         self._fresh = 0
         """The first event this execution ran past its replayed prefix: races
         between earlier events were analysed when they first ran."""
+        self._guide: list[int] = []
 
     @property
     def exhausted(self) -> bool:
@@ -119,7 +134,15 @@ class SourceDpor:
         if not awake:
             self._blocked = True  # what follows repeats an explored class
             return enabled[0]
-        return awake[0]
+        chosen = awake[0]
+        if self._guide:
+            wanted = self._guide.pop(0)
+            if wanted in awake:
+                chosen = wanted
+            else:
+                self._guide.clear()  # it went elsewhere: the search's own order from here
+        node.backtrack.add(chosen)
+        return chosen
 
     def ran(self, event: Event) -> None:
         """The chosen thread's step, with its footprint."""
@@ -159,10 +182,11 @@ class SourceDpor:
             sleep = {
                 tid: event
                 for tid, event in candidates.items()
-                if tid != taken.tid and not conflict(event, taken)
+                if tid != taken.tid
+                and not conflict(event, taken)
+                and event.waits.isdisjoint(taken.writes)
             }
         node = _Node(enabled, sleep)
-        node.backtrack.add(next((t for t in enabled if t not in sleep), enabled[0]))
         self._nodes.append(node)
         return node
 
@@ -191,50 +215,81 @@ class SourceDpor:
         assert later is not None
         for i in self._races(j, later):
             node = self._nodes[i]
-            initials = self._initials(i, j, later, clock) & set(node.enabled)
+            initials, order = self._initials(i, j, later, clock)
+            initials &= set(node.enabled)
             if node.backtrack & initials:
                 continue
-            # No initial can run here (it waited, or footprints missed a
-            # conflict): every thread that can is tried, to stay sound.
-            node.backtrack.update(sorted(initials)[:1] or node.enabled)
+            if not initials:
+                # No initial can run here (it waited, or footprints missed a
+                # conflict): every thread that can is tried, to stay sound.
+                node.backtrack.update(node.enabled)
+                continue
+            first = min(initials)
+            node.backtrack.add(first)
+            order.remove(first)  # its first event, which nothing in the order precedes
+            node.guides.setdefault(first, order)
 
     def _races(self, j: int, later: Event) -> Iterator[int]:
         """The events ``i < j`` that race with ``later`` (event ``j``): conflicting,
         of another thread, ordered before it by no event in between. A release
         that it waited for (it acquires what ``i`` released) is no race and
-        orders nothing: the acquire before that release is the one that races."""
+        orders nothing: the acquire before that release is the one that races.
+        Nor is what another thread did holding a lock ``later`` takes: ``later``
+        could not run inside that critical section, only before its acquire."""
         ordered: Clock = {}
+        held = self._held_before(j, later)
         for i in range(j - 1, -1, -1):
             earlier = self._event(i)
-            if not conflict(earlier, later):
+            if i in held or not conflict(earlier, later):
                 continue
             node = self._nodes[i]
             if ordered.get(earlier.tid, 0) >= node.clock[earlier.tid]:
                 continue  # happens before an event that conflicts with ``later``
             if earlier.tid != later.tid:
-                if not later.acquires.isdisjoint(earlier.releases):
+                if not later.acquires.isdisjoint(_handed_on(earlier)):
                     continue  # never enabled together: it waited for i
                 yield i
             for tid, count in node.clock.items():
                 if ordered.get(tid, 0) < count:
                     ordered[tid] = count
 
-    def _initials(self, i: int, j: int, later: Event, clock: Clock) -> set[int]:
-        """The threads that can start ``v``: the events between ``i`` and ``j`` not
-        ordered after ``i``, then ``later`` (what runs instead of ``i``'s event).
-        Each thread's first event in ``v`` starts it unless another event of
-        ``v`` happens before it."""
+    def _held_before(self, j: int, later: Event) -> set[int]:
+        """The events of the last critical sections, before ``j``, of the locks
+        ``later`` takes (from the event after the acquire to the release)."""
+        held: set[int] = set()
+        for lock in later.exclusive:
+            holder: int | None = None
+            for i in range(j - 1, -1, -1):
+                event = self._event(i)
+                if holder is None:
+                    if event.tid != later.tid and lock in event.releases:
+                        holder = event.tid
+                        held.add(i)
+                elif event.tid == holder:
+                    if lock in event.exclusive:
+                        break
+                    held.add(i)
+        return held
+
+    def _initials(self, i: int, j: int, later: Event, clock: Clock) -> tuple[set[int], list[int]]:
+        """The threads that can start ``v``, and ``v``'s threads in order: ``v``
+        is the events between ``i`` and ``j`` not ordered after ``i``, then
+        ``later`` (what runs instead of ``i``'s event). Each thread's first event
+        in ``v`` starts it unless another event of ``v`` happens before it."""
         origin = self._event(i).tid
         mark = self._nodes[i].clock[origin]
         firsts: dict[int, tuple[int, Clock]] = {}  # thread -> (its count, clock) at its first
         initials: set[int] = set()
+        order: list[int] = []
         for k in range(i + 1, j):
             node = self._nodes[k]
             if node.clock.get(origin, 0) >= mark:
                 continue  # after i
-            self._consider(self._event(k).tid, node.clock, firsts, initials)
+            order.append(self._event(k).tid)
+            self._consider(order[-1], node.clock, firsts, initials)
         self._consider(later.tid, clock, firsts, initials)
-        return initials
+        order.append(later.tid)
+        return initials, order
 
     @staticmethod
     def _consider(
@@ -252,7 +307,14 @@ class SourceDpor:
             left = sorted(node.backtrack - set(node.done) - set(node.sleep))
             if left:
                 self._prefix = [n.taken.tid for n in self._nodes[:-1] if n.taken] + [left[0]]
+                self._guide = list(node.guides.get(left[0], ()))
                 node.taken = None
                 return
             self._nodes.pop()
         self._exhausted = True
+
+
+def _handed_on(event: Event) -> frozenset[Hashable]:
+    """What ``event`` released for good: not what it took back (a queue it put
+    to after getting from it), but a lock it let go of and took again."""
+    return event.releases - (event.acquires - event.exclusive)

@@ -309,6 +309,8 @@ def _virtual_clock(real: Callable[[], Any]) -> Callable[[], Any]:
         if place is None or sys._getframe(1).f_code.co_filename.startswith(timing):
             return real()
         now = place[0].now
+        if _footprint.collecting:
+            _footprint.looked_at(_footprint.CLOCK)
         return int(now * scale) if scale else now
 
     clock.__name__ = real.__name__

@@ -39,10 +39,19 @@ def _changed(obj: Any) -> None:
 
 
 def _acquired(obj: Any) -> None:
-    """``obj`` taken: only after whoever held it released it (see ``Event.acquires``)."""
+    """``obj`` taken (a lock, a semaphore's unit, a FIFO queue's item, a set
+    event seen): never in place of a release of it before (see ``_dpor.Event``).
+    Had it come first, it would have waited for one, to the same state."""
     if _footprint.collecting:
         _footprint.writes.add(_key(obj))
         _footprint.acquires.add(_key(obj))
+
+
+def _released(obj: Any) -> None:
+    """``obj`` given back or made available: what a later ``_acquired`` waits for."""
+    if _footprint.collecting:
+        _footprint.writes.add(_key(obj))
+        _footprint.releases.add(_key(obj))
 
 
 def _key(obj: Any) -> Any:
@@ -110,6 +119,8 @@ class Lock:
                 return False
         self._locked = True
         _acquired(self)
+        if _footprint.collecting:
+            _footprint.exclusive.add(_key(self))
         receive(self._sent)
         return True
 
@@ -124,7 +135,10 @@ class Lock:
             raise RuntimeError("release unlocked lock")
         self._sent = send()
         self._locked = False
-        _changed(self)
+        if _footprint.collecting and _key(self) in _footprint.exclusive:
+            _changed(self)  # taken in this very step: it hands nothing on
+        else:
+            _released(self)
         _wake_all(scheduler, self._waiters)
         scheduler.point("sync", "lock.release")
 
@@ -297,7 +311,7 @@ class Event:
         here = _here()
         self._sent = merge(self._sent, send())
         self._flag = True
-        _changed(self)
+        _released(self)
         if here is not None:
             _wake_all(here[0], self._waiters)
             here[0].point("sync", "event.set")
@@ -316,6 +330,8 @@ class Event:
         while not self._flag:
             if not _wait(scheduler, me, self._waiters, "event", deadline, self):
                 break
+        if self._flag and _footprint.collecting:
+            _footprint.acquires.add(_key(self))
         _looked_at(self)
         return self._received(self._flag)
 
@@ -354,7 +370,7 @@ class Semaphore:
             if not _wait(scheduler, me, self._waiters, "semaphore", deadline, self):
                 _looked_at(self)
                 return False
-        _changed(self)
+        _acquired(self)
         self._value -= 1
         receive(self._sent)
         return True
@@ -364,7 +380,7 @@ class Semaphore:
     def release(self, n: int = 1) -> None:
         self._sent = merge(self._sent, send())
         self._value += n
-        _changed(self)
+        _released(self)
         here = _here()
         if here is not None:
             _wake_all(here[0], self._waiters)
@@ -389,6 +405,9 @@ class BoundedSemaphore(Semaphore):
 
 class Queue(Generic[T]):
     """``queue.Queue`` under the scheduler (``LifoQueue`` and ``PriorityQueue`` below)."""
+
+    _fifo = True
+    """A get takes what was put first: no put after it could change what it takes."""
 
     def __init__(self, maxsize: int = 0) -> None:
         self.maxsize = maxsize
@@ -436,7 +455,7 @@ class Queue(Generic[T]):
             while 0 < self.maxsize <= len(self.queue):
                 if not _wait(scheduler, me, self._putters, "queue.put (full)", deadline, self):
                     raise _queue.Full
-            _changed(self)
+            _released(self) if self._fifo else _changed(self)
             _wake_all(scheduler, self._getters)
         self._sent = merge(self._sent, send())
         self._put(item)
@@ -454,7 +473,7 @@ class Queue(Generic[T]):
                 if not _wait(scheduler, me, self._getters, "queue.get (empty)", deadline, self):
                     _looked_at(self)
                     raise _queue.Empty
-            _changed(self)
+            _acquired(self) if self._fifo else _changed(self)
             _wake_all(scheduler, self._putters)
         receive(self._sent)
         return self._get()
@@ -494,6 +513,8 @@ class Queue(Generic[T]):
 
 
 class LifoQueue(Queue[T]):
+    _fifo = False
+
     def _init(self, maxsize: int) -> None:
         self.queue = []
 
@@ -502,6 +523,8 @@ class LifoQueue(Queue[T]):
 
 
 class PriorityQueue(Queue[T]):
+    _fifo = False
+
     def _init(self, maxsize: int) -> None:
         self.queue = []
 

@@ -155,7 +155,7 @@ class ProgramTarget:
     def _execute(self) -> None:
         if self.script is not None:
             sys.argv = [self.script, *self.argv[1:]]
-            if _race_detector.active():
+            if _race_detector.rewriting():
                 _race_hook.run_script(self.script)  # rewritten, as its imports are
             else:
                 runpy.run_path(self.script, run_name="__main__")

@@ -9,8 +9,9 @@ every pair of conflicting steps alike are equivalent, and only one of them
 runs. When no race is left to reverse, the search is exhausted: every
 schedule of the program, within its scheduling points, was covered.
 
-Time passing (:data:`~threadcheck._sched._core.TIME`) is a step that
-conflicts with every other, since everything may read the clock. Each
+Time passing (:data:`~threadcheck._sched._core.TIME`) is a step too: it
+writes the clock (which the clocks, the reactor and every wait with a deadline
+read) and ends the waits that time out, which the waiters' next steps acquire. Each
 schedule replays a prefix of the previous one's choices and then goes on
 with the first thread the search allows, so schedules follow one another:
 the strategy cannot be sharded.
@@ -22,9 +23,9 @@ from collections.abc import Sequence
 
 from threadcheck._races import _footprint
 from threadcheck._sched._core import TIME
-from threadcheck._sched._dpor import EVERYTHING, Event, SourceDpor
+from threadcheck._sched._dpor import Event, SourceDpor
 
-_EVERYTHING = frozenset({EVERYTHING})
+_CLOCK = frozenset({_footprint.CLOCK})
 
 
 class Dpor:
@@ -54,10 +55,10 @@ class Dpor:
         if not self._chose:
             self.search.choose((tid,))  # no other thread could run: no decision was asked
         self._chose = False
-        reads, writes, acquires, releases = _footprint.take()
-        if tid == TIME:
-            writes = _EVERYTHING
-        self.search.ran(Event(tid, reads, writes, acquires, releases))
+        reads, writes, acquires, releases, exclusive, waits = _footprint.take()
+        if tid == TIME:  # the clock, and the waits it ended (gathered as it woke them)
+            writes = writes | _CLOCK
+        self.search.ran(Event(tid, reads, writes, acquires, releases, exclusive, waits))
 
     def next_int(self, bound: int) -> int:
         raise RuntimeError("dpor: a nondeterministic choice other than a thread's is not searched")
