@@ -38,7 +38,7 @@ def test_assert_clean_raises_with_the_whole_report() -> None:
 
 
 def test_a_spent_budget_is_reported_as_such_not_as_a_pass() -> None:
-    result = threadcheck.explore(FIXED["ordering"], budget=50)
+    result = threadcheck.explore(FIXED["ordering"], budget=10)  # its DPOR phase needs 26
     assert not result.found and not result.exhausted
     result.assert_clean()
     assert result.report().endswith(
@@ -67,7 +67,7 @@ def test_the_scenario_gets_a_fresh_reactor_every_schedule() -> None:
         seen.append(reactor)
         assert reactor.seconds() == VIRTUAL_EPOCH  # virtual time starts afresh
 
-    threadcheck.explore(scenario, budget=5).assert_clean()
+    threadcheck.explore(scenario, budget=5, strategy="random").assert_clean()
     assert len(seen) == 1 + 5  # the warm-up run, then 5 schedules
     assert len({id(reactor) for reactor in seen}) == len(seen)
 
@@ -134,7 +134,7 @@ def test_a_thread_pool_the_program_makes_is_scheduled_too() -> None:
 
     result = threadcheck.explore(scenario, budget=300)
     result.assert_clean()
-    assert result.schedules == 300
+    assert result.schedules == 300 or result.proof
     pool = ThreadPool(0, 1, "after")  # and ThreadPool is itself again afterwards
     pool.start()
     pool.stop()
@@ -180,7 +180,8 @@ def test_a_race_inside_an_installed_library_is_found_with_include(tmp_path: Any)
     finally:
         sys.path.remove(str(site))
         sys.modules.pop("lazyconfig", None)
-    assert not missed.found and missed.schedules == 300
+    # Without it the library runs whole between points: proved within those.
+    assert not missed.found and (missed.schedules == 300 or missed.proof)
     assert found.found, found.report()
     assert found.report().startswith(
         "threadcheck: exception: AssertionError: configuration loaded twice"
@@ -215,7 +216,9 @@ def test_a_long_exploration_keeps_nothing_of_its_past_schedules(tmp_path: Any) -
             threads = sum(isinstance(o, threading.Thread) for o in gc.get_objects())
             seen[ran] = (len(_affinity._waiting_to_run), threads)
 
-    explore(ProgramTarget(None, [str(program)]), budget=Budget(200), progress=count)
+    explore(
+        ProgramTarget(None, [str(program)]), budget=Budget(200), strategy="random", progress=count
+    )
     threads_early = seen[20][1]
     checkers_late, threads_late = seen[200]
     assert checkers_late <= 1 and threads_late <= threads_early + 2, seen  # not 200 and 200

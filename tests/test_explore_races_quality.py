@@ -97,7 +97,7 @@ def test_a_race_fails_the_first_schedule_and_replays(scenarios: ModuleType) -> N
 def test_the_fixed_twin_explores_clean(scenarios: ModuleType) -> None:
     result = threadcheck.explore(scenarios.fixed, budget=500, races=True)
     assert result.failure is None, result.report()
-    assert result.schedules == 500
+    assert result.schedules == 500 or result.proof
 
 
 def test_without_races_the_same_scenario_passes(scenarios: ModuleType) -> None:

@@ -134,7 +134,8 @@ def test_the_marker_finds_the_race_and_prints_its_replay_command(
             "*<- preempted*",
             "*replay: pytest test_race.py::test_lost_update --threadcheck-replay=tc1.*",
             "*threadcheck explore*",
-            "2 explorations: * schedules in * s of exploring (*/s), 1 failing",
+            "2 explorations: * schedules in * s of exploring (*/s), * proved exhaustively, "
+            "1 failing",
         ]
     )
     assert "@pytest_ar" not in result.stdout.str()  # assertion rewriting is not a point

@@ -24,7 +24,7 @@ def in_pool(reactor: Any, job: Any, *args: Any) -> Deferred[Any]:
 def explore_clean(scenario: Any, budget: int = BUDGET, **options: Any) -> None:
     result = threadcheck.explore(scenario, budget=budget, **options)
     result.assert_clean()
-    assert result.schedules == budget
+    assert result.schedules == budget or result.proof  # the DPOR phase may explore all
     assert result.distinct > 1  # the schedules really differed
 
 
@@ -185,7 +185,7 @@ def test_a_user_log_observer_does_not_block_other_threads_logging() -> None:
 
     log.addObserver(observer)
     try:
-        explore_clean(scenario, budget=100)
+        explore_clean(scenario, budget=100, strategy="random")
     finally:
         log.removeObserver(observer)
     assert observer.count >= 200

@@ -246,6 +246,7 @@ def _scenario(item: pytest.Function) -> Any:
 
     scenario.__name__ = item.name
     scenario.__module__ = function.__module__  # where races=True finds the code to rewrite
+    scenario.__wrapped__ = function  # type: ignore[attr-defined]  # ... and the test's own
     return scenario
 
 
@@ -283,7 +284,10 @@ def _unsharded_nodeid(item: pytest.Function) -> str:
 def _record(item: pytest.Item, result: ExploreResult) -> None:
     # user_properties travel with the report: to junitxml, and from xdist workers.
     item.user_properties.append(
-        (STATS_PROPERTY, f"{result.schedules} {result.seconds:.3f} {int(result.found)}")
+        (
+            STATS_PROPERTY,
+            f"{result.schedules} {result.seconds:.3f} {int(result.found)} {int(result.proof)}",
+        )
     )
     if result.token is not None:
         item.user_properties.append((TOKEN_PROPERTY, result.token))
@@ -305,16 +309,22 @@ class Totals:
     seconds: float = 0.0
     failed: int = 0
     forbidden_runs: int = 0
+    proved: int = 0
+    """Explorations whose every interleaving was explored (dpor, or portfolio's phase)."""
 
     def add(self, report: pytest.TestReport) -> None:
         for name, value in report.user_properties:
             if name == self.kind:
-                runs, seconds, failed, *forbidden = str(value).split()
+                runs, seconds, failed, *more = str(value).split()
                 self.tests += 1
                 self.runs += int(runs)
                 self.seconds += float(seconds)
                 self.failed += int(failed)
-                self.forbidden_runs += int(forbidden[0]) if forbidden else 0
+                extra = int(more[0]) if more else 0
+                if self.kind == STRESS_PROPERTY:
+                    self.forbidden_runs += extra
+                else:
+                    self.proved += extra
 
     def line(self) -> str:
         rate = self.runs / self.seconds if self.seconds > 0 else 0.0
@@ -327,5 +337,5 @@ class Totals:
         return (
             f"{plural(self.tests, 'exploration')}: "
             f"{plural(self.runs, 'schedule')} in {self.seconds:.1f} s of exploring "
-            f"({rate:.0f}/s), {self.failed} failing"
+            f"({rate:.0f}/s), {self.proved} proved exhaustively, {self.failed} failing"
         )

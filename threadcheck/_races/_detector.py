@@ -41,6 +41,7 @@ def start(
     if not detect:
         _hook.install(is_user_file)
         _rewrite_imported(include)
+        _rewrite_user_modules(is_user_file)
         return
     _threads.track_thread_starts()
     # A race in an included library is reported at its lines, not folded away.
@@ -85,6 +86,15 @@ def _rewrite_imported(include: Sequence[str]) -> None:
         filename = getattr(module, "__file__", None)
         if isinstance(filename, str) and filename.startswith(prefixes):
             rewrite_loaded(module)
+
+
+def _rewrite_user_modules(is_user_file: Callable[[str], bool]) -> None:
+    """Every user module already imported, rewritten in place (not its tests):
+    a step through code that was not would touch what nobody knows."""
+    for module in list(sys.modules.values()):
+        filename = getattr(module, "__file__", None)
+        if isinstance(filename, str) and filename.endswith(".py") and is_user_file(filename):
+            rewrite_loaded(module, keep=lambda f: f.__name__.startswith("test"))
 
 
 def active() -> bool:

@@ -28,6 +28,7 @@ import os
 import sys
 from _thread import get_ident
 from collections.abc import Hashable
+from types import CodeType
 from typing import Any
 
 collecting = False
@@ -120,9 +121,24 @@ def expect(obj: Any, name: str, operations: tuple[str, ...], written: bool) -> N
     )
 
 
-def at_point(ident: int, detail: str) -> list[tuple[Hashable, bool]]:
-    """The accesses ``ident`` expects of the point described by ``detail``
-    (``counter.total (store)``), taken from those it waits for."""
+UNKNOWN: Hashable = ("*",)
+"""What a step touched when nobody knows (code that was not rewritten): every
+location. Equal to the DPOR search's ``EVERYTHING``."""
+
+_rewritten: dict[CodeType, bool] = {}
+
+
+def at_point(ident: int, detail: str, code: CodeType | None) -> list[tuple[Hashable, bool]]:
+    """The accesses ``ident`` expects of the access point described by ``detail``
+    (``counter.total (store)``) in ``code``, taken from those it waits for. In
+    code not rewritten (a function made before exploring began), nothing was
+    recorded: the access may be to anything."""
+    if code is not None:
+        rewritten = _rewritten.get(code)
+        if rewritten is None:
+            rewritten = _rewritten[code] = any(n.startswith("__tc_") for n in code.co_names)
+        if not rewritten:
+            return [(UNKNOWN, True)]
     waiting = _pending.get(ident)
     if not waiting:
         return []

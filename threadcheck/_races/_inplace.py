@@ -14,7 +14,7 @@ Thread safety: called by one thread, before the program's threads start.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from types import CodeType, FunctionType, ModuleType
 from typing import Any
 
@@ -24,30 +24,57 @@ from threadcheck._races._rewrite import GLOBALS, HELPERS, compile_user, helper
 _DONE = "__tc_rewritten__"
 
 
-def rewrite_loaded(module: ModuleType) -> int:
-    """Rewrite ``module``'s functions in place; how many were."""
-    filename = getattr(module, "__file__", None)
-    if not isinstance(filename, str) or vars(module).get(_DONE):
-        return 0
-    try:
-        with open(filename, "rb") as file:
-            rewritten = compile_user(file.read(), filename)
-    except (OSError, SyntaxError, ValueError):
-        return 0
-    codes = {(code.co_name, code.co_firstlineno): code for code in _codes(rewritten)}
+def rewrite_loaded(
+    module: ModuleType,
+    also: Sequence[FunctionType] = (),
+    keep: Callable[[FunctionType], bool] = lambda function: False,
+) -> int:
+    """Rewrite ``module``'s functions in place, and the functions ``also`` (made
+    in it, say a scenario defined inside a test, whose module-level parent is
+    already running); not those ``keep`` picks. How many were rewritten."""
     namespace = vars(module)
-    for name in HELPERS:
-        namespace[helper(name)] = getattr(_access, name)
-    namespace[GLOBALS] = namespace
-    namespace[_DONE] = True
+    codes = namespace.get(_DONE)
+    first = codes is None
+    if codes is None:
+        codes = _rewritten_codes(module)
+        if codes is None:
+            return 0
+        for name in HELPERS:
+            namespace[helper(name)] = getattr(_access, name)
+        namespace[GLOBALS] = namespace
+        namespace[_DONE] = codes
+    chosen = [f for f in (_functions(module) if first else ()) if not keep(f)]
     swapped = 0
-    for function in _functions(module):
+    for function in [*chosen, *also]:
         old = function.__code__
         new = codes.get((old.co_name, old.co_firstlineno))
-        if new is not None and new.co_freevars == old.co_freevars:
+        if new is not None and new is not old and new.co_freevars == old.co_freevars:
             function.__code__ = new
             swapped += 1
     return swapped
+
+
+def _rewritten_codes(module: ModuleType) -> dict[tuple[str, int], CodeType] | None:
+    filename = getattr(module, "__file__", None)
+    if not isinstance(filename, str):
+        return None
+    try:
+        with open(filename, "rb") as file:
+            source = file.read()
+        rewritten = compile_user(source, filename, _as_pytest_did(module, source))
+    except (OSError, SyntaxError, ValueError):
+        return None
+    return {(code.co_name, code.co_firstlineno): code for code in _codes(rewritten)}
+
+
+def _as_pytest_did(module: ModuleType, source: bytes) -> Callable[[Any], None]:
+    """A test module pytest imported had its asserts rewritten (their messages
+    show the values): so is its rewritten code."""
+    if type(getattr(module, "__loader__", None)).__name__ != "AssertionRewritingHook":
+        return lambda tree: None
+    from _pytest.assertion.rewrite import rewrite_asserts
+
+    return lambda tree: rewrite_asserts(tree, source, module.__file__, None)
 
 
 def _codes(code: CodeType) -> Iterator[CodeType]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import ast
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import CodeType
 
@@ -58,9 +58,15 @@ def helper(name: str) -> str:
     return f"__tc_{name}__"
 
 
-def compile_user(source: str | bytes, filename: str) -> CodeType:
-    """``source`` compiled with its accesses recorded."""
+def compile_user(
+    source: str | bytes,
+    filename: str,
+    first: Callable[[ast.Module], None] = lambda tree: None,
+) -> CodeType:
+    """``source`` compiled with its accesses recorded (after ``first`` rewrote it:
+    pytest's assertions, for a test module)."""
     tree = ast.parse(source, filename)
+    first(tree)
     rewrite(tree, filename)
     return compile(tree, filename, "exec", dont_inherit=True)
 

@@ -334,7 +334,10 @@ class Scheduler:
         current = self._running
         if current is None or current.ident != get_ident():
             raise Abort("an abandoned thread woke up after its schedule")
-        accesses = _footprint.at_point(current.ident or 0, detail) if _footprint.collecting else []
+        accesses = []
+        if _footprint.collecting:
+            code = frame.f_code if frame is not None and kind == "access" else None
+            accesses = _footprint.at_point(current.ident or 0, detail, code)
         if self.holding:
             _footprint.record(accesses)
             return

@@ -102,10 +102,17 @@ def explore(
     ``shrink_progress(attempts, preemptions)`` before each shrinking attempt;
     either may raise KeyboardInterrupt (Ctrl-C while shrinking keeps the failure).
     """
-    chosen = parse_strategy(strategy, seed)
+    chosen = parse_strategy(
+        strategy, seed, prove=shard.count == 1 and settings.granularity == DEFAULT_GRANULARITY
+    )
+    if getattr(chosen, "rewrites_code", False) and settings.granularity != DEFAULT_GRANULARITY:
+        raise ValueError(
+            f"the dpor strategy reasons on accesses: it needs granularity "
+            f"{DEFAULT_GRANULARITY!r}, not {settings.granularity!r}"
+        )
     if shard.count > 1 and not getattr(chosen, "shardable", True):
         raise ValueError(f"the {strategy} strategy cannot be sharded: it searches in order")
-    if getattr(chosen, "needs_footprints", False):
+    if getattr(chosen, "rewrites_code", False):
         settings = replace(settings, footprints=True)
     env = environment(settings)
     started = time.monotonic()
@@ -141,7 +148,7 @@ def explore(
         distinct=len(digests),
         seconds=time.monotonic() - started,
         exhausted=exhausted,
-        proof=exhausted and chosen.__class__.__name__ == "Dpor" and not thinned,
+        proof=exhausted and getattr(chosen, "exhausted", False) is True and not thinned,
         thinned=tuple(sorted(thinned)),
         scope=_scope(settings),
         strategy=about.strategy,
@@ -316,6 +323,7 @@ def replay(
         max_delay=float(document.get("max_delay", 0.0)),
         stall_timeout=stall_timeout,
         races=bool(document.get("races", False)),
+        footprints=bool(document.get("rewritten", False)),  # its code ran as explored
     )
     env = environment(settings)
     for key in ("python", "twisted", "threadcheck", "hashseed"):

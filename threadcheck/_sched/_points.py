@@ -176,7 +176,24 @@ def _pushed(instructions: list[dis.Instruction], index: int, depth: int = 0) -> 
         return f"{_pushed(instructions, index - 1, depth + 1)}.{instruction.argval}"
     if instruction.opname in ("DUP_TOP", "COPY") and instruction.argval in (None, 1):
         return _pushed(instructions, index - 1, depth)
+    if instruction.opname in ("CALL", "CALL_FUNCTION"):
+        return _helper_argument(instructions, index, depth)
     return "<expr>"
+
+
+def _helper_argument(instructions: list[dis.Instruction], call: int, depth: int) -> str:
+    """In code rewritten for races or DPOR, ``__tc_ra__(counter, "total", 3).total``
+    reads ``counter.total``: the helper's first argument is the owner, pushed
+    before its constant arguments."""
+    back = call - 1
+    if back >= 0 and instructions[back].opname == "PRECALL":  # 3.11
+        back -= 1
+    while back >= 0 and instructions[back].opname == "LOAD_CONST":
+        back -= 1
+    window = instructions[max(0, back - 12) : back]
+    if not any(str(i.argval).startswith("__tc_") for i in window if "GLOBAL" in i.opname):
+        return "<expr>"
+    return _pushed(instructions, back, depth)
 
 
 def _loaded_name(instruction: dis.Instruction) -> str:

@@ -433,6 +433,7 @@ def environment(settings: Settings) -> dict[str, Any]:
         "include": list(settings.include),
         "max_delay": settings.max_delay,
         "races": settings.races,
+        "rewritten": settings.footprints,
     }
 
 

@@ -10,7 +10,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from types import FrameType
+from types import FrameType, FunctionType
 from typing import Any, TypeVar
 
 from threadcheck import _stacks
@@ -41,12 +41,16 @@ class ScenarioTarget:
         self.description = f"{module}:{getattr(scenario, '__qualname__', repr(scenario))}"
 
     def rewrite_for_races(self) -> None:
-        """The scenario's module was imported before races were watched: rewrite it now."""
+        """The scenario's module was imported before races were watched: rewrite it
+        now, and the scenario itself if it was made inside a function (a test).
+        Not the module's tests: pytest's own rewriting of their asserts stays."""
         from threadcheck._races._inplace import rewrite_loaded
 
         module = sys.modules.get(getattr(self.scenario, "__module__", None) or "")
         if module is not None and _stacks.is_user_code(getattr(module, "__file__", "") or ""):
-            rewrite_loaded(module)
+            made = [self.scenario, getattr(self.scenario, "__wrapped__", None)]
+            also = [f for f in made if isinstance(f, FunctionType)]
+            rewrite_loaded(module, also, keep=lambda f: f.__name__.startswith("test"))
 
     def run(self, reactor: Any) -> Failure | None:
         from twisted.python.failure import Failure as TwistedFailure

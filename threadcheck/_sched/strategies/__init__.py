@@ -20,12 +20,14 @@ DEFAULT = "portfolio"
 SPELLINGS = "portfolio, random, pct:DEPTH (e.g. pct:3), bounded:PREEMPTIONS (e.g. bounded:2), dpor"
 
 
-def parse(spec: str | None, seed: int) -> Strategy:
-    """The strategy ``spec`` names; ValueError with the valid spellings otherwise."""
+def parse(spec: str | None, seed: int, *, prove: bool = True) -> Strategy:
+    """The strategy ``spec`` names; ValueError with the valid spellings otherwise.
+    ``prove=False``: the portfolio leaves out its DPOR phase (sharded, each
+    shard would repeat it; at a granularity other than access it cannot run)."""
     name, _, argument = (spec or DEFAULT).partition(":")
     try:
         if name == "portfolio" and not argument:
-            return Portfolio(seed)
+            return Portfolio(seed, prove=prove)
         if name == "random" and not argument:
             return RandomWalk(seed)
         if name == "pct":

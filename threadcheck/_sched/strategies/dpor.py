@@ -30,8 +30,10 @@ _CLOCK = frozenset({_footprint.CLOCK})
 
 class Dpor:
     shardable = False
+    rewrites_code = True
+    """The explorer rewrites user code, to gather what each step touched..."""
     needs_footprints = True
-    """The explorer rewrites user code and gathers what each step touched."""
+    """... in each schedule."""
 
     def __init__(self) -> None:
         self.search = SourceDpor()

@@ -1,26 +1,63 @@
-"""The default: PCT depth 2, PCT depth 3 and a random walk, in turn (as Coyote's portfolio).
+"""The default: a DPOR phase that may prove, then PCT depth 2, PCT depth 3 and a
+random walk, in turn (as Coyote's portfolio).
 
-Random walk finds dense races in very few schedules; PCT keeps its
-probabilistic guarantee for deeper ones.
+The first :data:`PROOF_SCHEDULES` schedules are the ``dpor`` search's: a
+scenario of test size is explored exhaustively within them, and the result is
+a proof. A bigger one goes on with the members: random walk finds dense races
+in very few schedules; PCT keeps its probabilistic guarantee for deeper ones.
+Sharded, each shard would repeat the same search: the members alone run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from threadcheck._sched._core import Strategy
+from threadcheck._sched.strategies.dpor import Dpor
 from threadcheck._sched.strategies.pct import PCT
 from threadcheck._sched.strategies.random_walk import RandomWalk
 
+PROOF_SCHEDULES = 100
+"""Schedules the DPOR phase may take before the members go on."""
+
 
 class Portfolio:
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, prove: bool = True) -> None:
         self.members: list[Strategy] = [PCT(2, seed), PCT(3, seed), RandomWalk(seed)]
-        self._current: Strategy = self.members[0]
+        self._dpor = Dpor() if prove else None
+        self._current: Strategy = self._dpor or self.members[0]
+        self._members_from: int | None = None if prove else 0
+        """The schedule index the members started at; None in the DPOR phase."""
+
+    @property
+    def rewrites_code(self) -> bool:
+        return self._dpor is not None
+
+    @property
+    def needs_footprints(self) -> bool:
+        return self._current is self._dpor
+
+    @property
+    def step_ended(self) -> Callable[[int], None] | None:
+        return self._dpor.step_ended if self._current is self._dpor and self._dpor else None
+
+    @property
+    def exhausted(self) -> bool:
+        """The DPOR phase finished its search: every interleaving was explored."""
+        return self._dpor is not None and self._dpor.exhausted
 
     def new_execution(self, index: int) -> bool:
-        self._current = self.members[index % len(self.members)]
-        return self._current.new_execution(index // len(self.members))
+        if self._members_from is None:
+            assert self._dpor is not None
+            if not self._dpor.new_execution(index):
+                return False  # every interleaving explored
+            if index < PROOF_SCHEDULES:
+                self._current = self._dpor
+                return True
+            self._members_from = index  # too big to finish: the members take over
+        turn = index - self._members_from
+        self._current = self.members[turn % len(self.members)]
+        return self._current.new_execution(turn // len(self.members))
 
     def next_thread(self, runnable: Sequence[int], current: int | None, step: int) -> int:
         return self._current.next_thread(runnable, current, step)
