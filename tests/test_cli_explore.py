@@ -143,7 +143,7 @@ def test_a_replay_under_another_hash_seed_warns_on_stderr(
 
 
 def test_the_fixed_twin_explores_clean() -> None:
-    result = threadcheck("explore", "--budget", "300", "-m", RACE_FIXED)
+    result = threadcheck("explore", "--budget", "300", "--strategy", "random", "-m", RACE_FIXED)
     assert result.returncode == 0, result.stderr
     assert re.fullmatch(
         r"threadcheck: 300 schedules \(\d+ distinct\) in [\d.]+ s, no failure; "
@@ -170,7 +170,9 @@ def test_json_when_a_schedule_fails(tmp_path: Path) -> None:
 
 def test_json_when_clean(tmp_path: Path) -> None:
     path = tmp_path / "outcome.json"
-    result = threadcheck("explore", "--budget", "20", "--json", str(path), "-m", RACE_FIXED)
+    result = threadcheck(
+        "explore", "--budget", "20", "--strategy", "random", "--json", str(path), "-m", RACE_FIXED
+    )
     assert result.returncode == 0, result.stderr
     outcome = json.loads(path.read_text())
     assert outcome == {
@@ -178,13 +180,26 @@ def test_json_when_clean(tmp_path: Path) -> None:
         "token": None,
         "schedules": 20,
         "distinct": outcome["distinct"],
+        "exhausted": False,
+        "proof": False,
+        "bounded_by": [],
         "failure": None,
     }
     assert 1 <= outcome["distinct"] <= 20
 
 
+def test_json_of_a_proof(tmp_path: Path) -> None:
+    path = tmp_path / "outcome.json"
+    result = threadcheck("explore", "--strategy", "dpor", "--json", str(path), "-m", RACE_FIXED)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("threadcheck: every interleaving explored ("), result.stderr
+    outcome = json.loads(path.read_text())
+    assert (outcome["exhausted"], outcome["proof"], outcome["bounded_by"]) == (True, True, [])
+    assert outcome["schedules"] < 50
+
+
 def test_time_bounds_the_exploration() -> None:
-    result = threadcheck("explore", "--time", "0.5", "-m", RACE_FIXED)
+    result = threadcheck("explore", "--time", "0.5", "--strategy", "random", "-m", RACE_FIXED)
     assert result.returncode == 0, result.stderr
     assert re.match(r"threadcheck: \d+ schedules? .* no failure", result.stderr)
 
@@ -311,7 +326,9 @@ def test_each_schedule_gets_fresh_modules_and_the_programs_arguments(tmp_path: P
         print(sys.argv[0] == __file__, __name__, threading.current_thread().name)
         """,
     )
-    result = threadcheck("explore", "--budget", "25", prog, "--flag", "value")
+    result = threadcheck(
+        "explore", "--budget", "25", "--strategy", "random", prog, "--flag", "value"
+    )
     assert result.returncode == 0, result.stderr
     # One warm-up run (the same state for recording and replaying), then 25.
     assert result.stdout.splitlines() == ["True __main__ MainThread"] * 26
@@ -327,7 +344,9 @@ reactor.run()
 
 def test_the_hash_seed_is_pinned(tmp_path: Path) -> None:
     prog = script(tmp_path, HASH_OF_A)
-    runs = [threadcheck("explore", "--budget", "10", prog) for _ in range(2)]
+    runs = [
+        threadcheck("explore", "--budget", "10", "--strategy", "random", prog) for _ in range(2)
+    ]
     assert [run.returncode for run in runs] == [0, 0]
     assert runs[0].stdout == runs[1].stdout
     assert set(runs[0].stdout.split()) == {str(_hash_under("0", "a"))}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from support import assert_found_and_replayed, explore_program, write_program
+from support import CLEAN, assert_found_and_replayed, explore_program, write_program
 
 pytestmark = [pytest.mark.quality, pytest.mark.slow]
 
@@ -138,7 +138,7 @@ def test_an_atexit_check_runs_at_the_end_of_each_schedule(tmp_path: Path) -> Non
         "threadcheck: exception: AssertionError: 1 event(s) lost at exit\n"
     )
     fixed = write_program(tmp_path, ATEXIT_FLUSH.format(wait="producer.join()"))
-    clean = explore_program(fixed, "--budget", "2000")
+    clean = explore_program(fixed, "--budget", "2000", "--strategy", "random")
     assert clean.returncode == 0, clean.stderr
     assert clean.stderr.startswith("threadcheck: 2000 schedules (")
     assert "AssertionError" not in clean.stderr  # no handler left for the explorer's own exit
@@ -162,4 +162,4 @@ signal.alarm(0)
 def test_an_alarm_watchdog_is_inert_in_schedules(tmp_path: Path) -> None:
     result = explore_program(write_program(tmp_path, ALARM_WATCHDOG), "--time", "2.5")
     assert result.returncode == 0, result.stderr
-    assert re.match(r"threadcheck: \d+ schedules \(", result.stderr), result.stderr
+    assert CLEAN.match(result.stderr), result.stderr

@@ -73,5 +73,6 @@ def test_each_race_is_found_shrunk_and_replayed_in_a_fresh_process(name: str) ->
 def test_each_fixed_twin_is_clean_over_the_whole_budget(name: str) -> None:
     result = threadcheck.explore(FIXED[name], budget=BUDGET)
     assert not result.found, result.report()
-    assert result.schedules == BUDGET
-    assert result.distinct > 10
+    if not result.proof:  # else the portfolio's DPOR phase explored every interleaving
+        assert result.schedules == BUDGET
+        assert result.distinct > 10

@@ -17,7 +17,7 @@ import pytest
 
 import threadcheck
 
-from support import assert_found_and_replayed, explore_program, write_program
+from support import assert_clean, assert_found_and_replayed, explore_program, write_program
 
 pytestmark = pytest.mark.quality
 
@@ -162,5 +162,4 @@ def test_explore_races_on_a_program_fails_and_replays(tmp_path: Path) -> None:
 def test_explore_races_on_the_fixed_program_is_clean(tmp_path: Path) -> None:
     program = write_program(tmp_path, PROGRAM.replace("LOCK_OR_NOT", "with self.lock:"))
     result = explore_program(program, "--races", "--budget", "300")
-    assert result.returncode == 0, result.stderr
-    assert result.stderr.startswith("threadcheck: 300 schedules ("), result.stderr
+    assert_clean(result, budget=300)

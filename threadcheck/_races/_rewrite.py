@@ -8,9 +8,10 @@ What is rewritten (helpers in :mod:`._access`):
   writes the container: ``__tc_cm__(obj, site).append(...)``.
 * ``d[k]`` in any context: ``__tc_sub__(d, site)[k]``, a proxy that records
   and subscripts (slices read are not recorded: CPython copies atomically).
-* A call of any other method ``obj.m(...)``, ``x in c`` and builtins such as
-  ``len(c)``: ``__tc_cr__(c)``, which a builtin container records as looked
-  into, for the scheduler's dependence (see :mod:`._footprint`) only.
+* A call of any other method ``obj.m(...)``, ``x in c``, builtins such as
+  ``len(c)``, and a container's truth (``if c:``, ``not c``): ``__tc_cr__(c)``,
+  which a builtin container records as looked into, for the scheduler's
+  dependence (see :mod:`._footprint`) only.
 * ``for x in c``, and the first ``for`` of a comprehension: ``__tc_it__(c, site)``
   (``c.items()``, ``.keys()``, ``.values()`` and ``enumerate(c)`` iterate ``c``).
 * Globals that some function declares ``global``, and closure variables that
@@ -403,6 +404,42 @@ class _Rewriter(ast.NodeTransformer):
                 a if isinstance(a, ast.Starred) else self._call("cr", a) for a in node.args
             ]
         node.keywords = [self.visit(k) for k in node.keywords]
+        return node
+
+    # A container's truth is its size: ``if self.items:``, ``while not queue:``.
+
+    def _truth(self, test: ast.expr) -> ast.expr:
+        test = self.visit(test)
+        if isinstance(test, (ast.Compare, ast.BoolOp, ast.UnaryOp, ast.Constant)):
+            return test  # a comparison's or an operator's result: its parts are wrapped
+        return self._call("cr", test)
+
+    def visit_If(self, node: ast.If) -> ast.AST:
+        node.test = self._truth(node.test)
+        node.body = self._body(node.body)
+        node.orelse = self._body(node.orelse)
+        return node
+
+    def visit_While(self, node: ast.While) -> ast.AST:
+        node.test = self._truth(node.test)
+        node.body = self._body(node.body)
+        node.orelse = self._body(node.orelse)
+        return node
+
+    def visit_IfExp(self, node: ast.IfExp) -> ast.AST:
+        node.test = self._truth(node.test)
+        node.body = self.visit(node.body)
+        node.orelse = self.visit(node.orelse)
+        return node
+
+    def visit_BoolOp(self, node: ast.BoolOp) -> ast.AST:
+        node.values = [self._truth(value) for value in node.values]
+        return node
+
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.AST:
+        node.operand = (
+            self._truth(node.operand) if isinstance(node.op, ast.Not) else self.visit(node.operand)
+        )
         return node
 
     def visit_Compare(self, node: ast.Compare) -> ast.AST:

@@ -114,6 +114,7 @@ def explore(
         raise ValueError(f"the {strategy} strategy cannot be sharded: it searches in order")
     if getattr(chosen, "rewrites_code", False):
         settings = replace(settings, footprints=True)
+    proving = False  # set once the strategy says its search is over (dpor's)
     env = environment(settings)
     started = time.monotonic()
     about = _About(target, strategy or "portfolio", seed, budget, env, started, replay_command)
@@ -134,6 +135,7 @@ def explore(
             run = explorer.run(chosen, index, record_trace=False)
             if run is None:
                 exhausted = True
+                proving = getattr(chosen, "exhausted", False) is True
                 break
             ran += 1
             thinned |= run.thinned
@@ -148,8 +150,8 @@ def explore(
         distinct=len(digests),
         seconds=time.monotonic() - started,
         exhausted=exhausted,
-        proof=exhausted and getattr(chosen, "exhausted", False) is True and not thinned,
-        thinned=tuple(sorted(thinned)),
+        proof=exhausted and proving and not thinned,
+        thinned=tuple(sorted(thinned)) if proving else (),
         scope=_scope(settings),
         strategy=about.strategy,
         seed=seed,

@@ -239,7 +239,8 @@ def _forget_user_modules(before: set[str]) -> None:
 
 
 def _from_program(error: E) -> E:
-    """``error`` with its traceback starting at the program: runpy and this module left out."""
+    """``error`` with its traceback starting at the program: runpy, the runner of a
+    rewritten script and this module left out."""
     traceback = error.__traceback__
     while traceback is not None and _is_launcher(traceback.tb_frame):
         traceback = traceback.tb_next
@@ -248,4 +249,6 @@ def _from_program(error: E) -> E:
 
 def _is_launcher(frame: FrameType) -> bool:
     module = str(frame.f_globals.get("__name__"))
-    return module in (__name__, "runpy", "importlib") or module.startswith(_IMPORT_MACHINERY)
+    return module in (__name__, "runpy", "importlib", _race_hook.__name__) or module.startswith(
+        _IMPORT_MACHINERY
+    )

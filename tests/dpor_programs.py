@@ -1,0 +1,221 @@
+"""Plain-thread programs with planted races, and their fixed twins, for the dpor
+strategy's quality tests: what another DPOR tool proves in a few executions,
+what it certified safe wrongly (a race behind an actor's queue), and a
+Condition-based bounded buffer it timed out on.
+
+Each is a scenario: it takes the reactor (unused: these are threads alone)
+and checks what it promises before it returns.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Any
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.value = 0
+        self.lock = threading.Lock()
+
+
+def _run(*targets: Any) -> None:
+    threads = [threading.Thread(target=target) for target in targets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def counter_racy(reactor: Any) -> None:
+    counter = Counter()
+
+    def work() -> None:
+        value = counter.value
+        counter.value = value + 1  # BUG: not under the lock
+
+    _run(work, work)
+    assert counter.value == 2, f"value is {counter.value}"
+
+
+def counter_locked(reactor: Any) -> None:
+    counter = Counter()
+
+    def work() -> None:
+        with counter.lock:
+            counter.value += 1
+
+    _run(work, work)
+    assert counter.value == 2, f"value is {counter.value}"
+
+
+class Account:
+    def __init__(self, name: str, balance: int) -> None:
+        self.name = name
+        self.balance = balance
+        self.lock = threading.Lock()
+
+
+def _transfer(source: Account, target: Account, amount: int, ordered: bool) -> None:
+    first, second = (source, target)
+    if ordered and first.name > second.name:  # every thread locks in the same order
+        first, second = second, first
+    with first.lock, second.lock:
+        source.balance -= amount
+        target.balance += amount
+
+
+def bank_inverted(reactor: Any) -> None:
+    a, b = Account("a", 100), Account("b", 100)
+    _run(
+        lambda: _transfer(a, b, 10, ordered=False),
+        lambda: _transfer(b, a, 20, ordered=False),  # BUG: locks b then a: deadlock
+    )
+    assert a.balance + b.balance == 200
+
+
+def bank_ordered(reactor: Any) -> None:
+    a, b = Account("a", 100), Account("b", 100)
+    _run(lambda: _transfer(a, b, 10, ordered=True), lambda: _transfer(b, a, 20, ordered=True))
+    assert (a.balance, b.balance) == (110, 90), (a.balance, b.balance)
+
+
+# An actor: one thread owns its state and takes messages from a queue.
+
+
+class Actor:
+    STOP = object()
+
+    def __init__(self, guarded: bool) -> None:
+        self.total = 0
+        self.stopped = False
+        self.closing = False
+        self.guarded = guarded
+        self.lock = threading.Lock()
+        self.mailbox: queue.Queue[Any] = queue.Queue()
+        self.thread = threading.Thread(target=self._loop, name="actor")
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            message = self.mailbox.get()
+            if message is Actor.STOP:
+                self.stopped = True
+                return
+            self.total += message
+
+    def tell(self, amount: int) -> bool:
+        """Hand ``amount`` over; False when the actor no longer takes messages."""
+        if not self.guarded:
+            if self.stopped:  # BUG: stop() may be queued already, not yet seen
+                return False
+            self.mailbox.put(amount)
+            return True
+        with self.lock:
+            if self.closing:
+                return False
+            self.mailbox.put(amount)
+            return True
+
+    def stop(self) -> None:
+        with self.lock:
+            self.closing = True
+            self.mailbox.put(Actor.STOP)
+        self.thread.join()
+
+
+def _actor_scenario(guarded: bool) -> None:
+    actor = Actor(guarded)
+    accepted: list[int] = []
+
+    def caller() -> None:
+        for amount in (1, 2):
+            if actor.tell(amount):
+                accepted.append(amount)
+
+    worker = threading.Thread(target=caller, name="caller")
+    worker.start()
+    actor.stop()
+    worker.join()
+    assert actor.total == sum(accepted), f"accepted {accepted}, the actor added {actor.total}"
+
+
+def actor_racy(reactor: Any) -> None:
+    _actor_scenario(guarded=False)
+
+
+def actor_guarded(reactor: Any) -> None:
+    _actor_scenario(guarded=True)
+
+
+# A bounded buffer on a Condition: the producer waits while it is full, the
+# consumer while it is empty.
+
+
+class Buffer:
+    def __init__(self, capacity: int, check_with_while: bool) -> None:
+        self.items: list[int] = []
+        self.capacity = capacity
+        self.check_with_while = check_with_while
+        self.changed = threading.Condition()
+
+    def put(self, item: int) -> None:
+        with self.changed:
+            while len(self.items) >= self.capacity:
+                self.changed.wait()
+            self.items.append(item)
+            self.changed.notify_all()
+
+    def get(self) -> int:
+        with self.changed:
+            if self.check_with_while:
+                while not self.items:
+                    self.changed.wait()
+            elif not self.items:  # BUG: woken by another consumer's notify, still empty
+                self.changed.wait()
+            item = self.items.pop(0)
+            self.changed.notify_all()
+            return item
+
+
+def _buffer_scenario(check_with_while: bool, consumers: int = 2) -> None:
+    buffer = Buffer(1, check_with_while)
+    taken: list[int] = []
+
+    def produce() -> None:
+        for item in (1, 2):
+            buffer.put(item)
+
+    def consume() -> None:
+        for _ in range(2 // consumers):
+            taken.append(buffer.get())
+
+    _run(produce, *[consume] * consumers)
+    assert sorted(taken) == [1, 2], taken
+
+
+def buffer_if(reactor: Any) -> None:
+    _buffer_scenario(check_with_while=False)
+
+
+def buffer_while(reactor: Any) -> None:
+    _buffer_scenario(check_with_while=True)
+
+
+def buffer_one_consumer(reactor: Any) -> None:
+    _buffer_scenario(check_with_while=True, consumers=1)
+
+
+BUGGY = {
+    "counter": counter_racy,
+    "bank": bank_inverted,
+    "actor": actor_racy,
+    "buffer": buffer_if,
+}
+FIXED = {
+    "counter": counter_locked,
+    "bank": bank_ordered,
+    "actor": actor_guarded,
+    "buffer": buffer_while,
+}

@@ -1,0 +1,129 @@
+"""Quality: the dpor strategy finds each planted race and proves each fixed twin.
+
+Proved means the search was exhausted: every schedule of the program's points
+that orders some pair of conflicting steps differently was run, and the
+result says so (``result.proof``, "every interleaving explored"). The twins'
+schedule counts are bounds measured on this code, with some room: a search
+that grows past one is a regression to look at (tests/benchmarks/dpor_proofs.py
+prints them beside bounded:2's).
+
+The programs: tests/races.py (Twisted: a reactor callback and deferToThread
+jobs), tests/dpor_programs.py (plain threads: the counter and bank transfer
+another DPOR tool proves in 2-4 executions, an actor's race behind its queue
+that tool certified safe, and a Condition-based buffer), and two of the
+time shapes of tests/test_explore_time_quality.py as whole programs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dpor_programs
+import pytest
+import races
+from test_explore_time_quality import SHAPES, program
+
+import threadcheck
+
+from support import explore_program, write_program
+
+pytestmark = [pytest.mark.quality, pytest.mark.slow]
+
+BUDGET = 2000
+
+# Twin -> schedules to exhaustion, at most. The Twisted ones pay for the
+# thread pool's own coordination (which worker takes a job, whether one is
+# started), which is real and is explored.
+PROVED_WITHIN = {
+    "races:abba_deadlock": 10,
+    "races:ordering": 50,
+    "races:early_stop": 50,
+    "races:lost_update": 150,
+    "races:check_then_act": 250,
+    "dpor_programs:counter": 10,
+    "dpor_programs:bank": 10,
+    "dpor_programs:actor": 30,
+}
+FOUND_AS = {
+    "races:abba_deadlock": "deadlock",
+    "races:ordering": "exception",
+    "races:early_stop": "incomplete",
+    "races:lost_update": "exception",
+    "races:check_then_act": "exception",
+    "dpor_programs:counter": "exception",
+    "dpor_programs:bank": "deadlock",
+    "dpor_programs:actor": "exception",
+    "dpor_programs:buffer": "exception",
+}
+
+
+def _scenario(name: str, fixed: bool) -> object:
+    module, _, short = name.partition(":")
+    table = {"races": races, "dpor_programs": dpor_programs}[module]
+    return (table.FIXED if fixed else table.BUGGY)[short]
+
+
+@pytest.mark.parametrize("name", sorted(FOUND_AS))
+def test_each_race_is_found_and_replays(name: str) -> None:
+    scenario = _scenario(name, fixed=False)
+    result = threadcheck.explore(scenario, strategy="dpor", budget=BUDGET)
+    assert result.found, f"{name}: not found in {result.schedules} schedules"
+    assert result.failure is not None and result.token
+    assert result.failure.kind == FOUND_AS[name], result.report()
+    replayed = threadcheck.replay(scenario, result.token)
+    assert replayed.failure is not None
+    assert replayed.failure.signature() == result.failure.signature()
+
+
+@pytest.mark.parametrize("name", sorted(PROVED_WITHIN))
+def test_each_fixed_twin_is_proved(name: str) -> None:
+    result = threadcheck.explore(_scenario(name, fixed=True), strategy="dpor", budget=BUDGET)
+    assert not result.found, result.report()
+    assert result.proof and result.exhausted, result.report()
+    assert result.schedules <= PROVED_WITHIN[name], result.schedules
+    assert result.report().startswith(
+        f"threadcheck: every interleaving explored ({result.schedules} schedules, "
+    )
+    assert "no failure possible within these points" in result.report()
+
+
+def test_the_actor_race_behind_its_queue_is_found_by_every_strategy() -> None:
+    # The caller reads `stopped` while stop() is queued and not yet seen.
+    for strategy in ("dpor", "portfolio", "random"):
+        result = threadcheck.explore(dpor_programs.actor_racy, strategy=strategy, budget=BUDGET)
+        assert result.found and result.failure is not None, strategy
+        assert "the actor added" in result.failure.message
+
+
+def test_the_condition_buffer_with_one_consumer_is_proved() -> None:
+    result = threadcheck.explore(dpor_programs.buffer_one_consumer, strategy="dpor", budget=BUDGET)
+    assert result.proof, result.report()
+
+
+def test_the_portfolio_proves_a_small_twin_in_its_dpor_phase() -> None:
+    result = threadcheck.explore(races.FIXED["abba_deadlock"], budget=BUDGET)
+    assert result.proof and result.schedules <= 10
+    assert result.strategy == "portfolio"
+
+
+def test_a_twin_too_big_to_finish_is_never_called_proved() -> None:
+    # The bounded buffer with two consumers: more classes than the budget.
+    result = threadcheck.explore(dpor_programs.buffer_while, strategy="dpor", budget=60)
+    assert not result.found and not result.exhausted and not result.proof
+    assert result.report().endswith("budget spent: no failure seen, which is not a proof\n")
+
+
+@pytest.mark.parametrize("shape", ["order", "timeout"])
+def test_a_time_shape_is_found_and_its_twin_proved(tmp_path: Path, shape: str) -> None:
+    (tmp_path / "buggy").mkdir()
+    (tmp_path / "fixed").mkdir()
+    buggy = explore_program(
+        write_program(tmp_path / "buggy", program(shape, fixed=False)), "--strategy", "dpor"
+    )
+    assert buggy.returncode == 1, buggy.stderr
+    assert buggy.stderr.startswith("threadcheck: " + SHAPES[shape][3]), buggy.stderr
+    fixed = explore_program(
+        write_program(tmp_path / "fixed", program(shape, fixed=True)), "--strategy", "dpor"
+    )
+    assert fixed.returncode == 0, fixed.stderr
+    assert fixed.stderr.startswith("threadcheck: every interleaving explored ("), fixed.stderr
