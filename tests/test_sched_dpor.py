@@ -99,9 +99,12 @@ _enumerated: dict[str, tuple[int, set[Class]]] = {}
 
 
 def _enumerate(program: Program) -> tuple[int, set[Class]]:
+    return _every_interleaving(_Run(program))
+
+
+def _every_interleaving(run: _Run) -> tuple[int, set[Class]]:
     classes: set[Class] = set()
     count = 0
-    run = _Run(program)
 
     def extend() -> None:
         nonlocal count
@@ -122,10 +125,14 @@ def _enumerate(program: Program) -> tuple[int, set[Class]]:
 
 
 def with_dpor(program: Program) -> tuple[SourceDpor, set[Class]]:
+    return _searched(lambda: _Run(program))
+
+
+def _searched(new_run: Callable[[], _Run]) -> tuple[SourceDpor, set[Class]]:
     search = SourceDpor()
     classes: set[Class] = set()
     while search.begin():
-        run = _Run(program)
+        run = new_run()
         run.run(search.choose, search.ran)
         search.end(run.pending())
         classes.add(run.equivalence_class())
@@ -287,38 +294,11 @@ class _StepRun(_Run):
 
 
 def _step_classes(program: StepProgram) -> tuple[int, set[Class]]:
-    classes: set[Class] = set()
-    count = 0
-    run = _StepRun(program)
-
-    def extend() -> None:
-        nonlocal count
-        enabled = run.enabled()
-        if not enabled:
-            count += 1
-            classes.add(run.equivalence_class())
-            return
-        for tid in enabled:
-            pc, owner, length = list(run.pc), dict(run.owner), len(run.trace)
-            run.step(tid)
-            extend()
-            run.pc, run.owner = pc, owner
-            del run.trace[length:]
-
-    extend()
-    return count, classes
+    return _every_interleaving(_StepRun(program))
 
 
 def _dpor_steps(program: StepProgram) -> tuple[SourceDpor, set[Class]]:
-    search = SourceDpor()
-    classes: set[Class] = set()
-    while search.begin():
-        run = _StepRun(program)
-        run.run(search.choose, search.ran)
-        search.end(run.pending())
-        classes.add(run.equivalence_class())
-        assert search.executions < 10_000
-    return search, classes
+    return _searched(lambda: _StepRun(program))
 
 
 def test_a_whole_critical_section_in_one_step_races_with_the_other_thread_s() -> None:

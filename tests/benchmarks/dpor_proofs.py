@@ -44,7 +44,7 @@ def _to_the_end(scenario: Any, strategy: str, cap: int) -> tuple[str, float, boo
 
 
 def _found_at(scenario: Any, strategy: str, cap: int) -> str:
-    result = threadcheck.explore(scenario, strategy=strategy, budget=cap, shrink=False)
+    result = threadcheck.explore(scenario, strategy=strategy, budget=cap)
     return str(result.found_at) if result.found else f">{result.schedules}"
 
 

@@ -8,7 +8,7 @@ each doing a few shared-state accesses under a lock, about 50 scheduling points
 per schedule and clean (no schedule fails). Prints one table for the running
 Python:
 
-* per strategy (portfolio, random, pct:2, pct:3, bounded:1 until exhausted or
+* per strategy (portfolio, random, pct:2, pct:3, bounded:1 and dpor until exhausted or
   the budget), the median schedules/s of ``threadcheck.explore`` over the
   rounds, with the median points (scheduling steps), preemptions (a thread
   that could go on switched out) and thread switches per schedule of a sample
@@ -49,7 +49,7 @@ from threadcheck._sched._targets import ScenarioTarget, run_scenario
 from threadcheck._sched.strategies import parse
 from threadcheck_reactor import ThreadCheckReactor
 
-STRATEGIES = ("portfolio", "random", "pct:2", "pct:3", "bounded:1")
+STRATEGIES = ("portfolio", "random", "pct:2", "pct:3", "bounded:1", "dpor")
 ROUNDS_EACH = 2
 """Lock-protected updates per worker: 2 gives ~52 points per schedule."""
 SAMPLE = 30

@@ -414,17 +414,17 @@ class _Rewriter(ast.NodeTransformer):
             return test  # a comparison's or an operator's result: its parts are wrapped
         return self._call("cr", test)
 
-    def visit_If(self, node: ast.If) -> ast.AST:
+    def _tested(self, node: ast.If | ast.While) -> ast.AST:
         node.test = self._truth(node.test)
         node.body = self._body(node.body)
         node.orelse = self._body(node.orelse)
         return node
 
+    def visit_If(self, node: ast.If) -> ast.AST:
+        return self._tested(node)
+
     def visit_While(self, node: ast.While) -> ast.AST:
-        node.test = self._truth(node.test)
-        node.body = self._body(node.body)
-        node.orelse = self._body(node.orelse)
-        return node
+        return self._tested(node)
 
     def visit_IfExp(self, node: ast.IfExp) -> ast.AST:
         node.test = self._truth(node.test)

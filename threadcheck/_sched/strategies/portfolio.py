@@ -1,10 +1,12 @@
-"""The default: a DPOR phase that may prove, then PCT depth 2, PCT depth 3 and a
-random walk, in turn (as Coyote's portfolio).
+"""The default: a DPOR search that may prove, taking turns with PCT depth 2, PCT
+depth 3 and a random walk (as Coyote's portfolio).
 
-The first :data:`PROOF_SCHEDULES` schedules are the ``dpor`` search's: a
-scenario of test size is explored exhaustively within them, and the result is
-a proof. A bigger one goes on with the members: random walk finds dense races
-in very few schedules; PCT keeps its probabilistic guarantee for deeper ones.
+While the ``dpor`` search runs (its first :data:`PROOF_SCHEDULES`
+schedules), it takes every other schedule: a scenario of test size is
+explored exhaustively within them, and the result is a proof. The members
+take the others, and all of them once the search is over or too big to
+finish: random walk finds dense races in very few schedules, PCT keeps its
+probabilistic guarantee for deeper ones, and neither waits for the search.
 Sharded, each shard would repeat the same search: the members alone run.
 """
 
@@ -17,17 +19,18 @@ from threadcheck._sched.strategies.dpor import Dpor
 from threadcheck._sched.strategies.pct import PCT
 from threadcheck._sched.strategies.random_walk import RandomWalk
 
-PROOF_SCHEDULES = 100
-"""Schedules the DPOR phase may take before the members go on."""
+PROOF_SCHEDULES = 250
+"""Schedules the DPOR search may take before the members go on alone."""
 
 
 class Portfolio:
     def __init__(self, seed: int, prove: bool = True) -> None:
         self.members: list[Strategy] = [PCT(2, seed), PCT(3, seed), RandomWalk(seed)]
         self._dpor = Dpor() if prove else None
-        self._current: Strategy = self._dpor or self.members[0]
-        self._members_from: int | None = None if prove else 0
-        """The schedule index the members started at; None in the DPOR phase."""
+        self._current: Strategy = self.members[0]
+        self._searched = 0
+        """Schedules the DPOR search ran."""
+        self._searching = prove
 
     @property
     def rewrites_code(self) -> bool:
@@ -43,19 +46,20 @@ class Portfolio:
 
     @property
     def exhausted(self) -> bool:
-        """The DPOR phase finished its search: every interleaving was explored."""
+        """The DPOR search finished: every interleaving was explored."""
         return self._dpor is not None and self._dpor.exhausted
 
     def new_execution(self, index: int) -> bool:
-        if self._members_from is None:
+        if self._searching and index % 2 == 0:
             assert self._dpor is not None
             if not self._dpor.new_execution(index):
                 return False  # every interleaving explored
-            if index < PROOF_SCHEDULES:
+            if self._searched < PROOF_SCHEDULES:
+                self._searched += 1
                 self._current = self._dpor
                 return True
-            self._members_from = index  # too big to finish: the members take over
-        turn = index - self._members_from
+            self._searching = False  # too big to finish: the members go on alone
+        turn = index - self._searched
         self._current = self.members[turn % len(self.members)]
         return self._current.new_execution(turn // len(self.members))
 
