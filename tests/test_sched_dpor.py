@@ -317,6 +317,17 @@ def test_a_whole_critical_section_in_one_step_races_with_the_other_thread_s() ->
     assert explored == expected and len(expected) == 2
 
 
+def test_a_lock_let_go_and_taken_again_in_one_step_is_held_throughout() -> None:
+    # T0 holds l from its first step to its last: T1's whole section goes before or after.
+    program: StepProgram = [
+        [[("acq", "l")], [("r", "x")], [("rel", "l"), ("acq", "l")], [("r", "x"), ("rel", "l")]],
+        [[("acq", "l"), ("w", "x"), ("rel", "l")]],
+    ]
+    _, expected = _step_classes(program)
+    _, explored = _dpor_steps(program)
+    assert explored == expected and len(expected) == 2
+
+
 @st.composite
 def step_programs(draw: st.DrawFn) -> StepProgram:
     threads = []

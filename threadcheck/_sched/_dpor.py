@@ -147,9 +147,12 @@ class SourceDpor:
     def ran(self, event: Event) -> None:
         """The chosen thread's step, with its footprint."""
         node = self._nodes[self._depth]
+        if self._depth >= self._fresh or node.taken is None:
+            # Replayed steps are the ones recorded (else the run diverged): their
+            # clocks stand; only a fresh step's is computed.
+            node.clock = self._clock_of(event, self._depth)
         node.taken = event
         node.done.setdefault(event.tid, event)
-        node.clock = self._clock_of(event, self._depth)
         self._depth += 1
 
     def end(self, pending: Sequence[Event] = ()) -> None:
@@ -255,7 +258,9 @@ class SourceDpor:
 
     def _held_before(self, j: int, later: Event) -> set[int]:
         """The events of the last critical sections, before ``j``, of the locks
-        ``later`` takes (from the event after the acquire to the release)."""
+        ``later`` takes (from the event after the acquire to the release). A
+        step that let the lock go and took it again at once continues the hold:
+        nobody could take it in between."""
         held: set[int] = set()
         for lock in later.exclusive:
             holder: int | None = None
@@ -266,8 +271,8 @@ class SourceDpor:
                         holder = event.tid
                         held.add(i)
                 elif event.tid == holder:
-                    if lock in event.exclusive:
-                        break
+                    if lock in event.exclusive and lock not in event.releases:
+                        break  # the acquire that began the hold: it races
                     held.add(i)
         return held
 
