@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from threadcheck import _stacks, _threads
 from threadcheck._races import _access, _clocks, _edges, _hook, _shadow
 from threadcheck._races._found import RaceReporter
-from threadcheck._races._inplace import rewrite_loaded
+from threadcheck._races._inplace import is_test, rewrite_loaded
 from threadcheck._recorder import Recorder
 
 _undo: list[Callable[[], None]] = []
@@ -94,7 +94,7 @@ def _rewrite_user_modules(is_user_file: Callable[[str], bool]) -> None:
     for module in list(sys.modules.values()):
         filename = getattr(module, "__file__", None)
         if isinstance(filename, str) and filename.endswith(".py") and is_user_file(filename):
-            rewrite_loaded(module, keep=lambda f: f.__name__.startswith("test"))
+            rewrite_loaded(module, keep=is_test)
 
 
 def active() -> bool:

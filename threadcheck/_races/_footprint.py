@@ -102,6 +102,26 @@ def looked_at(key: Hashable) -> None:
     reads.add(key)
 
 
+def released(key: Hashable) -> None:
+    """``key`` given back or made available (a lock released, an item put, a
+    thread started or ended, a wait ended): what a later :func:`acquired` waits for."""
+    writes.add(key)
+    releases.add(key)
+
+
+def acquired(key: Hashable, changed: bool = True) -> None:
+    """``key`` taken, or (``changed=False``) seen available: never in place of a
+    release of it before. Had it come first, it would have waited for one, to the
+    same state."""
+    (writes if changed else reads).add(key)
+    acquires.add(key)
+
+
+def thread(tid: int) -> Hashable:
+    """A controlled thread's start and end, as a footprint key."""
+    return ("thread", tid)
+
+
 # An attribute's helper runs just before the instruction that accesses it, and
 # the scheduling point of that access comes between them: what the helper saw
 # belongs to the step that point starts. So it waits here, for each thread,

@@ -54,6 +54,11 @@ def rewrite_loaded(
     return swapped
 
 
+def is_test(function: FunctionType) -> bool:
+    """A test pytest collects: kept as pytest rewrote it, when a module is rewritten."""
+    return function.__name__.startswith("test")
+
+
 def _rewritten_codes(module: ModuleType) -> dict[tuple[str, int], CodeType] | None:
     filename = getattr(module, "__file__", None)
     if not isinstance(filename, str):

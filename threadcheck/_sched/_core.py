@@ -294,8 +294,7 @@ class Scheduler:
         if self.aborting:
             raise Abort
         if _footprint.collecting:  # it could not run before its start
-            _footprint.acquires.add(("thread", thread.tid))
-            _footprint.looked_at(("thread", thread.tid))
+            _footprint.acquired(_footprint.thread(thread.tid), changed=False)
 
     def exit(self, thread: ControlledThread) -> None:
         """In a thread whose body ended: hand the turn on without waiting for it back."""
@@ -304,8 +303,7 @@ class Scheduler:
         thread.finished = True
         thread.waiting = None
         if _footprint.collecting:  # what a join waits for
-            _footprint.touch(("thread", thread.tid))
-            _footprint.releases.add(("thread", thread.tid))
+            _footprint.released(_footprint.thread(thread.tid))
         for joiner in thread.joiners:
             self.wake(joiner)
         thread.joiners.clear()
@@ -421,8 +419,7 @@ class Scheduler:
             self._deadlock(current)
         self._switch(current, following)
         if current.woken_by is not None:  # it could not have gone on before that release
-            _footprint.acquires.add(current.woken_by)
-            _footprint.touch(current.woken_by)
+            _footprint.acquired(current.woken_by)
             current.woken_by = None
 
     def others_runnable(self) -> bool:
@@ -455,8 +452,7 @@ class Scheduler:
             # and the wait's object is changed for whoever else looks at it.
             woken_by = ("woken", thread.tid) if by_time else thread.waiting_on
             if woken_by is not None:
-                _footprint.releases.add(woken_by)
-                _footprint.touch(woken_by)
+                _footprint.released(woken_by)
                 thread.woken_by = woken_by
             if by_time and thread.waiting_on is not None:
                 _footprint.touch(thread.waiting_on)
@@ -566,7 +562,7 @@ class Scheduler:
             pending[0].joiners.append(me)
             self.block(
                 f"join of T{pending[0].tid} ({pending[0].name}) at exit",
-                on=("thread", pending[0].tid),
+                on=_footprint.thread(pending[0].tid),
             )
 
     def next_int(self, bound: int) -> int:

@@ -150,7 +150,7 @@ def explore(
         distinct=len(digests),
         seconds=time.monotonic() - started,
         exhausted=exhausted,
-        proof=exhausted and proving and not thinned,
+        proof=proving and not thinned,
         thinned=tuple(sorted(thinned)) if proving else (),
         scope=_scope(settings),
         strategy=about.strategy,

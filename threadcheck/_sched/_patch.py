@@ -353,8 +353,7 @@ def _controlled_start(original: Callable[[threading.Thread], None], patches: Pat
         scheduler.point("sync", "thread.start")
         controlled = scheduler.new_thread(self.name, self.daemon)
         if _footprint.collecting:  # its first step comes after this one
-            _footprint.releases.add(("thread", controlled.tid))
-            _footprint.touch(("thread", controlled.tid))
+            _footprint.released(_footprint.thread(controlled.tid))
         controlled.handle = self
         setattr(self, CONTROLLED_ATTR, (scheduler, controlled))
         self.run = _controlled_body(scheduler, controlled, self.run, patches)  # type: ignore[method-assign]
@@ -407,11 +406,10 @@ def _controlled_join(original: Callable[..., None]) -> Any:
                 return
             target.joiners.append(me)
             scheduler.block(
-                f"join of T{target.tid} ({target.name})", deadline, ("thread", target.tid)
+                f"join of T{target.tid} ({target.name})", deadline, _footprint.thread(target.tid)
             )
         if _footprint.collecting:  # after its end: see Scheduler.exit
-            _footprint.acquires.add(("thread", target.tid))
-            _footprint.looked_at(("thread", target.tid))
+            _footprint.acquired(_footprint.thread(target.tid), changed=False)
         original(self, 5.0)  # the OS thread is leaving: it needs no turn to finish
 
     return join

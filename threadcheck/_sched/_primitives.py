@@ -38,20 +38,16 @@ def _changed(obj: Any) -> None:
         _footprint.writes.add(_key(obj))
 
 
-def _acquired(obj: Any) -> None:
-    """``obj`` taken (a lock, a semaphore's unit, a FIFO queue's item, a set
-    event seen): never in place of a release of it before (see ``_dpor.Event``).
-    Had it come first, it would have waited for one, to the same state."""
+def _acquired(obj: Any, changed: bool = True) -> None:
+    """``obj`` taken (a lock, a semaphore's unit, a FIFO queue's item), or a set
+    event seen (``changed=False``): see ``_footprint.acquired``."""
     if _footprint.collecting:
-        _footprint.writes.add(_key(obj))
-        _footprint.acquires.add(_key(obj))
+        _footprint.acquired(_key(obj), changed)
 
 
 def _released(obj: Any) -> None:
-    """``obj`` given back or made available: what a later ``_acquired`` waits for."""
     if _footprint.collecting:
-        _footprint.writes.add(_key(obj))
-        _footprint.releases.add(_key(obj))
+        _footprint.released(_key(obj))
 
 
 def _key(obj: Any) -> Any:
@@ -330,9 +326,10 @@ class Event:
         while not self._flag:
             if not _wait(scheduler, me, self._waiters, "event", deadline, self):
                 break
-        if self._flag and _footprint.collecting:
-            _footprint.acquires.add(_key(self))
-        _looked_at(self)
+        if self._flag:
+            _acquired(self, changed=False)
+        else:
+            _looked_at(self)
         return self._received(self._flag)
 
     def _received(self, flag: bool) -> bool:

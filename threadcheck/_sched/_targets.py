@@ -44,13 +44,13 @@ class ScenarioTarget:
         """The scenario's module was imported before races were watched: rewrite it
         now, and the scenario itself if it was made inside a function (a test).
         Not the module's tests: pytest's own rewriting of their asserts stays."""
-        from threadcheck._races._inplace import rewrite_loaded
+        from threadcheck._races._inplace import is_test, rewrite_loaded
 
         module = sys.modules.get(getattr(self.scenario, "__module__", None) or "")
         if module is not None and _stacks.is_user_code(getattr(module, "__file__", "") or ""):
             made = [self.scenario, getattr(self.scenario, "__wrapped__", None)]
             also = [f for f in made if isinstance(f, FunctionType)]
-            rewrite_loaded(module, also, keep=lambda f: f.__name__.startswith("test"))
+            rewrite_loaded(module, also, keep=is_test)
 
     def run(self, reactor: Any) -> Failure | None:
         from twisted.python.failure import Failure as TwistedFailure
