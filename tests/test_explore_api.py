@@ -219,9 +219,12 @@ def test_a_long_exploration_keeps_nothing_of_its_past_schedules(tmp_path: Any) -
     explore(
         ProgramTarget(None, [str(program)]), budget=Budget(200), strategy="random", progress=count
     )
-    threads_early = seen[20][1]
+    checkers_early, threads_early = seen[20]
     checkers_late, threads_late = seen[200]
-    assert checkers_late <= 1 and threads_late <= threads_early + 2, seen  # not 200 and 200
+    # Not 200 and 200. (One checker more than the running schedule's can be
+    # held a while in a long pytest session, on 3.10/3.11 once code is rewritten.)
+    assert checkers_late <= max(checkers_early, 2), seen
+    assert threads_late <= threads_early + 2, seen
 
 
 def test_a_library_module_remembered_as_such_is_user_code_once_included(

@@ -3,6 +3,7 @@ same on every supported Python, whatever its bytecode."""
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 from threadcheck._sched._points import access_points, is_loop_step
@@ -106,3 +107,154 @@ def test_points_of_the_exploring_thread_survive_a_schedule_torn_down_at_one() ->
         "box.value (store)"
     ] * 3
     assert again.digest == first.digest
+
+
+# -- points from rewritten code's helpers (how 3.10 and 3.11 take them) ----------
+
+
+REWRITTEN = "<rewritten for a test>"
+
+
+def _rewritten(function: Any, rewrite: bool = True) -> Any:
+    """``function`` compiled from its source as an exploration rewrites user code
+    (``rewrite=False``: as written; an exploration before may have rewritten this
+    module's functions in place)."""
+    import inspect
+    import textwrap
+
+    from threadcheck._races._rewrite import compile_user
+
+    namespace: dict[str, Any] = {"SHARED_FLAG": True, "Any": Any}  # loops() ends
+    source = textwrap.dedent(inspect.getsource(function))
+    compiled = compile_user(source, REWRITTEN) if rewrite else compile(source, REWRITTEN, "exec")
+    exec(compiled, namespace)
+    return namespace[function.__name__]
+
+
+def _helper_details(function: Any, *args: Any) -> tuple[Any, list[str]]:
+    """``function(*args)`` run rewritten, with the detail of each point its helpers ask for."""
+    from threadcheck._races import _access, _shadow
+    from threadcheck._sched._points import _site_detail
+
+    points: list[tuple[int, str]] = []
+    rewritten = _rewritten(function)
+    # Recorded only: this module may be rewritten too (an exploration before
+    # rewrote the loaded user modules), and a subscript here would be a point.
+    _access.on_access = lambda site, op: points.append((site, op))
+    try:
+        result = rewritten(*args)
+    finally:
+        _access.on_access = None
+    sites = [(_shadow.sites[site], op) for site, op in points]
+    return result, [_site_detail(site, op) for site, op in sites if site.filename == REWRITTEN]
+
+
+class _Thing:
+    def __init__(self) -> None:
+        self.total = 0
+        self.items: dict[str, int] = {}
+        self.transport = _Thing.Transport()
+        self.a = self
+
+    class Transport:
+        def write(self, data: bytes) -> None:
+            pass
+
+    @property
+    def b(self) -> Any:
+        return self
+
+    c = 5
+
+
+class _Deferred:
+    def addBoth(self, f: Any) -> None:
+        pass
+
+
+def test_helpers_name_each_access_as_the_instruction_table_does() -> None:
+    thing = _Thing()
+    _, details = _helper_details(service, thing, 2, {"k": 1}, "k", thing, lambda v: _Deferred())
+    assert sorted(details) == sorted(access_points(service.__code__).values())
+    assert details[:2] == ["counter.total (load)", "counter.total (store)"]
+
+
+def test_helpers_make_loop_steps_except_counting_ones() -> None:
+    box = type("Box", (), {"spins": 0})()
+    result, details = _helper_details(loops, {"ab": 1, "c": 2}, box)
+    assert result == 6
+    steps = [d for d in details if is_loop_step(d)]
+    assert steps == ["iteration of table"] * 3  # two keys, then the end
+
+
+def rounds(items: list[int], limit: int) -> list[int]:
+    seen = []
+    n = 0
+    while n < limit:
+        n += 1
+        if n % 2:
+            continue  # a round too: the point comes before it
+        for item in items:
+            if item == n:
+                continue  # the for loop's, not the while loop's
+            seen.append(item * n)
+        else:
+            seen.append(-n)
+    else:
+        seen.append(0)
+    seen.extend(x + y for x in items for y in range(2))
+    seen.append(sum({k: v for k, v in zip(items, items, strict=True)}.values()))
+    return seen
+
+
+def test_rewritten_loops_compute_what_they_did_with_a_point_each_round() -> None:
+    result, details = _helper_details(rounds, [1, 2, 4], 5)
+    assert result == rounds([1, 2, 4], 5)
+    assert details.count("loop") == 5  # each round of the while, continued or not
+    assert details.count("iteration of items") == 2 * 4 + 4  # two rounds of 3 + end; the genexp
+
+
+COUNT = 0
+
+
+def bump(by: int) -> int:
+    global COUNT
+    COUNT += by  # a point between the read and the write: a lost update can happen
+    COUNT = COUNT * 1
+    return COUNT
+
+
+def test_a_shared_variable_store_has_its_point_before_the_write() -> None:
+    from threadcheck._races import _access
+
+    namespace = _rewritten(bump).__globals__
+    namespace["COUNT"] = 10
+    seen: list[int] = []
+    count = operator.itemgetter("COUNT")  # not a subscript: see _helper_details
+    _access.on_access = lambda site, op: seen.append(count(namespace))
+    try:
+        assert namespace["bump"](5) == 15
+    finally:
+        _access.on_access = None
+    assert seen == [10, 15]  # the value before each write, read then computed
+
+
+def test_rewritten_code_is_not_traced_where_its_helpers_give_the_points() -> None:
+    from threadcheck._races import _access
+    from threadcheck._sched._points import Instrumentation, _Tracing
+
+    instrumentation = Instrumentation("access", lambda filename: True)
+    tracing = _Tracing(instrumentation, every_thread=False)
+    rewritten = _rewritten(service)
+
+    def counting(n: int) -> int:
+        return sum(i * i for i in range(n))
+
+    assert tracing._tracer_for(counting.__code__) is None  # no point in it
+    assert tracing._tracer_for(rewritten.__code__) is not None
+    _access.on_access = lambda site, op: None
+    try:
+        assert tracing._tracer_for(rewritten.__code__) is None
+        assert tracing._tracer_for(_rewritten(service, False).__code__) is not None
+    finally:
+        _access.on_access = None

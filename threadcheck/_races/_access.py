@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 from _thread import get_ident
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from threadcheck._races import _footprint
@@ -24,6 +25,14 @@ from threadcheck._races._shadow import WHOLE, location, objects, read, write
 enabled = False
 """Off, rewritten code runs as written (a module imported while detecting
 stays rewritten after)."""
+
+on_access: Callable[[int, str], None] | None = None
+"""Set while an exploration takes its scheduling points from the helpers
+(Python 3.10 and 3.11, see ``threadcheck._sched._points``): called with the
+site and the operation (``load``, ``store``, ``delete``, ``step``) before each
+access, a ``for`` loop's step and a ``while`` loop's back-edge. Tracing every
+instruction of user code costs 30x there; a helper call costs only where the
+code touches something."""
 
 CONTAINERS = (
     list,
@@ -42,7 +51,11 @@ _STORE = ("store", "delete")
 
 def ra(obj: Any, name: str, site: int) -> Any:
     """``obj.name`` is read."""
-    if _footprint.collecting:
+    if on_access is not None:
+        on_access(site, "load")
+        if _footprint.collecting:
+            _footprint.read(obj, name)
+    elif _footprint.collecting:
         _footprint.expect(obj, name, _LOAD, False)
     if enabled:
         tc = clocks.get(get_ident()) or current()
@@ -61,7 +74,11 @@ def ra(obj: Any, name: str, site: int) -> Any:
 
 def wa(obj: Any, name: str, site: int) -> Any:
     """``obj.name`` is assigned or deleted."""
-    if _footprint.collecting:
+    if on_access is not None:
+        on_access(site, "store")
+        if _footprint.collecting:
+            _footprint.write(obj, name)
+    elif _footprint.collecting:
         _footprint.expect(obj, name, _STORE, True)
     if enabled:
         _written(obj, name, site, "write")
@@ -69,8 +86,14 @@ def wa(obj: Any, name: str, site: int) -> Any:
 
 
 def ua(obj: Any, name: str, site: int) -> Any:
-    """``obj.name op= value``: read, then written."""
-    if _footprint.collecting:
+    """``obj.name op= value``: read, then written (after the point of :func:`st`
+    around the value)."""
+    if on_access is not None:
+        on_access(site, "load")
+        if _footprint.collecting:
+            _footprint.read(obj, name)
+            _footprint.expect(obj, name, _STORE, True)  # met at st's point
+    elif _footprint.collecting:
         _footprint.expect(obj, name, _LOAD, True)
         _footprint.expect(obj, name, _STORE, True)
     if enabled:
@@ -91,6 +114,47 @@ def _written(obj: Any, name: str, site: int, mode: str) -> None:
     if mode == "update":
         read(tc, loc, site, obj, name, mode)
     write(tc, loc, site, obj, name, mode, False)
+
+
+def st(value: Any, site: int) -> Any:
+    """``value`` is about to be stored at ``site`` (``obj.x += value``, a shared
+    variable assigned): the store's scheduling point, between the read of an
+    augmented assignment and its write, where a lost update happens."""
+    if on_access is not None:
+        on_access(site, "store")
+    return value
+
+
+def lp(iterable: Any, site: int) -> Any:
+    """The iterable of a ``for`` loop (not over a ``range``): each step a point."""
+    if on_access is None:
+        return iterable
+    return _Steps(iter(iterable), site, on_access)
+
+
+class _Steps:
+    """An iterator that is a scheduling point before each step of the loop over it."""
+
+    __slots__ = ("iterator", "on_access", "site")
+
+    def __init__(self, iterator: Iterator[Any], site: int, on_access: Callable[[int, str], None]):
+        self.iterator = iterator
+        self.site = site
+        self.on_access = on_access
+
+    def __iter__(self) -> _Steps:
+        return self
+
+    def __next__(self) -> Any:
+        self.on_access(self.site, "step")
+        return next(self.iterator)
+
+
+def lw(site: int) -> None:
+    """A ``while`` loop goes round again: a point, so that a thread spinning on
+    a flag lets the one that sets it run."""
+    if on_access is not None:
+        on_access(site, "step")
 
 
 def it(obj: Any, site: int) -> Any:
@@ -173,6 +237,8 @@ class sub:  # noqa: N801 - called by rewritten code as if it were a function
 
     def __getitem__(self, key: Any) -> Any:
         obj = self.obj
+        if on_access is not None:
+            on_access(self.site, "load")
         if _footprint.collecting:
             _footprint.read(obj, key if type(key) is not slice else _footprint.WHOLE)
         if enabled and type(key) is not slice:
@@ -185,11 +251,15 @@ class sub:  # noqa: N801 - called by rewritten code as if it were a function
 
     def __setitem__(self, key: Any, value: Any) -> None:
         obj = self.obj
+        if on_access is not None:
+            on_access(self.site, "store")
         self._written(obj, key, "write")
         obj[key] = value
 
     def __delitem__(self, key: Any) -> None:
         obj = self.obj
+        if on_access is not None:
+            on_access(self.site, "delete")
         self._written(obj, key, "delete")
         del obj[key]
 

@@ -148,17 +148,21 @@ location. Equal to the DPOR search's ``EVERYTHING``."""
 _rewritten: dict[CodeType, bool] = {}
 
 
+def is_rewritten(code: CodeType) -> bool:
+    """Whether ``code`` calls the access helpers (was rewritten, and accesses something)."""
+    rewritten = _rewritten.get(code)
+    if rewritten is None:
+        rewritten = _rewritten[code] = any(n.startswith("__tc_") for n in code.co_names)
+    return rewritten
+
+
 def at_point(ident: int, detail: str, code: CodeType | None) -> list[tuple[Hashable, bool]]:
     """The accesses ``ident`` expects of the access point described by ``detail``
     (``counter.total (store)``) in ``code``, taken from those it waits for. In
     code not rewritten (a function made before exploring began), nothing was
     recorded: the access may be to anything."""
-    if code is not None:
-        rewritten = _rewritten.get(code)
-        if rewritten is None:
-            rewritten = _rewritten[code] = any(n.startswith("__tc_") for n in code.co_names)
-        if not rewritten:
-            return [(UNKNOWN, True)]
+    if code is not None and not is_rewritten(code):
+        return [(UNKNOWN, True)]
     waiting = _pending.get(ident)
     if not waiting:
         return []

@@ -77,10 +77,19 @@ def uninstall() -> None:
             sys.meta_path.remove(finder)
 
 
+_scripts: dict[str, tuple[bytes, CodeType]] = {}
+"""Each script's source and its rewritten code: compiled once, not once a
+schedule (each compile numbers its sites anew)."""
+
+
 def run_script(path: str) -> dict[str, Any]:
     """Run the script at ``path`` as ``__main__`` (as ``runpy.run_path`` does), rewritten."""
     with open(path, "rb") as file:
-        code = compile_user(file.read(), path)
+        source = file.read()
+    known = _scripts.get(path)
+    if known is None or known[0] != source:
+        known = _scripts[path] = (source, compile_user(source, path))
+    code = known[1]
     main = ModuleType("__main__")
     main.__file__ = path
     main.__builtins__ = __builtins__  # type: ignore[attr-defined]

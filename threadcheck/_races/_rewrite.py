@@ -19,6 +19,12 @@ What is rewritten (helpers in :mod:`._access`):
   ``__tc_rv__(scope, "name", site, name)``, assignments are followed by
   ``__tc_wv__``/``__tc_uv__``. A closure's scope is a :class:`._access.Scope`
   made on entry to the function that owns the variable.
+* Where an exploration takes its scheduling points from the helpers (see
+  ``_access.on_access``), the places between two accesses that no helper
+  call separates: the value stored into a shared variable, or by an augmented
+  assignment to an attribute, ``__tc_st__(value, site)``; the iterable of a
+  ``for`` loop (not a ``range``), ``__tc_lp__(iterable, site)``; the end of a
+  ``while`` loop's body (and each ``continue``), ``__tc_lw__(site)``.
 
 Nothing else changes: evaluation order, names, line numbers. Annotations and
 ``match`` patterns are left alone (they are not evaluated as written).
@@ -31,6 +37,7 @@ import copy
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import CodeType
+from typing import Any
 
 from threadcheck._races._shadow import Site, add_site
 
@@ -51,7 +58,7 @@ _LOOKING = frozenset(
     }
 )  # fmt: skip
 """Builtins that look into a container they are given."""
-HELPERS = ("ra", "wa", "ua", "it", "cm", "cr", "rv", "wv", "uv", "sub", "Scope")
+HELPERS = ("ra", "wa", "ua", "st", "lp", "lw", "it", "cm", "cr", "rv", "wv", "uv", "sub", "Scope")
 GLOBALS = "__tc_gl__"
 
 
@@ -330,11 +337,11 @@ class _Rewriter(ast.NodeTransformer):
         self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp
     ) -> ast.AST:
         first = node.generators[0]
-        first.iter = self._iterated(self.visit(first.iter))
+        first.iter = self._stepped(self._iterated(self.visit(first.iter)), node)
         self._enter(node, self.functions[-1])  # shown as the function it is written in
         for index, generator in enumerate(node.generators):
             if index:
-                generator.iter = self.visit(generator.iter)
+                generator.iter = self._stepped(self.visit(generator.iter), node)
             generator.ifs = [self.visit(i) for i in generator.ifs]
         if isinstance(node, ast.DictComp):
             node.key = self.visit(node.key)
@@ -366,7 +373,9 @@ class _Rewriter(ast.NodeTransformer):
             return node
         node.value = self.visit(node.value)
         if isinstance(node.target, ast.Name):
-            return [node, *self._stored([node.target], "wv")]
+            stored = self._stored([node.target], "wv")
+            node.value = self._stored_value(node.value, stored)
+            return [node, *stored]
         node.target = self.visit(node.target)
         return node
 
@@ -424,7 +433,10 @@ class _Rewriter(ast.NodeTransformer):
         return self._tested(node)
 
     def visit_While(self, node: ast.While) -> ast.AST:
-        return self._tested(node)
+        self._tested(node)
+        site = self._site(node, "loop", "loop")
+        node.body = _before_each_round(node.body, lambda: ast.Expr(self._call("lw", site)))
+        return node
 
     def visit_IfExp(self, node: ast.IfExp) -> ast.AST:
         node.test = self._truth(node.test)
@@ -464,11 +476,14 @@ class _Rewriter(ast.NodeTransformer):
         node.value = self.visit(node.value)
         target = node.target
         if isinstance(target, ast.Name):
-            return [node, *self._stored([target], "uv")]
+            stored = self._stored([target], "uv")
+            node.value = self._stored_value(node.value, stored)
+            return [node, *stored]
         if isinstance(target, ast.Attribute):
             target.value = self.visit(target.value)
             site = self._site(target, "attribute", _text(target))
             target.value = self._call("ua", target.value, ast.Constant(target.attr), site)
+            node.value = self._call("st", node.value, site)
             return node
         node.target = self.visit(target)
         return node
@@ -477,7 +492,16 @@ class _Rewriter(ast.NodeTransformer):
         node.value = self.visit(node.value)
         names = [n for t in node.targets for n in ast.walk(t) if isinstance(n, ast.Name)]
         node.targets = [self.visit(t) for t in node.targets]
-        return [node, *self._stored(names, "wv")]
+        stored = self._stored(names, "wv")
+        node.value = self._stored_value(node.value, stored)
+        return [node, *stored]
+
+    def _stored_value(self, value: ast.expr, stored: list[ast.stmt]) -> ast.expr:
+        """``value``, with the point of the first shared variable it is stored into."""
+        if not stored:
+            return value
+        call = stored[0].value  # type: ignore[attr-defined]
+        return self._call("st", value, call.args[2])
 
     def _stored(self, names: list[ast.Name], which: str) -> list[ast.stmt]:
         stored: list[ast.stmt] = []
@@ -501,7 +525,7 @@ class _Rewriter(ast.NodeTransformer):
         return self._call("rv", scope, ast.Constant(node.id), site, node)
 
     def visit_For(self, node: ast.For) -> ast.AST:
-        node.iter = self._iterated(self.visit(node.iter))
+        node.iter = self._stepped(self._iterated(self.visit(node.iter)), node)
         node.target = self.visit(node.target)
         node.body = self._body(node.body)
         node.orelse = self._body(node.orelse)
@@ -521,9 +545,46 @@ class _Rewriter(ast.NodeTransformer):
             return iterable
         return self._iterate(iterable, iterable)
 
+    def _stepped(self, iterable: ast.expr, node: ast.AST) -> ast.expr:
+        """The iterable of a loop whose steps are points: not a ``range``'s (counting)."""
+        if (
+            isinstance(iterable, ast.Call)
+            and isinstance(iterable.func, ast.Name)
+            and iterable.func.id == "range"
+        ):
+            return iterable
+        text = f"iteration of {_text(iterable)}"
+        return self._call("lp", iterable, self._site(node, "loop", text))
+
     def _iterate(self, container: ast.expr, node: ast.expr) -> ast.expr:
         text = f"iteration over {_text(container)}"
         return self._call("it", container, self._site(node, "iteration", text))
+
+
+def _before_each_round(body: list[ast.stmt], point: Callable[[], ast.stmt]) -> list[ast.stmt]:
+    """A ``while`` loop's body with ``point()`` at its end and before each
+    ``continue`` of its own (not those of loops or functions inside it)."""
+    continues = _Continues(point)
+    rounds: list[ast.stmt] = []
+    for statement in body:
+        visited = continues.visit(statement)
+        rounds.extend(visited if isinstance(visited, list) else [visited])
+    return [*rounds, ast.copy_location(point(), body[-1])]
+
+
+class _Continues(ast.NodeTransformer):
+    _INNER = (ast.For, ast.AsyncFor, ast.While, *_Scoped)
+    """Where a ``continue`` belongs to another loop, or none."""
+
+    def __init__(self, point: Callable[[], ast.stmt]) -> None:
+        self.point = point
+
+    def visit(self, node: ast.AST) -> Any:
+        if isinstance(node, ast.Continue):
+            return [ast.copy_location(self.point(), node), node]
+        if isinstance(node, self._INNER):
+            return node
+        return self.generic_visit(node)
 
 
 def _text(node: ast.AST) -> str:

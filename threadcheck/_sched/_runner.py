@@ -38,7 +38,7 @@ from threadcheck._sched._core import (
     activate,
 )
 from threadcheck._sched._patch import Patches, reseed_randomness
-from threadcheck._sched._points import DEFAULT_GRANULARITY, Instrumentation
+from threadcheck._sched._points import DEFAULT_GRANULARITY, Instrumentation, points_from_helpers
 from threadcheck._sched._program import (
     CONTROLLED_ATTR,
     run_at_exit,
@@ -79,6 +79,12 @@ class Settings:
     footprints: bool = False
     """User code is rewritten and each step's footprint gathered (the ``dpor``
     strategy's dependence, :mod:`threadcheck._races._footprint`)."""
+
+    @property
+    def rewrites(self) -> bool:
+        """Whether user code is rewritten: for footprints, or (3.10, 3.11) for
+        the scheduling points its helpers give."""
+        return self.footprints or points_from_helpers(self.granularity)
 
     def __post_init__(self) -> None:
         if not 0 <= self.max_delay < float("inf"):  # refuses nan too
@@ -154,9 +160,9 @@ class Explorer:
             from threadcheck_reactor import _race_edges  # every ThreadPool's jobs, as run's
 
             _detector.start(None, self.is_user, edges=[_race_edges.install])
-        elif self.settings.footprints:
+        elif self.settings.rewrites:
             _detector.start(None, self.is_user, include=self.settings.include, detect=False)
-        if self.settings.races or self.settings.footprints:
+        if self.settings.races or self.settings.rewrites:
             rewrite_for_races = getattr(self.target, "rewrite_for_races", None)
             if rewrite_for_races is not None:
                 rewrite_for_races()
@@ -175,7 +181,7 @@ class Explorer:
             self.carriers.close()
             self.instrumentation.stop()
         finally:
-            if self.settings.races or self.settings.footprints:
+            if self.settings.races or self.settings.rewrites:
                 _detector.stop()
             self.watchdog.stop()
             _restart_log_echo(self._log_echo)
@@ -433,7 +439,7 @@ def environment(settings: Settings) -> dict[str, Any]:
         "include": list(settings.include),
         "max_delay": settings.max_delay,
         "races": settings.races,
-        "rewritten": settings.footprints,
+        "rewritten": settings.rewrites,
     }
 
 
