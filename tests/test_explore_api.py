@@ -247,3 +247,34 @@ def test_a_library_module_remembered_as_such_is_user_code_once_included(
         monkeypatch.undo()
         _stacks._forget_classes()
     assert not _stacks.is_user_module(module)
+
+
+def test_a_worker_defined_beside_the_scenario_is_rewritten_with_it() -> None:
+    # Made by the test before exploring: without its code swapped it would run
+    # as written (on 3.10/3.11 traced instruction by instruction; for DPOR, a
+    # step that may touch anything).
+    from twisted.internet import defer, threads
+
+    import threadcheck
+    from threadcheck._races._footprint import is_rewritten
+
+    class Counter:
+        total = 0
+
+    counter = Counter()
+
+    def work() -> None:
+        counter.total += 1
+
+    def scenario(reactor: Any) -> Any:
+        counter.total = 0
+        pool = reactor.getThreadPool()
+        jobs = [threads.deferToThreadPool(reactor, pool, work) for _ in range(2)]
+        return defer.gatherResults(jobs).addCallback(check)
+
+    def check(_: object) -> None:
+        assert counter.total == 2, counter.total
+
+    result = threadcheck.explore(scenario, budget=500, strategy="dpor")
+    assert result.found and "AssertionError: 1" in result.report()
+    assert is_rewritten(work.__code__) and is_rewritten(check.__code__)

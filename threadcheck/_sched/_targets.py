@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import inspect
 import os
 import runpy
@@ -10,7 +12,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from types import FrameType, FunctionType
+from types import FrameType, FunctionType, MethodType
 from typing import Any, TypeVar
 
 from threadcheck import _stacks
@@ -47,9 +49,10 @@ class ScenarioTarget:
         from threadcheck._races._inplace import is_test, rewrite_loaded
 
         module = sys.modules.get(getattr(self.scenario, "__module__", None) or "")
-        if module is not None and _stacks.is_user_code(getattr(module, "__file__", "") or ""):
+        filename = getattr(module, "__file__", "") or ""
+        if module is not None and _stacks.is_user_code(filename):
             made = [self.scenario, getattr(self.scenario, "__wrapped__", None)]
-            also = [f for f in made if isinstance(f, FunctionType)]
+            also = [f for f in _reached(made) if f.__code__.co_filename == filename]
             rewrite_loaded(module, also, keep=is_test)
 
     def run(self, reactor: Any) -> Failure | None:
@@ -167,6 +170,31 @@ class ProgramTarget:
         assert self.module is not None
         sys.argv = [self.module, *self.argv]  # run_module puts the module's file first
         runpy.run_module(self.module, run_name="__main__", alter_sys=True)
+
+
+def _reached(functions: Sequence[object], limit: int = 256) -> list[FunctionType]:
+    """``functions`` and the functions their closures hold, transitively: a
+    worker a test defines beside its scenario was made before exploring, and
+    runs as written unless its code is swapped too."""
+    found: list[FunctionType] = []
+    todo = list(functions)
+    seen: set[int] = set()
+    while todo and len(found) < limit:
+        value = todo.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        if isinstance(value, MethodType):
+            value = value.__func__
+        elif isinstance(value, functools.partial):
+            value = value.func
+        if not isinstance(value, FunctionType):
+            continue
+        found.append(value)
+        for cell in value.__closure__ or ():
+            with contextlib.suppress(ValueError):  # a cell not yet assigned
+                todo.append(cell.cell_contents)
+    return found
 
 
 _STALE_REACTOR = (
