@@ -326,6 +326,7 @@ def replay(
         stall_timeout=stall_timeout,
         races=bool(document.get("races", False)),
         footprints=bool(document.get("rewritten", False)),  # its code ran as explored
+        helper_points=bool(document.get("rewritten", False)),  # and took its points so
     )
     env = environment(settings)
     for key in ("python", "twisted", "threadcheck", "hashseed"):

@@ -50,8 +50,8 @@ DEFAULT_GRANULARITY = "access"
 
 
 def points_from_helpers(granularity: str) -> bool:
-    """Whether rewritten code takes its scheduling points from its access helpers
-    (3.10, 3.11): an exploration at this granularity then rewrites user code."""
+    """Whether rewritten code may take its scheduling points from its access
+    helpers (3.10, 3.11), when an exploration rewrites user code."""
     return sys.version_info < (3, 12) and granularity == DEFAULT_GRANULARITY
 
 
@@ -224,13 +224,17 @@ def instruction_points(code: CodeType) -> dict[int, str]:
 class Instrumentation:
     """Puts scheduling points in user code for one exploration."""
 
-    def __init__(self, granularity: str, is_user_file: Callable[[str], bool]) -> None:
+    def __init__(
+        self, granularity: str, is_user_file: Callable[[str], bool], *, helpers: bool = True
+    ) -> None:
         if granularity not in GRANULARITIES:
             raise ValueError(
                 f"unknown granularity {granularity!r}: choose one of {', '.join(GRANULARITIES)}"
             )
         self.granularity = granularity
         self.is_user_file = is_user_file
+        self.helpers = helpers and points_from_helpers(granularity)
+        """Rewritten code's helpers are its points (3.10, 3.11; see the module's docstring)."""
         self._tables: dict[CodeType, dict[int, str]] = {}
         self._table_of = instruction_points if granularity == "opcode" else access_points
         self._backend: _Monitoring | _Tracing | None = None
@@ -244,7 +248,7 @@ class Instrumentation:
             self._backend = _Monitoring(self)
         else:
             self._backend = _Tracing(self, every_thread)
-        if points_from_helpers(self.granularity):
+        if self.helpers:
             _access.on_access = _helper_point
         self._backend.start()
 

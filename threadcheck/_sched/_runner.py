@@ -38,7 +38,7 @@ from threadcheck._sched._core import (
     activate,
 )
 from threadcheck._sched._patch import Patches, reseed_randomness
-from threadcheck._sched._points import DEFAULT_GRANULARITY, Instrumentation, points_from_helpers
+from threadcheck._sched._points import DEFAULT_GRANULARITY, Instrumentation
 from threadcheck._sched._program import (
     CONTROLLED_ATTR,
     run_at_exit,
@@ -80,11 +80,15 @@ class Settings:
     """User code is rewritten and each step's footprint gathered (the ``dpor``
     strategy's dependence, :mod:`threadcheck._races._footprint`)."""
 
+    helper_points: bool = True
+    """3.10, 3.11: when user code is rewritten (``footprints``, as the default
+    strategy does), its helpers are its scheduling points (False: instruction
+    tracing, the points a token recorded before them had)."""
+
     @property
     def rewrites(self) -> bool:
-        """Whether user code is rewritten: for footprints, or (3.10, 3.11) for
-        the scheduling points its helpers give."""
-        return self.footprints or points_from_helpers(self.granularity)
+        """Whether user code is rewritten."""
+        return self.footprints
 
     def __post_init__(self) -> None:
         if not 0 <= self.max_delay < float("inf"):  # refuses nan too
@@ -116,7 +120,8 @@ class Explorer:
         self.collect_first = collect_first
         self.settings = settings
         self.is_user = _stacks.user_code(settings.include)
-        self.instrumentation = Instrumentation(settings.granularity, self.is_user)
+        helpers = settings.helper_points and settings.rewrites
+        self.instrumentation = Instrumentation(settings.granularity, self.is_user, helpers=helpers)
         self.patches = Patches(
             self.is_user,
             on_thread_start=self.instrumentation.thread_started,
