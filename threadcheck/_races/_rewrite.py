@@ -435,7 +435,10 @@ class _Rewriter(ast.NodeTransformer):
     def visit_While(self, node: ast.While) -> ast.AST:
         self._tested(node)
         site = self._site(node, "loop", "loop")
-        node.body = _before_each_round(node.body, lambda: ast.Expr(self._call("lw", site)))
+        # At the loop's own line, as its back-edge is: not the body's last.
+        node.body = _before_each_round(
+            node.body, lambda: ast.copy_location(ast.Expr(self._call("lw", site)), node)
+        )
         return node
 
     def visit_IfExp(self, node: ast.IfExp) -> ast.AST:
@@ -569,7 +572,7 @@ def _before_each_round(body: list[ast.stmt], point: Callable[[], ast.stmt]) -> l
     for statement in body:
         visited = continues.visit(statement)
         rounds.extend(visited if isinstance(visited, list) else [visited])
-    return [*rounds, ast.copy_location(point(), body[-1])]
+    return [*rounds, point()]
 
 
 class _Continues(ast.NodeTransformer):
@@ -581,7 +584,7 @@ class _Continues(ast.NodeTransformer):
 
     def visit(self, node: ast.AST) -> Any:
         if isinstance(node, ast.Continue):
-            return [ast.copy_location(self.point(), node), node]
+            return [self.point(), node]
         if isinstance(node, self._INNER):
             return node
         return self.generic_visit(node)
