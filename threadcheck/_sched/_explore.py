@@ -319,14 +319,15 @@ def replay(
 ) -> ExploreResult:
     """Rerun exactly the schedule in ``token``; ReplayDivergenceError if it goes elsewhere."""
     document = _token.decode(token)
+    rewritten = bool(document.get("rewritten", False))
     settings = Settings(
         granularity=document.get("granularity", DEFAULT_GRANULARITY),
         include=tuple(document.get("include", ())),
         max_delay=float(document.get("max_delay", 0.0)),
         stall_timeout=stall_timeout,
         races=bool(document.get("races", False)),
-        footprints=bool(document.get("rewritten", False)),  # its code ran as explored
-        helper_points=bool(document.get("rewritten", False)),  # and took its points so
+        footprints=rewritten,  # its code ran as explored
+        helper_points=rewritten,  # and took its points so
     )
     env = environment(settings)
     for key in ("python", "twisted", "threadcheck", "hashseed"):

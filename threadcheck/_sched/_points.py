@@ -283,7 +283,9 @@ def perturb_with(perturb: Callable[[], None] | None) -> None:
     _perturbation[:] = [] if perturb is None else [perturb]
 
 
-def _point(kind: str, detail: str, frame: FrameType, where: tuple[CodeType, int]) -> None:
+def _point(kind: str, detail: str, frame: FrameType, where: object) -> None:
+    """``where``: the point's place, a loop's key for :meth:`~threadcheck._sched.
+    _core.Scheduler.loop_step` (a code and offset, or a helper's site)."""
     scheduler = active()
     if scheduler is not None and scheduler.controlled() is not None:
         if is_loop_step(detail) and not scheduler.loop_step(where):
@@ -299,16 +301,10 @@ _details: dict[tuple[int, str], str] = {}
 def _helper_point(site: int, operation: str) -> None:
     """The point a rewritten access's helper asks for (``_access.on_access``),
     called by the helper that user code called."""
-    scheduler = active()
-    if scheduler is not None and scheduler.controlled() is not None:
-        detail = _details.get((site, operation))
-        if detail is None:
-            detail = _details[site, operation] = _site_detail(_shadow.sites[site], operation)
-        if operation == "step" and not scheduler.loop_step(site):
-            return
-        scheduler.point("access", detail, sys._getframe(2))
-    elif _perturbation:
-        _perturbation[0]()
+    detail = _details.get((site, operation))
+    if detail is None:
+        detail = _details[site, operation] = _site_detail(_shadow.sites[site], operation)
+    _point("access", detail, sys._getframe(2), site)
 
 
 def _site_detail(site: _shadow.Site, operation: str) -> str:
@@ -426,7 +422,7 @@ class _Tracing:
         table = self.instrumentation.table(code)
         if not table:
             return None  # no point in it: tracing its instructions would only cost
-        if _access.on_access is not None and _footprint.is_rewritten(code):
+        if self.instrumentation.helpers and _footprint.is_rewritten(code):
             return None  # its helpers are its points
 
         # One per code object, holding its table: it is called for each of

@@ -85,11 +85,6 @@ class Settings:
     strategy does), its helpers are its scheduling points (False: instruction
     tracing, the points a token recorded before them had)."""
 
-    @property
-    def rewrites(self) -> bool:
-        """Whether user code is rewritten."""
-        return self.footprints
-
     def __post_init__(self) -> None:
         if not 0 <= self.max_delay < float("inf"):  # refuses nan too
             raise ValueError(f"max_delay must be 0 or more seconds, not {self.max_delay!r}")
@@ -120,7 +115,7 @@ class Explorer:
         self.collect_first = collect_first
         self.settings = settings
         self.is_user = _stacks.user_code(settings.include)
-        helpers = settings.helper_points and settings.rewrites
+        helpers = settings.helper_points and settings.footprints
         self.instrumentation = Instrumentation(settings.granularity, self.is_user, helpers=helpers)
         self.patches = Patches(
             self.is_user,
@@ -165,9 +160,9 @@ class Explorer:
             from threadcheck_reactor import _race_edges  # every ThreadPool's jobs, as run's
 
             _detector.start(None, self.is_user, edges=[_race_edges.install])
-        elif self.settings.rewrites:
+        elif self.settings.footprints:
             _detector.start(None, self.is_user, include=self.settings.include, detect=False)
-        if self.settings.races or self.settings.rewrites:
+        if self.settings.races or self.settings.footprints:
             rewrite_for_races = getattr(self.target, "rewrite_for_races", None)
             if rewrite_for_races is not None:
                 rewrite_for_races()
@@ -186,7 +181,7 @@ class Explorer:
             self.carriers.close()
             self.instrumentation.stop()
         finally:
-            if self.settings.races or self.settings.rewrites:
+            if self.settings.races or self.settings.footprints:
                 _detector.stop()
             self.watchdog.stop()
             _restart_log_echo(self._log_echo)
@@ -444,7 +439,7 @@ def environment(settings: Settings) -> dict[str, Any]:
         "include": list(settings.include),
         "max_delay": settings.max_delay,
         "races": settings.races,
-        "rewritten": settings.rewrites,
+        "rewritten": settings.footprints,
     }
 
 
