@@ -30,35 +30,70 @@ EVERYTHING: Hashable = ("*",)
 (library code, time passing) conflicts with every other."""
 
 
-@dataclass(frozen=True)
 class Event:
-    tid: int
-    reads: frozenset[Hashable] = frozenset()
-    writes: frozenset[Hashable] = frozenset()
-    """Locations written, and the synchronisation objects it operated on."""
-    acquires: frozenset[Hashable] = frozenset()
-    """What it had to wait for (a lock taken): no event that releases one of
-    these (and did not take it first itself) could have let it run first."""
-    releases: frozenset[Hashable] = frozenset()
-    """What it made available: a lock it held before it (not one it took and let
-    go within it), an item put, an event set, a thread ended."""
-    exclusive: frozenset[Hashable] = frozenset()
-    """The locks among ``acquires``: held until released, by one thread at a time."""
-    waits: frozenset[Hashable] = frozenset()
-    """What it ended blocked on (it recorded no look at it: a wait is none).
-    A sleeping thread whose step blocked wakes in the sleep set when one of
-    these changes: from there its step would not block, and it must be free
-    to run, or every schedule that follows ends with it asleep, redundant."""
+    """One step: its thread and footprint. Built once per step and compared with
+    many others (``conflict``), so it is a slotted class that also keeps what
+    every comparison needs: everything it touches, and whether that is all."""
+
+    __slots__ = (
+        "acquires",
+        "exclusive",
+        "reads",
+        "releases",
+        "tid",
+        "touches",
+        "waits",
+        "wild",
+        "writes",
+    )
+
+    def __init__(
+        self,
+        tid: int,
+        reads: frozenset[Hashable] = frozenset(),
+        writes: frozenset[Hashable] = frozenset(),
+        acquires: frozenset[Hashable] = frozenset(),
+        releases: frozenset[Hashable] = frozenset(),
+        exclusive: frozenset[Hashable] = frozenset(),
+        waits: frozenset[Hashable] = frozenset(),
+    ) -> None:
+        self.tid = tid
+        self.reads = reads
+        self.writes = writes
+        """Locations written, and the synchronisation objects it operated on."""
+        self.acquires = acquires
+        """What it had to wait for (a lock taken): no event that releases one of
+        these (and did not take it first itself) could have let it run first."""
+        self.releases = releases
+        """What it made available: a lock it held before it (not one it took and
+        let go within it), an item put, an event set, a thread ended."""
+        self.exclusive = exclusive
+        """The locks among ``acquires``: held until released, by one thread at a time."""
+        self.waits = waits
+        """What it ended blocked on (it recorded no look at it: a wait is none).
+        A sleeping thread whose step blocked wakes in the sleep set when one of
+        these changes: from there its step would not block, and it must be free
+        to run, or every schedule that follows ends with it asleep, redundant."""
+        self.touches = reads | writes
+        self.wild = EVERYTHING in writes
+
+    def __repr__(self) -> str:
+        fields = ", ".join(
+            f"{name}={set(getattr(self, name))}"
+            for name in ("reads", "writes", "acquires", "releases", "exclusive", "waits")
+            if getattr(self, name)
+        )
+        return f"Event({self.tid}{', ' if fields else ''}{fields})"
 
 
 def conflict(a: Event, b: Event) -> bool:
     """Whether swapping ``a`` and ``b`` may change the outcome."""
-    if a.tid == b.tid:
-        return True
-    if EVERYTHING in a.writes or EVERYTHING in b.writes:
-        return True
-    return not (a.writes.isdisjoint(b.writes) and a.writes.isdisjoint(b.reads)) or not (
-        b.writes.isdisjoint(a.reads)
+    return (
+        a.tid == b.tid
+        or a.wild
+        or b.wild
+        or not a.writes.isdisjoint(b.touches)
+        or not b.writes.isdisjoint(a.reads)
     )
 
 
@@ -200,15 +235,23 @@ class SourceDpor:
 
     def _clock_of(self, event: Event, depth: int) -> Clock:
         """The vector clock of ``event`` run after the first ``depth`` events."""
+        # Latest first: an event already in the clock's past brings nothing new
+        # (its clock is below the one that brought it), and needs no comparison.
         clock: Clock = {}
+        nodes = self._nodes
         own = 1
-        for k in range(depth):
-            earlier = self._event(k)
-            own += earlier.tid == event.tid
-            if conflict(earlier, event):
-                for tid, count in self._nodes[k].clock.items():
-                    if clock.get(tid, 0) < count:
-                        clock[tid] = count
+        for k in range(depth - 1, -1, -1):
+            node = nodes[k]
+            earlier = node.taken
+            assert earlier is not None
+            tid = earlier.tid
+            if tid == event.tid:
+                own += 1
+            if clock.get(tid, 0) >= node.clock[tid] or not conflict(earlier, event):
+                continue
+            for other, count in node.clock.items():
+                if clock.get(other, 0) < count:
+                    clock[other] = count
         clock[event.tid] = own
         return clock
 
@@ -241,13 +284,15 @@ class SourceDpor:
         could not run inside that critical section, only before its acquire."""
         ordered: Clock = {}
         held = self._held_before(j, later)
+        nodes = self._nodes
         for i in range(j - 1, -1, -1):
-            earlier = self._event(i)
-            if i in held or not conflict(earlier, later):
-                continue
-            node = self._nodes[i]
+            node = nodes[i]
+            earlier = node.taken
+            assert earlier is not None
             if ordered.get(earlier.tid, 0) >= node.clock[earlier.tid]:
                 continue  # happens before an event that conflicts with ``later``
+            if i in held or not conflict(earlier, later):
+                continue
             if earlier.tid != later.tid:
                 if not later.acquires.isdisjoint(_handed_on(earlier)):
                     continue  # never enabled together: it waited for i
