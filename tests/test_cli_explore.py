@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -198,6 +199,25 @@ def test_json_of_a_proof(tmp_path: Path) -> None:
     assert outcome["schedules"] < 50
 
 
+def test_html_and_trace_of_a_failure_and_of_its_replay(tmp_path: Path) -> None:
+    from test_view import validate_chrome_trace
+
+    page, trace = tmp_path / "found.html", tmp_path / "found.json"
+    found = threadcheck("explore", "--html", str(page), "--trace", str(trace), "-m", RACE)
+    assert found.returncode == 1, found.stderr
+    text = page.read_text()
+    assert "<svg" in text and f"threadcheck explore -m {RACE}" in text
+    assert html.escape(replay_line(found.stderr), quote=True) in text
+    document = json.loads(trace.read_text())
+    validate_chrome_trace(document)
+    assert document["otherData"]["replay"] == replay_line(found.stderr)
+    command = shlex.split(replay_line(found.stderr))
+    again = tmp_path / "replayed.html"
+    replayed = threadcheck("replay", "--html", str(again), *command[2:])
+    assert replayed.returncode == 1, replayed.stderr
+    assert "replayed from its token" in again.read_text()
+
+
 def test_time_bounds_the_exploration() -> None:
     result = threadcheck("explore", "--time", "0.5", "--strategy", "random", "-m", RACE_FIXED)
     assert result.returncode == 0, result.stderr
@@ -228,6 +248,8 @@ def test_bad_options_are_one_line_usage_errors(args: list[str], message: str) ->
         (["explore", "missing.py"], "no such file: missing.py"),
         (["explore", "-m", "threadcheck.examples.nosuch"], "no module named"),
         (["explore", "--json", "/no/such/folder/out.json", "x.py"], "--json: no such directory"),
+        (["explore", "--html", "/no/such/folder/p.html", "x.py"], "--html: no such directory"),
+        (["replay", "--trace", "/no/such/t.json", "tc1.x", "x.py"], "--trace: no such directory"),
         (["replay"], "replay: expected a token, then a script or -m module"),
         (["replay", "tc1.x"], "replay: expected a script or -m module"),
         (["replay", "tc1.x", "--budget", "3", "-m", RACE], "unrecognized arguments: --budget"),

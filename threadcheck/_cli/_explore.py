@@ -72,7 +72,7 @@ def _add(subparsers: Any) -> None:
         usage=(
             "[--budget N | --time SECONDS] [--strategy S] [--seed N] "
             "[--granularity G] [--include PATH ...] [--max-delay SECONDS] [--races] "
-            "[--json PATH]"
+            "[--json PATH] [--html PATH] [--trace PATH]"
         ),
         epilog=EXPLORE_STATUS_HELP,
     )
@@ -124,7 +124,42 @@ def _add(subparsers: Any) -> None:
         "ordering them) fails the schedule it happens in, even if nothing else does",
     )
     explore.add_argument("--json", metavar="PATH", help="also write the outcome as JSON to PATH")
+    add_view_arguments(explore)
     add_program_arguments(explore)
+
+
+def add_view_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--html",
+        metavar="PATH",
+        help="also write the failing schedule as a self-contained HTML page to PATH",
+    )
+    command.add_argument(
+        "--trace",
+        metavar="PATH",
+        help="also write the failing schedule as a Chrome trace (Perfetto, chrome://tracing)",
+    )
+
+
+def check_view_paths(args: argparse.Namespace) -> None:
+    for option in ("html", "trace"):
+        path = getattr(args, option)
+        if path is not None:
+            check_writable(path, f"--{option}")
+
+
+def write_views(args: argparse.Namespace, result: ExploreResult, status: int) -> int:
+    """Write the views asked for; a path that cannot be written turns a pass into 2."""
+    if args.html is None and args.trace is None:
+        return status
+    from threadcheck._view._outputs import write_views as write
+
+    program = ["-m", args.module, *args.target] if args.module else args.target
+    title = shlex.join(["threadcheck", args.command, *program])
+    problems = write(result, title, html=args.html, trace=args.trace)
+    for problem in problems:
+        print(f"threadcheck: error: {problem}", file=sys.stderr)
+    return status or (USAGE_ERROR if problems else 0)
 
 
 def _explore(args: argparse.Namespace) -> int:
@@ -154,6 +189,7 @@ def _explore(args: argparse.Namespace) -> int:
     status = SCHEDULE_FAILED if result.found else 0
     if args.json is not None and not _write_outcome(args.json, result):
         status = status or USAGE_ERROR
+    status = write_views(args, result, status)
     exit_if_abandoned(status)  # a thread blocked for good would hang the exit
     return status
 
@@ -189,6 +225,8 @@ COMMAND = Command(
             "--include",
             "--max-delay",
             "--json",
+            "--html",
+            "--trace",
         }
     ),
 )
@@ -208,6 +246,7 @@ def _check_explore_options(args: argparse.Namespace) -> None:
         raise UsageError(f"--include: {error}") from None
     if args.json is not None:
         check_writable(args.json)
+    check_view_paths(args)
 
 
 def _exploration(args: argparse.Namespace, progress: Progress) -> ExploreResult:

@@ -10,7 +10,14 @@ import argparse
 import sys
 from typing import Any
 
-from threadcheck._cli._explore import check_program, pin_hash_seed, program_target
+from threadcheck._cli._explore import (
+    add_view_arguments,
+    check_program,
+    check_view_paths,
+    pin_hash_seed,
+    program_target,
+    write_views,
+)
 from threadcheck._cli._options import (
     SCHEDULE_FAILED,
     USAGE_ERROR,
@@ -37,10 +44,11 @@ def _add(subparsers: Any) -> None:
             "it), on the same program and arguments. A run that goes anywhere else is\n"
             "reported as diverged, never as a pass."
         ),
-        usage="TOKEN",
+        usage="[--html PATH] [--trace PATH] TOKEN",
         epilog=REPLAY_STATUS_HELP,
     )
     replay.add_argument("token", metavar="TOKEN", help="the tc1. token explore printed")
+    add_view_arguments(replay)
     add_program_arguments(replay)
 
 
@@ -50,6 +58,7 @@ def _replay(args: argparse.Namespace) -> int:
     from threadcheck._sched._watchdog import exit_if_abandoned
     from threadcheck._sched.strategies import ReplayDivergenceError
 
+    check_view_paths(args)
     check_program(args)
     try:
         recorded = _token.decode(args.token)
@@ -62,12 +71,12 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"threadcheck: {error}", file=sys.stderr)
         return USAGE_ERROR
     sys.stderr.write(result.report())
-    status = SCHEDULE_FAILED if result.found else 0
+    status = write_views(args, result, SCHEDULE_FAILED if result.found else 0)
     exit_if_abandoned(status)
     return status
 
 
-COMMAND = Command("replay", _add, _replay, frozenset(), takes_token=True)
+COMMAND = Command("replay", _add, _replay, frozenset({"--html", "--trace"}), takes_token=True)
 
 
 def _recorded_hash_seed(recorded: dict[str, Any]) -> str:

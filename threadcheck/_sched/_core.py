@@ -157,6 +157,8 @@ class Step:
     function: str
     detail: str
     """What was accessed or done, e.g. ``state.total (store)``."""
+    now: float = 0.0
+    """Virtual time at the point, in seconds from the schedule's start."""
 
 
 @dataclass(frozen=True)
@@ -603,11 +605,20 @@ class Scheduler:
     ) -> None:
         where = frame if frame is not None else self.where(sys._getframe(2))
         if where is None:
-            self.trace.append(Step(self.step, current.tid, kind, "", 0, "", detail))
+            self.trace.append(
+                Step(self.step, current.tid, kind, "", 0, "", detail, self.now - VIRTUAL_EPOCH)
+            )
             return
         code = where.f_code
         step = Step(
-            self.step, current.tid, kind, code.co_filename, where.f_lineno, code.co_name, detail
+            self.step,
+            current.tid,
+            kind,
+            code.co_filename,
+            where.f_lineno,
+            code.co_name,
+            detail,
+            self.now - VIRTUAL_EPOCH,
         )
         self.trace.append(step)
 

@@ -1,0 +1,215 @@
+"""A headless Chromium driven over the DevTools protocol on a pipe (stdlib only).
+
+``--remote-debugging-pipe``: the browser reads commands on its fd 3 and writes
+replies and events on fd 4, each a JSON object ended by a NUL byte. Enough of
+the protocol for the view tests: open a page, evaluate script in it, collect
+console errors and uncaught exceptions, take a screenshot.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+import time
+import zlib
+from typing import Any
+
+CANDIDATES = ("chromium", "chromium-browser", "google-chrome")
+
+
+def find_chromium() -> str | None:
+    return next((path for path in map(shutil.which, CANDIDATES) if path), None)
+
+
+class BrowserError(Exception):
+    pass
+
+
+class Browser:
+    def __init__(self, executable: str, width: int = 1400, height: int = 900) -> None:
+        self._profile = tempfile.mkdtemp(prefix="tc-chromium-")
+        to_browser_r, self._to_browser = os.pipe()
+        self._from_browser, from_browser_w = os.pipe()
+
+        def wire_fds() -> None:  # the browser's fds 3 and 4 (kept: pass_fds)
+            reading, writing = os.dup(to_browser_r), os.dup(from_browser_w)  # not 3 or 4
+            os.dup2(reading, 3)
+            os.dup2(writing, 4)
+
+        self._process = subprocess.Popen(
+            [
+                executable,
+                "--headless",
+                "--no-sandbox",  # as root in CI
+                "--disable-gpu",
+                "--hide-scrollbars",
+                "--no-first-run",
+                "--remote-debugging-pipe",
+                f"--user-data-dir={self._profile}",
+                f"--window-size={width},{height}",
+                "about:blank",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=wire_fds,
+            pass_fds=(3, 4),
+        )
+        os.close(to_browser_r)
+        os.close(from_browser_w)
+        self._width, self._height = width, height
+        self._buffer = b""
+        self._next_id = 0
+        self.events: list[dict[str, Any]] = []
+        self._session = self._attach()
+
+    # -- the protocol ----------------------------------------------------------------
+
+    def _send(
+        self, method: str, params: dict[str, Any] | None = None, session: bool = True
+    ) -> Any:
+        self._next_id += 1
+        message: dict[str, Any] = {"id": self._next_id, "method": method, "params": params or {}}
+        if session:
+            message["sessionId"] = self._session
+        os.write(self._to_browser, json.dumps(message).encode() + b"\0")
+        while True:
+            reply = self._receive(timeout=30)
+            if reply.get("id") == self._next_id:
+                if "error" in reply:
+                    raise BrowserError(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+            self.events.append(reply)
+
+    def _receive(self, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while b"\0" not in self._buffer:
+            if time.monotonic() > deadline:
+                raise BrowserError("no answer from the browser")
+            chunk = os.read(self._from_browser, 65536)
+            if not chunk:
+                raise BrowserError("the browser closed its pipe")
+            self._buffer += chunk
+        message, _, self._buffer = self._buffer.partition(b"\0")
+        result: dict[str, Any] = json.loads(message)
+        return result
+
+    def _attach(self) -> str:
+        targets = self._send("Target.getTargets", session=False)["targetInfos"]
+        page = next(t for t in targets if t["type"] == "page")
+        attached = self._send(
+            "Target.attachToTarget", {"targetId": page["targetId"], "flatten": True}, session=False
+        )
+        session: str = attached["sessionId"]
+        self._session = session
+        for domain in ("Page", "Runtime", "Log"):
+            self._send(f"{domain}.enable")
+        self._send(  # the viewport itself, not the window around it
+            "Emulation.setDeviceMetricsOverride",
+            {
+                "width": self._width,
+                "height": self._height,
+                "deviceScaleFactor": 1,
+                "mobile": False,
+            },
+        )
+        return session
+
+    # -- what the tests use --------------------------------------------------------------
+
+    def open(self, url: str) -> None:
+        """Navigate and wait for the load event."""
+        self.events.clear()
+        self._send("Page.navigate", {"url": url})
+        deadline = time.monotonic() + 30
+        while not any(e.get("method") == "Page.loadEventFired" for e in self.events):
+            if time.monotonic() > deadline:
+                raise BrowserError(f"{url} did not load")
+            self.events.append(self._receive(timeout=30))
+
+    def evaluate(self, expression: str) -> Any:
+        reply = self._send("Runtime.evaluate", {"expression": expression, "returnByValue": True})
+        if "exceptionDetails" in reply:
+            raise BrowserError(f"{expression}: {reply['exceptionDetails']}")
+        return reply["result"].get("value")
+
+    def errors(self) -> list[str]:
+        """Console errors, uncaught exceptions and error log entries so far."""
+        found = []
+        for event in self.events:
+            method, params = event.get("method"), event.get("params", {})
+            if method == "Runtime.exceptionThrown":
+                details = params["exceptionDetails"]
+                thrown = details.get("exception", {}).get("description", "")
+                found.append(f"{details.get('text')} {thrown}".strip())
+            elif method == "Runtime.consoleAPICalled" and params.get("type") == "error":
+                found.append(" ".join(str(a.get("value")) for a in params.get("args", [])))
+            elif method == "Log.entryAdded" and params["entry"].get("level") == "error":
+                found.append(str(params["entry"].get("text")))
+        return found
+
+    def screenshot(self) -> bytes:
+        data = self._send("Page.captureScreenshot", {"format": "png"})["data"]
+        return base64.b64decode(data)
+
+    def close(self) -> None:
+        with contextlib.suppress(BrowserError, OSError):
+            self._send("Browser.close", session=False)
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        os.close(self._to_browser)
+        os.close(self._from_browser)
+        shutil.rmtree(self._profile, ignore_errors=True)
+
+
+def png_pixels(png: bytes) -> tuple[int, int, list[tuple[int, int, int]]]:
+    """Width, height and RGB pixels of an 8-bit RGB or RGBA PNG (what Chromium writes)."""
+    assert png[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    position, idat = 8, b""
+    width = height = channels = 0
+    while position < len(png):
+        length, kind = struct.unpack(">I4s", png[position : position + 8])
+        chunk = png[position + 8 : position + 8 + length]
+        if kind == b"IHDR":
+            width, height, depth, colour = struct.unpack(">IIBB", chunk[:10])
+            assert depth == 8 and colour in (2, 6), (depth, colour)
+            channels = 3 if colour == 2 else 4
+        elif kind == b"IDAT":
+            idat += chunk
+        position += 12 + length
+    raw = zlib.decompress(idat)
+    stride = width * channels
+    rows: list[bytearray] = []
+    previous = bytearray(stride)
+    for y in range(height):
+        start = y * (stride + 1)
+        kind = raw[start]
+        row = bytearray(raw[start + 1 : start + 1 + stride])
+        for x in range(stride):
+            left = row[x - channels] if x >= channels else 0
+            up = previous[x]
+            up_left = previous[x - channels] if x >= channels else 0
+            if kind == 1:
+                row[x] = (row[x] + left) & 0xFF
+            elif kind == 2:
+                row[x] = (row[x] + up) & 0xFF
+            elif kind == 3:
+                row[x] = (row[x] + (left + up) // 2) & 0xFF
+            elif kind == 4:
+                p = left + up - up_left
+                pa, pb, pc = abs(p - left), abs(p - up), abs(p - up_left)
+                predictor = left if pa <= pb and pa <= pc else up if pb <= pc else up_left
+                row[x] = (row[x] + predictor) & 0xFF
+        rows.append(row)
+        previous = row
+    pixels = [(row[x], row[x + 1], row[x + 2]) for row in rows for x in range(0, stride, channels)]
+    return width, height, pixels

@@ -1,0 +1,314 @@
+"""The views of a failing schedule: the Chrome trace (checked against the Trace
+Event format) and the self-contained HTML page (checked as a document). The
+page in a real browser: ``test_view_browser.py``."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections import Counter
+from html.parser import HTMLParser
+from typing import Any
+
+import pytest
+import races
+from twisted.internet import defer, threads
+
+import threadcheck
+from threadcheck._sched._core import Failure, Step
+from threadcheck._sched._report import ExploreResult, ScheduleRun
+from threadcheck._view._chrome import STEP_US, chrome_trace, empty_trace
+from threadcheck._view._outputs import write_views
+from threadcheck._view._page import schedule_page
+from threadcheck._view._schedule import ScheduleView, schedule_view
+
+PHASES_WITH_TS = {"X", "i", "s", "f", "C"}
+
+
+def validate_chrome_trace(document: dict[str, Any]) -> None:
+    """The Trace Event format's rules that Perfetto and chrome://tracing rely on."""
+    assert json.loads(json.dumps(document)) == document  # plain JSON
+    events = document["traceEvents"]
+    assert isinstance(events, list) and events
+    named_threads = {e["tid"] for e in events if e["ph"] == "M" and e["name"] == "thread_name"}
+    slices: dict[int, list[tuple[int, int]]] = {}
+    flows: dict[int, dict[str, dict[str, Any]]] = {}
+    for event in events:
+        assert isinstance(event["name"], str) and event["name"], event
+        assert event["ph"] in {"M", *PHASES_WITH_TS}, event
+        assert isinstance(event["pid"], int) and isinstance(event["tid"], int), event
+        if event["ph"] in PHASES_WITH_TS:
+            assert isinstance(event["ts"], int) and event["ts"] >= 0, event
+        if event["ph"] == "M":
+            assert isinstance(event["args"], dict), event
+        if event["ph"] == "X":
+            assert isinstance(event["dur"], int) and event["dur"] > 0, event
+            assert event["tid"] in named_threads, event
+            slices.setdefault(event["tid"], []).append((event["ts"], event["ts"] + event["dur"]))
+        if event["ph"] == "i":
+            assert event["s"] in {"g", "p", "t"}, event
+        if event["ph"] == "C":
+            assert all(isinstance(v, (int, float)) for v in event["args"].values()), event
+        if event["ph"] in {"s", "f"}:
+            pair = flows.setdefault(event["id"], {})
+            assert event["ph"] not in pair, f"flow id {event['id']} has two {event['ph']} events"
+            pair[event["ph"]] = event
+    for flow_id, pair in flows.items():
+        assert set(pair) == {"s", "f"}, f"flow {flow_id} is not paired"
+        start, end = pair["s"], pair["f"]
+        assert start["ts"] <= end["ts"] and start["cat"] == end["cat"]
+        assert end.get("bp") == "e"
+        for event in (start, end):  # bound to the slice that encloses it on its thread
+            assert any(a <= event["ts"] < b for a, b in slices[event["tid"]]), event
+
+
+def lost_update() -> ExploreResult:
+    result = threadcheck.explore(races.BUGGY["lost_update"], budget=500)
+    assert result.found and result.run is not None
+    return result
+
+
+def late_fetch(reactor: Any) -> defer.Deferred[Any]:
+    """Two pool jobs; the code assumes the first submitted finishes first, which
+    only a hold (time passing while the first job could run) breaks."""
+    order: list[str] = []
+
+    def index() -> None:
+        order.append("index")
+
+    def fetch() -> None:
+        time.sleep(0.01)
+        order.append("fetch")
+
+    pool = reactor.getThreadPool()
+    jobs = [threads.deferToThreadPool(reactor, pool, job) for job in (index, fetch)]
+
+    def check(_: object) -> None:
+        assert order == ["index", "fetch"], order
+
+    return defer.gatherResults(jobs).addCallback(check)
+
+
+@pytest.fixture(scope="module")
+def found() -> ExploreResult:
+    return lost_update()
+
+
+@pytest.fixture(scope="module")
+def held() -> ExploreResult:
+    result = threadcheck.explore(late_fetch, budget=2000)
+    assert result.found and result.run is not None
+    assert any(note.startswith("time +") for note in result.run.preemptions.values())
+    return result
+
+
+def test_a_found_schedule_becomes_one_lane_per_thread_and_one_block_per_step(
+    found: ExploreResult,
+) -> None:
+    run = found.run
+    assert run is not None
+    view = schedule_view(found)
+    assert [lane.name for lane in view.lanes] == run.thread_names
+    assert [block.index for block in view.blocks] == [step.index for step in run.trace]
+    assert {b.index: b.note for b in view.blocks if b.note} == run.preemptions
+    store = next(b for b in view.blocks if b.note)
+    assert store.detail == "counter.total (store)"
+    assert (37, "        counter.total += 10") in view.sources[store.source_key]
+    assert view.replay_command == found.replay_command
+
+
+def test_the_trace_follows_the_trace_event_format(found: ExploreResult) -> None:
+    run = found.run
+    assert run is not None
+    document = chrome_trace(schedule_view(found), "lost update")
+    validate_chrome_trace(document)
+    events = document["traceEvents"]
+    phases = Counter(event["ph"] for event in events)
+    assert phases["X"] == len(run.trace)
+    assert phases["i"] == len(run.preemptions)
+    switches = sum(1 for a, b in itertools.pairwise(run.trace) if a.tid != b.tid)
+    assert phases["s"] == phases["f"] == switches > 0
+    names = {e["args"]["name"] for e in events if e["name"] == "thread_name"}
+    assert names == {f"T{tid} {name}" for tid, name in enumerate(run.thread_names)}
+    preemption = next(e for e in events if e["ph"] == "i")
+    assert preemption["s"] == "t" and preemption["name"] == "preempted: T1 runs"
+
+
+def test_time_passing_is_a_global_mark_and_moves_the_virtual_clock(held: ExploreResult) -> None:
+    document = chrome_trace(schedule_view(held), "late fetch")
+    validate_chrome_trace(document)
+    events = document["traceEvents"]
+    passing = [e for e in events if e["ph"] == "i" and e["cat"] == "time"]
+    assert passing and all(e["s"] == "g" and e["name"].startswith("time +") for e in passing)
+    clock = [e["args"]["ms"] for e in events if e["ph"] == "C"]
+    assert clock[0] == 0 and clock[-1] >= 10 and clock == sorted(clock)
+    step = min(e["ts"] for e in passing) // STEP_US
+    later = [e for e in events if e["ph"] == "X" and e["ts"] > step * STEP_US]
+    assert later and later[0]["args"]["virtual time (s)"] >= 0.01
+
+
+class _Page(HTMLParser):
+    """What the tests look for in a page: element counts, ids, links, scripts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: Counter[str] = Counter()
+        self.ids: set[str] = set()
+        self.classes: Counter[str] = Counter()
+        self.external: list[str] = []
+        self.data_steps: Counter[str] = Counter()
+        self.scripts: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags[tag] += 1
+        values = dict(attrs)
+        if values.get("id"):
+            self.ids.add(values["id"] or "")
+        for css in (values.get("class") or "").split():
+            self.classes[css] += 1
+        for name in ("src", "href"):
+            link = values.get(name) or ""
+            if link and not link.startswith("#"):
+                self.external.append(link)
+        if tag == "rect" and values.get("data-step"):
+            self.data_steps[values["data-step"] or ""] += 1
+        self._in_script = tag == "script"
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_script = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_script:
+            self.scripts.append(data)
+
+
+def parse(page: str) -> _Page:
+    parser = _Page()
+    parser.feed(page)
+    return parser
+
+
+def test_the_page_is_self_contained_and_has_every_step(found: ExploreResult) -> None:
+    run = found.run
+    assert run is not None
+    page = schedule_page(schedule_view(found), "lost update")
+    parsed = parse(page)
+    assert parsed.external == []  # no network, opens from disk
+    assert parsed.tags["style"] == 1 and parsed.tags["svg"] == 1
+    assert parsed.classes["lane-row"] == len(run.thread_names)
+    assert set(parsed.data_steps) == {str(step.index) for step in run.trace}
+    assert {f"step-{step.index}" for step in run.trace} <= parsed.ids
+    assert parsed.classes["mark-preempt"] == len(run.preemptions)
+    assert parsed.classes["failed"] == 1
+    data = json.loads(next(s for s in parsed.scripts if s.lstrip().startswith("{")))
+    assert set(data["steps"]) == {str(step.index) for step in run.trace}
+    # Without JavaScript: the headline, each step's source line and the replay command.
+    assert "exception: AssertionError: total is 10" in page
+    assert "counter.total += 10" in page
+    assert found.replay_command is not None
+    assert found.replay_command.replace("'", "&#x27;") in page
+
+
+def test_time_passing_is_drawn_apart_from_preemptions(held: ExploreResult) -> None:
+    run = held.run
+    assert run is not None
+    parsed = parse(schedule_page(schedule_view(held), "late fetch"))
+    timed = sum(1 for note in run.preemptions.values() if note.startswith("time +"))
+    assert parsed.classes["mark-time"] == timed > 0
+    assert parsed.classes["mark-preempt"] == len(run.preemptions) - timed
+
+
+def test_text_in_the_program_cannot_break_out_of_the_page() -> None:
+    hostile = "</script><script>alert(1)</script><u>"
+    run = ScheduleRun(
+        index=1,
+        failure=None,
+        decisions=[],
+        choices=[],
+        trace=[Step(1, 0, "access", "/x/<u>.py", 3, "f<u>", hostile)],
+        preemptions={1: hostile},
+        steps=1,
+        digest="",
+        thread_names=[hostile],
+    )
+    result = ExploreResult(
+        found=True,
+        schedules=1,
+        distinct=1,
+        strategy="random",
+        seed=0,
+        target="t",
+        failure=Failure("exception", hostile, thread=hostile),
+        run=run,
+        replay_command=hostile,
+    )
+    page = schedule_page(schedule_view(result), hostile)
+    parsed = parse(page)
+    assert parsed.tags["script"] == 2 and parsed.tags["u"] == 0
+    data = json.loads(next(s for s in parsed.scripts if s.lstrip().startswith("{")))
+    assert data["steps"]["1"]["d"] == hostile
+
+
+def test_a_clean_exploration_writes_its_summary(tmp_path: Any) -> None:
+    result = threadcheck.explore(races.FIXED["lost_update"], budget=30)
+    assert not result.found
+    page, trace = tmp_path / "clean.html", tmp_path / "clean.json"
+    assert write_views(result, "clean", html=str(page), trace=str(trace)) == []
+    parsed = parse(page.read_text())
+    assert parsed.external == [] and parsed.tags["svg"] == 0
+    assert result.report().splitlines()[0] in page.read_text()
+    document = json.loads(trace.read_text())
+    validate_chrome_trace(document)
+    assert document == empty_trace(result.report(), "clean")
+
+
+def test_an_unwritable_path_is_one_line(found: ExploreResult, tmp_path: Any) -> None:
+    problems = write_views(found, "t", html=str(tmp_path / "missing" / "p.html"))
+    assert len(problems) == 1 and problems[0].startswith("cannot write ")
+    assert "No such file or directory" in problems[0]
+
+
+def big_result(steps: int, threads: int) -> ExploreResult:
+    """A long schedule, as a livelock or a long program gives: for the size limits."""
+    trace = [
+        Step(
+            n, n % threads, "access", __file__, 40 + n % 20, "work", f"items[{n}] (load)", n / 1e3
+        )
+        for n in range(1, steps + 1)
+    ]
+    run = ScheduleRun(
+        index=1,
+        failure=None,
+        decisions=[],
+        choices=[],
+        trace=trace,
+        preemptions={n: f"preempted: T{(n + 1) % threads} runs" for n in range(50, steps, 97)},
+        steps=steps,
+        digest="",
+        thread_names=[f"worker-{n}" for n in range(threads)],
+    )
+    return ExploreResult(
+        found=True,
+        schedules=1,
+        distinct=1,
+        strategy="random",
+        seed=0,
+        target="t",
+        failure=Failure("livelock", "no progress", thread="worker-0"),
+        run=run,
+        replay_command="threadcheck replay tc1.x prog.py",
+    )
+
+
+def test_a_5000_step_schedule_stays_under_5_mb_with_long_stretches_folded() -> None:
+    view: ScheduleView = schedule_view(big_result(5000, 4))
+    page = schedule_page(view, "big")
+    assert len(page.encode()) <= 5 * 1024 * 1024
+    parsed = parse(page)
+    assert set(parsed.data_steps) == {str(n) for n in range(1, 5001)}
+    assert parsed.tags["details"] > 0  # stretches with no preemption, folded
+    assert {f"step-{n}" for n in range(1, 5001)} <= parsed.ids  # still all in the page
+    trace = json.dumps(chrome_trace(view, "big"))
+    assert len(trace.encode()) <= 5 * 1024 * 1024

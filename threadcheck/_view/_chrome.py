@@ -1,0 +1,125 @@
+"""A schedule as Chrome Trace Event JSON, which Perfetto and ``chrome://tracing`` open.
+
+The time axis counts steps (one step is :data:`STEP_US` microseconds, shown
+as 1 ms): a schedule's steps take no real time, and its virtual time only
+moves when time passes, which a counter track shows. Each step is a slice on
+its thread's track; a switch from one thread to another is a flow arrow;
+preemptions are thread-scoped instant events, time advances global ones.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from threadcheck import __version__
+from threadcheck._view._schedule import Block, ScheduleView
+
+STEP_US = 1000
+PID = 1
+
+
+def chrome_trace(view: ScheduleView, title: str) -> dict[str, Any]:
+    """The Trace Event JSON object of ``view``."""
+    events: list[dict[str, Any]] = [_meta("process_name", 0, {"name": title})]
+    events += [_meta("thread_name", lane.tid, {"name": lane.label}) for lane in view.lanes]
+    events += [
+        _meta("thread_sort_index", lane.tid, {"sort_index": lane.tid}) for lane in view.lanes
+    ]
+    events += [_slice(block) for block in view.blocks]
+    events += _marks(view.blocks)
+    events += _hand_offs(view.blocks)
+    events += _virtual_time(view.blocks)
+    return {
+        "traceEvents": events,
+        "displayTimeUnit": "ms",
+        "otherData": {
+            "tool": f"threadcheck {__version__}",
+            "failure": view.headline,
+            "replay": view.replay_command,
+            "time axis": f"1 step = {STEP_US} us; virtual time is in each step's args",
+        },
+    }
+
+
+def empty_trace(summary: str, title: str) -> dict[str, Any]:
+    """The trace of an exploration with no failing schedule: what ran, nothing to draw."""
+    return {
+        "traceEvents": [_meta("process_name", 0, {"name": title})],
+        "displayTimeUnit": "ms",
+        "otherData": {"tool": f"threadcheck {__version__}", "outcome": summary.strip()},
+    }
+
+
+def _meta(name: str, tid: int, args: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "ph": "M", "pid": PID, "tid": tid, "args": args}
+
+
+def _slice(block: Block) -> dict[str, Any]:
+    return {
+        "name": block.detail,
+        "cat": block.kind,
+        "ph": "X",
+        "ts": block.index * STEP_US,
+        "dur": STEP_US,
+        "pid": PID,
+        "tid": block.tid,
+        "args": {
+            "step": block.index,
+            "where": block.where,
+            "file": block.path,
+            "line": block.lineno,
+            "virtual time (s)": round(block.seconds, 6),
+        },
+    }
+
+
+def _marks(blocks: tuple[Block, ...]) -> list[dict[str, Any]]:
+    marks = []
+    for block in blocks:
+        if not block.note:
+            continue
+        mark: dict[str, Any] = {
+            "name": block.note,
+            "cat": "time" if block.time_passes else "preemption",
+            "ph": "i",
+            "ts": (block.index + 1) * STEP_US - 1,
+            "pid": PID,
+            "tid": block.tid,
+            "s": "g" if block.time_passes else "t",
+        }
+        marks.append(mark)
+    return marks
+
+
+def _hand_offs(blocks: tuple[Block, ...]) -> list[dict[str, Any]]:
+    """A flow arrow from each thread's last step before a switch to the next step."""
+    flows: list[dict[str, Any]] = []
+    for previous, block in itertools.pairwise(blocks):
+        if previous.tid == block.tid:
+            continue
+        flow = {"name": "switch", "cat": "switch", "id": len(flows) // 2 + 1, "pid": PID}
+        start = {**flow, "ph": "s", "ts": previous.index * STEP_US + STEP_US // 2}
+        end = {**flow, "ph": "f", "bp": "e", "ts": block.index * STEP_US}
+        flows += [{**start, "tid": previous.tid}, {**end, "tid": block.tid}]
+    return flows
+
+
+def _virtual_time(blocks: tuple[Block, ...]) -> list[dict[str, Any]]:
+    counters: list[dict[str, Any]] = []
+    last: float | None = None
+    for block in blocks:
+        if block.seconds == last:
+            continue
+        last = block.seconds
+        counters.append(
+            {
+                "name": "virtual time (ms)",
+                "ph": "C",
+                "ts": block.index * STEP_US,
+                "pid": PID,
+                "tid": 0,
+                "args": {"ms": round(block.seconds * 1e3, 3)},
+            }
+        )
+    return counters

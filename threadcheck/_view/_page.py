@@ -1,0 +1,301 @@
+"""One self-contained HTML file: CSS and JavaScript inline, no network access.
+
+Everything textual is in the HTML itself (the steps, their source lines, the
+replay command, the report), so the page reads without JavaScript; the script
+only adds the source panel on a click and the copy buttons. The timeline is
+inline SVG: one lane per thread, one block per step, a line across the lanes
+where the schedule was preempted (red) or time passed (violet, dashed).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from importlib import resources
+from typing import Any
+
+from threadcheck import __version__
+from threadcheck._view._schedule import Block, ScheduleView
+
+LABEL_WIDTH = 240
+LANE_HEIGHT = 30
+AXIS_HEIGHT = 22
+WIDEST_STEP = 18
+NARROWEST_STEP = 3
+TIMELINE_WIDTH = 1400
+"""Pixels the steps share before the timeline scrolls sideways."""
+SWITCH_LINES_UP_TO = 3000
+"""Steps beyond which the thin lines joining a switch's two steps are left out."""
+ALL_ROWS_UP_TO = 200
+ROW_CONTEXT = 5
+KINDS = {"access": "k-access", "sync": "k-sync"}
+
+
+def schedule_page(view: ScheduleView, title: str) -> str:
+    """The page of a failing schedule."""
+    body = "\n".join(
+        [
+            _header(view, title),
+            "<main>",
+            _timeline(view),
+            _step_tables(view),
+            _report(view),
+            "</main>",
+        ]
+    )
+    return _document(title, body, _data(view))
+
+
+def summary_page(report: str, title: str) -> str:
+    """The page of an exploration with no failing schedule: its summary."""
+    headline = report.strip().partition("\n")[0]
+    body = (
+        f'<header><p class="sub">{_e(title)}</p><h1 class="clean">{_e(headline)}</h1></header>'
+        f'<main><section id="report"><pre class="report">{_e(report)}</pre></section></main>'
+    )
+    return _document(title, body, {})
+
+
+# -- the document --------------------------------------------------------------
+
+
+def _document(title: str, body: str, data: dict[str, Any]) -> str:
+    css = resources.files("threadcheck._view").joinpath("page.css").read_text("utf-8")
+    js = resources.files("threadcheck._view").joinpath("page.js").read_text("utf-8")
+    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f'<meta name="generator" content="threadcheck {__version__}">\n'
+        f"<title>{_e(title)}</title>\n<style>\n{css}</style></head>\n<body>\n{body}\n"
+        f'<script type="application/json" id="tc-data">{payload}</script>\n'
+        f"<script>\n{js}</script>\n</body></html>\n"
+    )
+
+
+def _header(view: ScheduleView, title: str) -> str:
+    lines = view.report.splitlines()
+    subs = "".join(f'<p class="sub">{_e(line.strip())}</p>' for line in lines[1:3] if line)
+    replay = ""
+    if view.replay_command:
+        replay = (
+            '<div class="replay"><code id="replay">'
+            f"{_e(view.replay_command)}</code>"
+            '<button class="copy" data-copy="replay" type="button">Copy</button></div>'
+        )
+    return (
+        f'<header><p class="sub">{_e(title)}</p><h1>{_e(view.headline)}</h1>'
+        f"{subs}{replay}</header>"
+    )
+
+
+# -- the timeline ----------------------------------------------------------------
+
+
+def _timeline(view: ScheduleView) -> str:
+    legend = (
+        '<div class="legend"><span><i style="background:var(--access)"></i>access</span>'
+        '<span><i style="background:var(--sync)"></i>synchronisation</span>'
+        '<span><i style="background:var(--other)"></i>other point</span>'
+        '<span><i style="background:var(--preempt)"></i>preemption</span>'
+        '<span><i style="background:var(--time)"></i>time passes</span>'
+        f"<span>{len(view.blocks)} steps, {len(view.lanes)} threads, "
+        f"virtual time {_e(view.duration)}</span></div>"
+    )
+    empty = '<p class="empty">Click a step to see its source.</p>'
+    return (
+        '<section id="timeline"><h2>Schedule</h2>'
+        f'{legend}<div class="timeline"><div class="lanes">{_svg(view)}</div>'
+        f'<aside id="source">{empty}</aside></div></section>'
+    )
+
+
+def _svg(view: ScheduleView) -> str:
+    blocks = view.blocks
+    step = max(NARROWEST_STEP, min(WIDEST_STEP, TIMELINE_WIDTH // max(1, len(blocks))))
+    width = LABEL_WIDTH + step * len(blocks) + 24
+    height = AXIS_HEIGHT + LANE_HEIGHT * len(view.lanes)
+    row = {lane.tid: n for n, lane in enumerate(view.lanes)}
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'role="img" aria-label="schedule timeline">'
+    ]
+    for n, lane in enumerate(view.lanes):
+        y = AXIS_HEIGHT + n * LANE_HEIGHT
+        parts.append(
+            f'<g class="lane-row" data-tid="{lane.tid}"><rect class="lane" x="0" y="{y + 1}" '
+            f'width="{width}" height="{LANE_HEIGHT - 2}"/><text x="6" y="{y + 19}">'
+            f"{_e(_clip(lane.label, 30))}</text></g>"
+        )
+    parts += _axis(blocks, step)
+    if len(blocks) <= SWITCH_LINES_UP_TO:
+        parts += _switch_lines(blocks, step, row)
+    for position, block in enumerate(blocks):
+        x = LABEL_WIDTH + position * step
+        y = AXIS_HEIGHT + row.get(block.tid, 0) * LANE_HEIGHT + 5
+        kind = KINDS.get(block.kind, "k-other")
+        tip = f"step {block.index} T{block.tid}: {block.detail} at {block.where}"
+        parts.append(
+            f'<a href="#step-{block.index}" data-step="{block.index}">'
+            f'<rect class="{kind}" data-step="{block.index}" x="{x}" y="{y}" '
+            f'width="{max(1, step - 1)}" height="{LANE_HEIGHT - 10}"><title>{_e(tip)}</title>'
+            "</rect></a>"
+        )
+    parts += _marks(blocks, step, height)
+    parts += _failure_mark(view, step, row)
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _axis(blocks: tuple[Block, ...], step: int) -> list[str]:
+    every = max(1, 60 // step)
+    return [
+        f'<text x="{LABEL_WIDTH + position * step}" y="15">{block.index}</text>'
+        for position, block in enumerate(blocks)
+        if position % every == 0
+    ]
+
+
+def _switch_lines(blocks: tuple[Block, ...], step: int, row: dict[int, int]) -> list[str]:
+    lines = []
+    for position in range(1, len(blocks)):
+        before, after = blocks[position - 1], blocks[position]
+        if before.tid == after.tid:
+            continue
+        x = LABEL_WIDTH + position * step
+        y1 = AXIS_HEIGHT + row.get(before.tid, 0) * LANE_HEIGHT + LANE_HEIGHT // 2
+        y2 = AXIS_HEIGHT + row.get(after.tid, 0) * LANE_HEIGHT + LANE_HEIGHT // 2
+        lines.append(f'<line class="switch" x1="{x}" y1="{y1}" x2="{x}" y2="{y2}"/>')
+    return lines
+
+
+def _marks(blocks: tuple[Block, ...], step: int, height: int) -> list[str]:
+    marks = []
+    for position, block in enumerate(blocks):
+        if not block.note:
+            continue
+        x = LABEL_WIDTH + (position + 1) * step
+        kind = "mark-time" if block.time_passes else "mark-preempt"
+        marks.append(
+            f'<line class="{kind}" data-step="{block.index}" x1="{x}" y1="{AXIS_HEIGHT}" '
+            f'x2="{x}" y2="{height}"><title>{_e(f"after step {block.index}: {block.note}")}'
+            "</title></line>"
+        )
+    return marks
+
+
+def _failure_mark(view: ScheduleView, step: int, row: dict[int, int]) -> list[str]:
+    lane = next((lane for lane in view.lanes if lane.name == view.failing_thread), None)
+    if lane is None:
+        return []
+    x = LABEL_WIDTH + len(view.blocks) * step + 10
+    y = AXIS_HEIGHT + row[lane.tid] * LANE_HEIGHT + LANE_HEIGHT // 2
+    return [
+        f'<circle class="failed" cx="{x}" cy="{y}" r="7"><title>{_e(view.headline)}</title>'
+        "</circle>"
+    ]
+
+
+# -- the steps as text --------------------------------------------------------
+
+
+def _step_tables(view: ScheduleView) -> str:
+    blocks = view.blocks
+    shown = _shown_rows(blocks)
+    parts = ['<section id="steps"><h2>Steps</h2>']
+    run: list[Block] = []
+    folded: list[Block] = []
+    for position, block in enumerate(blocks):
+        if position in shown:
+            if folded:
+                parts.append(_fold(view, run, folded))
+                run, folded = [], []
+            run.append(block)
+        else:
+            folded.append(block)
+    parts.append(_fold(view, run, folded))
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _shown_rows(blocks: tuple[Block, ...]) -> set[int]:
+    if len(blocks) <= ALL_ROWS_UP_TO:
+        return set(range(len(blocks)))
+    shown = set(range(ROW_CONTEXT * 4)) | set(range(len(blocks) - ROW_CONTEXT * 4, len(blocks)))
+    for position, block in enumerate(blocks):
+        if block.note:
+            shown.update(range(max(0, position - ROW_CONTEXT), position + ROW_CONTEXT + 1))
+    return shown
+
+
+def _fold(view: ScheduleView, run: list[Block], folded: list[Block]) -> str:
+    text = _table(view, run, header=True) if run else ""
+    if folded:
+        span = f"{folded[0].index} to {folded[-1].index}"
+        text += (
+            f'<details class="fold"><summary>{len(folded)} steps without preemption '
+            f"({span})</summary>{_table(view, folded, header=False)}</details>"
+        )
+    return text
+
+
+def _table(view: ScheduleView, blocks: list[Block], header: bool) -> str:
+    head = (
+        "<tr><th>step</th><th>thread</th><th>where</th><th>point</th><th>source</th><th></th></tr>"
+        if header
+        else ""
+    )
+    rows = []
+    for block in blocks:
+        css = ' class="time"' if block.time_passes else ' class="marked"' if block.note else ""
+        line = dict(view.sources.get(block.source_key, [])).get(block.lineno, "")
+        lane = next((lane.label for lane in view.lanes if lane.tid == block.tid), "?")
+        rows.append(
+            f'<tr id="step-{block.index}"{css}><td class="num">{block.index}</td>'
+            f'<td>{_e(lane)}</td><td class="mono">{_e(block.where)}</td>'
+            f'<td class="mono">{_e(block.detail)}</td><td class="mono">{_e(line.strip())}</td>'
+            f'<td class="note">{_e(block.note)}</td></tr>'
+        )
+    return f'<table class="steps">{head}{"".join(rows)}</table>'
+
+
+def _report(view: ScheduleView) -> str:
+    return (
+        '<section id="report"><h2>The text report</h2>'
+        f'<pre class="report">{_e(view.report)}</pre></section>'
+    )
+
+
+# -- data for the script -------------------------------------------------------
+
+
+def _data(view: ScheduleView) -> dict[str, Any]:
+    steps = {
+        str(block.index): {
+            "t": block.tid,
+            "d": block.detail,
+            "w": block.where,
+            "s": block.source_key,
+            "l": block.lineno,
+            "n": block.note,
+            "v": f"{block.seconds * 1e3:g} ms",
+        }
+        for block in view.blocks
+    }
+    marked = [block.index for block in view.blocks if block.note]
+    first = marked[0] if marked else view.blocks[-1].index if view.blocks else 0
+    return {
+        "lanes": {str(lane.tid): lane.label for lane in view.lanes},
+        "steps": steps,
+        "sources": view.sources,
+        "first": first,
+    }
+
+
+def _e(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -1,0 +1,133 @@
+"""A failing schedule as the views draw it: one lane per thread, one block per
+step, each with its source line; the preemptions and time advances marked."""
+
+from __future__ import annotations
+
+import linecache
+import os
+from dataclasses import dataclass
+
+from threadcheck._sched._core import format_seconds
+from threadcheck._sched._report import ExploreResult, ScheduleRun, format_result
+
+CONTEXT_LINES = 2
+"""Source lines shown above and below a step's own line."""
+
+
+@dataclass(frozen=True)
+class Lane:
+    tid: int
+    name: str
+
+    @property
+    def label(self) -> str:
+        return f"T{self.tid} {self.name}"
+
+
+@dataclass(frozen=True)
+class Block:
+    """One step of the schedule."""
+
+    index: int
+    tid: int
+    kind: str
+    detail: str
+    path: str
+    lineno: int
+    function: str
+    seconds: float
+    """Virtual time at the step, from the schedule's start."""
+    note: str = ""
+    """How the schedule left its default here: a preemption or time passing."""
+
+    @property
+    def where(self) -> str:
+        if not self.path:
+            return "-"
+        return f"{os.path.basename(self.path)}:{self.lineno} {self.function}"
+
+    @property
+    def source_key(self) -> str:
+        return f"{self.path}:{self.lineno}" if self.path else ""
+
+    @property
+    def time_passes(self) -> bool:
+        return self.note.startswith("time +")
+
+
+@dataclass(frozen=True)
+class ScheduleView:
+    headline: str
+    report: str
+    """The text report, as the terminal shows it."""
+    lanes: tuple[Lane, ...]
+    blocks: tuple[Block, ...]
+    sources: dict[str, list[tuple[int, str]]]
+    """``path:line`` -> the lines around it (number, text)."""
+    replay_command: str
+    failing_thread: str
+    details: str
+
+    @property
+    def duration(self) -> str:
+        last = self.blocks[-1].seconds if self.blocks else 0.0
+        return format_seconds(last) if last else "0 s"
+
+
+def schedule_view(result: ExploreResult) -> ScheduleView:
+    """The view of ``result``'s failing schedule (``result.found`` must be true)."""
+    run = result.run
+    failure = result.failure
+    assert run is not None and failure is not None, "only a failure has a schedule to show"
+    blocks = tuple(_blocks(run))
+    return ScheduleView(
+        headline=f"{failure.kind}: {failure.message}",
+        report=format_result(result),
+        lanes=_lanes(run),
+        blocks=blocks,
+        sources=_sources(blocks),
+        replay_command=result.replay_command or "",
+        failing_thread=failure.thread or "",
+        details=failure.details,
+    )
+
+
+def _lanes(run: ScheduleRun) -> tuple[Lane, ...]:
+    used = {step.tid for step in run.trace}
+    count = max([len(run.thread_names), *(tid + 1 for tid in used)])
+    names = [*run.thread_names, *("?" for _ in range(count - len(run.thread_names)))]
+    return tuple(Lane(tid, name) for tid, name in enumerate(names))
+
+
+def _blocks(run: ScheduleRun) -> list[Block]:
+    return [
+        Block(
+            index=step.index,
+            tid=step.tid,
+            kind=step.kind,
+            detail=step.detail or step.kind,
+            path=step.filename,
+            lineno=step.lineno,
+            function=step.function,
+            seconds=step.now,
+            note=run.preemptions.get(step.index, ""),
+        )
+        for step in run.trace
+    ]
+
+
+def _sources(blocks: tuple[Block, ...]) -> dict[str, list[tuple[int, str]]]:
+    sources: dict[str, list[tuple[int, str]]] = {}
+    for block in blocks:
+        key = block.source_key
+        if key and key not in sources:
+            sources[key] = source_lines(block.path, block.lineno)
+    return sources
+
+
+def source_lines(path: str, lineno: int) -> list[tuple[int, str]]:
+    """The lines around ``lineno`` of ``path``; empty when the file cannot be read."""
+    lines = linecache.getlines(path)
+    first = max(1, lineno - CONTEXT_LINES)
+    last = min(len(lines), lineno + CONTEXT_LINES)
+    return [(number, lines[number - 1].rstrip("\n")) for number in range(first, last + 1)]
