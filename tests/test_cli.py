@@ -192,6 +192,29 @@ def test_json_report_is_written_when_clean(tmp_path: Path) -> None:
     assert json.loads(report.read_text())["total"] == 0
 
 
+def test_html_report_of_a_run(tmp_path: Path) -> None:
+    from test_view import parse
+
+    page = tmp_path / "report.html"
+    result = threadcheck(
+        "run", "--html", str(page), "-m", "threadcheck.examples.write_from_thread"
+    )
+    assert result.returncode == VIOLATIONS_FOUND
+    text = page.read_text()
+    assert parse(text).classes["card"] == 1 and parse(text).external == []
+    assert "transport.write called from thread" in text
+    assert "reactor.callFromThread(transport.write, data)" in text
+    assert "self.transport.write(reply)  # BUG: called in a thread-pool thread" in text
+    clean = tmp_path / "clean.html"
+    assert threadcheck("run", "--html", str(clean), script(tmp_path, "pass")).returncode == 0
+    assert "threadcheck: no findings" in clean.read_text()
+    unwritable = threadcheck(
+        "run", "--html", str(tmp_path / "no" / "r.html"), script(tmp_path, "pass")
+    )
+    assert unwritable.returncode == USAGE_ERROR
+    assert unwritable.stderr.startswith("threadcheck: error: --html: no such directory")
+
+
 def test_console_script_matches_python_m(tmp_path: Path) -> None:
     console = Path(sys.executable).with_name("threadcheck")
     result = subprocess.run(

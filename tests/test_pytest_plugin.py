@@ -455,6 +455,37 @@ def test_json_report_totals_equal_the_violations_made(
     result.stdout.fnmatch_lines([f"threadcheck: {made} thread-affinity violations in 5 tests"])
 
 
+@pytest.mark.parametrize("workers", [None, "2"], ids=["one-process", "xdist-n2"])
+def test_the_session_page_has_every_worker_s_findings(
+    pytester: pytest.Pytester, helpers: None, workers: str | None
+) -> None:
+    from test_view import parse
+
+    pytester.makepyfile(test_json=JSON_TESTS)
+    xdist = ("-n", workers) if workers else ()
+    result = run(
+        pytester, "--threadcheck", "--threadcheck-html=out.html", *xdist, *NO_PYTEST_TWISTED
+    )
+    result.assert_outcomes(passed=1, failed=5)
+    page = (pytester.path / "out.html").read_text()
+    parsed = parse(page)
+    assert parsed.external == []
+    assert parsed.classes["card"] == 5  # one distinct finding per failing test
+    assert "threadcheck: 15 thread-affinity violations" in page
+    for n in range(1, 6):
+        assert f'<option value="test_json.py::test_n[{n}]">' in page
+        count = f'<td class="mono">test_json.py::test_n[{n}]</td><td class="num">{n}</td>'
+        assert count in page  # the counts per test
+    assert page.count('<span class="count-badge">x') == 4  # n = 2..5 repeat
+
+
+def test_an_unwritable_session_page_is_a_one_line_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_x():\n    pass\n")
+    result = run(pytester, "--threadcheck-html=no/such/dir/r.html", *NO_PYTEST_TWISTED)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --threadcheck-html: no such directory: *no/such/dir"])
+
+
 def test_with_pytest_twisted_inline_callbacks_and_ensure_deferred(
     pytester: pytest.Pytester,
 ) -> None:

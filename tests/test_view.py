@@ -4,10 +4,13 @@ page in a real browser: ``test_view_browser.py``."""
 
 from __future__ import annotations
 
+import html
 import itertools
 import json
+import linecache
 import time
 from collections import Counter
+from dataclasses import replace
 from html.parser import HTMLParser
 from typing import Any
 
@@ -16,12 +19,15 @@ import races
 from twisted.internet import defer, threads
 
 import threadcheck
+from threadcheck import _stacks
 from threadcheck._sched._core import Failure, Step
 from threadcheck._sched._report import ExploreResult, ScheduleRun
 from threadcheck._view._chrome import STEP_US, chrome_trace, empty_trace
+from threadcheck._view._findings import MAX_CARDS, findings_page
 from threadcheck._view._outputs import write_views
 from threadcheck._view._page import schedule_page
 from threadcheck._view._schedule import ScheduleView, schedule_view
+from threadcheck._violation import Kind, PriorAccess, TestContext, ThreadInfo, Violation
 
 PHASES_WITH_TS = {"X", "i", "s", "f", "C"}
 
@@ -312,3 +318,78 @@ def test_a_5000_step_schedule_stays_under_5_mb_with_long_stretches_folded() -> N
     assert {f"step-{n}" for n in range(1, 5001)} <= parsed.ids  # still all in the page
     trace = json.dumps(chrome_trace(view, "big"))
     assert len(trace.encode()) <= 5 * 1024 * 1024
+
+
+# -- findings: violations, data races, stalls ------------------------------------------
+
+
+def frames_here(*functions: str) -> _stacks.Stack:
+    """A stack of this file's real lines (user code), with a Twisted frame inside."""
+    twisted_file = defer.__file__
+    user = [_stacks.Frame(__file__, 40 + n, name) for n, name in enumerate(functions)]
+    return (*user, _stacks.Frame(twisted_file, 100, "callLater"))
+
+
+def finding(
+    api: str, kind: Kind = Kind.FOREIGN_THREAD, test: str | None = None, **more: Any
+) -> Violation:
+    return Violation(
+        api=api,
+        kind=kind,
+        thread=ThreadInfo("worker", 2),
+        reactor_thread=ThreadInfo("MainThread", 1),
+        stack=frames_here("handle", "reply"),
+        spawn_site=frames_here("start"),
+        submitted_from=None,
+        test=None if test is None else TestContext(test, "call"),
+        **more,
+    )
+
+
+def test_findings_are_one_card_each_with_counts_fix_and_folded_library_frames() -> None:
+    calls = [finding("reactor.callLater", test="t.py::test_a")] * 3
+    calls += [finding("transport.write", test="t.py::test_b")]
+    race = finding(
+        "Cache.size",
+        Kind.DATA_RACE,
+        test="t.py::test_b",
+        access="write",
+        prior=PriorAccess("read", ThreadInfo("MainThread", 1), frames_here("peek"), None, None),
+    )
+    stall = finding("time.sleep", Kind.STALL, detail="held the reactor thread 250 ms")
+    page = findings_page([*calls, race], [stall], "session")
+    parsed = parse(page)
+    assert parsed.external == []
+    assert parsed.classes["card"] == 4
+    assert (parsed.classes["card-violation"], parsed.classes["card-race"]) == (2, 1)
+    assert parsed.classes["card-stall"] == 1
+    assert "threadcheck: 4 thread-affinity violations, 1 data race, 1 reactor stall" in page
+    assert '<span class="count-badge">x3</span>' in page
+    assert "fix:</b> <code>do it in the reactor thread: reactor.callFromThread(" in page
+    assert "wait without blocking: task.deferLater(reactor, seconds, f)" in page
+    assert "earlier read in thread &#x27;MainThread&#x27;" in page
+    assert parsed.classes["lib"] >= 4  # each stack's Twisted frame, folded
+    assert linecache.getline(__file__, 41).strip() in html.unescape(page)  # source context
+    # The counts, and a filter for each kind and for each test.
+    assert parsed.classes["count"] == 2 and parsed.classes["kind-filter"] == 3
+    assert all(f'<option value="t.py::test_{n}">' in page for n in "ab")
+
+
+def test_100000_violations_stay_under_5_mb_with_the_rest_one_line_each() -> None:
+    distinct = [
+        finding("reactor.callLater", test=f"t.py::test_{n % 50}", detail=None) for n in range(5000)
+    ]
+    distinct = [replace(v, thread=ThreadInfo(f"worker-{n}", n)) for n, v in enumerate(distinct)]
+    violations = [distinct[n % 5000] for n in range(100_000)]
+    page = findings_page(violations, [], "big session")
+    assert len(page.encode()) <= 5 * 1024 * 1024
+    parsed = parse(page)
+    assert parsed.classes["card"] == MAX_CARDS
+    assert parsed.classes["finding"] == 5000 - MAX_CARDS
+    assert "threadcheck: 100000 thread-affinity violations" in page
+
+
+def test_no_findings_says_so() -> None:
+    page = findings_page([], [], "clean session")
+    assert "threadcheck: no findings" in page and "Nothing to report." in page
+    assert parse(page).classes["card"] == 0

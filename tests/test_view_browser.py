@@ -11,13 +11,15 @@ from pathlib import Path
 import browser
 import pytest
 import races
-from test_view import big_result, late_fetch, lost_update
+from test_view import PriorAccess, ThreadInfo, big_result, finding, late_fetch, lost_update
 
 import threadcheck
 from threadcheck._sched._report import ExploreResult
+from threadcheck._view._findings import findings_page
 from threadcheck._view._outputs import write_views
 from threadcheck._view._page import schedule_page
 from threadcheck._view._schedule import schedule_view
+from threadcheck._violation import Kind
 
 CHROMIUM = browser.find_chromium()
 pytestmark = [
@@ -141,3 +143,39 @@ def test_a_5000_step_schedule_loads_whole(chromium: browser.Browser, tmp_path: P
         "new MouseEvent('click', {bubbles: true, cancelable: true}))"
     )
     assert "Step 4321" in chromium.evaluate("document.getElementById('source').textContent")
+
+
+def test_the_findings_filter_by_kind_and_by_test(
+    chromium: browser.Browser, tmp_path: Path
+) -> None:
+    race = finding(
+        "Cache.size",
+        Kind.DATA_RACE,
+        test="t.py::test_b",
+        access="write",
+        prior=PriorAccess("read", ThreadInfo("MainThread", 1), (), None, None),
+    )
+    violations = [finding("reactor.callLater", test="t.py::test_a"), race]
+    stall = finding("time.sleep", Kind.STALL, test="t.py::test_a", detail="250 ms")
+    open_page(chromium, tmp_path / "findings.html", findings_page(violations, [stall], "s"))
+    shown = "[...document.querySelectorAll('article.card')].filter(c => !c.hidden).length"
+    assert chromium.evaluate(shown) == 3
+    assert chromium.evaluate("document.getElementById('filters').hidden") is False
+    chromium.evaluate(
+        "const box = document.querySelector('input.kind-filter[value=race]');"
+        "box.checked = false; box.dispatchEvent(new Event('change', {bubbles: true}))"
+    )
+    assert chromium.evaluate(shown) == 2
+    chromium.evaluate(
+        "const s = document.getElementById('test-filter'); s.value = 't.py::test_a';"
+        "s.dispatchEvent(new Event('change', {bubbles: true}))"
+    )
+    assert chromium.evaluate(shown) == 2  # test_a's violation and stall
+    chromium.evaluate(
+        "const t = document.querySelector('input.kind-filter[value=stall]');"
+        "t.checked = false; t.dispatchEvent(new Event('change', {bubbles: true}))"
+    )
+    assert chromium.evaluate(shown) == 1
+    (red,) = colour_counts(chromium.screenshot(), PREEMPT)  # the cards' red edge
+    assert red > 200
+    assert chromium.errors() == []

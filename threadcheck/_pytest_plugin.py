@@ -45,6 +45,7 @@ class _State:
         self.reactor = reactor
         self.run: TestRun = TestRun(reactor.threadcheck)
         self.json_path = json_path
+        self.html_path: str | None = None
         self.report_only = report_only
         self.from_workers: list[Violation] = []
         self.stalls_from_workers: list[Violation] = []
@@ -78,6 +79,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--threadcheck-json", metavar="PATH", default=None, help="write the JSON report to PATH"
+    )
+    group.addoption(
+        "--threadcheck-html",
+        metavar="PATH",
+        default=None,
+        help="write the session's findings as one self-contained HTML page to PATH "
+        "(pytest-xdist workers' merged)",
     )
     group.addoption(
         "--threadcheck-report-only",
@@ -147,6 +155,7 @@ def _enabled(config: pytest.Config) -> bool:
         options.threadcheck
         or options.threadcheck_mode
         or options.threadcheck_json
+        or options.threadcheck_html
         or options.threadcheck_report_only
         or options.threadcheck_races
         or config.getini("threadcheck")
@@ -161,7 +170,11 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
         return
     options = early_config.known_args_namespace
     kind = _pytest_twisted_reactor(early_config)
-    error = _unsupported_reactor(kind) or _check_json_path(options.threadcheck_json)
+    error = (
+        _unsupported_reactor(kind)
+        or _check_json_path(options.threadcheck_json)
+        or _check_json_path(options.threadcheck_html, "--threadcheck-html")
+    )
     if error is None:
         error = _install(early_config, options.threadcheck_mode or "record", kind)
     if error is None and options.threadcheck_races:
@@ -249,10 +262,10 @@ def _unsupported_reactor(kind: str) -> str | None:
     )
 
 
-def _check_json_path(path: str | None) -> str | None:
+def _check_json_path(path: str | None, option: str = "--threadcheck-json") -> str | None:
     from threadcheck._report import json_path_problem
 
-    return None if path is None else json_path_problem(path, "--threadcheck-json")
+    return None if path is None else json_path_problem(path, option)
 
 
 def _install(config: pytest.Config, mode: str, kind: str) -> str | None:
@@ -271,6 +284,7 @@ def _install(config: pytest.Config, mode: str, kind: str) -> str | None:
     config.stash[_STATE] = _State(
         reactor, options.threadcheck_json, options.threadcheck_report_only
     )
+    config.stash[_STATE].html_path = options.threadcheck_html
     return None
 
 
@@ -351,6 +365,7 @@ def _adopt_installed_reactor(config: pytest.Config) -> _State | None:
         return None
     options = config.known_args_namespace
     state = _State(reactor, options.threadcheck_json, options.threadcheck_report_only)
+    state.html_path = options.threadcheck_html
     config.stash[_STATE] = state
     return state
 
@@ -564,9 +579,25 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         violations, mode, state.json_path, sys.stderr
     ):
         session.exitstatus = pytest.ExitCode.USAGE_ERROR
+    if state.html_path is not None and not _write_page(session, state, violations):
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
     counted = [v for v in violations if v.expected is None]
     if (counted or state.lost_workers) and not state.report_only and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _write_page(session: pytest.Session, state: _State, violations: list[Violation]) -> bool:
+    """The session's findings page (every worker's merged); False, said in one
+    line, when it cannot be written."""
+    from threadcheck._view._outputs import write_findings
+
+    assert state.html_path is not None
+    stalls = state.run.checker.recorder.stalls() + state.stalls_from_workers
+    title = f"pytest session in {session.config.rootpath}"
+    problems = write_findings(state.html_path, violations, stalls, title)
+    for problem in problems:
+        sys.stderr.write(f"threadcheck: error: {problem}\n")
+    return not problems
 
 
 @pytest.hookimpl(trylast=True)

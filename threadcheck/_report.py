@@ -47,6 +47,16 @@ def group(violations: Iterable[Violation]) -> list[Group]:
     return [Group(v, counts[v], index) for v, index in first.items()]
 
 
+def fix_for(violation: Violation) -> str:
+    """What to write instead, for any finding: a violation, a data race or a stall."""
+    if violation.kind is Kind.DATA_RACE:
+        prior = violation.prior.what if violation.prior is not None else ""
+        return _fixes.race_hint(violation.api, violation.access or "", prior)
+    if violation.kind is Kind.STALL:
+        return _stall_fix(violation)
+    return _hint(violation)
+
+
 def _hint(violation: Violation) -> str:
     if violation.kind is Kind.STUCK_AT_SHUTDOWN:
         return (
@@ -305,6 +315,10 @@ _STALL_FIXES = {
 }
 
 
+def _stall_fix(stall: Violation) -> str:
+    return _STALL_FIXES.get(stall.api, "move the slow work to a thread: threads.deferToThread(f)")
+
+
 def format_stalls(stalls: list[Violation]) -> str:
     """The stall section (stalls fail nothing); empty string when there were none."""
     if not stalls:
@@ -324,10 +338,7 @@ def format_stalls(stalls: list[Violation]) -> str:
                 lines.append(f"        {where.source}")
         lines.append("    stack (most recent call last):")
         lines.extend(_stacks.format_stack(stall.stack, indent="      "))
-        fix = _STALL_FIXES.get(
-            stall.api, "move the slow work to a thread: threads.deferToThread(f)"
-        )
-        lines.extend([f"    fix: {fix}", ""])
+        lines.extend([f"    fix: {_stall_fix(stall)}", ""])
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -282,7 +282,7 @@ def innermost_user_frame(stack: Stack) -> Frame | None:
 
 def format_stack(stack: Stack, indent: str = "    ") -> Iterator[str]:
     """Lines for ``stack``, most recent call last, library runs folded to one line."""
-    for is_library, run in _runs(stack):
+    for is_library, run in library_runs(stack):
         if is_library:
             libraries = ", ".join(dict.fromkeys(f.library or "" for f in run))
             noun = "frame" if len(run) == 1 else "frames"
@@ -294,7 +294,8 @@ def format_stack(stack: Stack, indent: str = "    ") -> Iterator[str]:
                 yield f"{indent}    {frame.source}"
 
 
-def _runs(stack: Iterable[Frame]) -> Iterator[tuple[bool, list[Frame]]]:
+def library_runs(stack: Iterable[Frame]) -> Iterator[tuple[bool, list[Frame]]]:
+    """The stack in runs of user frames and of library frames, outermost first."""
     run: list[Frame] = []
     run_is_library = False
     for frame in stack:

@@ -86,7 +86,7 @@ def _add(subparsers: Any) -> None:
             "program's."
         ),
         usage=(
-            "[--mode MODE] [--json PATH] [--report-only] [--stall-ms MS] [--races] "
+            "[--mode MODE] [--json PATH] [--html PATH] [--report-only] [--stall-ms MS] [--races] "
             "[--include PATH ...] [--reactor NAME]"
         ),
         epilog=EXIT_STATUS_HELP,
@@ -98,6 +98,11 @@ def _add(subparsers: Any) -> None:
         help="raise in the offending call, record and report at the end (default), or warn",
     )
     run.add_argument("--json", metavar="PATH", help="also write the JSON report to PATH")
+    run.add_argument(
+        "--html",
+        metavar="PATH",
+        help="also write the findings as a self-contained HTML page to PATH",
+    )
     run.add_argument(
         "--report-only",
         action="store_true",
@@ -139,6 +144,8 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError("run: expected a script or -m module")
     if args.json is not None:
         check_writable(args.json)
+    if args.html is not None:
+        check_writable(args.html, "--html")
     if args.module is None:
         check_script(target[0])
     include = _include(args.include, args.races)
@@ -168,18 +175,37 @@ def _run(args: argparse.Namespace) -> int:
     if not finished.found:
         races = " or data races" if args.races else ""
         print(f"threadcheck: no thread-affinity violations{races} found", file=sys.stderr)
+    page_written = args.html is None or _write_page(args, checker)
     # Twisted's own SIGINT/SIGTERM handler stops the reactor and the program ends
     # "normally": it was still interrupted, as a shell should hear (130, 143).
     stopped_by = getattr(sys.modules.get("twisted.internet.reactor"), "_exitSignal", None)
     if interrupted or stopped_by is not None:
         return INTERRUPTED if stopped_by is None else 128 + int(stopped_by)
-    if not finished.json_written and not finished.found:
+    if not (finished.json_written and page_written) and not finished.found:
         return USAGE_ERROR
     return _final_status(status, finished.found, args.report_only)
 
 
+def _write_page(args: argparse.Namespace, checker: AffinityChecker) -> bool:
+    """The findings page; one line on stderr (and False) if it cannot be written."""
+    import shlex
+
+    from threadcheck._view._outputs import write_findings
+
+    program = ["-m", args.module, *args.target] if args.module else args.target
+    title = shlex.join(["threadcheck", "run", *program])
+    recorder = checker.recorder
+    problems = write_findings(args.html, recorder.violations(), recorder.stalls(), title)
+    for problem in problems:
+        print(f"threadcheck: error: {problem}", file=sys.stderr)
+    return not problems
+
+
 COMMAND = Command(
-    "run", _add, _run, frozenset({"--mode", "--json", "--stall-ms", "--reactor", "--include"})
+    "run",
+    _add,
+    _run,
+    frozenset({"--mode", "--json", "--html", "--stall-ms", "--reactor", "--include"}),
 )
 
 

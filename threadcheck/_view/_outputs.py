@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from threadcheck._sched._report import ExploreResult
 from threadcheck._view._chrome import chrome_trace, empty_trace
+from threadcheck._view._findings import findings_page
 from threadcheck._view._page import schedule_page, summary_page
 from threadcheck._view._schedule import schedule_view
+from threadcheck._violation import Violation
 
 
 def write_views(
@@ -25,6 +28,13 @@ def write_views(
         document = chrome_trace(view, title) if view else empty_trace(result.report(), title)
         problems += _write(trace, json.dumps(document, separators=(",", ":")) + "\n")
     return problems
+
+
+def write_findings(
+    path: str, violations: Sequence[Violation], stalls: Sequence[Violation], title: str
+) -> list[str]:
+    """The findings page (``run --html``, ``--threadcheck-html``); what could not be written."""
+    return _write(path, findings_page(violations, stalls, title))
 
 
 def _write(path: str, text: str) -> list[str]:

@@ -9,12 +9,9 @@ where the schedule was preempted (red) or time passed (violet, dashed).
 
 from __future__ import annotations
 
-import html
-import json
-from importlib import resources
 from typing import Any
 
-from threadcheck import __version__
+from threadcheck._view._html import clip, document, e
 from threadcheck._view._schedule import Block, ScheduleView
 
 LABEL_WIDTH = 240
@@ -43,50 +40,34 @@ def schedule_page(view: ScheduleView, title: str) -> str:
             "</main>",
         ]
     )
-    return _document(title, body, _data(view))
+    return document(title, body, _data(view))
 
 
 def summary_page(report: str, title: str) -> str:
     """The page of an exploration with no failing schedule: its summary."""
     headline = report.strip().partition("\n")[0]
     body = (
-        f'<header><p class="sub">{_e(title)}</p><h1 class="clean">{_e(headline)}</h1></header>'
-        f'<main><section id="report"><pre class="report">{_e(report)}</pre></section></main>'
+        f'<header><p class="sub">{e(title)}</p><h1 class="clean">{e(headline)}</h1></header>'
+        f'<main><section id="report"><pre class="report">{e(report)}</pre></section></main>'
     )
-    return _document(title, body, {})
+    return document(title, body, {})
 
 
 # -- the document --------------------------------------------------------------
 
 
-def _document(title: str, body: str, data: dict[str, Any]) -> str:
-    css = resources.files("threadcheck._view").joinpath("page.css").read_text("utf-8")
-    js = resources.files("threadcheck._view").joinpath("page.js").read_text("utf-8")
-    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en"><head><meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f'<meta name="generator" content="threadcheck {__version__}">\n'
-        f"<title>{_e(title)}</title>\n<style>\n{css}</style></head>\n<body>\n{body}\n"
-        f'<script type="application/json" id="tc-data">{payload}</script>\n'
-        f"<script>\n{js}</script>\n</body></html>\n"
-    )
-
-
 def _header(view: ScheduleView, title: str) -> str:
     lines = view.report.splitlines()
-    subs = "".join(f'<p class="sub">{_e(line.strip())}</p>' for line in lines[1:3] if line)
+    subs = "".join(f'<p class="sub">{e(line.strip())}</p>' for line in lines[1:3] if line)
     replay = ""
     if view.replay_command:
         replay = (
             '<div class="replay"><code id="replay">'
-            f"{_e(view.replay_command)}</code>"
+            f"{e(view.replay_command)}</code>"
             '<button class="copy" data-copy="replay" type="button">Copy</button></div>'
         )
     return (
-        f'<header><p class="sub">{_e(title)}</p><h1>{_e(view.headline)}</h1>'
-        f"{subs}{replay}</header>"
+        f'<header><p class="sub">{e(title)}</p><h1>{e(view.headline)}</h1>{subs}{replay}</header>'
     )
 
 
@@ -101,7 +82,7 @@ def _timeline(view: ScheduleView) -> str:
         '<span><i style="background:var(--preempt)"></i>preemption</span>'
         '<span><i style="background:var(--time)"></i>time passes</span>'
         f"<span>{len(view.blocks)} steps, {len(view.lanes)} threads, "
-        f"virtual time {_e(view.duration)}</span></div>"
+        f"virtual time {e(view.duration)}</span></div>"
     )
     empty = '<p class="empty">Click a step to see its source.</p>'
     return (
@@ -126,7 +107,7 @@ def _svg(view: ScheduleView) -> str:
         parts.append(
             f'<g class="lane-row" data-tid="{lane.tid}"><rect class="lane" x="0" y="{y + 1}" '
             f'width="{width}" height="{LANE_HEIGHT - 2}"/><text x="6" y="{y + 19}">'
-            f"{_e(_clip(lane.label, 30))}</text></g>"
+            f"{e(clip(lane.label, 30))}</text></g>"
         )
     parts += _axis(blocks, step)
     if len(blocks) <= SWITCH_LINES_UP_TO:
@@ -139,7 +120,7 @@ def _svg(view: ScheduleView) -> str:
         parts.append(
             f'<a href="#step-{block.index}" data-step="{block.index}">'
             f'<rect class="{kind}" data-step="{block.index}" x="{x}" y="{y}" '
-            f'width="{max(1, step - 1)}" height="{LANE_HEIGHT - 10}"><title>{_e(tip)}</title>'
+            f'width="{max(1, step - 1)}" height="{LANE_HEIGHT - 10}"><title>{e(tip)}</title>'
             "</rect></a>"
         )
     parts += _marks(blocks, step, height)
@@ -179,7 +160,7 @@ def _marks(blocks: tuple[Block, ...], step: int, height: int) -> list[str]:
         kind = "mark-time" if block.time_passes else "mark-preempt"
         marks.append(
             f'<line class="{kind}" data-step="{block.index}" x1="{x}" y1="{AXIS_HEIGHT}" '
-            f'x2="{x}" y2="{height}"><title>{_e(f"after step {block.index}: {block.note}")}'
+            f'x2="{x}" y2="{height}"><title>{e(f"after step {block.index}: {block.note}")}'
             "</title></line>"
         )
     return marks
@@ -192,7 +173,7 @@ def _failure_mark(view: ScheduleView, step: int, row: dict[int, int]) -> list[st
     x = LABEL_WIDTH + len(view.blocks) * step + 10
     y = AXIS_HEIGHT + row[lane.tid] * LANE_HEIGHT + LANE_HEIGHT // 2
     return [
-        f'<circle class="failed" cx="{x}" cy="{y}" r="7"><title>{_e(view.headline)}</title>'
+        f'<circle class="failed" cx="{x}" cy="{y}" r="7"><title>{e(view.headline)}</title>'
         "</circle>"
     ]
 
@@ -253,9 +234,9 @@ def _table(view: ScheduleView, blocks: list[Block], header: bool) -> str:
         lane = next((lane.label for lane in view.lanes if lane.tid == block.tid), "?")
         rows.append(
             f'<tr id="step-{block.index}"{css}><td class="num">{block.index}</td>'
-            f'<td>{_e(lane)}</td><td class="mono">{_e(block.where)}</td>'
-            f'<td class="mono">{_e(block.detail)}</td><td class="mono">{_e(line.strip())}</td>'
-            f'<td class="note">{_e(block.note)}</td></tr>'
+            f'<td>{e(lane)}</td><td class="mono">{e(block.where)}</td>'
+            f'<td class="mono">{e(block.detail)}</td><td class="mono">{e(line.strip())}</td>'
+            f'<td class="note">{e(block.note)}</td></tr>'
         )
     return f'<table class="steps">{head}{"".join(rows)}</table>'
 
@@ -263,7 +244,7 @@ def _table(view: ScheduleView, blocks: list[Block], header: bool) -> str:
 def _report(view: ScheduleView) -> str:
     return (
         '<section id="report"><h2>The text report</h2>'
-        f'<pre class="report">{_e(view.report)}</pre></section>'
+        f'<pre class="report">{e(view.report)}</pre></section>'
     )
 
 
@@ -291,11 +272,3 @@ def _data(view: ScheduleView) -> dict[str, Any]:
         "sources": view.sources,
         "first": first,
     }
-
-
-def _e(text: str) -> str:
-    return html.escape(text, quote=True)
-
-
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"

@@ -4,6 +4,7 @@
   var node = document.getElementById("tc-data");
   if (!node) return;
   var data = JSON.parse(node.textContent);
+  filters();
   var steps = data.steps || {};
   var panel = document.getElementById("source");
   var picked = null;
@@ -68,6 +69,28 @@
     var selection = window.getSelection();
     selection.removeAllRanges();
     selection.addRange(range);
+  }
+
+  // Findings: filter the cards (and one-line rows) by kind and by test.
+  function filters() {
+    var bar = document.getElementById("filters");
+    if (!bar) return;
+    bar.hidden = false;
+    var select = document.getElementById("test-filter");
+    function apply() {
+      var kinds = {};
+      bar.querySelectorAll("input.kind-filter").forEach(function (box) {
+        kinds[box.value] = box.checked;
+      });
+      var test = select ? select.value : "";
+      document.querySelectorAll("[data-kind]").forEach(function (card) {
+        var shown = kinds[card.getAttribute("data-kind")] !== false &&
+          (!test || card.getAttribute("data-test") === test);
+        card.hidden = !shown;
+      });
+    }
+    bar.addEventListener("change", apply);
+    apply();
   }
 
   var hash = /^#step-(\d+)$/.exec(location.hash);

@@ -1,0 +1,217 @@
+"""Violations, data races and stalls as cards on one page (``run --html``, and
+the pytest session's ``--threadcheck-html``).
+
+One card per distinct finding (identical ones counted, as the text report
+groups them): its headline, its test, the fix, and each stack with a few lines
+of source around your frames, library frames folded. Above them, the counts
+per API and per test, and filters by kind and test (the script's; without it
+every card shows). A session with more distinct findings than a page can hold
+shows the first :data:`MAX_CARDS` as cards and the next ones as one line each.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+
+from threadcheck import _stacks
+from threadcheck._report import Group, fix_for, group
+from threadcheck._view._html import clip, document, e
+from threadcheck._view._schedule import source_lines
+from threadcheck._violation import Kind, Violation
+
+MAX_CARDS = 200
+MAX_LINES = 10_000
+"""Distinct findings listed one line each after the cards; the JSON report has the rest."""
+KINDS = {"violation": "thread-affinity violation", "race": "data race", "stall": "reactor stall"}
+
+
+def findings_page(violations: Sequence[Violation], stalls: Sequence[Violation], title: str) -> str:
+    groups = [(_kind(g.violation), g) for g in group(violations)]
+    groups += [("stall", g) for g in group(stalls)]
+    body = "\n".join(
+        [
+            _header(violations, stalls, title),
+            "<main>",
+            _counts(violations, stalls),
+            _filters(groups),
+            _cards(groups),
+            "</main>",
+        ]
+    )
+    return document(title, body, {"findings": len(groups)})
+
+
+def _kind(violation: Violation) -> str:
+    return "race" if violation.kind is Kind.DATA_RACE else "violation"
+
+
+def _header(violations: Sequence[Violation], stalls: Sequence[Violation], title: str) -> str:
+    races = sum(1 for v in violations if v.kind is Kind.DATA_RACE)
+    calls = len(violations) - races
+    counted = sum(1 for v in violations if v.expected is None)
+    parts = [
+        _plural(calls, "thread-affinity violation") if calls else "",
+        _plural(races, "data race") if races else "",
+        _plural(len(stalls), "reactor stall") + " (reported, not failures)" if stalls else "",
+    ]
+    headline = ", ".join(part for part in parts if part) or "no findings"
+    expected = len(violations) - counted
+    sub = f"{expected} of them expected (a marker or fixture accepts them)" if expected else ""
+    css = "clean" if not counted else ""
+    return (
+        f'<header><p class="sub">{e(title)}</p><h1 class="{css}">threadcheck: {e(headline)}</h1>'
+        + (f'<p class="sub">{e(sub)}</p>' if sub else "")
+        + "</header>"
+    )
+
+
+def _counts(violations: Sequence[Violation], stalls: Sequence[Violation]) -> str:
+    everything = [*violations, *stalls]
+    if not everything:
+        return ""
+    by_api = Counter(v.api for v in everything)
+    by_test = Counter(v.test.nodeid if v.test else "(outside tests)" for v in everything)
+    in_tests = any(v.test is not None for v in everything)
+    return (
+        '<section id="counts"><div class="counts">'
+        + _count_table("API", by_api)
+        + (_count_table("test", by_test) if in_tests else "")
+        + "</div></section>"
+    )
+
+
+def _count_table(what: str, counts: Counter[str]) -> str:
+    rows = "".join(
+        f'<tr><td class="mono">{e(name)}</td><td class="num">{n}</td></tr>'
+        for name, n in counts.most_common(50)
+    )
+    more = (
+        f'<tr><td class="sub">{len(counts) - 50} more</td><td></td></tr>'
+        if len(counts) > 50
+        else ""
+    )
+    return f'<table class="count"><tr><th>{what}</th><th>count</th></tr>{rows}{more}</table>'
+
+
+def _filters(groups: list[tuple[str, Group]]) -> str:
+    if not groups:
+        return ""
+    kinds = Counter(kind for kind, _ in groups)
+    boxes = "".join(
+        f'<label><input type="checkbox" class="kind-filter" value="{kind}" checked> '
+        f"{e(KINDS[kind])}s ({kinds[kind]})</label>"
+        for kind in KINDS
+        if kinds[kind]
+    )
+    tests = sorted({_test(g) for _, g in groups})
+    options = "".join(f'<option value="{e(t)}">{e(clip(t, 90))}</option>' for t in tests)
+    select = (
+        f'<label>test <select id="test-filter"><option value="">every test</option>{options}'
+        "</select></label>"
+        if len(tests) > 1
+        else ""
+    )
+    return f'<section id="filters" class="filters" hidden>{boxes}{select}</section>'
+
+
+def _test(g: Group) -> str:
+    return g.violation.test.nodeid if g.violation.test else ""
+
+
+def _cards(groups: list[tuple[str, Group]]) -> str:
+    if not groups:
+        return '<section id="cards"><p>Nothing to report.</p></section>'
+    cards = [_card(n, kind, g) for n, (kind, g) in enumerate(groups[:MAX_CARDS], start=1)]
+    rest = groups[MAX_CARDS:]
+    lines = ""
+    if rest:
+        listed = rest[:MAX_LINES]
+        rows = "".join(
+            f'<tr class="finding" data-kind="{kind}" data-test="{e(_test(g))}">'
+            f'<td class="num">{n}</td><td>{e(g.violation.summary())}</td>'
+            f'<td class="num">{g.count}</td></tr>'
+            for n, (kind, g) in enumerate(listed, start=MAX_CARDS + 1)
+        )
+        unlisted = len(rest) - len(listed)
+        tail = (
+            f"<p>{unlisted} more distinct findings: the JSON report has them all.</p>"
+            if unlisted
+            else ""
+        )
+        lines = (
+            f'<details class="fold"><summary>{len(listed)} more distinct findings, one line '
+            f'each</summary><table class="steps">{rows}</table></details>{tail}'
+        )
+    return f'<section id="cards">{"".join(cards)}{lines}</section>'
+
+
+def _card(number: int, kind: str, g: Group) -> str:
+    v = g.violation
+    count = f'<span class="count-badge">x{g.count}</span>' if g.count > 1 else ""
+    test = f'<p class="sub">during test: {e(v.test.describe())}</p>' if v.test else ""
+    expected = f'<p class="sub">expected: {e(v.expected)}</p>' if v.expected else ""
+    detail = f'<p class="sub">{e(v.detail)}</p>' if v.detail and kind == "stall" else ""
+    return (
+        f'<article class="card card-{kind}" id="finding-{number}" data-kind="{kind}" '
+        f'data-test="{e(_test(g))}"><h2><span class="tag">{e(KINDS[kind])}</span> '
+        f"[{number}] {e(v.headline())}{count}</h2>{test}{expected}{detail}"
+        f'<p class="fix"><b>fix:</b> <code>{e(fix_for(v))}</code></p>'
+        + "".join(_stacks_of(kind, v))
+        + "</article>"
+    )
+
+
+def _stacks_of(kind: str, v: Violation) -> Iterator[str]:
+    if kind == "race" and v.prior is not None:
+        yield _stack(f"{v.access or 'access'} in thread {v.thread.describe()}", v.stack)
+        yield _stack(
+            f"earlier {v.prior.what} in thread {v.prior.thread.describe()}", v.prior.stack
+        )
+        return
+    title = "blocked at" if kind == "stall" else f"the call, in thread {v.thread.describe()}"
+    yield _stack(title, v.stack)
+    if v.submitted_from is not None:
+        yield _stack("work submitted to the thread pool at", v.submitted_from)
+    if v.spawn_site is not None:
+        yield _stack("thread started at", v.spawn_site, open_=False)
+
+
+def _stack(title: str, stack: _stacks.Stack, open_: bool = True) -> str:
+    return (
+        f'<details class="stack"{" open" if open_ else ""}><summary>{e(title)} '
+        '<span class="sub">(most recent call last)</span></summary>'
+        + "".join(_frames(stack))
+        + "</details>"
+    )
+
+
+def _frames(stack: Iterable[_stacks.Frame]) -> Iterator[str]:
+    for is_library, run in _stacks.library_runs(stack):
+        if is_library:
+            names = ", ".join(dict.fromkeys(frame.library or "" for frame in run))
+            inner = "".join(
+                f'<div class="frame lib mono">{e(frame.location())}</div>' for frame in run
+            )
+            yield (
+                f'<details class="lib"><summary class="mono">… {_plural(len(run), "frame")} '
+                f"in {e(names)} …</summary>{inner}</details>"
+            )
+            continue
+        for frame in run:
+            yield f'<div class="frame mono">{e(frame.location())}</div>{_context(frame)}'
+
+
+def _context(frame: _stacks.Frame) -> str:
+    lines = source_lines(frame.filename, frame.lineno)
+    if not lines:
+        return ""
+    rows = "".join(
+        f'<span class="{"here" if number == frame.lineno else ""}">{number:>5}  {e(text)}\n</span>'
+        for number, text in lines
+    )
+    return f'<pre class="src">{rows}</pre>'
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
