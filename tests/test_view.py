@@ -164,6 +164,10 @@ class _Page(HTMLParser):
         self.classes: Counter[str] = Counter()
         self.external: list[str] = []
         self.data_steps: Counter[str] = Counter()
+        """The shown schedule's steps (``data-step``) and those of the one as found."""
+        self.found_steps: Counter[str] = Counter()
+        self.shown_marks: Counter[str] = Counter()
+        """The shown schedule's preemption and time marks, by class."""
         self.scripts: list[str] = []
         self._in_script = False
 
@@ -178,8 +182,11 @@ class _Page(HTMLParser):
             link = values.get(name) or ""
             if link and not link.startswith("#"):
                 self.external.append(link)
+        if tag == "line" and values.get("data-view") == "shown":
+            self.shown_marks[values.get("class") or ""] += 1
         if tag == "rect" and values.get("data-step"):
-            self.data_steps[values["data-step"] or ""] += 1
+            found = values.get("data-view") == "found"
+            (self.found_steps if found else self.data_steps)[values["data-step"] or ""] += 1
         self._in_script = tag == "script"
 
     def handle_endtag(self, tag: str) -> None:
@@ -196,20 +203,27 @@ def parse(page: str) -> _Page:
     return parser
 
 
+def script_data(parsed: _Page) -> Any:
+    return json.loads(next(s for s in parsed.scripts if s.lstrip().startswith("{")))
+
+
 def test_the_page_is_self_contained_and_has_every_step(found: ExploreResult) -> None:
-    run = found.run
-    assert run is not None
+    run, as_found = found.run, found.found_run
+    assert run is not None and as_found is not None  # shrunk from 4 preemptions to 1
     page = schedule_page(schedule_view(found), "lost update")
     parsed = parse(page)
     assert parsed.external == []  # no network, opens from disk
-    assert parsed.tags["style"] == 1 and parsed.tags["svg"] == 1
-    assert parsed.classes["lane-row"] == len(run.thread_names)
+    assert parsed.tags["style"] == 1 and parsed.tags["svg"] == 2  # shown, and as found
+    assert parsed.classes["lane-row"] == len(run.thread_names) + len(as_found.thread_names)
     assert set(parsed.data_steps) == {str(step.index) for step in run.trace}
+    assert set(parsed.found_steps) == {str(step.index) for step in as_found.trace}
     assert {f"step-{step.index}" for step in run.trace} <= parsed.ids
-    assert parsed.classes["mark-preempt"] == len(run.preemptions)
-    assert parsed.classes["failed"] == 1
-    data = json.loads(next(s for s in parsed.scripts if s.lstrip().startswith("{")))
-    assert set(data["steps"]) == {str(step.index) for step in run.trace}
+    assert {f"found-step-{step.index}" for step in as_found.trace} <= parsed.ids
+    assert parsed.classes["mark-preempt"] == len(run.preemptions) + len(as_found.preemptions)
+    assert parsed.classes["failed"] == 2
+    data = script_data(parsed)
+    assert set(data["views"]["shown"]["steps"]) == {str(step.index) for step in run.trace}
+    assert set(data["views"]["found"]["steps"]) == {str(step.index) for step in as_found.trace}
     # Without JavaScript: the headline, each step's source line and the replay command.
     assert "exception: AssertionError: total is 10" in page
     assert "counter.total += 10" in page
@@ -217,13 +231,35 @@ def test_the_page_is_self_contained_and_has_every_step(found: ExploreResult) -> 
     assert found.replay_command.replace("'", "&#x27;") in page
 
 
+def test_the_schedule_as_found_is_folded_below_the_shrunk_one(found: ExploreResult) -> None:
+    assert found.run is not None and found.found_run is not None
+    assert found.original_preemptions == found.found_run.preemption_count
+    assert found.found_run.preemption_count > found.run.preemption_count
+    page = schedule_page(schedule_view(found), "lost update")
+    assert page.index('<details class="found">') > page.index('id="steps"')
+    steps = len(found.found_run.trace)
+    assert f"As found, before shrinking: {steps} steps" in page
+
+
+def test_a_thread_s_lane_starts_where_its_starter_started_it(found: ExploreResult) -> None:
+    run = found.run
+    assert run is not None
+    view = schedule_view(found)
+    worker = view.lanes[1]
+    start = next(block for block in view.blocks if block.index == worker.spawned_at)
+    assert (start.tid, start.detail) == (0, "thread.start")
+    assert view.lanes[0].spawned_at == 0  # running when the schedule began
+    page = schedule_page(view, "lost update")
+    assert "T0 starts T1 at _threadworker.py:78 __init__" in page
+
+
 def test_time_passing_is_drawn_apart_from_preemptions(held: ExploreResult) -> None:
     run = held.run
     assert run is not None
     parsed = parse(schedule_page(schedule_view(held), "late fetch"))
     timed = sum(1 for note in run.preemptions.values() if note.startswith("time +"))
-    assert parsed.classes["mark-time"] == timed > 0
-    assert parsed.classes["mark-preempt"] == len(run.preemptions) - timed
+    assert parsed.shown_marks["mark-time"] == timed > 0
+    assert parsed.shown_marks["mark-preempt"] == len(run.preemptions) - timed
 
 
 def test_text_in_the_program_cannot_break_out_of_the_page() -> None:
@@ -253,8 +289,7 @@ def test_text_in_the_program_cannot_break_out_of_the_page() -> None:
     page = schedule_page(schedule_view(result), hostile)
     parsed = parse(page)
     assert parsed.tags["script"] == 2 and parsed.tags["u"] == 0
-    data = json.loads(next(s for s in parsed.scripts if s.lstrip().startswith("{")))
-    assert data["steps"]["1"]["d"] == hostile
+    assert script_data(parsed)["views"]["shown"]["steps"]["1"]["d"] == hostile
 
 
 def test_a_clean_exploration_writes_its_summary(tmp_path: Any) -> None:

@@ -79,8 +79,8 @@ def test_a_failing_schedule_shows_its_lanes_and_a_clicked_step_s_source(
     run = found.run
     assert run is not None
     open_page(chromium, tmp_path / "found.html", schedule_page(schedule_view(found), "found"))
-    assert chromium.evaluate("document.querySelectorAll('g.lane-row').length") == 2
-    rects = "document.querySelectorAll('svg rect[data-step]').length"
+    assert chromium.evaluate("document.querySelectorAll('#timeline g.lane-row').length") == 2
+    rects = "document.querySelectorAll('#timeline rect[data-step]').length"
     assert chromium.evaluate(rects) == len(run.trace)
     # On load the panel shows the first preemption; a click on another step shows its own.
     assert "counter.total += 10" in chromium.evaluate(
@@ -105,6 +105,22 @@ def test_a_failing_schedule_shows_its_lanes_and_a_clicked_step_s_source(
     assert chromium.evaluate("document.querySelector('rect.picked').dataset.step") == str(
         other.index
     )
+    # The schedule as found, before shrinking: its own lanes and panel.
+    assert found.found_run is not None
+    last = found.found_run.trace[-1].index
+    chromium.evaluate("document.querySelector('details.found').open = true")
+    chromium.evaluate(
+        f"document.querySelector('a[data-view=found][data-step=\"{last}\"]').dispatchEvent("
+        "new MouseEvent('click', {bubbles: true, cancelable: true}))"
+    )
+    assert f"Step {last} · " in chromium.evaluate(
+        "document.getElementById('found-source').textContent"
+    )
+    assert chromium.evaluate("location.hash") == f"#found-step-{last}"
+    assert f"Step {other.index} · " in chromium.evaluate(
+        "document.getElementById('source').textContent"
+    )
+    chromium.evaluate("document.querySelector('details.found').open = false")
     chromium.evaluate("document.querySelector('button.copy').click()")
     assert chromium.evaluate("window.getSelection().toString()") == found.replay_command
     access, sync, preempt = colour_counts(chromium.screenshot(), ACCESS, SYNC, PREEMPT)

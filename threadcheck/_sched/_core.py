@@ -138,6 +138,8 @@ class ControlledThread:
     """Blocked outside the scheduler and given up on: if it ever wakes, it only unwinds."""
     handle: object = field(default=None, repr=False)
     """The ``threading.Thread`` behind it, joined for real once the schedule is over."""
+    spawned_at: int = 0
+    """The step at which its starter started it (0: it was not started in the schedule)."""
 
     @property
     def runnable(self) -> bool:
@@ -280,6 +282,7 @@ class Scheduler:
         """A thread the running thread is starting; it runs when first chosen."""
         thread = self._new(name, daemon)
         thread.held_since = self.now
+        thread.spawned_at = self.step
         thread.baton.acquire()
         return thread
 

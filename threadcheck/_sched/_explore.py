@@ -209,6 +209,9 @@ def _found(
         explorer, run, shrink and not every_schedule, shrink_progress
     )
     token = make_token(shown, about.environment, about.strategy, about.seed, about.target)
+    found_run = None
+    if shown is not run and not interrupted and shown.decisions != run.decisions:
+        found_run = _traced_or_none(explorer, run)
     return ExploreResult(
         found=True,
         schedules=ran,
@@ -216,6 +219,7 @@ def _found(
         seconds=time.monotonic() - about.started,
         failure=shown.failure,
         run=shown,
+        found_run=found_run,
         found_at=found_at,
         original_preemptions=original,
         every_schedule=every_schedule,
@@ -308,6 +312,16 @@ def _rerun(explorer: Explorer, run: ScheduleRun) -> ScheduleRun:
     again = explorer.run(Replay(run.decisions), 0)
     assert again is not None
     return again
+
+
+def _traced_or_none(explorer: Explorer, run: ScheduleRun) -> ScheduleRun | None:
+    """``run`` again, traced, for the report to show beside its shrunk form; None
+    when it does not fail the same way again (the report does not need it)."""
+    try:
+        again = _rerun(explorer, run)
+    except ReplayDivergenceError:
+        return None
+    return again if _same_failure(again, run) else None
 
 
 def replay(

@@ -30,6 +30,8 @@ class ScheduleRun:
     """Why some interleavings had no scheduling point (see ``Scheduler.thinned``)."""
     longest_hold: tuple[float, str] | None = None
     """The longest a thread was held while time passed: (seconds, the thread)."""
+    spawned_at: tuple[int, ...] = ()
+    """Per thread, the step that started it (0: not started in the schedule)."""
 
     @property
     def preemption_count(self) -> int:
@@ -61,6 +63,8 @@ class ExploreResult:
     failure: Failure | None = None
     run: ScheduleRun | None = None
     """The failing schedule as reported (shrunk)."""
+    found_run: ScheduleRun | None = None
+    """The failing schedule as found, traced, when ``run`` was shrunk from it."""
     found_at: int | None = None
     original_preemptions: int | None = None
     budget: str = ""

@@ -342,6 +342,7 @@ def _schedule_run(index: int, scheduler: Scheduler, failure: Failure | None) -> 
         steps=scheduler.step,
         digest=_token.digest(points),
         thread_names=[t.name for t in scheduler.threads],
+        spawned_at=tuple(t.spawned_at for t in scheduler.threads),
         thinned=frozenset(scheduler.thinned),
         longest_hold=scheduler.longest_hold,
     )

@@ -4,7 +4,9 @@ Everything textual is in the HTML itself (the steps, their source lines, the
 replay command, the report), so the page reads without JavaScript; the script
 only adds the source panel on a click and the copy buttons. The timeline is
 inline SVG: one lane per thread, one block per step, a line across the lanes
-where the schedule was preempted (red) or time passed (violet, dashed).
+where the schedule was preempted (red) or time passed (violet, dashed), a
+dotted line from the step that started a thread to its lane. A schedule shrunk
+from the one found shows that one too, folded below.
 """
 
 from __future__ import annotations
@@ -26,21 +28,17 @@ SWITCH_LINES_UP_TO = 3000
 ALL_ROWS_UP_TO = 200
 ROW_CONTEXT = 5
 KINDS = {"access": "k-access", "sync": "k-sync"}
+SHOWN, FOUND = "shown", "found"
+"""The schedule reported (shrunk), and the one found before shrinking."""
 
 
 def schedule_page(view: ScheduleView, title: str) -> str:
     """The page of a failing schedule."""
-    body = "\n".join(
-        [
-            _header(view, title),
-            "<main>",
-            _timeline(view),
-            _step_tables(view),
-            _report(view),
-            "</main>",
-        ]
-    )
-    return document(title, body, _data(view))
+    parts = [_header(view, title), "<main>", _timeline(view, SHOWN), _step_tables(view, SHOWN)]
+    if view.found is not None:
+        parts.append(_as_found(view.found))
+    parts += [_report(view), "</main>"]
+    return document(title, "\n".join(parts), _data(view))
 
 
 def summary_page(report: str, title: str) -> str:
@@ -51,6 +49,11 @@ def summary_page(report: str, title: str) -> str:
         f'<main><section id="report"><pre class="report">{e(report)}</pre></section></main>'
     )
     return document(title, body, {})
+
+
+def _prefix(which: str) -> str:
+    """Of the ids of one schedule's elements: a page may hold two schedules."""
+    return "" if which == SHOWN else f"{which}-"
 
 
 # -- the document --------------------------------------------------------------
@@ -71,10 +74,19 @@ def _header(view: ScheduleView, title: str) -> str:
     )
 
 
+def _as_found(found: ScheduleView) -> str:
+    preemptions = sum(1 for block in found.blocks if block.note)
+    return (
+        f'<section id="found"><details class="found"><summary><h2>As found, before shrinking: '
+        f"{len(found.blocks)} steps, {preemptions} preemptions or time advances</h2></summary>"
+        f"{_timeline(found, FOUND)}{_step_tables(found, FOUND)}</details></section>"
+    )
+
+
 # -- the timeline ----------------------------------------------------------------
 
 
-def _timeline(view: ScheduleView) -> str:
+def _timeline(view: ScheduleView, which: str) -> str:
     legend = (
         '<div class="legend"><span><i style="background:var(--access)"></i>access</span>'
         '<span><i style="background:var(--sync)"></i>synchronisation</span>'
@@ -85,45 +97,51 @@ def _timeline(view: ScheduleView) -> str:
         f"virtual time {e(view.duration)}</span></div>"
     )
     empty = '<p class="empty">Click a step to see its source.</p>'
+    heading = "<h2>Schedule</h2>" if which == SHOWN else ""
+    p = _prefix(which)
     return (
-        '<section id="timeline"><h2>Schedule</h2>'
-        f'{legend}<div class="timeline"><div class="lanes">{_svg(view)}</div>'
-        f'<aside id="source">{empty}</aside></div></section>'
+        f'<section id="{p}timeline">{heading}'
+        f'{legend}<div class="timeline"><div class="lanes">{_svg(view, which)}</div>'
+        f'<aside id="{p}source" class="source">{empty}</aside></div></section>'
     )
 
 
-def _svg(view: ScheduleView) -> str:
+def _svg(view: ScheduleView, which: str) -> str:
     blocks = view.blocks
     step = max(NARROWEST_STEP, min(WIDEST_STEP, TIMELINE_WIDTH // max(1, len(blocks))))
     width = LABEL_WIDTH + step * len(blocks) + 24
     height = AXIS_HEIGHT + LANE_HEIGHT * len(view.lanes)
     row = {lane.tid: n for n, lane in enumerate(view.lanes)}
+    position_of = {block.index: n for n, block in enumerate(blocks)}
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'role="img" aria-label="schedule timeline">'
     ]
     for n, lane in enumerate(view.lanes):
         y = AXIS_HEIGHT + n * LANE_HEIGHT
+        started = f" (started at step {lane.spawned_at})" if lane.spawned_at else ""
         parts.append(
             f'<g class="lane-row" data-tid="{lane.tid}"><rect class="lane" x="0" y="{y + 1}" '
             f'width="{width}" height="{LANE_HEIGHT - 2}"/><text x="6" y="{y + 19}">'
-            f"{e(clip(lane.label, 30))}</text></g>"
+            f"{e(clip(lane.label, 30))}<title>{e(lane.label + started)}</title></text></g>"
         )
     parts += _axis(blocks, step)
     if len(blocks) <= SWITCH_LINES_UP_TO:
         parts += _switch_lines(blocks, step, row)
+    parts += _spawn_lines(view, step, row, position_of)
+    p = _prefix(which)
     for position, block in enumerate(blocks):
         x = LABEL_WIDTH + position * step
         y = AXIS_HEIGHT + row.get(block.tid, 0) * LANE_HEIGHT + 5
         kind = KINDS.get(block.kind, "k-other")
         tip = f"step {block.index} T{block.tid}: {block.detail} at {block.where}"
         parts.append(
-            f'<a href="#step-{block.index}" data-step="{block.index}">'
-            f'<rect class="{kind}" data-step="{block.index}" x="{x}" y="{y}" '
-            f'width="{max(1, step - 1)}" height="{LANE_HEIGHT - 10}"><title>{e(tip)}</title>'
-            "</rect></a>"
+            f'<a href="#{p}step-{block.index}" data-step="{block.index}" data-view="{which}">'
+            f'<rect class="{kind}" data-step="{block.index}" data-view="{which}" x="{x}" '
+            f'y="{y}" width="{max(1, step - 1)}" height="{LANE_HEIGHT - 10}">'
+            f"<title>{e(tip)}</title></rect></a>"
         )
-    parts += _marks(blocks, step, height)
+    parts += _marks(blocks, step, height, which)
     parts += _failure_mark(view, step, row)
     parts.append("</svg>")
     return "".join(parts)
@@ -151,7 +169,28 @@ def _switch_lines(blocks: tuple[Block, ...], step: int, row: dict[int, int]) -> 
     return lines
 
 
-def _marks(blocks: tuple[Block, ...], step: int, height: int) -> list[str]:
+def _spawn_lines(
+    view: ScheduleView, step: int, row: dict[int, int], position_of: dict[int, int]
+) -> list[str]:
+    """From the step that started a thread down (or up) to the started thread's lane."""
+    lines = []
+    by_index = {block.index: block for block in view.blocks}
+    for lane in view.lanes:
+        parent = by_index.get(lane.spawned_at)
+        if parent is None:
+            continue
+        x = LABEL_WIDTH + position_of[parent.index] * step + step // 2
+        y1 = AXIS_HEIGHT + row.get(parent.tid, 0) * LANE_HEIGHT + LANE_HEIGHT // 2
+        y2 = AXIS_HEIGHT + row[lane.tid] * LANE_HEIGHT + LANE_HEIGHT // 2
+        tip = f"T{parent.tid} starts T{lane.tid} at {parent.where}"
+        lines.append(
+            f'<line class="spawn" x1="{x}" y1="{y1}" x2="{x}" y2="{y2}">'
+            f"<title>{e(tip)}</title></line>"
+        )
+    return lines
+
+
+def _marks(blocks: tuple[Block, ...], step: int, height: int, which: str) -> list[str]:
     marks = []
     for position, block in enumerate(blocks):
         if not block.note:
@@ -159,7 +198,8 @@ def _marks(blocks: tuple[Block, ...], step: int, height: int) -> list[str]:
         x = LABEL_WIDTH + (position + 1) * step
         kind = "mark-time" if block.time_passes else "mark-preempt"
         marks.append(
-            f'<line class="{kind}" data-step="{block.index}" x1="{x}" y1="{AXIS_HEIGHT}" '
+            f'<line class="{kind}" data-step="{block.index}" data-view="{which}" x1="{x}" '
+            f'y1="{AXIS_HEIGHT}" '
             f'x2="{x}" y2="{height}"><title>{e(f"after step {block.index}: {block.note}")}'
             "</title></line>"
         )
@@ -181,21 +221,22 @@ def _failure_mark(view: ScheduleView, step: int, row: dict[int, int]) -> list[st
 # -- the steps as text --------------------------------------------------------
 
 
-def _step_tables(view: ScheduleView) -> str:
+def _step_tables(view: ScheduleView, which: str) -> str:
     blocks = view.blocks
     shown = _shown_rows(blocks)
-    parts = ['<section id="steps"><h2>Steps</h2>']
+    heading = "<h2>Steps</h2>" if which == SHOWN else ""
+    parts = [f'<section id="{_prefix(which)}steps">{heading}']
     run: list[Block] = []
     folded: list[Block] = []
     for position, block in enumerate(blocks):
         if position in shown:
             if folded:
-                parts.append(_fold(view, run, folded))
+                parts.append(_fold(view, which, run, folded))
                 run, folded = [], []
             run.append(block)
         else:
             folded.append(block)
-    parts.append(_fold(view, run, folded))
+    parts.append(_fold(view, which, run, folded))
     parts.append("</section>")
     return "".join(parts)
 
@@ -210,31 +251,32 @@ def _shown_rows(blocks: tuple[Block, ...]) -> set[int]:
     return shown
 
 
-def _fold(view: ScheduleView, run: list[Block], folded: list[Block]) -> str:
-    text = _table(view, run, header=True) if run else ""
+def _fold(view: ScheduleView, which: str, run: list[Block], folded: list[Block]) -> str:
+    text = _table(view, which, run, header=True) if run else ""
     if folded:
         span = f"{folded[0].index} to {folded[-1].index}"
         text += (
             f'<details class="fold"><summary>{len(folded)} steps without preemption '
-            f"({span})</summary>{_table(view, folded, header=False)}</details>"
+            f"({span})</summary>{_table(view, which, folded, header=False)}</details>"
         )
     return text
 
 
-def _table(view: ScheduleView, blocks: list[Block], header: bool) -> str:
+def _table(view: ScheduleView, which: str, blocks: list[Block], header: bool) -> str:
     head = (
         "<tr><th>step</th><th>thread</th><th>where</th><th>point</th><th>source</th><th></th></tr>"
         if header
         else ""
     )
+    labels = {lane.tid: lane.label for lane in view.lanes}
+    p = _prefix(which)
     rows = []
     for block in blocks:
         css = ' class="time"' if block.time_passes else ' class="marked"' if block.note else ""
         line = dict(view.sources.get(block.source_key, [])).get(block.lineno, "")
-        lane = next((lane.label for lane in view.lanes if lane.tid == block.tid), "?")
         rows.append(
-            f'<tr id="step-{block.index}"{css}><td class="num">{block.index}</td>'
-            f'<td>{e(lane)}</td><td class="mono">{e(block.where)}</td>'
+            f'<tr id="{p}step-{block.index}"{css}><td class="num">{block.index}</td>'
+            f'<td>{e(labels.get(block.tid, "?"))}</td><td class="mono">{e(block.where)}</td>'
             f'<td class="mono">{e(block.detail)}</td><td class="mono">{e(line.strip())}</td>'
             f'<td class="note">{e(block.note)}</td></tr>'
         )
@@ -252,6 +294,15 @@ def _report(view: ScheduleView) -> str:
 
 
 def _data(view: ScheduleView) -> dict[str, Any]:
+    views = {SHOWN: _view_data(view)}
+    sources = dict(view.sources)
+    if view.found is not None:
+        views[FOUND] = _view_data(view.found)
+        sources.update(view.found.sources)
+    return {"views": views, "sources": sources}
+
+
+def _view_data(view: ScheduleView) -> dict[str, Any]:
     steps = {
         str(block.index): {
             "t": block.tid,
@@ -269,6 +320,5 @@ def _data(view: ScheduleView) -> dict[str, Any]:
     return {
         "lanes": {str(lane.tid): lane.label for lane in view.lanes},
         "steps": steps,
-        "sources": view.sources,
         "first": first,
     }

@@ -18,6 +18,8 @@ CONTEXT_LINES = 2
 class Lane:
     tid: int
     name: str
+    spawned_at: int = 0
+    """The step that started it (0: it was running when the schedule began)."""
 
     @property
     def label(self) -> str:
@@ -67,6 +69,8 @@ class ScheduleView:
     replay_command: str
     failing_thread: str
     details: str
+    found: ScheduleView | None = None
+    """The schedule as found, when the one shown was shrunk from it."""
 
     @property
     def duration(self) -> str:
@@ -79,6 +83,17 @@ def schedule_view(result: ExploreResult) -> ScheduleView:
     run = result.run
     failure = result.failure
     assert run is not None and failure is not None, "only a failure has a schedule to show"
+    found = None
+    if result.found_run is not None:
+        found = _view_of(result.found_run, result, failure.thread or "")
+    return _view_of(run, result, failure.thread or "", found)
+
+
+def _view_of(
+    run: ScheduleRun, result: ExploreResult, failing_thread: str, found: ScheduleView | None = None
+) -> ScheduleView:
+    failure = result.failure
+    assert failure is not None
     blocks = tuple(_blocks(run))
     return ScheduleView(
         headline=f"{failure.kind}: {failure.message}",
@@ -87,8 +102,9 @@ def schedule_view(result: ExploreResult) -> ScheduleView:
         blocks=blocks,
         sources=_sources(blocks),
         replay_command=result.replay_command or "",
-        failing_thread=failure.thread or "",
+        failing_thread=failing_thread,
         details=failure.details,
+        found=found,
     )
 
 
@@ -96,7 +112,8 @@ def _lanes(run: ScheduleRun) -> tuple[Lane, ...]:
     used = {step.tid for step in run.trace}
     count = max([len(run.thread_names), *(tid + 1 for tid in used)])
     names = [*run.thread_names, *("?" for _ in range(count - len(run.thread_names)))]
-    return tuple(Lane(tid, name) for tid, name in enumerate(names))
+    spawned = [*run.spawned_at, *(0 for _ in range(count - len(run.spawned_at)))]
+    return tuple(Lane(tid, name, spawned[tid]) for tid, name in enumerate(names))
 
 
 def _blocks(run: ScheduleRun) -> list[Block]:

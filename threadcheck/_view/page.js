@@ -1,13 +1,17 @@
-// Progressive: the page reads without this; it adds the source panel and copy buttons.
+// Progressive: the page reads without this; it adds the source panels, the
+// findings' filters and the copy buttons.
 (function () {
   "use strict";
   var node = document.getElementById("tc-data");
   if (!node) return;
   var data = JSON.parse(node.textContent);
+  var views = data.views || {};
+  var picked = {};
   filters();
-  var steps = data.steps || {};
-  var panel = document.getElementById("source");
-  var picked = null;
+
+  function prefix(view) {
+    return view === "shown" ? "" : view + "-";
+  }
 
   function text(tag, value, cls) {
     var el = document.createElement(tag);
@@ -16,11 +20,14 @@
     return el;
   }
 
-  function show(index) {
-    var step = steps[String(index)];
+  // Schedules: a step's details and source in its schedule's panel.
+  function show(view, index) {
+    var schedule = views[view];
+    var panel = document.getElementById(prefix(view) + "source");
+    var step = schedule && schedule.steps[String(index)];
     if (!step || !panel) return;
     panel.textContent = "";
-    panel.appendChild(text("h2", "Step " + index + " · " + data.lanes[step.t]));
+    panel.appendChild(text("h2", "Step " + index + " · " + schedule.lanes[step.t]));
     panel.appendChild(text("div", step.d, "mono"));
     panel.appendChild(text("div", step.w, "mono"));
     if (step.n) panel.appendChild(text("div", step.n, "note"));
@@ -35,41 +42,21 @@
     });
     if (!lines.length) pre.textContent = "(source not available)";
     panel.appendChild(pre);
-    if (picked) picked.classList.remove("picked");
-    picked = document.querySelector('rect[data-step="' + index + '"]');
-    if (picked) picked.classList.add("picked");
+    if (picked[view]) picked[view].classList.remove("picked");
+    picked[view] = document.querySelector(
+      'rect[data-view="' + view + '"][data-step="' + index + '"]');
+    if (picked[view]) picked[view].classList.add("picked");
   }
 
   document.querySelectorAll("a[data-step]").forEach(function (link) {
     link.addEventListener("click", function (event) {
       event.preventDefault();
+      var view = link.getAttribute("data-view");
       var index = link.getAttribute("data-step");
-      show(index);
-      history.replaceState(null, "", "#step-" + index);
+      show(view, index);
+      history.replaceState(null, "", "#" + prefix(view) + "step-" + index);
     });
   });
-
-  document.querySelectorAll("button.copy").forEach(function (button) {
-    button.addEventListener("click", function () {
-      var target = document.getElementById(button.getAttribute("data-copy"));
-      var value = target ? target.textContent : "";
-      var done = function () { button.textContent = "Copied"; };
-      if (navigator.clipboard && window.isSecureContext) {
-        navigator.clipboard.writeText(value).then(done, function () { select(target); });
-      } else {
-        select(target);
-      }
-    });
-  });
-
-  function select(target) {
-    if (!target) return;
-    var range = document.createRange();
-    range.selectNodeContents(target);
-    var selection = window.getSelection();
-    selection.removeAllRanges();
-    selection.addRange(range);
-  }
 
   // Findings: filter the cards (and one-line rows) by kind and by test.
   function filters() {
@@ -93,6 +80,31 @@
     apply();
   }
 
-  var hash = /^#step-(\d+)$/.exec(location.hash);
-  if (data.steps) show(hash ? hash[1] : data.first);
+  document.querySelectorAll("button.copy").forEach(function (button) {
+    button.addEventListener("click", function () {
+      var target = document.getElementById(button.getAttribute("data-copy"));
+      var value = target ? target.textContent : "";
+      var done = function () { button.textContent = "Copied"; };
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(value).then(done, function () { select(target); });
+      } else {
+        select(target);
+      }
+    });
+  });
+
+  function select(target) {
+    if (!target) return;
+    var range = document.createRange();
+    range.selectNodeContents(target);
+    var selection = window.getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+  }
+
+  var hash = /^#(?:(\w+)-)?step-(\d+)$/.exec(location.hash);
+  Object.keys(views).forEach(function (view) {
+    var wanted = hash && (hash[1] || "shown") === view;
+    show(view, wanted ? hash[2] : views[view].first);
+  });
 })();
