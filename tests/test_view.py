@@ -8,6 +8,7 @@ import html
 import itertools
 import json
 import linecache
+import threading
 import time
 from collections import Counter
 from dataclasses import replace
@@ -428,3 +429,51 @@ def test_no_findings_says_so() -> None:
     page = findings_page([], [], "clean session")
     assert "threadcheck: no findings" in page and "Nothing to report." in page
     assert parse(page).classes["card"] == 0
+
+
+# -- deadlocks: the wait-for graph ---------------------------------------------------
+
+
+def dining(reactor: Any) -> None:
+    """Three threads, three locks, each taking its own then the next: a cycle."""
+    locks = [threading.Lock() for _ in range(3)]
+
+    def diner(n: int) -> None:
+        with locks[n], locks[(n + 1) % 3]:
+            pass
+
+    diners = [threading.Thread(target=diner, args=(n,), name=f"diner-{n}") for n in range(3)]
+    for thread in diners:
+        thread.start()
+    for thread in diners:
+        thread.join()
+
+
+def test_a_lock_cycle_is_drawn_as_a_cycle_of_holders() -> None:
+    result = threadcheck.explore(dining, budget=2000)
+    assert result.found and result.failure is not None and result.failure.kind == "deadlock"
+    waits = {tid: holder for tid, _, holder in result.failure.waits_for}
+    diners = {tid for tid in waits if tid != 0}
+    assert len(diners) == 3 and waits[0] in diners  # the main thread joins a diner
+    assert {waits[tid] for tid in diners} == diners  # each diner waits for the next
+    assert all(what.startswith("lock at ") for _, what, _ in result.failure.waits_for[1:])
+    assert "held by T" in result.failure.details
+    page = schedule_page(schedule_view(result), "dining")
+    section = page[page.index('<section id="deadlock">') :]
+    parsed = parse(section[: section.index("</section>")])
+    assert parsed.classes["wait-node"] == 4 and parsed.classes["wait-edge"] == 4
+    assert parsed.classes["open"] == 0  # every wait has a holder
+
+
+def test_a_wait_nobody_holds_points_to_what_it_waits_for() -> None:
+    result = threadcheck.explore(races.BUGGY["abba_deadlock"], budget=500)
+    assert result.failure is not None and result.failure.kind == "deadlock"
+    (reactor, lock, holder), (worker, queue, nobody) = result.failure.waits_for
+    assert (reactor, holder, worker, nobody) == (0, 1, 1, None)
+    assert lock.startswith("lock at ") and lock.endswith("races.py:107 in in_reactor")
+    assert queue.startswith("queue.get (empty) at ")
+    page = schedule_page(schedule_view(result), "abba")
+    assert "lock at races.py:107 in in_reactor</code>, held by T1 PoolThread" in page
+    section = page[page.index('<section id="deadlock">') :]
+    parsed = parse(section[: section.index("</section>")])
+    assert parsed.classes["wait-node"] == 2 and parsed.classes["wait-open"] == 1

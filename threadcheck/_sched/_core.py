@@ -140,6 +140,8 @@ class ControlledThread:
     """The ``threading.Thread`` behind it, joined for real once the schedule is over."""
     spawned_at: int = 0
     """The step at which its starter started it (0: it was not started in the schedule)."""
+    blocked_on: object = field(default=None, repr=False)
+    """The primitive it waits on, for a deadlock's wait-for graph (a lock knows its holder)."""
 
     @property
     def runnable(self) -> bool:
@@ -176,6 +178,9 @@ class Failure:
     details: str = ""
     what: str = ""
     """The exception type, or the API of a violation: part of the signature."""
+    waits_for: tuple[tuple[int, str, int | None], ...] = ()
+    """A deadlock's wait-for graph: (thread, what it waits for and where, the thread
+    holding it, or None when no thread holds it, e.g. a queue nobody will fill)."""
 
     def signature(self) -> str:
         """What a replay or a shrunk schedule must reproduce: the kind of failure
@@ -565,10 +570,14 @@ class Scheduler:
             if not pending:
                 return
             pending[0].joiners.append(me)
-            self.block(
-                f"join of T{pending[0].tid} ({pending[0].name}) at exit",
-                on=_footprint.thread(pending[0].tid),
-            )
+            me.blocked_on = pending[0]
+            try:
+                self.block(
+                    f"join of T{pending[0].tid} ({pending[0].name}) at exit",
+                    on=_footprint.thread(pending[0].tid),
+                )
+            finally:
+                me.blocked_on = None
 
     def next_int(self, bound: int) -> int:
         """A recorded nondeterministic choice in ``range(bound)``."""
@@ -654,6 +663,10 @@ class Scheduler:
 
     def _deadlock(self, current: ControlledThread) -> NoReturn:
         live = [t for t in self.threads if not t.finished]
+        waits = tuple(
+            (t.tid, f"{t.waiting} at {describe(self.where(t.blocked_frame))}", _holder(t))
+            for t in live
+        )
         self.fail(
             Failure(
                 "deadlock",
@@ -661,10 +674,11 @@ class Scheduler:
                 + ", ".join(f"T{t.tid}({t.name}) on {t.waiting}" for t in live),
                 thread=current.name,
                 details="\n".join(
-                    f"T{t.tid} ({t.name}) waits for {t.waiting} at "
-                    + describe(self.where(t.blocked_frame))
-                    for t in live
+                    f"T{tid} ({self.threads[tid].name}) waits for {what}"
+                    + ("" if holder is None or what.startswith("join") else f", held by T{holder}")
+                    for tid, what, holder in waits
                 ),
+                waits_for=waits,
             )
         )
         current.waiting = None
@@ -715,6 +729,14 @@ class Scheduler:
 def choice_name(tid: int) -> str:
     """A thread decision as reports name it: ``T2``, or ``time`` for :data:`TIME`."""
     return "time" if tid == TIME else f"T{tid}"
+
+
+def _holder(thread: ControlledThread) -> int | None:
+    """The thread ``thread`` waits for: the one holding the lock it waits for, or
+    the one it joins; None when no thread holds what it waits for."""
+    on = thread.blocked_on
+    holder = on if isinstance(on, ControlledThread) else getattr(on, "holder", None)
+    return holder.tid if isinstance(holder, ControlledThread) else None
 
 
 def _deadline_order(thread: ControlledThread) -> tuple[float, int]:

@@ -75,9 +75,11 @@ def _wait(
     if deadline is not None and scheduler.now >= deadline:
         return False
     waiters.append(me)
+    me.blocked_on = on
     try:
         scheduler.block(why, deadline, _key(on))
     finally:
+        me.blocked_on = None
         if me in waiters:
             waiters.remove(me)
     return deadline is None or scheduler.now < deadline
@@ -94,6 +96,8 @@ class Lock:
 
     def __init__(self) -> None:
         self._locked = False
+        self.holder: ControlledThread | None = None
+        """Who took it, while it is taken under the scheduler: a deadlock report's edge."""
         self._waiters: list[ControlledThread] = []
         self._real = _thread.allocate_lock()
         self._sent: VectorClock | None = None  # for the race detector: see _races._clocks
@@ -114,6 +118,7 @@ class Lock:
                 _looked_at(self)
                 return False
         self._locked = True
+        self.holder = me
         _acquired(self)
         if _footprint.collecting:
             _footprint.exclusive.add(_key(self))
@@ -131,6 +136,7 @@ class Lock:
             raise RuntimeError("release unlocked lock")
         self._sent = send()
         self._locked = False
+        self.holder = None
         if _footprint.collecting and _key(self) in _footprint.exclusive:
             _changed(self)  # taken in this very step: it hands nothing on
         else:

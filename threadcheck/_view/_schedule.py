@@ -58,6 +58,17 @@ class Block:
 
 
 @dataclass(frozen=True)
+class Wait:
+    """One edge of a deadlock's wait-for graph."""
+
+    tid: int
+    what: str
+    """What it waits for, and where: ``lock at races.py:107 in in_reactor``."""
+    holder: int | None
+    """The thread holding it; None when none does (a queue nobody fills)."""
+
+
+@dataclass(frozen=True)
 class ScheduleView:
     headline: str
     report: str
@@ -71,6 +82,8 @@ class ScheduleView:
     details: str
     found: ScheduleView | None = None
     """The schedule as found, when the one shown was shrunk from it."""
+    waits: tuple[Wait, ...] = ()
+    """A deadlock: who waits for what, held by whom."""
 
     @property
     def duration(self) -> str:
@@ -105,6 +118,9 @@ def _view_of(
         failing_thread=failing_thread,
         details=failure.details,
         found=found,
+        waits=tuple(
+            Wait(tid, _short_paths(what), holder) for tid, what, holder in failure.waits_for
+        ),
     )
 
 
@@ -140,6 +156,12 @@ def _sources(blocks: tuple[Block, ...]) -> dict[str, list[tuple[int, str]]]:
         if key and key not in sources:
             sources[key] = source_lines(block.path, block.lineno)
     return sources
+
+
+def _short_paths(text: str) -> str:
+    """``lock at /a/b/races.py:107 in f`` -> ``lock at races.py:107 in f``."""
+    what, at, where = text.rpartition(" at ")
+    return f"{what}{at}{os.path.basename(where)}" if at else text
 
 
 def source_lines(path: str, lineno: int) -> list[tuple[int, str]]:
