@@ -142,6 +142,29 @@ def test_the_marker_finds_the_race_and_prints_its_replay_command(
     assert result.ret == pytest.ExitCode.TESTS_FAILED
 
 
+@pytest.mark.parametrize("workers", [None, "2"], ids=["one-process", "xdist-n2"])
+def test_the_session_page_shows_each_failing_exploration_s_schedule(
+    pytester: pytest.Pytester, workers: str | None
+) -> None:
+    from test_view import parse, script_data
+
+    pytester.makepyfile(test_race=RACE)
+    xdist = ("-n", workers) if workers else ()
+    result = run(pytester, "--threadcheck-html=session.html", *xdist)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    page = (pytester.path / "session.html").read_text()
+    parsed = parse(page)
+    explorations = parsed.classes["card-schedule"]
+    assert explorations >= 1  # under xdist each worker explores its share, and may find it
+    assert parsed.tags["svg"] == explorations and parsed.external == []
+    assert "test_race.py::test_lost_update" in page and "test_fixed" not in page
+    assert "exception: AssertionError: total is " in page
+    assert "pytest test_race.py::test_lost_update --threadcheck-replay=tc1." in page
+    views = script_data(parsed)["views"]
+    assert sorted(views) == [f"x{n}" for n in range(1, explorations + 1)]
+    assert all(f"x{n}-step-1" in parsed.ids for n in range(1, explorations + 1))
+
+
 def test_the_replay_command_reproduces_the_failure(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_race=RACE)
     token = token_of(run(pytester, "-k", "lost_update"))

@@ -78,16 +78,20 @@ def test_the_race_detector_is_core() -> None:
                 assert not name.startswith(above), f"{path.name} imports {name}"
 
 
+DRIVER_MODULES = ("_pytest_plugin.py", "_testexplore.py")
+"""The pytest plugin and its explorations' glue: drivers, as the commands are."""
+
+
 def test_the_views_are_drivers() -> None:
     """Pages and traces are drawn from what the explorer and the recorder return:
-    only the commands and the pytest plugin import threadcheck._view, never the
+    only the commands and the pytest plugin's modules import threadcheck._view, never the
     scheduler, the detectors or the reactor."""
     import threadcheck
     import threadcheck_reactor
 
     roots = [Path(threadcheck.__file__).parent, Path(threadcheck_reactor.__file__).parent]
     for path in (p for root in roots for p in root.rglob("*.py")):
-        if path.parent.name in ("_view", "_cli") or path.name == "_pytest_plugin.py":
+        if path.parent.name in ("_view", "_cli") or path.name in DRIVER_MODULES:
             continue
         source = path.read_text()
         assert "threadcheck._view" not in source, f"{path.name} imports the views"

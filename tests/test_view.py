@@ -27,7 +27,7 @@ from threadcheck._view._chrome import STEP_US, chrome_trace, empty_trace
 from threadcheck._view._findings import MAX_CARDS, findings_page
 from threadcheck._view._outputs import write_views
 from threadcheck._view._page import schedule_page
-from threadcheck._view._schedule import ScheduleView, schedule_view
+from threadcheck._view._schedule import ScheduleView, from_json, schedule_view, to_json
 from threadcheck._violation import Kind, PriorAccess, TestContext, ThreadInfo, Violation
 
 PHASES_WITH_TS = {"X", "i", "s", "f", "C"}
@@ -477,3 +477,25 @@ def test_a_wait_nobody_holds_points_to_what_it_waits_for() -> None:
     section = page[page.index('<section id="deadlock">') :]
     parsed = parse(section[: section.index("</section>")])
     assert parsed.classes["wait-node"] == 2 and parsed.classes["wait-open"] == 1
+
+
+# -- the pytest session's page: schedules beside findings --------------------------
+
+
+def test_a_schedule_view_travels_as_json(found: ExploreResult) -> None:
+    view = schedule_view(found)
+    assert view.found is not None
+    document = json.loads(json.dumps(to_json(view)))
+    assert from_json(document) == view
+
+
+def test_failing_explorations_are_cards_with_their_schedules(found: ExploreResult) -> None:
+    view = schedule_view(found)
+    page = findings_page([], [], "session", [("t.py::test_race", view), ("t.py::test_b", view)])
+    parsed = parse(page)
+    assert "threadcheck: 2 failing explorations" in page
+    assert "Nothing to report" not in page
+    assert parsed.classes["card-schedule"] == 2 and parsed.tags["svg"] == 2
+    assert {"x1-step-1", "x2-step-1", "x1-replay", "x2-replay"} <= parsed.ids
+    assert sorted(script_data(parsed)["views"]) == ["x1", "x2"]
+    assert '<input type="checkbox" class="kind-filter" value="schedule" checked>' in page

@@ -195,3 +195,31 @@ def test_the_findings_filter_by_kind_and_by_test(
     (red,) = colour_counts(chromium.screenshot(), PREEMPT)  # the cards' red edge
     assert red > 200
     assert chromium.errors() == []
+
+
+def test_a_session_page_s_schedules_open_and_show_their_steps(
+    chromium: browser.Browser, found: ExploreResult, tmp_path: Path
+) -> None:
+    view = schedule_view(found)
+    page = findings_page(
+        [finding("reactor.callLater", test="t.py::test_a")], [], "s", [("t.py::test_b", view)]
+    )
+    open_page(chromium, tmp_path / "session.html", page)
+    chromium.evaluate("document.querySelector('#x1 details.schedule').open = true")
+    step = view.blocks[0].index
+    chromium.evaluate(
+        f"document.querySelector('a[data-view=x1][data-step=\"{step}\"]').dispatchEvent("
+        "new MouseEvent('click', {bubbles: true, cancelable: true}))"
+    )
+    assert f"Step {step} · " in chromium.evaluate(
+        "document.getElementById('x1-source').textContent"
+    )
+    assert chromium.evaluate("location.hash") == f"#x1-step-{step}"
+    shown = "[...document.querySelectorAll('article.card')].filter(c => !c.hidden).length"
+    assert chromium.evaluate(shown) == 2
+    chromium.evaluate(
+        "const box = document.querySelector('input.kind-filter[value=schedule]');"
+        "box.checked = false; box.dispatchEvent(new Event('change', {bubbles: true}))"
+    )
+    assert chromium.evaluate(shown) == 1
+    assert chromium.errors() == []

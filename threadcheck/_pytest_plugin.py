@@ -51,6 +51,8 @@ class _State:
         self.stalls_from_workers: list[Violation] = []
         self.lost_workers: list[str] = []
         self.violations: list[Violation] | None = None  # set when the session finishes
+        self.schedules: list[tuple[str, str]] = []
+        """Failing explorations' schedules (test, JSON), from every xdist worker too."""
 
 
 _STATE = pytest.StashKey[_State]()
@@ -284,7 +286,7 @@ def _install(config: pytest.Config, mode: str, kind: str) -> str | None:
     config.stash[_STATE] = _State(
         reactor, options.threadcheck_json, options.threadcheck_report_only
     )
-    config.stash[_STATE].html_path = options.threadcheck_html
+    _wants_page(config, config.stash[_STATE])
     return None
 
 
@@ -365,7 +367,7 @@ def _adopt_installed_reactor(config: pytest.Config) -> _State | None:
         return None
     options = config.known_args_namespace
     state = _State(reactor, options.threadcheck_json, options.threadcheck_report_only)
-    state.html_path = options.threadcheck_html
+    _wants_page(config, state)
     config.stash[_STATE] = state
     return state
 
@@ -586,15 +588,40 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+class _ScheduleCollector:
+    """Registered with ``--threadcheck-html``: keeps each failing exploration's
+    schedule for the session page (in the xdist controller, the workers' too)."""
+
+    def __init__(self, state: _State) -> None:
+        self.state = state
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call" or not report.user_properties:
+            return
+        from threadcheck._testexplore import SCHEDULE_PROPERTY
+
+        for name, value in report.user_properties:
+            if name == SCHEDULE_PROPERTY:
+                self.state.schedules.append((report.nodeid, str(value)))
+
+
+def _wants_page(config: pytest.Config, state: _State) -> None:
+    state.html_path = config.known_args_namespace.threadcheck_html
+    if state.html_path is not None:
+        config.pluginmanager.register(_ScheduleCollector(state), "threadcheck-schedules")
+
+
 def _write_page(session: pytest.Session, state: _State, violations: list[Violation]) -> bool:
     """The session's findings page (every worker's merged); False, said in one
     line, when it cannot be written."""
     from threadcheck._view._outputs import write_findings
+    from threadcheck._view._schedule import from_json
 
     assert state.html_path is not None
     stalls = state.run.checker.recorder.stalls() + state.stalls_from_workers
     title = f"pytest session in {session.config.rootpath}"
-    problems = write_findings(state.html_path, violations, stalls, title)
+    schedules = [(test, from_json(json.loads(text))) for test, text in state.schedules]
+    problems = write_findings(state.html_path, violations, stalls, title, schedules)
     for problem in problems:
         sys.stderr.write(f"threadcheck: error: {problem}\n")
     return not problems

@@ -15,6 +15,7 @@ Thread safety: everything here runs in pytest's main thread.
 from __future__ import annotations
 
 import inspect
+import json
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ STRESS_MARKER = "threadcheck_stress"
 MARKERS = (MARKER, STRESS_MARKER)
 SHARD_ARGUMENT = "_threadcheck_shard"
 TOKEN_PROPERTY = "threadcheck_token"
+SCHEDULE_PROPERTY = "threadcheck_schedule"
+"""A failing schedule as JSON, for the session page (``--threadcheck-html``)."""
 STATS_PROPERTY = "threadcheck_schedules"
 STRESS_PROPERTY = "threadcheck_stress_runs"
 _ARGUMENTS = {
@@ -291,6 +294,11 @@ def _record(item: pytest.Item, result: ExploreResult) -> None:
     )
     if result.token is not None:
         item.user_properties.append((TOKEN_PROPERTY, result.token))
+    if result.found and result.run is not None and item.config.getoption("threadcheck_html", None):
+        from threadcheck._view._schedule import schedule_view, to_json
+
+        view = to_json(schedule_view(result))
+        item.user_properties.append((SCHEDULE_PROPERTY, json.dumps(view, separators=(",", ":"))))
 
 
 def _warn(message: str) -> None:

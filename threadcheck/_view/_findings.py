@@ -17,40 +17,61 @@ from collections.abc import Iterable, Iterator, Sequence
 from threadcheck import _stacks
 from threadcheck._report import Group, fix_for, group
 from threadcheck._view._html import clip, document, e
-from threadcheck._view._schedule import source_lines
+from threadcheck._view._page import schedule_section, view_data
+from threadcheck._view._schedule import ScheduleView, source_lines
 from threadcheck._violation import Kind, Violation
 
 MAX_CARDS = 200
 MAX_LINES = 10_000
 """Distinct findings listed one line each after the cards; the JSON report has the rest."""
-KINDS = {"violation": "thread-affinity violation", "race": "data race", "stall": "reactor stall"}
+KINDS = {
+    "violation": "thread-affinity violation",
+    "race": "data race",
+    "stall": "reactor stall",
+    "schedule": "failing exploration",
+}
 
 
-def findings_page(violations: Sequence[Violation], stalls: Sequence[Violation], title: str) -> str:
+def findings_page(
+    violations: Sequence[Violation],
+    stalls: Sequence[Violation],
+    title: str,
+    schedules: Sequence[tuple[str, ScheduleView]] = (),
+) -> str:
+    """``schedules``: the failing explorations of a pytest session, (test, schedule)."""
     groups = [(_kind(g.violation), g) for g in group(violations)]
     groups += [("stall", g) for g in group(stalls)]
     body = "\n".join(
         [
-            _header(violations, stalls, title),
+            _header(violations, stalls, schedules, title),
             "<main>",
             _counts(violations, stalls),
-            _filters(groups),
-            _cards(groups),
+            _filters(groups, schedules),
+            _explorations(schedules),
+            _cards(groups, bool(schedules)),
             "</main>",
         ]
     )
-    return document(title, body, {"findings": len(groups)})
+    views = {f"x{n}": view_data(view) for n, (_, view) in enumerate(schedules, start=1)}
+    sources = {key: lines for _, view in schedules for key, lines in view.sources.items()}
+    return document(title, body, {"views": views, "sources": sources})
 
 
 def _kind(violation: Violation) -> str:
     return "race" if violation.kind is Kind.DATA_RACE else "violation"
 
 
-def _header(violations: Sequence[Violation], stalls: Sequence[Violation], title: str) -> str:
+def _header(
+    violations: Sequence[Violation],
+    stalls: Sequence[Violation],
+    schedules: Sequence[tuple[str, ScheduleView]],
+    title: str,
+) -> str:
     races = sum(1 for v in violations if v.kind is Kind.DATA_RACE)
     calls = len(violations) - races
-    counted = sum(1 for v in violations if v.expected is None)
+    counted = sum(1 for v in violations if v.expected is None) + len(schedules)
     parts = [
+        _plural(len(schedules), "failing exploration") if schedules else "",
         _plural(calls, "thread-affinity violation") if calls else "",
         _plural(races, "data race") if races else "",
         _plural(len(stalls), "reactor stall") + " (reported, not failures)" if stalls else "",
@@ -94,17 +115,20 @@ def _count_table(what: str, counts: Counter[str]) -> str:
     return f'<table class="count"><tr><th>{what}</th><th>count</th></tr>{rows}{more}</table>'
 
 
-def _filters(groups: list[tuple[str, Group]]) -> str:
-    if not groups:
+def _filters(
+    groups: list[tuple[str, Group]], schedules: Sequence[tuple[str, ScheduleView]]
+) -> str:
+    if not groups and not schedules:
         return ""
     kinds = Counter(kind for kind, _ in groups)
+    kinds["schedule"] = len(schedules)
     boxes = "".join(
         f'<label><input type="checkbox" class="kind-filter" value="{kind}" checked> '
         f"{e(KINDS[kind])}s ({kinds[kind]})</label>"
         for kind in KINDS
         if kinds[kind]
     )
-    tests = sorted({_test(g) for _, g in groups})
+    tests = sorted({_test(g) for _, g in groups} | {test for test, _ in schedules})
     options = "".join(f'<option value="{e(t)}">{e(clip(t, 90))}</option>' for t in tests)
     select = (
         f'<label>test <select id="test-filter"><option value="">every test</option>{options}'
@@ -119,8 +143,33 @@ def _test(g: Group) -> str:
     return g.violation.test.nodeid if g.violation.test else ""
 
 
-def _cards(groups: list[tuple[str, Group]]) -> str:
+def _explorations(schedules: Sequence[tuple[str, ScheduleView]]) -> str:
+    """Each failing exploration of the session: its test, the failure, the schedule."""
+    if not schedules:
+        return ""
+    cards = []
+    for n, (test, view) in enumerate(schedules, start=1):
+        which = f"x{n}"
+        replay = (
+            f'<div class="replay"><code id="{which}-replay">{e(view.replay_command)}</code>'
+            f'<button class="copy" data-copy="{which}-replay" type="button">Copy</button></div>'
+            if view.replay_command
+            else ""
+        )
+        cards.append(
+            f'<article class="card card-schedule" id="{which}" data-kind="schedule" '
+            f'data-test="{e(test)}"><h2><span class="tag">{e(KINDS["schedule"])}</span> '
+            f"{e(test)}: {e(view.headline)}</h2>{replay}"
+            f'<details class="schedule"><summary>the schedule ({len(view.blocks)} steps)'
+            f"</summary>{schedule_section(view, which)}</details></article>"
+        )
+    return f'<section id="explorations">{"".join(cards)}</section>'
+
+
+def _cards(groups: list[tuple[str, Group]], explorations: bool = False) -> str:
     if not groups:
+        if explorations:
+            return ""
         return '<section id="cards"><p>Nothing to report.</p></section>'
     cards = [_card(n, kind, g) for n, (kind, g) in enumerate(groups[:MAX_CARDS], start=1)]
     rest = groups[MAX_CARDS:]

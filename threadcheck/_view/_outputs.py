@@ -9,7 +9,7 @@ from threadcheck._sched._report import ExploreResult
 from threadcheck._view._chrome import chrome_trace, empty_trace
 from threadcheck._view._findings import findings_page
 from threadcheck._view._page import schedule_page, summary_page
-from threadcheck._view._schedule import schedule_view
+from threadcheck._view._schedule import ScheduleView, schedule_view
 from threadcheck._violation import Violation
 
 
@@ -31,10 +31,14 @@ def write_views(
 
 
 def write_findings(
-    path: str, violations: Sequence[Violation], stalls: Sequence[Violation], title: str
+    path: str,
+    violations: Sequence[Violation],
+    stalls: Sequence[Violation],
+    title: str,
+    schedules: Sequence[tuple[str, ScheduleView]] = (),
 ) -> list[str]:
     """The findings page (``run --html``, ``--threadcheck-html``); what could not be written."""
-    return _write(path, findings_page(violations, stalls, title))
+    return _write(path, findings_page(violations, stalls, title, schedules))
 
 
 def _write(path: str, text: str) -> list[str]:

@@ -37,7 +37,7 @@ def schedule_page(view: ScheduleView, title: str) -> str:
     """The page of a failing schedule."""
     parts = [_header(view, title), "<main>", _timeline(view, SHOWN)]
     if view.waits:
-        parts.append(_deadlock(view))
+        parts.append(_deadlock(view, SHOWN))
     parts.append(_step_tables(view, SHOWN))
     if view.found is not None:
         parts.append(_as_found(view.found))
@@ -53,6 +53,12 @@ def summary_page(report: str, title: str) -> str:
         f'<main><section id="report"><pre class="report">{e(report)}</pre></section></main>'
     )
     return document(title, body, {})
+
+
+def schedule_section(view: ScheduleView, which: str) -> str:
+    """One schedule's timeline and steps, for a page holding several (the session's)."""
+    waits = _deadlock(view, which) if view.waits else ""
+    return _timeline(view, which) + waits + _step_tables(view, which)
 
 
 def _prefix(which: str) -> str:
@@ -231,9 +237,10 @@ OPEN_DISTANCE = 80
 """How far from a waiter the box of a wait nobody holds is drawn."""
 
 
-def _deadlock(view: ScheduleView) -> str:
+def _deadlock(view: ScheduleView, which: str) -> str:
     """The threads on a circle, an arrow from each to the thread holding what it
     waits for; a wait nobody holds points to a dashed box naming it."""
+    p = _prefix(which)
     labels = {lane.tid: lane.label for lane in view.lanes}
     waiting = [wait.tid for wait in view.waits]
     held = [w.holder for w in view.waits if w.holder is not None and w.holder not in waiting]
@@ -257,12 +264,12 @@ def _deadlock(view: ScheduleView) -> str:
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
         f'viewBox="0 {top:.0f} {width:.0f} {height:.0f}" role="img" '
-        'aria-label="wait-for graph"><defs><marker id="arrow" viewBox="0 0 10 10" '
+        f'aria-label="wait-for graph"><defs><marker id="{p}arrow" viewBox="0 0 10 10" '
         'refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse">'
         '<path d="M 0 0 L 10 5 L 0 10 z" class="arrow-head"/></marker></defs>'
     ]
     for wait in view.waits:
-        parts.append(_wait_edge(wait, at, cy))
+        parts.append(_wait_edge(wait, at, cy, p))
     for tid, (x, y) in at.items():
         parts.append(
             f'<g class="wait-node" data-tid="{tid}"><rect x="{x - NODE_WIDTH / 2:.0f}" '
@@ -282,12 +289,12 @@ def _deadlock(view: ScheduleView) -> str:
         for w in view.waits
     )
     return (
-        '<section id="deadlock"><h2>Deadlock: who waits for whom</h2>'
+        f'<section id="{p}deadlock"><h2>Deadlock: who waits for whom</h2>'
         f'<div class="graph">{"".join(parts)}</div><ul class="waits">{rows}</ul></section>'
     )
 
 
-def _wait_edge(wait: Wait, at: dict[int, tuple[float, float]], cy: float) -> str:
+def _wait_edge(wait: Wait, at: dict[int, tuple[float, float]], cy: float, p: str) -> str:
     x1, y1 = at[wait.tid]
     if wait.holder is not None and wait.holder in at:
         x2, y2 = at[wait.holder]
@@ -312,7 +319,7 @@ def _wait_edge(wait: Wait, at: dict[int, tuple[float, float]], cy: float) -> str
     lx, ly, anchor = (mid_x + 8, mid_y + 4, "start") if sx == ex else (mid_x, mid_y - 6, "middle")
     return (
         f'<line class="{css}" x1="{sx:.0f}" y1="{sy:.0f}" x2="{ex:.0f}" y2="{ey:.0f}" '
-        f'marker-end="url(#arrow)"><title>{e(wait.what)}</title></line>'
+        f'marker-end="url(#{p}arrow)"><title>{e(wait.what)}</title></line>'
         f'<text class="wait-label" x="{lx:.0f}" y="{ly:.0f}" text-anchor="{anchor}">'
         f"{e(clip(label, 40))}</text>{box}"
     )
@@ -409,15 +416,15 @@ def _report(view: ScheduleView) -> str:
 
 
 def _data(view: ScheduleView) -> dict[str, Any]:
-    views = {SHOWN: _view_data(view)}
+    views = {SHOWN: view_data(view)}
     sources = dict(view.sources)
     if view.found is not None:
-        views[FOUND] = _view_data(view.found)
+        views[FOUND] = view_data(view.found)
         sources.update(view.found.sources)
     return {"views": views, "sources": sources}
 
 
-def _view_data(view: ScheduleView) -> dict[str, Any]:
+def view_data(view: ScheduleView) -> dict[str, Any]:
     steps = {
         str(block.index): {
             "t": block.tid,

@@ -3,9 +3,11 @@ step, each with its source line; the preemptions and time advances marked."""
 
 from __future__ import annotations
 
+import dataclasses
 import linecache
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from threadcheck._sched._core import format_seconds
 from threadcheck._sched._report import ExploreResult, ScheduleRun, format_result
@@ -156,6 +158,34 @@ def _sources(blocks: tuple[Block, ...]) -> dict[str, list[tuple[int, str]]]:
         if key and key not in sources:
             sources[key] = source_lines(block.path, block.lineno)
     return sources
+
+
+def to_json(view: ScheduleView) -> dict[str, Any]:
+    """``view`` as plain JSON, to travel from a pytest-xdist worker to the controller."""
+    document = dataclasses.asdict(view)
+    document["sources"] = {
+        key: [list(line) for line in lines] for key, lines in view.sources.items()
+    }
+    return document
+
+
+def from_json(document: dict[str, Any]) -> ScheduleView:
+    found = document.get("found")
+    return ScheduleView(
+        headline=document["headline"],
+        report=document["report"],
+        lanes=tuple(Lane(**lane) for lane in document["lanes"]),
+        blocks=tuple(Block(**block) for block in document["blocks"]),
+        sources={
+            key: [(int(number), str(text)) for number, text in lines]
+            for key, lines in document["sources"].items()
+        },
+        replay_command=document["replay_command"],
+        failing_thread=document["failing_thread"],
+        details=document["details"],
+        found=None if found is None else from_json(found),
+        waits=tuple(Wait(**wait) for wait in document.get("waits", ())),
+    )
 
 
 def _short_paths(text: str) -> str:
