@@ -94,6 +94,29 @@ def test_recorded(threadcheck_reactor):
 """
 
 
+# The same race, explored by the test itself rather than by the marker.
+DIRECT = """
+import threadcheck
+from test_race import Counter, check, in_thread
+
+
+def scenario(reactor):
+    counter = Counter()
+
+    def add(n):
+        counter.total += n
+
+    reactor.callLater(0, add, 10)
+    done = in_thread(reactor, add, 1)
+    done.addCallback(lambda _: in_thread(reactor, lambda: None))
+    return done.addCallback(lambda _: check(counter.total))
+
+
+def test_direct():
+    threadcheck.explore(scenario, budget=500).assert_clean()
+"""
+
+
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     return pytester.runpytest_subprocess(*NO_PYTEST_TWISTED, *args, timeout=180)
 
@@ -148,14 +171,15 @@ def test_the_session_page_shows_each_failing_exploration_s_schedule(
 ) -> None:
     from test_view import parse, script_data
 
-    pytester.makepyfile(test_race=RACE)
+    pytester.makepyfile(test_race=RACE, test_direct=DIRECT)
     xdist = ("-n", workers) if workers else ()
     result = run(pytester, "--threadcheck-html=session.html", *xdist)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     page = (pytester.path / "session.html").read_text()
     parsed = parse(page)
     explorations = parsed.classes["card-schedule"]
-    assert explorations >= 1  # under xdist each worker explores its share, and may find it
+    assert "test_direct.py::test_direct" in page  # explore().assert_clean() in a test
+    assert explorations >= 2  # under xdist each worker explores its share, and may find it
     assert parsed.tags["svg"] == explorations and parsed.external == []
     assert "test_race.py::test_lost_update" in page and "test_fixed" not in page
     assert "exception: AssertionError: total is " in page

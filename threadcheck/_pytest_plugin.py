@@ -418,11 +418,23 @@ def pytest_runtest_makereport(
     state = _state(item.config)
     if state is None or report.when == "setup":
         return report
+    if state.html_path is not None and call.excinfo is not None:
+        _keep_schedule(report, call.excinfo.value)
     allowed: dict[str, str] = item.stash.get(_ALLOWED, {})
     failing = state.run.take(item.nodeid, allowed)
     if failing and not state.report_only:
         _fail(report, failing)
     return report
+
+
+def _keep_schedule(report: pytest.TestReport, error: BaseException) -> None:
+    """A test that called ``threadcheck.explore(...).assert_clean()`` and failed:
+    its schedule, for the session page (the marker's explorations add their own)."""
+    from threadcheck import ExplorationFailedError
+    from threadcheck._testexplore import schedule_property
+
+    if isinstance(error, ExplorationFailedError):
+        report.user_properties.extend(schedule_property(error.result))
 
 
 def _allowed(item: pytest.Item) -> dict[str, str]:

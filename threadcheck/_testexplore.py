@@ -294,11 +294,18 @@ def _record(item: pytest.Item, result: ExploreResult) -> None:
     )
     if result.token is not None:
         item.user_properties.append((TOKEN_PROPERTY, result.token))
-    if result.found and result.run is not None and item.config.getoption("threadcheck_html", None):
-        from threadcheck._view._schedule import schedule_view, to_json
+    if item.config.getoption("threadcheck_html", None):
+        item.user_properties.extend(schedule_property(result))
 
-        view = to_json(schedule_view(result))
-        item.user_properties.append((SCHEDULE_PROPERTY, json.dumps(view, separators=(",", ":"))))
+
+def schedule_property(result: ExploreResult) -> list[tuple[str, str]]:
+    """The failing schedule of ``result`` as a user property for the session page."""
+    if not result.found or result.run is None:
+        return []
+    from threadcheck._view._schedule import schedule_view, to_json
+
+    view = to_json(schedule_view(result))
+    return [(SCHEDULE_PROPERTY, json.dumps(view, separators=(",", ":")))]
 
 
 def _warn(message: str) -> None:
