@@ -499,3 +499,40 @@ def test_failing_explorations_are_cards_with_their_schedules(found: ExploreResul
     assert {"x1-step-1", "x2-step-1", "x1-replay", "x2-replay"} <= parsed.ids
     assert sorted(script_data(parsed)["views"]) == ["x1", "x2"]
     assert '<input type="checkbox" class="kind-filter" value="schedule" checked>' in page
+
+
+# -- data races: the two accesses, linked ---------------------------------------------
+
+
+def test_a_data_race_s_two_accesses_are_linked_in_the_page_and_the_trace() -> None:
+    result = threadcheck.explore(races.BUGGY["lost_update"], budget=500, races=True)
+    assert result.failure is not None and result.run is not None
+    (earlier_thread, earlier_file, earlier_line), (later_thread, _, later_line) = (
+        result.failure.accesses
+    )
+    assert earlier_file.endswith("races.py") and {earlier_line, later_line} == {34, 37}
+    view = schedule_view(result)
+    assert view.conflict is not None
+    blocks = {block.index: block for block in view.blocks}
+    earlier, later = (blocks[index] for index in view.conflict)
+    assert earlier.index < later.index and earlier.tid != later.tid
+    assert (earlier.lineno, later.lineno) == (earlier_line, later_line)
+    assert view.lanes[earlier.tid].name == earlier_thread
+    assert view.lanes[later.tid].name == later_thread
+    page = schedule_page(view, "race")
+    assert f'<path class="conflict" data-steps="{earlier.index} {later.index}"' in page
+    assert script_data(parse(page))["views"]["shown"]["first"] == later.index
+    document = chrome_trace(view, "race")
+    validate_chrome_trace(document)
+    race = [e for e in document["traceEvents"] if e.get("cat") == "data race"]
+    assert [(e["ph"], e["tid"]) for e in race] == [("s", earlier.tid), ("f", later.tid)]
+    assert from_json(json.loads(json.dumps(to_json(view)))) == view
+
+
+def test_no_link_when_the_accesses_are_not_in_the_trace() -> None:
+    result = big_result(10, 2)
+    assert result.failure is not None
+    failure = replace(
+        result.failure, accesses=(("worker-0", "/x.py", 1), ("worker-1", "/y.py", 2))
+    )
+    assert schedule_view(replace(result, failure=failure)).conflict is None

@@ -178,6 +178,8 @@ class Failure:
     details: str = ""
     what: str = ""
     """The exception type, or the API of a violation: part of the signature."""
+    accesses: tuple[tuple[str, str, int], ...] = ()
+    """A data race's two accesses, the earlier first: (thread name, file, line)."""
     waits_for: tuple[tuple[int, str, int | None], ...] = ()
     """A deadlock's wait-for graph: (thread, what it waits for and where, the thread
     holding it, or None when no thread holds it, e.g. a queue nobody will fill)."""

@@ -52,6 +52,7 @@ from threadcheck._sched.strategies import Plan
 if TYPE_CHECKING:
     from twisted.logger import ILogObserver
 
+    from threadcheck._violation import Violation
     from threadcheck_reactor._scheduled import ScheduledMixin
 
 WARM_UP = -1
@@ -376,7 +377,22 @@ def _first_violation(reactor: Any) -> Failure | None:
         location=where.location() if where else None,
         details=format_report(violations),
         what=first.api,
+        accesses=_race_accesses(first),
     )
+
+
+def _race_accesses(violation: Violation) -> tuple[tuple[str, str, int], ...]:
+    """A data race's earlier and later access: their threads and user lines."""
+    prior = violation.prior
+    if prior is None:
+        return ()
+    accesses = []
+    for thread, stack in ((prior.thread, prior.stack), (violation.thread, violation.stack)):
+        frame = _stacks.innermost_user_frame(stack)
+        if frame is None:
+            return ()
+        accesses.append((thread.name, frame.filename, frame.lineno))
+    return tuple(accesses)
 
 
 class _LoggedErrors:

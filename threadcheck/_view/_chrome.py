@@ -17,6 +17,8 @@ from threadcheck._view._schedule import Block, ScheduleView
 
 STEP_US = 1000
 PID = 1
+RACE_FLOW_ID = 1 << 30
+"""Above any switch's flow id (they count from 1)."""
 
 
 def chrome_trace(view: ScheduleView, title: str) -> dict[str, Any]:
@@ -29,6 +31,7 @@ def chrome_trace(view: ScheduleView, title: str) -> dict[str, Any]:
     events += [_slice(block) for block in view.blocks]
     events += _marks(view.blocks)
     events += _hand_offs(view.blocks)
+    events += _conflict(view)
     events += _virtual_time(view.blocks)
     return {
         "traceEvents": events,
@@ -103,6 +106,21 @@ def _hand_offs(blocks: tuple[Block, ...]) -> list[dict[str, Any]]:
         end = {**flow, "ph": "f", "bp": "e", "ts": block.index * STEP_US}
         flows += [{**start, "tid": previous.tid}, {**end, "tid": block.tid}]
     return flows
+
+
+def _conflict(view: ScheduleView) -> list[dict[str, Any]]:
+    """A data race: a flow arrow from its earlier access's step to its later one's."""
+    if view.conflict is None:
+        return []
+    tids = {block.index: block.tid for block in view.blocks}
+    earlier, later = view.conflict
+    if earlier not in tids or later not in tids:
+        return []
+    flow = {"name": "data race", "cat": "data race", "id": RACE_FLOW_ID, "pid": PID}
+    return [
+        {**flow, "ph": "s", "ts": earlier * STEP_US + STEP_US // 2, "tid": tids[earlier]},
+        {**flow, "ph": "f", "bp": "e", "ts": later * STEP_US, "tid": tids[later]},
+    ]
 
 
 def _virtual_time(blocks: tuple[Block, ...]) -> list[dict[str, Any]]:

@@ -152,6 +152,7 @@ def _svg(view: ScheduleView, which: str) -> str:
             f"<title>{e(tip)}</title></rect></a>"
         )
     parts += _marks(blocks, step, height, which)
+    parts += _conflict_arrow(view, step, row, position_of, which)
     parts += _failure_mark(view, step, row)
     parts.append("</svg>")
     return "".join(parts)
@@ -214,6 +215,36 @@ def _marks(blocks: tuple[Block, ...], step: int, height: int, which: str) -> lis
             "</title></line>"
         )
     return marks
+
+
+def _conflict_arrow(
+    view: ScheduleView, step: int, row: dict[int, int], position_of: dict[int, int], which: str
+) -> list[str]:
+    """A data race: an arc from the earlier access's block to the later one's."""
+    if view.conflict is None:
+        return []
+    by_index = {block.index: block for block in view.blocks}
+    earlier, later = (by_index.get(index) for index in view.conflict)
+    if earlier is None or later is None:
+        return []
+    x1 = LABEL_WIDTH + position_of[earlier.index] * step + step // 2
+    x2 = LABEL_WIDTH + position_of[later.index] * step + step // 2
+    y1 = AXIS_HEIGHT + row.get(earlier.tid, 0) * LANE_HEIGHT + 5
+    y2 = AXIS_HEIGHT + row.get(later.tid, 0) * LANE_HEIGHT + 5
+    lift = AXIS_HEIGHT - 4  # over the lanes, under the axis numbers
+    tip = (
+        f"data race: step {earlier.index} ({earlier.detail}) and "
+        f"step {later.index} ({later.detail})"
+    )
+    p = _prefix(which)
+    return [
+        f'<defs><marker id="{p}race-head" viewBox="0 0 10 10" refX="10" refY="5" '
+        'markerWidth="7" markerHeight="7" orient="auto-start-reverse">'
+        '<path d="M 0 0 L 10 5 L 0 10 z" class="race-head"/></marker></defs>'
+        f'<path class="conflict" data-steps="{earlier.index} {later.index}" '
+        f'd="M {x1} {y1} C {x1} {lift}, {x2} {lift}, {x2} {y2}" '
+        f'marker-end="url(#{p}race-head)"><title>{e(tip)}</title></path>'
+    ]
 
 
 def _failure_mark(view: ScheduleView, step: int, row: dict[int, int]) -> list[str]:
@@ -439,6 +470,8 @@ def view_data(view: ScheduleView) -> dict[str, Any]:
     }
     marked = [block.index for block in view.blocks if block.note]
     first = marked[0] if marked else view.blocks[-1].index if view.blocks else 0
+    if view.conflict is not None:  # a data race: its later access
+        first = view.conflict[1]
     return {
         "lanes": {str(lane.tid): lane.label for lane in view.lanes},
         "steps": steps,

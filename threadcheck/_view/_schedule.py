@@ -86,6 +86,8 @@ class ScheduleView:
     """The schedule as found, when the one shown was shrunk from it."""
     waits: tuple[Wait, ...] = ()
     """A deadlock: who waits for what, held by whom."""
+    conflict: tuple[int, int] | None = None
+    """A data race: the steps of its earlier and its later access."""
 
     @property
     def duration(self) -> str:
@@ -123,7 +125,37 @@ def _view_of(
         waits=tuple(
             Wait(tid, _short_paths(what), holder) for tid, what, holder in failure.waits_for
         ),
+        conflict=_conflict(run, failure.accesses),
     )
+
+
+def _conflict(
+    run: ScheduleRun, accesses: tuple[tuple[str, str, int], ...]
+) -> tuple[int, int] | None:
+    """The steps of a data race's two accesses: the later access's last step at its
+    line in its thread, and before it, the earlier access's in the other thread."""
+    if len(accesses) != 2:
+        return None
+    (first_thread, first_file, first_line), (later_thread, later_file, later_line) = accesses
+    later = _last_step(run, later_thread, later_file, later_line, len(run.trace))
+    if later is None:
+        return None
+    earlier = _last_step(run, first_thread, first_file, first_line, later[0])
+    return None if earlier is None else (earlier[1], later[1])
+
+
+def _last_step(
+    run: ScheduleRun, thread: str, path: str, line: int, before: int
+) -> tuple[int, int] | None:
+    """(position in the trace, step index) of ``thread``'s last step at ``path:line``
+    before position ``before``."""
+    names = run.thread_names
+    for position in range(before - 1, -1, -1):
+        step = run.trace[position]
+        name = names[step.tid] if step.tid < len(names) else ""
+        if name == thread and step.lineno == line and step.filename == path:
+            return position, step.index
+    return None
 
 
 def _lanes(run: ScheduleRun) -> tuple[Lane, ...]:
@@ -185,7 +217,12 @@ def from_json(document: dict[str, Any]) -> ScheduleView:
         details=document["details"],
         found=None if found is None else from_json(found),
         waits=tuple(Wait(**wait) for wait in document.get("waits", ())),
+        conflict=_pair(document.get("conflict")),
     )
+
+
+def _pair(value: list[int] | None) -> tuple[int, int] | None:
+    return None if value is None else (int(value[0]), int(value[1]))
 
 
 def _short_paths(text: str) -> str:
