@@ -215,6 +215,33 @@ def test_html_report_of_a_run(tmp_path: Path) -> None:
     assert unwritable.stderr.startswith("threadcheck: error: --html: no such directory")
 
 
+def test_trace_of_a_run_s_threads(tmp_path: Path) -> None:
+    from test_view import validate_chrome_trace
+
+    trace = tmp_path / "run.json"
+    result = threadcheck(
+        "run", "--trace", str(trace), "-m", "threadcheck.examples.write_from_thread"
+    )
+    assert result.returncode == VIOLATIONS_FOUND
+    document = json.loads(trace.read_text())
+    validate_chrome_trace(document)
+    events = document["traceEvents"]
+    threads = {e["tid"]: e["args"]["name"] for e in events if e["name"] == "thread_name"}
+    job = next(e for e in events if e["ph"] == "X" and e["name"] == "callInThread Shout.answer")
+    assert threads[job["tid"]].startswith("PoolThread-")
+    submitted = next(e for e in events if e["name"] == "-> callInThread Shout.answer")
+    assert threads[submitted["tid"]] == "MainThread"
+    flows = {
+        e["ph"]: e for e in events if e["ph"] in "sf" and e["ts"] in (job["ts"], submitted["ts"])
+    }
+    assert flows["s"]["id"] == flows["f"]["id"]  # the hand-off, joined
+    unwritable = threadcheck(
+        "run", "--trace", str(tmp_path / "no" / "t.json"), script(tmp_path, "pass")
+    )
+    assert unwritable.returncode == USAGE_ERROR
+    assert unwritable.stderr.startswith("threadcheck: error: --trace: no such directory")
+
+
 def test_console_script_matches_python_m(tmp_path: Path) -> None:
     console = Path(sys.executable).with_name("threadcheck")
     result = subprocess.run(

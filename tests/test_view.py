@@ -21,14 +21,16 @@ from twisted.internet import defer, threads
 
 import threadcheck
 from threadcheck import _stacks
+from threadcheck._activity import Activity
 from threadcheck._sched._core import Failure, Step
 from threadcheck._sched._report import ExploreResult, ScheduleRun
-from threadcheck._view._chrome import STEP_US, chrome_trace, empty_trace
+from threadcheck._view._chrome import STEP_US, activity_trace, chrome_trace, empty_trace
 from threadcheck._view._findings import MAX_CARDS, findings_page
 from threadcheck._view._outputs import write_views
 from threadcheck._view._page import schedule_page
 from threadcheck._view._schedule import ScheduleView, from_json, schedule_view, to_json
 from threadcheck._violation import Kind, PriorAccess, TestContext, ThreadInfo, Violation
+from threadcheck_reactor import ThreadCheckMixin, _activity
 
 PHASES_WITH_TS = {"X", "i", "s", "f", "C"}
 
@@ -536,3 +538,70 @@ def test_no_link_when_the_accesses_are_not_in_the_trace() -> None:
         result.failure, accesses=(("worker-0", "/x.py", 1), ("worker-1", "/y.py", 2))
     )
     assert schedule_view(replace(result, failure=failure)).conflict is None
+
+
+# -- a run's thread activity (threadcheck run --trace) -----------------------------
+
+
+def test_activity_pairs_each_submission_with_its_run() -> None:
+    ticks = iter(range(0, 10_000_000, 1000))
+    activity = Activity(clock=lambda: next(ticks))
+
+    def answer() -> int:
+        return 42
+
+    traced = activity.submit("callFromThread", answer)
+    assert traced.__code__ is answer.__code__  # the reactor's checks still see it
+    assert traced() == 42
+    submit, ran = activity.events
+    assert (submit.kind, ran.kind, submit.flow) == ("submit", "run", ran.flow)
+    assert submit.what == ran.what == "callFromThread answer"
+    assert ran.thread_name == threading.current_thread().name
+    document = activity_trace(activity, "run")
+    validate_chrome_trace(document)
+    names = [e["name"] for e in document["traceEvents"] if e["ph"] == "X"]
+    assert names == [f"-> {submit.what}", submit.what]
+
+
+def test_activity_past_its_limit_is_counted_and_unpaired_flows_dropped() -> None:
+    activity = Activity(limit=3)
+    works = [activity.submit("callLater", print) for _ in range(3)]
+    works[0]()  # one ran; two still queued at the end
+    assert len(activity.events) == 3 and activity.dropped == 1
+    document = activity_trace(activity, "run")
+    validate_chrome_trace(document)
+    assert document["otherData"]["dropped"] == 1
+    assert sum(1 for e in document["traceEvents"] if e["ph"] in "sf") == 0  # none paired
+
+
+def test_the_reactor_s_hand_offs_and_pool_jobs_are_recorded(running_reactor: Any) -> None:
+    running = running_reactor()
+    reactor = running.reactor
+    activity = Activity()
+    undo = _activity.install(activity)
+    try:
+        done = threading.Event()
+
+        def job() -> None:
+            reactor.callFromThread(done.set)
+
+        def schedule() -> None:
+            reactor.callLater(0, reactor.callInThread, job)
+
+        reactor.callFromThread(schedule)
+        assert done.wait(10)
+        running.stop()
+    finally:
+        undo()
+    assert vars(ThreadCheckMixin)["callFromThread"].__module__ == "threadcheck_reactor._reactor"
+    ran = {event.what: event.thread_name for event in activity.events if event.kind == "run"}
+    job_name = "callInThread job"
+    assert ran["callFromThread schedule"] == "reactor"
+    assert ran[f"callLater {type(reactor).callInThread.__qualname__}"] == "reactor"
+    assert ran[job_name].startswith("PoolThread-")
+    assert ran["callFromThread Event.set"] == "reactor"
+    submitted = {e.what: e.thread_name for e in activity.events if e.kind == "submit"}
+    assert (
+        submitted[job_name] == "reactor" and submitted["callFromThread Event.set"] == ran[job_name]
+    )
+    validate_chrome_trace(activity_trace(activity, "run"))

@@ -41,6 +41,7 @@ from threadcheck._cli._options import (
 from threadcheck._modes import DEFAULT_MODE, Mode
 
 if TYPE_CHECKING:
+    from threadcheck._activity import Activity
     from threadcheck._affinity import AffinityChecker
 
 EXIT_STATUS_HELP = f"""\
@@ -86,8 +87,8 @@ def _add(subparsers: Any) -> None:
             "program's."
         ),
         usage=(
-            "[--mode MODE] [--json PATH] [--html PATH] [--report-only] [--stall-ms MS] [--races] "
-            "[--include PATH ...] [--reactor NAME]"
+            "[--mode MODE] [--json PATH] [--html PATH] [--trace PATH] [--report-only] "
+            "[--stall-ms MS] [--races] [--include PATH ...] [--reactor NAME]"
         ),
         epilog=EXIT_STATUS_HELP,
     )
@@ -102,6 +103,12 @@ def _add(subparsers: Any) -> None:
         "--html",
         metavar="PATH",
         help="also write the findings as a self-contained HTML page to PATH",
+    )
+    run.add_argument(
+        "--trace",
+        metavar="PATH",
+        help="also write the threads' activity (reactor callbacks, pool jobs, hand-offs) "
+        "as a Chrome trace (Perfetto, chrome://tracing) to PATH",
     )
     run.add_argument(
         "--report-only",
@@ -146,6 +153,8 @@ def _run(args: argparse.Namespace) -> int:
         check_writable(args.json)
     if args.html is not None:
         check_writable(args.html, "--html")
+    if args.trace is not None:
+        check_writable(args.trace, "--trace")
     if args.module is None:
         check_script(target[0])
     include = _include(args.include, args.races)
@@ -166,7 +175,10 @@ def _run(args: argparse.Namespace) -> int:
             include=include,
             edges=[_race_edges.install],
         )
+    activity, stop_tracing = _start_tracing() if args.trace is not None else (None, None)
     status, interrupted = _run_to_exit(args.module, target, args.races)
+    if stop_tracing is not None:
+        stop_tracing()
     unchecked = _uninstrumented_reactor()
     if unchecked is not None:
         print(f"threadcheck: error: {unchecked}", file=sys.stderr)
@@ -176,6 +188,8 @@ def _run(args: argparse.Namespace) -> int:
         races = " or data races" if args.races else ""
         print(f"threadcheck: no thread-affinity violations{races} found", file=sys.stderr)
     page_written = args.html is None or _write_page(args, checker)
+    if activity is not None:
+        page_written = _write_trace(args, activity) and page_written
     # Twisted's own SIGINT/SIGTERM handler stops the reactor and the program ends
     # "normally": it was still interrupted, as a shell should hear (130, 143).
     stopped_by = getattr(sys.modules.get("twisted.internet.reactor"), "_exitSignal", None)
@@ -184,6 +198,32 @@ def _run(args: argparse.Namespace) -> int:
     if not (finished.json_written and page_written) and not finished.found:
         return USAGE_ERROR
     return _final_status(status, finished.found, args.report_only)
+
+
+def _start_tracing() -> tuple[Activity, Callable[[], None]]:
+    from threadcheck._activity import Activity
+    from threadcheck_reactor import _activity
+
+    activity = Activity()
+    return activity, _activity.install(activity)
+
+
+def _write_trace(args: argparse.Namespace, activity: Activity) -> bool:
+    """The activity trace; one line on stderr (and False) if it cannot be written."""
+    import json
+    import shlex
+
+    from threadcheck._view._chrome import activity_trace
+
+    program = ["-m", args.module, *args.target] if args.module else args.target
+    document = activity_trace(activity, shlex.join(["threadcheck", "run", *program]))
+    try:
+        with open(args.trace, "w", encoding="utf-8") as file:
+            json.dump(document, file, separators=(",", ":"))
+    except OSError as error:
+        print(f"threadcheck: error: cannot write {args.trace}: {error.strerror}", file=sys.stderr)
+        return False
+    return True
 
 
 def _write_page(args: argparse.Namespace, checker: AffinityChecker) -> bool:
@@ -205,7 +245,7 @@ COMMAND = Command(
     "run",
     _add,
     _run,
-    frozenset({"--mode", "--json", "--html", "--stall-ms", "--reactor", "--include"}),
+    frozenset({"--mode", "--json", "--html", "--trace", "--stall-ms", "--reactor", "--include"}),
 )
 
 

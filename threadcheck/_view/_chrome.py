@@ -13,6 +13,7 @@ import itertools
 from typing import Any
 
 from threadcheck import __version__
+from threadcheck._activity import Activity
 from threadcheck._view._schedule import Block, ScheduleView
 
 STEP_US = 1000
@@ -120,6 +121,54 @@ def _conflict(view: ScheduleView) -> list[dict[str, Any]]:
     return [
         {**flow, "ph": "s", "ts": earlier * STEP_US + STEP_US // 2, "tid": tids[earlier]},
         {**flow, "ph": "f", "bp": "e", "ts": later * STEP_US, "tid": tids[later]},
+    ]
+
+
+def activity_trace(activity: Activity, title: str) -> dict[str, Any]:
+    """A run's thread activity: a track per thread, a slice per callback or job
+    run, and a flow from where each was handed on (a 1 us slice, which the flow
+    starts from) to where it ran. Real time, in microseconds from the start."""
+    tids: dict[tuple[int, str], int] = {}
+    events: list[dict[str, Any]] = [_meta("process_name", 0, {"name": title})]
+    slices: list[dict[str, Any]] = []
+    for event in activity.events:
+        key = (event.thread, event.thread_name)
+        if key not in tids:
+            tids[key] = len(tids) + 1
+            events.append(_meta("thread_name", tids[key], {"name": event.thread_name}))
+        ts = (event.start_ns - activity.started_ns) // 1000
+        common = {"pid": PID, "tid": tids[key], "cat": event.kind}
+        flow = {"name": "hand-off", "cat": "hand-off", "id": event.flow, "pid": PID}
+        if event.kind == "submit":
+            slices.append({**common, "name": f"-> {event.what}", "ph": "X", "ts": ts, "dur": 1})
+            slices.append({**flow, "ph": "s", "ts": ts, "tid": tids[key]})
+        else:
+            # Floor at the start, ceiling at the end: what it submitted nests inside.
+            dur = -(-event.duration_ns // 1000) + 1
+            slices.append({**common, "name": event.what, "ph": "X", "ts": ts, "dur": dur})
+            slices.append({**flow, "ph": "f", "bp": "e", "ts": ts, "tid": tids[key]})
+    return {
+        "traceEvents": events + _paired(slices),
+        "displayTimeUnit": "ms",
+        "otherData": {
+            "tool": f"threadcheck {__version__}",
+            "time axis": "real time, microseconds from the start of the run",
+            "dropped": activity.dropped,
+        },
+    }
+
+
+def _paired(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Without the flow ends that never ran (work still queued at the end) or were
+    never submitted (dropped past the limit): a flow needs both."""
+    phases: dict[int, set[str]] = {}
+    for event in events:
+        if event["ph"] in ("s", "f"):
+            phases.setdefault(event["id"], set()).add(event["ph"])
+    return [
+        event
+        for event in events
+        if event["ph"] not in ("s", "f") or phases[event["id"]] == {"s", "f"}
     ]
 
 
