@@ -139,6 +139,10 @@ class Browser:
             raise BrowserError(f"{expression}: {reply['exceptionDetails']}")
         return reply["result"].get("value")
 
+    def scripts(self, enabled: bool) -> None:
+        """The page's own scripts on or off (``evaluate`` still runs)."""
+        self._send("Emulation.setScriptExecutionDisabled", {"value": not enabled})
+
     def errors(self) -> list[str]:
         """Console errors, uncaught exceptions and error log entries so far."""
         found = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -90,3 +91,24 @@ def nothing_stays_swapped() -> Iterator[None]:
     before = _swappable()
     yield
     assert _swappable() == before, "an exploration left a primitive swapped"
+
+
+@pytest.fixture(scope="module")
+def found() -> Any:
+    """A failing exploration (the lost update of tests/races.py), shrunk: for the views."""
+    from test_view import lost_update
+
+    return lost_update()
+
+
+@pytest.fixture(scope="module")
+def held() -> Any:
+    """A failing exploration that needed time to pass while a thread was held."""
+    from test_view import late_fetch
+
+    import threadcheck
+
+    result = threadcheck.explore(late_fetch, budget=2000)
+    assert result.found and result.run is not None
+    assert any(note.startswith("time +") for note in result.run.preemptions.values())
+    return result

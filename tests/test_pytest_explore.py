@@ -97,19 +97,7 @@ def test_recorded(threadcheck_reactor):
 # The same race, explored by the test itself rather than by the marker.
 DIRECT = """
 import threadcheck
-from test_race import Counter, check, in_thread
-
-
-def scenario(reactor):
-    counter = Counter()
-
-    def add(n):
-        counter.total += n
-
-    reactor.callLater(0, add, 10)
-    done = in_thread(reactor, add, 1)
-    done.addCallback(lambda _: in_thread(reactor, lambda: None))
-    return done.addCallback(lambda _: check(counter.total))
+from test_race import test_lost_update as scenario  # the marked test's body, a scenario
 
 
 def test_direct():

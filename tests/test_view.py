@@ -15,7 +15,6 @@ from dataclasses import replace
 from html.parser import HTMLParser
 from typing import Any
 
-import pytest
 import races
 from twisted.internet import defer, threads
 
@@ -97,19 +96,6 @@ def late_fetch(reactor: Any) -> defer.Deferred[Any]:
         assert order == ["index", "fetch"], order
 
     return defer.gatherResults(jobs).addCallback(check)
-
-
-@pytest.fixture(scope="module")
-def found() -> ExploreResult:
-    return lost_update()
-
-
-@pytest.fixture(scope="module")
-def held() -> ExploreResult:
-    result = threadcheck.explore(late_fetch, budget=2000)
-    assert result.found and result.run is not None
-    assert any(note.startswith("time +") for note in result.run.preemptions.values())
-    return result
 
 
 def test_a_found_schedule_becomes_one_lane_per_thread_and_one_block_per_step(
@@ -278,17 +264,7 @@ def test_text_in_the_program_cannot_break_out_of_the_page() -> None:
         digest="",
         thread_names=[hostile],
     )
-    result = ExploreResult(
-        found=True,
-        schedules=1,
-        distinct=1,
-        strategy="random",
-        seed=0,
-        target="t",
-        failure=Failure("exception", hostile, thread=hostile),
-        run=run,
-        replay_command=hostile,
-    )
+    result = result_of(run, Failure("exception", hostile, thread=hostile), hostile)
     page = schedule_page(schedule_view(result), hostile)
     parsed = parse(page)
     assert parsed.tags["script"] == 2 and parsed.tags["u"] == 0
@@ -333,6 +309,12 @@ def big_result(steps: int, threads: int) -> ExploreResult:
         digest="",
         thread_names=[f"worker-{n}" for n in range(threads)],
     )
+    failure = Failure("livelock", "no progress", thread="worker-0")
+    return result_of(run, failure, "threadcheck replay tc1.x prog.py")
+
+
+def result_of(run: ScheduleRun, failure: Failure, replay_command: str) -> ExploreResult:
+    """A found result around a made-up schedule."""
     return ExploreResult(
         found=True,
         schedules=1,
@@ -340,9 +322,9 @@ def big_result(steps: int, threads: int) -> ExploreResult:
         strategy="random",
         seed=0,
         target="t",
-        failure=Failure("livelock", "no progress", thread="worker-0"),
+        failure=failure,
         run=run,
-        replay_command="threadcheck replay tc1.x prog.py",
+        replay_command=replay_command,
     )
 
 

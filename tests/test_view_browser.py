@@ -5,13 +5,14 @@ on a click, and its screenshot has the size and colours of the timeline."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import browser
 import pytest
 import races
-from test_view import PriorAccess, ThreadInfo, big_result, finding, late_fetch, lost_update
+from test_view import PriorAccess, ThreadInfo, big_result, finding
 
 import threadcheck
 from threadcheck._sched._report import ExploreResult
@@ -36,18 +37,6 @@ TIME = (0x7A, 0x4F, 0xD0)
 
 
 @pytest.fixture(scope="module")
-def found() -> ExploreResult:
-    return lost_update()
-
-
-@pytest.fixture(scope="module")
-def held() -> ExploreResult:
-    result = threadcheck.explore(late_fetch, budget=2000)
-    assert result.found
-    return result
-
-
-@pytest.fixture(scope="module")
 def chromium() -> Iterator[browser.Browser]:
     assert CHROMIUM is not None
     session = browser.Browser(CHROMIUM)
@@ -65,6 +54,33 @@ def colour_counts(png: bytes, *colours: tuple[int, int, int]) -> list[int]:
     width, height, pixels = browser.png_pixels(png)
     assert (width, height) == (1400, 900)
     return [sum(1 for p in pixels if near(p, colour)) for colour in colours]
+
+
+def click(chromium: browser.Browser, selector: str) -> None:
+    """A real click's event (cancelable, so the page's handler can keep the page still)."""
+    chromium.evaluate(
+        f"document.querySelector({json.dumps(selector)}).dispatchEvent("
+        "new MouseEvent('click', {bubbles: true, cancelable: true}))"
+    )
+
+
+def panel_text(chromium: browser.Browser, panel: str) -> str:
+    return str(chromium.evaluate(f"document.getElementById({json.dumps(panel)}).textContent"))
+
+
+def uncheck(chromium: browser.Browser, kind: str) -> None:
+    """Untick a kind in the findings' filter bar, as a click would."""
+    chromium.evaluate(
+        f"{{ const box = document.querySelector('input.kind-filter[value={kind}]');"
+        "box.checked = false; box.dispatchEvent(new Event('change', {bubbles: true})) }"
+    )
+
+
+def choose_test(chromium: browser.Browser, test: str) -> None:
+    chromium.evaluate(
+        f"{{ const s = document.getElementById('test-filter'); s.value = {json.dumps(test)};"
+        "s.dispatchEvent(new Event('change', {bubbles: true})) }"
+    )
 
 
 def open_page(chromium: browser.Browser, path: Path, page: str) -> None:
@@ -89,11 +105,8 @@ def test_a_failing_schedule_shows_its_lanes_and_a_clicked_step_s_source(
     other = next(
         step for step in run.trace if step.tid == 1 and step.detail == "counter.total (load)"
     )
-    chromium.evaluate(
-        f"document.querySelector('a[data-step=\"{other.index}\"]').dispatchEvent("
-        "new MouseEvent('click', {bubbles: true, cancelable: true}))"
-    )
-    panel = chromium.evaluate("document.getElementById('source').textContent")
+    click(chromium, f'a[data-step="{other.index}"]')
+    panel = panel_text(chromium, "source")
     assert f"Step {other.index} · T1 " in panel
     assert (
         chromium.evaluate("document.querySelector('.here').textContent")
@@ -109,17 +122,10 @@ def test_a_failing_schedule_shows_its_lanes_and_a_clicked_step_s_source(
     assert found.found_run is not None
     last = found.found_run.trace[-1].index
     chromium.evaluate("document.querySelector('details.found').open = true")
-    chromium.evaluate(
-        f"document.querySelector('a[data-view=found][data-step=\"{last}\"]').dispatchEvent("
-        "new MouseEvent('click', {bubbles: true, cancelable: true}))"
-    )
-    assert f"Step {last} · " in chromium.evaluate(
-        "document.getElementById('found-source').textContent"
-    )
+    click(chromium, f'a[data-view=found][data-step="{last}"]')
+    assert f"Step {last} · " in panel_text(chromium, "found-source")
     assert chromium.evaluate("location.hash") == f"#found-step-{last}"
-    assert f"Step {other.index} · " in chromium.evaluate(
-        "document.getElementById('source').textContent"
-    )
+    assert f"Step {other.index} · " in panel_text(chromium, "source")
     chromium.evaluate("document.querySelector('details.found').open = false")
     chromium.evaluate("document.querySelector('button.copy').click()")
     assert chromium.evaluate("window.getSelection().toString()") == found.replay_command
@@ -154,11 +160,8 @@ def test_a_5000_step_schedule_loads_whole(chromium: browser.Browser, tmp_path: P
     )
     assert chromium.evaluate("document.querySelectorAll('svg rect[data-step]').length") == 5000
     assert chromium.evaluate("document.querySelectorAll('details.fold').length") > 0
-    chromium.evaluate(
-        "document.querySelector('a[data-step=\"4321\"]').dispatchEvent("
-        "new MouseEvent('click', {bubbles: true, cancelable: true}))"
-    )
-    assert "Step 4321" in chromium.evaluate("document.getElementById('source').textContent")
+    click(chromium, 'a[data-step="4321"]')
+    assert "Step 4321" in panel_text(chromium, "source")
 
 
 def test_the_findings_filter_by_kind_and_by_test(
@@ -177,20 +180,11 @@ def test_the_findings_filter_by_kind_and_by_test(
     shown = "[...document.querySelectorAll('article.card')].filter(c => !c.hidden).length"
     assert chromium.evaluate(shown) == 3
     assert chromium.evaluate("document.getElementById('filters').hidden") is False
-    chromium.evaluate(
-        "const box = document.querySelector('input.kind-filter[value=race]');"
-        "box.checked = false; box.dispatchEvent(new Event('change', {bubbles: true}))"
-    )
+    uncheck(chromium, "race")
     assert chromium.evaluate(shown) == 2
-    chromium.evaluate(
-        "const s = document.getElementById('test-filter'); s.value = 't.py::test_a';"
-        "s.dispatchEvent(new Event('change', {bubbles: true}))"
-    )
+    choose_test(chromium, "t.py::test_a")
     assert chromium.evaluate(shown) == 2  # test_a's violation and stall
-    chromium.evaluate(
-        "const t = document.querySelector('input.kind-filter[value=stall]');"
-        "t.checked = false; t.dispatchEvent(new Event('change', {bubbles: true}))"
-    )
+    uncheck(chromium, "stall")
     assert chromium.evaluate(shown) == 1
     (red,) = colour_counts(chromium.screenshot(), PREEMPT)  # the cards' red edge
     assert red > 200
@@ -207,19 +201,40 @@ def test_a_session_page_s_schedules_open_and_show_their_steps(
     open_page(chromium, tmp_path / "session.html", page)
     chromium.evaluate("document.querySelector('#x1 details.schedule').open = true")
     step = view.blocks[0].index
-    chromium.evaluate(
-        f"document.querySelector('a[data-view=x1][data-step=\"{step}\"]').dispatchEvent("
-        "new MouseEvent('click', {bubbles: true, cancelable: true}))"
-    )
-    assert f"Step {step} · " in chromium.evaluate(
-        "document.getElementById('x1-source').textContent"
-    )
+    click(chromium, f'a[data-view=x1][data-step="{step}"]')
+    assert f"Step {step} · " in panel_text(chromium, "x1-source")
     assert chromium.evaluate("location.hash") == f"#x1-step-{step}"
     shown = "[...document.querySelectorAll('article.card')].filter(c => !c.hidden).length"
     assert chromium.evaluate(shown) == 2
-    chromium.evaluate(
-        "const box = document.querySelector('input.kind-filter[value=schedule]');"
-        "box.checked = false; box.dispatchEvent(new Event('change', {bubbles: true}))"
-    )
+    uncheck(chromium, "schedule")
     assert chromium.evaluate(shown) == 1
     assert chromium.errors() == []
+
+
+def test_a_deadlock_s_wait_for_graph_draws(chromium: browser.Browser, tmp_path: Path) -> None:
+    result = threadcheck.explore(races.BUGGY["abba_deadlock"], budget=500)
+    open_page(chromium, tmp_path / "deadlock.html", schedule_page(schedule_view(result), "abba"))
+    assert chromium.evaluate("document.querySelectorAll('#deadlock g.wait-node').length") == 2
+    edge = "document.querySelector('#deadlock line.wait-edge:not(.open)').getBBox().width"
+    assert chromium.evaluate(edge) > 100  # the two threads side by side, joined
+    (red,) = colour_counts(chromium.screenshot(), PREEMPT)
+    assert red > 100
+
+
+def test_without_javascript_the_text_is_all_there(
+    chromium: browser.Browser, found: ExploreResult, tmp_path: Path
+) -> None:
+    run = found.run
+    assert run is not None
+    chromium.scripts(enabled=False)
+    try:
+        open_page(chromium, tmp_path / "nojs.html", schedule_page(schedule_view(found), "found"))
+        rows = "document.querySelectorAll('#steps tr[id^=step-]').length"
+        assert chromium.evaluate(rows) == len(run.trace)
+        assert "Click a step" in panel_text(chromium, "source")  # the panel needs the script
+        page = findings_page([finding("reactor.callLater", test="t.py::test_a")], [], "s")
+        open_page(chromium, tmp_path / "nojs-findings.html", page)
+        assert chromium.evaluate("document.getElementById('filters').hidden") is True
+        assert chromium.evaluate("document.querySelectorAll('article.card').length") == 1
+    finally:
+        chromium.scripts(enabled=True)
