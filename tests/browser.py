@@ -139,6 +139,14 @@ class Browser:
             raise BrowserError(f"{expression}: {reply['exceptionDetails']}")
         return reply["result"].get("value")
 
+    def click_at(self, x: float, y: float) -> None:
+        """A mouse click at viewport coordinates (for what draws on a canvas)."""
+        for kind in ("mousePressed", "mouseReleased"):
+            self._send(
+                "Input.dispatchMouseEvent",
+                {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1},
+            )
+
     def scripts(self, enabled: bool) -> None:
         """The page's own scripts on or off (``evaluate`` still runs)."""
         self._send("Emulation.setScriptExecutionDisabled", {"value": not enabled})

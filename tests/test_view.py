@@ -23,7 +23,13 @@ from threadcheck import _stacks
 from threadcheck._activity import Activity
 from threadcheck._sched._core import Failure, Step
 from threadcheck._sched._report import ExploreResult, ScheduleRun
-from threadcheck._view._chrome import STEP_US, activity_trace, chrome_trace, empty_trace
+from threadcheck._view._chrome import (
+    STEP_US,
+    activity_trace,
+    chrome_trace,
+    empty_trace,
+    trace_tid,
+)
 from threadcheck._view._findings import MAX_CARDS, findings_page
 from threadcheck._view._outputs import write_views
 from threadcheck._view._page import schedule_page
@@ -40,6 +46,8 @@ def validate_chrome_trace(document: dict[str, Any]) -> None:
     events = document["traceEvents"]
     assert isinstance(events, list) and events
     named_threads = {e["tid"] for e in events if e["ph"] == "M" and e["name"] == "thread_name"}
+    # Perfetto: tid 0 is the idle thread (its slices vanish), tid == pid the main thread.
+    assert not named_threads & ({0} | {e["pid"] for e in events}), named_threads
     slices: dict[int, list[tuple[int, int]]] = {}
     flows: dict[int, dict[str, dict[str, Any]]] = {}
     for event in events:
@@ -509,7 +517,8 @@ def test_a_data_race_s_two_accesses_are_linked_in_the_page_and_the_trace() -> No
     document = chrome_trace(view, "race")
     validate_chrome_trace(document)
     race = [e for e in document["traceEvents"] if e.get("cat") == "data race"]
-    assert [(e["ph"], e["tid"]) for e in race] == [("s", earlier.tid), ("f", later.tid)]
+    tids = [trace_tid(earlier.tid), trace_tid(later.tid)]
+    assert [(e["ph"], e["tid"]) for e in race] == list(zip("sf", tids, strict=True))
     assert from_json(json.loads(json.dumps(to_json(view)))) == view
 
 

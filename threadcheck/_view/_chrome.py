@@ -18,17 +18,26 @@ from threadcheck._view._schedule import Block, ScheduleView
 
 STEP_US = 1000
 PID = 1
+TID_BASE = 10
+"""Trace tids are thread numbers plus this: Perfetto takes tid 0 for the idle
+thread (its slices vanish) and the tid equal to the pid for the main thread."""
+
+
+def trace_tid(tid: int) -> int:
+    """The trace's tid of schedule thread ``tid`` (T0, T1, ...)."""
+    return TID_BASE + tid
+
+
 RACE_FLOW_ID = 1 << 30
 """Above any switch's flow id (they count from 1)."""
 
 
 def chrome_trace(view: ScheduleView, title: str) -> dict[str, Any]:
     """The Trace Event JSON object of ``view``."""
-    events: list[dict[str, Any]] = [_meta("process_name", 0, {"name": title})]
-    events += [_meta("thread_name", lane.tid, {"name": lane.label}) for lane in view.lanes]
-    events += [
-        _meta("thread_sort_index", lane.tid, {"sort_index": lane.tid}) for lane in view.lanes
-    ]
+    events: list[dict[str, Any]] = [_meta("process_name", PID, {"name": title})]
+    for lane in view.lanes:
+        events.append(_meta("thread_name", trace_tid(lane.tid), {"name": lane.label}))
+        events.append(_meta("thread_sort_index", trace_tid(lane.tid), {"sort_index": lane.tid}))
     events += [_slice(block) for block in view.blocks]
     events += _marks(view.blocks)
     events += _hand_offs(view.blocks)
@@ -49,7 +58,7 @@ def chrome_trace(view: ScheduleView, title: str) -> dict[str, Any]:
 def empty_trace(summary: str, title: str) -> dict[str, Any]:
     """The trace of an exploration with no failing schedule: what ran, nothing to draw."""
     return {
-        "traceEvents": [_meta("process_name", 0, {"name": title})],
+        "traceEvents": [_meta("process_name", PID, {"name": title})],
         "displayTimeUnit": "ms",
         "otherData": {"tool": f"threadcheck {__version__}", "outcome": summary.strip()},
     }
@@ -67,7 +76,7 @@ def _slice(block: Block) -> dict[str, Any]:
         "ts": block.index * STEP_US,
         "dur": STEP_US,
         "pid": PID,
-        "tid": block.tid,
+        "tid": trace_tid(block.tid),
         "args": {
             "step": block.index,
             "where": block.where,
@@ -89,7 +98,7 @@ def _marks(blocks: tuple[Block, ...]) -> list[dict[str, Any]]:
             "ph": "i",
             "ts": (block.index + 1) * STEP_US - 1,
             "pid": PID,
-            "tid": block.tid,
+            "tid": trace_tid(block.tid),
             "s": "g" if block.time_passes else "t",
         }
         marks.append(mark)
@@ -105,7 +114,7 @@ def _hand_offs(blocks: tuple[Block, ...]) -> list[dict[str, Any]]:
         flow = {"name": "switch", "cat": "switch", "id": len(flows) // 2 + 1, "pid": PID}
         start = {**flow, "ph": "s", "ts": previous.index * STEP_US + STEP_US // 2}
         end = {**flow, "ph": "f", "bp": "e", "ts": block.index * STEP_US}
-        flows += [{**start, "tid": previous.tid}, {**end, "tid": block.tid}]
+        flows += [{**start, "tid": trace_tid(previous.tid)}, {**end, "tid": trace_tid(block.tid)}]
     return flows
 
 
@@ -113,7 +122,7 @@ def _conflict(view: ScheduleView) -> list[dict[str, Any]]:
     """A data race: a flow arrow from its earlier access's step to its later one's."""
     if view.conflict is None:
         return []
-    tids = {block.index: block.tid for block in view.blocks}
+    tids = {block.index: trace_tid(block.tid) for block in view.blocks}
     earlier, later = view.conflict
     if earlier not in tids or later not in tids:
         return []
@@ -129,12 +138,12 @@ def activity_trace(activity: Activity, title: str) -> dict[str, Any]:
     run, and a flow from where each was handed on (a 1 us slice, which the flow
     starts from) to where it ran. Real time, in microseconds from the start."""
     tids: dict[tuple[int, str], int] = {}
-    events: list[dict[str, Any]] = [_meta("process_name", 0, {"name": title})]
+    events: list[dict[str, Any]] = [_meta("process_name", PID, {"name": title})]
     slices: list[dict[str, Any]] = []
     for event in activity.events:
         key = (event.thread, event.thread_name)
         if key not in tids:
-            tids[key] = len(tids) + 1
+            tids[key] = trace_tid(len(tids))
             events.append(_meta("thread_name", tids[key], {"name": event.thread_name}))
         ts = (event.start_ns - activity.started_ns) // 1000
         common = {"pid": PID, "tid": tids[key], "cat": event.kind}
@@ -185,7 +194,7 @@ def _virtual_time(blocks: tuple[Block, ...]) -> list[dict[str, Any]]:
                 "ph": "C",
                 "ts": block.index * STEP_US,
                 "pid": PID,
-                "tid": 0,
+                "tid": PID,
                 "args": {"ms": round(block.seconds * 1e3, 3)},
             }
         )
