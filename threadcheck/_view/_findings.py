@@ -200,7 +200,8 @@ def _card(number: int, kind: str, g: Group) -> str:
     count = f'<span class="count-badge">x{g.count}</span>' if g.count > 1 else ""
     test = f'<p class="sub">during test: {e(v.test.describe())}</p>' if v.test else ""
     expected = f'<p class="sub">expected: {e(v.expected)}</p>' if v.expected else ""
-    detail = f'<p class="sub">{e(v.detail)}</p>' if v.detail and kind == "stall" else ""
+    said = v.detail and kind == "stall" and v.detail not in v.headline()
+    detail = f'<p class="sub">{e(v.detail or "")}</p>' if said else ""
     return (
         f'<article class="card card-{kind}" id="finding-{number}" data-kind="{kind}" '
         f'data-test="{e(_test(g))}"><h2><span class="tag">{e(KINDS[kind])}</span> '
