@@ -433,6 +433,14 @@ def test_run_help_documents_the_exit_statuses() -> None:
     assert f"{INTERRUPTED}  interrupted by Ctrl-C" in epilog
 
 
+@pytest.mark.parametrize("command", ["explore", "replay"])
+def test_explore_and_replay_help_name_the_views(command: str) -> None:
+    result = threadcheck(command, "--help")
+    assert result.returncode == 0, result.stderr  # replay: no token needed for --help
+    assert "[--html PATH] [--trace PATH]" in result.stdout
+    assert "exit status:" in result.stdout
+
+
 def test_run_help_names_every_reactor_it_can_install() -> None:
     result = threadcheck("run", "--help")
     assert result.returncode == 0

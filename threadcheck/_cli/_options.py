@@ -147,6 +147,8 @@ def _split_token(
 ) -> tuple[list[str], str | None, list[str]]:
     """The options and token (for argparse), then the program as for ``run``."""
     options, module, rest = _split_program(args, value_options)
+    if module is None and not rest and {"-h", "--help"} & set(options):
+        return options, None, []  # argparse prints the help
     if module is not None or not rest:
         raise UsageError("replay: expected a token, then a script or -m module")
     more_options, module, target = _split_program(rest[1:], value_options)
