@@ -406,10 +406,18 @@ class Scheduler:
         self.thinned.add(f"loops past {LOOP_STEPS} steps (not every step a point)")
         return False
 
-    def block(self, why: str, deadline: float | None = None, on: object = None) -> None:
+    def block(
+        self,
+        why: str,
+        deadline: float | None = None,
+        on: object = None,
+        waiting_for: object = None,
+    ) -> None:
         """The running thread waits until another wakes it, or until ``deadline``.
 
-        ``on``: the footprint key of what it waits on, which whoever wakes it releases."""
+        ``on``: the footprint key of what it waits on, which whoever wakes it releases.
+        ``waiting_for``: the primitive (a lock knows its holder) or the thread it
+        waits for, named in a deadlock's wait-for graph."""
         current = self._running
         if current is None or current.ident != get_ident():
             raise Abort("an abandoned thread woke up after its schedule")
@@ -425,6 +433,7 @@ class Scheduler:
         if on is not None and _footprint.collecting:
             _footprint.waits.add(on)
         current.blocked_frame = sys._getframe(1)
+        current.blocked_on = waiting_for
         self._ended(current.tid)
         following = self._next_after(current)
         if following is None:
@@ -474,6 +483,7 @@ class Scheduler:
         thread.waiting = None
         thread.deadline = None
         thread.blocked_frame = None
+        thread.blocked_on = None
         self._timed.pop(thread.tid, None)
 
     def _next_after(self, current: ControlledThread) -> ControlledThread | None:
@@ -572,14 +582,11 @@ class Scheduler:
             if not pending:
                 return
             pending[0].joiners.append(me)
-            me.blocked_on = pending[0]
-            try:
-                self.block(
-                    f"join of T{pending[0].tid} ({pending[0].name}) at exit",
-                    on=_footprint.thread(pending[0].tid),
-                )
-            finally:
-                me.blocked_on = None
+            self.block(
+                f"join of T{pending[0].tid} ({pending[0].name}) at exit",
+                on=_footprint.thread(pending[0].tid),
+                waiting_for=pending[0],
+            )
 
     def next_int(self, bound: int) -> int:
         """A recorded nondeterministic choice in ``range(bound)``."""

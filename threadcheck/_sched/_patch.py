@@ -405,15 +405,12 @@ def _controlled_join(original: Callable[..., None]) -> Any:
             if deadline is not None and scheduler.now >= deadline:
                 return
             target.joiners.append(me)
-            me.blocked_on = target
-            try:
-                scheduler.block(
-                    f"join of T{target.tid} ({target.name})",
-                    deadline,
-                    _footprint.thread(target.tid),
-                )
-            finally:
-                me.blocked_on = None
+            scheduler.block(
+                f"join of T{target.tid} ({target.name})",
+                deadline,
+                _footprint.thread(target.tid),
+                waiting_for=target,
+            )
         if _footprint.collecting:  # after its end: see Scheduler.exit
             _footprint.acquired(_footprint.thread(target.tid), changed=False)
         original(self, 5.0)  # the OS thread is leaving: it needs no turn to finish

@@ -75,11 +75,9 @@ def _wait(
     if deadline is not None and scheduler.now >= deadline:
         return False
     waiters.append(me)
-    me.blocked_on = on
     try:
-        scheduler.block(why, deadline, _key(on))
+        scheduler.block(why, deadline, _key(on), waiting_for=on)
     finally:
-        me.blocked_on = None
         if me in waiters:
             waiters.remove(me)
     return deadline is None or scheduler.now < deadline
