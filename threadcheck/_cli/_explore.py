@@ -27,10 +27,14 @@ from threadcheck._cli._options import (
     UsageError,
     add_program_arguments,
     check_script,
+    check_view_paths,
     check_writable,
+    command_line,
     non_negative,
     positive,
     program_command,
+    program_words,
+    said,
 )
 from threadcheck._text import plural
 
@@ -141,25 +145,14 @@ def add_view_arguments(command: argparse.ArgumentParser) -> None:
     )
 
 
-def check_view_paths(args: argparse.Namespace) -> None:
-    for option in ("html", "trace"):
-        path = getattr(args, option)
-        if path is not None:
-            check_writable(path, f"--{option}")
-
-
 def write_views(args: argparse.Namespace, result: ExploreResult, status: int) -> int:
     """Write the views asked for; a path that cannot be written turns a pass into 2."""
     if args.html is None and args.trace is None:
         return status
     from threadcheck._view._outputs import write_views as write
 
-    program = ["-m", args.module, *args.target] if args.module else args.target
-    title = shlex.join(["threadcheck", args.command, *program])
-    problems = write(result, title, html=args.html, trace=args.trace)
-    for problem in problems:
-        print(f"threadcheck: error: {problem}", file=sys.stderr)
-    return status or (USAGE_ERROR if problems else 0)
+    written = said(write(result, command_line(args), html=args.html, trace=args.trace))
+    return status or (0 if written else USAGE_ERROR)
 
 
 def _explore(args: argparse.Namespace) -> int:
@@ -338,8 +331,7 @@ def pin_hash_seed(invocation: list[str] | None, seed: str) -> None:
 
 
 def _replay_command(token: str, module: str | None, target: list[str]) -> str:
-    program = ["-m", module, *target] if module is not None else target
-    return shlex.join(["threadcheck", "replay", token, *program])
+    return shlex.join(["threadcheck", "replay", token, *program_words(module, target)])
 
 
 def _write_outcome(path: str, result: ExploreResult) -> bool:

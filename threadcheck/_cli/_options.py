@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -161,6 +163,32 @@ def _module_argument(arg: str, rest: list[str]) -> tuple[str, list[str]]:
     if not rest:
         raise UsageError("argument -m: expected one argument")
     return rest[0], rest[1:]
+
+
+def program_words(module: str | None, target: list[str]) -> list[str]:
+    """The program as it was named on the command line: ``-m module args`` or ``script args``."""
+    return ["-m", module, *target] if module is not None else target
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command that ran, ``threadcheck run -m app``: the title of its views."""
+    return shlex.join(["threadcheck", args.command, *program_words(args.module, args.target)])
+
+
+def check_view_paths(args: argparse.Namespace) -> None:
+    """``--html`` and ``--trace`` can take their files (checked before the program runs)."""
+    for option in ("html", "trace"):
+        path = getattr(args, option)
+        if path is not None:
+            check_writable(path, f"--{option}")
+
+
+def said(problems: list[str]) -> bool:
+    """Each problem (a report that could not be written) as one line on stderr;
+    True when there were none."""
+    for problem in problems:
+        print(f"threadcheck: error: {problem}", file=sys.stderr)
+    return not problems
 
 
 def check_writable(path: str, option: str = "--json") -> None:

@@ -13,7 +13,6 @@ from typing import Any
 from threadcheck._cli._explore import (
     add_view_arguments,
     check_program,
-    check_view_paths,
     pin_hash_seed,
     program_target,
     write_views,
@@ -24,6 +23,7 @@ from threadcheck._cli._options import (
     Command,
     UsageError,
     add_program_arguments,
+    check_view_paths,
     program_command,
 )
 

@@ -35,8 +35,11 @@ from threadcheck._cli._options import (
     UsageError,
     add_program_arguments,
     check_script,
+    check_view_paths,
     check_writable,
+    command_line,
     program_command,
+    said,
 )
 from threadcheck._modes import DEFAULT_MODE, Mode
 
@@ -151,10 +154,7 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError("run: expected a script or -m module")
     if args.json is not None:
         check_writable(args.json)
-    if args.html is not None:
-        check_writable(args.html, "--html")
-    if args.trace is not None:
-        check_writable(args.trace, "--trace")
+    check_view_paths(args)
     if args.module is None:
         check_script(target[0])
     include = _include(args.include, args.races)
@@ -187,15 +187,13 @@ def _run(args: argparse.Namespace) -> int:
     if not finished.found:
         races = " or data races" if args.races else ""
         print(f"threadcheck: no thread-affinity violations{races} found", file=sys.stderr)
-    page_written = args.html is None or _write_page(args, checker)
-    if activity is not None:
-        page_written = _write_trace(args, activity) and page_written
+    views_written = _write_views(args, checker, activity)
     # Twisted's own SIGINT/SIGTERM handler stops the reactor and the program ends
     # "normally": it was still interrupted, as a shell should hear (130, 143).
     stopped_by = getattr(sys.modules.get("twisted.internet.reactor"), "_exitSignal", None)
     if interrupted or stopped_by is not None:
         return INTERRUPTED if stopped_by is None else 128 + int(stopped_by)
-    if not (finished.json_written and page_written) and not finished.found:
+    if not (finished.json_written and views_written) and not finished.found:
         return USAGE_ERROR
     return _final_status(status, finished.found, args.report_only)
 
@@ -208,37 +206,23 @@ def _start_tracing() -> tuple[Activity, Callable[[], None]]:
     return activity, _activity.install(activity)
 
 
-def _write_trace(args: argparse.Namespace, activity: Activity) -> bool:
-    """The activity trace; one line on stderr (and False) if it cannot be written."""
-    import json
-    import shlex
+def _write_views(
+    args: argparse.Namespace, checker: AffinityChecker, activity: Activity | None
+) -> bool:
+    """The findings page and the activity trace asked for; False, each problem said
+    in one line, when one cannot be written."""
+    if args.html is None and activity is None:
+        return True
+    from threadcheck._view._outputs import write_activity, write_findings
 
-    from threadcheck._view._chrome import activity_trace
-
-    program = ["-m", args.module, *args.target] if args.module else args.target
-    document = activity_trace(activity, shlex.join(["threadcheck", "run", *program]))
-    try:
-        with open(args.trace, "w", encoding="utf-8") as file:
-            json.dump(document, file, separators=(",", ":"))
-    except OSError as error:
-        print(f"threadcheck: error: cannot write {args.trace}: {error.strerror}", file=sys.stderr)
-        return False
-    return True
-
-
-def _write_page(args: argparse.Namespace, checker: AffinityChecker) -> bool:
-    """The findings page; one line on stderr (and False) if it cannot be written."""
-    import shlex
-
-    from threadcheck._view._outputs import write_findings
-
-    program = ["-m", args.module, *args.target] if args.module else args.target
-    title = shlex.join(["threadcheck", "run", *program])
-    recorder = checker.recorder
-    problems = write_findings(args.html, recorder.violations(), recorder.stalls(), title)
-    for problem in problems:
-        print(f"threadcheck: error: {problem}", file=sys.stderr)
-    return not problems
+    title = command_line(args)
+    problems = []
+    if args.html is not None:
+        recorder = checker.recorder
+        problems += write_findings(args.html, recorder.violations(), recorder.stalls(), title)
+    if activity is not None:
+        problems += write_activity(args.trace, activity, title)
+    return said(problems)
 
 
 COMMAND = Command(

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+from threadcheck._activity import Activity
 from threadcheck._sched._report import ExploreResult
-from threadcheck._view._chrome import chrome_trace, empty_trace
+from threadcheck._view._chrome import activity_trace, chrome_trace, empty_trace
 from threadcheck._view._findings import findings_page
 from threadcheck._view._page import schedule_page, summary_page
 from threadcheck._view._schedule import ScheduleView, schedule_view
@@ -39,6 +40,11 @@ def write_findings(
 ) -> list[str]:
     """The findings page (``run --html``, ``--threadcheck-html``); what could not be written."""
     return _write(path, findings_page(violations, stalls, title, schedules))
+
+
+def write_activity(path: str, activity: Activity, title: str) -> list[str]:
+    """A run's thread activity as a trace (``run --trace``); what could not be written."""
+    return _write(path, json.dumps(activity_trace(activity, title), separators=(",", ":")) + "\n")
 
 
 def _write(path: str, text: str) -> list[str]:
