@@ -174,8 +174,8 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     kind = _pytest_twisted_reactor(early_config)
     error = (
         _unsupported_reactor(kind)
-        or _check_json_path(options.threadcheck_json)
-        or _check_json_path(options.threadcheck_html, "--threadcheck-html")
+        or _check_report_path(options.threadcheck_json)
+        or _check_report_path(options.threadcheck_html, "--threadcheck-html")
     )
     if error is None:
         error = _install(early_config, options.threadcheck_mode or "record", kind)
@@ -264,7 +264,8 @@ def _unsupported_reactor(kind: str) -> str | None:
     )
 
 
-def _check_json_path(path: str | None, option: str = "--threadcheck-json") -> str | None:
+def _check_report_path(path: str | None, option: str = "--threadcheck-json") -> str | None:
+    """Why a report (JSON or page) cannot go to ``path``; checked before any test runs."""
     from threadcheck._report import json_path_problem
 
     return None if path is None else json_path_problem(path, option)

@@ -277,7 +277,7 @@ def _format_race(number: int, g: Group) -> Iterator[str]:
         prior.spawn_site,
         prior.submitted_from,
     )
-    yield f"    fix: {_fixes.race_hint(v.api, v.access or '', prior.what)}"
+    yield f"    fix: {fix_for(v)}"
 
 
 def _race_access(

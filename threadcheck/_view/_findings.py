@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from threadcheck import _stacks
 from threadcheck._report import Group, fix_for, group
+from threadcheck._text import plural
 from threadcheck._view._html import clip, document, e
 from threadcheck._view._page import schedule_section, view_data
 from threadcheck._view._schedule import ScheduleView, source_lines
@@ -71,10 +72,10 @@ def _header(
     calls = len(violations) - races
     counted = sum(1 for v in violations if v.expected is None) + len(schedules)
     parts = [
-        _plural(len(schedules), "failing exploration") if schedules else "",
-        _plural(calls, "thread-affinity violation") if calls else "",
-        _plural(races, "data race") if races else "",
-        _plural(len(stalls), "reactor stall") + " (reported, not failures)" if stalls else "",
+        plural(len(schedules), "failing exploration") if schedules else "",
+        plural(calls, "thread-affinity violation") if calls else "",
+        plural(races, "data race") if races else "",
+        plural(len(stalls), "reactor stall") + " (reported, not failures)" if stalls else "",
     ]
     headline = ", ".join(part for part in parts if part) or "no findings"
     expected = len(violations) - counted
@@ -244,7 +245,7 @@ def _frames(stack: Iterable[_stacks.Frame]) -> Iterator[str]:
                 f'<div class="frame lib mono">{e(frame.location())}</div>' for frame in run
             )
             yield (
-                f'<details class="lib"><summary class="mono">… {_plural(len(run), "frame")} '
+                f'<details class="lib"><summary class="mono">… {plural(len(run), "frame")} '
                 f"in {e(names)} …</summary>{inner}</details>"
             )
             continue
@@ -261,7 +262,3 @@ def _context(frame: _stacks.Frame) -> str:
         for number, text in lines
     )
     return f'<pre class="src">{rows}</pre>'
-
-
-def _plural(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
