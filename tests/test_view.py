@@ -486,6 +486,7 @@ def test_failing_explorations_are_cards_with_their_schedules(found: ExploreResul
     page = findings_page([], [], "session", [("t.py::test_race", view), ("t.py::test_b", view)])
     parsed = parse(page)
     assert "threadcheck: 2 failing explorations" in page
+    assert "of them expected" not in page  # no violation, none expected
     assert "Nothing to report" not in page
     assert parsed.classes["card-schedule"] == 2 and parsed.tags["svg"] == 2
     assert {"x1-step-1", "x2-step-1", "x1-replay", "x2-replay"} <= parsed.ids

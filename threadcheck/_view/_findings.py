@@ -25,6 +25,8 @@ from threadcheck._violation import Kind, Violation
 MAX_CARDS = 200
 MAX_LINES = 10_000
 """Distinct findings listed one line each after the cards; the JSON report has the rest."""
+MAX_COUNTED = 50
+"""APIs (tests) shown in the counts; the rest is one line."""
 KINDS = {
     "violation": "thread-affinity violation",
     "race": "data race",
@@ -70,7 +72,7 @@ def _header(
 ) -> str:
     races = sum(1 for v in violations if v.kind is Kind.DATA_RACE)
     calls = len(violations) - races
-    counted = sum(1 for v in violations if v.expected is None) + len(schedules)
+    unexpected = sum(1 for v in violations if v.expected is None)
     parts = [
         plural(len(schedules), "failing exploration") if schedules else "",
         plural(calls, "thread-affinity violation") if calls else "",
@@ -78,9 +80,9 @@ def _header(
         plural(len(stalls), "reactor stall") + " (reported, not failures)" if stalls else "",
     ]
     headline = ", ".join(part for part in parts if part) or "no findings"
-    expected = len(violations) - counted
+    expected = len(violations) - unexpected
     sub = f"{expected} of them expected (a marker or fixture accepts them)" if expected else ""
-    css = "clean" if not counted else ""
+    css = "clean" if not (unexpected or schedules) else ""
     return (
         f'<header><p class="sub">{e(title)}</p><h1 class="{css}">threadcheck: {e(headline)}</h1>'
         + (f'<p class="sub">{e(sub)}</p>' if sub else "")
@@ -106,11 +108,11 @@ def _counts(violations: Sequence[Violation], stalls: Sequence[Violation]) -> str
 def _count_table(what: str, counts: Counter[str]) -> str:
     rows = "".join(
         f'<tr><td class="mono">{e(name)}</td><td class="num">{n}</td></tr>'
-        for name, n in counts.most_common(50)
+        for name, n in counts.most_common(MAX_COUNTED)
     )
     more = (
-        f'<tr><td class="sub">{len(counts) - 50} more</td><td></td></tr>'
-        if len(counts) > 50
+        f'<tr><td class="sub">{len(counts) - MAX_COUNTED} more</td><td></td></tr>'
+        if len(counts) > MAX_COUNTED
         else ""
     )
     return f'<table class="count"><tr><th>{what}</th><th>count</th></tr>{rows}{more}</table>'
