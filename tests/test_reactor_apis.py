@@ -400,3 +400,32 @@ def test_delayed_calls_refuse_what_twisteds_refuse() -> None:
     with pytest.raises(error.AlreadyCalled):
         fired.reset(1)
     assert reactor.threadcheck.recorder.violations() == []
+
+
+@pytest.mark.parametrize("inline", [True, False], ids=["written-out", "twisteds-init"])
+@pytest.mark.parametrize("debug", [False, True])
+def test_call_later_makes_the_call_twisteds_init_makes(
+    inline: bool, debug: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # callLater sets the DelayedCall up itself while Twisted's __init__ is the
+    # one it copies (and calls __init__ otherwise): the same state either way.
+    from twisted.internet.base import DelayedCall
+    from twisted.internet.epollreactor import EPollReactor
+
+    from threadcheck_reactor import _reactor
+
+    monkeypatch.setattr(_reactor, "INLINE_INIT", inline)
+    monkeypatch.setattr(DelayedCall, "debug", debug)
+    ours, theirs = ThreadCheckReactor("record"), EPollReactor()
+
+    def made(reactor: Any) -> dict[str, Any]:
+        call = reactor.callLater(5, noop, 1, key=2)  # the creator's last line: this one
+        state = dict(vars(call))
+        assert state.pop("resetter") == reactor._moveCallLaterSooner
+        assert state.pop("canceller") == reactor._cancelCallLater
+        assert state.pop("seconds") == reactor.seconds
+        state["time"] = round(state["time"] - reactor.seconds())
+        return state
+
+    assert made(ours) == made(theirs)
+    assert ("creator" in made(ours)) is debug

@@ -13,6 +13,7 @@ from threadcheck_reactor._checked import checked
 DELAYED_CALL_APIS = ("DelayedCall.cancel", "DelayedCall.reset", "DelayedCall.delay")
 
 _cancel = DelayedCall.cancel
+_init_names = DelayedCall.__init__.__code__.co_names
 _reset = DelayedCall.reset
 _delay = DelayedCall.delay
 
@@ -21,6 +22,10 @@ _delay = DelayedCall.delay
 _CANCEL_NAMES = (
     "cancelled", "error", "AlreadyCancelled", "called", "AlreadyCalled",
     "canceller", "debug", "repr", "_repr", "func", "args", "kw",
+)  # fmt: skip
+_INIT_NAMES = (
+    "time", "func", "args", "kw", "resetter", "canceller", "seconds",
+    "cancelled", "called", "delayed_time", "debug", "format_stack", "creator",
 )  # fmt: skip
 _RESET_NAMES = (
     "cancelled", "error", "AlreadyCancelled", "called", "AlreadyCalled",
@@ -93,6 +98,13 @@ _BASE: type[CheckedDelayedCall] = (
     if (_cancel.__code__.co_names, _reset.__code__.co_names) == (_CANCEL_NAMES, _RESET_NAMES)
     else CheckedDelayedCall
 )
+
+
+INLINE_INIT = _init_names == _INIT_NAMES
+"""Whether ``callLater`` may set up its calls itself: Twisted's ``__init__``
+body, written out there, is still the one that sets these names."""
+
+new_delayed_call = object.__new__
 
 
 def delayed_call_type(checker: AffinityChecker) -> type[CheckedDelayedCall]:

@@ -10,6 +10,8 @@ from twisted.python.threadpool import ThreadPool
 
 from threadcheck import _stacks, _threads
 
+_call_in_thread_with_callback = ThreadPool.callInThreadWithCallback  # super() costs a lookup
+
 
 class SubmissionTrackingThreadPool(ThreadPool):
     """Twisted's ThreadPool; work runs with its submitting stack attached.
@@ -41,6 +43,6 @@ class SubmissionTrackingThreadPool(ThreadPool):
                 outer.f_code,
                 outer.f_lasti,
             )
-        super().callInThreadWithCallback(
-            onResult, _threads.run_submitted, submission, func, *args, **kw
+        _call_in_thread_with_callback(
+            self, onResult, _threads.run_submitted, submission, func, *args, **kw
         )
