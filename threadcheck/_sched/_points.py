@@ -38,6 +38,7 @@ from __future__ import annotations
 import dis
 import sys
 import threading
+import weakref
 from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Any
@@ -221,6 +222,14 @@ def instruction_points(code: CodeType) -> dict[int, str]:
     return {i.offset: i.opname for i in dis.get_instructions(code)}
 
 
+_TABLES: dict[Callable[[CodeType], dict[int, str]], weakref.WeakKeyDictionary[CodeType, Any]] = {
+    access_points: weakref.WeakKeyDictionary(),
+    instruction_points: weakref.WeakKeyDictionary(),
+}
+"""Each code's table, kept from one exploration to the next (a table depends on
+the code alone): reading them again was most of a first schedule's cost."""
+
+
 class Instrumentation:
     """Puts scheduling points in user code for one exploration."""
 
@@ -235,8 +244,10 @@ class Instrumentation:
         self.is_user_file = is_user_file
         self.helpers = helpers and points_from_helpers(granularity)
         """Rewritten code's helpers are its points (3.10, 3.11; see the module's docstring)."""
-        self._tables: dict[CodeType, dict[int, str]] = {}
+        self._tables = _TABLES[instruction_points if granularity == "opcode" else access_points]
         self._table_of = instruction_points if granularity == "opcode" else access_points
+        self.seen: set[CodeType] = set()
+        """The user codes this exploration met (their events are turned off after it)."""
         self._backend: _Monitoring | _Tracing | None = None
 
     def start(self, *, every_thread: bool = False) -> None:
@@ -268,7 +279,7 @@ class Instrumentation:
             sys.settrace(None)
 
     def table(self, code: CodeType) -> dict[int, str]:
-        table = self._tables.get(code)
+        table: dict[int, str] | None = self._tables.get(code)
         if table is None:
             table = self._tables[code] = self._table_of(code)
         return table
@@ -349,7 +360,7 @@ class _Monitoring:
     def stop(self) -> None:
         m = self.monitoring
         m.set_events(self.tool, 0)
-        for code in self.instrumentation._tables:
+        for code in self.instrumentation.seen:
             m.set_local_events(self.tool, code, 0)
         for event in (m.events.PY_START, m.events.INSTRUCTION, m.events.LINE):
             m.register_callback(self.tool, event, None)
@@ -358,6 +369,7 @@ class _Monitoring:
     def _on_start(self, code: CodeType, offset: int) -> Any:
         if self.instrumentation.is_user_file(code.co_filename):
             self.instrumentation.table(code)
+            self.instrumentation.seen.add(code)
             self.monitoring.set_local_events(self.tool, code, self.local_events)
         return self.monitoring.DISABLE
 
