@@ -222,7 +222,9 @@ def instruction_points(code: CodeType) -> dict[int, str]:
     return {i.offset: i.opname for i in dis.get_instructions(code)}
 
 
-_TABLES: dict[Callable[[CodeType], dict[int, str]], weakref.WeakKeyDictionary[CodeType, Any]] = {
+_TABLES: dict[
+    Callable[[CodeType], dict[int, str]], weakref.WeakKeyDictionary[CodeType, dict[int, str]]
+] = {
     access_points: weakref.WeakKeyDictionary(),
     instruction_points: weakref.WeakKeyDictionary(),
 }
@@ -244,8 +246,8 @@ class Instrumentation:
         self.is_user_file = is_user_file
         self.helpers = helpers and points_from_helpers(granularity)
         """Rewritten code's helpers are its points (3.10, 3.11; see the module's docstring)."""
-        self._tables = _TABLES[instruction_points if granularity == "opcode" else access_points]
         self._table_of = instruction_points if granularity == "opcode" else access_points
+        self._tables = _TABLES[self._table_of]
         self.seen: set[CodeType] = set()
         """The user codes this exploration met (their events are turned off after it)."""
         self._backend: _Monitoring | _Tracing | None = None
@@ -279,7 +281,7 @@ class Instrumentation:
             sys.settrace(None)
 
     def table(self, code: CodeType) -> dict[int, str]:
-        table: dict[int, str] | None = self._tables.get(code)
+        table = self._tables.get(code)
         if table is None:
             table = self._tables[code] = self._table_of(code)
         return table
