@@ -248,8 +248,6 @@ class Instrumentation:
         """Rewritten code's helpers are its points (3.10, 3.11; see the module's docstring)."""
         self._table_of = instruction_points if granularity == "opcode" else access_points
         self._tables = _TABLES[self._table_of]
-        self.seen: set[CodeType] = set()
-        """The user codes this exploration met (their events are turned off after it)."""
         self._backend: _Monitoring | _Tracing | None = None
 
     def start(self, *, every_thread: bool = False) -> None:
@@ -337,6 +335,8 @@ class _Monitoring:
         self.instrumentation = instrumentation
         self.monitoring: Any = sys.monitoring  # type: ignore[attr-defined,unused-ignore]
         self.tool = self._free_tool()
+        self.seen: set[CodeType] = set()
+        """The user codes that got local events (turned off again at stop)."""
 
     def _free_tool(self) -> int:
         for tool in (4, 3, 5, 2):  # leave 0 (debugger) and 1 (coverage) to their owners
@@ -362,7 +362,7 @@ class _Monitoring:
     def stop(self) -> None:
         m = self.monitoring
         m.set_events(self.tool, 0)
-        for code in self.instrumentation.seen:
+        for code in self.seen:
             m.set_local_events(self.tool, code, 0)
         for event in (m.events.PY_START, m.events.INSTRUCTION, m.events.LINE):
             m.register_callback(self.tool, event, None)
@@ -371,7 +371,7 @@ class _Monitoring:
     def _on_start(self, code: CodeType, offset: int) -> Any:
         if self.instrumentation.is_user_file(code.co_filename):
             self.instrumentation.table(code)
-            self.instrumentation.seen.add(code)
+            self.seen.add(code)
             self.monitoring.set_local_events(self.tool, code, self.local_events)
         return self.monitoring.DISABLE
 
