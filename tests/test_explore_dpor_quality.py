@@ -31,15 +31,16 @@ pytestmark = [pytest.mark.quality, pytest.mark.slow]
 
 BUDGET = 2000
 
-# Twin -> schedules to exhaustion, at most. The Twisted ones pay for the
-# thread pool's own coordination (which worker takes a job, whether one is
-# started), which is real and is explored.
+# Twin -> schedules to exhaustion, at most (issue 15: within 50 each). The
+# Twisted ones pay for the thread pool's own coordination (which worker takes
+# a job, whether one is started), which is real and is explored; not for when
+# its workers go idle relative to the harness's stop (``Scheduler.settle``).
 PROVED_WITHIN = {
     "races:abba_deadlock": 10,
-    "races:ordering": 50,
-    "races:early_stop": 50,
-    "races:lost_update": 150,
-    "races:check_then_act": 250,
+    "races:ordering": 20,
+    "races:early_stop": 20,
+    "races:lost_update": 50,
+    "races:check_then_act": 50,
     "dpor_programs:counter": 10,
     "dpor_programs:bank": 10,
     "dpor_programs:actor": 30,

@@ -142,6 +142,8 @@ class ControlledThread:
     """The step at which its starter started it (0: it was not started in the schedule)."""
     blocked_on: object = field(default=None, repr=False)
     """The primitive it waits on, for a deadlock's wait-for graph (a lock knows its holder)."""
+    settles: bool = False
+    """It runs the thread pool's own code, between two jobs: see :meth:`Scheduler.settle`."""
 
     @property
     def runnable(self) -> bool:
@@ -255,6 +257,10 @@ class Scheduler:
         self._timed: dict[int, ControlledThread] = {}
         """Blocked threads with a deadline, by thread id."""
         self._running: ControlledThread | None = None
+        self._settler: ControlledThread | None = None
+        """The thread in :meth:`settle`, while it waits."""
+        self._settled: set[int] = set()
+        """The threads it waits for, and those that settled while it waited."""
         self._streak = 0
         """Points in a row the running thread kept the turn while another could run."""
         self._step_ended: Callable[[int], None] | None = getattr(strategy, "step_ended", None)
@@ -322,6 +328,7 @@ class Scheduler:
         self._by_ident.pop(thread.ident or 0, None)
         try:
             self._ended(thread.tid)
+            self._wake_settler()
             following = self._next_after(thread)
         except Abort:  # the strategy failed choosing (it failed the schedule): tear down
             following = self._next_to_abort()
@@ -435,6 +442,7 @@ class Scheduler:
         current.blocked_frame = sys._getframe(1)
         current.blocked_on = waiting_for
         self._ended(current.tid)
+        self._wake_settler()
         following = self._next_after(current)
         if following is None:
             self._deadlock(current)
@@ -442,6 +450,49 @@ class Scheduler:
         if current.woken_by is not None:  # it could not have gone on before that release
             _footprint.acquired(current.woken_by)
             current.woken_by = None
+
+    def settle(self) -> None:
+        """The running thread waits until no thread that :attr:`~ControlledThread.
+        settles` can run: the thread pool's workers that ended a job have gone
+        idle or taken their next job. The scenario's end (stopping the reactor)
+        waits so: when a worker's bookkeeping ends relative to the harness's stop
+        is not the program's doing, and no job's code runs meanwhile, but every
+        order of it was one more interleaving to explore."""
+        current = self._running
+        if current is None or current.ident != get_ident():
+            raise Abort("an abandoned thread woke up after its schedule")
+        self._settled = {t.tid for t in self.threads if t.settles and t.runnable}
+        if not self._settled:
+            return
+        if _footprint.collecting:  # a blocked step's waits: what ends this one
+            _footprint.waits.update(("settled", tid) for tid in self._settled)
+        self._settler = current
+        try:
+            self.block("the thread pool's workers to settle")
+        finally:
+            self._settler = None
+        if _footprint.collecting:  # after every step it waited for, none racing with it
+            for tid in sorted(self._settled):
+                _footprint.acquired(("settled", tid), changed=False)
+
+    def between_jobs(self, thread: ControlledThread, between: bool) -> None:
+        """A pool worker (``thread``, running) starts a job (False) or ended one (True)."""
+        thread.settles = between
+        if self._settler is not None and not between:
+            self._settled_step(thread.tid)
+            self._wake_settler()
+
+    def _settled_step(self, tid: int) -> None:
+        self._settled.add(tid)
+        if _footprint.collecting:  # each worker its own key: their steps stay independent
+            _footprint.released(("settled", tid))
+
+    def _wake_settler(self) -> None:
+        settler = self._settler
+        if settler is None or settler.waiting is None:
+            return
+        if not any(t.settles and t.runnable for t in self.threads):
+            self.wake(settler)
 
     def others_runnable(self) -> bool:
         """Whether a thread other than the running one could run now."""
@@ -544,6 +595,8 @@ class Scheduler:
         if self._step_ended is None or self.aborting:
             return
         if tid != TIME:
+            if self._settler is not None and self.threads[tid].settles:
+                self._settled_step(tid)
             _footprint.step_ends(self.threads[tid].ident or 0)
         try:
             self._step_ended(tid)

@@ -247,7 +247,10 @@ class Instrumentation:
         self.helpers = helpers and points_from_helpers(granularity)
         """Rewritten code's helpers are its points (3.10, 3.11; see the module's docstring)."""
         self._table_of = instruction_points if granularity == "opcode" else access_points
-        self._tables = _TABLES[self._table_of]
+        self._shared = _TABLES[self._table_of]
+        self._tables: dict[CodeType, dict[int, str]] = {}
+        """The tables this exploration met: a plain dict, as the backends look one
+        up at every instruction and a weak dictionary's lookup makes a weakref."""
         self._backend: _Monitoring | _Tracing | None = None
 
     def start(self, *, every_thread: bool = False) -> None:
@@ -281,7 +284,10 @@ class Instrumentation:
     def table(self, code: CodeType) -> dict[int, str]:
         table = self._tables.get(code)
         if table is None:
-            table = self._tables[code] = self._table_of(code)
+            table = self._shared.get(code)
+            if table is None:
+                table = self._shared[code] = self._table_of(code)
+            self._tables[code] = table
         return table
 
 

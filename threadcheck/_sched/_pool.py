@@ -4,6 +4,8 @@ Still Twisted's own ``Team``, ``LockWorker`` and ``ThreadWorker``: only the
 coordinator's lock and the workers' queues are the scheduler's, and workers
 hash by creation order, since ``Team`` keeps idle workers in a set and
 ``set.pop()`` would otherwise pick by identity, differently on every run.
+The scheduler is told when a worker runs a job and when it is between jobs,
+in the team's own code (see ``Scheduler.settle``).
 
 Thread safety: as Twisted's ``Team``; built and used by controlled threads.
 """
@@ -19,6 +21,8 @@ from twisted._threads import LockWorker, Team, ThreadWorker
 from twisted.python.log import err
 
 from threadcheck._sched import _primitives
+from threadcheck._sched._core import here
+from threadcheck._sched._program import CONTROLLED_ATTR
 
 
 class OrderedThreadWorker(ThreadWorker):  # type: ignore[misc]
@@ -30,12 +34,34 @@ class OrderedThreadWorker(ThreadWorker):  # type: ignore[misc]
         return self._order
 
 
+class _ScheduledTeam(Team):  # type: ignore[misc]
+    def do(self, task: Callable[[], object]) -> None:
+        super().do(lambda: _job(task))
+
+
+def _job(task: Callable[[], object]) -> None:
+    found = here()
+    if found is None:  # the schedule is being torn down
+        task()
+        return
+    scheduler, thread = found
+    scheduler.between_jobs(thread, False)
+    try:
+        task()
+    finally:
+        scheduler.between_jobs(thread, True)
+
+
 def scheduled_team(currentLimit: Callable[[], int], threadFactory: Callable[..., Any]) -> Team:
     """What ``twisted._threads.pool`` builds, on scheduler-aware primitives."""
     order = itertools.count()
 
     def startThread(target: Callable[..., object]) -> None:
-        threadFactory(target=target).start()
+        thread = threadFactory(target=target)
+        thread.start()
+        controlled = getattr(thread, CONTROLLED_ATTR, None)
+        if controlled is not None:  # from its first step, until it takes a job
+            controlled[1].settles = True
 
     def createWorker() -> Any:
         stats = team.statistics()
@@ -43,7 +69,7 @@ def scheduled_team(currentLimit: Callable[[], int], threadFactory: Callable[...,
             return None
         return OrderedThreadWorker(next(order), startThread, _primitives.Queue())
 
-    team = Team(
+    team = _ScheduledTeam(
         coordinator=LockWorker(_primitives.Lock(), threading.local()),  # type: ignore[arg-type]
         createWorker=createWorker,
         logException=err,

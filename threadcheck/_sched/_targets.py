@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from threadcheck import _stacks
 from threadcheck._races import _detector as _race_detector
 from threadcheck._races import _hook as _race_hook
-from threadcheck._sched._core import Abort, Failure, TargetError
+from threadcheck._sched._core import Abort, Failure, TargetError, here
 from threadcheck._sched._program import program_failure, thread_failure
 
 _REACTOR_MODULE = "twisted.internet.reactor"
@@ -31,8 +31,9 @@ class ScenarioTarget:
     """``scenario(reactor)`` on a fresh reactor; it returns None or a Deferred.
 
     The reactor runs until the scenario's Deferred fires (at once for None),
-    then stops; its thread pool is stopped and every non-daemon thread joined
-    as the interpreter would. The scenario fails if it raises, if its
+    then, once the thread pool's workers that ended a job went idle, stops;
+    its thread pool is stopped and every non-daemon thread joined as the
+    interpreter would. The scenario fails if it raises, if its
     Deferred fails, or if the reactor stops before its Deferred fired.
     """
 
@@ -99,6 +100,9 @@ def _run_until_fired(reactor: Any, call: Callable[[Any], Any]) -> list[object]:
 
     def finish(result: object) -> None:
         outcome.append(result)
+        found = here()
+        if found is not None:  # workers that ended a job go idle first: see Scheduler.settle
+            found[0].settle()
         if reactor.running and not reactor._stopped:  # the scenario may have stopped it
             reactor.stop()
 
