@@ -142,6 +142,9 @@ class SourceDpor:
         """The first event this execution ran past its replayed prefix: races
         between earlier events were analysed when they first ran."""
         self._guide: list[int] = []
+        self._first: dict[int, int] = {}
+        """Each thread's first event in this execution: a backward scan may stop
+        once every thread that ran before its start is in its clock."""
 
     @property
     def exhausted(self) -> bool:
@@ -154,6 +157,10 @@ class SourceDpor:
         self._depth = 0
         self._blocked = False
         self._fresh = max(0, len(self._prefix) - 1)
+        self._first = {}
+        for k, node in enumerate(self._nodes):
+            if node.taken is not None:
+                self._first.setdefault(node.taken.tid, k)
         return True
 
     def choose(self, enabled: Sequence[int]) -> int:
@@ -188,6 +195,7 @@ class SourceDpor:
             node.clock = self._clock_of(event, self._depth)
         node.taken = event
         node.done.setdefault(event.tid, event)
+        self._first.setdefault(event.tid, self._depth)
         self._depth += 1
 
     def end(self, pending: Sequence[Event] = ()) -> None:
@@ -237,23 +245,39 @@ class SourceDpor:
         """The vector clock of ``event`` run after the first ``depth`` events."""
         # Latest first: an event already in the clock's past brings nothing new
         # (its clock is below the one that brought it), and needs no comparison.
+        # conflict() inlined: this loop and _races' are most of the search's time.
         clock: Clock = {}
         nodes = self._nodes
-        own = 1
+        unknown = self._threads_before(depth)
+        me, wild, writes, touches = event.tid, event.wild, event.writes, event.touches
         for k in range(depth - 1, -1, -1):
+            if not unknown:
+                break  # every earlier event is in the clock already
             node = nodes[k]
             earlier = node.taken
-            assert earlier is not None
+            if earlier is None:
+                raise AssertionError("dpor: an event before this one did not run")
             tid = earlier.tid
-            if tid == event.tid:
-                own += 1
-            if clock.get(tid, 0) >= node.clock[tid] or not conflict(earlier, event):
+            if clock.get(tid, 0) >= node.clock[tid]:
+                unknown.discard(tid)  # and so are its earlier events
+                continue
+            if tid != me and not (
+                wild
+                or earlier.wild
+                or not earlier.writes.isdisjoint(touches)
+                or not writes.isdisjoint(earlier.reads)
+            ):
                 continue
             for other, count in node.clock.items():
                 if clock.get(other, 0) < count:
                     clock[other] = count
-        clock[event.tid] = own
+            unknown.discard(tid)
+        clock[me] = clock.get(me, 0) + 1  # its thread's latest event is in it, or none ran
         return clock
+
+    def _threads_before(self, depth: int) -> set[int]:
+        """The threads with an event among the first ``depth``."""
+        return {tid for tid, first in self._first.items() if first < depth}
 
     def _backtrack_for(self, j: int, later: Event | None, clock: Clock) -> None:
         """Every race of event ``j`` asks, at the node before its partner, for a
@@ -285,21 +309,36 @@ class SourceDpor:
         ordered: Clock = {}
         held = self._held_before(j, later)
         nodes = self._nodes
+        unknown = self._threads_before(j)
+        me, wild, writes, touches = later.tid, later.wild, later.writes, later.touches
         for i in range(j - 1, -1, -1):
+            if not unknown:
+                break  # every earlier event is ordered before one that conflicts
             node = nodes[i]
             earlier = node.taken
-            assert earlier is not None
-            if ordered.get(earlier.tid, 0) >= node.clock[earlier.tid]:
+            if earlier is None:
+                raise AssertionError("dpor: an event before this one did not run")
+            tid = earlier.tid
+            if ordered.get(tid, 0) >= node.clock[tid]:
+                unknown.discard(tid)  # and so are its earlier events
                 continue  # happens before an event that conflicts with ``later``
-            if i in held or not conflict(earlier, later):
+            if i in held:
                 continue
-            if earlier.tid != later.tid:
+            if tid != me:
+                if not (  # conflict(), inlined
+                    wild
+                    or earlier.wild
+                    or not earlier.writes.isdisjoint(touches)
+                    or not writes.isdisjoint(earlier.reads)
+                ):
+                    continue
                 if not later.acquires.isdisjoint(_handed_on(earlier)):
                     continue  # never enabled together: it waited for i
                 yield i
-            for tid, count in node.clock.items():
-                if ordered.get(tid, 0) < count:
-                    ordered[tid] = count
+            for other, count in node.clock.items():
+                if ordered.get(other, 0) < count:
+                    ordered[other] = count
+            unknown.discard(tid)
 
     def _held_before(self, j: int, later: Event) -> set[int]:
         """The events of the last critical sections, before ``j``, of the locks
@@ -354,10 +393,11 @@ class SourceDpor:
     def _next_prefix(self) -> None:
         while self._nodes:
             node = self._nodes[-1]
-            left = sorted(node.backtrack - set(node.done) - set(node.sleep))
+            left = [t for t in node.backtrack if t not in node.done and t not in node.sleep]
             if left:
-                self._prefix = [n.taken.tid for n in self._nodes[:-1] if n.taken] + [left[0]]
-                self._guide = list(node.guides.get(left[0], ()))
+                first = min(left)
+                self._prefix = [n.taken.tid for n in self._nodes[:-1] if n.taken] + [first]
+                self._guide = list(node.guides.get(first, ()))
                 node.taken = None
                 return
             self._nodes.pop()
