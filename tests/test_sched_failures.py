@@ -77,6 +77,24 @@ def test_a_thread_affinity_violation() -> None:
     assert "fix: do it in the reactor thread" in result.failure.details
 
 
+def test_a_violation_is_reported_before_the_hang_it_causes() -> None:
+    # A worker fires the scenario's Deferred: the harness's reactor.stop then
+    # runs in that worker, and the idle reactor is never woken to shut down.
+    def scenario(reactor: Any) -> Deferred[Any]:
+        done: Deferred[Any] = Deferred()
+        reactor.callInThread(lambda: done.callback(None))
+        return done
+
+    result = threadcheck.explore(scenario, budget=5)
+    assert result.failure is not None
+    assert result.failure.kind == "violation"
+    assert result.failure.message.startswith("Deferred.callback called from thread 'PoolThread")
+    assert result.failure.details.startswith("then deadlock: every live thread is blocked")
+    assert "fix: do it in the reactor thread" in result.failure.details
+    replayed = threadcheck.replay(scenario, result.token).failure
+    assert replayed is not None and replayed.signature() == "violation:Deferred.callback"
+
+
 def test_a_deadlock_names_each_thread_and_where_it_waits() -> None:
     def scenario(reactor: Any) -> None:
         first, second = threading.Lock(), threading.Lock()

@@ -19,7 +19,7 @@ import os
 import random
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from threadcheck import __version__ as threadcheck_version
@@ -285,7 +285,7 @@ class Explorer:
             raise misuse
         if scheduler.strategy_error is not None:
             raise scheduler.strategy_error
-        failure = scheduler.failure or target_failure or errors.first or violation
+        failure = _cause(scheduler.failure or target_failure or errors.first, violation)
         return _schedule_run(index, scheduler, failure)
 
 
@@ -356,6 +356,22 @@ def _join_os_threads(scheduler: Scheduler) -> None:
             continue  # an abandoned thread is still blocked where the watchdog found it
         if handle is not threading.current_thread():
             handle.join(5.0)
+
+
+CONSEQUENCES = frozenset({"deadlock", "livelock", "incomplete"})
+"""Failures a thread-affinity violation earlier in the schedule may have
+caused: a reactor call from a worker thread that never wakes the reactor."""
+
+
+def _cause(failure: Failure | None, violation: Failure | None) -> Failure | None:
+    """The failure to report: an exception first; a violation before what it may
+    have caused (it happened first), which its details then name."""
+    if violation is None or (failure is not None and failure.kind not in CONSEQUENCES):
+        return failure
+    if failure is None:
+        return violation
+    then = f"then {failure.kind}: {failure.message}"
+    return replace(violation, details=f"{then}\n\n{violation.details}".rstrip())
 
 
 def _first_violation(reactor: Any) -> Failure | None:
