@@ -285,7 +285,7 @@ class Explorer:
             raise misuse
         if scheduler.strategy_error is not None:
             raise scheduler.strategy_error
-        failure = _cause(scheduler.failure or target_failure or errors.first, violation)
+        failure = _cause(scheduler.failure or target_failure, errors.first or violation)
         return _schedule_run(index, scheduler, failure)
 
 
@@ -359,19 +359,21 @@ def _join_os_threads(scheduler: Scheduler) -> None:
 
 
 CONSEQUENCES = frozenset({"deadlock", "livelock", "incomplete"})
-"""Failures a thread-affinity violation earlier in the schedule may have
-caused: a reactor call from a worker thread that never wakes the reactor."""
+"""Failures that an error logged or a thread-affinity violation earlier in the
+schedule may have caused: an exception in a callback chain that was to stop
+the reactor, a reactor call from a worker thread that never wakes it."""
 
 
-def _cause(failure: Failure | None, violation: Failure | None) -> Failure | None:
-    """The failure to report: an exception first; a violation before what it may
-    have caused (it happened first), which its details then name."""
-    if violation is None or (failure is not None and failure.kind not in CONSEQUENCES):
+def _cause(failure: Failure | None, earlier: Failure | None) -> Failure | None:
+    """The failure to report: an exception first; an unhandled error or a
+    violation (``earlier``) before what it may have caused, which its details
+    then name."""
+    if earlier is None or (failure is not None and failure.kind not in CONSEQUENCES):
         return failure
     if failure is None:
-        return violation
+        return earlier
     then = f"then {failure.kind}: {failure.message}"
-    return replace(violation, details=f"{then}\n\n{violation.details}".rstrip())
+    return replace(earlier, details=f"{then}\n\n{earlier.details}".rstrip())
 
 
 def _first_violation(reactor: Any) -> Failure | None:
@@ -432,15 +434,21 @@ class _LoggedErrors:
         failure = event.get("log_failure", event.get("failure"))  # new and legacy keys
         if failure is None or self.first is not None or failure.check(Abort):
             return
+        from twisted.internet.defer import FirstError
         from twisted.logger import formatEvent
 
         said = formatEvent(event).rstrip(": ") or _logged_by(event)
+        details = failure.getTraceback()
+        while failure.check(FirstError):  # gatherResults': what failed in it is the error
+            said += f" (error {failure.value.index} of a gatherResults or DeferredList)"
+            failure = failure.value.subFailure
+            details = f"{failure.getTraceback()}\n{details}"
         value = str(failure.value)
         self.first = Failure(
             "unhandled-error",
             f"{said}: {failure.type.__name__}" + (f": {value}" if value else ""),
             location=_failure_location(failure),
-            details=failure.getTraceback(),
+            details=details,
             what=failure.type.__name__,
         )
 
