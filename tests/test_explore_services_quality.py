@@ -1,13 +1,22 @@
-"""Quality: a service's bug whose first symptom is a hang.
+"""Quality: services written as real ones are, with their bugs and fixed twins.
 
-A connection pool lends connections to blocking queries run in the reactor's
-thread pool, each with a timeout (``Deferred.addTimeout``). The planted bug:
+A hang whose cause is an error. A connection pool lends connections to
+blocking queries run in the reactor's thread pool, each with a timeout
+(``Deferred.addTimeout``). The planted bug:
 the timeout's errback gives the connection back while the query, still
 running, gives it back too when it ends. Only when the query is held past the
 timeout does it show: ``give`` raises, ``gatherResults`` fails, and the
 service never reaches ``reactor.stop()``: the program hangs with the reactor
 idle. The report must lead with the error that caused the hang, not the hang.
 The fixed twin gives the connection back in one place only, and is clean.
+
+A lazily loaded configuration, read by a ``concurrent.futures`` pool's jobs
+while a daemon heartbeat thread ticks every second; the reactor waits for the
+jobs with a 5 s safety timeout. The planted bug: the load is not locked, and
+two jobs may both load it. The fixed twin locks it, and must stay clean: the
+heartbeat's ticks let time pass while a job is held, but never more than
+``max_delay`` in all before the job waits again, or a job held a second at a
+time between steps would trip the safety timeout.
 """
 
 from __future__ import annotations
@@ -98,3 +107,71 @@ def test_the_error_behind_a_hang_is_reported_first(tmp_path: Path) -> None:
 
 def test_its_fixed_twin_is_clean(tmp_path: Path) -> None:
     assert_clean(explore_program(write_program(tmp_path, SERVICE.format(on_timeout=FIX))))
+
+
+CONFIG = """
+import concurrent.futures
+import os
+import sys
+import threading
+import time
+
+from twisted.internet import defer, reactor, threads
+
+_config = None
+_config_lock = threading.Lock()
+
+
+def _load():
+    return {{"token": object(), "retries": int("3")}}  # parses a file read at start
+
+
+def get_config():
+    global _config
+    {get}
+    return _config
+
+
+def heartbeat():
+    while True:
+        time.sleep(1.0)
+        sys.stdout.write("alive\\n")
+
+
+executor = concurrent.futures.ThreadPoolExecutor(max_workers=2)
+
+
+def handle(request):
+    return id(get_config()["token"])
+
+
+@defer.inlineCallbacks
+def main():
+    threading.Thread(target=heartbeat, daemon=True, name="heartbeat").start()
+    futures = [executor.submit(handle, n) for n in range(2)]
+    tokens = yield threads.deferToThread(lambda: [f.result(timeout=5) for f in futures])
+    executor.shutdown()
+    if len(set(tokens)) != 1:
+        sys.stdout.write("configuration loaded twice\\n")
+        os._exit(3)
+    reactor.stop()
+
+
+reactor.callWhenRunning(main)
+reactor.run()
+"""
+UNLOCKED = """if _config is None:  # BUG: two jobs may both load it
+        _config = _load()"""
+LOCKED = """with _config_lock:
+        if _config is None:
+            _config = _load()"""
+
+
+def test_an_unlocked_lazy_load_is_found(tmp_path: Path) -> None:
+    result = explore_program(write_program(tmp_path, CONFIG.format(get=UNLOCKED)))
+    assert_found_and_replayed(result, "threadcheck: exit: the program exited with status 3")
+    assert "not an interleaving bug" not in result.stderr.splitlines()[0]
+
+
+def test_its_locked_twin_trips_no_safety_timeout(tmp_path: Path) -> None:
+    assert_clean(explore_program(write_program(tmp_path, CONFIG.format(get=LOCKED))))

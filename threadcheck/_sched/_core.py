@@ -11,7 +11,8 @@ is blocked and some wait has a deadline, the clock jumps to the earliest one;
 when none has, that is a deadlock. While some thread could run, letting time
 pass to the next deadline is one more choice for the strategy (:data:`TIME`):
 the runnable threads are *held* (a preempted thread on a real machine loses
-tens of milliseconds), never longer than ``max_delay`` seconds.
+tens of milliseconds), never more than ``max_delay`` seconds in all from when
+they could run until they wait again.
 
 Thread safety: only the thread holding the turn reads or writes scheduler
 state. Threads that are not controlled never touch it (primitives check
@@ -130,7 +131,10 @@ class ControlledThread:
     woken_by: object = None
     """What a thread that woke it released, until it runs again."""
     held_since: float = VIRTUAL_EPOCH
-    """Virtual time since which it could run but did not (while it does not run)."""
+    """Virtual time since which it could run: since it started, or its last wait
+    ended. Time passes while it can run for ``max_delay`` in all, not at each
+    hold: a thread run one step between holds of a second would otherwise be
+    late by as many seconds as the program's safety timeouts need."""
     finished: bool = False
     joiners: list[ControlledThread] = field(default_factory=list, repr=False)
     abort_steps: int = 0
@@ -367,7 +371,7 @@ class Scheduler:
         if self.record_trace:
             self._record(current, kind, detail, frame)
         runnable = [t.tid for t in self.threads if t.runnable]
-        if self._timed and self._time_may_pass(runnable, current):
+        if self._timed and self._time_may_pass(runnable):
             runnable.append(TIME)
         if len(runnable) > 1:
             self._ended(current.tid)
@@ -377,7 +381,6 @@ class Scheduler:
                 chosen = self._decide(runnable, current.tid)
             if chosen != current.tid:
                 self._streak = 0
-                current.held_since = self.now
                 if chosen == TIME:
                     chosen = self._let_time_pass().tid
                 self._switch(current, self.threads[chosen])
@@ -548,7 +551,7 @@ class Scheduler:
             due = self._advance_clock(self._due())  # nobody is held: time passes, no choice
             self._ended(TIME)
             return due
-        if self._timed and self._time_may_pass(runnable, None):
+        if self._timed and self._time_may_pass(runnable):
             runnable.append(TIME)
         if len(runnable) == 1:
             return self.threads[runnable[0]]
@@ -559,15 +562,13 @@ class Scheduler:
         """The blocked thread whose deadline comes first (by thread id on a tie)."""
         return min(self._timed.values(), key=_deadline_order)
 
-    def _time_may_pass(self, runnable: list[int], current: ControlledThread | None) -> bool:
+    def _time_may_pass(self, runnable: list[int]) -> bool:
         """Whether time may reach the next deadline while ``runnable`` are held."""
         soonest = _deadline_order(self._due())[0]
         if soonest <= self.now:
             return True
-        held = [self.threads[tid].held_since for tid in runnable]
-        if current is not None:
-            held[runnable.index(current.tid)] = self.now  # it runs now: held from now on
-        return soonest - min(held) <= self.max_delay
+        held = min(self.threads[tid].held_since for tid in runnable)
+        return soonest - held <= self.max_delay
 
     def _advance_clock(self, due: ControlledThread) -> ControlledThread:
         """Time passes to ``due``'s deadline, waking every waiter due by then; ``due`` runs."""
