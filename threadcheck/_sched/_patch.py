@@ -135,6 +135,9 @@ class Patches:
             # threadable.XLock, which makes it on first use) would leave a
             # scheduled lock in the process-wide publisher after the run.
             (log, "msg", _without_points(log.msg)),
+            # So does a logging handler, made (and its lock with it) by whom it
+            # may be: its filters, formatter and emit may be user code.
+            (logging.Handler, "handle", _without_points(logging.Handler.handle)),
             (time, "sleep", _sleep),
             *((time, name, _virtual_clock(getattr(time, name))) for name in _CLOCKS),
             (random.Random, "seed", _reproducible_seed(random.Random.seed)),

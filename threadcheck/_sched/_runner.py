@@ -37,6 +37,7 @@ from threadcheck._sched._core import (
     TargetError,
     activate,
 )
+from threadcheck._sched._logging import LoggingRegistry
 from threadcheck._sched._patch import Patches, reseed_randomness
 from threadcheck._sched._points import DEFAULT_GRANULARITY, Instrumentation
 from threadcheck._sched._program import (
@@ -131,6 +132,7 @@ class Explorer:
         self._reactor_class: type[ScheduledMixin] | None = None
         self._affinity: set[int] | None = None
         self._log_echo: ILogObserver | None = None
+        self.logging = LoggingRegistry()
 
     def __enter__(self) -> Explorer:
         # Imported now, not in the first schedule: from a source tree its module
@@ -155,6 +157,7 @@ class Explorer:
         self.watchdog.start()
         self._affinity = _pin_to_one_cpu()
         self._log_echo = _stop_log_echo()
+        self.logging.capture()
         if self.settings.races:
             # Before the patches: what they wrap (Thread.start, the real locks)
             # is then the detector's, which carries happens-before.
@@ -268,6 +271,7 @@ class Explorer:
             scheduler.release_adopted(me)
             activate(None)
             _join_os_threads(scheduler)
+            self.logging.restore()
             if reactor is not None:
                 reactor.dispose()
             violation = _first_violation(reactor)
