@@ -177,6 +177,31 @@ def test_the_session_page_shows_each_failing_exploration_s_schedule(
     assert all(f"x{n}-step-1" in parsed.ids for n in range(1, explorations + 1))
 
 
+def test_a_marked_test_may_take_other_fixtures(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_fixtures="""
+import logging
+import pytest
+from twisted.internet import threads
+
+
+@pytest.mark.threadcheck_explore(budget=50)
+def test_writes(threadcheck_reactor, tmp_path, caplog):
+    reactor = threadcheck_reactor
+
+    def write():
+        (tmp_path / "out.txt").write_text("done")
+        logging.getLogger("svc").warning("written")
+
+    d = threads.deferToThreadPool(reactor, reactor.getThreadPool(), write)
+    return d.addCallback(lambda _: (tmp_path / "out.txt").read_text() == "done")
+"""
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["1 exploration: * 1 proved exhaustively, 0 failing"])
+
+
 def test_the_replay_command_reproduces_the_failure(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_race=RACE)
     token = token_of(run(pytester, "-k", "lost_update"))

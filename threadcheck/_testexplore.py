@@ -250,7 +250,15 @@ def _scenario(item: pytest.Function) -> Any:
     scenario.__name__ = item.name
     scenario.__module__ = function.__module__  # where races=True finds the code to rewrite
     scenario.__wrapped__ = function  # type: ignore[attr-defined]  # ... and the test's own
+    # Its own signature, not the test's that __wrapped__ would give: a test with
+    # other fixtures (tmp_path, caplog) would read as a scenario taking no reactor.
+    scenario.__signature__ = _SCENARIO_SIGNATURE  # type: ignore[attr-defined]
     return scenario
+
+
+_SCENARIO_SIGNATURE = inspect.Signature(
+    [inspect.Parameter("reactor", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+)
 
 
 def _shard_of(item: pytest.Function, shard: Shard, strategy: str | None) -> Shard | None:
