@@ -17,6 +17,10 @@ two jobs may both load it. The fixed twin locks it, and must stay clean: the
 heartbeat's ticks let time pass while a job is held, but never more than
 ``max_delay`` in all before the job waits again, or a job held a second at a
 time between steps would trip the safety timeout.
+
+A ``Service`` whose poller thread appends to a list the reactor reads
+(``len()`` in a ``LoopingCall``): a data race for ``--races``; handed to the
+reactor with ``callFromThread``, none.
 """
 
 from __future__ import annotations
@@ -175,3 +179,58 @@ def test_an_unlocked_lazy_load_is_found(tmp_path: Path) -> None:
 
 def test_its_locked_twin_trips_no_safety_timeout(tmp_path: Path) -> None:
     assert_clean(explore_program(write_program(tmp_path, CONFIG.format(get=LOCKED))))
+
+
+POLLER = """
+import threading
+import time
+
+from twisted.application import service
+from twisted.internet import reactor, task, threads
+
+
+class PollerService(service.Service):
+    def __init__(self):
+        self.stopping = threading.Event()
+        self.seen = []
+        self.thread = None
+
+    def startService(self):
+        super().startService()
+        self.thread = threading.Thread(target=self.poll, name="poller")
+        self.thread.start()
+
+    def poll(self):
+        while not self.stopping.is_set():
+            value = len(self.seen)
+            time.sleep(0.02)  # an HTTP poll
+            {record}
+
+    def stopService(self):
+        self.stopping.set()
+        return threads.deferToThread(self.thread.join)
+
+
+root = service.MultiService()
+poller = PollerService()
+poller.setServiceParent(root)
+reactor.callWhenRunning(root.startService)
+reactor.addSystemEventTrigger("before", "shutdown", root.stopService)
+sizes = []
+task.LoopingCall(lambda: sizes.append(len(poller.seen))).start(0.01)
+reactor.callLater(0.1, reactor.stop)
+reactor.run()
+"""
+APPENDED = "self.seen.append(value)  # BUG: the reactor's list, from the poller thread"
+HANDED = "reactor.callFromThread(self.seen.append, value)"
+
+
+def test_a_list_the_reactor_reads_appended_from_a_thread_is_a_race(tmp_path: Path) -> None:
+    result = explore_program(write_program(tmp_path, POLLER.format(record=APPENDED)), "--races")
+    assert_found_and_replayed(result, "threadcheck: violation: data race on poller.seen: write")
+    assert "self.seen.append(value)" in result.stderr
+
+
+def test_handed_to_the_reactor_it_is_none(tmp_path: Path) -> None:
+    program = write_program(tmp_path, POLLER.format(record=HANDED))
+    assert_clean(explore_program(program, "--races", "--budget", "500"), budget=500)

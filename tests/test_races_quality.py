@@ -198,13 +198,54 @@ ACCESS_KINDS = [
         line='sessions["alice"] = "token"',
     ),
     Case(
+        "membership test while another thread adds",
+        racy="""
+            seen = set()
+            def visit():
+                seen.add("a")
+            t = threading.Thread(target=visit); t.start()
+            found = "a" in seen
+            t.join()
+        """,
+        fixed="""
+            seen = set()
+            def visit():
+                seen.add("a")
+            t = threading.Thread(target=visit); t.start()
+            t.join()
+            found = "a" in seen
+        """,
+        location="seen",
+        line='found = "a" in seen',
+    ),
+    Case(
+        "length read while another thread appends",
+        racy="""
+            items = []
+            def produce():
+                items.append(1)
+            t = threading.Thread(target=produce); t.start()
+            size = len(items)
+            t.join()
+        """,
+        fixed="""
+            items = []
+            def produce():
+                items.append(1)
+            t = threading.Thread(target=produce); t.start()
+            t.join()
+            size = len(items)
+        """,
+        location="items",
+        line="size = len(items)",
+    ),
+    Case(
         "subscript delete",
         racy="""
             cache = {"k": 1}
             def evict():
                 del cache["k"]
             t = threading.Thread(target=evict); t.start()
-            value = cache["k"] if "k" in cache else None
             cache["k"] = 2
             t.join()
         """,

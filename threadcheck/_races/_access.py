@@ -178,12 +178,47 @@ def cm(obj: Any, site: int) -> Any:
 
 
 def cr(obj: Any) -> Any:
-    """``obj`` is looked into by a method that does not change it (``d.get(k)``),
-    ``in`` or a builtin (``len(d)``): for the scheduler's dependence only, as a
-    race detector it would only repeat what the accesses around it report."""
+    """``obj`` is looked into by a method that does not change it (``d.get(k)``):
+    for the scheduler's dependence only (``d.get(k)`` reads one key, which the
+    race detector cannot see here)."""
     if _footprint.collecting and isinstance(obj, CONTAINERS):
         _footprint.read(obj, _footprint.WHOLE)
     return obj
+
+
+def lk(obj: Any, site: int) -> Any:
+    """``obj`` is looked into as a whole: ``len(c)``, another builtin, its truth.
+    A read of the container, which another thread's ``append`` or new key makes
+    stale (``if len(items) < limit: items.append(x)`` in two threads)."""
+    if not isinstance(obj, CONTAINERS):
+        return obj
+    if _footprint.collecting:
+        _footprint.read(obj, _footprint.WHOLE)
+    if enabled:
+        tc = clocks.get(get_ident()) or current()
+        read(tc, location(obj, WHOLE), site, obj, WHOLE, "read")
+    return obj
+
+
+def isin(key: Any, container: Any, site: int) -> bool:
+    """``key in container``: a read of that key of a dict (as ``container[key]``
+    is), of the whole of a set (its ``add`` writes the whole) or a list."""
+    if isinstance(container, CONTAINERS):
+        whole = not isinstance(container, dict)
+        if not whole:
+            try:
+                loc = location(container, key)
+            except TypeError:  # an unhashable key: ``in`` raises, as it will below
+                whole = True
+        if _footprint.collecting:  # the whole, for DPOR: ``pop(k)`` writes only that
+            _footprint.read(container, _footprint.WHOLE)
+        if enabled:
+            tc = clocks.get(get_ident()) or current()
+            if whole:
+                read(tc, location(container, WHOLE), site, container, WHOLE, "read")
+            else:
+                read(tc, loc, site, container, key, "read")
+    return key in container
 
 
 def rv(scope: Any, name: str, site: int, value: Any) -> Any:

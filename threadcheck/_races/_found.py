@@ -61,13 +61,21 @@ def location_name(now: Site, earlier: Site, obj: Any, key: Any) -> str:
     """``Stats.handled``, ``sessions[...]``, ``global _registry``, ``nonlocal total``,
     or, for a container as a whole, the container iterated (``self.requests``)."""
     if key is WHOLE:
-        for site in (now, earlier):
-            if site.kind == "iteration":
-                return site.text.removeprefix("iteration over ")
+        for kind in ("iteration", "look", "membership"):
+            for site in (now, earlier):
+                if site.kind == kind:
+                    return _container(site)
         return now.text
     if now.kind == "attribute":
         return f"{_owner_name(obj)}.{key}"
+    if now.kind == "membership":  # a dict's key looked up
+        return f"{_container(now)}[...]"
     return now.text
+
+
+def _container(site: Site) -> str:
+    """The container a site iterates or looks into, as the user wrote it."""
+    return site.text.split(" ", 2)[-1]  # "iteration over c", "look into c", "membership in c"
 
 
 def _owner_name(obj: Any) -> str:

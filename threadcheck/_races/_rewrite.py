@@ -8,8 +8,11 @@ What is rewritten (helpers in :mod:`._access`):
   writes the container: ``__tc_cm__(obj, site).append(...)``.
 * ``d[k]`` in any context: ``__tc_sub__(d, site)[k]``, a proxy that records
   and subscripts (slices read are not recorded: CPython copies atomically).
-* A call of any other method ``obj.m(...)``, ``x in c``, builtins such as
-  ``len(c)``, and a container's truth (``if c:``, ``not c``): ``__tc_cr__(c)``,
+* Builtins that look into a container (``len(c)``, ``sorted(c)`` ...) and a
+  container's truth (``if c:``, ``not c``): ``__tc_lk__(c, site)``, a read of
+  the container as a whole; ``k in c``: ``__tc_isin__(k, c, site)``, a read
+  of key ``k`` of a dict (of the whole of a set or a list).
+* A call of any other method ``obj.m(...)``: ``__tc_cr__(c)``,
   which a builtin container records as looked into, for the scheduler's
   dependence (see :mod:`._footprint`) only.
 * ``for x in c``, and the first ``for`` of a comprehension: ``__tc_it__(c, site)``
@@ -58,7 +61,10 @@ _LOOKING = frozenset(
     }
 )  # fmt: skip
 """Builtins that look into a container they are given."""
-HELPERS = ("ra", "wa", "ua", "st", "lp", "lw", "it", "cm", "cr", "rv", "wv", "uv", "sub", "Scope")
+HELPERS = (
+    "ra", "wa", "ua", "st", "lp", "lw", "it", "cm", "cr", "lk", "isin", "rv", "wv", "uv", "sub",
+    "Scope",
+)  # fmt: skip
 GLOBALS = "__tc_gl__"
 
 
@@ -410,18 +416,23 @@ class _Rewriter(ast.NodeTransformer):
         node.args = [self.visit(a) for a in node.args]
         if isinstance(func, ast.Name) and func.id in _LOOKING:
             node.args = [
-                a if isinstance(a, ast.Starred) else self._call("cr", a) for a in node.args
+                a if isinstance(a, ast.Starred) else self._looked_into(a, node) for a in node.args
             ]
         node.keywords = [self.visit(k) for k in node.keywords]
         return node
 
+    def _looked_into(self, container: ast.expr, node: ast.AST) -> ast.Call:
+        """``container`` (already visited), looked into as a whole."""
+        text = f"look into {_text(container)}"
+        return self._call("lk", container, self._site(node, "look", text))
+
     # A container's truth is its size: ``if self.items:``, ``while not queue:``.
 
     def _truth(self, test: ast.expr) -> ast.expr:
-        test = self.visit(test)
+        visited: ast.expr = self.visit(test)
         if isinstance(test, (ast.Compare, ast.BoolOp, ast.UnaryOp, ast.Constant)):
-            return test  # a comparison's or an operator's result: its parts are wrapped
-        return self._call("cr", test)
+            return visited  # a comparison's or an operator's result: its parts are wrapped
+        return self._looked_into(visited, test)  # at the test's line: visiting may drop it
 
     def _tested(self, node: ast.If | ast.While) -> ast.AST:
         node.test = self._truth(node.test)
@@ -458,13 +469,24 @@ class _Rewriter(ast.NodeTransformer):
         return node
 
     def visit_Compare(self, node: ast.Compare) -> ast.AST:
+        if len(node.ops) == 1 and isinstance(node.ops[0], (ast.In, ast.NotIn)):
+            return self._membership(node)
         node.left = self.visit(node.left)
         looked_into = [isinstance(op, (ast.In, ast.NotIn)) for op in node.ops]
         node.comparators = [
-            self._call("cr", self.visit(c)) if into else self.visit(c)
+            self._looked_into(self.visit(c), node) if into else self.visit(c)
             for into, c in zip(looked_into, node.comparators, strict=True)
         ]
         return node
+
+    def _membership(self, node: ast.Compare) -> ast.expr:
+        """``k in c``: ``__tc_isin__(k, c, site)``, a read of key ``k`` (see ``_access.isin``)."""
+        container = node.comparators[0]
+        site = self._site(node, "membership", f"membership in {_text(container)}")
+        call = self._call("isin", self.visit(node.left), self.visit(container), site)
+        if isinstance(node.ops[0], ast.NotIn):
+            return ast.copy_location(ast.UnaryOp(ast.Not(), call), node)
+        return ast.copy_location(call, node)
 
     def visit_Subscript(self, node: ast.Subscript) -> ast.AST:
         node.value = self.visit(node.value)

@@ -50,7 +50,8 @@ class Site:
     lineno: int
     function: str
     kind: str
-    """attribute, subscript, global, nonlocal, iteration or method."""
+    """attribute, subscript, global, nonlocal, iteration, method, look (``len(c)``,
+    a truth) or membership (``k in c``)."""
     text: str
     """The accessed expression as written (``self.total``, ``sessions[...]``)."""
 
