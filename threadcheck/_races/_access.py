@@ -159,12 +159,16 @@ def lw(site: int) -> None:
 
 def it(obj: Any, site: int) -> Any:
     """``obj`` is iterated: a read of it as a whole."""
+    _read_whole(obj, site, "iteration")
+    return obj
+
+
+def _read_whole(obj: Any, site: int, mode: str) -> None:
     if _footprint.collecting:
         _footprint.read(obj, _footprint.WHOLE)
     if enabled:
         tc = clocks.get(get_ident()) or current()
-        read(tc, location(obj, WHOLE), site, obj, WHOLE, "iteration")
-    return obj
+        read(tc, location(obj, WHOLE), site, obj, WHOLE, mode)
 
 
 def cm(obj: Any, site: int) -> Any:
@@ -190,34 +194,28 @@ def lk(obj: Any, site: int) -> Any:
     """``obj`` is looked into as a whole: ``len(c)``, another builtin, its truth.
     A read of the container, which another thread's ``append`` or new key makes
     stale (``if len(items) < limit: items.append(x)`` in two threads)."""
-    if not isinstance(obj, CONTAINERS):
-        return obj
-    if _footprint.collecting:
-        _footprint.read(obj, _footprint.WHOLE)
-    if enabled:
-        tc = clocks.get(get_ident()) or current()
-        read(tc, location(obj, WHOLE), site, obj, WHOLE, "read")
+    if isinstance(obj, CONTAINERS):
+        _read_whole(obj, site, "read")
     return obj
 
 
 def isin(key: Any, container: Any, site: int) -> bool:
     """``key in container``: a read of that key of a dict (as ``container[key]``
-    is), of the whole of a set (its ``add`` writes the whole) or a list."""
-    if isinstance(container, CONTAINERS):
-        whole = not isinstance(container, dict)
-        if not whole:
-            try:
-                loc = location(container, key)
-            except TypeError:  # an unhashable key: ``in`` raises, as it will below
-                whole = True
-        if _footprint.collecting:  # the whole, for DPOR: ``pop(k)`` writes only that
-            _footprint.read(container, _footprint.WHOLE)
-        if enabled:
-            tc = clocks.get(get_ident()) or current()
-            if whole:
-                read(tc, location(container, WHOLE), site, container, WHOLE, "read")
-            else:
-                read(tc, loc, site, container, key, "read")
+    is), of the whole of a set (its ``add`` writes the whole) or a list. For
+    DPOR's dependence, of the whole in every case: ``d.pop(k)`` writes the
+    whole, not the key."""
+    if not isinstance(container, dict):
+        if isinstance(container, CONTAINERS):
+            _read_whole(container, site, "read")
+        return key in container
+    if _footprint.collecting:
+        _footprint.read(container, _footprint.WHOLE)
+    if enabled:
+        try:
+            loc = location(container, key)
+        except TypeError:  # an unhashable key: ``in`` raises, as it does below
+            return key in container
+        read(clocks.get(get_ident()) or current(), loc, site, container, key, "read")
     return key in container
 
 

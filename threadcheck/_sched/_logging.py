@@ -23,29 +23,27 @@ import contextlib
 import logging
 from typing import Any
 
-_State = tuple[tuple[logging.Handler, ...], int, bool, bool, tuple[Any, ...]]
-_FRESH: _State = ((), logging.NOTSET, True, False, ())
+_State = tuple[int, list[logging.Handler], bool, bool, list[Any]]
+_FRESH: _State = (logging.NOTSET, [], True, False, [])
 
 
 def _state(logger: logging.Logger) -> _State:
     return (
-        tuple(logger.handlers),
         logger.level,
+        list(logger.handlers),
         logger.propagate,
         logger.disabled,
-        tuple(logger.filters),
+        list(logger.filters),
     )
 
 
-def _loggers() -> dict[str, logging.Logger]:
+def _loggers() -> list[tuple[str, logging.Logger]]:
     """Every logger, the root included (placeholders are no loggers)."""
-    loggers = {
-        name: logger
-        for name, logger in logging.Logger.manager.loggerDict.items()
-        if isinstance(logger, logging.Logger)
-    }
-    loggers[""] = logging.getLogger()
-    return loggers
+    manager = logging.Logger.manager
+    return [
+        *((n, g) for n, g in manager.loggerDict.items() if isinstance(g, logging.Logger)),
+        ("", manager.root),
+    ]
 
 
 class LoggingRegistry:
@@ -59,24 +57,42 @@ class LoggingRegistry:
         self._record_factory: Any = logging.LogRecord
 
     def capture(self) -> None:
-        self._states = {name: _state(logger) for name, logger in _loggers().items()}
+        self._states = {name: _state(logger) for name, logger in _loggers()}
         self._disable = logging.Logger.manager.disable
         self._logger_class = logging.getLoggerClass()
         self._record_factory = logging.getLogRecordFactory()
 
     def restore(self) -> None:
-        changed = {
-            name: (logger, self._states.get(name, _FRESH))
-            for name, logger in _loggers().items()
-            if _state(logger) != self._states.get(name, _FRESH)
-        }
-        kept = {h for state in self._states.values() for h in state[0]}
+        # Per schedule, and a program may have a hundred loggers: compared in place.
+        changed: dict[str, tuple[logging.Logger, _State]] = {}
+        for name, logger in _loggers():
+            state = self._states.get(name, _FRESH)
+            level, handlers, propagate, disabled, filters = state
+            if (
+                logger.level != level
+                or logger.handlers != handlers
+                or logger.propagate != propagate
+                or logger.disabled != disabled
+                or logger.filters != filters
+            ):
+                changed[name] = (logger, state)
+        if changed:
+            self._put_back(changed)
+        if logging.Logger.manager.disable != self._disable:
+            logging.disable(self._disable)
+        if logging.getLoggerClass() is not self._logger_class:
+            logging.setLoggerClass(self._logger_class)
+        if logging.getLogRecordFactory() is not self._record_factory:
+            logging.setLogRecordFactory(self._record_factory)
+
+    def _put_back(self, changed: dict[str, tuple[logging.Logger, _State]]) -> None:
+        kept = {h for state in self._states.values() for h in state[1]}
         for logger, _ in changed.values():
             for handler in logger.handlers:
                 if handler not in kept and not isinstance(handler, logging.NullHandler):
                     _close(handler)
         with _logging_lock():
-            for name, (logger, (handlers, level, propagate, disabled, filters)) in changed.items():
+            for name, (logger, (level, handlers, propagate, disabled, filters)) in changed.items():
                 added = [h for h in logger.handlers if h not in handlers]
                 logger.handlers[:] = [
                     *handlers,
@@ -87,12 +103,6 @@ class LoggingRegistry:
                 logger.disabled = disabled
                 logger.filters[:] = filters
                 self._states[name] = _state(logger)
-        if logging.Logger.manager.disable != self._disable:
-            logging.disable(self._disable)
-        if logging.getLoggerClass() is not self._logger_class:
-            logging.setLoggerClass(self._logger_class)
-        if logging.getLogRecordFactory() is not self._record_factory:
-            logging.setLogRecordFactory(self._record_factory)
 
 
 def _close(handler: logging.Handler) -> None:
