@@ -21,6 +21,9 @@ time between steps would trip the safety timeout.
 A ``Service`` whose poller thread appends to a list the reactor reads
 (``len()`` in a ``LoopingCall``): a data race for ``--races``; handed to the
 reactor with ``callFromThread``, none.
+
+An upper-casing TCP server on real sockets whose worker writes to the
+transport (a violation), and its ``callFromThread`` twin, which must end.
 """
 
 from __future__ import annotations
@@ -234,3 +237,63 @@ def test_a_list_the_reactor_reads_appended_from_a_thread_is_a_race(tmp_path: Pat
 def test_handed_to_the_reactor_it_is_none(tmp_path: Path) -> None:
     program = write_program(tmp_path, POLLER.format(record=HANDED))
     assert_clean(explore_program(program, "--races", "--budget", "500"), budget=500)
+
+
+ECHO = """
+from twisted.internet import protocol, reactor, threads
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
+
+
+class Upper(protocol.Protocol):
+    def dataReceived(self, data):
+        def work():
+            reply = data.upper()  # the slow part, in a worker
+            {reply}
+        threads.deferToThread(work)
+
+
+class Client(protocol.Protocol):
+    def connectionMade(self):
+        self.transport.write(b"hello")
+
+    def dataReceived(self, data):
+        assert data == b"HELLO", data
+        self.transport.loseConnection()
+        reactor.callLater(0, reactor.stop)
+
+
+def main():
+    server = TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
+    listening = server.listen(protocol.Factory.forProtocol(Upper))
+
+    def connect(port):
+        client = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+        return connectProtocol(client, Client())
+
+    listening.addCallback(connect)
+
+
+reactor.callWhenRunning(main)
+reactor.callLater(5, reactor.stop)
+reactor.run()
+"""
+WRITTEN = "self.transport.write(reply)  # BUG: from a worker thread"
+CALLED_FROM_THREAD = "reactor.callFromThread(self.transport.write, reply)"
+
+
+def test_a_transport_written_from_a_worker_over_real_sockets(tmp_path: Path) -> None:
+    result = explore_program(
+        write_program(tmp_path, ECHO.format(reply=WRITTEN)), "--budget", "100"
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("threadcheck: violation: transport.write called from thread")
+
+
+def test_its_twin_over_real_sockets_ends_and_claims_no_proof(tmp_path: Path) -> None:
+    # The reactor polls the sockets for real when no other thread can run: it
+    # once let time pass "until now" for ever instead (24 GB, killed).
+    program = write_program(tmp_path, ECHO.format(reply=CALLED_FROM_THREAD))
+    result = explore_program(program, "--budget", "100")
+    assert result.returncode == 0, result.stderr
+    assert "no failure" in result.stderr
+    assert "not a proof" in result.stderr and "real I/O" in result.stderr

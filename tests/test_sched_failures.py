@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Any
 
+import pytest
 from twisted.internet import threads
 from twisted.internet.defer import Deferred
 
 import threadcheck
+from threadcheck._sched._core import TIME, Abort, Scheduler
 from threadcheck._sched._explore import Budget, explore
 from threadcheck._sched._runner import Settings
 from threadcheck._sched._targets import ScenarioTarget
@@ -141,6 +144,38 @@ def test_a_step_bound_catches_a_livelock() -> None:
     assert result.failure is not None
     assert result.failure.kind == "livelock"
     assert result.failure.message == "step bound exceeded: 500 scheduling points without finishing"
+
+
+class AlwaysTime:
+    """A strategy that lets time pass whenever it may: it never runs the other thread."""
+
+    def new_execution(self, index: int) -> bool:
+        return True
+
+    def next_thread(self, runnable: Sequence[int], current: int | None, step: int) -> int:
+        return TIME if TIME in runnable else runnable[0]
+
+    def next_int(self, bound: int) -> int:
+        return 0
+
+
+def test_decisions_without_points_are_bounded_too() -> None:
+    # A thread that waits until "now" again and again, in code without points
+    # (a reactor polling real sockets did), while the strategy lets no time pass.
+    scheduler = Scheduler(AlwaysTime(), max_steps=10)
+    me = scheduler.adopt_current("MainThread")
+    scheduler.new_thread("never run", daemon=True)
+    try:
+        with pytest.raises(Abort):
+            while True:
+                scheduler.block("poll", scheduler.now)
+    finally:
+        scheduler.release_adopted(me)
+    assert scheduler.failure is not None and scheduler.failure.kind == "livelock"
+    assert (
+        scheduler.failure.message
+        == "step bound exceeded: 30 scheduling decisions without finishing"
+    )
 
 
 def test_blocking_outside_the_scheduler_is_reported_not_hung() -> None:

@@ -141,7 +141,7 @@ class ScheduledMixin(ThreadCheckMixin):
             # Idle: let the other threads run first, as a blocking poll would.
             self._idle = scheduler.controlled()
             try:
-                scheduler.block("reactor idle (real I/O)", scheduler.now)
+                scheduler.let_others_run("reactor idle (real I/O)")
             finally:
                 self._idle = None
             super().doIteration(0)

@@ -56,6 +56,10 @@ FAIRNESS_BOUND = 256
 the next thread runs (a spin-wait on a flag another thread sets would otherwise
 spin until the step bound under PCT or a preemption bound)."""
 ABORT_STEP_LIMIT = 10_000  # points a thread may pass while unwinding from an abort
+DECISIONS_PER_STEP = 3
+"""Decisions a schedule may take per point of its step bound: a thread that
+blocks and is woken again at once, in library code without points (a loop
+polling real sockets), decides without a step."""
 
 
 class Abort(BaseException):
@@ -262,7 +266,9 @@ class Scheduler:
         """Blocked threads with a deadline, by thread id."""
         self._running: ControlledThread | None = None
         self._settler: ControlledThread | None = None
-        """The thread in :meth:`settle`, while it waits."""
+        """The thread in :meth:`settle` or :meth:`let_others_run`, while it waits."""
+        self._waits_for: Callable[[ControlledThread], bool] = lambda thread: False
+        """Which threads it waits for, until none of them can run."""
         self._settled: set[int] = set()
         """The threads it waits for, and those that settled while it waited."""
         self._streak = 0
@@ -461,17 +467,29 @@ class Scheduler:
         waits so: when a worker's bookkeeping ends relative to the harness's stop
         is not the program's doing, and no job's code runs meanwhile, but every
         order of it was one more interleaving to explore."""
+        self._wait_while(lambda thread: thread.settles, "the thread pool's workers to settle")
+
+    def let_others_run(self, why: str) -> None:
+        """The running thread waits until no other thread can run: a reactor
+        about to poll real sockets lets them go first, as its blocking poll
+        would. (Blocking until "now" instead offered time passing as a choice
+        that moved nothing, which a strategy could take for ever.)"""
+        current = self._running
+        self._wait_while(lambda thread: thread is not current, why)
+
+    def _wait_while(self, waits_for: Callable[[ControlledThread], bool], why: str) -> None:
         current = self._running
         if current is None or current.ident != get_ident():
             raise Abort("an abandoned thread woke up after its schedule")
-        self._settled = {t.tid for t in self.threads if t.settles and t.runnable}
+        self._settled = {t.tid for t in self.threads if waits_for(t) and t.runnable}
+        self._settled.discard(current.tid)
         if not self._settled:
             return
         if _footprint.collecting:  # a blocked step's waits: what ends this one
             _footprint.waits.update(("settled", tid) for tid in self._settled)
-        self._settler = current
+        self._settler, self._waits_for = current, waits_for
         try:
-            self.block("the thread pool's workers to settle")
+            self.block(why)
         finally:
             self._settler = None
         if _footprint.collecting:  # after every step it waited for, none racing with it
@@ -494,7 +512,8 @@ class Scheduler:
         settler = self._settler
         if settler is None or settler.waiting is None:
             return
-        if not any(t.settles and t.runnable for t in self.threads):
+        waits_for = self._waits_for
+        if not any(t.runnable and waits_for(t) for t in self.threads if t is not settler):
             self.wake(settler)
 
     def others_runnable(self) -> bool:
@@ -596,7 +615,7 @@ class Scheduler:
         if self._step_ended is None or self.aborting:
             return
         if tid != TIME:
-            if self._settler is not None and self.threads[tid].settles:
+            if self._settler is not None and self._waits_for(self.threads[tid]):
                 self._settled_step(tid)
             _footprint.step_ends(self.threads[tid].ident or 0)
         try:
@@ -620,6 +639,8 @@ class Scheduler:
             raise Abort from None
         default = current if current is not None and current in runnable else runnable[0]
         self.decisions.append(chosen)
+        if len(self.decisions) > DECISIONS_PER_STEP * self.max_steps:
+            self._livelock(f"{len(self.decisions) - 1} scheduling decisions")
         self.choices.append((chosen, default, tuple(runnable)))
         if chosen != default:
             self.preemptions[self.step] = (
@@ -747,11 +768,12 @@ class Scheduler:
         current.waiting = None
         raise Abort
 
-    def _livelock(self) -> NoReturn:
+    def _livelock(self, spent: str = "") -> NoReturn:
+        spent = spent or f"{self.max_steps} scheduling points"
         self.fail(
             Failure(
                 "livelock",
-                f"step bound exceeded: {self.max_steps} scheduling points without finishing",
+                f"step bound exceeded: {spent} without finishing",
                 thread=self._running.name if self._running else None,
             )
         )
