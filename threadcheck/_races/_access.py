@@ -211,12 +211,17 @@ def isin(key: Any, container: Any, site: int) -> bool:
     if _footprint.collecting:
         _footprint.read(container, _footprint.WHOLE)
     if enabled:
-        try:
-            loc = location(container, key)
-        except TypeError:  # an unhashable key: ``in`` raises, as it does below
-            return key in container
-        read(clocks.get(get_ident()) or current(), loc, site, container, key, "read")
+        _read_key(container, key, site)
     return key in container
+
+
+def _read_key(obj: Any, key: Any, site: int) -> None:
+    """``obj[key]`` is read (or looked up: ``key in obj``)."""
+    try:
+        loc = location(obj, key)
+    except TypeError:  # an unhashable key (an array index): not tracked
+        return
+    read(clocks.get(get_ident()) or current(), loc, site, obj, key, "read")
 
 
 def rv(scope: Any, name: str, site: int, value: Any) -> Any:
@@ -275,11 +280,7 @@ class sub:  # noqa: N801 - called by rewritten code as if it were a function
         if _footprint.collecting:
             _footprint.read(obj, key if type(key) is not slice else _footprint.WHOLE)
         if enabled and type(key) is not slice:
-            try:
-                loc = location(obj, key)
-            except TypeError:  # an unhashable key (an array index): not tracked
-                return obj[key]
-            read(clocks.get(get_ident()) or current(), loc, self.site, obj, key, "read")
+            _read_key(obj, key, self.site)
         return obj[key]
 
     def __setitem__(self, key: Any, value: Any) -> None:

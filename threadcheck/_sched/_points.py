@@ -281,6 +281,10 @@ class Instrumentation:
         if isinstance(self._backend, _Tracing):
             sys.settrace(None)
 
+    def codes_met(self) -> list[CodeType]:
+        """The codes whose table this exploration asked for."""
+        return list(self._tables)
+
     def table(self, code: CodeType) -> dict[int, str]:
         table = self._tables.get(code)
         if table is None:
@@ -341,8 +345,6 @@ class _Monitoring:
         self.instrumentation = instrumentation
         self.monitoring: Any = sys.monitoring  # type: ignore[attr-defined,unused-ignore]
         self.tool = self._free_tool()
-        self.seen: set[CodeType] = set()
-        """The user codes that got local events (turned off again at stop)."""
 
     def _free_tool(self) -> int:
         for tool in (4, 3, 5, 2):  # leave 0 (debugger) and 1 (coverage) to their owners
@@ -368,7 +370,7 @@ class _Monitoring:
     def stop(self) -> None:
         m = self.monitoring
         m.set_events(self.tool, 0)
-        for code in self.seen:
+        for code in self.instrumentation.codes_met():  # each got local events
             m.set_local_events(self.tool, code, 0)
         for event in (m.events.PY_START, m.events.INSTRUCTION, m.events.LINE):
             m.register_callback(self.tool, event, None)
@@ -377,7 +379,6 @@ class _Monitoring:
     def _on_start(self, code: CodeType, offset: int) -> Any:
         if self.instrumentation.is_user_file(code.co_filename):
             self.instrumentation.table(code)
-            self.seen.add(code)
             self.monitoring.set_local_events(self.tool, code, self.local_events)
         return self.monitoring.DISABLE
 
