@@ -720,16 +720,18 @@ def test_the_findings_replay_from_their_tokens(
 
 # Replay tokens of the two strict xfails' shrunk examples (see the module docstring).
 DIRECT_STOP_TOKEN = (
-    "tc1.eNolj9FOwzAMRf8lzyVq2cZQhSbxwFdMKLJi00SkTmWnYxPi33G3t_j4Xt-bX4cUs-bK6sbzZ-cw"
-    "T6TNjW5Px_1hh6-uc1-QyypkcOUEjIXwiUSqjO-qJM3cH9to0kmA1wKS283kECOpGk6gSYnQmAmwzsYy"
-    "x7IiPWIzI13d2HduhmtAKmD-wdu81MzNyh3seWupst3Y-WHwR7vxuGkqbQKNpi10KcC2aiATbR8JYYbM"
-    "IYyYhWIL2uri30qNUPTkNRJb3bo5khBgTBS_zdZ7i9_oT9Z2b_784of-zi7W7e8fhCxl6Q"
+    "tc1.eNo9j9tqwzAMht_F15lJ1nYdYQx2sacYwwhLjc0cOUjO2jL27lNa2J30of-gH4cUs-bK6saPz85h"
+    "nkibG92ejvvDDp9d506QyypkcOUEjIXwgUSqjG-qJM3U79tqp5MArwUkt6udQ4ykajiBJiVCY3aAdTaW"
+    "OZYV6R6bGenixr5zM1wCUgHTD972pWZuVu5g47Wlyuax88Pgj-YhYAFuPEFRso3OFtyI_8k901y0CTSa"
+    "tlJLATZpA5loezSEGTKHMGIWii1oq4t_KTWaxavXSGzv1E2RhABjovhlst5bvY2es7bbZ49Pfuhv7Nu6"
+    "__4Bi_hxRQ"
 )
 LOOPING_CALL_TOKEN = (
-    "tc1.eNolj9FuwyAMRf-F5wiFVW0lNO1t-4koQh44iTUCESZdqqr_PtO92Zd7rw8PFdATU06s7DD0nRnH"
-    "TgWakauyqr-ep2n6PqlOTUBxLygiHh63KhH7RYXrZym5iGEukPYIhepdTOA9Mou8AC-MGEQTQ8iraJR8"
-    "3IN0DWNbAh7K9p1a4XABI0jeaNm3TKkK1_ki870uOUnJSRujr1LyXyo2rgUqzu3qFiHJU4UyY-N3bgVK"
-    "ztmY80Zpdh5iZP0eswz8odljEuLcMktBCH5B_9M-roWgqb_E9QX_dtGmf2k3wXv-AQRKZJo"
+    "tc1.eNo9j91qwzAMhd_F18EkW-nAjN1tLxGCEbaamDl2sJw1ZfTde9zB7qQPnR_9Ks8uSMhJlBnHvhum"
+    "qVM-zCxVGeV7d_Inx6pTFwpxLwzIh-OtQmK-QpH6WUouOJgLpT1SCfWGI3KORYAXkkWYPRgOfF7BQnJx"
+    "9_Aap7Z4PpTpO7XSYT1Hgn7Q2LccUkWvc5tvdckJJq96GPQbTAohQZkLRWFsfEVy5fRP_kIhlVqo8txa"
+    "bZESpJXKzO0_a1cKyVoTc95Cmq2jGEW_x4xBPrQ4TvgoN81SmLxb2H1D2Gs0bPQapD6feznroX-yH9S_"
+    "PwANn3AZ"
 )
 
 

@@ -37,6 +37,29 @@ def test_each_access_is_named_by_what_it_reads_or_writes() -> None:
     ]
 
 
+def take(items: list[int], pending: dict[str, int], key: str, box: Any) -> None:
+    if items:
+        items.pop()  # a point between the look and the call: another thread may take it
+    if key in pending:
+        pending.pop(key)
+    box.items.append(1)  # the point of `box.items`'s load comes just before
+    items.index(1)  # it changes nothing
+
+
+def test_a_plain_names_mutating_method_call_is_a_point() -> None:
+    assert sorted(access_points(take.__code__).values()) == [
+        "box.items (load)",
+        "items.pop() (call)",
+        "pending.pop() (call)",
+    ]
+
+
+def test_helpers_name_mutating_calls_as_the_instruction_table_does() -> None:
+    box = type("Box", (), {"items": []})()
+    _, details = _helper_details(take, [1, 2], {"k": 1}, "k", box)
+    assert sorted(details) == sorted(access_points(take.__code__).values())
+
+
 SHARED_FLAG = False
 
 
@@ -139,8 +162,9 @@ def _helper_details(function: Any, *args: Any) -> tuple[Any, list[str]]:
     points: list[tuple[int, str]] = []
     rewritten = _rewritten(function)
     # Recorded only: this module may be rewritten too (an exploration before
-    # rewrote the loaded user modules), and a subscript here would be a point.
-    _access.on_access = lambda site, op: points.append((site, op))
+    # rewrote the loaded user modules), and a subscript or a method call here
+    # would be a point (the list's `append` is taken beforehand).
+    _access.on_access = lambda site, op, add=points.append: add((site, op))
     try:
         result = rewritten(*args)
     finally:
@@ -231,7 +255,7 @@ def test_a_shared_variable_store_has_its_point_before_the_write() -> None:
     namespace["COUNT"] = 10
     seen: list[int] = []
     count = operator.itemgetter("COUNT")  # not a subscript: see _helper_details
-    _access.on_access = lambda site, op: seen.append(count(namespace))
+    _access.on_access = lambda site, op, add=seen.append: add(count(namespace))
     try:
         assert namespace["bump"](5) == 15
     finally:

@@ -163,8 +163,15 @@ def explore(
             max_delay=max_delay,
             races=races,
         ),
-        replay_command=lambda token: f"threadcheck.replay({scenario.__name__}, {token!r})",
+        replay_command=lambda token: f"threadcheck.replay({_called(scenario)}, {token!r})",
     )
+
+
+def _called(scenario: Callable[..., Any]) -> str:
+    """The scenario as its replay command names it: a lambda or a partial has
+    no name to call it by (``threadcheck.replay(<lambda>, ...)`` is no Python)."""
+    name = getattr(scenario, "__name__", "")
+    return name if name.isidentifier() else "scenario"
 
 
 def replay(scenario: Callable[[Any], Any], token: str) -> ExploreResult:
@@ -202,7 +209,7 @@ def run(
         ScenarioTarget(scenario),
         schedule,
         Settings(granularity=granularity, include=include_paths(include), max_delay=max_delay),
-        replay_hint=getattr(scenario, "__name__", "scenario"),
+        replay_hint=_called(scenario),
     )
     result.assert_clean()
     return result

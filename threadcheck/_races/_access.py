@@ -20,7 +20,7 @@ from typing import Any
 
 from threadcheck._races import _footprint
 from threadcheck._races._clocks import clocks, current
-from threadcheck._races._shadow import WHOLE, location, objects, read, write
+from threadcheck._races._shadow import WHOLE, location, objects, read, sites, write
 
 enabled = False
 """Off, rewritten code runs as written (a module imported while detecting
@@ -171,14 +171,30 @@ def _read_whole(obj: Any, site: int, mode: str) -> None:
         read(tc, location(obj, WHOLE), site, obj, WHOLE, mode)
 
 
-def cm(obj: Any, site: int) -> Any:
-    """A mutating method of ``obj`` is about to be called."""
-    if _footprint.collecting and isinstance(obj, CONTAINERS):
-        _footprint.write(obj, _footprint.WHOLE)
-    if enabled and isinstance(obj, CONTAINERS):
-        tc = clocks.get(get_ident()) or current()
-        write(tc, location(obj, WHOLE), site, obj, WHOLE, "write", True)
+def cm(obj: Any, site: int, point: bool = False) -> Any:
+    """A mutating method of ``obj`` is about to be called; ``point``: the call
+    has a scheduling point of its own (a method of a plain name, ``items.pop()``:
+    ``self.items.pop()`` has the point of ``self.items``'s load just before)."""
+    if point and on_access is not None:
+        on_access(site, "call")
+    if isinstance(obj, CONTAINERS):
+        if _footprint.collecting:
+            if point and on_access is None:  # the point is the table's, after this
+                _footprint.expect_call(obj, sites[site].text.rpartition(".")[2], True)
+            else:
+                _footprint.write(obj, _footprint.WHOLE)
+        if enabled:
+            tc = clocks.get(get_ident()) or current()
+            write(tc, location(obj, WHOLE), site, obj, WHOLE, "write", True)
     return obj
+
+
+def cmk(obj: Any, site: int, point: bool = False) -> Any:
+    """``obj.pop(key, ...)`` or ``obj.setdefault(key, ...)`` is about to be called:
+    for a dict, a write of that key too, as ``del d[key]`` and ``d[key] = v``
+    are (``if k in d: d.pop(k)`` in two threads races on the key)."""
+    cm(obj, site, point)
+    return _KeyedChange(obj, site) if enabled and isinstance(obj, dict) else obj
 
 
 def cr(obj: Any) -> Any:
@@ -188,6 +204,31 @@ def cr(obj: Any) -> Any:
     if _footprint.collecting and isinstance(obj, CONTAINERS):
         _footprint.read(obj, _footprint.WHOLE)
     return obj
+
+
+class _KeyedChange:
+    """Stands for a dict in ``d.pop(k)``/``d.setdefault(k, v)``: records the key's write."""
+
+    __slots__ = ("obj", "site")
+
+    def __init__(self, obj: dict[Any, Any], site: int) -> None:
+        self.obj = obj
+        self.site = site
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        self._changed(key, "delete")
+        return self.obj.pop(key, *default)
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        self._changed(key, "write")
+        return self.obj.setdefault(key, default)
+
+    def _changed(self, key: Any, mode: str) -> None:
+        try:
+            loc = location(self.obj, key)
+        except TypeError:  # an unhashable key: the call raises it
+            return
+        write(clocks.get(get_ident()) or current(), loc, self.site, self.obj, key, mode, False)
 
 
 def lk(obj: Any, site: int) -> Any:

@@ -141,6 +141,15 @@ def expect(obj: Any, name: str, operations: tuple[str, ...], written: bool) -> N
     )
 
 
+_CALL = ("call",)
+
+
+def expect_call(obj: Any, method: str, written: bool) -> None:
+    """Container ``obj``'s ``method()`` (``pop()``) is about to be called by the
+    next point's instruction: a read or write of it as a whole."""
+    _pending.setdefault(get_ident(), []).append([method, _CALL, location(obj, WHOLE), written, 0])
+
+
 UNKNOWN: Hashable = ("*",)
 """What a step touched when nobody knows (code that was not rewritten): every
 location. Equal to the DPOR search's ``EVERYTHING``."""

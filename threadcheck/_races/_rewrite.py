@@ -52,6 +52,8 @@ MUTATORS = frozenset(
         "extendleft", "popleft", "rotate",
     }
 )  # fmt: skip
+_KEYED = frozenset({"pop", "setdefault"})
+"""Mutating methods whose first argument is a dict's key."""
 _VIEWS = frozenset({"items", "keys", "values"})
 _LOOKING = frozenset(
     {
@@ -62,8 +64,8 @@ _LOOKING = frozenset(
 )  # fmt: skip
 """Builtins that look into a container they are given."""
 HELPERS = (
-    "ra", "wa", "ua", "st", "lp", "lw", "it", "cm", "cr", "lk", "isin", "rv", "wv", "uv", "sub",
-    "Scope",
+    "ra", "wa", "ua", "st", "lp", "lw", "it", "cm", "cmk", "cr", "lk", "isin", "rv", "wv", "uv",
+    "sub", "Scope",
 )  # fmt: skip
 GLOBALS = "__tc_gl__"
 
@@ -404,13 +406,19 @@ class _Rewriter(ast.NodeTransformer):
 
     def visit_Call(self, node: ast.Call) -> ast.AST:
         func = node.func
-        if isinstance(func, ast.Attribute):
+        if isinstance(func, ast.Attribute) and _assertion_helper(func.value):
+            pass  # pytest's assertion rewriting (`@pytest_ar._saferepr(...)`): not the program's
+        elif isinstance(func, ast.Attribute) and func.attr in MUTATORS:
+            # A plain name's mutator (`items.pop()`) is a scheduling point: a
+            # look before it (`if items:`) and the call race. An attribute's or
+            # an item's (`self.items.pop()`) has the point of that load before.
+            point = ast.Constant(isinstance(func.value, ast.Name))
             func.value = self.visit(func.value)
-            if func.attr in MUTATORS:
-                text = f"{_text(func)}()"
-                func.value = self._call("cm", func.value, self._site(node, "method", text))
-            else:
-                func.value = self._call("cr", func.value)
+            site = self._site(node, "method", f"{_text(func)}()")
+            keyed = func.attr in _KEYED and node.args and not isinstance(node.args[0], ast.Starred)
+            func.value = self._call("cmk" if keyed else "cm", func.value, site, point)
+        elif isinstance(func, ast.Attribute):
+            func.value = self._call("cr", self.visit(func.value))
         else:
             node.func = self.visit(func)
         node.args = [self.visit(a) for a in node.args]
@@ -626,6 +634,10 @@ class _Unwrapped(ast.NodeTransformer):
             unwrapped: ast.AST = self.visit(wrapped)
             return unwrapped
         return self.generic_visit(node)
+
+
+def _assertion_helper(node: ast.expr) -> bool:
+    return isinstance(node, ast.Name) and node.id.startswith("@py")
 
 
 def _kind(scope: ast.expr) -> str:

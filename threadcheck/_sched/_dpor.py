@@ -22,6 +22,8 @@ Thread safety: one search is driven by one thread (the one holding the turn).
 
 from __future__ import annotations
 
+import bisect
+import heapq
 from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -142,9 +144,17 @@ class SourceDpor:
         """The first event this execution ran past its replayed prefix: races
         between earlier events were analysed when they first ran."""
         self._guide: list[int] = []
-        self._first: dict[int, int] = {}
-        """Each thread's first event in this execution: a backward scan may stop
-        once every thread that ran before its start is in its clock."""
+        self.diverged = False
+        """An execution did not repeat its prefix (the program keeps state between
+        runs, or reads the outside world): the search goes on, but is no proof."""
+        self._adrift: int | None = None
+        """Where this execution left its prefix: from there on nothing is recorded."""
+        self._events: dict[int, list[int]] = {}
+        """Each thread's events in this execution (their depths, in order): a
+        backward scan visits only the threads not yet in its clock, and stops
+        once none is left. A thread that spins alone for thousands of steps
+        would otherwise make every scan walk all of them (a 20,000-step livelock
+        took minutes to report)."""
 
     @property
     def exhausted(self) -> bool:
@@ -156,20 +166,25 @@ class SourceDpor:
             return False
         self._depth = 0
         self._blocked = False
+        self._adrift = None
         self._fresh = max(0, len(self._prefix) - 1)
-        self._first = {}
-        for k, node in enumerate(self._nodes):
+        self._events = {}
+        for k, node in enumerate(self._nodes[: self._fresh]):
             if node.taken is not None:
-                self._first.setdefault(node.taken.tid, k)
+                self._events.setdefault(node.taken.tid, []).append(k)
         return True
 
     def choose(self, enabled: Sequence[int]) -> int:
         """The thread to run at the current step, ``enabled`` the threads that can."""
         depth = self._depth
+        if self._adrift is not None:
+            return enabled[0]
         if depth < len(self._prefix):
             chosen = self._prefix[depth]
-            if chosen not in enabled:
-                raise RuntimeError("dpor: the program is not deterministic here")
+            if chosen not in enabled:  # the program did not repeat itself
+                self.diverged = True
+                self._adrift = depth
+                return enabled[0]
             return chosen
         node = self._node_here(tuple(enabled))
         awake = [tid for tid in enabled if tid not in node.sleep]
@@ -188,14 +203,16 @@ class SourceDpor:
 
     def ran(self, event: Event) -> None:
         """The chosen thread's step, with its footprint."""
+        if self._adrift is not None:
+            return
         node = self._nodes[self._depth]
         if self._depth >= self._fresh or node.taken is None:
             # Replayed steps are the ones recorded (else the run diverged): their
             # clocks stand; only a fresh step's is computed.
             node.clock = self._clock_of(event, self._depth)
+            self._events.setdefault(event.tid, []).append(self._depth)
         node.taken = event
         node.done.setdefault(event.tid, event)
-        self._first.setdefault(event.tid, self._depth)
         self._depth += 1
 
     def end(self, pending: Sequence[Event] = ()) -> None:
@@ -206,6 +223,12 @@ class SourceDpor:
         """
         self.executions += 1
         self.redundant += self._blocked
+        if self._adrift is not None:
+            # What ran past the place it diverged is no execution of the tree:
+            # the obligations from there on are dropped, the earlier ones go on.
+            del self._nodes[self._adrift :]
+            self._next_prefix()
+            return
         del self._nodes[self._depth :]  # a replay that ended sooner
         for j in range(min(self._fresh, len(self._nodes)), len(self._nodes)):
             self._backtrack_for(j, self._nodes[j].taken, self._nodes[j].clock)
@@ -250,9 +273,7 @@ class SourceDpor:
         nodes = self._nodes
         unknown = self._threads_before(depth)
         me, wild, writes, touches = event.tid, event.wild, event.writes, event.touches
-        for k in range(depth - 1, -1, -1):
-            if not unknown:
-                break  # every earlier event is in the clock already
+        for k in self._backwards(depth, unknown):
             node = nodes[k]
             earlier = node.taken
             if earlier is None:
@@ -277,7 +298,26 @@ class SourceDpor:
 
     def _threads_before(self, depth: int) -> set[int]:
         """The threads with an event among the first ``depth``."""
-        return {tid for tid, first in self._first.items() if first < depth}
+        return {tid for tid, events in self._events.items() if events[0] < depth}
+
+    def _backwards(self, depth: int, unknown: set[int]) -> Iterator[int]:
+        """The events before ``depth`` of the threads in ``unknown``, latest first.
+        Once the caller takes a thread out of ``unknown`` (its earlier events are
+        in the clock), none of its earlier events comes."""
+        heap = []
+        for tid in unknown:
+            events = self._events[tid]
+            at = bisect.bisect_left(events, depth) - 1
+            if at >= 0:
+                heap.append((-events[at], tid, at))
+        heapq.heapify(heap)
+        while heap:
+            k, tid, at = heapq.heappop(heap)
+            if tid not in unknown:
+                continue
+            yield -k
+            if tid in unknown and at > 0:
+                heapq.heappush(heap, (-self._events[tid][at - 1], tid, at - 1))
 
     def _backtrack_for(self, j: int, later: Event | None, clock: Clock) -> None:
         """Every race of event ``j`` asks, at the node before its partner, for a
@@ -311,9 +351,7 @@ class SourceDpor:
         nodes = self._nodes
         unknown = self._threads_before(j)
         me, wild, writes, touches = later.tid, later.wild, later.writes, later.touches
-        for i in range(j - 1, -1, -1):
-            if not unknown:
-                break  # every earlier event is ordered before one that conflicts
+        for i in self._backwards(j, unknown):
             node = nodes[i]
             earlier = node.taken
             if earlier is None:

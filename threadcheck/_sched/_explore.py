@@ -138,7 +138,7 @@ def explore(
                 proving = getattr(chosen, "exhausted", False) is True
                 break
             ran += 1
-            thinned |= run.thinned
+            thinned |= run.thinned | getattr(chosen, "caveats", frozenset())
             digests.add(_decisions_key(run))
             if progress is not None:
                 progress(ran, 0, time.monotonic() - started)

@@ -44,6 +44,7 @@ from types import CodeType, FrameType
 from typing import Any
 
 from threadcheck._races import _access, _footprint, _shadow
+from threadcheck._races._rewrite import MUTATORS
 from threadcheck._sched._core import active
 
 GRANULARITIES = ("sync", "access", "line", "opcode")
@@ -78,6 +79,14 @@ def access_points(code: CodeType) -> dict[int, str]:
             if owner.startswith("@py"):
                 continue  # pytest's assertion rewriting: its helpers, not the program's state
             points[instruction.offset] = f"{owner}.{instruction.argval} ({_ATTRIBUTE[name]})"
+        elif _is_method_load(instruction) and instruction.argval in MUTATORS:
+            # A builtin container's mutator is one step with no point inside:
+            # `if items: items.pop()` races only with a point between the look
+            # and the call. An attribute's or an item's (`self.items.pop()`)
+            # has the point of that load just before.
+            owner = _pushed(instructions, index - 1)
+            if owner.isidentifier():
+                points[instruction.offset] = f"{owner}.{instruction.argval}() (call)"
         elif name in _SUBSCRIPT:
             owner = _subscript_owner(instructions, index, 1 if name != "STORE_SUBSCR" else 2)
             points[instruction.offset] = f"{owner}[...] ({_SUBSCRIPT[name]})"
@@ -88,6 +97,13 @@ def access_points(code: CodeType) -> dict[int, str]:
         elif _is_while_back_edge(instructions, index):
             points[instruction.offset] = LoopStep("loop")
     return points
+
+
+def _is_method_load(instruction: dis.Instruction) -> bool:
+    """``obj.name`` loaded to be called at once: ``LOAD_METHOD`` (3.10, 3.11),
+    ``LOAD_ATTR`` with its method flag (3.12+)."""
+    name = instruction.opname
+    return name == "LOAD_METHOD" or (name == "LOAD_ATTR" and "NULL" in instruction.argrepr)
 
 
 class LoopStep(str):

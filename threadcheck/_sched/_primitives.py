@@ -59,8 +59,34 @@ def _looked_at(obj: Any) -> None:
         _footprint.reads.add(_key(obj))
 
 
+TICK = 1e-6
+"""Virtual seconds an event's or a condition's timed wait lasts at least. A
+real one that times out at once still takes time, and a deadline loop that
+waited until exactly its end (``remaining = end - monotonic(); if remaining <
+0: raise``, as ``concurrent.futures.as_completed`` does) must then see the
+clock pass it, or it waits 0 seconds for ever. (A lock's, a semaphore's or a
+queue's timeout of 0 is a try, as ``blocking=False``: no time passes.)"""
+
+
 def _deadline(scheduler: Scheduler, timeout: float | None) -> float | None:
+    """A lock's or a queue's: a negative timeout (a lock's -1) waits for ever."""
     return None if timeout is None or timeout < 0 else scheduler.now + timeout
+
+
+def _wait_deadline(scheduler: Scheduler, timeout: float | None) -> float | None:
+    """An event's or a condition's: a negative timeout only polls."""
+    return None if timeout is None else scheduler.now + max(timeout, TICK)
+
+
+def _try_deadline(scheduler: Scheduler, timeout: float | None) -> float | None:
+    """A semaphore's: a negative timeout only tries."""
+    return None if timeout is None else scheduler.now + max(timeout, 0.0)
+
+
+def _queue_deadline(scheduler: Scheduler, timeout: float | None) -> float | None:
+    if timeout is not None and timeout < 0:
+        raise ValueError("'timeout' must be a non-negative number")  # as queue.Queue's
+    return _deadline(scheduler, timeout)
 
 
 def _wait(
@@ -246,7 +272,7 @@ class Condition:
         if here is None:
             raise RuntimeError("a scheduled Condition waited on outside the scheduler")
         scheduler, me = here
-        deadline = _deadline(scheduler, timeout)
+        deadline = _wait_deadline(scheduler, timeout)
         # A waiter before the lock is released: releasing is a scheduling
         # point, and a notify made there must not be lost.
         self._waiters.append(me)
@@ -263,7 +289,7 @@ class Condition:
 
     def wait_for(self, predicate: Callable[[], T], timeout: float | None = None) -> T:
         here = _here()
-        deadline = None if here is None else _deadline(here[0], timeout)
+        deadline = None if here is None else _wait_deadline(here[0], timeout)
         result = predicate()
         while not result:
             if deadline is not None and here is not None:
@@ -326,7 +352,7 @@ class Event:
             return self._real_wait(timeout)
         scheduler, me = here
         scheduler.point("sync", "event.wait")
-        deadline = _deadline(scheduler, timeout)
+        deadline = _wait_deadline(scheduler, timeout)
         while not self._flag:
             if not _wait(scheduler, me, self._waiters, "event", deadline, self):
                 break
@@ -366,7 +392,7 @@ class Semaphore:
             raise RuntimeError("a scheduled Semaphore acquired outside the scheduler")
         scheduler, me = here
         scheduler.point("sync", "semaphore.acquire")
-        deadline = _deadline(scheduler, timeout) if blocking else scheduler.now
+        deadline = _try_deadline(scheduler, timeout) if blocking else scheduler.now
         while self._value == 0:
             if not _wait(scheduler, me, self._waiters, "semaphore", deadline, self):
                 _looked_at(self)
@@ -452,7 +478,7 @@ class Queue(Generic[T]):
         else:
             scheduler, me = here
             scheduler.point("sync", "queue.put")
-            deadline = _deadline(scheduler, timeout) if block else scheduler.now
+            deadline = _queue_deadline(scheduler, timeout) if block else scheduler.now
             while 0 < self.maxsize <= len(self.queue):
                 if not _wait(scheduler, me, self._putters, "queue.put (full)", deadline, self):
                     raise _queue.Full
@@ -469,7 +495,7 @@ class Queue(Generic[T]):
         else:
             scheduler, me = here
             scheduler.point("sync", "queue.get")
-            deadline = _deadline(scheduler, timeout) if block else scheduler.now
+            deadline = _queue_deadline(scheduler, timeout) if block else scheduler.now
             while not self._has_items():
                 if not _wait(scheduler, me, self._getters, "queue.get (empty)", deadline, self):
                     _looked_at(self)

@@ -47,12 +47,16 @@ from threadcheck._sched._program import (
     thread_failure,
 )
 from threadcheck._sched._report import ScheduleRun
+from threadcheck._sched._twisted_logging import TwistedLogging
 from threadcheck._sched._watchdog import Watchdog
 from threadcheck._sched.strategies import Plan
+from threadcheck._violation import (
+    BlockingCallAfterStopError,
+    BlockingCallInReactorThreadError,
+    ThreadAffinityError,
+)
 
 if TYPE_CHECKING:
-    from twisted.logger import ILogObserver
-
     from threadcheck._violation import Violation
     from threadcheck_reactor._scheduled import ScheduledMixin
 
@@ -131,8 +135,8 @@ class Explorer:
         self._thread_counter: Any = None
         self._reactor_class: type[ScheduledMixin] | None = None
         self._affinity: set[int] | None = None
-        self._log_echo: ILogObserver | None = None
         self.logging = LoggingRegistry()
+        self.twisted_logging = TwistedLogging()
 
     def __enter__(self) -> Explorer:
         # Imported now, not in the first schedule: from a source tree its module
@@ -156,7 +160,7 @@ class Explorer:
         self._random_state = random.getstate()
         self.watchdog.start()
         self._affinity = _pin_to_one_cpu()
-        self._log_echo = _stop_log_echo()
+        self.twisted_logging.capture()
         self.logging.capture()
         if self.settings.races:
             # Before the patches: what they wrap (Thread.start, the real locks)
@@ -188,7 +192,7 @@ class Explorer:
             if self.settings.races or self.settings.footprints:
                 _detector.stop()
             self.watchdog.stop()
-            _restart_log_echo(self._log_echo)
+            self.twisted_logging.release()
             if self._affinity is not None:
                 os.sched_setaffinity(0, self._affinity)
         if self._thread_counter is not None:
@@ -283,35 +287,15 @@ class Explorer:
             reactor = None
             gc.collect(0)
             errors.stop()
+            self.twisted_logging.restore()  # after errors.stop: the program's observers go
         if interrupted:
             raise KeyboardInterrupt  # after the teardown: the user stops the exploration
         if misuse is not None:
             raise misuse
         if scheduler.strategy_error is not None:
             raise scheduler.strategy_error
-        failure = _cause(scheduler.failure or target_failure, errors.first or violation)
+        failure = _cause(scheduler.failure or target_failure, _first(errors.first, violation))
         return _schedule_run(index, scheduler, failure)
-
-
-def _stop_log_echo() -> ILogObserver | None:
-    """Until a program begins logging, Twisted prints critical events (an
-    unhandled error in a Deferred) on stderr and keeps every event in a buffer:
-    each schedule's would be printed before the report, which already says
-    what failed, and kept for the whole exploration. Returns what to restore."""
-    from twisted.logger import globalLogBeginner, globalLogPublisher
-
-    echo: ILogObserver | None = getattr(globalLogBeginner, "_temporaryObserver", None)
-    if echo is not None:
-        globalLogPublisher.removeObserver(echo)
-    return echo
-
-
-def _restart_log_echo(echo: ILogObserver | None) -> None:
-    from twisted.logger import globalLogBeginner, globalLogPublisher
-
-    began = getattr(globalLogBeginner, "_temporaryObserver", None) is not echo
-    if echo is not None and not began:
-        globalLogPublisher.addObserver(echo)
 
 
 def _pin_to_one_cpu() -> set[int] | None:
@@ -368,16 +352,43 @@ schedule may have caused: an exception in a callback chain that was to stop
 the reactor, a reactor call from a worker thread that never wakes it."""
 
 
+_OUR_ERRORS = tuple(
+    error.__name__
+    for error in (
+        ThreadAffinityError,
+        BlockingCallInReactorThreadError,
+        BlockingCallAfterStopError,
+    )
+)
+"""What a thread-affinity check raises into the program (a blocking call that
+would deadlock): an exception or exit status that carries one is its consequence."""
+
+
 def _cause(failure: Failure | None, earlier: Failure | None) -> Failure | None:
     """The failure to report: an exception first; an unhandled error or a
     violation (``earlier``) before what it may have caused, which its details
-    then name."""
-    if earlier is None or (failure is not None and failure.kind not in CONSEQUENCES):
+    then name: a deadlock, or an exception that carries the error a check raised."""
+    if earlier is None or (failure is not None and not _caused_by(failure, earlier)):
         return failure
     if failure is None:
         return earlier
     then = f"then {failure.kind}: {failure.message}"
     return replace(earlier, details=f"{then}\n\n{earlier.details}".rstrip())
+
+
+def _first(error: Failure | None, violation: Failure | None) -> Failure | None:
+    """An unhandled error before a violation, unless the error is what the
+    violation's check raised (a blocking call refused in the reactor thread)."""
+    if error is not None and violation is not None and error.what in _OUR_ERRORS:
+        return violation
+    return error or violation
+
+
+def _caused_by(failure: Failure, earlier: Failure) -> bool:
+    if failure.kind in CONSEQUENCES:
+        return True
+    said = f"{failure.what} {failure.message} {failure.details}"
+    return earlier.kind == "violation" and any(name in said for name in _OUR_ERRORS)
 
 
 def _first_violation(reactor: Any) -> Failure | None:

@@ -68,3 +68,13 @@ class Dpor:
     @property
     def exhausted(self) -> bool:
         return self.search.exhausted
+
+    @property
+    def caveats(self) -> frozenset[str]:
+        """Why its exhaustion would be no proof."""
+        return DIVERGED if self.search.diverged else frozenset()
+
+
+DIVERGED = frozenset(
+    {"runs that did not repeat themselves (the program keeps state between runs)"}
+)

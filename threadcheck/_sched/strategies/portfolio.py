@@ -49,6 +49,10 @@ class Portfolio:
         """The DPOR search finished: every interleaving was explored."""
         return self._dpor is not None and self._dpor.exhausted
 
+    @property
+    def caveats(self) -> frozenset[str]:
+        return self._dpor.caveats if self._dpor is not None else frozenset()
+
     def new_execution(self, index: int) -> bool:
         if self._searching and index % 2 == 0:
             assert self._dpor is not None

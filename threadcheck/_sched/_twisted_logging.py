@@ -1,0 +1,89 @@
+"""Twisted's global log state, as it was before the exploration.
+
+A program that logs the Twisted way begins logging once per process:
+``globalLogBeginner.beginLoggingTo([...])`` or ``log.startLogging(sys.stdout)``
+adds its observers to the global publisher, points ``sys.stdout`` and
+``sys.stderr`` at the log, and routes warnings there. Every schedule runs the
+program again in one process: without a reset, each schedule's observers
+would pile up (each event runs every earlier schedule's observer, and a
+replay in a fresh process would diverge from its recording), the second
+schedule's ``beginLoggingTo`` would log the first one's redirected
+``sys.stdout`` into itself, and threadcheck's own report would be written into
+the program's log. After each schedule this state is put back as it was.
+
+Until a program begins logging, Twisted prints critical events on stderr and
+buffers every event: each schedule's unhandled errors would be printed before
+the report (which already says what failed) and kept for the whole
+exploration, so that echo is off while exploring.
+
+Thread safety: called by the exploring thread between schedules, when no
+controlled thread runs.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from typing import Any
+
+
+class TwistedLogging:
+    """:meth:`capture` once before exploring, :meth:`restore` after each
+    schedule, :meth:`release` at the end."""
+
+    def __init__(self) -> None:
+        self._echo: Any = None
+        self._observers: list[Any] = []
+        self._legacy: list[Any] = []
+        self._begun: tuple[Any, Any] = (None, ("", 0))
+        self._streams: tuple[Any, Any] = (sys.stdout, sys.stderr)
+        self._showwarning: Any = warnings.showwarning
+
+    def capture(self) -> None:
+        from twisted.logger import globalLogBeginner, globalLogPublisher
+
+        self._echo = getattr(globalLogBeginner, "_temporaryObserver", None)
+        if self._echo is not None:
+            globalLogPublisher.removeObserver(self._echo)
+        self._observers = list(_observers(globalLogPublisher))
+        self._legacy = list(_legacy_observers())
+        self._begun = (self._echo, getattr(globalLogBeginner, "_previousBegin", ("", 0)))
+        self._streams = (sys.stdout, sys.stderr)
+        self._showwarning = warnings.showwarning
+
+    def restore(self) -> None:
+        from twisted.logger import globalLogBeginner, globalLogPublisher
+
+        observers = _observers(globalLogPublisher)
+        if observers != self._observers:
+            observers[:] = self._observers
+        legacy = _legacy_observers()
+        if legacy != self._legacy:
+            legacy[:] = self._legacy
+        if hasattr(globalLogBeginner, "_temporaryObserver"):
+            globalLogBeginner._temporaryObserver, globalLogBeginner._previousBegin = self._begun
+        if (sys.stdout, sys.stderr) != self._streams:
+            sys.stdout, sys.stderr = self._streams
+        if warnings.showwarning is not self._showwarning:
+            warnings.showwarning = self._showwarning
+
+    def release(self) -> None:
+        """As before the exploration, the echo on stderr included."""
+        from twisted.logger import globalLogPublisher
+
+        self.restore()
+        if self._echo is not None:
+            globalLogPublisher.addObserver(self._echo)
+
+
+def _observers(publisher: Any) -> list[Any]:
+    observers: list[Any] = getattr(publisher, "_observers", [])  # Twisted's, since 15.2
+    return observers
+
+
+def _legacy_observers() -> list[Any]:
+    """What ``twisted.python.log.addObserver`` keeps of the observers it wrapped."""
+    from twisted.python import log
+
+    legacy: list[Any] = getattr(log.theLogPublisher, "_legacyObservers", [])
+    return legacy
