@@ -37,6 +37,16 @@ def test_assert_clean_raises_with_the_whole_report() -> None:
     assert "replay: threadcheck.replay(lost_update, 'tc1." in report
 
 
+def test_a_lambdas_replay_command_is_python() -> None:
+    """``threadcheck.replay(<lambda>, ...)`` is no Python: a scenario without a
+    name to call it by is named ``scenario`` (the README's Hypothesis example
+    passes a lambda to ``threadcheck.run``)."""
+    scenario = BUGGY["lost_update"]
+    with pytest.raises(ExplorationFailedError) as raised:
+        threadcheck.explore(lambda reactor: scenario(reactor)).assert_clean()
+    assert "replay: threadcheck.replay(scenario, 'tc1." in str(raised.value)
+
+
 def test_a_spent_budget_is_reported_as_such_not_as_a_pass() -> None:
     result = threadcheck.explore(FIXED["ordering"], budget=10)  # its DPOR phase needs 26
     assert not result.found and not result.exhausted

@@ -69,3 +69,29 @@ def test_a_handler_added_by_each_schedule_sees_that_schedule_alone() -> None:
         assert not result.found and not result.inconclusive, result.report()
     assert set(seen) == {1}
     assert logging.getLogger("threadcheck-test.service").handlers == []
+
+
+def test_twisted_logging_begun_by_a_schedule_is_put_back() -> None:
+    """A program that begins Twisted logging (observers, stdout and stderr
+    pointed at the log, warnings routed there) does so in every schedule: each
+    starts from the state before the exploration, which is the state after it."""
+    import sys
+    import warnings
+
+    from twisted.logger import globalLogBeginner, globalLogPublisher, textFileLogObserver
+
+    before = (list(globalLogPublisher._observers), sys.stdout, sys.stderr, warnings.showwarning)
+    counts: list[int] = []
+
+    def scenario(reactor: Any) -> None:
+        output = io.StringIO()
+        globalLogBeginner.beginLoggingTo([textFileLogObserver(output)])
+        globalLogPublisher.addObserver(lambda event: None)
+        counts.append(len(globalLogPublisher._observers))
+        print("into the log")  # sys.stdout is the log's now
+        assert "into the log" in output.getvalue()
+
+    threadcheck.explore(scenario, budget=5, strategy="random").assert_clean()
+    assert len(counts) == 6 and len(set(counts)) == 1  # a warm-up and 5 schedules, alike
+    after = (list(globalLogPublisher._observers), sys.stdout, sys.stderr, warnings.showwarning)
+    assert after == before

@@ -169,3 +169,33 @@ def test_a_loops_steps_are_points_at_first_then_at_powers_of_two() -> None:
     due = [n for n in range(1, 2000) if scheduler.loop_step("loop")]
     assert due == [*range(1, 65), 128, 256, 512, 1024]
     assert scheduler.loop_step("another loop")  # counted per loop
+
+
+def test_a_wait_of_zero_that_times_out_lets_a_moment_pass() -> None:
+    """An event's or a condition's timed wait takes at least a microsecond of
+    virtual time, as a real one does: a deadline loop that waited until exactly
+    its end (``as_completed``'s) then sees ``remaining < 0`` and gives up. A
+    lock's, a semaphore's or a queue's timeout of 0 is a try: no time passes."""
+    import queue
+    import threading
+
+    seen: list[float] = []
+
+    def scenario() -> None:
+        event = threading.Event()
+        condition = threading.Condition()
+        start = time.monotonic()
+        assert not event.wait(0)
+        seen.append(time.monotonic() - start)
+        with condition:
+            assert not condition.wait(-1)  # negative: a poll, not a wait for ever
+        start = time.monotonic()
+        assert not threading.Semaphore(0).acquire(timeout=0)
+        seen.append(time.monotonic() - start)
+        with pytest.raises(ValueError, match="non-negative"):
+            queue.Queue().get(timeout=-1)
+
+    threadcheck.explore(scenario, budget=1).assert_clean()
+    waited, tried = seen[-2:]  # the schedule's (a warm-up run came first)
+    assert 0 < waited < 1e-5
+    assert tried == 0

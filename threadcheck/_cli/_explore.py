@@ -100,7 +100,8 @@ def _add(subparsers: Any) -> None:
         default=DEFAULT_GRANULARITY,
         help=(
             "where threads may be preempted in your code: at synchronisation only, before "
-            f"each attribute/subscript/global access and loop step, line or instruction (default "
+            "each attribute/subscript/global access, container mutator call and loop step, "
+            f"line or instruction (default "
             f"{DEFAULT_GRANULARITY})"
         ),
     )

@@ -12,9 +12,12 @@ schedule's ``beginLoggingTo`` would log the first one's redirected
 the program's log. After each schedule this state is put back as it was.
 
 Until a program begins logging, Twisted prints critical events on stderr and
-buffers every event: each schedule's unhandled errors would be printed before
-the report (which already says what failed) and kept for the whole
-exploration, so that echo is off while exploring.
+buffers every event, to replay them to the observers logging begins with.
+While exploring, the echo is off (each schedule's unhandled errors would be
+printed before the report, which already says what failed), and each schedule
+buffers into a buffer of its own: its observers get what it logged before, as
+in a fresh process, never what the process logged before the exploration (an
+earlier test's errors, which would fail the schedule).
 
 Thread safety: called by the exploring thread between schedules, when no
 controlled thread runs.
@@ -33,6 +36,7 @@ class TwistedLogging:
 
     def __init__(self) -> None:
         self._echo: Any = None
+        self._buffer: Any = None
         self._observers: list[Any] = []
         self._legacy: list[Any] = []
         self._begun: tuple[Any, Any] = (None, ("", 0))
@@ -43,6 +47,7 @@ class TwistedLogging:
         from twisted.logger import globalLogBeginner, globalLogPublisher
 
         self._echo = getattr(globalLogBeginner, "_temporaryObserver", None)
+        self._buffer = getattr(globalLogBeginner, "_initialBuffer", None)
         if self._echo is not None:
             globalLogPublisher.removeObserver(self._echo)
         self._observers = list(_observers(globalLogPublisher))
@@ -50,8 +55,33 @@ class TwistedLogging:
         self._begun = (self._echo, getattr(globalLogBeginner, "_previousBegin", ("", 0)))
         self._streams = (sys.stdout, sys.stderr)
         self._showwarning = warnings.showwarning
+        self._buffer_for_next()
 
     def restore(self) -> None:
+        self._put_back()
+        self._buffer_for_next()
+
+    def release(self) -> None:
+        """As before the exploration, the echo on stderr included."""
+        from twisted.logger import globalLogBeginner, globalLogPublisher
+
+        self._put_back()
+        if self._echo is not None:
+            globalLogBeginner._initialBuffer = self._buffer
+            globalLogPublisher.addObserver(self._echo)
+
+    def _buffer_for_next(self) -> None:
+        """Until the next schedule begins logging, its events go to a buffer of its own."""
+        from twisted.logger import LimitedHistoryLogObserver, globalLogBeginner, globalLogPublisher
+
+        if self._echo is None:
+            return  # logging began before the exploration: nothing buffers
+        buffer: Any = LimitedHistoryLogObserver()  # an observer, though not declared one
+        globalLogBeginner._initialBuffer = buffer
+        globalLogBeginner._temporaryObserver = buffer
+        globalLogPublisher.addObserver(buffer)
+
+    def _put_back(self) -> None:
         from twisted.logger import globalLogBeginner, globalLogPublisher
 
         observers = _observers(globalLogPublisher)
@@ -66,14 +96,6 @@ class TwistedLogging:
             sys.stdout, sys.stderr = self._streams
         if warnings.showwarning is not self._showwarning:
             warnings.showwarning = self._showwarning
-
-    def release(self) -> None:
-        """As before the exploration, the echo on stderr included."""
-        from twisted.logger import globalLogPublisher
-
-        self.restore()
-        if self._echo is not None:
-            globalLogPublisher.addObserver(self._echo)
 
 
 def _observers(publisher: Any) -> list[Any]:

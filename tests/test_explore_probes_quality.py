@@ -1,0 +1,296 @@
+"""Quality: shapes that programs nobody here wrote took, and the explorer got
+wrong until they were tried (each planted bug found within 2,000 schedules and
+replayed in a fresh process, each fixed twin clean or proved):
+
+* a check, then a builtin container's method on a plain name (``if items:
+  items.pop()``, ``if key in pending: pending.pop(key)``): the call had no
+  point before it, so no strategy could come between the look and the act, and
+  ``dpor`` called the buggy program proved;
+* ``concurrent.futures.as_completed(timeout=)``, whose deadline loop waits
+  until exactly its end and only then gives up on a remaining time below 0;
+* a program that begins Twisted logging (``beginLoggingTo``,
+  ``log.startLogging``): each schedule's observers piled up (replays diverged),
+  the second schedule logged the first one's redirected stdout into itself
+  for ever, and the report went into the program's log;
+* ``blockingCallFromThread`` in the reactor thread, whose refusal the program
+  turned into an exit status: the violation leads;
+* a program that keeps state between runs (a file counting them): ``dpor``
+  went on without claiming a proof, where it stopped with an internal error.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from support import assert_clean, assert_found_and_replayed, explore_program, write_program
+
+pytestmark = [pytest.mark.quality, pytest.mark.slow]
+
+# A backlog the reactor and a pool job both take from: the look and the pop
+# are two steps, and another taker can come between them.
+BACKLOG = """
+from twisted.internet import reactor, task, threads
+from twisted.internet.defer import gatherResults
+
+backlog = ["job-1"]
+taken = []
+{lock_setup}
+
+def take():
+    {take}
+
+work = [threads.deferToThread(take), task.deferLater(reactor, 0, take)]
+failed = []
+gatherResults(work).addErrback(failed.append).addBoth(lambda _: reactor.stop())
+reactor.run()
+if failed:
+    raise SystemExit(f"take failed: {{failed[0].value.subFailure.getErrorMessage()}}")
+assert taken == ["job-1"], taken
+"""
+BACKLOG_BUG = {"lock_setup": "", "take": "if backlog:\n        taken.append(backlog.pop())"}
+BACKLOG_FIX = {
+    "lock_setup": "import threading\nlock = threading.Lock()",
+    "take": "with lock:\n        if backlog:\n            taken.append(backlog.pop())",
+}
+
+# Claims on pending requests by two workers: the membership test and the pop.
+CLAIMS = """
+import threading
+
+pending = {{"request-7": "payload"}}
+handled = []
+lock = threading.Lock()
+
+def claim():
+    {claim}
+
+workers = [threading.Thread(target=claim) for _ in range(2)]
+for worker in workers:
+    worker.start()
+for worker in workers:
+    worker.join()
+assert handled == ["payload"], handled
+"""
+CLAIM_BUG = 'if "request-7" in pending:\n        handled.append(pending.pop("request-7"))'
+CLAIM_FIX = (
+    "with lock:\n"
+    '        if "request-7" in pending:\n'
+    '            handled.append(pending.pop("request-7"))'
+)
+
+
+@pytest.mark.parametrize("strategy", ["portfolio", "dpor"])
+def test_a_look_then_a_pop_from_a_shared_list_is_found(tmp_path: Path, strategy: str) -> None:
+    program = write_program(tmp_path, BACKLOG.format(**BACKLOG_BUG))
+    result = explore_program(program, "--strategy", strategy)
+    assert_found_and_replayed(
+        result, "threadcheck: exit: the program exited with status 1: take failed: pop from"
+    )
+
+
+def test_the_locked_backlog_is_proved(tmp_path: Path) -> None:
+    result = explore_program(write_program(tmp_path, BACKLOG.format(**BACKLOG_FIX)))
+    assert_clean(result)
+    assert result.stderr.startswith("threadcheck: every interleaving explored ("), result.stderr
+
+
+@pytest.mark.parametrize("strategy", ["portfolio", "dpor"])
+def test_a_membership_test_then_a_dict_pop_is_found(tmp_path: Path, strategy: str) -> None:
+    program = write_program(tmp_path, CLAIMS.format(claim=CLAIM_BUG))
+    result = explore_program(program, "--strategy", strategy)
+    assert_found_and_replayed(result, "threadcheck: exception: KeyError: 'request-7'")
+
+
+def test_the_locked_claims_are_proved(tmp_path: Path) -> None:
+    result = explore_program(write_program(tmp_path, CLAIMS.format(claim=CLAIM_FIX)))
+    assert_clean(result)
+    assert result.stderr.startswith("threadcheck: every interleaving explored ("), result.stderr
+
+
+def test_the_race_detector_reports_a_membership_test_against_a_pop(tmp_path: Path) -> None:
+    program = write_program(tmp_path, CLAIMS.format(claim=CLAIM_BUG))
+    result = subprocess.run(
+        [sys.executable, "-m", "threadcheck", "run", "--races", str(program)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 3, result.stderr
+    assert "data race on pending[...]: read in thread" in result.stderr
+    assert "and delete in thread" in result.stderr
+
+
+# A collector that gives up on slow results: as_completed with a timeout.
+COLLECTOR = """
+from concurrent.futures import ThreadPoolExecutor, TimeoutError, as_completed
+import threading
+import time
+
+release = threading.Event()
+
+def fetch(name):
+    if name == "slow":
+        release.wait(5)  # {slow}
+    return name
+
+pool = ThreadPoolExecutor(max_workers=2)
+futures = [pool.submit(fetch, name) for name in ("fast", "slow")]
+got = []
+try:
+    for future in as_completed(futures, timeout=1):
+        got.append(future.result())
+except TimeoutError:
+    got.append("timed out")
+release.set()
+pool.shutdown()
+assert got == {expected}, got
+"""
+
+
+def test_as_completed_gives_up_in_virtual_time(tmp_path: Path) -> None:
+    program = write_program(
+        tmp_path,
+        COLLECTOR.format(
+            slow="held past the collector's timeout", expected='["fast", "timed out"]'
+        ),
+    )
+    assert_clean(explore_program(program, "--budget", "2000"))
+
+
+def test_an_expectation_that_ignores_the_timeout_is_found(tmp_path: Path) -> None:
+    program = write_program(
+        tmp_path,
+        COLLECTOR.format(slow="BUG: the collector expects both", expected='["fast", "slow"]'),
+    )
+    assert_found_and_replayed(
+        explore_program(program), "threadcheck: exception: AssertionError: ['fast', 'timed out']"
+    )
+
+
+# A service that logs the Twisted way, from its first line.
+LOGGING = """
+import sys
+from types import SimpleNamespace
+from twisted.internet import reactor, task, threads
+from twisted.internet.defer import gatherResults
+from twisted.logger import Logger, globalLogBeginner, globalLogPublisher, textFileLogObserver
+
+globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
+seen = []
+globalLogPublisher.addObserver(seen.append)
+log = Logger()
+stats = SimpleNamespace(handled=0)
+
+def handle():
+    {handle}
+    log.info("handled one")
+
+work = [threads.deferToThread(handle), task.deferLater(reactor, 0, handle)]
+gatherResults(work).addBoth(lambda _: reactor.stop())
+reactor.run()
+if stats.handled != 2:
+    observers = len(globalLogPublisher._observers)
+    raise SystemExit(f"lost update: handled is {{stats.handled}} ({{observers}} observers)")
+"""
+HANDLE_BUG = "stats.handled += 1  # BUG: in a worker and in the reactor thread"
+HANDLE_FIX = "with lock:\n        stats.handled += 1"
+
+
+def _logging_program(tmp_path: Path, bug: bool) -> Path:
+    body = LOGGING.format(handle=HANDLE_BUG if bug else HANDLE_FIX)
+    return write_program(
+        tmp_path, body.replace("seen = []", "import threading\nlock = threading.Lock()\nseen = []")
+    )
+
+
+def test_a_program_that_begins_twisted_logging_is_found_and_replays(tmp_path: Path) -> None:
+    result = explore_program(_logging_program(tmp_path, bug=True))
+    # Its observers and the log beginner's are put back after each schedule:
+    # a schedule sees only its own (the publisher's, the beginner's, its two).
+    assert_found_and_replayed(
+        result, "threadcheck: exit: the program exited with status 1: lost update: handled is 1 ("
+    )
+    assert "[-]" not in result.stderr  # the report is threadcheck's, not a log line
+    assert "Traceback" not in result.stdout
+
+
+def test_its_fixed_twin_is_clean_with_its_log_on_stdout(tmp_path: Path) -> None:
+    result = explore_program(_logging_program(tmp_path, bug=False), "--budget", "300")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith(("threadcheck: 300 schedules (", "threadcheck: every ")), (
+        result.stderr
+    )
+    assert result.stdout.count("handled one") >= 2
+    assert "primary log target selected twice" not in result.stdout
+
+
+def test_a_refused_blocking_call_leads_over_the_exit_it_caused(tmp_path: Path) -> None:
+    program = write_program(
+        tmp_path,
+        """
+        import sys
+        from twisted.internet import defer, reactor, task, threads
+
+        def lookup(key):
+            return task.deferLater(reactor, 0.01, len, key)
+
+        def scaled(key):
+            return threads.blockingCallFromThread(reactor, lookup, key) * 10
+
+        results = []
+        def main():
+            d = defer.succeed("abc").addCallback(scaled)  # BUG: in the reactor thread
+            d.addBoth(results.append).addBoth(lambda _: reactor.stop())
+
+        reactor.callWhenRunning(main)
+        reactor.run()
+        if results != [30]:
+            sys.exit(f"bad {results!r}")
+        """,
+    )
+    result = explore_program(program)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith(
+        "threadcheck: violation: blockingCallFromThread called in the reactor thread"
+    ), result.stderr
+    assert "then exit: the program exited with status 1: bad" in result.stderr
+
+
+def test_a_program_that_counts_its_runs_is_searched_without_a_proof(tmp_path: Path) -> None:
+    program = write_program(
+        tmp_path,
+        """
+        import os, threading
+        from pathlib import Path
+
+        runs = Path("runs.txt")
+        count = int(runs.read_text()) + 1 if runs.exists() else 1
+        runs.write_text(str(count))
+        extra = []
+        if count % 3 == 0:
+            extra.append(os.getpid())  # a step the other runs do not take
+        hits = []
+        lock = threading.Lock()
+
+        def handle():
+            with lock:
+                hits.append(1)
+
+        workers = [threading.Thread(target=handle) for _ in range(2)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        assert len(hits) == 2
+        """,
+    )
+    result = explore_program(program, "--strategy", "dpor")
+    assert result.returncode == 0, result.stderr
+    assert "it is not a proof: some interleavings were left out, by runs that did not repeat" in (
+        result.stderr
+    )
