@@ -265,7 +265,7 @@ def test_a_program_that_counts_its_runs_is_searched_without_a_proof(tmp_path: Pa
     program = write_program(
         tmp_path,
         """
-        import os, threading
+        import os, queue, threading
         from pathlib import Path
 
         runs = Path("runs.txt")
@@ -274,19 +274,21 @@ def test_a_program_that_counts_its_runs_is_searched_without_a_proof(tmp_path: Pa
         extra = []
         if count % 3 == 0:
             extra.append(os.getpid())  # a step the other runs do not take
-        hits = []
-        lock = threading.Lock()
+        jobs = queue.Queue()
+        done = []
 
-        def handle():
-            with lock:
-                hits.append(1)
+        def consume():
+            while (job := jobs.get()) is not None:
+                done.append(job)
 
-        workers = [threading.Thread(target=handle) for _ in range(2)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
-        assert len(hits) == 2
+        consumers = [threading.Thread(target=consume) for _ in range(2)]
+        for consumer in consumers:
+            consumer.start()
+        for job in ("a", "b", None, None):
+            jobs.put(job)
+        for consumer in consumers:
+            consumer.join()
+        assert sorted(done) == ["a", "b"]
         """,
     )
     result = explore_program(program, "--strategy", "dpor")
