@@ -99,6 +99,10 @@ def conflict(a: Event, b: Event) -> bool:
     )
 
 
+SHORT_SCAN = 96
+"""Backward scans from up to this depth walk every event (a test's scenario:
+~50 steps); deeper ones visit only the unordered threads' events."""
+
 Clock = dict[int, int]
 """A vector clock: for each thread, how many of its events happen before (or are)
 an event."""
@@ -304,6 +308,15 @@ class SourceDpor:
         """The events before ``depth`` of the threads in ``unknown``, latest first.
         Once the caller takes a thread out of ``unknown`` (its earlier events are
         in the clock), none of its earlier events comes."""
+        nodes = self._nodes
+        if depth <= SHORT_SCAN:  # walked, cheaper than the heap's set-up
+            for k in range(depth - 1, -1, -1):
+                if not unknown:
+                    return
+                taken = nodes[k].taken
+                if taken is None or taken.tid in unknown:
+                    yield k
+            return
         heap = []
         for tid in unknown:
             events = self._events[tid]
