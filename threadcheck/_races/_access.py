@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from threadcheck._races import _footprint
-from threadcheck._races._clocks import clocks, current
+from threadcheck._races._clocks import ThreadClock, clocks, current
 from threadcheck._races._shadow import WHOLE, location, objects, read, sites, write
 
 enabled = False
@@ -224,11 +224,7 @@ class _KeyedChange:
         return self.obj.setdefault(key, default)
 
     def _changed(self, key: Any, mode: str) -> None:
-        try:
-            loc = location(self.obj, key)
-        except TypeError:  # an unhashable key: the call raises it
-            return
-        write(clocks.get(get_ident()) or current(), loc, self.site, self.obj, key, mode, False)
+        _write_key(clocks.get(get_ident()) or current(), self.obj, key, self.site, mode)
 
 
 def lk(obj: Any, site: int) -> Any:
@@ -263,6 +259,15 @@ def _read_key(obj: Any, key: Any, site: int) -> None:
     except TypeError:  # an unhashable key (an array index): not tracked
         return
     read(clocks.get(get_ident()) or current(), loc, site, obj, key, "read")
+
+
+def _write_key(tc: ThreadClock, obj: Any, key: Any, site: int, mode: str) -> None:
+    """``obj[key]`` is written or deleted (``d.pop(key)`` too)."""
+    try:
+        loc = location(obj, key)
+    except TypeError:  # an unhashable key: not tracked (the container's change is)
+        return
+    write(tc, loc, site, obj, key, mode, False)
 
 
 def rv(scope: Any, name: str, site: int, value: Any) -> Any:
@@ -346,10 +351,5 @@ class sub:  # noqa: N801 - called by rewritten code as if it were a function
             return
         tc = clocks.get(get_ident()) or current()
         if type(key) is not slice:
-            try:
-                loc = location(obj, key)
-            except TypeError:  # an unhashable key: only the container's change counts
-                loc = None
-            if loc is not None:
-                write(tc, loc, self.site, obj, key, mode, False)
+            _write_key(tc, obj, key, self.site, mode)  # an unhashable one: the whole's change
         write(tc, location(obj, WHOLE), self.site, obj, WHOLE, mode, True)

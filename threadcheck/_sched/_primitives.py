@@ -73,14 +73,12 @@ def _deadline(scheduler: Scheduler, timeout: float | None) -> float | None:
     return None if timeout is None or timeout < 0 else scheduler.now + timeout
 
 
-def _wait_deadline(scheduler: Scheduler, timeout: float | None) -> float | None:
-    """An event's or a condition's: a negative timeout only polls."""
-    return None if timeout is None else scheduler.now + max(timeout, TICK)
-
-
-def _try_deadline(scheduler: Scheduler, timeout: float | None) -> float | None:
-    """A semaphore's: a negative timeout only tries."""
-    return None if timeout is None else scheduler.now + max(timeout, 0.0)
+def _wait_deadline(
+    scheduler: Scheduler, timeout: float | None, least: float = TICK
+) -> float | None:
+    """An event's or a condition's (``least``: :data:`TICK`), a semaphore's (0):
+    a negative timeout only polls."""
+    return None if timeout is None else scheduler.now + max(timeout, least)
 
 
 def _queue_deadline(scheduler: Scheduler, timeout: float | None) -> float | None:
@@ -392,7 +390,7 @@ class Semaphore:
             raise RuntimeError("a scheduled Semaphore acquired outside the scheduler")
         scheduler, me = here
         scheduler.point("sync", "semaphore.acquire")
-        deadline = _try_deadline(scheduler, timeout) if blocking else scheduler.now
+        deadline = _wait_deadline(scheduler, timeout, 0.0) if blocking else scheduler.now
         while self._value == 0:
             if not _wait(scheduler, me, self._waiters, "semaphore", deadline, self):
                 _looked_at(self)
