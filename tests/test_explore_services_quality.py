@@ -24,6 +24,12 @@ reactor with ``callFromThread``, none.
 
 An upper-casing TCP server on real sockets whose worker writes to the
 transport (a violation), and its ``callFromThread`` twin, which must end.
+
+A child process (``spawnProcess``) fed from a worker thread: written to from
+the worker (a violation), and its ``callFromThread`` twin, which must end. A
+schedule runs without signal handlers, and the child may close its pipes
+before it exits: the reactor waits on it for real and reaps it as SIGCHLD
+would (it once reported a deadlock, then blocked for ever).
 """
 
 from __future__ import annotations
@@ -302,3 +308,52 @@ def test_its_twin_over_real_sockets_ends_and_claims_no_proof(tmp_path: Path) -> 
     assert result.returncode == 0, result.stderr
     assert "no failure" in result.stderr
     assert "not a proof" in result.stderr and "real I/O" in result.stderr
+
+
+CHILD = """
+import sys
+
+from twisted.internet import protocol, reactor, threads
+
+ECHO_STDIN = "import sys; sys.stdout.write(sys.stdin.read())"
+
+
+class Cat(protocol.ProcessProtocol):
+    def __init__(self):
+        self.out = b""
+
+    def connectionMade(self):
+        threads.deferToThread(self.feed)
+
+    def feed(self):
+        line = b"ping\\n"  # read from a file, in the real service
+        {feed}
+        reactor.callFromThread(self.transport.closeStdin)
+
+    def outReceived(self, data):
+        self.out += data
+
+    def processEnded(self, reason):
+        assert self.out == b"ping\\n", self.out
+        reactor.stop()
+
+
+reactor.spawnProcess(Cat(), sys.executable, [sys.executable, "-c", ECHO_STDIN], env=None)
+reactor.run()
+"""
+
+
+def test_a_child_process_written_from_a_worker(tmp_path: Path) -> None:
+    feed = "self.transport.write(line)  # BUG: from a worker thread"
+    result = explore_program(write_program(tmp_path, CHILD.format(feed=feed)), "--budget", "50")
+    assert_found_and_replayed(
+        result, "threadcheck: violation: process.write called from thread 'PoolThread-"
+    )
+    assert "at service.py:18 in feed in PoolThread-" in result.stderr
+
+
+def test_its_twin_waits_for_the_child_and_ends(tmp_path: Path) -> None:
+    feed = "reactor.callFromThread(self.transport.write, line)"
+    result = explore_program(write_program(tmp_path, CHILD.format(feed=feed)), "--budget", "50")
+    assert result.returncode == 0, result.stderr
+    assert "no failure" in result.stderr and "not a proof" in result.stderr

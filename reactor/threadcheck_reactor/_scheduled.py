@@ -20,6 +20,10 @@ scheduler runs one controlled thread at a time.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -71,10 +75,16 @@ class ScheduledMixin(ThreadCheckMixin):
         self._idle: ControlledThread | None = None
         super().__init__(mode, recorder, checker=checker)
         self.threadcheck.announce = False
+        process = _process()
+        self._children_before = set(process.reapProcessHandlers) if process else set()
 
     @property
     def scheduler(self) -> Scheduler:
         return self._scheduler
+
+    def dispose(self) -> None:
+        super().dispose()
+        _end_children(self._children_before)
 
     def _delayed_call_type(self, checker: AffinityChecker) -> type[CheckedDelayedCall]:
         # One schedule's reactor lives at a time: its class is rebound, not made
@@ -127,11 +137,24 @@ class ScheduledMixin(ThreadCheckMixin):
 
     def _real_io(self) -> bool:
         internal = self._internalReaders  # the waker, and the SIGCHLD waker run() adds
-        return any(r not in internal for r in self.getReaders()) or bool(self.getWriters())
+        return (
+            any(r not in internal for r in self.getReaders())
+            or bool(self.getWriters())
+            or _children_running()
+        )
 
     def _iterate_with_real_io(self, delay: float | None) -> None:
-        # Sockets are not under the scheduler's control: poll them for real
-        # (best effort; such schedules replay only as far as I/O repeats).
+        # Sockets and child processes are not under the scheduler's control:
+        # poll them for real (best effort; such schedules replay only as far
+        # as I/O repeats).
+        self._poll_real_io(delay)
+        if _children_running():
+            # Reap as the SIGCHLD handler would: a schedule runs without
+            # signal handlers, and a child that closed its pipes before it
+            # exited is otherwise never reaped (processEnded never comes).
+            _process().reapAllProcesses()
+
+    def _poll_real_io(self, delay: float | None) -> None:
         scheduler = self._scheduler
         if delay == 0 or self.threadCallQueue:
             scheduler.point("sync", "reactor iteration (real I/O)")
@@ -156,6 +179,33 @@ class ScheduledMixin(ThreadCheckMixin):
         self.threadpoolShutdownID = self.addSystemEventTrigger(
             "during", "shutdown", self._stopThreadPool
         )
+
+
+def _process() -> Any:
+    """``twisted.internet.process`` if imported (else no process was spawned)."""
+    return sys.modules.get("twisted.internet.process")
+
+
+def _children_running() -> bool:
+    """Whether a process of ``spawnProcess`` has not been reaped yet: it ends
+    in real time, so the reactor waits on it as on a socket (an idle wait
+    would be a false deadlock)."""
+    process = _process()
+    return process is not None and bool(process.reapProcessHandlers)
+
+
+def _end_children(before: set[int]) -> None:
+    """Kill and reap the processes spawned since ``before`` that still run: a
+    schedule's children end with it, as its threads do (and a later schedule
+    would otherwise reap them, calling back a protocol of a finished run)."""
+    process = _process()
+    if process is None:
+        return
+    for pid in set(process.reapProcessHandlers) - before:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        del process.reapProcessHandlers[pid]
 
 
 def _scheduled(cls: type[ThreadCheckMixin]) -> type[ScheduledMixin]:
