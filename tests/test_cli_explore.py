@@ -300,6 +300,39 @@ def test_a_program_that_exits_non_zero_on_some_schedule(tmp_path: Path) -> None:
     assert replay_line(result.stderr).endswith(f"replay {token_of(result.stderr)} {prog}")
 
 
+INSTALLS = """
+from twisted.internet import {module}
+{module}.install()
+from twisted.internet import reactor, threads
+
+def fetch():
+    reactor.callLater(0, print, "retry")  # BUG: from a worker thread
+
+threads.deferToThread(fetch).addBoth(lambda _: reactor.callLater(0.1, reactor.stop))
+reactor.run()
+"""
+
+
+def test_a_program_installing_its_reactor_is_explored_on_the_scheduled_one(
+    tmp_path: Path,
+) -> None:
+    result = threadcheck("explore", script(tmp_path, INSTALLS.format(module="epollreactor")))
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("threadcheck: violation: reactor.callLater called from")
+    assert "at prog.py:7 in fetch" in result.stderr
+
+
+def test_a_program_installing_the_asyncio_reactor_is_refused_in_one_line(
+    tmp_path: Path,
+) -> None:
+    # It used to fail every schedule with ReactorAlreadyInstalledError.
+    result = threadcheck("explore", script(tmp_path, INSTALLS.format(module="asyncioreactor")))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("threadcheck: the program installs Twisted's asyncio reactor")
+    assert "`threadcheck run`" in result.stderr
+
+
 def test_an_uncaught_exception_shows_the_programs_own_traceback(tmp_path: Path) -> None:
     prog = script(
         tmp_path,

@@ -146,7 +146,7 @@ class ProgramTarget:
         modules_before = set(sys.modules)
         argv_before = sys.argv
         try:
-            with _global_reactor(reactor):
+            with _global_reactor(reactor), _installers_kept(reactor):
                 return self._outcome(reactor)
         finally:
             sys.argv = argv_before
@@ -157,7 +157,7 @@ class ProgramTarget:
         _without_signal_handlers(reactor)
         try:
             self._execute()
-        except Abort:
+        except (Abort, TargetError):
             raise
         except BaseException as error:
             return program_failure(thread, _from_program(error))
@@ -236,6 +236,41 @@ def _global_reactor(reactor: Any) -> Iterator[Any]:
     finally:
         _restore(sys.modules, _REACTOR_MODULE, saved_module)
         _restore(vars(twisted.internet), "reactor", saved_attribute)
+
+
+_INSTALLERS = ("default", "selectreactor", "pollreactor", "epollreactor")
+"""Twisted's modules whose ``install()`` installs a reactor the scheduled one stands for."""
+
+_ASYNCIO = (
+    "the program installs Twisted's asyncio reactor: explore runs programs on its own"
+    " scheduled reactor, which cannot drive asyncio's event loop; check this program"
+    " with `threadcheck run`, or install the asyncio reactor only outside explore"
+)
+
+
+@contextmanager
+def _installers_kept(reactor: Any) -> Iterator[None]:
+    """The program's ``epollreactor.install()`` (and the like) keeps the scheduled
+    reactor, as if it had installed it; ``asyncioreactor.install()`` is refused
+    in one line, instead of a ``ReactorAlreadyInstalledError`` on every schedule."""
+    import importlib
+
+    def keep() -> None:
+        pass
+
+    def refuse(eventloop: object = None) -> None:
+        raise TargetError(_ASYNCIO)
+
+    modules: list[Any] = [importlib.import_module(f"twisted.internet.{n}") for n in _INSTALLERS]
+    modules.append(importlib.import_module("twisted.internet.asyncioreactor"))
+    saved = [module.install for module in modules]
+    for module in modules:
+        module.install = refuse if module.__name__.endswith("asyncioreactor") else keep
+    try:
+        yield
+    finally:
+        for module, install in zip(modules, saved, strict=True):
+            module.install = install
 
 
 def _restore(namespace: dict[str, Any], name: str, value: object) -> None:
