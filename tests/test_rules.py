@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from twisted.internet import threads
+from twisted.internet.defer import DeferredList
 
 from threadcheck import (
     BlockingCallAfterStopError,
@@ -363,6 +364,36 @@ def test_its_fixed_twin_stops_the_reactor_after_the_job_is_silent() -> None:
     runner.join(JOB_WAIT)
     assert not runner.is_alive()
     assert answers == [7]
+    assert recorder.violations() == []
+
+
+@pytest.mark.quality
+def test_a_shutdown_waiting_for_its_jobs_still_serves_their_blocking_calls() -> None:
+    """A graceful shutdown: the 'before' trigger returns the jobs' Deferreds, and
+    the reactor runs calls from threads until they fire (it was reported, and
+    the call refused, from the moment stop() was called)."""
+    recorder = Recorder()
+    reactor = ThreadCheckReactor(Mode.RECORD, recorder)
+    stopped = threading.Event()
+    log: list[str] = []
+
+    def job(n: int) -> None:
+        stopped.wait(JOB_WAIT)  # still running when stop() is called
+        threads.blockingCallFromThread(reactor, log.append, f"job {n} done")
+
+    def start() -> None:
+        pool = reactor.getThreadPool()
+        jobs = [threads.deferToThreadPool(reactor, pool, job, n) for n in (0, 1)]
+        reactor.addSystemEventTrigger("before", "shutdown", DeferredList, jobs)
+        reactor.stop()
+        stopped.set()
+
+    reactor.callWhenRunning(start)
+    runner = threading.Thread(target=reactor.run, kwargs={"installSignalHandlers": False})
+    runner.start()
+    runner.join(JOB_WAIT)
+    assert not runner.is_alive()
+    assert sorted(log) == ["job 0 done", "job 1 done"]
     assert recorder.violations() == []
 
 

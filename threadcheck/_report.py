@@ -76,8 +76,9 @@ def _hint(violation: Violation) -> str:
         )
     if violation.kind is Kind.BLOCKING_CALL_AFTER_STOP:
         return (
-            "stop the threads that call into the reactor before reactor.stop() (say, from "
-            "a 'before' 'shutdown' trigger), or check reactor.running in the thread"
+            "let the threads that call into the reactor finish before it stops: return "
+            "a Deferred of their end from a 'before' 'shutdown' trigger (the reactor serves "
+            "them until it fires), or stop them before reactor.stop()"
         )
     if violation.kind is Kind.BLOCKING_CALL_IN_REACTOR:
         return (

@@ -144,7 +144,8 @@ class Violation:
         if self.kind is Kind.BLOCKING_CALL_AFTER_STOP:
             return (
                 f"blockingCallFromThread called from thread {self.thread.describe()} "
-                "after reactor.stop(): the reactor will never run it, so it would wait forever"
+                "after reactor.stop(): the stopping reactor will never run it, "
+                "so it would wait forever"
             )
         if self.kind is Kind.CONFINED_ELSEWHERE:
             return (

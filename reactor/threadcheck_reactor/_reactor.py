@@ -157,7 +157,8 @@ class ThreadCheckMixin(PosixReactorBase, metaclass=InstrumentedReactorType):
     :class:`~threadcheck.BlockingCallInReactorThreadError` when it is
     ``blockingCallFromThread`` calling it in the running reactor's thread, and
     :class:`~threadcheck.BlockingCallAfterStopError` when it is
-    ``blockingCallFromThread`` in another thread once ``stop()`` was called.
+    ``blockingCallFromThread`` in another thread once the stopping reactor
+    will no longer run it (its shutdown's 'before' phase is over).
 
     Creating one starts recording where threads are started, process-wide
     (:func:`threadcheck.track_thread_starts`), so reports can say where the
@@ -271,8 +272,20 @@ class ThreadCheckMixin(PosixReactorBase, metaclass=InstrumentedReactorType):
             return
         if self.running and get_ident() == self._threadcheck.owner:
             self._threadcheck.blocking_call_in_reactor()  # a shutdown trigger, say
+        if self._still_serving_calls():
+            return
         # Also when the reactor thread has ended and this thread has its old ident.
         self._threadcheck.blocking_call_after_stop()
+
+    def _still_serving_calls(self) -> bool:
+        """Whether a stopping reactor will still run calls from threads: until its
+        shutdown event fires, and while its 'before' triggers' Deferreds are
+        pending (a graceful shutdown waiting for its workers, which may hand
+        their results over with blockingCallFromThread)."""
+        if self._justStopped:
+            return True
+        shutdown = self._eventTriggers.get("shutdown")
+        return shutdown is not None and shutdown.state == "BEFORE"
 
     def callInThread(self, _callable: Callable[..., Any], *args: object, **kwargs: object) -> None:
         # Twisted's callInThread goes through getThreadPool(), which is not
