@@ -3,13 +3,20 @@ strategy's quality tests: what another DPOR tool proves in a few executions,
 what it certified safe wrongly (a race behind an actor's queue), and a
 Condition-based bounded buffer it timed out on.
 
+Also state that C code changes, unseen by the rewritten program: a job heap
+taken with ``heapq.heappop`` after a look, and a hit counter kept in SQLite
+and read, then written back (both were once "proved": no point and no
+dependence at a C call that changes what it is given).
+
 Each is a scenario: it takes the reactor (unused: these are threads alone)
 and checks what it promises before it returns.
 """
 
 from __future__ import annotations
 
+import heapq
 import queue
+import sqlite3
 import threading
 from typing import Any
 
@@ -207,15 +214,70 @@ def buffer_one_consumer(reactor: Any) -> None:
     _buffer_scenario(check_with_while=True, consumers=1)
 
 
+def _take_jobs(locked: bool) -> None:
+    jobs = [(1, "reindex")]
+    taken: list[tuple[int, str]] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        if locked:
+            with lock:
+                if jobs:
+                    taken.append(heapq.heappop(jobs))
+        elif jobs:  # BUG: looked at, then popped, with no lock
+            taken.append(heapq.heappop(jobs))
+
+    _run(worker, worker)
+    assert taken == [(1, "reindex")], taken
+
+
+def heap_racy(reactor: Any) -> None:
+    _take_jobs(locked=False)
+
+
+def heap_locked(reactor: Any) -> None:
+    _take_jobs(locked=True)
+
+
+def _count_hits(in_the_database: bool) -> None:
+    db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+    db.execute("create table hits (n integer)")
+    db.execute("insert into hits values (0)")
+
+    def hit() -> None:
+        if in_the_database:
+            db.execute("update hits set n = n + 1")
+        else:
+            (n,) = db.execute("select n from hits").fetchone()
+            db.execute("update hits set n = ?", (n + 1,))  # BUG: read, then written back
+
+    _run(hit, hit)
+    (n,) = db.execute("select n from hits").fetchone()
+    db.close()
+    assert n == 2, f"{n} hits counted"
+
+
+def sqlite_racy(reactor: Any) -> None:
+    _count_hits(in_the_database=False)
+
+
+def sqlite_atomic(reactor: Any) -> None:
+    _count_hits(in_the_database=True)
+
+
 BUGGY = {
     "counter": counter_racy,
     "bank": bank_inverted,
     "actor": actor_racy,
     "buffer": buffer_if,
+    "heap": heap_racy,
+    "sqlite": sqlite_racy,
 }
 FIXED = {
     "counter": counter_locked,
     "bank": bank_ordered,
     "actor": actor_guarded,
     "buffer": buffer_while,
+    "heap": heap_locked,
+    "sqlite": sqlite_atomic,
 }

@@ -44,6 +44,8 @@ PROVED_WITHIN = {
     "dpor_programs:counter": 10,
     "dpor_programs:bank": 10,
     "dpor_programs:actor": 30,
+    "dpor_programs:heap": 10,
+    "dpor_programs:sqlite": 10,
 }
 FOUND_AS = {
     "races:abba_deadlock": "deadlock",
@@ -55,6 +57,8 @@ FOUND_AS = {
     "dpor_programs:bank": "deadlock",
     "dpor_programs:actor": "exception",
     "dpor_programs:buffer": "exception",
+    "dpor_programs:heap": "exception",
+    "dpor_programs:sqlite": "exception",
 }
 
 

@@ -14,12 +14,14 @@ Thread safety: called from any thread; see :mod:`._shadow`.
 from __future__ import annotations
 
 import collections
+import sys
 from _thread import get_ident
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from threadcheck._races import _footprint
 from threadcheck._races._clocks import ThreadClock, clocks, current
+from threadcheck._races._rewrite import GLOBALS
 from threadcheck._races._shadow import WHOLE, location, objects, read, sites, write
 
 enabled = False
@@ -33,6 +35,11 @@ site and the operation (``load``, ``store``, ``delete``, ``step``) before each
 access, a ``for`` loop's step and a ``while`` loop's back-edge. Tracing every
 instruction of user code costs 30x there; a helper call costs only where the
 code touches something."""
+
+on_handover: Callable[[int, str], None] | None = None
+"""Set while an exploration has scheduling points in user code (every Python):
+called with the site before a container is handed to a call (:func:`oa`), a
+point that no instruction table has where the rewritten code makes the call."""
 
 CONTAINERS = (
     list,
@@ -197,13 +204,79 @@ def cmk(obj: Any, site: int, point: bool = False) -> Any:
     return _KeyedChange(obj, site) if enabled and isinstance(obj, dict) else obj
 
 
-def cr(obj: Any) -> Any:
-    """``obj`` is looked into by a method that does not change it (``d.get(k)``):
-    for the scheduler's dependence only (``d.get(k)`` reads one key, which the
-    race detector cannot see here)."""
-    if _footprint.collecting and isinstance(obj, CONTAINERS):
-        _footprint.read(obj, _footprint.WHOLE)
+def cr(obj: Any, site: int) -> Any:
+    """``obj``'s method is about to be called. For the scheduler only: a
+    container's that does not change it (``d.get(k)``) reads it as a whole (one
+    key, which the race detector cannot see here); a method of library or C
+    code (``conn.execute(sql)``, ``f.write(line)``) may change its object
+    unseen, so it writes it as a whole, and is a scheduling point (Twisted's
+    objects excepted: using one from two threads is a violation already)."""
+    collecting = _footprint.collecting
+    if not collecting and on_handover is None:
+        return obj
+    if isinstance(obj, CONTAINERS):
+        if collecting:
+            _footprint.read(obj, _footprint.WHOLE)
+        return obj
+    kind = _opaque_types.get(type(obj))
+    if kind is None:
+        kind = _opaque(type(obj))
+    if kind:
+        if kind is _OPAQUE and on_handover is not None:
+            on_handover(site, "call")
+        if collecting:
+            _footprint.write(obj, _footprint.WHOLE)
     return obj
+
+
+def oa(obj: Any, site: int) -> Any:
+    """``obj`` is handed to a call. What library or C code does with a container
+    it is given is unseen (``heapq.heappop(pq)``, ``bisect.insort(xs, x)``): the
+    call is a scheduling point, as a container's own mutator is, and for the
+    scheduler's dependence it writes the container as a whole. Never a race
+    report: most calls only read it."""
+    if isinstance(obj, CONTAINERS):
+        if on_handover is not None:
+            on_handover(site, "call")
+        if _footprint.collecting:
+            _footprint.write(obj, _footprint.WHOLE)
+    return obj
+
+
+_TRANSPARENT = frozenset(
+    {
+        "builtins", "threading", "thread", "queue", "concurrent", "threadcheck",
+        "re", "datetime", "decimal", "fractions", "pathlib", "uuid", "ipaddress", "enum",
+        "struct", "string", "json", "operator", "functools", "itertools", "types", "typing",
+        "dataclasses", "abc", "numbers", "math",
+    }
+)  # fmt: skip
+"""Top-level modules whose objects' methods record what they touch themselves
+(the scheduler's primitives, ``concurrent.futures``), or change nothing that
+is shared (immutable values)."""
+
+_OPAQUE = 2
+"""A library's or C object, whose method calls are scheduling points."""
+_TWISTED = 1
+"""Twisted's: its methods are dependent, but no points (see :func:`cr`)."""
+
+_opaque_types: dict[type, int] = {}
+"""Each type met, and what :func:`_opaque` said of it."""
+
+
+def _opaque(cls: type) -> int:
+    """Whether ``cls``'s methods are library or C code, whose effects are unseen
+    (:data:`_OPAQUE`, :data:`_TWISTED`), or not (0): rewritten user code, a
+    synchronisation object, a module or a builtin."""
+    module_name = getattr(cls, "__module__", None) or "builtins"
+    module = sys.modules.get(module_name)
+    top = module_name.partition(".")[0].lstrip("_")
+    if (module is not None and GLOBALS in vars(module)) or top in _TRANSPARENT:
+        kind = 0
+    else:
+        kind = _TWISTED if top == "twisted" else _OPAQUE
+    _opaque_types[cls] = kind
+    return kind
 
 
 class _KeyedChange:

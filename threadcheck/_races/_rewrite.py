@@ -63,9 +63,16 @@ _LOOKING = frozenset(
     }
 )  # fmt: skip
 """Builtins that look into a container they are given."""
+_NOT_CHANGING = frozenset(
+    {
+        "print", "isinstance", "issubclass", "id", "type", "hash", "getattr", "hasattr",
+        "callable", "format", "super", "len",
+    }
+)  # fmt: skip
+"""Builtins that change nothing they are given."""
 HELPERS = (
-    "ra", "wa", "ua", "st", "lp", "lw", "it", "cm", "cmk", "cr", "lk", "isin", "rv", "wv", "uv",
-    "sub", "Scope",
+    "ra", "wa", "ua", "st", "lp", "lw", "it", "cm", "cmk", "cr", "oa", "lk", "isin", "rv", "wv",
+    "uv", "sub", "Scope",
 )  # fmt: skip
 GLOBALS = "__tc_gl__"
 
@@ -418,16 +425,28 @@ class _Rewriter(ast.NodeTransformer):
             keyed = func.attr in _KEYED and node.args and not isinstance(node.args[0], ast.Starred)
             func.value = self._call("cmk" if keyed else "cm", func.value, site, point)
         elif isinstance(func, ast.Attribute):
-            func.value = self._call("cr", self.visit(func.value))
+            site = self._site(node, "method", f"{_text(func)}()")
+            func.value = self._call("cr", self.visit(func.value), site)
         else:
             node.func = self.visit(func)
         node.args = [self.visit(a) for a in node.args]
+        node.keywords = [self.visit(k) for k in node.keywords]
         if isinstance(func, ast.Name) and func.id in _LOOKING:
             node.args = [
                 a if isinstance(a, ast.Starred) else self._looked_into(a, node) for a in node.args
             ]
-        node.keywords = [self.visit(k) for k in node.keywords]
+        elif not (isinstance(func, ast.Name) and func.id in _NOT_CHANGING):
+            node.args = [self._handed_over(a, node) for a in node.args]
+            for keyword in node.keywords:
+                keyword.value = self._handed_over(keyword.value, node)
         return node
+
+    def _handed_over(self, argument: ast.expr, call: ast.Call) -> ast.expr:
+        """``argument`` (already visited), handed to a call that may change it."""
+        if isinstance(argument, ast.Starred | ast.Constant | ast.Lambda | ast.JoinedStr):
+            return argument
+        text = f"{_text(call.func)}({_text(argument)})"
+        return self._call("oa", argument, self._site(call, "argument", text))
 
     def _looked_into(self, container: ast.expr, node: ast.AST) -> ast.Call:
         """``container`` (already visited), looked into as a whole."""

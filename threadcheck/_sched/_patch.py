@@ -135,9 +135,7 @@ class Patches:
             # threadable.XLock, which makes it on first use) would leave a
             # scheduled lock in the process-wide publisher after the run.
             (log, "msg", _without_points(log.msg)),
-            # So does a logging handler, made (and its lock with it) by whom it
-            # may be: its filters, formatter and emit may be user code.
-            (logging.Handler, "handle", _without_points(logging.Handler.handle)),
+            (logging.Handler, "handle", _handler_handle(logging.Handler.handle)),
             (time, "sleep", _sleep),
             *((time, name, _virtual_clock(getattr(time, name))) for name in _CLOCKS),
             (random.Random, "seed", _reproducible_seed(random.Random.seed)),
@@ -210,10 +208,16 @@ def _stdlib_machinery() -> tuple[frozenset[object], tuple[str, ...]]:
     creates in a controlled thread is the scheduler's too (a ``threading.Timer``
     waits on its Event; an executor's futures, queue and semaphore). Not the
     rest of the standard library: ``Thread``'s own start handshake, logging's
-    and the import system's locks stay real."""
+    module lock and the import system's locks stay real."""
     import concurrent.futures
 
-    codes = frozenset({threading.Timer.__init__.__code__, threading.Barrier.__init__.__code__})
+    codes = frozenset(
+        {
+            threading.Timer.__init__.__code__,
+            threading.Barrier.__init__.__code__,
+            logging.Handler.createLock.__code__,  # a handler's lock, held while it emits
+        }
+    )
     folder = os.path.dirname(os.path.abspath(concurrent.futures.__file__)) + os.sep
     return codes, (folder,)
 
@@ -281,6 +285,41 @@ def _controlled_pool(original: Callable[..., Any]) -> Callable[..., Any]:
         return original(currentLimit, threadFactory)
 
     return _pool
+
+
+def _handler_handle(handle: Callable[[logging.Handler, logging.LogRecord], Any]) -> Any:
+    """``Handler.handle``: a handler made in a schedule has the scheduler's lock
+    (see :func:`_stdlib_machinery`) and runs as written. One made before (by
+    pytest's log capture, say) holds a real lock while it emits: its filters,
+    which run before it takes the lock and may be user code, keep their
+    points; its emit switches no thread (another thread that logged meanwhile
+    would block for real)."""
+
+    def call(self: logging.Handler, record: logging.LogRecord) -> Any:
+        scheduler = active()
+        if (
+            scheduler is None
+            or scheduler.controlled() is None
+            or self.lock is None
+            or isinstance(self.lock, _primitives.RLock)
+        ):
+            return handle(self, record)
+        passed = self.filter(record)
+        if isinstance(passed, logging.LogRecord):  # 3.12+: a filter may replace it
+            record = passed
+        if passed:
+            scheduler.holding += 1
+            try:
+                self.acquire()
+                try:
+                    self.emit(record)
+                finally:
+                    self.release()
+            finally:
+                scheduler.holding -= 1
+        return passed
+
+    return call
 
 
 def _without_points(function: Callable[..., Any]) -> Any:

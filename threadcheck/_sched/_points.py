@@ -280,10 +280,11 @@ class Instrumentation:
             self._backend = _Tracing(self, every_thread)
         if self.helpers:
             _access.on_access = _helper_point
+        _access.on_handover = _helper_point
         self._backend.start()
 
     def stop(self) -> None:
-        _access.on_access = None
+        _access.on_access = _access.on_handover = None
         if self._backend is not None:
             self._backend.stop()
             self._backend = None
