@@ -106,6 +106,8 @@ def test_token_round_trip_and_damage() -> None:
         (edited, "its decisions or digest are malformed"),
         (token[:-8], "damaged replay token"),
         ("tc1." + token[4:].upper(), "damaged replay token"),
+        (token + "AAAA", "damaged replay token"),  # zlib would ignore what follows its end
+        (token[:12] + "!" + token[12:], "damaged replay token"),  # base64 would skip it
     ):
         with pytest.raises(_token.TokenError, match=message):
             _token.decode(bad)

@@ -37,7 +37,12 @@ def decode(token: str) -> dict[str, Any]:
         raise TokenError(f"not a threadcheck replay token (they start with {PREFIX!r})")
     body = token[len(PREFIX) :]
     try:
-        raw = zlib.decompress(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        # Strict: base64 would skip stray characters, zlib ignore what follows its end.
+        packed = base64.b64decode(body + "=" * (-len(body) % 4), altchars=b"-_", validate=True)
+        unpacker = zlib.decompressobj()
+        raw = unpacker.decompress(packed)
+        if unpacker.unused_data or not unpacker.eof:
+            raise ValueError("more or less than one compressed document")
         document = json.loads(raw)
     except (binascii.Error, zlib.error, ValueError):
         raise TokenError("damaged replay token: it does not decode (copied whole?)") from None
