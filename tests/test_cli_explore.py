@@ -364,6 +364,46 @@ def test_an_uncaught_exception_shows_the_programs_own_traceback(tmp_path: Path) 
     assert f'File "{prog}", line 14, in <module>' in traceback
 
 
+def test_a_failure_on_the_first_schedule_that_others_escape_is_an_interleaving_bug(
+    tmp_path: Path,
+) -> None:
+    # Fails without preemptions and with one at the first choice: a producer's
+    # work is lost when the other's stop() is handled first. Only a schedule
+    # where both producers post before the reactor runs their calls passes.
+    prog = script(
+        tmp_path,
+        """
+        import sys
+        import threading
+        from twisted.internet import reactor
+
+        results = []
+
+        def producer(base):
+            for i in range(2):
+                reactor.callFromThread(results.append, base + i)
+            reactor.callFromThread(reactor.stop)  # BUG: the first producer done stops all
+
+        def start():
+            for base in (0, 10):
+                threading.Thread(target=producer, args=(base,)).start()
+
+        reactor.callWhenRunning(start)
+        reactor.run()
+        if len(results) != 4:
+            sys.exit(f"lost work at shutdown: {sorted(results)}")
+        """,
+    )
+    result = threadcheck("explore", prog)
+    assert result.returncode == 1, result.stderr
+    headline = result.stderr.splitlines()[0]
+    assert (
+        headline
+        == "threadcheck: exit: the program exited with status 1: lost work at shutdown: [0, 1]"
+    )
+    assert "found on schedule 1 " in result.stderr
+
+
 def test_each_schedule_gets_fresh_modules_and_the_programs_arguments(tmp_path: Path) -> None:
     script(tmp_path, "seen = []\n", name="helper.py")
     prog = script(

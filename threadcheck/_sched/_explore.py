@@ -256,18 +256,24 @@ def _on_every_schedule(
         extra.append(plain)
         if not _same_failure(plain, first):
             return extra, None
-    other = _another_schedule(explorer, plain)
-    if other is not None:
+    for other in _other_schedules(explorer, plain):
         extra.append(other)
         if not _same_failure(other, first):
             return extra, None
     return extra, plain
 
 
-def _another_schedule(explorer: Explorer, first: ScheduleRun) -> ScheduleRun | None:
-    """After a failure on the no-preemption schedule: a different schedule (one
-    preemption at the first point where another thread could run), or None when
-    no other exists (one thread all along)."""
+RANDOM_SCHEDULES = 4
+"""Random schedules tried, besides the no-preemption one and one preemption at
+its first choice, before a failure is called one that does not depend on the
+interleaving."""
+
+
+def _other_schedules(explorer: Explorer, first: ScheduleRun) -> Iterator[ScheduleRun]:
+    """After a failure on the no-preemption schedule: different schedules, one
+    preemption at its first choice, then a few random ones (none when one
+    thread ran all along). A failure that needs one thread late (work lost at
+    shutdown) passes on one of them, however far into the run it is decided."""
     alternatives = (
         (decision, tid)
         for decision, (_, default, runnable) in enumerate(first.choices)
@@ -275,7 +281,14 @@ def _another_schedule(explorer: Explorer, first: ScheduleRun) -> ScheduleRun | N
         if tid != default
     )
     preemption = next(alternatives, None)
-    return None if preemption is None else run_plan(explorer, [preemption])[0]
+    if preemption is None:
+        return
+    yield run_plan(explorer, [preemption])[0]
+    walk = parse_strategy("random", explorer.random_seed)
+    for index in range(RANDOM_SCHEDULES):
+        run = explorer.run(walk, index, record_trace=False)
+        if run is not None:
+            yield run
 
 
 def _same_failure(run: ScheduleRun, other: ScheduleRun) -> bool:
