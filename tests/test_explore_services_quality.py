@@ -25,6 +25,12 @@ reactor with ``callFromThread``, none.
 An upper-casing TCP server on real sockets whose worker writes to the
 transport (a violation), and its ``callFromThread`` twin, which must end.
 
+A pool job that fetches a page with ``urllib`` from the program's own
+twisted.web server: its ``recv`` waits for the reactor, which must run
+meanwhile (it held the turn instead, until its timeout failed the program on
+every schedule). Its planted bug: the job then schedules a retry with
+``reactor.callLater``.
+
 A child process (``spawnProcess``) fed from a worker thread: written to from
 the worker (a violation), and its ``callFromThread`` twin, which must end. A
 schedule runs without signal handlers, and the child may close its pipes
@@ -357,3 +363,60 @@ def test_its_twin_waits_for_the_child_and_ends(tmp_path: Path) -> None:
     result = explore_program(write_program(tmp_path, CHILD.format(feed=feed)), "--budget", "50")
     assert result.returncode == 0, result.stderr
     assert "no failure" in result.stderr and "not a proof" in result.stderr
+
+
+SELF_FETCH = """
+import urllib.request
+
+from twisted.internet import defer, endpoints, reactor, threads
+from twisted.web import resource, server
+
+
+class Hello(resource.Resource):
+    isLeaf = True
+
+    def render_GET(self, request):
+        return b"hello"
+
+
+def fetch(port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{{port}}/", timeout=5) as response:
+        body = response.read()
+    {after}
+    return body
+
+
+async def main():
+    endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
+    port = await endpoint.listen(server.Site(Hello()))
+    body = await threads.deferToThread(fetch, port.getHost().port)
+    assert body == b"hello", body
+    await port.stopListening()
+
+
+def run():
+    done = defer.ensureDeferred(main()).addErrback(failed.append)
+    done.addBoth(lambda _: reactor.stop())
+
+
+failed = []
+reactor.callWhenRunning(run)
+reactor.run()
+if failed:
+    failed[0].raiseException()
+"""
+
+
+def test_a_job_fetching_from_its_own_server_calling_the_reactor_is_found(tmp_path: Path) -> None:
+    after = "reactor.callLater(60, print, 'refresh')  # BUG: from a worker thread"
+    result = explore_program(write_program(tmp_path, SELF_FETCH.format(after=after)))
+    assert_found_and_replayed(
+        result, "threadcheck: violation: reactor.callLater called from thread 'PoolThread-"
+    )
+
+
+def test_its_twin_lets_the_reactor_answer_while_the_job_waits(tmp_path: Path) -> None:
+    result = explore_program(write_program(tmp_path, SELF_FETCH.format(after="pass")))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "no failure" in result.stderr and "real I/O" in result.stderr

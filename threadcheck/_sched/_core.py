@@ -25,7 +25,9 @@ scheduler code.
 from __future__ import annotations
 
 import _thread
+import select
 import sys
+import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +39,11 @@ from threadcheck._races import _footprint
 
 VIRTUAL_EPOCH = 1_767_225_600.0
 """Where virtual time starts: 2026-01-01 00:00 UTC, a fixed, realistic wall-clock time."""
+
+REAL_IO_WAIT = 0.01
+"""Real seconds a wait on real files lasts before deadlines are looked at again."""
+
+_real_clock = time.perf_counter  # the program's clocks read virtual time in schedules
 
 TIME = 1 << 20
 """The decision "time passes": offered to strategies among the runnable thread
@@ -264,6 +271,9 @@ class Scheduler:
         """The longest a thread was held while time passed: (seconds, its name)."""
         self._timed: dict[int, ControlledThread] = {}
         """Blocked threads with a deadline, by thread id."""
+        self._io_waiters: dict[int, tuple[ControlledThread, Any, bool]] = {}
+        """Threads blocked until a real file descriptor is ready: (the thread, the
+        file, whether to read), by thread id (see :meth:`wait_for_io`)."""
         self._running: ControlledThread | None = None
         self._settler: ControlledThread | None = None
         """The thread in :meth:`settle` or :meth:`let_others_run`, while it waits."""
@@ -517,13 +527,69 @@ class Scheduler:
             self.wake(settler)
 
     def others_runnable(self) -> bool:
-        """Whether a thread other than the running one could run now."""
+        """Whether a thread other than the running one could run now (one that
+        waited on a real socket, now ready, included)."""
+        if self._io_waiters:
+            self._wake_ready_io(0.0)
         return any(t.runnable and t is not self._running for t in self.threads)
 
     def advance(self, seconds: float) -> None:
         """Move virtual time on (a reactor that waited on real sockets)."""
         self.thinned.add("real I/O (its timing is not controlled)")
         self.now += seconds
+        if self._io_waiters:
+            self._wake_ready_io(0.0)
+
+    def wait_for_io(self, file: Any, read: bool, why: str, deadline: float | None) -> bool:
+        """The running thread waits until ``file`` (a real socket) is ready to
+        read (or write), or until ``deadline``: False then. Other threads run
+        meanwhile, the reactor that would answer it included; once none can,
+        time passes in real time (best effort: I/O timing is not replayed)."""
+        current = self._running
+        if current is None or current.ident != get_ident():
+            raise Abort("an abandoned thread woke up after its schedule")
+        self.thinned.add("real I/O (its timing is not controlled)")
+        self._io_waiters[current.tid] = (current, file, read)
+        try:
+            self.block(why, deadline)
+        finally:
+            self._io_waiters.pop(current.tid, None)
+        return deadline is None or self.now < deadline
+
+    def _wake_ready_io(self, timeout: float) -> float:
+        """Wake the threads whose file is ready, waiting up to ``timeout`` real
+        seconds for one; the seconds waited, which virtual time gains too."""
+        readers = {file: t for t, file, read in self._io_waiters.values() if read}
+        writers = {file: t for t, file, read in self._io_waiters.values() if not read}
+        started = _real_clock()
+        try:
+            readable, writable, _ = select.select(list(readers), list(writers), [], timeout)
+        except (OSError, ValueError):  # a file closed meanwhile: its call will say so
+            readable, writable = list(readers), list(writers)
+        waited = _real_clock() - started
+        for file in readable:
+            self._wake_io_waiter(readers[file])
+        for file in writable:
+            self._wake_io_waiter(writers[file])
+        return waited
+
+    def _wake_io_waiter(self, thread: ControlledThread) -> None:
+        if self._io_waiters.pop(thread.tid, None) is not None and thread.waiting is not None:
+            self.wake(thread)
+
+    def _wait_for_real_io(self) -> ControlledThread | None:
+        """No thread can run, some wait on real files: wait for one in real time
+        (virtual time going on with it) until one is ready or a deadline comes."""
+        while not self.aborting:
+            self.now += self._wake_ready_io(REAL_IO_WAIT)
+            woken = [t for t in self.threads if t.runnable]
+            if woken:
+                return woken[0]
+            if self._timed and _deadline_order(self._due())[0] <= self.now:
+                due = self._advance_clock(self._due())
+                self._ended(TIME)
+                return due
+        return self._next_to_abort()
 
     def drain(self, me: ControlledThread) -> None:
         """End the schedule: every other live thread unwinds (Abort), then ``me`` goes on."""
@@ -565,6 +631,8 @@ class Scheduler:
             return self._next_to_abort()
         runnable = [t.tid for t in self.threads if t.runnable]
         if not runnable:
+            if self._io_waiters:
+                return self._wait_for_real_io()
             if not self._timed:
                 return None
             due = self._advance_clock(self._due())  # nobody is held: time passes, no choice

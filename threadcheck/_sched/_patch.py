@@ -37,7 +37,7 @@ from typing import Any
 
 from threadcheck import _stacks
 from threadcheck._races import _footprint
-from threadcheck._sched import _children, _order, _primitives
+from threadcheck._sched import _children, _order, _primitives, _sockets
 from threadcheck._sched._core import (
     Abort,
     ControlledThread,
@@ -155,6 +155,7 @@ class Patches:
             (ThreadPoolExecutor, "submit", _without_points(ThreadPoolExecutor.submit)),
             *_order.replacements(),
             *_children.replacements(),
+            *_sockets.replacements(),
         ]
 
     def _factory(self, real: Any, scheduled: Any) -> Callable[..., Any]:

@@ -1,0 +1,59 @@
+"""Blocking socket calls in controlled threads: other threads run meanwhile.
+
+A pool job that fetches a URL with ``urllib`` from the program's own
+twisted.web server blocks in ``recv`` until the reactor answers; holding the
+turn there, it would wait for a reactor that cannot run, until its timeout (a
+false failure) or the watchdog (10 s). During a schedule, a controlled
+thread's blocking ``recv``/``recv_into``/``recvfrom``/``recvfrom_into``/
+``accept`` first waits, through :meth:`Scheduler.wait_for_io`, until the
+socket is ready, letting the others run; its timeout is counted in virtual
+time. Best effort, as all real I/O: its timing is not replayed, and a search
+that met it is no proof.
+
+Thread safety: as the scheduler's; the replacements act only in the thread
+holding the turn.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from threadcheck._sched._core import here
+
+_READS = ("recv", "recv_into", "recvfrom", "recvfrom_into", "accept")
+
+
+def replacements() -> list[tuple[Any, str, Any]]:
+    """(target, name, replacement) for :class:`~threadcheck._sched._patch.Patches`."""
+    return [(socket.socket, name, _waits_to_read(getattr(socket.socket, name))) for name in _READS]
+
+
+def _waits_to_read(method: Callable[..., Any]) -> Callable[..., Any]:
+    name = method.__name__
+
+    def call(sock: socket.socket, *args: Any, **kwargs: Any) -> Any:
+        place = here()
+        timeout = sock.gettimeout()
+        if place is None or timeout == 0.0:  # not controlled, or non-blocking
+            return method(sock, *args, **kwargs)
+        scheduler, _ = place
+        deadline = None if timeout is None else scheduler.now + timeout
+        while not _readable(sock):
+            why = f"socket.{name} (real I/O)"
+            if not scheduler.wait_for_io(sock, True, why, deadline):
+                raise TimeoutError("timed out")
+        return method(sock, *args, **kwargs)
+
+    call.__name__ = name
+    call.__wrapped__ = method  # type: ignore[attr-defined]
+    return call
+
+
+def _readable(sock: socket.socket) -> bool:
+    try:
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):  # closed: the call itself says so
+        return True
