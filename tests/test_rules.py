@@ -102,6 +102,24 @@ def test_blocking_call_in_reactor_thread_raises_in_every_mode(
     assert violation.stack[-2].function == "in_reactor_thread"
 
 
+def test_blocking_call_before_run_in_the_thread_that_will_run_it_raises() -> None:
+    """A trial test body runs in the reactor's thread before the reactor spins:
+    the call would wait for ever (it hung the run)."""
+
+    def test_body() -> None:
+        recorder = Recorder()
+        reactor = ThreadCheckReactor(Mode.RECORD, recorder)
+        try:
+            threads.blockingCallFromThread(reactor, lambda: "never")
+        finally:
+            [violation] = recorder.violations()
+            assert violation.kind is Kind.BLOCKING_CALL_IN_REACTOR
+            reactor.dispose()
+
+    with pytest.raises(BlockingCallInReactorThreadError):
+        run_in_thread(test_body)  # fails there if it hangs
+
+
 def test_blocking_call_from_a_worker_is_fine(running_reactor: Any) -> None:
     running: RunningReactor = running_reactor(Mode.RAISE)
     assert threads.blockingCallFromThread(running.reactor, lambda: 42) == 42

@@ -264,7 +264,10 @@ class ThreadCheckMixin(PosixReactorBase, metaclass=InstrumentedReactorType):
         self.wakeUp()
 
     def _check_call_from_reactor_thread(self, f: Callable[..., Any]) -> None:
-        if self._threadcheck.started and getattr(f, "__code__", None) is _BLOCKING_CALL_CODE:
+        # Before run() too: the owner is then the thread that made the reactor
+        # and started no other (a trial test body, before the reactor spins),
+        # the one that will run it; waiting in it would wait for ever.
+        if getattr(f, "__code__", None) is _BLOCKING_CALL_CODE:
             self._threadcheck.blocking_call_in_reactor()
 
     def _check_call_while_stopping(self, f: Callable[..., Any]) -> None:
