@@ -380,6 +380,7 @@ def test_beside_pytest_twisted_explorations_use_their_own_reactors(
     [
         ("--threadcheck-explore=lots", "*--threadcheck-explore=lots: give a count*"),
         ("--threadcheck-explore=0", "*--threadcheck-explore=0: give a count*"),
+        ("--threadcheck-explore=infs", "*--threadcheck-explore=infs: give a count*"),
         ("--threadcheck-shard=3/2", "*--threadcheck-shard=3/2: give i/n with 1 <= i <= n*"),
         ("--threadcheck-replay=nonsense", "*threadcheck: *token*"),
     ],
@@ -397,6 +398,8 @@ def test_a_bad_option_is_a_one_line_error(
 def test_misuse_fails_with_what_to_do(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_misuse="""
+        import unittest
+
         import pytest
 
 
@@ -407,10 +410,21 @@ def test_misuse_fails_with_what_to_do(pytester: pytest.Pytester) -> None:
         @pytest.mark.threadcheck_explore(budget=5)
         def test_marker_without_fixture():
             pass
+
+
+        class ReserveTests(unittest.TestCase):
+            # A TestCase method runs through unittest: it passed, never explored.
+            @pytest.mark.threadcheck_explore(budget=5)
+            def test_explored(self):
+                pass
+
+            @pytest.mark.threadcheck_stress(runs=5, acceptable=[None])
+            def test_stressed(self):
+                pass
         """
     )
     result = run(pytester)
-    result.assert_outcomes(failed=1, errors=1)
+    result.assert_outcomes(failed=3, errors=1)
     result.stdout.fnmatch_lines(
         [
             "*threadcheck_reactor is made afresh for every schedule: mark the test*",
@@ -419,6 +433,7 @@ def test_misuse_fails_with_what_to_do(pytester: pytest.Pytester) -> None:
         ],
         consecutive=False,
     )
+    assert result.stdout.str().count("not a TestCase method") == 2
 
 
 # Two pool workers each add 1, 300 times, without a lock: on real threads
@@ -502,3 +517,102 @@ def test_a_bad_stress_budget_is_a_one_line_error(pytester: pytest.Pytester) -> N
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     lines = result.stdout.lines + result.stderr.lines
     assert any("--threadcheck-stress=-5: give a count" in line for line in lines), lines
+
+
+def test_bad_marker_arguments_fail_their_test_in_one_line(pytester: pytest.Pytester) -> None:
+    # They were internal errors with tracebacks of ours, or ran as "inconclusive".
+    pytester.makepyfile(
+        test_bad="""
+        import pytest
+
+
+        @pytest.mark.threadcheck_explore(strategy="bogus")
+        def test_strategy(threadcheck_reactor):
+            pass
+
+
+        @pytest.mark.threadcheck_explore(granularity="word")
+        def test_granularity(threadcheck_reactor):
+            pass
+
+
+        @pytest.mark.threadcheck_explore(budget=-1)
+        def test_budget(threadcheck_reactor):
+            pass
+
+
+        @pytest.mark.threadcheck_explore(seconds=float("nan"))
+        def test_seconds(threadcheck_reactor):
+            pass
+
+
+        @pytest.mark.threadcheck_explore(budgett=10)
+        def test_typo(threadcheck_reactor):
+            pass
+
+
+        @pytest.mark.threadcheck_stress(acceptable=1)
+        def test_acceptable(threadcheck_reactor):
+            pass
+
+
+        @pytest.mark.threadcheck_stress(yield_probability=7)
+        def test_probability(threadcheck_reactor):
+            pass
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(failed=7)
+    result.stdout.fnmatch_lines(
+        [
+            "test_bad.py::test_strategy: threadcheck_explore strategy='bogus': unknown strategy*",
+            "test_bad.py::test_granularity: threadcheck_explore granularity='word': choose one*",
+            "test_bad.py::test_budget: threadcheck_explore budget=-1: give a whole number*",
+            "test_bad.py::test_seconds: threadcheck_explore seconds=nan: give seconds*",
+            "test_bad.py::test_typo: threadcheck_explore has no argument budgett*",
+            "test_bad.py::test_acceptable: threadcheck_stress acceptable=1: give a list*",
+            "test_bad.py::test_probability: threadcheck_stress yield_probability=7: give a*",
+        ],
+        consecutive=False,
+    )
+    output = result.stdout.str()
+    assert "internal error" not in output and "_testexplore.py" not in output
+
+
+def test_a_stress_test_with_no_run_is_inconclusive(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_zero="""
+        import pytest
+
+
+        @pytest.mark.threadcheck_stress(runs=0, acceptable=[13])
+        def test_runs_zero(threadcheck_reactor):
+            return 13
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*threadcheck stress: inconclusive: no run happened*"])
+
+
+def test_fewer_schedules_or_runs_than_workers_run_in_the_first_part(
+    pytester: pytest.Pytester,
+) -> None:
+    # The second part had no schedule to run: "inconclusive" turned a passing test red.
+    pytester.makepyfile(
+        test_small="""
+        import pytest
+
+
+        @pytest.mark.threadcheck_explore(budget=1)
+        def test_explored_once(threadcheck_reactor):
+            pass
+
+
+        @pytest.mark.threadcheck_stress(runs=1, acceptable=[None])
+        def test_stressed_once(threadcheck_reactor):
+            pass
+        """
+    )
+    result = run(pytester, "-n", "2")
+    result.assert_outcomes(passed=2, skipped=2)

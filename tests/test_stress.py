@@ -132,3 +132,24 @@ def test_the_interpreter_is_left_as_it_was() -> None:
 def test_a_time_budget_counts_runs_until_it_is_spent() -> None:
     result = stress_runs(lost_update_fixed, None, seconds=0.3, acceptable=[11], seed=0)
     assert result.runs > 1 and not result.failed
+
+
+def test_no_run_is_inconclusive_never_a_pass() -> None:
+    result = stress_runs(lambda reactor: 13, 0, acceptable=[13])
+    assert result.inconclusive and not result.failed
+    assert result.report().startswith("threadcheck stress: inconclusive: no run happened")
+    with pytest.raises(StressFailedError):
+        result.assert_ok()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"runs": -5}, "runs=-5: give a whole number"),
+        ({"runs": None, "seconds": float("inf")}, "seconds=inf: give a finite number"),
+        ({"yield_probability": 7}, "yield_probability=7: give one from 0 to 1"),
+    ],
+)
+def test_bad_arguments_are_refused_in_one_line(arguments: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        stress_runs(lambda reactor: 13, **arguments)

@@ -396,7 +396,22 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     _enter(item, "call")
+    if _marked(item) and _is_unittest_method(item):
+        # Its body runs through unittest, not pytest_pyfunc_call: it would pass unexplored.
+        pytest.fail(
+            "threadcheck_explore and threadcheck_stress run a test function through its "
+            "threadcheck_reactor argument, not a TestCase method: move the scenario "
+            "into a test function that takes threadcheck_reactor",
+            pytrace=False,
+        )
     return (yield)
+
+
+def _is_unittest_method(item: pytest.Item) -> bool:
+    import unittest
+
+    cls = getattr(item, "cls", None)
+    return isinstance(cls, type) and issubclass(cls, unittest.TestCase)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -19,6 +19,7 @@ reactors there).
 
 from __future__ import annotations
 
+import math
 import random
 import sys
 import threading
@@ -69,7 +70,17 @@ class StressResult:
     def failed(self) -> bool:
         return any(self.is_forbidden(outcome) for outcome in self.histogram)
 
+    @property
+    def inconclusive(self) -> bool:
+        """No run happened (runs=0, or seconds too short for one): not a pass."""
+        return self.runs == 0
+
     def report(self) -> str:
+        if self.inconclusive:
+            return (
+                "threadcheck stress: inconclusive: no run happened (runs 0, or seconds "
+                "too short for one): nothing was tested\n"
+            )
         rate = self.runs / self.seconds if self.seconds > 0 else 0.0
         lines = [
             f"threadcheck stress: {self.runs} runs in {self.seconds:.1f} s ({rate:.0f}/s) on "
@@ -95,9 +106,10 @@ class StressResult:
         return "\n".join(lines) + "\n"
 
     def assert_ok(self) -> None:
-        """Raise :class:`StressFailedError` with the histogram if a forbidden outcome showed."""
+        """Raise :class:`StressFailedError` with the histogram if a forbidden outcome
+        showed, or with why nothing was tested if no run happened."""
         __tracebackhide__ = True  # pytest: the failing test's line, then the report
-        if self.failed:
+        if self.failed or self.inconclusive:
             raise StressFailedError(self)
 
 
@@ -134,6 +146,12 @@ def stress(
     """Run ``scenario(reactor)`` ``runs`` times (or for ``seconds``) on real threads."""
     if runs is None and seconds is None:
         raise ValueError("give runs, seconds or both")
+    if runs is not None and (not isinstance(runs, int) or runs < 0):
+        raise ValueError(f"runs={runs!r}: give a whole number, 0 or more")
+    if seconds is not None and not (0 <= seconds < math.inf):
+        raise ValueError(f"seconds={seconds!r}: give a finite number, 0 or more")
+    if not 0 <= yield_probability <= 1:
+        raise ValueError(f"yield_probability={yield_probability!r}: give one from 0 to 1")
     from threadcheck._sched._points import Instrumentation, perturb_with
 
     seed = random.randrange(2**32) if seed is None else seed

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import shlex
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -61,7 +62,7 @@ def parse_budget(text: str, option: str = "--threadcheck-explore") -> Budget:
     try:
         if text.endswith("s"):
             seconds = float(text[:-1])
-            if seconds > 0:
+            if seconds > 0 and math.isfinite(seconds):
                 return Budget(None, seconds)
         elif int(text) > 0:
             return Budget(int(text))
@@ -111,18 +112,94 @@ def xdist_parts(config: pytest.Config) -> int:
 
 
 def marker_settings(item: pytest.Item, name: str) -> dict[str, Any] | None:
+    """The marker's arguments, checked: a bad one fails the test in one line."""
     marker = item.get_closest_marker(name)
     if marker is None:
         return None
     if marker.args:
-        raise pytest.UsageError(f"{item.nodeid}: {name} takes keyword arguments only")
+        _bad_marker(item, name, "takes keyword arguments only")
     unknown = set(marker.kwargs) - _ARGUMENTS[name]
     if unknown:
-        raise pytest.UsageError(
-            f"{item.nodeid}: {name} has no argument {', '.join(sorted(unknown))} "
-            f"(it takes {', '.join(sorted(_ARGUMENTS[name]))})"
+        _bad_marker(
+            item,
+            name,
+            f"has no argument {', '.join(sorted(unknown))} "
+            f"(it takes {', '.join(sorted(_ARGUMENTS[name]))})",
         )
-    return dict(marker.kwargs)
+    settings = dict(marker.kwargs)
+    for argument, value in settings.items():
+        problem = _CHECKS.get(argument, _anything)(value)
+        if problem is not None:
+            _bad_marker(item, name, f"{argument}={value!r}: {problem}")
+    return settings
+
+
+def _bad_marker(item: pytest.Item, name: str, problem: str) -> NoReturn:
+    pytest.fail(f"{item.nodeid}: {name} {problem}", pytrace=False)
+
+
+def _count(value: Any) -> str | None:
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    return None if is_int and value >= 0 else "give a whole number, 0 or more"
+
+
+def _seconds(value: Any) -> str | None:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if value is None or (number and math.isfinite(value) and value >= 0):
+        return None
+    return "give seconds: a finite number, 0 or more"
+
+
+def _seed(value: Any) -> str | None:
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    return None if value is None or is_int else "give a whole number"
+
+
+def _strategy(value: Any) -> str | None:
+    if value is None:
+        return None
+    from threadcheck._sched.strategies import parse
+
+    try:
+        parse(value, 0)
+    except (TypeError, ValueError, AttributeError) as error:
+        return str(error) if isinstance(value, str) else "give a strategy's name"
+    return None
+
+
+def _granularity(value: Any) -> str | None:
+    from threadcheck._sched._points import GRANULARITIES
+
+    return None if value in GRANULARITIES else f"choose one of {', '.join(GRANULARITIES)}"
+
+
+def _outcomes(value: Any) -> str | None:
+    collection = isinstance(value, list | tuple | set | frozenset)
+    return None if value is None or collection else "give a list of outcomes"
+
+
+def _probability(value: Any) -> str | None:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return None if number and 0 <= value <= 1 else "give a probability, from 0 to 1"
+
+
+def _anything(value: Any) -> str | None:
+    return None
+
+
+_CHECKS = {
+    "budget": _count,
+    "runs": _count,
+    "seconds": _seconds,
+    "seed": _seed,
+    "strategy": _strategy,
+    "granularity": _granularity,
+    "acceptable": _outcomes,
+    "forbidden": _outcomes,
+    "yield_probability": _probability,
+}
+"""Each marker argument's check: None, or what is wrong (max_delay and races
+are checked by :class:`Settings`)."""
 
 
 def _explore_settings(item: pytest.Item, settings: dict[str, Any]) -> Settings:
@@ -133,7 +210,7 @@ def _explore_settings(item: pytest.Item, settings: dict[str, Any]) -> Settings:
             races=bool(settings.get("races", False)),
         )
     except (TypeError, ValueError) as error:
-        raise pytest.UsageError(f"{item.nodeid}: {MARKER}: {error}") from None
+        _bad_marker(item, MARKER, str(error))
 
 
 def run_item(item: pytest.Function, options: Options) -> None:
@@ -148,8 +225,6 @@ def run_item(item: pytest.Function, options: Options) -> None:
 def _explore_item(item: pytest.Function, options: Options, settings: dict[str, Any]) -> None:
     try:
         _explore_or_replay(item, options, settings)
-    except pytest.UsageError:
-        raise
     except Exception as error:  # ours: the test's own errors are schedule failures
         pytest.fail(internal_error(error, options.replay), pytrace=False)
 
@@ -182,6 +257,8 @@ def _explore_or_replay(item: pytest.Function, options: Options, settings: dict[s
     if shard is None:
         pytest.skip("a bounded search runs whole, in the first shard")
     budget = options.budget or Budget(settings.get("budget", 2000), settings.get("seconds"))
+    if budget.seconds is None and 0 < (budget.schedules or 0) <= next(shard.indices()):
+        pytest.skip(f"budget {budget.schedules}: fewer schedules than parts, run by the first")
     seed = options.seed if options.seed is not None else settings.get("seed", 0)
     with Progress(sys.__stderr__ or sys.stderr) as progress:
         result = explore(
@@ -210,6 +287,8 @@ def _stress_item(item: pytest.Function, options: Options, settings: dict[str, An
     part = _part(item)
     if part is not None and runs is not None:  # xdist workers share the runs
         runs = runs // part[1] + (1 if part[0] < runs % part[1] else 0)
+        if runs == 0 and budget.schedules:
+            pytest.skip(f"runs={budget.schedules}: fewer runs than parts, run by the first")
     seed = options.seed if options.seed is not None else settings.get("seed")
     with Progress(sys.__stderr__ or sys.stderr) as progress:
         result = stress(
@@ -226,7 +305,7 @@ def _stress_item(item: pytest.Function, options: Options, settings: dict[str, An
     item.user_properties.append(
         (STRESS_PROPERTY, f"{result.runs} {result.seconds:.3f} {int(result.failed)} {failures}")
     )
-    if result.failed:
+    if result.failed or result.inconclusive:
         pytest.fail(result.report(), pytrace=False)
 
 
