@@ -301,6 +301,40 @@ def test_violations_outside_any_test_fail_the_session(pytester: pytest.Pytester)
     )
 
 
+def test_a_thread_outliving_its_test_is_charged_to_no_test(pytester: pytest.Pytester) -> None:
+    # Its violation failed the innocent test running then, or, after the last
+    # test, was made after the session's report and lost (exit 0).
+    pytester.makepyfile(
+        """
+        import threading
+        import time
+        from twisted.internet import reactor
+
+        def test_a_starts_a_straggler():
+            def late():
+                time.sleep(0.3)
+                reactor.callLater(3600, print)  # BUG: from a thread, after its test
+            threading.Thread(target=late, name="straggler").start()
+
+        def test_b_innocent():
+            time.sleep(0.6)
+
+        def test_c_starts_the_last_straggler():
+            test_a_starts_a_straggler()
+        """
+    )
+    result = run(pytester, "--threadcheck", *NO_PYTEST_TWISTED)
+    result.assert_outcomes(passed=3)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(
+        [
+            "threadcheck: 2 thread-affinity violations in 0 tests, 2 outside any test",
+            "Outside any test:",
+            "*reactor.callLater called * thread 'straggler'*",
+        ]
+    )
+
+
 def test_marker_allows_known_violations(pytester: pytest.Pytester, helpers: None) -> None:
     pytester.makepyfile(
         """

@@ -46,6 +46,7 @@ from threadcheck._violation import (
     BlockingCallAfterStopError,
     BlockingCallInReactorThreadError,
     Kind,
+    TestContext,
     ThreadAffinityError,
     ThreadAffinityWarning,
     ThreadInfo,
@@ -235,8 +236,24 @@ class AffinityChecker:
             stack=_stacks.intern(_stacks.without_threadcheck(_stacks.capture(skip=2))),
             spawn_site=_threads.spawn_site(thread),
             submitted_from=_threads.current_submission(),
-            test=self.recorder.context,
+            test=self._charged_to(thread),
         )
+
+    def _charged_to(self, thread: threading.Thread) -> TestContext | None:
+        """The running test, unless ``thread`` was started by another one and
+        runs its own code (not a pool's job): it outlived its test, and the
+        violation belongs to no test (the session fails on it)."""
+        test = self.recorder.context
+        started = _threads.started_in(thread)
+        if (
+            test is not None
+            and isinstance(started, TestContext)
+            and started.nodeid != test.nodeid
+            and _threads.runs_its_own_code(thread)
+            and _threads.current_submission() is None
+        ):
+            return None
+        return test
 
     def _deliver(self, violation: Violation, *, raising: bool) -> None:
         __tracebackhide__ = True

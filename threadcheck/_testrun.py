@@ -20,10 +20,13 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from typing import Any
 
+from threadcheck import _threads
 from threadcheck._affinity import AffinityChecker
 from threadcheck._violation import Kind, TestContext, ThreadAffinityError, Violation
 
 PHASES = ("setup", "call", "teardown")
+OUTLIVING_GRACE = 5.0
+"""Seconds the run's end waits for threads that outlive their tests."""
 
 
 class MissingViolationError(AssertionError):
@@ -46,6 +49,8 @@ class TestRun:
     def __init__(self, checker: AffinityChecker) -> None:
         self.checker = checker
         self._recorder = checker.recorder
+        recorder = self._recorder
+        _threads.started_during = lambda: recorder.context  # charged to their test only
         self._taken = 0
         self._expected: dict[int, str] = {}  # id(violation) -> reason
         self.judged: list[Violation] = []
@@ -85,8 +90,11 @@ class TestRun:
             self.judged.append(violation)
         return failing
 
-    def finish(self) -> list[Violation]:
-        """Judge everything left (outside any test); return all violations."""
+    def finish(self, grace: float = OUTLIVING_GRACE) -> list[Violation]:
+        """Judge everything left (outside any test); return all violations. The
+        threads tests started that still run are waited for, up to ``grace``
+        seconds, as the interpreter's exit waits for them: what they do is judged."""
+        _threads.join_outliving(grace)
         self.checker.flush_pending()
         self.judged.extend(self._take_new())
         return self.judged

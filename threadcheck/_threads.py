@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
 from typing import Any, TypeVar
@@ -25,6 +26,10 @@ start_listeners: list[Callable[[int], None]] = []
 """Called in the starting thread with the start's number, before the thread runs."""
 _original_start: Callable[[threading.Thread], None] | None = None
 _patch_lock = threading.Lock()
+_DURING_ATTR = "_threadcheck_started_during"
+started_during: Callable[[], object] | None = None
+"""What is running as a thread starts (a test runner's current test), kept on
+the thread: a thread that outlives its test is not charged to the next one."""
 
 
 def track_thread_starts() -> None:
@@ -46,6 +51,8 @@ def track_thread_starts() -> None:
                 _starts += 1
                 number = _starts
             setattr(self, _START_ATTR, number)
+            if started_during is not None:
+                setattr(self, _DURING_ATTR, started_during())
             for listener in start_listeners:
                 listener(number)
             original(self)
@@ -70,6 +77,32 @@ def start_number(thread: threading.Thread) -> int | None:
     """When ``thread`` was started (see :func:`starts_so_far`); None if untracked."""
     number: int | None = getattr(thread, _START_ATTR, None)
     return number
+
+
+def started_in(thread: threading.Thread) -> object | None:
+    """What :data:`started_during` said as ``thread`` started; None if nothing."""
+    return getattr(thread, _DURING_ATTR, None)
+
+
+def runs_its_own_code(thread: threading.Thread) -> bool:
+    """Whether ``thread`` runs user code of its own (its target, or its class's
+    ``run``), not a pool's loop running work that others hand it."""
+    run = getattr(thread, "_target", None) or getattr(type(thread), "run", None)
+    code = getattr(run, "__code__", None)
+    return code is not None and _stacks.is_user_code(code.co_filename)
+
+
+def join_outliving(timeout: float) -> None:
+    """Wait up to ``timeout`` seconds in all for the non-daemon threads started
+    during something (a test) that run their own code to end, as the
+    interpreter's exit would wait for them: what they do before they end is
+    then not lost. (Not a pool's idle workers: they wait for work, not to end.)"""
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if thread is threading.current_thread() or thread.daemon:
+            continue
+        if started_in(thread) is not None and runs_its_own_code(thread):
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def spawn_site(thread: threading.Thread) -> _stacks.Stack | None:
