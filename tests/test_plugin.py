@@ -147,6 +147,9 @@ def test_trial_threadcheck_allow_accepts_known_violations(tmp_path: Path) -> Non
         "ValueError: threadcheck_allow: 'reactor.calLater' is not a checked API; "
         "did you mean reactor.callLater?"
     ) in result.stdout
+    assert (
+        "_trial.py" not in result.stdout and "_reactor.py" not in result.stdout
+    )  # no frames of ours
 
 
 def test_trial_violations_outside_any_test_fail_the_run(tmp_path: Path) -> None:
