@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import shlex
+import textwrap
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
@@ -616,3 +618,19 @@ def test_fewer_schedules_or_runs_than_workers_run_in_the_first_part(
     )
     result = run(pytester, "-n", "2")
     result.assert_outcomes(passed=2, skipped=2)
+
+
+def test_the_replay_command_works_from_where_pytest_ran(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Run from a subdirectory of the rootdir, it printed the rootdir-relative
+    # path, which pytest could not find from there.
+    pytester.makeini("[pytest]\n")
+    tests = pytester.mkdir("tests")
+    (tests / "test_race.py").write_text(textwrap.dedent(RACE))
+    monkeypatch.chdir(tests)
+    result = run(pytester, "test_race.py")
+    [replay] = [line for line in result.stdout.lines if line.startswith("replay: ")]
+    assert replay.startswith("replay: pytest test_race.py::test_lost_update --threadcheck-replay=")
+    replayed = run(pytester, *shlex.split(replay.removeprefix("replay: pytest ")))
+    replayed.assert_outcomes(failed=1)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import os
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -238,6 +239,7 @@ def _explore_or_replay(item: pytest.Function, options: Options, settings: dict[s
     nodeid = _unsharded_nodeid(item)
     target = ScenarioTarget(_scenario(item))
     target.description = nodeid
+    typed = _as_typed_here(item, nodeid)  # the replay command runs where pytest ran
     explore_settings = _explore_settings(item, settings)
     if options.replay is not None:
         diverged: str | None = None
@@ -247,7 +249,7 @@ def _explore_or_replay(item: pytest.Function, options: Options, settings: dict[s
             diverged = str(error)
         if diverged is not None:
             pytest.fail(f"threadcheck: {diverged}", pytrace=False)
-        result.replay_command = replay_command(nodeid, options.replay)
+        result.replay_command = replay_command(typed, options.replay)
         _record(item, result)
         if result.found:
             pytest.fail(result.report(), pytrace=False)
@@ -267,7 +269,7 @@ def _explore_or_replay(item: pytest.Function, options: Options, settings: dict[s
             strategy=strategy,
             seed=seed,
             settings=explore_settings,
-            replay_command=lambda token: replay_command(nodeid, token),
+            replay_command=lambda token: replay_command(typed, token),
             progress=progress,
             shrink_progress=progress.shrinking,
             shard=shard,
@@ -307,6 +309,18 @@ def _stress_item(item: pytest.Function, options: Options, settings: dict[str, An
     )
     if result.failed or result.inconclusive:
         pytest.fail(result.report(), pytrace=False)
+
+
+def _as_typed_here(item: pytest.Item, nodeid: str) -> str:
+    """``nodeid`` (relative to the rootdir) as typed in the directory pytest was
+    run from: ``tests/test_x.py::t`` is ``test_x.py::t`` from ``tests/``."""
+    path, sep, rest = nodeid.partition("::")
+    here = item.config.invocation_params.dir
+    try:
+        relative = os.path.relpath(item.config.rootpath / path, here)
+    except ValueError:  # another drive (Windows)
+        return nodeid
+    return relative + sep + rest
 
 
 def replay_command(nodeid: str, token: str) -> str:
