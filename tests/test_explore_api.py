@@ -47,6 +47,23 @@ def test_a_lambdas_replay_command_is_python() -> None:
     assert "replay: threadcheck.replay(scenario, 'tc1." in str(raised.value)
 
 
+def _failing_pool_job(reactor: Any) -> Any:
+    from twisted.internet import threads
+
+    def job() -> None:
+        raise AssertionError("in the pool")
+
+    return threads.deferToThreadPool(reactor, reactor.getThreadPool(), job)
+
+
+def test_an_error_of_a_pool_job_is_not_placed_in_the_reactor_thread() -> None:
+    # Its Deferred fails in the reactor's thread, which the report named.
+    result = threadcheck.explore(_failing_pool_job, budget=5)
+    assert result.failure is not None and result.failure.thread is None
+    where = result.report().splitlines()[2]
+    assert where.startswith("  at test_explore_api.py:") and where.endswith(" in job"), where
+
+
 def test_a_spent_budget_is_reported_as_such_not_as_a_pass() -> None:
     result = threadcheck.explore(FIXED["ordering"], budget=10)  # its DPOR phase needs 26
     assert not result.found and not result.exhausted

@@ -109,8 +109,9 @@ def program_failure(name: str, error: BaseException) -> Failure | None:
     return thread_failure(name, error)
 
 
-def thread_failure(name: str, error: BaseException) -> Failure:
-    """An uncaught exception in a controlled thread (or the scenario)."""
+def thread_failure(name: str | None, error: BaseException) -> Failure:
+    """An uncaught exception in a controlled thread (or the scenario; ``name``
+    None when which thread raised it is not known)."""
     import traceback
 
     from threadcheck import _stacks

@@ -15,13 +15,14 @@ from contextlib import contextmanager
 from types import FrameType, FunctionType, MethodType
 from typing import Any, TypeVar
 
-from threadcheck import _stacks
+from threadcheck import _stacks, _threads
 from threadcheck._races import _detector as _race_detector
 from threadcheck._races import _hook as _race_hook
 from threadcheck._sched._core import Abort, Failure, TargetError, here
 from threadcheck._sched._program import program_failure, thread_failure
 
 _REACTOR_MODULE = "twisted.internet.reactor"
+_POOL_JOB = _threads.run_submitted.__code__
 _IMPORT_MACHINERY = ("importlib.", "_frozen_importlib")
 
 E = TypeVar("E", bound=BaseException)
@@ -81,9 +82,22 @@ class ScenarioTarget:
             error = result.value
             if isinstance(error, BaseException):
                 traceback = result.getTracebackObject()  # type: ignore[no-untyped-call]
-                name = threading.current_thread().name  # the exploring thread runs the reactor
+                # Raised in the reactor's thread (the exploring one), unless in a
+                # thread-pool job whose failure was handed to it: which worker is
+                # not kept, so none is named.
+                name = None if _in_pool_job(traceback) else threading.current_thread().name
                 return thread_failure(name, error.with_traceback(traceback))
         return None
+
+
+def _in_pool_job(traceback: Any) -> bool:
+    """Whether ``traceback`` passes through a thread-pool job (``run_submitted``)."""
+    while traceback is not None:
+        code = traceback.tb_frame.f_code
+        if code.co_name == _POOL_JOB.co_name and code.co_filename == _POOL_JOB.co_filename:
+            return True
+        traceback = traceback.tb_next
+    return False
 
 
 def run_scenario(reactor: Any, scenario: Callable[[Any], Any]) -> list[object]:
