@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import textwrap
@@ -291,6 +292,21 @@ def test_twistd_violation_is_logged_and_fails_the_exit_status(tmp_path: Path) ->
     log = (tmp_path / "twistd.log").read_text()
     assert "[threadcheck#error] threadcheck: 1 thread-affinity violation" in log
     assert "offending call: app.tac:14 in worker" in log
+
+
+def test_twistd_stopped_by_sigterm_still_writes_its_reports(tmp_path: Path) -> None:
+    # twistd ends itself with the signal, and exit handlers never ran: no JSON.
+    tac = TAC.format(buggy=True).replace(
+        "reactor.callLater(0.1, reactor.stop)",
+        "import os, signal; reactor.callLater(0.1, os.kill, os.getpid(), signal.SIGTERM)",
+    )
+    (tmp_path / "app.tac").write_text(tac)
+    json_path = tmp_path / "report.json"
+    command = [str(BIN / "twistd"), "--reactor=threadcheck", "-n", "--pidfile=", "-l", "-"]
+    result = run([*command, "-y", "app.tac"], tmp_path, THREADCHECK_JSON=str(json_path))
+    assert result.returncode == -signal.SIGTERM, result.stdout + result.stderr
+    assert "threadcheck: 1 thread-affinity violation" in result.stdout + result.stderr
+    assert len(json.loads(json_path.read_text())["violations"]) == 1
 
 
 def test_daemonized_twistd_writes_the_report_to_its_log(tmp_path: Path) -> None:

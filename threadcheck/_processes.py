@@ -88,6 +88,7 @@ class ProcessReport:
         self.json_path = json_path
         self.report_only = report_only
         self._from_children: list[Violation] = []
+        self._finished: int | None = None
 
     def violations(self) -> list[Violation]:
         """Everything so far: this process's, then its children's (collected now)."""
@@ -100,8 +101,12 @@ class ProcessReport:
         return [v for v in self.violations() if v.test is None and v.expected is None]
 
     def finish(self, stream: IO[str]) -> int:
-        """At exit: a child deposits; the owner writes the reports. Returns the count."""
+        """At exit: a child deposits; the owner writes the reports. Returns the
+        count. Once: a process that ends by a signal finishes before it (twistd)."""
+        if self._finished is not None:
+            return self._finished
         violations = self.violations()
+        self._finished = len(violations)
         mode = self.checker.mode.value
         if not self.spool.owner:
             if violations:

@@ -2,7 +2,9 @@
 
 A daemonized twistd has no stderr to print to, so the human-readable report
 is logged as the reactor shuts down; the application runner then exits with
-:data:`VIOLATIONS_FOUND` (the same status as ``threadcheck run``).
+:data:`VIOLATIONS_FOUND` (the same status as ``threadcheck run``). Stopped by a
+signal (SIGTERM), twistd ends itself with it and no exit handler runs: the
+reports (stderr, ``THREADCHECK_JSON``) are written before.
 """
 
 from __future__ import annotations
@@ -29,8 +31,11 @@ def hook(report: ProcessReport, reactor: Any) -> None:
     @functools.wraps(original)
     def run(self: app.ApplicationRunner) -> None:
         original(self)  # type: ignore[no-untyped-call]
-        exiting_by_signal = getattr(self, "_exitSignal", None) is not None
-        if report.violations() and not report.report_only and not exiting_by_signal:
+        if getattr(self, "_exitSignal", None) is not None:
+            # twistd ends itself with the signal next (SIGTERM: status 143), and
+            # exit handlers do not run then: the reports are written now.
+            report.finish(sys.stderr)
+        elif report.violations() and not report.report_only:
             sys.exit(VIOLATIONS_FOUND)
 
     app.ApplicationRunner.run = run  # type: ignore[method-assign]
