@@ -121,6 +121,51 @@ def test_a_token_replayed_on_another_program_diverges(
     assert result.stderr.startswith("threadcheck: the replay diverged: ")
 
 
+COROUTINES = """
+from twisted.internet import defer, reactor, threads
+
+class Stats:
+    bytes = 0
+
+stats = Stats()
+
+def fetch(n):
+    {fetch}
+    return n
+
+@defer.inlineCallbacks
+def legacy(n):
+    got = yield threads.deferToThread(fetch, n)
+    stats.bytes += 1000 * got
+
+async def modern(n):
+    got = await threads.deferToThread(fetch, n)
+    stats.bytes += 1000 * got
+
+d = defer.gatherResults([legacy(1), defer.ensureDeferred(modern(2)), legacy(4)])
+d.addErrback(print)  # the program's own error handling
+d.addBoth(lambda _: reactor.stop())
+reactor.run()
+if stats.bytes % 1000 != 7:
+    raise SystemExit(f"lost update: {{stats.bytes}}")
+"""
+
+
+def test_a_diverging_replay_shows_the_program_none_of_our_internals(tmp_path: Path) -> None:
+    # The Abort that unwinds the schedule reached the program's errback, which
+    # printed it with our frames.
+    (tmp_path / "bug").mkdir()
+    (tmp_path / "other").mkdir()
+    buggy = script(tmp_path / "bug", COROUTINES.format(fetch="stats.bytes += n  # BUG"))
+    other = script(tmp_path / "other", COROUTINES.format(fetch="pass"))
+    found = threadcheck("explore", buggy)
+    assert found.returncode == 1, found.stderr
+    result = threadcheck("replay", token_of(found.stderr), other)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("threadcheck: the replay diverged: "), result.stderr
+    assert "Abort" not in result.stdout + result.stderr
+
+
 def test_a_token_with_edited_decisions_diverges(race: subprocess.CompletedProcess[str]) -> None:
     document = _token.decode(token_of(race.stderr))
     del document["v"]

@@ -25,6 +25,7 @@ scheduler code.
 from __future__ import annotations
 
 import _thread
+import io
 import select
 import sys
 import time
@@ -271,6 +272,8 @@ class Scheduler:
         """The longest a thread was held while time passed: (seconds, its name)."""
         self._timed: dict[int, ControlledThread] = {}
         """Blocked threads with a deadline, by thread id."""
+        self._unmuted: tuple[Any, Any] | None = None
+        """The program's stdout and stderr while a teardown discards its output."""
         self._io_waiters: dict[int, tuple[ControlledThread, Any, bool]] = {}
         """Threads blocked until a real file descriptor is ready: (the thread, the
         file, whether to read), by thread id (see :meth:`wait_for_io`)."""
@@ -593,6 +596,8 @@ class Scheduler:
 
     def drain(self, me: ControlledThread) -> None:
         """End the schedule: every other live thread unwinds (Abort), then ``me`` goes on."""
+        if not self.aborting:
+            self._mute()
         self.aborting = True
         while True:
             others = [t for t in self.threads if not t.finished and t is not me]
@@ -811,7 +816,22 @@ class Scheduler:
         """Record the schedule's first failure and start tearing it down."""
         if self.failure is None:
             self.failure = failure
+        if not self.aborting:
+            self._mute()
         self.aborting = True
+
+    def _mute(self) -> None:
+        """The program's output goes nowhere while the schedule is torn down: the
+        :class:`Abort` that unwinds its threads reaches its own error handlers
+        (Twisted's Deferreds catch it), which would print our internals."""
+        self._unmuted = (sys.stdout, sys.stderr)
+        sys.stdout = sys.stderr = _Discarded()
+
+    def unmute(self) -> None:
+        """The teardown is over: the program's output goes where it went."""
+        if self._unmuted is not None:
+            sys.stdout, sys.stderr = self._unmuted
+            self._unmuted = None
 
     def _deadlock(self, current: ControlledThread) -> NoReturn:
         live = [t for t in self.threads if not t.finished]
@@ -929,3 +949,10 @@ def iter_runs(trace: Sequence[Step]) -> Iterator[list[Step]]:
         run.append(step)
     if run:
         yield run
+
+
+class _Discarded(io.TextIOBase):
+    """A text stream that keeps nothing written to it."""
+
+    def write(self, text: str) -> int:
+        return len(text)

@@ -269,7 +269,10 @@ class Explorer:
         except BaseException as error:
             scheduler.fail(thread_failure(me.name, error))
         finally:
-            scheduler.drain(me)
+            try:
+                scheduler.drain(me)
+            finally:
+                scheduler.unmute()
             _footprint.collecting = False
             self.watchdog.watch(None)
             scheduler.release_adopted(me)
