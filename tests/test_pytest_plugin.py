@@ -370,6 +370,7 @@ def test_marker_allows_known_violations(pytester: pytest.Pytester, helpers: None
             "allow=: 'frobnicate' is not a checked API; docs/checks.md lists the APIs",
         ),
         ('allow="reactor.callLater"', "allow= takes a list of API names"),
+        ('alow=["reactor.callLater"]', "takes allow=, allow_races= and reason= only; got alow"),
     ],
 )
 def test_a_bad_marker_is_a_one_line_error(
@@ -380,7 +381,8 @@ def test_a_bad_marker_is_a_one_line_error(
     )
     result = run(pytester, "--threadcheck", *NO_PYTEST_TWISTED)
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines([f"threadcheck marker: {message}"])
+    result.stdout.fnmatch_lines([f"threadcheck marker{'' if 'got' in message else ':'} {message}"])
+    assert result.stdout.str().count(message) == 1  # not again, as the error it came from
 
 
 def test_fixture_gives_violations_reactor_and_expect(

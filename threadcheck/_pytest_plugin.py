@@ -457,14 +457,24 @@ def _allowed(item: pytest.Item) -> dict[str, str]:
     marker = item.get_closest_marker("threadcheck")
     if marker is None:
         return {}
+    unknown = sorted(set(marker.kwargs) - {"allow", "allow_races", "reason"})
+    if marker.args or unknown:
+        pytest.fail(
+            "threadcheck marker takes allow=, allow_races= and reason= only"
+            + (f"; got {', '.join(unknown)}" if unknown else ""),
+            pytrace=False,
+        )
     allow = marker.kwargs.get("allow", ())
     reason = marker.kwargs.get("reason") or "allowed by @pytest.mark.threadcheck"
     from threadcheck_reactor import allowed_apis
 
+    problem = None
     try:
         allow = allowed_apis(allow, "threadcheck marker: allow=")
     except ValueError as error:
-        pytest.fail(str(error), pytrace=False)
+        problem = str(error)
+    if problem is not None:  # not inside the except: its error would be shown twice
+        pytest.fail(problem, pytrace=False)
     races = marker.kwargs.get("allow_races", ())
     if isinstance(races, str) or not all(isinstance(race, str) for race in races):
         pytest.fail(
