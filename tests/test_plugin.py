@@ -232,17 +232,24 @@ def test_a_child_process_reports_into_its_parents_report(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
-        ("THREADCHECK_MODE", "loud", "unknown mode 'loud'"),
+        ("THREADCHECK_MODE", "loud", "THREADCHECK_MODE: unknown mode 'loud'"),
         ("THREADCHECK_REPORT_ONLY", "maybe", "THREADCHECK_REPORT_ONLY='maybe': use 1 or 0"),
+        ("THREADCHECK_RACES", "maybe", "THREADCHECK_RACES='maybe': use 1 or 0"),
     ],
 )
-def test_bad_environment_is_a_clear_error(
-    tmp_path: Path, variable: str, value: str, message: str
+@pytest.mark.parametrize("program", ["trial", "twistd"])
+def test_bad_environment_is_a_one_line_usage_error(
+    tmp_path: Path, variable: str, value: str, message: str, program: str
 ) -> None:
+    # twistd printed its whole usage (67 lines) before the error.
     (tmp_path / "tc_trial_tests.py").write_text(TRIAL_TESTS)
-    result = trial("tc_trial_tests", tmp_path, **{variable: value})
-    assert result.returncode != 0
-    assert message in result.stdout + result.stderr
+    (tmp_path / "app.tac").write_text(TAC.format(buggy=False))
+    target = ["tc_trial_tests"] if program == "trial" else ["-n", "--pidfile=", "-y", "app.tac"]
+    command = [str(BIN / program), "--reactor=threadcheck", *target]
+    result = run(command, tmp_path, **{variable: value})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith(f"threadcheck: error: {message}"), result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
 
 
 TAC = """

@@ -20,9 +20,11 @@ from __future__ import annotations
 import atexit
 import os
 import sys
+from typing import NoReturn
 
 import threadcheck_reactor
 from threadcheck import _stacks
+from threadcheck._modes import Mode
 from threadcheck._processes import ProcessReport, Spool
 from threadcheck._report import json_path_problem
 
@@ -35,16 +37,18 @@ def install(kind: str = "default") -> None:
     if os.path.basename(sys.argv[0]) in ("trial", "twistd"):
         # Their console-script wrapper starts the program; it is not part of it.
         _stacks.register_library_path(os.path.abspath(sys.argv[0]), "twisted")
-    report_only = _flag("THREADCHECK_REPORT_ONLY")
+    try:
+        report_only = _flag("THREADCHECK_REPORT_ONLY")
+        mode = os.environ.get("THREADCHECK_MODE", "record")
+        Mode.parse(mode)
+    except ValueError as error:
+        _usage_error(f"THREADCHECK_MODE: {error}" if "mode" in str(error) else str(error))
     json_path = os.environ.get("THREADCHECK_JSON") or None
     problem = None if json_path is None else json_path_problem(json_path, "THREADCHECK_JSON")
     if problem is not None:
-        # Before the program runs, as a usage error: one line, exit 2. (An
-        # exception would reach trial's "reactor cannot be used" wrapper.)
-        print(f"threadcheck: error: {problem}", file=sys.stderr)
-        raise SystemExit(2)
+        _usage_error(problem)
     include = _race_include()
-    reactor = threadcheck_reactor.install(os.environ.get("THREADCHECK_MODE", "record"), kind=kind)
+    reactor = threadcheck_reactor.install(mode, kind=kind)
     if include is not None:
         from threadcheck._races import _detector
         from threadcheck_reactor import _race_edges
@@ -69,16 +73,23 @@ def install(kind: str = "default") -> None:
         _twistd.hook(report, reactor)
 
 
+def _usage_error(problem: str) -> NoReturn:
+    """Before the program runs, as a usage error: one line, exit 2. (An exception
+    would reach trial's "reactor cannot be used" wrapper, or twistd's usage.)"""
+    print(f"threadcheck: error: {problem}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def _race_include() -> tuple[str, ...] | None:
     """What ``THREADCHECK_RACES_INCLUDE`` names; None without ``THREADCHECK_RACES``."""
-    if not _flag("THREADCHECK_RACES"):
-        return None
-    names = [n for n in os.environ.get("THREADCHECK_RACES_INCLUDE", "").split(os.pathsep) if n]
     try:
+        if not _flag("THREADCHECK_RACES"):
+            return None
+        names = [n for n in os.environ.get("THREADCHECK_RACES_INCLUDE", "").split(os.pathsep) if n]
         return _stacks.include_paths(names)
     except ValueError as error:
-        print(f"threadcheck: error: THREADCHECK_RACES_INCLUDE: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+        where = "" if str(error).startswith("THREADCHECK_") else "THREADCHECK_RACES_INCLUDE: "
+        _usage_error(f"{where}{error}")
 
 
 def _flag(name: str) -> bool:
