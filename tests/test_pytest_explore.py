@@ -634,3 +634,18 @@ def test_the_replay_command_works_from_where_pytest_ran(
     assert replay.startswith("replay: pytest test_race.py::test_lost_update --threadcheck-replay=")
     replayed = run(pytester, *shlex.split(replay.removeprefix("replay: pytest ")))
     replayed.assert_outcomes(failed=1)
+
+
+def test_the_sessions_clean_line_says_it_does_not_cover_explorations(
+    pytester: pytest.Pytester,
+) -> None:
+    # "no thread-affinity violations" stood under explorations that had just failed.
+    pytester.makepyfile(test_race=RACE)
+    result = run(pytester, "--threadcheck", "-k", "lost_update")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "threadcheck: no thread-affinity violations outside explorations "
+            "(an exploration's failures fail its test)"
+        ]
+    )

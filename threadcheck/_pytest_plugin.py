@@ -677,8 +677,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    if not hasattr(config, "workerinput"):
-        _explore_summary(terminalreporter)
+    explored = not hasattr(config, "workerinput") and _explore_summary(terminalreporter)
     state = config.stash.get(_STATE, None)
     if state is None or state.violations is None or hasattr(config, "workerinput"):
         return
@@ -687,7 +686,11 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
     terminalreporter.section("threadcheck")
     races = bool(config.getoption("threadcheck_races", False))
-    for line in summary_lines(state.violations, races):
+    lines = summary_lines(state.violations, races)
+    if explored and not state.violations:
+        # Not a word on the explorations, which fail their own tests.
+        lines[0] += " outside explorations (an exploration's failures fail its test)"
+    for line in lines:
         terminalreporter.write_line(line)
     for worker in state.lost_workers:
         terminalreporter.write_line(
@@ -704,8 +707,9 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write(format_stalls(stalls))
 
 
-def _explore_summary(terminalreporter: Any) -> None:
-    """Totals over the explorations' reports (from every xdist worker too)."""
+def _explore_summary(terminalreporter: Any) -> bool:
+    """Totals over the explorations' reports (from every xdist worker too);
+    whether there were any."""
     reports = [
         report
         for category in terminalreporter.stats.values()
@@ -713,7 +717,7 @@ def _explore_summary(terminalreporter: Any) -> None:
         if getattr(report, "when", None) == "call" and getattr(report, "user_properties", None)
     ]
     if not reports:
-        return
+        return False
     from threadcheck._testexplore import STATS_PROPERTY, STRESS_PROPERTY, Totals
 
     lines = []
@@ -727,3 +731,4 @@ def _explore_summary(terminalreporter: Any) -> None:
         terminalreporter.section("threadcheck explore")
         for line in lines:
             terminalreporter.write_line(line)
+    return bool(lines)
