@@ -365,6 +365,31 @@ ACCESS_KINDS = [
         location="Client._instance",
         line="cls._instance = cls()",
     ),
+    Case(
+        "a cache filled after d.get(k) found nothing",
+        racy="""
+            cache = {}
+            def lookup():
+                if cache.get("token") is None:
+                    cache["token"] = "fetched"
+            threads = [threading.Thread(target=lookup) for _ in range(2)]
+            for t in threads: t.start()
+            for t in threads: t.join()
+        """,
+        fixed="""
+            cache = {}
+            lock = threading.Lock()
+            def lookup():
+                with lock:
+                    if cache.get("token") is None:
+                        cache["token"] = "fetched"
+            threads = [threading.Thread(target=lookup) for _ in range(2)]
+            for t in threads: t.start()
+            for t in threads: t.join()
+        """,
+        location="cache[...]",
+        line='if cache.get("token") is None:',
+    ),
 ]
 
 

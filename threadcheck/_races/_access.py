@@ -271,7 +271,7 @@ def _opaque(cls: type) -> int:
     module_name = getattr(cls, "__module__", None) or "builtins"
     module = sys.modules.get(module_name)
     top = module_name.partition(".")[0].lstrip("_")
-    if (module is not None and GLOBALS in vars(module)) or top in _TRANSPARENT:
+    if GLOBALS in getattr(module, "__dict__", ()) or top in _TRANSPARENT:
         kind = 0
     else:
         kind = _TWISTED if top == "twisted" else _OPAQUE
@@ -298,6 +298,28 @@ class _KeyedChange:
 
     def _changed(self, key: Any, mode: str) -> None:
         _write_key(clocks.get(get_ident()) or current(), self.obj, key, self.site, mode)
+
+
+def ck(obj: Any, site: int, key_site: int) -> Any:
+    """``obj.get(key, ...)`` is about to be called: for a dict, a read of that key
+    (at ``key_site``), as ``obj[key]`` is (``if d.get(k) is None: d[k] = v`` in
+    two threads races on the key). Any call is recorded as :func:`cr` does."""
+    cr(obj, site)
+    return _KeyedLook(obj, key_site) if enabled and isinstance(obj, dict) else obj
+
+
+class _KeyedLook:
+    """Stands for a dict in ``d.get(k)``: records the key's read."""
+
+    __slots__ = ("obj", "site")
+
+    def __init__(self, obj: dict[Any, Any], site: int) -> None:
+        self.obj = obj
+        self.site = site
+
+    def get(self, key: Any, *default: Any) -> Any:
+        _read_key(self.obj, key, self.site)
+        return self.obj.get(key, *default)
 
 
 def lk(obj: Any, site: int) -> Any:

@@ -71,8 +71,8 @@ _NOT_CHANGING = frozenset(
 )  # fmt: skip
 """Builtins that change nothing they are given."""
 HELPERS = (
-    "ra", "wa", "ua", "st", "lp", "lw", "it", "cm", "cmk", "cr", "oa", "lk", "isin", "rv", "wv",
-    "uv", "sub", "Scope",
+    "ra", "wa", "ua", "st", "lp", "lw", "it", "cm", "cmk", "cr", "ck", "oa", "lk", "isin", "rv",
+    "wv", "uv", "sub", "Scope",
 )  # fmt: skip
 GLOBALS = "__tc_gl__"
 
@@ -426,7 +426,13 @@ class _Rewriter(ast.NodeTransformer):
             func.value = self._call("cmk" if keyed else "cm", func.value, site, point)
         elif isinstance(func, ast.Attribute):
             site = self._site(node, "method", f"{_text(func)}()")
-            func.value = self._call("cr", self.visit(func.value), site)
+            keyed = func.attr == "get" and node.args and not isinstance(node.args[0], ast.Starred)
+            func.value = self.visit(func.value)
+            if keyed:  # the key's read is named as a subscript's: `cache[...]`
+                key_site = self._site(node, "subscript", f"{_text(func.value)}[...]")
+                func.value = self._call("ck", func.value, site, key_site)
+            else:
+                func.value = self._call("cr", func.value, site)
         else:
             node.func = self.visit(func)
         node.args = [self.visit(a) for a in node.args]
