@@ -279,14 +279,20 @@ def _opaque(cls: type) -> int:
     return kind
 
 
-class _KeyedChange:
-    """Stands for a dict in ``d.pop(k)``/``d.setdefault(k, v)``: records the key's write."""
+class _Keyed:
+    """Stands for a dict in a call of one of its keyed methods, recording the key."""
 
     __slots__ = ("obj", "site")
 
     def __init__(self, obj: dict[Any, Any], site: int) -> None:
         self.obj = obj
         self.site = site
+
+
+class _KeyedChange(_Keyed):
+    """``d.pop(k)``/``d.setdefault(k, v)``: records the key's write."""
+
+    __slots__ = ()
 
     def pop(self, key: Any, *default: Any) -> Any:
         self._changed(key, "delete")
@@ -308,14 +314,10 @@ def ck(obj: Any, site: int, key_site: int) -> Any:
     return _KeyedLook(obj, key_site) if enabled and isinstance(obj, dict) else obj
 
 
-class _KeyedLook:
-    """Stands for a dict in ``d.get(k)``: records the key's read."""
+class _KeyedLook(_Keyed):
+    """``d.get(k)``: records the key's read."""
 
-    __slots__ = ("obj", "site")
-
-    def __init__(self, obj: dict[Any, Any], site: int) -> None:
-        self.obj = obj
-        self.site = site
+    __slots__ = ()
 
     def get(self, key: Any, *default: Any) -> Any:
         _read_key(self.obj, key, self.site)
