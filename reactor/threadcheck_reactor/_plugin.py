@@ -37,12 +37,12 @@ def install(kind: str = "default") -> None:
     if os.path.basename(sys.argv[0]) in ("trial", "twistd"):
         # Their console-script wrapper starts the program; it is not part of it.
         _stacks.register_library_path(os.path.abspath(sys.argv[0]), "twisted")
+    report_only = _flag("THREADCHECK_REPORT_ONLY")
+    mode = os.environ.get("THREADCHECK_MODE", "record")
     try:
-        report_only = _flag("THREADCHECK_REPORT_ONLY")
-        mode = os.environ.get("THREADCHECK_MODE", "record")
         Mode.parse(mode)
     except ValueError as error:
-        _usage_error(f"THREADCHECK_MODE: {error}" if "mode" in str(error) else str(error))
+        _usage_error(f"THREADCHECK_MODE: {error}")
     json_path = os.environ.get("THREADCHECK_JSON") or None
     problem = None if json_path is None else json_path_problem(json_path, "THREADCHECK_JSON")
     if problem is not None:
@@ -82,18 +82,18 @@ def _usage_error(problem: str) -> NoReturn:
 
 def _race_include() -> tuple[str, ...] | None:
     """What ``THREADCHECK_RACES_INCLUDE`` names; None without ``THREADCHECK_RACES``."""
+    if not _flag("THREADCHECK_RACES"):
+        return None
+    names = [n for n in os.environ.get("THREADCHECK_RACES_INCLUDE", "").split(os.pathsep) if n]
     try:
-        if not _flag("THREADCHECK_RACES"):
-            return None
-        names = [n for n in os.environ.get("THREADCHECK_RACES_INCLUDE", "").split(os.pathsep) if n]
         return _stacks.include_paths(names)
     except ValueError as error:
-        where = "" if str(error).startswith("THREADCHECK_") else "THREADCHECK_RACES_INCLUDE: "
-        _usage_error(f"{where}{error}")
+        _usage_error(f"THREADCHECK_RACES_INCLUDE: {error}")
 
 
 def _flag(name: str) -> bool:
+    """The environment's 1 or 0 for ``name``; anything else is a usage error."""
     value = os.environ.get(name, "").strip().lower()
     if value not in _TRUE + _FALSE:
-        raise ValueError(f"{name}={value!r}: use 1 or 0")
+        _usage_error(f"{name}={value!r}: use 1 or 0")
     return value in _TRUE
