@@ -214,15 +214,16 @@ def cr(obj: Any, site: int) -> Any:
     collecting = _footprint.collecting
     if not collecting and on_handover is None:
         return obj
-    if isinstance(obj, CONTAINERS):
+    kind = _kinds.get(type(obj))
+    if kind is None:
+        kind = _kind_of(type(obj))
+    if kind == _CONTAINER:
         if collecting:
             _footprint.read(obj, _footprint.WHOLE)
-        return obj
-    kind = _opaque_types.get(type(obj))
-    if kind is None:
-        kind = _opaque(type(obj))
-    if kind:
-        if kind is _OPAQUE and on_handover is not None:
+    elif kind:
+        # Called from here, not a shared helper: the point takes the user's
+        # frame two calls up (``_points._helper_point``).
+        if kind == _OPAQUE and on_handover is not None:
             on_handover(site, "call")
         if collecting:
             _footprint.write(obj, _footprint.WHOLE)
@@ -255,27 +256,32 @@ _TRANSPARENT = frozenset(
 (the scheduler's primitives, ``concurrent.futures``), or change nothing that
 is shared (immutable values)."""
 
+_CONTAINER = 3
+"""A builtin container (:data:`CONTAINERS`): its methods' effects are known."""
 _OPAQUE = 2
 """A library's or C object, whose method calls are scheduling points."""
 _TWISTED = 1
 """Twisted's: its methods are dependent, but no points (see :func:`cr`)."""
 
-_opaque_types: dict[type, int] = {}
-"""Each type met, and what :func:`_opaque` said of it."""
+_kinds: dict[type, int] = {}
+"""Each type met, and what :func:`_kind_of` said of it."""
 
 
-def _opaque(cls: type) -> int:
-    """Whether ``cls``'s methods are library or C code, whose effects are unseen
-    (:data:`_OPAQUE`, :data:`_TWISTED`), or not (0): rewritten user code, a
-    synchronisation object, a module or a builtin."""
+def _kind_of(cls: type) -> int:
+    """What ``cls``'s methods are: a builtin container's (:data:`_CONTAINER`),
+    library or C code whose effects are unseen (:data:`_OPAQUE`,
+    :data:`_TWISTED`), or neither (0): rewritten user code, a synchronisation
+    object, a module or a builtin."""
     module_name = getattr(cls, "__module__", None) or "builtins"
     module = sys.modules.get(module_name)
     top = module_name.partition(".")[0].lstrip("_")
-    if GLOBALS in getattr(module, "__dict__", ()) or top in _TRANSPARENT:
+    if issubclass(cls, CONTAINERS):
+        kind = _CONTAINER
+    elif GLOBALS in getattr(module, "__dict__", ()) or top in _TRANSPARENT:
         kind = 0
     else:
         kind = _TWISTED if top == "twisted" else _OPAQUE
-    _opaque_types[cls] = kind
+    _kinds[cls] = kind
     return kind
 
 
