@@ -596,9 +596,7 @@ class Scheduler:
 
     def drain(self, me: ControlledThread) -> None:
         """End the schedule: every other live thread unwinds (Abort), then ``me`` goes on."""
-        if not self.aborting:
-            self._mute()
-        self.aborting = True
+        self._tear_down()
         while True:
             others = [t for t in self.threads if not t.finished and t is not me]
             if not others:
@@ -816,16 +814,17 @@ class Scheduler:
         """Record the schedule's first failure and start tearing it down."""
         if self.failure is None:
             self.failure = failure
-        if not self.aborting:
-            self._mute()
-        self.aborting = True
+        self._tear_down()
 
-    def _mute(self) -> None:
-        """The program's output goes nowhere while the schedule is torn down: the
-        :class:`Abort` that unwinds its threads reaches its own error handlers
-        (Twisted's Deferreds catch it), which would print our internals."""
-        self._unmuted = (sys.stdout, sys.stderr)
-        sys.stdout = sys.stderr = _Discarded()
+    def _tear_down(self) -> None:
+        """Every thread unwinds from its next point on. The program's output goes
+        nowhere meanwhile: the :class:`Abort` that unwinds its threads reaches its
+        own error handlers (Twisted's Deferreds catch it), which would print our
+        internals."""
+        if not self.aborting:
+            self._unmuted = (sys.stdout, sys.stderr)
+            sys.stdout = sys.stderr = _Discarded()
+        self.aborting = True
 
     def unmute(self) -> None:
         """The teardown is over: the program's output goes where it went."""
