@@ -139,21 +139,22 @@ def _bad_marker(item: pytest.Item, name: str, problem: str) -> NoReturn:
     pytest.fail(f"{item.nodeid}: {name} {problem}", pytrace=False)
 
 
+def _is_number(value: Any, kinds: type | tuple[type, ...] = (int, float)) -> bool:
+    return isinstance(value, kinds) and not isinstance(value, bool)  # True is no count
+
+
 def _count(value: Any) -> str | None:
-    is_int = isinstance(value, int) and not isinstance(value, bool)
-    return None if is_int and value >= 0 else "give a whole number, 0 or more"
+    return None if _is_number(value, int) and value >= 0 else "give a whole number, 0 or more"
 
 
 def _seconds(value: Any) -> str | None:
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    if value is None or (number and math.isfinite(value) and value >= 0):
+    if value is None or (_is_number(value) and math.isfinite(value) and value >= 0):
         return None
     return "give seconds: a finite number, 0 or more"
 
 
 def _seed(value: Any) -> str | None:
-    is_int = isinstance(value, int) and not isinstance(value, bool)
-    return None if value is None or is_int else "give a whole number"
+    return None if value is None or _is_number(value, int) else "give a whole number"
 
 
 def _strategy(value: Any) -> str | None:
@@ -180,8 +181,7 @@ def _outcomes(value: Any) -> str | None:
 
 
 def _probability(value: Any) -> str | None:
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    return None if number and 0 <= value <= 1 else "give a probability, from 0 to 1"
+    return None if _is_number(value) and 0 <= value <= 1 else "give a probability, from 0 to 1"
 
 
 def _anything(value: Any) -> str | None:
