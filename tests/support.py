@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
 from twisted.internet import default
 from twisted.internet.threads import blockingCallFromThread
 
@@ -120,6 +121,13 @@ def run_in(
 
 
 # -- whole programs under `threadcheck explore` (the quality tests) -------------
+
+
+def before_short_summary(result: pytest.RunResult) -> str:
+    """A pytester run's stdout up to pytest's short test summary: with CI set in
+    the environment, pytest repeats each failure's whole message there."""
+    out: str = result.stdout.str()
+    return out.split("short test summary info")[0]
 
 
 def write_program(tmp_path: Path, body: str) -> Path:

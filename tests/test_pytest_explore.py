@@ -19,6 +19,8 @@ import pytest
 
 from threadcheck._sched._runner import WARM_UP
 
+from support import before_short_summary
+
 pytestmark = pytest.mark.slow
 
 NO_PYTEST_TWISTED = ("-p", "no:twisted")
@@ -435,7 +437,7 @@ def test_misuse_fails_with_what_to_do(pytester: pytest.Pytester) -> None:
         ],
         consecutive=False,
     )
-    assert result.stdout.str().count("not a TestCase method") == 2
+    assert before_short_summary(result).count("not a TestCase method") == 2
 
 
 # Two pool workers each add 1, 300 times, without a lock: on real threads
@@ -630,7 +632,9 @@ def test_the_replay_command_works_from_where_pytest_ran(
     (tests / "test_race.py").write_text(textwrap.dedent(RACE))
     monkeypatch.chdir(tests)
     result = run(pytester, "test_race.py")
-    [replay] = [line for line in result.stdout.lines if line.startswith("replay: ")]
+    [replay] = [
+        line for line in before_short_summary(result).splitlines() if line.startswith("replay: ")
+    ]
     assert replay.startswith("replay: pytest test_race.py::test_lost_update --threadcheck-replay=")
     replayed = run(pytester, *shlex.split(replay.removeprefix("replay: pytest ")))
     replayed.assert_outcomes(failed=1)
