@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from types import FrameType
+from types import FrameType, TracebackType
 from typing import Any, TypeVar
 
 from threadcheck import _stacks
@@ -137,3 +137,13 @@ def run_submitted(
 
 
 _RUN_SUBMITTED = run_submitted.__code__
+
+
+def runs_submitted_work(traceback: TracebackType | None) -> bool:
+    """Whether ``traceback`` passes through work that :func:`run_submitted` ran
+    (a thread-pool job)."""
+    while traceback is not None:
+        if traceback.tb_frame.f_code is _RUN_SUBMITTED:
+            return True
+        traceback = traceback.tb_next
+    return False

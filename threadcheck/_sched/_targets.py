@@ -22,7 +22,6 @@ from threadcheck._sched._core import Abort, Failure, TargetError, here
 from threadcheck._sched._program import program_failure, thread_failure
 
 _REACTOR_MODULE = "twisted.internet.reactor"
-_POOL_JOB = _threads.run_submitted.__code__
 _IMPORT_MACHINERY = ("importlib.", "_frozen_importlib")
 
 E = TypeVar("E", bound=BaseException)
@@ -85,19 +84,10 @@ class ScenarioTarget:
                 # Raised in the reactor's thread (the exploring one), unless in a
                 # thread-pool job whose failure was handed to it: which worker is
                 # not kept, so none is named.
-                name = None if _in_pool_job(traceback) else threading.current_thread().name
+                pool_job = _threads.runs_submitted_work(traceback)
+                name = None if pool_job else threading.current_thread().name
                 return thread_failure(name, error.with_traceback(traceback))
         return None
-
-
-def _in_pool_job(traceback: Any) -> bool:
-    """Whether ``traceback`` passes through a thread-pool job (``run_submitted``)."""
-    while traceback is not None:
-        code = traceback.tb_frame.f_code
-        if code.co_name == _POOL_JOB.co_name and code.co_filename == _POOL_JOB.co_filename:
-            return True
-        traceback = traceback.tb_next
-    return False
 
 
 def run_scenario(reactor: Any, scenario: Callable[[Any], Any]) -> list[object]:
@@ -252,9 +242,6 @@ def _global_reactor(reactor: Any) -> Iterator[Any]:
         _restore(vars(twisted.internet), "reactor", saved_attribute)
 
 
-_INSTALLERS = ("default", "selectreactor", "pollreactor", "epollreactor")
-"""Twisted's modules whose ``install()`` installs a reactor the scheduled one stands for."""
-
 _ASYNCIO = (
     "the program installs Twisted's asyncio reactor: explore runs programs on its own"
     " scheduled reactor, which cannot drive asyncio's event loop; check this program"
@@ -269,17 +256,18 @@ def _installers_kept(reactor: Any) -> Iterator[None]:
     in one line, instead of a ``ReactorAlreadyInstalledError`` on every schedule."""
     import importlib
 
+    from threadcheck_reactor._installers import INSTALLERS
+
     def keep() -> None:
         pass
 
     def refuse(eventloop: object = None) -> None:
         raise TargetError(_ASYNCIO)
 
-    modules: list[Any] = [importlib.import_module(f"twisted.internet.{n}") for n in _INSTALLERS]
-    modules.append(importlib.import_module("twisted.internet.asyncioreactor"))
+    modules: list[Any] = [importlib.import_module(name) for name in INSTALLERS.values()]
     saved = [module.install for module in modules]
-    for module in modules:
-        module.install = refuse if module.__name__.endswith("asyncioreactor") else keep
+    for kind, module in zip(INSTALLERS, modules, strict=True):
+        module.install = refuse if kind == "asyncio" else keep
     try:
         yield
     finally:
