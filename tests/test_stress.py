@@ -146,8 +146,10 @@ def test_no_run_is_inconclusive_never_a_pass() -> None:
     ("arguments", "message"),
     [
         ({"runs": -5}, "runs=-5: give a whole number"),
-        ({"runs": None, "seconds": float("inf")}, "seconds=inf: give a finite number"),
-        ({"yield_probability": 7}, "yield_probability=7: give one from 0 to 1"),
+        ({"runs": None, "seconds": float("inf")}, "seconds=inf: give seconds: a finite number"),
+        ({"yield_probability": 7}, "yield_probability=7: give a probability, from 0 to 1"),
+        ({"acceptable": 13}, "acceptable=13: give a list of outcomes"),
+        ({"seed": "x"}, "seed='x': give a whole number"),
     ],
 )
 def test_bad_arguments_are_refused_in_one_line(arguments: dict[str, Any], message: str) -> None:

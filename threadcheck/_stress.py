@@ -19,7 +19,6 @@ reactors there).
 
 from __future__ import annotations
 
-import math
 import random
 import sys
 import threading
@@ -30,7 +29,7 @@ from collections.abc import Callable, Collection, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
-from threadcheck import _stacks
+from threadcheck import _arguments, _stacks
 
 DEFAULT_RUNS = 1000
 DEFAULT_YIELD_PROBABILITY = 0.05
@@ -146,12 +145,13 @@ def stress(
     """Run ``scenario(reactor)`` ``runs`` times (or for ``seconds``) on real threads."""
     if runs is None and seconds is None:
         raise ValueError("give runs, seconds or both")
-    if runs is not None and (not isinstance(runs, int) or runs < 0):
-        raise ValueError(f"runs={runs!r}: give a whole number, 0 or more")
-    if seconds is not None and not (0 <= seconds < math.inf):
-        raise ValueError(f"seconds={seconds!r}: give a finite number, 0 or more")
-    if not 0 <= yield_probability <= 1:
-        raise ValueError(f"yield_probability={yield_probability!r}: give one from 0 to 1")
+    if runs is not None:
+        _arguments.require("runs", runs, _arguments.count)
+    _arguments.require("seconds", seconds, _arguments.seconds)
+    _arguments.require("acceptable", acceptable, _arguments.outcomes)
+    _arguments.require("forbidden", forbidden, _arguments.outcomes)
+    _arguments.require("yield_probability", yield_probability, _arguments.probability)
+    _arguments.require("seed", seed, _arguments.seed)
     from threadcheck._sched._points import Instrumentation, perturb_with
 
     seed = random.randrange(2**32) if seed is None else seed

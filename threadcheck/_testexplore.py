@@ -25,6 +25,7 @@ from typing import Any, NoReturn
 
 import pytest
 
+from threadcheck import _arguments
 from threadcheck._sched._core import DEFAULT_MAX_DELAY
 from threadcheck._sched._explore import Budget, Shard
 from threadcheck._sched._report import ExploreResult
@@ -139,24 +140,6 @@ def _bad_marker(item: pytest.Item, name: str, problem: str) -> NoReturn:
     pytest.fail(f"{item.nodeid}: {name} {problem}", pytrace=False)
 
 
-def _is_number(value: Any, kinds: type | tuple[type, ...] = (int, float)) -> bool:
-    return isinstance(value, kinds) and not isinstance(value, bool)  # True is no count
-
-
-def _count(value: Any) -> str | None:
-    return None if _is_number(value, int) and value >= 0 else "give a whole number, 0 or more"
-
-
-def _seconds(value: Any) -> str | None:
-    if value is None or (_is_number(value) and math.isfinite(value) and value >= 0):
-        return None
-    return "give seconds: a finite number, 0 or more"
-
-
-def _seed(value: Any) -> str | None:
-    return None if value is None or _is_number(value, int) else "give a whole number"
-
-
 def _strategy(value: Any) -> str | None:
     if value is None:
         return None
@@ -175,29 +158,20 @@ def _granularity(value: Any) -> str | None:
     return None if value in GRANULARITIES else f"choose one of {', '.join(GRANULARITIES)}"
 
 
-def _outcomes(value: Any) -> str | None:
-    collection = isinstance(value, list | tuple | set | frozenset)
-    return None if value is None or collection else "give a list of outcomes"
-
-
-def _probability(value: Any) -> str | None:
-    return None if _is_number(value) and 0 <= value <= 1 else "give a probability, from 0 to 1"
-
-
 def _anything(value: Any) -> str | None:
     return None
 
 
 _CHECKS = {
-    "budget": _count,
-    "runs": _count,
-    "seconds": _seconds,
-    "seed": _seed,
+    "budget": _arguments.count,
+    "runs": _arguments.count,
+    "seconds": _arguments.seconds,
+    "seed": _arguments.seed,
     "strategy": _strategy,
     "granularity": _granularity,
-    "acceptable": _outcomes,
-    "forbidden": _outcomes,
-    "yield_probability": _probability,
+    "acceptable": _arguments.outcomes,
+    "forbidden": _arguments.outcomes,
+    "yield_probability": _arguments.probability,
 }
 """Each marker argument's check: None, or what is wrong (max_delay and races
 are checked by :class:`Settings`)."""
