@@ -76,19 +76,9 @@ def test_a_thread_blocked_outside_control_fails_the_schedule_and_the_process_exi
     assert "Traceback" not in result.stderr.split("\n\n")[0]
 
 
-# A worker shells out and waits for the child; a reactor job does the same
-# through multiprocessing.
+# A reactor job waits on a multiprocessing child (a subprocess child is waited
+# for off the turn: see test_explore_services_quality).
 CHILD_WAITS = {
-    "subprocess": (
-        "import subprocess, sys\n"
-        "from twisted.internet import reactor, threads\n\n"
-        "def convert():\n"
-        "    return subprocess.run([sys.executable, '-c', 'pass'], timeout=30).returncode\n\n"
-        "threads.deferToThread(convert).addBoth(lambda _: reactor.stop())\n"
-        "reactor.run()\n",
-        "T1 (PoolThread-twisted.internet.reactor-0) waits on a child process: not controlled "
-        "(Popen.communicate at ",
-    ),
     "multiprocessing": (
         "import multiprocessing\n\n"
         "def work():\n"

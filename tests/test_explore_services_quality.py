@@ -420,3 +420,113 @@ def test_its_twin_lets_the_reactor_answer_while_the_job_waits(tmp_path: Path) ->
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("\n") == 1, result.stderr
     assert "no failure" in result.stderr and "real I/O" in result.stderr
+
+
+THUMBNAILER = """
+import subprocess
+import threading
+
+from twisted.internet import defer, reactor, threads
+
+lock = threading.Lock()
+converting = set()
+made = []
+
+
+def thumbnail(image):
+    {claim}
+    result = subprocess.run(["echo", image], capture_output=True, timeout=30, check=True)
+    made.append(image)
+    return result.stdout.decode().strip()
+
+
+def main():
+    # The same image asked for twice at once: it must be converted once.
+    jobs = [threads.deferToThread(thumbnail, "cat.png") for _ in range(2)]
+    done = defer.gatherResults(jobs).addErrback(failed.append)
+    done.addBoth(lambda _: reactor.stop())
+
+
+failed = []
+reactor.callWhenRunning(main)
+reactor.run()
+if failed:
+    failed[0].raiseException()
+assert made == ["cat.png"], f"converted {{len(made)}} times"
+"""
+UNCLAIMED = """if image in converting:  # BUG: looked at, then claimed, without the lock
+        return "already converting"
+    converting.add(image)"""
+CLAIMED = """with lock:
+        if image in converting:
+            return "already converting"
+        converting.add(image)"""
+
+
+def test_a_conversion_claimed_without_a_lock_runs_twice(tmp_path: Path) -> None:
+    # Pool jobs that shell out (subprocess.run) once failed the first schedule:
+    # "waits on a child process: not controlled". The child is waited for off
+    # the turn now, and the threads wake in the order they began to wait.
+    result = explore_program(write_program(tmp_path, THUMBNAILER.format(claim=UNCLAIMED)))
+    assert_found_and_replayed(result, "threadcheck: exception: AssertionError: converted 2 times")
+    assert "shrunk to 1" in result.stderr
+
+
+def test_its_locked_twin_shells_out_on_every_schedule(tmp_path: Path) -> None:
+    result = explore_program(write_program(tmp_path, THUMBNAILER.format(claim=CLAIMED)))
+    assert_clean(result)
+
+
+CONVERSIONS = """
+import subprocess
+import threading
+
+from twisted.internet import defer, reactor, threads
+
+
+class Stats:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.converted = 0
+
+
+stats = Stats()
+
+
+def convert(name):
+    out = subprocess.run(["echo", name], capture_output=True, timeout=30, check=True).stdout
+    {count}
+    return out.strip()
+
+
+def main():
+    jobs = [threads.deferToThread(convert, name) for name in ("a.png", "b.png")]
+    done = defer.gatherResults(jobs).addErrback(failed.append)
+    done.addBoth(lambda _: reactor.stop())
+
+
+failed = []
+reactor.callWhenRunning(main)
+reactor.run()
+if failed:
+    failed[0].raiseException()
+assert stats.converted == 2, f"counted {{stats.converted}} conversions"
+"""
+
+
+def test_a_count_lost_while_the_other_child_ends_is_found(tmp_path: Path) -> None:
+    # Only a worker held between its load and its store while the other's child
+    # ends loses the count: the end of a child process is a choice of time
+    # passing, as a sleep's end is.
+    count = "stats.converted += 1  # BUG: two workers, no lock"
+    result = explore_program(write_program(tmp_path, CONVERSIONS.format(count=count)))
+    assert_found_and_replayed(
+        result, "threadcheck: exception: AssertionError: counted 1 conversions"
+    )
+    assert "(a real child process) ends; T" in result.stderr
+
+
+def test_its_locked_twin_counts_every_conversion(tmp_path: Path) -> None:
+    count = "with stats.lock:\n        stats.converted += 1"
+    result = explore_program(write_program(tmp_path, CONVERSIONS.format(count=count)))
+    assert_clean(result)

@@ -1,12 +1,15 @@
-"""Waits on child processes: not controlled, so a schedule that makes one fails.
+"""Waits on child processes during a schedule.
 
 A child process runs outside the scheduler: its timing cannot be chosen or
-replayed, and waiting for it holds the turn in real time (a bare stack from
-the watchdog after 10 s). During a schedule, a controlled thread that waits on
-one (``subprocess`` ``wait``/``communicate``/``run``, ``os.waitpid``,
-``multiprocessing`` ``Process.join`` and pool results, a
-``ProcessPoolExecutor``) fails the schedule at once with where it waits; the
-exploration stops there, as for any thread blocked outside its control.
+replayed. A controlled thread that waits on a ``subprocess`` child
+(``Popen.wait``/``communicate``, so ``subprocess.run`` too) or on a pid
+(``os.waitpid``/``os.wait``) waits off its turn: the wait runs in a helper
+thread of its own while the other threads run, as for a blocking socket read
+(best effort, no proof: the child's timing is real). A schedule that ends
+while a ``Popen`` is waited on kills that child. ``multiprocessing`` waits
+(``Process.join``, pool results) and a ``ProcessPoolExecutor`` still fail the
+schedule at once with where they wait: their children re-import or fork the
+program, and their results come back through threads that block in C.
 
 Thread safety: as the scheduler's; the replacements only act in the thread
 holding the turn.
@@ -14,8 +17,11 @@ holding the turn.
 
 from __future__ import annotations
 
+import _thread
+import contextlib
 import multiprocessing.pool
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -28,17 +34,69 @@ from threadcheck._sched._core import BLOCKED, Abort, Failure, describe, here, st
 
 def replacements() -> list[tuple[Any, str, Any]]:
     """(target, name, replacement) for :class:`~threadcheck._sched._patch.Patches`."""
-    waits: list[tuple[Any, str]] = [
+    off_turn: list[tuple[Any, str]] = [
         (subprocess.Popen, "wait"),
         (subprocess.Popen, "communicate"),
+        (os, "waitpid"),
+        (os, "wait"),
+    ]
+    refused: list[tuple[Any, str]] = [
         (BaseProcess, "join"),
         (multiprocessing.pool.ApplyResult, "wait"),
         (multiprocessing.pool.ApplyResult, "get"),
         (ProcessPoolExecutor, "submit"),
-        (os, "waitpid"),
-        (os, "wait"),
     ]
-    return [(target, name, _refused(getattr(target, name), name)) for target, name in waits]
+    return [
+        *((target, name, _off_turn(getattr(target, name), name)) for target, name in off_turn),
+        *((target, name, _refused(getattr(target, name), name)) for target, name in refused),
+    ]
+
+
+def _off_turn(wait: Callable[..., Any], name: str) -> Callable[..., Any]:
+    owner = getattr(wait, "__qualname__", name)
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        place = here()
+        if place is None or _polls(name, args, kwargs):
+            return wait(*args, **kwargs)
+        scheduler, _ = place
+        outcome: list[tuple[bool, Any]] = []
+        done, signal_done = os.pipe()  # reads as ready once the helper closes its end
+
+        def run() -> None:
+            try:
+                outcome.append((True, wait(*args, **kwargs)))
+            except BaseException as error:  # handed to the waiting thread
+                outcome.append((False, error))
+            finally:
+                os.close(signal_done)
+
+        _thread.start_new_thread(run, ())
+        try:
+            while not outcome:
+                why = f"{owner} (a real child process)"
+                scheduler.wait_for_io(done, True, why, None, ends_alone=True)
+        except BaseException:  # the schedule ends: its child must not outlive it
+            _kill(args)
+            raise
+        finally:
+            os.close(done)
+        succeeded, value = outcome[0]
+        if succeeded:
+            return value
+        raise value
+
+    call.__name__ = name
+    call.__wrapped__ = wait  # type: ignore[attr-defined]
+    return call
+
+
+def _kill(args: tuple[Any, ...]) -> None:
+    """Kill the ``Popen`` a method of it was waiting on (a pid alone is left alone)."""
+    # os.kill, not Popen.kill: that would poll through a lock, a scheduling point.
+    if args and isinstance(args[0], subprocess.Popen) and args[0].returncode is None:
+        with contextlib.suppress(OSError):  # already gone
+            os.kill(args[0].pid, signal.SIGKILL)
 
 
 def _refused(wait: Callable[..., Any], name: str) -> Callable[..., Any]:

@@ -44,6 +44,10 @@ VIRTUAL_EPOCH = 1_767_225_600.0
 REAL_IO_WAIT = 0.01
 """Real seconds a wait on real files lasts before deadlines are looked at again."""
 
+IO_PATIENCE = 0.5
+"""Real seconds the threads waiting on real files wake in the order they began
+to wait; past it, whichever is ready (one may wait on another's answer)."""
+
 _real_clock = time.perf_counter  # the program's clocks read virtual time in schedules
 
 TIME = 1 << 20
@@ -166,6 +170,17 @@ class ControlledThread:
         return not self.finished and self.waiting is None
 
 
+@dataclass(eq=False)
+class _IoWait:
+    """A controlled thread's wait on a real file (:meth:`Scheduler.wait_for_io`)."""
+
+    thread: ControlledThread
+    file: Any
+    read: bool
+    ends_alone: bool
+    """Whether it may end while every other thread is held: not once it did not."""
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     """One scheduling point of a schedule, for the step table."""
@@ -274,7 +289,7 @@ class Scheduler:
         """Blocked threads with a deadline, by thread id."""
         self._unmuted: tuple[Any, Any] | None = None
         """The program's stdout and stderr while a teardown discards its output."""
-        self._io_waiters: dict[int, tuple[ControlledThread, Any, bool]] = {}
+        self._io_waiters: dict[int, _IoWait] = {}  # in the order they began
         """Threads blocked until a real file descriptor is ready: (the thread, the
         file, whether to read), by thread id (see :meth:`wait_for_io`)."""
         self._running: ControlledThread | None = None
@@ -390,7 +405,7 @@ class Scheduler:
         if self.record_trace:
             self._record(current, kind, detail, frame)
         runnable = [t.tid for t in self.threads if t.runnable]
-        if self._timed and self._time_may_pass(runnable):
+        if self._time_may_pass(runnable):
             runnable.append(TIME)
         if len(runnable) > 1:
             self._ended(current.tid)
@@ -400,9 +415,9 @@ class Scheduler:
                 chosen = self._decide(runnable, current.tid)
             if chosen != current.tid:
                 self._streak = 0
-                if chosen == TIME:
-                    chosen = self._let_time_pass().tid
-                self._switch(current, self.threads[chosen])
+                following = self._let_time_pass() if chosen == TIME else self.threads[chosen]
+                if following is not current:  # held while real I/O did not end: goes on
+                    self._switch(current, following)
             else:
                 self._streak += 1
         elif self._step_ended is not None:
@@ -543,27 +558,34 @@ class Scheduler:
         if self._io_waiters:
             self._wake_ready_io(0.0)
 
-    def wait_for_io(self, file: Any, read: bool, why: str, deadline: float | None) -> bool:
-        """The running thread waits until ``file`` (a real socket) is ready to
+    def wait_for_io(
+        self, file: Any, read: bool, why: str, deadline: float | None, ends_alone: bool = False
+    ) -> bool:
+        """The running thread waits until ``file`` (a real file) is ready to
         read (or write), or until ``deadline``: False then. Other threads run
         meanwhile, the reactor that would answer it included; once none can,
-        time passes in real time (best effort: I/O timing is not replayed)."""
+        time passes in real time (best effort: I/O timing is not replayed).
+        I/O that ``ends_alone`` (a child process's end, not a socket the
+        reactor may answer) may also end while runnable threads are held: one
+        more choice of time passing."""
         current = self._running
         if current is None or current.ident != get_ident():
             raise Abort("an abandoned thread woke up after its schedule")
         self.thinned.add("real I/O (its timing is not controlled)")
-        self._io_waiters[current.tid] = (current, file, read)
+        self._io_waiters[current.tid] = _IoWait(current, file, read, ends_alone)
         try:
             self.block(why, deadline)
         finally:
             self._io_waiters.pop(current.tid, None)
         return deadline is None or self.now < deadline
 
-    def _wake_ready_io(self, timeout: float) -> float:
-        """Wake the threads whose file is ready, waiting up to ``timeout`` real
-        seconds for one; the seconds waited, which virtual time gains too."""
-        readers = {file: t for t, file, read in self._io_waiters.values() if read}
-        writers = {file: t for t, file, read in self._io_waiters.values() if not read}
+    def _wake_ready_io(self, timeout: float, only: _IoWait | None = None) -> float:
+        """Wake the threads whose file is ready (or ``only`` its thread), waiting
+        up to ``timeout`` real seconds for one; the seconds waited, which
+        virtual time gains too."""
+        waits = [only] if only is not None else list(self._io_waiters.values())
+        readers = {w.file: w.thread for w in waits if w.read}
+        writers = {w.file: w.thread for w in waits if not w.read}
         started = _real_clock()
         try:
             readable, writable, _ = select.select(list(readers), list(writers), [], timeout)
@@ -582,9 +604,14 @@ class Scheduler:
 
     def _wait_for_real_io(self) -> ControlledThread | None:
         """No thread can run, some wait on real files: wait for one in real time
-        (virtual time going on with it) until one is ready or a deadline comes."""
+        (virtual time going on with it) until one is ready or a deadline comes.
+        The one that began to wait first, for :data:`IO_PATIENCE`: which is
+        ready first is then the same in a replay, however long each took."""
+        patient_until = _real_clock() + IO_PATIENCE
         while not self.aborting:
-            self.now += self._wake_ready_io(REAL_IO_WAIT)
+            first = next(iter(self._io_waiters.values()), None)
+            only = first if _real_clock() < patient_until else None
+            self.now += self._wake_ready_io(REAL_IO_WAIT, only)
             woken = [t for t in self.threads if t.runnable]
             if woken:
                 return woken[0]
@@ -641,7 +668,7 @@ class Scheduler:
             due = self._advance_clock(self._due())  # nobody is held: time passes, no choice
             self._ended(TIME)
             return due
-        if self._timed and self._time_may_pass(runnable):
+        if self._time_may_pass(runnable):
             runnable.append(TIME)
         if len(runnable) == 1:
             return self.threads[runnable[0]]
@@ -653,12 +680,19 @@ class Scheduler:
         return min(self._timed.values(), key=_deadline_order)
 
     def _time_may_pass(self, runnable: list[int]) -> bool:
-        """Whether time may reach the next deadline while ``runnable`` are held."""
-        soonest = _deadline_order(self._due())[0]
-        if soonest <= self.now:
-            return True
+        """Whether time may pass while ``runnable`` are held: a thread's real I/O
+        end or the next deadline come within ``max_delay`` of the longest hold."""
         held = min(self.threads[tid].held_since for tid in runnable)
-        return soonest - held <= self.max_delay
+        if self._io_to_end() is not None and self.now - held < self.max_delay:
+            return True
+        if not self._timed:
+            return False
+        soonest = _deadline_order(self._due())[0]
+        return soonest <= self.now or soonest - held <= self.max_delay
+
+    def _io_to_end(self) -> _IoWait | None:
+        """The first-begun wait on real I/O that may end with every thread held."""
+        return next((w for w in self._io_waiters.values() if w.ends_alone), None)
 
     def _advance_clock(self, due: ControlledThread) -> ControlledThread:
         """Time passes to ``due``'s deadline, waking every waiter due by then; ``due`` runs."""
@@ -669,17 +703,45 @@ class Scheduler:
         return due
 
     def _let_time_pass(self) -> ControlledThread:
-        """The strategy chose :data:`TIME`: the runnable threads are held while time passes."""
+        """The strategy chose :data:`TIME`: the runnable threads are held while
+        time passes, until a thread's real I/O ends (the one that began to wait
+        first: the same in a replay) or else the next deadline comes."""
         before = self.now
-        held = ", ".join(f"T{t.tid}" for t in self.threads if t.runnable)
-        due = self._due()
-        waited = due.waiting  # wake() clears it
-        self._advance_clock(due)
+        runnable = [t.tid for t in self.threads if t.runnable]
+        ended = self._real_io_ends(runnable)
+        if ended is None and self._timed and self._time_may_pass(runnable):
+            due = self._due()
+            ended = due, f"T{due.tid}'s {due.waiting} ends"  # wake() clears waiting
+            self._advance_clock(due)
         self._ended(TIME)
+        thread, what = ended or (self._held_first(), "nothing ended")
+        held = ", ".join(f"T{tid}" for tid in runnable)
         self.preemptions[self.step] = (
-            f"time +{format_seconds(self.now - before)}: T{due.tid}'s {waited} ends; {held} held"
+            f"time +{format_seconds(self.now - before)}: {what}; {held} held"
         )
-        return due
+        return thread
+
+    def _real_io_ends(self, runnable: list[int]) -> tuple[ControlledThread, str] | None:
+        """Wait in real time (virtual time going on with it), up to
+        :data:`IO_PATIENCE`, for the I/O of :meth:`_io_to_end`: its thread and
+        what ended, or None. I/O that did not end is not waited for so again:
+        it needs a thread that was held."""
+        wait = self._io_to_end()
+        held = min(self.threads[tid].held_since for tid in runnable)
+        if wait is None or self.now - held >= self.max_delay:
+            return None
+        what = f"T{wait.thread.tid}'s {wait.thread.waiting} ends"
+        patient_until = _real_clock() + IO_PATIENCE
+        while wait.thread.tid in self._io_waiters and _real_clock() < patient_until:
+            self.now += self._wake_ready_io(REAL_IO_WAIT, wait)
+        if wait.thread.tid in self._io_waiters:
+            wait.ends_alone = False
+            return None
+        return wait.thread, what
+
+    def _held_first(self) -> ControlledThread:
+        """The runnable thread held longest (by thread id on a tie)."""
+        return min((t for t in self.threads if t.runnable), key=lambda t: (t.held_since, t.tid))
 
     def _ended(self, tid: int) -> None:
         """A step of ``tid`` (or time passing) ends: the strategy that asked is told."""
