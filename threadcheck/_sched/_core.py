@@ -682,6 +682,8 @@ class Scheduler:
     def _time_may_pass(self, runnable: list[int]) -> bool:
         """Whether time may pass while ``runnable`` are held: a thread's real I/O
         end or the next deadline come within ``max_delay`` of the longest hold."""
+        if not (self._timed or self._io_waiters):  # the common case, at every point
+            return False
         held = min(self.threads[tid].held_since for tid in runnable)
         if self._io_to_end() is not None and self.now - held < self.max_delay:
             return True
