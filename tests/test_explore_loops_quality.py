@@ -93,6 +93,59 @@ def test_a_long_loop_over_its_own_data_is_not_a_livelock(tmp_path: Path) -> None
     assert "it is not a proof: some interleavings were left out, by loops" in result.stderr
 
 
+# A service parses its configuration, alone, before it starts the reactor:
+# 6,000 lines, four points each (they once made a "livelock": 20,000 points).
+STARTUP = """
+import threading
+
+from twisted.internet import defer, reactor, threads
+
+
+class Config:
+    def __init__(self):
+        self.lines = 0
+        self.keys = {{}}
+
+    def feed(self, line):
+        self.lines += 1
+        key, _, value = line.partition("=")
+        self.keys[key] = value
+
+
+config = Config()
+for n in range(6000):
+    config.feed(f"key{{n}}=value{{n}}")
+
+lock = threading.Lock()
+served = []
+
+
+def serve():
+    {serve}
+
+
+jobs = [threads.deferToThread(serve), threads.deferToThread(serve)]
+defer.gatherResults(jobs).addBoth(lambda _: reactor.stop())
+reactor.run()
+assert len(served) == 1, served
+"""
+SERVE_ONCE_BUG = (
+    "if not served:  # BUG: looked at, then appended, without the lock\n"
+    "        served.append(config.lines)"
+)
+SERVE_ONCE_FIX = "with lock:\n        if not served:\n            served.append(config.lines)"
+
+
+def test_a_long_single_threaded_start_up_is_no_livelock(tmp_path: Path) -> None:
+    result = explore_program(write_program(tmp_path, STARTUP.format(serve=SERVE_ONCE_FIX)))
+    assert_clean(result)
+
+
+def test_a_race_after_a_long_start_up_is_found(tmp_path: Path) -> None:
+    result = explore_program(write_program(tmp_path, STARTUP.format(serve=SERVE_ONCE_BUG)))
+    assert_found_and_replayed(result, "threadcheck: exception: AssertionError: [6000, 6000]")
+
+
 def test_iterating_a_snapshot_is_clean(tmp_path: Path) -> None:
     assert_clean(explore_program(write_program(tmp_path, EXPORTER.format(walk=EXPORTER_FIX))))
 

@@ -59,6 +59,12 @@ DEFAULT_MAX_DELAY = 1.0
 longer, and a program's own watchdogs and safety timeouts would fire."""
 
 DEFAULT_MAX_STEPS = 20_000
+"""Scheduling points a schedule may take while threads could wait on each other."""
+ALONE_STEPS = 50
+"""Times :data:`DEFAULT_MAX_STEPS` (or the bound given) that one thread alone
+may step: a program's single-threaded start-up (parsing 12,000 lines of
+configuration) is no livelock, but a spin on the clock with no other thread
+to end it is."""
 LOOP_STEPS = 64
 """Steps of one loop that are all points in a schedule; after them, only every
 power of two: races show in a loop's first steps, and a long loop over one
@@ -263,6 +269,9 @@ class Scheduler:
         self._by_ident: dict[int, ControlledThread] = {}
         self.now = VIRTUAL_EPOCH
         self.step = 0
+        self._alone_steps = 0
+        """Steps taken by a thread with no other alive: see :data:`ALONE_STEPS`."""
+        self._exited = 0
         self.decisions: list[int] = []
         self.trace: list[Step] = []
         self.preemptions: dict[int, str] = {}
@@ -357,6 +366,7 @@ class Scheduler:
         if thread.abandoned:
             return  # the schedule went on without it
         thread.finished = True
+        self._exited += 1
         thread.waiting = None
         if _footprint.collecting:  # what a join waits for
             _footprint.released(_footprint.thread(thread.tid))
@@ -400,7 +410,15 @@ class Scheduler:
         if self.aborting:
             self._abort_here(current)
         self.step += 1
-        if self.step > self.max_steps:
+        if len(self.threads) - self._exited == 1:
+            self._alone_steps += 1
+            if self._alone_steps > ALONE_STEPS * self.max_steps:
+                self._livelock(f"{self._alone_steps - 1} scheduling points of one thread alone")
+            if len(self.threads) == 1 and not self.record_trace:
+                # The program's start, before any other thread: nothing to
+                # choose, and nothing it does can race (a start orders it first).
+                return
+        elif self.step - self._alone_steps > self.max_steps:
             self._livelock()
         if self.record_trace:
             self._record(current, kind, detail, frame)
