@@ -6,7 +6,10 @@ Condition-based bounded buffer it timed out on.
 Also state that C code changes, unseen by the rewritten program: a job heap
 taken with ``heapq.heappop`` after a look, and a hit counter kept in SQLite
 and read, then written back (both were once "proved": no point and no
-dependence at a C call that changes what it is given).
+dependence at a C call that changes what it is given). And a generator of
+pages drained by two threads, ``generator already executing`` when one
+advances it while it runs in the other (once "proved": a loop over it read
+it, and reads commute).
 
 Each is a scenario: it takes the reactor (unused: these are threads alone)
 and checks what it promises before it returns.
@@ -265,6 +268,41 @@ def sqlite_atomic(reactor: Any) -> None:
     _count_hits(in_the_database=True)
 
 
+def _drain_pages(locked: bool) -> None:
+    cursor = Counter()
+    seen: list[int] = []
+
+    def pages() -> Any:
+        while cursor.value < 4:
+            cursor.value += 1
+            yield cursor.value
+
+    shared = pages()
+
+    def drain() -> None:
+        if not locked:
+            for page in shared:  # BUG: a generator advanced from two threads
+                seen.append(page)
+            return
+        while True:
+            with cursor.lock:
+                page = next(shared, None)
+            if page is None:
+                return
+            seen.append(page)
+
+    _run(drain, drain)
+    assert sorted(seen) == [1, 2, 3, 4], seen
+
+
+def pages_racy(reactor: Any) -> None:
+    _drain_pages(locked=False)
+
+
+def pages_locked(reactor: Any) -> None:
+    _drain_pages(locked=True)
+
+
 BUGGY = {
     "counter": counter_racy,
     "bank": bank_inverted,
@@ -272,6 +310,7 @@ BUGGY = {
     "buffer": buffer_if,
     "heap": heap_racy,
     "sqlite": sqlite_racy,
+    "pages": pages_racy,
 }
 FIXED = {
     "counter": counter_locked,
@@ -280,4 +319,5 @@ FIXED = {
     "buffer": buffer_while,
     "heap": heap_locked,
     "sqlite": sqlite_atomic,
+    "pages": pages_locked,
 }

@@ -59,6 +59,7 @@ FOUND_AS = {
     "dpor_programs:buffer": "exception",
     "dpor_programs:heap": "exception",
     "dpor_programs:sqlite": "exception",
+    "dpor_programs:pages": "exception",
 }
 
 

@@ -136,7 +136,10 @@ def lp(iterable: Any, site: int) -> Any:
     """The iterable of a ``for`` loop (not over a ``range``): each step a point."""
     if on_access is None:
         return iterable
-    return _Steps(iter(iterable), site, on_access)
+    iterator = iter(iterable)
+    if iterator is iterable and _footprint.collecting:  # a generator, a shared iterator
+        return _AdvancingSteps(iterator, site, on_access)
+    return _Steps(iterator, site, on_access)
 
 
 class _Steps:
@@ -155,6 +158,23 @@ class _Steps:
     def __next__(self) -> Any:
         self.on_access(self.site, "step")
         return next(self.iterator)
+
+
+class _AdvancingSteps(_Steps):
+    """The steps of a loop over an iterator that may be shared (a generator):
+    each step writes it, for DPOR, where it begins and in the step it ends in,
+    so another thread's step is also tried while a generator runs in this one
+    (``ValueError: generator already executing``)."""
+
+    __slots__ = ()
+
+    def __next__(self) -> Any:
+        self.on_access(self.site, "step")
+        _footprint.write(self.iterator, _footprint.WHOLE)
+        try:
+            return next(self.iterator)
+        finally:
+            _footprint.write(self.iterator, _footprint.WHOLE)
 
 
 def lw(site: int) -> None:
