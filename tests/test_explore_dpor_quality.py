@@ -25,7 +25,7 @@ from test_explore_time_quality import SHAPES, program
 
 import threadcheck
 
-from support import explore_program, write_program
+from support import assert_found_and_replayed, explore_program, write_program
 
 pytestmark = [pytest.mark.quality, pytest.mark.slow]
 
@@ -133,3 +133,55 @@ def test_a_time_shape_is_found_and_its_twin_proved(tmp_path: Path, shape: str) -
     )
     assert fixed.returncode == 0, fixed.stderr
     assert fixed.stderr.startswith("threadcheck: every interleaving explored ("), fixed.stderr
+
+
+SETTINGS = """
+import threading
+
+counter = 0
+lock = threading.Lock()
+
+
+def bump():
+    global counter
+    {bump}
+"""
+BUMPED = """
+from twisted.internet import defer, reactor, task, threads
+
+import settings
+
+
+def job():
+    {job}
+
+
+def main():
+    jobs = [threads.deferToThread(job), task.deferLater(reactor, 0, settings.bump)]
+    defer.gatherResults(jobs).addBoth(lambda _: reactor.stop())
+
+
+reactor.callWhenRunning(main)
+reactor.run()
+assert settings.counter == 2, f"counter is {{settings.counter}}"
+"""
+
+
+@pytest.mark.parametrize("locked", [False, True], ids=["racy", "locked"])
+def test_a_module_global_bumped_both_ways(tmp_path: Path, locked: bool) -> None:
+    # `settings.counter += 1` in one thread, `global counter; counter += 1` in
+    # another: one variable, once two locations to DPOR (a module's attribute,
+    # its globals' key), so the lost update was "proved" impossible.
+    bump = "with lock:\n        counter += 1" if locked else "counter += 1"
+    job = "settings.counter += 1"
+    if locked:
+        job = "with settings.lock:\n        " + job
+    (tmp_path / "settings.py").write_text(SETTINGS.format(bump=bump))
+    program = write_program(tmp_path, BUMPED.format(job=job))
+    result = explore_program(program, "--strategy", "dpor")
+    if locked:
+        assert result.returncode == 0, result.stderr
+        proved = "threadcheck: every interleaving explored ("
+        assert result.stderr.startswith(proved), result.stderr
+    else:
+        assert_found_and_replayed(result, "threadcheck: exception: AssertionError: counter is 1")

@@ -28,7 +28,7 @@ import os
 import sys
 from _thread import get_ident
 from collections.abc import Hashable
-from types import CodeType
+from types import CodeType, ModuleType
 from typing import Any
 
 collecting = False
@@ -52,6 +52,8 @@ def location(obj: Any, key: Any) -> Hashable:
     """``obj``'s ``key`` (an attribute's name, a container's key, a variable's name)."""
     if key is not WHOLE and type(key) not in _KEYS:
         key = "*"  # an object as a key: every such key is one location
+    if type(obj) is ModuleType:  # module.x is the x its functions' `global x` names
+        return "dict", key
     return type(obj).__qualname__, key
 
 

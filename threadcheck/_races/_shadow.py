@@ -25,7 +25,7 @@ import sys
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import FrameType
+from types import FrameType, ModuleType
 from typing import Any
 
 from threadcheck import _threads
@@ -122,6 +122,8 @@ _sweep_at = 10_000
 
 
 def location(obj: object, key: Any) -> Location:
+    if type(obj) is ModuleType:  # module.x is the x its functions' `global x` names
+        obj = obj.__dict__
     shadow = objects.get(id(obj))
     if shadow is None:
         shadow = objects[id(obj)] = _Shadow(_reference(obj), isinstance(obj, _thread._local))
