@@ -535,3 +535,36 @@ def test_include_takes_a_module_name_and_refuses_a_missing_one(tmp_path: Path) -
     named = threadcheck("explore", "--budget", "20", "--include", "json", prog)
     assert named.returncode == 0, named.stderr
     assert "no failure" in named.stderr
+
+
+TWISTED_RACE = """
+from types import SimpleNamespace
+
+from twisted.internet import reactor, task, threads
+from twisted.internet.defer import gatherResults
+
+stats = SimpleNamespace(handled=0)
+
+
+def handle():
+    stats.handled += 1
+
+
+work = [threads.deferToThread(handle), task.deferLater(reactor, 0, handle)]
+gatherResults(work).addBoth(lambda _: reactor.stop())
+reactor.run()
+"""
+
+
+@pytest.mark.parametrize("command", [["explore", "--budget", "20"], ["run", "--races"]])
+def test_twisted_itself_can_be_included(tmp_path: Path, command: list[str]) -> None:
+    # Rewritten, Twisted's _ModuleProxy.__getattribute__ called a hook whose
+    # isinstance() called it again: RecursionError, "internal error".
+    result = threadcheck(*command, "--include", "twisted", script(tmp_path, TWISTED_RACE))
+    assert "internal error" not in result.stderr, result.stderr
+    if command[0] == "run":
+        assert result.returncode == 3, result.stderr
+        assert "data race on SimpleNamespace.handled" in result.stderr
+    else:
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.startswith("threadcheck: 20 schedules"), result.stderr

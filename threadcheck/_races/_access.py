@@ -49,7 +49,10 @@ CONTAINERS = (
     collections.deque,
 )
 """Builtin containers, whose methods are single atomic operations: a call of
-a mutating one writes the container as a whole."""
+a mutating one writes the container as a whole. Asked of ``type(obj)``, never
+``isinstance(obj, ...)``: that reads ``obj.__class__`` through a rewritten
+``__getattribute__`` (Twisted's ``_ModuleProxy`` under ``--include twisted``),
+which calls these hooks again."""
 
 
 _LOAD = ("load",)
@@ -204,7 +207,7 @@ def cm(obj: Any, site: int, point: bool = False) -> Any:
     ``self.items.pop()`` has the point of ``self.items``'s load just before)."""
     if point and on_access is not None:
         on_access(site, "call")
-    if isinstance(obj, CONTAINERS):
+    if issubclass(type(obj), CONTAINERS):
         if _footprint.collecting:
             if point and on_access is None:  # the point is the table's, after this
                 _footprint.expect_call(obj, sites[site].text.rpartition(".")[2], True)
@@ -221,7 +224,7 @@ def cmk(obj: Any, site: int, point: bool = False) -> Any:
     for a dict, a write of that key too, as ``del d[key]`` and ``d[key] = v``
     are (``if k in d: d.pop(k)`` in two threads races on the key)."""
     cm(obj, site, point)
-    return _KeyedChange(obj, site) if enabled and isinstance(obj, dict) else obj
+    return _KeyedChange(obj, site) if enabled and issubclass(type(obj), dict) else obj
 
 
 def cr(obj: Any, site: int) -> Any:
@@ -256,7 +259,7 @@ def oa(obj: Any, site: int) -> Any:
     call is a scheduling point, as a container's own mutator is, and for the
     scheduler's dependence it writes the container as a whole. Never a race
     report: most calls only read it."""
-    if isinstance(obj, CONTAINERS):
+    if issubclass(type(obj), CONTAINERS):
         if on_handover is not None:
             on_handover(site, "call")
         if _footprint.collecting:
@@ -337,7 +340,7 @@ def ck(obj: Any, site: int, key_site: int) -> Any:
     (at ``key_site``), as ``obj[key]`` is (``if d.get(k) is None: d[k] = v`` in
     two threads races on the key). Any call is recorded as :func:`cr` does."""
     cr(obj, site)
-    return _KeyedLook(obj, key_site) if enabled and isinstance(obj, dict) else obj
+    return _KeyedLook(obj, key_site) if enabled and issubclass(type(obj), dict) else obj
 
 
 class _KeyedLook(_Keyed):
@@ -354,7 +357,7 @@ def lk(obj: Any, site: int) -> Any:
     """``obj`` is looked into as a whole: ``len(c)``, another builtin, its truth.
     A read of the container, which another thread's ``append`` or new key makes
     stale (``if len(items) < limit: items.append(x)`` in two threads)."""
-    if isinstance(obj, CONTAINERS):
+    if issubclass(type(obj), CONTAINERS):
         _read_whole(obj, site, "read")
     return obj
 
@@ -364,8 +367,8 @@ def isin(key: Any, container: Any, site: int) -> bool:
     is), of the whole of a set (its ``add`` writes the whole) or a list. For
     DPOR's dependence, of the whole in every case: ``d.pop(k)`` writes the
     whole, not the key."""
-    if not isinstance(container, dict):
-        if isinstance(container, CONTAINERS):
+    if not issubclass(type(container), dict):
+        if issubclass(type(container), CONTAINERS):
             _read_whole(container, site, "read")
         return key in container
     if _footprint.collecting:
