@@ -568,3 +568,43 @@ def test_twisted_itself_can_be_included(tmp_path: Path, command: list[str]) -> N
     else:
         assert result.returncode == 0, result.stderr
         assert result.stderr.startswith("threadcheck: 20 schedules"), result.stderr
+
+
+DAEMON_CHDIR = """
+import os
+import threading
+
+from twisted.internet import reactor, threads
+
+os.chdir("etc")  # relative, as daemons do
+with open("app.cfg") as config:
+    jobs = int(config.read())
+lock = threading.Lock()
+done = []
+
+
+def job():
+    with lock:
+        done.append(1)
+
+
+work = [threads.deferToThread(job) for _ in range(jobs)]
+threads.defer.gatherResults(work).addBoth(lambda _: reactor.stop())
+reactor.run()
+assert len(done) == jobs
+"""
+
+
+@pytest.mark.parametrize("command", ["explore", "run"])
+def test_a_program_that_changes_directory(tmp_path: Path, command: str) -> None:
+    # The next schedule started in etc/ (FileNotFoundError on every schedule
+    # after the first: "not an interleaving bug"), and a relative --json was
+    # written where the program ended up.
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "app.cfg").write_text("2")
+    options = ["--budget", "50"] if command == "explore" else []
+    prog = script(tmp_path, DAEMON_CHDIR)
+    result = threadcheck(command, *options, "--json", "out.json", prog, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "out.json").read_text())
+    assert not (tmp_path / "etc" / "out.json").exists()

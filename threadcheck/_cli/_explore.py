@@ -26,9 +26,8 @@ from threadcheck._cli._options import (
     Command,
     UsageError,
     add_program_arguments,
+    check_output_paths,
     check_script,
-    check_view_paths,
-    check_writable,
     command_line,
     non_negative,
     positive,
@@ -238,9 +237,7 @@ def _check_explore_options(args: argparse.Namespace) -> None:
         args.include = list(include_paths(args.include))
     except ValueError as error:
         raise UsageError(f"--include: {error}") from None
-    if args.json is not None:
-        check_writable(args.json)
-    check_view_paths(args)
+    check_output_paths(args)
 
 
 def _exploration(args: argparse.Namespace, progress: Progress) -> ExploreResult:

@@ -175,12 +175,14 @@ def command_line(args: argparse.Namespace) -> str:
     return shlex.join(["threadcheck", args.command, *program_words(args.module, args.target)])
 
 
-def check_view_paths(args: argparse.Namespace) -> None:
-    """``--html`` and ``--trace`` can take their files (checked before the program runs)."""
-    for option in ("html", "trace"):
-        path = getattr(args, option)
+def check_output_paths(args: argparse.Namespace) -> None:
+    """``--json``, ``--html`` and ``--trace`` can take their files (checked
+    before the program runs), made absolute: the program may change directory."""
+    for option in ("json", "html", "trace"):
+        path = getattr(args, option, None)
         if path is not None:
             check_writable(path, f"--{option}")
+            setattr(args, option, os.path.abspath(path))
 
 
 def said(problems: list[str]) -> bool:

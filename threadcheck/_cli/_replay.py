@@ -23,7 +23,7 @@ from threadcheck._cli._options import (
     Command,
     UsageError,
     add_program_arguments,
-    check_view_paths,
+    check_output_paths,
     program_command,
 )
 
@@ -58,7 +58,7 @@ def _replay(args: argparse.Namespace) -> int:
     from threadcheck._sched._watchdog import exit_if_abandoned
     from threadcheck._sched.strategies import ReplayDivergenceError
 
-    check_view_paths(args)
+    check_output_paths(args)
     check_program(args)
     try:
         recorded = _token.decode(args.token)

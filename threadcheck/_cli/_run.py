@@ -34,9 +34,8 @@ from threadcheck._cli._options import (
     Command,
     UsageError,
     add_program_arguments,
+    check_output_paths,
     check_script,
-    check_view_paths,
-    check_writable,
     command_line,
     program_command,
     said,
@@ -152,9 +151,7 @@ def _run(args: argparse.Namespace) -> int:
     target: list[str] = args.target
     if args.module is None and not target:
         raise UsageError("run: expected a script or -m module")
-    if args.json is not None:
-        check_writable(args.json)
-    check_view_paths(args)
+    check_output_paths(args)
     if args.module is None:
         check_script(target[0])
     include = _include(args.include, args.races)

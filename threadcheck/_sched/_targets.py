@@ -131,7 +131,8 @@ class ProgramTarget:
     """A whole program, as ``python script.py`` or ``python -m module`` would run it.
 
     Each schedule runs it from scratch with the scheduled reactor as Twisted's
-    global one: fresh module globals, its own ``sys.argv``, and afterwards the
+    global one: fresh module globals, its own ``sys.argv``, the working
+    directory it started in, and afterwards the
     user modules it imported are forgotten, so that no module-level state
     carries over to the next schedule. The program's ``reactor.run()`` runs the
     scheduled reactor, without signal handlers (Ctrl-C is the exploration's).
@@ -149,11 +150,13 @@ class ProgramTarget:
     def run(self, reactor: Any) -> Failure | None:
         modules_before = set(sys.modules)
         argv_before = sys.argv
+        cwd_before = os.getcwd()
         try:
             with _global_reactor(reactor), _installers_kept(reactor):
                 return self._outcome(reactor)
         finally:
             sys.argv = argv_before
+            os.chdir(cwd_before)  # the next schedule starts where this one did
             _forget_user_modules(modules_before)
 
     def _outcome(self, reactor: Any) -> Failure | None:
