@@ -274,6 +274,11 @@ def test_time_bounds_the_exploration() -> None:
     [
         (["--budget", "5", "--time", "1"], "argument --time: not allowed with argument --budget"),
         (["--strategy", "dfs"], "--strategy: unknown strategy 'dfs': use portfolio, random"),
+        (["--strategy", "bounded:200000000"], "--strategy: unknown strategy 'bounded:200000000'"),
+        (
+            ["--strategy", "dpor", "--granularity", "line"],
+            "--strategy: the dpor strategy reasons on accesses: it needs granularity 'access'",
+        ),
         (["--granularity", "word"], "argument --granularity: invalid choice: 'word'"),
         (["--budget", "0"], "argument --budget: expected a positive number, got '0'"),
         (["--time", "soon"], "argument --time: expected a positive number, got 'soon'"),
@@ -608,3 +613,22 @@ def test_a_program_that_changes_directory(tmp_path: Path, command: str) -> None:
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "out.json").read_text())
     assert not (tmp_path / "etc" / "out.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("granularity", "bogus"), ("max_delay", "abc"), ("seed", "x"), ("include", 5)],
+)
+def test_a_token_with_settings_edited_is_damaged_not_an_internal_error(
+    race: subprocess.CompletedProcess[str], setting: str, value: object
+) -> None:
+    from threadcheck._sched import _token
+
+    document = _token.decode(token_of(race.stderr))
+    edited = _token.encode({**document, setting: value})
+    result = threadcheck("replay", edited, "-m", RACE)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(
+        "threadcheck: error: damaged replay token: its settings are not valid"
+    ), result.stderr

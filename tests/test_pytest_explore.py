@@ -563,10 +563,15 @@ def test_bad_marker_arguments_fail_their_test_in_one_line(pytester: pytest.Pytes
         @pytest.mark.threadcheck_stress(yield_probability=7)
         def test_probability(threadcheck_reactor):
             pass
+
+
+        @pytest.mark.threadcheck_explore(strategy="dpor", granularity="line")
+        def test_dpor_by_lines(threadcheck_reactor):
+            pass
         """
     )
     result = run(pytester)
-    result.assert_outcomes(failed=7)
+    result.assert_outcomes(failed=8)
     result.stdout.fnmatch_lines(
         [
             "test_bad.py::test_strategy: threadcheck_explore strategy='bogus': unknown strategy*",
@@ -576,6 +581,8 @@ def test_bad_marker_arguments_fail_their_test_in_one_line(pytester: pytest.Pytes
             "test_bad.py::test_typo: threadcheck_explore has no argument budgett*",
             "test_bad.py::test_acceptable: threadcheck_stress acceptable=1: give a list*",
             "test_bad.py::test_probability: threadcheck_stress yield_probability=7: give a*",
+            "test_bad.py::test_dpor_by_lines: threadcheck_explore the dpor strategy reasons on "
+            "accesses: it needs granularity 'access', not 'line'",
         ],
         consecutive=False,
     )

@@ -86,7 +86,9 @@ def test_replay_refuses_a_choice_that_cannot_run() -> None:
 def test_strategy_spellings() -> None:
     assert isinstance(parse("pct:2", 0), PCT)
     assert isinstance(parse("bounded:1", 0), BoundedPreemption)
-    for bad in ("pct:x", "dfs", "random:3", "portfolio:2"):
+    # A depth or bound past 1000 hung (a billion change points drawn) or ran
+    # out of memory (a queue per bound) before the first schedule.
+    for bad in ("pct:x", "dfs", "random:3", "portfolio:2", "pct:0", "pct:1001", "bounded:-1"):
         with pytest.raises(ValueError, match="unknown strategy"):
             parse(bad, 0)
 
@@ -108,6 +110,8 @@ def test_token_round_trip_and_damage() -> None:
         ("tc1." + token[4:].upper(), "damaged replay token"),
         (token + "AAAA", "damaged replay token"),  # zlib would ignore what follows its end
         (token[:12] + "!" + token[12:], "damaged replay token"),  # base64 would skip it
+        # A valid-looking run of two billion: a MemoryError when expanded.
+        (_token.encode({**document, "decisions": [[0, 2_000_000_000]]}), "more than 1,000,000"),
     ):
         with pytest.raises(_token.TokenError, match=message):
             _token.decode(bad)

@@ -205,7 +205,7 @@ def _explore_item(item: pytest.Function, options: Options, settings: dict[str, A
 
 
 def _explore_or_replay(item: pytest.Function, options: Options, settings: dict[str, Any]) -> None:
-    from threadcheck._sched._explore import explore, replay
+    from threadcheck._sched._explore import checked_strategy, explore, replay
     from threadcheck._sched._progress import Progress
     from threadcheck._sched._targets import ScenarioTarget
     from threadcheck._sched.strategies import ReplayDivergenceError
@@ -236,6 +236,10 @@ def _explore_or_replay(item: pytest.Function, options: Options, settings: dict[s
     if budget.seconds is None and 0 < (budget.schedules or 0) <= next(shard.indices()):
         pytest.skip(f"budget {budget.schedules}: fewer schedules than parts, run by the first")
     seed = options.seed if options.seed is not None else settings.get("seed", 0)
+    try:
+        checked_strategy(strategy, seed, explore_settings.granularity, shard.count)
+    except ValueError as error:
+        _bad_marker(item, MARKER, str(error))
     with Progress(sys.__stderr__ or sys.stderr) as progress:
         result = explore(
             target,

@@ -226,11 +226,11 @@ COMMAND = Command(
 
 
 def _check_explore_options(args: argparse.Namespace) -> None:
-    from threadcheck._sched.strategies import parse as parse_strategy
+    from threadcheck._sched._explore import checked_strategy
     from threadcheck._stacks import include_paths
 
     try:
-        parse_strategy(args.strategy, args.seed)
+        checked_strategy(args.strategy, args.seed, args.granularity, 1)
     except ValueError as error:
         raise UsageError(f"--strategy: {error}") from None
     try:

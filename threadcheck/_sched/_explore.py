@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from threadcheck._sched import _token
-from threadcheck._sched._core import BLOCKED, format_seconds
+from threadcheck._sched._core import BLOCKED, Strategy, format_seconds
 from threadcheck._sched._points import DEFAULT_GRANULARITY
 from threadcheck._sched._report import ExploreResult, ScheduleRun
 from threadcheck._sched._runner import (
@@ -102,16 +102,7 @@ def explore(
     ``shrink_progress(attempts, preemptions)`` before each shrinking attempt;
     either may raise KeyboardInterrupt (Ctrl-C while shrinking keeps the failure).
     """
-    chosen = parse_strategy(
-        strategy, seed, prove=shard.count == 1 and settings.granularity == DEFAULT_GRANULARITY
-    )
-    if getattr(chosen, "rewrites_code", False) and settings.granularity != DEFAULT_GRANULARITY:
-        raise ValueError(
-            f"the dpor strategy reasons on accesses: it needs granularity "
-            f"{DEFAULT_GRANULARITY!r}, not {settings.granularity!r}"
-        )
-    if shard.count > 1 and not getattr(chosen, "shardable", True):
-        raise ValueError(f"the {strategy} strategy cannot be sharded: it searches in order")
+    chosen = checked_strategy(strategy, seed, settings.granularity, shard.count)
     if getattr(chosen, "rewrites_code", False):
         settings = replace(settings, footprints=True)
     proving = False  # set once the strategy says its search is over (dpor's)
@@ -235,6 +226,23 @@ def _found(
     )
 
 
+def checked_strategy(strategy: str | None, seed: int, granularity: str, shards: int) -> Strategy:
+    """The strategy ``strategy`` names, for ``granularity`` in ``shards``; a
+    ValueError that says what to change when they do not go together (a
+    user's choice, not an internal error)."""
+    chosen = parse_strategy(
+        strategy, seed, prove=shards == 1 and granularity == DEFAULT_GRANULARITY
+    )
+    if getattr(chosen, "rewrites_code", False) and granularity != DEFAULT_GRANULARITY:
+        raise ValueError(
+            f"the dpor strategy reasons on accesses: it needs granularity "
+            f"{DEFAULT_GRANULARITY!r}, not {granularity!r}"
+        )
+    if shards > 1 and not getattr(chosen, "shardable", True):
+        raise ValueError(f"the {strategy} strategy cannot be sharded: it searches in order")
+    return chosen
+
+
 def _decisions_key(run: ScheduleRun) -> str:
     """Tells schedules apart, for the distinct count."""
     return str(hash(tuple(run.decisions)))
@@ -356,6 +364,7 @@ def replay(
         footprints=rewritten,  # its code ran as explored
         helper_points=rewritten,  # and took its points so
     )
+    seed = int(document.get("seed", 0))
     env = environment(settings)
     for key in ("python", "twisted", "threadcheck", "hashseed"):
         if document.get(key) != env[key]:
@@ -365,7 +374,7 @@ def replay(
             )
     started = time.monotonic()
     strategy = Replay(_token.expand(document["decisions"]))
-    with Explorer(target, settings, random_seed=int(document.get("seed", 0))) as explorer:
+    with Explorer(target, settings, random_seed=seed) as explorer:
         explorer.warm_up()
         try:
             run = explorer.run(strategy, 0)
@@ -379,7 +388,7 @@ def replay(
         schedules=1,
         distinct=1,
         strategy="replay",
-        seed=document.get("seed", 0),
+        seed=seed,
         target=target.description,
         seconds=time.monotonic() - started,
         failure=run.failure,

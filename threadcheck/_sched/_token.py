@@ -14,7 +14,7 @@ import base64
 import binascii
 import json
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 PREFIX = "tc1."
@@ -53,6 +53,10 @@ def decode(token: str) -> dict[str, Any]:
     return document
 
 
+MAX_DECISIONS = 1_000_000
+"""More than a schedule can take (its step bounds): a token asking more is damaged."""
+
+
 def _check_shape(document: dict[str, Any]) -> None:
     decisions = document.get("decisions")
     well_formed = (
@@ -67,8 +71,36 @@ def _check_shape(document: dict[str, Any]) -> None:
         and isinstance(document.get("digest"), str)
         and isinstance(document.get("failure"), str)
     )
+    if well_formed and sum(count for _, count in decisions or ()) > MAX_DECISIONS:
+        raise TokenError(f"damaged replay token: more than {MAX_DECISIONS:,} decisions")
     if not well_formed:
         raise TokenError("damaged replay token: its decisions or digest are malformed")
+    wrong = [
+        name for name, valid in _SETTINGS.items() if name in document and not valid(document[name])
+    ]
+    if wrong:
+        raise TokenError(f"damaged replay token: its settings are not valid ({', '.join(wrong)})")
+
+
+def _granularity(value: Any) -> bool:
+    from threadcheck._sched._points import GRANULARITIES
+
+    return value in GRANULARITIES
+
+
+def _seconds(value: Any) -> bool:
+    return type(value) in (int, float) and 0 <= value < float("inf")
+
+
+_SETTINGS: dict[str, Callable[[Any], bool]] = {
+    "granularity": _granularity,
+    "max_delay": _seconds,
+    "seed": lambda value: type(value) is int,
+    "include": lambda value: isinstance(value, list) and all(isinstance(v, str) for v in value),
+    "races": lambda value: type(value) is bool,
+    "rewritten": lambda value: type(value) is bool,
+}
+"""What each setting a token carries must be: another is a damaged token, not an internal error."""
 
 
 def run_length(decisions: Sequence[int]) -> list[list[int]]:

@@ -17,7 +17,13 @@ from threadcheck._sched.strategies.random_walk import RandomWalk
 from threadcheck._sched.strategies.replay import Replay, ReplayDivergenceError
 
 DEFAULT = "portfolio"
-SPELLINGS = "portfolio, random, pct:DEPTH (e.g. pct:3), bounded:PREEMPTIONS (e.g. bounded:2), dpor"
+MAX_BOUND = 1000
+"""The largest PCT depth or preemption bound: far more than a schedule's
+preemptions ever need, and each costs memory up front."""
+SPELLINGS = (
+    f"portfolio, random, pct:DEPTH (e.g. pct:3), bounded:PREEMPTIONS (e.g. bounded:2),"
+    f" dpor; DEPTH from 1 and PREEMPTIONS from 0, up to {MAX_BOUND}"
+)
 
 
 def parse(spec: str | None, seed: int, *, prove: bool = True) -> Strategy:
@@ -30,9 +36,9 @@ def parse(spec: str | None, seed: int, *, prove: bool = True) -> Strategy:
             return Portfolio(seed, prove=prove)
         if name == "random" and not argument:
             return RandomWalk(seed)
-        if name == "pct":
+        if name == "pct" and 1 <= int(argument or 3) <= MAX_BOUND:
             return PCT(int(argument or 3), seed)
-        if name == "bounded":
+        if name == "bounded" and 0 <= int(argument or 2) <= MAX_BOUND:
             return BoundedPreemption(int(argument or 2))
         if name == "dpor" and not argument:
             return Dpor()
