@@ -700,3 +700,27 @@ def test_raise_mode_names_the_violation_at_once_though_the_program_hangs(
     ), first
     assert first.rstrip().endswith("prog.py:11 in poll"), first
     assert "raising" not in rest, rest
+
+
+@pytest.mark.parametrize("value", ["inf", "1e20", "-1", "nan", "soon"])
+def test_a_stall_threshold_out_of_range_is_a_usage_error(tmp_path: Path, value: str) -> None:
+    # inf passed, then crashed the watch thread (OverflowError) and checked nothing.
+    prog = tmp_path / "prog.py"
+    prog.write_text("pass\n")
+    result = threadcheck("run", "--stall-ms", value, str(prog))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        f"threadcheck: error: --stall-ms takes milliseconds up to a day (0: off), got {value!r}"
+    ]
+
+
+@pytest.mark.parametrize("command", ["run", "explore"])
+def test_a_binary_file_is_no_script(tmp_path: Path, command: str) -> None:
+    # On 3.10 compiling it raised ValueError, which explore took for a failing schedule.
+    prog = tmp_path / "prog"
+    prog.write_bytes(b"\x7fELF\x00\x01\x02")
+    result = threadcheck(command, str(prog))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        f"threadcheck: error: not a Python script (it holds null bytes): {prog}"
+    ]

@@ -305,3 +305,33 @@ def test_a_worker_defined_beside_the_scenario_is_rewritten_with_it() -> None:
     result = threadcheck.explore(scenario, budget=500, strategy="dpor")
     assert result.found and "AssertionError: 1" in result.report()
     assert is_rewritten(work.__code__) and is_rewritten(check.__code__)
+
+
+def _always_fails(reactor: Any) -> None:
+    raise AssertionError("broken on every schedule")
+
+
+def _interrupt(*args: object) -> None:
+    raise KeyboardInterrupt
+
+
+def test_ctrl_c_after_a_failing_schedule_keeps_the_failure() -> None:
+    # progress, called after each schedule, raised Ctrl-C before the failure of
+    # that schedule was looked at: "no failure seen so far".
+    from threadcheck._sched._explore import Budget, explore
+    from threadcheck._sched._targets import ScenarioTarget
+
+    result = explore(ScenarioTarget(_always_fails), budget=Budget(100), progress=_interrupt)
+    assert result.found and result.failure is not None
+    assert "broken on every schedule" in result.failure.message
+
+
+def test_ctrl_c_while_a_first_failure_is_checked_again_stops_the_check() -> None:
+    # The schedules that tell "not an interleaving bug" ran on through Ctrl-C.
+    from threadcheck._sched._explore import Budget, explore
+    from threadcheck._sched._targets import ScenarioTarget
+
+    target = ScenarioTarget(_always_fails)
+    result = explore(target, budget=Budget(100), shrink_progress=_interrupt)
+    assert result.found and result.shrink_interrupted
+    assert result.schedules == 1 and not result.every_schedule

@@ -112,14 +112,18 @@ def threshold_from_environment(default: float | None = DEFAULT_THRESHOLD) -> flo
     return threshold_from_milliseconds(value, "THREADCHECK_STALL_MS")
 
 
+_LONGEST_MS = 86_400_000
+"""A day: longer (inf) overflowed the watch thread's clock arithmetic."""
+
+
 def threshold_from_milliseconds(text: str, what: str) -> float | None:
     """``text`` milliseconds in seconds (0: off); ValueError in one line if it is not."""
     try:
         milliseconds = float(text)
     except ValueError:
         milliseconds = float("nan")
-    if not milliseconds >= 0:  # not `< 0`: also refuses nan
-        raise ValueError(f"{what} takes milliseconds (0: off), got {text!r}")
+    if not 0 <= milliseconds <= _LONGEST_MS:  # not `< 0`: also refuses nan
+        raise ValueError(f"{what} takes milliseconds up to a day (0: off), got {text!r}")
     return milliseconds / 1000 if milliseconds > 0 else None
 
 

@@ -51,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         print(f"threadcheck: error: {error}", file=sys.stderr)
         return USAGE_ERROR
+    except KeyboardInterrupt:  # before a command took Ctrl-C over (while starting)
+        print("threadcheck: interrupted", file=sys.stderr)
+        return INTERRUPTED
     except Exception as error:  # ours, not the program's (each command catches those)
         print(internal_error(error, getattr(args, "token", None)), file=sys.stderr)
         return USAGE_ERROR

@@ -207,3 +207,7 @@ def check_script(script: str) -> None:
         raise UsageError(f"no such file: {script}")
     if os.path.isdir(script) and not os.path.exists(os.path.join(script, "__main__.py")):
         raise UsageError(f"not a script, and has no __main__.py: {script}")
+    if os.path.isfile(script):
+        with open(script, "rb") as source:
+            if b"\0" in source.read():  # 3.10 compiles it to a ValueError, not a SyntaxError
+                raise UsageError(f"not a Python script (it holds null bytes): {script}")

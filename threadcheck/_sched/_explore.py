@@ -131,10 +131,10 @@ def explore(
             ran += 1
             thinned |= run.thinned | getattr(chosen, "caveats", frozenset())
             digests.add(_decisions_key(run))
+            if run.failure is not None:  # before progress, whose Ctrl-C would lose it
+                return _found(explorer, run, ran, digests, about, shrink, shrink_progress)
             if progress is not None:
                 progress(ran, 0, time.monotonic() - started)
-            if run.failure is not None:
-                return _found(explorer, run, ran, digests, about, shrink, shrink_progress)
     return ExploreResult(
         found=False,
         schedules=ran,
@@ -190,15 +190,20 @@ def _found(
     found_at = ran
     original = run.preemption_count
     every_schedule = False
+    rechecked = True
     if ran == 1 and run.failure.kind != BLOCKED:
-        extra, plain = _on_every_schedule(explorer, run)
+        try:
+            extra, plain = _on_every_schedule(explorer, run, shrink_progress)
+        except KeyboardInterrupt:  # Ctrl-C: the failure as found, neither checked nor shrunk
+            extra, plain, rechecked = [], None, False
         ran += len(extra)
         digests.update(_decisions_key(other) for other in extra)
         every_schedule = plain is not None
         run = plain or run
     shown, interrupted, unshrunk = _shown(
-        explorer, run, shrink and not every_schedule, shrink_progress
+        explorer, run, shrink and rechecked and not every_schedule, shrink_progress
     )
+    interrupted = interrupted or not rechecked
     token = make_token(shown, about.environment, about.strategy, about.seed, about.target)
     found_run = None
     if shown is not run and not interrupted and shown.decisions != run.decisions:
@@ -249,22 +254,27 @@ def _decisions_key(run: ScheduleRun) -> str:
 
 
 def _on_every_schedule(
-    explorer: Explorer, first: ScheduleRun
+    explorer: Explorer, first: ScheduleRun, progress: Callable[[int, int], None] | None
 ) -> tuple[list[ScheduleRun], ScheduleRun | None]:
     """After a failure on the first schedule: does it fail on the no-preemption
     schedule and on another one too (or is there no other: one thread all along)?
 
     Returns the extra schedules run, and the no-preemption one when the answer
     is yes: then the failure is not an interleaving bug, and is shown as is.
+    ``progress`` is called before each (its KeyboardInterrupt stops the check).
     """
     extra: list[ScheduleRun] = []
     plain = first
+    if progress is not None:
+        progress(0, first.preemption_count)
     if first.preemption_count:
         plain = run_plan(explorer, [])[0]
         extra.append(plain)
         if not _same_failure(plain, first):
             return extra, None
     for other in _other_schedules(explorer, plain):
+        if progress is not None:
+            progress(0, first.preemption_count)
         extra.append(other)
         if not _same_failure(other, first):
             return extra, None
