@@ -724,3 +724,26 @@ def test_a_binary_file_is_no_script(tmp_path: Path, command: str) -> None:
     assert result.stderr.splitlines() == [
         f"threadcheck: error: not a Python script (it holds null bytes): {prog}"
     ]
+
+
+def test_the_report_goes_to_stderr_when_the_program_logs_to_stdout(tmp_path: Path) -> None:
+    # startLogging(sys.stdout) makes sys.stderr a log file: the report went into
+    # the program's log on stdout, timestamped, and stderr stayed empty.
+    prog = script(
+        tmp_path,
+        """
+        import sys
+        from twisted.python import log
+        from twisted.internet import reactor, threads
+
+        log.startLogging(sys.stdout)
+        threads.deferToThread(reactor.callLater, 0, print, "retry").addBoth(
+            lambda _: reactor.stop()
+        )
+        reactor.run()
+        """,
+    )
+    result = threadcheck("run", prog)
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.startswith("threadcheck: 1 thread-affinity violation"), result.stderr
+    assert "thread-affinity violation" not in result.stdout

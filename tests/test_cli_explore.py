@@ -632,3 +632,12 @@ def test_a_token_with_settings_edited_is_damaged_not_an_internal_error(
     assert result.stderr.startswith(
         "threadcheck: error: damaged replay token: its settings are not valid"
     ), result.stderr
+
+
+def test_an_inconclusive_exploration_leaves_no_earlier_json_standing(tmp_path: Path) -> None:
+    # The file of the clean run before still said "found": false.
+    out = tmp_path / "out.json"
+    out.write_text('{"found": false}')
+    result = threadcheck("explore", "--time", "0.000001", "--json", str(out), "-m", RACE)
+    assert result.returncode == 2, result.stderr
+    assert not out.exists()

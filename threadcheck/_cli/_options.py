@@ -177,12 +177,16 @@ def command_line(args: argparse.Namespace) -> str:
 
 def check_output_paths(args: argparse.Namespace) -> None:
     """``--json``, ``--html`` and ``--trace`` can take their files (checked
-    before the program runs), made absolute: the program may change directory."""
+    before the program runs), made absolute: the program may change directory.
+    A file left by an earlier run is removed: a run that ends with nothing to
+    write (inconclusive, interrupted) must not leave it standing for its own."""
     for option in ("json", "html", "trace"):
         path = getattr(args, option, None)
         if path is not None:
             check_writable(path, f"--{option}")
             setattr(args, option, os.path.abspath(path))
+            if os.path.isfile(path):
+                os.remove(path)
 
 
 def said(problems: list[str]) -> bool:

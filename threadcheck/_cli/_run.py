@@ -173,7 +173,11 @@ def _run(args: argparse.Namespace) -> int:
             edges=[_race_edges.install],
         )
     activity, stop_tracing = _start_tracing() if args.trace is not None else (None, None)
+    streams = sys.stdout, sys.stderr
     status, interrupted = _run_to_exit(args.module, target, args.races)
+    # The report is ours: on our stderr, not where the program sent its own
+    # (twisted.python.log.startLogging(sys.stdout) makes stderr a log).
+    sys.stdout, sys.stderr = streams
     if stop_tracing is not None:
         stop_tracing()
     unchecked = _uninstrumented_reactor()
