@@ -223,10 +223,14 @@ def test_a_replay_that_goes_elsewhere_is_an_error_not_a_pass(pytester: pytest.Py
     replayed.stdout.fnmatch_lines(["*threadcheck: the replay diverged:*"])
 
 
-def test_a_replay_of_no_explored_test_is_a_usage_error(pytester: pytest.Pytester) -> None:
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["alone", "xdist"])
+def test_a_replay_of_no_explored_test_is_a_usage_error(
+    pytester: pytest.Pytester, xdist: list[str]
+) -> None:
+    # Under -n 2 the workers raised it: an INTERNALERROR, exit 3.
     pytester.makepyfile(test_race=RACE, test_plain="def test_plain():\n    pass\n")
     token = token_of(run(pytester, "-k", "lost_update"))
-    replayed = run(pytester, "test_plain.py", f"--threadcheck-replay={token}")
+    replayed = run(pytester, *xdist, "test_plain.py", f"--threadcheck-replay={token}")
     assert replayed.ret == pytest.ExitCode.USAGE_ERROR
     assert "passed" not in replayed.stdout.str()
     assert [line for line in replayed.stderr.lines if line] == [

@@ -165,6 +165,16 @@ def _enabled(config: pytest.Config) -> bool:
 
 
 @pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    # Before pytest-xdist's: a replay is one schedule of one test, run here (as
+    # xdist runs --pdb); in workers, a replay that selects none was an INTERNALERROR.
+    if config.option.threadcheck_replay is not None and getattr(
+        config.option, "numprocesses", None
+    ):
+        config.option.numprocesses = 0
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     # Before any conftest is imported: one that imports twisted.internet.reactor
     # would otherwise install Twisted's default reactor first.
