@@ -641,3 +641,20 @@ def test_an_inconclusive_exploration_leaves_no_earlier_json_standing(tmp_path: P
     result = threadcheck("explore", "--time", "0.000001", "--json", str(out), "-m", RACE)
     assert result.returncode == 2, result.stderr
     assert not out.exists()
+
+
+def test_a_warning_of_the_program_is_shown_once_not_once_per_schedule(tmp_path: Path) -> None:
+    prog = script(
+        tmp_path,
+        """
+        import warnings
+        from twisted.internet import reactor, threads
+
+        warnings.warn("the config format is old", UserWarning)
+        threads.deferToThread(int).addBoth(lambda _: reactor.stop())
+        reactor.run()
+        """,
+    )
+    result = threadcheck("explore", "--budget", "30", prog)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("UserWarning: the config format is old") == 1, result.stderr

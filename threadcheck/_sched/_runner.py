@@ -19,6 +19,8 @@ import os
 import random
 import sys
 import threading
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -158,6 +160,8 @@ class Explorer:
         gc.freeze()
         self._thread_counter = getattr(threading, "_counter", None)
         self._random_state = random.getstate()
+        self._showwarning = warnings.showwarning
+        warnings.showwarning = _shown_once(warnings.showwarning)
         self.watchdog.start()
         self._affinity = _pin_to_one_cpu()
         self.twisted_logging.capture()
@@ -198,6 +202,7 @@ class Explorer:
         if self._thread_counter is not None:
             threading._counter = self._thread_counter  # type: ignore[attr-defined]
         random.setstate(self._random_state)  # type: ignore[arg-type]
+        warnings.showwarning = self._showwarning
         gc.unfreeze()
         if self._gc_was_enabled:
             gc.enable()
@@ -527,3 +532,20 @@ def run_plan(explorer: Explorer, preemptions: list[tuple[int, int]]) -> tuple[Sc
     run = explorer.run(plan, 0)
     assert run is not None
     return run, plan
+
+
+def _shown_once(show: Callable[..., None]) -> Callable[..., None]:
+    """``warnings.showwarning`` that shows each warning once in the exploration:
+    a program run afresh each schedule has a fresh ``__warningregistry__``, and
+    its DeprecationWarning came 2,000 times."""
+    shown: set[tuple[str, type[Warning], str, int]] = set()
+
+    def show_once(
+        message: Warning | str, category: type[Warning], filename: str, lineno: int, *rest: Any
+    ) -> None:
+        key = (str(message), category, filename, lineno)
+        if key not in shown:
+            shown.add(key)
+            show(message, category, filename, lineno, *rest)
+
+    return show_once
