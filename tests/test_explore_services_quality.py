@@ -530,3 +530,76 @@ def test_its_locked_twin_counts_every_conversion(tmp_path: Path) -> None:
     count = "with stats.lock:\n        stats.converted += 1"
     result = explore_program(write_program(tmp_path, CONVERSIONS.format(count=count)))
     assert_clean(result)
+
+
+SHIPPER = """
+import os
+import select
+
+from twisted.internet import defer, reactor, threads
+
+
+class Stats:
+    shipped = 0
+
+
+stats = Stats()
+read_end, write_end = os.pipe()
+
+
+def produce():
+    for n in range(3):
+        os.write(write_end, b"record %d\\n" % n)
+    os.close(write_end)
+
+
+def ship():
+    records = 0
+    while True:
+        ready, _, _ = select.select([read_end], [], [], 3.0)  # a generous safety timeout
+        if not ready:
+            raise TimeoutError("no record for 3 s")
+        chunk = os.read(read_end, 4096)
+        if not chunk:
+            break
+        records += chunk.count(b"\\n")
+    os.close(read_end)
+    {count}
+    return records
+
+
+def replayed_backlog():
+    stats.shipped += 100
+
+
+def main():
+    shipped = threads.deferToThread(ship)
+    {counted}
+    jobs = [shipped, threads.deferToThread(produce)]
+    reactor.callLater(0, replayed_backlog)
+    defer.gatherResults(jobs).addErrback(failed.append).addBoth(lambda _: reactor.stop())
+
+
+failed = []
+reactor.callWhenRunning(main)
+reactor.run()
+if failed:
+    failed[0].raiseException()
+assert stats.shipped == 103, f"shipped {{stats.shipped}}"
+"""
+
+
+def test_a_count_kept_by_a_job_waiting_in_select_races_the_reactor(tmp_path: Path) -> None:
+    # select() held the turn: the job writing the pipe never ran, and the
+    # reader timed out on every schedule of the correct twin too.
+    program = SHIPPER.format(count="stats.shipped += records  # BUG: in a pool thread", counted="")
+    result = explore_program(write_program(tmp_path, program))
+    assert_found_and_replayed(result, "threadcheck: exception: AssertionError: shipped ")
+
+
+def test_its_twin_counting_in_the_reactor_waits_for_the_writer(tmp_path: Path) -> None:
+    counted = "shipped.addCallback(lambda n: setattr(stats, 'shipped', stats.shipped + n))"
+    program = SHIPPER.format(count="", counted=counted)
+    result = explore_program(write_program(tmp_path, program))
+    assert result.returncode == 0, result.stderr
+    assert "no failure" in result.stderr

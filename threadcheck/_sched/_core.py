@@ -49,6 +49,7 @@ IO_PATIENCE = 0.5
 to wait; past it, whichever is ready (one may wait on another's answer)."""
 
 _real_clock = time.perf_counter  # the program's clocks read virtual time in schedules
+_real_select = select.select  # and a controlled thread's select.select waits under it
 
 TIME = 1 << 20
 """The decision "time passes": offered to strategies among the runnable thread
@@ -178,11 +179,12 @@ class ControlledThread:
 
 @dataclass(eq=False)
 class _IoWait:
-    """A controlled thread's wait on a real file (:meth:`Scheduler.wait_for_io`)."""
+    """A controlled thread's wait on real files (:meth:`Scheduler.wait_for_io`):
+    until one of ``reads`` is ready to read or one of ``writes`` to write."""
 
     thread: ControlledThread
-    file: Any
-    read: bool
+    reads: Sequence[Any]
+    writes: Sequence[Any]
     ends_alone: bool
     """Whether it may end while every other thread is held: not once it did not."""
 
@@ -580,7 +582,20 @@ class Scheduler:
         self, file: Any, read: bool, why: str, deadline: float | None, ends_alone: bool = False
     ) -> bool:
         """The running thread waits until ``file`` (a real file) is ready to
-        read (or write), or until ``deadline``: False then. Other threads run
+        read (or write), or until ``deadline``: False then. See :meth:`wait_for_any`."""
+        reads, writes = ([file], []) if read else ([], [file])
+        return self.wait_for_any(reads, writes, why, deadline, ends_alone)
+
+    def wait_for_any(
+        self,
+        reads: Sequence[Any],
+        writes: Sequence[Any],
+        why: str,
+        deadline: float | None,
+        ends_alone: bool = False,
+    ) -> bool:
+        """The running thread waits until one of ``reads`` is ready to read or
+        one of ``writes`` to write, or until ``deadline``: False then. Other threads run
         meanwhile, the reactor that would answer it included; once none can,
         time passes in real time (best effort: I/O timing is not replayed).
         I/O that ``ends_alone`` (a child process's end, not a socket the
@@ -590,7 +605,7 @@ class Scheduler:
         if current is None or current.ident != get_ident():
             raise Abort("an abandoned thread woke up after its schedule")
         self.thinned.add("real I/O (its timing is not controlled)")
-        self._io_waiters[current.tid] = _IoWait(current, file, read, ends_alone)
+        self._io_waiters[current.tid] = _IoWait(current, reads, writes, ends_alone)
         try:
             self.block(why, deadline)
         finally:
@@ -602,11 +617,11 @@ class Scheduler:
         up to ``timeout`` real seconds for one; the seconds waited, which
         virtual time gains too."""
         waits = [only] if only is not None else list(self._io_waiters.values())
-        readers = {w.file: w.thread for w in waits if w.read}
-        writers = {w.file: w.thread for w in waits if not w.read}
+        readers = {file: w.thread for w in waits for file in w.reads}
+        writers = {file: w.thread for w in waits for file in w.writes}
         started = _real_clock()
         try:
-            readable, writable, _ = select.select(list(readers), list(writers), [], timeout)
+            readable, writable, _ = _real_select(list(readers), list(writers), [], timeout)
         except (OSError, ValueError):  # a file closed meanwhile: its call will say so
             readable, writable = list(readers), list(writers)
         waited = _real_clock() - started

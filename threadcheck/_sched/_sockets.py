@@ -5,7 +5,7 @@ twisted.web server blocks in ``recv`` until the reactor answers; holding the
 turn there, it would wait for a reactor that cannot run, until its timeout (a
 false failure) or the watchdog (10 s). During a schedule, a controlled
 thread's blocking ``recv``/``recv_into``/``recvfrom``/``recvfrom_into``/
-``accept`` first waits, through :meth:`Scheduler.wait_for_io`, until the
+``accept`` and ``select.select`` first wait, through :meth:`Scheduler.wait_for_io`, until the
 socket is ready, letting the others run; its timeout is counted in virtual
 time. Best effort, as all real I/O: its timing is not replayed, and a search
 that met it is no proof.
@@ -28,7 +28,35 @@ _READS = ("recv", "recv_into", "recvfrom", "recvfrom_into", "accept")
 
 def replacements() -> list[tuple[Any, str, Any]]:
     """(target, name, replacement) for :class:`~threadcheck._sched._patch.Patches`."""
-    return [(socket.socket, name, _waits_to_read(getattr(socket.socket, name))) for name in _READS]
+    reads = [
+        (socket.socket, name, _waits_to_read(getattr(socket.socket, name))) for name in _READS
+    ]
+    return [*reads, (select, "select", _waiting_select(select.select))]
+
+
+def _waiting_select(real: Callable[..., Any]) -> Callable[..., Any]:
+    """``select.select`` that, in a controlled thread, waits letting the others
+    run (a reader job's ``select([pipe], [], [], 0.5)`` held the turn while the
+    job that writes the pipe could not run, and timed out)."""
+
+    def select_(rlist: Any, wlist: Any, xlist: Any, timeout: float | None = None) -> Any:
+        place = here()
+        ready = real(rlist, wlist, xlist, 0)
+        if place is None or timeout == 0 or any(ready):
+            return (
+                ready if place is not None or timeout == 0 else real(rlist, wlist, xlist, timeout)
+            )
+        scheduler, _ = place
+        deadline = None if timeout is None else scheduler.now + timeout
+        while not any(ready):
+            if not scheduler.wait_for_any(list(rlist), list(wlist), "select (real I/O)", deadline):
+                return [], [], []
+            ready = real(rlist, wlist, xlist, 0)
+        return ready
+
+    select_.__name__ = "select"
+    select_.__wrapped__ = real  # type: ignore[attr-defined]
+    return select_
 
 
 def _waits_to_read(method: Callable[..., Any]) -> Callable[..., Any]:
