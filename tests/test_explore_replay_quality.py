@@ -77,3 +77,52 @@ def _python(cwd: Path, code: str, *args: str) -> subprocess.CompletedProcess[str
         cwd=cwd,
         env={**os.environ, "PYTHONPATH": str(cwd), "PYTHONHASHSEED": "0"},
     )
+
+
+DIVERGING_REPLAY = """
+import threadcheck
+from twisted.internet import task, threads
+from twisted.internet.defer import gatherResults
+
+
+def scenario(reactor, jobs):
+    total = [0]
+
+    def add(n):
+        total[0] += n
+
+    pool = reactor.getThreadPool()
+    work = [threads.deferToThreadPool(reactor, pool, add, 1) for _ in range(jobs)]
+    work.append(task.deferLater(reactor, 0, add, 100))
+
+    def check(_):
+        assert total[0] == 100 + jobs, f"lost update: total is {total[0]}"
+
+    return gatherResults(work).addCallback(check)
+
+
+# Recorded with another jobs count (3.11, Twisted 26.10): replayed with 3 it diverges.
+TOKEN = (
+    "tc1.eNo9j9FqwzAMRf_FzybE7dptYRT6sK8IoWi2mpi5drCVtWXs33edjb6Iq4N0pfutHFtffIpFdX3farMddG9"
+    "0rRv9ggr0IK3erNr880Er50cuojr1uj_vtm63U1qdyYclMyDfLM8C9-5YCueq3nNOGUNjprgEyl7uGCRruRTgic"
+    "pUmB0YBly6gPlow-Lg1w-1cXxTXavVhW4nx4Gwbxr0c_JREOPJQN9lShEm28aY5hkmmXBBdWcKhdHxFZeF44P8H"
+    "YVNkUzCY_1qDhSxKpRHrhkFUU_Tfe5WIUkoNG8hWTgcIOjy4ehQF6bM5OzE9hNbbYP3Kr36Imuyzb4x7cq-8Pv"
+    "PL26gelY"
+)
+try:
+    threadcheck.replay(lambda reactor: scenario(reactor, 3), TOKEN)
+except threadcheck.ReplayDivergenceError:
+    print("diverged")
+"""
+
+
+def test_a_diverged_replay_leaves_no_unhandled_error_at_exit(tmp_path: Path) -> None:
+    # The Deferreds its end failed with Abort were collected at the program's
+    # exit, after the capture of Twisted's log: "Unhandled error in Deferred".
+    program = tmp_path / "diverge.py"
+    program.write_text(DIVERGING_REPLAY)
+    result = subprocess.run(
+        [sys.executable, str(program)], capture_output=True, text=True, timeout=120
+    )
+    assert result.stdout == "diverged\n", result.stderr
+    assert "Unhandled error" not in result.stderr, result.stderr

@@ -46,6 +46,7 @@ class TwistedLogging:
     def capture(self) -> None:
         from twisted.logger import globalLogBeginner, globalLogPublisher
 
+        _quiet_aborted_deferreds()
         self._echo = getattr(globalLogBeginner, "_temporaryObserver", None)
         self._buffer = getattr(globalLogBeginner, "_initialBuffer", None)
         if self._echo is not None:
@@ -109,3 +110,27 @@ def _legacy_observers() -> list[Any]:
 
     legacy: list[Any] = getattr(log.theLogPublisher, "_legacyObservers", [])
     return legacy
+
+
+def _quiet_aborted_deferreds() -> None:
+    """A Deferred that an :class:`Abort` failed (a schedule's end, unwinding its
+    callbacks) holds no error of the program's. Collected after the exploration
+    (a ReplayDivergenceError's traceback held it), it logged "Unhandled error in
+    Deferred" at the program's exit: Twisted's check skips it, for good (such
+    Deferreds may outlive any exploration)."""
+    from twisted.internet.defer import DebugInfo
+
+    from threadcheck._sched._core import Abort
+
+    original = DebugInfo.__del__
+    if getattr(original, "quiet_aborted", False):
+        return
+
+    def collected(self: DebugInfo) -> None:
+        failure = self.failResult
+        if failure is not None and isinstance(failure.value, Abort):
+            return
+        original(self)
+
+    collected.quiet_aborted = True  # type: ignore[attr-defined]
+    DebugInfo.__del__ = collected  # type: ignore[method-assign]
