@@ -16,12 +16,13 @@ import jsonschema
 import pytest
 from twisted.internet.protocol import ClientCreator, ServerFactory
 from twisted.protocols.basic import LineReceiver
+from twisted.python.threadpool import ThreadPool
 
 from threadcheck import Mode, ThreadAffinityWarning, Violation, format_report, to_json
 from threadcheck._report import MAX_GROUPS_SHOWN, SCHEMA_PATH, finish, from_json
 from threadcheck._violation import TestContext
 
-from support import RunningReactor, run_threads
+from support import JOIN_TIMEOUT, RunningReactor, run_threads
 
 
 def noop() -> None:
@@ -168,3 +169,27 @@ def test_json_report_reads_back_exactly(running_reactor: Any) -> None:
     assert {v.test for v in read} == {TestContext("tests/test_x.py::test_y", "teardown")}
     with pytest.raises(ValueError, match="not a threadcheck-report version 3 document"):
         from_json({**document, "version": 1})
+
+
+def test_one_call_from_two_workers_of_a_pool_is_one_group(running_reactor: Any) -> None:
+    # Which worker the pool gave the job to is its choice: four identical
+    # violations were "4 distinct", one per worker.
+    running: RunningReactor = running_reactor(Mode.RECORD)
+    pool = ThreadPool(minthreads=2, maxthreads=2, name="jobs")
+    started = threading.Barrier(2)
+
+    def job() -> None:
+        started.wait(timeout=JOIN_TIMEOUT)  # both workers busy: one job each
+        running.reactor.callWhenRunning(noop)
+
+    pool.start()
+    try:
+        for _ in range(2):
+            pool.callInThread(job)
+    finally:
+        pool.stop()
+    violations = running.recorder.violations()
+    assert {v.thread.name for v in violations} == {"PoolThread-jobs-0", "PoolThread-jobs-1"}
+    report = format_report(violations)
+    assert report.startswith("threadcheck: 2 thread-affinity violations (1 distinct)"), report
+    assert "[x2]" in report

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -38,13 +38,25 @@ class Group:
 
 
 def group(violations: Iterable[Violation]) -> list[Group]:
-    """Identical violations merged, in order of first occurrence."""
+    """Identical violations merged, in order of first occurrence: the same call
+    from the same code in two workers of one thread pool is one (shown as the
+    first), as the pool could have given the job to either."""
     counts: Counter[Violation] = Counter()
-    first: dict[Violation, int] = {}
+    first: dict[Violation, tuple[Violation, int]] = {}
     for index, violation in enumerate(violations):
-        counts[violation] += 1
-        first.setdefault(violation, index)
-    return [Group(v, counts[v], index) for v, index in first.items()]
+        key = _any_worker(violation)
+        counts[key] += 1
+        first.setdefault(key, (violation, index))
+    return [Group(v, counts[key], index) for key, (v, index) in first.items()]
+
+
+def _any_worker(violation: Violation) -> Violation:
+    """``violation`` without what tells one Twisted pool worker from another:
+    its number, its ident, and which job made the pool start it."""
+    pool, dash, number = violation.thread.name.rpartition("-")
+    if not (pool.startswith("PoolThread-") and dash and number.isdigit()):
+        return violation
+    return replace(violation, thread=ThreadInfo(f"{pool}-*", 0), spawn_site=None)
 
 
 def fix_for(violation: Violation) -> str:
