@@ -33,8 +33,9 @@ def hook(report: ProcessReport, reactor: Any) -> None:
         original(self)  # type: ignore[no-untyped-call]
         if getattr(self, "_exitSignal", None) is not None:
             # twistd ends itself with the signal next (SIGTERM: status 143), and
-            # exit handlers do not run then: the reports are written now.
-            report.finish(sys.stderr)
+            # exit handlers do not run then: the reports are written now, on the
+            # process's own stderr (sys.stderr is still twistd's log here).
+            report.finish(sys.__stderr__ or sys.stderr)
         elif report.violations() and not report.report_only:
             sys.exit(VIOLATIONS_FOUND)
 
