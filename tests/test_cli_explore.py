@@ -302,6 +302,7 @@ def test_bad_options_are_one_line_usage_errors(args: list[str], message: str) ->
         (["replay", "--trace", "/no/such/t.json", "tc1.x", "x.py"], "--trace: no such directory"),
         (["replay"], "replay: expected a token, then a script or -m module"),
         (["replay", "tc1.x"], "replay: expected a script or -m module"),
+        (["replay", "x.py", "tc1.x"], "replay: the token comes first: threadcheck replay TOKEN"),
         (["replay", "tc1.x", "--budget", "3", "-m", RACE], "unrecognized arguments: --budget"),
     ],
 )

@@ -59,6 +59,8 @@ def _replay(args: argparse.Namespace) -> int:
     from threadcheck._sched.strategies import ReplayDivergenceError
 
     check_output_paths(args)
+    if not args.token.startswith("tc") and args.target and args.target[0].startswith("tc1."):
+        raise UsageError("replay: the token comes first: threadcheck replay TOKEN script.py")
     check_program(args)
     try:
         recorded = _token.decode(args.token)
