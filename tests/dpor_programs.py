@@ -9,7 +9,8 @@ and read, then written back (both were once "proved": no point and no
 dependence at a C call that changes what it is given). And a generator of
 pages drained by two threads, ``generator already executing`` when one
 advances it while it runs in the other (once "proved": a loop over it read
-it, and reads commute).
+it, and reads commute). And counters bumped by name with ``getattr`` and
+``setattr`` (once "proved": neither was an access, and no point came between).
 
 Each is a scenario: it takes the reactor (unused: these are threads alone)
 and checks what it promises before it returns.
@@ -303,6 +304,35 @@ def pages_locked(reactor: Any) -> None:
     _drain_pages(locked=True)
 
 
+class Metrics:
+    """A registry of named counters, bumped by name (a generic metrics object)."""
+
+    def __init__(self, locked: bool) -> None:
+        self.requests = 0
+        self.lock = threading.Lock() if locked else None
+
+    def incr(self, name: str) -> None:
+        if self.lock is None:
+            setattr(self, name, getattr(self, name) + 1)  # BUG: read, then written back
+            return
+        with self.lock:
+            setattr(self, name, getattr(self, name) + 1)
+
+
+def _count_requests(locked: bool) -> None:
+    metrics = Metrics(locked)
+    _run(lambda: metrics.incr("requests"), lambda: metrics.incr("requests"))
+    assert metrics.requests == 2, f"{metrics.requests} requests counted"
+
+
+def metrics_racy(reactor: Any) -> None:
+    _count_requests(locked=False)
+
+
+def metrics_locked(reactor: Any) -> None:
+    _count_requests(locked=True)
+
+
 BUGGY = {
     "counter": counter_racy,
     "bank": bank_inverted,
@@ -311,6 +341,7 @@ BUGGY = {
     "heap": heap_racy,
     "sqlite": sqlite_racy,
     "pages": pages_racy,
+    "metrics": metrics_racy,
 }
 FIXED = {
     "counter": counter_locked,
@@ -320,4 +351,5 @@ FIXED = {
     "heap": heap_locked,
     "sqlite": sqlite_atomic,
     "pages": pages_locked,
+    "metrics": metrics_locked,
 }

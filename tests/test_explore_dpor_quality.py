@@ -46,6 +46,7 @@ PROVED_WITHIN = {
     "dpor_programs:actor": 30,
     "dpor_programs:heap": 10,
     "dpor_programs:sqlite": 10,
+    "dpor_programs:metrics": 10,
 }
 FOUND_AS = {
     "races:abba_deadlock": "deadlock",
@@ -60,6 +61,7 @@ FOUND_AS = {
     "dpor_programs:heap": "exception",
     "dpor_programs:sqlite": "exception",
     "dpor_programs:pages": "exception",
+    "dpor_programs:metrics": "exception",
 }
 
 

@@ -135,6 +135,21 @@ def st(value: Any, site: int) -> Any:
     return value
 
 
+def sv(value: Any, obj: Any, name: Any, site: int) -> Any:
+    """``setattr(obj, name, value)`` is about to store ``value``: the store's
+    point, after the value was computed (a ``getattr`` in it and this store are
+    a read-modify-write, as ``obj.x += 1`` is)."""
+    if on_access is not None:
+        on_access(site, "store")
+        if _footprint.collecting:
+            _footprint.write(obj, name)
+    elif _footprint.collecting:
+        _footprint.expect(obj, name, _STORE, True)
+    if enabled and type(name) is str:
+        _written(obj, name, site, "write")
+    return value
+
+
 def lp(iterable: Any, site: int) -> Any:
     """The iterable of a ``for`` loop (not over a ``range``): each step a point."""
     if on_access is None:

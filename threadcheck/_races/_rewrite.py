@@ -71,8 +71,8 @@ _NOT_CHANGING = frozenset(
 )  # fmt: skip
 """Builtins that change nothing they are given."""
 HELPERS = (
-    "ra", "wa", "ua", "st", "lp", "lw", "it", "cm", "cmk", "cr", "ck", "oa", "lk", "isin", "rv",
-    "wv", "uv", "sub", "Scope",
+    "ra", "wa", "ua", "st", "sv", "lp", "lw", "it", "cm", "cmk", "cr", "ck", "oa", "lk", "isin",
+    "rv", "wv", "uv", "sub", "Scope",
 )  # fmt: skip
 GLOBALS = "__tc_gl__"
 
@@ -413,6 +413,7 @@ class _Rewriter(ast.NodeTransformer):
 
     def visit_Call(self, node: ast.Call) -> ast.AST:
         func = node.func
+        named = _named_attribute(node)  # getattr(obj, name), setattr(obj, name, value)
         if isinstance(func, ast.Attribute) and _assertion_helper(func.value):
             pass  # pytest's assertion rewriting (`@pytest_ar._saferepr(...)`): not the program's
         elif isinstance(func, ast.Attribute) and func.attr in MUTATORS:
@@ -441,11 +442,25 @@ class _Rewriter(ast.NodeTransformer):
             node.args = [
                 a if isinstance(a, ast.Starred) else self._looked_into(a, node) for a in node.args
             ]
-        elif not (isinstance(func, ast.Name) and func.id in _NOT_CHANGING):
+        elif not (isinstance(func, ast.Name) and func.id in _NOT_CHANGING | _SETTING):
             node.args = [self._handed_over(a, node) for a in node.args]
             for keyword in node.keywords:
                 keyword.value = self._handed_over(keyword.value, node)
+        if named:
+            self._named_access(node)
         return node
+
+    def _named_access(self, call: ast.Call) -> None:
+        """``getattr(obj, name)`` reads ``obj.name`` as ``obj.name`` would, and
+        ``setattr(obj, name, value)`` writes it, its point after ``value`` (a
+        ``getattr`` in it and the store are a read-modify-write). ``obj`` and
+        ``name`` are plain names or constants: evaluated again, they are the same."""
+        site = self._site(call, "attribute", _text(call))
+        obj, name = (copy.deepcopy(argument) for argument in call.args[:2])
+        if isinstance(call.func, ast.Name) and call.func.id == "setattr":
+            call.args[2] = self._call("sv", call.args[2], obj, name, site)
+        else:
+            call.args[0] = self._call("ra", call.args[0], name, site)
 
     def _handed_over(self, argument: ast.expr, call: ast.Call) -> ast.expr:
         """``argument`` (already visited), handed to a call that may change it."""
@@ -643,6 +658,24 @@ class _Continues(ast.NodeTransformer):
         if isinstance(node, self._INNER):
             return node
         return self.generic_visit(node)
+
+
+_SETTING = frozenset({"setattr"})
+"""Builtins that change what they are given, as an attribute store does."""
+
+
+def _named_attribute(call: ast.Call) -> bool:
+    """Whether ``call`` is ``getattr(obj, name[, default])``, ``hasattr(obj, name)``
+    or ``setattr(obj, name, value)``, its ``obj`` and ``name`` plain names or
+    constants (asked before the call is visited)."""
+    func = call.func
+    if not (isinstance(func, ast.Name) and func.id in ("getattr", "hasattr", "setattr")):
+        return False
+    args = call.args
+    wanted = 3 if func.id == "setattr" else 2
+    if len(args) < wanted or call.keywords or any(isinstance(a, ast.Starred) for a in args):
+        return False
+    return isinstance(args[0], ast.Name) and isinstance(args[1], ast.Name | ast.Constant)
 
 
 def _text(node: ast.AST) -> str:
