@@ -168,3 +168,42 @@ def test_an_explored_test_with_races_fails_on_a_race_alone(pytester: pytest.Pyte
     result = pytester.runpytest_subprocess("-p", "no:twisted", timeout=120)
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*data race on Stats.handled: update in thread*"])
+
+
+EXPLORED_TWICE = """
+from types import SimpleNamespace
+
+import pytest
+from twisted.internet import task, threads
+from twisted.internet.defer import gatherResults
+
+
+def scenario(reactor):
+    stats = SimpleNamespace(handled=0)
+
+    def handle():
+        stats.handled += 1  # a race, though nothing asserts on it
+
+    pool = reactor.getThreadPool()
+    work = [threads.deferToThreadPool(reactor, pool, handle), task.deferLater(reactor, 0, handle)]
+    return gatherResults(work)
+
+
+@pytest.mark.threadcheck_explore(budget=20)
+def test_a(threadcheck_reactor):
+    return scenario(threadcheck_reactor)
+
+
+@pytest.mark.threadcheck_explore(budget=20)
+def test_b(threadcheck_reactor):
+    return scenario(threadcheck_reactor)
+"""
+
+
+def test_each_explored_test_is_charged_its_own_races(pytester: pytest.Pytester) -> None:
+    # The first exploration stopped the session's detector when it ended: the
+    # second test's races went unseen, and it passed (alone, it failed).
+    pytester.makepyfile(test_twice=EXPLORED_TWICE)
+    result = pytester.runpytest_subprocess("--threadcheck-races", *NO_PYTEST_TWISTED, timeout=120)
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*test_twice.py::test_a: *", "*test_twice.py::test_b: *"])

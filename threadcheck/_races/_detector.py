@@ -101,6 +101,21 @@ def active() -> bool:
     return _access.enabled
 
 
+def lend() -> Callable[[], None]:
+    """The detector running now (``threadcheck run --races``, pytest's
+    ``--threadcheck-races``) is lent to an exploration, which gives each
+    schedule a fresh state and maybe its own recorder: what to call after it,
+    to give it back fresh, reporting where it did."""
+    handlers = list(_shadow.handlers())
+
+    def give_back() -> None:
+        _shadow.reset()
+        _clocks.reset()
+        _shadow.set_handler(handlers[0] if handlers else None)
+
+    return give_back
+
+
 def rewriting() -> bool:
     """Whether user modules are rewritten (races detected, or footprints gathered)."""
     return _hook.installed()

@@ -105,6 +105,10 @@ def set_handler(handler: RaceHandler | None) -> None:
     _handler[:] = [handler] if handler is not None else []
 
 
+def handlers() -> list[RaceHandler]:
+    return list(_handler)
+
+
 class _Shadow:
     __slots__ = ("__weakref__", "locations", "per_thread", "ref")
 

@@ -139,6 +139,7 @@ class Explorer:
         self._affinity: set[int] | None = None
         self.logging = LoggingRegistry()
         self.twisted_logging = TwistedLogging()
+        self._give_back: Callable[[], None] | None = None
 
     def __enter__(self) -> Explorer:
         # Imported now, not in the first schedule: from a source tree its module
@@ -166,13 +167,16 @@ class Explorer:
         self._affinity = _pin_to_one_cpu()
         self.twisted_logging.capture()
         self.logging.capture()
-        if self.settings.races:
+        # A session's detector (pytest --threadcheck-races) is lent, not stopped
+        # after: the next explored test's races went unseen.
+        self._give_back = _detector.lend() if _detector.active() else None
+        if self._give_back is None and self.settings.races:
             # Before the patches: what they wrap (Thread.start, the real locks)
             # is then the detector's, which carries happens-before.
             from threadcheck_reactor import _race_edges  # every ThreadPool's jobs, as run's
 
             _detector.start(None, self.is_user, edges=[_race_edges.install])
-        elif self.settings.footprints:
+        elif self._give_back is None and self.settings.footprints:
             _detector.start(None, self.is_user, include=self.settings.include, detect=False)
         if self.settings.races or self.settings.footprints:
             rewrite_for_races = getattr(self.target, "rewrite_for_races", None)
@@ -193,7 +197,9 @@ class Explorer:
             self.carriers.close()
             self.instrumentation.stop()
         finally:
-            if self.settings.races or self.settings.footprints:
+            if self._give_back is not None:
+                self._give_back()
+            elif self.settings.races or self.settings.footprints:
                 _detector.stop()
             self.watchdog.stop()
             self.twisted_logging.release()
