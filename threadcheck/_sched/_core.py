@@ -416,9 +416,11 @@ class Scheduler:
             self._alone_steps += 1
             if self._alone_steps > ALONE_STEPS * self.max_steps:
                 self._livelock(f"{self._alone_steps - 1} scheduling points of one thread alone")
-            if len(self.threads) == 1 and not self.record_trace:
+            if len(self.threads) == 1 and not self.record_trace and self._step_ended is None:
                 # The program's start, before any other thread: nothing to
                 # choose, and nothing it does can race (a start orders it first).
+                # DPOR is told even these steps: a start that differs between
+                # runs is a program that does not repeat itself, and no proof.
                 return
         elif self.step - self._alone_steps > self.max_steps:
             self._livelock()
