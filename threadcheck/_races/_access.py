@@ -138,7 +138,8 @@ def st(value: Any, site: int) -> Any:
 def sv(value: Any, obj: Any, name: Any, site: int) -> Any:
     """``setattr(obj, name, value)`` is about to store ``value``: the store's
     point, after the value was computed (a ``getattr`` in it and this store are
-    a read-modify-write, as ``obj.x += 1`` is)."""
+    a read-modify-write, as ``obj.x += 1`` is). :func:`wa`'s body, not a call of
+    it: the point takes the user's frame one call up."""
     if on_access is not None:
         on_access(site, "store")
         if _footprint.collecting:
