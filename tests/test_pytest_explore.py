@@ -664,3 +664,30 @@ def test_the_sessions_clean_line_says_it_does_not_cover_explorations(
             "(an exploration's failures fail its test)"
         ]
     )
+
+
+def test_last_failed_without_xdist_reruns_the_test_its_parts_failed(
+    pytester: pytest.Pytester,
+) -> None:
+    # The cache knew only `test_lost_update[threadcheck-part1of2]`: --lf without
+    # -n found no such test and ran every test again.
+    pytester.makepyfile(test_race=RACE)
+    pytester.runpytest_subprocess(*NO_PYTEST_TWISTED, "-n", "2", timeout=180)
+    again = pytester.runpytest_subprocess(*NO_PYTEST_TWISTED, "--lf", timeout=180)
+    again.assert_outcomes(failed=1)  # test_fixed not run again
+    again.stdout.fnmatch_lines(["FAILED test_race.py::test_lost_update - *"])
+
+
+@pytest.mark.parametrize(
+    ("nodeid", "plain"),
+    [
+        ("t.py::test_x[threadcheck-part1of2]", "t.py::test_x"),
+        ("t.py::test_x[3-threadcheck-part2of2]", "t.py::test_x[3]"),
+        ("t.py::test_x[threadcheck-part1of2-3]", "t.py::test_x[3]"),
+        ("t.py::test_x[3]", "t.py::test_x[3]"),
+    ],
+)
+def test_a_part_is_taken_out_of_a_node_id(nodeid: str, plain: str) -> None:
+    from threadcheck._testexplore import without_part
+
+    assert without_part(nodeid) == plain

@@ -326,6 +326,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "with a fresh reactor as threadcheck_reactor; its result is the outcome, and a "
         "forbidden outcome (or one not acceptable) fails it",
     )
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(_LastFailedParts(config), "threadcheck-last-failed")
     if _explore_options_given(config):
         from threadcheck._testexplore import options_from
 
@@ -634,6 +636,26 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     counted = [v for v in violations if v.expected is None]
     if (counted or state.lost_workers) and not state.report_only and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+class _LastFailedParts:
+    """Registered in the xdist controller: a part of an exploration that failed
+    also marks the test itself failed in pytest's cache, so ``--lf`` without
+    ``-n`` (which knew only ``test_x[threadcheck-part1of2]``, no such test
+    there, and ran every test) reruns it."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    @pytest.hookimpl(trylast=True)  # after --lf's own record of the part
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if not report.failed or "threadcheck-part" not in report.nodeid:
+            return
+        last_failed = getattr(self.config.pluginmanager.get_plugin("lfplugin"), "lastfailed", None)
+        if isinstance(last_failed, dict):
+            from threadcheck._testexplore import without_part
+
+            last_failed[without_part(report.nodeid)] = True
 
 
 class _ScheduleCollector:

@@ -18,6 +18,7 @@ import inspect
 import json
 import math
 import os
+import re
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -353,14 +354,16 @@ def shard_id(part: int, parts: int) -> str:
 
 def _unsharded_nodeid(item: pytest.Function) -> str:
     """The node id a user would type: without the part an xdist worker ran."""
-    part = _part(item)
-    if part is None:
-        return item.nodeid
-    name = shard_id(*part)
-    for spelled, plain in ((f"[{name}]", ""), (f"-{name}]", "]"), (f"[{name}-", "[")):
-        if spelled in item.nodeid:
-            return item.nodeid.replace(spelled, plain)
-    return item.nodeid
+    return without_part(item.nodeid)
+
+
+_PART_ID = re.compile(r"\[threadcheck-part\d+of\d+\]|-threadcheck-part\d+of\d+(?=\])")
+_PART_FIRST = re.compile(r"(?<=\[)threadcheck-part\d+of\d+-")
+
+
+def without_part(nodeid: str) -> str:
+    """``nodeid`` without the part of an exploration an xdist worker ran."""
+    return _PART_FIRST.sub("", _PART_ID.sub("", nodeid))
 
 
 def _record(item: pytest.Item, result: ExploreResult) -> None:
