@@ -586,6 +586,30 @@ EDGES = {
         "t = threading.Timer(0.01, work); t.start()\nprint(box.v)\nt.join()",
         "t = threading.Timer(0.01, work); t.start()\nt.join()\nprint(box.v)",
     ),
+    # Polls: a reactor's LoopingCall checks instead of waiting (once reported
+    # as races, though what they saw orders the accesses).
+    "Event.is_set": _edge(
+        "box.v = 1\nready.set()",
+        "t = threading.Thread(target=work); t.start()\nprint(box.v)\n"
+        "while not ready.is_set():\n    time.sleep(0.001)\nt.join()",
+        "t = threading.Thread(target=work); t.start()\n"
+        "while not ready.is_set():\n    time.sleep(0.001)\nprint(box.v)\nt.join()",
+        setup="ready = threading.Event()",
+    ),
+    "Thread.is_alive": _edge(
+        "box.v = 1",
+        "t = threading.Thread(target=work); t.start()\nprint(box.v)\n"
+        "while t.is_alive():\n    time.sleep(0.001)",
+        "t = threading.Thread(target=work); t.start()\n"
+        "while t.is_alive():\n    time.sleep(0.001)\nprint(box.v)",
+    ),
+    "asyncio call_soon_threadsafe": _edge(
+        "box.v = 1\nloop.call_soon_threadsafe(show)",
+        "t = threading.Thread(target=work); t.start()\nprint(box.v)\nloop.run_forever()\nt.join()",
+        "t = threading.Thread(target=work); t.start()\nloop.run_forever()\nt.join()",
+        setup="import asyncio\nloop = asyncio.new_event_loop()\n\n"
+        "def show():\n    print(box.v)\n    loop.stop()\n",
+    ),
 }
 
 

@@ -4,7 +4,12 @@
   ``Condition``, ``Event``, ``Semaphore``, ``Barrier``, ``queue.Queue`` and
   ``Future`` built on them): a release sends, the next acquire receives.
 * ``Thread.start`` sends to the new thread's first step; a thread's end
-  sends to the ``join`` that sees it ended.
+  sends to the ``join`` that sees it ended, and to an ``is_alive()`` that
+  returns False (a reactor polling for it).
+* ``Event.set`` sends to an ``is_set()`` that returns True (a poll, where
+  ``wait`` takes the Event's lock).
+* asyncio's ``call_soon_threadsafe`` (and so ``run_coroutine_threadsafe``)
+  sends to the callback it hands to another thread's event loop.
 * ``queue.SimpleQueue`` (C, lock-free; ``ThreadPoolExecutor`` hands its jobs
   over one): each item carries its sender's snapshot to whoever gets it.
 
@@ -20,10 +25,18 @@ import threading
 import types
 from typing import Any
 
-from threadcheck._races._clocks import VectorClock, begin_thread, end_thread, receive, send
+from threadcheck._races._clocks import (
+    VectorClock,
+    begin_thread,
+    end_thread,
+    receive,
+    run_received,
+    send,
+)
 
 _START = "_threadcheck_races_start"
 _END = "_threadcheck_races_end"
+_SET = "_threadcheck_races_set"
 _allocate_lock = _thread.allocate_lock
 _RLock: Any = _thread.RLock
 
@@ -153,9 +166,58 @@ def install() -> None:
         (threading.Thread, "start", tracked_start),
         (threading.Thread, "_bootstrap_inner", tracked_bootstrap),
         (threading.Thread, "join", tracked_join),
+        *_polls(),
     ):
         _undo.append((target, name, getattr(target, name)))
         setattr(target, name, replacement)
+
+
+def _polls() -> list[tuple[Any, str, Any]]:
+    """The checks that see another thread's work done without waiting for it:
+    ``Thread.is_alive()`` False, ``Event.is_set()`` True, and asyncio's
+    thread-safe hand-off to another loop."""
+    import asyncio
+
+    is_alive, event_set, is_set = (
+        threading.Thread.is_alive,
+        threading.Event.set,
+        threading.Event.is_set,
+    )
+    call_soon_threadsafe = asyncio.BaseEventLoop.call_soon_threadsafe
+
+    def tracked_is_alive(self: threading.Thread) -> bool:
+        alive = is_alive(self)
+        if not alive:
+            receive(getattr(self, _END, None))
+        return alive
+
+    def tracked_set(self: threading.Event) -> None:
+        setattr(self, _SET, send())
+        event_set(self)
+
+    def tracked_is_set(self: threading.Event) -> bool:
+        flag = is_set(self)
+        if flag:
+            receive(getattr(self, _SET, None))
+        return flag
+
+    def tracked_call_soon_threadsafe(
+        self: asyncio.BaseEventLoop, callback: Any, *args: Any, context: Any = None
+    ) -> Any:
+        snapshot = send()
+        if snapshot is None:
+            return call_soon_threadsafe(self, callback, *args, context=context)
+        kwargs: dict[str, Any] = {}
+        return call_soon_threadsafe(
+            self, run_received, snapshot, callback, args, kwargs, context=context
+        )
+
+    return [
+        (threading.Thread, "is_alive", tracked_is_alive),
+        (threading.Event, "set", tracked_set),
+        (threading.Event, "is_set", tracked_is_set),
+        (asyncio.BaseEventLoop, "call_soon_threadsafe", tracked_call_soon_threadsafe),
+    ]
 
 
 def uninstall() -> None:
