@@ -422,7 +422,18 @@ def test_its_twin_lets_the_reactor_answer_while_the_job_waits(tmp_path: Path) ->
     assert "no failure" in result.stderr and "real I/O" in result.stderr
 
 
-THUMBNAILER = """
+RUN_THEN_RAISE = """
+
+failed = []
+reactor.callWhenRunning(main)
+reactor.run()
+if failed:
+    failed[0].raiseException()
+"""
+"""A program's end: run its main, then raise what failed in it."""
+
+THUMBNAILER = (
+    """
 import subprocess
 import threading
 
@@ -446,14 +457,11 @@ def main():
     done = defer.gatherResults(jobs).addErrback(failed.append)
     done.addBoth(lambda _: reactor.stop())
 
-
-failed = []
-reactor.callWhenRunning(main)
-reactor.run()
-if failed:
-    failed[0].raiseException()
-assert made == ["cat.png"], f"converted {{len(made)}} times"
 """
+    + RUN_THEN_RAISE
+    + """assert made == ["cat.png"], f"converted {{len(made)}} times"
+"""
+)
 UNCLAIMED = """if image in converting:  # BUG: looked at, then claimed, without the lock
         return "already converting"
     converting.add(image)"""
@@ -477,7 +485,8 @@ def test_its_locked_twin_shells_out_on_every_schedule(tmp_path: Path) -> None:
     assert_clean(result)
 
 
-CONVERSIONS = """
+CONVERSIONS = (
+    """
 import subprocess
 import threading
 
@@ -504,14 +513,11 @@ def main():
     done = defer.gatherResults(jobs).addErrback(failed.append)
     done.addBoth(lambda _: reactor.stop())
 
-
-failed = []
-reactor.callWhenRunning(main)
-reactor.run()
-if failed:
-    failed[0].raiseException()
-assert stats.converted == 2, f"counted {{stats.converted}} conversions"
 """
+    + RUN_THEN_RAISE
+    + """assert stats.converted == 2, f"counted {{stats.converted}} conversions"
+"""
+)
 
 
 def test_a_count_lost_while_the_other_child_ends_is_found(tmp_path: Path) -> None:
@@ -532,7 +538,8 @@ def test_its_locked_twin_counts_every_conversion(tmp_path: Path) -> None:
     assert_clean(result)
 
 
-SHIPPER = """
+SHIPPER = (
+    """
 import os
 import select
 
@@ -579,14 +586,11 @@ def main():
     reactor.callLater(0, replayed_backlog)
     defer.gatherResults(jobs).addErrback(failed.append).addBoth(lambda _: reactor.stop())
 
-
-failed = []
-reactor.callWhenRunning(main)
-reactor.run()
-if failed:
-    failed[0].raiseException()
-assert stats.shipped == 103, f"shipped {{stats.shipped}}"
 """
+    + RUN_THEN_RAISE
+    + """assert stats.shipped == 103, f"shipped {{stats.shipped}}"
+"""
+)
 
 
 def test_a_count_kept_by_a_job_waiting_in_select_races_the_reactor(tmp_path: Path) -> None:
