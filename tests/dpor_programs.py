@@ -10,7 +10,8 @@ dependence at a C call that changes what it is given). And a generator of
 pages drained by two threads, ``generator already executing`` when one
 advances it while it runs in the other (once "proved": a loop over it read
 it, and reads commute). And counters bumped by name with ``getattr`` and
-``setattr`` (once "proved": neither was an access, and no point came between).
+``setattr`` (once "proved": neither was an access, and no point came between),
+or as ``vars(obj)["n"]`` in one thread and ``obj.n`` in the other (two locations).
 
 Each is a scenario: it takes the reactor (unused: these are threads alone)
 and checks what it promises before it returns.
@@ -325,6 +326,35 @@ def _count_requests(locked: bool) -> None:
     assert metrics.requests == 2, f"{metrics.requests} requests counted"
 
 
+def _count_by_dict(locked: bool) -> None:
+    metrics = Metrics(locked)
+
+    def by_attribute() -> None:
+        if metrics.lock is None:
+            metrics.requests += 1
+            return
+        with metrics.lock:
+            metrics.requests += 1
+
+    def by_dict() -> None:
+        if metrics.lock is None:
+            vars(metrics)["requests"] += 1  # BUG: the same counter, another spelling
+            return
+        with metrics.lock:
+            vars(metrics)["requests"] += 1
+
+    _run(by_attribute, by_dict)
+    assert metrics.requests == 2, f"{metrics.requests} requests counted"
+
+
+def spellings_racy(reactor: Any) -> None:
+    _count_by_dict(locked=False)
+
+
+def spellings_locked(reactor: Any) -> None:
+    _count_by_dict(locked=True)
+
+
 def metrics_racy(reactor: Any) -> None:
     _count_requests(locked=False)
 
@@ -342,6 +372,7 @@ BUGGY = {
     "sqlite": sqlite_racy,
     "pages": pages_racy,
     "metrics": metrics_racy,
+    "spellings": spellings_racy,
 }
 FIXED = {
     "counter": counter_locked,
@@ -352,4 +383,5 @@ FIXED = {
     "sqlite": sqlite_atomic,
     "pages": pages_locked,
     "metrics": metrics_locked,
+    "spellings": spellings_locked,
 }

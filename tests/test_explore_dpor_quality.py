@@ -47,6 +47,7 @@ PROVED_WITHIN = {
     "dpor_programs:heap": 10,
     "dpor_programs:sqlite": 10,
     "dpor_programs:metrics": 10,
+    "dpor_programs:spellings": 10,
 }
 FOUND_AS = {
     "races:abba_deadlock": "deadlock",
@@ -62,6 +63,7 @@ FOUND_AS = {
     "dpor_programs:sqlite": "exception",
     "dpor_programs:pages": "exception",
     "dpor_programs:metrics": "exception",
+    "dpor_programs:spellings": "exception",
 }
 
 

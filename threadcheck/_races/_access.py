@@ -495,3 +495,45 @@ class sub:  # noqa: N801 - called by rewritten code as if it were a function
         if type(key) is not slice:
             _write_key(tc, obj, key, self.site, mode)  # an unhashable one: the whole's change
         write(tc, location(obj, WHOLE), self.site, obj, WHOLE, mode, True)
+
+
+class subo:  # noqa: N801 - called by rewritten code as if it were a function
+    """``subo(X, X.__dict__, site)[key]`` (or ``vars(X)``): ``X``'s attribute
+    ``key``, recorded as ``X.key`` is, then done on the dictionary: a counter
+    bumped as ``self.__dict__["n"] += 1`` in one thread and ``self.n += 1`` in
+    another is one location (they were two, and a lost update was "proved")."""
+
+    __slots__ = ("mapping", "owner", "site")
+
+    def __init__(self, owner: Any, mapping: Any, site: int) -> None:
+        self.owner = owner
+        self.mapping = mapping
+        self.site = site
+
+    def __getitem__(self, key: Any) -> Any:
+        if on_access is not None:
+            on_access(self.site, "load")
+        if _footprint.collecting:
+            _footprint.read(self.owner, key)
+        if enabled and type(key) is str:
+            tc = clocks.get(get_ident()) or current()
+            read(tc, location(self.owner, key), self.site, self.owner, key, "read")
+        return self.mapping[key]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if on_access is not None:
+            on_access(self.site, "store")
+        self._written(key, "write")
+        self.mapping[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        if on_access is not None:
+            on_access(self.site, "delete")
+        self._written(key, "delete")
+        del self.mapping[key]
+
+    def _written(self, key: Any, mode: str) -> None:
+        if _footprint.collecting:
+            _footprint.write(self.owner, key)
+        if enabled and type(key) is str:
+            _written(self.owner, key, self.site, mode)

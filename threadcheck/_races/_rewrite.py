@@ -72,7 +72,7 @@ _NOT_CHANGING = frozenset(
 """Builtins that change nothing they are given."""
 HELPERS = (
     "ra", "wa", "ua", "st", "sv", "lp", "lw", "it", "cm", "cmk", "cr", "ck", "oa", "lk", "isin",
-    "rv", "wv", "uv", "sub", "Scope",
+    "rv", "wv", "uv", "sub", "subo", "Scope",
 )  # fmt: skip
 GLOBALS = "__tc_gl__"
 
@@ -537,12 +537,17 @@ class _Rewriter(ast.NodeTransformer):
         return ast.copy_location(call, node)
 
     def visit_Subscript(self, node: ast.Subscript) -> ast.AST:
+        owner = _dict_owner(node.value)
         node.value = self.visit(node.value)
         node.slice = self.visit(node.slice)
         if isinstance(node.ctx, ast.Load) and isinstance(node.slice, ast.Slice):
             return node
         text = f"{_text(node.value)}[...]"
-        node.value = self._call("sub", node.value, self._site(node, "subscript", text))
+        site = self._site(node, "subscript", text)
+        if owner is not None:  # self.__dict__[k], vars(self)[k]: self's attribute k
+            node.value = self._call("subo", self.visit(owner), node.value, site)
+        else:
+            node.value = self._call("sub", node.value, site)
         return node
 
     def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST | list[ast.stmt]:
@@ -662,6 +667,24 @@ class _Continues(ast.NodeTransformer):
 
 _SETTING = frozenset({"setattr"})
 """Builtins that change what they are given, as an attribute store does."""
+
+
+def _dict_owner(value: ast.expr) -> ast.expr | None:
+    """A copy of ``X`` when ``value`` is ``X.__dict__`` or ``vars(X)``, ``X`` a
+    plain name (evaluated again, it is the same); else None."""
+    if isinstance(value, ast.Attribute) and value.attr == "__dict__":
+        owner = value.value
+    elif (
+        isinstance(value, ast.Call)
+        and isinstance(value.func, ast.Name)
+        and value.func.id == "vars"
+        and len(value.args) == 1
+        and not value.keywords
+    ):
+        owner = value.args[0]
+    else:
+        return None
+    return copy.deepcopy(owner) if isinstance(owner, ast.Name) else None
 
 
 def _named_attribute(call: ast.Call) -> bool:
