@@ -614,6 +614,17 @@ def test_bad_json_path_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result.stderr.fnmatch_lines(["ERROR: --threadcheck-json: no such directory: *no/such/dir"])
 
 
+@pytest.mark.parametrize("value", ["-1", "inf"])
+def test_a_bad_stall_threshold_alone_is_a_usage_error(
+    pytester: pytest.Pytester, value: str
+) -> None:
+    # Without --threadcheck it was ignored: no checks ran, and nothing said so.
+    pytester.makepyfile("def test_x():\n    pass\n")
+    result = run(pytester, f"--threadcheck-stall-ms={value}", *NO_PYTEST_TWISTED)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--threadcheck-stall-ms takes milliseconds up to a day*"])
+
+
 def test_trial_test_cases_collected_by_pytest(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """

@@ -160,6 +160,7 @@ def _enabled(config: pytest.Config) -> bool:
         or options.threadcheck_html
         or options.threadcheck_report_only
         or options.threadcheck_races
+        or options.threadcheck_stall_ms is not None  # a threshold alone was ignored
         or config.getini("threadcheck")
     )
 
