@@ -140,6 +140,7 @@ class Explorer:
         self.logging = LoggingRegistry()
         self.twisted_logging = TwistedLogging()
         self._give_back: Callable[[], None] | None = None
+        self._showwarning = warnings.showwarning  # what __exit__ puts back, whenever it runs
 
     def __enter__(self) -> Explorer:
         # Imported now, not in the first schedule: from a source tree its module
