@@ -156,8 +156,7 @@ def install() -> None:
 
     def tracked_join(self: threading.Thread, timeout: float | None = None) -> None:
         join(self, timeout)
-        if not self.is_alive():
-            receive(getattr(self, _END, None))
+        self.is_alive()  # the tracked one: ended, it receives what the thread did
 
     for target, name, replacement in (
         (threading, "Lock", TrackedLock),

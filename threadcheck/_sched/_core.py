@@ -719,13 +719,18 @@ class Scheduler:
         end or the next deadline come within ``max_delay`` of the longest hold."""
         if not (self._timed or self._io_waiters):  # the common case, at every point
             return False
-        held = min(self.threads[tid].held_since for tid in runnable)
-        if self._io_to_end() is not None and self.now - held < self.max_delay:
+        if self._io_to_end() is not None and self._may_hold_longer(runnable):
             return True
         if not self._timed:
             return False
         soonest = _deadline_order(self._due())[0]
+        held = min(self.threads[tid].held_since for tid in runnable)
         return soonest <= self.now or soonest - held <= self.max_delay
+
+    def _may_hold_longer(self, runnable: list[int]) -> bool:
+        """Whether ``runnable`` have all been held less than ``max_delay`` so far."""
+        held = min(self.threads[tid].held_since for tid in runnable)
+        return self.now - held < self.max_delay
 
     def _io_to_end(self) -> _IoWait | None:
         """The first-begun wait on real I/O that may end with every thread held."""
@@ -764,8 +769,7 @@ class Scheduler:
         what ended, or None. I/O that did not end is not waited for so again:
         it needs a thread that was held."""
         wait = self._io_to_end()
-        held = min(self.threads[tid].held_since for tid in runnable)
-        if wait is None or self.now - held >= self.max_delay:
+        if wait is None or not self._may_hold_longer(runnable):
             return None
         what = f"T{wait.thread.tid}'s {wait.thread.waiting} ends"
         patient_until = _real_clock() + IO_PATIENCE

@@ -140,7 +140,6 @@ class Explorer:
         self.logging = LoggingRegistry()
         self.twisted_logging = TwistedLogging()
         self._give_back: Callable[[], None] | None = None
-        self._showwarning = warnings.showwarning  # what __exit__ puts back, whenever it runs
 
     def __enter__(self) -> Explorer:
         # Imported now, not in the first schedule: from a source tree its module
@@ -168,16 +167,17 @@ class Explorer:
         self._affinity = _pin_to_one_cpu()
         self.twisted_logging.capture()
         self.logging.capture()
-        # A session's detector (pytest --threadcheck-races) is lent, not stopped
-        # after: the next explored test's races went unseen.
-        self._give_back = _detector.lend() if _detector.active() else None
-        if self._give_back is None and self.settings.races:
+        if _detector.active():
+            # A session's detector (pytest --threadcheck-races) is lent, not
+            # stopped after: the next explored test's races went unseen.
+            self._give_back = _detector.lend()
+        elif self.settings.races:
             # Before the patches: what they wrap (Thread.start, the real locks)
             # is then the detector's, which carries happens-before.
             from threadcheck_reactor import _race_edges  # every ThreadPool's jobs, as run's
 
             _detector.start(None, self.is_user, edges=[_race_edges.install])
-        elif self._give_back is None and self.settings.footprints:
+        elif self.settings.footprints:
             _detector.start(None, self.is_user, include=self.settings.include, detect=False)
         if self.settings.races or self.settings.footprints:
             rewrite_for_races = getattr(self.target, "rewrite_for_races", None)

@@ -5,8 +5,9 @@ twisted.web server blocks in ``recv`` until the reactor answers; holding the
 turn there, it would wait for a reactor that cannot run, until its timeout (a
 false failure) or the watchdog (10 s). During a schedule, a controlled
 thread's blocking ``recv``/``recv_into``/``recvfrom``/``recvfrom_into``/
-``accept`` and ``select.select`` first wait, through :meth:`Scheduler.wait_for_io`, until the
-socket is ready, letting the others run; its timeout is counted in virtual
+``accept`` and ``select.select`` first wait, through
+:meth:`Scheduler.wait_for_any`, until the file is ready, letting the others
+run; its timeout is counted in virtual
 time. Best effort, as all real I/O: its timing is not replayed, and a search
 that met it is no proof.
 
@@ -41,13 +42,11 @@ def _waiting_select(real: Callable[..., Any]) -> Callable[..., Any]:
 
     def select_(rlist: Any, wlist: Any, xlist: Any, timeout: float | None = None) -> Any:
         place = here()
-        ready = real(rlist, wlist, xlist, 0)
-        if place is None or timeout == 0 or any(ready):
-            return (
-                ready if place is not None or timeout == 0 else real(rlist, wlist, xlist, timeout)
-            )
+        if place is None or timeout == 0:  # not controlled, or a poll
+            return real(rlist, wlist, xlist, timeout)
         scheduler, _ = place
         deadline = None if timeout is None else scheduler.now + timeout
+        ready = real(rlist, wlist, xlist, 0)
         while not any(ready):
             if not scheduler.wait_for_any(list(rlist), list(wlist), "select (real I/O)", deadline):
                 return [], [], []

@@ -17,6 +17,8 @@ import zlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from threadcheck import _arguments
+
 PREFIX = "tc1."
 VERSION = 1
 
@@ -71,10 +73,10 @@ def _check_shape(document: dict[str, Any]) -> None:
         and isinstance(document.get("digest"), str)
         and isinstance(document.get("failure"), str)
     )
-    if well_formed and sum(count for _, count in decisions or ()) > MAX_DECISIONS:
-        raise TokenError(f"damaged replay token: more than {MAX_DECISIONS:,} decisions")
     if not well_formed:
         raise TokenError("damaged replay token: its decisions or digest are malformed")
+    if sum(count for _, count in document["decisions"]) > MAX_DECISIONS:
+        raise TokenError(f"damaged replay token: more than {MAX_DECISIONS:,} decisions")
     wrong = [
         name for name, valid in _SETTINGS.items() if name in document and not valid(document[name])
     ]
@@ -88,14 +90,10 @@ def _granularity(value: Any) -> bool:
     return value in GRANULARITIES
 
 
-def _seconds(value: Any) -> bool:
-    return type(value) in (int, float) and 0 <= value < float("inf")
-
-
 _SETTINGS: dict[str, Callable[[Any], bool]] = {
     "granularity": _granularity,
-    "max_delay": _seconds,
-    "seed": lambda value: type(value) is int,
+    "max_delay": lambda value: value is not None and _arguments.seconds(value) is None,
+    "seed": lambda value: value is not None and _arguments.seed(value) is None,
     "include": lambda value: isinstance(value, list) and all(isinstance(v, str) for v in value),
     "races": lambda value: type(value) is bool,
     "rewritten": lambda value: type(value) is bool,
