@@ -170,6 +170,36 @@ def test_an_explored_test_with_races_fails_on_a_race_alone(pytester: pytest.Pyte
     result.stdout.fnmatch_lines(["*data race on Stats.handled: update in thread*"])
 
 
+
+def test_an_exploration_failed_by_a_race_proved_nothing(pytester: pytest.Pytester) -> None:
+    # dpor explores every interleaving and no assertion fails, but the session's
+    # race detector fails the test: the summary must not count it as a proof.
+    pytester.makepyfile(
+        """
+        import threading
+        import pytest
+
+        class Box:
+            n = 0
+
+        @pytest.mark.threadcheck_explore(budget=200, strategy="dpor")
+        def test_racy_but_never_wrong(threadcheck_reactor):
+            box = Box()
+            def bump():
+                box.n += 1
+            workers = [threading.Thread(target=bump) for _ in range(2)]
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join()
+            assert box.n >= 1
+        """
+    )
+    result = pytester.runpytest_subprocess("--threadcheck-races", *NO_PYTEST_TWISTED, timeout=120)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["1 exploration: * 0 proved exhaustively, 1 failing"])
+
+
 EXPLORED_TWICE = """
 from types import SimpleNamespace
 

@@ -416,11 +416,13 @@ class Totals:
                 self.tests += 1
                 self.runs += int(runs)
                 self.seconds += float(seconds)
-                self.failed += int(failed)
+                # A test failed by something else (a data race, a violation)
+                # fails here too, and proved nothing.
+                self.failed += int(failed) or int(report.failed)
                 extra = int(more[0]) if more else 0
                 if self.kind == STRESS_PROPERTY:
                     self.forbidden_runs += extra
-                else:
+                elif not report.failed:
                     self.proved += extra
 
     def line(self) -> str:
