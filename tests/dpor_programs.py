@@ -13,6 +13,15 @@ it, and reads commute). And counters bumped by name with ``getattr`` and
 ``setattr`` (once "proved": neither was an access, and no point came between),
 or as ``vars(obj)["n"]`` in one thread and ``obj.n`` in the other (two locations).
 
+And, once "proved" too: a start-up wait with a timeout that time passing ends
+(it never ran in the first schedule, so no race with it showed); a config
+reloaded with ``dict.update`` while a handler reads a key, an LRU cache
+reordered with ``move_to_end`` while an evictor pops its oldest entry (a whole
+container's change did not conflict with a key's read), a maintenance switch
+that is a class attribute written through the class and read through an
+instance (two locations), and a ``defaultdict`` whose look-up of a new key
+inserts it while a reporter walks it (counted as a read).
+
 Each is a scenario: it takes the reactor (unused: these are threads alone)
 and checks what it promises before it returns.
 """
@@ -23,6 +32,7 @@ import heapq
 import queue
 import sqlite3
 import threading
+from collections import OrderedDict, defaultdict
 from typing import Any
 
 
@@ -363,6 +373,145 @@ def metrics_locked(reactor: Any) -> None:
     _count_requests(locked=True)
 
 
+def _start_service(patience: float) -> None:
+    ready = threading.Event()
+    worker = threading.Thread(target=ready.set, name="service")
+    worker.start()
+    try:
+        # BUG (patience 0.5): a start-up held half a second reads as failed.
+        # Fixed: longer than any hold (max_delay, 1 s) of a live service.
+        assert ready.wait(timeout=patience), "the service did not start in time"
+    finally:
+        worker.join()
+
+
+def startup_impatient(reactor: Any) -> None:
+    _start_service(patience=0.5)
+
+
+def startup_patient(reactor: Any) -> None:
+    _start_service(patience=5.0)
+
+
+def _reload_config(locked: bool) -> None:
+    settings = {"timeout": 30, "retries": 3}
+    lock = threading.Lock()
+    seen: list[tuple[int, int]] = []
+
+    def handle() -> None:
+        with lock if locked else _UNLOCKED:
+            seen.append((settings["timeout"], settings["retries"]))
+
+    handler = threading.Thread(target=handle)
+    handler.start()
+    with lock if locked else _UNLOCKED:
+        settings.update({"timeout": 5, "retries": 1})  # BUG unlocked: mid-read
+    handler.join()
+    assert seen[0] in ((30, 3), (5, 1)), f"a request mixed two configs: {seen[0]}"
+
+
+class _Unlocked:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_UNLOCKED = _Unlocked()
+
+
+def config_racy(reactor: Any) -> None:
+    _reload_config(locked=False)
+
+
+def config_locked(reactor: Any) -> None:
+    _reload_config(locked=True)
+
+
+def _lru_cache(locked: bool) -> None:
+    cache: OrderedDict[str, int] = OrderedDict(a=1, b=2, c=3)
+    lock = threading.Lock()
+    evicted: list[str] = []
+
+    def evict_oldest() -> None:
+        with lock if locked else _UNLOCKED:
+            oldest = next(iter(cache))
+            evicted.append(oldest)
+            del cache[oldest]
+
+    evictor = threading.Thread(target=evict_oldest)
+    evictor.start()
+    with lock if locked else _UNLOCKED:
+        if "a" in cache:
+            cache.move_to_end("a")  # BUG unlocked: the evictor read the old order
+            assert "a" in cache, "the entry just used was evicted"
+    evictor.join()
+
+
+def lru_racy(reactor: Any) -> None:
+    _lru_cache(locked=False)
+
+
+def lru_locked(reactor: Any) -> None:
+    _lru_cache(locked=True)
+
+
+class Frontend:
+    accepting = True
+    """A switch for every instance, flipped through the class for maintenance."""
+
+    def handle(self, log: list[str]) -> None:
+        log.append("served" if self.accepting else "refused")
+
+
+def _maintenance(first: bool) -> None:
+    frontend, log = Frontend(), []
+    Frontend.accepting = True
+    if first:
+        Frontend.accepting = False
+    request = threading.Thread(target=frontend.handle, args=(log,))
+    request.start()
+    if not first:
+        Frontend.accepting = False  # BUG: the request may already be in
+    request.join()
+    assert log == ["refused"], f"a request was {log[0]} during maintenance"
+
+
+def maintenance_late(reactor: Any) -> None:
+    _maintenance(first=False)
+
+
+def maintenance_first(reactor: Any) -> None:
+    _maintenance(first=True)
+
+
+def _route_hits(locked: bool) -> None:
+    hits: defaultdict[str, int] = defaultdict(int, {"GET /": 3, "POST /": 1})
+    lock = threading.Lock()
+    walked: list[str] = []
+
+    def report() -> None:
+        with lock if locked else _UNLOCKED:
+            for route in hits:
+                walked.append(route)
+
+    reporter = threading.Thread(target=report)
+    reporter.start()
+    with lock if locked else _UNLOCKED:
+        hot = hits["PUT /"] > 10  # BUG unlocked: the look-up inserts the key
+    reporter.join()
+    assert not hot and walked
+
+
+def hits_racy(reactor: Any) -> None:
+    _route_hits(locked=False)
+
+
+def hits_locked(reactor: Any) -> None:
+    _route_hits(locked=True)
+
+
 BUGGY = {
     "counter": counter_racy,
     "bank": bank_inverted,
@@ -373,6 +522,11 @@ BUGGY = {
     "pages": pages_racy,
     "metrics": metrics_racy,
     "spellings": spellings_racy,
+    "startup": startup_impatient,
+    "config": config_racy,
+    "lru": lru_racy,
+    "maintenance": maintenance_late,
+    "hits": hits_racy,
 }
 FIXED = {
     "counter": counter_locked,
@@ -384,4 +538,9 @@ FIXED = {
     "pages": pages_locked,
     "metrics": metrics_locked,
     "spellings": spellings_locked,
+    "startup": startup_patient,
+    "config": config_locked,
+    "lru": lru_locked,
+    "maintenance": maintenance_first,
+    "hits": hits_locked,
 }

@@ -170,7 +170,6 @@ def test_an_explored_test_with_races_fails_on_a_race_alone(pytester: pytest.Pyte
     result.stdout.fnmatch_lines(["*data race on Stats.handled: update in thread*"])
 
 
-
 def test_an_exploration_failed_by_a_race_proved_nothing(pytester: pytest.Pytester) -> None:
     # dpor explores every interleaving and no assertion fails, but the session's
     # race detector fails the test: the summary must not count it as a proof.

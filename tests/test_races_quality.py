@@ -390,6 +390,118 @@ ACCESS_KINDS = [
         location="cache[...]",
         line='if cache.get("token") is None:',
     ),
+    Case(
+        "a config reloaded with update() while a handler reads a key",
+        racy="""
+            settings = {"timeout": 30}
+            def handle():
+                return settings["timeout"]
+            t = threading.Thread(target=handle); t.start()
+            settings.update(timeout=5)
+            t.join()
+        """,
+        fixed="""
+            settings = {"timeout": 30}
+            def handle():
+                return settings["timeout"]
+            settings.update(timeout=5)
+            t = threading.Thread(target=handle); t.start()
+            t.join()
+        """,
+        location="settings[...]",
+        line='return settings["timeout"]',
+    ),
+    Case(
+        "an LRU cache reordered while an evictor looks for its oldest entry",
+        racy="""
+            from collections import OrderedDict
+            cache = OrderedDict(a=1, b=2)
+            def evict():
+                oldest = next(iter(cache))
+                cache.pop(oldest, None)
+            t = threading.Thread(target=evict); t.start()
+            time.sleep(0.2)  # the evictor's look, then its pop, come first, unordered
+            cache.move_to_end("b")
+            t.join()
+        """,
+        fixed="""
+            from collections import OrderedDict
+            cache = OrderedDict(a=1, b=2)
+            def evict():
+                oldest = next(iter(cache))
+                cache.pop(oldest, None)
+            t = threading.Thread(target=evict); t.start()
+            t.join()
+            cache.move_to_end("b")
+        """,
+        location="cache",
+        line='cache.move_to_end("b")',
+    ),
+    Case(
+        "a defaultdict's look-up of a new key while another thread walks it",
+        racy="""
+            from collections import defaultdict
+            hits = defaultdict(int, {"GET /": 3})
+            def report():
+                return [route for route in hits]
+            t = threading.Thread(target=report); t.start()
+            hot = hits["PUT /"] > 10
+            t.join()
+        """,
+        fixed="""
+            from collections import defaultdict
+            hits = defaultdict(int, {"GET /": 3})
+            def report():
+                return [route for route in hits]
+            t = threading.Thread(target=report); t.start()
+            t.join()
+            hot = hits["PUT /"] > 10
+        """,
+        location="hits",
+        line='hot = hits["PUT /"] > 10',
+    ),
+    Case(
+        "the busiest route found with max(d.items()) while a route is added",
+        racy="""
+            scores = {"a": 1}
+            def busiest():
+                return max(scores.items(), key=lambda item: item[1])
+            t = threading.Thread(target=busiest); t.start()
+            scores["b"] = 2
+            t.join()
+        """,
+        fixed="""
+            scores = {"a": 1}
+            def busiest():
+                return max(scores.items(), key=lambda item: item[1])
+            t = threading.Thread(target=busiest); t.start()
+            t.join()
+            scores["b"] = 2
+        """,
+        location="scores",
+        line='scores["b"] = 2',
+    ),
+    Case(
+        "an attribute deleted with delattr() while another thread reads it",
+        racy="""
+            name = "v"
+            def peek():
+                return getattr(box, name, None)
+            t = threading.Thread(target=peek); t.start()
+            delattr(box, name)
+            t.join()
+        """,
+        fixed="""
+            name = "v"
+            def peek():
+                return getattr(box, name, None)
+            t = threading.Thread(target=peek); t.start()
+            t.join()
+            delattr(box, name)
+        """,
+        location="Box.v",
+        line="delattr(box, name)",
+    ),
 ]
 
 

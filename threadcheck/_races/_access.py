@@ -22,7 +22,7 @@ from typing import Any
 from threadcheck._races import _footprint
 from threadcheck._races._clocks import ThreadClock, clocks, current
 from threadcheck._races._rewrite import GLOBALS
-from threadcheck._races._shadow import WHOLE, location, objects, read, sites, write
+from threadcheck._races._shadow import EVERY, WHOLE, location, objects, read, sites, write
 
 enabled = False
 """Off, rewritten code runs as written (a module imported while detecting
@@ -229,9 +229,11 @@ def cm(obj: Any, site: int, point: bool = False) -> Any:
                 _footprint.expect_call(obj, sites[site].text.rpartition(".")[2], True)
             else:
                 _footprint.write(obj, _footprint.WHOLE)
+                _footprint.write(obj, _footprint.EVERY)
         if enabled:
             tc = clocks.get(get_ident()) or current()
             write(tc, location(obj, WHOLE), site, obj, WHOLE, "write", True)
+            write(tc, location(obj, EVERY), site, obj, EVERY, "write", True)
     return obj
 
 
@@ -280,6 +282,7 @@ def oa(obj: Any, site: int) -> Any:
             on_handover(site, "call")
         if _footprint.collecting:
             _footprint.write(obj, _footprint.WHOLE)
+            _footprint.write(obj, _footprint.EVERY)
     return obj
 
 
@@ -395,12 +398,15 @@ def isin(key: Any, container: Any, site: int) -> bool:
 
 
 def _read_key(obj: Any, key: Any, site: int) -> None:
-    """``obj[key]`` is read (or looked up: ``key in obj``)."""
+    """``obj[key]`` is read (or looked up: ``key in obj``): that key, and every
+    key at once, which a mutating method's call writes (``d.update(...)``)."""
+    tc = clocks.get(get_ident()) or current()
     try:
         loc = location(obj, key)
     except TypeError:  # an unhashable key (an array index): not tracked
         return
-    read(clocks.get(get_ident()) or current(), loc, site, obj, key, "read")
+    read(tc, loc, site, obj, key, "read")
+    read(tc, location(obj, EVERY), site, obj, EVERY, "read")
 
 
 def _write_key(tc: ThreadClock, obj: Any, key: Any, site: int, mode: str) -> None:
@@ -452,6 +458,13 @@ class Scope:
         self.name = name
 
 
+def _missing(mapping: Any, key: Any) -> bool:
+    try:
+        return key not in mapping
+    except TypeError:  # unhashable: the subscript raises it, from the user's line
+        return False
+
+
 class sub:  # noqa: N801 - called by rewritten code as if it were a function
     """``sub(obj, site)[key]``: the subscript, recorded, then done on ``obj``."""
 
@@ -465,10 +478,17 @@ class sub:  # noqa: N801 - called by rewritten code as if it were a function
         obj = self.obj
         if on_access is not None:
             on_access(self.site, "load")
-        if _footprint.collecting:
-            _footprint.read(obj, key if type(key) is not slice else _footprint.WHOLE)
-        if enabled and type(key) is not slice:
-            _read_key(obj, key, self.site)
+        if issubclass(type(obj), collections.defaultdict) and _missing(obj, key):
+            self._written(obj, key, "write")  # a missing key's look inserts it
+        else:
+            if _footprint.collecting:
+                if type(key) is slice:
+                    _footprint.read(obj, _footprint.WHOLE)
+                else:
+                    _footprint.read(obj, key)
+                    _footprint.read(obj, _footprint.EVERY)
+            if enabled and type(key) is not slice:
+                _read_key(obj, key, self.site)
         return obj[key]
 
     def __setitem__(self, key: Any, value: Any) -> None:

@@ -50,10 +50,12 @@ _OWN = os.path.dirname(os.path.dirname(__file__))  # the threadcheck package's f
 
 def location(obj: Any, key: Any) -> Hashable:
     """``obj``'s ``key`` (an attribute's name, a container's key, a variable's name)."""
-    if key is not WHOLE and type(key) not in _KEYS:
+    if type(key) not in _KEYS and key is not WHOLE and key is not EVERY:
         key = "*"  # an object as a key: every such key is one location
     if type(obj) is ModuleType:  # module.x is the x its functions' `global x` names
         return "dict", key
+    if issubclass(type(obj), type):  # a class attribute: what its instances read
+        return obj.__qualname__, key
     return type(obj).__qualname__, key
 
 
@@ -61,8 +63,19 @@ CLOCK: Hashable = ("clock",)
 """Virtual time: read by the clocks and every wait with a deadline, written
 by time passing."""
 
+time_would: frozenset[Hashable] = frozenset()
+"""What time passing would write, were it chosen at the decision being asked:
+the clock and the waits it would end. A step chosen instead that writes one of
+them (an event set, an item put) ends that wait before its deadline: the
+search must also try time first."""
+
 WHOLE: Hashable = ("whole",)
 """The key of a container as a whole: its size, its order, what iterating it sees."""
+
+EVERY: Hashable = ("every",)
+"""Every key of a container at once: written by a call that may change any
+(``d.update(...)``, ``items.sort()``, ``items.append(x)``, which changes
+``items[-1]``), read by each key's read. A key's store does not write it."""
 
 
 def read(obj: Any, key: Any) -> None:
@@ -149,7 +162,10 @@ _CALL = ("call",)
 def expect_call(obj: Any, method: str, written: bool) -> None:
     """Container ``obj``'s ``method()`` (``pop()``) is about to be called by the
     next point's instruction: a read or write of it as a whole."""
-    _pending.setdefault(get_ident(), []).append([method, _CALL, location(obj, WHOLE), written, 0])
+    waiting = _pending.setdefault(get_ident(), [])
+    waiting.append([method, _CALL, location(obj, WHOLE), written, 0])
+    if written:
+        waiting.append([method, _CALL, location(obj, EVERY), True, 0])
 
 
 UNKNOWN: Hashable = ("*",)

@@ -13,7 +13,7 @@ import threading
 from typing import Any
 
 from threadcheck import _stacks, _threads
-from threadcheck._races._shadow import WHOLE, Access, Site, sites
+from threadcheck._races._shadow import EVERY, WHOLE, Access, Site, sites
 from threadcheck._recorder import Recorder
 from threadcheck._violation import Kind, PriorAccess, TestContext, ThreadInfo, Violation
 
@@ -60,6 +60,8 @@ def describe(
 def location_name(now: Site, earlier: Site, obj: Any, key: Any) -> str:
     """``Stats.handled``, ``sessions[...]``, ``global _registry``, ``nonlocal total``,
     or, for a container as a whole, the container iterated (``self.requests``)."""
+    if key is EVERY:  # a key's read against a call that may change any key
+        return next((s.text for s in (now, earlier) if s.kind == "subscript"), now.text)
     if key is WHOLE:
         for kind in ("iteration", "look", "membership"):
             for site in (now, earlier):

@@ -49,7 +49,7 @@ MUTATORS = frozenset(
         "append", "extend", "insert", "pop", "remove", "clear", "sort", "reverse",
         "update", "setdefault", "popitem", "add", "discard", "difference_update",
         "intersection_update", "symmetric_difference_update", "appendleft",
-        "extendleft", "popleft", "rotate",
+        "extendleft", "popleft", "rotate", "move_to_end", "subtract",
     }
 )  # fmt: skip
 _KEYED = frozenset({"pop", "setdefault"})
@@ -453,12 +453,16 @@ class _Rewriter(ast.NodeTransformer):
     def _named_access(self, call: ast.Call) -> None:
         """``getattr(obj, name)`` reads ``obj.name`` as ``obj.name`` would, and
         ``setattr(obj, name, value)`` writes it, its point after ``value`` (a
-        ``getattr`` in it and the store are a read-modify-write). ``obj`` and
-        ``name`` are plain names or constants: evaluated again, they are the same."""
+        ``getattr`` in it and the store are a read-modify-write), as
+        ``delattr(obj, name)`` does. ``obj`` and ``name`` are plain names or
+        constants: evaluated again, they are the same."""
         site = self._site(call, "attribute", _text(call))
         obj, name = (copy.deepcopy(argument) for argument in call.args[:2])
-        if isinstance(call.func, ast.Name) and call.func.id == "setattr":
+        function = call.func.id if isinstance(call.func, ast.Name) else ""
+        if function == "setattr":
             call.args[2] = self._call("sv", call.args[2], obj, name, site)
+        elif function == "delattr":
+            call.args[0] = self._call("wa", call.args[0], name, site)
         else:
             call.args[0] = self._call("ra", call.args[0], name, site)
 
@@ -469,8 +473,17 @@ class _Rewriter(ast.NodeTransformer):
         text = f"{_text(call.func)}({_text(argument)})"
         return self._call("oa", argument, self._site(call, "argument", text))
 
-    def _looked_into(self, container: ast.expr, node: ast.AST) -> ast.Call:
-        """``container`` (already visited), looked into as a whole."""
+    def _looked_into(self, container: ast.expr, node: ast.AST) -> ast.expr:
+        """``container`` (already visited), looked into as a whole; a dict's view
+        (``max(d.items(), key=...)``) looks into the dict."""
+        if (
+            isinstance(container, ast.Call)
+            and isinstance(container.func, ast.Attribute)
+            and container.func.attr in _VIEWS
+            and not (container.args or container.keywords)
+        ):
+            container.func.value = self._looked_into(container.func.value, node)
+            return container
         text = f"look into {_text(container)}"
         return self._call("lk", container, self._site(node, "look", text))
 
@@ -665,7 +678,7 @@ class _Continues(ast.NodeTransformer):
         return self.generic_visit(node)
 
 
-_SETTING = frozenset({"setattr"})
+_SETTING = frozenset({"setattr", "delattr"})
 """Builtins that change what they are given, as an attribute store does."""
 
 
@@ -688,11 +701,11 @@ def _dict_owner(value: ast.expr) -> ast.expr | None:
 
 
 def _named_attribute(call: ast.Call) -> bool:
-    """Whether ``call`` is ``getattr(obj, name[, default])``, ``hasattr(obj, name)``
-    or ``setattr(obj, name, value)``, its ``obj`` and ``name`` plain names or
-    constants (asked before the call is visited)."""
+    """Whether ``call`` is ``getattr(obj, name[, default])``, ``hasattr(obj, name)``,
+    ``setattr(obj, name, value)`` or ``delattr(obj, name)``, its ``obj`` and
+    ``name`` plain names or constants (asked before the call is visited)."""
     func = call.func
-    if not (isinstance(func, ast.Name) and func.id in ("getattr", "hasattr", "setattr")):
+    if not (isinstance(func, ast.Name) and func.id in ("getattr", "hasattr", *_SETTING)):
         return False
     args = call.args
     wanted = 3 if func.id == "setattr" else 2

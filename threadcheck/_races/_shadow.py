@@ -4,9 +4,11 @@ since, and the check that two of them conflict with nothing ordering them.
 A location is ``(object, key)``: an attribute or closure variable's name, a
 container's key, or :data:`WHOLE` for the container as a whole (iterating it
 reads it; any call of a mutating method, or a store or delete of a key,
-writes it). Writes to :data:`WHOLE` are single operations CPython makes
-atomic (``list.append``, ``d[k] = v``): they conflict with an iteration,
-never with each other.
+writes it), or :data:`EVERY` for all its keys at once (each key's read reads
+it, a mutating method's call writes it). Writes to :data:`WHOLE` and
+:data:`EVERY` are single operations CPython makes atomic (``list.append``,
+``d[k] = v``): they conflict with an iteration or a key's read, never with
+each other.
 
 Objects are remembered weakly where they can be: when one dies its
 locations go, so a new object at the same address starts clean. Those that
@@ -36,6 +38,11 @@ _HELPERS = __file__.replace("_shadow.py", "_access.py")
 
 WHOLE: Any = object()
 """The key of a container as a whole."""
+
+EVERY: Any = object()
+"""Every key of a container at once: written by a mutating method's call
+(``d.update``, ``items.append``, which changes ``items[-1]``), read by each
+key's read. A key's store does not write it."""
 
 OUTER_DEPTH = 30
 """Frames kept outside the accessing one, for the report."""
@@ -220,10 +227,13 @@ def write(
             if not _ordered(reader, tc):
                 _report(access, reader, obj, key)
                 break
-        loc.readers = None
     elif loc.read is not None and not _ordered(loc.read, tc):
         _report(access, loc.read, obj, key)
-    loc.read = None
+    if not atomic:
+        # A later access that conflicts with a read since this write conflicts
+        # with this write. An atomic write conflicts with no write: the reads stay.
+        loc.readers = None
+        loc.read = None
     loc.write = access
 
 

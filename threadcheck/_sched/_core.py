@@ -30,7 +30,7 @@ import select
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from threading import get_ident
 from types import FrameType
@@ -710,6 +710,18 @@ class Scheduler:
         chosen = self._decide(runnable, None)
         return self._let_time_pass() if chosen == TIME else self.threads[chosen]
 
+    def _time_effects(self) -> frozenset[Hashable]:
+        """What :meth:`_let_time_pass` would write now: the clock, and the waits
+        of the threads it would wake (the real I/O that may end, the deadlines
+        that come first)."""
+        waking = [wait.thread for wait in self._io_waiters.values() if wait.ends_alone]
+        if self._timed:
+            soonest = _deadline_order(self._due())[0]
+            waking += [t for t in self._timed.values() if _deadline_order(t)[0] <= soonest]
+        ends: set[Hashable] = {("woken", t.tid) for t in waking}
+        ends.update(t.waiting_on for t in waking if t.waiting_on is not None)
+        return frozenset({_footprint.CLOCK, *ends})
+
     def _due(self) -> ControlledThread:
         """The blocked thread whose deadline comes first (by thread id on a tie)."""
         return min(self._timed.values(), key=_deadline_order)
@@ -800,6 +812,8 @@ class Scheduler:
             raise Abort from None
 
     def _decide(self, runnable: list[int], current: int | None) -> int:
+        if _footprint.collecting:
+            _footprint.time_would = self._time_effects() if TIME in runnable else frozenset()
         try:
             chosen = self.strategy.next_thread(runnable, current, self.step)
             if chosen not in runnable:

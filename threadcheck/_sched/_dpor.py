@@ -121,6 +121,11 @@ class _Node:
     taken: Event | None = None
     clock: Clock = field(default_factory=dict)
     """The taken event's vector clock (it included)."""
+    pending: Event | None = None
+    """What an enabled choice that ran no step would do here (time passing: the
+    waits it would end). A taken step that conflicts with it (ends such a wait
+    first) races with it: it is tried here too. Time passing may never run in
+    this execution, so no race with a step of it would show."""
     guides: dict[int, list[int]] = field(default_factory=dict)
     """For a thread put in the backtrack set by a race: the threads of the rest of
     that race's reversed order, followed when it runs from here (as optimal
@@ -178,8 +183,9 @@ class SourceDpor:
                 self._events.setdefault(node.taken.tid, []).append(k)
         return True
 
-    def choose(self, enabled: Sequence[int]) -> int:
-        """The thread to run at the current step, ``enabled`` the threads that can."""
+    def choose(self, enabled: Sequence[int], pending: Event | None = None) -> int:
+        """The thread to run at the current step, ``enabled`` the threads that can;
+        ``pending``: what one of them (time passing) would do, were it chosen."""
         depth = self._depth
         if self._adrift is not None:
             return enabled[0]
@@ -191,6 +197,7 @@ class SourceDpor:
                 return enabled[0]
             return chosen
         node = self._node_here(tuple(enabled))
+        node.pending = pending
         awake = [tid for tid in enabled if tid not in node.sleep]
         if not awake:
             self._blocked = True  # what follows repeats an explored class
@@ -215,6 +222,14 @@ class SourceDpor:
             # clocks stand; only a fresh step's is computed.
             node.clock = self._clock_of(event, self._depth)
             self._events.setdefault(event.tid, []).append(self._depth)
+            pending = node.pending
+            if (
+                pending is not None
+                and pending.tid not in node.sleep
+                and pending.tid != event.tid
+                and conflict(pending, event)
+            ):
+                node.backtrack.add(pending.tid)
         node.taken = event
         node.done.setdefault(event.tid, event)
         self._depth += 1

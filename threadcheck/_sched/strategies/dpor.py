@@ -50,7 +50,10 @@ class Dpor:
 
     def next_thread(self, runnable: Sequence[int], current: int | None, step: int) -> int:
         self._chose = True
-        return self.search.choose(runnable)
+        time = None
+        if TIME in runnable:  # what it would do, were it chosen (see SourceDpor.choose)
+            time = Event(TIME, writes=_footprint.time_would | _CLOCK)
+        return self.search.choose(runnable, time)
 
     def step_ended(self, tid: int) -> None:
         """The scheduler's word that a step of ``tid`` (or time passing) ended."""
