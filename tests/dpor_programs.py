@@ -19,8 +19,10 @@ reloaded with ``dict.update`` while a handler reads a key, an LRU cache
 reordered with ``move_to_end`` while an evictor pops its oldest entry (a whole
 container's change did not conflict with a key's read), a maintenance switch
 that is a class attribute written through the class and read through an
-instance (two locations), and a ``defaultdict`` whose look-up of a new key
-inserts it while a reporter walks it (counted as a read).
+instance (two locations), a ``defaultdict`` whose look-up of a new key
+inserts it while a reporter walks it (counted as a read), and a state a
+server publishes to its handler through a closure, then rebinds (a variable
+read by an inner function, not declared ``nonlocal``, was not recorded).
 
 Each is a scenario: it takes the reactor (unused: these are threads alone)
 and checks what it promises before it returns.
@@ -512,6 +514,30 @@ def hits_locked(reactor: Any) -> None:
     _route_hits(locked=True)
 
 
+def _serve(publish_first: bool) -> None:
+    seen: list[str] = []
+    state = "starting"
+    if publish_first:
+        state = "ready"
+
+    def handle() -> None:
+        seen.append(state)
+
+    handler = threading.Thread(target=handle)
+    handler.start()
+    state = "ready"  # BUG (published late): the handler may have read "starting"
+    handler.join()
+    assert seen == ["ready"], f"the handler saw the server {seen[0]}"
+
+
+def serve_late(reactor: Any) -> None:
+    _serve(publish_first=False)
+
+
+def serve_published(reactor: Any) -> None:
+    _serve(publish_first=True)
+
+
 BUGGY = {
     "counter": counter_racy,
     "bank": bank_inverted,
@@ -527,6 +553,7 @@ BUGGY = {
     "lru": lru_racy,
     "maintenance": maintenance_late,
     "hits": hits_racy,
+    "serve": serve_late,
 }
 FIXED = {
     "counter": counter_locked,
@@ -543,4 +570,5 @@ FIXED = {
     "lru": lru_locked,
     "maintenance": maintenance_first,
     "hits": hits_locked,
+    "serve": serve_published,
 }

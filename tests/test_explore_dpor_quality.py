@@ -54,6 +54,7 @@ PROVED_WITHIN = {
     "dpor_programs:lru": 10,
     "dpor_programs:maintenance": 10,
     "dpor_programs:hits": 10,
+    "dpor_programs:serve": 10,
 }
 FOUND_AS = {
     "races:abba_deadlock": "deadlock",
@@ -75,6 +76,7 @@ FOUND_AS = {
     "dpor_programs:lru": "exception",
     "dpor_programs:maintenance": "exception",
     "dpor_programs:hits": "exception",
+    "dpor_programs:serve": "exception",
 }
 
 
@@ -200,3 +202,43 @@ def test_a_module_global_bumped_both_ways(tmp_path: Path, locked: bool) -> None:
         assert result.stderr.startswith(proved), result.stderr
     else:
         assert_found_and_replayed(result, "threadcheck: exception: AssertionError: counter is 1")
+
+
+SWITCH = """
+MAINTENANCE = False
+
+def admit(request, log):
+    log.append(("refused" if MAINTENANCE else "served", request))
+"""
+
+FRONTEND = """
+import threading
+import settings
+
+log = []
+request = threading.Thread(target=settings.admit, args=("r1", log))
+{first}request.start()
+{late}request.join()
+if log != [("refused", "r1")]:
+    raise SystemExit(f"request {{log[0][0]}} during maintenance")
+"""
+
+
+@pytest.mark.parametrize("fixed", [False, True], ids=["late", "first"])
+def test_a_module_variable_set_from_another_module_is_a_location(
+    tmp_path: Path, fixed: bool
+) -> None:
+    # `admit` reads MAINTENANCE with no `global` (none is needed to read it);
+    # the other module sets it as `settings.MAINTENANCE`: once "proved".
+    (tmp_path / "settings.py").write_text(SWITCH)
+    switch = "settings.MAINTENANCE = True\n"
+    frontend = FRONTEND.format(first=switch if fixed else "", late="" if fixed else switch)
+    result = explore_program(write_program(tmp_path, frontend), "--strategy", "dpor")
+    if fixed:
+        assert result.returncode == 0, result.stderr
+        proved = "threadcheck: every interleaving explored ("
+        assert result.stderr.startswith(proved), result.stderr
+    else:
+        assert_found_and_replayed(
+            result, "threadcheck: exit: the program exited with status 1: request served"
+        )

@@ -502,6 +502,54 @@ ACCESS_KINDS = [
         location="Box.v",
         line="delattr(box, name)",
     ),
+    Case(
+        "a switch flipped through the class, read through an instance",
+        racy="""
+            class Server:
+                accepting = True
+                def handle(self):
+                    return "served" if self.accepting else "refused"
+            t = threading.Thread(target=Server().handle); t.start()
+            Server.accepting = False
+            t.join()
+        """,
+        fixed="""
+            class Server:
+                accepting = True
+                def handle(self):
+                    return "served" if self.accepting else "refused"
+            Server.accepting = False
+            t = threading.Thread(target=Server().handle); t.start()
+            t.join()
+        """,
+        location="Server.accepting",
+        line="Server.accepting = False",
+    ),
+    Case(
+        "a job handed to a thread started with _thread.start_new_thread",
+        racy="""
+            import _thread
+            finished = threading.Lock(); finished.acquire()
+            def run():
+                doubled = box.v * 2
+                finished.release()
+            _thread.start_new_thread(run, ())
+            box.v = 21  # set after the start
+            finished.acquire()
+        """,
+        fixed="""
+            import _thread
+            finished = threading.Lock(); finished.acquire()
+            def run():
+                doubled = box.v * 2
+                finished.release()
+            box.v = 21  # set before the start: the start orders it
+            _thread.start_new_thread(run, ())
+            finished.acquire()
+        """,
+        location="Box.v",
+        line="box.v = 21  # set after the start",
+    ),
 ]
 
 
@@ -513,6 +561,25 @@ def test_access_kind_racy_is_reported_once_by_name(tmp_path: Path, case: Case) -
 @pytest.mark.parametrize("case", ACCESS_KINDS, ids=lambda c: c.name)
 def test_access_kind_fixed_twin_is_silent(tmp_path: Path, case: Case) -> None:
     assert races_in(tmp_path, case.fixed) == []
+
+
+def test_an_instance_attribute_shadowing_its_class_default_is_its_own(tmp_path: Path) -> None:
+    found = races_in(
+        tmp_path,
+        """
+        class Client:
+            timeout = 30
+            def configured(self):
+                return self.timeout
+        mine, theirs = Client(), Client()
+        mine.configured()  # the class default, read through this instance
+        t = threading.Thread(target=theirs.configured); t.start()
+        mine.timeout = 5  # now its own: not the default the other thread reads
+        mine.configured()
+        t.join()
+        """,
+    )
+    assert found == [], format_report(found)
 
 
 def test_builtin_container_methods_are_not_races_among_themselves(tmp_path: Path) -> None:

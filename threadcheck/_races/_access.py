@@ -22,7 +22,17 @@ from typing import Any
 from threadcheck._races import _footprint
 from threadcheck._races._clocks import ThreadClock, clocks, current
 from threadcheck._races._rewrite import GLOBALS
-from threadcheck._races._shadow import EVERY, WHOLE, location, objects, read, sites, write
+from threadcheck._races._shadow import (
+    EVERY,
+    WHOLE,
+    attribute,
+    location,
+    objects,
+    own_attribute,
+    read,
+    sites,
+    write,
+)
 
 enabled = False
 """Off, rewritten code runs as written (a module imported while detecting
@@ -74,7 +84,7 @@ def ra(obj: Any, name: str, site: int) -> Any:
         shadow = objects.get(id(obj))
         loc = shadow.locations.get(name) if shadow is not None else None
         if loc is None:
-            read(tc, location(obj, name), site, obj, name, "read")
+            read(tc, attribute(obj, name), site, obj, name, "read")
         else:
             last = loc.read or loc.write  # a write since covers a read: see _shadow.read
             if last is None or last.tid != tc.tid or last.clock != tc.clock:
@@ -117,6 +127,8 @@ def _written(obj: Any, name: str, site: int, mode: str) -> None:
     loc = shadow.locations.get(name) if shadow is not None else None
     if loc is None:
         loc = location(obj, name)
+    elif shadow is not None and shadow.borrowed is not None and name in shadow.borrowed:
+        loc = own_attribute(obj, name)  # it read its class's so far: now has its own
     else:
         last = loc.write
         if last is not None and last.tid == tc.tid and last.clock == tc.clock:

@@ -112,7 +112,7 @@ def merge(into: VectorClock | None, snapshot: VectorClock | None) -> VectorClock
     return merged
 
 
-def begin_thread(thread: threading.Thread, inherited: VectorClock | None) -> None:
+def begin_thread(thread: threading.Thread | None, inherited: VectorClock | None) -> None:
     """The calling thread starts: what its starter did before ``start()`` happened before."""
     clocks[get_ident()] = ThreadClock(thread, inherited)
 

@@ -5,7 +5,10 @@
   ``Future`` built on them): a release sends, the next acquire receives.
 * ``Thread.start`` sends to the new thread's first step; a thread's end
   sends to the ``join`` that sees it ended, and to an ``is_alive()`` that
-  returns False (a reactor polling for it).
+  returns False (a reactor polling for it). ``_thread.start_new_thread``
+  (a C library's callback thread, a framework's own) sends to its thread's
+  first step too, and the thread's clock ends with it (a later thread with
+  the same ident starts afresh).
 * ``Event.set`` sends to an ``is_set()`` that returns True (a poll, where
   ``wait`` takes the Event's lock).
 * asyncio's ``call_soon_threadsafe`` (and so ``run_coroutine_threadsafe``)
@@ -20,9 +23,11 @@ while no other is starting; the wrappers are used from any thread.
 from __future__ import annotations
 
 import _thread
+import functools
 import queue
 import threading
 import types
+from collections.abc import Callable
 from typing import Any
 
 from threadcheck._races._clocks import (
@@ -165,10 +170,35 @@ def install() -> None:
         (threading.Thread, "start", tracked_start),
         (threading.Thread, "_bootstrap_inner", tracked_bootstrap),
         (threading.Thread, "join", tracked_join),
+        *_raw_starts(),
         *_polls(),
     ):
         _undo.append((target, name, getattr(target, name)))
         setattr(target, name, replacement)
+
+
+def _raw_starts() -> list[tuple[Any, str, Any]]:
+    """``_thread.start_new_thread`` (and its old alias): threads threading does not
+    know, ordered after what their starter did, with a clock of their own."""
+    raw_start = _thread.start_new_thread
+
+    def tracked_start_new_thread(
+        function: Callable[..., Any], args: tuple[Any, ...], kwargs: Any = None
+    ) -> int:
+        inherited = send()
+
+        @functools.wraps(function)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            begin_thread(None, inherited)
+            try:
+                return function(*args, **kwargs)
+            finally:
+                end_thread()
+
+        return raw_start(run, args, kwargs or {})
+
+    names = [name for name in ("start_new_thread", "start_new") if hasattr(_thread, name)]
+    return [(_thread, name, tracked_start_new_thread) for name in names]
 
 
 def _polls() -> list[tuple[Any, str, Any]]:

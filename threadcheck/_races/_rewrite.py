@@ -98,6 +98,7 @@ def rewrite(tree: ast.Module, filename: str) -> None:
     shared = {
         name for node in ast.walk(tree) if isinstance(node, ast.Global) for name in node.names
     }
+    shared |= _module_variables(tree)
     _Rewriter(filename, shared, _closure_owners(tree)).visit(tree)
     tree.body[_after_docstring_and_future(tree) : 0] = _preamble()
     _end_where_they_start(tree)
@@ -153,6 +154,8 @@ class _Frame:
     cells: dict[str, str] = field(default_factory=dict)
     """Its variables some inner function assigns (``nonlocal``), with the
     name of the local that holds their scope."""
+    rebound: set[str] = field(default_factory=set)
+    """Its variables it assigns more than once (or updates in place)."""
 
     @property
     def is_class(self) -> bool:
@@ -180,7 +183,11 @@ def _frame_of(node: ast.AST | None) -> _Frame:
         elif isinstance(child, ast.Nonlocal):
             frame.nonlocals.update(child.names)
         elif isinstance(child, ast.Name) and isinstance(child.ctx, (ast.Store, ast.Del)):
+            if child.id in frame.bound:
+                frame.rebound.add(child.id)
             frame.bound.add(child.id)
+        elif isinstance(child, ast.AugAssign) and isinstance(child.target, ast.Name):
+            frame.rebound.add(child.target.id)
         elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             frame.bound.add(child.name)
         elif isinstance(child, (ast.Import, ast.ImportFrom)):
@@ -215,17 +222,37 @@ def _stored_names(target: ast.AST) -> set[str]:
     }
 
 
+def _module_variables(tree: ast.Module) -> set[str]:
+    """The names the module's own code assigns, not as a ``def``, a class or an
+    import: its variables, which a function may read while another module's
+    code sets them (``settings.MAINTENANCE = True``), no ``global`` declared."""
+    assigned: set[str] = set()
+    defined: set[str] = set()
+    for node in _own_nodes(tree.body):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            assigned.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            defined.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return {n for n in assigned - defined if not (n.startswith("__") and n.endswith("__"))}
+
+
 def _closure_owners(tree: ast.Module) -> dict[ast.AST, set[str]]:
-    """For each function, its variables that an inner function declares ``nonlocal``."""
+    """For each function, its variables that an inner function declares
+    ``nonlocal``, or reads while the function assigns them more than once
+    (``state = "ready"`` after starting a thread whose handler reads ``state``)."""
     owners: dict[ast.AST, set[str]] = {}
 
     def walk(node: ast.AST, stack: list[_Frame]) -> None:
         for child in ast.iter_child_nodes(node):
             if isinstance(child, _Scoped):
                 frame = _frame_of(child)
-                for name in frame.nonlocals:
+                for name in frame.nonlocals | (_loaded(child) - frame.bound):
                     owner = _owner(name, stack)
-                    if owner is not None and owner.node is not None:
+                    if owner is None or owner.node is None:
+                        continue
+                    if name in frame.nonlocals or name in owner.rebound:
                         owners.setdefault(owner.node, set()).add(name)
                 walk(child, [*stack, frame])
             else:
@@ -233,6 +260,17 @@ def _closure_owners(tree: ast.Module) -> dict[ast.AST, set[str]]:
 
     walk(tree, [_frame_of(None)])
     return owners
+
+
+def _loaded(scope: ast.AST) -> set[str]:
+    """The names ``scope``'s own code reads."""
+    body = getattr(scope, "body", [])
+    body = body if isinstance(body, list) else [body]
+    if isinstance(scope, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+        body = list(ast.iter_child_nodes(scope))
+    return {
+        n.id for n in _own_nodes(body) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+    }
 
 
 def _owner(name: str, stack: list[_Frame]) -> _Frame | None:
@@ -623,6 +661,9 @@ class _Rewriter(ast.NodeTransformer):
         return node
 
     def _iterated(self, iterable: ast.expr) -> ast.expr:
+        if _is_helper_call(iterable, "rv"):  # a shared variable's value: a container, maybe
+            assert isinstance(iterable, ast.Call)
+            return self._iterate(iterable, iterable.args[-1])  # the name, where it is
         if isinstance(iterable, ast.Call) and not iterable.keywords:
             func = iterable.func
             if isinstance(func, ast.Attribute) and func.attr in _VIEWS and not iterable.args:
@@ -728,6 +769,14 @@ class _Unwrapped(ast.NodeTransformer):
             unwrapped: ast.AST = self.visit(wrapped)
             return unwrapped
         return self.generic_visit(node)
+
+
+def _is_helper_call(node: ast.expr, name: str) -> bool:
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == helper(name)
+    )
 
 
 def _assertion_helper(node: ast.expr) -> bool:

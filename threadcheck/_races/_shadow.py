@@ -117,13 +117,15 @@ def handlers() -> list[RaceHandler]:
 
 
 class _Shadow:
-    __slots__ = ("__weakref__", "locations", "per_thread", "ref")
+    __slots__ = ("__weakref__", "borrowed", "locations", "per_thread", "ref")
 
     def __init__(self, ref: Any, per_thread: bool) -> None:
         self.ref = ref
         self.locations: dict[Any, Location] = {}
         self.per_thread = per_thread
         """A ``threading.local``: each thread's attributes are its own locations."""
+        self.borrowed: set[str] | None = None
+        """Attribute names whose location is its class's (see :func:`attribute`)."""
 
 
 objects: dict[int, _Shadow] = {}
@@ -133,17 +135,72 @@ _sweep_at = 10_000
 
 
 def location(obj: object, key: Any) -> Location:
-    if type(obj) is ModuleType:  # module.x is the x its functions' `global x` names
-        obj = obj.__dict__
-    shadow = objects.get(id(obj))
-    if shadow is None:
-        shadow = objects[id(obj)] = _Shadow(_reference(obj), isinstance(obj, _thread._local))
+    shadow = _shadow(obj)
     if shadow.per_thread:  # by thread number: a later thread may have the same ident
         key = (key, current().tid)
     found = shadow.locations.get(key)
     if found is None:
         found = shadow.locations[key] = Location()
     return found
+
+
+def _shadow(obj: object) -> _Shadow:
+    if type(obj) is ModuleType:  # module.x is the x its functions' `global x` names
+        obj = obj.__dict__
+    shadow = objects.get(id(obj))
+    if shadow is None:
+        shadow = objects[id(obj)] = _Shadow(_reference(obj), isinstance(obj, _thread._local))
+    return shadow
+
+
+_MISSING = object()
+
+
+def attribute(obj: object, name: str) -> Location:
+    """The location ``obj.name`` reads: its own attribute's, or, while it has none
+    of that name, its class's plain attribute's, which ``Server.accepting = False``
+    writes. The instance's shadow keeps the class's location under ``name`` (its
+    reads find it at once) until :func:`own_attribute` gives it one of its own."""
+    owner = _class_owner(obj, name)
+    if owner is None:
+        return location(obj, name)
+    found = location(owner, name)
+    shadow = _shadow(obj)
+    shadow.locations[name] = found
+    if shadow.borrowed is None:
+        shadow.borrowed = set()
+    shadow.borrowed.add(name)
+    return found
+
+
+def own_attribute(obj: object, name: str) -> Location:
+    """The location of ``obj``'s own attribute ``name``, about to be written: no
+    longer its class's, if it read that one so far."""
+    shadow = _shadow(obj)
+    if shadow.borrowed is not None and name in shadow.borrowed:
+        shadow.borrowed.discard(name)
+        del shadow.locations[name]
+    return location(obj, name)
+
+
+def _class_owner(obj: object, name: str) -> type | None:
+    """The class whose plain attribute ``obj.name`` is, when ``obj`` (not a class,
+    a module or a ``threading.local``) has no attribute of its own by that name.
+    Not a data descriptor's class (a property, a slot): that value is the instance's."""
+    kind = type(obj)
+    if issubclass(kind, (type, ModuleType, _thread._local)):
+        return None
+    try:
+        own = object.__getattribute__(obj, "__dict__")
+    except (AttributeError, TypeError):
+        own = None
+    if type(own) is dict and name in own:
+        return None
+    for cls in kind.__mro__:
+        found = cls.__dict__.get(name, _MISSING)
+        if found is not _MISSING:
+            return None if hasattr(type(found), "__set__") else cls
+    return None
 
 
 def _reference(obj: object) -> Any:
