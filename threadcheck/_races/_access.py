@@ -436,7 +436,15 @@ def rv(scope: Any, name: str, site: int, value: Any) -> Any:
         _footprint.read(scope, name)
     if enabled:
         tc = clocks.get(get_ident()) or current()
-        read(tc, location(scope, name), site, scope, name, "read")
+        # Inline, the common case (as in ra): read since the last synchronisation.
+        shadow = objects.get(id(scope))
+        loc = shadow.locations.get(name) if shadow is not None else None
+        if loc is None:
+            read(tc, location(scope, name), site, scope, name, "read")
+        else:
+            last = loc.read or loc.write
+            if last is None or last.tid != tc.tid or last.clock != tc.clock:
+                read(tc, loc, site, scope, name, "read")
     return value
 
 
