@@ -28,7 +28,7 @@ from threadcheck._text import plural
 
 from support import assert_found_and_replayed, explore_program, write_program
 
-pytestmark = [pytest.mark.quality, pytest.mark.slow]
+pytestmark = pytest.mark.quality  # in-process: every Python; the commands' are slow
 
 BUDGET = 2000
 
@@ -136,6 +136,7 @@ def test_a_twin_too_big_to_finish_is_never_called_proved() -> None:
     assert result.report().endswith("budget spent: no failure seen, which is not a proof\n")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", ["order", "timeout"])
 def test_a_time_shape_is_found_and_its_twin_proved(tmp_path: Path, shape: str) -> None:
     (tmp_path / "buggy").mkdir()
@@ -184,6 +185,7 @@ assert settings.counter == 2, f"counter is {{settings.counter}}"
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("locked", [False, True], ids=["racy", "locked"])
 def test_a_module_global_bumped_both_ways(tmp_path: Path, locked: bool) -> None:
     # `settings.counter += 1` in one thread, `global counter; counter += 1` in
@@ -224,6 +226,7 @@ if log != [("refused", "r1")]:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fixed", [False, True], ids=["late", "first"])
 def test_a_module_variable_set_from_another_module_is_a_location(
     tmp_path: Path, fixed: bool

@@ -54,6 +54,23 @@ def test_a_plain_names_mutating_method_call_is_a_point() -> None:
     ]
 
 
+def bump_by_name(metrics: Any, name: str) -> bool:
+    setattr(metrics, name, getattr(metrics, name) + 1)
+    delattr(metrics, "stale")
+    return hasattr(metrics, "requests")
+
+
+def test_an_attribute_accessed_by_name_is_a_point_at_the_builtins_call() -> None:
+    # The access is the call's: between getattr's read and setattr's write
+    # another thread may bump the same counter (once no point at all came between).
+    assert sorted(access_points(bump_by_name.__code__).values()) == [
+        "getattr(metrics, name) (load)",
+        "metrics.requests (load)",
+        "metrics.stale (delete)",
+        "setattr(metrics, name) (store)",
+    ]
+
+
 def test_helpers_name_mutating_calls_as_the_instruction_table_does() -> None:
     box = type("Box", (), {"items": []})()
     _, details = _helper_details(take, [1, 2], {"k": 1}, "k", box)

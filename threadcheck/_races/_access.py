@@ -164,13 +164,43 @@ def sv(value: Any, obj: Any, name: Any, site: int) -> Any:
 
 
 def lp(iterable: Any, site: int) -> Any:
-    """The iterable of a ``for`` loop (not over a ``range``): each step a point."""
-    if on_access is None:
+    """The iterable of a ``for`` loop (not over a ``range``): each step a point
+    (where points come from the helpers), and each step of an iterator that may
+    be shared (a generator) a write of it, for DPOR."""
+    if on_access is None and not _footprint.collecting:
         return iterable
     iterator = iter(iterable)
-    if iterator is iterable and _footprint.collecting:  # a generator, a shared iterator
+    if on_access is None:  # the points are the instruction table's
+        return _Advancing(iterator) if iterator is iterable else iterator
+    if iterator is iterable and _footprint.collecting:
         return _AdvancingSteps(iterator, site, on_access)
     return _Steps(iterator, site, on_access)
+
+
+class _Advancing:
+    """The steps of a loop over an iterator that may be shared (a generator):
+    each writes it, where it begins and in the step it ends in, so another
+    thread's step is also tried while a generator runs in this one
+    (``ValueError: generator already executing``)."""
+
+    __slots__ = ("iterator",)
+
+    def __init__(self, iterator: Iterator[Any]) -> None:
+        self.iterator = iterator
+
+    def __iter__(self) -> _Advancing:
+        return self
+
+    def __next__(self) -> Any:
+        return _advance(self.iterator)
+
+
+def _advance(iterator: Iterator[Any]) -> Any:
+    _footprint.write(iterator, _footprint.WHOLE)
+    try:
+        return next(iterator)
+    finally:
+        _footprint.write(iterator, _footprint.WHOLE)
 
 
 class _Steps:
@@ -192,20 +222,13 @@ class _Steps:
 
 
 class _AdvancingSteps(_Steps):
-    """The steps of a loop over an iterator that may be shared (a generator):
-    each step writes it, for DPOR, where it begins and in the step it ends in,
-    so another thread's step is also tried while a generator runs in this one
-    (``ValueError: generator already executing``)."""
+    """:class:`_Advancing`'s steps, each a point too."""
 
     __slots__ = ()
 
     def __next__(self) -> Any:
         self.on_access(self.site, "step")
-        _footprint.write(self.iterator, _footprint.WHOLE)
-        try:
-            return next(self.iterator)
-        finally:
-            _footprint.write(self.iterator, _footprint.WHOLE)
+        return _advance(self.iterator)
 
 
 def lw(site: int) -> None:

@@ -92,11 +92,59 @@ def access_points(code: CodeType) -> dict[int, str]:
             points[instruction.offset] = f"{owner}[...] ({_SUBSCRIPT[name]})"
         elif name in _VARIABLE:
             points[instruction.offset] = f"{instruction.argval} ({_VARIABLE[name]})"
+        elif name in ("LOAD_GLOBAL", "LOAD_NAME") and instruction.argval in _NAMED_ACCESS:
+            call = _call_of(instructions, index)
+            if call is not None:
+                points[instructions[call].offset] = _named_access(instructions, index)
         elif name == "FOR_ITER" and not _over_a_range(instructions, index):
             points[instruction.offset] = LoopStep(f"iteration of {_iterated(instructions, index)}")
         elif _is_while_back_edge(instructions, index):
             points[instruction.offset] = LoopStep("loop")
     return points
+
+
+_NAMED_ACCESS = {"getattr": "load", "hasattr": "load", "setattr": "store", "delattr": "delete"}
+"""Builtins that access an attribute by name: the access is their call's."""
+_CALLS = ("CALL", "CALL_FUNCTION", "CALL_FUNCTION_KW", "CALL_KW", "CALL_FUNCTION_EX")
+
+
+def _call_of(instructions: list[dis.Instruction], index: int) -> int | None:
+    """The call of the function ``instructions[index]`` loads: the first call
+    after which only its result is left (its arguments' own calls leave it too)."""
+    depth = 0
+    for at in range(index, min(len(instructions), index + 200)):
+        instruction = instructions[at]
+        argument = instruction.arg if instruction.opcode >= dis.HAVE_ARGUMENT else None
+        try:
+            depth += dis.stack_effect(instruction.opcode, argument, jump=False)
+        except ValueError:  # an instruction with no fixed effect: not followed
+            return None
+        if depth <= 0:
+            return None
+        if at > index and depth == 1 and instruction.opname in _CALLS:
+            return at
+    return None
+
+
+def _named_access(instructions: list[dis.Instruction], index: int) -> str:
+    """``getattr(self, "n")`` as ``self.n (load)``, the name a constant (as the
+    helpers' accesses name it: they match); ``setattr(self, name) (store)`` else."""
+    function = str(instructions[index].argval)
+    operation = _NAMED_ACCESS[function]
+    following = [  # in rewritten code, ``obj`` is a helper's first argument
+        i
+        for i in instructions[index + 1 : index + 6]
+        if i.opname != "PUSH_NULL" and not str(i.argval).startswith("__tc_")
+    ][:2]
+    if following and isinstance(following[0].argval, tuple):  # LOAD_FAST_LOAD_FAST (3.13)
+        owner, name = (str(part) for part in following[0].argval[:2])
+        return f"{function}({owner}, {name}) ({operation})"
+    if len(following) < 2 or not following[0].opname.startswith(_OWNER_LOADS):
+        return f"{function}() ({operation})"
+    owner = _loaded_name(following[0])
+    if following[1].opname == "LOAD_CONST" and isinstance(following[1].argval, str):
+        return f"{owner}.{following[1].argval} ({operation})"
+    return f"{function}({owner}, {_loaded_name(following[1])}) ({operation})"
 
 
 def _is_method_load(instruction: dis.Instruction) -> bool:
