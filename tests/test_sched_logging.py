@@ -95,3 +95,24 @@ def test_twisted_logging_begun_by_a_schedule_is_put_back() -> None:
     assert len(counts) == 6 and len(set(counts)) == 1  # a warm-up and 5 schedules, alike
     after = (list(globalLogPublisher._observers), sys.stdout, sys.stderr, warnings.showwarning)
     assert after == before
+
+
+def test_a_file_handler_a_schedule_made_is_closed_after_it(tmp_path: Any) -> None:
+    # Its lock is the scheduler's RLock; closed outside the schedule, by the
+    # exploring thread, it was taken and never let go (the owner's ident was
+    # compared with `is`), and the exploration hung for ever.
+    log = tmp_path / "service.log"
+
+    def scenario(reactor: Any) -> Deferred[Any]:
+        handler = logging.FileHandler(log)
+        logging.getLogger("threadcheck-test.file").addHandler(handler)
+        job = threads.deferToThreadPool(
+            reactor, reactor.getThreadPool(), logging.getLogger("threadcheck-test.file").error, "x"
+        )
+        return job
+
+    result = threadcheck.explore(scenario, budget=5)
+    result.assert_clean()
+    assert result.schedules >= 1
+    assert logging.getLogger("threadcheck-test.file").handlers == []
+    assert log.read_text().count("x\n") >= 1

@@ -188,12 +188,14 @@ class RLock:
         self._lock = Lock()
 
     def _me(self) -> object:
+        """Its owner's name: a controlled thread, or an uncontrolled one's ident
+        (an int: compared with ==, as each get_ident() call makes a new one)."""
         here = _here()
         return _thread.get_ident() if here is None else here[1]
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         me = self._me()
-        if self._owner is me:
+        if self._owner == me:
             self._count += 1
             return True
         if not self._lock.acquire(blocking, timeout):
@@ -202,7 +204,7 @@ class RLock:
         return True
 
     def release(self) -> None:
-        if self._owner is not self._me():
+        if self._owner != self._me():
             raise RuntimeError("cannot release un-acquired lock")
         self._count -= 1
         if self._count == 0:
@@ -216,7 +218,7 @@ class RLock:
 
     # Condition's protocol for locks it does not own outright.
     def _is_owned(self) -> bool:
-        return self._owner is self._me()
+        return self._owner == self._me()
 
     def _release_save(self) -> tuple[object, int]:
         state = (self._owner, self._count)
