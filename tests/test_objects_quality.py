@@ -15,6 +15,7 @@ For each check, on a real running instrumented reactor:
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -355,3 +356,43 @@ def test_a_worker_deferred_returned_from_a_reactor_callback_is_shared(
     [violation] = running.recorder.violations()
     assert violation.api == "Deferred.callback"
     assert outer[0].result == 1
+
+
+LAZY_WEB = """
+from twisted.internet import reactor, threads
+
+def start():
+    from twisted.web import resource, server  # imported once the reactor runs
+    from twisted.web.client import Agent, readBody
+
+    class Slow(resource.Resource):
+        isLeaf = True
+
+        def render_GET(self, request):
+            def work():
+                request.setHeader(b"x-job", b"1")  # BUG: in a worker
+            threads.deferToThread(work).addCallback(lambda _: request.finish())
+            return server.NOT_DONE_YET
+
+    port = reactor.listenTCP(0, server.Site(Slow()), interface="127.0.0.1")
+    url = f"http://127.0.0.1:{port.getHost().port}/".encode()
+    Agent(reactor).request(b"GET", url).addCallback(readBody).addBoth(lambda _: reactor.stop())
+
+reactor.callWhenRunning(start)
+reactor.run()
+"""
+
+
+@pytest.mark.slow
+def test_a_request_of_twisted_web_imported_while_the_reactor_runs_is_checked(
+    tmp_path: Any,
+) -> None:
+    # Late modules were patched only when a reactor was made or started: a
+    # callback's `from twisted.web import server` left its requests unchecked.
+    program = tmp_path / "lazy_web.py"
+    program.write_text(LAZY_WEB)
+    command = [sys.executable, "-m", "threadcheck", "run", str(program)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 3, result.stderr
+    assert "threadcheck: 1 thread-affinity violation (1 distinct)" in result.stderr
+    assert "[1] request.setHeader called from thread" in result.stderr

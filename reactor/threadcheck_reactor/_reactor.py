@@ -343,7 +343,7 @@ class ThreadCheckMixin(PosixReactorBase, metaclass=InstrumentedReactorType):
                 self._stall_watch = None
             if self._threadcheck_entered:
                 self._threadcheck_entered = False
-                _running.leave(self._threadcheck)
+                _running.leave(self._threadcheck, self)
 
     def _poll_codes(self) -> frozenset[CodeType]:
         """Where this reactor waits for I/O: its thread is idle there, not stalled."""
@@ -364,7 +364,7 @@ class ThreadCheckMixin(PosixReactorBase, metaclass=InstrumentedReactorType):
             self._threadcheck.reactor_started()
         if self._threadcheck_in_run and not self._threadcheck_entered:
             # Before Twisted's startRunning: it runs the startup triggers.
-            _running.enter(self._threadcheck)
+            _running.enter(self._threadcheck, self)
             self._threadcheck_entered = True
             if self.stall_threshold is not None:
                 self._stall_watch = StallWatch(

@@ -66,6 +66,8 @@ _LATE_MODULES = (
 """Modules patched only once imported (importing them for it would cost every program)."""
 
 _modules_seen: tuple[bool, ...] = ()  # which of them were imported when the patchers last ran
+_reactors: list[Any] = []
+"""The running reactors, told of a late module's import (see :class:`_ImportWatch`)."""
 _MISSING = object()
 _lock = threading.Lock()
 
@@ -79,7 +81,7 @@ def patch() -> None:
     """Apply every patch not applied yet; cheap when none of :data:`_LATE_MODULES`
     was imported since (an exploration makes a reactor per schedule)."""
     global _modules_seen
-    present = tuple(name in sys.modules for name in _LATE_MODULES)
+    present = tuple(_imported(name) for name in _LATE_MODULES)
     with _lock:
         if not STATE.owner:
             STATE.owner = get_ident()  # the installing thread: its calls take the fast path
@@ -107,18 +109,61 @@ def unpatch() -> None:
         _modules_seen = ()
 
 
-def enter(checker: AffinityChecker) -> None:
-    """``checker``'s reactor starts running in this thread: check objects against it."""
+def _imported(name: str) -> bool:
+    """Whether module ``name`` was imported, to its end (not one another thread
+    is still running: its classes may not be there yet)."""
+    module = sys.modules.get(name)
+    spec = getattr(module, "__spec__", None)
+    return module is not None and not getattr(spec, "_initializing", False)
+
+
+class _ImportWatch:
+    """First on ``sys.meta_path``, it finds nothing: it sees a late module's
+    import begin while a reactor runs (``from twisted.web import server`` in a
+    callback), and has each running reactor patch once it is done. No cost per
+    reactor iteration, one set lookup per import."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name in _LATE and _reactors:
+            for reactor in list(_reactors):
+                reactor.callFromThread(_catch_up, reactor)
+
+    def invalidate_caches(self) -> None:
+        pass
+
+
+_LATE = frozenset(_LATE_MODULES)
+_WATCH = _ImportWatch()
+
+
+def _catch_up(reactor: Any) -> None:
+    """In ``reactor``'s thread, at its next iteration: patch what the late module
+    brings, once its import (perhaps in another thread) has ended."""
+    if any(n in sys.modules and not _imported(n) for n in _LATE_MODULES):
+        reactor.callLater(0.01, _catch_up, reactor)
+        return
+    patch()
+
+
+def enter(checker: AffinityChecker, reactor: Any) -> None:
+    """``checker``'s ``reactor`` starts running in this thread: check objects
+    against it; a late module imported from now on is patched."""
     patch()
     with _lock:
         _running.append(checker)
+        _reactors.append(reactor)
+        if _WATCH not in sys.meta_path:
+            sys.meta_path.insert(0, _WATCH)
         _refresh()
 
 
-def leave(checker: AffinityChecker) -> None:
-    """``checker``'s reactor has stopped running."""
+def leave(checker: AffinityChecker, reactor: Any) -> None:
+    """``checker``'s ``reactor`` has stopped running."""
     with _lock:
         _running.remove(checker)
+        _reactors.remove(reactor)
+        if not _reactors and _WATCH in sys.meta_path:
+            sys.meta_path.remove(_WATCH)
         _refresh()
 
 
