@@ -303,20 +303,38 @@ def test_violations_outside_any_test_fail_the_session(pytester: pytest.Pytester)
     )
 
 
-def test_a_thread_outliving_its_test_is_charged_to_no_test(pytester: pytest.Pytester) -> None:
+STRAGGLERS = {
+    "a function": 'threading.Thread(target=late, name="straggler")',
+    "a Timer": "threading.Timer(0.3, schedule)",
+    "a partial": 'threading.Thread(target=functools.partial(late, 0.3), name="straggler")',
+}
+
+
+@pytest.mark.parametrize("started", STRAGGLERS.values(), ids=STRAGGLERS.keys())
+def test_a_thread_outliving_its_test_is_charged_to_no_test(
+    pytester: pytest.Pytester, started: str
+) -> None:
     # Its violation failed the innocent test running then, or, after the last
-    # test, was made after the session's report and lost (exit 0).
+    # test, was made after the session's report and lost (exit 0). A Timer's
+    # function and a partial's were taken for a pool's job: the same then.
     pytester.makepyfile(
-        """
+        f"""
+        import functools
         import threading
         import time
         from twisted.internet import reactor
 
+        def schedule():
+            reactor.callLater(3600, print)  # BUG: from a thread, after its test
+
+        def late(delay=0.3):
+            time.sleep(delay)
+            schedule()
+
         def test_a_starts_a_straggler():
-            def late():
-                time.sleep(0.3)
-                reactor.callLater(3600, print)  # BUG: from a thread, after its test
-            threading.Thread(target=late, name="straggler").start()
+            straggler = {started}
+            straggler.name = "straggler"
+            straggler.start()
 
         def test_b_innocent():
             time.sleep(0.6)

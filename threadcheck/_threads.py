@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from types import FrameType, TracebackType
+from types import CodeType, FrameType, TracebackType
 from typing import Any, TypeVar
 
 from threadcheck import _stacks
@@ -87,9 +87,27 @@ def started_in(thread: threading.Thread) -> object | None:
 def runs_its_own_code(thread: threading.Thread) -> bool:
     """Whether ``thread`` runs user code of its own (its target, or its class's
     ``run``), not a pool's loop running work that others hand it."""
-    run = getattr(thread, "_target", None) or getattr(type(thread), "run", None)
-    code = getattr(run, "__code__", None)
+    run = (
+        getattr(thread, "_target", None)
+        or (thread.function if isinstance(thread, threading.Timer) else None)
+        or getattr(type(thread), "run", None)
+    )
+    code = _code_of(run)
     return code is not None and _stacks.is_user_code(code.co_filename)
+
+
+def _code_of(function: object) -> CodeType | None:
+    """The code a callable runs: through ``functools.partial`` (and its kind), a
+    bound method, an object's ``__call__``."""
+    for _ in range(8):  # a partial of a partial...
+        inner = getattr(function, "func", None)
+        if inner is None or not callable(inner):
+            break
+        function = inner
+    code = getattr(function, "__code__", None)
+    if code is None and callable(function):
+        code = getattr(type(function).__call__, "__code__", None)
+    return code if isinstance(code, CodeType) else None
 
 
 def join_outliving(timeout: float) -> None:
