@@ -220,7 +220,9 @@ def test_a_replay_that_goes_elsewhere_is_an_error_not_a_pass(pytester: pytest.Py
     token = token_of(run(pytester, "-k", "lost_update"))
     replayed = run(pytester, "test_race.py::test_fixed", f"--threadcheck-replay={token}")
     replayed.assert_outcomes(failed=1)
-    replayed.stdout.fnmatch_lines(["*threadcheck: the replay diverged:*"])
+    replayed.stdout.fnmatch_lines(
+        ["*threadcheck: the replay diverged:*", "1 exploration: 1 schedule in * 1 failing"]
+    )
 
 
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["alone", "xdist"])

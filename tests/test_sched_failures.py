@@ -55,6 +55,22 @@ def test_an_unhandled_error_in_a_deferred() -> None:
     assert result.failure.signature() == "unhandled-error:KeyError"
 
 
+def test_an_error_in_a_job_given_to_call_in_thread_is_one_line() -> None:
+    # The pool logs it with the legacy log.err(): its formatted event carries the
+    # whole traceback, which became the headline (14 lines, then the error).
+    def scenario(reactor: Any) -> Deferred[Any]:
+        def job() -> None:
+            [].pop()
+
+        reactor.callInThread(job)
+        return in_pool(reactor, lambda: None)
+
+    result = threadcheck.explore(scenario, budget=5)
+    assert result.failure is not None
+    assert result.failure.kind == "unhandled-error"
+    assert result.failure.message == "Unhandled Error: IndexError: pop from empty list"
+
+
 def test_a_failed_deferred_and_an_error_in_a_reactor_callback() -> None:
     def failed(reactor: Any) -> Deferred[Any]:
         return in_pool(reactor, lambda: 1 / 0)

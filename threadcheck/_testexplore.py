@@ -21,6 +21,7 @@ import os
 import re
 import shlex
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -218,11 +219,14 @@ def _explore_or_replay(item: pytest.Function, options: Options, settings: dict[s
     explore_settings = _explore_settings(item, settings)
     if options.replay is not None:
         diverged: str | None = None
+        began = time.monotonic()
         try:
             result = replay(target, options.replay, warn=_warn)
         except ReplayDivergenceError as error:
             diverged = str(error)
-        if diverged is not None:
+        if diverged is not None:  # one schedule, failing: counted in the summary
+            seconds = time.monotonic() - began
+            item.user_properties.append((STATS_PROPERTY, f"1 {seconds:.3f} 1 0"))
             pytest.fail(f"threadcheck: {diverged}", pytrace=False)
         result.replay_command = replay_command(typed, options.replay)
         _record(item, result)

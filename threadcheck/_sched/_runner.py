@@ -467,7 +467,8 @@ class _LoggedErrors:
         from twisted.internet.defer import FirstError
         from twisted.logger import formatEvent
 
-        said = formatEvent(event).rstrip(": ") or _logged_by(event)
+        # Its first line: a legacy log.err() formats the traceback after it.
+        said = formatEvent(event).partition("\n")[0].rstrip(": ") or _logged_by(event)
         details = failure.getTraceback()
         while failure.check(FirstError):  # gatherResults': what failed in it is the error
             said += f" (error {failure.value.index} of a gatherResults or DeferredList)"
