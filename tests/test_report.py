@@ -9,6 +9,7 @@ import threading
 import time
 import warnings
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -154,6 +155,40 @@ def test_a_library_callable_handed_to_the_pool_is_reported_at_the_handing_line(
     if mode is Mode.WARN:
         [warning] = [w for w in caught if issubclass(w.category, ThreadAffinityWarning)]
         assert (warning.filename, warning.lineno) == (__file__, handing_line)
+
+
+def test_a_callable_submitted_to_an_executor_is_reported_at_the_submitting_line(
+    running_reactor: Any,
+) -> None:
+    # The executor's one thread was started by an innocent first job: that line
+    # was the "offending call" (the thread was started here).
+    running: RunningReactor = running_reactor()
+    with ThreadPoolExecutor(1) as executor:
+        executor.submit(noop).result()
+        executor.submit(running.reactor.callLater, 0, noop).result()  # BUG
+        submitting_line = inspect.currentframe().f_lineno - 1  # type: ignore[union-attr]
+    [violation] = _wait_for_violations(running, 1)
+    where = violation.user_frame()
+    assert where is not None and (where.filename, where.lineno) == (__file__, submitting_line)
+    report = format_report([violation])
+    assert f"offending call: {where.location()}  (work handed to the thread pool here)" in report
+
+
+def test_a_job_of_a_pool_that_does_not_say_who_submitted_it_has_no_offending_line(
+    running_reactor: Any,
+) -> None:
+    running: RunningReactor = running_reactor()
+    pool = ThreadPool(1, 1, name="own")
+    pool.start()
+    try:
+        pool.callInThread(noop)  # starts its worker: not the offending call
+        pool.callInThread(running.reactor.callLater, 0, noop)  # BUG, from a pool we do not track
+        [violation] = _wait_for_violations(running, 1)
+    finally:
+        pool.stop()
+    assert violation.user_frame() is None
+    report = format_report([violation])
+    assert "offending call: unknown: a job handed to a thread pool that does not say who" in report
 
 
 def test_json_report_reads_back_exactly(running_reactor: Any) -> None:

@@ -210,6 +210,8 @@ def _format_group(number: int, g: Group) -> Iterator[str]:
         yield f"    offending call: {where.location()}{_handed_over(v)}"
         if where.source:
             yield f"        {where.source}"
+    elif v.runs_pool_jobs() and v.submitted_from is None:
+        yield "    offending call: unknown: a job handed to a thread pool that does not say who"
     entry = _entry_into_library(v.stack)
     if entry is not None:
         yield f"    through {entry.library}: {entry.location()}"

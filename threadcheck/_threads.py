@@ -59,6 +59,26 @@ def track_thread_starts() -> None:
 
         start.__doc__ = original.__doc__
         threading.Thread.start = start  # type: ignore[method-assign,assignment]
+        _track_executor_submissions()
+
+
+def _track_executor_submissions() -> None:
+    """``ThreadPoolExecutor.submit`` (and so ``map``) runs each job through
+    :func:`run_submitted`, as the reactor's thread pool does: a job's violation
+    names the line that submitted it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    original = ThreadPoolExecutor.submit
+    _undo.append((ThreadPoolExecutor, "submit", original))
+
+    def submit(self: Any, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        return original(self, run_submitted, _stacks.capture_raw(skip=1), fn, *args, **kwargs)
+
+    submit.__doc__ = original.__doc__
+    ThreadPoolExecutor.submit = submit  # type: ignore[method-assign]
+
+
+_undo: list[tuple[Any, str, Any]] = []
 
 
 def stop_tracking_thread_starts() -> None:
@@ -67,6 +87,9 @@ def stop_tracking_thread_starts() -> None:
         if _original_start is not None:
             threading.Thread.start = _original_start  # type: ignore[method-assign,assignment]
             _original_start = None
+        while _undo:
+            owner, name, original = _undo.pop()
+            setattr(owner, name, original)
 
 
 def starts_so_far() -> int:

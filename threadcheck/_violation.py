@@ -80,6 +80,14 @@ class PriorAccess:
     submitted_from: Stack | None
 
 
+_POOL_LOOPS = (
+    "concurrent/futures/thread.py",
+    "twisted/python/threadpool.py",
+    "twisted/_threads/_threadworker.py",
+)
+"""Files of the thread pools' worker loops (``_worker``, ``work``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Violation:
     """One non-thread-safe call made from the wrong thread.
@@ -116,13 +124,22 @@ class Violation:
         When the thread ran a library callable directly, with no user code on
         its stack (``callInThread(self.sendLine, ...)``,
         ``Thread(target=reactor.stop)``), the user line that handed it over:
-        where the work was submitted, else where the thread was started.
+        where the work was submitted, else where the thread was started (not
+        for a pool's worker: it was started for other work, at an innocent line).
         """
-        for stack in (self.stack, self.submitted_from, self.spawn_site):
+        spawn_site = None if self.runs_pool_jobs() else self.spawn_site
+        for stack in (self.stack, self.submitted_from, spawn_site):
             where = innermost_user_frame(stack) if stack is not None else None
             if where is not None:
                 return where
         return None
+
+    def runs_pool_jobs(self) -> bool:
+        """Whether the thread is a pool's worker, running jobs handed to it."""
+        return any(
+            frame.function in ("_worker", "work") and frame.filename.endswith(_POOL_LOOPS)
+            for frame in self.stack
+        )
 
     def summary(self) -> str:
         where = self.user_frame()
