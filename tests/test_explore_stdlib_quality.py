@@ -209,3 +209,40 @@ def test_random_jitter_replays_exactly_in_a_fresh_process(tmp_path: Path) -> Non
     assert_found_and_replayed(result, headline)  # the same delays, the same random()
     again = explore_program(write_program(tmp_path, JITTER.format()))
     assert again.stderr.splitlines()[0] == headline  # and the same in another exploration
+
+
+# Request ids from uuid4(), as services make them: the failure names them, so a
+# replay whose uuid4() drew other bytes (the OS's) would not print the same line.
+REQUEST_IDS = """
+import secrets
+import threading
+import uuid
+
+class Shard:
+    handled = 0
+
+shards = [Shard(), Shard()]
+seen = []
+
+def handle():
+    request = uuid.uuid4()
+    seen.append(f"{request.hex[:8]}-{secrets.token_hex(2)}")
+    shard = shards[request.int % 2]
+    handled = shard.handled
+    shard.handled = handled + 1  # BUG: lost update within a shard
+
+workers = [threading.Thread(target=handle) for _ in range(3)]
+for worker in workers:
+    worker.start()
+for worker in workers:
+    worker.join()
+total = sum(shard.handled for shard in shards)
+assert total == 3, f"handled {total} of {sorted(seen)}"
+"""
+
+
+def test_request_ids_from_uuid4_replay_exactly_in_a_fresh_process(tmp_path: Path) -> None:
+    result = explore_program(write_program(tmp_path, REQUEST_IDS))
+    headline = result.stderr.splitlines()[0]
+    assert headline.startswith("threadcheck: exception: AssertionError: handled 2 of ["), headline
+    assert_found_and_replayed(result, headline)  # the same ids, the same tokens

@@ -526,6 +526,28 @@ ACCESS_KINDS = [
         line="Server.accepting = False",
     ),
     Case(
+        "a class default read, then the instance given its own by another thread",
+        racy="""
+            class Job:
+                done = False
+            job = Job()
+            t = threading.Thread(target=lambda: job.done); t.start()
+            time.sleep(0.2)  # the read comes first, unordered
+            job.done = True
+            t.join()
+        """,
+        fixed="""
+            class Job:
+                done = False
+            job = Job()
+            t = threading.Thread(target=lambda: job.done); t.start()
+            t.join()
+            job.done = True
+        """,
+        location="Job.done",
+        line="job.done = True",
+    ),
+    Case(
         "a job handed to a thread started with _thread.start_new_thread",
         racy="""
             import _thread

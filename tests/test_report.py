@@ -30,6 +30,10 @@ def noop() -> None:
     pass
 
 
+def ignore(failure: object) -> None:
+    pass
+
+
 def _violations_from(running: RunningReactor, n_threads: int, per_thread: int) -> list[Violation]:
     def hammer() -> None:
         for _ in range(per_thread):
@@ -189,6 +193,32 @@ def test_a_job_of_a_pool_that_does_not_say_who_submitted_it_has_no_offending_lin
     assert violation.user_frame() is None
     report = format_report([violation])
     assert "offending call: unknown: a job handed to a thread pool that does not say who" in report
+
+
+def test_a_twisted_function_called_from_a_worker_is_fixed_by_its_module_name(
+    running_reactor: Any,
+) -> None:
+    # connectProtocol reaches reactor.connectTCP: the fix named `obj.connectProtocol`,
+    # and deferLater (checked itself) `obj.deferLater`.
+    from twisted.internet import endpoints, protocol, task
+
+    running: RunningReactor = running_reactor()
+    endpoint = endpoints.TCP4ClientEndpoint(running.reactor, "127.0.0.1", 9)
+    calls = [
+        lambda: endpoints.connectProtocol(endpoint, protocol.Protocol()).addErrback(ignore),
+        lambda: task.deferLater(running.reactor, 0, noop),
+    ]
+    for call in calls:
+        run_threads([threading.Thread(target=call)])
+    violations = _wait_for_violations(running, 2)
+    fixes = [format_report([v]).splitlines()[-1].strip() for v in violations]
+    assert fixes == [
+        "fix: call connectProtocol() in the reactor thread: "
+        "reactor.callFromThread(endpoints.connectProtocol, ...), or, for its result, "
+        "threads.blockingCallFromThread(reactor, endpoints.connectProtocol, ...)",
+        "fix: call it in the reactor thread: reactor.callFromThread(task.deferLater, ...), "
+        "or, for its result, threads.blockingCallFromThread(reactor, task.deferLater, ...)",
+    ]
 
 
 def test_json_report_reads_back_exactly(running_reactor: Any) -> None:

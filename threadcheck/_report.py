@@ -11,6 +11,8 @@ workers, trial -j workers) merge without loss.
 from __future__ import annotations
 
 import json
+import linecache
+import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -117,6 +119,14 @@ def _hint(violation: Violation) -> str:
     api = violation.api.removeprefix("reactor.")
     if entry is not None and entry.library == "twisted" and entry.function != api:
         # e.g. transport.write reaching reactor.addWriter: the user's call is what moves.
+        module = _module_function(entry)
+        if module is not None:  # threads.deferToThread: its result may be wanted
+            called = f"{module}.{entry.function}"
+            return (
+                f"call {entry.function}() in the reactor thread: "
+                f"reactor.callFromThread({called}, ...), or, for its result, "
+                f"threads.blockingCallFromThread(reactor, {called}, ...)"
+            )
         return (
             f"call {entry.function}() in the reactor thread: "
             f"reactor.callFromThread(obj.{entry.function}, ...)"
@@ -139,8 +149,28 @@ def _user_api_hint(api: str) -> str:
             f"set it in the reactor thread: "
             f"reactor.callFromThread(setattr, obj, {attribute!r}, value)"
         )
+    if api in _MODULE_FUNCTIONS:
+        return (
+            f"call it in the reactor thread: reactor.callFromThread({api}, ...), or, for "
+            f"its result, threads.blockingCallFromThread(reactor, {api}, ...)"
+        )
     target = f"obj.{api.rsplit('.', 1)[1]}" if "." in api else api
     return f"call it in the reactor thread: reactor.callFromThread({target}, ...)"
+
+
+_MODULE_FUNCTIONS = frozenset({"task.deferLater"})
+"""Checked APIs that are a module's functions, not an object's methods."""
+
+
+def _module_function(frame: _stacks.Frame) -> str | None:
+    """The module's short name when ``frame``'s function is defined at a
+    module's top level (``threads`` for ``deferToThread``), not a method."""
+    for lineno in range(frame.lineno, 0, -1):
+        line = linecache.getline(frame.filename, lineno)
+        if line.lstrip().startswith((f"def {frame.function}(", f"async def {frame.function}(")):
+            top = not line[:1].isspace()
+            return os.path.splitext(os.path.basename(frame.filename))[0] if top else None
+    return None
 
 
 def _entry_into_library(stack: _stacks.Stack) -> _stacks.Frame | None:

@@ -84,11 +84,17 @@ def ra(obj: Any, name: str, site: int) -> Any:
         shadow = objects.get(id(obj))
         loc = shadow.locations.get(name) if shadow is not None else None
         if loc is None:
-            read(tc, attribute(obj, name), site, obj, name, "read")
+            loc, shared = attribute(obj, name)
+            read(tc, loc, site, obj, name, "read")
+            if shared is not None:
+                read(tc, shared, site, obj, name, "read")
         else:
             last = loc.read or loc.write  # a write since covers a read: see _shadow.read
             if last is None or last.tid != tc.tid or last.clock != tc.clock:
                 read(tc, loc, site, obj, name, "read")
+                borrowed = shadow.borrowed if shadow is not None else None
+                if borrowed is not None and name in borrowed:
+                    read(tc, borrowed[name], site, obj, name, "read")
     return obj
 
 
@@ -127,9 +133,9 @@ def _written(obj: Any, name: str, site: int, mode: str) -> None:
     loc = shadow.locations.get(name) if shadow is not None else None
     if loc is None:
         loc = location(obj, name)
-    elif shadow is not None and shadow.borrowed is not None and name in shadow.borrowed:
-        loc = own_attribute(obj, name)  # it read its class's so far: now has its own
     else:
+        if shadow is not None and shadow.borrowed is not None:
+            own_attribute(obj, name)  # it read its class's so far: now has its own
         last = loc.write
         if last is not None and last.tid == tc.tid and last.clock == tc.clock:
             return  # written by this thread since its last synchronisation (read too)

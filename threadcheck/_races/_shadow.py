@@ -124,8 +124,9 @@ class _Shadow:
         self.locations: dict[Any, Location] = {}
         self.per_thread = per_thread
         """A ``threading.local``: each thread's attributes are its own locations."""
-        self.borrowed: set[str] | None = None
-        """Attribute names whose location is its class's (see :func:`attribute`)."""
+        self.borrowed: dict[str, Location] | None = None
+        """Attributes read through its class, with the class attribute's
+        location, which each read of them reads too (see :func:`attribute`)."""
 
 
 objects: dict[int, _Shadow] = {}
@@ -156,31 +157,29 @@ def _shadow(obj: object) -> _Shadow:
 _MISSING = object()
 
 
-def attribute(obj: object, name: str) -> Location:
-    """The location ``obj.name`` reads: its own attribute's, or, while it has none
-    of that name, its class's plain attribute's, which ``Server.accepting = False``
-    writes. The instance's shadow keeps the class's location under ``name`` (its
-    reads find it at once) until :func:`own_attribute` gives it one of its own."""
+def attribute(obj: object, name: str) -> tuple[Location, Location | None]:
+    """The locations ``obj.name`` reads: its own attribute's, and, while it has
+    none of that name, its class's plain attribute's, which ``Server.accepting =
+    False`` writes (remembered in the instance's shadow: its next reads read it
+    too, until :func:`own_attribute`). Its own is read as well: a write that gives
+    it one of its own (``s.fired = 1`` in another thread) races the read."""
     owner = _class_owner(obj, name)
+    own = location(obj, name)
     if owner is None:
-        return location(obj, name)
-    found = location(owner, name)
+        return own, None
+    shared = location(owner, name)
     shadow = _shadow(obj)
-    shadow.locations[name] = found
     if shadow.borrowed is None:
-        shadow.borrowed = set()
-    shadow.borrowed.add(name)
-    return found
+        shadow.borrowed = {}
+    shadow.borrowed[name] = shared
+    return own, shared
 
 
-def own_attribute(obj: object, name: str) -> Location:
-    """The location of ``obj``'s own attribute ``name``, about to be written: no
-    longer its class's, if it read that one so far."""
+def own_attribute(obj: object, name: str) -> None:
+    """``obj`` has its own attribute ``name`` now: its reads no longer read its class's."""
     shadow = _shadow(obj)
-    if shadow.borrowed is not None and name in shadow.borrowed:
-        shadow.borrowed.discard(name)
-        del shadow.locations[name]
-    return location(obj, name)
+    if shadow.borrowed is not None:
+        shadow.borrowed.pop(name, None)
 
 
 def _class_owner(obj: object, name: str) -> type | None:

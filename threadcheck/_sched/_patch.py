@@ -139,6 +139,9 @@ class Patches:
             (time, "sleep", _sleep),
             *((time, name, _virtual_clock(getattr(time, name))) for name in _CLOCKS),
             (random.Random, "seed", _reproducible_seed(random.Random.seed)),
+            # uuid4(), secrets, SystemRandom: the OS's bytes, the schedule's instead.
+            (os, "urandom", _reproducible_bytes(os.urandom)),
+            (random, "_urandom", _reproducible_bytes(random._urandom)),  # type: ignore[attr-defined]
             (atexit, "register", per_schedule_atexit(atexit.register, self.is_user_file)),
             (signal, "signal", inert_in_schedules(signal.signal, self.is_user_file)),
             (signal, "alarm", inert_in_schedules(signal.alarm, self.is_user_file)),
@@ -246,6 +249,19 @@ def _reproducible_seed(original: Callable[..., None]) -> Any:
         original(self, a, version)
 
     return seed
+
+
+def _reproducible_bytes(original: Callable[[int], bytes]) -> Any:
+    """``os.urandom`` (``uuid.uuid4``, ``secrets``, ``random.SystemRandom``): in a
+    controlled thread, the next of the schedule's bytes, so a replay repeats them."""
+
+    def urandom(size: int) -> bytes:
+        scheduler = active()
+        if scheduler is not None and scheduler.controlled() is not None:
+            return _unseeded.randbytes(size)
+        return original(size)
+
+    return urandom
 
 
 def _without_aborts(publish: Callable[[Any, dict[str, Any]], None]) -> Any:
