@@ -226,3 +226,27 @@ def test_the_reactor_stopping_before_the_scenario_is_done() -> None:
     result = threadcheck.explore(scenario, budget=3)
     assert result.failure is not None
     assert result.failure.kind == "incomplete"
+
+
+def test_a_deadlock_that_the_last_runnable_threads_end_leaves_is_reported() -> None:
+    # An executor's worker ended last (its executor collected), leaving only the
+    # never-stopped pool's worker and the join at exit: the turn stayed with the
+    # ended worker, read as "blocked outside the scheduler's control" after 10 s.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from twisted.internet import defer
+    from twisted.python.threadpool import ThreadPool
+
+    def scenario(reactor: Any) -> Deferred[Any]:
+        pool = ThreadPool(1, 2, name="own")
+        pool.start()  # BUG: never stopped
+        job = threads.deferToThreadPool(reactor, pool, lambda: 2)
+        executor = ThreadPoolExecutor(2)
+        fired: Deferred[Any] = Deferred()
+        executor.submit(lambda: reactor.callFromThread(fired.callback, 1))
+        return defer.gatherResults([fired, job])
+
+    result = threadcheck.explore(scenario, budget=5)
+    assert result.failure is not None, result.report()
+    assert result.failure.kind == "deadlock", result.report()
+    assert "T0(MainThread) on join of T1 (PoolThread-own-0) at exit" in result.failure.message

@@ -380,7 +380,9 @@ class Scheduler:
             self._ended(thread.tid)
             self._wake_settler()
             following = self._next_after(thread)
-        except Abort:  # the strategy failed choosing (it failed the schedule): tear down
+            if following is None and self.live_threads():
+                self._deadlock(thread)  # its end woke nobody: they wait for ever
+        except Abort:  # the schedule failed (the strategy, a deadlock): tear down
             following = self._next_to_abort()
         if following is not None:
             self._hand_to(following)
