@@ -36,6 +36,9 @@ the worker (a violation), and its ``callFromThread`` twin, which must end. A
 schedule runs without signal handlers, and the child may close its pipes
 before it exits: the reactor waits on it for real and reaps it as SIGCHLD
 would (it once reported a deadlock, then blocked for ever).
+
+A TTL cache whose entries expire on a ``callLater`` while a pool job refreshes
+them: its failure is shrunk to the two preemptions it needs.
 """
 
 from __future__ import annotations
@@ -604,6 +607,83 @@ def test_a_count_kept_by_a_job_waiting_in_select_races_the_reactor(tmp_path: Pat
 def test_its_twin_counting_in_the_reactor_waits_for_the_writer(tmp_path: Path) -> None:
     counted = "shipped.addCallback(lambda n: setattr(stats, 'shipped', stats.shipped + n))"
     program = SHIPPER.format(count="", counted=counted)
+    result = explore_program(write_program(tmp_path, program))
+    assert result.returncode == 0, result.stderr
+    assert "no failure" in result.stderr
+
+
+# A TTL cache: entries expire on a callLater, a pool job refreshes them. The
+# failure needs two preemptions (the refresher's look, then the expiry between
+# its read and its write); the first failing schedule has five, and dropping
+# them one at a time got stuck at four, with two inside Twisted's internals.
+TTL_CACHE = """
+import sys
+import threading
+
+from twisted.internet import defer, reactor, task, threads
+
+
+class TTLCache:
+    def __init__(self, ttl):
+        self.ttl = ttl
+        self.data = {{}}
+        self.lock = threading.Lock()
+
+    def put(self, key, value):
+        with self.lock:
+            self.data[key] = value
+        reactor.callFromThread(reactor.callLater, self.ttl, self.expire, key)
+
+    def expire(self, key):
+        {expire}
+
+    def refresh(self, key):
+        {refresh}
+
+
+cache = TTLCache(0.5)
+
+
+def refresher(key):
+    import time
+    time.sleep(0.5)
+    return cache.refresh(key)
+
+
+@defer.inlineCallbacks
+def main():
+    yield threads.deferToThread(cache.put, "a", 1)
+    yield threads.deferToThread(refresher, "a")
+    yield task.deferLater(reactor, 1, lambda: None)
+
+
+main().addBoth(lambda _: reactor.stop())
+reactor.run()
+if cache.data:
+    sys.exit(f"entry survived TTL: {{cache.data}}")
+"""
+EXPIRE_RACY = "if key in self.data:\n            del self.data[key]  # BUG: no lock"
+REFRESH_RACY = (
+    "if key in self.data:\n            value = self.data[key]\n"
+    "            self.data[key] = value + 1  # BUG: no lock"
+)
+EXPIRE_LOCKED = "with self.lock:\n            self.data.pop(key, None)"
+REFRESH_LOCKED = (
+    "with self.lock:\n            if key in self.data:\n                self.data[key] += 1"
+)
+
+
+def test_a_failure_is_shrunk_to_its_fewest_preemptions(tmp_path: Path) -> None:
+    program = TTL_CACHE.format(expire=EXPIRE_RACY, refresh=REFRESH_RACY)
+    result = explore_program(write_program(tmp_path, program))
+    assert_found_and_replayed(
+        result, "threadcheck: exit: the program exited with status 1: entry survived TTL"
+    )
+    assert "; shrunk to 2\n" in result.stderr, result.stderr.splitlines()[1]
+
+
+def test_its_locked_twin_is_clean(tmp_path: Path) -> None:
+    program = TTL_CACHE.format(expire=EXPIRE_LOCKED, refresh=REFRESH_LOCKED)
     result = explore_program(write_program(tmp_path, program))
     assert result.returncode == 0, result.stderr
     assert "no failure" in result.stderr

@@ -5,9 +5,10 @@
 2. Try no preemption at all.
 3. Greedily drop preemptions, latest first, keeping any drop that still fails
    the same way.
-4. If more than one is left, search every single-preemption schedule (a
-   bounded search with bound 1): often one preemption is enough where greedy
-   dropping gets stuck.
+4. If more than one is left, search every schedule with fewer, fewest first
+   (a bounded search, up to two preemptions, in what is left of the budget):
+   greedy dropping gets stuck where another one or two preemptions, elsewhere,
+   make the same failure.
 
 Every candidate is run for real; a candidate counts only if it fails with the
 same signature (kind and first line). The result is always a schedule that
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from threadcheck._sched._report import ScheduleRun
 from threadcheck._sched._runner import Explorer, run_plan
 from threadcheck._sched.strategies import Replay
+from threadcheck._sched.strategies.bounded import BoundedPreemption
 
 DEFAULT_SHRINK_BUDGET = 400
 
@@ -41,21 +43,59 @@ def shrink_failure(
     runs = 0
     best: ScheduleRun | None = None
 
-    def attempt(preemptions: list[tuple[int, int]]) -> tuple[ScheduleRun, bool]:
-        nonlocal runs, best
-        if progress is not None:
-            progress(runs, (best or failing).preemption_count)
-        runs += 1
-        run, _ = run_plan(explorer, preemptions)
+    def judged(run: ScheduleRun) -> tuple[ScheduleRun, bool]:
+        nonlocal best
         fails = run.failure is not None and run.failure.signature() == signature
         if fails and (best is None or run.preemption_count <= best.preemption_count):
             best = run
         return run, fails
 
+    def counted() -> None:
+        nonlocal runs
+        if progress is not None:
+            progress(runs, (best or failing).preemption_count)
+        runs += 1
+
+    def attempt(preemptions: list[tuple[int, int]]) -> tuple[ScheduleRun, bool]:
+        counted()
+        run, _ = run_plan(explorer, preemptions)
+        return judged(run)
+
+    def attempt_next(strategy: BoundedPreemption, index: int) -> tuple[ScheduleRun, bool] | None:
+        counted()
+        run = explorer.run(strategy, index)
+        return None if run is None else judged(run)
+
+    def within_budget() -> bool:
+        return runs < budget
+
     try:
-        return _shrink(explorer, failing, attempt, lambda: runs < budget), False
+        best_run = _shrink(explorer, failing, attempt, within_budget)
+        if best_run.preemption_count > 1:
+            bound = min(best_run.preemption_count - 1, 2)
+            best_run = _fewest(attempt_next, bound, within_budget) or best_run
+        return best_run, False
     except KeyboardInterrupt:
         return best if best is not None else _traced(explorer, failing), True
+
+
+def _fewest(
+    attempt_next: Callable[[BoundedPreemption, int], tuple[ScheduleRun, bool] | None],
+    bound: int,
+    within_budget: Callable[[], bool],
+) -> ScheduleRun | None:
+    """The first failing schedule with at most ``bound`` preemptions, fewest first."""
+    strategy = BoundedPreemption(bound)
+    index = 0
+    while within_budget():
+        tried = attempt_next(strategy, index)
+        if tried is None:
+            return None  # every such schedule ran
+        run, fails = tried
+        if fails:
+            return run
+        index += 1
+    return None
 
 
 def _shrink(
@@ -74,17 +114,6 @@ def _shrink(
     if fails_unpreempted:
         return base
     best, plan = _drop_greedily(attempt, best, plan, within_budget)
-    if best.preemption_count <= 1:
-        return best
-    for decision, (_, default, runnable) in enumerate(base.choices):
-        for tid in runnable:
-            if not within_budget():
-                return best
-            if tid == default:
-                continue
-            run, fails = attempt([(decision, tid)])
-            if fails:
-                return run
     return best
 
 
