@@ -86,6 +86,12 @@ class Sloppy(unittest.TestCase):
         return threads.deferToThread(lambda: [schedule(), schedule()])
 
 
+    def test_blocking_call_in_the_reactor_thread(self):
+        # It raises BlockingCallInReactorThreadError: one error, not a second
+        # for the violation it also is.
+        return threads.blockingCallFromThread(reactor, lambda: None)
+
+
 class SloppySync(unittest.SynchronousTestCase):
     def test_from_a_thread(self):
         thread = threading.Thread(target=schedule)
@@ -102,15 +108,21 @@ def test_trial_record_mode_fails_each_test_and_reports_everything(
     report = tmp_path / "report.json"
     result = trial("tc_sloppy", tmp_path, *jobs, THREADCHECK_JSON=str(report))
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "FAILED (errors=3, successes=1)" in result.stdout
+    assert "FAILED (errors=4, successes=1)" in result.stdout
     assert "ThreadAffinityViolationsError: threadcheck: 2 thread-affinity violations" in (
         result.stdout
     )
-    # One report, on the console, of every process's violations (-j: the workers').
-    assert result.stderr.startswith("threadcheck: 4 thread-affinity violations")
+    # One report, on the console, of every process's violations (-j: the workers'),
+    # after the line that says the blocking call raised.
+    assert result.stderr.count("threadcheck: 5 thread-affinity violations (") == 1
+    assert (
+        "thread-affinity violations ("
+        not in result.stderr.split("threadcheck: 5 thread-affinity violations (")[0]
+    )
     document = json.loads(report.read_text())
-    assert document["total"] == 4
+    assert document["total"] == 5
     assert {v["test"]["nodeid"] for v in document["violations"]} == {
+        "tc_sloppy.Sloppy.test_blocking_call_in_the_reactor_thread",
         "tc_sloppy.Sloppy.test_from_a_worker",
         "tc_sloppy.Sloppy.test_twice_from_a_worker",
         "tc_sloppy.SloppySync.test_from_a_thread",

@@ -87,9 +87,20 @@ class _ChargingReporter:
         self._test_id = test_id
         self._allowed = allowed
         self._bad_allow = bad_allow
+        self._failed = False
+        """The test failed or errored already: its violations add no second
+        result (``BlockingCallInReactorThreadError`` raised in it is one)."""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._original, name)
+
+    def addError(self, test: Any, error: Any) -> None:
+        self._failed = True
+        self._original.addError(test, error)
+
+    def addFailure(self, test: Any, failure: Any) -> None:
+        self._failed = True
+        self._original.addFailure(test, failure)
 
     def addSuccess(self, test: Any) -> None:
         failed = self._charge(test)
@@ -107,9 +118,9 @@ class _ChargingReporter:
 
     def _charge(self, test: Any) -> bool:
         failing = self._report.tests.take(self._test_id, self._allowed)
-        if not failing or self._report.report_only:
-            return False
-        self._original.addError(test, _failure(failing))
+        if not failing or self._report.report_only or self._failed:
+            return bool(failing) and self._failed
+        self.addError(test, _failure(failing))
         return True
 
 
