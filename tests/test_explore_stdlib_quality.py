@@ -246,3 +246,34 @@ def test_request_ids_from_uuid4_replay_exactly_in_a_fresh_process(tmp_path: Path
     headline = result.stderr.splitlines()[0]
     assert headline.startswith("threadcheck: exception: AssertionError: handled 2 of ["), headline
     assert_found_and_replayed(result, headline)  # the same ids, the same tokens
+
+
+# Spool files named by uuid4(), created with O_EXCL and left behind: each
+# schedule, and each exploration, must draw other ids (the same bytes every
+# schedule made the second one fail with FileExistsError).
+SPOOL = """
+import os
+import threading
+import uuid
+
+def spool():
+    fd = os.open(os.path.join("spool", uuid.uuid4().hex), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    os.close(fd)
+
+os.makedirs("spool", exist_ok=True)
+workers = [threading.Thread(target=spool) for _ in range(2)]
+for worker in workers:
+    worker.start()
+for worker in workers:
+    worker.join()
+"""
+
+
+def test_ids_from_uuid4_differ_between_schedules_and_explorations(tmp_path: Path) -> None:
+    program = write_program(tmp_path, SPOOL)
+    for _ in range(2):
+        result = explore_program(program, "--budget", "50")
+        assert result.returncode == 0, result.stderr
+        proved = "threadcheck: every interleaving explored ("
+        assert result.stderr.startswith(proved), result.stderr
+    assert len(list((tmp_path / "spool").iterdir())) >= 8  # 2 ids a schedule, 2 or more each

@@ -340,9 +340,7 @@ def _shown(
 
 def _rerun(explorer: Explorer, run: ScheduleRun) -> ScheduleRun:
     """The same schedule again, with its step trace recorded."""
-    again = explorer.run(Replay(run.decisions), 0)
-    assert again is not None
-    return again
+    return explorer.rerun(run)
 
 
 def _traced_or_none(explorer: Explorer, run: ScheduleRun) -> ScheduleRun | None:
@@ -387,7 +385,7 @@ def replay(
     with Explorer(target, settings, random_seed=seed) as explorer:
         explorer.warm_up()
         try:
-            run = explorer.run(strategy, 0)
+            run = explorer.run(strategy, 0, entropy=str(document.get("entropy", "")))
         except ReplayDivergenceError as error:  # noticed in the middle of the run
             text = " ".join(str(error).split())
             raise ReplayDivergenceError(f"the replay diverged: {text}") from None

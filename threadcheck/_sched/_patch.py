@@ -229,13 +229,19 @@ def _stdlib_machinery() -> tuple[frozenset[object], tuple[str, ...]]:
 # Seeds for the generators a schedule makes without one: drawn in schedule
 # order from a generator reseeded as each schedule starts, so a replay repeats them.
 _unseeded = random.Random(0)
+_entropy = random.Random(0)
+"""The bytes ``os.urandom`` draws in controlled threads: seeded per schedule run."""
 
 
-def reseed_randomness(seed: int) -> None:
+def reseed_randomness(seed: int, entropy: str) -> None:
     """As a schedule starts: the ``random`` module and every ``random.Random()``
-    made without a seed draw the same numbers on every run of this schedule."""
+    made without a seed draw the same numbers on every run of this schedule;
+    ``os.urandom`` (uuid4) draws bytes of this run's ``entropy``: the same in
+    its replay, others in other schedules and explorations (an id they keep, a
+    file they leave, would collide)."""
     random.seed(seed)
     _unseeded.seed(seed)
+    _entropy.seed(entropy)
 
 
 def _reproducible_seed(original: Callable[..., None]) -> Any:
@@ -258,7 +264,7 @@ def _reproducible_bytes(original: Callable[[int], bytes]) -> Any:
     def urandom(size: int) -> bytes:
         scheduler = active()
         if scheduler is not None and scheduler.controlled() is not None:
-            return _unseeded.randbytes(size)
+            return _entropy.randbytes(size)
         return original(size)
 
     return urandom

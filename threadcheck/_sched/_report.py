@@ -32,6 +32,8 @@ class ScheduleRun:
     """The longest a thread was held while time passed: (seconds, the thread)."""
     spawned_at: tuple[int, ...] = ()
     """Per thread, the step that started it (0: not started in the schedule)."""
+    entropy: str = ""
+    """What seeded the OS randomness it drew (``os.urandom``): a replay draws the same."""
 
     @property
     def preemption_count(self) -> int:

@@ -51,7 +51,7 @@ from threadcheck._sched._program import (
 from threadcheck._sched._report import ScheduleRun
 from threadcheck._sched._twisted_logging import TwistedLogging
 from threadcheck._sched._watchdog import Watchdog
-from threadcheck._sched.strategies import Plan
+from threadcheck._sched.strategies import Plan, Replay
 from threadcheck._violation import (
     BlockingCallAfterStopError,
     BlockingCallInReactorThreadError,
@@ -134,6 +134,10 @@ class Explorer:
         self.carriers = Carriers(lambda thread: hasattr(thread, CONTROLLED_ATTR))
         self._gc_was_enabled = True
         self._schedules = 0
+        self._entropies = 0
+        """OS randomness seeds handed out (see :meth:`run`): one a schedule run."""
+        self._nonce = os.urandom(6).hex()
+        """Of this exploration: another's schedules draw other bytes."""
         self._thread_counter: Any = None
         self._reactor_class: type[ScheduledMixin] | None = None
         self._affinity: set[int] | None = None
@@ -224,11 +228,20 @@ class Explorer:
         return run
 
     def run(
-        self, strategy: Strategy, index: int, *, record_trace: bool = True
+        self,
+        strategy: Strategy,
+        index: int,
+        *,
+        record_trace: bool = True,
+        entropy: str | None = None,
     ) -> ScheduleRun | None:
-        """Run schedule ``index`` of ``strategy``; None when the strategy is exhausted."""
+        """Run schedule ``index`` of ``strategy``; None when the strategy is exhausted.
+        ``entropy``: the OS randomness it draws (a rerun's, a replay's); else fresh."""
         if not strategy.new_execution(index):
             return None
+        if entropy is None:
+            self._entropies += 1
+            entropy = f"{self._nonce}/{self._entropies}"
         scheduler = Scheduler(
             strategy,
             max_steps=self.settings.max_steps,
@@ -246,7 +259,7 @@ class Explorer:
         gc.collect(2 if self._schedules % FULL_COLLECTION_EVERY == 0 else 1)
         gc.disable()
         threading._counter = itertools.count(1).__next__  # type: ignore[attr-defined]
-        reseed_randomness(self.random_seed)
+        reseed_randomness(self.random_seed, entropy)
         _order.restart()
         errors = _LoggedErrors()
         errors.start()
@@ -310,7 +323,13 @@ class Explorer:
         if scheduler.strategy_error is not None:
             raise scheduler.strategy_error
         failure = _cause(scheduler.failure or target_failure, _first(errors.first, violation))
-        return _schedule_run(index, scheduler, failure)
+        return _schedule_run(index, scheduler, failure, entropy)
+
+    def rerun(self, run: ScheduleRun) -> ScheduleRun:
+        """``run`` again (its decisions, its OS randomness), its step trace recorded."""
+        again = self.run(Replay(run.decisions), 0, entropy=run.entropy)
+        assert again is not None
+        return again
 
 
 def _pin_to_one_cpu() -> set[int] | None:
@@ -332,7 +351,9 @@ def _pin_to_one_cpu() -> set[int] | None:
     return set(cpus)
 
 
-def _schedule_run(index: int, scheduler: Scheduler, failure: Failure | None) -> ScheduleRun:
+def _schedule_run(
+    index: int, scheduler: Scheduler, failure: Failure | None, entropy: str
+) -> ScheduleRun:
     # The digest needs the trace; explorations skip it for speed and count
     # distinct schedules by their decisions instead.
     points = ((s.tid, s.kind, os.path.basename(s.filename), s.lineno) for s in scheduler.trace)
@@ -349,6 +370,7 @@ def _schedule_run(index: int, scheduler: Scheduler, failure: Failure | None) -> 
         spawned_at=tuple(t.spawned_at for t in scheduler.threads),
         thinned=frozenset(scheduler.thinned),
         longest_hold=scheduler.longest_hold,
+        entropy=entropy,
     )
 
 
@@ -526,6 +548,7 @@ def make_token(
             "strategy": strategy,
             "seed": seed,
             "index": run.index,
+            "entropy": run.entropy,
             "decisions": _token.run_length(run.decisions),
             "points": run.steps,
             "digest": run.digest if run.trace else "",  # "": where it went was not traced

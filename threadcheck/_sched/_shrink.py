@@ -22,7 +22,6 @@ from collections.abc import Callable
 
 from threadcheck._sched._report import ScheduleRun
 from threadcheck._sched._runner import Explorer, run_plan
-from threadcheck._sched.strategies import Replay
 from threadcheck._sched.strategies.bounded import BoundedPreemption
 
 DEFAULT_SHRINK_BUDGET = 400
@@ -118,9 +117,7 @@ def _shrink(
 
 
 def _traced(explorer: Explorer, run: ScheduleRun) -> ScheduleRun:
-    again = explorer.run(Replay(run.decisions), 0)
-    assert again is not None
-    return again
+    return explorer.rerun(run)
 
 
 Attempt = Callable[[list[tuple[int, int]]], tuple[ScheduleRun, bool]]

@@ -97,6 +97,7 @@ _SETTINGS: dict[str, Callable[[Any], bool]] = {
     "include": lambda value: isinstance(value, list) and all(isinstance(v, str) for v in value),
     "races": lambda value: type(value) is bool,
     "rewritten": lambda value: type(value) is bool,
+    "entropy": lambda value: type(value) is str and len(value) <= 64,
 }
 """What each setting a token carries must be: another is a damaged token, not an internal error."""
 
