@@ -10,6 +10,7 @@ that differs only by the synchronisation, and must be silent.
 
 from __future__ import annotations
 
+import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -602,6 +603,40 @@ def test_an_instance_attribute_shadowing_its_class_default_is_its_own(tmp_path: 
         """,
     )
     assert found == [], format_report(found)
+
+
+def test_a_module_imported_lazily_by_one_thread_is_not_raced_by_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its variables are written by its import in one thread, read after another
+    # thread's import found it done: the import lock orders them.
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "rates", raising=False)  # and again after
+    (tmp_path / "rates.py").write_text(
+        "import logging\nlog = logging.getLogger(__name__)\nRATES = {'a': 1}\n"
+        "def rate(k):\n    log.debug('rate %s', k)\n    return RATES.get(k, 0)\n"
+    )
+    found = races_in(
+        tmp_path,
+        """
+        import importlib
+        def first():
+            import rates
+            rates.rate("a")
+        def second():
+            time.sleep(0.2)
+            from rates import rate
+            rate("b")
+            importlib.import_module("rates").rate("c")
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        import rates
+        assert rates.RATES
+        """,
+    )
+    assert found == [], format_report(found)
+    assert "rates" in sys.modules  # it ran: the threads imported it
 
 
 def test_builtin_container_methods_are_not_races_among_themselves(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from threadcheck._races import _footprint
-from threadcheck._races._clocks import ThreadClock, clocks, current
+from threadcheck._races._clocks import ThreadClock, clocks, current, module_imported
 from threadcheck._races._rewrite import GLOBALS
 from threadcheck._races._shadow import (
     EVERY,
@@ -457,6 +457,12 @@ def _write_key(tc: ThreadClock, obj: Any, key: Any, site: int, mode: str) -> Non
     except TypeError:  # an unhashable key: not tracked (the container's change is)
         return
     write(tc, loc, site, obj, key, mode, False)
+
+
+def im(scope: dict[str, Any]) -> None:
+    """A rewritten module's code ran to its end (its import is done)."""
+    if enabled:
+        module_imported(str(scope.get("__name__")))
 
 
 def rv(scope: Any, name: str, site: int, value: Any) -> Any:

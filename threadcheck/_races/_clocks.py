@@ -112,6 +112,18 @@ def merge(into: VectorClock | None, snapshot: VectorClock | None) -> VectorClock
     return merged
 
 
+imported: dict[str, VectorClock] = {}
+"""Each rewritten module's end of import, by name: another thread's import of
+it that finds it done receives it (the import lock orders them)."""
+
+
+def module_imported(name: str) -> None:
+    """The calling thread ran module ``name``'s code to its end."""
+    snapshot = send()
+    if snapshot is not None:
+        imported[name] = snapshot
+
+
 def begin_thread(thread: threading.Thread | None, inherited: VectorClock | None) -> None:
     """The calling thread starts: what its starter did before ``start()`` happened before."""
     clocks[get_ident()] = ThreadClock(thread, inherited)
@@ -126,6 +138,7 @@ def end_thread() -> VectorClock | None:
 
 def reset() -> None:
     clocks.clear()
+    imported.clear()
 
 
 def run_received(

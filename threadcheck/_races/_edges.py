@@ -15,6 +15,10 @@
   sends to the callback it hands to another thread's event loop.
 * ``queue.SimpleQueue`` (C, lock-free; ``ThreadPoolExecutor`` hands its jobs
   over one): each item carries its sender's snapshot to whoever gets it.
+* An import (``import m``, ``from m import x``, ``importlib.import_module``)
+  receives what the thread that ran ``m``'s code had done by its end: a module
+  imported lazily in one thread and found done by another's import is not a
+  race on its globals (the import lock orders them).
 
 Thread safety: :func:`install` and :func:`uninstall` are called by one thread
 while no other is starting; the wrappers are used from any thread.
@@ -23,7 +27,10 @@ while no other is starting; the wrappers are used from any thread.
 from __future__ import annotations
 
 import _thread
+import builtins
 import functools
+import importlib
+import importlib.util
 import queue
 import threading
 import types
@@ -34,6 +41,7 @@ from threadcheck._races._clocks import (
     VectorClock,
     begin_thread,
     end_thread,
+    imported,
     receive,
     run_received,
     send,
@@ -171,6 +179,7 @@ def install() -> None:
         (threading.Thread, "_bootstrap_inner", tracked_bootstrap),
         (threading.Thread, "join", tracked_join),
         *_raw_starts(),
+        *_imports(),
         *_polls(),
     ):
         _undo.append((target, name, getattr(target, name)))
@@ -199,6 +208,52 @@ def _raw_starts() -> list[tuple[Any, str, Any]]:
 
     names = [name for name in ("start_new_thread", "start_new") if hasattr(_thread, name)]
     return [(_thread, name, tracked_start_new_thread) for name in names]
+
+
+def _imports() -> list[tuple[Any, str, Any]]:
+    """``__import__`` and ``importlib.import_module``: each receives the end of
+    the import of the modules it returns (see :func:`_received`)."""
+    original_import = builtins.__import__
+    import_module = importlib.import_module
+
+    def tracked_import(
+        name: str,
+        globals: Any = None,
+        locals: Any = None,
+        fromlist: Any = (),
+        level: int = 0,
+    ) -> Any:
+        module = original_import(name, globals, locals, fromlist, level)
+        if imported:
+            package = globals.get("__package__") if isinstance(globals, dict) else None
+            _received("." * level + name, package, fromlist)
+        return module
+
+    def tracked_import_module(name: str, package: str | None = None) -> Any:
+        module = import_module(name, package)
+        if imported:
+            _received(name, package, ())
+        return module
+
+    return [
+        (builtins, "__import__", tracked_import),
+        (importlib, "import_module", tracked_import_module),
+    ]
+
+
+def _received(name: str, package: str | None, fromlist: Any) -> None:
+    """Receive the ends of the imports of ``name`` (relative to ``package``),
+    its parents, and the submodules ``fromlist`` names."""
+    try:
+        full = importlib.util.resolve_name(name, package) if name.startswith(".") else name
+    except (ImportError, ValueError):
+        return
+    parts = full.split(".")
+    for end in range(1, len(parts) + 1):
+        receive(imported.get(".".join(parts[:end])))
+    for item in fromlist or ():
+        if isinstance(item, str):
+            receive(imported.get(f"{full}.{item}"))
 
 
 def _polls() -> list[tuple[Any, str, Any]]:

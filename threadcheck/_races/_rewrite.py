@@ -72,7 +72,7 @@ _NOT_CHANGING = frozenset(
 """Builtins that change nothing they are given."""
 HELPERS = (
     "ra", "wa", "ua", "st", "sv", "lp", "lw", "it", "cm", "cmk", "cr", "ck", "oa", "lk", "isin",
-    "rv", "wv", "uv", "sub", "subo", "Scope",
+    "rv", "wv", "uv", "sub", "subo", "Scope", "im",
 )  # fmt: skip
 GLOBALS = "__tc_gl__"
 
@@ -100,6 +100,9 @@ def rewrite(tree: ast.Module, filename: str) -> None:
     }
     shared |= _module_variables(tree)
     _Rewriter(filename, shared, _closure_owners(tree)).visit(tree)
+    if tree.body:  # its import ends: what it did happens before another's import of it
+        done = ast.parse(f"{helper('im')}({GLOBALS})").body[0]
+        tree.body.append(ast.copy_location(done, tree.body[-1]))
     tree.body[_after_docstring_and_future(tree) : 0] = _preamble()
     _end_where_they_start(tree)
     ast.fix_missing_locations(tree)
