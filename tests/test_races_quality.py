@@ -639,6 +639,44 @@ def test_a_module_imported_lazily_by_one_thread_is_not_raced_by_another(
     assert "rates" in sys.modules  # it ran: the threads imported it
 
 
+def test_a_dicts_keyed_pop_does_not_race_another_keys_read(tmp_path: Path) -> None:
+    # pop(k) and setdefault(k) change that key, as del d[k] does: they wrote
+    # every key at once, and raced a read of another key.
+    found = races_in(
+        tmp_path,
+        """
+        sessions = {"alice": 1, "bob": 2}
+        def expire():
+            sessions.pop("alice", None)
+            sessions.setdefault("carol", 3)
+        t = threading.Thread(target=expire); t.start()
+        bob = sessions["bob"]
+        t.join()
+        """,
+    )
+    assert found == [], format_report(found)
+
+
+def test_a_proxys_own_dict_property_is_not_called_by_the_detector(tmp_path: Path) -> None:
+    # Looking for an instance's own attributes went through a class's __dict__
+    # property: the program's code, rewritten, which looked again (RecursionError).
+    found = races_in(
+        tmp_path,
+        """
+        class Proxy:
+            label = "L"
+            def __init__(self, target):
+                object.__setattr__(self, "_target", target)
+            @property
+            def __dict__(self):
+                return self._target.__dict__
+        proxy = Proxy(box)
+        assert proxy.label == "L"
+        """,
+    )
+    assert found == []
+
+
 def test_builtin_container_methods_are_not_races_among_themselves(tmp_path: Path) -> None:
     found = races_in(
         tmp_path,

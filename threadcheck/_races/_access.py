@@ -258,32 +258,36 @@ def _read_whole(obj: Any, site: int, mode: str) -> None:
         read(tc, location(obj, WHOLE), site, obj, WHOLE, mode)
 
 
-def cm(obj: Any, site: int, point: bool = False) -> Any:
+def cm(obj: Any, site: int, point: bool = False, every: bool = True) -> Any:
     """A mutating method of ``obj`` is about to be called; ``point``: the call
     has a scheduling point of its own (a method of a plain name, ``items.pop()``:
-    ``self.items.pop()`` has the point of ``self.items``'s load just before)."""
+    ``self.items.pop()`` has the point of ``self.items``'s load just before);
+    ``every``: it may change any key (not a dict's ``pop(k)``: that key only)."""
     if point and on_access is not None:
         on_access(site, "call")
     if issubclass(type(obj), CONTAINERS):
         if _footprint.collecting:
             if point and on_access is None:  # the point is the table's, after this
-                _footprint.expect_call(obj, sites[site].text.rpartition(".")[2], True)
+                _footprint.expect_call(obj, sites[site].text.rpartition(".")[2], every)
             else:
                 _footprint.write(obj, _footprint.WHOLE)
-                _footprint.write(obj, _footprint.EVERY)
+                if every:
+                    _footprint.write(obj, _footprint.EVERY)
         if enabled:
             tc = clocks.get(get_ident()) or current()
             write(tc, location(obj, WHOLE), site, obj, WHOLE, "write", True)
-            write(tc, location(obj, EVERY), site, obj, EVERY, "write", True)
+            if every:
+                write(tc, location(obj, EVERY), site, obj, EVERY, "write", True)
     return obj
 
 
 def cmk(obj: Any, site: int, point: bool = False) -> Any:
     """``obj.pop(key, ...)`` or ``obj.setdefault(key, ...)`` is about to be called:
-    for a dict, a write of that key too, as ``del d[key]`` and ``d[key] = v``
-    are (``if k in d: d.pop(k)`` in two threads races on the key)."""
-    cm(obj, site, point)
-    return _KeyedChange(obj, site) if enabled and issubclass(type(obj), dict) else obj
+    for a dict, a write of that key (not of every key), as ``del d[key]`` and
+    ``d[key] = v`` are (``if k in d: d.pop(k)`` in two threads races on the key)."""
+    keyed = issubclass(type(obj), dict)
+    cm(obj, site, point, every=not keyed)
+    return _KeyedChange(obj, site) if enabled and keyed else obj
 
 
 def cr(obj: Any, site: int) -> Any:

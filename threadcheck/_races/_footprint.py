@@ -159,12 +159,13 @@ def expect(obj: Any, name: str, operations: tuple[str, ...], written: bool) -> N
 _CALL = ("call",)
 
 
-def expect_call(obj: Any, method: str, written: bool) -> None:
-    """Container ``obj``'s ``method()`` (``pop()``) is about to be called by the
-    next point's instruction: a read or write of it as a whole."""
+def expect_call(obj: Any, method: str, every: bool) -> None:
+    """Container ``obj``'s mutating ``method()`` (``pop()``) is about to be called
+    by the next point's instruction: a write of it as a whole, and (``every``)
+    of every key."""
     waiting = _pending.setdefault(get_ident(), [])
-    waiting.append([method, _CALL, location(obj, WHOLE), written, 0])
-    if written:
+    waiting.append([method, _CALL, location(obj, WHOLE), True, 0])
+    if every:
         waiting.append([method, _CALL, location(obj, EVERY), True, 0])
 
 

@@ -27,7 +27,7 @@ import sys
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import FrameType, ModuleType
+from types import FrameType, GetSetDescriptorType, ModuleType
 from typing import Any
 
 from threadcheck import _threads
@@ -182,6 +182,21 @@ def own_attribute(obj: object, name: str) -> None:
         shadow.borrowed.pop(name, None)
 
 
+def _instance_dict(obj: object, kind: type) -> dict[str, Any] | None:
+    """``obj``'s own attribute dictionary, from the slot Python keeps it in: not
+    through a ``__dict__`` its class may define (a proxy's property, which is
+    the program's code)."""
+    for cls in kind.__mro__:
+        slot = cls.__dict__.get("__dict__")
+        if type(slot) is GetSetDescriptorType:
+            try:
+                found = slot.__get__(obj, kind)
+            except Exception:  # an odd object: no class attribute then
+                return None
+            return found if type(found) is dict else None
+    return None
+
+
 def _class_owner(obj: object, name: str) -> type | None:
     """The class whose plain attribute ``obj.name`` is, when ``obj`` (not a class,
     a module or a ``threading.local``) has no attribute of its own by that name.
@@ -189,11 +204,8 @@ def _class_owner(obj: object, name: str) -> type | None:
     kind = type(obj)
     if issubclass(kind, (type, ModuleType, _thread._local)):
         return None
-    try:
-        own = object.__getattribute__(obj, "__dict__")
-    except (AttributeError, TypeError):
-        own = None
-    if type(own) is dict and name in own:
+    own = _instance_dict(obj, kind)
+    if own is not None and name in own:
         return None
     for cls in kind.__mro__:
         found = cls.__dict__.get(name, _MISSING)
