@@ -24,6 +24,13 @@ inserts it while a reporter walks it (counted as a read), and a state a
 server publishes to its handler through a closure, then rebinds (a variable
 read by an inner function, not declared ``nonlocal``, was not recorded).
 
+And, "proved" on Python 3.12+ only (its instruction tables had no point there):
+a batch drained with a slice store (``pending[:] = []``), and a countdown loop
+over ``reversed(range(2))`` re-reading a mode; on every Python (a variable's
+read was no point): a connection checked, then used, while another thread
+closes it, and a consumer spinning on a flag (reported stuck, or the flag set
+before the data not found).
+
 Each is a scenario: it takes the reactor (unused: these are threads alone)
 and checks what it promises before it returns.
 """
@@ -538,6 +545,119 @@ def serve_published(reactor: Any) -> None:
     _serve(publish_first=True)
 
 
+def _drain(locked: bool) -> None:
+    pending, shipped = ["e1"], []
+    lock = threading.Lock()
+
+    def drain() -> None:
+        with lock if locked else _UNLOCKED:
+            batch = list(pending)
+            pending[:] = []  # BUG unlocked: an append between the copy and this is lost
+        shipped.extend(batch)
+
+    def produce() -> None:
+        with lock if locked else _UNLOCKED:
+            pending.append("e2")
+
+    _run(drain, produce)
+    assert sorted(shipped + pending) == ["e1", "e2"], f"event lost: {shipped} {pending}"
+
+
+def drain_racy(reactor: Any) -> None:
+    _drain(locked=False)
+
+
+def drain_locked(reactor: Any) -> None:
+    _drain(locked=True)
+
+
+def _countdown(locked: bool) -> None:
+    mode, seen = "a", []
+    lock = threading.Lock()
+
+    def read() -> None:
+        with lock if locked else _UNLOCKED:
+            word = ""
+            for _ in reversed(range(2)):
+                word += mode  # BUG unlocked: re-read each round
+        seen.append(word)
+
+    def flip() -> None:
+        nonlocal mode
+        with lock if locked else _UNLOCKED:
+            mode = "b"
+
+    _run(read, flip)
+    assert seen[0] in ("aa", "bb"), f"a reader mixed modes: {seen[0]}"
+
+
+def countdown_racy(reactor: Any) -> None:
+    _countdown(locked=False)
+
+
+def countdown_locked(reactor: Any) -> None:
+    _countdown(locked=True)
+
+
+def _use_connection(locked: bool) -> None:
+    connection: list[str] | None = ["db"]
+    lock = threading.Lock()
+    errors: list[Exception] = []
+
+    def query() -> None:
+        try:
+            with lock if locked else _UNLOCKED:
+                if connection is not None:
+                    len(connection)  # BUG unlocked: read again after the check
+        except TypeError as error:
+            errors.append(error)
+
+    def close() -> None:
+        nonlocal connection
+        with lock if locked else _UNLOCKED:
+            connection = None
+
+    _run(query, close)
+    assert not errors, f"a query used a closed connection: {errors[0]}"
+
+
+def connection_racy(reactor: Any) -> None:
+    _use_connection(locked=False)
+
+
+def connection_locked(reactor: Any) -> None:
+    _use_connection(locked=True)
+
+
+def _spin(data_first: bool) -> None:
+    ready, data, seen = False, None, []
+
+    def produce() -> None:
+        nonlocal ready, data
+        if data_first:
+            data = 42
+            ready = True
+        else:
+            ready = True  # BUG: the flag before the data
+            data = 42
+
+    def consume() -> None:
+        while not ready:
+            pass
+        seen.append(data)
+
+    _run(consume, produce)
+    assert seen == [42], f"the consumer saw {seen[0]}"
+
+
+def spin_flag_first(reactor: Any) -> None:
+    _spin(data_first=False)
+
+
+def spin_data_first(reactor: Any) -> None:
+    _spin(data_first=True)
+
+
 BUGGY = {
     "counter": counter_racy,
     "bank": bank_inverted,
@@ -554,6 +674,10 @@ BUGGY = {
     "maintenance": maintenance_late,
     "hits": hits_racy,
     "serve": serve_late,
+    "drain": drain_racy,
+    "countdown": countdown_racy,
+    "connection": connection_racy,
+    "spin": spin_flag_first,
 }
 FIXED = {
     "counter": counter_locked,
@@ -571,4 +695,8 @@ FIXED = {
     "maintenance": maintenance_first,
     "hits": hits_locked,
     "serve": serve_published,
+    "drain": drain_locked,
+    "countdown": countdown_locked,
+    "connection": connection_locked,
+    "spin": spin_data_first,
 }

@@ -55,6 +55,9 @@ PROVED_WITHIN = {
     "dpor_programs:maintenance": 10,
     "dpor_programs:hits": 10,
     "dpor_programs:serve": 10,
+    "dpor_programs:drain": 30,
+    "dpor_programs:countdown": 10,
+    "dpor_programs:connection": 10,
 }
 FOUND_AS = {
     "races:abba_deadlock": "deadlock",
@@ -77,6 +80,10 @@ FOUND_AS = {
     "dpor_programs:maintenance": "exception",
     "dpor_programs:hits": "exception",
     "dpor_programs:serve": "exception",
+    "dpor_programs:drain": "exception",
+    "dpor_programs:countdown": "exception",
+    "dpor_programs:connection": "exception",
+    "dpor_programs:spin": "exception",
 }
 
 
@@ -245,3 +252,11 @@ def test_a_module_variable_set_from_another_module_is_a_location(
         assert_found_and_replayed(
             result, "threadcheck: exit: the program exited with status 1: request served"
         )
+
+
+def test_a_consumer_spinning_on_a_flag_is_never_stuck() -> None:
+    # Its loop re-reads a variable: no point once past its first 64 steps, so the
+    # producer never ran, and the schedule was reported blocked after 10 s.
+    result = threadcheck.explore(dpor_programs.spin_data_first, strategy="dpor", budget=300)
+    assert not result.found, result.report()
+    assert result.schedules > 1

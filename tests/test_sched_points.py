@@ -277,7 +277,9 @@ def test_a_shared_variable_store_has_its_point_before_the_write() -> None:
         assert namespace["bump"](5) == 15
     finally:
         _access.on_access = None
-    assert seen == [10, 15]  # the value before each write, read then computed
+    # The value before each write (read, then computed), and after each read: a
+    # shared variable's read is followed by a point (no instruction has one).
+    assert seen == [10, 15, 15, 15]
 
 
 def test_rewritten_code_is_not_traced_where_its_helpers_give_the_points() -> None:
@@ -295,3 +297,15 @@ def test_rewritten_code_is_not_traced_where_its_helpers_give_the_points() -> Non
     instrumentation.helpers = True  # as a 3.10/3.11 exploration that rewrites code has it
     assert tracing._tracer_for(rewritten.__code__) is None
     assert tracing._tracer_for(_rewritten(service, False).__code__) is not None
+
+
+def test_a_modules_own_code_has_its_points_on_every_python() -> None:
+    # Its stores are STORE_NAME, and its helpers are loaded with LOAD_NAME: 3.12's
+    # tables had no point there, and dpor "proved" a module-level race.
+    from threadcheck._races._rewrite import compile_user
+
+    source = "jobs = []\nstate = 'loading'\njobs.append(1)\nstate = 'ready'\n"
+    plain = sorted(access_points(compile(source, "module.py", "exec")).values())
+    assert plain == ["jobs (store)", "jobs.append() (call)", "state (store)", "state (store)"]
+    rewritten = access_points(compile_user(source, "module.py"))
+    assert "jobs.append() (call)" in rewritten.values()

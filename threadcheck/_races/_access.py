@@ -470,9 +470,17 @@ def im(scope: dict[str, Any]) -> None:
 
 
 def rv(scope: Any, name: str, site: int, value: Any) -> Any:
-    """A global or closure variable is read (``scope`` stands for its namespace)."""
+    """A global or closure variable was read (``scope`` stands for its namespace),
+    then a point: no instruction table has one at a variable's load (a thread
+    spinning on ``while not ready:`` lets the setter run; ``if conn: use(conn)``
+    can see another thread's ``conn = None`` in between). The read was the
+    step's that ends here."""
     if _footprint.collecting:
         _footprint.read(scope, name)
+    if on_access is not None:
+        on_access(site, "load")
+    elif on_handover is not None:
+        on_handover(site, "load")
     if enabled:
         tc = clocks.get(get_ident()) or current()
         # Inline, the common case (as in ra): read since the last synchronisation.

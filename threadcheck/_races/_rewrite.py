@@ -227,10 +227,13 @@ def _stored_names(target: ast.AST) -> set[str]:
 
 def _module_variables(tree: ast.Module) -> set[str]:
     """The names the module's own code assigns, not as a ``def``, a class or an
-    import: its variables, which a function may read while another module's
-    code sets them (``settings.MAINTENANCE = True``), no ``global`` declared."""
+    import, nor once, a number or a string (``TIMEOUT = 30``: a constant, read
+    in hot loops): its variables, which a function may read while another
+    module's code sets them (``settings.MAINTENANCE = True``), no ``global``
+    declared."""
     assigned: set[str] = set()
     defined: set[str] = set()
+    constant: dict[str, bool] = {}  # assigned once so far, a literal
     for node in _own_nodes(tree.body):
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
             assigned.add(node.id)
@@ -238,7 +241,29 @@ def _module_variables(tree: ast.Module) -> set[str]:
             defined.add(node.name)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             defined.update((a.asname or a.name).split(".")[0] for a in node.names)
-    return {n for n in assigned - defined if not (n.startswith("__") and n.endswith("__"))}
+        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            literal = not isinstance(node, ast.AugAssign) and _is_constant(node.value)
+            for target in targets:
+                for name in _stored_names(target):
+                    constant[name] = name not in constant and literal
+    variables = assigned - defined - {n for n, only in constant.items() if only}
+    return {n for n in variables if not (n.startswith("__") and n.endswith("__"))}
+
+
+_CONSTANT_TYPES = (int, float, complex, str, bytes)
+
+
+def _is_constant(value: ast.expr | None) -> bool:
+    """A number, a string, or a tuple of them (not a bool or None: a flag, a
+    lazily made singleton, which another thread sets)."""
+    if isinstance(value, ast.Constant):
+        return type(value.value) in _CONSTANT_TYPES
+    if isinstance(value, ast.Tuple):
+        return all(_is_constant(item) for item in value.elts)
+    if isinstance(value, ast.UnaryOp) and isinstance(value.op, ast.USub):
+        return _is_constant(value.operand)
+    return False
 
 
 def _closure_owners(tree: ast.Module) -> dict[ast.AST, set[str]]:

@@ -59,9 +59,13 @@ def points_from_helpers(granularity: str) -> bool:
 
 _ATTRIBUTE = {"LOAD_ATTR": "load", "STORE_ATTR": "store", "DELETE_ATTR": "delete"}
 _SUBSCRIPT = {"BINARY_SUBSCR": "load", "STORE_SUBSCR": "store", "DELETE_SUBSCR": "delete"}
+_SLICE = {"BINARY_SLICE": "load", "STORE_SLICE": "store"}
+"""3.12+: ``c[a:b]`` and ``c[a:b] = v`` (a subscript with a slice before)."""
 _VARIABLE = {
     "STORE_GLOBAL": "store",
     "DELETE_GLOBAL": "delete",
+    "STORE_NAME": "store",  # a module's (or a class body's) own code
+    "DELETE_NAME": "delete",
     "STORE_DEREF": "store",
     "DELETE_DEREF": "delete",
 }
@@ -90,6 +94,11 @@ def access_points(code: CodeType) -> dict[int, str]:
         elif name in _SUBSCRIPT:
             owner = _subscript_owner(instructions, index, 1 if name != "STORE_SUBSCR" else 2)
             points[instruction.offset] = f"{owner}[...] ({_SUBSCRIPT[name]})"
+        elif name in _SLICE:
+            bounds = instructions[max(0, index - 2) : index]
+            plain = all(i.opname.startswith((*_OWNER_LOADS, "LOAD_CONST")) for i in bounds)
+            owner = _pushed(instructions, index - 3) if plain else "<expr>"
+            points[instruction.offset] = f"{owner}[...] ({_SLICE[name]})"
         elif name in _VARIABLE:
             points[instruction.offset] = f"{instruction.argval} ({_VARIABLE[name]})"
         elif name in ("LOAD_GLOBAL", "LOAD_NAME") and instruction.argval in _NAMED_ACCESS:
@@ -182,8 +191,15 @@ def _over_a_range(instructions: list[dis.Instruction], index: int) -> bool:
     start = _loop_start(instructions, index)
     if start is None:
         return False
-    window = instructions[max(0, start - 8) : start]
-    return any(i.opname in ("LOAD_GLOBAL", "LOAD_NAME") and i.argval == "range" for i in window)
+    # The range() call itself is the iterable (not reversed(range(...)) or zip(range(n), xs)).
+    return any(
+        instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME")
+        and instruction.argval == "range"
+        and _call_of(instructions, at) == start - 1
+        for at, instruction in enumerate(
+            instructions[max(0, start - 8) : start], max(0, start - 8)
+        )
+    )
 
 
 _BACKWARD = ("JUMP_BACKWARD", "JUMP_ABSOLUTE", "POP_JUMP_")  # the conditional ones: 3.10, 3.11
@@ -270,7 +286,11 @@ def _helper_argument(instructions: list[dis.Instruction], call: int, depth: int)
     while back >= 0 and instructions[back].opname == "LOAD_CONST":
         back -= 1
     window = instructions[max(0, back - 12) : back]
-    if not any(str(i.argval).startswith("__tc_") for i in window if "GLOBAL" in i.opname):
+    if not any(
+        str(i.argval).startswith("__tc_")
+        for i in window
+        if "GLOBAL" in i.opname or i.opname == "LOAD_NAME"  # a module's, a class body's
+    ):
         return "<expr>"
     return _pushed(instructions, back, depth)
 
