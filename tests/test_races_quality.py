@@ -677,6 +677,22 @@ def test_a_proxys_own_dict_property_is_not_called_by_the_detector(tmp_path: Path
     assert found == []
 
 
+def test_start_new_thread_still_refuses_what_it_refuses(tmp_path: Path) -> None:
+    found = races_in(
+        tmp_path,
+        """
+        import _thread
+        for bad in ((None, ()), (print, []), (print, (), [])):
+            try:
+                _thread.start_new_thread(*bad)
+            except TypeError:
+                continue
+            raise AssertionError(f"start_new_thread{bad!r} was accepted")
+        """,
+    )
+    assert found == []
+
+
 def test_builtin_container_methods_are_not_races_among_themselves(tmp_path: Path) -> None:
     found = races_in(
         tmp_path,

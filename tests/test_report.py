@@ -7,6 +7,7 @@ import io
 import json
 import threading
 import time
+import traceback
 import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -176,6 +177,21 @@ def test_a_callable_submitted_to_an_executor_is_reported_at_the_submitting_line(
     assert where is not None and (where.filename, where.lineno) == (__file__, submitting_line)
     report = format_report([violation])
     assert f"offending call: {where.location()}  (work handed to the thread pool here)" in report
+
+
+def test_an_executor_jobs_traceback_has_no_frame_of_ours(running_reactor: Any) -> None:
+    # The job once ran through threadcheck's wrapper: its tracebacks showed it.
+    running_reactor()
+
+    def fails() -> None:
+        raise ValueError("in a job")
+
+    with ThreadPoolExecutor(1) as executor:
+        error = executor.submit(fails).exception()
+    assert error is not None
+    frames = traceback.extract_tb(error.__traceback__)
+    assert [frame.name for frame in frames] == ["run", "fails"]
+    assert ThreadPoolExecutor.submit.__qualname__ == "ThreadPoolExecutor.submit"
 
 
 def test_a_job_of_a_pool_that_does_not_say_who_submitted_it_has_no_offending_line(

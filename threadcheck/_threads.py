@@ -63,19 +63,27 @@ def track_thread_starts() -> None:
 
 
 def _track_executor_submissions() -> None:
-    """``ThreadPoolExecutor.submit`` (and so ``map``) runs each job through
-    :func:`run_submitted`, as the reactor's thread pool does: a job's violation
-    names the line that submitted it."""
-    from concurrent.futures import ThreadPoolExecutor
+    """Each job a ``ThreadPoolExecutor`` is given (``submit``, ``map``) keeps the
+    stack that submitted it, found by :func:`submission_on` in the frame that
+    runs it: a job's violation names the line that submitted it. Its function
+    runs as before: no frame of ours in its tracebacks."""
+    global _WORK_ITEM_RUN
+    from concurrent.futures import thread
 
-    original = ThreadPoolExecutor.submit
-    _undo.append((ThreadPoolExecutor, "submit", original))
+    work_item: Any = thread._WorkItem  # type: ignore[attr-defined]
+    original = work_item.__init__
+    _undo.append((work_item, "__init__", original))
+    _WORK_ITEM_RUN = work_item.run.__code__
 
-    def submit(self: Any, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        return original(self, run_submitted, _stacks.capture_raw(skip=1), fn, *args, **kwargs)
+    def remembering(self: Any, future: Any, fn: Any, args: Any, kwargs: Any) -> None:
+        original(self, future, fn, args, kwargs)
+        self._threadcheck_submission = _stacks.capture_raw(skip=1)
 
-    submit.__doc__ = original.__doc__
-    ThreadPoolExecutor.submit = submit  # type: ignore[method-assign]
+    work_item.__init__ = remembering
+
+
+_WORK_ITEM_RUN: CodeType | None = None
+"""``concurrent.futures``' ``_WorkItem.run``, once tracked: its ``self`` knows who submitted it."""
 
 
 _undo: list[tuple[Any, str, Any]] = []
@@ -165,6 +173,10 @@ def submission_on(frame: FrameType | None) -> _stacks.Stack | None:
         if frame.f_code is _RUN_SUBMITTED:
             raw: _stacks.RawStack = frame.f_locals["submission"]
             return _stacks.materialize(raw)
+        if frame.f_code is _WORK_ITEM_RUN:
+            job = frame.f_locals.get("self")
+            submitted = getattr(job, "_threadcheck_submission", None)
+            return None if submitted is None else _stacks.materialize(submitted)
         frame = frame.f_back
     return None
 

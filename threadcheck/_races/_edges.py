@@ -194,6 +194,10 @@ def _raw_starts() -> list[tuple[Any, str, Any]]:
     def tracked_start_new_thread(
         function: Callable[..., Any], args: tuple[Any, ...], kwargs: Any = None
     ) -> int:
+        if not callable(function) or not isinstance(args, tuple):
+            return raw_start(function, args)  # its own TypeError
+        if kwargs is not None and not isinstance(kwargs, dict):
+            return raw_start(function, args, kwargs)
         inherited = send()
 
         @functools.wraps(function)
