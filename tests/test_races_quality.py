@@ -693,6 +693,25 @@ def test_start_new_thread_still_refuses_what_it_refuses(tmp_path: Path) -> None:
     assert found == []
 
 
+def test_a_function_whose_variables_no_thread_shares_keeps_its_locals(tmp_path: Path) -> None:
+    # A comprehension reading a total the loop before it updated made the total
+    # a closure location: locals() then held threadcheck's scope object.
+    found = races_in(
+        tmp_path,
+        """
+        import json
+        def summary(values):
+            total = 0
+            for value in values:
+                total += value
+            shares = [value / total for value in values]
+            return json.dumps({k: v for k, v in locals().items() if k != "values"})
+        assert sorted(json.loads(summary([1, 3]))) == ["shares", "total", "value"]
+        """,
+    )
+    assert found == []
+
+
 def test_builtin_container_methods_are_not_races_among_themselves(tmp_path: Path) -> None:
     found = races_in(
         tmp_path,

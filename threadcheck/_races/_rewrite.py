@@ -157,8 +157,8 @@ class _Frame:
     cells: dict[str, str] = field(default_factory=dict)
     """Its variables some inner function assigns (``nonlocal``), with the
     name of the local that holds their scope."""
-    rebound: set[str] = field(default_factory=set)
-    """Its variables it assigns more than once (or updates in place)."""
+    stored_at: dict[str, list[int]] = field(default_factory=dict)
+    """The lines where it assigns (or updates in place) each of its variables."""
 
     @property
     def is_class(self) -> bool:
@@ -186,11 +186,8 @@ def _frame_of(node: ast.AST | None) -> _Frame:
         elif isinstance(child, ast.Nonlocal):
             frame.nonlocals.update(child.names)
         elif isinstance(child, ast.Name) and isinstance(child.ctx, (ast.Store, ast.Del)):
-            if child.id in frame.bound:
-                frame.rebound.add(child.id)
             frame.bound.add(child.id)
-        elif isinstance(child, ast.AugAssign) and isinstance(child.target, ast.Name):
-            frame.rebound.add(child.target.id)
+            frame.stored_at.setdefault(child.id, []).append(child.lineno)
         elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             frame.bound.add(child.name)
         elif isinstance(child, (ast.Import, ast.ImportFrom)):
@@ -268,19 +265,22 @@ def _is_constant(value: ast.expr | None) -> bool:
 
 def _closure_owners(tree: ast.Module) -> dict[ast.AST, set[str]]:
     """For each function, its variables that an inner function declares
-    ``nonlocal``, or reads while the function assigns them more than once
-    (``state = "ready"`` after starting a thread whose handler reads ``state``)."""
+    ``nonlocal``, or reads while the function assigns them again after that
+    inner function (``state = "ready"`` after starting a thread whose handler
+    reads ``state``). Not a comprehension's reads: it runs where it is."""
     owners: dict[ast.AST, set[str]] = {}
 
     def walk(node: ast.AST, stack: list[_Frame]) -> None:
         for child in ast.iter_child_nodes(node):
             if isinstance(child, _Scoped):
                 frame = _frame_of(child)
-                for name in frame.nonlocals | (_loaded(child) - frame.bound):
+                readers = _loaded(child) - frame.bound if isinstance(child, _Function) else set()
+                for name in frame.nonlocals | readers:
                     owner = _owner(name, stack)
                     if owner is None or owner.node is None:
                         continue
-                    if name in frame.nonlocals or name in owner.rebound:
+                    later = any(line > child.lineno for line in owner.stored_at.get(name, ()))
+                    if name in frame.nonlocals or later:
                         owners.setdefault(owner.node, set()).add(name)
                 walk(child, [*stack, frame])
             else:
