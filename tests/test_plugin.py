@@ -86,12 +86,6 @@ class Sloppy(unittest.TestCase):
         return threads.deferToThread(lambda: [schedule(), schedule()])
 
 
-    def test_blocking_call_in_the_reactor_thread(self):
-        # It raises BlockingCallInReactorThreadError: one error, not a second
-        # for the violation it also is.
-        return threads.blockingCallFromThread(reactor, lambda: None)
-
-
 class SloppySync(unittest.SynchronousTestCase):
     def test_from_a_thread(self):
         thread = threading.Thread(target=schedule)
@@ -100,11 +94,21 @@ class SloppySync(unittest.SynchronousTestCase):
 """
 
 
+BLOCKING_TEST = """
+
+class Blocking(unittest.TestCase):
+    def test_blocking_call_in_the_reactor_thread(self):
+        # It raises BlockingCallInReactorThreadError: one error, not a second
+        # for the violation it also is.
+        return threads.blockingCallFromThread(reactor, lambda: None)
+"""
+
+
 @pytest.mark.parametrize("jobs", [[], ["-j", "2"]], ids=["serial", "j2"])
 def test_trial_record_mode_fails_each_test_and_reports_everything(
     tmp_path: Path, jobs: list[str]
 ) -> None:
-    (tmp_path / "tc_sloppy.py").write_text(SLOPPY_TESTS)
+    (tmp_path / "tc_sloppy.py").write_text(SLOPPY_TESTS + BLOCKING_TEST)
     report = tmp_path / "report.json"
     result = trial("tc_sloppy", tmp_path, *jobs, THREADCHECK_JSON=str(report))
     assert result.returncode == 1, result.stdout + result.stderr
@@ -122,7 +126,7 @@ def test_trial_record_mode_fails_each_test_and_reports_everything(
     document = json.loads(report.read_text())
     assert document["total"] == 5
     assert {v["test"]["nodeid"] for v in document["violations"]} == {
-        "tc_sloppy.Sloppy.test_blocking_call_in_the_reactor_thread",
+        "tc_sloppy.Blocking.test_blocking_call_in_the_reactor_thread",
         "tc_sloppy.Sloppy.test_from_a_worker",
         "tc_sloppy.Sloppy.test_twice_from_a_worker",
         "tc_sloppy.SloppySync.test_from_a_thread",
