@@ -29,7 +29,8 @@ a batch drained with a slice store (``pending[:] = []``), and a countdown loop
 over ``reversed(range(2))`` re-reading a mode; on every Python (a variable's
 read was no point): a connection checked, then used, while another thread
 closes it, and a consumer spinning on a flag (reported stuck, or the flag set
-before the data not found).
+before the data not found); a pair unpacked (``low, high = bounds``) while
+another thread replaces it item by item (unpacking read nothing).
 
 Each is a scenario: it takes the reactor (unused: these are threads alone)
 and checks what it promises before it returns.
@@ -658,6 +659,32 @@ def spin_data_first(reactor: Any) -> None:
     _spin(data_first=True)
 
 
+def _bounds(locked: bool) -> None:
+    bounds, seen = [0, 0], []
+    lock = threading.Lock()
+
+    def read() -> None:
+        with lock if locked else _UNLOCKED:
+            low, high = bounds  # BUG unlocked: between the two stores below
+        seen.append((low, high))
+
+    def widen() -> None:
+        with lock if locked else _UNLOCKED:
+            bounds[0] = 1
+            bounds[1] = 1
+
+    _run(read, widen)
+    assert seen[0] in ((0, 0), (1, 1)), f"torn bounds: {seen[0]}"
+
+
+def bounds_racy(reactor: Any) -> None:
+    _bounds(locked=False)
+
+
+def bounds_locked(reactor: Any) -> None:
+    _bounds(locked=True)
+
+
 BUGGY = {
     "counter": counter_racy,
     "bank": bank_inverted,
@@ -678,6 +705,7 @@ BUGGY = {
     "countdown": countdown_racy,
     "connection": connection_racy,
     "spin": spin_flag_first,
+    "bounds": bounds_racy,
 }
 FIXED = {
     "counter": counter_locked,
@@ -699,4 +727,5 @@ FIXED = {
     "countdown": countdown_locked,
     "connection": connection_locked,
     "spin": spin_data_first,
+    "bounds": bounds_locked,
 }

@@ -58,6 +58,7 @@ PROVED_WITHIN = {
     "dpor_programs:drain": 30,
     "dpor_programs:countdown": 10,
     "dpor_programs:connection": 10,
+    "dpor_programs:bounds": 30,
 }
 FOUND_AS = {
     "races:abba_deadlock": "deadlock",
@@ -84,6 +85,7 @@ FOUND_AS = {
     "dpor_programs:countdown": "exception",
     "dpor_programs:connection": "exception",
     "dpor_programs:spin": "exception",
+    "dpor_programs:bounds": "exception",
 }
 
 

@@ -647,6 +647,8 @@ class _Rewriter(ast.NodeTransformer):
 
     def visit_Assign(self, node: ast.Assign) -> ast.AST | list[ast.stmt]:
         node.value = self.visit(node.value)
+        if any(isinstance(t, (ast.Tuple, ast.List)) for t in node.targets):
+            node.value = self._looked_into(node.value, node)  # `a, b = pair` reads it all
         names = [n for t in node.targets for n in ast.walk(t) if isinstance(n, ast.Name)]
         node.targets = [self.visit(t) for t in node.targets]
         stored = self._stored(names, "wv")
