@@ -30,7 +30,9 @@ over ``reversed(range(2))`` re-reading a mode; on every Python (a variable's
 read was no point): a connection checked, then used, while another thread
 closes it, and a consumer spinning on a flag (reported stuck, or the flag set
 before the data not found); a pair unpacked (``low, high = bounds``) while
-another thread replaces it item by item (unpacking read nothing).
+another thread replaces it item by item (unpacking read nothing), and a
+buffer read in two slices while another thread replaces its contents at once
+(a slice's load read nothing, and was no point).
 
 Each is a scenario: it takes the reactor (unused: these are threads alone)
 and checks what it promises before it returns.
@@ -685,6 +687,32 @@ def bounds_locked(reactor: Any) -> None:
     _bounds(locked=True)
 
 
+def _halves(locked: bool) -> None:
+    data, seen = [0, 0], []
+    lock = threading.Lock()
+
+    def read() -> None:
+        with lock if locked else _UNLOCKED:
+            head = data[:1]
+            tail = data[1:]  # BUG unlocked: the writer may run between the slices
+        seen.append(head + tail)
+
+    def replace() -> None:
+        with lock if locked else _UNLOCKED:
+            data[:] = [1, 1]
+
+    _run(read, replace)
+    assert seen[0] in ([0, 0], [1, 1]), f"torn read: {seen[0]}"
+
+
+def halves_racy(reactor: Any) -> None:
+    _halves(locked=False)
+
+
+def halves_locked(reactor: Any) -> None:
+    _halves(locked=True)
+
+
 BUGGY = {
     "counter": counter_racy,
     "bank": bank_inverted,
@@ -706,6 +734,7 @@ BUGGY = {
     "connection": connection_racy,
     "spin": spin_flag_first,
     "bounds": bounds_racy,
+    "halves": halves_racy,
 }
 FIXED = {
     "counter": counter_locked,
@@ -728,4 +757,5 @@ FIXED = {
     "connection": connection_locked,
     "spin": spin_data_first,
     "bounds": bounds_locked,
+    "halves": halves_locked,
 }

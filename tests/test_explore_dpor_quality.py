@@ -59,6 +59,7 @@ PROVED_WITHIN = {
     "dpor_programs:countdown": 10,
     "dpor_programs:connection": 10,
     "dpor_programs:bounds": 30,
+    "dpor_programs:halves": 30,
 }
 FOUND_AS = {
     "races:abba_deadlock": "deadlock",
@@ -86,6 +87,7 @@ FOUND_AS = {
     "dpor_programs:connection": "exception",
     "dpor_programs:spin": "exception",
     "dpor_programs:bounds": "exception",
+    "dpor_programs:halves": "exception",
 }
 
 

@@ -619,8 +619,6 @@ class _Rewriter(ast.NodeTransformer):
         owner = _dict_owner(node.value)
         node.value = self.visit(node.value)
         node.slice = self.visit(node.slice)
-        if isinstance(node.ctx, ast.Load) and isinstance(node.slice, ast.Slice):
-            return node
         text = f"{_text(node.value)}[...]"
         site = self._site(node, "subscript", text)
         if owner is not None:  # self.__dict__[k], vars(self)[k]: self's attribute k
