@@ -32,7 +32,9 @@ closes it, and a consumer spinning on a flag (reported stuck, or the flag set
 before the data not found); a pair unpacked (``low, high = bounds``) while
 another thread replaces it item by item (unpacking read nothing), and a
 buffer read in two slices while another thread replaces its contents at once
-(a slice's load read nothing, and was no point).
+(a slice's load read nothing, and was no point); an event appended to a
+batch found in a dict while a flusher swaps the batch out (no point came
+between the look-up and the append).
 
 Each is a scenario: it takes the reactor (unused: these are threads alone)
 and checks what it promises before it returns.
@@ -713,6 +715,33 @@ def halves_locked(reactor: Any) -> None:
     _halves(locked=True)
 
 
+def _batches(locked: bool) -> None:
+    pending: dict[str, list[str]] = {"k": []}
+    shipped: list[str] = []
+    lock = threading.Lock()
+
+    def produce() -> None:
+        with lock if locked else _UNLOCKED:
+            pending["k"].append("event")  # BUG unlocked: to a batch already shipped
+
+    def flush() -> None:
+        with lock if locked else _UNLOCKED:
+            batch = pending["k"]
+            pending["k"] = []
+            shipped.extend(list(batch))
+
+    _run(produce, flush)
+    assert shipped + pending["k"] == ["event"], f"event lost: {shipped} {pending}"
+
+
+def batches_racy(reactor: Any) -> None:
+    _batches(locked=False)
+
+
+def batches_locked(reactor: Any) -> None:
+    _batches(locked=True)
+
+
 BUGGY = {
     "counter": counter_racy,
     "bank": bank_inverted,
@@ -735,6 +764,7 @@ BUGGY = {
     "spin": spin_flag_first,
     "bounds": bounds_racy,
     "halves": halves_racy,
+    "batches": batches_racy,
 }
 FIXED = {
     "counter": counter_locked,
@@ -758,4 +788,5 @@ FIXED = {
     "spin": spin_data_first,
     "bounds": bounds_locked,
     "halves": halves_locked,
+    "batches": batches_locked,
 }

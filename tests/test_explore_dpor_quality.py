@@ -60,6 +60,7 @@ PROVED_WITHIN = {
     "dpor_programs:connection": 10,
     "dpor_programs:bounds": 30,
     "dpor_programs:halves": 30,
+    "dpor_programs:batches": 30,
 }
 FOUND_AS = {
     "races:abba_deadlock": "deadlock",
@@ -88,6 +89,7 @@ FOUND_AS = {
     "dpor_programs:spin": "exception",
     "dpor_programs:bounds": "exception",
     "dpor_programs:halves": "exception",
+    "dpor_programs:batches": "exception",
 }
 
 

@@ -54,6 +54,17 @@ def test_a_plain_names_mutating_method_call_is_a_point() -> None:
     ]
 
 
+def add_to_batch(batches: dict[str, list[int]], key: str) -> None:
+    batches[key].append(1)  # the batch may be swapped out between look-up and append
+
+
+def test_an_items_mutating_method_call_is_a_point_after_its_look_up() -> None:
+    assert sorted(access_points(add_to_batch.__code__).values()) == [
+        "batches[...] (load)",
+        "batches[...].append() (call)",
+    ]
+
+
 def bump_by_name(metrics: Any, name: str) -> bool:
     setattr(metrics, name, getattr(metrics, name) + 1)
     delattr(metrics, "stale")

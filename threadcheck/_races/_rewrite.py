@@ -484,9 +484,11 @@ class _Rewriter(ast.NodeTransformer):
             pass  # pytest's assertion rewriting (`@pytest_ar._saferepr(...)`): not the program's
         elif isinstance(func, ast.Attribute) and func.attr in MUTATORS:
             # A plain name's mutator (`items.pop()`) is a scheduling point: a
-            # look before it (`if items:`) and the call race. An attribute's or
-            # an item's (`self.items.pop()`) has the point of that load before.
-            point = ast.Constant(isinstance(func.value, ast.Name))
+            # look before it (`if items:`) and the call race; an item's too
+            # (`batches[k].append(x)`: the batch may be swapped out after its
+            # look-up). An attribute's (`self.items.pop()`) has the point of
+            # that load before.
+            point = ast.Constant(isinstance(func.value, (ast.Name, ast.Subscript)))
             func.value = self.visit(func.value)
             site = self._site(node, "method", f"{_text(func)}()")
             keyed = func.attr in _KEYED and node.args and not isinstance(node.args[0], ast.Starred)

@@ -86,10 +86,11 @@ def access_points(code: CodeType) -> dict[int, str]:
         elif _is_method_load(instruction) and instruction.argval in MUTATORS:
             # A builtin container's mutator is one step with no point inside:
             # `if items: items.pop()` races only with a point between the look
-            # and the call. An attribute's or an item's (`self.items.pop()`)
-            # has the point of that load just before.
+            # and the call. An attribute's (`self.items.pop()`) has the point
+            # of that load just before; an item's (`batches[k].append(x)`) needs
+            # one after its look-up (another thread may swap the batch out).
             owner = _pushed(instructions, index - 1)
-            if owner.isidentifier():
+            if owner.isidentifier() or owner.endswith("[...]"):
                 points[instruction.offset] = f"{owner}.{instruction.argval}() (call)"
         elif name in _SUBSCRIPT:
             owner = _subscript_owner(instructions, index, 1 if name != "STORE_SUBSCR" else 2)
@@ -273,6 +274,9 @@ def _pushed(instructions: list[dis.Instruction], index: int, depth: int = 0) -> 
         return _pushed(instructions, index - 1, depth)
     if instruction.opname in ("CALL", "CALL_FUNCTION"):
         return _helper_argument(instructions, index, depth)
+    if instruction.opname == "BINARY_SUBSCR":
+        owner = _subscript_owner(instructions, index, 1)
+        return "<expr>" if owner == "<expr>" else f"{owner}[...]"
     return "<expr>"
 
 
