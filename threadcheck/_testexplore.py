@@ -226,7 +226,7 @@ def _explore_or_replay(item: pytest.Function, options: Options, settings: dict[s
             diverged = str(error)
         if diverged is not None:  # one schedule, failing: counted in the summary
             seconds = time.monotonic() - began
-            item.user_properties.append((STATS_PROPERTY, f"1 {seconds:.3f} 1 0"))
+            item.user_properties.append(_stats(1, seconds, found=True, proof=False))
             pytest.fail(f"threadcheck: {diverged}", pytrace=False)
         result.replay_command = replay_command(typed, options.replay)
         _record(item, result)
@@ -370,13 +370,15 @@ def without_part(nodeid: str) -> str:
     return _PART_FIRST.sub("", _PART_ID.sub("", nodeid))
 
 
+def _stats(schedules: int, seconds: float, found: bool, proof: bool) -> tuple[str, str]:
+    """An exploration's figures, as the user property :class:`Totals` adds up."""
+    return STATS_PROPERTY, f"{schedules} {seconds:.3f} {int(found)} {int(proof)}"
+
+
 def _record(item: pytest.Item, result: ExploreResult) -> None:
     # user_properties travel with the report: to junitxml, and from xdist workers.
     item.user_properties.append(
-        (
-            STATS_PROPERTY,
-            f"{result.schedules} {result.seconds:.3f} {int(result.found)} {int(result.proof)}",
-        )
+        _stats(result.schedules, result.seconds, result.found, result.proof)
     )
     if result.token is not None:
         item.user_properties.append((TOKEN_PROPERTY, result.token))

@@ -128,9 +128,6 @@ class _ImportWatch:
             for reactor in list(_reactors):
                 reactor.callFromThread(_catch_up, reactor)
 
-    def invalidate_caches(self) -> None:
-        pass
-
 
 _LATE = frozenset(_LATE_MODULES)
 _WATCH = _ImportWatch()

@@ -329,7 +329,7 @@ def _shown(
         shown, interrupted = (
             shrink_failure(explorer, run, progress=progress)
             if shrink
-            else (_rerun(explorer, run), False)
+            else (explorer.rerun(run), False)
         )
     except ReplayDivergenceError as error:
         return run, False, f"it went elsewhere when rerun ({error})"
@@ -338,16 +338,11 @@ def _shown(
     return shown, interrupted, None
 
 
-def _rerun(explorer: Explorer, run: ScheduleRun) -> ScheduleRun:
-    """The same schedule again, with its step trace recorded."""
-    return explorer.rerun(run)
-
-
 def _traced_or_none(explorer: Explorer, run: ScheduleRun) -> ScheduleRun | None:
     """``run`` again, traced, for the report to show beside its shrunk form; None
     when it does not fail the same way again (the report does not need it)."""
     try:
-        again = _rerun(explorer, run)
+        again = explorer.rerun(run)
     except ReplayDivergenceError:
         return None
     return again if _same_failure(again, run) else None

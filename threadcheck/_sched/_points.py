@@ -193,13 +193,12 @@ def _over_a_range(instructions: list[dis.Instruction], index: int) -> bool:
     if start is None:
         return False
     # The range() call itself is the iterable (not reversed(range(...)) or zip(range(n), xs)).
+    first = max(0, start - 8)
     return any(
         instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME")
         and instruction.argval == "range"
         and _call_of(instructions, at) == start - 1
-        for at, instruction in enumerate(
-            instructions[max(0, start - 8) : start], max(0, start - 8)
-        )
+        for at, instruction in enumerate(instructions[first:start], first)
     )
 
 

@@ -75,7 +75,7 @@ def shrink_failure(
             best_run = _fewest(attempt_next, bound, within_budget) or best_run
         return best_run, False
     except KeyboardInterrupt:
-        return best if best is not None else _traced(explorer, failing), True
+        return best if best is not None else explorer.rerun(failing), True
 
 
 def _fewest(
@@ -108,16 +108,11 @@ def _shrink(
     ]
     best, reproduced = attempt(plan)
     if not reproduced:
-        return _traced(explorer, failing)  # keep it as found
+        return explorer.rerun(failing)  # keep it as found
     base, fails_unpreempted = attempt([])
     if fails_unpreempted:
         return base
-    best, plan = _drop_greedily(attempt, best, plan, within_budget)
-    return best
-
-
-def _traced(explorer: Explorer, run: ScheduleRun) -> ScheduleRun:
-    return explorer.rerun(run)
+    return _drop_greedily(attempt, best, plan, within_budget)
 
 
 Attempt = Callable[[list[tuple[int, int]]], tuple[ScheduleRun, bool]]
@@ -128,7 +123,7 @@ def _drop_greedily(
     best: ScheduleRun,
     plan: list[tuple[int, int]],
     within_budget: Callable[[], bool],
-) -> tuple[ScheduleRun, list[tuple[int, int]]]:
+) -> ScheduleRun:
     changed = True
     while changed and within_budget():
         changed = False
@@ -140,4 +135,4 @@ def _drop_greedily(
             if fails:
                 best, plan, changed = run, trial, True
                 break
-    return best, plan
+    return best
