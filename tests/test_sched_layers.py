@@ -95,3 +95,47 @@ def test_the_views_are_drivers() -> None:
             continue
         source = path.read_text()
         assert "threadcheck._view" not in source, f"{path.name} imports the views"
+
+
+CORE = (
+    "threadcheck._stacks",
+    "threadcheck._threads",
+    "threadcheck._violation",
+    "threadcheck._recorder",
+    "threadcheck._affinity",
+    "threadcheck._modes",
+    "threadcheck._activity",
+    "threadcheck._fixes",
+    "threadcheck._races",
+    "threadcheck._sched._core",
+    "threadcheck._sched._pool",
+)
+"""What the reactor package may import of threadcheck: its core (the scheduler's
+core and primitives included); never the reports, the test-run glue or a driver."""
+
+
+def _threadcheck_imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            base = node.module
+            if base == "threadcheck":
+                found.update(f"threadcheck.{alias.name}" for alias in node.names)
+            elif base.startswith("threadcheck."):
+                found.add(base)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("threadcheck."))
+    return found
+
+
+def test_the_reactor_package_imports_only_the_core() -> None:
+    import threadcheck_reactor
+
+    package = Path(threadcheck_reactor.__file__).parent
+    above = {
+        f"{path.name} imports {name}"
+        for path in package.rglob("*.py")
+        for name in _threadcheck_imports(path)
+        if not any(name == core or name.startswith(f"{core}.") for core in CORE)
+    }
+    assert above == set()

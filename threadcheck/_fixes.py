@@ -6,6 +6,12 @@ Spelled with the names a Twisted user has for the object (``d``, ``transport``,
 
 from __future__ import annotations
 
+STUCK_AT_SHUTDOWN = (
+    "make the job return at shutdown: give its blocking call a timeout, or have it "
+    "check a flag that a 'before' 'shutdown' trigger sets"
+)
+"""For a pool worker that holds up shutdown (also told at once, by the reactor)."""
+
 _OBJECT_NAMES = {
     "Deferred": "d",
     "DeferredQueue": "queue",

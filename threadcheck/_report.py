@@ -73,10 +73,7 @@ def fix_for(violation: Violation) -> str:
 
 def _hint(violation: Violation) -> str:
     if violation.kind is Kind.STUCK_AT_SHUTDOWN:
-        return (
-            "make the job return at shutdown: give its blocking call a timeout, or have it "
-            "check a flag that a 'before' 'shutdown' trigger sets"
-        )
+        return _fixes.STUCK_AT_SHUTDOWN
     if violation.kind is Kind.AFTER_STARTING_REACTOR_THREAD:
         api = violation.api.removeprefix("reactor.")
         return (

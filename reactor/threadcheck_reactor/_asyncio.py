@@ -62,6 +62,6 @@ class ThreadCheckAsyncioReactor(
 def install() -> None:
     """Install it the way ``--reactor=threadcheck-asyncio`` does (Twisted's
     ``reactor.__module__`` convention, as :func:`threadcheck_reactor._reactor.install`)."""
-    from threadcheck_reactor import _plugin  # imported late: it imports this module
+    from twisted.application.reactors import installReactor
 
-    _plugin.install("asyncio")
+    installReactor("threadcheck-asyncio")  # type: ignore[no-untyped-call]

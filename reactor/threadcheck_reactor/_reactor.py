@@ -438,8 +438,10 @@ def install() -> None:
 
     Twisted's convention: a child process re-creates its parent's reactor with
     ``import <type(reactor).__module__>; install()`` (Twisted's own tests do).
-    The child then reports into its parent's report.
+    The child then reports into its parent's report. Through Twisted's plugin
+    (as trial's option does), which names threadcheck's driver: the reactor
+    does not import it.
     """
-    from threadcheck_reactor import _plugin  # imported late: it imports this module
+    from twisted.application.reactors import installReactor
 
-    _plugin.install()
+    installReactor("threadcheck")  # type: ignore[no-untyped-call]

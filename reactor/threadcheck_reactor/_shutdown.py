@@ -4,7 +4,8 @@ Twisted's shutdown joins every pool thread, for ever: one job blocked in a
 worker hangs the process, and a report made at exit never appears. When the
 pool has not finished ``grace`` seconds into its stop, a timer reports each
 worker still running: where it is blocked and who submitted its job, on stderr
-at once and in the recorder. Shutdown then goes on waiting, as Twisted's does.
+at once (from the core's pieces: the reactor does not import the reports) and
+in the recorder. Shutdown then goes on waiting, as Twisted's does.
 
 Thread safety: the timer runs in its own daemon thread; it only reads the
 pool's thread list and the threads' frames.
@@ -16,8 +17,9 @@ import sys
 import threading
 from typing import Any
 
+from threadcheck import _fixes, _stacks
 from threadcheck._affinity import AffinityChecker
-from threadcheck._report import format_report
+from threadcheck._violation import Violation
 
 
 class StuckPoolWatch:
@@ -47,7 +49,19 @@ class StuckPoolWatch:
         ]
         if stuck:
             try:
-                sys.stderr.write(format_report(stuck))
+                sys.stderr.write("".join(_at_once(violation) for violation in stuck))
                 sys.stderr.flush()
             except (OSError, ValueError):
                 pass  # stderr closed under us (the process is ending): the recorder has it
+
+
+def _at_once(violation: Violation) -> str:
+    """A stuck worker, told while the process may hang for ever: its headline,
+    stacks and fix (the report at exit, if the process gets there, groups them)."""
+    lines = [f"threadcheck: {violation.headline()}", "  blocked at:"]
+    lines.extend(_stacks.format_stack(violation.stack))
+    if violation.submitted_from:
+        lines.append("  its job was submitted from:")
+        lines.extend(_stacks.format_stack(violation.submitted_from))
+    lines.append(f"  fix: {_fixes.STUCK_AT_SHUTDOWN}")
+    return "\n".join(lines) + "\n"

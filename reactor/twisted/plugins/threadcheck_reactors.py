@@ -4,12 +4,12 @@ from twisted.application.reactors import Reactor
 
 threadcheck = Reactor(
     "threadcheck",
-    "threadcheck_reactor._plugin",
+    "threadcheck._twisted_plugin",
     "Default reactor with thread-affinity checks (threadcheck; THREADCHECK_MODE=raise|record|warn)",  # noqa: E501
 )
 
 threadcheck_asyncio = Reactor(
     "threadcheck-asyncio",
-    "threadcheck_reactor._asyncio",
+    "threadcheck._twisted_plugin._asyncio",
     "asyncio reactor with thread-affinity checks (threadcheck; THREADCHECK_MODE=raise|record|warn)",  # noqa: E501
 )

@@ -64,11 +64,11 @@ def install(kind: str = "default") -> None:
     )
     atexit.register(report.finish, sys.stderr)
     if "twisted.trial" in sys.modules:
-        from threadcheck_reactor import _trial
+        from threadcheck._twisted_plugin import _trial
 
         _trial.hook(report)
     if "twisted.scripts.twistd" in sys.modules:
-        from threadcheck_reactor import _twistd
+        from threadcheck._twisted_plugin import _twistd
 
         _twistd.hook(report, reactor)
 
