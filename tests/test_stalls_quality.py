@@ -572,3 +572,29 @@ def test_a_slow_reactor_callback_is_reported_under_threadcheck_run(tmp_path: Pat
             "threadcheck: no thread-affinity violations found",
         ],
     )
+
+
+@pytest.mark.parametrize("reactor_class", REACTOR_CLASSES, ids=lambda c: c.__name__)
+def test_a_shutdown_waiting_for_its_pool_job_is_no_stall_a_blocking_trigger_is(
+    monkeypatch: pytest.MonkeyPatch, reactor_class: type[ThreadCheckMixin]
+) -> None:
+    """A service stopped while an upload runs in its pool: Twisted's shutdown
+    joins the pool (no stall: the reactor serves nothing more, and a worker that
+    never ends is the shutdown watch's). Its 'before shutdown' trigger that
+    flushes a cache with a blocking sleep does stall the reactor: reported."""
+    monkeypatch.setenv("THREADCHECK_STALL_MS", "50")
+    reactor = reactor_class(Mode.RECORD)
+
+    def upload() -> None:
+        time.sleep(3 * BLOCK)  # still running when the flush is done
+
+    def flush_cache() -> None:
+        time.sleep(BLOCK)  # BUG: blocks the reactor thread
+
+    reactor.addSystemEventTrigger("before", "shutdown", flush_cache)
+    reactor.callWhenRunning(reactor.callInThread, upload)
+    reactor.callWhenRunning(reactor.callLater, 0.01, reactor.stop)
+    reactor.run(installSignalHandlers=False)
+    [stall] = reactor.threadcheck.recorder.stalls()
+    assert stall.api == "time.sleep"
+    assert "in flush_cache, run as a system event trigger" in (stall.detail or "")

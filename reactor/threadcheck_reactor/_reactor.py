@@ -372,6 +372,7 @@ class ThreadCheckMixin(PosixReactorBase, metaclass=InstrumentedReactorType):
                     self.stall_threshold,
                     self._poll_codes(),
                     self._dispatch_codes(),
+                    self._codes_of("_stopThreadPool"),
                 )
                 self._stall_watch.start()
         super().startRunning(installSignalHandlers)

@@ -132,7 +132,9 @@ class StallWatch:
 
     ``current_frames`` and ``clock`` are injectable, so tests can drive it
     with fakes; ``poll_codes`` are the reactor's own waits (its doIteration),
-    ``dispatch_codes`` where it hands its thread to a callback.
+    ``dispatch_codes`` where it hands its thread to a callback, ``shutdown_codes``
+    callbacks of its own shutdown that wait for other threads (joining the
+    thread pool: the shutdown watch reports a worker that never finishes).
     """
 
     def __init__(
@@ -141,6 +143,7 @@ class StallWatch:
         threshold: float,
         poll_codes: frozenset[CodeType],
         dispatch_codes: frozenset[CodeType],
+        shutdown_codes: frozenset[CodeType] = frozenset(),
         *,
         current_frames: Callable[[], dict[int, FrameType]] = sys._current_frames,
         clock: Callable[[], float] = time.monotonic,
@@ -149,6 +152,7 @@ class StallWatch:
         self._threshold = threshold
         self._idle_codes = poll_codes | _SELECTOR_WAITS
         self._dispatch_codes = dispatch_codes | _TRIGGER_DISPATCH
+        self._shutdown_codes = shutdown_codes
         self._current_frames = current_frames
         self._clock = clock
         self._stopped = threading.Event()
@@ -187,6 +191,8 @@ class StallWatch:
         assert frame is not None
         if _runs_the_test(callback, frame):
             return None  # the test's own code, handed to the reactor by its runner
+        if callback.f_code in self._shutdown_codes:
+            return None  # the reactor serves nothing more: a shutdown waiting is no stall
         return self._report(frame, callback, now - self._since)
 
     def _running_callback(self, frame: FrameType) -> FrameType | None:
