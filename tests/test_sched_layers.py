@@ -114,17 +114,19 @@ CORE = (
 core and primitives included); never the reports, the test-run glue or a driver."""
 
 
-def _threadcheck_imports(path: Path) -> set[str]:
+def _threadcheck_imports(path: Path, package: str = "threadcheck") -> set[str]:
+    """The modules of ``package`` that ``path`` imports, anywhere in it."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module:
             base = node.module
-            if base == "threadcheck":
-                found.update(f"threadcheck.{alias.name}" for alias in node.names)
-            elif base.startswith("threadcheck."):
-                found.add(base)
+            if base == package:
+                found.update(f"{package}.{alias.name}" for alias in node.names)
+            elif base.startswith(f"{package}."):
+                found.add(base)  # and its modules, if these are: from a.b import c
+                found.update(f"{base}.{alias.name}" for alias in node.names)
         elif isinstance(node, ast.Import):
-            found.update(a.name for a in node.names if a.name.startswith("threadcheck."))
+            found.update(a.name for a in node.names if a.name.partition(".")[0] == package)
     return found
 
 
@@ -139,3 +141,34 @@ def test_the_reactor_package_imports_only_the_core() -> None:
         if not any(name == core or name.startswith(f"{core}.") for core in CORE)
     }
     assert above == set()
+
+
+def test_no_module_the_reactor_package_reaches_imports_it_back() -> None:
+    """The scheduler's core and primitives sit below the reactor; its drivers
+    (the runner, explore, replay) above it. Whatever the reactor package imports
+    of threadcheck, and all that imports in turn, never imports the reactor
+    package (lazily or not): no cycle through the layers."""
+    import threadcheck
+    import threadcheck_reactor
+
+    root = Path(threadcheck.__file__).parent
+    package = Path(threadcheck_reactor.__file__).parent
+
+    def path_of(module: str) -> Path | None:
+        relative = Path(*module.split(".")[1:])
+        for candidate in (root / relative / "__init__.py", root / f"{relative}.py"):
+            if candidate.exists():
+                return candidate
+        return None
+
+    seen: dict[str, Path] = {}
+    todo = [name for path in package.rglob("*.py") for name in _threadcheck_imports(path)]
+    while todo:
+        name = todo.pop()
+        path = path_of(name)
+        if name in seen or path is None:
+            continue
+        seen[name] = path
+        todo.extend(_threadcheck_imports(path))
+    back = sorted(name for name, path in seen.items() if _threadcheck_imports(path, package.name))
+    assert back == []
