@@ -34,7 +34,10 @@ another thread replaces it item by item (unpacking read nothing), and a
 buffer read in two slices while another thread replaces its contents at once
 (a slice's load read nothing, and was no point); an event appended to a
 batch found in a dict while a flusher swaps the batch out (no point came
-between the look-up and the append).
+between the look-up and the append); a job popped from a heap and pushed back
+in one line (``heappush(jobs, retried(heappop(jobs)))``), a round robin's
+``self.backends.append(self.backends.pop(0))`` (no point came between the
+arguments' call and the call they are handed to).
 
 Each is a scenario: it takes the reactor (unused: these are threads alone)
 and checks what it promises before it returns.
@@ -742,6 +745,58 @@ def batches_locked(reactor: Any) -> None:
     _batches(locked=True)
 
 
+def _retries(locked: bool) -> None:
+    jobs = [(0, "sync-mailbox")]  # (attempts, name): the heap of jobs to retry
+    lock = threading.Lock()
+
+    def retry() -> None:
+        with lock if locked else _UNLOCKED:
+            # BUG unlocked: popped, then pushed back in one line, yet not at once
+            heapq.heappush(jobs, _attempted(heapq.heappop(jobs)))
+
+    _run(retry, retry)
+    assert jobs == [(2, "sync-mailbox")], f"a retry lost: {jobs}"
+
+
+def _attempted(job: tuple[int, str]) -> tuple[int, str]:
+    attempts, name = job
+    return attempts + 1, name
+
+
+def retries_racy(reactor: Any) -> None:
+    _retries(locked=False)
+
+
+def retries_locked(reactor: Any) -> None:
+    _retries(locked=True)
+
+
+class Balancer:
+    """Round robin over backends: the first is used, then moved to the end."""
+
+    def __init__(self, backends: list[str]) -> None:
+        self.backends = backends
+        self.lock = threading.Lock()
+
+    def rotate(self, locked: bool) -> None:
+        with self.lock if locked else _UNLOCKED:
+            self.backends.append(self.backends.pop(0))  # BUG unlocked: two steps
+
+
+def _rotations(locked: bool) -> None:
+    balancer = Balancer(["db-1"])
+    _run(lambda: balancer.rotate(locked), lambda: balancer.rotate(locked))
+    assert balancer.backends == ["db-1"], balancer.backends
+
+
+def rotations_racy(reactor: Any) -> None:
+    _rotations(locked=False)
+
+
+def rotations_locked(reactor: Any) -> None:
+    _rotations(locked=True)
+
+
 BUGGY = {
     "counter": counter_racy,
     "bank": bank_inverted,
@@ -765,6 +820,8 @@ BUGGY = {
     "bounds": bounds_racy,
     "halves": halves_racy,
     "batches": batches_racy,
+    "retries": retries_racy,
+    "rotations": rotations_racy,
 }
 FIXED = {
     "counter": counter_locked,
@@ -789,4 +846,6 @@ FIXED = {
     "bounds": bounds_locked,
     "halves": halves_locked,
     "batches": batches_locked,
+    "retries": retries_locked,
+    "rotations": rotations_locked,
 }

@@ -61,6 +61,8 @@ PROVED_WITHIN = {
     "dpor_programs:bounds": 30,
     "dpor_programs:halves": 30,
     "dpor_programs:batches": 30,
+    "dpor_programs:retries": 30,
+    "dpor_programs:rotations": 20,
 }
 FOUND_AS = {
     "races:abba_deadlock": "deadlock",
@@ -90,6 +92,8 @@ FOUND_AS = {
     "dpor_programs:bounds": "exception",
     "dpor_programs:halves": "exception",
     "dpor_programs:batches": "exception",
+    "dpor_programs:retries": "exception",
+    "dpor_programs:rotations": "exception",
 }
 
 

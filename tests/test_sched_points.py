@@ -3,6 +3,7 @@ same on every supported Python, whatever its bytecode."""
 
 from __future__ import annotations
 
+import dis
 import operator
 from typing import Any
 
@@ -86,6 +87,29 @@ def test_helpers_name_mutating_calls_as_the_instruction_table_does() -> None:
     box = type("Box", (), {"items": []})()
     _, details = _helper_details(take, [1, 2], {"k": 1}, "k", box)
     assert sorted(details) == sorted(access_points(take.__code__).values())
+
+
+def rotate(backends: list[str], box: Any) -> None:
+    backends.append(backends.pop(0))  # popped, then appended: a point between
+    box.items.append(box.items.pop(0))
+
+
+def test_a_mutating_call_handed_a_call_has_its_point_after_the_arguments() -> None:
+    plain = _rewritten(rotate, rewrite=False)  # this module may have been rewritten
+    points = access_points(plain.__code__)
+    assert sorted(points.values()) == [
+        "backends.append() (call)",
+        "backends.pop() (call)",
+        "box.items (load)",
+        "box.items (load)",
+        "box.items.append() (call)",
+    ]
+    calls = {i.offset for i in dis.get_instructions(plain) if i.opname.startswith("CALL")}
+    appends = [offset for offset, detail in points.items() if ".append()" in detail]
+    assert len(appends) == 2 and set(appends) <= calls  # at the call, after pop()
+    box = type("Box", (), {"items": [1]})()
+    _, details = _helper_details(rotate, ["a"], box)
+    assert sorted(details) == sorted(points.values())
 
 
 SHARED_FLAG = False

@@ -265,6 +265,11 @@ def cm(obj: Any, site: int, point: bool = False, every: bool = True) -> Any:
     ``every``: it may change any key (not a dict's ``pop(k)``: that key only)."""
     if point and on_access is not None:
         on_access(site, "call")
+    _mutated(obj, site, point, every)
+    return obj
+
+
+def _mutated(obj: Any, site: int, point: bool, every: bool) -> None:
     if issubclass(type(obj), CONTAINERS):
         if _footprint.collecting:
             if point and on_access is None:  # the point is the table's, after this
@@ -278,15 +283,26 @@ def cm(obj: Any, site: int, point: bool = False, every: bool = True) -> Any:
             write(tc, location(obj, WHOLE), site, obj, WHOLE, "write", True)
             if every:
                 write(tc, location(obj, EVERY), site, obj, EVERY, "write", True)
-    return obj
+
+
+def cml(value: Any, obj: Any, site: int) -> Any:
+    """``value``, the last argument of a mutating method of ``obj`` about to be
+    called (``items.append(items.pop() + 1)``): the change, and its point, come
+    after the arguments, which have points of their own."""
+    if on_access is not None:
+        on_access(site, "call")
+    _mutated(obj, site, True, True)
+    return value
 
 
 def cmk(obj: Any, site: int, point: bool = False) -> Any:
     """``obj.pop(key, ...)`` or ``obj.setdefault(key, ...)`` is about to be called:
     for a dict, a write of that key (not of every key), as ``del d[key]`` and
     ``d[key] = v`` are (``if k in d: d.pop(k)`` in two threads races on the key)."""
+    if point and on_access is not None:  # here: the point names the user's frame two up
+        on_access(site, "call")
     keyed = issubclass(type(obj), dict)
-    cm(obj, site, point, every=not keyed)
+    _mutated(obj, site, point, not keyed)
     return _KeyedChange(obj, site) if enabled and keyed else obj
 
 
@@ -329,6 +345,21 @@ def oa(obj: Any, site: int) -> Any:
             _footprint.write(obj, _footprint.WHOLE)
             _footprint.write(obj, _footprint.EVERY)
     return obj
+
+
+def oal(value: Any, site: int, *objs: Any) -> Any:
+    """``value``, the last argument of a call that was handed ``objs`` before
+    arguments with points of their own (``heappush(pq, heappop(pq) + 1)``): each
+    container among them handed over again, with the point just before the call."""
+    containers = [obj for obj in objs if issubclass(type(obj), CONTAINERS)]
+    if containers:
+        if on_handover is not None:
+            on_handover(site, "call")
+        if _footprint.collecting:
+            for obj in containers:
+                _footprint.write(obj, _footprint.WHOLE)
+                _footprint.write(obj, _footprint.EVERY)
+    return value
 
 
 _TRANSPARENT = frozenset(

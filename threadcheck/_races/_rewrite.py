@@ -71,7 +71,8 @@ _NOT_CHANGING = frozenset(
 )  # fmt: skip
 """Builtins that change nothing they are given."""
 HELPERS = (
-    "ra", "wa", "ua", "st", "sv", "lp", "lw", "it", "cm", "cmk", "cr", "ck", "oa", "lk", "isin",
+    "ra", "wa", "ua", "st", "sv", "lp", "lw", "it", "cm", "cmk", "cml", "cr", "ck", "oa", "oal",
+    "lk", "isin",
     "rv", "wv", "uv", "sub", "subo", "Scope", "im",
 )  # fmt: skip
 GLOBALS = "__tc_gl__"
@@ -480,6 +481,7 @@ class _Rewriter(ast.NodeTransformer):
     def visit_Call(self, node: ast.Call) -> ast.AST:
         func = node.func
         named = _named_attribute(node)  # getattr(obj, name), setattr(obj, name, value)
+        late = False
         if isinstance(func, ast.Attribute) and _assertion_helper(func.value):
             pass  # pytest's assertion rewriting (`@pytest_ar._saferepr(...)`): not the program's
         elif isinstance(func, ast.Attribute) and func.attr in MUTATORS:
@@ -487,12 +489,17 @@ class _Rewriter(ast.NodeTransformer):
             # look before it (`if items:`) and the call race; an item's too
             # (`batches[k].append(x)`: the batch may be swapped out after its
             # look-up). An attribute's (`self.items.pop()`) has the point of
-            # that load before.
+            # that load before. With arguments that do something
+            # (`items.append(items.pop() + 1)`), the change and its point come
+            # after them, just before the call: another thread may act between.
             point = ast.Constant(isinstance(func.value, (ast.Name, ast.Subscript)))
+            keyed = func.attr in _KEYED and node.args and not isinstance(node.args[0], ast.Starred)
+            late = not keyed and _named_owner(func.value) and _do_something(node)
+            owner = copy.deepcopy(func.value)
             func.value = self.visit(func.value)
             site = self._site(node, "method", f"{_text(func)}()")
-            keyed = func.attr in _KEYED and node.args and not isinstance(node.args[0], ast.Starred)
-            func.value = self._call("cmk" if keyed else "cm", func.value, site, point)
+            if not late:
+                func.value = self._call("cmk" if keyed else "cm", func.value, site, point)
         elif isinstance(func, ast.Attribute):
             site = self._site(node, "method", f"{_text(func)}()")
             keyed = func.attr == "get" and node.args and not isinstance(node.args[0], ast.Starred)
@@ -504,19 +511,42 @@ class _Rewriter(ast.NodeTransformer):
                 func.value = self._call("cr", func.value, site)
         else:
             node.func = self.visit(func)
+        changing = not (isinstance(func, ast.Name) and func.id in _NOT_CHANGING | _SETTING)
+        handed_late = _handed_before_something(node) if changing else []
         node.args = [self.visit(a) for a in node.args]
         node.keywords = [self.visit(k) for k in node.keywords]
         if isinstance(func, ast.Name) and func.id in _LOOKING:
             node.args = [
                 a if isinstance(a, ast.Starred) else self._looked_into(a, node) for a in node.args
             ]
-        elif not (isinstance(func, ast.Name) and func.id in _NOT_CHANGING | _SETTING):
+        elif changing:
             node.args = [self._handed_over(a, node) for a in node.args]
             for keyword in node.keywords:
                 keyword.value = self._handed_over(keyword.value, node)
+            if handed_late:
+                # `heappush(pq, heappop(pq) + 1)`: handed over again, just before the call.
+                site = self._site(node, "argument", f"{_text(node.func)}(...)")
+                self._through_last(node, "oal", site, *handed_late)
         if named:
             self._named_access(node)
+        if isinstance(func, ast.Attribute) and func.attr in MUTATORS and late:
+            self._through_last(node, "cml", owner, site)
         return node
+
+    def _through_last(self, call: ast.Call, helper_name: str, *args: ast.expr) -> None:
+        """The last of ``call``'s arguments to be evaluated hands its value through
+        helper ``helper_name`` (with ``args``): just before the call, after the
+        other arguments. Names (and their attributes) in ``args`` are evaluated
+        again, as written: the same objects, no access recorded twice."""
+        last: ast.keyword | ast.Starred | None = None
+        if call.keywords:  # evaluated after the positional arguments
+            last = call.keywords[-1]
+        elif isinstance(call.args[-1], ast.Starred):
+            last = call.args[-1]
+        if last is not None:
+            last.value = self._call(helper_name, last.value, *args)
+        else:
+            call.args[-1] = self._call(helper_name, call.args[-1], *args)
 
     def _named_access(self, call: ast.Call) -> None:
         """``getattr(obj, name)`` reads ``obj.name`` as ``obj.name`` would, and
@@ -769,6 +799,47 @@ def _dict_owner(value: ast.expr) -> ast.expr | None:
     else:
         return None
     return copy.deepcopy(owner) if isinstance(owner, ast.Name) else None
+
+
+def _named_owner(owner: ast.expr) -> bool:
+    """Whether ``owner`` is a name or a name's attributes (``items``,
+    ``self.items``): evaluated again, it is the same object."""
+    while isinstance(owner, ast.Attribute):
+        owner = owner.value
+    return isinstance(owner, ast.Name)
+
+
+_DOING = (
+    ast.Call, ast.Attribute, ast.Subscript, ast.Await, ast.Yield, ast.YieldFrom,
+    ast.NamedExpr, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp,
+)  # fmt: skip
+"""What, in a call's arguments, may have a scheduling point of its own."""
+
+
+def _does_something(argument: ast.AST) -> bool:
+    """Whether evaluating ``argument`` may reach a point of its own (not constants,
+    names and arithmetic on them), asked before it is visited."""
+    return any(isinstance(n, _DOING) for n in ast.walk(argument))
+
+
+def _do_something(call: ast.Call) -> bool:
+    return any(_does_something(a) for a in _arguments(call))
+
+
+def _arguments(call: ast.Call) -> list[ast.expr]:
+    """``call``'s arguments, in the order they are evaluated."""
+    return [*call.args, *(k.value for k in call.keywords)]
+
+
+def _handed_before_something(call: ast.Call) -> list[ast.expr]:
+    """Copies of the names (or names' attributes) ``call`` is handed before an
+    argument that does something: what it hands over may have changed since."""
+    arguments = [a.value if isinstance(a, ast.Starred) else a for a in _arguments(call)]
+    return [
+        copy.deepcopy(argument)
+        for at, argument in enumerate(arguments)
+        if _named_owner(argument) and any(_does_something(a) for a in arguments[at + 1 :])
+    ]
 
 
 def _named_attribute(call: ast.Call) -> bool:

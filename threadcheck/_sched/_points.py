@@ -90,8 +90,14 @@ def access_points(code: CodeType) -> dict[int, str]:
             # of that load just before; an item's (`batches[k].append(x)`) needs
             # one after its look-up (another thread may swap the batch out).
             owner = _pushed(instructions, index - 1)
-            if owner.isidentifier() or owner.endswith("[...]"):
-                points[instruction.offset] = f"{owner}.{instruction.argval}() (call)"
+            call = _call_of(instructions, index, depth=1)
+            detail = f"{owner}.{instruction.argval}() (call)"
+            if call is not None and _doing(instructions[index + 1 : call]):
+                # `items.append(items.pop() + 1)`: the change comes after the
+                # arguments, which have points of their own (any owner).
+                points[instructions[call].offset] = detail
+            elif owner.isidentifier() or owner.endswith("[...]"):
+                points[instruction.offset] = detail
         elif name in _SUBSCRIPT:
             owner = _subscript_owner(instructions, index, 1 if name != "STORE_SUBSCR" else 2)
             points[instruction.offset] = f"{owner}[...] ({_SUBSCRIPT[name]})"
@@ -115,13 +121,47 @@ def access_points(code: CodeType) -> dict[int, str]:
 
 _NAMED_ACCESS = {"getattr": "load", "hasattr": "load", "setattr": "store", "delattr": "delete"}
 """Builtins that access an attribute by name: the access is their call's."""
-_CALLS = ("CALL", "CALL_FUNCTION", "CALL_FUNCTION_KW", "CALL_KW", "CALL_FUNCTION_EX")
+_CALLS = (
+    "CALL",
+    "CALL_FUNCTION",
+    "CALL_FUNCTION_KW",
+    "CALL_KW",
+    "CALL_FUNCTION_EX",
+    "CALL_METHOD",
+)
+_PLAIN = frozenset(
+    {
+        "LOAD_CONST", "LOAD_SMALL_INT", "LOAD_GLOBAL", "LOAD_DEREF", "LOAD_NAME", "PUSH_NULL",
+        "PRECALL", "KW_NAMES", "CACHE", "EXTENDED_ARG", "NOP", "COMPARE_OP", "IS_OP",
+        "BUILD_TUPLE", "BUILD_LIST", "BUILD_MAP", "BUILD_CONST_KEY_MAP", "BUILD_SET",
+        "LIST_EXTEND", "FORMAT_VALUE", "FORMAT_SIMPLE", "CONVERT_VALUE", "BUILD_STRING", "COPY",
+        "SWAP", "TO_BOOL",
+    }
+)  # fmt: skip
+"""Instructions that reach no point of their own: loads of names and constants,
+arithmetic, literals (and a call's own preparation)."""
 
 
-def _call_of(instructions: list[dis.Instruction], index: int) -> int | None:
+def _doing(instructions: list[dis.Instruction]) -> bool:
+    """Whether any of ``instructions`` may reach a point of its own (whatever is
+    not known to be plain: a call, an attribute, an item, a loop, a store)."""
+    return any(
+        not (
+            i.opname in _PLAIN
+            or i.opname.startswith(("LOAD_FAST", "UNARY_"))
+            or (
+                i.opname.startswith("BINARY_")
+                and i.opname not in ("BINARY_SUBSCR", "BINARY_SLICE")
+            )
+        )
+        for i in instructions
+    )
+
+
+def _call_of(instructions: list[dis.Instruction], index: int, depth: int = 0) -> int | None:
     """The call of the function ``instructions[index]`` loads: the first call
-    after which only its result is left (its arguments' own calls leave it too)."""
-    depth = 0
+    after which only its result is left (its arguments' own calls leave it too).
+    ``depth``: what the stack held for it before (a method's owner: 1)."""
     for at in range(index, min(len(instructions), index + 200)):
         instruction = instructions[at]
         argument = instruction.arg if instruction.opcode >= dis.HAVE_ARGUMENT else None

@@ -38,6 +38,7 @@ from threadcheck._sched._core import (
     Strategy,
     TargetError,
     activate,
+    active,
 )
 from threadcheck._sched._logging import LoggingRegistry
 from threadcheck._sched._patch import Patches, reseed_randomness
@@ -146,6 +147,13 @@ class Explorer:
         self._give_back: Callable[[], None] | None = None
 
     def __enter__(self) -> Explorer:
+        if active() is not None:
+            # The inner one would run its schedules on this one's patched
+            # threads and locks, and never end.
+            raise TargetError(
+                "threadcheck.explore() (or replay, run) called by a program being explored: "
+                "explore the program that does not call it, or run this one with python"
+            )
         # Imported now, not in the first schedule: from a source tree its module
         # code would count as user code there, and that schedule alone would
         # differ (a replay in a fresh process would diverge).
