@@ -328,11 +328,14 @@ def test_under_xdist_the_replay_command_names_the_test_itself(pytester: pytest.P
     assert "part1of2] --threadcheck-replay" not in result.stdout.str()
 
 
-def test_a_bounded_search_runs_whole_in_the_first_shard(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("strategy", ["bounded:1", "dpor"])
+def test_a_search_in_order_runs_whole_in_the_first_shard(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, strategy: str
 ) -> None:
-    record = recording(pytester, monkeypatch, budget=100, strategy="'bounded:1'")
-    run(pytester, "--threadcheck-shard=2/2").assert_outcomes(skipped=1)
+    record = recording(pytester, monkeypatch, budget=100, strategy=f"{strategy!r}")
+    skipped = run(pytester, "--threadcheck-shard=2/2", "-rs")
+    skipped.assert_outcomes(skipped=1)
+    skipped.stdout.fnmatch_lines([f"*a {strategy} search runs whole, in the first part"])
     assert recorded(record) == []
     run(pytester, "--threadcheck-shard=1/2").assert_outcomes(passed=1)
     assert recorded(record)
@@ -574,10 +577,15 @@ def test_bad_marker_arguments_fail_their_test_in_one_line(pytester: pytest.Pytes
         @pytest.mark.threadcheck_explore(strategy="dpor", granularity="line")
         def test_dpor_by_lines(threadcheck_reactor):
             pass
+
+
+        @pytest.mark.threadcheck_explore(max_delay=-1)
+        def test_max_delay(threadcheck_reactor):
+            pass
         """
     )
     result = run(pytester)
-    result.assert_outcomes(failed=8)
+    result.assert_outcomes(failed=9)
     result.stdout.fnmatch_lines(
         [
             "test_bad.py::test_strategy: threadcheck_explore strategy='bogus': unknown strategy*",
@@ -589,11 +597,13 @@ def test_bad_marker_arguments_fail_their_test_in_one_line(pytester: pytest.Pytes
             "test_bad.py::test_probability: threadcheck_stress yield_probability=7: give a*",
             "test_bad.py::test_dpor_by_lines: threadcheck_explore the dpor strategy reasons on "
             "accesses: it needs granularity 'access', not 'line'",
+            "test_bad.py::test_max_delay: threadcheck_explore max_delay must be 0 or more*",
         ],
         consecutive=False,
     )
     output = result.stdout.str()
     assert "internal error" not in output and "_testexplore.py" not in output
+    assert "During handling of the above exception" not in output
 
 
 def test_a_stress_test_with_no_run_is_inconclusive(pytester: pytest.Pytester) -> None:

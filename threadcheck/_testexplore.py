@@ -139,7 +139,10 @@ def marker_settings(item: pytest.Item, name: str) -> dict[str, Any] | None:
 
 
 def _bad_marker(item: pytest.Item, name: str, problem: str) -> NoReturn:
-    pytest.fail(f"{item.nodeid}: {name} {problem}", pytrace=False)
+    try:
+        pytest.fail(f"{item.nodeid}: {name} {problem}", pytrace=False)
+    except pytest.fail.Exception as failed:
+        raise failed from None  # one line: not the ValueError it was raised while handling
 
 
 def _strategy(value: Any) -> str | None:
@@ -236,10 +239,10 @@ def _explore_or_replay(item: pytest.Function, options: Options, settings: dict[s
     strategy = settings.get("strategy")
     shard = _shard_of(item, options.shard, strategy)
     if shard is None:
-        pytest.skip("a bounded search runs whole, in the first shard")
+        pytest.skip(f"a {strategy} search runs whole, in the first part")
     budget = options.budget or Budget(settings.get("budget", 2000), settings.get("seconds"))
     if budget.seconds is None and 0 < (budget.schedules or 0) <= next(shard.indices()):
-        pytest.skip(f"budget {budget.schedules}: fewer schedules than parts, run by the first")
+        pytest.skip(f"budget {budget.schedules}: each of its schedules falls to an earlier part")
     seed = options.seed if options.seed is not None else settings.get("seed", 0)
     try:
         checked_strategy(strategy, seed, explore_settings.granularity, shard.count)
@@ -337,12 +340,16 @@ _SCENARIO_SIGNATURE = inspect.Signature(
 )
 
 
+_IN_ORDER = ("bounded", "dpor")
+"""Strategies that search in order: one part runs each whole, the others skip."""
+
+
 def _shard_of(item: pytest.Function, shard: Shard, strategy: str | None) -> Shard | None:
     """This item's shard: the command line's, split again among xdist workers."""
     part = _part(item)
     if part is not None:
         shard = shard.split(part[1], part[0])
-    if shard.count > 1 and (strategy or "").startswith("bounded"):
+    if shard.count > 1 and (strategy or "").startswith(_IN_ORDER):
         return Shard() if shard.number == 0 else None
     return shard
 
