@@ -87,6 +87,64 @@ watchdog.cancel()
 """
 
 
+# Locks made by the library on the program's behalf: a dataclass field's
+# default_factory (called by the generated __init__), a defaultdict of locks,
+# and a lock class kept as a class attribute (as werkzeug's routing Map does):
+# each is controlled (once uncontrolled, or called as a method with self).
+LEDGER = """
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+@dataclass
+class Account:
+    balance: int = 100
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+class Ledger:
+    lock_class = threading.RLock
+    def __init__(self):
+        self.lock = self.lock_class()
+        self.entries = []
+
+per_customer = defaultdict(threading.Lock)
+ledger = Ledger()
+joint = Account()
+
+def withdraw(customer, amount):
+    with per_customer[customer]:
+        {withdraw}
+    with ledger.lock:
+        ledger.entries.append((customer, amount))
+
+workers = [threading.Thread(target=withdraw, args=(c, 60)) for c in ("ada", "bob")]
+for worker in workers:
+    worker.start()
+for worker in workers:
+    worker.join()
+assert joint.balance >= 0, f"overdrawn: {{joint.balance}}"
+assert len(ledger.entries) == 2
+"""
+LEDGER_BUG = """with joint.lock:
+            enough = joint.balance >= amount
+        if enough:  # BUG: checked, then withdrawn in another hold of the lock
+            with joint.lock:
+                joint.balance -= amount"""
+LEDGER_FIX = """with joint.lock:
+            if joint.balance >= amount:
+                joint.balance -= amount"""
+
+
+def test_an_overdraft_past_library_made_locks_is_found_and_replayed(tmp_path: Path) -> None:
+    result = explore_program(write_program(tmp_path, LEDGER.format(withdraw=LEDGER_BUG)))
+    assert_found_and_replayed(result, "threadcheck: exception: AssertionError: overdrawn: -20")
+
+
+def test_the_twin_with_library_made_locks_is_clean(tmp_path: Path) -> None:
+    result = explore_program(write_program(tmp_path, LEDGER.format(withdraw=LEDGER_FIX)))
+    assert_clean(result)
+
+
 def test_an_executor_lost_update_is_found_and_replayed(tmp_path: Path) -> None:
     result = explore_program(write_program(tmp_path, EXECUTOR.format(update=EXECUTOR_BUG)))
     assert_found_and_replayed(result, "threadcheck: exception: AssertionError: balance is ")

@@ -161,7 +161,7 @@ class Patches:
             *_sockets.replacements(),
         ]
 
-    def _factory(self, real: Any, scheduled: Any) -> Callable[..., Any]:
+    def _factory(self, real: Any, scheduled: Any) -> Any:
         is_user_file = self.is_user_file
 
         codes, folders = self._machinery
@@ -170,7 +170,12 @@ class Patches:
         def make(*args: Any, **kwargs: Any) -> Any:
             scheduler = active()
             if scheduler is not None and scheduler.controlled() is not None:
-                caller = sys._getframe(1).f_code
+                frame = sys._getframe(1)
+                while frame.f_code.co_filename.startswith("<") and frame.f_back is not None:
+                    # Code made at run time (a dataclass's __init__ calling its
+                    # field's default_factory): its caller's file says.
+                    frame = frame.f_back
+                caller = frame.f_code
                 wanted = scheduled_for.get(caller)
                 if wanted is None:
                     wanted = scheduled_for[caller] = (
@@ -184,7 +189,9 @@ class Patches:
 
         make.__wrapped__ = real  # type: ignore[attr-defined]
         make.__name__ = getattr(real, "__name__", "factory")
-        return make
+        # Not bound as a method when a class keeps it (`lock_class = threading.Lock`,
+        # as werkzeug's routing Map does): the real factories are builtins.
+        return staticmethod(make)
 
     def _swap_user_imports(self, replacements: dict[int, Any]) -> None:
         """``from threading import Lock`` in a user module bound the real one: swap it.
