@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import io
 import json
+import re
 import threading
 import time
 import traceback
@@ -234,6 +235,55 @@ def test_a_twisted_function_called_from_a_worker_is_fixed_by_its_module_name(
         "threads.blockingCallFromThread(reactor, endpoints.connectProtocol, ...)",
         "fix: call it in the reactor thread: reactor.callFromThread(task.deferLater, ...), "
         "or, for its result, threads.blockingCallFromThread(reactor, task.deferLater, ...)",
+    ]
+
+
+WSLIB = """
+class Publisher:
+    def __init__(self, reactor):
+        self.reactor = reactor
+
+    def publish_later(self, payload):
+        self.reactor.callLater(0, print, payload)
+
+
+def retry_later(reactor, f):
+    reactor.callLater(1, f)
+"""
+
+
+@pytest.mark.quality
+def test_an_installed_librarys_call_is_reported_at_the_users_line_with_its_fix(
+    running_reactor: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As autobahn's sendMessage reaching transport.write from a worker: the
+    # offending line and the fix were the library's (transport.write, which the
+    # user never calls).
+    package = tmp_path / "lib" / "site-packages" / "wslib"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(WSLIB)
+    monkeypatch.syspath_prepend(str(package.parent))
+    monkeypatch.delitem(__import__("sys").modules, "wslib", raising=False)
+    import wslib  # type: ignore[import-not-found]
+
+    running: RunningReactor = running_reactor()
+    publisher = wslib.Publisher(running.reactor)
+    calls = [
+        lambda: publisher.publish_later(b"tick"),  # BUG: a worker publishes
+        lambda: wslib.retry_later(running.reactor, noop),  # BUG: a worker retries
+    ]
+    for call in calls:
+        run_threads([threading.Thread(target=call)])
+    reports = [format_report([v]) for v in _wait_for_violations(running, 2)]
+    for call, report in zip(calls, reports, strict=True):
+        line = call.__code__.co_firstlineno
+        assert re.search(rf"offending call: \S*test_report\.py:{line} in <lambda>", report), report
+        assert "    through wslib: " in report
+    assert [report.rstrip().splitlines()[-1].strip() for report in reports] == [
+        "fix: call publish_later() in the reactor thread: "
+        "reactor.callFromThread(obj.publish_later, ...)",
+        "fix: call retry_later() in the reactor thread: "
+        "reactor.callFromThread(wslib.retry_later, ...)",
     ]
 
 

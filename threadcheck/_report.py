@@ -107,12 +107,19 @@ def _hint(violation: Violation) -> str:
             f"reactor.callFromThread({_submitted_owner(violation.api, submitted)}."
             f"{submitted.function}, ...), not callInThread"
         )
+    entry = _entry_into_library(violation.stack)
+    if entry is not None and entry.library not in _NOT_THIRD_PARTY:
+        # autobahn's sendMessage reaching transport.write: the user's call is what moves.
+        owner = entry.library if _module_function(entry) is not None else "obj"
+        return (
+            f"call {entry.function}() in the reactor thread: "
+            f"reactor.callFromThread({owner}.{entry.function}, ...)"
+        )
     object_fix = _fixes.object_api_fix(violation.api)
     if object_fix is not None:
         return object_fix
     if not violation.api.startswith(("reactor.", "blockingCallFromThread")):
         return _user_api_hint(violation.api)
-    entry = _entry_into_library(violation.stack)
     api = violation.api.removeprefix("reactor.")
     if entry is not None and entry.library == "twisted" and entry.function != api:
         # e.g. transport.write reaching reactor.addWriter: the user's call is what moves.
@@ -129,6 +136,12 @@ def _hint(violation: Violation) -> str:
             f"reactor.callFromThread(obj.{entry.function}, ...)"
         )
     return f"do it in the reactor thread: reactor.callFromThread(reactor.{api}, ...)"
+
+
+_NOT_THIRD_PARTY = frozenset({"twisted", "python", "threadcheck", "decorator"}) | (
+    _stacks.HARNESS_NAMES
+)
+"""Libraries whose entry is not what the user called (an installed package's is)."""
 
 
 def _submitted_owner(api: str, submitted: _stacks.Frame) -> str:

@@ -76,6 +76,9 @@ _HARNESSES = {
 }
 
 
+HARNESS_NAMES = frozenset(_HARNESSES.values())
+
+
 # Frames under these folders are folded when a stack is shown. Order matters:
 # site-packages can live under the stdlib folder, so the stdlib comes last.
 _LIBRARY_DIRS: list[tuple[str, str]] = [
@@ -121,22 +124,50 @@ def register_library_path(prefix: str, name: str) -> None:
 
 
 def _forget_classes() -> None:
+    _classes.clear()
     _instrumentable.clear()
     _library_modules.clear()
 
 
 def classify(filename: str) -> str | None:
+    """The library ``filename`` belongs to (an installed package under its
+    top-level name: the user's line is the one that called into it), or None
+    for user code."""
+    known = _classes.get(filename, _UNKNOWN)
+    if known is _UNKNOWN:
+        known = _classes[filename] = _classify(filename)
+    return known  # type: ignore[return-value]
+
+
+_UNKNOWN = object()
+_classes: dict[str, object] = {}
+
+
+def _classify(filename: str) -> str | None:
     if filename.startswith(_USER_DIRS):
         return None
     for prefix, name in _LIBRARY_DIRS:
         if filename.startswith(prefix):
             return name
-    if filename.startswith(_STDLIB_DIRS) and not any(m in filename for m in _SITE_MARKERS):
+    installed = _installed_package(filename)
+    if installed is not None:
+        return installed
+    if filename.startswith(_STDLIB_DIRS):
         return "python"
     if filename.startswith("<frozen "):
         return "python"
     if filename.startswith("<decorator-gen-"):
         return "decorator"  # signature-preserving wrappers (pytest-twisted uses them)
+    return None
+
+
+def _installed_package(filename: str) -> str | None:
+    """``autobahn`` for ``.../site-packages/autobahn/websocket/protocol.py``."""
+    for marker in _SITE_MARKERS:
+        at = filename.find(marker)
+        if at >= 0:
+            top = filename[at + len(marker) :].split(os.sep, 1)[0]
+            return top.removesuffix(".py") or None
     return None
 
 
