@@ -23,6 +23,7 @@ pytestmark = pytest.mark.quality
 
 SCENARIOS = """
 import threading
+import time
 from twisted.internet import threads
 
 
@@ -67,6 +68,40 @@ def plain_threads():
         pass
     for worker in workers:
         worker.join()
+
+
+class Flusher:
+    def __init__(self):
+        self.flushed = 0
+
+
+def _flush(flusher):
+    flusher.flushed += 1
+
+
+def joined():
+    # A write-behind flusher, joined (or seen ended) before its count is read:
+    # ordered (it was reported as a race under the scheduler).
+    flusher = Flusher()
+    worker = threading.Thread(target=_flush, args=(flusher,))
+    worker.start()
+    worker.join()
+    first = flusher.flushed
+    watchdog = threading.Timer(0.01, _flush, args=(flusher,))
+    watchdog.start()
+    while watchdog.is_alive():
+        time.sleep(0.005)
+    assert first == 1 and flusher.flushed == 2
+
+
+def peeked():
+    flusher = Flusher()
+    worker = threading.Thread(target=_flush, args=(flusher,))
+    worker.start()
+    worker.join(timeout=0)  # BUG: may return before the flush
+    if not worker.is_alive():
+        return
+    return flusher.flushed
 """
 
 
@@ -112,6 +147,18 @@ def test_a_scenario_without_twisted_iterating_a_shared_list(scenarios: ModuleTyp
     assert result.failure.message.startswith("data race on pending: "), result.failure
     assert result.failure.what == "pending" and "iteration in thread" in result.failure.message
     assert result.found_at == 1
+
+
+def test_a_thread_joined_or_seen_ended_orders_its_work_before(scenarios: ModuleType) -> None:
+    result = threadcheck.explore(scenarios.joined, budget=150, races=True)
+    assert result.failure is None, result.report()
+    assert result.schedules == 150 or result.proof
+
+
+def test_a_join_that_timed_out_orders_nothing(scenarios: ModuleType) -> None:
+    result = threadcheck.explore(scenarios.peeked, budget=150, races=True)
+    assert result.failure is not None, result.report()
+    assert result.failure.message.startswith("data race on Flusher.flushed: "), result.failure
 
 
 PROGRAM = """

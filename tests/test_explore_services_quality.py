@@ -319,6 +319,48 @@ def test_its_twin_over_real_sockets_ends_and_claims_no_proof(tmp_path: Path) -> 
     assert "not a proof" in result.stderr and "real I/O" in result.stderr
 
 
+# A listening socket open while a worker does blocking I/O (a sleep stands in)
+# before it hands its result over; a safety timer far away.
+LISTENING = """
+import threading
+import time
+
+from twisted.internet import protocol, reactor
+
+port = reactor.listenTCP(0, protocol.ServerFactory(), interface="127.0.0.1")
+
+
+def fetch():
+    time.sleep(0.05)
+    {done}
+
+
+reactor.callWhenRunning(lambda: threading.Thread(target=fetch).start())
+reactor.callLater(10, reactor.stop)  # safety net
+reactor.run()
+"""
+
+
+def test_a_worker_stopping_the_reactor_itself_beside_a_socket(tmp_path: Path) -> None:
+    done = "reactor.stop()  # BUG: from the worker"
+    result = explore_program(
+        write_program(tmp_path, LISTENING.format(done=done)), "--budget", "20"
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("threadcheck: violation: reactor.stop called from thread")
+
+
+def test_its_twin_s_sleep_ends_while_the_reactor_polls_its_socket(tmp_path: Path) -> None:
+    # The reactor polled the socket until its safety timer, the worker's sleep
+    # never ended: "uncontrolled-blocking" after 10 s, on a correct program.
+    done = "reactor.callFromThread(reactor.stop)"
+    result = explore_program(
+        write_program(tmp_path, LISTENING.format(done=done)), "--budget", "20"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no failure" in result.stderr and "real I/O" in result.stderr
+
+
 CHILD = """
 import sys
 

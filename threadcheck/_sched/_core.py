@@ -169,6 +169,9 @@ class ControlledThread:
     """The step at which its starter started it (0: it was not started in the schedule)."""
     blocked_on: object = field(default=None, repr=False)
     """The primitive it waits on, for a deadlock's wait-for graph (a lock knows its holder)."""
+    end_clock: object = field(default=None, repr=False)
+    """What it did, for the race detector's happens-before: received by a join
+    or an ``is_alive()`` that sees it finished (None when races are not tracked)."""
     settles: bool = False
     """It runs the thread pool's own code, between two jobs: see :meth:`Scheduler.settle`."""
 
@@ -579,6 +582,9 @@ class Scheduler:
         """Move virtual time on (a reactor that waited on real sockets)."""
         self.thinned.add("real I/O (its timing is not controlled)")
         self.now += seconds
+        for thread in list(self._timed.values()):  # a worker's sleep ends meanwhile
+            if _deadline_order(thread)[0] <= self.now:
+                self.wake(thread, by_time=True)
         if self._io_waiters:
             self._wake_ready_io(0.0)
 

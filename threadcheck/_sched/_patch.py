@@ -36,7 +36,7 @@ from types import CodeType, ModuleType, SimpleNamespace
 from typing import Any
 
 from threadcheck import _stacks
-from threadcheck._races import _footprint
+from threadcheck._races import _clocks, _footprint
 from threadcheck._sched import _children, _order, _primitives, _sockets
 from threadcheck._sched._core import (
     Abort,
@@ -455,6 +455,7 @@ def _controlled_body(
                 scheduler.fail(failure)
         finally:
             patches.on_thread_end()
+            thread.end_clock = _clocks.send()  # its OS thread (a carrier) ends later
             scheduler.exit(thread)
 
     return body
@@ -485,6 +486,7 @@ def _controlled_join(original: Callable[..., None]) -> Any:
             )
         if _footprint.collecting:  # after its end: see Scheduler.exit
             _footprint.acquired(_footprint.thread(target.tid), changed=False)
+        _clocks.receive(target.end_clock)  # type: ignore[arg-type]
         original(self, 5.0)  # the OS thread is leaving: it needs no turn to finish
 
     return join
@@ -498,6 +500,9 @@ def _controlled_is_alive(original: Callable[[threading.Thread], bool]) -> Any:
         owner = getattr(self, CONTROLLED_ATTR, None)
         if owner is None or owner[0] is not active():
             return original(self)
-        return not owner[1].finished
+        if owner[1].finished:
+            _clocks.receive(owner[1].end_clock)  # seen ended: after all it did
+            return False
+        return True
 
     return is_alive
