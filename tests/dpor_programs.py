@@ -37,7 +37,9 @@ batch found in a dict while a flusher swaps the batch out (no point came
 between the look-up and the append); a job popped from a heap and pushed back
 in one line (``heappush(jobs, retried(heappop(jobs)))``), a round robin's
 ``self.backends.append(self.backends.pop(0))`` (no point came between the
-arguments' call and the call they are handed to).
+arguments' call and the call they are handed to); a client made once through
+``functools.lru_cache`` by two threads that both miss (the cache is C's, and
+took no part in the search).
 
 Each is a scenario: it takes the reactor (unused: these are threads alone)
 and checks what it promises before it returns.
@@ -45,6 +47,7 @@ and checks what it promises before it returns.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import queue
 import sqlite3
@@ -797,6 +800,34 @@ def rotations_locked(reactor: Any) -> None:
     _rotations(locked=True)
 
 
+made_clients: list[object] = []
+
+
+@functools.cache
+def shared_client() -> object:
+    """An expensive connection, meant to be made once: the cache takes no lock
+    while it calls this (two threads that both miss make two)."""
+    made_clients.append(object())
+    return made_clients[-1]
+
+
+def _clients(warm: bool) -> None:
+    made_clients.clear()
+    shared_client.cache_clear()
+    if warm:
+        shared_client()  # made before the workers start
+    _run(shared_client, shared_client)  # BUG unwarmed: both may miss
+    assert len(made_clients) == 1, f"{len(made_clients)} clients made"
+
+
+def clients_racy(reactor: Any) -> None:
+    _clients(warm=False)
+
+
+def clients_warmed(reactor: Any) -> None:
+    _clients(warm=True)
+
+
 BUGGY = {
     "counter": counter_racy,
     "bank": bank_inverted,
@@ -822,6 +853,7 @@ BUGGY = {
     "batches": batches_racy,
     "retries": retries_racy,
     "rotations": rotations_racy,
+    "clients": clients_racy,
 }
 FIXED = {
     "counter": counter_locked,
@@ -848,4 +880,5 @@ FIXED = {
     "batches": batches_locked,
     "retries": retries_locked,
     "rotations": rotations_locked,
+    "clients": clients_warmed,
 }

@@ -63,6 +63,7 @@ PROVED_WITHIN = {
     "dpor_programs:batches": 30,
     "dpor_programs:retries": 30,
     "dpor_programs:rotations": 20,
+    "dpor_programs:clients": 60,
 }
 FOUND_AS = {
     "races:abba_deadlock": "deadlock",
@@ -94,6 +95,7 @@ FOUND_AS = {
     "dpor_programs:batches": "exception",
     "dpor_programs:retries": "exception",
     "dpor_programs:rotations": "exception",
+    "dpor_programs:clients": "exception",
 }
 
 
@@ -270,3 +272,45 @@ def test_a_consumer_spinning_on_a_flag_is_never_stuck() -> None:
     result = threadcheck.explore(dpor_programs.spin_data_first, strategy="dpor", budget=300)
     assert not result.found, result.report()
     assert result.schedules > 1
+
+
+CLIENT = """
+import functools
+import threading
+
+made = []
+
+
+@functools.lru_cache(maxsize=None)
+def get_client():
+    made.append(1)  # an expensive connection, meant once
+    return object()
+
+
+def worker():
+    get_client()
+
+
+{warm}
+workers = [threading.Thread(target=worker) for _ in range(2)]
+for thread in workers:
+    thread.start()
+for thread in workers:
+    thread.join()
+assert len(made) == 1, f"{{len(made)}} clients made"
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("warm", [False, True], ids=["cold", "warmed"])
+def test_a_client_made_twice_through_lru_cache(tmp_path: Path, warm: bool) -> None:
+    # lru_cache looks and fills in C: no point and no dependence, so the cold
+    # program was "proved" (every interleaving explored), by dpor and the portfolio.
+    program = write_program(tmp_path, CLIENT.format(warm="get_client()" if warm else ""))
+    result = explore_program(program, "--strategy", "dpor")
+    if warm:
+        assert result.returncode == 0, result.stderr
+        proved = "threadcheck: every interleaving explored ("
+        assert result.stderr.startswith(proved), result.stderr
+    else:
+        assert_found_and_replayed(result, "threadcheck: exception: AssertionError: 2 clients made")

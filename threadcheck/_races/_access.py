@@ -14,6 +14,7 @@ Thread safety: called from any thread; see :mod:`._shadow`.
 from __future__ import annotations
 
 import collections
+import functools
 import sys
 from _thread import get_ident
 from collections.abc import Callable, Iterator
@@ -293,6 +294,38 @@ def cml(value: Any, obj: Any, site: int) -> Any:
         on_access(site, "call")
     _mutated(obj, site, True, True)
     return value
+
+
+def cached(site: int) -> Callable[[Any], Any]:
+    """The decorator put above user code's ``@functools.lru_cache`` (or
+    ``@cache``): a call of what it made looks into its cache and may fill it,
+    in C, unseen. The call is a scheduling point, and writes the cache before
+    and after (two threads that both miss build the value twice, where the
+    program meant one: dpor's dependence must see it)."""
+
+    def wrap(wrapper: Any) -> Any:
+        if not callable(wrapper):
+            return wrapper
+        key = ("cached", getattr(wrapper, "__qualname__", "?"))  # the same in each schedule
+
+        @functools.wraps(wrapper)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if on_handover is not None:
+                on_handover(site, "call")
+            if _footprint.collecting:
+                _footprint.touch(key)
+            try:
+                return wrapper(*args, **kwargs)
+            finally:
+                if _footprint.collecting:
+                    _footprint.touch(key)  # the fill, in the step that ends the call
+
+        for name in ("cache_info", "cache_clear", "cache_parameters"):
+            if hasattr(wrapper, name):
+                setattr(call, name, getattr(wrapper, name))
+        return call
+
+    return wrap
 
 
 def cmk(obj: Any, site: int, point: bool = False) -> Any:

@@ -13,6 +13,7 @@ Thread safety: called by one thread, before the program's threads start.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Iterator, Sequence
 from types import CodeType, FunctionType, ModuleType
@@ -20,6 +21,7 @@ from typing import Any
 
 from threadcheck._races import _access
 from threadcheck._races._rewrite import GLOBALS, HELPERS, compile_user, helper
+from threadcheck._races._shadow import Site, add_site
 
 _DONE = "__tc_rewritten__"
 
@@ -43,6 +45,7 @@ def rewrite_loaded(
             namespace[helper(name)] = getattr(_access, name)
         namespace[GLOBALS] = namespace
         namespace[_DONE] = codes
+        _wrap_caches(module)
     chosen = [f for f in (_functions(module) if first else ()) if not keep(f)]
     swapped = 0
     for function in [*chosen, *also]:
@@ -52,6 +55,27 @@ def rewrite_loaded(
             function.__code__ = new
             swapped += 1
     return swapped
+
+
+def _wrap_caches(module: ModuleType) -> None:
+    """The module's ``@functools.lru_cache`` (or ``@cache``) functions, made
+    when it was imported, wrapped as rewritten code wraps them (module
+    functions and methods of its classes: where the cache is shared)."""
+    holders: list[Any] = [module]
+    holders += [v for v in vars(module).values() if _defined_in(v, module) and isinstance(v, type)]
+    for holder in holders:
+        for name, value in list(vars(holder).items()):
+            code = getattr(getattr(value, "__wrapped__", None), "__code__", None)
+            if type(value) is _LRU_WRAPPER and _defined_in(value, module) and code is not None:
+                where = Site(code.co_filename, code.co_firstlineno, name, "method", f"{name}()")
+                setattr(holder, name, _access.cached(add_site(where))(value))
+
+
+_LRU_WRAPPER = type(functools.lru_cache(maxsize=None)(lambda: None))
+
+
+def _defined_in(value: Any, module: ModuleType) -> bool:
+    return getattr(value, "__module__", None) == module.__name__
 
 
 def is_test(function: FunctionType) -> bool:

@@ -72,7 +72,7 @@ _NOT_CHANGING = frozenset(
 """Builtins that change nothing they are given."""
 HELPERS = (
     "ra", "wa", "ua", "st", "sv", "lp", "lw", "it", "cm", "cmk", "cml", "cr", "ck", "oa", "oal",
-    "lk", "isin",
+    "lk", "isin", "cached",
     "rv", "wv", "uv", "sub", "subo", "Scope", "im",
 )  # fmt: skip
 GLOBALS = "__tc_gl__"
@@ -369,7 +369,14 @@ class _Rewriter(ast.NodeTransformer):
         return None
 
     def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.AST:
-        node.decorator_list = [self.visit(d) for d in node.decorator_list]
+        decorators: list[ast.expr] = []
+        for decorator in node.decorator_list:
+            if _is_cache(decorator):
+                # Above it, so wrapping what it makes: the cache's look and fill are C's.
+                site = self._site(node, "method", f"{node.name}()")
+                decorators.append(self._call("cached", site))
+            decorators.append(self.visit(decorator))
+        node.decorator_list = decorators
         self._defaults(node.args)
         frame = self._enter(node, node.name)
         node.body = self._body(node.body)
@@ -799,6 +806,20 @@ def _dict_owner(value: ast.expr) -> ast.expr | None:
     else:
         return None
     return copy.deepcopy(owner) if isinstance(owner, ast.Name) else None
+
+
+_CACHES = frozenset({"lru_cache", "cache"})
+
+
+def _is_cache(decorator: ast.expr) -> bool:
+    """``@lru_cache``, ``@functools.lru_cache(maxsize=...)``, ``@cache``."""
+    if isinstance(decorator, ast.Call):
+        decorator = decorator.func
+    if isinstance(decorator, ast.Attribute):
+        owner = decorator.value
+        named = isinstance(owner, ast.Name) and owner.id == "functools"
+        return named and decorator.attr in _CACHES
+    return isinstance(decorator, ast.Name) and decorator.id in _CACHES
 
 
 def _named_owner(owner: ast.expr) -> bool:
