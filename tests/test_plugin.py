@@ -251,6 +251,7 @@ def test_a_child_process_reports_into_its_parents_report(tmp_path: Path) -> None
         ("THREADCHECK_MODE", "loud", "THREADCHECK_MODE: unknown mode 'loud'"),
         ("THREADCHECK_REPORT_ONLY", "maybe", "THREADCHECK_REPORT_ONLY='maybe': use 1 or 0"),
         ("THREADCHECK_RACES", "maybe", "THREADCHECK_RACES='maybe': use 1 or 0"),
+        ("THREADCHECK_STALL_MS", "abc", "THREADCHECK_STALL_MS takes milliseconds"),
     ],
 )
 @pytest.mark.parametrize("program", ["trial", "twistd"])

@@ -1,6 +1,7 @@
 """What ``--reactor=threadcheck`` runs: configured by the environment, reports at exit.
 
 ``THREADCHECK_MODE`` picks the mode (raise, record, warn; default record),
+``THREADCHECK_STALL_MS`` the stall threshold,
 ``THREADCHECK_JSON`` names a file for the JSON report,
 ``THREADCHECK_REPORT_ONLY=1`` reports violations without failing anything,
 ``THREADCHECK_RACES=1`` also reports data races in user code imported from
@@ -27,6 +28,7 @@ from threadcheck import _stacks
 from threadcheck._modes import Mode
 from threadcheck._processes import ProcessReport, Spool
 from threadcheck._report import json_path_problem
+from threadcheck_reactor._stalls import threshold_from_environment
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
@@ -43,6 +45,10 @@ def install(kind: str = "default") -> None:
         Mode.parse(mode)
     except ValueError as error:
         _usage_error(f"THREADCHECK_MODE: {error}")
+    try:
+        threshold_from_environment()  # read again by the reactor: checked before it is made
+    except ValueError as error:
+        _usage_error(str(error))
     json_path = os.environ.get("THREADCHECK_JSON") or None
     problem = None if json_path is None else json_path_problem(json_path, "THREADCHECK_JSON")
     if problem is not None:
