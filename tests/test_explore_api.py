@@ -82,6 +82,26 @@ def test_no_schedule_run_is_inconclusive_not_a_pass(bound: dict[str, Any]) -> No
         result.assert_clean()
 
 
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda: threadcheck.explore(FIXED["ordering"], budget=-1), "budget=-1: give a whole"),
+        (lambda: threadcheck.explore(FIXED["ordering"], budget=2.5), "budget=2.5: give a whole"),
+        (lambda: threadcheck.explore(FIXED["ordering"], seconds=-1), "seconds=-1: give seconds"),
+        (lambda: threadcheck.Schedule.of("garbage"), r"takes \(decision, thread\) pairs"),
+        (lambda: threadcheck.Schedule.of([(-1, 1)]), r"Schedule.of: \(-1, 1\) is no"),
+        (lambda: threadcheck.Schedule.of([(1, 2, 3)]), r"Schedule.of: \(1, 2, 3\) is no"),
+        (lambda: threadcheck.Schedule.of([(1, 0), (1, 2)]), "a decision planned twice"),
+        (lambda: threadcheck.run(FIXED["ordering"], schedule="tc1.abc"), "give a Schedule"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors_before_anything_runs(call: Any, error: str) -> None:
+    # A negative budget ran as "inconclusive"; Schedule.of took anything; a token
+    # given to run() raised AttributeError.
+    with pytest.raises((ValueError, TypeError), match=error):
+        call()
+
+
 def test_a_time_budget() -> None:
     result = threadcheck.explore(FIXED["ordering"], budget=None, seconds=0.5)
     assert result.schedules > 0 and not result.found

@@ -200,11 +200,16 @@ def run(
     (an AssertionError) with the step table and its replay token; a clean one
     returns the result.
     """
-    from threadcheck._sched._once import run_once
+    from threadcheck._sched._once import Schedule, run_once
     from threadcheck._sched._runner import Settings
     from threadcheck._sched._targets import ScenarioTarget
     from threadcheck._stacks import include_paths
 
+    if schedule is not None and not isinstance(schedule, Schedule):
+        raise TypeError(
+            f"schedule={schedule!r}: give a Schedule (Schedule.of, threadcheck.hypothesis."
+            "schedules()); a token replays with threadcheck.replay"
+        )
     result = run_once(
         ScenarioTarget(scenario),
         schedule,

@@ -13,6 +13,7 @@ Thread safety: one exploration at a time per thread.
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -43,6 +44,13 @@ class Budget:
     schedules: int | None = DEFAULT_BUDGET
     """Schedule indices 0 to ``schedules - 1`` (over every shard together)."""
     seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        schedules, seconds = self.schedules, self.seconds
+        if schedules is not None and (type(schedules) is not int or schedules < 0):
+            raise ValueError(f"budget={schedules!r}: give a whole number of schedules, 0 or more")
+        if seconds is not None and not (type(seconds) in (int, float) and 0 <= seconds < math.inf):
+            raise ValueError(f"seconds={seconds!r}: give seconds, 0 or more")
 
     def allows(self, index: int, started: float) -> bool:
         if self.schedules is not None and index >= self.schedules:

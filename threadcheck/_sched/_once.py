@@ -27,7 +27,25 @@ class Schedule:
 
     @classmethod
     def of(cls, preemptions: Iterable[tuple[int, int]]) -> Schedule:
-        return cls(tuple((int(d), int(t)) for d, t in preemptions))
+        """From ``(decision, thread)`` pairs of whole numbers 0 or more, each
+        decision once (a thread that cannot run there yields to another)."""
+        if isinstance(preemptions, str | bytes) or not isinstance(preemptions, Iterable):
+            raise TypeError(f"Schedule.of takes (decision, thread) pairs, not {preemptions!r}")
+        pairs = []
+        for pair in preemptions:
+            if not (
+                isinstance(pair, tuple | list)
+                and len(pair) == 2
+                and all(type(n) is int and n >= 0 for n in pair)
+            ):
+                raise ValueError(
+                    f"Schedule.of: {pair!r} is no (decision, thread) pair of numbers 0 or more"
+                )
+            pairs.append((pair[0], pair[1]))
+        decisions = [d for d, _ in pairs]
+        if len(set(decisions)) != len(decisions):
+            raise ValueError(f"Schedule.of: a decision planned twice in {pairs!r}")
+        return cls(tuple(pairs))
 
     def __repr__(self) -> str:
         return f"Schedule.of({list(self.preemptions)!r})"
