@@ -428,12 +428,22 @@ def test_fixture_gives_violations_reactor_and_expect(
         def test_only_the_expected_api(threadcheck):
             with threadcheck.expect("reactor.stop"):
                 call_later_from_a_thread()
+
+        def test_a_misspelt_api(threadcheck):
+            with threadcheck.expect("reactor.calLater"):
+                call_later_from_a_thread()
         """
     )
     result = run(pytester, "--threadcheck", *NO_PYTEST_TWISTED)
-    result.assert_outcomes(passed=1, failed=2)
+    result.assert_outcomes(passed=1, failed=3)
     result.stdout.fnmatch_lines(
-        ["*MissingViolationError: expected a thread-affinity violation of reactor.callLater*"]
+        [
+            "*MissingViolationError: expected a thread-affinity violation of reactor.callLater; "
+            "none was recorded",
+            "*MissingViolationError: expected a thread-affinity violation of reactor.calLater; "
+            "none was recorded; did you mean reactor.callLater?",
+        ],
+        consecutive=False,
     )
     # expect("reactor.stop") did not catch the callLater: it failed the test as well.
     assert "during test: test_fixture_gives_violations_reactor_and_expect.py::test_only_the" in (

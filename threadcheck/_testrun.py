@@ -132,7 +132,8 @@ class TestRun:
             self._collect(start, api, caught)
         if not caught:
             what = "a thread-affinity violation" + (f" of {api}" if api else "")
-            raise MissingViolationError(f"expected {what}; none was recorded")
+            hint = "" if api is None else _closest_api(api, self._recorder.since(start))
+            raise MissingViolationError(f"expected {what}; none was recorded{hint}")
 
     def _collect(self, start: int, api: str | None, into: list[Violation]) -> None:
         self.checker.flush_pending()
@@ -140,6 +141,21 @@ class TestRun:
         reason = f"expected by threadcheck.expect({api!r})" if api else "expected by expect()"
         for violation in into:
             self._expected[id(violation)] = reason
+
+
+def _closest_api(api: str, recorded: list[Violation]) -> str:
+    """``; did you mean reactor.stop?`` for a misspelt ``reactor.stopp``: the
+    closest of what the block recorded, else of the checked APIs."""
+    import difflib
+
+    from threadcheck_reactor import CHECKED_APIS
+
+    for names in ({v.api for v in recorded}, CHECKED_APIS):
+        if api not in names:
+            close = difflib.get_close_matches(api, sorted(names), n=1, cutoff=0.6)
+            if close:
+                return f"; did you mean {close[0]}?"
+    return ""
 
 
 class ThreadCheckFixture:
