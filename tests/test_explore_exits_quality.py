@@ -163,3 +163,46 @@ def test_an_alarm_watchdog_is_inert_in_schedules(tmp_path: Path) -> None:
     result = explore_program(write_program(tmp_path, ALARM_WATCHDOG), "--time", "2.5")
     assert result.returncode == 0, result.stderr
     assert CLEAN.match(result.stderr), result.stderr
+
+
+# A service that stops itself as a supervisor would: SIGTERM to its own
+# process. With the reactor running, Twisted's handler stops it gracefully
+# (its 'before shutdown' trigger saves state); from a worker once the reactor
+# is gone, the default action kills it. The explorer once took either for
+# Ctrl-C ("interrupted", exit 1 on the correct one).
+SELF_SIGNAL = """
+import os
+import signal
+import threading
+from twisted.internet import reactor
+
+saved = []
+usr1 = []
+signal.signal(signal.SIGUSR1, lambda number, frame: usr1.append(number))
+reactor.addSystemEventTrigger("before", "shutdown", saved.append, "state")
+reactor.callLater(0, os.kill, os.getpid(), signal.SIGUSR1)  # rotate the logs
+reactor.callLater(0.01, os.kill, os.getpid(), signal.SIGTERM)
+reactor.run()
+assert saved == ["state"] and usr1 == [signal.SIGUSR1], (saved, usr1)
+{after}
+"""
+
+
+def test_a_service_that_signals_itself_stops_gracefully(tmp_path: Path) -> None:
+    result = explore_program(write_program(tmp_path, SELF_SIGNAL.format(after="")))
+    assert result.returncode == 0, result.stderr
+    assert CLEAN.match(result.stderr), result.stderr
+    assert "interrupted" not in result.stderr
+
+
+def test_a_sigterm_with_no_reactor_to_catch_it_kills_the_program(tmp_path: Path) -> None:
+    after = (
+        "worker = threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGTERM))\n"
+        "worker.start()  # BUG: nothing handles it any more\n"
+        "worker.join()"
+    )
+    program = write_program(tmp_path, SELF_SIGNAL.format(after=after))
+    assert_found_and_replayed(
+        explore_program(program),
+        "threadcheck: exit: the program was killed by SIGTERM (os.kill of itself)",
+    )

@@ -295,6 +295,8 @@ class Scheduler:
         """Above 0 while the running thread is inside code that holds a real lock
         (Twisted's legacy log): its points do not switch."""
         self.at_exit: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
+        self.signal_handlers: dict[int, Any] = {}
+        """The handlers the program set in this schedule (not installed: see _program)."""
         """``atexit`` registrations the program made in this schedule: run at its end."""
         self._loop_hits: dict[object, int] = {}
         self.longest_hold: tuple[float, str] | None = None

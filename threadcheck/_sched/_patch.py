@@ -48,6 +48,7 @@ from threadcheck._sched._core import (
 from threadcheck._sched._program import (
     CONTROLLED_ATTR,
     controlled_exit,
+    controlled_kill,
     inert_in_schedules,
     per_schedule_atexit,
     program_failure,
@@ -147,6 +148,7 @@ class Patches:
             (signal, "alarm", inert_in_schedules(signal.alarm, self.is_user_file)),
             (signal, "setitimer", inert_in_schedules(signal.setitimer, self.is_user_file)),
             (os, "_exit", controlled_exit(os._exit)),
+            (os, "kill", controlled_kill(os.kill)),
             (threading.Thread, "start", _controlled_start(threading.Thread.start, self)),
             (threading.Thread, "join", _controlled_join(threading.Thread.join)),
             (threading.Thread, "is_alive", _controlled_is_alive(threading.Thread.is_alive)),

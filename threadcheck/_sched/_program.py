@@ -14,6 +14,7 @@ turn; the rest is called by the exploring thread as a schedule ends.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -91,14 +92,64 @@ def inert_in_schedules(
     nothing: a watchdog alarm would fire in real time, in the explorer; a handler
     would outlive the schedule. Outside schedules, the real call."""
 
+    # Told apart now: once swapped, signal.signal is this wrapper.
+    setting, alarm = function is signal.signal, function is signal.alarm
+
     def call(*args: Any, **kwargs: Any) -> Any:
-        if _program_in_schedule(is_user_file) is None:
+        scheduler = _program_in_schedule(is_user_file)
+        if scheduler is None:
             return function(*args, **kwargs)
-        if function is signal.signal:
-            return signal.getsignal(args[0])
-        return 0 if function is signal.alarm else (0.0, 0.0)
+        if setting:
+            number, handler = args[0], args[1]
+            previous = scheduler.signal_handlers.get(number, signal.getsignal(number))
+            scheduler.signal_handlers[number] = handler  # what os.kill of itself runs
+            return previous
+        return 0 if alarm else (0.0, 0.0)
 
     return call
+
+
+_IGNORED = frozenset(
+    getattr(signal, name)
+    for name in ("SIGCHLD", "SIGURG", "SIGWINCH", "SIGCONT")
+    if hasattr(signal, name)
+)
+"""Signals whose default action is to do nothing."""
+
+
+_TWISTED_HANDLERS: dict[int, str] = {signal.SIGINT: "sigInt", signal.SIGTERM: "sigTerm"}
+"""The reactor's methods that ``reactor.run()`` installs for these signals."""
+
+
+def controlled_kill(original: Callable[[int, int], None]) -> Callable[[int, int], None]:
+    """``os.kill`` of its own process by a controlled thread: what the program
+    would get, not the explorer (which took it for Ctrl-C). SIGINT or SIGTERM
+    while the reactor runs: Twisted's handler, a graceful stop; a handler the
+    program set in this schedule: run, in the calling thread; a signal whose
+    default ignores it: nothing; else the program ends, killed by it."""
+
+    def kill(pid: int, number: int) -> None:
+        scheduler = active()
+        me = scheduler.controlled() if scheduler is not None else None
+        if scheduler is None or me is None or pid not in (os.getpid(), 0) or number == 0:
+            return original(pid, number)
+        handler = scheduler.signal_handlers.get(number)
+        reactor = sys.modules.get("twisted.internet.reactor")
+        twisteds = _TWISTED_HANDLERS.get(number)
+        if callable(handler):
+            handler(number, sys._getframe(1))
+        elif twisteds is not None and getattr(reactor, "running", False):
+            getattr(reactor, twisteds)(number, None)
+        elif handler != signal.SIG_IGN and number not in _IGNORED:
+            name = signal.Signals(number).name
+            where = describe(sys._getframe(1))
+            message = f"the program was killed by {name} (os.kill of itself)"
+            scheduler.fail(Failure("exit", message, me.name, where, what=str(128 + number)))
+            scheduler.aborting = True  # the process would end here: so does the schedule
+            raise Abort
+        return None
+
+    return kill
 
 
 def program_failure(name: str, error: BaseException) -> Failure | None:
