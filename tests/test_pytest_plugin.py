@@ -522,6 +522,45 @@ def test_json_report_totals_equal_the_violations_made(
     result.stdout.fnmatch_lines([f"threadcheck: {made} thread-affinity violations in 5 tests"])
 
 
+def test_a_worker_that_crashed_leaves_the_report_marked_incomplete(
+    pytester: pytest.Pytester, helpers: None
+) -> None:
+    # Its violations are lost with it: the summary said "no thread-affinity
+    # violations" and the JSON report total 0, as if complete.
+    pytester.makepyfile(
+        test_crash="""
+        import os
+        from tc_helpers import call_later_from_a_thread
+
+        def test_a():
+            call_later_from_a_thread()
+
+        def test_crash():
+            os._exit(1)
+        """
+    )
+    result = run(
+        pytester,
+        "--threadcheck",
+        "--threadcheck-json=out.json",
+        "-n",
+        "1",
+        "--max-worker-restart=0",
+        *NO_PYTEST_TWISTED,
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "threadcheck: no thread-affinity violations from the workers that handed their "
+            "report over",
+            "threadcheck: worker gw0 went down without its report; its violations are lost",
+        ]
+    )
+    document = json.loads((pytester.path / "out.json").read_text())
+    jsonschema.validate(document, json.loads(SCHEMA_PATH.read_text()))
+    assert document["lost"] == ["pytest-xdist worker gw0"]
+
+
 @pytest.mark.parametrize("workers", [None, "2"], ids=["one-process", "xdist-n2"])
 def test_the_session_page_has_every_worker_s_findings(
     pytester: pytest.Pytester, helpers: None, workers: str | None

@@ -629,7 +629,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         config.workeroutput[STALLS_KEY] = json.dumps(to_json(stalls, mode))  # type: ignore[attr-defined]
         return
     if state.json_path is not None and not save_json(
-        violations, mode, state.json_path, sys.stderr
+        violations,
+        mode,
+        state.json_path,
+        sys.stderr,
+        [f"pytest-xdist worker {w}" for w in state.lost_workers],
     ):
         session.exitstatus = pytest.ExitCode.USAGE_ERROR
     if state.html_path is not None and not _write_page(session, state, violations):
@@ -720,7 +724,9 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     terminalreporter.section("threadcheck")
     races = bool(config.getoption("threadcheck_races", False))
     lines = summary_lines(state.violations, races)
-    if explored and not state.violations:
+    if state.lost_workers and not state.violations:
+        lines[0] += " from the workers that handed their report over"
+    elif explored and not state.violations:
         # Not a word on the explorations, which fail their own tests.
         lines[0] += " outside explorations (an exploration's failures fail its test)"
     for line in lines:

@@ -498,8 +498,13 @@ def _optional_stack_from_json(frames: list[dict[str, Any]] | None) -> _stacks.St
     return None if frames is None else _stack_from_json(frames)
 
 
-def write_json(violations: list[Violation], mode: str, path: str | Path) -> None:
+def write_json(
+    violations: list[Violation], mode: str, path: str | Path, lost: list[str] | None = None
+) -> None:
+    """``lost``: the processes whose violations are missing (the report is incomplete)."""
     document = to_json(violations, mode)
+    if lost:
+        document["lost"] = lost
     Path(path).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
 
 
@@ -527,10 +532,16 @@ def json_path_problem(path: str | Path, option: str) -> str | None:
     return None
 
 
-def save_json(violations: list[Violation], mode: str, path: str | Path, stream: IO[str]) -> bool:
+def save_json(
+    violations: list[Violation],
+    mode: str,
+    path: str | Path,
+    stream: IO[str],
+    lost: list[str] | None = None,
+) -> bool:
     """Write the JSON report; if that fails after all, say so in one line on ``stream``."""
     try:
-        write_json(violations, mode, path)
+        write_json(violations, mode, path, lost)
     except OSError as error:
         stream.write(
             f"threadcheck: error: cannot write the JSON report to {path}: "
