@@ -112,6 +112,71 @@ def test_a_mutating_call_handed_a_call_has_its_point_after_the_arguments() -> No
     assert sorted(details) == sorted(points.values())
 
 
+class Connection:
+    """A connection whose pending list is a property (counted), and which
+    drops it when closed."""
+
+    def __init__(self) -> None:
+        self._pending = [1]
+        self.reads = 0
+
+    @property
+    def pending(self) -> list[int]:
+        self.reads += 1
+        return self._pending
+
+    def close(self) -> int:
+        del self._pending
+        return 2
+
+
+def append_while_closing(conn: Any, queue: list[int]) -> tuple[int, list[int]]:
+    import heapq
+
+    kept = conn._pending
+    conn.pending.append(conn.close())  # its argument drops what it is appended to
+    heapq.heappush(queue, len(str(queue.pop())))
+    return conn.reads, kept
+
+
+def test_a_call_whose_change_comes_after_its_arguments_evaluates_each_once() -> None:
+    # The rewritten call read its receiver (a property) again after the
+    # arguments, and raised AttributeError when they had deleted it.
+    conn = Connection()
+    result, _ = _helper_details(append_while_closing, conn, [5])
+    assert result == (1, [1, 2])
+
+
+def caches() -> tuple[bool, list[str], int]:
+    import functools
+
+    def cache(function: Any) -> Any:  # the program's own decorator of that name
+        function.invalidate = lambda: None
+        return function
+
+    @cache
+    def own() -> int:
+        return 1
+
+    loaded: list[str] = []
+
+    @functools.lru_cache(maxsize=8)
+    def load(key: str) -> str:
+        loaded.append(key)
+        return key.upper()
+
+    load("a")
+    load("a")
+    load.__wrapped__("b")  # past the cache: it stays as it was
+    return hasattr(own, "invalidate"), loaded, load.cache_info().currsize
+
+
+def test_rewritten_caches_keep_what_they_were() -> None:
+    # A decorator named `cache` of the program's own was wrapped (its attributes
+    # lost), and `__wrapped__` led to the cache, not past it.
+    assert _rewritten(caches)() == caches() == (True, ["a", "b"], 1)
+
+
 SHARED_FLAG = False
 
 

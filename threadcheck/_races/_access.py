@@ -286,14 +286,34 @@ def _mutated(obj: Any, site: int, point: bool, every: bool) -> None:
                 write(tc, location(obj, EVERY), site, obj, EVERY, "write", True)
 
 
-def cml(value: Any, obj: Any, site: int) -> Any:
-    """``value``, the last argument of a mutating method of ``obj`` about to be
-    called (``items.append(items.pop() + 1)``): the change, and its point, come
-    after the arguments, which have points of their own."""
+_kept: dict[tuple[int, int], list[Any]] = {}
+"""By thread and site: the containers whose mutating call waits for its arguments."""
+
+
+def cms(obj: Any, site: int) -> Any:
+    """``obj``, whose mutating method is called with arguments that have points
+    of their own: kept for :func:`cml`, which comes after them."""
+    kept = _kept.setdefault((get_ident(), site), [])
+    kept.append(obj)
+    if len(kept) > 64:  # arguments that raised left theirs: not kept for ever
+        del kept[0]
+    return obj
+
+
+def cml(value: Any, site: int) -> Any:
+    """``value``, the last argument of the mutating call whose container
+    :func:`cms` kept (``items.append(items.pop() + 1)``): the change, and its
+    point, come after the arguments, which have points of their own."""
     if on_access is not None:
         on_access(site, "call")
-    _mutated(obj, site, True, True)
+    kept = _kept.get((get_ident(), site))
+    if kept:
+        _mutated(kept.pop(), site, True, True)
     return value
+
+
+LRU_WRAPPER = type(functools.lru_cache(maxsize=None)(lambda: None))
+"""What ``functools.lru_cache`` and ``functools.cache`` make."""
 
 
 def cached(site: int) -> Callable[[Any], Any]:
@@ -304,8 +324,8 @@ def cached(site: int) -> Callable[[Any], Any]:
     program meant one: dpor's dependence must see it)."""
 
     def wrap(wrapper: Any) -> Any:
-        if not callable(wrapper):
-            return wrapper
+        if type(wrapper) is not LRU_WRAPPER:
+            return wrapper  # the program's own decorator of that name
         key = ("cached", getattr(wrapper, "__qualname__", "?"))  # the same in each schedule
 
         @functools.wraps(wrapper)
@@ -323,6 +343,7 @@ def cached(site: int) -> Callable[[Any], Any]:
         for name in ("cache_info", "cache_clear", "cache_parameters"):
             if hasattr(wrapper, name):
                 setattr(call, name, getattr(wrapper, name))
+        call.__wrapped__ = wrapper.__wrapped__  # type: ignore[attr-defined]  # past the cache
         return call
 
     return wrap

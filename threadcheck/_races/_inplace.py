@@ -13,7 +13,6 @@ Thread safety: called by one thread, before the program's threads start.
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable, Iterator, Sequence
 from types import CodeType, FunctionType, ModuleType
@@ -66,12 +65,9 @@ def _wrap_caches(module: ModuleType) -> None:
     for holder in holders:
         for name, value in list(vars(holder).items()):
             code = getattr(getattr(value, "__wrapped__", None), "__code__", None)
-            if type(value) is _LRU_WRAPPER and _defined_in(value, module) and code is not None:
+            if type(value) is _access.LRU_WRAPPER and _defined_in(value, module) and code:
                 where = Site(code.co_filename, code.co_firstlineno, name, "method", f"{name}()")
                 setattr(holder, name, _access.cached(add_site(where))(value))
-
-
-_LRU_WRAPPER = type(functools.lru_cache(maxsize=None)(lambda: None))
 
 
 def _defined_in(value: Any, module: ModuleType) -> bool:

@@ -72,7 +72,7 @@ _NOT_CHANGING = frozenset(
 """Builtins that change nothing they are given."""
 HELPERS = (
     "ra", "wa", "ua", "st", "sv", "lp", "lw", "it", "cm", "cmk", "cml", "cr", "ck", "oa", "oal",
-    "lk", "isin", "cached",
+    "lk", "isin", "cached", "cms",
     "rv", "wv", "uv", "sub", "subo", "Scope", "im",
 )  # fmt: skip
 GLOBALS = "__tc_gl__"
@@ -501,11 +501,12 @@ class _Rewriter(ast.NodeTransformer):
             # after them, just before the call: another thread may act between.
             point = ast.Constant(isinstance(func.value, (ast.Name, ast.Subscript)))
             keyed = func.attr in _KEYED and node.args and not isinstance(node.args[0], ast.Starred)
-            late = not keyed and _named_owner(func.value) and _do_something(node)
-            owner = copy.deepcopy(func.value)
+            late = _do_something(node)  # then every key's change, as a whole (keyed or not)
             func.value = self.visit(func.value)
             site = self._site(node, "method", f"{_text(func)}()")
-            if not late:
+            if late:  # kept for cml, not evaluated again (a property, a `del` in the arguments)
+                func.value = self._call("cms", func.value, site)
+            else:
                 func.value = self._call("cmk" if keyed else "cm", func.value, site, point)
         elif isinstance(func, ast.Attribute):
             site = self._site(node, "method", f"{_text(func)}()")
@@ -537,14 +538,14 @@ class _Rewriter(ast.NodeTransformer):
         if named:
             self._named_access(node)
         if isinstance(func, ast.Attribute) and func.attr in MUTATORS and late:
-            self._through_last(node, "cml", owner, site)
+            self._through_last(node, "cml", site)
         return node
 
     def _through_last(self, call: ast.Call, helper_name: str, *args: ast.expr) -> None:
         """The last of ``call``'s arguments to be evaluated hands its value through
         helper ``helper_name`` (with ``args``): just before the call, after the
-        other arguments. Names (and their attributes) in ``args`` are evaluated
-        again, as written: the same objects, no access recorded twice."""
+        other arguments. Names in ``args`` are evaluated again, as written: the
+        same objects, no access recorded twice."""
         last: ast.keyword | ast.Starred | None = None
         if call.keywords:  # evaluated after the positional arguments
             last = call.keywords[-1]
@@ -822,14 +823,6 @@ def _is_cache(decorator: ast.expr) -> bool:
     return isinstance(decorator, ast.Name) and decorator.id in _CACHES
 
 
-def _named_owner(owner: ast.expr) -> bool:
-    """Whether ``owner`` is a name or a name's attributes (``items``,
-    ``self.items``): evaluated again, it is the same object."""
-    while isinstance(owner, ast.Attribute):
-        owner = owner.value
-    return isinstance(owner, ast.Name)
-
-
 _DOING = (
     ast.Call, ast.Attribute, ast.Subscript, ast.Await, ast.Yield, ast.YieldFrom,
     ast.NamedExpr, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp,
@@ -853,13 +846,14 @@ def _arguments(call: ast.Call) -> list[ast.expr]:
 
 
 def _handed_before_something(call: ast.Call) -> list[ast.expr]:
-    """Copies of the names (or names' attributes) ``call`` is handed before an
-    argument that does something: what it hands over may have changed since."""
+    """Copies of the plain names ``call`` is handed before an argument that does
+    something: what it hands over may have changed since. (Not an attribute:
+    read again, a property would run twice.)"""
     arguments = [a.value if isinstance(a, ast.Starred) else a for a in _arguments(call)]
     return [
         copy.deepcopy(argument)
         for at, argument in enumerate(arguments)
-        if _named_owner(argument) and any(_does_something(a) for a in arguments[at + 1 :])
+        if isinstance(argument, ast.Name) and any(_does_something(a) for a in arguments[at + 1 :])
     ]
 
 
