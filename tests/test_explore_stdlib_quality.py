@@ -92,6 +92,7 @@ watchdog.cancel()
 # and a lock class kept as a class attribute (as werkzeug's routing Map does):
 # each is controlled (once uncontrolled, or called as a method with self).
 LEDGER = """
+import copy
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -124,6 +125,7 @@ for worker in workers:
     worker.join()
 assert joint.balance >= 0, f"overdrawn: {{joint.balance}}"
 assert len(ledger.entries) == 2
+assert copy.deepcopy(Ledger.lock_class) is Ledger.lock_class  # a factory copies as itself
 """
 LEDGER_BUG = """with joint.lock:
             enough = joint.balance >= amount

@@ -172,7 +172,7 @@ class Patches:
         def make(*args: Any, **kwargs: Any) -> Any:
             scheduler = active()
             if scheduler is not None and scheduler.controlled() is not None:
-                frame = sys._getframe(1)
+                frame = sys._getframe(2)  # past _Factory.__call__
                 while frame.f_code.co_filename.startswith("<") and frame.f_back is not None:
                     # Code made at run time (a dataclass's __init__ calling its
                     # field's default_factory): its caller's file says.
@@ -189,11 +189,7 @@ class Patches:
                     return scheduled(*args, **kwargs)
             return real(*args, **kwargs)
 
-        make.__wrapped__ = real  # type: ignore[attr-defined]
-        make.__name__ = getattr(real, "__name__", "factory")
-        # Not bound as a method when a class keeps it (`lock_class = threading.Lock`,
-        # as werkzeug's routing Map does): the real factories are builtins.
-        return staticmethod(make)
+        return _Factory(make, real)
 
     def _swap_user_imports(self, replacements: dict[int, Any]) -> None:
         """``from threading import Lock`` in a user module bound the real one: swap it.
@@ -214,6 +210,31 @@ class Patches:
             return _stacks.is_user_module(module)
         filename = getattr(module, "__file__", None)
         return isinstance(filename, str) and self.is_user_file(filename)
+
+
+class _Factory:
+    """``threading.Lock`` (and the other factories) while exploring. Called, it
+    makes a scheduled or a real primitive; kept by a class (``lock_class =
+    threading.Lock``, as werkzeug's routing Map does), it is not bound as a
+    method; copied (``copy.deepcopy`` of an object keeping it), it is itself:
+    as the builtins it stands for."""
+
+    def __init__(self, make: Callable[..., Any], real: Any) -> None:
+        self._make = make
+        self.__wrapped__ = real
+        self.__name__ = getattr(real, "__name__", "factory")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._make(*args, **kwargs)
+
+    def __copy__(self) -> _Factory:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Factory:
+        return self
+
+    def __repr__(self) -> str:
+        return f"<threadcheck's {self.__name__}>"
 
 
 def _stdlib_machinery() -> tuple[frozenset[object], tuple[str, ...]]:
