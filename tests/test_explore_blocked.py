@@ -167,6 +167,47 @@ def test_the_reactor_thread_blocked_in_a_scenario_is_unwound() -> None:
         end.close()
 
 
+def test_a_long_sleep_beside_a_real_socket_is_not_blocked() -> None:
+    # Virtual time goes on with the reactor's real polls: a worker sleeping
+    # longer than the watchdog's wait was reported "blocked outside the
+    # scheduler's control" (the polls were no progress).
+    kept: list[socket.socket] = []
+
+    def scenario(reactor: Any) -> Deferred[Any]:
+        listening = socket.socket()
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        kept.append(listening)
+        reactor.addReader(_Readable(listening))  # polled for real, nothing comes
+        worker = threads.deferToThread(lambda: __import__("time").sleep(1.5))
+        return worker.addBoth(lambda _: reactor.removeAll())
+
+    result = explore(
+        ScenarioTarget(scenario), budget=Budget(1), settings=Settings(stall_timeout=1.0)
+    )
+    assert result.failure is None, result.report()
+    assert result.schedules == 1
+    for end in kept:
+        end.close()
+
+
+class _Readable:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def doRead(self) -> None:
+        pass
+
+    def logPrefix(self) -> str:
+        return "listening"
+
+    def connectionLost(self, reason: object) -> None:
+        pass
+
+
 def test_a_divergence_while_shrinking_reports_the_failure_unshrunk(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

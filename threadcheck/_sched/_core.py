@@ -584,6 +584,7 @@ class Scheduler:
         """Move virtual time on (a reactor that waited on real sockets)."""
         self.thinned.add("real I/O (its timing is not controlled)")
         self.now += seconds
+        self.progress += 1  # time goes on with real I/O: nothing is stuck (a long sleep)
         for thread in list(self._timed.values()):  # a worker's sleep ends meanwhile
             if _deadline_order(thread)[0] <= self.now:
                 self.wake(thread, by_time=True)
