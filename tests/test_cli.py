@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import select
 import signal
@@ -169,6 +170,34 @@ def test_violations_made_while_waiting_for_threads_are_reported(tmp_path: Path) 
     result = threadcheck("run", prog)
     assert result.returncode == VIOLATIONS_FOUND, result.stderr
     assert "  reactor.callLater: 1" in result.stderr
+
+
+def test_a_program_installed_as_a_package_is_the_users_code(tmp_path: Path) -> None:
+    # `threadcheck run -m myapp` from site-packages: its frames were folded as a
+    # library's, the report had no offending line and a fix for a method.
+    package = tmp_path / "lib" / "site-packages" / "myapp"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "__main__.py").write_text(
+        "from twisted.internet import reactor, threads\n"
+        "def work():\n"
+        "    reactor.callLater(0, print)  # BUG\n"
+        "threads.deferToThread(work).addBoth(lambda _: reactor.stop())\n"
+        "reactor.run()\n"
+    )
+    result = subprocess.run(
+        [*THREADCHECK, "run", "-m", "myapp"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(package.parent)},
+    )
+    assert result.returncode == VIOLATIONS_FOUND, result.stderr
+    assert re.search(r"offending call: \S*myapp/__main__\.py:3 in work", result.stderr)
+    assert "fix: do it in the reactor thread: reactor.callFromThread(reactor.callLater" in (
+        result.stderr
+    )
 
 
 def test_json_report_is_written_and_valid(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ from threadcheck._cli._options import (
     non_negative,
     positive,
     program_command,
+    program_is_user_code,
     program_words,
     said,
 )
@@ -281,6 +282,7 @@ def program_target(args: argparse.Namespace) -> ProgramTarget:
 
     # The console-script wrapper is how the program starts, not part of it.
     _stacks.register_library_path(os.path.abspath(sys.argv[0]), "threadcheck")
+    program_is_user_code(args.module, args.target)
     # Imported by the first schedule otherwise, where (from a source tree, before it
     # registers as a library) it would add points that a replay's first schedule lacks.
     import threadcheck_reactor._scheduled  # noqa: F401

@@ -206,6 +206,30 @@ def check_writable(path: str, option: str = "--json") -> None:
         raise UsageError(problem)
 
 
+def program_is_user_code(module: str | None, target: list[str]) -> None:
+    """The program's own files are the user's code, wherever it is installed
+    (``-m myapp`` from site-packages: its frames lead the reports, and are the
+    ones explored). Its top-level package is found without importing it."""
+    import importlib.util
+
+    from threadcheck import _stacks
+
+    paths = [os.path.abspath(target[0])] if module is None else []
+    if module is not None:
+        try:
+            spec = importlib.util.find_spec(module.partition(".")[0])
+        except (ImportError, ValueError):
+            spec = None  # said as a usage error when the program runs
+        if spec is not None:
+            paths = [os.path.join(p, "") for p in spec.submodule_search_locations or ()]
+            paths += [spec.origin] if spec.origin and not paths else []
+    # Only what would pass for an installed library: a script's folder may hold
+    # the virtualenv (Twisted itself), which must stay a library.
+    installed = [p for p in paths if _stacks.classify(p) not in (None, "python")]
+    if installed:
+        _stacks.register_user_paths(installed)
+
+
 def check_script(script: str) -> None:
     if not os.path.exists(script):
         raise UsageError(f"no such file: {script}")

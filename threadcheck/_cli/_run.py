@@ -38,6 +38,7 @@ from threadcheck._cli._options import (
     check_script,
     command_line,
     program_command,
+    program_is_user_code,
     said,
 )
 from threadcheck._modes import DEFAULT_MODE, Mode
@@ -160,6 +161,7 @@ def _run(args: argparse.Namespace) -> int:
 
     # The console-script wrapper and runpy are how the program starts, not part of it.
     _stacks.register_library_path(os.path.abspath(sys.argv[0]), "threadcheck")
+    program_is_user_code(args.module, target)
 
     checker = _prepare_reactor(Mode.parse(args.mode), args.stall_ms, args.reactor)
     if args.races:
