@@ -659,3 +659,38 @@ def test_a_warning_of_the_program_is_shown_once_not_once_per_schedule(tmp_path: 
     result = threadcheck("explore", "--budget", "30", prog)
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("UserWarning: the config format is old") == 1, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("body", "called"),
+    [
+        ("threadcheck.explore(lambda: None, budget=2)", "explore() (or replay, run)"),
+        (
+            "worker = threading.Thread(target=threadcheck.explore, args=(lambda: None,))\n"
+            "worker.start()\n"
+            "worker.join()",
+            "explore() (or replay, run)",
+        ),
+        ("threadcheck.stress(lambda reactor: None, 2)", "stress()"),
+    ],
+    ids=["explore", "explore-in-a-worker", "stress"],
+)
+def test_a_program_that_explores_itself_is_refused_in_one_line(
+    tmp_path: Path, body: str, called: str
+) -> None:
+    # Nested, explore spun for ever (deaf to SIGTERM); from a worker it failed
+    # the schedule as the program's exception; stress waited 10 s, then "blocked".
+    program = tmp_path / "prog.py"
+    program.write_text(f"import threading\nimport threadcheck\n{body}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "threadcheck", "explore", str(program)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        f"threadcheck: threadcheck.{called} called by a program being explored: "
+        "explore the program that does not call it, or run this one with python\n"
+    )

@@ -295,6 +295,9 @@ class Scheduler:
         """Above 0 while the running thread is inside code that holds a real lock
         (Twisted's legacy log): its points do not switch."""
         self.at_exit: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
+        self.misuse: TargetError | None = None
+        """A misuse raised in a thread other than the schedule's first: raised
+        out of the exploration after the teardown, as the first's is."""
         self.signal_handlers: dict[int, Any] = {}
         """The handlers the program set in this schedule (not installed: see _program)."""
         """``atexit`` registrations the program made in this schedule: run at its end."""

@@ -42,6 +42,7 @@ from threadcheck._sched._core import (
     Abort,
     ControlledThread,
     Scheduler,
+    TargetError,
     active,
     here,
 )
@@ -467,6 +468,8 @@ def _controlled_body(
             run()
         except Abort:
             pass
+        except TargetError as error:  # explore() called by a worker of the program, say
+            scheduler.misuse = scheduler.misuse or error
         except BaseException as error:
             failure = program_failure(thread.name, error)
             if failure is not None and failure.kind == "exit":

@@ -326,6 +326,7 @@ class Explorer:
             self.twisted_logging.restore()  # after errors.stop: the program's observers go
         if interrupted:
             raise KeyboardInterrupt  # after the teardown: the user stops the exploration
+        misuse = misuse or scheduler.misuse
         if misuse is not None:
             raise misuse
         if scheduler.strategy_error is not None:
