@@ -204,16 +204,18 @@ def test_run_of_a_package_without_main_is_pythons_one_line(tmp_path: Path) -> No
 
 
 # Signals come from the program itself, at a known point of the exploration:
-# no sleeps, no race between the test and the explorer.
+# no sleeps, no race between the test and the explorer. Through posix.kill, as
+# another process would send them: os.kill of itself is the program's own
+# (explore runs what the program would get).
 SIGNALLED_ON_RUN = """
-import os, signal, threading
+import os, posix, signal, threading
 from pathlib import Path
 
 runs = Path(os.environ["RUNS_FILE"])
 count = int(runs.read_text()) + 1 if runs.exists() else 1
 runs.write_text(str(count))
 if count == 6:  # the fifth schedule, after the warm-up run
-    os.kill(os.getpid(), getattr(signal, os.environ["SIGNAL"]))
+    posix.kill(os.getpid(), getattr(signal, os.environ["SIGNAL"]))
 
 hits = []
 lock = threading.Lock()
@@ -252,7 +254,7 @@ def test_a_signal_during_explore_prints_the_summary(
 
 
 LOST_UPDATE_INTERRUPTED_WHILE_SHRINKING = """
-import os, signal, threading
+import os, posix, signal, threading
 from pathlib import Path
 
 balance = {"total": 0}
@@ -272,7 +274,7 @@ if balance["total"] != 333:
     count = int(failures.read_text()) + 1 if failures.exists() else 1
     failures.write_text(str(count))
     if count == 2:  # the first failure was the exploration's: this one is shrinking's
-        os.kill(os.getpid(), signal.SIGINT)
+        posix.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C would come (see above)
     raise AssertionError(f"lost update: {balance['total']}")
 """
 

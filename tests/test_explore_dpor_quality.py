@@ -16,6 +16,7 @@ time shapes of tests/test_explore_time_quality.py as whole programs.
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import dpor_programs
@@ -97,6 +98,18 @@ FOUND_AS = {
     "dpor_programs:rotations": "exception",
     "dpor_programs:clients": "exception",
 }
+
+
+def assert_proved_or_found(
+    result: subprocess.CompletedProcess[str], fixed: bool, headline: str
+) -> None:
+    """A fixed program's exploration proved it; a buggy one's found ``headline``."""
+    if fixed:
+        assert result.returncode == 0, result.stderr
+        proved = "threadcheck: every interleaving explored ("
+        assert result.stderr.startswith(proved), result.stderr
+    else:
+        assert_found_and_replayed(result, headline)
 
 
 def _scenario(name: str, fixed: bool) -> object:
@@ -217,12 +230,7 @@ def test_a_module_global_bumped_both_ways(tmp_path: Path, locked: bool) -> None:
     (tmp_path / "settings.py").write_text(SETTINGS.format(bump=bump))
     program = write_program(tmp_path, BUMPED.format(job=job))
     result = explore_program(program, "--strategy", "dpor")
-    if locked:
-        assert result.returncode == 0, result.stderr
-        proved = "threadcheck: every interleaving explored ("
-        assert result.stderr.startswith(proved), result.stderr
-    else:
-        assert_found_and_replayed(result, "threadcheck: exception: AssertionError: counter is 1")
+    assert_proved_or_found(result, locked, "threadcheck: exception: AssertionError: counter is 1")
 
 
 SWITCH = """
@@ -256,14 +264,8 @@ def test_a_module_variable_set_from_another_module_is_a_location(
     switch = "settings.MAINTENANCE = True\n"
     frontend = FRONTEND.format(first=switch if fixed else "", late="" if fixed else switch)
     result = explore_program(write_program(tmp_path, frontend), "--strategy", "dpor")
-    if fixed:
-        assert result.returncode == 0, result.stderr
-        proved = "threadcheck: every interleaving explored ("
-        assert result.stderr.startswith(proved), result.stderr
-    else:
-        assert_found_and_replayed(
-            result, "threadcheck: exit: the program exited with status 1: request served"
-        )
+    headline = "threadcheck: exit: the program exited with status 1: request served"
+    assert_proved_or_found(result, fixed, headline)
 
 
 def test_a_consumer_spinning_on_a_flag_is_never_stuck() -> None:
@@ -308,9 +310,4 @@ def test_a_client_made_twice_through_lru_cache(tmp_path: Path, warm: bool) -> No
     # program was "proved" (every interleaving explored), by dpor and the portfolio.
     program = write_program(tmp_path, CLIENT.format(warm="get_client()" if warm else ""))
     result = explore_program(program, "--strategy", "dpor")
-    if warm:
-        assert result.returncode == 0, result.stderr
-        proved = "threadcheck: every interleaving explored ("
-        assert result.stderr.startswith(proved), result.stderr
-    else:
-        assert_found_and_replayed(result, "threadcheck: exception: AssertionError: 2 clients made")
+    assert_proved_or_found(result, warm, "threadcheck: exception: AssertionError: 2 clients made")

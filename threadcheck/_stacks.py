@@ -161,6 +161,13 @@ def _classify(filename: str) -> str | None:
     return None
 
 
+def installed_package_of(path: str) -> str | None:
+    """The installed package ``path`` is in, if it is classified as one (not
+    Twisted, threadcheck or a test harness, installed as they may be)."""
+    installed = _installed_package(path)
+    return installed if installed is not None and classify(path) == installed else None
+
+
 def _installed_package(filename: str) -> str | None:
     """``autobahn`` for ``.../site-packages/autobahn/websocket/protocol.py``."""
     for marker in _SITE_MARKERS:

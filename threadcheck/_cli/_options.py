@@ -225,7 +225,7 @@ def program_is_user_code(module: str | None, target: list[str]) -> None:
             paths += [spec.origin] if spec.origin and not paths else []
     # Only what would pass for an installed library: a script's folder may hold
     # the virtualenv (Twisted itself), which must stay a library.
-    installed = [p for p in paths if _stacks.classify(p) not in (None, "python")]
+    installed = [p for p in paths if _stacks.installed_package_of(p) is not None]
     if installed:
         _stacks.register_user_paths(installed)
 

@@ -125,8 +125,9 @@ def controlled_kill(original: Callable[[int, int], None]) -> Callable[[int, int]
     """``os.kill`` of its own process by a controlled thread: what the program
     would get, not the explorer (which took it for Ctrl-C). SIGINT or SIGTERM
     while the reactor runs: Twisted's handler, a graceful stop; a handler the
-    program set in this schedule: run, in the calling thread; a signal whose
-    default ignores it: nothing; else the program ends, killed by it."""
+    program set in this schedule: run, in the calling thread; SIGINT else:
+    KeyboardInterrupt, as Python's handler raises; a signal whose default
+    ignores it: nothing; else the program ends, killed by it."""
 
     def kill(pid: int, number: int) -> None:
         scheduler = active()
@@ -140,6 +141,8 @@ def controlled_kill(original: Callable[[int, int], None]) -> Callable[[int, int]
             handler(number, sys._getframe(1))
         elif twisteds is not None and getattr(reactor, "running", False):
             getattr(reactor, twisteds)(number, None)
+        elif number == signal.SIGINT and handler is None:
+            raise KeyboardInterrupt  # Python's own handler (the explorer takes it as Ctrl-C)
         elif handler != signal.SIG_IGN and number not in _IGNORED:
             name = signal.Signals(number).name
             where = describe(sys._getframe(1))
