@@ -324,3 +324,18 @@ def test_one_call_from_two_workers_of_a_pool_is_one_group(running_reactor: Any) 
     report = format_report(violations)
     assert report.startswith("threadcheck: 2 thread-affinity violations (1 distinct)"), report
     assert "[x2]" in report
+
+
+def test_only_a_package_of_the_programs_own_is_taken_for_the_program(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Installed plainly, threadcheck sits in site-packages too: `explore -m
+    # threadcheck.examples.race` took it for the program's package, and its own
+    # core, rewritten as user code, recursed in its helpers (CI's first contact).
+    from threadcheck import _stacks
+
+    site = "/venv/lib/python3.11/site-packages/"
+    monkeypatch.setattr(_stacks, "_LIBRARY_DIRS", [(f"{site}threadcheck/", "threadcheck")])
+    assert _stacks.installed_package_of(f"{site}threadcheck/") is None
+    assert _stacks.installed_package_of(f"{site}myapp/") == "myapp"
+    assert _stacks.installed_package_of("/home/me/project/app.py") is None

@@ -164,8 +164,9 @@ def _classify(filename: str) -> str | None:
 def installed_package_of(path: str) -> str | None:
     """The installed package ``path`` is in, if it is classified as one (not
     Twisted, threadcheck or a test harness, installed as they may be)."""
-    installed = _installed_package(path)
-    return installed if installed is not None and classify(path) == installed else None
+    if any(path.startswith(prefix) for prefix, _ in _LIBRARY_DIRS):
+        return None  # threadcheck's own, Twisted's, a harness's: wherever installed
+    return _installed_package(path)
 
 
 def _installed_package(filename: str) -> str | None:
