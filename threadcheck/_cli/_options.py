@@ -220,9 +220,10 @@ def program_is_user_code(module: str | None, target: list[str]) -> None:
             spec = importlib.util.find_spec(module.partition(".")[0])
         except (ImportError, ValueError):
             spec = None  # said as a usage error when the program runs
-        if spec is not None:
-            paths = [os.path.join(p, "") for p in spec.submodule_search_locations or ()]
-            paths += [spec.origin] if spec.origin and not paths else []
+        if spec is not None and spec.submodule_search_locations:  # a package: its folders
+            paths = [os.path.join(p, "") for p in spec.submodule_search_locations]
+        elif spec is not None and spec.origin:  # a module: its file
+            paths = [spec.origin]
     # Only what would pass for an installed library: a script's folder may hold
     # the virtualenv (Twisted itself), which must stay a library.
     installed = [p for p in paths if _stacks.installed_package_of(p) is not None]

@@ -850,11 +850,9 @@ def _handed_before_something(call: ast.Call) -> list[ast.expr]:
     something: what it hands over may have changed since. (Not an attribute:
     read again, a property would run twice.)"""
     arguments = [a.value if isinstance(a, ast.Starred) else a for a in _arguments(call)]
-    return [
-        copy.deepcopy(argument)
-        for at, argument in enumerate(arguments)
-        if isinstance(argument, ast.Name) and any(_does_something(a) for a in arguments[at + 1 :])
-    ]
+    doing = [at for at, argument in enumerate(arguments) if _does_something(argument)]
+    before = arguments[: doing[-1]] if doing else []
+    return [copy.deepcopy(a) for a in before if isinstance(a, ast.Name)]
 
 
 def _named_attribute(call: ast.Call) -> bool:

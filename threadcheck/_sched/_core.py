@@ -37,6 +37,7 @@ from types import FrameType
 from typing import Any, NoReturn, Protocol
 
 from threadcheck._races import _footprint
+from threadcheck._races._clocks import VectorClock
 
 VIRTUAL_EPOCH = 1_767_225_600.0
 """Where virtual time starts: 2026-01-01 00:00 UTC, a fixed, realistic wall-clock time."""
@@ -169,7 +170,7 @@ class ControlledThread:
     """The step at which its starter started it (0: it was not started in the schedule)."""
     blocked_on: object = field(default=None, repr=False)
     """The primitive it waits on, for a deadlock's wait-for graph (a lock knows its holder)."""
-    end_clock: object = field(default=None, repr=False)
+    end_clock: VectorClock | None = field(default=None, repr=False)
     """What it did, for the race detector's happens-before: received by a join
     or an ``is_alive()`` that sees it finished (None when races are not tracked)."""
     settles: bool = False
@@ -588,9 +589,7 @@ class Scheduler:
         self.thinned.add("real I/O (its timing is not controlled)")
         self.now += seconds
         self.progress += 1  # time goes on with real I/O: nothing is stuck (a long sleep)
-        for thread in list(self._timed.values()):  # a worker's sleep ends meanwhile
-            if _deadline_order(thread)[0] <= self.now:
-                self.wake(thread, by_time=True)
+        self._wake_due()  # a worker's sleep ends meanwhile
         if self._io_waiters:
             self._wake_ready_io(0.0)
 
@@ -765,10 +764,14 @@ class Scheduler:
     def _advance_clock(self, due: ControlledThread) -> ControlledThread:
         """Time passes to ``due``'s deadline, waking every waiter due by then; ``due`` runs."""
         self.now = max(self.now, _deadline_order(due)[0])
+        self._wake_due()
+        return due
+
+    def _wake_due(self) -> None:
+        """Wake every waiter whose deadline has come (by now)."""
         for thread in list(self._timed.values()):  # wake() removes from it
             if _deadline_order(thread)[0] <= self.now:
                 self.wake(thread, by_time=True)
-        return due
 
     def _let_time_pass(self) -> ControlledThread:
         """The strategy chose :data:`TIME`: the runnable threads are held while

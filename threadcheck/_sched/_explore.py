@@ -13,12 +13,12 @@ Thread safety: one exploration at a time per thread.
 from __future__ import annotations
 
 import itertools
-import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
+from threadcheck import _arguments
 from threadcheck._sched import _token
 from threadcheck._sched._core import BLOCKED, Strategy, format_seconds
 from threadcheck._sched._points import DEFAULT_GRANULARITY
@@ -46,11 +46,9 @@ class Budget:
     seconds: float | None = None
 
     def __post_init__(self) -> None:
-        schedules, seconds = self.schedules, self.seconds
-        if schedules is not None and (type(schedules) is not int or schedules < 0):
-            raise ValueError(f"budget={schedules!r}: give a whole number of schedules, 0 or more")
-        if seconds is not None and not (type(seconds) in (int, float) and 0 <= seconds < math.inf):
-            raise ValueError(f"seconds={seconds!r}: give seconds, 0 or more")
+        if self.schedules is not None:  # None: bounded by time alone
+            _arguments.require("budget", self.schedules, _arguments.count)
+        _arguments.require("seconds", self.seconds, _arguments.seconds)
 
     def allows(self, index: int, started: float) -> bool:
         if self.schedules is not None and index >= self.schedules:

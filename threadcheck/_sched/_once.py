@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from threadcheck import _arguments
 from threadcheck._sched._core import Strategy
 from threadcheck._sched._report import ExploreResult
 from threadcheck._sched._runner import Explorer, Settings, Target, environment, make_token
@@ -36,7 +37,7 @@ class Schedule:
             if not (
                 isinstance(pair, tuple | list)
                 and len(pair) == 2
-                and all(type(n) is int and n >= 0 for n in pair)
+                and all(_arguments.count(n) is None for n in pair)
             ):
                 raise ValueError(
                     f"Schedule.of: {pair!r} is no (decision, thread) pair of numbers 0 or more"

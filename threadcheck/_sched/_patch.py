@@ -512,7 +512,7 @@ def _controlled_join(original: Callable[..., None]) -> Any:
             )
         if _footprint.collecting:  # after its end: see Scheduler.exit
             _footprint.acquired(_footprint.thread(target.tid), changed=False)
-        _clocks.receive(target.end_clock)  # type: ignore[arg-type]
+        _clocks.receive(target.end_clock)
         original(self, 5.0)  # the OS thread is leaving: it needs no turn to finish
 
     return join
