@@ -7,8 +7,10 @@ in real time or ends the explorer."""
 
 from __future__ import annotations
 
+import queue
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -87,6 +89,57 @@ watchdog.cancel()
 """
 
 
+# A program's own subclasses of the stdlib's primitives, made as the program
+# starts (each schedule): a work queue that counts what goes through it, an
+# event it waits on, isinstance checks, and a drain loop that stops when get's
+# timeout says the queue is idle. Counting in put is unlocked; in _put the
+# queue's own lock holds it, so the twin needs that lock scheduled.
+COUNTING_QUEUE = """
+import queue
+import threading
+
+class CountingQueue(queue.Queue):
+    def __init__(self):
+        super().__init__()
+        self.puts = 0
+
+    {count}
+
+class Finished(threading.Event):
+    pass
+
+jobs = CountingQueue()
+finished = Finished()
+handled = []
+
+def drain():
+    while True:
+        try:
+            job = jobs.get(timeout=0.5)
+        except queue.Empty:  # idle: the producers are done
+            break
+        handled.append(job)
+    finished.set()
+
+producers = [threading.Thread(target=jobs.put, args=(n,)) for n in (1, 2)]
+for producer in producers:
+    producer.start()
+for producer in producers:
+    producer.join()
+threading.Thread(target=drain, daemon=True).start()
+assert finished.wait(timeout=5), "never idle"
+assert isinstance(jobs, queue.Queue) and isinstance(finished, threading.Event)
+assert isinstance(queue.Queue(), queue.Queue) and issubclass(CountingQueue, queue.Queue)
+assert sorted(handled) == [1, 2] and jobs.puts == 2, f"counted {{jobs.puts}} puts"
+"""
+COUNT_BUG = """def put(self, item, block=True, timeout=None):
+        self.puts += 1  # BUG: counted outside the queue's lock
+        super().put(item, block, timeout)"""
+COUNT_FIX = """def _put(self, item):
+        self.puts += 1  # under the queue's own lock
+        super()._put(item)"""
+
+
 # Locks made by the library on the program's behalf: a dataclass field's
 # default_factory (called by the generated __init__), a defaultdict of locks,
 # and a lock class kept as a class attribute (as werkzeug's routing Map does):
@@ -145,6 +198,65 @@ def test_an_overdraft_past_library_made_locks_is_found_and_replayed(tmp_path: Pa
 def test_the_twin_with_library_made_locks_is_clean(tmp_path: Path) -> None:
     result = explore_program(write_program(tmp_path, LEDGER.format(withdraw=LEDGER_FIX)))
     assert_clean(result)
+
+
+def test_a_lost_count_in_a_queue_subclass_is_found_and_replayed(tmp_path: Path) -> None:
+    result = explore_program(write_program(tmp_path, COUNTING_QUEUE.format(count=COUNT_BUG)))
+    assert_found_and_replayed(result, "threadcheck: exception: AssertionError: counted 1 puts")
+
+
+def test_the_queue_subclass_counting_under_its_lock_is_clean(tmp_path: Path) -> None:
+    result = explore_program(write_program(tmp_path, COUNTING_QUEUE.format(count=COUNT_FIX)))
+    assert_clean(result)
+
+
+class AuditedQueue(queue.Queue[int]):
+    """Made before exploring: its base is the real Queue, its locks the scheduler's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.audited: list[int] = []
+
+    def put(self, item: int, block: bool = True, timeout: float | None = None) -> None:
+        super().put(item, block, timeout)
+        self.audited.append(item)  # after the item is visible to get
+
+
+class AuditedFirstQueue(AuditedQueue):
+    def put(self, item: int, block: bool = True, timeout: float | None = None) -> None:
+        self.audited.append(item)  # before any get can take it
+        queue.Queue.put(self, item, block, timeout)
+
+
+def audit_trail_matches() -> None:  # plain threads: no reactor parameter
+    take_one(AuditedQueue())
+
+
+def audited_first_trail_matches() -> None:
+    take_one(AuditedFirstQueue())
+
+
+def take_one(jobs: AuditedQueue) -> None:
+    taken: list[int] = []
+
+    def take() -> None:
+        taken.append(jobs.get(timeout=5))
+        assert taken == jobs.audited, f"took {taken} before it was audited"  # BUG
+
+    consumer = threading.Thread(target=take)
+    consumer.start()
+    jobs.put(7)
+    consumer.join()
+
+
+def test_a_scenarios_queue_subclass_made_before_exploring_is_controlled() -> None:
+    result = threadcheck.explore(audit_trail_matches, budget=2000)
+    assert result.found, result.report()
+    assert result.report().startswith(
+        "threadcheck: exception: AssertionError: took [7] before it was audited"
+    )
+    twin = threadcheck.explore(audited_first_trail_matches, budget=2000)
+    assert not twin.found and twin.schedules > 0, twin.report()
 
 
 def test_an_executor_lost_update_is_found_and_replayed(tmp_path: Path) -> None:

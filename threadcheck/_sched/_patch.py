@@ -119,6 +119,7 @@ class Patches:
             )
             for name in names
         ]
+        clocks = {name: _virtual_clock(getattr(time, name)) for name in _CLOCKS}
         from concurrent.futures import ThreadPoolExecutor
 
         import twisted.internet.threads as twisted_threads
@@ -139,7 +140,10 @@ class Patches:
             (log, "msg", _without_points(log.msg)),
             (logging.Handler, "handle", _handler_handle(logging.Handler.handle)),
             (time, "sleep", _sleep),
-            *((time, name, _virtual_clock(getattr(time, name))) for name in _CLOCKS),
+            *((time, name, clock) for name, clock in clocks.items()),
+            # Bound at their import: a Queue subclass's get(timeout=) waits in virtual time.
+            (queue, "time", clocks["monotonic"]),
+            (threading, "_time", clocks["monotonic"]),
             (random.Random, "seed", _reproducible_seed(random.Random.seed)),
             # uuid4(), secrets, SystemRandom: the OS's bytes, the schedule's instead.
             (os, "urandom", _reproducible_bytes(os.urandom)),
@@ -174,9 +178,12 @@ class Patches:
             scheduler = active()
             if scheduler is not None and scheduler.controlled() is not None:
                 frame = sys._getframe(2)  # past _Factory.__call__
-                while frame.f_code.co_filename.startswith("<") and frame.f_back is not None:
+                while frame.f_back is not None and (
                     # Code made at run time (a dataclass's __init__ calling its
-                    # field's default_factory): its caller's file says.
+                    # field's default_factory), or a real primitive's constructor
+                    # (a program's Queue subclass, its locks): their caller says.
+                    frame.f_code.co_filename.startswith("<") or frame.f_code in _CONSTRUCTORS
+                ):
                     frame = frame.f_back
                 caller = frame.f_code
                 wanted = scheduled_for.get(caller)
@@ -190,7 +197,7 @@ class Patches:
                     return scheduled(*args, **kwargs)
             return real(*args, **kwargs)
 
-        return _Factory(make, real)
+        return _Factory(make, real, scheduled)
 
     def _swap_user_imports(self, replacements: dict[int, Any]) -> None:
         """``from threading import Lock`` in a user module bound the real one: swap it.
@@ -213,20 +220,56 @@ class Patches:
         return isinstance(filename, str) and self.is_user_file(filename)
 
 
+_CONSTRUCTORS = frozenset(
+    {
+        queue.Queue.__init__.__code__,
+        threading.Condition.__init__.__code__,
+        threading.Event.__init__.__code__,
+        threading.Semaphore.__init__.__code__,
+        threading.BoundedSemaphore.__init__.__code__,
+    }
+)
+"""The real primitives' constructors, which make their inner locks through the factories."""
+
+
 class _Factory:
     """``threading.Lock`` (and the other factories) while exploring. Called, it
     makes a scheduled or a real primitive; kept by a class (``lock_class =
     threading.Lock``, as werkzeug's routing Map does), it is not bound as a
     method; copied (``copy.deepcopy`` of an object keeping it), it is itself:
-    as the builtins it stands for."""
+    as the builtins it stands for. A class that subclasses it subclasses the
+    real class (whose inner locks the factories make for the subclass's
+    caller), and ``isinstance`` against it accepts the real and the scheduled
+    kinds; its attributes are the real class's."""
 
-    def __init__(self, make: Callable[..., Any], real: Any) -> None:
+    def __init__(self, make: Callable[..., Any], real: Any, scheduled: type) -> None:
         self._make = make
         self.__wrapped__ = real
+        self._scheduled = scheduled
         self.__name__ = getattr(real, "__name__", "factory")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._make(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        # queue.Queue.put(self, item) in a subclass: the real class's.
+        if name == "__wrapped__":  # not set yet: no recursion
+            raise AttributeError(name)
+        return getattr(self.__wrapped__, name)
+
+    def __mro_entries__(self, bases: tuple[Any, ...]) -> tuple[Any, ...]:
+        return (self.__wrapped__,)
+
+    def __instancecheck__(self, instance: Any) -> bool:
+        return isinstance(instance, self._kinds())
+
+    def __subclasscheck__(self, subclass: type) -> bool:
+        return issubclass(subclass, self._kinds())
+
+    def _kinds(self) -> Any:
+        # threading.Lock is a function before 3.13: isinstance fails as it would.
+        real = self.__wrapped__
+        return (real, self._scheduled) if isinstance(real, type) else real
 
     def __copy__(self) -> _Factory:
         return self
