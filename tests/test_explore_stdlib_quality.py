@@ -7,6 +7,7 @@ in real time or ends the explorer."""
 
 from __future__ import annotations
 
+import functools
 import queue
 import subprocess
 import sys
@@ -140,6 +141,48 @@ COUNT_FIX = """def _put(self, item):
         super()._put(item)"""
 
 
+# A client that opens its connection pool lazily, on first use, from request
+# threads: with functools.cached_property, two threads that both miss open two
+# pools (3.12 and newer: the descriptor has no lock; before, it holds one, and
+# the program is right). The twin opens it under its own lock.
+LAZY_POOL = """
+import threading
+from functools import cached_property
+
+opened = []
+
+class Client:
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._pool = None
+
+    {pool}
+
+    def fetch(self, path):
+        return self.pool["host"] + path
+
+client = Client()
+workers = [threading.Thread(target=client.fetch, args=(p,)) for p in ("/a", "/b")]
+for worker in workers:
+    worker.start()
+for worker in workers:
+    worker.join()
+assert len(opened) == 1, f"{{len(opened)}} pools opened"
+"""
+POOL_BUG = """@cached_property
+    def pool(self):
+        opened.append("pool")  # BUG: two first requests open two pools
+        return {"host": "db"}"""
+POOL_FIX = """@property
+    def pool(self):
+        with self._lock:
+            if self._pool is None:
+                opened.append("pool")
+                self._pool = {"host": "db"}
+            return self._pool"""
+CACHED_PROPERTY_LOCKED = sys.version_info < (3, 12)
+
+
 # Locks made by the library on the program's behalf: a dataclass field's
 # default_factory (called by the generated __init__), a defaultdict of locks,
 # and a lock class kept as a class attribute (as werkzeug's routing Map does):
@@ -208,6 +251,51 @@ def test_a_lost_count_in_a_queue_subclass_is_found_and_replayed(tmp_path: Path) 
 def test_the_queue_subclass_counting_under_its_lock_is_clean(tmp_path: Path) -> None:
     result = explore_program(write_program(tmp_path, COUNTING_QUEUE.format(count=COUNT_FIX)))
     assert_clean(result)
+
+
+def test_a_cached_property_opened_twice_is_found_where_python_allows_it(
+    tmp_path: Path,
+) -> None:
+    result = explore_program(write_program(tmp_path, LAZY_POOL.format(pool=POOL_BUG)))
+    if CACHED_PROPERTY_LOCKED:  # its real lock was held across a point: blocked
+        assert_clean(result)
+    else:  # both looks missed, unseen: dpor proved it in 4 schedules
+        assert_found_and_replayed(result, "threadcheck: exception: AssertionError: 2 pools opened")
+
+
+def test_the_pool_opened_under_a_lock_is_clean(tmp_path: Path) -> None:
+    assert_clean(explore_program(write_program(tmp_path, LAZY_POOL.format(pool=POOL_FIX))))
+
+
+class Catalog:
+    """Made before exploring: its cached_property's lock (before 3.12) is real."""
+
+    loads = 0
+
+    @functools.cached_property
+    def prices(self) -> dict[str, int]:
+        Catalog.loads += 1
+        return {"tea": 3}
+
+
+def two_readers_price_tea() -> None:
+    catalog = Catalog()
+    Catalog.loads = 0
+    readers = [threading.Thread(target=lambda: catalog.prices["tea"]) for _ in range(2)]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join()
+    assert Catalog.loads == 1, f"loaded {Catalog.loads} times"
+
+
+@pytest.mark.parametrize("strategy", ["random", "dpor"])
+def test_a_scenarios_cached_property_is_a_point_never_a_real_wait(strategy: str) -> None:
+    result = threadcheck.explore(two_readers_price_tea, budget=500, strategy=strategy)
+    if CACHED_PROPERTY_LOCKED:
+        assert not result.found and result.schedules > 0, result.report()
+    else:
+        assert result.report().startswith("threadcheck: exception: AssertionError: loaded 2 times")
 
 
 class AuditedQueue(queue.Queue[int]):

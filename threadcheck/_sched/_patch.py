@@ -37,7 +37,7 @@ from typing import Any
 
 from threadcheck import _stacks
 from threadcheck._races import _clocks, _footprint
-from threadcheck._sched import _children, _order, _primitives, _sockets
+from threadcheck._sched import _children, _lazy, _order, _primitives, _sockets
 from threadcheck._sched._core import (
     Abort,
     ControlledThread,
@@ -164,6 +164,7 @@ class Patches:
             # thread may be switched in there (it could submit too, and block).
             (ThreadPoolExecutor, "submit", _without_points(ThreadPoolExecutor.submit)),
             *_order.replacements(),
+            *_lazy.replacements(),
             *_children.replacements(),
             *_sockets.replacements(),
         ]

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from threadcheck import __version__ as threadcheck_version
 from threadcheck import _stacks, _threads
 from threadcheck._races import _detector, _footprint
-from threadcheck._sched import _order, _token
+from threadcheck._sched import _lazy, _order, _token
 from threadcheck._sched._carriers import Carriers
 from threadcheck._sched._core import (
     DEFAULT_MAX_DELAY,
@@ -269,6 +269,7 @@ class Explorer:
         threading._counter = itertools.count(1).__next__  # type: ignore[attr-defined]
         reseed_randomness(self.random_seed, entropy)
         _order.restart()
+        _lazy.restart()
         errors = _LoggedErrors()
         errors.start()
         reactor: Any = None
