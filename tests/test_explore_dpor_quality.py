@@ -279,14 +279,12 @@ def test_a_consumer_spinning_on_a_flag_is_never_stuck() -> None:
 CLIENT = """
 import functools
 import threading
+from functools import lru_cache as memo
 
 made = []
 
 
-@functools.lru_cache(maxsize=None)
-def get_client():
-    made.append(1)  # an expensive connection, meant once
-    return object()
+{made_by}
 
 
 def worker():
@@ -303,11 +301,24 @@ assert len(made) == 1, f"{{len(made)}} clients made"
 """
 
 
+CONNECT = """def {name}():
+    made.append(1)  # an expensive connection, meant once
+    return object()"""
+MADE_BY = {
+    "decorator": "@functools.lru_cache(maxsize=None)\n" + CONNECT.format(name="get_client"),
+    "alias": "@memo(maxsize=None)\n" + CONNECT.format(name="get_client"),
+    "call": CONNECT.format(name="connect") + "\nget_client = memo(maxsize=None)(connect)",
+}
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("made_by", MADE_BY)
 @pytest.mark.parametrize("warm", [False, True], ids=["cold", "warmed"])
-def test_a_client_made_twice_through_lru_cache(tmp_path: Path, warm: bool) -> None:
+def test_a_client_made_twice_through_lru_cache(tmp_path: Path, warm: bool, made_by: str) -> None:
     # lru_cache looks and fills in C: no point and no dependence, so the cold
-    # program was "proved" (every interleaving explored), by dpor and the portfolio.
-    program = write_program(tmp_path, CLIENT.format(warm="get_client()" if warm else ""))
+    # program was "proved" (every interleaving explored), by dpor and the
+    # portfolio; and then still, spelt another way than @lru_cache or @cache.
+    warming = "get_client()" if warm else ""
+    program = write_program(tmp_path, CLIENT.format(warm=warming, made_by=MADE_BY[made_by]))
     result = explore_program(program, "--strategy", "dpor")
     assert_proved_or_found(result, warm, "threadcheck: exception: AssertionError: 2 clients made")

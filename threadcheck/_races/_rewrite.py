@@ -371,8 +371,10 @@ class _Rewriter(ast.NodeTransformer):
     def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.AST:
         decorators: list[ast.expr] = []
         for decorator in node.decorator_list:
-            if _is_cache(decorator):
-                # Above it, so wrapping what it makes: the cache's look and fill are C's.
+            if not _is_plain(decorator):
+                # Above it, so wrapping what it makes if it is an lru_cache under
+                # any name (checked once, as the function is made): the cache's
+                # look and fill are C's.
                 site = self._site(node, "method", f"{node.name}()")
                 decorators.append(self._call("cached", site))
             decorators.append(self.visit(decorator))
@@ -685,6 +687,10 @@ class _Rewriter(ast.NodeTransformer):
 
     def visit_Assign(self, node: ast.Assign) -> ast.AST | list[ast.stmt]:
         node.value = self.visit(node.value)
+        if len(self.stack) == 1 and _made_by_a_made_callable(node.value):
+            # `fetch = lru_cache(maxsize=None)(load)` in a module: maybe a cache.
+            site = self._site(node, "method", f"{ast.unparse(node.targets[0])}()")
+            node.value = ast.Call(self._call("cached", site), [node.value], [])
         if any(isinstance(t, (ast.Tuple, ast.List)) for t in node.targets):
             node.value = self._looked_into(node.value, node)  # `a, b = pair` reads it all
         names = [n for t in node.targets for n in ast.walk(t) if isinstance(n, ast.Name)]
@@ -809,18 +815,21 @@ def _dict_owner(value: ast.expr) -> ast.expr | None:
     return copy.deepcopy(owner) if isinstance(owner, ast.Name) else None
 
 
-_CACHES = frozenset({"lru_cache", "cache"})
+_PLAIN_DECORATORS = frozenset({"property", "staticmethod", "classmethod"})
 
 
-def _is_cache(decorator: ast.expr) -> bool:
-    """``@lru_cache``, ``@functools.lru_cache(maxsize=...)``, ``@cache``."""
-    if isinstance(decorator, ast.Call):
-        decorator = decorator.func
+def _is_plain(decorator: ast.expr) -> bool:
+    """``@property``, ``@staticmethod``, ``@classmethod``, ``@x.setter``: never
+    a cache, so not wrapped (any other decorator may be an lru_cache, however
+    it is named)."""
     if isinstance(decorator, ast.Attribute):
-        owner = decorator.value
-        named = isinstance(owner, ast.Name) and owner.id == "functools"
-        return named and decorator.attr in _CACHES
-    return isinstance(decorator, ast.Name) and decorator.id in _CACHES
+        return decorator.attr in ("setter", "getter", "deleter")
+    return isinstance(decorator, ast.Name) and decorator.id in _PLAIN_DECORATORS
+
+
+def _made_by_a_made_callable(value: ast.expr) -> bool:
+    """``lru_cache(maxsize=None)(load)``: a call of what a call returned."""
+    return isinstance(value, ast.Call) and isinstance(value.func, ast.Call)
 
 
 _DOING = (
