@@ -183,6 +183,47 @@ POOL_FIX = """@property
 CACHED_PROPERTY_LOCKED = sys.version_info < (3, 12)
 
 
+# Deposits recorded in SQLite by worker threads, each on its own connection,
+# in a transaction that updates the balance and writes the ledger: a writer
+# held inside its transaction makes the other wait on SQLite's lock (5 s of
+# real time, then "database is locked", before SQLite's waits were the
+# scheduler's). The bug reads the balance before its transaction.
+LEDGER_DB = """
+import os
+import sqlite3
+import tempfile
+import threading
+
+path = os.path.join(tempfile.mkdtemp(), "bank.db")
+with sqlite3.connect(path) as setup:
+    setup.execute("create table accounts (id integer primary key, balance integer)")
+    setup.execute("create table ledger (amount integer)")
+    setup.execute("insert into accounts values (1, 0)")
+
+def deposit(amount):
+    db = sqlite3.connect(path, timeout=5)
+    {deposit}
+    db.close()
+
+workers = [threading.Thread(target=deposit, args=(n,)) for n in (10, 20)]
+for worker in workers:
+    worker.start()
+for worker in workers:
+    worker.join()
+db = sqlite3.connect(path)
+(balance,) = db.execute("select balance from accounts").fetchone()
+(entries,) = db.execute("select count(*) from ledger").fetchone()
+assert (balance, entries) == (30, 2), f"balance {{balance}} after {{entries}} deposits"
+"""
+DEPOSIT_BUG = """[(balance,)] = db.execute("select balance from accounts").fetchall()
+    with db:  # BUG: the balance was read before the transaction
+        db.execute("update accounts set balance = ?", (balance + amount,))
+        db.execute("insert into ledger values (?)", (amount,))"""
+DEPOSIT_FIX = """with db:
+        db.execute("update accounts set balance = balance + ?", (amount,))
+        db.execute("insert into ledger values (?)", (amount,))"""
+
+
 # Locks made by the library on the program's behalf: a dataclass field's
 # default_factory (called by the generated __init__), a defaultdict of locks,
 # and a lock class kept as a class attribute (as werkzeug's routing Map does):
@@ -265,6 +306,17 @@ def test_a_cached_property_opened_twice_is_found_where_python_allows_it(
 
 def test_the_pool_opened_under_a_lock_is_clean(tmp_path: Path) -> None:
     assert_clean(explore_program(write_program(tmp_path, LAZY_POOL.format(pool=POOL_FIX))))
+
+
+def test_a_deposit_lost_in_sqlite_is_found_and_replayed(tmp_path: Path) -> None:
+    result = explore_program(write_program(tmp_path, LEDGER_DB.format(deposit=DEPOSIT_BUG)))
+    assert_found_and_replayed(result, "threadcheck: exception: AssertionError: balance ")
+    assert "0 after 2 deposits" in result.stderr  # a lost deposit, not a locked database
+
+
+def test_deposits_waiting_on_sqlites_lock_are_clean(tmp_path: Path) -> None:
+    result = explore_program(write_program(tmp_path, LEDGER_DB.format(deposit=DEPOSIT_FIX)))
+    assert_clean(result)
 
 
 class Catalog:

@@ -37,7 +37,7 @@ from typing import Any
 
 from threadcheck import _stacks
 from threadcheck._races import _clocks, _footprint
-from threadcheck._sched import _children, _lazy, _order, _primitives, _sockets
+from threadcheck._sched import _children, _lazy, _order, _primitives, _sockets, _sqlite
 from threadcheck._sched._core import (
     Abort,
     ControlledThread,
@@ -165,6 +165,7 @@ class Patches:
             (ThreadPoolExecutor, "submit", _without_points(ThreadPoolExecutor.submit)),
             *_order.replacements(),
             *_lazy.replacements(),
+            *_sqlite.replacements(),
             *_children.replacements(),
             *_sockets.replacements(),
         ]
