@@ -200,3 +200,85 @@ def test_a_spin_wait_is_not_starved_into_a_livelock(tmp_path: Path, strategy: st
 def test_a_flag_published_too_early_is_found_and_replayed(tmp_path: Path) -> None:
     result = explore_program(write_program(tmp_path, SPIN_WAIT.format(publish=SPIN_BUG)))
     assert_found_and_replayed(result, "threadcheck: exception: AssertionError: None\n")
+
+
+# Two batch jobs count 8,000 records each into a Counter of their own: 32,000
+# access points, past the 20,000 the strategy decides. That was reported as a
+# livelock; past the bound threads now take fair turns, and the run ends.
+BATCH = """
+import threading
+from collections import Counter
+from twisted.internet import defer, reactor, threads
+
+RECORDS = [f"user{{n % 37}},{{n % 5}}" for n in range(8000)]
+
+
+class Stats:
+    started = 0
+
+
+stats = Stats()
+lock = threading.Lock()
+
+
+def count(batch):
+    {start}
+    seen = Counter()
+    for record in batch:
+        user, _, kind = record.partition(",")
+        seen[kind] += 1
+    return seen
+
+
+totals = Counter()
+jobs = [threads.deferToThread(count, RECORDS) for _ in range(2)]
+done = defer.gatherResults(jobs).addCallback(lambda counts: [totals.update(c) for c in counts])
+done.addBoth(lambda _: reactor.stop())
+reactor.run()
+assert sum(totals.values()) == 16000, totals
+assert stats.started == 2, f"{{stats.started}} jobs started"
+"""
+BATCH_START_FIX = "with lock:\n        stats.started += 1"
+
+
+def test_batch_jobs_past_the_step_bound_are_no_livelock(tmp_path: Path) -> None:
+    program = write_program(tmp_path, BATCH.format(start=BATCH_START_FIX))
+    result = explore_program(program, "--budget", "2", "--strategy", "random")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("threadcheck: 2 schedules ("), result.stderr
+
+
+# A daemon heartbeat ticks every 10 ms while the main thread works for 60 s
+# of virtual time: 6,000 ticks, every one asleep most of the time.
+HEARTBEAT = """
+import threading
+import time
+
+
+class Gauge:
+    value = 0
+
+
+gauge = Gauge()
+lock = threading.Lock()
+
+
+def heartbeat():
+    while True:
+        time.sleep(0.01)
+        with lock:
+            gauge.value
+
+
+threading.Thread(target=heartbeat, daemon=True).start()
+for step in range(60):
+    time.sleep(1)  # a batch of work a second
+    with lock:
+        gauge.value = step
+"""
+
+
+def test_a_fast_heartbeat_through_a_long_run_is_no_livelock(tmp_path: Path) -> None:
+    result = explore_program(write_program(tmp_path, HEARTBEAT), "--budget", "1")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("threadcheck: 1 schedule ("), result.stderr

@@ -61,7 +61,11 @@ DEFAULT_MAX_DELAY = 1.0
 longer, and a program's own watchdogs and safety timeouts would fire."""
 
 DEFAULT_MAX_STEPS = 20_000
-"""Scheduling points a schedule may take while threads could wait on each other."""
+"""Scheduling points a schedule's strategy decides while threads could wait on
+each other; past them, threads take fair turns."""
+LIVELOCK_STEPS = 10
+"""Times the step bound a schedule may take in all while threads could wait on
+each other: past it, a livelock (a spin nothing ends)."""
 ALONE_STEPS = 50
 """Times :data:`DEFAULT_MAX_STEPS` (or the bound given) that one thread alone
 may step: a program's single-threaded start-up (parsing 12,000 lines of
@@ -321,6 +325,8 @@ class Scheduler:
         """The threads it waits for, and those that settled while it waited."""
         self._streak = 0
         """Points in a row the running thread kept the turn while another could run."""
+        self._free = False
+        """Past the step bound: threads take fair turns, no strategy decides."""
         self._step_ended: Callable[[int], None] | None = getattr(strategy, "step_ended", None)
         """A strategy that reasons on what each step touched (DPOR) is told, with
         this, where each step of a thread ends: where another thread could run
@@ -434,7 +440,7 @@ class Scheduler:
                 # runs is a program that does not repeat itself, and no proof.
                 return
         elif self.step - self._alone_steps > self.max_steps:
-            self._livelock()
+            self._past_the_bound()
         if self.record_trace:
             self._record(current, kind, detail, frame)
         runnable = [t.tid for t in self.threads if t.runnable]
@@ -444,6 +450,8 @@ class Scheduler:
             self._ended(current.tid)
             if self._streak >= FAIRNESS_BOUND:
                 chosen = self._fair_turn(runnable, current)
+            elif self._free:
+                chosen = current.tid
             else:
                 chosen = self._decide(runnable, current.tid)
             if chosen != current.tid:
@@ -459,6 +467,17 @@ class Scheduler:
             self._ended(current.tid)
         if accesses:  # the access this point is before: in the step it starts
             _footprint.record(accesses)
+
+    def _past_the_bound(self) -> None:
+        """Past the step bound the strategy no longer chooses: each thread keeps
+        the turn for :data:`FAIRNESS_BOUND` points, then the next runs (a batch
+        job's loops over its own data end so); past :data:`LIVELOCK_STEPS` times
+        the bound, nothing ends it: a livelock."""
+        if self.step - self._alone_steps > LIVELOCK_STEPS * self.max_steps:
+            self._livelock(f"{LIVELOCK_STEPS * self.max_steps} scheduling points")
+        if not self._free:
+            self._free = True
+            self.thinned.add(f"the step bound ({self.max_steps} points: then fair turns)")
 
     def _fair_turn(self, runnable: list[int], current: ControlledThread) -> int:
         """``current`` kept the turn for :data:`FAIRNESS_BOUND` points while others

@@ -3,8 +3,8 @@
 1. Canonicalise: the failing decisions become a preemption plan over the
    no-preemption default (only the decisions that differ from it).
 2. Try no preemption at all.
-3. Greedily drop preemptions, latest first, keeping any drop that still fails
-   the same way.
+3. Drop runs of preemptions, latest first, keeping any drop that still fails
+   the same way: half of them at a time, then ever fewer, down to one.
 4. If more than one is left, search every schedule with fewer, fewest first
    (a bounded search, up to two preemptions, in what is left of the budget):
    greedy dropping gets stuck where another one or two preemptions, elsewhere,
@@ -124,15 +124,23 @@ def _drop_greedily(
     plan: list[tuple[int, int]],
     within_budget: Callable[[], bool],
 ) -> ScheduleRun:
-    changed = True
-    while changed and within_budget():
-        changed = False
-        for item in reversed(plan):
-            if not within_budget():
-                break
-            trial = [p for p in plan if p != item]
+    """Drop runs of preemptions, latest first: half of them at a time, then ever
+    fewer, down to one at a time until no drop fails alike. A random walk's
+    failure can carry thousands of preemptions, of which a few matter: one at
+    a time, the budget ran out with thousands left."""
+    size = max(len(plan) // 2, 1)
+    while plan and within_budget():
+        end = len(plan)
+        dropped = False
+        while end > 0 and within_budget():
+            start = max(end - size, 0)
+            trial = plan[:start] + plan[end:]
             run, fails = attempt(trial)
             if fails:
-                best, plan, changed = run, trial, True
-                break
+                best, plan, dropped = run, trial, True
+            end = start
+        if size == 1 and not dropped:
+            break
+        if not dropped:
+            size = max(size // 2, 1)
     return best
