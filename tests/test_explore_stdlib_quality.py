@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -317,6 +318,54 @@ def test_a_deposit_lost_in_sqlite_is_found_and_replayed(tmp_path: Path) -> None:
 def test_deposits_waiting_on_sqlites_lock_are_clean(tmp_path: Path) -> None:
     result = explore_program(write_program(tmp_path, LEDGER_DB.format(deposit=DEPOSIT_FIX)))
     assert_clean(result)
+
+
+REGISTRY_LOCK = threading.Lock()  # made at import, before any exploration
+READY = threading.Event()
+READY.set()
+
+
+class Registry:
+    """A service's registry, locked by a lock kept on the class."""
+
+    lock = threading.RLock()
+    changed = threading.Condition(REGISTRY_LOCK)
+    entries: ClassVar[dict[str, int]] = {}
+
+
+def register(name: str, locked: bool) -> None:
+    assert READY.wait(timeout=1)
+    if locked:
+        with Registry.lock, Registry.changed:
+            Registry.entries[name] = Registry.entries.get(name, 0) + 1
+            Registry.changed.notify_all()
+    else:
+        count = Registry.entries.get(name, 0)  # BUG: read, then written, unlocked
+        Registry.entries[name] = count + 1
+
+
+def two_jobs_register(locked: bool) -> None:
+    Registry.entries = {}
+    jobs = [threading.Thread(target=register, args=("a", locked)) for _ in range(2)]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join()
+    assert Registry.entries == {"a": 2}, Registry.entries
+
+
+def test_a_lost_registration_beside_locks_made_at_import_is_found() -> None:
+    result = threadcheck.explore(lambda: two_jobs_register(False), budget=2000)
+    assert result.report().startswith("threadcheck: exception: AssertionError: {'a': 1}")
+
+
+def test_registrations_under_locks_made_at_import_are_clean() -> None:
+    # The real locks, held across a point, blocked the other job: 10 s, then
+    # "uncontrolled-blocking", on correct code.
+    result = threadcheck.explore(lambda: two_jobs_register(True), budget=2000)
+    assert not result.found and result.schedules > 0, result.report()
+    assert type(REGISTRY_LOCK) is type(threading.Lock())  # put back
+    assert Registry.changed._lock is REGISTRY_LOCK  # type: ignore[attr-defined]
 
 
 class Catalog:

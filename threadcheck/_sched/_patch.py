@@ -37,7 +37,15 @@ from typing import Any
 
 from threadcheck import _stacks
 from threadcheck._races import _clocks, _footprint
-from threadcheck._sched import _children, _lazy, _order, _primitives, _sockets, _sqlite
+from threadcheck._sched import (
+    _children,
+    _lazy,
+    _order,
+    _premade,
+    _primitives,
+    _sockets,
+    _sqlite,
+)
 from threadcheck._sched._core import (
     Abort,
     ControlledThread,
@@ -70,6 +78,7 @@ class Patches:
         self.on_thread_start = on_thread_start
         self.on_thread_end = on_thread_end
         self._undo: list[tuple[Any, str, Any]] = []
+        self._premade: list[_premade.Found] = []
 
     def install(self) -> None:
         replacements = self._replacements()
@@ -83,9 +92,18 @@ class Patches:
             for target, name, replacement in replacements:
                 self._swap(target, name, replacement)
             self._swap_user_imports(by_original)
+            self._premade = _premade.find(self._user_modules())
+            for holder, name, twin in _premade.fresh(self._premade):
+                self._swap(holder, name, twin)
         except BaseException:
             self.uninstall()
             raise
+
+    def restart(self) -> None:
+        """As a schedule starts: the program's primitives made before the
+        exploration get fresh scheduled twins (see :mod:`._premade`)."""
+        for holder, name, twin in _premade.fresh(self._premade):
+            setattr(holder, name, twin)
 
     def uninstall(self) -> None:
         while self._undo:
@@ -207,13 +225,18 @@ class Patches:
         ``replacements`` maps the id of each real object (still bound where it was
         imported) to what replaces it.
         """
-        for module in list(sys.modules.values()):
-            if not isinstance(module, ModuleType) or not self._is_user_module(module):
-                continue
+        for module in self._user_modules():
             for name, value in list(vars(module).items()):
                 replacement = replacements.get(id(value))
                 if replacement is not None:
                     self._swap(module, name, replacement)
+
+    def _user_modules(self) -> list[ModuleType]:
+        return [
+            module
+            for module in list(sys.modules.values())
+            if isinstance(module, ModuleType) and self._is_user_module(module)
+        ]
 
     def _is_user_module(self, module: ModuleType) -> bool:
         if self.is_user_file is _stacks.is_user_code:  # no --include: the cached answer

@@ -270,6 +270,7 @@ class Explorer:
         reseed_randomness(self.random_seed, entropy)
         _order.restart()
         _lazy.restart()
+        self.patches.restart()
         errors = _LoggedErrors()
         errors.start()
         reactor: Any = None
