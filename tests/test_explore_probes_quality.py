@@ -22,9 +22,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import uuid
 from pathlib import Path
 
 import pytest
+
+import threadcheck
 
 from support import assert_clean, assert_found_and_replayed, explore_program, write_program
 
@@ -259,6 +263,32 @@ def test_a_refused_blocking_call_leads_over_the_exit_it_caused(tmp_path: Path) -
         "threadcheck: violation: blockingCallFromThread called in the reactor thread"
     ), result.stderr
     assert "then exit: the program exited with status 1: bad" in result.stderr
+
+
+def test_a_path_chosen_by_uuid4_is_searched_without_an_internal_error() -> None:
+    # os.urandom draws anew in each schedule: bounded's replayed prefix found
+    # another thread runnable, and raised "the program is not deterministic here".
+    result = threadcheck.explore(uuid_picks_a_path, strategy="bounded:2", budget=300)
+    assert not result.found and result.schedules == 300 and not result.proof, result.report()
+
+
+def uuid_picks_a_path() -> None:
+    lock = threading.Lock()
+    total = [0]
+
+    def work() -> None:
+        if uuid.uuid4().int % 2:
+            lock.acquire()  # a point the other path does not take
+            lock.release()
+        with lock:
+            total[0] += 1
+
+    workers = [threading.Thread(target=work) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert total == [2]
 
 
 def test_a_program_that_counts_its_runs_is_searched_without_a_proof(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ Thread safety: one exploration at a time per thread.
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -149,7 +150,7 @@ def explore(
         exhausted=exhausted,
         proof=proving and not thinned,
         thinned=tuple(sorted(thinned)) if proving else (),
-        scope=_scope(settings),
+        scope=_scope(settings, seed),
         strategy=about.strategy,
         seed=seed,
         target=target.description,
@@ -159,14 +160,19 @@ def explore(
     )
 
 
-def _scope(settings: Settings) -> str:
-    """What "every interleaving" is within, as the proof says it."""
+def _scope(settings: Settings, seed: int) -> str:
+    """What "every interleaving" is within, as the proof says it: a program that
+    draws random numbers, or hashes strings, takes one path per seed."""
     held = (
         f"threads held at most {format_seconds(settings.max_delay)} while time passes"
         if settings.max_delay
         else "time passing only when every thread waits"
     )
-    return f"points at granularity {settings.granularity!r}, {held}"
+    hashes = os.environ.get("PYTHONHASHSEED", "random")
+    seeds = f"random draws of seed {seed}, string hashes of " + (
+        "this process" if hashes == "random" else f"PYTHONHASHSEED={hashes}"
+    )
+    return f"points at granularity {settings.granularity!r}, {held}, {seeds}"
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from threadcheck._sched._core import TIME
+from threadcheck._sched.strategies.dpor import DIVERGED
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class BoundedPreemption:
         self._prefix: list[int] = []
         self._taken: list[int] = []
         self._preemptions = 0
+        self._diverged = False
 
     def new_execution(self, index: int) -> bool:
         if index > 0:
@@ -62,16 +64,24 @@ class BoundedPreemption:
 
     def next_thread(self, runnable: Sequence[int], current: int | None, step: int) -> int:
         depth = len(self._taken)
+        if depth < len(self._prefix) and self._prefix[depth] not in runnable:
+            # The program did not repeat itself (os.urandom, an id()-ordered
+            # set): from here on, the defaults; the search is then no proof.
+            self._diverged = True
+            self._prefix = self._taken
         if depth < len(self._prefix):
             chosen = self._prefix[depth]
-            if chosen not in runnable:
-                raise RuntimeError("bounded search: the program is not deterministic here")
         else:
             chosen = current if current is not None and current in runnable else runnable[0]
             self._offer(runnable, current, chosen)
         self._taken.append(chosen)
         self._preemptions += _is_preemption(chosen, runnable, current)
         return chosen
+
+    @property
+    def caveats(self) -> frozenset[str]:
+        """Why its exhaustion would be no proof."""
+        return DIVERGED if self._diverged else frozenset()
 
     def _offer(self, runnable: Sequence[int], current: int | None, chosen: int) -> None:
         """Queue the other choices here, each after the schedules that cost less."""
