@@ -20,6 +20,7 @@ replayed in a fresh process, each fixed twin clean or proved):
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import threading
@@ -29,6 +30,8 @@ from pathlib import Path
 import pytest
 
 import threadcheck
+from threadcheck._sched._explore import Budget, explore
+from threadcheck._sched._targets import ProgramTarget
 
 from support import assert_clean, assert_found_and_replayed, explore_program, write_program
 
@@ -263,6 +266,44 @@ def test_a_refused_blocking_call_leads_over_the_exit_it_caused(tmp_path: Path) -
         "threadcheck: violation: blockingCallFromThread called in the reactor thread"
     ), result.stderr
     assert "then exit: the program exited with status 1: bad" in result.stderr
+
+
+LEDGER_PROGRAM = """
+import threading
+
+class Ledger:
+    def __init__(self):
+        self.balance = 0
+        self.lock = threading.Lock()
+
+    def credit(self, amount):
+        with self.lock:
+            self.balance += amount
+
+def deposit(amount):
+    ledger.credit(amount)
+
+ledger = Ledger()
+workers = [threading.Thread(target=deposit, args=(n,)) for n in (10, 20)]
+for worker in workers:
+    worker.start()
+for worker in workers:
+    worker.join()
+assert ledger.balance == 30
+"""
+
+
+def test_a_long_search_keeps_no_schedules_classes(tmp_path: Path) -> None:
+    # dpor's calls on a program's objects cached each schedule's class by type:
+    # with it, the class's globals, the whole schedule (50 KB a schedule, 500 MB
+    # in 90 s of a CI job).
+    program = write_program(tmp_path, LEDGER_PROGRAM)
+    target = ProgramTarget(None, [str(program)])
+    result = explore(target, budget=Budget(60), strategy="dpor")
+    assert not result.found
+    gc.collect()
+    alive = [o for o in gc.get_objects() if isinstance(o, type) and o.__name__ == "Ledger"]
+    assert len(alive) <= 1
 
 
 def test_a_path_chosen_by_uuid4_is_searched_without_an_internal_error() -> None:

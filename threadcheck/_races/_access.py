@@ -439,6 +439,13 @@ _kinds: dict[type, int] = {}
 """Each type met, and what :func:`_kind_of` said of it."""
 
 
+def forget_types() -> None:
+    """As a schedule starts: the classes a program made in the last one (it
+    runs again from the start, and makes them anew) are not kept, nor
+    everything their functions' globals hold (a schedule's whole state)."""
+    _kinds.clear()
+
+
 def _kind_of(cls: type) -> int:
     """What ``cls``'s methods are: a builtin container's (:data:`_CONTAINER`),
     library or C code whose effects are unseen (:data:`_OPAQUE`,

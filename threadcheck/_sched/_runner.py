@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from threadcheck import __version__ as threadcheck_version
 from threadcheck import _stacks, _threads
-from threadcheck._races import _detector, _footprint
+from threadcheck._races import _access, _detector, _footprint
 from threadcheck._sched import _lazy, _order, _token
 from threadcheck._sched._carriers import Carriers
 from threadcheck._sched._core import (
@@ -270,6 +270,7 @@ class Explorer:
         reseed_randomness(self.random_seed, entropy)
         _order.restart()
         _lazy.restart()
+        _access.forget_types()
         self.patches.restart()
         errors = _LoggedErrors()
         errors.start()
