@@ -657,6 +657,40 @@ def test_a_dicts_keyed_pop_does_not_race_another_keys_read(tmp_path: Path) -> No
     assert found == [], format_report(found)
 
 
+def test_two_keyed_calls_of_a_key_never_race_each_other(tmp_path: Path) -> None:
+    # Each is one call CPython makes atomic: two setdefaults of a key agree, two
+    # pops leave it gone. Both were reported as write/write races.
+    found = races_in(
+        tmp_path,
+        """
+        sessions = {}
+        def touch():
+            sessions.setdefault("user1", []).append(1)
+            sessions.pop("gone", None)
+        t = threading.Thread(target=touch); t.start()
+        touch()
+        t.join()
+        """,
+    )
+    assert found == [], format_report(found)
+
+
+def test_a_key_looked_at_then_popped_races_another_pop(tmp_path: Path) -> None:
+    found = races_in(
+        tmp_path,
+        """
+        sessions = {"gone": 1}
+        def expire():
+            if "gone" in sessions:  # BUG: looked at, then popped, unlocked
+                sessions.pop("gone")
+        t = threading.Thread(target=expire); t.start()
+        expire()
+        t.join()
+        """,
+    )
+    assert len(found) == 1, format_report(found)
+
+
 def test_a_proxys_own_dict_property_is_not_called_by_the_detector(tmp_path: Path) -> None:
     # Looking for an instance's own attributes went through a class's __dict__
     # property: the program's code, rewritten, which looked again (RecursionError).

@@ -488,7 +488,10 @@ class _KeyedChange(_Keyed):
         return self.obj.setdefault(key, default)
 
     def _changed(self, key: Any, mode: str) -> None:
-        _write_key(clocks.get(get_ident()) or current(), self.obj, key, self.site, mode)
+        # One call CPython makes atomic: it races the key's reads and plain
+        # stores, never another such call (two setdefaults of a key agree).
+        tc = clocks.get(get_ident()) or current()
+        _write_key(tc, self.obj, key, self.site, mode, atomic=True)
 
 
 def ck(obj: Any, site: int, key_site: int) -> Any:
@@ -546,13 +549,15 @@ def _read_key(obj: Any, key: Any, site: int) -> None:
     read(tc, location(obj, EVERY), site, obj, EVERY, "read")
 
 
-def _write_key(tc: ThreadClock, obj: Any, key: Any, site: int, mode: str) -> None:
+def _write_key(
+    tc: ThreadClock, obj: Any, key: Any, site: int, mode: str, atomic: bool = False
+) -> None:
     """``obj[key]`` is written or deleted (``d.pop(key)`` too)."""
     try:
         loc = location(obj, key)
     except TypeError:  # an unhashable key: not tracked (the container's change is)
         return
-    write(tc, loc, site, obj, key, mode, False)
+    write(tc, loc, site, obj, key, mode, atomic)
 
 
 def im(scope: dict[str, Any]) -> None:
