@@ -293,6 +293,38 @@ assert ledger.balance == 30
 """
 
 
+def test_a_violation_leads_over_the_error_it_caused(tmp_path: Path) -> None:
+    # The worker's put never woke the reactor, so its get's reactor.stop() ran
+    # from the worker and the watchdog's stop then raised ReactorNotRunning:
+    # that error was reported, and the violation nowhere.
+    program = write_program(
+        tmp_path,
+        """
+        import threading
+        from twisted.internet import defer, reactor
+
+        jobs = defer.DeferredQueue()
+
+        def worker():
+            jobs.put("item")  # BUG: from a worker thread
+
+        def start():
+            jobs.get().addCallback(lambda item: reactor.stop())
+            threading.Thread(target=worker, daemon=True).start()
+
+        reactor.callWhenRunning(start)
+        reactor.callLater(10, reactor.stop)  # a watchdog
+        reactor.run()
+        """,
+    )
+    result = explore_program(program, "--budget", "20")
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("threadcheck: violation: DeferredQueue.put called"), (
+        result.stderr
+    )
+    assert "then unhandled-error: while handling timed call: ReactorNotRunning" in result.stderr
+
+
 def test_a_long_search_keeps_no_schedules_classes(tmp_path: Path) -> None:
     # dpor's calls on a program's objects cached each schedule's class by type:
     # with it, the class's globals, the whole schedule (50 KB a schedule, 500 MB

@@ -419,18 +419,23 @@ def _cause(failure: Failure | None, earlier: Failure | None) -> Failure | None:
     then name: a deadlock, or an exception that carries the error a check raised."""
     if earlier is None or (failure is not None and not _caused_by(failure, earlier)):
         return failure
-    if failure is None:
-        return earlier
+    return earlier if failure is None else _followed_by(earlier, failure)
+
+
+def _followed_by(earlier: Failure, failure: Failure) -> Failure:
+    """``earlier``, its details naming the ``failure`` that came of it."""
     then = f"then {failure.kind}: {failure.message}"
     return replace(earlier, details=f"{then}\n\n{earlier.details}".rstrip())
 
 
 def _first(error: Failure | None, violation: Failure | None) -> Failure | None:
-    """An unhandled error before a violation, unless the error is what the
-    violation's check raised (a blocking call refused in the reactor thread)."""
-    if error is not None and violation is not None and error.what in _OUR_ERRORS:
-        return violation
-    return error or violation
+    """A violation before an unhandled error, which its details name: a reactor
+    call from a worker thread loses wake-ups, and what fails next (a watchdog's
+    ``reactor.stop()`` once the reactor stopped) is its consequence. The error
+    the violation's check raised (a blocking call refused) is not named."""
+    if error is None or violation is None:
+        return error or violation
+    return violation if error.what in _OUR_ERRORS else _followed_by(violation, error)
 
 
 def _caused_by(failure: Failure, earlier: Failure) -> bool:
