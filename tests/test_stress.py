@@ -120,6 +120,16 @@ def test_outcomes_not_listed_as_acceptable_are_forbidden() -> None:
     assert not result.failed  # values are acceptable unless said otherwise
 
 
+def test_a_list_outcome_is_named_by_a_list_or_a_tuple() -> None:
+    # acceptable=[["r", "w"]] raised "unhashable type: 'list'"; a tuple never
+    # matched the list the scenario returned (shown as its repr).
+    for acceptable in ([["r", "w"]], [("r", "w")]):
+        result = stress_runs(lambda reactor: ["r", "w"], 3, acceptable=acceptable, seed=0)
+        assert result.histogram == {("r", "w"): 3} and not result.failed, result.report()
+    result = stress_runs(lambda reactor: [{"w"}], 3, forbidden=[[{"w"}]], seed=0)
+    assert result.failed
+
+
 def test_the_interpreter_is_left_as_it_was() -> None:
     interval = sys.getswitchinterval()
     trace = sys.gettrace()

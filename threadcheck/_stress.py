@@ -167,8 +167,8 @@ def stress(
         runs=0,
         seconds=0.0,
         histogram=Counter(),
-        acceptable=None if acceptable is None else frozenset(acceptable),
-        forbidden=frozenset(forbidden),
+        acceptable=None if acceptable is None else frozenset(map(_hashable, acceptable)),
+        forbidden=frozenset(map(_hashable, forbidden)),
         yield_probability=yield_probability,
         seed=seed,
     )
@@ -263,6 +263,13 @@ def _all_stacks() -> str:
 
 
 def _hashable(value: object) -> Hashable:
+    """An outcome (or an acceptable one) as a histogram key: a list is the tuple
+    of its items, so ``acceptable=[["r", "w"]]`` and ``[("r", "w")]`` both name
+    the outcome ``["r", "w"]``; a set is a frozenset; else its repr."""
+    if isinstance(value, list | tuple):
+        return tuple(_hashable(item) for item in value)
+    if isinstance(value, set | frozenset):
+        return frozenset(_hashable(item) for item in value)
     try:
         hash(value)
     except TypeError:
