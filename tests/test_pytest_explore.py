@@ -582,10 +582,25 @@ def test_bad_marker_arguments_fail_their_test_in_one_line(pytester: pytest.Pytes
         @pytest.mark.threadcheck_explore(max_delay=-1)
         def test_max_delay(threadcheck_reactor):
             pass
+
+
+        @pytest.mark.threadcheck_explore(include="json")
+        def test_include_string(threadcheck_reactor):
+            pass
+
+
+        @pytest.mark.threadcheck_explore(include=["no_such_lib"])
+        def test_include_missing(threadcheck_reactor):
+            pass
+
+
+        @pytest.mark.threadcheck_explore(budget=3, include=["json"])
+        def test_include_json(threadcheck_reactor):
+            pass
         """
     )
     result = run(pytester)
-    result.assert_outcomes(failed=9)
+    result.assert_outcomes(failed=11, passed=1)
     result.stdout.fnmatch_lines(
         [
             "test_bad.py::test_strategy: threadcheck_explore strategy='bogus': unknown strategy*",
@@ -598,6 +613,9 @@ def test_bad_marker_arguments_fail_their_test_in_one_line(pytester: pytest.Pytes
             "test_bad.py::test_dpor_by_lines: threadcheck_explore the dpor strategy reasons on "
             "accesses: it needs granularity 'access', not 'line'",
             "test_bad.py::test_max_delay: threadcheck_explore max_delay must be 0 or more*",
+            "test_bad.py::test_include_string: threadcheck_explore include='json': give a list*",
+            "test_bad.py::test_include_missing: threadcheck_explore no such file, folder or "
+            "module: no_such_lib",
         ],
         consecutive=False,
     )

@@ -44,7 +44,16 @@ SCHEDULE_PROPERTY = "threadcheck_schedule"
 STATS_PROPERTY = "threadcheck_schedules"
 STRESS_PROPERTY = "threadcheck_stress_runs"
 _ARGUMENTS = {
-    MARKER: {"budget", "seconds", "strategy", "seed", "granularity", "max_delay", "races"},
+    MARKER: {
+        "budget",
+        "seconds",
+        "strategy",
+        "seed",
+        "granularity",
+        "max_delay",
+        "races",
+        "include",
+    },
     STRESS_MARKER: {"runs", "seconds", "acceptable", "forbidden", "yield_probability", "seed"},
 }
 
@@ -163,6 +172,11 @@ def _granularity(value: Any) -> str | None:
     return None if value in GRANULARITIES else f"choose one of {', '.join(GRANULARITIES)}"
 
 
+def _names(value: Any) -> str | None:
+    listed = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+    return None if listed else "give a list of files, folders or module names"
+
+
 def _anything(value: Any) -> str | None:
     return None
 
@@ -177,17 +191,21 @@ _CHECKS = {
     "acceptable": _arguments.outcomes,
     "forbidden": _arguments.outcomes,
     "yield_probability": _arguments.probability,
+    "include": _names,
 }
 """Each marker argument's check: None, or what is wrong (max_delay and races
 are checked by :class:`Settings`)."""
 
 
 def _explore_settings(item: pytest.Item, settings: dict[str, Any]) -> Settings:
+    from threadcheck._stacks import include_paths
+
     try:
         return Settings(
             granularity=settings.get("granularity", "access"),
             max_delay=settings.get("max_delay", DEFAULT_MAX_DELAY),
             races=bool(settings.get("races", False)),
+            include=include_paths(settings.get("include", ())),
         )
     except (TypeError, ValueError) as error:
         _bad_marker(item, MARKER, str(error))
