@@ -325,6 +325,33 @@ def test_a_violation_leads_over_the_error_it_caused(tmp_path: Path) -> None:
     assert "then unhandled-error: while handling timed call: ReactorNotRunning" in result.stderr
 
 
+def test_an_error_logged_before_the_exit_it_caused_is_reported(tmp_path: Path) -> None:
+    # An errback logged with log.err, then sys.exit(1): the report said only
+    # "the program exited with status 1", the logged error nowhere.
+    program = write_program(
+        tmp_path,
+        """
+        import sys
+        from twisted.internet import defer, reactor
+        from twisted.python import log
+
+        def main():
+            failed = defer.fail(RuntimeError("lost update: boom"))
+            failed.addErrback(log.err, "main failed")
+            reactor.stop()
+
+        reactor.callWhenRunning(main)
+        reactor.run()
+        sys.exit(1)
+        """,
+    )
+    result = explore_program(program, "--budget", "5")
+    assert result.returncode == 1, result.stderr
+    headline = "threadcheck: unhandled-error: main failed: RuntimeError: lost update: boom"
+    assert result.stderr.startswith(headline), result.stderr
+    assert "then exit: the program exited with status 1" in result.stderr
+
+
 def test_a_long_search_keeps_no_schedules_classes(tmp_path: Path) -> None:
     # dpor's calls on a program's objects cached each schedule's class by type:
     # with it, the class's globals, the whole schedule (50 KB a schedule, 500 MB

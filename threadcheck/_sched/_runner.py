@@ -398,7 +398,8 @@ def _join_os_threads(scheduler: Scheduler) -> None:
 CONSEQUENCES = frozenset({"deadlock", "livelock", "incomplete"})
 """Failures that an error logged or a thread-affinity violation earlier in the
 schedule may have caused: an exception in a callback chain that was to stop
-the reactor, a reactor call from a worker thread that never wakes it."""
+the reactor, a reactor call from a worker thread that never wakes it. So is
+an exit with a bare status (see :func:`_caused_by`)."""
 
 
 _OUR_ERRORS = tuple(
@@ -440,6 +441,10 @@ def _first(error: Failure | None, violation: Failure | None) -> Failure | None:
 
 def _caused_by(failure: Failure, earlier: Failure) -> bool:
     if failure.kind in CONSEQUENCES:
+        return True
+    if failure.kind == "exit" and ": " not in failure.message:
+        # sys.exit(1) once main's Deferred failed (task.react, an errback that
+        # logs and stops): the logged error says why, the status does not.
         return True
     said = f"{failure.what} {failure.message} {failure.details}"
     return earlier.kind == "violation" and any(name in said for name in _OUR_ERRORS)
