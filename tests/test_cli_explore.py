@@ -635,6 +635,23 @@ def test_a_token_with_settings_edited_is_damaged_not_an_internal_error(
     ), result.stderr
 
 
+def test_a_pytest_tests_token_says_how_to_replay_it(
+    race: subprocess.CompletedProcess[str],
+) -> None:
+    # It diverged on the file, with a warning about the hash seed: unclear.
+    from threadcheck._sched import _token
+
+    document = _token.decode(token_of(race.stderr))
+    test = "test_sessions.py::test_buggy"
+    token = _token.encode({**document, "target": test})
+    result = threadcheck("replay", token, "test_sessions.py")
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"threadcheck: error: replay: the token is of the pytest test {test}: replay it with "
+        f"pytest '{test}' --threadcheck-replay={token}\n"
+    )
+
+
 def test_an_inconclusive_exploration_leaves_no_earlier_json_standing(tmp_path: Path) -> None:
     # The file of the clean run before still said "found": false.
     out = tmp_path / "out.json"

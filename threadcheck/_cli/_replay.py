@@ -61,6 +61,7 @@ def _replay(args: argparse.Namespace) -> int:
     check_output_paths(args)
     if not args.token.startswith("tc") and args.target and args.target[0].startswith("tc1."):
         raise UsageError("replay: the token comes first: threadcheck replay TOKEN script.py")
+    _refuse_a_tests_token(args.token)
     check_program(args)
     try:
         recorded = _token.decode(args.token)
@@ -76,6 +77,21 @@ def _replay(args: argparse.Namespace) -> int:
     status = write_views(args, result, SCHEDULE_FAILED if result.found else 0)
     exit_if_abandoned(status)
     return status
+
+
+def _refuse_a_tests_token(token: str) -> None:
+    """A token pytest printed: its test runs in a pytest session, not as a program."""
+    from threadcheck._sched import _token
+
+    try:
+        test = str(_token.decode(token).get("target", ""))
+    except _token.TokenError:
+        return  # said once the program is checked
+    if "::" in test:
+        raise UsageError(
+            f"replay: the token is of the pytest test {test}: replay it with "
+            f"pytest '{test}' --threadcheck-replay={token}"
+        )
 
 
 COMMAND = Command("replay", _add, _replay, frozenset({"--html", "--trace"}), takes_token=True)
