@@ -414,7 +414,29 @@ def test_the_reactor_option_wins_over_the_programs_choice(tmp_path: Path) -> Non
     )
     result = threadcheck("run", "--reactor", "select", prog)
     assert result.returncode == 1
-    assert "twisted.internet.error.ReactorAlreadyInstalledError" in result.stderr
+    assert (
+        "twisted.internet.error.ReactorAlreadyInstalledError: reactor already installed: "
+        "--reactor select installed one; the program installs the asyncio reactor itself: "
+        "drop --reactor"
+    ) in result.stderr
+
+
+def test_the_reactor_option_agreeing_with_the_programs_install_is_no_error(
+    tmp_path: Path,
+) -> None:
+    # The program's own asyncioreactor.install() raised ReactorAlreadyInstalledError.
+    prog = script(
+        tmp_path,
+        """
+        from twisted.internet import asyncioreactor
+        asyncioreactor.install()
+        from twisted.internet import reactor
+        print(type(reactor).__name__)
+        """,
+    )
+    result = threadcheck("run", "--reactor", "asyncio", prog)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "ThreadCheckAsyncioReactor\n"
 
 
 def test_a_reactor_threadcheck_does_not_instrument_is_an_error(tmp_path: Path) -> None:

@@ -76,12 +76,26 @@ def redirected() -> bool:
     return _redirect is not None
 
 
-def install(kind: str, eventloop: AbstractEventLoop | None = None) -> ThreadCheckMixin:
-    """Install the instrumented ``kind`` reactor with the redirect's checker."""
+_chosen: list[str] = []
+"""The kind ``threadcheck run --reactor`` installed before the program ran."""
+
+
+def install(
+    kind: str, eventloop: AbstractEventLoop | None = None, chosen: bool = False
+) -> ThreadCheckMixin:
+    """Install the instrumented ``kind`` reactor with the redirect's checker;
+    ``chosen``: on the command line, before the program runs."""
     assert _redirect is not None, "redirect() first"
     if "twisted.internet.reactor" in sys.modules:
         # Before making one: a reactor made for nothing still opens its waker.
-        raise error.ReactorAlreadyInstalledError("reactor already installed")
+        raise error.ReactorAlreadyInstalledError(
+            f"reactor already installed: --reactor {_chosen[0]} installed one; the program "
+            f"installs the {kind} reactor itself: drop --reactor"
+            if _chosen and _chosen[0] != kind
+            else "reactor already installed"
+        )
+    if chosen:
+        _chosen[:] = [kind]
     extra: dict[str, Any] = {} if eventloop is None else {"eventloop": eventloop}
     reactor = threadcheck_reactor.reactor_class(kind)(checker=_redirect.checker, **extra)
     reactor.stall_threshold = _redirect.stall_threshold
@@ -91,11 +105,18 @@ def install(kind: str, eventloop: AbstractEventLoop | None = None) -> ThreadChec
 
 def _installer(kind: str, twisteds: Callable[..., None]) -> Callable[..., None]:
     def install_kind() -> None:
-        install(kind)
+        if not _installed_by_choice(kind):
+            install(kind)
 
     def install_asyncio(eventloop: AbstractEventLoop | None = None) -> None:
-        install(kind, eventloop)
+        if not _installed_by_choice(kind):
+            install(kind, eventloop)
 
     # With Twisted's name and module: pytest-twisted finds the default
     # reactor's class through the module of twisted.internet.default.install.
     return functools.wraps(twisteds)(install_asyncio if kind == "asyncio" else install_kind)
+
+
+def _installed_by_choice(kind: str) -> bool:
+    """The program installs the reactor ``--reactor`` already installed: it has it."""
+    return _chosen == [kind] and "twisted.internet.reactor" in sys.modules

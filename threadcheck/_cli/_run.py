@@ -262,7 +262,7 @@ def _prepare_reactor(mode: Mode, stall_ms: str | None, kind: str | None) -> Affi
     checker = _installers.redirect(mode, stall_threshold)
     if kind is not None:
         try:
-            threadcheck_reactor.install(kind=kind)
+            _installers.install(kind, chosen=True)  # the program may install it again
         except threadcheck_reactor.ReactorAlreadyInstalledError as error:
             raise UsageError(str(error)) from None
     return checker
