@@ -28,6 +28,15 @@ from twisted.internet import reactor
 class Cache:
     def __init__(self):
         self.entries = {}
+        self._limit = 10
+
+    @property
+    def limit(self):
+        return self._limit
+
+    @limit.setter
+    def limit(self, value):
+        self._limit = value
 
     def put(self, key, value):
         self.entries[key] = value
@@ -110,6 +119,11 @@ def run_program(program: Path, text: str) -> subprocess.CompletedProcess[str]:
             "set it in the reactor thread: reactor.callFromThread(setattr, obj, 'state', value)",
         ),
         (
+            "cache.limit = 5",
+            "Cache.limit (write)",
+            "set it in the reactor thread: reactor.callFromThread(setattr, obj, 'limit', value)",
+        ),
+        (
             "threadcheck.assert_reactor_thread()",
             "assert_reactor_thread",
             "this code must run in the reactor thread",
@@ -124,7 +138,7 @@ def test_reported_from_a_worker_at_the_users_line_with_its_fix(
     report = result.stderr
     assert f"  {api}: 1\n" in report, report
     assert "called from thread 'worker'" in report
-    assert "program.py:33 in in_a_worker" in report  # the worker's own line, first
+    assert "program.py:42 in in_a_worker" in report  # the worker's own line, first
     assert fix in report, report
 
 
@@ -135,7 +149,7 @@ def test_silent_in_the_reactor_thread_and_for_any_thread_methods(tmp_path: Path)
         "cache.size()",
         in_reactor=(
             'cache.put("k", 1); refresh(cache); session.advance(); session.state = "x"; '
-            "threadcheck.assert_reactor_thread()"
+            "cache.limit = 3; threadcheck.assert_reactor_thread()"
         ),
     )
     assert result.returncode == 0, result.stderr

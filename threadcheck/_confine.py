@@ -53,7 +53,8 @@ def reactor_only(target: _T) -> _T:
     """Calls from a thread other than the reactor's are violations.
 
     On a class: each public method defined in it (not ``_private`` ones, not
-    those marked ``@any_thread``); on a function or method: that one.
+    those marked ``@any_thread``) and each public property's setter and
+    deleter; on a function or method: that one.
     """
     checker = active_checker()
     if checker is None:
@@ -151,6 +152,16 @@ def _checked_member(
         if getattr(inner, _ANY_THREAD, False):
             return value
         return type(value)(_checked(inner, checker, api, thread))
+    if isinstance(value, property) and (value.fset or value.fdel):
+        # A setter is a method called by `obj.state = v`: its write is checked.
+        write = f"{api} (write)"
+        setter, deleter = value.fset, value.fdel
+        return property(
+            value.fget,
+            None if setter is None else _checked(setter, checker, write, thread),
+            None if deleter is None else _checked(deleter, checker, write, thread),
+            value.__doc__,
+        )
     if callable(value):
         return _checked(value, checker, api, thread)
     return value
