@@ -434,10 +434,19 @@ def test_misuse_fails_with_what_to_do(pytester: pytest.Pytester) -> None:
             @pytest.mark.threadcheck_stress(runs=5, acceptable=[None])
             def test_stressed(self):
                 pass
+
+
+        @pytest.mark.threadcheck_explore(budget=5)
+        def test_module_reactor(threadcheck_reactor):
+            # Bound when the module was imported, before exploring.
+            return task.deferLater(reactor, 0, lambda: None)
         """
     )
+    test_file = pytester.path / "test_misuse.py"
+    imports = "from twisted.internet import reactor, task\n"
+    test_file.write_text(imports + test_file.read_text())
     result = run(pytester)
-    result.assert_outcomes(failed=3, errors=1)
+    result.assert_outcomes(failed=4, errors=1)
     result.stdout.fnmatch_lines(
         [
             "*threadcheck_reactor is made afresh for every schedule: mark the test*",
@@ -447,6 +456,8 @@ def test_misuse_fails_with_what_to_do(pytester: pytest.Pytester) -> None:
         consecutive=False,
     )
     assert before_short_summary(result).count("not a TestCase method") == 2
+    # One line, not the misuse twice with "During handling of the above exception".
+    assert before_short_summary(result).count("used Twisted's global reactor") == 1
 
 
 # Two pool workers each add 1, 300 times, without a lock: on real threads

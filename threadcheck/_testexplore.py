@@ -223,8 +223,10 @@ def run_item(item: pytest.Function, options: Options) -> None:
 def _explore_item(item: pytest.Function, options: Options, settings: dict[str, Any]) -> None:
     try:
         _explore_or_replay(item, options, settings)
+        return
     except Exception as error:  # ours: the test's own errors are schedule failures
-        pytest.fail(internal_error(error, options.replay), pytrace=False)
+        said = internal_error(error, options.replay)
+    pytest.fail(said, pytrace=False)  # out of the except: one line, not the chain
 
 
 def _explore_or_replay(item: pytest.Function, options: Options, settings: dict[str, Any]) -> None:
