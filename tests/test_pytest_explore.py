@@ -460,6 +460,44 @@ def test_misuse_fails_with_what_to_do(pytester: pytest.Pytester) -> None:
     assert before_short_summary(result).count("used Twisted's global reactor") == 1
 
 
+def test_pytest_timeout_ends_an_exploration_not_the_session(pytester: pytest.Pytester) -> None:
+    # Its SIGALRM handler raised in the scheduler's thread: the timeout was
+    # taken for the program's exception ("found", with a token), or, raised
+    # inside a hand-off, broke the session's later explorations.
+    pytester.makepyfile(
+        test_slow="""
+        import threading
+
+        import pytest
+        from twisted.internet import defer, threads
+
+
+        @pytest.mark.threadcheck_explore(budget=1000000)
+        def test_slow(threadcheck_reactor):
+            lock = threading.Lock()
+
+            def work():
+                for _ in range(20):
+                    with lock:
+                        pass
+
+            pool = threadcheck_reactor.getThreadPool()
+            jobs = [threads.deferToThreadPool(threadcheck_reactor, pool, work) for _ in range(3)]
+            return defer.gatherResults(jobs)
+
+
+        @pytest.mark.threadcheck_explore(budget=50)
+        def test_after(threadcheck_reactor):
+            pool = threadcheck_reactor.getThreadPool()
+            return threads.deferToThreadPool(threadcheck_reactor, pool, lambda: 1)
+        """
+    )
+    result = run(pytester, "--timeout", "2", "-p", "timeout")
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(["FAILED test_slow.py::test_slow - Failed: Timeout (>2.0s)*"])
+    assert "threadcheck: exception" not in result.stdout.str()
+
+
 # Two pool workers each add 1, 300 times, without a lock: on real threads
 # switching every microsecond, updates get lost in almost every run.
 STRESS_RACE = """

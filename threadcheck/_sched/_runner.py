@@ -28,6 +28,7 @@ from threadcheck import __version__ as threadcheck_version
 from threadcheck import _stacks, _threads
 from threadcheck._races import _access, _detector, _footprint
 from threadcheck._sched import _lazy, _order, _token
+from threadcheck._sched._alarm import DeferredAlarm
 from threadcheck._sched._carriers import Carriers
 from threadcheck._sched._core import (
     DEFAULT_MAX_DELAY,
@@ -145,6 +146,7 @@ class Explorer:
         self.logging = LoggingRegistry()
         self.twisted_logging = TwistedLogging()
         self._give_back: Callable[[], None] | None = None
+        self.alarm = DeferredAlarm()
 
     def __enter__(self) -> Explorer:
         if active() is not None:
@@ -195,6 +197,7 @@ class Explorer:
             rewrite_for_races = getattr(self.target, "rewrite_for_races", None)
             if rewrite_for_races is not None:
                 rewrite_for_races()
+        self.alarm.install()
         self.patches.install()
         self.carriers.install()
         try:
@@ -207,6 +210,7 @@ class Explorer:
     def __exit__(self, *exc: object) -> None:
         try:
             self.patches.uninstall()  # first: nothing may keep the swapped primitives
+            self.alarm.uninstall()
             self.carriers.close()
             self.instrumentation.stop()
         finally:
@@ -329,6 +333,7 @@ class Explorer:
             self.twisted_logging.restore()  # after errors.stop: the program's observers go
         if interrupted:
             raise KeyboardInterrupt  # after the teardown: the user stops the exploration
+        self.alarm.fire_if_pending()  # after the teardown: pytest-timeout's, say
         misuse = misuse or scheduler.misuse
         if misuse is not None:
             raise misuse
