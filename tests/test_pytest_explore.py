@@ -206,6 +206,28 @@ def test_writes(threadcheck_reactor, tmp_path, caplog):
     result.stdout.fnmatch_lines(["1 exploration: * 1 proved exhaustively, 0 failing"])
 
 
+def test_a_strict_xfail_that_passed_is_counted_as_proved(pytester: pytest.Pytester) -> None:
+    # pytest fails the test (XPASS strict): the summary said "0 proved, 1 failing",
+    # though no schedule failed.
+    pytester.makepyfile(
+        test_xpass="""
+import pytest
+from twisted.internet import threads
+
+
+@pytest.mark.xfail(strict=True, reason="the race was fixed since")
+@pytest.mark.threadcheck_explore(budget=50)
+def test_fixed(threadcheck_reactor):
+    return threads.deferToThreadPool(
+        threadcheck_reactor, threadcheck_reactor.getThreadPool(), lambda: None
+    )
+"""
+    )
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["1 exploration: * 1 proved exhaustively, 0 failing"])
+
+
 def test_the_replay_command_reproduces_the_failure(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_race=RACE)
     token = token_of(run(pytester, "-k", "lost_update"))

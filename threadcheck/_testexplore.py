@@ -429,6 +429,10 @@ def _warn(message: str) -> None:
     warnings.warn(f"threadcheck: {message}", stacklevel=1)
 
 
+def _strict_xpass(report: pytest.TestReport) -> bool:
+    return str(report.longrepr).startswith("[XPASS(strict)]")
+
+
 @dataclass
 class Totals:
     """The session's explorations (or stress runs), for the terminal summary."""
@@ -450,12 +454,14 @@ class Totals:
                 self.runs += int(runs)
                 self.seconds += float(seconds)
                 # A test failed by something else (a data race, a violation)
-                # fails here too, and proved nothing.
-                self.failed += int(failed) or int(report.failed)
+                # fails here too, and proved nothing; xfail(strict=True) fails
+                # a test whose exploration found nothing: that one passed.
+                other = report.failed and not _strict_xpass(report)
+                self.failed += int(failed) or int(other)
                 extra = int(more[0]) if more else 0
                 if self.kind == STRESS_PROPERTY:
                     self.forbidden_runs += extra
-                elif not report.failed:
+                elif not other:
                     self.proved += extra
 
     def line(self) -> str:
