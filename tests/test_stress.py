@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -128,6 +129,31 @@ def test_a_list_outcome_is_named_by_a_list_or_a_tuple() -> None:
         assert result.histogram == {("r", "w"): 3} and not result.failed, result.report()
     result = stress_runs(lambda reactor: [{"w"}], 3, forbidden=[[{"w"}]], seed=0)
     assert result.failed
+
+
+def test_a_daemon_heartbeat_outliving_its_run_is_harmless() -> None:
+    # Its callFromThread (thread-safe) met the disposed reactor's closed waker:
+    # AttributeError: '_UnixWaker' object has no attribute 'o', in the user's thread.
+    errors: list[BaseException | None] = []
+    previous = threading.excepthook
+    threading.excepthook = lambda args: errors.append(args.exc_value)
+    stop = threading.Event()
+
+    def scenario(reactor: Any) -> str:
+        def beat() -> None:
+            while not stop.wait(0.01):
+                reactor.callFromThread(lambda: None)
+
+        threading.Thread(target=beat, daemon=True, name="heartbeat").start()
+        return "ok"
+
+    try:
+        assert not stress_runs(scenario, 3, seed=0).failed
+        time.sleep(0.1)  # the heartbeats beat on the disposed reactors
+    finally:
+        stop.set()
+        threading.excepthook = previous
+    assert errors == []
 
 
 def test_the_interpreter_is_left_as_it_was() -> None:

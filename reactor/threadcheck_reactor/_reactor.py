@@ -199,6 +199,9 @@ class ThreadCheckMixin(PosixReactorBase, metaclass=InstrumentedReactorType):
             self.removeReader(reader)
             reader.connectionLost(None)
         self._internalReaders.clear()
+        # A daemon thread of the program may still call callFromThread (it is
+        # thread-safe): it queues the call, as on a stopped reactor, and wakes nothing.
+        self.waker = None
         self.disconnectAll()
         poller = getattr(self, "_poller", None)
         if poller is not None and hasattr(poller, "close"):
