@@ -657,6 +657,42 @@ def test_a_dicts_keyed_pop_does_not_race_another_keys_read(tmp_path: Path) -> No
     assert found == [], format_report(found)
 
 
+def test_a_sum_after_a_threads_own_key_store_races_the_others_store(tmp_path: Path) -> None:
+    # The store wrote the dict as a whole (atomic: no other store races it);
+    # the same thread's sum then read it, and was skipped as "already seen".
+    found = races_in(
+        tmp_path,
+        """
+        counts = {"a": 0, "b": 0}
+        def worker(name):
+            counts[name] += 1
+            total = sum(counts.values())  # BUG: unlocked, beside the other's store
+        t = threading.Thread(target=worker, args=("b",)); t.start()
+        worker("a")
+        t.join()
+        """,
+    )
+    assert len(found) == 1, format_report(found)
+
+
+def test_the_locked_sum_after_a_key_store_is_clean(tmp_path: Path) -> None:
+    found = races_in(
+        tmp_path,
+        """
+        counts = {"a": 0, "b": 0}
+        lock = threading.Lock()
+        def worker(name):
+            with lock:
+                counts[name] += 1
+                total = sum(counts.values())
+        t = threading.Thread(target=worker, args=("b",)); t.start()
+        worker("a")
+        t.join()
+        """,
+    )
+    assert found == [], format_report(found)
+
+
 def test_two_keyed_calls_of_a_key_never_race_each_other(tmp_path: Path) -> None:
     # Each is one call CPython makes atomic: two setdefaults of a key agree, two
     # pops leave it gone. Both were reported as write/write races.

@@ -79,7 +79,17 @@ def add_site(site: Site) -> int:
 class Access:
     """One recorded access: who, when (their clock), where."""
 
-    __slots__ = ("clock", "ident", "mode", "outer", "site", "submission", "thread", "tid")
+    __slots__ = (
+        "atomic",
+        "clock",
+        "ident",
+        "mode",
+        "outer",
+        "site",
+        "submission",
+        "thread",
+        "tid",
+    )
 
     def __init__(self, tc: ThreadClock, site: int, outer: tuple[Any, ...], mode: str) -> None:
         self.tid = tc.tid
@@ -90,6 +100,8 @@ class Access:
         self.thread = tc.thread
         self.ident = tc.ident
         self.mode = mode
+        self.atomic = False
+        """A write no other write races (a builtin container's one call)."""
 
 
 class Location:
@@ -260,9 +272,11 @@ def _ordered(earlier: Access, tc: ThreadClock) -> bool:
 def read(tc: ThreadClock, loc: Location, site: int, obj: object, key: Any, mode: str) -> None:
     """Thread ``tc`` reads ``loc`` (``mode`` names how, for the report)."""
     last = loc.read or loc.write
-    if last is not None and last.tid == tc.tid and last.clock == tc.clock:
+    if last is not None and last.tid == tc.tid and last.clock == tc.clock and not last.atomic:
         # This thread read or wrote it since its last synchronisation: a write
-        # that races this read races that access too, and is reported there.
+        # that races this read races that access too, and is reported there
+        # (not an atomic write, which no other write races: `counts[k] += 1`
+        # then `sum(counts.values())` must keep the sum's read).
         return
     last = loc.read
     write = loc.write
@@ -287,6 +301,7 @@ def write(
     if last is not None and last.tid == tc.tid and last.clock == tc.clock:
         return
     access = Access(tc, site, _outer(tc), mode)
+    access.atomic = atomic
     if not atomic and last is not None and not _ordered(last, tc):
         _report(access, last, obj, key)
     readers = loc.readers
