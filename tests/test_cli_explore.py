@@ -263,6 +263,19 @@ def test_html_and_trace_of_a_failure_and_of_its_replay(tmp_path: Path) -> None:
     assert "replayed from its token" in again.read_text()
 
 
+def test_a_pytest_session_with_pytest_twisted_is_explored(tmp_path: Path) -> None:
+    # pytest-twisted finds the default reactor's class through the module of
+    # twisted.internet.default.install, which explore's no-op installer had
+    # made threadcheck's: INTERNALERROR, then "exited with status 3".
+    script(tmp_path, "def test_simple():\n    assert True\n", name="test_simple.py")
+    result = threadcheck(
+        "explore", "--budget", "3", "-m", "pytest", "-q", "-p", "no:cacheprovider",
+        "-p", "twisted", "test_simple.py", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "INTERNALERROR" not in result.stdout
+
+
 def test_time_bounds_the_exploration() -> None:
     result = threadcheck("explore", "--time", "0.5", "--strategy", "random", "-m", RACE_FIXED)
     assert result.returncode == 0, result.stderr

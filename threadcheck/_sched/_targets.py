@@ -269,8 +269,11 @@ def _installers_kept(reactor: Any) -> Iterator[None]:
 
     modules: list[Any] = [importlib.import_module(name) for name in INSTALLERS.values()]
     saved = [module.install for module in modules]
-    for kind, module in zip(INSTALLERS, modules, strict=True):
-        module.install = refuse if kind == "asyncio" else keep
+    for kind, module, install in zip(INSTALLERS, modules, saved, strict=True):
+        # With Twisted's name and module: pytest-twisted finds the default
+        # reactor's class through the module of twisted.internet.default.install.
+        kept = refuse if kind == "asyncio" else keep
+        module.install = functools.wraps(install)(kept)
     try:
         yield
     finally:
