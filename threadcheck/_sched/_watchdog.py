@@ -135,8 +135,11 @@ class Watchdog:
             details=stack_of(stuck.ident),
         )
         if stuck.tid != 0:
-            scheduler.rescue(stuck, failure)
+            # Abandoned first: the rescue lets the exploration end, and its
+            # exit_if_abandoned must already know (under load it ran first, and
+            # the process exited as if nothing were left blocked).
             _abandon(stuck.name)
+            scheduler.rescue(stuck, failure)
         elif self._main is not None and stuck.ident == self._main:
             scheduler.fail(failure)
             self._interrupting = True
