@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 
@@ -329,14 +329,14 @@ class Registry:
     """A service's registry, locked by a lock kept on the class."""
 
     lock = threading.RLock()
-    changed = threading.Condition(REGISTRY_LOCK)
+    changed = threading.Condition()
     entries: ClassVar[dict[str, int]] = {}
 
 
 def register(name: str, locked: bool) -> None:
     assert READY.wait(timeout=1)
     if locked:
-        with Registry.lock, Registry.changed:
+        with REGISTRY_LOCK, Registry.lock, Registry.changed:
             Registry.entries[name] = Registry.entries.get(name, 0) + 1
             Registry.changed.notify_all()
     else:
@@ -365,7 +365,44 @@ def test_registrations_under_locks_made_at_import_are_clean() -> None:
     result = threadcheck.explore(lambda: two_jobs_register(True), budget=2000)
     assert not result.found and result.schedules > 0, result.report()
     assert type(REGISTRY_LOCK) is type(threading.Lock())  # put back
-    assert Registry.changed._lock is REGISTRY_LOCK  # type: ignore[attr-defined]
+    assert type(Registry.changed) is type(threading.Condition())
+
+
+SHARED_LOCK = threading.Lock()  # also bound as a default argument below
+
+
+class Box:
+    n = 0
+
+
+def add_with(box: Box, lock: Any = SHARED_LOCK) -> None:
+    with lock:
+        box.n += 1
+
+
+def add_under_the_global(box: Box) -> None:
+    with SHARED_LOCK:
+        box.n += 1
+
+
+def two_paths_to_one_lock() -> None:
+    box = Box()
+    jobs = [threading.Thread(target=add_with, args=(box,))]
+    jobs.append(threading.Thread(target=add_under_the_global, args=(box,)))
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join()
+    assert box.n == 2, f"{box.n} additions"
+
+
+def test_a_lock_bound_elsewhere_too_is_never_split_in_two() -> None:
+    # Swapped as a global only, the default argument's lock and the global one
+    # would be two: a lost addition "found" in correct code. It stays real.
+    from threadcheck._sched import _premade
+
+    assert not [n for _, n, _ in _premade.find([sys.modules[__name__]]) if n == "SHARED_LOCK"]
+    assert [n for _, n, _ in _premade.find([sys.modules[__name__]]) if n == "REGISTRY_LOCK"]
 
 
 class Catalog:

@@ -106,6 +106,9 @@ class Patches:
             setattr(holder, name, twin)
 
     def uninstall(self) -> None:
+        # Nothing kept of the program's primitives: the next exploration counts
+        # who else holds one, and this list would be one more.
+        self._premade = []
         while self._undo:
             target, name, original = self._undo.pop()
             if original is _ABSENT:

@@ -8,15 +8,19 @@ scheduler's control, and correct code failed as "uncontrolled-blocking" after
 are swapped for scheduled ones while exploring: fresh in each schedule (one
 cut short may leave its lock held), in the state the original was in (an
 event set, a semaphore's count), and put back afterwards. Primitives kept
-elsewhere (an object a fixture made) stay real.
+elsewhere (an object a fixture made), or bound elsewhere too (a default
+argument, the lock of a Condition), stay real: swapped in one place only,
+they would be two, excluding nothing between them.
 
 Thread safety: called by the exploring thread, outside schedules.
 """
 
 from __future__ import annotations
 
+import functools
+import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -43,37 +47,77 @@ def find(modules: Iterable[ModuleType]) -> list[Found]:
             if isinstance(value, type) and value.__module__ == module.__name__
         ]
         for holder in holders:
+            namespace = vars(holder)
             found += [
-                (holder, name, value)
-                for name, value in list(vars(holder).items())
-                if isinstance(value, _KINDS)
+                (holder, name, namespace[name])
+                for name in list(namespace)
+                if isinstance(namespace[name], _KINDS) and _swappable(namespace, name)
             ]
     return found
 
 
+def _swappable(namespace: Mapping[str, Any], name: str) -> bool:
+    """Whether ``namespace`` alone holds the primitive, which is then swapped
+    whole. One bound elsewhere too (a default argument, an object's attribute,
+    the lock a Condition was made over) would be two once swapped, and exclude
+    nothing between the two: it stays real, as does a Condition over a lock of
+    its caller's."""
+    if _references(namespace, name) > _alone(type(namespace)):  # counted before any local
+        return False
+    value = namespace[name]
+    return not isinstance(value, threading.Condition) or _own_lock(value)
+
+
+def _own_lock(condition: Any) -> bool:
+    # Its own: referenced by the condition and the lock's methods it binds.
+    kind = type(condition._lock)
+    alone = _IN_A_CONDITION.get(kind)
+    if alone is None:
+        alone = _IN_A_CONDITION[kind] = _alone_in_a_condition(kind)
+    return sys.getrefcount(condition._lock) <= alone
+
+
+def _references(namespace: Mapping[str, Any], name: str) -> int:
+    return sys.getrefcount(namespace[name])
+
+
+@functools.cache
+def _alone(kind: type) -> int:
+    """The references to a lock a namespace of ``kind`` alone holds, as counted here."""
+    lock = threading.Lock()
+    namespace = vars(type("Probe", (), {"x": lock})) if kind is not dict else {"x": lock}
+    del lock
+    return _references(namespace, "x")
+
+
+_IN_A_CONDITION: dict[type, int] = {}
+
+
+def _alone_in_a_condition(kind: type) -> int:
+    make: Any = {_LOCK: threading.Lock, _RLOCK: threading.RLock}.get(kind)
+    if make is None:
+        return 0  # a lock of another kind: not one a Condition makes
+    condition: Any = threading.Condition(make())
+    return sys.getrefcount(condition._lock)
+
+
 def fresh(found: list[Found]) -> list[tuple[Any, str, Any]]:
-    """(holder, name, scheduled twin) for each found primitive: a condition's
-    lock, if found too, is its twin's lock."""
-    twins: dict[int, Any] = {}
+    """(holder, name, scheduled twin) for each found primitive."""
     made: list[tuple[Any, str, Any]] = []
-    # Locks first: conditions made over them take their twins.
-    for holder, name, real in sorted(found, key=lambda f: isinstance(f[2], threading.Condition)):
-        twin = twins.get(id(real))
-        if twin is None:
-            twin = twins[id(real)] = _twin(real, twins)
-            twin._footprint_key = ("sync", type(twin).__qualname__, _name_of(holder), name)
+    for holder, name, real in found:
+        twin = _twin(real)
+        twin._footprint_key = ("sync", type(twin).__qualname__, _name_of(holder), name)
         made.append((holder, name, twin))
     return made
 
 
-def _twin(real: Any, twins: dict[int, Any]) -> Any:
+def _twin(real: Any) -> Any:
     if isinstance(real, _LOCK):
         return _primitives.Lock()
     if isinstance(real, _RLOCK):
         return _primitives.RLock()
     if isinstance(real, threading.Condition):
-        lock = twins.get(id(real._lock))  # type: ignore[attr-defined]
-        return _primitives.Condition(lock)
+        return _primitives.Condition()  # over a lock of its own, as the original
     if isinstance(real, threading.Event):
         return _set_if(_primitives.Event(), real.is_set())
     bounded = isinstance(real, threading.BoundedSemaphore)
