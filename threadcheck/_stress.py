@@ -143,13 +143,10 @@ def stress(
     progress: Callable[[int, int, float], None] | None = None,
 ) -> StressResult:
     """Run ``scenario(reactor)`` ``runs`` times (or for ``seconds``) on real threads."""
-    from threadcheck._sched._core import TargetError, active
+    from threadcheck._sched._core import refuse_while_exploring
 
-    if active() is not None:  # its real threads would wait on the schedule's primitives
-        raise TargetError(
-            "threadcheck.stress() called by a program being explored: explore the "
-            "program that does not call it, or run this one with python"
-        )
+    # Its real threads would wait on the schedule's primitives.
+    refuse_while_exploring("threadcheck.stress()")
     if runs is None and seconds is None:
         raise ValueError("give runs, seconds or both")
     if runs is not None:

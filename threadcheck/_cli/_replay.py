@@ -61,12 +61,13 @@ def _replay(args: argparse.Namespace) -> int:
     check_output_paths(args)
     if not args.token.startswith("tc") and args.target and args.target[0].startswith("tc1."):
         raise UsageError("replay: the token comes first: threadcheck replay TOKEN script.py")
-    _refuse_a_tests_token(args.token)
-    check_program(args)
     try:
         recorded = _token.decode(args.token)
     except _token.TokenError as error:
+        check_program(args)  # a missing program is said first
         raise UsageError(str(error)) from None
+    _refuse_a_tests_token(recorded, args.token)
+    check_program(args)
     pin_hash_seed(args.invocation, _recorded_hash_seed(recorded))
     try:
         result = replay(program_target(args), args.token, warn=_warn)
@@ -79,14 +80,9 @@ def _replay(args: argparse.Namespace) -> int:
     return status
 
 
-def _refuse_a_tests_token(token: str) -> None:
+def _refuse_a_tests_token(recorded: dict[str, Any], token: str) -> None:
     """A token pytest printed: its test runs in a pytest session, not as a program."""
-    from threadcheck._sched import _token
-
-    try:
-        test = str(_token.decode(token).get("target", ""))
-    except _token.TokenError:
-        return  # said once the program is checked
+    test = str(recorded.get("target", ""))
     if "::" in test:
         raise UsageError(
             f"replay: the token is of the pytest test {test}: replay it with "

@@ -99,6 +99,16 @@ class TargetError(ValueError):
     user_error = True
 
 
+def refuse_while_exploring(call: str) -> None:
+    """TargetError if an exploration runs: the program being explored made
+    ``call`` (whose threads would run on, or wait in, the schedule's patches)."""
+    if active() is not None:
+        raise TargetError(
+            f"{call} called by a program being explored: explore the program that "
+            "does not call it, or run this one with python"
+        )
+
+
 _active: list[Scheduler] = []
 
 

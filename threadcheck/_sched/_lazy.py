@@ -61,8 +61,8 @@ def _scheduled_get(real_get: Callable[..., Any]) -> Callable[..., Any]:
             return real_get(self, instance, owner)
         if _access.on_handover is not None:  # called here: the point names our caller
             _access.on_handover(_site_of(self), "cached_property")
-        where = _footprint.location(instance, name)
-        if _footprint.collecting:
+        where = _footprint.location(instance, name) if _footprint.collecting else None
+        if where is not None:
             _footprint.reads.add(where)
         value = cache.get(name, _NOT_FOUND)
         if value is not _NOT_FOUND:
@@ -80,8 +80,9 @@ def _scheduled_get(real_get: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _fill(descriptor: Any, instance: Any, cache: dict[str, Any], where: Any) -> Any:
+    """``where``: the attribute's location, when dpor collects what steps touch."""
     value = descriptor.func(instance)
-    if _footprint.collecting:
+    if where is not None:
         _footprint.writes.add(where)
     cache[descriptor.attrname] = value
     return value

@@ -100,8 +100,12 @@ class Patches:
             raise
 
     def restart(self) -> None:
-        """As a schedule starts: the program's primitives made before the
-        exploration get fresh scheduled twins (see :mod:`._premade`)."""
+        """As a schedule starts: what the replacements keep per schedule starts
+        afresh (futures' order, cached_property's locks), and the program's
+        primitives made before the exploration get fresh scheduled twins (see
+        :mod:`._premade`)."""
+        _order.restart()
+        _lazy.restart()
         for holder, name, twin in _premade.fresh(self._premade):
             setattr(holder, name, twin)
 

@@ -70,11 +70,8 @@ def _swappable(namespace: Mapping[str, Any], name: str) -> bool:
 
 def _own_lock(condition: Any) -> bool:
     # Its own: referenced by the condition and the lock's methods it binds.
-    kind = type(condition._lock)
-    alone = _IN_A_CONDITION.get(kind)
-    if alone is None:
-        alone = _IN_A_CONDITION[kind] = _alone_in_a_condition(kind)
-    return sys.getrefcount(condition._lock) <= alone
+    kind: type = type(condition._lock)
+    return sys.getrefcount(condition._lock) <= _alone_in_a_condition(kind)
 
 
 def _references(namespace: Mapping[str, Any], name: str) -> int:
@@ -90,10 +87,9 @@ def _alone(kind: type) -> int:
     return _references(namespace, "x")
 
 
-_IN_A_CONDITION: dict[type, int] = {}
-
-
+@functools.cache
 def _alone_in_a_condition(kind: type) -> int:
+    """The references to a lock of ``kind`` a Condition made over it alone holds."""
     make: Any = {_LOCK: threading.Lock, _RLOCK: threading.RLock}.get(kind)
     if make is None:
         return 0  # a lock of another kind: not one a Condition makes
@@ -119,7 +115,9 @@ def _twin(real: Any) -> Any:
     if isinstance(real, threading.Condition):
         return _primitives.Condition()  # over a lock of its own, as the original
     if isinstance(real, threading.Event):
-        return _set_if(_primitives.Event(), real.is_set())
+        event = _primitives.Event()
+        event._flag = real.is_set()
+        return event
     bounded = isinstance(real, threading.BoundedSemaphore)
     twin = (
         _primitives.BoundedSemaphore(real._initial_value)  # type: ignore[attr-defined]
@@ -128,12 +126,6 @@ def _twin(real: Any) -> Any:
     )
     twin._value = real._value  # type: ignore[attr-defined]  # units held now stay held
     return twin
-
-
-def _set_if(event: _primitives.Event, flag: bool) -> _primitives.Event:
-    if flag:
-        event._flag = True
-    return event
 
 
 def _name_of(holder: Any) -> str:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from threadcheck import __version__ as threadcheck_version
 from threadcheck import _stacks, _threads
 from threadcheck._races import _access, _detector, _footprint
-from threadcheck._sched import _lazy, _order, _token
+from threadcheck._sched import _token
 from threadcheck._sched._alarm import DeferredAlarm
 from threadcheck._sched._carriers import Carriers
 from threadcheck._sched._core import (
@@ -39,7 +39,7 @@ from threadcheck._sched._core import (
     Strategy,
     TargetError,
     activate,
-    active,
+    refuse_while_exploring,
 )
 from threadcheck._sched._logging import LoggingRegistry
 from threadcheck._sched._patch import Patches, reseed_randomness
@@ -149,13 +149,9 @@ class Explorer:
         self.alarm = DeferredAlarm()
 
     def __enter__(self) -> Explorer:
-        if active() is not None:
-            # The inner one would run its schedules on this one's patched
-            # threads and locks, and never end.
-            raise TargetError(
-                "threadcheck.explore() (or replay, run) called by a program being explored: "
-                "explore the program that does not call it, or run this one with python"
-            )
+        # The inner one would run its schedules on this one's patched threads
+        # and locks, and never end.
+        refuse_while_exploring("threadcheck.explore() (or replay, run)")
         # Imported now, not in the first schedule: from a source tree its module
         # code would count as user code there, and that schedule alone would
         # differ (a replay in a fresh process would diverge).
@@ -272,8 +268,6 @@ class Explorer:
         gc.disable()
         threading._counter = itertools.count(1).__next__  # type: ignore[attr-defined]
         reseed_randomness(self.random_seed, entropy)
-        _order.restart()
-        _lazy.restart()
         _access.forget_types()
         self.patches.restart()
         errors = _LoggedErrors()

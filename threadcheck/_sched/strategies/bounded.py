@@ -68,7 +68,7 @@ class BoundedPreemption:
             # The program did not repeat itself (os.urandom, an id()-ordered
             # set): from here on, the defaults; the search is then no proof.
             self._diverged = True
-            self._prefix = self._taken
+            del self._prefix[depth:]
         if depth < len(self._prefix):
             chosen = self._prefix[depth]
         else:
