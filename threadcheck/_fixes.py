@@ -67,6 +67,8 @@ def object_name(api: str) -> str:
 def object_api_fix(api: str) -> str | None:
     """The fix for ``api`` (``"transport.write"``), or None if it is not an object API."""
     kind, _, method = api.partition(".")
+    if kind == "loop" and method:
+        return _loop_fix(method)
     name = _OBJECT_NAMES.get(kind)
     if name is None or not method:
         return None
@@ -83,6 +85,20 @@ def object_api_fix(api: str) -> str | None:
     arguments = _ARGUMENTS.get(method, "")
     call = f"{name}.{method}, {arguments}" if arguments else f"{name}.{method}"
     return f"do it in the reactor thread: reactor.callFromThread({call})"
+
+
+def _loop_fix(method: str) -> str:
+    """asyncio's own hand-over: the loop is not the reactor, though it runs in its thread."""
+    if method == "create_task":
+        return (
+            "hand the coroutine to the loop's thread: asyncio.run_coroutine_threadsafe(coro, loop)"
+        )
+    if method == "call_soon":
+        return (
+            "hand it to the loop's thread: loop.call_soon_threadsafe(f, ...) "
+            "(a future completed here: loop.call_soon_threadsafe(fut.set_result, value))"
+        )
+    return f"do it in the loop's thread: loop.call_soon_threadsafe(loop.{method}, ...)"
 
 
 def race_hint(location: str, access: str, earlier: str) -> str:

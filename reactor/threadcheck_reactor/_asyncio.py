@@ -14,6 +14,7 @@ from typing import Any
 from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 from twisted.internet.base import DelayedCall
 
+from threadcheck_reactor._loop import check_loop
 from threadcheck_reactor._reactor import ThreadCheckMixin, instrumented
 from threadcheck_reactor._stalls import code_of
 
@@ -32,7 +33,13 @@ class ThreadCheckAsyncioReactor(
     ``callLater`` then asyncio's timer rescheduling (as
     ``AsyncioSelectorReactor.callLater`` does after Twisted's own), and the
     checks on ``callFromThread`` before asyncio's ``call_soon_threadsafe``.
+    The loop's own non-thread-safe methods (``call_soon``, ``create_task``...:
+    :data:`~threadcheck_reactor._loop.LOOP_METHODS`) are checked as the reactor's.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        check_loop(self._asyncioEventloop, self._threadcheck)
 
     def callLater(
         self, delay: float, callable: Callable[..., Any], *args: object, **kw: object

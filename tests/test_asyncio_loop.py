@@ -1,0 +1,242 @@
+"""The asyncio reactor's event loop: its non-thread-safe methods are checked as the reactor's."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from threadcheck import Kind, Mode, ThreadAffinityError
+from threadcheck._cli import VIOLATIONS_FOUND
+from threadcheck._report import fix_for
+from threadcheck_reactor._asyncio import ThreadCheckAsyncioReactor
+from threadcheck_reactor._loop import LOOP_APIS
+
+from support import RunningReactor
+
+
+def noop(*args: object) -> None:
+    pass
+
+
+async def nothing() -> None:
+    pass
+
+
+def _with_socket(loop: Any, register: str, unregister: str) -> None:
+    left, right = socket.socketpair()
+    try:
+        getattr(loop, register)(left, noop)
+        getattr(loop, unregister)(left)
+    finally:
+        left.close()
+        right.close()
+
+
+def _create_task(loop: Any) -> None:
+    coroutine = nothing()
+    try:
+        loop.create_task(coroutine).cancel()
+    finally:
+        coroutine.close()  # when refused before a task took it
+
+
+CALLS: dict[str, Callable[[Any], object]] = {
+    "loop.call_soon": lambda loop: loop.call_soon(noop),
+    "loop.call_later": lambda loop: loop.call_later(3600, noop).cancel(),
+    "loop.call_at": lambda loop: loop.call_at(loop.time() + 3600, noop).cancel(),
+    "loop.create_task": _create_task,
+    "loop.add_reader": lambda loop: _with_socket(loop, "add_reader", "remove_reader"),
+    "loop.add_writer": lambda loop: _with_socket(loop, "add_writer", "remove_writer"),
+    "loop.remove_reader": lambda loop: loop.remove_reader(socket.socket()),
+    "loop.remove_writer": lambda loop: loop.remove_writer(socket.socket()),
+    "loop.stop": lambda loop: loop.stop(),
+}
+
+
+@pytest.fixture
+def asyncio_reactor() -> Iterator[Callable[[Mode], RunningReactor]]:
+    made: list[RunningReactor] = []
+
+    def make(mode: Mode) -> RunningReactor:
+        made.append(RunningReactor(mode, ThreadCheckAsyncioReactor))
+        return made[-1]
+
+    yield make
+    for running in made:
+        running.stop()
+
+
+def loop_of(running: RunningReactor) -> Any:
+    return running.reactor._asyncioEventloop  # type: ignore[attr-defined]
+
+
+def test_every_checked_loop_method_is_tested() -> None:
+    assert set(CALLS) == set(LOOP_APIS)
+
+
+@pytest.mark.parametrize("api", sorted(CALLS))
+def test_raises_from_a_worker_thread_at_the_users_line(
+    api: str, asyncio_reactor: Callable[[Mode], RunningReactor]
+) -> None:
+    running = asyncio_reactor(Mode.RAISE)
+    with pytest.raises(ThreadAffinityError) as raised:
+        CALLS[api](loop_of(running))  # this test's thread is not the reactor's
+
+    violation = raised.value.violation
+    assert (violation.api, violation.kind) == (api, Kind.FOREIGN_THREAD)
+    assert violation.reactor_thread.name == "reactor"
+    assert violation.stack[-1].filename == __file__
+    assert running.recorder.violations() == [violation]
+
+
+@pytest.mark.parametrize("api", sorted(CALLS))
+def test_silent_in_the_reactor_thread(
+    api: str, asyncio_reactor: Callable[[Mode], RunningReactor]
+) -> None:
+    running = asyncio_reactor(Mode.RAISE)
+    running.in_reactor(CALLS[api], loop_of(running))
+    assert running.recorder.violations() == []
+
+
+def test_a_future_completed_from_a_worker_is_reported_with_the_asyncio_fix(
+    asyncio_reactor: Callable[[Mode], RunningReactor],
+) -> None:
+    running = asyncio_reactor(Mode.RECORD)
+    loop = loop_of(running)
+
+    def waiting() -> asyncio.Future[int]:
+        future: asyncio.Future[int] = loop.create_future()
+        future.add_done_callback(noop)  # its completion then schedules this
+        return future
+
+    future = running.in_reactor(lambda: [waiting()])[0]
+    future.set_result(3)  # the bug: from this (worker) thread
+
+    [violation] = running.recorder.violations()
+    assert violation.api == "loop.call_soon"
+    assert violation.stack[-1].filename == __file__
+    assert "loop.call_soon_threadsafe(fut.set_result, value)" in fix_for(violation)
+
+
+def test_the_thread_safe_hand_overs_are_silent(
+    asyncio_reactor: Callable[[Mode], RunningReactor],
+) -> None:
+    running = asyncio_reactor(Mode.RAISE)
+    loop = loop_of(running)
+
+    async def answer() -> int:
+        await asyncio.sleep(0)
+        return 42
+
+    done = asyncio.run_coroutine_threadsafe(answer(), loop)
+    assert done.result(timeout=30) == 42
+    future = running.in_reactor(lambda: [loop.create_future()])[0]
+    loop.call_soon_threadsafe(future.set_result, 1)
+    running.in_reactor(noop)  # the hand-over has run when this returns
+    assert future.result() == 1
+    assert running.recorder.violations() == []
+
+
+def test_one_mistake_is_one_violation(
+    asyncio_reactor: Callable[[Mode], RunningReactor],
+) -> None:
+    running = asyncio_reactor(Mode.RECORD)
+    _create_task(loop_of(running))  # create_task calls call_soon inside
+    assert [v.api for v in running.recorder.violations()] == ["loop.create_task"]
+
+
+@pytest.mark.parametrize(
+    ("api", "fix"),
+    [
+        ("loop.create_task", "asyncio.run_coroutine_threadsafe(coro, loop)"),
+        ("loop.call_later", "loop.call_soon_threadsafe(loop.call_later, ...)"),
+    ],
+)
+def test_the_fix_is_asyncios_hand_over(
+    api: str, fix: str, asyncio_reactor: Callable[[Mode], RunningReactor]
+) -> None:
+    running = asyncio_reactor(Mode.RECORD)
+    CALLS[api](loop_of(running))
+    [violation] = running.recorder.violations()
+    assert fix in fix_for(violation)
+
+
+# A price service on Twisted's asyncio reactor: an async handler awaits an
+# asyncio future that a pool job (a blocking lookup with a timeout) completes.
+PRICE_SERVICE = """
+import asyncio, logging, socket, threading, time
+from twisted.internet import asyncioreactor
+asyncioreactor.install()
+from twisted.internet import defer, reactor, threads
+
+log = logging.getLogger("prices")
+_cache = {{}}
+_cache_lock = threading.Lock()
+
+def lookup(symbol, loop, future):
+    try:
+        socket.getaddrinfo("127.0.0.1", 80)  # the quote server: blocking I/O
+        time.sleep(0.01)
+        with _cache_lock:
+            price = _cache.setdefault(symbol, 100 + len(symbol))
+    except OSError as error:
+        price = error
+    {complete}
+
+async def quote(symbol):
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+    reactor.callInThread(lookup, symbol, loop, future)
+    return await asyncio.wait_for(future, timeout=5)
+
+async def main():
+    prices = await asyncio.gather(quote("ACME"), quote("INITECH"))
+    log.info("prices %s", prices)
+    print(prices)
+
+def run():
+    d = defer.Deferred.fromFuture(asyncio.ensure_future(main()))
+    d.addErrback(lambda f: print("failed", f.value))
+    d.addBoth(lambda _: reactor.stop())
+
+reactor.callWhenRunning(run)
+reactor.run()
+"""
+
+
+@pytest.mark.quality
+@pytest.mark.parametrize(
+    ("complete", "planted"),
+    [
+        ("future.set_result(price)", True),
+        ("loop.call_soon_threadsafe(future.set_result, price)", False),
+    ],
+    ids=["planted", "fixed"],
+)
+def test_a_pool_job_completing_an_asyncio_future_is_reported_at_its_line(
+    tmp_path: Any, complete: str, planted: bool
+) -> None:
+    program = tmp_path / "prices.py"
+    program.write_text(PRICE_SERVICE.format(complete=complete))
+    result = subprocess.run(
+        [sys.executable, "-m", "threadcheck", "run", str(program)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "[104, 107]" in result.stdout, result.stderr
+    if not planted:
+        assert result.returncode == 0, result.stderr
+        assert "no thread-affinity violations found" in result.stderr
+        return
+    assert result.returncode == VIOLATIONS_FOUND, result.stderr
+    assert "  loop.call_soon: 2" in result.stderr  # both jobs
+    line = PRICE_SERVICE.splitlines().index("    {complete}") + 1
+    assert f"prices.py:{line}" in result.stderr
+    assert "loop.call_soon_threadsafe(fut.set_result, value)" in result.stderr
