@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import inspect
 import socket
 import subprocess
 import sys
+import textwrap
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -240,3 +243,49 @@ def test_a_pool_job_completing_an_asyncio_future_is_reported_at_its_line(
     line = PRICE_SERVICE.splitlines().index("    {complete}") + 1
     assert f"prices.py:{line}" in result.stderr
     assert "loop.call_soon_threadsafe(fut.set_result, value)" in result.stderr
+
+
+ASYNCIO_CODE_INLINED = {
+    "call_soon": [
+        "self._check_closed()",
+        "if self._debug:\n    self._check_thread()\n"
+        "    self._check_callback(callback, 'call_soon')",
+        "handle = self._call_soon(callback, args, context)",
+        "if handle._source_traceback:\n    del handle._source_traceback[-1]",
+        "return handle",
+    ],
+    "_call_soon": [
+        "handle = events.Handle(callback, args, self, context)",
+        "if handle._source_traceback:\n    del handle._source_traceback[-1]",
+        "self._ready.append(handle)",
+        "return handle",
+    ],
+    "_check_closed": ["if self._closed:\n    raise RuntimeError('Event loop is closed')"],
+}
+"""What _loop's call_soon writes out, as Python 3.10 to 3.13 have it."""
+
+
+@pytest.mark.parametrize("name", sorted(ASYNCIO_CODE_INLINED))
+def test_the_code_the_checked_call_soon_inlines_is_asyncios(name: str) -> None:
+    # A Python that changes it must change _loop._checked_call_soon too.
+    function = getattr(asyncio.BaseEventLoop, name)
+    [definition] = ast.parse(textwrap.dedent(inspect.getsource(function))).body
+    assert isinstance(definition, ast.FunctionDef)
+    statements = definition.body[1:] if ast.get_docstring(definition) else definition.body
+    assert [ast.unparse(s) for s in statements] == ASYNCIO_CODE_INLINED[name]
+
+
+def test_a_loop_class_overriding_what_is_inlined_keeps_its_own() -> None:
+    class Tracing(asyncio.SelectorEventLoop):
+        def _call_soon(self, *args: Any) -> Any:
+            self.scheduled = getattr(self, "scheduled", 0) + 1
+            return super()._call_soon(*args)
+
+    loop = Tracing()
+    try:
+        reactor = ThreadCheckAsyncioReactor(eventloop=loop)
+        loop.call_soon(noop)
+        assert loop.scheduled == 1
+        assert reactor.threadcheck.recorder.violations() == []
+    finally:
+        loop.close()

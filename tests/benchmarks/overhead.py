@@ -12,6 +12,7 @@ not timed against the other. Not a test: nothing here asserts.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import statistics
 import threading
@@ -251,6 +252,38 @@ def web_requests(make: Callable[[], Any]) -> float:
     return _request_loop(make(), site, request, b"hello", REQUESTS)
 
 
+ASYNCIO_TASKS = 2_000
+ASYNCIO_STEPS = 10
+
+
+def asyncio_tasks(make: Callable[[], Any]) -> float:
+    """Seconds for ASYNCIO_TASKS asyncio tasks of ASYNCIO_STEPS awaits each, on the
+    asyncio reactor (each step a loop.call_soon, each task a create_task and a future)."""
+    from twisted.internet.asyncioreactor import AsyncioSelectorReactor
+
+    from threadcheck_reactor._asyncio import ThreadCheckAsyncioReactor
+
+    cls = ThreadCheckAsyncioReactor if make is ThreadCheckReactor else AsyncioSelectorReactor
+    loop = asyncio.new_event_loop()
+    reactor = cls(eventloop=loop)
+
+    async def steps() -> None:
+        for _ in range(ASYNCIO_STEPS):
+            await asyncio.sleep(0)
+            future = loop.create_future()
+            loop.call_soon(future.set_result, None)
+            await future
+
+    def start(done: Callable[[], None]) -> None:
+        tasks = [loop.create_task(steps()) for _ in range(ASYNCIO_TASKS)]
+        asyncio.gather(*tasks).add_done_callback(lambda _: done())
+
+    try:
+        return _run_until(reactor, start)
+    finally:
+        loop.close()
+
+
 WORKLOADS: dict[str, Callable[[Callable[[], Any]], float]] = {
     "callLater throughput (schedule + run)": call_later_throughput,
     "callFromThread throughput (4 threads)": call_from_thread_throughput,
@@ -260,6 +293,7 @@ WORKLOADS: dict[str, Callable[[Callable[[], Any]], float]] = {
     f"Deferred chains fired ({CHAINS}x5)": deferred_chains,
     f"TCP echo over loopback ({ECHOES})": tcp_echo,
     f"web request/response ({REQUESTS})": web_requests,
+    f"asyncio reactor: tasks ({ASYNCIO_TASKS}x{ASYNCIO_STEPS})": asyncio_tasks,
 }
 
 
