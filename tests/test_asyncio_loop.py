@@ -289,3 +289,12 @@ def test_a_loop_class_overriding_what_is_inlined_keeps_its_own() -> None:
         assert reactor.threadcheck.recorder.violations() == []
     finally:
         loop.close()
+
+
+def test_a_call_later_from_a_worker_is_one_violation_not_one_per_loop_call(
+    asyncio_reactor: Callable[[Mode], RunningReactor],
+) -> None:
+    # The reactor's callLater reschedules asyncio's timer (loop.call_at).
+    running = asyncio_reactor(Mode.RECORD)
+    running.reactor.callLater(0, noop)
+    assert [v.api for v in running.recorder.violations()] == ["reactor.callLater"]

@@ -76,6 +76,36 @@ def test_a_thread_blocked_outside_control_fails_the_schedule_and_the_process_exi
     assert "Traceback" not in result.stderr.split("\n\n")[0]
 
 
+# A pool job reads a status pipe nobody writes; given an argument, the program
+# first submits another job (so a replay with one goes elsewhere).
+PIPE_BLOCKED = """
+import os, sys
+from twisted.internet import reactor, threads
+
+r, w = os.pipe()
+if len(sys.argv) > 1:
+    threads.deferToThread(lambda: 1)
+threads.deferToThread(os.read, r, 1)
+reactor.callLater(1, reactor.stop)
+reactor.run()
+"""
+
+
+@pytest.mark.slow
+def test_a_replay_that_diverges_after_a_thread_blocked_for_good_exits_two(
+    tmp_path: Path,
+) -> None:
+    # The interpreter's exit, left with the blocked thread, exited 1: as if
+    # the replay had failed as recorded.
+    program = write_program(tmp_path, PIPE_BLOCKED)
+    found = explore_program(program, "--budget", "5")
+    [replay] = [line for line in found.stderr.splitlines() if line.startswith("replay: ")]
+    command = [sys.executable, "-m", *replay.removeprefix("replay: ").split(), "diverge"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("threadcheck: the replay diverged"), result.stderr
+
+
 # A reactor job waits on a multiprocessing child (a subprocess child is waited
 # for off the turn: see test_explore_services_quality).
 CHILD_WAITS = {

@@ -100,6 +100,27 @@ def test_sys_exit_zero_in_a_worker_thread_is_no_failure(tmp_path: Path) -> None:
     assert "no failure" in result.stderr
 
 
+def test_a_test_runners_sys_exit_not_ok_is_status_one(tmp_path: Path) -> None:
+    # trial and unittest end with sys.exit(not result.wasSuccessful()): the
+    # report said "the program exited with status True".
+    program = write_program(
+        tmp_path,
+        """
+        import sys, threading
+        results = []
+        workers = [threading.Thread(target=results.append, args=(n,)) for n in (1, 2)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        sys.exit(not results == [1, 2])
+        """,
+    )
+    result = explore_program(program, "--budget", "50")
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("threadcheck: exit: the program exited with status 1\n")
+
+
 # Events handed from a producer to a consumer thread; an atexit hook, as
 # services register to flush or to check, fails on anything left behind.
 ATEXIT_FLUSH = """

@@ -426,3 +426,56 @@ def test_a_program_that_counts_its_runs_is_searched_without_a_proof(tmp_path: Pa
     assert "it is not a proof: some interleavings were left out, by runs that did not repeat" in (
         result.stderr
     )
+
+
+# A fetch that falls back to a cached copy when the backend fails: its errback
+# logs the failure, with a message, and recovers (the program handled it).
+FALLBACK = """
+from twisted.internet import reactor, threads
+from twisted.internet.defer import DeferredList
+from twisted.logger import Logger
+from twisted.python import log as legacy
+
+log = Logger()
+out = []
+
+def fetch():
+    raise ConnectionError("transient")
+
+def handled(failure):
+    {log}
+    return b"cached"
+
+first = threads.deferToThread(fetch).addErrback(handled).addCallback(out.append)
+second = threads.deferToThread(fetch).addErrback({terminal})
+DeferredList([first, second]).addBoth(lambda _: reactor.stop())
+reactor.run()
+assert out == [b"cached"], out
+"""
+
+
+@pytest.mark.parametrize(
+    "logged",
+    [
+        'log.failure("fetch failed, using the cached copy", failure)',
+        'legacy.err(failure, "cached")',
+    ],
+    ids=["logger", "legacy"],
+)
+def test_a_failure_the_program_logs_with_its_message_and_recovers_from_is_handled(
+    tmp_path: Path, logged: str
+) -> None:
+    # It was "unhandled-error: fetch failed, using the cached copy" on every schedule.
+    program = FALLBACK.format(log=logged, terminal="lambda f: None")
+    result = explore_program(write_program(tmp_path, program), "--budget", "20")
+    assert result.returncode == 0, result.stderr
+    assert "no failure" in result.stderr
+
+
+def test_an_errback_that_only_logs_the_error_leaves_it_unhandled(tmp_path: Path) -> None:
+    program = FALLBACK.format(log="log.failure('cached', failure)", terminal="legacy.err")
+    result = explore_program(write_program(tmp_path, program), "--budget", "20")
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith(
+        "threadcheck: unhandled-error: Unhandled Error: ConnectionError: transient"
+    ), result.stderr

@@ -468,6 +468,21 @@ def test_trial_with_threadcheck_races_fails_the_racy_test_only(tmp_path: Path) -
     assert "PASSED (successes=2)" in plain.stdout, plain.stdout + plain.stderr
 
 
+@pytest.mark.parametrize(
+    "names", [["tc_trial_races.RaceTests.test_racy"], ["-j", "2", "tc_trial_races"]]
+)
+def test_trial_with_threadcheck_races_loads_tests_by_name_and_in_workers(
+    tmp_path: Path, names: list[str]
+) -> None:
+    # The race detector's import hook was the deepest frame of "no module
+    # tc_trial_races.RaceTests": trial took it for a module failing inside.
+    (tmp_path / "tc_trial_races.py").write_text(TRIAL_RACES)
+    result = trial(names[-1], tmp_path, *names[:-1], THREADCHECK_RACES="1")
+    assert "No module named" not in result.stdout, result.stdout
+    assert "data race on Stats.handled: update in thread" in result.stdout, result.stdout
+    assert "RaceTests.test_racy" in result.stdout
+
+
 def test_trial_races_include_names_what_it_cannot_find(tmp_path: Path) -> None:
     (tmp_path / "tc_trial_races.py").write_text(TRIAL_RACES)
     result = trial(
@@ -477,3 +492,34 @@ def test_trial_races_include_names_what_it_cannot_find(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines()[-1] == (
         "threadcheck: error: THREADCHECK_RACES_INCLUDE: no such file, folder or module: nosuchpkg"
     )
+
+
+# A twistd service stopped by SIGTERM (as systemd and docker stop one), whose
+# pool job calls the reactor: twistd then kills itself with the signal.
+SELF_TERMINATING_TAC = """
+import os, signal
+from twisted.application import service
+from twisted.internet import reactor, threads
+
+def refresh():
+    reactor.callLater(0, print, "refreshed")  # BUG: from a pool thread
+
+class Refresher(service.Service):
+    def startService(self):
+        super().startService()
+        reactor.callLater(0.2, threads.deferToThread, refresh)
+        reactor.callLater(1, os.kill, os.getpid(), signal.SIGTERM)
+
+application = service.Application("refresher")
+Refresher().setServiceParent(application)
+"""
+
+
+def test_threadcheck_run_twistd_stopped_by_a_signal_prints_its_report(tmp_path: Path) -> None:
+    # twistd re-raised the signal once stopped and died before the report.
+    (tmp_path / "refresher.tac").write_text(SELF_TERMINATING_TAC)
+    command = [sys.executable, "-m", "threadcheck", "run", str(BIN / "twistd")]
+    result = run([*command, "-n", "--pidfile=", "-y", "refresher.tac"], tmp_path)
+    assert result.returncode == -signal.SIGTERM, result.stderr
+    assert "threadcheck: 1 thread-affinity violation" in result.stderr, result.stderr
+    assert "offending call: refresher.tac:7 in refresh" in result.stderr

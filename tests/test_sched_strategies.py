@@ -25,6 +25,7 @@ from threadcheck._sched.strategies import (
     ReplayDivergenceError,
     parse,
 )
+from threadcheck._sched.strategies.anchored import AnchoredPlan
 
 
 def decisions(strategy: object, index: int, points: list[list[int]]) -> list[int]:
@@ -73,6 +74,28 @@ def test_plan_preempts_only_where_planned() -> None:
     plan = Plan([(1, 1)])
     assert decisions(plan, 0, [[0, 1]] * 3) == [0, 1, 0]
     assert plan.defaults == [0, 0, 0]
+
+
+def test_an_anchored_plan_preempts_at_its_threads_own_step_wherever_that_falls() -> None:
+    def run(plan: Plan, t1_first: int) -> list[int]:
+        # T1 runs t1_first points first (what an earlier preemption, kept or
+        # dropped, changes), then T0 three; at each point the other could run.
+        plan.new_execution(0)
+        chosen = []
+        for tid, points in ((1, t1_first), (0, 3)):
+            for _ in range(points):
+                if isinstance(plan, AnchoredPlan):
+                    plan.step_ended(tid)
+                chosen.append(plan.next_thread([0, 1], tid, len(chosen)))
+        return chosen
+
+    first = AnchoredPlan(by_decision=[(1, 1)])  # as found: at decision 1, T1 runs
+    assert run(first, 0) == [0, 1, 0]
+    taken = first.preemptions_taken([(0, 0, (0, 1)), (1, 0, (0, 1)), (0, 0, (0, 1))])
+    assert taken == [((0, 2, 0), 1)]  # at T0's second step
+    # By index, decision 1 now falls among T1's points; by anchor, still T0's second.
+    assert run(Plan([(1, 1)]), 2)[2:] == [0, 0, 0]
+    assert run(AnchoredPlan(taken), 2) == [1, 1, 0, 1, 0]
 
 
 def test_replay_refuses_a_choice_that_cannot_run() -> None:

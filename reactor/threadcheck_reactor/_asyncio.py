@@ -45,11 +45,18 @@ class ThreadCheckAsyncioReactor(
         self, delay: float, callable: Callable[..., Any], *args: object, **kw: object
     ) -> DelayedCall:
         call = ThreadCheckMixin.callLater(self, delay, callable, *args, **kw)
+        if get_ident() == self._threadcheck.owner:
+            self._reschedule_sooner()
+        else:
+            with self._threadcheck.exempt():  # reported above: the loop's call_at is part of it
+                self._reschedule_sooner()
+        return call
+
+    def _reschedule_sooner(self) -> None:
         # AsyncioSelectorReactor.callLater's own lines after Twisted's callLater.
         at = self._asyncioEventloop.time() + self.timeout()  # type: ignore[operator]
         if self._scheduledAt is None or at < self._scheduledAt:
             self._reschedule()  # type: ignore[no-untyped-call]
-        return call
 
     # Twisted types ReactorBase's and asyncio's signatures differently.
     def callFromThread(  # type: ignore[override]

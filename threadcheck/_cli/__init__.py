@@ -40,6 +40,17 @@ COMMANDS: tuple[Command, ...] = (_run.COMMAND, _explore.COMMAND, _replay.COMMAND
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    status = _main(argv)
+    if "threadcheck._sched._watchdog" in sys.modules:
+        from threadcheck._sched._watchdog import exit_if_abandoned
+
+        # A thread an exploration left blocked would hang the interpreter's
+        # exit (its last resort exits 1): every status ends the process here.
+        exit_if_abandoned(status)
+    return status
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = None
     try:
         args = parse(list(sys.argv[1:] if argv is None else argv), COMMANDS)

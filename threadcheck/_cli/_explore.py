@@ -158,7 +158,6 @@ def write_views(args: argparse.Namespace, result: ExploreResult, status: int) ->
 
 def _explore(args: argparse.Namespace) -> int:
     from threadcheck._sched._progress import Progress
-    from threadcheck._sched._watchdog import exit_if_abandoned
 
     _check_explore_options(args)
     check_program(args)
@@ -184,7 +183,6 @@ def _explore(args: argparse.Namespace) -> int:
     if args.json is not None and not _write_outcome(args.json, result):
         status = status or USAGE_ERROR
     status = write_views(args, result, status)
-    exit_if_abandoned(status)  # a thread blocked for good would hang the exit
     return status
 
 

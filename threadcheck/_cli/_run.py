@@ -157,7 +157,7 @@ def _run(args: argparse.Namespace) -> int:
         check_script(target[0])
     include = _include(args.include, args.races)
 
-    from threadcheck import _report, _stacks
+    from threadcheck import _stacks
 
     # The console-script wrapper and runpy are how the program starts, not part of it.
     _stacks.register_library_path(os.path.abspath(sys.argv[0]), "threadcheck")
@@ -176,10 +176,33 @@ def _run(args: argparse.Namespace) -> int:
         )
     activity, stop_tracing = _start_tracing() if args.trace is not None else (None, None)
     streams = sys.stdout, sys.stderr
-    status, interrupted = _run_to_exit(args.module, target, args.races)
-    # The report is ours: on our stderr, not where the program sent its own
-    # (twisted.python.log.startLogging(sys.stdout) makes stderr a log).
-    sys.stdout, sys.stderr = streams
+
+    statuses: list[int] = []
+
+    def finish(status: int, interrupted: bool) -> int:
+        if not statuses:  # once: maybe already before the program killed itself
+            # The report is ours: on our stderr, not where the program sent its
+            # own (twisted.python.log.startLogging(sys.stdout) makes stderr a log).
+            sys.stdout, sys.stderr = streams
+            statuses.append(_finish(args, checker, activity, stop_tracing, status, interrupted))
+        return statuses[0]
+
+    with _finished_before_killing_itself(finish):
+        status, interrupted = _run_to_exit(args.module, target, args.races)
+    return finish(status, interrupted)
+
+
+def _finish(
+    args: argparse.Namespace,
+    checker: AffinityChecker,
+    activity: Activity | None,
+    stop_tracing: Callable[[], None] | None,
+    status: int,
+    interrupted: bool,
+) -> int:
+    """Print the report, write the views; the exit status."""
+    from threadcheck import _report
+
     if stop_tracing is not None:
         stop_tracing()
     unchecked = _uninstrumented_reactor()
@@ -199,6 +222,30 @@ def _run(args: argparse.Namespace) -> int:
     if not (finished.json_written and views_written) and not finished.found:
         return USAGE_ERROR
     return _final_status(status, finished.found, args.report_only)
+
+
+_KILLING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+@contextmanager
+def _finished_before_killing_itself(finish: Callable[[int, bool], int]) -> Iterator[None]:
+    """A program that ends by killing itself with the signal that stopped it
+    (twistd: ``app._exitWithSignal``) gets its report first, then dies so."""
+    original = os.kill
+
+    def kill(pid: int, sig: int) -> None:
+        if pid == os.getpid() and sig in _KILLING and signal.getsignal(sig) == signal.SIG_DFL:
+            os.kill = original
+            finish(0, False)
+            sys.stdout.flush()
+            sys.stderr.flush()
+        original(pid, sig)
+
+    os.kill = kill
+    try:
+        yield
+    finally:
+        os.kill = original
 
 
 def _start_tracing() -> tuple[Activity, Callable[[], None]]:

@@ -32,10 +32,12 @@ import functools
 import importlib
 import importlib.util
 import queue
+import sys
 import threading
 import types
 from collections.abc import Callable
-from typing import Any
+from types import CodeType, FrameType
+from typing import Any, NoReturn
 
 from threadcheck._races._clocks import (
     VectorClock,
@@ -227,14 +229,24 @@ def _imports() -> list[tuple[Any, str, Any]]:
         fromlist: Any = (),
         level: int = 0,
     ) -> Any:
-        module = original_import(name, globals, locals, fromlist, level)
+        try:
+            module = original_import(name, globals, locals, fromlist, level)
+        except ImportError as error:
+            if error.__traceback__ is not None and error.__traceback__.tb_next is None:
+                _raise_where_imported(error, sys._getframe(1))  # no such module
+            raise
         if imported:
             package = globals.get("__package__") if isinstance(globals, dict) else None
             _received("." * level + name, package, fromlist)
         return module
 
     def tracked_import_module(name: str, package: str | None = None) -> Any:
-        module = import_module(name, package)
+        try:
+            module = import_module(name, package)
+        except ImportError as error:
+            if error.__traceback__ is not None and error.__traceback__.tb_next is None:
+                _raise_where_imported(error, sys._getframe(1))
+            raise
         if imported:
             _received(name, package, ())
         return module
@@ -243,6 +255,25 @@ def _imports() -> list[tuple[Any, str, Any]]:
         (builtins, "__import__", tracked_import),
         (importlib, "import_module", tracked_import_module),
     ]
+
+
+def _raise_where_imported(error: ImportError, importer: FrameType) -> NoReturn:
+    """Raise ``error`` (no such module) from a frame with the importer's file and line.
+
+    Whether a module exists is told from the deepest frame of the ImportError:
+    trial's loader (``module.Class`` names, ``trial -j``) takes one from its own
+    ``reflect`` module for "no module by that name, try a shorter one", and
+    one from anywhere else for a module that failed inside; the wrapper's
+    frame made every miss a failure inside."""
+    where = (importer.f_code.co_filename, importer.f_lineno)
+    code = _RAISERS.get(where)
+    if code is None:
+        code = _RAISERS[where] = compile("\n" * (where[1] - 1) + "raise error", where[0], "exec")
+    exec(code, {"__name__": __name__, "error": error.with_traceback(None)})  # raises
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+_RAISERS: dict[tuple[str, int], CodeType] = {}
 
 
 def _received(name: str, package: str | None, fromlist: Any) -> None:

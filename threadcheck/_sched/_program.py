@@ -190,7 +190,7 @@ def _exit_failure(thread: str, exit_: SystemExit) -> Failure | None:
     code = exit_.code
     if code is None or code == 0:
         return None
-    status = code if isinstance(code, int) else 1
+    status = int(code) if isinstance(code, int) else 1  # sys.exit(not ok): True is 1
     message = f"the program exited with status {status}"
     if not isinstance(code, int):
         message += f": {code}"

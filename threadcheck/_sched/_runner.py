@@ -333,7 +333,9 @@ class Explorer:
             raise misuse
         if scheduler.strategy_error is not None:
             raise scheduler.strategy_error
-        failure = _cause(scheduler.failure or target_failure, _first(errors.first, violation))
+        failed = scheduler.failure or target_failure
+        logged = errors.first or (errors.handled if failed is not None else None)
+        failure = _cause(failed, _first(logged, violation))
         return _schedule_run(index, scheduler, failure, entropy)
 
     def rerun(self, run: ScheduleRun) -> ScheduleRun:
@@ -488,10 +490,17 @@ def _race_accesses(violation: Violation) -> tuple[tuple[str, str, int], ...]:
 
 class _LoggedErrors:
     """Failures Twisted logs during a schedule: unhandled errors in Deferreds,
-    exceptions in reactor callbacks. Abort is the scheduler's, not an error."""
+    exceptions in reactor callbacks. Abort is the scheduler's, not an error.
+
+    A failure the program logs itself, with a message of its own
+    (``log.failure("fetch failed, using the cache", f)``, ``log.err(f, "...")``),
+    is one it handled, as with ``logging.exception``: it is kept apart
+    (:attr:`handled`), to say why the schedule failed if it fails otherwise.
+    ``d.addErrback(log.err)``, without a message, is an unhandled one."""
 
     def __init__(self) -> None:
         self.first: Failure | None = None
+        self.handled: Failure | None = None
 
     def start(self) -> None:
         from twisted.logger import globalLogPublisher
@@ -507,6 +516,9 @@ class _LoggedErrors:
         failure = event.get("log_failure", event.get("failure"))  # new and legacy keys
         if failure is None or self.first is not None or failure.check(Abort):
             return
+        handled = _logged_by_the_program(event)
+        if handled and self.handled is not None:
+            return
         from twisted.internet.defer import FirstError
         from twisted.logger import formatEvent
 
@@ -518,13 +530,25 @@ class _LoggedErrors:
             failure = failure.value.subFailure
             details = f"{failure.getTraceback()}\n{details}"
         value = str(failure.value)
-        self.first = Failure(
+        logged = Failure(
             "unhandled-error",
             f"{said}: {failure.type.__name__}" + (f": {value}" if value else ""),
             location=_failure_location(failure),
             details=details,
             what=failure.type.__name__,
         )
+        if handled:
+            self.handled = logged
+        else:
+            self.first = logged
+
+
+def _logged_by_the_program(event: dict[str, Any]) -> bool:
+    """Whether the program logged this failure itself, with its own message."""
+    namespace = str(event.get("log_namespace", ""))
+    if namespace == "log_legacy":  # twisted.python.log.err(failure, why)
+        return event.get("why") is not None
+    return not namespace.startswith("twisted.") and bool(event.get("log_format"))
 
 
 def _logged_by(event: dict[str, Any]) -> str:

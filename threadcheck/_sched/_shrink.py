@@ -21,7 +21,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from threadcheck._sched._report import ScheduleRun
-from threadcheck._sched._runner import Explorer, run_plan
+from threadcheck._sched._runner import Explorer
+from threadcheck._sched.strategies.anchored import Anchor, AnchoredPlan
 from threadcheck._sched.strategies.bounded import BoundedPreemption
 
 DEFAULT_SHRINK_BUDGET = 400
@@ -55,9 +56,10 @@ def shrink_failure(
             progress(runs, (best or failing).preemption_count)
         runs += 1
 
-    def attempt(preemptions: list[tuple[int, int]]) -> tuple[ScheduleRun, bool]:
+    def attempt(plan: AnchoredPlan) -> tuple[ScheduleRun, bool]:
         counted()
-        run, _ = run_plan(explorer, preemptions)
+        run = explorer.run(plan, 0)
+        assert run is not None
         return judged(run)
 
     def attempt_next(strategy: BoundedPreemption, index: int) -> tuple[ScheduleRun, bool] | None:
@@ -103,41 +105,47 @@ def _shrink(
     attempt: Attempt,
     within_budget: Callable[[], bool],
 ) -> ScheduleRun:
-    plan = [
+    by_decision = [
         (i, chosen) for i, (chosen, default, _) in enumerate(failing.choices) if chosen != default
     ]
-    best, reproduced = attempt(plan)
+    first = AnchoredPlan(by_decision=by_decision)
+    best, reproduced = attempt(first)
     if not reproduced:
         return explorer.rerun(failing)  # keep it as found
-    base, fails_unpreempted = attempt([])
+    base, fails_unpreempted = attempt(AnchoredPlan())
     if fails_unpreempted:
         return base
-    return _drop_greedily(attempt, best, plan, within_budget)
+    return _drop_greedily(attempt, best, first.preemptions_taken(best.choices), within_budget)
 
 
-Attempt = Callable[[list[tuple[int, int]]], tuple[ScheduleRun, bool]]
+Attempt = Callable[[AnchoredPlan], tuple[ScheduleRun, bool]]
 
 
 def _drop_greedily(
     attempt: Attempt,
     best: ScheduleRun,
-    plan: list[tuple[int, int]],
+    plan: list[tuple[Anchor, int]],
     within_budget: Callable[[], bool],
 ) -> ScheduleRun:
     """Drop runs of preemptions, latest first: half of them at a time, then ever
     fewer, down to one at a time until no drop fails alike. A random walk's
     failure can carry thousands of preemptions, of which a few matter: one at
-    a time, the budget ran out with thousands left."""
+    a time, the budget ran out with thousands left. Each drop that still fails
+    goes on from the preemptions that run really took (a kept one may no
+    longer preempt: its thread was already running)."""
     size = max(len(plan) // 2, 1)
     while plan and within_budget():
         end = len(plan)
         dropped = False
         while end > 0 and within_budget():
             start = max(end - size, 0)
-            trial = plan[:start] + plan[end:]
+            trial = AnchoredPlan(plan[:start] + plan[end:])
             run, fails = attempt(trial)
             if fails:
-                best, plan, dropped = run, trial, True
+                best, dropped = run, True
+                plan = trial.preemptions_taken(run.choices)
+                end = min(start, len(plan))
+                continue
             end = start
         if size == 1 and not dropped:
             break
