@@ -479,3 +479,30 @@ def test_an_errback_that_only_logs_the_error_leaves_it_unhandled(tmp_path: Path)
     assert result.stderr.startswith(
         "threadcheck: unhandled-error: Unhandled Error: ConnectionError: transient"
     ), result.stderr
+
+
+def test_a_test_runner_catching_the_teardown_prints_none_of_ours(tmp_path: Path) -> None:
+    # unittest (as trial) catches what unwinds each test and prints it, at
+    # the end, through the stream it kept: the teardown's Abort, ours, showed.
+    program = write_program(
+        tmp_path,
+        """
+        import threading
+        import unittest
+
+        class WorkerTests(unittest.TestCase):
+            def test_a_worker_fails(self):
+                worker = threading.Thread(target=lambda: 1 / 0)
+                worker.start()
+                worker.join()
+
+            def test_b_sums(self):
+                self.assertEqual(sum(range(3)), 3)
+
+        unittest.main()
+        """,
+    )
+    result = explore_program(program, "--budget", "5")
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("threadcheck: exception: ZeroDivisionError"), result.stderr
+    assert "Abort" not in result.stdout + result.stderr

@@ -523,3 +523,31 @@ def test_threadcheck_run_twistd_stopped_by_a_signal_prints_its_report(tmp_path: 
     assert result.returncode == -signal.SIGTERM, result.stderr
     assert "threadcheck: 1 thread-affinity violation" in result.stderr, result.stderr
     assert "offending call: refresher.tac:7 in refresh" in result.stderr
+
+
+def test_trial_tests_of_an_installed_package_are_the_users_code(tmp_path: Path) -> None:
+    # trial pkg.tests with the package installed: its test module sat under
+    # site-packages, folded as a library: the report had no offending line.
+    package = tmp_path / "site-packages" / "tcinstalled"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "test_service.py").write_text(TRIAL_WORKER_BUG)
+    result = trial("tcinstalled.test_service", tmp_path, PYTHONPATH=str(package.parent))
+    assert "FAILED (errors=1)" in result.stdout, result.stdout + result.stderr
+    said = result.stdout + result.stderr
+    assert "offending call: site-packages/tcinstalled/test_service.py:9 in worker" in said, said
+
+
+TRIAL_WORKER_BUG = """
+import threading
+from twisted.internet import reactor
+from twisted.trial import unittest
+
+class ServiceTests(unittest.TestCase):
+    def test_worker_schedules_a_call(self):
+        def worker():
+            reactor.callLater(0, lambda: None)  # BUG: from a worker thread
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
+"""

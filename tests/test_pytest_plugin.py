@@ -7,6 +7,7 @@ Runs pass ``-p no:twisted`` unless they are about pytest-twisted.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -733,3 +734,36 @@ def test_reactor_in_a_background_thread_crochet_style(pytester: pytest.Pytester)
     result = run(pytester, "--threadcheck", *NO_PYTEST_TWISTED)
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*reactor.callLater called from thread 'MainThread'*"])
+
+
+INSTALLED_TESTS = """
+import threading, time
+from twisted.internet import reactor
+
+def test_worker_schedules_a_call():
+    def worker():
+        reactor.callLater(0, lambda: None)  # BUG: from a worker thread
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+"""
+
+
+def test_tests_of_an_installed_package_are_the_users_code(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pytest --pyargs pkg.tests (tox's layout): the test module sits under
+    # site-packages, was folded as a library, and the report had no offending line.
+    package = pytester.path / "venv" / "site-packages" / "tcinstalled"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "test_service.py").write_text(INSTALLED_TESTS)
+    monkeypatch.setenv("PYTHONPATH", str(package.parent), prepend=os.pathsep)
+    result = run(pytester, "--threadcheck", "-p", "no:cacheprovider", "--pyargs", "tcinstalled")
+    assert result.ret == 1, result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            "*offending call: *site-packages/tcinstalled/test_service.py:7 in worker",
+            "*fix: do it in the reactor thread: reactor.callFromThread(reactor.callLater, ...)",
+        ]
+    )

@@ -20,6 +20,7 @@ A conftest that calls ``threadcheck.install()`` itself gets the same treatment.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
@@ -544,7 +545,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """A replay that would replay nothing is a usage error, not "1 passed"."""
+    """Tests collected from an installed package are the user's code; a replay
+    that would replay nothing is a usage error, not "1 passed"."""
+    _tests_are_user_code(session.items)
     if session.config.option.threadcheck_replay is None or not session.items:
         return  # (no items: an xdist controller, or --collect-only of nothing)
     if not any(item.get_closest_marker("threadcheck_explore") for item in session.items):
@@ -552,6 +555,18 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             "--threadcheck-replay: no selected test carries @pytest.mark.threadcheck_explore; "
             "run the replay command as printed (it names the test)"
         )
+
+
+def _tests_are_user_code(items: list[pytest.Item]) -> None:
+    """The folders of tests an installed package holds (``--pyargs``, tox's
+    layout; Twisted's own suites) hold the user's code: reports show their
+    lines, not the package folded as a library."""
+    from threadcheck import _stacks
+
+    folders = {os.path.dirname(str(item.path)) for item in items}
+    installed = [folder for folder in folders if _stacks.classify(folder + os.sep) is not None]
+    if installed:
+        _stacks.register_user_paths([folder + os.sep for folder in installed])
 
 
 def _marked(node: pytest.Item) -> bool:

@@ -25,7 +25,6 @@ scheduler code.
 from __future__ import annotations
 
 import _thread
-import io
 import select
 import sys
 import time
@@ -38,6 +37,7 @@ from typing import Any, NoReturn, Protocol
 
 from threadcheck._races import _footprint
 from threadcheck._races._clocks import VectorClock
+from threadcheck._sched._mute import Muted
 
 VIRTUAL_EPOCH = 1_767_225_600.0
 """Where virtual time starts: 2026-01-01 00:00 UTC, a fixed, realistic wall-clock time."""
@@ -321,7 +321,7 @@ class Scheduler:
         """The longest a thread was held while time passed: (seconds, its name)."""
         self._timed: dict[int, ControlledThread] = {}
         """Blocked threads with a deadline, by thread id."""
-        self._unmuted: tuple[Any, Any] | None = None
+        self._muted = Muted()
         """The program's stdout and stderr while a teardown discards its output."""
         self._io_waiters: dict[int, _IoWait] = {}  # in the order they began
         """Threads blocked until a real file descriptor is ready: (the thread, the
@@ -982,18 +982,15 @@ class Scheduler:
     def _tear_down(self) -> None:
         """Every thread unwinds from its next point on. The program's output goes
         nowhere meanwhile: the :class:`Abort` that unwinds its threads reaches its
-        own error handlers (Twisted's Deferreds catch it), which would print our
-        internals."""
+        own error handlers (Twisted's Deferreds catch it, trial reports it),
+        which would print our internals."""
         if not self.aborting:
-            self._unmuted = (sys.stdout, sys.stderr)
-            sys.stdout = sys.stderr = _Discarded()
+            self._muted.start()
         self.aborting = True
 
     def unmute(self) -> None:
         """The teardown is over: the program's output goes where it went."""
-        if self._unmuted is not None:
-            sys.stdout, sys.stderr = self._unmuted
-            self._unmuted = None
+        self._muted.stop()
 
     def _deadlock(self, current: ControlledThread) -> NoReturn:
         live = [t for t in self.threads if not t.finished]
@@ -1111,10 +1108,3 @@ def iter_runs(trace: Sequence[Step]) -> Iterator[list[Step]]:
         run.append(step)
     if run:
         yield run
-
-
-class _Discarded(io.TextIOBase):
-    """A text stream that keeps nothing written to it."""
-
-    def write(self, text: str) -> int:
-        return len(text)

@@ -11,6 +11,7 @@ outside its tests) fail the run when the runner finishes.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from typing import Any
 
@@ -19,6 +20,7 @@ from twisted.trial import itrial, reporter, runner, unittest
 from twisted.trial._dist.disttrial import DistTrialRunner
 from zope.interface import implementer  # type: ignore[import-untyped]
 
+from threadcheck import _stacks
 from threadcheck._processes import ProcessReport
 from threadcheck._report import format_report
 from threadcheck._testrun import ThreadAffinityViolationsError
@@ -50,6 +52,7 @@ def _charge_each_test(report: ProcessReport) -> None:
             allowed, bad_allow = _allowed(self), None
         except ValueError as error:
             allowed, bad_allow = {}, error
+        _tests_are_user_code(type(self))
         charging = _ChargingReporter(adapted, report, self.id(), allowed, bad_allow)
         report.tests.enter(self.id(), "call")
         try:
@@ -122,6 +125,22 @@ class _ChargingReporter:
             return False
         self.addError(test, _failure(failing))
         return True
+
+
+_seen_folders: set[str] = set()
+
+
+def _tests_are_user_code(test_class: type) -> None:
+    """A test module an installed package holds (``trial pkg.tests``) is the
+    user's code: reports show its lines, not the package folded as a library."""
+    filename = getattr(sys.modules.get(test_class.__module__), "__file__", None)
+    if not isinstance(filename, str):
+        return
+    folder = os.path.dirname(os.path.abspath(filename)) + os.sep
+    if folder not in _seen_folders:
+        _seen_folders.add(folder)
+        if _stacks.classify(folder) is not None:
+            _stacks.register_user_paths([folder])
 
 
 def _fail_the_run_for_leftovers(runner_class: type, name: str, report: ProcessReport) -> None:
