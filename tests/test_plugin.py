@@ -104,6 +104,31 @@ class Blocking(unittest.TestCase):
 """
 
 
+STALLING_TESTS = """
+import time
+from twisted.internet import reactor, task
+from twisted.trial.unittest import TestCase
+
+def load_config():
+    time.sleep(0.3)  # BUG: blocking in the reactor thread
+    return {"ok": True}
+
+class ConfigTests(TestCase):
+    def test_config_loaded(self):
+        return task.deferLater(reactor, 0, load_config)
+"""
+
+
+@pytest.mark.parametrize("jobs", [[], ["-j", "2"]], ids=["serial", "j2"])
+def test_trial_reports_a_stall_once_also_from_its_workers(tmp_path: Path, jobs: list[str]) -> None:
+    # Under -j a worker's stall stayed in its stderr, a file in _trial_temp.
+    (tmp_path / "tc_stalling.py").write_text(STALLING_TESTS)
+    result = trial("tc_stalling", tmp_path, *jobs)
+    assert "PASSED (successes=1)" in result.stdout, result.stdout + result.stderr
+    assert result.stderr.count("threadcheck: 1 reactor stall (reported, not failures)") == 1
+    assert "blocked at: tc_stalling.py:7 in load_config" in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize("jobs", [[], ["-j", "2"]], ids=["serial", "j2"])
 def test_trial_record_mode_fails_each_test_and_reports_everything(
     tmp_path: Path, jobs: list[str]
@@ -316,6 +341,22 @@ def test_twistd_violation_is_logged_and_fails_the_exit_status(tmp_path: Path) ->
     log = (tmp_path / "twistd.log").read_text()
     assert "[threadcheck#error] threadcheck: 1 thread-affinity violation" in log
     assert "offending call: app.tac:14 in worker" in log
+
+
+def test_twistd_logs_a_stall_as_a_warning(tmp_path: Path) -> None:
+    # A daemon has no stderr: its stalls were only ever printed there.
+    tac = TAC.format(buggy=False).replace(
+        "reactor.callLater(0.1, reactor.stop)",
+        "import time; time.sleep(0.3)  # a blocking load in the reactor thread\n"
+        "    reactor.callLater(0.1, reactor.stop)",
+    )
+    (tmp_path / "app.tac").write_text(tac)
+    command = [str(BIN / "twistd"), "--reactor=threadcheck", "-n", "--pidfile=", "-l", "s.log"]
+    result = run([*command, "-y", "app.tac"], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    log = (tmp_path / "s.log").read_text()
+    assert "[threadcheck#warn] threadcheck: 1 reactor stall (reported, not failures)" in log, log
+    assert "blocked at: app.tac:22 in start" in log
 
 
 def test_twistd_stopped_by_sigterm_still_writes_its_reports(tmp_path: Path) -> None:

@@ -5,7 +5,8 @@ plugin owns a *spool*: a temporary folder named in the environment, which its
 child processes inherit. A child that installs the reactor the same way (a
 ``trial -j`` worker, a test's child process) deposits its violations there as
 a JSON report when it exits, and prints nothing. The owner merges the
-deposits into its own report, so nothing is lost and nothing is counted twice.
+deposits into its own report, so nothing is lost and nothing is counted twice;
+its stalls too (they fail nothing).
 
 Thread safety: :class:`ProcessReport` is used by the thread that runs the
 test runner or service and by the exit handler; the recorder underneath is
@@ -29,6 +30,7 @@ from threadcheck._violation import Violation
 
 SPOOL_ENV = "THREADCHECK_SPOOL"
 OWNER_ENV = "THREADCHECK_SPOOL_OWNER"
+STALLS_SUFFIX = ".stalls"
 
 
 class Spool:
@@ -50,18 +52,19 @@ class Spool:
         env[OWNER_ENV] = str(os.getpid())
         return cls(created, owner=True)
 
-    def deposit(self, violations: list[Violation], mode: str) -> None:
-        """Leave ``violations`` for the owner (written whole, then renamed into place)."""
+    def deposit(self, violations: list[Violation], mode: str, suffix: str = ".json") -> None:
+        """Leave ``violations`` for the owner (written whole, then renamed into
+        place); stalls under the suffix ``.stalls``."""
         document = json.dumps(_report.to_json(violations, mode))
         handle, temporary = tempfile.mkstemp(dir=self.folder, suffix=".partial")
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(document)
-        os.replace(temporary, self.folder / f"{os.getpid()}-{Path(temporary).stem}.json")
+        os.replace(temporary, self.folder / f"{os.getpid()}-{Path(temporary).stem}{suffix}")
 
-    def collect(self) -> list[Violation]:
+    def collect(self, suffix: str = ".json") -> list[Violation]:
         """Every deposit so far, removed from the spool once read."""
         violations: list[Violation] = []
-        for path in sorted(self.folder.glob("*.json")):
+        for path in sorted(self.folder.glob(f"*{suffix}")):
             violations.extend(_report.from_json(json.loads(path.read_text(encoding="utf-8"))))
             path.unlink()
         return violations
@@ -108,15 +111,18 @@ class ProcessReport:
         violations = self.violations()
         self._finished = len(violations)
         mode = self.checker.mode.value
+        stalls = self.checker.recorder.stalls()
         if not self.spool.owner:
             if violations:
                 self.spool.deposit(violations, mode)
+            if stalls:  # a trial -j worker's stderr is a file nobody reads
+                self.spool.deposit(stalls, mode, STALLS_SUFFIX)
             return len(violations)
+        stalls += self.spool.collect(STALLS_SUFFIX)
         self.spool.remove()
         if violations:
             stream.write(_report.format_report(violations))
-        # This process's stalls (a child's stay in its own stderr: they fail nothing).
-        stream.write(_report.format_stalls(self.checker.recorder.stalls()))
+        stream.write(_report.format_stalls(stalls))
         if self.json_path is not None:
             _report.save_json(violations, mode, self.json_path, stream)
         stream.flush()

@@ -1,7 +1,7 @@
 """Under twistd: the report goes to the twistd log, and violations fail the exit status.
 
 A daemonized twistd has no stderr to print to, so the human-readable report
-is logged as the reactor shuts down; the application runner then exits with
+(and the stalls') is logged as the reactor shuts down; the application runner then exits with
 :data:`VIOLATIONS_FOUND` (the same status as ``threadcheck run``). Stopped by a
 signal (SIGTERM), twistd ends itself with it and no exit handler runs: the
 reports (stderr, ``THREADCHECK_JSON``) are written before.
@@ -17,7 +17,7 @@ from twisted.application import app
 from twisted.logger import Logger
 
 from threadcheck._processes import ProcessReport
-from threadcheck._report import format_report
+from threadcheck._report import format_report, format_stalls
 
 VIOLATIONS_FOUND = 3
 
@@ -46,3 +46,6 @@ def _log_report(report: ProcessReport) -> None:
     violations = report.violations()
     if violations:
         _log.error("{report}", report=format_report(violations).rstrip())
+    stalls = report.checker.recorder.stalls()
+    if stalls:  # they fail nothing: a warning
+        _log.warn("{report}", report=format_stalls(stalls).rstrip())
