@@ -767,3 +767,44 @@ def test_tests_of_an_installed_package_are_the_users_code(
             "*fix: do it in the reactor thread: reactor.callFromThread(reactor.callLater, ...)",
         ]
     )
+
+
+def test_a_conftest_installing_the_asyncio_reactor_gets_it_instrumented(
+    pytester: pytest.Pytester,
+) -> None:
+    # It met the instrumented default reactor, installed first, and the session
+    # ended with ReactorAlreadyInstalledError.
+    pytester.makeconftest(
+        "from twisted.internet import asyncioreactor\n\nasyncioreactor.install()\n"
+    )
+    pytester.makepyfile(
+        """
+        import threading
+        from twisted.internet import reactor
+        from threadcheck_reactor._asyncio import ThreadCheckAsyncioReactor
+
+        def test_asyncio_and_instrumented():
+            assert isinstance(reactor, ThreadCheckAsyncioReactor)
+
+        def test_worker_bug():
+            worker = threading.Thread(target=reactor.callLater, args=(0, print))
+            worker.start()
+            worker.join()
+        """
+    )
+    # (pytest-twisted would install its --reactor itself, and refuse another.)
+    result = run(pytester, "--threadcheck", "-p", "no:twisted")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*reactor.callLater called before run() from thread*"])
+
+
+def test_a_reactor_installed_before_the_plugin_is_refused_in_one_line(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(tc_early="from twisted.internet import reactor\n")
+    pytester.makepyfile("def test_x():\n    pass\n")
+    result = run(pytester, "--threadcheck", "-p", "tc_early")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: twisted.internet.epollreactor.EPollReactor is already the global reactor*"]
+    )

@@ -29,6 +29,7 @@ import pytest
 
 if TYPE_CHECKING:
     from threadcheck import _testexplore
+    from threadcheck._affinity import AffinityChecker
     from threadcheck._testrun import TestRun, ThreadCheckFixture
     from threadcheck._violation import Violation
 
@@ -40,11 +41,10 @@ STALLS_KEY = "threadcheck_stalls"
 class _State:
     """The plugin's per-session state, in ``config.stash``."""
 
-    def __init__(self, reactor: Any, json_path: str | None, report_only: bool) -> None:
+    def __init__(self, checker: AffinityChecker, json_path: str | None, report_only: bool) -> None:
         from threadcheck._testrun import TestRun
 
-        self.reactor = reactor
-        self.run: TestRun = TestRun(reactor.threadcheck)
+        self.run: TestRun = TestRun(checker)
         self.json_path = json_path
         self.html_path: str | None = None
         self.report_only = report_only
@@ -284,23 +284,50 @@ def _check_report_path(path: str | None, option: str = "--threadcheck-json") -> 
 
 
 def _install(config: pytest.Config, mode: str, kind: str) -> str | None:
+    """Make Twisted's reactor installers install the instrumented reactors: the
+    one pytest-twisted installs, the one a conftest installs itself
+    (``asyncioreactor.install()``), or the default one the first import of
+    ``twisted.internet.reactor`` installs, each checked by one checker."""
     import threadcheck_reactor
-    from threadcheck_reactor._stalls import threshold_from_milliseconds
+    from threadcheck_reactor import _installers
+    from threadcheck_reactor._stalls import threshold_from_environment, threshold_from_milliseconds
 
     options = config.known_args_namespace
+    installed = _uninstrumented_reactor()
+    if installed is not None:
+        return f"{installed} is already the global reactor: threadcheck cannot check it"
     try:
-        reactor = threadcheck_reactor.install(mode, kind=kind)
-        if options.threadcheck_stall_ms is not None:
-            reactor.stall_threshold = threshold_from_milliseconds(
-                options.threadcheck_stall_ms, "--threadcheck-stall-ms"
-            )
-    except (threadcheck_reactor.ReactorAlreadyInstalledError, ValueError) as error:
+        threadcheck_reactor.reactor_class(kind)
+        stall_ms = options.threadcheck_stall_ms
+        threshold = (
+            threshold_from_environment()
+            if stall_ms is None
+            else threshold_from_milliseconds(stall_ms, "--threadcheck-stall-ms")
+        )
+    except ValueError as error:
         return str(error)
+    from threadcheck._modes import Mode
+
+    checker = _installers.redirect(Mode.parse(mode), threshold)
     config.stash[_STATE] = _State(
-        reactor, options.threadcheck_json, options.threadcheck_report_only
+        checker, options.threadcheck_json, options.threadcheck_report_only
     )
     _wants_page(config, config.stash[_STATE])
     return None
+
+
+def _uninstrumented_reactor() -> str | None:
+    """The installed reactor's class, if it is one threadcheck does not check."""
+    reactor = sys.modules.get("twisted.internet.reactor")
+    if reactor is None or "threadcheck_reactor" not in sys.modules:
+        return None if reactor is None else _class_name(reactor)
+    from threadcheck_reactor import ThreadCheckMixin
+
+    return None if isinstance(reactor, ThreadCheckMixin) else _class_name(reactor)
+
+
+def _class_name(reactor: object) -> str:
+    return f"{type(reactor).__module__}.{type(reactor).__qualname__}"
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -381,7 +408,7 @@ def _adopt_installed_reactor(config: pytest.Config) -> _State | None:
     if not isinstance(reactor, ThreadCheckMixin):
         return None
     options = config.known_args_namespace
-    state = _State(reactor, options.threadcheck_json, options.threadcheck_report_only)
+    state = _State(reactor.threadcheck, options.threadcheck_json, options.threadcheck_report_only)
     _wants_page(config, state)
     config.stash[_STATE] = state
     return state
@@ -520,7 +547,9 @@ def threadcheck(request: pytest.FixtureRequest) -> ThreadCheckFixture:
     state = _state(request.config)
     if state is None:
         pytest.skip("threadcheck is not enabled: run pytest --threadcheck")
-    return ThreadCheckFixture(state.run, request.node.nodeid, state.reactor)
+    from twisted.internet import reactor  # the instrumented one: installed now if not yet
+
+    return ThreadCheckFixture(state.run, request.node.nodeid, reactor)
 
 
 # -- explorations -----------------------------------------------------------------
