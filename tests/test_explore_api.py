@@ -167,6 +167,20 @@ def test_a_reactor_imported_before_exploring_is_a_usage_error_not_a_deadlock() -
         call.cancel()  # what the scenario left there
 
 
+def test_a_pool_made_before_exploring_is_a_usage_error_not_a_deadlock(tmp_path: Any) -> None:
+    # A module-level adbapi.ConnectionPool starts its threads when the global
+    # reactor runs: its interactions never ran, and every schedule "deadlocked".
+    from twisted.enterprise import adbapi
+
+    pool = adbapi.ConnectionPool("sqlite3", str(tmp_path / "pool.db"), check_same_thread=False)
+
+    def scenario(reactor: Any) -> Any:
+        return pool.runQuery("SELECT 1")
+
+    with pytest.raises(ValueError, match="gave work to a thread pool that never started: "):
+        threadcheck.explore(scenario, budget=20)
+
+
 def test_a_thread_pool_the_program_makes_is_scheduled_too() -> None:
     """Twisted makes a ThreadPool's queues and lock in library code; they must
     still be the scheduler's, or a worker would block outside its control."""

@@ -808,3 +808,61 @@ def test_the_jittered_jobs_locked_twin_is_clean(tmp_path: Path) -> None:
     result = explore_program(program, "--budget", "300")
     assert result.returncode == 0, result.stderr
     assert "no failure" in result.stderr
+
+
+# An adbapi pool of two SQLite connections; each interaction reads a counter,
+# then writes it back plus one (the planted bug), or adds one in SQL (its twin).
+ADBAPI_COUNTER = """
+import os, sys, tempfile
+from twisted.enterprise import adbapi
+from twisted.internet import defer, reactor
+
+pool = adbapi.ConnectionPool(
+    "sqlite3", os.path.join(tempfile.mkdtemp(), "views.db"),
+    check_same_thread=False, cp_min=2, cp_max=2,
+)
+
+def setup(txn):
+    txn.execute("CREATE TABLE views (n INTEGER)")
+    txn.execute("INSERT INTO views VALUES (0)")
+
+def count_view(txn):
+    {count}
+
+@defer.inlineCallbacks
+def main():
+    yield pool.runInteraction(setup)
+    yield defer.gatherResults([pool.runInteraction(count_view) for _ in range(2)])
+    rows = yield pool.runQuery("SELECT n FROM views")
+    pool.close()
+    return rows[0][0]
+
+seen = []
+main().addBoth(lambda n: (seen.append(n), reactor.stop()))
+reactor.run()
+if seen != [2]:
+    sys.exit(f"lost update: {{seen}}")
+"""
+COUNT_READ_THEN_WRITE = (
+    'txn.execute("SELECT n FROM views")\n    (n,) = txn.fetchone()\n'
+    '    txn.execute("UPDATE views SET n = ?", (n + 1,))  # BUG: two connections'
+)
+COUNT_IN_SQL = 'txn.execute("UPDATE views SET n = n + 1")'
+
+
+@pytest.mark.parametrize("strategy", ["portfolio", "dpor"])
+def test_a_lost_update_through_adbapi_interactions_is_found(tmp_path: Path, strategy: str) -> None:
+    # adbapi's Transaction was taken for one of Twisted's reactor-side objects:
+    # its execute() was no point, and dpor "proved" the program correct.
+    program = write_program(tmp_path, ADBAPI_COUNTER.format(count=COUNT_READ_THEN_WRITE))
+    result = explore_program(program, "--strategy", strategy, "--budget", "1000")
+    assert_found_and_replayed(
+        result, "threadcheck: exit: the program exited with status 1: lost update: [1]"
+    )
+
+
+def test_the_adbapi_counter_counted_in_sql_is_clean(tmp_path: Path) -> None:
+    program = write_program(tmp_path, ADBAPI_COUNTER.format(count=COUNT_IN_SQL))
+    result = explore_program(program, "--budget", "300")
+    assert result.returncode == 0, result.stderr
+    assert "no failure" in result.stderr

@@ -228,3 +228,57 @@ def test_without_time_passing_the_planted_bugs_hide(tmp_path: Path) -> None:
         write_program(tmp_path, program("late", fixed=False)), "--max-delay", "0"
     )
     assert_clean(result)
+
+
+# A web service fetching its own page from three pool jobs (urllib, 3 s
+# timeout) while a daemon heartbeat hands counts to the reactor every 250 ms.
+SELF_FETCH = """
+import sys, threading, time, urllib.request
+from twisted.internet import defer, reactor, threads
+from twisted.web import resource, server
+
+class Hello(resource.Resource):
+    isLeaf = True
+
+    def render_GET(self, request):
+        return b"hello"
+
+beats = []
+
+def heartbeat():
+    while True:
+        reactor.callFromThread(beats.append, len(beats))
+        time.sleep(0.25)
+
+def fetch(url):
+    with urllib.request.urlopen(url, timeout=3) as response:
+        return response.read()
+
+threading.Thread(target=heartbeat, daemon=True).start()
+port = reactor.listenTCP(0, server.Site(Hello()), interface="127.0.0.1")
+url = f"http://127.0.0.1:{port.getHost().port}/"
+{serve}
+fetched = defer.gatherResults([threads.deferToThread(fetch, url) for _ in range(3)])
+results = []
+fetched.addBoth(lambda result: (results.append(result), reactor.stop()))
+reactor.run()
+if results != [[b"hello"] * 3]:
+    sys.exit(f"fetch failed: {results[0]!r}")
+"""
+
+
+def test_a_reactor_held_before_each_of_its_iterations_is_held_a_second_in_all(
+    tmp_path: Path,
+) -> None:
+    # Held a second before each of the iterations that served the request
+    # (each a wait for I/O), the reactor let the clients' 3 s timeout expire.
+    program = write_program(tmp_path, SELF_FETCH.replace("{serve}", "pass"))
+    assert_clean(explore_program(program, "--budget", "400"), budget=400)
+
+
+def test_a_reactor_blocked_past_the_clients_timeout_is_found(tmp_path: Path) -> None:
+    serve = "reactor.callLater(0, time.sleep, 3.5)  # BUG: a blocking load in the reactor"
+    result = explore_program(write_program(tmp_path, SELF_FETCH.replace("{serve}", serve)))
+    assert_found_and_replayed(
+        result, "threadcheck: exit: the program exited with status 1: fetch failed: "
+    )

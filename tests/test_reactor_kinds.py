@@ -40,6 +40,20 @@ def test_each_kind_stays_its_own_class(kind: str) -> None:
     assert all(instrumented != other for other in others)
 
 
+def test_each_scheduled_class_equals_twisteds_too() -> None:
+    # explore's reactor: scrapy's TWISTED_REACTOR check failed every schedule.
+    from threadcheck_reactor._scheduled import SCHEDULED_CLASSES
+
+    for scheduled in SCHEDULED_CLASSES:
+        [instrumented] = [
+            base for base in scheduled.__mro__ if any(base is c for c in REACTOR_KINDS.values())
+        ]
+        twisted = vars(instrumented)["_threadcheck_instruments"]
+        assert scheduled == twisted and twisted == scheduled
+        assert hash(scheduled) == hash(twisted)
+        assert scheduled is not twisted and scheduled.__name__.startswith("Scheduled")
+
+
 def test_only_the_instrumented_class_itself_equals_twisteds() -> None:
     subclass = type("Subclass", (reactor_class("select"),), {})
     assert subclass != namedAny(TWISTED_CLASSES["select"])

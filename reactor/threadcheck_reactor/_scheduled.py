@@ -25,7 +25,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from threadcheck._affinity import AffinityChecker
 from threadcheck._modes import DEFAULT_MODE, Mode
@@ -34,7 +34,7 @@ from threadcheck._recorder import Recorder
 from threadcheck._sched._core import ControlledThread, Scheduler
 from threadcheck._sched._pool import scheduled_team
 from threadcheck_reactor._delayedcall import CheckedDelayedCall, delayed_call_type
-from threadcheck_reactor._reactor import REACTOR_CLASSES, ThreadCheckMixin
+from threadcheck_reactor._reactor import REACTOR_CLASSES, InstrumentedReactorType, ThreadCheckMixin
 from threadcheck_reactor._threadpool import SubmissionTrackingThreadPool
 
 REACTOR = ("reactor",)
@@ -210,9 +210,13 @@ def _end_children(before: set[int]) -> None:
 
 def _scheduled(cls: type[ThreadCheckMixin]) -> type[ScheduledMixin]:
     name = "Scheduled" + cls.__name__.removeprefix("ThreadCheck")
-    made = type(name, (ScheduledMixin, cls), {"__doc__": f"{cls.__doc__} Under the scheduler."})
+    namespace = {"__doc__": f"{cls.__doc__} Under the scheduler."}
+    # Equal to Twisted's class too, as the instrumented one is: scrapy's
+    # TWISTED_REACTOR check compares type(reactor) with it on every schedule.
+    twisteds = vars(cls)["_threadcheck_instruments"]
+    made = InstrumentedReactorType(name, (ScheduledMixin, cls), namespace, instruments=twisteds)
     made.__module__ = __name__
-    return made
+    return cast("type[ScheduledMixin]", made)
 
 
 SCHEDULED_CLASSES: list[type[ScheduledMixin]] = [_scheduled(cls) for cls in REACTOR_CLASSES]

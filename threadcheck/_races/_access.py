@@ -366,7 +366,8 @@ def cr(obj: Any, site: int) -> Any:
     key, which the race detector cannot see here); a method of library or C
     code (``conn.execute(sql)``, ``f.write(line)``) may change its object
     unseen, so it writes it as a whole, and is a scheduling point (Twisted's
-    objects excepted: using one from two threads is a violation already)."""
+    reactor-side objects excepted: using one from two threads is a violation
+    already; adbapi's, which pool threads use, are not)."""
     collecting = _footprint.collecting
     if not collecting and on_handover is None:
         return obj
@@ -458,10 +459,17 @@ def _kind_of(cls: type) -> int:
         kind = _CONTAINER
     elif GLOBALS in getattr(module, "__dict__", ()) or top in _TRANSPARENT:
         kind = 0
+    elif top == "twisted" and not module_name.startswith(_THREAD_SIDE_TWISTED):
+        kind = _TWISTED
     else:
-        kind = _TWISTED if top == "twisted" else _OPAQUE
+        kind = _OPAQUE
     _kinds[cls] = kind
     return kind
+
+
+_THREAD_SIDE_TWISTED = ("twisted.enterprise.",)
+"""Twisted's objects made to be used in pool threads (adbapi's transactions and
+connections): unchecked, so their methods are points as any library's."""
 
 
 class _Keyed:

@@ -11,8 +11,7 @@ is blocked and some wait has a deadline, the clock jumps to the earliest one;
 when none has, that is a deadlock. While some thread could run, letting time
 pass to the next deadline is one more choice for the strategy (:data:`TIME`):
 the runnable threads are *held* (a preempted thread on a real machine loses
-tens of milliseconds), never more than ``max_delay`` seconds in all from when
-they could run until they wait again.
+tens of milliseconds), never more than ``max_delay`` seconds in all.
 
 Thread safety: only the thread holding the turn reads or writes scheduler
 state. Threads that are not controlled never touch it (primitives check
@@ -173,6 +172,10 @@ class ControlledThread:
     ended. Time passes while it can run for ``max_delay`` in all, not at each
     hold: a thread run one step between holds of a second would otherwise be
     late by as many seconds as the program's safety timeouts need."""
+    held_before: float = 0.0
+    """How long it was held in its earlier turns of running and waiting, which
+    count towards ``max_delay`` too: a reactor held a second before each of its
+    iterations (each a wait for I/O) let a client's 3 s timeout expire."""
     finished: bool = False
     joiners: list[ControlledThread] = field(default_factory=list, repr=False)
     abort_steps: int = 0
@@ -193,6 +196,10 @@ class ControlledThread:
     @property
     def runnable(self) -> bool:
         return not self.finished and self.waiting is None
+
+    def held_for(self, now: float) -> float:
+        """How long it will have been held in all, by ``now``, if it waits no more."""
+        return self.held_before + now - self.held_since
 
 
 @dataclass(eq=False)
@@ -530,6 +537,7 @@ class Scheduler:
         if self.aborting:
             self._abort_here(current)
         current.waiting = why
+        current.held_before += self.now - current.held_since
         current.waiting_on = on
         current.deadline = deadline
         if deadline is not None:
@@ -778,13 +786,15 @@ class Scheduler:
         if not self._timed:
             return False
         soonest = _deadline_order(self._due())[0]
-        held = min(self.threads[tid].held_since for tid in runnable)
-        return soonest <= self.now or soonest - held <= self.max_delay
+        return soonest <= self.now or self._held_at(soonest, runnable) <= self.max_delay
 
     def _may_hold_longer(self, runnable: list[int]) -> bool:
         """Whether ``runnable`` have all been held less than ``max_delay`` so far."""
-        held = min(self.threads[tid].held_since for tid in runnable)
-        return self.now - held < self.max_delay
+        return self._held_at(self.now, runnable) < self.max_delay
+
+    def _held_at(self, when: float, runnable: list[int]) -> float:
+        """The longest that any of ``runnable`` will have been held by ``when``."""
+        return max(self.threads[tid].held_for(when) for tid in runnable)
 
     def _io_to_end(self) -> _IoWait | None:
         """The first-begun wait on real I/O that may end with every thread held."""
@@ -926,7 +936,7 @@ class Scheduler:
         following.baton.release()
 
     def _note_hold(self, following: ControlledThread) -> None:
-        held = self.now - following.held_since
+        held = following.held_for(self.now)
         if held > 0 and (self.longest_hold is None or held > self.longest_hold[0]):
             self.longest_hold = (held, f"T{following.tid} ({following.name})")
 

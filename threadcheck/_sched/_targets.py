@@ -61,7 +61,7 @@ class ScenarioTarget:
 
         # The scheduled reactor is Twisted's global one meanwhile: threads.deferToThread
         # and code importing the reactor as it runs get it, not an idle real one.
-        with _global_reactor(reactor) as replaced:
+        with _global_reactor(reactor) as replaced, _idle_pools_given_work() as idle:
             before = _activity(replaced)
             try:
                 outcome = _run_until_fired(reactor, self._call)
@@ -70,6 +70,8 @@ class ScenarioTarget:
                     raise TargetError(
                         _STALE_REACTOR.format(self.description, type(replaced).__name__)
                     )
+                if not outcome and idle:
+                    raise TargetError(_IDLE_POOL.format(self.description))
         if not outcome:
             return Failure(
                 "incomplete",
@@ -212,6 +214,43 @@ _STALE_REACTOR = (
     "{0} used Twisted's global reactor as imported before exploring (a {1}), which no"
     " schedule runs: use the reactor the scenario is given, scenario(reactor)"
 )
+
+
+_IDLE_POOL = (
+    "{0} gave work to a thread pool that never started: one made before exploring"
+    " (an adbapi.ConnectionPool made at import, say) starts when Twisted's global"
+    " reactor runs, which no schedule does; make it in the scenario, with the reactor"
+    " it is given (adbapi.ConnectionPool(..., cp_reactor=reactor))"
+)
+
+
+@contextmanager
+def _idle_pools_given_work() -> Iterator[list[Any]]:
+    """The Twisted thread pools given work while not started: the scenario waits
+    on it for ever if they never start (a false deadlock, else)."""
+    from twisted.python.threadpool import ThreadPool
+
+    idle: list[Any] = []
+    given_work, start = ThreadPool.callInThreadWithCallback, ThreadPool.start
+
+    @functools.wraps(given_work)
+    def noted(pool: Any, *args: Any, **kwargs: Any) -> None:
+        if not pool.started and all(pool is not seen for seen in idle):
+            idle.append(pool)
+        given_work(pool, *args, **kwargs)
+
+    @functools.wraps(start)
+    def started(pool: Any) -> None:
+        idle[:] = [seen for seen in idle if seen is not pool]  # (stopped with the reactor)
+        start(pool)
+
+    ThreadPool.callInThreadWithCallback = noted  # type: ignore[method-assign,assignment]
+    ThreadPool.start = started  # type: ignore[method-assign,assignment]
+    try:
+        yield idle
+    finally:
+        ThreadPool.callInThreadWithCallback = given_work  # type: ignore[method-assign]
+        ThreadPool.start = start  # type: ignore[method-assign]
 
 
 def _activity(reactor: Any) -> tuple[object, ...] | None:
