@@ -6,12 +6,12 @@ from collections.abc import Callable
 from threading import get_ident
 from typing import Any, TypeVar
 
+from threadcheck._affinity import AffinityChecker
 from threadcheck_reactor._signature import same_signature
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 _CHECK_THEN_CALL = """
-    checker = {first}._threadcheck
     if get_ident() != checker.owner:
         __tracebackhide__ = True  # pytest shows the user's call, not this wrapper
         if checker.violation(api):
@@ -19,6 +19,7 @@ _CHECK_THEN_CALL = """
                 return original({call})
     return original({call})
 """
+_OWN_CHECKER = "\n    checker = {first}._threadcheck"
 
 
 def checked(api: str, method: _F) -> _F:
@@ -30,5 +31,15 @@ def checked(api: str, method: _F) -> _F:
     goes on exempt from further checks, so one mistake is one violation, not
     one per API Twisted calls inside it.
     """
-    wrapper = same_signature(method, _CHECK_THEN_CALL, api=api, get_ident=get_ident)
+    body = _OWN_CHECKER + _CHECK_THEN_CALL
+    wrapper = same_signature(method, body, api=api, get_ident=get_ident)
+    return wrapper  # type: ignore[return-value]
+
+
+def checked_by(checker: AffinityChecker, api: str, method: _F) -> _F:
+    """:func:`checked` for a bound ``method`` of an object that is not a
+    reactor (asyncio's loop), checked by the reactor's ``checker``."""
+    wrapper = same_signature(
+        method, _CHECK_THEN_CALL, api=api, checker=checker, get_ident=get_ident
+    )
     return wrapper  # type: ignore[return-value]

@@ -17,7 +17,7 @@ from threading import get_ident
 from typing import Any
 
 from threadcheck._affinity import AffinityChecker
-from threadcheck_reactor._signature import same_signature
+from threadcheck_reactor._checked import checked_by
 
 LOOP_METHODS: tuple[str, ...] = (
     "call_soon",
@@ -34,16 +34,6 @@ LOOP_METHODS: tuple[str, ...] = (
 
 LOOP_APIS: tuple[str, ...] = tuple(f"loop.{name}" for name in LOOP_METHODS)
 
-# As _checked's template, with the checker bound in: the loop is not ours.
-_CHECK_THEN_CALL = """
-    if get_ident() != checker.owner:
-        __tracebackhide__ = True  # pytest shows the user's call, not this wrapper
-        if checker.violation(api):
-            with checker.exempt():
-                return original({call})
-    return original({call})
-"""
-
 
 def check_loop(loop: Any, checker: AffinityChecker) -> None:
     """Give ``loop`` (an instance) the affinity check on each of :data:`LOOP_METHODS`.
@@ -56,9 +46,7 @@ def check_loop(loop: Any, checker: AffinityChecker) -> None:
         if name == "call_soon" and _inlinable(loop):
             wrapper = _checked_call_soon(loop, checker)
         else:
-            wrapper = same_signature(
-                method, _CHECK_THEN_CALL, api=f"loop.{name}", checker=checker, get_ident=get_ident
-            )
+            wrapper = checked_by(checker, f"loop.{name}", method)
         try:
             setattr(loop, name, wrapper)
         except AttributeError:
