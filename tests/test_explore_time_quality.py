@@ -282,3 +282,13 @@ def test_a_reactor_blocked_past_the_clients_timeout_is_found(tmp_path: Path) -> 
     assert_found_and_replayed(
         result, "threadcheck: exit: the program exited with status 1: fetch failed: "
     )
+
+
+def test_a_reactor_waiting_on_real_sockets_is_not_held(tmp_path: Path) -> None:
+    # Its own wait on a real socket (virtual time moving with it) was counted as
+    # a hold: "held 20 ms" named in a failure shown without any time passing.
+    text = SELF_FETCH.replace("{serve}", "pass").replace('b"hello"\n', 'b"maintenance"\n', 1)
+    result = explore_program(write_program(tmp_path, text), "--budget", "5")
+    assert result.returncode == 1, result.stderr
+    assert "shown without preemptions" in result.stderr.splitlines()[1], result.stderr
+    assert "time passed while threads could run" not in result.stderr

@@ -625,6 +625,8 @@ class Scheduler:
         """Move virtual time on (a reactor that waited on real sockets)."""
         self.thinned.add("real I/O (its timing is not controlled)")
         self.now += seconds
+        if self._running is not None:  # it waited, it was not held
+            self._running.held_since += seconds
         self.progress += 1  # time goes on with real I/O: nothing is stuck (a long sleep)
         self._wake_due()  # a worker's sleep ends meanwhile
         if self._io_waiters:
@@ -664,10 +666,10 @@ class Scheduler:
             self._io_waiters.pop(current.tid, None)
         return deadline is None or self.now < deadline
 
-    def _wake_ready_io(self, timeout: float, only: _IoWait | None = None) -> float:
+    def _wake_ready_io(self, timeout: float, only: _IoWait | None = None) -> None:
         """Wake the threads whose file is ready (or ``only`` its thread), waiting
-        up to ``timeout`` real seconds for one; the seconds waited, which
-        virtual time gains too."""
+        up to ``timeout`` real seconds for one, which virtual time gains too
+        (before they wake: they were not held meanwhile)."""
         waits = [only] if only is not None else list(self._io_waiters.values())
         readers = {file: w.thread for w in waits for file in w.reads}
         writers = {file: w.thread for w in waits for file in w.writes}
@@ -676,12 +678,12 @@ class Scheduler:
             readable, writable, _ = _real_select(list(readers), list(writers), [], timeout)
         except (OSError, ValueError):  # a file closed meanwhile: its call will say so
             readable, writable = list(readers), list(writers)
-        waited = _real_clock() - started
+        if timeout > 0:
+            self.now += _real_clock() - started
         for file in readable:
             self._wake_io_waiter(readers[file])
         for file in writable:
             self._wake_io_waiter(writers[file])
-        return waited
 
     def _wake_io_waiter(self, thread: ControlledThread) -> None:
         if self._io_waiters.pop(thread.tid, None) is not None and thread.waiting is not None:
@@ -696,7 +698,7 @@ class Scheduler:
         while not self.aborting:
             first = next(iter(self._io_waiters.values()), None)
             only = first if _real_clock() < patient_until else None
-            self.now += self._wake_ready_io(REAL_IO_WAIT, only)
+            self._wake_ready_io(REAL_IO_WAIT, only)
             woken = [t for t in self.threads if t.runnable]
             if woken:
                 return woken[0]
@@ -842,7 +844,7 @@ class Scheduler:
         what = f"T{wait.thread.tid}'s {wait.thread.waiting} ends"
         patient_until = _real_clock() + IO_PATIENCE
         while wait.thread.tid in self._io_waiters and _real_clock() < patient_until:
-            self.now += self._wake_ready_io(REAL_IO_WAIT, wait)
+            self._wake_ready_io(REAL_IO_WAIT, wait)
         if wait.thread.tid in self._io_waiters:
             wait.ends_alone = False
             return None
