@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from threadcheck import Kind, Mode, ThreadAffinityError
+from threadcheck import Kind, Mode, ThreadAffinityError, _fixes
 from threadcheck._cli import VIOLATIONS_FOUND
 from threadcheck._report import fix_for
 from threadcheck_reactor._asyncio import ThreadCheckAsyncioReactor
@@ -124,7 +124,7 @@ def test_a_future_completed_from_a_worker_is_reported_with_the_asyncio_fix(
     [violation] = running.recorder.violations()
     assert violation.api == "loop.call_soon"
     assert violation.stack[-1].filename == __file__
-    assert "loop.call_soon_threadsafe(fut.set_result, value)" in fix_for(violation)
+    assert fix_for(violation).endswith("loop.call_soon_threadsafe(future.set_result, 3)")
 
 
 def test_the_thread_safe_hand_overs_are_silent(
@@ -152,6 +152,53 @@ def test_one_mistake_is_one_violation(
     running = asyncio_reactor(Mode.RECORD)
     _create_task(loop_of(running))  # create_task calls call_soon inside
     assert [v.api for v in running.recorder.violations()] == ["loop.create_task"]
+
+
+@pytest.mark.parametrize(
+    ("offending", "handed_over"),
+    [
+        ('loop.call_soon(print, "hello")', 'loop.call_soon_threadsafe(print, "hello")'),
+        ("done.set()  # the worker finished", "loop.call_soon_threadsafe(done.set)"),
+        ("self.task.cancel()", "loop.call_soon_threadsafe(self.task.cancel)"),
+        ("jobs.put_nowait(item)", "loop.call_soon_threadsafe(jobs.put_nowait, item)"),
+        ("waiter.set_exception(error)", "loop.call_soon_threadsafe(waiter.set_exception, error)"),
+    ],
+)
+def test_a_call_soon_fix_hands_over_the_call_the_worker_made(
+    offending: str, handed_over: str
+) -> None:
+    # Every loop.call_soon said "a future completed here: fut.set_result".
+    fix = _fixes.object_api_fix("loop.call_soon", offending)
+    assert fix == f"hand it to the loop's thread: {handed_over}"
+
+
+def test_a_call_soon_from_a_line_it_cannot_read_gets_the_general_fix() -> None:
+    fix = _fixes.object_api_fix("loop.call_soon", "watchdog.start()")
+    assert fix is not None and fix.startswith("hand it to the loop's thread: ")
+    assert "loop.call_soon_threadsafe(f, ...)" in fix
+
+
+def test_in_raise_mode_a_refused_future_completion_still_wakes_its_waiter(
+    asyncio_reactor: Callable[[Mode], RunningReactor],
+) -> None:
+    # Refused inside set_result, which had marked the future done: what
+    # awaited it waited for ever.
+    running = asyncio_reactor(Mode.RAISE)
+    loop = loop_of(running)
+    waiting = asyncio.run_coroutine_threadsafe(_wait_for_future(loop), loop).result(30)
+    future, woken = waiting
+    with pytest.raises(ThreadAffinityError):
+        future.set_result("addr")
+    assert asyncio.run_coroutine_threadsafe(asyncio.wait_for(woken, 30), loop).result(30) == "addr"
+
+
+async def _wait_for_future(loop: Any) -> tuple[Any, Any]:
+    future = loop.create_future()
+
+    async def wait() -> Any:
+        return await future
+
+    return future, loop.create_task(wait())
 
 
 @pytest.mark.parametrize(
@@ -242,7 +289,10 @@ def test_a_pool_job_completing_an_asyncio_future_is_reported_at_its_line(
     assert "  loop.call_soon: 2" in result.stderr  # both jobs
     line = PRICE_SERVICE.splitlines().index("    {complete}") + 1
     assert f"prices.py:{line}" in result.stderr
-    assert "loop.call_soon_threadsafe(fut.set_result, value)" in result.stderr
+    assert (
+        "fix: hand it to the loop's thread: loop.call_soon_threadsafe(future.set_result, price)"
+        in (result.stderr)
+    )
 
 
 ASYNCIO_CODE_INLINED = {

@@ -95,6 +95,15 @@ def test_no_schedule_run_is_inconclusive_not_a_pass(bound: dict[str, Any]) -> No
         (lambda: threadcheck.Schedule.of([(1, 2, 3)]), r"Schedule.of: \(1, 2, 3\) is no"),
         (lambda: threadcheck.Schedule.of([(1, 0), (1, 2)]), "a decision planned twice"),
         (lambda: threadcheck.run(FIXED["ordering"], schedule="tc1.abc"), "give a Schedule"),
+        # A string was taken letter by letter ("no such module: t"), a string
+        # max_delay raised TypeError from a comparison, a None token AttributeError.
+        (
+            lambda: threadcheck.explore(FIXED["ordering"], include="twisted"),
+            "include='twisted': give a list of files, folders or module names",
+        ),
+        (lambda: threadcheck.run(FIXED["ordering"], include="twisted"), "include='twisted'"),
+        (lambda: threadcheck.run(FIXED["ordering"], max_delay="1"), "not '1'"),
+        (lambda: threadcheck.replay(FIXED["ordering"], None), "token=None: give the tc1."),
     ],
 )
 def test_bad_arguments_are_one_line_errors_before_anything_runs(call: Any, error: str) -> None:

@@ -873,6 +873,19 @@ def test_the_detector_keeps_no_frame_or_container_alive(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="3.11's resource tracker reads it")
+def test_a_tracked_rlock_tells_its_recursion_count(tmp_path: Path) -> None:
+    # multiprocessing's spawn context (ProcessPoolExecutor(mp_context=...))
+    # reads its tracker's RLock._recursion_count(): an AttributeError under --races.
+    body = """
+    lock = threading.RLock()
+    with lock, lock:
+        assert lock._recursion_count() == 2
+    assert lock._recursion_count() == 0
+    """
+    assert races_in(tmp_path, body) == []
+
+
 def test_a_generic_simple_queue_annotation_still_works(tmp_path: Path) -> None:
     assert races_in(tmp_path, "jobs: queue.SimpleQueue[int] = queue.SimpleQueue()\n") == []
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Hashable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from threadcheck import _arguments
 from threadcheck._affinity import AffinityChecker
 from threadcheck._confine import any_thread, assert_reactor_thread, confine, reactor_only
 from threadcheck._modes import DEFAULT_MODE, Mode
@@ -152,6 +153,7 @@ def explore(
     from threadcheck._sched._targets import ScenarioTarget
     from threadcheck._stacks import include_paths
 
+    _arguments.require("include", include, _arguments.names)
     return explore_target(
         ScenarioTarget(scenario),
         budget=Budget(budget, seconds),
@@ -180,6 +182,8 @@ def replay(scenario: Callable[[Any], Any], token: str) -> ExploreResult:
     from threadcheck._sched._explore import replay as replay_target
     from threadcheck._sched._targets import ScenarioTarget
 
+    if not isinstance(token, str):
+        raise TypeError(f"token={token!r}: give the tc1. token a failure printed")
     return replay_target(ScenarioTarget(scenario), token)
 
 
@@ -205,6 +209,7 @@ def run(
     from threadcheck._sched._targets import ScenarioTarget
     from threadcheck._stacks import include_paths
 
+    _arguments.require("include", include, _arguments.names)
     if schedule is not None and not isinstance(schedule, Schedule):
         raise TypeError(
             f"schedule={schedule!r}: give a Schedule (Schedule.of, threadcheck.hypothesis."

@@ -43,3 +43,9 @@ def outcomes(value: Any) -> str | None:
 
 def probability(value: Any) -> str | None:
     return None if is_number(value) and 0 <= value <= 1 else "give a probability, from 0 to 1"
+
+
+def names(value: Any) -> str | None:
+    """Files, folders or module names (``include``): a list, not one string."""
+    listed = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+    return None if listed else "give a list of files, folders or module names"

@@ -6,6 +6,8 @@ Spelled with the names a Twisted user has for the object (``d``, ``transport``,
 
 from __future__ import annotations
 
+import re
+
 STUCK_AT_SHUTDOWN = (
     "make the job return at shutdown: give its blocking call a timeout, or have it "
     "check a flag that a 'before' 'shutdown' trigger sets"
@@ -64,11 +66,12 @@ def object_name(api: str) -> str:
     return _OBJECT_NAMES.get(api.partition(".")[0], "obj")
 
 
-def object_api_fix(api: str) -> str | None:
-    """The fix for ``api`` (``"transport.write"``), or None if it is not an object API."""
+def object_api_fix(api: str, offending: str = "") -> str | None:
+    """The fix for ``api`` (``"transport.write"``), or None if it is not an object
+    API; ``offending``: the source line of the call (asyncio's fixes quote it)."""
     kind, _, method = api.partition(".")
     if kind == "loop" and method:
-        return _loop_fix(method)
+        return _loop_fix(method, offending)
     name = _OBJECT_NAMES.get(kind)
     if name is None or not method:
         return None
@@ -87,18 +90,34 @@ def object_api_fix(api: str) -> str | None:
     return f"do it in the reactor thread: reactor.callFromThread({call})"
 
 
-def _loop_fix(method: str) -> str:
+# A call on one of asyncio's loop-owned objects that reaches loop.call_soon:
+# ``fut.set_result(value)``, ``done.set()``, ``task.cancel()``, ``q.put_nowait(x)``.
+_HANDED_OVER = re.compile(
+    r"(?P<obj>[\w.\[\]]+)\.(?P<method>set_result|set_exception|cancel|set|put_nowait"
+    r"|call_soon)\((?P<args>.*)\)\s*(#.*)?$"
+)
+
+
+def _loop_fix(method: str, offending: str) -> str:
     """asyncio's own hand-over: the loop is not the reactor, though it runs in its thread."""
     if method == "create_task":
         return (
             "hand the coroutine to the loop's thread: asyncio.run_coroutine_threadsafe(coro, loop)"
         )
-    if method == "call_soon":
+    if method != "call_soon":
+        return f"do it in the loop's thread: loop.call_soon_threadsafe(loop.{method}, ...)"
+    handed = _HANDED_OVER.search(offending)
+    if handed is None:
         return (
-            "hand it to the loop's thread: loop.call_soon_threadsafe(f, ...) "
-            "(a future completed here: loop.call_soon_threadsafe(fut.set_result, value))"
+            "hand it to the loop's thread: loop.call_soon_threadsafe(f, ...); asyncio's "
+            "futures, events, queues and tasks are the loop's too: their set_result, set, "
+            "put_nowait and cancel are handed over the same way"
         )
-    return f"do it in the loop's thread: loop.call_soon_threadsafe(loop.{method}, ...)"
+    args = handed["args"].strip()
+    if handed["method"] == "call_soon":
+        return f"hand it to the loop's thread: {handed['obj']}.call_soon_threadsafe({args})"
+    call = f"{handed['obj']}.{handed['method']}" + (f", {args}" if args else "")
+    return f"hand it to the loop's thread: loop.call_soon_threadsafe({call})"
 
 
 def race_hint(location: str, access: str, earlier: str) -> str:

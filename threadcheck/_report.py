@@ -115,7 +115,8 @@ def _hint(violation: Violation) -> str:
             f"call {entry.function}() in the reactor thread: "
             f"reactor.callFromThread({owner}.{entry.function}, ...)"
         )
-    object_fix = _fixes.object_api_fix(violation.api)
+    offending = violation.user_frame()
+    object_fix = _fixes.object_api_fix(violation.api, offending.source if offending else "")
     if object_fix is not None:
         return object_fix
     if not violation.api.startswith(("reactor.", "blockingCallFromThread")):

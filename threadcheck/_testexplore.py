@@ -172,11 +172,6 @@ def _granularity(value: Any) -> str | None:
     return None if value in GRANULARITIES else f"choose one of {', '.join(GRANULARITIES)}"
 
 
-def _names(value: Any) -> str | None:
-    listed = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
-    return None if listed else "give a list of files, folders or module names"
-
-
 def _anything(value: Any) -> str | None:
     return None
 
@@ -191,7 +186,7 @@ _CHECKS = {
     "acceptable": _arguments.outcomes,
     "forbidden": _arguments.outcomes,
     "yield_probability": _arguments.probability,
-    "include": _names,
+    "include": _arguments.names,
 }
 """Each marker argument's check: None, or what is wrong (max_delay and races
 are checked by :class:`Settings`)."""

@@ -12,6 +12,7 @@ the thread making it; the checks then run in any thread.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from threading import get_ident
 from typing import Any
@@ -70,7 +71,12 @@ def _checked_call_soon(loop: Any, checker: AffinityChecker) -> Callable[..., Any
     def call_soon(callback: Any, *args: Any, context: Any = None) -> Any:
         if get_ident() != checker.owner:
             __tracebackhide__ = True  # pytest shows the user's call, not this wrapper
-            if checker.violation("loop.call_soon"):
+            try:
+                goes_on = checker.violation("loop.call_soon")
+            except BaseException:
+                _hand_over(loop, callback, args, context)
+                raise
+            if goes_on:
                 with checker.exempt():
                     return original(callback, *args, context=context)
         if loop._closed:
@@ -85,6 +91,14 @@ def _checked_call_soon(loop: Any, checker: AffinityChecker) -> Callable[..., Any
         return handle
 
     return call_soon
+
+
+def _hand_over(loop: Any, callback: Any, args: tuple[Any, ...], context: Any) -> None:
+    """A refused ``call_soon`` (raise mode) may come from inside a future's
+    ``set_result``, which marked it done already: its callbacks still go to the
+    loop's thread, the thread-safe way, or what awaits it would wait for ever."""
+    with contextlib.suppress(RuntimeError):  # the loop is closed
+        loop.call_soon_threadsafe(callback, *args, context=context)
 
 
 def _inlinable(loop: Any) -> bool:

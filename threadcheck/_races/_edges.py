@@ -107,6 +107,10 @@ class TrackedRLock(TrackedLock):
     def _is_owned(self) -> bool:
         return bool(self._lock._is_owned())
 
+    def _recursion_count(self) -> int:
+        # multiprocessing's resource tracker reads it (3.11+: the real RLock has it).
+        return int(self._lock._recursion_count())
+
     def _release_save(self) -> Any:
         self._sent = send()
         return self._lock._release_save()

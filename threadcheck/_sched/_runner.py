@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from threadcheck import __version__ as threadcheck_version
-from threadcheck import _stacks, _threads
+from threadcheck import _arguments, _stacks, _threads
 from threadcheck._races import _access, _detector, _footprint
 from threadcheck._sched import _token
 from threadcheck._sched._alarm import DeferredAlarm
@@ -96,8 +96,9 @@ class Settings:
     tracing, the points a token recorded before them had)."""
 
     def __post_init__(self) -> None:
-        if not 0 <= self.max_delay < float("inf"):  # refuses nan too
-            raise ValueError(f"max_delay must be 0 or more seconds, not {self.max_delay!r}")
+        delay = self.max_delay
+        if not _arguments.is_number(delay) or not 0 <= delay < float("inf"):  # nan too
+            raise ValueError(f"max_delay must be 0 or more seconds, not {delay!r}")
 
 
 class Target(Protocol):
