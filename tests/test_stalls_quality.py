@@ -80,6 +80,21 @@ def waits_for_a_held_lock() -> None:
     lock.release()
 
 
+def enters_a_held_lock() -> None:
+    lock = threading.Lock()
+    held = threading.Event()
+
+    def hold() -> None:
+        with lock:
+            held.set()
+            time.sleep(BLOCK)
+
+    threading.Thread(target=hold).start()
+    held.wait()
+    with lock:  # the usual spelling: it was a bare "stall", with the generic fix
+        pass
+
+
 def waits_on_an_event() -> None:
     threading.Event().wait(BLOCK)
 
@@ -95,12 +110,19 @@ PLANTED: list[tuple[Callable[[], None], str, str]] = [
     (waits_on_a_queue, "Queue.get", "queue.Queue().get(timeout=BLOCK)"),
     (joins_a_thread, "Thread.join", "worker.join()"),
     (waits_for_a_held_lock, "Lock.acquire", "lock.acquire()"),
+    (
+        enters_a_held_lock,
+        "Lock.acquire",
+        'with lock:  # the usual spelling: it was a bare "stall", with the generic fix',
+    ),
     (waits_on_an_event, "Event.wait", "threading.Event().wait(BLOCK)"),
     (computes, "stall", "while time.monotonic() < deadline:"),
 ]
 
 
-@pytest.mark.parametrize(("callback", "name", "line"), PLANTED, ids=[p[1] for p in PLANTED])
+@pytest.mark.parametrize(
+    ("callback", "name", "line"), PLANTED, ids=[p[0].__name__ for p in PLANTED]
+)
 def test_a_blocking_callback_is_reported_once_as_its_blocking_call(
     running: RunningReactor, callback: Callable[[], None], name: str, line: str
 ) -> None:

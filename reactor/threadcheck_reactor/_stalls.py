@@ -277,6 +277,7 @@ def _refine(frame: FrameType, label: str) -> str:
 def _called_name(frame: FrameType) -> str | None:
     """The blocking function the statement ``frame`` is in calls, by the names it loads."""
     names: list[str] = []
+    current = ""
     for instruction in dis.get_instructions(frame.f_code):
         if instruction.offset > frame.f_lasti:
             break
@@ -284,7 +285,15 @@ def _called_name(frame: FrameType) -> str | None:
             names.clear()  # only the current statement's
         if instruction.opname in ("LOAD_ATTR", "LOAD_METHOD", "LOAD_GLOBAL", "LOAD_NAME"):
             names.append(str(instruction.argval))
+        current = instruction.opname
+    if current in _ENTERING_WITH:
+        return "acquire"  # blocked in a C __enter__: `with lock:`
     return next((name for name in reversed(names) if name in _C_CALLS), None)
+
+
+_ENTERING_WITH = frozenset({"BEFORE_WITH", "SETUP_WITH"})
+"""The instruction that calls ``__enter__`` (3.11+; 3.10). One written in
+Python has a frame of its own: blocked in one without, it is a lock's."""
 
 
 def _scheduled_at(call: base.DelayedCall) -> str:
