@@ -224,17 +224,20 @@ def _finish(
     return _final_status(status, finished.found, args.report_only)
 
 
-_KILLING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_KILLING = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name)
+)
 
 
 @contextmanager
 def _finished_before_killing_itself(finish: Callable[[int, bool], int]) -> Iterator[None]:
     """A program that ends by killing itself with the signal that stopped it
     (twistd: ``app._exitWithSignal``) gets its report first, then dies so."""
-    original = os.kill
+    original, me = os.kill, os.getpid()  # not a forked child's own
 
     def kill(pid: int, sig: int) -> None:
-        if pid == os.getpid() and sig in _KILLING and signal.getsignal(sig) == signal.SIG_DFL:
+        dies = sig in _KILLING and signal.getsignal(sig) == signal.SIG_DFL
+        if dies and pid == me == os.getpid():
             os.kill = original
             finish(0, False)
             sys.stdout.flush()
