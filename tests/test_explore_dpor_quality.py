@@ -322,3 +322,104 @@ def test_a_client_made_twice_through_lru_cache(tmp_path: Path, warm: bool, made_
     program = write_program(tmp_path, CLIENT.format(warm=warming, made_by=MADE_BY[made_by]))
     result = explore_program(program, "--strategy", "dpor")
     assert_proved_or_found(result, warm, "threadcheck: exception: AssertionError: 2 clients made")
+
+
+# An RPC client over a server thread: each call waits 0.5 s for its reply,
+# then falls back. The bug: replies carry no request id, so a late reply to
+# call 1 is taken for call 2's (the server held half a second shows it).
+STALE_REPLY = """
+import queue, sys, threading
+from twisted.internet import reactor, threads
+
+requests, replies = queue.Queue(), queue.Queue()
+wrong = []
+
+def server():
+    while True:
+        rid, x = requests.get()
+        replies.put((rid, x * 10))
+
+def call(rid, x):
+    requests.put((rid, x))
+    while True:
+        try:
+            got, value = replies.get(timeout=0.5)
+        except queue.Empty:
+            return None  # fall back
+        {match}
+
+def client():
+    call(1, 1)
+    value = call(2, 2)
+    if value not in (None, 20):
+        wrong.append(value)
+
+threading.Thread(target=server, name="server", daemon=True).start()
+threads.deferToThread(client).addBoth(lambda _: reactor.stop())
+reactor.run()
+if wrong:
+    sys.exit(f"call 2 got the reply of call 1: {{wrong}}")
+"""
+ANY_REPLY = "return value  # BUG: whoever's reply it is"
+OWN_REPLY = "if got == rid:\n            return value  # a stale one is dropped"
+
+
+def test_a_reply_taken_after_its_wait_could_have_timed_out_is_found_by_dpor(
+    tmp_path: Path,
+) -> None:
+    # A get that found its item was taken as one that would have waited for it:
+    # had it come first it would have timed out instead, which dpor never tried
+    # ("every interleaving explored (2 schedules)").
+    program = write_program(tmp_path, STALE_REPLY.format(match=ANY_REPLY))
+    result = explore_program(program, "--strategy", "dpor")
+    assert_found_and_replayed(
+        result, "threadcheck: exit: the program exited with status 1: call 2 got the reply"
+    )
+
+
+def test_the_rpc_client_matching_request_ids_is_clean_under_dpor(tmp_path: Path) -> None:
+    program = write_program(tmp_path, STALE_REPLY.format(match=OWN_REPLY))
+    result = explore_program(program, "--strategy", "dpor")
+    assert result.returncode == 0, result.stderr
+    assert "no failure" in result.stderr
+
+
+# A daemon warm-up thread fills the config and sets an Event; the request job
+# waits for it 0.5 s, then falls back to defaults.
+WARM_UP = """
+import sys, threading
+from twisted.internet import reactor, threads
+
+ready = threading.Event()
+config = {{}}
+
+def warm_up():
+    config["db"] = "prod-db"
+    config["pool"] = 20
+    ready.set()
+
+def handle():
+    if not ready.wait(0.5):
+        {fallback}
+
+threading.Thread(target=warm_up, name="warmup", daemon=True).start()
+threads.deferToThread(handle).addBoth(lambda _: reactor.stop())
+reactor.run()
+if config not in ({{"db": "prod-db", "pool": 20}}, {{"db": "sqlite", "pool": 1}}, {{}}):
+    sys.exit(f"mixed config: {{config}}")
+"""
+FALLBACK_INTO_SHARED = 'config.setdefault("db", "sqlite")  # BUG: into the shared config\n'
+FALLBACK_INTO_SHARED += '        config.setdefault("pool", 1)'
+
+
+def test_a_daemon_thread_held_while_time_passes_is_never_proved_about(tmp_path: Path) -> None:
+    # Held half done until the program ended, the warm-up left a mixed config;
+    # dpor said "every interleaving explored (28 schedules)".
+    program = write_program(tmp_path, WARM_UP.format(fallback=FALLBACK_INTO_SHARED))
+    dpor = explore_program(program, "--strategy", "dpor")
+    assert dpor.returncode != 0 or "not a proof" in dpor.stderr, dpor.stderr
+    assert "every interleaving explored" not in dpor.stderr
+    default = explore_program(program)
+    assert_found_and_replayed(
+        default, "threadcheck: exit: the program exited with status 1: mixed config: "
+    )

@@ -292,3 +292,50 @@ def test_a_reactor_waiting_on_real_sockets_is_not_held(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stderr
     assert "shown without preemptions" in result.stderr.splitlines()[1], result.stderr
     assert "time passed while threads could run" not in result.stderr
+
+
+# One pool job of small steps, a heartbeat every 100 ms, and a 1.5 s watchdog
+# timer that reports the job stuck: held a second in all, the job is never late.
+WATCHDOG = """
+import sys, threading
+from twisted.internet import reactor, threads
+
+done, stuck = [], []
+stop = threading.Event()
+
+def heartbeat():
+    while not stop.wait(0.1):
+        pass
+
+def work():
+    total = 0
+    for step in range(30):
+        total += step
+    done.append(total)
+
+def watchdog():
+    if not done:
+        stuck.append("stuck")
+
+threading.Thread(target=heartbeat, name="heartbeat", daemon=True).start()
+timer = threading.Timer(1.5, watchdog)
+timer.start()
+
+def finish(_):
+    stop.set()
+    timer.cancel()
+    reactor.stop()
+
+reactor.callWhenRunning(lambda: threads.deferToThread(work).addBoth(finish))
+reactor.run()
+timer.join()
+if stuck:
+    sys.exit("watchdog: job stuck")
+"""
+
+
+def test_holds_of_several_threads_add_up_to_max_delay_in_all(tmp_path: Path) -> None:
+    # Each thread was held at most a second, but one after another: the main
+    # thread 900 ms at start-up, then the job 600 ms, tripped the 1.5 s watchdog.
+    result = explore_program(write_program(tmp_path, WATCHDOG), "--budget", "600")
+    assert_clean(result, budget=600)

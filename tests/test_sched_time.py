@@ -199,3 +199,18 @@ def test_a_wait_of_zero_that_times_out_lets_a_moment_pass() -> None:
     waited, tried = seen[-2:]  # the schedule's (a warm-up run came first)
     assert 0 < waited < 1e-5
     assert tried == 0
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (0.9999999, "1 s"),
+        (0.9994, "999 ms"),
+        (0.01, "10 ms"),
+        (0.0123456, "12.3 ms"),
+        (1.5, "1.5 s"),
+    ],
+)
+def test_a_duration_is_shown_in_its_unit(seconds: float, shown: str) -> None:
+    # Ten holds of 100 ms summed to 0.9999999 s: "held 1e+03 ms".
+    assert format_seconds(seconds) == shown

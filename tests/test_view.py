@@ -4,6 +4,7 @@ page in a real browser: ``test_view_browser.py``."""
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import itertools
 import json
@@ -235,7 +236,10 @@ def test_the_schedule_as_found_is_folded_below_the_shrunk_one(found: ExploreResu
     page = schedule_page(schedule_view(found), "lost update")
     assert page.index('<details class="found">') > page.index('id="steps"')
     steps = len(found.found_run.trace)
-    assert f"As found, before shrinking: {steps} steps" in page
+    # The count the report's "found ... with N preemptions" says (two at one
+    # step share one note: the page said 93 where the report said 105).
+    preemptions = found.original_preemptions
+    assert f"As found, before shrinking: {steps} steps, {preemptions} preemptions" in page
 
 
 def test_a_thread_s_lane_starts_where_its_starter_started_it(found: ExploreResult) -> None:
@@ -597,3 +601,14 @@ def test_the_reactor_s_hand_offs_and_pool_jobs_are_recorded(running_reactor: Any
         submitted[job_name] == "reactor" and submitted["callFromThread Event.set"] == ran[job_name]
     )
     validate_chrome_trace(activity_trace(activity, "run"))
+
+
+def test_the_found_schedules_count_is_the_reports_not_its_notes(found: ExploreResult) -> None:
+    # Two decisions at one step share one note: the page counted notes (93)
+    # where the report said "found ... with 105 preemptions".
+    view = schedule_view(found)
+    assert view.found is not None
+    assert view.found.preemptions == found.original_preemptions
+    shared = dataclasses.replace(view.found, preemptions=view.found.preemptions + 2)
+    page = schedule_page(dataclasses.replace(view, found=shared), "lost update")
+    assert f"steps, {shared.preemptions} preemptions or time advances" in page

@@ -349,6 +349,9 @@ class Scheduler:
         this, where each step of a thread ends: where another thread could run
         next, and where time passes (:data:`TIME`)."""
         self.thinned: set[str] = set()
+        self.time_held = 0.0
+        """Virtual time passed while some thread could run: at most ``max_delay``
+        in all (one request's path through three held threads tripped a 3 s timeout)."""
         """Why some interleavings of this schedule had no scheduling point: the
         fairness bound handed a turn on, a long loop's later steps were not all
         points, real I/O moved the clock. An exhausted search is no proof then."""
@@ -733,6 +736,10 @@ class Scheduler:
                 thread.woken_by = woken_by
             if by_time and thread.waiting_on is not None:
                 _footprint.touch(thread.waiting_on)
+            if not by_time and thread.deadline is not None:
+                # Ending a timed wait races its time running out (TIME's step
+                # writes this too): the search must try the timeout first as well.
+                _footprint.released(("woken", thread.tid))
         thread.waiting_on = None
         if thread.waiting is not None:
             thread.held_since = self.now
@@ -795,8 +802,10 @@ class Scheduler:
         return self._held_at(self.now, runnable) < self.max_delay
 
     def _held_at(self, when: float, runnable: list[int]) -> float:
-        """The longest that any of ``runnable`` will have been held by ``when``."""
-        return max(self.threads[tid].held_for(when) for tid in runnable)
+        """How long threads will have been held in all by ``when``: any of
+        ``runnable``, and all of them along the schedule."""
+        held = max(self.threads[tid].held_for(when) for tid in runnable)
+        return max(held, self.time_held + when - self.now)
 
     def _io_to_end(self) -> _IoWait | None:
         """The first-begun wait on real I/O that may end with every thread held."""
@@ -825,6 +834,7 @@ class Scheduler:
             due = self._due()
             ended = due, f"T{due.tid}'s {due.waiting} ends"  # wake() clears waiting
             self._advance_clock(due)
+        self.time_held += self.now - before
         self._ended(TIME)
         thread, what = ended or (self._held_first(), "nothing ended")
         held = ", ".join(f"T{tid}" for tid in runnable)
@@ -872,6 +882,11 @@ class Scheduler:
     def _decide(self, runnable: list[int], current: int | None) -> int:
         if _footprint.collecting:
             _footprint.time_would = self._time_effects() if TIME in runnable else frozenset()
+            if TIME in runnable and any(self.threads[t].daemon for t in runnable if t != TIME):
+                # Held while time passes, a daemon thread may be cut off by the
+                # program's end, half done (a warm-up's config half written):
+                # which of its steps the end comes before is not searched.
+                self.thinned.add("daemon threads held while time passed")
         try:
             chosen = self.strategy.next_thread(runnable, current, self.step)
             if chosen not in runnable:
@@ -1090,8 +1105,9 @@ def _deadline_order(thread: ControlledThread) -> tuple[float, int]:
 
 def format_seconds(seconds: float) -> str:
     """A virtual duration as people read it: ``10 ms``, ``1.5 s``."""
-    if seconds < 1:
-        return f"{seconds * 1000:.3g} ms"
+    milliseconds = float(f"{seconds * 1000:.3g}")  # 999.9999 rounds to 1000: "1 s"
+    if milliseconds < 1000:
+        return f"{milliseconds:g} ms"
     return f"{seconds:.3g} s"
 
 

@@ -131,6 +131,9 @@ def explore(
                 spent_before_any = ran == 0
                 break
             run = explorer.run(chosen, index, record_trace=False)
+            if run is None and thinned and getattr(chosen, "go_on_unproved", _no)():
+                # The default's search proved nothing: its members go on.
+                run = explorer.run(chosen, index, record_trace=False)
             if run is None:
                 exhausted = True
                 proving = getattr(chosen, "exhausted", False) is True
@@ -158,6 +161,10 @@ def explore(
         environment=env,
         budget_spent_before_any=spent_before_any,
     )
+
+
+def _no() -> bool:
+    return False
 
 
 def _scope(settings: Settings, seed: int) -> str:

@@ -45,6 +45,18 @@ def _acquired(obj: Any, changed: bool = True) -> None:
         _footprint.acquired(_key(obj), changed)
 
 
+def _taken(obj: Any, deadline: float | None, changed: bool = True) -> None:
+    """:func:`_acquired`, for an acquire that would wait for ever (``deadline``
+    None). One with a deadline, had it come first, might have timed out instead:
+    a plain access then, which the release before it races (DPOR tries both)."""
+    if deadline is None:
+        _acquired(obj, changed)
+    elif changed:
+        _changed(obj)
+    else:
+        _looked_at(obj)
+
+
 def _released(obj: Any) -> None:
     if _footprint.collecting:
         _footprint.released(_key(obj))
@@ -141,7 +153,7 @@ class Lock:
                 return False
         self._locked = True
         self.holder = me
-        _acquired(self)
+        _taken(self, deadline)
         if _footprint.collecting:
             _footprint.exclusive.add(_key(self))
         receive(self._sent)
@@ -357,7 +369,7 @@ class Event:
             if not _wait(scheduler, me, self._waiters, "event", deadline, self):
                 break
         if self._flag:
-            _acquired(self, changed=False)
+            _taken(self, deadline, changed=False)
         else:
             _looked_at(self)
         return self._received(self._flag)
@@ -397,7 +409,7 @@ class Semaphore:
             if not _wait(scheduler, me, self._waiters, "semaphore", deadline, self):
                 _looked_at(self)
                 return False
-        _acquired(self)
+        _taken(self, deadline)
         self._value -= 1
         receive(self._sent)
         return True
@@ -500,7 +512,7 @@ class Queue(Generic[T]):
                 if not _wait(scheduler, me, self._getters, "queue.get (empty)", deadline, self):
                     _looked_at(self)
                     raise _queue.Empty
-            _acquired(self) if self._fifo else _changed(self)
+            _taken(self, deadline) if self._fifo else _changed(self)
             _wake_all(scheduler, self._putters)
         receive(self._sent)
         return self._get()

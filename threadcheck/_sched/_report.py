@@ -30,6 +30,8 @@ class ScheduleRun:
     """Why some interleavings were left out (see ``Scheduler.thinned``)."""
     longest_hold: tuple[float, str] | None = None
     """The longest a thread was held while time passed: (seconds, the thread)."""
+    time_held: float = 0.0
+    """Virtual time passed while some thread could run, in all."""
     spawned_at: tuple[int, ...] = ()
     """Per thread, the step that started it (0: not started in the schedule)."""
     entropy: str = ""
@@ -143,14 +145,11 @@ def format_result(result: ExploreResult) -> str:
             f"  at {_short(failure.location)}"
             + (f" in {failure.thread}" if failure.thread else "")
         )
-    if run.longest_hold is not None:
-        seconds, thread = run.longest_hold
+    held = _held(run)
+    if held:
         limit = result.environment.get("max_delay")
         bound = f" (max delay {limit:g} s)" if isinstance(limit, (int, float)) else ""
-        lines.append(
-            f"  time passed while threads could run: {thread} held {format_seconds(seconds)}"
-            + bound
-        )
+        lines.append(f"  time passed while threads could run: {held}{bound}")
     if run.trace:
         lines.append("")
         lines.extend(step_table(run))
@@ -203,6 +202,16 @@ def _clean_summary(result: ExploreResult) -> str:
         f"threadcheck: {plural(result.schedules, 'schedule')} "
         f"({result.distinct} distinct) in {result.seconds:.1f} s, no failure; {what}\n"
     )
+
+
+def _held(run: ScheduleRun) -> str:
+    """How long threads were held while time passed: the longest, and in all."""
+    in_all = f"{format_seconds(run.time_held)} in all"
+    if run.longest_hold is None:
+        return in_all if run.time_held > 0 else ""
+    seconds, thread = run.longest_hold
+    longest = f"{thread} held {format_seconds(seconds)}"
+    return longest if run.time_held <= seconds else f"{longest}, {in_all}"
 
 
 def step_table(run: ScheduleRun) -> list[str]:

@@ -384,6 +384,7 @@ def _schedule_run(
         spawned_at=tuple(t.spawned_at for t in scheduler.threads),
         thinned=frozenset(scheduler.thinned),
         longest_hold=scheduler.longest_hold,
+        time_held=scheduler.time_held,
         entropy=entropy,
     )
 

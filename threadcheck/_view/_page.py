@@ -74,10 +74,10 @@ def _header(view: ScheduleView, title: str) -> str:
 
 
 def _as_found(found: ScheduleView) -> str:
-    preemptions = sum(1 for block in found.blocks if block.note)
+    counted = f"{len(found.blocks)} steps, {found.preemptions} preemptions or time advances"
     return (
         f'<section id="found"><details class="found"><summary><h2>As found, before shrinking: '
-        f"{len(found.blocks)} steps, {preemptions} preemptions or time advances</h2></summary>"
+        f"{counted}</h2></summary>"
         f"{_timeline(found, FOUND)}{_step_tables(found, FOUND)}</details></section>"
     )
 

@@ -88,6 +88,9 @@ class ScheduleView:
     """A deadlock: who waits for what, held by whom."""
     conflict: tuple[int, int] | None = None
     """A data race: the steps of its earlier and its later access."""
+    preemptions: int = 0
+    """Its preemptions and time advances, as the report counts them (two at one
+    step share that step's note)."""
 
     @property
     def duration(self) -> str:
@@ -126,6 +129,7 @@ def _view_of(
             Wait(tid, _short_paths(what), holder) for tid, what, holder in failure.waits_for
         ),
         conflict=_conflict(run, failure.accesses),
+        preemptions=run.preemption_count,
     )
 
 
@@ -218,6 +222,7 @@ def from_json(document: dict[str, Any]) -> ScheduleView:
         found=None if found is None else from_json(found),
         waits=tuple(Wait(**wait) for wait in document.get("waits", ())),
         conflict=_pair(document.get("conflict")),
+        preemptions=int(document.get("preemptions", 0)),
     )
 
 

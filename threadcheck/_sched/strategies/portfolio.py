@@ -53,6 +53,15 @@ class Portfolio:
     def caveats(self) -> frozenset[str]:
         return self._dpor.caveats if self._dpor is not None else frozenset()
 
+    def go_on_unproved(self) -> bool:
+        """The search finished, but what it covered is no proof (its runs left
+        interleavings out): the members go on with the budget instead."""
+        if self._dpor is None:
+            return False
+        self._dpor = None
+        self._searching = False
+        return True
+
     def new_execution(self, index: int) -> bool:
         if self._searching and index % 2 == 0:
             assert self._dpor is not None
