@@ -798,3 +798,38 @@ def test_the_report_goes_to_stderr_when_the_program_logs_to_stdout(tmp_path: Pat
     assert result.returncode == 3, result.stderr
     assert result.stderr.startswith("threadcheck: 1 thread-affinity violation"), result.stderr
     assert "thread-affinity violation" not in result.stdout
+
+
+def test_a_librarys_function_exported_from_an_object_is_named_as_the_user_calls_it(
+    tmp_path: Path,
+) -> None:
+    # txaio.call_later is a bound method of txaio's API object: the fix said
+    # reactor.callFromThread(obj.call_later, ...).
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    (site / "tickets.py").write_text(
+        "class _Api:\n"
+        "    def call_later(self, delay, f):\n"
+        "        from twisted.internet import reactor\n"
+        "        return reactor.callLater(delay, f)\n\n"
+        "call_later = _Api().call_later\n"
+    )
+    prog = script(
+        tmp_path,
+        """
+        import threading
+        import tickets
+        worker = threading.Thread(target=lambda: tickets.call_later(0, print))
+        worker.start()
+        worker.join()
+        """,
+    )
+    result = subprocess.run(
+        [*THREADCHECK, "run", prog],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"},
+    )
+    assert result.returncode == VIOLATIONS_FOUND, result.stderr
+    assert "reactor.callFromThread(tickets.call_later, ...)" in result.stderr, result.stderr

@@ -43,7 +43,10 @@ them: its failure is shrunk to the two preemptions it needs.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -866,3 +869,70 @@ def test_the_adbapi_counter_counted_in_sql_is_clean(tmp_path: Path) -> None:
     result = explore_program(program, "--budget", "300")
     assert result.returncode == 0, result.stderr
     assert "no failure" in result.stderr
+
+
+# An installed scheduling library that keeps the reactor it first saw, as
+# APScheduler's TwistedScheduler() and txaio do.
+KEEPS_ITS_REACTOR = """
+_reactor = None
+
+def call_later(delay, f, *args):
+    global _reactor
+    if _reactor is None:
+        from twisted.internet import reactor as _reactor
+    return _reactor.callLater(delay, f, *args)
+"""
+SCHEDULED_JOB = """
+import sys
+from twisted.internet import reactor, threads
+import tickets
+
+ran = []
+
+def job():
+    tickets.call_later(0, ran.append, 1)  # BUG: callLater from a pool thread
+
+threads.deferToThread(job)
+reactor.callLater(0.5, reactor.stop)
+reactor.run()
+"""
+
+
+def test_a_library_keeping_an_earlier_runs_reactor_is_a_usage_error(tmp_path: Path) -> None:
+    # Its calls went to the warm-up run's reactor, which no schedule ran: the
+    # job never ran, and explore said "every interleaving explored".
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    (site / "tickets.py").write_text(KEEPS_ITS_REACTOR)
+    program = write_program(tmp_path, SCHEDULED_JOB)
+    env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    command = [sys.executable, "-m", "threadcheck", "explore", str(program)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(
+        "threadcheck: reactor.callLater was given work on the reactor of an earlier schedule"
+    ), result.stderr
+
+
+CROCHET_PROGRAM = """
+import crochet
+crochet.setup()
+from twisted.internet import reactor
+
+@crochet.wait_for(timeout=5)
+def schedule_ping():
+    return reactor.callLater(0, print, "ping") and None
+
+schedule_ping()
+"""
+
+
+def test_a_crochet_program_is_refused_in_one_line(tmp_path: Path) -> None:
+    # It waited 10 s, then reported crochet's log writer thread "blocked
+    # outside the scheduler's control", a failure, on correct programs too.
+    result = explore_program(write_program(tmp_path, CROCHET_PROGRAM), "--budget", "5")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(
+        "threadcheck: the program runs Twisted through crochet (crochet.setup())"
+    ), result.stderr
+    assert result.stderr.count("\n") == 1

@@ -281,7 +281,7 @@ def test_an_installed_librarys_call_is_reported_at_the_users_line_with_its_fix(
         assert "    through wslib: " in report
     assert [report.rstrip().splitlines()[-1].strip() for report in reports] == [
         "fix: call publish_later() in the reactor thread: "
-        "reactor.callFromThread(obj.publish_later, ...)",
+        "reactor.callFromThread(publisher.publish_later, ...)",  # named as the user's line does
         "fix: call retry_later() in the reactor thread: "
         "reactor.callFromThread(wslib.retry_later, ...)",
     ]

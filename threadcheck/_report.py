@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import linecache
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -107,16 +108,19 @@ def _hint(violation: Violation) -> str:
             f"reactor.callFromThread({_submitted_owner(violation.api, submitted)}."
             f"{submitted.function}, ...), not callInThread"
         )
+    where = violation.user_frame()
+    offending = where.source if where is not None else ""
     entry = _entry_into_library(violation.stack)
     if entry is not None and entry.library not in _NOT_THIRD_PARTY:
         # autobahn's sendMessage reaching transport.write: the user's call is what moves.
-        owner = entry.library if _module_function(entry) is not None else "obj"
+        owner = _called_on(offending, entry.function) or (
+            entry.library if _module_function(entry) is not None else "obj"
+        )
         return (
             f"call {entry.function}() in the reactor thread: "
             f"reactor.callFromThread({owner}.{entry.function}, ...)"
         )
-    offending = violation.user_frame()
-    object_fix = _fixes.object_api_fix(violation.api, offending.source if offending else "")
+    object_fix = _fixes.object_api_fix(violation.api, offending)
     if object_fix is not None:
         return object_fix
     if not violation.api.startswith(("reactor.", "blockingCallFromThread")):
@@ -171,6 +175,13 @@ def _user_api_hint(api: str) -> str:
 
 _MODULE_FUNCTIONS = frozenset({"task.deferLater"})
 """Checked APIs that are a module's functions, not an object's methods."""
+
+
+def _called_on(source: str, function: str) -> str | None:
+    """What the user's line calls ``function`` on (``txaio`` in
+    ``txaio.call_later(...)``), when it names it plainly."""
+    called = re.search(rf"([A-Za-z_][\w.]*)\.{re.escape(function)}\(", source)
+    return called[1] if called else None
 
 
 def _module_function(frame: _stacks.Frame) -> str | None:

@@ -27,11 +27,13 @@ import sys
 from collections.abc import Callable
 from typing import Any, cast
 
+from twisted.internet.base import DelayedCall
+
 from threadcheck._affinity import AffinityChecker
 from threadcheck._modes import DEFAULT_MODE, Mode
 from threadcheck._races import _footprint
 from threadcheck._recorder import Recorder
-from threadcheck._sched._core import ControlledThread, Scheduler
+from threadcheck._sched._core import ControlledThread, Scheduler, TargetError, active
 from threadcheck._sched._pool import scheduled_team
 from threadcheck_reactor._delayedcall import CheckedDelayedCall, delayed_call_type
 from threadcheck_reactor._reactor import REACTOR_CLASSES, InstrumentedReactorType, ThreadCheckMixin
@@ -85,6 +87,35 @@ class ScheduledMixin(ThreadCheckMixin):
     def dispose(self) -> None:
         super().dispose()
         _end_children(self._children_before)
+        self._disposed = True
+
+    _disposed = False
+
+    def _used_after_its_schedule(self, api: str) -> None:
+        """A later schedule gives this reactor work: a library bound it in an
+        earlier run (APScheduler's ``TwistedScheduler()``, txaio's loop) and
+        the work would never run (a false proof, or a false deadlock)."""
+        scheduler = active()
+        if scheduler is None or scheduler is self._scheduler or scheduler.controlled() is None:
+            return
+        scheduler.misuse = scheduler.misuse or TargetError(_STALE.format(api))
+
+    def callLater(
+        self, delay: float, callable: Callable[..., Any], *args: object, **kw: object
+    ) -> DelayedCall:
+        if self._disposed:
+            self._used_after_its_schedule("callLater")
+        return super().callLater(delay, callable, *args, **kw)
+
+    def callWhenRunning(self, callable: Callable[..., Any], *args: object, **kw: object) -> Any:
+        if self._disposed:
+            self._used_after_its_schedule("callWhenRunning")
+        return super().callWhenRunning(callable, *args, **kw)
+
+    def callInThread(self, _callable: Callable[..., Any], *args: object, **kwargs: object) -> None:
+        if self._disposed:
+            self._used_after_its_schedule("callInThread")
+        super().callInThread(_callable, *args, **kwargs)
 
     def _delayed_call_type(self, checker: AffinityChecker) -> type[CheckedDelayedCall]:
         # One schedule's reactor lives at a time: its class is rebound, not made
@@ -101,6 +132,8 @@ class ScheduledMixin(ThreadCheckMixin):
         return self._scheduler.now
 
     def callFromThread(self, f: Callable[..., Any], *args: object, **kwargs: object) -> None:
+        if self._disposed:
+            self._used_after_its_schedule("callFromThread")
         if self._scheduler.controlled() is not None:
             self._scheduler.point("sync", "callFromThread")
             if _footprint.collecting:
@@ -206,6 +239,14 @@ def _end_children(before: set[int]) -> None:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
         del process.reapProcessHandlers[pid]
+
+
+_STALE = (
+    "reactor.{0} was given work on the reactor of an earlier schedule, which no"
+    " schedule runs again: a library keeps the reactor it first saw (APScheduler's"
+    " TwistedScheduler(), txaio's loop); give it the reactor of each run"
+    " (TwistedScheduler(reactor=reactor)), or check this with `threadcheck run`"
+)
 
 
 def _scheduled(cls: type[ThreadCheckMixin]) -> type[ScheduledMixin]:

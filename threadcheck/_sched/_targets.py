@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import inspect
 import os
 import runpy
@@ -314,10 +315,39 @@ def _installers_kept(reactor: Any) -> Iterator[None]:
         kept = refuse if kind == "asyncio" else keep
         module.install = functools.wraps(install)(kept)
     try:
-        yield
+        with _crochet_refused():
+            yield
     finally:
         for module, install in zip(modules, saved, strict=True):
             module.install = install
+
+
+_CROCHET = (
+    "the program runs Twisted through crochet (crochet.setup()): its reactor runs in"
+    " a thread of crochet's, with real queues, which explore cannot schedule; check"
+    " this program with `threadcheck run`, and explore its Twisted code in scenarios"
+)
+
+
+@contextmanager
+def _crochet_refused() -> Iterator[None]:
+    """``crochet.setup()`` (or ``no_setup()``) refused in one line: after a 10 s
+    wait its log writer thread was reported "blocked outside the scheduler's
+    control" on every crochet program, correct or not."""
+    if importlib.util.find_spec("crochet") is None:
+        yield
+        return
+    import crochet
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise TargetError(_CROCHET)
+
+    saved = crochet.setup, crochet.no_setup
+    crochet.setup = crochet.no_setup = refuse
+    try:
+        yield
+    finally:
+        crochet.setup, crochet.no_setup = saved
 
 
 def _restore(namespace: dict[str, Any], name: str, value: object) -> None:

@@ -130,7 +130,8 @@ class Watchdog:
         failure = Failure(
             BLOCKED,
             f"T{stuck.tid} ({stuck.name}) blocked outside the scheduler's control for over "
-            f"{self.timeout:g} s (a real socket, a C call, a lock created before exploring?)",
+            f"{self.timeout:g} s (a real socket, a C call, a lock created before exploring, "
+            "an installed library's own lock: --include it?)",
             thread=stuck.name,
             details=stack_of(stuck.ident),
         )
