@@ -349,12 +349,13 @@ class Scheduler:
         this, where each step of a thread ends: where another thread could run
         next, and where time passes (:data:`TIME`)."""
         self.thinned: set[str] = set()
+        """Why some interleavings of this schedule had no scheduling point (the
+        fairness bound handed a turn on, a long loop's later steps were not all
+        points, real I/O moved the clock) or are not searched (a daemon thread
+        held while time passed). An exhausted search is no proof then."""
         self.time_held = 0.0
         """Virtual time passed while some thread could run: at most ``max_delay``
         in all (one request's path through three held threads tripped a 3 s timeout)."""
-        """Why some interleavings of this schedule had no scheduling point: the
-        fairness bound handed a turn on, a long loop's later steps were not all
-        points, real I/O moved the clock. An exhausted search is no proof then."""
 
     # -- threads ---------------------------------------------------------------
 
