@@ -39,7 +39,8 @@ LOOP_APIS: tuple[str, ...] = tuple(f"loop.{name}" for name in LOOP_METHODS)
 def check_loop(loop: Any, checker: AffinityChecker) -> None:
     """Give ``loop`` (an instance) the affinity check on each of :data:`LOOP_METHODS`.
 
-    A loop whose instances take no attributes (uvloop's, say) stays unchecked."""
+    A loop class whose instances take no attributes stays unchecked (uvloop's
+    take them: checked through the generic wrapper)."""
     for name in LOOP_METHODS:
         method = getattr(loop, name, None)
         if method is None:
@@ -105,6 +106,6 @@ def _inlinable(loop: Any) -> bool:
     from asyncio import BaseEventLoop
 
     return all(
-        getattr(type(loop), name) is getattr(BaseEventLoop, name)
+        getattr(type(loop), name, None) is getattr(BaseEventLoop, name)
         for name in ("call_soon", "_call_soon", "_check_closed")
     )
