@@ -5,8 +5,10 @@ Registered through the ``pytest11`` entry point and inert unless enabled
 ``threadcheck = true``): switched off, it only registers its options and
 marker, and imports neither Twisted nor the reactor.
 
-Switched on, it installs the instrumented reactor before any conftest or test
-module is imported (pytest-twisted's default reactor accepts it), charges every
+Switched on, it redirects Twisted's reactor installers to the instrumented
+reactors before any conftest or test module is imported (the first import of
+``twisted.internet.reactor``, a conftest's own ``asyncioreactor.install()``
+and pytest-twisted's choice all get one, checked alike), charges every
 violation to the test and phase during which it was recorded, and fails that
 test: a passing call phase is turned into a failure, a later violation fails
 the teardown. Violations made outside any test are shown in the terminal
@@ -179,7 +181,7 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     # Before any conftest is imported: one that imports twisted.internet.reactor
-    # would otherwise install Twisted's default reactor first.
+    # would otherwise install Twisted's default reactor, unchecked.
     if not _enabled(early_config):
         return
     options = early_config.known_args_namespace
