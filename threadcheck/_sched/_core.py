@@ -38,6 +38,10 @@ from threadcheck._races import _footprint
 from threadcheck._races._clocks import VectorClock
 from threadcheck._sched._mute import Muted
 
+DAEMONS_HELD = "daemon threads held while time passed"
+"""Why a finished search is no proof that the other strategies may still
+disprove (see :meth:`Scheduler._decide`)."""
+
 VIRTUAL_EPOCH = 1_767_225_600.0
 """Where virtual time starts: 2026-01-01 00:00 UTC, a fixed, realistic wall-clock time."""
 
@@ -887,7 +891,7 @@ class Scheduler:
                 # Held while time passes, a daemon thread may be cut off by the
                 # program's end, half done (a warm-up's config half written):
                 # which of its steps the end comes before is not searched.
-                self.thinned.add("daemon threads held while time passed")
+                self.thinned.add(DAEMONS_HELD)
         try:
             chosen = self.strategy.next_thread(runnable, current, self.step)
             if chosen not in runnable:

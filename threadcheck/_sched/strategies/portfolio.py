@@ -54,8 +54,8 @@ class Portfolio:
         return self._dpor.caveats if self._dpor is not None else frozenset()
 
     def go_on_unproved(self) -> bool:
-        """The search finished, but what it covered is no proof (its runs left
-        interleavings out): the members go on with the budget instead."""
+        """The search finished, but left out what the members may still find (a
+        daemon thread held while time passed): they go on with the budget."""
         if self._dpor is None:
             return False
         self._dpor = None
