@@ -442,7 +442,7 @@ class Scheduler:
         """A scheduling point in the running thread: another thread may run now."""
         current = self._running
         if current is None or current.ident != get_ident():
-            raise Abort("an abandoned thread woke up after its schedule")
+            self._not_its_turn()
         accesses = []
         if _footprint.collecting:
             code = frame.f_code if frame is not None and kind == "access" else None
@@ -541,7 +541,7 @@ class Scheduler:
         waits for, named in a deadlock's wait-for graph."""
         current = self._running
         if current is None or current.ident != get_ident():
-            raise Abort("an abandoned thread woke up after its schedule")
+            self._not_its_turn()
         if self.aborting:
             self._abort_here(current)
         current.waiting = why
@@ -586,7 +586,7 @@ class Scheduler:
     def _wait_while(self, waits_for: Callable[[ControlledThread], bool], why: str) -> None:
         current = self._running
         if current is None or current.ident != get_ident():
-            raise Abort("an abandoned thread woke up after its schedule")
+            self._not_its_turn()
         self._settled = {t.tid for t in self.threads if waits_for(t) and t.runnable}
         self._settled.discard(current.tid)
         if not self._settled:
@@ -665,7 +665,7 @@ class Scheduler:
         more choice of time passing."""
         current = self._running
         if current is None or current.ident != get_ident():
-            raise Abort("an abandoned thread woke up after its schedule")
+            self._not_its_turn()
         self.thinned.add("real I/O (its timing is not controlled)")
         self._io_waiters[current.tid] = _IoWait(current, reads, writes, ends_alone)
         try:
@@ -1079,6 +1079,18 @@ class Scheduler:
             return None
         self.wake(candidates[0])
         return candidates[0]
+
+    def _not_its_turn(self) -> NoReturn:
+        """A thread calls in without the turn: one given up on as blocked, that
+        woke up later (its socket closed as the program's module went). It stops
+        here for good: unwinding, it went through the program's error handlers
+        (Twisted's thread pool logs "Unhandled Error"), printed over the report."""
+        stray = self._by_ident.get(get_ident())
+        if stray is not None and stray.abandoned:
+            parked = _thread.allocate_lock()
+            parked.acquire()
+            parked.acquire()  # never released: the process exits past it
+        raise Abort("an abandoned thread woke up after its schedule")
 
     def rescue(self, stuck: ControlledThread, failure: Failure) -> None:
         """From the watchdog: ``stuck`` (not the adopted thread, which runs the
