@@ -295,7 +295,7 @@ def _install(config: pytest.Config, mode: str, kind: str) -> str | None:
     from threadcheck_reactor._stalls import threshold_from_environment, threshold_from_milliseconds
 
     options = config.known_args_namespace
-    installed = _uninstrumented_reactor()
+    installed = threadcheck_reactor.unchecked_reactor()
     if installed is not None:
         return f"{installed} is already the global reactor: threadcheck cannot check it"
     try:
@@ -316,20 +316,6 @@ def _install(config: pytest.Config, mode: str, kind: str) -> str | None:
     )
     _wants_page(config, config.stash[_STATE])
     return None
-
-
-def _uninstrumented_reactor() -> str | None:
-    """The installed reactor's class, if it is one threadcheck does not check."""
-    reactor = sys.modules.get("twisted.internet.reactor")
-    if reactor is None or "threadcheck_reactor" not in sys.modules:
-        return None if reactor is None else _class_name(reactor)
-    from threadcheck_reactor import ThreadCheckMixin
-
-    return None if isinstance(reactor, ThreadCheckMixin) else _class_name(reactor)
-
-
-def _class_name(reactor: object) -> str:
-    return f"{type(reactor).__module__}.{type(reactor).__qualname__}"
 
 
 @pytest.hookimpl(tryfirst=True)

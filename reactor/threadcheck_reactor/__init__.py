@@ -55,11 +55,11 @@ def install(
     existing = sys.modules.get("twisted.internet.reactor")
     if isinstance(existing, ThreadCheckMixin):
         return existing
-    if existing is not None:
+    unchecked = unchecked_reactor()
+    if unchecked is not None:
         raise ReactorAlreadyInstalledError(
-            f"a {type(existing).__module__}.{type(existing).__qualname__} is already the "
-            "global reactor: call threadcheck.install() before anything imports "
-            "twisted.internet.reactor (or use `threadcheck run`)"
+            f"a {unchecked} is already the global reactor: call threadcheck.install() "
+            "before anything imports twisted.internet.reactor (or use `threadcheck run`)"
         )
     from threadcheck_reactor import _installers
 
@@ -70,6 +70,15 @@ def install(
     reactor = reactor_class(kind)(mode, recorder)
     installReactor(reactor)  # type: ignore[no-untyped-call]
     return reactor
+
+
+def unchecked_reactor() -> str | None:
+    """The installed global reactor's class (``module.Name``), if it is not one of
+    the instrumented reactors; None when none is installed or it is checked."""
+    reactor = sys.modules.get("twisted.internet.reactor")
+    if reactor is None or isinstance(reactor, ThreadCheckMixin):
+        return None
+    return f"{type(reactor).__module__}.{type(reactor).__qualname__}"
 
 
 def reactor_class(kind: str) -> type[ThreadCheckMixin]:
@@ -101,4 +110,5 @@ __all__ = [
     "allowed_apis",
     "install",
     "reactor_class",
+    "unchecked_reactor",
 ]

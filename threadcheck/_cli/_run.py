@@ -332,12 +332,11 @@ def _stall_threshold(stall_ms: str | None) -> float | None:
 
 def _uninstrumented_reactor() -> str | None:
     """What to say if the program ran on a reactor threadcheck does not instrument."""
-    from threadcheck_reactor import KINDS, ThreadCheckMixin
+    from threadcheck_reactor import KINDS, unchecked_reactor
 
-    reactor = sys.modules.get("twisted.internet.reactor")
-    if reactor is None or isinstance(reactor, ThreadCheckMixin):
+    name = unchecked_reactor()
+    if name is None:
         return None
-    name = f"{type(reactor).__module__}.{type(reactor).__qualname__}"
     return (
         f"the program installed {name}, which threadcheck does not instrument: nothing was "
         f"checked (instrumented: {', '.join(KINDS)})"
