@@ -741,10 +741,6 @@ class Scheduler:
                 thread.woken_by = woken_by
             if by_time and thread.waiting_on is not None:
                 _footprint.touch(thread.waiting_on)
-            if not by_time and thread.deadline is not None:
-                # Ending a timed wait races its time running out (TIME's step
-                # writes this too): the search must try the timeout first as well.
-                _footprint.released(("woken", thread.tid))
         thread.waiting_on = None
         if thread.waiting is not None:
             thread.held_since = self.now
