@@ -65,7 +65,8 @@ def joins_a_thread() -> None:
     worker.join()
 
 
-def waits_for_a_held_lock() -> None:
+def _held_by_another_thread() -> threading.Lock:
+    """A lock another thread holds for BLOCK seconds from now."""
     lock = threading.Lock()
     held = threading.Event()
 
@@ -76,21 +77,17 @@ def waits_for_a_held_lock() -> None:
 
     threading.Thread(target=hold).start()
     held.wait()
+    return lock
+
+
+def waits_for_a_held_lock() -> None:
+    lock = _held_by_another_thread()
     lock.acquire()
     lock.release()
 
 
 def enters_a_held_lock() -> None:
-    lock = threading.Lock()
-    held = threading.Event()
-
-    def hold() -> None:
-        with lock:
-            held.set()
-            time.sleep(BLOCK)
-
-    threading.Thread(target=hold).start()
-    held.wait()
+    lock = _held_by_another_thread()
     with lock:  # the usual spelling: it was a bare "stall", with the generic fix
         pass
 
