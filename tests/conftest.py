@@ -53,6 +53,22 @@ def running_reactor() -> Iterator[Callable[[Mode | str], RunningReactor]]:
         running.stop()
 
 
+@pytest.fixture
+def asyncio_reactor() -> Iterator[Callable[[Mode], RunningReactor]]:
+    """:func:`running_reactor` for Twisted's asyncio reactor, instrumented."""
+    from threadcheck_reactor._asyncio import ThreadCheckAsyncioReactor
+
+    made: list[RunningReactor] = []
+
+    def make(mode: Mode) -> RunningReactor:
+        made.append(RunningReactor(mode, ThreadCheckAsyncioReactor))
+        return made[-1]
+
+    yield make
+    for running in made:
+        running.stop()
+
+
 def _swappable() -> tuple[object, ...]:
     """What an exploration swaps in while it runs: all of it must be back after."""
     import queue

@@ -72,6 +72,11 @@ class RunningReactor:
             loop.close()
 
 
+def loop_of(running: RunningReactor) -> Any:
+    """The asyncio loop of a running asyncio reactor."""
+    return running.reactor._asyncioEventloop  # type: ignore[attr-defined]
+
+
 def _stop_if_running(reactor: ThreadCheckMixin) -> None:
     if reactor.running:
         reactor.stop()

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,7 +20,7 @@ from threadcheck._report import fix_for
 from threadcheck_reactor._asyncio import ThreadCheckAsyncioReactor
 from threadcheck_reactor._loop import LOOP_APIS
 
-from support import RunningReactor
+from support import RunningReactor, loop_of
 
 
 def noop(*args: object) -> None:
@@ -60,23 +60,6 @@ CALLS: dict[str, Callable[[Any], object]] = {
     "loop.remove_writer": lambda loop: loop.remove_writer(socket.socket()),
     "loop.stop": lambda loop: loop.stop(),
 }
-
-
-@pytest.fixture
-def asyncio_reactor() -> Iterator[Callable[[Mode], RunningReactor]]:
-    made: list[RunningReactor] = []
-
-    def make(mode: Mode) -> RunningReactor:
-        made.append(RunningReactor(mode, ThreadCheckAsyncioReactor))
-        return made[-1]
-
-    yield make
-    for running in made:
-        running.stop()
-
-
-def loop_of(running: RunningReactor) -> Any:
-    return running.reactor._asyncioEventloop  # type: ignore[attr-defined]
 
 
 def test_every_checked_loop_method_is_tested() -> None:

@@ -72,6 +72,8 @@ def object_api_fix(api: str, offending: str = "") -> str | None:
     kind, _, method = api.partition(".")
     if kind == "loop" and method:
         return _loop_fix(method, offending)
+    if kind == "asyncio" and method.startswith("transport."):
+        return _asyncio_transport_fix(method.partition(".")[2], offending)
     name = _OBJECT_NAMES.get(kind)
     if name is None or not method:
         return None
@@ -117,6 +119,21 @@ def _loop_fix(method: str, offending: str) -> str:
     if handed["method"] == "call_soon":
         return f"hand it to the loop's thread: {handed['obj']}.call_soon_threadsafe({args})"
     call = f"{handed['obj']}.{handed['method']}" + (f", {args}" if args else "")
+    return f"hand it to the loop's thread: loop.call_soon_threadsafe({call})"
+
+
+# A worker's call on an asyncio transport or stream: ``writer.write(data)``.
+_ON_A_STREAM = re.compile(r"(?P<obj>[\w.\[\]]+)\.(?P<method>\w+)\((?P<args>.*)\)\s*(#.*)?$")
+
+
+def _asyncio_transport_fix(method: str, offending: str) -> str:
+    """The loop's hand-over of the call the worker made (a StreamWriter's
+    ``write`` reaches its transport's), else of the transport's method."""
+    called = _ON_A_STREAM.search(offending)
+    if called is None or called["method"] != method:
+        return f"hand it to the loop's thread: loop.call_soon_threadsafe(transport.{method}, ...)"
+    args = called["args"].strip()
+    call = f"{called['obj']}.{method}" + (f", {args}" if args else "")
     return f"hand it to the loop's thread: loop.call_soon_threadsafe({call})"
 
 

@@ -5,6 +5,9 @@ asyncio's loop is no more thread-safe than Twisted's reactor: only
 called from another thread. asyncio checks ``call_soon`` and ``call_at`` in
 debug mode only, and nothing else; a worker that completes a future
 (``fut.set_result``) reaches ``loop.call_soon`` through the future's callbacks.
+The loop's transports are its too: a worker's ``writer.write(data)`` sends
+what it can at once and leaves the rest to the loop's buffer, unlocked
+(``asyncio.transport.write``).
 
 Thread safety: :func:`check_loop` is called by the reactor's constructor, in
 the thread making it; the checks then run in any thread.
@@ -18,7 +21,7 @@ from threading import get_ident
 from typing import Any
 
 from threadcheck._affinity import AffinityChecker
-from threadcheck_reactor._checked import checked_by
+from threadcheck_reactor._checked import checked, checked_by
 
 LOOP_METHODS: tuple[str, ...] = (
     "call_soon",
@@ -34,6 +37,32 @@ LOOP_METHODS: tuple[str, ...] = (
 """The loop's methods that must be called in the reactor's (the loop's) thread."""
 
 LOOP_APIS: tuple[str, ...] = tuple(f"loop.{name}" for name in LOOP_METHODS)
+
+TRANSPORT_METHODS: tuple[str, ...] = (
+    "write",
+    "writelines",
+    "write_eof",
+    "sendto",
+    "close",
+    "abort",
+    "pause_reading",
+    "resume_reading",
+    "set_write_buffer_limits",
+)
+"""The methods of the loop's transports that must be called in its thread."""
+
+TRANSPORT_APIS: tuple[str, ...] = tuple(f"asyncio.transport.{name}" for name in TRANSPORT_METHODS)
+
+_TRANSPORT_MAKERS = (
+    "_make_socket_transport",
+    "_make_ssl_transport",
+    "_make_datagram_transport",
+    "_make_read_pipe_transport",
+    "_make_write_pipe_transport",
+)
+"""The loop's factories of the transports it gives protocols and streams."""
+
+_checked_classes: dict[type, type] = {}
 
 
 def check_loop(loop: Any, checker: AffinityChecker) -> None:
@@ -53,6 +82,42 @@ def check_loop(loop: Any, checker: AffinityChecker) -> None:
             setattr(loop, name, wrapper)
         except AttributeError:
             return
+    for name in _TRANSPORT_MAKERS:
+        make = getattr(loop, name, None)
+        if make is not None:
+            setattr(loop, name, _making_checked_transports(make, checker))
+
+
+def _making_checked_transports(
+    make: Callable[..., Any], checker: AffinityChecker
+) -> Callable[..., Any]:
+    def make_checked(*args: Any, **kwargs: Any) -> Any:
+        transport = make(*args, **kwargs)
+        # Its own: a closed transport forgets its loop, and close() may come again.
+        with contextlib.suppress(AttributeError, TypeError):  # one that takes neither
+            transport._threadcheck = checker
+            transport.__class__ = _checked_class(type(transport))
+        return transport
+
+    return make_checked
+
+
+def _checked_class(cls: type) -> type:
+    """``cls`` with :data:`TRANSPORT_METHODS` checked by the checker each of its
+    transports carries (``_threadcheck``): made once per transport class (a
+    wrapper per transport would compile nine functions a connection); the same
+    name, so reprs and reports read as asyncio's."""
+    made = _checked_classes.get(cls)
+    if made is None:
+        methods = {
+            name: checked(f"asyncio.transport.{name}", getattr(cls, name))
+            for name in TRANSPORT_METHODS
+            if callable(getattr(cls, name, None))
+        }
+        made = type(cls.__name__, (cls,), {**methods, "__qualname__": cls.__qualname__})
+        made.__module__ = cls.__module__
+        _checked_classes[cls] = made
+    return made
 
 
 def _checked_call_soon(loop: Any, checker: AffinityChecker) -> Callable[..., Any]:

@@ -29,7 +29,7 @@ from threadcheck_reactor._delayedcall import (
     delayed_call_type,
     new_delayed_call,
 )
-from threadcheck_reactor._loop import LOOP_APIS
+from threadcheck_reactor._loop import LOOP_APIS, TRANSPORT_APIS
 from threadcheck_reactor._shutdown import StuckPoolWatch
 from threadcheck_reactor._stalls import (
     DEFAULT_THRESHOLD,
@@ -79,7 +79,7 @@ CHECKED_APIS: frozenset[str] = frozenset(
     [f"reactor.{name}" for name in ("callLater", *NOT_THREAD_SAFE)]
     + [*DELAYED_CALL_APIS, "blockingCallFromThread"]
     + [*_deferreds.DEFERRED_APIS, *_deferreds.PRIMITIVE_APIS]
-    + [*_transports.APIS, *_web.APIS, *_task.APIS, *LOOP_APIS]
+    + [*_transports.APIS, *_web.APIS, *_task.APIS, *LOOP_APIS, *TRANSPORT_APIS]
 )
 """Every API name a violation can carry, as reports and the pytest marker spell it."""
 
