@@ -39,6 +39,7 @@ from threadcheck import _stacks
 from threadcheck._races import _clocks, _footprint
 from threadcheck._sched import (
     _children,
+    _idle_pools,
     _lazy,
     _order,
     _premade,
@@ -106,6 +107,7 @@ class Patches:
         :mod:`._premade`)."""
         _order.restart()
         _lazy.restart()
+        _idle_pools.restart()
         for holder, name, twin in _premade.fresh(self._premade):
             setattr(holder, name, twin)
 
@@ -190,6 +192,7 @@ class Patches:
             (ThreadPoolExecutor, "submit", _without_points(ThreadPoolExecutor.submit)),
             *_order.replacements(),
             *_lazy.replacements(),
+            *_idle_pools.replacements(),
             *_sqlite.replacements(),
             *_children.replacements(),
             *_sockets.replacements(),

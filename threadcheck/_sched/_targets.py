@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from threadcheck import _stacks, _threads
 from threadcheck._races import _detector as _race_detector
 from threadcheck._races import _hook as _race_hook
+from threadcheck._sched import _idle_pools
 from threadcheck._sched._core import Abort, Failure, TargetError, here
 from threadcheck._sched._program import program_failure, thread_failure
 
@@ -62,7 +63,7 @@ class ScenarioTarget:
 
         # The scheduled reactor is Twisted's global one meanwhile: threads.deferToThread
         # and code importing the reactor as it runs get it, not an idle real one.
-        with _global_reactor(reactor) as replaced, _idle_pools_given_work() as idle:
+        with _global_reactor(reactor) as replaced:
             before = _activity(replaced)
             try:
                 outcome = _run_until_fired(reactor, self._call)
@@ -71,7 +72,7 @@ class ScenarioTarget:
                     raise TargetError(
                         _STALE_REACTOR.format(self.description, type(replaced).__name__)
                     )
-                if not outcome and idle:
+                if not outcome and _idle_pools.given_work():
                     raise TargetError(_IDLE_POOL.format(self.description))
         if not outcome:
             return Failure(
@@ -223,35 +224,6 @@ _IDLE_POOL = (
     " reactor runs, which no schedule does; make it in the scenario, with the reactor"
     " it is given (adbapi.ConnectionPool(..., cp_reactor=reactor))"
 )
-
-
-@contextmanager
-def _idle_pools_given_work() -> Iterator[list[Any]]:
-    """The Twisted thread pools given work while not started: the scenario waits
-    on it for ever if they never start (a false deadlock, else)."""
-    from twisted.python.threadpool import ThreadPool
-
-    idle: list[Any] = []
-    given_work, start = ThreadPool.callInThreadWithCallback, ThreadPool.start
-
-    @functools.wraps(given_work)
-    def noted(pool: Any, *args: Any, **kwargs: Any) -> None:
-        if not pool.started and all(pool is not seen for seen in idle):
-            idle.append(pool)
-        given_work(pool, *args, **kwargs)
-
-    @functools.wraps(start)
-    def started(pool: Any) -> None:
-        idle[:] = [seen for seen in idle if seen is not pool]  # (stopped with the reactor)
-        start(pool)
-
-    ThreadPool.callInThreadWithCallback = noted  # type: ignore[method-assign,assignment]
-    ThreadPool.start = started  # type: ignore[method-assign,assignment]
-    try:
-        yield idle
-    finally:
-        ThreadPool.callInThreadWithCallback = given_work  # type: ignore[method-assign]
-        ThreadPool.start = start  # type: ignore[method-assign]
 
 
 def _activity(reactor: Any) -> tuple[object, ...] | None:
