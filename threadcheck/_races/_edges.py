@@ -39,6 +39,7 @@ from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Any, NoReturn
 
+from threadcheck import _stacks
 from threadcheck._races._clocks import (
     VectorClock,
     begin_thread,
@@ -48,6 +49,7 @@ from threadcheck._races._clocks import (
     run_received,
     send,
 )
+from threadcheck._synchronize import synch_pre_replacement
 
 _START = "_threadcheck_races_start"
 _END = "_threadcheck_races_end"
@@ -187,6 +189,7 @@ def install() -> None:
         *_raw_starts(),
         *_imports(),
         *_polls(),
+        synch_pre_replacement(TrackedRLock, _stacks.is_user_code),
     ):
         _undo.append((target, name, getattr(target, name)))
         setattr(target, name, replacement)

@@ -63,6 +63,7 @@ from threadcheck._sched._program import (
     per_schedule_atexit,
     program_failure,
 )
+from threadcheck._synchronize import synch_pre_replacement
 
 _ABSENT = object()
 
@@ -165,6 +166,7 @@ class Patches:
             # threadable.XLock, which makes it on first use) would leave a
             # scheduled lock in the process-wide publisher after the run.
             (log, "msg", _without_points(log.msg)),
+            synch_pre_replacement(_scheduled_rlock, self.is_user_file),
             (logging.Handler, "handle", _handler_handle(logging.Handler.handle)),
             (time, "sleep", _sleep),
             *((time, name, clock) for name, clock in clocks.items()),
@@ -314,6 +316,11 @@ class _Factory:
 
     def __repr__(self) -> str:
         return f"<threadcheck's {self.__name__}>"
+
+
+def _scheduled_rlock() -> _primitives.RLock | None:
+    """A user object's ``threadable.synchronize`` lock, in a controlled thread."""
+    return _primitives.RLock() if here() is not None else None
 
 
 def _stdlib_machinery() -> tuple[frozenset[object], tuple[str, ...]]:
