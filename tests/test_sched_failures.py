@@ -164,6 +164,36 @@ def test_a_step_bound_catches_a_livelock() -> None:
     assert result.failure.message == message
 
 
+def _ticking_while_waiting_for_ever(interval: float) -> Any:
+    def scenario(reactor: Any) -> Deferred[Any]:
+        from twisted.internet import task
+
+        task.LoopingCall(lambda: None).start(interval)  # a service's heartbeat
+        return Deferred()  # the reply the test waits for never comes
+
+    return scenario
+
+
+def test_a_scenario_waiting_for_ever_while_a_looping_call_ticks_is_a_livelock() -> None:
+    # Each tick let time pass and took no point: the schedule ran for ever.
+    result = threadcheck.explore(_ticking_while_waiting_for_ever(1.0), budget=1)
+    assert result.failure is not None and result.failure.kind == "livelock"
+    assert result.failure.message.startswith(
+        "time bound exceeded: 3,600 s of virtual time without finishing"
+    )
+
+
+def test_time_passing_more_often_than_the_step_bound_allows_is_a_livelock() -> None:
+    result = explore(
+        ScenarioTarget(_ticking_while_waiting_for_ever(0.01)),
+        budget=Budget(1),
+        settings=Settings(max_steps=200),
+        shrink=False,
+    )
+    assert result.failure is not None and result.failure.kind == "livelock"
+    assert result.failure.message.startswith("time bound exceeded: time passing 400 times")
+
+
 class AlwaysTime:
     """A strategy that lets time pass whenever it may: it never runs the other thread."""
 

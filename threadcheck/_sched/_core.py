@@ -82,6 +82,17 @@ FAIRNESS_BOUND = 256
 """Points in a row a thread may keep the turn while another could run: past it
 the next thread runs (a spin-wait on a flag another thread sets would otherwise
 spin until the step bound under PCT or a preemption bound)."""
+TIME_HORIZON = 3600.0
+"""Virtual seconds a schedule may run while time passes often
+(:data:`HORIZON_PASSES`): past them, a livelock. A scenario whose Deferred
+never fired while a LoopingCall ticked (a heartbeat) ran for ever: each tick
+let time pass, and no point counted towards the step bound."""
+HORIZON_PASSES = 1000
+"""Time passing that many times is needed for the horizon: one long sleep (an
+hour's) is no livelock."""
+TIME_STEPS = 2
+"""Times the step bound that time may pass in a schedule, however little each
+time (a 10 ms tick reaches the horizon only after 360,000): past it, a livelock."""
 ABORT_STEP_LIMIT = 10_000  # points a thread may pass while unwinding from an abort
 DECISIONS_PER_STEP = 3
 """Decisions a schedule may take per point of its step bound: a thread that
@@ -299,6 +310,7 @@ class Scheduler:
         self.threads: list[ControlledThread] = []
         self._by_ident: dict[int, ControlledThread] = {}
         self.now = VIRTUAL_EPOCH
+        self._time_passed = 0
         self.step = 0
         self._alone_steps = 0
         """Steps taken by a thread with no other alive: see :data:`ALONE_STEPS`."""
@@ -814,9 +826,32 @@ class Scheduler:
 
     def _advance_clock(self, due: ControlledThread) -> ControlledThread:
         """Time passes to ``due``'s deadline, waking every waiter due by then; ``due`` runs."""
-        self.now = max(self.now, _deadline_order(due)[0])
+        deadline = _deadline_order(due)[0]
+        if deadline > self.now:  # (a clock that does not move is the decision bound's)
+            self.now = deadline
+            self._time_passed += 1
+            if not self.aborting:
+                self._check_time_bound()
         self._wake_due()
         return due
+
+    def _check_time_bound(self) -> None:
+        """Past :data:`TIME_HORIZON` or :data:`TIME_STEPS`, the schedule fails and
+        ends: its threads unwind from their next point or wait."""
+        if self._time_passed > TIME_STEPS * self.max_steps:
+            spent = f"time passing {TIME_STEPS * self.max_steps:,} times"
+        elif self.now - VIRTUAL_EPOCH > TIME_HORIZON and self._time_passed > HORIZON_PASSES:
+            spent = f"{TIME_HORIZON:,.0f} s of virtual time"
+        else:
+            return
+        self.fail(
+            Failure(
+                "livelock",
+                f"time bound exceeded: {spent} without finishing (timers kept firing: "
+                "a LoopingCall ticking while the rest waits for ever?)",
+                thread=self._running.name if self._running else None,
+            )
+        )
 
     def _wake_due(self) -> None:
         """Wake every waiter whose deadline has come (by now)."""
