@@ -471,6 +471,46 @@ def test_expect_swallows_the_error_it_expects_in_raise_mode(pytester: pytest.Pyt
     result.assert_outcomes(passed=1)
 
 
+def test_an_allowed_violation_does_not_raise_in_raise_mode(pytester: pytest.Pytester) -> None:
+    # The marker accepts it ("reported as expected, not failing"): it raised in
+    # the worker all the same, and the test failed.
+    pytester.makepyfile(
+        """
+        import threading
+        import pytest
+        from twisted.internet import reactor
+
+        def call_later_in_a_worker():
+            raised = []
+            def work():
+                try:
+                    reactor.callLater(3600, print)
+                except Exception as error:
+                    raised.append(type(error).__name__)
+            worker = threading.Thread(target=work)
+            worker.start()
+            worker.join()
+            return raised
+
+        @pytest.fixture(autouse=True)
+        def running_elsewhere():
+            # A reactor running in another thread: this test's threads are foreign.
+            reactor.threadcheck.owner = -1
+            reactor.threadcheck.started = True
+
+        @pytest.mark.threadcheck(allow=["reactor.callLater"], reason="upstream bug #42")
+        def test_a_known():
+            assert call_later_in_a_worker() == []
+
+        def test_b_next():
+            assert call_later_in_a_worker() == ["ThreadAffinityError"]
+        """
+    )
+    result = run(pytester, "--threadcheck", "--threadcheck-mode=raise", *NO_PYTEST_TWISTED)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*test_a_known: 1 (expected)", "FAILED *test_b_next*"])
+
+
 def test_fixture_skips_when_threadcheck_is_off(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_x(threadcheck):\n    pass\n")
     result = run(pytester, "-rs", *NO_PYTEST_TWISTED)

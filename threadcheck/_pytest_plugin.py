@@ -419,6 +419,7 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
     if state is not None:
         # Parsed here, so that a bad marker fails the test before it runs.
         item.stash[_ALLOWED] = _allowed(item)
+        state.run.allow(item.stash[_ALLOWED])
     return result
 
 

@@ -59,10 +59,17 @@ class TestRun:
     # -- what runs now --------------------------------------------------------
 
     def enter(self, nodeid: str, phase: str) -> None:
+        if phase == "setup":
+            self.checker.allowed = frozenset()  # the last test's allow= is not this one's
         self._recorder.context = TestContext(nodeid, phase)
+
+    def allow(self, apis: Iterable[str]) -> None:
+        """The running test accepts calls of ``apis``: in raise mode they do not raise."""
+        self.checker.allowed = frozenset(apis)
 
     def leave(self) -> None:
         self._recorder.context = None
+        self.checker.allowed = frozenset()
 
     def test_violations(self, nodeid: str) -> list[Violation]:
         """``nodeid``'s violations so far: those already taken and those still pending."""
