@@ -418,8 +418,8 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
     result = yield
     if state is not None:
         # Parsed here, so that a bad marker fails the test before it runs.
-        item.stash[_ALLOWED] = _allowed(item)
-        state.run.allow(item.stash[_ALLOWED])
+        allowed = item.stash[_ALLOWED] = _allowed(item)
+        state.run.allow(allowed)
     return result
 
 
