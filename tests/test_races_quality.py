@@ -782,6 +782,27 @@ def test_a_function_whose_variables_no_thread_shares_keeps_its_locals(tmp_path: 
     assert found == []
 
 
+def test_a_closure_variables_scope_is_not_among_its_functions_names(tmp_path: Path) -> None:
+    # A variable a nested function declares nonlocal is held by a scope object
+    # in a hidden local: Endpoint(**locals()) got it as an argument.
+    found = races_in(
+        tmp_path,
+        """
+        def endpoint(host, port):
+            attempts = 0
+            def bump():
+                nonlocal attempts
+                attempts += 1
+            bump()
+            assert sorted(vars()) == sorted(dir()) == ["attempts", "bump", "host", "port"]
+            del bump, attempts
+            return dict(**locals())
+        assert endpoint("db", 5432) == {"host": "db", "port": 5432}
+        """,
+    )
+    assert found == []
+
+
 def test_builtin_container_methods_are_not_races_among_themselves(tmp_path: Path) -> None:
     found = races_in(
         tmp_path,

@@ -568,6 +568,21 @@ def _write_key(
     write(tc, loc, site, obj, key, mode, atomic)
 
 
+def own(names: Any) -> Any:
+    """``locals()``, ``vars()`` or ``dir()`` in rewritten code, without the names
+    the rewriting added (``__tc_s1__``, a closure variable's scope): a factory
+    forwarding ``**locals()`` passed them on as arguments."""
+    if isinstance(names, dict):
+        return {name: value for name, value in names.items() if not _added(name)}
+    if isinstance(names, list):
+        return [name for name in names if not _added(name)]
+    return names
+
+
+def _added(name: object) -> bool:
+    return isinstance(name, str) and name.startswith("__tc_")
+
+
 def im(scope: dict[str, Any]) -> None:
     """A rewritten module's code ran to its end (its import is done)."""
     if enabled:

@@ -70,10 +70,12 @@ _NOT_CHANGING = frozenset(
     }
 )  # fmt: skip
 """Builtins that change nothing they are given."""
+_NAMESPACES = frozenset({"locals", "vars", "dir"})
+"""Builtins that, called bare, show a scope's names: ours among them."""
 HELPERS = (
     "ra", "wa", "ua", "st", "sv", "lp", "lw", "it", "cm", "cmk", "cml", "cr", "ck", "oa", "oal",
     "lk", "isin", "cached", "cms",
-    "rv", "wv", "uv", "sub", "subo", "Scope", "im",
+    "rv", "wv", "uv", "sub", "subo", "Scope", "im", "own",
 )  # fmt: skip
 GLOBALS = "__tc_gl__"
 
@@ -489,6 +491,8 @@ class _Rewriter(ast.NodeTransformer):
 
     def visit_Call(self, node: ast.Call) -> ast.AST:
         func = node.func
+        if isinstance(func, ast.Name) and func.id in _NAMESPACES and not node.args:
+            return self._call("own", node)  # without the names the rewriting added
         named = _named_attribute(node)  # getattr(obj, name), setattr(obj, name, value)
         late = False
         if isinstance(func, ast.Attribute) and _assertion_helper(func.value):
