@@ -724,3 +724,18 @@ def test_a_program_that_explores_itself_is_refused_in_one_line(
         f"threadcheck: threadcheck.{called} called by a program being explored: "
         "explore the program that does not call it, or run this one with python\n"
     )
+
+
+def test_a_module_of_the_program_shadowing_twisteds_is_its_doing_not_ours(
+    tmp_path: Path,
+) -> None:
+    # attrs.py beside the program: Twisted's `from attrs import define` failed
+    # as threadcheck imported it, "internal error ...; please report it".
+    script(tmp_path, "VERSION = '1.0'\n", name="attrs.py")
+    program = script(tmp_path, "import attrs\nprint(attrs.VERSION)\n")
+    result = threadcheck("explore", "--budget", "5", program)
+    assert result.returncode == 2, result.stderr
+    cannot_start = "threadcheck: error: the program cannot start: "
+    assert result.stderr.startswith(cannot_start), result.stderr
+    assert "the program's own attrs.py shadows the 'attrs' module" in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr

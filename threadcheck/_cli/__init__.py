@@ -11,9 +11,11 @@ exit statuses.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
+from threadcheck import _stacks
 from threadcheck._cli import _explore, _replay, _run
 from threadcheck._cli._options import (
     INTERRUPTED,
@@ -66,5 +68,23 @@ def _main(argv: Sequence[str] | None) -> int:
         print("threadcheck: interrupted", file=sys.stderr)
         return INTERRUPTED
     except Exception as error:  # ours, not the program's (each command catches those)
+        shadowing = _shadowing(error)
+        if shadowing is not None:
+            print(f"threadcheck: error: the program cannot start: {shadowing}", file=sys.stderr)
+            return USAGE_ERROR
         print(internal_error(error, getattr(args, "token", None)), file=sys.stderr)
         return USAGE_ERROR
+
+
+def _shadowing(error: Exception) -> str | None:
+    """A module of the program's own (``attrs.py`` beside it) found in place of
+    one that Twisted or threadcheck imports: the program's doing, not ours."""
+    if not isinstance(error, ImportError):
+        return None
+    path = error.path
+    if path is None or not _stacks.is_user_code(path):
+        return None
+    return (
+        f"{error}: the program's own {os.path.basename(path)} shadows the {error.name!r} "
+        "module that Twisted or threadcheck imports; rename it"
+    )
