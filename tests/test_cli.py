@@ -584,6 +584,36 @@ def test_pytest_runs_with_its_own_options(tmp_path: Path) -> None:
     assert re.search(r"^1 passed", result.stdout, re.MULTILINE), result.stdout
 
 
+RACY_TEST = """
+import threading
+
+class Stats:
+    handled = 0
+
+def test_counts():
+    stats = Stats()
+    def work():
+        for _ in range(100):
+            stats.handled += 1
+    workers = [threading.Thread(target=work) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert stats.handled == 200
+"""
+
+
+def test_races_in_a_test_module_pytest_imports_itself_are_reported(tmp_path: Path) -> None:
+    # pytest's assertion rewriting compiled the test module past the race hook:
+    # the test passed and "no data races found", two runs in three.
+    (tmp_path / "test_racy.py").write_text(RACY_TEST)
+    command = ("run", "--races", "-m", "pytest", "-q", "-p", "no:cacheprovider")
+    result = threadcheck(*command, cwd=tmp_path)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "data race on Stats.handled" in result.stderr, result.stderr
+
+
 FAILING_PROGRAM = """
 def parse(text):
     return int(text)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -203,11 +203,9 @@ def _start_races(config: pytest.Config) -> str | None:
     """Watch user code for data races, test modules included: pytest's assertion
     rewriting and ours both apply to them (its cache is bypassed, so that a
     later run without races does not load code rewritten for one)."""
-    from _pytest.assertion import rewrite as assertion_rewrite
-
     from threadcheck import _stacks
-    from threadcheck._races import _detector, _hook
-    from threadcheck._races._rewrite import rewrite
+    from threadcheck._races import _detector
+    from threadcheck._races._pytest_modules import rewrite_test_modules
 
     try:
         include = _stacks.include_paths(config.known_args_namespace.threadcheck_races_include)
@@ -223,39 +221,18 @@ def _start_races(config: pytest.Config) -> str | None:
         edges=[_race_edges.install],
     )
 
-    def rewrite_test(fn: Any, pytest_config: Any) -> tuple[bytes, Any]:
-        import ast
-        import importlib.util
-
-        source = fn.read_bytes()
-        tree = ast.parse(source, filename=str(fn))
-        assertion_rewrite.rewrite_asserts(tree, source, str(fn), pytest_config)
-        if is_user_file(str(fn)):
-            rewrite(tree, str(fn))
-        code = compile(tree, str(fn), "exec", dont_inherit=True)
-        return importlib.util.source_hash(source), code
-
-    originals = {
-        name: getattr(assertion_rewrite, name, None)
-        for name in ("_rewrite_test", "_read_pyc", "_write_pyc")
-    }
-    if None in originals.values():
-        return "--threadcheck-races: this pytest's assertion rewriting is not one it knows"
-    setattr(assertion_rewrite, "_rewrite_test", rewrite_test)  # noqa: B010
-    setattr(assertion_rewrite, "_read_pyc", lambda *args, **kwargs: None)  # noqa: B010
-    setattr(assertion_rewrite, "_write_pyc", lambda *args, **kwargs: False)  # noqa: B010
-    config.add_cleanup(lambda: _stop_races(assertion_rewrite, originals))
-    # After pytest's own hook: test modules and conftests are its, rewritten above.
-    _hook.move_after("AssertionRewritingHook")
+    undo = rewrite_test_modules(is_user_file)
+    if isinstance(undo, str):
+        return f"--threadcheck-races: {undo}"
+    config.add_cleanup(lambda: _stop_races(undo))
     return None
 
 
-def _stop_races(assertion_rewrite: Any, originals: dict[str, Any]) -> None:
+def _stop_races(undo: Callable[[], None]) -> None:
     from threadcheck._races import _detector
 
     _detector.stop()
-    for name, original in originals.items():
-        setattr(assertion_rewrite, name, original)
+    undo()
 
 
 def _pytest_twisted_reactor(config: pytest.Config) -> str:

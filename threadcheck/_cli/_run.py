@@ -174,6 +174,8 @@ def _run(args: argparse.Namespace) -> int:
             include=include,
             edges=[_race_edges.install],
         )
+        if _runs_pytest(args.module, target):
+            _rewrite_test_modules(_stacks.user_code(include))
     activity, stop_tracing = _start_tracing() if args.trace is not None else (None, None)
     streams = sys.stdout, sys.stderr
 
@@ -369,6 +371,20 @@ def _check_module(module: str) -> None:
             f"No module named {module}.__main__; {module!r} is a package and cannot be "
             "directly executed"
         )
+
+
+def _runs_pytest(module: str | None, target: list[str]) -> bool:
+    name = module if module is not None else os.path.basename(target[0])
+    return name in ("pytest", "py.test")
+
+
+def _rewrite_test_modules(is_user_file: Callable[[str], bool]) -> None:
+    """pytest compiles test modules itself, past the race detector's import hook."""
+    from threadcheck._races._pytest_modules import rewrite_test_modules
+
+    undo = rewrite_test_modules(is_user_file)
+    if isinstance(undo, str):
+        raise UsageError(f"--races with pytest: {undo}")
 
 
 def _run_to_exit(module: str | None, target: list[str], races: bool) -> tuple[int, bool]:
