@@ -803,6 +803,37 @@ def test_a_closure_variables_scope_is_not_among_its_functions_names(tmp_path: Pa
     assert found == []
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="3.10 re-raises the traceback it caught")
+def test_a_failing_subscript_s_traceback_ends_at_the_users_line(tmp_path: Path) -> None:
+    # It ended in threadcheck's helper (`return obj[key]`): pytest showed that
+    # as the failing line, traceback.extract_tb(...)[-1] named it.
+    found = races_in(
+        tmp_path,
+        """
+        import traceback
+        settings = {"db": {"host": "localhost"}}
+        ports = [8080]
+        def port():
+            return settings["db"]["port"]
+        def backup():
+            return ports[1]
+        def forget():
+            del settings["cache"]
+        def pop():
+            return settings.pop("cache")
+        for operation in (port, backup, forget, pop):
+            try:
+                operation()
+            except LookupError as error:
+                last = traceback.extract_tb(error.__traceback__)[-1]
+                assert (last.filename, last.name) == (__file__, operation.__name__), last
+            else:
+                raise AssertionError(f"{operation.__name__} did not raise")
+        """,
+    )
+    assert found == []
+
+
 def test_builtin_container_methods_are_not_races_among_themselves(tmp_path: Path) -> None:
     found = races_in(
         tmp_path,

@@ -489,7 +489,11 @@ class _KeyedChange(_Keyed):
 
     def pop(self, key: Any, *default: Any) -> Any:
         self._changed(key, "delete")
-        return self.obj.pop(key, *default)
+        try:
+            return self.obj.pop(key, *default)
+        except BaseException as error:
+            _raised_by_user(error)
+            raise
 
     def setdefault(self, key: Any, default: Any = None) -> Any:
         self._changed(key, "write")
@@ -652,6 +656,16 @@ def _missing(mapping: Any, key: Any) -> bool:
         return False
 
 
+def _raised_by_user(error: BaseException) -> None:
+    """The user's operation raised (``KeyError`` from ``d[k]``): its traceback
+    starts at the user's line, as without the detector, not in this helper. A
+    bare ``raise`` keeps the traceback set here (3.11+; 3.10 re-raises the one
+    it caught)."""
+    traceback = error.__traceback__
+    if traceback is not None:
+        error.__traceback__ = traceback.tb_next
+
+
 class sub:  # noqa: N801 - called by rewritten code as if it were a function
     """``sub(obj, site)[key]``: the subscript, recorded, then done on ``obj``."""
 
@@ -676,21 +690,33 @@ class sub:  # noqa: N801 - called by rewritten code as if it were a function
                     _footprint.read(obj, _footprint.EVERY)
             if enabled and type(key) is not slice:
                 _read_key(obj, key, self.site)
-        return obj[key]
+        try:
+            return obj[key]
+        except BaseException as error:
+            _raised_by_user(error)
+            raise
 
     def __setitem__(self, key: Any, value: Any) -> None:
         obj = self.obj
         if on_access is not None:
             on_access(self.site, "store")
         self._written(obj, key, "write")
-        obj[key] = value
+        try:
+            obj[key] = value
+        except BaseException as error:
+            _raised_by_user(error)
+            raise
 
     def __delitem__(self, key: Any) -> None:
         obj = self.obj
         if on_access is not None:
             on_access(self.site, "delete")
         self._written(obj, key, "delete")
-        del obj[key]
+        try:
+            del obj[key]
+        except BaseException as error:
+            _raised_by_user(error)
+            raise
 
     def _written(self, obj: Any, key: Any, mode: str) -> None:
         if _footprint.collecting:
