@@ -145,6 +145,7 @@ objects: dict[int, _Shadow] = {}
 _held: list[int] = []
 """Objects held strongly (not weakly referenceable), for :func:`sweep`."""
 _sweep_at = 10_000
+_sweeping = _thread.allocate_lock()
 
 
 def location(obj: object, key: Any) -> Location:
@@ -238,18 +239,30 @@ def _reference(obj: object) -> Any:
 
 
 def sweep() -> None:
-    """Forget held objects that only the shadow still holds."""
+    """Forget held objects that only the shadow still holds.
+
+    Threads hold new objects while one sweeps: only the keys there were when it
+    began are replaced (one slice assignment, atomic under the GIL), and one
+    thread sweeps at a time. Replacing the whole list lost the keys another
+    thread added meanwhile, and their objects were held for good (hundreds of
+    thousands of dicts, with four pool workers)."""
     global _sweep_at
-    kept: list[int] = []
-    for key in _held:
-        shadow = objects.get(key)
-        # References: the shadow's and getrefcount's argument; any more are the program's.
-        if shadow is not None and sys.getrefcount(shadow.ref) > 2:
-            kept.append(key)
-        else:
-            objects.pop(key, None)
-    _held[:] = kept
-    _sweep_at = max(10_000, 2 * len(kept))
+    if not _sweeping.acquire(False):
+        return  # another thread sweeps now
+    try:
+        swept = len(_held)
+        kept: list[int] = []
+        for key in _held[:swept]:
+            shadow = objects.get(key)
+            # References: the shadow's and getrefcount's argument; more are the program's.
+            if shadow is not None and sys.getrefcount(shadow.ref) > 2:
+                kept.append(key)
+            else:
+                objects.pop(key, None)
+        _held[:swept] = kept
+        _sweep_at = max(10_000, 2 * len(kept))
+    finally:
+        _sweeping.release()
 
 
 def sweep_on_collection(phase: str, info: dict[str, int]) -> None:
