@@ -614,6 +614,36 @@ def test_races_in_a_test_module_pytest_imports_itself_are_reported(tmp_path: Pat
     assert "data race on Stats.handled" in result.stderr, result.stderr
 
 
+DEEP_WALK = """
+import sys
+
+class Node:
+    def __init__(self, value, child=None):
+        self.value = value
+        self.child = child
+        self.meta = {"depth": 0}
+
+def walk(node, seen):
+    if node is None:
+        return len(seen)
+    node.meta["depth"] = len(seen)
+    seen.append(node.value)
+    return walk(node.child, seen)
+
+root = None
+for value in range(985):  # close to python's limit of 1,000 frames
+    root = Node(value, root)
+print(walk(root, []))
+"""
+
+
+def test_races_leave_a_deep_recursion_the_frames_python_gives_it(tmp_path: Path) -> None:
+    # The detector's helpers, called at the deepest access, hit RecursionError.
+    result = threadcheck("run", "--races", script(tmp_path, DEEP_WALK))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "985\n"
+
+
 FAILING_PROGRAM = """
 def parse(text):
     return int(text)

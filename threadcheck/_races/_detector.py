@@ -54,7 +54,24 @@ def start(
         _shadow.set_handler(RaceReporter(recorder).found)
     if _shadow.sweep_on_collection not in gc.callbacks:
         gc.callbacks.append(_shadow.sweep_on_collection)
+    _undo.append(_recursion_headroom())
     _clocks.tracking = _access.enabled = True
+
+
+RECURSION_HEADROOM = 50
+"""Frames the detector's helpers may add under the deepest call of the program:
+a walk that recursed 985 deep under python hit RecursionError inside them."""
+
+
+def _recursion_headroom() -> Callable[[], None]:
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(limit + RECURSION_HEADROOM)
+
+    def undo() -> None:
+        if sys.getrecursionlimit() == limit + RECURSION_HEADROOM:  # not the program's own
+            sys.setrecursionlimit(limit)
+
+    return undo
 
 
 def begin(recorder: Recorder) -> None:
