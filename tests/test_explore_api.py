@@ -49,6 +49,18 @@ def test_a_lambdas_replay_command_is_python() -> None:
     assert "replay: threadcheck.replay(scenario, 'tc1." in str(raised.value)
 
 
+def test_the_replay_line_pasted_into_a_test_fails_it() -> None:
+    # threadcheck.replay(...) alone returns the result: a regression test made
+    # of the printed line passed.
+    with pytest.raises(ExplorationFailedError) as raised:
+        threadcheck.explore(BUGGY["lost_update"]).assert_clean()
+    [line] = [x for x in str(raised.value).splitlines() if x.startswith("replay: ")]
+    pasted = line.removeprefix("replay: ")
+    assert pasted.endswith(".assert_clean()"), pasted
+    with pytest.raises(ExplorationFailedError):
+        eval(pasted, {"threadcheck": threadcheck, "lost_update": BUGGY["lost_update"]})
+
+
 def _failing_pool_job(reactor: Any) -> Any:
     from twisted.internet import threads
 

@@ -151,6 +151,7 @@ def explore(
     from threadcheck._sched._explore import explore as explore_target
     from threadcheck._sched._runner import Settings
     from threadcheck._sched._targets import ScenarioTarget
+    from threadcheck._sched._token import python_replay
     from threadcheck._stacks import include_paths
 
     _arguments.require("include", include, _arguments.names)
@@ -165,7 +166,7 @@ def explore(
             max_delay=max_delay,
             races=races,
         ),
-        replay_command=lambda token: f"threadcheck.replay({_called(scenario)}, {token!r})",
+        replay_command=lambda token: python_replay(_called(scenario), token),
     )
 
 

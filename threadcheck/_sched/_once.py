@@ -14,6 +14,7 @@ from threadcheck._sched._core import Strategy
 from threadcheck._sched._report import ExploreResult
 from threadcheck._sched._runner import Explorer, Settings, Target, environment, make_token
 from threadcheck._sched._seed import next_seed
+from threadcheck._sched._token import python_replay
 from threadcheck._sched.strategies import Plan, RandomWalk
 
 
@@ -87,6 +88,6 @@ def run_once(
         found_at=1 if found else None,
         original_preemptions=run.preemption_count if found else None,
         token=token,
-        replay_command=f"threadcheck.replay({replay_hint}, {token!r})" if token else None,
+        replay_command=python_replay(replay_hint, token) if token else None,
         environment=env,
     )

@@ -122,3 +122,9 @@ def digest(points: Iterable[tuple[int, str, str, int]]) -> str:
     for tid, kind, filename, line in points:
         crc = zlib.crc32(f"{tid}|{kind}|{filename}|{line};".encode(), crc)
     return f"{crc:08x}"
+
+
+def python_replay(scenario: str, token: str) -> str:
+    """The line that replays ``token`` from Python: pasted into a test, it fails
+    as the schedule did (``replay`` alone returns the result, and the test passed)."""
+    return f"threadcheck.replay({scenario}, {token!r}).assert_clean()"
