@@ -72,6 +72,7 @@ def asyncio_reactor() -> Iterator[Callable[[Mode], RunningReactor]]:
 def _swappable() -> tuple[object, ...]:
     """What an exploration swaps in while it runs: all of it must be back after."""
     import queue
+    import signal
     import threading
     import time
 
@@ -80,7 +81,17 @@ def _swappable() -> tuple[object, ...]:
     from twisted.python import log, threadable
     from twisted.python.threadpool import ThreadPool
 
+    from threadcheck._sched._core import active
+
     return (
+        active(),  # a schedule left running: every later test on its virtual clock
+        time.monotonic,
+        time.time,
+        time.perf_counter,
+        signal.signal,
+        threadable._synchPre,
+        ThreadPool.callInThreadWithCallback,
+        ThreadPool.start,
         threading.Lock,
         threading.RLock,
         threading.Condition,
