@@ -96,6 +96,18 @@ def waits_on_an_event() -> None:
     threading.Event().wait(BLOCK)
 
 
+class _SlowToStart(threading.Thread):
+    def _bootstrap_inner(self) -> None:
+        time.sleep(BLOCK)  # a loaded machine (or --races) before the new thread runs
+        super()._bootstrap_inner()  # type: ignore[misc]
+
+
+def starts_a_thread() -> None:
+    # Thread.start waits on an Event: it was "Event.wait", whose fix
+    # (deferToThread(event.wait)) named a wait the program never wrote.
+    _SlowToStart(target=time.sleep, args=(0,)).start()
+
+
 def computes() -> None:
     deadline = time.monotonic() + BLOCK
     while time.monotonic() < deadline:
@@ -113,6 +125,7 @@ PLANTED: list[tuple[Callable[[], None], str, str]] = [
         'with lock:  # the usual spelling: it was a bare "stall", with the generic fix',
     ),
     (waits_on_an_event, "Event.wait", "threading.Event().wait(BLOCK)"),
+    (starts_a_thread, "Thread.start", "_SlowToStart(target=time.sleep, args=(0,)).start()"),
     (computes, "stall", "while time.monotonic() < deadline:"),
 ]
 

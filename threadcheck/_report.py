@@ -378,6 +378,9 @@ _STALL_FIXES = {
     "Lock.acquire": "never wait for a lock in the reactor thread: take it in a worker "
     "(threads.deferToThread), or use a DeferredLock",
     "Event.wait": "wait in a worker: threads.deferToThread(event.wait)",
+    "Thread.start": "nothing of the program's waits here: Thread.start waits until the new "
+    "thread runs (a thread pool's new worker), which a busy machine or --races makes slow; "
+    "if it stays, raise the threshold (--stall-ms)",
     "blockingCallFromThread": "call the function directly in the reactor thread",
 }
 

@@ -261,12 +261,18 @@ def blocking_call(frame: FrameType) -> str | None:
 
 
 def _refine(frame: FrameType, label: str) -> str:
-    """Condition.wait inside Event.wait is Event.wait; inside Queue.get, Queue.get."""
+    """Condition.wait inside Event.wait is Event.wait (inside Thread.start, the
+    new thread's start handshake: Thread.start); inside Queue.get, Queue.get."""
     if label != "Condition.wait":
         return label
     caller = frame.f_back
     while caller is not None and caller.f_code.co_filename.endswith("threading.py"):
+        if caller.f_code.co_name == "start":  # the new thread's start handshake
+            return "Thread.start"
         if caller.f_code.co_name == "wait":
+            starting = caller.f_back
+            if starting is not None and starting.f_code.co_name == "start":
+                return "Thread.start"
             return "Event.wait"
         caller = caller.f_back
     if caller is not None and caller.f_code.co_filename.endswith("queue.py"):
