@@ -106,6 +106,40 @@ def test_races_fail_the_tests_they_happen_in(
     assert race["prior"]["stack"][-1]["code"] == "stats.handled += 1"
 
 
+BLAME = """
+import threading, time
+import pytest
+
+class Heartbeat:
+    beats = 0
+
+@pytest.fixture(scope="session")
+def heartbeat():
+    beat = Heartbeat()
+    def run():
+        time.sleep(0.3)  # its next beat comes while the next test runs
+        beat.beats += 1
+    threading.Thread(target=run, name="heartbeat", daemon=True).start()
+    return beat
+
+def test_a_status(heartbeat):
+    assert heartbeat.beats >= 0  # the read nothing orders before the beat
+
+def test_b_unrelated():
+    time.sleep(1)
+"""
+
+
+def test_a_race_found_after_its_test_ended_fails_no_other_test(pytester: pytest.Pytester) -> None:
+    # A session fixture's heartbeat wrote after test_a_status's read: the race
+    # failed whichever test ran then (test_b_unrelated, or a teardown).
+    pytester.makepyfile(test_blame=BLAME)
+    result = pytester.runpytest_subprocess("--threadcheck-races", *NO_PYTEST_TWISTED, timeout=120)
+    result.assert_outcomes(passed=2)
+    assert result.ret == 1  # the session fails: the race is not lost
+    result.stdout.fnmatch_lines(["threadcheck: 1 data race in 0 tests, 1 outside any test"])
+
+
 def test_a_bad_allow_races_marker_fails_its_test_in_one_line(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """

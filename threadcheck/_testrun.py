@@ -53,6 +53,7 @@ class TestRun:
         _threads.started_during = lambda: recorder.context  # charged to their test only
         self._taken = 0
         self._expected: dict[int, str] = {}  # id(violation) -> reason
+        self._failed: dict[str, set[tuple[str, object]]] = {}  # nodeid -> (api, kind)
         self.judged: list[Violation] = []
         """Every violation taken so far, charged and marked, in recording order."""
 
@@ -89,12 +90,16 @@ class TestRun:
         """
         self.checker.flush_pending()
         failing: list[Violation] = []
+        failed = self._failed.setdefault(nodeid, set())
         for violation in self._take_new():
             if violation.test is not None and violation.test.nodeid == nodeid:
                 violation = self._mark(violation, allow)
-                if violation.expected is None:
+                # The same mistake again in a later phase (a race hit again in
+                # teardown) is counted, not one more failure of the test.
+                if violation.expected is None and (violation.api, violation.kind) not in failed:
                     failing.append(violation)
             self.judged.append(violation)
+        failed.update((v.api, v.kind) for v in failing)
         return failing
 
     def finish(self, grace: float = OUTLIVING_GRACE) -> list[Violation]:

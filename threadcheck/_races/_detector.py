@@ -51,7 +51,7 @@ def start(
     _hook.install(is_user_file)
     _rewrite_imported(include)
     if recorder is not None:
-        _shadow.set_handler(RaceReporter(recorder).found)
+        _shadow.set_handler(RaceReporter(recorder).found, recorder)
     if _shadow.sweep_on_collection not in gc.callbacks:
         gc.callbacks.append(_shadow.sweep_on_collection)
     _undo.append(_recursion_headroom())
@@ -79,7 +79,7 @@ def begin(recorder: Recorder) -> None:
     recorded, its races into ``recorder``."""
     _shadow.reset()
     _clocks.reset()
-    _shadow.set_handler(RaceReporter(recorder).found)
+    _shadow.set_handler(RaceReporter(recorder).found, recorder)
 
 
 def stop() -> None:
@@ -124,11 +124,12 @@ def lend() -> Callable[[], None]:
     schedule a fresh state and maybe its own recorder: what to call after it,
     to give it back fresh, reporting where it did."""
     handlers = list(_shadow.handlers())
+    tests = _shadow.tests()
 
     def give_back() -> None:
         _shadow.reset()
         _clocks.reset()
-        _shadow.set_handler(handlers[0] if handlers else None)
+        _shadow.set_handler(handlers[0] if handlers else None, tests)
 
     return give_back
 

@@ -24,12 +24,26 @@ class RaceReporter:
         self._described: dict[tuple[frozenset[int], TestContext | None], Violation] = {}
 
     def found(self, now: Access, earlier: Access, obj: Any, key: Any) -> None:
-        test = self.recorder.context
+        test = _charged(now, earlier, self.recorder.context)
         pair = (frozenset((now.site, earlier.site)), test)
         violation = self._described.get(pair)
         if violation is None:
             violation = self._described[pair] = describe(now, earlier, obj, key, test)
         self.recorder.record(violation)
+
+
+def _charged(now: Access, earlier: Access, running: TestContext | None) -> TestContext | None:
+    """The test a race fails: the one running, unless its later access came from
+    another thread (a session fixture's heartbeat) and its earlier one from the
+    thread running the tests, in a test that has ended since: then no test (it
+    fails the session), never the one that happens to run meanwhile."""
+    main = threading.main_thread()
+    made_in = earlier.test
+    if now.thread is main or earlier.thread is not main or made_in is None:
+        return running
+    if running is not None and running.nodeid == made_in.nodeid:
+        return running
+    return None
 
 
 def describe(

@@ -87,6 +87,7 @@ class Access:
         "outer",
         "site",
         "submission",
+        "test",
         "thread",
         "tid",
     )
@@ -102,6 +103,9 @@ class Access:
         self.mode = mode
         self.atomic = False
         """A write no other write races (a builtin container's one call)."""
+        source = _tests[0] if _tests else None
+        self.test = None if source is None else source.context
+        """The test running as it was made (pytest's: see :func:`set_handler`)."""
 
 
 class Location:
@@ -118,14 +122,22 @@ RaceHandler = Callable[[Access, Access, Any, Any], None]
 """Called with the access now, the earlier one it conflicts with, the object and the key."""
 
 _handler: list[RaceHandler] = []
+_tests: list[Any] = []
+"""What tells the test running now (a recorder's ``context``), when one does."""
 
 
-def set_handler(handler: RaceHandler | None) -> None:
+def set_handler(handler: RaceHandler | None, tests: Any = None) -> None:
+    """Races go to ``handler``; each access notes ``tests.context`` as it is made."""
     _handler[:] = [handler] if handler is not None else []
+    _tests[:] = [tests] if handler is not None and tests is not None else []
 
 
 def handlers() -> list[RaceHandler]:
     return list(_handler)
+
+
+def tests() -> Any:
+    return _tests[0] if _tests else None
 
 
 class _Shadow:
