@@ -141,6 +141,12 @@ def write_program(tmp_path: Path, body: str) -> Path:
     return path
 
 
+def run_program(program: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``threadcheck run`` on ``program``, as a user runs it."""
+    command = [sys.executable, "-m", "threadcheck", "run", *args, str(program)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
 def explore_program(program: Path, *args: str) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "threadcheck", "explore", *args, str(program)]
     return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=program.parent)

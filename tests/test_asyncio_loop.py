@@ -6,8 +6,6 @@ import ast
 import asyncio
 import inspect
 import socket
-import subprocess
-import sys
 import textwrap
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +18,7 @@ from threadcheck._report import fix_for
 from threadcheck_reactor._asyncio import ThreadCheckAsyncioReactor
 from threadcheck_reactor._loop import LOOP_APIS
 
-from support import RunningReactor, loop_of
+from support import RunningReactor, loop_of, run_program
 
 
 def noop(*args: object) -> None:
@@ -257,12 +255,7 @@ def test_a_pool_job_completing_an_asyncio_future_is_reported_at_its_line(
 ) -> None:
     program = tmp_path / "prices.py"
     program.write_text(PRICE_SERVICE.format(complete=complete))
-    result = subprocess.run(
-        [sys.executable, "-m", "threadcheck", "run", str(program)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_program(program)
     assert "[104, 107]" in result.stdout, result.stderr
     if not planted:
         assert result.returncode == 0, result.stderr

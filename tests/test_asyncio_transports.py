@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,7 +16,7 @@ from threadcheck._cli import VIOLATIONS_FOUND
 from threadcheck._report import fix_for
 from threadcheck_reactor._loop import TRANSPORT_APIS
 
-from support import RunningReactor, loop_of
+from support import RunningReactor, loop_of, run_program
 
 
 @pytest.fixture
@@ -263,12 +261,7 @@ def test_a_pool_job_writing_to_an_asyncio_stream_is_reported_at_its_line(
 ) -> None:
     program = tmp_path / "relay.py"
     program.write_text(CHAT_RELAY.format(send=send))
-    result = subprocess.run(
-        [sys.executable, "-m", "threadcheck", "run", str(program)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_program(program)
     assert "[b'hello\\n', b'blocked\\n']" in result.stdout, (result.stdout, result.stderr)
     if not planted:
         assert result.returncode == 0, result.stderr
