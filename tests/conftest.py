@@ -71,6 +71,7 @@ def asyncio_reactor() -> Iterator[Callable[[Mode], RunningReactor]]:
 
 def _swappable() -> tuple[object, ...]:
     """What an exploration swaps in while it runs: all of it must be back after."""
+    import _thread
     import queue
     import signal
     import threading
@@ -90,6 +91,8 @@ def _swappable() -> tuple[object, ...]:
         time.perf_counter,
         signal.signal,
         threadable._synchPre,
+        _thread.allocate_lock,
+        vars(threading._RLock)["__init__"],
         ThreadPool.callInThreadWithCallback,
         ThreadPool.start,
         threading.Lock,

@@ -1,4 +1,4 @@
-"""Quality: Twisted's ``threadable.synchronize`` locks order what they guard.
+"""Quality: locks made past ``threading.Lock`` order what they guard.
 
 A request-stats object synchronised the Twisted way: pool jobs record served
 requests, a LoopingCall in the reactor takes the window every tick. Planted:
@@ -6,7 +6,8 @@ requests, a LoopingCall in the reactor takes the window every tick. Planted:
 is adding to). The lock ``synchronize`` gives an object is made past
 ``threading.RLock``, from ``_thread.allocate_lock``: the race detector saw no
 order (the fixed twin was reported), and under the scheduler a job waiting
-for it blocked outside its control.
+for it blocked outside its control. The same for older code's own locks:
+``_thread.allocate_lock()``, and a class built on ``threading._RLock``.
 """
 
 from __future__ import annotations
@@ -112,3 +113,84 @@ def test_explore_finds_the_window_reset_lost_and_replays_it(tmp_path: Path) -> N
 def test_explore_holds_a_job_waiting_for_the_lock_in_the_scheduler(tmp_path: Path) -> None:
     # It blocked outside the scheduler's control: "uncontrolled-blocking" after 10 s.
     assert_clean(explore_program(_program(tmp_path, FIXED), "--budget", "300"), 300)
+
+
+# A job queue guarded the way older code does it: a lock from _thread, or a
+# class of its own on threading._RLock. Planted: the reactor's drain forgets it.
+RAW_LOCKS = """\
+import _thread, threading, time
+from twisted.internet import defer, task, threads
+
+class JobLock(threading._RLock):
+    \"\"\"The service's own lock class, older than its threading.RLock use.\"\"\"
+
+LOCK = {make}
+
+
+class Pending:
+    def __init__(self):
+        self.count = 0
+
+    def add(self):  # in pool jobs
+        with LOCK:
+            self.count += 1
+            time.sleep(0)
+
+    def drain(self):  # in the reactor
+        {drain}
+
+
+pending = Pending()
+drained = []
+
+
+def drain_now():
+    drained.append(pending.drain())
+
+
+def main(reactor):
+    ticks = task.LoopingCall(drain_now)
+    ticks.start(0.002)
+
+    def done(_):
+        ticks.stop()
+        drain_now()
+        assert sum(drained) == 3, drained
+
+    jobs = [threads.deferToThread(time.sleep, 0.004).addCallback(
+        lambda _: threads.deferToThread(pending.add)) for _ in range(3)]
+    return defer.gatherResults(jobs).addCallback(done)
+
+
+task.react(main)
+"""
+MAKES = {"allocate_lock": "_thread.allocate_lock()", "rlock_subclass": "JobLock()"}
+LOCKED_DRAIN = "with LOCK:\n            taken, self.count = self.count, 0\n        return taken"
+UNLOCKED_DRAIN = (
+    "taken = self.count\n        drained.append(0)\n        self.count = 0\n        return taken"
+)
+
+
+def _raw_locks(tmp_path: Path, make: str, drain: str) -> Path:
+    return write_program(tmp_path, RAW_LOCKS.format(make=MAKES[make], drain=drain))
+
+
+@pytest.mark.parametrize("make", sorted(MAKES))
+def test_older_codes_own_locks_order_what_they_guard(tmp_path: Path, make: str) -> None:
+    program = _raw_locks(tmp_path, make, LOCKED_DRAIN)
+    result, report = _races(program)
+    assert result.returncode == 0, result.stderr
+    assert report["violations"] == [], result.stderr
+    assert_clean(explore_program(program, "--budget", "300"), 300)
+
+
+@pytest.mark.parametrize("make", sorted(MAKES))
+def test_a_drain_outside_older_codes_lock_is_found(tmp_path: Path, make: str) -> None:
+    program = _raw_locks(tmp_path, make, UNLOCKED_DRAIN)
+    result, report = _races(program)
+    assert result.returncode == 3, result.stderr
+    violations = report["violations"]
+    assert isinstance(violations, list)
+    assert {v["api"] for v in violations} == {"Pending.count"}, result.stderr
+    found = explore_program(program, "--budget", "2000")
+    assert_found_and_replayed(found, "threadcheck: unhandled-error: main function")

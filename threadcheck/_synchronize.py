@@ -1,4 +1,4 @@
-"""Twisted's ``threadable.synchronize``: the lock it gives a user's object, made by us.
+"""Locks made past ``threading.Lock``: made by us when the program makes them.
 
 ``synchronize(Klass)`` wraps each method named in ``Klass.synchronized`` in
 ``_synchPre``/``_synchPost``, which give the object, on first use, an
@@ -11,13 +11,19 @@ So ``_synchPre`` is replaced: an object of a class defined in user code gets
 the lock ``make_lock`` gives; every other object (Twisted's legacy log
 publisher among them, whose lock outlives any run) keeps Twisted's own.
 
-Thread safety: the replacement runs in any thread; two first uses at once
+Older code makes its locks the same way: ``_thread.allocate_lock()``, or a
+class of its own built on ``threading._RLock``. :func:`raw_lock_replacements`
+gives those, when user code makes them, the lock ``make_lock`` gives.
+
+Thread safety: the replacements run in any thread; two first uses at once
 each make a lock and ``dict.setdefault`` keeps one.
 """
 
 from __future__ import annotations
 
+import _thread
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -42,6 +48,36 @@ def synch_pre_replacement(
         original(obj)  # type: ignore[no-untyped-call]
 
     return (threadable, "_synchPre", synch_pre)
+
+
+def raw_lock_replacements(
+    make_lock: Callable[[], Any], is_user_file: Callable[[str], bool]
+) -> list[tuple[Any, str, Any]]:
+    """``_thread.allocate_lock`` called by user code, and a user class's
+    ``threading._RLock`` subclass: their lock is ``make_lock()`` (None: the real
+    one). Only the caller's own file counts: the import system makes its module
+    locks with ``_thread.allocate_lock`` too."""
+    real_allocate = _thread.allocate_lock
+    real_rlock_init = threading._RLock.__init__  # type: ignore[attr-defined]
+
+    def allocate_lock() -> Any:
+        if is_user_file(sys._getframe(1).f_code.co_filename):
+            lock = make_lock()
+            if lock is not None:
+                return lock
+        return real_allocate()
+
+    def rlock_init(self: Any) -> None:
+        real_rlock_init(self)
+        if _defined_by_user(type(self), is_user_file):
+            lock = make_lock()
+            if lock is not None:
+                self._block = lock
+
+    return [
+        (_thread, "allocate_lock", allocate_lock),
+        (threading._RLock, "__init__", rlock_init),  # type: ignore[attr-defined]
+    ]
 
 
 def _defined_by_user(cls: type, is_user_file: Callable[[str], bool]) -> bool:

@@ -49,7 +49,7 @@ from threadcheck._races._clocks import (
     run_received,
     send,
 )
-from threadcheck._synchronize import synch_pre_replacement
+from threadcheck._synchronize import raw_lock_replacements, synch_pre_replacement
 
 _START = "_threadcheck_races_start"
 _END = "_threadcheck_races_end"
@@ -190,6 +190,7 @@ def install() -> None:
         *_imports(),
         *_polls(),
         synch_pre_replacement(TrackedRLock, _stacks.is_user_code),
+        *raw_lock_replacements(TrackedLock, _stacks.is_user_code),
     ):
         _undo.append((target, name, getattr(target, name)))
         setattr(target, name, replacement)

@@ -63,7 +63,7 @@ from threadcheck._sched._program import (
     per_schedule_atexit,
     program_failure,
 )
-from threadcheck._synchronize import synch_pre_replacement
+from threadcheck._synchronize import raw_lock_replacements, synch_pre_replacement
 
 _ABSENT = object()
 
@@ -167,6 +167,7 @@ class Patches:
             # scheduled lock in the process-wide publisher after the run.
             (log, "msg", _without_points(log.msg)),
             synch_pre_replacement(_scheduled_rlock, self.is_user_file),
+            *raw_lock_replacements(_scheduled_lock, self.is_user_file),
             (logging.Handler, "handle", _handler_handle(logging.Handler.handle)),
             (time, "sleep", _sleep),
             *((time, name, clock) for name, clock in clocks.items()),
@@ -316,6 +317,11 @@ class _Factory:
 
     def __repr__(self) -> str:
         return f"<threadcheck's {self.__name__}>"
+
+
+def _scheduled_lock() -> _primitives.Lock | None:
+    """A lock user code makes past ``threading.Lock``, in a controlled thread."""
+    return _primitives.Lock() if here() is not None else None
 
 
 def _scheduled_rlock() -> _primitives.RLock | None:
