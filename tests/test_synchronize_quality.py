@@ -148,6 +148,12 @@ def drain_now():
     drained.append(pending.drain())
 
 
+def job():
+    time.sleep(0.004)  # the backend answers
+    pending.add()
+    time.sleep(0.05)  # the job's own log write: the ticks drain meanwhile
+
+
 def main(reactor):
     ticks = task.LoopingCall(drain_now)
     ticks.start(0.002)
@@ -157,8 +163,7 @@ def main(reactor):
         drain_now()
         assert sum(drained) == 3, drained
 
-    jobs = [threads.deferToThread(time.sleep, 0.004).addCallback(
-        lambda _: threads.deferToThread(pending.add)) for _ in range(3)]
+    jobs = [threads.deferToThread(job) for _ in range(3)]
     return defer.gatherResults(jobs).addCallback(done)
 
 
