@@ -108,6 +108,14 @@ def starts_a_thread() -> None:
     _SlowToStart(target=time.sleep, args=(0,)).start()
 
 
+class Service:
+    def __init__(self) -> None:
+        self.ready = threading.Event()
+
+    def start(self) -> None:
+        self.ready.wait(BLOCK)  # the program's own start(): its Event.wait, not Thread.start's
+
+
 def computes() -> None:
     deadline = time.monotonic() + BLOCK
     while time.monotonic() < deadline:
@@ -126,6 +134,11 @@ PLANTED: list[tuple[Callable[[], None], str, str]] = [
     ),
     (waits_on_an_event, "Event.wait", "threading.Event().wait(BLOCK)"),
     (starts_a_thread, "Thread.start", "_SlowToStart(target=time.sleep, args=(0,)).start()"),
+    (
+        Service().start,
+        "Event.wait",
+        "self.ready.wait(BLOCK)  # the program's own start(): its Event.wait, not Thread.start's",
+    ),
     (computes, "stall", "while time.monotonic() < deadline:"),
 ]
 

@@ -266,18 +266,22 @@ def _refine(frame: FrameType, label: str) -> str:
     if label != "Condition.wait":
         return label
     caller = frame.f_back
-    while caller is not None and caller.f_code.co_filename.endswith("threading.py"):
-        if caller.f_code.co_name == "start":  # the new thread's start handshake
-            return "Thread.start"
+    while caller is not None and _threading_function(caller) is not None:
         if caller.f_code.co_name == "wait":
-            starting = caller.f_back
-            if starting is not None and starting.f_code.co_name == "start":
-                return "Thread.start"
-            return "Event.wait"
+            # Thread.start waits on its Event for the new thread to run.
+            starting = _threading_function(caller.f_back) == "start"
+            return "Thread.start" if starting else "Event.wait"
         caller = caller.f_back
     if caller is not None and caller.f_code.co_filename.endswith("queue.py"):
         return f"Queue.{caller.f_code.co_name}"
     return label
+
+
+def _threading_function(frame: FrameType | None) -> str | None:
+    """The name of ``frame``'s function if it is ``threading``'s own."""
+    if frame is None or not frame.f_code.co_filename.endswith("threading.py"):
+        return None
+    return frame.f_code.co_name
 
 
 def _called_name(frame: FrameType) -> str | None:
