@@ -115,11 +115,10 @@ def _loop_fix(method: str, offending: str) -> str:
             "futures, events, queues and tasks are the loop's too: their set_result, set, "
             "put_nowait and cancel are handed over the same way"
         )
-    args = handed["args"].strip()
     if handed["method"] == "call_soon":
+        args = handed["args"].strip()
         return f"hand it to the loop's thread: {handed['obj']}.call_soon_threadsafe({args})"
-    call = f"{handed['obj']}.{handed['method']}" + (f", {args}" if args else "")
-    return f"hand it to the loop's thread: loop.call_soon_threadsafe({call})"
+    return _handed_to_the_loop(handed)
 
 
 # A worker's call on an asyncio transport or stream: ``writer.write(data)``.
@@ -132,8 +131,13 @@ def _asyncio_transport_fix(method: str, offending: str) -> str:
     called = _ON_A_STREAM.search(offending)
     if called is None or called["method"] != method:
         return f"hand it to the loop's thread: loop.call_soon_threadsafe(transport.{method}, ...)"
+    return _handed_to_the_loop(called)
+
+
+def _handed_to_the_loop(called: re.Match[str]) -> str:
+    """The worker's call (``obj.method(args)`` on its line), handed to the loop's thread."""
     args = called["args"].strip()
-    call = f"{called['obj']}.{method}" + (f", {args}" if args else "")
+    call = f"{called['obj']}.{called['method']}" + (f", {args}" if args else "")
     return f"hand it to the loop's thread: loop.call_soon_threadsafe({call})"
 
 
