@@ -844,13 +844,9 @@ class Scheduler:
             spent = f"{TIME_HORIZON:,.0f} s of virtual time"
         else:
             return
-        self.fail(
-            Failure(
-                "livelock",
-                f"time bound exceeded: {spent} without finishing (timers kept firing: "
-                "a LoopingCall ticking while the rest waits for ever?)",
-                thread=self._running.name if self._running else None,
-            )
+        self._fail_livelock(
+            f"time bound exceeded: {spent} without finishing (timers kept firing: "
+            "a LoopingCall ticking while the rest waits for ever?)"
         )
 
     def _wake_due(self) -> None:
@@ -1080,14 +1076,13 @@ class Scheduler:
 
     def _livelock(self, spent: str = "") -> NoReturn:
         spent = spent or f"{self.max_steps} scheduling points"
-        self.fail(
-            Failure(
-                "livelock",
-                f"step bound exceeded: {spent} without finishing",
-                thread=self._running.name if self._running else None,
-            )
-        )
+        self._fail_livelock(f"step bound exceeded: {spent} without finishing")
         raise Abort
+
+    def _fail_livelock(self, message: str) -> None:
+        self.fail(
+            Failure("livelock", message, thread=self._running.name if self._running else None)
+        )
 
     def _abort_here(self, current: ControlledThread) -> NoReturn:
         current.abort_steps += 1
