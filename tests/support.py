@@ -22,6 +22,7 @@ from twisted.internet import default
 from twisted.internet.threads import blockingCallFromThread
 
 from threadcheck import Mode, Recorder
+from threadcheck._cli import VIOLATIONS_FOUND
 from threadcheck_reactor import ThreadCheckMixin, ThreadCheckReactor
 
 T = TypeVar("T")
@@ -145,6 +146,34 @@ def run_program(program: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``threadcheck run`` on ``program``, as a user runs it."""
     command = [sys.executable, "-m", "threadcheck", "run", *args, str(program)]
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def assert_run_of_twin(
+    program: Path,
+    source: str,
+    slot: str,
+    code: str,
+    *,
+    planted: bool,
+    prints: str,
+    counted: str,
+    fix: str,
+) -> None:
+    """``threadcheck run`` of ``program``, written from ``source`` with its line
+    ``{slot}`` as ``code``: the program's output either way; the planted twin
+    reported (``counted``, at that line, with ``fix``), the fixed one silent."""
+    program.write_text(source.format(**{slot: code}))
+    result = run_program(program)
+    assert prints in result.stdout, (result.stdout, result.stderr)
+    if not planted:
+        assert result.returncode == 0, result.stderr
+        assert "no thread-affinity violations found" in result.stderr
+        return
+    assert result.returncode == VIOLATIONS_FOUND, result.stderr
+    assert f"  {counted}" in result.stderr
+    line = source.splitlines().index(f"    {{{slot}}}") + 1
+    assert f"{program.name}:{line}" in result.stderr
+    assert f"fix: {fix}" in result.stderr
 
 
 def explore_program(program: Path, *args: str) -> subprocess.CompletedProcess[str]:

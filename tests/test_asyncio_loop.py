@@ -13,12 +13,11 @@ from typing import Any
 import pytest
 
 from threadcheck import Kind, Mode, ThreadAffinityError, _fixes
-from threadcheck._cli import VIOLATIONS_FOUND
 from threadcheck._report import fix_for
 from threadcheck_reactor._asyncio import ThreadCheckAsyncioReactor
 from threadcheck_reactor._loop import LOOP_APIS
 
-from support import RunningReactor, loop_of, run_program
+from support import RunningReactor, assert_run_of_twin, loop_of
 
 
 def noop(*args: object) -> None:
@@ -253,21 +252,15 @@ reactor.run()
 def test_a_pool_job_completing_an_asyncio_future_is_reported_at_its_line(
     tmp_path: Any, complete: str, planted: bool
 ) -> None:
-    program = tmp_path / "prices.py"
-    program.write_text(PRICE_SERVICE.format(complete=complete))
-    result = run_program(program)
-    assert "[104, 107]" in result.stdout, result.stderr
-    if not planted:
-        assert result.returncode == 0, result.stderr
-        assert "no thread-affinity violations found" in result.stderr
-        return
-    assert result.returncode == VIOLATIONS_FOUND, result.stderr
-    assert "  loop.call_soon: 2" in result.stderr  # both jobs
-    line = PRICE_SERVICE.splitlines().index("    {complete}") + 1
-    assert f"prices.py:{line}" in result.stderr
-    assert (
-        "fix: hand it to the loop's thread: loop.call_soon_threadsafe(future.set_result, price)"
-        in (result.stderr)
+    assert_run_of_twin(
+        tmp_path / "prices.py",
+        PRICE_SERVICE,
+        "complete",
+        complete,
+        planted=planted,
+        prints="[104, 107]",
+        counted="loop.call_soon: 2",  # both jobs
+        fix="hand it to the loop's thread: loop.call_soon_threadsafe(future.set_result, price)",
     )
 
 

@@ -12,11 +12,10 @@ from typing import Any
 import pytest
 
 from threadcheck import Kind, Mode, ThreadAffinityError, _fixes
-from threadcheck._cli import VIOLATIONS_FOUND
 from threadcheck._report import fix_for
 from threadcheck_reactor._loop import TRANSPORT_APIS
 
-from support import RunningReactor, loop_of, run_program
+from support import RunningReactor, assert_run_of_twin, loop_of
 
 
 @pytest.fixture
@@ -259,18 +258,13 @@ reactor.run()
 def test_a_pool_job_writing_to_an_asyncio_stream_is_reported_at_its_line(
     tmp_path: Any, send: str, planted: bool
 ) -> None:
-    program = tmp_path / "relay.py"
-    program.write_text(CHAT_RELAY.format(send=send))
-    result = run_program(program)
-    assert "[b'hello\\n', b'blocked\\n']" in result.stdout, (result.stdout, result.stderr)
-    if not planted:
-        assert result.returncode == 0, result.stderr
-        assert "no thread-affinity violations found" in result.stderr
-        return
-    assert result.returncode == VIOLATIONS_FOUND, result.stderr
-    assert "  asyncio.transport.write: 2" in result.stderr  # both messages
-    line = CHAT_RELAY.splitlines().index("    {send}") + 1
-    assert f"relay.py:{line}" in result.stderr
-    assert "fix: hand it to the loop's thread: loop.call_soon_threadsafe(writer.write, reply)" in (
-        result.stderr
+    assert_run_of_twin(
+        tmp_path / "relay.py",
+        CHAT_RELAY,
+        "send",
+        send,
+        planted=planted,
+        prints="[b'hello\\n', b'blocked\\n']",
+        counted="asyncio.transport.write: 2",  # both messages
+        fix="hand it to the loop's thread: loop.call_soon_threadsafe(writer.write, reply)",
     )
