@@ -72,6 +72,7 @@ def asyncio_reactor() -> Iterator[Callable[[Mode], RunningReactor]]:
 def _swappable() -> tuple[object, ...]:
     """What an exploration swaps in while it runs: all of it must be back after."""
     import _thread
+    import datetime
     import queue
     import signal
     import threading
@@ -89,6 +90,8 @@ def _swappable() -> tuple[object, ...]:
         time.monotonic,
         time.time,
         time.perf_counter,
+        datetime.datetime,
+        datetime.date,
         signal.signal,
         threadable._synchPre,
         _thread.allocate_lock,

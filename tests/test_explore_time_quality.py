@@ -167,6 +167,49 @@ LATE_FIX = (
     "    warmed.addCallback(lambda _: reactor.callLater(0.05, serve_first_request))"
 )
 
+# A request tracker's reaper drops requests older than half a second, by
+# datetime.now(), as services time out clients; the render in the pool is held.
+REAPER = """
+import time
+from datetime import datetime, timedelta
+from twisted.internet import reactor, task, threads
+
+STALE = timedelta(seconds=0.5)
+inflight = {{}}  # request id -> when it started
+
+def reap_stale():
+    now = datetime.now()
+    for rid, started in list(inflight.items()):
+        if now - started > STALE:
+            del inflight[rid]  # its client gave up long ago
+
+def render(rid):
+    time.sleep(0.2)  # the template engine reads from disk
+    return f"page {{rid}}"
+
+def finished(page, rid):
+    {finish}
+    return page
+
+def main():
+    reaper = task.LoopingCall(reap_stale)
+    reaper.start(0.25, now=False)
+    inflight[1] = datetime.now()
+    rendered = threads.deferToThread(render, 1).addCallback(finished, 1)
+
+    def stop(result):
+        reaper.stop()
+        reactor.stop()
+        return result
+
+    rendered.addBoth(stop)
+
+reactor.callWhenRunning(main)
+reactor.run()
+"""
+REAPER_BUG = "del inflight[rid]  # BUG: the reaper may have dropped it"
+REAPER_FIX = "inflight.pop(rid, None)  # the reaper may have dropped it"
+
 SHAPES = {
     "order": (ORDER, ORDER_BUG, ORDER_FIX, "exception: AssertionError: order ['fetch', 'index']"),
     "timeout": (
@@ -177,6 +220,12 @@ SHAPES = {
     ),
     "grace": (GRACE, GRACE_BUG, GRACE_FIX, "exception: AssertionError: processed ["),
     "poller": (POLLER, POLLER_BUG, POLLER_FIX, "exception: AssertionError: lost ['line "),
+    "reaper": (
+        REAPER,
+        REAPER_BUG,
+        REAPER_FIX,
+        "unhandled-error: Unhandled error in Deferred: KeyError: 1\n",
+    ),
     "late": (
         LATE,
         LATE_BUG,
@@ -193,6 +242,7 @@ _PLACEHOLDER = {
     "grace": "stop",
     "poller": "drop",
     "late": "start",
+    "reaper": "finish",
 }
 
 

@@ -4,6 +4,7 @@ clock the program reads is the scheduler's virtual one."""
 
 from __future__ import annotations
 
+import datetime
 import subprocess
 import sys
 import time
@@ -113,6 +114,47 @@ def test_every_clock_reads_virtual_time_and_deadline_loops_end() -> None:
         clock = reading.pop("reactor")
         assert clock >= VIRTUAL_EPOCH + 1.0
         assert reading == pytest.approx(dict.fromkeys(reading, clock), abs=1e-6)
+
+
+def test_datetime_reads_the_virtual_clock_and_makes_real_datetimes() -> None:
+    # datetime.now() and date.today() read the system clock in C, past time.time:
+    # a deadline loop on them spun in real time and failed as a livelock.
+    real_classes = (datetime.datetime, datetime.date)
+    made_before = datetime.datetime(2020, 1, 1)
+    readings: list[dict[str, Any]] = []
+
+    def scenario(reactor: Any) -> Deferred[Any]:
+        def poll_until_ready() -> dict[str, Any]:
+            deadline = datetime.datetime.now() + datetime.timedelta(seconds=1)
+            polls = 0
+            while datetime.datetime.now() < deadline:
+                time.sleep(0.05)
+                polls += 1
+            return {
+                "polls": polls,
+                "time": time.time(),
+                "now": datetime.datetime.now(),
+                "aware": datetime.datetime.now(datetime.timezone.utc),
+                "today": datetime.date.today(),
+                "made": datetime.datetime.combine(datetime.date(2021, 5, 1), datetime.time()),
+                "isinstance": isinstance(made_before, datetime.datetime),
+            }
+
+        polled = threads.deferToThreadPool(reactor, reactor.getThreadPool(), poll_until_ready)
+        return polled.addCallback(readings.append)
+
+    threadcheck.explore(scenario, budget=20).assert_clean()
+    assert (datetime.datetime, datetime.date) == real_classes  # put back
+    assert readings
+    for reading in readings:
+        assert reading["polls"] in (20, 21)
+        now = reading["time"]
+        assert now >= VIRTUAL_EPOCH + 1.0
+        assert reading["now"].timestamp() == pytest.approx(now, abs=1e-5)
+        assert reading["aware"].timestamp() == pytest.approx(now, abs=1e-5)
+        assert reading["today"] == real_classes[1].fromtimestamp(now)
+        assert {type(reading[key]) for key in ("now", "aware", "made")} == {real_classes[0]}
+        assert reading["isinstance"]
 
 
 def test_max_delay_is_checked_and_carried_by_the_token(tmp_path: Path) -> None:

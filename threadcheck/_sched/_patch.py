@@ -9,6 +9,8 @@
 * ``time.sleep`` sleeps in virtual time in controlled threads, and
   ``time.time``/``monotonic``/``perf_counter`` (and ``_ns``) read the
   scheduler's virtual clock there, as ``reactor.seconds()`` does.
+* ``datetime.now()``, ``utcnow()``, ``today()`` and ``date.today()`` read
+  that clock too (:mod:`._dates`).
 * ``Thread.start`` in a controlled thread starts a controlled thread, and
   ``Thread.join`` of one waits in the scheduler.
 * Twisted's ``blockingCallFromThread`` waits on a scheduler queue.
@@ -22,6 +24,7 @@ called by the exploring thread between schedules.
 from __future__ import annotations
 
 import atexit
+import datetime
 import logging
 import os
 import queue
@@ -39,6 +42,7 @@ from threadcheck import _stacks
 from threadcheck._races import _clocks, _footprint
 from threadcheck._sched import (
     _children,
+    _dates,
     _idle_pools,
     _lazy,
     _order,
@@ -88,7 +92,7 @@ class Patches:
         by_original = {
             id(getattr(target, name)): replacement
             for target, name, replacement in replacements
-            if target in (threading, queue, time)
+            if target in (threading, queue, time, datetime)
         }
         try:
             for target, name, replacement in replacements:
@@ -199,6 +203,7 @@ class Patches:
             *_sqlite.replacements(),
             *_children.replacements(),
             *_sockets.replacements(),
+            *_dates.replacements(),
         ]
 
     def _factory(self, real: Any, scheduled: Any) -> Any:
