@@ -41,12 +41,19 @@ arguments' call and the call they are handed to); a client made once through
 ``functools.lru_cache`` by two threads that both miss (the cache is C's, and
 took no part in the search).
 
+And, "proved" until each step of a loop over a container read it (only the
+loop's start did): a publisher walking its subscribers while one is removed
+(the next is skipped). A stats report walking a dict's values while another
+thread registers a session (``dictionary changed size during iteration``) is
+the same shape, found then only by the order the search tried first.
+
 Each is a scenario: it takes the reactor (unused: these are threads alone)
 and checks what it promises before it returns.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import heapq
 import queue
@@ -828,6 +835,66 @@ def clients_warmed(reactor: Any) -> None:
     _clients(warm=True)
 
 
+def _report_sessions(locked: bool) -> None:
+    """A stats report sums each session's bytes while a new session registers."""
+    sessions = {"s1": 120, "s2": 80}
+    lock = threading.Lock()
+
+    def register() -> None:
+        with lock:
+            sessions["s3"] = 0
+
+    def report() -> None:
+        total = 0
+        with lock if locked else contextlib.nullcontext():
+            for sent in sessions.values():  # BUG unlocked: a registration changes its size
+                total += sent
+
+    _run(register, report)
+
+
+def sessions_racy(reactor: Any) -> None:
+    _report_sessions(locked=False)
+
+
+def sessions_locked(reactor: Any) -> None:
+    _report_sessions(locked=True)
+
+
+class Subscriber:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.delivered = 0
+
+
+def _publish(snapshot: bool) -> None:
+    """A publisher delivers to every subscriber while the first unsubscribes."""
+    subscribers = [Subscriber(name) for name in "abcd"]
+    lock = threading.Lock()
+
+    def unsubscribe() -> None:
+        with lock:
+            subscribers.remove(subscribers[0])
+
+    def publish() -> None:
+        with lock:
+            current = list(subscribers)
+        for subscriber in current if snapshot else subscribers:  # BUG: the live list
+            subscriber.delivered += 1
+
+    _run(unsubscribe, publish)
+    skipped = [subscriber.name for subscriber in subscribers if not subscriber.delivered]
+    assert not skipped, f"skipped {skipped}"
+
+
+def subscribers_live(reactor: Any) -> None:
+    _publish(snapshot=False)
+
+
+def subscribers_snapshot(reactor: Any) -> None:
+    _publish(snapshot=True)
+
+
 BUGGY = {
     "counter": counter_racy,
     "bank": bank_inverted,
@@ -854,6 +921,8 @@ BUGGY = {
     "retries": retries_racy,
     "rotations": rotations_racy,
     "clients": clients_racy,
+    "sessions": sessions_racy,
+    "subscribers": subscribers_live,
 }
 FIXED = {
     "counter": counter_locked,
@@ -881,4 +950,6 @@ FIXED = {
     "retries": retries_locked,
     "rotations": rotations_locked,
     "clients": clients_warmed,
+    "sessions": sessions_locked,
+    "subscribers": subscribers_snapshot,
 }

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 import pytest
 from races import BUGGY, FIXED
+from twisted.internet import threads
 
 import threadcheck
 from threadcheck._sched._core import VIRTUAL_EPOCH
@@ -85,6 +87,33 @@ def test_a_spent_budget_is_reported_as_such_not_as_a_pass() -> None:
     assert result.report().endswith(
         "no failure; budget spent: no failure seen, which is not a proof\n"
     )
+
+
+def _report_over_a_long_dict(reactor: Any) -> Any:
+    """A report walks 100 connections under the lock a pool job registers under."""
+    lock = threading.Lock()
+    conns = {f"c{i}": i for i in range(100)}
+
+    def register() -> None:
+        with lock:
+            conns["new"] = 0
+
+    registered = threads.deferToThreadPool(reactor, reactor.getThreadPool(), register)
+    total = 0
+    with lock:
+        for name in conns:
+            total += conns[name]
+    return registered
+
+
+def test_the_default_goes_on_with_its_budget_when_its_search_is_no_proof() -> None:
+    # The DPOR phase finished in 4 schedules with a loop's steps past the
+    # bound, which is no proof: the exploration stopped there, its budget unspent.
+    result = threadcheck.explore(_report_over_a_long_dict, budget=300)
+    assert (result.found, result.exhausted, result.schedules) == (False, False, 300)
+    dpor = threadcheck.explore(_report_over_a_long_dict, budget=300, strategy="dpor")
+    assert dpor.exhausted and not dpor.proof
+    assert dpor.thinned == ("loops past 64 steps (not every step a point)",)
 
 
 @pytest.mark.parametrize("bound", [{"budget": 0}, {"budget": None, "seconds": 1e-9}])

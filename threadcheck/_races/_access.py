@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import gc
 import sys
 from _thread import get_ident
 from collections.abc import Callable, Iterator
@@ -177,11 +178,53 @@ def lp(iterable: Any, site: int) -> Any:
     if on_access is None and not _footprint.collecting:
         return iterable
     iterator = iter(iterable)
-    if on_access is None:  # the points are the instruction table's
-        return _Advancing(iterator) if iterator is iterable else iterator
-    if iterator is iterable and _footprint.collecting:
+    if on_access is None:  # the points are the instruction table's (so collecting)
+        if iterator is iterable:
+            return _Advancing(iterator)
+        return iterator if _unchanging(iterable) else _Reading(iterator, _container(iterable))
+    if not _footprint.collecting or (iterator is not iterable and _unchanging(iterable)):
+        return _Steps(iterator, site, on_access)
+    if iterator is iterable:
         return _AdvancingSteps(iterator, site, on_access)
-    return _Steps(iterator, site, on_access)
+    return _ReadingSteps(iterator, site, on_access, _container(iterable))
+
+
+_UNCHANGING = (tuple, str, bytes, frozenset, range)
+
+
+def _unchanging(iterable: Any) -> bool:
+    """A loop over ``iterable`` reads nothing another thread could change."""
+    return type(iterable) in _UNCHANGING
+
+
+_DICT_VIEWS: tuple[type, ...] = (type({}.keys()), type({}.values()), type({}.items()))
+
+
+def _container(iterable: Any) -> Any:
+    """What a loop over ``iterable`` reads at each step: a dict view's dict."""
+    if type(iterable) in _DICT_VIEWS:
+        return gc.get_referents(iterable.mapping)[0]  # the proxy's one referent
+    return iterable
+
+
+class _Reading:
+    """The steps of a loop over a container: each reads it as a whole, for
+    DPOR. A write between two steps (``dictionary changed size during
+    iteration``, an item skipped) then conflicts with the step after it, not
+    only with the loop's start."""
+
+    __slots__ = ("container", "iterator")
+
+    def __init__(self, iterator: Iterator[Any], container: Any) -> None:
+        self.iterator = iterator
+        self.container = container
+
+    def __iter__(self) -> _Reading:
+        return self
+
+    def __next__(self) -> Any:
+        _footprint.read(self.container, _footprint.WHOLE)
+        return next(self.iterator)
 
 
 class _Advancing:
@@ -236,6 +279,27 @@ class _AdvancingSteps(_Steps):
     def __next__(self) -> Any:
         self.on_access(self.site, "step")
         return _advance(self.iterator)
+
+
+class _ReadingSteps(_Steps):
+    """:class:`_Reading`'s steps, each a point too."""
+
+    __slots__ = ("container",)
+
+    def __init__(
+        self,
+        iterator: Iterator[Any],
+        site: int,
+        on_access: Callable[[int, str], None],
+        container: Any,
+    ) -> None:
+        super().__init__(iterator, site, on_access)
+        self.container = container
+
+    def __next__(self) -> Any:
+        self.on_access(self.site, "step")
+        _footprint.read(self.container, _footprint.WHOLE)
+        return next(self.iterator)
 
 
 def lw(site: int) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from threadcheck import _arguments
 from threadcheck._sched import _token
-from threadcheck._sched._core import BLOCKED, DAEMONS_HELD, Strategy, format_seconds
+from threadcheck._sched._core import BLOCKED, Strategy, format_seconds
 from threadcheck._sched._points import DEFAULT_GRANULARITY
 from threadcheck._sched._report import ExploreResult, ScheduleRun
 from threadcheck._sched._runner import (
@@ -131,12 +131,10 @@ def explore(
                 spent_before_any = ran == 0
                 break
             run = explorer.run(chosen, index, record_trace=False)
-            if (
-                run is None
-                and DAEMONS_HELD in thinned
-                and getattr(chosen, "go_on_unproved", _no)()
-            ):
-                # The default's search left out what its members may still find.
+            if run is None and thinned and getattr(chosen, "go_on_unproved", _no)():
+                # The default's search finished, but is no proof (a daemon held
+                # while time passed, a loop's steps past the bound): what it left
+                # out, its members may still find, with the rest of the budget.
                 run = explorer.run(chosen, index, record_trace=False)
             if run is None:
                 exhausted = True

@@ -54,8 +54,8 @@ class Portfolio:
         return self._dpor.caveats if self._dpor is not None else frozenset()
 
     def go_on_unproved(self) -> bool:
-        """The search finished, but left out what the members may still find (a
-        daemon thread held while time passed): they go on with the budget."""
+        """The search finished, but is no proof (a daemon thread held while time
+        passed, a loop's steps past the bound): the members go on with the budget."""
         if self._dpor is None:
             return False
         self._dpor = None
