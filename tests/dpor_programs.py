@@ -41,6 +41,10 @@ arguments' call and the call they are handed to); a client made once through
 ``functools.lru_cache`` by two threads that both miss (the cache is C's, and
 took no part in the search).
 
+And, "proved" until a generator's stopping (a yield, a return) wrote it, as
+its start in ``next(gen)`` does: two handlers drawing request ids from one
+generator with ``next()`` (``generator already executing``).
+
 And, "proved" until each step of a loop over a container read it (only the
 loop's start did): a publisher walking its subscribers while one is removed
 (the next is skipped). A stats report walking a dict's values while another
@@ -60,6 +64,7 @@ import queue
 import sqlite3
 import threading
 from collections import OrderedDict, defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -895,6 +900,42 @@ def subscribers_snapshot(reactor: Any) -> None:
     _publish(snapshot=True)
 
 
+class RequestIds:
+    """Request ids of one node, as a service numbers its requests."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+
+    def __iter__(self) -> Iterator[str]:
+        issued = 0
+        while True:
+            issued += 1
+            yield f"{self.node}-{issued}"
+
+
+def _number_requests(locked: bool) -> None:
+    """Two handlers draw ids from one generator, ``next()`` called directly."""
+    ids = iter(RequestIds("web1"))
+    lock = threading.Lock()
+    drawn: list[str] = []
+
+    def handle() -> None:
+        with lock if locked else contextlib.nullcontext():
+            request_id = next(ids)  # BUG unlocked: "generator already executing"
+        drawn.append(request_id)
+
+    _run(handle, handle)
+    assert sorted(drawn) == ["web1-1", "web1-2"], drawn
+
+
+def ids_racy(reactor: Any) -> None:
+    _number_requests(locked=False)
+
+
+def ids_locked(reactor: Any) -> None:
+    _number_requests(locked=True)
+
+
 BUGGY = {
     "counter": counter_racy,
     "bank": bank_inverted,
@@ -923,6 +964,7 @@ BUGGY = {
     "clients": clients_racy,
     "sessions": sessions_racy,
     "subscribers": subscribers_live,
+    "ids": ids_racy,
 }
 FIXED = {
     "counter": counter_locked,
@@ -952,4 +994,5 @@ FIXED = {
     "clients": clients_warmed,
     "sessions": sessions_locked,
     "subscribers": subscribers_snapshot,
+    "ids": ids_locked,
 }

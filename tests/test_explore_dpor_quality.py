@@ -69,6 +69,7 @@ PROVED_WITHIN = {
     "dpor_programs:clients": 60,
     "dpor_programs:sessions": 10,
     "dpor_programs:subscribers": 40,
+    "dpor_programs:ids": 50,
 }
 FOUND_AS = {
     "races:abba_deadlock": "deadlock",
@@ -103,6 +104,7 @@ FOUND_AS = {
     "dpor_programs:clients": "exception",
     "dpor_programs:sessions": "exception",
     "dpor_programs:subscribers": "exception",
+    "dpor_programs:ids": "exception",
 }
 
 

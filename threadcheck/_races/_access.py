@@ -19,6 +19,7 @@ import gc
 import sys
 from _thread import get_ident
 from collections.abc import Callable, Iterator
+from types import GeneratorType
 from typing import Any
 
 from threadcheck._races import _footprint
@@ -463,7 +464,22 @@ def oa(obj: Any, site: int) -> Any:
         if _footprint.collecting:
             _footprint.write(obj, _footprint.WHOLE)
             _footprint.write(obj, _footprint.EVERY)
+    elif type(obj) is GeneratorType:  # next(gen): it starts running (see gy)
+        if on_handover is not None:
+            on_handover(site, "call")
+        if _footprint.collecting:
+            _footprint.writes.add(_footprint.GENERATOR)
     return obj
+
+
+def gy(value: Any) -> Any:
+    """A generator of user code is about to yield or return ``value``: it stops
+    running. For DPOR, a write of it in that step, as its start (``next(gen)``,
+    handed over: :func:`oa`) is one: another thread's ``next()`` of it while it
+    runs (``ValueError: generator already executing``) conflicts with both."""
+    if _footprint.collecting:
+        _footprint.writes.add(_footprint.GENERATOR)
+    return value
 
 
 def oal(value: Any, site: int, *objs: Any) -> Any:

@@ -86,6 +86,10 @@ def write(obj: Any, key: Any) -> None:
     writes.add(location(obj, key))
 
 
+GENERATOR: Hashable = ("generator", WHOLE)
+"""``location(gen, WHOLE)`` of every generator: where one runs, its object is
+out of reach (one location for all of them, as for every object of a type)."""
+
 _made: dict[tuple[str, int], int] = {}
 """Synchronisation objects made at each line so far in this schedule."""
 

@@ -74,7 +74,7 @@ _NAMESPACES = frozenset({"locals", "vars", "dir"})
 """Builtins that, called bare, show a scope's names: ours among them."""
 HELPERS = (
     "ra", "wa", "ua", "st", "sv", "lp", "lw", "it", "cm", "cmk", "cml", "cr", "ck", "oa", "oal",
-    "lk", "isin", "cached", "cms",
+    "lk", "isin", "cached", "cms", "gy",
     "rv", "wv", "uv", "sub", "subo", "Scope", "im", "own",
 )  # fmt: skip
 GLOBALS = "__tc_gl__"
@@ -325,6 +325,8 @@ class _Rewriter(ast.NodeTransformer):
         self.stack: list[_Frame] = [_frame_of(None)]
         self.functions: list[str] = ["<module>"]
         self.scopes = 0
+        self.generators: list[bool] = [False]
+        """Whether each function being rewritten, innermost last, is a generator."""
 
     # Sites and helper calls.
 
@@ -383,7 +385,15 @@ class _Rewriter(ast.NodeTransformer):
         node.decorator_list = decorators
         self._defaults(node.args)
         frame = self._enter(node, node.name)
+        generator = isinstance(node, ast.FunctionDef) and any(
+            isinstance(n, (ast.Yield, ast.YieldFrom)) for n in _own_nodes(node.body)
+        )
+        self.generators.append(generator)
         node.body = self._body(node.body)
+        self.generators.pop()
+        if generator:  # falling off its end: it stops running, as at a return
+            end = ast.Expr(self._call("gy", ast.Constant(None)))
+            node.body.append(ast.copy_location(end, node.body[-1]))
         made = [
             ast.parse(f"{holder} = {helper('Scope')}({name!r})").body[0]
             for name, holder in frame.cells.items()
@@ -409,6 +419,24 @@ class _Rewriter(ast.NodeTransformer):
 
     def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> ast.AST:
         return self._function(node)
+
+    # A generator stops running where it yields or returns (see ``_access.gy``).
+
+    def visit_Yield(self, node: ast.Yield) -> ast.AST:
+        value = self.visit(node.value) if node.value is not None else ast.Constant(None)
+        node.value = self._call("gy", value)
+        return node
+
+    def visit_YieldFrom(self, node: ast.YieldFrom) -> ast.AST:
+        node.value = self._call("gy", self.visit(node.value))
+        return node
+
+    def visit_Return(self, node: ast.Return) -> ast.AST:
+        if node.value is not None:
+            node.value = self.visit(node.value)
+        if self.generators[-1]:
+            node.value = self._call("gy", node.value or ast.Constant(None))
+        return node
 
     def visit_Lambda(self, node: ast.Lambda) -> ast.AST:
         self._defaults(node.args)
