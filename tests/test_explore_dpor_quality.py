@@ -433,3 +433,89 @@ def test_a_daemon_thread_held_while_time_passes_is_never_proved_about(tmp_path: 
     assert_found_and_replayed(
         default, "threadcheck: exit: the program exited with status 1: mixed config: "
     )
+
+
+# C code that calls the program back while it holds a container: a key
+# function inside list.sort, max(key=). A pool job's change meanwhile conflicted
+# only with the call's start, so it was never tried between two key calls.
+RESORTED = """
+from twisted.internet import defer, reactor, task, threads
+
+class Job:
+    def __init__(self, name, priority):
+        self.name = name
+        self.priority = priority
+
+pending = [Job("a", 3), Job("b", 1), Job("c", 2)]
+errors = []
+
+def enqueue_retry():  # in the pool, when a job failed
+    {enqueue}
+
+def reprioritise():
+    pending.sort(key=lambda job: job.priority)
+
+def main():
+    jobs = [threads.deferToThread(enqueue_retry), task.deferLater(reactor, 0, reprioritise)]
+    done = defer.gatherResults(jobs, consumeErrors=True)
+    done.addErrback(lambda f: errors.append(f.value.subFailure.getErrorMessage()))
+    done.addBoth(lambda _: reactor.stop())
+
+reactor.callWhenRunning(main)
+reactor.run()
+if errors or len(pending) != 4:
+    raise SystemExit(f"queue broken: {{errors}} {{len(pending)}} jobs")
+"""
+RESORTED_BUG = 'pending.append(Job("retry", 0))  # BUG: the reactor may be sorting'
+RESORTED_FIX = 'reactor.callFromThread(pending.append, Job("retry", 0))'
+
+IDLEST = """
+from twisted.internet import defer, reactor, task, threads
+
+class Session:
+    def __init__(self, sid, idle):
+        self.sid = sid
+        self.idle = idle
+
+sessions = {{Session(1, 5), Session(2, 9), Session(3, 1)}}
+errors = []
+
+def register():  # in the pool, after a slow handshake
+    {register}
+
+def evict_idlest():
+    return max(sessions, key=lambda session: session.idle).sid
+
+def main():
+    jobs = [threads.deferToThread(register), task.deferLater(reactor, 0, evict_idlest)]
+    done = defer.gatherResults(jobs, consumeErrors=True)
+    done.addErrback(lambda f: errors.append(f.value.subFailure.getErrorMessage()))
+    done.addBoth(lambda _: reactor.stop())
+
+reactor.callWhenRunning(main)
+reactor.run()
+if errors:
+    raise SystemExit(f"eviction failed: {{errors}}")
+"""
+IDLEST_BUG = "sessions.add(Session(4, 0))  # BUG: the reactor may be picking"
+IDLEST_FIX = "reactor.callFromThread(sessions.add, Session(4, 0))"
+
+CALLING_BACK = {
+    "resorted": (RESORTED, "enqueue", RESORTED_BUG, RESORTED_FIX, "queue broken: ['list modified"),
+    "idlest": (IDLEST, "register", IDLEST_BUG, IDLEST_FIX, "eviction failed: ['Set changed size"),
+}
+"""Shape -> (program, its placeholder, planted bug, fix, how the program exits)."""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fixed", [False, True], ids=["racy", "handed"])
+@pytest.mark.parametrize("shape", sorted(CALLING_BACK))
+def test_a_change_while_c_code_calls_the_program_back(
+    tmp_path: Path, shape: str, fixed: bool
+) -> None:
+    text, slot, bug, fix, exits = CALLING_BACK[shape]
+    program = write_program(tmp_path, text.format(**{slot: fix if fixed else bug}))
+    result = explore_program(program, "--strategy", "dpor")
+    assert_proved_or_found(
+        result, fixed, f"threadcheck: exit: the program exited with status 1: {exits}"
+    )

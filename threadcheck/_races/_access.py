@@ -344,6 +344,7 @@ def _mutated(obj: Any, site: int, point: bool, every: bool) -> None:
                 _footprint.write(obj, _footprint.WHOLE)
                 if every:
                     _footprint.write(obj, _footprint.EVERY)
+            _footprint.handed(obj, True, sys._getframe(2))  # ``xs.sort(key=f)``
         if enabled:
             tc = clocks.get(get_ident()) or current()
             write(tc, location(obj, WHOLE), site, obj, WHOLE, "write", True)
@@ -610,6 +611,17 @@ def lk(obj: Any, site: int) -> Any:
     stale (``if len(items) < limit: items.append(x)`` in two threads)."""
     if issubclass(type(obj), CONTAINERS):
         _read_whole(obj, site, "read")
+    return obj
+
+
+def lkc(obj: Any, site: int) -> Any:
+    """``obj`` is looked into by ``max``, ``min`` or ``sorted``, which may call
+    the program back (a key function, an ``__lt__``): as :func:`lk`, and for
+    DPOR, looked into in each step until the call returns."""
+    if issubclass(type(obj), CONTAINERS):
+        _read_whole(obj, site, "read")
+        if _footprint.collecting:
+            _footprint.handed(obj, False, sys._getframe(1))
     return obj
 
 

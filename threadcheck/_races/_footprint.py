@@ -24,11 +24,12 @@ can only add conflicts.
 
 from __future__ import annotations
 
+import dis
 import os
 import sys
 from _thread import get_ident
 from collections.abc import Hashable
-from types import CodeType, ModuleType
+from types import CodeType, FrameType, ModuleType
 from typing import Any
 
 collecting = False
@@ -173,6 +174,77 @@ def expect_call(obj: Any, method: str, every: bool) -> None:
         waiting.append([method, _CALL, location(obj, EVERY), True, 0])
 
 
+# A container handed to C code that may call the program back (``xs.sort(key=f)``,
+# ``s.add(obj)`` calling ``obj.__hash__``, ``max(s, key=f)``) is touched by it
+# throughout the call, while the program's code it calls takes scheduling
+# points: every step that ends inside the call touched it too, and so does the
+# one it returns in. Otherwise a change made by another thread meanwhile (``list
+# modified during sort``) conflicted only with the call's start.
+_calls: dict[int, list[list[Any]]] = {}
+"""Thread ident -> [the calling frame, the offset of its call instruction, the
+container's location, written, whether it called back] of each call not yet
+seen returned."""
+_call_after: dict[tuple[CodeType, int], int] = {}
+"""(code, offset of a helper's call) -> offset of the next call: the one the helper's
+value is handed to (a method of it, or the call it is the last argument of)."""
+
+
+def handed(obj: Any, written: bool, caller: FrameType) -> None:
+    """Container ``obj`` is handed by ``caller``'s code, which is calling this
+    helper, to the next call it makes."""
+    where = (caller.f_code, caller.f_lasti)
+    offset = _call_after.get(where)
+    if offset is None:
+        offset = _call_after[where] = _next_call(*where)
+    _calls.setdefault(get_ident(), []).append(
+        [caller, offset, location(obj, WHOLE), written, False]
+    )
+
+
+def _next_call(code: CodeType, after: int) -> int:
+    for instruction in dis.get_instructions(code):
+        name = instruction.opname
+        if (
+            instruction.offset > after
+            and name.startswith("CALL")
+            and not name.startswith("CALL_INTRINSIC")
+        ):
+            return instruction.offset
+    return -1
+
+
+def _in_calls(calls: list[list[Any]]) -> None:
+    """The step ending now touched the containers of the calls in ``calls``
+    that called the program back in it, or returned in it after calling back."""
+    innermost: FrameType | None = sys._getframe(2)
+    while innermost is not None and innermost.f_code.co_filename.startswith(_OWN):
+        innermost = innermost.f_back
+    running = []
+    for call in calls:
+        caller, offset = call[0], call[1]
+        inside = innermost is not caller and _on_stack(caller, innermost)
+        if caller.f_lasti == offset and inside:
+            call[4] = True  # the program called back: the step ended inside
+        elif caller.f_lasti > offset or not (inside or innermost is caller):
+            # Returned (or its caller did): the step it returned in touched it.
+            if call[4]:
+                (writes if call[3] else reads).add(call[2])
+            continue
+        if call[4]:
+            (writes if call[3] else reads).add(call[2])
+        running.append(call)  # still to begin (its arguments, its own point) or inside
+    calls[:] = running
+
+
+def _on_stack(caller: FrameType, innermost: FrameType | None) -> bool:
+    frame = innermost
+    while frame is not None:
+        if frame is caller:
+            return True
+        frame = frame.f_back
+    return False
+
+
 UNKNOWN: Hashable = ("*",)
 """What a step touched when nobody knows (code that was not rewritten): every
 location. Equal to the DPOR search's ``EVERYTHING``."""
@@ -216,6 +288,9 @@ def step_ends(ident: int) -> None:
     not met may have been done without a point (an assertion's internals): it
     is recorded in this step and the next ones, until met or carried long enough.
     One expected in this step is not: its point is still to come."""
+    calls = _calls.get(ident)
+    if calls and ident == get_ident():
+        _in_calls(calls)
     waiting = _pending.get(ident)
     if not waiting:
         return
@@ -252,5 +327,6 @@ def clear_step() -> None:
 
 def clear() -> None:
     _pending.clear()
+    _calls.clear()
     _made.clear()
     clear_step()

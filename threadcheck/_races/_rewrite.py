@@ -63,6 +63,9 @@ _LOOKING = frozenset(
     }
 )  # fmt: skip
 """Builtins that look into a container they are given."""
+_CALLING_BACK = frozenset({"max", "min", "sorted"})
+"""Builtins of :data:`_LOOKING` that call the program back while they look (a
+key function, an ``__lt__``)."""
 _NOT_CHANGING = frozenset(
     {
         "print", "isinstance", "issubclass", "id", "type", "hash", "getattr", "hasattr",
@@ -74,7 +77,7 @@ _NAMESPACES = frozenset({"locals", "vars", "dir"})
 """Builtins that, called bare, show a scope's names: ours among them."""
 HELPERS = (
     "ra", "wa", "ua", "st", "sv", "lp", "lw", "it", "cm", "cmk", "cml", "cr", "ck", "oa", "oal",
-    "lk", "isin", "cached", "cms", "gy",
+    "lk", "lkc", "isin", "cached", "cms", "gy",
     "rv", "wv", "uv", "sub", "subo", "Scope", "im", "own",
 )  # fmt: skip
 GLOBALS = "__tc_gl__"
@@ -625,7 +628,14 @@ class _Rewriter(ast.NodeTransformer):
             container.func.value = self._looked_into(container.func.value, node)
             return container
         text = f"look into {_text(container)}"
-        return self._call("lk", container, self._site(node, "look", text))
+        calling_back = (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in _CALLING_BACK
+        )
+        return self._call(
+            "lkc" if calling_back else "lk", container, self._site(node, "look", text)
+        )
 
     # A container's truth is its size: ``if self.items:``, ``while not queue:``.
 

@@ -121,6 +121,7 @@ def explore(
     exhausted = False
     spent_before_any = False
     thinned: set[str] = set()
+    left_out: tuple[str, ...] = ()  # by a search that finished, and the budget went on
     with Explorer(target, settings, random_seed=seed) as explorer:
         warm = explorer.warm_up()
         if warm.failure is not None and warm.failure.kind == BLOCKED:
@@ -135,6 +136,7 @@ def explore(
                 # The default's search finished, but is no proof (a daemon held
                 # while time passed, a loop's steps past the bound): what it left
                 # out, its members may still find, with the rest of the budget.
+                left_out = tuple(sorted(thinned))
                 run = explorer.run(chosen, index, record_trace=False)
             if run is None:
                 exhausted = True
@@ -154,7 +156,7 @@ def explore(
         seconds=time.monotonic() - started,
         exhausted=exhausted,
         proof=proving and not thinned,
-        thinned=tuple(sorted(thinned)) if proving else (),
+        thinned=tuple(sorted(thinned)) if proving else left_out,
         scope=_scope(settings, seed),
         strategy=about.strategy,
         seed=seed,

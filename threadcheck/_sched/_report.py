@@ -61,7 +61,7 @@ class ExploreResult:
     points in reach: no schedule within those points fails."""
     thinned: tuple[str, ...] = ()
     """Why some interleavings had no scheduling point (an exhausted search is
-    then no proof)."""
+    then no proof; the default's, finished so, went on with its budget)."""
     scope: str = ""
     """What "every interleaving" was within: the points and the time bound."""
     failure: Failure | None = None
@@ -198,6 +198,9 @@ def _clean_summary(result: ExploreResult) -> str:
         if result.exhausted
         else "budget spent: no failure seen, which is not a proof"
     )
+    if result.thinned:  # the default's search finished first, and the others went on
+        left_out = "; ".join(result.thinned)
+        what += f" (the search finished first, but left out interleavings, by {left_out})"
     return (
         f"threadcheck: {plural(result.schedules, 'schedule')} "
         f"({result.distinct} distinct) in {result.seconds:.1f} s, no failure; {what}\n"
