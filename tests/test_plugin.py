@@ -375,6 +375,52 @@ def test_twistd_stopped_by_sigterm_still_writes_its_reports(tmp_path: Path) -> N
     assert len(json.loads(json_path.read_text())["violations"]) == 1
 
 
+RACY_TAC = """
+import threading, time
+
+from twisted.application import internet, service
+from twisted.internet import reactor
+
+class Heartbeat:
+    beats = 0
+
+heartbeat = Heartbeat()
+lock = threading.Lock()
+
+def beat():
+    while True:
+        time.sleep(0.01)
+        with {guard}:
+            heartbeat.beats += 1
+
+def beats():
+    with {guard}:
+        return heartbeat.beats
+
+threading.Thread(target=beat, daemon=True).start()
+application = service.Application("heartbeat")
+internet.TimerService(0.05, beats).setServiceParent(application)
+reactor.callLater(0.5, reactor.stop)
+"""
+
+
+@pytest.mark.parametrize("locked", [False, True], ids=["racy", "locked"])
+def test_twistd_reports_a_race_in_its_tac_file(tmp_path: Path, locked: bool) -> None:
+    # twistd compiles the .tac itself, past the import hook: no race was reported.
+    guard = "lock" if locked else "contextlib.nullcontext()"
+    tac = RACY_TAC.format(guard=guard).replace("import threading", "import contextlib, threading")
+    (tmp_path / "app.tac").write_text(tac)
+    command = [str(BIN / "twistd"), "--reactor=threadcheck", "-n", "--pidfile=", "-l", "-"]
+    result = run([*command, "-y", "app.tac"], tmp_path, THREADCHECK_RACES="1")
+    if locked:
+        assert result.returncode == 0, result.stderr
+        assert "threadcheck" not in result.stderr
+    else:
+        assert result.returncode == 3, result.stderr
+        assert "data race on Heartbeat.beats: update in thread 'Thread-1 (beat)'" in result.stderr
+        assert "update: app.tac:17 in beat" in result.stderr
+
+
 def test_daemonized_twistd_writes_the_report_to_its_log(tmp_path: Path) -> None:
     result = twistd(tmp_path, "--pidfile=twistd.pid", "-l", "twistd.log", buggy=True)
     assert result.returncode == 0, result.stdout + result.stderr  # the launcher's status
