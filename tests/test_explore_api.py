@@ -407,9 +407,31 @@ def test_ctrl_c_after_a_failing_schedule_keeps_the_failure() -> None:
     from threadcheck._sched._explore import Budget, explore
     from threadcheck._sched._targets import ScenarioTarget
 
-    result = explore(ScenarioTarget(_always_fails), budget=Budget(100), progress=_interrupt)
+    result = explore(
+        ScenarioTarget(_always_fails), budget=Budget(100), progress=_interrupt_after_a_schedule
+    )
     assert result.found and result.failure is not None
     assert "broken on every schedule" in result.failure.message
+
+
+def _interrupt_after_a_schedule(schedules: int, *args: object) -> None:
+    if schedules:
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_during_the_warm_up_begins_no_schedule() -> None:
+    # A warm-up stuck on real I/O for 30 s was followed by a schedule stuck as long.
+    from threadcheck._sched._explore import Budget, explore
+    from threadcheck._sched._targets import ScenarioTarget
+
+    runs: list[object] = []
+    with pytest.raises(KeyboardInterrupt):
+        explore(
+            ScenarioTarget(lambda reactor: runs.append(reactor)),
+            budget=Budget(100),
+            progress=_interrupt,
+        )
+    assert len(runs) == 1  # the warm-up's
 
 
 def test_ctrl_c_while_a_first_failure_is_checked_again_stops_the_check() -> None:

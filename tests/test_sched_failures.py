@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from twisted.internet import threads
+from twisted.internet import protocol, threads
 from twisted.internet.defer import Deferred
 
 import threadcheck
+from threadcheck._sched import _core
 from threadcheck._sched._core import TIME, Abort, Scheduler
 from threadcheck._sched._explore import Budget, explore
 from threadcheck._sched._runner import Settings
@@ -192,6 +193,48 @@ def test_time_passing_more_often_than_the_step_bound_allows_is_a_livelock() -> N
     )
     assert result.failure is not None and result.failure.kind == "livelock"
     assert result.failure.message.startswith("time bound exceeded: time passing 400 times")
+
+
+def _asking_a_server(replies: bool) -> Any:
+    def scenario(reactor: Any) -> Deferred[Any]:
+        class Server(protocol.Protocol):
+            def dataReceived(self, data: bytes) -> None:
+                if replies:
+                    self.transport.write(b"pong")
+
+        class Client(protocol.Protocol):
+            def connectionMade(self) -> None:
+                self.transport.write(b"ping")
+
+            def dataReceived(self, data: bytes) -> None:
+                self.transport.loseConnection()
+                answered.callback(data)
+
+        answered: Deferred[bytes] = Deferred()
+        factory = protocol.Factory.forProtocol(Server)
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        client = protocol.ClientFactory.forProtocol(Client)
+        reactor.connectTCP("127.0.0.1", port.getHost().port, client)
+        return answered.addBoth(lambda result: port.stopListening())
+
+    return scenario
+
+
+@pytest.mark.parametrize("replies", [False, True], ids=["silent", "replying"])
+def test_a_reply_that_never_comes_is_stuck_not_a_hang(
+    monkeypatch: pytest.MonkeyPatch, replies: bool
+) -> None:
+    # The reactor polled its sockets for ever (budgets and SIGTERM waited on it).
+    monkeypatch.setattr(_core, "REAL_IO_LIMIT", 0.5)
+    result = threadcheck.explore(_asking_a_server(replies), budget=2)
+    if replies:
+        result.assert_clean()
+        return
+    assert result.failure is not None and result.failure.kind == "deadlock"
+    assert result.failure.message.startswith(
+        "stuck on real I/O: no thread could run for 500 ms of real time in all, waiting on "
+        "sockets or pipes that did not answer (a reply that never comes?): T0(MainThread)"
+    )
 
 
 class AlwaysTime:

@@ -218,7 +218,7 @@ def _start_races(config: pytest.Config) -> str | None:
         config.stash[_STATE].run.checker.recorder,
         is_user_file,
         include=include,
-        edges=[_race_edges.install],
+        edges=_race_edges.edges(is_user_file),
     )
 
     undo = rewrite_test_modules(is_user_file)

@@ -9,12 +9,35 @@ and after the program; the wrappers run in any thread.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from threadcheck._races import _access
 from threadcheck._races._clocks import run_received, send
+from threadcheck._races._tac import rewriting_compile
+
+
+def edges(is_user_file: Callable[[str], bool]) -> list[Callable[[], Callable[[], None]]]:
+    """What the race detector installs of Twisted's: the hand-offs, and the
+    rewriting of twistd's application files."""
+    return [install, functools.partial(rewrite_tac_files, is_user_file)]
+
+
+def rewrite_tac_files(is_user_file: Callable[[str], bool]) -> Callable[[], None]:
+    """twistd compiles a ``.tac`` itself, past the import hook: its ``compile``
+    rewrites a user file's first (see ``threadcheck._races._tac``)."""
+    from twisted.persisted import sob
+
+    compile_application = rewriting_compile(is_user_file)
+    sob.compile = compile_application  # type: ignore[attr-defined]  # before the builtin
+
+    def undo() -> None:
+        if vars(sob).get("compile") is compile_application:
+            del sob.compile  # type: ignore[attr-defined]
+
+    return undo
 
 
 def install() -> Callable[[], None]:

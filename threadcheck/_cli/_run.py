@@ -172,7 +172,7 @@ def _run(args: argparse.Namespace) -> int:
             checker.recorder,
             _stacks.user_code(include),
             include=include,
-            edges=[_race_edges.install],
+            edges=_race_edges.edges(_stacks.user_code(include)),
         )
         if _runs_pytest(args.module, target):
             _rewrite_test_modules(_stacks.user_code(include))

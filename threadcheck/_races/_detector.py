@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from threadcheck import _stacks, _threads
-from threadcheck._races import _access, _clocks, _edges, _hook, _shadow, _tac
+from threadcheck._races import _access, _clocks, _edges, _hook, _shadow
 from threadcheck._races._found import RaceReporter
 from threadcheck._races._inplace import is_test, rewrite_loaded
 from threadcheck._recorder import Recorder
@@ -49,7 +49,6 @@ def start(
     _edges.install()
     _undo.extend(install() for install in edges)
     _hook.install(is_user_file)
-    _undo.append(_tac.rewrite_tac_files(is_user_file))
     _rewrite_imported(include)
     if recorder is not None:
         _shadow.set_handler(RaceReporter(recorder).found, recorder)

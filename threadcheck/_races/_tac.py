@@ -2,11 +2,11 @@
 
 twistd runs a ``.tac`` file with ``compile`` and ``eval``
 (``twisted.persisted.sob.loadValueFromFile``), past the race detector's
-import hook: a race in an application's own ``.tac`` went unreported. While
-detecting, that module's ``compile`` rewrites a user file's accesses first.
+import hook: a race in an application's own ``.tac`` went unreported. The
+reactor package puts :func:`rewriting_compile` in that module's namespace,
+where it comes before the builtin.
 
-Thread safety: installed by the thread starting the detector, before twistd
-loads the application.
+Thread safety: stateless.
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ from typing import Any
 from threadcheck._races._rewrite import rewrite
 
 
-def rewrite_tac_files(is_user_file: Callable[[str], bool]) -> Callable[[], None]:
-    """Rewrite what twistd compiles of an application file; returns the undo."""
-    from twisted.persisted import sob
+def rewriting_compile(is_user_file: Callable[[str], bool]) -> Callable[..., Any]:
+    """``compile``, which first rewrites the accesses of a user file's source."""
 
     def compile_application(source: Any, filename: str, mode: str, *args: Any) -> Any:
         if mode == "exec" and isinstance(source, str) and is_user_file(filename):
@@ -30,10 +29,4 @@ def rewrite_tac_files(is_user_file: Callable[[str], bool]) -> Callable[[], None]
             return builtins.compile(tree, filename, mode, dont_inherit=True)
         return builtins.compile(source, filename, mode, *args)
 
-    sob.compile = compile_application  # type: ignore[attr-defined]  # before the builtin
-
-    def undo() -> None:
-        if vars(sob).get("compile") is compile_application:
-            del sob.compile  # type: ignore[attr-defined]
-
-    return undo
+    return compile_application

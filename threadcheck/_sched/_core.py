@@ -48,6 +48,11 @@ VIRTUAL_EPOCH = 1_767_225_600.0
 REAL_IO_WAIT = 0.01
 """Real seconds a wait on real files lasts before deadlines are looked at again."""
 
+REAL_IO_LIMIT = 30.0
+"""Real seconds a schedule may wait in all on real files (sockets, pipes) while
+no thread can run: past them, the program is stuck (a reply that never comes),
+and the schedule fails rather than wait for ever."""
+
 IO_PATIENCE = 0.5
 """Real seconds the threads waiting on real files wake in the order they began
 to wait; past it, whichever is ready (one may wait on another's answer)."""
@@ -372,6 +377,8 @@ class Scheduler:
         self.time_held = 0.0
         """Virtual time passed while some thread could run: at most ``max_delay``
         in all (one request's path through three held threads tripped a 3 s timeout)."""
+        self.real_io_waited = 0.0
+        """Real seconds no thread could run, waiting on real files (see REAL_IO_LIMIT)."""
 
     # -- threads ---------------------------------------------------------------
 
@@ -648,6 +655,7 @@ class Scheduler:
         if self._running is not None:  # it waited, it was not held
             self._running.held_since += seconds
         self.progress += 1  # time goes on with real I/O: nothing is stuck (a long sleep)
+        self._waited_on_real_io(seconds)
         self._wake_due()  # a worker's sleep ends meanwhile
         if self._io_waiters:
             self._wake_ready_io(0.0)
@@ -718,7 +726,9 @@ class Scheduler:
         while not self.aborting:
             first = next(iter(self._io_waiters.values()), None)
             only = first if _real_clock() < patient_until else None
+            began = _real_clock()
             self._wake_ready_io(REAL_IO_WAIT, only)
+            self._waited_on_real_io(_real_clock() - began)
             woken = [t for t in self.threads if t.runnable]
             if woken:
                 return woken[0]
@@ -727,6 +737,26 @@ class Scheduler:
                 self._ended(TIME)
                 return due
         return self._next_to_abort()
+
+    def _waited_on_real_io(self, seconds: float) -> None:
+        """No thread could run for ``seconds`` of real time, waiting on real
+        files; past :data:`REAL_IO_LIMIT` in all, the schedule fails as stuck."""
+        self.real_io_waited += seconds
+        if self.real_io_waited <= REAL_IO_LIMIT or self.aborting:
+            return
+        live = [t for t in self.threads if not t.finished]
+        self.fail(
+            Failure(
+                "deadlock",
+                f"stuck on real I/O: no thread could run for {format_seconds(REAL_IO_LIMIT)} "
+                "of real time in all, waiting on sockets or pipes that did not answer (a "
+                "reply that never comes?): "
+                + ", ".join(
+                    f"T{t.tid}({t.name}) {t.waiting or 'polling its sockets'}" for t in live
+                ),
+                thread=self._running.name if self._running else None,
+            )
+        )
 
     def drain(self, me: ControlledThread) -> None:
         """End the schedule: every other live thread unwinds (Abort), then ``me`` goes on."""

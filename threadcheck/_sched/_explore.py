@@ -127,6 +127,8 @@ def explore(
         if warm.failure is not None and warm.failure.kind == BLOCKED:
             digests.add(_decisions_key(warm))
             return _found(explorer, warm, 1, digests, about, shrink, shrink_progress)
+        if progress is not None:  # Ctrl-C during a long warm-up: no schedule begins
+            progress(0, 0, time.monotonic() - started)
         for index in shard.indices():
             if not budget.allows(index, started):
                 spent_before_any = ran == 0

@@ -63,7 +63,7 @@ def install(kind: str = "default") -> None:
             reactor.threadcheck.recorder,
             _stacks.user_code(include),
             include=include,
-            edges=[_race_edges.install],
+            edges=_race_edges.edges(_stacks.user_code(include)),
         )
     report = ProcessReport(
         reactor.threadcheck, Spool.join_or_create(), json_path=json_path, report_only=report_only
