@@ -163,6 +163,33 @@ def test_a_library_callable_handed_to_the_pool_is_reported_at_the_handing_line(
         assert (warning.filename, warning.lineno) == (__file__, handing_line)
 
 
+def test_a_twisted_helper_called_from_a_worker_is_the_call_the_fix_moves(
+    running_reactor: Any,
+) -> None:
+    # sendLine reaches transport.write: the fix told to move transport.write,
+    # which the user's code never calls.
+    running: RunningReactor = running_reactor()
+    reactor = running.reactor
+    port = running.in_reactor(
+        reactor.listenTCP, 0, ServerFactory.forProtocol(LineReceiver), interface="127.0.0.1"
+    )
+    client = ClientCreator(reactor, LineReceiver)  # type: ignore[no-untyped-call]
+    line = running.in_reactor(client.connectTCP, "127.0.0.1", port.getHost().port)
+
+    def report_status() -> None:
+        line.sendLine(b"status: ok")  # BUG: from a worker thread
+
+    reactor.callInThread(report_status)
+    [violation] = _wait_for_violations(running, 1)
+    running.in_reactor(line.transport.loseConnection)
+    running.in_reactor(port.stopListening)
+    report = format_report([violation])
+    assert "through twisted: " in report and " in sendLine" in report
+    assert (
+        "fix: call sendLine() in the reactor thread: reactor.callFromThread(line.sendLine, ...)"
+    ) in report
+
+
 def test_a_callable_submitted_to_an_executor_is_reported_at_the_submitting_line(
     running_reactor: Any,
 ) -> None:

@@ -122,7 +122,8 @@ def _hint(violation: Violation) -> str:
         )
     object_fix = _fixes.object_api_fix(violation.api, offending)
     if object_fix is not None:
-        return object_fix
+        called = _through_twisted(entry, violation.api, offending)
+        return object_fix if called is None else called
     if not violation.api.startswith(("reactor.", "blockingCallFromThread")):
         return _user_api_hint(violation.api)
     api = violation.api.removeprefix("reactor.")
@@ -141,6 +142,21 @@ def _hint(violation: Violation) -> str:
             f"reactor.callFromThread(obj.{entry.function}, ...)"
         )
     return f"do it in the reactor thread: reactor.callFromThread(reactor.{api}, ...)"
+
+
+def _through_twisted(entry: _stacks.Frame | None, api: str, offending: str) -> str | None:
+    """The fix when the user's line called a Twisted helper that made the call
+    (``self.sendLine(...)`` reaching ``transport.write``): the user's call moves,
+    not the one the user never wrote."""
+    if entry is None or entry.library != "twisted" or entry.function == api.rpartition(".")[2]:
+        return None
+    owner = _called_on(offending, entry.function)
+    if owner is None:
+        return None
+    return (
+        f"call {entry.function}() in the reactor thread: "
+        f"reactor.callFromThread({owner}.{entry.function}, ...)"
+    )
 
 
 _NOT_THIRD_PARTY = frozenset({"twisted", "python", "threadcheck", "decorator"}) | (
