@@ -29,6 +29,7 @@ from typing import Any, cast
 
 from twisted.internet.base import DelayedCall
 
+from threadcheck import _stacks
 from threadcheck._affinity import AffinityChecker
 from threadcheck._modes import DEFAULT_MODE, Mode
 from threadcheck._races import _footprint
@@ -98,7 +99,8 @@ class ScheduledMixin(ThreadCheckMixin):
         scheduler = active()
         if scheduler is None or scheduler is self._scheduler or scheduler.controlled() is None:
             return
-        scheduler.misuse = scheduler.misuse or TargetError(_STALE.format(api))
+        caller = next((f for f in reversed(_stacks.capture(skip=2)) if _keeps_it(f)), None)
+        scheduler.misuse = scheduler.misuse or TargetError(_stale(api, caller))
 
     def callLater(
         self, delay: float, callable: Callable[..., Any], *args: object, **kw: object
@@ -241,12 +243,29 @@ def _end_children(before: set[int]) -> None:
         del process.reapProcessHandlers[pid]
 
 
-_STALE = (
-    "reactor.{0} was given work on the reactor of an earlier schedule, which no"
-    " schedule runs again: a library keeps the reactor it first saw (APScheduler's"
-    " TwistedScheduler(), txaio's loop); give it the reactor of each run"
-    " (TwistedScheduler(reactor=reactor)), or check this with `threadcheck run`"
-)
+_REACTOR_MACHINERY = os.path.join("twisted", "internet", "")
+
+
+def _keeps_it(frame: _stacks.Frame) -> bool:
+    """Whether ``frame`` may be the code that kept the reactor: not the reactor's
+    own machinery (a connection's start), which merely carries the call out."""
+    return frame.library != "threadcheck" and _REACTOR_MACHINERY not in frame.filename
+
+
+def _stale(api: str, caller: _stacks.Frame | None) -> str:
+    """The one line for a reactor of an earlier schedule given work by ``caller``."""
+    at = ""
+    if caller is not None:
+        library = caller.library
+        at = f", at {caller.location()}" + (f" ({library})" if library else "")
+    return (
+        f"reactor.{api} was given work on the reactor of an earlier schedule{at}, which no"
+        " schedule runs again: that code keeps the reactor it first saw (bound when its"
+        " module was imported: `clock = reactor`, a default `reactor=reactor` argument;"
+        " APScheduler's TwistedScheduler(), txaio's loop); give it the reactor of each run"
+        " (pass reactor=reactor, or set the attribute it keeps), or check this with"
+        " `threadcheck run`"
+    )
 
 
 def _scheduled(cls: type[ThreadCheckMixin]) -> type[ScheduledMixin]:
