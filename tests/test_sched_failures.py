@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -95,6 +96,21 @@ def test_a_thread_affinity_violation() -> None:
     assert result.failure.kind == "violation"
     assert result.failure.message.startswith("reactor.callLater called from thread 'PoolThread")
     assert "fix: do it in the reactor thread" in result.failure.details
+
+
+def test_a_violation_of_a_job_given_to_call_in_thread_names_who_submitted_it() -> None:
+    # The scheduled reactor's callInThread was one frame more: the submission's
+    # few innermost frames stopped short of the user's line.
+    def scenario(reactor: Any) -> None:
+        reactor.callInThread(reactor.callLater, 0, lambda: None)
+        submitted.append(inspect.currentframe().f_lineno - 1)  # type: ignore[union-attr]
+
+    submitted: list[int] = []
+    result = threadcheck.explore(scenario, budget=5)
+    assert result.failure is not None and result.failure.kind == "violation"
+    submission = result.failure.details.partition("work submitted to the thread pool at")[2]
+    submission = submission.partition("thread started at")[0]
+    assert f"test_sched_failures.py:{submitted[0]} in scenario" in submission, submission
 
 
 def test_a_violation_is_reported_before_the_hang_it_causes() -> None:

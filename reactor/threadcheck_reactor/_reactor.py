@@ -295,6 +295,9 @@ class ThreadCheckMixin(PosixReactorBase, metaclass=InstrumentedReactorType):
         return shutdown is not None and shutdown.state == "BEFORE"
 
     def callInThread(self, _callable: Callable[..., Any], *args: object, **kwargs: object) -> None:
+        self._pool_for_a_call().callInThread(_callable, *args, **kwargs)
+
+    def _pool_for_a_call(self) -> Any:
         # Twisted's callInThread goes through getThreadPool(), which is not
         # thread-safe on its own; reach the pool directly so that this
         # thread-safe API does not report itself.
@@ -302,7 +305,7 @@ class ThreadCheckMixin(PosixReactorBase, metaclass=InstrumentedReactorType):
         if pool is None:
             with self._threadcheck.exempt():
                 pool = self.getThreadPool()
-        pool.callInThread(_callable, *args, **kwargs)
+        return pool
 
     shutdown_grace: float | None = 5.0
     """Seconds the thread pool may take to finish at shutdown before its stuck

@@ -117,7 +117,9 @@ class ScheduledMixin(ThreadCheckMixin):
     def callInThread(self, _callable: Callable[..., Any], *args: object, **kwargs: object) -> None:
         if self._disposed:
             self._used_after_its_schedule("callInThread")
-        super().callInThread(_callable, *args, **kwargs)
+        # Not super(): one frame more and the pool's record of who submitted
+        # the job (its innermost frames) would stop short of the user's call.
+        self._pool_for_a_call().callInThread(_callable, *args, **kwargs)
 
     def _delayed_call_type(self, checker: AffinityChecker) -> type[CheckedDelayedCall]:
         # One schedule's reactor lives at a time: its class is rebound, not made
