@@ -349,7 +349,8 @@ def test_a_pool_job_calling_into_the_reactor_during_shutdown_no_longer_hangs() -
         except BlockingCallAfterStopError as error:
             outcome.append(error)
 
-    reactor.addSystemEventTrigger("before", "shutdown", stopping.set)
+    # Once the 'before' triggers are done: the reactor serves no call any more.
+    reactor.addSystemEventTrigger("during", "shutdown", stopping.set)
     reactor.callWhenRunning(reactor.callInThread, job)
     reactor.callWhenRunning(reactor.stop)
     runner = threading.Thread(target=reactor.run, kwargs={"installSignalHandlers": False})
@@ -360,6 +361,37 @@ def test_a_pool_job_calling_into_the_reactor_during_shutdown_no_longer_hangs() -
     [violation] = recorder.violations()
     assert violation.kind is Kind.BLOCKING_CALL_AFTER_STOP
     assert violation.stack[-2].function == "job"
+
+
+@pytest.mark.quality
+def test_a_pool_jobs_call_accepted_while_the_before_triggers_run_is_served() -> None:
+    # Accepted (the reactor still serves calls then), it was queued for a loop
+    # that had ended: the pool's join waited on the job for ever.
+    recorder = Recorder()
+    reactor = ThreadCheckReactor(Mode.RECORD, recorder)
+    stopping = threading.Event()
+    answers: list[int] = []
+
+    def job() -> None:
+        stopping.wait(JOB_WAIT)
+        answers.append(threads.blockingCallFromThread(reactor, lambda: 7))
+
+    def before_shutdown() -> None:  # returns no Deferred: the phase ends at once
+        stopping.set()
+        for _ in range(100):  # made certain: the job's call comes meanwhile
+            if reactor.threadCallQueue:
+                break
+            threading.Event().wait(0.01)
+
+    reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
+    reactor.callWhenRunning(reactor.callInThread, job)
+    reactor.callWhenRunning(reactor.stop)
+    runner = threading.Thread(target=reactor.run, kwargs={"installSignalHandlers": False})
+    runner.start()
+    runner.join(JOB_WAIT)
+    assert not runner.is_alive(), "the reactor hung in its thread pool's shutdown"
+    assert answers == [7]
+    assert recorder.violations() == []
 
 
 @pytest.mark.quality
@@ -528,6 +560,43 @@ def test_a_stuck_pool_worker_at_shutdown_is_reported_with_its_stack(
     err = capsys.readouterr().err  # shown at once: the process may never get to exit
     assert "the reactor's thread pool cannot finish at shutdown: worker 'PoolThread-" in err
     assert "make the job return at shutdown" in err
+
+
+@pytest.mark.quality
+@pytest.mark.parametrize("stuck", [True, False], ids=["stuck", "finishing"])
+def test_a_shutdown_waiting_on_a_stuck_jobs_deferred_reports_the_job(stuck: bool) -> None:
+    # A 'before' trigger waits on the job's Deferred (TimerService.stopService
+    # does): shutdown never reached the pool's join, and nothing was said.
+    recorder = Recorder()
+    reactor = ThreadCheckReactor(Mode.RECORD, recorder)
+    reactor.shutdown_grace = 0.3
+    release = threading.Event()
+
+    def poll_backend() -> None:
+        release.wait(JOB_WAIT if stuck else 0.05)  # BUG when stuck: no timeout
+
+    def start() -> None:
+        polled = threads.deferToThreadPool(reactor, reactor.getThreadPool(), poll_backend)
+        reactor.addSystemEventTrigger("before", "shutdown", lambda: polled)
+        reactor.callLater(0.01, reactor.stop)
+
+    reactor.callWhenRunning(start)
+    thread = _run_in_background(reactor)
+    try:
+        for _ in range(30 if stuck else 8):
+            if recorder.violations():
+                break
+            threading.Event().wait(0.1)
+    finally:
+        release.set()
+        thread.join(JOB_WAIT)
+    threading.Event().wait(0.5)  # past the grace: a timer left running would report now
+    if not stuck:
+        assert recorder.violations() == []
+        return
+    [violation] = recorder.violations()
+    assert violation.kind is Kind.STUCK_AT_SHUTDOWN
+    assert any(frame.function == "poll_backend" for frame in violation.stack)
 
 
 @pytest.mark.quality

@@ -312,21 +312,54 @@ class ThreadCheckMixin(PosixReactorBase, metaclass=InstrumentedReactorType):
     workers are reported (:mod:`threadcheck_reactor._shutdown`); None: never."""
 
     def _stopThreadPool(self) -> None:
+        before = self._watch_before_stop
+        if before is not None:
+            before.cancel()
+        self._serve_late_blocking_calls()
         if self.shutdown_grace is None or self.threadpool is None:
             super()._stopThreadPool()
             return
-        watch = StuckPoolWatch(self.threadpool, self._threadcheck, self.shutdown_grace)
+        watch = StuckPoolWatch(
+            self.threadpool, self._threadcheck, self.shutdown_grace, reported=self._stuck
+        )
         watch.start()
         try:
             super()._stopThreadPool()
         finally:
             watch.cancel()
 
+    _watch_before_stop: StuckPoolWatch | None = None
+
+    def _serve_late_blocking_calls(self) -> None:
+        """Run the blockingCallFromThread calls accepted while the 'before'
+        triggers ran (the reactor was still serving them), which the ended loop
+        will not: the pool's join would wait for ever on their threads
+        (twisted#10124). Other calls from threads are dropped, as Twisted does."""
+        queue = self.threadCallQueue
+        late = [c for c in list(queue) if getattr(c[0], "__code__", None) is _BLOCKING_CALL_CODE]
+        for call in late:
+            queue.remove(call)
+            f, args, kwargs = call
+            f(*args, **kwargs)
+
+    def _watch_shutdown(self) -> None:
+        """Shutdown begins: its 'before' triggers may wait on a job's Deferred
+        (``TimerService.stopService``), which a stuck job never fires."""
+        if self.shutdown_grace is None or self.threadpool is None:
+            return
+        self._watch_before_stop = StuckPoolWatch(
+            self.threadpool, self._threadcheck, self.shutdown_grace, True, self._stuck
+        )
+        self._watch_before_stop.start()
+
     def _initThreadPool(self) -> None:
         super()._initThreadPool()
         assert self.threadpool is not None
         # Keep Twisted's own construction; the subclass only adds submission stacks.
         self.threadpool.__class__ = SubmissionTrackingThreadPool
+        self._stuck: set[int] = set()  # workers reported stuck at shutdown
+        with self._threadcheck.exempt():
+            self.addSystemEventTrigger("before", "shutdown", self._watch_shutdown)
 
     stall_threshold: float | None = DEFAULT_THRESHOLD
     """Seconds one callback may hold the running reactor's thread before it is

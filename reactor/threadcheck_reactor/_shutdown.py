@@ -2,7 +2,8 @@
 
 Twisted's shutdown joins every pool thread, for ever: one job blocked in a
 worker hangs the process, and a report made at exit never appears. When the
-pool has not finished ``grace`` seconds into its stop, a timer reports each
+pool has not finished ``grace`` seconds into its stop (or into the shutdown's
+'before' phase, for a worker running a job it waits on), a timer reports each
 worker still running: where it is blocked and who submitted its job, on stderr
 at once (from the core's pieces: the reactor does not import the reports) and
 in the recorder. Shutdown then goes on waiting, as Twisted's does.
@@ -15,17 +16,35 @@ from __future__ import annotations
 
 import sys
 import threading
+from types import FrameType
 from typing import Any
 
 from threadcheck import _fixes, _stacks
 from threadcheck._affinity import AffinityChecker
+from threadcheck._threads import run_submitted
 from threadcheck._violation import Violation
+
+_RUN_SUBMITTED = run_submitted.__code__
 
 
 class StuckPoolWatch:
-    def __init__(self, pool: Any, checker: AffinityChecker, grace: float) -> None:
+    """``busy_only``: watching from the start of shutdown (its 'before' triggers
+    may wait on a job's Deferred, as ``TimerService.stopService`` does), when
+    idle workers are still alive: only those running a job are stuck.
+    ``reported``: the threads reported already, by this reactor's other watch."""
+
+    def __init__(
+        self,
+        pool: Any,
+        checker: AffinityChecker,
+        grace: float,
+        busy_only: bool = False,
+        reported: set[int] | None = None,
+    ) -> None:
         self._pool = pool
         self._checker = checker
+        self._busy_only = busy_only
+        self._reported = reported if reported is not None else set()
         self._timer = threading.Timer(grace, self._report)
         self._timer.daemon = True
         self._timer.name = "threadcheck-shutdown-watch"
@@ -45,14 +64,26 @@ class StuckPoolWatch:
         stuck = [
             self._checker.stuck_at_shutdown(thread, frames[thread.ident])
             for thread in list(pool.threads)
-            if thread.is_alive() and thread.ident in frames
+            if thread.is_alive()
+            and thread.ident in frames
+            and thread.ident not in self._reported
+            and (not self._busy_only or _runs_a_job(frames[thread.ident]))
         ]
+        self._reported.update(t.ident for t in pool.threads if t.ident is not None)
         if stuck:
             try:
                 sys.stderr.write("".join(_at_once(violation) for violation in stuck))
                 sys.stderr.flush()
             except (OSError, ValueError):
                 pass  # stderr closed under us (the process is ending): the recorder has it
+
+
+def _runs_a_job(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if frame.f_code is _RUN_SUBMITTED:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _at_once(violation: Violation) -> str:
