@@ -223,6 +223,7 @@ def test_json_when_clean(tmp_path: Path) -> None:
     outcome = json.loads(path.read_text())
     assert outcome == {
         "found": False,
+        "inconclusive": False,
         "token": None,
         "schedules": 20,
         "distinct": outcome["distinct"],
@@ -665,13 +666,15 @@ def test_a_pytest_tests_token_says_how_to_replay_it(
     )
 
 
-def test_an_inconclusive_exploration_leaves_no_earlier_json_standing(tmp_path: Path) -> None:
-    # The file of the clean run before still said "found": false.
+def test_an_inconclusive_exploration_writes_its_json_over_an_earlier_one(tmp_path: Path) -> None:
+    # The file of the clean run before still said "found": false; then none was
+    # written at all, though the docs promise the outcome of an exploration.
     out = tmp_path / "out.json"
     out.write_text('{"found": false}')
     result = threadcheck("explore", "--time", "0.000001", "--json", str(out), "-m", RACE)
     assert result.returncode == 2, result.stderr
-    assert not out.exists()
+    outcome = json.loads(out.read_text())
+    assert (outcome["found"], outcome["inconclusive"], outcome["schedules"]) == (False, True, 0)
 
 
 def test_a_warning_of_the_program_is_shown_once_not_once_per_schedule(tmp_path: Path) -> None:

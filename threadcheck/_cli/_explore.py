@@ -177,6 +177,8 @@ def _explore(args: argparse.Namespace) -> int:
     if problem is not None:
         raise UsageError(problem)
     if result.inconclusive:
+        if args.json is not None:  # an outcome too: the job's JSON says so
+            _write_outcome(args.json, result)
         raise UsageError(result.report().strip().removeprefix("threadcheck: "))
     sys.stderr.write(result.report())
     status = SCHEDULE_FAILED if result.found else 0
@@ -337,6 +339,7 @@ def _write_outcome(path: str, result: ExploreResult) -> bool:
     failure = result.failure
     outcome = {
         "found": result.found,
+        "inconclusive": result.inconclusive,
         "token": result.token,
         "schedules": result.schedules,
         "distinct": result.distinct,
