@@ -48,6 +48,9 @@ VIRTUAL_EPOCH = 1_767_225_600.0
 REAL_IO_WAIT = 0.01
 """Real seconds a wait on real files lasts before deadlines are looked at again."""
 
+REAL_IO = "real I/O (its timing is not controlled)"
+"""Why a schedule is no proof, and its replay best effort: it waited on real files."""
+
 REAL_IO_LIMIT = 30.0
 """Real seconds a schedule may wait in all on real files (sockets, pipes) while
 no thread can run: past them, the program is stuck (a reply that never comes),
@@ -650,7 +653,7 @@ class Scheduler:
 
     def advance(self, seconds: float) -> None:
         """Move virtual time on (a reactor that waited on real sockets)."""
-        self.thinned.add("real I/O (its timing is not controlled)")
+        self.thinned.add(REAL_IO)
         self.now += seconds
         if self._running is not None:  # it waited, it was not held
             self._running.held_since += seconds
@@ -686,7 +689,7 @@ class Scheduler:
         current = self._running
         if current is None or current.ident != get_ident():
             self._not_its_turn()
-        self.thinned.add("real I/O (its timing is not controlled)")
+        self.thinned.add(REAL_IO)
         self._io_waiters[current.tid] = _IoWait(current, reads, writes, ends_alone)
         try:
             self.block(why, deadline)

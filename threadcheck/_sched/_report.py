@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from threadcheck._sched._core import Failure, Step, format_seconds
+from threadcheck._sched._core import REAL_IO, Failure, Step, format_seconds
 from threadcheck._text import plural
 
 
@@ -159,6 +159,11 @@ def format_result(result: ExploreResult) -> str:
     if result.replay_command:
         lines.append("")
         lines.append(f"replay: {result.replay_command}")
+        if REAL_IO in run.thinned:
+            lines.append(
+                "  (best effort: this schedule waited on real sockets or pipes, whose "
+                "timing a replay cannot repeat)"
+            )
     return "\n".join(lines) + "\n"
 
 
