@@ -438,7 +438,18 @@ def test_a_daemon_thread_held_while_time_passes_is_never_proved_about(tmp_path: 
 # C code that calls the program back while it holds a container: a key
 # function inside list.sort, max(key=). A pool job's change meanwhile conflicted
 # only with the call's start, so it was never tried between two key calls.
-RESORTED = """
+BOTH_AT_ONCE = """
+def main():
+    jobs = [threads.deferToThread({job}), task.deferLater(reactor, 0, {callback})]
+    done = defer.gatherResults(jobs, consumeErrors=True)
+    done.addErrback(lambda f: errors.append(f.value.subFailure.getErrorMessage()))
+    done.addBoth(lambda _: reactor.stop())
+
+reactor.callWhenRunning(main)
+reactor.run()"""
+"""A pool job and a reactor callback, each program's, at once: their errors kept."""
+RESORTED = (
+    """
 from twisted.internet import defer, reactor, task, threads
 
 class Job:
@@ -455,21 +466,18 @@ def enqueue_retry():  # in the pool, when a job failed
 def reprioritise():
     pending.sort(key=lambda job: job.priority)
 
-def main():
-    jobs = [threads.deferToThread(enqueue_retry), task.deferLater(reactor, 0, reprioritise)]
-    done = defer.gatherResults(jobs, consumeErrors=True)
-    done.addErrback(lambda f: errors.append(f.value.subFailure.getErrorMessage()))
-    done.addBoth(lambda _: reactor.stop())
-
-reactor.callWhenRunning(main)
-reactor.run()
+"""
+    + BOTH_AT_ONCE.format(job="enqueue_retry", callback="reprioritise")
+    + """
 if errors or len(pending) != 4:
     raise SystemExit(f"queue broken: {{errors}} {{len(pending)}} jobs")
 """
+)
 RESORTED_BUG = 'pending.append(Job("retry", 0))  # BUG: the reactor may be sorting'
 RESORTED_FIX = 'reactor.callFromThread(pending.append, Job("retry", 0))'
 
-IDLEST = """
+IDLEST = (
+    """
 from twisted.internet import defer, reactor, task, threads
 
 class Session:
@@ -486,17 +494,13 @@ def register():  # in the pool, after a slow handshake
 def evict_idlest():
     return max(sessions, key=lambda session: session.idle).sid
 
-def main():
-    jobs = [threads.deferToThread(register), task.deferLater(reactor, 0, evict_idlest)]
-    done = defer.gatherResults(jobs, consumeErrors=True)
-    done.addErrback(lambda f: errors.append(f.value.subFailure.getErrorMessage()))
-    done.addBoth(lambda _: reactor.stop())
-
-reactor.callWhenRunning(main)
-reactor.run()
+"""
+    + BOTH_AT_ONCE.format(job="register", callback="evict_idlest")
+    + """
 if errors:
     raise SystemExit(f"eviction failed: {{errors}}")
 """
+)
 IDLEST_BUG = "sessions.add(Session(4, 0))  # BUG: the reactor may be picking"
 IDLEST_FIX = "reactor.callFromThread(sessions.add, Session(4, 0))"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import threading
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -333,6 +334,16 @@ def test_blocking_call_after_stop_raises_at_once_in_every_mode(
     assert violation.headline().startswith("blockingCallFromThread called from thread 'worker'")
 
 
+def _stop_while_a_job_runs(reactor: Any, job: Callable[[], None]) -> None:
+    """Run ``reactor``, give its pool ``job`` and stop at once; it must end."""
+    reactor.callWhenRunning(reactor.callInThread, job)
+    reactor.callWhenRunning(reactor.stop)
+    runner = threading.Thread(target=reactor.run, kwargs={"installSignalHandlers": False})
+    runner.start()
+    runner.join(JOB_WAIT)
+    assert not runner.is_alive(), "the reactor hung in its thread pool's shutdown"
+
+
 @pytest.mark.quality
 def test_a_pool_job_calling_into_the_reactor_during_shutdown_no_longer_hangs() -> None:
     """twisted#10124: the pool's shutdown joins a job that waits, in
@@ -351,12 +362,7 @@ def test_a_pool_job_calling_into_the_reactor_during_shutdown_no_longer_hangs() -
 
     # Once the 'before' triggers are done: the reactor serves no call any more.
     reactor.addSystemEventTrigger("during", "shutdown", stopping.set)
-    reactor.callWhenRunning(reactor.callInThread, job)
-    reactor.callWhenRunning(reactor.stop)
-    runner = threading.Thread(target=reactor.run, kwargs={"installSignalHandlers": False})
-    runner.start()
-    runner.join(JOB_WAIT)
-    assert not runner.is_alive(), "the reactor hung in its thread pool's shutdown"
+    _stop_while_a_job_runs(reactor, job)
     assert len(outcome) == 1
     [violation] = recorder.violations()
     assert violation.kind is Kind.BLOCKING_CALL_AFTER_STOP
@@ -384,12 +390,7 @@ def test_a_pool_jobs_call_accepted_while_the_before_triggers_run_is_served() -> 
             threading.Event().wait(0.01)
 
     reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
-    reactor.callWhenRunning(reactor.callInThread, job)
-    reactor.callWhenRunning(reactor.stop)
-    runner = threading.Thread(target=reactor.run, kwargs={"installSignalHandlers": False})
-    runner.start()
-    runner.join(JOB_WAIT)
-    assert not runner.is_alive(), "the reactor hung in its thread pool's shutdown"
+    _stop_while_a_job_runs(reactor, job)
     assert answers == [7]
     assert recorder.violations() == []
 
