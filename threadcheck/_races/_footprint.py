@@ -196,9 +196,12 @@ def handed(obj: Any, written: bool, caller: FrameType) -> None:
     offset = _call_after.get(where)
     if offset is None:
         offset = _call_after[where] = _next_call(*where)
-    _calls.setdefault(get_ident(), []).append(
-        [caller, offset, location(obj, WHOLE), written, False]
-    )
+    calls = _calls.setdefault(get_ident(), [])
+    for call in calls:  # the same call again (a loop's): one entry, begun afresh
+        if call[0] is caller and call[1] == offset:
+            call[2:] = [location(obj, WHOLE), written, False]
+            return
+    calls.append([caller, offset, location(obj, WHOLE), written, False])
 
 
 def _next_call(code: CodeType, after: int) -> int:
