@@ -907,8 +907,9 @@ def test_a_library_keeping_an_earlier_runs_reactor_is_a_usage_error(tmp_path: Pa
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith(
         "threadcheck: reactor.callLater was given work on the reactor of an earlier schedule"
-        f", at {site / 'tickets.py'}:8 in call_later (tickets), which no schedule runs again"
     ), result.stderr
+    # Where, as paths are shown (relative to the working directory when under it).
+    assert "tickets.py:8 in call_later (tickets), which no schedule runs again" in result.stderr
 
 
 CROCHET_PROGRAM = """
