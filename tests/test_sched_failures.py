@@ -252,7 +252,10 @@ def test_a_reply_that_never_comes_is_stuck_not_a_hang(
         "sockets or pipes that did not answer (a reply that never comes?): T0(MainThread)"
     )
     # Its token is printed, but real I/O's timing is not replayed: the report says so.
-    assert "best effort: this schedule waited on real sockets or pipes" in result.report()
+    assert "replay is best effort: this schedule waited on real sockets or pipes" in (
+        result.report()
+    )
+    assert result.report().splitlines()[-1].startswith("replay: ")
 
 
 class AlwaysTime:

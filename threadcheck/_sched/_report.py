@@ -158,12 +158,12 @@ def format_result(result: ExploreResult) -> str:
         lines.extend("  " + line for line in failure.details.rstrip().splitlines())
     if result.replay_command:
         lines.append("")
-        lines.append(f"replay: {result.replay_command}")
-        if REAL_IO in run.thinned:
+        if REAL_IO in run.thinned:  # before the replay line, which stays last
             lines.append(
-                "  (best effort: this schedule waited on real sockets or pipes, whose "
-                "timing a replay cannot repeat)"
+                "replay is best effort: this schedule waited on real sockets or pipes, "
+                "whose timing a replay cannot repeat"
             )
+        lines.append(f"replay: {result.replay_command}")
     return "\n".join(lines) + "\n"
 
 
