@@ -113,6 +113,12 @@ def _inner_code(outer: Callable[..., Any], name: str) -> object:
 _BLOCKING_CALL_CODE = _inner_code(threads.blockingCallFromThread, "_callFromThread")
 
 
+def _is_blocking_call(f: Callable[..., Any]) -> bool:
+    """Whether ``f``, handed to ``callFromThread``, is a blockingCallFromThread's
+    (whose thread waits until the reactor has run it)."""
+    return getattr(f, "__code__", None) is _BLOCKING_CALL_CODE
+
+
 class InstrumentedReactorType(type):
     """Metaclass of the instrumented reactors: each compares equal to the Twisted
     reactor class it instruments (``instruments=`` in its class statement).
@@ -271,11 +277,11 @@ class ThreadCheckMixin(PosixReactorBase, metaclass=InstrumentedReactorType):
         # Before run() too: the owner is then the thread that made the reactor
         # and started no other (a trial test body, before the reactor spins),
         # the one that will run it; waiting in it would wait for ever.
-        if getattr(f, "__code__", None) is _BLOCKING_CALL_CODE:
+        if _is_blocking_call(f):
             self._threadcheck.blocking_call_in_reactor()
 
     def _check_call_while_stopping(self, f: Callable[..., Any]) -> None:
-        if getattr(f, "__code__", None) is not _BLOCKING_CALL_CODE:
+        if not _is_blocking_call(f):
             return
         if self.running and get_ident() == self._threadcheck.owner:
             self._threadcheck.blocking_call_in_reactor()  # a shutdown trigger, say
@@ -336,7 +342,7 @@ class ThreadCheckMixin(PosixReactorBase, metaclass=InstrumentedReactorType):
         will not: the pool's join would wait for ever on their threads
         (twisted#10124). Other calls from threads are dropped, as Twisted does."""
         queue = self.threadCallQueue
-        late = [c for c in list(queue) if getattr(c[0], "__code__", None) is _BLOCKING_CALL_CODE]
+        late = [call for call in list(queue) if _is_blocking_call(call[0])]
         for call in late:
             queue.remove(call)
             f, args, kwargs = call

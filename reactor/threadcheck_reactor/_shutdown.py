@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import sys
 import threading
-from types import FrameType
 from typing import Any
 
 from threadcheck import _fixes, _stacks
 from threadcheck._affinity import AffinityChecker
-from threadcheck._threads import run_submitted
+from threadcheck._threads import submission_on
 from threadcheck._violation import Violation
-
-_RUN_SUBMITTED = run_submitted.__code__
 
 
 class StuckPoolWatch:
@@ -61,29 +58,22 @@ class StuckPoolWatch:
         if pool is None:
             return
         frames = sys._current_frames()
-        stuck = [
-            self._checker.stuck_at_shutdown(thread, frames[thread.ident])
+        threads = [
+            thread
             for thread in list(pool.threads)
             if thread.is_alive()
             and thread.ident in frames
             and thread.ident not in self._reported
-            and (not self._busy_only or _runs_a_job(frames[thread.ident]))
+            and (not self._busy_only or submission_on(frames[thread.ident]) is not None)
         ]
-        self._reported.update(t.ident for t in pool.threads if t.ident is not None)
+        self._reported.update(thread.ident for thread in threads if thread.ident is not None)
+        stuck = [self._checker.stuck_at_shutdown(t, frames[t.ident]) for t in threads]
         if stuck:
             try:
                 sys.stderr.write("".join(_at_once(violation) for violation in stuck))
                 sys.stderr.flush()
             except (OSError, ValueError):
                 pass  # stderr closed under us (the process is ending): the recorder has it
-
-
-def _runs_a_job(frame: FrameType | None) -> bool:
-    while frame is not None:
-        if frame.f_code is _RUN_SUBMITTED:
-            return True
-        frame = frame.f_back
-    return False
 
 
 def _at_once(violation: Violation) -> str:

@@ -168,14 +168,15 @@ def _run(args: argparse.Namespace) -> int:
         from threadcheck._races import _detector
         from threadcheck_reactor import _race_edges
 
+        is_user_file = _stacks.user_code(include)
         _detector.start(
             checker.recorder,
-            _stacks.user_code(include),
+            is_user_file,
             include=include,
-            edges=_race_edges.edges(_stacks.user_code(include)),
+            edges=_race_edges.edges(is_user_file),
         )
         if _runs_pytest(args.module, target):
-            _rewrite_test_modules(_stacks.user_code(include))
+            _rewrite_test_modules(is_user_file)
     activity, stop_tracing = _start_tracing() if args.trace is not None else (None, None)
     streams = sys.stdout, sys.stderr
 

@@ -618,10 +618,9 @@ def lkc(obj: Any, site: int) -> Any:
     """``obj`` is looked into by ``max``, ``min`` or ``sorted``, which may call
     the program back (a key function, an ``__lt__``): as :func:`lk`, and for
     DPOR, looked into in each step until the call returns."""
-    if issubclass(type(obj), CONTAINERS):
-        _read_whole(obj, site, "read")
-        if _footprint.collecting:
-            _footprint.handed(obj, False, sys._getframe(1))
+    lk(obj, site)
+    if _footprint.collecting and issubclass(type(obj), CONTAINERS):
+        _footprint.handed(obj, False, sys._getframe(1))
     return obj
 
 

@@ -59,11 +59,12 @@ def install(kind: str = "default") -> None:
         from threadcheck._races import _detector
         from threadcheck_reactor import _race_edges
 
+        is_user_file = _stacks.user_code(include)
         _detector.start(
             reactor.threadcheck.recorder,
-            _stacks.user_code(include),
+            is_user_file,
             include=include,
-            edges=_race_edges.edges(_stacks.user_code(include)),
+            edges=_race_edges.edges(is_user_file),
         )
     report = ProcessReport(
         reactor.threadcheck, Spool.join_or_create(), json_path=json_path, report_only=report_only
