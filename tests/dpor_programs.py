@@ -45,6 +45,10 @@ And, "proved" until a generator's stopping (a yield, a return) wrote it, as
 its start in ``next(gen)`` does: two handlers drawing request ids from one
 generator with ``next()`` (``generator already executing``).
 
+And, "proved" until a call into C that compares with the program's own
+``__lt__`` watched its heap while it ran: a retry pushed onto a heap while
+shutdown clears it (``list changed size during iteration``).
+
 And, "proved" until each step of a loop over a container read it (only the
 loop's start did): a publisher walking its subscribers while one is removed
 (the next is skipped). A stats report walking a dict's values while another
@@ -936,6 +940,55 @@ def ids_locked(reactor: Any) -> None:
     _number_requests(locked=True)
 
 
+@functools.total_ordering
+class Retry:
+    """A request to retry, ordered by when it is due, then by how often it failed."""
+
+    def __init__(self, due: float, failures: int) -> None:
+        self.due = due
+        self.failures = failures
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Retry) and (self.due, self.failures) == (
+            other.due,
+            other.failures,
+        )
+
+    def __lt__(self, other: Retry) -> bool:
+        return (self.due, self.failures) < (other.due, other.failures)
+
+
+class RetryQueue:
+    """Requests to retry, soonest first."""
+
+    def __init__(self) -> None:
+        self.due = [Retry(3.0, 1), Retry(5.0, 2)]
+        self.lock = threading.Lock()
+
+    def retry_later(self, locked: bool) -> None:
+        with self.lock if locked else contextlib.nullcontext():
+            heapq.heappush(self.due, Retry(1.0, 0))  # BUG unlocked: cleared while it compares
+
+    def drop_all(self) -> None:
+        with self.lock:
+            self.due.clear()
+
+
+def _schedule_retries(locked: bool) -> None:
+    """A handler schedules a retry while shutdown drops the pending ones."""
+    retries = RetryQueue()
+    _run(functools.partial(retries.retry_later, locked), retries.drop_all)
+    assert [retry.due for retry in retries.due] in ([], [1.0]), retries.due
+
+
+def due_racy(reactor: Any) -> None:
+    _schedule_retries(locked=False)
+
+
+def due_locked(reactor: Any) -> None:
+    _schedule_retries(locked=True)
+
+
 BUGGY = {
     "counter": counter_racy,
     "bank": bank_inverted,
@@ -965,6 +1018,7 @@ BUGGY = {
     "sessions": sessions_racy,
     "subscribers": subscribers_live,
     "ids": ids_racy,
+    "due": due_racy,
 }
 FIXED = {
     "counter": counter_locked,
@@ -995,4 +1049,5 @@ FIXED = {
     "sessions": sessions_locked,
     "subscribers": subscribers_snapshot,
     "ids": ids_locked,
+    "due": due_locked,
 }

@@ -70,6 +70,7 @@ PROVED_WITHIN = {
     "dpor_programs:sessions": 10,
     "dpor_programs:subscribers": 40,
     "dpor_programs:ids": 50,
+    "dpor_programs:due": 40,
 }
 FOUND_AS = {
     "races:abba_deadlock": "deadlock",
@@ -105,6 +106,7 @@ FOUND_AS = {
     "dpor_programs:sessions": "exception",
     "dpor_programs:subscribers": "exception",
     "dpor_programs:ids": "exception",
+    "dpor_programs:due": "exception",
 }
 
 

@@ -473,6 +473,31 @@ def oa(obj: Any, site: int) -> Any:
     return obj
 
 
+def oah(obj: Any, site: int) -> Any:
+    """As :func:`oa`, ``obj`` handed to C code that may call the program back
+    while it holds it (``heapq.heappush(pq, job)`` compares with the job's
+    ``__lt__``). For DPOR, each step ending inside that call reads it too:
+    another thread's ``pq.clear()`` meanwhile (``list changed size during
+    iteration``) conflicts with them. :func:`oaw` names the call."""
+    container = issubclass(type(obj), CONTAINERS)
+    if container and on_handover is not None:  # here: the point names our caller
+        on_handover(site, "call")
+    if _footprint.collecting:
+        if container:
+            _footprint.write(obj, _footprint.WHOLE)
+            _footprint.write(obj, _footprint.EVERY)
+        _footprint.hold(obj if container else None)
+    return obj
+
+
+def oaw(value: Any, held: int) -> Any:
+    """``value``, the last argument evaluated for a call that was handed ``held``
+    objects by :func:`oah`: the next call is theirs."""
+    if _footprint.collecting:
+        _footprint.hand_held(held, sys._getframe(1))
+    return value
+
+
 def gy(value: Any) -> Any:
     """A generator of user code is about to yield or return ``value``: it stops
     running. For DPOR, a write of it in that step, as its start (``next(gen)``,

@@ -204,6 +204,28 @@ def handed(obj: Any, written: bool, caller: FrameType) -> None:
     calls.append([caller, offset, location(obj, WHOLE), written, False])
 
 
+_held: dict[int, list[Any]] = {}
+"""Thread ident -> objects handed by the arguments evaluated so far, to a call
+that may call the program back (``None`` for those not containers)."""
+
+
+def hold(obj: Any) -> None:
+    _held.setdefault(get_ident(), []).append(obj)
+
+
+def hand_held(count: int, caller: FrameType) -> None:
+    """The last ``count`` objects held are handed to ``caller``'s next call: read
+    in each step that ends inside it (reads suffice: such a call changes its
+    container between its calls back, at once, as C code)."""
+    held = _held.get(get_ident())
+    if not held:
+        return
+    for obj in held[-count:]:
+        if obj is not None:
+            handed(obj, False, caller)
+    del held[-count:]
+
+
 def _next_call(code: CodeType, after: int) -> int:
     for instruction in dis.get_instructions(code):
         name = instruction.opname
@@ -331,5 +353,6 @@ def clear_step() -> None:
 def clear() -> None:
     _pending.clear()
     _calls.clear()
+    _held.clear()
     _made.clear()
     clear_step()

@@ -66,6 +66,16 @@ _LOOKING = frozenset(
 _CALLING_BACK = frozenset({"max", "min", "sorted"})
 """Builtins of :data:`_LOOKING` that call the program back while they look (a
 key function, an ``__lt__``)."""
+_HOLDING = frozenset(
+    {
+        "heappush", "heappop", "heapify", "heappushpop", "heapreplace", "nlargest",
+        "nsmallest", "insort", "insort_left", "insort_right", "bisect", "bisect_left",
+        "bisect_right",
+    }
+)  # fmt: skip
+"""Functions of ``heapq`` and ``bisect``: C code that compares the items of the
+container it is given, so may call the program back (an ``__lt__``, a key) while
+it holds the container."""
 _NOT_CHANGING = frozenset(
     {
         "print", "isinstance", "issubclass", "id", "type", "hash", "getattr", "hasattr",
@@ -77,7 +87,7 @@ _NAMESPACES = frozenset({"locals", "vars", "dir"})
 """Builtins that, called bare, show a scope's names: ours among them."""
 HELPERS = (
     "ra", "wa", "ua", "st", "sv", "lp", "lw", "it", "cm", "cmk", "cml", "cr", "ck", "oa", "oal",
-    "lk", "lkc", "isin", "cached", "cms", "gy",
+    "oah", "oaw", "lk", "lkc", "isin", "cached", "cms", "gy",
     "rv", "wv", "uv", "sub", "subo", "Scope", "im", "own",
 )  # fmt: skip
 GLOBALS = "__tc_gl__"
@@ -565,13 +575,18 @@ class _Rewriter(ast.NodeTransformer):
                 a if isinstance(a, ast.Starred) else self._looked_into(a, node) for a in node.args
             ]
         elif changing:
-            node.args = [self._handed_over(a, node) for a in node.args]
+            holding = _name_of(func) in _HOLDING
+            helper_name = "oah" if holding else "oa"
+            node.args = [self._handed_over(a, node, helper_name) for a in node.args]
             for keyword in node.keywords:
-                keyword.value = self._handed_over(keyword.value, node)
+                keyword.value = self._handed_over(keyword.value, node, helper_name)
+            held = sum(_calls_helper(a, "oah") for a in _arguments(node))
             if handed_late:
                 # `heappush(pq, heappop(pq) + 1)`: handed over again, just before the call.
                 site = self._site(node, "argument", f"{_text(node.func)}(...)")
                 self._through_last(node, "oal", site, *handed_late)
+            if held:  # outermost: the next call after it is the one they are handed to
+                self._through_last(node, "oaw", ast.Constant(held))
         if named:
             self._named_access(node)
         if isinstance(func, ast.Attribute) and func.attr in MUTATORS and late:
@@ -609,12 +624,12 @@ class _Rewriter(ast.NodeTransformer):
         else:
             call.args[0] = self._call("ra", call.args[0], name, site)
 
-    def _handed_over(self, argument: ast.expr, call: ast.Call) -> ast.expr:
+    def _handed_over(self, argument: ast.expr, call: ast.Call, helper_name: str) -> ast.expr:
         """``argument`` (already visited), handed to a call that may change it."""
         if isinstance(argument, ast.Starred | ast.Constant | ast.Lambda | ast.JoinedStr):
             return argument
         text = f"{_text(call.func)}({_text(argument)})"
-        return self._call("oa", argument, self._site(call, "argument", text))
+        return self._call(helper_name, argument, self._site(call, "argument", text))
 
     def _looked_into(self, container: ast.expr, node: ast.AST) -> ast.expr:
         """``container`` (already visited), looked into as a whole; a dict's view
@@ -904,6 +919,19 @@ def _handed_before_something(call: ast.Call) -> list[ast.expr]:
     doing = [at for at, argument in enumerate(arguments) if _does_something(argument)]
     before = arguments[: doing[-1]] if doing else []
     return [copy.deepcopy(a) for a in before if isinstance(a, ast.Name)]
+
+
+def _name_of(func: ast.expr) -> str:
+    """The name a call's function is known by: ``f`` of ``f(...)`` and of ``mod.f(...)``."""
+    if isinstance(func, ast.Name):
+        return func.id
+    return func.attr if isinstance(func, ast.Attribute) else ""
+
+
+def _calls_helper(argument: ast.expr, helper_name: str) -> bool:
+    """Whether ``argument`` (rewritten) is a call of helper ``helper_name``."""
+    func = argument.func if isinstance(argument, ast.Call) else None
+    return isinstance(func, ast.Name) and func.id == helper(helper_name)
 
 
 def _named_attribute(call: ast.Call) -> bool:
