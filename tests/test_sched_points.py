@@ -5,9 +5,18 @@ from __future__ import annotations
 
 import dis
 import operator
+import py_compile
+import sys
+import types
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from threadcheck._sched._points import access_points, is_loop_step
+from threadcheck._sched._runner import Explorer, Settings
+from threadcheck._sched._targets import ProgramTarget
+from threadcheck._sched.strategies import parse
 
 
 def service(counter: Any, n: int, d: dict[str, int], k: str, self: Any, gather: Any) -> Any:
@@ -392,11 +401,34 @@ def test_rewritten_code_is_not_traced_where_its_helpers_give_the_points() -> Non
     def counting(n: int) -> int:
         return sum(i * i for i in range(n))
 
-    assert tracing._tracer_for(counting.__code__) is None  # no point in it
-    assert tracing._tracer_for(rewritten.__code__) is not None
+    assert tracing._tracer_for(_frame(counting)) is None  # no point in it
+    assert tracing._tracer_for(_frame(rewritten)) is not None
     instrumentation.helpers = True  # as a 3.10/3.11 exploration that rewrites code has it
-    assert tracing._tracer_for(rewritten.__code__) is None
-    assert tracing._tracer_for(_rewritten(service, False).__code__) is not None
+    assert tracing._tracer_for(_frame(rewritten)) is None
+    assert not tracing.unrewritten
+    assert tracing._tracer_for(_frame(_rewritten(service, False))) is not None
+    assert tracing.unrewritten  # user code that has points of its own ran
+
+
+def test_code_of_a_rewritten_module_that_touches_nothing_needs_no_tracing() -> None:
+    from threadcheck._races._rewrite import compile_user
+    from threadcheck._sched._points import Instrumentation, _Tracing
+
+    instrumentation = Instrumentation("access", lambda filename: True)
+    instrumentation.helpers = True
+    tracing = _Tracing(instrumentation, every_thread=False)
+    module_code = compile_user("class Request:\n    size = 0\n", REWRITTEN)
+    namespace: dict[str, Any] = {}
+    exec(module_code, namespace)
+    class_body = next(c for c in module_code.co_consts if isinstance(c, types.CodeType))
+    frame = types.SimpleNamespace(f_code=class_body, f_globals=namespace)
+    assert tracing._tracer_for(frame) is not None  # its stores: points while traced
+    assert not tracing.unrewritten
+
+
+def _frame(function: Any) -> Any:
+    """What the trace function is given of a call of ``function``: its code, its globals."""
+    return types.SimpleNamespace(f_code=function.__code__, f_globals=function.__globals__)
 
 
 def test_a_modules_own_code_has_its_points_on_every_python() -> None:
@@ -409,3 +441,67 @@ def test_a_modules_own_code_has_its_points_on_every_python() -> None:
     assert plain == ["jobs (store)", "jobs.append() (call)", "state (store)", "state (store)"]
     rewritten = access_points(compile_user(source, "module.py"))
     assert "jobs.append() (call)" in rewritten.values()
+
+
+# -- 3.10, 3.11: a whole program's rewritten code runs untraced ------------------
+
+only_with_helper_points = pytest.mark.skipif(
+    sys.version_info >= (3, 12), reason="3.12+ takes points with sys.monitoring"
+)
+
+LEDGER = "class Ledger:\n    total = 0\n\ndef post(ledger, n):\n    ledger.total += n\n"
+
+
+def _compiled_only(folder: Path, name: str, source: str) -> None:
+    """Module ``name`` in ``folder`` as bytecode alone: the rewriting hook passes it by."""
+    (folder / f"{name}_source.py").write_text(source)
+    py_compile.compile(str(folder / f"{name}_source.py"), cfile=str(folder / f"{name}.pyc"))
+    (folder / f"{name}_source.py").unlink()
+
+
+def _program(folder: Path, body: str) -> ProgramTarget:
+    program = folder / "main.py"
+    program.write_text(f"import os, sys\nsys.path.insert(0, {str(folder)!r})\n{body}")
+    return ProgramTarget(None, [str(program)])
+
+
+@only_with_helper_points
+def test_a_whole_program_whose_code_is_all_rewritten_runs_untraced(tmp_path: Path) -> None:
+    # A trace function makes every instruction of a traced thread 2-3x slower:
+    # a metrics collector's numeric loops explored at 15 schedules/s, not 31.
+    target = _program(tmp_path, "x = [n * n for n in range(3)]\n")
+    with Explorer(target, Settings(footprints=True)) as explorer:
+        assert not explorer.instrumentation.untraced()
+        explorer.warm_up()
+        assert explorer.instrumentation.untraced()
+        run = explorer.run(parse("random", 0), 0)
+    assert run is not None and run.failure is None and not run.thinned
+
+
+@only_with_helper_points
+def test_a_program_that_runs_code_not_rewritten_stays_traced(tmp_path: Path) -> None:
+    _compiled_only(tmp_path, "ledger", LEDGER)
+    target = _program(tmp_path, "import ledger\nledger.post(ledger.Ledger(), 1)\n")
+    with Explorer(target, Settings(footprints=True)) as explorer:
+        explorer.warm_up()
+        assert not explorer.instrumentation.untraced()  # ledger's points come from tracing
+
+
+@only_with_helper_points
+def test_code_not_rewritten_met_untraced_is_traced_after_and_no_proof(tmp_path: Path) -> None:
+    _compiled_only(tmp_path, "ledger", LEDGER)
+    flag = tmp_path / "posting"
+    posting = "    import ledger\n    ledger.post(ledger.Ledger(), 1)\n"
+    body = f"if os.path.exists({str(flag)!r}):\n{posting}"
+    target = _program(tmp_path, body)
+    with Explorer(target, Settings(footprints=True)) as explorer:
+        explorer.warm_up()
+        assert explorer.instrumentation.untraced()
+        flag.touch()  # only some schedules take that path
+        missed = explorer.run(parse("random", 0), 0)
+        assert not explorer.instrumentation.untraced()
+        again = explorer.run(parse("random", 0), 1)
+    assert missed is not None and missed.thinned == {
+        "user code run without points (ledger, not rewritten)"
+    }
+    assert again is not None and not again.thinned

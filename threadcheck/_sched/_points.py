@@ -44,7 +44,7 @@ from types import CodeType, FrameType
 from typing import Any
 
 from threadcheck._races import _access, _footprint, _shadow
-from threadcheck._races._rewrite import MUTATORS
+from threadcheck._races._rewrite import GLOBALS, MUTATORS
 from threadcheck._sched._core import active
 
 GRANULARITIES = ("sync", "access", "line", "opcode")
@@ -405,6 +405,27 @@ class Instrumentation:
         if isinstance(self._backend, _Tracing):
             self._backend.trace_this_thread()
 
+    def untraced(self) -> bool:
+        """Whether user code runs without settrace: see :meth:`drop_tracing`."""
+        return isinstance(self._backend, _Tracing) and not self._backend.on
+
+    def drop_tracing(self) -> bool:
+        """3.10, 3.11, helper points: stop tracing if all the user code that ran
+        so far was rewritten (its helpers are its points, so the trace function
+        only cost: every instruction of a traced thread runs 2-3x slower). For
+        a target that imports its user modules afresh each schedule, after one
+        run. Whether it was dropped."""
+        backend = self._backend
+        if not (self.helpers and isinstance(backend, _Tracing)) or backend.unrewritten:
+            return False
+        backend.pause()
+        return True
+
+    def trace_again(self) -> None:
+        """User code that was not rewritten turned up: trace from now on."""
+        if isinstance(self._backend, _Tracing) and not self._backend.on:
+            self._backend.start()
+
     def thread_ended(self) -> None:
         if isinstance(self._backend, _Tracing):
             sys.settrace(None)
@@ -535,9 +556,14 @@ class _Tracing:
         self._previous: Any = None
         self._tracers: dict[CodeType, Any] = {}
         self._on_call = self._global_tracer()
+        self.on = False
+        self.unrewritten = False
+        """Whether user code that was not rewritten ran, with points of its own."""
 
     def start(self) -> None:
-        self._previous = sys.gettrace()
+        if not self.on:
+            self._previous = sys.gettrace()
+        self.on = True
         self.trace_this_thread()
         if self.every_thread:
             threading.settrace(self._on_call)
@@ -547,8 +573,14 @@ class _Tracing:
         if self.every_thread:
             threading.settrace(None)  # type: ignore[arg-type]
 
+    def pause(self) -> None:
+        """No tracing from now on, in this thread and those started later."""
+        self.stop()
+        self.on = False
+
     def trace_this_thread(self) -> None:
-        sys.settrace(self._on_call)
+        if self.on:
+            sys.settrace(self._on_call)
 
     def _global_tracer(self) -> Callable[[FrameType, str, Any], Any]:
         """The trace function: called for every call in a controlled thread,
@@ -564,7 +596,7 @@ class _Tracing:
         def on_call(frame: FrameType, event: str, arg: Any) -> Any:
             tracer = find(frame.f_code, undecided)
             if tracer is undecided:
-                tracer = tracers[frame.f_code] = decide(frame.f_code)
+                tracer = tracers[frame.f_code] = decide(frame)
             if tracer is not None and opcodes:
                 frame.f_trace_opcodes = True
                 frame.f_trace_lines = False
@@ -572,7 +604,8 @@ class _Tracing:
 
         return on_call
 
-    def _tracer_for(self, code: CodeType) -> Any:
+    def _tracer_for(self, frame: FrameType) -> Any:
+        code = frame.f_code
         if not self.instrumentation.is_user_file(code.co_filename):
             return None
         if self.lines:
@@ -580,8 +613,11 @@ class _Tracing:
         table = self.instrumentation.table(code)
         if not table:
             return None  # no point in it: tracing its instructions would only cost
-        if self.instrumentation.helpers and _footprint.is_rewritten(code):
-            return None  # its helpers are its points
+        if self.instrumentation.helpers:
+            if _footprint.is_rewritten(code):
+                return None  # its helpers are its points
+            # Rewritten, but touching nothing (a class body's names): no matter.
+            self.unrewritten = self.unrewritten or GLOBALS not in frame.f_globals
 
         # One per code object, holding its table: it is called for each of
         # the code's instructions (3.10's points cost 27 us, 3.12's 5).

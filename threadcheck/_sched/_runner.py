@@ -234,6 +234,8 @@ class Explorer:
         replays in a fresh process start from the same state."""
         run = self.run(Plan([]), WARM_UP, record_trace=False)
         assert run is not None  # a plan never runs out
+        if getattr(self.target, "fresh_user_code", False):
+            self.instrumentation.drop_tracing()
         return run
 
     def run(
@@ -309,6 +311,7 @@ class Explorer:
             finally:
                 scheduler.unmute()
             _footprint.collecting = False
+            self._traced_if_missed(scheduler)
             self.watchdog.watch(None)
             scheduler.release_adopted(me)
             activate(None)
@@ -338,6 +341,14 @@ class Explorer:
         logged = errors.first or (errors.handled if failed is not None else None)
         failure = _cause(failed, _first(logged, violation))
         return _schedule_run(index, scheduler, failure, entropy)
+
+    def _traced_if_missed(self, scheduler: Scheduler) -> None:
+        """Untraced, the program imported a user module that was not rewritten: its
+        code ran with no points, and no footprint. Traced from the next schedule."""
+        missed = getattr(self.target, "unrewritten", None)
+        if missed and self.instrumentation.untraced():
+            self.instrumentation.trace_again()
+            scheduler.thinned.add(f"user code run without points ({missed}, not rewritten)")
 
     def rerun(self, run: ScheduleRun) -> ScheduleRun:
         """``run`` again (its decisions, its OS randomness), its step trace recorded."""

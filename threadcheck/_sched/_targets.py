@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from threadcheck import _stacks, _threads
 from threadcheck._races import _detector as _race_detector
 from threadcheck._races import _hook as _race_hook
+from threadcheck._races._rewrite import GLOBALS
 from threadcheck._sched import _idle_pools
 from threadcheck._sched._core import Abort, Failure, TargetError, here
 from threadcheck._sched._program import program_failure, thread_failure
@@ -143,8 +144,15 @@ class ProgramTarget:
     It fails if it raises, or exits with a non-zero status.
     """
 
+    fresh_user_code = True
+    """Its user modules are imported afresh each schedule, through the rewriting
+    hook when code is rewritten: no user code runs that was made before."""
+
     def __init__(self, module: str | None, argv: Sequence[str]) -> None:
         """``module`` for ``-m``, with ``argv`` its arguments; else ``argv[0]`` is the script."""
+        self.unrewritten: str | None = None
+        """After a run that rewrote user code: a user module it imported that was
+        not rewritten (a compiled-only one), if any."""
         self.module = module
         self.argv = list(argv)
         # Absolute now: the program may change directory.
@@ -161,7 +169,7 @@ class ProgramTarget:
         finally:
             sys.argv = argv_before
             os.chdir(cwd_before)  # the next schedule starts where this one did
-            _forget_user_modules(modules_before)
+            self.unrewritten = _forget_user_modules(modules_before)
 
     def _outcome(self, reactor: Any) -> Failure | None:
         thread = threading.current_thread().name
@@ -340,18 +348,24 @@ def _without_signal_handlers(reactor: Any) -> None:
     reactor.run = run_without_handlers
 
 
-def _forget_user_modules(before: set[str]) -> None:
-    """Drop the user modules the program imported: the next schedule imports them afresh."""
+def _forget_user_modules(before: set[str]) -> str | None:
+    """Drop the user modules the program imported: the next schedule imports them
+    afresh. The first that code rewriting missed, if it was on."""
+    rewriting = _race_detector.rewriting()
+    missed = None
     for name in set(sys.modules) - before:
         module = sys.modules[name]
         filename = getattr(module, "__file__", None)
         if not (isinstance(filename, str) and _stacks.is_user_code(filename)):
             continue
+        if rewriting and missed is None and GLOBALS not in vars(module):
+            missed = name
         del sys.modules[name]
         # `from package import module` would find it on its package otherwise.
         parent, _, child = name.rpartition(".")
         if getattr(sys.modules.get(parent), child, None) is module:
             delattr(sys.modules[parent], child)
+    return missed
 
 
 def _from_program(error: E) -> E:
