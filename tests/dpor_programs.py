@@ -49,6 +49,12 @@ And, "proved" until a call into C that compares with the program's own
 ``__lt__`` watched its heap while it ran: a retry pushed onto a heap while
 shutdown clears it (``list changed size during iteration``).
 
+And, "proved" while a builtin container's method taken as a value was no
+point and touched nothing when called: a registry whose hot path keeps
+``self.ids.get`` and ``self.ids.__setitem__`` as attributes (registered
+twice), and messages de-duplicated with ``functools.partial(set.add, seen)``
+(handled twice).
+
 And, "proved" until each step of a loop over a container read it (only the
 loop's start did): a publisher walking its subscribers while one is removed
 (the next is skipped). A stats report walking a dict's values while another
@@ -989,6 +995,66 @@ def due_locked(reactor: Any) -> None:
     _schedule_retries(locked=True)
 
 
+class Registry:
+    """Service ids by name, its hot path's look-up and store kept as bound methods."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+        self._get = self.ids.get
+        self._put = self.ids.__setitem__
+        self.lock = threading.Lock()
+
+    def register(self, name: str, locked: bool) -> bool:
+        with self.lock if locked else contextlib.nullcontext():
+            if self._get(name) is None:  # BUG unlocked: looked up, then stored
+                self._put(name, len(self.ids))
+                return True
+        return False
+
+
+def _register_twice(locked: bool) -> None:
+    registry = Registry()
+    created: list[bool] = []
+    register = functools.partial(registry.register, "billing", locked)
+    _run(lambda: created.append(register()), lambda: created.append(register()))
+    assert created.count(True) == 1, f"registered twice: {created}"
+
+
+def registry_racy(reactor: Any) -> None:
+    _register_twice(locked=False)
+
+
+def registry_locked(reactor: Any) -> None:
+    _register_twice(locked=True)
+
+
+def _deliver_twice(locked: bool) -> None:
+    """An at-least-once queue delivers message 7 twice, to two handlers."""
+    seen: set[int] = set()
+    mark = functools.partial(set.add, seen)
+    lock = threading.Lock()
+    handled: list[int] = []
+
+    def on_message() -> None:
+        with lock if locked else contextlib.nullcontext():
+            fresh = 7 not in seen
+            if fresh:
+                mark(7)  # BUG unlocked: checked, then marked
+        if fresh:
+            handled.append(7)
+
+    _run(on_message, on_message)
+    assert handled == [7], f"handled twice: {handled}"
+
+
+def dedup_racy(reactor: Any) -> None:
+    _deliver_twice(locked=False)
+
+
+def dedup_locked(reactor: Any) -> None:
+    _deliver_twice(locked=True)
+
+
 BUGGY = {
     "counter": counter_racy,
     "bank": bank_inverted,
@@ -1019,6 +1085,8 @@ BUGGY = {
     "subscribers": subscribers_live,
     "ids": ids_racy,
     "due": due_racy,
+    "registry": registry_racy,
+    "dedup": dedup_racy,
 }
 FIXED = {
     "counter": counter_locked,
@@ -1050,4 +1118,6 @@ FIXED = {
     "subscribers": subscribers_snapshot,
     "ids": ids_locked,
     "due": due_locked,
+    "registry": registry_locked,
+    "dedup": dedup_locked,
 }

@@ -71,6 +71,8 @@ PROVED_WITHIN = {
     "dpor_programs:subscribers": 40,
     "dpor_programs:ids": 50,
     "dpor_programs:due": 40,
+    "dpor_programs:registry": 50,
+    "dpor_programs:dedup": 20,
 }
 FOUND_AS = {
     "races:abba_deadlock": "deadlock",
@@ -107,6 +109,8 @@ FOUND_AS = {
     "dpor_programs:subscribers": "exception",
     "dpor_programs:ids": "exception",
     "dpor_programs:due": "exception",
+    "dpor_programs:registry": "exception",
+    "dpor_programs:dedup": "exception",
 }
 
 

@@ -573,6 +573,57 @@ ACCESS_KINDS = [
         location="Box.v",
         line="box.v = 21  # set after the start",
     ),
+    Case(
+        "a list's append taken as a value, then called",
+        racy="""
+            lines = []
+            record = lines.append  # a common micro-optimisation
+            def work():
+                record("worker")
+            t = threading.Thread(target=work); t.start()
+            seq = len(lines)
+            t.join()
+        """,
+        fixed="""
+            lines = []
+            lock = threading.Lock()
+            record = lines.append
+            def work():
+                with lock:
+                    record("worker")
+            t = threading.Thread(target=work); t.start()
+            with lock:
+                seq = len(lines)
+            t.join()
+        """,
+        location="lines",
+        line='record("worker")',
+    ),
+    Case(
+        "a set's add made a partial, then called",
+        racy="""
+            import functools
+            seen = set()
+            mark = functools.partial(set.add, seen)
+            def work():
+                mark(7)
+            t = threading.Thread(target=work); t.start()
+            fresh = 7 not in seen
+            t.join()
+        """,
+        fixed="""
+            import functools
+            seen = set()
+            mark = functools.partial(set.add, seen)
+            def work():
+                mark(7)
+            t = threading.Thread(target=work); t.start()
+            t.join()
+            fresh = 7 not in seen
+        """,
+        location="seen",
+        line="mark(7)",
+    ),
 ]
 
 

@@ -19,15 +19,17 @@ import gc
 import sys
 from _thread import get_ident
 from collections.abc import Callable, Iterator
-from types import GeneratorType
+from types import CodeType, FrameType, GeneratorType
 from typing import Any
 
 from threadcheck._races import _footprint
 from threadcheck._races._clocks import ThreadClock, clocks, current, module_imported
-from threadcheck._races._rewrite import GLOBALS
+from threadcheck._races._rewrite import GLOBALS, MUTATORS
 from threadcheck._races._shadow import (
     EVERY,
     WHOLE,
+    Site,
+    add_site,
     attribute,
     location,
     objects,
@@ -346,10 +348,23 @@ def _mutated(obj: Any, site: int, point: bool, every: bool) -> None:
                     _footprint.write(obj, _footprint.EVERY)
             _footprint.handed(obj, True, sys._getframe(2))  # ``xs.sort(key=f)``
         if enabled:
-            tc = clocks.get(get_ident()) or current()
-            write(tc, location(obj, WHOLE), site, obj, WHOLE, "write", True)
-            if every:
-                write(tc, location(obj, EVERY), site, obj, EVERY, "write", True)
+            _written_whole(obj, site, every)
+
+
+def _changed(obj: Any, site: int) -> None:
+    """Container ``obj`` changed by a call of one of its methods, any key."""
+    if _footprint.collecting:
+        _footprint.write(obj, _footprint.WHOLE)
+        _footprint.write(obj, _footprint.EVERY)
+    if enabled:
+        _written_whole(obj, site, True)
+
+
+def _written_whole(obj: Any, site: int, every: bool) -> None:
+    tc = clocks.get(get_ident()) or current()
+    write(tc, location(obj, WHOLE), site, obj, WHOLE, "write", True)
+    if every:
+        write(tc, location(obj, EVERY), site, obj, EVERY, "write", True)
 
 
 _kept: dict[tuple[int, int], list[Any]] = {}
@@ -496,6 +511,93 @@ def oaw(value: Any, held: int) -> Any:
     if _footprint.collecting:
         _footprint.hand_held(held, sys._getframe(1))
     return value
+
+
+_BOUND: tuple[type, ...] = (type([].append), type([].__setitem__))
+"""A builtin method bound to its object, and a slot's (``d.__setitem__``)."""
+_UNBOUND: tuple[type, ...] = (type(list.append), type(list.__setitem__))
+"""The same taken from the class (``set.add``): its object comes first in each call."""
+_CHANGING = frozenset({*MUTATORS, "__setitem__", "__delitem__"})
+
+
+def bm(method: Any, site: int) -> Any:
+    """``method``, an attribute taken as a value, not called at once. A builtin
+    container's method (``record = lines.append``, ``self._put =
+    self.ids.__setitem__``, ``functools.partial(set.add, seen)``, ``seen.add``
+    handed as a callback) is wrapped: each call is a scheduling point and a
+    change (or a look) of its container, as ``lines.append(x)`` written out is.
+    Anything else is returned as it is."""
+    kind = type(method)
+    if kind in _BOUND:
+        owner = method.__self__
+        if not issubclass(type(owner), CONTAINERS):
+            return method
+    elif kind in _UNBOUND:
+        if not issubclass(method.__objclass__, CONTAINERS):
+            return method
+        owner = None
+    else:
+        return method
+    return _ContainerMethod(method, owner, site)
+
+
+class _ContainerMethod:
+    """A builtin container's method taken as a value (see :func:`bm`)."""
+
+    __slots__ = ("changes", "method", "owner", "site")
+
+    def __init__(self, method: Any, owner: Any, site: int) -> None:
+        self.method = method
+        self.owner = owner
+        self.site = site
+        self.changes = method.__name__ in _CHANGING
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        owner = self.owner if self.owner is not None else (args[0] if args else None)
+        if issubclass(type(owner), CONTAINERS):
+            caller = sys._getframe(1)
+            # Called back by a library (Twisted's callbacks): no point, as library
+            # code runs whole between points; the change is the running step's.
+            by_user = GLOBALS in caller.f_globals  # a rewritten module's code
+            if by_user and on_handover is not None:  # here: the point names our caller
+                on_handover(self.site, "call")
+            site = _called_at(caller, self.site, by_user) if enabled else self.site
+            if not self.changes:
+                _read_whole(owner, site, "read")
+            else:
+                _changed(owner, site)
+        return self.method(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.method, name)
+
+    def __eq__(self, other: object) -> bool:
+        return bool(self.method == (other.method if type(other) is _ContainerMethod else other))
+
+    def __hash__(self) -> int:
+        return hash(self.method)
+
+    def __repr__(self) -> str:
+        return repr(self.method)
+
+
+_call_sites: dict[tuple[CodeType, int, int], int] = {}
+
+
+def _called_at(caller: FrameType, taken: int, by_user: bool) -> int:
+    """The site of a call, by ``caller``, of the method taken at site ``taken``: the
+    caller's line when it is user code, else (a library calling it back) where it
+    was taken."""
+    if not by_user:
+        return taken
+    code = caller.f_code
+    key = (code, caller.f_lineno, taken)
+    site = _call_sites.get(key)
+    if site is None:
+        text = sites[taken].text
+        where = Site(code.co_filename, caller.f_lineno, code.co_name, "method", text)
+        site = _call_sites[key] = add_site(where)
+    return site
 
 
 def gy(value: Any) -> Any:

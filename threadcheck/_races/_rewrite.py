@@ -52,6 +52,13 @@ MUTATORS = frozenset(
         "extendleft", "popleft", "rotate", "move_to_end", "subtract",
     }
 )  # fmt: skip
+_TAKEN = MUTATORS | {
+    "__setitem__", "__delitem__", "get", "__getitem__", "__contains__", "count", "index",
+    "copy", "keys", "items", "values",
+}  # fmt: skip
+"""Container methods that, taken as a value and not called at once (``record =
+lines.append``, ``functools.partial(set.add, seen)``, ``d.addCallback(seen.add)``),
+are wrapped: each later call is still a point, and a change or a look."""
 _KEYED = frozenset({"pop", "setdefault"})
 """Mutating methods whose first argument is a dict's key."""
 _VIEWS = frozenset({"items", "keys", "values"})
@@ -87,7 +94,7 @@ _NAMESPACES = frozenset({"locals", "vars", "dir"})
 """Builtins that, called bare, show a scope's names: ours among them."""
 HELPERS = (
     "ra", "wa", "ua", "st", "sv", "lp", "lw", "it", "cm", "cmk", "cml", "cr", "ck", "oa", "oal",
-    "oah", "oaw", "lk", "lkc", "isin", "cached", "cms", "gy",
+    "oah", "oaw", "bm", "lk", "lkc", "isin", "cached", "cms", "gy",
     "rv", "wv", "uv", "sub", "subo", "Scope", "im", "own",
 )  # fmt: skip
 GLOBALS = "__tc_gl__"
@@ -528,6 +535,8 @@ class _Rewriter(ast.NodeTransformer):
         node.value = self._call(
             which, node.value, ast.Constant(node.attr), self._site(node, "attribute", text)
         )
+        if which == "ra" and node.attr in _TAKEN:  # not called here: visit_Call has those
+            return self._call("bm", node, self._site(node, "method", f"{text}()"))
         return node
 
     def visit_Call(self, node: ast.Call) -> ast.AST:
