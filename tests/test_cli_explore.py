@@ -296,6 +296,8 @@ def test_time_bounds_the_exploration() -> None:
         (["--granularity", "word"], "argument --granularity: invalid choice: 'word'"),
         (["--budget", "0"], "argument --budget: expected a positive number, got '0'"),
         (["--time", "soon"], "argument --time: expected a positive number, got 'soon'"),
+        (["--time", "inf"], "argument --time: expected a positive number, got 'inf'"),
+        (["--time", "1e400"], "argument --time: expected a positive number, got '1e400'"),
     ],
 )
 def test_bad_options_are_one_line_usage_errors(args: list[str], message: str) -> None:
@@ -632,7 +634,13 @@ def test_a_program_that_changes_directory(tmp_path: Path, command: str) -> None:
 
 @pytest.mark.parametrize(
     ("setting", "value"),
-    [("granularity", "bogus"), ("max_delay", "abc"), ("seed", "x"), ("include", 5)],
+    [
+        ("granularity", "bogus"),
+        ("max_delay", "abc"),
+        ("seed", "x"),
+        ("include", 5),
+        ("hashseed", "99999999999"),  # Python itself refused it, with a fatal error
+    ],
 )
 def test_a_token_with_settings_edited_is_damaged_not_an_internal_error(
     race: subprocess.CompletedProcess[str], setting: str, value: object

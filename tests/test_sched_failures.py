@@ -346,3 +346,17 @@ def test_a_deadlock_that_the_last_runnable_threads_end_leaves_is_reported() -> N
     assert result.failure is not None, result.report()
     assert result.failure.kind == "deadlock", result.report()
     assert "T0(MainThread) on join of T1 (PoolThread-own-0) at exit" in result.failure.message
+
+
+@pytest.mark.parametrize(("code", "status"), [(256, None), (-1, 255), (3, 3), ("bad", 1)])
+def test_an_exit_status_is_the_processs(code: object, status: int | None) -> None:
+    # sys.exit(256) (an error count as the status) ends a process with 0, and
+    # sys.exit(-1) with 255: they were "status 256", a failure, and "status -1".
+    from threadcheck._sched._program import program_failure
+
+    failure = program_failure("MainThread", SystemExit(code))
+    if status is None:
+        assert failure is None
+    else:
+        assert failure is not None and failure.what == str(status)
+        assert failure.message.startswith(f"the program exited with status {status}")

@@ -101,14 +101,14 @@ def add_program_arguments(command: argparse.ArgumentParser) -> None:
 
 
 def positive(kind: Callable[[str], float]) -> Callable[[str], float]:
-    """An argparse type: ``kind``, above 0."""
+    """An argparse type: ``kind``, above 0, and finite."""
 
     def parse(text: str) -> float:
         try:
             value = kind(text)
         except ValueError:
             value = 0
-        if not value > 0:  # not `<= 0`: also refuses nan
+        if not 0 < value < float("inf"):  # not `<= 0`: also refuses nan
             raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
         return value
 

@@ -188,9 +188,10 @@ def thread_failure(name: str | None, error: BaseException) -> Failure:
 def _exit_failure(thread: str, exit_: SystemExit) -> Failure | None:
     """``sys.exit`` as the interpreter reads it: None or 0 is success, text is status 1."""
     code = exit_.code
-    if code is None or code == 0:
+    # The status the process would have: POSIX keeps its low 8 bits (256 is 0, -1 is 255).
+    status = int(code) & 0xFF if isinstance(code, int) else 1  # sys.exit(not ok): True is 1
+    if code is None or status == 0:
         return None
-    status = int(code) if isinstance(code, int) else 1  # sys.exit(not ok): True is 1
     message = f"the program exited with status {status}"
     if not isinstance(code, int):
         message += f": {code}"
@@ -207,6 +208,7 @@ def controlled_exit(original: Callable[[int], NoReturn]) -> Callable[[int], NoRe
         me = scheduler.controlled() if scheduler is not None else None
         if scheduler is None or me is None:
             original(status)
+        status &= 0xFF  # as the process's status would be
         if status != 0:
             where = describe(sys._getframe(1))
             message = f"the program exited with status {status} (os._exit)"

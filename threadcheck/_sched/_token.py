@@ -98,6 +98,9 @@ _SETTINGS: dict[str, Callable[[Any], bool]] = {
     "races": lambda value: type(value) is bool,
     "rewritten": lambda value: type(value) is bool,
     "entropy": lambda value: type(value) is str and len(value) <= 64,
+    "hashseed": lambda value: (
+        value == "random" or (type(value) is str and value.isdigit() and int(value) <= 4294967295)
+    ),
 }
 """What each setting a token carries must be: another is a damaged token, not an internal error."""
 
