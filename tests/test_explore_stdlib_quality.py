@@ -675,3 +675,63 @@ def test_ids_from_uuid4_differ_between_schedules_and_explorations(tmp_path: Path
         proved = "threadcheck: every interleaving explored ("
         assert result.stderr.startswith(proved), result.stderr
     assert len(list((tmp_path / "spool").iterdir())) >= 8  # 2 ids a schedule, 2 or more each
+
+
+# An admin HTTP server from the standard library, in a daemon thread beside the
+# reactor: its handler threads count requests and hand each path to the
+# reactor. Its serve_forever() waited in a selector's poll, holding the turn
+# until the watchdog called it blocked (exit 1 on the correct program too),
+# and shutdown() waited on an Event the scheduler did not know.
+ADMIN_HTTP = """\
+import threading, urllib.request
+from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
+from twisted.internet import defer, reactor, threads
+
+events = []
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        {hand_over}
+        body = b"ok"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+server.daemon_threads = True
+port = server.server_address[1]
+admin = threading.Thread(target=server.serve_forever, args=(0.05,), name="admin", daemon=True)
+admin.start()
+
+def fetch(path):
+    with urllib.request.urlopen(f"http://127.0.0.1:{{port}}{{path}}", timeout=5) as reply:
+        return reply.read()
+
+def finish(result):
+    server.shutdown()
+    reactor.stop()
+    return result
+
+fetches = [threads.deferToThread(fetch, f"/p{{i}}") for i in range(2)]
+defer.gatherResults(fetches).addBoth(finish)
+reactor.run()
+"""
+HAND_OVER_BUG = "reactor.callLater(0, events.append, self.path)  # BUG: from a handler thread"
+HAND_OVER_FIX = "reactor.callFromThread(events.append, self.path)"
+
+
+def test_a_handler_threads_callLater_is_found_and_replayed(tmp_path: Path) -> None:
+    program = write_program(tmp_path, ADMIN_HTTP.format(hand_over=HAND_OVER_BUG))
+    result = explore_program(program, "--budget", "20")
+    headline = "threadcheck: violation: reactor.callLater called from thread 'Thread-"
+    assert_found_and_replayed(result, headline)
+    assert "at service.py:9 in do_GET" in result.stderr
+
+
+def test_a_handler_thread_handing_over_is_clean(tmp_path: Path) -> None:
+    program = write_program(tmp_path, ADMIN_HTTP.format(hand_over=HAND_OVER_FIX))
+    assert_clean(explore_program(program, "--budget", "20"), budget=20)

@@ -337,16 +337,19 @@ def _scheduled_rlock() -> _primitives.RLock | None:
 def _stdlib_machinery() -> tuple[frozenset[object], tuple[str, ...]]:
     """The standard library's thread machinery that user code waits on: what it
     creates in a controlled thread is the scheduler's too (a ``threading.Timer``
-    waits on its Event; an executor's futures, queue and semaphore). Not the
+    waits on its Event; an executor's futures, queue and semaphore; a
+    ``socketserver`` server's shutdown Event). Not the
     rest of the standard library: ``Thread``'s own start handshake, logging's
     module lock and the import system's locks stay real."""
     import concurrent.futures
+    import socketserver
 
     codes = frozenset(
         {
             threading.Timer.__init__.__code__,
             threading.Barrier.__init__.__code__,
             logging.Handler.createLock.__code__,  # a handler's lock, held while it emits
+            socketserver.BaseServer.__init__.__code__,  # the Event shutdown() waits on
         }
     )
     folder = os.path.dirname(os.path.abspath(concurrent.futures.__file__)) + os.sep

@@ -5,7 +5,8 @@ twisted.web server blocks in ``recv`` until the reactor answers; holding the
 turn there, it would wait for a reactor that cannot run, until its timeout (a
 false failure) or the watchdog (10 s). During a schedule, a controlled
 thread's blocking ``recv``/``recv_into``/``recvfrom``/``recvfrom_into``/
-``accept`` and ``select.select`` first wait, through
+``accept``, ``select.select`` and a ``selectors`` selector's ``select`` (a
+``socketserver`` server's loop, in a thread beside the reactor) first wait, through
 :meth:`Scheduler.wait_for_any`, until the file is ready, letting the others
 run; its timeout is counted in virtual
 time. Best effort, as all real I/O: its timing is not replayed, and a search
@@ -18,6 +19,7 @@ holding the turn.
 from __future__ import annotations
 
 import select
+import selectors
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -32,7 +34,44 @@ def replacements() -> list[tuple[Any, str, Any]]:
     reads = [
         (socket.socket, name, _waits_to_read(getattr(socket.socket, name))) for name in _READS
     ]
-    return [*reads, (select, "select", _waiting_select(select.select))]
+    selectors_ = [
+        (kind, "select", _waiting_selector(kind.select))
+        for kind in (getattr(selectors, name, None) for name in _SELECTORS)
+        if kind is not None
+    ]
+    return [*reads, (select, "select", _waiting_select(select.select)), *selectors_]
+
+
+_SELECTORS = ("SelectSelector", "_PollLikeSelector", "KqueueSelector")
+"""What ``selectors`` waits in (``PollSelector``, ``EpollSelector`` and
+``DevpollSelector`` are ``_PollLikeSelector``'s; ``SelectSelector`` holds its own
+``select.select``, untouched by the patch of the module's)."""
+
+
+def _waiting_selector(real: Callable[..., Any]) -> Callable[..., Any]:
+    """A selector's ``select`` that, in a controlled thread, waits letting the
+    others run: ``socketserver``'s ``serve_forever`` in a thread beside the
+    reactor held the turn in its poll until the watchdog called it blocked."""
+
+    def select_(self: selectors.BaseSelector, timeout: float | None = None) -> Any:
+        place = here()
+        if place is None or (timeout is not None and timeout <= 0):  # a poll
+            return real(self, timeout)
+        scheduler, _ = place
+        deadline = None if timeout is None else scheduler.now + timeout
+        ready = real(self, 0)
+        while not ready:
+            keys = list(self.get_map().values())
+            reads = [key.fileobj for key in keys if key.events & selectors.EVENT_READ]
+            writes = [key.fileobj for key in keys if key.events & selectors.EVENT_WRITE]
+            if not scheduler.wait_for_any(reads, writes, "selector (real I/O)", deadline):
+                return []
+            ready = real(self, 0)
+        return ready
+
+    select_.__name__ = "select"
+    select_.__wrapped__ = real  # type: ignore[attr-defined]
+    return select_
 
 
 def _waiting_select(real: Callable[..., Any]) -> Callable[..., Any]:
