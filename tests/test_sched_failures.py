@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import os
+import signal
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -360,3 +362,44 @@ def test_an_exit_status_is_the_processs(code: object, status: int | None) -> Non
     else:
         assert failure is not None and failure.what == str(status)
         assert failure.message.startswith(f"the program exited with status {status}")
+
+
+def _abort() -> None:
+    os.abort()
+
+
+def _raise_usr1() -> None:
+    signal.raise_signal(signal.SIGUSR1)
+
+
+def _pthread_kill_usr1() -> None:
+    signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR1)
+
+
+def _killpg_usr1() -> None:
+    os.killpg(os.getpgid(0), signal.SIGUSR1)
+
+
+@pytest.mark.parametrize(
+    ("signal_itself", "message"),
+    [
+        (_abort, "the program was killed by SIGABRT (os.abort)"),
+        (_raise_usr1, "the program was killed by SIGUSR1 (signal.raise_signal)"),
+        (_pthread_kill_usr1, "the program was killed by SIGUSR1 (signal.pthread_kill)"),
+        (_killpg_usr1, "the program was killed by SIGUSR1 (os.killpg of its group)"),
+    ],
+)
+def test_a_program_signalling_itself_ends_that_schedule_not_the_process(
+    signal_itself: Any, message: str
+) -> None:
+    # Each killed the explorer (a pytest session: exit 134, no junitxml), or
+    # was taken for the user's Ctrl-C; os.kill of itself already ended the schedule.
+    def scenario(reactor: Any) -> None:
+        worker = threading.Thread(target=signal_itself, name="watchdog")
+        worker.start()
+        worker.join()
+
+    result = threadcheck.explore(scenario, budget=3)
+    assert result.failure is not None
+    assert (result.failure.kind, result.failure.message) == ("exit", message)
+    assert result.failure.thread == "watchdog"

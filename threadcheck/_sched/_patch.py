@@ -61,8 +61,12 @@ from threadcheck._sched._core import (
 )
 from threadcheck._sched._program import (
     CONTROLLED_ATTR,
+    controlled_abort,
     controlled_exit,
     controlled_kill,
+    controlled_killpg,
+    controlled_pthread_kill,
+    controlled_raise_signal,
     inert_in_schedules,
     per_schedule_atexit,
     program_failure,
@@ -188,6 +192,10 @@ class Patches:
             (signal, "setitimer", inert_in_schedules(signal.setitimer, self.is_user_file)),
             (os, "_exit", controlled_exit(os._exit)),
             (os, "kill", controlled_kill(os.kill)),
+            (os, "killpg", controlled_killpg(os.killpg)),
+            (os, "abort", controlled_abort(os.abort)),
+            (signal, "raise_signal", controlled_raise_signal(signal.raise_signal)),
+            (signal, "pthread_kill", controlled_pthread_kill(signal.pthread_kill)),
             (threading.Thread, "start", _controlled_start(threading.Thread.start, self)),
             (threading.Thread, "join", _controlled_join(threading.Thread.join)),
             (threading.Thread, "is_alive", _controlled_is_alive(threading.Thread.is_alive)),

@@ -123,36 +123,84 @@ _TWISTED_HANDLERS: dict[int, str] = {signal.SIGINT: "sigInt", signal.SIGTERM: "s
 
 def controlled_kill(original: Callable[[int, int], None]) -> Callable[[int, int], None]:
     """``os.kill`` of its own process by a controlled thread: what the program
-    would get, not the explorer (which took it for Ctrl-C). SIGINT or SIGTERM
-    while the reactor runs: Twisted's handler, a graceful stop; a handler the
-    program set in this schedule: run, in the calling thread; SIGINT else:
-    KeyboardInterrupt, as Python's handler raises; a signal whose default
-    ignores it: nothing; else the program ends, killed by it."""
+    would get, not the explorer (which took it for Ctrl-C): see :func:`_signalled`."""
 
     def kill(pid: int, number: int) -> None:
-        scheduler = active()
-        me = scheduler.controlled() if scheduler is not None else None
-        if scheduler is None or me is None or pid not in (os.getpid(), 0) or number == 0:
-            return original(pid, number)
-        handler = scheduler.signal_handlers.get(number)
-        reactor = sys.modules.get("twisted.internet.reactor")
-        twisteds = _TWISTED_HANDLERS.get(number)
-        if callable(handler):
-            handler(number, sys._getframe(1))
-        elif twisteds is not None and getattr(reactor, "running", False):
-            getattr(reactor, twisteds)(number, None)
-        elif number == signal.SIGINT and handler is None:
-            raise KeyboardInterrupt  # Python's own handler (the explorer takes it as Ctrl-C)
-        elif handler != signal.SIG_IGN and number not in _IGNORED:
-            name = signal.Signals(number).name
-            where = describe(sys._getframe(1))
-            message = f"the program was killed by {name} (os.kill of itself)"
-            scheduler.fail(Failure("exit", message, me.name, where, what=str(128 + number)))
-            scheduler.aborting = True  # the process would end here: so does the schedule
-            raise Abort
-        return None
+        if pid not in (os.getpid(), 0) or not _signalled(number, "os.kill of itself"):
+            original(pid, number)
 
     return kill
+
+
+def controlled_killpg(original: Callable[[int, int], None]) -> Callable[[int, int], None]:
+    """``os.killpg`` of its own process group: as ``os.kill`` of itself (the rest
+    of the group is not the program's)."""
+
+    def killpg(group: int, number: int) -> None:
+        if group not in (os.getpgid(0), 0) or not _signalled(number, "os.killpg of its group"):
+            original(group, number)
+
+    return killpg
+
+
+def controlled_raise_signal(original: Callable[[int], None]) -> Callable[[int], None]:
+    """``signal.raise_signal``: as ``os.kill`` of itself."""
+
+    def raise_signal(number: int) -> None:
+        if not _signalled(number, "signal.raise_signal"):
+            original(number)
+
+    return raise_signal
+
+
+def controlled_pthread_kill(original: Callable[[int, int], None]) -> Callable[[int, int], None]:
+    """``signal.pthread_kill`` of one of its threads: the process gets the signal."""
+
+    def pthread_kill(thread_id: int, number: int) -> None:
+        if not _signalled(number, "signal.pthread_kill"):
+            original(thread_id, number)
+
+    return pthread_kill
+
+
+def controlled_abort(original: Callable[[], NoReturn]) -> Callable[[], NoReturn]:
+    """``os.abort``: the program ends, killed by SIGABRT (no handler runs)."""
+
+    def abort() -> NoReturn:
+        _signalled(signal.SIGABRT, "os.abort", handled=False)
+        original()
+
+    return abort
+
+
+def _signalled(number: int, how: str, handled: bool = True) -> bool:
+    """Signal ``number`` sent by the program to itself (``how``), in a controlled
+    thread: what it would get, and True; False outside schedules (send it). SIGINT
+    or SIGTERM while the reactor runs: Twisted's handler, a graceful stop; a
+    handler the program set in this schedule: run, in the calling thread; SIGINT
+    else: KeyboardInterrupt, as Python's handler raises; a signal whose default
+    ignores it: nothing; else (or not ``handled``) the program ends, killed by it."""
+    scheduler = active()
+    me = scheduler.controlled() if scheduler is not None else None
+    if scheduler is None or me is None or number == 0:
+        return False
+    handler = scheduler.signal_handlers.get(number) if handled else None
+    reactor = sys.modules.get("twisted.internet.reactor")
+    twisteds = _TWISTED_HANDLERS.get(number) if handled else None
+    if callable(handler):
+        handler(number, sys._getframe(2))
+    elif twisteds is not None and getattr(reactor, "running", False):
+        getattr(reactor, twisteds)(number, None)
+    elif handled and number == signal.SIGINT and handler is None:
+        raise KeyboardInterrupt  # Python's own handler (the explorer takes it as Ctrl-C)
+    elif not handled or (handler != signal.SIG_IGN and number not in _IGNORED):
+        name = signal.Signals(number).name
+        where = describe(sys._getframe(2))
+        message = f"the program was killed by {name} ({how})"
+        scheduler.fail(Failure("exit", message, me.name, where, what=str(128 + number)))
+        scheduler.aborting = True  # the process would end here: so does the schedule
+        raise Abort
+    return True
 
 
 def program_failure(name: str, error: BaseException) -> Failure | None:
