@@ -228,6 +228,47 @@ def test_fixed(threadcheck_reactor):
     result.stdout.fnmatch_lines(["1 exploration: * 1 proved exhaustively, 0 failing"])
 
 
+def test_a_skip_or_xfail_inside_an_explored_or_stressed_test_is_its_outcome(
+    pytester: pytest.Pytester,
+) -> None:
+    # Each was FAILED, "fails on every schedule tried: not an interleaving bug",
+    # with a replay token: a CI runner without an optional dependency went red.
+    pytester.makepyfile(
+        test_outcomes="""
+import pytest
+
+
+@pytest.mark.threadcheck_explore(budget=50)
+def test_optional(threadcheck_reactor):
+    pytest.importorskip("no_such_module_anywhere")
+
+
+@pytest.mark.threadcheck_explore(budget=50)
+def test_known(threadcheck_reactor):
+    pytest.xfail("known race, ticket 12")
+
+
+@pytest.mark.threadcheck_stress(runs=20)
+def test_stressed(threadcheck_reactor):
+    pytest.skip("needs a database")
+
+
+@pytest.mark.threadcheck_explore(budget=50)
+def test_failed(threadcheck_reactor):
+    pytest.fail("the test's own failure")
+"""
+    )
+    result = run(pytester, "-rsx")
+    result.assert_outcomes(skipped=2, xfailed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "SKIPPED [[]1[]] test_outcomes.py:4: could not import 'no_such_module_anywhere'*",
+            "SKIPPED [[]1[]] test_outcomes.py:*: needs a database",
+        ],
+        consecutive=False,
+    )
+
+
 def test_the_replay_command_reproduces_the_failure(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_race=RACE)
     token = token_of(run(pytester, "-k", "lost_update"))

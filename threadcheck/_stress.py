@@ -236,12 +236,26 @@ def _one_run(scenario: Callable[[Any], Any], timeout: float) -> tuple[Hashable, 
         return Raised("stopped early"), "the reactor stopped before the scenario's result"
     value = outcome[0]
     if isinstance(value, Failure):
+        if value.value is not None and _is_pytest_outcome(value.value):
+            value.raiseException()  # the test's own skip or xfail: pytest's to take
         name = type(value.value).__name__
         first_line = str(value.value).partition("\n")[0]  # pytest adds its explanation below
         return Raised(f"raised {name}: {first_line}"), value.getTraceback()
     if limit.active():
         limit.cancel()
     return _hashable(value), ""
+
+
+PYTEST_OUTCOMES = frozenset({"Skipped", "XFailed", "Exit"})
+"""What ``pytest.skip``, ``importorskip``, ``xfail`` and ``exit`` raise: the test's
+outcome, decided by the test, never an interleaving's (``pytest.fail`` is one)."""
+
+
+def _is_pytest_outcome(error: BaseException) -> bool:
+    kind = type(error)  # pytest names its module "builtins": its base tells
+    return kind.__name__ in PYTEST_OUTCOMES and any(
+        base.__name__ == "OutcomeException" for base in kind.__mro__
+    )
 
 
 def _daemon_thread(*args: Any, **kwargs: Any) -> threading.Thread:

@@ -32,6 +32,7 @@ from threadcheck._sched._core import DEFAULT_MAX_DELAY
 from threadcheck._sched._explore import Budget, Shard
 from threadcheck._sched._report import ExploreResult
 from threadcheck._sched._runner import Settings
+from threadcheck._stress import PYTEST_OUTCOMES
 from threadcheck._text import internal_error, plural
 
 MARKER = "threadcheck_explore"
@@ -247,6 +248,7 @@ def _explore_or_replay(item: pytest.Function, options: Options, settings: dict[s
             item.user_properties.append(_stats(1, seconds, found=True, proof=False))
             pytest.fail(f"threadcheck: {diverged}", pytrace=False)
         result.replay_command = replay_command(typed, options.replay)
+        _decided_by_the_test(result)
         _record(item, result)
         if result.found:
             pytest.fail(result.report(), pytrace=False)
@@ -275,9 +277,27 @@ def _explore_or_replay(item: pytest.Function, options: Options, settings: dict[s
             shrink_progress=progress.shrinking,
             shard=shard,
         )
+    _decided_by_the_test(result)
     _record(item, result)
     if result.found or result.inconclusive:
         pytest.fail(result.report(), pytrace=False)
+
+
+def _decided_by_the_test(result: ExploreResult) -> None:
+    """The scenario called ``pytest.skip``, ``importorskip``, ``xfail`` or ``exit``
+    (a module not installed, a service not there): the test's outcome, raised
+    again for pytest, not an interleaving's failure."""
+    failure = result.failure
+    if failure is None or failure.kind != "exception" or failure.what not in PYTEST_OUTCOMES:
+        return
+    if os.path.join("_pytest", "outcomes.py") not in (failure.details or ""):
+        return  # the program's own class of that name
+    reason = failure.message.partition(": ")[2]
+    if failure.what == "Skipped":  # shown at the test, as a skip marker's is
+        raise pytest.skip.Exception(reason, _use_item_location=True)
+    if failure.what == "XFailed":
+        pytest.xfail(reason)
+    pytest.exit(reason)
 
 
 def _stress_item(item: pytest.Function, options: Options, settings: dict[str, Any]) -> None:
