@@ -735,3 +735,57 @@ def test_a_handler_threads_callLater_is_found_and_replayed(tmp_path: Path) -> No
 def test_a_handler_thread_handing_over_is_clean(tmp_path: Path) -> None:
     program = write_program(tmp_path, ADMIN_HTTP.format(hand_over=HAND_OVER_FIX))
     assert_clean(explore_program(program, "--budget", "20"), budget=20)
+
+
+# A helper module imported lazily, by a pool job and by a reactor callback: the
+# one importing it second waited for the first on the import system's own lock,
+# held while a point of the module's code switched threads ("blocked outside
+# the scheduler's control" after 10 s, exit 1, on a correct program).
+LAZY_CODECS = """\
+import json, threading
+
+TABLE = {{}}
+for number in range(5):
+    TABLE[number] = str(number)
+encoded = 0
+lock = threading.Lock()
+
+def encode(numbers):
+    global encoded
+    {count}
+    return json.dumps([TABLE[number] for number in numbers])
+"""
+LAZY_SERVICE = """\
+from twisted.internet import reactor, task, threads
+from twisted.internet.defer import gatherResults
+
+def job():
+    import codecs_helper
+    return codecs_helper.encode([1, 2])
+
+def tick():
+    import codecs_helper
+    return codecs_helper.encode([3])
+
+work = [threads.deferToThread(job), task.deferLater(reactor, 0, tick)]
+gatherResults(work).addBoth(lambda _: reactor.stop())
+reactor.run()
+import codecs_helper
+assert codecs_helper.encoded == 2, f"encoded {codecs_helper.encoded} times"
+"""
+COUNT_RACY = "encoded += 1  # BUG: not under the lock"
+COUNT_LOCKED = "with lock:\n        encoded += 1"
+
+
+def _lazy_service(tmp_path: Path, count: str) -> Path:
+    (tmp_path / "codecs_helper.py").write_text(LAZY_CODECS.format(count=count))
+    return write_program(tmp_path, LAZY_SERVICE)
+
+
+def test_a_module_imported_lazily_by_two_threads_is_clean(tmp_path: Path) -> None:
+    assert_clean(explore_program(_lazy_service(tmp_path, COUNT_LOCKED), "--budget", "300"), 300)
+
+
+def test_a_lost_count_in_a_lazily_imported_module_is_found_and_replayed(tmp_path: Path) -> None:
+    result = explore_program(_lazy_service(tmp_path, COUNT_RACY), "--budget", "300")
+    assert_found_and_replayed(result, "threadcheck: exception: AssertionError: encoded 1 times")

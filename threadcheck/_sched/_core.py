@@ -200,6 +200,10 @@ class ControlledThread:
     count towards ``max_delay`` too: a reactor held a second before each of its
     iterations (each a wait for I/O) let a client's 3 s timeout expire."""
     finished: bool = False
+    holding: int = 0
+    """Above 0 while it runs code that holds a real lock (Twisted's legacy log, a
+    logging handler's, the import system's lock of a module it imports): its
+    points switch no thread, as another would block on that lock for real."""
     joiners: list[ControlledThread] = field(default_factory=list, repr=False)
     abort_steps: int = 0
     abandoned: bool = False
@@ -337,9 +341,6 @@ class Scheduler:
         self.aborting = False
         self.progress = 0
         """Bumped at every point and switch; the watchdog reads it."""
-        self.holding = 0
-        """Above 0 while the running thread is inside code that holds a real lock
-        (Twisted's legacy log): its points do not switch."""
         self.at_exit: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
         self.misuse: TargetError | None = None
         """A misuse raised in a thread other than the schedule's first: raised
@@ -469,7 +470,7 @@ class Scheduler:
         if _footprint.collecting:
             code = frame.f_code if frame is not None and kind == "access" else None
             accesses = _footprint.at_point(current.ident or 0, detail, code)
-        if self.holding:
+        if current.holding:
             _footprint.record(accesses)
             return
         self.progress += 1

@@ -33,7 +33,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from types import CodeType, ModuleType, SimpleNamespace
 from typing import Any
@@ -192,6 +193,7 @@ class Patches:
             (signal, "setitimer", inert_in_schedules(signal.setitimer, self.is_user_file)),
             (os, "_exit", controlled_exit(os._exit)),
             (os, "kill", controlled_kill(os.kill)),
+            *_imports_held(),
             (os, "killpg", controlled_killpg(os.killpg)),
             (os, "abort", controlled_abort(os.abort)),
             (signal, "raise_signal", controlled_raise_signal(signal.raise_signal)),
@@ -469,15 +471,12 @@ def _handler_handle(handle: Callable[[logging.Handler, logging.LogRecord], Any])
         if isinstance(passed, logging.LogRecord):  # 3.12+: a filter may replace it
             record = passed
         if passed:
-            scheduler.holding += 1
-            try:
+            with holding(scheduler):
                 self.acquire()
                 try:
                     self.emit(record)
                 finally:
                     self.release()
-            finally:
-                scheduler.holding -= 1
         return passed
 
     return call
@@ -488,13 +487,47 @@ def _without_points(function: Callable[..., Any]) -> Any:
         scheduler = active()
         if scheduler is None or scheduler.controlled() is None:
             return function(*args, **kwargs)
-        scheduler.holding += 1
-        try:
+        with holding(scheduler):
             return function(*args, **kwargs)
-        finally:
-            scheduler.holding -= 1
 
     return call
+
+
+def _imports_held() -> list[tuple[Any, str, Any]]:
+    """A module's own code, run by an import in a controlled thread, switches no
+    thread: it holds the import system's real lock of that module, which another
+    thread importing it too would wait on for real (a lazy ``import`` in a pool
+    job and in a reactor callback: "blocked outside the scheduler's control")."""
+    bootstrap: Any = sys.modules["importlib._bootstrap"]  # the import system's own
+    manager = bootstrap._ModuleLockManager
+    enter, exit_ = manager.__enter__, manager.__exit__
+
+    def entered(self: Any) -> None:
+        enter(self)
+        me = here()
+        if me is not None:
+            me[1].holding += 1
+            self._threadcheck_held = me[1]
+
+    def exited(self: Any, *exc: object) -> None:
+        held = getattr(self, "_threadcheck_held", None)
+        if held is not None:
+            held.holding -= 1
+        exit_(self, *exc)
+
+    return [(manager, "__enter__", entered), (manager, "__exit__", exited)]
+
+
+@contextmanager
+def holding(scheduler: Scheduler) -> Iterator[None]:
+    """The running controlled thread's points switch no thread meanwhile."""
+    me = scheduler.controlled()
+    assert me is not None
+    me.holding += 1
+    try:
+        yield
+    finally:
+        me.holding -= 1
 
 
 _CLOCKS = ("time", "monotonic", "perf_counter", "time_ns", "monotonic_ns", "perf_counter_ns")
