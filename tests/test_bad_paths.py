@@ -3,6 +3,7 @@ right exit status, never a traceback, never a lost report."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -164,6 +165,32 @@ def test_explore_reports_a_program_that_cannot_start_as_one_line(
     line = assert_one_line(result.stderr, f"threadcheck: error: {start}")
     assert "service.py" in line
     assert "replay" not in result.stderr and "step" not in result.stderr
+
+
+LAZY_MISSING_DEPENDENCY = """
+from twisted.internet import reactor, threads
+
+def export():
+    import no_such_dependency  # a handler's lazy import, once the program runs
+    return no_such_dependency.dumps({})
+
+threads.deferToThread(export).addCallback(print)  # its error unhandled
+reactor.callLater(0.5, reactor.stop)
+reactor.run()
+"""
+
+
+def test_a_handlers_missing_import_is_the_programs_failure_not_its_start(
+    tmp_path: Path,
+) -> None:
+    # It was "error: Unhandled error in Deferred: ModuleNotFoundError" as if the
+    # program could not start: exit 2, no token, no --json outcome.
+    prog = write(tmp_path / "service.py", LAZY_MISSING_DEPENDENCY)
+    result = threadcheck(tmp_path, "explore", "--json", "out.json", str(prog))
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("threadcheck: unhandled-error: Unhandled error in Deferred")
+    assert "replay: threadcheck replay tc1." in result.stderr
+    assert json.loads((tmp_path / "out.json").read_text())["found"] is True
 
 
 ALWAYS_FAILS = """

@@ -189,7 +189,8 @@ def _explore(args: argparse.Namespace) -> int:
 
 
 # Failing on every schedule with one of these is the program not starting (a typo,
-# a missing dependency), not a race: no step table, no token.
+# a missing dependency imported at the top of a module), not a race: no step
+# table, no token. Not an import a handler makes later, once the program runs.
 _SYNTAX_ERRORS = frozenset({"SyntaxError", "IndentationError", "TabError"})
 _PROGRAM_ERRORS = _SYNTAX_ERRORS | {"ImportError", "ModuleNotFoundError"}
 
@@ -199,8 +200,10 @@ def _program_error(result: ExploreResult) -> str | None:
     if failure is None or not result.every_schedule or failure.what not in _PROGRAM_ERRORS:
         return None
     where = failure.location
-    if where is None or failure.what in _SYNTAX_ERRORS:
+    if failure.what in _SYNTAX_ERRORS:
         return failure.message  # python's message names the file and line
+    if where is None or not where.endswith(" in <module>") or failure.kind != "exception":
+        return None
     path, _, rest = where.partition(":")
     return f"{failure.message} ({os.path.basename(path)}:{rest.split(' ')[0]})"
 
