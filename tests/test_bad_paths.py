@@ -174,8 +174,11 @@ def export():
     import no_such_dependency  # a handler's lazy import, once the program runs
     return no_such_dependency.dumps({})
 
-threads.deferToThread(export).addCallback(print)  # its error unhandled
-reactor.callLater(0.5, reactor.stop)
+def stop(result):
+    reactor.stop()
+    return result  # an error goes on, unhandled
+
+threads.deferToThread(export).addBoth(stop)
 reactor.run()
 """
 
