@@ -403,3 +403,25 @@ def test_a_program_signalling_itself_ends_that_schedule_not_the_process(
     assert result.failure is not None
     assert (result.failure.kind, result.failure.message) == ("exit", message)
     assert result.failure.thread == "watchdog"
+
+
+def test_a_stop_asked_while_a_thread_is_stuck_outside_control_ends_that_schedule() -> None:
+    # Ctrl-C waited for the watchdog's timeout (10 s) before the exploration
+    # stopped, and then reported the stall as the program's failure.
+    from threadcheck._sched import _progress
+
+    real = threading.Event()  # created before exploring: the scheduler cannot see it
+
+    def scenario(reactor: Any) -> Deferred[Any]:
+        return in_pool(reactor, real.wait)
+
+    asked = threading.Timer(0.2, _progress.stop_requested.set)
+    asked.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):  # as a Ctrl-C between schedules stops it
+            patient = Settings(stall_timeout=600)
+            explore(ScenarioTarget(scenario), budget=Budget(2), settings=patient)
+    finally:
+        asked.join()
+        _progress.stop_requested.clear()
+        real.set()  # lets the abandoned pool thread go

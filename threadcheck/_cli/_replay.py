@@ -7,6 +7,7 @@ replay that diverged (never a pass).
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from typing import Any
 
@@ -55,6 +56,7 @@ def _add(subparsers: Any) -> None:
 def _replay(args: argparse.Namespace) -> int:
     from threadcheck._sched import _token
     from threadcheck._sched._explore import replay
+    from threadcheck._sched._progress import Progress
     from threadcheck._sched.strategies import ReplayDivergenceError
 
     check_output_paths(args)
@@ -68,11 +70,17 @@ def _replay(args: argparse.Namespace) -> int:
     _refuse_a_tests_token(recorded, args.token)
     check_program(args)
     pin_hash_seed(args.invocation, _recorded_hash_seed(recorded))
-    try:
-        result = replay(program_target(args), args.token, warn=_warn)
-    except ReplayDivergenceError as error:
-        print(f"threadcheck: {error}", file=sys.stderr)
-        return USAGE_ERROR
+    # Ctrl-C (or SIGTERM) ends a replay stuck outside the scheduler's control at
+    # once, not after the watchdog's 10 s; one that runs on finishes its schedule.
+    with Progress(sys.stderr, signals=(signal.SIGINT, signal.SIGTERM)) as progress:
+        try:
+            result = replay(program_target(args), args.token, warn=_warn)
+        except ReplayDivergenceError as error:
+            print(f"threadcheck: {error}", file=sys.stderr)
+            return USAGE_ERROR
+        except KeyboardInterrupt:
+            print("threadcheck: interrupted: the replay did not finish", file=sys.stderr)
+            return progress.exit_status
     sys.stderr.write(result.report())
     status = write_views(args, result, SCHEDULE_FAILED if result.found else 0)
     return status

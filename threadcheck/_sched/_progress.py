@@ -25,6 +25,11 @@ from threadcheck._text import plural
 
 REDRAW_INTERVAL = 0.25  # seconds: a few updates a second
 
+stop_requested = threading.Event()
+"""Set by a first Ctrl-C (or SIGTERM) while a :class:`Progress` is on: the
+watchdog then ends a schedule stuck outside the scheduler's control at once,
+where it would wait its full timeout (10 s)."""
+
 
 class Progress:
     """``progress=`` for ``_explore.explore``, used as a context manager.
@@ -55,6 +60,7 @@ class Progress:
         return 128 + (self.received or signal.SIGINT)
 
     def __enter__(self) -> Progress:
+        stop_requested.clear()
         if threading.current_thread() is threading.main_thread():
             for number in self.signals:
                 self._previous_handlers[number] = signal.signal(number, self._on_interrupt)
@@ -68,6 +74,7 @@ class Progress:
     ) -> None:
         for number, handler in self._previous_handlers.items():
             signal.signal(number, handler)
+        stop_requested.clear()
         self.clear()
 
     def __call__(self, schedules: int, failures: int, elapsed: float) -> None:
@@ -105,6 +112,7 @@ class Progress:
     def _on_interrupt(self, signum: int, frame: FrameType | None) -> None:
         if self.received is None:
             self.received = signal.Signals(signum)
+            stop_requested.set()
             return
         self.clear()
         sys.stdout.flush()

@@ -329,7 +329,7 @@ class Explorer:
             gc.collect(0)
             errors.stop()
             self.twisted_logging.restore()  # after errors.stop: the program's observers go
-        if interrupted:
+        if interrupted or scheduler.interrupted:
             raise KeyboardInterrupt  # after the teardown: the user stops the exploration
         self.alarm.fire_if_pending()  # after the teardown: pytest-timeout's, say
         misuse = misuse or scheduler.misuse

@@ -30,6 +30,11 @@ from types import FrameType
 from typing import Any
 
 from threadcheck._sched._core import BLOCKED, Abort, Failure, Scheduler, stack_of
+from threadcheck._sched._progress import stop_requested
+
+HURRIED = 0.5
+"""Wall seconds without a point, once the user asked to stop, before a thread
+counts as stuck: the schedule then ends as interrupted, not as a failure."""
 
 _INTERRUPT = getattr(signal, "SIGUSR2", None)
 
@@ -113,9 +118,12 @@ class Watchdog:
             if scheduler is None:
                 continue
             now = (scheduler, scheduler.progress)
+            hurried = stop_requested.is_set()
             if now != seen:
                 seen, since = now, time.monotonic()
-            elif time.monotonic() - since > self.timeout:
+            elif time.monotonic() - since > (HURRIED if hurried else self.timeout):
+                if hurried:
+                    scheduler.interrupted = True
                 self._rescue(scheduler)
                 since = time.monotonic()
 
