@@ -191,6 +191,18 @@ def test_replay_reproduces_and_a_wrong_token_diverges() -> None:
         threadcheck.replay(FIXED["lost_update"], result.token)
 
 
+def test_a_divergence_of_a_token_recorded_with_random_hashes_says_so() -> None:
+    # A pytest session hashes strings at random unless PYTHONHASHSEED is set: a
+    # test iterating a set of strings diverged on replay, with no word of why.
+    from threadcheck._sched import _token
+
+    result = threadcheck.explore(BUGGY["lost_update"])
+    assert result.token is not None
+    document = {**_token.decode(result.token), "hashseed": "random"}
+    with pytest.raises(ReplayDivergenceError, match="recorded with random string hashes"):
+        threadcheck.replay(FIXED["lost_update"], _token.encode(document))
+
+
 def test_access_points_split_a_one_line_update_and_sync_points_do_not() -> None:
     assert threadcheck.explore(BUGGY["lost_update"], budget=300).found
     missed = threadcheck.explore(BUGGY["lost_update"], budget=300, granularity="sync")

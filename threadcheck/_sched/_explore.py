@@ -407,8 +407,7 @@ def replay(
         try:
             run = explorer.run(strategy, 0, entropy=str(document.get("entropy", "")))
         except ReplayDivergenceError as error:  # noticed in the middle of the run
-            text = " ".join(str(error).split())
-            raise ReplayDivergenceError(f"the replay diverged: {text}") from None
+            raise _diverged(document, [" ".join(str(error).split())]) from None
     assert run is not None
     _check_same_run(document, run, strategy)
     return ExploreResult(
@@ -437,4 +436,14 @@ def _check_same_run(document: dict[str, Any], run: ScheduleRun, strategy: Replay
     if signature != document.get("failure"):
         problems.append(f"it ended in {signature!r}, recorded {document.get('failure')!r}")
     if problems:
-        raise ReplayDivergenceError("the replay diverged: " + "; ".join(problems))
+        raise _diverged(document, problems)
+
+
+def _diverged(document: dict[str, Any], problems: list[str]) -> ReplayDivergenceError:
+    if document.get("hashseed") == "random":  # a pytest session's, unless it was set
+        problems.append(
+            "it was recorded with random string hashes (PYTHONHASHSEED unset), so "
+            "sets of strings may iterate in another order here: record it again "
+            "with PYTHONHASHSEED=0 set"
+        )
+    return ReplayDivergenceError("the replay diverged: " + "; ".join(problems))
