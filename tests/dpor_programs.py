@@ -53,7 +53,8 @@ And, "proved" while a builtin container's method taken as a value was no
 point and touched nothing when called: a registry whose hot path keeps
 ``self.ids.get`` and ``self.ids.__setitem__`` as attributes (registered
 twice), and messages de-duplicated with ``functools.partial(set.add, seen)``
-(handled twice).
+(handled twice). And a report two jobs print to, each line in two halves,
+into one ``io.StringIO`` (``print(..., file=out)`` wrote nothing it was given).
 
 And, "proved" until each step of a loop over a container read it (only the
 loop's start did): a publisher walking its subscribers while one is removed
@@ -70,6 +71,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import heapq
+import io
 import queue
 import sqlite3
 import threading
@@ -1055,6 +1057,27 @@ def dedup_locked(reactor: Any) -> None:
     _deliver_twice(locked=True)
 
 
+def _print_report(locked: bool) -> None:
+    out = io.StringIO()  # the shared report
+    lock = threading.Lock()
+
+    def record(job: int) -> None:
+        with lock if locked else contextlib.nullcontext():
+            print(f"<{job}", file=out, end="")
+            print(f"{job}>", file=out, end="")  # BUG unlocked: another job's half between
+
+    _run(functools.partial(record, 0), functools.partial(record, 1))
+    assert out.getvalue() in ("<00><11>", "<11><00>"), f"interleaved: {out.getvalue()}"
+
+
+def report_racy(reactor: Any) -> None:
+    _print_report(locked=False)
+
+
+def report_locked(reactor: Any) -> None:
+    _print_report(locked=True)
+
+
 BUGGY = {
     "counter": counter_racy,
     "bank": bank_inverted,
@@ -1087,6 +1110,7 @@ BUGGY = {
     "due": due_racy,
     "registry": registry_racy,
     "dedup": dedup_racy,
+    "report": report_racy,
 }
 FIXED = {
     "counter": counter_locked,
@@ -1120,4 +1144,5 @@ FIXED = {
     "due": due_locked,
     "registry": registry_locked,
     "dedup": dedup_locked,
+    "report": report_locked,
 }

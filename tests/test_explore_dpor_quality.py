@@ -73,6 +73,7 @@ PROVED_WITHIN = {
     "dpor_programs:due": 40,
     "dpor_programs:registry": 50,
     "dpor_programs:dedup": 20,
+    "dpor_programs:report": 20,
 }
 FOUND_AS = {
     "races:abba_deadlock": "deadlock",
@@ -111,6 +112,7 @@ FOUND_AS = {
     "dpor_programs:due": "exception",
     "dpor_programs:registry": "exception",
     "dpor_programs:dedup": "exception",
+    "dpor_programs:report": "exception",
 }
 
 

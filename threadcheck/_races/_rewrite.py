@@ -579,6 +579,8 @@ class _Rewriter(ast.NodeTransformer):
         handed_late = _handed_before_something(node) if changing else []
         node.args = [self.visit(a) for a in node.args]
         node.keywords = [self.visit(k) for k in node.keywords]
+        if isinstance(func, ast.Name) and func.id == "print":
+            self._printed_to(node)
         if isinstance(func, ast.Name) and func.id in _LOOKING:
             node.args = [
                 a if isinstance(a, ast.Starred) else self._looked_into(a, node) for a in node.args
@@ -601,6 +603,15 @@ class _Rewriter(ast.NodeTransformer):
         if isinstance(func, ast.Attribute) and func.attr in MUTATORS and late:
             self._through_last(node, "cml", site)
         return node
+
+    def _printed_to(self, call: ast.Call) -> None:
+        """``print(..., file=out)`` writes ``out``, as ``out.write(...)`` does: a
+        library's object (a shared ``io.StringIO``) is written as a whole, at a
+        point (two jobs' halves of a line interleave)."""
+        for keyword in call.keywords:
+            if keyword.arg == "file":
+                text = f"{_text(keyword.value)}.write()"
+                keyword.value = self._call("cr", keyword.value, self._site(call, "method", text))
 
     def _through_last(self, call: ast.Call, helper_name: str, *args: ast.expr) -> None:
         """The last of ``call``'s arguments to be evaluated hands its value through
