@@ -142,6 +142,10 @@ def test_one_mistake_is_one_violation(
         ("self.task.cancel()", "loop.call_soon_threadsafe(self.task.cancel)"),
         ("jobs.put_nowait(item)", "loop.call_soon_threadsafe(jobs.put_nowait, item)"),
         ("waiter.set_exception(error)", "loop.call_soon_threadsafe(waiter.set_exception, error)"),
+        (  # a lambda's closing parenthesis was taken into the arguments
+            "cfut.add_done_callback(lambda f: afut.set_result(f.result()))  # BUG",
+            "loop.call_soon_threadsafe(afut.set_result, f.result())",
+        ),
     ],
 )
 def test_a_call_soon_fix_hands_over_the_call_the_worker_made(

@@ -96,7 +96,7 @@ def object_api_fix(api: str, offending: str = "") -> str | None:
 # ``fut.set_result(value)``, ``done.set()``, ``task.cancel()``, ``q.put_nowait(x)``.
 _HANDED_OVER = re.compile(
     r"(?P<obj>[\w.\[\]]+)\.(?P<method>set_result|set_exception|cancel|set|put_nowait"
-    r"|call_soon)\((?P<args>.*)\)\s*(#.*)?$"
+    r"|call_soon)\("
 )
 
 
@@ -108,7 +108,7 @@ def _loop_fix(method: str, offending: str) -> str:
         )
     if method != "call_soon":
         return f"do it in the loop's thread: loop.call_soon_threadsafe(loop.{method}, ...)"
-    handed = _HANDED_OVER.search(offending)
+    handed = _called(_HANDED_OVER, offending)
     if handed is None:
         return (
             "hand it to the loop's thread: loop.call_soon_threadsafe(f, ...); asyncio's "
@@ -122,19 +122,38 @@ def _loop_fix(method: str, offending: str) -> str:
 
 
 # A worker's call on an asyncio transport or stream: ``writer.write(data)``.
-_ON_A_STREAM = re.compile(r"(?P<obj>[\w.\[\]]+)\.(?P<method>\w+)\((?P<args>.*)\)\s*(#.*)?$")
+_ON_A_STREAM = re.compile(r"(?P<obj>[\w.\[\]]+)\.(?P<method>\w+)\(")
 
 
 def _asyncio_transport_fix(method: str, offending: str) -> str:
     """The loop's hand-over of the call the worker made (a StreamWriter's
     ``write`` reaches its transport's), else of the transport's method."""
-    called = _ON_A_STREAM.search(offending)
-    if called is None or called["method"] != method:
+    called = _called(_ON_A_STREAM, offending, method)
+    if called is None:
         return f"hand it to the loop's thread: loop.call_soon_threadsafe(transport.{method}, ...)"
     return _handed_to_the_loop(called)
 
 
-def _handed_to_the_loop(called: re.Match[str]) -> str:
+def _called(
+    pattern: re.Pattern[str], line: str, method: str | None = None
+) -> dict[str, str] | None:
+    """The first call on ``line`` that ``pattern`` (up to its opening parenthesis)
+    finds, of ``method`` if given: its ``obj``, ``method`` and ``args``, up to
+    the parenthesis that closes it (``afut.set_result(f.result())`` inside a
+    lambda's call keeps its own)."""
+    for found in pattern.finditer(line):
+        if method is not None and found["method"] != method:
+            continue
+        depth = 1
+        for end in range(found.end(), len(line)):
+            depth += {"(": 1, ")": -1}.get(line[end], 0)
+            if depth == 0:
+                args = line[found.end() : end]
+                return {"obj": found["obj"], "method": found["method"], "args": args}
+    return None
+
+
+def _handed_to_the_loop(called: dict[str, str]) -> str:
     """The worker's call (``obj.method(args)`` on its line), handed to the loop's thread."""
     args = called["args"].strip()
     call = f"{called['obj']}.{called['method']}" + (f", {args}" if args else "")
