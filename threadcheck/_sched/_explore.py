@@ -110,7 +110,9 @@ def explore(
     either may raise KeyboardInterrupt (Ctrl-C while shrinking keeps the failure).
     """
     chosen = checked_strategy(strategy, seed, settings.granularity, shard.count)
-    if getattr(chosen, "rewrites_code", False):
+    if getattr(chosen, "rewrites_code", False) or settings.granularity == DEFAULT_GRANULARITY:
+        # Every strategy's points at 'access' are the same: the rewritten code's
+        # (a library object's method call, `f.write()`, is one only there).
         settings = replace(settings, footprints=True)
     proving = False  # set once the strategy says its search is over (dpor's)
     env = environment(settings)
