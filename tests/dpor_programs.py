@@ -55,6 +55,10 @@ point and touched nothing when called: a registry whose hot path keeps
 twice), and messages de-duplicated with ``functools.partial(set.add, seen)``
 (handled twice). And a report two jobs print to, each line in two halves,
 into one ``io.StringIO`` (``print(..., file=out)`` wrote nothing it was given).
+And ids drawn in pairs with ``next()`` from one ``itertools.count`` (the call
+advanced it unseen), checked by a comprehension (a comprehension's code
+touched everything to the search, as code not rewritten: 4,725 schedules to
+prove a twin of a whole program).
 
 And, "proved" until each step of a loop over a container read it (only the
 loop's start did): a publisher walking its subscribers while one is removed
@@ -72,6 +76,7 @@ import contextlib
 import functools
 import heapq
 import io
+import itertools
 import queue
 import sqlite3
 import threading
@@ -1078,6 +1083,29 @@ def report_locked(reactor: Any) -> None:
     _print_report(locked=True)
 
 
+def _allocate_pairs(locked: bool) -> None:
+    ids = itertools.count(1)  # the service's id allocator
+    lock = threading.Lock()
+    pairs: list[tuple[int, int]] = []
+
+    def allocate() -> None:
+        with lock if locked else contextlib.nullcontext():
+            first = next(ids)
+            second = next(ids)  # BUG unlocked: another thread draws between
+        pairs.append((first, second))
+
+    _run(allocate, allocate)
+    assert all(second == first + 1 for first, second in pairs), f"not in pairs: {pairs}"
+
+
+def pairs_racy(reactor: Any) -> None:
+    _allocate_pairs(locked=False)
+
+
+def pairs_locked(reactor: Any) -> None:
+    _allocate_pairs(locked=True)
+
+
 BUGGY = {
     "counter": counter_racy,
     "bank": bank_inverted,
@@ -1111,6 +1139,7 @@ BUGGY = {
     "registry": registry_racy,
     "dedup": dedup_racy,
     "report": report_racy,
+    "pairs": pairs_racy,
 }
 FIXED = {
     "counter": counter_locked,
@@ -1145,4 +1174,5 @@ FIXED = {
     "registry": registry_locked,
     "dedup": dedup_locked,
     "report": report_locked,
+    "pairs": pairs_locked,
 }

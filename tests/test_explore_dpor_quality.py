@@ -74,6 +74,7 @@ PROVED_WITHIN = {
     "dpor_programs:registry": 50,
     "dpor_programs:dedup": 20,
     "dpor_programs:report": 20,
+    "dpor_programs:pairs": 50,
 }
 FOUND_AS = {
     "races:abba_deadlock": "deadlock",
@@ -113,6 +114,7 @@ FOUND_AS = {
     "dpor_programs:registry": "exception",
     "dpor_programs:dedup": "exception",
     "dpor_programs:report": "exception",
+    "dpor_programs:pairs": "exception",
 }
 
 

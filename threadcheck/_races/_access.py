@@ -629,7 +629,7 @@ _TRANSPARENT = frozenset(
     {
         "builtins", "threading", "thread", "queue", "concurrent", "threadcheck",
         "re", "datetime", "decimal", "fractions", "pathlib", "uuid", "ipaddress", "enum",
-        "struct", "string", "json", "operator", "functools", "itertools", "types", "typing",
+        "struct", "string", "json", "operator", "functools", "types", "typing",
         "dataclasses", "abc", "numbers", "math",
     }
 )  # fmt: skip

@@ -278,11 +278,23 @@ _rewritten: dict[CodeType, bool] = {}
 
 
 def is_rewritten(code: CodeType) -> bool:
-    """Whether ``code`` calls the access helpers (was rewritten, and accesses something)."""
+    """Whether ``code`` was rewritten: made by :func:`~threadcheck._races._rewrite.
+    compile_user` (see :func:`compiled`), or calls the access helpers (a
+    function's code swapped in place)."""
     rewritten = _rewritten.get(code)
     if rewritten is None:
         rewritten = _rewritten[code] = any(n.startswith("__tc_") for n in code.co_names)
     return rewritten
+
+
+def compiled(code: CodeType) -> None:
+    """``code`` and every code in it were rewritten, those that access nothing
+    included (a comprehension over its own locals: its loop's steps are points,
+    which would otherwise count as touching everything)."""
+    _rewritten[code] = True
+    for constant in code.co_consts:
+        if isinstance(constant, CodeType):
+            compiled(constant)
 
 
 def at_point(ident: int, detail: str, code: CodeType | None) -> list[tuple[Hashable, bool]]:

@@ -22,7 +22,16 @@ from threadcheck._races._rewrite import compile_user
 
 class RewritingLoader(importlib.machinery.SourceFileLoader):
     def get_code(self, fullname: str) -> CodeType:
-        return compile_user(self.get_data(self.path), self.path)
+        source = self.get_data(self.path)
+        known = _modules.get(self.path)
+        if known is None or known[0] != source:
+            known = _modules[self.path] = (source, compile_user(source, self.path))
+        return known[1]
+
+
+_modules: dict[str, tuple[bytes, CodeType]] = {}
+"""Each module's source and its rewritten code: compiled once, not at each import
+(an exploration of a whole program imports its modules afresh each schedule)."""
 
 
 class RewritingFinder(importlib.abc.MetaPathFinder):

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from types import CodeType
 from typing import Any
 
+from threadcheck._races import _footprint
 from threadcheck._races._shadow import Site, add_site
 
 MUTATORS = frozenset(
@@ -114,7 +115,9 @@ def compile_user(
     tree = ast.parse(source, filename)
     first(tree)
     rewrite(tree, filename)
-    return compile(tree, filename, "exec", dont_inherit=True)
+    code = compile(tree, filename, "exec", dont_inherit=True)
+    _footprint.compiled(code)
+    return code
 
 
 def rewrite(tree: ast.Module, filename: str) -> None:
@@ -581,6 +584,10 @@ class _Rewriter(ast.NodeTransformer):
         node.keywords = [self.visit(k) for k in node.keywords]
         if isinstance(func, ast.Name) and func.id == "print":
             self._printed_to(node)
+        elif isinstance(func, ast.Name) and func.id == "next" and node.args:
+            # A library's iterator (`itertools.count()`) advances: its own `__next__`.
+            text = f"{_text(node.args[0])}.__next__()"
+            node.args[0] = self._call("cr", node.args[0], self._site(node, "method", text))
         if isinstance(func, ast.Name) and func.id in _LOOKING:
             node.args = [
                 a if isinstance(a, ast.Starred) else self._looked_into(a, node) for a in node.args
