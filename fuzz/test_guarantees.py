@@ -87,6 +87,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import os
 import sys
 import threading
 import time
@@ -708,7 +709,8 @@ def test_the_findings_replay_from_their_tokens(
 ) -> None:
     """The tokens quoted in the module docstring still replay their findings.
     (A token pins the scheduling points, line numbers included: after an edit
-    above, ``python fuzz/test_guarantees.py`` prints fresh ones.)"""
+    above, ``THREADCHECK_FRESH_TOKENS=1 pytest -n0 fuzz -k fresh_tokens -s`` prints
+    fresh ones: recorded as this module runs here, its asserts rewritten by pytest.)"""
     recorded = _token.decode(globals()[token])["python"]
     running = ".".join(map(str, sys.version_info[:3]))
     if recorded != running:  # other bytecode, other scheduling points
@@ -720,28 +722,26 @@ def test_the_findings_replay_from_their_tokens(
 
 # Replay tokens of the two strict xfails' shrunk examples (see the module docstring).
 DIRECT_STOP_TOKEN = (
-    "tc1.eNo9j9tqwzAMht_F15lJ1nYdYQx2sacYwwhLjc0cOUjO2jL27lNa2J30of-gH4cUs-bK6saPz85h"
-    "nkibG92ejvvDDp9d506QyypkcOUEjIXwgUSqjG-qJM3U79tqp5MArwUkt6udQ4ykajiBJiVCY3aAdTaW"
-    "OZYV6R6bGenixr5zM1wCUgHTD972pWZuVu5g47Wlyuax88Pgj-YhYAFuPEFRso3OFtyI_8k901y0CTSa"
-    "tlJLATZpA5loezSEGTKHMGIWii1oq4t_KTWaxavXSGzv1E2RhABjovhlst5bvY2es7bbZ49Pfuhv7Nu6"
-    "__4Bi_hxRQ"
+    "tc1.eNolkNFuwjAMRf8lzyyjVCqimibxsK-YJuQmpo0Wksp2B2jav-8W3uJj3-vr_LrIIWmqRV3_-bVx"
+    "MY2s5np3bmO367rBbRwXkzrfASMPfGj3A3ft8LpD60wpL8JoLWWiEjPHFxap0h9VWQzGH2uJ0VGoLJkk"
+    "2epEIbAq8EQ6KXMEw0CsF7BUQl4iPxOlEvnm-u3GXeh2ipwJ-sajnmsqhtwHPO821QKP1jeN38NDCAtc"
+    "f6asjIqvWGyMEZMF4LkSJmpCxuOaac5UoDSSkdcvMPzEaVwIuYxZ-5iEg53U6uzfcg2wfvcauOCougon"
+    "YYph4vAN9dYj5EqvSe1x367zzfbBfnDB3z-P2Xx7"
 )
 LOOPING_CALL_TOKEN = (
-    "tc1.eNo9j91qwzAMhd_F18EkW-nAjN1tLxGCEbaamDl2sJw1ZfTde9zB7qQPnR_9Ks8uSMhJlBnHvhum"
-    "qVM-zCxVGeV7d_Inx6pTFwpxLwzIh-OtQmK-QpH6WUouOJgLpT1SCfWGI3KORYAXkkWYPRgOfF7BQnJx"
-    "9_Aap7Z4PpTpO7XSYT1Hgn7Q2LccUkWvc5tvdckJJq96GPQbTAohQZkLRWFsfEVy5fRP_kIhlVqo8txa"
-    "bZESpJXKzO0_a1cKyVoTc95Cmq2jGEW_x4xBPrQ4TvgoN81SmLxb2H1D2Gs0bPQapD6feznroX-yH9S_"
-    "PwANn3AZ"
+    "tc1.eNolUNFugzAM_Jc8owxYCxWa9rb9BKqQlbgQLU1QbNZW0_59R_dmn33nO_8Yzy5IyEnMMI511Z7P"
+    "lfFhZlEzGO_46PrDxVSGk5a8PgB2dDq1h1PL3HUvLUYXCnErjBHfHa8KteEzFNGPUnLBwlwobZFK0J1P"
+    "zrEI4IVkEWYPDAs-X4GF5OLmoTWe98bz3Qx1Za50nzxHAr-x6NccksLysUf90CUniLzaprE9RArhghku"
+    "FIXR8Q2XlbGiZQPwfxMqooWU593UGimBqVRm3pMrHjDNG8GYMssQc15DmidHMYp9ixmFvFtxnJAr79Sl"
+    "MHm3sPsCv7bwuaO3IPqM2Ha2qZ_YN0L8_gHwqXp5"
 )
 
 
-def _print_fresh_tokens() -> None:
+@pytest.mark.skipif(
+    not os.environ.get("THREADCHECK_FRESH_TOKENS"), reason="prints fresh tokens on demand"
+)
+def test_fresh_tokens() -> None:
     for name, scenario in FINDINGS.items():
-        try:
+        with pytest.raises(ExplorationFailedError) as failed:
             threadcheck.run(scenario(), schedule=Schedule())
-        except ExplorationFailedError as failed:
-            print(f"{name} = {failed.result.token!r}")
-
-
-if __name__ == "__main__":
-    _print_fresh_tokens()
+        print(f"{name} = {failed.value.result.token!r}")

@@ -224,8 +224,10 @@ class PollerService(service.Service):
         self.thread.start()
 
     def poll(self):
+        polls = 0
         while not self.stopping.is_set():
-            value = len(self.seen)
+            polls += 1  # its own count (its len(self.seen) would read the reactor's list)
+            value = polls
             time.sleep(0.02)  # an HTTP poll
             {record}
 

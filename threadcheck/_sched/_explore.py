@@ -16,7 +16,7 @@ import itertools
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from threadcheck import _arguments
@@ -31,6 +31,7 @@ from threadcheck._sched._runner import (
     Target,
     environment,
     make_token,
+    rewritten_at_access,
     run_plan,
 )
 from threadcheck._sched._shrink import shrink_failure
@@ -110,10 +111,7 @@ def explore(
     either may raise KeyboardInterrupt (Ctrl-C while shrinking keeps the failure).
     """
     chosen = checked_strategy(strategy, seed, settings.granularity, shard.count)
-    if getattr(chosen, "rewrites_code", False) or settings.granularity == DEFAULT_GRANULARITY:
-        # Every strategy's points at 'access' are the same: the rewritten code's
-        # (a library object's method call, `f.write()`, is one only there).
-        settings = replace(settings, footprints=True)
+    settings = rewritten_at_access(settings)
     proving = False  # set once the strategy says its search is over (dpor's)
     env = environment(settings)
     started = time.monotonic()

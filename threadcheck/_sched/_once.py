@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from threadcheck import _arguments
 from threadcheck._sched._core import Strategy
 from threadcheck._sched._report import ExploreResult
-from threadcheck._sched._runner import Explorer, Settings, Target, environment, make_token
+from threadcheck._sched._runner import (
+    Explorer,
+    Settings,
+    Target,
+    environment,
+    make_token,
+    rewritten_at_access,
+)
 from threadcheck._sched._seed import next_seed
 from threadcheck._sched._token import python_replay
 from threadcheck._sched.strategies import Plan, RandomWalk
@@ -68,6 +75,7 @@ def run_once(
         seed = 0
         strategy, name = Plan(schedule.preemptions), "plan"
     started = time.monotonic()
+    settings = rewritten_at_access(settings)
     env = environment(settings)
     with Explorer(target, settings, collect_first=False, random_seed=seed) as explorer:
         explorer.warm_up()

@@ -101,6 +101,15 @@ class Settings:
             raise ValueError(f"max_delay must be 0 or more seconds, not {delay!r}")
 
 
+def rewritten_at_access(settings: Settings) -> Settings:
+    """``settings`` for a new run: at granularity 'access' user code runs rewritten,
+    whatever the strategy (a library object's method call, ``f.write()``, is a
+    point only there), so that points, and tokens, are the same everywhere."""
+    if settings.granularity != DEFAULT_GRANULARITY:
+        return settings
+    return replace(settings, footprints=True)
+
+
 class Target(Protocol):
     """What a schedule runs, in controlled thread T0."""
 
