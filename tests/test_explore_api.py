@@ -443,3 +443,20 @@ def test_ctrl_c_while_a_first_failure_is_checked_again_stops_the_check() -> None
     result = explore(target, budget=Budget(100), shrink_progress=_interrupt)
     assert result.found and result.shrink_interrupted
     assert result.schedules == 1 and not result.every_schedule
+
+
+def test_each_schedule_of_a_program_starts_with_the_environment_it_had(tmp_path: Any) -> None:
+    # A program that marks its start in os.environ (for the children it spawns)
+    # found its own mark from the schedule before: "started twice" on every one.
+    from threadcheck._sched._explore import Budget, explore
+    from threadcheck._sched._targets import ProgramTarget
+
+    program = tmp_path / "service.py"
+    program.write_text(
+        "import os\n"
+        "assert 'SERVICE_BOOTED' not in os.environ, 'started twice in one process'\n"
+        "os.environ['SERVICE_BOOTED'] = '1'\n"
+    )
+    result = explore(ProgramTarget(None, [str(program)]), budget=Budget(5), strategy="random")
+    assert not result.found, result.report()
+    assert "SERVICE_BOOTED" not in os.environ

@@ -137,7 +137,7 @@ class ProgramTarget:
 
     Each schedule runs it from scratch with the scheduled reactor as Twisted's
     global one: fresh module globals, its own ``sys.argv``, the working
-    directory it started in, and afterwards the
+    directory and the environment variables it started with, and afterwards the
     user modules it imported are forgotten, so that no module-level state
     carries over to the next schedule. The program's ``reactor.run()`` runs the
     scheduled reactor, without signal handlers (Ctrl-C is the exploration's).
@@ -163,12 +163,16 @@ class ProgramTarget:
         modules_before = set(sys.modules)
         argv_before = sys.argv
         cwd_before = os.getcwd()
+        environ_before = dict(os.environ)
         try:
             with _global_reactor(reactor), _installers_kept(reactor):
                 return self._outcome(reactor)
         finally:
             sys.argv = argv_before
             os.chdir(cwd_before)  # the next schedule starts where this one did
+            if os.environ != environ_before:  # and with the environment it did
+                os.environ.clear()
+                os.environ.update(environ_before)
             self.unrewritten = _forget_user_modules(modules_before)
 
     def _outcome(self, reactor: Any) -> Failure | None:
