@@ -460,3 +460,21 @@ def test_each_schedule_of_a_program_starts_with_the_environment_it_had(tmp_path:
     result = explore(ProgramTarget(None, [str(program)]), budget=Budget(5), strategy="random")
     assert not result.found, result.report()
     assert "SERVICE_BOOTED" not in os.environ
+
+
+def test_an_executors_thread_names_read_the_same_in_a_replay() -> None:
+    # The message named ThreadPoolExecutor-58_0 exploring, -1_0 replaying: the
+    # executor numbers itself with a class-wide counter.
+    from concurrent.futures import ThreadPoolExecutor
+
+    def scenario(reactor: Any) -> None:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            name = pool.submit(lambda: threading.current_thread().name).result()
+        raise AssertionError(f"ran in {name}")
+
+    ThreadPoolExecutor().shutdown()  # the counter moves on outside explorations
+    result = threadcheck.explore(scenario, budget=5)
+    assert result.failure is not None and result.token is not None
+    assert result.failure.message == "AssertionError: ran in ThreadPoolExecutor-0_0"
+    again = threadcheck.replay(scenario, result.token)
+    assert again.failure is not None and again.failure.message == result.failure.message

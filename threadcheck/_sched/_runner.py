@@ -21,6 +21,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -151,6 +152,7 @@ class Explorer:
         self._nonce = os.urandom(6).hex()
         """Of this exploration: another's schedules draw other bytes."""
         self._thread_counter: Any = None
+        self._executor_counter: Any = None
         self._reactor_class: type[ScheduledMixin] | None = None
         self._affinity: set[int] | None = None
         self.logging = LoggingRegistry()
@@ -180,6 +182,7 @@ class Explorer:
             gc.collect(1)
         gc.freeze()
         self._thread_counter = getattr(threading, "_counter", None)
+        self._executor_counter = ThreadPoolExecutor._counter  # type: ignore[attr-defined]
         self._random_state = random.getstate()
         self._showwarning = warnings.showwarning
         warnings.showwarning = _shown_once(warnings.showwarning)
@@ -230,6 +233,8 @@ class Explorer:
                 os.sched_setaffinity(0, self._affinity)
         if self._thread_counter is not None:
             threading._counter = self._thread_counter  # type: ignore[attr-defined]
+        if self._executor_counter is not None:
+            ThreadPoolExecutor._counter = self._executor_counter  # type: ignore[attr-defined]
         random.setstate(self._random_state)  # type: ignore[arg-type]
         warnings.showwarning = self._showwarning
         gc.unfreeze()
@@ -279,6 +284,9 @@ class Explorer:
         gc.collect(2 if self._schedules % FULL_COLLECTION_EVERY == 0 else 1)
         gc.disable()
         threading._counter = itertools.count(1).__next__  # type: ignore[attr-defined]
+        # An executor's default thread names too (ThreadPoolExecutor-0_0): a failure
+        # message that names them reads the same in the exploration and its replay.
+        ThreadPoolExecutor._counter = itertools.count().__next__  # type: ignore[attr-defined]
         reseed_randomness(self.random_seed, entropy)
         _access.forget_types()
         self.patches.restart()
