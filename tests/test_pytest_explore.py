@@ -269,6 +269,58 @@ def test_failed(threadcheck_reactor):
     )
 
 
+def test_a_fixture_built_on_the_reactor_reaches_each_schedules(
+    pytester: pytest.Pytester,
+) -> None:
+    # The fixture got None: "'NoneType' object has no attribute 'callLater'", a
+    # failure on every schedule, with a token.
+    pytester.makepyfile(
+        test_service="""
+import pytest
+from twisted.internet import defer
+
+
+class Service:
+    def __init__(self, reactor):
+        self.reactor = reactor
+
+    def later(self, value):
+        return _later(self.reactor, value)
+
+
+def _later(reactor, value):
+    d = defer.Deferred()
+    reactor.callLater(0, d.callback, value)
+    return d
+
+
+@pytest.fixture
+def service(threadcheck_reactor):
+    return Service(threadcheck_reactor)
+
+
+@pytest.fixture
+def early(threadcheck_reactor):
+    return threadcheck_reactor.seconds()
+
+
+@pytest.mark.threadcheck_explore(budget=20)
+def test_service(service, threadcheck_reactor):
+    return service.later(3).addCallback(lambda value: value == 3 or pytest.fail("lost"))
+
+
+@pytest.mark.threadcheck_explore(budget=20)
+def test_early(early, threadcheck_reactor):
+    pass
+"""
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*RuntimeError: threadcheck_reactor.seconds: a fixture's reactor is each schedule's*"]
+    )
+
+
 def test_the_replay_command_reproduces_the_failure(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_race=RACE)
     token = token_of(run(pytester, "-k", "lost_update"))

@@ -582,7 +582,11 @@ def threadcheck_reactor(request: pytest.FixtureRequest, _threadcheck_shard: Any)
             "@pytest.mark.threadcheck_explore(budget=...)",
             pytrace=False,
         )
-    return None  # each schedule passes its own reactor (pytest_pyfuncitem)
+    from threadcheck._testexplore import ScheduleReactor
+
+    # The test gets each schedule's own reactor; a fixture built on this one
+    # (a service made with it) reaches the running schedule's through it.
+    return ScheduleReactor()
 
 
 @pytest.hookimpl(tryfirst=True)

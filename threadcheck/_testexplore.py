@@ -354,8 +354,11 @@ def _scenario(item: pytest.Function) -> Any:
 
     function = item.obj
     arguments = {name: item.funcargs[name] for name in item._fixtureinfo.argnames}
+    shared = item.funcargs.get("threadcheck_reactor")
 
     def scenario(reactor: Any) -> Any:
+        if isinstance(shared, ScheduleReactor):
+            shared.running = reactor
         result = function(**{**arguments, "threadcheck_reactor": reactor})
         if inspect.iscoroutine(result):
             return Deferred.fromCoroutine(result)
@@ -368,6 +371,26 @@ def _scenario(item: pytest.Function) -> Any:
     # other fixtures (tmp_path, caplog) would read as a scenario taking no reactor.
     scenario.__signature__ = _SCENARIO_SIGNATURE  # type: ignore[attr-defined]
     return scenario
+
+
+class ScheduleReactor:
+    """What fixtures that take ``threadcheck_reactor`` get: set up once for the
+    whole exploration, they reach the running schedule's reactor through it
+    (``Service(threadcheck_reactor)``, then ``self.reactor.callLater``)."""
+
+    running: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self.running is None:
+            raise RuntimeError(
+                f"threadcheck_reactor.{name}: a fixture's reactor is each schedule's, "
+                "there only while the test runs: use it from the test, not while "
+                "the fixture is set up"
+            )
+        return getattr(self.running, name)
+
+    def __repr__(self) -> str:
+        return f"<the running schedule's reactor: {self.running!r}>"
 
 
 _SCENARIO_SIGNATURE = inspect.Signature(
