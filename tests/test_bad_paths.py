@@ -350,3 +350,12 @@ def test_ctrl_c_of_a_twisted_program_under_run_exits_130_with_the_report(
     assert "Traceback" not in result.stderr
     assert "threadcheck: 1 thread-affinity violation (1 distinct)" in result.stderr
     assert "offending call: server.py:6 in worker" in result.stderr
+
+
+def test_explore_runs_a_folders_main_as_python_does(tmp_path: Path) -> None:
+    # It ran the folder as a file: IsADirectoryError on every schedule, a token.
+    (tmp_path / "app").mkdir()
+    write(tmp_path / "app" / "__main__.py", PROGRAM)
+    result = threadcheck(tmp_path, "explore", "--budget", "5", "app")
+    assert result.returncode == 0, result.stderr
+    assert "IsADirectoryError" not in result.stderr

@@ -190,7 +190,9 @@ class ProgramTarget:
         if self.script is not None:
             sys.argv = [self.script, *self.argv[1:]]
             if _race_detector.rewriting():
-                _race_hook.run_script(self.script)  # rewritten, as its imports are
+                # A folder runs its __main__.py, as python runs it.
+                main = os.path.join(self.script, "__main__.py")
+                _race_hook.run_script(main if os.path.isdir(self.script) else self.script)
             else:
                 runpy.run_path(self.script, run_name="__main__")
             return
