@@ -49,6 +49,10 @@ def test_a_lambdas_replay_command_is_python() -> None:
     with pytest.raises(ExplorationFailedError) as raised:
         threadcheck.explore(lambda reactor: scenario(reactor)).assert_clean()
     assert "replay: threadcheck.replay(scenario, 'tc1." in str(raised.value)
+    # Which scenario: the user's own may be another function of that name.
+    line = str(raised.value).rstrip().splitlines()[-1]
+    said = "# scenario: the lambda at test_explore_api.py:50, with this run's values"
+    assert line.endswith(said)
 
 
 def test_the_replay_line_pasted_into_a_test_fails_it() -> None:

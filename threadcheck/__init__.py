@@ -8,6 +8,7 @@ before pytest starts (``threadcheck run -m pytest``).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Collection, Hashable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -171,10 +172,19 @@ def explore(
 
 
 def _called(scenario: Callable[..., Any]) -> str:
-    """The scenario as its replay command names it: a lambda or a partial has
-    no name to call it by (``threadcheck.replay(<lambda>, ...)`` is no Python)."""
+    """The scenario as its replay command names it. A lambda or a partial has no
+    name to call it by (``threadcheck.replay(<lambda>, ...)`` is no Python), and
+    may hold this run's values (a Hypothesis example's): it is called
+    ``scenario``, and a comment says which it is (the user's own ``scenario``
+    may be another function, taking other arguments)."""
     name = getattr(scenario, "__name__", "")
-    return name if name.isidentifier() else "scenario"
+    if name.isidentifier():
+        return name
+    code = getattr(scenario, "__code__", None)
+    what = "the callable given"
+    if code is not None:
+        what = f"the lambda at {os.path.basename(code.co_filename)}:{code.co_firstlineno}"
+    return f"scenario  # scenario: {what}, with this run's values"
 
 
 def replay(scenario: Callable[[Any], Any], token: str) -> ExploreResult:

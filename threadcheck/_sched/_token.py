@@ -130,4 +130,6 @@ def digest(points: Iterable[tuple[int, str, str, int]]) -> str:
 def python_replay(scenario: str, token: str) -> str:
     """The line that replays ``token`` from Python: pasted into a test, it fails
     as the schedule did (``replay`` alone returns the result, and the test passed)."""
-    return f"threadcheck.replay({scenario}, {token!r}).assert_clean()"
+    name, _, note = scenario.partition("  # ")  # a scenario's comment comes last
+    line = f"threadcheck.replay({name}, {token!r}).assert_clean()"
+    return f"{line}  # {note}" if note else line
