@@ -289,6 +289,7 @@ def test_time_bounds_the_exploration() -> None:
         (["--budget", "5", "--time", "1"], "argument --time: not allowed with argument --budget"),
         (["--strategy", "dfs"], "--strategy: unknown strategy 'dfs': use portfolio, random"),
         (["--strategy", "bounded:200000000"], "--strategy: unknown strategy 'bounded:200000000'"),
+        (["--strategy", "pct:"], "--strategy: unknown strategy 'pct:'"),
         (
             ["--strategy", "dpor", "--granularity", "line"],
             "--strategy: the dpor strategy reasons on accesses: it needs granularity 'access'",

@@ -482,3 +482,10 @@ def test_an_executors_thread_names_read_the_same_in_a_replay() -> None:
     assert result.failure.message == "AssertionError: ran in ThreadPoolExecutor-0_0"
     again = threadcheck.replay(scenario, result.token)
     assert again.failure is not None and again.failure.message == result.failure.message
+
+
+@pytest.mark.parametrize("call", [threadcheck.explore, threadcheck.run])
+def test_a_scenario_that_is_no_function_is_a_type_error(call: Any) -> None:
+    # It was the program's failure on every schedule, "at _targets.py:128".
+    with pytest.raises(TypeError, match="scenario=42: give a function taking the reactor"):
+        call(42)

@@ -761,10 +761,15 @@ def test_bad_marker_arguments_fail_their_test_in_one_line(pytester: pytest.Pytes
         @pytest.mark.threadcheck_explore(budget=3, include=["json"])
         def test_include_json(threadcheck_reactor):
             pass
+
+
+        @pytest.mark.threadcheck_explore(races="yes")
+        def test_races_word(threadcheck_reactor):
+            pass
         """
     )
     result = run(pytester)
-    result.assert_outcomes(failed=11, passed=1)
+    result.assert_outcomes(failed=12, passed=1)
     result.stdout.fnmatch_lines(
         [
             "test_bad.py::test_strategy: threadcheck_explore strategy='bogus': unknown strategy*",
@@ -780,6 +785,7 @@ def test_bad_marker_arguments_fail_their_test_in_one_line(pytester: pytest.Pytes
             "test_bad.py::test_include_string: threadcheck_explore include='json': give a list*",
             "test_bad.py::test_include_missing: threadcheck_explore no such file, folder or "
             "module: no_such_lib",
+            "test_bad.py::test_races_word: threadcheck_explore races='yes': give True or False",
         ],
         consecutive=False,
     )

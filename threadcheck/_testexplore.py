@@ -177,6 +177,10 @@ def _anything(value: Any) -> str | None:
     return None
 
 
+def _boolean(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "give True or False"
+
+
 _CHECKS = {
     "budget": _arguments.count,
     "runs": _arguments.count,
@@ -188,9 +192,10 @@ _CHECKS = {
     "forbidden": _arguments.outcomes,
     "yield_probability": _arguments.probability,
     "include": _arguments.names,
+    "races": _boolean,
 }
-"""Each marker argument's check: None, or what is wrong (max_delay and races
-are checked by :class:`Settings`)."""
+"""Each marker argument's check: None, or what is wrong (max_delay is checked
+by :class:`Settings`)."""
 
 
 def _explore_settings(item: pytest.Item, settings: dict[str, Any]) -> Settings:

@@ -41,6 +41,8 @@ class ScenarioTarget:
     """
 
     def __init__(self, scenario: Callable[[Any], Any]) -> None:
+        if not callable(scenario):  # the caller's mistake, not a schedule's failure
+            raise TypeError(f"scenario={scenario!r}: give a function taking the reactor")
         self.scenario = scenario
         self._call = _with_reactor(scenario)  # once: reading a signature costs ~50 us
         module = getattr(scenario, "__module__", None) or "?"

@@ -30,8 +30,10 @@ def parse(spec: str | None, seed: int, *, prove: bool = True) -> Strategy:
     """The strategy ``spec`` names; ValueError with the valid spellings otherwise.
     ``prove=False``: the portfolio leaves out its DPOR phase (sharded, each
     shard would repeat it; at a granularity other than access it cannot run)."""
-    name, _, argument = (spec or DEFAULT).partition(":")
+    name, colon, argument = (spec or DEFAULT).partition(":")
     try:
+        if colon and not argument:  # `pct:`: a bound left out, not the default one
+            raise ValueError(spec)
         if name == "portfolio" and not argument:
             return Portfolio(seed, prove=prove)
         if name == "random" and not argument:
