@@ -489,3 +489,16 @@ def test_a_scenario_that_is_no_function_is_a_type_error(call: Any) -> None:
     # It was the program's failure on every schedule, "at _targets.py:128".
     with pytest.raises(TypeError, match="scenario=42: give a function taking the reactor"):
         call(42)
+
+
+def test_a_program_that_forks_is_refused_in_one_line(tmp_path: Any) -> None:
+    # Each copy of the explorer went on after the fork: internal errors, and the
+    # parent's end of the program "proved".
+    from threadcheck._sched._core import TargetError
+    from threadcheck._sched._explore import Budget, explore
+    from threadcheck._sched._targets import ProgramTarget
+
+    program = tmp_path / "daemon.py"
+    program.write_text("import os\nif os.fork() == 0:\n    os._exit(0)  # the child\n")
+    with pytest.raises(TargetError, match=r"^the program forks \(os.fork\(\)\)"):
+        explore(ProgramTarget(None, [str(program)]), budget=Budget(5))

@@ -71,6 +71,7 @@ from threadcheck._sched._program import (
     inert_in_schedules,
     per_schedule_atexit,
     program_failure,
+    refused_fork,
 )
 from threadcheck._synchronize import raw_lock_replacements, synch_pre_replacement
 
@@ -195,6 +196,7 @@ class Patches:
             (os, "kill", controlled_kill(os.kill)),
             *_imports_held(),
             (os, "killpg", controlled_killpg(os.killpg)),
+            (os, "fork", refused_fork(os.fork, self.is_user_file)),
             (os, "abort", controlled_abort(os.abort)),
             (signal, "raise_signal", controlled_raise_signal(signal.raise_signal)),
             (signal, "pthread_kill", controlled_pthread_kill(signal.pthread_kill)),

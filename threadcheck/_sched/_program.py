@@ -20,7 +20,15 @@ import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from threadcheck._sched._core import Abort, ControlledThread, Failure, Scheduler, active, describe
+from threadcheck._sched._core import (
+    Abort,
+    ControlledThread,
+    Failure,
+    Scheduler,
+    TargetError,
+    active,
+    describe,
+)
 
 CONTROLLED_ATTR = "_threadcheck_controlled"
 """On a ``threading.Thread`` the scheduler controls: (its scheduler, its record)."""
@@ -107,6 +115,28 @@ def inert_in_schedules(
         return 0 if alarm else (0.0, 0.0)
 
     return call
+
+
+FORKS = (
+    "the program forks (os.fork()): the child would run on as a copy of the explorer,"
+    " which cannot follow it; check this program with `threadcheck run`, and explore"
+    " the child's code in scenarios"
+)
+
+
+def refused_fork(
+    original: Callable[[], int], is_user_file: Callable[[str], bool]
+) -> Callable[[], int]:
+    """``os.fork()`` from the program's own code, in a schedule, refused in one
+    line (a self-daemonizing service): each copy of the explorer went on, with
+    internal errors, and the parent's end of the program was "proved"."""
+
+    def fork() -> int:
+        if _program_in_schedule(is_user_file) is None:
+            return original()
+        raise TargetError(FORKS)
+
+    return fork
 
 
 _IGNORED = frozenset(
