@@ -353,6 +353,50 @@ def test_one_call_from_two_workers_of_a_pool_is_one_group(running_reactor: Any) 
     assert "[x2]" in report
 
 
+def test_one_call_from_a_servers_handler_threads_is_one_group(running_reactor: Any) -> None:
+    # A socketserver server starts a thread per request, each numbered by
+    # Python: the same call from do_GET was "2 distinct", one per request.
+    running: RunningReactor = running_reactor(Mode.RECORD)
+
+    def process_request_thread() -> None:
+        running.reactor.callWhenRunning(noop)
+
+    for _ in range(2):
+        handler = threading.Thread(target=process_request_thread)
+        handler.start()
+        handler.join(JOIN_TIMEOUT)
+    violations = running.recorder.violations()
+    assert len({v.thread.name for v in violations}) == 2
+    report = format_report(violations)
+    assert report.startswith("threadcheck: 2 thread-affinity violations (1 distinct)"), report
+
+
+def test_a_thread_a_library_started_shows_where_its_starter_was_started() -> None:
+    # A socketserver handler's spawn site was "... 6 frames in python ...":
+    # the server's serve_forever started it, in a thread of the program's.
+    from threadcheck import _threads
+
+    _threads.track_thread_starts()  # as a checked run has it (idempotent)
+    handler = threading.Thread(target=noop)
+    server = threading.Thread(target=threading.Thread.start, args=(handler,))
+    server.start()  # the program's line
+    server.join(JOIN_TIMEOUT)
+    handler.join(JOIN_TIMEOUT)
+    site = _threads.spawn_site(handler)
+    assert site is not None
+    ours = [f.source for f in site if f.filename == __file__]
+    assert ours == ["server.start()  # the program's line"]
+
+
+def test_a_stalls_fix_names_the_programs_call_that_waits() -> None:
+    from threadcheck._report import _waiting_call
+
+    assert _waiting_call("Event.wait", "server.shutdown()") == "server.shutdown"
+    assert _waiting_call("Thread.join", "pool.close(5)") == "pool.close, 5"
+    assert _waiting_call("Event.wait", "done.wait()") is None  # the table's fix names it
+    assert _waiting_call("time.sleep", "backoff(3)") is None
+
+
 def test_only_a_package_of_the_programs_own_is_taken_for_the_program(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -10,6 +10,7 @@ workers, trial -j workers) merge without loss.
 
 from __future__ import annotations
 
+import ast
 import json
 import linecache
 import os
@@ -55,11 +56,21 @@ def group(violations: Iterable[Violation]) -> list[Group]:
 
 def _any_worker(violation: Violation) -> Violation:
     """``violation`` without what tells one Twisted pool worker from another:
-    its number, its ident, and which job made the pool start it."""
-    pool, dash, number = violation.thread.name.rpartition("-")
-    if not (pool.startswith("PoolThread-") and dash and number.isdigit()):
+    its number, its ident, and which job made the pool start it. So for threads
+    numbered by Python (``Thread-3 (process_request_thread)``, a
+    ``socketserver`` handler each) or by an executor (``ThreadPoolExecutor-0_1``),
+    started by the same code."""
+    name = violation.thread.name
+    pool, dash, number = name.rpartition("-")
+    if pool.startswith("PoolThread-") and dash and number.isdigit():
+        return replace(violation, thread=ThreadInfo(f"{pool}-*", 0), spawn_site=None)
+    numbered = _NUMBERED.fullmatch(name)
+    if numbered is None:
         return violation
-    return replace(violation, thread=ThreadInfo(f"{pool}-*", 0), spawn_site=None)
+    return replace(violation, thread=ThreadInfo(f"{numbered['kind']}*{numbered['rest']}", 0))
+
+
+_NUMBERED = re.compile(r"(?P<kind>Thread-|ThreadPoolExecutor-\d+_)\d+(?P<rest> \(.*\))?")
 
 
 def fix_for(violation: Violation) -> str:
@@ -68,7 +79,7 @@ def fix_for(violation: Violation) -> str:
         prior = violation.prior.what if violation.prior is not None else ""
         return _fixes.race_hint(violation.api, violation.access or "", prior)
     if violation.kind is Kind.STALL:
-        return _stall_fix(violation)
+        return _stall_fix(violation, _blocked_at(violation))
     return _hint(violation)
 
 
@@ -401,8 +412,39 @@ _STALL_FIXES = {
 }
 
 
-def _stall_fix(stall: Violation) -> str:
+def _stall_fix(stall: Violation, where: _stacks.Frame | None) -> str:
+    called = _waiting_call(stall.api, where.source if where is not None else None)
+    if called is not None:  # `server.shutdown()`: the wait is inside the program's call
+        return f"wait in a worker: threads.deferToThread({called})"
     return _STALL_FIXES.get(stall.api, "move the slow work to a thread: threads.deferToThread(f)")
+
+
+def _blocked_at(stall: Violation) -> _stacks.Frame | None:
+    """Where the reactor thread waited: the program's innermost frame, else a library's."""
+    return _stacks.innermost_user_frame(stall.stack) or next(
+        (f for f in reversed(stall.stack) if f.library not in ("python", "threadcheck")), None
+    )
+
+
+def _waiting_call(api: str, source: str | None) -> str | None:
+    """The call on the program's blocked line, as ``deferToThread``'s arguments
+    (``server.shutdown``), when it is not the waiting API itself (that one's
+    fix names it: ``event.wait``)."""
+    if not source or api not in _STALL_FIXES or api in ("time.sleep", "Thread.start"):
+        return None
+    try:
+        statement = ast.parse(source.strip()).body
+    except SyntaxError:
+        return None
+    if len(statement) != 1 or not isinstance(statement[0], ast.Expr):
+        return None
+    call = statement[0].value
+    if not isinstance(call, ast.Call) or call.keywords:
+        return None
+    name = ast.unparse(call.func)
+    if name.rpartition(".")[2] == api.rpartition(".")[2]:
+        return None  # `done.wait()` itself: the table's fix says it
+    return ", ".join([name, *(ast.unparse(argument) for argument in call.args)])
 
 
 def format_stalls(stalls: list[Violation]) -> str:
@@ -415,16 +457,14 @@ def format_stalls(stalls: list[Violation]) -> str:
         lines.append(f"[{number}] {stall.headline()}")
         if stall.test is not None:
             lines.append(f"    during test: {stall.test.describe()}")
-        where = _stacks.innermost_user_frame(stall.stack) or next(
-            (f for f in reversed(stall.stack) if f.library not in ("python", "threadcheck")), None
-        )
+        where = _blocked_at(stall)
         if where is not None:
             lines.append(f"    blocked at: {where.location()}")
             if where.source:
                 lines.append(f"        {where.source}")
         lines.append("    stack (most recent call last):")
         lines.extend(_stacks.format_stack(stall.stack, indent="      "))
-        lines.extend([f"    fix: {_stall_fix(stall)}", ""])
+        lines.extend([f"    fix: {_stall_fix(stall, where)}", ""])
     return "\n".join(lines).rstrip() + "\n"
 
 

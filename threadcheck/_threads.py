@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from types import CodeType, FrameType, TracebackType
 from typing import Any, TypeVar
@@ -19,6 +20,7 @@ from threadcheck import _stacks
 _R = TypeVar("_R")
 
 _SPAWN_ATTR = "_threadcheck_spawn_site"
+_PARENT_ATTR = "_threadcheck_started_by"
 _START_ATTR = "_threadcheck_start_number"
 _starts = 0
 """Threads started since tracking began: a clock for "before or after that start"."""
@@ -47,6 +49,8 @@ def track_thread_starts() -> None:
         def start(self: threading.Thread) -> None:
             global _starts
             setattr(self, _SPAWN_ATTR, _stacks.capture_raw(skip=1))
+            # Weakly: a Timer that starts the next would keep every earlier one.
+            setattr(self, _PARENT_ATTR, weakref.ref(threading.current_thread()))
             with _patch_lock:
                 _starts += 1
                 number = _starts
@@ -155,9 +159,19 @@ def join_outliving(timeout: float) -> None:
 
 
 def spawn_site(thread: threading.Thread) -> _stacks.Stack | None:
-    """The stack that started ``thread``; None if it started before tracking."""
+    """The stack that started ``thread``; None if it started before tracking. A
+    thread a library started for it (a ``socketserver`` server's handler each)
+    has no frame of the program's: the site of the thread that started it
+    comes first, back to one of the program's (its ``server_thread.start()``)."""
     raw: _stacks.RawStack | None = getattr(thread, _SPAWN_ATTR, None)
-    return None if raw is None else _stacks.materialize(raw)
+    if raw is None:
+        return None
+    stack = _stacks.materialize(raw)
+    started_by = getattr(thread, _PARENT_ATTR, None)
+    parent = started_by() if started_by is not None else None
+    if parent is None or parent is thread or any(f.library is None for f in stack):
+        return stack
+    return (spawn_site(parent) or ()) + stack
 
 
 def current_submission() -> _stacks.Stack | None:
