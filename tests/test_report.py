@@ -388,6 +388,35 @@ def test_a_thread_a_library_started_shows_where_its_starter_was_started() -> Non
     assert ours == ["server.start()  # the program's line"]
 
 
+def test_a_call_a_finalizer_makes_in_a_worker_is_fixed_in_the_finalizer(
+    running_reactor: Any,
+) -> None:
+    # The fix was "__call__() must run in the reactor thread ... not callInThread".
+    import weakref
+
+    from threadcheck._report import fix_for
+
+    running: RunningReactor = running_reactor(Mode.RECORD)
+
+    class Lease:
+        pass
+
+    def job() -> None:
+        lease = Lease()
+        weakref.finalize(lease, running.reactor.callWhenRunning, noop)
+        del lease  # its last reference: the finalizer runs here, in the worker
+
+    worker = threading.Thread(target=job)
+    worker.start()
+    worker.join(JOIN_TIMEOUT)
+    [violation] = running.recorder.violations()
+    assert fix_for(violation).startswith(
+        "a weakref.finalize callback runs in whichever thread drops the object's last "
+        "reference: register reactor.callFromThread as the finalizer, weakref.finalize(obj, "
+        "reactor.callFromThread, reactor.callWhenRunning, ...)"
+    )
+
+
 def test_a_stalls_fix_names_the_programs_call_that_waits() -> None:
     from threadcheck._report import _waiting_call
 

@@ -111,6 +111,13 @@ def _hint(violation: Violation) -> str:
     if violation.api.startswith("DelayedCall."):
         method = violation.api.split(".", 1)[1]
         return f"do it in the reactor thread: reactor.callFromThread(call.{method}, ...)"
+    if _in_a_finalizer(violation.stack):
+        api = violation.api if violation.api.startswith("reactor.") else "f"
+        return (
+            "a weakref.finalize callback runs in whichever thread drops the object's last "
+            "reference: register reactor.callFromThread as the finalizer, "
+            f"weakref.finalize(obj, reactor.callFromThread, {api}, ...)"
+        )
     submitted = _submitted_library_callable(violation)
     if submitted is not None:
         # callInThread(self.sendLine, ...): the hand-off itself is the mistake.
@@ -230,6 +237,17 @@ def _entry_into_library(stack: _stacks.Stack) -> _stacks.Frame | None:
         if outer.library is None:
             return inner if inner.library is not None else None
     return None
+
+
+def _in_a_finalizer(stack: _stacks.Stack) -> bool:
+    """Whether a ``weakref.finalize`` callback made the call (and no code of the
+    program's came between)."""
+    for frame in reversed(stack):
+        if frame.library is None:
+            return False
+        if frame.function == "__call__" and frame.filename.endswith(f"{os.sep}weakref.py"):
+            return True
+    return False
 
 
 def _submitted_library_callable(violation: Violation) -> _stacks.Frame | None:
