@@ -624,6 +624,29 @@ ACCESS_KINDS = [
         location="seen",
         line="mark(7)",
     ),
+    Case(
+        "a dict's get and store taken as values, on one key",
+        racy="""
+            settings = {"timeout": 1, "retries": 2}
+            get, put = settings.get, settings.__setitem__
+            def work():
+                put("timeout", 3)
+            t = threading.Thread(target=work); t.start()
+            timeout = get("timeout")
+            t.join()
+        """,
+        fixed="""
+            settings = {"timeout": 1, "retries": 2}
+            get, put = settings.get, settings.__setitem__
+            def work():
+                put("timeout", 3)
+            t = threading.Thread(target=work); t.start()
+            retries = get("retries")  # another key
+            t.join()
+        """,
+        location="settings[...]",
+        line='put("timeout", 3)',
+    ),
 ]
 
 

@@ -518,6 +518,10 @@ _BOUND: tuple[type, ...] = (type([].append), type([].__setitem__))
 _UNBOUND: tuple[type, ...] = (type(list.append), type(list.__setitem__))
 """The same taken from the class (``set.add``): its object comes first in each call."""
 _CHANGING = frozenset({*MUTATORS, "__setitem__", "__delitem__"})
+_KEYED_METHODS = frozenset(
+    {"get", "__getitem__", "__contains__", "__setitem__", "__delitem__", "pop", "setdefault"}
+)
+"""A dict's methods whose first argument is the one key they read or change."""
 
 
 def bm(method: Any, site: int) -> Any:
@@ -544,13 +548,14 @@ def bm(method: Any, site: int) -> Any:
 class _ContainerMethod:
     """A builtin container's method taken as a value (see :func:`bm`)."""
 
-    __slots__ = ("changes", "method", "owner", "site")
+    __slots__ = ("changes", "keyed", "method", "owner", "site")
 
     def __init__(self, method: Any, owner: Any, site: int) -> None:
         self.method = method
         self.owner = owner
         self.site = site
         self.changes = method.__name__ in _CHANGING
+        self.keyed = method.__name__ in _KEYED_METHODS
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         owner = self.owner if self.owner is not None else (args[0] if args else None)
@@ -562,11 +567,29 @@ class _ContainerMethod:
             if by_user and on_handover is not None:  # here: the point names our caller
                 on_handover(self.site, "call")
             site = _called_at(caller, self.site, by_user) if enabled else self.site
-            if not self.changes:
+            keyed = (
+                self.keyed and issubclass(type(owner), dict) and len(args) > (self.owner is None)
+            )
+            if keyed:  # `d.get(k)`, `d[k] = v` through it: that key, as written out
+                self._keyed(owner, args[self.owner is None], site)
+            elif not self.changes:
                 _read_whole(owner, site, "read")
             else:
                 _changed(owner, site)
         return self.method(*args, **kwargs)
+
+    def _keyed(self, owner: Any, key: Any, site: int) -> None:
+        if _footprint.collecting:
+            (_footprint.write if self.changes else _footprint.read)(owner, _footprint.WHOLE)
+        if not enabled:
+            return
+        site = _key_site(site)  # named as `d[k]` is: `settings[...]`
+        if not self.changes:
+            _read_key(owner, key, site)
+            return
+        tc = clocks.get(get_ident()) or current()
+        _write_key(tc, owner, key, site, "write", atomic=True)
+        _written_whole(owner, site, every=False)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.method, name)
@@ -579,6 +602,20 @@ class _ContainerMethod:
 
     def __repr__(self) -> str:
         return repr(self.method)
+
+
+_key_sites: dict[int, int] = {}
+
+
+def _key_site(site: int) -> int:
+    """Site ``site`` of ``settings.get()``, as the subscript ``settings[...]``."""
+    keyed = _key_sites.get(site)
+    if keyed is None:
+        at = sites[site]
+        text = f"{at.text.rpartition('.')[0]}[...]"
+        where = Site(at.filename, at.lineno, at.function, "subscript", text)
+        keyed = _key_sites[site] = add_site(where)
+    return keyed
 
 
 _call_sites: dict[tuple[CodeType, int, int], int] = {}
