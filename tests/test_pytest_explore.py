@@ -317,7 +317,7 @@ def test_early(early, threadcheck_reactor):
     result = run(pytester)
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(
-        ["*RuntimeError: threadcheck_reactor.seconds: a fixture's reactor is each schedule's*"]
+        ["*AttributeError: threadcheck_reactor.seconds: a fixture's reactor is each schedule's*"]
     )
 
 

@@ -386,8 +386,8 @@ class ScheduleReactor:
     running: Any = None
 
     def __getattr__(self, name: str) -> Any:
-        if self.running is None:
-            raise RuntimeError(
+        if self.running is None:  # AttributeError: hasattr() and copy's look-ups go on
+            raise AttributeError(
                 f"threadcheck_reactor.{name}: a fixture's reactor is each schedule's, "
                 "there only while the test runs: use it from the test, not while "
                 "the fixture is set up"
