@@ -58,7 +58,10 @@ into one ``io.StringIO`` (``print(..., file=out)`` wrote nothing it was given).
 And ids drawn in pairs with ``next()`` from one ``itertools.count`` (the call
 advanced it unseen), checked by a comprehension (a comprehension's code
 touched everything to the search, as code not rewritten: 4,725 schedules to
-prove a twin of a whole program).
+prove a twin of a whole program). A job claimed through a method fetched by
+name, ``getattr(claimed, op)(job)`` (no point, no change); and a request
+counter defined by rules the service compiles from text
+(``compile(text, "<rules>", "exec")``: code of no file, never rewritten).
 
 And, "proved" until each step of a loop over a container read it (only the
 loop's start did): a publisher walking its subscribers while one is removed
@@ -1106,6 +1109,64 @@ def pairs_locked(reactor: Any) -> None:
     _allocate_pairs(locked=True)
 
 
+def _claim_twice(locked: bool) -> None:
+    claimed: set[str] = set()
+    lock = threading.Lock()
+    done: list[str] = []
+
+    def claim(job: str, op: str = "add") -> None:
+        with lock if locked else contextlib.nullcontext():
+            if job in claimed:
+                return
+            getattr(claimed, op)(job)  # BUG unlocked: checked, then claimed by name
+        done.append(job)
+
+    _run(functools.partial(claim, "rebuild"), functools.partial(claim, "rebuild"))
+    assert done == ["rebuild"], f"claimed {len(done)} times"
+
+
+def claims_racy(reactor: Any) -> None:
+    _claim_twice(locked=False)
+
+
+def claims_locked(reactor: Any) -> None:
+    _claim_twice(locked=True)
+
+
+RULES = """
+class Stats:
+    handled = 0
+
+stats = Stats()
+
+def on_request(lock):
+{count}
+"""
+COUNT_RACY = """    handled = stats.handled
+    stats.handled = handled + 1  # BUG: not under the lock"""
+COUNT_LOCKED = """    with lock:
+        stats.handled += 1"""
+
+
+def _apply_rules(locked: bool) -> None:
+    """Request handling defined by rules the service loads as text."""
+    text = RULES.format(count=COUNT_LOCKED if locked else COUNT_RACY)
+    rules: dict[str, Any] = {}
+    exec(compile(text, "<rules>", "exec"), rules)
+    lock = threading.Lock()
+    handle = functools.partial(rules["on_request"], lock)
+    _run(handle, handle)
+    assert rules["stats"].handled == 2, f"handled {rules['stats'].handled}"
+
+
+def rules_racy(reactor: Any) -> None:
+    _apply_rules(locked=False)
+
+
+def rules_locked(reactor: Any) -> None:
+    _apply_rules(locked=True)
+
+
 BUGGY = {
     "counter": counter_racy,
     "bank": bank_inverted,
@@ -1140,6 +1201,8 @@ BUGGY = {
     "dedup": dedup_racy,
     "report": report_racy,
     "pairs": pairs_racy,
+    "claims": claims_racy,
+    "rules": rules_racy,
 }
 FIXED = {
     "counter": counter_locked,
@@ -1175,4 +1238,6 @@ FIXED = {
     "dedup": dedup_locked,
     "report": report_locked,
     "pairs": pairs_locked,
+    "claims": claims_locked,
+    "rules": rules_locked,
 }

@@ -75,6 +75,8 @@ PROVED_WITHIN = {
     "dpor_programs:dedup": 20,
     "dpor_programs:report": 20,
     "dpor_programs:pairs": 50,
+    "dpor_programs:claims": 30,
+    "dpor_programs:rules": 30,
 }
 FOUND_AS = {
     "races:abba_deadlock": "deadlock",
@@ -115,6 +117,8 @@ FOUND_AS = {
     "dpor_programs:dedup": "exception",
     "dpor_programs:report": "exception",
     "dpor_programs:pairs": "exception",
+    "dpor_programs:claims": "exception",
+    "dpor_programs:rules": "exception",
 }
 
 

@@ -13,6 +13,7 @@ Thread safety: called from any thread; see :mod:`._shadow`.
 
 from __future__ import annotations
 
+import builtins
 import collections
 import functools
 import gc
@@ -24,7 +25,7 @@ from typing import Any
 
 from threadcheck._races import _footprint
 from threadcheck._races._clocks import ThreadClock, clocks, current, module_imported
-from threadcheck._races._rewrite import GLOBALS, MUTATORS
+from threadcheck._races._rewrite import GLOBALS, MUTATORS, compile_user
 from threadcheck._races._shadow import (
     EVERY,
     WHOLE,
@@ -635,6 +636,35 @@ def _called_at(caller: FrameType, taken: int, by_user: bool) -> int:
         where = Site(code.co_filename, caller.f_lineno, code.co_name, "method", text)
         site = _call_sites[key] = add_site(where)
     return site
+
+
+def own_code(builtin: Any) -> Any:
+    """``exec`` or ``compile`` as the program's code calls it (``builtin``, unless
+    the program rebound the name): source text it compiles for ``exec`` is
+    rewritten as the program's modules are, so its accesses have points and
+    footprints (a rule set loaded with ``compile(text, "<rules>", "exec")``
+    ran whole, touching nothing, and proofs claimed it). Only while races are
+    watched or a schedule's points taken: a module rewritten in place for one
+    exploration runs on after it."""
+    if not (enabled or on_handover is not None):
+        return builtin
+    if builtin is builtins.exec:
+        return _rewritten_exec
+    if builtin is builtins.compile:
+        return _rewritten_compile
+    return builtin
+
+
+def _rewritten_exec(source: Any, *namespaces: Any, **options: Any) -> Any:
+    if isinstance(source, str | bytes):
+        source = compile_user(source, "<string>")
+    return builtins.exec(source, *namespaces, **options)
+
+
+def _rewritten_compile(source: Any, filename: Any, mode: str, *rest: Any, **options: Any) -> Any:
+    if mode == "exec" and isinstance(source, str | bytes) and not rest and not options:
+        return compile_user(source, str(filename))
+    return builtins.compile(source, filename, mode, *rest, **options)
 
 
 def gy(value: Any) -> Any:

@@ -84,6 +84,9 @@ _HOLDING = frozenset(
 """Functions of ``heapq`` and ``bisect``: C code that compares the items of the
 container it is given, so may call the program back (an ``__lt__``, a key) while
 it holds the container."""
+_COMPILING = frozenset({"exec", "compile"})
+"""Builtins that compile source the program hands them (rules, plugins loaded
+as text): rewritten as its own modules are (see ``_access.own_code``)."""
 _NOT_CHANGING = frozenset(
     {
         "print", "isinstance", "issubclass", "id", "type", "hash", "getattr", "hasattr",
@@ -95,7 +98,7 @@ _NAMESPACES = frozenset({"locals", "vars", "dir"})
 """Builtins that, called bare, show a scope's names: ours among them."""
 HELPERS = (
     "ra", "wa", "ua", "st", "sv", "lp", "lw", "it", "cm", "cmk", "cml", "cr", "ck", "oa", "oal",
-    "oah", "oaw", "bm", "lk", "lkc", "isin", "cached", "cms", "gy",
+    "oah", "oaw", "bm", "own_code", "lk", "lkc", "isin", "cached", "cms", "gy",
     "rv", "wv", "uv", "sub", "subo", "Scope", "im", "own",
 )  # fmt: skip
 GLOBALS = "__tc_gl__"
@@ -609,6 +612,12 @@ class _Rewriter(ast.NodeTransformer):
             self._named_access(node)
         if isinstance(func, ast.Attribute) and func.attr in MUTATORS and late:
             self._through_last(node, "cml", site)
+        if isinstance(func, ast.Name) and func.id in _COMPILING and node.args:
+            node.func = self._call("own_code", func)  # what it compiles is rewritten too
+        if isinstance(func, ast.Name) and func.id == "getattr" and len(node.args) >= 2:
+            # `getattr(seen, op)(x)`: a container's method, fetched by name.
+            text = f"{_text(node)}()"
+            return self._call("bm", node, self._site(node, "method", text))
         return node
 
     def _printed_to(self, call: ast.Call) -> None:

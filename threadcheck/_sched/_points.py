@@ -526,7 +526,8 @@ class _Monitoring:
         m.free_tool_id(self.tool)
 
     def _on_start(self, code: CodeType, offset: int) -> Any:
-        if self.instrumentation.is_user_file(code.co_filename):
+        # Rewritten code is the program's wherever it came from (text it compiled).
+        if self.instrumentation.is_user_file(code.co_filename) or _footprint.is_rewritten(code):
             self.instrumentation.table(code)
             self.monitoring.set_local_events(self.tool, code, self.local_events)
         return self.monitoring.DISABLE
