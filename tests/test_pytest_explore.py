@@ -321,6 +321,40 @@ def test_early(early, threadcheck_reactor):
     )
 
 
+def test_an_explored_tests_own_body_runs_rewritten(pytester: pytest.Pytester) -> None:
+    # Under its marker (a decorator that is a call) the test's code was never
+    # swapped: a list's append taken as a value in its body went unseen, and
+    # the dpor search "proved" the test.
+    pytester.makepyfile(
+        test_body="""
+import pytest
+from twisted.internet import threads
+from twisted.internet.defer import gatherResults
+
+
+@pytest.mark.threadcheck_explore(budget=300, strategy="dpor")
+def test_admit_one(threadcheck_reactor):
+    lines = []
+    record = lines.append
+
+    def admit(x):
+        if len(lines) < 1:
+            record(x)
+
+    pool = threadcheck_reactor.getThreadPool()
+    work = [threads.deferToThreadPool(threadcheck_reactor, pool, admit, n) for n in (1, 2)]
+
+    def check(_):
+        assert len(lines) == 1, f"admitted {lines}"
+
+    return gatherResults(work).addCallback(check)
+"""
+    )
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["threadcheck: exception: AssertionError: admitted *"])
+
+
 def test_the_replay_command_reproduces_the_failure(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_race=RACE)
     token = token_of(run(pytester, "-k", "lost_update"))

@@ -1217,3 +1217,28 @@ def test_a_race_inside_an_included_library_is_shown_at_its_lines(tmp_path: Path)
     assert included.returncode == 3, included.stderr
     assert "data race on Counter.n: update in thread" in included.stderr
     assert "countlib/__init__.py:7 in bump" in included.stderr
+
+
+def test_a_decorated_function_is_rewritten_in_place(tmp_path: Path) -> None:
+    # A function under a decorator that is a call (a pytest marker, an
+    # lru_cache(maxsize=...)) kept its code: the rewritten one began a line
+    # later, and an explored test's own body ran as written (a container's
+    # method taken as a value in it was invisible; dpor "proved" the test).
+    import importlib.util
+
+    from threadcheck._races._inplace import rewrite_loaded
+
+    (tmp_path / "marked.py").write_text(
+        "import functools\n"
+        "\n"
+        "@functools.lru_cache(maxsize=None)\n"
+        "def lookup(key):\n"
+        "    return key.upper()\n"
+    )
+    spec = importlib.util.spec_from_file_location("marked", tmp_path / "marked.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    function = module.lookup.__wrapped__
+    assert rewrite_loaded(module, [function]) >= 1
+    assert any(name.startswith("__tc_") for name in function.__code__.co_names)

@@ -406,7 +406,9 @@ class _Rewriter(ast.NodeTransformer):
                 # any name (checked once, as the function is made): the cache's
                 # look and fill are C's.
                 site = self._site(node, "method", f"{node.name}()")
-                decorators.append(self._call("cached", site))
+                # At the decorator's line: the first decorator's is the code's
+                # first line, by which an in-place rewrite finds its new code.
+                decorators.append(ast.copy_location(self._call("cached", site), decorator))
             decorators.append(self.visit(decorator))
         node.decorator_list = decorators
         self._defaults(node.args)
