@@ -647,6 +647,53 @@ ACCESS_KINDS = [
         location="settings[...]",
         line='put("timeout", 3)',
     ),
+    Case(
+        "a dict merged in place with |=",
+        racy="""
+            cache = {"a": 1}
+            def work(merged=cache):
+                merged |= {"b": 2}
+            t = threading.Thread(target=work); t.start()
+            seen = len(cache)
+            t.join()
+        """,
+        fixed="""
+            cache = {"a": 1}
+            def work(merged=cache):
+                merged |= {"b": 2}
+            t = threading.Thread(target=work); t.start()
+            t.join()
+            seen = len(cache)
+        """,
+        location="cache",
+        line='merged |= {"b": 2}',
+    ),
+    Case(
+        "a heap pushed onto",
+        racy="""
+            import heapq
+            due = [3]
+            def work():
+                heapq.heappush(due, 1)
+            t = threading.Thread(target=work); t.start()
+            first = len(due)
+            t.join()
+        """,
+        fixed="""
+            import heapq
+            due = [3]
+            lock = threading.Lock()
+            def work():
+                with lock:
+                    heapq.heappush(due, 1)
+            t = threading.Thread(target=work); t.start()
+            with lock:
+                first = len(due)
+            t.join()
+        """,
+        location="due",
+        line="heapq.heappush(due, 1)",
+    ),
 ]
 
 

@@ -425,3 +425,25 @@ def test_a_stop_asked_while_a_thread_is_stuck_outside_control_ends_that_schedule
         asked.join()
         _progress.stop_requested.clear()
         real.set()  # lets the abandoned pool thread go
+
+
+def test_threads_started_with_start_new_thread_are_controlled() -> None:
+    # A raw thread ran for real: the program waiting on its lock was "deadlocked"
+    # on every schedule.
+    import _thread
+
+    def scenario(reactor: Any) -> None:
+        done = threading.Lock()
+        done.acquire()
+        handled: list[int] = []
+
+        def handle() -> None:
+            handled.append(1)
+            done.release()
+
+        _thread.start_new_thread(handle, ())
+        done.acquire()
+        assert handled == [1]
+
+    result = threadcheck.explore(scenario, budget=20)
+    assert not result.found, result.report()

@@ -489,13 +489,20 @@ def oa(obj: Any, site: int) -> Any:
     return obj
 
 
-def oah(obj: Any, site: int) -> Any:
+def oah(obj: Any, site: int, changes: bool = False) -> Any:
     """As :func:`oa`, ``obj`` handed to C code that may call the program back
     while it holds it (``heapq.heappush(pq, job)`` compares with the job's
     ``__lt__``). For DPOR, each step ending inside that call reads it too:
     another thread's ``pq.clear()`` meanwhile (``list changed size during
-    iteration``) conflicts with them. :func:`oaw` names the call."""
+    iteration``) conflicts with them. :func:`oaw` names the call. For the race
+    detector, a read of it, or a write (``changes``: ``heappush``, ``insort``)."""
     container = issubclass(type(obj), CONTAINERS)
+    if container and enabled:
+        if changes:
+            _written_whole(obj, site, True)
+        else:
+            tc = clocks.get(get_ident()) or current()
+            read(tc, location(obj, WHOLE), site, obj, WHOLE, "read")
     if container and on_handover is not None:  # here: the point names our caller
         on_handover(site, "call")
     if _footprint.collecting:
@@ -638,6 +645,15 @@ def _called_at(caller: FrameType, taken: int, by_user: bool) -> int:
     return site
 
 
+def ip(value: Any, target: Any, site: int) -> Any:
+    """``value``, the right side of ``target op= value``: a builtin container as
+    ``target`` is changed in place (``cache |= fresh``, ``items += more``), every
+    key at once, as its ``update()`` or ``extend()`` would."""
+    if issubclass(type(target), CONTAINERS):
+        _changed(target, site)
+    return value
+
+
 def own_code(builtin: Any) -> Any:
     """``exec`` or ``compile`` as the program's code calls it (``builtin``, unless
     the program rebound the name): source text it compiles for ``exec`` is
@@ -773,6 +789,14 @@ class _KeyedChange(_Keyed):
     def setdefault(self, key: Any, default: Any = None) -> Any:
         self._changed(key, "write")
         return self.obj.setdefault(key, default)
+
+    def __setitem__(self, key: Any, value: Any) -> None:  # `d.__setitem__(k, v)` called
+        self._changed(key, "write")
+        self.obj[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        self._changed(key, "delete")
+        del self.obj[key]
 
     def _changed(self, key: Any, mode: str) -> None:
         # One call CPython makes atomic: it races the key's reads and plain

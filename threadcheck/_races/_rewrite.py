@@ -50,7 +50,8 @@ MUTATORS = frozenset(
         "append", "extend", "insert", "pop", "remove", "clear", "sort", "reverse",
         "update", "setdefault", "popitem", "add", "discard", "difference_update",
         "intersection_update", "symmetric_difference_update", "appendleft",
-        "extendleft", "popleft", "rotate", "move_to_end", "subtract",
+        "extendleft", "popleft", "rotate", "move_to_end", "subtract", "__setitem__",
+        "__delitem__",
     }
 )  # fmt: skip
 _TAKEN = MUTATORS | {
@@ -60,7 +61,7 @@ _TAKEN = MUTATORS | {
 """Container methods that, taken as a value and not called at once (``record =
 lines.append``, ``functools.partial(set.add, seen)``, ``d.addCallback(seen.add)``),
 are wrapped: each later call is still a point, and a change or a look."""
-_KEYED = frozenset({"pop", "setdefault"})
+_KEYED = frozenset({"pop", "setdefault", "__setitem__", "__delitem__"})
 """Mutating methods whose first argument is a dict's key."""
 _VIEWS = frozenset({"items", "keys", "values"})
 _LOOKING = frozenset(
@@ -87,6 +88,11 @@ it holds the container."""
 _COMPILING = frozenset({"exec", "compile"})
 """Builtins that compile source the program hands them (rules, plugins loaded
 as text): rewritten as its own modules are (see ``_access.own_code``)."""
+_HOLDING_CHANGES = frozenset(
+    {"heappush", "heappop", "heapify", "heappushpop", "heapreplace", "insort", "insort_left",
+     "insort_right"}
+)  # fmt: skip
+"""Those of :data:`_HOLDING` that change the container (the others look into it)."""
 _NOT_CHANGING = frozenset(
     {
         "print", "isinstance", "issubclass", "id", "type", "hash", "getattr", "hasattr",
@@ -98,7 +104,7 @@ _NAMESPACES = frozenset({"locals", "vars", "dir"})
 """Builtins that, called bare, show a scope's names: ours among them."""
 HELPERS = (
     "ra", "wa", "ua", "st", "sv", "lp", "lw", "it", "cm", "cmk", "cml", "cr", "ck", "oa", "oal",
-    "oah", "oaw", "bm", "own_code", "lk", "lkc", "isin", "cached", "cms", "gy",
+    "oah", "oaw", "bm", "own_code", "ip", "lk", "lkc", "isin", "cached", "cms", "gy",
     "rv", "wv", "uv", "sub", "subo", "Scope", "im", "own",
 )  # fmt: skip
 GLOBALS = "__tc_gl__"
@@ -360,6 +366,17 @@ class _Rewriter(ast.NodeTransformer):
         site = Site(self.filename, getattr(node, "lineno", 0), self.functions[-1], kind, text)
         return ast.Constant(add_site(site))
 
+    def _local(self, name: str) -> bool:
+        """Whether ``name`` is a plain local of the function being rewritten."""
+        frame = self.stack[-1]
+        return (
+            frame.node is not None
+            and not frame.is_class
+            and name in frame.bound
+            and name not in frame.globals | frame.nonlocals
+            and name not in frame.cells
+        )
+
     def _call(self, name: str, *args: ast.expr) -> ast.Call:
         return ast.Call(ast.Name(helper(name), ast.Load()), list(args), [])
 
@@ -603,6 +620,11 @@ class _Rewriter(ast.NodeTransformer):
             node.args = [self._handed_over(a, node, helper_name) for a in node.args]
             for keyword in node.keywords:
                 keyword.value = self._handed_over(keyword.value, node, helper_name)
+            if holding and _name_of(func) in _HOLDING_CHANGES:
+                for argument in _arguments(node):  # for the race detector: a write
+                    if _calls_helper(argument, "oah"):
+                        assert isinstance(argument, ast.Call)
+                        argument.args.append(ast.Constant(True))
             held = sum(_calls_helper(a, "oah") for a in _arguments(node))
             if handed_late:
                 # `heappush(pq, heappop(pq) + 1)`: handed over again, just before the call.
@@ -767,6 +789,12 @@ class _Rewriter(ast.NodeTransformer):
     def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST | list[ast.stmt]:
         node.value = self.visit(node.value)
         target = node.target
+        if isinstance(target, ast.Name) and self._local(target.id):
+            # `merged |= fresh`: a container changed in place. Its object read
+            # again just before (a local: no access, no point of its own).
+            operator = _OPERATORS.get(type(node.op), "?")
+            site = self._site(node, "method", f"{_text(target)} {operator}=")
+            node.value = self._call("ip", node.value, _load_again(target), site)
         if isinstance(target, ast.Name):
             stored = self._stored([target], "uv")
             node.value = self._stored_value(node.value, stored)
@@ -947,6 +975,18 @@ def _do_something(call: ast.Call) -> bool:
 def _arguments(call: ast.Call) -> list[ast.expr]:
     """``call``'s arguments, in the order they are evaluated."""
     return [*call.args, *(k.value for k in call.keywords)]
+
+
+_OPERATORS = {
+    ast.Add: "+", ast.Sub: "-", ast.BitOr: "|", ast.BitAnd: "&", ast.BitXor: "^",
+    ast.Mult: "*",
+}  # fmt: skip
+"""The in-place operators a builtin container defines, by their node."""
+
+
+def _load_again(target: ast.Name) -> ast.expr:
+    """A copy of ``target`` that loads it."""
+    return ast.Name(target.id, ast.Load())
 
 
 def _handed_before_something(call: ast.Call) -> list[ast.expr]:

@@ -23,6 +23,7 @@ called by the exploring thread between schedules.
 
 from __future__ import annotations
 
+import _thread
 import atexit
 import datetime
 import logging
@@ -200,6 +201,11 @@ class Patches:
             (os, "abort", controlled_abort(os.abort)),
             (signal, "raise_signal", controlled_raise_signal(signal.raise_signal)),
             (signal, "pthread_kill", controlled_pthread_kill(signal.pthread_kill)),
+            (
+                _thread,
+                "start_new_thread",
+                _started_as_thread(_thread.start_new_thread, self.is_user_file),
+            ),
             (threading.Thread, "start", _controlled_start(threading.Thread.start, self)),
             (threading.Thread, "join", _controlled_join(threading.Thread.join)),
             (threading.Thread, "is_alive", _controlled_is_alive(threading.Thread.is_alive)),
@@ -598,6 +604,25 @@ def _controlled_start(original: Callable[[threading.Thread], None], patches: Pat
         original(self)
 
     return start
+
+
+def _started_as_thread(
+    original: Callable[..., int], is_user_file: Callable[[str], bool]
+) -> Callable[..., int]:
+    """``_thread.start_new_thread`` called by the program in a controlled thread
+    starts a controlled (daemon) ``threading.Thread``: a raw thread ran for
+    real, and a program waiting on its lock was reported deadlocked on every
+    schedule. (Not the carriers' own starts, nor a library's.)"""
+
+    def start_new_thread(function: Any, args: Any, kwargs: Any = None) -> int:
+        if here() is None or not is_user_file(sys._getframe(1).f_code.co_filename):
+            return original(function, args, *(() if kwargs is None else (kwargs,)))
+        thread = threading.Thread(target=function, args=args, kwargs=kwargs, daemon=True)
+        thread.start()
+        assert thread.ident is not None
+        return thread.ident
+
+    return start_new_thread
 
 
 def _controlled_body(
