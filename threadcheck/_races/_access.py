@@ -673,14 +673,28 @@ def own_code(builtin: Any) -> Any:
 
 def _rewritten_exec(source: Any, *namespaces: Any, **options: Any) -> Any:
     if isinstance(source, str | bytes):
-        source = compile_user(source, "<string>")
+        source = _compiled_text(source, "<string>")
     return builtins.exec(source, *namespaces, **options)
 
 
 def _rewritten_compile(source: Any, filename: Any, mode: str, *rest: Any, **options: Any) -> Any:
     if mode == "exec" and isinstance(source, str | bytes) and not rest and not options:
-        return compile_user(source, str(filename))
+        return _compiled_text(source, str(filename))
     return builtins.compile(source, filename, mode, *rest, **options)
+
+
+_texts: dict[tuple[str | bytes, str], CodeType] = {}
+"""Text the program compiled, rewritten once: each schedule (and a program that
+compiles in a loop) gets the same code, its sites numbered once."""
+
+
+def _compiled_text(source: str | bytes, filename: str) -> CodeType:
+    code = _texts.get((source, filename))
+    if code is None:
+        if len(_texts) >= 256:  # a program that makes its text each time: not kept for ever
+            _texts.clear()
+        code = _texts[source, filename] = compile_user(source, filename)
+    return code
 
 
 def gy(value: Any) -> Any:
