@@ -694,6 +694,33 @@ ACCESS_KINDS = [
         location="due",
         line="heapq.heappush(due, 1)",
     ),
+    Case(
+        "a list attribute named like a method, iterated while appended to",
+        racy="""
+            class Batch:
+                def __init__(self):
+                    self.items = []
+            batch = Batch()
+            def work():
+                batch.items.append(1)
+            t = threading.Thread(target=work); t.start()
+            total = sum(x for x in batch.items)
+            t.join()
+        """,
+        fixed="""
+            class Batch:
+                def __init__(self):
+                    self.items = []
+            batch = Batch()
+            def work():
+                batch.items.append(1)
+            t = threading.Thread(target=work); t.start()
+            t.join()
+            total = sum(x for x in batch.items)
+        """,
+        location="batch.items",
+        line="batch.items.append(1)",
+    ),
 ]
 
 

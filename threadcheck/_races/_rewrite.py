@@ -858,6 +858,8 @@ class _Rewriter(ast.NodeTransformer):
         return node
 
     def _iterated(self, iterable: ast.expr) -> ast.expr:
+        if _is_helper_call(iterable, "bm"):  # `self.items`: an attribute named as a method
+            return self._iterate(iterable, iterable)
         if _is_helper_call(iterable, "rv"):  # a shared variable's value: a container, maybe
             assert isinstance(iterable, ast.Call)
             return self._iterate(iterable, iterable.args[-1])  # the name, where it is
