@@ -447,3 +447,31 @@ def test_threads_started_with_start_new_thread_are_controlled() -> None:
 
     result = threadcheck.explore(scenario, budget=20)
     assert not result.found, result.report()
+
+
+def test_a_stop_asked_while_waiting_on_real_io_ends_that_schedule() -> None:
+    # A pool job's recv with a long timeout was waited out in real time, the
+    # user's Ctrl-C or SIGTERM unheard until it ended.
+    import socket
+
+    from threadcheck._sched import _progress
+
+    ours, theirs = socket.socketpair()  # theirs never writes
+
+    def scenario(reactor: Any) -> Deferred[Any]:
+        def receive() -> bytes:
+            ours.settimeout(600)
+            return ours.recv(1)
+
+        return in_pool(reactor, receive)
+
+    asked = threading.Timer(0.3, _progress.stop_requested.set)
+    asked.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            explore(ScenarioTarget(scenario), budget=Budget(2))
+    finally:
+        asked.join()
+        _progress.stop_requested.clear()
+        ours.close()
+        theirs.close()

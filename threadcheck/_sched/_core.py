@@ -37,6 +37,7 @@ from typing import Any, NoReturn, Protocol
 from threadcheck._races import _footprint
 from threadcheck._races._clocks import VectorClock
 from threadcheck._sched._mute import Muted
+from threadcheck._sched._progress import stop_requested
 
 DAEMONS_HELD = "daemon threads held while time passed"
 """Why a finished search is no proof that the other strategies may still
@@ -736,6 +737,9 @@ class Scheduler:
             began = _real_clock()
             self._wake_ready_io(REAL_IO_WAIT, only)
             self._waited_on_real_io(_real_clock() - began)
+            if stop_requested.is_set() and not self.aborting:  # Ctrl-C: no more real waiting
+                self.interrupted = True
+                self.fail(Failure("interrupted", "interrupted while waiting on real I/O"))
             woken = [t for t in self.threads if t.runnable]
             if woken:
                 return woken[0]
