@@ -417,6 +417,31 @@ def test_a_call_a_finalizer_makes_in_a_worker_is_fixed_in_the_finalizer(
     )
 
 
+def test_a_timeouts_cancel_by_a_workers_callback_is_fixed_at_the_callback(
+    running_reactor: Any,
+) -> None:
+    # "through threadcheck: .../_deferreds.py in callback", and "fix: ...
+    # reactor.callFromThread(call.cancel, ...)" for a program with no `call`.
+    from twisted.internet.defer import Deferred
+
+    from threadcheck._report import fix_for
+
+    running: RunningReactor = running_reactor(Mode.RECORD)
+    d: Deferred[int] = Deferred()
+    d.addTimeout(30, running.reactor)
+
+    def worker() -> None:
+        d.callback(1)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join(JOIN_TIMEOUT)
+    [cancel] = [v for v in running.recorder.violations() if v.api == "DelayedCall.cancel"]
+    assert fix_for(cancel) == "do it in the reactor thread: reactor.callFromThread(d.callback, 1)"
+    report = format_report([cancel])
+    assert "through twisted: " in report and "_deferreds.py" not in report
+
+
 def test_a_stalls_fix_names_the_programs_call_that_waits() -> None:
     from threadcheck._report import _waiting_call
 

@@ -110,6 +110,11 @@ def _hint(violation: Violation) -> str:
         )
     if violation.api.startswith("DelayedCall."):
         method = violation.api.split(".", 1)[1]
+        where = violation.user_frame()
+        called = _call_on_line(where.source if where is not None else None)
+        if called is not None and not called.partition(",")[0].endswith(f".{method}"):
+            # `d.callback(1)` cancelling the Deferred's addTimeout call: move the user's call.
+            return f"do it in the reactor thread: reactor.callFromThread({called})"
         return f"do it in the reactor thread: reactor.callFromThread(call.{method}, ...)"
     if _in_a_finalizer(violation.stack):
         api = violation.api if violation.api.startswith("reactor.") else "f"
@@ -230,12 +235,15 @@ def _module_function(frame: _stacks.Frame) -> str | None:
 
 
 def _entry_into_library(stack: _stacks.Stack) -> _stacks.Frame | None:
-    """The library frame the innermost user frame called, e.g. transport.write."""
+    """The library frame the innermost user frame called, e.g. transport.write:
+    not the instrumented reactor's own wrapper of it (``d.callback`` reaching
+    Twisted's through ours)."""
     if not stack or stack[-1].library is None:
         return None  # the check fired in user code itself (threadcheck.reactor_only)
-    for outer, inner in zip(reversed(stack[:-1]), reversed(stack[1:]), strict=True):
-        if outer.library is None:
-            return inner if inner.library is not None else None
+    for at in range(len(stack) - 2, -1, -1):
+        if stack[at].library is None:
+            called = [f for f in stack[at + 1 :] if f.library != "threadcheck"]
+            return called[0] if called and called[0].library is not None else None
     return None
 
 
@@ -448,10 +456,19 @@ def _waiting_call(api: str, source: str | None) -> str | None:
     """The call on the program's blocked line, as ``deferToThread``'s arguments
     (``server.shutdown``), when it is not the waiting API itself (that one's
     fix names it: ``event.wait``)."""
-    if not source or api not in _STALL_FIXES or api in ("time.sleep", "Thread.start"):
+    if api not in _STALL_FIXES or api in ("time.sleep", "Thread.start"):
         return None
+    called = _call_on_line(source)
+    if called is None or called.partition(",")[0].rpartition(".")[2] == api.rpartition(".")[2]:
+        return None  # `done.wait()` itself: the table's fix says it
+    return called
+
+
+def _call_on_line(source: str | None) -> str | None:
+    """The call that is the whole of line ``source``, as a hand-off's arguments:
+    ``server.shutdown`` for ``server.shutdown()``, ``d.callback, 1`` for ``d.callback(1)``."""
     try:
-        statement = ast.parse(source.strip()).body
+        statement = ast.parse((source or "").strip()).body
     except SyntaxError:
         return None
     if len(statement) != 1 or not isinstance(statement[0], ast.Expr):
@@ -459,10 +476,7 @@ def _waiting_call(api: str, source: str | None) -> str | None:
     call = statement[0].value
     if not isinstance(call, ast.Call) or call.keywords:
         return None
-    name = ast.unparse(call.func)
-    if name.rpartition(".")[2] == api.rpartition(".")[2]:
-        return None  # `done.wait()` itself: the table's fix says it
-    return ", ".join([name, *(ast.unparse(argument) for argument in call.args)])
+    return ", ".join([ast.unparse(call.func), *(ast.unparse(a) for a in call.args)])
 
 
 def format_stalls(stalls: list[Violation]) -> str:
