@@ -442,6 +442,40 @@ def test_a_timeouts_cancel_by_a_workers_callback_is_fixed_at_the_callback(
     assert "through twisted: " in report and "_deferreds.py" not in report
 
 
+FROM_FUTURE = """
+import time
+from concurrent.futures import ThreadPoolExecutor
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+
+executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="resolver")
+
+def lookup():
+    future = executor.submit(lambda: time.sleep(0.2) or "10.0.0.7")  # a slow resolver
+    return Deferred.fromFuture(future)  # BUG: its callback runs in the executor's thread
+
+reactor.callWhenRunning(lookup)
+reactor.callLater(0.5, reactor.stop)
+reactor.run()
+executor.shutdown()
+"""
+
+
+@pytest.mark.slow
+def test_a_thread_futures_adapted_deferred_is_fixed_at_the_adaptation(tmp_path: Any) -> None:
+    # It pointed at executor.submit ("work handed to the thread pool here") and
+    # said "reactor.callFromThread(d.callback, result)": the program has no d.
+    import subprocess
+    import sys
+
+    program = tmp_path / "resolver.py"
+    program.write_text(FROM_FUTURE)
+    command = [sys.executable, "-m", "threadcheck", "run", str(program)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert "Deferred.callback called from thread 'resolver_0'" in result.stderr, result.stderr
+    assert "fix: Deferred.fromFuture adapts asyncio futures" in result.stderr
+
+
 def test_a_stalls_fix_names_the_programs_call_that_waits() -> None:
     from threadcheck._report import _waiting_call
 

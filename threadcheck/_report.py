@@ -116,6 +116,13 @@ def _hint(violation: Violation) -> str:
             # `d.callback(1)` cancelling the Deferred's addTimeout call: move the user's call.
             return f"do it in the reactor thread: reactor.callFromThread({called})"
         return f"do it in the reactor thread: reactor.callFromThread(call.{method}, ...)"
+    if _from_a_thread_future(violation.stack):
+        return (
+            "Deferred.fromFuture adapts asyncio futures: a concurrent.futures future "
+            "runs its callbacks in its worker thread. Wait for it in the pool instead, "
+            "threads.deferToThread(future.result), or hand the result over: "
+            "future.add_done_callback(lambda f: reactor.callFromThread(d.callback, f.result()))"
+        )
     if _in_a_finalizer(violation.stack):
         api = violation.api if violation.api.startswith("reactor.") else "f"
         return (
@@ -245,6 +252,17 @@ def _entry_into_library(stack: _stacks.Stack) -> _stacks.Frame | None:
             called = [f for f in stack[at + 1 :] if f.library != "threadcheck"]
             return called[0] if called and called[0].library is not None else None
     return None
+
+
+def _from_a_thread_future(stack: _stacks.Stack) -> bool:
+    """Whether ``Deferred.fromFuture``'s callback, run by a ``concurrent.futures``
+    future in its worker thread, made the call."""
+    adapts = any(f.function == "adapt" and f.library == "twisted" for f in stack)
+    invoked = any(
+        f.function == "_invoke_callbacks" and f.filename.endswith(f"futures{os.sep}_base.py")
+        for f in stack
+    )
+    return adapts and invoked
 
 
 def _in_a_finalizer(stack: _stacks.Stack) -> bool:
