@@ -789,9 +789,14 @@ class _Rewriter(ast.NodeTransformer):
     def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST | list[ast.stmt]:
         node.value = self.visit(node.value)
         target = node.target
-        if isinstance(target, ast.Name) and self._local(target.id):
+        if (
+            isinstance(node.op, _MERGING)
+            and isinstance(target, ast.Name)
+            and self._local(target.id)
+        ):
             # `merged |= fresh`: a container changed in place. Its object read
-            # again just before (a local: no access, no point of its own).
+            # again just before (a local: no access, no point of its own). Not
+            # `+=`/`-=`: a counter's, in a hot loop, would pay a call a step.
             operator = _OPERATORS.get(type(node.op), "?")
             site = self._site(node, "method", f"{_text(target)} {operator}=")
             node.value = self._call("ip", node.value, _load_again(target), site)
@@ -979,11 +984,9 @@ def _arguments(call: ast.Call) -> list[ast.expr]:
     return [*call.args, *(k.value for k in call.keywords)]
 
 
-_OPERATORS = {
-    ast.Add: "+", ast.Sub: "-", ast.BitOr: "|", ast.BitAnd: "&", ast.BitXor: "^",
-    ast.Mult: "*",
-}  # fmt: skip
-"""The in-place operators a builtin container defines, by their node."""
+_OPERATORS = {ast.BitOr: "|", ast.BitAnd: "&", ast.BitXor: "^"}
+"""The in-place operators that merge a dict or a set, by their node."""
+_MERGING = (ast.BitOr, ast.BitAnd, ast.BitXor)
 
 
 def _load_again(target: ast.Name) -> ast.expr:
