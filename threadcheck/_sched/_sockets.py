@@ -18,13 +18,14 @@ holding the turn.
 
 from __future__ import annotations
 
+import functools
 import select
 import selectors
 import socket
 from collections.abc import Callable
 from typing import Any
 
-from threadcheck._sched._core import here
+from threadcheck._sched._core import Scheduler, here
 
 _READS = ("recv", "recv_into", "recvfrom", "recvfrom_into", "accept")
 
@@ -57,17 +58,14 @@ def _waiting_selector(real: Callable[..., Any]) -> Callable[..., Any]:
         place = here()
         if place is None or (timeout is not None and timeout <= 0):  # a poll
             return real(self, timeout)
-        scheduler, _ = place
-        deadline = None if timeout is None else scheduler.now + timeout
-        ready = real(self, 0)
-        while not ready:
+
+        def files() -> tuple[list[Any], list[Any]]:
             keys = list(self.get_map().values())
             reads = [key.fileobj for key in keys if key.events & selectors.EVENT_READ]
-            writes = [key.fileobj for key in keys if key.events & selectors.EVENT_WRITE]
-            if not scheduler.wait_for_any(reads, writes, "selector (real I/O)", deadline):
-                return []
-            ready = real(self, 0)
-        return ready
+            return reads, [key.fileobj for key in keys if key.events & selectors.EVENT_WRITE]
+
+        poll = functools.partial(real, self, 0)
+        return _until_ready(place[0], poll, bool, files, "selector (real I/O)", timeout, [])
 
     select_.__name__ = "select"
     select_.__wrapped__ = real  # type: ignore[attr-defined]
@@ -83,18 +81,36 @@ def _waiting_select(real: Callable[..., Any]) -> Callable[..., Any]:
         place = here()
         if place is None or timeout == 0:  # not controlled, or a poll
             return real(rlist, wlist, xlist, timeout)
-        scheduler, _ = place
-        deadline = None if timeout is None else scheduler.now + timeout
-        ready = real(rlist, wlist, xlist, 0)
-        while not any(ready):
-            if not scheduler.wait_for_any(list(rlist), list(wlist), "select (real I/O)", deadline):
-                return [], [], []
-            ready = real(rlist, wlist, xlist, 0)
-        return ready
+        def files() -> tuple[list[Any], list[Any]]:
+            return list(rlist), list(wlist)
+
+        poll = functools.partial(real, rlist, wlist, xlist, 0)
+        return _until_ready(place[0], poll, any, files, "select (real I/O)", timeout, ([], [], []))
 
     select_.__name__ = "select"
     select_.__wrapped__ = real  # type: ignore[attr-defined]
     return select_
+
+
+def _until_ready(
+    scheduler: Scheduler,
+    poll: Callable[[], Any],
+    ready: Callable[[Any], bool],
+    files: Callable[[], tuple[list[Any], list[Any]]],
+    why: str,
+    timeout: float | None,
+    nothing: Any,
+) -> Any:
+    """What ``poll()`` (never blocking) finds once it is ``ready``: between polls
+    the thread waits on ``files()`` in the scheduler, the others running, until
+    ``timeout`` virtual seconds have passed (then ``nothing``)."""
+    deadline = None if timeout is None else scheduler.now + timeout
+    found = poll()
+    while not ready(found):
+        if not scheduler.wait_for_any(*files(), why, deadline):
+            return nothing
+        found = poll()
+    return found
 
 
 def _waits_to_read(method: Callable[..., Any]) -> Callable[..., Any]:
