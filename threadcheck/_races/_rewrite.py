@@ -615,16 +615,14 @@ class _Rewriter(ast.NodeTransformer):
                 a if isinstance(a, ast.Starred) else self._looked_into(a, node) for a in node.args
             ]
         elif changing:
-            holding = _name_of(func) in _HOLDING
-            helper_name = "oah" if holding else "oa"
-            node.args = [self._handed_over(a, node, helper_name) for a in node.args]
+            name = _name_of(func)
+            # heapq's and bisect's: held while they call back; a write or a look.
+            held_by = (
+                ("oah", ast.Constant(name in _HOLDING_CHANGES)) if name in _HOLDING else ("oa",)
+            )
+            node.args = [self._handed_over(a, node, *held_by) for a in node.args]
             for keyword in node.keywords:
-                keyword.value = self._handed_over(keyword.value, node, helper_name)
-            if holding and _name_of(func) in _HOLDING_CHANGES:
-                for argument in _arguments(node):  # for the race detector: a write
-                    if _calls_helper(argument, "oah"):
-                        assert isinstance(argument, ast.Call)
-                        argument.args.append(ast.Constant(True))
+                keyword.value = self._handed_over(keyword.value, node, *held_by)
             held = sum(_calls_helper(a, "oah") for a in _arguments(node))
             if handed_late:
                 # `heappush(pq, heappop(pq) + 1)`: handed over again, just before the call.
@@ -684,12 +682,14 @@ class _Rewriter(ast.NodeTransformer):
         else:
             call.args[0] = self._call("ra", call.args[0], name, site)
 
-    def _handed_over(self, argument: ast.expr, call: ast.Call, helper_name: str) -> ast.expr:
+    def _handed_over(
+        self, argument: ast.expr, call: ast.Call, helper_name: str, *more: ast.expr
+    ) -> ast.expr:
         """``argument`` (already visited), handed to a call that may change it."""
         if isinstance(argument, ast.Starred | ast.Constant | ast.Lambda | ast.JoinedStr):
             return argument
         text = f"{_text(call.func)}({_text(argument)})"
-        return self._call(helper_name, argument, self._site(call, "argument", text))
+        return self._call(helper_name, argument, self._site(call, "argument", text), *more)
 
     def _looked_into(self, container: ast.expr, node: ast.AST) -> ast.expr:
         """``container`` (already visited), looked into as a whole; a dict's view

@@ -81,6 +81,7 @@ def _waiting_select(real: Callable[..., Any]) -> Callable[..., Any]:
         place = here()
         if place is None or timeout == 0:  # not controlled, or a poll
             return real(rlist, wlist, xlist, timeout)
+
         def files() -> tuple[list[Any], list[Any]]:
             return list(rlist), list(wlist)
 
