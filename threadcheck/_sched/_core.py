@@ -343,8 +343,9 @@ class Scheduler:
         self.progress = 0
         """Bumped at every point and switch; the watchdog reads it."""
         self.interrupted = False
-        """The user asked to stop while a thread was stuck outside our control:
-        the schedule ends as interrupted (the watchdog ended it early)."""
+        """The user asked to stop while a thread was stuck outside our control
+        (the watchdog ended it early) or while the schedule waited on real I/O:
+        the schedule ends as interrupted."""
         self.at_exit: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
         self.misuse: TargetError | None = None
         """A misuse raised in a thread other than the schedule's first: raised
