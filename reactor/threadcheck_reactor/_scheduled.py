@@ -206,9 +206,18 @@ class ScheduledMixin(ThreadCheckMixin):
                 self._idle = None
             super().doIteration(0)
             return
+        if not _children_running() and scheduler.skip_quiet_time(*self._sockets(), delay):
+            return  # its sockets only talk to each other: the next deadline comes at once
         wait = REAL_IO_POLL if delay is None else min(delay, REAL_IO_POLL)
         super().doIteration(wait)
         scheduler.advance(wait)
+
+    def _sockets(self) -> tuple[list[Any], list[Any]]:
+        """The real files the reactor reads and writes (its waker left out): a
+        connection's or a port's socket, else the object itself (not a socket)."""
+        internal = self._internalReaders
+        reads = [getattr(r, "socket", r) for r in self.getReaders() if r not in internal]
+        return reads, [getattr(w, "socket", w) for w in self.getWriters()]
 
     def _initThreadPool(self) -> None:
         self.threadpool = ScheduledThreadPool(0, 10, "twisted.internet.reactor")

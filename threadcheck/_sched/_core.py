@@ -36,6 +36,7 @@ from typing import Any, NoReturn, Protocol
 
 from threadcheck._races import _footprint
 from threadcheck._races._clocks import VectorClock
+from threadcheck._sched._loopback import in_process
 from threadcheck._sched._mute import Muted
 from threadcheck._sched._progress import stop_requested
 
@@ -669,6 +670,43 @@ class Scheduler:
         if self._io_waiters:
             self._wake_ready_io(0.0)
 
+    def skip_quiet_time(
+        self, reads: Sequence[Any], writes: Sequence[Any], delay: float | None
+    ) -> bool:
+        """No other thread can run, and the running one would wait on ``reads``
+        and ``writes`` (real sockets) for at most ``delay``: when those and the
+        other threads' real files only talk to each other and none is ready
+        (:func:`~threadcheck._sched._loopback.in_process`), only time can wake
+        anyone. Virtual time then passes at once to the next deadline (``delay``,
+        or a waiting thread's) and True is returned; else False: wait in real time."""
+        waits = list(self._io_waiters.values())
+        all_reads = [*reads, *(file for wait in waits for file in wait.reads)]
+        all_writes = [*writes, *(file for wait in waits for file in wait.writes)]
+        if not in_process([*all_reads, *all_writes]):
+            return False
+        deadlines = [] if delay is None else [self.now + delay]
+        if self._timed:
+            deadlines.append(_deadline_order(self._due())[0])
+        if not deadlines or min(deadlines) <= self.now:
+            return False
+        try:
+            ready = _real_select(all_reads, all_writes, [], 0)
+        except (OSError, ValueError):  # a file closed meanwhile: its call will say so
+            return False
+        if ready[0] or ready[1]:
+            return False
+        self.thinned.add(REAL_IO)
+        skipped = min(deadlines) - self.now
+        self.now += skipped
+        if self._running is not None:  # it waited, it was not held
+            self._running.held_since += skipped
+        self.progress += 1
+        self._time_passed += 1
+        if not self.aborting:
+            self._check_time_bound()
+        self._wake_due()
+        return True
+
     def wait_for_io(
         self, file: Any, read: bool, why: str, deadline: float | None, ends_alone: bool = False
     ) -> bool:
@@ -733,6 +771,10 @@ class Scheduler:
         ready first is then the same in a replay, however long each took."""
         patient_until = _real_clock() + IO_PATIENCE
         while not self.aborting:
+            due = self._due() if self._timed else None
+            if due is not None and self.skip_quiet_time([], [], None):  # sockets in-process
+                self._ended(TIME)
+                return due
             first = next(iter(self._io_waiters.values()), None)
             only = first if _real_clock() < patient_until else None
             began = _real_clock()

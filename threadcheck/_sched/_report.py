@@ -205,7 +205,9 @@ def _clean_summary(result: ExploreResult) -> str:
     )
     if result.thinned:  # the default's search finished first, and the others went on
         left_out = "; ".join(result.thinned)
-        what += f" (the search finished first, but left out interleavings, by {left_out})"
+        what += (
+            f" (its exhaustive phase finished first, but left out interleavings, by {left_out})"
+        )
     return (
         f"threadcheck: {plural(result.schedules, 'schedule')} "
         f"({result.distinct} distinct) in {result.seconds:.1f} s, no failure; {what}\n"

@@ -1,0 +1,124 @@
+"""Sockets that only talk to each other, none ready: time jumps to the next deadline.
+
+A listening server's 60 s shutdown timer took 60 s of real time a schedule
+(and failed as "stuck on real I/O" past 30 s); a pool job's ``recv`` with a
+40 s timeout, against the program's own silent server, waited 40 real seconds.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from twisted.internet import protocol, threads
+from twisted.internet.defer import Deferred
+
+import threadcheck
+from threadcheck._sched import _core
+from threadcheck._sched._loopback import in_process
+
+
+@pytest.fixture
+def connected() -> Iterator[tuple[socket.socket, socket.socket, socket.socket]]:
+    server = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(server.getsockname())
+    accepted, _ = server.accept()
+    yield server, client, accepted
+    for sock in (server, client, accepted):
+        sock.close()
+
+
+def test_a_listening_socket_and_both_ends_of_a_connection_are_in_process(
+    connected: tuple[socket.socket, socket.socket, socket.socket],
+) -> None:
+    server, client, accepted = connected
+    assert in_process([server])
+    assert in_process([client, accepted])
+    assert in_process([server, client, accepted])
+
+
+def test_one_end_alone_another_family_or_a_closed_socket_is_not(
+    connected: tuple[socket.socket, socket.socket, socket.socket],
+) -> None:
+    server, client, accepted = connected
+    assert not in_process([client])  # its peer may be another process
+    assert not in_process([accepted, server])
+    left, right = socket.socketpair()
+    with left, right:
+        assert not in_process([left, right])
+    assert not in_process([object()])
+    closed = socket.socket()
+    closed.close()
+    assert not in_process([closed])
+
+
+@pytest.fixture
+def real_io_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Waited in real time, these schedules failed as stuck past the limit.
+    monkeypatch.setattr(_core, "REAL_IO_LIMIT", 0.5)
+
+
+@pytest.mark.usefixtures("real_io_limit")
+def test_a_listening_server_s_far_timer_comes_at_once() -> None:
+    def scenario(reactor: Any) -> Deferred[Any]:
+        port = reactor.listenTCP(0, protocol.ServerFactory(), interface="127.0.0.1")
+        later: Deferred[None] = Deferred()
+        reactor.callLater(60, later.callback, None)
+        return later.addCallback(lambda _: port.stopListening())
+
+    result = threadcheck.explore(scenario, budget=3)
+    result.assert_clean()
+    assert result.schedules == 3
+    assert "real I/O" in result.report()  # still no proof: real sockets were open
+
+
+@pytest.mark.usefixtures("real_io_limit")
+def test_a_pool_job_s_recv_times_out_in_virtual_time_against_a_silent_server() -> None:
+    def scenario(reactor: Any) -> Deferred[Any]:
+        port = reactor.listenTCP(0, protocol.ServerFactory.forProtocol(protocol.Protocol))
+        address = ("127.0.0.1", port.getHost().port)
+
+        def ask() -> bytes:
+            with socket.create_connection(address, timeout=40) as sock:
+                sock.sendall(b"PING\r\n")
+                try:
+                    return sock.recv(100)
+                except TimeoutError:
+                    return b"fallback"
+
+        def check(answer: bytes) -> Deferred[None]:
+            assert answer == b"fallback"
+            return port.stopListening()
+
+        pool = reactor.getThreadPool()
+        return threads.deferToThreadPool(reactor, pool, ask).addCallback(check)
+
+    threadcheck.explore(scenario, budget=5).assert_clean()
+
+
+@pytest.mark.usefixtures("real_io_limit")
+def test_threads_that_wait_on_each_other_s_sockets_time_out_in_virtual_time() -> None:
+    # No reactor in the way: every controlled thread waits on a socket.
+    def scenario(reactor: Any) -> None:
+        server = socket.create_server(("127.0.0.1", 0))
+        answers: list[bytes] = []
+
+        def ask() -> None:
+            with socket.create_connection(server.getsockname(), timeout=20) as sock:
+                try:
+                    answers.append(sock.recv(10))
+                except TimeoutError:
+                    answers.append(b"timed out")
+
+        asker = threading.Thread(target=ask)
+        asker.start()
+        with server, server.accept()[0] as conn:
+            conn.settimeout(40)
+            assert conn.recv(10) == b""  # the asker gave up first, and hung up
+        asker.join()
+        assert answers == [b"timed out"]
+
+    threadcheck.explore(scenario, budget=5).assert_clean()
