@@ -157,6 +157,16 @@ def test_a_higher_bound_finds_what_a_lower_one_finds_on_the_same_schedule(name: 
     assert (higher.found, higher.found_at) == (True, lower.found_at)
 
 
+@pytest.mark.parametrize("name", ["ordering", "early_stop"])
+def test_a_choice_after_a_thread_blocked_is_no_preemption_in_the_report(name: str) -> None:
+    # bounded:0 tries every such choice; the report said "with 1 preemption"
+    # (and bounded:1's finds "with 2").
+    found = threadcheck.explore(BUGGY[name], budget=1000, strategy="bounded:0")
+    assert found.found and found.original_preemptions == 0
+    assert "with 0 preemptions" in found.report()
+    assert "<- blocked: " in found.report()  # still shown, where it was taken
+
+
 def test_bounded_search_runs_every_schedule_of_a_level_before_the_next() -> None:
     search = BoundedPreemption(2)
     costs = []

@@ -337,6 +337,9 @@ class Scheduler:
         after a block."""
         self.choices: list[tuple[int, int, tuple[int, ...]]] = []
         """Each thread decision: (chosen, the no-preemption default, the runnable threads)."""
+        self.preemption_count = 0
+        """Choices that switched away from a thread that could go on, or let
+        time pass while threads could run (as ``bounded:N`` counts them)."""
         self.strategy_error: Exception | None = None
         """The strategy gave up (a replay that diverged): the schedule means nothing."""
         self.failure: Failure | None = None
@@ -1019,6 +1022,8 @@ class Scheduler:
         if len(self.decisions) > DECISIONS_PER_STEP * self.max_steps:
             self._livelock(f"{len(self.decisions) - 1} scheduling decisions")
         self.choices.append((chosen, default, tuple(runnable)))
+        if chosen == TIME or (chosen != current and current in runnable):
+            self.preemption_count += 1  # a choice after a thread blocked is none
         if chosen != default:
             self.preemptions[self.step] = (
                 f"preempted: T{chosen} runs"

@@ -36,10 +36,9 @@ class ScheduleRun:
     """Per thread, the step that started it (0: not started in the schedule)."""
     entropy: str = ""
     """What seeded the OS randomness it drew (``os.urandom``): a replay draws the same."""
-
-    @property
-    def preemption_count(self) -> int:
-        return sum(chosen != default for chosen, default, _ in self.choices)
+    preemption_count: int = 0
+    """Switches away from a thread that could go on, and time passing while
+    threads could run (not a choice among threads after one blocked)."""
 
 
 @dataclass

@@ -414,6 +414,7 @@ def _schedule_run(
         longest_hold=scheduler.longest_hold,
         time_held=scheduler.time_held,
         entropy=entropy,
+        preemption_count=scheduler.preemption_count,
     )
 
 
