@@ -62,6 +62,8 @@ prove a twin of a whole program). A job claimed through a method fetched by
 name, ``getattr(claimed, op)(job)`` (no point, no change); and a request
 counter defined by rules the service compiles from text
 (``compile(text, "<rules>", "exec")``: code of no file, never rewritten).
+A sweep whose ``for`` loop assigns the global a status probe reads (a name
+bound otherwise than by ``=`` was no write).
 
 And, "proved" until each step of a loop over a container read it (only the
 loop's start did): a publisher walking its subscribers while one is removed
@@ -1167,6 +1169,38 @@ def rules_locked(reactor: Any) -> None:
     _apply_rules(locked=True)
 
 
+sweeping: str | None = None
+"""The file a sweep is at: a global the loop itself assigns."""
+
+
+def _sweep(locked: bool) -> None:
+    """A status probe while a sweep walks its files, its loop assigning the
+    global it reports (``for sweeping in ...``: no write, no point once)."""
+    lock = threading.Lock() if locked else contextlib.nullcontext()
+    seen: list[str | None] = []
+
+    def sweep() -> None:
+        global sweeping
+        with lock:  # BUG when unlocked: the probe sees it mid-sweep
+            for sweeping in ("a.db", "b.db", None):  # noqa: B007 (None: done)
+                pass
+
+    def probe() -> None:
+        with lock:
+            seen.append(sweeping)
+
+    _run(sweep, probe)
+    assert seen == [None], f"the probe saw {seen}"
+
+
+def sweep_racy(reactor: Any) -> None:
+    _sweep(locked=False)
+
+
+def sweep_locked(reactor: Any) -> None:
+    _sweep(locked=True)
+
+
 BUGGY = {
     "counter": counter_racy,
     "bank": bank_inverted,
@@ -1203,6 +1237,7 @@ BUGGY = {
     "pairs": pairs_racy,
     "claims": claims_racy,
     "rules": rules_racy,
+    "sweep": sweep_racy,
 }
 FIXED = {
     "counter": counter_locked,
@@ -1240,4 +1275,5 @@ FIXED = {
     "pairs": pairs_locked,
     "claims": claims_locked,
     "rules": rules_locked,
+    "sweep": sweep_locked,
 }

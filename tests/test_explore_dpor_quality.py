@@ -77,6 +77,7 @@ PROVED_WITHIN = {
     "dpor_programs:pairs": 50,
     "dpor_programs:claims": 30,
     "dpor_programs:rules": 30,
+    "dpor_programs:sweep": 20,
 }
 FOUND_AS = {
     "races:abba_deadlock": "deadlock",
@@ -119,6 +120,7 @@ FOUND_AS = {
     "dpor_programs:pairs": "exception",
     "dpor_programs:claims": "exception",
     "dpor_programs:rules": "exception",
+    "dpor_programs:sweep": "exception",
 }
 
 

@@ -721,6 +721,39 @@ ACCESS_KINDS = [
         location="batch.items",
         line="batch.items.append(1)",
     ),
+    *(
+        Case(
+            f"a global bound by {how}",
+            racy=f"""
+                import contextlib
+                current = None
+                def work():
+                    global current
+                    {binding}
+                t = threading.Thread(target=work); t.start()
+                seen = current
+                t.join()
+            """,
+            fixed=f"""
+                import contextlib
+                current = None
+                def work():
+                    global current
+                    {binding}
+                t = threading.Thread(target=work); t.start()
+                t.join()
+                seen = current
+            """,
+            location="global current",
+            line=binding,
+        )
+        for how, binding in [
+            ("a loop's target", 'for current in ("a.db",): pass'),
+            ("an assignment expression", 'print(current := "a.db")'),
+            ("with ... as", "with contextlib.nullcontext(1) as current: pass"),
+            ("an import", "import json as current"),
+        ]
+    ),
 ]
 
 
@@ -946,6 +979,37 @@ def test_a_closure_variables_scope_is_not_among_its_functions_names(tmp_path: Pa
             del bump, attempts
             return dict(**locals())
         assert endpoint("db", 5432) == {"host": "db", "port": 5432}
+        """,
+    )
+    assert found == []
+
+
+def test_text_run_by_exec_behaves_as_written(tmp_path: Path) -> None:
+    # Rewritten, it ran in threadcheck's own namespace when given none, bound
+    # our helpers into the namespace given (a plugin loader listed them), and
+    # failed in a sandbox or with separate locals (NameError, ImportError).
+    found = races_in(
+        tmp_path,
+        """
+        exec("LOADED = 5")
+        assert LOADED == 5
+        def check(limit):
+            exec("assert limit == 3")  # the caller's locals
+        check(3)
+        plugin = {}
+        exec("def handle(x):\\n    return x + 1\\n", plugin)
+        assert sorted(k for k in plugin if k != "__builtins__") == ["handle"]
+        assert plugin["handle"](1) == 2
+        rules = {}
+        exec("def too_many(n):\\n    return n > 3\\n", {"__builtins__": {}}, rules)
+        assert rules["too_many"](5)
+        routes = {}
+        exec("def health(path):\\n    return path.upper()\\n", {}, routes)
+        assert routes["health"]("/health") == "/HEALTH"
+        code = compile("def size():\\n    return len('ab')\\n", "<rules>", "exec")
+        sandbox = {"__builtins__": {"len": len}}
+        exec(code, sandbox)
+        assert sandbox["size"]() == 2
         """,
     )
     assert found == []

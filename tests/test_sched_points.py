@@ -364,6 +364,27 @@ def test_rewritten_loops_compute_what_they_did_with_a_point_each_round() -> None
     assert details.count("iteration of items") == 2 * 4 + 4  # two rounds of 3 + end; the genexp
 
 
+def squares(ids: list[int]) -> tuple[list[int], set[int]]:
+    import asyncio
+
+    async def rows() -> Any:
+        for i in ids:
+            await asyncio.sleep(0)
+            yield i * i
+
+    async def load() -> tuple[list[int], set[int]]:
+        return [r async for r in rows()], {r async for r in rows()}
+
+    return asyncio.run(load())
+
+
+def test_an_async_comprehension_s_iterable_is_no_loop_s() -> None:
+    # Its iterable was wrapped as a loop's: "'async_generator' object is not iterable".
+    result, details = _helper_details(squares, [1, 2])
+    assert result == ([1, 4], {1, 4})
+    assert details.count("iteration of ids") == 2 * 3  # the generator's own loop, twice
+
+
 COUNT = 0
 
 

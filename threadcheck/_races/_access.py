@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterator
 from types import CodeType, FrameType, GeneratorType
 from typing import Any
 
-from threadcheck._races import _footprint
+from threadcheck._races import _footprint, _texts
 from threadcheck._races._clocks import ThreadClock, clocks, current, module_imported
-from threadcheck._races._rewrite import GLOBALS, MUTATORS, compile_user
+from threadcheck._races._rewrite import GLOBALS, HELPERS, MUTATORS, helper
 from threadcheck._races._shadow import (
     EVERY,
     WHOLE,
@@ -571,7 +571,7 @@ class _ContainerMethod:
             caller = sys._getframe(1)
             # Called back by a library (Twisted's callbacks): no point, as library
             # code runs whole between points; the change is the running step's.
-            by_user = GLOBALS in caller.f_globals  # a rewritten module's code
+            by_user = _footprint.is_rewritten(caller.f_code)  # a rewritten module's code
             if by_user and on_handover is not None:  # here: the point names our caller
                 on_handover(self.site, "call")
             site = _called_at(caller, self.site, by_user) if enabled else self.site
@@ -657,44 +657,24 @@ def ip(value: Any, target: Any, site: int) -> Any:
 def own_code(builtin: Any) -> Any:
     """``exec`` or ``compile`` as the program's code calls it (``builtin``, unless
     the program rebound the name): source text it compiles for ``exec`` is
-    rewritten as the program's modules are, so its accesses have points and
-    footprints (a rule set loaded with ``compile(text, "<rules>", "exec")``
-    ran whole, touching nothing, and proofs claimed it). Only while races are
-    watched or a schedule's points taken: a module rewritten in place for one
-    exploration runs on after it."""
+    rewritten as the program's modules are (see :mod:`~threadcheck._races._texts`).
+    Only while races are watched or a schedule's points taken: a module
+    rewritten in place for one exploration runs on after it."""
     if not (enabled or on_handover is not None):
         return builtin
     if builtin is builtins.exec:
-        return _rewritten_exec
+        _install_helpers()
+        return _texts.rewritten_exec
     if builtin is builtins.compile:
-        return _rewritten_compile
+        _install_helpers()
+        return _texts.rewritten_compile
     return builtin
 
 
-def _rewritten_exec(source: Any, *namespaces: Any, **options: Any) -> Any:
-    if isinstance(source, str | bytes):
-        source = _compiled_text(source, "<string>")
-    return builtins.exec(source, *namespaces, **options)
-
-
-def _rewritten_compile(source: Any, filename: Any, mode: str, *rest: Any, **options: Any) -> Any:
-    if mode == "exec" and isinstance(source, str | bytes) and not rest and not options:
-        return _compiled_text(source, str(filename))
-    return builtins.compile(source, filename, mode, *rest, **options)
-
-
-_texts: dict[tuple[str | bytes, str], CodeType] = {}
-"""Text the program compiled, rewritten once: each schedule (and a program that
-compiles in a loop) gets the same code, its sites numbered once."""
-
-
-def _compiled_text(source: str | bytes, filename: str) -> CodeType:
-    code = _texts.get((source, filename))
-    if code is None:
-        if len(_texts) >= 256:  # a program that makes its text each time: not kept for ever
-            _texts.clear()
-        code = _texts[source, filename] = compile_user(source, filename)
-    return code
+@functools.cache
+def _install_helpers() -> None:
+    module = globals()
+    _texts.install({helper(name): module[name] for name in HELPERS})
 
 
 def gy(value: Any) -> Any:
@@ -949,6 +929,12 @@ def wv(scope: Any, name: str, site: int) -> None:
     if enabled:
         tc = clocks.get(get_ident()) or current()
         write(tc, location(scope, name), site, scope, name, "write", False)
+
+
+def wn(value: Any, scope: Any, name: str, site: int) -> Any:
+    """``(name := value)`` assigned a global or closure variable: ``value``."""
+    wv(scope, name, site)
+    return value
 
 
 def uv(scope: Any, name: str, site: int) -> None:

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import ast
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import CodeType
 from typing import Any
@@ -105,7 +105,7 @@ _NAMESPACES = frozenset({"locals", "vars", "dir"})
 HELPERS = (
     "ra", "wa", "ua", "st", "sv", "lp", "lw", "it", "cm", "cmk", "cml", "cr", "ck", "oa", "oal",
     "oah", "oaw", "bm", "own_code", "ip", "lk", "lkc", "isin", "cached", "cms", "gy",
-    "rv", "wv", "uv", "sub", "subo", "Scope", "im", "own",
+    "rv", "wv", "wn", "uv", "sub", "subo", "Scope", "im", "own",
 )  # fmt: skip
 GLOBALS = "__tc_gl__"
 
@@ -118,23 +118,31 @@ def compile_user(
     source: str | bytes,
     filename: str,
     first: Callable[[ast.Module], None] = lambda tree: None,
+    embedded: bool = False,
 ) -> CodeType:
     """``source`` compiled with its accesses recorded (after ``first`` rewrote it:
-    pytest's assertions, for a test module)."""
+    pytest's assertions, for a test module). ``embedded``: text the program
+    runs with ``exec``, which finds the helpers among the builtins (see
+    :mod:`~threadcheck._races._texts`): no preamble, no name of ours bound."""
     tree = ast.parse(source, filename)
     first(tree)
-    rewrite(tree, filename)
+    rewrite(tree, filename, embedded)
     code = compile(tree, filename, "exec", dont_inherit=True)
     _footprint.compiled(code)
     return code
 
 
-def rewrite(tree: ast.Module, filename: str) -> None:
+def rewrite(tree: ast.Module, filename: str, embedded: bool = False) -> None:
     shared = {
         name for node in ast.walk(tree) if isinstance(node, ast.Global) for name in node.names
     }
     shared |= _module_variables(tree)
     _Rewriter(filename, shared, _closure_owners(tree)).visit(tree)
+    if embedded:
+        _GlobalsCalled().visit(tree)
+        _end_where_they_start(tree)
+        ast.fix_missing_locations(tree)
+        return
     if tree.body:  # its import ends: what it did happens before another's import of it
         done = ast.parse(f"{helper('im')}({GLOBALS})").body[0]
         tree.body.append(ast.copy_location(done, tree.body[-1]))
@@ -153,6 +161,15 @@ def _end_where_they_start(tree: ast.AST) -> None:
             node.end_lineno = lineno  # type: ignore[attr-defined]
             if getattr(node, "end_col_offset", None) is None:
                 node.end_col_offset = getattr(node, "col_offset", 0)  # type: ignore[attr-defined]
+
+
+class _GlobalsCalled(ast.NodeTransformer):
+    """The module's globals asked for where they are used, not bound once."""
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        if node.id != GLOBALS:
+            return node
+        return ast.copy_location(ast.Call(ast.Name(helper("gns"), ast.Load()), [], []), node)
 
 
 def _preamble() -> list[ast.stmt]:
@@ -503,11 +520,15 @@ class _Rewriter(ast.NodeTransformer):
         self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp
     ) -> ast.AST:
         first = node.generators[0]
-        first.iter = self._stepped(self._iterated(self.visit(first.iter)), node)
+        first.iter = self.visit(first.iter)
+        if not first.is_async:  # `async for`'s iterable is no loop's: its awaits switch
+            first.iter = self._stepped(self._iterated(first.iter), node)
         self._enter(node, self.functions[-1])  # shown as the function it is written in
         for index, generator in enumerate(node.generators):
             if index:
-                generator.iter = self._stepped(self.visit(generator.iter), node)
+                generator.iter = self.visit(generator.iter)
+                if not generator.is_async:
+                    generator.iter = self._stepped(generator.iter, node)
             generator.ifs = [self.visit(i) for i in generator.ifs]
         if isinstance(node, ast.DictComp):
             node.key = self.visit(node.key)
@@ -835,16 +856,86 @@ class _Rewriter(ast.NodeTransformer):
         return self._call("st", value, call.args[2])
 
     def _stored(self, names: list[ast.Name], which: str) -> list[ast.stmt]:
+        stored = [(n.id, n) for n in names if isinstance(n.ctx, ast.Store)]
+        return self._bound(stored, which)
+
+    def _bound(self, names: Sequence[tuple[str, ast.AST]], which: str = "wv") -> list[ast.stmt]:
+        """The writes of the shared variables among ``names`` (each with the node
+        that binds it: a target, an alias, a handler), once they are bound."""
         stored: list[ast.stmt] = []
-        for name in names:
-            if not isinstance(name.ctx, ast.Store):
-                continue
-            scope = self._variable(name.id)
+        for name, at in names:
+            scope = self._variable(name)
             if scope is not None:
-                site = self._site(name, _kind(scope), f"{_kind(scope)} {name.id}")
-                call = self._call(which, scope, ast.Constant(name.id), site)
-                stored.append(ast.copy_location(ast.Expr(call), name))
+                site = self._site(at, _kind(scope), f"{_kind(scope)} {name}")
+                call = self._call(which, scope, ast.Constant(name), site)
+                stored.append(ast.copy_location(ast.Expr(call), at))
         return stored
+
+    # A shared variable bound otherwise than by `=` (a loop's target, `with ...
+    # as`, `except ... as`, an import, `del`): written once it is bound.
+
+    def _targets(self, target: ast.expr | None) -> list[tuple[str, ast.AST]]:
+        if target is None:
+            return []
+        return [(n.id, n) for n in ast.walk(target) if isinstance(n, ast.Name)]
+
+    def visit_AsyncFor(self, node: ast.AsyncFor) -> ast.AST:
+        node.iter = self.visit(node.iter)
+        written = self._bound(self._targets(node.target))
+        node.target = self.visit(node.target)
+        node.body = [*written, *self._body(node.body)]
+        node.orelse = self._body(node.orelse)
+        return node
+
+    def _with(self, node: ast.With | ast.AsyncWith) -> ast.AST:
+        written: list[ast.stmt] = []
+        for item in node.items:
+            item.context_expr = self.visit(item.context_expr)
+            written += self._bound(self._targets(item.optional_vars))
+            if item.optional_vars is not None:
+                item.optional_vars = self.visit(item.optional_vars)
+        node.body = [*written, *self._body(node.body)]
+        return node
+
+    def visit_With(self, node: ast.With) -> ast.AST:
+        return self._with(node)
+
+    def visit_AsyncWith(self, node: ast.AsyncWith) -> ast.AST:
+        return self._with(node)
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> ast.AST:
+        if node.type is not None:
+            node.type = self.visit(node.type)
+        written = self._bound([(node.name, node)]) if node.name else []
+        node.body = [*written, *self._body(node.body)]
+        return node
+
+    def visit_Delete(self, node: ast.Delete) -> list[ast.stmt]:
+        names = [(t.id, t) for t in node.targets if isinstance(t, ast.Name)]
+        node.targets = [self.visit(t) for t in node.targets]
+        return [node, *self._bound(names)]
+
+    def _imported(self, node: ast.Import | ast.ImportFrom) -> list[ast.stmt]:
+        if len(self.stack) == 1:  # a module's own imports: not its variables
+            return [node]
+        names = [((a.asname or a.name).split(".")[0], node) for a in node.names]
+        return [node, *self._bound([(n, at) for n, at in names if n != "*"])]
+
+    def visit_Import(self, node: ast.Import) -> list[ast.stmt]:
+        return self._imported(node)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> list[ast.stmt]:
+        return self._imported(node)
+
+    def visit_NamedExpr(self, node: ast.NamedExpr) -> ast.AST:
+        node.value = self.visit(node.value)
+        scope = self._variable(node.target.id)
+        if scope is None:
+            return node
+        name = node.target.id
+        site = self._site(node.target, _kind(scope), f"{_kind(scope)} {name}")
+        node.value = self._call("st", node.value, site)
+        return self._call("wn", node, scope, ast.Constant(name), site)
 
     def visit_Name(self, node: ast.Name) -> ast.AST:
         if not isinstance(node.ctx, ast.Load):
@@ -857,8 +948,9 @@ class _Rewriter(ast.NodeTransformer):
 
     def visit_For(self, node: ast.For) -> ast.AST:
         node.iter = self._stepped(self._iterated(self.visit(node.iter)), node)
+        written = self._bound(self._targets(node.target))
         node.target = self.visit(node.target)
-        node.body = self._body(node.body)
+        node.body = [*written, *self._body(node.body)]
         node.orelse = self._body(node.orelse)
         return node
 
