@@ -502,3 +502,16 @@ def test_a_program_that_forks_is_refused_in_one_line(tmp_path: Any) -> None:
     program.write_text("import os\nif os.fork() == 0:\n    os._exit(0)  # the child\n")
     with pytest.raises(TargetError, match=r"^the program forks \(os.fork\(\)\)"):
         explore(ProgramTarget(None, [str(program)]), budget=Budget(5))
+
+
+def test_the_program_does_not_see_the_exploration_s_own_threads() -> None:
+    # A service's shutdown check for leaked threads named threadcheck-watchdog.
+    def scenario(reactor: Any) -> None:
+        flusher = threading.Thread(target=lambda: None, name="flusher")
+        flusher.start()
+        flusher.join()
+        names = [thread.name for thread in threading.enumerate()]
+        assert not any(name.startswith("threadcheck") for name in names), names
+        assert threading.active_count() == len(names)
+
+    threadcheck.explore(scenario, budget=3).assert_clean()

@@ -1015,6 +1015,91 @@ def test_text_run_by_exec_behaves_as_written(tmp_path: Path) -> None:
     assert found == []
 
 
+def test_a_container_method_taken_as_a_value_copies_and_pickles_as_the_method(
+    tmp_path: Path,
+) -> None:
+    # Wrapped, a deep copy of an object keeping `self.emit = self.lines.append`
+    # recursed for ever; isinstance and inspect saw the wrapper.
+    found = races_in(
+        tmp_path,
+        """
+        import copy, inspect, pickle, types
+        class Collector:
+            def __init__(self):
+                self.lines = []
+                self.emit = self.lines.append
+        original = Collector()
+        snapshot = copy.deepcopy(original)
+        snapshot.emit("GET /")  # a builtin method is copied as itself
+        assert (len(original.lines), len(snapshot.lines)) == (1, 0)
+        assert copy.copy(original.emit) == original.emit
+        again = pickle.loads(pickle.dumps(original.emit))
+        assert again.__name__ == "append"
+        assert isinstance(original.emit, types.BuiltinMethodType)
+        assert inspect.isbuiltin(original.emit)
+        assert original.emit.__doc__ == [].append.__doc__
+        assert original.emit.__module__ is None
+        """,
+    )
+    assert found == []
+
+
+def test_a_warning_from_a_mapping_s_getitem_names_the_user_s_line(tmp_path: Path) -> None:
+    # The subscript ran in threadcheck's helper: stacklevel=2 named _access.py.
+    found = races_in(
+        tmp_path,
+        """
+        import collections.abc, sys, warnings
+        class Settings(collections.abc.Mapping):
+            def __init__(self, values):
+                self._values = values
+            def __getitem__(self, key):
+                if key == "timeout":
+                    warnings.warn("use read_timeout", DeprecationWarning, stacklevel=2)
+                    key = "read_timeout"
+                return self._values[key]
+            def __iter__(self):
+                return iter(self._values)
+            def __len__(self):
+                return len(self._values)
+        settings = Settings({"read_timeout": 5})
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            line = sys._getframe().f_lineno + 1
+            assert settings["timeout"] == 5  # the caller's line
+        assert (caught[0].filename, caught[0].lineno) == (__file__, line), caught[0]
+        """,
+    )
+    assert found == []
+
+
+def test_a_key_deleted_from_a_watched_dict_is_freed(tmp_path: Path) -> None:
+    # Each key's location held the key: a connection deleted from a registry
+    # was never freed while the registry lived, and its finalizer never ran.
+    found = races_in(
+        tmp_path,
+        """
+        import gc, threading, weakref
+        class Connection:
+            pass
+        registry = {}
+        closed = []
+        def connect():
+            conn = Connection()
+            weakref.finalize(conn, closed.append, "closed")
+            registry[conn] = "open"
+            assert registry[conn] == "open"
+        worker = threading.Thread(target=connect); worker.start(); worker.join()
+        for conn in list(registry):
+            del registry[conn]
+        del conn
+        gc.collect()
+        assert closed == ["closed"], closed
+        """,
+    )
+    assert found == []
+
+
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="3.10 re-raises the traceback it caught")
 def test_a_failing_subscript_s_traceback_ends_at_the_users_line(tmp_path: Path) -> None:
     # It ended in threadcheck's helper (`return obj[key]`): pytest showed that

@@ -571,7 +571,7 @@ class _ContainerMethod:
             caller = sys._getframe(1)
             # Called back by a library (Twisted's callbacks): no point, as library
             # code runs whole between points; the change is the running step's.
-            by_user = _footprint.is_rewritten(caller.f_code)  # a rewritten module's code
+            by_user = GLOBALS in caller.f_globals or _footprint.is_rewritten(caller.f_code)
             if by_user and on_handover is not None:  # here: the point names our caller
                 on_handover(self.site, "call")
             site = _called_at(caller, self.site, by_user) if enabled else self.site
@@ -600,7 +600,35 @@ class _ContainerMethod:
         _written_whole(owner, site, every=False)
 
     def __getattr__(self, name: str) -> Any:
+        if name in _ContainerMethod.__slots__:  # not set yet: copied or unpickled
+            raise AttributeError(name)
         return getattr(self.method, name)
+
+    # What the program may ask of the method it took, answered by the method:
+    # its class (isinstance, inspect.isbuiltin), its module and its docs. A
+    # builtin method is copied as itself (copy's atomic types), and pickled as
+    # one.
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        return type(self.method)
+
+    def __copy__(self) -> _ContainerMethod:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> _ContainerMethod:
+        return self
+
+    @property
+    def __module__(self) -> Any:  # type: ignore[override]
+        return self.method.__module__
+
+    @property
+    def __doc__(self) -> Any:  # type: ignore[override]
+        return self.method.__doc__
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return self.method.__reduce_ex__(protocol)
 
     def __eq__(self, other: object) -> bool:
         return bool(self.method == (other.method if type(other) is _ContainerMethod else other))
@@ -730,6 +758,7 @@ def forget_types() -> None:
     runs again from the start, and makes them anew) are not kept, nor
     everything their functions' globals hold (a schedule's whole state)."""
     _kinds.clear()
+    _own_items.clear()
 
 
 def _kind_of(cls: type) -> int:
@@ -958,6 +987,29 @@ class Scope:
         self.name = name
 
 
+_own_items: dict[type, bool] = {}
+"""Per class, whether its item methods are all rewritten code (see :class:`sub`)."""
+
+_ITEM_METHODS = ("__setitem__", "__delitem__")
+
+
+def _items_rewritten(cls: type) -> bool:
+    """Whether ``cls`` gets items with rewritten code, and sets and deletes
+    them with it, or not at all (a read-only ``Mapping``)."""
+    getter = getattr(cls, "__getitem__", None)
+    if not _rewritten_function(getter):
+        return False
+    return all(
+        method is None or _rewritten_function(method)
+        for method in (getattr(cls, name, None) for name in _ITEM_METHODS)
+    )
+
+
+def _rewritten_function(method: Any) -> bool:
+    code = getattr(method, "__code__", None)
+    return isinstance(code, CodeType) and _footprint.is_rewritten(code)
+
+
 def _missing(mapping: Any, key: Any) -> bool:
     try:
         return key not in mapping
@@ -976,13 +1028,25 @@ def _raised_by_user(error: BaseException) -> None:
 
 
 class sub:  # noqa: N801 - called by rewritten code as if it were a function
-    """``sub(obj, site)[key]``: the subscript, recorded, then done on ``obj``."""
+    """``sub(obj, site)[key]``: the subscript, recorded, then done on ``obj``;
+    or ``obj`` itself when its class's item methods are rewritten code, which
+    records its own accesses: run from the user's frame, a ``warnings.warn(...,
+    stacklevel=2)`` in its ``__getitem__`` names the user's line, not ours."""
 
     __slots__ = ("obj", "site")
+    obj: Any
+    site: int
 
-    def __init__(self, obj: Any, site: int) -> None:
+    def __new__(cls, obj: Any, site: int) -> Any:
+        own = _own_items.get(type(obj))
+        if own is None:
+            own = _own_items[type(obj)] = _items_rewritten(type(obj))
+        if own:
+            return obj
+        self = object.__new__(cls)
         self.obj = obj
         self.site = site
+        return self
 
     def __getitem__(self, key: Any) -> Any:
         obj = self.obj

@@ -23,6 +23,7 @@ can at worst lose one access's record (a missed race, never a false one).
 from __future__ import annotations
 
 import _thread
+import functools
 import sys
 import weakref
 from collections.abc import Callable
@@ -166,8 +167,41 @@ def location(obj: object, key: Any) -> Location:
         key = (key, current().tid)
     found = shadow.locations.get(key)
     if found is None:
-        found = shadow.locations[key] = Location()
+        stored = _WeakKey(key, shadow) if type(key).__weakrefoffset__ else key
+        found = shadow.locations[stored] = Location()
     return found
+
+
+class _WeakKey(weakref.ref):  # type: ignore[type-arg]
+    """A key that may be weakly referenced (an object of the program's), kept
+    so in its container's shadow: a connection deleted from a registry is freed
+    (its finalizer runs) as it would be without the detector; its location
+    goes with it. Equal to the key while it lives, as the key itself is."""
+
+    __slots__ = ("hash",)
+
+    def __new__(cls, key: Any, shadow: _Shadow) -> _WeakKey:
+        return super().__new__(cls, key, functools.partial(_forget, weakref.ref(shadow)))
+
+    def __init__(self, key: Any, shadow: _Shadow) -> None:
+        # (its callback is __new__'s)
+        super().__init__(key)  # type: ignore[call-arg]
+        self.hash = hash(key)
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    def __eq__(self, other: object) -> bool:
+        if other is self:
+            return True
+        key = self()
+        return key is not None and (key is other or bool(key == other))
+
+
+def _forget(shadow_ref: weakref.ref[_Shadow], key: _WeakKey) -> None:
+    shadow = shadow_ref()
+    if shadow is not None:
+        shadow.locations.pop(key, None)
 
 
 def _shadow(obj: object) -> _Shadow:

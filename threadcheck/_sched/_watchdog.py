@@ -29,6 +29,7 @@ import time
 from types import FrameType
 from typing import Any
 
+from threadcheck._sched import _hidden
 from threadcheck._sched._core import BLOCKED, Abort, Failure, Scheduler, stack_of
 from threadcheck._sched._progress import stop_requested
 
@@ -81,6 +82,7 @@ class Watchdog:
         self._thread = threading.Thread(
             target=self._loop, name="threadcheck-watchdog", daemon=True
         )
+        _hidden.hide(self._thread)
         self._interrupting = False
         self._previous_handler: Any = None
         self._main: int | None = None
