@@ -58,6 +58,11 @@ REAL_IO_LIMIT = 30.0
 no thread can run: past them, the program is stuck (a reply that never comes),
 and the schedule fails rather than wait for ever."""
 
+QUIET_CHECK = 0.002
+"""Real seconds sockets that only talk to each other are waited on before time
+jumps: bytes one just sent may reach the other end a moment later (a loaded
+machine's loopback), and a reply's timeout would come first."""
+
 IO_PATIENCE = 0.5
 """Real seconds the threads waiting on real files wake in the order they began
 to wait; past it, whichever is ready (one may wait on another's answer)."""
@@ -693,7 +698,7 @@ class Scheduler:
         if not deadlines or min(deadlines) <= self.now:
             return False
         try:
-            ready = _real_select(all_reads, all_writes, [], 0)
+            ready = _real_select(all_reads, all_writes, [], QUIET_CHECK)
         except (OSError, ValueError):  # a file closed meanwhile: its call will say so
             return False
         if ready[0] or ready[1]:
