@@ -558,14 +558,22 @@ def test_trial_with_threadcheck_races_fails_the_racy_test_only(tmp_path: Path) -
 
 
 @pytest.mark.parametrize(
-    "names", [["tc_trial_races.RaceTests.test_racy"], ["-j", "2", "tc_trial_races"]]
+    "names",
+    [
+        ["tc_trial_races.RaceTests.test_racy"],
+        ["-j", "2", "tc_trial_races"],
+        ["suite/tc_trial_by_path.py"],  # not importable as named: trial loads the file
+    ],
 )
 def test_trial_with_threadcheck_races_loads_tests_by_name_and_in_workers(
     tmp_path: Path, names: list[str]
 ) -> None:
     # The race detector's import hook was the deepest frame of "no module
     # tc_trial_races.RaceTests": trial took it for a module failing inside.
+    # A test file named by its path, loaded by trial itself, ran as written.
     (tmp_path / "tc_trial_races.py").write_text(TRIAL_RACES)
+    (tmp_path / "suite").mkdir()
+    (tmp_path / "suite" / "tc_trial_by_path.py").write_text(TRIAL_RACES)
     result = trial(names[-1], tmp_path, *names[:-1], THREADCHECK_RACES="1")
     assert "No module named" not in result.stdout, result.stdout
     assert "data race on Stats.handled: update in thread" in result.stdout, result.stdout

@@ -721,6 +721,31 @@ ACCESS_KINDS = [
         location="batch.items",
         line="batch.items.append(1)",
     ),
+    Case(
+        "a list's size read after the thread's own append",
+        racy="""
+            buf = []
+            def work():
+                time.sleep(0.05)  # the other append comes first, unordered
+                buf.append(1)
+                full = len(buf) >= 2
+            t = threading.Thread(target=work); t.start()
+            buf.append(2)
+            t.join()
+        """,
+        fixed="""
+            buf = []
+            def work():
+                time.sleep(0.05)
+                buf.append(1)
+                full = len(buf) >= 2
+            buf.append(2)
+            t = threading.Thread(target=work); t.start()
+            t.join()
+        """,
+        location="buf",
+        line="full = len(buf) >= 2",
+    ),
     *(
         Case(
             f"a global bound by {how}",
@@ -853,7 +878,8 @@ def test_a_sum_after_a_threads_own_key_store_races_the_others_store(tmp_path: Pa
         t.join()
         """,
     )
-    assert len(found) == 1, format_report(found)
+    # Each sum races the other thread's store: one race, maybe seen both ways.
+    assert len(group(found)) == 1, format_report(found)
 
 
 def test_the_locked_sum_after_a_key_store_is_clean(tmp_path: Path) -> None:
@@ -1465,3 +1491,22 @@ def test_a_decorated_function_is_rewritten_in_place(tmp_path: Path) -> None:
     function = module.lookup.__wrapped__
     assert rewrite_loaded(module, [function]) >= 1
     assert any(name.startswith("__tc_") for name in function.__code__.co_names)
+
+
+def test_a_user_file_loaded_by_hand_is_rewritten_while_the_hook_is_on(tmp_path: Path) -> None:
+    # A runner loading a test file with spec_from_file_location (trial's
+    # _importFromFile) ran it as written: its races were not looked for.
+    import importlib.util
+
+    path = tmp_path / "by_hand.py"
+    path.write_text("VALUE = 1\n")
+    _hook.install(lambda file: file == str(path))
+    try:
+        spec = importlib.util.spec_from_file_location("by_hand", path)
+        other = importlib.util.spec_from_file_location("other", tmp_path / "other.py")
+    finally:
+        _hook.uninstall()
+    assert spec is not None and isinstance(spec.loader, _hook.RewritingLoader)
+    assert other is not None and not isinstance(other.loader, _hook.RewritingLoader)
+    after = importlib.util.spec_from_file_location("by_hand", path)
+    assert after is not None and not isinstance(after.loader, _hook.RewritingLoader)

@@ -10,8 +10,10 @@ thread, before and after the program; imports are serialised by Python.
 
 from __future__ import annotations
 
+import functools
 import importlib.abc
 import importlib.machinery
+import importlib.util
 import sys
 from collections.abc import Callable, Sequence
 from types import CodeType, ModuleType
@@ -63,6 +65,46 @@ def install(is_user_file: Callable[[str], bool]) -> None:
     finder = RewritingFinder(is_user_file)
     _finder.append(finder)
     sys.meta_path.insert(0, finder)
+    importlib.util.spec_from_file_location = _rewriting_spec(is_user_file)  # type: ignore[assignment]
+
+
+def file_loader(
+    is_user_file: Callable[[str], bool],
+) -> Callable[[str, str], importlib.machinery.SourceFileLoader]:
+    """``SourceFileLoader`` as a runner that loads files by hand calls it
+    (trial's ``loadFile``, for ``trial tests/test_x.py``): a user file's loader
+    rewrites it."""
+
+    def loader(name: str, path: str) -> importlib.machinery.SourceFileLoader:
+        if is_user_file(path):
+            return RewritingLoader(name, path)
+        return importlib.machinery.SourceFileLoader(name, path)
+
+    return loader
+
+
+_spec_from_file_location = importlib.util.spec_from_file_location
+
+
+def _rewriting_spec(is_user_file: Callable[[str], bool]) -> Any:
+    """``importlib.util.spec_from_file_location``, whose source file of user code
+    is loaded rewritten: ``trial tests/test_x.py`` loads its test module so,
+    when the file is not an importable module (it was run unrewritten, and
+    its races were silently not looked for)."""
+
+    @functools.wraps(_spec_from_file_location)
+    def spec_from_file_location(name: str, location: Any = None, **options: Any) -> Any:
+        spec = _spec_from_file_location(name, location, **options)
+        if (
+            spec is not None
+            and type(spec.loader) is importlib.machinery.SourceFileLoader
+            and spec.origin is not None
+            and is_user_file(spec.origin)
+        ):
+            spec.loader = RewritingLoader(name, spec.origin)
+        return spec
+
+    return spec_from_file_location
 
 
 def move_after(hook_type: str) -> None:
@@ -80,6 +122,7 @@ def installed() -> bool:
 
 
 def uninstall() -> None:
+    importlib.util.spec_from_file_location = _spec_from_file_location
     while _finder:
         finder = _finder.pop()
         if finder in sys.meta_path:

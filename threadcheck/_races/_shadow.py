@@ -110,13 +110,17 @@ class Access:
 
 
 class Location:
-    __slots__ = ("read", "readers", "write")
+    __slots__ = ("read", "readers", "write", "writers")
 
     def __init__(self) -> None:
         self.write: Access | None = None
         self.read: Access | None = None
         self.readers: dict[int, Access] | None = None
         """Concurrent reads, by thread, once there is more than one."""
+        self.writers: dict[int, Access] | None = None
+        """Atomic writes of other threads that a later atomic write, not ordered
+        after them, replaced: a read after it races them still (a worker's
+        ``append`` then ``len()`` of a buffer the reactor appends to)."""
 
 
 RaceHandler = Callable[[Access, Access, Any, Any], None]
@@ -342,6 +346,11 @@ def read(tc: ThreadClock, loc: Location, site: int, obj: object, key: Any, mode:
     access = Access(tc, site, _outer(tc), mode)
     if write is not None and not _ordered(write, tc):
         _report(access, write, obj, key)
+    elif loc.writers is not None:
+        for earlier in loc.writers.values():
+            if earlier.tid != tc.tid and not _ordered(earlier, tc):
+                _report(access, earlier, obj, key)
+                break
     readers = loc.readers
     if readers is not None:
         readers[tc.tid] = access
@@ -376,6 +385,11 @@ def write(
         # with this write. An atomic write conflicts with no write: the reads stay.
         loc.readers = None
         loc.read = None
+        loc.writers = None
+    elif last is not None and last.tid != tc.tid and not _ordered(last, tc):
+        if loc.writers is None:
+            loc.writers = {}
+        loc.writers[last.tid] = last
     loc.write = access
 
 

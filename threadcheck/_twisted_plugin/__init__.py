@@ -74,6 +74,8 @@ def install(kind: str = "default") -> None:
         from threadcheck._twisted_plugin import _trial
 
         _trial.hook(report)
+        if include is not None:
+            _trial.rewrite_test_files(_stacks.user_code(include))
     if "twisted.scripts.twistd" in sys.modules:
         from threadcheck._twisted_plugin import _twistd
 

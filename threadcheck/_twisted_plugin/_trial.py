@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from twisted.python.failure import Failure
@@ -22,6 +23,7 @@ from zope.interface import implementer  # type: ignore[import-untyped]
 
 from threadcheck import _stacks
 from threadcheck._processes import ProcessReport
+from threadcheck._races import _hook
 from threadcheck._report import format_report
 from threadcheck._testrun import ThreadAffinityViolationsError
 from threadcheck._violation import Violation
@@ -33,6 +35,13 @@ def hook(report: ProcessReport) -> None:
     for runner_class in (runner.TrialRunner, DistTrialRunner):
         for name in ("run", "runUntilFailure"):
             _fail_the_run_for_leftovers(runner_class, name, report)
+
+
+def rewrite_test_files(is_user_file: Callable[[str], bool]) -> None:
+    """Test modules trial loads from a file path (``trial tests/test_x.py``,
+    not importable as named) are rewritten for races, as imported ones are:
+    they ran as written, their races silently unlooked for."""
+    runner.SourceFileLoader = _hook.file_loader(is_user_file)  # type: ignore[attr-defined,assignment]
 
 
 def _failure(violations: list[Violation]) -> Failure:
