@@ -1510,3 +1510,24 @@ def test_a_user_file_loaded_by_hand_is_rewritten_while_the_hook_is_on(tmp_path: 
     assert other is not None and not isinstance(other.loader, _hook.RewritingLoader)
     after = importlib.util.spec_from_file_location("by_hand", path)
     assert after is not None and not isinstance(after.loader, _hook.RewritingLoader)
+
+
+def test_an_item_bumped_in_two_threads_is_a_lost_update(tmp_path: Path) -> None:
+    # Reported as "read ... and write", with the generic fix, where an
+    # attribute's or a global's `+= 1` is "update ... and update".
+    found = races_in(
+        tmp_path,
+        """
+        hits = {"/": 0}
+        def bump():
+            hits["/"] += 1
+        t = threading.Thread(target=bump); t.start()
+        bump()
+        t.join()
+        """,
+    )
+    report = format_report(found)
+    assert len(group(found)) == 1, report
+    assert "data race on hits[...]: update in thread" in report
+    assert "and update in thread" in report
+    assert "an update of hits[...] reads, then writes: two at once lose one" in report

@@ -881,7 +881,7 @@ def isin(key: Any, container: Any, site: int) -> bool:
     return key in container
 
 
-def _read_key(obj: Any, key: Any, site: int) -> None:
+def _read_key(obj: Any, key: Any, site: int, mode: str = "read") -> None:
     """``obj[key]`` is read (or looked up: ``key in obj``): that key, and every
     key at once, which a mutating method's call writes (``d.update(...)``)."""
     tc = clocks.get(get_ident()) or current()
@@ -889,8 +889,8 @@ def _read_key(obj: Any, key: Any, site: int) -> None:
         loc = location(obj, key)
     except TypeError:  # an unhashable key (an array index): not tracked
         return
-    read(tc, loc, site, obj, key, "read")
-    read(tc, location(obj, EVERY), site, obj, EVERY, "read")
+    read(tc, loc, site, obj, key, mode)
+    read(tc, location(obj, EVERY), site, obj, EVERY, mode)
 
 
 def _write_key(
@@ -1036,6 +1036,8 @@ class sub:  # noqa: N801 - called by rewritten code as if it were a function
     __slots__ = ("obj", "site")
     obj: Any
     site: int
+    READ = "read"
+    WRITE = "write"
 
     def __new__(cls, obj: Any, site: int) -> Any:
         own = _own_items.get(type(obj))
@@ -1053,7 +1055,7 @@ class sub:  # noqa: N801 - called by rewritten code as if it were a function
         if on_access is not None:
             on_access(self.site, "load")
         if issubclass(type(obj), collections.defaultdict) and _missing(obj, key):
-            self._written(obj, key, "write")  # a missing key's look inserts it
+            self._written(obj, key, self.WRITE)  # a missing key's look inserts it
         else:
             if _footprint.collecting:
                 if type(key) is slice:
@@ -1062,7 +1064,7 @@ class sub:  # noqa: N801 - called by rewritten code as if it were a function
                     _footprint.read(obj, key)
                     _footprint.read(obj, _footprint.EVERY)
             if enabled and type(key) is not slice:
-                _read_key(obj, key, self.site)
+                _read_key(obj, key, self.site, self.READ)
         try:
             return obj[key]
         except BaseException as error:
@@ -1073,7 +1075,7 @@ class sub:  # noqa: N801 - called by rewritten code as if it were a function
         obj = self.obj
         if on_access is not None:
             on_access(self.site, "store")
-        self._written(obj, key, "write")
+        self._written(obj, key, self.WRITE)
         try:
             obj[key] = value
         except BaseException as error:
@@ -1101,6 +1103,15 @@ class sub:  # noqa: N801 - called by rewritten code as if it were a function
         if type(key) is not slice:
             _write_key(tc, obj, key, self.site, mode)  # an unhashable one: the whole's change
         write(tc, location(obj, WHOLE), self.site, obj, WHOLE, mode, True)
+
+
+class subu(sub):  # noqa: N801 - called by rewritten code as if it were a function
+    """``subu(obj, site)[key] += value``: the item's read and write are an
+    update, reported as one (a lost update), as ``obj.x += 1``'s are."""
+
+    __slots__ = ()
+    READ = "update"
+    WRITE = "update"
 
 
 class subo:  # noqa: N801 - called by rewritten code as if it were a function

@@ -105,7 +105,7 @@ _NAMESPACES = frozenset({"locals", "vars", "dir"})
 HELPERS = (
     "ra", "wa", "ua", "st", "sv", "lp", "lw", "it", "cm", "cmk", "cml", "cr", "ck", "oa", "oal",
     "oah", "oaw", "bm", "own_code", "ip", "lk", "lkc", "isin", "cached", "cms", "gy",
-    "rv", "wv", "wn", "uv", "sub", "subo", "Scope", "im", "own",
+    "rv", "wv", "wn", "uv", "sub", "subu", "subo", "Scope", "im", "own",
 )  # fmt: skip
 GLOBALS = "__tc_gl__"
 
@@ -832,6 +832,8 @@ class _Rewriter(ast.NodeTransformer):
             node.value = self._call("st", node.value, site)
             return node
         node.target = self.visit(target)
+        if isinstance(target, ast.Subscript) and _is_helper_call(target.value, "sub"):
+            target.value.func = ast.Name(helper("subu"), ast.Load())  # type: ignore[attr-defined]
         return node
 
     def visit_Assign(self, node: ast.Assign) -> ast.AST | list[ast.stmt]:
