@@ -154,13 +154,41 @@ def test_a_library_callable_handed_to_the_pool_is_reported_at_the_handing_line(
     assert 'reactor.callInThread(line.sendLine, b"hello")' in report
     assert (
         "fix: sendLine() must run in the reactor thread: hand it over with "
-        "reactor.callFromThread(obj.sendLine, ...), not callInThread"
+        "reactor.callFromThread(line.sendLine, ...), not callInThread"
     ) in report
     # The pool started its thread for this very work: that stack is shown once.
     assert "thread started at: the same place (the pool started it for this work)" in report
     if mode is Mode.WARN:
         [warning] = [w for w in caught if issubclass(w.category, ThreadAffinityWarning)]
         assert (warning.filename, warning.lineno) == (__file__, handing_line)
+
+
+@pytest.mark.parametrize("how", ["thread", "executor"])
+def test_a_library_callable_a_thread_runs_directly_is_the_call_the_fix_moves(
+    running_reactor: Any, how: str
+) -> None:
+    # Thread(target=line.sendLine): the fix told to move transport.write, which
+    # the user's code never calls.
+    running: RunningReactor = running_reactor()
+    reactor = running.reactor
+    port = running.in_reactor(
+        reactor.listenTCP, 0, ServerFactory.forProtocol(LineReceiver), interface="127.0.0.1"
+    )
+    client = ClientCreator(reactor, LineReceiver)  # type: ignore[no-untyped-call]
+    line = running.in_reactor(client.connectTCP, "127.0.0.1", port.getHost().port)
+    if how == "thread":
+        threading.Thread(target=line.sendLine, args=(b"hello",)).start()  # BUG
+    else:
+        with ThreadPoolExecutor(1) as executor:
+            executor.submit(line.sendLine, b"hello").result()  # BUG
+    [violation] = _wait_for_violations(running, 1)
+    running.in_reactor(line.transport.loseConnection)
+    running.in_reactor(port.stopListening)
+    assert violation.api == "transport.write"
+    assert format_report([violation]).endswith(
+        "fix: sendLine() must run in the reactor thread: hand it over with "
+        "reactor.callFromThread(line.sendLine, ...), not to a thread of its own\n"
+    )
 
 
 def test_a_twisted_helper_called_from_a_worker_is_the_call_the_fix_moves(

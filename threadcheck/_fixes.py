@@ -87,6 +87,11 @@ def object_api_fix(api: str, offending: str = "") -> str | None:
             f"wait for it from the thread: "
             f"threads.blockingCallFromThread(reactor, {name}.{method})"
         )
+    written = _called(_METHOD_CALL, offending, method)
+    if written is not None:  # the user's own call, handed over: it can be pasted
+        args = written["args"].strip()
+        call = f"{written['obj']}.{method}" + (f", {args}" if args else "")
+        return f"do it in the reactor thread: reactor.callFromThread({call})"
     arguments = _ARGUMENTS.get(method, "")
     call = f"{name}.{method}, {arguments}" if arguments else f"{name}.{method}"
     return f"do it in the reactor thread: reactor.callFromThread({call})"
@@ -121,14 +126,15 @@ def _loop_fix(method: str, offending: str) -> str:
     return _handed_to_the_loop(handed)
 
 
-# A worker's call on an asyncio transport or stream: ``writer.write(data)``.
-_ON_A_STREAM = re.compile(r"(?P<obj>[\w.\[\]]+)\.(?P<method>\w+)\(")
+# A worker's call of a method: ``self.transport.write(b"pong", addr)``,
+# ``writer.write(data)`` on an asyncio stream.
+_METHOD_CALL = re.compile(r"(?P<obj>[\w.\[\]]+)\.(?P<method>\w+)\(")
 
 
 def _asyncio_transport_fix(method: str, offending: str) -> str:
     """The loop's hand-over of the call the worker made (a StreamWriter's
     ``write`` reaches its transport's), else of the transport's method."""
-    called = _called(_ON_A_STREAM, offending, method)
+    called = _called(_METHOD_CALL, offending, method)
     if called is None:
         return f"hand it to the loop's thread: loop.call_soon_threadsafe(transport.{method}, ...)"
     return _handed_to_the_loop(called)
@@ -165,8 +171,9 @@ def race_hint(location: str, access: str, earlier: str) -> str:
     if "iteration" in (access, earlier):
         return (
             f"iterate over {location} and change it under one threading.Lock (or iterate "
-            "over a copy made under it), or make every change in the iterating thread "
-            "(from a worker: reactor.callFromThread(f, ...))"
+            "over a copy made under it), or keep the iteration and every change in the "
+            "reactor thread (from a worker: reactor.callFromThread(f, ...); a worker that "
+            "walks it is handed a copy made there)"
         )
     if "update" in (access, earlier):
         return (

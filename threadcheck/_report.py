@@ -130,16 +130,27 @@ def _hint(violation: Violation) -> str:
             "reference: register reactor.callFromThread as the finalizer, "
             f"weakref.finalize(obj, reactor.callFromThread, {api}, ...)"
         )
+    where = violation.user_frame()
+    offending = where.source if where is not None else ""
     submitted = _submitted_library_callable(violation)
     if submitted is not None:
         # callInThread(self.sendLine, ...): the hand-off itself is the mistake.
+        handed = _named_on(offending, submitted.function) or _submitted_owner(
+            violation.api, submitted
+        )
         return (
             f"{submitted.function}() must run in the reactor thread: hand it over with "
-            f"reactor.callFromThread({_submitted_owner(violation.api, submitted)}."
-            f"{submitted.function}, ...), not callInThread"
+            f"reactor.callFromThread({handed}.{submitted.function}, ...), not callInThread"
         )
-    where = violation.user_frame()
-    offending = where.source if where is not None else ""
+    target = _thread_target(violation)
+    if target is not None:
+        # Thread(target=self.sendLine, ...), executor.submit(self.sendLine, ...).
+        taken_from = _named_on(offending, target.function) or "obj"
+        return (
+            f"{target.function}() must run in the reactor thread: hand it over with "
+            f"reactor.callFromThread({taken_from}.{target.function}, ...), not to a thread "
+            "of its own"
+        )
     entry = _entry_into_library(violation.stack)
     if entry is not None and entry.library not in _NOT_THIRD_PARTY:
         # autobahn's sendMessage reaching transport.write: the user's call is what moves.
@@ -289,6 +300,36 @@ def _submitted_library_callable(violation: Violation) -> _stacks.Frame | None:
         if outer.function == "run_submitted" and outer.library == "threadcheck":
             return inner
     return None
+
+
+def _thread_target(violation: Violation) -> _stacks.Frame | None:
+    """The library callable a thread (or an executor's) ran directly, when no
+    user code ran and it is not the checked API itself (``Thread(target=reactor.stop)``
+    has its own fix)."""
+    if _stacks.innermost_user_frame(violation.stack):
+        return None
+    called = [
+        f
+        for f in violation.stack
+        if f.library not in ("python", "threadcheck") and not f.filename.endswith(_POOL_FILES)
+    ]
+    if not called or violation.api.endswith(f".{called[0].function}"):
+        return None
+    return called[0]
+
+
+_POOL_FILES = tuple(
+    os.path.join("twisted", *parts)
+    for parts in (("_threads", "_threadworker.py"), ("_threads", "_team.py"))
+) + tuple(os.path.join("twisted", "python", name) for name in ("threadpool.py", "context.py"))
+"""Twisted's thread pool's own frames, which run a job: not the job."""
+
+
+def _named_on(source: str, function: str) -> str | None:
+    """What the user's line takes ``function`` from (``self`` in
+    ``Thread(target=self.sendLine)``), when it names it plainly."""
+    named = re.search(rf"([A-Za-z_][\w.]*)\.{re.escape(function)}\b", source)
+    return named[1] if named else None
 
 
 def _handed_over(violation: Violation) -> str:

@@ -6,6 +6,7 @@ are kept alive and no source is read until a report is formatted.
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import linecache
 import os
@@ -369,3 +370,17 @@ def to_json(stack: Stack | None) -> list[dict[str, object]] | None:
         }
         for f in stack
     ]
+
+
+def current_frames() -> dict[int, FrameType]:
+    """``sys._current_frames()`` with the garbage collector off meanwhile: a
+    collection its allocations start may free a ``threading.local``, whose
+    clean-up takes the thread-list lock the call holds, a deadlock of the whole
+    process (CPython gh-106883, fixed in 3.11.9 and 3.12.3; a test suite hung on it)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return sys._current_frames()
+    finally:
+        if enabled:
+            gc.enable()

@@ -265,7 +265,7 @@ def _daemon_thread(*args: Any, **kwargs: Any) -> threading.Thread:
 def _all_stacks() -> str:
     names = {thread.ident: thread.name for thread in threading.enumerate()}
     parts = []
-    for ident, frame in sys._current_frames().items():
+    for ident, frame in _stacks.current_frames().items():
         if ident == threading.get_ident():
             continue
         stack = "".join(traceback.format_stack(frame))

@@ -57,7 +57,7 @@ class StuckPoolWatch:
         pool = self._pool
         if pool is None:
             return
-        frames = sys._current_frames()
+        frames = _stacks.current_frames()
         threads = [
             thread
             for thread in list(pool.threads)

@@ -30,7 +30,6 @@ from __future__ import annotations
 import dis
 import os
 import selectors
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -145,7 +144,7 @@ class StallWatch:
         dispatch_codes: frozenset[CodeType],
         shutdown_codes: frozenset[CodeType] = frozenset(),
         *,
-        current_frames: Callable[[], dict[int, FrameType]] = sys._current_frames,
+        current_frames: Callable[[], dict[int, FrameType]] = _stacks.current_frames,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._checker = checker

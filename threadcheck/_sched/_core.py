@@ -34,6 +34,7 @@ from threading import get_ident
 from types import FrameType
 from typing import Any, NoReturn, Protocol
 
+from threadcheck import _stacks
 from threadcheck._races import _footprint
 from threadcheck._races._clocks import VectorClock
 from threadcheck._sched._loopback import in_process
@@ -1257,7 +1258,7 @@ def describe(frame: FrameType | None) -> str:
 
 def stack_of(ident: int | None, limit: int = 8) -> str:
     """The innermost frames of a (stuck) OS thread, as a traceback excerpt."""
-    frame = sys._current_frames().get(ident or 0)
+    frame = _stacks.current_frames().get(ident or 0)
     if frame is None:
         return ""
     return "".join(traceback.format_stack(frame, limit=limit)).rstrip()
