@@ -8,6 +8,8 @@ A listening server's 60 s shutdown timer took 60 s of real time a schedule
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -122,3 +124,30 @@ def test_threads_that_wait_on_each_other_s_sockets_time_out_in_virtual_time() ->
         assert answers == [b"timed out"]
 
     threadcheck.explore(scenario, budget=5).assert_clean()
+
+
+CONNECTS_BACK = """
+import socket, sys, time
+time.sleep(0.4)  # a sidecar's start-up
+with socket.create_connection(("127.0.0.1", int(sys.argv[1]))) as sock:
+    sock.sendall(b"hello")
+"""
+
+
+def test_a_child_process_may_still_connect_back_so_time_does_not_jump() -> None:
+    # A listening socket alone is in the process, but a sidecar it started
+    # connects to it in its own time: the accept timed out at once.
+    def scenario(reactor: Any) -> None:
+        with socket.create_server(("127.0.0.1", 0)) as server:
+            server.settimeout(10)
+            port = server.getsockname()[1]
+            child = subprocess.Popen([sys.executable, "-c", CONNECTS_BACK, str(port)])
+            try:
+                conn, _ = server.accept()
+                with conn:
+                    conn.settimeout(10)
+                    assert conn.recv(5) == b"hello"
+            finally:
+                child.wait()
+
+    threadcheck.explore(scenario, budget=2).assert_clean()

@@ -722,6 +722,75 @@ ACCESS_KINDS = [
         line="batch.items.append(1)",
     ),
     Case(
+        "a dict subclass's own item methods over its storage",
+        racy="""
+            class Headers(dict):
+                def __getitem__(self, key):
+                    return super().__getitem__(key.lower())
+                def __setitem__(self, key, value):
+                    super().__setitem__(key.lower(), value)
+                def __delitem__(self, key):
+                    super().__delitem__(key.lower())
+            headers = Headers()
+            headers["Token"] = "old"
+            def work():
+                headers["Token"] = "new"
+            t = threading.Thread(target=work); t.start()
+            seen = headers["Token"]
+            t.join()
+        """,
+        fixed="""
+            class Headers(dict):
+                def __getitem__(self, key):
+                    return super().__getitem__(key.lower())
+                def __setitem__(self, key, value):
+                    super().__setitem__(key.lower(), value)
+                def __delitem__(self, key):
+                    super().__delitem__(key.lower())
+            headers = Headers()
+            headers["Token"] = "old"
+            def work():
+                headers["Token"] = "new"
+            t = threading.Thread(target=work); t.start()
+            t.join()
+            seen = headers["Token"]
+        """,
+        location="headers[...]",
+        line='headers["Token"] = "new"',
+    ),
+    Case(
+        "a dict keyed by values made afresh for each look-up",
+        racy="""
+            class Endpoint:  # one database: every Endpoint is the same key
+                def __eq__(self, other):
+                    return isinstance(other, Endpoint)
+                def __hash__(self):
+                    return 5432
+            pool = {}
+            def work():
+                time.sleep(0.05)  # the look-up's key object is long gone
+                pool[Endpoint()] = "conn"
+            t = threading.Thread(target=work); t.start()
+            conn = pool.get(Endpoint())
+            t.join()
+        """,
+        fixed="""
+            class Endpoint:  # one database: every Endpoint is the same key
+                def __eq__(self, other):
+                    return isinstance(other, Endpoint)
+                def __hash__(self):
+                    return 5432
+            pool = {}
+            def work():
+                pool[Endpoint()] = "conn"
+            t = threading.Thread(target=work); t.start()
+            t.join()
+            conn = pool.get(Endpoint())
+        """,
+        location="pool[...]",
+        line='pool[Endpoint()] = "conn"',
+    ),
+    Case(
         "a list's size read after the thread's own append",
         racy="""
             buf = []
@@ -777,6 +846,8 @@ ACCESS_KINDS = [
             ("an assignment expression", 'print(current := "a.db")'),
             ("with ... as", "with contextlib.nullcontext(1) as current: pass"),
             ("an import", "import json as current"),
+            ("a def", "def current(): pass"),
+            ("a class", "class current: pass"),
         ]
     ),
 ]
@@ -1531,3 +1602,48 @@ def test_an_item_bumped_in_two_threads_is_a_lost_update(tmp_path: Path) -> None:
     assert "data race on hits[...]: update in thread" in report
     assert "and update in thread" in report
     assert "an update of hits[...] reads, then writes: two at once lose one" in report
+
+
+def test_a_global_bound_by_a_match_capture_races_its_read(tmp_path: Path) -> None:
+    found = races_in(
+        tmp_path,
+        """
+        mode = "safe"
+        def configure(command):
+            global mode
+            match command:
+                case ("set", mode):
+                    pass
+        t = threading.Thread(target=configure, args=(("set", "fast"),)); t.start()
+        seen = mode
+        t.join()
+        """,
+    )
+    assert_one_race(found, "global mode", 'case ("set", mode):')
+
+
+def test_an_attribute_a_loop_or_with_assigns_is_no_global_s_write(tmp_path: Path) -> None:
+    # `for progress.current in ...` and `with ... as conn.log` write attributes:
+    # reported as races on the global `progress`, which no one rebinds.
+    found = races_in(
+        tmp_path,
+        """
+        import contextlib
+        class Progress:
+            def __init__(self):
+                self.lock = threading.Lock()
+                self.current = None
+        progress = Progress()
+        def sweep():
+            with progress.lock:  # the global read before the lock is held
+                for progress.current in ("a.db", "b.db"):
+                    pass
+                with contextlib.nullcontext("log") as progress.current:
+                    pass
+        t = threading.Thread(target=sweep); t.start()
+        with progress.lock:
+            seen = progress.current
+        t.join()
+        """,
+    )
+    assert found == [], format_report(found)

@@ -995,7 +995,10 @@ _ITEM_METHODS = ("__setitem__", "__delitem__")
 
 def _items_rewritten(cls: type) -> bool:
     """Whether ``cls`` gets items with rewritten code, and sets and deletes
-    them with it, or not at all (a read-only ``Mapping``)."""
+    them with it, or not at all (a read-only ``Mapping``), keeping them in
+    something else than itself (not a ``dict`` subclass)."""
+    if issubclass(cls, CONTAINERS):  # its super().__getitem__ is C's: recorded by nobody
+        return False
     getter = getattr(cls, "__getitem__", None)
     if not _rewritten_function(getter):
         return False

@@ -476,11 +476,15 @@ class _Rewriter(ast.NodeTransformer):
             out.extend(result if isinstance(result, list) else [result])
         return out
 
-    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
-        return self._function(node)
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST | list[ast.stmt]:
+        written = self._bound([(node.name, node)])  # `global handler` then `def handler`
+        made = self._function(node)
+        return [made, *written] if written else made  # type: ignore[list-item]
 
-    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> ast.AST:
-        return self._function(node)
+    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> ast.AST | list[ast.stmt]:
+        written = self._bound([(node.name, node)])
+        made = self._function(node)
+        return [made, *written] if written else made  # type: ignore[list-item]
 
     # A generator stops running where it yields or returns (see ``_access.gy``).
 
@@ -507,14 +511,15 @@ class _Rewriter(ast.NodeTransformer):
         self._leave()
         return node
 
-    def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:
+    def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST | list[ast.stmt]:
+        written = self._bound([(node.name, node)])
         node.decorator_list = [self.visit(d) for d in node.decorator_list]
         node.bases = [self.visit(b) for b in node.bases]
         node.keywords = [self.visit(k) for k in node.keywords]
         self._enter(node, node.name)
         node.body = self._body(node.body)
         self._leave()
-        return node
+        return [node, *written] if written else node
 
     def _comprehension(
         self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp
@@ -567,9 +572,16 @@ class _Rewriter(ast.NodeTransformer):
         return node
 
     def visit_match_case(self, node: ast.match_case) -> ast.AST:
+        captured = [
+            (name, at)
+            for at in ast.walk(node.pattern)
+            for name in (getattr(at, "name", None), getattr(at, "rest", None))
+            if isinstance(name, str)
+        ]
+        written = self._bound(captured)  # `case ("set", mode)` binds mode
         if node.guard is not None:
             node.guard = self.visit(node.guard)
-        node.body = self._body(node.body)
+        node.body = [*written, *self._body(node.body)]
         return node
 
     # Accesses.
@@ -879,7 +891,12 @@ class _Rewriter(ast.NodeTransformer):
     def _targets(self, target: ast.expr | None) -> list[tuple[str, ast.AST]]:
         if target is None:
             return []
-        return [(n.id, n) for n in ast.walk(target) if isinstance(n, ast.Name)]
+        # Store names only: `for progress.current in ...` writes an attribute.
+        return [
+            (n.id, n)
+            for n in ast.walk(target)
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+        ]
 
     def visit_AsyncFor(self, node: ast.AsyncFor) -> ast.AST:
         node.iter = self.visit(node.iter)

@@ -171,14 +171,27 @@ def location(obj: object, key: Any) -> Location:
         key = (key, current().tid)
     found = shadow.locations.get(key)
     if found is None:
-        stored = _WeakKey(key, shadow) if type(key).__weakrefoffset__ else key
+        stored = _WeakKey(key, shadow) if _by_identity(type(key)) else key
         found = shadow.locations[stored] = Location()
     return found
 
 
+def _by_identity(kind: type) -> bool:
+    """Whether keys of ``kind`` may be held weakly: equal only to themselves
+    (a key equal by value may be made again, a temporary: ``pool.get(Endpoint(
+    "db", 5432))``, and its location must outlive each)."""
+    hashed: Any = getattr(kind, "__hash__", None)
+    compared: Any = getattr(kind, "__eq__", None)
+    return bool(kind.__weakrefoffset__) and hashed is _OBJECT_HASH and compared is _OBJECT_EQ
+
+
+_OBJECT_HASH: Any = object.__hash__
+_OBJECT_EQ: Any = object.__eq__
+
+
 class _WeakKey(weakref.ref):  # type: ignore[type-arg]
-    """A key that may be weakly referenced (an object of the program's), kept
-    so in its container's shadow: a connection deleted from a registry is freed
+    """A key equal only to itself (an object of the program's), kept weakly
+    in its container's shadow: a connection deleted from a registry is freed
     (its finalizer runs) as it would be without the detector; its location
     goes with it. Equal to the key while it lives, as the key itself is."""
 

@@ -37,7 +37,7 @@ from typing import Any, NoReturn, Protocol
 from threadcheck import _stacks
 from threadcheck._races import _footprint
 from threadcheck._races._clocks import VectorClock
-from threadcheck._sched._loopback import in_process
+from threadcheck._sched._loopback import children_alive, in_process
 from threadcheck._sched._mute import Muted
 from threadcheck._sched._progress import stop_requested
 
@@ -59,10 +59,11 @@ REAL_IO_LIMIT = 30.0
 no thread can run: past them, the program is stuck (a reply that never comes),
 and the schedule fails rather than wait for ever."""
 
-QUIET_CHECK = 0.002
-"""Real seconds sockets that only talk to each other are waited on before time
-jumps: bytes one just sent may reach the other end a moment later (a loaded
-machine's loopback), and a reply's timeout would come first."""
+QUIET_PERIOD = 0.25
+"""Real seconds sockets that only talk to each other stay quiet before time
+jumps: bytes sent may reach the other end that much later (two small writes:
+Nagle's algorithm holds the second until a delayed ACK, 40 ms or more), and a
+reply's timeout must not come first."""
 
 IO_PATIENCE = 0.5
 """Real seconds the threads waiting on real files wake in the order they began
@@ -398,6 +399,8 @@ class Scheduler:
         in all (one request's path through three held threads tripped a 3 s timeout)."""
         self.real_io_waited = 0.0
         """Real seconds no thread could run, waiting on real files (see REAL_IO_LIMIT)."""
+        self._quiet: tuple[int, float] | None = None
+        """Since when (the step, the real clock) in-process sockets were not ready."""
 
     # -- threads ---------------------------------------------------------------
 
@@ -684,26 +687,26 @@ class Scheduler:
     ) -> bool:
         """No other thread can run, and the running one would wait on ``reads``
         and ``writes`` (real sockets) for at most ``delay``: when those and the
-        other threads' real files only talk to each other and none is ready
-        (:func:`~threadcheck._sched._loopback.in_process`), only time can wake
-        anyone. Virtual time then passes at once to the next deadline (``delay``,
-        or a waiting thread's) and True is returned; else False: wait in real time."""
+        other threads' real files only talk to each other, no child process
+        lives (:mod:`~threadcheck._sched._loopback`) and none was ready for
+        :data:`QUIET_PERIOD` of real time, only time can wake anyone. Virtual
+        time then passes at once to the next deadline (``delay``, or a waiting
+        thread's) and True is returned; else False: wait in real time."""
         waits = list(self._io_waiters.values())
         all_reads = [*reads, *(file for wait in waits for file in wait.reads)]
         all_writes = [*writes, *(file for wait in waits for file in wait.writes)]
-        if not in_process([*all_reads, *all_writes]):
-            return False
         deadlines = [] if delay is None else [self.now + delay]
         if self._timed:
             deadlines.append(_deadline_order(self._due())[0])
-        if not deadlines or min(deadlines) <= self.now:
+        if (
+            not deadlines
+            or min(deadlines) - self.now <= QUIET_PERIOD  # as soon in real time
+            or not in_process([*all_reads, *all_writes])
+            or children_alive()
+            or not self._quiet_for(all_reads, all_writes)
+        ):
             return False
-        try:
-            ready = _real_select(all_reads, all_writes, [], QUIET_CHECK)
-        except (OSError, ValueError):  # a file closed meanwhile: its call will say so
-            return False
-        if ready[0] or ready[1]:
-            return False
+        self._quiet = None
         self.thinned.add(REAL_IO)
         skipped = min(deadlines) - self.now
         self.now += skipped
@@ -715,6 +718,19 @@ class Scheduler:
             self._check_time_bound()
         self._wake_due()
         return True
+
+    def _quiet_for(self, reads: list[Any], writes: list[Any]) -> bool:
+        """Whether none of the files was ready, nor any thread ran, for
+        :data:`QUIET_PERIOD` of real time (so far: this poll begins it, or goes on)."""
+        try:
+            ready = _real_select(reads, writes, [], 0)
+        except (OSError, ValueError):  # a file closed meanwhile: its call will say so
+            ready = (reads, writes, [])
+        now = _real_clock()
+        if ready[0] or ready[1] or self._quiet is None or self._quiet[0] != self.step:
+            self._quiet = None if ready[0] or ready[1] else (self.step, now)
+            return False
+        return now - self._quiet[1] >= QUIET_PERIOD
 
     def wait_for_io(
         self, file: Any, read: bool, why: str, deadline: float | None, ends_alone: bool = False
