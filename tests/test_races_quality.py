@@ -1112,6 +1112,36 @@ def test_text_run_by_exec_behaves_as_written(tmp_path: Path) -> None:
     assert found == []
 
 
+def test_text_run_by_exec_or_eval_keeps_python_s_rules(tmp_path: Path) -> None:
+    # A compiled rule eval'd in a sandbox, locals with __missing__, the caller's
+    # `from __future__ import annotations`, and tracebacks that start in the text.
+    program = tmp_path / "rules_loader.py"
+    program.write_text(
+        textwrap.dedent(
+            """
+            from __future__ import annotations
+            import collections, traceback
+            code = compile("total = price * 2", "<rules>", "exec")
+            sandbox = {"__builtins__": {}, "price": 3}
+            eval(code, sandbox)
+            assert sandbox["total"] == 6
+            names = collections.defaultdict(lambda: "bob")
+            exec("greeting = 'hello ' + name", {}, names)
+            assert names["greeting"] == "hello bob"
+            exec("def handle(request: Request) -> Reply: return 'ok'", {})  # not evaluated
+            try:
+                exec(compile("x = 1\\nboom = 1 / 0", "<rules>", "exec"), {})
+            except ZeroDivisionError as error:
+                frames = traceback.extract_tb(error.__traceback__)
+                assert [frame.filename for frame in frames][-1:] == ["<rules>"]
+                assert "_texts" not in "".join(traceback.format_tb(error.__traceback__))
+            """
+        )
+    )
+    found = races_in(tmp_path, f"exec(open({str(program)!r}).read())")
+    assert found == []
+
+
 def test_a_container_method_taken_as_a_value_copies_and_pickles_as_the_method(
     tmp_path: Path,
 ) -> None:
@@ -1135,7 +1165,10 @@ def test_a_container_method_taken_as_a_value_copies_and_pickles_as_the_method(
         assert isinstance(original.emit, types.BuiltinMethodType)
         assert inspect.isbuiltin(original.emit)
         assert original.emit.__doc__ == [].append.__doc__
-        assert original.emit.__module__ is None
+        assert original.emit.__reduce__() == (getattr, (original.lines, "append"))
+        import weakref
+        listeners = weakref.WeakSet([original.emit])  # an event bus's listeners
+        assert len(listeners) == 1
         """,
     )
     assert found == []

@@ -100,6 +100,7 @@ def test_the_views_are_drivers() -> None:
 CORE = (
     "threadcheck._stacks",
     "threadcheck._threads",
+    "threadcheck._hidden",
     "threadcheck._violation",
     "threadcheck._recorder",
     "threadcheck._affinity",

@@ -643,3 +643,10 @@ def test_a_shutdown_waiting_for_its_pool_job_is_no_stall_a_blocking_trigger_is(
     [stall] = reactor.threadcheck.recorder.stalls()
     assert stall.api == "time.sleep"
     assert "in flush_cache, run as a system event trigger" in (stall.detail or "")
+
+
+def test_the_stall_watch_is_not_among_the_program_s_threads(running: RunningReactor) -> None:
+    # A service's leaked-thread check at shutdown named threadcheck-stall-watch.
+    names = running.in_reactor(lambda: [t.name for t in threading.enumerate()])
+    assert not any(name.startswith("threadcheck") for name in names), names
+    assert running.in_reactor(threading.active_count) == len(names)

@@ -39,7 +39,7 @@ from typing import Any
 from twisted.internet import base
 from twisted.internet.defer import Deferred
 
-from threadcheck import _stacks
+from threadcheck import _hidden, _stacks
 from threadcheck._affinity import AffinityChecker
 from threadcheck._violation import Kind, Violation
 
@@ -164,6 +164,7 @@ class StallWatch:
         self._thread = threading.Thread(
             target=self._watch, name="threadcheck-stall-watch", daemon=True
         )
+        _hidden.hide(self._thread)  # from a leaked-thread check of the program's
         self._thread.start()
 
     def stop(self) -> None:

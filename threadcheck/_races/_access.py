@@ -556,7 +556,7 @@ def bm(method: Any, site: int) -> Any:
 class _ContainerMethod:
     """A builtin container's method taken as a value (see :func:`bm`)."""
 
-    __slots__ = ("changes", "keyed", "method", "owner", "site")
+    __slots__ = ("__weakref__", "changes", "keyed", "method", "owner", "site")
 
     def __init__(self, method: Any, owner: Any, site: int) -> None:
         self.method = method
@@ -605,7 +605,7 @@ class _ContainerMethod:
         return getattr(self.method, name)
 
     # What the program may ask of the method it took, answered by the method:
-    # its class (isinstance, inspect.isbuiltin), its module and its docs. A
+    # its class (isinstance, inspect.isbuiltin) and its docs. A
     # builtin method is copied as itself (copy's atomic types), and pickled as
     # one.
 
@@ -620,15 +620,14 @@ class _ContainerMethod:
         return self
 
     @property
-    def __module__(self) -> Any:  # type: ignore[override]
-        return self.method.__module__
-
-    @property
     def __doc__(self) -> Any:  # type: ignore[override]
         return self.method.__doc__
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         return self.method.__reduce_ex__(protocol)
+
+    def __reduce__(self) -> Any:
+        return self.method.__reduce__()
 
     def __eq__(self, other: object) -> bool:
         return bool(self.method == (other.method if type(other) is _ContainerMethod else other))
@@ -690,13 +689,21 @@ def own_code(builtin: Any) -> Any:
     rewritten in place for one exploration runs on after it."""
     if not (enabled or on_handover is not None):
         return builtin
-    if builtin is builtins.exec:
-        _install_helpers()
-        return _texts.rewritten_exec
     if builtin is builtins.compile:
         _install_helpers()
         return _texts.rewritten_compile
+    if builtin is builtins.exec or builtin is builtins.eval:
+        _install_helpers()  # called as is, with code_args's arguments
     return builtin
+
+
+def code_args(builtin: Any, source: Any, *namespaces: Any) -> tuple[Any, ...]:
+    """The arguments for ``exec(source, *namespaces)`` (or ``eval``), called
+    from the user's frame: ``source`` rewritten when it is text (see
+    :mod:`~threadcheck._races._texts`)."""
+    if not (enabled or on_handover is not None):
+        return (source, *namespaces)
+    return _texts.code_args(builtin, source, namespaces, sys._getframe(1))
 
 
 @functools.cache

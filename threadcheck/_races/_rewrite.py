@@ -85,7 +85,8 @@ _HOLDING = frozenset(
 """Functions of ``heapq`` and ``bisect``: C code that compares the items of the
 container it is given, so may call the program back (an ``__lt__``, a key) while
 it holds the container."""
-_COMPILING = frozenset({"exec", "compile"})
+_COMPILING = frozenset({"exec", "compile", "eval"})
+_RUNNING = frozenset({"exec", "eval"})
 """Builtins that compile source the program hands them (rules, plugins loaded
 as text): rewritten as its own modules are (see ``_access.own_code``)."""
 _HOLDING_CHANGES = frozenset(
@@ -104,7 +105,7 @@ _NAMESPACES = frozenset({"locals", "vars", "dir"})
 """Builtins that, called bare, show a scope's names: ours among them."""
 HELPERS = (
     "ra", "wa", "ua", "st", "sv", "lp", "lw", "it", "cm", "cmk", "cml", "cr", "ck", "oa", "oal",
-    "oah", "oaw", "bm", "own_code", "ip", "lk", "lkc", "isin", "cached", "cms", "gy",
+    "oah", "oaw", "bm", "own_code", "code_args", "ip", "lk", "lkc", "isin", "cached", "cms", "gy",
     "rv", "wv", "wn", "uv", "sub", "subu", "subo", "Scope", "im", "own",
 )  # fmt: skip
 GLOBALS = "__tc_gl__"
@@ -119,15 +120,17 @@ def compile_user(
     filename: str,
     first: Callable[[ast.Module], None] = lambda tree: None,
     embedded: bool = False,
+    flags: int = 0,
 ) -> CodeType:
     """``source`` compiled with its accesses recorded (after ``first`` rewrote it:
     pytest's assertions, for a test module). ``embedded``: text the program
     runs with ``exec``, which finds the helpers among the builtins (see
-    :mod:`~threadcheck._races._texts`): no preamble, no name of ours bound."""
+    :mod:`~threadcheck._races._texts`): no preamble, no name of ours bound.
+    ``flags``: the ``from __future__`` features it inherits."""
     tree = ast.parse(source, filename)
     first(tree)
     rewrite(tree, filename, embedded)
-    code = compile(tree, filename, "exec", dont_inherit=True)
+    code: CodeType = compile(tree, filename, "exec", flags, dont_inherit=True)
     _footprint.compiled(code)
     return code
 
@@ -669,6 +672,12 @@ class _Rewriter(ast.NodeTransformer):
             self._through_last(node, "cml", site)
         if isinstance(func, ast.Name) and func.id in _COMPILING and node.args:
             node.func = self._call("own_code", func)  # what it compiles is rewritten too
+            plain = not node.keywords and not any(isinstance(a, ast.Starred) for a in node.args)
+            if func.id in _RUNNING and plain:
+                # Called from the user's frame, with the text's code: its traceback
+                # and warnings' stack levels have no frame of ours.
+                args = self._call("code_args", ast.Name(func.id, ast.Load()), *node.args)
+                node.args = [ast.Starred(args, ast.Load())]
         if isinstance(func, ast.Name) and func.id == "getattr" and len(node.args) >= 2:
             # `getattr(seen, op)(x)`: a container's method, fetched by name.
             text = f"{_text(node)}()"

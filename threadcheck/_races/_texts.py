@@ -7,15 +7,21 @@ caller's, given none), which must not gain our names (a plugin loader lists
 what the text defined). So it has no preamble: it finds the access helpers
 among the builtins, where :func:`install` puts them under names no program
 uses, and its globals through :func:`gns`. Text run with builtins of its own
-(``{"__builtins__": {}}``, a sandbox) could not find them: it runs as written.
+(``{"__builtins__": {}}``, a sandbox) or locals that make up names (a
+``defaultdict``) could not find them: it runs as written. ``exec`` and
+``eval`` stay the program's calls, given the code :func:`code_args` chose: no
+frame of ours in their tracebacks, nor in a warning's stack level.
 
 Thread safety: the cache of rewritten text is filled by whichever thread
 compiles first; a race there compiles the same text twice, harmlessly.
 """
 
 from __future__ import annotations
+import __future__
 
 import builtins
+import functools
+import operator
 import sys
 from types import CodeType, FrameType
 from typing import Any
@@ -24,12 +30,13 @@ from threadcheck._races._rewrite import compile_user
 
 _CO_OPTIMIZED = 0x1
 
-_texts: dict[tuple[str | bytes, str], CodeType] = {}
+_texts: dict[tuple[str | bytes, str, int], CodeType] = {}
 """Text the program compiled, rewritten once: each schedule (and a program that
 compiles in a loop) gets the same code, its sites numbered once."""
 
-_sources: dict[CodeType, tuple[str | bytes, str]] = {}
-"""Each rewritten code's text and file name: compiled as written for a sandbox."""
+_sources: dict[CodeType, tuple[str | bytes, str, int]] = {}
+"""Each rewritten code's text, file name and future flags: compiled as written
+for a sandbox."""
 
 
 def install(helpers: dict[str, Any]) -> None:
@@ -44,46 +51,57 @@ def gns() -> dict[str, Any]:
     return sys._getframe(1).f_globals
 
 
-def rewritten_exec(source: Any, *namespaces: Any, **options: Any) -> Any:
-    """``exec`` as the program calls it: text rewritten, in the same namespaces."""
-    if len(namespaces) > 2:
-        return builtins.exec(source, *namespaces, **options)  # its own TypeError
-    globals_ = namespaces[0] if namespaces else options.pop("globals", None)
-    locals_ = namespaces[1] if len(namespaces) > 1 else options.pop("locals", None)
-    if globals_ is None:  # the caller's, as a plain exec's (not this function's)
-        caller = sys._getframe(1)
+def code_args(
+    builtin: Any, source: Any, namespaces: tuple[Any, ...], caller: FrameType
+) -> tuple[Any, ...]:
+    """``(source, *namespaces)`` for ``builtin`` (``exec`` or ``eval``, called
+    from ``caller``), its text or the code ``compile`` rewrote swapped for what
+    runs there: rewritten where the helpers can be found, else as written."""
+    if (builtin is not builtins.exec and builtin is not builtins.eval) or len(namespaces) > 2:
+        return (source, *namespaces)  # the program's own exec, or its TypeError
+    globals_ = namespaces[0] if namespaces else None
+    locals_ = namespaces[1] if len(namespaces) > 1 else None
+    if globals_ is None:
         globals_ = caller.f_globals
-        if locals_ is None:
-            locals_ = _locals_of(caller)
-    code = _rewritten(source, globals_)
-    return builtins.exec(code, globals_, locals_, **options)
+        if locals_ is None and not caller.f_code.co_flags & _CO_OPTIMIZED:
+            locals_ = caller.f_locals  # a module's or a class body's namespace
+    text = builtin is builtins.exec and isinstance(source, str | bytes)
+    return (_rewritten(source, globals_, locals_, caller, text), *namespaces)
 
 
 def rewritten_compile(source: Any, filename: Any, mode: str, *rest: Any, **options: Any) -> Any:
     """``compile`` as the program calls it: text for ``exec`` rewritten."""
     if mode == "exec" and isinstance(source, str | bytes) and not rest and not options:
-        return _compiled_text(source, str(filename))
+        return _compiled_text(source, str(filename), _futures(sys._getframe(1)))
     return builtins.compile(source, filename, mode, *rest, **options)
 
 
-def _locals_of(caller: FrameType) -> Any:
-    """What a plain ``exec`` in ``caller`` takes as its locals: a function's a
-    snapshot on 3.13 (PEP 667), its frame's dict before; a module's its globals."""
-    if sys.version_info >= (3, 13) and caller.f_code.co_flags & _CO_OPTIMIZED:
-        return dict(caller.f_locals)
-    return caller.f_locals
-
-
-def _rewritten(source: Any, globals_: Any) -> Any:
-    """The code to run for ``source`` in ``globals_``: as written in a sandbox."""
-    if not _real_builtins(globals_):
+def _rewritten(source: Any, globals_: Any, locals_: Any, caller: FrameType, text: bool) -> Any:
+    """The code to run for ``source``: as written where the helpers cannot be
+    found (a sandbox's builtins, locals with ``__missing__`` that a module's
+    names are looked up in first)."""
+    if not _real_builtins(globals_) or not (locals_ is None or type(locals_) is dict):
         if isinstance(source, CodeType) and source in _sources:
-            text, filename = _sources[source]
-            return builtins.compile(text, filename, "exec")
+            text_, filename, flags = _sources[source]
+            return builtins.compile(text_, filename, "exec", flags, True)
         return source
-    if isinstance(source, str | bytes):
-        return _compiled_text(source, "<string>")
+    if text:
+        try:
+            return _compiled_text(source, "<string>", _futures(caller))
+        except SyntaxError:  # raised by exec itself, from the user's line
+            return source
     return source
+
+
+def _futures(caller: FrameType) -> int:
+    """The ``from __future__`` flags text compiled by ``caller`` inherits."""
+    return int(caller.f_code.co_flags & _FUTURE_FLAGS)
+
+
+_FUTURE_FLAGS = functools.reduce(
+    operator.or_,
+    (getattr(__future__, name).compiler_flag for name in __future__.all_feature_names),
+)
 
 
 def _real_builtins(globals_: Any) -> bool:
@@ -94,12 +112,13 @@ def _real_builtins(globals_: Any) -> bool:
     return own is builtins or own is builtins.__dict__
 
 
-def _compiled_text(source: str | bytes, filename: str) -> CodeType:
-    code = _texts.get((source, filename))
+def _compiled_text(source: str | bytes, filename: str, flags: int) -> CodeType:
+    code = _texts.get((source, filename, flags))
     if code is None:
         if len(_texts) >= 256:  # a program that makes its text each time: not kept for ever
             _texts.clear()
             _sources.clear()
-        code = _texts[source, filename] = compile_user(source, filename, embedded=True)
-        _sources[code] = (source, filename)
+        code = compile_user(source, filename, embedded=True, flags=flags)
+        _texts[source, filename, flags] = code
+        _sources[code] = (source, filename, flags)
     return code

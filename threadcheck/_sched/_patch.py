@@ -45,7 +45,6 @@ from threadcheck._races import _clocks, _footprint
 from threadcheck._sched import (
     _children,
     _dates,
-    _hidden,
     _idle_pools,
     _lazy,
     _order,
@@ -223,7 +222,6 @@ class Patches:
             *_children.replacements(),
             *_sockets.replacements(),
             *_dates.replacements(),
-            *_hidden.replacements(),
         ]
 
     def _factory(self, real: Any, scheduled: Any) -> Any:

@@ -29,7 +29,7 @@ import time
 from types import FrameType
 from typing import Any
 
-from threadcheck._sched import _hidden
+from threadcheck import _hidden
 from threadcheck._sched._core import BLOCKED, Abort, Failure, Scheduler, stack_of
 from threadcheck._sched._progress import stop_requested
 
