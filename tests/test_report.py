@@ -304,6 +304,14 @@ class Publisher:
 
 def retry_later(reactor, f):
     reactor.callLater(1, f)
+
+
+class Session:
+    def __init__(self, reactor):
+        self.reactor = reactor
+
+    def __del__(self):  # tells the peer, as pb's RemoteReference does
+        self.reactor.callLater(0, print, "closed")
 """
 
 
@@ -320,16 +328,18 @@ def test_an_installed_librarys_call_is_reported_at_the_users_line_with_its_fix(
     monkeypatch.syspath_prepend(str(package.parent))
     monkeypatch.delitem(__import__("sys").modules, "wslib", raising=False)
     import wslib  # type: ignore[import-not-found]
+    from wslib import retry_later
 
     running: RunningReactor = running_reactor()
     publisher = wslib.Publisher(running.reactor)
     calls = [
         lambda: publisher.publish_later(b"tick"),  # BUG: a worker publishes
         lambda: wslib.retry_later(running.reactor, noop),  # BUG: a worker retries
+        lambda: retry_later(running.reactor, noop),  # BUG: imported by name
     ]
     for call in calls:
         run_threads([threading.Thread(target=call)])
-    reports = [format_report([v]) for v in _wait_for_violations(running, 2)]
+    reports = [format_report([v]) for v in _wait_for_violations(running, 3)]
     for call, report in zip(calls, reports, strict=True):
         line = call.__code__.co_firstlineno
         assert re.search(rf"offending call: \S*test_report\.py:{line} in <lambda>", report), report
@@ -339,7 +349,37 @@ def test_an_installed_librarys_call_is_reported_at_the_users_line_with_its_fix(
         "reactor.callFromThread(publisher.publish_later, ...)",  # named as the user's line does
         "fix: call retry_later() in the reactor thread: "
         "reactor.callFromThread(wslib.retry_later, ...)",
+        "fix: call retry_later() in the reactor thread: "
+        "reactor.callFromThread(retry_later, ...)",  # not wslib.retry_later's module path
     ]
+
+
+def test_a_librarys_del_run_by_the_thread_that_dropped_it_is_told_so(
+    running_reactor: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pb's RemoteReference, dropped by a pool job, decref'd from the worker:
+    # the fix said to hand over transport.write, which the user never calls.
+    package = tmp_path / "lib" / "site-packages" / "wslib"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(WSLIB)
+    monkeypatch.syspath_prepend(str(package.parent))
+    monkeypatch.delitem(__import__("sys").modules, "wslib", raising=False)
+    import wslib
+
+    running: RunningReactor = running_reactor()
+    sessions = [wslib.Session(running.reactor)]
+    run_threads([threading.Thread(target=sessions.clear)])  # BUG: the last reference
+    [violation] = _wait_for_violations(running, 1)
+    line = WSLIB.splitlines().index('        self.reactor.callLater(0, print, "closed")') + 1
+    assert (
+        format_report([violation])
+        .rstrip()
+        .endswith(
+            f"fix: the object's __del__ (wslib/__init__.py:{line}) ran in this thread, which "
+            "dropped its last reference: let the reactor thread drop it (keep it out of the "
+            "job, or hand it back with reactor.callFromThread and del it there)"
+        )
+    )
 
 
 def test_json_report_reads_back_exactly(running_reactor: Any) -> None:

@@ -123,6 +123,14 @@ def _hint(violation: Violation) -> str:
             "threads.deferToThread(future.result), or hand the result over: "
             "future.add_done_callback(lambda f: reactor.callFromThread(d.callback, f.result()))"
         )
+    finalized = _in_a_del(violation.stack)
+    if finalized is not None:
+        file = os.path.join(*finalized.filename.split(os.sep)[-2:])
+        return (
+            f"the object's __del__ ({file}:{finalized.lineno}) ran in this thread, which "
+            "dropped its last reference: let the reactor thread drop it (keep it out of "
+            "the job, or hand it back with reactor.callFromThread and del it there)"
+        )
     if _in_a_finalizer(violation.stack):
         api = violation.api if violation.api.startswith("reactor.") else "f"
         return (
@@ -154,6 +162,11 @@ def _hint(violation: Violation) -> str:
     entry = _entry_into_library(violation.stack)
     if entry is not None and entry.library not in _NOT_THIRD_PARTY:
         # autobahn's sendMessage reaching transport.write: the user's call is what moves.
+        if _called_bare(offending, entry.function):  # `from myapp.lib import notify`
+            return (
+                f"call {entry.function}() in the reactor thread: "
+                f"reactor.callFromThread({entry.function}, ...)"
+            )
         owner = _called_on(offending, entry.function) or (
             entry.library if _module_function(entry) is not None else "obj"
         )
@@ -234,6 +247,11 @@ _MODULE_FUNCTIONS = frozenset({"task.deferLater"})
 """Checked APIs that are a module's functions, not an object's methods."""
 
 
+def _called_bare(source: str, function: str) -> bool:
+    """Whether the user's line calls ``function`` by its bare name (imported)."""
+    return re.search(rf"(?<![\w.]){re.escape(function)}\(", source) is not None
+
+
 def _called_on(source: str, function: str) -> str | None:
     """What the user's line calls ``function`` on (``txaio`` in
     ``txaio.call_later(...)``), when it names it plainly."""
@@ -274,6 +292,18 @@ def _from_a_thread_future(stack: _stacks.Stack) -> bool:
         for f in stack
     )
     return adapts and invoked
+
+
+def _in_a_del(stack: _stacks.Stack) -> _stacks.Frame | None:
+    """The library ``__del__`` that made the call, when no code of the
+    program's came after it (pb's ``RemoteReference`` decref'd by the worker
+    that dropped it)."""
+    for frame in reversed(stack):
+        if frame.library is None:
+            return None
+        if frame.function == "__del__":
+            return frame
+    return None
 
 
 def _in_a_finalizer(stack: _stacks.Stack) -> bool:
