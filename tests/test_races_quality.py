@@ -791,6 +791,54 @@ ACCESS_KINDS = [
         line='pool[Endpoint()] = "conn"',
     ),
     Case(
+        "a loop's variable read by each thread it starts (late binding)",
+        racy="""
+            def serve(jobs):
+                started = []
+                for job in jobs:
+                    started.append(threading.Thread(target=lambda: print(job)))
+                    started[-1].start()
+                for thread in started:
+                    thread.join()
+            serve(["a", "b"])
+        """,
+        fixed="""
+            def serve(jobs):
+                started = []
+                for job in jobs:
+                    started.append(threading.Thread(target=lambda job=job: print(job)))
+                    started[-1].start()
+                for thread in started:
+                    thread.join()
+            serve(["a", "b"])
+        """,
+        location="nonlocal job",
+        line="for job in jobs:",
+    ),
+    Case(
+        "a variable a generator expression reads, consumed by another thread",
+        racy="""
+            def export(rows):
+                sep = ","
+                lines = (sep.join(row) for row in rows)
+                t = threading.Thread(target=list, args=(lines,)); t.start()
+                sep = ";"
+                t.join()
+            export([("a", "b")])
+        """,
+        fixed="""
+            def export(rows):
+                sep = ","
+                lines = (sep.join(row) for row in rows)
+                t = threading.Thread(target=list, args=(lines,)); t.start()
+                t.join()
+                sep = ";"
+            export([("a", "b")])
+        """,
+        location="nonlocal sep",
+        line='sep = ";"',
+    ),
+    Case(
         "a list's size read after the thread's own append",
         racy="""
             buf = []

@@ -322,26 +322,37 @@ def _closure_owners(tree: ast.Module) -> dict[ast.AST, set[str]]:
     """For each function, its variables that an inner function declares
     ``nonlocal``, or reads while the function assigns them again after that
     inner function (``state = "ready"`` after starting a thread whose handler
-    reads ``state``). Not a comprehension's reads: it runs where it is."""
+    reads ``state``), or again in a loop around it (``for job in jobs:
+    Thread(target=lambda: run(job))``: each round rebinds ``job``). Not a list,
+    set or dict comprehension's reads: it runs where it is (a generator
+    expression runs when it is consumed, maybe in another thread)."""
     owners: dict[ast.AST, set[str]] = {}
 
-    def walk(node: ast.AST, stack: list[_Frame]) -> None:
+    def walk(node: ast.AST, stack: list[_Frame], loops: list[ast.AST]) -> None:
         for child in ast.iter_child_nodes(node):
             if isinstance(child, _Scoped):
                 frame = _frame_of(child)
-                readers = _loaded(child) - frame.bound if isinstance(child, _Function) else set()
+                lazy = isinstance(child, (*_Function, ast.GeneratorExp))
+                readers = _loaded(child) - frame.bound if lazy else set()
                 for name in frame.nonlocals | readers:
                     owner = _owner(name, stack)
                     if owner is None or owner.node is None:
                         continue
-                    later = any(line > child.lineno for line in owner.stored_at.get(name, ()))
+                    stored = owner.stored_at.get(name, ())
+                    later = any(line > child.lineno for line in stored) or any(
+                        loop.lineno <= line <= (loop.end_lineno or loop.lineno)  # type: ignore[attr-defined]
+                        for loop in loops
+                        for line in stored
+                    )
                     if name in frame.nonlocals or later:
                         owners.setdefault(owner.node, set()).add(name)
-                walk(child, [*stack, frame])
+                walk(child, [*stack, frame], [])
+            elif isinstance(child, (ast.For, ast.AsyncFor, ast.While)):
+                walk(child, stack, [*loops, child])
             else:
-                walk(child, stack)
+                walk(child, stack, loops)
 
-    walk(tree, [_frame_of(None)])
+    walk(tree, [_frame_of(None)], [])
     return owners
 
 
