@@ -839,6 +839,27 @@ ACCESS_KINDS = [
         line='sep = ";"',
     ),
     Case(
+        "a counter in rules compiled with flags of their own",
+        racy="""
+            rules = {}
+            text = "count = 0\\ndef bump():\\n    global count\\n    count += 1\\n"
+            exec(compile(text, "<rules>", "exec", dont_inherit=True), rules)
+            t = threading.Thread(target=rules["bump"]); t.start()
+            rules["bump"]()
+            t.join()
+        """,
+        fixed="""
+            rules = {}
+            text = "count = 0\\ndef bump():\\n    global count\\n    count += 1\\n"
+            exec(compile(text, "<rules>", "exec", dont_inherit=True), rules)
+            t = threading.Thread(target=rules["bump"]); t.start()
+            t.join()
+            rules["bump"]()
+        """,
+        location="global count",
+        line="",
+    ),
+    Case(
         "a list's size read after the thread's own append",
         racy="""
             buf = []

@@ -69,11 +69,28 @@ def code_args(
     return (_rewritten(source, globals_, locals_, caller, text), *namespaces)
 
 
-def rewritten_compile(source: Any, filename: Any, mode: str, *rest: Any, **options: Any) -> Any:
-    """``compile`` as the program calls it: text for ``exec`` rewritten."""
-    if mode == "exec" and isinstance(source, str | bytes) and not rest and not options:
-        return _compiled_text(source, str(filename), _futures(sys._getframe(1)))
-    return builtins.compile(source, filename, mode, *rest, **options)
+def rewritten_compile(
+    source: Any,
+    filename: Any,
+    mode: str,
+    flags: int = 0,
+    dont_inherit: bool = False,
+    optimize: int = -1,
+    **options: Any,
+) -> Any:
+    """``compile`` as the program calls it: text for ``exec`` rewritten, with
+    the ``from __future__`` features it is given or inherits (other flags, an
+    AST asked for, an optimization level: compiled as asked)."""
+    if (
+        mode == "exec"
+        and isinstance(source, str | bytes)
+        and not flags & ~_FUTURE_FLAGS
+        and optimize == -1
+        and not options
+    ):
+        inherited = 0 if dont_inherit else _futures(sys._getframe(1))
+        return _compiled_text(source, str(filename), flags | inherited)
+    return builtins.compile(source, filename, mode, flags, dont_inherit, optimize, **options)
 
 
 def _rewritten(source: Any, globals_: Any, locals_: Any, caller: FrameType, text: bool) -> Any:
