@@ -605,9 +605,8 @@ class _ContainerMethod:
         return getattr(self.method, name)
 
     # What the program may ask of the method it took, answered by the method:
-    # its class (isinstance, inspect.isbuiltin) and its docs. A
-    # builtin method is copied as itself (copy's atomic types), and pickled as
-    # one.
+    # its class (isinstance, inspect.isbuiltin) and its docs. A builtin method
+    # is copied as itself (copy's atomic types), and pickled as one.
 
     @property  # type: ignore[misc]
     def __class__(self) -> type:

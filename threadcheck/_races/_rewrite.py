@@ -86,9 +86,11 @@ _HOLDING = frozenset(
 container it is given, so may call the program back (an ``__lt__``, a key) while
 it holds the container."""
 _COMPILING = frozenset({"exec", "compile", "eval"})
-_RUNNING = frozenset({"exec", "eval"})
 """Builtins that compile source the program hands them (rules, plugins loaded
 as text): rewritten as its own modules are (see ``_access.own_code``)."""
+_RUNNING = frozenset({"exec", "eval"})
+"""Those of them that run it too: called from the user's frame, their code
+chosen by ``_access.code_args``."""
 _HOLDING_CHANGES = frozenset(
     {"heappush", "heappop", "heapify", "heappushpop", "heapreplace", "insort", "insort_left",
      "insort_right"}
