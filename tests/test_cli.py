@@ -232,7 +232,7 @@ def test_html_report_of_a_run(tmp_path: Path) -> None:
     text = page.read_text()
     assert parse(text).classes["card"] == 1 and parse(text).external == []
     assert "transport.write called from thread" in text
-    assert "reactor.callFromThread(transport.write, data)" in text
+    assert "reactor.callFromThread(self.transport.write, reply)" in text
     assert "self.transport.write(reply)  # BUG: called in a thread-pool thread" in text
     clean = tmp_path / "clean.html"
     assert threadcheck("run", "--html", str(clean), script(tmp_path, "pass")).returncode == 0
