@@ -1749,3 +1749,32 @@ def test_an_attribute_a_loop_or_with_assigns_is_no_global_s_write(tmp_path: Path
         """,
     )
     assert found == [], format_report(found)
+
+
+def test_a_late_binding_race_s_fix_gives_each_round_its_value(tmp_path: Path) -> None:
+    # The fix said to hold a lock around both, which leaves every thread the
+    # last round's value.
+    found = races_in(
+        tmp_path,
+        """
+        def send_all(chunks):
+            sent = []
+            started = []
+            for chunk in chunks:
+                started.append(threading.Thread(target=lambda: sent.append(chunk)))
+                started[-1].start()
+            for thread in started:
+                thread.join()
+        send_all(["x", "y"])
+        """,
+    )
+    assert len(group(found)) == 1, format_report(found)
+    assert (
+        format_report(found)
+        .rstrip()
+        .endswith(
+            "fix: each round of the loop rebinds chunk, which what it started reads later: "
+            "give it the round's value (lambda chunk=chunk: ..., or pass chunk as an argument: "
+            "reactor.callFromThread(f, chunk))"
+        )
+    )

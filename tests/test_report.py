@@ -312,6 +312,14 @@ class Session:
 
     def __del__(self):  # tells the peer, as pb's RemoteReference does
         self.reactor.callLater(0, print, "closed")
+
+
+class Lease:
+    def __init__(self, reactor):
+        self.expiry = reactor.callLater(60, print, "expired")
+
+    def __del__(self):
+        self.expiry.cancel()
 """
 
 
@@ -367,19 +375,20 @@ def test_a_librarys_del_run_by_the_thread_that_dropped_it_is_told_so(
     import wslib
 
     running: RunningReactor = running_reactor()
-    sessions = [wslib.Session(running.reactor)]
-    run_threads([threading.Thread(target=sessions.clear)])  # BUG: the last reference
-    [violation] = _wait_for_violations(running, 1)
-    line = WSLIB.splitlines().index('        self.reactor.callLater(0, print, "closed")') + 1
-    assert (
-        format_report([violation])
-        .rstrip()
-        .endswith(
+    held = [wslib.Session(running.reactor), running.in_reactor(wslib.Lease, running.reactor)]
+    for _ in range(2):  # BUG: each dropped, its last reference, by a worker
+        run_threads([threading.Thread(target=held.pop)])
+    violations = _wait_for_violations(running, 2)
+    assert [v.api for v in violations] == ["DelayedCall.cancel", "reactor.callLater"]
+    calls = ["self.expiry.cancel()", 'self.reactor.callLater(0, print, "closed")']
+    for violation, called in zip(violations, calls, strict=True):
+        line = WSLIB.splitlines().index(f"        {called}") + 1
+        fix = format_report([violation]).rstrip().splitlines()[-1].strip()
+        assert fix == (
             f"fix: the object's __del__ (wslib/__init__.py:{line}) ran in this thread, which "
             "dropped its last reference: let the reactor thread drop it (keep it out of the "
             "job, or hand it back with reactor.callFromThread and del it there)"
         )
-    )
 
 
 def test_json_report_reads_back_exactly(running_reactor: Any) -> None:

@@ -6,6 +6,7 @@ Spelled with the names a Twisted user has for the object (``d``, ``transport``,
 
 from __future__ import annotations
 
+import ast
 import re
 
 STUCK_AT_SHUTDOWN = (
@@ -87,11 +88,9 @@ def object_api_fix(api: str, offending: str = "") -> str | None:
             f"wait for it from the thread: "
             f"threads.blockingCallFromThread(reactor, {name}.{method})"
         )
-    written = _called(_METHOD_CALL, offending, method)
+    written = _call_of(method, offending)
     if written is not None:  # the user's own call, handed over: it can be pasted
-        args = written["args"].strip()
-        call = f"{written['obj']}.{method}" + (f", {args}" if args else "")
-        return f"do it in the reactor thread: reactor.callFromThread({call})"
+        return f"do it in the reactor thread: reactor.callFromThread({written})"
     arguments = _ARGUMENTS.get(method, "")
     call = f"{name}.{method}, {arguments}" if arguments else f"{name}.{method}"
     return f"do it in the reactor thread: reactor.callFromThread({call})"
@@ -103,6 +102,26 @@ _HANDED_OVER = re.compile(
     r"(?P<obj>[\w.\[\]]+)\.(?P<method>set_result|set_exception|cancel|set|put_nowait"
     r"|call_soon)\("
 )
+
+
+def _call_of(method: str, line: str) -> str | None:
+    """The call of ``method`` on the user's ``line`` as ``callFromThread``'s
+    arguments (``self.pending["req-1"].deferred.callback, b"x"``), written as
+    Python writes it; None when the line is not a whole statement."""
+    statement = line.strip()
+    try:
+        tree = ast.parse(statement)
+    except SyntaxError:
+        return None
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == method
+        ):
+            parts = [node.func, *node.args, *node.keywords]
+            return ", ".join(ast.get_source_segment(statement, p) or ast.unparse(p) for p in parts)
+    return None
 
 
 def _loop_fix(method: str, offending: str) -> str:
@@ -126,8 +145,7 @@ def _loop_fix(method: str, offending: str) -> str:
     return _handed_to_the_loop(handed)
 
 
-# A worker's call of a method: ``self.transport.write(b"pong", addr)``,
-# ``writer.write(data)`` on an asyncio stream.
+# A worker's call of a method on an asyncio stream: ``writer.write(data)``.
 _METHOD_CALL = re.compile(r"(?P<obj>[\w.\[\]]+)\.(?P<method>\w+)\(")
 
 
@@ -166,8 +184,17 @@ def _handed_to_the_loop(called: dict[str, str]) -> str:
     return f"hand it to the loop's thread: loop.call_soon_threadsafe({call})"
 
 
-def race_hint(location: str, access: str, earlier: str) -> str:
-    """The fix for a data race on ``location``, by the shape of its two accesses."""
+def race_hint(location: str, access: str, earlier: str, written_at: str = "") -> str:
+    """The fix for a data race on ``location``, by the shape of its two accesses
+    (``written_at``: the source line of its write, when one is)."""
+    name = location.removeprefix("nonlocal ")
+    if name != location and written_at.lstrip().startswith(("for ", "async for ")):
+        # Late binding: a lock would order the reads, not give each its round's value.
+        return (
+            f"each round of the loop rebinds {name}, which what it started reads later: "
+            f"give it the round's value (lambda {name}={name}: ..., or pass {name} as an "
+            f"argument: reactor.callFromThread(f, {name}))"
+        )
     if "iteration" in (access, earlier):
         return (
             f"iterate over {location} and change it under one threading.Lock (or iterate "

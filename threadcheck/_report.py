@@ -73,11 +73,23 @@ def _any_worker(violation: Violation) -> Violation:
 _NUMBERED = re.compile(r"(?P<kind>Thread-|ThreadPoolExecutor-\d+_)\d+(?P<rest> \(.*\))?")
 
 
+def _written_at(race: Violation) -> str:
+    """The source line of a data race's write, if one of its accesses is one."""
+    if race.access == "write" and race.stack:
+        return race.stack[-1].source or ""
+    prior = race.prior
+    if prior is not None and prior.what == "write" and prior.stack:
+        return prior.stack[-1].source or ""
+    return ""
+
+
 def fix_for(violation: Violation) -> str:
     """What to write instead, for any finding: a violation, a data race or a stall."""
     if violation.kind is Kind.DATA_RACE:
         prior = violation.prior.what if violation.prior is not None else ""
-        return _fixes.race_hint(violation.api, violation.access or "", prior)
+        return _fixes.race_hint(
+            violation.api, violation.access or "", prior, _written_at(violation)
+        )
     if violation.kind is Kind.STALL:
         return _stall_fix(violation, _blocked_at(violation))
     return _hint(violation)
@@ -108,6 +120,14 @@ def _hint(violation: Violation) -> str:
             "blockingCallFromThread is for threads other than the reactor's; in the "
             "reactor thread call the function directly and use its Deferred"
         )
+    finalized = _in_a_del(violation.stack)
+    if finalized is not None:
+        file = os.path.join(*finalized.filename.split(os.sep)[-2:])
+        return (
+            f"the object's __del__ ({file}:{finalized.lineno}) ran in this thread, which "
+            "dropped its last reference: let the reactor thread drop it (keep it out of "
+            "the job, or hand it back with reactor.callFromThread and del it there)"
+        )
     if violation.api.startswith("DelayedCall."):
         method = violation.api.split(".", 1)[1]
         where = violation.user_frame()
@@ -122,14 +142,6 @@ def _hint(violation: Violation) -> str:
             "runs its callbacks in its worker thread. Wait for it in the pool instead, "
             "threads.deferToThread(future.result), or hand the result over: "
             "future.add_done_callback(lambda f: reactor.callFromThread(d.callback, f.result()))"
-        )
-    finalized = _in_a_del(violation.stack)
-    if finalized is not None:
-        file = os.path.join(*finalized.filename.split(os.sep)[-2:])
-        return (
-            f"the object's __del__ ({file}:{finalized.lineno}) ran in this thread, which "
-            "dropped its last reference: let the reactor thread drop it (keep it out of "
-            "the job, or hand it back with reactor.callFromThread and del it there)"
         )
     if _in_a_finalizer(violation.stack):
         api = violation.api if violation.api.startswith("reactor.") else "f"

@@ -689,19 +689,23 @@ def own_code(builtin: Any) -> Any:
     if not (enabled or on_handover is not None):
         return builtin
     if builtin is builtins.compile:
-        _install_helpers()
         return _texts.rewritten_compile
     if builtin is builtins.exec or builtin is builtins.eval:
-        _install_helpers()  # called as is, with code_args's arguments
+        _install_helpers()  # a call with keywords or *args: through a wrapper
+        return _RUN_WRAPPERS[builtin]
     return builtin
+
+
+_RUN_WRAPPERS = {run: _texts.run_wrapper(run) for run in (builtins.exec, builtins.eval)}
 
 
 def code_args(builtin: Any, source: Any, *namespaces: Any) -> tuple[Any, ...]:
     """The arguments for ``exec(source, *namespaces)`` (or ``eval``), called
-    from the user's frame: ``source`` rewritten when it is text (see
-    :mod:`~threadcheck._races._texts`)."""
+    from the user's frame: ``source`` rewritten when it is text, or code
+    ``compile`` made of text (see :mod:`~threadcheck._races._texts`)."""
     if not (enabled or on_handover is not None):
         return (source, *namespaces)
+    _install_helpers()
     return _texts.code_args(builtin, source, namespaces, sys._getframe(1))
 
 

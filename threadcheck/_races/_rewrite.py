@@ -131,8 +131,14 @@ def compile_user(
     ``flags``: the ``from __future__`` features it inherits."""
     tree = ast.parse(source, filename)
     first(tree)
-    rewrite(tree, filename, embedded)
-    code: CodeType = compile(tree, filename, "exec", flags, dont_inherit=True)
+    try:
+        rewrite(tree, filename, embedded)
+        code: CodeType = compile(tree, filename, "exec", flags, dont_inherit=True)
+    except RecursionError:  # a generated expression too deep to rewrite: as written
+        tree = ast.parse(source, filename)
+        first(tree)
+        plain: CodeType = compile(tree, filename, "exec", flags, dont_inherit=True)
+        return plain
     _footprint.compiled(code)
     return code
 
@@ -617,6 +623,7 @@ class _Rewriter(ast.NodeTransformer):
         func = node.func
         if isinstance(func, ast.Name) and func.id in _NAMESPACES and not node.args:
             return self._call("own", node)  # without the names the rewriting added
+        compiling = _compiling(func)  # (before its callee is rewritten)
         named = _named_attribute(node)  # getattr(obj, name), setattr(obj, name, value)
         late = False
         if isinstance(func, ast.Attribute) and _assertion_helper(func.value):
@@ -683,14 +690,17 @@ class _Rewriter(ast.NodeTransformer):
             self._named_access(node)
         if isinstance(func, ast.Attribute) and func.attr in MUTATORS and late:
             self._through_last(node, "cml", site)
-        if isinstance(func, ast.Name) and func.id in _COMPILING and node.args:
-            node.func = self._call("own_code", func)  # what it compiles is rewritten too
+        if compiling and node.args:
             plain = not node.keywords and not any(isinstance(a, ast.Starred) for a in node.args)
-            if func.id in _RUNNING and plain:
+            if compiling in _RUNNING and plain:
                 # Called from the user's frame, with the text's code: its traceback
                 # and warnings' stack levels have no frame of ours.
-                args = self._call("code_args", ast.Name(func.id, ast.Load()), *node.args)
+                callee = compiling if isinstance(func, ast.Name) else f"builtins.{compiling}"
+                again = ast.parse(callee, mode="eval").body  # looked up again
+                args = self._call("code_args", again, *node.args)
                 node.args = [ast.Starred(args, ast.Load())]
+            else:  # what it compiles is rewritten too
+                node.func = self._call("own_code", node.func)
         if isinstance(func, ast.Name) and func.id == "getattr" and len(node.args) >= 2:
             # `getattr(seen, op)(x)`: a container's method, fetched by name.
             text = f"{_text(node)}()"
@@ -1079,6 +1089,21 @@ def _dict_owner(value: ast.expr) -> ast.expr | None:
 
 
 _PLAIN_DECORATORS = frozenset({"property", "staticmethod", "classmethod"})
+
+
+def _compiling(func: ast.expr) -> str | None:
+    """``exec``, ``eval`` or ``compile`` when ``func`` names that builtin
+    (``exec`` or ``builtins.exec``)."""
+    if isinstance(func, ast.Name) and func.id in _COMPILING:
+        return func.id
+    if (
+        isinstance(func, ast.Attribute)
+        and func.attr in _COMPILING
+        and isinstance(func.value, ast.Name)
+        and func.value.id == "builtins"
+    ):
+        return func.attr
+    return None
 
 
 def _is_plain(decorator: ast.expr) -> bool:

@@ -10,7 +10,9 @@ uses, and its globals through :func:`gns`. Text run with builtins of its own
 (``{"__builtins__": {}}``, a sandbox) or locals that make up names (a
 ``defaultdict``) could not find them: it runs as written. ``exec`` and
 ``eval`` stay the program's calls, given the code :func:`code_args` chose: no
-frame of ours in their tracebacks, nor in a warning's stack level.
+frame of ours in their tracebacks, nor in a warning's stack level (called
+with keywords or ``*args``, they go through :func:`run_wrapper`). ``compile``
+returns the plain code, which a program may marshal to a cache or inspect.
 
 Thread safety: the cache of rewritten text is filled by whichever thread
 compiles first; a race there compiles the same text twice, harmlessly.
@@ -35,8 +37,8 @@ _texts: dict[tuple[str | bytes, str, int], CodeType] = {}
 compiles in a loop) gets the same code, its sites numbered once."""
 
 _sources: dict[CodeType, tuple[str | bytes, str, int]] = {}
-"""Each rewritten code's text, file name and future flags: compiled as written
-for a sandbox."""
+"""The text, file name and future flags of each code ``compile`` made of text
+for ``exec``: what ``exec`` or ``eval`` of that code runs rewritten."""
 
 
 def install(helpers: dict[str, Any]) -> None:
@@ -55,8 +57,8 @@ def code_args(
     builtin: Any, source: Any, namespaces: tuple[Any, ...], caller: FrameType
 ) -> tuple[Any, ...]:
     """``(source, *namespaces)`` for ``builtin`` (``exec`` or ``eval``, called
-    from ``caller``), its text or the code ``compile`` rewrote swapped for what
-    runs there: rewritten where the helpers can be found, else as written."""
+    from ``caller``), its text, or code ``compile`` made of text, swapped for
+    its rewritten code where the helpers can be found."""
     if (builtin is not builtins.exec and builtin is not builtins.eval) or len(namespaces) > 2:
         return (source, *namespaces)  # the program's own exec, or its TypeError
     globals_ = namespaces[0] if namespaces else None
@@ -65,8 +67,36 @@ def code_args(
         globals_ = caller.f_globals
         if locals_ is None and not caller.f_code.co_flags & _CO_OPTIMIZED:
             locals_ = caller.f_locals  # a module's or a class body's namespace
-    text = builtin is builtins.exec and isinstance(source, str | bytes)
-    return (_rewritten(source, globals_, locals_, caller, text), *namespaces)
+    return (_rewritten(builtin, source, globals_, locals_, caller), *namespaces)
+
+
+def run_wrapper(builtin: Any) -> Any:
+    """``builtin`` (``exec`` or ``eval``) for a call whose arguments could not
+    be rewritten as :func:`code_args`'s (keywords, ``*args``): called through
+    this frame, so given the caller's namespaces when it named none."""
+
+    def run(source: Any, *args: Any, **kwargs: Any) -> Any:
+        if len(args) > 2:
+            return builtin(source, *args, **kwargs)  # its own TypeError
+        globals_ = args[0] if args else kwargs.pop("globals", None)
+        locals_ = args[1] if len(args) > 1 else kwargs.pop("locals", None)
+        if globals_ is None:
+            caller = sys._getframe(1)
+            globals_ = caller.f_globals
+            if locals_ is None:
+                locals_ = _locals_of(caller)
+        code = _rewritten(builtin, source, globals_, locals_, sys._getframe(1))
+        return builtin(code, globals_, locals_, **kwargs)
+
+    return run
+
+
+def _locals_of(caller: FrameType) -> Any:
+    """What a plain ``exec`` in ``caller`` takes as its locals: a function's a
+    snapshot on 3.13 (PEP 667), its frame's dict before; a module's its globals."""
+    if sys.version_info >= (3, 13) and caller.f_code.co_flags & _CO_OPTIMIZED:
+        return dict(caller.f_locals)
+    return caller.f_locals
 
 
 def rewritten_compile(
@@ -78,36 +108,41 @@ def rewritten_compile(
     optimize: int = -1,
     **options: Any,
 ) -> Any:
-    """``compile`` as the program calls it: text for ``exec`` rewritten, with
-    the ``from __future__`` features it is given or inherits (other flags, an
-    AST asked for, an optimization level: compiled as asked)."""
+    """``compile`` as the program calls it. Its code is the plain one (a rule
+    cache may marshal it, a rules engine check its names); text for ``exec``
+    is noted, and its rewritten code run in its place by ``exec``/``eval``."""
+    inherited = 0 if dont_inherit else _futures(sys._getframe(1))
+    code = builtins.compile(source, filename, mode, flags | inherited, True, optimize, **options)
     if (
-        mode == "exec"
+        isinstance(code, CodeType)
+        and mode == "exec"
         and isinstance(source, str | bytes)
         and not flags & ~_FUTURE_FLAGS
         and optimize == -1
-        and not options
     ):
-        inherited = 0 if dont_inherit else _futures(sys._getframe(1))
-        return _compiled_text(source, str(filename), flags | inherited)
-    return builtins.compile(source, filename, mode, flags, dont_inherit, optimize, **options)
+        if len(_sources) >= 256:  # a program that compiles afresh each time
+            _sources.clear()
+        _sources[code] = (source, str(filename), flags | inherited)
+    return code
 
 
-def _rewritten(source: Any, globals_: Any, locals_: Any, caller: FrameType, text: bool) -> Any:
-    """The code to run for ``source``: as written where the helpers cannot be
+def _rewritten(builtin: Any, source: Any, globals_: Any, locals_: Any, caller: FrameType) -> Any:
+    """The code to run for ``source``: rewritten text, or the rewritten code of
+    a plain code ``compile`` made; as written where the helpers cannot be
     found (a sandbox's builtins, locals with ``__missing__`` that a module's
     names are looked up in first)."""
     if not _real_builtins(globals_) or not (locals_ is None or type(locals_) is dict):
-        if isinstance(source, CodeType) and source in _sources:
-            text_, filename, flags = _sources[source]
-            return builtins.compile(text_, filename, "exec", flags, True)
         return source
-    if text:
-        try:
-            return _compiled_text(source, "<string>", _futures(caller))
-        except SyntaxError:  # raised by exec itself, from the user's line
-            return source
-    return source
+    if builtin is builtins.exec and isinstance(source, str | bytes):
+        text, filename, flags = source, "<string>", _futures(caller)
+    elif isinstance(source, CodeType) and source in _sources:
+        text, filename, flags = _sources[source]
+    else:
+        return source
+    try:
+        return _compiled_text(text, filename, flags)
+    except SyntaxError:  # raised by exec itself, from the user's line
+        return source
 
 
 def _futures(caller: FrameType) -> int:
@@ -134,8 +169,7 @@ def _compiled_text(source: str | bytes, filename: str, flags: int) -> CodeType:
     if code is None:
         if len(_texts) >= 256:  # a program that makes its text each time: not kept for ever
             _texts.clear()
-            _sources.clear()
-        code = compile_user(source, filename, embedded=True, flags=flags)
-        _texts[source, filename, flags] = code
-        _sources[code] = (source, filename, flags)
+        code = _texts[source, filename, flags] = compile_user(
+            source, filename, embedded=True, flags=flags
+        )
     return code
