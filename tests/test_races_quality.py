@@ -1778,3 +1778,53 @@ def test_a_late_binding_race_s_fix_gives_each_round_its_value(tmp_path: Path) ->
             "reactor.callFromThread(f, chunk))"
         )
     )
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "exec(RULE, ns)",
+        "exec(RULE, globals=ns)" if sys.version_info >= (3, 13) else "exec(RULE, ns, None)",
+        "exec(*(RULE, ns))",
+        "builtins.exec(RULE, ns)",
+        'eval(compile(RULE, "<rule>", "exec"), ns)',
+    ],
+)
+def test_a_rule_run_by_exec_is_watched_however_exec_is_called(tmp_path: Path, call: str) -> None:
+    # Called with a keyword or *args, the text was no longer rewritten: its
+    # race was missed and dpor proved the program.
+    found = races_in(
+        tmp_path,
+        f"""
+        import builtins
+        class Stats:
+            hits = 0
+        stats = Stats()
+        RULE = "stats.hits = stats.hits + 1"
+        def apply_rule():
+            ns = globals()
+            {call}
+        t = threading.Thread(target=apply_rule); t.start()
+        apply_rule()
+        t.join()
+        """,
+    )
+    assert {g.violation.api for g in group(found)} == {"Stats.hits"}, format_report(found)
+
+
+def test_compile_gives_the_program_its_plain_code(tmp_path: Path) -> None:
+    # It returned the rewritten code: a rule cache marshalled it (a later plain
+    # run failed on __tc_st__), a rules engine rejected the helpers' names.
+    found = races_in(
+        tmp_path,
+        """
+        import marshal
+        code = compile("total = price * 2", "<rule>", "exec")
+        assert not [name for name in code.co_names if name.startswith("__tc_")], code.co_names
+        cached = marshal.loads(marshal.dumps(code))
+        namespace = {"price": 3}
+        exec(cached, namespace)
+        assert namespace["total"] == 6
+        """,
+    )
+    assert found == []
