@@ -1828,3 +1828,19 @@ def test_compile_gives_the_program_its_plain_code(tmp_path: Path) -> None:
         """,
     )
     assert found == []
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 13), reason="3.13's exec takes them as keywords")
+def test_exec_refuses_namespaces_as_keywords_as_python_does(tmp_path: Path) -> None:
+    found = races_in(
+        tmp_path,
+        """
+        try:
+            exec("x = 1", globals={})
+        except TypeError as error:
+            assert "keyword" in str(error), error
+        else:
+            raise AssertionError("exec took globals= before 3.13")
+        """,
+    )
+    assert found == []

@@ -76,7 +76,8 @@ def run_wrapper(builtin: Any) -> Any:
     this frame, so given the caller's namespaces when it named none."""
 
     def run(source: Any, *args: Any, **kwargs: Any) -> Any:
-        if len(args) > 2:
+        named = "globals" in kwargs or "locals" in kwargs
+        if len(args) > 2 or (named and sys.version_info < (3, 13)):
             return builtin(source, *args, **kwargs)  # its own TypeError
         globals_ = args[0] if args else kwargs.pop("globals", None)
         locals_ = args[1] if len(args) > 1 else kwargs.pop("locals", None)
