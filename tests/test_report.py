@@ -177,7 +177,8 @@ def test_a_library_callable_a_thread_runs_directly_is_the_call_the_fix_moves(
     client = ClientCreator(reactor, LineReceiver)  # type: ignore[no-untyped-call]
     line = running.in_reactor(client.connectTCP, "127.0.0.1", port.getHost().port)
     if how == "thread":
-        threading.Thread(target=line.sendLine, args=(b"hello",)).start()  # BUG
+        (worker := threading.Thread(target=line.sendLine, args=(b"hello",))).start()  # BUG
+        worker.join()
     else:
         with ThreadPoolExecutor(1) as executor:
             executor.submit(line.sendLine, b"hello").result()  # BUG
@@ -323,20 +324,27 @@ class Lease:
 """
 
 
-@pytest.mark.quality
-def test_an_installed_librarys_call_is_reported_at_the_users_line_with_its_fix(
-    running_reactor: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # As autobahn's sendMessage reaching transport.write from a worker: the
-    # offending line and the fix were the library's (transport.write, which the
-    # user never calls).
+@pytest.fixture
+def wslib(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """WSLIB, an installed package (in a site-packages folder): a library's code."""
     package = tmp_path / "lib" / "site-packages" / "wslib"
     package.mkdir(parents=True)
     (package / "__init__.py").write_text(WSLIB)
     monkeypatch.syspath_prepend(str(package.parent))
     monkeypatch.delitem(__import__("sys").modules, "wslib", raising=False)
     import wslib  # type: ignore[import-not-found]
-    from wslib import retry_later
+
+    return wslib
+
+
+@pytest.mark.quality
+def test_an_installed_librarys_call_is_reported_at_the_users_line_with_its_fix(
+    running_reactor: Any, wslib: Any
+) -> None:
+    # As autobahn's sendMessage reaching transport.write from a worker: the
+    # offending line and the fix were the library's (transport.write, which the
+    # user never calls).
+    from wslib import retry_later  # type: ignore[import-not-found]
 
     running: RunningReactor = running_reactor()
     publisher = wslib.Publisher(running.reactor)
@@ -363,16 +371,10 @@ def test_an_installed_librarys_call_is_reported_at_the_users_line_with_its_fix(
 
 
 def test_a_librarys_del_run_by_the_thread_that_dropped_it_is_told_so(
-    running_reactor: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+    running_reactor: Any, wslib: Any
 ) -> None:
     # pb's RemoteReference, dropped by a pool job, decref'd from the worker:
     # the fix said to hand over transport.write, which the user never calls.
-    package = tmp_path / "lib" / "site-packages" / "wslib"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text(WSLIB)
-    monkeypatch.syspath_prepend(str(package.parent))
-    monkeypatch.delitem(__import__("sys").modules, "wslib", raising=False)
-    import wslib
 
     running: RunningReactor = running_reactor()
     held = [wslib.Session(running.reactor), running.in_reactor(wslib.Lease, running.reactor)]
