@@ -127,17 +127,23 @@ def _wait_for_violations(running: RunningReactor, count: int) -> list[Violation]
     return running.recorder.violations()
 
 
+def _connected_line(running: RunningReactor) -> tuple[Any, Any]:
+    """A listening port, and a LineReceiver client connected to it."""
+    reactor = running.reactor
+    port = running.in_reactor(
+        reactor.listenTCP, 0, ServerFactory.forProtocol(LineReceiver), interface="127.0.0.1"
+    )
+    client = ClientCreator(reactor, LineReceiver)  # type: ignore[no-untyped-call]
+    return port, running.in_reactor(client.connectTCP, "127.0.0.1", port.getHost().port)
+
+
 @pytest.mark.parametrize("mode", [Mode.RECORD, Mode.WARN])
 def test_a_library_callable_handed_to_the_pool_is_reported_at_the_handing_line(
     running_reactor: Any, mode: Mode
 ) -> None:
     running: RunningReactor = running_reactor(mode)
     reactor = running.reactor
-    port = running.in_reactor(
-        reactor.listenTCP, 0, ServerFactory.forProtocol(LineReceiver), interface="127.0.0.1"
-    )
-    client = ClientCreator(reactor, LineReceiver)  # type: ignore[no-untyped-call]
-    line = running.in_reactor(client.connectTCP, "127.0.0.1", port.getHost().port)
+    port, line = _connected_line(running)
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -170,12 +176,7 @@ def test_a_library_callable_a_thread_runs_directly_is_the_call_the_fix_moves(
     # Thread(target=line.sendLine): the fix told to move transport.write, which
     # the user's code never calls.
     running: RunningReactor = running_reactor()
-    reactor = running.reactor
-    port = running.in_reactor(
-        reactor.listenTCP, 0, ServerFactory.forProtocol(LineReceiver), interface="127.0.0.1"
-    )
-    client = ClientCreator(reactor, LineReceiver)  # type: ignore[no-untyped-call]
-    line = running.in_reactor(client.connectTCP, "127.0.0.1", port.getHost().port)
+    port, line = _connected_line(running)
     if how == "thread":
         (worker := threading.Thread(target=line.sendLine, args=(b"hello",))).start()  # BUG
         worker.join()
@@ -199,11 +200,7 @@ def test_a_twisted_helper_called_from_a_worker_is_the_call_the_fix_moves(
     # which the user's code never calls.
     running: RunningReactor = running_reactor()
     reactor = running.reactor
-    port = running.in_reactor(
-        reactor.listenTCP, 0, ServerFactory.forProtocol(LineReceiver), interface="127.0.0.1"
-    )
-    client = ClientCreator(reactor, LineReceiver)  # type: ignore[no-untyped-call]
-    line = running.in_reactor(client.connectTCP, "127.0.0.1", port.getHost().port)
+    port, line = _connected_line(running)
 
     def report_status() -> None:
         line.sendLine(b"status: ok")  # BUG: from a worker thread
