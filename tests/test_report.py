@@ -312,6 +312,20 @@ class Session:
         self.reactor.callLater(0, print, "closed")
 
 
+class Client:
+    def __init__(self, reactor):
+        self.reactor = reactor
+        self.timeout = reactor.callLater(30, print, "timed out")
+
+    @property
+    def status(self):
+        self.reactor.callLater(0, print, "asked")
+        return "ok"
+
+    def __call__(self, value):
+        self.reactor.callLater(0, print, value)
+
+
 class Lease:
     def __init__(self, reactor):
         self.expiry = reactor.callLater(60, print, "expired")
@@ -388,6 +402,34 @@ def test_a_librarys_del_run_by_the_thread_that_dropped_it_is_told_so(
             "dropped its last reference: let the reactor thread drop it (keep it out of the "
             "job, or hand it back with reactor.callFromThread and del it there)"
         )
+
+
+def test_a_librarys_constructor_property_or_call_is_handed_over_as_written(
+    running_reactor: Any, wslib: Any
+) -> None:
+    # The fix named obj.__init__, obj.status and obj.__call__: none of them
+    # the user's call, the property's not even one that moves its read.
+    running: RunningReactor = running_reactor()
+    reactor = running.reactor
+    client = running.in_reactor(wslib.Client, reactor)
+    calls = [
+        lambda: wslib.Client(reactor),  # BUG: made in a worker
+        lambda: client.status,  # BUG: read in a worker
+        lambda: client(5),  # BUG: called in a worker
+    ]
+    for call in calls:
+        run_threads([threading.Thread(target=call)])
+    fixes = [
+        format_report([v]).rstrip().splitlines()[-1].strip()
+        for v in _wait_for_violations(running, 3)
+    ]
+    assert fixes == [
+        "fix: make it in the reactor thread: "
+        "threads.blockingCallFromThread(reactor, wslib.Client, reactor)",
+        "fix: read status in the reactor thread: "
+        "threads.blockingCallFromThread(reactor, getattr, client, 'status')",
+        "fix: call it in the reactor thread: reactor.callFromThread(client, 5)",
+    ]
 
 
 def test_json_report_reads_back_exactly(running_reactor: Any) -> None:
