@@ -702,21 +702,16 @@ class Scheduler:
             not deadlines
             or min(deadlines) - self.now <= QUIET_PERIOD  # as soon in real time
             or not in_process([*all_reads, *all_writes])
-            or children_alive()
             or not self._quiet_for(all_reads, all_writes)
+            or children_alive()  # (read from /proc: only once quiet for long enough)
         ):
             return False
         self._quiet = None
         self.thinned.add(REAL_IO)
-        skipped = min(deadlines) - self.now
-        self.now += skipped
         if self._running is not None:  # it waited, it was not held
-            self._running.held_since += skipped
+            self._running.held_since += min(deadlines) - self.now
         self.progress += 1
-        self._time_passed += 1
-        if not self.aborting:
-            self._check_time_bound()
-        self._wake_due()
+        self._pass_time_to(min(deadlines))
         return True
 
     def _quiet_for(self, reads: list[Any], writes: list[Any]) -> bool:
@@ -935,14 +930,18 @@ class Scheduler:
 
     def _advance_clock(self, due: ControlledThread) -> ControlledThread:
         """Time passes to ``due``'s deadline, waking every waiter due by then; ``due`` runs."""
-        deadline = _deadline_order(due)[0]
+        self._pass_time_to(_deadline_order(due)[0])
+        return due
+
+    def _pass_time_to(self, deadline: float) -> None:
+        """The clock moves on to ``deadline`` (within the time bounds), and every
+        waiter due by then wakes."""
         if deadline > self.now:  # (a clock that does not move is the decision bound's)
             self.now = deadline
             self._time_passed += 1
             if not self.aborting:
                 self._check_time_bound()
         self._wake_due()
-        return due
 
     def _check_time_bound(self) -> None:
         """Past :data:`TIME_HORIZON` or :data:`TIME_STEPS`, the schedule fails and
