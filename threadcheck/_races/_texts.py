@@ -61,12 +61,11 @@ def code_args(
     its rewritten code where the helpers can be found."""
     if (builtin is not builtins.exec and builtin is not builtins.eval) or len(namespaces) > 2:
         return (source, *namespaces)  # the program's own exec, or its TypeError
-    globals_ = namespaces[0] if namespaces else None
-    locals_ = namespaces[1] if len(namespaces) > 1 else None
-    if globals_ is None:
-        globals_ = caller.f_globals
-        if locals_ is None and not caller.f_code.co_flags & _CO_OPTIMIZED:
-            locals_ = caller.f_locals  # a module's or a class body's namespace
+    globals_, locals_ = _namespaces(
+        namespaces[0] if namespaces else None,
+        namespaces[1] if len(namespaces) > 1 else None,
+        caller,
+    )
     return (_rewritten(builtin, source, globals_, locals_, caller), *namespaces)
 
 
@@ -79,25 +78,30 @@ def run_wrapper(builtin: Any) -> Any:
         named = "globals" in kwargs or "locals" in kwargs
         if len(args) > 2 or (named and sys.version_info < (3, 13)):
             return builtin(source, *args, **kwargs)  # its own TypeError
-        globals_ = args[0] if args else kwargs.pop("globals", None)
-        locals_ = args[1] if len(args) > 1 else kwargs.pop("locals", None)
-        if globals_ is None:
-            caller = sys._getframe(1)
-            globals_ = caller.f_globals
-            if locals_ is None:
-                locals_ = _locals_of(caller)
-        code = _rewritten(builtin, source, globals_, locals_, sys._getframe(1))
+        caller = sys._getframe(1)
+        globals_, locals_ = _namespaces(
+            args[0] if args else kwargs.pop("globals", None),
+            args[1] if len(args) > 1 else kwargs.pop("locals", None),
+            caller,
+        )
+        code = _rewritten(builtin, source, globals_, locals_, caller)
         return builtin(code, globals_, locals_, **kwargs)
 
     return run
 
 
-def _locals_of(caller: FrameType) -> Any:
-    """What a plain ``exec`` in ``caller`` takes as its locals: a function's a
-    snapshot on 3.13 (PEP 667), its frame's dict before; a module's its globals."""
-    if sys.version_info >= (3, 13) and caller.f_code.co_flags & _CO_OPTIMIZED:
-        return dict(caller.f_locals)
-    return caller.f_locals
+def _namespaces(globals_: Any, locals_: Any, caller: FrameType) -> tuple[Any, Any]:
+    """The namespaces a plain ``exec`` in ``caller`` runs in, given these:
+    without globals, the caller's, and its locals (a function's a snapshot
+    on 3.13, PEP 667; its frame's dict before; a module's its globals)."""
+    if globals_ is not None:
+        return globals_, locals_
+    if locals_ is None:
+        if sys.version_info >= (3, 13) and caller.f_code.co_flags & _CO_OPTIMIZED:
+            locals_ = dict(caller.f_locals)
+        else:
+            locals_ = caller.f_locals
+    return caller.f_globals, locals_
 
 
 def rewritten_compile(
