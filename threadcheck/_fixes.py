@@ -88,7 +88,7 @@ def object_api_fix(api: str, offending: str = "") -> str | None:
             f"wait for it from the thread: "
             f"threads.blockingCallFromThread(reactor, {name}.{method})"
         )
-    written = _call_of(method, offending)
+    written = call_written(offending, method)
     if written is not None:  # the user's own call, handed over: it can be pasted
         return f"do it in the reactor thread: reactor.callFromThread({written})"
     arguments = _ARGUMENTS.get(method, "")
@@ -104,20 +104,19 @@ _HANDED_OVER = re.compile(
 )
 
 
-def _call_of(method: str, line: str) -> str | None:
-    """The call of ``method`` on the user's ``line`` as ``callFromThread``'s
-    arguments (``self.pending["req-1"].deferred.callback, b"x"``), written as
-    Python writes it; None when the line is not a whole statement."""
+def call_written(line: str, method: str | None = None) -> str | None:
+    """The call on the user's ``line`` (the outermost, or that of ``method``) as
+    ``callFromThread``'s arguments, written as the line writes them
+    (``self.pending["req-1"].deferred.callback, b"x"``); None when there is
+    none or the line is not a whole statement."""
     statement = line.strip()
     try:
         tree = ast.parse(statement)
     except SyntaxError:
         return None
-    for node in ast.walk(tree):
-        if (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr == method
+    for node in ast.walk(tree):  # outermost first
+        if isinstance(node, ast.Call) and (
+            method is None or (isinstance(node.func, ast.Attribute) and node.func.attr == method)
         ):
             parts = [node.func, *node.args, *node.keywords]
             return ", ".join(ast.get_source_segment(statement, p) or ast.unparse(p) for p in parts)

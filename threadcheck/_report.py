@@ -176,7 +176,7 @@ def _hint(violation: Violation) -> str:
         # autobahn's sendMessage reaching transport.write: the user's call is what moves.
         if entry.function.startswith("__") and entry.function.endswith("__"):
             # `Client(d)` running its __init__, `client(5)` its __call__: the call written.
-            written = _outer_call(offending)
+            written = _fixes.call_written(offending)
             if written is not None and entry.function in ("__init__", "__new__"):
                 return (
                     "make it in the reactor thread: "
@@ -273,21 +273,6 @@ def _user_api_hint(api: str) -> str:
 
 _MODULE_FUNCTIONS = frozenset({"task.deferLater"})
 """Checked APIs that are a module's functions, not an object's methods."""
-
-
-def _outer_call(source: str) -> str | None:
-    """The outermost call on the user's line (``Client, d`` in ``c = Client(d)``)
-    as ``callFromThread``'s arguments; None when the line is no whole statement."""
-    statement = source.strip()
-    try:
-        tree = ast.parse(statement)
-    except SyntaxError:
-        return None
-    call = next((node for node in ast.walk(tree) if isinstance(node, ast.Call)), None)
-    if call is None:
-        return None
-    parts = [call.func, *call.args, *call.keywords]
-    return ", ".join(ast.get_source_segment(statement, p) or ast.unparse(p) for p in parts)
 
 
 def _called_bare(source: str, function: str) -> bool:
