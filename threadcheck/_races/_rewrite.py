@@ -499,11 +499,14 @@ class _Rewriter(ast.NodeTransformer):
         return out
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST | list[ast.stmt]:
-        written = self._bound([(node.name, node)])  # `global handler` then `def handler`
-        made = self._function(node)
-        return [made, *written] if written else made  # type: ignore[list-item]
+        return self._defined(node)
 
     def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> ast.AST | list[ast.stmt]:
+        return self._defined(node)
+
+    def _defined(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.AST | list[ast.stmt]:
+        """The function made, then its name's write if that is shared state
+        (`global handler` then `def handler`)."""
         written = self._bound([(node.name, node)])
         made = self._function(node)
         return [made, *written] if written else made  # type: ignore[list-item]
