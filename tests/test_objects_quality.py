@@ -95,6 +95,19 @@ def a_request(reactor: Any) -> http.Request:
     return server.Request(DummyChannel(), False)
 
 
+class _Connector:
+    def connect(self) -> None:
+        pass
+
+
+def retrying_factory(reactor: Any) -> protocol.ReconnectingClientFactory:
+    """A factory whose retry is pending on the reactor."""
+    factory = protocol.ReconnectingClientFactory()
+    factory.clock = reactor
+    factory.retry(_Connector())  # type: ignore[arg-type]
+    return factory
+
+
 def port_after_stop(reactor: Any) -> Deferred[Any]:
     return tcp_pair(reactor).addCallback(lambda trio: trio[1])
 
@@ -134,6 +147,24 @@ CASES = [
         lambda r: defer.DeferredSemaphore(1).acquire(),
         lambda semaphore: semaphore.release(),
         "semaphore.release)",
+    ),
+    Case(
+        "DeferredLock.run",
+        lambda r: defer.DeferredLock(),
+        lambda lock: lock.run(int, "1"),
+        'lock.run, int, "1")',
+    ),
+    Case(
+        "DeferredSemaphore.run",
+        lambda r: defer.DeferredSemaphore(2),
+        lambda semaphore: semaphore.run(int, "1"),
+        'semaphore.run, int, "1")',
+    ),
+    Case(
+        "ReconnectingClientFactory.stopTrying",
+        retrying_factory,
+        lambda factory: factory.stopTrying(),
+        "factory.stopTrying)",
     ),
     Case("transport.write", tcp_pair, lambda t: t[0].write(b"x"), 't[0].write, b"x")'),
     Case(
@@ -288,6 +319,8 @@ def worker_queue_and_lock() -> None:
     queue.get().addCallback(lambda item: item)
     lock = defer.DeferredLock()
     lock.acquire().addCallback(lambda locked: locked.release())
+    lock.run(int, "1")
+    defer.DeferredSemaphore(2).run(int, "1")
 
 
 def worker_clock() -> None:
@@ -299,6 +332,10 @@ def worker_clock() -> None:
     loop.stop()
     task.deferLater(clock, 1, lambda: None)
     clock.advance(1)
+    factory = protocol.ReconnectingClientFactory()
+    factory.clock = clock
+    factory.retry(_Connector())  # type: ignore[arg-type]
+    factory.stopTrying()
 
 
 def worker_cooperator() -> None:

@@ -28,6 +28,7 @@ _OBJECT_NAMES = {
     "LoopingCall": "loop",
     "Cooperator": "cooperator",
     "CooperativeTask": "task",
+    "ReconnectingClientFactory": "factory",
 }
 
 _ARGUMENTS = {
@@ -49,6 +50,7 @@ _ARGUMENTS = {
     "start": "interval",
     "cooperate": "iterator",
     "coiterate": "iterator",
+    "run": "f",
 }
 
 # These return a Deferred the calling thread wants the result of.

@@ -42,8 +42,10 @@ PRIMITIVE_APIS = (
     "DeferredQueue.get",
     "DeferredLock.acquire",
     "DeferredLock.release",
+    "DeferredLock.run",
     "DeferredSemaphore.acquire",
     "DeferredSemaphore.release",
+    "DeferredSemaphore.run",
 )
 
 _ADDING = ("addCallbacks", "addCallback", "addErrback", "addBoth")
@@ -207,4 +209,12 @@ def patches() -> list[Patch]:
     )
     for cls, prefix, names in _PRIMITIVES:
         patches += _running.checked_methods(cls, prefix, names, _is_private)
+    # run() acquires, calls and releases: checked as the one call the user made,
+    # not as an acquire and a release (two violations for one line).
+    run = defer._ConcurrencyPrimitive.run
+    for cls, prefix in (
+        (defer.DeferredLock, "DeferredLock"),
+        (defer.DeferredSemaphore, "DeferredSemaphore"),
+    ):
+        patches.append((cls, "run", _running.checked(f"{prefix}.run", run, _is_private)))
     return patches

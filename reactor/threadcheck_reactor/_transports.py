@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import sys
 
-from twisted.internet import abstract, base, tcp, udp
+from twisted.internet import abstract, base, protocol, tcp, udp
 
 from threadcheck_reactor._running import Patch, checked_methods
 
@@ -52,6 +52,7 @@ APIS = (
     *(f"port.{name}" for name in _PORT_APIS),
     "connector.disconnect",
     "connector.stopConnecting",
+    "ReconnectingClientFactory.stopTrying",
     *(f"process.{name}" for name in _PROCESS_APIS),
 )
 """Every name a transport violation can carry."""
@@ -70,6 +71,9 @@ def patches() -> list[Patch]:
     found += checked_methods(tcp.Port, "port", _PORT_APIS)
     found += checked_methods(udp.Port, "port", _PORT_APIS)
     found += checked_methods(base.BaseConnector, "connector", ("disconnect", "stopConnecting"))
+    # It cancels the retry and stops the connector: one call, one violation.
+    factory = protocol.ReconnectingClientFactory
+    found += checked_methods(factory, "ReconnectingClientFactory", ("stopTrying",), _own_clock)
     found += _imported("twisted.internet.unix", "DatagramPort", "port", ("write",))
     found += _imported("twisted.internet.unix", "ConnectedDatagramPort", "port", ("write",))
     found += _imported("twisted.internet._posixstdio", "StandardIO", "transport", _STDIO_APIS)
@@ -84,6 +88,12 @@ def patches() -> list[Patch]:
 _STDIO_APIS = ("write", *_TRANSPORT_APIS)
 _NEWTLS_APIS = ("startTLS", "loseConnection", "registerProducer", "unregisterProducer")
 _TLS_APIS = ("write", "writeSequence", "loseConnection", "abortConnection", *_CONSUMING)
+
+
+def _own_clock(factory: protocol.ReconnectingClientFactory) -> bool:
+    """A factory retrying on a clock of its own (a worker's ``task.Clock``), not a reactor."""
+    clock = factory.clock
+    return clock is not None and not hasattr(clock, "_threadcheck")
 
 
 def _imported(module: str, name: str, prefix: str, apis: tuple[str, ...]) -> list[Patch]:
