@@ -5,6 +5,7 @@ clock the program reads is the scheduler's virtual one."""
 from __future__ import annotations
 
 import datetime
+import pickle
 import subprocess
 import sys
 import time
@@ -155,6 +156,41 @@ def test_datetime_reads_the_virtual_clock_and_makes_real_datetimes() -> None:
         assert reading["today"] == real_classes[1].fromtimestamp(now)
         assert {type(reading[key]) for key in ("now", "aware", "made")} == {real_classes[0]}
         assert reading["isinstance"]
+
+
+class Day(datetime.date):
+    """A program's own date type (a billing service's business day)."""
+
+    def label(self) -> str:
+        return "D" + self.isoformat()
+
+
+def test_datetime_stays_the_real_class_while_exploring() -> None:
+    # The clock is swapped in the real class: a stand-in class broke a program's
+    # subclass (it made plain dates), pickling ("not the same object as
+    # datetime.date") and tables keyed by the class (YAML's representers).
+    keyed_by_class = {datetime.date: "date", datetime.datetime: "datetime"}
+    seen: list[tuple[object, ...]] = []
+
+    def scenario(reactor: Any) -> Deferred[Any]:
+        def job() -> tuple[object, ...]:
+            today = datetime.date.today()
+            return (
+                type(today) is datetime.date,
+                keyed_by_class.get(type(datetime.datetime.now())),
+                Day(2024, 1, 2).label(),
+                type(Day.today()),
+                pickle.loads(pickle.dumps(today)) == today,
+                datetime.datetime.now() == datetime.datetime.fromtimestamp(time.time()),
+            )
+
+        done = threads.deferToThreadPool(reactor, reactor.getThreadPool(), job)
+        return done.addCallback(seen.append)
+
+    threadcheck.explore(scenario, budget=3).assert_clean()
+    assert seen and set(seen) == {(True, "datetime", "D2024-01-02", Day, True, True)}
+    put_back = vars(datetime.datetime)["now"]
+    assert isinstance(put_back, type(vars(datetime.date)["today"]))
 
 
 def test_max_delay_is_checked_and_carried_by_the_token(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@
 * ``time.sleep`` sleeps in virtual time in controlled threads, and
   ``time.time``/``monotonic``/``perf_counter`` (and ``_ns``) read the
   scheduler's virtual clock there, as ``reactor.seconds()`` does.
-* ``datetime.now()``, ``utcnow()``, ``today()`` and ``date.today()`` read
-  that clock too (:mod:`._dates`).
+* ``datetime.now()`` and ``utcnow()`` read that clock too, in the real class
+  (:mod:`._dates`); ``today()`` and ``date.today()`` read it through ``time.time``.
 * ``Thread.start`` in a controlled thread starts a controlled thread, and
   ``Thread.join`` of one waits in the scheduler.
 * Twisted's ``blockingCallFromThread`` waits on a scheduler queue.
@@ -129,10 +129,7 @@ class Patches:
         self._premade = []
         while self._undo:
             target, name, original = self._undo.pop()
-            if original is _ABSENT:
-                delattr(target, name)
-            else:
-                setattr(target, name, original)
+            _assign(target, name, original)
 
     def _swap(self, target: Any, name: str, replacement: Any) -> None:
         # A class's own entry, not what getattr makes of it: a staticmethod
@@ -144,7 +141,7 @@ class Patches:
             else getattr(target, name, _ABSENT)
         )
         self._undo.append((target, name, original))
-        setattr(target, name, replacement)
+        _assign(target, name, replacement)
 
     def _replacements(self) -> list[tuple[Any, str, Any]]:
         factories: list[tuple[Any, str, Any]] = [
@@ -279,6 +276,20 @@ class Patches:
             return _stacks.is_user_module(module)
         filename = getattr(module, "__file__", None)
         return isinstance(filename, str) and self.is_user_file(filename)
+
+
+def _assign(target: Any, name: str, value: Any) -> None:
+    """``target.name = value``, or ``del target.name`` for ``_ABSENT``; a C type
+    that refuses it (``datetime``) is written to in place."""
+    try:
+        if value is _ABSENT:
+            delattr(target, name)
+        else:
+            setattr(target, name, value)
+    except TypeError:
+        if not isinstance(target, type):
+            raise
+        _dates.set_in_type(target, name, value, delete=value is _ABSENT)
 
 
 _CONSTRUCTORS = frozenset(
