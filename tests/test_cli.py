@@ -307,6 +307,10 @@ def test_console_script_matches_python_m(tmp_path: Path) -> None:
             ["run", "--races", "--include", "no_such_pkg_xyz", "{prog}"],
             "--include: no such file, folder or module: no_such_pkg_xyz",
         ),
+        (
+            ["run", "--races", "--include", "threadcheck", "{prog}"],
+            "--include: threadcheck is threadcheck's own code, which is never watched",
+        ),
     ],
 )
 def test_usage_errors_are_one_line_with_status_two(
@@ -893,3 +897,27 @@ def test_a_librarys_function_exported_from_an_object_is_named_as_the_user_calls_
     )
     assert result.returncode == VIOLATIONS_FOUND, result.stderr
     assert "reactor.callFromThread(tickets.call_later, ...)" in result.stderr, result.stderr
+
+
+def test_an_included_folder_holding_threadcheck_leaves_its_code_alone(tmp_path: Path) -> None:
+    # A folder that holds the tool (a checkout, a venv's site-packages): its
+    # own modules were rewritten too and every access recursed.
+    holding = os.path.dirname(os.path.dirname(os.path.abspath(threadcheck_package.__file__)))
+    prog = script(
+        tmp_path,
+        """
+        import threading
+        hits = []
+        workers = [threading.Thread(target=hits.append, args=(n,)) for n in range(2)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        print(sorted(hits))
+        """,
+    )
+    result = threadcheck("run", "--races", "--include", holding, prog)
+    assert (result.returncode, result.stdout) == (0, "[0, 1]\n"), result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "threadcheck: no thread-affinity violations or data races found"
+    )

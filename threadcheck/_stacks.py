@@ -84,6 +84,7 @@ HARNESS_NAMES = frozenset(_HARNESSES.values())
 # site-packages can live under the stdlib folder, so the stdlib comes last.
 _LIBRARY_DIRS: list[tuple[str, str]] = [
     (_dir_of(__file__), "threadcheck"),
+    *((folder, "threadcheck") for folder in [_package_dir("threadcheck_reactor")] if folder),
     (_twisted_dir(), "twisted"),
     *((folder, shown) for name, shown in _HARNESSES.items() if (folder := _package_dir(name))),
 ]
@@ -145,7 +146,7 @@ _classes: dict[str, object] = {}
 
 
 def _classify(filename: str) -> str | None:
-    if filename.startswith(_USER_DIRS):
+    if filename.startswith(_USER_DIRS) and not is_own(filename):
         return None
     for prefix, name in _LIBRARY_DIRS:
         if filename.startswith(prefix):
@@ -160,6 +161,14 @@ def _classify(filename: str) -> str | None:
     if filename.startswith("<decorator-gen-"):
         return "decorator"  # signature-preserving wrappers (pytest-twisted uses them)
     return None
+
+
+def is_own(path: str) -> bool:
+    """threadcheck's own code (its examples aside): never the user's, whatever
+    ``--include`` names (a folder holding it, or threadcheck itself)."""
+    return not path.startswith(_USER_DIRS[0]) and any(
+        path.startswith(prefix) for prefix, name in _LIBRARY_DIRS if name == "threadcheck"
+    )
 
 
 def installed_package_of(path: str) -> str | None:
@@ -185,10 +194,12 @@ def is_user_code(filename: str) -> bool:
     the standard library, a test harness) nor an installed package."""
     known = _instrumentable.get(filename)
     if known is None:
-        known = _instrumentable[filename] = filename.startswith(_USER_DIRS) or (
-            not filename.startswith("<")
-            and classify(filename) is None
-            and not any(marker in filename for marker in _SITE_MARKERS)
+        known = _instrumentable[filename] = classify(filename) is None and (
+            filename.startswith(_USER_DIRS)
+            or (
+                not filename.startswith("<")
+                and not any(marker in filename for marker in _SITE_MARKERS)
+            )
         )
     return known
 
@@ -223,6 +234,9 @@ def include_paths(names: Sequence[str]) -> tuple[str, ...]:
         if location is None or not os.path.exists(location):
             raise ValueError(f"{name} is not a module in a file or folder")
         paths.append(os.path.abspath(location))
+    for name, path in zip(names, paths, strict=True):
+        if is_own(path + os.sep if os.path.isdir(path) else path):
+            raise ValueError(f"{name} is threadcheck's own code, which is never watched")
     return tuple(paths)
 
 
@@ -231,7 +245,9 @@ def user_code(include: Sequence[str]) -> Callable[[str], bool]:
     if not include:
         return is_user_code
     prefixes = tuple(os.path.abspath(path) for path in include)
-    return lambda filename: filename.startswith(prefixes) or is_user_code(filename)
+    return lambda filename: (
+        is_user_code(filename) or (filename.startswith(prefixes) and not is_own(filename))
+    )
 
 
 RawStack = tuple[Any, ...]

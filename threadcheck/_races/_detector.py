@@ -101,7 +101,12 @@ def _rewrite_imported(include: Sequence[str]) -> None:
     prefixes = tuple(os.path.abspath(path) for path in include)
     for module in list(sys.modules.values()):
         filename = getattr(module, "__file__", None)
-        if isinstance(filename, str) and filename.startswith(prefixes):
+        # Not threadcheck's own, in a folder that holds it (a checkout, site-packages).
+        if (
+            isinstance(filename, str)
+            and filename.startswith(prefixes)
+            and not _stacks.is_own(filename)
+        ):
             rewrite_loaded(module)
 
 
