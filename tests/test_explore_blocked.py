@@ -8,6 +8,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -287,3 +288,36 @@ def test_our_own_error_is_one_line_with_the_token(
     assert err == (
         f"threadcheck: internal error: KeyError: 'points' (replaying {token}); please report it\n"
     )
+
+
+def test_a_module_slow_to_rewrite_on_import_is_not_blocked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLAlchemy's compiler, --include'd, took over 10 s to rewrite on its first
+    # import in a schedule, and the importing thread was reported blocked.
+    from threadcheck._races import _rewrite
+
+    (tmp_path / "slow_to_rewrite.py").write_text("VALUE = 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    compile_user = _rewrite._compile_user
+    real_sleep = time.sleep
+
+    def slowly(*args: Any) -> Any:
+        if args[1].endswith("slow_to_rewrite.py"):
+            real_sleep(1.5)  # past the watchdog's wait (time.sleep is virtual in T0)
+        return compile_user(*args)
+
+    monkeypatch.setattr(_rewrite, "_compile_user", slowly)
+    values: list[int] = []
+
+    def scenario(reactor: Any) -> Deferred[Any]:
+        import slow_to_rewrite  # in the reactor thread, T0, as a program's own imports
+
+        values.append(slow_to_rewrite.VALUE)
+        return threads.deferToThread(lambda: None)
+
+    result = explore(
+        ScenarioTarget(scenario), budget=Budget(2), settings=Settings(stall_timeout=0.5)
+    )
+    assert result.failure is None, result.report()
+    assert values and set(values) == {42}

@@ -39,6 +39,7 @@ import ast
 import copy
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from threading import get_ident
 from types import CodeType
 from typing import Any
 
@@ -117,6 +118,11 @@ def helper(name: str) -> str:
     return f"__tc_{name}__"
 
 
+rewriting: set[int] = set()
+"""The threads compiling a module now (SQLAlchemy's compiler takes seconds):
+the scheduler's watchdog does not count that as a thread blocked."""
+
+
 def compile_user(
     source: str | bytes,
     filename: str,
@@ -129,6 +135,23 @@ def compile_user(
     runs with ``exec``, which finds the helpers among the builtins (see
     :mod:`~threadcheck._races._texts`): no preamble, no name of ours bound.
     ``flags``: the ``from __future__`` features it inherits."""
+    me = get_ident()
+    if me in rewriting:  # a module imported while another compiles (a pytest plugin)
+        return _compile_user(source, filename, first, embedded, flags)
+    rewriting.add(me)
+    try:
+        return _compile_user(source, filename, first, embedded, flags)
+    finally:
+        rewriting.discard(me)
+
+
+def _compile_user(
+    source: str | bytes,
+    filename: str,
+    first: Callable[[ast.Module], None],
+    embedded: bool,
+    flags: int,
+) -> CodeType:
     tree = ast.parse(source, filename)
     first(tree)
     try:

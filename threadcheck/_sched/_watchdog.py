@@ -30,6 +30,7 @@ from types import FrameType
 from typing import Any
 
 from threadcheck import _hidden
+from threadcheck._races import _rewrite
 from threadcheck._sched._core import BLOCKED, Abort, Failure, Scheduler, stack_of
 from threadcheck._sched._progress import stop_requested
 
@@ -121,7 +122,7 @@ class Watchdog:
                 continue
             now = (scheduler, scheduler.progress)
             hurried = stop_requested.is_set()
-            if now != seen:
+            if now != seen or _rewrite.rewriting:  # compiling an imported module: busy
                 seen, since = now, time.monotonic()
             elif time.monotonic() - since > (HURRIED if hurried else self.timeout):
                 if hurried:
