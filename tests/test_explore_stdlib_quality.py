@@ -737,6 +737,59 @@ def test_a_handler_thread_handing_over_is_clean(tmp_path: Path) -> None:
     assert_clean(explore_program(program, "--budget", "20"), budget=20)
 
 
+# Pool jobs fetching from a backend in a thread beside the reactor, with a
+# short timeout; one path is slow (a 2 s backend call). While the scheduler
+# waited in real time for the first fetch to be answered, virtual time passed
+# with it, and the other fetches, whose answers were already there, timed out
+# (a false failure even with --max-delay 0).
+SLOW_BACKEND = """\
+import http.server, socket, socketserver, threading, time, urllib.request
+from twisted.internet import reactor, threads
+from twisted.internet.defer import gatherResults
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/slow":
+            time.sleep(2)
+        body = b"ok"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+
+server = Server(("127.0.0.1", 0), Handler)
+threading.Thread(target=server.serve_forever, daemon=True, name="backend").start()
+base = "http://127.0.0.1:%d" % server.server_address[1]
+
+def fetch(path):
+    try:
+        with urllib.request.urlopen(base + path, timeout=0.5) as reply:
+            return reply.status
+    except (socket.timeout, OSError):
+        return "timeout"
+
+results = []
+jobs = [threads.deferToThread(fetch, path) for path in ("/a", "/slow", "/b")]
+gatherResults(jobs).addBoth(lambda r: (results.append(r), reactor.stop()))
+reactor.run()
+server.shutdown()
+assert results[0] == [200, "timeout", 200], results
+"""
+
+
+def test_answers_already_there_do_not_time_out_while_another_is_awaited(
+    tmp_path: Path,
+) -> None:
+    program = write_program(tmp_path, SLOW_BACKEND)
+    assert_clean(explore_program(program, "--budget", "4", "--max-delay", "0"), budget=4)
+
+
 # A helper module imported lazily, by a pool job and by a reactor callback: the
 # one importing it second waited for the first on the import system's own lock,
 # held while a point of the module's code switched threads ("blocked outside

@@ -773,12 +773,27 @@ class Scheduler:
             readable, writable, _ = _real_select(list(readers), list(writers), [], timeout)
         except (OSError, ValueError):  # a file closed meanwhile: its call will say so
             readable, writable = list(readers), list(writers)
-        if timeout > 0:
+        # Waiting for ``only``, the others' time does not pass while one of them
+        # is ready: it is held, not waiting (its reply's timeout must not come).
+        if timeout > 0 and (only is None or not self._others_ready(only)):
             self.now += _real_clock() - started
         for file in readable:
             self._wake_io_waiter(readers[file])
         for file in writable:
             self._wake_io_waiter(writers[file])
+
+    def _others_ready(self, only: _IoWait) -> bool:
+        """Whether a file some other thread waits on is ready now."""
+        others = [w for w in self._io_waiters.values() if w is not only]
+        reads = [file for w in others for file in w.reads]
+        writes = [file for w in others for file in w.writes]
+        if not reads and not writes:
+            return False
+        try:
+            readable, writable, _ = _real_select(reads, writes, [], 0)
+        except (OSError, ValueError):  # closed meanwhile: its call will say so
+            return True
+        return bool(readable or writable)
 
     def _wake_io_waiter(self, thread: ControlledThread) -> None:
         if self._io_waiters.pop(thread.tid, None) is not None and thread.waiting is not None:
