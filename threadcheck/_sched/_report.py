@@ -123,7 +123,7 @@ def format_result(result: ExploreResult) -> str:
         # happens-before finds a race whichever access runs first: it is one all the same
         "; on every schedule tried: nothing orders the two accesses, whatever the interleaving"
         if failure.accesses
-        else "; fails on every schedule tried: not an interleaving bug"
+        else f"; fails on every schedule tried ({result.schedules}): not an interleaving bug"
     )
     lines = [
         f"threadcheck: {failure.kind}: {failure.message}{verdict if result.every_schedule else ''}"
