@@ -291,6 +291,31 @@ def test_a_twisted_function_called_from_a_worker_is_fixed_by_its_module_name(
     ]
 
 
+def resolve_it(reactor: Any) -> None:
+    reactor.resolve("localhost").addErrback(ignore)
+
+
+def fan_out(reactor: Any) -> None:
+    reactor.getThreadPool().callInThread(noop)
+
+
+def test_a_reactor_call_whose_result_the_thread_uses_is_fixed_for_its_result(
+    running_reactor: Any,
+) -> None:
+    # callFromThread drops what it returns: the resolved address, the pool.
+    running: RunningReactor = running_reactor()
+    for call in (resolve_it, fan_out):
+        run_threads([threading.Thread(target=call, args=(running.reactor,))])
+    violations = _wait_for_violations(running, 2)
+    fixes = {v.api: format_report([v]).splitlines()[-1].strip() for v in violations}
+    assert fixes == {
+        "reactor.resolve": "fix: do it in the reactor thread, for its result: "
+        'threads.blockingCallFromThread(reactor, reactor.resolve, "localhost")',
+        "reactor.getThreadPool": "fix: hand work to the pool with reactor.callInThread(f, ...), "
+        "which is thread-safe, or take the pool in the reactor thread and pass it to the thread",
+    }
+
+
 WSLIB = """
 class Publisher:
     def __init__(self, reactor):

@@ -223,6 +223,33 @@ def _hint(violation: Violation) -> str:
             f"call {entry.function}() in the reactor thread: "
             f"reactor.callFromThread(obj.{entry.function}, ...)"
         )
+    return _reactor_api_fix(api, offending)
+
+
+# Reactor methods whose result the caller goes on with: callFromThread drops it.
+_RETURNING = frozenset(
+    {
+        "resolve", "listenTCP", "connectTCP", "listenUDP", "listenMulticast", "listenUNIX",
+        "connectUNIX", "listenUNIXDatagram", "connectUNIXDatagram", "listenSSL", "connectSSL",
+        "adoptStreamPort", "adoptDatagramPort", "spawnProcess",
+    }
+)  # fmt: skip
+
+
+def _reactor_api_fix(api: str, offending: str) -> str:
+    """The fix for ``reactor.<api>`` called from a thread, written as the user's
+    call where the line holds it whole."""
+    if api == "getThreadPool":
+        return (
+            "hand work to the pool with reactor.callInThread(f, ...), which is thread-safe, "
+            "or take the pool in the reactor thread and pass it to the thread"
+        )
+    written = _fixes.call_written(offending, api) or f"reactor.{api}, ..."
+    if api in _RETURNING:
+        return (
+            f"do it in the reactor thread, for its result: "
+            f"threads.blockingCallFromThread(reactor, {written})"
+        )
     return f"do it in the reactor thread: reactor.callFromThread(reactor.{api}, ...)"
 
 
