@@ -227,3 +227,38 @@ def test_a_sigterm_with_no_reactor_to_catch_it_kills_the_program(tmp_path: Path)
         explore_program(program),
         "threadcheck: exit: the program was killed by SIGTERM (os.kill of itself)",
     )
+
+
+# A pool job saves its result through the reactor while a shutdown timer may
+# fire first: its blockingCallFromThread after reactor.stop() (a wait for ever,
+# in production) was refused, and the program's own check then exited 1. The
+# report led with the exit status and never named the blocking call.
+SAVED_AFTER_STOP = """
+import time
+from twisted.internet import reactor, task, threads
+from twisted.internet.threads import blockingCallFromThread
+
+saved = []
+
+def save(value):
+    return task.deferLater(reactor, 0.05, saved.append, value)
+
+def job():
+    time.sleep(0.5)  # a blocking fetch
+    blockingCallFromThread(reactor, save, "result")  # BUG: the reactor may be stopping
+    return "done"
+
+threads.deferToThread(job)
+reactor.callLater(0.7, reactor.stop)  # BUG: stops on a timer, not when the job is done
+reactor.run()
+if saved != ["result"]:
+    raise SystemExit(f"result not saved: {saved}")
+"""
+
+
+def test_a_blocking_call_after_stop_leads_the_exit_it_caused(tmp_path: Path) -> None:
+    result = explore_program(write_program(tmp_path, SAVED_AFTER_STOP))
+    headline = "threadcheck: violation: blockingCallFromThread called from thread 'PoolThread-"
+    assert_found_and_replayed(result, headline)
+    assert "after reactor.stop()" in result.stderr.splitlines()[0]
+    assert "then exit: the program exited with status 1: result not saved: []" in result.stderr

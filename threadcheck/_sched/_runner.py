@@ -478,6 +478,11 @@ def _caused_by(failure: Failure, earlier: Failure) -> bool:
         # sys.exit(1) once main's Deferred failed (task.react, an errback that
         # logs and stops): the logged error says why, the status does not.
         return True
+    if earlier.kind == "violation" and earlier.what == "blockingCallFromThread":
+        # Its check raised into the program (a wait that would never end): what
+        # failed after it came of it, however the program words it ("result not
+        # saved", an exit status), and the hang is the bug to show.
+        return True
     said = f"{failure.what} {failure.message} {failure.details}"
     return earlier.kind == "violation" and any(name in said for name in _OUR_ERRORS)
 
