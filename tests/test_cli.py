@@ -724,8 +724,10 @@ def test_failing_parent_package_is_the_program_failing(tmp_path: Path) -> None:
     assert "ZeroDivisionError: division by zero" in result.stderr
 
 
-def interrupt_after_ready(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run threadcheck; send SIGINT once the program prints 'ready'."""
+def interrupt_after_ready(
+    *args: str, sig: int = signal.SIGINT
+) -> subprocess.CompletedProcess[str]:
+    """Run threadcheck; send ``sig`` once the program prints 'ready'."""
     with subprocess.Popen(
         [*THREADCHECK, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as process:
@@ -735,7 +737,7 @@ def interrupt_after_ready(*args: str) -> subprocess.CompletedProcess[str]:
             process.kill()
             pytest.fail(f"no 'ready' line within 60 s; stderr: {process.communicate()[1]}")
         assert process.stdout.readline() == "ready\n"
-        process.send_signal(signal.SIGINT)
+        process.send_signal(sig)
         stdout, stderr = process.communicate(timeout=60)
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
@@ -771,6 +773,40 @@ threading.Thread(target=outlive_main).start()
     result = interrupt_after_ready("run", prog)
     assert result.returncode == INTERRUPTED, result.stderr
     assert "threadcheck: 1 thread-affinity violation (1 distinct)" in result.stderr
+
+
+FORGOTTEN_POOL = """
+import os, threading, time
+from twisted.internet import reactor
+from twisted.python.threadpool import ThreadPool
+
+pool = ThreadPool(minthreads=1, maxthreads=1, name="render")
+reactor.callWhenRunning(pool.start)  # BUG: no shutdown trigger stops it
+
+def announce():
+    while threading.main_thread().is_alive():  # until the exit's wait for threads
+        time.sleep(0.01)
+    os.write(1, b"ready\\n")
+
+threading.Thread(target=announce, daemon=True).start()
+reactor.callWhenRunning(reactor.stop)
+reactor.run()
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
+def test_a_signal_while_waiting_for_a_forgotten_pool_still_reports(
+    tmp_path: Path, sig: int
+) -> None:
+    # The stopped reactor's own handlers stayed installed and only asked it to
+    # stop again: the wait for the pool's thread went on, past Ctrl-C and SIGTERM.
+    result = interrupt_after_ready("run", script(tmp_path, FORGOTTEN_POOL), sig=sig)
+    assert result.returncode == 128 + sig, result.stderr
+    assert result.stderr.splitlines() == [
+        "threadcheck: interrupted while waiting at exit for 'PoolThread-render-0', which "
+        "nobody stopped (a non-daemon thread: the interpreter waits for it)",
+        "threadcheck: no thread-affinity violations found",
+    ]
 
 
 SWALLOWED_AND_HUNG = """

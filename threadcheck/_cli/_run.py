@@ -478,13 +478,78 @@ def _is_launcher(frame: FrameType) -> bool:
 
 
 def _wait_for_threads() -> bool:
-    """Shut threading down as the interpreter does at exit; True if Ctrl-C cut it short."""
-    with _noting_sigint() as noted:
+    """Shut threading down as the interpreter does at exit; True if Ctrl-C (or
+    SIGTERM) cut it short: the threads still waited for are then named."""
+    with (
+        _noting_sigint() as noted,
+        _stopped_reactors_signals_interrupt(),
+        _unraisable_interrupts_noted(noted),
+    ):
         try:
             _shutdown_threading()
         except KeyboardInterrupt:
-            return True
+            noted.append(signal.SIGINT)
+    if noted:
+        _name_threads_waited_for()
     return bool(noted)
+
+
+@contextmanager
+def _stopped_reactors_signals_interrupt() -> Iterator[None]:
+    """The reactor's SIGINT and SIGTERM handlers stay installed once it stopped,
+    and only ask it to stop again: waiting at exit for a thread nobody stops (a
+    ThreadPool the program never stopped), Ctrl-C and SIGTERM did nothing, and
+    the report never came. Here they interrupt the wait (the reactor still
+    notes the signal: the exit status says which)."""
+    replaced = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(signum)
+        reactor = getattr(handler, "__self__", None)
+        if reactor is None or getattr(reactor, "running", True) or not callable(handler):
+            continue
+
+        def interrupt(number: int, frame: FrameType | None, handler: Any = handler) -> None:
+            handler(number, frame)
+            raise KeyboardInterrupt
+
+        signal.signal(signum, interrupt)
+        replaced.append((signum, handler))
+    try:
+        yield
+    finally:
+        for signum, handler in replaced:
+            signal.signal(signum, handler)
+
+
+@contextmanager
+def _unraisable_interrupts_noted(noted: list[int]) -> Iterator[None]:
+    """Python 3.13's ``_thread._shutdown`` hands a KeyboardInterrupt raised in its
+    wait to ``sys.unraisablehook`` (a traceback of ours) and returns: noted here."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            noted.append(signal.SIGINT)
+        else:
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
+
+
+def _name_threads_waited_for() -> None:
+    waited = [t for t in threading.enumerate() if t.is_alive() and not t.daemon]
+    waited = [t for t in waited if t is not threading.main_thread()]
+    if waited:
+        names = ", ".join(repr(t.name) for t in waited)
+        print(
+            f"threadcheck: interrupted while waiting at exit for {names}, which nobody "
+            "stopped (a non-daemon thread: the interpreter waits for it)",
+            file=sys.stderr,
+        )
 
 
 @contextmanager
