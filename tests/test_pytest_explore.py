@@ -925,3 +925,31 @@ def test_a_part_is_taken_out_of_a_node_id(nodeid: str, plain: str) -> None:
     from threadcheck._testexplore import without_part
 
     assert without_part(nodeid) == plain
+
+
+ENDED_IN_ONE_LINE = """
+import pytest
+from twisted.internet import threads
+from twisted.python.threadpool import ThreadPool
+
+
+@pytest.mark.threadcheck_explore(budget=20)
+def test_clean(threadcheck_reactor):
+    return threads.deferToThread(lambda: 1)
+
+
+@pytest.mark.threadcheck_explore(budget=20)
+def test_pool_never_started(threadcheck_reactor):
+    pool = ThreadPool(1, 2, name="svc")  # BUG: never started
+    return threads.deferToThreadPool(threadcheck_reactor, pool, lambda: 1)
+"""
+
+
+def test_an_exploration_ended_in_one_line_counts_as_failing(pytester: pytest.Pytester) -> None:
+    # It was left out of the summary: "1 exploration ... 0 failing" beside its FAILED.
+    pytester.makepyfile(test_one_line=ENDED_IN_ONE_LINE)
+    result = run(pytester)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*thread pool that never started*", "2 explorations: * 1 failing"]
+    )

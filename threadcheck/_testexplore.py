@@ -222,11 +222,16 @@ def run_item(item: pytest.Function, options: Options) -> None:
 
 
 def _explore_item(item: pytest.Function, options: Options, settings: dict[str, Any]) -> None:
+    began = time.monotonic()
     try:
         _explore_or_replay(item, options, settings)
         return
     except Exception as error:  # ours: the test's own errors are schedule failures
         said = internal_error(error, options.replay)
+    if not any(name == STATS_PROPERTY for name, _ in item.user_properties):
+        # Ended in one line (a pool never started, the global reactor as imported):
+        # an exploration all the same, failing, in the session's summary.
+        item.user_properties.append(_stats(0, time.monotonic() - began, True, proof=False))
     pytest.fail(said, pytrace=False)  # out of the except: one line, not the chain
 
 
