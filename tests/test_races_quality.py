@@ -1844,3 +1844,32 @@ def test_exec_refuses_namespaces_as_keywords_as_python_does(tmp_path: Path) -> N
         """,
     )
     assert found == []
+
+
+def test_an_executor_jobs_race_names_the_line_that_submitted_it(tmp_path: Path) -> None:
+    # The job's violations named its submission; its races only the worker
+    # thread's start (an earlier, unrelated job's submit).
+    found = races_in(
+        tmp_path,
+        """
+        executor = ThreadPoolExecutor(max_workers=1)
+        executor.submit(print, end="").result()  # starts the only worker
+
+        def flush():
+            box.v += 1
+
+        def on_timer():
+            return executor.submit(flush)  # the job that races, submitted here
+
+        job = on_timer()
+        time.sleep(0.1)  # the job's update first: main's wait on it orders nothing then
+        box.v += 1
+        job.result()
+        executor.shutdown()
+        """,
+    )
+    [race] = found
+    assert race.prior is not None and race.thread.name == "MainThread"
+    submitted = race.prior.submitted_from
+    assert submitted is not None, format_report(found)
+    assert "on_timer" in [frame.function for frame in submitted]

@@ -227,6 +227,31 @@ def test_violation_from_defer_to_thread_has_submission_and_spawn_site(
     assert violation.spawn_site is not None
 
 
+def test_a_call_in_thread_with_callbacks_on_result_has_the_submission(
+    running_reactor: Any,
+) -> None:
+    # onResult runs in the pool thread after the job, outside the frame that
+    # kept the submission: its violation named only the thread's spawn site
+    # (an earlier, unrelated job's).
+    running: RunningReactor = running_reactor(Mode.RECORD)
+    reactor = running.reactor
+    done = threading.Event()
+
+    def on_result(ok: bool, value: object) -> None:
+        reactor.callLater(3600, noop)
+        done.set()
+
+    def submit_with_callback() -> None:
+        reactor.getThreadPool().callInThreadWithCallback(on_result, noop)
+
+    running.in_reactor(submit_with_callback)
+    assert done.wait(10)
+    [violation] = running.recorder.violations()
+    assert violation.stack[-1].function == "on_result"
+    assert violation.submitted_from is not None
+    assert "submit_with_callback" in [f.function for f in violation.submitted_from]
+
+
 def test_violation_from_a_plain_thread_has_its_spawn_site(running_reactor: Any) -> None:
     running: RunningReactor = running_reactor(Mode.RECORD)
 

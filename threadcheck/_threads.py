@@ -184,15 +184,28 @@ def current_submission() -> _stacks.Stack | None:
 def submission_on(frame: FrameType | None) -> _stacks.Stack | None:
     """The submitting stack of the work running in the stack ending in ``frame``."""
     while frame is not None:
-        if frame.f_code is _RUN_SUBMITTED:
-            raw: _stacks.RawStack = frame.f_locals["submission"]
-            return _stacks.materialize(raw)
-        if frame.f_code is _WORK_ITEM_RUN:
-            job = frame.f_locals.get("self")
-            submitted = getattr(job, "_threadcheck_submission", None)
-            return None if submitted is None else _stacks.materialize(submitted)
+        if frame.f_code is _RUN_SUBMITTED or frame.f_code is _WORK_ITEM_RUN:
+            raw = submission_in(frame)
+            return None if raw is None else _stacks.materialize(raw)
         frame = frame.f_back
     return None
+
+
+def submission_in(frame: FrameType) -> _stacks.RawStack | None:
+    """The submitting stack ``frame`` keeps, if it runs submitted work: a pool's
+    job (:func:`run_submitted`) or an executor's (``_WorkItem.run``)."""
+    code = frame.f_code
+    if code is _RUN_SUBMITTED:
+        raw: _stacks.RawStack = frame.f_locals["submission"]
+        return raw
+    if code is _WORK_ITEM_RUN:
+        return getattr(frame.f_locals.get("self"), "_threadcheck_submission", None)
+    return None
+
+
+def runs_submitted(code: CodeType) -> bool:
+    """Whether frames of ``code`` run submitted work (see :func:`submission_in`)."""
+    return code is _RUN_SUBMITTED or code is _WORK_ITEM_RUN
 
 
 def run_submitted(

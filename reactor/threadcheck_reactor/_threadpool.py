@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from sys import _getframe
 from typing import Any
 
+from twisted.internet import threads
 from twisted.python.threadpool import ThreadPool
 
 from threadcheck import _stacks, _threads
 
 _call_in_thread_with_callback = ThreadPool.callInThreadWithCallback  # super() costs a lookup
+
+_DEFERRED_RESULT = next(
+    (
+        c
+        for c in threads.deferToThreadPool.__code__.co_consts
+        if getattr(c, "co_name", "") == "onResult"
+    ),
+    None,
+)
+"""deferToThread's onResult: it only hands the result to the reactor (no wrapping: it is hot)."""
 
 
 class SubmissionTrackingThreadPool(ThreadPool):
@@ -43,6 +55,11 @@ class SubmissionTrackingThreadPool(ThreadPool):
                 outer.f_code,
                 outer.f_lasti,
             )
+        on_result = onResult
+        if on_result is not None and getattr(on_result, "__code__", None) is not _DEFERRED_RESULT:
+            # The caller's own onResult runs in the pool thread, after the job: as
+            # part of the same submitted work (deferToThread's only hands over).
+            on_result = functools.partial(_threads.run_submitted, submission, on_result)
         _call_in_thread_with_callback(
-            self, onResult, _threads.run_submitted, submission, func, *args, **kw
+            self, on_result, _threads.run_submitted, submission, func, *args, **kw
         )

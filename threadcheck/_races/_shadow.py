@@ -444,8 +444,8 @@ def _capture(frame: FrameType | None) -> tuple[tuple[Any, ...], Any]:
     submission = None
     while frame is not None and len(frames) < 2 * OUTER_DEPTH:
         code = frame.f_code
-        if code is _threads._RUN_SUBMITTED and submission is None:
-            submission = frame.f_locals["submission"]
+        if submission is None and _threads.runs_submitted(code):
+            submission = _threads.submission_in(frame)  # a pool's job, an executor's
         frames += (code, frame.f_lasti)
         frame = frame.f_back
     return tuple(frames), submission
