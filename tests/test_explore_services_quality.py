@@ -981,3 +981,30 @@ def test_a_lost_update_a_late_start_avoids_is_an_interleaving_bug(tmp_path: Path
     result = explore_program(write_program(tmp_path, QUOTA))
     assert_found_and_replayed(result, "threadcheck: exit: the program exited with status 1")
     assert "not an interleaving bug" not in result.stderr
+
+
+# A pool job's error kept as a Failure and raised again by the main thread once
+# the reactor stopped: the headline put the job's line "in MainThread".
+REPLY_PARSER = """\
+from twisted.internet import reactor, threads
+
+def parse_reply(reply):
+    return reply["token"]
+
+out = []
+threads.deferToThread(parse_reply, {"error": "denied"}).addBoth(
+    lambda result: (out.append(result), reactor.stop())
+)
+reactor.run()
+if not isinstance(out[0], str):
+    out[0].raiseException()
+"""
+
+
+def test_a_failure_raised_again_says_where(tmp_path: Path) -> None:
+    result = explore_program(write_program(tmp_path, REPLY_PARSER), "--budget", "2")
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines()[2] == (
+        "  at service.py:4 in parse_reply (raised again at service.py:12 in <module>) "
+        "in MainThread"
+    )

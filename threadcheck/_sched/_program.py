@@ -252,6 +252,12 @@ def thread_failure(name: str | None, error: BaseException) -> Failure:
     user = [f for f in frames if _stacks.classify(f.filename) is None]
     where = user[-1] if user else (frames[-1] if frames else None)
     location = f"{where.filename}:{where.lineno} in {where.name}" if where else None
+    again = _reraised_at(frames)
+    if again is not None and location is not None and where is not again:
+        # A Failure kept and raised again (a pool job's): its frames may be
+        # another thread's, and ``name`` is the one that raised it again.
+        at = f"{os.path.basename(again.filename)}:{again.lineno} in {again.name}"
+        location += f" (raised again at {at})"
     message = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
     return Failure(
         "exception",
@@ -261,6 +267,25 @@ def thread_failure(name: str | None, error: BaseException) -> Failure:
         details="".join(traceback.format_exception(type(error), error, error.__traceback__)),
         what=type(error).__name__,
     )
+
+
+_REPLAYS = ("raiseException", "throwExceptionIntoGenerator")
+"""Twisted's Failure methods that raise a stored exception with its traceback."""
+
+
+def _reraised_at(frames: Any) -> Any:
+    """The user's frame that raised a Twisted Failure again, if the traceback
+    goes through one (the frames after it are where it was first raised)."""
+    from threadcheck import _stacks
+
+    for index, frame in enumerate(frames):
+        if frame.name in _REPLAYS and frame.filename.endswith(_FAILURE_MODULE):
+            user = [f for f in frames[:index] if _stacks.classify(f.filename) is None]
+            return user[-1] if user else None
+    return None
+
+
+_FAILURE_MODULE = os.path.join("twisted", "python", "failure.py")
 
 
 def _exit_failure(thread: str, exit_: SystemExit) -> Failure | None:
