@@ -911,6 +911,51 @@ def test_a_library_keeping_an_earlier_runs_reactor_is_a_usage_error(tmp_path: Pa
     ), result.stderr
     # Where, as paths are shown (relative to the working directory when under it).
     assert "tickets.py:8 in call_later (tickets), which no schedule runs again" in result.stderr
+    assert "the global tickets._reactor keeps it, set in an earlier schedule" in result.stderr
+
+
+# treq's shape: a process-wide connection pool, made with the first reactor it
+# was given and kept in a module's list. The message named no culprit and
+# told to pass reactor=reactor, which the program did.
+KEEPS_A_POOL = """
+class Pool:
+    def __init__(self, reactor):
+        self._reactor = reactor
+
+    def release_later(self):
+        self._reactor.callLater(60, print, "idle connection closed")
+
+_global_pool = [None]
+
+def get(reactor):
+    if _global_pool[0] is None:
+        _global_pool[0] = Pool(reactor)
+    _global_pool[0].release_later()
+"""
+USES_THE_POOL = """
+from twisted.internet import reactor
+import fetcher
+
+reactor.callWhenRunning(fetcher.get, reactor)
+reactor.callLater(0.1, reactor.stop)
+reactor.run()
+"""
+
+
+def test_an_object_keeping_an_earlier_runs_reactor_is_named(tmp_path: Path) -> None:
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    (site / "fetcher.py").write_text(KEEPS_A_POOL)
+    program = write_program(tmp_path, USES_THE_POOL)
+    env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    command = [sys.executable, "-m", "threadcheck", "explore", str(program)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[-1].endswith(
+        "which no schedule runs again: a fetcher.Pool keeps it (its _reactor), held by "
+        "fetcher._global_pool[0], made in an earlier schedule; make one per run, with the "
+        "reactor of that run, or check this with `threadcheck run`"
+    ), result.stderr
 
 
 CROCHET_PROGRAM = """

@@ -21,10 +21,12 @@ scheduler runs one controlled thread at a time.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import sys
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any, cast
 
 from twisted.internet.base import DelayedCall
@@ -99,8 +101,10 @@ class ScheduledMixin(ThreadCheckMixin):
         scheduler = active()
         if scheduler is None or scheduler is self._scheduler or scheduler.controlled() is None:
             return
+        if scheduler.misuse is not None:
+            return
         caller = next((f for f in reversed(_stacks.capture(skip=2)) if _keeps_it(f)), None)
-        scheduler.misuse = scheduler.misuse or TargetError(_stale(api, caller))
+        scheduler.misuse = TargetError(_stale(api, caller, _kept_by(self)))
 
     def callLater(
         self, delay: float, callable: Callable[..., Any], *args: object, **kw: object
@@ -263,20 +267,76 @@ def _keeps_it(frame: _stacks.Frame) -> bool:
     return frame.library != "threadcheck" and _REACTOR_MACHINERY not in frame.filename
 
 
-def _stale(api: str, caller: _stacks.Frame | None) -> str:
-    """The one line for a reactor of an earlier schedule given work by ``caller``."""
+def _stale(api: str, caller: _stacks.Frame | None, kept_by: str | None) -> str:
+    """The one line for a reactor of an earlier schedule given work by ``caller``;
+    ``kept_by``: what keeps it, and the fix (see :func:`_kept_by`), when known."""
     at = ""
     if caller is not None:
         library = caller.library
         at = f", at {caller.location()}" + (f" ({library})" if library else "")
+    keeps = (
+        kept_by
+        if kept_by is not None
+        else "that code keeps the reactor it first saw (bound when its module was"
+        " imported: `clock = reactor`, a default `reactor=reactor` argument; APScheduler's"
+        " TwistedScheduler(), txaio's loop); give it the reactor of each run (pass"
+        " reactor=reactor, or set the attribute it keeps)"
+    )
     return (
         f"reactor.{api} was given work on the reactor of an earlier schedule{at}, which no"
-        " schedule runs again: that code keeps the reactor it first saw (bound when its"
-        " module was imported: `clock = reactor`, a default `reactor=reactor` argument;"
-        " APScheduler's TwistedScheduler(), txaio's loop); give it the reactor of each run"
-        " (pass reactor=reactor, or set the attribute it keeps), or check this with"
-        " `threadcheck run`"
+        f" schedule runs again: {keeps}, or check this with `threadcheck run`"
     )
+
+
+def _kept_by(reactor: Any) -> str | None:
+    """What keeps ``reactor`` after its schedule, and the fix: a module global, or
+    an object's attribute (treq's process-wide ``HTTPConnectionPool``, its
+    ``_reactor``) named with the global that holds the object; None when nothing
+    tells (a closure, a frame)."""
+    for referrer in gc.get_referrers(reactor):
+        # An instance's attributes are its own (3.11+: no dict of their own) or a dict's.
+        owners = gc.get_referrers(referrer) if isinstance(referrer, dict) else [referrer]
+        for owner in owners:
+            namespace = getattr(owner, "__dict__", None)
+            if not isinstance(namespace, dict) or (
+                referrer is not namespace and referrer is not owner
+            ):
+                continue
+            attribute = next((k for k, v in namespace.items() if v is reactor), None)
+            if attribute is None:
+                continue
+            if isinstance(owner, ModuleType):
+                return (
+                    f"the global {owner.__name__}.{attribute} keeps it, set in an earlier"
+                    " schedule; give it the reactor of each run"
+                )
+            cls = type(owner)
+            if isinstance(owner, type) or cls.__module__.startswith("threadcheck"):
+                continue
+            where = _global_holding(owner)
+            return (
+                f"a {cls.__module__}.{cls.__qualname__} keeps it (its {attribute})"
+                + (f", held by {where}" if where else "")
+                + ", made in an earlier schedule; make one per run, with the reactor of that run"
+            )
+    return None
+
+
+def _global_holding(obj: object, depth: int = 1) -> str | None:
+    """``module.name`` of a module global bound to ``obj`` (or ``module.name[i]``
+    of a global list holding it: treq's ``_global_pool``), if any."""
+    for referrer in gc.get_referrers(obj):
+        if isinstance(referrer, dict):
+            name = next((k for k, v in referrer.items() if v is obj), None)
+            module = sys.modules.get(str(referrer.get("__name__", "")))
+            if name is not None and module is not None and vars(module) is referrer:
+                return f"{module.__name__}.{name}"
+        elif isinstance(referrer, list) and depth > 0:
+            index = next((i for i, item in enumerate(referrer) if item is obj), None)
+            held = _global_holding(referrer, depth - 1)
+            if held is not None and index is not None:
+                return f"{held}[{index}]"
+    return None
 
 
 def _scheduled(cls: type[ThreadCheckMixin]) -> type[ScheduledMixin]:
