@@ -809,6 +809,37 @@ def test_a_signal_while_waiting_for_a_forgotten_pool_still_reports(
     ]
 
 
+STUCK_SHUTDOWN = """
+import os, threading, time
+from twisted.internet import reactor, threads
+
+def job():
+    while not reactor._stopped:  # the reactor is shutting down, waiting for this job
+        time.sleep(0.01)
+    time.sleep(0.2)
+    os.write(1, b"ready\\n")
+    threading.Event().wait()  # BUG: never returns: the shutdown waits for ever
+
+threads.deferToThread(job)
+reactor.callLater(0.1, reactor.stop)
+reactor.run()
+"""
+
+
+def test_a_signal_while_the_shutdown_waits_for_a_stuck_job_still_reports(
+    tmp_path: Path,
+) -> None:
+    # Twisted's handlers only asked the stopping reactor to stop again: the
+    # shutdown went on waiting, past SIGTERM, and no report came.
+    result = interrupt_after_ready("run", script(tmp_path, STUCK_SHUTDOWN), sig=signal.SIGTERM)
+    assert result.returncode == 143, result.stderr
+    assert (
+        "threadcheck: SIGTERM while the reactor was shutting down: not waiting for its "
+        "shutdown any longer\n"
+    ) in result.stderr
+    assert "threadcheck: no thread-affinity violations found" in result.stderr
+
+
 SWALLOWED_AND_HUNG = """
 import threading, time
 from twisted.internet import reactor

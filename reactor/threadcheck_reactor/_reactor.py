@@ -6,7 +6,7 @@ import difflib
 from collections.abc import Callable
 from threading import get_ident
 from traceback import format_stack
-from types import CodeType
+from types import CodeType, FrameType
 from typing import Any, TypeVar
 
 from twisted.internet import threads
@@ -374,6 +374,27 @@ class ThreadCheckMixin(PosixReactorBase, metaclass=InstrumentedReactorType):
 
     _threadcheck_in_run = False
     _threadcheck_entered = False
+
+    signalled_while_stopping: Callable[[int], object] | None = None
+    """Called with the signal when SIGINT or SIGTERM comes while the reactor is
+    already shutting down (``threadcheck run`` reports and exits): Twisted's
+    handlers only ask it to stop again, so a shutdown stuck on a pool job that
+    waits for ever ignored them for ever."""
+
+    def sigInt(self, number: int, frame: FrameType | None = None) -> None:
+        stopping = self._stopped and self._threadcheck_in_run
+        super().sigInt(number, frame)
+        self._signalled(number, stopping)
+
+    def sigTerm(self, number: int, frame: FrameType | None = None) -> None:
+        stopping = self._stopped and self._threadcheck_in_run
+        super().sigTerm(number, frame)
+        self._signalled(number, stopping)
+
+    def _signalled(self, number: int, stopping: bool) -> None:
+        hook = self.signalled_while_stopping
+        if stopping and hook is not None:
+            hook(number)
 
     def run(self, installSignalHandlers: bool = True) -> None:
         # Deferreds, transports and the like are checked while run() runs

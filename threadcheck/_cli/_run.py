@@ -190,7 +190,7 @@ def _run(args: argparse.Namespace) -> int:
             statuses.append(_finish(args, checker, activity, stop_tracing, status, interrupted))
         return statuses[0]
 
-    with _finished_before_killing_itself(finish):
+    with _finished_before_killing_itself(finish), _ended_if_signalled_while_stopping(finish):
         status, interrupted = _run_to_exit(args.module, target, args.races)
     return finish(status, interrupted)
 
@@ -252,6 +252,30 @@ def _finished_before_killing_itself(finish: Callable[[int, bool], int]) -> Itera
         yield
     finally:
         os.kill = original
+
+
+@contextmanager
+def _ended_if_signalled_while_stopping(finish: Callable[[int, bool], int]) -> Iterator[None]:
+    """Ctrl-C or SIGTERM while the reactor's shutdown waits (a pool job stuck
+    for ever, reported by then): the report, then the exit, 130 or 143."""
+    from threadcheck_reactor import ThreadCheckMixin
+
+    def end(number: int) -> None:
+        print(
+            f"threadcheck: {signal.Signals(number).name} while the reactor was shutting "
+            "down: not waiting for its shutdown any longer",
+            file=sys.stderr,
+        )
+        status = finish(0, True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+
+    ThreadCheckMixin.signalled_while_stopping = staticmethod(end)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        ThreadCheckMixin.signalled_while_stopping = None
 
 
 def _start_tracing() -> tuple[Activity, Callable[[], None]]:
