@@ -790,6 +790,61 @@ def test_answers_already_there_do_not_time_out_while_another_is_awaited(
     assert_clean(explore_program(program, "--budget", "4", "--max-delay", "0"), budget=4)
 
 
+# A monitor thread reads an agent's heartbeats (every 20 ms) while a pool job
+# waits, with a 1 s timeout, on a daemon that never answers. Waiting first for
+# the job's socket while the heartbeat's was always ready, virtual time never
+# passed: the exploration hung.
+HEARTBEAT_AND_SILENT_DAEMON = """\
+import socket, subprocess, sys, threading
+from twisted.internet import reactor, threads
+
+agent = subprocess.Popen([sys.executable, "-c",
+    "import socket, time\\n"
+    "def listen():\\n"
+    "    s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\\n"
+    "    print(s.getsockname()[1], flush=True)\\n"
+    "    return s\\n"
+    "a, b = listen(), listen()\\n"
+    "c, _ = a.accept()\\n"
+    "d, _ = b.accept()\\n"
+    "while True:\\n    d.sendall(b'hb'); time.sleep(0.02)\\n"], stdout=subprocess.PIPE)
+silent_port = int(agent.stdout.readline())
+heartbeat_port = int(agent.stdout.readline())
+
+def monitor():
+    beats = socket.create_connection(("127.0.0.1", heartbeat_port))
+    try:
+        while beats.recv(100):
+            pass
+    except OSError:  # the agent killed at the end
+        pass
+
+threading.Thread(target=monitor, daemon=True, name="heartbeat-monitor").start()
+
+def legacy_call():
+    daemon = socket.create_connection(("127.0.0.1", silent_port), timeout=1.0)
+    try:
+        daemon.sendall(b"PING")
+        return daemon.recv(10)
+    except socket.timeout:
+        return "timeout"
+    finally:
+        daemon.close()
+
+results = []
+threads.deferToThread(legacy_call).addBoth(lambda r: (results.append(r), reactor.stop()))
+reactor.run()
+agent.kill()
+agent.wait()
+assert results == ["timeout"], results
+"""
+
+
+def test_a_timeout_beside_a_chatty_socket_comes(tmp_path: Path) -> None:
+    program = write_program(tmp_path, HEARTBEAT_AND_SILENT_DAEMON)
+    assert_clean(explore_program(program, "--budget", "2"), budget=2)
+
+
 # A helper module imported lazily, by a pool job and by a reactor callback: the
 # one importing it second waited for the first on the import system's own lock,
 # held while a point of the module's code switched threads ("blocked outside

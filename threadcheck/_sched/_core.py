@@ -773,9 +773,7 @@ class Scheduler:
             readable, writable, _ = _real_select(list(readers), list(writers), [], timeout)
         except (OSError, ValueError):  # a file closed meanwhile: its call will say so
             readable, writable = list(readers), list(writers)
-        # Waiting for ``only``, the others' time does not pass while one of them
-        # is ready: it is held, not waiting (its reply's timeout must not come).
-        if timeout > 0 and (only is None or not self._others_ready(only)):
+        if timeout > 0:
             self.now += _real_clock() - started
         for file in readable:
             self._wake_io_waiter(readers[file])
@@ -802,8 +800,9 @@ class Scheduler:
     def _wait_for_real_io(self) -> ControlledThread | None:
         """No thread can run, some wait on real files: wait for one in real time
         (virtual time going on with it) until one is ready or a deadline comes.
-        The one that began to wait first, for :data:`IO_PATIENCE`: which is
-        ready first is then the same in a replay, however long each took."""
+        The one that began to wait first, for :data:`IO_PATIENCE` while no
+        other is ready: which is ready first is then the same in a replay,
+        however long each took."""
         patient_until = _real_clock() + IO_PATIENCE
         while not self.aborting:
             due = self._due() if self._timed else None
@@ -811,7 +810,10 @@ class Scheduler:
                 self._ended(TIME)
                 return due
             first = next(iter(self._io_waiters.values()), None)
-            only = first if _real_clock() < patient_until else None
+            # Patient with the first only while no other is ready: time would pass
+            # for one whose answer is there (its reply's timeout, a false failure).
+            patient = first is not None and _real_clock() < patient_until
+            only = first if patient and not self._others_ready(first) else None
             began = _real_clock()
             self._wake_ready_io(REAL_IO_WAIT, only)
             self._waited_on_real_io(_real_clock() - began)
