@@ -518,3 +518,26 @@ def test_the_program_does_not_see_the_exploration_s_own_threads() -> None:
         assert threading.active_count() == len(names)
 
     threadcheck.explore(scenario, budget=3).assert_clean()
+
+
+def test_a_failure_is_not_called_independent_of_the_interleaving_on_a_cut_short_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Slow schedules (real I/O) cut the check short after a few: the verdict
+    # "not an interleaving bug" was still given, on a real lost update.
+    from threadcheck._sched import _explore
+
+    def scenario(reactor: Any) -> Any:
+        from twisted.internet import threads
+
+        def fail() -> None:
+            raise ValueError("always")
+
+        return threads.deferToThread(fail)
+
+    monkeypatch.setattr(_explore, "OTHER_SECONDS", 0.0)
+    cut_short = threadcheck.explore(scenario, budget=5)
+    assert cut_short.found and not cut_short.every_schedule
+    monkeypatch.undo()
+    checked = threadcheck.explore(scenario, budget=5)
+    assert checked.found and checked.every_schedule

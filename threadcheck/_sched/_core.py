@@ -812,8 +812,8 @@ class Scheduler:
             first = next(iter(self._io_waiters.values()), None)
             # Patient with the first only while no other is ready: time would pass
             # for one whose answer is there (its reply's timeout, a false failure).
-            patient = first is not None and _real_clock() < patient_until
-            only = first if patient and not self._others_ready(first) else None
+            patient = _real_clock() < patient_until
+            only = first if first and patient and not self._others_ready(first) else None
             began = _real_clock()
             self._wake_ready_io(REAL_IO_WAIT, only)
             self._waited_on_real_io(_real_clock() - began)

@@ -298,6 +298,8 @@ def _on_every_schedule(
         if not _same_failure(plain, first):
             return extra, None
     for other in _other_schedules(explorer, plain):
+        if other is None:  # cut short by time: not known to fail on every schedule
+            return extra, None
         if progress is not None:
             progress(0, first.preemption_count)
         extra.append(other)
@@ -316,7 +318,7 @@ OTHER_SECONDS = 10.0
 """Real seconds those may take in all (schedules that wait on real I/O are slow)."""
 
 
-def _other_schedules(explorer: Explorer, first: ScheduleRun) -> Iterator[ScheduleRun]:
+def _other_schedules(explorer: Explorer, first: ScheduleRun) -> Iterator[ScheduleRun | None]:
     """After a failure on the no-preemption schedule: different schedules, one
     preemption at its first choice, then the default search's first ones (none
     when one thread ran all along). A failure that needs one thread late (work
@@ -338,6 +340,7 @@ def _other_schedules(explorer: Explorer, first: ScheduleRun) -> Iterator[Schedul
     until = time.monotonic() + OTHER_SECONDS
     for index in range(OTHER_SCHEDULES):
         if time.monotonic() > until:
+            yield None  # out of time before the search had its say
             return
         run = explorer.run(search, index, record_trace=False)
         if run is None:
