@@ -165,6 +165,14 @@ class Day(datetime.date):
         return "D" + self.isoformat()
 
 
+class UTCStamp(datetime.datetime):
+    """A program's own datetime whose fromtimestamp takes no tz (now() never calls it)."""
+
+    @classmethod
+    def fromtimestamp(cls, stamp: float) -> datetime.datetime:  # type: ignore[override]
+        return datetime.datetime.fromtimestamp(stamp, datetime.timezone.utc)
+
+
 def test_datetime_stays_the_real_class_while_exploring() -> None:
     # The clock is swapped in the real class: a stand-in class broke a program's
     # subclass (it made plain dates), pickling ("not the same object as
@@ -182,13 +190,14 @@ def test_datetime_stays_the_real_class_while_exploring() -> None:
                 type(Day.today()),
                 pickle.loads(pickle.dumps(today)) == today,
                 datetime.datetime.now() == datetime.datetime.fromtimestamp(time.time()),
+                type(UTCStamp.now()) is type(UTCStamp.utcnow()) is UTCStamp,
             )
 
         done = threads.deferToThreadPool(reactor, reactor.getThreadPool(), job)
         return done.addCallback(seen.append)
 
     threadcheck.explore(scenario, budget=3).assert_clean()
-    assert seen and set(seen) == {(True, "datetime", "D2024-01-02", Day, True, True)}
+    assert seen and set(seen) == {(True, "datetime", "D2024-01-02", Day, True, True, True)}
     put_back = vars(datetime.datetime)["now"]
     assert isinstance(put_back, type(vars(datetime.date)["today"]))
 

@@ -28,7 +28,17 @@ _UTCNOW_DEPRECATED = sys.version_info >= (3, 12)
 
 
 def _now(cls: type[datetime.datetime], tz: datetime.tzinfo | None = None) -> Any:
-    return cls.fromtimestamp(time.time(), tz)
+    return _made_as(cls, _DATETIME.fromtimestamp(time.time(), tz))
+
+
+def _made_as(cls: type[datetime.datetime], made: datetime.datetime) -> Any:
+    """``made`` as ``cls`` makes it, as the C code does for a subclass: through
+    its constructor, never its own ``fromtimestamp`` (which may take other
+    arguments)."""
+    if cls is _DATETIME:
+        return made
+    fields = (made.year, made.month, made.day, made.hour, made.minute, made.second)
+    return cls(*fields, made.microsecond, made.tzinfo, fold=made.fold)
 
 
 def _utcnow(cls: type[datetime.datetime]) -> Any:
@@ -40,7 +50,8 @@ def _utcnow(cls: type[datetime.datetime]) -> Any:
             DeprecationWarning,
             stacklevel=2,
         )
-    return cls.fromtimestamp(time.time(), datetime.timezone.utc).replace(tzinfo=None)
+    utc = _DATETIME.fromtimestamp(time.time(), datetime.timezone.utc)
+    return _made_as(cls, utc.replace(tzinfo=None))
 
 
 def replacements() -> list[tuple[Any, str, Any]]:
