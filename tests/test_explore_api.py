@@ -541,3 +541,31 @@ def test_a_failure_is_not_called_independent_of_the_interleaving_on_a_cut_short_
     monkeypatch.undo()
     checked = threadcheck.explore(scenario, budget=5)
     assert checked.found and checked.every_schedule
+
+
+def test_ctrl_c_ends_the_schedule_then_raises_keyboard_interrupt() -> None:
+    # Raised in the middle of a schedule, Twisted's mainLoop swallowed it: the
+    # schedule was reported as a deadlock, with a token that did not replay.
+    import os
+    import signal
+    import time
+
+    def scenario() -> None:
+        def heartbeat() -> None:
+            for _ in range(50):
+                time.sleep(0.01)
+
+        beats = [threading.Thread(target=heartbeat) for _ in range(3)]
+        for beat in beats:
+            beat.start()
+        for beat in beats:
+            beat.join()
+
+    ctrl_c = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+    ctrl_c.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            threadcheck.explore(scenario, budget=None, seconds=60)
+    finally:
+        ctrl_c.cancel()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back

@@ -9,6 +9,7 @@ before pytest starts (``threadcheck run -m pytest``).
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Collection, Hashable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -150,25 +151,31 @@ def explore(
     """
     from threadcheck._sched._explore import Budget
     from threadcheck._sched._explore import explore as explore_target
+    from threadcheck._sched._progress import Progress
     from threadcheck._sched._runner import Settings
     from threadcheck._sched._targets import ScenarioTarget
     from threadcheck._sched._token import python_replay
     from threadcheck._stacks import include_paths
 
     _arguments.require("include", include, _arguments.names)
-    return explore_target(
-        ScenarioTarget(scenario),
-        budget=Budget(budget, seconds),
-        strategy=strategy,
-        seed=0 if seed is None else seed,
-        settings=Settings(
-            granularity=granularity,
-            include=include_paths(include),
-            max_delay=max_delay,
-            races=races,
-        ),
-        replay_command=lambda token: python_replay(_called(scenario), token),
+    settings = Settings(
+        granularity=granularity, include=include_paths(include), max_delay=max_delay, races=races
     )
+    # Ctrl-C ends the schedule running, then raises KeyboardInterrupt here: in
+    # the middle of one, the reactor thread's mainLoop swallowed it, and the
+    # schedule was reported as a deadlock with a token.
+    with Progress(sys.stderr) as progress:
+        progress.visible = False
+        return explore_target(
+            ScenarioTarget(scenario),
+            budget=Budget(budget, seconds),
+            strategy=strategy,
+            seed=0 if seed is None else seed,
+            settings=settings,
+            replay_command=lambda token: python_replay(_called(scenario), token),
+            progress=progress,
+            shrink_progress=progress.shrinking,
+        )
 
 
 def _called(scenario: Callable[..., Any]) -> str:
