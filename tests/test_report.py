@@ -292,7 +292,10 @@ def test_a_twisted_function_called_from_a_worker_is_fixed_by_its_module_name(
 
 
 def resolve_it(reactor: Any) -> None:
-    reactor.resolve("localhost").addErrback(ignore)
+    resolving.append(reactor.resolve("localhost"))
+
+
+resolving: list[Any] = []
 
 
 def fan_out(reactor: Any) -> None:
@@ -314,6 +317,34 @@ def test_a_reactor_call_whose_result_the_thread_uses_is_fixed_for_its_result(
         "reactor.getThreadPool": "fix: hand work to the pool with reactor.callInThread(f, ...), "
         "which is thread-safe, or take the pool in the reactor thread and pass it to the thread",
     }
+
+
+def keep_a_watchdog(reactor: Any) -> None:
+    watchdog = reactor.callLater(3600, noop)
+    watchdog.cancel()
+
+
+def chain_on_it(reactor: Any) -> None:
+    reactor.resolve("localhost").addErrback(ignore)
+
+
+def test_a_reactor_call_whose_result_the_line_goes_on_with_is_moved_with_it(
+    running_reactor: Any,
+) -> None:
+    # callFromThread(reactor.callLater, ...) returned None, and the next line's
+    # watchdog.cancel() broke; the cancel's fix named `call`, not `watchdog`.
+    running: RunningReactor = running_reactor()
+    for call in (keep_a_watchdog, chain_on_it):
+        run_threads([threading.Thread(target=call, args=(running.reactor,))])
+    violations = _wait_for_violations(running, 3)
+    fixes = [format_report([v]).splitlines()[-1].strip() for v in violations]
+    assert fixes == [
+        "fix: do it in the reactor thread, for its result: watchdog = "
+        "threads.blockingCallFromThread(reactor, reactor.callLater, 3600, noop)",
+        "fix: do it in the reactor thread: reactor.callFromThread(watchdog.cancel)",
+        "fix: do it in the reactor thread: reactor.callFromThread(lambda: "
+        'reactor.resolve("localhost").addErrback(ignore))',
+    ]
 
 
 WSLIB = """

@@ -125,6 +125,40 @@ def call_written(line: str, method: str | None = None) -> str | None:
     return None
 
 
+def result_kept(line: str, method: str) -> tuple[str | None, str] | None:
+    """Whether the user's ``line`` goes on with what its call of ``method``
+    returns: ``(targets, call as callFromThread's arguments)`` for an assignment
+    (``watchdog = reactor.callLater(5, f)``), ``(None, the whole expression)``
+    for a call chained on it (``reactor.resolve(h).addCallback(log)``); else None."""
+    statement = line.strip()
+    try:
+        [node] = ast.parse(statement).body
+    except (SyntaxError, ValueError):
+        return None
+    if isinstance(node, (ast.Assign, ast.AnnAssign)) and _calls(node.value, method):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        written = call_written(statement, method)
+        if written is None:
+            return None
+        return " = ".join(
+            ast.get_source_segment(statement, t) or ast.unparse(t) for t in targets
+        ), written
+    if isinstance(node, ast.Expr) and not _calls(node.value, method):
+        inner = [n for n in ast.walk(node.value) if _calls(n, method)]
+        chained = any(_calls(getattr(n, "value", None), method) for n in ast.walk(node.value))
+        if inner and chained:
+            return None, ast.get_source_segment(statement, node.value) or ast.unparse(node.value)
+    return None
+
+
+def _calls(node: ast.AST | None, method: str) -> bool:
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == method
+    )
+
+
 def _loop_fix(method: str, offending: str) -> str:
     """asyncio's own hand-over: the loop is not the reactor, though it runs in its thread."""
     if method == "create_task":

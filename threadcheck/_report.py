@@ -132,8 +132,9 @@ def _hint(violation: Violation) -> str:
         method = violation.api.split(".", 1)[1]
         where = violation.user_frame()
         called = _call_on_line(where.source if where is not None else None)
-        if called is not None and not called.partition(",")[0].endswith(f".{method}"):
-            # `d.callback(1)` cancelling the Deferred's addTimeout call: move the user's call.
+        if called is not None:
+            # `watchdog.cancel()`, or `d.callback(1)` cancelling the Deferred's
+            # addTimeout call: the user's call moves, as written.
             return f"do it in the reactor thread: reactor.callFromThread({called})"
         return f"do it in the reactor thread: reactor.callFromThread(call.{method}, ...)"
     if _from_a_thread_future(violation.stack):
@@ -243,6 +244,15 @@ def _reactor_api_fix(api: str, offending: str) -> str:
         return (
             "hand work to the pool with reactor.callInThread(f, ...), which is thread-safe, "
             "or take the pool in the reactor thread and pass it to the thread"
+        )
+    kept = _fixes.result_kept(offending, api)
+    if kept is not None:
+        assigned, written = kept
+        if assigned is None:  # `reactor.resolve(host).addCallback(log)`: all of it moves
+            return f"do it in the reactor thread: reactor.callFromThread(lambda: {written})"
+        return (  # `watchdog = reactor.callLater(5, f)`: the thread goes on with it
+            "do it in the reactor thread, for its result: "
+            f"{assigned} = threads.blockingCallFromThread(reactor, {written})"
         )
     written = _fixes.call_written(offending, api) or f"reactor.{api}, ..."
     if api in _RETURNING:
