@@ -794,16 +794,47 @@ reactor.run()
 """
 
 
+FORGOTTEN_EXECUTOR = """
+import concurrent.futures, os, threading, time
+from twisted.internet import reactor
+
+pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="exporter")
+stop = threading.Event()
+
+def export_loop():
+    while not stop.wait(0.05):  # BUG: nothing sets it: the exit waits for ever
+        pass
+
+pool.submit(export_loop)
+
+def announce():
+    while not concurrent.futures.thread._shutdown:  # the exit's join of its workers began
+        time.sleep(0.01)
+    time.sleep(0.2)
+    os.write(1, b"ready\\n")
+
+threading.Thread(target=announce, daemon=True).start()
+reactor.callWhenRunning(reactor.stop)
+reactor.run()
+"""
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
+@pytest.mark.parametrize(
+    ("program", "thread"),
+    [(FORGOTTEN_POOL, "PoolThread-render-0"), (FORGOTTEN_EXECUTOR, "exporter_0")],
+    ids=["pool", "executor"],
+)
 def test_a_signal_while_waiting_for_a_forgotten_pool_still_reports(
-    tmp_path: Path, sig: int
+    tmp_path: Path, sig: int, program: str, thread: str
 ) -> None:
     # The stopped reactor's own handlers stayed installed and only asked it to
     # stop again: the wait for the pool's thread went on, past Ctrl-C and SIGTERM.
-    result = interrupt_after_ready("run", script(tmp_path, FORGOTTEN_POOL), sig=sig)
+    # An executor's worker, its join cut short, was no longer is_alive(): unnamed.
+    result = interrupt_after_ready("run", script(tmp_path, program), sig=sig)
     assert result.returncode == 128 + sig, result.stderr
     assert result.stderr.splitlines() == [
-        "threadcheck: interrupted while waiting at exit for 'PoolThread-render-0', which "
+        f"threadcheck: interrupted while waiting at exit for {thread!r}, which "
         "nobody stopped (a non-daemon thread: the interpreter waits for it)",
         "threadcheck: no thread-affinity violations found",
     ]

@@ -565,8 +565,16 @@ def _unraisable_interrupts_noted(noted: list[int]) -> Iterator[None]:
 
 
 def _name_threads_waited_for() -> None:
-    waited = [t for t in threading.enumerate() if t.is_alive() and not t.daemon]
-    waited = [t for t in waited if t is not threading.main_thread()]
+    from threadcheck import _stacks
+
+    # Running, as the interpreter sees it: a join cut short by Ctrl-C leaves
+    # is_alive() False on 3.11 (an executor's worker, joined at exit).
+    running = _stacks.current_frames()
+    waited = [
+        t
+        for t in threading.enumerate()
+        if t.ident in running and not t.daemon and t is not threading.main_thread()
+    ]
     if waited:
         names = ", ".join(repr(t.name) for t in waited)
         print(
