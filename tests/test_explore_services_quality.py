@@ -895,16 +895,24 @@ reactor.run()
 """
 
 
+def explore_with_library(
+    tmp_path: Path, name: str, library: str, program: str
+) -> subprocess.CompletedProcess[str]:
+    """``threadcheck explore`` of ``program``, with module ``name`` installed (a
+    site-packages folder of its own on PYTHONPATH: a library, not user code)."""
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    (site / f"{name}.py").write_text(library)
+    path = write_program(tmp_path, program)
+    env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    command = [sys.executable, "-m", "threadcheck", "explore", str(path)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+
+
 def test_a_library_keeping_an_earlier_runs_reactor_is_a_usage_error(tmp_path: Path) -> None:
     # Its calls went to the warm-up run's reactor, which no schedule ran: the
     # job never ran, and explore said "every interleaving explored".
-    site = tmp_path / "site-packages"
-    site.mkdir()
-    (site / "tickets.py").write_text(KEEPS_ITS_REACTOR)
-    program = write_program(tmp_path, SCHEDULED_JOB)
-    env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    command = [sys.executable, "-m", "threadcheck", "explore", str(program)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    result = explore_with_library(tmp_path, "tickets", KEEPS_ITS_REACTOR, SCHEDULED_JOB)
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith(
         "threadcheck: reactor.callLater was given work on the reactor of an earlier schedule"
@@ -943,13 +951,7 @@ reactor.run()
 
 
 def test_an_object_keeping_an_earlier_runs_reactor_is_named(tmp_path: Path) -> None:
-    site = tmp_path / "site-packages"
-    site.mkdir()
-    (site / "fetcher.py").write_text(KEEPS_A_POOL)
-    program = write_program(tmp_path, USES_THE_POOL)
-    env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    command = [sys.executable, "-m", "threadcheck", "explore", str(program)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    result = explore_with_library(tmp_path, "fetcher", KEEPS_A_POOL, USES_THE_POOL)
     assert result.returncode == 2, result.stderr
     assert result.stderr.splitlines()[-1].endswith(
         "which no schedule runs again: a fetcher.Pool keeps it (its _reactor), held by "
