@@ -290,9 +290,9 @@ def _stale(api: str, caller: _stacks.Frame | None, kept_by: str | None) -> str:
 
 def _kept_by(reactor: Any) -> str | None:
     """What keeps ``reactor`` after its schedule, and the fix: a module global, or
-    an object's attribute (treq's process-wide ``HTTPConnectionPool``, its
-    ``_reactor``) named with the global that holds the object; None when nothing
-    tells (a closure, a frame)."""
+    the attribute of an object a global holds (treq's process-wide
+    ``HTTPConnectionPool``, its ``_reactor``); None when nothing tells (a
+    closure, a frame, an object nothing global holds)."""
     for referrer in gc.get_referrers(reactor):
         # An instance's attributes are its own (3.11+: no dict of their own) or a dict's.
         owners = gc.get_referrers(referrer) if isinstance(referrer, dict) else [referrer]
@@ -314,10 +314,12 @@ def _kept_by(reactor: Any) -> str | None:
             if isinstance(owner, type) or cls.__module__.startswith("threadcheck"):
                 continue
             where = _global_holding(owner)
+            if where is None:
+                continue  # one of that schedule's own objects, maybe: not a culprit
             return (
-                f"a {cls.__module__}.{cls.__qualname__} keeps it (its {attribute})"
-                + (f", held by {where}" if where else "")
-                + ", made in an earlier schedule; make one per run, with the reactor of that run"
+                f"a {cls.__module__}.{cls.__qualname__} keeps it (its {attribute}), held by"
+                f" {where}, made in an earlier schedule; make one per run, with the reactor"
+                " of that run"
             )
     return None
 

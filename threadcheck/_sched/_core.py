@@ -813,7 +813,9 @@ class Scheduler:
             # Patient with the first only while no other is ready: time would pass
             # for one whose answer is there (its reply's timeout, a false failure).
             patient = _real_clock() < patient_until
-            only = first if first and patient and not self._others_ready(first) else None
+            only = None
+            if first is not None and patient and not self._others_ready(first):
+                only = first
             began = _real_clock()
             self._wake_ready_io(REAL_IO_WAIT, only)
             self._waited_on_real_io(_real_clock() - began)
