@@ -203,11 +203,6 @@ def submission_in(frame: FrameType) -> _stacks.RawStack | None:
     return None
 
 
-def runs_submitted(code: CodeType) -> bool:
-    """Whether frames of ``code`` run submitted work (see :func:`submission_in`)."""
-    return code is _RUN_SUBMITTED or code is _WORK_ITEM_RUN
-
-
 def run_submitted(
     submission: _stacks.RawStack, func: Callable[..., _R], /, *args: Any, **kwargs: Any
 ) -> _R:

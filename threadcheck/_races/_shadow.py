@@ -444,8 +444,11 @@ def _capture(frame: FrameType | None) -> tuple[tuple[Any, ...], Any]:
     submission = None
     while frame is not None and len(frames) < 2 * OUTER_DEPTH:
         code = frame.f_code
-        if submission is None and _threads.runs_submitted(code):
-            submission = _threads.submission_in(frame)  # a pool's job, an executor's
+        # A pool's job or an executor's (inline: this loop runs for every new call).
+        if submission is None and (
+            code is _threads._RUN_SUBMITTED or code is _threads._WORK_ITEM_RUN
+        ):
+            submission = _threads.submission_in(frame)
         frames += (code, frame.f_lasti)
         frame = frame.f_back
     return tuple(frames), submission
