@@ -19,6 +19,7 @@ def open_descriptors() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+@pytest.mark.slow  # 20-50 s: once in the slow tier, not in each Python's fast tier
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
 def test_an_exploration_leaves_no_file_descriptor_or_thread_behind() -> None:
     import gc

@@ -174,6 +174,7 @@ def test_the_actor_race_behind_its_queue_is_found_by_every_strategy() -> None:
         assert "the actor added" in result.failure.message
 
 
+@pytest.mark.slow  # 20-50 s: once in the slow tier, not in each Python's fast tier
 def test_the_condition_buffer_with_one_consumer_is_proved() -> None:
     # 2,882 schedules: each step of a loop over a list reads it, and lists are
     # one location (the harness's loops over its threads, the buffer's items).
@@ -294,6 +295,7 @@ def test_a_module_variable_set_from_another_module_is_a_location(
     assert_proved_or_found(result, fixed, headline)
 
 
+@pytest.mark.slow  # 20-50 s: once in the slow tier, not in each Python's fast tier
 def test_a_consumer_spinning_on_a_flag_is_never_stuck() -> None:
     # Its loop re-reads a variable: no point once past its first 64 steps, so the
     # producer never ran, and the schedule was reported blocked after 10 s.

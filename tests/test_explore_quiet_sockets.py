@@ -63,6 +63,7 @@ def real_io_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_core, "REAL_IO_LIMIT", 0.5)
 
 
+@pytest.mark.slow  # 20-50 s: once in the slow tier, not in each Python's fast tier
 @pytest.mark.usefixtures("real_io_limit")
 def test_a_listening_server_s_far_timer_comes_at_once() -> None:
     def scenario(reactor: Any) -> Deferred[Any]:

@@ -73,6 +73,7 @@ def test_the_no_preemption_schedule_runs_clean() -> None:
     assert not result.found and result.token is None
 
 
+@pytest.mark.slow  # 20-50 s: once in the slow tier, not in each Python's fast tier
 @pytest.mark.quality
 def test_a_race_is_found_and_shrunk_to_at_most_two_preemptions() -> None:
     failing: list[Schedule] = []
