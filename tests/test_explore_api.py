@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import threading
 from typing import Any
@@ -48,11 +49,12 @@ def test_a_lambdas_replay_command_is_python() -> None:
     passes a lambda to ``threadcheck.run``)."""
     scenario = BUGGY["lost_update"]
     with pytest.raises(ExplorationFailedError) as raised:
+        lambda_line = inspect.currentframe().f_lineno + 1  # type: ignore[union-attr]
         threadcheck.explore(lambda reactor: scenario(reactor)).assert_clean()
     assert "replay: threadcheck.replay(scenario, 'tc1." in str(raised.value)
     # Which scenario: the user's own may be another function of that name.
     line = str(raised.value).rstrip().splitlines()[-1]
-    said = "# scenario: the lambda at test_explore_api.py:50, with this run's values"
+    said = f"# scenario: the lambda at test_explore_api.py:{lambda_line}, with this run's values"
     assert line.endswith(said)
 
 
