@@ -117,9 +117,7 @@ def call_written(line: str, method: str | None = None) -> str | None:
     except SyntaxError:
         return None
     for node in ast.walk(tree):  # outermost first
-        if isinstance(node, ast.Call) and (
-            method is None or (isinstance(node.func, ast.Attribute) and node.func.attr == method)
-        ):
+        if isinstance(node, ast.Call) and (method is None or _calls(node, method)):
             parts = [node.func, *node.args, *node.keywords]
             return ", ".join(ast.get_source_segment(statement, p) or ast.unparse(p) for p in parts)
     return None
@@ -143,11 +141,13 @@ def result_kept(line: str, method: str) -> tuple[str | None, str] | None:
         return " = ".join(
             ast.get_source_segment(statement, t) or ast.unparse(t) for t in targets
         ), written
-    if isinstance(node, ast.Expr) and not _calls(node.value, method):
-        inner = [n for n in ast.walk(node.value) if _calls(n, method)]
-        chained = any(_calls(getattr(n, "value", None), method) for n in ast.walk(node.value))
-        if inner and chained:
-            return None, ast.get_source_segment(statement, node.value) or ast.unparse(node.value)
+    # Chained: the call is what an attribute is taken of (`.addCallback`).
+    if (
+        isinstance(node, ast.Expr)
+        and not _calls(node.value, method)
+        and any(_calls(getattr(n, "value", None), method) for n in ast.walk(node.value))
+    ):
+        return None, ast.get_source_segment(statement, node.value) or ast.unparse(node.value)
     return None
 
 

@@ -96,7 +96,8 @@ _SITE_MARKERS = (os.sep + "site-packages" + os.sep, os.sep + "dist-packages" + o
 
 
 # Bundled example programs are user code even though they ship inside the package.
-_USER_DIRS: tuple[str, ...] = (_dir_of(__file__) + "examples" + os.sep,)
+_EXAMPLES = _dir_of(__file__) + "examples" + os.sep
+_USER_DIRS: tuple[str, ...] = (_EXAMPLES,)
 
 
 _instrumentable: dict[str, bool] = {}
@@ -166,7 +167,7 @@ def _classify(filename: str) -> str | None:
 def is_own(path: str) -> bool:
     """threadcheck's own code (its examples aside): never the user's, whatever
     ``--include`` names (a folder holding it, or threadcheck itself)."""
-    return not path.startswith(_USER_DIRS[0]) and any(
+    return not path.startswith(_EXAMPLES) and any(
         path.startswith(prefix) for prefix, name in _LIBRARY_DIRS if name == "threadcheck"
     )
 

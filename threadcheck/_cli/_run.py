@@ -504,11 +504,8 @@ def _is_launcher(frame: FrameType) -> bool:
 def _wait_for_threads() -> bool:
     """Shut threading down as the interpreter does at exit; True if Ctrl-C (or
     SIGTERM) cut it short: the threads still waited for are then named."""
-    with (
-        _noting_sigint() as noted,
-        _stopped_reactors_signals_interrupt(),
-        _unraisable_interrupts_noted(noted),
-    ):
+    noted: list[int] = []
+    with _stopped_reactors_signals_interrupt(), _unraisable_interrupts_noted(noted):
         try:
             _shutdown_threading()
         except KeyboardInterrupt:
@@ -548,7 +545,8 @@ def _stopped_reactors_signals_interrupt() -> Iterator[None]:
 @contextmanager
 def _unraisable_interrupts_noted(noted: list[int]) -> Iterator[None]:
     """Python 3.13's ``_thread._shutdown`` hands a KeyboardInterrupt raised in its
-    wait to ``sys.unraisablehook`` (a traceback of ours) and returns: noted here."""
+    wait to ``sys.unraisablehook`` (a traceback of ours) and returns: noted here
+    (earlier Pythons raise it from the wait)."""
     previous = sys.unraisablehook
 
     def hook(unraisable: Any) -> None:
@@ -582,29 +580,6 @@ def _name_threads_waited_for() -> None:
             "stopped (a non-daemon thread: the interpreter waits for it)",
             file=sys.stderr,
         )
-
-
-@contextmanager
-def _noting_sigint() -> Iterator[list[int]]:
-    """Note Ctrl-C even where the wait swallows it.
-
-    Python 3.13's ``_thread._shutdown`` prints the KeyboardInterrupt as
-    unraisable and returns. A handler the program installed is left alone.
-    """
-    noted: list[int] = []
-    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        yield noted
-        return
-
-    def note(signum: int, frame: FrameType | None) -> None:
-        noted.append(signum)
-        signal.default_int_handler(signum, frame)
-
-    signal.signal(signal.SIGINT, note)
-    try:
-        yield noted
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _shutdown_threading() -> None:

@@ -72,6 +72,18 @@ to wait; past it, whichever is ready (one may wait on another's answer)."""
 _real_clock = time.perf_counter  # the program's clocks read virtual time in schedules
 _real_select = select.select  # and a controlled thread's select.select waits under it
 
+
+def _ready(reads: list[Any], writes: list[Any], timeout: float) -> tuple[list[Any], list[Any]]:
+    """The files of ``reads`` ready to read and of ``writes`` to write, waiting up
+    to ``timeout`` real seconds; all of them when one was closed meanwhile (its
+    own call will say so)."""
+    try:
+        readable, writable, _ = _real_select(reads, writes, [], timeout)
+    except (OSError, ValueError):
+        return reads, writes
+    return readable, writable
+
+
 TIME = 1 << 20
 """The decision "time passes": offered to strategies among the runnable thread
 ids when some wait has a deadline; never a real thread id."""
@@ -717,13 +729,10 @@ class Scheduler:
     def _quiet_for(self, reads: list[Any], writes: list[Any]) -> bool:
         """Whether none of the files was ready, nor any thread ran, for
         :data:`QUIET_PERIOD` of real time (so far: this poll begins it, or goes on)."""
-        try:
-            ready = _real_select(reads, writes, [], 0)
-        except (OSError, ValueError):  # a file closed meanwhile: its call will say so
-            ready = (reads, writes, [])
+        readable, writable = _ready(reads, writes, 0)
         now = _real_clock()
-        if ready[0] or ready[1] or self._quiet is None or self._quiet[0] != self.step:
-            self._quiet = None if ready[0] or ready[1] else (self.step, now)
+        if readable or writable or self._quiet is None or self._quiet[0] != self.step:
+            self._quiet = None if readable or writable else (self.step, now)
             return False
         return now - self._quiet[1] >= QUIET_PERIOD
 
@@ -769,10 +778,7 @@ class Scheduler:
         readers = {file: w.thread for w in waits for file in w.reads}
         writers = {file: w.thread for w in waits for file in w.writes}
         started = _real_clock()
-        try:
-            readable, writable, _ = _real_select(list(readers), list(writers), [], timeout)
-        except (OSError, ValueError):  # a file closed meanwhile: its call will say so
-            readable, writable = list(readers), list(writers)
+        readable, writable = _ready(list(readers), list(writers), timeout)
         if timeout > 0:
             self.now += _real_clock() - started
         for file in readable:
@@ -787,10 +793,7 @@ class Scheduler:
         writes = [file for w in others for file in w.writes]
         if not reads and not writes:
             return False
-        try:
-            readable, writable, _ = _real_select(reads, writes, [], 0)
-        except (OSError, ValueError):  # closed meanwhile: its call will say so
-            return True
+        readable, writable = _ready(reads, writes, 0)
         return bool(readable or writable)
 
     def _wake_io_waiter(self, thread: ControlledThread) -> None:
