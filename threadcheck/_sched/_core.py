@@ -1294,11 +1294,16 @@ def describe(frame: FrameType | None) -> str:
 
 
 def stack_of(ident: int | None, limit: int = 8) -> str:
-    """The innermost frames of a (stuck) OS thread, as a traceback excerpt."""
+    """The innermost frames of a (stuck) OS thread, as a traceback excerpt,
+    from the user's call that blocked: the scheduler's own frames under it
+    (a wait on real files) would fill the excerpt."""
     frame = _stacks.current_frames().get(ident or 0)
-    if frame is None:
-        return ""
-    return "".join(traceback.format_stack(frame, limit=limit)).rstrip()
+    user = frame
+    while user is not None and _stacks.is_own(user.f_code.co_filename):
+        user = user.f_back
+    if user is None:
+        return "".join(traceback.format_stack(frame, limit=limit)).rstrip() if frame else ""
+    return "".join(traceback.format_stack(user, limit=limit)).rstrip()
 
 
 def iter_runs(trace: Sequence[Step]) -> Iterator[list[Step]]:
