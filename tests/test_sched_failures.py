@@ -5,7 +5,9 @@ from __future__ import annotations
 import inspect
 import os
 import signal
+import sys
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -475,3 +477,29 @@ def test_a_stop_asked_while_waiting_on_real_io_ends_that_schedule() -> None:
         _progress.stop_requested.clear()
         ours.close()
         theirs.close()
+
+
+def test_a_stuck_threads_excerpt_starts_at_the_users_call() -> None:
+    # Eight frames of the scheduler's own wait on real files, under the user's
+    # call, left no line of the user's in the report.
+    reading, writing = os.pipe()
+    started = threading.Event()
+
+    def read_the_reply() -> None:
+        started.set()
+        _core._ready([reading], [], 5)  # the scheduler's own wait, as a recv's
+
+    thread = threading.Thread(target=read_the_reply)
+    thread.start()
+    try:
+        started.wait(5)
+        while sys._current_frames()[thread.ident or 0].f_code.co_name != "_ready":
+            time.sleep(0.001)  # until the thread is inside the wait
+        excerpt = _core.stack_of(thread.ident, limit=2)
+    finally:
+        os.write(writing, b"x")
+        thread.join()
+        os.close(reading)
+        os.close(writing)
+    assert excerpt.splitlines()[-2].endswith("in read_the_reply"), excerpt
+    assert "in _ready" not in excerpt

@@ -1301,9 +1301,8 @@ def stack_of(ident: int | None, limit: int = 8) -> str:
     user = frame
     while user is not None and _stacks.is_own(user.f_code.co_filename):
         user = user.f_back
-    if user is None:
-        return "".join(traceback.format_stack(frame, limit=limit)).rstrip() if frame else ""
-    return "".join(traceback.format_stack(user, limit=limit)).rstrip()
+    start = user or frame  # all of it ours: shown as it is
+    return "".join(traceback.format_stack(start, limit=limit)).rstrip() if start else ""
 
 
 def iter_runs(trace: Sequence[Step]) -> Iterator[list[Step]]:
