@@ -260,6 +260,10 @@ def test_a_reply_that_never_comes_is_stuck_not_a_hang(
         result.report()
     )
     assert result.report().splitlines()[-1].startswith("replay: ")
+    # Found in the warm-up run, it is not run again (each rerun waited 30 s:
+    # a pool job reading a reply without a timeout took minutes, deaf to SIGTERM).
+    assert result.schedules == 1
+    assert "not shrunk: a rerun would wait again" in result.report()
 
 
 class AlwaysTime:

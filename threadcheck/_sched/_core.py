@@ -303,6 +303,16 @@ class Failure:
         and its exception type (not the message, which may name other values)."""
         return f"{self.kind}:{self.what}" if self.what else self.kind
 
+    @property
+    def hangs(self) -> bool:
+        """Whether a rerun would wait as long again (a thread blocked outside
+        the scheduler's control, a reply that never came): an exploration
+        stops on it, reports it as found and reruns nothing."""
+        return self.kind == BLOCKED or self.message.startswith(STUCK_ON_REAL_IO)
+
+
+STUCK_ON_REAL_IO = "stuck on real I/O"
+"""How a deadlock on real files (past :data:`REAL_IO_LIMIT`) begins."""
 
 BLOCKED = "uncontrolled-blocking"
 """The failure of a thread blocked outside the scheduler's control (a real
@@ -822,9 +832,6 @@ class Scheduler:
             began = _real_clock()
             self._wake_ready_io(REAL_IO_WAIT, only)
             self._waited_on_real_io(_real_clock() - began)
-            if stop_requested.is_set() and not self.aborting:  # Ctrl-C: no more real waiting
-                self.interrupted = True
-                self.fail(Failure("interrupted", "interrupted while waiting on real I/O"))
             woken = [t for t in self.threads if t.runnable]
             if woken:
                 return woken[0]
@@ -838,13 +845,16 @@ class Scheduler:
         """No thread could run for ``seconds`` of real time, waiting on real
         files; past :data:`REAL_IO_LIMIT` in all, the schedule fails as stuck."""
         self.real_io_waited += seconds
+        if stop_requested.is_set() and not self.aborting:  # Ctrl-C: no more real waiting
+            self.interrupted = True
+            self.fail(Failure("interrupted", "interrupted while waiting on real I/O"))
         if self.real_io_waited <= REAL_IO_LIMIT or self.aborting:
             return
         live = [t for t in self.threads if not t.finished]
         self.fail(
             Failure(
                 "deadlock",
-                f"stuck on real I/O: no thread could run for {format_seconds(REAL_IO_LIMIT)} "
+                f"{STUCK_ON_REAL_IO}: no thread could run for {format_seconds(REAL_IO_LIMIT)} "
                 "of real time in all, waiting on sockets or pipes that did not answer (a "
                 "reply that never comes?): "
                 + ", ".join(

@@ -124,7 +124,7 @@ def explore(
     left_out: tuple[str, ...] = ()  # by a search that finished, and the budget went on
     with Explorer(target, settings, random_seed=seed) as explorer:
         warm = explorer.warm_up()
-        if warm.failure is not None and warm.failure.kind == BLOCKED:
+        if warm.failure is not None and warm.failure.hangs:
             digests.add(_decisions_key(warm))
             return _found(explorer, warm, 1, digests, about, shrink, shrink_progress)
         if progress is not None:  # Ctrl-C during a long warm-up: no schedule begins
@@ -216,7 +216,7 @@ def _found(
     original = run.preemption_count
     every_schedule = False
     rechecked = True
-    if ran == 1 and run.failure.kind != BLOCKED:
+    if ran == 1 and not run.failure.hangs:
         try:
             extra, plain = _on_every_schedule(explorer, run, shrink_progress)
         except KeyboardInterrupt:  # Ctrl-C: the failure as found, neither checked nor shrunk
@@ -362,8 +362,9 @@ def _shown(
     """The failing schedule to report, traced: shrunk unless told not to. Else
     the run as found, and why (its token still replays it)."""
     assert run.failure is not None
-    if run.failure.kind == BLOCKED:
-        return run, False, "a rerun would block again"
+    if run.failure.hangs:
+        again = "block" if run.failure.kind == BLOCKED else "wait"
+        return run, False, f"a rerun would {again} again"
     try:
         shown, interrupted = (
             shrink_failure(explorer, run, progress=progress)
