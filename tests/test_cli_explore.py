@@ -752,3 +752,20 @@ def test_a_module_of_the_program_shadowing_twisteds_is_its_doing_not_ours(
     assert result.stderr.startswith(cannot_start), result.stderr
     assert "the program's own attrs.py shadows the 'attrs' module" in result.stderr
     assert result.stderr.count("\n") == 1, result.stderr
+
+
+def test_a_command_on_path_is_named_by_its_script(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `threadcheck run twistd ...` said only "no such file: twistd".
+    from threadcheck._cli._options import UsageError, check_script
+
+    command = tmp_path / "twistd"
+    command.write_text("#!/usr/bin/env python3\n")
+    command.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(UsageError) as raised:
+        check_script("twistd")
+    assert str(raised.value) == (
+        f"no such file: twistd (the command's script: threadcheck run {command} ...)"
+    )

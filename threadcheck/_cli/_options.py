@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -233,7 +234,9 @@ def program_is_user_code(module: str | None, target: list[str]) -> None:
 
 def check_script(script: str) -> None:
     if not os.path.exists(script):
-        raise UsageError(f"no such file: {script}")
+        command = shutil.which(script) if os.sep not in script else None
+        hint = f" (the command's script: threadcheck run {command} ...)" if command else ""
+        raise UsageError(f"no such file: {script}{hint}")
     if os.path.isdir(script) and not os.path.exists(os.path.join(script, "__main__.py")):
         raise UsageError(f"not a script, and has no __main__.py: {script}")
     if os.path.isfile(script):
