@@ -5,6 +5,7 @@ reactor thread is unwound, and our own errors are one line."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -321,3 +322,36 @@ def test_a_module_slow_to_rewrite_on_import_is_not_blocked(
     )
     assert result.failure is None, result.report()
     assert values and set(values) == {42}
+
+
+# A pool job waits on a helper process that never ends.
+CHILD_STUCK = """
+import subprocess
+from pathlib import Path
+from twisted.internet import reactor, threads
+
+def job():
+    helper = subprocess.Popen(["sleep", "600"])
+    Path("helper.pid").write_text(str(helper.pid))
+    helper.wait()  # no timeout
+
+threads.deferToThread(job).addBoth(lambda _: reactor.stop())
+reactor.run()
+"""
+
+
+@pytest.mark.slow
+def test_a_child_waited_on_by_a_blocked_thread_ends_with_its_schedule(tmp_path: Path) -> None:
+    # The thread was left blocked, and its child outlived the exploring process.
+    result = explore_program(write_program(tmp_path, CHILD_STUCK), "--budget", "2")
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith(
+        "threadcheck: uncontrolled-blocking: T1 (PoolThread-twisted.internet.reactor-0) "
+        "blocked outside the scheduler's control for over 10 s (waiting on Popen.wait "
+        "(a real child process))"
+    ), result.stderr
+    pid = int((tmp_path / "helper.pid").read_text())
+    with pytest.raises(ProcessLookupError):  # killed, and reaped by init
+        for _ in range(100):
+            os.kill(pid, 0)
+            time.sleep(0.05)

@@ -72,6 +72,7 @@ def _off_turn(wait: Callable[..., Any], name: str) -> Callable[..., Any]:
                 os.close(signal_done)
 
         _thread.start_new_thread(run, ())
+        _waited.append(args)
         try:
             while not outcome:
                 why = f"{owner} (a real child process)"
@@ -81,6 +82,7 @@ def _off_turn(wait: Callable[..., Any], name: str) -> Callable[..., Any]:
             raise
         finally:
             os.close(done)
+            _waited.remove(args)
         succeeded, value = outcome[0]
         if succeeded:
             return value
@@ -89,6 +91,17 @@ def _off_turn(wait: Callable[..., Any], name: str) -> Callable[..., Any]:
     call.__name__ = name
     call.__wrapped__ = wait  # type: ignore[attr-defined]
     return call
+
+
+_waited: list[tuple[Any, ...]] = []
+"""The arguments of the waits on children under way (a ``Popen`` first)."""
+
+
+def kill_waited_children() -> None:
+    """Kill the children controlled threads wait on: their schedule is over,
+    its threads left blocked (they would outlive the exploring process)."""
+    for args in list(_waited):
+        _kill(args)
 
 
 def _kill(args: tuple[Any, ...]) -> None:

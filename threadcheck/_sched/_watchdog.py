@@ -31,6 +31,7 @@ from typing import Any
 
 from threadcheck import _hidden
 from threadcheck._races import _rewrite
+from threadcheck._sched._children import kill_waited_children
 from threadcheck._sched._core import BLOCKED, Abort, Failure, Scheduler, stack_of
 from threadcheck._sched._progress import stop_requested
 
@@ -138,11 +139,17 @@ class Watchdog:
             if stuck.tid == 0 and self._interrupting:
                 self._give_up(scheduler.failure)  # the interrupt did not take
             return
+        # A wait the scheduler knows of (a child process, a socket read) is named.
+        why = (
+            f"waiting on {stuck.waiting}"
+            if stuck.waiting
+            else "a real socket, a C call, a lock created before exploring, an installed "
+            "library's own lock: --include it?"
+        )
         failure = Failure(
             BLOCKED,
             f"T{stuck.tid} ({stuck.name}) blocked outside the scheduler's control for over "
-            f"{self.timeout:g} s (a real socket, a C call, a lock created before exploring, "
-            "an installed library's own lock: --include it?)",
+            f"{self.timeout:g} s ({why})",
             thread=stuck.name,
             details=stack_of(stuck.ident),
         )
@@ -151,6 +158,7 @@ class Watchdog:
             # exit_if_abandoned must already know (under load it ran first, and
             # the process exited as if nothing were left blocked).
             _abandon(stuck.name)
+            kill_waited_children()  # the schedule ends: its children with it
             scheduler.rescue(stuck, failure)
         elif self._main is not None and stuck.ident == self._main:
             scheduler.fail(failure)
