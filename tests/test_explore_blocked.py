@@ -19,7 +19,7 @@ from twisted.internet.defer import Deferred
 
 import threadcheck
 from threadcheck._cli import main
-from threadcheck._sched import _explore, _token
+from threadcheck._sched import _explore, _token, _watchdog
 from threadcheck._sched._explore import Budget, explore
 from threadcheck._sched._runner import Settings
 from threadcheck._sched._targets import ScenarioTarget
@@ -282,6 +282,9 @@ def test_our_own_error_is_one_line_with_the_token(
 
     monkeypatch.setattr(_explore, "replay", broken)
     monkeypatch.setenv("PYTHONHASHSEED", "0")  # else the command re-executes itself
+    # A thread an earlier test of this worker left blocked would make main()
+    # end the process, as the command does (the worker crashed on 3.13).
+    monkeypatch.setattr(_watchdog, "_abandoned", [])
     program = write_program(tmp_path, "print('hi')\n")
     token = _token.encode({"decisions": [], "digest": "", "failure": "no failure"})
     assert main(["replay", token, str(program)]) == 2
