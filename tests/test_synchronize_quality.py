@@ -199,3 +199,77 @@ def test_a_drain_outside_older_codes_lock_is_found(tmp_path: Path, make: str) ->
     assert {v["api"] for v in violations} == {"Pending.count"}, result.stderr
     found = explore_program(program, "--budget", "2000")
     assert_found_and_replayed(found, "threadcheck: unhandled-error: main function")
+
+
+# A health page's warning counter, an observer of the service's log. Through
+# Twisted's legacy ``log.msg`` every observer runs under the log publisher's
+# lock, which Twisted makes on first use (or made long before): ordered.
+# Planted: the jobs log through the new ``Logger``, which takes no lock.
+LOG_OBSERVER = """\
+import time
+from twisted.internet import defer, task, threads
+from twisted.logger import Logger, globalLogPublisher
+from twisted.python import log
+
+LEGACY = {legacy}
+
+
+class WarningCounter:
+    \"\"\"The billing warnings seen, for the health page.\"\"\"
+
+    def __init__(self):
+        self.warnings = 0
+
+    def __call__(self, event):
+        if event.get("system") == "billing" or event.get("log_namespace") == "billing":
+            self.warnings += 1
+
+
+counter = WarningCounter()
+logger = Logger(namespace="billing")
+if LEGACY:
+    log.msg("service starting")  # the publisher's lock, made before the observer is added
+    log.addObserver(counter)
+else:
+    globalLogPublisher.addObserver(counter)
+
+
+def warn(text):
+    if LEGACY:
+        log.msg(text, system="billing")
+    else:
+        logger.warn(text)
+
+
+def charge(n):  # a pool job
+    time.sleep(0.003)  # the payment gateway answers
+    warn("card %d declined, retrying" % n)
+
+
+def main(reactor):
+    def done(_):
+        assert counter.warnings == 4, counter.warnings
+
+    jobs = [threads.deferToThread(charge, n) for n in range(3)]
+    jobs.append(task.deferLater(reactor, 0.001, warn, "gateway slow"))
+    return defer.gatherResults(jobs).addCallback(done)
+
+
+task.react(main)
+"""
+
+
+def test_observers_of_twisted_s_legacy_log_are_ordered_by_its_lock(tmp_path: Path) -> None:
+    program = write_program(tmp_path, LOG_OBSERVER.format(legacy=True))
+    result, report = _races(program)
+    assert result.returncode == 0, result.stderr
+    assert report["violations"] == [], result.stderr
+
+
+def test_an_observer_the_new_logger_calls_from_two_threads_is_a_race(tmp_path: Path) -> None:
+    program = write_program(tmp_path, LOG_OBSERVER.format(legacy=False))
+    result, report = _races(program)
+    assert result.returncode == 3, result.stderr
+    violations = report["violations"]
+    assert isinstance(violations, list)
+    assert {v["api"] for v in violations} == {"WarningCounter.warnings"}, result.stderr

@@ -7,9 +7,12 @@
 order went unseen (a race reported between two methods holding it), and under
 the scheduler a thread waiting for it blocked outside its control.
 
-So ``_synchPre`` is replaced: an object of a class defined in user code gets
-the lock ``make_lock`` gives; every other object (Twisted's legacy log
-publisher among them, whose lock outlives any run) keeps Twisted's own.
+So, under the scheduler, ``_synchPre`` is replaced: an object of a class
+defined in user code gets the lock ``make_lock`` gives; every other object
+(Twisted's legacy log publisher among them, whose lock outlives any run)
+keeps Twisted's own. The race detector needs no lock of its own: entering a
+synchronized method receives what the last one to leave it sent
+(:func:`synch_edge_replacements`), for every object, whenever its lock was made.
 
 Older code makes its locks the same way: ``_thread.allocate_lock()``, or a
 class of its own built on ``threading._RLock``. :func:`raw_lock_replacements`
@@ -28,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 _LOCK = "_threadable_lock"
+_SENT = "_threadcheck_races_synch_sent"
 
 
 def synch_pre_replacement(
@@ -48,6 +52,30 @@ def synch_pre_replacement(
         original(obj)  # type: ignore[no-untyped-call]
 
     return (threadable, "_synchPre", synch_pre)
+
+
+def synch_edge_replacements(
+    send: Callable[[], Any], receive: Callable[[Any], None]
+) -> list[tuple[Any, str, Any]]:
+    """(module, name, replacement) of ``threadable._synchPre`` and ``_synchPost``:
+    leaving a synchronized method sends (``send()``), the next one to enter
+    receives it. Any object's, keeping its lock: Twisted's legacy log
+    publisher calls every observer holding one it made lazily, or long before."""
+    from twisted.python import threadable
+
+    pre, post = threadable._synchPre, threadable._synchPost
+
+    def synch_pre(obj: Any) -> None:
+        pre(obj)  # type: ignore[no-untyped-call]
+        receive(obj.__dict__.get(_SENT))  # _synchPre itself needs a __dict__
+
+    def synch_post(obj: Any) -> None:
+        sent = send()
+        if sent is not None:  # else not detecting: the object is left as it is
+            obj.__dict__[_SENT] = sent
+        post(obj)  # type: ignore[no-untyped-call]
+
+    return [(threadable, "_synchPre", synch_pre), (threadable, "_synchPost", synch_post)]
 
 
 def raw_lock_replacements(

@@ -3,6 +3,9 @@
 * ``threading.Lock`` and ``RLock`` made from now on (and so every
   ``Condition``, ``Event``, ``Semaphore``, ``Barrier``, ``queue.Queue`` and
   ``Future`` built on them): a release sends, the next acquire receives.
+* A method Twisted's ``threadable.synchronize`` wraps sends as it returns to
+  the next one entered on the same object (the legacy log publisher calls
+  every observer so, under a lock it may have made before detection began).
 * ``Thread.start`` sends to the new thread's first step; a thread's end
   sends to the ``join`` that sees it ended, and to an ``is_alive()`` that
   returns False (a reactor polling for it). ``_thread.start_new_thread``
@@ -49,7 +52,7 @@ from threadcheck._races._clocks import (
     run_received,
     send,
 )
-from threadcheck._synchronize import raw_lock_replacements, synch_pre_replacement
+from threadcheck._synchronize import raw_lock_replacements, synch_edge_replacements
 
 _START = "_threadcheck_races_start"
 _END = "_threadcheck_races_end"
@@ -189,7 +192,7 @@ def install() -> None:
         *_raw_starts(),
         *_imports(),
         *_polls(),
-        synch_pre_replacement(TrackedRLock, _stacks.is_user_code),
+        *synch_edge_replacements(send, receive),
         *raw_lock_replacements(TrackedLock, _stacks.is_user_code),
     ):
         _undo.append((target, name, getattr(target, name)))
