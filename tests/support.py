@@ -80,6 +80,7 @@ def release_descriptors(reactor: Any) -> None:
             reactor.removeReader(reader)
             reader.connectionLost(None)
             reactor._internalReaders.discard(reader)  # closed: a second stop skips it
+    reactor.waker = None  # a late callFromThread queues its call and wakes nothing, as dispose()
     poller = getattr(reactor, "_poller", None)
     if hasattr(poller, "close"):
         poller.close()

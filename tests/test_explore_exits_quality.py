@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from support import CLEAN, assert_found_and_replayed, explore_program, write_program
+from support import (
+    CLEAN,
+    assert_found_and_replayed,
+    explore_program,
+    run_program,
+    write_program,
+)
 
 pytestmark = [pytest.mark.quality, pytest.mark.slow]
 
@@ -262,3 +268,42 @@ def test_a_blocking_call_after_stop_leads_the_exit_it_caused(tmp_path: Path) -> 
     assert_found_and_replayed(result, headline)
     assert "after reactor.stop()" in result.stderr.splitlines()[0]
     assert "then exit: the program exited with status 1: result not saved: []" in result.stderr
+
+
+# Its fixed twin in shape: a daemon heartbeat asks the reactor to count a beat
+# (blockingCallFromThread) until the program ends, so a beat may come after
+# reactor.stop(). Python exits without the daemon thread: nothing waits on it.
+HEARTBEAT_AFTER_STOP = """\
+import threading, time
+from twisted.internet import defer, task, threads
+
+beats = []
+
+
+def heartbeat(reactor):
+    while True:
+        threads.blockingCallFromThread(reactor, beats.append, time.monotonic())
+        time.sleep(0.01)
+
+
+@defer.inlineCallbacks
+def main(reactor):
+    threading.Thread(target=heartbeat, args=(reactor,), daemon=True, name="heartbeat").start()
+    yield task.deferLater(reactor, 0.05, lambda: None)
+
+
+try:
+    task.react(main)
+finally:
+    time.sleep(0.05)  # flush the metrics: the heartbeat beats on
+"""
+
+
+def test_a_daemon_heartbeat_beating_after_stop_is_no_violation(tmp_path: Path) -> None:
+    program = write_program(tmp_path, HEARTBEAT_AFTER_STOP)
+    ran = run_program(program)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stderr == "threadcheck: no thread-affinity violations found\n"
+    explored = explore_program(program, "--budget", "300")
+    assert explored.returncode == 0, explored.stderr
+    assert CLEAN.match(explored.stderr), explored.stderr

@@ -359,6 +359,33 @@ def test_blocking_call_after_stop_raises_at_once_in_every_mode(
     assert violation.headline().startswith("blockingCallFromThread called from thread 'worker'")
 
 
+def test_a_daemon_threads_blocking_call_after_stop_waits_as_under_twisted(
+    running_reactor: Any,
+) -> None:
+    # A heartbeat still beating as the program ends: Python exits without it,
+    # so its wait holds up nothing (it raised, with a traceback and exit 3).
+    running: RunningReactor = running_reactor(Mode.RAISE)
+    running.stop()
+    answers: list[int] = []
+    heartbeat = threading.Thread(
+        target=lambda: answers.append(threads.blockingCallFromThread(running.reactor, lambda: 1)),
+        name="heartbeat",
+        daemon=True,
+    )
+    heartbeat.start()
+    queued = threading.Event()
+    for _ in range(500):
+        if running.reactor.threadCallQueue or not heartbeat.is_alive():
+            queued.set()
+            break
+        queued.wait(0.01)
+    assert heartbeat.is_alive(), "it did not wait"
+    assert running.recorder.violations() == []
+    running.reactor.runUntilCurrent()  # its call was queued: run, it ends the wait
+    heartbeat.join(JOB_WAIT)
+    assert answers == [1]
+
+
 def _stop_while_a_job_runs(reactor: Any, job: Callable[[], None]) -> None:
     """Run ``reactor``, give its pool ``job`` and stop at once; it must end."""
     reactor.callWhenRunning(reactor.callInThread, job)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
-from threading import get_ident
+from threading import current_thread, get_ident
 from traceback import format_stack
 from types import CodeType, FrameType
 from typing import Any, TypeVar
@@ -286,6 +286,10 @@ class ThreadCheckMixin(PosixReactorBase, metaclass=InstrumentedReactorType):
         if self.running and get_ident() == self._threadcheck.owner:
             self._threadcheck.blocking_call_in_reactor()  # a shutdown trigger, say
         if self._still_serving_calls():
+            return
+        if current_thread().daemon:
+            # Its wait holds up nothing: Python exits without it (a heartbeat
+            # still beating as the program ends). It waits, as under Twisted.
             return
         # Also when the reactor thread has ended and this thread has its old ident.
         self._threadcheck.blocking_call_after_stop()
