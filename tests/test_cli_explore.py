@@ -769,3 +769,10 @@ def test_a_command_on_path_is_named_by_its_script(
     assert str(raised.value) == (
         f"no such file: twistd (the command's script: threadcheck run {command} ...)"
     )
+    # Under explore it named `threadcheck run` too.
+    for subcommand, words in (("explore", "explore"), ("replay", "replay TOKEN")):
+        with pytest.raises(UsageError) as raised:
+            check_script("twistd", subcommand)
+        assert str(raised.value) == (
+            f"no such file: twistd (the command's script: threadcheck {words} {command} ...)"
+        )

@@ -271,7 +271,7 @@ def check_program(args: argparse.Namespace) -> None:
     if args.module is None and not target:
         raise UsageError(f"{args.command}: expected a script or -m module")
     if args.module is None:
-        check_script(target[0])
+        check_script(target[0], args.command)
         path = os.path.abspath(target[0])
         sys.path[0] = path if os.path.isdir(path) else os.path.dirname(path)
     else:

@@ -232,11 +232,14 @@ def program_is_user_code(module: str | None, target: list[str]) -> None:
         _stacks.register_user_paths(installed)
 
 
-def check_script(script: str) -> None:
+def check_script(script: str, subcommand: str = "run") -> None:
+    """``script`` is a Python script threadcheck ``subcommand`` can run (its
+    first argument: a command on PATH is pointed to by its path)."""
     if not os.path.exists(script):
         command = shutil.which(script) if os.sep not in script else None
-        hint = f" (the command's script: threadcheck run {command} ...)" if command else ""
-        raise UsageError(f"no such file: {script}{hint}")
+        before = " TOKEN" if subcommand == "replay" else ""
+        hint = f" (the command's script: threadcheck {subcommand}{before} {command} ...)"
+        raise UsageError(f"no such file: {script}{hint if command else ''}")
     if os.path.isdir(script) and not os.path.exists(os.path.join(script, "__main__.py")):
         raise UsageError(f"not a script, and has no __main__.py: {script}")
     if os.path.isfile(script):
