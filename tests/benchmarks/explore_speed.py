@@ -18,7 +18,11 @@ Python:
 * the controlled/uncontrolled ratio: the same scenario run ``--plain`` times on
   a plain instrumented reactor (``ThreadCheckReactor``, real threads, a fresh
   reactor per run) against as many schedules of ``random`` (the default
-  strategy proves this scenario in fewer), per run.
+  strategy proves this scenario in fewer), per run;
+* the floor: as many runs on Twisted's own reactor, uninstrumented (real
+  threads, a fresh reactor and thread pool per run, as each schedule has):
+  what a schedule costs before any of threadcheck's work, so the most
+  schedules/s an explorer that builds a fresh reactor per schedule could reach.
 
 ``--pin`` runs the whole process on one CPU (Linux): one controlled thread runs
 at a time anyway, and a hand-off within one CPU is cheaper than across two.
@@ -50,7 +54,7 @@ from threadcheck._sched._core import iter_runs
 from threadcheck._sched._runner import Explorer, Settings
 from threadcheck._sched._targets import ScenarioTarget, run_scenario
 from threadcheck._sched.strategies import parse
-from threadcheck_reactor import ThreadCheckReactor
+from threadcheck_reactor import ThreadCheckMixin, ThreadCheckReactor, _running
 
 STRATEGIES = ("portfolio", "random", "pct:2", "pct:3", "bounded:1", "dpor")
 ROUNDS_EACH = 2
@@ -186,6 +190,24 @@ def plain_seconds(runs: int) -> float:
     return time.perf_counter() - started
 
 
+TWISTED: Any = next(base for base in ThreadCheckReactor.__bases__ if base is not ThreadCheckMixin)
+"""The Twisted reactor class the instrumented default reactor wraps."""
+
+
+def twisted_seconds(runs: int) -> float:
+    """Seconds for ``runs`` runs of the scenario on Twisted's own reactor, each fresh."""
+    _running.unpatch()  # Twisted's own Deferreds (the next instrumented reactor patches again)
+    started = time.perf_counter()
+    for _ in range(runs):
+        reactor = TWISTED()
+        run_scenario(reactor, scenario)
+        for reader in list(reactor._internalReaders):  # its waker: close its pipe
+            reactor.removeReader(reader)
+            reader.connectionLost(None)
+        reactor._poller.close()
+    return time.perf_counter() - started
+
+
 def controlled_seconds(runs: int) -> float:
     """Seconds for ``runs`` schedules of ``random`` (``threadcheck.explore``)."""
     before = LEAKS.open_fds()
@@ -241,6 +263,12 @@ def measure(budget: int, plain: int, rounds: int) -> None:
         f"{plain} schedules (random): {c * 1e3:.0f} ms ({plain / c:.0f} sched/s); "
         f"controlled/plain time {statistics.median(ratios):.2f} "
         f"[{min(ratios):.2f}-{max(ratios):.2f}]"
+    )
+    twisted_seconds(20)  # warm-up
+    floor = statistics.median(twisted_seconds(plain) for _ in range(rounds))
+    print(
+        f"floor: Twisted's {TWISTED.__name__} x{plain}, uninstrumented: {floor * 1e3:.0f} ms "
+        f"({plain / floor:.0f} runs/s); random's schedules/its runs time {c / floor:.2f}"
     )
 
 
