@@ -367,11 +367,36 @@ def test_the_replay_command_reproduces_the_failure(pytester: pytest.Pytester) ->
 def test_a_replay_that_goes_elsewhere_is_an_error_not_a_pass(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_race=RACE)
     token = token_of(run(pytester, "-k", "lost_update"))
-    replayed = run(pytester, "test_race.py::test_fixed", f"--threadcheck-replay={token}")
+    # The test changed since: its second job is gone.
+    pytester.makepyfile(test_race=RACE.replace("in_thread(reactor, lambda: None)", "None"))
+    replayed = run(pytester, "test_race.py::test_lost_update", f"--threadcheck-replay={token}")
     replayed.assert_outcomes(failed=1)
     replayed.stdout.fnmatch_lines(
         ["*threadcheck: the replay diverged:*", "1 exploration: 1 schedule in * 1 failing"]
     )
+
+
+def test_a_replay_runs_the_test_its_token_names_only(pytester: pytest.Pytester) -> None:
+    # Every selected explored test replayed it: the correct twin failed, "diverged".
+    pytester.makepyfile(test_race=RACE)
+    token = token_of(run(pytester, "-k", "lost_update"))
+    replayed = run(pytester, "test_race.py", f"--threadcheck-replay={token}")
+    replayed.assert_outcomes(failed=1, skipped=1)
+    replayed.stdout.fnmatch_lines(["FAILED test_race.py::test_lost_update - *"])
+    assert "diverged" not in replayed.stdout.str()
+
+
+def test_a_replay_of_another_test_than_its_tokens_is_a_usage_error(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_race=RACE)
+    token = token_of(run(pytester, "-k", "lost_update"))
+    replayed = run(pytester, "test_race.py::test_fixed", f"--threadcheck-replay={token}")
+    assert replayed.ret == pytest.ExitCode.USAGE_ERROR
+    assert [line for line in replayed.stderr.lines if line] == [
+        "ERROR: --threadcheck-replay: the token is of the test test_race.py::test_lost_update, "
+        "which is not selected; run the replay command as printed (it names the test)"
+    ]
 
 
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["alone", "xdist"])

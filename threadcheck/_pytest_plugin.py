@@ -545,9 +545,18 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     _tests_are_user_code(session.items)
     if session.config.option.threadcheck_replay is None or not session.items:
         return  # (no items: an xdist controller, or --collect-only of nothing)
-    if not any(item.get_closest_marker("threadcheck_explore") for item in session.items):
+    explored = [item for item in session.items if item.get_closest_marker("threadcheck_explore")]
+    if not explored:
         raise pytest.UsageError(
             "--threadcheck-replay: no selected test carries @pytest.mark.threadcheck_explore; "
+            "run the replay command as printed (it names the test)"
+        )
+    from threadcheck._testexplore import replayed_test, without_part
+
+    recorded = replayed_test(session.config.option.threadcheck_replay)
+    if recorded is not None and recorded not in {without_part(item.nodeid) for item in explored}:
+        raise pytest.UsageError(
+            f"--threadcheck-replay: the token is of the test {recorded}, which is not selected; "
             "run the replay command as printed (it names the test)"
         )
 

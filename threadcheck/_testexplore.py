@@ -117,6 +117,15 @@ def options_from(config: pytest.Config) -> Options:
     )
 
 
+def replayed_test(token: str) -> str | None:
+    """The node id of the test ``token`` was recorded from; None for a token
+    that is not a test's (a program's, a scenario's)."""
+    from threadcheck._sched import _token
+
+    target = str(_token.decode(token).get("target", ""))
+    return target if "::" in target else None
+
+
 def xdist_parts(config: pytest.Config) -> int:
     """How many parts each exploration is split into: one per pytest-xdist worker."""
     workerinput = getattr(config, "workerinput", None)
@@ -247,6 +256,10 @@ def _explore_or_replay(item: pytest.Function, options: Options, settings: dict[s
     typed = _as_typed_here(item, nodeid)  # the replay command runs where pytest ran
     explore_settings = _explore_settings(item, settings)
     if options.replay is not None:
+        recorded = replayed_test(options.replay)
+        if recorded is not None and recorded != nodeid:
+            # Its decisions are another test's: replayed here, a correct test failed.
+            pytest.skip(f"--threadcheck-replay: the token is of {recorded}")
         diverged: str | None = None
         began = time.monotonic()
         try:
