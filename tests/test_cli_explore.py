@@ -119,6 +119,10 @@ def test_a_token_replayed_on_another_program_diverges(
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith("threadcheck: the replay diverged: ")
+    # It did not say what the token was recorded running (other arguments, say).
+    assert result.stderr.endswith(
+        f"; the token was recorded running -m {RACE}: replay it with the same arguments\n"
+    )
 
 
 COROUTINES = """
@@ -163,6 +167,7 @@ def test_a_diverging_replay_shows_the_program_none_of_our_internals(tmp_path: Pa
     result = threadcheck("replay", token_of(found.stderr), other)
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("threadcheck: the replay diverged: "), result.stderr
+    assert "recorded running" not in result.stderr  # the same script name, in another folder
     assert "Abort" not in result.stdout + result.stderr
 
 

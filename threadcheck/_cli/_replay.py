@@ -7,6 +7,8 @@ replay that diverged (never a pass).
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import signal
 import sys
 from typing import Any
@@ -72,11 +74,14 @@ def _replay(args: argparse.Namespace) -> int:
     pin_hash_seed(args.invocation, _recorded_hash_seed(recorded))
     # Ctrl-C (or SIGTERM) ends a replay stuck outside the scheduler's control at
     # once, not after the watchdog's 10 s; one that runs on finishes its schedule.
+    target = program_target(args)
     with Progress(sys.stderr, signals=(signal.SIGINT, signal.SIGTERM)) as progress:
         try:
-            result = replay(program_target(args), args.token, warn=_warn)
+            result = replay(target, args.token, warn=_warn)
         except ReplayDivergenceError as error:
-            print(f"threadcheck: {error}", file=sys.stderr)
+            recorded_run = str(recorded.get("target", ""))
+            other = "" if _same_run(recorded_run, target.description) else _OTHER_RUN
+            print(f"threadcheck: {error}{other.format(recorded_run)}", file=sys.stderr)
             return USAGE_ERROR
         except KeyboardInterrupt:
             print("threadcheck: interrupted: the replay did not finish", file=sys.stderr)
@@ -84,6 +89,21 @@ def _replay(args: argparse.Namespace) -> int:
     sys.stderr.write(result.report())
     status = write_views(args, result, SCHEDULE_FAILED if result.found else 0)
     return status
+
+
+_OTHER_RUN = "; the token was recorded running {}: replay it with the same arguments"
+
+
+def _same_run(recorded: str, description: str) -> bool:
+    """Whether the replay runs the program as it was recorded: the same module
+    or script name (its folder may be typed otherwise), the same arguments."""
+    try:
+        before, now = shlex.split(recorded), shlex.split(description)
+    except ValueError:
+        return True  # not a program's (nothing to say)
+    if not before or not now or before[0] == "-m" or now[0] == "-m":
+        return before == now or not before
+    return os.path.basename(before[0]) == os.path.basename(now[0]) and before[1:] == now[1:]
 
 
 def _refuse_a_tests_token(recorded: dict[str, Any], token: str) -> None:
