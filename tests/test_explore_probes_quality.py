@@ -21,6 +21,7 @@ replayed in a fresh process, each fixed twin clean or proved):
 from __future__ import annotations
 
 import gc
+import re
 import subprocess
 import sys
 import threading
@@ -506,3 +507,53 @@ def test_a_test_runner_catching_the_teardown_prints_none_of_ours(tmp_path: Path)
     assert result.returncode == 1, result.stderr
     assert result.stderr.startswith("threadcheck: exception: ZeroDivisionError"), result.stderr
     assert "Abort" not in result.stdout + result.stderr
+
+
+# A rare fast path chosen by the OS's random bytes (secrets): it skips the lock.
+# Shrinking reran candidates with other bytes, so the path was not taken again:
+# a one-preemption lost update was "shrunk to 22". dpor's no-proof said the
+# program "keeps state between runs", which it does not.
+RANDOM_FAST_PATH = """\
+import secrets, threading
+from twisted.internet import reactor, threads
+from twisted.internet.defer import gatherResults
+
+class Counter:
+    def __init__(self):
+        self.n = 0
+        self.lock = threading.Lock()
+
+counter = Counter()
+
+def job():
+    if secrets.randbelow(4) == 0:
+        counter.n += 1  # BUG: the sampled fast path skips the lock
+    else:
+        with counter.lock:
+            counter.n += 1
+
+gatherResults([threads.deferToThread(job) for _ in range(2)]).addBoth(lambda _: reactor.stop())
+reactor.run()
+if counter.n != 2:
+    raise SystemExit(f"lost update: {counter.n}")
+"""
+
+
+def test_a_failure_on_a_path_the_os_random_bytes_chose_shrinks_with_them(tmp_path: Path) -> None:
+    program = write_program(tmp_path, RANDOM_FAST_PATH)
+    result = explore_program(program)
+    assert_found_and_replayed(result, "threadcheck: exit: the program exited with status 1")
+    assert re.search(r"shrunk to 1\b", result.stderr), result.stderr
+
+
+def test_a_search_whose_runs_draw_os_random_bytes_says_so(tmp_path: Path) -> None:
+    # Fixed: the fast path takes the lock too, and counts itself (its own points).
+    fast = "with counter.lock:\n            counter.n += 1\n        with counter.lock:\n"
+    fixed = RANDOM_FAST_PATH.replace(
+        "counter.n += 1  # BUG: the sampled fast path skips the lock",
+        fast + "            counter.fast = getattr(counter, 'fast', 0) + 1",
+    )
+    result = explore_program(write_program(tmp_path, fixed), "--strategy", "dpor")
+    assert result.returncode == 0, result.stderr
+    assert "not a proof" in result.stderr
+    assert "(each run draws other OS random bytes: secrets, uuid4)" in result.stderr

@@ -94,6 +94,8 @@ class Patches:
         self._premade: list[_premade.Found] = []
 
     def install(self) -> None:
+        global os_randomness_drawn
+        os_randomness_drawn = False
         replacements = self._replacements()
         # What user modules may have imported by name: the originals, before the swap.
         by_original = {
@@ -392,6 +394,12 @@ _entropy = random.Random(0)
 """The bytes ``os.urandom`` draws in controlled threads: seeded per schedule run."""
 
 
+os_randomness_drawn = False
+"""Whether a controlled thread drew ``os.urandom`` bytes since the patches were
+installed: every run draws others, so a run that repeats another's decisions
+may take another path (a search's runs may not repeat their prefixes)."""
+
+
 def reseed_randomness(seed: int, entropy: str) -> None:
     """As a schedule starts: the ``random`` module and every ``random.Random()``
     made without a seed draw the same numbers on every run of this schedule;
@@ -421,8 +429,10 @@ def _reproducible_bytes(original: Callable[[int], bytes]) -> Any:
     controlled thread, the next of the schedule's bytes, so a replay repeats them."""
 
     def urandom(size: int) -> bytes:
+        global os_randomness_drawn
         scheduler = active()
         if scheduler is not None and scheduler.controlled() is not None:
+            os_randomness_drawn = True
             return _entropy.randbytes(size)
         return original(size)
 

@@ -58,13 +58,15 @@ def shrink_failure(
 
     def attempt(plan: AnchoredPlan) -> tuple[ScheduleRun, bool]:
         counted()
-        run = explorer.run(plan, 0)
+        # The failing run's OS random bytes: a program whose path depends on
+        # them (secrets, uuid4) takes it again, as its replay does.
+        run = explorer.run(plan, 0, entropy=failing.entropy)
         assert run is not None
         return judged(run)
 
     def attempt_next(strategy: BoundedPreemption, index: int) -> tuple[ScheduleRun, bool] | None:
         counted()
-        run = explorer.run(strategy, index)
+        run = explorer.run(strategy, index, entropy=failing.entropy)
         return None if run is None else judged(run)
 
     def within_budget() -> bool:

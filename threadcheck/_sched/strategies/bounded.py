@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from threadcheck._sched._core import TIME
-from threadcheck._sched.strategies.dpor import DIVERGED
+from threadcheck._sched.strategies.dpor import diverged
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ class BoundedPreemption:
     @property
     def caveats(self) -> frozenset[str]:
         """Why its exhaustion would be no proof."""
-        return DIVERGED if self._diverged else frozenset()
+        return diverged() if self._diverged else frozenset()
 
     def _offer(self, runnable: Sequence[int], current: int | None, chosen: int) -> None:
         """Queue the other choices here, each after the schedules that cost less."""

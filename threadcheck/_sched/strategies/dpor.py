@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from threadcheck._races import _footprint
+from threadcheck._sched import _patch
 from threadcheck._sched._core import TIME
 from threadcheck._sched._dpor import Event, SourceDpor
 
@@ -75,9 +76,19 @@ class Dpor:
     @property
     def caveats(self) -> frozenset[str]:
         """Why its exhaustion would be no proof."""
-        return DIVERGED if self.search.diverged else frozenset()
+        return diverged() if self.search.diverged else frozenset()
 
 
 DIVERGED = frozenset(
     {"runs that did not repeat themselves (the program keeps state between runs)"}
 )
+DIVERGED_BY_RANDOMNESS = frozenset(
+    {"runs that did not repeat themselves (each run draws other OS random bytes: secrets, uuid4)"}
+)
+
+
+def diverged() -> frozenset[str]:
+    """Why a search whose runs did not repeat their prefixes is no proof: the
+    random bytes each run draws afresh when the program drew any, else state
+    the program keeps between runs."""
+    return DIVERGED_BY_RANDOMNESS if _patch.os_randomness_drawn else DIVERGED
