@@ -848,3 +848,45 @@ def test_a_reactor_installed_before_the_plugin_is_refused_in_one_line(
     result.stderr.fnmatch_lines(
         ["ERROR: twisted.internet.epollreactor.EPollReactor is already the global reactor*"]
     )
+
+
+def test_a_violation_after_the_calls_report_is_the_teardowns(pytester: pytest.Pytester) -> None:
+    # A heartbeat's violation between the call's report and the teardown was
+    # charged to the call, whose failure had already counted the ones before it.
+    pytester.makeconftest(
+        """
+        import threading
+        reported = threading.Event()
+        beaten = threading.Event()
+
+        def pytest_runtest_logreport(report):
+            if report.when == "call":
+                reported.set()
+                beaten.wait(10)
+        """
+    )
+    pytester.makepyfile(
+        """
+        import threading
+        from conftest import beaten, reported
+
+        def test_heartbeat():
+            from twisted.internet import reactor
+            first = threading.Event()
+
+            def beat():
+                reactor.callLater(0, lambda: None)  # during the call
+                first.set()
+                reported.wait(10)
+                reactor.callLater(0, lambda: None)  # after the call's report
+                beaten.set()
+
+            threading.Thread(target=beat, name="heartbeat").start()
+            first.wait(10)
+        """
+    )
+    result = run(pytester, "--threadcheck", "--threadcheck-json=report.json", *NO_PYTEST_TWISTED)
+    result.assert_outcomes(failed=1)
+    violations = json.loads((pytester.path / "report.json").read_text())["violations"]
+    phases = sorted((entry["test"]["phase"], entry["count"]) for entry in violations)
+    assert phases == [("call", 1), ("teardown", 1)], violations

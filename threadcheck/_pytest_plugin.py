@@ -445,6 +445,10 @@ def pytest_runtest_makereport(
         _keep_schedule(report, call.excinfo.value)
     allowed: dict[str, str] = item.stash.get(_ALLOWED, {})
     failing = state.run.take(item.nodeid, allowed)
+    if report.when == "call":
+        # The call's report is made: what a thread does from now on is the
+        # teardown's (it was charged to the call, past the failure that counts it).
+        state.run.enter(item.nodeid, "teardown")
     if failing and not state.report_only:
         _fail(report, failing)
     return report
