@@ -168,3 +168,40 @@ def test_unplanned_runs_are_reproducible_per_example() -> None:
 def test_unplanned_runs_outside_hypothesis_vary() -> None:
     seeds = {threadcheck.run(FIXED["ordering"]).seed for _ in range(3)}
     assert len(seeds) == 3
+
+
+def lost_amounts(reactor: Any, amounts: list[int]) -> Deferred[Any]:
+    """A deferToThread job per amount and a reactor callback each add to one total."""
+    counter = Counter()
+
+    def add(n: int) -> None:
+        counter.total += n
+
+    reactor.callLater(0, add, 100)
+    jobs = [_in_thread(reactor, add, n) for n in amounts]
+    expected = 100 + sum(amounts)
+    return gatherResults(jobs).addCallback(
+        lambda _: _check(counter.total == expected, f"total is {counter.total}")
+    )
+
+
+@pytest.mark.quality
+def test_a_failures_replay_line_works_with_its_lambda_written_again() -> None:
+    # The lambda passing the drawn list is a point's place: the printed replay
+    # line, followed with a lambda on another line, diverged ("points differ").
+    drawn: list[list[int]] = []
+
+    @QUICK
+    @given(amounts=st.lists(st.integers(1, 3), min_size=1, max_size=4), schedule=schedules())
+    def check(amounts: list[int], schedule: Schedule) -> None:
+        drawn.append(amounts)
+        threadcheck.run(lambda reactor: lost_amounts(reactor, amounts), schedule=schedule)
+
+    with pytest.raises(ExplorationFailedError) as raised:
+        check()
+    result = raised.value.result
+    amounts = drawn[-1]  # the failing example, run last
+    with pytest.warns(UserWarning, match="points are at other lines than recorded"):
+        again = threadcheck.replay(lambda reactor: lost_amounts(reactor, amounts), result.token)
+    assert again.found and again.failure is not None and result.failure is not None
+    assert again.failure.signature() == result.failure.signature()

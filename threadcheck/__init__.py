@@ -202,7 +202,14 @@ def replay(scenario: Callable[[Any], Any], token: str) -> ExploreResult:
 
     if not isinstance(token, str):
         raise TypeError(f"token={token!r}: give the tc1. token a failure printed")
-    return replay_target(ScenarioTarget(scenario), token)
+    return replay_target(ScenarioTarget(scenario), token, warn=_warn_of_replay)
+
+
+def _warn_of_replay(message: str) -> None:
+    """What makes a replay best effort (another Python, the code moved since)."""
+    import warnings
+
+    warnings.warn(f"threadcheck: {message}", stacklevel=4)  # at the caller of replay()
 
 
 def run(
