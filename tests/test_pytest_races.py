@@ -270,3 +270,47 @@ def test_each_explored_test_is_charged_its_own_races(pytester: pytest.Pytester) 
     result = pytester.runpytest_subprocess("--threadcheck-races", *NO_PYTEST_TWISTED, timeout=120)
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(["*test_twice.py::test_a: *", "*test_twice.py::test_b: *"])
+
+
+DOUBLE_CHECKED = """
+import threading
+import pytest
+
+_config = None
+_lock = threading.Lock()
+
+
+def get_config():
+    global _config
+    if _config is None:  # unlocked: races the build (races.md says why it is reported)
+        with _lock:
+            if _config is None:
+                _config = {{"retries": 3}}
+    return _config
+
+
+{marker}
+def test_config_is_built_once():
+    workers = [threading.Thread(target=get_config) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    config = get_config()
+    for worker in workers:
+        worker.join()
+    assert config is get_config()
+"""
+
+
+@pytest.mark.parametrize("accepted", [False, True], ids=["reported", "accepted"])
+def test_double_checked_locking_is_reported_and_accepted_as_races_md_says(
+    pytester: pytest.Pytester, accepted: bool
+) -> None:
+    marker = '@pytest.mark.threadcheck(allow_races=["global _config"], reason="built once")'
+    pytester.makepyfile(test_config=DOUBLE_CHECKED.format(marker=marker if accepted else ""))
+    result = pytester.runpytest_subprocess("--threadcheck-races", *NO_PYTEST_TWISTED, timeout=120)
+    if accepted:
+        result.assert_outcomes(passed=1)
+        result.stdout.fnmatch_lines(["*test_config.py::test_config_is_built_once: * (expected)"])
+    else:
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines(["*data race on global _config*"])
