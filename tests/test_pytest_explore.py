@@ -380,9 +380,12 @@ def test_a_replay_runs_the_test_its_token_names_only(pytester: pytest.Pytester) 
     # Every selected explored test replayed it: the correct twin failed, "diverged".
     pytester.makepyfile(test_race=RACE)
     token = token_of(run(pytester, "-k", "lost_update"))
-    replayed = run(pytester, "test_race.py", f"--threadcheck-replay={token}")
+    replayed = run(pytester, "test_race.py", "-rfs", f"--threadcheck-replay={token}")
     replayed.assert_outcomes(failed=1, skipped=1)
     replayed.stdout.fnmatch_lines(["FAILED test_race.py::test_lost_update - *"])
+    replayed.stdout.fnmatch_lines(  # at the test's line, not at threadcheck's own
+        ["SKIPPED [[]1[]] test_race.py:*: --threadcheck-replay: the token is of *test_lost_update"]
+    )
     assert "diverged" not in replayed.stdout.str()
 
 

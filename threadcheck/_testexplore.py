@@ -259,7 +259,7 @@ def _explore_or_replay(item: pytest.Function, options: Options, settings: dict[s
         recorded = replayed_test(options.replay)
         if recorded is not None and recorded != nodeid:
             # Its decisions are another test's: replayed here, a correct test failed.
-            pytest.skip(f"--threadcheck-replay: the token is of {recorded}")
+            _skip(f"--threadcheck-replay: the token is of {recorded}")
         diverged: str | None = None
         began = time.monotonic()
         try:
@@ -279,10 +279,10 @@ def _explore_or_replay(item: pytest.Function, options: Options, settings: dict[s
     strategy = settings.get("strategy")
     shard = _shard_of(item, options.shard, strategy)
     if shard is None:
-        pytest.skip(f"a {strategy} search runs whole, in the first part")
+        _skip(f"a {strategy} search runs whole, in the first part")
     budget = options.budget or Budget(settings.get("budget", 2000), settings.get("seconds"))
     if budget.seconds is None and 0 < (budget.schedules or 0) <= next(shard.indices()):
-        pytest.skip(f"budget {budget.schedules}: each of its schedules falls to an earlier part")
+        _skip(f"budget {budget.schedules}: each of its schedules falls to an earlier part")
     seed = options.seed if options.seed is not None else settings.get("seed", 0)
     try:
         checked_strategy(strategy, seed, explore_settings.granularity, shard.count)
@@ -304,6 +304,11 @@ def _explore_or_replay(item: pytest.Function, options: Options, settings: dict[s
     _record(item, result)
     if result.found or result.inconclusive:
         pytest.fail(result.report(), pytrace=False)
+
+
+def _skip(reason: str) -> NoReturn:
+    """Skip the test, shown at the test's own line (not at this module's)."""
+    raise pytest.skip.Exception(reason, _use_item_location=True)
 
 
 def _decided_by_the_test(result: ExploreResult) -> None:
@@ -334,7 +339,7 @@ def _stress_item(item: pytest.Function, options: Options, settings: dict[str, An
     if part is not None and runs is not None:  # xdist workers share the runs
         runs = runs // part[1] + (1 if part[0] < runs % part[1] else 0)
         if runs == 0 and budget.schedules:
-            pytest.skip(f"runs={budget.schedules}: fewer runs than parts, run by the first")
+            _skip(f"runs={budget.schedules}: fewer runs than parts, run by the first")
     seed = options.seed if options.seed is not None else settings.get("seed")
     with Progress(sys.__stderr__ or sys.stderr) as progress:
         result = stress(
