@@ -45,6 +45,10 @@ And, "proved" until a generator's stopping (a yield, a return) wrote it, as
 its start in ``next(gen)`` does: two handlers drawing request ids from one
 generator with ``next()`` (``generator already executing``).
 
+And, "proved" until a write through a setter was one: a frozen dataclass's
+stats bumped with ``object.__setattr__``, and setters taken as values
+(``functools.partial(setattr, ...)``, a bound ``__setattr__``).
+
 And, "proved" until a call into C that compares with the program's own
 ``__lt__`` watched its heap while it ran: a retry pushed onto a heap while
 shutdown clears it (``list changed size during iteration``).
@@ -87,6 +91,7 @@ import sqlite3
 import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -1201,6 +1206,63 @@ def sweep_locked(reactor: Any) -> None:
     _sweep(locked=True)
 
 
+@dataclass(frozen=True)
+class FrozenStats:
+    """Request stats, frozen as a value object, bumped in place the way frozen
+    dataclasses allow it: ``object.__setattr__``."""
+
+    handled: int = 0
+
+
+def _bump_frozen(locked: bool) -> None:
+    """Once "proved": a write through ``object.__setattr__`` was no access."""
+    stats = FrozenStats()
+    lock = threading.Lock() if locked else contextlib.nullcontext()
+
+    def handle() -> None:
+        with lock:  # BUG when unlocked: read, then written back
+            object.__setattr__(stats, "handled", stats.handled + 1)
+
+    _run(handle, handle)
+    assert stats.handled == 2, f"handled {stats.handled}"
+
+
+def frozen_racy(reactor: Any) -> None:
+    _bump_frozen(locked=False)
+
+
+def frozen_locked(reactor: Any) -> None:
+    _bump_frozen(locked=True)
+
+
+def _bump_through_setters(locked: bool) -> None:
+    """Once "proved": setters taken as values (``functools.partial(setattr, ...)``,
+    a bound ``__setattr__``) wrote, unseen, in the C code they were handed to."""
+    metrics = Metrics(locked=False)
+    lock = threading.Lock() if locked else contextlib.nullcontext()
+    set_requests = functools.partial(setattr, metrics, "requests")
+    set_attribute = metrics.__setattr__
+
+    def by_partial() -> None:
+        with lock:  # BUG when unlocked: read, then written back
+            set_requests(metrics.requests + 1)
+
+    def by_method() -> None:
+        with lock:
+            set_attribute("requests", metrics.requests + 1)
+
+    _run(by_partial, by_method)
+    assert metrics.requests == 2, f"{metrics.requests} requests counted"
+
+
+def setters_racy(reactor: Any) -> None:
+    _bump_through_setters(locked=False)
+
+
+def setters_locked(reactor: Any) -> None:
+    _bump_through_setters(locked=True)
+
+
 BUGGY = {
     "counter": counter_racy,
     "bank": bank_inverted,
@@ -1238,6 +1300,8 @@ BUGGY = {
     "claims": claims_racy,
     "rules": rules_racy,
     "sweep": sweep_racy,
+    "frozen": frozen_racy,
+    "setters": setters_racy,
 }
 FIXED = {
     "counter": counter_locked,
@@ -1276,4 +1340,6 @@ FIXED = {
     "claims": claims_locked,
     "rules": rules_locked,
     "sweep": sweep_locked,
+    "frozen": frozen_locked,
+    "setters": setters_locked,
 }

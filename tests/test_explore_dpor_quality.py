@@ -78,6 +78,8 @@ PROVED_WITHIN = {
     "dpor_programs:claims": 30,
     "dpor_programs:rules": 30,
     "dpor_programs:sweep": 20,
+    "dpor_programs:frozen": 10,
+    "dpor_programs:setters": 10,
 }
 FOUND_AS = {
     "races:abba_deadlock": "deadlock",
@@ -121,6 +123,8 @@ FOUND_AS = {
     "dpor_programs:claims": "exception",
     "dpor_programs:rules": "exception",
     "dpor_programs:sweep": "exception",
+    "dpor_programs:frozen": "exception",
+    "dpor_programs:setters": "exception",
 }
 
 

@@ -72,6 +72,36 @@ class Case:
 
 
 ACCESS_KINDS = [
+    *(
+        Case(
+            f"attribute written through {how}",
+            racy=f"""
+                import functools
+                def work():
+                    {write}
+                t = threading.Thread(target=work); t.start()
+                seen = getattr(box, "v", None)
+                t.join()
+            """,
+            fixed=f"""
+                import functools
+                def work():
+                    {write}
+                t = threading.Thread(target=work); t.start()
+                t.join()
+                seen = getattr(box, "v", None)
+            """,
+            location="Box.v",
+            line=write,
+        )
+        for how, write in [
+            ("object.__setattr__", 'object.__setattr__(box, "v", 1)'),
+            ("a bound __setattr__", 'box.__setattr__("v", 1)'),
+            ("object.__delattr__", 'object.__delattr__(box, "v")'),
+            ("setattr taken as a value", 'functools.partial(setattr, box, "v")(1)'),
+            ("a __setattr__ taken as a value", 'list(map(box.__setattr__, ["v"], [1]))'),
+        ]
+    ),
     Case(
         "attribute update",
         racy="""

@@ -175,6 +175,53 @@ def sv(value: Any, obj: Any, name: Any, site: int) -> Any:
     return value
 
 
+def sa(setter: Any, site: int) -> Any:
+    """``setattr`` or ``delattr``, or a ``__setattr__``/``__delattr__``, taken as a
+    value, not called at once (``functools.partial(setattr, stats, "n")``,
+    ``set_ = object.__setattr__``): wrapped, so that each later call writes
+    the attribute it names, as ``setattr(obj, name, value)`` written out does.
+    Anything else (a local function named ``setattr``) is returned as it is."""
+    if setter is builtins.setattr or setter is builtins.delattr:
+        return _Setter(setter, None, site)
+    if getattr(setter, "__name__", None) not in ("__setattr__", "__delattr__"):
+        return setter
+    owner = getattr(setter, "__self__", None)  # `stats.__setattr__`: bound to stats
+    return _Setter(setter, None if owner is None or isinstance(owner, type) else owner, site)
+
+
+class _Setter:
+    """A setter taken as a value (see :func:`sa`)."""
+
+    __slots__ = ("__weakref__", "owner", "setter", "site")
+
+    def __init__(self, setter: Any, owner: Any, site: int) -> None:
+        self.setter = setter
+        self.owner = owner
+        self.site = site
+
+    def __call__(self, *args: Any) -> Any:
+        if self.owner is not None and args:
+            obj, name = self.owner, args[0]
+        elif len(args) >= 2:
+            obj, name = args[0], args[1]
+        else:
+            return self.setter(*args)  # its own TypeError
+        caller = sys._getframe(1)
+        # Called back by a library (a partial called by Twisted): no point, as
+        # library code runs whole between points; the write is the running step's.
+        by_user = GLOBALS in caller.f_globals or _footprint.is_rewritten(caller.f_code)
+        if on_access is not None and by_user:
+            on_access(self.site, "store")
+        if _footprint.collecting and type(name) is str:
+            _footprint.write(obj, name)
+        if enabled and type(name) is str:
+            _written(obj, name, self.site, "write")
+        return self.setter(*args)
+
+    def __repr__(self) -> str:
+        return repr(self.setter)
+
+
 def lp(iterable: Any, site: int) -> Any:
     """The iterable of a ``for`` loop (not over a ``range``): each step a point
     (where points come from the helpers), and each step of an iterator that may

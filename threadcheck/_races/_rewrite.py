@@ -109,7 +109,7 @@ _NAMESPACES = frozenset({"locals", "vars", "dir"})
 HELPERS = (
     "ra", "wa", "ua", "st", "sv", "lp", "lw", "it", "cm", "cmk", "cml", "cr", "ck", "oa", "oal",
     "oah", "oaw", "bm", "own_code", "code_args", "ip", "lk", "lkc", "isin", "cached", "cms", "gy",
-    "rv", "wv", "wn", "uv", "sub", "subu", "subo", "Scope", "im", "own",
+    "rv", "wv", "wn", "uv", "sub", "subu", "subo", "Scope", "im", "own", "sa",
 )  # fmt: skip
 GLOBALS = "__tc_gl__"
 
@@ -643,6 +643,8 @@ class _Rewriter(ast.NodeTransformer):
         )
         if which == "ra" and node.attr in _TAKEN:  # not called here: visit_Call has those
             return self._call("bm", node, self._site(node, "method", f"{text}()"))
+        if which == "ra" and node.attr in _SETTERS:  # `setter = object.__setattr__`
+            return self._call("sa", node, self._site(node, "attribute", f"{text}()"))
         return node
 
     def visit_Call(self, node: ast.Call) -> ast.AST:
@@ -654,6 +656,10 @@ class _Rewriter(ast.NodeTransformer):
         late = False
         if isinstance(func, ast.Attribute) and _assertion_helper(func.value):
             pass  # pytest's assertion rewriting (`@pytest_ar._saferepr(...)`): not the program's
+        elif named and isinstance(func, ast.Attribute):
+            func.value = self.visit(func.value)  # `object.__setattr__(stats, "n", v)`: as setattr
+        elif isinstance(func, ast.Name) and func.id in _SETTING:
+            pass  # `setattr(...)` called here: its access is the call's (not `sa`'s)
         elif isinstance(func, ast.Attribute) and func.attr in MUTATORS:
             # A plain name's mutator (`items.pop()`) is a scheduling point: a
             # look before it (`if items:`) and the call race; an item's too
@@ -683,6 +689,7 @@ class _Rewriter(ast.NodeTransformer):
         else:
             node.func = self.visit(func)
         changing = not (isinstance(func, ast.Name) and func.id in _NOT_CHANGING | _SETTING)
+        changing = changing and not (named and isinstance(func, ast.Attribute))
         handed_late = _handed_before_something(node) if changing else []
         node.args = [self.visit(a) for a in node.args]
         node.keywords = [self.visit(k) for k in node.keywords]
@@ -764,10 +771,20 @@ class _Rewriter(ast.NodeTransformer):
         ``delattr(obj, name)`` does. ``obj`` and ``name`` are plain names or
         constants: evaluated again, they are the same."""
         site = self._site(call, "attribute", _text(call))
-        obj, name = (copy.deepcopy(argument) for argument in call.args[:2])
-        function = call.func.id if isinstance(call.func, ast.Name) else ""
+        func = call.func
+        method = func if isinstance(func, ast.Attribute) else None
+        bound = method is not None and len(call.args) == _BOUND_ARGUMENTS[method.attr]
+        if method is not None and bound:
+            # `stats.__setattr__("n", v)`: the object is the method's own.
+            obj, name = copy.deepcopy(method.value), copy.deepcopy(call.args[0])
+        else:
+            obj, name = (copy.deepcopy(argument) for argument in call.args[:2])
+        value_at = 1 if bound else 2
+        function = _SETTING_METHODS[method.attr] if method is not None else _name_of(func)
         if function == "setattr":
-            call.args[2] = self._call("sv", call.args[2], obj, name, site)
+            call.args[value_at] = self._call("sv", call.args[value_at], obj, name, site)
+        elif function == "delattr" and method is not None and bound:
+            method.value = self._call("wa", method.value, name, site)
         elif function == "delattr":
             call.args[0] = self._call("wa", call.args[0], name, site)
         else:
@@ -1018,6 +1035,8 @@ class _Rewriter(ast.NodeTransformer):
         if not isinstance(node.ctx, ast.Load):
             return node
         scope = self._variable(node.id)
+        if scope is None and node.id in _SETTING:  # `functools.partial(setattr, stats, "n")`
+            return self._call("sa", node, self._site(node, "attribute", f"{node.id}()"))
         if scope is None:
             return node
         site = self._site(node, _kind(scope), f"{_kind(scope)} {node.id}")
@@ -1093,6 +1112,12 @@ class _Continues(ast.NodeTransformer):
 
 
 _SETTING = frozenset({"setattr", "delattr"})
+_SETTING_METHODS = {"__setattr__": "setattr", "__delattr__": "delattr"}
+_SETTERS = frozenset(_SETTING_METHODS)
+"""Attributes that write the attribute they name: called as ``setattr`` is."""
+_BOUND_ARGUMENTS = {"__setattr__": 2, "__delattr__": 1}
+"""Their arguments called bound (``stats.__setattr__("n", v)``); unbound
+(``object.__setattr__(stats, "n", v)``), one more."""
 """Builtins that change what they are given, as an attribute store does."""
 
 
@@ -1206,12 +1231,24 @@ def _named_attribute(call: ast.Call) -> bool:
     ``setattr(obj, name, value)`` or ``delattr(obj, name)``, its ``obj`` and
     ``name`` plain names or constants (asked before the call is visited)."""
     func = call.func
-    if not (isinstance(func, ast.Name) and func.id in ("getattr", "hasattr", *_SETTING)):
-        return False
     args = call.args
-    wanted = 3 if func.id == "setattr" else 2
-    if len(args) < wanted or call.keywords or any(isinstance(a, ast.Starred) for a in args):
+    if call.keywords or any(isinstance(a, ast.Starred) for a in args):
         return False
+    if isinstance(func, ast.Attribute) and func.attr in _SETTERS:
+        # `stats.__setattr__(name, v)`, or `object.__setattr__(stats, name, v)`
+        bound = len(args) == _BOUND_ARGUMENTS[func.attr]
+        if bound and not isinstance(func.value, ast.Name):  # `super().__setattr__`: the caller's
+            return False
+        if bound:
+            return isinstance(args[0], ast.Name | ast.Constant)
+        if len(args) != _BOUND_ARGUMENTS[func.attr] + 1:
+            return False
+    elif not (isinstance(func, ast.Name) and func.id in ("getattr", "hasattr", *_SETTING)):
+        return False
+    else:
+        wanted = 3 if func.id == "setattr" else 2
+        if len(args) < wanted:
+            return False
     return isinstance(args[0], ast.Name) and isinstance(args[1], ast.Name | ast.Constant)
 
 
