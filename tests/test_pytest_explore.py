@@ -492,7 +492,8 @@ def test_xdist_workers_split_one_exploration(
         ],
         consecutive=False,
     )
-    result.stdout.fnmatch_lines(["2 explorations: 60 schedules in *"])
+    # One exploration in two parts: counted once (it said "2 explorations").
+    result.stdout.fnmatch_lines(["1 exploration: 60 schedules in *"])
     assert sorted(index for index, _ in recorded(record)) == list(range(60))
 
 
@@ -503,6 +504,8 @@ def test_under_xdist_the_replay_command_names_the_test_itself(pytester: pytest.P
         ["*replay: pytest test_race.py::test_lost_update --threadcheck-replay=tc1.*"]
     )
     assert "part1of2] --threadcheck-replay" not in result.stdout.str()
+    # Each part that finds it fails; the exploration counts once, failing.
+    result.stdout.fnmatch_lines(["1 exploration: * 1 failing"])
 
 
 @pytest.mark.parametrize("strategy", ["bounded:1", "dpor"])
@@ -745,8 +748,8 @@ def test_stress_marker_names_the_outcomes(pytester: pytest.Pytester) -> None:
     result = run(pytester, "-n", "2")
     result.assert_outcomes(passed=2, failed=2)  # each test split between the two workers
     result.stdout.fnmatch_lines(["*3 * 10  FORBIDDEN, first in run 0*"])
-    result.stdout.fnmatch_lines(
-        ["*4 stress tests: 40 runs on real threads*, 20 with a forbidden outcome, 2 failing"]
+    result.stdout.fnmatch_lines(  # tests, not their parts (it said "4 stress tests")
+        ["*2 stress tests: 40 runs on real threads*, 20 with a forbidden outcome, 1 failing"]
     )
 
 

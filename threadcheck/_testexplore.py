@@ -501,34 +501,50 @@ def _strict_xpass(report: pytest.TestReport) -> bool:
 
 @dataclass
 class Totals:
-    """The session's explorations (or stress runs), for the terminal summary."""
+    """The session's explorations (or stress runs), for the terminal summary.
+    An exploration split into parts (one per xdist worker) counts once; each
+    part that finds a failure fails its own item."""
 
     kind: str = STATS_PROPERTY
-    tests: int = 0
     runs: int = 0
     seconds: float = 0.0
-    failed: int = 0
     forbidden_runs: int = 0
-    proved: int = 0
+    _tests: set[str] = field(default_factory=set)
+    _failed: set[str] = field(default_factory=set)
+    _proved: set[str] = field(default_factory=set)
     """Explorations whose every interleaving was explored (dpor, or portfolio's phase)."""
 
+    @property
+    def tests(self) -> int:
+        return len(self._tests)
+
+    @property
+    def failed(self) -> int:
+        return len(self._failed)
+
+    @property
+    def proved(self) -> int:
+        return len(self._proved)
+
     def add(self, report: pytest.TestReport) -> None:
+        test = without_part(report.nodeid)
         for name, value in report.user_properties:
             if name == self.kind:
                 runs, seconds, failed, *more = str(value).split()
-                self.tests += 1
+                self._tests.add(test)
                 self.runs += int(runs)
                 self.seconds += float(seconds)
                 # A test failed by something else (a data race, a violation)
                 # fails here too, and proved nothing; xfail(strict=True) fails
                 # a test whose exploration found nothing: that one passed.
                 other = report.failed and not _strict_xpass(report)
-                self.failed += int(failed) or int(other)
+                if int(failed) or other:
+                    self._failed.add(test)
                 extra = int(more[0]) if more else 0
                 if self.kind == STRESS_PROPERTY:
                     self.forbidden_runs += extra
-                elif not other:
-                    self.proved += extra
+                elif not other and extra:
+                    self._proved.add(test)
 
     def line(self) -> str:
         rate = self.runs / self.seconds if self.seconds > 0 else 0.0
