@@ -77,6 +77,8 @@ class ExploreResult:
     different one (or no other schedule exists): not an interleaving bug."""
     shrink_interrupted: bool = False
     """Ctrl-C stopped the shrink: the schedule shown is the shortest seen so far."""
+    interrupted_by: str = "Ctrl-C"
+    """What stopped it, as the report says (a driver that knows says SIGTERM)."""
     unshrunk: str | None = None
     """Why the failing schedule is shown as found, not shrunk nor traced."""
     token: str | None = None
@@ -176,7 +178,7 @@ def _found(result: ExploreResult) -> str:
 
 
 def _interrupted(result: ExploreResult) -> str:
-    return " (shrinking stopped by Ctrl-C)" if result.shrink_interrupted else ""
+    return f" (shrinking stopped by {result.interrupted_by})" if result.shrink_interrupted else ""
 
 
 def _clean_summary(result: ExploreResult) -> str:
