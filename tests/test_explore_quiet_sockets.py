@@ -45,9 +45,8 @@ def test_a_listening_socket_and_both_ends_of_a_connection_are_in_process(
 def test_one_end_alone_another_family_or_a_closed_socket_is_not(
     connected: tuple[socket.socket, socket.socket, socket.socket],
 ) -> None:
-    server, client, accepted = connected
-    assert not in_process([client])  # its peer may be another process
-    assert not in_process([accepted, server])
+    server, _client, accepted = connected
+    assert not in_process([accepted, server])  # its peer (the client) may be anyone's
     left, right = socket.socketpair()
     with left, right:
         assert not in_process([left, right])
@@ -55,6 +54,32 @@ def test_one_end_alone_another_family_or_a_closed_socket_is_not(
     closed = socket.socket()
     closed.close()
     assert not in_process([closed])
+
+
+def test_an_end_whose_peer_listens_here_is_in_process(
+    connected: tuple[socket.socket, socket.socket, socket.socket],
+) -> None:
+    # A connection the program's own server never accepts (a black-hole
+    # upstream): its timeouts passed in real time, 10 s a schedule.
+    server, client, _accepted = connected
+    assert in_process([client])
+    unaccepted = socket.create_connection(server.getsockname())
+    with unaccepted:
+        assert in_process([unaccepted])
+
+
+def test_an_end_whose_peer_listens_in_another_process_is_not() -> None:
+    listen = "import socket, time; s = socket.create_server(('127.0.0.1', 0)); "
+    listen += "print(s.getsockname()[1], flush=True); time.sleep(60)"
+    child = subprocess.Popen([sys.executable, "-c", listen], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        port = int(child.stdout.readline())
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            assert not in_process([client])
+    finally:
+        child.kill()
+        child.wait()
 
 
 @pytest.fixture
@@ -100,6 +125,32 @@ def test_a_pool_job_s_recv_times_out_in_virtual_time_against_a_silent_server() -
         return threads.deferToThreadPool(reactor, pool, ask).addCallback(check)
 
     threadcheck.explore(scenario, budget=5).assert_clean()
+
+
+@pytest.mark.usefixtures("real_io_limit")
+def test_a_pool_job_s_timeouts_pass_in_virtual_time_against_a_server_that_never_accepts() -> None:
+    def scenario(reactor: Any) -> Deferred[Any]:
+        black_hole = socket.create_server(("127.0.0.1", 0))  # an upstream that never accepts
+
+        def fetch() -> bytes:
+            for _ in range(2):  # a retry
+                try:
+                    with socket.create_connection(black_hole.getsockname(), timeout=40) as sock:
+                        sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                        return sock.recv(100)
+                except TimeoutError:
+                    pass
+            return b"cached"
+
+        def check(answer: bytes) -> None:
+            black_hole.close()
+            assert answer == b"cached"
+
+        pool = reactor.getThreadPool()
+        return threads.deferToThreadPool(reactor, pool, fetch).addCallback(check)
+
+    # 80 s of timeouts a schedule, in real time, failed past the 0.5 s limit.
+    threadcheck.explore(scenario, budget=3).assert_clean()
 
 
 @pytest.mark.usefixtures("real_io_limit")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -27,7 +28,9 @@ _FAMILIES = (socket.AF_INET, socket.AF_INET6)
 
 def in_process(files: Iterable[Any]) -> bool:
     """Whether every one of ``files`` is a TCP socket that listens, or whose
-    peer is the local end of another of them."""
+    peer is the local end of another of them, or a socket of this process
+    that listens there (a connection it never accepts: an upstream that
+    never answers, a test's black hole)."""
     ends: set[tuple[Any, ...]] = set()
     peers: list[tuple[Any, ...]] = []
     for file in files:
@@ -41,7 +44,66 @@ def in_process(files: Iterable[Any]) -> bool:
                 peers.append(_address(file.getpeername()))
         except OSError:  # closed, or still connecting: not known to be quiet
             return False
-    return all(peer in ends for peer in peers)
+    strangers = [peer for peer in peers if peer not in ends]
+    return not strangers or all(_listening_here(peer) for peer in strangers)
+
+
+def _listening_here(address: tuple[Any, ...]) -> bool:
+    """Whether a listening TCP socket of this process takes connections to
+    ``address`` (Linux: ``/proc``; elsewhere unknown, so not)."""
+    listening = _listening_inodes(str(address[0]), int(address[1]))
+    return bool(listening) and not listening.isdisjoint(_own_socket_inodes())
+
+
+_TCP_LISTEN = "0A"
+_TABLES = (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6))
+_ANY = {socket.AF_INET: "0.0.0.0", socket.AF_INET6: "::"}
+
+
+def _listening_inodes(host: str, port: int) -> set[str]:
+    """The inodes of the listening sockets (of any process of this network
+    namespace) bound to ``host`` or to every address, on ``port``."""
+    found: set[str] = set()
+    for table, family in _TABLES:
+        try:
+            with open(f"/proc/self/net/{table}") as lines:
+                rows = [line.split() for line in lines.readlines()[1:]]
+        except OSError:
+            continue
+        for row in rows:
+            local, state, inode = row[1], row[3], row[9]
+            hex_address, _, hex_port = local.partition(":")
+            if state != _TCP_LISTEN or int(hex_port, 16) != port:
+                continue
+            bound = _decoded(hex_address, family)
+            if bound in (host, _ANY[family]):  # "::" takes IPv4 too (dual stack)
+                found.add(inode)
+    return found
+
+
+def _decoded(hex_address: str, family: int) -> str:
+    """An address as ``/proc/net/tcp`` writes it: 32-bit words in host order."""
+    raw = bytes.fromhex(hex_address)
+    words = (raw[i : i + 4] for i in range(0, len(raw), 4))
+    ordered = b"".join(word[::-1] if sys.byteorder == "little" else word for word in words)
+    return socket.inet_ntop(family, ordered)
+
+
+def _own_socket_inodes() -> set[str]:
+    """The inodes of this process's open sockets."""
+    found: set[str] = set()
+    try:
+        descriptors = os.listdir("/proc/self/fd")
+    except OSError:
+        return found
+    for descriptor in descriptors:
+        try:
+            target = os.readlink(f"/proc/self/fd/{descriptor}")
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:["):
+            found.add(target[len("socket:[") : -1])
+    return found
 
 
 def _address(address: Any) -> tuple[Any, ...]:
