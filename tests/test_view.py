@@ -407,6 +407,21 @@ def test_findings_are_one_card_each_with_counts_fix_and_folded_library_frames() 
     assert all(f'<option value="t.py::test_{n}">' in page for n in "ab")
 
 
+def test_a_race_card_shows_where_each_access_s_work_came_from() -> None:
+    # Only the two accesses' stacks were drawn: no submission, no spawn site.
+    prior = PriorAccess(
+        "read", ThreadInfo("MainThread", 1), frames_here("peek"), None, frames_here("batch")
+    )
+    race = finding("Cache.size", Kind.DATA_RACE, access="write", prior=prior)
+    race = dataclasses.replace(race, submitted_from=frames_here("submit"))
+    page = findings_page([race], [], "session")
+    assert page.count("work submitted to the thread pool at") == 2
+    assert page.count("thread started at") == 1  # the later access's: the prior has none
+    assert (
+        page.index("write in thread") < page.index("work submitted") < page.index("earlier read")
+    )
+
+
 def test_100000_violations_stay_under_5_mb_with_the_rest_one_line_each() -> None:
     distinct = [
         finding("reactor.callLater", test=f"t.py::test_{n % 50}", detail=None) for n in range(5000)

@@ -217,17 +217,26 @@ def _card(number: int, kind: str, g: Group) -> str:
 
 def _stacks_of(kind: str, v: Violation) -> Iterator[str]:
     if kind == "race" and v.prior is not None:
+        # Each access with how its thread got its work, as the text report shows.
+        prior = v.prior
         yield _stack(f"{v.access or 'access'} in thread {v.thread.describe()}", v.stack)
-        yield _stack(
-            f"earlier {v.prior.what} in thread {v.prior.thread.describe()}", v.prior.stack
-        )
+        yield from _origins(v.submitted_from, v.spawn_site)
+        yield _stack(f"earlier {prior.what} in thread {prior.thread.describe()}", prior.stack)
+        yield from _origins(prior.submitted_from, prior.spawn_site)
         return
     title = "blocked at" if kind == "stall" else f"the call, in thread {v.thread.describe()}"
     yield _stack(title, v.stack)
-    if v.submitted_from is not None:
-        yield _stack("work submitted to the thread pool at", v.submitted_from)
-    if v.spawn_site is not None:
-        yield _stack("thread started at", v.spawn_site, open_=False)
+    yield from _origins(v.submitted_from, v.spawn_site)
+
+
+def _origins(
+    submitted_from: _stacks.Stack | None, spawn_site: _stacks.Stack | None
+) -> Iterator[str]:
+    """Where a thread's work was submitted, and where the thread was started."""
+    if submitted_from is not None:
+        yield _stack("work submitted to the thread pool at", submitted_from)
+    if spawn_site is not None:
+        yield _stack("thread started at", spawn_site, open_=False)
 
 
 def _stack(title: str, stack: _stacks.Stack, open_: bool = True) -> str:
