@@ -215,7 +215,9 @@ def _finish(
     finished = _report.finish(checker, args.json, sys.stderr)
     if not finished.found:
         races = " or data races" if args.races else ""
-        print(f"threadcheck: no thread-affinity violations{races} found", file=sys.stderr)
+        # 3 is also ours for "found": said, so that the two are told apart.
+        own = "; the program's own exit status is 3" if status == VIOLATIONS_FOUND else ""
+        print(f"threadcheck: no thread-affinity violations{races} found{own}", file=sys.stderr)
     views_written = _write_views(args, checker, activity)
     # Twisted's own SIGINT/SIGTERM handler stops the reactor and the program ends
     # "normally": it was still interrupted, as a shell should hear (130, 143).
