@@ -1451,6 +1451,38 @@ def test_the_detector_keeps_no_frame_or_container_alive(tmp_path: Path) -> None:
     )
 
 
+def test_a_tuple_read_is_not_held_past_the_programs_last_reference(tmp_path: Path) -> None:
+    # A tuple read was held by the detector (it cannot be referenced weakly):
+    # in a cycle, for good, and with it what it holds (foolscap's test of its
+    # weak cache of references failed under --races).
+    races_in(
+        tmp_path,
+        """
+        import gc, weakref
+
+        class Reference:
+            pass
+
+        class Node:
+            pass
+
+        def describe(obj):
+            return f"{obj[0]}: {len(obj)} {[type(x).__name__ for x in obj]}"
+
+        cache = weakref.WeakValueDictionary()
+        ref = Reference()
+        cache["r1"] = ref
+        node = Node()
+        obj = ("graph tangly", ref, node)
+        node.back = obj  # a cycle: only the collector frees it
+        describe(obj)
+        del ref, obj, node
+        gc.collect()
+        assert "r1" not in cache, "the reference was kept alive"
+        """,
+    )
+
+
 def test_containers_dropped_by_several_pool_workers_at_once_are_let_go(tmp_path: Path) -> None:
     # A sweep in one worker replaced the whole list of held containers, losing
     # what the others added meanwhile: held for good (26,070 of 400,000 records).

@@ -369,7 +369,7 @@ def it(obj: Any, site: int) -> Any:
 def _read_whole(obj: Any, site: int, mode: str) -> None:
     if _footprint.collecting:
         _footprint.read(obj, _footprint.WHOLE)
-    if enabled:
+    if enabled and not isinstance(obj, _UNCHANGING):  # nothing writes a tuple: no race
         tc = clocks.get(get_ident()) or current()
         read(tc, location(obj, WHOLE), site, obj, WHOLE, mode)
 
@@ -940,7 +940,12 @@ def isin(key: Any, container: Any, site: int) -> bool:
 
 def _read_key(obj: Any, key: Any, site: int, mode: str = "read") -> None:
     """``obj[key]`` is read (or looked up: ``key in obj``): that key, and every
-    key at once, which a mutating method's call writes (``d.update(...)``)."""
+    key at once, which a mutating method's call writes (``d.update(...)``).
+    Not a tuple's (nor a string's): nothing writes it, so no read of it races,
+    and its shadow would hold it (it cannot be referenced weakly), and what it
+    holds, past the program's last reference (a test of a weak cache failed)."""
+    if isinstance(obj, _UNCHANGING):
+        return
     tc = clocks.get(get_ident()) or current()
     try:
         loc = location(obj, key)
