@@ -580,6 +580,24 @@ def test_trial_with_threadcheck_races_loads_tests_by_name_and_in_workers(
     assert "RaceTests.test_racy" in result.stdout
 
 
+@pytest.mark.parametrize("names", [["svcpkg.tests"], ["svcpkg"], ["-j", "2", "svcpkg.tests"]])
+def test_trial_watches_an_installed_packages_tests_for_races_however_run(
+    tmp_path: Path, names: list[str]
+) -> None:
+    # Its test folder became the user's code as its first test ran: a serial
+    # trial had imported every module by then, unwatched (crochet's race on
+    # its watchdog's flag was found under -j only).
+    tests = tmp_path / "site-packages" / "svcpkg" / "tests"
+    tests.mkdir(parents=True)
+    (tests.parent / "__init__.py").write_text("")
+    (tests / "__init__.py").write_text("")
+    (tests / "test_stats.py").write_text(TRIAL_RACES)
+    site = str(tmp_path / "site-packages")
+    result = trial(names[-1], tmp_path, *names[:-1], THREADCHECK_RACES="1", PYTHONPATH=site)
+    assert "data race on Stats.handled: update in thread" in result.stdout, result.stdout
+    assert "FAILED (errors=1, successes=1)" in result.stdout
+
+
 def test_trial_races_include_names_what_it_cannot_find(tmp_path: Path) -> None:
     (tmp_path / "tc_trial_races.py").write_text(TRIAL_RACES)
     result = trial(

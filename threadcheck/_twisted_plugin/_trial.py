@@ -11,6 +11,7 @@ outside its tests) fail the run when the runner finishes.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import sys
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from threadcheck_reactor._reactor import allowed_apis
 
 def hook(report: ProcessReport) -> None:
     _charge_each_test(report)
+    _named_tests_are_user_code()
     for runner_class in (runner.TrialRunner, DistTrialRunner):
         for name in ("run", "runUntilFailure"):
             _fail_the_run_for_leftovers(runner_class, name, report)
@@ -143,9 +145,54 @@ def _tests_are_user_code(test_class: type) -> None:
     """A test module an installed package holds (``trial pkg.tests``) is the
     user's code: reports show its lines, not the package folded as a library."""
     filename = getattr(sys.modules.get(test_class.__module__), "__file__", None)
-    if not isinstance(filename, str):
-        return
-    folder = os.path.dirname(os.path.abspath(filename)) + os.sep
+    if isinstance(filename, str):
+        _user_folder(os.path.dirname(os.path.abspath(filename)))
+
+
+def _named_tests_are_user_code() -> None:
+    """So too the folder of each test trial is named (``trial pkg.tests``),
+    before it imports the tests: imported as the user's code, they are
+    rewritten for races. Registered only as a test ran, a serial trial had
+    imported every module unwatched (and ``-j`` workers all but the first)."""
+    original = runner.TestLoader.findByName
+
+    @functools.wraps(original)
+    def find_by_name(self: runner.TestLoader, name: str, recurse: bool = False) -> Any:
+        if os.sep not in name:  # a file path is loaded by rewrite_test_files' loader
+            for folder in _test_folders_of(name):
+                _user_folder(folder)
+        return original(self, name, recurse)  # type: ignore[no-untyped-call]
+
+    runner.TestLoader.findByName = find_by_name  # type: ignore[method-assign]
+
+
+def _test_folders_of(name: str) -> list[str]:
+    """The folders of the tests dotted ``name`` names (a test, its class, its
+    module; a package of tests, or its ``test``/``tests`` package: not the
+    rest of a package named whole). Outermost first: only packages that hold
+    no test are imported on the way (``find_spec`` imports a name's parents)."""
+    parts = name.split(".")
+    package: str | None = None
+    for end in range(1, len(parts) + 1):
+        try:
+            spec = importlib.util.find_spec(".".join(parts[:end]))
+        except (ImportError, ValueError, AttributeError):
+            spec = None
+        if spec is None:
+            return []  # a class or a test of a module found already, or nothing
+        if not spec.submodule_search_locations:  # a module
+            origin = spec.origin
+            return [os.path.dirname(os.path.abspath(origin))] if origin else []
+        package = os.path.abspath(next(iter(spec.submodule_search_locations)))
+        if "test" in parts[end - 1]:
+            return [package]
+    assert package is not None
+    inside = (os.path.join(package, sub) for sub in ("test", "tests"))
+    return [sub for sub in inside if os.path.isdir(sub)]
+
+
+def _user_folder(folder: str) -> None:
+    folder = folder.rstrip(os.sep) + os.sep
     if folder not in _seen_folders:
         _seen_folders.add(folder)
         if _stacks.classify(folder) is not None:
