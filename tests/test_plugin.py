@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -227,6 +229,17 @@ def test_trial_report_only_fails_nothing(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "PASSED (successes=4)" in result.stdout
     assert result.stderr.startswith("threadcheck: 4 thread-affinity violations")
+
+
+def test_trial_run_by_a_relative_path_is_not_the_users_code(tmp_path: Path) -> None:
+    # Its script, run as `../venv/bin/trial`, was shown as the user's line
+    # ("blocked at: ../venv/bin/trial:8 in <module>" for a stall in a library).
+    (tmp_path / "tc_sloppy.py").write_text(SLOPPY_TESTS)
+    relative = os.path.relpath(BIN / "trial", tmp_path)
+    result = run([relative, "--reactor=threadcheck", "tc_sloppy"], tmp_path)
+    assert "FAILED" in result.stdout, result.stdout + result.stderr
+    assert "tc_sloppy.py" in result.stderr
+    assert not re.search(r"trial:\d+ in <module>", result.stderr), result.stderr
 
 
 CHILD = """

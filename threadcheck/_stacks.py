@@ -120,6 +120,15 @@ def register_library(module_file: str, name: str) -> None:
     register_library_path(_dir_of(module_file), name)
 
 
+def register_script(script: str, name: str) -> None:
+    """The console script that started this process (``sys.argv[0]``) is
+    library ``name``'s: as typed, made absolute, and as Python names its
+    frames when run by a relative path (joined to the folder, not normalised:
+    ``/home/me/app/../venv/bin/trial``)."""
+    for path in {script, os.path.abspath(script), os.path.join(os.getcwd(), script)}:
+        register_library_path(path, name)
+
+
 def register_library_path(prefix: str, name: str) -> None:
     """Treat frames whose file name starts with ``prefix`` as library ``name``."""
     _LIBRARY_DIRS.insert(0, (prefix, name))

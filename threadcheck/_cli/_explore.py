@@ -288,7 +288,7 @@ def program_target(args: argparse.Namespace) -> ProgramTarget:
     from threadcheck._sched._targets import ProgramTarget
 
     # The console-script wrapper is how the program starts, not part of it.
-    _stacks.register_library_path(os.path.abspath(sys.argv[0]), "threadcheck")
+    _stacks.register_script(sys.argv[0], "threadcheck")
     program_is_user_code(args.module, args.target)
     # Imported by the first schedule otherwise, where (from a source tree, before it
     # registers as a library) it would add points that a replay's first schedule lacks.

@@ -160,7 +160,7 @@ def _run(args: argparse.Namespace) -> int:
     from threadcheck import _stacks
 
     # The console-script wrapper and runpy are how the program starts, not part of it.
-    _stacks.register_library_path(os.path.abspath(sys.argv[0]), "threadcheck")
+    _stacks.register_script(sys.argv[0], "threadcheck")
     program_is_user_code(args.module, target)
 
     checker = _prepare_reactor(Mode.parse(args.mode), args.stall_ms, args.reactor)

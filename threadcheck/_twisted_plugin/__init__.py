@@ -37,8 +37,9 @@ _FALSE = ("", "0", "false", "no", "off")
 def install(kind: str = "default") -> None:
     """Install the ``kind`` instrumented reactor (one of ``KINDS``), reporting at exit."""
     if os.path.basename(sys.argv[0]) in ("trial", "twistd"):
-        # Their console-script wrapper starts the program; it is not part of it.
-        _stacks.register_library_path(os.path.abspath(sys.argv[0]), "twisted")
+        # Their console-script wrapper starts the program; it is not part of it
+        # (run as `../venv/bin/trial`, it was shown as the user's line).
+        _stacks.register_script(sys.argv[0], "twisted")
     report_only = _flag("THREADCHECK_REPORT_ONLY")
     mode = os.environ.get("THREADCHECK_MODE", "record")
     try:
