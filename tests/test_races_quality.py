@@ -1273,6 +1273,27 @@ def test_a_container_method_taken_as_a_value_copies_and_pickles_as_the_method(
     assert found == []
 
 
+def test_a_setter_taken_as_a_value_behaves_as_the_setter(tmp_path: Path) -> None:
+    # Wrapped to record its writes: pickled, it was looked up in threadcheck.
+    found = races_in(
+        tmp_path,
+        """
+        import copy, functools, pickle, types
+        set_v = functools.partial(setattr, box, "v")
+        set_v(1)
+        assert pickle.loads(pickle.dumps(setattr)) == setattr
+        assert pickle.loads(pickle.dumps(set_v)).args[1] == "v"
+        assert copy.deepcopy(box.__setattr__) == box.__setattr__
+        assert isinstance(setattr, types.BuiltinFunctionType)
+        assert repr(setattr) == "<built-in function setattr>"
+        bound = box.__setattr__
+        bound("w", 2)
+        assert (box.v, box.w) == (1, 2)
+        """,
+    )
+    assert found == []
+
+
 def test_a_warning_from_a_mapping_s_getitem_names_the_user_s_line(tmp_path: Path) -> None:
     # The subscript ran in threadcheck's helper: stacklevel=2 named _access.py.
     found = races_in(

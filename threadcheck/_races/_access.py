@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import builtins
 import collections
+import copy
 import functools
 import gc
 import sys
@@ -173,53 +174,6 @@ def sv(value: Any, obj: Any, name: Any, site: int) -> Any:
     if enabled and type(name) is str:
         _written(obj, name, site, "write")
     return value
-
-
-def sa(setter: Any, site: int) -> Any:
-    """``setattr`` or ``delattr``, or a ``__setattr__``/``__delattr__``, taken as a
-    value, not called at once (``functools.partial(setattr, stats, "n")``,
-    ``set_ = object.__setattr__``): wrapped, so that each later call writes
-    the attribute it names, as ``setattr(obj, name, value)`` written out does.
-    Anything else (a local function named ``setattr``) is returned as it is."""
-    if setter is builtins.setattr or setter is builtins.delattr:
-        return _Setter(setter, None, site)
-    if getattr(setter, "__name__", None) not in ("__setattr__", "__delattr__"):
-        return setter
-    owner = getattr(setter, "__self__", None)  # `stats.__setattr__`: bound to stats
-    return _Setter(setter, None if owner is None or isinstance(owner, type) else owner, site)
-
-
-class _Setter:
-    """A setter taken as a value (see :func:`sa`)."""
-
-    __slots__ = ("__weakref__", "owner", "setter", "site")
-
-    def __init__(self, setter: Any, owner: Any, site: int) -> None:
-        self.setter = setter
-        self.owner = owner
-        self.site = site
-
-    def __call__(self, *args: Any) -> Any:
-        if self.owner is not None and args:
-            obj, name = self.owner, args[0]
-        elif len(args) >= 2:
-            obj, name = args[0], args[1]
-        else:
-            return self.setter(*args)  # its own TypeError
-        caller = sys._getframe(1)
-        # Called back by a library (a partial called by Twisted): no point, as
-        # library code runs whole between points; the write is the running step's.
-        by_user = GLOBALS in caller.f_globals or _footprint.is_rewritten(caller.f_code)
-        if on_access is not None and by_user:
-            on_access(self.site, "store")
-        if _footprint.collecting and type(name) is str:
-            _footprint.write(obj, name)
-        if enabled and type(name) is str:
-            _written(obj, name, self.site, "write")
-        return self.setter(*args)
-
-    def __repr__(self) -> str:
-        return repr(self.setter)
 
 
 def lp(iterable: Any, site: int) -> Any:
@@ -600,10 +554,58 @@ def bm(method: Any, site: int) -> Any:
     return _ContainerMethod(method, owner, site)
 
 
-class _ContainerMethod:
+class _TakenAsValue:
+    """A callable of the program's, taken as a value and wrapped to record what
+    each call does: to the program, the callable (``self.method``) itself."""
+
+    __slots__ = ("__weakref__", "method", "owner", "site")
+    _OWN = frozenset({"method", "owner", "site", "changes", "keyed"})
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._OWN:  # not set yet: copied or unpickled
+            raise AttributeError(name)
+        return getattr(self.method, name)
+
+    # What the program may ask of the method it took, answered by the method:
+    # its class (isinstance, inspect.isbuiltin) and its docs. A builtin method
+    # is copied as itself (copy's atomic types), and pickled as one.
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        return type(self.method)
+
+    def __copy__(self) -> _TakenAsValue:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> _TakenAsValue:
+        return self
+
+    @property
+    def __doc__(self) -> Any:  # type: ignore[override]
+        return self.method.__doc__
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # The callable itself, pickled as it pickles, given back by copy.copy
+        # (a builtin's own reduction is its bare name: looked up in this module).
+        return (copy.copy, (self.method,))
+
+    def __reduce__(self) -> Any:
+        return self.method.__reduce__()
+
+    def __eq__(self, other: object) -> bool:
+        return bool(self.method == (other.method if isinstance(other, _TakenAsValue) else other))
+
+    def __hash__(self) -> int:
+        return hash(self.method)
+
+    def __repr__(self) -> str:
+        return repr(self.method)
+
+
+class _ContainerMethod(_TakenAsValue):
     """A builtin container's method taken as a value (see :func:`bm`)."""
 
-    __slots__ = ("__weakref__", "changes", "keyed", "method", "owner", "site")
+    __slots__ = ("changes", "keyed")
 
     def __init__(self, method: Any, owner: Any, site: int) -> None:
         self.method = method
@@ -646,43 +648,49 @@ class _ContainerMethod:
         _write_key(tc, owner, key, site, "write", atomic=True)
         _written_whole(owner, site, every=False)
 
-    def __getattr__(self, name: str) -> Any:
-        if name in _ContainerMethod.__slots__:  # not set yet: copied or unpickled
-            raise AttributeError(name)
-        return getattr(self.method, name)
 
-    # What the program may ask of the method it took, answered by the method:
-    # its class (isinstance, inspect.isbuiltin) and its docs. A builtin method
-    # is copied as itself (copy's atomic types), and pickled as one.
+def sa(setter: Any, site: int) -> Any:
+    """``setattr`` or ``delattr``, or a ``__setattr__``/``__delattr__``, taken as a
+    value, not called at once (``functools.partial(setattr, stats, "n")``,
+    ``set_ = object.__setattr__``): wrapped, so that each later call writes
+    the attribute it names, as ``setattr(obj, name, value)`` written out does.
+    Anything else (a local function named ``setattr``) is returned as it is."""
+    if setter is builtins.setattr or setter is builtins.delattr:
+        return _Setter(setter, None, site)
+    if getattr(setter, "__name__", None) not in ("__setattr__", "__delattr__"):
+        return setter
+    owner = getattr(setter, "__self__", None)  # `stats.__setattr__`: bound to stats
+    return _Setter(setter, None if owner is None or isinstance(owner, type) else owner, site)
 
-    @property  # type: ignore[misc]
-    def __class__(self) -> type:
-        return type(self.method)
 
-    def __copy__(self) -> _ContainerMethod:
-        return self
+class _Setter(_TakenAsValue):
+    """A setter taken as a value (see :func:`sa`)."""
 
-    def __deepcopy__(self, memo: Any) -> _ContainerMethod:
-        return self
+    __slots__ = ()
 
-    @property
-    def __doc__(self) -> Any:  # type: ignore[override]
-        return self.method.__doc__
+    def __init__(self, setter: Any, owner: Any, site: int) -> None:
+        self.method = setter
+        self.owner = owner
+        self.site = site
 
-    def __reduce_ex__(self, protocol: Any) -> Any:
-        return self.method.__reduce_ex__(protocol)
-
-    def __reduce__(self) -> Any:
-        return self.method.__reduce__()
-
-    def __eq__(self, other: object) -> bool:
-        return bool(self.method == (other.method if type(other) is _ContainerMethod else other))
-
-    def __hash__(self) -> int:
-        return hash(self.method)
-
-    def __repr__(self) -> str:
-        return repr(self.method)
+    def __call__(self, *args: Any) -> Any:
+        if self.owner is not None and args:
+            obj, name = self.owner, args[0]
+        elif len(args) >= 2:
+            obj, name = args[0], args[1]
+        else:
+            return self.method(*args)  # its own TypeError
+        caller = sys._getframe(1)
+        # Called back by a library (a partial called by Twisted): no point, as
+        # library code runs whole between points; the write is the running step's.
+        by_user = GLOBALS in caller.f_globals or _footprint.is_rewritten(caller.f_code)
+        if on_access is not None and by_user:
+            on_access(self.site, "store")
+        if _footprint.collecting and type(name) is str:
+            _footprint.write(obj, name)
+        if enabled and type(name) is str:
+            _written(obj, name, self.site, "write")
+        return self.method(*args)
 
 
 _key_sites: dict[int, int] = {}
