@@ -684,8 +684,8 @@ class _Setter(_TakenAsValue):
         # Called back by a library (a partial called by Twisted): no point, as
         # library code runs whole between points; the write is the running step's.
         by_user = GLOBALS in caller.f_globals or _footprint.is_rewritten(caller.f_code)
-        if on_access is not None and by_user:
-            on_access(self.site, "store")
+        if by_user and on_handover is not None:  # here: no instruction table has it
+            on_handover(self.site, "call")
         if _footprint.collecting and type(name) is str:
             _footprint.write(obj, name)
         if enabled and type(name) is str:

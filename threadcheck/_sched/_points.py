@@ -98,6 +98,13 @@ def access_points(code: CodeType) -> dict[int, str]:
                 points[instructions[call].offset] = detail
             elif owner.isidentifier() or owner.endswith("[...]"):
                 points[instruction.offset] = detail
+        elif _is_method_load(instruction) and instruction.argval in _SETTERS:
+            # `object.__setattr__(stats, "n", v)`, `stats.__setattr__("n", v)`:
+            # the access is the call's, as setattr's.
+            call = _call_of(instructions, index, depth=1)
+            if call is not None:
+                detail = _setter_access(instructions, index)
+                points[instructions[call].offset] = detail
         elif name in _SUBSCRIPT:
             owner = _subscript_owner(instructions, index, 1 if name != "STORE_SUBSCR" else 2)
             points[instruction.offset] = f"{owner}[...] ({_SUBSCRIPT[name]})"
@@ -195,6 +202,22 @@ def _named_access(instructions: list[dis.Instruction], index: int) -> str:
     if following[1].opname == "LOAD_CONST" and isinstance(following[1].argval, str):
         return f"{owner}.{following[1].argval} ({operation})"
     return f"{function}({owner}, {_loaded_name(following[1])}) ({operation})"
+
+
+_SETTERS = {"__setattr__": "store", "__delattr__": "delete"}
+"""Methods that access the attribute they name: the access is their call's."""
+
+
+def _setter_access(instructions: list[dis.Instruction], index: int) -> str:
+    """``object.__setattr__(stats, "n", v)`` or ``stats.__setattr__("n", v)`` as
+    ``stats.n (store)``: the name a constant among its first arguments, as the
+    helpers' accesses name it; ``stats.__setattr__() (store)`` else."""
+    method = str(instructions[index].argval)
+    operation = _SETTERS[method]
+    for following in instructions[index + 1 : index + 8]:
+        if following.opname == "LOAD_CONST" and isinstance(following.argval, str):
+            return f"{_pushed(instructions, index - 1)}.{following.argval} ({operation})"
+    return f"{_pushed(instructions, index - 1)}.{method}() ({operation})"
 
 
 def _is_method_load(instruction: dis.Instruction) -> bool:
