@@ -180,12 +180,12 @@ def _explore(args: argparse.Namespace) -> int:
         if args.json is not None:  # an outcome too: the job's JSON says so
             _write_outcome(args.json, result)
         raise UsageError(result.report().strip().removeprefix("threadcheck: "))
-    if result.shrink_interrupted and progress.received is not None:
+    stopped = result.shrink_interrupted and progress.received is not None
+    if stopped:
         result.interrupted_by = "Ctrl-C" if progress.received == signal.SIGINT else "SIGTERM"
     sys.stderr.write(result.report())
-    status = SCHEDULE_FAILED if result.found else 0
-    if result.shrink_interrupted and progress.received is not None:
-        status = progress.exit_status  # stopped: 130 or 143, what was found so far printed
+    # Stopped while shrinking: 130 or 143, with what was found so far printed.
+    status = progress.exit_status if stopped else SCHEDULE_FAILED if result.found else 0
     if args.json is not None and not _write_outcome(args.json, result):
         status = status or USAGE_ERROR
     status = write_views(args, result, status)

@@ -425,12 +425,13 @@ def replay(
             raise _diverged(document, [" ".join(str(error).split())]) from None
     assert run is not None
     _check_same_run(document, run, strategy)
-    if document.get("digest") and run.digest != document.get("digest"):
+    moved = _points_moved(document, run)
+    if moved:
         # The same decisions, the same failure, at other lines: the code moved (a
         # scenario's lambda written again elsewhere, a line added). It replayed.
         warn(
-            f"the replay's points are at other lines than recorded (digest {run.digest}, "
-            f"recorded {document['digest']}): the code changed since; the same failure replayed"
+            f"the replay's points are at other lines than recorded {moved}: the code "
+            "changed since; the same failure replayed"
         )
     return ExploreResult(
         found=run.failure is not None,
@@ -455,11 +456,20 @@ def _check_same_run(document: dict[str, Any], run: ScheduleRun, strategy: Replay
         problems.append("it made fewer decisions than recorded")
     if signature != document.get("failure"):
         problems.append(f"it ended in {signature!r}, recorded {document.get('failure')!r}")
-        recorded = document.get("digest")
-        if recorded and run.digest != recorded:
-            problems.append(f"its points differ (digest {run.digest}, recorded {recorded})")
+        moved = _points_moved(document, run)
+        if moved:
+            problems.append(f"its points differ {moved}")
     if problems:
         raise _diverged(document, problems)
+
+
+def _points_moved(document: dict[str, Any], run: ScheduleRun) -> str | None:
+    """``(digest ..., recorded ...)`` when ``run``'s points differ from the recorded
+    ones (a token recorded untraced has no digest to compare); else None."""
+    recorded = document.get("digest")
+    if not recorded or run.digest == recorded:
+        return None
+    return f"(digest {run.digest}, recorded {recorded})"
 
 
 def _diverged(document: dict[str, Any], problems: list[str]) -> ReplayDivergenceError:
