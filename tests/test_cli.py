@@ -1022,3 +1022,66 @@ def test_an_included_folder_holding_threadcheck_leaves_its_code_alone(tmp_path: 
     assert result.stderr.splitlines()[-1] == (
         "threadcheck: no thread-affinity violations or data races found"
     )
+
+
+FORKING = """
+import os, sys
+from twisted.internet import reactor, threads
+
+def job():
+    {job}
+
+pid = os.fork()
+if pid == 0:
+    threads.deferToThread(job).addBoth(lambda _: reactor.stop())
+    reactor.run()
+    {child_exit}
+_, status = os.waitpid(pid, 0)
+print("child status", os.waitstatus_to_exitcode(status))
+"""
+BUGGY_JOB = "reactor.callLater(0, int)  # in the worker: the planted bug"
+FIXED_JOB = "reactor.callFromThread(reactor.callLater, 0, int)"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
+@pytest.mark.parametrize("child_exit", ["sys.exit(0)", "os._exit(0)"])
+def test_what_a_forked_child_finds_is_in_the_parent_s_report(
+    tmp_path: Path, child_exit: str
+) -> None:
+    # The child reported alone (or, ending in os._exit, not at all); the parent
+    # said "no thread-affinity violations found" and exited 0.
+    script(tmp_path, FORKING.format(job=BUGGY_JOB, child_exit=child_exit))
+    result = threadcheck("run", "prog.py", cwd=tmp_path)
+    assert result.returncode == VIOLATIONS_FOUND, result.stderr
+    assert result.stdout == f"child status {VIOLATIONS_FOUND if 'sys' in child_exit else 0}\n"
+    assert result.stderr.count("threadcheck: 1 thread-affinity violation (1 distinct)") == 1
+    assert "offending call: prog.py:6 in job" in result.stderr, result.stderr
+    assert result.stderr.splitlines()[-1] == "threadcheck: 1 of them in forked child processes"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
+def test_a_forked_child_that_finds_nothing_leaves_the_run_clean(tmp_path: Path) -> None:
+    prog = script(tmp_path, FORKING.format(job=FIXED_JOB, child_exit="os._exit(0)"))
+    result = threadcheck("run", prog)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "threadcheck: no thread-affinity violations found\n"
+
+
+def test_report_paths_are_from_where_the_user_started(tmp_path: Path) -> None:
+    # A program that changes directory had its files named from there.
+    (tmp_path / "elsewhere").mkdir()
+    script(
+        tmp_path,
+        """
+        import os, threading
+        from twisted.internet import reactor
+        os.chdir("elsewhere")
+        threading.Thread(target=reactor.callLater, args=(0, print)).start()
+        reactor.callLater(0.1, reactor.stop)
+        reactor.run()
+        """,
+    )
+    result = threadcheck("run", "prog.py", cwd=tmp_path)
+    assert result.returncode == VIOLATIONS_FOUND, result.stderr
+    assert "\n      prog.py:5 in <module>\n" in result.stderr, result.stderr
+    assert "elsewhere" not in result.stderr

@@ -557,3 +557,90 @@ def test_a_search_whose_runs_draw_os_random_bytes_says_so(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr
     assert "not a proof" in result.stderr
     assert "(each run draws other OS random bytes: secrets, uuid4)" in result.stderr
+
+
+# A program that runs its reactor in a thread of its own and hands it work from
+# the main thread. The explorer disposed of the reactor from the main thread as
+# each schedule ended: two violations of ours, in every schedule, the fixed
+# twin included.
+REACTOR_IN_A_THREAD = """
+import threading, time
+from twisted.internet import reactor
+
+results = []
+loop = threading.Thread(
+    target=reactor.run, kwargs={{"installSignalHandlers": False}}, name="reactor-thread"
+)
+loop.start()
+time.sleep(0.01)
+{hand_over}
+reactor.callFromThread(reactor.callLater, 0.05, reactor.stop)
+loop.join(5)
+"""
+HAND_OVER_BUG = 'reactor.callLater(0, results.append, "late")  # from the main thread'
+HAND_OVER_FIX = 'reactor.callFromThread(reactor.callLater, 0, results.append, "late")'
+
+
+def test_a_reactor_run_in_a_thread_of_its_own_is_proved(tmp_path: Path) -> None:
+    program = write_program(tmp_path, REACTOR_IN_A_THREAD.format(hand_over=HAND_OVER_FIX))
+    result = explore_program(program)
+    assert_clean(result)
+
+
+def test_work_handed_wrongly_to_a_reactor_in_a_thread_is_the_one_violation(
+    tmp_path: Path,
+) -> None:
+    program = write_program(tmp_path, REACTOR_IN_A_THREAD.format(hand_over=HAND_OVER_BUG))
+    result = explore_program(program)
+    assert_found_and_replayed(
+        result, "threadcheck: violation: reactor.callLater called from thread 'MainThread'"
+    )
+    assert "threadcheck: 1 thread-affinity violation (1 distinct)" in result.stderr
+    assert "offending call: service.py:11 in <module>" in result.stderr, result.stderr
+
+
+# A lost update checked by an assert, explored under python -O: the assert is
+# stripped, and the proof said "no failure possible" with nothing to say why.
+COUNTED = """
+from twisted.internet import reactor, threads
+from twisted.internet.defer import gatherResults
+
+class Counter:
+    hits = 0
+
+counter = Counter()
+
+def hit():
+    counter.hits += 1
+
+gatherResults([threads.deferToThread(hit) for _ in range(2)]).addBoth(lambda _: reactor.stop())
+reactor.run()
+assert counter.hits == 2, counter.hits
+"""
+
+
+def test_an_exploration_under_python_o_says_its_asserts_are_stripped(tmp_path: Path) -> None:
+    program = write_program(tmp_path, COUNTED)
+    command = [sys.executable, "-O", "-m", "threadcheck", "explore", str(program)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    warning, summary = result.stderr.splitlines()
+    assert warning == (
+        "threadcheck: warning: python runs with -O (or PYTHONOPTIMIZE): the program's assert "
+        "statements are stripped, and what only they check is not seen"
+    )
+    assert summary.startswith("threadcheck: every interleaving explored ("), summary
+    assert summary.endswith(", assert statements stripped (python -O))"), summary
+
+
+def test_a_token_replayed_under_python_o_says_how_it_was_recorded(tmp_path: Path) -> None:
+    program = write_program(tmp_path, COUNTED)
+    found = explore_program(program)
+    assert_found_and_replayed(found, "threadcheck: exception: AssertionError: 1")
+    [replay] = [line for line in found.stderr.splitlines() if line.startswith("replay: ")]
+    command = [sys.executable, "-O", "-m", *replay.removeprefix("replay: ").split()]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.stderr.splitlines()[0] == (
+        "threadcheck: warning: the token was recorded with assert statements kept, this run "
+        "has assert statements stripped (python -O): replay it without -O (PYTHONOPTIMIZE unset)"
+    )

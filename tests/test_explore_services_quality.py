@@ -973,14 +973,21 @@ schedule_ping()
 """
 
 
-def test_a_crochet_program_is_refused_in_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("called", "said"),
+    [
+        ("setup", "runs Twisted through crochet (crochet.setup()): its reactor runs in"),
+        # It was said to run its reactor in crochet's thread: it runs its own.
+        ("no_setup", "uses crochet (crochet.no_setup()): its wait_for and run_in_reactor"),
+    ],
+)
+def test_a_crochet_program_is_refused_in_one_line(tmp_path: Path, called: str, said: str) -> None:
     # It waited 10 s, then reported crochet's log writer thread "blocked
     # outside the scheduler's control", a failure, on correct programs too.
-    result = explore_program(write_program(tmp_path, CROCHET_PROGRAM), "--budget", "5")
+    program = CROCHET_PROGRAM.replace("crochet.setup()", f"crochet.{called}()")
+    result = explore_program(write_program(tmp_path, program), "--budget", "5")
     assert result.returncode == 2, result.stderr
-    assert result.stderr.startswith(
-        "threadcheck: the program runs Twisted through crochet (crochet.setup())"
-    ), result.stderr
+    assert result.stderr.startswith(f"threadcheck: the program {said}"), result.stderr
     assert result.stderr.count("\n") == 1
 
 

@@ -170,6 +170,29 @@ def test_unplanned_runs_outside_hypothesis_vary() -> None:
     assert len(seeds) == 3
 
 
+def test_a_scenario_draws_once_per_example() -> None:
+    # run() warmed up by calling the scenario once more first: each example drew
+    # twice, and Hypothesis's replay of a failing one drew other values.
+    drawn: list[bool] = []
+
+    @settings(QUICK, max_examples=5)
+    @given(st.data(), schedules())
+    def check(data: st.DataObject, schedule: Schedule) -> None:
+        def scenario(reactor: Any) -> None:
+            drawn.append(data.draw(st.booleans()))
+
+        threadcheck.run(scenario, schedule)
+
+    check()
+    assert len(drawn) == 5
+
+
+def test_outside_hypothesis_run_warms_the_scenario_up_first() -> None:
+    calls: list[object] = []
+    threadcheck.run(calls.append, Schedule())
+    assert len(calls) == 2  # the warm-up, then the run
+
+
 def lost_amounts(reactor: Any, amounts: list[int]) -> Deferred[Any]:
     """A deferToThread job per amount and a reactor callback each add to one total."""
     counter = Counter()

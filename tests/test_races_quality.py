@@ -1088,6 +1088,46 @@ def test_two_keyed_calls_of_a_key_never_race_each_other(tmp_path: Path) -> None:
     assert found == [], format_report(found)
 
 
+def test_two_counter_updates_race_each_other(tmp_path: Path) -> None:
+    # Counter.update (and subtract) is Python: a read, then a write, per key,
+    # and two threads at once lose counts. It was taken for one of dict's
+    # atomic calls: no race, and explore "proved" the program.
+    found = races_in(
+        tmp_path,
+        """
+        import collections
+        stats = collections.Counter()
+        def handle():
+            stats.update({"requests": 1})  # BUG: two at once lose a count
+        t = threading.Thread(target=handle); t.start()
+        handle()
+        t.join()
+        """,
+    )
+    line = 'stats.update({"requests": 1})  # BUG: two at once lose a count'
+    assert_one_race(found, "stats", line)
+
+
+def test_counter_updates_under_one_lock_and_dict_updates_do_not_race(tmp_path: Path) -> None:
+    found = races_in(
+        tmp_path,
+        """
+        import collections
+        stats = collections.Counter()
+        settings = {}
+        lock = threading.Lock()
+        def handle():
+            with lock:
+                stats.update({"requests": 1})
+            settings.update({"timeout": 3})  # dict's own: one atomic call
+        t = threading.Thread(target=handle); t.start()
+        handle()
+        t.join()
+        """,
+    )
+    assert found == [], format_report(found)
+
+
 def test_a_key_looked_at_then_popped_races_another_pop(tmp_path: Path) -> None:
     found = races_in(
         tmp_path,

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from twisted.internet import threads
+from twisted.internet import task, threads
 from twisted.internet.defer import DeferredList
 
 from threadcheck import (
@@ -22,6 +22,7 @@ from threadcheck import (
     ThreadAffinityWarning,
     spawn_site,
 )
+from threadcheck._report import fix_for
 from threadcheck_reactor import ThreadCheckReactor
 
 from support import RunningReactor, run_in_thread, run_threads
@@ -545,6 +546,28 @@ def test_a_call_after_starting_the_reactors_thread_is_reported() -> None:
     )
     assert violation.stack[-1].function == (
         "test_a_call_after_starting_the_reactors_thread_is_reported"
+    )
+
+
+@pytest.mark.quality
+def test_a_looping_call_started_after_starting_the_reactors_thread_is_handed_over_whole() -> None:
+    # Tribler#2403's shape: LoopingCall.start makes the callLater. The fix said
+    # to hand over reactor.callLater, a call the user never wrote.
+    recorder = Recorder()
+    reactor = ThreadCheckReactor(Mode.RECORD, recorder)
+    loop = task.LoopingCall(noop)
+    loop.clock = reactor
+    gate = threading.Event()
+    thread = _run_in_background(reactor, gate)
+    loop.start(0.01)  # BUG: races the loop the thread is starting
+    gate.set()
+    reactor.callFromThread(loop.stop)
+    _stop(reactor, thread)
+    [violation] = recorder.violations()
+    assert violation.kind is Kind.AFTER_STARTING_REACTOR_THREAD
+    assert fix_for(violation) == (
+        "make the call before starting the reactor's thread, or hand it over: "
+        "reactor.callFromThread(loop.start, 0.01)"
     )
 
 

@@ -222,6 +222,11 @@ def run(
 ) -> ExploreResult:
     """Run ``scenario(reactor)`` once under the controlled scheduler; raise on failure.
 
+    Outside a Hypothesis example it runs the scenario once before, with no
+    preemption, and forgets that run: what the scenario fills on first use (a
+    library's lazy cache) is then filled, as it is before a replay in a fresh
+    process. In an example it does not, so that each draw is drawn once.
+
     ``schedule`` (from :func:`threadcheck.hypothesis.schedules`, or
     ``Schedule.of([(decision, thread), ...])``) is a preemption plan; without
     one the schedule is a random walk seeded from a generator that Hypothesis

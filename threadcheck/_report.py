@@ -99,10 +99,9 @@ def _hint(violation: Violation) -> str:
     if violation.kind is Kind.STUCK_AT_SHUTDOWN:
         return _fixes.STUCK_AT_SHUTDOWN
     if violation.kind is Kind.AFTER_STARTING_REACTOR_THREAD:
-        api = violation.api.removeprefix("reactor.")
         return (
             "make the call before starting the reactor's thread, or hand it over: "
-            f"reactor.callFromThread(reactor.{api}, ...)"
+            f"reactor.callFromThread({_handed_over_before_run(violation)})"
         )
     if violation.kind is Kind.CONFINED_ELSEWHERE:
         return (
@@ -261,6 +260,21 @@ def _reactor_api_fix(api: str, offending: str) -> str:
             f"threads.blockingCallFromThread(reactor, {written})"
         )
     return f"do it in the reactor thread: reactor.callFromThread(reactor.{api}, ...)"
+
+
+def _handed_over_before_run(violation: Violation) -> str:
+    """``callFromThread``'s arguments for a call that raced the reactor's start:
+    the user's own call when a Twisted helper made it (``lc.start(0.01)``
+    reaching ``reactor.callLater``), which the user can move."""
+    api = violation.api.removeprefix("reactor.")
+    entry = _entry_into_library(violation.stack)
+    where = violation.user_frame()
+    offending = where.source if where is not None else ""
+    if entry is not None and entry.library == "twisted" and entry.function != api:
+        owner = _called_on(offending, entry.function)
+        if owner is not None:
+            return _fixes.call_written(offending) or f"{owner}.{entry.function}, ..."
+    return f"reactor.{api}, ..."
 
 
 def _through_twisted(entry: _stacks.Frame | None, api: str, offending: str) -> str | None:

@@ -375,9 +375,25 @@ def library_runs(stack: Iterable[Frame]) -> Iterator[tuple[bool, list[Frame]]]:
         yield run_is_library, run
 
 
-def _shorten(filename: str) -> str:
+def _started_in() -> str | None:
     try:
-        relative = os.path.relpath(filename)
+        return os.getcwd()
+    except OSError:  # removed under us: paths relative to wherever we are then
+        return None
+
+
+STARTED_IN = _started_in()
+"""The directory the user started in. Reports name files relative to it, not
+to one the program changed to (``os.chdir``, trial's ``_trial_temp``): the
+user's shell is still here."""
+
+
+def _shorten(filename: str) -> str:
+    if STARTED_IN is not None:
+        # A relative code filename was compiled from where the user started.
+        filename = os.path.join(STARTED_IN, filename)
+    try:
+        relative = os.path.relpath(filename, STARTED_IN)
     except ValueError:  # another drive on Windows
         return filename
     return filename if relative.startswith(".." + os.sep + "..") else relative

@@ -201,15 +201,17 @@ class ThreadCheckMixin(PosixReactorBase, metaclass=InstrumentedReactorType):
     def dispose(self) -> None:
         """Close the reactor's file descriptors now, once it has stopped: an
         exploration or a stress run makes thousands of reactors (as Twisted's
-        own test builders clean up theirs). Reactor thread only."""
-        for reader in list(self._internalReaders):
-            self.removeReader(reader)
-            reader.connectionLost(None)
-        self._internalReaders.clear()
-        # A daemon thread of the program may still call callFromThread (it is
-        # thread-safe): it queues the call, as on a stopped reactor, and wakes nothing.
-        self.waker = None
-        self.disconnectAll()
+        own test builders clean up theirs). From any thread: the one that ran
+        it may have ended (a program that ran its reactor in a thread of its own)."""
+        with self._threadcheck.exempt():  # our clean-up, not the program's call
+            for reader in list(self._internalReaders):
+                self.removeReader(reader)
+                reader.connectionLost(None)
+            self._internalReaders.clear()
+            # A daemon thread of the program may still call callFromThread (it is
+            # thread-safe): it queues the call, as on a stopped reactor, and wakes nothing.
+            self.waker = None
+            self.disconnectAll()
         poller = getattr(self, "_poller", None)
         if poller is not None and hasattr(poller, "close"):
             poller.close()  # epoll

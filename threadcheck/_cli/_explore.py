@@ -162,6 +162,12 @@ def _explore(args: argparse.Namespace) -> int:
     _check_explore_options(args)
     check_program(args)
     pin_hash_seed(args.invocation, "0")
+    if sys.flags.optimize:
+        print(
+            "threadcheck: warning: python runs with -O (or PYTHONOPTIMIZE): the program's "
+            "assert statements are stripped, and what only they check is not seen",
+            file=sys.stderr,
+        )
     with Progress(sys.stderr, signals=(signal.SIGINT, signal.SIGTERM)) as progress:
         try:
             result = _exploration(args, progress)

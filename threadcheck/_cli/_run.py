@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from threadcheck._cli import _forks
 from threadcheck._cli._options import (
     INTERRUPTED,
     UNCAUGHT_EXCEPTION,
@@ -164,6 +165,8 @@ def _run(args: argparse.Namespace) -> int:
     program_is_user_code(args.module, target)
 
     checker = _prepare_reactor(Mode.parse(args.mode), args.stall_ms, args.reactor)
+    forks = _forks.Forks(checker)
+    _forks.watch(forks)
     if args.races:
         from threadcheck._races import _detector
         from threadcheck_reactor import _race_edges
@@ -187,7 +190,13 @@ def _run(args: argparse.Namespace) -> int:
             # The report is ours: on our stderr, not where the program sent its
             # own (twisted.python.log.startLogging(sys.stdout) makes stderr a log).
             sys.stdout, sys.stderr = streams
-            statuses.append(_finish(args, checker, activity, stop_tracing, status, interrupted))
+            left = forks.leave() if forks.in_child else None
+            if left is not None:  # a forked child: its parent reports what it found
+                statuses.append(_final_status(status, left, args.report_only))
+            else:
+                statuses.append(
+                    _finish(args, checker, activity, stop_tracing, status, interrupted, forks)
+                )
         return statuses[0]
 
     with _finished_before_killing_itself(finish), _ended_if_signalled_while_stopping(finish):
@@ -202,6 +211,7 @@ def _finish(
     stop_tracing: Callable[[], None] | None,
     status: int,
     interrupted: bool,
+    forks: _forks.Forks,
 ) -> int:
     """Print the report, write the views; the exit status."""
     from threadcheck import _report
@@ -212,7 +222,10 @@ def _finish(
     if unchecked is not None:
         print(f"threadcheck: error: {unchecked}", file=sys.stderr)
         return INTERRUPTED if interrupted else USAGE_ERROR
+    from_children = forks.take_children_findings()
     finished = _report.finish(checker, args.json, sys.stderr)
+    if from_children:
+        print(f"threadcheck: {from_children} of them in forked child processes", file=sys.stderr)
     if not finished.found:
         races = " or data races" if args.races else ""
         # 3 is also ours for "found": said, so that the two are told apart.

@@ -21,7 +21,7 @@ import gc
 import sys
 from _thread import get_ident
 from collections.abc import Callable, Iterator
-from types import CodeType, FrameType, GeneratorType
+from types import CodeType, FrameType, FunctionType, GeneratorType
 from typing import Any
 
 from threadcheck._races import _footprint, _texts
@@ -350,23 +350,41 @@ def _mutated(obj: Any, site: int, point: bool, every: bool) -> None:
                     _footprint.write(obj, _footprint.EVERY)
             _footprint.handed(obj, True, sys._getframe(2))  # ``xs.sort(key=f)``
         if enabled:
-            _written_whole(obj, site, every)
+            method = sites[site].text.rpartition(".")[2].removesuffix("()")
+            _written_whole(obj, site, every, _one_operation(type(obj), method))
 
 
-def _changed(obj: Any, site: int) -> None:
-    """Container ``obj`` changed by a call of one of its methods, any key."""
+def _changed(obj: Any, site: int, method: str) -> None:
+    """Container ``obj`` changed by a call of its method ``method``, any key."""
     if _footprint.collecting:
         _footprint.write(obj, _footprint.WHOLE)
         _footprint.write(obj, _footprint.EVERY)
     if enabled:
-        _written_whole(obj, site, True)
+        _written_whole(obj, site, True, _one_operation(type(obj), method))
 
 
-def _written_whole(obj: Any, site: int, every: bool) -> None:
+def _written_whole(obj: Any, site: int, every: bool, atomic: bool) -> None:
     tc = clocks.get(get_ident()) or current()
-    write(tc, location(obj, WHOLE), site, obj, WHOLE, "write", True)
+    whole = location(obj, WHOLE)
+    if not atomic:  # a method in Python (Counter.update): a read, then a write, per key
+        read(tc, whole, site, obj, WHOLE, "update")
+    write(tc, whole, site, obj, WHOLE, "write" if atomic else "update", atomic)
     if every:
         write(tc, location(obj, EVERY), site, obj, EVERY, "write", True)
+
+
+_atomic_methods: dict[tuple[type, str], bool] = {}
+
+
+def _one_operation(cls: type, method: str) -> bool:
+    """Whether ``cls``'s method ``method`` is one of CPython's single operations: a
+    builtin's, not a subclass's Python code (``Counter.update`` and ``subtract``
+    loop over their argument; two at once lose counts)."""
+    atomic = _atomic_methods.get((cls, method))
+    if atomic is None:
+        found = getattr(cls, method, None)
+        atomic = _atomic_methods[cls, method] = not isinstance(found, FunctionType)
+    return atomic
 
 
 _kept: dict[tuple[int, int], list[Any]] = {}
@@ -500,7 +518,7 @@ def oah(obj: Any, site: int, changes: bool = False) -> Any:
     container = issubclass(type(obj), CONTAINERS)
     if container and enabled:
         if changes:
-            _written_whole(obj, site, True)
+            _written_whole(obj, site, True, atomic=True)
         else:
             tc = clocks.get(get_ident()) or current()
             read(tc, location(obj, WHOLE), site, obj, WHOLE, "read")
@@ -632,7 +650,7 @@ class _ContainerMethod(_TakenAsValue):
             elif not self.changes:
                 _read_whole(owner, site, "read")
             else:
-                _changed(owner, site)
+                _changed(owner, site, self.method.__name__)
         return self.method(*args, **kwargs)
 
     def _keyed(self, owner: Any, key: Any, site: int) -> None:
@@ -646,7 +664,7 @@ class _ContainerMethod(_TakenAsValue):
             return
         tc = clocks.get(get_ident()) or current()
         _write_key(tc, owner, key, site, "write", atomic=True)
-        _written_whole(owner, site, every=False)
+        _written_whole(owner, site, every=False, atomic=True)
 
 
 def sa(setter: Any, site: int) -> Any:
@@ -731,8 +749,12 @@ def ip(value: Any, target: Any, site: int) -> Any:
     ``target`` is changed in place (``cache |= fresh``, ``items += more``), every
     key at once, as its ``update()`` or ``extend()`` would."""
     if issubclass(type(target), CONTAINERS):
-        _changed(target, site)
+        operator = sites[site].text.rpartition(" ")[2]  # "cache |=": Counter's are Python
+        _changed(target, site, _IN_PLACE.get(operator, "__ior__"))
     return value
+
+
+_IN_PLACE = {"|=": "__ior__", "&=": "__iand__", "^=": "__ixor__"}
 
 
 def own_code(builtin: Any) -> Any:

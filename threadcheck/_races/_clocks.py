@@ -31,6 +31,7 @@ class ThreadClock:
         "frame_key",
         "frame_stack",
         "frame_submission",
+        "frame_submission_at",
         "ident",
         "thread",
         "tid",
@@ -48,6 +49,8 @@ class ThreadClock:
         self.frame_key: tuple[int, object, int] | None = None
         self.frame_stack: tuple[Any, ...] = ()
         self.frame_submission: tuple[Any, ...] | None = None
+        self.frame_submission_at: int | None = None
+        """How many frames out from that innermost one the job's frame was."""
 
     def tick(self) -> None:
         self.clock += 1

@@ -81,6 +81,8 @@ def location_name(now: Site, earlier: Site, obj: Any, key: Any) -> str:
             for site in (now, earlier):
                 if site.kind == kind:
                     return _container(site)
+        if now.kind == "method":  # two calls of a method in Python (Counter.update)
+            return now.text.rpartition(".")[0]
         return now.text
     if now.kind == "attribute":
         return f"{_owner_name(obj)}.{key}"

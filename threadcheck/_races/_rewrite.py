@@ -711,7 +711,8 @@ class _Rewriter(ast.NodeTransformer):
             )
             node.args = [self._handed_over(a, node, *held_by) for a in node.args]
             for keyword in node.keywords:
-                keyword.value = self._handed_over(keyword.value, node, *held_by)
+                named_as = "**" if keyword.arg is None else f"{keyword.arg}="
+                keyword.value = self._handed_over(keyword.value, node, *held_by, named_as=named_as)
             held = sum(_calls_helper(a, "oah") for a in _arguments(node))
             if handed_late:
                 # `heappush(pq, heappop(pq) + 1)`: handed over again, just before the call.
@@ -791,12 +792,18 @@ class _Rewriter(ast.NodeTransformer):
             call.args[0] = self._call("ra", call.args[0], name, site)
 
     def _handed_over(
-        self, argument: ast.expr, call: ast.Call, helper_name: str, *more: ast.expr
+        self,
+        argument: ast.expr,
+        call: ast.Call,
+        helper_name: str,
+        *more: ast.expr,
+        named_as: str = "",
     ) -> ast.expr:
-        """``argument`` (already visited), handed to a call that may change it."""
+        """``argument`` (already visited), handed to a call that may change it;
+        ``named_as``: its keyword (``target=``, ``**``), for the step's text."""
         if isinstance(argument, ast.Starred | ast.Constant | ast.Lambda | ast.JoinedStr):
             return argument
-        text = f"{_text(call.func)}({_text(argument)})"
+        text = f"{_text(call.func)}({named_as}{_text(argument)})"
         return self._call(helper_name, argument, self._site(call, "argument", text), *more)
 
     def _looked_into(self, container: ast.expr, node: ast.AST) -> ast.expr:

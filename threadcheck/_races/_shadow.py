@@ -432,23 +432,45 @@ def _outer(tc: ThreadClock) -> tuple[Any, ...]:
     # outside it. Known by identity, code and offset, not held: a frame kept
     # would keep its locals alive (and their finalizers from running).
     key = (id(caller), caller.f_code, caller.f_lasti)
-    if tc.frame_key == key:
+    if tc.frame_key == key and _same_job(tc, caller):
         return tc.frame_stack
     tc.frame_key = key
-    tc.frame_stack, tc.frame_submission = _capture(caller)
+    tc.frame_stack, tc.frame_submission, tc.frame_submission_at = _capture(caller)
     return tc.frame_stack
 
 
-def _capture(frame: FrameType | None) -> tuple[tuple[Any, ...], Any]:
+def _same_job(tc: ThreadClock, caller: FrameType) -> bool:
+    """Whether the stack last captured still holds the job it names. A frame's id
+    is reused once the frame is gone: a pool thread's next job calls the same
+    code from the same instruction of a new frame at the old one's address, and
+    its submission is another. Read again (a few frames out)."""
+    at = tc.frame_submission_at
+    if at is None:
+        return True
+    frame: FrameType | None = caller
+    for _ in range(at):
+        frame = frame.f_back if frame is not None else None
+    if frame is None or frame.f_code not in _JOBS:
+        return False
+    tc.frame_submission = _threads.submission_in(frame)
+    return True
+
+
+_JOBS = (_threads._RUN_SUBMITTED, _threads._WORK_ITEM_RUN)
+
+
+def _capture(frame: FrameType | None) -> tuple[tuple[Any, ...], Any, int | None]:
+    """The stack from ``frame`` out, as ``(code, offset, ...)``; the submission of
+    the job it runs, and how many frames out that job's frame is."""
     frames: list[Any] = []
     submission = None
+    at = None
     while frame is not None and len(frames) < 2 * OUTER_DEPTH:
         code = frame.f_code
         # A pool's job or an executor's (inline: this loop runs for every new call).
-        if submission is None and (
-            code is _threads._RUN_SUBMITTED or code is _threads._WORK_ITEM_RUN
-        ):
+        if at is None and (code is _threads._RUN_SUBMITTED or code is _threads._WORK_ITEM_RUN):
             submission = _threads.submission_in(frame)
+            at = len(frames) // 2
         frames += (code, frame.f_lasti)
         frame = frame.f_back
-    return tuple(frames), submission
+    return tuple(frames), submission, at

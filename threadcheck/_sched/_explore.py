@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -185,7 +186,13 @@ def _scope(settings: Settings, seed: int) -> str:
     seeds = f"random draws of seed {seed}, string hashes of " + (
         "this process" if hashes == "random" else f"PYTHONHASHSEED={hashes}"
     )
-    return f"points at granularity {settings.granularity!r}, {held}, {seeds}"
+    stripped = ", assert statements stripped (python -O)" if sys.flags.optimize else ""
+    return f"points at granularity {settings.granularity!r}, {held}, {seeds}{stripped}"
+
+
+def asserts_stripped(optimize: int) -> str:
+    """How a run with ``sys.flags.optimize`` at ``optimize`` treats asserts."""
+    return "assert statements stripped (python -O)" if optimize else "assert statements kept"
 
 
 @dataclass(frozen=True)
@@ -415,6 +422,17 @@ def replay(
                 f"the token was recorded with {key} {document.get(key)}, this run has "
                 f"{env[key]}: replay is best effort"
             )
+    recorded_optimize = int(document.get("optimize", 0))
+    if recorded_optimize != env["optimize"]:  # the asserts that fail, or not, differ
+        how = (
+            f"with PYTHONOPTIMIZE={recorded_optimize} set"
+            if recorded_optimize
+            else "without -O (PYTHONOPTIMIZE unset)"
+        )
+        warn(
+            f"the token was recorded with {asserts_stripped(recorded_optimize)}, this run "
+            f"has {asserts_stripped(env['optimize'])}: replay it {how}"
+        )
     started = time.monotonic()
     strategy = Replay(_token.expand(document["decisions"]))
     with Explorer(target, settings, random_seed=seed) as explorer:

@@ -5,6 +5,7 @@ Thread safety: call from one thread at a time (it runs the schedule there).
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -78,7 +79,7 @@ def run_once(
     settings = rewritten_at_access(settings)
     env = environment(settings)
     with Explorer(target, settings, collect_first=False, random_seed=seed) as explorer:
-        explorer.warm_up()
+        _warm_up_once(explorer, target)
         run = explorer.run(strategy, 0)
     assert run is not None  # plans and random walks never run out
     found = run.failure is not None
@@ -99,3 +100,13 @@ def run_once(
         replay_command=python_replay(replay_hint, token) if token else None,
         environment=env,
     )
+
+
+def _warm_up_once(explorer: Explorer, target: Target) -> None:
+    """The warm-up run (what the program fills on first use is filled before the
+    recorded run, as before its replay in a fresh process); not in a Hypothesis
+    example: its scenario's draws would be drawn twice, and Hypothesis's own
+    replay of the example, drawing them once, would see other values."""
+    control = sys.modules.get("hypothesis.control")  # loaded if a test uses it
+    if control is None or not control.currently_in_test_context():
+        explorer.warm_up()

@@ -610,6 +610,7 @@ def environment(settings: Settings) -> dict[str, Any]:
         "twisted": twisted.__version__,
         "threadcheck": threadcheck_version,
         "hashseed": os.environ.get("PYTHONHASHSEED", "random"),
+        "optimize": sys.flags.optimize,
         "granularity": settings.granularity,
         "include": list(settings.include),
         "max_delay": settings.max_delay,

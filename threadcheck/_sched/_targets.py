@@ -310,10 +310,15 @@ def _installers_kept(reactor: Any) -> Iterator[None]:
             module.install = install
 
 
-_CROCHET = (
-    "the program runs Twisted through crochet (crochet.setup()): its reactor runs in"
-    " a thread of crochet's, with real queues, which explore cannot schedule; check"
-    " this program with `threadcheck run`, and explore its Twisted code in scenarios"
+_CROCHET = {
+    "setup": "runs Twisted through crochet (crochet.setup()): its reactor runs in a thread"
+    " of crochet's, and its calls wait on real queues",
+    "no_setup": "uses crochet (crochet.no_setup()): its wait_for and run_in_reactor calls"
+    " wait on real queues",
+}
+_CROCHET_ADVICE = (
+    ", which explore cannot schedule; check this program with `threadcheck run`, and"
+    " explore its Twisted code in scenarios"
 )
 
 
@@ -327,11 +332,14 @@ def _crochet_refused() -> Iterator[None]:
         return
     import crochet
 
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise TargetError(_CROCHET)
+    def refusal(called: str) -> Callable[..., None]:
+        def refuse(*args: object, **kwargs: object) -> None:
+            raise TargetError(f"the program {_CROCHET[called]}{_CROCHET_ADVICE}")
+
+        return refuse
 
     saved = crochet.setup, crochet.no_setup
-    crochet.setup = crochet.no_setup = refuse
+    crochet.setup, crochet.no_setup = refusal("setup"), refusal("no_setup")
     try:
         yield
     finally:
