@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import subprocess
 import sys
 import textwrap
@@ -283,6 +284,48 @@ def test_a_signal_during_explore_prints_the_summary(
     assert result.returncode == status, result.stderr
     assert_one_line(
         result.stderr, "threadcheck: interrupted after 5 schedules, no failure seen so far"
+    )
+
+
+# A thread polling a raw epoll object in a loop: real I/O no wait of ours
+# covers, so its schedule goes on making progress in real time. The program
+# is signalled in its second schedule.
+POLLING_SIGNALLED = """
+import os, posix, select, signal, socket, threading
+from pathlib import Path
+
+runs = Path(os.environ["RUNS_FILE"])
+count = int(runs.read_text()) + 1 if runs.exists() else 1
+runs.write_text(str(count))
+inbound, outbound = socket.socketpair()
+got = []
+
+def loop():
+    poller = select.epoll()
+    poller.register(outbound.fileno(), select.EPOLLIN)
+    while not got:
+        for _ in poller.poll(0.05):
+            got.append(outbound.recv(100))
+
+thread = threading.Thread(target=loop)
+thread.start()
+if count == 3:  # the second schedule, after the warm-up run
+    posix.kill(os.getpid(), signal.SIGINT)
+    thread.join()  # the data never comes: the loop polls on, in real time
+inbound.sendall(b"x")
+thread.join()
+"""
+
+
+@pytest.mark.skipif(not hasattr(select, "epoll"), reason="select.epoll")
+def test_ctrl_c_ends_a_schedule_that_polls_on_in_real_time(tmp_path: Path) -> None:
+    # It ran on until its step bound (minutes); a second Ctrl-C then exited
+    # through the program's os._exit: "the program exited with status 130".
+    prog = write(tmp_path / "service.py", POLLING_SIGNALLED)
+    result = threadcheck(tmp_path, "explore", str(prog), RUNS_FILE=str(tmp_path / "runs"))
+    assert result.returncode == 130, result.stderr
+    assert_one_line(
+        result.stderr, "threadcheck: interrupted after 1 schedule, no failure seen so far"
     )
 
 

@@ -644,3 +644,52 @@ def test_a_token_replayed_under_python_o_says_how_it_was_recorded(tmp_path: Path
         "threadcheck: warning: the token was recorded with assert statements kept, this run "
         "has assert statements stripped (python -O): replay it without -O (PYTHONOPTIMIZE unset)"
     )
+
+
+# Two workers fill a cache file once: a look at the file system, then a create.
+# Neither call touched any object of the program, so dpor (and the default's
+# search) proved every interleaving clean, with no point between them either.
+CACHE_FILE = """
+import os, sys, tempfile, threading
+
+folder = tempfile.mkdtemp()
+path = os.path.join(folder, "cache.json")
+lock = threading.Lock()
+twice = []
+
+def write_cache():
+    {fill}
+
+workers = [threading.Thread(target=write_cache) for _ in range(2)]
+for worker in workers:
+    worker.start()
+for worker in workers:
+    worker.join()
+if twice:
+    sys.exit("cache file created twice")
+"""
+FILL_BUG = """if not os.path.exists(path):  # BUG: a check, then an act, unlocked
+        try:
+            with open(path, "x") as cache:
+                cache.write("{{}}")
+        except FileExistsError:
+            twice.append(1)"""
+FILL_FIX = """with lock:
+        if not os.path.exists(path):
+            with open(path, "x") as cache:
+                cache.write("{{}}")"""
+
+
+@pytest.mark.parametrize("strategy", ["portfolio", "dpor"])
+def test_a_check_then_create_on_the_file_system_is_found(tmp_path: Path, strategy: str) -> None:
+    program = write_program(tmp_path, CACHE_FILE.format(fill=FILL_BUG))
+    result = explore_program(program, "--strategy", strategy)
+    assert_found_and_replayed(
+        result, "threadcheck: exit: the program exited with status 1: cache file created twice"
+    )
+
+
+def test_the_locked_cache_file_is_proved(tmp_path: Path) -> None:
+    result = explore_program(write_program(tmp_path, CACHE_FILE.format(fill=FILL_FIX)))
+    assert_clean(result)
+    assert result.stderr.startswith("threadcheck: every interleaving explored ("), result.stderr

@@ -897,3 +897,55 @@ def test_a_module_imported_lazily_by_two_threads_is_clean(tmp_path: Path) -> Non
 def test_a_lost_count_in_a_lazily_imported_module_is_found_and_replayed(tmp_path: Path) -> None:
     result = explore_program(_lazy_service(tmp_path, COUNT_RACY), "--budget", "300")
     assert_found_and_replayed(result, "threadcheck: exception: AssertionError: encoded 1 times")
+
+
+# A message loop over selectors.DefaultSelector in a thread beside the main one,
+# which flushes the same counter. DefaultSelector on Linux is EpollSelector,
+# whose select is its own: the loop held the turn in a real poll, the main
+# thread never sent, and the exploration ran for minutes and ignored Ctrl-C.
+SELECTOR_LOOP = """
+import selectors, socket, sys, threading, time
+
+selector = selectors.DefaultSelector()
+inbound, outbound = socket.socketpair()
+stats = {{"messages": 0}}
+lock = threading.Lock()
+running = True
+
+def loop():
+    selector.register(outbound, selectors.EVENT_READ)
+    while running:
+        for key, _ in selector.select(timeout=0.5):
+            data = key.fileobj.recv(100)
+            {count}
+    selector.close()
+
+reader = threading.Thread(target=loop, daemon=True)
+reader.start()
+inbound.sendall(b"x\\n")
+{flush}
+inbound.sendall(b"y\\n")
+deadline = time.monotonic() + 5
+while stats["messages"] < 2 and time.monotonic() < deadline:
+    time.sleep(0.01)
+running = False
+reader.join()
+if stats["messages"] != 2:
+    sys.exit(f"lost a message count: {{stats['messages']}}")
+"""
+LOOP_COUNT_BUG = 'stats["messages"] += data.count(b"\\n")  # BUG: the flush writes it too'
+LOOP_FLUSH_BUG = 'stats["messages"] = stats["messages"] + 0  # a metrics flush'
+LOOP_COUNT_FIX = 'with lock:\n                stats["messages"] += data.count(b"\\n")'
+LOOP_FLUSH_FIX = 'with lock:\n    stats["messages"] = stats["messages"] + 0'
+
+
+def test_a_count_lost_by_a_default_selector_loop_is_found_and_replayed(tmp_path: Path) -> None:
+    body = SELECTOR_LOOP.format(count=LOOP_COUNT_BUG, flush=LOOP_FLUSH_BUG)
+    result = explore_program(write_program(tmp_path, body))
+    headline = "threadcheck: exit: the program exited with status 1: lost a message count: 1"
+    assert_found_and_replayed(result, headline)
+
+
+def test_its_locked_twin_is_clean(tmp_path: Path) -> None:
+    body = SELECTOR_LOOP.format(count=LOOP_COUNT_FIX, flush=LOOP_FLUSH_FIX)
+    assert_clean(explore_program(write_program(tmp_path, body)))

@@ -339,6 +339,17 @@ def cm(obj: Any, site: int, point: bool = False, every: bool = True) -> Any:
     return obj
 
 
+def fs(value: Any, site: int) -> Any:
+    """``value``, the last argument of a call that works on files (``open(p,
+    "x")``, ``os.path.exists(p)``): a scheduling point just before the call,
+    whose step then touches the file system (for DPOR's dependence)."""
+    if on_handover is not None:
+        on_handover(site, "call")
+    if _footprint.collecting:
+        _footprint.touch(_footprint.FILES)
+    return value
+
+
 def _mutated(obj: Any, site: int, point: bool, every: bool) -> None:
     if issubclass(type(obj), CONTAINERS):
         if _footprint.collecting:

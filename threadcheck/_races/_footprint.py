@@ -70,6 +70,11 @@ the clock and the waits it would end. A step chosen instead that writes one of
 them (an event set, an item put) ends that wait before its deadline: the
 search must also try time first."""
 
+FILES: Hashable = ("files",)
+"""The file system: written by every call of ``open`` and of the ``os``,
+``os.path`` and ``shutil`` functions the program makes (``if not
+os.path.exists(p): open(p, "x")`` in two threads is a check, then an act)."""
+
 WHOLE: Hashable = ("whole",)
 """The key of a container as a whole: its size, its order, what iterating it sees."""
 

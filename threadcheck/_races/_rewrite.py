@@ -109,7 +109,7 @@ _NAMESPACES = frozenset({"locals", "vars", "dir"})
 HELPERS = (
     "ra", "wa", "ua", "st", "sv", "lp", "lw", "it", "cm", "cmk", "cml", "cr", "ck", "oa", "oal",
     "oah", "oaw", "bm", "own_code", "code_args", "ip", "lk", "lkc", "isin", "cached", "cms", "gy",
-    "rv", "wv", "wn", "uv", "sub", "subu", "subo", "Scope", "im", "own", "sa",
+    "rv", "wv", "wn", "uv", "sub", "subu", "subo", "Scope", "im", "own", "sa", "fs",
 )  # fmt: skip
 GLOBALS = "__tc_gl__"
 
@@ -739,6 +739,11 @@ class _Rewriter(ast.NodeTransformer):
             # `getattr(seen, op)(x)`: a container's method, fetched by name.
             text = f"{_text(node)}()"
             return self._call("bm", node, self._site(node, "method", text))
+        if (node.args or node.keywords) and _works_on_files(func):
+            # `if not os.path.exists(p): open(p, "x")`: a check, then an act on
+            # what no object of the program holds. Last before the call: its point,
+            # then the call, in one step.
+            self._through_last(node, "fs", self._site(node, "method", f"{_text(func)}()"))
         return node
 
     def _printed_to(self, call: ast.Call) -> None:
@@ -1203,6 +1208,18 @@ def _arguments(call: ast.Call) -> list[ast.expr]:
 _OPERATORS = {ast.BitOr: "|", ast.BitAnd: "&", ast.BitXor: "^"}
 """The in-place operators that merge a dict or a set, by their node."""
 _MERGING = (ast.BitOr, ast.BitAnd, ast.BitXor)
+
+
+_FILE_MODULES = frozenset({"os", "os.path", "shutil", "glob", "tempfile", "io"})
+"""Modules whose functions work on the file system, as programs name them."""
+
+
+def _works_on_files(func: ast.expr) -> bool:
+    """Whether the call of ``func`` opens or looks at files: ``open(...)``,
+    ``os.path.exists(...)``, ``shutil.move(...)``."""
+    if isinstance(func, ast.Name):
+        return func.id == "open"
+    return isinstance(func, ast.Attribute) and _text(func.value) in _FILE_MODULES
 
 
 def _load_again(target: ast.Name) -> ast.expr:

@@ -37,7 +37,7 @@ from typing import Any, NoReturn, Protocol
 from threadcheck import _stacks
 from threadcheck._races import _footprint
 from threadcheck._races._clocks import VectorClock
-from threadcheck._sched._loopback import children_alive, in_process
+from threadcheck._sched._loopback import children_alive, in_process, lands_at_once
 from threadcheck._sched._mute import Muted
 from threadcheck._sched._progress import stop_requested
 
@@ -720,13 +720,7 @@ class Scheduler:
         deadlines = [] if delay is None else [self.now + delay]
         if self._timed:
             deadlines.append(_deadline_order(self._due())[0])
-        if (
-            not deadlines
-            or min(deadlines) - self.now <= QUIET_PERIOD  # as soon in real time
-            or not in_process([*all_reads, *all_writes])
-            or not self._quiet_for(all_reads, all_writes)
-            or children_alive()  # (read from /proc: only once quiet for long enough)
-        ):
+        if not deadlines or not self._only_time_wakes(all_reads, all_writes, min(deadlines)):
             return False
         self._quiet = None
         self.thinned.add(REAL_IO)
@@ -735,6 +729,19 @@ class Scheduler:
         self.progress += 1
         self._pass_time_to(min(deadlines))
         return True
+
+    def _only_time_wakes(self, reads: list[Any], writes: list[Any], deadline: float) -> bool:
+        """Whether only time can wake a thread waiting on ``reads`` and ``writes``
+        before ``deadline``: see :meth:`skip_quiet_time`."""
+        if lands_at_once([*reads, *writes]):  # nothing in flight: not ready is quiet
+            readable, writable = _ready(reads, writes, 0)
+            return not (readable or writable) and not children_alive()
+        return (
+            deadline - self.now > QUIET_PERIOD  # else as soon in real time
+            and in_process([*reads, *writes])
+            and self._quiet_for(reads, writes)
+            and not children_alive()  # (read from /proc: only once quiet for long enough)
+        )
 
     def _quiet_for(self, reads: list[Any], writes: list[Any]) -> bool:
         """Whether none of the files was ready, nor any thread ran, for

@@ -20,22 +20,30 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
 _FAMILIES = (socket.AF_INET, socket.AF_INET6)
+
+paired: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+"""The ends of the socket pairs made during schedules (``socket.socketpair()``):
+each talks only to the other, in this process (a selector loop's wake-up pair)."""
 
 
 def in_process(files: Iterable[Any]) -> bool:
     """Whether every one of ``files`` is a TCP socket that listens, or whose
     peer is the local end of another of them, or a socket of this process
     that listens there (a connection it never accepts: an upstream that
-    never answers, a test's black hole)."""
+    never answers, a test's black hole), or an end of a pair made during a
+    schedule."""
     ends: set[tuple[Any, ...]] = set()
     peers: list[tuple[Any, ...]] = []
     for file in files:
         if not isinstance(file, socket.socket):
             return False
+        if file in paired:  # its other end is ours (not a child's: no child lives)
+            continue
         try:
             if file.family not in _FAMILIES or file.type != socket.SOCK_STREAM:
                 return False
@@ -46,6 +54,13 @@ def in_process(files: Iterable[Any]) -> bool:
             return False
     strangers = [peer for peer in peers if peer not in ends]
     return not strangers or all(_listening_here(peer) for peer in strangers)
+
+
+def lands_at_once(files: Iterable[Any]) -> bool:
+    """Whether every one of ``files`` is an end of a Unix socket pair of ours: a
+    write lands in the other end at once, so nothing can be in flight."""
+    unix = getattr(socket, "AF_UNIX", None)
+    return all(file in paired and file.family == unix for file in files)
 
 
 def _listening_here(address: tuple[Any, ...]) -> bool:

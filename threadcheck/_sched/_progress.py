@@ -23,6 +23,10 @@ from typing import Any, TextIO
 
 from threadcheck._text import plural
 
+exit_now = os._exit
+"""The process's own: during a schedule ``os._exit`` is the program's, which ends
+only the schedule (a second Ctrl-C was reported as the program exiting 130)."""
+
 REDRAW_INTERVAL = 0.25  # seconds: a few updates a second
 
 stop_requested = threading.Event()
@@ -118,4 +122,4 @@ class Progress:
         sys.stdout.flush()
         self.stream.write("threadcheck: interrupted again: exiting in the middle of a schedule\n")
         self.stream.flush()
-        os._exit(self.exit_status)
+        exit_now(self.exit_status)

@@ -25,6 +25,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+from threadcheck._sched import _loopback
 from threadcheck._sched._core import Scheduler, here
 
 _READS = ("recv", "recv_into", "recvfrom", "recvfrom_into", "accept")
@@ -35,18 +36,43 @@ def replacements() -> list[tuple[Any, str, Any]]:
     reads = [
         (socket.socket, name, _waits_to_read(getattr(socket.socket, name))) for name in _READS
     ]
-    selectors_ = [
-        (kind, "select", _waiting_selector(kind.select))
-        for kind in (getattr(selectors, name, None) for name in _SELECTORS)
-        if kind is not None
+    selectors_ = [(kind, "select", _waiting_selector(kind.select)) for kind in _selector_classes()]
+    return [
+        *reads,
+        (select, "select", _waiting_select(select.select)),
+        *selectors_,
+        (socket, "socketpair", _recorded_pair(socket.socketpair)),
     ]
-    return [*reads, (select, "select", _waiting_select(select.select)), *selectors_]
 
 
-_SELECTORS = ("SelectSelector", "_PollLikeSelector", "KqueueSelector")
-"""What ``selectors`` waits in (``PollSelector``, ``EpollSelector`` and
-``DevpollSelector`` are ``_PollLikeSelector``'s; ``SelectSelector`` holds its own
-``select.select``, untouched by the patch of the module's)."""
+def _recorded_pair(real: Callable[..., Any]) -> Callable[..., Any]:
+    """``socket.socketpair`` that remembers both ends: waits on them alone may
+    let time jump (a selector loop's ``select(timeout=0.5)`` over its wake-up
+    pair took half a second of real time, each schedule)."""
+
+    @functools.wraps(real)
+    def socketpair(*args: Any, **kwargs: Any) -> Any:
+        pair = real(*args, **kwargs)
+        _loopback.paired.update(pair)
+        return pair
+
+    return socketpair
+
+
+def _selector_classes() -> list[type[selectors.BaseSelector]]:
+    """Each ``selectors`` class with a ``select`` of its own: ``_PollLikeSelector``
+    (``PollSelector``'s), ``EpollSelector`` and ``DevpollSelector``, which
+    override it (``DefaultSelector`` on Linux is ``EpollSelector``: its loop held
+    the turn in a real poll), ``SelectSelector`` (which holds its own
+    ``select.select``, untouched by the patch of the module's), ``KqueueSelector``."""
+    return [
+        kind
+        for kind in vars(selectors).values()
+        if isinstance(kind, type)
+        and issubclass(kind, selectors.BaseSelector)
+        and kind is not selectors.BaseSelector
+        and "select" in vars(kind)
+    ]
 
 
 def _waiting_selector(real: Callable[..., Any]) -> Callable[..., Any]:

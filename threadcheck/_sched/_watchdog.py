@@ -21,7 +21,6 @@ until it decides a thread is stuck; then it takes the turn as
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import sys
 import threading
@@ -33,11 +32,14 @@ from threadcheck import _hidden
 from threadcheck._races import _rewrite
 from threadcheck._sched._children import kill_waited_children
 from threadcheck._sched._core import BLOCKED, Abort, Failure, Scheduler, stack_of
-from threadcheck._sched._progress import stop_requested
+from threadcheck._sched._progress import exit_now, stop_requested
 
 HURRIED = 0.5
 """Wall seconds without a point, once the user asked to stop, before a thread
 counts as stuck: the schedule then ends as interrupted, not as a failure."""
+RUNNING_ON = 2.0
+"""Wall seconds a schedule may still run, making progress, once the user asked
+to stop: then it ends as interrupted."""
 
 _INTERRUPT = getattr(signal, "SIGUSR2", None)
 
@@ -73,7 +75,7 @@ def exit_if_abandoned(status: int) -> None:
         return
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(status)
+    exit_now(status)
 
 
 class Watchdog:
@@ -117,12 +119,17 @@ class Watchdog:
     def _loop(self) -> None:
         seen: tuple[Scheduler | None, int] = (None, -1)
         since = time.monotonic()
+        hurried_at: float | None = None
         while not self._stop.wait(min(0.2, self.timeout / 4)):
             scheduler = self._scheduler
             if scheduler is None:
                 continue
             now = (scheduler, scheduler.progress)
             hurried = stop_requested.is_set()
+            if hurried and hurried_at is None:
+                hurried_at = time.monotonic()
+            if hurried_at is not None and time.monotonic() - hurried_at > RUNNING_ON:
+                self._end_interrupted(scheduler)
             if now != seen or _rewrite.rewriting:  # compiling an imported module: busy
                 seen, since = now, time.monotonic()
             elif time.monotonic() - since > (HURRIED if hurried else self.timeout):
@@ -130,6 +137,14 @@ class Watchdog:
                     scheduler.interrupted = True
                 self._rescue(scheduler)
                 since = time.monotonic()
+
+    @staticmethod
+    def _end_interrupted(scheduler: Scheduler) -> None:
+        """Ctrl-C came, and the schedule still runs on, making progress (a loop
+        polling real I/O no selector of ours waits in): it ends now."""
+        if not scheduler.aborting:
+            scheduler.interrupted = True
+            scheduler.fail(Failure("interrupted", "interrupted while the schedule still ran"))
 
     def _rescue(self, scheduler: Scheduler) -> None:
         stuck = scheduler.running
@@ -172,4 +187,4 @@ class Watchdog:
         if failure is not None:
             sys.stderr.write(f"threadcheck: {failure.message}\n{failure.details}\n")
         sys.stderr.flush()
-        os._exit(2)
+        exit_now(2)
