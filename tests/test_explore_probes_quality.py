@@ -693,3 +693,68 @@ def test_the_locked_cache_file_is_proved(tmp_path: Path) -> None:
     result = explore_program(write_program(tmp_path, CACHE_FILE.format(fill=FILL_FIX)))
     assert_clean(result)
     assert result.stderr.startswith("threadcheck: every interleaving explored ("), result.stderr
+
+
+# A dict iterated by C code, through a view or a lazy iterator, that calls the
+# program back while another thread adds a key: dpor saw only the view's
+# making, not the iteration inside the call, and called each of these proved.
+RENDERED = """
+import sys, threading
+
+cache = {{"a": 1, "b": 2, "c": 3}}
+seen = []
+lock = threading.Lock()
+errors = []
+
+def show(item):
+    seen.append(item)
+    return str(item)
+
+def render():
+    try:
+        {render}
+    except RuntimeError as error:
+        errors.append(error)
+
+def fill():
+    {fill}
+
+workers = [threading.Thread(target=render), threading.Thread(target=fill)]
+for worker in workers:
+    worker.start()
+for worker in workers:
+    worker.join()
+if errors:
+    sys.exit(f"render failed: {{errors[0]}}")
+"""
+RENDERINGS = [
+    '",".join(map(show, cache.items()))',
+    "min(cache.items(), key=show)",
+    "max(cache.values(), key=show)",
+    "list(filter(show, cache.values()))",
+    "[item for item in map(show, cache.values())]",
+]
+
+
+@pytest.mark.parametrize("rendering", RENDERINGS)
+def test_a_dict_iterated_by_c_code_calling_back_is_found_by_dpor(
+    tmp_path: Path, rendering: str
+) -> None:
+    body = RENDERED.format(render=rendering, fill='cache["d"] = 4')
+    result = explore_program(write_program(tmp_path, body), "--strategy", "dpor")
+    assert_found_and_replayed(
+        result,
+        "threadcheck: exit: the program exited with status 1: render failed: "
+        "dictionary changed size during iteration",
+    )
+
+
+@pytest.mark.parametrize("rendering", RENDERINGS)
+def test_its_locked_twin_is_proved(tmp_path: Path, rendering: str) -> None:
+    body = RENDERED.format(
+        render=f"with lock:\n            {rendering}",
+        fill='with lock:\n        cache["d"] = 4',
+    )
+    result = explore_program(write_program(tmp_path, body), "--strategy", "dpor")
+    assert_clean(result)
+    assert result.stderr.startswith("threadcheck: every interleaving explored ("), result.stderr

@@ -183,13 +183,15 @@ def lp(iterable: Any, site: int) -> Any:
     if on_access is None and not _footprint.collecting:
         return iterable
     iterator = iter(iterable)
+    # A lazy iterator over a container (`map(f, d.values())`) reads it at each step.
+    advancing = iterator is iterable and (type(iterable) not in _LAZY or not _iterated(iterable))
     if on_access is None:  # the points are the instruction table's (so collecting)
-        if iterator is iterable:
+        if advancing:
             return _Advancing(iterator)
         return iterator if _unchanging(iterable) else _Reading(iterator, _container(iterable))
     if not _footprint.collecting or (iterator is not iterable and _unchanging(iterable)):
         return _Steps(iterator, site, on_access)
-    if iterator is iterable:
+    if advancing:
         return _AdvancingSteps(iterator, site, on_access)
     return _ReadingSteps(iterator, site, on_access, _container(iterable))
 
@@ -206,9 +208,12 @@ _DICT_VIEWS: tuple[type, ...] = (type({}.keys()), type({}.values()), type({}.ite
 
 
 def _container(iterable: Any) -> Any:
-    """What a loop over ``iterable`` reads at each step: a dict view's dict."""
+    """What a loop over ``iterable`` reads at each step: a dict view's dict, the
+    container a lazy iterator goes through (``map(f, d.values())``)."""
     if type(iterable) in _DICT_VIEWS:
         return gc.get_referents(iterable.mapping)[0]  # the proxy's one referent
+    if type(iterable) in _LAZY:
+        return _iterated(iterable) or iterable
     return iterable
 
 
@@ -504,7 +509,10 @@ def oa(obj: Any, site: int) -> Any:
     it is given is unseen (``heapq.heappop(pq)``, ``bisect.insort(xs, x)``): the
     call is a scheduling point, as a container's own mutator is, and for the
     scheduler's dependence it writes the container as a whole. Never a race
-    report: most calls only read it."""
+    report: most calls only read it. A lazy iterator over a container
+    (``",".join(map(show, cache.items()))``) is iterated by the call, which may
+    call the program back: for DPOR, each step until it returns reads the
+    container (another thread's new key meanwhile ends the iteration)."""
     if issubclass(type(obj), CONTAINERS):
         if on_handover is not None:
             on_handover(site, "call")
@@ -516,7 +524,38 @@ def oa(obj: Any, site: int) -> Any:
             on_handover(site, "call")
         if _footprint.collecting:
             _footprint.writes.add(_footprint.GENERATOR)
+    elif _footprint.collecting and type(obj) in _LAZY:
+        container = _iterated(obj)
+        if container is not None:
+            _footprint.handed(container, False, sys._getframe(1))
     return obj
+
+
+_LAZY = frozenset(
+    {
+        map, filter, zip, enumerate, reversed,
+        type({}.keys()), type({}.values()), type({}.items()),
+        type(iter({})), type(iter({}.values())), type(iter({}.items())),
+        type(iter([])), type(iter(set())), type(reversed([])),
+    }
+)  # fmt: skip
+"""Views and lazy iterators that go through a container as they are iterated."""
+
+
+def _iterated(obj: Any) -> Any:
+    """The builtin container that view or lazy iterator ``obj`` goes through
+    (``map(f, d.items())``: ``d``), or None."""
+    found = [obj]
+    for _ in range(4):  # map -> its iterators' tuple -> a dict's item iterator -> the dict
+        inner = []
+        for item in found:
+            for referent in gc.get_referents(item):
+                if issubclass(type(referent), CONTAINERS):
+                    return referent
+                if type(referent) in _LAZY or type(referent) is tuple:
+                    inner.append(referent)
+        found = inner
+    return None
 
 
 def oah(obj: Any, site: int, changes: bool = False) -> Any:
@@ -947,19 +986,28 @@ class _KeyedLook(_Keyed):
 def lk(obj: Any, site: int) -> Any:
     """``obj`` is looked into as a whole: ``len(c)``, another builtin, its truth.
     A read of the container, which another thread's ``append`` or new key makes
-    stale (``if len(items) < limit: items.append(x)`` in two threads)."""
+    stale (``if len(items) < limit: items.append(x)`` in two threads). A lazy
+    iterator (``list(filter(f, d.values()))``) is iterated by the call, which
+    may call the program back: for DPOR, each step until it returns reads the
+    container it goes through."""
     if issubclass(type(obj), CONTAINERS):
         _read_whole(obj, site, "read")
+    elif _footprint.collecting and type(obj) in _LAZY:
+        container = _iterated(obj)
+        if container is not None:
+            _footprint.handed(container, False, sys._getframe(1))
     return obj
 
 
 def lkc(obj: Any, site: int) -> Any:
     """``obj`` is looked into by ``max``, ``min`` or ``sorted``, which may call
     the program back (a key function, an ``__lt__``): as :func:`lk`, and for
-    DPOR, looked into in each step until the call returns."""
-    lk(obj, site)
-    if _footprint.collecting and issubclass(type(obj), CONTAINERS):
-        _footprint.handed(obj, False, sys._getframe(1))
+    DPOR, looked into in each step until the call returns. A dict's view
+    (``max(d.values(), key=f)``) is its dict's."""
+    container = _iterated(obj) if type(obj) in _LAZY else obj
+    lk(container, site)
+    if _footprint.collecting and issubclass(type(container), CONTAINERS):
+        _footprint.handed(container, False, sys._getframe(1))
     return obj
 
 

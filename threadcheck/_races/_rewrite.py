@@ -814,20 +814,23 @@ class _Rewriter(ast.NodeTransformer):
     def _looked_into(self, container: ast.expr, node: ast.AST) -> ast.expr:
         """``container`` (already visited), looked into as a whole; a dict's view
         (``max(d.items(), key=...)``) looks into the dict."""
+        calling_back = (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in _CALLING_BACK
+        )
+        text = f"look into {_text(container)}"
         if (
             isinstance(container, ast.Call)
             and isinstance(container.func, ast.Attribute)
             and container.func.attr in _VIEWS
             and not (container.args or container.keywords)
         ):
+            if calling_back:  # the view, held by the call: lkc looks into its dict
+                text = f"look into {_text(container.func.value)}"
+                return self._call("lkc", container, self._site(node, "look", text))
             container.func.value = self._looked_into(container.func.value, node)
             return container
-        text = f"look into {_text(container)}"
-        calling_back = (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Name)
-            and node.func.id in _CALLING_BACK
-        )
         return self._call(
             "lkc" if calling_back else "lk", container, self._site(node, "look", text)
         )
