@@ -525,10 +525,17 @@ def oa(obj: Any, site: int) -> Any:
         if _footprint.collecting:
             _footprint.writes.add(_footprint.GENERATOR)
     elif _footprint.collecting and type(obj) in _LAZY:
-        container = _iterated(obj)
-        if container is not None:
-            _footprint.handed(container, False, sys._getframe(1))
+        _lazy_handed(obj, sys._getframe(1))
     return obj
+
+
+def _lazy_handed(obj: Any, caller: FrameType) -> None:
+    """View or lazy iterator ``obj`` is handed by ``caller`` to its next call,
+    which iterates it: for DPOR, each step until that call returns reads the
+    container it goes through."""
+    container = _iterated(obj)
+    if container is not None:
+        _footprint.handed(container, False, caller)
 
 
 _LAZY = frozenset(
@@ -993,9 +1000,7 @@ def lk(obj: Any, site: int) -> Any:
     if issubclass(type(obj), CONTAINERS):
         _read_whole(obj, site, "read")
     elif _footprint.collecting and type(obj) in _LAZY:
-        container = _iterated(obj)
-        if container is not None:
-            _footprint.handed(container, False, sys._getframe(1))
+        _lazy_handed(obj, sys._getframe(1))
     return obj
 
 
