@@ -132,9 +132,12 @@ def test_waiting_on_a_child_process_fails_the_schedule_at_once(tmp_path: Path, k
     assert result.returncode == 1, result.stderr
     lines = result.stderr.splitlines()
     assert lines[0].startswith("threadcheck: uncontrolled-blocking: " + headline), lines[0]
-    assert "service.py:" in lines[0]
+    assert " at service.py:9 in <module>)" in lines[0], lines[0]  # as the user runs it
     assert lines[1].endswith("not shrunk: a rerun would block again"), lines[1]
     assert lines[-1].startswith("replay: threadcheck replay tc1.")
+    # Where it waits, as every report shows a stack: ours and the libraries' folded.
+    assert 'File "' not in result.stderr, result.stderr
+    assert "    service.py:9 in <module>\n        child.join()\n" in result.stderr
 
 
 @pytest.mark.slow

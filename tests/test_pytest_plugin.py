@@ -890,3 +890,39 @@ def test_a_violation_after_the_calls_report_is_the_teardowns(pytester: pytest.Py
     violations = json.loads((pytester.path / "report.json").read_text())["violations"]
     phases = sorted((entry["test"]["phase"], entry["count"]) for entry in violations)
     assert phases == [("call", 1), ("teardown", 1)], violations
+
+
+FORKING_TEST = """
+import os
+
+from tc_helpers import call_later_from_a_thread
+
+
+def test_forks_a_worker():
+    pid = os.fork()
+    if pid == 0:
+        {child}
+        os._exit(0)  # as a forked worker ends: past every hook of the session
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_after():
+    pass
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
+@pytest.mark.parametrize(
+    ("child", "outcomes"),
+    [("call_later_from_a_thread()", {"failed": 1, "passed": 1}), ("pass", {"passed": 2})],
+)
+def test_a_forked_child_s_violation_fails_the_test_it_was_forked_in(
+    pytester: pytest.Pytester, helpers: None, child: str, outcomes: dict[str, int]
+) -> None:
+    # The child ended with os._exit: its violation was lost, and the test passed.
+    pytester.makepyfile(test_forks=FORKING_TEST.format(child=child))
+    result = run(pytester, "--threadcheck", *NO_PYTEST_TWISTED)
+    result.assert_outcomes(**outcomes)
+    if outcomes.get("failed"):
+        result.stdout.fnmatch_lines(["FAILED test_forks.py::test_forks_a_worker - threadcheck: *"])

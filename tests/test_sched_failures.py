@@ -319,7 +319,7 @@ def test_blocking_outside_the_scheduler_is_reported_not_hung() -> None:
     assert result.failure is not None
     assert result.failure.kind == "uncontrolled-blocking"
     assert "blocked outside the scheduler's control" in result.failure.message
-    assert "in stuck\n    real.wait()" in result.failure.details
+    assert "in stuck\n      real.wait()" in result.failure.details, result.failure.details
 
 
 def test_the_reactor_stopping_before_the_scenario_is_done() -> None:

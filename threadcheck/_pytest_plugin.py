@@ -44,9 +44,13 @@ class _State:
     """The plugin's per-session state, in ``config.stash``."""
 
     def __init__(self, checker: AffinityChecker, json_path: str | None, report_only: bool) -> None:
+        from threadcheck import _forks
         from threadcheck._testrun import TestRun
 
         self.run: TestRun = TestRun(checker)
+        self.forks = _forks.Forks(checker)
+        """What a test's forked children find (they end with ``os._exit``)."""
+        _forks.watch(self.forks)
         self.json_path = json_path
         self.html_path: str | None = None
         self.report_only = report_only
@@ -444,6 +448,7 @@ def pytest_runtest_makereport(
     if state.html_path is not None and call.excinfo is not None:
         _keep_schedule(report, call.excinfo.value)
     allowed: dict[str, str] = item.stash.get(_ALLOWED, {})
+    state.forks.gather()  # charged to the test each child was forked in
     failing = state.run.take(item.nodeid, allowed)
     if report.when == "call":
         # The call's report is made: what a thread does from now on is the
@@ -647,6 +652,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     from threadcheck._report import save_json, to_json
 
+    if state.forks.in_child:  # a test's forked child that went on with the session
+        state.forks.leave()
+        return
+    state.forks.take_children_findings()
     violations = state.run.finish() + state.from_workers
     state.violations = violations
     mode = state.run.checker.mode.value

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from threadcheck._cli import _forks
+from threadcheck import _forks
 from threadcheck._cli._options import (
     INTERRUPTED,
     UNCAUGHT_EXCEPTION,

@@ -29,6 +29,7 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from threadcheck import _stacks
 from threadcheck._sched._core import BLOCKED, Abort, Failure, describe, here, stack_of
 
 
@@ -119,12 +120,14 @@ def _refused(wait: Callable[..., Any], name: str) -> Callable[..., Any]:
             return wait(*args, **kwargs)
         scheduler, me = place
         owner = getattr(wait, "__qualname__", name)
-        where = describe(scheduler.where(sys._getframe(1)))
+        caller = scheduler.where(sys._getframe(1))
+        where = describe(caller)
+        shown = _stacks.stack_from(caller, 1)[0].location() if caller is not None else where
         scheduler.fail(
             Failure(
                 BLOCKED,
                 f"T{me.tid} ({me.name}) waits on a child process: not controlled "
-                f"({owner} at {where})",
+                f"({owner} at {shown})",
                 thread=me.name,
                 location=where,
                 details=stack_of(me.ident),

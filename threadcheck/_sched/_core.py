@@ -27,7 +27,6 @@ import _thread
 import select
 import sys
 import time
-import traceback
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from threading import get_ident
@@ -1311,15 +1310,18 @@ def describe(frame: FrameType | None) -> str:
 
 
 def stack_of(ident: int | None, limit: int = 8) -> str:
-    """The innermost frames of a (stuck) OS thread, as a traceback excerpt,
-    from the user's call that blocked: the scheduler's own frames under it
-    (a wait on real files) would fill the excerpt."""
+    """The innermost frames of a (stuck) OS thread, from the user's call that
+    blocked (the scheduler's own frames under it, a wait on real files, would
+    fill the excerpt), most recent call last, library runs folded to a line as
+    every report shows them (the pool's and Twisted's frames of a job)."""
     frame = _stacks.current_frames().get(ident or 0)
     user = frame
     while user is not None and _stacks.is_own(user.f_code.co_filename):
         user = user.f_back
     start = user or frame  # all of it ours: shown as it is
-    return "".join(traceback.format_stack(start, limit=limit)).rstrip() if start else ""
+    if start is None:
+        return ""
+    return "\n".join(_stacks.format_stack(_stacks.stack_from(start, limit), indent="  "))
 
 
 def iter_runs(trace: Sequence[Step]) -> Iterator[list[Step]]:

@@ -1,12 +1,14 @@
-"""What the forked children of a ``threadcheck run`` program found: in the parent's report.
+"""What forked children found: in the parent's report (``threadcheck run``, pytest).
 
 A program that forks (a pre-fork server, a worker made with ``os.fork``, a
-``multiprocessing`` pool started by fork) goes on in the child with threadcheck's
-hooks in place, and the child ends through ``threadcheck run`` too. Left alone,
-it printed its own report and the parent, which found nothing itself, said "no
-thread-affinity violations found" and exited 0. Instead, the child leaves its
-findings in a spool the parent made before its first fork, and the parent
-reports them with its own. A child that ends after the parent has reported (a
+``multiprocessing`` pool started by fork, a test that forks) goes on in the
+child with threadcheck's hooks in place. Left alone, a ``threadcheck run``
+child printed its own report and the parent, which found nothing itself, said
+"no thread-affinity violations found" and exited 0; a pytest child that ended
+with ``os._exit`` reported nothing, and its test passed. Instead, the child
+leaves its findings in a spool the parent made before its first fork, and the
+parent records them as its own (pytest: after each test, charged to the test
+the child was forked in). A child that ends after the parent has reported (a
 daemon that outlived it) finds the spool closed and reports them itself.
 
 Thread safety: the fork hooks run in the forking thread, and in the child in its
@@ -78,6 +80,13 @@ class Forks:
             if found:
                 print(_report.format_report(found), end="", file=sys.stderr, flush=True)
 
+    def gather(self) -> int:
+        """In the parent, between tests: what its children left so far, recorded
+        as its own; the spool stays open. Returns how many violations."""
+        if self.spool is None or self.in_child:
+            return 0
+        return self._record(self.spool)
+
     def take_children_findings(self) -> int:
         """In the parent, before it reports: its children's findings, recorded
         as its own. The spool is closed first: a later child reports itself.
@@ -91,9 +100,12 @@ class Forks:
             return 0
         spool = Spool(closed, owner=True)
         try:
-            violations, stalls = spool.collect(), spool.collect(STALLS_SUFFIX)
+            return self._record(spool)
         finally:
             spool.remove()
+
+    def _record(self, spool: Spool) -> int:
+        violations, stalls = spool.collect(), spool.collect(STALLS_SUFFIX)
         recorder = self.checker.recorder
         for violation in violations:
             recorder.record(violation)
