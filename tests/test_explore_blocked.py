@@ -71,7 +71,7 @@ def test_a_thread_blocked_outside_control_fails_the_schedule_and_the_process_exi
     lines = result.stderr.splitlines()
     assert lines[0].startswith(f"threadcheck: uncontrolled-blocking: {thread}"), lines[0]
     assert "blocked outside the scheduler's control for over 10 s" in lines[0]
-    assert "found on schedule 1 " in lines[1]
+    assert "found in the warm-up run, before the first schedule " in lines[1], lines[1]
     assert lines[1].endswith("not shrunk: a rerun would block again"), lines[1]
     assert "in read_reply" in result.stderr or "in on_timer" in result.stderr  # where
     assert lines[-1].startswith("replay: threadcheck replay tc1.")
@@ -133,7 +133,10 @@ def test_waiting_on_a_child_process_fails_the_schedule_at_once(tmp_path: Path, k
     lines = result.stderr.splitlines()
     assert lines[0].startswith("threadcheck: uncontrolled-blocking: " + headline), lines[0]
     assert " at service.py:9 in <module>)" in lines[0], lines[0]  # as the user runs it
+    # It blocks in the first run, the warm-up: it was called "schedule 1", with no steps.
+    assert lines[1].startswith("  found in the warm-up run, before the first schedule ("), lines[1]
     assert lines[1].endswith("not shrunk: a rerun would block again"), lines[1]
+    assert "   step  thread " in result.stderr, result.stderr
     assert lines[-1].startswith("replay: threadcheck replay tc1.")
     # Where it waits, as every report shows a stack: ours and the libraries' folded.
     assert 'File "' not in result.stderr, result.stderr

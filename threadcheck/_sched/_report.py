@@ -11,6 +11,10 @@ from typing import Any
 from threadcheck._sched._core import REAL_IO, Failure, Step, format_seconds
 from threadcheck._text import plural
 
+WARM_UP = -1
+"""The index of the run made before exploring or replaying (see ``Explorer.warm_up``;
+``reactor.schedule_index`` shows it)."""
+
 
 @dataclass
 class ScheduleRun:
@@ -171,6 +175,9 @@ def format_result(result: ExploreResult) -> str:
 def _found(result: ExploreResult) -> str:
     how = ", ".join(part for part in (result.budget, result.strategy) if part)
     preemptions = result.original_preemptions or 0
+    if result.run is not None and result.run.index == WARM_UP:
+        # A thread blocked for good in the warm-up: no schedule began.
+        return f"found in the warm-up run, before the first schedule ({how}, seed {result.seed})"
     return (
         f"found on schedule {result.found_at} ({how}, seed {result.seed}) with "
         f"{plural(preemptions, 'preemption')}"

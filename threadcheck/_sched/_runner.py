@@ -51,7 +51,7 @@ from threadcheck._sched._program import (
     stop_idle_executor_workers,
     thread_failure,
 )
-from threadcheck._sched._report import ScheduleRun
+from threadcheck._sched._report import WARM_UP, ScheduleRun
 from threadcheck._sched._twisted_logging import TwistedLogging
 from threadcheck._sched._watchdog import Watchdog
 from threadcheck._sched.strategies import Plan, Replay
@@ -65,8 +65,6 @@ if TYPE_CHECKING:
     from threadcheck._violation import Violation
     from threadcheck_reactor._scheduled import ScheduledMixin
 
-WARM_UP = -1
-"""The schedule index of the warm-up run (``reactor.schedule_index`` shows it)."""
 DEFAULT_STALL_TIMEOUT = 10.0
 FULL_COLLECTION_EVERY = 64
 """Schedules between whole garbage collections (the others collect generation 1)."""
@@ -246,7 +244,7 @@ class Explorer:
         what the program fills on first use (a library's lazy cache, an event
         system's listeners) is filled then, so recorded schedules and their
         replays in a fresh process start from the same state."""
-        run = self.run(Plan([]), WARM_UP, record_trace=False)
+        run = self.run(Plan([]), WARM_UP)  # traced: its failure may be the one reported
         assert run is not None  # a plan never runs out
         if getattr(self.target, "fresh_user_code", False):
             self.instrumentation.drop_tracing()
