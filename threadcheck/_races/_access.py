@@ -183,17 +183,19 @@ def lp(iterable: Any, site: int) -> Any:
     if on_access is None and not _footprint.collecting:
         return iterable
     iterator = iter(iterable)
-    # A lazy iterator over a container (`map(f, d.values())`) reads it at each step.
-    advancing = iterator is iterable and (type(iterable) not in _LAZY or not _iterated(iterable))
+    read = _container(iterable) if _footprint.collecting else iterable  # for DPOR only
+    # An iterator of its own advances; a lazy one over a container (`map(f,
+    # d.values())`) reads that container at each step, as a loop over it does.
+    advancing = iterator is iterable and read is iterable
     if on_access is None:  # the points are the instruction table's (so collecting)
         if advancing:
             return _Advancing(iterator)
-        return iterator if _unchanging(iterable) else _Reading(iterator, _container(iterable))
+        return iterator if _unchanging(iterable) else _Reading(iterator, read)
     if not _footprint.collecting or (iterator is not iterable and _unchanging(iterable)):
         return _Steps(iterator, site, on_access)
     if advancing:
         return _AdvancingSteps(iterator, site, on_access)
-    return _ReadingSteps(iterator, site, on_access, _container(iterable))
+    return _ReadingSteps(iterator, site, on_access, read)
 
 
 _UNCHANGING = (tuple, str, bytes, frozenset, range)
@@ -366,8 +368,7 @@ def _mutated(obj: Any, site: int, point: bool, every: bool) -> None:
                     _footprint.write(obj, _footprint.EVERY)
             _footprint.handed(obj, True, sys._getframe(2))  # ``xs.sort(key=f)``
         if enabled:
-            method = sites[site].text.rpartition(".")[2].removesuffix("()")
-            _written_whole(obj, site, every, _one_operation(type(obj), method))
+            _written_whole(obj, site, every, _one_operation(type(obj), _method_at(site)))
 
 
 def _changed(obj: Any, site: int, method: str) -> None:
@@ -390,6 +391,7 @@ def _written_whole(obj: Any, site: int, every: bool, atomic: bool) -> None:
 
 
 _atomic_methods: dict[tuple[type, str], bool] = {}
+_site_methods: dict[int, str] = {}
 
 
 def _one_operation(cls: type, method: str) -> bool:
@@ -401,6 +403,19 @@ def _one_operation(cls: type, method: str) -> bool:
         found = getattr(cls, method, None)
         atomic = _atomic_methods[cls, method] = not isinstance(found, FunctionType)
     return atomic
+
+
+def _method_at(site: int) -> str:
+    """The method a changing call at ``site`` calls, by its text: ``stats.update()``
+    calls ``update``, ``cache |=`` calls ``__ior__`` (read once per site)."""
+    method = _site_methods.get(site)
+    if method is None:
+        text = sites[site].text
+        method = _IN_PLACE.get(text.rpartition(" ")[2]) or text.rpartition(".")[2].removesuffix(
+            "()"
+        )
+        _site_methods[site] = method
+    return method
 
 
 _kept: dict[tuple[int, int], list[Any]] = {}
@@ -806,8 +821,7 @@ def ip(value: Any, target: Any, site: int) -> Any:
     ``target`` is changed in place (``cache |= fresh``, ``items += more``), every
     key at once, as its ``update()`` or ``extend()`` would."""
     if issubclass(type(target), CONTAINERS):
-        operator = sites[site].text.rpartition(" ")[2]  # "cache |=": Counter's are Python
-        _changed(target, site, _IN_PLACE.get(operator, "__ior__"))
+        _changed(target, site, _method_at(site))  # Counter's in-place operators are Python
     return value
 
 

@@ -1127,13 +1127,13 @@ class _Continues(ast.NodeTransformer):
 
 
 _SETTING = frozenset({"setattr", "delattr"})
+"""Builtins that change what they are given, as an attribute store does."""
 _SETTING_METHODS = {"__setattr__": "setattr", "__delattr__": "delattr"}
 _SETTERS = frozenset(_SETTING_METHODS)
 """Attributes that write the attribute they name: called as ``setattr`` is."""
 _BOUND_ARGUMENTS = {"__setattr__": 2, "__delattr__": 1}
 """Their arguments called bound (``stats.__setattr__("n", v)``); unbound
 (``object.__setattr__(stats, "n", v)``), one more."""
-"""Builtins that change what they are given, as an attribute store does."""
 
 
 def _dict_owner(value: ast.expr) -> ast.expr | None:

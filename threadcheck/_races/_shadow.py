@@ -450,13 +450,13 @@ def _same_job(tc: ThreadClock, caller: FrameType) -> bool:
     frame: FrameType | None = caller
     for _ in range(at):
         frame = frame.f_back if frame is not None else None
-    if frame is None or frame.f_code not in _JOBS:
+    # Read as _capture reads them: the executor's code is known once one is made.
+    if frame is None or not (
+        frame.f_code is _threads._RUN_SUBMITTED or frame.f_code is _threads._WORK_ITEM_RUN
+    ):
         return False
     tc.frame_submission = _threads.submission_in(frame)
     return True
-
-
-_JOBS = (_threads._RUN_SUBMITTED, _threads._WORK_ITEM_RUN)
 
 
 def _capture(frame: FrameType | None) -> tuple[tuple[Any, ...], Any, int | None]:

@@ -79,7 +79,7 @@ def run_once(
     settings = rewritten_at_access(settings)
     env = environment(settings)
     with Explorer(target, settings, collect_first=False, random_seed=seed) as explorer:
-        _warm_up_once(explorer, target)
+        _warm_up_outside_examples(explorer, target)
         run = explorer.run(strategy, 0)
     assert run is not None  # plans and random walks never run out
     found = run.failure is not None
@@ -102,7 +102,7 @@ def run_once(
     )
 
 
-def _warm_up_once(explorer: Explorer, target: Target) -> None:
+def _warm_up_outside_examples(explorer: Explorer, target: Target) -> None:
     """The warm-up run (what the program fills on first use is filled before the
     recorded run, as before its replay in a fresh process); not in a Hypothesis
     example: its scenario's draws would be drawn twice, and Hypothesis's own
