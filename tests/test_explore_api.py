@@ -312,6 +312,43 @@ def test_a_race_inside_an_installed_library_is_found_with_include(tmp_path: Any)
     assert " __init__.py:8 settings " in found.report()  # the library's own lines are steps
 
 
+def test_an_included_name_is_the_installed_module_also_when_a_folder_has_its_name(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Run from the library's checkout (tox, a flat layout): ./lazyconfig is its
+    # source, unused; the program imports the installed copy. Watching only the
+    # folder missed the race, and the default strategy then proved the program.
+    import sys
+    import threading
+
+    site = tmp_path / "site-packages"
+    (site / "lazyconfig").mkdir(parents=True)
+    (site / "lazyconfig" / "__init__.py").write_text(LAZY_LIBRARY)
+    checkout = tmp_path / "checkout"
+    (checkout / "lazyconfig").mkdir(parents=True)
+    (checkout / "lazyconfig" / "__init__.py").write_text(LAZY_LIBRARY)
+    monkeypatch.chdir(checkout)
+    sys.path.insert(0, str(site))
+    try:
+        import lazyconfig
+
+        def two_workers_configure() -> None:
+            lazyconfig._cache.clear()
+            workers = [threading.Thread(target=lazyconfig.settings) for _ in range(2)]
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join()
+            assert lazyconfig._cache["loads"] == 1, "configuration loaded twice"
+
+        found = threadcheck.explore(two_workers_configure, budget=300, include=["lazyconfig"])
+    finally:
+        sys.path.remove(str(site))
+        sys.modules.pop("lazyconfig", None)
+    assert found.found, found.report()
+    assert " __init__.py:8 settings " in found.report()
+
+
 def test_a_long_exploration_keeps_nothing_of_its_past_schedules(tmp_path: Any) -> None:
     # Each schedule makes a reactor (and its checker) and pool threads; none
     # may outlive the next schedule's start, or memory and the cost of every

@@ -307,3 +307,56 @@ def test_a_daemon_heartbeat_beating_after_stop_is_no_violation(tmp_path: Path) -
     explored = explore_program(program, "--budget", "300")
     assert explored.returncode == 0, explored.stderr
     assert CLEAN.match(explored.stderr), explored.stderr
+
+
+# A service that keeps its crashed workers' count in its own
+# threading.excepthook, which Python calls in each crashing thread. Explore
+# treated every such crash as the program's failure and never ran the hook: the
+# correct twin failed on every schedule.
+CRASH_HOOK = """
+import sys
+import threading
+from twisted.internet import reactor, threads
+
+crashed = {{"count": 0}}
+lock = threading.Lock()
+
+def on_crash(args):
+    {count}
+
+threading.excepthook = on_crash
+
+def fetch(name):
+    raise ConnectionError(f"{{name}}: upstream reset")
+
+def supervise():
+    workers = [threading.Thread(target=fetch, args=(n,), name=n) for n in ("a", "b")]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return crashed["count"]
+
+counted = []
+threads.deferToThread(supervise).addCallback(counted.append).addBoth(lambda _: reactor.stop())
+reactor.run()
+if counted != [2]:
+    print(f"crashes counted: {{counted}}")
+    sys.exit(3)
+"""
+
+
+def test_a_crash_the_programs_excepthook_counts_is_its_own_and_the_twin_is_clean(
+    tmp_path: Path,
+) -> None:
+    locked = "with lock:\n        crashed['count'] += 1"
+    program = write_program(tmp_path, CRASH_HOOK.format(count=locked))
+    result = explore_program(program, "--budget", "300")
+    assert result.returncode == 0, result.stderr
+    assert CLEAN.match(result.stderr), result.stderr
+
+
+def test_a_lost_count_in_the_programs_excepthook_is_found_and_replayed(tmp_path: Path) -> None:
+    program = write_program(tmp_path, CRASH_HOOK.format(count="crashed['count'] += 1"))
+    result = explore_program(program, "--budget", "300")
+    assert_found_and_replayed(result, "threadcheck: exit: the program exited with status 3")

@@ -758,3 +758,38 @@ def test_its_locked_twin_is_proved(tmp_path: Path, rendering: str) -> None:
     result = explore_program(write_program(tmp_path, body), "--strategy", "dpor")
     assert_clean(result)
     assert result.stderr.startswith("threadcheck: every interleaving explored ("), result.stderr
+
+
+# A save job fails in the pool; its Deferred's error is passed on to nobody
+# (an addBoth that stops the reactor and returns it), and the program then
+# checks what the job was to do. The unhandled error, logged only as the
+# Deferred is collected, was dropped: the report named the assert alone.
+UNHANDLED_THEN_ASSERT = """
+from twisted.internet import reactor, threads
+
+saved = []
+
+def save(order):
+    raise ConnectionError("backend down")
+    saved.append(order)
+
+def main():
+    d = threads.deferToThread(save, "order-1")
+    d.addBoth(lambda result: (reactor.stop(), result)[1])
+
+reactor.callWhenRunning(main)
+reactor.run()
+assert saved == ["order-1"], f"not saved: {saved}"
+"""
+
+
+def test_an_unhandled_error_before_the_failure_it_caused_is_named(tmp_path: Path) -> None:
+    program = write_program(tmp_path, UNHANDLED_THEN_ASSERT)
+    result = explore_program(program, "--budget", "50")
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("threadcheck: exception: AssertionError: not saved: []")
+    assert (
+        "also in this schedule, unhandled-error: Unhandled error in Deferred: "
+        "ConnectionError: backend down at service.py:7 in save\n"
+    ) in result.stderr
+    assert "_threads.py" not in result.stderr  # the job's wrapper is ours, not shown

@@ -850,8 +850,9 @@ def test_a_timeout_beside_a_chatty_socket_comes(tmp_path: Path) -> None:
 # held while a point of the module's code switched threads ("blocked outside
 # the scheduler's control" after 10 s, exit 1, on a correct program).
 LAZY_CODECS = """\
-import json, threading
+import json, threading, time
 
+{load}
 TABLE = {{}}
 for number in range(5):
     TABLE[number] = str(number)
@@ -885,13 +886,26 @@ COUNT_RACY = "encoded += 1  # BUG: not under the lock"
 COUNT_LOCKED = "with lock:\n        encoded += 1"
 
 
-def _lazy_service(tmp_path: Path, count: str) -> Path:
-    (tmp_path / "codecs_helper.py").write_text(LAZY_CODECS.format(count=count))
+def _lazy_service(tmp_path: Path, count: str, load: str = "") -> Path:
+    (tmp_path / "codecs_helper.py").write_text(LAZY_CODECS.format(count=count, load=load))
     return write_program(tmp_path, LAZY_SERVICE)
 
 
 def test_a_module_imported_lazily_by_two_threads_is_clean(tmp_path: Path) -> None:
     assert_clean(explore_program(_lazy_service(tmp_path, COUNT_LOCKED), "--budget", "300"), 300)
+
+
+# The same module waits as it loads (a back-off, a slow file): its sleep passed
+# the turn on, and the second import waited for real on the first's module lock.
+def test_a_lazily_imported_module_that_sleeps_as_it_loads_is_clean(tmp_path: Path) -> None:
+    program = _lazy_service(tmp_path, COUNT_LOCKED, load="time.sleep(0.01)")
+    assert_clean(explore_program(program, "--budget", "300"), 300)
+
+
+def test_a_lost_count_in_a_lazily_imported_module_that_sleeps_is_found(tmp_path: Path) -> None:
+    program = _lazy_service(tmp_path, COUNT_RACY, load="time.sleep(0.01)")
+    result = explore_program(program, "--budget", "300")
+    assert_found_and_replayed(result, "threadcheck: exception: AssertionError: encoded 1 times")
 
 
 def test_a_lost_count_in_a_lazily_imported_module_is_found_and_replayed(tmp_path: Path) -> None:

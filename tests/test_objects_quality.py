@@ -128,7 +128,7 @@ CASES = [
         "DeferredQueue.get",
         lambda r: defer.DeferredQueue(),
         lambda q: q.get(),
-        "threads.blockingCallFromThread(reactor, queue.get)",
+        "threads.blockingCallFromThread(reactor, q.get)",  # as the user wrote it
     ),
     Case(
         "DeferredLock.acquire",

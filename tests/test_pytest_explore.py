@@ -402,6 +402,22 @@ def test_a_replay_of_another_test_than_its_tokens_is_a_usage_error(
     ]
 
 
+def test_a_replay_of_a_programs_token_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    # Every explored test replayed the program's decisions, and failed (its
+    # correct twin too): "the replay diverged".
+    from threadcheck._sched import _token
+
+    pytester.makepyfile(test_race=RACE)
+    recorded = _token.decode(token_of(run(pytester, "-k", "lost_update")))
+    token = _token.encode({**recorded, "target": "cache_lost.py"})
+    replayed = run(pytester, "test_race.py", f"--threadcheck-replay={token}")
+    assert replayed.ret == pytest.ExitCode.USAGE_ERROR
+    assert [line for line in replayed.stderr.lines if line] == [
+        "ERROR: --threadcheck-replay: the token is of cache_lost.py, not of a pytest test; "
+        "replay it with the command printed beside it (threadcheck replay)"
+    ]
+
+
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["alone", "xdist"])
 def test_a_replay_of_no_explored_test_is_a_usage_error(
     pytester: pytest.Pytester, xdist: list[str]

@@ -17,6 +17,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from twisted.internet import task
 from twisted.internet.protocol import ClientCreator, ServerFactory
 from twisted.protocols.basic import LineReceiver
 from twisted.python.threadpool import ThreadPool
@@ -214,6 +215,47 @@ def test_a_twisted_helper_called_from_a_worker_is_the_call_the_fix_moves(
     assert (
         "fix: call sendLine() in the reactor thread: reactor.callFromThread(line.sendLine, ...)"
     ) in report
+
+
+def dispatch(f: Any, *args: Any) -> None:
+    f(*args)  # BUG: runs f in the calling thread
+
+
+def test_a_twisted_helper_called_through_the_programs_dispatcher_moves_that_call(
+    running_reactor: Any,
+) -> None:
+    # The fix named transport.write, which no line of the program calls.
+    running: RunningReactor = running_reactor()
+    port, line = _connected_line(running)
+    running.reactor.callInThread(dispatch, line.sendLine, b"PING")
+    [violation] = _wait_for_violations(running, 1)
+    running.in_reactor(line.transport.loseConnection)
+    running.in_reactor(port.stopListening)
+    report = format_report([violation])
+    assert "fix: make this call in the reactor thread: reactor.callFromThread(f, *args)" in report
+
+
+def test_a_cooperative_task_started_from_a_worker_is_waited_for_as_written(
+    running_reactor: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fix named `cooperator.coiterate` for `task.coiterate(rows())`, and
+    # dropped the iterator.
+    running: RunningReactor = running_reactor()
+    monkeypatch.setattr(task, "_theCooperator", task.Cooperator())  # this test's alone
+
+    def rows() -> Any:
+        yield None
+
+    def export() -> None:
+        task.coiterate(rows())  # BUG: from a worker thread
+
+    running.reactor.callInThread(export)
+    [violation] = _wait_for_violations(running, 1)
+    running.in_reactor(task._theCooperator.stop)
+    assert (
+        "fix: wait for it from the thread: "
+        "threads.blockingCallFromThread(reactor, task.coiterate, rows())"
+    ) in format_report([violation])
 
 
 def test_a_callable_submitted_to_an_executor_is_reported_at_the_submitting_line(

@@ -26,6 +26,7 @@ import pytest
 from twisted.internet import threads
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory, Protocol
+from twisted.python.threadpool import ThreadPool
 
 from threadcheck import Kind, Mode
 from threadcheck._report import format_stalls
@@ -643,6 +644,40 @@ def test_a_shutdown_waiting_for_its_pool_job_is_no_stall_a_blocking_trigger_is(
     [stall] = reactor.threadcheck.recorder.stalls()
     assert stall.api == "time.sleep"
     assert "in flush_cache, run as a system event trigger" in (stall.detail or "")
+
+
+@pytest.mark.parametrize("stopped", ["during", "before, in a worker"])
+def test_a_pool_stopped_by_a_shutdown_trigger_is_shown_where_it_waits(
+    monkeypatch: pytest.MonkeyPatch, stopped: str
+) -> None:
+    """A ThreadPool of the program's, stopped at shutdown as Twisted's docs do
+    (a 'during' trigger) while a job runs: the reactor thread joins it. The
+    report said it waited at ``reactor.run()`` and to run the reactor in a worker."""
+    monkeypatch.setenv("THREADCHECK_STALL_MS", "50")
+    reactor = ThreadCheckReactor(Mode.RECORD)
+    pool = ThreadPool(minthreads=1, maxthreads=1, name="export")
+    pool.start()
+    if stopped == "during":
+        reactor.addSystemEventTrigger("during", "shutdown", pool.stop)
+    else:  # the fix the report gives
+        reactor.addSystemEventTrigger(
+            "before",
+            "shutdown",
+            lambda: threads.deferToThreadPool(reactor, reactor.getThreadPool(), pool.stop),
+        )
+    reactor.callWhenRunning(pool.callInThread, time.sleep, BLOCK)
+    reactor.callWhenRunning(reactor.callLater, 0.01, reactor.stop)
+    reactor.run(installSignalHandlers=False)
+    stalls = reactor.threadcheck.recorder.stalls()
+    if stopped != "during":
+        assert stalls == []
+        return
+    lines = format_stalls(stalls).splitlines()
+    assert re.fullmatch(r"    blocked at: .*threadpool\.py:\d+ in stop", lines[3]), lines
+    assert lines[-1] == (
+        "    fix: run it in a worker, which shutdown waits for: reactor.addSystemEventTrigger("
+        '"before", "shutdown", threads.deferToThread, f), f the trigger (stop)'
+    )
 
 
 def test_the_stall_watch_is_not_among_the_program_s_threads(running: RunningReactor) -> None:

@@ -85,16 +85,13 @@ def object_api_fix(api: str, offending: str = "") -> str | None:
             "call request.notifyFinish() in the reactor thread before handing the request "
             "to the thread; the worker then hands its writes over with reactor.callFromThread"
         )
-    if api in _WAITED_FOR:
-        return (
-            f"wait for it from the thread: "
-            f"threads.blockingCallFromThread(reactor, {name}.{method})"
-        )
-    written = call_written(offending, method)
-    if written is not None:  # the user's own call, handed over: it can be pasted
-        return f"do it in the reactor thread: reactor.callFromThread({written})"
     arguments = _ARGUMENTS.get(method, "")
-    call = f"{name}.{method}, {arguments}" if arguments else f"{name}.{method}"
+    # The user's own call, handed over, can be pasted (`task.coiterate, rows()`).
+    call = call_written(offending, method) or (
+        f"{name}.{method}, {arguments}" if arguments else f"{name}.{method}"
+    )
+    if api in _WAITED_FOR:
+        return f"wait for it from the thread: threads.blockingCallFromThread(reactor, {call})"
     return f"do it in the reactor thread: reactor.callFromThread({call})"
 
 
@@ -121,6 +118,16 @@ def call_written(line: str, method: str | None = None) -> str | None:
             parts = [node.func, *node.args, *node.keywords]
             return ", ".join(ast.get_source_segment(statement, p) or ast.unparse(p) for p in parts)
     return None
+
+
+def sole_call_written(line: str) -> str | None:
+    """:func:`call_written`, for a ``line`` that makes one call only (a helper's
+    ``f(*args)``): which call reached the library is then not in doubt."""
+    try:
+        calls = [n for n in ast.walk(ast.parse(line.strip())) if isinstance(n, ast.Call)]
+    except SyntaxError:
+        return None
+    return call_written(line) if len(calls) == 1 else None
 
 
 def result_kept(line: str, method: str) -> tuple[str | None, str] | None:

@@ -560,9 +560,16 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             "--threadcheck-replay: no selected test carries @pytest.mark.threadcheck_explore; "
             "run the replay command as printed (it names the test)"
         )
-    from threadcheck._testexplore import replayed_test, without_part
+    from threadcheck._testexplore import recorded_target, replayed_test, without_part
 
-    recorded = replayed_test(session.config.option.threadcheck_replay)
+    token = session.config.option.threadcheck_replay
+    target = recorded_target(token)
+    if target and replayed_test(token) is None:  # every test replayed another's decisions
+        raise pytest.UsageError(
+            f"--threadcheck-replay: the token is of {target}, not of a pytest test; "
+            "replay it with the command printed beside it (threadcheck replay)"
+        )
+    recorded = replayed_test(token)
     if recorded is not None and recorded not in {without_part(item.nodeid) for item in explored}:
         raise pytest.UsageError(
             f"--threadcheck-replay: the token is of the test {recorded}, which is not selected; "

@@ -284,12 +284,16 @@ def _through_twisted(entry: _stacks.Frame | None, api: str, offending: str) -> s
     if entry is None or entry.library != "twisted" or entry.function == api.rpartition(".")[2]:
         return None
     owner = _called_on(offending, entry.function)
-    if owner is None:
+    if owner is not None:
+        return (
+            f"call {entry.function}() in the reactor thread: "
+            f"reactor.callFromThread({owner}.{entry.function}, ...)"
+        )
+    handed = _fixes.sole_call_written(offending)
+    if handed is None:
         return None
-    return (
-        f"call {entry.function}() in the reactor thread: "
-        f"reactor.callFromThread({owner}.{entry.function}, ...)"
-    )
+    # `f(*args)` in a dispatch helper of the program's, f being `self.sendLine`.
+    return f"make this call in the reactor thread: reactor.callFromThread({handed})"
 
 
 _NOT_THIRD_PARTY = frozenset({"twisted", "python", "threadcheck", "decorator"}) | (
@@ -607,6 +611,15 @@ _STALL_FIXES = {
 
 
 def _stall_fix(stall: Violation, where: _stacks.Frame | None) -> str:
+    if (where is None or where.library is not None) and "system event trigger" in (
+        stall.detail or ""
+    ):
+        # A library's wait the reactor runs itself (a ThreadPool's stop at shutdown).
+        return (
+            "run it in a worker, which shutdown waits for: reactor.addSystemEventTrigger("
+            '"before", "shutdown", threads.deferToThread, f), f the trigger'
+            + (f" ({where.function})" if where is not None else "")
+        )
     called = _waiting_call(stall.api, where.source if where is not None else None)
     if called is not None:  # `server.shutdown()`: the wait is inside the program's call
         return f"wait in a worker: threads.deferToThread({called})"
@@ -614,9 +627,11 @@ def _stall_fix(stall: Violation, where: _stacks.Frame | None) -> str:
 
 
 def _blocked_at(stall: Violation) -> _stacks.Frame | None:
-    """Where the reactor thread waited: the program's innermost frame, else a library's."""
-    return _stacks.innermost_user_frame(stall.stack) or next(
-        (f for f in reversed(stall.stack) if f.library not in ("python", "threadcheck")), None
+    """Where the reactor thread waited, inside the callback it ran: the
+    program's innermost frame, else a library's (not ``reactor.run()``, below it)."""
+    inside = stall.stack[-stall.within :] if stall.within else stall.stack
+    return _stacks.innermost_user_frame(inside) or next(
+        (f for f in reversed(inside) if f.library not in ("python", "threadcheck")), None
     )
 
 

@@ -6,6 +6,7 @@ are kept alive and no source is read until a report is formatted.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib.util
 import linecache
@@ -229,25 +230,41 @@ def include_paths(names: Sequence[str]) -> tuple[str, ...]:
     """``--include``/``include=`` entries as absolute paths: each a file, a
     folder, or the name of an importable module or package (``"sqlalchemy"``).
     ValueError names the first that is none of these."""
-    paths = []
+    paths: list[str] = []
     for name in names:
-        if os.path.exists(name):
-            paths.append(os.path.abspath(name))
-            continue
-        try:
+        found = _include_locations(name)
+        for path in found:
+            if is_own(path + os.sep if os.path.isdir(path) else path):
+                raise ValueError(f"{name} is threadcheck's own code, which is never watched")
+        paths.extend(found)
+    return tuple(dict.fromkeys(paths))
+
+
+def _include_locations(name: str) -> list[str]:
+    """The file or folder ``name``, and the module of that name where it is
+    installed: both, since a project's source folder often sits in the working
+    directory beside the installed copy the program imports (tox, a flat layout)."""
+    found = [os.path.abspath(name)] if os.path.exists(name) else []
+    try:
+        return [*found, _module_location(name)]
+    except ValueError:
+        if found:
+            return found
+        raise
+
+
+def _module_location(name: str) -> str:
+    """Where the module ``name`` is imported from; ValueError if from no file."""
+    spec = None
+    if all(part.isidentifier() for part in name.split(".")):
+        with contextlib.suppress(ImportError, ValueError):
             spec = importlib.util.find_spec(name)
-        except (ImportError, ValueError):
-            spec = None
-        if spec is None:
-            raise ValueError(f"no such file, folder or module: {name}")
-        location = next(iter(spec.submodule_search_locations or ()), None) or spec.origin
-        if location is None or not os.path.exists(location):
-            raise ValueError(f"{name} is not a module in a file or folder")
-        paths.append(os.path.abspath(location))
-    for name, path in zip(names, paths, strict=True):
-        if is_own(path + os.sep if os.path.isdir(path) else path):
-            raise ValueError(f"{name} is threadcheck's own code, which is never watched")
-    return tuple(paths)
+    if spec is None:
+        raise ValueError(f"no such file, folder or module: {name}")
+    location = next(iter(spec.submodule_search_locations or ()), None) or spec.origin
+    if location is None or not os.path.exists(location):
+        raise ValueError(f"{name} is not a module in a file or folder")
+    return os.path.abspath(location)
 
 
 def user_code(include: Sequence[str]) -> Callable[[str], bool]:

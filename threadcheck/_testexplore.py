@@ -117,12 +117,18 @@ def options_from(config: pytest.Config) -> Options:
     )
 
 
+def recorded_target(token: str) -> str:
+    """What ``token`` was recorded from: a test's node id, a program's command
+    line, a scenario's ``module:name``."""
+    from threadcheck._sched import _token
+
+    return str(_token.decode(token).get("target", ""))
+
+
 def replayed_test(token: str) -> str | None:
     """The node id of the test ``token`` was recorded from; None for a token
     that is not a test's (a program's, a scenario's)."""
-    from threadcheck._sched import _token
-
-    target = str(_token.decode(token).get("target", ""))
+    target = recorded_target(token)
     return target if "::" in target else None
 
 

@@ -117,6 +117,9 @@ class Violation:
     """A data race: what this access did (read, write, update, delete, iteration)."""
     prior: PriorAccess | None = None
     """A data race: the earlier access it conflicts with."""
+    within: int | None = None
+    """A stall: how many of ``stack``'s innermost frames ran inside the reactor's
+    callback (the others are the reactor's loop and the code that ran it)."""
 
     def user_frame(self) -> Frame | None:
         """The user's line to lead with: the innermost user frame of the call.

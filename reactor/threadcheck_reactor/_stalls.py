@@ -228,9 +228,18 @@ class StallWatch:
             submitted_from=None,
             test=self._checker.recorder.context,
             detail=detail,
+            within=_depth(frame, callback),
         )
         self._checker.recorder.record_stall(stall)
         return stall
+
+
+def _depth(innermost: FrameType, callback: FrameType) -> int:
+    """Frames from ``callback`` to ``innermost``, both counted."""
+    depth, walker = 1, innermost
+    while walker is not callback and walker.f_back is not None:
+        depth, walker = depth + 1, walker.f_back
+    return depth
 
 
 def _runs_the_test(callback: FrameType, innermost: FrameType) -> bool:

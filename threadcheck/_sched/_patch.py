@@ -46,6 +46,7 @@ from threadcheck._sched import (
     _children,
     _dates,
     _idle_pools,
+    _imports,
     _lazy,
     _order,
     _premade,
@@ -194,7 +195,7 @@ class Patches:
             (signal, "setitimer", inert_in_schedules(signal.setitimer, self.is_user_file)),
             (os, "_exit", controlled_exit(os._exit)),
             (os, "kill", controlled_kill(os.kill)),
-            *_imports_held(),
+            *_imports.replacements(),
             (os, "killpg", controlled_killpg(os.killpg)),
             (os, "fork", refused_fork(os.fork, self.is_user_file)),
             (os, "abort", controlled_abort(os.abort)),
@@ -387,10 +388,28 @@ def _stdlib_machinery() -> tuple[frozenset[object], tuple[str, ...]]:
     return codes, (folder,)
 
 
+class _SeededLater:
+    """A generator reseeded as each schedule starts, seeded only if the schedule
+    draws from it (few do; seeding costs as much as a dozen scheduling points)."""
+
+    def __init__(self) -> None:
+        self._random = random.Random(0)
+        self._seed: int | str | None = None
+
+    def reseed(self, seed: int | str) -> None:
+        self._seed = seed
+
+    def drawn(self) -> random.Random:
+        if self._seed is not None:
+            self._random.seed(self._seed)
+            self._seed = None
+        return self._random
+
+
 # Seeds for the generators a schedule makes without one: drawn in schedule
 # order from a generator reseeded as each schedule starts, so a replay repeats them.
-_unseeded = random.Random(0)
-_entropy = random.Random(0)
+_unseeded = _SeededLater()
+_entropy = _SeededLater()
 """The bytes ``os.urandom`` draws in controlled threads: seeded per schedule run."""
 
 
@@ -407,8 +426,8 @@ def reseed_randomness(seed: int, entropy: str) -> None:
     its replay, others in other schedules and explorations (an id they keep, a
     file they leave, would collide)."""
     random.seed(seed)
-    _unseeded.seed(seed)
-    _entropy.seed(entropy)
+    _unseeded.reseed(seed)
+    _entropy.reseed(entropy)
 
 
 def _reproducible_seed(original: Callable[..., None]) -> Any:
@@ -418,7 +437,7 @@ def _reproducible_seed(original: Callable[..., None]) -> Any:
     def seed(self: random.Random, a: Any = None, version: int = 2) -> None:
         scheduler = active()
         if a is None and scheduler is not None and scheduler.controlled() is not None:
-            a = _unseeded.getrandbits(64)
+            a = _unseeded.drawn().getrandbits(64)
         original(self, a, version)
 
     return seed
@@ -433,7 +452,7 @@ def _reproducible_bytes(original: Callable[[int], bytes]) -> Any:
         scheduler = active()
         if scheduler is not None and scheduler.controlled() is not None:
             os_randomness_drawn = True
-            return _entropy.randbytes(size)
+            return _entropy.drawn().randbytes(size)
         return original(size)
 
     return urandom
@@ -520,31 +539,6 @@ def _without_points(function: Callable[..., Any]) -> Any:
             return function(*args, **kwargs)
 
     return call
-
-
-def _imports_held() -> list[tuple[Any, str, Any]]:
-    """A module's own code, run by an import in a controlled thread, switches no
-    thread: it holds the import system's real lock of that module, which another
-    thread importing it too would wait on for real (a lazy ``import`` in a pool
-    job and in a reactor callback: "blocked outside the scheduler's control")."""
-    bootstrap: Any = sys.modules["importlib._bootstrap"]  # the import system's own
-    manager = bootstrap._ModuleLockManager
-    enter, exit_ = manager.__enter__, manager.__exit__
-
-    def entered(self: Any) -> None:
-        enter(self)
-        me = here()
-        if me is not None:
-            me[1].holding += 1
-            self._threadcheck_held = me[1]
-
-    def exited(self: Any, *exc: object) -> None:
-        held = getattr(self, "_threadcheck_held", None)
-        if held is not None:
-            held.holding -= 1
-        exit_(self, *exc)
-
-    return [(manager, "__enter__", entered), (manager, "__exit__", exited)]
 
 
 @contextmanager
@@ -659,7 +653,11 @@ def _controlled_body(
         except TargetError as error:  # explore() called by a worker of the program, say
             scheduler.misuse = scheduler.misuse or error
         except BaseException as error:
-            failure = program_failure(thread.name, error)
+            try:
+                unhandled = _past_the_programs_hook(error, patches.is_user_file)
+            except Abort:
+                unhandled = None
+            failure = None if unhandled is None else program_failure(thread.name, unhandled)
             if failure is not None and failure.kind == "exit":
                 # Python ends only this thread, quietly; a non-zero status is the
                 # program reporting a failure (as it would in its main thread).
@@ -673,6 +671,26 @@ def _controlled_body(
             scheduler.exit(thread)
 
     return body
+
+
+def _past_the_programs_hook(
+    error: BaseException, is_user_file: Callable[[str], bool]
+) -> BaseException | None:
+    """An uncaught exception Python hands to the program's own
+    ``threading.excepthook`` (one it wrote: pytest's and other tools' are not)
+    is the program's to handle: None, or what the hook raised in turn."""
+    hook = threading.excepthook
+    code = getattr(hook, "__code__", None)
+    if isinstance(error, SystemExit) or code is None or not is_user_file(code.co_filename):
+        return error
+    thread = threading.current_thread()
+    try:
+        hook(threading.ExceptHookArgs((type(error), error, error.__traceback__, thread)))
+    except Abort:
+        raise
+    except BaseException as raised:
+        return raised
+    return None
 
 
 def _controlled_join(original: Callable[..., None]) -> Any:

@@ -147,7 +147,7 @@ def format_result(result: ExploreResult) -> str:
         lines.append(f"  {_found(result)}; {after}{_interrupted(result)}")
     if failure.location:
         lines.append(
-            f"  at {_short(failure.location)}"
+            f"  at {short_location(failure.location)}"
             + (f" in {failure.thread}" if failure.thread else "")
         )
     held = _held(run)
@@ -269,6 +269,7 @@ def _elide(rows: list[str], marked: list[bool]) -> Iterator[str]:
         previous = index
 
 
-def _short(location: str) -> str:
+def short_location(location: str) -> str:
+    """A location (``path:line in name``) with its file name alone."""
     path, _, rest = location.partition(":")
     return f"{os.path.basename(path)}:{rest}"

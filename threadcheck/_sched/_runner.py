@@ -17,6 +17,7 @@ import gc
 import itertools
 import os
 import random
+import re
 import sys
 import threading
 import warnings
@@ -51,7 +52,7 @@ from threadcheck._sched._program import (
     stop_idle_executor_workers,
     thread_failure,
 )
-from threadcheck._sched._report import WARM_UP, ScheduleRun
+from threadcheck._sched._report import WARM_UP, ScheduleRun, short_location
 from threadcheck._sched._twisted_logging import TwistedLogging
 from threadcheck._sched._watchdog import Watchdog
 from threadcheck._sched.strategies import Plan, Replay
@@ -67,7 +68,7 @@ if TYPE_CHECKING:
 
 DEFAULT_STALL_TIMEOUT = 10.0
 FULL_COLLECTION_EVERY = 64
-"""Schedules between whole garbage collections (the others collect generation 1)."""
+"""Schedules between whole garbage collections."""
 
 
 @dataclass(frozen=True)
@@ -273,13 +274,15 @@ class Explorer:
             is_own=lambda filename: _stacks.classify(filename) == "threadcheck",
             record_trace=record_trace,
         )
-        # What the previous schedule still referenced as it ended (its scheduler,
-        # threads, Thread objects) went to generation 1: collected now, or with
-        # the GC paused it would stay for the whole exploration (+13 KB a schedule).
-        # Whole collections (200 us) only now and then: what outlived generation 1
-        # waits a few schedules.
+        # What the previous schedules still referenced as they ended (their
+        # schedulers, threads, Thread objects) went to generation 1, where with
+        # the GC paused it would stay for the whole exploration (+13 KB a
+        # schedule): collected with everything else every few schedules (a
+        # collection of generation 1 each schedule cost as much, and found
+        # nothing still referenced one schedule later).
         self._schedules += 1
-        gc.collect(2 if self._schedules % FULL_COLLECTION_EVERY == 0 else 1)
+        if self._schedules % FULL_COLLECTION_EVERY == 0:
+            gc.collect()
         gc.disable()
         threading._counter = itertools.count(1).__next__  # type: ignore[attr-defined]
         # An executor's default thread names too (ThreadPoolExecutor-0_0): a failure
@@ -448,15 +451,31 @@ def _cause(failure: Failure | None, earlier: Failure | None) -> Failure | None:
     """The failure to report: an exception first; an unhandled error or a
     violation (``earlier``) before what it may have caused, which its details
     then name: a deadlock, or an exception that carries the error a check raised."""
-    if earlier is None or (failure is not None and not _caused_by(failure, earlier)):
+    if earlier is None:
         return failure
-    return earlier if failure is None else _followed_by(earlier, failure)
+    if failure is None:
+        return earlier
+    if _caused_by(failure, earlier):
+        return _followed_by(earlier, failure)
+    return _preceded_by(failure, earlier)
 
 
 def _followed_by(earlier: Failure, failure: Failure) -> Failure:
     """``earlier``, its details naming the ``failure`` that came of it."""
     then = f"then {failure.kind}: {failure.message}"
     return replace(earlier, details=f"{then}\n\n{earlier.details}".rstrip())
+
+
+def _preceded_by(failure: Failure, earlier: Failure) -> Failure:
+    """``failure``, its details naming the error logged or the violation in the
+    same schedule (a pool job's exception left in a Deferred nobody handled,
+    then an assert on what the job was to do): a root cause, not dropped."""
+    if earlier.message in failure.message:  # the same error, seen twice
+        return failure
+    where = f" at {short_location(earlier.location)}" if earlier.location else ""
+    before = f"also in this schedule, {earlier.kind}: {earlier.message}{where}"
+    details = f"{failure.details.rstrip()}\n\n{before}\n{earlier.details.strip()}"
+    return replace(failure, details=details.strip())
 
 
 def _first(error: Failure | None, violation: Failure | None) -> Failure | None:
@@ -558,11 +577,11 @@ class _LoggedErrors:
 
         # Its first line: a legacy log.err() formats the traceback after it.
         said = formatEvent(event).partition("\n")[0].rstrip(": ") or _logged_by(event)
-        details = failure.getTraceback()
+        details = _without_our_frames(failure.getTraceback())
         while failure.check(FirstError):  # gatherResults': what failed in it is the error
             said += f" (error {failure.value.index} of a gatherResults or DeferredList)"
             failure = failure.value.subFailure
-            details = f"{failure.getTraceback()}\n{details}"
+            details = f"{_without_our_frames(failure.getTraceback())}\n{details}"
         value = str(failure.value)
         logged = Failure(
             "unhandled-error",
@@ -575,6 +594,24 @@ class _LoggedErrors:
             self.handled = logged
         else:
             self.first = logged
+
+
+_FRAME = re.compile(r'  File "(.+)", line \d+, in ')
+
+
+def _without_our_frames(traceback: str) -> str:
+    """A traceback without threadcheck's own frames (the wrapper a pool job runs in)."""
+    kept = []
+    ours = False
+    for line in traceback.splitlines():
+        frame = _FRAME.match(line)
+        if frame is not None:
+            ours = _stacks.classify(frame.group(1)) == "threadcheck"
+        elif not line.startswith("    "):  # the source line under a frame is indented
+            ours = False
+        if not ours:
+            kept.append(line)
+    return "\n".join(kept) + "\n"
 
 
 def _logged_by_the_program(event: dict[str, Any]) -> bool:
