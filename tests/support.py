@@ -197,9 +197,30 @@ def explore_program(program: Path, *args: str) -> subprocess.CompletedProcess[st
     return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=program.parent)
 
 
-def assert_found_and_replayed(result: subprocess.CompletedProcess[str], headline: str) -> None:
+def explore_with_library(
+    tmp_path: Path, name: str, library: str, program: str, *options: str
+) -> subprocess.CompletedProcess[str]:
+    """``threadcheck explore`` of ``program``, with module ``name`` installed (a
+    site-packages folder of its own on PYTHONPATH: a library, not user code)."""
+    path = write_program(tmp_path, program)
+    command = [sys.executable, "-m", "threadcheck", "explore", *options, str(path)]
+    env = with_library(tmp_path, name, library)
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+
+
+def with_library(tmp_path: Path, name: str, library: str) -> dict[str, str]:
+    """The environment in which module ``name`` is an installed library."""
+    site = tmp_path / "site-packages"
+    site.mkdir(exist_ok=True)
+    (site / f"{name}.py").write_text(library)
+    return {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+
+
+def assert_found_and_replayed(
+    result: subprocess.CompletedProcess[str], headline: str, env: dict[str, str] | None = None
+) -> None:
     """The exploration failed with ``headline`` (no traceback of ours before the
-    step table), and its replay command, run afresh, fails the same way."""
+    step table), and its replay command, run afresh (in ``env``), fails the same way."""
     assert result.returncode == 1, result.stderr
     assert result.stderr.startswith(headline), result.stderr
     assert 'Traceback (most recent call last):\n  File "' not in result.stderr.split("\n\n")[0]
@@ -211,6 +232,7 @@ def assert_found_and_replayed(result: subprocess.CompletedProcess[str], headline
         text=True,
         timeout=120,
         cwd=program.parent,
+        env=env,
     )
     assert replayed.returncode == 1, replayed.stderr
     assert replayed.stderr.startswith(headline), replayed.stderr

@@ -26,7 +26,7 @@ from threadcheck._sched._targets import ScenarioTarget
 from threadcheck._sched._watchdog import abandoned_threads
 from threadcheck._sched.strategies import ReplayDivergenceError
 
-from support import explore_program, write_program
+from support import explore_program, explore_with_library, write_program
 
 WORKER_BLOCKED = """
 import socket
@@ -76,6 +76,32 @@ def test_a_thread_blocked_outside_control_fails_the_schedule_and_the_process_exi
     assert "in read_reply" in result.stderr or "in on_timer" in result.stderr  # where
     assert lines[-1].startswith("replay: threadcheck replay tc1.")
     assert "Traceback" not in result.stderr.split("\n\n")[0]
+
+
+# The blocked wait is an installed library's, run as the job itself: the report
+# named no line (no frame of the program's was on the thread's stack).
+LIBRARY_BLOCKED = """
+import socket
+
+ours, theirs = socket.socketpair()
+
+def read_reply():
+    return ours.recv(1)  # a real socket nobody writes to
+"""
+USES_THE_LIBRARY = """
+from twisted.internet import reactor, threads
+import replies
+
+threads.deferToThread(replies.read_reply).addBoth(lambda _: reactor.stop())
+reactor.run()
+"""
+
+
+@pytest.mark.slow
+def test_a_thread_blocked_in_a_library_is_reported_where_it_waits(tmp_path: Path) -> None:
+    result = explore_with_library(tmp_path, "replies", LIBRARY_BLOCKED, USES_THE_LIBRARY)
+    assert result.returncode == 1, result.stderr
+    assert "\n  at replies.py:7 in read_reply in PoolThread-" in result.stderr, result.stderr
 
 
 # A pool job reads a status pipe nobody writes; given an argument, the program

@@ -43,15 +43,18 @@ them: its failure is shrunk to the two preemptions it needs.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from support import assert_clean, assert_found_and_replayed, explore_program, write_program
+from support import (
+    assert_clean,
+    assert_found_and_replayed,
+    explore_program,
+    explore_with_library,
+    write_program,
+)
 
 pytestmark = [pytest.mark.quality, pytest.mark.slow]
 
@@ -895,20 +898,6 @@ reactor.run()
 """
 
 
-def explore_with_library(
-    tmp_path: Path, name: str, library: str, program: str
-) -> subprocess.CompletedProcess[str]:
-    """``threadcheck explore`` of ``program``, with module ``name`` installed (a
-    site-packages folder of its own on PYTHONPATH: a library, not user code)."""
-    site = tmp_path / "site-packages"
-    site.mkdir()
-    (site / f"{name}.py").write_text(library)
-    path = write_program(tmp_path, program)
-    env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    command = [sys.executable, "-m", "threadcheck", "explore", str(path)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
-
-
 def test_a_library_keeping_an_earlier_runs_reactor_is_a_usage_error(tmp_path: Path) -> None:
     # Its calls went to the warm-up run's reactor, which no schedule ran: the
     # job never ran, and explore said "every interleaving explored".
@@ -920,6 +909,40 @@ def test_a_library_keeping_an_earlier_runs_reactor_is_a_usage_error(tmp_path: Pa
     # Where, as paths are shown (relative to the working directory when under it).
     assert "tickets.py:8 in call_later (tickets), which no schedule runs again" in result.stderr
     assert "the global tickets._reactor keeps it, set in an earlier schedule" in result.stderr
+
+
+# APScheduler's TwistedScheduler() without reactor=: the scheduler is made
+# anew in every run, from the reactor its module bound when first imported.
+# The report blamed the scheduler, "made in an earlier schedule" (it is not),
+# and told to make one per run (the program does).
+KEEPS_A_DEFAULT = """
+from twisted.internet import reactor as default_reactor
+
+class Scheduler:
+    def __init__(self, reactor=None):
+        self._reactor = reactor or default_reactor
+
+    def add_job(self, f):
+        self._reactor.callFromThread(f)
+"""
+MAKES_ONE_PER_RUN = """
+from twisted.internet import reactor
+import jobs
+
+sched = jobs.Scheduler()
+reactor.callWhenRunning(sched.add_job, print)
+reactor.callLater(0.1, reactor.stop)
+reactor.run()
+"""
+
+
+def test_a_global_default_reactor_is_named_not_the_object_given_it(tmp_path: Path) -> None:
+    result = explore_with_library(tmp_path, "jobs", KEEPS_A_DEFAULT, MAKES_ONE_PER_RUN)
+    assert result.returncode == 2, result.stderr
+    assert (
+        "which no schedule runs again: the global jobs.default_reactor keeps it, set in an "
+        "earlier schedule; give it the reactor of each run"
+    ) in result.stderr, result.stderr
 
 
 # treq's shape: a process-wide connection pool, made with the first reactor it

@@ -25,7 +25,7 @@ import gc
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any, cast
 
@@ -293,6 +293,32 @@ def _kept_by(reactor: Any) -> str | None:
     the attribute of an object a global holds (treq's process-wide
     ``HTTPConnectionPool``, its ``_reactor``); None when nothing tells (a
     closure, a frame, an object nothing global holds)."""
+    holders = list(_holders(reactor))
+    # A global first: an object of this run may have been given it from one
+    # (APScheduler's TwistedScheduler() takes its module's default_reactor).
+    for owner, attribute in holders:
+        if isinstance(owner, ModuleType):
+            return (
+                f"the global {owner.__name__}.{attribute} keeps it, set in an earlier"
+                " schedule; give it the reactor of each run"
+            )
+    for owner, attribute in holders:
+        cls = type(owner)
+        if isinstance(owner, type) or cls.__module__.startswith("threadcheck"):
+            continue
+        where = _global_holding(owner)
+        if where is None:
+            continue  # one of that schedule's own objects, maybe: not a culprit
+        return (
+            f"a {cls.__module__}.{cls.__qualname__} keeps it (its {attribute}), held by"
+            f" {where}, made in an earlier schedule; make one per run, with the reactor"
+            " of that run"
+        )
+    return None
+
+
+def _holders(reactor: Any) -> Iterator[tuple[object, str]]:
+    """The modules and objects with an attribute bound to ``reactor``, and its name."""
     for referrer in gc.get_referrers(reactor):
         # An instance's attributes are its own (3.11+: no dict of their own) or a dict's.
         owners = gc.get_referrers(referrer) if isinstance(referrer, dict) else [referrer]
@@ -303,25 +329,8 @@ def _kept_by(reactor: Any) -> str | None:
             ):
                 continue
             attribute = next((k for k, v in namespace.items() if v is reactor), None)
-            if attribute is None:
-                continue
-            if isinstance(owner, ModuleType):
-                return (
-                    f"the global {owner.__name__}.{attribute} keeps it, set in an earlier"
-                    " schedule; give it the reactor of each run"
-                )
-            cls = type(owner)
-            if isinstance(owner, type) or cls.__module__.startswith("threadcheck"):
-                continue
-            where = _global_holding(owner)
-            if where is None:
-                continue  # one of that schedule's own objects, maybe: not a culprit
-            return (
-                f"a {cls.__module__}.{cls.__qualname__} keeps it (its {attribute}), held by"
-                f" {where}, made in an earlier schedule; make one per run, with the reactor"
-                " of that run"
-            )
-    return None
+            if attribute is not None:
+                yield owner, attribute
 
 
 def _global_holding(obj: object, depth: int = 1) -> str | None:

@@ -1324,6 +1324,26 @@ def stack_of(ident: int | None, limit: int = 8) -> str:
     return "\n".join(_stacks.format_stack(_stacks.stack_from(start, limit), indent="  "))
 
 
+def blocked_at(ident: int | None) -> str | None:
+    """Where a (stuck) OS thread waits: its innermost frame of the program's,
+    else of a library other than the standard library (APScheduler's loop
+    waiting on its event), else any not threadcheck's."""
+    frame = _stacks.current_frames().get(ident or 0)
+    chain = []
+    while frame is not None:
+        chain.append(frame)
+        frame = frame.f_back
+    kinds = [_stacks.classify(f.f_code.co_filename) for f in chain]
+    programs = [f for f, kind in zip(chain, kinds, strict=True) if kind is None]
+    libraries = [
+        f for f, kind in zip(chain, kinds, strict=True) if kind not in ("python", "threadcheck")
+    ]
+    found = next(iter(programs or libraries), None)
+    if found is None:
+        return None
+    return f"{found.f_code.co_filename}:{found.f_lineno} in {found.f_code.co_name}"
+
+
 def iter_runs(trace: Sequence[Step]) -> Iterator[list[Step]]:
     """Consecutive steps of the same thread, grouped."""
     run: list[Step] = []

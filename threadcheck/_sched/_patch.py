@@ -228,7 +228,15 @@ class Patches:
         is_user_file = self.is_user_file
 
         codes, folders = self._machinery
-        scheduled_for: dict[CodeType, bool] = {}  # by the calling code: asked per primitive made
+        # By the calling code, asked per primitive made: real, or the
+        # scheduler's (with its points, or quiet, for an installed library).
+        scheduled_for: dict[CodeType, str] = {}
+
+        def kind_for(caller: CodeType) -> str:
+            filename = caller.co_filename
+            if is_user_file(filename) or caller in codes or filename.startswith(folders):
+                return "scheduled"
+            return "quiet" if _an_installed_librarys(filename) else "real"
 
         def make(*args: Any, **kwargs: Any) -> Any:
             scheduler = active()
@@ -242,15 +250,13 @@ class Patches:
                 ):
                     frame = frame.f_back
                 caller = frame.f_code
-                wanted = scheduled_for.get(caller)
-                if wanted is None:
-                    wanted = scheduled_for[caller] = (
-                        is_user_file(caller.co_filename)
-                        or caller in codes
-                        or caller.co_filename.startswith(folders)
-                    )
-                if wanted:
+                kind = scheduled_for.get(caller)
+                if kind is None:
+                    kind = scheduled_for[caller] = kind_for(caller)
+                if kind == "scheduled":
                     return scheduled(*args, **kwargs)
+                if kind == "quiet":
+                    return _primitives.made_quiet(scheduled(*args, **kwargs))
             return real(*args, **kwargs)
 
         return _Factory(make, real, scheduled)
@@ -364,6 +370,27 @@ def _scheduled_lock() -> _primitives.Lock | None:
 def _scheduled_rlock() -> _primitives.RLock | None:
     """A user object's ``threadable.synchronize`` lock, in a controlled thread."""
     return _primitives.RLock() if here() is not None else None
+
+
+_NOT_SCHEDULED = frozenset({"python", "twisted", "threadcheck", "hypothesis", "coverage"})
+"""Libraries whose own primitives stay real (see :func:`_an_installed_librarys`)."""
+
+
+def _an_installed_librarys(filename: str) -> bool:
+    """Whether ``filename`` is an installed library's (APScheduler, SQLAlchemy's
+    pool) whose primitives are the scheduler's when made in a controlled thread,
+    quiet (no points: its code has none): its threads wait on them (a
+    scheduler's Event, a pool's Condition with a checkout timeout), and it may
+    hold one while it calls code with points (a Twisted pool's submit), where a
+    real one blocked the next thread for real. Not the standard library's (see
+    :func:`_stdlib_machinery`), Twisted's (its thread pools are scheduled on
+    their own), nor a test harness's."""
+    library = _stacks.classify(filename)
+    return (
+        library is not None
+        and library not in _NOT_SCHEDULED
+        and library not in _stacks.HARNESS_NAMES
+    )
 
 
 def _stdlib_machinery() -> tuple[frozenset[object], tuple[str, ...]]:

@@ -119,6 +119,23 @@ def _wait(
     return deadline is None or scheduler.now < deadline
 
 
+def _point(obj: Any, scheduler: Scheduler, detail: str) -> None:
+    """The scheduling point of an operation on ``obj``; none on a quiet one."""
+    if not obj._quiet:
+        scheduler.point("sync", detail)
+
+
+def made_quiet(obj: Any) -> Any:
+    """``obj`` (and the lock it made for itself: a Condition's, an RLock's)
+    without scheduling points: an installed library's, whose code has none.
+    Its waits still wait in the scheduler, so the thread that ends one runs."""
+    obj._quiet = True
+    inner = getattr(obj, "_lock", None)
+    if isinstance(inner, (Lock, RLock)):
+        made_quiet(inner)
+    return obj
+
+
 def _wake_all(scheduler: Scheduler, waiters: list[ControlledThread]) -> None:
     for thread in waiters:
         scheduler.wake(thread)
@@ -127,6 +144,8 @@ def _wake_all(scheduler: Scheduler, waiters: list[ControlledThread]) -> None:
 
 class Lock:
     """``threading.Lock`` under the scheduler."""
+
+    _quiet = False
 
     def __init__(self) -> None:
         self._locked = False
@@ -145,7 +164,7 @@ class Lock:
                 receive(self._sent)
             return acquired
         scheduler, me = here
-        scheduler.point("sync", "lock.acquire")
+        _point(self, scheduler, "lock.acquire")
         deadline = _deadline(scheduler, timeout) if blocking else scheduler.now
         while self._locked:
             if not _wait(scheduler, me, self._waiters, "lock", deadline, self):
@@ -176,7 +195,7 @@ class Lock:
         else:
             _released(self)
         _wake_all(scheduler, self._waiters)
-        scheduler.point("sync", "lock.release")
+        _point(self, scheduler, "lock.release")
 
     def locked(self) -> bool:
         _looked_at(self)
@@ -193,6 +212,8 @@ class Lock:
 
 class RLock:
     """``threading.RLock`` under the scheduler."""
+
+    _quiet = False
 
     def __init__(self) -> None:
         self._owner: object = None
@@ -245,6 +266,8 @@ class RLock:
 
 class Condition:
     """``threading.Condition`` under the scheduler."""
+
+    _quiet = False
 
     def __init__(self, lock: Any = None) -> None:
         self._lock = RLock() if lock is None else lock
@@ -333,6 +356,8 @@ class Condition:
 class Event:
     """``threading.Event`` under the scheduler."""
 
+    _quiet = False
+
     def __init__(self) -> None:
         self._flag = False
         self._waiters: list[ControlledThread] = []
@@ -352,7 +377,7 @@ class Event:
         _released(self)
         if here is not None:
             _wake_all(here[0], self._waiters)
-            here[0].point("sync", "event.set")
+            _point(self, here[0], "event.set")
 
     def clear(self) -> None:
         _changed(self)
@@ -363,7 +388,7 @@ class Event:
         if here is None:
             return self._real_wait(timeout)
         scheduler, me = here
-        scheduler.point("sync", "event.wait")
+        _point(self, scheduler, "event.wait")
         deadline = _wait_deadline(scheduler, timeout)
         while not self._flag:
             if not _wait(scheduler, me, self._waiters, "event", deadline, self):
@@ -390,6 +415,8 @@ class Event:
 class Semaphore:
     """``threading.Semaphore`` under the scheduler."""
 
+    _quiet = False
+
     def __init__(self, value: int = 1) -> None:
         if value < 0:
             raise ValueError("semaphore initial value must be >= 0")
@@ -403,7 +430,7 @@ class Semaphore:
         if here is None:
             raise RuntimeError("a scheduled Semaphore acquired outside the scheduler")
         scheduler, me = here
-        scheduler.point("sync", "semaphore.acquire")
+        _point(self, scheduler, "semaphore.acquire")
         deadline = _wait_deadline(scheduler, timeout, 0.0) if blocking else scheduler.now
         while self._value == 0:
             if not _wait(scheduler, me, self._waiters, "semaphore", deadline, self):
@@ -423,7 +450,7 @@ class Semaphore:
         here = _here()
         if here is not None:
             _wake_all(here[0], self._waiters)
-            here[0].point("sync", "semaphore.release")
+            _point(self, here[0], "semaphore.release")
 
     def __exit__(self, *exc: object) -> None:
         self.release()
@@ -444,6 +471,8 @@ class BoundedSemaphore(Semaphore):
 
 class Queue(Generic[T]):
     """``queue.Queue`` under the scheduler (``LifoQueue`` and ``PriorityQueue`` below)."""
+
+    _quiet = False
 
     _fifo = True
     """A get takes what was put first: no put after it could change what it takes."""
@@ -489,7 +518,7 @@ class Queue(Generic[T]):
             self._unscheduled(self.full(), block, _queue.Full)
         else:
             scheduler, me = here
-            scheduler.point("sync", "queue.put")
+            _point(self, scheduler, "queue.put")
             deadline = _queue_deadline(scheduler, timeout) if block else scheduler.now
             while 0 < self.maxsize <= len(self.queue):
                 if not _wait(scheduler, me, self._putters, "queue.put (full)", deadline, self):
@@ -506,7 +535,7 @@ class Queue(Generic[T]):
             self._unscheduled(not self.qsize(), block, _queue.Empty)
         else:
             scheduler, me = here
-            scheduler.point("sync", "queue.get")
+            _point(self, scheduler, "queue.get")
             deadline = _queue_deadline(scheduler, timeout) if block else scheduler.now
             while not self._has_items():
                 if not _wait(scheduler, me, self._getters, "queue.get (empty)", deadline, self):

@@ -31,7 +31,7 @@ from typing import Any
 from threadcheck import _hidden
 from threadcheck._races import _rewrite
 from threadcheck._sched._children import kill_waited_children
-from threadcheck._sched._core import BLOCKED, Abort, Failure, Scheduler, stack_of
+from threadcheck._sched._core import BLOCKED, Abort, Failure, Scheduler, blocked_at, stack_of
 from threadcheck._sched._progress import exit_now, stop_requested
 
 HURRIED = 0.5
@@ -166,6 +166,7 @@ class Watchdog:
             f"T{stuck.tid} ({stuck.name}) blocked outside the scheduler's control for over "
             f"{self.timeout:g} s ({why})",
             thread=stuck.name,
+            location=blocked_at(stuck.ident),
             details=stack_of(stuck.ident),
         )
         if stuck.tid != 0:
