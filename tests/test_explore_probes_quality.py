@@ -34,7 +34,13 @@ import threadcheck
 from threadcheck._sched._explore import Budget, explore
 from threadcheck._sched._targets import ProgramTarget
 
-from support import assert_clean, assert_found_and_replayed, explore_program, write_program
+from support import (
+    assert_clean,
+    assert_found_and_replayed,
+    explore_program,
+    run_program,
+    write_program,
+)
 
 pytestmark = [pytest.mark.quality, pytest.mark.slow]
 
@@ -695,6 +701,55 @@ def test_the_locked_cache_file_is_proved(tmp_path: Path) -> None:
     assert result.stderr.startswith("threadcheck: every interleaving explored ("), result.stderr
 
 
+# scrapy's FSFilesStore: two downloads store their files under one folder,
+# made on first use with pathlib. Its calls had no point (pathlib's objects
+# were taken for values), and the default strategy called the race proved.
+FILES_STORE = """
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from twisted.internet import defer, reactor, threads
+
+base = Path(tempfile.mkdtemp()) / "full"
+lock = threading.Lock()
+failed = []
+
+def persist(name, data):
+    try:
+        {make}
+        (base / name).write_bytes(data)
+    except OSError as error:
+        failed.append(repr(error))
+
+jobs = [threads.deferToThread(persist, n, b"x") for n in ("a.jpg", "b.jpg")]
+defer.gatherResults(jobs).addBoth(lambda _: reactor.stop())
+reactor.run()
+if failed:
+    sys.exit(f"store failed: {{failed}}")
+"""
+MAKE_BUG = """if not base.exists():  # BUG: a check, then an act, unlocked
+            base.mkdir(parents=True)"""
+MAKE_FIX = """with lock:
+            if not base.exists():
+                base.mkdir(parents=True)"""
+
+
+@pytest.mark.parametrize("strategy", ["portfolio", "dpor"])
+def test_a_check_then_create_through_pathlib_is_found(tmp_path: Path, strategy: str) -> None:
+    program = write_program(tmp_path, FILES_STORE.format(make=MAKE_BUG))
+    result = explore_program(program, "--strategy", strategy)
+    assert_found_and_replayed(
+        result, 'threadcheck: exit: the program exited with status 1: store failed: ["FileExists'
+    )
+
+
+def test_the_locked_files_store_is_proved(tmp_path: Path) -> None:
+    result = explore_program(write_program(tmp_path, FILES_STORE.format(make=MAKE_FIX)))
+    assert_clean(result)
+    assert result.stderr.startswith("threadcheck: every interleaving explored ("), result.stderr
+
+
 # A dict iterated by C code, through a view or a lazy iterator, that calls the
 # program back while another thread adds a key: dpor saw only the view's
 # making, not the iteration inside the call, and called each of these proved.
@@ -793,3 +848,89 @@ def test_an_unhandled_error_before_the_failure_it_caused_is_named(tmp_path: Path
         "ConnectionError: backend down at service.py:7 in save\n"
     ) in result.stderr
     assert "_threads.py" not in result.stderr  # the job's wrapper is ours, not shown
+
+
+# scrapy (2.13 and later) asks for the asyncio reactor and raises when another
+# is installed: explore reported that as a failure found on every schedule,
+# with a token, exit 1, where the program's own asyncioreactor.install() is
+# refused in one line, exit 2.
+ASKS_FOR_ASYNCIO = """
+from twisted.internet import reactor
+
+wanted = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
+installed = f"{type(reactor).__module__}.{type(reactor).__qualname__}"
+if installed != wanted:
+    raise RuntimeError(
+        f"The installed reactor ({installed}) does not match the requested one ({wanted})"
+    )
+reactor.callLater(0, reactor.stop)
+reactor.run()
+"""
+
+
+def test_a_program_that_refuses_any_reactor_but_asyncio_is_refused_in_one_line(
+    tmp_path: Path,
+) -> None:
+    result = explore_program(write_program(tmp_path, ASKS_FOR_ASYNCIO))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        "threadcheck: the program asks for Twisted's asyncio reactor, and refuses another: "
+        "explore runs programs on its own scheduled reactor, which cannot drive asyncio's "
+        "event loop; check this program with `threadcheck run`, or have it use the default "
+        "reactor (scrapy: -s TWISTED_REACTOR=twisted.internet.epollreactor.EPollReactor)"
+    ]
+
+
+# A module's flag whose first value is a number: taken for a constant (its
+# reads unseen), though the main module sets it (`flags.MODE = 1`): explore
+# called the failing order proved, and --races saw no race.
+FLAGS = """
+MODE = 0
+
+def current_mode():
+    return MODE
+"""
+MODE_SERVICE = """
+import sys
+import threading
+import flags
+
+seen = []
+
+def admin():
+    flags.MODE = 1
+
+def request():
+    seen.append(flags.current_mode())
+
+maintenance = threading.Thread(target=admin)
+serving = threading.Thread(target=request)
+{start}
+maintenance.join()
+serving.join()
+if seen != [{expected}]:
+    sys.exit(f"request saw mode {{seen}}")
+"""
+STARTED_TOGETHER = "serving.start()\nmaintenance.start()"
+SERVED_AFTER = "maintenance.start()\nmaintenance.join()\nserving.start()"
+
+
+def _mode_service(tmp_path: Path, start: str, expected: int) -> Path:
+    (tmp_path / "flags.py").write_text(FLAGS)
+    return write_program(tmp_path, MODE_SERVICE.format(start=start, expected=expected))
+
+
+def test_a_module_flag_set_from_the_main_module_is_no_constant(tmp_path: Path) -> None:
+    program = _mode_service(tmp_path, STARTED_TOGETHER, 0)
+    result = explore_program(program)
+    assert_found_and_replayed(result, "threadcheck: exit: the program exited with status 1")
+    raced = run_program(program, "--races")
+    assert re.search(r"data race on (global MODE|flags\.MODE):", raced.stderr), raced.stderr
+
+
+def test_the_flag_set_before_serving_is_proved(tmp_path: Path) -> None:
+    program = _mode_service(tmp_path, SERVED_AFTER, 1)
+    result = explore_program(program)
+    assert_clean(result)
+    assert result.stderr.startswith("threadcheck: every interleaving explored ("), result.stderr
+    assert run_program(program, "--races").returncode == 0

@@ -210,3 +210,49 @@ def test_explore_races_on_the_fixed_program_is_clean(tmp_path: Path) -> None:
     program = write_program(tmp_path, PROGRAM.replace("LOCK_OR_NOT", "with self.lock:"))
     result = explore_program(program, "--races", "--budget", "300")
     assert_clean(result, budget=300)
+
+
+# Orders the scheduled primitives gave no clock for, though threading's do:
+# work done before task_done() happens before join() returns; a set() before
+# is_set() returns True. Both were a data race "on every schedule tried".
+HANDED_BACK = """
+import queue
+import threading
+import time
+
+class Job:
+    result = None
+
+jobs = queue.Queue()
+ready = threading.Event()
+config = {{}}
+
+def worker():
+    job = jobs.get()
+    job.result = 42
+    jobs.task_done()
+
+def producer():
+    config["timeout"] = 5
+    ready.set()
+
+threading.Thread(target=worker, daemon=True).start()
+threading.Thread(target=producer).start()
+job = Job()
+jobs.put(job)
+{wait}
+print(job.result, config["timeout"])
+"""
+WAITED = "jobs.join()\nwhile not ready.is_set():\n    time.sleep(0.001)"
+
+
+def test_queue_join_and_a_polled_event_order_what_came_before(tmp_path: Path) -> None:
+    program = write_program(tmp_path, HANDED_BACK.format(wait=WAITED))
+    assert_clean(explore_program(program, "--races", "--budget", "300"), 300)
+
+
+def test_without_them_the_race_is_found(tmp_path: Path) -> None:
+    program = write_program(tmp_path, HANDED_BACK.format(wait="time.sleep(0.01)"))
+    result = explore_program(program, "--races", "--budget", "300")
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("threadcheck: violation: data race on "), result.stderr

@@ -29,9 +29,11 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python.threadpool import ThreadPool
 
 from threadcheck import Kind, Mode
+from threadcheck._races import _access as _race_access
 from threadcheck._report import format_stalls
 from threadcheck_reactor import REACTOR_CLASSES, ThreadCheckMixin, ThreadCheckReactor
 from threadcheck_reactor._asyncio import ThreadCheckAsyncioReactor
+from threadcheck_reactor._reactor import RACES_SLOWDOWN
 from threadcheck_reactor._stalls import StallWatch
 
 from support import JOIN_TIMEOUT, RunningReactor
@@ -618,6 +620,26 @@ def test_a_slow_reactor_callback_is_reported_under_threadcheck_run(tmp_path: Pat
             "threadcheck: no thread-affinity violations found",
         ],
     )
+
+
+@pytest.mark.parametrize("races", [False, True], ids=["plain", "races"])
+def test_the_race_detectors_own_slowdown_is_no_stall(
+    monkeypatch: pytest.MonkeyPatch, races: bool
+) -> None:
+    # A counting loop of 20 ms took 200 ms under --races: the detector's time
+    # was reported as the program's stall.
+    monkeypatch.setattr(_race_access, "enabled", races)
+    monkeypatch.setenv("THREADCHECK_STALL_MS", "50")
+    reactor = ThreadCheckReactor(Mode.RECORD)
+    thresholds = []
+
+    def watched() -> None:
+        thresholds.append(reactor._stall_watch._threshold)
+        reactor.stop()
+
+    reactor.callWhenRunning(watched)
+    reactor.run(installSignalHandlers=False)
+    assert thresholds == [0.05 * RACES_SLOWDOWN if races else 0.05]
 
 
 @pytest.mark.parametrize("reactor_class", REACTOR_CLASSES, ids=lambda c: c.__name__)

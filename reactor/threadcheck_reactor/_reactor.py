@@ -440,9 +440,12 @@ class ThreadCheckMixin(PosixReactorBase, metaclass=InstrumentedReactorType):
             _running.enter(self._threadcheck, self)
             self._threadcheck_entered = True
             if self.stall_threshold is not None:
+                # The race detector slows the program's code (up to 20x): its
+                # time is not the program's stall.
+                slowed = RACES_SLOWDOWN if _race_access.enabled else 1
                 self._stall_watch = StallWatch(
                     self._threadcheck,
-                    self.stall_threshold,
+                    self.stall_threshold * slowed,
                     self._poll_codes(),
                     self._dispatch_codes(),
                     self._codes_of("_stopThreadPool"),
@@ -450,6 +453,9 @@ class ThreadCheckMixin(PosixReactorBase, metaclass=InstrumentedReactorType):
                 self._stall_watch.start()
         super().startRunning(installSignalHandlers)
 
+
+RACES_SLOWDOWN = 20
+"""How much longer a callback may hold the reactor thread under ``--races``."""
 
 _R = TypeVar("_R", bound=type[ThreadCheckMixin])
 

@@ -18,6 +18,7 @@ import collections
 import copy
 import functools
 import gc
+import pathlib
 import sys
 from _thread import get_ident
 from collections.abc import Callable, Iterator
@@ -509,6 +510,14 @@ def cr(obj: Any, site: int) -> Any:
     if kind == _CONTAINER:
         if collecting:
             _footprint.read(obj, _footprint.WHOLE)
+    elif kind == _FILES:
+        # `if not d.exists(): d.mkdir()`: as os.path's (see :func:`fs`); a
+        # path's own computations (`p.with_suffix(".tmp")`) touch nothing.
+        if _on_files(site):
+            if on_handover is not None:
+                on_handover(site, "call")
+            if collecting:
+                _footprint.touch(_footprint.FILES)
     elif kind:
         # Called from here, not a shared helper: the point takes the user's
         # frame two calls up (``_points._helper_point``).
@@ -517,6 +526,22 @@ def cr(obj: Any, site: int) -> Any:
         if collecting:
             _footprint.write(obj, _footprint.WHOLE)
     return obj
+
+
+_PATH_COMPUTATIONS = frozenset(
+    name for name in dir(pathlib.PurePath) if callable(getattr(pathlib.PurePath, name, None))
+)
+"""A ``pathlib`` path's methods that compute another path or a string."""
+_ON_FILES: dict[int, bool] = {}
+
+
+def _on_files(site: int) -> bool:
+    """Whether the path method called at ``site`` works on files (``exists()``)."""
+    found = _ON_FILES.get(site)
+    if found is None:
+        method = sites[site].text.rpartition(".")[2].removesuffix("()")
+        found = _ON_FILES[site] = method not in _PATH_COMPUTATIONS
+    return found
 
 
 def oa(obj: Any, site: int) -> Any:
@@ -900,6 +925,8 @@ _TRANSPARENT = frozenset(
 (the scheduler's primitives, ``concurrent.futures``), or change nothing that
 is shared (immutable values)."""
 
+_FILES = 4
+"""A ``pathlib.Path``: its methods may work on the file system."""
 _CONTAINER = 3
 """A builtin container (:data:`CONTAINERS`): its methods' effects are known."""
 _OPAQUE = 2
@@ -929,6 +956,8 @@ def _kind_of(cls: type) -> int:
     top = module_name.partition(".")[0].lstrip("_")
     if issubclass(cls, CONTAINERS):
         kind = _CONTAINER
+    elif issubclass(cls, pathlib.Path):
+        kind = _FILES
     elif GLOBALS in getattr(module, "__dict__", ()) or top in _TRANSPARENT:
         kind = 0
     elif top == "twisted" and not module_name.startswith(_THREAD_SIDE_TWISTED):

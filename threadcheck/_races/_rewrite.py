@@ -37,12 +37,15 @@ from __future__ import annotations
 
 import ast
 import copy
+import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from threading import get_ident
 from types import CodeType
 from typing import Any
 
+from threadcheck import _stacks
 from threadcheck._races import _footprint
 from threadcheck._races._shadow import Site, add_site
 
@@ -170,7 +173,7 @@ def rewrite(tree: ast.Module, filename: str, embedded: bool = False) -> None:
     shared = {
         name for node in ast.walk(tree) if isinstance(node, ast.Global) for name in node.names
     }
-    shared |= _module_variables(tree)
+    shared |= _module_variables(tree, _set_nearby(filename))
     _Rewriter(filename, shared, _closure_owners(tree)).visit(tree)
     if embedded:
         _GlobalsCalled().visit(tree)
@@ -308,10 +311,11 @@ def _stored_names(target: ast.AST) -> set[str]:
     }
 
 
-def _module_variables(tree: ast.Module) -> set[str]:
+def _module_variables(tree: ast.Module, set_elsewhere: frozenset[str] = frozenset()) -> set[str]:
     """The names the module's own code assigns, not as a ``def``, a class or an
     import, nor once, a number or a string (``TIMEOUT = 30``: a constant, read
-    in hot loops): its variables, which a function may read while another
+    in hot loops) that no code nearby sets as an attribute (``set_elsewhere``:
+    ``flags.MODE = 1``): its variables, which a function may read while another
     module's code sets them (``settings.MAINTENANCE = True``), no ``global``
     declared."""
     assigned: set[str] = set()
@@ -330,8 +334,49 @@ def _module_variables(tree: ast.Module) -> set[str]:
             for target in targets:
                 for name in _stored_names(target):
                     constant[name] = name not in constant and literal
-    variables = assigned - defined - {n for n, only in constant.items() if only}
+    constants = {n for n, only in constant.items() if only and n not in set_elsewhere}
+    variables = assigned - defined - constants
     return {n for n in variables if not (n.startswith("__") and n.endswith("__"))}
+
+
+_ATTRIBUTE_STORE = re.compile(
+    r"""\.\s*([A-Za-z_]\w*)\s*(?:[-+*/%&|^@]|//|\*\*|<<|>>)?=(?!=)"""
+    r"""|setattr\(\s*[\w.]+\s*,\s*["']([A-Za-z_]\w*)["']"""
+)
+"""``x.NAME = ...``, ``x.NAME += ...``, ``setattr(x, "NAME", ...)`` (pytest's
+``monkeypatch.setattr(flags, "MODE", 1)`` too)."""
+_NEARBY_FILES = 2000
+_set_in: dict[str, frozenset[str]] = {}
+
+
+def _set_nearby(filename: str) -> frozenset[str]:
+    """The names that code in ``filename``'s folder, or in the folder where the
+    program started, sets as attributes: a module global of that name is no
+    constant, whatever its first value (``MODE = 0``, then ``flags.MODE = 1``
+    from the program's main module)."""
+    folders = {os.path.dirname(os.path.abspath(filename))}
+    if _stacks.STARTED_IN is not None:
+        folders.add(_stacks.STARTED_IN)
+    return frozenset().union(*(_set_in_folder(folder) for folder in folders))
+
+
+def _set_in_folder(folder: str) -> frozenset[str]:
+    found = _set_in.get(folder)
+    if found is None:
+        names: set[str] = set()
+        try:
+            files = sorted(f for f in os.listdir(folder) if f.endswith(".py"))[:_NEARBY_FILES]
+        except OSError:
+            files = []
+        for name in files:
+            try:
+                with open(os.path.join(folder, name), encoding="utf-8", errors="replace") as file:
+                    text = file.read()
+            except OSError:
+                continue
+            names.update(a or b for a, b in _ATTRIBUTE_STORE.findall(text))
+        found = _set_in[folder] = frozenset(names)
+    return found
 
 
 _CONSTANT_TYPES = (int, float, complex, str, bytes)

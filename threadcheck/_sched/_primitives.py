@@ -366,7 +366,7 @@ class Event:
 
     def is_set(self) -> bool:
         _looked_at(self)
-        return self._flag
+        return self._received(self._flag)  # True: set() happened before
 
     isSet = is_set  # noqa: N815
 
@@ -487,6 +487,7 @@ class Queue(Generic[T]):
         # What every put so far saw, for whoever gets (more than its own item's
         # sender: a race hidden, never one made up).
         self._sent: VectorClock | None = None
+        self._done_sent: VectorClock | None = None  # every task_done's, for join
         _footprint.name_at_creation(self)
 
     def _init(self, maxsize: int) -> None:
@@ -564,6 +565,8 @@ class Queue(Generic[T]):
         if self.unfinished_tasks <= 0:
             raise ValueError("task_done() called too many times")
         self.unfinished_tasks -= 1
+        # What each worker did with its item happens before join() returns.
+        self._done_sent = merge(self._done_sent, send())
         _changed(self)
         here = _here()
         if self.unfinished_tasks == 0 and here is not None:
@@ -578,6 +581,7 @@ class Queue(Generic[T]):
         while self.unfinished_tasks:
             _wait(scheduler, me, self._joiners, "queue.join", None, self)
         _looked_at(self)
+        receive(self._done_sent)
 
 
 class LifoQueue(Queue[T]):

@@ -356,6 +356,8 @@ class Explorer:
         if scheduler.strategy_error is not None:
             raise scheduler.strategy_error
         failed = scheduler.failure or target_failure
+        if failed is not None and _ASYNCIO_REACTOR in failed.message:
+            raise TargetError(_ASKS_FOR_ASYNCIO)  # not a failure of any schedule's
         logged = errors.first or (errors.handled if failed is not None else None)
         failure = _cause(failed, _first(logged, violation))
         return _schedule_run(index, scheduler, failure, entropy)
@@ -373,6 +375,17 @@ class Explorer:
         again = self.run(Replay(run.decisions), 0, entropy=run.entropy)
         assert again is not None
         return again
+
+
+_ASYNCIO_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor)"
+"""The end of scrapy's refusal of any other reactor than the one it asks for
+("The installed reactor (...) does not match the requested one (...)")."""
+_ASKS_FOR_ASYNCIO = (
+    "the program asks for Twisted's asyncio reactor, and refuses another: explore runs"
+    " programs on its own scheduled reactor, which cannot drive asyncio's event loop; check"
+    " this program with `threadcheck run`, or have it use the default reactor (scrapy:"
+    " -s TWISTED_REACTOR=twisted.internet.epollreactor.EPollReactor)"
+)
 
 
 def _pin_to_one_cpu() -> set[int] | None:
