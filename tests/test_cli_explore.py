@@ -240,6 +240,24 @@ def test_json_when_clean(tmp_path: Path) -> None:
     assert 1 <= outcome["distinct"] <= 20
 
 
+def test_json_of_a_bounded_search_names_its_bound(tmp_path: Path) -> None:
+    path = tmp_path / "outcome.json"
+    result = threadcheck(
+        "explore", "--strategy", "bounded:1", "--budget", "5000", "--json", str(path),
+        "-m", RACE_FIXED,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.rstrip().endswith(
+        "every schedule with at most 1 preemption (bounded:1), which is not a proof"
+    ), result.stderr
+    outcome = json.loads(path.read_text())
+    assert (outcome["exhausted"], outcome["proof"], outcome["bounded_by"]) == (
+        True,
+        False,
+        ["at most 1 preemption"],
+    )
+
+
 def test_json_of_a_proof(tmp_path: Path) -> None:
     path = tmp_path / "outcome.json"
     result = threadcheck("explore", "--strategy", "dpor", "--json", str(path), "-m", RACE_FIXED)

@@ -276,9 +276,25 @@ def settings():
 '''
 
 
+def _two_workers_configuring(library: Any) -> Any:
+    """A scenario (no reactor: plain threads) of two workers loading the
+    library's configuration; it fails if it was loaded twice."""
+    import threading
+
+    def two_workers_configure() -> None:
+        library._cache.clear()
+        workers = [threading.Thread(target=library.settings) for _ in range(2)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        assert library._cache["loads"] == 1, "configuration loaded twice"
+
+    return two_workers_configure
+
+
 def test_a_race_inside_an_installed_library_is_found_with_include(tmp_path: Any) -> None:
     import sys
-    import threading
 
     site = tmp_path / "site-packages"
     (site / "lazyconfig").mkdir(parents=True)
@@ -287,15 +303,7 @@ def test_a_race_inside_an_installed_library_is_found_with_include(tmp_path: Any)
     try:
         import lazyconfig  # type: ignore[import-not-found]
 
-        def two_workers_configure() -> None:  # no reactor: plain threads
-            lazyconfig._cache.clear()
-            workers = [threading.Thread(target=lazyconfig.settings) for _ in range(2)]
-            for worker in workers:
-                worker.start()
-            for worker in workers:
-                worker.join()
-            assert lazyconfig._cache["loads"] == 1, "configuration loaded twice"
-
+        two_workers_configure = _two_workers_configuring(lazyconfig)
         missed = threadcheck.explore(two_workers_configure, budget=300)
         found = threadcheck.explore(two_workers_configure, budget=300, include=["lazyconfig"])
         with pytest.raises(ValueError, match="no such file, folder or module: lazyconfg"):
@@ -319,7 +327,6 @@ def test_an_included_name_is_the_installed_module_also_when_a_folder_has_its_nam
     # source, unused; the program imports the installed copy. Watching only the
     # folder missed the race, and the default strategy then proved the program.
     import sys
-    import threading
 
     site = tmp_path / "site-packages"
     (site / "lazyconfig").mkdir(parents=True)
@@ -332,15 +339,7 @@ def test_an_included_name_is_the_installed_module_also_when_a_folder_has_its_nam
     try:
         import lazyconfig
 
-        def two_workers_configure() -> None:
-            lazyconfig._cache.clear()
-            workers = [threading.Thread(target=lazyconfig.settings) for _ in range(2)]
-            for worker in workers:
-                worker.start()
-            for worker in workers:
-                worker.join()
-            assert lazyconfig._cache["loads"] == 1, "configuration loaded twice"
-
+        two_workers_configure = _two_workers_configuring(lazyconfig)
         found = threadcheck.explore(two_workers_configure, budget=300, include=["lazyconfig"])
     finally:
         sys.path.remove(str(site))

@@ -255,6 +255,23 @@ def test_a_long_sleep_beside_a_real_socket_is_not_blocked() -> None:
         end.close()
 
 
+def test_long_python_code_between_points_is_busy_not_blocked() -> None:
+    # A batch job in library code (no points: textwrap's loops) outlasting the
+    # watchdog's wait, as a loaded machine makes a long job do: it was
+    # reported "blocked outside the scheduler's control" at a Python line.
+    import textwrap
+
+    def scenario(reactor: Any) -> Deferred[Any]:
+        text = "word " * 1_000_000
+        return threads.deferToThread(textwrap.wrap, text, 40)
+
+    result = explore(
+        ScenarioTarget(scenario), budget=Budget(1), settings=Settings(stall_timeout=0.3)
+    )
+    assert result.failure is None, result.report()
+    assert result.schedules == 1
+
+
 class _Readable:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock

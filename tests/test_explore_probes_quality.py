@@ -686,21 +686,6 @@ FILL_FIX = """with lock:
                 cache.write("{{}}")"""
 
 
-@pytest.mark.parametrize("strategy", ["portfolio", "dpor"])
-def test_a_check_then_create_on_the_file_system_is_found(tmp_path: Path, strategy: str) -> None:
-    program = write_program(tmp_path, CACHE_FILE.format(fill=FILL_BUG))
-    result = explore_program(program, "--strategy", strategy)
-    assert_found_and_replayed(
-        result, "threadcheck: exit: the program exited with status 1: cache file created twice"
-    )
-
-
-def test_the_locked_cache_file_is_proved(tmp_path: Path) -> None:
-    result = explore_program(write_program(tmp_path, CACHE_FILE.format(fill=FILL_FIX)))
-    assert_clean(result)
-    assert result.stderr.startswith("threadcheck: every interleaving explored ("), result.stderr
-
-
 # scrapy's FSFilesStore: two downloads store their files under one folder,
 # made on first use with pathlib. Its calls had no point (pathlib's objects
 # were taken for values), and the default strategy called the race proved.
@@ -735,17 +720,31 @@ MAKE_FIX = """with lock:
                 base.mkdir(parents=True)"""
 
 
+FILE_RACES = {
+    "os.path": (CACHE_FILE.format(fill=FILL_BUG), CACHE_FILE.format(fill=FILL_FIX), "cache file"),
+    "pathlib": (FILES_STORE.format(make=MAKE_BUG), FILES_STORE.format(make=MAKE_FIX), "store"),
+}
+
+
 @pytest.mark.parametrize("strategy", ["portfolio", "dpor"])
-def test_a_check_then_create_through_pathlib_is_found(tmp_path: Path, strategy: str) -> None:
-    program = write_program(tmp_path, FILES_STORE.format(make=MAKE_BUG))
-    result = explore_program(program, "--strategy", strategy)
+@pytest.mark.parametrize("way", sorted(FILE_RACES))
+def test_a_check_then_create_on_the_file_system_is_found(
+    tmp_path: Path, strategy: str, way: str
+) -> None:
+    buggy, _, said = FILE_RACES[way]
+    result = explore_program(write_program(tmp_path, buggy), "--strategy", strategy)
     assert_found_and_replayed(
-        result, 'threadcheck: exit: the program exited with status 1: store failed: ["FileExists'
+        result, f"threadcheck: exit: the program exited with status 1: {said}"
     )
 
 
-def test_the_locked_files_store_is_proved(tmp_path: Path) -> None:
-    result = explore_program(write_program(tmp_path, FILES_STORE.format(make=MAKE_FIX)))
+@pytest.mark.parametrize("way", sorted(FILE_RACES))
+def test_its_locked_twin_on_the_file_system_is_proved(tmp_path: Path, way: str) -> None:
+    _, fixed, _ = FILE_RACES[way]
+    assert_proved(explore_program(write_program(tmp_path, fixed)))
+
+
+def assert_proved(result: subprocess.CompletedProcess[str]) -> None:
     assert_clean(result)
     assert result.stderr.startswith("threadcheck: every interleaving explored ("), result.stderr
 
@@ -930,7 +929,126 @@ def test_a_module_flag_set_from_the_main_module_is_no_constant(tmp_path: Path) -
 
 def test_the_flag_set_before_serving_is_proved(tmp_path: Path) -> None:
     program = _mode_service(tmp_path, SERVED_AFTER, 1)
-    result = explore_program(program)
-    assert_clean(result)
-    assert result.stderr.startswith("threadcheck: every interleaving explored ("), result.stderr
+    assert_proved(explore_program(program))
     assert run_program(program, "--races").returncode == 0
+
+
+# A check, then a change, on a C or library container the program shares: an
+# array.array of samples, a WeakValueDictionary of sessions. The look recorded
+# nothing for dpor, nor did the array's pop(): the default strategy proved both.
+DRAINED = """
+import array
+import sys
+import threading
+import weakref
+
+class Session:
+    pass
+
+kept = [Session()]
+samples = array.array("d", [0.5])
+sessions = weakref.WeakValueDictionary({{"s1": kept[0]}})
+lock = threading.Lock()
+errors = []
+
+def reap():
+    try:
+        {take}
+    except (IndexError, KeyError) as error:
+        errors.append(repr(error))
+
+reapers = [threading.Thread(target=reap) for _ in range(2)]
+for reaper in reapers:
+    reaper.start()
+for reaper in reapers:
+    reaper.join()
+if errors:
+    sys.exit(f"reaped twice: {{errors}}")
+"""
+TAKES = {
+    "array": "if len(samples):  # BUG: a look, then a pop, unlocked\n            samples.pop()",
+    "weakdict": "if sessions:  # BUG\n            sessions.popitem()",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(TAKES))
+def test_a_check_then_pop_on_a_c_or_library_container_is_found(tmp_path: Path, kind: str) -> None:
+    program = write_program(tmp_path, DRAINED.format(take=TAKES[kind]))
+    result = explore_program(program)
+    assert_found_and_replayed(result, "threadcheck: exit: the program exited with status 1")
+
+
+@pytest.mark.parametrize("kind", sorted(TAKES))
+def test_the_locked_drain_is_proved(tmp_path: Path, kind: str) -> None:
+    locked = "with lock:\n            " + TAKES[kind].replace("\n    ", "\n        ")
+    assert_proved(explore_program(write_program(tmp_path, DRAINED.format(take=locked))))
+
+
+# A LoopingCall every 10 ms for 5 s: time jumped exactly onto each deadline,
+# and at the epoch's magnitude the loop found itself one rounding short of its
+# interval, and ticked again at once: 520 ticks, a correct program failed.
+RATE_LIMITER = """
+import sys
+from twisted.internet import reactor, task
+
+ticks = []
+start = reactor.seconds()
+loop = task.LoopingCall(lambda: ticks.append(reactor.seconds() - start))
+loop.start(0.01)
+
+def stop():
+    loop.stop()
+    reactor.stop()
+
+reactor.callLater(5, stop)
+reactor.run()
+gaps = [later - earlier for earlier, later in zip(ticks, ticks[1:])]
+if len(ticks) > 501 or min(gaps) < 0.005:
+    sys.exit(f"{len(ticks)} ticks, the shortest {min(gaps)} s apart")
+"""
+
+
+def test_a_looping_call_ticks_once_per_interval_in_virtual_time(tmp_path: Path) -> None:
+    result = explore_program(write_program(tmp_path, RATE_LIMITER), "--budget", "3")
+    assert result.returncode == 0, result.stderr
+    assert "no failure" in result.stderr, result.stderr
+
+
+# A cache filled by long computations (200 points each) in two pool jobs: its
+# first schedule's threads took fair turns at 256 points, and so the race
+# showed without one preemption of the strategy's. Every schedule tried failed,
+# and the report said "not an interleaving bug".
+LONG_FILLS = """
+import sys
+from twisted.internet import defer, reactor, threads
+
+TABLE = {i: i * i for i in range(5000)}
+cache = {}
+stats = {"misses": 0}
+
+def compute(key):
+    total = 0
+    for k in range(200):
+        total += TABLE[(key * 7 + k) % 5000]
+    return total
+
+def lookup(key):
+    if key in cache:  # BUG: a check, then a fill, unlocked
+        return cache[key]
+    cache[key] = compute(key)
+    stats["misses"] += 1
+    return cache[key]
+
+reactor.suggestThreadPoolSize(16)
+lookups = [threads.deferToThread(lookup, n % 20) for n in range(200)]
+defer.gatherResults(lookups).addBoth(lambda _: reactor.stop())
+reactor.run()
+if stats["misses"] != 20:
+    sys.exit(f"computed {stats['misses']} times for 20 keys")
+"""
+
+
+def test_a_race_shown_by_fair_turns_is_no_deterministic_bug(tmp_path: Path) -> None:
+    result = explore_program(write_program(tmp_path, LONG_FILLS))
+    assert_found_and_replayed(result, "threadcheck: exit: the program exited with status 1")
+    assert "not an interleaving bug" not in result.stderr, result.stderr

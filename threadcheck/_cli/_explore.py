@@ -347,6 +347,17 @@ def _replay_command(token: str, module: str | None, target: list[str]) -> str:
     return shlex.join(["threadcheck", "replay", token, *program_words(module, target)])
 
 
+def _bounded_by(result: ExploreResult) -> list[str]:
+    """What left interleavings out of a finished search: what thinned it, or the
+    strategy's own bound (``bounded:1``: at most 1 preemption)."""
+    from threadcheck._sched._report import strategy_bound
+
+    bound = strategy_bound(result.strategy)
+    if result.thinned or not result.exhausted or result.proof or bound is None:
+        return list(result.thinned)
+    return [bound]
+
+
 def _write_outcome(path: str, result: ExploreResult) -> bool:
     """Write the outcome as JSON; one line on stderr (and False) if that fails."""
     failure = result.failure
@@ -358,7 +369,7 @@ def _write_outcome(path: str, result: ExploreResult) -> bool:
         "distinct": result.distinct,
         "exhausted": result.exhausted,
         "proof": result.proof,
-        "bounded_by": list(result.thinned),
+        "bounded_by": _bounded_by(result),
         "failure": None
         if failure is None
         else {

@@ -359,17 +359,21 @@ def fs(value: Any, site: int) -> Any:
 
 
 def _mutated(obj: Any, site: int, point: bool, every: bool) -> None:
-    if issubclass(type(obj), CONTAINERS):
-        if _footprint.collecting:
-            if point and on_access is None:  # the point is the table's, after this
-                _footprint.expect_call(obj, sites[site].text.rpartition(".")[2], every)
-            else:
-                _footprint.write(obj, _footprint.WHOLE)
-                if every:
-                    _footprint.write(obj, _footprint.EVERY)
+    container = issubclass(type(obj), CONTAINERS)
+    # A library's or C object's (an array.array's pop()): for DPOR, a write of it.
+    if not container and not (_footprint.collecting and _opaque(obj)):
+        return
+    if _footprint.collecting:
+        if point and on_access is None:  # the point is the table's, after this
+            _footprint.expect_call(obj, sites[site].text.rpartition(".")[2], every)
+        else:
+            _footprint.write(obj, _footprint.WHOLE)
+            if every:
+                _footprint.write(obj, _footprint.EVERY)
+        if container:
             _footprint.handed(obj, True, sys._getframe(2))  # ``xs.sort(key=f)``
-        if enabled:
-            _written_whole(obj, site, every, _one_operation(type(obj), _method_at(site)))
+    if enabled and container:
+        _written_whole(obj, site, every, _one_operation(type(obj), _method_at(site)))
 
 
 def _changed(obj: Any, site: int, method: str) -> None:
@@ -1044,7 +1048,25 @@ def lk(obj: Any, site: int) -> Any:
         _read_whole(obj, site, "read")
     elif _footprint.collecting and type(obj) in _LAZY:
         _lazy_handed(obj, sys._getframe(1))
+    elif _footprint.collecting:
+        _opaque_looked_into(obj)
     return obj
+
+
+def _opaque_looked_into(obj: Any) -> None:
+    """For DPOR, a look into a library's or C object (``len(samples)`` of an
+    ``array.array``, ``if sessions:`` of a ``WeakValueDictionary``) reads it
+    as a whole, as a call of its method writes it (see :func:`cr`)."""
+    if _opaque(obj):
+        _footprint.read(obj, _footprint.WHOLE)
+
+
+def _opaque(obj: Any) -> bool:
+    """Whether ``obj`` is a library's or C object, whose calls are unseen."""
+    kind = _kinds.get(type(obj))
+    if kind is None:
+        kind = _kind_of(type(obj))
+    return kind == _OPAQUE
 
 
 def lkc(obj: Any, site: int) -> Any:
@@ -1067,6 +1089,8 @@ def isin(key: Any, container: Any, site: int) -> bool:
     if not issubclass(type(container), dict):
         if issubclass(type(container), CONTAINERS):
             _read_whole(container, site, "read")
+        elif _footprint.collecting:
+            _opaque_looked_into(container)
         return key in container
     if _footprint.collecting:
         _footprint.read(container, _footprint.WHOLE)

@@ -206,8 +206,11 @@ def _clean_summary(result: ExploreResult) -> str:
             f"no failure; the search finished, but it is not a proof: some interleavings "
             f"were left out, by {'; '.join(result.thinned)}\n"
         )
+    bound = strategy_bound(result.strategy)
     what = (
-        "every schedule the strategy can produce"
+        f"every schedule with {bound} ({result.strategy}), which is not a proof"
+        if result.exhausted and bound is not None
+        else "every schedule the strategy can produce, which is not a proof"
         if result.exhausted
         else "budget spent: no failure seen, which is not a proof"
     )
@@ -220,6 +223,14 @@ def _clean_summary(result: ExploreResult) -> str:
         f"threadcheck: {plural(result.schedules, 'schedule')} "
         f"({result.distinct} distinct) in {result.seconds:.1f} s, no failure; {what}\n"
     )
+
+
+def strategy_bound(strategy: str) -> str | None:
+    """The bound a strategy searches within (``bounded:2``: at most 2 preemptions)."""
+    name, _, argument = strategy.partition(":")
+    if name != "bounded" or not argument.isdigit():
+        return None
+    return f"at most {plural(int(argument), 'preemption')}"
 
 
 def _held(run: ScheduleRun) -> str:

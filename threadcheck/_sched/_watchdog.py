@@ -31,7 +31,15 @@ from typing import Any
 from threadcheck import _hidden
 from threadcheck._races import _rewrite
 from threadcheck._sched._children import kill_waited_children
-from threadcheck._sched._core import BLOCKED, Abort, Failure, Scheduler, blocked_at, stack_of
+from threadcheck._sched._core import (
+    BLOCKED,
+    Abort,
+    ControlledThread,
+    Failure,
+    Scheduler,
+    blocked_at,
+    stack_of,
+)
 from threadcheck._sched._progress import exit_now, stop_requested
 
 HURRIED = 0.5
@@ -117,14 +125,16 @@ class Watchdog:
             previous(signum, frame)
 
     def _loop(self) -> None:
-        seen: tuple[Scheduler | None, int] = (None, -1)
+        seen: tuple[Scheduler | None, int, tuple[int, int] | None] = (None, -1, None)
         since = time.monotonic()
         hurried_at: float | None = None
         while not self._stop.wait(min(0.2, self.timeout / 4)):
             scheduler = self._scheduler
             if scheduler is None:
                 continue
-            now = (scheduler, scheduler.progress)
+            # A thread running long Python code between points (a batch job's
+            # loop, slowed by a loaded machine) moves on: it is not blocked.
+            now = (scheduler, scheduler.progress, _position(scheduler.running))
             hurried = stop_requested.is_set()
             if hurried and hurried_at is None:
                 hurried_at = time.monotonic()
@@ -189,3 +199,9 @@ class Watchdog:
             sys.stderr.write(f"threadcheck: {failure.message}\n{failure.details}\n")
         sys.stderr.flush()
         exit_now(2)
+
+
+def _position(thread: ControlledThread | None) -> tuple[int, int] | None:
+    """Where ``thread`` runs now: its innermost frame and instruction."""
+    frame = sys._current_frames().get(thread.ident or 0) if thread is not None else None
+    return None if frame is None else (id(frame), frame.f_lasti)
