@@ -255,18 +255,26 @@ def test_a_long_sleep_beside_a_real_socket_is_not_blocked() -> None:
         end.close()
 
 
+@pytest.mark.slow
 def test_long_python_code_between_points_is_busy_not_blocked() -> None:
-    # A batch job in library code (no points: textwrap's loops) outlasting the
-    # watchdog's wait, as a loaded machine makes a long job do: it was
-    # reported "blocked outside the scheduler's control" at a Python line.
-    import textwrap
+    # A batch job in library code (no points: difflib's loops, seconds of
+    # them) outlasting the watchdog's wait, as a loaded machine makes a long
+    # job do: it was reported "blocked outside the scheduler's control" at a
+    # line of Python.
+    import difflib
+    import random
+
+    draw = random.Random(1)
+    old, new = ([draw.randrange(50) for _ in range(15_000)] for _ in range(2))
+
+    def compare() -> float:
+        return difflib.SequenceMatcher(None, old, new, autojunk=False).ratio()
 
     def scenario(reactor: Any) -> Deferred[Any]:
-        text = "word " * 1_000_000
-        return threads.deferToThread(textwrap.wrap, text, 40)
+        return threads.deferToThread(compare)
 
     result = explore(
-        ScenarioTarget(scenario), budget=Budget(1), settings=Settings(stall_timeout=0.3)
+        ScenarioTarget(scenario), budget=Budget(1), settings=Settings(stall_timeout=1.5)
     )
     assert result.failure is None, result.report()
     assert result.schedules == 1

@@ -45,10 +45,10 @@ DAEMONS_HELD = "daemon threads held while time passed"
 disprove (see :meth:`Scheduler._decide`)."""
 
 VIRTUAL_EPOCH = 1_767_225_600.0
+"""Where virtual time starts: 2026-01-01 00:00 UTC, a fixed, realistic wall-clock time."""
 LATENESS = 1e-6
 """Virtual seconds a deadline is passed by when time jumps to it (4 roundings
 of a clock at :data:`VIRTUAL_EPOCH`'s magnitude)."""
-"""Where virtual time starts: 2026-01-01 00:00 UTC, a fixed, realistic wall-clock time."""
 
 REAL_IO_WAIT = 0.01
 """Real seconds a wait on real files lasts before deadlines are looked at again."""
@@ -1333,7 +1333,7 @@ def stack_of(ident: int | None, limit: int = 8) -> str:
 def blocked_at(ident: int | None) -> str | None:
     """Where a (stuck) OS thread waits: its innermost frame of the program's,
     else of a library other than the standard library (APScheduler's loop
-    waiting on its event), else any not threadcheck's."""
+    waiting on its event); None when every frame is Python's or threadcheck's."""
     frame = _stacks.current_frames().get(ident or 0)
     chain = []
     while frame is not None:
