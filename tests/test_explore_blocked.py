@@ -280,6 +280,38 @@ def test_long_python_code_between_points_is_busy_not_blocked() -> None:
     assert result.schedules == 1
 
 
+@pytest.mark.slow
+def test_a_library_spinning_on_a_real_lock_is_stuck_all_the_same(tmp_path: Path) -> None:
+    # Busy is not blocked, but not for ever: a library's loop that spins on a
+    # lock made before exploring moves between its instructions without end.
+    import sys
+    import threading
+
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    (site / "spinner.py").write_text(
+        "def spin(lock):\n    while not lock.acquire(False):\n        pass\n"
+    )
+    sys.path.insert(0, str(site))
+    held = threading.Lock()
+    held.acquire()
+    try:
+        import spinner  # type: ignore[import-not-found]
+
+        def scenario(reactor: Any) -> Deferred[Any]:
+            return threads.deferToThread(spinner.spin, held)
+
+        result = explore(
+            ScenarioTarget(scenario), budget=Budget(1), settings=Settings(stall_timeout=0.3)
+        )
+    finally:
+        held.release()  # the abandoned spinner ends
+        sys.path.remove(str(site))
+        sys.modules.pop("spinner", None)
+    assert result.failure is not None and result.failure.kind == "uncontrolled-blocking"
+    assert (result.failure.location or "").endswith("spinner.py:2 in spin"), result.failure
+
+
 class _Readable:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock

@@ -42,6 +42,9 @@ from threadcheck._sched._core import (
 )
 from threadcheck._sched._progress import exit_now, stop_requested
 
+BUSY_LIMIT = 6
+"""Times the watchdog's wait a thread may run Python code without a scheduling
+point before it is taken for stuck all the same (spinning on a real lock)."""
 HURRIED = 0.5
 """Wall seconds without a point, once the user asked to stop, before a thread
 counts as stuck: the schedule then ends as interrupted, not as a failure."""
@@ -126,7 +129,8 @@ class Watchdog:
 
     def _loop(self) -> None:
         seen: tuple[Scheduler | None, int, tuple[int, int] | None] = (None, -1, None)
-        since = time.monotonic()
+        since = progressed = time.monotonic()
+        counted: tuple[Scheduler | None, int] = (None, -1)
         hurried_at: float | None = None
         while not self._stop.wait(min(0.2, self.timeout / 4)):
             scheduler = self._scheduler
@@ -140,13 +144,17 @@ class Watchdog:
                 hurried_at = time.monotonic()
             if hurried_at is not None and time.monotonic() - hurried_at > RUNNING_ON:
                 self._end_interrupted(scheduler)
-            if now != seen or _rewrite.rewriting:  # compiling an imported module: busy
+            if now[:2] != counted or _rewrite.rewriting:  # compiling an import: busy
+                counted, progressed = now[:2], time.monotonic()
+            if now != seen or _rewrite.rewriting:
                 seen, since = now, time.monotonic()
-            elif time.monotonic() - since > (HURRIED if hurried else self.timeout):
+            # ... but not for ever: a loop spinning on a real lock moves too.
+            spinning = time.monotonic() - progressed > BUSY_LIMIT * self.timeout
+            if spinning or time.monotonic() - since > (HURRIED if hurried else self.timeout):
                 if hurried:
                     scheduler.interrupted = True
-                self._rescue(scheduler)
-                since = time.monotonic()
+                self._rescue(scheduler, spinning)
+                since = progressed = time.monotonic()
 
     @staticmethod
     def _end_interrupted(scheduler: Scheduler) -> None:
@@ -156,7 +164,7 @@ class Watchdog:
             scheduler.interrupted = True
             scheduler.fail(Failure("interrupted", "interrupted while the schedule still ran"))
 
-    def _rescue(self, scheduler: Scheduler) -> None:
+    def _rescue(self, scheduler: Scheduler, spinning: bool = False) -> None:
         stuck = scheduler.running
         if stuck is None:
             return
@@ -171,10 +179,15 @@ class Watchdog:
             else "a real socket, a C call, a lock created before exploring, an installed "
             "library's own lock: --include it?"
         )
+        held = (
+            f"ran for over {BUSY_LIMIT * self.timeout:g} s without a scheduling point (spinning "
+            "on a real lock, or a library's work too long for one step)"
+            if spinning
+            else f"blocked outside the scheduler's control for over {self.timeout:g} s ({why})"
+        )
         failure = Failure(
             BLOCKED,
-            f"T{stuck.tid} ({stuck.name}) blocked outside the scheduler's control for over "
-            f"{self.timeout:g} s ({why})",
+            f"T{stuck.tid} ({stuck.name}) {held}",
             thread=stuck.name,
             location=blocked_at(stuck.ident),
             details=stack_of(stuck.ident),
