@@ -984,36 +984,6 @@ def test_the_locked_drain_is_proved(tmp_path: Path, kind: str) -> None:
     assert_proved(explore_program(write_program(tmp_path, DRAINED.format(take=locked))))
 
 
-# A LoopingCall every 10 ms for 5 s: time jumped exactly onto each deadline,
-# and at the epoch's magnitude the loop found itself one rounding short of its
-# interval, and ticked again at once: 520 ticks, a correct program failed.
-RATE_LIMITER = """
-import sys
-from twisted.internet import reactor, task
-
-ticks = []
-start = reactor.seconds()
-loop = task.LoopingCall(lambda: ticks.append(reactor.seconds() - start))
-loop.start(0.01)
-
-def stop():
-    loop.stop()
-    reactor.stop()
-
-reactor.callLater(5, stop)
-reactor.run()
-gaps = [later - earlier for earlier, later in zip(ticks, ticks[1:])]
-if len(ticks) > 501 or min(gaps) < 0.005:
-    sys.exit(f"{len(ticks)} ticks, the shortest {min(gaps)} s apart")
-"""
-
-
-def test_a_looping_call_ticks_once_per_interval_in_virtual_time(tmp_path: Path) -> None:
-    result = explore_program(write_program(tmp_path, RATE_LIMITER), "--budget", "3")
-    assert result.returncode == 0, result.stderr
-    assert "no failure" in result.stderr, result.stderr
-
-
 # A cache filled by long computations (200 points each) in two pool jobs: its
 # first schedule's threads took fair turns at 256 points, and so the race
 # showed without one preemption of the strategy's. Every schedule tried failed,

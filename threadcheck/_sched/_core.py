@@ -46,9 +46,6 @@ disprove (see :meth:`Scheduler._decide`)."""
 
 VIRTUAL_EPOCH = 1_767_225_600.0
 """Where virtual time starts: 2026-01-01 00:00 UTC, a fixed, realistic wall-clock time."""
-LATENESS = 1e-6
-"""Virtual seconds a deadline is passed by when time jumps to it (4 roundings
-of a clock at :data:`VIRTUAL_EPOCH`'s magnitude)."""
 
 REAL_IO_WAIT = 0.01
 """Real seconds a wait on real files lasts before deadlines are looked at again."""
@@ -953,7 +950,7 @@ class Scheduler:
         if not self._timed:
             return False
         soonest = _deadline_order(self._due())[0]
-        return soonest <= self.now or self._held_at(soonest + LATENESS, runnable) <= self.max_delay
+        return soonest <= self.now or self._held_at(soonest, runnable) <= self.max_delay
 
     def _may_hold_longer(self, runnable: list[int]) -> bool:
         """Whether ``runnable`` have all been held less than ``max_delay`` so far."""
@@ -978,10 +975,7 @@ class Scheduler:
         """The clock moves on to ``deadline`` (within the time bounds), and every
         waiter due by then wakes."""
         if deadline > self.now:  # (a clock that does not move is the decision bound's)
-            # A real clock is read a little after the deadline, never on it: at
-            # the epoch's magnitude, a LoopingCall found itself one rounding
-            # short of its interval and ticked again at once (520 ticks in 5 s).
-            self.now = deadline + LATENESS
+            self.now = deadline
             self._time_passed += 1
             if not self.aborting:
                 self._check_time_bound()
