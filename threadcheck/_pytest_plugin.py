@@ -563,13 +563,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     from threadcheck._testexplore import recorded_target, replayed_test, without_part
 
     token = session.config.option.threadcheck_replay
-    target = recorded_target(token)
-    if target and replayed_test(token) is None:  # every test replayed another's decisions
-        raise pytest.UsageError(
-            f"--threadcheck-replay: the token is of {target}, not of a pytest test; "
-            "replay it with the command printed beside it (threadcheck replay)"
-        )
     recorded = replayed_test(token)
+    if recorded is None and recorded_target(token):  # every test replayed another's decisions
+        raise pytest.UsageError(
+            f"--threadcheck-replay: the token is of {recorded_target(token)}, not of a pytest "
+            "test; replay it with the command printed beside it (threadcheck replay)"
+        )
     if recorded is not None and recorded not in {without_part(item.nodeid) for item in explored}:
         raise pytest.UsageError(
             f"--threadcheck-replay: the token is of the test {recorded}, which is not selected; "

@@ -629,10 +629,7 @@ def _stall_fix(stall: Violation, where: _stacks.Frame | None) -> str:
 def _blocked_at(stall: Violation) -> _stacks.Frame | None:
     """Where the reactor thread waited, inside the callback it ran: the
     program's innermost frame, else a library's (not ``reactor.run()``, below it)."""
-    inside = stall.stack[-stall.within :] if stall.within else stall.stack
-    return _stacks.innermost_user_frame(inside) or next(
-        (f for f in reversed(inside) if f.library not in ("python", "threadcheck")), None
-    )
+    return _stacks.where_it_waits(stall.stack[-stall.within :] if stall.within else stall.stack)
 
 
 def _waiting_call(api: str, source: str | None) -> str | None:

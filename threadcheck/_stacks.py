@@ -363,6 +363,16 @@ def innermost_user_frame(stack: Stack) -> Frame | None:
     return None
 
 
+def where_it_waits(stack: Stack) -> Frame | None:
+    """Where a thread that waits (a stalled reactor, a thread blocked for good)
+    waits: its innermost frame of the program's, else of a library other than
+    the standard library (APScheduler's loop on its event); None when every
+    frame is Python's or threadcheck's."""
+    return innermost_user_frame(stack) or next(
+        (f for f in reversed(stack) if f.library not in ("python", "threadcheck")), None
+    )
+
+
 def format_stack(stack: Stack, indent: str = "    ") -> Iterator[str]:
     """Lines for ``stack``, most recent call last, library runs folded to one line."""
     for is_library, run in library_runs(stack):

@@ -411,7 +411,7 @@ def _one_operation(cls: type, method: str) -> bool:
 
 
 def _method_at(site: int) -> str:
-    """The method a changing call at ``site`` calls, by its text: ``stats.update()``
+    """The method the call at ``site`` calls, by its text: ``stats.update()``
     calls ``update``, ``cache |=`` calls ``__ior__`` (read once per site)."""
     method = _site_methods.get(site)
     if method is None:
@@ -517,7 +517,7 @@ def cr(obj: Any, site: int) -> Any:
     elif kind == _FILES:
         # `if not d.exists(): d.mkdir()`: as os.path's (see :func:`fs`); a
         # path's own computations (`p.with_suffix(".tmp")`) touch nothing.
-        if _on_files(site):
+        if _method_at(site) not in _PATH_COMPUTATIONS:
             if on_handover is not None:
                 on_handover(site, "call")
             if collecting:
@@ -536,16 +536,6 @@ _PATH_COMPUTATIONS = frozenset(
     name for name in dir(pathlib.PurePath) if callable(getattr(pathlib.PurePath, name, None))
 )
 """A ``pathlib`` path's methods that compute another path or a string."""
-_ON_FILES: dict[int, bool] = {}
-
-
-def _on_files(site: int) -> bool:
-    """Whether the path method called at ``site`` works on files (``exists()``)."""
-    found = _ON_FILES.get(site)
-    if found is None:
-        method = sites[site].text.rpartition(".")[2].removesuffix("()")
-        found = _ON_FILES[site] = method not in _PATH_COMPUTATIONS
-    return found
 
 
 def oa(obj: Any, site: int) -> Any:

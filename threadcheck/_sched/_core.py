@@ -168,6 +168,26 @@ def here() -> tuple[Scheduler, ControlledThread] | None:
     return None if thread is None else (scheduler, thread)
 
 
+def without_points(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function``, whose points switch no thread while a controlled thread
+    runs it: it holds a real lock meanwhile (Twisted's legacy log, an
+    executor's submit, the import system's module lock), which another thread
+    would wait on for real."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        found = here()
+        if found is None:
+            return function(*args, **kwargs)
+        thread = found[1]
+        thread.holding += 1
+        try:
+            return function(*args, **kwargs)
+        finally:
+            thread.holding -= 1
+
+    return call
+
+
 def activate(scheduler: Scheduler | None) -> None:
     """Make ``scheduler`` the active one (None: no schedule runs)."""
     _active[:] = [] if scheduler is None else [scheduler]
@@ -1325,23 +1345,10 @@ def stack_of(ident: int | None, limit: int = 8) -> str:
 
 
 def blocked_at(ident: int | None) -> str | None:
-    """Where a (stuck) OS thread waits: its innermost frame of the program's,
-    else of a library other than the standard library (APScheduler's loop
-    waiting on its event); None when every frame is Python's or threadcheck's."""
+    """Where a (stuck) OS thread waits (see :func:`_stacks.where_it_waits`)."""
     frame = _stacks.current_frames().get(ident or 0)
-    chain = []
-    while frame is not None:
-        chain.append(frame)
-        frame = frame.f_back
-    kinds = [_stacks.classify(f.f_code.co_filename) for f in chain]
-    programs = [f for f, kind in zip(chain, kinds, strict=True) if kind is None]
-    libraries = [
-        f for f, kind in zip(chain, kinds, strict=True) if kind not in ("python", "threadcheck")
-    ]
-    found = next(iter(programs or libraries), None)
-    if found is None:
-        return None
-    return f"{found.f_code.co_filename}:{found.f_lineno} in {found.f_code.co_name}"
+    found = _stacks.where_it_waits(_stacks.stack_from(frame))
+    return None if found is None else f"{found.filename}:{found.lineno} in {found.function}"
 
 
 def iter_runs(trace: Sequence[Step]) -> Iterator[list[Step]]:

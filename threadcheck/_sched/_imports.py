@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from threadcheck._sched import _primitives
-from threadcheck._sched._core import here
+from threadcheck._sched._core import here, without_points
 
 
 def replacements() -> list[tuple[Any, str, Any]]:
@@ -32,8 +32,8 @@ def replacements() -> list[tuple[Any, str, Any]]:
         (manager, "__exit__", _exited(manager.__exit__)),
         (module_lock, "__init__", _waking_in_the_scheduler(module_lock.__init__)),
         # Their points (the wake-up lock's) come while they hold the real lock.
-        (module_lock, "acquire", _held(module_lock.acquire)),
-        (module_lock, "release", _held(module_lock.release)),
+        (module_lock, "acquire", without_points(module_lock.acquire)),
+        (module_lock, "release", without_points(module_lock.release)),
     ]
 
 
@@ -65,18 +65,3 @@ def _waking_in_the_scheduler(init: Callable[[Any, str], None]) -> Callable[[Any,
             self.wakeup = _primitives.Lock()
 
     return made
-
-
-def _held(function: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    def call(self: Any) -> Any:
-        found = here()
-        if found is None:
-            return function(self)
-        thread = found[1]
-        thread.holding += 1
-        try:
-            return function(self)
-        finally:
-            thread.holding -= 1
-
-    return call

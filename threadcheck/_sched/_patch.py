@@ -61,6 +61,7 @@ from threadcheck._sched._core import (
     TargetError,
     active,
     here,
+    without_points,
 )
 from threadcheck._sched._program import (
     CONTROLLED_ATTR,
@@ -176,7 +177,7 @@ class Patches:
             # no point may switch threads inside it. Swapping the lock (or
             # threadable.XLock, which makes it on first use) would leave a
             # scheduled lock in the process-wide publisher after the run.
-            (log, "msg", _without_points(log.msg)),
+            (log, "msg", without_points(log.msg)),
             synch_pre_replacement(_scheduled_rlock, self.is_user_file),
             *raw_lock_replacements(_scheduled_lock, self.is_user_file),
             (logging.Handler, "handle", _handler_handle(logging.Handler.handle)),
@@ -214,7 +215,7 @@ class Patches:
             (ThreadPool, "_pool", staticmethod(_controlled_pool(ThreadPool._pool))),
             # submit holds a real module-wide lock while it starts a worker: no
             # thread may be switched in there (it could submit too, and block).
-            (ThreadPoolExecutor, "submit", _without_points(ThreadPoolExecutor.submit)),
+            (ThreadPoolExecutor, "submit", without_points(ThreadPoolExecutor.submit)),
             *_order.replacements(),
             *_lazy.replacements(),
             *_idle_pools.replacements(),
@@ -553,17 +554,6 @@ def _handler_handle(handle: Callable[[logging.Handler, logging.LogRecord], Any])
                 finally:
                     self.release()
         return passed
-
-    return call
-
-
-def _without_points(function: Callable[..., Any]) -> Any:
-    def call(*args: Any, **kwargs: Any) -> Any:
-        scheduler = active()
-        if scheduler is None or scheduler.controlled() is None:
-            return function(*args, **kwargs)
-        with holding(scheduler):
-            return function(*args, **kwargs)
 
     return call
 
