@@ -14,9 +14,9 @@ When the body ends, the carrier does what the end of an OS thread does:
 * then what ``join`` waits on is released: the thread's state lock
   (3.10-3.12, from ``threading._set_sentinel``) or its handle (3.13).
 
-Where thread-local data cannot be cleared (3.13 keeps it outside the thread
-state's dict; no ``ctypes``), every controlled thread gets a new OS thread, as
-without carriers.
+Where thread-local data cannot be cleared (no ``ctypes``, or a 3.13 thread
+state whose local key was not found), every controlled thread gets a new OS
+thread, as without carriers.
 
 Thread safety: ``start`` is called by the thread holding the turn, and a
 carrier returns itself to the idle list from its own thread: the list is
@@ -29,6 +29,7 @@ from __future__ import annotations
 import _thread
 import contextlib
 import contextvars
+import gc
 import sys
 import threading
 from collections.abc import Callable
@@ -185,18 +186,29 @@ class Carriers:
 
 
 def _thread_locals_clearer() -> Callable[[], None] | None:
-    """Clears the calling thread's ``threading.local`` data; None when it cannot.
-
-    3.10-3.12 keep it in the thread state's dict, as a new thread's is empty.
-    """
-    if not _STATE_LOCK:
-        return None
+    """Clears the calling thread's ``threading.local`` data; None when it cannot."""
     try:
         import ctypes
-
-        get_dict = ctypes.pythonapi.PyThreadState_GetDict
-    except (ImportError, AttributeError):
+    except ImportError:
         return None
+    clear_dict = _dict_clearer(ctypes)
+    if _STATE_LOCK:
+        return clear_dict
+    clear_key = _key_clearer(ctypes)
+    if clear_key is None:
+        return None
+
+    def clear_both() -> None:
+        clear_dict()  # what C code keeps per thread (asyncio's running loop, say)
+        clear_key()
+
+    return clear_both
+
+
+def _dict_clearer(ctypes: Any) -> Callable[[], None]:
+    """Empties the thread state's dict, as a new thread's is: 3.10-3.12 keep
+    local data there."""
+    get_dict = ctypes.pythonapi.PyThreadState_GetDict
     get_dict.restype = ctypes.c_void_p  # a borrowed reference: py_object would steal it
     get_dict.argtypes = []
 
@@ -206,3 +218,70 @@ def _thread_locals_clearer() -> Callable[[], None] | None:
             ctypes.cast(address, ctypes.py_object).value.clear()
 
     return clear
+
+
+def _key_clearer(ctypes: Any) -> Callable[[], None] | None:
+    """3.13 keys local data by the thread state's ``threading_local_key``, and
+    drops it when the state's ``threading_local_sentinel`` dies: clearing both
+    fields, as the end of a thread does, leaves the next body none."""
+    get_state = ctypes.pythonapi.PyThreadState_Get
+    get_state.restype = ctypes.c_void_p
+    get_state.argtypes = []
+    decref = ctypes.pythonapi.Py_DecRef
+    decref.argtypes = [ctypes.c_void_p]
+    decref.restype = None
+    offsets = _local_key_offsets(ctypes, get_state)
+    if offsets is None:
+        return None
+
+    def clear() -> None:
+        state = get_state()
+        for offset in offsets:  # the key, then the sentinel, as PyThreadState_Clear
+            field = ctypes.c_void_p.from_address(state + offset)
+            address, field.value = field.value, None
+            if address:
+                decref(address)
+
+    return clear
+
+
+_FIELDS_SEARCHED = 128
+"""Words of a thread state searched for its two local fields (288 and 296 bytes in on 3.13)."""
+
+
+def _local_key_offsets(ctypes: Any, get_state: Any) -> tuple[int, int] | None:
+    """Where a thread state holds its local key and sentinel: found in a new
+    thread by the addresses of the two objects, as its first local made them."""
+    found: list[tuple[int, int] | None] = [None]
+    done = _thread.allocate_lock()
+    done.acquire()
+
+    def probe() -> None:
+        try:
+            found[0] = _offsets_here(ctypes, get_state())
+        finally:
+            done.release()
+
+    _thread.start_new_thread(probe, ())
+    done.acquire()
+    return found[0]
+
+
+def _offsets_here(ctypes: Any, state: int) -> tuple[int, int] | None:
+    local = threading.local()
+    local.made = True  # makes this thread's key and sentinel
+    referents = gc.get_referents(local)  # its {key: data} dict and {weakref to sentinel} set
+    keys = [key for item in referents if isinstance(item, dict) for key in item]
+    sentinels = [ref() for item in referents if isinstance(item, set) for ref in item]
+    if len(keys) != 1 or len(sentinels) != 1:
+        return None
+    wanted = (id(keys[0]), id(sentinels[0]))
+    word = ctypes.sizeof(ctypes.c_void_p)
+    offsets: dict[int, int] = {}
+    for index in range(_FIELDS_SEARCHED):
+        value = ctypes.c_void_p.from_address(state + index * word).value
+        if value in wanted:
+            offsets.setdefault(value, index * word)
+    if len(offsets) != 2:
+        return None
+    return offsets[wanted[0]], offsets[wanted[1]]
