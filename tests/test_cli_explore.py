@@ -568,7 +568,7 @@ def test_a_time_budget_too_short_for_one_schedule_is_inconclusive(tmp_path: Path
     assert result.returncode == 2, result.stderr
     assert result.stderr.splitlines() == [
         "threadcheck: error: inconclusive: no schedule ran (budget 1e-06 s was spent before "
-        "the first one started); nothing was explored"
+        "the first one ended); nothing was explored"
     ]
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from races import BUGGY, FIXED
 from twisted.internet import threads
+from twisted.internet.defer import Deferred
 
 import threadcheck
 from threadcheck._sched._core import VIRTUAL_EPOCH
@@ -167,6 +168,25 @@ def test_a_time_budget() -> None:
     threadcheck.explore(FIXED["ordering"], budget=1)
     result = threadcheck.explore(FIXED["ordering"], budget=None, seconds=0.5)
     assert result.schedules > 0 and not result.found
+
+
+def test_a_time_budget_cuts_short_a_schedule_still_running() -> None:
+    # A run longer than the budget (its warm-up's here) went on to its end:
+    # `--time 2` took as long as the program did, then said nothing was explored.
+    rounds = 5_000
+    done: list[int] = []
+
+    def batch(reactor: Any) -> Deferred[Any]:
+        def crunch() -> None:
+            for _ in range(rounds):
+                done.append(sum(range(20_000)))  # milliseconds a round, a point each
+
+        return threads.deferToThread(crunch)
+
+    result = threadcheck.explore(batch, budget=None, seconds=0.2)
+    assert (result.found, result.schedules, result.inconclusive) == (False, 0, True)
+    assert len(done) < rounds, "the warm-up ran to its end"
+    assert "was spent before the first one ended" in result.report()
 
 
 def test_the_scenario_gets_a_fresh_reactor_every_schedule() -> None:

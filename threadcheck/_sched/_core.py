@@ -132,6 +132,11 @@ class Abort(BaseException):
     """Raised in controlled threads to end a schedule. Not an error of theirs."""
 
 
+class OutOfTime(BaseException):
+    """The exploration's time budget ran out while a schedule ran: it was cut
+    short, and is neither a failure nor a schedule explored."""
+
+
 class TargetError(ValueError):
     """The target cannot be explored as written (a misuse, not a bug in it).
 
@@ -394,6 +399,8 @@ class Scheduler:
         self.aborting = False
         self.progress = 0
         """Bumped at every point and switch; the watchdog reads it."""
+        self.timed_out = False
+        """The exploration's time ran out: cut short by the watchdog (:meth:`out_of_time`)."""
         self.interrupted = False
         """The user asked to stop while a thread was stuck outside our control
         (the watchdog ended it early) or while the schedule waited on real I/O:
@@ -1204,6 +1211,12 @@ class Scheduler:
         """Record the schedule's first failure and start tearing it down."""
         if self.failure is None:
             self.failure = failure
+        self._tear_down()
+
+    def out_of_time(self) -> None:
+        """Called by the watchdog once the exploration's time is spent: every
+        thread unwinds from its next point, and nothing failed."""
+        self.timed_out = True
         self._tear_down()
 
     def _tear_down(self) -> None:

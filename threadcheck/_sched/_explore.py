@@ -22,7 +22,7 @@ from typing import Any
 
 from threadcheck import _arguments
 from threadcheck._sched import _token
-from threadcheck._sched._core import BLOCKED, Strategy, format_seconds
+from threadcheck._sched._core import BLOCKED, OutOfTime, Strategy, format_seconds
 from threadcheck._sched._points import DEFAULT_GRANULARITY
 from threadcheck._sched._report import ExploreResult, ScheduleRun
 from threadcheck._sched._runner import (
@@ -124,17 +124,28 @@ def explore(
     thinned: set[str] = set()
     left_out: tuple[str, ...] = ()  # by a search that finished, and the budget went on
     with Explorer(target, settings, random_seed=seed) as explorer:
-        warm = explorer.warm_up()
-        if warm.failure is not None and warm.failure.hangs:
+        if budget.seconds is not None:
+            explorer.watchdog.deadline = started + budget.seconds
+        try:
+            warm = explorer.warm_up()
+        except OutOfTime:
+            warm = None
+        if warm is None:
+            spent_before_any = True
+        elif warm.failure is not None and warm.failure.hangs:
             digests.add(_decisions_key(warm))
             return _found(explorer, warm, 1, digests, about, shrink, shrink_progress)
-        if progress is not None:  # Ctrl-C during a long warm-up: no schedule begins
+        elif progress is not None:  # Ctrl-C during a long warm-up: no schedule begins
             progress(0, 0, time.monotonic() - started)
-        for index in shard.indices():
+        for index in shard.indices() if warm is not None else ():
             if not budget.allows(index, started):
                 spent_before_any = ran == 0
                 break
-            run = explorer.run(chosen, index, record_trace=False)
+            try:
+                run = explorer.run(chosen, index, record_trace=False)
+            except OutOfTime:  # cut short: the budget was spent during it
+                spent_before_any = ran == 0
+                break
             if run is None and thinned and getattr(chosen, "go_on_unproved", _no)():
                 # The default's search finished, but is no proof (a daemon held
                 # while time passed, a loop's steps past the bound): what it left
@@ -219,6 +230,7 @@ def _found(
 ) -> ExploreResult:
     """Schedule ``ran`` failed: whether every schedule fails so, shrunk, reported."""
     assert run.failure is not None
+    explorer.watchdog.deadline = None  # the time budget bounds the search, not its report
     found_at = ran
     original = run.preemption_count
     every_schedule = False

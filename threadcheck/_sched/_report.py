@@ -89,7 +89,8 @@ class ExploreResult:
     replay_command: str | None = None
     environment: dict[str, Any] = field(default_factory=dict)
     budget_spent_before_any: bool = False
-    """The budget ended the exploration before its first schedule."""
+    """The budget ended the exploration before its first schedule ended (a time
+    budget cuts a schedule short, the run before exploring included)."""
 
     @property
     def inconclusive(self) -> bool:
@@ -192,7 +193,7 @@ def _clean_summary(result: ExploreResult) -> str:
     if result.inconclusive:
         return (
             f"threadcheck: inconclusive: no schedule ran ({result.budget} was spent before "
-            "the first one started); nothing was explored\n"
+            "the first one ended); nothing was explored\n"
         )
     if result.proof:
         return (

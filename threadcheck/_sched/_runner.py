@@ -37,6 +37,7 @@ from threadcheck._sched._core import (
     DEFAULT_MAX_STEPS,
     Abort,
     Failure,
+    OutOfTime,
     Scheduler,
     Strategy,
     TargetError,
@@ -349,6 +350,8 @@ class Explorer:
             self.twisted_logging.restore()  # after errors.stop: the program's observers go
         if interrupted or scheduler.interrupted:
             raise KeyboardInterrupt  # after the teardown: the user stops the exploration
+        if scheduler.timed_out:
+            raise OutOfTime  # after the teardown: what the cut schedule did means nothing
         self.alarm.fire_if_pending()  # after the teardown: pytest-timeout's, say
         misuse = misuse or scheduler.misuse
         if misuse is not None:

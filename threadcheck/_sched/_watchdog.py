@@ -99,6 +99,8 @@ class Watchdog:
         )
         _hidden.hide(self._thread)
         self._interrupting = False
+        self.deadline: float | None = None
+        """``time.monotonic()`` past which a schedule is cut short (``--time``)."""
         self._previous_handler: Any = None
         self._main: int | None = None
 
@@ -136,6 +138,9 @@ class Watchdog:
             scheduler = self._scheduler
             if scheduler is None:
                 continue
+            deadline = self.deadline
+            if deadline is not None and time.monotonic() > deadline and not scheduler.aborting:
+                scheduler.out_of_time()  # a long schedule, the warm-up's say: --time holds
             # A thread running long Python code between points (a batch job's
             # loop, slowed by a loaded machine) moves on: it is not blocked.
             now = (scheduler, scheduler.progress, _position(scheduler.running))
