@@ -714,3 +714,75 @@ def test_only_a_package_of_the_programs_own_is_taken_for_the_program(
     assert _stacks.installed_package_of(f"{site}threadcheck/") is None
     assert _stacks.installed_package_of(f"{site}myapp/") == "myapp"
     assert _stacks.installed_package_of("/home/me/project/app.py") is None
+
+
+def test_one_call_into_twisted_that_breaks_the_rule_twice_is_one_violation(
+    running_reactor: Any,
+) -> None:
+    # A MultiService stopping two TimerServices from a worker (each LoopingCall's
+    # stop, each DelayedCall's cancel) was two violations with two fixes; a
+    # loop's own repeated call stays one violation per call.
+    from twisted.application import internet, service
+
+    running: RunningReactor = running_reactor(Mode.RECORD)
+    top = service.MultiService()
+    for _ in range(2):
+        internet.TimerService(60, noop).setServiceParent(top)
+    running.in_reactor(top.startService)
+
+    def retire() -> None:
+        top.stopService()  # BUG: one mistake
+        for _ in range(3):
+            running.reactor.callLater(3600, noop)  # BUG: three calls of one line
+
+    run_threads([threading.Thread(target=retire, name="retirer")])
+    violations = running.recorder.violations()
+    report = format_report(violations)
+    assert report.startswith("threadcheck: 4 thread-affinity violations (2 distinct)"), report
+    assert report.count("offending call: ") == 2, report
+    assert "reactor.callFromThread(top.stopService, ...)" in report
+    running.in_reactor(lambda: [c.cancel() for c in running.reactor.getDelayedCalls()])
+
+
+def test_a_timer_given_a_twisted_method_is_reported_where_it_was_made(
+    running_reactor: Any,
+) -> None:
+    # Three watchdog timers made on three lines and started in one loop were
+    # all reported at the loop's `timer.start()`: which timer was it?
+    running: RunningReactor = running_reactor(Mode.RECORD)
+    early = running.in_reactor(running.reactor.callLater, 3600, noop)
+    late = running.in_reactor(running.reactor.callLater, 3600, noop)
+    timers = [
+        threading.Timer(0, early.cancel),  # BUG: cancelled in the timer's thread
+        threading.Timer(0, late.cancel),  # BUG: this one too
+    ]
+    for timer in timers:
+        timer.start()
+    for timer in timers:
+        timer.join()
+    report = format_report(running.recorder.violations())
+    assert report.startswith("threadcheck: 2 thread-affinity violations (2 distinct)"), report
+    for written in ("threading.Timer(0, early.cancel)", "threading.Timer(0, late.cancel)"):
+        assert f"(the thread was made here)\n        {written}," in report, report
+    assert "fix: do it in the reactor thread: reactor.callFromThread(early.cancel)" in report
+
+
+def test_a_datagram_handed_to_an_executor_keeps_its_address_in_the_fix(
+    running_reactor: Any,
+) -> None:
+    # The fix was `reactor.callFromThread(port.write, data)`: an unconnected UDP
+    # port then raises for want of the address the user's line gave.
+    from twisted.internet.protocol import DatagramProtocol
+
+    running: RunningReactor = running_reactor(Mode.RECORD)
+    port = running.in_reactor(
+        running.reactor.listenUDP, 0, DatagramProtocol(), interface="127.0.0.1"
+    )
+    with ThreadPoolExecutor(1) as executor:
+        executor.submit(port.write, b"ping", ("127.0.0.1", 9)).result()  # BUG
+    running.in_reactor(port.stopListening)
+    report = format_report(running.recorder.violations())
+    assert (
+        'fix: do it in the reactor thread: reactor.callFromThread(port.write, b"ping", '
+        '("127.0.0.1", 9))'
+    ) in report, report

@@ -167,6 +167,8 @@ class AffinityChecker:
         __tracebackhide__ = True  # pytest: the offending call is the user's frame
         if getattr(self._exempt, "depth", 0):
             return False
+        if self._inside_the_last_call():
+            return True
         candidate = self._capture(api, Kind.FOREIGN_THREAD)
         with self._lock:
             if candidate.thread.ident == self.owner:
@@ -184,6 +186,8 @@ class AffinityChecker:
         __tracebackhide__ = True
         if getattr(self._exempt, "depth", 0):
             return False
+        if self._inside_the_last_call():
+            return True
         violation = replace(
             self._capture(api, Kind.CONFINED_ELSEWHERE),
             reactor_thread=ThreadInfo(owner.name, owner.ident or 0),
@@ -228,6 +232,14 @@ class AffinityChecker:
             yield
         finally:
             self._exempt.depth -= 1
+
+    def _inside_the_last_call(self) -> bool:
+        """Whether this call is made further on inside the user's call that made
+        this thread's last reported one (``resolver.lookupAddress`` from a worker:
+        a thread pool, a port, its write, a timeout): one mistake, reported once."""
+        call = _user_call(sys._getframe(2))
+        last, self._exempt.call = getattr(self._exempt, "call", None), call
+        return last is not None and call is not None and _further_on(last, call)
 
     def _capture(self, api: str, kind: Kind) -> Violation:
         thread = self._current_thread()
@@ -287,3 +299,33 @@ class AffinityChecker:
             lineno,
             registry=self._warning_registry,
         )
+
+
+_Position = tuple[int, Any, int]
+"""A live frame, as the same call's frame compares: its id, code, and instruction."""
+
+
+def _user_call(frame: FrameType | None) -> tuple[_Position, tuple[_Position, ...]] | None:
+    """The innermost user frame above ``frame``, and the library frames it
+    called, outermost first; None when no user code is on the stack."""
+    inside: list[_Position] = []
+    while frame is not None:
+        position = (id(frame), frame.f_code, frame.f_lasti)
+        library = _stacks.classify(frame.f_code.co_filename)
+        if library is None:
+            return position, tuple(reversed(inside))
+        if library != "threadcheck":
+            inside.append(position)
+        frame = frame.f_back
+    return None
+
+
+def _further_on(
+    last: tuple[_Position, tuple[_Position, ...]], now: tuple[_Position, tuple[_Position, ...]]
+) -> bool:
+    """Whether ``now`` is inside the same call as ``last``: the same user frame
+    at the same instruction, in the same library frame it called (a
+    ``MultiService.stopService`` stopping each child, a timer's cancel, a
+    loop's stop). A check the user's line made itself, again, is reported
+    again (a loop making the same mistake)."""
+    return last[0] == now[0] and bool(last[1]) and bool(now[1]) and last[1][0][:2] == now[1][0][:2]

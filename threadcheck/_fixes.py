@@ -87,8 +87,10 @@ def object_api_fix(api: str, offending: str = "") -> str | None:
         )
     arguments = _ARGUMENTS.get(method, "")
     # The user's own call, handed over, can be pasted (`task.coiterate, rows()`).
-    call = call_written(offending, method) or (
-        f"{name}.{method}, {arguments}" if arguments else f"{name}.{method}"
+    call = (
+        call_written(offending, method)
+        or handed_written(offending, method)
+        or (f"{name}.{method}, {arguments}" if arguments else f"{name}.{method}")
     )
     if api in _WAITED_FOR:
         return f"wait for it from the thread: threads.blockingCallFromThread(reactor, {call})"
@@ -118,6 +120,41 @@ def call_written(line: str, method: str | None = None) -> str | None:
             parts = [node.func, *node.args, *node.keywords]
             return ", ".join(ast.get_source_segment(statement, p) or ast.unparse(p) for p in parts)
     return None
+
+
+def handed_written(line: str, method: str) -> str | None:
+    """``method`` handed over on the user's ``line`` with its arguments
+    (``executor.submit(port.write, b"x", addr)``, ``Thread(target=d.callback,
+    args=(1,))``) as ``callFromThread``'s arguments; None when it is not."""
+    statement = line.strip()
+    try:
+        tree = ast.parse(statement)
+    except SyntaxError:
+        return None
+
+    def written(node: ast.AST) -> str:
+        return ast.get_source_segment(statement, node) or ast.unparse(node)
+
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        for index, argument in enumerate(node.args):
+            if _names(argument, method):  # submit(f, *args), callInThread(f, *args)
+                return ", ".join(written(part) for part in node.args[index:])
+        keywords = {keyword.arg: keyword.value for keyword in node.keywords}
+        target = keywords.get("target")
+        if target is not None and _names(target, method):  # Thread(target=f, args=(...))
+            handed = keywords.get("args")
+            rest = handed.elts if isinstance(handed, ast.Tuple | ast.List) else []
+            return ", ".join(written(part) for part in [target, *rest])
+    return None
+
+
+def _names(node: ast.AST, method: str) -> bool:
+    """Whether ``node`` is the callable ``method`` itself, not a call of it."""
+    return (isinstance(node, ast.Attribute) and node.attr == method) or (
+        isinstance(node, ast.Name) and node.id == method
+    )
 
 
 def sole_call_written(line: str) -> str | None:

@@ -130,7 +130,8 @@ def _hint(violation: Violation) -> str:
     if violation.api.startswith("DelayedCall."):
         method = violation.api.split(".", 1)[1]
         where = violation.user_frame()
-        called = _call_on_line(where.source if where is not None else None)
+        source = where.source if where is not None else None
+        called = _call_on_line(source) or _fixes.handed_written(source or "", method)
         if called is not None:
             # `watchdog.cancel()`, or `d.callback(1)` cancelling the Deferred's
             # addTimeout call: the user's call moves, as written.
@@ -219,9 +220,10 @@ def _hint(violation: Violation) -> str:
                 f"reactor.callFromThread({called}, ...), or, for its result, "
                 f"threads.blockingCallFromThread(reactor, {called}, ...)"
             )
+        owner = _called_on(offending, entry.function) or "obj"  # `agent.request(...)`
         return (
             f"call {entry.function}() in the reactor thread: "
-            f"reactor.callFromThread(obj.{entry.function}, ...)"
+            f"reactor.callFromThread({owner}.{entry.function}, ...)"
         )
     return _reactor_api_fix(api, offending)
 
@@ -451,6 +453,9 @@ def _handed_over(violation: Violation) -> str:
         return ""
     if violation.submitted_from is not None:
         return "  (work handed to the thread pool here)"
+    where = violation.user_frame()
+    if where is not None and ".start(" not in where.source:  # `Timer(5, d.cancel)`
+        return "  (the thread was made here)"
     return "  (the thread was started here)"
 
 

@@ -7,6 +7,7 @@ reported.
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 import time
@@ -20,6 +21,9 @@ from threadcheck import _stacks
 _R = TypeVar("_R")
 
 _SPAWN_ATTR = "_threadcheck_spawn_site"
+_MADE_ATTR = "_threadcheck_made_at"
+_MADE_DEPTH = 4
+"""Frames kept of the stack that made a thread: through ``Timer.__init__`` to the user's line."""
 _PARENT_ATTR = "_threadcheck_started_by"
 _START_ATTR = "_threadcheck_start_number"
 _starts = 0
@@ -63,7 +67,23 @@ def track_thread_starts() -> None:
 
         start.__doc__ = original.__doc__
         threading.Thread.start = start  # type: ignore[method-assign,assignment]
+        _track_thread_making()
         _track_executor_submissions()
+
+
+def _track_thread_making() -> None:
+    """Each thread keeps the few frames that made it: a thread given a library
+    callable (``Timer(5, d.cancel)``) was handed it there, maybe lines before
+    its ``start()``."""
+    original: Any = threading.Thread.__init__
+    _undo.append((threading.Thread, "__init__", original))
+
+    @functools.wraps(original)
+    def making(self: threading.Thread, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        setattr(self, _MADE_ATTR, _stacks.capture_raw(skip=1, limit=_MADE_DEPTH))
+
+    threading.Thread.__init__ = making  # type: ignore[method-assign]
 
 
 def _track_executor_submissions() -> None:
@@ -167,11 +187,28 @@ def spawn_site(thread: threading.Thread) -> _stacks.Stack | None:
     if raw is None:
         return None
     stack = _stacks.materialize(raw)
+    handed = _handed_at(thread, stack)
+    if handed is not None:
+        return handed
     started_by = getattr(thread, _PARENT_ATTR, None)
     parent = started_by() if started_by is not None else None
     if parent is None or parent is thread or any(f.library is None for f in stack):
         return stack
     return (spawn_site(parent) or ()) + stack
+
+
+def _handed_at(thread: threading.Thread, started: _stacks.Stack) -> _stacks.Stack | None:
+    """Where ``thread`` was made, for a thread given a library callable by a
+    user's line other than the one that started it; else None."""
+    made: _stacks.RawStack | None = getattr(thread, _MADE_ATTR, None)
+    given = getattr(thread, "_target", None) is not None or isinstance(thread, threading.Timer)
+    if made is None or not given or runs_its_own_code(thread):
+        return None
+    stack = _stacks.materialize(made)
+    user = _stacks.innermost_user_frame(stack)
+    if user is None or user == _stacks.innermost_user_frame(started):
+        return None
+    return stack
 
 
 def current_submission() -> _stacks.Stack | None:
