@@ -356,6 +356,18 @@ def test_twistd_violation_is_logged_and_fails_the_exit_status(tmp_path: Path) ->
     assert "offending call: app.tac:14 in worker" in log
 
 
+def test_twistd_under_threadcheck_run_reports_once_with_runs_status(tmp_path: Path) -> None:
+    # The plugin's own report and exit status 3 came first; run then said "the
+    # program also failed (exit status 3)" and printed the report a third time.
+    (tmp_path / "app.tac").write_text(TAC.format(buggy=True))
+    twistd_args = [str(BIN / "twistd"), "--reactor=threadcheck", "-n", "--pidfile=", "-l", "-"]
+    result = run([str(BIN / "threadcheck"), "run", *twistd_args, "-y", "app.tac"], tmp_path)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "instrumented: True" in result.stdout
+    assert result.stderr.count("thread-affinity violation") == 1, result.stderr
+    assert "also failed" not in result.stderr
+
+
 def test_twistd_logs_a_stall_as_a_warning(tmp_path: Path) -> None:
     # A daemon has no stderr: its stalls were only ever printed there.
     tac = TAC.format(buggy=False).replace(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import io
 import json
+import os
 import re
 import threading
 import time
@@ -13,6 +14,7 @@ import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -22,7 +24,7 @@ from twisted.internet.protocol import ClientCreator, ServerFactory
 from twisted.protocols.basic import LineReceiver
 from twisted.python.threadpool import ThreadPool
 
-from threadcheck import Mode, ThreadAffinityWarning, Violation, format_report, to_json
+from threadcheck import Mode, ThreadAffinityWarning, Violation, _stacks, format_report, to_json
 from threadcheck._report import MAX_GROUPS_SHOWN, SCHEMA_PATH, finish, from_json
 from threadcheck._violation import TestContext
 
@@ -786,3 +788,18 @@ def test_a_datagram_handed_to_an_executor_keeps_its_address_in_the_fix(
         'fix: do it in the reactor thread: reactor.callFromThread(port.write, b"ping", '
         '("127.0.0.1", 9))'
     ) in report, report
+
+
+def test_a_file_named_relative_to_where_the_user_started_is_read_after_a_chdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `trial --reactor=threadcheck pkg/test_udp.py` compiles the test by that
+    # relative name, then runs it in _trial_temp: its failures had no source
+    # lines, and fixes that could not quote the user's call (`semaphore` for `sem`).
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "test_udp.py").write_text("sem.acquire()  # BUG\n")
+    (tmp_path / "_trial_temp").mkdir()
+    monkeypatch.setattr(_stacks, "STARTED_IN", str(tmp_path))
+    monkeypatch.chdir(tmp_path / "_trial_temp")
+    frame = _stacks.Frame(os.path.join("pkg", "test_udp.py"), 1, "work")
+    assert frame.source == "sem.acquire()  # BUG"

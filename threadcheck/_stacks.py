@@ -34,7 +34,12 @@ class Frame:
 
     @property
     def source(self) -> str:
-        return linecache.getline(self.filename, self.lineno).strip()
+        line = linecache.getline(self.filename, self.lineno)
+        if not line and STARTED_IN is not None and not os.path.isabs(self.filename):
+            # Compiled from where the user started (`trial pkg/test_x.py`), read
+            # after a chdir (trial's _trial_temp).
+            line = linecache.getline(os.path.join(STARTED_IN, self.filename), self.lineno)
+        return line.strip()
 
     def location(self) -> str:
         return f"{_shorten(self.filename)}:{self.lineno} in {self.function}"

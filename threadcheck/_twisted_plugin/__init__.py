@@ -40,6 +40,13 @@ def install(kind: str = "default") -> None:
         # Their console-script wrapper starts the program; it is not part of it
         # (run as `../venv/bin/trial`, it was shown as the user's line).
         _stacks.register_script(sys.argv[0], "twisted")
+    from threadcheck_reactor import _installers
+
+    if _installers.redirected():
+        # `threadcheck run twistd --reactor=threadcheck`: run's checker and run's
+        # report (a second one, and its exit status 3, read as the program's own).
+        threadcheck_reactor.install(kind=kind)
+        return
     report_only = _flag("THREADCHECK_REPORT_ONLY")
     mode = os.environ.get("THREADCHECK_MODE", "record")
     try:
