@@ -927,6 +927,47 @@ def test_a_module_flag_set_from_the_main_module_is_no_constant(tmp_path: Path) -
     assert re.search(r"data race on (global MODE|flags\.MODE):", raced.stderr), raced.stderr
 
 
+# Other ways a program sets such a flag, each taken for a constant: the two
+# flags of a tuple assignment (only the last was seen), a setter through
+# globals() or exec in the flag's own module.
+SETTERS = {
+    "tuple": ("flags.MODE, flags.LEVEL = 1, 5", ""),
+    "globals": ("flags.set_mode()", 'def set_mode():\n    globals()["MODE"] = 1\n'),
+    "exec": ("flags.set_mode()", 'def set_mode():\n    exec("MODE = 1", globals())\n'),
+}
+
+
+@pytest.mark.parametrize("how", sorted(SETTERS))
+def test_a_module_flag_set_other_ways_is_no_constant(tmp_path: Path, how: str) -> None:
+    setter, defined = SETTERS[how]
+    program = _mode_service(tmp_path, STARTED_TOGETHER, 0)
+    program.write_text(program.read_text().replace("    flags.MODE = 1", f"    {setter}"))
+    (tmp_path / "flags.py").write_text(FLAGS + defined)
+    result = explore_program(program, "--strategy", "dpor")
+    assert_found_and_replayed(result, "threadcheck: exit: the program exited with status 1")
+
+
+def test_a_flag_set_by_the_program_started_from_another_folder_is_no_constant(
+    tmp_path: Path,
+) -> None:
+    # `threadcheck explore app/service.py` from the project's root, the flag in
+    # a package beside the program: only the root and the flag's own folder
+    # were read for setters, and the failing order was proved.
+    app = tmp_path / "app"
+    (app / "cfg").mkdir(parents=True)
+    (app / "cfg" / "__init__.py").write_text("")
+    (app / "cfg" / "flags.py").write_text(FLAGS)
+    program = app / "service.py"
+    program.write_text(MODE_SERVICE.format(start=STARTED_TOGETHER, expected=0))
+    program.write_text(program.read_text().replace("import flags", "from cfg import flags"))
+    command = [sys.executable, "-m", "threadcheck", "explore", "--strategy", "dpor"]
+    result = subprocess.run(
+        [*command, "app/service.py"], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("threadcheck: exit: the program exited with status 1")
+
+
 def test_the_flag_set_before_serving_is_proved(tmp_path: Path) -> None:
     program = _mode_service(tmp_path, SERVED_AFTER, 1)
     assert_proved(explore_program(program))

@@ -173,7 +173,7 @@ def rewrite(tree: ast.Module, filename: str, embedded: bool = False) -> None:
     shared = {
         name for node in ast.walk(tree) if isinstance(node, ast.Global) for name in node.names
     }
-    shared |= _module_variables(tree, _set_nearby(filename))
+    shared |= _module_variables(tree, lambda: _set_nearby(filename))
     _Rewriter(filename, shared, _closure_owners(tree)).visit(tree)
     if embedded:
         _GlobalsCalled().visit(tree)
@@ -311,10 +311,12 @@ def _stored_names(target: ast.AST) -> set[str]:
     }
 
 
-def _module_variables(tree: ast.Module, set_elsewhere: frozenset[str] = frozenset()) -> set[str]:
+def _module_variables(
+    tree: ast.Module, set_elsewhere: Callable[[], frozenset[str]] = frozenset
+) -> set[str]:
     """The names the module's own code assigns, not as a ``def``, a class or an
     import, nor once, a number or a string (``TIMEOUT = 30``: a constant, read
-    in hot loops) that no code nearby sets as an attribute (``set_elsewhere``:
+    in hot loops) that no code nearby sets (``set_elsewhere()``:
     ``flags.MODE = 1``): its variables, which a function may read while another
     module's code sets them (``settings.MAINTENANCE = True``), no ``global``
     declared."""
@@ -334,49 +336,87 @@ def _module_variables(tree: ast.Module, set_elsewhere: frozenset[str] = frozense
             for target in targets:
                 for name in _stored_names(target):
                     constant[name] = name not in constant and literal
-    constants = {n for n, only in constant.items() if only and n not in set_elsewhere}
+    constants = {n for n, only in constant.items() if only}
+    if constants:  # the folders are read only for a module that has some
+        constants -= set_elsewhere()
     variables = assigned - defined - constants
     return {n for n in variables if not (n.startswith("__") and n.endswith("__"))}
 
 
-_ATTRIBUTE_STORE = re.compile(
-    r"""\.\s*([A-Za-z_]\w*)\s*(?:[-+*/%&|^@]|//|\*\*|<<|>>)?=(?!=)"""
-    r"""|setattr\(\s*[\w.]+\s*,\s*["']([A-Za-z_]\w*)["']"""
+_SET_ELSEWHERE = re.compile(
+    # x.NAME = ..., x.NAME += ..., x.NAME, y.OTHER = ... (not consumed: OTHER's turn next)
+    r"""\.\s*([A-Za-z_]\w*)(?=\s*(?:,[^=\n]*)?(?:[-+*/%&|^@]|//|\*\*|<<|>>)?=(?!=))"""
+    # "NAME", "pkg.mod.NAME": setattr, mock.patch(.object), monkeypatch.setattr's
+    # string form, globals()["NAME"], vars(mod)["NAME"], __dict__.update({"NAME": ...})
+    r"""|["'](?:[A-Za-z_]\w*\.)*([A-Za-z_]\w*)["']"""
+    # exec("NAME = 1"), and __dict__.update(NAME=1)
+    r"""|["'][^"'\n]*?\b([A-Za-z_]\w*)\s*=(?!=)"""
+    r"""|\.update\(\s*([A-Za-z_]\w*)\s*=(?!=)"""
 )
-"""``x.NAME = ...``, ``x.NAME += ...``, ``setattr(x, "NAME", ...)`` (pytest's
-``monkeypatch.setattr(flags, "MODE", 1)`` too)."""
+"""The ways code sets a module's name from outside its own top level. Generous:
+a name taken for set that is not only costs its reads their points."""
 _NEARBY_FILES = 2000
-_set_in: dict[str, frozenset[str]] = {}
+"""Files read, at most, under each folder searched."""
+_SKIPPED_FOLDERS = frozenset({"__pycache__", "node_modules", "site-packages", "dist-packages"})
+_set_in: dict[tuple[str, bool], frozenset[str]] = {}
 
 
 def _set_nearby(filename: str) -> frozenset[str]:
-    """The names that code in ``filename``'s folder, or in the folder where the
-    program started, sets as attributes: a module global of that name is no
-    constant, whatever its first value (``MODE = 0``, then ``flags.MODE = 1``
-    from the program's main module)."""
-    folders = {os.path.dirname(os.path.abspath(filename))}
+    """The names that code near ``filename`` sets from outside a module's top
+    level: a module global of that name is no constant, whatever its first
+    value (``MODE = 0``, then ``flags.MODE = 1`` from the program's main
+    module). Near: the module's folder, and, with their subfolders, the folder
+    its top-level package is in and the one the program started in."""
+    folder = os.path.dirname(os.path.abspath(filename))
+    trees = {_package_root(folder)}
     if _stacks.STARTED_IN is not None:
-        folders.add(_stacks.STARTED_IN)
-    return frozenset().union(*(_set_in_folder(folder) for folder in folders))
+        trees.add(_stacks.STARTED_IN)
+    found = _set_in_folder(folder, recursive=False)
+    return found.union(*(_set_in_folder(tree, recursive=True) for tree in trees))
 
 
-def _set_in_folder(folder: str) -> frozenset[str]:
-    found = _set_in.get(folder)
+def _package_root(folder: str) -> str:
+    """The folder that holds ``folder``'s top-level package (``folder`` itself
+    when it is no package): where the program's other modules are."""
+    while os.path.isfile(os.path.join(folder, "__init__.py")):
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    return folder
+
+
+def _set_in_folder(folder: str, recursive: bool) -> frozenset[str]:
+    found = _set_in.get((folder, recursive))
     if found is None:
         names: set[str] = set()
-        try:
-            files = sorted(f for f in os.listdir(folder) if f.endswith(".py"))[:_NEARBY_FILES]
-        except OSError:
-            files = []
-        for name in files:
+        for path in _python_files(folder, recursive):
             try:
-                with open(os.path.join(folder, name), encoding="utf-8", errors="replace") as file:
+                with open(path, encoding="utf-8", errors="replace") as file:
                     text = file.read()
             except OSError:
                 continue
-            names.update(a or b for a, b in _ATTRIBUTE_STORE.findall(text))
-        found = _set_in[folder] = frozenset(names)
+            names.update(next(n for n in groups if n) for groups in _SET_ELSEWHERE.findall(text))
+        found = _set_in[folder, recursive] = frozenset(names)
     return found
+
+
+def _python_files(folder: str, recursive: bool) -> list[str]:
+    """Up to :data:`_NEARBY_FILES` ``.py`` files in ``folder`` (and its
+    subfolders: not hidden ones, caches or virtualenvs)."""
+    files: list[str] = []
+    for root, folders, names in os.walk(folder):
+        files += (os.path.join(root, n) for n in sorted(names) if n.endswith(".py"))
+        if not recursive or len(files) >= _NEARBY_FILES:
+            break
+        folders[:] = sorted(
+            f
+            for f in folders
+            if not f.startswith(".")
+            and f not in _SKIPPED_FOLDERS
+            and not os.path.exists(os.path.join(root, f, "pyvenv.cfg"))
+        )
+    return files[:_NEARBY_FILES]
 
 
 _CONSTANT_TYPES = (int, float, complex, str, bytes)
