@@ -310,6 +310,49 @@ def test_a_library_spinning_on_a_real_lock_is_stuck_all_the_same(tmp_path: Path)
         sys.modules.pop("spinner", None)
     assert result.failure is not None and result.failure.kind == "uncontrolled-blocking"
     assert (result.failure.location or "").endswith("spinner.py:2 in spin"), result.failure
+    assert "ran for over 1.8 s without a scheduling point, last in " in result.failure.message
+
+
+@pytest.mark.slow
+def test_a_library_spinning_on_its_own_threads_flag_is_busy_not_blocked(tmp_path: Path) -> None:
+    # `while not self.up: n += 1` until the library's own thread sets the flag:
+    # seen at the same instruction at every look (where it lets the GIL go),
+    # it was "blocked outside the scheduler's control (a real socket, a C
+    # call...)", and the library's line it spins at was folded away.
+    import sys
+
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    (site / "starter.py").write_text(
+        "import threading\n"
+        "class Starter:\n"
+        "    def __init__(self):\n"
+        "        self.up = False\n"
+        "        threading.Thread(target=self._run, daemon=True).start()\n"
+        "        n = 0\n"
+        "        while not self.up and not released:\n"
+        "            n += 1\n"
+        "    def _run(self):\n"
+        "        self.up = True\n"
+        "released = False  # set by the test: the abandoned spinner ends\n"
+    )
+    sys.path.insert(0, str(site))
+    try:
+        import starter  # type: ignore[import-not-found]
+
+        def scenario(reactor: Any) -> Deferred[Any]:
+            return threads.deferToThread(lambda: starter.Starter().up)
+
+        result = explore(
+            ScenarioTarget(scenario), budget=Budget(1), settings=Settings(stall_timeout=0.3)
+        )
+    finally:
+        sys.modules["starter"].released = True
+        sys.path.remove(str(site))
+        sys.modules.pop("starter", None)
+    assert result.failure is not None and result.failure.kind == "uncontrolled-blocking"
+    assert "ran for over 1.8 s without a scheduling point, last in " in result.failure.message
+    assert "starter.py:7 in __init__ (spinning on" in result.failure.message, result.failure
 
 
 class _Readable:

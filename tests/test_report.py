@@ -803,3 +803,19 @@ def test_a_file_named_relative_to_where_the_user_started_is_read_after_a_chdir(
     monkeypatch.chdir(tmp_path / "_trial_temp")
     frame = _stacks.Frame(os.path.join("pkg", "test_udp.py"), 1, "work")
     assert frame.source == "sem.acquire()  # BUG"
+
+
+def test_the_programs_code_run_in_one_of_our_threads_is_not_its_violation(
+    running_reactor: Any,
+) -> None:
+    # A collection set off in threadcheck's stall watcher ran foolscap's weakref
+    # callback there (reactor.callLater): charged to the program's test as a
+    # violation from 'Dummy-54', the watcher being past its own end.
+    from threadcheck import _hidden
+
+    running: RunningReactor = running_reactor(Mode.RECORD)
+    ours = threading.Thread(target=lambda: running.reactor.callLater(3600, noop))
+    _hidden.hide(ours)
+    run_threads([ours])
+    assert running.recorder.violations() == []
+    running.in_reactor(lambda: [c.cancel() for c in running.reactor.getDelayedCalls()])

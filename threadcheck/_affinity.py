@@ -39,7 +39,7 @@ from dataclasses import replace
 from types import FrameType
 from typing import Any, NoReturn
 
-from threadcheck import _stacks, _threads
+from threadcheck import _hidden, _stacks, _threads
 from threadcheck._modes import DEFAULT_MODE, Mode
 from threadcheck._recorder import Recorder
 from threadcheck._violation import (
@@ -165,7 +165,9 @@ class AffinityChecker:
         checked APIs Twisted calls inside it are not reported a second time.
         """
         __tracebackhide__ = True  # pytest: the offending call is the user's frame
-        if getattr(self._exempt, "depth", 0):
+        if getattr(self._exempt, "depth", 0) or _hidden.is_ours(self._get_ident()):
+            # One of our threads ran the program's code: a collection it set off
+            # ran a weakref callback or a __del__ there. Not the program's thread.
             return False
         if self._inside_the_last_call():
             return True

@@ -31,6 +31,13 @@ def hide(thread: threading.Thread) -> None:
         threading.active_count = _counted_without_ours(threading.active_count)  # type: ignore[assignment]
 
 
+def is_ours(ident: int) -> bool:
+    """Whether the thread ``ident`` is one of ours (as it exits too, when
+    ``threading.current_thread()`` no longer knows it: a dummy thread)."""
+    # Alive: an ended thread's ident is given to the next thread started.
+    return any(thread.ident == ident and thread.is_alive() for thread in list(_ours))
+
+
 def _without_ours(enumerate_: Callable[[], list[threading.Thread]]) -> Any:
     @functools.wraps(enumerate_)
     def enumerate() -> list[threading.Thread]:

@@ -28,7 +28,7 @@ import time
 from types import FrameType
 from typing import Any
 
-from threadcheck import _hidden
+from threadcheck import _hidden, _stacks
 from threadcheck._races import _rewrite
 from threadcheck._sched._children import kill_waited_children
 from threadcheck._sched._core import (
@@ -130,7 +130,7 @@ class Watchdog:
             previous(signum, frame)
 
     def _loop(self) -> None:
-        seen: tuple[Scheduler | None, int, tuple[int, int] | None] = (None, -1, None)
+        seen: tuple[Scheduler | None, int, tuple[int, int, int] | None] = (None, -1, None)
         since = progressed = time.monotonic()
         counted: tuple[Scheduler | None, int] = (None, -1)
         hurried_at: float | None = None
@@ -185,8 +185,9 @@ class Watchdog:
             "library's own lock: --include it?"
         )
         held = (
-            f"ran for over {BUSY_LIMIT * self.timeout:g} s without a scheduling point (spinning "
-            "on a real lock, or a library's work too long for one step)"
+            f"ran for over {BUSY_LIMIT * self.timeout:g} s without a scheduling point"
+            f"{_innermost(stuck)} (spinning on a real lock or a flag only another thread "
+            "sets, or a library's work too long for one step: --include it?)"
             if spinning
             else f"blocked outside the scheduler's control for over {self.timeout:g} s ({why})"
         )
@@ -219,7 +220,33 @@ class Watchdog:
         exit_now(2)
 
 
-def _position(thread: ControlledThread | None) -> tuple[int, int] | None:
-    """Where ``thread`` runs now: its innermost frame and instruction."""
+def _position(thread: ControlledThread | None) -> tuple[int, int, int] | None:
+    """Where ``thread`` runs now: its innermost frame and instruction, and its
+    CPU time in :data:`CPU_TICK` ticks. A tight loop is seen at the same
+    instruction each time (the one where it lets others have the GIL), but
+    spends CPU time, as a thread blocked in a call does not."""
     frame = sys._current_frames().get(thread.ident or 0) if thread is not None else None
-    return None if frame is None else (id(frame), frame.f_lasti)
+    if frame is None or thread is None:
+        return None
+    return id(frame), frame.f_lasti, int(_cpu_seconds(thread.ident or 0) / CPU_TICK)
+
+
+def _innermost(thread: ControlledThread) -> str:
+    """`` in <file:line in function>``: where ``thread`` runs (a library's loop
+    the report's stack folds), or nothing once it ended."""
+    frame = sys._current_frames().get(thread.ident or 0)
+    if frame is None:
+        return ""
+    return f", last in {_stacks.stack_from(frame, limit=1)[-1].location()}"
+
+
+CPU_TICK = 0.05
+"""Seconds of CPU time a thread spends between two looks to count as moving."""
+
+
+def _cpu_seconds(ident: int) -> float:
+    """The CPU time thread ``ident`` has spent (0 where that is not known)."""
+    try:
+        return time.clock_gettime(time.pthread_getcpuclockid(ident))
+    except (AttributeError, OSError, OverflowError, ValueError):  # not Linux, gone
+        return 0.0
