@@ -12,6 +12,7 @@ import queue
 import subprocess
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -963,3 +964,66 @@ def test_a_count_lost_by_a_default_selector_loop_is_found_and_replayed(tmp_path:
 def test_its_locked_twin_is_clean(tmp_path: Path) -> None:
     body = SELECTOR_LOOP.format(count=LOOP_COUNT_FIX, flush=LOOP_FLUSH_FIX)
     assert_clean(explore_program(write_program(tmp_path, body)))
+
+
+# A resolver that makes its executor on first use and keeps it in a module
+# global for the process's life. The end of the first schedule stopped its
+# workers and marked it shut down: every later schedule raised "cannot
+# schedule new futures after shutdown", a false failure on every schedule.
+_lookups: ThreadPoolExecutor | None = None
+_making = threading.Lock()
+
+
+def _lookup_pool() -> ThreadPoolExecutor:
+    global _lookups
+    with _making:
+        if _lookups is None:
+            _lookups = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dns")
+        return _lookups
+
+
+class Resolver:
+    def __init__(self, locked: bool) -> None:
+        self.cache: dict[str, str] = {}
+        self.lookups = 0
+        self.lock = threading.Lock() if locked else None
+
+    def resolve(self, name: str) -> str:
+        address = _lookup_pool().submit(lambda: f"10.0.0.{len(name)}").result(timeout=2)
+        if self.lock is None:
+            self.lookups += 1  # BUG: unlocked count of lookups
+        else:
+            with self.lock:
+                self.lookups += 1
+        return address
+
+
+def _resolving(locked: bool) -> Any:
+    def scenario(reactor: Any) -> Any:
+        from twisted.internet import threads
+        from twisted.internet.defer import gatherResults
+
+        resolver = Resolver(locked)
+        lookups = [threads.deferToThread(resolver.resolve, n) for n in ("a.com", "bb.org")]
+
+        def check(addresses: list[str]) -> None:
+            assert addresses == ["10.0.0.5", "10.0.0.6"]
+            assert resolver.lookups == 2, f"{resolver.lookups} lookups counted"
+
+        return gatherResults(lookups).addCallback(check)
+
+    return scenario
+
+
+def test_an_executor_kept_between_schedules_works_in_each() -> None:
+    result = threadcheck.explore(_resolving(locked=True), budget=300, strategy="random")
+    result.assert_clean()
+    assert result.schedules == 300
+
+
+def test_the_lost_count_beside_a_kept_executor_is_found() -> None:
+    result = threadcheck.explore(_resolving(locked=False), budget=2000)
+    assert result.found, result.report()
+    assert result.report().startswith(
+        "threadcheck: exception: AssertionError: 1 lookups counted"
+    ), result.report()

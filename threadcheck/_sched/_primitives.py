@@ -611,6 +611,10 @@ class SimpleQueue(Queue[T]):
     """``queue.SimpleQueue`` under the scheduler."""
 
     def put(self, item: T, block: bool = True, timeout: float | None = None) -> None:
+        if _here is None:  # type: ignore[comparison-overlap]
+            # The interpreter's exit cleared this module before it collected an
+            # executor a program kept: its weakref callback wakes no one now.
+            return
         super().put(item)
 
 

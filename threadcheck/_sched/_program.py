@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import weakref
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -48,9 +49,29 @@ def stop_idle_executor_workers(scheduler: Scheduler) -> None:
         # The interpreter sets the module's _shutdown flag; this executor's own
         # flag has the same effect on its workers and none on anyone else's.
         executor = thread._args[0]() if getattr(thread, "_args", None) else None
-        if executor is not None:
+        if executor is not None and not executor._shutdown:
             executor._shutdown = True
+            _stopped_by_us.add(executor)
         work_queue.put(None)
+
+
+_stopped_by_us: weakref.WeakSet[Any] = weakref.WeakSet()
+"""Executors whose workers an earlier schedule's end stopped, the program still holding them."""
+
+
+def revive_executors() -> None:
+    """Before a schedule: an executor a program keeps between schedules (made
+    lazily, in a module global) works again, as it would have in the one run
+    the schedules stand for: not shut down, with no worker (they ended with
+    their schedule) and none idle, so that its next job starts one."""
+    import threading
+
+    while _stopped_by_us:
+        executor = _stopped_by_us.pop()
+        with executor._shutdown_lock:
+            executor._threads.clear()
+            executor._idle_semaphore = threading.Semaphore(0)
+            executor._shutdown = False
 
 
 def per_schedule_atexit(

@@ -49,6 +49,7 @@ from threadcheck._sched._patch import Patches, reseed_randomness
 from threadcheck._sched._points import DEFAULT_GRANULARITY, Instrumentation
 from threadcheck._sched._program import (
     CONTROLLED_ATTR,
+    revive_executors,
     run_at_exit,
     stop_idle_executor_workers,
     thread_failure,
@@ -290,6 +291,7 @@ class Explorer:
         # message that names them reads the same in the exploration and its replay.
         ThreadPoolExecutor._counter = itertools.count().__next__  # type: ignore[attr-defined]
         reseed_randomness(self.random_seed, entropy)
+        revive_executors()
         _access.forget_types()
         self.patches.restart()
         errors = _LoggedErrors()
