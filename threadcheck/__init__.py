@@ -229,10 +229,10 @@ def run(
 
     ``schedule`` (from :func:`threadcheck.hypothesis.schedules`, or
     ``Schedule.of([(decision, thread), ...])``) is a preemption plan; without
-    one the schedule is a random walk seeded from a generator that Hypothesis
-    seeds per example. A failing schedule raises ``ExplorationFailedError``
-    (an AssertionError) with the step table and its replay token; a clean one
-    returns the result.
+    one the schedule is a random walk, in a Hypothesis example seeded from the
+    example's data (the database replays it, the shrinker shrinks it). A
+    failing schedule raises ``ExplorationFailedError`` (an AssertionError)
+    with the step table and its replay token; a clean one returns the result.
     """
     from threadcheck._sched._once import Schedule, run_once
     from threadcheck._sched._runner import Settings

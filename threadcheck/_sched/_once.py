@@ -5,7 +5,6 @@ Thread safety: call from one thread at a time (it runs the schedule there).
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from threadcheck._sched._runner import (
     make_token,
     rewritten_at_access,
 )
-from threadcheck._sched._seed import next_seed
+from threadcheck._sched._seed import in_example, next_seed
 from threadcheck._sched._token import python_replay
 from threadcheck._sched.strategies import Plan, RandomWalk
 
@@ -78,9 +77,12 @@ def run_once(
     started = time.monotonic()
     settings = rewritten_at_access(settings)
     env = environment(settings)
+    # In a Hypothesis example, the OS randomness the program draws (uuid4) is
+    # the example's too: run again, the example must do what it did.
+    entropy = f"example/{seed}/{schedule}" if in_example() else None
     with Explorer(target, settings, collect_first=False, random_seed=seed) as explorer:
         _warm_up_outside_examples(explorer, target)
-        run = explorer.run(strategy, 0)
+        run = explorer.run(strategy, 0, entropy=entropy)
     assert run is not None  # plans and random walks never run out
     found = run.failure is not None
     token = make_token(run, env, name, seed, target) if found else None
@@ -107,6 +109,5 @@ def _warm_up_outside_examples(explorer: Explorer, target: Target) -> None:
     recorded run, as before its replay in a fresh process); not in a Hypothesis
     example: its scenario's draws would be drawn twice, and Hypothesis's own
     replay of the example, drawing them once, would see other values."""
-    control = sys.modules.get("hypothesis.control")  # loaded if a test uses it
-    if control is None or not control.currently_in_test_context():
+    if not in_example():
         explorer.warm_up()

@@ -11,12 +11,29 @@ Thread safety: drawn from only by the thread that starts a schedule.
 from __future__ import annotations
 
 import random
+import sys
 
 scheduler_random = random.Random()
 
 
 def next_seed() -> int:
+    """The seed of an unplanned schedule: inside a Hypothesis example, drawn
+    from its data (each example walks its own schedule, which its database
+    replays and its shrinker shrinks); else from :data:`scheduler_random`
+    (which Hypothesis seeds alike for every example: one walk for all)."""
+    if in_example():
+        from hypothesis import strategies as st
+        from hypothesis.control import current_build_context
+
+        seed: int = current_build_context().data.draw(st.integers(0, 2**64 - 1))
+        return seed
     return scheduler_random.getrandbits(64)
+
+
+def in_example() -> bool:
+    """Whether a Hypothesis example is running in this thread."""
+    control = sys.modules.get("hypothesis.control")  # loaded if a test uses it
+    return control is not None and bool(control.currently_in_test_context())
 
 
 def hypothesis_plugin_setup() -> None:
