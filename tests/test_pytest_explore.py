@@ -694,6 +694,57 @@ def test_pytest_timeout_ends_an_exploration_not_the_session(pytester: pytest.Pyt
     assert "threadcheck: exception" not in result.stdout.str()
 
 
+def test_pytest_timeout_while_shrinking_reports_the_failure_found(
+    pytester: pytest.Pytester,
+) -> None:
+    # The timeout fired during the shrinking of a lost update already found:
+    # the test failed with "Timeout" alone, no failure, no token.
+    pytester.makepyfile(
+        test_shrinking="""
+        import time
+
+        import pytest
+        from twisted.internet import threads
+        from twisted.internet.defer import gatherResults
+
+
+        class Stats:
+            total = 0
+
+
+        @pytest.mark.threadcheck_explore(budget=2000, strategy="random")
+        def test_ingest(threadcheck_reactor):
+            stats = Stats()
+
+            def ingest(i):
+                for _ in range(40):
+                    time.sleep(0.0005)  # real time passes: each schedule is slow
+                stats.total += 1  # BUG: lost update
+                return 1
+
+            pool = threadcheck_reactor.getThreadPool()
+            jobs = [
+                threads.deferToThreadPool(threadcheck_reactor, pool, ingest, i)
+                for i in range(8)
+            ]
+
+            def check(done):
+                assert stats.total == len(done), f"lost update: {stats.total}"
+
+            return gatherResults(jobs).addCallback(check)
+        """
+    )
+    result = run(pytester, "--timeout", "1", "-p", "timeout")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*threadcheck: exception: AssertionError: lost update: *",
+            "*(shrinking stopped by the test's timeout)*",
+            "*replay: pytest test_shrinking.py::test_ingest --threadcheck-replay=tc1.*",
+        ]
+    )
+
+
 # Two pool workers each add 1, 300 times, without a lock: on real threads
 # switching every microsecond, updates get lost in almost every run.
 STRESS_RACE = """

@@ -24,10 +24,20 @@ from typing import Any
 from threadcheck._sched._core import active
 
 
+class AlarmWhileReporting(KeyboardInterrupt):
+    """The framework's alarm went off once a failure was found: it stops the
+    check and the shrinking as Ctrl-C does, and the failure is reported (the
+    test fails with it, not with a timeout that says nothing of it)."""
+
+
 class DeferredAlarm:
     def __init__(self) -> None:
         self._original: Any = None
         self._pending: tuple[int, FrameType | None] | None = None
+        self.reporting = False
+        """A failure was found: what is left is checking and shrinking it."""
+        self.stopped_reporting = False
+        """The alarm went off while reporting (see :class:`AlarmWhileReporting`)."""
 
     def install(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -50,6 +60,9 @@ class DeferredAlarm:
         pending, self._pending = self._pending, None
         handler = self._original
         self.uninstall()
+        if self.reporting:
+            self.stopped_reporting = True
+            raise AlarmWhileReporting
         handler(*pending)
 
     def _defer(self, number: int, frame: FrameType | None) -> None:

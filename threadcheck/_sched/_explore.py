@@ -231,6 +231,7 @@ def _found(
     """Schedule ``ran`` failed: whether every schedule fails so, shrunk, reported."""
     assert run.failure is not None
     explorer.watchdog.deadline = None  # the time budget bounds the search, not its report
+    explorer.alarm.reporting = True  # a test timeout now stops the shrinking, not the report
     found_at = ran
     original = run.preemption_count
     every_schedule = False
@@ -252,7 +253,7 @@ def _found(
     found_run = None
     if shown is not run and not interrupted and shown.decisions != run.decisions:
         found_run = _traced_or_none(explorer, run)
-    return ExploreResult(
+    result = ExploreResult(
         found=True,
         schedules=ran,
         distinct=len(digests),
@@ -273,6 +274,9 @@ def _found(
         budget=about.budget.describe(),
         environment=about.environment,
     )
+    if explorer.alarm.stopped_reporting:
+        result.interrupted_by = "the test's timeout"
+    return result
 
 
 def checked_strategy(strategy: str | None, seed: int, granularity: str, shards: int) -> Strategy:
