@@ -249,3 +249,18 @@ def test_a_failures_replay_line_works_with_its_lambda_written_again() -> None:
         again = threadcheck.replay(lambda reactor: lost_amounts(reactor, amounts), result.token)
     assert again.found and again.failure is not None and result.failure is not None
     assert again.failure.signature() == result.failure.signature()
+
+
+@pytest.mark.quality
+def test_hypothesis_explains_no_failure_by_threadcheck_s_own_lines() -> None:
+    # "These lines were always and only run by failing test cases:
+    # .../threadcheck/_sched/_runner.py:673": ours, that raise the failure.
+    @settings(QUICK, phases=[Phase.generate, Phase.shrink, Phase.explain])
+    @given(st.integers(1, 3), schedules())
+    def check(workers: int, schedule: Schedule) -> None:
+        threadcheck.run(lambda reactor: lost_updates(reactor, workers), schedule=schedule)
+
+    with pytest.raises(ExplorationFailedError) as raised:
+        check()
+    notes = "\n".join(getattr(raised.value, "__notes__", []))
+    assert "threadcheck" not in notes.partition("always and only run by failing")[2], notes

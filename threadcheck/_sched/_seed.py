@@ -40,3 +40,18 @@ def hypothesis_plugin_setup() -> None:
     from hypothesis import register_random
 
     register_random(scheduler_random)
+    _left_out_of_explanations()
+
+
+def _left_out_of_explanations() -> None:
+    """Hypothesis's explain phase names the first lines only failing examples
+    ran: for a race, ours (that raise the failure), never the racing lines
+    (passing examples ran them too). Left out, as it leaves out pytest's."""
+    try:
+        from hypothesis.internal import scrutineer
+    except ImportError:
+        return
+    locations = getattr(scrutineer, "UNHELPFUL_LOCATIONS", None)
+    ours = ("/threadcheck/**", "/threadcheck_reactor/**")
+    if isinstance(locations, tuple) and not set(ours) <= set(locations):
+        scrutineer.UNHELPFUL_LOCATIONS = locations + ours
