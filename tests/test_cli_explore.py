@@ -699,6 +699,25 @@ def test_a_pytest_tests_token_says_how_to_replay_it(
     )
 
 
+def test_a_scenarios_token_says_how_to_replay_it(
+    race: subprocess.CompletedProcess[str],
+) -> None:
+    # A Hypothesis test's token (threadcheck.run), replayed on the test's file:
+    # "the replay diverged: ... replay it with the same arguments".
+    from threadcheck._sched import _token
+
+    document = _token.decode(token_of(race.stderr))
+    token = _token.encode({**document, "target": "test_cache:test_cache.<locals>.<lambda>"})
+    result = threadcheck("replay", token, "test_sessions.py")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "threadcheck: error: replay: the token is of the scenario "
+        "test_cache:test_cache.<locals>.<lambda>, not of a program: replay it in Python with "
+        "threadcheck.replay(scenario, TOKEN), that scenario with the same values, as printed "
+        "beside it\n"
+    )
+
+
 def test_an_inconclusive_exploration_writes_its_json_over_an_earlier_one(tmp_path: Path) -> None:
     # The file of the clean run before still said "found": false; then none was
     # written at all, though the docs promise the outcome of an exploration.

@@ -414,7 +414,16 @@ def test_a_replay_of_a_programs_token_is_a_usage_error(pytester: pytest.Pytester
     assert replayed.ret == pytest.ExitCode.USAGE_ERROR
     assert [line for line in replayed.stderr.lines if line] == [
         "ERROR: --threadcheck-replay: the token is of cache_lost.py, not of a pytest test; "
-        "replay it with the command printed beside it (threadcheck replay)"
+        "replay it with threadcheck replay TOKEN cache_lost.py"
+    ]
+    # A scenario's, as a Hypothesis test's run() prints: threadcheck replay
+    # TOKEN on its module said "the replay diverged".
+    token = _token.encode({**recorded, "target": "test_cache:test_cache.<locals>.<lambda>"})
+    replayed = run(pytester, "test_race.py", f"--threadcheck-replay={token}")
+    assert [line for line in replayed.stderr.lines if line] == [
+        "ERROR: --threadcheck-replay: the token is of test_cache:test_cache.<locals>.<lambda>, "
+        "not of a pytest test; replay it with threadcheck.replay(scenario, TOKEN) with that "
+        "scenario, as printed beside it"
     ]
 
 

@@ -564,10 +564,19 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
     token = session.config.option.threadcheck_replay
     recorded = replayed_test(token)
-    if recorded is None and recorded_target(token):  # every test replayed another's decisions
+    target = recorded_target(token)
+    if recorded is None and target:  # every test replayed another's decisions
+        # A scenario's is `module:qualname` (threadcheck.run or explore, a
+        # Hypothesis test's); a program's, its command line.
+        scenario = ":" in target.split()[0]
+        how = (
+            "threadcheck.replay(scenario, TOKEN) with that scenario, as printed beside it"
+            if scenario
+            else f"threadcheck replay TOKEN {target}"
+        )
         raise pytest.UsageError(
-            f"--threadcheck-replay: the token is of {recorded_target(token)}, not of a pytest "
-            "test; replay it with the command printed beside it (threadcheck replay)"
+            f"--threadcheck-replay: the token is of {target}, not of a pytest test; "
+            f"replay it with {how}"
         )
     if recorded is not None and recorded not in {without_part(item.nodeid) for item in explored}:
         raise pytest.UsageError(

@@ -114,6 +114,13 @@ def _refuse_a_tests_token(recorded: dict[str, Any], token: str) -> None:
             f"replay: the token is of the pytest test {test}: replay it with "
             f"pytest '{test}' --threadcheck-replay={token}"
         )
+    first = test.split()[0] if test.split() else ""
+    if ":" in first and not first.startswith("-"):  # `module:qualname`: a scenario's
+        raise UsageError(
+            f"replay: the token is of the scenario {test}, not of a program: replay it "
+            "in Python with threadcheck.replay(scenario, TOKEN), that scenario with the "
+            "same values, as printed beside it"
+        )
 
 
 COMMAND = Command("replay", _add, _replay, frozenset({"--html", "--trace"}), takes_token=True)
