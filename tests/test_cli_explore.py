@@ -729,6 +729,28 @@ def test_an_inconclusive_exploration_writes_its_json_over_an_earlier_one(tmp_pat
     assert (outcome["found"], outcome["inconclusive"], outcome["schedules"]) == (False, True, 0)
 
 
+@pytest.mark.parametrize("command", ["run", "explore"])
+def test_bad_input_leaves_the_files_at_the_report_paths_alone(
+    tmp_path: Path, command: str
+) -> None:
+    # The check of the report paths removed what was there before the program
+    # was even found: `--json last.json typo.py` lost last.json, and
+    # `--json app.py app.py` (the report's name left out) the program itself.
+    app = tmp_path / "app.py"
+    app.write_text("print('serving')\n")
+    last = tmp_path / "last.json"
+    last.write_text('{"found": false}')
+    typo = threadcheck(command, "--json", str(last), str(tmp_path / "typo.py"))
+    assert typo.returncode == 2 and "no such file" in typo.stderr, typo.stderr
+    same = threadcheck(command, "--html", str(app), str(app))
+    assert same.returncode == 2
+    assert same.stderr == (
+        f"threadcheck: error: --html: {app} is a Python file, not a report's: give the "
+        "report its name\n"
+    )
+    assert app.read_text() == "print('serving')\n" and last.read_text() == '{"found": false}'
+
+
 def test_a_warning_of_the_program_is_shown_once_not_once_per_schedule(tmp_path: Path) -> None:
     prog = script(
         tmp_path,

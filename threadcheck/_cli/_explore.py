@@ -28,6 +28,7 @@ from threadcheck._cli._options import (
     add_program_arguments,
     check_output_paths,
     check_script,
+    clear_stale_reports,
     command_line,
     non_negative,
     positive,
@@ -161,6 +162,7 @@ def _explore(args: argparse.Namespace) -> int:
 
     _check_explore_options(args)
     check_program(args)
+    clear_stale_reports(args)
     pin_hash_seed(args.invocation, "0")
     if sys.flags.optimize:
         print(

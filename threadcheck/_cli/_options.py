@@ -176,18 +176,40 @@ def command_line(args: argparse.Namespace) -> str:
     return shlex.join(["threadcheck", args.command, *program_words(args.module, args.target)])
 
 
+_OUTPUTS = ("json", "html", "trace")
+
+
 def check_output_paths(args: argparse.Namespace) -> None:
     """``--json``, ``--html`` and ``--trace`` can take their files (checked
     before the program runs), made absolute: the program may change directory.
-    A file left by an earlier run is removed: a run that ends with nothing to
-    write (inconclusive, interrupted) must not leave it standing for its own."""
-    for option in ("json", "html", "trace"):
+    None is a Python file (``--json app.py app.py``: the report's name left out)."""
+    script = getattr(args, "target", None) or [None]
+    for option in _OUTPUTS:
         path = getattr(args, option, None)
-        if path is not None:
-            check_writable(path, f"--{option}")
-            setattr(args, option, os.path.abspath(path))
-            if os.path.isfile(path):
-                os.remove(path)
+        if path is None:
+            continue
+        if path.endswith((".py", ".pyw")) and (
+            os.path.exists(path) or _same_file(path, script[0])
+        ):
+            raise UsageError(
+                f"--{option}: {path} is a Python file, not a report's: give the report its name"
+            )
+        check_writable(path, f"--{option}")
+        setattr(args, option, os.path.abspath(path))
+
+
+def _same_file(path: str, other: str | None) -> bool:
+    return other is not None and os.path.abspath(path) == os.path.abspath(other)
+
+
+def clear_stale_reports(args: argparse.Namespace) -> None:
+    """Once the input is checked and the program about to run: the files an
+    earlier run left at the report paths go, since a run that ends with
+    nothing to write (interrupted, say) must not leave them standing."""
+    for option in _OUTPUTS:
+        path = getattr(args, option, None)
+        if path is not None and os.path.isfile(path):
+            os.remove(path)
 
 
 def said(problems: list[str]) -> bool:

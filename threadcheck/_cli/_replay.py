@@ -27,6 +27,7 @@ from threadcheck._cli._options import (
     UsageError,
     add_program_arguments,
     check_output_paths,
+    clear_stale_reports,
     program_command,
 )
 
@@ -71,6 +72,7 @@ def _replay(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     _refuse_a_tests_token(recorded, args.token)
     check_program(args)
+    clear_stale_reports(args)
     pin_hash_seed(args.invocation, _recorded_hash_seed(recorded))
     # Ctrl-C (or SIGTERM) ends a replay stuck outside the scheduler's control at
     # once, not after the watchdog's 10 s; one that runs on finishes its schedule.

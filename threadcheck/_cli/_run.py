@@ -37,6 +37,7 @@ from threadcheck._cli._options import (
     add_program_arguments,
     check_output_paths,
     check_script,
+    clear_stale_reports,
     command_line,
     program_command,
     program_is_user_code,
@@ -157,6 +158,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.module is None:
         check_script(target[0])
     include = _include(args.include, args.races)
+    clear_stale_reports(args)
 
     from threadcheck import _stacks
 
