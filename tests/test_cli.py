@@ -247,6 +247,34 @@ def test_html_report_of_a_run(tmp_path: Path) -> None:
     assert unwritable.stderr.startswith("threadcheck: error: --html: no such directory")
 
 
+def test_a_run_traced_reports_what_it_reports_untraced(tmp_path: Path) -> None:
+    # --trace's wrapper took one of the submission's few frames: the user's
+    # deferToThread line was gone, and the pool thread's whole spawn stack shown.
+    prog = script(
+        tmp_path,
+        """
+        from twisted.internet import reactor, threads
+
+        def job():
+            reactor.callLater(0, print)  # BUG: from the pool
+
+        def start():
+            threads.deferToThread(job)
+            reactor.callLater(0.2, reactor.stop)
+
+        reactor.callWhenRunning(start)
+        reactor.run()
+        """,
+    )
+    plain = threadcheck("run", prog)
+    traced = threadcheck("run", "--trace", str(tmp_path / "t.json"), prog)
+    assert plain.returncode == traced.returncode == VIOLATIONS_FOUND
+    assert "work submitted to the thread pool at (most recent call last):\n" in plain.stderr
+    assert "prog.py:8 in start\n          threads.deferToThread(job)" in plain.stderr
+    numbers = r"ident \d+|\d+ frames"  # the wrapper's own frame is folded with Twisted's
+    assert re.sub(numbers, "", traced.stderr) == re.sub(numbers, "", plain.stderr)
+
+
 def test_trace_of_a_run_s_threads(tmp_path: Path) -> None:
     from test_view import validate_chrome_trace
 

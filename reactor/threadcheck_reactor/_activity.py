@@ -20,6 +20,7 @@ def install(activity: Activity) -> Callable[[], None]:
     """Wrap the hand-offs; returns what undoes it."""
     from twisted.python.threadpool import ThreadPool
 
+    from threadcheck_reactor import _threadpool
     from threadcheck_reactor._asyncio import ThreadCheckAsyncioReactor
     from threadcheck_reactor._reactor import ThreadCheckMixin
     from threadcheck_reactor._threadpool import SubmissionTrackingThreadPool
@@ -38,9 +39,12 @@ def install(activity: Activity) -> Callable[[], None]:
     # through at Twisted's (which a program's own ThreadPool reaches directly).
     for pool_class in (SubmissionTrackingThreadPool, ThreadPool):
         pooled = vars(pool_class)["callInThreadWithCallback"]
-        swap(pool_class, "callInThreadWithCallback", _pooling(pooled, activity))
+        wrapper = _pooling(pooled, activity)
+        swap(pool_class, "callInThreadWithCallback", wrapper)
+    _threadpool.passed_through = wrapper.__code__  # one code for both classes' wrappers
 
     def restore() -> None:
+        _threadpool.passed_through = None
         while undo:
             target, name, original = undo.pop()
             setattr(target, name, original)

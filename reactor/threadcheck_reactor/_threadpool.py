@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from sys import _getframe
+from types import CodeType
 from typing import Any
 
 from twisted.internet import threads
@@ -25,6 +26,11 @@ _DEFERRED_RESULT = next(
 """deferToThread's onResult: it only hands the result to the reactor (no wrapping: it is hot)."""
 
 
+passed_through: CodeType | None = None
+"""The code of a wrapper of ours around ``callInThreadWithCallback``
+(``--trace``'s): not the submitter's frame, nor one of the few kept."""
+
+
 class SubmissionTrackingThreadPool(ThreadPool):
     """Twisted's ThreadPool; work runs with its submitting stack attached.
 
@@ -42,6 +48,8 @@ class SubmissionTrackingThreadPool(ThreadPool):
         # capture_raw(skip=1, limit=SUBMISSION_DEPTH), written out: this runs
         # for every deferToThread, and the call and loop cost half as much again.
         caller = _getframe(1)
+        if caller.f_code is passed_through and caller.f_back is not None:
+            caller = caller.f_back  # --trace's wrapper: the submitter is past it
         back = caller.f_back
         outer = back.f_back if back is not None else None
         if outer is None:
