@@ -167,6 +167,20 @@ def test_a_blocking_callback_is_reported_once_as_its_blocking_call(
     assert report[-1].startswith("    fix: ")
 
 
+def test_a_wait_in_a_lambda_is_handed_to_a_worker_alone(running: RunningReactor) -> None:
+    # `reactor.callLater(0.01, lambda: (t.join(), reactor.stop()))`: the fix
+    # handed the whole line to a worker, callLater and stop with it (each a
+    # thread-affinity bug of its own there).
+    worker = threading.Thread(target=time.sleep, args=(BLOCK,))
+    worker.start()
+    running.in_reactor(lambda: (worker.join(), None))  # BUG: the reactor waits
+    [stall] = [s for s in running.recorder.stalls() if s.api == "Thread.join"]
+    [fix] = [line for line in format_stalls([stall]).splitlines() if "fix: " in line]
+    assert fix == (
+        "    fix: wait in a worker: threads.deferToThread(worker.join), and go on in its callback"
+    )
+
+
 def test_the_same_wait_in_a_worker_is_silent(running: RunningReactor) -> None:
     reactor = running.reactor
     running.in_reactor(

@@ -625,10 +625,20 @@ def _stall_fix(stall: Violation, where: _stacks.Frame | None) -> str:
             '"before", "shutdown", threads.deferToThread, f), f the trigger'
             + (f" ({where.function})" if where is not None else "")
         )
-    called = _waiting_call(stall.api, where.source if where is not None else None)
+    source = where.source if where is not None else None
+    waited = _WAITED_AS_WRITTEN.get(stall.api)
+    written = _fixes.call_written(source or "", waited) if waited else None
+    if written is not None:  # `t.join()`, maybe in a lambda a callLater runs
+        return f"wait in a worker: threads.deferToThread({written}), and go on in its callback"
+    in_lambda = where is not None and where.function == "<lambda>"  # the line is its caller's
+    called = None if in_lambda else _waiting_call(stall.api, source)
     if called is not None:  # `server.shutdown()`: the wait is inside the program's call
         return f"wait in a worker: threads.deferToThread({called})"
     return _STALL_FIXES.get(stall.api, "move the slow work to a thread: threads.deferToThread(f)")
+
+
+_WAITED_AS_WRITTEN = {"Queue.get": "get", "Thread.join": "join", "Event.wait": "wait"}
+"""The waits whose fix hands the program's own call of them to a worker."""
 
 
 def _blocked_at(stall: Violation) -> _stacks.Frame | None:
