@@ -352,6 +352,19 @@ def test_a_5000_step_schedule_stays_under_5_mb_with_long_stretches_folded() -> N
     assert len(trace.encode()) <= 5 * 1024 * 1024
 
 
+def test_a_livelock_s_200000_steps_are_drawn_5000_and_say_so() -> None:
+    # Every step was written: 110 MB of page and 41 MB of trace for a livelock.
+    view: ScheduleView = schedule_view(big_result(200_000, 2))
+    assert len(view.blocks) <= 5000 and view.left_out == 200_000 - len(view.blocks)
+    assert view.blocks[-1].index == 200_000  # the end, where it stopped, is drawn
+    page = schedule_page(view, "livelock")
+    assert len(page.encode()) <= 5 * 1024 * 1024
+    assert f"200000 steps, 2 threads, virtual time 200 s; {view.left_out} steps not drawn" in page
+    trace = chrome_trace(view, "livelock")
+    assert trace["otherData"]["steps not drawn"] == str(view.left_out)
+    assert len(json.dumps(trace).encode()) <= 5 * 1024 * 1024
+
+
 # -- findings: violations, data races, stalls ------------------------------------------
 
 

@@ -43,16 +43,15 @@ def chrome_trace(view: ScheduleView, title: str) -> dict[str, Any]:
     events += _hand_offs(view.blocks)
     events += _conflict(view)
     events += _virtual_time(view.blocks)
-    return {
-        "traceEvents": events,
-        "displayTimeUnit": "ms",
-        "otherData": {
-            "tool": f"threadcheck {__version__}",
-            "failure": view.headline,
-            "replay": view.replay_command,
-            "time axis": f"1 step = {STEP_US} us; virtual time is in each step's args",
-        },
+    other = {
+        "tool": f"threadcheck {__version__}",
+        "failure": view.headline,
+        "replay": view.replay_command,
+        "time axis": f"1 step = {STEP_US} us; virtual time is in each step's args",
     }
+    if view.left_out:
+        other["steps not drawn"] = str(view.left_out)
+    return {"traceEvents": events, "displayTimeUnit": "ms", "otherData": other}
 
 
 def empty_trace(summary: str, title: str) -> dict[str, Any]:

@@ -92,8 +92,8 @@ def _timeline(view: ScheduleView, which: str) -> str:
         '<span><i style="background:var(--other)"></i>other point</span>'
         '<span><i style="background:var(--preempt)"></i>preemption</span>'
         '<span><i style="background:var(--time)"></i>time passes</span>'
-        f"<span>{len(view.blocks)} steps, {len(view.lanes)} threads, "
-        f"virtual time {e(view.duration)}</span></div>"
+        f"<span>{len(view.blocks) + view.left_out} steps, {len(view.lanes)} threads, "
+        f"virtual time {e(view.duration)}{_left_out(view)}</span></div>"
     )
     empty = '<p class="empty">Click a step to see its source.</p>'
     heading = "<h2>Schedule</h2>" if which == SHOWN else ""
@@ -102,6 +102,15 @@ def _timeline(view: ScheduleView, which: str) -> str:
         f'<section id="{p}timeline">{heading}'
         f'{legend}<div class="timeline"><div class="lanes">{timeline_svg(view, which, p)}</div>'
         f'<aside id="{p}source" class="source">{empty}</aside></div></section>'
+    )
+
+
+def _left_out(view: ScheduleView) -> str:
+    if not view.left_out:
+        return ""
+    return (
+        f"; {view.left_out} steps not drawn (the first, the last and those around each "
+        "preemption are): the replay command reruns them all"
     )
 
 

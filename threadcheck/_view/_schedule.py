@@ -91,6 +91,8 @@ class ScheduleView:
     preemptions: int = 0
     """Its preemptions and time advances, as the report counts them (two at one
     step share that step's note)."""
+    left_out: int = 0
+    """Steps not drawn (a livelock's hundred thousand): see :data:`DRAWN_STEPS`."""
 
     @property
     def duration(self) -> str:
@@ -114,7 +116,9 @@ def _view_of(
 ) -> ScheduleView:
     failure = result.failure
     assert failure is not None
-    blocks = tuple(_blocks(run))
+    conflict = _conflict(run, failure.accesses)
+    every = _blocks(run)
+    blocks = _drawn(every, {*(conflict or ()), *run.spawned_at})
     return ScheduleView(
         headline=f"{failure.kind}: {failure.message}",
         report=format_result(result),
@@ -128,9 +132,29 @@ def _view_of(
         waits=tuple(
             Wait(tid, _short_paths(what), holder) for tid, what, holder in failure.waits_for
         ),
-        conflict=_conflict(run, failure.accesses),
+        conflict=conflict,
         preemptions=run.preemption_count,
+        left_out=len(every) - len(blocks),
     )
+
+
+DRAWN_STEPS = 5000
+"""Steps a view draws at most: the first and the last ones, and those around
+each preemption, a data race's accesses and each thread's start."""
+_AROUND = 20
+
+
+def _drawn(blocks: list[Block], wanted: set[int]) -> tuple[Block, ...]:
+    if len(blocks) <= DRAWN_STEPS:
+        return tuple(blocks)
+    keep = set(range(_AROUND * 10)) | set(range(len(blocks) - DRAWN_STEPS // 2, len(blocks)))
+    for position, block in enumerate(blocks):
+        if block.note or block.index in wanted:
+            keep.update(range(max(0, position - _AROUND), position + _AROUND + 1))
+    kept = sorted(p for p in keep if p < len(blocks))
+    if len(kept) > DRAWN_STEPS:  # preemptions all over: the last ones
+        kept = kept[-DRAWN_STEPS:]
+    return tuple(blocks[p] for p in kept)
 
 
 def _conflict(
@@ -223,6 +247,7 @@ def from_json(document: dict[str, Any]) -> ScheduleView:
         waits=tuple(Wait(**wait) for wait in document.get("waits", ())),
         conflict=_pair(document.get("conflict")),
         preemptions=int(document.get("preemptions", 0)),
+        left_out=int(document.get("left_out", 0)),
     )
 
 
