@@ -281,10 +281,14 @@ def test_html_and_trace_of_a_failure_and_of_its_replay(tmp_path: Path) -> None:
     validate_chrome_trace(document)
     assert document["otherData"]["replay"] == replay_line(found.stderr)
     command = shlex.split(replay_line(found.stderr))
-    again = tmp_path / "replayed.html"
-    replayed = threadcheck("replay", "--html", str(again), *command[2:])
+    again, again_trace = tmp_path / "replayed.html", tmp_path / "replayed.json"
+    replayed = threadcheck(
+        "replay", "--html", str(again), "--trace", str(again_trace), *command[2:]
+    )
     assert replayed.returncode == 1, replayed.stderr
     assert "replayed from its token" in again.read_text()
+    # The replay's trace said "replay": "" (it holds the command that reruns it).
+    assert json.loads(again_trace.read_text())["otherData"]["replay"] == shlex.join(command)
 
 
 def test_a_pytest_session_with_pytest_twisted_is_explored(tmp_path: Path) -> None:
@@ -721,12 +725,15 @@ def test_a_scenarios_token_says_how_to_replay_it(
 def test_an_inconclusive_exploration_writes_its_json_over_an_earlier_one(tmp_path: Path) -> None:
     # The file of the clean run before still said "found": false; then none was
     # written at all, though the docs promise the outcome of an exploration.
-    out = tmp_path / "out.json"
+    out, page, trace = tmp_path / "out.json", tmp_path / "out.html", tmp_path / "trace.json"
     out.write_text('{"found": false}')
-    result = threadcheck("explore", "--time", "0.000001", "--json", str(out), "-m", RACE)
+    views = ["--html", str(page), "--trace", str(trace)]  # none were written, silently
+    result = threadcheck("explore", "--time", "0.000001", "--json", str(out), *views, "-m", RACE)
     assert result.returncode == 2, result.stderr
     outcome = json.loads(out.read_text())
     assert (outcome["found"], outcome["inconclusive"], outcome["schedules"]) == (False, True, 0)
+    assert "inconclusive: no schedule ran" in page.read_text()
+    assert "inconclusive" in json.loads(trace.read_text())["otherData"]["outcome"]
 
 
 @pytest.mark.parametrize("command", ["run", "explore"])

@@ -185,8 +185,9 @@ def _explore(args: argparse.Namespace) -> int:
     if problem is not None:
         raise UsageError(problem)
     if result.inconclusive:
-        if args.json is not None:  # an outcome too: the job's JSON says so
+        if args.json is not None:  # an outcome too: the job's JSON says so, and the views
             _write_outcome(args.json, result)
+        write_views(args, result, USAGE_ERROR)
         raise UsageError(result.report().strip().removeprefix("threadcheck: "))
     stopped = result.shrink_interrupted and progress.received is not None
     if stopped:

@@ -29,6 +29,7 @@ from threadcheck._cli._options import (
     check_output_paths,
     clear_stale_reports,
     program_command,
+    program_words,
 )
 
 REPLAY_STATUS_HELP = f"""\
@@ -89,6 +90,10 @@ def _replay(args: argparse.Namespace) -> int:
             print("threadcheck: interrupted: the replay did not finish", file=sys.stderr)
             return progress.exit_status
     sys.stderr.write(result.report())
+    if result.replay_command is None:  # the views name the command that reruns it: this one
+        result.replay_command = shlex.join(
+            ["threadcheck", "replay", args.token, *program_words(args.module, args.target)]
+        )
     status = write_views(args, result, SCHEDULE_FAILED if result.found else 0)
     return status
 
