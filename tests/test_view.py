@@ -31,7 +31,7 @@ from threadcheck._view._chrome import (
     empty_trace,
     trace_tid,
 )
-from threadcheck._view._findings import MAX_CARDS, findings_page
+from threadcheck._view._findings import MAX_CARDS, MAX_LINES, findings_page
 from threadcheck._view._outputs import write_views
 from threadcheck._view._page import schedule_page
 from threadcheck._view._schedule import ScheduleView, from_json, schedule_view, to_json
@@ -447,6 +447,25 @@ def test_100000_violations_stay_under_5_mb_with_the_rest_one_line_each() -> None
     assert parsed.classes["card"] == MAX_CARDS
     assert parsed.classes["finding"] == 5000 - MAX_CARDS
     assert "threadcheck: 100000 thread-affinity violations" in page
+
+
+def test_a_stall_beside_more_violations_than_the_page_lists_is_still_shown() -> None:
+    # Past 10,200 distinct violations the page dropped the stall, and said
+    # "the JSON report has them all", which holds no stalls.
+    distinct = [
+        replace(finding("reactor.callLater", detail=None), thread=ThreadInfo(f"w-{n}", n))
+        for n in range(MAX_CARDS + MAX_LINES + 300)
+    ]
+    stall = finding("time.sleep", Kind.STALL, detail="callback held the thread 400 ms")
+    page = findings_page(distinct, [stall], "big run")
+    assert 'data-kind="stall"' in page
+    assert "301 more distinct violations and races: the JSON report has them all." in page
+
+
+def test_a_session_whose_worker_went_down_says_its_findings_are_lost() -> None:
+    page = findings_page([finding("reactor.callLater")], [], "session", lost=["gw0"])
+    assert "incomplete: gw0 went down without its report; its findings are lost" in page
+    assert 'class="clean"' not in page
 
 
 def test_no_findings_says_so() -> None:

@@ -747,7 +747,8 @@ def _write_page(session: pytest.Session, state: _State, violations: list[Violati
     stalls = state.run.checker.recorder.stalls() + state.stalls_from_workers
     title = f"pytest session in {session.config.rootpath}"
     schedules = [(test, from_json(json.loads(text))) for test, text in state.schedules]
-    problems = write_findings(state.html_path, violations, stalls, title, schedules)
+    lost = [f"pytest-xdist worker {w}" for w in state.lost_workers]
+    problems = write_findings(state.html_path, violations, stalls, title, schedules, lost)
     for problem in problems:
         sys.stderr.write(f"threadcheck: error: {problem}\n")
     return not problems

@@ -40,13 +40,17 @@ def findings_page(
     stalls: Sequence[Violation],
     title: str,
     schedules: Sequence[tuple[str, ScheduleView]] = (),
+    lost: Sequence[str] = (),
 ) -> str:
-    """``schedules``: the failing explorations of a pytest session, (test, schedule)."""
-    groups = [(_kind(g.violation), g) for g in group(violations)]
-    groups += [("stall", g) for g in group(stalls)]
+    """``schedules``: the failing explorations of a pytest session, (test, schedule);
+    ``lost``: whose findings never came (a pytest-xdist worker that went down)."""
+    # Stalls first: the JSON report, which has every violation past the page's
+    # cap, has no stalls (a page of 10,000 violations dropped its stall).
+    groups = [("stall", g) for g in group(stalls)]
+    groups += [(_kind(g.violation), g) for g in group(violations)]
     body = "\n".join(
         [
-            _header(violations, stalls, schedules, title),
+            _header(violations, stalls, schedules, title, lost),
             "<main>",
             _counts(violations, stalls),
             _filters(groups, schedules),
@@ -69,6 +73,7 @@ def _header(
     stalls: Sequence[Violation],
     schedules: Sequence[tuple[str, ScheduleView]],
     title: str,
+    lost: Sequence[str] = (),
 ) -> str:
     races = sum(1 for v in violations if v.kind is Kind.DATA_RACE)
     calls = len(violations) - races
@@ -82,10 +87,16 @@ def _header(
     headline = ", ".join(part for part in parts if part) or "no findings"
     expected = len(violations) - unexpected
     sub = f"{expected} of them expected (a marker or fixture accepts them)" if expected else ""
-    css = "clean" if not (unexpected or schedules) else ""
+    css = "clean" if not (unexpected or schedules or lost) else ""
+    gone = (
+        f"incomplete: {', '.join(lost)} went down without its report; its findings are lost"
+        if lost
+        else ""
+    )
     return (
         f'<header><p class="sub">{e(title)}</p><h1 class="{css}">threadcheck: {e(headline)}</h1>'
         + (f'<p class="sub">{e(sub)}</p>' if sub else "")
+        + (f'<p class="lost">{e(gone)}</p>' if gone else "")
         + "</header>"
     )
 
@@ -187,7 +198,7 @@ def _cards(groups: list[tuple[str, Group]], explorations: bool = False) -> str:
         )
         unlisted = len(rest) - len(listed)
         tail = (
-            f"<p>{unlisted} more distinct findings: the JSON report has them all.</p>"
+            f"<p>{unlisted} more distinct violations and races: the JSON report has them all.</p>"
             if unlisted
             else ""
         )

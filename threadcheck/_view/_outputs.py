@@ -37,9 +37,10 @@ def write_findings(
     stalls: Sequence[Violation],
     title: str,
     schedules: Sequence[tuple[str, ScheduleView]] = (),
+    lost: Sequence[str] = (),
 ) -> list[str]:
     """The findings page (``run --html``, ``--threadcheck-html``); what could not be written."""
-    return _write(path, findings_page(violations, stalls, title, schedules))
+    return _write(path, findings_page(violations, stalls, title, schedules, lost))
 
 
 def write_activity(path: str, activity: Activity, title: str) -> list[str]:
