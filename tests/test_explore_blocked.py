@@ -355,6 +355,37 @@ def test_a_library_spinning_on_its_own_threads_flag_is_busy_not_blocked(tmp_path
     assert "starter.py:7 in __init__ (spinning on" in result.failure.message, result.failure
 
 
+@pytest.mark.slow
+def test_a_time_budget_ends_a_schedule_spinning_in_a_library(tmp_path: Path) -> None:
+    # Cut short at the time, the spinning thread never reached the point that
+    # would unwind it, and nothing looked at it again: explore --time 5 ran for
+    # ever, Ctrl-C and SIGTERM too.
+    import sys
+
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    (site / "latch.py").write_text(
+        "released = False\ndef wait():\n    while not released:\n        pass\n"
+    )
+    sys.path.insert(0, str(site))
+    try:
+        import latch  # type: ignore[import-not-found]
+
+        def scenario(reactor: Any) -> Deferred[Any]:
+            return threads.deferToThread(latch.wait)
+
+        result = explore(
+            ScenarioTarget(scenario),
+            budget=Budget(None, 1.0),
+            settings=Settings(stall_timeout=5.0),
+        )
+    finally:
+        sys.modules["latch"].released = True  # the abandoned spinner ends
+        sys.path.remove(str(site))
+        sys.modules.pop("latch", None)
+    assert result.inconclusive and result.failure is None, result.report()
+
+
 class _Readable:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock

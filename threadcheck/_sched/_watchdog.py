@@ -144,19 +144,22 @@ class Watchdog:
             # A thread running long Python code between points (a batch job's
             # loop, slowed by a loaded machine) moves on: it is not blocked.
             now = (scheduler, scheduler.progress, _position(scheduler.running))
-            hurried = stop_requested.is_set()
-            if hurried and hurried_at is None:
+            stopping = stop_requested.is_set()
+            if stopping and hurried_at is None:
                 hurried_at = time.monotonic()
             if hurried_at is not None and time.monotonic() - hurried_at > RUNNING_ON:
                 self._end_interrupted(scheduler)
+            # Ctrl-C, or the time spent: a thread that passes no point soon is stuck.
+            hurried = stopping or scheduler.timed_out
             if now[:2] != counted or _rewrite.rewriting:  # compiling an import: busy
                 counted, progressed = now[:2], time.monotonic()
             if now != seen or _rewrite.rewriting:
                 seen, since = now, time.monotonic()
             # ... but not for ever: a loop spinning on a real lock moves too.
-            spinning = time.monotonic() - progressed > BUSY_LIMIT * self.timeout
+            busy_for = HURRIED if hurried else BUSY_LIMIT * self.timeout
+            spinning = time.monotonic() - progressed > busy_for
             if spinning or time.monotonic() - since > (HURRIED if hurried else self.timeout):
-                if hurried:
+                if stopping:
                     scheduler.interrupted = True
                 self._rescue(scheduler, spinning)
                 since = progressed = time.monotonic()
@@ -173,10 +176,12 @@ class Watchdog:
         stuck = scheduler.running
         if stuck is None:
             return
-        if scheduler.aborting:
-            if stuck.tid == 0 and self._interrupting:
-                self._give_up(scheduler.failure)  # the interrupt did not take
+        if scheduler.aborting and stuck.tid == 0 and self._interrupting:
+            self._give_up(scheduler.failure)  # the interrupt did not take
             return
+        # Aborting or not: a thread the teardown does not unwind (a library
+        # spinning with no point, the schedule cut short by --time or Ctrl-C) is
+        # left where it is, or interrupted, as one stuck before it.
         # A wait the scheduler knows of (a child process, a socket read) is named.
         why = (
             f"waiting on {stuck.waiting}"
