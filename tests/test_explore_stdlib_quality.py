@@ -1027,3 +1027,54 @@ def test_the_lost_count_beside_a_kept_executor_is_found() -> None:
     assert result.report().startswith(
         "threadcheck: exception: AssertionError: 1 lookups counted"
     ), result.report()
+
+
+# Start-up state a new process has none of, kept on the main thread from one
+# schedule to the next: a closed asyncio loop ("Event loop is closed" on every
+# schedule but the first), decimal's context, a per-thread session.
+FRESH_MAIN = """
+import asyncio
+import decimal
+import sys
+import threading
+import warnings
+
+warnings.simplefilter("ignore", DeprecationWarning)
+session = threading.local()
+problems = []
+if decimal.getcontext().prec != 28:
+    problems.append(f"decimal precision {decimal.getcontext().prec}")
+decimal.getcontext().prec = 10
+if getattr(session, "user", None) is not None:
+    problems.append("a session of an earlier run")
+session.user = "admin"
+
+async def read_config():
+    return {"workers": 2}
+
+loop = asyncio.get_event_loop()
+try:
+    config = loop.run_until_complete(read_config())
+finally:
+    loop.close()
+
+worker = threading.Thread(target=print, args=("configured",))
+worker.start()
+worker.join()
+{end}
+"""
+
+
+def test_each_schedule_starts_the_main_thread_afresh(tmp_path: Path) -> None:
+    end = "if problems:\n    sys.exit('; '.join(problems))"
+    program = write_program(tmp_path, FRESH_MAIN.replace("{end}", end))
+    assert_clean(explore_program(program, "--budget", "50"), budget=50)
+
+
+def test_a_failure_from_the_start_shows_no_helper_of_ours(tmp_path: Path) -> None:
+    # Its step table began with 33 rows of `__tc_ra__ (store)`, `__tc_wa__
+    # (store)`...: the rewriter's helpers, stored in the module, as its steps.
+    program = write_program(tmp_path, FRESH_MAIN.replace("{end}", "sys.exit('stopped')"))
+    result = explore_program(program, "--budget", "50")
+    assert result.returncode == 1 and "exited with status 1: stopped" in result.stderr
+    assert "__tc_" not in result.stderr, result.stderr

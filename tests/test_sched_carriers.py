@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import threadcheck
-from threadcheck._sched._carriers import Carriers, _thread_locals_clearer
+from threadcheck._sched._carriers import Carriers, thread_locals_clearer
 
 CARRIED = Carriers(lambda thread: True).available
 """With ctypes (and, on 3.13, the thread state's local key found)."""
@@ -126,7 +126,7 @@ def test_clearing_drops_only_the_calling_threads_local_data() -> None:
     """What a carrier does between two bodies, checked on its own: the thread
     sees no data of its earlier body (a local subclass is set up again), and
     other threads keep theirs."""
-    clear = _thread_locals_clearer()
+    clear = thread_locals_clearer()
     if clear is None:
         pytest.skip("no ctypes: every controlled thread gets a new OS thread")
     plain = threading.local()

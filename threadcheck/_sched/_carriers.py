@@ -79,7 +79,7 @@ class Carriers:
         self._running: dict[int, _Carrier] = {}
         self._lock = _thread.allocate_lock()
         self._closed = False
-        self._clear_locals = _thread_locals_clearer()
+        self._clear_locals = thread_locals_clearer()
         self._originals: dict[str, Any] = {}
         """threading's module globals the hooks replaced, by name."""
 
@@ -185,7 +185,7 @@ class Carriers:
             finished.release()
 
 
-def _thread_locals_clearer() -> Callable[[], None] | None:
+def thread_locals_clearer() -> Callable[[], None] | None:
     """Clears the calling thread's ``threading.local`` data; None when it cannot."""
     try:
         import ctypes

@@ -113,7 +113,8 @@ def access_points(code: CodeType) -> dict[int, str]:
             plain = all(i.opname.startswith((*_OWNER_LOADS, "LOAD_CONST")) for i in bounds)
             owner = _pushed(instructions, index - 3) if plain else "<expr>"
             points[instruction.offset] = f"{owner}[...] ({_SLICE[name]})"
-        elif name in _VARIABLE:
+        elif name in _VARIABLE and not str(instruction.argval).startswith("__tc_"):
+            # (Not the rewriter's own helpers, stored in each rewritten module.)
             points[instruction.offset] = f"{instruction.argval} ({_VARIABLE[name]})"
         elif name in ("LOAD_GLOBAL", "LOAD_NAME") and instruction.argval in _NAMED_ACCESS:
             call = _call_of(instructions, index)

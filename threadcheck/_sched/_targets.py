@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import importlib.util
 import inspect
@@ -21,6 +22,7 @@ from threadcheck._races import _detector as _race_detector
 from threadcheck._races import _hook as _race_hook
 from threadcheck._races._rewrite import GLOBALS
 from threadcheck._sched import _idle_pools
+from threadcheck._sched._carriers import thread_locals_clearer
 from threadcheck._sched._core import Abort, Failure, TargetError, here
 from threadcheck._sched._program import program_failure, thread_failure
 
@@ -167,8 +169,10 @@ class ProgramTarget:
         cwd_before = os.getcwd()
         environ_before = dict(os.environ)
         try:
+            _as_in_a_new_process()
             with _global_reactor(reactor), _installers_kept(reactor):
-                return self._outcome(reactor)
+                # A fresh context: the ContextVars (decimal's context) of none before.
+                return contextvars.Context().run(self._outcome, reactor)
         finally:
             sys.argv = argv_before
             os.chdir(cwd_before)  # the next schedule starts where this one did
@@ -201,6 +205,20 @@ class ProgramTarget:
         assert self.module is not None
         sys.argv = [self.module, *self.argv]  # run_module puts the module's file first
         runpy.run_module(self.module, run_name="__main__", alter_sys=True)
+
+
+_clear_locals: list[Callable[[], None] | None] = []
+
+
+def _as_in_a_new_process() -> None:
+    """The main thread runs each schedule's program as a new process's would:
+    without the thread-local data an earlier schedule's left (asyncio's current
+    event loop, a library's per-thread session), as a carrier runs each body."""
+    if not _clear_locals:
+        _clear_locals.append(thread_locals_clearer())
+    clear = _clear_locals[0]
+    if clear is not None:
+        clear()
 
 
 def _reached(functions: Sequence[object], limit: int = 256) -> list[FunctionType]:
