@@ -746,6 +746,48 @@ def test_one_call_into_twisted_that_breaks_the_rule_twice_is_one_violation(
     running.in_reactor(lambda: [c.cancel() for c in running.reactor.getDelayedCalls()])
 
 
+def test_each_turn_of_a_loop_through_a_twisted_helper_is_a_call_of_its_own(
+    running_reactor: Any,
+) -> None:
+    # A worker's sendLine to three connections was one violation: the second
+    # call's frame took the first's place, and looked like the same call going on.
+    running: RunningReactor = running_reactor(Mode.RECORD)
+    port, client = _connected_line(running)
+
+    def broadcast() -> None:
+        for _ in range(3):
+            client.sendLine(b"hello")  # BUG: from a worker, three times
+
+    run_threads([threading.Thread(target=broadcast, name="broadcaster")])
+    report = format_report(running.recorder.violations())
+    assert report.startswith("threadcheck: 3 thread-affinity violations (1 distinct)"), report
+    running.in_reactor(client.transport.loseConnection)
+    running.in_reactor(port.stopListening)
+
+
+def test_callbacks_a_library_runs_for_one_line_are_mistakes_of_their_own(
+    running_reactor: Any,
+) -> None:
+    # An ExitStack unwinding ran a DelayedCall's cancel and a Deferred's
+    # callback from a worker: reported as one, the cancel never named.
+    import contextlib
+
+    from twisted.internet.defer import Deferred
+
+    running: RunningReactor = running_reactor(Mode.RECORD)
+    timeout = running.in_reactor(running.reactor.callLater, 3600, noop)
+    [done] = running.in_reactor(lambda: [Deferred()])  # listed: not waited for
+
+    def job() -> None:
+        with contextlib.ExitStack() as cleanup:  # BUG: its exit runs both here
+            cleanup.callback(timeout.cancel)
+            cleanup.callback(done.callback, "ok")
+
+    run_threads([threading.Thread(target=job, name="worker")])
+    report = format_report(running.recorder.violations())
+    assert report.startswith("threadcheck: 2 thread-affinity violations (2 distinct)"), report
+
+
 def test_a_timer_given_a_twisted_method_is_reported_where_it_was_made(
     running_reactor: Any,
 ) -> None:

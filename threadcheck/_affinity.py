@@ -236,12 +236,15 @@ class AffinityChecker:
             self._exempt.depth -= 1
 
     def _inside_the_last_call(self) -> bool:
-        """Whether this call is made further on inside the user's call that made
-        this thread's last reported one (``resolver.lookupAddress`` from a worker:
-        a thread pool, a port, its write, a timeout): one mistake, reported once."""
-        call = _user_call(sys._getframe(2))
+        """Whether this call is made inside the same call of the user's into
+        Twisted as this thread's last reported one (``resolver.lookupAddress``
+        from a worker: a thread pool, a port, its write, a timeout): one mistake,
+        reported once. The same line run again (a loop) is a new call."""
+        call = _twisted_call(sys._getframe(2))
         last, self._exempt.call = getattr(self._exempt, "call", None), call
-        return last is not None and call is not None and _further_on(last, call)
+        # The frame is kept until the thread's next report: while it is, no new
+        # call's frame can be the same object.
+        return last is not None and call is not None and last[0] == call[0] and last[1] is call[1]
 
     def _capture(self, api: str, kind: Kind) -> Violation:
         thread = self._current_thread()
@@ -303,31 +306,19 @@ class AffinityChecker:
         )
 
 
-_Position = tuple[int, Any, int]
-"""A live frame, as the same call's frame compares: its id, code, and instruction."""
-
-
-def _user_call(frame: FrameType | None) -> tuple[_Position, tuple[_Position, ...]] | None:
-    """The innermost user frame above ``frame``, and the library frames it
-    called, outermost first; None when no user code is on the stack."""
-    inside: list[_Position] = []
+def _twisted_call(frame: FrameType | None) -> tuple[tuple[int, int], FrameType] | None:
+    """The innermost user frame above ``frame`` (its id and instruction), and the
+    frame of Twisted's it called; None when the user's line did not call into
+    Twisted (its own call, or a library's: an ``ExitStack`` running callbacks
+    that are each a mistake of their own)."""
+    callee = None
     while frame is not None:
-        position = (id(frame), frame.f_code, frame.f_lasti)
         library = _stacks.classify(frame.f_code.co_filename)
         if library is None:
-            return position, tuple(reversed(inside))
+            if callee is None or _stacks.classify(callee.f_code.co_filename) != "twisted":
+                return None
+            return (id(frame), frame.f_lasti), callee
         if library != "threadcheck":
-            inside.append(position)
+            callee = frame
         frame = frame.f_back
     return None
-
-
-def _further_on(
-    last: tuple[_Position, tuple[_Position, ...]], now: tuple[_Position, tuple[_Position, ...]]
-) -> bool:
-    """Whether ``now`` is inside the same call as ``last``: the same user frame
-    at the same instruction, in the same library frame it called (a
-    ``MultiService.stopService`` stopping each child, a timer's cancel, a
-    loop's stop). A check the user's line made itself, again, is reported
-    again (a loop making the same mistake)."""
-    return last[0] == now[0] and bool(last[1]) and bool(now[1]) and last[1][0][:2] == now[1][0][:2]
