@@ -402,6 +402,27 @@ def test_a_replay_of_another_test_than_its_tokens_is_a_usage_error(
     ]
 
 
+def test_a_tests_token_replays_it_selected_from_another_folder(
+    pytester: pytest.Pytester,
+) -> None:
+    # Printed as `test_race.py::...` in the tests' folder, the token was refused
+    # from the project's root ("not selected"), where the test is
+    # `tests/test_race.py::...`, and the printed command named no such file there.
+    tests = pytester.mkpydir("tests")
+    (tests / "test_race.py").write_text(textwrap.dedent(RACE))
+    recorded = token_of(run(pytester, "tests/test_race.py", "-k", "lost_update"))
+    from threadcheck._sched import _token
+
+    document = _token.decode(recorded)
+    assert document["target"] == "tests/test_race.py::test_lost_update"
+    # As printed in the tests' own folder: a node id without the folder.
+    token = _token.encode({**document, "target": "test_race.py::test_lost_update"})
+    test = "tests/test_race.py::test_lost_update"
+    replayed = run(pytester, test, f"--threadcheck-replay={token}")
+    replayed.assert_outcomes(failed=1)
+    assert "not selected" not in replayed.stderr.str()
+
+
 def test_a_replay_of_a_programs_token_is_a_usage_error(pytester: pytest.Pytester) -> None:
     # Every explored test replayed the program's decisions, and failed (its
     # correct twin too): "the replay diverged".

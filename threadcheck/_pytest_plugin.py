@@ -560,7 +560,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             "--threadcheck-replay: no selected test carries @pytest.mark.threadcheck_explore; "
             "run the replay command as printed (it names the test)"
         )
-    from threadcheck._testexplore import recorded_target, replayed_test, without_part
+    from threadcheck._testexplore import recorded_target, replayed_test, same_test, without_part
 
     token = session.config.option.threadcheck_replay
     recorded = replayed_test(token)
@@ -578,7 +578,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             f"--threadcheck-replay: the token is of {target}, not of a pytest test; "
             f"replay it with {how}"
         )
-    if recorded is not None and recorded not in {without_part(item.nodeid) for item in explored}:
+    if recorded is not None and not any(
+        same_test(recorded, without_part(item.nodeid)) for item in explored
+    ):
         raise pytest.UsageError(
             f"--threadcheck-replay: the token is of the test {recorded}, which is not selected; "
             "run the replay command as printed (it names the test)"

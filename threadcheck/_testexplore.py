@@ -132,6 +132,17 @@ def replayed_test(token: str) -> str | None:
     return target if "::" in target else None
 
 
+def same_test(recorded: str, nodeid: str) -> bool:
+    """Whether node ids name the same test from two folders pytest was run in
+    (``test_lost.py::t`` from its folder, ``tests/test_lost.py::t`` from the
+    project's root): equal, or one a path ending of the other."""
+    return (
+        recorded == nodeid
+        or f"/{recorded}".endswith(f"/{nodeid}")
+        or (f"/{nodeid}".endswith(f"/{recorded}"))
+    )
+
+
 def xdist_parts(config: pytest.Config) -> int:
     """How many parts each exploration is split into: one per pytest-xdist worker."""
     workerinput = getattr(config, "workerinput", None)
@@ -263,7 +274,7 @@ def _explore_or_replay(item: pytest.Function, options: Options, settings: dict[s
     explore_settings = _explore_settings(item, settings)
     if options.replay is not None:
         recorded = replayed_test(options.replay)
-        if recorded is not None and recorded != nodeid:
+        if recorded is not None and not same_test(recorded, nodeid):
             # Its decisions are another test's: replayed here, a correct test failed.
             _skip(f"--threadcheck-replay: the token is of {recorded}")
         diverged: str | None = None
