@@ -628,3 +628,15 @@ def test_ctrl_c_ends_the_schedule_then_raises_keyboard_interrupt() -> None:
     finally:
         ctrl_c.cancel()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+
+def test_a_scenario_lambda_with_a_lambda_on_its_line_keeps_its_own_code() -> None:
+    # Rewritten in place, each function was given the code of its name and line:
+    # the scenario got the inner lambda's ("<lambda>() takes 0 positional
+    # arguments but 1 was given").
+    done: list[int] = []
+    result = threadcheck.explore(
+        lambda reactor: threads.deferToThread(lambda: done.append(1)), budget=10
+    )
+    result.assert_clean()
+    assert done

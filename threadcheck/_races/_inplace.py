@@ -14,6 +14,7 @@ Thread safety: called by one thread, before the program's threads start.
 from __future__ import annotations
 
 import inspect
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from types import CodeType, FunctionType, ModuleType
 from typing import Any
@@ -49,11 +50,22 @@ def rewrite_loaded(
     swapped = 0
     for function in [*chosen, *also]:
         old = function.__code__
-        new = codes.get((old.co_name, old.co_firstlineno))
+        new = codes.get(_key(old))
         if new is not None and new is not old and new.co_freevars == old.co_freevars:
             function.__code__ = new
             swapped += 1
     return swapped
+
+
+_Key = tuple[str, int, tuple[str, ...], tuple[str, ...]]
+
+
+def _key(code: CodeType) -> _Key:
+    """What tells a function's code from the rest of its module's: its name and
+    line, and its parameters and free variables (two lambdas on one line,
+    ``lambda reactor: threads.deferToThread(lambda: job())``, share the others)."""
+    parameters = code.co_argcount + code.co_kwonlyargcount
+    return code.co_name, code.co_firstlineno, code.co_varnames[:parameters], code.co_freevars
 
 
 def _wrap_caches(module: ModuleType) -> None:
@@ -79,7 +91,7 @@ def is_test(function: FunctionType) -> bool:
     return function.__name__.startswith("test")
 
 
-def _rewritten_codes(module: ModuleType) -> dict[tuple[str, int], CodeType] | None:
+def _rewritten_codes(module: ModuleType) -> dict[_Key, CodeType] | None:
     filename = getattr(module, "__file__", None)
     if not isinstance(filename, str):
         return None
@@ -89,7 +101,10 @@ def _rewritten_codes(module: ModuleType) -> dict[tuple[str, int], CodeType] | No
         rewritten = compile_user(source, filename, _as_pytest_did(module, source))
     except (OSError, SyntaxError, ValueError):
         return None
-    return {(code.co_name, code.co_firstlineno): code for code in _codes(rewritten)}
+    keys = Counter(_key(code) for code in _codes(rewritten))
+    # Two codes alike (lambdas on one line, taking the same): which is which is
+    # not known, and a function is better left as written than given the other's.
+    return {_key(code): code for code in _codes(rewritten) if keys[_key(code)] == 1}
 
 
 def _as_pytest_did(module: ModuleType, source: bytes) -> Callable[[Any], None]:
