@@ -9,6 +9,7 @@ import html
 import itertools
 import json
 import linecache
+import re
 import threading
 import time
 from collections import Counter
@@ -659,3 +660,24 @@ def test_the_found_schedules_count_is_the_reports_not_its_notes(found: ExploreRe
     shared = dataclasses.replace(view.found, preemptions=view.found.preemptions + 2)
     page = schedule_page(dataclasses.replace(view, found=shared), "lost update")
     assert f"steps, {shared.preemptions} preemptions or time advances" in page
+
+
+def test_two_threads_waiting_for_each_other_are_two_arrows_apart() -> None:
+    # A two-lock (AB/BA) deadlock drew both edges on one line, their labels
+    # one over the other at the same point.
+    from threadcheck._view._waits import wait_for_graph
+
+    run = big_result(4, 2).run
+    assert run is not None
+    waits = (
+        (0, "lock at bank.py:16 in transfer", 1),
+        (1, "lock at bank.py:19 in transfer", 0),
+    )
+    failure = Failure("deadlock", "every live thread is blocked", "worker-0", waits_for=waits)
+    svg = wait_for_graph(schedule_view(result_of(run, failure, "")), "")
+    n = r'"(-?\d+)"'
+    lines = re.findall(f'<line class="wait-edge" x1={n} y1={n} x2={n} y2={n}', svg)
+    labels = re.findall(r'<text class="wait-label" x="(-?\d+)" y="(-?\d+)"', svg)
+    assert len(lines) == 2 and len(labels) == 2
+    assert len(set(lines)) == 2 and labels[0] != labels[1]
+    assert {tuple(line[:2]) for line in lines}.isdisjoint({tuple(line[2:]) for line in lines})

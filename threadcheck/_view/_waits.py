@@ -46,8 +46,10 @@ def wait_for_graph(view: ScheduleView, p: str) -> str:
         'refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse">'
         '<path d="M 0 0 L 10 5 L 0 10 z" class="arrow-head"/></marker></defs>'
     ]
+    edges = {(w.tid, w.holder) for w in view.waits}
     for wait in view.waits:
-        parts.append(_wait_edge(wait, at, cy, p))
+        paired = (wait.holder, wait.tid) in edges  # A waits for B, B for A: apart
+        parts.append(_wait_edge(wait, at, cy, p, paired))
     for tid, (x, y) in at.items():
         parts.append(
             f'<g class="wait-node" data-tid="{tid}"><rect x="{x - NODE_WIDTH / 2:.0f}" '
@@ -72,7 +74,13 @@ def wait_for_graph(view: ScheduleView, p: str) -> str:
     )
 
 
-def _wait_edge(wait: Wait, at: dict[int, tuple[float, float]], cy: float, p: str) -> str:
+PAIRED_APART = 9
+"""How far each of two opposite edges between two threads is drawn off their line."""
+
+
+def _wait_edge(
+    wait: Wait, at: dict[int, tuple[float, float]], cy: float, p: str, paired: bool = False
+) -> str:
     x1, y1 = at[wait.tid]
     if wait.holder is not None and wait.holder in at:
         x2, y2 = at[wait.holder]
@@ -95,6 +103,13 @@ def _wait_edge(wait: Wait, at: dict[int, tuple[float, float]], cy: float, p: str
     mid_x, mid_y = (sx + ex) / 2, (sy + ey) / 2
     # Beside a vertical edge, above a slanted one.
     lx, ly, anchor = (mid_x + 8, mid_y + 4, "start") if sx == ex else (mid_x, mid_y - 6, "middle")
+    if paired:  # each on its own side of the line, its label further out
+        length = math.hypot(ex - sx, ey - sy) or 1.0
+        nx, ny = (sy - ey) / length, (ex - sx) / length
+        sx, sy, ex, ey = (sx + nx * PAIRED_APART, sy + ny * PAIRED_APART,
+                          ex + nx * PAIRED_APART, ey + ny * PAIRED_APART)  # fmt: skip
+        lx, ly = mid_x + nx * PAIRED_APART * 2.5, mid_y + ny * PAIRED_APART * 2.5 + 4
+        anchor = "middle"
     return (
         f'<line class="{css}" x1="{sx:.0f}" y1="{sy:.0f}" x2="{ex:.0f}" y2="{ey:.0f}" '
         f'marker-end="url(#{p}arrow)"><title>{e(wait.what)}</title></line>'
