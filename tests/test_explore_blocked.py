@@ -5,11 +5,15 @@ reactor thread is unwound, and our own errors are one line."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -280,37 +284,62 @@ def test_long_python_code_between_points_is_busy_not_blocked() -> None:
     assert result.schedules == 1
 
 
+@contextlib.contextmanager
+def _installed(tmp_path: Path, name: str, source: str) -> Iterator[Any]:
+    """Module ``name`` of ``source``, imported from a site-packages folder (an
+    installed library); its ``released`` set at the end, to end a spinner left
+    behind, and the module forgotten."""
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    (site / f"{name}.py").write_text(source)
+    sys.path.insert(0, str(site))
+    try:
+        module = importlib.import_module(name)
+        yield module
+    finally:
+        sys.modules[name].released = True
+        sys.path.remove(str(site))
+        sys.modules.pop(name, None)
+
+
+def _spun(scenario: Any, budget: Budget | None = None, stall_timeout: float = 0.3) -> Any:
+    return explore(
+        ScenarioTarget(scenario),
+        budget=budget or Budget(1),
+        settings=Settings(stall_timeout=stall_timeout),
+    )
+
+
 @pytest.mark.slow
 def test_a_library_spinning_on_a_real_lock_is_stuck_all_the_same(tmp_path: Path) -> None:
     # Busy is not blocked, but not for ever: a library's loop that spins on a
     # lock made before exploring moves between its instructions without end.
-    import sys
-    import threading
-
-    site = tmp_path / "site-packages"
-    site.mkdir()
-    (site / "spinner.py").write_text(
-        "def spin(lock):\n    while not lock.acquire(False):\n        pass\n"
-    )
-    sys.path.insert(0, str(site))
     held = threading.Lock()
     held.acquire()
+    source = "def spin(lock):\n    while not lock.acquire(False):\n        pass\n"
     try:
-        import spinner  # type: ignore[import-not-found]
-
-        def scenario(reactor: Any) -> Deferred[Any]:
-            return threads.deferToThread(spinner.spin, held)
-
-        result = explore(
-            ScenarioTarget(scenario), budget=Budget(1), settings=Settings(stall_timeout=0.3)
-        )
+        with _installed(tmp_path, "spinner", source) as spinner:
+            result = _spun(lambda reactor: threads.deferToThread(spinner.spin, held))
     finally:
         held.release()  # the abandoned spinner ends
-        sys.path.remove(str(site))
-        sys.modules.pop("spinner", None)
     assert result.failure is not None and result.failure.kind == "uncontrolled-blocking"
     assert (result.failure.location or "").endswith("spinner.py:2 in spin"), result.failure
     assert "ran for over 1.8 s without a scheduling point, last in " in result.failure.message
+
+
+STARTER = """
+import threading
+class Starter:
+    def __init__(self):
+        self.up = False
+        threading.Thread(target=self._run, daemon=True).start()
+        n = 0
+        while not self.up and not released:
+            n += 1
+    def _run(self):
+        self.up = True
+released = False  # set by the test: the abandoned spinner ends
+"""
 
 
 @pytest.mark.slow
@@ -319,40 +348,15 @@ def test_a_library_spinning_on_its_own_threads_flag_is_busy_not_blocked(tmp_path
     # seen at the same instruction at every look (where it lets the GIL go),
     # it was "blocked outside the scheduler's control (a real socket, a C
     # call...)", and the library's line it spins at was folded away.
-    import sys
-
-    site = tmp_path / "site-packages"
-    site.mkdir()
-    (site / "starter.py").write_text(
-        "import threading\n"
-        "class Starter:\n"
-        "    def __init__(self):\n"
-        "        self.up = False\n"
-        "        threading.Thread(target=self._run, daemon=True).start()\n"
-        "        n = 0\n"
-        "        while not self.up and not released:\n"
-        "            n += 1\n"
-        "    def _run(self):\n"
-        "        self.up = True\n"
-        "released = False  # set by the test: the abandoned spinner ends\n"
-    )
-    sys.path.insert(0, str(site))
-    try:
-        import starter  # type: ignore[import-not-found]
+    with _installed(tmp_path, "starter", STARTER) as starter:
 
         def scenario(reactor: Any) -> Deferred[Any]:
             return threads.deferToThread(lambda: starter.Starter().up)
 
-        result = explore(
-            ScenarioTarget(scenario), budget=Budget(1), settings=Settings(stall_timeout=0.3)
-        )
-    finally:
-        sys.modules["starter"].released = True
-        sys.path.remove(str(site))
-        sys.modules.pop("starter", None)
+        result = _spun(scenario)
     assert result.failure is not None and result.failure.kind == "uncontrolled-blocking"
     assert "ran for over 1.8 s without a scheduling point, last in " in result.failure.message
-    assert "starter.py:7 in __init__ (spinning on" in result.failure.message, result.failure
+    assert "starter.py:8 in __init__ (spinning on" in result.failure.message, result.failure
 
 
 @pytest.mark.slow
@@ -360,29 +364,9 @@ def test_a_time_budget_ends_a_schedule_spinning_in_a_library(tmp_path: Path) -> 
     # Cut short at the time, the spinning thread never reached the point that
     # would unwind it, and nothing looked at it again: explore --time 5 ran for
     # ever, Ctrl-C and SIGTERM too.
-    import sys
-
-    site = tmp_path / "site-packages"
-    site.mkdir()
-    (site / "latch.py").write_text(
-        "released = False\ndef wait():\n    while not released:\n        pass\n"
-    )
-    sys.path.insert(0, str(site))
-    try:
-        import latch  # type: ignore[import-not-found]
-
-        def scenario(reactor: Any) -> Deferred[Any]:
-            return threads.deferToThread(latch.wait)
-
-        result = explore(
-            ScenarioTarget(scenario),
-            budget=Budget(None, 1.0),
-            settings=Settings(stall_timeout=5.0),
-        )
-    finally:
-        sys.modules["latch"].released = True  # the abandoned spinner ends
-        sys.path.remove(str(site))
-        sys.modules.pop("latch", None)
+    source = "released = False\ndef wait():\n    while not released:\n        pass\n"
+    with _installed(tmp_path, "latch", source) as latch:
+        result = _spun(lambda reactor: threads.deferToThread(latch.wait), Budget(None, 1.0), 5.0)
     assert result.inconclusive and result.failure is None, result.report()
 
 
