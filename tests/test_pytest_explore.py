@@ -423,6 +423,40 @@ def test_a_tests_token_replays_it_selected_from_another_folder(
     assert "not selected" not in replayed.stderr.str()
 
 
+RERUN_ONCE = """
+import pytest
+from _pytest.runner import runtestprotocol
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    # What pytest-rerunfailures does: a failed test runs again, on the same item.
+    item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    for attempt in range(2):
+        reports = runtestprotocol(item, nextitem=nextitem, log=False)
+        failed = any(report.failed for report in reports)
+        for report in reports:
+            if failed and attempt == 0 and report.when == "call":
+                report.outcome = "rerun"
+            item.ihook.pytest_runtest_logreport(report=report)
+        if not failed:
+            break
+    item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return True
+"""
+
+
+def test_a_rerun_test_counts_each_attempt_once(pytester: pytest.Pytester) -> None:
+    # Each attempt's report held the figures of every earlier one too: 17
+    # schedules a time, three attempts said 17 + 34 + 51.
+    pytester.makepyfile(test_race=RACE)
+    once = run(pytester, "-k", "lost_update").stdout.str()
+    schedules = int(re.search(r"1 exploration: (\d+) schedules", once)[1])  # type: ignore[index]
+    pytester.makeconftest(RERUN_ONCE)
+    twice = run(pytester, "-k", "lost_update")
+    twice.stdout.fnmatch_lines([f"1 exploration: {2 * schedules} schedules in *"])
+
+
 def test_a_replay_of_a_programs_token_is_a_usage_error(pytester: pytest.Pytester) -> None:
     # Every explored test replayed the program's decisions, and failed (its
     # correct twin too): "the replay diverged".

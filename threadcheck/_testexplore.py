@@ -240,6 +240,10 @@ def _explore_settings(item: pytest.Item, settings: dict[str, Any]) -> Settings:
 
 def run_item(item: pytest.Function, options: Options) -> None:
     """Explore, replay or stress ``item``; fail it with the report when a run fails."""
+    # A rerun (pytest-rerunfailures) starts with the figures of its attempt alone:
+    # each earlier attempt's report holds its own, counted once.
+    ours = (STATS_PROPERTY, STRESS_PROPERTY, SCHEDULE_PROPERTY)
+    item.user_properties[:] = [p for p in item.user_properties if p[0] not in ours]
     stressed = marker_settings(item, STRESS_MARKER)
     if stressed is not None or (options.stress is not None and options.replay is None):
         _stress_item(item, options, stressed or {})
