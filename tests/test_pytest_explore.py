@@ -1074,6 +1074,18 @@ def test_last_failed_without_xdist_reruns_the_test_its_parts_failed(
     again.stdout.fnmatch_lines(["FAILED test_race.py::test_lost_update - *"])
 
 
+def test_last_failed_with_another_number_of_workers_reruns_the_failed_test(
+    pytester: pytest.Pytester,
+) -> None:
+    # Failed in parts of 1 (no -n), rerun with -n 2: its parts were new to --lf,
+    # which ran every test again.
+    pytester.makepyfile(test_race=RACE)
+    pytester.runpytest_subprocess(*NO_PYTEST_TWISTED, timeout=180)
+    again = pytester.runpytest_subprocess(*NO_PYTEST_TWISTED, "--lf", "-n", "2", timeout=180)
+    again.stdout.re_match_lines([r"2 workers \[2 items\]"])
+    again.assert_outcomes(failed=2)  # the failed test's two parts, and nothing else
+
+
 @pytest.mark.parametrize(
     ("nodeid", "plain"),
     [

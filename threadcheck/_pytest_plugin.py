@@ -548,6 +548,22 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         )
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``--lf`` with another number of xdist workers than the failing run's: the
+    parts of an exploration that failed are parts of other numbers now
+    (``[threadcheck-part1of3]``), which ``--lf`` knew nothing of (it ran every
+    test). Run inside ``--lf``'s own hook, before it picks the failed ones."""
+    last_failed = getattr(config.pluginmanager.get_plugin("lfplugin"), "lastfailed", None)
+    if not isinstance(last_failed, dict) or not last_failed:
+        return
+    from threadcheck._testexplore import without_part
+
+    failed = {str(key) for key in last_failed}  # pytest 9 keys them by NodeId
+    for item in items:
+        if "threadcheck-part" in item.nodeid and without_part(item.nodeid) in failed:
+            last_failed.setdefault(getattr(item, "id", item.nodeid), True)
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Tests collected from an installed package are the user's code; a replay
     that would replay nothing is a usage error, not "1 passed"."""
