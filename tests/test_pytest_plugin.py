@@ -697,7 +697,7 @@ def test_pytest_twisted_asyncio_reactor_is_instrumented(pytester: pytest.Pyteste
         [
             "*reactor.callLater called from thread*",
             "*Deferred.callback called from thread*",
-            "*fix: do it in the reactor thread: reactor.callFromThread(d.callback, result)",
+            "*fix: do it in the reactor thread: reactor.callFromThread(d.callback, 1)",
         ],
         consecutive=False,
     )
