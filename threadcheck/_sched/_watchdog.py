@@ -130,10 +130,11 @@ class Watchdog:
             previous(signum, frame)
 
     def _loop(self) -> None:
-        seen: tuple[Scheduler | None, int, tuple[int, int, int] | None] = (None, -1, None)
+        seen: tuple[Scheduler | None, int, tuple[int, int] | None] = (None, -1, None)
         since = progressed = time.monotonic()
         counted: tuple[Scheduler | None, int] = (None, -1)
         hurried_at: float | None = None
+        spending = _Spending()
         while not self._stop.wait(min(0.2, self.timeout / 4)):
             scheduler = self._scheduler
             if scheduler is None:
@@ -153,7 +154,7 @@ class Watchdog:
             hurried = stopping or scheduler.timed_out
             if now[:2] != counted or _rewrite.rewriting:  # compiling an import: busy
                 counted, progressed = now[:2], time.monotonic()
-            if now != seen or _rewrite.rewriting:
+            if now != seen or spending.busy(scheduler.running) or _rewrite.rewriting:
                 seen, since = now, time.monotonic()
             # ... but not for ever: a loop spinning on a real lock moves too.
             busy_for = HURRIED if hurried else BUSY_LIMIT * self.timeout
@@ -225,15 +226,10 @@ class Watchdog:
         exit_now(2)
 
 
-def _position(thread: ControlledThread | None) -> tuple[int, int, int] | None:
-    """Where ``thread`` runs now: its innermost frame and instruction, and its
-    CPU time in :data:`CPU_TICK` ticks. A tight loop is seen at the same
-    instruction each time (the one where it lets others have the GIL), but
-    spends CPU time, as a thread blocked in a call does not."""
+def _position(thread: ControlledThread | None) -> tuple[int, int] | None:
+    """Where ``thread`` runs now: its innermost frame and instruction."""
     frame = sys._current_frames().get(thread.ident or 0) if thread is not None else None
-    if frame is None or thread is None:
-        return None
-    return id(frame), frame.f_lasti, int(_cpu_seconds(thread.ident or 0) / CPU_TICK)
+    return None if frame is None else (id(frame), frame.f_lasti)
 
 
 def _innermost(thread: ControlledThread) -> str:
@@ -245,8 +241,28 @@ def _innermost(thread: ControlledThread) -> str:
     return f", last in {_stacks.stack_from(frame, limit=1)[-1].location()}"
 
 
-CPU_TICK = 0.05
-"""Seconds of CPU time a thread spends between two looks to count as moving."""
+BUSY_SHARE = 0.25
+"""The share of the time since the last look a thread must have spent on a CPU
+to count as moving: a tight loop is seen at the same instruction each time
+(the one where it lets others have the GIL), but spends all of it (half, on a
+loaded machine); a thread blocked in a call, or polling every few
+milliseconds, next to none."""
+
+
+class _Spending:
+    """Whether the thread looked at spent most of the time since the last look
+    on a CPU (Linux's per-thread clock; never, where there is none)."""
+
+    def __init__(self) -> None:
+        self._last: tuple[int, float, float] | None = None
+
+    def busy(self, thread: ControlledThread | None) -> bool:
+        ident = (thread.ident or 0) if thread is not None else 0
+        now = (ident, time.monotonic(), _cpu_seconds(ident))
+        last, self._last = self._last, now
+        if last is None or last[0] != ident or now[1] <= last[1]:
+            return False
+        return now[2] - last[2] > BUSY_SHARE * (now[1] - last[1])
 
 
 def _cpu_seconds(ident: int) -> float:
