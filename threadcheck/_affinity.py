@@ -311,14 +311,14 @@ def _twisted_call(frame: FrameType | None) -> tuple[tuple[int, int], FrameType] 
     frame of Twisted's it called; None when the user's line did not call into
     Twisted (its own call, or a library's: an ``ExitStack`` running callbacks
     that are each a mistake of their own)."""
-    callee = None
+    callee, callee_library = None, None
     while frame is not None:
         library = _stacks.classify(frame.f_code.co_filename)
         if library is None:
-            if callee is None or _stacks.classify(callee.f_code.co_filename) != "twisted":
+            if callee is None or callee_library != "twisted":
                 return None
             return (id(frame), frame.f_lasti), callee
         if library != "threadcheck":
-            callee = frame
+            callee, callee_library = frame, library
         frame = frame.f_back
     return None

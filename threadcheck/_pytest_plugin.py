@@ -576,19 +576,17 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             "--threadcheck-replay: no selected test carries @pytest.mark.threadcheck_explore; "
             "run the replay command as printed (it names the test)"
         )
+    from threadcheck._sched._token import of_a_scenario
     from threadcheck._testexplore import recorded_target, replayed_test, same_test, without_part
 
     token = session.config.option.threadcheck_replay
     recorded = replayed_test(token)
     target = recorded_target(token)
     if recorded is None and target:  # every test replayed another's decisions
-        # A scenario's is `module:qualname` (threadcheck.run or explore, a
-        # Hypothesis test's); a program's, its command line.
-        scenario = ":" in target.split()[0]
         how = (
             "threadcheck.replay(scenario, TOKEN) with that scenario, as printed beside it"
-            if scenario
-            else f"threadcheck replay TOKEN {target}"
+            if of_a_scenario(target)
+            else f"threadcheck replay TOKEN {target}"  # a program's command line
         )
         raise pytest.UsageError(
             f"--threadcheck-replay: the token is of {target}, not of a pytest test; "

@@ -114,15 +114,17 @@ def _same_run(recorded: str, description: str) -> bool:
 
 
 def _refuse_a_tests_token(recorded: dict[str, Any], token: str) -> None:
-    """A token pytest printed: its test runs in a pytest session, not as a program."""
+    """A token pytest printed: its test runs in a pytest session, not as a
+    program; a scenario's runs in Python."""
+    from threadcheck._sched import _token
+
     test = str(recorded.get("target", ""))
     if "::" in test:
         raise UsageError(
             f"replay: the token is of the pytest test {test}: replay it with "
             f"pytest '{test}' --threadcheck-replay={token}"
         )
-    first = test.split()[0] if test.split() else ""
-    if ":" in first and not first.startswith("-"):  # `module:qualname`: a scenario's
+    if _token.of_a_scenario(test):
         raise UsageError(
             f"replay: the token is of the scenario {test}, not of a program: replay it "
             "in Python with threadcheck.replay(scenario, TOKEN), that scenario with the "

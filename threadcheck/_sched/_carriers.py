@@ -29,6 +29,7 @@ from __future__ import annotations
 import _thread
 import contextlib
 import contextvars
+import functools
 import gc
 import sys
 import threading
@@ -185,8 +186,10 @@ class Carriers:
             finished.release()
 
 
+@functools.cache
 def thread_locals_clearer() -> Callable[[], None] | None:
-    """Clears the calling thread's ``threading.local`` data; None when it cannot."""
+    """Clears the calling thread's ``threading.local`` data; None when it cannot.
+    Made once (3.13's starts a thread to find its fields), for any thread."""
     try:
         import ctypes
     except ImportError:

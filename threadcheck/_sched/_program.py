@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import weakref
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -64,8 +65,6 @@ def revive_executors() -> None:
     lazily, in a module global) works again, as it would have in the one run
     the schedules stand for: not shut down, with no worker (they ended with
     their schedule) and none idle, so that its next job starts one."""
-    import threading
-
     while _stopped_by_us:
         executor = _stopped_by_us.pop()
         with executor._shutdown_lock:

@@ -207,16 +207,11 @@ class ProgramTarget:
         runpy.run_module(self.module, run_name="__main__", alter_sys=True)
 
 
-_clear_locals: list[Callable[[], None] | None] = []
-
-
 def _as_in_a_new_process() -> None:
     """The main thread runs each schedule's program as a new process's would:
     without the thread-local data an earlier schedule's left (asyncio's current
     event loop, a library's per-thread session), as a carrier runs each body."""
-    if not _clear_locals:
-        _clear_locals.append(thread_locals_clearer())
-    clear = _clear_locals[0]
+    clear = thread_locals_clearer()
     if clear is not None:
         clear()
 

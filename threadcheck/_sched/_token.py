@@ -127,6 +127,15 @@ def digest(points: Iterable[tuple[int, str, str, int]]) -> str:
     return f"{crc:08x}"
 
 
+def of_a_scenario(target: str) -> bool:
+    """Whether a token's ``target`` names a scenario (``module:qualname``:
+    ``threadcheck.run`` or ``explore`` from Python, a Hypothesis test's), not a
+    program's command line nor a pytest test (``path::name``)."""
+    words = target.split()
+    first = words[0] if words else ""
+    return ":" in first and "::" not in first and not first.startswith("-")
+
+
 def python_replay(scenario: str, token: str) -> str:
     """The line that replays ``token`` from Python: pasted into a test, it fails
     as the schedule did (``replay`` alone returns the result, and the test passed)."""

@@ -250,8 +250,8 @@ milliseconds, next to none."""
 
 
 class _Spending:
-    """Whether the thread looked at spent most of the time since the last look
-    on a CPU (Linux's per-thread clock; never, where there is none)."""
+    """Whether the thread looked at spent :data:`BUSY_SHARE` of the time since
+    the last look on a CPU (Linux's per-thread clock; never, where there is none)."""
 
     def __init__(self) -> None:
         self._last: tuple[int, float, float] | None = None
