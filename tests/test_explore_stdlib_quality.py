@@ -914,6 +914,56 @@ def test_a_lost_count_in_a_lazily_imported_module_is_found_and_replayed(tmp_path
     assert_found_and_replayed(result, "threadcheck: exception: AssertionError: encoded 1 times")
 
 
+# A plugin registers itself under the registry's lock as it is imported, and a
+# reload imports it holding that lock: a thread importing it meanwhile holds its
+# module lock and waits for the registry's. The report named a frozen importlib
+# frame, and the waiter itself as the holder of the import (Python has each
+# waiter take the module lock's wake-up lock before it sleeps on it).
+PLUGIN = """\
+from registry import HANDLERS, LOCK
+
+with LOCK:
+    HANDLERS["csv"] = "csv-handler"
+"""
+RELOADING_SERVICE = """\
+import threading
+from registry import HANDLERS, LOCK
+
+def reload_handlers():
+    with LOCK:
+        HANDLERS.clear()
+        import plugins_csv
+
+def export():
+    import plugins_csv
+    return HANDLERS.get("csv")
+
+workers = [threading.Thread(target=reload_handlers), threading.Thread(target=export)]
+for worker in workers:
+    worker.start()
+for worker in workers:
+    worker.join()
+"""
+
+
+def test_a_deadlock_through_a_lazy_import_names_the_import_and_its_importer(
+    tmp_path: Path,
+) -> None:
+    registry = "import threading\nLOCK = threading.RLock()\nHANDLERS = {}\n"
+    (tmp_path / "registry.py").write_text(registry)
+    (tmp_path / "plugins_csv.py").write_text(PLUGIN)
+    program = write_program(tmp_path, RELOADING_SERVICE)
+    result = explore_program(program, "--budget", "300")
+    assert_found_and_replayed(result, "threadcheck: deadlock: every live thread is blocked")
+    waits = [line.strip() for line in result.stderr.splitlines() if " waits for " in line]
+    assert waits[1:] == [
+        f"T1 (Thread-1 (reload_handlers)) waits for the import of plugins_csv at {program}:7"
+        " in reload_handlers, held by T2",
+        f"T2 (Thread-2 (export)) waits for lock at {tmp_path / 'plugins_csv.py'}:3 in <module>,"
+        " held by T1",
+    ]
+
+
 # A message loop over selectors.DefaultSelector in a thread beside the main one,
 # which flushes the same counter. DefaultSelector on Linux is EpollSelector,
 # whose select is its own: the loop held the turn in a real poll, the main

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from threading import get_ident
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any, NoReturn, Protocol
 
 from threadcheck import _stacks
@@ -173,12 +173,24 @@ def here() -> tuple[Scheduler, ControlledThread] | None:
     return None if thread is None else (scheduler, thread)
 
 
+_LOOKED_PAST: set[CodeType] = set()
+
+
+def looked_past(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function``, a wrapper of ours around library code, which
+    :meth:`Scheduler.where` walks past: it is not the driver of a schedule,
+    and the user's line that led to a point lies beyond it."""
+    _LOOKED_PAST.add(function.__code__)
+    return function
+
+
 def without_points(function: Callable[..., Any]) -> Callable[..., Any]:
     """``function``, whose points switch no thread while a controlled thread
     runs it: it holds a real lock meanwhile (Twisted's legacy log, an
     executor's submit, the import system's module lock), which another thread
     would wait on for real."""
 
+    @looked_past
     def call(*args: Any, **kwargs: Any) -> Any:
         found = here()
         if found is None:
@@ -1200,7 +1212,7 @@ class Scheduler:
             filename = frame.f_code.co_filename
             if not self.is_library(filename):
                 return frame
-            if self.is_own(filename):
+            if self.is_own(filename) and frame.f_code not in _LOOKED_PAST:
                 break
             frame = frame.f_back
         return innermost

@@ -8,7 +8,8 @@ goes on, and a second thread importing the same module meanwhile (a lazy
 ``import`` in two pool jobs) must wait for the first in the scheduler, not for
 real ("blocked outside the scheduler's control" on a correct program). So a
 module lock made in a controlled thread lets its waiters sleep on a scheduled
-lock, the lock Python gives them to sleep on (``_ModuleLock.wakeup``).
+lock, the lock Python gives them to sleep on (``_ModuleLock.wakeup``). A
+deadlock through one names the import waited for and the thread importing it.
 
 Thread safety: the replacements act only in controlled threads, one at a time;
 a module lock made elsewhere keeps Python's own.
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from threadcheck._sched import _primitives
-from threadcheck._sched._core import here, without_points
+from threadcheck._sched._core import ControlledThread, here, looked_past, without_points
 
 
 def replacements() -> list[tuple[Any, str, Any]]:
@@ -38,6 +39,7 @@ def replacements() -> list[tuple[Any, str, Any]]:
 
 
 def _entered(enter: Callable[[Any], None]) -> Callable[[Any], None]:
+    @looked_past
     def entered(self: Any) -> None:
         enter(self)
         found = here()
@@ -49,6 +51,7 @@ def _entered(enter: Callable[[Any], None]) -> Callable[[Any], None]:
 
 
 def _exited(exit_: Callable[..., None]) -> Callable[..., None]:
+    @looked_past
     def exited(self: Any, *exc: object) -> None:
         held = getattr(self, "_threadcheck_held", None)
         if held is not None:
@@ -62,6 +65,31 @@ def _waking_in_the_scheduler(init: Callable[[Any, str], None]) -> Callable[[Any,
     def made(self: Any, name: str) -> None:
         init(self, name)
         if here() is not None:
-            self.wakeup = _primitives.Lock()
+            self.wakeup = _ImportWakeup(self)
 
     return made
+
+
+class _ImportWakeup(_primitives.Lock):
+    """A module lock's wake-up lock. Python's protocol has each waiter take it
+    before sleeping on it, so its holder is the waiter itself: a deadlock's
+    edge goes instead to the thread importing the module, the module lock's
+    owner."""
+
+    def __init__(self, module_lock: Any) -> None:
+        self._module_lock = module_lock
+        self._taken_by: ControlledThread | None = None
+        super().__init__()
+        self.waited_as = f"the import of {module_lock.name}"
+
+    @property
+    def holder(self) -> ControlledThread | None:
+        found = here()
+        owner = self._module_lock.owner
+        if found is None or owner is None:
+            return None
+        return next((t for t in found[0].threads if t.ident == owner), None)
+
+    @holder.setter
+    def holder(self, taken_by: ControlledThread | None) -> None:
+        self._taken_by = taken_by

@@ -146,6 +146,8 @@ class Lock:
     """``threading.Lock`` under the scheduler."""
 
     _quiet = False
+    waited_as = "lock"
+    """What a thread blocked on it waits for, as a deadlock report names it."""
 
     def __init__(self) -> None:
         self._locked = False
@@ -167,7 +169,7 @@ class Lock:
         _point(self, scheduler, "lock.acquire")
         deadline = _deadline(scheduler, timeout) if blocking else scheduler.now
         while self._locked:
-            if not _wait(scheduler, me, self._waiters, "lock", deadline, self):
+            if not _wait(scheduler, me, self._waiters, self.waited_as, deadline, self):
                 _looked_at(self)
                 return False
         self._locked = True
