@@ -155,6 +155,23 @@ def test_a_bad_allow_races_marker_fails_its_test_in_one_line(pytester: pytest.Py
     result.stdout.fnmatch_lines(["*allow_races= takes a list of locations*"])
 
 
+def test_a_race_an_allow_races_name_misses_fails_saying_so(pytester: pytest.Pytester) -> None:
+    # A misspelt name accepted nothing, and the failure did not say why.
+    test = TESTS.replace('allow_races=["Stats.handled"]', 'allow_races=["Stats.handeld"]')
+    pytester.makepyfile(service=SERVICE, test_service=test)
+    result = pytester.runpytest_subprocess(
+        "--threadcheck-races", "-k", "test_allowed", *NO_PYTEST_TWISTED, timeout=120
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*data race on Stats.handled: update in thread*",
+            "threadcheck marker: allow_races= names no race of this test:"
+            " 'Stats.handeld' (did you mean 'Stats.handled'?)",
+        ]
+    )
+
+
 CLEAN = """
 import service, test_service
 

@@ -455,8 +455,29 @@ def pytest_runtest_makereport(
         # teardown's (it was charged to the call, past the failure that counts it).
         state.run.enter(item.nodeid, "teardown")
     if failing and not state.report_only:
-        _fail(report, failing)
+        _fail(report, failing, _unmatched_races(item, failing))
     return report
+
+
+def _unmatched_races(item: pytest.Item, failing: list[Violation]) -> str:
+    """A line for the failure of a test whose marker accepts races by names that
+    none of its failing races has (a misspelt or outdated location)."""
+    import difflib
+
+    from threadcheck._violation import Kind
+
+    races = sorted({v.api for v in failing if v.kind is Kind.DATA_RACE})
+    marker = item.get_closest_marker("threadcheck")
+    named = marker.kwargs.get("allow_races", ()) if marker is not None else ()
+    unmatched = [name for name in named if name not in races]
+    if not races or not unmatched:
+        return ""
+    guesses = {name: difflib.get_close_matches(name, races, n=1) for name in unmatched}
+    said = ", ".join(
+        repr(name) + (f" (did you mean {guess[0]!r}?)" if guess else "")
+        for name, guess in guesses.items()
+    )
+    return f"threadcheck marker: allow_races= names no race of this test: {said}"
 
 
 def _keep_schedule(report: pytest.TestReport, error: BaseException) -> None:
@@ -501,10 +522,10 @@ def _allowed(item: pytest.Item) -> dict[str, str]:
     return dict.fromkeys([*allow, *races], reason)
 
 
-def _fail(report: pytest.TestReport, failing: list[Violation]) -> None:
+def _fail(report: pytest.TestReport, failing: list[Violation], hint: str = "") -> None:
     from threadcheck._report import format_report
 
-    text = format_report(failing)
+    text = format_report(failing) + (f"\n{hint}" if hint else "")
     if report.failed:
         report.sections.append(("threadcheck: violations during this test", text))
         return
