@@ -45,6 +45,7 @@ from typing import Any
 
 from threadcheck._races import _access, _footprint, _shadow
 from threadcheck._races._rewrite import GLOBALS, MUTATORS
+from threadcheck._sched._chained import chained, chained_hook, is_chained
 from threadcheck._sched._core import active
 
 GRANULARITIES = ("sync", "access", "line", "opcode")
@@ -579,6 +580,9 @@ class _Tracing:
         self.lines = instrumentation.granularity == "line"
         self.every_thread = every_thread
         self._previous: Any = None
+        self._previous_hook: Any = None
+        self._theirs: dict[int, Any] = {}
+        """Per OS thread, the trace function ours was chained after (coverage's)."""
         self._tracers: dict[CodeType, Any] = {}
         self._on_call = self._global_tracer()
         self.on = False
@@ -588,15 +592,20 @@ class _Tracing:
     def start(self) -> None:
         if not self.on:
             self._previous = sys.gettrace()
+            self._previous_hook = threading.gettrace()
         self.on = True
         self.trace_this_thread()
         if self.every_thread:
-            threading.settrace(self._on_call)
+            hook = self._previous_hook
+            threading.settrace(
+                self._on_call if hook is None else chained_hook(self._on_call, hook, self._theirs)
+            )
 
     def stop(self) -> None:
         sys.settrace(self._previous)
         if self.every_thread:
-            threading.settrace(None)  # type: ignore[arg-type]
+            threading.settrace(self._previous_hook)
+        self._theirs.clear()
 
     def pause(self) -> None:
         """No tracing from now on, in this thread and those started later."""
@@ -604,8 +613,17 @@ class _Tracing:
         self.on = False
 
     def trace_this_thread(self) -> None:
-        if self.on:
+        """Trace this thread, after the trace function it has (coverage's), or
+        had until ours raised and CPython dropped both."""
+        if not self.on:
+            return
+        theirs = sys.gettrace()
+        if theirs is None or theirs is self._on_call or is_chained(theirs):
+            theirs = self._theirs.get(threading.get_ident())
+        if theirs is None:
             sys.settrace(self._on_call)
+        else:
+            sys.settrace(chained(self._on_call, theirs, self._theirs))
 
     def _global_tracer(self) -> Callable[[FrameType, str, Any], Any]:
         """The trace function: called for every call in a controlled thread,
