@@ -157,6 +157,23 @@ def test_the_marker_finds_the_race_and_prints_its_replay_command(
     assert result.ret == pytest.ExitCode.TESTS_FAILED
 
 
+def test_under_pytest_repeat_the_replay_command_collects_the_test_again(
+    pytester: pytest.Pytester,
+) -> None:
+    # It printed `pytest 'test_race.py::test_lost_update[1-2]' ...`, which
+    # pytest could not find without --count 2: "not found", exit 4.
+    pytester.makepyfile(test_race=RACE)
+    result = run(pytester, "-p", "repeat", "--count", "2", "-k", "lost_update")
+    result.assert_outcomes(failed=2)
+    replays = [line for line in result.outlines if line.startswith("replay: pytest ")]
+    assert len(replays) == 2
+    command = shlex.split(replays[1].removeprefix("replay: "))
+    assert command[1:4] == ["test_race.py::test_lost_update[2-2]", "--count", "2"]
+    replayed = pytester.runpytest_subprocess(*NO_PYTEST_TWISTED, *command[1:], timeout=180)
+    replayed.assert_outcomes(failed=1)
+    replayed.stdout.fnmatch_lines(["*threadcheck: exception: AssertionError: total is *"])
+
+
 @pytest.mark.parametrize("workers", [None, "2"], ids=["one-process", "xdist-n2"])
 def test_the_session_page_shows_each_failing_exploration_s_schedule(
     pytester: pytest.Pytester, workers: str | None
@@ -646,6 +663,122 @@ def test_beside_pytest_twisted_explorations_use_their_own_reactors(
     )
     result = pytester.runpytest_subprocess("-p", "twisted", timeout=180)
     result.assert_outcomes(passed=3)
+
+
+LOCKED_INLINE_CALLBACKS = """
+import threading
+import pytest, pytest_twisted
+from twisted.internet import defer, task, threads
+
+
+def test_DECORATOR(threadcheck_reactor):
+    reactor = threadcheck_reactor
+    lock = threading.Lock()
+    total = [0]
+
+    def bump(k):
+        with lock:
+            total[0] += k
+
+    pool = reactor.getThreadPool()
+    yield defer.gatherResults([
+        threads.deferToThreadPool(reactor, pool, bump, 1),
+        task.deferLater(reactor, 0, bump, 10),
+    ])
+    assert total[0] == 11
+"""
+
+
+def test_a_pytest_twisted_inline_callbacks_test_is_proved_as_defer_s(
+    pytester: pytest.Pytester,
+) -> None:
+    # pytest-twisted compiles its wrapper from text, holding the test in the
+    # wrapper's globals: the test ran unrewritten, so no proof (100 schedules).
+    marked = "\n@pytest.mark.threadcheck_explore(budget=100)\n@{}\ndef test_{}"
+    tests = "".join(
+        LOCKED_INLINE_CALLBACKS.replace(
+            "\ndef test_DECORATOR", marked.format(name, name.partition(".")[0])
+        )
+        for name in ("pytest_twisted.inlineCallbacks", "defer.inlineCallbacks")
+    )
+    pytester.makepyfile(test_locked=tests)
+    result = pytester.runpytest_subprocess("-p", "twisted", timeout=180)
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["2 explorations: * schedules in *, 2 proved exhaustively, *"])
+
+
+# pytest-asyncio in auto mode wraps every `async def` test in a sync function
+# that runs it on an asyncio loop: awaiting a Deferred there failed every
+# schedule ("Task got bad yield"), the locked twin included.
+ASYNC_TALLIES = """
+import threading
+import pytest
+from twisted.internet import task, threads
+
+
+class Tally:
+    def __init__(self):
+        self.n = 0
+        self.lock = threading.Lock()
+
+    def bump(self, k, locked):
+        if locked:
+            with self.lock:
+                self.n += k
+        else:
+            self.n += k
+
+
+async def both_bump(reactor, locked):
+    tally = Tally()
+    pool = reactor.getThreadPool()
+    await threads.deferToThreadPool(reactor, pool, tally.bump, 1, locked)
+    await task.deferLater(reactor, 0, tally.bump, 10, locked)
+    return tally.n
+
+
+@pytest.mark.threadcheck_explore(budget=100)
+async def test_lost(threadcheck_reactor):
+    pool = threadcheck_reactor.getThreadPool()
+    tally = Tally()
+    work = threads.deferToThreadPool(threadcheck_reactor, pool, tally.bump, 1, False)
+    tally.bump(10, False)
+    await work
+    assert tally.n == 11
+
+
+@pytest.mark.threadcheck_explore(budget=100)
+async def test_locked(threadcheck_reactor):
+    assert await both_bump(threadcheck_reactor, True) == 11
+
+
+@pytest.mark.threadcheck_stress(runs=10, acceptable=[11])
+async def test_stressed(threadcheck_reactor):
+    return await both_bump(threadcheck_reactor, True)
+
+
+async def test_plain_asyncio():
+    import asyncio
+
+    assert await asyncio.sleep(0, result=5) == 5
+"""
+
+
+def test_under_pytest_asyncio_auto_mode_async_explorations_run_on_the_reactor(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_tallies=ASYNC_TALLIES)
+    result = pytester.runpytest_subprocess(
+        "-p", "asyncio", "-o", "asyncio_mode=auto", *NO_PYTEST_TWISTED, timeout=180
+    )
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "threadcheck: exception: AssertionError: assert 10 == 11",
+            "FAILED test_tallies.py::test_lost*",
+        ]
+    )
+    result.stdout.no_fnmatch_line("*bad yield*")
 
 
 @pytest.mark.parametrize(

@@ -87,6 +87,24 @@ def test_an_exception_is_forbidden_with_its_traceback_as_example() -> None:
     )
 
 
+def test_errors_naming_objects_by_address_are_one_outcome() -> None:
+    # Each run's record had its own address: 3 runs, 3 rows of one error.
+    class Record:
+        pass
+
+    def rejects(reactor: Any) -> Deferred[Any]:
+        def validate() -> None:
+            raise ValueError(f"invalid record {Record()!r}")
+
+        return _in_thread(reactor, validate)
+
+    result = stress_runs(rejects, 3, seed=0)
+    [outcome] = result.histogram
+    assert isinstance(outcome, Raised)
+    assert outcome.text.startswith("raised ValueError: invalid record <")
+    assert outcome.text.endswith(".Record object at 0x…>")
+
+
 def test_a_thread_affinity_violation_is_an_outcome() -> None:
     def calls_later_from_a_worker(reactor: Any) -> Deferred[Any]:
         return _in_thread(reactor, reactor.callLater, 3600, print)

@@ -20,6 +20,7 @@ reactors there).
 from __future__ import annotations
 
 import random
+import re
 import sys
 import threading
 import time
@@ -240,11 +241,16 @@ def _one_run(scenario: Callable[[Any], Any], timeout: float) -> tuple[Hashable, 
             value.raiseException()  # the test's own skip or xfail: pytest's to take
         name = type(value.value).__name__
         first_line = str(value.value).partition("\n")[0]  # pytest adds its explanation below
+        # One row per kind of error, not per object named in its message.
+        first_line = _ADDRESS.sub("0x…", first_line)
         return Raised(f"raised {name}: {first_line}"), value.getTraceback()
     if limit.active():
         limit.cancel()
     return _hashable(value), ""
 
+
+_ADDRESS = re.compile(r"\b0x[0-9a-fA-F]{6,}\b")
+"""An object's address in its default repr: ``<Record object at 0x7fe690e78c10>``."""
 
 PYTEST_OUTCOMES = frozenset({"Skipped", "XFailed", "Exit"})
 """What ``pytest.skip``, ``importorskip``, ``xfail`` and ``exit`` raise: the test's

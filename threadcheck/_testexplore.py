@@ -274,7 +274,7 @@ def _explore_or_replay(item: pytest.Function, options: Options, settings: dict[s
     nodeid = _unsharded_nodeid(item)
     target = ScenarioTarget(_scenario(item))
     target.description = nodeid
-    typed = _as_typed_here(item, nodeid)  # the replay command runs where pytest ran
+    typed = shlex.quote(_as_typed_here(item, nodeid)) + _collected_with(item)  # where pytest ran
     explore_settings = _explore_settings(item, settings)
     if options.replay is not None:
         recorded = replayed_test(options.replay)
@@ -393,15 +393,33 @@ def _as_typed_here(item: pytest.Item, nodeid: str) -> str:
     return relative + sep + rest
 
 
-def replay_command(nodeid: str, token: str) -> str:
-    return f"pytest {shlex.quote(nodeid)} --threadcheck-replay={token}"
+def replay_command(test: str, token: str) -> str:
+    """``test``: the test's node id, quoted for the shell, and the options it is
+    collected with (see :func:`_collected_with`)."""
+    return f"pytest {test} --threadcheck-replay={token}"
+
+
+REPEAT_PARAMETER = "__pytest_repeat_step_number"
+"""pytest-repeat's parameter: ``--count 2`` collects ``test[1-2]`` and ``test[2-2]``."""
+
+
+def _collected_with(item: pytest.Item) -> str:
+    """The options without which the test's node id is not collected again: the
+    count of pytest-repeat's ``--count`` (its ``repeat`` marker is in the code)."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or REPEAT_PARAMETER not in callspec.params:
+        return ""
+    if item.get_closest_marker("repeat") is not None:
+        return ""
+    count = item.config.getoption("count", None)
+    return f" --count {count}" if count else ""
 
 
 def _scenario(item: pytest.Function) -> Any:
     """``scenario(reactor)``: the test function with this schedule's reactor."""
     from twisted.internet.defer import Deferred
 
-    function = item.obj
+    function = _test_function(item)
     arguments = {name: item.funcargs[name] for name in item._fixtureinfo.argnames}
     shared = item.funcargs.get("threadcheck_reactor")
 
@@ -420,6 +438,18 @@ def _scenario(item: pytest.Function) -> Any:
     # other fixtures (tmp_path, caplog) would read as a scenario taking no reactor.
     scenario.__signature__ = _SCENARIO_SIGNATURE  # type: ignore[attr-defined]
     return scenario
+
+
+def _test_function(item: pytest.Function) -> Any:
+    """The test's function. pytest-asyncio (``asyncio_mode=auto``, or its marker)
+    runs an ``async def`` test through a wrapper of its own, which would run the
+    coroutine on an asyncio loop: its awaits of Deferreds fail there ("Task got
+    bad yield"). An explored one runs on the schedule's reactor, as any other."""
+    function = item.obj
+    wrapped = getattr(function, "__wrapped__", None)
+    if type(item).__module__.startswith("pytest_asyncio") and inspect.iscoroutinefunction(wrapped):
+        return wrapped
+    return function
 
 
 class ScheduleReactor:

@@ -217,9 +217,11 @@ def _as_in_a_new_process() -> None:
 
 
 def _reached(functions: Sequence[object], limit: int = 256) -> list[FunctionType]:
-    """``functions`` and the functions their closures hold, transitively: a
-    worker a test defines beside its scenario was made before exploring, and
-    runs as written unless its code is swapped too."""
+    """``functions`` and the functions their closures hold, and those they wrap,
+    transitively: a worker a test defines beside its scenario was made before
+    exploring, and runs as written unless its code is swapped too. (A decorator
+    that compiles its wrapper from text, as pytest-twisted's ``inlineCallbacks``
+    does, holds the test in the wrapper's globals, not in a closure.)"""
     found: list[FunctionType] = []
     todo = list(functions)
     seen: set[int] = set()
@@ -235,6 +237,7 @@ def _reached(functions: Sequence[object], limit: int = 256) -> list[FunctionType
         if not isinstance(value, FunctionType):
             continue
         found.append(value)
+        todo.append(getattr(value, "__wrapped__", None))
         for cell in value.__closure__ or ():
             with contextlib.suppress(ValueError):  # a cell not yet assigned
                 todo.append(cell.cell_contents)
