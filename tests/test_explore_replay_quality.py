@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from support import assert_found_and_replayed, explore_program
+
 pytestmark = [pytest.mark.quality, pytest.mark.slow]
 
 LAZY_REGISTRY = """
@@ -126,3 +128,52 @@ def test_a_diverged_replay_leaves_no_unhandled_error_at_exit(tmp_path: Path) -> 
     )
     assert result.stdout == "diverged\n", result.stderr
     assert "Unhandled error" not in result.stderr, result.stderr
+
+
+# The program keeps its failure on sys, to raise once the reactor stopped: in
+# the exploring process, every schedule after the first failing one raised it
+# again (shrunk to 0 preemptions, a step table in which the count was right,
+# and a token that replayed to "no failure"). A new process has no such state.
+KEPT_ON_SYS = """
+import sys
+from types import SimpleNamespace
+from twisted.internet import defer, reactor, threads
+from twisted.python.threadpool import ThreadPool
+
+sys.path.append("/nonexistent/plugins")
+assert sys.path.count("/nonexistent/plugins") == 1, "sys.path kept an earlier run's entry"
+stats = SimpleNamespace(lookups=0)
+
+def load(key):
+    stats.lookups += 1
+    return key.upper()
+
+@defer.inlineCallbacks
+def main():
+    pool = ThreadPool(minthreads=1, maxthreads=1, name="DBThreadPool")
+    pool.start()
+    try:
+        loaded = threads.deferToThreadPool(reactor, pool, load, "a")
+        stats.lookups += 1
+        yield loaded
+    finally:
+        pool.stop()
+    if stats.lookups != 2:
+        raise SystemExit(f"lost update: lookups is {stats.lookups}")
+
+def keep(failure):
+    sys._err = failure.value
+
+main().addBoth(lambda r: (reactor.stop(), r)[1]).addErrback(keep)
+reactor.run()
+if getattr(sys, "_err", None) is not None:
+    raise sys._err
+"""
+
+
+def test_state_a_program_keeps_on_sys_is_a_new_process_s_each_schedule(tmp_path: Path) -> None:
+    program = tmp_path / "lookups.py"
+    program.write_text(KEPT_ON_SYS)
+    result = explore_program(program, "--budget", "300")
+    assert_found_and_replayed(result, "threadcheck: exit: the program exited with status 1")
+    assert "shrunk to 1" in result.stderr, result.stderr

@@ -911,6 +911,41 @@ def test_a_library_keeping_an_earlier_runs_reactor_is_a_usage_error(tmp_path: Pa
     assert "the global tickets._reactor keeps it, set in an earlier schedule" in result.stderr
 
 
+# buildbot.util.twisted.ThreadPool's shape: a pool that stops itself at the
+# shutdown of the reactor its module bound when imported. In later schedules the
+# trigger went to a reactor no schedule runs, the pool's thread was never
+# stopped: "deadlock ... on join of T1 at exit, not an interleaving bug".
+STOPS_AT_SHUTDOWN = """
+from twisted.internet import reactor
+from twisted.python import threadpool
+
+class ThreadPool(threadpool.ThreadPool):
+    def start(self):
+        super().start()
+        reactor.addSystemEventTrigger("during", "shutdown", self.stop)
+"""
+DB_JOBS = """
+from twisted.internet import reactor, threads
+import dbpool
+
+pool = dbpool.ThreadPool(1, 1, name="DBThreadPool")
+pool.start()
+threads.deferToThreadPool(reactor, pool, sum, [1, 2]).addBoth(lambda _: reactor.stop())
+reactor.run()
+"""
+
+
+def test_a_shutdown_trigger_on_an_earlier_runs_reactor_is_a_usage_error(tmp_path: Path) -> None:
+    result = explore_with_library(tmp_path, "dbpool", STOPS_AT_SHUTDOWN, DB_JOBS)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(
+        "threadcheck: reactor.addSystemEventTrigger was given work on the reactor of an "
+        "earlier schedule, at "
+    ), result.stderr
+    assert "dbpool.py:8 in start (dbpool), which no schedule runs again" in result.stderr
+    assert "the global dbpool.reactor keeps it" in result.stderr
+
+
 # APScheduler's TwistedScheduler() without reactor=: the scheduler is made
 # anew in every run, from the reactor its module bound when first imported.
 # The report blamed the scheduler, "made in an earlier schedule" (it is not),
@@ -1085,3 +1120,60 @@ def test_a_failure_raised_again_says_where(tmp_path: Path) -> None:
         "  at service.py:4 in parse_reply (raised again at service.py:12 in <module>) "
         "in MainThread"
     )
+
+
+# The program's own module registers an adapter as it is imported, a common
+# Twisted idiom; each schedule imports it afresh, and the registration of the
+# schedule before made it fail: "an adapter ... was already registered", on
+# every schedule ("not an interleaving bug") of a correct program.
+JOB_CONFIG = """\
+from twisted.python.components import registerAdapter
+from zope.interface import Interface, implementer
+
+class IConfigured(Interface):
+    def as_dict():
+        "the configuration"
+
+@implementer(IConfigured)
+class Configured:
+    def __init__(self, value):
+        self.value = value
+
+    def as_dict(self):
+        return {"jobs": self.value}
+
+registerAdapter(Configured, int, IConfigured)
+"""
+CONFIGURED_JOBS = """\
+import threading
+from twisted.internet import reactor, threads
+from twisted.internet.defer import gatherResults
+import jobconfig
+
+counter = {"n": 0}
+lock = threading.Lock()
+
+def work():
+    LOCKED
+    return jobconfig.IConfigured(counter["n"]).as_dict()
+
+gatherResults([threads.deferToThread(work), threads.deferToThread(work)]).addBoth(
+    lambda _: reactor.stop()
+)
+reactor.run()
+assert counter["n"] == 2, counter
+"""
+
+
+@pytest.mark.parametrize("locked", [True, False], ids=["locked", "lost-update"])
+def test_an_adapter_the_program_registers_at_import_is_its_own_each_schedule(
+    tmp_path: Path, locked: bool
+) -> None:
+    (tmp_path / "jobconfig.py").write_text(JOB_CONFIG)
+    count = 'with lock:\n        counter["n"] += 1' if locked else 'counter["n"] += 1'
+    program = write_program(tmp_path, CONFIGURED_JOBS.replace("LOCKED", count))
+    result = explore_program(program, "--budget", "300")
+    if locked:
+        assert_clean(result, 300)
+    else:
+        assert_found_and_replayed(result, "threadcheck: exception: AssertionError: {'n': 1}")

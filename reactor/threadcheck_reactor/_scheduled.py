@@ -118,6 +118,20 @@ class ScheduledMixin(ThreadCheckMixin):
             self._used_after_its_schedule("callWhenRunning")
         return super().callWhenRunning(callable, *args, **kw)
 
+    def addSystemEventTrigger(
+        self,
+        phase: str,
+        eventType: str,
+        callable: Callable[..., Any],
+        *args: object,
+        **kw: object,
+    ) -> Any:
+        # A thread pool's stop at shutdown, on a reactor no schedule runs: the
+        # pool's threads were never stopped, a false deadlock at exit.
+        if self._disposed:
+            self._used_after_its_schedule("addSystemEventTrigger")
+        return super().addSystemEventTrigger(phase, eventType, callable, *args, **kw)
+
     def callInThread(self, _callable: Callable[..., Any], *args: object, **kwargs: object) -> None:
         if self._disposed:
             self._used_after_its_schedule("callInThread")

@@ -21,7 +21,7 @@ from threadcheck import _stacks, _threads
 from threadcheck._races import _detector as _race_detector
 from threadcheck._races import _hook as _race_hook
 from threadcheck._races._rewrite import GLOBALS
-from threadcheck._sched import _idle_pools
+from threadcheck._sched import _adapters, _idle_pools
 from threadcheck._sched._carriers import thread_locals_clearer
 from threadcheck._sched._core import Abort, Failure, TargetError, here
 from threadcheck._sched._program import program_failure, thread_failure
@@ -166,15 +166,26 @@ class ProgramTarget:
     def run(self, reactor: Any) -> Failure | None:
         modules_before = set(sys.modules)
         argv_before = sys.argv
+        path_before = list(sys.path)
+        sys_before = set(vars(sys))
         cwd_before = os.getcwd()
         environ_before = dict(os.environ)
         try:
             _as_in_a_new_process()
-            with _global_reactor(reactor), _installers_kept(reactor):
+            with (
+                _global_reactor(reactor),
+                _installers_kept(reactor),
+                _adapters.forgotten_after(_stacks.is_user_code),
+            ):
                 # A fresh context: the ContextVars (decimal's context) of none before.
                 return contextvars.Context().run(self._outcome, reactor)
         finally:
             sys.argv = argv_before
+            sys.path[:] = path_before
+            # What the program kept on sys (an error to raise at exit, a flag) is
+            # not in a new process's: a failure would outlive its schedule.
+            for name in set(vars(sys)) - sys_before:
+                delattr(sys, name)
             os.chdir(cwd_before)  # the next schedule starts where this one did
             if os.environ != environ_before:  # and with the environment it did
                 os.environ.clear()
