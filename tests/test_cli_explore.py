@@ -360,6 +360,33 @@ def test_missing_or_wrong_programs_are_one_line_usage_errors(
     assert message in result.stderr
 
 
+def test_a_scenario_function_named_on_the_command_line_points_to_the_api(
+    tmp_path: Path,
+) -> None:
+    # It said only "no such file: scenarios.py:lost_update".
+    (tmp_path / "scenarios.py").write_text("def lost_update(reactor):\n    pass\n")
+    result = threadcheck("explore", "scenarios.py:lost_update", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "threadcheck: error: no such file: scenarios.py:lost_update (threadcheck explore runs"
+        " a program; explore a scenario function from Python:"
+        " threadcheck.explore(module.function), see docs/explore.md)\n"
+    )
+
+
+def test_explore_s_options_after_the_program_are_warned_of(tmp_path: Path) -> None:
+    # `explore prog.py --budget 3` gave --budget to the program, silently, and
+    # explored the default budget of 2000.
+    program = script(tmp_path, "import sys\nprint(sys.argv[1:])\n")
+    result = threadcheck("explore", "--budget", "2", program, "--time=60", "-v", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[0] == (
+        "threadcheck: warning: --time=60 after the program is the program's argument;"
+        " threadcheck explore's options go before the script or -m module"
+    )
+    assert "['--time=60', '-v']" in result.stdout
+
+
 # Exits with status 3 when the worker's write lands between the main thread's
 # read and write: only on some schedules.
 EXITS_ON_A_RACE = """

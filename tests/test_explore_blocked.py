@@ -259,6 +259,22 @@ def test_a_long_sleep_beside_a_real_socket_is_not_blocked() -> None:
         end.close()
 
 
+def test_a_pool_job_waiting_on_a_child_longer_than_the_watchdog_is_not_blocked() -> None:
+    # The wait is ours (off the turn, in real time), polled without using CPU:
+    # once the watchdog judged threads by their CPU share, a child's build longer
+    # than its wait failed a correct program, "blocked outside the scheduler's control".
+    child = [sys.executable, "-c", "import time; time.sleep(1.5)"]
+
+    def scenario(reactor: Any) -> Deferred[Any]:
+        return threads.deferToThread(subprocess.run, child, timeout=60)
+
+    result = explore(
+        ScenarioTarget(scenario), budget=Budget(1), settings=Settings(stall_timeout=1.0)
+    )
+    assert result.failure is None, result.report()
+    assert result.schedules == 1
+
+
 @pytest.mark.slow
 def test_long_python_code_between_points_is_busy_not_blocked() -> None:
     # A batch job in library code (no points: difflib's loops, seconds of
@@ -495,11 +511,14 @@ def test_a_child_waited_on_by_a_blocked_thread_ends_with_its_schedule(tmp_path: 
     # The thread was left blocked, and its child outlived the exploring process.
     result = explore_program(write_program(tmp_path, CHILD_STUCK), "--budget", "2")
     assert result.returncode == 1, result.stderr
+    # A child's end is waited for as long as real I/O is (a build may take a
+    # while): 30 s in all, not the watchdog's 10 s for a thread stuck out of control.
     assert result.stderr.startswith(
-        "threadcheck: uncontrolled-blocking: T1 (PoolThread-twisted.internet.reactor-0) "
-        "blocked outside the scheduler's control for over 10 s (waiting on Popen.wait "
-        "(a real child process))"
+        "threadcheck: deadlock: stuck on real I/O: no thread could run for 30 s of real time"
     ), result.stderr
+    assert "T1(PoolThread-twisted.internet.reactor-0) Popen.wait (a real child process)" in (
+        result.stderr
+    )
     pid = int((tmp_path / "helper.pid").read_text())
     with pytest.raises(ProcessLookupError):  # killed, and reaped by init
         for _ in range(100):

@@ -932,6 +932,15 @@ def test_a_module_flag_set_from_the_main_module_is_no_constant(tmp_path: Path) -
 # globals() or exec in the flag's own module.
 SETTERS = {
     "tuple": ("flags.MODE, flags.LEVEL = 1, 5", ""),
+    # In brackets, the last target was missed (no `=` right after it).
+    "tuple in brackets": ("(flags.LEVEL, flags.MODE) = (5, 1)", ""),
+    "list in brackets": ("[flags.LEVEL, flags.MODE] = 5, 1", ""),
+    "annotated": ("flags.MODE: int = 1", ""),
+    # A reloader's: the name comes from a file, computed at run time.
+    "computed setattr": (
+        'for key, value in {"mode": 1}.items():\n        setattr(flags, key.upper(), value)',
+        "",
+    ),
     "globals": ("flags.set_mode()", 'def set_mode():\n    globals()["MODE"] = 1\n'),
     "exec": ("flags.set_mode()", 'def set_mode():\n    exec("MODE = 1", globals())\n'),
 }

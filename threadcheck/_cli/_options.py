@@ -62,9 +62,29 @@ def parse(argv: list[str], commands: Sequence[Command]) -> argparse.Namespace:
         options, module, target = _split_token(rest, command.value_options)
     else:
         options, module, target = _split_program(rest, command.value_options)
-    args = _parser(commands).parse_args([*argv[: command_at + 1], *options])
+    parser = _parser(commands)
+    args = parser.parse_args([*argv[: command_at + 1], *options])
     args.module, args.target = module, target
+    _warn_of_misplaced_options(parser, command.name, target[1:] if module is None else target)
     return args
+
+
+def _warn_of_misplaced_options(
+    parser: argparse.ArgumentParser, name: str, program: list[str]
+) -> None:
+    """The program's arguments that are this command's own options (``explore
+    prog.py --time 60``): they are the program's, which users rarely mean."""
+    if name == "run":  # its programs (twistd, trial) take --reactor, --help of their own
+        return
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    own = set(subparsers.choices[name]._option_string_actions) - {"-h", "--help", "-m"}
+    misplaced = [arg for arg in program if arg.partition("=")[0] in own]
+    if misplaced:
+        print(
+            f"threadcheck: warning: {' '.join(misplaced)} after the program is the program's"
+            f" argument; threadcheck {name}'s options go before the script or -m module",
+            file=sys.stderr,
+        )
 
 
 def _parser(commands: Sequence[Command]) -> argparse.ArgumentParser:
@@ -254,6 +274,14 @@ def program_is_user_code(module: str | None, target: list[str]) -> None:
         _stacks.register_user_paths(installed)
 
 
+def _names_a_function(script: str) -> bool:
+    """``file.py:function`` or ``module:function`` of an existing file."""
+    path, colon, function = script.rpartition(":")
+    return bool(colon and function.isidentifier()) and (
+        os.path.isfile(path) or os.path.isfile(path.replace(".", os.sep) + ".py")
+    )
+
+
 def check_script(script: str, subcommand: str = "run") -> None:
     """``script`` is a Python script threadcheck ``subcommand`` can run (its
     first argument: a command on PATH is pointed to by its path)."""
@@ -261,7 +289,12 @@ def check_script(script: str, subcommand: str = "run") -> None:
         command = shutil.which(script) if os.sep not in script else None
         before = " TOKEN" if subcommand == "replay" else ""
         hint = f" (the command's script: threadcheck {subcommand}{before} {command} ...)"
-        raise UsageError(f"no such file: {script}{hint if command else ''}")
+        if command is None and _names_a_function(script):
+            hint = (
+                f" (threadcheck {subcommand} runs a program; explore a scenario function"
+                " from Python: threadcheck.explore(module.function), see docs/explore.md)"
+            )
+        raise UsageError(f"no such file: {script}{hint if command or ':' in hint else ''}")
     if os.path.isdir(script) and not os.path.exists(os.path.join(script, "__main__.py")):
         raise UsageError(f"not a script, and has no __main__.py: {script}")
     if os.path.isfile(script):

@@ -338,14 +338,18 @@ def _module_variables(
                     constant[name] = name not in constant and literal
     constants = {n for n, only in constant.items() if only}
     if constants:  # the folders are read only for a module that has some
-        constants -= set_elsewhere()
+        elsewhere = set_elsewhere()
+        constants = set() if ANY_NAME in elsewhere else constants - elsewhere
     variables = assigned - defined - constants
     return {n for n in variables if not (n.startswith("__") and n.endswith("__"))}
 
 
 _SET_ELSEWHERE = re.compile(
     # x.NAME = ..., x.NAME += ..., x.NAME, y.OTHER = ... (not consumed: OTHER's turn next)
-    r"""\.\s*([A-Za-z_]\w*)(?=\s*(?:,[^=\n]*)?(?:[-+*/%&|^@]|//|\*\*|<<|>>)?=(?!=))"""
+    # and in brackets or annotated: (x.NAME, y.OTHER) = ..., x.NAME: int = ...
+    # (bounded: a generated module's 80 KB line took 16 s to scan).
+    r"""\.[ \t]*([A-Za-z_]\w*)(?=[ \t]*[)\]]*[ \t]*(?::[^=\n]{0,200})?(?:,[^=\n]{0,300})?"""
+    r"""(?:[-+*/%&|^@]|//|\*\*|<<|>>)?=(?!=))"""
     # "NAME", "pkg.mod.NAME": setattr, mock.patch(.object), monkeypatch.setattr's
     # string form, globals()["NAME"], vars(mod)["NAME"], __dict__.update({"NAME": ...})
     r"""|["'](?:[A-Za-z_]\w*\.)*([A-Za-z_]\w*)["']"""
@@ -355,6 +359,17 @@ _SET_ELSEWHERE = re.compile(
 )
 """The ways code sets a module's name from outside its own top level. Generous:
 a name taken for set that is not only costs its reads their points."""
+_SET_ANY = re.compile(
+    # setattr(settings, key.upper(), value): a name computed at run time
+    r"""\bsetattr\(\s*(?:[A-Za-z_]\w*\.)*([A-Za-z_]\w*)\s*,\s*(?!["'\s])"""
+    # vars(settings).update(overrides), settings.__dict__[key] = value
+    r"""|\bvars\(\s*(?:[A-Za-z_]\w*\.)*([A-Za-z_]\w*)\s*\)\s*(?:\.update\(|\[\s*(?!["']))"""
+    r"""|\b([A-Za-z_]\w*)\.__dict__\s*(?:\.update\(|\[\s*(?!["']))"""
+)
+"""The ways code sets names of an object it names, computed at run time: when the
+object has a module's name, none of that module's names is a constant."""
+ANY_NAME = "*"
+"""In :func:`_set_nearby`'s names: every name of the module may be set."""
 _NEARBY_FILES = 2000
 """Files read, at most, under each folder searched."""
 _SKIPPED_FOLDERS = frozenset({"__pycache__", "node_modules", "site-packages", "dist-packages"})
@@ -372,7 +387,11 @@ def _set_nearby(filename: str) -> frozenset[str]:
     if _stacks.STARTED_IN is not None:
         trees.add(_stacks.STARTED_IN)
     found = _set_in_folder(folder, recursive=False)
-    return found.union(*(_set_in_folder(tree, recursive=True) for tree in trees))
+    found = found.union(*(_set_in_folder(tree, recursive=True) for tree in trees))
+    name = os.path.splitext(os.path.basename(filename))[0]
+    if name == "__init__":
+        name = os.path.basename(folder)
+    return found | {ANY_NAME} if ANY_NAME + name in found else found
 
 
 def _package_root(folder: str) -> str:
@@ -397,6 +416,7 @@ def _set_in_folder(folder: str, recursive: bool) -> frozenset[str]:
             except OSError:
                 continue
             names.update(next(n for n in groups if n) for groups in _SET_ELSEWHERE.findall(text))
+            names.update(ANY_NAME + next(n for n in g if n) for g in _SET_ANY.findall(text))
         found = _set_in[folder, recursive] = frozenset(names)
     return found
 
@@ -743,8 +763,12 @@ class _Rewriter(ast.NodeTransformer):
             pass  # pytest's assertion rewriting (`@pytest_ar._saferepr(...)`): not the program's
         elif named and isinstance(func, ast.Attribute):
             func.value = self.visit(func.value)  # `object.__setattr__(stats, "n", v)`: as setattr
-        elif isinstance(func, ast.Name) and func.id in _SETTING:
+        elif isinstance(func, ast.Name) and func.id in _SETTING and named:
             pass  # `setattr(...)` called here: its access is the call's (not `sa`'s)
+        elif isinstance(func, ast.Name) and func.id in _SETTING:
+            # `setattr(settings, key.upper(), value)`: a name computed at run
+            # time, not evaluated twice; the setter writes what it is given.
+            node.func = self._call("sa", func, self._site(node, "attribute", _text(node)))
         elif isinstance(func, ast.Attribute) and func.attr in MUTATORS:
             # A plain name's mutator (`items.pop()`) is a scheduling point: a
             # look before it (`if items:`) and the call race; an item's too

@@ -876,6 +876,11 @@ class Scheduler:
                 only = first
             began = _real_clock()
             self._wake_ready_io(REAL_IO_WAIT, only)
+            # A child process's end, which comes alone: no thread is stuck out of
+            # our control meanwhile (a child's 12 s build was, for the watchdog).
+            # A socket that does not answer still is, after the watchdog's wait.
+            if any(wait.ends_alone for wait in self._io_waiters.values()):
+                self.progress += 1
             self._waited_on_real_io(_real_clock() - began)
             woken = [t for t in self.threads if t.runnable]
             if woken:
