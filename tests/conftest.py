@@ -14,6 +14,15 @@ from support import RunningReactor
 pytest_plugins = ("pytester",)
 
 
+@pytest.fixture
+def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """pytester, its runs without the plugins the suite installs only to be
+    tested beside (pytest-asyncio warns in every run that its loop scope is
+    unset): a test that wants one asks for it (``-p asyncio``, ``-p repeat``)."""
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:asyncio -p no:repeat")
+    return pytester
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--run-slow",

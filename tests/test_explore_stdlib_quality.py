@@ -12,6 +12,7 @@ import queue
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
@@ -1032,14 +1033,22 @@ def _lookup_pool() -> ThreadPoolExecutor:
         return _lookups
 
 
+# The same resolver with an executor made at import: its queue, lock and idle
+# count were real, its workers blocked on them out of the scheduler's sight
+# ("blocked outside the scheduler's control", or a TimeoutError once the
+# executor had been used before exploring).
+_MADE_AT_IMPORT = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dns-at-import")
+
+
 class Resolver:
-    def __init__(self, locked: bool) -> None:
+    def __init__(self, locked: bool, pool: Callable[[], ThreadPoolExecutor]) -> None:
         self.cache: dict[str, str] = {}
         self.lookups = 0
         self.lock = threading.Lock() if locked else None
+        self.pool = pool
 
     def resolve(self, name: str) -> str:
-        address = _lookup_pool().submit(lambda: f"10.0.0.{len(name)}").result(timeout=2)
+        address = self.pool().submit(lambda: f"10.0.0.{len(name)}").result(timeout=2)
         if self.lock is None:
             self.lookups += 1  # BUG: unlocked count of lookups
         else:
@@ -1048,12 +1057,12 @@ class Resolver:
         return address
 
 
-def _resolving(locked: bool) -> Any:
+def _resolving(locked: bool, pool: Callable[[], ThreadPoolExecutor] = _lookup_pool) -> Any:
     def scenario(reactor: Any) -> Any:
         from twisted.internet import threads
         from twisted.internet.defer import gatherResults
 
-        resolver = Resolver(locked)
+        resolver = Resolver(locked, pool)
         lookups = [threads.deferToThread(resolver.resolve, n) for n in ("a.com", "bb.org")]
 
         def check(addresses: list[str]) -> None:
@@ -1074,6 +1083,25 @@ def test_an_executor_kept_between_schedules_works_in_each() -> None:
 def test_the_lost_count_beside_a_kept_executor_is_found() -> None:
     result = threadcheck.explore(_resolving(locked=False), budget=2000)
     assert result.found, result.report()
+    assert result.report().startswith(
+        "threadcheck: exception: AssertionError: 1 lookups counted"
+    ), result.report()
+
+
+@pytest.mark.parametrize("used_before", [False, True], ids=["fresh", "used-before"])
+def test_an_executor_made_at_import_works_in_each_schedule_and_after(used_before: bool) -> None:
+    if used_before:
+        assert _MADE_AT_IMPORT.submit(len, "abc").result(timeout=5) == 3
+    scenario = _resolving(locked=True, pool=lambda: _MADE_AT_IMPORT)
+    result = threadcheck.explore(scenario, budget=300, strategy="random")
+    result.assert_clean()
+    assert result.schedules == 300
+    assert _MADE_AT_IMPORT.submit(len, "abcd").result(timeout=5) == 4  # its own again
+
+
+def test_the_lost_count_beside_an_executor_made_at_import_is_found() -> None:
+    scenario = _resolving(locked=False, pool=lambda: _MADE_AT_IMPORT)
+    result = threadcheck.explore(scenario, budget=2000)
     assert result.report().startswith(
         "threadcheck: exception: AssertionError: 1 lookups counted"
     ), result.report()

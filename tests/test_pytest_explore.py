@@ -165,11 +165,13 @@ def test_under_pytest_repeat_the_replay_command_collects_the_test_again(
     pytester.makepyfile(test_race=RACE)
     result = run(pytester, "-p", "repeat", "--count", "2", "-k", "lost_update")
     result.assert_outcomes(failed=2)
-    replays = [line for line in result.outlines if line.startswith("replay: pytest ")]
-    assert len(replays) == 2
+    replays = sorted({line for line in result.outlines if line.startswith("replay: pytest ")})
+    assert len(replays) == 2, replays
     command = shlex.split(replays[1].removeprefix("replay: "))
     assert command[1:4] == ["test_race.py::test_lost_update[2-2]", "--count", "2"]
-    replayed = pytester.runpytest_subprocess(*NO_PYTEST_TWISTED, *command[1:], timeout=180)
+    replayed = pytester.runpytest_subprocess(
+        *NO_PYTEST_TWISTED, "-p", "repeat", *command[1:], timeout=180
+    )
     replayed.assert_outcomes(failed=1)
     replayed.stdout.fnmatch_lines(["*threadcheck: exception: AssertionError: total is *"])
 

@@ -65,6 +65,7 @@ from threadcheck._sched._core import (
 )
 from threadcheck._sched._program import (
     CONTROLLED_ATTR,
+    adopting_submit,
     controlled_abort,
     controlled_exit,
     controlled_kill,
@@ -215,7 +216,11 @@ class Patches:
             (ThreadPool, "_pool", staticmethod(_controlled_pool(ThreadPool._pool))),
             # submit holds a real module-wide lock while it starts a worker: no
             # thread may be switched in there (it could submit too, and block).
-            (ThreadPoolExecutor, "submit", without_points(ThreadPoolExecutor.submit)),
+            (
+                ThreadPoolExecutor,
+                "submit",
+                without_points(adopting_submit(ThreadPoolExecutor.submit)),
+            ),
             *_order.replacements(),
             *_lazy.replacements(),
             *_idle_pools.replacements(),

@@ -22,6 +22,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from threadcheck._sched import _primitives
 from threadcheck._sched._core import (
     Abort,
     ControlledThread,
@@ -30,6 +31,7 @@ from threadcheck._sched._core import (
     TargetError,
     active,
     describe,
+    here,
 )
 
 CONTROLLED_ATTR = "_threadcheck_controlled"
@@ -71,6 +73,42 @@ def revive_executors() -> None:
             executor._threads.clear()
             executor._idle_semaphore = threading.Semaphore(0)
             executor._shutdown = False
+
+
+_EXECUTOR_STATE = ("_work_queue", "_shutdown_lock", "_idle_semaphore", "_threads", "_shutdown")
+_adopted: dict[int, tuple[Any, dict[str, Any]]] = {}
+"""Executors made before exploring, given the scheduler's primitives: their own, by id."""
+
+
+def adopting_submit(submit: Callable[..., Any]) -> Callable[..., Any]:
+    """``ThreadPoolExecutor.submit``: an executor made before exploring (at
+    import, in a module global) has the real queue, lock and idle count its
+    workers block on, out of the scheduler's sight ("blocked outside the
+    scheduler's control" for a correct program). Given work in a schedule, it
+    takes the scheduler's, as one made there has, until exploring ends."""
+
+    def call(executor: Any, *args: Any, **kwargs: Any) -> Any:
+        if (
+            id(executor) not in _adopted
+            and here() is not None
+            and not isinstance(executor._work_queue, _primitives.SimpleQueue)
+        ):
+            _adopted[id(executor)] = (executor, {n: getattr(executor, n) for n in _EXECUTOR_STATE})
+            executor._work_queue = _primitives.SimpleQueue()
+            executor._shutdown_lock = _primitives.Lock()
+            executor._idle_semaphore = _primitives.Semaphore(0)
+            executor._threads = set()  # its real workers, if any, wait on the real queue
+        return submit(executor, *args, **kwargs)
+
+    return call
+
+
+def give_back_executors() -> None:
+    """Exploring ends: the executors :func:`adopting_submit` adopted have their own again."""
+    for executor, state in _adopted.values():
+        for name, value in state.items():
+            setattr(executor, name, value)
+    _adopted.clear()
 
 
 def per_schedule_atexit(

@@ -49,6 +49,7 @@ from threadcheck._sched._patch import Patches, reseed_randomness
 from threadcheck._sched._points import DEFAULT_GRANULARITY, Instrumentation
 from threadcheck._sched._program import (
     CONTROLLED_ATTR,
+    give_back_executors,
     revive_executors,
     run_at_exit,
     stop_idle_executor_workers,
@@ -220,6 +221,7 @@ class Explorer:
     def __exit__(self, *exc: object) -> None:
         try:
             self.patches.uninstall()  # first: nothing may keep the swapped primitives
+            give_back_executors()
             self.alarm.uninstall()
             self.carriers.close()
             self.instrumentation.stop()
