@@ -248,7 +248,7 @@ from pathlib import Path
 runs = Path(os.environ["RUNS_FILE"])
 count = int(runs.read_text()) + 1 if runs.exists() else 1
 runs.write_text(str(count))
-if count == 6:  # the fifth schedule, after the warm-up run
+if count == int(os.environ.get("SIGNALLED_RUN", "6")):  # 6: the fifth schedule, after the warm-up
     posix.kill(os.getpid(), getattr(signal, os.environ["SIGNAL"]))
 
 hits = []
@@ -284,6 +284,19 @@ def test_a_signal_during_explore_prints_the_summary(
     assert result.returncode == status, result.stderr
     assert_one_line(
         result.stderr, "threadcheck: interrupted after 5 schedules, no failure seen so far"
+    )
+
+
+def test_a_signal_during_the_warm_up_says_nothing_was_explored(tmp_path: Path) -> None:
+    # "interrupted after 0 schedules, no failure seen so far": none was looked at.
+    prog = write(tmp_path / "service.py", SIGNALLED_ON_RUN)
+    runs = str(tmp_path / "runs")
+    result = threadcheck(
+        tmp_path, "explore", str(prog), RUNS_FILE=runs, SIGNAL="SIGINT", SIGNALLED_RUN="1"
+    )
+    assert result.returncode == 130, result.stderr
+    assert_one_line(
+        result.stderr, "threadcheck: interrupted before any schedule ran: nothing explored"
     )
 
 

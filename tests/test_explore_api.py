@@ -640,3 +640,20 @@ def test_a_scenario_lambda_with_a_lambda_on_its_line_keeps_its_own_code() -> Non
     )
     result.assert_clean()
     assert done
+
+
+def test_a_scenario_whose_first_parameter_is_an_option_is_called_without_the_reactor() -> None:
+    # The reactor was passed as `ordered`, truthy: the fixed branch was explored,
+    # the naive one never, "no failure seen".
+    given: list[object] = []
+
+    def dining(ordered: bool = False) -> None:
+        given.append(ordered)
+
+    def with_reactor(reactor: Any = None) -> None:
+        given.append(reactor is not None)
+
+    threadcheck.explore(dining, budget=1).assert_clean()
+    threadcheck.explore(with_reactor, budget=1).assert_clean()
+    assert set(given) == {False, True}
+    assert given[0] is False and given[-1] is True

@@ -235,6 +235,37 @@ def test_a_sigterm_with_no_reactor_to_catch_it_kills_the_program(tmp_path: Path)
     )
 
 
+# Two parts of a service handle SIGUSR1, the second chaining to the first as
+# log-rotation libraries do: signal.getsignal gave the real handler (SIG_DFL),
+# not the one the program set in its schedule, and the chain broke.
+CHAINED_HANDLERS = """
+import os, signal, sys
+from twisted.internet import reactor, threads
+
+calls = []
+signal.signal(signal.SIGUSR1, lambda number, frame: calls.append("metrics"))
+previous = signal.getsignal(signal.SIGUSR1)
+
+def rotate_logs(number, frame):
+    calls.append("rotate-logs")
+    previous(number, frame)
+
+assert signal.signal(signal.SIGUSR1, rotate_logs) is previous
+assert signal.getsignal(signal.SIGUSR1) is rotate_logs
+threads.deferToThread(os.kill, os.getpid(), signal.SIGUSR1).addBoth(
+    lambda _: reactor.callLater(0.05, reactor.stop)
+)
+reactor.run()
+assert calls == ["rotate-logs", "metrics"], calls
+"""
+
+
+def test_a_handler_chained_to_the_one_before_it_runs_both(tmp_path: Path) -> None:
+    result = explore_program(write_program(tmp_path, CHAINED_HANDLERS))
+    assert result.returncode == 0, result.stderr
+    assert CLEAN.match(result.stderr), result.stderr
+
+
 # A pool job saves its result through the reactor while a shutdown timer may
 # fire first: its blockingCallFromThread after reactor.stop() (a wait for ever,
 # in production) was refused, and the program's own check then exited 1. The

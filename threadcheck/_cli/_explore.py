@@ -176,10 +176,12 @@ def _explore(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             progress.clear()
             schedules = plural(progress.schedules, "schedule")
-            print(
-                f"threadcheck: interrupted after {schedules}, no failure seen so far",
-                file=sys.stderr,
+            said = (
+                f"after {schedules}, no failure seen so far"
+                if progress.schedules
+                else "before any schedule ran: nothing explored"
             )
+            print(f"threadcheck: interrupted {said}", file=sys.stderr)
             return progress.exit_status
     problem = _program_error(result)
     if problem is not None:

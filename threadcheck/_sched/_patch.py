@@ -72,6 +72,7 @@ from threadcheck._sched._program import (
     controlled_killpg,
     controlled_pthread_kill,
     controlled_raise_signal,
+    handler_in_schedules,
     inert_in_schedules,
     per_schedule_atexit,
     program_failure,
@@ -193,6 +194,7 @@ class Patches:
             (random, "_urandom", _reproducible_bytes(random._urandom)),  # type: ignore[attr-defined]
             (atexit, "register", per_schedule_atexit(atexit.register, self.is_user_file)),
             (signal, "signal", inert_in_schedules(signal.signal, self.is_user_file)),
+            (signal, "getsignal", handler_in_schedules(signal.getsignal, self.is_user_file)),
             (signal, "alarm", inert_in_schedules(signal.alarm, self.is_user_file)),
             (signal, "setitimer", inert_in_schedules(signal.setitimer, self.is_user_file)),
             (os, "_exit", controlled_exit(os._exit)),

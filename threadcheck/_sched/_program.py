@@ -175,6 +175,22 @@ def inert_in_schedules(
     return call
 
 
+def handler_in_schedules(
+    getsignal: Callable[[int], Any], is_user_file: Callable[[str], bool]
+) -> Callable[[int], Any]:
+    """``signal.getsignal`` from the program, in a schedule: the handler its
+    ``signal.signal`` set there (see :func:`inert_in_schedules`), as a handler
+    chained to the one before it asks (it got SIG_DFL, the real one)."""
+
+    def call(number: int) -> Any:
+        scheduler = _program_in_schedule(is_user_file)
+        if scheduler is None or number not in scheduler.signal_handlers:
+            return getsignal(number)
+        return scheduler.signal_handlers[number]
+
+    return call
+
+
 FORKS = (
     "the program forks (os.fork()): the child would run on as a copy of the explorer,"
     " which cannot follow it; check this program with `threadcheck run`, and explore"

@@ -126,13 +126,19 @@ def _run_until_fired(reactor: Any, call: Callable[[Any], Any]) -> list[object]:
 
 def _with_reactor(scenario: Callable[..., Any]) -> Callable[[Any], Any]:
     """``scenario`` called with the reactor, unless it takes no argument at all
-    (a scenario of plain threads need not name a reactor it never uses)."""
+    (a scenario of plain threads need not name a reactor it never uses), or its
+    first is an option with a default, not named ``reactor``: the reactor given
+    as ``ordered=False`` explored the other branch, silently."""
     try:
-        inspect.signature(scenario).bind(None)
+        signature = inspect.signature(scenario)
+        signature.bind(None)
     except TypeError:
         return lambda reactor: scenario()
     except ValueError:
-        pass  # no signature to read (a builtin): give it the reactor
+        return scenario  # no signature to read (a builtin): give it the reactor
+    first = next(iter(signature.parameters.values()))
+    if first.default is not first.empty and first.name != "reactor":
+        return lambda reactor: scenario()
     return scenario
 
 
