@@ -10,6 +10,7 @@ that differs only by the synchronisation, and must be silent.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import textwrap
 from dataclasses import dataclass
@@ -1996,3 +1997,19 @@ def test_an_executor_jobs_race_names_the_line_that_submitted_it(tmp_path: Path) 
     submitted = race.prior.submitted_from
     assert submitted is not None, format_report(found)
     assert "on_timer" in [frame.function for frame in submitted]
+
+
+def test_a_deprecation_a_module_warns_of_at_import_names_its_importer(tmp_path: Path) -> None:
+    # warnings.warn(..., stacklevel=2) skips the import system's frames: the
+    # detector's import wrapper was not one of them, so the warning went to
+    # threadcheck's file, where Python's default filters do not show it.
+    (tmp_path / "legacy_api.py").write_text(
+        "import warnings\n"
+        'warnings.warn("legacy_api is deprecated", DeprecationWarning, stacklevel=2)\n'
+    )
+    program = tmp_path / "app.py"
+    program.write_text("import legacy_api\n")
+    command = [sys.executable, "-m", "threadcheck", "run", "--races", str(program)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"{program}:1: DeprecationWarning: legacy_api is deprecated" in result.stderr

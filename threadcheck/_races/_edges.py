@@ -262,10 +262,21 @@ def _imports() -> list[tuple[Any, str, Any]]:
             _received(name, package, ())
         return module
 
+    # warnings.warn(..., stacklevel=2) in a module's top level names the line
+    # that imported it, past the import system's frames, which it knows by
+    # their file: ours are taken for them too (the DeprecationWarning a user
+    # module warns of at import went to this file, where no filter shows it).
+    for wrapper in (tracked_import, tracked_import_module):
+        wrapper.__code__ = wrapper.__code__.replace(co_filename=_LIKE_IMPORTLIB)
     return [
         (builtins, "__import__", tracked_import),
         (importlib, "import_module", tracked_import_module),
     ]
+
+
+_LIKE_IMPORTLIB = f"{__file__} (importlib._bootstrap's __import__, watched)"
+"""The file our import wrappers' frames show: with "importlib" and "_bootstrap"
+in it, ``warnings`` skips them as the import system's own."""
 
 
 def _raise_where_imported(error: ImportError, importer: FrameType) -> NoReturn:
