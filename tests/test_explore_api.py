@@ -657,3 +657,38 @@ def test_a_scenario_whose_first_parameter_is_an_option_is_called_without_the_rea
     threadcheck.explore(with_reactor, budget=1).assert_clean()
     assert set(given) == {False, True}
     assert given[0] is False and given[-1] is True
+
+
+def test_a_gathered_failure_is_headed_by_the_error_inside_it() -> None:
+    # The headline was Twisted's repr of the FirstError: "FirstError[#0,
+    # [Failure instance: Traceback: <class 'AssertionError'>: timed out ...".
+    from twisted.internet import threads
+    from twisted.internet.defer import gatherResults
+
+    def scenario(reactor: Any) -> Any:
+        def produce() -> None:
+            raise AssertionError("timed out waiting for the producer")
+
+        return gatherResults([threads.deferToThread(produce), threads.deferToThread(int)])
+
+    result = threadcheck.explore(scenario, budget=5)
+    assert result.report().startswith(
+        "threadcheck: exception: AssertionError: timed out waiting for the producer;"
+    ), result.report()
+
+
+def test_a_thread_s_traceback_starts_where_its_own_would() -> None:
+    # It began with threadcheck's frame that runs a controlled thread's body.
+    def scenario() -> None:
+        def consume() -> None:
+            raise LookupError("no item")
+
+        worker = threading.Thread(target=consume)
+        worker.start()
+        worker.join()
+
+    result = threadcheck.explore(scenario, budget=2)
+    assert result.failure is not None
+    frames = [line for line in result.failure.details.splitlines() if line.startswith("  File ")]
+    assert frames[0].endswith(", in run"), result.failure.details  # threading's Thread.run
+    assert "threadcheck" not in "\n".join(frames), result.failure.details

@@ -20,6 +20,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable
+from types import TracebackType
 from typing import Any, NoReturn
 
 from threadcheck._sched import _primitives
@@ -338,9 +339,24 @@ def thread_failure(name: str | None, error: BaseException) -> Failure:
         message,
         thread=name,
         location=location,
-        details="".join(traceback.format_exception(type(error), error, error.__traceback__)),
+        details="".join(traceback.format_exception(type(error), error, _from_theirs(error))),
         what=type(error).__name__,
     )
+
+
+def _from_theirs(error: BaseException) -> TracebackType | None:
+    """``error``'s traceback from its first frame that is not ours (the body a
+    controlled thread runs in): the frames a thread's own traceback shows."""
+    from threadcheck import _stacks
+
+    tb = error.__traceback__
+    while (
+        tb is not None
+        and tb.tb_next is not None
+        and _stacks.is_own(tb.tb_frame.f_code.co_filename)
+    ):
+        tb = tb.tb_next
+    return tb
 
 
 _REPLAYS = ("raiseException", "throwExceptionIntoGenerator")

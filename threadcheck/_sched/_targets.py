@@ -87,6 +87,7 @@ class ScenarioTarget:
             )
         result = outcome[0]
         if isinstance(result, TwistedFailure):
+            result = _inside_gathered(result)
             error = result.value
             if isinstance(error, BaseException):
                 traceback = result.getTracebackObject()  # type: ignore[no-untyped-call]
@@ -97,6 +98,17 @@ class ScenarioTarget:
                 name = None if pool_job else threading.current_thread().name
                 return thread_failure(name, error.with_traceback(traceback))
         return None
+
+
+def _inside_gathered(failure: Any) -> Any:
+    """What failed inside a ``gatherResults`` (or a ``DeferredList`` with
+    ``fireOnOneErrback``): its ``FirstError`` headline was Twisted's repr of
+    the whole failure, the error's own message deep inside it."""
+    from twisted.internet.defer import FirstError
+
+    while failure.check(FirstError):
+        failure = failure.value.subFailure
+    return failure
 
 
 def run_scenario(reactor: Any, scenario: Callable[[Any], Any]) -> list[object]:
