@@ -401,6 +401,36 @@ def test_twistd_stopped_by_sigterm_still_writes_its_reports(tmp_path: Path) -> N
     assert len(json.loads(json_path.read_text())["violations"]) == 1
 
 
+# Twisted's newer runner of services: the report was printed, but the exit
+# status stayed 0; stopped by SIGTERM, it printed nothing at all.
+WSGI_APP = (
+    TAC.replace('application = service.Application("threadcheck-demo")\n', "")
+    + """
+
+def application(environ, start_response):
+    start_response("200 OK", [])
+    return [b"ok"]
+"""
+)
+
+
+@pytest.mark.parametrize("stop", ["reactor.stop", "SIGTERM"])
+def test_twist_fails_the_exit_status_and_reports_when_signalled(tmp_path: Path, stop: str) -> None:
+    app = WSGI_APP.format(buggy=True)
+    if stop == "SIGTERM":
+        app = app.replace(
+            "reactor.callLater(0.1, reactor.stop)",
+            "import os, signal; reactor.callLater(0.1, os.kill, os.getpid(), signal.SIGTERM)",
+        )
+    (tmp_path / "webapp.py").write_text(app)
+    twist = [str(BIN / "twist"), "--reactor=threadcheck", "web", "--listen", "tcp:0"]
+    result = run([*twist, "--wsgi", "webapp.application"], tmp_path, PYTHONPATH=str(tmp_path))
+    expected = 3 if stop == "reactor.stop" else -signal.SIGTERM
+    assert result.returncode == expected, result.stdout + result.stderr
+    assert "instrumented: True" in result.stdout
+    assert result.stderr.startswith("threadcheck: 1 thread-affinity violation"), result.stderr
+
+
 RACY_TAC = """
 import threading, time
 

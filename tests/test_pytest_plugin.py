@@ -804,7 +804,8 @@ def test_tests_of_an_installed_package_are_the_users_code(
     result.stdout.fnmatch_lines(
         [
             "*offending call: *site-packages/tcinstalled/test_service.py:7 in worker",
-            "*fix: do it in the reactor thread: reactor.callFromThread(reactor.callLater, ...)",
+            "*fix: do it in the reactor thread: "
+            "reactor.callFromThread(reactor.callLater, 0, lambda: None)",
         ]
     )
 

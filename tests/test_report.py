@@ -67,7 +67,11 @@ def test_human_report_names_api_threads_and_offending_line(running_reactor: Any)
     assert "running.reactor.callLater(3600, noop)" in report
     assert "thread started at (most recent call last):" in report
     assert "thread.start()" in report
-    assert "fix: do it in the reactor thread: reactor.callFromThread(reactor.callLater" in report
+    # The call as written, moved whole.
+    assert (
+        "fix: do it in the reactor thread: "
+        "reactor.callFromThread(running.reactor.callLater, 3600, noop)"
+    ) in report
     # threadcheck's own frames never show; Twisted's are folded.
     assert "_checked.py" not in report and "_affinity.py" not in report
 
@@ -389,6 +393,29 @@ def test_a_reactor_call_whose_result_the_line_goes_on_with_is_moved_with_it(
         "fix: do it in the reactor thread: reactor.callFromThread(lambda: "
         'reactor.resolve("localhost").addErrback(ignore))',
     ]
+
+
+def stop_it(reactor: Any) -> None:
+    reactor.stop()
+
+
+def retry_later(reactor: Any) -> None:
+    reactor.callLater(60, print, "expire cache")
+
+
+def test_a_reactor_call_written_out_is_moved_with_its_arguments(running_reactor: Any) -> None:
+    # The fix said reactor.callFromThread(reactor.stop, ...): pasted as
+    # written, stop() was given an argument (TypeError); callLater's were lost.
+    running: RunningReactor = running_reactor()
+    for call in (stop_it, retry_later):
+        run_threads([threading.Thread(target=call, args=(running.reactor,))])
+    violations = _wait_for_violations(running, 2)
+    fixes = {v.api: format_report([v]).splitlines()[-1].strip() for v in violations}
+    assert fixes == {
+        "reactor.stop": "fix: do it in the reactor thread: reactor.callFromThread(reactor.stop)",
+        "reactor.callLater": "fix: do it in the reactor thread: "
+        'reactor.callFromThread(reactor.callLater, 60, print, "expire cache")',
+    }
 
 
 WSLIB = """
@@ -857,6 +884,38 @@ def test_the_programs_code_run_in_one_of_our_threads_is_not_its_violation(
 
     running: RunningReactor = running_reactor(Mode.RECORD)
     ours = threading.Thread(target=lambda: running.reactor.callLater(3600, noop))
+    _hidden.hide(ours)
+    run_threads([ours])
+    assert running.recorder.violations() == []
+    running.in_reactor(lambda: [c.cancel() for c in running.reactor.getDelayedCalls()])
+
+
+class _CollectedAsItStarts(threading.Event):
+    """A thread's start event whose set() first runs a program's __del__, as a
+    collection set off there does (races' tracked Event.set allocates)."""
+
+    def __init__(self, finalizer: Any) -> None:
+        super().__init__()
+        self.finalizer = finalizer
+
+    def set(self) -> None:
+        self.finalizer()
+        super().set()
+
+
+def test_the_programs_code_run_as_one_of_our_threads_starts_is_not_its_violation(
+    running_reactor: Any,
+) -> None:
+    # A PB reference's __del__ (transport.write) run by a collection in the
+    # shutdown watch's start, before Python knew that thread (a dummy one):
+    # reported as the program's call, the watch's ident not yet alive.
+    from threadcheck import _hidden
+
+    running: RunningReactor = running_reactor(Mode.RECORD)
+    ours = threading.Thread(target=noop, name="threadcheck-shutdown-watch")
+    ours._started = _CollectedAsItStarts(  # type: ignore[attr-defined]
+        lambda: running.reactor.callLater(3600, noop)
+    )
     _hidden.hide(ours)
     run_threads([ours])
     assert running.recorder.violations() == []

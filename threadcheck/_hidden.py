@@ -34,8 +34,13 @@ def hide(thread: threading.Thread) -> None:
 def is_ours(ident: int) -> bool:
     """Whether the thread ``ident`` is one of ours (as it exits too, when
     ``threading.current_thread()`` no longer knows it: a dummy thread)."""
-    # Alive: an ended thread's ident is given to the next thread started.
-    return any(thread.ident == ident and thread.is_alive() for thread in list(_ours))
+    # Alive, or still starting (the collector may run a program's __del__ in
+    # it before Thread.start returns): an ended thread's ident is given to the
+    # next thread started.
+    return any(
+        thread.ident == ident and (thread.is_alive() or not thread._started.is_set())  # type: ignore[attr-defined]
+        for thread in list(_ours)
+    )
 
 
 def _without_ours(enumerate_: Callable[[], list[threading.Thread]]) -> Any:

@@ -261,7 +261,7 @@ def _reactor_api_fix(api: str, offending: str) -> str:
             f"do it in the reactor thread, for its result: "
             f"threads.blockingCallFromThread(reactor, {written})"
         )
-    return f"do it in the reactor thread: reactor.callFromThread(reactor.{api}, ...)"
+    return f"do it in the reactor thread: reactor.callFromThread({written})"
 
 
 def _handed_over_before_run(violation: Violation) -> str:

@@ -18,7 +18,7 @@ import sys
 import threading
 from typing import Any
 
-from threadcheck import _fixes, _stacks
+from threadcheck import _fixes, _hidden, _stacks
 from threadcheck._affinity import AffinityChecker
 from threadcheck._threads import submission_on
 from threadcheck._violation import Violation
@@ -45,6 +45,9 @@ class StuckPoolWatch:
         self._timer = threading.Timer(grace, self._report)
         self._timer.daemon = True
         self._timer.name = "threadcheck-shutdown-watch"
+        # Ours: what the collector runs in it (a program's __del__) is not the
+        # program's call, and its leaked-thread check does not see it.
+        _hidden.hide(self._timer)
 
     def start(self) -> None:
         self._timer.start()

@@ -88,6 +88,10 @@ def install(kind: str = "default") -> None:
         from threadcheck._twisted_plugin import _twistd
 
         _twistd.hook(report, reactor)
+    elif "twisted.application.twist._twist" in sys.modules:
+        from threadcheck._twisted_plugin import _twist
+
+        _twist.hook(report)
 
 
 def _usage_error(problem: str) -> NoReturn:
