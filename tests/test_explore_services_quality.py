@@ -898,19 +898,6 @@ reactor.run()
 """
 
 
-def test_a_library_keeping_an_earlier_runs_reactor_is_a_usage_error(tmp_path: Path) -> None:
-    # Its calls went to the warm-up run's reactor, which no schedule ran: the
-    # job never ran, and explore said "every interleaving explored".
-    result = explore_with_library(tmp_path, "tickets", KEEPS_ITS_REACTOR, SCHEDULED_JOB)
-    assert result.returncode == 2, result.stderr
-    assert result.stderr.startswith(
-        "threadcheck: reactor.callLater was given work on the reactor of an earlier schedule"
-    ), result.stderr
-    # Where, as paths are shown (relative to the working directory when under it).
-    assert "tickets.py:8 in call_later (tickets), which no schedule runs again" in result.stderr
-    assert "the global tickets._reactor keeps it, set in an earlier schedule" in result.stderr
-
-
 # buildbot.util.twisted.ThreadPool's shape: a pool that stops itself at the
 # shutdown of the reactor its module bound when imported. In later schedules the
 # trigger went to a reactor no schedule runs, the pool's thread was never
@@ -935,15 +922,40 @@ reactor.run()
 """
 
 
-def test_a_shutdown_trigger_on_an_earlier_runs_reactor_is_a_usage_error(tmp_path: Path) -> None:
-    result = explore_with_library(tmp_path, "dbpool", STOPS_AT_SHUTDOWN, DB_JOBS)
+# Its calls went to the warm-up run's reactor, which no schedule ran: the job
+# never ran, and explore said "every interleaving explored"; the pool's stop,
+# a false deadlock at exit.
+EARLIER_RUNS_REACTOR = {
+    "callLater": (
+        "tickets",
+        KEEPS_ITS_REACTOR,
+        SCHEDULED_JOB,
+        "tickets.py:8 in call_later",
+        "_reactor",
+    ),
+    "addSystemEventTrigger": (
+        "dbpool",
+        STOPS_AT_SHUTDOWN,
+        DB_JOBS,
+        "dbpool.py:8 in start",
+        "reactor",
+    ),
+}
+
+
+@pytest.mark.parametrize("api", sorted(EARLIER_RUNS_REACTOR))
+def test_a_library_keeping_an_earlier_runs_reactor_is_a_usage_error(
+    tmp_path: Path, api: str
+) -> None:
+    name, library, program, where, kept_in = EARLIER_RUNS_REACTOR[api]
+    result = explore_with_library(tmp_path, name, library, program)
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith(
-        "threadcheck: reactor.addSystemEventTrigger was given work on the reactor of an "
-        "earlier schedule, at "
+        f"threadcheck: reactor.{api} was given work on the reactor of an earlier schedule"
     ), result.stderr
-    assert "dbpool.py:8 in start (dbpool), which no schedule runs again" in result.stderr
-    assert "the global dbpool.reactor keeps it" in result.stderr
+    # Where, as paths are shown (relative to the working directory when under it).
+    assert f"{where} ({name}), which no schedule runs again" in result.stderr
+    assert f"the global {name}.{kept_in} keeps it, set in an earlier schedule" in result.stderr
 
 
 # APScheduler's TwistedScheduler() without reactor=: the scheduler is made
