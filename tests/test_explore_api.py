@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import os
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from twisted.internet import threads
 from twisted.internet.defer import Deferred
 
 import threadcheck
-from threadcheck._sched._core import VIRTUAL_EPOCH
+from threadcheck._sched._core import CLOCK_START, VIRTUAL_EPOCH
 from threadcheck._sched._report import ExplorationFailedError
 
 
@@ -195,6 +196,7 @@ def test_the_scenario_gets_a_fresh_reactor_every_schedule() -> None:
     def scenario(reactor: Any) -> None:
         seen.append(reactor)
         assert reactor.seconds() == VIRTUAL_EPOCH  # virtual time starts afresh
+        assert time.monotonic() == CLOCK_START
 
     threadcheck.explore(scenario, budget=5, strategy="random").assert_clean()
     assert len(seen) == 1 + 5  # the warm-up run, then 5 schedules

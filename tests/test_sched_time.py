@@ -4,6 +4,7 @@ clock the program reads is the scheduler's virtual one."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import pickle
 import subprocess
@@ -17,7 +18,14 @@ from twisted.internet import threads
 from twisted.internet.defer import Deferred
 
 import threadcheck
-from threadcheck._sched._core import TIME, VIRTUAL_EPOCH, Scheduler, format_seconds
+from threadcheck._sched._core import (
+    CLOCK_START,
+    TIME,
+    VIRTUAL_EPOCH,
+    WALL_OFFSET,
+    Scheduler,
+    format_seconds,
+)
 from threadcheck._sched._runner import Settings
 from threadcheck._sched.strategies import BoundedPreemption
 
@@ -112,9 +120,36 @@ def test_every_clock_reads_virtual_time_and_deadline_loops_end() -> None:
     assert (time.time, time.monotonic, time.perf_counter) == real_clocks  # put back
     for reading in readings:
         assert reading.pop("polls") in (20, 21)  # 20 sleeps of 50 ms, give or take rounding
-        clock = reading.pop("reactor")
-        assert clock >= VIRTUAL_EPOCH + 1.0
-        assert reading == pytest.approx(dict.fromkeys(reading, clock), abs=1e-6)
+        wall = reading.pop("reactor")
+        assert wall >= VIRTUAL_EPOCH + 1.0
+        assert reading.pop("time") == pytest.approx(wall, abs=1e-6)
+        assert reading.pop("time_ns") == pytest.approx(wall, abs=1e-6)
+        # The monotonic clocks: the same time, from a small start (as seconds since boot)
+        assert reading == pytest.approx(dict.fromkeys(reading, wall - WALL_OFFSET), abs=1e-6)
+        assert CLOCK_START + 1.0 <= reading["monotonic"] < CLOCK_START + 2.0
+
+
+def test_an_asyncio_loop_in_a_pool_job_sees_its_timers_come() -> None:
+    # asyncio runs a timer once its clock is a nanosecond past the timer's time:
+    # at the wall clock's magnitude (2026) no float is, and a pool job's
+    # asyncio.run spun at its first sleep until the watchdog called it blocked.
+    async def fetch_quote(symbol: str) -> str:
+        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.25)
+        return f"{symbol}:42"
+
+    def blocking_lookup(symbol: str) -> str:  # a sync wrapper of an async client
+        return asyncio.run(fetch_quote(symbol))
+
+    quotes: list[str] = []
+
+    def scenario(reactor: Any) -> Deferred[Any]:
+        pool = reactor.getThreadPool()
+        looked_up = threads.deferToThreadPool(reactor, pool, blocking_lookup, "ACME")
+        return looked_up.addCallback(quotes.append)
+
+    threadcheck.explore(scenario, budget=20, strategy="random").assert_clean()
+    assert quotes == ["ACME:42"] * 21  # the warm-up run and 20 schedules
 
 
 def test_datetime_reads_the_virtual_clock_and_makes_real_datetimes() -> None:

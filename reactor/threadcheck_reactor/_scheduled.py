@@ -36,7 +36,13 @@ from threadcheck._affinity import AffinityChecker
 from threadcheck._modes import DEFAULT_MODE, Mode
 from threadcheck._races import _footprint
 from threadcheck._recorder import Recorder
-from threadcheck._sched._core import ControlledThread, Scheduler, TargetError, active
+from threadcheck._sched._core import (
+    WALL_OFFSET,
+    ControlledThread,
+    Scheduler,
+    TargetError,
+    active,
+)
 from threadcheck._sched._pool import scheduled_team
 from threadcheck_reactor._delayedcall import CheckedDelayedCall, delayed_call_type
 from threadcheck_reactor._reactor import REACTOR_CLASSES, InstrumentedReactorType, ThreadCheckMixin
@@ -151,7 +157,13 @@ class ScheduledMixin(ThreadCheckMixin):
     def seconds(self) -> float:
         if _footprint.collecting:
             _footprint.looked_at(_footprint.CLOCK)
-        return self._scheduler.now
+        return self._scheduler.now + WALL_OFFSET
+
+    def _deadline(self, delay: float) -> float:
+        """The scheduler's time at which ``seconds()`` reads ``seconds() + delay``
+        (a DelayedCall's time) exactly: ``now + delay`` may read a float's step
+        less at the wall clock's magnitude, and the call would not be due yet."""
+        return self._scheduler.now + WALL_OFFSET + delay - WALL_OFFSET
 
     def callFromThread(self, f: Callable[..., Any], *args: object, **kwargs: object) -> None:
         if self._disposed:
@@ -182,7 +194,7 @@ class ScheduledMixin(ThreadCheckMixin):
             self._idle = scheduler.controlled()
             try:
                 scheduler.block(
-                    "reactor idle", None if delay is None else scheduler.now + delay, REACTOR
+                    "reactor idle", None if delay is None else self._deadline(delay), REACTOR
                 )
             finally:
                 self._idle = None
@@ -224,6 +236,8 @@ class ScheduledMixin(ThreadCheckMixin):
                 self._idle = None
             super().doIteration(0)
             return
+        if delay is not None:
+            delay = self._deadline(delay) - scheduler.now
         if not _children_running() and scheduler.skip_quiet_time(*self._sockets(), delay):
             return  # its sockets only talk to each other: the next deadline comes at once
         wait = REAL_IO_POLL if delay is None else min(delay, REAL_IO_POLL)

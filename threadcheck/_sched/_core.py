@@ -45,7 +45,19 @@ DAEMONS_HELD = "daemon threads held while time passed"
 disprove (see :meth:`Scheduler._decide`)."""
 
 VIRTUAL_EPOCH = 1_767_225_600.0
-"""Where virtual time starts: 2026-01-01 00:00 UTC, a fixed, realistic wall-clock time."""
+"""The wall clock (``time.time``, ``reactor.seconds()``) as virtual time
+starts: 2026-01-01 00:00 UTC, a fixed, realistic wall-clock time."""
+
+CLOCK_START = 10_000.0
+"""The monotonic clocks (``time.monotonic``, ``perf_counter``) as virtual time
+starts, and the scheduler's :attr:`Scheduler.now`: small, as a real machine's
+seconds since boot, so that a nanosecond on is still a later time. asyncio
+runs a timer once its clock is past the timer's time by its resolution (1 ns);
+at the wall clock's magnitude a float has no nanoseconds, and a pool job's
+``asyncio.run`` spun at its first ``asyncio.sleep``'s time for ever."""
+
+WALL_OFFSET = VIRTUAL_EPOCH - CLOCK_START
+"""The wall clock's reading at :attr:`Scheduler.now` is ``now + WALL_OFFSET``."""
 
 REAL_IO_WAIT = 0.01
 """Real seconds a wait on real files lasts before deadlines are looked at again."""
@@ -247,7 +259,7 @@ class ControlledThread:
     """The synchronisation object it waits on (see :mod:`threadcheck._races._footprint`)."""
     woken_by: object = None
     """What a thread that woke it released, until it runs again."""
-    held_since: float = VIRTUAL_EPOCH
+    held_since: float = CLOCK_START
     """Virtual time since which it could run: since it started, or its last wait
     ended. Time passes while it can run for ``max_delay`` in all, not at each
     hold: a thread run one step between holds of a second would otherwise be
@@ -388,7 +400,7 @@ class Scheduler:
         self.record_trace = record_trace
         self.threads: list[ControlledThread] = []
         self._by_ident: dict[int, ControlledThread] = {}
-        self.now = VIRTUAL_EPOCH
+        self.now = CLOCK_START
         self._time_passed = 0
         self.step = 0
         self._alone_steps = 0
@@ -1030,7 +1042,7 @@ class Scheduler:
         ends: its threads unwind from their next point or wait."""
         if self._time_passed > TIME_STEPS * self.max_steps:
             spent = f"time passing {TIME_STEPS * self.max_steps:,} times"
-        elif self.now - VIRTUAL_EPOCH > TIME_HORIZON and self._time_passed > HORIZON_PASSES:
+        elif self.now - CLOCK_START > TIME_HORIZON and self._time_passed > HORIZON_PASSES:
             spent = f"{TIME_HORIZON:,.0f} s of virtual time"
         else:
             return
@@ -1187,7 +1199,7 @@ class Scheduler:
         where = frame if frame is not None else self.where(sys._getframe(2))
         if where is None:
             self.trace.append(
-                Step(self.step, current.tid, kind, "", 0, "", detail, self.now - VIRTUAL_EPOCH)
+                Step(self.step, current.tid, kind, "", 0, "", detail, self.now - CLOCK_START)
             )
             return
         code = where.f_code
@@ -1199,7 +1211,7 @@ class Scheduler:
             where.f_lineno,
             code.co_name,
             detail,
-            self.now - VIRTUAL_EPOCH,
+            self.now - CLOCK_START,
         )
         self.trace.append(step)
 

@@ -8,7 +8,9 @@
   imported directly (``from threading import Lock``) are swapped too.
 * ``time.sleep`` sleeps in virtual time in controlled threads, and
   ``time.time``/``monotonic``/``perf_counter`` (and ``_ns``) read the
-  scheduler's virtual clock there, as ``reactor.seconds()`` does.
+  scheduler's virtual clock there: ``time.time`` as ``reactor.seconds()``
+  does (from 2026-01-01), the monotonic ones from
+  :data:`~threadcheck._sched._core.CLOCK_START`.
 * ``datetime.now()`` and ``utcnow()`` read that clock too, in the real class
   (:mod:`._dates`); ``today()`` and ``date.today()`` read it through ``time.time``.
 * ``Thread.start`` in a controlled thread starts a controlled thread, and
@@ -55,6 +57,7 @@ from threadcheck._sched import (
     _sqlite,
 )
 from threadcheck._sched._core import (
+    WALL_OFFSET,
     Abort,
     ControlledThread,
     Scheduler,
@@ -585,6 +588,7 @@ def _virtual_clock(real: Callable[[], Any]) -> Callable[[], Any]:
     agree with sleeps and DelayedCalls. Test frameworks that time the test
     itself (Hypothesis's deadlines) keep the real clock."""
     scale = 1_000_000_000 if real.__name__.endswith("_ns") else 0
+    offset = WALL_OFFSET if real.__name__.startswith("time") else 0.0
     timing = _timing_frameworks()
 
     def clock() -> Any:
@@ -594,7 +598,9 @@ def _virtual_clock(real: Callable[[], Any]) -> Callable[[], Any]:
         now = place[0].now
         if _footprint.collecting:
             _footprint.looked_at(_footprint.CLOCK)
-        return int(now * scale) if scale else now
+        if scale:  # exact nanoseconds: the offset is whole seconds
+            return int(now * scale) + int(offset) * scale
+        return now + offset
 
     clock.__name__ = real.__name__
     clock.__wrapped__ = real  # type: ignore[attr-defined]
