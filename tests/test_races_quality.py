@@ -950,6 +950,67 @@ ACCESS_KINDS = [
             ("a class", "class current: pass"),
         ]
     ),
+    *(
+        Case(
+            f"a value kept by {how}",
+            racy=f"""
+                import contextlib
+                lock = contextlib.nullcontext()
+                {keeper}
+                breaker = Breaker()
+                t = threading.Thread(target=setattr, args=(breaker, "state", "open")); t.start()
+                seen = breaker.state
+                t.join()
+            """,
+            fixed=f"""
+                lock = threading.Lock()
+                {keeper}
+                breaker = Breaker()
+                t = threading.Thread(target=setattr, args=(breaker, "state", "open")); t.start()
+                seen = breaker.state
+                t.join()
+            """,
+            # The keeper's own accesses, not `state`: under the lock, nothing races.
+            location=location,
+            line=line,
+        )
+        for how, keeper, location, line in [
+            (
+                "a property that takes a lock",
+                """
+                class Breaker:
+                    _state = "closed"
+                    @property
+                    def state(self):
+                        with lock:
+                            return self._state
+                    @state.setter
+                    def state(self, value):
+                        with lock:
+                            self._state = value
+                """,
+                "Breaker._state",
+                "self._state = value",
+            ),
+            (
+                "__setattr__ and __getattr__ that take a lock",
+                """
+                class Breaker:
+                    __slots__ = ("values",)
+                    def __init__(self):
+                        object.__setattr__(self, "values", {})
+                    def __setattr__(self, name, value):
+                        with lock:
+                            self.values[name] = value
+                    def __getattr__(self, name):
+                        with lock:
+                            return self.values.get(name, "closed")
+                """,
+                "self.values[...]",
+                "self.values[name] = value",
+            ),
+        ]
+    ),
 ]
 
 

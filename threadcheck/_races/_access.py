@@ -22,7 +22,7 @@ import pathlib
 import sys
 from _thread import get_ident
 from collections.abc import Callable, Iterator
-from types import CodeType, FrameType, FunctionType, GeneratorType
+from types import CodeType, FrameType, FunctionType, GeneratorType, ModuleType
 from typing import Any
 
 from threadcheck._races import _footprint, _texts
@@ -34,6 +34,7 @@ from threadcheck._races._shadow import (
     Site,
     add_site,
     attribute,
+    instance_dict,
     location,
     objects,
     own_attribute,
@@ -92,6 +93,8 @@ def ra(obj: Any, name: str, site: int) -> Any:
         shadow = objects.get(id(obj))
         loc = shadow.locations.get(name) if shadow is not None else None
         if loc is None:
+            if _kept_by_code(obj, name, False):
+                return obj
             loc, shared = attribute(obj, name)
             read(tc, loc, site, obj, name, "read")
             if shared is not None:
@@ -140,6 +143,8 @@ def _written(obj: Any, name: str, site: int, mode: str) -> None:
     shadow = objects.get(id(obj))
     loc = shadow.locations.get(name) if shadow is not None else None
     if loc is None:
+        if _kept_by_code(obj, name, True):
+            return
         loc = location(obj, name)
     else:
         if shadow is not None and shadow.borrowed is not None:
@@ -150,6 +155,50 @@ def _written(obj: Any, name: str, site: int, mode: str) -> None:
     if mode == "update":
         read(tc, loc, site, obj, name, mode)
     write(tc, loc, site, obj, name, mode, False)
+
+
+def _kept_by_code(obj: Any, name: str, write: bool) -> bool:
+    """Whether ``obj.name`` is no storage but the program's code that keeps the
+    value elsewhere: a property's getter or setter, a data descriptor, the
+    class's own ``__getattribute__``/``__setattr__``, or its ``__getattr__``
+    when nothing has that name. That code's own accesses are recorded as it
+    makes them, under the lock it may take (a circuit breaker's locked
+    ``state`` property was a race of ``state`` itself)."""
+    kind = type(obj)
+    key = (kind, name, write)
+    kept = _by_code.get(key, _MISSING)
+    if kept is _MISSING:
+        kept = _by_code[key] = _code_keeping(kind, name, write)
+    if kept is None:  # by __getattr__, unless the instance has one of its own
+        own = instance_dict(obj, kind)
+        return own is None or name not in own
+    return bool(kept)
+
+
+def _code_keeping(kind: type, name: str, write: bool) -> bool | None:
+    """:func:`_kept_by_code` for ``kind``'s instances; None: by its ``__getattr__``."""
+    if issubclass(kind, (type, ModuleType)):
+        return False
+    if _rewritten_function(getattr(kind, "__setattr__" if write else "__getattribute__", None)):
+        return True
+    for cls in kind.__mro__:
+        found = cls.__dict__.get(name, _MISSING)
+        if found is _MISSING:
+            continue
+        if isinstance(found, property):
+            return _rewritten_function(found.fset if write else found.fget)
+        descriptor = type(found)
+        accessor = getattr(descriptor, "__set__" if write else "__get__", None)
+        return hasattr(descriptor, "__set__") and _rewritten_function(accessor)
+    if not write and _rewritten_function(getattr(kind, "__getattr__", None)):
+        return None
+    return False
+
+
+_by_code: dict[tuple[type, str, bool], bool | None] = {}
+"""What :func:`_code_keeping` said of each class's attribute, read and written."""
+
+_MISSING: Any = object()
 
 
 def st(value: Any, site: int) -> Any:
@@ -938,6 +987,7 @@ def forget_types() -> None:
     everything their functions' globals hold (a schedule's whole state)."""
     _kinds.clear()
     _own_items.clear()
+    _by_code.clear()
 
 
 def _kind_of(cls: type) -> int:

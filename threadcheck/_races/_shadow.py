@@ -258,7 +258,7 @@ def own_attribute(obj: object, name: str) -> None:
         shadow.borrowed.pop(name, None)
 
 
-def _instance_dict(obj: object, kind: type) -> dict[str, Any] | None:
+def instance_dict(obj: object, kind: type) -> dict[str, Any] | None:
     """``obj``'s own attribute dictionary, from the slot Python keeps it in: not
     through a ``__dict__`` its class may define (a proxy's property, which is
     the program's code)."""
@@ -280,7 +280,7 @@ def _class_owner(obj: object, name: str) -> type | None:
     kind = type(obj)
     if issubclass(kind, (type, ModuleType, _thread._local)):
         return None
-    own = _instance_dict(obj, kind)
+    own = instance_dict(obj, kind)
     if own is not None and name in own:
         return None
     for cls in kind.__mro__:
