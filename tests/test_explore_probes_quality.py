@@ -942,6 +942,49 @@ SETTERS = {
         "",
     ),
     "globals": ("flags.set_mode()", 'def set_mode():\n    globals()["MODE"] = 1\n'),
+    # Computed, on the module known by another name, or on itself.
+    "computed setattr through an alias": (
+        "import flags as settings\n"
+        '    for key, value in {"mode": 1}.items():\n'
+        "        setattr(settings, key.upper(), value)",
+        "",
+    ),
+    "computed setattr on an imported module": (
+        'import importlib\n    mod = importlib.import_module("flags")\n'
+        '    for key, value in {"mode": 1}.items():\n        setattr(mod, key.upper(), value)',
+        "",
+    ),
+    "computed setattr on its sys.modules entry": (
+        'for key, value in {"mode": 1}.items():\n'
+        '        setattr(sys.modules["flags"], key.upper(), value)',
+        "",
+    ),
+    "computed __dict__ item through an alias": (
+        "import flags as cfg\n"
+        '    for key, value in {"mode": 1}.items():\n        cfg.__dict__[key.upper()] = value',
+        "",
+    ),
+    "computed setattr on its own module": (
+        "flags.set_mode()",
+        "import sys\ndef set_mode():\n"
+        '    for key, value in {"mode": 1}.items():\n'
+        "        setattr(sys.modules[__name__], key.upper(), value)\n",
+    ),
+    "computed globals item": (
+        "flags.set_mode()",
+        'def set_mode():\n    for key, value in {"mode": 1}.items():\n'
+        "        globals()[key.upper()] = value\n",
+    ),
+    "globals().update": (
+        "flags.set_mode()",
+        'def set_mode():\n    globals().update({"MODE": 1})\n',
+    ),
+    # Its argument has points of its own: the change comes after them.
+    "globals().update of a comprehension": (
+        "flags.set_mode()",
+        "def set_mode():\n"
+        '    globals().update({key.upper(): value for key, value in {"mode": 1}.items()})\n',
+    ),
     "exec": ("flags.set_mode()", 'def set_mode():\n    exec("MODE = 1", globals())\n'),
 }
 

@@ -952,6 +952,33 @@ ACCESS_KINDS = [
     ),
     *(
         Case(
+            f"a module's variables changed at once by {how}",
+            racy=f"""
+                current = None
+                def work():
+                    {change}
+                t = threading.Thread(target=work); t.start()
+                seen = current
+                t.join()
+            """,
+            fixed=f"""
+                current = None
+                def work():
+                    {change}
+                t = threading.Thread(target=work); t.start()
+                t.join()
+                seen = current
+            """,
+            location="global current",
+            line=change,
+        )
+        for how, change in [
+            ("globals().update() of a dict", 'globals().update({"current": "b.db"})'),
+            ("globals().update() of keywords", 'globals().update(current="b.db")'),
+        ]
+    ),
+    *(
+        Case(
             f"a value kept by {how}",
             racy=f"""
                 import contextlib

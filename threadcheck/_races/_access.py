@@ -392,8 +392,39 @@ def cm(obj: Any, site: int, point: bool = False, every: bool = True) -> Any:
     ``every``: it may change any key (not a dict's ``pop(k)``: that key only)."""
     if point and on_access is not None:
         on_access(site, "call")
+    if every and _is_globals(obj):
+        return _GlobalsChange(obj, site)
     _mutated(obj, site, point, every)
     return obj
+
+
+def _is_globals(obj: Any) -> bool:
+    """Whether ``obj`` is a rewritten module's globals (its variables' scope)."""
+    return type(obj) is dict and obj.get(GLOBALS) is obj
+
+
+class _GlobalsChange:
+    """A module's globals about to be changed by a method that may change any
+    name (``globals().update(overrides)``): its variables are written as the
+    method runs, in the step its arguments' points leave it in."""
+
+    __slots__ = ("scope", "site")
+
+    def __init__(self, scope: dict[str, Any], site: int) -> None:
+        self.scope = scope
+        self.site = site
+
+    def __getattr__(self, method: str) -> Any:
+        bound = getattr(self.scope, method)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            before = dict(self.scope)
+            try:
+                return bound(*args, **kwargs)
+            finally:
+                _globals_changed(self.scope, self.site, before)
+
+        return call
 
 
 def fs(value: Any, site: int) -> Any:
@@ -425,8 +456,32 @@ def _mutated(obj: Any, site: int, point: bool, every: bool) -> None:
         _written_whole(obj, site, every, _one_operation(type(obj), _method_at(site)))
 
 
+def _globals_changed(
+    scope: dict[str, Any], site: int, before: dict[str, Any] | None = None
+) -> None:
+    """A module's variables (``scope``, its globals) changed at once
+    (``globals().update(overrides)``): each that changed since ``before`` (or
+    each) is written, as its reads read each alone (see :func:`rv`)."""
+    names = [
+        name
+        for name in (sorted(scope.keys() | before.keys()) if before is not None else scope)
+        if not (name.startswith("__") and name.endswith("__"))
+        and (before is None or before.get(name, _MISSING) is not scope.get(name, _MISSING))
+    ]
+    if _footprint.collecting:
+        for name in names:
+            _footprint.write(scope, name)
+    if enabled:
+        tc = clocks.get(get_ident()) or current()
+        for name in names:
+            write(tc, location(scope, name), site, scope, name, "write", False)
+
+
 def _changed(obj: Any, site: int, method: str) -> None:
     """Container ``obj`` changed by a call of its method ``method``, any key."""
+    if _is_globals(obj):
+        _globals_changed(obj, site)
+        return
     if _footprint.collecting:
         _footprint.write(obj, _footprint.WHOLE)
         _footprint.write(obj, _footprint.EVERY)
@@ -479,6 +534,8 @@ _kept: dict[tuple[int, int], list[Any]] = {}
 def cms(obj: Any, site: int) -> Any:
     """``obj``, whose mutating method is called with arguments that have points
     of their own: kept for :func:`cml`, which comes after them."""
+    if _is_globals(obj):
+        obj = _GlobalsChange(obj, site)  # written by the call, after the arguments
     kept = _kept.setdefault((get_ident(), site), [])
     kept.append(obj)
     if len(kept) > 64:  # arguments that raised left theirs: not kept for ever
@@ -494,7 +551,9 @@ def cml(value: Any, site: int) -> Any:
         on_access(site, "call")
     kept = _kept.get((get_ident(), site))
     if kept:
-        _mutated(kept.pop(), site, True, True)
+        changed = kept.pop()
+        if type(changed) is not _GlobalsChange:
+            _mutated(changed, site, True, True)
     return value
 
 

@@ -13,6 +13,7 @@ import threading
 from typing import Any
 
 from threadcheck import _stacks, _threads
+from threadcheck._races._rewrite import GLOBALS
 from threadcheck._races._shadow import EVERY, WHOLE, Access, Site, sites
 from threadcheck._recorder import Recorder
 from threadcheck._violation import Kind, PriorAccess, TestContext, ThreadInfo, Violation
@@ -88,6 +89,8 @@ def location_name(now: Site, earlier: Site, obj: Any, key: Any) -> str:
         return f"{_owner_name(obj)}.{key}"
     if now.kind == "membership":  # a dict's key looked up
         return f"{_container(now)}[...]"
+    if type(key) is str and type(obj) is dict and obj.get(GLOBALS) is obj:
+        return f"global {key}"  # set by a call that changes them all: globals().update()
     return now.text
 
 

@@ -359,30 +359,33 @@ _SET_ELSEWHERE = re.compile(
 )
 """The ways code sets a module's name from outside its own top level. Generous:
 a name taken for set that is not only costs its reads their points."""
+_TARGET = r"""((?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:\[[^\]\n]{1,80}\])?)"""
+"""An object written to: ``settings``, ``svc.config``, ``sys.modules[__name__]``."""
 _SET_COMPUTED = (
     # setattr(settings, key.upper(), value): a name computed at run time
-    (
-        "setattr(",
-        re.compile(r"""setattr\(\s*(?:[A-Za-z_]\w*\.)*([A-Za-z_]\w*)\s*,\s*(?!["'\s])"""),
-    ),
+    ("setattr(", re.compile(r"""setattr\(\s*""" + _TARGET + r"""\s*,\s*(?!["'\s])""")),
     # vars(settings).update(overrides), vars(settings)[key] = value
     (
         "vars(",
-        re.compile(
-            r"""vars\(\s*(?:[A-Za-z_]\w*\.)*([A-Za-z_]\w*)\s*\)\s*(?:\.update\(|\[\s*(?!["']))"""
-        ),
+        re.compile(r"""vars\(\s*""" + _TARGET + r"""\s*\)\s*(?:\.update\(|\[\s*(?!["']))"""),
     ),
+    # globals().update(overrides), globals()[key] = value, vars() too: this module's
+    ("globals(", re.compile(r"""globals\(()\s*\)\s*(?:\.update\(|\[\s*(?!["']))""")),
+    ("vars(", re.compile(r"""vars\(()\s*\)\s*(?:\.update\(|\[\s*(?!["']))""")),
 )
 _DICT_SET = re.compile(r"""\.__dict__\s*(?:\.update\(|\[\s*(?!["']))""")
-_NAME_BEFORE = re.compile(r"([A-Za-z_]\w*)\Z")
+_TARGET_BEFORE = re.compile(_TARGET + r"\Z")
+_MODULE_ENTRY = re.compile(r"""sys\.modules\[\s*(?:__name__|["'](?:[\w.]*\.)?(\w+)["'])\s*\]""")
 
 
-def _set_computed(text: str) -> Iterator[str]:
-    """The objects ``text`` sets names of, computed at run time (``setattr(settings,
-    key.upper(), value)``, ``vars(settings).update(...)``, ``settings.__dict__[key]
-    = value``): when one has a module's name, none of that module's names is a
-    constant. Found from each call's text (a pattern run over whole files cost
-    0.9 s on a virtualenv's 30 MB, which a 0.5 s ``--time`` could not spare)."""
+def _set_computed(text: str, module: str) -> Iterator[str]:
+    """The objects ``text`` (module ``module``'s) sets names of, computed at run
+    time (``setattr(settings, key.upper(), value)``, ``vars(settings).update(...)``,
+    ``settings.__dict__[key] = value``, ``globals()[key] = value``): when one has
+    a module's name, or is known by another (an alias, ``sys.modules[...]``), none of
+    that module's names is a constant. Found from each call's text (a pattern
+    run over whole files cost 0.9 s on a virtualenv's 30 MB, which a 0.5 s
+    ``--time`` could not spare)."""
     for call, pattern in _SET_COMPUTED:
         at = text.find(call)
         while at >= 0:
@@ -390,15 +393,37 @@ def _set_computed(text: str) -> Iterator[str]:
             if found is not None and (
                 at == 0 or not (text[at - 1].isalnum() or text[at - 1] == "_")
             ):
-                yield found.group(1)
+                yield from _modules_named(found.group(1), text, module)
             at = text.find(call, at + 1)
     at = text.find(".__dict__")
     while at >= 0:
         if _DICT_SET.match(text, at):
-            named = _NAME_BEFORE.search(text, max(0, at - 80), at)
+            named = _TARGET_BEFORE.search(text, max(0, at - 120), at)
             if named is not None:
-                yield named.group(1)
+                yield from _modules_named(named.group(1), text, module)
         at = text.find(".__dict__", at + 1)
+
+
+def _modules_named(target: str, text: str, module: str) -> Iterator[str]:
+    """The modules ``target`` (an expression in ``text``, module ``module``'s)
+    may be: its last name and what that name was imported as (``from svc import
+    config as settings``, ``mod = importlib.import_module("svc.config")``), or
+    the module ``sys.modules[...]`` names; ``""``: ``module`` itself."""
+    if not target:
+        yield module
+        return
+    entry = _MODULE_ENTRY.fullmatch(target)
+    if entry is not None:
+        yield entry.group(1) or module
+        return
+    name = target.rpartition(".")[2].partition("[")[0]
+    yield name
+    aliased = re.compile(
+        rf"""\b([A-Za-z_]\w*)\s+as\s+{name}\b"""
+        rf"""|\b{name}\s*=\s*(?:importlib\.)?(?:import_module|__import__)\(\s*["'](?:[\w.]*\.)?(\w+)["']"""
+    )
+    for found in aliased.finditer(text):
+        yield found.group(1) or found.group(2)
 
 
 ANY_NAME = "*"
@@ -423,10 +448,15 @@ def _set_nearby(filename: str) -> frozenset[str]:
     trees = {tree for tree in trees if os.path.basename(tree) not in _SKIPPED_FOLDERS}
     found = _set_in_folder(folder, recursive=False)
     found = found.union(*(_set_in_folder(tree, recursive=True) for tree in trees))
+    return found | {ANY_NAME} if ANY_NAME + _module_of(filename) in found else found
+
+
+def _module_of(filename: str) -> str:
+    """The last part of the name of the module ``filename`` holds."""
     name = os.path.splitext(os.path.basename(filename))[0]
     if name == "__init__":
-        name = os.path.basename(folder)
-    return found | {ANY_NAME} if ANY_NAME + name in found else found
+        return os.path.basename(os.path.dirname(os.path.abspath(filename)))
+    return name
 
 
 def _package_root(folder: str) -> str:
@@ -451,7 +481,8 @@ def _set_in_folder(folder: str, recursive: bool) -> frozenset[str]:
             except OSError:
                 continue
             names.update(next(n for n in groups if n) for groups in _SET_ELSEWHERE.findall(text))
-            names.update(ANY_NAME + name for name in _set_computed(text))
+            module = _module_of(path)
+            names.update(ANY_NAME + name for name in _set_computed(text, module))
         found = _set_in[folder, recursive] = frozenset(names)
     return found
 
