@@ -7,12 +7,14 @@ import dis
 import operator
 import py_compile
 import sys
+import threading
 import types
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import threadcheck
 from threadcheck._sched._points import access_points, is_loop_step
 from threadcheck._sched._runner import Explorer, Settings
 from threadcheck._sched._targets import ProgramTarget
@@ -543,3 +545,62 @@ def test_code_that_accesses_nothing_in_a_rewritten_module_is_rewritten_code() ->
     ]
     assert _footprint.is_rewritten(comprehension)
     assert not _footprint.is_rewritten(compile(source, REWRITTEN, "exec"))
+
+
+class _Account:
+    balance = 0
+
+
+def _deposits(deposit: Any) -> Any:
+    def scenario() -> None:
+        account = _Account()
+        workers = [threading.Thread(target=deposit, args=(account, 10)) for _ in range(2)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        assert account.balance == 20, f"lost deposit: {account.balance}"
+
+    return scenario
+
+
+@pytest.mark.parametrize("granularity", ["line", "opcode", "access"])
+def test_a_thread_that_clears_the_trace_function_keeps_its_points(granularity: str) -> None:
+    # sys.settrace(None) in a controlled thread (a profiler's stop(), pdb's
+    # continue) took the scheduler's trace function with it on 3.10 and 3.11:
+    # no points, and bounded:2 said every order with 2 preemptions was tried.
+    def deposit(account: _Account, amount: int) -> None:
+        sys.settrace(None)
+        balance = account.balance
+        account.balance = balance + amount
+
+    scenario = _deposits(deposit)
+    result = threadcheck.explore(scenario, budget=200, granularity=granularity, strategy="pct:2")
+    assert result.found, result.report()
+    assert "lost deposit: 10" in result.report()
+
+
+def test_the_programs_own_trace_function_sees_its_calls_beside_the_schedulers() -> None:
+    calls: list[str] = []
+
+    def tracer(frame: types.FrameType, event: str, arg: Any) -> None:
+        if event == "call":
+            calls.append(frame.f_code.co_name)
+
+    def audited(amount: int) -> int:
+        return amount
+
+    def deposit(account: _Account, amount: int) -> None:
+        sys.settrace(tracer)
+        try:
+            assert sys.gettrace() is tracer
+            balance = account.balance
+            account.balance = balance + audited(amount)
+        finally:
+            sys.settrace(None)
+        assert sys.gettrace() is None
+
+    result = threadcheck.explore(_deposits(deposit), budget=200, granularity="line")
+    assert result.found, result.report()
+    assert "lost deposit: 10" in result.report()
+    assert "audited" in calls

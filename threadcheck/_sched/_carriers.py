@@ -36,6 +36,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from threadcheck._sched import _chained
+
 _STATE_LOCK = sys.version_info < (3, 13)
 """Whether ``join`` waits on a state lock (3.10-3.12), not on a thread handle (3.13)."""
 
@@ -175,7 +177,7 @@ class Carriers:
 
     def _end_of_thread(self, carrier: _Carrier, handle: _Handle | None) -> None:
         """What an OS thread's exit does for the thread's observers, in that order."""
-        sys.settrace(None)
+        _chained.settrace(None)  # the real one (the program's may be ours while tracing)
         sys.setprofile(None)
         assert self._clear_locals is not None
         self._clear_locals()

@@ -31,6 +31,11 @@ Tracer = Callable[..., Any]
 
 _CHAINED = "__threadcheck_chained__"
 
+settrace = sys.settrace
+gettrace = sys.gettrace
+"""The real ones: while we trace, the program's ``sys.settrace`` goes through
+:class:`~threadcheck._sched._points._Tracing`, which chains it with ours."""
+
 
 def is_chained(tracer: object) -> bool:
     return getattr(tracer, _CHAINED, False)
@@ -44,11 +49,11 @@ def chained(ours: Tracer, theirs: Tracer, remembered: dict[int, Tracer]) -> Trac
 
     def on_call(frame: FrameType, event: str, arg: Any) -> Any:
         their_local = other[0](frame, event, arg)
-        now = sys.gettrace()
+        now = gettrace()
         if now is not on_call:  # it installed itself (or its per-thread tracer)
             if now is not None:
                 other[0] = remembered[ident] = now
-            sys.settrace(on_call)
+            settrace(on_call)
         our_local = ours(frame, event, arg)
         if our_local is None or their_local is None:
             return our_local if their_local is None else their_local
@@ -80,7 +85,7 @@ def chained_hook(ours: Tracer, hook: Tracer, remembered: dict[int, Tracer]) -> T
 
     def first_call(frame: FrameType, event: str, arg: Any) -> Any:
         tracer = chained(ours, hook, remembered)
-        sys.settrace(tracer)
+        settrace(tracer)
         return tracer(frame, event, arg)
 
     return first_call

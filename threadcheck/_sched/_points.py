@@ -45,7 +45,7 @@ from typing import Any
 
 from threadcheck._races import _access, _footprint, _shadow
 from threadcheck._races._rewrite import GLOBALS, MUTATORS
-from threadcheck._sched._chained import chained, chained_hook, is_chained
+from threadcheck._sched._chained import chained, chained_hook, gettrace, is_chained, settrace
 from threadcheck._sched._core import active
 
 GRANULARITIES = ("sync", "access", "line", "opcode")
@@ -453,7 +453,7 @@ class Instrumentation:
 
     def thread_ended(self) -> None:
         if isinstance(self._backend, _Tracing):
-            sys.settrace(None)
+            settrace(None)
 
     def codes_met(self) -> list[CodeType]:
         """The codes whose table this exploration asked for."""
@@ -591,7 +591,7 @@ class _Tracing:
 
     def start(self) -> None:
         if not self.on:
-            self._previous = sys.gettrace()
+            self._previous = gettrace()
             self._previous_hook = threading.gettrace()
         self.on = True
         self.trace_this_thread()
@@ -600,12 +600,39 @@ class _Tracing:
             threading.settrace(
                 self._on_call if hook is None else chained_hook(self._on_call, hook, self._theirs)
             )
+        sys.settrace = self._program_settrace
+        sys.gettrace = self._program_gettrace
 
     def stop(self) -> None:
-        sys.settrace(self._previous)
+        sys.settrace = settrace
+        sys.gettrace = gettrace
+        settrace(self._previous)
         if self.every_thread:
             threading.settrace(self._previous_hook)
         self._theirs.clear()
+
+    def _ours(self) -> bool:
+        """Whether this thread runs our trace function (alone, or after another)."""
+        now = gettrace()
+        return now is self._on_call or is_chained(now)
+
+    def _program_settrace(self, function: Any) -> None:
+        """``sys.settrace`` while we trace: in a thread we trace, the program's
+        function (a profiler's, pdb's) goes before ours, and None takes only it
+        away (a profiler's ``stop()`` took the thread's points with it)."""
+        if not self._ours():
+            settrace(function)
+        elif function is None or function is self._on_call or is_chained(function):
+            self._theirs.pop(threading.get_ident(), None)
+            settrace(self._on_call)
+        else:
+            settrace(chained(self._on_call, function, self._theirs))
+
+    def _program_gettrace(self) -> Any:
+        """``sys.gettrace`` while we trace: the program's own function, not ours."""
+        if not self._ours():
+            return gettrace()
+        return self._theirs.get(threading.get_ident())
 
     def pause(self) -> None:
         """No tracing from now on, in this thread and those started later."""
@@ -617,13 +644,13 @@ class _Tracing:
         had until ours raised and CPython dropped both."""
         if not self.on:
             return
-        theirs = sys.gettrace()
+        theirs = gettrace()
         if theirs is None or theirs is self._on_call or is_chained(theirs):
             theirs = self._theirs.get(threading.get_ident())
         if theirs is None:
-            sys.settrace(self._on_call)
+            settrace(self._on_call)
         else:
-            sys.settrace(chained(self._on_call, theirs, self._theirs))
+            settrace(chained(self._on_call, theirs, self._theirs))
 
     def _global_tracer(self) -> Callable[[FrameType, str, Any], Any]:
         """The trace function: called for every call in a controlled thread,
