@@ -174,6 +174,22 @@ def test_a_daemon_heartbeat_outliving_its_run_is_harmless() -> None:
     assert errors == []
 
 
+def test_each_runs_reactor_is_twisteds_global_one_meanwhile() -> None:
+    # deferToThread hands its job to the global reactor: an idle real one, so
+    # every run of a test that passed explored timed out ("no result within 10 s").
+    from twisted.internet import reactor as installed
+    from twisted.internet import threads
+
+    def scenario(reactor: Any) -> Deferred[Any]:
+        return threads.deferToThread(lambda host: "10.0.0.1", "db.local")
+
+    result = stress_runs(scenario, 5, seed=0, run_timeout=2)
+    assert dict(result.histogram) == {"10.0.0.1": 5}, result.report()
+    from twisted.internet import reactor as after
+
+    assert after is installed
+
+
 def test_the_interpreter_is_left_as_it_was() -> None:
     interval = sys.getswitchinterval()
     trace = sys.gettrace()

@@ -207,7 +207,7 @@ def _one_run(scenario: Callable[[Any], Any], timeout: float) -> tuple[Hashable, 
     from twisted.python.failure import Failure
 
     from threadcheck._report import format_report
-    from threadcheck._sched._targets import run_scenario
+    from threadcheck._sched._targets import global_reactor, run_scenario
     from threadcheck_reactor import ThreadCheckReactor
 
     reactor = ThreadCheckReactor("record")
@@ -224,7 +224,10 @@ def _one_run(scenario: Callable[[Any], Any], timeout: float) -> tuple[Hashable, 
 
     limit = reactor.callLater(timeout, give_up)
     try:
-        outcome = run_scenario(reactor, scenario)
+        # Twisted's global one meanwhile, as an explored test's is: deferToThread
+        # would hand its job to an idle real reactor, whose answer never came.
+        with global_reactor(reactor):
+            outcome = run_scenario(reactor, scenario)
     finally:
         reactor.dispose()
     violations = reactor.threadcheck.recorder.violations()

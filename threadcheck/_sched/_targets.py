@@ -68,7 +68,7 @@ class ScenarioTarget:
 
         # The scheduled reactor is Twisted's global one meanwhile: threads.deferToThread
         # and code importing the reactor as it runs get it, not an idle real one.
-        with _global_reactor(reactor) as replaced:
+        with global_reactor(reactor) as replaced:
             before = _activity(replaced)
             try:
                 outcome = _run_until_fired(reactor, self._call)
@@ -191,7 +191,7 @@ class ProgramTarget:
         try:
             _as_in_a_new_process()
             with (
-                _global_reactor(reactor),
+                global_reactor(reactor),
                 _installers_kept(reactor),
                 _adapters.forgotten_after(_stacks.is_user_code),
             ):
@@ -302,7 +302,7 @@ def _activity(reactor: Any) -> tuple[object, ...] | None:
 
 
 @contextmanager
-def _global_reactor(reactor: Any) -> Iterator[Any]:
+def global_reactor(reactor: Any) -> Iterator[Any]:
     """``reactor`` is what ``from twisted.internet import reactor`` gives, for now;
     yields the one it replaced (None when no reactor was installed)."""
     import twisted.internet
