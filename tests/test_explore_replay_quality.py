@@ -171,6 +171,62 @@ if getattr(sys, "_err", None) is not None:
 """
 
 
+# A service that sets its process up as it starts, and a plugin host that
+# loads each plugin once per process, into a module it makes: what one schedule
+# set was there in the next (its hooks, limits and socket timeout; the plugin,
+# never registered again: every schedule after the first failed).
+SET_UP_PROCESS = """
+import json, os, pathlib, socket, sys, threading, types
+from twisted.internet import reactor, threads
+
+left = []
+if socket.getdefaulttimeout() is not None:
+    left.append("socket timeout")
+socket.setdefaulttimeout(5)
+if threading.excepthook is not threading.__excepthook__:
+    left.append("threading.excepthook")
+threading.excepthook = lambda args: None
+if sys.excepthook is not sys.__excepthook__:
+    left.append("sys.excepthook")
+sys.excepthook = lambda *args: None
+settings = json.dumps([sys.getrecursionlimit(), os.umask(0o077)])
+sys.setrecursionlimit(5000)
+first = pathlib.Path(__file__).with_name("first-run.json")  # what a new process has
+if not first.exists():
+    first.write_text(settings)
+elif first.read_text() != settings:
+    left.append(f"limit and mask {settings}, not {first.read_text()}")
+registry = {}
+
+def load_plugin(name):
+    module_name = "hostplugins." + name
+    if module_name in sys.modules:  # loaded in this process already
+        return
+    module = types.ModuleType(module_name)
+    exec("def handle(x):\\n    return 'hello ' + x\\n", module.__dict__)
+    sys.modules[module_name] = module
+    registry[name] = module.handle
+
+loaded = threads.deferToThread(load_plugin, "greet")
+loaded.addCallback(lambda _: registry["greet"]("world"))
+loaded.addErrback(lambda failure: left.append("plugin: " + failure.getErrorMessage()))
+loaded.addBoth(lambda _: reactor.stop())
+reactor.run()
+if left:
+    raise SystemExit(f"left by an earlier run: {left}")
+"""
+
+
+def test_what_a_program_sets_up_in_its_process_is_a_new_process_s_each_schedule(
+    tmp_path: Path,
+) -> None:
+    program = tmp_path / "service.py"
+    program.write_text(SET_UP_PROCESS)
+    result = explore_program(program, "--budget", "20", "--strategy", "random")
+    assert result.returncode == 0, result.stderr
+    assert "20 schedules" in result.stderr, result.stderr
+
+
 def test_state_a_program_keeps_on_sys_is_a_new_process_s_each_schedule(tmp_path: Path) -> None:
     program = tmp_path / "lookups.py"
     program.write_text(KEPT_ON_SYS)

@@ -24,6 +24,7 @@ from threadcheck._races._rewrite import GLOBALS
 from threadcheck._sched import _adapters, _idle_pools
 from threadcheck._sched._carriers import thread_locals_clearer
 from threadcheck._sched._core import Abort, Failure, TargetError, here
+from threadcheck._sched._process import as_in_a_new_process
 from threadcheck._sched._program import program_failure, thread_failure
 
 _REACTOR_MODULE = "twisted.internet.reactor"
@@ -183,14 +184,10 @@ class ProgramTarget:
 
     def run(self, reactor: Any) -> Failure | None:
         modules_before = set(sys.modules)
-        argv_before = sys.argv
-        path_before = list(sys.path)
-        sys_before = set(vars(sys))
-        cwd_before = os.getcwd()
-        environ_before = dict(os.environ)
         try:
-            _as_in_a_new_process()
+            _clear_thread_locals()
             with (
+                as_in_a_new_process(),
                 global_reactor(reactor),
                 _installers_kept(reactor),
                 _adapters.forgotten_after(_stacks.is_user_code),
@@ -198,16 +195,6 @@ class ProgramTarget:
                 # A fresh context: the ContextVars (decimal's context) of none before.
                 return contextvars.Context().run(self._outcome, reactor)
         finally:
-            sys.argv = argv_before
-            sys.path[:] = path_before
-            # What the program kept on sys (an error to raise at exit, a flag) is
-            # not in a new process's: a failure would outlive its schedule.
-            for name in set(vars(sys)) - sys_before:
-                delattr(sys, name)
-            os.chdir(cwd_before)  # the next schedule starts where this one did
-            if os.environ != environ_before:  # and with the environment it did
-                os.environ.clear()
-                os.environ.update(environ_before)
             self.unrewritten = _forget_user_modules(modules_before)
 
     def _outcome(self, reactor: Any) -> Failure | None:
@@ -236,7 +223,7 @@ class ProgramTarget:
         runpy.run_module(self.module, run_name="__main__", alter_sys=True)
 
 
-def _as_in_a_new_process() -> None:
+def _clear_thread_locals() -> None:
     """The main thread runs each schedule's program as a new process's would:
     without the thread-local data an earlier schedule's left (asyncio's current
     event loop, a library's per-thread session), as a carrier runs each body."""
