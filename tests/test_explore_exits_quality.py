@@ -266,6 +266,43 @@ def test_a_handler_chained_to_the_one_before_it_runs_both(tmp_path: Path) -> Non
     assert CLEAN.match(result.stderr), result.stderr
 
 
+# A drain handler installed once the reactor runs chains to the one before it,
+# as a supervisor's SIGTERM asks: getsignal gave the explorer's own handler
+# (calling it ended the exploration, "interrupted"), and signal.signal before
+# the reactor ran returned it too.
+DRAIN_ON_SIGTERM = """
+import os, signal, threading
+from twisted.internet import reactor
+
+before_run = signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+assert before_run is signal.SIG_DFL, before_run
+assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+log = []
+
+def install_drain_handler():
+    previous = signal.getsignal(signal.SIGTERM)
+    assert previous == reactor.sigTerm, previous  # what reactor.run() installs
+
+    def drain(number, frame):
+        log.append("drain")
+        previous(number, frame)  # Twisted's: stops the reactor
+
+    signal.signal(signal.SIGTERM, drain)
+    threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGTERM)).start()
+
+reactor.callWhenRunning(install_drain_handler)
+reactor.addSystemEventTrigger("before", "shutdown", lambda: log.append("shutdown"))
+reactor.run()
+assert log == ["drain", "shutdown"], log
+"""
+
+
+def test_a_drain_handler_chained_to_twisteds_stops_the_reactor(tmp_path: Path) -> None:
+    result = explore_program(write_program(tmp_path, DRAIN_ON_SIGTERM))
+    assert result.returncode == 0, result.stderr
+    assert CLEAN.match(result.stderr), result.stderr
+
+
 # A pool job saves its result through the reactor while a shutdown timer may
 # fire first: its blockingCallFromThread after reactor.stop() (a wait for ever,
 # in production) was refused, and the program's own check then exited 1. The

@@ -168,7 +168,7 @@ def inert_in_schedules(
             return function(*args, **kwargs)
         if setting:
             number, handler = args[0], args[1]
-            previous = scheduler.signal_handlers.get(number, signal.getsignal(number))
+            previous = _handler_seen(scheduler, number, signal.getsignal)
             scheduler.signal_handlers[number] = handler  # what os.kill of itself runs
             return previous
         return 0 if alarm else (0.0, 0.0)
@@ -181,15 +181,33 @@ def handler_in_schedules(
 ) -> Callable[[int], Any]:
     """``signal.getsignal`` from the program, in a schedule: the handler its
     ``signal.signal`` set there (see :func:`inert_in_schedules`), as a handler
-    chained to the one before it asks (it got SIG_DFL, the real one)."""
+    chained to the one before it asks (it got SIG_DFL, the real one); else, while
+    the reactor runs, Twisted's for SIGINT and SIGTERM (a drain handler chaining
+    to it got the explorer's own, and calling it ended the exploration); else
+    the process's, Python's own where the explorer has set one."""
 
     def call(number: int) -> Any:
         scheduler = _program_in_schedule(is_user_file)
-        if scheduler is None or number not in scheduler.signal_handlers:
+        if scheduler is None:
             return getsignal(number)
-        return scheduler.signal_handlers[number]
+        return _handler_seen(scheduler, number, getsignal)
 
     return call
+
+
+def _handler_seen(scheduler: Scheduler, number: int, getsignal: Callable[[int], Any]) -> Any:
+    """The handler of signal ``number`` the program has in this schedule."""
+    if number in scheduler.signal_handlers:
+        return scheduler.signal_handlers[number]
+    twisteds = _TWISTED_HANDLERS.get(number)
+    reactor = sys.modules.get("twisted.internet.reactor")
+    if twisteds is not None and getattr(reactor, "running", False):
+        return getattr(reactor, twisteds)  # what reactor.run() installs
+    handler = getsignal(number)
+    if str(getattr(handler, "__module__", "")).startswith("threadcheck"):
+        # The explorer's (Ctrl-C ends the exploration): a new process has Python's.
+        return signal.default_int_handler if number == signal.SIGINT else signal.SIG_DFL
+    return handler
 
 
 FORKS = (
