@@ -60,12 +60,30 @@ reactor.callLater(0.1, on_timer)
 reactor.run()
 """
 
+# The main thread waits once a thread it started has ended: the ended thread
+# (the last to run, whose OS thread does the waiting) was named.
+MAIN_BLOCKED_AFTER_A_THREAD = """
+import socket, threading
+
+ours, theirs = socket.socketpair()
+
+def read_reply():
+    return ours.recv(1)  # a real socket nobody writes to
+
+threading.Thread(target=print, args=("started",)).start()
+read_reply()
+"""
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("program", "thread"),
-    [(WORKER_BLOCKED, "T1 (PoolThread-"), (REACTOR_BLOCKED, "T0 (MainThread)")],
-    ids=["worker", "reactor-thread"],
+    [
+        (WORKER_BLOCKED, "T1 (PoolThread-"),
+        (REACTOR_BLOCKED, "T0 (MainThread)"),
+        (MAIN_BLOCKED_AFTER_A_THREAD, "T0 (MainThread)"),
+    ],
+    ids=["worker", "reactor-thread", "main-after-a-thread"],
 )
 def test_a_thread_blocked_outside_control_fails_the_schedule_and_the_process_exits(
     tmp_path: Path, program: str, thread: str

@@ -152,6 +152,29 @@ def test_an_asyncio_loop_in_a_pool_job_sees_its_timers_come() -> None:
     assert quotes == ["ACME:42"] * 21  # the warm-up run and 20 schedules
 
 
+def test_an_asyncio_loops_long_sleep_passes_in_virtual_time() -> None:
+    # The loop waits on its wake-up pair, registered with its selector by file
+    # descriptor: a number, not a socket we knew to talk only to its other end,
+    # so the sleep passed in real time, and over 10 s was "blocked".
+    def nightly_job() -> str:
+        async def wait_for_the_window() -> str:
+            await asyncio.sleep(12)
+            return "ran"
+
+        return asyncio.run(wait_for_the_window())
+
+    ran: list[str] = []
+
+    def scenario(reactor: Any) -> Deferred[Any]:
+        job = threads.deferToThreadPool(reactor, reactor.getThreadPool(), nightly_job)
+        return job.addCallback(ran.append)
+
+    started = time.monotonic()
+    threadcheck.explore(scenario, budget=3, strategy="random").assert_clean()
+    assert time.monotonic() - started < 8, "the sleeps passed in real time"
+    assert ran == ["ran"] * 4
+
+
 def test_datetime_reads_the_virtual_clock_and_makes_real_datetimes() -> None:
     # datetime.now() and date.today() read the system clock in C, past time.time:
     # a deadline loop on them spun in real time and failed as a livelock.

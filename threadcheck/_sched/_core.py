@@ -735,6 +735,11 @@ class Scheduler:
         if not any(t.runnable and waits_for(t) for t in self.threads if t is not settler):
             self.wake(settler)
 
+    def waiting_on_real_io(self) -> ControlledThread | None:
+        """The thread that began to wait on real files first, if any waits."""
+        first = next(iter(self._io_waiters.values()), None)
+        return first.thread if first is not None else None
+
     def others_runnable(self) -> bool:
         """Whether a thread other than the running one could run now (one that
         waited on a real socket, now ready, included)."""

@@ -31,6 +31,19 @@ paired: weakref.WeakSet[socket.socket] = weakref.WeakSet()
 each talks only to the other, in this process (a selector loop's wake-up pair)."""
 
 
+def known(file: Any) -> Any:
+    """``file``, or the end of a pair of ours that it is the descriptor of (a
+    selector's registered ``fileno()``: asyncio's wake-up pair, whose quiet
+    lets time jump, was a number to us)."""
+    if isinstance(file, socket.socket):
+        return file
+    try:
+        descriptor = file if isinstance(file, int) else file.fileno()
+    except (AttributeError, OSError, ValueError):
+        return file
+    return next((end for end in list(paired) if end.fileno() == descriptor), file)
+
+
 def in_process(files: Iterable[Any]) -> bool:
     """Whether every one of ``files`` is a TCP socket that listens, or whose
     peer is the local end of another of them, or a socket of this process

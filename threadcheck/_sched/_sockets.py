@@ -87,8 +87,9 @@ def _waiting_selector(real: Callable[..., Any]) -> Callable[..., Any]:
 
         def files() -> tuple[list[Any], list[Any]]:
             keys = list(self.get_map().values())
-            reads = [key.fileobj for key in keys if key.events & selectors.EVENT_READ]
-            return reads, [key.fileobj for key in keys if key.events & selectors.EVENT_WRITE]
+            reads = [_loopback.known(k.fileobj) for k in keys if k.events & selectors.EVENT_READ]
+            writes = [_loopback.known(k.fileobj) for k in keys if k.events & selectors.EVENT_WRITE]
+            return reads, writes
 
         poll = functools.partial(real, self, 0)
         return _until_ready(place[0], poll, bool, files, "selector (real I/O)", timeout, [])

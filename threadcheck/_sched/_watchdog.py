@@ -183,10 +183,11 @@ class Watchdog:
         # Aborting or not: a thread the teardown does not unwind (a library
         # spinning with no point, the schedule cut short by --time or Ctrl-C) is
         # left where it is, or interrupted, as one stuck before it.
+        named = stuck if spinning else _whose_wait(scheduler, stuck)
         # A wait the scheduler knows of (a child process, a socket read) is named.
         why = (
-            f"waiting on {stuck.waiting}"
-            if stuck.waiting
+            f"waiting on {named.waiting}"
+            if named.waiting
             else "a real socket, a C call, a lock created before exploring, an installed "
             "library's own lock: --include it?"
         )
@@ -199,10 +200,10 @@ class Watchdog:
         )
         failure = Failure(
             BLOCKED,
-            f"T{stuck.tid} ({stuck.name}) {held}",
-            thread=stuck.name,
-            location=blocked_at(stuck.ident),
-            details=stack_of(stuck.ident),
+            f"T{named.tid} ({named.name}) {held}",
+            thread=named.name,
+            location=blocked_at(named.ident),
+            details=stack_of(named.ident),
         )
         if stuck.tid != 0:
             # Abandoned first: the rescue lets the exploration end, and its
@@ -224,6 +225,15 @@ class Watchdog:
             sys.stderr.write(f"threadcheck: {failure.message}\n{failure.details}\n")
         sys.stderr.flush()
         exit_now(2)
+
+
+def _whose_wait(scheduler: Scheduler, stuck: ControlledThread) -> ControlledThread:
+    """The thread whose wait is blocked: ``stuck``, the one that ran last, or,
+    once that one ended, the first waiting on real I/O (the last runner's OS
+    thread waits for it: a finished thread was named)."""
+    if stuck.finished or stuck.waiting is None:
+        return scheduler.waiting_on_real_io() or stuck
+    return stuck
 
 
 def _position(thread: ControlledThread | None) -> tuple[int, int] | None:
