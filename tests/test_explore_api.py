@@ -14,8 +14,11 @@ from twisted.internet import threads
 from twisted.internet.defer import Deferred
 
 import threadcheck
+from threadcheck._sched import _explore
 from threadcheck._sched._core import CLOCK_START, VIRTUAL_EPOCH
+from threadcheck._sched._explore import Budget
 from threadcheck._sched._report import ExplorationFailedError
+from threadcheck._testexplore import marker_budget
 
 
 def open_descriptors() -> int:
@@ -169,6 +172,30 @@ def test_a_time_budget() -> None:
     threadcheck.explore(FIXED["ordering"], budget=1)
     result = threadcheck.explore(FIXED["ordering"], budget=None, seconds=0.5)
     assert result.schedules > 0 and not result.found
+
+
+@pytest.mark.parametrize(
+    ("given", "schedules", "seconds"),
+    [
+        ({"seconds": 20}, None, 20),  # it was 2000 schedules, in 3 s of the 20 asked
+        ({}, 2000, None),
+        ({"budget": 2000, "seconds": 20}, 2000, 20),
+        ({"budget": 50}, 50, None),
+    ],
+)
+def test_seconds_alone_bound_the_exploration_alone(
+    monkeypatch: pytest.MonkeyPatch, given: dict[str, Any], schedules: int | None, seconds: Any
+) -> None:
+    budgets: list[Budget] = []
+
+    def explore_target(target: Any, *, budget: Budget, **kwargs: Any) -> Any:
+        budgets.append(budget)
+        return None
+
+    monkeypatch.setattr(_explore, "explore", explore_target)
+    threadcheck.explore(FIXED["ordering"], **given)
+    assert budgets == [Budget(schedules, seconds)]
+    assert marker_budget(given) == Budget(schedules, seconds)  # the marker's
 
 
 def test_a_time_budget_cuts_short_a_schedule_still_running() -> None:

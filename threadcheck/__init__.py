@@ -118,9 +118,14 @@ __all__ = [
 ]
 
 
+class _DefaultBudget(int):
+    """The budget ``explore`` takes unless told: 2000 schedules, none once
+    ``seconds=`` is given (time alone then bounds it)."""
+
+
 def explore(
     scenario: Callable[[Any], Any],
-    budget: int | None = 2000,
+    budget: int | None = _DefaultBudget(2000),
     strategy: str | None = None,
     seed: int | None = None,
     *,
@@ -137,7 +142,8 @@ def explore(
     the Deferred fires; a schedule fails on an exception or failed assert in
     any thread, a failed Deferred, an unhandled error, a thread-affinity
     violation, a deadlock or a step bound. The first failure is shrunk to its
-    fewest preemptions. ``budget`` counts schedules, ``seconds`` bounds time;
+    fewest preemptions. ``budget`` counts schedules (2000 unless ``seconds``
+    is given), ``seconds`` bounds time (both: whichever comes first);
     ``strategy`` is ``portfolio`` (default), ``random``, ``pct:D`` or
     ``bounded:N``. The result's ``assert_clean()`` raises with the report.
     A scenario that uses no reactor may take no argument. ``include`` puts
@@ -168,7 +174,10 @@ def explore(
         progress.visible = False
         return explore_target(
             ScenarioTarget(scenario),
-            budget=Budget(budget, seconds),
+            budget=Budget(
+                None if seconds is not None and isinstance(budget, _DefaultBudget) else budget,
+                seconds,
+            ),
             strategy=strategy,
             seed=0 if seed is None else seed,
             settings=settings,

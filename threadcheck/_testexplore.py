@@ -22,6 +22,7 @@ import re
 import shlex
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -301,7 +302,7 @@ def _explore_or_replay(item: pytest.Function, options: Options, settings: dict[s
     shard = _shard_of(item, options.shard, strategy)
     if shard is None:
         _skip(f"a {strategy} search runs whole, in the first part")
-    budget = options.budget or Budget(settings.get("budget", 2000), settings.get("seconds"))
+    budget = options.budget or marker_budget(settings)
     if budget.seconds is None and 0 < (budget.schedules or 0) <= next(shard.indices()):
         _skip(f"budget {budget.schedules}: each of its schedules falls to an earlier part")
     seed = options.seed if options.seed is not None else settings.get("seed", 0)
@@ -479,6 +480,13 @@ _SCENARIO_SIGNATURE = inspect.Signature(
 
 _IN_ORDER = ("bounded", "dpor")
 """Strategies that search in order: one part runs each whole, the others skip."""
+
+
+def marker_budget(settings: Mapping[str, Any]) -> Budget:
+    """The marker's ``budget=`` schedules (2000, unless ``seconds=`` alone is
+    given: it was capped at 2000 schedules, 3 s of the 20 asked) and ``seconds=``."""
+    seconds = settings.get("seconds")
+    return Budget(settings.get("budget", 2000 if seconds is None else None), seconds)
 
 
 def _shard_of(item: pytest.Function, shard: Shard, strategy: str | None) -> Shard | None:
