@@ -171,6 +171,20 @@ def test_an_atexit_check_runs_at_the_end_of_each_schedule(tmp_path: Path) -> Non
     assert "AssertionError" not in clean.stderr  # no handler left for the explorer's own exit
 
 
+def test_an_atexit_handlers_sys_exit_is_not_called_the_exit_status(tmp_path: Path) -> None:
+    # Python ignores a SystemExit raised in an atexit handler (the process exits
+    # 0 here): "the program exited with status 5" was not what happened.
+    program = write_program(
+        tmp_path, "import atexit, sys\natexit.register(sys.exit, 5)\nprint('done')\n"
+    )
+    result = explore_program(program, "--budget", "3")
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith(
+        "threadcheck: exception: an atexit handler raised SystemExit(5), which Python ignores:"
+        " the exit status stays the program's; fails on every schedule tried"
+    ), result.stderr
+
+
 # A watchdog as daemons install it: SIGALRM kills the process if the work
 # hangs. In a schedule it is inert; in real time it would kill the explorer.
 ALARM_WATCHDOG = """

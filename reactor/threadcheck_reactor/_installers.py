@@ -80,6 +80,11 @@ _chosen: list[str] = []
 """The kind ``threadcheck run --reactor`` installed before the program ran."""
 
 
+class ChosenReactorConflict(error.ReactorAlreadyInstalledError):
+    """The program installs a reactor of its own kind where ``--reactor`` chose
+    another: a usage error of the command line, not the program's."""
+
+
 def install(
     kind: str, eventloop: AbstractEventLoop | None = None, chosen: bool = False
 ) -> ThreadCheckMixin:
@@ -88,12 +93,12 @@ def install(
     assert _redirect is not None, "redirect() first"
     if "twisted.internet.reactor" in sys.modules:
         # Before making one: a reactor made for nothing still opens its waker.
-        raise error.ReactorAlreadyInstalledError(
-            f"reactor already installed: --reactor {_chosen[0]} installed one; the program "
-            f"installs the {kind} reactor itself: drop --reactor"
-            if _chosen and _chosen[0] != kind
-            else "reactor already installed"
-        )
+        if _chosen and _chosen[0] != kind:
+            raise ChosenReactorConflict(
+                f"--reactor {_chosen[0]} installed a reactor; the program installs the"
+                f" {kind} reactor itself: drop --reactor"
+            )
+        raise error.ReactorAlreadyInstalledError("reactor already installed")
     if chosen:
         _chosen[:] = [kind]
     extra: dict[str, Any] = {} if eventloop is None else {"eventloop": eventloop}

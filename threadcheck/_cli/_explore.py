@@ -36,6 +36,7 @@ from threadcheck._cli._options import (
     program_is_user_code,
     program_words,
     said,
+    warn_of_misplaced_options,
 )
 from threadcheck._text import plural
 
@@ -164,6 +165,7 @@ def _explore(args: argparse.Namespace) -> int:
     check_program(args)
     clear_stale_reports(args)
     pin_hash_seed(args.invocation, "0")
+    warn_of_misplaced_options(args)  # here: not again after a re-execution
     if sys.flags.optimize:
         print(
             "threadcheck: warning: python runs with -O (or PYTHONOPTIMIZE): the program's "

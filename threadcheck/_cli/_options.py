@@ -65,26 +65,36 @@ def parse(argv: list[str], commands: Sequence[Command]) -> argparse.Namespace:
     parser = _parser(commands)
     args = parser.parse_args([*argv[: command_at + 1], *options])
     args.module, args.target = module, target
-    _warn_of_misplaced_options(parser, command.name, target[1:] if module is None else target)
+    separated = "--" in rest[: len(rest) - len(target)]  # `explore -- prog.py --json x`
+    program = [] if separated else target[1:] if module is None else target
+    args.misplaced = _misplaced_options(parser, command.name, program)
     return args
 
 
-def _warn_of_misplaced_options(
-    parser: argparse.ArgumentParser, name: str, program: list[str]
-) -> None:
-    """The program's arguments that are this command's own options (``explore
-    prog.py --time 60``): they are the program's, which users rarely mean."""
-    if name == "run":  # its programs (twistd, trial) take --reactor, --help of their own
-        return
-    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    own = set(subparsers.choices[name]._option_string_actions) - {"-h", "--help", "-m"}
-    misplaced = [arg for arg in program if arg.partition("=")[0] in own]
-    if misplaced:
+def warn_of_misplaced_options(args: argparse.Namespace) -> None:
+    """Once, in the process that runs the command (not before a re-execution)."""
+    if args.misplaced:
         print(
-            f"threadcheck: warning: {' '.join(misplaced)} after the program is the program's"
-            f" argument; threadcheck {name}'s options go before the script or -m module",
+            f"threadcheck: warning: {' '.join(args.misplaced)} after the program is the"
+            f" program's argument; threadcheck {args.command}'s options go before the script"
+            " or -m module (or write -- before the script: the arguments are the program's)",
             file=sys.stderr,
         )
+
+
+def _misplaced_options(
+    parser: argparse.ArgumentParser, name: str, program: list[str]
+) -> list[str]:
+    """The program's arguments that are this command's own options (``explore
+    prog.py --time 60``): they are the program's, which users rarely mean. Not
+    those after a ``--`` of the program's (``prog.py -- --json out.json``)."""
+    if name == "run":  # its programs (twistd, trial) take --reactor, --help of their own
+        return []
+    if "--" in program:
+        program = program[: program.index("--")]
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    own = set(subparsers.choices[name]._option_string_actions) - {"-h", "--help", "-m"}
+    return [arg for arg in program if arg.partition("=")[0] in own]
 
 
 def _parser(commands: Sequence[Command]) -> argparse.ArgumentParser:

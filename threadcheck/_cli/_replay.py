@@ -30,6 +30,7 @@ from threadcheck._cli._options import (
     clear_stale_reports,
     program_command,
     program_words,
+    warn_of_misplaced_options,
 )
 
 REPLAY_STATUS_HELP = f"""\
@@ -75,6 +76,7 @@ def _replay(args: argparse.Namespace) -> int:
     check_program(args)
     clear_stale_reports(args)
     pin_hash_seed(args.invocation, _recorded_hash_seed(recorded))
+    warn_of_misplaced_options(args)  # here: not again after a re-execution
     # Ctrl-C (or SIGTERM) ends a replay stuck outside the scheduler's control at
     # once, not after the watchdog's 10 s; one that runs on finishes its schedule.
     target = program_target(args)

@@ -481,12 +481,16 @@ def _execute(run: Callable[[], object]) -> int:
 
     KeyboardInterrupt goes on to the caller: Ctrl-C is not the program's status.
     """
+    from threadcheck_reactor._installers import ChosenReactorConflict
+
     try:
         run()
     except SystemExit as exit_:
         return _exit_status(exit_.code)
     except (KeyboardInterrupt, UsageError):
         raise
+    except ChosenReactorConflict as conflict:  # our --reactor's, not the program's
+        raise UsageError(str(conflict)) from None
     except BaseException as error:
         _show_uncaught(error)
         return UNCAUGHT_EXCEPTION

@@ -14,6 +14,7 @@ turn; the rest is called by the exploring thread as a schedule ends.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sys
@@ -148,6 +149,15 @@ def run_at_exit(scheduler: Scheduler, me: ControlledThread) -> None:
             raise
         except BaseException as error:
             failure = program_failure(me.name, error)
+            if failure is not None and isinstance(error, SystemExit):
+                # Python ignores it there: the process exits with the status it had.
+                failure = dataclasses.replace(
+                    failure,
+                    kind="exception",
+                    message=f"an atexit handler raised SystemExit({error.code!r}), which"
+                    " Python ignores: the exit status stays the program's",
+                    what="SystemExit",
+                )
             if failure is not None:
                 scheduler.fail(failure)
 

@@ -308,7 +308,8 @@ def global_reactor(reactor: Any) -> Iterator[Any]:
 _ASYNCIO = (
     "the program installs Twisted's asyncio reactor: explore runs programs on its own"
     " scheduled reactor, which cannot drive asyncio's event loop; check this program"
-    " with `threadcheck run`, or install the asyncio reactor only outside explore"
+    " with `threadcheck run` (its checks and --races work on the asyncio reactor), and"
+    " explore its threaded code in a scenario, threadcheck.explore(scenario)"
 )
 
 
