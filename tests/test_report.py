@@ -503,6 +503,26 @@ def test_an_installed_librarys_call_is_reported_at_the_users_line_with_its_fix(
     ]
 
 
+def test_a_librarys_call_whose_result_is_kept_is_moved_with_blocking_call_from_thread(
+    running_reactor: Any, wslib: Any
+) -> None:
+    # As `d = agent.request(...)` in a pool job: callFromThread would drop the
+    # Deferred the job goes on with.
+    running: RunningReactor = running_reactor()
+    publisher = wslib.Publisher(running.reactor)
+
+    def publish_and_keep() -> None:
+        receipt = publisher.publish_later(b"tick")  # BUG: a worker publishes
+        del receipt
+
+    run_threads([threading.Thread(target=publish_and_keep)])
+    [violation] = _wait_for_violations(running, 1)
+    assert format_report([violation]).rstrip().splitlines()[-1].strip() == (
+        "fix: call publish_later() in the reactor thread, for its result: "
+        "threads.blockingCallFromThread(reactor, publisher.publish_later, ...)"
+    )
+
+
 def test_a_librarys_del_run_by_the_thread_that_dropped_it_is_told_so(
     running_reactor: Any, wslib: Any
 ) -> None:

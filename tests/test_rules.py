@@ -22,7 +22,7 @@ from threadcheck import (
     ThreadAffinityWarning,
     spawn_site,
 )
-from threadcheck._report import fix_for
+from threadcheck._report import fix_for, format_report
 from threadcheck_reactor import ThreadCheckReactor
 
 from support import RunningReactor, run_in_thread, run_threads
@@ -636,6 +636,8 @@ def test_a_stuck_pool_worker_at_shutdown_is_reported_with_its_stack(
     err = capsys.readouterr().err  # shown at once: the process may never get to exit
     assert "the reactor's thread pool cannot finish at shutdown: worker 'PoolThread-" in err
     assert "make the job return at shutdown" in err
+    # Counted as what it is, not as a call of ThreadPool.stop the program never made.
+    assert format_report([violation]).splitlines()[1] == "  stuck-at-shutdown: 1"
 
 
 @pytest.mark.quality

@@ -199,10 +199,7 @@ def _hint(violation: Violation) -> str:
         owner = _called_on(offending, entry.function) or (
             entry.library if _module_function(entry) is not None else "obj"
         )
-        return (
-            f"call {entry.function}() in the reactor thread: "
-            f"reactor.callFromThread({owner}.{entry.function}, ...)"
-        )
+        return _call_in_reactor(entry.function, f"{owner}.{entry.function}", offending)
     object_fix = _fixes.object_api_fix(violation.api, offending)
     if object_fix is not None:
         called = _through_twisted(entry, violation.api, offending)
@@ -221,11 +218,32 @@ def _hint(violation: Violation) -> str:
                 f"threads.blockingCallFromThread(reactor, {called}, ...)"
             )
         owner = _called_on(offending, entry.function) or "obj"  # `agent.request(...)`
-        return (
-            f"call {entry.function}() in the reactor thread: "
-            f"reactor.callFromThread({owner}.{entry.function}, ...)"
-        )
+        return _call_in_reactor(entry.function, f"{owner}.{entry.function}", offending)
     return _reactor_api_fix(api, offending)
+
+
+def _call_in_reactor(function: str, called: str, offending: str) -> str:
+    """Move the user's call of ``function`` (``called``) to the reactor thread: with
+    ``callFromThread``, or ``blockingCallFromThread`` when the line goes on with
+    its result (``d = agent.request(...)``: ``callFromThread`` drops it)."""
+    if _result_used(offending):
+        return (
+            f"call {function}() in the reactor thread, for its result: "
+            f"threads.blockingCallFromThread(reactor, {called}, ...)"
+        )
+    return f"call {function}() in the reactor thread: reactor.callFromThread({called}, ...)"
+
+
+def _result_used(line: str) -> bool:
+    """Whether the statement ``line`` keeps what its call returns: assigns it,
+    returns it, awaits or yields it."""
+    try:
+        statement = ast.parse(line.strip()).body[0]
+    except (SyntaxError, IndexError):  # a line of a longer statement: not known
+        return False
+    if isinstance(statement, ast.Expr):
+        return isinstance(statement.value, (ast.Await, ast.Yield, ast.YieldFrom))
+    return isinstance(statement, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Return))
 
 
 # Reactor methods whose result the caller goes on with: callFromThread drops it.
@@ -525,7 +543,10 @@ def _format_calls(violations: list[Violation]) -> str:
     if not violations:
         return ""
     groups = group(violations)
-    by_api = Counter(v.api for v in violations)
+    # A pool stuck at shutdown is no call of ThreadPool.stop's the program made.
+    by_api = Counter(
+        v.kind.value if v.kind is Kind.STUCK_AT_SHUTDOWN else v.api for v in violations
+    )
     noun = "violation" if len(violations) == 1 else "violations"
     lines = [
         f"threadcheck: {len(violations)} thread-affinity {noun} ({len(groups)} distinct)",

@@ -179,10 +179,10 @@ def _found(result: ExploreResult) -> str:
     if result.run is not None and result.run.index == WARM_UP:
         # A thread blocked for good in the warm-up: no schedule began.
         return f"found in the warm-up run, before the first schedule ({how}, seed {result.seed})"
-    return (
-        f"found on schedule {result.found_at} ({how}, seed {result.seed}) with "
-        f"{plural(preemptions, 'preemption')}"
-    )
+    found = f"found on schedule {result.found_at} ({how}, seed {result.seed})"
+    if result.every_schedule:  # its preemptions made no difference: not worth a word
+        return found
+    return f"{found} with {plural(preemptions, 'preemption')}"
 
 
 def _interrupted(result: ExploreResult) -> str:
