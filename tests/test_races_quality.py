@@ -1918,6 +1918,36 @@ def test_an_item_bumped_in_two_threads_is_a_lost_update(tmp_path: Path) -> None:
     assert "an update of hits[...] reads, then writes: two at once lose one" in report
 
 
+def test_an_invalidation_racing_a_read_is_named_by_what_it_touches(tmp_path: Path) -> None:
+    # Synapse's SYN-369: the cache was invalidated in the database thread while
+    # the reactor read it. The key was "self.cache.pop()", the call, and the
+    # sequence's read against its update had the fix of two updates.
+    found = races_in(
+        tmp_path,
+        """
+        class Cache:
+            def __init__(self):
+                self.cache = {"room": "old"}
+                self.sequence = 0
+            def invalidate(self, key):
+                self.sequence += 1
+                self.cache.pop(key, None)
+            def get(self, key):
+                seen = self.sequence
+                return self.cache.get(key), seen
+        cache = Cache()
+        t = threading.Thread(target=cache.invalidate, args=("room",)); t.start()
+        cache.get("room")
+        t.join()
+        """,
+    )
+    report = format_report(found)
+    assert "data race on Cache.sequence: " in report, report
+    assert "a read of Cache.sequence while another thread updates it sees either value" in report
+    assert "data race on self.cache[...]: " in report, report
+    assert ".pop()" not in report.split("\n\n")[0], report
+
+
 def test_a_global_bound_by_a_match_capture_races_its_read(tmp_path: Path) -> None:
     found = races_in(
         tmp_path,

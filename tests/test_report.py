@@ -421,6 +421,10 @@ class Publisher:
     def publish_later(self, payload):
         self.reactor.callLater(0, print, payload)
 
+    def close(self):  # as autobahn's sendClose: its close frame, then its timeout
+        self.reactor.callLater(0, print, "close frame")
+        self.reactor.callLater(1, print, "close timed out")
+
 
 def retry_later(reactor, f):
     reactor.callLater(1, f)
@@ -501,6 +505,23 @@ def test_an_installed_librarys_call_is_reported_at_the_users_line_with_its_fix(
         "fix: call retry_later() in the reactor thread: "
         "reactor.callFromThread(retry_later, ...)",  # not wslib.retry_later's module path
     ]
+
+
+def test_one_library_call_doing_two_wrong_thread_things_is_one_mistake(
+    running_reactor: Any, wslib: Any
+) -> None:
+    # autobahn's sendClose from a thread was two violations at one user line,
+    # each with the same fix: "3 distinct" for 2 mistakes.
+    running: RunningReactor = running_reactor()
+    publisher = wslib.Publisher(running.reactor)
+
+    def supervise() -> None:
+        publisher.close()  # BUG: a close handshake from a thread
+
+    run_threads([threading.Thread(target=supervise, name="supervisor")])
+    violations = _wait_for_violations(running, 2)
+    report = format_report(violations)
+    assert report.startswith("threadcheck: 2 thread-affinity violations (1 distinct)"), report
 
 
 def test_a_librarys_call_whose_result_is_kept_is_moved_with_blocking_call_from_thread(

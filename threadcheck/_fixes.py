@@ -281,11 +281,17 @@ def race_hint(location: str, access: str, earlier: str, written_at: str = "") ->
             "reactor thread (from a worker: reactor.callFromThread(f, ...); a worker that "
             "walks it is handed a copy made there)"
         )
-    if "update" in (access, earlier):
+    if access == earlier == "update":
         return (
             f"an update of {location} reads, then writes: two at once lose one. Hold one "
             "threading.Lock around every access, or make them all in one thread (from a "
             "worker: reactor.callFromThread(f, ...))"
+        )
+    if "update" in (access, earlier):  # and a read: it may see the value half-way
+        return (
+            f"a read of {location} while another thread updates it sees either value, "
+            "whichever runs first. Hold one threading.Lock around the update and the "
+            "read, or make them in one thread (from a worker: reactor.callFromThread(f, ...))"
         )
     return (
         f"order the accesses to {location}: hold one threading.Lock around both, hand "

@@ -45,13 +45,27 @@ def group(violations: Iterable[Violation]) -> list[Group]:
     """Identical violations merged, in order of first occurrence: the same call
     from the same code in two workers of one thread pool is one (shown as the
     first), as the pool could have given the job to either."""
-    counts: Counter[Violation] = Counter()
-    first: dict[Violation, tuple[Violation, int]] = {}
+    counts: Counter[object] = Counter()
+    first: dict[object, tuple[Violation, int]] = {}
     for index, violation in enumerate(violations):
-        key = _any_worker(violation)
+        key = _one_mistake(_any_worker(violation))
         counts[key] += 1
         first.setdefault(key, (violation, index))
     return [Group(v, counts[key], index) for key, (v, index) in first.items()]
+
+
+def _one_mistake(violation: Violation) -> object:
+    """What tells ``violation`` apart: a wrong-thread call is known by the
+    user's call that made it and its fix, so that a library call doing two
+    non-thread-safe things from one line (autobahn's ``sendClose``: a write,
+    then its close timeout's ``callLater``) is one mistake, with one fix."""
+    if violation.kind is not Kind.FOREIGN_THREAD:
+        return violation
+    stack = violation.stack
+    user = [i for i, frame in enumerate(stack) if frame.library is None]
+    if not user or user[-1] == len(stack) - 1:  # no library call between: as it is
+        return violation
+    return (violation.kind, violation.thread, stack[: user[-1] + 1], fix_for(violation))
 
 
 def _any_worker(violation: Violation) -> Violation:

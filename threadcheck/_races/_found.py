@@ -91,6 +91,9 @@ def location_name(now: Site, earlier: Site, obj: Any, key: Any) -> str:
         return f"{_container(now)}[...]"
     if type(key) is str and type(obj) is dict and obj.get(GLOBALS) is obj:
         return f"global {key}"  # set by a call that changes them all: globals().update()
+    if now.kind == "method":  # a key's change by a method (self.cache.pop(key)): the key's
+        other = next((s.text for s in (now, earlier) if s.kind == "subscript"), None)
+        return other or f"{now.text.rpartition('.')[0]}[...]"
     return now.text
 
 
