@@ -952,6 +952,70 @@ ACCESS_KINDS = [
     ),
     *(
         Case(
+            f"an attribute stored by a __setattr__ that {how}",
+            racy=f"""
+                class Record:
+                    def __setattr__(self, name, value):
+                        if name not in ("status", "retries"):
+                            raise AttributeError(name)  # a validating record
+                        {store}
+                job = Record()
+                job.status = "new"
+                t = threading.Thread(target=setattr, args=(job, "status", "running")); t.start()
+                seen = job.status
+                t.join()
+            """,
+            fixed=f"""
+                class Record:
+                    def __setattr__(self, name, value):
+                        if name not in ("status", "retries"):
+                            raise AttributeError(name)  # a validating record
+                        {store}
+                job = Record()
+                job.status = "new"
+                t = threading.Thread(target=setattr, args=(job, "status", "running")); t.start()
+                t.join()
+                seen = job.status
+            """,
+            # Its own store: the class's __setattr__ only checks before it.
+            location="Record.status",
+            line="seen = job.status",
+        )
+        for how, store in [
+            ("calls super()'s", "super().__setattr__(name, value)"),
+            ("calls object's", "object.__setattr__(self, name, value)"),
+            ("writes __dict__", "self.__dict__[name] = value"),
+        ]
+    ),
+    Case(
+        "an attribute that is a dict's item (__getattr__ = dict.__getitem__)",
+        racy="""
+            class Settings(dict):  # carbon's conf.Settings
+                __getattr__ = dict.__getitem__
+                __setattr__ = dict.__setitem__
+            settings = Settings(mode="a")
+            def work():
+                settings.mode = "b"
+            t = threading.Thread(target=work); t.start()
+            seen = settings.mode
+            t.join()
+        """,
+        fixed="""
+            class Settings(dict):  # carbon's conf.Settings
+                __getattr__ = dict.__getitem__
+                __setattr__ = dict.__setitem__
+            settings = Settings(mode="a")
+            def work():
+                settings.mode = "b"
+            t = threading.Thread(target=work); t.start()
+            t.join()
+            seen = settings.mode
+        """,
+        location="Settings.mode",
+        line='settings.mode = "b"',
+    ),
+    *(
+        Case(
             f"a module's variables changed at once by {how}",
             racy=f"""
                 current = None

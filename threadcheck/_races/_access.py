@@ -179,7 +179,9 @@ def _code_keeping(kind: type, name: str, write: bool) -> bool | None:
     """:func:`_kept_by_code` for ``kind``'s instances; None: by its ``__getattr__``."""
     if issubclass(kind, (type, ModuleType)):
         return False
-    if _rewritten_function(getattr(kind, "__setattr__" if write else "__getattribute__", None)):
+    hook_name = "__setattr__" if write else "__getattribute__"
+    hook = getattr(kind, hook_name, None)
+    if _rewritten_function(hook) and not _delegates(hook, hook_name):
         return True
     for cls in kind.__mro__:
         found = cls.__dict__.get(name, _MISSING)
@@ -193,6 +195,15 @@ def _code_keeping(kind: type, name: str, write: bool) -> bool | None:
     if not write and _rewritten_function(getattr(kind, "__getattr__", None)):
         return None
     return False
+
+
+def _delegates(hook: Any, name: str) -> bool:
+    """Whether a class's own ``__setattr__``/``__getattribute__`` (``name``) keeps
+    the value on the object after all (``super().__setattr__(name, value)``,
+    ``object.__setattr__``, ``self.__dict__[name]``): a dirty flag or a
+    validation before the store, which is the storage's access then."""
+    names = hook.__code__.co_names
+    return name in names or "__dict__" in names
 
 
 _by_code: dict[tuple[type, str, bool], bool | None] = {}
@@ -830,6 +841,13 @@ class _ContainerMethod(_TakenAsValue):
         self.site = site
         self.changes = method.__name__ in _CHANGING
         self.keyed = method.__name__ in _KEYED_METHODS
+
+    def __get__(self, instance: Any, kind: type | None = None) -> Any:
+        """A class attribute (``__getattr__ = dict.__getitem__``) binds to the
+        instance, as the method it stands for does (it was called unbound)."""
+        if instance is None or self.owner is not None:
+            return self
+        return _ContainerMethod(self.method.__get__(instance, kind), instance, self.site)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         owner = self.owner if self.owner is not None else (args[0] if args else None)
