@@ -3,6 +3,8 @@ same on every supported Python, whatever its bytecode."""
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import dis
 import operator
 import py_compile
@@ -604,3 +606,46 @@ def test_the_programs_own_trace_function_sees_its_calls_beside_the_schedulers() 
     assert result.found, result.report()
     assert "lost deposit: 10" in result.report()
     assert "audited" in calls
+
+
+@pytest.mark.parametrize("locked", [True, False], ids=["locked", "racy"])
+def test_a_programs_profiler_sees_only_the_programs_calls_and_takes_no_turn(
+    locked: bool,
+) -> None:
+    # A tiny profiler set in each worker was called for threadcheck's own
+    # frames (its counts named our helpers), and its code's points, taken inside
+    # the scheduler's, broke its bookkeeping (IndexError, false failures).
+    calls: collections.Counter[str] = collections.Counter()
+
+    def scenario() -> None:
+        counting = threading.Lock()
+        lock: Any = threading.Lock() if locked else contextlib.nullcontext()
+        account = _Account()
+
+        def profiler(frame: types.FrameType, event: str, arg: Any) -> Any:
+            if event == "call":
+                with counting:
+                    calls[frame.f_code.co_name] += 1
+            return None
+
+        def deposit(amount: int) -> None:
+            sys.settrace(profiler)
+            try:
+                with lock:
+                    balance = account.balance
+                    account.balance = balance + amount
+            finally:
+                sys.settrace(None)
+
+        workers = [threading.Thread(target=deposit, args=(10,)) for _ in range(2)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        assert account.balance == 20, f"lost deposit: {account.balance}"
+
+    result = threadcheck.explore(scenario, budget=300, strategy="random")
+    assert result.found is not locked, result.report()
+    if not locked:
+        assert "lost deposit: 10" in result.report()
+    assert set(calls) <= {"__enter__", "__exit__"}, calls  # nullcontext's, and nothing of ours

@@ -27,6 +27,9 @@ from threading import get_ident
 from types import FrameType
 from typing import Any
 
+from threadcheck import _stacks
+from threadcheck._sched._core import without_points
+
 Tracer = Callable[..., Any]
 
 _CHAINED = "__threadcheck_chained__"
@@ -35,6 +38,68 @@ settrace = sys.settrace
 gettrace = sys.gettrace
 """The real ones: while we trace, the program's ``sys.settrace`` goes through
 :class:`~threadcheck._sched._points._Tracing`, which chains it with ours."""
+
+
+def without_ours(theirs: Tracer) -> Tracer:
+    """The program's trace function (a profiler's, pdb's, the ``trace``
+    module's), not called for threadcheck's own frames: it counted our calls,
+    and its code's scheduling points, taken inside the scheduler's own, broke
+    its bookkeeping (an internal error)."""
+    if hasattr(theirs, "__threadcheck_filters__"):
+        return theirs
+
+    def tracer(frame: FrameType, event: str, arg: Any) -> Any:
+        if _ours(frame) or _called_by_ours(frame):
+            return None
+        return _held(theirs)(frame, event, arg)
+
+    tracer.__threadcheck_filters__ = theirs  # type: ignore[attr-defined]
+    return tracer
+
+
+def _held(trace: Tracer) -> Tracer:
+    """``trace`` (and the local functions it returns) taking no thread switch: a
+    trace function runs between two of the program's steps, not as one."""
+    call = without_points(trace)
+
+    def held(frame: FrameType, event: str, arg: Any) -> Any:
+        local = call(frame, event, arg)
+        return None if local is None else held if local is trace else _held(local)
+
+    return held
+
+
+def _ours(frame: FrameType) -> bool:
+    filename = frame.f_code.co_filename
+    return filename.startswith("<threadcheck") or _stacks.classify(filename) == "threadcheck"
+
+
+def _called_by_ours(frame: FrameType) -> bool:
+    """Whether ``frame``, of library code (the standard library's, a dataclass's
+    ``__init__``), runs for threadcheck's code: called by it, or by library code
+    it called. The program's own frames are the program's, whoever calls them."""
+    if _programs(frame):
+        return False
+    caller = frame.f_back
+    while caller is not None:
+        if _ours(caller):
+            return True
+        if _programs(caller):
+            return False
+        caller = caller.f_back
+    return False
+
+
+def _programs(frame: FrameType) -> bool:
+    """A frame of the program's files (not code made from text: a dataclass's
+    ``__init__`` is whoever's made the class)."""
+    filename = frame.f_code.co_filename
+    return not filename.startswith("<") and _stacks.classify(filename) is None
+
+
+def unfiltered(tracer: Any) -> Any:
+    """What :func:`without_ours` was given: what the program set."""
+    return getattr(tracer, "__threadcheck_filters__", tracer)
 
 
 def is_chained(tracer: object) -> bool:

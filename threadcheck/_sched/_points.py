@@ -45,7 +45,15 @@ from typing import Any
 
 from threadcheck._races import _access, _footprint, _shadow
 from threadcheck._races._rewrite import GLOBALS, MUTATORS
-from threadcheck._sched._chained import chained, chained_hook, gettrace, is_chained, settrace
+from threadcheck._sched._chained import (
+    chained,
+    chained_hook,
+    gettrace,
+    is_chained,
+    settrace,
+    unfiltered,
+    without_ours,
+)
 from threadcheck._sched._core import active
 
 GRANULARITIES = ("sync", "access", "line", "opcode")
@@ -408,6 +416,7 @@ class Instrumentation:
     def start(self, *, every_thread: bool = False) -> None:
         """``every_thread``: settrace also in threads started from now on, not
         only controlled ones (sys.monitoring covers every thread anyway)."""
+        sys.settrace, sys.gettrace = _program_settrace, _program_gettrace
         if self.granularity == "sync":
             return
         if sys.version_info >= (3, 12):
@@ -424,6 +433,7 @@ class Instrumentation:
         if self._backend is not None:
             self._backend.stop()
             self._backend = None
+        sys.settrace, sys.gettrace = settrace, gettrace
 
     def thread_started(self) -> None:
         """In a newly controlled thread: settrace is per thread."""
@@ -604,8 +614,7 @@ class _Tracing:
         sys.gettrace = self._program_gettrace
 
     def stop(self) -> None:
-        sys.settrace = settrace
-        sys.gettrace = gettrace
+        sys.settrace, sys.gettrace = _program_settrace, _program_gettrace  # still exploring
         settrace(self._previous)
         if self.every_thread:
             threading.settrace(self._previous_hook)
@@ -621,18 +630,18 @@ class _Tracing:
         function (a profiler's, pdb's) goes before ours, and None takes only it
         away (a profiler's ``stop()`` took the thread's points with it)."""
         if not self._ours():
-            settrace(function)
+            settrace(None if function is None else without_ours(function))
         elif function is None or function is self._on_call or is_chained(function):
             self._theirs.pop(threading.get_ident(), None)
             settrace(self._on_call)
         else:
-            settrace(chained(self._on_call, function, self._theirs))
+            settrace(chained(self._on_call, without_ours(function), self._theirs))
 
     def _program_gettrace(self) -> Any:
         """``sys.gettrace`` while we trace: the program's own function, not ours."""
         if not self._ours():
-            return gettrace()
-        return self._theirs.get(threading.get_ident())
+            return unfiltered(gettrace())
+        return unfiltered(self._theirs.get(threading.get_ident()))
 
     def pause(self) -> None:
         """No tracing from now on, in this thread and those started later."""
@@ -704,3 +713,13 @@ class _Tracing:
         if event == "line":
             _point("line", f"line {frame.f_lineno}", frame, (frame.f_code, frame.f_lineno))
         return self._on_line
+
+
+def _program_settrace(function: Any) -> None:
+    """``sys.settrace`` while exploring: the program's function is not called
+    for threadcheck's frames (see :func:`~._chained.without_ours`)."""
+    settrace(None if function is None else without_ours(function))
+
+
+def _program_gettrace() -> Any:
+    return unfiltered(gettrace())
