@@ -227,6 +227,22 @@ def test_what_a_program_sets_up_in_its_process_is_a_new_process_s_each_schedule(
     assert "20 schedules" in result.stderr, result.stderr
 
 
+def test_a_program_rewrapping_its_stdout_writes_in_every_schedule(tmp_path: Path) -> None:
+    # A CLI's start-up line: collected at the schedule's end, the program's
+    # wrapper closed the real stdout's buffer, and every later schedule failed
+    # (ValueError: I/O operation on closed file).
+    program = tmp_path / "cli.py"
+    program.write_text(
+        "import io, sys, threading\n"
+        'sys.stdout = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", line_buffering=True)\n'
+        'results = []\nthreading.Thread(target=results.append, args=("done",)).start()\n'
+        'print("résumé:", results)\n'
+    )
+    result = explore_program(program, "--budget", "10", "--strategy", "random")
+    assert result.returncode == 0, result.stderr
+    assert "10 schedules" in result.stderr, result.stderr
+
+
 def test_state_a_program_keeps_on_sys_is_a_new_process_s_each_schedule(tmp_path: Path) -> None:
     program = tmp_path / "lookups.py"
     program.write_text(KEPT_ON_SYS)

@@ -25,6 +25,8 @@ controlled thread runs.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import sys
 import warnings
 from typing import Any
@@ -94,9 +96,25 @@ class TwistedLogging:
         if hasattr(globalLogBeginner, "_temporaryObserver"):
             globalLogBeginner._temporaryObserver, globalLogBeginner._previousBegin = self._begun
         if (sys.stdout, sys.stderr) != self._streams:
+            for theirs in (sys.stdout, sys.stderr):
+                _let_go(theirs, self._streams)
             sys.stdout, sys.stderr = self._streams
         if warnings.showwarning is not self._showwarning:
             warnings.showwarning = self._showwarning
+
+
+def _let_go(stream: Any, ours: tuple[Any, Any]) -> None:
+    """A stream the program made over one of ours (``sys.stdout =
+    io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8")``), flushed and
+    detached: collected, it closed our buffer, and every later schedule's
+    output failed (I/O operation on closed file)."""
+    if stream in ours or not isinstance(stream, io.TextIOWrapper):
+        return
+    buffers = {id(getattr(s, "buffer", None)) for s in (*ours, sys.__stdout__, sys.__stderr__)}
+    with contextlib.suppress(Exception):  # already detached, closed, or not ours
+        if id(stream.buffer) in buffers:
+            stream.flush()
+            stream.detach()
 
 
 def _observers(publisher: Any) -> list[Any]:
