@@ -36,7 +36,8 @@ WORKER_BLOCKED = """
 import socket
 from twisted.internet import reactor, threads
 
-ours, theirs = socket.socketpair()
+ours = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # (a socket pair of its own:
+ours.bind(("127.0.0.1", 0))  # nobody else could write it, a deadlock's)
 
 def read_reply():
     return ours.recv(1)  # a real socket nobody writes to
@@ -50,7 +51,8 @@ REACTOR_BLOCKED = """
 import socket
 from twisted.internet import reactor
 
-ours, theirs = socket.socketpair()
+ours = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # (a socket pair of its own:
+ours.bind(("127.0.0.1", 0))  # nobody else could write it, a deadlock's)
 
 def on_timer():
     ours.recv(1)  # blocking I/O in the reactor thread
@@ -65,7 +67,8 @@ reactor.run()
 MAIN_BLOCKED_AFTER_A_THREAD = """
 import socket, threading
 
-ours, theirs = socket.socketpair()
+ours = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # (a socket pair of its own:
+ours.bind(("127.0.0.1", 0))  # nobody else could write it, a deadlock's)
 
 def read_reply():
     return ours.recv(1)  # a real socket nobody writes to
@@ -100,12 +103,47 @@ def test_a_thread_blocked_outside_control_fails_the_schedule_and_the_process_exi
     assert "Traceback" not in result.stderr.split("\n\n")[0]
 
 
+# A service with an asyncio loop in a daemon thread beside the reactor hangs:
+# a callback raises before its reactor.stop(). The idle loop waits on its own
+# wake-up pair, which only the program's threads write: after 10 s it was
+# "blocked outside the scheduler's control", and the error was an aside.
+HANGS_BESIDE_AN_IDLE_LOOP = """
+import asyncio, threading
+from twisted.internet import reactor, defer
+
+loop = asyncio.new_event_loop()
+threading.Thread(target=loop.run_forever, name="aio-loop", daemon=True).start()
+
+def load_config(_):
+    raise RuntimeError("config missing")  # reactor.stop() below never runs
+    reactor.stop()
+
+reactor.callWhenRunning(lambda: defer.succeed(None).addCallback(load_config))
+reactor.run()
+"""
+
+
+def test_a_hang_beside_an_idle_event_loop_is_its_error_then_a_deadlock(tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = explore_program(write_program(tmp_path, HANGS_BESIDE_AN_IDLE_LOOP))
+    assert time.monotonic() - started < 9, "waited for the watchdog"
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith(
+        "threadcheck: unhandled-error: Unhandled error in Deferred: RuntimeError: config missing"
+    ), result.stderr
+    assert "then deadlock: every live thread is blocked: T0(MainThread) on reactor idle, " in (
+        result.stderr
+    )
+    assert "Exception ignored" not in result.stderr  # the idle loops, freed at the end
+
+
 # The blocked wait is an installed library's, run as the job itself: the report
 # named no line (no frame of the program's was on the thread's stack).
 LIBRARY_BLOCKED = """
 import socket
 
-ours, theirs = socket.socketpair()
+ours = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # (a socket pair of its own:
+ours.bind(("127.0.0.1", 0))  # nobody else could write it, a deadlock's)
 
 def read_reply():
     return ours.recv(1)  # a real socket nobody writes to
@@ -123,7 +161,7 @@ reactor.run()
 def test_a_thread_blocked_in_a_library_is_reported_where_it_waits(tmp_path: Path) -> None:
     result = explore_with_library(tmp_path, "replies", LIBRARY_BLOCKED, USES_THE_LIBRARY)
     assert result.returncode == 1, result.stderr
-    assert "\n  at replies.py:7 in read_reply in PoolThread-" in result.stderr, result.stderr
+    assert "\n  at replies.py:8 in read_reply in PoolThread-" in result.stderr, result.stderr
 
 
 # A pool job reads a status pipe nobody writes; given an argument, the program
@@ -202,8 +240,9 @@ def test_under_pytest_the_test_fails_the_session_goes_on_and_junitxml_is_written
         "KEPT = []  # the other end stays open: nothing ever arrives\n\n"
         "@pytest.mark.threadcheck_explore(budget=50)\n"
         "def test_blocked(threadcheck_reactor):\n"
-        "    ours, theirs = socket.socketpair()\n"
-        "    KEPT.append(theirs)\n"
+        "    ours = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "    ours.bind(('127.0.0.1', 0))\n"
+        "    KEPT.append(ours)\n"
         "    pool = threadcheck_reactor.getThreadPool()\n"
         "    return threads.deferToThreadPool(threadcheck_reactor, pool, ours.recv, 1)\n\n"
         "def test_after():\n"
@@ -233,12 +272,12 @@ def test_under_pytest_the_test_fails_the_session_goes_on_and_junitxml_is_written
 
 
 def test_the_reactor_thread_blocked_in_a_scenario_is_unwound() -> None:
-    kept: list[socket.socket] = []
+    kept: list[int] = []
 
     def scenario(reactor: Any) -> Deferred[Any]:
-        ours, _theirs = sockets = socket.socketpair()
-        kept.extend(sockets)  # nobody writes to it, nobody closes it
-        reactor.callLater(0.1, ours.recv, 1)  # blocking I/O in a reactor callback
+        ours, _theirs = pipe = os.pipe()  # (a socket pair of its own is a deadlock's)
+        kept.extend(pipe)  # nobody writes to it, nobody closes it
+        reactor.callLater(0.1, os.read, ours, 1)  # blocking I/O in a reactor callback
         return Deferred()  # never fires: only the watchdog ends this schedule
 
     result = explore(
@@ -250,7 +289,7 @@ def test_the_reactor_thread_blocked_in_a_scenario_is_unwound() -> None:
     assert result.unshrunk == "a rerun would block again"
     assert "MainThread" not in abandoned_threads()  # unwound, not left blocked
     for end in kept:
-        end.close()
+        os.close(end)
 
 
 def test_a_long_sleep_beside_a_real_socket_is_not_blocked() -> None:

@@ -46,6 +46,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "threadcheck._sched._watchdog" in sys.modules:
         from threadcheck._sched._watchdog import exit_if_abandoned
 
+        # The schedules' leftovers freed as the interpreter ends (an asyncio loop
+        # whose daemon thread never returned): their finalizers' errors are not
+        # the program's, whose process ended with its threads.
+        sys.unraisablehook = lambda unraisable: None
+
         # A thread an exploration left blocked would hang the interpreter's
         # exit (its last resort exits 1): every status ends the process here.
         exit_if_abandoned(status)

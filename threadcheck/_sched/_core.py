@@ -24,6 +24,7 @@ scheduler code.
 from __future__ import annotations
 
 import _thread
+import math
 import select
 import sys
 import time
@@ -785,6 +786,15 @@ class Scheduler:
         self._pass_time_to(min(deadlines))
         return True
 
+    def _nothing_can_wake(self) -> bool:
+        """No deadline comes, and the real files waited on only talk to each
+        other, quiet (an asyncio loop's wake-up pair, which only another thread
+        of the program writes): no thread can ever run again."""
+        waits = list(self._io_waiters.values())
+        reads = [file for wait in waits for file in wait.reads]
+        writes = [file for wait in waits for file in wait.writes]
+        return self._only_time_wakes(reads, writes, math.inf)
+
     def _only_time_wakes(self, reads: list[Any], writes: list[Any], deadline: float) -> bool:
         """Whether only time can wake a thread waiting on ``reads`` and ``writes``
         before ``deadline``: see :meth:`skip_quiet_time`."""
@@ -884,6 +894,8 @@ class Scheduler:
             if due is not None and self.skip_quiet_time([], [], None):  # sockets in-process
                 self._ended(TIME)
                 return due
+            if due is None and self._nothing_can_wake():
+                return None  # a deadlock: an idle event loop's thread waits for ever too
             first = next(iter(self._io_waiters.values()), None)
             # Patient with the first only while no other is ready: time would pass
             # for one whose answer is there (its reply's timeout, a false failure).

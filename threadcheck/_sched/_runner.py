@@ -240,6 +240,7 @@ class Explorer:
             ThreadPoolExecutor._counter = self._executor_counter  # type: ignore[attr-defined]
         random.setstate(self._random_state)  # type: ignore[arg-type]
         warnings.showwarning = self._showwarning
+        _collect_leftovers(0)  # the last schedule's (the others' are collected)
         gc.unfreeze()
         if self._gc_was_enabled:
             gc.enable()
@@ -286,7 +287,7 @@ class Explorer:
         # nothing still referenced one schedule later).
         self._schedules += 1
         if self._schedules % FULL_COLLECTION_EVERY == 0:
-            gc.collect()
+            _collect_leftovers()
         gc.disable()
         threading._counter = itertools.count(1).__next__  # type: ignore[attr-defined]
         # An executor's default thread names too (ThreadPoolExecutor-0_0): a failure
@@ -349,7 +350,7 @@ class Explorer:
             # paused, stay for the whole exploration (a reactor, its checker and
             # its threads each schedule: memory and per-thread-start cost grew).
             reactor = None
-            gc.collect(0)
+            _collect_leftovers(0)
             errors.stop()
             self.twisted_logging.restore()  # after errors.stop: the program's observers go
         if interrupted or scheduler.interrupted:
@@ -412,6 +413,23 @@ def _pin_to_one_cpu() -> set[int] | None:
     slot = int(worker) if worker.isdigit() else os.getpid()
     os.sched_setaffinity(0, {cpus[slot % len(cpus)]})
     return set(cpus)
+
+
+def _collect_leftovers(generation: int = 2) -> None:
+    """Collect what ended schedules left, their finalizers' errors unsaid: an
+    object cut off with its schedule (an asyncio loop whose daemon thread
+    never returned, freed with its wake-up socket already closed) was never
+    finalized in the program's own process, which ended with its threads."""
+    hook = sys.unraisablehook
+    sys.unraisablehook = _unsaid
+    try:
+        gc.collect(generation)
+    finally:
+        sys.unraisablehook = hook
+
+
+def _unsaid(unraisable: Any) -> None:
+    pass
 
 
 def _schedule_run(
