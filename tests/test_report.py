@@ -19,14 +19,15 @@ from typing import Any
 
 import jsonschema
 import pytest
-from twisted.internet import task
+from twisted.internet import defer, task
 from twisted.internet.protocol import ClientCreator, ServerFactory
 from twisted.protocols.basic import LineReceiver
 from twisted.python.threadpool import ThreadPool
 
 from threadcheck import Mode, ThreadAffinityWarning, Violation, _stacks, format_report, to_json
 from threadcheck._report import MAX_GROUPS_SHOWN, SCHEMA_PATH, finish, from_json
-from threadcheck._violation import TestContext
+from threadcheck._stacks import Frame
+from threadcheck._violation import Kind, TestContext, ThreadInfo
 
 from support import JOIN_TIMEOUT, RunningReactor, run_threads
 
@@ -522,6 +523,39 @@ def test_one_library_call_doing_two_wrong_thread_things_is_one_mistake(
     violations = _wait_for_violations(running, 2)
     report = format_report(violations)
     assert report.startswith("threadcheck: 2 thread-affinity violations (1 distinct)"), report
+
+
+def test_a_call_a_library_makes_from_a_thread_of_its_own_is_reported_as_its(
+    tmp_path: Any,
+) -> None:
+    # carbon's writer thread, which carbon's service started (callInThread) and
+    # whose loop calls resumeProducing: nothing of the user's on any stack. The
+    # report had no line at all, and its fix ran the endless writer loop in the
+    # reactor thread (reactor.callFromThread(obj.writeForever, ...)).
+    writer = str(tmp_path / "lib" / "site-packages" / "carbonish" / "writer.py")
+    twisted = defer.__file__
+    violation = Violation(
+        api="reactor.callLater",
+        kind=Kind.FOREIGN_THREAD,
+        thread=ThreadInfo("PoolThread-twisted.internet.reactor-0", 2),
+        reactor_thread=ThreadInfo("MainThread", 1),
+        stack=(
+            Frame(twisted, 10, "_worker"),
+            Frame(writer, 40, "writeForever"),
+            Frame(writer, 52, "resume"),
+            Frame(twisted, 100, "callLater"),
+        ),
+        spawn_site=(Frame(twisted, 20, "startService"), Frame(twisted, 30, "callInThread")),
+        submitted_from=(Frame(writer, 12, "startService"), Frame(twisted, 30, "callInThread")),
+    )
+    report = format_report([violation])
+    offending = f"offending call: {writer}:52 in resume, carbonish's own (nothing of yours ran)"
+    assert offending in report, report
+    assert report.rstrip().splitlines()[-1].strip() == (
+        "fix: nothing of yours is on the way: carbonish calls it from a thread of its own,"
+        " a bug to report to its maintainers (or keep the feature that runs it off);"
+        " --include carbonish also checks its data races"
+    )
 
 
 def test_a_librarys_call_whose_result_is_kept_is_moved_with_blocking_call_from_thread(

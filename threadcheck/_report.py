@@ -167,6 +167,13 @@ def _hint(violation: Violation) -> str:
         )
     where = violation.user_frame()
     offending = where.source if where is not None else ""
+    inside = _libraries_own(violation)
+    if inside is not None:
+        return (
+            f"nothing of yours is on the way: {inside.library} calls it from a thread of"
+            f" its own, a bug to report to its maintainers (or keep the feature that runs"
+            f" it off); --include {inside.library} also checks its data races"
+        )
     submitted = _submitted_library_callable(violation)
     if submitted is not None:
         # callInThread(self.sendLine, ...): the hand-off itself is the mistake.
@@ -434,6 +441,20 @@ def _in_a_finalizer(stack: _stacks.Stack) -> bool:
     return False
 
 
+def _libraries_own(violation: Violation) -> _stacks.Frame | None:
+    """The innermost frame of an installed library's, when none of the user's
+    ran, handed the work over or started the thread (carbon's writer thread,
+    started by carbon, calling resumeProducing): the call is the library's."""
+    if violation.user_frame() is not None:
+        return None
+    stacks = (violation.stack, violation.submitted_from or (), violation.spawn_site or ())
+    for stack in stacks:
+        for frame in reversed(stack):
+            if frame.library is not None and frame.library not in _NOT_THIRD_PARTY:
+                return frame
+    return None
+
+
 def _submitted_library_callable(violation: Violation) -> _stacks.Frame | None:
     """A library callable a pool thread was handed directly, when no user code ran.
 
@@ -524,6 +545,11 @@ def _format_group(number: int, g: Group) -> Iterator[str]:
         yield f"    offending call: {where.location()}{_handed_over(v)}"
         if where.source:
             yield f"        {where.source}"
+    elif (inside := _libraries_own(v)) is not None:
+        theirs = f"{inside.library}'s own (nothing of yours ran)"
+        yield f"    offending call: {inside.location()}, {theirs}"
+        if inside.source:
+            yield f"        {inside.source}"
     elif v.runs_pool_jobs() and v.submitted_from is None:
         yield "    offending call: unknown: a job handed to a thread pool that does not say who"
     entry = _entry_into_library(v.stack)
