@@ -72,6 +72,31 @@ class Case:
     """A line of the racy program that is one of the two accesses."""
 
 
+VALIDATING_RECORD = """
+    class Record:
+        def __setattr__(self, name, value):
+            if name not in ("status", "retries"):
+                raise AttributeError(name)  # a validating record
+            {store}
+    job = Record()
+    job.status = "new"
+    t = threading.Thread(target=setattr, args=(job, "status", "running")); t.start()
+"""
+"""A record whose own __setattr__ checks a field's name, then stores it."""
+
+
+ITEMS_AS_ATTRIBUTES = """
+    class Settings(dict):  # carbon's conf.Settings
+        __getattr__ = dict.__getitem__
+        __setattr__ = dict.__setitem__
+    settings = Settings(mode="a")
+    def work():
+        settings.mode = "b"
+    t = threading.Thread(target=work); t.start()
+"""
+"""A dict whose items are its attributes, by builtin methods taken as its own."""
+
+
 ACCESS_KINDS = [
     *(
         Case(
@@ -956,30 +981,8 @@ ACCESS_KINDS = [
     *(
         Case(
             f"an attribute stored by a __setattr__ that {how}",
-            racy=f"""
-                class Record:
-                    def __setattr__(self, name, value):
-                        if name not in ("status", "retries"):
-                            raise AttributeError(name)  # a validating record
-                        {store}
-                job = Record()
-                job.status = "new"
-                t = threading.Thread(target=setattr, args=(job, "status", "running")); t.start()
-                seen = job.status
-                t.join()
-            """,
-            fixed=f"""
-                class Record:
-                    def __setattr__(self, name, value):
-                        if name not in ("status", "retries"):
-                            raise AttributeError(name)  # a validating record
-                        {store}
-                job = Record()
-                job.status = "new"
-                t = threading.Thread(target=setattr, args=(job, "status", "running")); t.start()
-                t.join()
-                seen = job.status
-            """,
+            racy=VALIDATING_RECORD.format(store=store) + "    seen = job.status\n    t.join()\n",
+            fixed=VALIDATING_RECORD.format(store=store) + "    t.join()\n    seen = job.status\n",
             # Its own store: the class's __setattr__ only checks before it.
             location="Record.status",
             line="seen = job.status",
@@ -992,28 +995,8 @@ ACCESS_KINDS = [
     ),
     Case(
         "an attribute that is a dict's item (__getattr__ = dict.__getitem__)",
-        racy="""
-            class Settings(dict):  # carbon's conf.Settings
-                __getattr__ = dict.__getitem__
-                __setattr__ = dict.__setitem__
-            settings = Settings(mode="a")
-            def work():
-                settings.mode = "b"
-            t = threading.Thread(target=work); t.start()
-            seen = settings.mode
-            t.join()
-        """,
-        fixed="""
-            class Settings(dict):  # carbon's conf.Settings
-                __getattr__ = dict.__getitem__
-                __setattr__ = dict.__setitem__
-            settings = Settings(mode="a")
-            def work():
-                settings.mode = "b"
-            t = threading.Thread(target=work); t.start()
-            t.join()
-            seen = settings.mode
-        """,
+        racy=ITEMS_AS_ATTRIBUTES + "    seen = settings.mode\n    t.join()\n",
+        fixed=ITEMS_AS_ATTRIBUTES + "    t.join()\n    seen = settings.mode\n",
         location="Settings.mode",
         line='settings.mode = "b"',
     ),
