@@ -247,7 +247,7 @@ def _call_in_reactor(function: str, called: str, offending: str) -> str:
     """Move the user's call of ``function`` (``called``) to the reactor thread: with
     ``callFromThread``, or ``blockingCallFromThread`` when the line goes on with
     its result (``d = agent.request(...)``: ``callFromThread`` drops it)."""
-    if _result_used(offending):
+    if _result_used(offending, function):
         return (
             f"call {function}() in the reactor thread, for its result: "
             f"threads.blockingCallFromThread(reactor, {called}, ...)"
@@ -255,16 +255,38 @@ def _call_in_reactor(function: str, called: str, offending: str) -> str:
     return f"call {function}() in the reactor thread: reactor.callFromThread({called}, ...)"
 
 
-def _result_used(line: str) -> bool:
-    """Whether the statement ``line`` keeps what its call returns: assigns it,
-    returns it, awaits or yields it."""
+def _result_used(line: str, function: str) -> bool:
+    """Whether the statement ``line`` keeps what its call of ``function`` returns:
+    assigns it, returns it, awaits or yields it, or goes on with it
+    (``d = agent.request(...).addCallback(...)``); not a call made in a lambda."""
     try:
         statement = ast.parse(line.strip()).body[0]
     except (SyntaxError, IndexError):  # a line of a longer statement: not known
         return False
-    if isinstance(statement, ast.Expr):
-        return isinstance(statement.value, (ast.Await, ast.Yield, ast.YieldFrom))
-    return isinstance(statement, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Return))
+    value: ast.AST | None = None
+    if isinstance(statement, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Return)):
+        value = statement.value
+    elif isinstance(statement, ast.Expr) and isinstance(
+        statement.value, (ast.Await, ast.Yield, ast.YieldFrom)
+    ):
+        value = statement.value.value
+    return value is not None and any(
+        isinstance(node, ast.Call) and _calls(node, function) for node in _outside_lambdas(value)
+    )
+
+
+def _calls(call: ast.Call, function: str) -> bool:
+    func = call.func
+    return (isinstance(func, ast.Attribute) and func.attr == function) or (
+        isinstance(func, ast.Name) and func.id == function
+    )
+
+
+def _outside_lambdas(node: ast.AST) -> Iterator[ast.AST]:
+    yield node
+    for child in ast.iter_child_nodes(node):
+        if not isinstance(child, ast.Lambda):
+            yield from _outside_lambdas(child)
 
 
 # Reactor methods whose result the caller goes on with: callFromThread drops it.
