@@ -549,7 +549,8 @@ def test_a_call_a_library_makes_from_a_thread_of_its_own_is_reported_as_its(
         submitted_from=(Frame(writer, 12, "startService"), Frame(twisted, 30, "callInThread")),
     )
     report = format_report([violation])
-    offending = f"offending call: {writer}:52 in resume, carbonish's own (nothing of yours ran)"
+    where = Frame(writer, 52, "resume").location()
+    offending = f"offending call: {where}, carbonish's own (nothing of yours ran)"
     assert offending in report, report
     assert report.rstrip().splitlines()[-1].strip() == (
         "fix: nothing of yours is on the way: carbonish calls it from a thread of its own,"
