@@ -97,6 +97,13 @@ def _programs(frame: FrameType) -> bool:
     return not filename.startswith("<") and _stacks.classify(filename) is None
 
 
+def set_by_program(caller: FrameType) -> bool:
+    """Whether ``sys.settrace`` was called by the program's own code: a
+    library's tracer (coverage's, which installs its C tracer from it) is
+    left as it is."""
+    return _programs(caller)
+
+
 def unfiltered(tracer: Any) -> Any:
     """What :func:`without_ours` was given: what the program set."""
     return getattr(tracer, "__threadcheck_filters__", tracer)

@@ -50,6 +50,7 @@ from threadcheck._sched._chained import (
     chained_hook,
     gettrace,
     is_chained,
+    set_by_program,
     settrace,
     unfiltered,
     without_ours,
@@ -629,13 +630,15 @@ class _Tracing:
         """``sys.settrace`` while we trace: in a thread we trace, the program's
         function (a profiler's, pdb's) goes before ours, and None takes only it
         away (a profiler's ``stop()`` took the thread's points with it)."""
+        if function is not None and set_by_program(sys._getframe(1)):
+            function = without_ours(function)
         if not self._ours():
-            settrace(None if function is None else without_ours(function))
+            settrace(function)
         elif function is None or function is self._on_call or is_chained(function):
             self._theirs.pop(threading.get_ident(), None)
             settrace(self._on_call)
         else:
-            settrace(chained(self._on_call, without_ours(function), self._theirs))
+            settrace(chained(self._on_call, function, self._theirs))
 
     def _program_gettrace(self) -> Any:
         """``sys.gettrace`` while we trace: the program's own function, not ours."""
@@ -718,7 +721,9 @@ class _Tracing:
 def _program_settrace(function: Any) -> None:
     """``sys.settrace`` while exploring: the program's function is not called
     for threadcheck's frames (see :func:`~._chained.without_ours`)."""
-    settrace(None if function is None else without_ours(function))
+    if function is not None and set_by_program(sys._getframe(1)):
+        function = without_ours(function)
+    settrace(function)
 
 
 def _program_gettrace() -> Any:
