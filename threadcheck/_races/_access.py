@@ -27,7 +27,7 @@ from typing import Any
 
 from threadcheck._races import _footprint, _texts
 from threadcheck._races._clocks import ThreadClock, clocks, current, module_imported
-from threadcheck._races._rewrite import GLOBALS, HELPERS, MUTATORS, helper
+from threadcheck._races._rewrite import GLOBALS, HELPERS, MUTATORS, helper, is_globals
 from threadcheck._races._shadow import (
     EVERY,
     WHOLE,
@@ -403,15 +403,10 @@ def cm(obj: Any, site: int, point: bool = False, every: bool = True) -> Any:
     ``every``: it may change any key (not a dict's ``pop(k)``: that key only)."""
     if point and on_access is not None:
         on_access(site, "call")
-    if every and _is_globals(obj):
+    if every and is_globals(obj):
         return _GlobalsChange(obj, site)
     _mutated(obj, site, point, every)
     return obj
-
-
-def _is_globals(obj: Any) -> bool:
-    """Whether ``obj`` is a rewritten module's globals (its variables' scope)."""
-    return type(obj) is dict and obj.get(GLOBALS) is obj
 
 
 class _GlobalsChange:
@@ -490,7 +485,7 @@ def _globals_changed(
 
 def _changed(obj: Any, site: int, method: str) -> None:
     """Container ``obj`` changed by a call of its method ``method``, any key."""
-    if _is_globals(obj):
+    if is_globals(obj):
         _globals_changed(obj, site)
         return
     if _footprint.collecting:
@@ -545,7 +540,7 @@ _kept: dict[tuple[int, int], list[Any]] = {}
 def cms(obj: Any, site: int) -> Any:
     """``obj``, whose mutating method is called with arguments that have points
     of their own: kept for :func:`cml`, which comes after them."""
-    if _is_globals(obj):
+    if is_globals(obj):
         obj = _GlobalsChange(obj, site)  # written by the call, after the arguments
     kept = _kept.setdefault((get_ident(), site), [])
     kept.append(obj)

@@ -13,7 +13,7 @@ import threading
 from typing import Any
 
 from threadcheck import _stacks, _threads
-from threadcheck._races._rewrite import GLOBALS
+from threadcheck._races._rewrite import is_globals
 from threadcheck._races._shadow import EVERY, WHOLE, Access, Site, sites
 from threadcheck._recorder import Recorder
 from threadcheck._violation import Kind, PriorAccess, TestContext, ThreadInfo, Violation
@@ -89,7 +89,7 @@ def location_name(now: Site, earlier: Site, obj: Any, key: Any) -> str:
         return f"{_owner_name(obj)}.{key}"
     if now.kind == "membership":  # a dict's key looked up
         return f"{_container(now)}[...]"
-    if type(key) is str and type(obj) is dict and obj.get(GLOBALS) is obj:
+    if type(key) is str and is_globals(obj):
         return f"global {key}"  # set by a call that changes them all: globals().update()
     if now.kind == "method":  # a key's change by a method (self.cache.pop(key)): the key's
         other = next((s.text for s in (now, earlier) if s.kind == "subscript"), None)

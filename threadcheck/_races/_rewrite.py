@@ -117,6 +117,11 @@ HELPERS = (
 GLOBALS = "__tc_gl__"
 
 
+def is_globals(obj: Any) -> bool:
+    """Whether ``obj`` is a rewritten module's globals (its variables' scope)."""
+    return type(obj) is dict and obj.get(GLOBALS) is obj
+
+
 def helper(name: str) -> str:
     return f"__tc_{name}__"
 
