@@ -357,6 +357,16 @@ def test_long_python_code_between_points_is_busy_not_blocked() -> None:
     assert result.schedules == 1
 
 
+def test_a_batch_job_is_judged_by_its_cpu_time_a_polling_loop_by_the_clock() -> None:
+    # The watchdog's limit (6 times a 1.5 s wait: 9 s) for code passing no
+    # point. A job that took 5 s of CPU over 12 s of a loaded CI runner's clock
+    # was called spinning by the wall clock alone (the test above, in CI).
+    assert not _watchdog._spinning(wall=12.0, cpu=5.0, timeout=1.5)
+    assert _watchdog._spinning(wall=9.5, cpu=9.1, timeout=1.5)  # spinning on a real lock
+    assert _watchdog._spinning(wall=9.5, cpu=0.4, timeout=1.5)  # polling with short sleeps
+    assert not _watchdog._spinning(wall=8.0, cpu=0.1, timeout=1.5)
+
+
 @contextlib.contextmanager
 def _installed(tmp_path: Path, name: str, source: str) -> Iterator[Any]:
     """Module ``name`` of ``source``, imported from a site-packages folder (an

@@ -43,8 +43,10 @@ from threadcheck._sched._core import (
 from threadcheck._sched._progress import exit_now, stop_requested
 
 BUSY_LIMIT = 6
-"""Times the watchdog's wait a thread may run Python code without a scheduling
-point before it is taken for stuck all the same (spinning on a real lock)."""
+"""Times the watchdog's wait a thread may spend on a CPU running Python code
+without a scheduling point before it is taken for stuck all the same (spinning
+on a real lock). CPU time, not wall time: a loaded machine (a CI runner) slows
+a long batch job's clock, not the CPU the job takes."""
 HURRIED = 0.5
 """Wall seconds without a point, once the user asked to stop, before a thread
 counts as stuck: the schedule then ends as interrupted, not as a failure."""
@@ -133,6 +135,7 @@ class Watchdog:
         seen: tuple[Scheduler | None, int, tuple[int, int] | None] = (None, -1, None)
         since = progressed = time.monotonic()
         counted: tuple[Scheduler | None, int] = (None, -1)
+        spent = _Spent(None)
         hurried_at: float | None = None
         spending = _Spending()
         while not self._stop.wait(min(0.2, self.timeout / 4)):
@@ -154,16 +157,22 @@ class Watchdog:
             hurried = stopping or scheduler.timed_out
             if now[:2] != counted or _rewrite.rewriting:  # compiling an import: busy
                 counted, progressed = now[:2], time.monotonic()
+                spent = _Spent(scheduler.running)
             if now != seen or spending.busy(scheduler.running) or _rewrite.rewriting:
                 seen, since = now, time.monotonic()
             # ... but not for ever: a loop spinning on a real lock moves too.
-            busy_for = HURRIED if hurried else BUSY_LIMIT * self.timeout
-            spinning = time.monotonic() - progressed > busy_for
+            idle_for = time.monotonic() - progressed
+            spinning = (
+                idle_for > HURRIED
+                if hurried
+                else _spinning(idle_for, spent.seconds(scheduler.running), self.timeout)
+            )
             if spinning or time.monotonic() - since > (HURRIED if hurried else self.timeout):
                 if stopping:
                     scheduler.interrupted = True
                 self._rescue(scheduler, spinning)
                 since = progressed = time.monotonic()
+                spent = _Spent(scheduler.running)
 
     @staticmethod
     def _end_interrupted(scheduler: Scheduler) -> None:
@@ -273,6 +282,30 @@ class _Spending:
         if last is None or last[0] != ident or now[1] <= last[1]:
             return False
         return now[2] - last[2] > BUSY_SHARE * (now[1] - last[1])
+
+
+def _spinning(wall: float, cpu: float, timeout: float) -> bool:
+    """Whether a thread that passed no point for ``wall`` seconds, ``cpu`` of
+    them on a CPU, is stuck: past :data:`BUSY_LIMIT` on a CPU (a batch job is
+    judged by the work it did, however loaded the machine), or past it on the
+    wall clock with under :data:`BUSY_SHARE` of it on one (a loop polling a
+    flag with short sleeps, seen at a new line each look)."""
+    limit = BUSY_LIMIT * timeout
+    return cpu > limit or (wall > limit and cpu < BUSY_SHARE * wall)
+
+
+class _Spent:
+    """The CPU time a thread has spent since this was made (0 for another
+    thread, or where the CPU clock is not known: then the watchdog's wall
+    clock check, :data:`BUSY_SHARE`, is the one that acts)."""
+
+    def __init__(self, thread: ControlledThread | None) -> None:
+        self._ident = (thread.ident or 0) if thread is not None else 0
+        self._start = _cpu_seconds(self._ident)
+
+    def seconds(self, thread: ControlledThread | None) -> float:
+        ident = (thread.ident or 0) if thread is not None else 0
+        return _cpu_seconds(ident) - self._start if ident == self._ident else 0.0
 
 
 def _cpu_seconds(ident: int) -> float:
