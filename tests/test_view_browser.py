@@ -46,14 +46,11 @@ def chromium() -> Iterator[browser.Browser]:
         session.close()
 
 
-def near(pixel: tuple[int, int, int], colour: tuple[int, int, int]) -> bool:
-    return all(abs(a - b) <= 6 for a, b in zip(pixel, colour, strict=True))
-
-
-def colour_counts(png: bytes, *colours: tuple[int, int, int]) -> list[int]:
-    width, height, pixels = browser.png_pixels(png)
+def colour_counts(chromium: browser.Browser, *colours: tuple[int, int, int]) -> list[int]:
+    """Per colour, the pixels of a screenshot of the page within 6 of it in each channel."""
+    width, height, counts = chromium.colour_counts(list(colours))
     assert (width, height) == (1400, 900)
-    return [sum(1 for p in pixels if near(p, colour)) for colour in colours]
+    return counts
 
 
 def click(chromium: browser.Browser, selector: str) -> None:
@@ -129,7 +126,7 @@ def test_a_failing_schedule_shows_its_lanes_and_a_clicked_step_s_source(
     chromium.evaluate("document.querySelector('details.found').open = false")
     chromium.evaluate("document.querySelector('button.copy').click()")
     assert chromium.evaluate("window.getSelection().toString()") == found.replay_command
-    access, sync, preempt = colour_counts(chromium.screenshot(), ACCESS, SYNC, PREEMPT)
+    access, sync, preempt = colour_counts(chromium, ACCESS, SYNC, PREEMPT)
     assert access > 1000 and sync > 1000 and preempt > 40
     assert chromium.errors() == []
 
@@ -139,7 +136,7 @@ def test_time_passing_is_drawn_in_its_own_colour(
 ) -> None:
     open_page(chromium, tmp_path / "held.html", schedule_page(schedule_view(held), "held"))
     assert chromium.evaluate("document.querySelectorAll('line.mark-time').length") >= 1
-    (time_marks,) = colour_counts(chromium.screenshot(), TIME)
+    (time_marks,) = colour_counts(chromium, TIME)
     assert time_marks > 20
 
 
@@ -186,7 +183,7 @@ def test_the_findings_filter_by_kind_and_by_test(
     assert chromium.evaluate(shown) == 2  # test_a's violation and stall
     uncheck(chromium, "stall")
     assert chromium.evaluate(shown) == 1
-    (red,) = colour_counts(chromium.screenshot(), PREEMPT)  # the cards' red edge
+    (red,) = colour_counts(chromium, PREEMPT)  # the cards' red edge
     assert red > 200
     assert chromium.errors() == []
 
@@ -217,7 +214,7 @@ def test_a_deadlock_s_wait_for_graph_draws(chromium: browser.Browser, tmp_path: 
     assert chromium.evaluate("document.querySelectorAll('#deadlock g.wait-node').length") == 2
     edge = "document.querySelector('#deadlock line.wait-edge:not(.open)').getBBox().width"
     assert chromium.evaluate(edge) > 100  # the two threads side by side, joined
-    (red,) = colour_counts(chromium.screenshot(), PREEMPT)
+    (red,) = colour_counts(chromium, PREEMPT)
     assert red > 100
 
 
