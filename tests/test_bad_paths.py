@@ -220,7 +220,9 @@ def test_a_failure_on_every_schedule_is_not_called_an_interleaving_bug(tmp_path:
     headline = result.stderr.splitlines()[0]
     assert "AssertionError" in headline
     assert re.search(
-        r"; fails on every schedule tried \(\d+\): not an interleaving bug$", headline
+        r"; fails on every schedule tried \(\d+: the first, and \d+ run to check it\): "
+        r"not an interleaving bug$",
+        headline,
     )
     # Its preemptions made no difference: not said (it read "with 1 preemption;
     # shown without preemptions").

@@ -496,8 +496,8 @@ def test_an_uncaught_exception_shows_the_programs_own_traceback(tmp_path: Path) 
     assert result.returncode == 1, result.stderr
     # It fails whatever the schedule: said so, and shown as it ran, without preemptions.
     assert re.match(
-        r"threadcheck: exception: KeyError: 'gone'; fails on every schedule tried \(\d+\): "
-        r"not an interleaving bug\n",
+        r"threadcheck: exception: KeyError: 'gone'; fails on every schedule tried "
+        r"\(\d+: the first, and \d+ run to check it\): not an interleaving bug\n",
         result.stderr,
     )
     traceback = result.stderr[result.stderr.index("Traceback") :]

@@ -25,7 +25,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.threadpool import ThreadPool
 
 from threadcheck import Mode, ThreadAffinityWarning, Violation, _stacks, format_report, to_json
-from threadcheck._report import MAX_GROUPS_SHOWN, SCHEMA_PATH, finish, from_json
+from threadcheck._report import MAX_GROUPS_SHOWN, SCHEMA_PATH, finish, fix_for, from_json
 from threadcheck._stacks import Frame
 from threadcheck._violation import Kind, TestContext, ThreadInfo
 
@@ -991,3 +991,52 @@ def test_the_programs_code_run_as_one_of_our_threads_starts_is_not_its_violation
     run_threads([ours])
     assert running.recorder.violations() == []
     running.in_reactor(lambda: [c.cancel() for c in running.reactor.getDelayedCalls()])
+
+
+COROUTINES = """\
+import time
+
+async def refresh(cache):
+    time.sleep(0.5)  # BUG: blocks the loop
+    cache.clear()
+
+async def reload(queue):
+    return queue.get()  # BUG: waits in the reactor thread
+
+def plain():
+    time.sleep(0.5)
+"""
+
+
+@pytest.mark.parametrize(
+    ("driver", "function", "line", "api", "fix"),
+    [
+        ("asyncio", "refresh", 4, "time.sleep", "await asyncio.sleep(seconds)"),
+        ("twisted", "refresh", 4, "time.sleep", "await task.deferLater(reactor, seconds)"),
+        ("asyncio", "reload", 8, "Queue.get", "await asyncio.to_thread(queue.get)"),
+        ("twisted", "reload", 8, "Queue.get", "await threads.deferToThread(queue.get)"),
+        ("asyncio", "plain", 11, "time.sleep", "task.deferLater(reactor, seconds, f)"),
+    ],
+)
+def test_a_stall_in_an_async_def_is_fixed_with_an_await_on_what_runs_it(
+    tmp_path: Any, driver: str, function: str, line: int, api: str, fix: str
+) -> None:
+    # A blocking sleep inside `async def` on the asyncio reactor was told to
+    # use task.deferLater(reactor, seconds, f), a callback API, in an asyncio task.
+    import asyncio.events
+
+    program = tmp_path / "service.py"
+    program.write_text(COROUTINES)
+    runner = asyncio.events.__file__ if driver == "asyncio" else defer.__file__
+    stack = (Frame(runner, 80, "_run"), Frame(str(program), line, function))
+    stall = Violation(
+        api=api,
+        kind=Kind.STALL,
+        thread=ThreadInfo("MainThread", 1),
+        reactor_thread=ThreadInfo("MainThread", 1),
+        stack=(*stack, Frame(runner, 90, "wait")),
+        spawn_site=None,
+        submitted_from=None,
+        within=2,
+    )
+    assert fix_for(stall).endswith(fix), fix_for(stall)

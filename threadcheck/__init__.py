@@ -282,7 +282,7 @@ def stress(
     result (its Deferred's value) is the outcome. An outcome in ``forbidden``,
     or not in ``acceptable`` when that is given, is forbidden; so are an
     exception, a thread-affinity violation and a run that never ends, unless
-    listed as acceptable. ``result.assert_ok()`` raises with the histogram and
+    listed as acceptable. ``result.assert_clean()`` raises with the histogram and
     an example of each forbidden outcome. Runs are not reproducible one by one.
     """
     from threadcheck._stress import stress as stress_runs

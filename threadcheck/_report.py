@@ -699,6 +699,59 @@ _STALL_FIXES = {
 
 
 def _stall_fix(stall: Violation, where: _stacks.Frame | None) -> str:
+    fix = _callback_stall_fix(stall, where)
+    driver = _coroutine_driver(stall.stack, where)
+    return fix if driver is None else _awaited(fix, stall.api, driver)
+
+
+def _coroutine_driver(stack: _stacks.Stack, where: _stacks.Frame | None) -> str | None:
+    """``"asyncio"`` or ``"twisted"``: what runs the ``async def`` the reactor
+    thread waited in (the frame that called into it: an asyncio task's step,
+    or a Deferred's, as ``Deferred.fromCoroutine`` drives one); None when it
+    waited in a plain function."""
+    if where is None or not _is_async_def(where):
+        return None
+    inside = [i for i, frame in enumerate(stack) if frame == where]
+    if not inside or inside[0] == 0:
+        return None
+    caller = stack[inside[0] - 1].filename.replace(os.sep, "/")
+    return "asyncio" if "/asyncio/" in caller else "twisted"
+
+
+def _is_async_def(where: _stacks.Frame) -> bool:
+    """Whether the function ``where`` runs in is an ``async def`` (the nearest
+    header of that name above its line)."""
+    for lineno in range(where.lineno, max(0, where.lineno - _HEADER_SEARCH), -1):
+        header = linecache.getline(where.filename, lineno).lstrip()
+        for keyword in ("async def ", "def "):
+            if header.startswith(keyword) and header[len(keyword) :].startswith(
+                f"{where.function}("
+            ):
+                return keyword == "async def "
+    return False
+
+
+_HEADER_SEARCH = 400
+"""Lines above a frame's line looked at for its function's header."""
+
+
+def _awaited(fix: str, api: str, driver: str) -> str:
+    """``fix`` as a coroutine writes it: awaited, on what runs the coroutine
+    (``task.deferLater`` has no place in an asyncio task, nor a callback to go
+    on in once the wait is awaited)."""
+    if api == "time.sleep":
+        sleep = (
+            "asyncio.sleep(seconds)"
+            if driver == "asyncio"
+            else "task.deferLater(reactor, seconds)"
+        )
+        return f"wait without blocking: await {sleep}"
+    to_thread = "asyncio.to_thread(" if driver == "asyncio" else "threads.deferToThread("
+    fix = fix.replace(", and go on in its callback", "")
+    return fix.replace("threads.deferToThread(", f"await {to_thread}", 1)
+
+
+def _callback_stall_fix(stall: Violation, where: _stacks.Frame | None) -> str:
     if (where is None or where.library is not None) and "system event trigger" in (
         stall.detail or ""
     ):

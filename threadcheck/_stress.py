@@ -105,12 +105,15 @@ class StressResult:
                 ]
         return "\n".join(lines) + "\n"
 
-    def assert_ok(self) -> None:
+    def assert_clean(self) -> None:
         """Raise :class:`StressFailedError` with the histogram if a forbidden outcome
-        showed, or with why nothing was tested if no run happened."""
+        showed, or with why nothing was tested if no run happened (as an
+        exploration's ``assert_clean()`` does)."""
         __tracebackhide__ = True  # pytest: the failing test's line, then the report
         if self.failed or self.inconclusive:
             raise StressFailedError(self)
+
+    assert_ok = assert_clean  # its first name, kept for the tests written with it
 
 
 class StressFailedError(AssertionError):

@@ -119,6 +119,14 @@ MAX_ROWS = 60  # longer schedules show the steps around each preemption
 CONTEXT = 3
 
 
+def _tried(schedules: int) -> str:
+    """The schedules a failure on every schedule was seen on: the first, and
+    those run after it to check (which may outnumber a small budget)."""
+    if schedules == 1:
+        return "1"
+    return f"{schedules}: the first, and {schedules - 1} run to check it"
+
+
 def format_result(result: ExploreResult) -> str:
     if not result.found:
         return _clean_summary(result)
@@ -130,7 +138,8 @@ def format_result(result: ExploreResult) -> str:
         # happens-before finds a race whichever access runs first: it is one all the same
         "; on every schedule tried: nothing orders the two accesses, whatever the interleaving"
         if failure.accesses
-        else f"; fails on every schedule tried ({result.schedules}): not an interleaving bug"
+        else f"; fails on every schedule tried ({_tried(result.schedules)}): "
+        "not an interleaving bug"
     )
     lines = [
         f"threadcheck: {failure.kind}: {failure.message}{verdict if result.every_schedule else ''}"
