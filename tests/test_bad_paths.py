@@ -220,8 +220,8 @@ def test_a_failure_on_every_schedule_is_not_called_an_interleaving_bug(tmp_path:
     headline = result.stderr.splitlines()[0]
     assert "AssertionError" in headline
     assert re.search(
-        r"; fails on every schedule tried \(\d+: the first, and \d+ run to check it\): "
-        r"not an interleaving bug$",
+        r"; fails on every schedule tried \(\d+: the first, and \d+ more run to check it, "
+        r"outside the budget\): not an interleaving bug$",
         headline,
     )
     # Its preemptions made no difference: not said (it read "with 1 preemption;

@@ -53,6 +53,7 @@ from support import (
     assert_found_and_replayed,
     explore_program,
     explore_with_library,
+    with_library,
     write_program,
 )
 
@@ -1028,6 +1029,33 @@ def test_an_object_keeping_an_earlier_runs_reactor_is_named(tmp_path: Path) -> N
         "fetcher._global_pool[0], made in an earlier schedule; make one per run, with the "
         "reactor of that run, or check this with `threadcheck run`"
     ), result.stderr
+
+
+# klein's shape beside treq's: a web framework's module binds the reactor at
+# import (`from twisted.internet import reactor`, used only by its run()). Its
+# global, of an earlier schedule too, was named for the pool's call, and the
+# pool was never mentioned (every klein and treq service).
+BINDS_AT_IMPORT = """
+from twisted.internet import reactor  # only its run() uses it
+"""
+USES_BOTH = """
+from twisted.internet import reactor
+import webapp, fetcher
+
+reactor.callWhenRunning(fetcher.get, reactor)
+reactor.callLater(0.1, reactor.stop)
+reactor.run()
+"""
+
+
+def test_the_object_whose_call_it_is_is_named_before_another_modules_global(
+    tmp_path: Path,
+) -> None:
+    with_library(tmp_path, "webapp", BINDS_AT_IMPORT)
+    result = explore_with_library(tmp_path, "fetcher", KEEPS_A_POOL, USES_BOTH)
+    assert result.returncode == 2, result.stderr
+    assert "keeps it (its _reactor), held by fetcher._global_pool[0]" in result.stderr
+    assert "webapp" not in result.stderr, result.stderr
 
 
 CROCHET_PROGRAM = """

@@ -798,7 +798,12 @@ def test_a_stalls_fix_names_the_programs_call_that_waits() -> None:
     assert _waiting_call("Event.wait", "server.shutdown()") == "server.shutdown"
     assert _waiting_call("Thread.join", "pool.close(5)") == "pool.close, 5"
     assert _waiting_call("Event.wait", "done.wait()") is None  # the table's fix names it
-    assert _waiting_call("time.sleep", "backoff(3)") is None
+    assert _waiting_call("time.sleep", "time.sleep(3)") is None
+    # A library's retry backing off (urllib3's): its call goes to a worker.
+    assert _waiting_call("time.sleep", "backoff(3)") == "backoff, 3"
+    assert _waiting_call("time.sleep", 'return client.get("/x")') == "client.get, '/x'"
+    assert _waiting_call("time.sleep", "body = fetch(url)") == "fetch, url"
+    assert _waiting_call("time.sleep", "self.body = fetch(url)") is None
 
 
 def test_only_a_package_of_the_programs_own_is_taken_for_the_program(
@@ -1005,6 +1010,9 @@ async def reload(queue):
 
 def plain():
     time.sleep(0.5)
+
+async def upstream(client):
+    return client.get("/x")  # BUG: a library's retry sleeps
 """
 
 
@@ -1016,6 +1024,8 @@ def plain():
         ("asyncio", "reload", 8, "Queue.get", "await asyncio.to_thread(queue.get)"),
         ("twisted", "reload", 8, "Queue.get", "await threads.deferToThread(queue.get)"),
         ("asyncio", "plain", 11, "time.sleep", "task.deferLater(reactor, seconds, f)"),
+        ("twisted", "upstream", 14, "time.sleep", "await threads.deferToThread(client.get, '/x')"),
+        ("asyncio", "upstream", 14, "time.sleep", "await asyncio.to_thread(client.get, '/x')"),
     ],
 )
 def test_a_stall_in_an_async_def_is_fixed_with_an_await_on_what_runs_it(

@@ -207,6 +207,11 @@ def test_a_time_budget_counts_runs_until_it_is_spent() -> None:
     assert result.runs > 1 and not result.failed
 
 
+def test_one_run_is_one_run() -> None:
+    result = stress_runs(lambda reactor: 13, 1, acceptable=[13])
+    assert result.report().startswith("threadcheck stress: 1 run in "), result.report()
+
+
 def test_no_run_is_inconclusive_never_a_pass() -> None:
     result = stress_runs(lambda reactor: 13, 0, acceptable=[13])
     assert result.inconclusive and not result.failed

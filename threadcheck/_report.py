@@ -701,7 +701,7 @@ _STALL_FIXES = {
 def _stall_fix(stall: Violation, where: _stacks.Frame | None) -> str:
     fix = _callback_stall_fix(stall, where)
     driver = _coroutine_driver(stall.stack, where)
-    return fix if driver is None else _awaited(fix, stall.api, driver)
+    return fix if driver is None else _awaited(fix, driver)
 
 
 def _coroutine_driver(stack: _stacks.Stack, where: _stacks.Frame | None) -> str | None:
@@ -735,11 +735,11 @@ _HEADER_SEARCH = 400
 """Lines above a frame's line looked at for its function's header."""
 
 
-def _awaited(fix: str, api: str, driver: str) -> str:
+def _awaited(fix: str, driver: str) -> str:
     """``fix`` as a coroutine writes it: awaited, on what runs the coroutine
     (``task.deferLater`` has no place in an asyncio task, nor a callback to go
     on in once the wait is awaited)."""
-    if api == "time.sleep":
+    if fix == _STALL_FIXES["time.sleep"]:
         sleep = (
             "asyncio.sleep(seconds)"
             if driver == "asyncio"
@@ -787,22 +787,29 @@ def _waiting_call(api: str, source: str | None) -> str | None:
     """The call on the program's blocked line, as ``deferToThread``'s arguments
     (``server.shutdown``), when it is not the waiting API itself (that one's
     fix names it: ``event.wait``)."""
-    if api not in _STALL_FIXES or api in ("time.sleep", "Thread.start"):
+    if api not in _STALL_FIXES or api == "Thread.start":
         return None
-    called = _call_on_line(source)
+    # `return client.get(url)` too: a library's retry backing off in time.sleep.
+    called = _call_on_line(source, valued=True)
     if called is None or called.partition(",")[0].rpartition(".")[2] == api.rpartition(".")[2]:
         return None  # `done.wait()` itself: the table's fix says it
     return called
 
 
-def _call_on_line(source: str | None) -> str | None:
+def _call_on_line(source: str | None, valued: bool = False) -> str | None:
     """The call that is the whole of line ``source``, as a hand-off's arguments:
-    ``server.shutdown`` for ``server.shutdown()``, ``d.callback, 1`` for ``d.callback(1)``."""
+    ``server.shutdown`` for ``server.shutdown()``, ``d.callback, 1`` for ``d.callback(1)``;
+    ``valued``: or the value a line returns or assigns to a name (``return get(u)``)."""
     try:
         statement = ast.parse((source or "").strip()).body
     except SyntaxError:
         return None
-    if len(statement) != 1 or not isinstance(statement[0], ast.Expr):
+    kinds = (ast.Expr, ast.Return, ast.Assign) if valued else (ast.Expr,)
+    if len(statement) != 1 or not isinstance(statement[0], kinds):
+        return None
+    if isinstance(statement[0], ast.Assign) and (
+        len(statement[0].targets) != 1 or not isinstance(statement[0].targets[0], ast.Name)
+    ):
         return None
     call = statement[0].value
     if not isinstance(call, ast.Call) or call.keywords:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from threadcheck import _arguments, _stacks
+from threadcheck._text import plural
 
 DEFAULT_RUNS = 1000
 DEFAULT_YIELD_PROBABILITY = 0.05
@@ -83,8 +84,8 @@ class StressResult:
             )
         rate = self.runs / self.seconds if self.seconds > 0 else 0.0
         lines = [
-            f"threadcheck stress: {self.runs} runs in {self.seconds:.1f} s ({rate:.0f}/s) on "
-            f"real threads (switch interval {SWITCH_INTERVAL:g} s, a yield at "
+            f"threadcheck stress: {plural(self.runs, 'run')} in {self.seconds:.1f} s "
+            f"({rate:.0f}/s) on real threads (switch interval {SWITCH_INTERVAL:g} s, a yield at "
             f"{self.yield_probability:.0%} of points, seed {self.seed})",
             "",
             f"  {'outcome':<40} {'count':>8}  verdict",

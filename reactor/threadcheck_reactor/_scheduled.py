@@ -26,7 +26,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
-from types import ModuleType
+from types import FrameType, ModuleType
 from typing import Any, cast
 
 from twisted.internet.base import DelayedCall
@@ -110,7 +110,8 @@ class ScheduledMixin(ThreadCheckMixin):
         if scheduler.misuse is not None:
             return
         caller = next((f for f in reversed(_stacks.capture(skip=2)) if _keeps_it(f)), None)
-        scheduler.misuse = TargetError(_stale(api, caller, _kept_by(self)))
+        kept_by = _kept_by(self, _calling_object(sys._getframe(1)))
+        scheduler.misuse = TargetError(_stale(api, caller, kept_by))
 
     def callLater(
         self, delay: float, callable: Callable[..., Any], *args: object, **kw: object
@@ -316,12 +317,32 @@ def _stale(api: str, caller: _stacks.Frame | None, kept_by: str | None) -> str:
     )
 
 
-def _kept_by(reactor: Any) -> str | None:
-    """What keeps ``reactor`` after its schedule, and the fix: a module global, or
-    the attribute of an object a global holds (treq's process-wide
+def _calling_object(frame: FrameType | None) -> object | None:
+    """``self`` in the innermost frame from ``frame`` out that may have kept
+    the reactor (see :func:`_keeps_it`): the object whose method gave it work."""
+    while frame is not None:
+        code = frame.f_code
+        if _keeps_it(_stacks.Frame(code.co_filename, frame.f_lineno, code.co_name)):
+            return frame.f_locals.get("self")
+        frame = frame.f_back
+    return None
+
+
+def _kept_by(reactor: Any, calling: object | None = None) -> str | None:
+    """What keeps ``reactor`` after its schedule, and the fix: the object whose
+    method gave it work (``calling``) when that object holds it, else a module
+    global, or the attribute of an object a global holds (treq's process-wide
     ``HTTPConnectionPool``, its ``_reactor``); None when nothing tells (a
     closure, a frame, an object nothing global holds)."""
     holders = list(_holders(reactor))
+    # The caller's own, a library's global holds, first: klein's `from
+    # twisted.internet import reactor`, a global of an earlier schedule too, was
+    # blamed for treq's pool's call. (Not one the program holds: made in this
+    # run, given the reactor by the global named next.)
+    where = None if calling is None else _global_holding(calling, libraries_only=True)
+    for owner, attribute in holders:
+        if where is not None and owner is calling:
+            return _object_keeps(owner, attribute, where)
     # A global first: an object of this run may have been given it from one
     # (APScheduler's TwistedScheduler() takes its module's default_reactor).
     for owner, attribute in holders:
@@ -337,12 +358,18 @@ def _kept_by(reactor: Any) -> str | None:
         where = _global_holding(owner)
         if where is None:
             continue  # one of that schedule's own objects, maybe: not a culprit
-        return (
-            f"a {cls.__module__}.{cls.__qualname__} keeps it (its {attribute}), held by"
-            f" {where}, made in an earlier schedule; make one per run, with the reactor"
-            " of that run"
-        )
+        return _object_keeps(owner, attribute, where)
     return None
+
+
+def _object_keeps(owner: object, attribute: str, where: str) -> str:
+    """An object ``owner`` keeps it in ``attribute``, held by the global ``where``."""
+    cls = type(owner)
+    return (
+        f"a {cls.__module__}.{cls.__qualname__} keeps it (its {attribute}), held by"
+        f" {where}, made in an earlier schedule; make one per run, with the reactor"
+        " of that run"
+    )
 
 
 def _holders(reactor: Any) -> Iterator[tuple[object, str]]:
@@ -361,18 +388,24 @@ def _holders(reactor: Any) -> Iterator[tuple[object, str]]:
                 yield owner, attribute
 
 
-def _global_holding(obj: object, depth: int = 1) -> str | None:
+def _global_holding(obj: object, depth: int = 1, libraries_only: bool = False) -> str | None:
     """``module.name`` of a module global bound to ``obj`` (or ``module.name[i]``
-    of a global list holding it: treq's ``_global_pool``), if any."""
+    of a global list holding it: treq's ``_global_pool``), if any; a library's
+    module only, with ``libraries_only`` (the program's run anew each schedule)."""
     for referrer in gc.get_referrers(obj):
         if isinstance(referrer, dict):
             name = next((k for k, v in referrer.items() if v is obj), None)
             module = sys.modules.get(str(referrer.get("__name__", "")))
             if name is not None and module is not None and vars(module) is referrer:
+                if (
+                    libraries_only
+                    and _stacks.classify(getattr(module, "__file__", None) or "") is None
+                ):
+                    continue
                 return f"{module.__name__}.{name}"
         elif isinstance(referrer, list) and depth > 0:
             index = next((i for i, item in enumerate(referrer) if item is obj), None)
-            held = _global_holding(referrer, depth - 1)
+            held = _global_holding(referrer, depth - 1, libraries_only)
             if held is not None and index is not None:
                 return f"{held}[{index}]"
     return None

@@ -37,7 +37,10 @@ _CHAINED = "__threadcheck_chained__"
 settrace = sys.settrace
 gettrace = sys.gettrace
 """The real ones: while we trace, the program's ``sys.settrace`` goes through
-:class:`~threadcheck._sched._points._Tracing`, which chains it with ours."""
+:class:`~threadcheck._sched._points._Tracing`, which chains it with ours (3.10
+and 3.11), or ``_points._program_settrace`` where we set none (``sys.monitoring``
+on 3.12 and later, ``sync`` granularity): both keep a function the program's
+own code sets from threadcheck's frames (:func:`without_ours`)."""
 
 
 def without_ours(theirs: Tracer) -> Tracer:

@@ -124,7 +124,8 @@ def _tried(schedules: int) -> str:
     those run after it to check (which may outnumber a small budget)."""
     if schedules == 1:
         return "1"
-    return f"{schedules}: the first, and {schedules - 1} run to check it"
+    more = schedules - 1
+    return f"{schedules}: the first, and {more} more run to check it, outside the budget"
 
 
 def format_result(result: ExploreResult) -> str:
@@ -141,8 +142,11 @@ def format_result(result: ExploreResult) -> str:
         else f"; fails on every schedule tried ({_tried(result.schedules)}): "
         "not an interleaving bug"
     )
+    # After the message's first line: pytest's rewritten assert adds lines.
+    first, newline, rest = failure.message.partition("\n")
     lines = [
-        f"threadcheck: {failure.kind}: {failure.message}{verdict if result.every_schedule else ''}"
+        f"threadcheck: {failure.kind}: {first}{verdict if result.every_schedule else ''}"
+        f"{newline}{rest}"
     ]
     if result.strategy == "replay":
         lines.append(f"  replayed from its token ({plural(count, 'preemption')})")

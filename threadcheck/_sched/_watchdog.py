@@ -288,8 +288,9 @@ def _spinning(wall: float, cpu: float, timeout: float) -> bool:
     """Whether a thread that passed no point for ``wall`` seconds, ``cpu`` of
     them on a CPU, is stuck: past :data:`BUSY_LIMIT` on a CPU (a batch job is
     judged by the work it did, however loaded the machine), or past it on the
-    wall clock with under :data:`BUSY_SHARE` of it on one (a loop polling a
-    flag with short sleeps, seen at a new line each look)."""
+    wall clock with under :data:`BUSY_SHARE` of it on one (a loop seen at a new
+    line each look that mostly waits: one seen waiting at the same place is
+    blocked, after one wait)."""
     limit = BUSY_LIMIT * timeout
     return cpu > limit or (wall > limit and cpu < BUSY_SHARE * wall)
 
