@@ -711,10 +711,10 @@ def _coroutine_driver(stack: _stacks.Stack, where: _stacks.Frame | None) -> str 
     waited in a plain function."""
     if where is None or not _is_async_def(where):
         return None
-    inside = [i for i, frame in enumerate(stack) if frame == where]
-    if not inside or inside[0] == 0:
+    at = next((i for i, frame in enumerate(stack) if frame == where), 0)
+    if at == 0:  # not on the stack, or nothing called it
         return None
-    caller = stack[inside[0] - 1].filename.replace(os.sep, "/")
+    caller = stack[at - 1].filename.replace(os.sep, "/")
     return "asyncio" if "/asyncio/" in caller else "twisted"
 
 

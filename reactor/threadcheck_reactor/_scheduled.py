@@ -109,9 +109,10 @@ class ScheduledMixin(ThreadCheckMixin):
             return
         if scheduler.misuse is not None:
             return
-        caller = next((f for f in reversed(_stacks.capture(skip=2)) if _keeps_it(f)), None)
-        kept_by = _kept_by(self, _calling_object(sys._getframe(1)))
-        scheduler.misuse = TargetError(_stale(api, caller, kept_by))
+        frame = _keeping_frame(sys._getframe(1))
+        caller = None if frame is None else _stacks.stack_from(frame, limit=1)[0]
+        calling = None if frame is None else frame.f_locals.get("self")
+        scheduler.misuse = TargetError(_stale(api, caller, _kept_by(self, calling)))
 
     def callLater(
         self, delay: float, callable: Callable[..., Any], *args: object, **kw: object
@@ -317,13 +318,13 @@ def _stale(api: str, caller: _stacks.Frame | None, kept_by: str | None) -> str:
     )
 
 
-def _calling_object(frame: FrameType | None) -> object | None:
-    """``self`` in the innermost frame from ``frame`` out that may have kept
-    the reactor (see :func:`_keeps_it`): the object whose method gave it work."""
+def _keeping_frame(frame: FrameType | None) -> FrameType | None:
+    """The innermost frame from ``frame`` out that may have kept the reactor
+    (see :func:`_keeps_it`): its ``self`` is the object whose method gave it work."""
     while frame is not None:
         code = frame.f_code
         if _keeps_it(_stacks.Frame(code.co_filename, frame.f_lineno, code.co_name)):
-            return frame.f_locals.get("self")
+            return frame
         frame = frame.f_back
     return None
 
@@ -340,9 +341,9 @@ def _kept_by(reactor: Any, calling: object | None = None) -> str | None:
     # blamed for treq's pool's call. (Not one the program holds: made in this
     # run, given the reactor by the global named next.)
     where = None if calling is None else _global_holding(calling, libraries_only=True)
-    for owner, attribute in holders:
-        if where is not None and owner is calling:
-            return _object_keeps(owner, attribute, where)
+    kept_in = next((attribute for owner, attribute in holders if owner is calling), None)
+    if where is not None and kept_in is not None:
+        return _object_keeps(calling, kept_in, where)
     # A global first: an object of this run may have been given it from one
     # (APScheduler's TwistedScheduler() takes its module's default_reactor).
     for owner, attribute in holders:

@@ -276,7 +276,7 @@ class _Spending:
         self._last: tuple[int, float, float] | None = None
 
     def busy(self, thread: ControlledThread | None) -> bool:
-        ident = (thread.ident or 0) if thread is not None else 0
+        ident = _ident(thread)
         now = (ident, time.monotonic(), _cpu_seconds(ident))
         last, self._last = self._last, now
         if last is None or last[0] != ident or now[1] <= last[1]:
@@ -301,12 +301,17 @@ class _Spent:
     clock check, :data:`BUSY_SHARE`, is the one that acts)."""
 
     def __init__(self, thread: ControlledThread | None) -> None:
-        self._ident = (thread.ident or 0) if thread is not None else 0
+        self._ident = _ident(thread)
         self._start = _cpu_seconds(self._ident)
 
     def seconds(self, thread: ControlledThread | None) -> float:
-        ident = (thread.ident or 0) if thread is not None else 0
+        ident = _ident(thread)
         return _cpu_seconds(ident) - self._start if ident == self._ident else 0.0
+
+
+def _ident(thread: ControlledThread | None) -> int:
+    """``thread``'s OS ident, 0 for none (not started, or no thread)."""
+    return (thread.ident or 0) if thread is not None else 0
 
 
 def _cpu_seconds(ident: int) -> float:
