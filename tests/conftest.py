@@ -17,9 +17,13 @@ pytest_plugins = ("pytester",)
 @pytest.fixture
 def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     """pytester, its runs without the plugins the suite installs only to be
-    tested beside (pytest-asyncio warns in every run that its loop scope is
-    unset): a test that wants one asks for it (``-p asyncio``, ``-p repeat``)."""
-    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:asyncio -p no:repeat")
+    tested beside: pytest-asyncio warns in every run that its loop scope is
+    unset, and Hypothesis's plugin imports Hypothesis in every session's summary
+    (1 s of CPU, two thirds of a small run's). A test that wants one asks for
+    it (``-p asyncio``, ``-p repeat``, ``-p hypothesispytest``, ``-p anyio``)."""
+    monkeypatch.setenv(
+        "PYTEST_ADDOPTS", "-p no:asyncio -p no:repeat -p no:hypothesispytest -p no:anyio"
+    )
     return pytester
 
 

@@ -482,7 +482,9 @@ def test_pytest_code_fixtures_and_test_bodies_in_the_reactor_thread_are_no_stall
     pytester.makepyfile(
         test_sleepy="import time\n\n\ndef test_sleeps(sleeps):\n    time.sleep(0.3)\n"
     )
-    result = pytester.runpytest_subprocess("--threadcheck", *reactor, timeout=120)
+    result = pytester.runpytest_subprocess(
+        "--threadcheck", "-p", "hypothesispytest", *reactor, timeout=120
+    )
     result.assert_outcomes(passed=1)
     [plugins] = [line for line in result.stdout.lines if line.startswith("plugins: ")]
     loaded = {name.rsplit("-", 1)[0] for name in plugins.removeprefix("plugins: ").split(", ")}
