@@ -590,6 +590,15 @@ def test_the_hash_seed_is_pinned(tmp_path: Path) -> None:
     assert len(runs[0].stdout.split()) == 1 + 10  # the warm-up run, then 10 schedules
 
 
+def test_an_empty_hash_seed_is_random_and_is_pinned(tmp_path: Path) -> None:
+    # Python hashes strings randomly when PYTHONHASHSEED is empty, as when unset.
+    prog = script(tmp_path, HASH_OF_A)
+    result = threadcheck("explore", "--budget", "3", prog, hash_seed="")
+    assert result.returncode == 0, result.stderr
+    assert set(result.stdout.split()) == {str(_hash_under("0", "a"))}
+    assert "string hashes of PYTHONHASHSEED=0)" in result.stderr
+
+
 def test_a_hash_seed_already_set_is_kept(tmp_path: Path) -> None:
     prog = script(tmp_path, HASH_OF_A)
     result = threadcheck("explore", "--budget", "3", prog, hash_seed="123")

@@ -38,6 +38,7 @@ from threadcheck._cli._options import (
     said,
     warn_of_misplaced_options,
 )
+from threadcheck._sched._seed import hash_seed
 from threadcheck._text import plural
 
 if TYPE_CHECKING:
@@ -340,7 +341,7 @@ def pin_hash_seed(invocation: list[str] | None, seed: str) -> None:
     Set iteration order follows string hashes: with a random seed, the same
     decisions lead elsewhere, and a replay token would not replay.
     """
-    if os.environ.get(_HASH_SEED, "random") != "random":
+    if hash_seed() != "random":
         return
     # As started (interpreter flags, the console script or -m threadcheck), unless
     # main() was handed its arguments.

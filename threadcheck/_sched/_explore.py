@@ -13,7 +13,6 @@ Thread safety: one exploration at a time per thread.
 from __future__ import annotations
 
 import itertools
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +34,7 @@ from threadcheck._sched._runner import (
     rewritten_at_access,
     run_plan,
 )
+from threadcheck._sched._seed import hash_seed
 from threadcheck._sched._shrink import shrink_failure
 from threadcheck._sched.strategies import Replay, ReplayDivergenceError
 from threadcheck._sched.strategies import parse as parse_strategy
@@ -193,7 +193,7 @@ def _scope(settings: Settings, seed: int) -> str:
         if settings.max_delay
         else "time passing only when every thread waits"
     )
-    hashes = os.environ.get("PYTHONHASHSEED", "random")
+    hashes = hash_seed()
     seeds = f"random draws of seed {seed}, string hashes of " + (
         "this process" if hashes == "random" else f"PYTHONHASHSEED={hashes}"
     )

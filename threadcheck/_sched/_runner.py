@@ -56,6 +56,7 @@ from threadcheck._sched._program import (
     thread_failure,
 )
 from threadcheck._sched._report import WARM_UP, ScheduleRun, short_location
+from threadcheck._sched._seed import hash_seed
 from threadcheck._sched._twisted_logging import TwistedLogging
 from threadcheck._sched._watchdog import Watchdog
 from threadcheck._sched.strategies import Plan, Replay
@@ -682,7 +683,7 @@ def environment(settings: Settings) -> dict[str, Any]:
         "python": ".".join(map(str, sys.version_info[:3])),
         "twisted": twisted.__version__,
         "threadcheck": threadcheck_version,
-        "hashseed": os.environ.get("PYTHONHASHSEED", "random"),
+        "hashseed": hash_seed(),
         "optimize": sys.flags.optimize,
         "granularity": settings.granularity,
         "include": list(settings.include),

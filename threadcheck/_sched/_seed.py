@@ -10,10 +10,17 @@ Thread safety: drawn from only by the thread that starts a schedule.
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 
 scheduler_random = random.Random()
+
+
+def hash_seed() -> str:
+    """This process's ``PYTHONHASHSEED``, ``"random"`` unless it is pinned (Python
+    hashes strings randomly when it is empty too)."""
+    return os.environ.get("PYTHONHASHSEED") or "random"
 
 
 def next_seed() -> int:
