@@ -13,6 +13,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
+from unittest import mock
 
 import pytest
 from twisted.internet import protocol, threads
@@ -204,3 +205,46 @@ def test_a_child_process_may_still_connect_back_so_time_does_not_jump() -> None:
                 child.wait()
 
     threadcheck.explore(scenario, budget=2).assert_clean()
+
+
+SILENT_PEER = "import socket, time; s = socket.create_server(('127.0.0.1', 0)); "
+SILENT_PEER += "print(s.getsockname()[1], flush=True); time.sleep(60)"
+
+
+@pytest.mark.slow  # 5 s, mostly waiting
+def test_a_wait_on_another_process_reads_the_socket_tables_once_a_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # /proc/net/tcp lists every socket of the machine's network namespace: read
+    # at each 10 ms poll of a wait on a peer elsewhere, it took a quarter of
+    # a loaded CI runner's CPU for the wait's whole length.
+    reads = mock.Mock(wraps=in_process)  # not the test's code: no points of its own
+    monkeypatch.setattr(_core, "in_process", reads)
+    peer = [sys.executable, "-c", SILENT_PEER]
+    child = subprocess.Popen(peer, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        port = int(child.stdout.readline())
+
+        def scenario(reactor: Any) -> Deferred[Any]:
+            def ask() -> bytes:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.6) as sock:
+                    try:
+                        return sock.recv(100)
+                    except TimeoutError:
+                        return b"fallback"
+
+            pool = reactor.getThreadPool()
+            job = threads.deferToThreadPool(reactor, pool, ask)
+            return job.addCallback(lambda answer: assert_equal(answer, b"fallback"))
+
+        result = threadcheck.explore(scenario, budget=2)
+    finally:
+        child.kill()
+        child.wait()
+    result.assert_clean()
+    assert 0 < reads.call_count <= 4 * 3  # a few a schedule (the warm-up's and 2)
+
+
+def assert_equal(found: object, expected: object) -> None:
+    assert found == expected

@@ -474,6 +474,8 @@ class Scheduler:
         """Real seconds no thread could run, waiting on real files (see REAL_IO_LIMIT)."""
         self._quiet: tuple[int, float] | None = None
         """Since when (the step, the real clock) in-process sockets were not ready."""
+        self._in_process_seen: tuple[tuple[int, tuple[int, ...]], bool] | None = None
+        """The last :meth:`_in_process` answer, for its step and its files."""
 
     # -- threads ---------------------------------------------------------------
 
@@ -801,12 +803,23 @@ class Scheduler:
         if lands_at_once([*reads, *writes]):  # nothing in flight: not ready is quiet
             readable, writable = _ready(reads, writes, 0)
             return not (readable or writable) and not children_alive()
+        # Cheapest first: in_process reads /proc/net/tcp, every socket of the
+        # machine's network namespace (thousands beside a busy test suite), and
+        # this runs at each poll of a wait on real files (every 10 ms).
         return (
             deadline - self.now > QUIET_PERIOD  # else as soon in real time
-            and in_process([*reads, *writes])
             and self._quiet_for(reads, writes)
-            and not children_alive()  # (read from /proc: only once quiet for long enough)
+            and self._in_process([*reads, *writes])
+            and not children_alive()
         )
+
+    def _in_process(self, files: list[Any]) -> bool:
+        """:func:`in_process` of ``files``, read once a step: until a thread runs,
+        no socket of the program opens, connects or closes."""
+        key = (self.step, tuple(map(id, files)))
+        if self._in_process_seen is None or self._in_process_seen[0] != key:
+            self._in_process_seen = (key, in_process(files))
+        return self._in_process_seen[1]
 
     def _quiet_for(self, reads: list[Any], writes: list[Any]) -> bool:
         """Whether none of the files was ready, nor any thread ran, for
