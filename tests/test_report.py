@@ -803,7 +803,9 @@ def test_a_stalls_fix_names_the_programs_call_that_waits() -> None:
     assert _waiting_call("time.sleep", "backoff(3)") == "backoff, 3"
     assert _waiting_call("time.sleep", 'return client.get("/x")') == "client.get, '/x'"
     assert _waiting_call("time.sleep", "body = fetch(url)") == "fetch, url"
-    assert _waiting_call("time.sleep", "self.body = fetch(url)") is None
+    assert _waiting_call("time.sleep", "self.body = fetch(url)") == "fetch, url"
+    assert _waiting_call("time.sleep", "cache[url] = fetch(url)") is None
+    assert _waiting_call("time.sleep", "body, status = fetch(url)") is None
 
 
 def test_only_a_package_of_the_programs_own_is_taken_for_the_program(
@@ -1013,6 +1015,13 @@ def plain():
 
 async def upstream(client):
     return client.get("/x")  # BUG: a library's retry sleeps
+
+async def login(session):
+    session.token = fetch_token()  # BUG: its sleep blocks the loop
+
+def fetch_token():
+    time.sleep(0.5)
+    return "token"
 """
 
 
@@ -1050,3 +1059,39 @@ def test_a_stall_in_an_async_def_is_fixed_with_an_await_on_what_runs_it(
         within=2,
     )
     assert fix_for(stall).endswith(fix), fix_for(stall)
+
+
+@pytest.mark.parametrize(
+    ("driver", "fix"),
+    [
+        ("twisted", "await threads.deferToThread(fetch_token)"),
+        ("asyncio", "await asyncio.to_thread(fetch_token)"),
+        (None, "wait without blocking: task.deferLater(reactor, seconds, f)"),
+    ],
+)
+def test_a_stall_in_a_plain_helper_a_coroutine_calls_is_handed_over_by_the_coroutine(
+    tmp_path: Any, driver: str | None, fix: str
+) -> None:
+    # Told task.deferLater(reactor, seconds, f) inside fetch_token, whose caller
+    # wants its value: the coroutine that calls it hands the call to a worker.
+    import asyncio.events
+
+    program = tmp_path / "service.py"
+    program.write_text(COROUTINES)
+    runner = asyncio.events.__file__ if driver == "asyncio" else defer.__file__
+    login = Frame(str(program), 17, "login" if driver else "plain")
+    stack = (Frame(runner, 80, "_run"), login, Frame(str(program), 20, "fetch_token"))
+    stall = Violation(
+        api="time.sleep",
+        kind=Kind.STALL,
+        thread=ThreadInfo("MainThread", 1),
+        reactor_thread=ThreadInfo("MainThread", 1),
+        stack=(*stack, Frame(runner, 90, "wait")),
+        spawn_site=None,
+        submitted_from=None,
+        within=3,
+    )
+    assert fix_for(stall).endswith(fix), fix_for(stall)
+    if driver:
+        assert "from the coroutine that calls it (" in fix_for(stall)
+        assert "service.py:17 in login)" in fix_for(stall)

@@ -701,7 +701,10 @@ _STALL_FIXES = {
 def _stall_fix(stall: Violation, where: _stacks.Frame | None) -> str:
     fix = _callback_stall_fix(stall, where)
     driver = _coroutine_driver(stall.stack, where)
-    return fix if driver is None else _awaited(fix, driver)
+    if driver is not None:
+        return _awaited(fix, driver)
+    handed = _helper_handed_over(stall, where)
+    return fix if handed is None else handed
 
 
 def _coroutine_driver(stack: _stacks.Stack, where: _stacks.Frame | None) -> str | None:
@@ -716,6 +719,35 @@ def _coroutine_driver(stack: _stacks.Stack, where: _stacks.Frame | None) -> str 
         return None
     caller = stack[at - 1].filename.replace(os.sep, "/")
     return "asyncio" if "/asyncio/" in caller else "twisted"
+
+
+def _helper_handed_over(stall: Violation, where: _stacks.Frame | None) -> str | None:
+    """The wait of a plain function of the program's that an ``async def`` of its
+    own calls (``token = fetch_token()``), handed to a worker by that coroutine:
+    the helper's callers want its value, which a callback fix inside it
+    (``task.deferLater``) cannot give them. None when no coroutine calls it."""
+    if where is None or stall.api not in _STALL_FIXES or stall.api in _NOT_HANDED:
+        return None
+    stack = stall.stack
+    at = next((i for i, frame in enumerate(stack) if frame == where), 0)
+    for caller in reversed(stack[:at]):
+        if caller.library is not None:  # a library's callback: not the program's own call
+            return None
+        driver = _coroutine_driver(stack, caller)
+        if driver is not None:
+            called = _call_on_line(caller.source, valued=True)
+            if called is None:
+                return None
+            to_thread = "asyncio.to_thread" if driver == "asyncio" else "threads.deferToThread"
+            return (
+                f"wait in a worker, from the coroutine that calls it ({caller.location()}): "
+                f"await {to_thread}({called})"
+            )
+    return None
+
+
+_NOT_HANDED = ("Thread.start", "blockingCallFromThread")
+"""Stalls whose fix is not a wait handed to a worker."""
 
 
 def _is_async_def(where: _stacks.Frame) -> bool:
@@ -799,7 +831,8 @@ def _waiting_call(api: str, source: str | None) -> str | None:
 def _call_on_line(source: str | None, valued: bool = False) -> str | None:
     """The call that is the whole of line ``source``, as a hand-off's arguments:
     ``server.shutdown`` for ``server.shutdown()``, ``d.callback, 1`` for ``d.callback(1)``;
-    ``valued``: or the value a line returns or assigns to a name (``return get(u)``)."""
+    ``valued``: or the value a line returns or assigns to a name or an attribute
+    (``return get(u)``, ``self.token = fetch()``)."""
     try:
         statement = ast.parse((source or "").strip()).body
     except SyntaxError:
@@ -808,7 +841,8 @@ def _call_on_line(source: str | None, valued: bool = False) -> str | None:
     if len(statement) != 1 or not isinstance(statement[0], kinds):
         return None
     if isinstance(statement[0], ast.Assign) and (
-        len(statement[0].targets) != 1 or not isinstance(statement[0].targets[0], ast.Name)
+        len(statement[0].targets) != 1
+        or not isinstance(statement[0].targets[0], (ast.Name, ast.Attribute))
     ):
         return None
     call = statement[0].value
