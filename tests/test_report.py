@@ -1061,6 +1061,32 @@ def test_a_stall_in_an_async_def_is_fixed_with_an_await_on_what_runs_it(
     assert fix_for(stall).endswith(fix), fix_for(stall)
 
 
+def test_an_async_def_is_known_by_its_relative_path_after_trial_s_chdir(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `trial pkg/test_x.py` compiles pkg/test_x.py by that name, then moves to
+    # _trial_temp: the header was looked for there, so the fix was a callback's.
+    from threadcheck import _stacks
+
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "service.py").write_text(COROUTINES)
+    (tmp_path / "_trial_temp").mkdir()
+    monkeypatch.setattr(_stacks, "STARTED_IN", str(tmp_path))
+    monkeypatch.chdir(tmp_path / "_trial_temp")
+    stack = (Frame(defer.__file__, 80, "_run"), Frame("pkg/service.py", 4, "refresh"))
+    stall = Violation(
+        api="time.sleep",
+        kind=Kind.STALL,
+        thread=ThreadInfo("MainThread", 1),
+        reactor_thread=ThreadInfo("MainThread", 1),
+        stack=(*stack, Frame(defer.__file__, 90, "wait")),
+        spawn_site=None,
+        submitted_from=None,
+        within=2,
+    )
+    assert fix_for(stall).endswith("await task.deferLater(reactor, seconds)"), fix_for(stall)
+
+
 @pytest.mark.parametrize(
     ("driver", "fix"),
     [

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import json
-import linecache
 import os
 import re
 from collections import Counter
@@ -409,7 +408,7 @@ def _module_function(frame: _stacks.Frame) -> str | None:
     """The module's short name when ``frame``'s function is defined at a
     module's top level (``threads`` for ``deferToThread``), not a method."""
     for lineno in range(frame.lineno, 0, -1):
-        line = linecache.getline(frame.filename, lineno)
+        line = frame.line_of_file(lineno)
         if line.lstrip().startswith((f"def {frame.function}(", f"async def {frame.function}(")):
             top = not line[:1].isspace()
             return os.path.splitext(os.path.basename(frame.filename))[0] if top else None
@@ -754,7 +753,7 @@ def _is_async_def(where: _stacks.Frame) -> bool:
     """Whether the function ``where`` runs in is an ``async def`` (the nearest
     header of that name above its line)."""
     for lineno in range(where.lineno, max(0, where.lineno - _HEADER_SEARCH), -1):
-        header = linecache.getline(where.filename, lineno).lstrip()
+        header = where.line_of_file(lineno).lstrip()
         for keyword in ("async def ", "def "):
             if header.startswith(keyword) and header[len(keyword) :].startswith(
                 f"{where.function}("

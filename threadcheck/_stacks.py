@@ -34,12 +34,16 @@ class Frame:
 
     @property
     def source(self) -> str:
-        line = linecache.getline(self.filename, self.lineno)
+        return self.line_of_file(self.lineno).strip()
+
+    def line_of_file(self, lineno: int) -> str:
+        """Line ``lineno`` of this frame's file, as written ("" when unknown)."""
+        line = linecache.getline(self.filename, lineno)
         if not line and STARTED_IN is not None and not os.path.isabs(self.filename):
             # Compiled from where the user started (`trial pkg/test_x.py`), read
             # after a chdir (trial's _trial_temp).
-            line = linecache.getline(os.path.join(STARTED_IN, self.filename), self.lineno)
-        return line.strip()
+            line = linecache.getline(os.path.join(STARTED_IN, self.filename), lineno)
+        return line
 
     def location(self) -> str:
         return f"{_shorten(self.filename)}:{self.lineno} in {self.function}"
