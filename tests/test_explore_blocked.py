@@ -206,6 +206,19 @@ CHILD_WAITS = {
         "    child.start()\n"
         "    child.join()\n",
         "T0 (MainThread) waits on a child process: not controlled (BaseProcess.join at ",
+        "child.join()",
+    ),
+    # A process pool's result (a ThreadPool's is controlled: test_explore_stdlib_quality).
+    "process pool": (
+        "import multiprocessing\n\n"
+        "def work():\n"
+        "    return 1\n\n"
+        "if __name__ == '__main__':\n"
+        "    pool = multiprocessing.get_context('spawn').Pool(1)\n"
+        "    result = pool.apply_async(work)\n"
+        "    result.get()\n",
+        "T0 (MainThread) waits on a child process: not controlled (ApplyResult.get at ",
+        "result.get()",
     ),
 }
 
@@ -213,7 +226,7 @@ CHILD_WAITS = {
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(CHILD_WAITS))
 def test_waiting_on_a_child_process_fails_the_schedule_at_once(tmp_path: Path, kind: str) -> None:
-    program, headline = CHILD_WAITS[kind]
+    program, headline, waits = CHILD_WAITS[kind]
     result = explore_program(write_program(tmp_path, program))
     assert result.returncode == 1, result.stderr
     lines = result.stderr.splitlines()
@@ -226,7 +239,7 @@ def test_waiting_on_a_child_process_fails_the_schedule_at_once(tmp_path: Path, k
     assert lines[-1].startswith("replay: threadcheck replay tc1.")
     # Where it waits, as every report shows a stack: ours and the libraries' folded.
     assert 'File "' not in result.stderr, result.stderr
-    assert "    service.py:9 in <module>\n        child.join()\n" in result.stderr
+    assert f"    service.py:9 in <module>\n        {waits}\n" in result.stderr
 
 
 @pytest.mark.slow

@@ -1,9 +1,9 @@
 """Quality: the standard library's thread machinery under the scheduler, whoever
 creates it: ``concurrent.futures`` executors (submit, result, as_completed,
-wait, map, shutdown), ``threading.Timer`` watchdogs and heartbeats, and
-``threading.Barrier``. Each planted bug is found within 2,000 schedules and
-replays in a fresh process; each fixed twin is clean over 2,000; nothing waits
-in real time or ends the explorer."""
+wait, map, shutdown), ``multiprocessing``'s ``ThreadPool``, ``threading.Timer``
+watchdogs and heartbeats, and ``threading.Barrier``. Each planted bug is found
+within 2,000 schedules and replays in a fresh process; each fixed twin is clean
+over 2,000; nothing waits in real time or ends the explorer."""
 
 from __future__ import annotations
 
@@ -498,6 +498,56 @@ def test_the_locked_executor_twin_is_clean(tmp_path: Path) -> None:
             write_program(tmp_path, EXECUTOR.format(update=EXECUTOR_FIX)), "--budget", "2000"
         )
     )
+
+
+# A deferToThread job fans a batch out over multiprocessing's ThreadPool (its
+# workers, handler threads, queues and results' Events): it failed every
+# schedule at once, as "waits on a child process: not controlled".
+THUMBNAILS = """
+import threading
+from multiprocessing.dummy import Pool
+from twisted.internet import reactor, threads
+
+class Progress:
+    done = 0
+
+progress = Progress()
+lock = threading.Lock()
+
+def thumbnail(name):
+    {update}
+    return name.replace(".png", "-small.png")
+
+def batch(names):
+    with Pool(2) as pool:
+        first = pool.apply_async(thumbnail, (names[0],)).get(timeout=5)
+        return [first, *sorted(pool.imap_unordered(thumbnail, names[1:]))]
+
+made = []
+job = threads.deferToThread(batch, ["a.png", "b.png", "c.png"])
+job.addCallback(made.extend).addBoth(lambda _: reactor.stop())
+reactor.run()
+assert made == ["a-small.png", "b-small.png", "c-small.png"], made
+assert progress.done == 3, f"counted {{progress.done}} thumbnails"
+"""
+THUMBNAILS_BUG = "current = progress.done\n    progress.done = current + 1  # BUG: no lock"
+THUMBNAILS_FIX = "with lock:\n        progress.done += 1"
+
+
+def test_a_count_lost_in_a_multiprocessing_thread_pool_is_found_and_replayed(
+    tmp_path: Path,
+) -> None:
+    program = write_program(tmp_path, THUMBNAILS.format(update=THUMBNAILS_BUG))
+    result = explore_program(program)
+    assert_found_and_replayed(result, "threadcheck: exception: AssertionError: counted 2 ")
+    assert "service.py:14 thumbnail " in result.stderr  # the workers' steps in the table
+
+
+def test_the_multiprocessing_thread_pool_counting_under_a_lock_is_clean(tmp_path: Path) -> None:
+    program = write_program(tmp_path, THUMBNAILS.format(update=THUMBNAILS_FIX))
+    result = explore_program(program)
+    assert_clean(result)
+    assert "Traceback" not in result.stderr  # nor its pools' finalizers at exit
 
 
 def test_a_report_made_before_the_barrier_is_found_and_replayed(tmp_path: Path) -> None:

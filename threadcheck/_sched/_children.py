@@ -116,7 +116,7 @@ def _kill(args: tuple[Any, ...]) -> None:
 def _refused(wait: Callable[..., Any], name: str) -> Callable[..., Any]:
     def call(*args: Any, **kwargs: Any) -> Any:
         place = here()
-        if place is None or _polls(name, args, kwargs):
+        if place is None or _polls(name, args, kwargs) or _of_threads(args):
             return wait(*args, **kwargs)
         scheduler, me = place
         owner = getattr(wait, "__qualname__", name)
@@ -138,6 +138,17 @@ def _refused(wait: Callable[..., Any], name: str) -> Callable[..., Any]:
     call.__name__ = name
     call.__wrapped__ = wait  # type: ignore[attr-defined]
     return call
+
+
+def _of_threads(args: tuple[Any, ...]) -> bool:
+    """A result of a ``multiprocessing`` ``ThreadPool`` (``multiprocessing.dummy``),
+    whose workers are threads and whose queues and Events are the scheduler's
+    (:mod:`~threadcheck._sched._mp_pools`), or one already set (its pool let go)."""
+    result = args[0] if args else None
+    if not isinstance(result, multiprocessing.pool.ApplyResult):
+        return False
+    pool = result._pool  # type: ignore[attr-defined]
+    return pool is None or isinstance(pool, multiprocessing.pool.ThreadPool)
 
 
 def _polls(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:

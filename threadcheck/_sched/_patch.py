@@ -50,6 +50,7 @@ from threadcheck._sched import (
     _idle_pools,
     _imports,
     _lazy,
+    _mp_pools,
     _order,
     _premade,
     _primitives,
@@ -129,6 +130,7 @@ class Patches:
         _order.restart()
         _lazy.restart()
         _idle_pools.restart()
+        _mp_pools.forget()
         for holder, name, twin in _premade.fresh(self._premade):
             setattr(holder, name, twin)
 
@@ -136,6 +138,7 @@ class Patches:
         # Nothing kept of the program's primitives: the next exploration counts
         # who else holds one, and this list would be one more.
         self._premade = []
+        _mp_pools.forget()
         while self._undo:
             target, name, original = self._undo.pop()
             _assign(target, name, original)
@@ -231,6 +234,7 @@ class Patches:
             *_idle_pools.replacements(),
             *_sqlite.replacements(),
             *_children.replacements(),
+            *_mp_pools.replacements(),
             *_sockets.replacements(),
             *_dates.replacements(),
         ]
@@ -412,14 +416,22 @@ def _stdlib_machinery() -> tuple[frozenset[object], tuple[str, ...]]:
     rest of the standard library: ``Thread``'s own start handshake, logging's
     module lock and the import system's locks stay real."""
     import concurrent.futures
+    import multiprocessing.pool
     import socketserver
 
+    pools = multiprocessing.pool
     codes = frozenset(
         {
             threading.Timer.__init__.__code__,
             threading.Barrier.__init__.__code__,
             logging.Handler.createLock.__code__,  # a handler's lock, held while it emits
             socketserver.BaseServer.__init__.__code__,  # the Event shutdown() waits on
+            # A multiprocessing ThreadPool's task queue, its workers' queues and
+            # its results' Event and Condition.
+            pools.Pool.__init__.__code__,
+            pools.ThreadPool._setup_queues.__code__,  # type: ignore[attr-defined]
+            pools.ApplyResult.__init__.__code__,
+            pools.IMapIterator.__init__.__code__,
         }
     )
     folder = os.path.dirname(os.path.abspath(concurrent.futures.__file__)) + os.sep
