@@ -550,6 +550,41 @@ def test_the_multiprocessing_thread_pool_counting_under_a_lock_is_clean(tmp_path
     assert "Traceback" not in result.stderr  # nor its pools' finalizers at exit
 
 
+# A pool job polls a multiprocessing connection that a thread of the program
+# writes: multiprocessing.connection.wait loops until the clock passes its
+# deadline, which the virtual clock never did (a poll, or a timeout met
+# exactly): the correct program spun until the watchdog called it blocked.
+PIPE_POLL = """
+import multiprocessing, threading, time
+from twisted.internet import reactor, threads
+
+parent, child = multiprocessing.Pipe()
+
+def producer():
+    time.sleep(0.05)
+    child.send("ready")
+
+def consume():
+    threading.Thread(target=producer).start()
+    while not parent.poll():
+        time.sleep(0.01)
+    first = parent.recv()
+    late = parent.recv() if parent.poll({timeout}) else "timeout"
+    return first, late
+
+answers = []
+threads.deferToThread(consume).addBoth(lambda r: (answers.append(r), reactor.stop()))
+reactor.run()
+assert answers == [("ready", "timeout")], answers
+"""
+
+
+@pytest.mark.parametrize("timeout", ["0", "0.05"])
+def test_a_connection_polled_or_timing_out_lets_time_pass(tmp_path: Path, timeout: str) -> None:
+    program = write_program(tmp_path, PIPE_POLL.format(timeout=timeout))
+    assert_clean(explore_program(program, "--budget", "20"), budget=20)
+
+
 def test_a_report_made_before_the_barrier_is_found_and_replayed(tmp_path: Path) -> None:
     before, after = BARRIER_BUG
     result = explore_program(write_program(tmp_path, BARRIER.format(before=before, after=after)))

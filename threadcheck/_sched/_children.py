@@ -143,7 +143,7 @@ def _refused(wait: Callable[..., Any], name: str) -> Callable[..., Any]:
 def _of_threads(args: tuple[Any, ...]) -> bool:
     """A result of a ``multiprocessing`` ``ThreadPool`` (``multiprocessing.dummy``),
     whose workers are threads and whose queues and Events are the scheduler's
-    (:mod:`~threadcheck._sched._mp_pools`), or one already set (its pool let go)."""
+    (:mod:`~threadcheck._sched._mp`), or one already set (its pool let go)."""
     result = args[0] if args else None
     if not isinstance(result, multiprocessing.pool.ApplyResult):
         return False

@@ -50,7 +50,7 @@ from threadcheck._sched import (
     _idle_pools,
     _imports,
     _lazy,
-    _mp_pools,
+    _mp,
     _order,
     _premade,
     _primitives,
@@ -130,7 +130,7 @@ class Patches:
         _order.restart()
         _lazy.restart()
         _idle_pools.restart()
-        _mp_pools.forget()
+        _mp.forget()
         for holder, name, twin in _premade.fresh(self._premade):
             setattr(holder, name, twin)
 
@@ -138,7 +138,7 @@ class Patches:
         # Nothing kept of the program's primitives: the next exploration counts
         # who else holds one, and this list would be one more.
         self._premade = []
-        _mp_pools.forget()
+        _mp.forget()
         while self._undo:
             target, name, original = self._undo.pop()
             _assign(target, name, original)
@@ -234,7 +234,7 @@ class Patches:
             *_idle_pools.replacements(),
             *_sqlite.replacements(),
             *_children.replacements(),
-            *_mp_pools.replacements(),
+            *_mp.replacements(),
             *_sockets.replacements(),
             *_dates.replacements(),
         ]

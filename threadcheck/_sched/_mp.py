@@ -1,4 +1,5 @@
-"""``multiprocessing``'s ``ThreadPool`` (``multiprocessing.dummy.Pool``) under the scheduler.
+"""``multiprocessing``'s thread-side machinery under the scheduler: its
+``ThreadPool`` (``multiprocessing.dummy.Pool``) and its connections' waits.
 
 Its workers and its three handler threads are threads, so they are controlled;
 its queues and its results' Events are the scheduler's (the standard library's
@@ -9,6 +10,12 @@ That wait is made on the scheduler's terms here, as a wait on a real file,
 while the other threads run. A process pool stays refused
 (:mod:`~threadcheck._sched._children`).
 
+``multiprocessing.connection.wait`` (``Connection.poll``, a pool's sentinels)
+loops until the clock passes its deadline: a poll, or a wait that timed out
+at exactly its deadline, found the virtual clock standing still, and looped
+for ever. In a controlled thread it is one selector's wait (the scheduler's:
+:mod:`~threadcheck._sched._sockets`), which counts its timeout itself.
+
 Thread safety: the replacement acts only in a controlled thread, holding its
 turn; elsewhere it is the real wait.
 """
@@ -18,8 +25,10 @@ from __future__ import annotations
 import functools
 import multiprocessing.pool
 import select
+import selectors
 import weakref
 from collections.abc import Callable
+from multiprocessing import connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -51,7 +60,21 @@ def replacements() -> list[tuple[Any, str, Any]]:
     return [
         (pool, "_wait_for_updates", staticmethod(_waiting_in_turn(real))),
         (pool, "__init__", _noting(pool.__init__)),
+        (connection, "wait", _one_wait(connection.wait)),
     ]
+
+
+def _one_wait(wait: Callable[..., list[Any]]) -> Callable[..., list[Any]]:
+    @functools.wraps(wait)
+    def one_wait(object_list: Any, timeout: float | None = None) -> list[Any]:
+        if here() is None:
+            return wait(object_list, timeout)
+        with selectors.DefaultSelector() as selector:
+            for obj in object_list:
+                selector.register(obj, selectors.EVENT_READ)
+            return [key.fileobj for key, _ in selector.select(timeout)]
+
+    return one_wait
 
 
 def _noting(init: Callable[..., None]) -> Callable[..., None]:
