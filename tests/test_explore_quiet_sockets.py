@@ -248,3 +248,66 @@ def test_a_wait_on_another_process_reads_the_socket_tables_once_a_step(
 
 def assert_equal(found: object, expected: object) -> None:
     assert found == expected
+
+
+SLOW_PEER = """
+import socket, sys, threading, time
+server = socket.create_server(("127.0.0.1", 0))
+print(server.getsockname()[1], flush=True)
+
+def answer(conn):
+    time.sleep(0.3)  # a slow upstream: it always answers in 0.3 s
+    conn.sendall(b"hello")
+    time.sleep(5)
+
+while True:
+    conn, _ = server.accept()
+    threading.Thread(target=answer, args=(conn,), daemon=True).start()
+"""
+
+ASKS_WHILE_A_JOB_NAPS = """
+import socket, sys, time
+from twisted.internet import reactor, threads
+from twisted.internet.defer import gatherResults
+
+def ask():
+    with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=0.6) as sock:
+        try:
+            return sock.recv(10)
+        except TimeoutError:
+            return b"timed out"
+
+def nap():
+    for _ in range(20):
+        time.sleep(0.05)
+
+answers = []
+jobs = [threads.deferToThread(ask), threads.deferToThread(nap)]
+gatherResults(jobs).addBoth(lambda r: (answers.append(r), reactor.stop()))
+reactor.run()
+assert answers == [[b"hello", None]], answers
+"""
+
+
+@pytest.mark.slow  # 10 s: each schedule waits for the upstream's real answer
+def test_time_passing_while_threads_are_held_never_times_out_another_process(
+    tmp_path: Any,
+) -> None:
+    # A job's naps let virtual time pass while the reactor was held, in no real
+    # time: the other job's wait on a process that always answers in 0.3 s timed
+    # out at 0.6 s, a failure no machine can have.
+    peer = subprocess.Popen([sys.executable, "-c", SLOW_PEER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert peer.stdout is not None
+        port = peer.stdout.readline().strip()
+        program = tmp_path / "service.py"
+        program.write_text(ASKS_WHILE_A_JOB_NAPS)
+        command = [sys.executable, "-m", "threadcheck", "explore", "--budget", "10"]
+        result = subprocess.run(
+            [*command, str(program), port], capture_output=True, text=True, timeout=300
+        )
+    finally:
+        peer.kill()
+        peer.wait()
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("threadcheck: 10 schedules ("), result.stderr

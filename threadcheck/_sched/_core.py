@@ -309,6 +309,12 @@ class _IoWait:
     writes: Sequence[Any]
     ends_alone: bool
     """Whether it may end while every other thread is held: not once it did not."""
+    outside: bool | None = None
+    """Whether one of its files talks to another process (its answer comes in
+    real time): None until asked (:meth:`Scheduler._waits_outside`)."""
+    postponed: float = 0.0
+    """Virtual seconds its deadline moved on: the time that passed while threads
+    were held, in no real time, which another process's answer never saw."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -858,12 +864,13 @@ class Scheduler:
         if current is None or current.ident != get_ident():
             self._not_its_turn()
         self.thinned.add(REAL_IO)
-        self._io_waiters[current.tid] = _IoWait(current, reads, writes, ends_alone)
+        wait = _IoWait(current, reads, writes, ends_alone)
+        self._io_waiters[current.tid] = wait
         try:
             self.block(why, deadline)
         finally:
             self._io_waiters.pop(current.tid, None)
-        return deadline is None or self.now < deadline
+        return deadline is None or self.now < deadline + wait.postponed
 
     def _wake_ready_io(self, timeout: float, only: _IoWait | None = None) -> None:
         """Wake the threads whose file is ready (or ``only`` its thread), waiting
@@ -1015,8 +1022,9 @@ class Scheduler:
         of the threads it would wake (the real I/O that may end, the deadlines
         that come first)."""
         waking = [wait.thread for wait in self._io_waiters.values() if wait.ends_alone]
-        if self._timed:
-            soonest = _deadline_order(self._due())[0]
+        due = self._due_while_held() if self._timed else None
+        if due is not None:
+            soonest = _deadline_order(due)[0]
             waking += [t for t in self._timed.values() if _deadline_order(t)[0] <= soonest]
         ends: set[Hashable] = {("woken", t.tid) for t in waking}
         ends.update(t.waiting_on for t in waking if t.waiting_on is not None)
@@ -1026,6 +1034,25 @@ class Scheduler:
         """The blocked thread whose deadline comes first (by thread id on a tie)."""
         return min(self._timed.values(), key=_deadline_order)
 
+    def _due_while_held(self) -> ControlledThread | None:
+        """:meth:`_due`, if its deadline may come while runnable threads are held:
+        not a wait on another process's socket, whose answer comes in real time
+        (a second of virtual time passing in no real time timed out a reply that
+        always came in one), nor any deadline after one."""
+        due = self._due()
+        return None if self._waits_outside(due) else due
+
+    def _waits_outside(self, thread: ControlledThread) -> bool:
+        """Whether ``thread`` waits on real files that talk to another process
+        (a child's end, which comes alone, aside)."""
+        wait = self._io_waiters.get(thread.tid)
+        if wait is None or wait.ends_alone:
+            return False
+        if wait.outside is None:
+            files = [*wait.reads, *wait.writes]
+            wait.outside = not (lands_at_once(files) or in_process(files))
+        return wait.outside
+
     def _time_may_pass(self, runnable: list[int]) -> bool:
         """Whether time may pass while ``runnable`` are held: a thread's real I/O
         end or the next deadline come within ``max_delay`` of the longest hold."""
@@ -1033,9 +1060,10 @@ class Scheduler:
             return False
         if self._io_to_end() is not None and self._may_hold_longer(runnable):
             return True
-        if not self._timed:
+        due = self._due_while_held() if self._timed else None
+        if due is None:
             return False
-        soonest = _deadline_order(self._due())[0]
+        soonest = _deadline_order(due)[0]
         return soonest <= self.now or self._held_at(soonest, runnable) <= self.max_delay
 
     def _may_hold_longer(self, runnable: list[int]) -> bool:
@@ -1094,9 +1122,10 @@ class Scheduler:
         before = self.now
         runnable = [t.tid for t in self.threads if t.runnable]
         ended = self._real_io_ends(runnable)
-        if ended is None and self._timed and self._time_may_pass(runnable):
-            due = self._due()
+        due = self._due_while_held() if self._timed else None
+        if ended is None and due is not None and self._time_may_pass(runnable):
             ended = due, f"T{due.tid}'s {due.waiting} ends"  # wake() clears waiting
+            self._postpone_outside_waits(max(0.0, _deadline_order(due)[0] - self.now))
             self._advance_clock(due)
         self.time_held += self.now - before
         self._ended(TIME)
@@ -1106,6 +1135,19 @@ class Scheduler:
             f"time +{format_seconds(self.now - before)}: {what}; {held} held"
         )
         return thread
+
+    def _postpone_outside_waits(self, seconds: float) -> None:
+        """``seconds`` of virtual time passed while threads were held, in no real
+        time: the deadlines of waits on another process, which answers in real
+        time, move on as much (its 1 s answer timed out a 1.5 s wait, the virtual
+        clock run ahead by a job's short sleeps while the reactor was held)."""
+        if not seconds:
+            return
+        for wait in self._io_waiters.values():
+            deadline = wait.thread.deadline
+            if deadline is not None and self._waits_outside(wait.thread):
+                wait.thread.deadline = deadline + seconds
+                wait.postponed += seconds
 
     def _real_io_ends(self, runnable: list[int]) -> tuple[ControlledThread, str] | None:
         """Wait in real time (virtual time going on with it), up to
