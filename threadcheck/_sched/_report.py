@@ -261,7 +261,39 @@ def step_table(run: ScheduleRun) -> list[str]:
     """The schedule step by step: thread, user line, what was accessed, and the preemptions."""
     rows = [_row(step, run) for step in run.trace]
     header = f"  {'step':>5}  {'thread':<22} {'where':<44} point"
-    return [header, *_elide(rows, [s.index in run.preemptions for s in run.trace])]
+    marked = [s.index in run.preemptions for s in run.trace]
+    return [header, *_elide(rows, marked, _conflicting(run.trace, marked))]
+
+
+def _conflicting(trace: list[Step], marked: list[bool]) -> set[int]:
+    """The rows, after each preemption at an access and before its thread runs
+    again, where another thread accesses what it names (``self.pending``): the
+    other half of a lost update, which the rows around the preemption may not
+    reach (Z47: the planted line of a lost update was folded away)."""
+    keep: set[int] = set()
+    for at, is_marked in enumerate(marked):
+        named = _accessed(trace[at].detail) if is_marked else None
+        if named is None:
+            continue
+        found = 0
+        for index in range(at + 1, len(trace)):
+            step = trace[index]
+            if step.tid == trace[at].tid or found == MAX_CONFLICTING:
+                break
+            if _accessed(step.detail) == named:
+                keep.add(index)
+                found += 1
+    return keep
+
+
+MAX_CONFLICTING = 6
+"""Rows kept, after one preemption, of other threads' accesses to what it names."""
+
+
+def _accessed(detail: str) -> str | None:
+    """What an access's point names (``self.pending`` of ``self.pending (store)``)."""
+    named, _, kind = detail.rpartition(" (")
+    return named if named and kind in ("load)", "store)") else None
 
 
 def _row(step: Step, run: ScheduleRun) -> str:
@@ -278,11 +310,11 @@ def _row(step: Step, run: ScheduleRun) -> str:
     return f"  {step.index:>5}  {thread:<22} {where:<44} {detail}{mark}"
 
 
-def _elide(rows: list[str], marked: list[bool]) -> Iterator[str]:
+def _elide(rows: list[str], marked: list[bool], conflicting: set[int]) -> Iterator[str]:
     if len(rows) <= MAX_ROWS:
         yield from rows
         return
-    keep = set(range(len(rows) - CONTEXT, len(rows)))
+    keep = set(range(len(rows) - CONTEXT, len(rows))) | conflicting
     for index, is_marked in enumerate(marked):
         if is_marked:
             keep.update(range(max(0, index - CONTEXT), min(len(rows), index + CONTEXT + 2)))
