@@ -2154,3 +2154,32 @@ def test_a_deprecation_a_module_warns_of_at_import_names_its_importer(tmp_path: 
     result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert f"{program}:1: DeprecationWarning: legacy_api is deprecated" in result.stderr
+
+
+MISSING_OPTIONAL = """\
+import traceback
+
+def render(text):
+    import markdown_not_installed
+    return markdown_not_installed.markdown(text)
+
+try:
+    render("# title")
+except ImportError as error:
+    deepest = traceback.extract_tb(error.__traceback__)[-1]
+    print(deepest.name, deepest.lineno)
+"""
+
+
+def test_a_missing_module_imported_in_a_function_is_raised_from_that_function(
+    tmp_path: Path,
+) -> None:
+    # The import's error is raised again from a frame at the importer's line
+    # (trial tells "no such module" by it): named "<module>", it read as the
+    # module's top level (Z47: Buildbot's optional markdown import).
+    program = tmp_path / "app.py"
+    program.write_text(MISSING_OPTIONAL)
+    command = [sys.executable, "-m", "threadcheck", "run", "--races", str(program)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "render 4\n", result.stdout

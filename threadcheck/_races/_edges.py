@@ -287,15 +287,18 @@ def _raise_where_imported(error: ImportError, importer: FrameType) -> NoReturn:
     ``reflect`` module for "no module by that name, try a shorter one", and
     one from anywhere else for a module that failed inside; the wrapper's
     frame made every miss a failure inside."""
-    where = (importer.f_code.co_filename, importer.f_lineno)
+    where = (importer.f_code.co_filename, importer.f_lineno, importer.f_code.co_name)
     code = _RAISERS.get(where)
     if code is None:
-        code = _RAISERS[where] = compile("\n" * (where[1] - 1) + "raise error", where[0], "exec")
+        raiser = compile("\n" * (where[1] - 1) + "raise error", where[0], "exec")
+        # Named as the importer's function (a function's own import of a missing
+        # module read as the module's top level, "<module>").
+        code = _RAISERS[where] = raiser.replace(co_name=where[2])
     exec(code, {"__name__": __name__, "error": error.with_traceback(None)})  # raises
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-_RAISERS: dict[tuple[str, int], CodeType] = {}
+_RAISERS: dict[tuple[str, int, str], CodeType] = {}
 
 
 def _received(name: str, package: str | None, fromlist: Any) -> None:
