@@ -23,6 +23,8 @@ from twisted.internet.threads import blockingCallFromThread
 
 from threadcheck import Mode, Recorder
 from threadcheck._cli import VIOLATIONS_FOUND
+from threadcheck._sched._core import Step
+from threadcheck._sched._report import ScheduleRun
 from threadcheck_reactor import ThreadCheckMixin, ThreadCheckReactor
 
 T = TypeVar("T")
@@ -251,3 +253,18 @@ def assert_clean(result: subprocess.CompletedProcess[str], budget: int = 2000) -
         (f"threadcheck: {budget} schedules (", "threadcheck: every interleaving explored (")
     ), result.stderr
     assert result.stderr.count("\n") == 1, result.stderr
+
+
+def schedule_run(trace: list[Step], preemptions: dict[int, str], names: list[str]) -> ScheduleRun:
+    """A schedule's run as the explorer reports it, made by hand (its table, its views)."""
+    return ScheduleRun(
+        index=1,
+        failure=None,
+        decisions=[],
+        choices=[],
+        trace=trace,
+        preemptions=preemptions,
+        steps=len(trace),
+        digest="",
+        thread_names=names,
+    )

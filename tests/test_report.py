@@ -1047,18 +1047,23 @@ def test_a_stall_in_an_async_def_is_fixed_with_an_await_on_what_runs_it(
     program = tmp_path / "service.py"
     program.write_text(COROUTINES)
     runner = asyncio.events.__file__ if driver == "asyncio" else defer.__file__
-    stack = (Frame(runner, 80, "_run"), Frame(str(program), line, function))
-    stall = Violation(
+    stall = stall_in(api, runner, Frame(str(program), line, function))
+    assert fix_for(stall).endswith(fix), fix_for(stall)
+
+
+def stall_in(api: str, runner: str, *frames: Frame) -> Violation:
+    """A reactor stall at ``api`` in the program's ``frames`` (innermost last),
+    run by ``runner`` (asyncio's task step, a Deferred's callbacks)."""
+    return Violation(
         api=api,
         kind=Kind.STALL,
         thread=ThreadInfo("MainThread", 1),
         reactor_thread=ThreadInfo("MainThread", 1),
-        stack=(*stack, Frame(runner, 90, "wait")),
+        stack=(Frame(runner, 80, "_run"), *frames, Frame(runner, 90, "wait")),
         spawn_site=None,
         submitted_from=None,
-        within=2,
+        within=len(frames) + 1,
     )
-    assert fix_for(stall).endswith(fix), fix_for(stall)
 
 
 def test_an_async_def_is_known_by_its_relative_path_after_trial_s_chdir(
@@ -1073,17 +1078,7 @@ def test_an_async_def_is_known_by_its_relative_path_after_trial_s_chdir(
     (tmp_path / "_trial_temp").mkdir()
     monkeypatch.setattr(_stacks, "STARTED_IN", str(tmp_path))
     monkeypatch.chdir(tmp_path / "_trial_temp")
-    stack = (Frame(defer.__file__, 80, "_run"), Frame("pkg/service.py", 4, "refresh"))
-    stall = Violation(
-        api="time.sleep",
-        kind=Kind.STALL,
-        thread=ThreadInfo("MainThread", 1),
-        reactor_thread=ThreadInfo("MainThread", 1),
-        stack=(*stack, Frame(defer.__file__, 90, "wait")),
-        spawn_site=None,
-        submitted_from=None,
-        within=2,
-    )
+    stall = stall_in("time.sleep", defer.__file__, Frame("pkg/service.py", 4, "refresh"))
     assert fix_for(stall).endswith("await task.deferLater(reactor, seconds)"), fix_for(stall)
 
 
@@ -1106,17 +1101,7 @@ def test_a_stall_in_a_plain_helper_a_coroutine_calls_is_handed_over_by_the_corou
     program.write_text(COROUTINES)
     runner = asyncio.events.__file__ if driver == "asyncio" else defer.__file__
     login = Frame(str(program), 17, "login" if driver else "plain")
-    stack = (Frame(runner, 80, "_run"), login, Frame(str(program), 20, "fetch_token"))
-    stall = Violation(
-        api="time.sleep",
-        kind=Kind.STALL,
-        thread=ThreadInfo("MainThread", 1),
-        reactor_thread=ThreadInfo("MainThread", 1),
-        stack=(*stack, Frame(runner, 90, "wait")),
-        spawn_site=None,
-        submitted_from=None,
-        within=3,
-    )
+    stall = stall_in("time.sleep", runner, login, Frame(str(program), 20, "fetch_token"))
     assert fix_for(stall).endswith(fix), fix_for(stall)
     if driver:
         assert "from the coroutine that calls it (" in fix_for(stall)

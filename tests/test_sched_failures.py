@@ -514,7 +514,9 @@ def test_a_long_step_table_keeps_the_other_threads_access_to_what_was_preempted(
     # self.pending, then the pool thread's next rows, then "...": the pool
     # thread's load and store (the planted line) were folded away.
     from threadcheck._sched._core import Step
-    from threadcheck._sched._report import ScheduleRun, step_table
+    from threadcheck._sched._report import step_table
+
+    from support import schedule_run
 
     def step(index: int, tid: int, line: int, detail: str) -> Step:
         return Step(index, tid, "access", "/srv/pool.py", line, "f", detail)
@@ -524,17 +526,7 @@ def test_a_long_step_table_keeps_the_other_threads_access_to_what_was_preempted(
     trace += [step(i, 1, 20, "queue.get") for i in range(41, 52)]
     trace += [step(52, 1, 32, "self.pending (load)"), step(53, 1, 32, "self.pending (store)")]
     trace += [step(i, 0, 50, "y (load)") for i in range(54, 90)]
-    run = ScheduleRun(
-        index=1,
-        failure=None,
-        decisions=[],
-        choices=[],
-        trace=trace,
-        preemptions={40: "preempted: T1 runs"},
-        steps=len(trace),
-        digest="",
-        thread_names=["MainThread", "PoolThread"],
-    )
+    run = schedule_run(trace, {40: "preempted: T1 runs"}, ["MainThread", "PoolThread"])
     table = "\n".join(step_table(run))
     assert "pool.py:32 f" in table, table
     assert table.count("self.pending") == 3, table

@@ -39,6 +39,8 @@ from threadcheck._view._schedule import ScheduleView, from_json, schedule_view, 
 from threadcheck._violation import Kind, PriorAccess, TestContext, ThreadInfo, Violation
 from threadcheck_reactor import ThreadCheckMixin, _activity
 
+from support import schedule_run
+
 PHASES_WITH_TS = {"X", "i", "s", "f", "C"}
 
 
@@ -266,16 +268,8 @@ def test_time_passing_is_drawn_apart_from_preemptions(held: ExploreResult) -> No
 
 def test_text_in_the_program_cannot_break_out_of_the_page() -> None:
     hostile = "</script><script>alert(1)</script><u>"
-    run = ScheduleRun(
-        index=1,
-        failure=None,
-        decisions=[],
-        choices=[],
-        trace=[Step(1, 0, "access", "/x/<u>.py", 3, "f<u>", hostile)],
-        preemptions={1: hostile},
-        steps=1,
-        digest="",
-        thread_names=[hostile],
+    run = schedule_run(
+        [Step(1, 0, "access", "/x/<u>.py", 3, "f<u>", hostile)], {1: hostile}, [hostile]
     )
     result = result_of(run, Failure("exception", hostile, thread=hostile), hostile)
     page = schedule_page(schedule_view(result), hostile)
@@ -311,16 +305,10 @@ def big_result(steps: int, threads: int) -> ExploreResult:
         )
         for n in range(1, steps + 1)
     ]
-    run = ScheduleRun(
-        index=1,
-        failure=None,
-        decisions=[],
-        choices=[],
-        trace=trace,
-        preemptions={n: f"preempted: T{(n + 1) % threads} runs" for n in range(50, steps, 97)},
-        steps=steps,
-        digest="",
-        thread_names=[f"worker-{n}" for n in range(threads)],
+    run = schedule_run(
+        trace,
+        {n: f"preempted: T{(n + 1) % threads} runs" for n in range(50, steps, 97)},
+        [f"worker-{n}" for n in range(threads)],
     )
     failure = Failure("livelock", "no progress", thread="worker-0")
     return result_of(run, failure, "threadcheck replay tc1.x prog.py")
