@@ -1022,10 +1022,10 @@ class Scheduler:
         of the threads it would wake (the real I/O that may end, the deadlines
         that come first)."""
         waking = [wait.thread for wait in self._io_waiters.values() if wait.ends_alone]
-        due = self._due_while_held() if self._timed else None
+        due = self._due_while_held()
         if due is not None:
             soonest = _deadline_order(due)[0]
-            waking += [t for t in self._timed.values() if _deadline_order(t)[0] <= soonest]
+            waking += [t for t in self._held_waits() if _deadline_order(t)[0] <= soonest]
         ends: set[Hashable] = {("woken", t.tid) for t in waking}
         ends.update(t.waiting_on for t in waking if t.waiting_on is not None)
         return frozenset({_footprint.CLOCK, *ends})
@@ -1035,12 +1035,17 @@ class Scheduler:
         return min(self._timed.values(), key=_deadline_order)
 
     def _due_while_held(self) -> ControlledThread | None:
-        """:meth:`_due`, if its deadline may come while runnable threads are held:
-        not a wait on another process's socket, whose answer comes in real time
-        (a second of virtual time passing in no real time timed out a reply that
-        always came in one), nor any deadline after one."""
-        due = self._due()
-        return None if self._waits_outside(due) else due
+        """:meth:`_due` of the waits whose deadline may come while runnable threads
+        are held: not one on another process's socket, whose answer comes in
+        real time (a second of virtual time passing in no real time timed out a
+        reply that always came in one); its deadline moves on instead
+        (:meth:`_postpone_outside_waits`)."""
+        timed = self._held_waits()
+        return min(timed, key=_deadline_order) if timed else None
+
+    def _held_waits(self) -> list[ControlledThread]:
+        """The timed waits that time passing while threads are held may end."""
+        return [t for t in self._timed.values() if not self._waits_outside(t)]
 
     def _waits_outside(self, thread: ControlledThread) -> bool:
         """Whether ``thread`` waits on real files that talk to another process
@@ -1060,7 +1065,7 @@ class Scheduler:
             return False
         if self._io_to_end() is not None and self._may_hold_longer(runnable):
             return True
-        due = self._due_while_held() if self._timed else None
+        due = self._due_while_held()
         if due is None:
             return False
         soonest = _deadline_order(due)[0]
@@ -1122,7 +1127,7 @@ class Scheduler:
         before = self.now
         runnable = [t.tid for t in self.threads if t.runnable]
         ended = self._real_io_ends(runnable)
-        due = self._due_while_held() if self._timed else None
+        due = self._due_while_held()
         if ended is None and due is not None and self._time_may_pass(runnable):
             ended = due, f"T{due.tid}'s {due.waiting} ends"  # wake() clears waiting
             self._postpone_outside_waits(max(0.0, _deadline_order(due)[0] - self.now))
