@@ -81,7 +81,9 @@ def test_the_carriers_end_with_the_exploration() -> None:
     deadline = time.monotonic() + 5
     while tasks() > before and time.monotonic() < deadline:
         time.sleep(0.01)  # a carrier leaves its loop, then its OS thread exits
-    assert tasks() == before
+    # Fewer is no leftover: an earlier test's thread may end meanwhile (CI, 3.10:
+    # 3 after, 4 before, on a loaded machine).
+    assert tasks() <= before
 
 
 def test_a_thread_that_raises_fails_its_schedule_and_its_carrier_goes_on() -> None:
