@@ -713,7 +713,7 @@ def _coroutine_driver(stack: _stacks.Stack, where: _stacks.Frame | None) -> str 
     waited in a plain function."""
     if where is None or not _is_async_def(where):
         return None
-    at = next((i for i, frame in enumerate(stack) if frame == where), 0)
+    at = _index_on(stack, where)
     if at == 0:  # not on the stack, or nothing called it
         return None
     caller = stack[at - 1].filename.replace(os.sep, "/")
@@ -728,8 +728,7 @@ def _helper_handed_over(stall: Violation, where: _stacks.Frame | None) -> str | 
     if where is None or stall.api not in _STALL_FIXES or stall.api in _NOT_HANDED:
         return None
     stack = stall.stack
-    at = next((i for i, frame in enumerate(stack) if frame == where), 0)
-    for caller in reversed(stack[:at]):
+    for caller in reversed(stack[: _index_on(stack, where)]):
         if caller.library is not None:  # a library's callback: not the program's own call
             return None
         driver = _coroutine_driver(stack, caller)
@@ -747,6 +746,11 @@ def _helper_handed_over(stall: Violation, where: _stacks.Frame | None) -> str | 
 
 _NOT_HANDED = ("Thread.start", "blockingCallFromThread")
 """Stalls whose fix is not a wait handed to a worker."""
+
+
+def _index_on(stack: _stacks.Stack, where: _stacks.Frame) -> int:
+    """Where ``where`` is on ``stack`` (its first place), 0 when it is not."""
+    return next((i for i, frame in enumerate(stack) if frame == where), 0)
 
 
 def _is_async_def(where: _stacks.Frame) -> bool:

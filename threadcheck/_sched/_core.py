@@ -1022,10 +1022,10 @@ class Scheduler:
         of the threads it would wake (the real I/O that may end, the deadlines
         that come first)."""
         waking = [wait.thread for wait in self._io_waiters.values() if wait.ends_alone]
-        due = self._due_while_held()
-        if due is not None:
-            soonest = _deadline_order(due)[0]
-            waking += [t for t in self._held_waits() if _deadline_order(t)[0] <= soonest]
+        held = self._held_waits()
+        if held:
+            soonest = min(_deadline_order(t)[0] for t in held)
+            waking += [t for t in held if _deadline_order(t)[0] <= soonest]
         ends: set[Hashable] = {("woken", t.tid) for t in waking}
         ends.update(t.waiting_on for t in waking if t.waiting_on is not None)
         return frozenset({_footprint.CLOCK, *ends})

@@ -261,6 +261,8 @@ def step_table(run: ScheduleRun) -> list[str]:
     """The schedule step by step: thread, user line, what was accessed, and the preemptions."""
     rows = [_row(step, run) for step in run.trace]
     header = f"  {'step':>5}  {'thread':<22} {'where':<44} point"
+    if len(rows) <= MAX_ROWS:
+        return [header, *rows]
     marked = [s.index in run.preemptions for s in run.trace]
     return [header, *_elide(rows, marked, _conflicting(run.trace, marked))]
 
@@ -311,9 +313,7 @@ def _row(step: Step, run: ScheduleRun) -> str:
 
 
 def _elide(rows: list[str], marked: list[bool], conflicting: set[int]) -> Iterator[str]:
-    if len(rows) <= MAX_ROWS:
-        yield from rows
-        return
+    """The rows of a long table around each preemption, the conflicting ones, and the last."""
     keep = set(range(len(rows) - CONTEXT, len(rows))) | conflicting
     for index, is_marked in enumerate(marked):
         if is_marked:
