@@ -22,7 +22,14 @@ import pathlib
 import sys
 from _thread import get_ident
 from collections.abc import Callable, Iterator
-from types import CodeType, FrameType, FunctionType, GeneratorType, ModuleType
+from types import (
+    CodeType,
+    FrameType,
+    FunctionType,
+    GeneratorType,
+    ModuleType,
+    TracebackType,
+)
 from typing import Any
 
 from threadcheck._races import _footprint, _texts
@@ -179,6 +186,8 @@ def _code_keeping(kind: type, name: str, write: bool) -> bool | None:
     """:func:`_kept_by_code` for ``kind``'s instances; None: by its ``__getattr__``."""
     if issubclass(kind, (type, ModuleType)):
         return False
+    if _interpreter_state(kind):
+        return True
     hook_name = "__setattr__" if write else "__getattribute__"
     hook = getattr(kind, hook_name, None)
     if _rewritten_function(hook) and not _delegates(hook, hook_name):
@@ -195,6 +204,21 @@ def _code_keeping(kind: type, name: str, write: bool) -> bool | None:
     if not write and _rewritten_function(getattr(kind, "__getattr__", None)):
         return None
     return False
+
+
+def _interpreter_state(kind: type) -> bool:
+    """Whether ``kind``'s attributes are the interpreter's, not the program's
+    storage: a frame's (``inspect.currentframe().f_locals``), a code object's, a
+    traceback's, a named tuple's fields (no instance can be given an attribute).
+    No race is in them, and their shadows would hold them: frames and tracebacks
+    cannot be weakly referenced, and one frame keeping its locals (a test case, its
+    database engine) kept every test's alive for a whole trial run."""
+    if issubclass(kind, _INTERPRETER_STATE):
+        return True
+    return issubclass(kind, tuple) and not kind.__dictoffset__
+
+
+_INTERPRETER_STATE = (FrameType, CodeType, TracebackType)
 
 
 def _delegates(hook: Any, name: str) -> bool:

@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import _thread
 import functools
+import gc
 import sys
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import FrameType, GetSetDescriptorType, ModuleType
+from types import FrameType, FunctionType, GetSetDescriptorType, ModuleType
 from typing import Any
 
 from threadcheck import _threads
@@ -227,6 +228,10 @@ def _shadow(obj: object) -> _Shadow:
     shadow = objects.get(id(obj))
     if shadow is None:
         shadow = objects[id(obj)] = _Shadow(_reference(obj), isinstance(obj, _thread._local))
+        if len(_held) >= _sweep_at:  # after the shadow is in: a sweep keeps it
+            sweep()
+        if _cycles_due or len(_held) >= _cycles_at:
+            sweep_cycles()
     return shadow
 
 
@@ -293,12 +298,35 @@ def _class_owner(obj: object, name: str) -> type | None:
 def _reference(obj: object) -> Any:
     key = id(obj)
     try:
-        return weakref.ref(obj, lambda _: objects.pop(key, None))
+        return _weak(_anchor(obj), key)
     except TypeError:
         _held.append(key)
-        if len(_held) >= _sweep_at:
-            sweep()
         return obj
+
+
+def _weak(anchor: object, key: int) -> weakref.ref[Any]:
+    return weakref.ref(anchor, lambda _: objects.pop(key, None))
+
+
+def _anchor(obj: object) -> object:
+    """What ``obj`` lives at least as long as, weakly referenceable: itself, or for
+    a module's globals its module or one of its functions (each holds them for
+    good: ``__dict__``, ``__globals__`` cannot be set). Held, a module's globals
+    would keep it alive, and all it holds: a migration tool loads its scripts
+    afresh for each test, never into ``sys.modules``, and each kept its test's
+    database engine. When the anchor goes first (a function replaced), the
+    globals' history goes with it: a missed race at worst, never a stale one.
+    Globals read as their module runs, before it defines a function, are held
+    until :func:`sweep` finds one."""
+    if type(obj) is not dict or "__builtins__" not in obj:
+        return obj
+    module = sys.modules.get(obj.get("__name__"))  # type: ignore[arg-type]
+    if module is not None and getattr(module, "__dict__", None) is obj:
+        return module
+    for value in list(obj.values()):
+        if type(value) is FunctionType and value.__globals__ is obj:
+            return value
+    return obj
 
 
 def sweep() -> None:
@@ -318,10 +346,12 @@ def sweep() -> None:
         for key in _held[:swept]:
             shadow = objects.get(key)
             # References: the shadow's and getrefcount's argument; more are the program's.
-            if shadow is not None and sys.getrefcount(shadow.ref) > 2:
-                kept.append(key)
-            else:
+            if shadow is None or sys.getrefcount(shadow.ref) <= 2:
                 objects.pop(key, None)
+            elif (anchor := _anchor(shadow.ref)) is not shadow.ref:  # a module's, run now
+                shadow.ref = _weak(anchor, key)
+            else:
+                kept.append(key)
         _held[:swept] = kept
         _sweep_at = max(10_000, 2 * len(kept))
     finally:
@@ -332,8 +362,93 @@ def sweep_on_collection(phase: str, info: dict[str, int]) -> None:
     """A ``gc.callbacks`` hook: as the older generations are collected, let go of
     held objects the program dropped (their contents die with them, as they would
     without the detector)."""
-    if phase == "start" and info.get("generation", 0) >= 1 and _held:
-        sweep()
+    global _cycles_due
+    if phase != "start" or info.get("generation", 0) < 1 or not _held or _sweeping.locked():
+        return  # (locked: one of sweep_cycles' own collections)
+    sweep()
+    # Not in this collection: one cannot be started from its callback.
+    _cycles_due = info.get("generation") == 2 and len(_held) > _kept_by_cycles
+
+
+_CYCLES_AT = 2_000
+_cycles_at = _CYCLES_AT
+"""Held objects at which :func:`sweep_cycles` runs (then at twice as many as it
+kept), and after each whole collection (which runs as the program's long-lived
+objects grow by a quarter): its cost is two more."""
+_cycles_due = False
+_kept_by_cycles = 0
+"""Held objects the last :func:`sweep_cycles` kept: a whole collection runs one
+when :func:`sweep` keeps more."""
+
+
+class _Holds:
+    """Our holds on the held objects during :func:`sweep_cycles`, in a cycle of
+    garbage: the collection judges them by the program's references alone."""
+
+    def __init__(self, held: list[Any]) -> None:
+        self.held = held
+        self.me: _Holds | None = self
+
+
+def sweep_cycles() -> None:
+    """Forget held objects that only their shadows and garbage cycles hold.
+
+    :func:`sweep` counts references, which a cycle keeps above its shadow's
+    one: a frame's ``f_locals`` dict holds the frame that holds it; a held list
+    of children, each of which holds its parent, which holds the list. Held, the
+    whole cycle lives on (each test's database engine, for a whole trial run).
+    Here the shadows' holds move into a cycle of their own, and one whole
+    collection that keeps its garbage (``gc.DEBUG_SAVEALL``) tells which held
+    objects died; the others' holds are given back. The garbage is freed by the
+    next whole collection. Only while the program collects garbage (an
+    exploration's schedules pause the collector)."""
+    global _cycles_at, _cycles_due, _kept_by_cycles
+    _cycles_due = False
+    if not gc.isenabled() or gc.get_debug() & gc.DEBUG_SAVEALL:  # the program keeps its own
+        return
+    if not _sweeping.acquire(False):
+        return
+    try:
+        swept = len(_held)
+        keys = [key for key in _held[:swept] if key in objects]
+        died = _died(keys)
+        kept = [key for key in keys if key not in died]
+        _held[:swept] = kept
+        _cycles_at = max(_CYCLES_AT, 2 * len(kept))
+        _kept_by_cycles = len(kept)
+    finally:
+        _sweeping.release()
+
+
+def _died(keys: list[int]) -> set[int]:
+    """The keys of those held objects that a whole collection found garbage."""
+    shadows = [objects[key] for key in keys]
+    holds = _Holds([shadow.ref for shadow in shadows])
+    for each in shadows:
+        each.ref = None
+    del shadows
+    found = weakref.ref(holds)  # cleared if the collection finds it garbage
+    del holds
+    flags = gc.get_debug()
+    saved = len(gc.garbage)
+    gc.set_debug(flags | gc.DEBUG_SAVEALL)
+    try:
+        gc.collect()
+    finally:
+        gc.set_debug(flags)
+    garbage = gc.garbage[saved:]
+    del gc.garbage[saved:]
+    back = found() or next(item for item in garbage if type(item) is _Holds)
+    dead = {id(item) for item in garbage}
+    died: set[int] = set()
+    for key, held in zip(keys, back.held, strict=True):
+        if id(held) in dead:
+            died.add(key)
+            objects.pop(key, None)
+        elif (shadow := objects.get(key)) is not None:
+            shadow.ref = held
+    back.me = None
+    return died
 
 
 def reset() -> None:
