@@ -7,6 +7,8 @@ A listening server's 60 s shutdown timer took 60 s of real time a schedule
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import socket
 import subprocess
 import sys
@@ -20,7 +22,7 @@ from twisted.internet import protocol, threads
 from twisted.internet.defer import Deferred
 
 import threadcheck
-from threadcheck._sched import _core
+from threadcheck._sched import _core, _loopback
 from threadcheck._sched._loopback import in_process
 
 
@@ -153,6 +155,40 @@ def test_a_pool_job_s_timeouts_pass_in_virtual_time_against_a_server_that_never_
 
     # 80 s of timeouts a schedule, in real time, failed past the 0.5 s limit.
     threadcheck.explore(scenario, budget=3).assert_clean()
+
+
+def test_a_pair_end_known_by_its_number_alone_is_in_process_while_it_is_that_end() -> None:
+    # multiprocessing.Pipe() keeps only the descriptors of a socket pair's ends.
+    left, right = socket.socketpair()
+    _loopback.record_pair((left, right))
+    ends = [left.detach(), right.detach()]
+    assert in_process(ends)
+    assert _loopback.lands_at_once(ends)
+    for end in ends:
+        os.close(end)
+    with socket.socket() as other:  # most likely at one of the numbers now
+        assert not in_process([*ends, other.fileno()])
+
+
+@pytest.mark.usefixtures("real_io_limit")
+def test_a_multiprocessing_pipe_polled_with_a_timeout_times_out_in_virtual_time() -> None:
+    # Its poll waited 5 real seconds each schedule (and, past the limit, failed as stuck).
+    def scenario(reactor: Any) -> Deferred[Any]:
+        parent, child = multiprocessing.Pipe()
+
+        def consume() -> str:
+            return str(parent.recv()) if parent.poll(5.0) else "timeout"
+
+        def check(answer: str) -> None:
+            assert answer == "timeout"
+            parent.close()
+            child.close()
+
+        return threads.deferToThread(consume).addCallback(check)
+
+    result = threadcheck.explore(scenario, budget=3)
+    result.assert_clean()
+    assert result.schedules == 3
 
 
 @pytest.mark.usefixtures("real_io_limit")

@@ -29,6 +29,30 @@ _FAMILIES = (socket.AF_INET, socket.AF_INET6)
 paired: weakref.WeakSet[socket.socket] = weakref.WeakSet()
 """The ends of the socket pairs made during schedules (``socket.socketpair()``):
 each talks only to the other, in this process (a selector loop's wake-up pair)."""
+_paired_descriptors: dict[int, tuple[int, bool]] = {}
+"""Their descriptors: each end's inode, and whether it is a Unix socket. An end
+detached from its socket is known by its number alone (``multiprocessing.Pipe()``'s
+connections), while that number is still the same socket."""
+
+
+def record_pair(pair: tuple[socket.socket, socket.socket]) -> None:
+    paired.update(pair)
+    for end in pair:
+        unix = end.family == getattr(socket, "AF_UNIX", None)
+        _paired_descriptors[end.fileno()] = (os.fstat(end.fileno()).st_ino, unix)
+
+
+def _paired_descriptor(file: Any) -> tuple[int, bool] | None:
+    """The record of the pair end ``file`` is the descriptor of (a number, or what
+    has a ``fileno()``), if it still is one."""
+    try:
+        descriptor = file if isinstance(file, int) else file.fileno()
+        recorded = _paired_descriptors.get(descriptor)
+        if recorded is None or os.fstat(descriptor).st_ino != recorded[0]:
+            return None
+    except (AttributeError, OSError, TypeError, ValueError):
+        return None
+    return recorded
 
 
 def known(file: Any) -> Any:
@@ -54,6 +78,8 @@ def in_process(files: Iterable[Any]) -> bool:
     peers: list[tuple[Any, ...]] = []
     for file in files:
         if not isinstance(file, socket.socket):
+            if _paired_descriptor(file) is not None:
+                continue
             return False
         if file in paired:  # its other end is ours (not a child's: no child lives)
             continue
@@ -73,7 +99,12 @@ def lands_at_once(files: Iterable[Any]) -> bool:
     """Whether every one of ``files`` is an end of a Unix socket pair of ours: a
     write lands in the other end at once, so nothing can be in flight."""
     unix = getattr(socket, "AF_UNIX", None)
-    return all(file in paired and file.family == unix for file in files)
+    return all(file.family == unix if file in paired else _unix_descriptor(file) for file in files)
+
+
+def _unix_descriptor(file: Any) -> bool:
+    recorded = _paired_descriptor(file)
+    return recorded is not None and recorded[1]
 
 
 def _listening_here(address: tuple[Any, ...]) -> bool:

@@ -53,7 +53,7 @@ def _recorded_pair(real: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(real)
     def socketpair(*args: Any, **kwargs: Any) -> Any:
         pair = real(*args, **kwargs)
-        _loopback.paired.update(pair)
+        _loopback.record_pair(pair)
         return pair
 
     return socketpair
