@@ -10,6 +10,7 @@ that differs only by the synchronisation, and must be silent.
 
 from __future__ import annotations
 
+import collections
 import subprocess
 import sys
 import textwrap
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from threadcheck import Recorder
-from threadcheck._races import _detector, _hook
+from threadcheck._races import _access, _detector, _hook
 from threadcheck._report import format_report, group
 from threadcheck._violation import Kind, Violation
 
@@ -1704,6 +1705,19 @@ def test_a_test_kept_in_a_cycle_through_a_held_container_is_freed(tmp_path: Path
         assert not alive, f"{len(alive)} of the first tests' engines alive"
         """,
     )
+
+
+def test_a_frames_or_a_named_tuples_fields_are_no_locations() -> None:
+    # Neither can be referenced weakly: tracked, each would be held (a frame
+    # with its locals: Buildbot's debug wrapper read its own frame's f_locals),
+    # for no race (the program cannot write either).
+    point_type = collections.namedtuple("point_type", "x y")
+    point_type.registry = []  # type: ignore[attr-defined]  # a class attribute may be written
+    frame = sys._getframe()
+    assert _access._kept_by_code(frame, "f_locals", False)
+    assert _access._kept_by_code(frame.f_code, "co_name", False)
+    assert _access._kept_by_code(point_type(1, 2), "x", False)
+    assert not _access._kept_by_code(point_type(1, 2), "registry", False)
 
 
 def test_a_module_run_afresh_for_each_test_is_freed(tmp_path: Path) -> None:

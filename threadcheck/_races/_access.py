@@ -186,7 +186,7 @@ def _code_keeping(kind: type, name: str, write: bool) -> bool | None:
     """:func:`_kept_by_code` for ``kind``'s instances; None: by its ``__getattr__``."""
     if issubclass(kind, (type, ModuleType)):
         return False
-    if _interpreter_state(kind):
+    if issubclass(kind, _INTERPRETER_STATE) or _tuple_field(kind, name):
         return True
     hook_name = "__setattr__" if write else "__getattribute__"
     hook = getattr(kind, hook_name, None)
@@ -206,19 +206,21 @@ def _code_keeping(kind: type, name: str, write: bool) -> bool | None:
     return False
 
 
-def _interpreter_state(kind: type) -> bool:
-    """Whether ``kind``'s attributes are the interpreter's, not the program's
-    storage: a frame's (``inspect.currentframe().f_locals``), a code object's, a
-    traceback's, a named tuple's fields (no instance can be given an attribute).
-    No race is in them, and their shadows would hold them: frames and tracebacks
-    cannot be weakly referenced, and one frame keeping its locals (a test case, its
-    database engine) kept every test's alive for a whole trial run."""
-    if issubclass(kind, _INTERPRETER_STATE):
-        return True
-    return issubclass(kind, tuple) and not kind.__dictoffset__
+def _tuple_field(kind: type, name: str) -> bool:
+    """Whether ``name`` is a field of a named tuple (no instance of which can be
+    given an attribute: its fields are all it has)."""
+    return (
+        issubclass(kind, tuple)
+        and not kind.__dictoffset__
+        and name in getattr(kind, "_fields", ())
+    )
 
 
 _INTERPRETER_STATE = (FrameType, CodeType, TracebackType)
+"""Whose attributes are the interpreter's, not the program's storage (a frame's
+``f_locals``): no race is in them, and their shadows would hold them (none can be
+referenced weakly), and all they hold: Buildbot's debug wrapper read its own
+frame's, and kept each test's frame, test case and database engine."""
 
 
 def _delegates(hook: Any, name: str) -> bool:
