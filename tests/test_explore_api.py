@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import threading
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 from races import BUGGY, FIXED
-from twisted.internet import threads
+from twisted.internet import task, threads
 from twisted.internet.defer import Deferred
 
 import threadcheck
@@ -126,6 +127,35 @@ def test_the_default_goes_on_with_its_budget_when_its_search_is_no_proof() -> No
     dpor = threadcheck.explore(_report_over_a_long_dict, budget=300, strategy="dpor")
     assert dpor.exhausted and not dpor.proof
     assert dpor.thinned == ("loops past 64 steps (not every step a point)",)
+
+
+def _forgets_its_deferred(reactor: Any, returns: bool = False) -> Deferred[Any] | None:
+    total = [0]
+    lock = threading.Lock()
+
+    def add(n: int) -> None:
+        with lock:
+            total[0] += n
+
+    def check(_: object) -> None:
+        assert total[0] == 101, total[0]
+
+    pool = reactor.getThreadPool()
+    d = threads.deferToThreadPool(reactor, pool, add, 1)
+    d.addCallback(lambda _: task.deferLater(reactor, 0, add, 100)).addCallback(check)
+    return d if returns else None  # (forgotten: the check never runs)
+
+
+def test_a_scenario_that_forgets_its_deferred_is_never_called_proved() -> None:
+    # The search "explored every interleaving" of a scenario whose jobs the
+    # reactor's stop cut off, its check run in 8 schedules of 65 (probe Z48).
+    result = threadcheck.explore(_forgets_its_deferred, budget=100)
+    assert (result.found, result.proof) == (False, False)
+    assert "work left pending as the scenario's Deferred fired (1 thread-pool job)" in (
+        result.report()
+    )
+    returned = threadcheck.explore(functools.partial(_forgets_its_deferred, returns=True))
+    assert returned.proof, returned.report()
 
 
 @pytest.mark.parametrize("bound", [{"budget": 0}, {"budget": None, "seconds": 1e-9}])
