@@ -302,17 +302,10 @@ while True:
 """
 
 ASKS_WHILE_A_JOB_NAPS = """
-import socket, sys, time
+import select, socket, sys, time
 from twisted.internet import reactor, threads
 from twisted.internet.defer import gatherResults
-
-def ask():
-    with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=0.6) as sock:
-        try:
-            return sock.recv(10)
-        except TimeoutError:
-            return b"timed out"
-
+{ask}
 def nap():
     for _ in range(20):
         time.sleep(0.05)
@@ -325,19 +318,42 @@ assert answers == [[b"hello", None]], answers
 """
 
 
+ASKS_WITH_A_TIMEOUT = """
+def ask():
+    with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=0.6) as sock:
+        try:
+            return sock.recv(10)
+        except TimeoutError:
+            return b"timed out"
+"""
+ASKS_BY_A_DEADLINE = """
+def ask():
+    with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5) as sock:
+        sock.setblocking(False)
+        deadline = time.monotonic() + 0.6
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([sock], [], [], 0.1)
+            if ready:
+                return sock.recv(10)
+        return b"timed out"
+"""
+
+
 @pytest.mark.slow  # 10 s: each schedule waits for the upstream's real answer
+@pytest.mark.parametrize("ask", [ASKS_WITH_A_TIMEOUT, ASKS_BY_A_DEADLINE])
 def test_time_passing_while_threads_are_held_never_times_out_another_process(
-    tmp_path: Any,
+    tmp_path: Any, ask: str
 ) -> None:
     # A job's naps let virtual time pass while the reactor was held, in no real
     # time: the other job's wait on a process that always answers in 0.3 s timed
-    # out at 0.6 s, a failure no machine can have.
+    # out at 0.6 s, a failure no machine can have; and once its wait's deadline
+    # moved on with the time that passed, a deadline of the job's own (Z48).
     peer = subprocess.Popen([sys.executable, "-c", SLOW_PEER], stdout=subprocess.PIPE, text=True)
     try:
         assert peer.stdout is not None
         port = peer.stdout.readline().strip()
         program = tmp_path / "service.py"
-        program.write_text(ASKS_WHILE_A_JOB_NAPS)
+        program.write_text(ASKS_WHILE_A_JOB_NAPS.format(ask=ask))
         command = [sys.executable, "-m", "threadcheck", "explore", "--budget", "10"]
         result = subprocess.run(
             [*command, str(program), port], capture_output=True, text=True, timeout=300

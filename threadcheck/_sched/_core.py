@@ -482,6 +482,9 @@ class Scheduler:
         """Since when (the step, the real clock) in-process sockets were not ready."""
         self._in_process_seen: tuple[tuple[int, tuple[int, ...]], bool] | None = None
         """The last :meth:`_in_process` answer, for its step and its files."""
+        self._talked_outside = False
+        """Whether a thread waited on another process's files: then no time passes
+        while threads are held (see :meth:`_held_waits`)."""
 
     # -- threads ---------------------------------------------------------------
 
@@ -1044,8 +1047,14 @@ class Scheduler:
         return min(timed, key=_deadline_order) if timed else None
 
     def _held_waits(self) -> list[ControlledThread]:
-        """The timed waits that time passing while threads are held may end."""
-        return [t for t in self._timed.values() if not self._waits_outside(t)]
+        """The timed waits that time passing while threads are held may end: none
+        once a thread waited on another process, which lives in real time. Virtual
+        time passing in no real time would run the program's clock ahead of it: a
+        job polling an upstream with a deadline of its own (``deadline =
+        time.monotonic() + 1.5``, ``select`` for 0.2 s at a time) gave up on
+        an answer that always came in one."""
+        timed = [t for t in self._timed.values() if not self._waits_outside(t)]
+        return [] if self._talked_outside else timed
 
     def _waits_outside(self, thread: ControlledThread) -> bool:
         """Whether ``thread`` waits on real files that talk to another process
@@ -1056,6 +1065,7 @@ class Scheduler:
         if wait.outside is None:
             files = [*wait.reads, *wait.writes]
             wait.outside = not (lands_at_once(files) or in_process(files))
+            self._talked_outside = self._talked_outside or wait.outside
         return wait.outside
 
     def _time_may_pass(self, runnable: list[int]) -> bool:
