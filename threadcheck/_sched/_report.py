@@ -293,9 +293,14 @@ MAX_CONFLICTING = 6
 
 
 def _accessed(detail: str) -> str | None:
-    """What an access's point names (``self.pending`` of ``self.pending (store)``)."""
+    """What an access's point names: its attribute or variable (``pending`` of
+    ``self.pending (store)``), whatever the object is called where (the pool
+    thread's ``progress.pending`` is the reactor's ``self.pending``)."""
     named, _, kind = detail.rpartition(" (")
-    return named if named and kind in ("load)", "store)") else None
+    if not named or kind not in ("load)", "store)"):
+        return None
+    base, bracket, key = named.partition("[")  # self.sessions[...]: sessions[...]
+    return base.rpartition(".")[2] + bracket + key
 
 
 def _row(step: Step, run: ScheduleRun) -> str:
