@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from hypothesis import Phase, assume, given, settings
@@ -389,3 +390,17 @@ def test_a_thread_that_runs_long_alone_costs_each_scan_only_the_other_threads() 
         executions += 1
     assert executions == 1  # nothing conflicts
     assert visits < 4 * (steps + 1), visits
+
+
+def test_runs_that_did_not_repeat_are_put_down_to_real_io_when_they_waited_on_some() -> None:
+    # Z48: two programs talking to another process were said to keep state
+    # between runs; the other process's timing was what differed.
+    from types import SimpleNamespace
+
+    from threadcheck._sched._core import REAL_IO
+    from threadcheck._sched._explore import _caveats
+    from threadcheck._sched.strategies.dpor import DIVERGED, DIVERGED_BY_REAL_IO
+
+    diverging: Any = SimpleNamespace(caveats=DIVERGED)
+    assert _caveats(diverging, frozenset({REAL_IO})) == DIVERGED_BY_REAL_IO
+    assert _caveats(diverging, frozenset()) == DIVERGED

@@ -21,7 +21,7 @@ from typing import Any
 
 from threadcheck import _arguments
 from threadcheck._sched import _token
-from threadcheck._sched._core import BLOCKED, OutOfTime, Strategy, format_seconds
+from threadcheck._sched._core import BLOCKED, REAL_IO, OutOfTime, Strategy, format_seconds
 from threadcheck._sched._points import DEFAULT_GRANULARITY
 from threadcheck._sched._report import ExploreResult, ScheduleRun
 from threadcheck._sched._runner import (
@@ -38,6 +38,7 @@ from threadcheck._sched._seed import hash_seed
 from threadcheck._sched._shrink import shrink_failure
 from threadcheck._sched.strategies import Replay, ReplayDivergenceError
 from threadcheck._sched.strategies import parse as parse_strategy
+from threadcheck._sched.strategies.dpor import DIVERGED, DIVERGED_BY_REAL_IO
 
 DEFAULT_BUDGET = 2000
 
@@ -157,7 +158,7 @@ def explore(
                 proving = getattr(chosen, "exhausted", False) is True
                 break
             ran += 1
-            thinned |= run.thinned | getattr(chosen, "caveats", frozenset())
+            thinned |= run.thinned | _caveats(chosen, run.thinned)
             digests.add(_decisions_key(run))
             if run.failure is not None:  # before progress, whose Ctrl-C would lose it
                 return _found(explorer, run, ran, digests, about, shrink, shrink_progress)
@@ -294,6 +295,16 @@ def checked_strategy(strategy: str | None, seed: int, granularity: str, shards: 
     if shards > 1 and not getattr(chosen, "shardable", True):
         raise ValueError(f"the {strategy} strategy cannot be sharded: it searches in order")
     return chosen
+
+
+def _caveats(chosen: Strategy, thinned: frozenset[str]) -> frozenset[str]:
+    """Why the strategy's exhaustion would be no proof: runs that did not repeat
+    themselves are put down to real I/O when the run waited on some (Z48: to
+    state kept between runs, which neither of two programs on sockets kept)."""
+    caveats: frozenset[str] = getattr(chosen, "caveats", frozenset())
+    if REAL_IO in thinned and caveats & DIVERGED:
+        return (caveats - DIVERGED) | DIVERGED_BY_REAL_IO
+    return caveats
 
 
 def _decisions_key(run: ScheduleRun) -> str:

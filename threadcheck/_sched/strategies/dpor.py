@@ -85,6 +85,9 @@ DIVERGED = frozenset(
 DIVERGED_BY_RANDOMNESS = frozenset(
     {"runs that did not repeat themselves (each run draws other OS random bytes: secrets, uuid4)"}
 )
+DIVERGED_BY_REAL_IO = frozenset(
+    {"runs that did not repeat themselves (real I/O: another process's timing differs each run)"}
+)
 
 
 def diverged() -> frozenset[str]:
