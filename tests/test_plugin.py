@@ -196,6 +196,23 @@ def test_trial_threadcheck_allow_accepts_known_violations(tmp_path: Path) -> Non
     )  # no frames of ours
 
 
+@pytest.mark.parametrize("jobs", [[], ["-j", "2"]])
+def test_trial_says_once_that_a_clean_run_found_nothing(tmp_path: Path, jobs: list[str]) -> None:
+    # Z48: a clean run said nothing at all; nothing told that the check ran.
+    (tmp_path / "tc_clean.py").write_text(
+        "from twisted.internet import threads\n"
+        "from twisted.trial import unittest\n\n\n"
+        "class Clean(unittest.TestCase):\n"
+        "    def test_job(self):\n"
+        "        return threads.deferToThread(sum, [1, 2])\n\n"
+        "    def test_nothing(self):\n"
+        "        pass\n"
+    )
+    result = trial("tc_clean", tmp_path, *jobs)
+    assert "PASSED (successes=2)" in result.stdout, result.stdout + result.stderr
+    assert result.stderr == "threadcheck: no thread-affinity violations found\n", result.stderr
+
+
 def test_trial_violations_outside_any_test_fail_the_run(tmp_path: Path) -> None:
     (tmp_path / "tc_at_import.py").write_text(
         textwrap.dedent(
@@ -345,7 +362,9 @@ def test_twistd_clean_application_exits_zero(tmp_path: Path) -> None:
     result = twistd(tmp_path, "-n", "--pidfile=", "-l", "-", buggy=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "instrumented: True" in result.stdout
-    assert "threadcheck" not in result.stderr  # a clean run reports nothing
+    # A clean run says so, once, and that alone (Z48: nothing told that the check ran).
+    assert result.stderr == "threadcheck: no thread-affinity violations found\n", result.stderr
+    assert "[threadcheck#info] threadcheck: no thread-affinity violations found" in result.stdout
 
 
 def test_twistd_violation_is_logged_and_fails_the_exit_status(tmp_path: Path) -> None:
@@ -470,7 +489,7 @@ def test_twistd_reports_a_race_in_its_tac_file(tmp_path: Path, locked: bool) -> 
     result = run([*command, "-y", "app.tac"], tmp_path, THREADCHECK_RACES="1")
     if locked:
         assert result.returncode == 0, result.stderr
-        assert "threadcheck" not in result.stderr
+        assert result.stderr == "threadcheck: no thread-affinity violations or data races found\n"
     else:
         assert result.returncode == 3, result.stderr
         # Real threads: either access may be the later one, which the report names first.

@@ -84,14 +84,23 @@ class ProcessReport:
         *,
         json_path: str | None = None,
         report_only: bool = False,
+        races: bool = False,
     ) -> None:
         self.checker = checker
+        self.races = races
+        """Data races are looked for too (said in the clean line)."""
         self.tests = TestRun(checker)
         self.spool = spool
         self.json_path = json_path
         self.report_only = report_only
         self._from_children: list[Violation] = []
         self._finished: int | None = None
+
+    def clean_line(self) -> str:
+        """What a run that found nothing says (that the check ran: Z48's trial and
+        twistd runs said nothing at all)."""
+        races = " or data races" if self.races else ""
+        return f"threadcheck: no thread-affinity violations{races} found\n"
 
     def violations(self) -> list[Violation]:
         """Everything so far: this process's, then its children's (collected now)."""
@@ -120,8 +129,7 @@ class ProcessReport:
             return len(violations)
         stalls += self.spool.collect(STALLS_SUFFIX)
         self.spool.remove()
-        if violations:
-            stream.write(_report.format_report(violations))
+        stream.write(_report.format_report(violations) if violations else self.clean_line())
         stream.write(_report.format_stalls(stalls))
         if self.json_path is not None:
             _report.save_json(violations, mode, self.json_path, stream)

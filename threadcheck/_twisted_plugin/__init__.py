@@ -75,7 +75,11 @@ def install(kind: str = "default") -> None:
             edges=_race_edges.edges(is_user_file),
         )
     report = ProcessReport(
-        reactor.threadcheck, Spool.join_or_create(), json_path=json_path, report_only=report_only
+        reactor.threadcheck,
+        Spool.join_or_create(),
+        json_path=json_path,
+        report_only=report_only,
+        races=include is not None,
     )
     atexit.register(report.finish, sys.stderr)
     if "twisted.trial" in sys.modules:

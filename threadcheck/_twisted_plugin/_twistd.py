@@ -46,6 +46,8 @@ def _log_report(report: ProcessReport) -> None:
     violations = report.violations()
     if violations:
         _log.error("{report}", report=format_report(violations).rstrip())
+    else:
+        _log.info("{report}", report=report.clean_line().rstrip())
     stalls = report.checker.recorder.stalls()
     if stalls:  # they fail nothing: a warning
         _log.warn("{report}", report=format_stalls(stalls).rstrip())
