@@ -26,6 +26,7 @@ from threadcheck._sched._carriers import thread_locals_clearer
 from threadcheck._sched._core import Abort, Failure, TargetError, here
 from threadcheck._sched._process import as_in_a_new_process
 from threadcheck._sched._program import program_failure, thread_failure
+from threadcheck._sched._stdin import recorded_stdin
 
 _REACTOR_MODULE = "twisted.internet.reactor"
 _IMPORT_MACHINERY = ("importlib.", "_frozen_importlib")
@@ -211,6 +212,8 @@ class ProgramTarget:
         # Absolute now: the program may change directory.
         self.script = None if module is not None else os.path.abspath(argv[0])
         self.description = shlex.join(["-m", module, *argv] if module is not None else argv)
+        self.stdin = recorded_stdin()
+        """A piped stdin, read once for all runs (see :mod:`._stdin`)."""
 
     def run(self, reactor: Any) -> Failure | None:
         modules_before = set(sys.modules)
@@ -218,6 +221,7 @@ class ProgramTarget:
             _clear_thread_locals()
             with (
                 as_in_a_new_process(),
+                self.stdin.given() if self.stdin is not None else contextlib.nullcontext(),
                 global_reactor(reactor),
                 _installers_kept(reactor),
                 _adapters.forgotten_after(_stacks.is_user_code),
