@@ -1058,6 +1058,53 @@ def test_the_object_whose_call_it_is_is_named_before_another_modules_global(
     assert "webapp" not in result.stderr, result.stderr
 
 
+# txaio's shape (Z48): an API object whose config, a module's global, keeps
+# the loop it first found; a server module beside it binds the reactor at
+# import. The server module was named, then, once fixed, the config was, told
+# to "make one per run" (a library's config object: its loop is set instead).
+KEEPS_A_LOOP = """
+class _Config:
+    loop = None
+
+config = _Config()
+
+class _Api:
+    def __init__(self, config):
+        self._config = config
+
+    def _get_loop(self):
+        if self._config.loop is None:
+            from twisted.internet import reactor
+            self._config.loop = reactor
+        return self._config.loop
+
+    def call_later(self, delay, f):
+        return self._get_loop().callLater(delay, f)
+
+call_later = _Api(config).call_later
+"""
+USES_THE_LOOP = """
+from twisted.internet import reactor
+import webapp, asyncapi
+
+reactor.callWhenRunning(asyncapi.call_later, 0, print)
+reactor.callLater(0.1, reactor.stop)
+reactor.run()
+"""
+
+
+def test_an_object_held_by_the_callers_attribute_is_named_with_its_fix(tmp_path: Path) -> None:
+    with_library(tmp_path, "webapp", BINDS_AT_IMPORT)
+    result = explore_with_library(tmp_path, "asyncapi", KEEPS_A_LOOP, USES_THE_LOOP)
+    assert result.returncode == 2, result.stderr
+    assert (
+        "an asyncapi._Config keeps it (its loop), held by asyncapi.config, made in an earlier"
+        " schedule; make one per run, with the reactor of that run, or set"
+        " asyncapi.config.loop = reactor in each run"
+    ) in result.stderr, result.stderr
+    assert "webapp" not in result.stderr, result.stderr
+
+
 CROCHET_PROGRAM = """
 import crochet
 crochet.setup()

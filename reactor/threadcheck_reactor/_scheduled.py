@@ -344,6 +344,13 @@ def _kept_by(reactor: Any, calling: object | None = None) -> str | None:
     kept_in = next((attribute for owner, attribute in holders if owner is calling), None)
     if where is not None and kept_in is not None:
         return _object_keeps(calling, kept_in, where)
+    # Or one its attribute holds (txaio's API object, its _config.loop: klein's
+    # server module, holding an earlier schedule's reactor too, was named).
+    for owner, attribute in holders:
+        if calling is not None and _attribute_holding(calling, owner) is not None:
+            where = _global_holding(owner, libraries_only=True)
+            if where is not None:
+                return _object_keeps(owner, attribute, where)
     # A global first: an object of this run may have been given it from one
     # (APScheduler's TwistedScheduler() takes its module's default_reactor).
     for owner, attribute in holders:
@@ -366,11 +373,22 @@ def _kept_by(reactor: Any, calling: object | None = None) -> str | None:
 def _object_keeps(owner: object, attribute: str, where: str) -> str:
     """An object ``owner`` keeps it in ``attribute``, held by the global ``where``."""
     cls = type(owner)
+    settable = "[" not in where  # a global's own: the program may set its attribute
+    name = f"{cls.__module__}.{cls.__qualname__}"
     return (
-        f"a {cls.__module__}.{cls.__qualname__} keeps it (its {attribute}), held by"
+        f"{'an' if name[0] in 'aeiou' else 'a'} {name} keeps it (its {attribute}), held by"
         f" {where}, made in an earlier schedule; make one per run, with the reactor"
         " of that run"
+        + (f", or set {where}.{attribute} = reactor in each run" if settable else "")
     )
+
+
+def _attribute_holding(obj: object, held: object) -> str | None:
+    """The name of ``obj``'s attribute bound to ``held``, if any."""
+    namespace = getattr(obj, "__dict__", None)
+    if not isinstance(namespace, dict):
+        return None
+    return next((name for name, value in namespace.items() if value is held), None)
 
 
 def _holders(reactor: Any) -> Iterator[tuple[object, str]]:
