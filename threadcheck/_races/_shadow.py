@@ -337,7 +337,7 @@ def sweep() -> None:
     thread sweeps at a time. Replacing the whole list lost the keys another
     thread added meanwhile, and their objects were held for good (hundreds of
     thousands of dicts, with four pool workers)."""
-    global _sweep_at
+    global _sweep_at, _kept_by_cycles
     if not _sweeping.acquire(False):
         return  # another thread sweeps now
     try:
@@ -354,6 +354,8 @@ def sweep() -> None:
                 kept.append(key)
         _held[:swept] = kept
         _sweep_at = max(10_000, 2 * len(kept))
+        # The fewest held since the last sweep_cycles: more than that is new.
+        _kept_by_cycles = min(_kept_by_cycles, len(kept))
     finally:
         _sweeping.release()
 
@@ -377,8 +379,9 @@ kept), and after each whole collection (which runs as the program's long-lived
 objects grow by a quarter): its cost is two more."""
 _cycles_due = False
 _kept_by_cycles = 0
-"""Held objects the last :func:`sweep_cycles` kept: a whole collection runs one
-when :func:`sweep` keeps more."""
+"""The fewest objects held since the last :func:`sweep_cycles` (what it kept, or
+fewer once those died): a whole collection runs one when more are held (a
+count of the moment, many live containers, put it off for good)."""
 
 
 class _Holds:
