@@ -26,6 +26,7 @@ from typing import IO
 from threadcheck import _report
 from threadcheck._affinity import AffinityChecker
 from threadcheck._testrun import TestRun
+from threadcheck._text import nothing_found
 from threadcheck._violation import Violation
 
 SPOOL_ENV = "THREADCHECK_SPOOL"
@@ -99,8 +100,7 @@ class ProcessReport:
     def clean_line(self) -> str:
         """What a run that found nothing says (that the check ran: Z48's trial and
         twistd runs said nothing at all)."""
-        races = " or data races" if self.races else ""
-        return f"threadcheck: no thread-affinity violations{races} found\n"
+        return f"{nothing_found(self.races)} found\n"
 
     def violations(self) -> list[Violation]:
         """Everything so far: this process's, then its children's (collected now)."""

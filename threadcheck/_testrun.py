@@ -22,6 +22,7 @@ from typing import Any
 
 from threadcheck import _threads
 from threadcheck._affinity import AffinityChecker
+from threadcheck._text import nothing_found
 from threadcheck._violation import Kind, TestContext, ThreadAffinityError, Violation
 
 PHASES = ("setup", "call", "teardown")
@@ -197,7 +198,7 @@ def summary_lines(violations: Iterable[Violation], races: bool = False) -> list[
     (``races``: data races were looked for too)."""
     violations = list(violations)
     if not violations:
-        return [f"threadcheck: no thread-affinity violations{' or data races' if races else ''}"]
+        return [nothing_found(races)]
     expected = [v for v in violations if v.expected is not None]
     outside = [v for v in violations if v.test is None]
     tests = {v.test.nodeid for v in violations if v.test is not None}

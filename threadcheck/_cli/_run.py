@@ -44,6 +44,7 @@ from threadcheck._cli._options import (
     said,
 )
 from threadcheck._modes import DEFAULT_MODE, Mode
+from threadcheck._text import nothing_found
 
 if TYPE_CHECKING:
     from threadcheck._activity import Activity
@@ -229,10 +230,9 @@ def _finish(
     if from_children:
         print(f"threadcheck: {from_children} of them in forked child processes", file=sys.stderr)
     if not finished.found:
-        races = " or data races" if args.races else ""
         # 3 is also ours for "found": said, so that the two are told apart.
         own = "; the program's own exit status is 3" if status == VIOLATIONS_FOUND else ""
-        print(f"threadcheck: no thread-affinity violations{races} found{own}", file=sys.stderr)
+        print(f"{nothing_found(args.races)} found{own}", file=sys.stderr)
     views_written = _write_views(args, checker, activity)
     # Twisted's own SIGINT/SIGTERM handler stops the reactor and the program ends
     # "normally": it was still interrupted, as a shell should hear (130, 143).

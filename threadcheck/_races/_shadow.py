@@ -375,8 +375,9 @@ def sweep_on_collection(phase: str, info: dict[str, int]) -> None:
 _CYCLES_AT = 2_000
 _cycles_at = _CYCLES_AT
 """Held objects at which :func:`sweep_cycles` runs (then at twice as many as it
-kept), and after each whole collection (which runs as the program's long-lived
-objects grow by a quarter): its cost is two more."""
+kept), as it runs after each whole collection (which comes as the program's
+long-lived objects grow by a quarter) that finds more held: its cost is one
+more whole collection."""
 _cycles_due = False
 _kept_by_cycles = 0
 """The fewest objects held since the last :func:`sweep_cycles` (what it kept, or

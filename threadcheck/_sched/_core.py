@@ -1039,22 +1039,24 @@ class Scheduler:
 
     def _due_while_held(self) -> ControlledThread | None:
         """:meth:`_due` of the waits whose deadline may come while runnable threads
-        are held: not one on another process's socket, whose answer comes in
-        real time (a second of virtual time passing in no real time timed out a
-        reply that always came in one); its deadline moves on instead
-        (:meth:`_postpone_outside_waits`)."""
+        are held (:meth:`_held_waits`)."""
         timed = self._held_waits()
         return min(timed, key=_deadline_order) if timed else None
 
     def _held_waits(self) -> list[ControlledThread]:
-        """The timed waits that time passing while threads are held may end: none
-        once a thread waited on another process, which lives in real time. Virtual
-        time passing in no real time would run the program's clock ahead of it: a
-        job polling an upstream with a deadline of its own (``deadline =
-        time.monotonic() + 1.5``, ``select`` for 0.2 s at a time) gave up on
-        an answer that always came in one."""
+        """The timed waits that time passing while threads are held may end: not
+        one on another process's socket, whose answer comes in real time (a second
+        of virtual time passing in no real time timed out a reply that always came
+        in one; its deadline moves on instead: :meth:`_postpone_outside_waits`);
+        and none at all once a thread waited on another process: virtual time
+        passing in no real time would run the program's clock ahead of it (a job
+        polling an upstream with a deadline of its own, ``select`` for 0.2 s at a
+        time until ``time.monotonic()`` passed it, gave up on an answer that
+        always came in time)."""
+        if self._talked_outside:
+            return []
         timed = [t for t in self._timed.values() if not self._waits_outside(t)]
-        return [] if self._talked_outside else timed
+        return [] if self._talked_outside else timed  # (asking may have told it)
 
     def _waits_outside(self, thread: ControlledThread) -> bool:
         """Whether ``thread`` waits on real files that talk to another process

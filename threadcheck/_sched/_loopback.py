@@ -45,14 +45,15 @@ def record_pair(pair: tuple[socket.socket, socket.socket]) -> None:
 def _paired_descriptor(file: Any) -> tuple[int, bool] | None:
     """The record of the pair end ``file`` is the descriptor of (a number, or what
     has a ``fileno()``), if it still is one."""
-    try:
-        descriptor = file if isinstance(file, int) else file.fileno()
-        recorded = _paired_descriptors.get(descriptor)
-        if recorded is None or os.fstat(descriptor).st_ino != recorded[0]:
-            return None
-    except (AttributeError, OSError, TypeError, ValueError):
+    descriptor = _descriptor(file)
+    recorded = None if descriptor is None else _paired_descriptors.get(descriptor)
+    if recorded is None or descriptor is None:
         return None
-    return recorded
+    try:
+        same = os.fstat(descriptor).st_ino == recorded[0]
+    except OSError:  # closed since
+        return None
+    return recorded if same else None
 
 
 def known(file: Any) -> Any:
@@ -61,11 +62,19 @@ def known(file: Any) -> Any:
     lets time jump, was a number to us)."""
     if isinstance(file, socket.socket):
         return file
-    try:
-        descriptor = file if isinstance(file, int) else file.fileno()
-    except (AttributeError, OSError, ValueError):
+    descriptor = _descriptor(file)
+    if descriptor is None:
         return file
     return next((end for end in list(paired) if end.fileno() == descriptor), file)
+
+
+def _descriptor(file: Any) -> int | None:
+    """``file``'s descriptor: itself when a number, else its ``fileno()`` (None
+    when it has none, or is closed)."""
+    try:
+        return file if isinstance(file, int) else int(file.fileno())
+    except (AttributeError, OSError, TypeError, ValueError):
+        return None
 
 
 def in_process(files: Iterable[Any]) -> bool:

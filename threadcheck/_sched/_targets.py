@@ -27,6 +27,7 @@ from threadcheck._sched._core import Abort, Failure, TargetError, here
 from threadcheck._sched._process import as_in_a_new_process
 from threadcheck._sched._program import program_failure, thread_failure
 from threadcheck._sched._stdin import recorded_stdin
+from threadcheck._text import plural
 
 _REACTOR_MODULE = "twisted.internet.reactor"
 _IMPORT_MACHINERY = ("importlib.", "_frozen_importlib")
@@ -157,14 +158,14 @@ def _pending_work(reactor: Any) -> str:
     counts: list[str] = []
     calls = sum(1 for call in reactor.getDelayedCalls() if call.active())
     if calls:
-        counts.append(f"{calls} delayed call" + ("s" if calls > 1 else ""))
+        counts.append(plural(calls, "delayed call"))
     pool = getattr(reactor, "threadpool", None)
     team = getattr(pool, "_team", None)
     if team is not None:
         statistics = team.statistics()
         jobs = statistics.busyWorkerCount + statistics.backloggedWorkCount
         if jobs:
-            counts.append(f"{jobs} thread-pool job" + ("s" if jobs > 1 else ""))
+            counts.append(plural(jobs, "thread-pool job"))
     return ", ".join(counts)
 
 
