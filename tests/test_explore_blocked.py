@@ -506,6 +506,7 @@ def test_a_divergence_while_shrinking_reports_the_failure_unshrunk(
     assert result.found and result.token is not None
     assert "not shrunk: it went elsewhere when rerun (decision 3 recorded T2" in result.report()
     assert threadcheck.replay(scenario, result.token).failure == result.failure
+    assert _token.decode(result.token)["rerun_diverged"] is True  # a replay that diverges says so
 
 
 def _both(jobs: list[Deferred[Any]], state: dict[str, int]) -> Deferred[Any]:

@@ -25,6 +25,8 @@ import threadcheck
 from threadcheck._sched import _core, _loopback
 from threadcheck._sched._loopback import in_process
 
+from support import assert_found_and_replayed, explore_program, write_program
+
 
 @pytest.fixture
 def connected() -> Iterator[tuple[socket.socket, socket.socket, socket.socket]]:
@@ -43,6 +45,22 @@ def test_a_listening_socket_and_both_ends_of_a_connection_are_in_process(
     assert in_process([server])
     assert in_process([client, accepted])
     assert in_process([server, client, accepted])
+
+
+def test_only_a_socket_to_another_process_is_answered_from_outside(
+    connected: tuple[socket.socket, socket.socket, socket.socket],
+) -> None:
+    server, client, accepted = connected
+    assert not _loopback.from_another_process([server, client, accepted])
+    peer = subprocess.Popen([sys.executable, "-c", QUICK_PEER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert peer.stdout is not None
+        port = int(peer.stdout.readline())
+        with socket.create_connection(("127.0.0.1", port)) as upstream:
+            assert _loopback.from_another_process([client, upstream])
+    finally:
+        peer.kill()
+        peer.wait()
 
 
 def test_one_end_alone_another_family_or_a_closed_socket_is_not(
@@ -363,3 +381,64 @@ def test_time_passing_while_threads_are_held_never_times_out_another_process(
         peer.wait()
     assert result.returncode == 0, result.stderr
     assert result.stderr.startswith("threadcheck: 10 schedules ("), result.stderr
+
+
+QUICK_PEER = SLOW_PEER.replace(
+    "time.sleep(0.3)  # a slow upstream: it always", "time.sleep(0.02)  # it"
+)
+
+TWO_JOBS_COUNT_THEIR_ANSWERS = """
+import os, socket, threading
+from twisted.internet import reactor, threads
+from twisted.internet.defer import gatherResults
+
+class Stats:
+    answered = 0
+
+stats = Stats()
+counting = threading.Lock()
+
+def ask():
+    with socket.create_connection(("127.0.0.1", int(os.environ["PEER_PORT"])), timeout=5) as s:
+        s.sendall(b"status?")
+        answer = s.recv(10)
+    with {guard}:
+        seen = stats.answered
+        stats.answered = seen + 1
+    return answer
+
+jobs = [threads.deferToThread(ask), threads.deferToThread(ask)]
+gatherResults(jobs).addBoth(lambda _: reactor.stop())
+reactor.run()
+if stats.answered != 2:
+    raise SystemExit(f"lost update: answered {{stats.answered}}")
+"""
+
+
+@pytest.mark.slow  # 5 s: each schedule waits for the peer's two real answers
+@pytest.mark.quality
+@pytest.mark.parametrize("guard", ["contextlib.nullcontext()", "counting"])
+def test_a_second_answer_from_another_process_lands_inside_the_first_jobs_update(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, guard: str
+) -> None:
+    # Both jobs wait on another process's answers: the first answer woke its
+    # job alone, and the second could land only once no thread could run, never
+    # between the first job's read and its write (Z48): 200 schedules, "no
+    # failure seen", where `run --races` reported the race at once.
+    peer = subprocess.Popen([sys.executable, "-c", QUICK_PEER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert peer.stdout is not None
+        monkeypatch.setenv("PEER_PORT", peer.stdout.readline().strip())
+        source = TWO_JOBS_COUNT_THEIR_ANSWERS.format(guard=guard)
+        program = write_program(tmp_path, "import contextlib\n" + source)
+        result = explore_program(program, "--budget", "60")
+        if guard == "counting":
+            assert result.returncode == 0, result.stderr
+            assert result.stderr.startswith("threadcheck: 60 schedules ("), result.stderr
+        else:
+            assert_found_and_replayed(
+                result, "threadcheck: exit: the program exited with status 1: lost update"
+            )
+    finally:
+        peer.kill()
+        peer.wait()

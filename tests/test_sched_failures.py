@@ -535,3 +535,27 @@ def test_a_long_step_table_keeps_the_other_threads_access_to_what_was_preempted(
     assert "pool.py:32 f" in table, table
     assert table.count(".pending (") == 3, table
     assert table.count("...") >= 2, table  # still elided around them
+
+
+def test_a_long_step_table_shows_the_violating_call() -> None:
+    # Z48: a watcher thread's reactor.stop() was the violation, the schedule went
+    # on, and its table showed the main thread's last rows alone.
+    from threadcheck._sched._core import Failure, Step
+    from threadcheck._sched._report import step_table
+
+    from support import schedule_run
+
+    def step(index: int, tid: int, line: int, detail: str) -> Step:
+        return Step(index, tid, "access", "/srv/watch.py", line, "watch", detail)
+
+    trace = [step(i, 1, 45, "loop") for i in range(1, 30)]
+    trace.append(step(30, 1, 48, "reactor.stop() (call)"))
+    trace += [step(i, 0, 69, "service.lines (load)") for i in range(31, 90)]
+    run = schedule_run(trace, {}, ["MainThread", "Thread-1 (watch)"])
+    run.failure = Failure(
+        "violation", "reactor.stop called", "Thread-1 (watch)", "/srv/watch.py:48 in watch"
+    )
+    table = step_table(run)
+    [row] = [row for row in table if "watch.py:48" in row]
+    assert row.endswith("reactor.stop() (call)   <- the violation"), table
+    assert table[-1].startswith("     89  T0"), table  # the last rows still end it

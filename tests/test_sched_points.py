@@ -649,3 +649,19 @@ def test_a_programs_profiler_sees_only_the_programs_calls_and_takes_no_turn(
     if not locked:
         assert "lost deposit: 10" in result.report()
     assert set(calls) <= {"__enter__", "__exit__"}, calls  # nullcontext's, and nothing of ours
+
+
+def test_the_search_for_setters_lists_a_bounded_number_of_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Started in /tmp (27,000 folders here), the first explore walked all of
+    # them for a few Python files: 4.5 s before its first schedule. The same
+    # folders each time, in order: a replay in another process rewrites alike.
+    from threadcheck._races import _rewrite
+
+    for name in "abcde":
+        (tmp_path / name).mkdir()
+        (tmp_path / name / f"{name}.py").write_text("")
+    monkeypatch.setattr(_rewrite, "_NEARBY_FOLDERS", 3)
+    found = _rewrite._python_files(str(tmp_path), recursive=True)
+    assert [Path(path).name for path in found] == ["a.py", "b.py"]

@@ -435,6 +435,11 @@ ANY_NAME = "*"
 """In :func:`_set_nearby`'s names: every name of the module may be set."""
 _NEARBY_FILES = 2000
 """Files read, at most, under each folder searched."""
+_NEARBY_FOLDERS = 1000
+"""Folders listed, at most, under each folder searched: a program started in
+/tmp or a home folder would have tens of thousands walked (4.5 s from a /tmp
+of 27,000 folders) for a few Python files. A count, not a time: the names
+found decide what is rewritten, which a replay in another process must repeat."""
 _SKIPPED_FOLDERS = frozenset({"__pycache__", "node_modules", "site-packages", "dist-packages"})
 _set_in: dict[tuple[str, bool], frozenset[str]] = {}
 
@@ -494,11 +499,12 @@ def _set_in_folder(folder: str, recursive: bool) -> frozenset[str]:
 
 def _python_files(folder: str, recursive: bool) -> list[str]:
     """Up to :data:`_NEARBY_FILES` ``.py`` files in ``folder`` (and its
-    subfolders: not hidden ones, caches or virtualenvs)."""
+    subfolders, up to :data:`_NEARBY_FOLDERS`: not hidden ones, caches or
+    virtualenvs)."""
     files: list[str] = []
-    for root, folders, names in os.walk(folder):
+    for listed, (root, folders, names) in enumerate(os.walk(folder), 1):
         files += (os.path.join(root, n) for n in sorted(names) if n.endswith(".py"))
-        if not recursive or len(files) >= _NEARBY_FILES:
+        if not recursive or len(files) >= _NEARBY_FILES or listed >= _NEARBY_FOLDERS:
             break
         folders[:] = sorted(
             f

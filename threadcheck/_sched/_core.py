@@ -37,7 +37,12 @@ from typing import Any, NoReturn, Protocol
 from threadcheck import _stacks
 from threadcheck._races import _footprint
 from threadcheck._races._clocks import VectorClock
-from threadcheck._sched._loopback import children_alive, in_process, lands_at_once
+from threadcheck._sched._loopback import (
+    children_alive,
+    from_another_process,
+    in_process,
+    lands_at_once,
+)
 from threadcheck._sched._mute import Muted
 from threadcheck._sched._progress import stop_requested
 
@@ -308,7 +313,13 @@ class _IoWait:
     reads: Sequence[Any]
     writes: Sequence[Any]
     ends_alone: bool
-    """Whether it may end while every other thread is held: not once it did not."""
+    """Whether it is a child process's end, which comes whatever this process does."""
+    declined: bool = False
+    """Whether it did not end when waited for with every other thread held (its
+    answer needs one of them): not waited for so again."""
+    answered_outside: bool | None = None
+    """Whether one of its sockets is another process's (known not to be this
+    one's, unlike :attr:`outside`): None until asked (:meth:`Scheduler._may_end_held`)."""
     outside: bool | None = None
     """Whether one of its files talks to another process (its answer comes in
     real time): None until asked (:meth:`Scheduler._waits_outside`)."""
@@ -861,8 +872,8 @@ class Scheduler:
         meanwhile, the reactor that would answer it included; once none can,
         time passes in real time (best effort: I/O timing is not replayed).
         I/O that ``ends_alone`` (a child process's end, not a socket the
-        reactor may answer) may also end while runnable threads are held: one
-        more choice of time passing."""
+        reactor may answer), or that talks to another process, may also end
+        while runnable threads are held: one more choice of time passing."""
         current = self._running
         if current is None or current.ident != get_ident():
             self._not_its_turn()
@@ -1024,7 +1035,7 @@ class Scheduler:
         """What :meth:`_let_time_pass` would write now: the clock, and the waits
         of the threads it would wake (the real I/O that may end, the deadlines
         that come first)."""
-        waking = [wait.thread for wait in self._io_waiters.values() if wait.ends_alone]
+        waking = [w.thread for w in self._io_waiters.values() if self._may_end_held(w)]
         held = self._held_waits()
         if held:
             soonest = min(_deadline_order(t)[0] for t in held)
@@ -1095,7 +1106,21 @@ class Scheduler:
 
     def _io_to_end(self) -> _IoWait | None:
         """The first-begun wait on real I/O that may end with every thread held."""
-        return next((w for w in self._io_waiters.values() if w.ends_alone), None)
+        return next((w for w in self._io_waiters.values() if self._may_end_held(w)), None)
+
+    def _may_end_held(self, wait: _IoWait) -> bool:
+        """Whether ``wait`` may end while every thread is held: a child process's
+        end, or another process's answer, which comes in real time whatever this
+        process's threads do (else the second of two jobs' answers could only
+        land once the first job's thread blocked: never between its check and
+        its act); not once it did not."""
+        if wait.declined:
+            return False
+        if wait.ends_alone:
+            return True
+        if wait.answered_outside is None:
+            wait.answered_outside = from_another_process([*wait.reads, *wait.writes])
+        return wait.answered_outside
 
     def _advance_clock(self, due: ControlledThread) -> ControlledThread:
         """Time passes to ``due``'s deadline, waking every waiter due by then; ``due`` runs."""
@@ -1179,7 +1204,7 @@ class Scheduler:
         while wait.thread.tid in self._io_waiters and _real_clock() < patient_until:
             self._wake_ready_io(REAL_IO_WAIT, wait)
         if wait.thread.tid in self._io_waiters:
-            wait.ends_alone = False
+            wait.declined = True
             return None
         return wait.thread, what
 

@@ -250,7 +250,14 @@ def _found(
         explorer, run, shrink and rechecked and not every_schedule, shrink_progress
     )
     interrupted = interrupted or not rechecked
-    token = make_token(shown, about.environment, about.strategy, about.seed, about.target)
+    token = make_token(
+        shown,
+        about.environment,
+        about.strategy,
+        about.seed,
+        about.target,
+        rerun_diverged=(unshrunk or "").startswith(WENT_ELSEWHERE),
+    )
     found_run = None
     if shown is not run and not interrupted and shown.decisions != run.decisions:
         found_run = _traced_or_none(explorer, run)
@@ -397,6 +404,9 @@ def _same_failure(run: ScheduleRun, other: ScheduleRun) -> bool:
     return run.failure is not None and run.failure.signature() == other.failure.signature()
 
 
+WENT_ELSEWHERE = "it went elsewhere when rerun"
+
+
 def _shown(
     explorer: Explorer,
     run: ScheduleRun,
@@ -416,7 +426,7 @@ def _shown(
             else (explorer.rerun(run), False)
         )
     except ReplayDivergenceError as error:
-        return run, False, f"it went elsewhere when rerun ({error})"
+        return run, False, f"{WENT_ELSEWHERE} ({error})"
     if not _same_failure(shown, run):
         return run, False, "it did not fail the same way when rerun"
     return shown, interrupted, None
@@ -528,7 +538,14 @@ def _points_moved(document: dict[str, Any], run: ScheduleRun) -> str | None:
 
 
 def _diverged(document: dict[str, Any], problems: list[str]) -> ReplayDivergenceError:
-    if document.get("hashseed") == "random":  # a pytest session's, unless it was set
+    if document.get("real_io"):  # the likelier cause, said first (Z48)
+        problems.append(
+            "it waited on real sockets or pipes when it was recorded, whose timing a "
+            "replay cannot repeat"
+        )
+    if document.get("rerun_diverged"):  # in its own process: not the hash seed
+        problems.append("so did the exploration's own rerun of it, in the process that found it")
+    elif document.get("hashseed") == "random":  # a pytest session's, unless it was set
         problems.append(
             "it was recorded with random string hashes (PYTHONHASHSEED unset), so "
             "sets of strings may iterate in another order here: record it again "

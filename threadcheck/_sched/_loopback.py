@@ -21,7 +21,7 @@ import os
 import socket
 import sys
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 _FAMILIES = (socket.AF_INET, socket.AF_INET6)
@@ -104,6 +104,31 @@ def in_process(files: Iterable[Any]) -> bool:
     return not strangers or all(_listening_here(peer) for peer in strangers)
 
 
+def from_another_process(files: Iterable[Any]) -> bool:
+    """Whether one of ``files`` is a connected TCP socket whose peer is no socket
+    of this process (another process's, another machine's): what comes on it
+    comes in real time, whatever this process's threads do meanwhile. Not
+    known (no ``/proc``): a peer at a local address is taken for ours."""
+    for file in files:
+        if not isinstance(file, socket.socket) or file in paired:
+            continue
+        try:
+            if file.family not in _FAMILIES or file.type != socket.SOCK_STREAM:
+                continue
+            if file.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                continue
+            peer = _address(file.getpeername())
+        except OSError:  # closed, or still connecting
+            continue
+        if not _inodes_at(str(peer[0]), int(peer[1])) & _own_socket_inodes():
+            return os.path.exists("/proc/self/net/tcp") or not _loopback(str(peer[0]))
+    return False
+
+
+def _loopback(host: str) -> bool:
+    return host == "::1" or host.startswith(("127.", "::ffff:127."))
+
+
 def lands_at_once(files: Iterable[Any]) -> bool:
     """Whether every one of ``files`` is an end of a Unix socket pair of ours: a
     write lands in the other end at once, so nothing can be in flight."""
@@ -131,7 +156,26 @@ _ANY = {socket.AF_INET: "0.0.0.0", socket.AF_INET6: "::"}
 def _listening_inodes(host: str, port: int) -> set[str]:
     """The inodes of the listening sockets (of any process of this network
     namespace) bound to ``host`` or to every address, on ``port``."""
-    found: set[str] = set()
+    return {
+        inode
+        for bound, family, state, inode in _sockets_on(port)
+        if state == _TCP_LISTEN and bound in (host, _ANY[family])  # "::" takes IPv4 too
+    }
+
+
+def _inodes_at(host: str, port: int) -> set[str]:
+    """The inodes of the TCP sockets (of any process of this network namespace)
+    at ``host`` and ``port``: bound there, or listening there on every address."""
+    return {
+        inode
+        for bound, family, state, inode in _sockets_on(port)
+        if bound == host or (state == _TCP_LISTEN and bound == _ANY[family])
+    }
+
+
+def _sockets_on(port: int) -> Iterator[tuple[str, socket.AddressFamily, str, str]]:
+    """The TCP sockets bound to ``port`` (Linux: ``/proc``; elsewhere none
+    known): address, family, state and inode."""
     for table, family in _TABLES:
         try:
             with open(f"/proc/self/net/{table}") as lines:
@@ -141,12 +185,8 @@ def _listening_inodes(host: str, port: int) -> set[str]:
         for row in rows:
             local, state, inode = row[1], row[3], row[9]
             hex_address, _, hex_port = local.partition(":")
-            if state != _TCP_LISTEN or int(hex_port, 16) != port:
-                continue
-            bound = _decoded(hex_address, family)
-            if bound in (host, _ANY[family]):  # "::" takes IPv4 too (dual stack)
-                found.add(inode)
-    return found
+            if int(hex_port, 16) == port:
+                yield _decoded(hex_address, family), family, state, inode
 
 
 def _decoded(hex_address: str, family: int) -> str:

@@ -157,6 +157,8 @@ def format_result(result: ExploreResult) -> str:
             else f"not shrunk: {result.unshrunk}"
             if result.unshrunk
             else f"shrunk to {count}"
+            if count
+            else "shrunk to none: it fails without a preemption"
         )
         lines.append(f"  {_found(result)}; {after}{_interrupted(result)}")
     if failure.location:
@@ -258,13 +260,41 @@ def _held(run: ScheduleRun) -> str:
 
 
 def step_table(run: ScheduleRun) -> list[str]:
-    """The schedule step by step: thread, user line, what was accessed, and the preemptions."""
-    rows = [_row(step, run) for step in run.trace]
+    """The schedule step by step: thread, user line, what was accessed, and the
+    preemptions; and the step the failure names, when it is not the last."""
+    failing = _failing_step(run)
+    rows = [_row(step, run, step.index == failing) for step in run.trace]
     header = f"  {'step':>5}  {'thread':<22} {'where':<44} point"
     if len(rows) <= MAX_ROWS:
         return [header, *rows]
-    marked = [s.index in run.preemptions for s in run.trace]
+    marked = [s.index in run.preemptions or s.index == failing for s in run.trace]
     return [header, *_elide(rows, marked, _conflicting(run.trace, marked))]
+
+
+def _failing_step(run: ScheduleRun) -> int | None:
+    """The step at the line the failure names, in its thread, unless it is the
+    schedule's last: a violation's call, after which the schedule went on (Z48:
+    the table showed the main thread's last steps, not the watcher's
+    ``reactor.stop()``). Its first such step for a violation (the first one
+    is reported), else its last (the pass that raised)."""
+    failure = run.failure
+    if failure is None or not failure.location or failure.thread not in run.thread_names:
+        return None
+    place, _, function = failure.location.rpartition(" in ")
+    path, _, line = place.rpartition(":")
+    tid = run.thread_names.index(failure.thread)
+    steps = [
+        step.index
+        for step in run.trace
+        if step.tid == tid
+        and step.function == function
+        and str(step.lineno) == line
+        and os.path.basename(step.filename) == os.path.basename(path)
+    ]
+    if not steps:
+        return None
+    chosen = steps[0] if failure.kind == "violation" else steps[-1]
+    return chosen if chosen != run.trace[-1].index else None
 
 
 def _conflicting(trace: list[Step], marked: list[bool]) -> set[int]:
@@ -303,7 +333,7 @@ def _accessed(detail: str) -> str | None:
     return base.rpartition(".")[2] + bracket + key
 
 
-def _row(step: Step, run: ScheduleRun) -> str:
+def _row(step: Step, run: ScheduleRun, failing: bool = False) -> str:
     name = run.thread_names[step.tid] if step.tid < len(run.thread_names) else "?"
     thread = f"T{step.tid} {name}"[:22]
     where = (
@@ -312,8 +342,10 @@ def _row(step: Step, run: ScheduleRun) -> str:
         else "-"
     )
     detail = step.detail or step.kind
-    note = run.preemptions.get(step.index)
-    mark = f"   <- {note}" if note else ""
+    notes = [run.preemptions.get(step.index)]
+    if failing and run.failure is not None:
+        notes.append(f"the {run.failure.kind}")
+    mark = "".join(f"   <- {note}" for note in notes if note)
     return f"  {step.index:>5}  {thread:<22} {where:<44} {detail}{mark}"
 
 

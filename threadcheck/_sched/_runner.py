@@ -35,6 +35,7 @@ from threadcheck._sched._carriers import Carriers
 from threadcheck._sched._core import (
     DEFAULT_MAX_DELAY,
     DEFAULT_MAX_STEPS,
+    REAL_IO,
     Abort,
     Failure,
     OutOfTime,
@@ -694,8 +695,16 @@ def environment(settings: Settings) -> dict[str, Any]:
 
 
 def make_token(
-    run: ScheduleRun, env: dict[str, Any], strategy: str, seed: int, target: Target
+    run: ScheduleRun,
+    env: dict[str, Any],
+    strategy: str,
+    seed: int,
+    target: Target,
+    *,
+    rerun_diverged: bool = False,
 ) -> str:
+    """``rerun_diverged``: the exploration's own rerun of ``run`` went elsewhere
+    (a replay that does too is then told the hash seed is not why)."""
     assert run.failure is not None
     return _token.encode(
         {
@@ -709,6 +718,8 @@ def make_token(
             "points": run.steps,
             "digest": run.digest if run.trace else "",  # "": where it went was not traced
             "failure": run.failure.signature(),
+            "real_io": REAL_IO in run.thinned,
+            "rerun_diverged": rerun_diverged,
         }
     )
 

@@ -97,6 +97,8 @@ _SETTINGS: dict[str, Callable[[Any], bool]] = {
     "include": lambda value: isinstance(value, list) and all(isinstance(v, str) for v in value),
     "races": lambda value: type(value) is bool,
     "rewritten": lambda value: type(value) is bool,
+    "real_io": lambda value: type(value) is bool,
+    "rerun_diverged": lambda value: type(value) is bool,
     "entropy": lambda value: type(value) is str and len(value) <= 64,
     "hashseed": lambda value: (
         value == "random" or (type(value) is str and value.isdigit() and int(value) <= 4294967295)
