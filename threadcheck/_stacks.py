@@ -15,7 +15,7 @@ import sys
 import sysconfig
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from types import CodeType, FrameType
+from types import CodeType, FrameType, ModuleType
 from typing import Any
 
 MAX_DEPTH = 100
@@ -233,6 +233,30 @@ def is_user_module(module: object) -> bool:
         return True
     _library_modules[id(module)] = module
     return False
+
+
+def user_modules(is_user_file: Callable[[str], bool] = is_user_code) -> list[ModuleType]:
+    """The loaded modules whose file is user code (by ``is_user_file``). Without
+    ``--include``, a library's module is known by its identity from one call to
+    the next: each exploration's start scans every loaded module (750 with a
+    few libraries), and this is most of what it costs."""
+    modules = list(sys.modules.values())
+    if is_user_file is is_user_code:
+        library = _library_modules
+        return [
+            module
+            for module in modules
+            if id(module) not in library
+            and isinstance(module, ModuleType)
+            and is_user_module(module)
+        ]
+    found = []
+    for module in modules:
+        if isinstance(module, ModuleType):
+            filename = getattr(module, "__file__", None)
+            if isinstance(filename, str) and is_user_file(filename):
+                found.append(module)
+    return found
 
 
 def include_paths(names: Sequence[str]) -> tuple[str, ...]:

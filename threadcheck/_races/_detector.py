@@ -113,9 +113,9 @@ def _rewrite_imported(include: Sequence[str]) -> None:
 def _rewrite_user_modules(is_user_file: Callable[[str], bool]) -> None:
     """Every user module already imported, rewritten in place (not its tests):
     a step through code that was not would touch what nobody knows."""
-    for module in list(sys.modules.values()):
+    for module in _stacks.user_modules(is_user_file):
         filename = getattr(module, "__file__", None)
-        if isinstance(filename, str) and filename.endswith(".py") and is_user_file(filename):
+        if isinstance(filename, str) and filename.endswith(".py"):
             rewrite_loaded(module, keep=is_test)
 
 

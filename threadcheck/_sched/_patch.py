@@ -289,17 +289,7 @@ class Patches:
                     self._swap(module, name, replacement)
 
     def _user_modules(self) -> list[ModuleType]:
-        return [
-            module
-            for module in list(sys.modules.values())
-            if isinstance(module, ModuleType) and self._is_user_module(module)
-        ]
-
-    def _is_user_module(self, module: ModuleType) -> bool:
-        if self.is_user_file is _stacks.is_user_code:  # no --include: the cached answer
-            return _stacks.is_user_module(module)
-        filename = getattr(module, "__file__", None)
-        return isinstance(filename, str) and self.is_user_file(filename)
+        return _stacks.user_modules(self.is_user_file)
 
 
 def _assign(target: Any, name: str, value: Any) -> None:

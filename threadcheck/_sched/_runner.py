@@ -124,6 +124,21 @@ class Target(Protocol):
         """Run on ``reactor`` (not yet running); the target's own failure, if any."""
 
 
+class _Remembered(dict[str, bool]):
+    def __init__(self, function: Callable[[str], bool]) -> None:
+        super().__init__()
+        self._function = function
+
+    def __missing__(self, filename: str) -> bool:
+        value = self[filename] = self._function(filename)
+        return value
+
+
+def _remembered(function: Callable[[str], bool]) -> Callable[[str], bool]:
+    """``function`` of a file name, each answer remembered."""
+    return _Remembered(function).__getitem__
+
+
 class Explorer:
     def __init__(
         self,
@@ -147,6 +162,10 @@ class Explorer:
             on_thread_start=self.instrumentation.thread_started,
             on_thread_end=self.instrumentation.thread_ended,
         )
+        # Asked for every frame a traced schedule's points walk (a third of a
+        # warm-up's tracing): one dictionary lookup each.
+        self._is_library = _remembered(lambda filename: not self.is_user(filename))
+        self._is_own = _remembered(lambda filename: _stacks.classify(filename) == "threadcheck")
         self.watchdog = Watchdog(settings.stall_timeout)
         self.carriers = Carriers(lambda thread: hasattr(thread, CONTROLLED_ATTR))
         self._gc_was_enabled = True
@@ -277,8 +296,8 @@ class Explorer:
             strategy,
             max_steps=self.settings.max_steps,
             max_delay=self.settings.max_delay,
-            is_library=lambda filename: not self.is_user(filename),
-            is_own=lambda filename: _stacks.classify(filename) == "threadcheck",
+            is_library=self._is_library,
+            is_own=self._is_own,
             record_trace=record_trace,
         )
         # What the previous schedules still referenced as they ended (their
