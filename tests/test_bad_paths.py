@@ -294,6 +294,46 @@ def test_a_signal_during_explore_prints_the_summary(
     )
 
 
+SHUTDOWN_LIBRARY = """
+import signal
+
+def install_shutdown_handlers(function):
+    signal.signal(signal.SIGTERM, function)
+    signal.signal(signal.SIGINT, function)
+"""
+
+
+@pytest.mark.parametrize(("signal_name", "status"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_librarys_shutdown_handler_does_not_take_the_explorers_signal(
+    signal_name: str, status: int, tmp_path: Path
+) -> None:
+    # Z49: Scrapy's CrawlerProcess sets its shutdown handler in each run; set
+    # for real (a library's call, not the program's), it took the explorer's
+    # Ctrl-C (a correct crawl "failed", cut short) or swallowed it for good.
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    write(site / "crawling.py", SHUTDOWN_LIBRARY)
+    program = SIGNALLED_ON_RUN.replace(
+        "hits = []",
+        "import crawling\ncrawling.install_shutdown_handlers(lambda *a: None)\nhits = []",
+    )
+    prog = write(tmp_path / "service.py", program)
+    result = threadcheck(
+        tmp_path,
+        "explore",
+        "--budget",
+        "100000",
+        str(prog),
+        RUNS_FILE=str(tmp_path / "runs"),
+        SIGNAL=signal_name,
+        PYTHONPATH=os.pathsep.join([str(site), *sys.path]),
+    )
+    assert result.returncode == status, result.stderr
+    assert_one_line(
+        result.stderr, "threadcheck: interrupted after 5 schedules, no failure seen so far"
+    )
+
+
 def test_a_signal_during_the_warm_up_says_nothing_was_explored(tmp_path: Path) -> None:
     # "interrupted after 0 schedules, no failure seen so far": none was looked at.
     prog = write(tmp_path / "service.py", SIGNALLED_ON_RUN)

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+import warnings
 from collections.abc import Iterator
 from typing import Any
 from unittest import mock
@@ -125,6 +126,21 @@ def test_a_listening_server_s_far_timer_comes_at_once() -> None:
     assert "real I/O" in result.report()  # still no proof: real sockets were open
 
 
+def test_sockets_polled_without_waiting_are_no_proof_either() -> None:
+    # Z49: dpor "proved" a crawl against the program's own server: each of its
+    # 36 schedules found what the sockets brought there when polled, never
+    # waited on them, and only a wait counted as real I/O.
+    def scenario(reactor: Any) -> Deferred[Any]:
+        port = reactor.listenTCP(0, protocol.ServerFactory(), interface="127.0.0.1")
+        polled: Deferred[None] = Deferred()
+        reactor.callLater(0, lambda: reactor.callLater(0, polled.callback, None))
+        return polled.addCallback(lambda _: port.stopListening())
+
+    result = threadcheck.explore(scenario, strategy="dpor")
+    assert result.exhausted and not result.proof, result.report()
+    assert "real I/O" in result.report()
+
+
 @pytest.mark.usefixtures("real_io_limit")
 def test_a_pool_job_s_recv_times_out_in_virtual_time_against_a_silent_server() -> None:
     def scenario(reactor: Any) -> Deferred[Any]:
@@ -147,6 +163,52 @@ def test_a_pool_job_s_recv_times_out_in_virtual_time_against_a_silent_server() -
         return threads.deferToThreadPool(reactor, pool, ask).addCallback(check)
 
     threadcheck.explore(scenario, budget=5).assert_clean()
+
+
+@pytest.mark.usefixtures("real_io_limit")
+def test_a_heartbeat_thread_does_not_make_a_slow_page_wait_in_real_time() -> None:
+    # Z49: a server and its client in one program, the page 4 s late, and a
+    # heartbeat thread waking every 0.25 s: each wake ran a thread, and the
+    # sockets had to be quiet for 0.25 s of real time again before time could
+    # jump, longer than the heartbeat's next wait: 4 s of real time a schedule.
+    from twisted.web import client, resource, server
+
+    class Late(resource.Resource):
+        isLeaf = True  # noqa: N815 - twisted.web's name
+
+        def __init__(self, reactor: Any) -> None:
+            super().__init__()
+            self.reactor = reactor
+
+        def render_GET(self, request: Any) -> object:
+            self.reactor.callLater(4, lambda: (request.write(b"late"), request.finish()))
+            return server.NOT_DONE_YET
+
+    def read_body(response: Any) -> Deferred[bytes]:
+        with warnings.catch_warnings():  # Twisted's own: its transports have no abortConnection
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return client.readBody(response)
+
+    def scenario(reactor: Any) -> Deferred[Any]:
+        stop = threading.Event()
+
+        def heartbeat() -> None:
+            while not stop.wait(0.25):
+                pass
+
+        port = reactor.listenTCP(0, server.Site(Late(reactor)), interface="127.0.0.1")
+        threading.Thread(target=heartbeat, daemon=True).start()
+        url = f"http://127.0.0.1:{port.getHost().port}/".encode()
+        page = client.Agent(reactor).request(b"GET", url).addCallback(read_body)
+
+        def done(body: bytes) -> Deferred[None]:
+            assert body == b"late"
+            stop.set()
+            return port.stopListening()
+
+        return page.addCallback(done)
+
+    threadcheck.explore(scenario, budget=3).assert_clean()
 
 
 @pytest.mark.usefixtures("real_io_limit")

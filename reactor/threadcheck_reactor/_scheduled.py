@@ -37,6 +37,7 @@ from threadcheck._modes import DEFAULT_MODE, Mode
 from threadcheck._races import _footprint
 from threadcheck._recorder import Recorder
 from threadcheck._sched._core import (
+    REAL_IO,
     WALL_OFFSET,
     ControlledThread,
     Scheduler,
@@ -215,7 +216,10 @@ class ScheduledMixin(ThreadCheckMixin):
     def _iterate_with_real_io(self, delay: float | None) -> None:
         # Sockets and child processes are not under the scheduler's control:
         # poll them for real (best effort; such schedules replay only as far
-        # as I/O repeats).
+        # as I/O repeats). No proof either, even if what they brought was
+        # always there when polled (dpor's 36 schedules of a crawl against the
+        # program's own server, each polled without waiting, were "proved").
+        self._scheduler.thinned.add(REAL_IO)
         self._poll_real_io(delay)
         if _children_running():
             # Reap as the SIGCHLD handler would: a schedule runs without

@@ -42,6 +42,7 @@ from threadcheck._sched._loopback import (
     from_another_process,
     in_process,
     lands_at_once,
+    settled,
 )
 from threadcheck._sched._mute import Muted
 from threadcheck._sched._progress import stop_requested
@@ -78,9 +79,13 @@ and the schedule fails rather than wait for ever."""
 
 QUIET_PERIOD = 0.25
 """Real seconds sockets that only talk to each other stay quiet before time
-jumps: bytes sent may reach the other end that much later (two small writes:
+jumps, where the kernel's socket queues are not known (:func:`~._loopback.settled`):
+bytes sent may reach the other end that much later (two small writes:
 Nagle's algorithm holds the second until a delayed ACK, 40 ms or more), and a
 reply's timeout must not come first."""
+SETTLING = 0.05
+"""Real seconds between two looks at the kernel's socket queues while data is
+in flight (a delayed ACK lasts up to 40 ms)."""
 
 IO_PATIENCE = 0.5
 """Real seconds the threads waiting on real files wake in the order they began
@@ -492,6 +497,8 @@ class Scheduler:
         self._quiet: tuple[int, float] | None = None
         """Since when (the step, the real clock) in-process sockets were not ready."""
         self._in_process_seen: tuple[tuple[int, tuple[int, ...]], bool] | None = None
+        self._settled_seen: tuple[int, float, bool] | None = None
+        """(step, real time, whether settled) of the last :meth:`_sockets_settled`."""
         """The last :meth:`_in_process` answer, for its step and its files."""
         self._talked_outside = False
         """Whether a thread waited on another process's files: then no time passes
@@ -823,15 +830,34 @@ class Scheduler:
         if lands_at_once([*reads, *writes]):  # nothing in flight: not ready is quiet
             readable, writable = _ready(reads, writes, 0)
             return not (readable or writable) and not children_alive()
-        # Cheapest first: in_process reads /proc/net/tcp, every socket of the
-        # machine's network namespace (thousands beside a busy test suite), and
-        # this runs at each poll of a wait on real files (every 10 ms).
+        # Cheapest first: in_process and settled read /proc/net/tcp, every socket
+        # of the machine's network namespace (thousands beside a busy test suite;
+        # 7 ms here for three), and this runs at each poll of a wait on real
+        # files (every 10 ms): each once a step, while no thread runs.
+        readable, writable = _ready(reads, writes, 0)
         return (
-            deadline - self.now > QUIET_PERIOD  # else as soon in real time
-            and self._quiet_for(reads, writes)
+            not (readable or writable)
             and self._in_process([*reads, *writes])
             and not children_alive()
+            and (self._sockets_settled() or self._quiet_long_enough(reads, writes, deadline))
         )
+
+    def _sockets_settled(self) -> bool:
+        """Whether nothing the program's sockets sent is in flight
+        (:func:`~._loopback.settled`): quiet at once, where waiting for
+        :data:`QUIET_PERIOD` made a heartbeat's 0.25 s waits, each too short to
+        wait that long for, pass in real time. Read once a step (until a thread
+        runs, none sends), and again after :data:`SETTLING` while not."""
+        now = _real_clock()
+        seen = self._settled_seen
+        if seen is None or seen[0] != self.step or (not seen[2] and now - seen[1] >= SETTLING):
+            seen = self._settled_seen = (self.step, now, settled())
+        return seen[2]
+
+    def _quiet_long_enough(self, reads: list[Any], writes: list[Any], deadline: float) -> bool:
+        """Whether the files stayed quiet for :data:`QUIET_PERIOD` (where the
+        kernel's queues are not known), unless ``deadline`` comes as soon."""
+        return deadline - self.now > QUIET_PERIOD and self._quiet_for(reads, writes)
 
     def _in_process(self, files: list[Any]) -> bool:
         """:func:`in_process` of ``files``, read once a step: until a thread runs,

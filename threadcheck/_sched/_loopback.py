@@ -8,8 +8,9 @@ timer took 60 s a schedule).
 A socket to anything else (another process, the network), a pipe or a file is
 not known to be quiet, nor is any socket while a child process lives: it keeps
 being waited on in real time. And loopback is not instant (Nagle's algorithm
-holds a second small write until a delayed ACK): the sockets must stay quiet
-for a while (``QUIET_PERIOD``) first.
+holds a second small write until a delayed ACK): nothing the program's sockets
+sent may be unacknowledged (:func:`settled`, from ``/proc``), or where that is
+not known, the sockets must stay quiet for a while (``QUIET_PERIOD``) first.
 
 Thread safety: pure functions of the sockets given; call them while holding
 the scheduler's turn.
@@ -187,6 +188,35 @@ def _sockets_on(port: int) -> Iterator[tuple[str, socket.AddressFamily, str, str
             hex_address, _, hex_port = local.partition(":")
             if int(hex_port, 16) == port:
                 yield _decoded(hex_address, family), family, state, inode
+
+
+_SETTLED = frozenset({"01", "05", "07", "08"})
+"""TCP states with nothing in flight but data: established, FIN_WAIT2 (our end
+closed and acknowledged), closed, CLOSE_WAIT (the peer's end closed, its EOF
+landed)."""
+
+
+def settled() -> bool:
+    """Whether nothing any TCP socket of this process sent is still in flight:
+    every byte acknowledged (``tx_queue`` 0: so landed in its peer, on
+    loopback), no handshake or close under way (Linux: ``/proc``; elsewhere not
+    known, so not). A listening socket's pending connections are its readiness."""
+    own = _own_socket_inodes()
+    known = False
+    for table, _family in _TABLES:
+        try:
+            with open(f"/proc/self/net/{table}") as lines:
+                rows = [line.split() for line in lines.readlines()[1:]]
+        except OSError:
+            continue
+        known = True
+        for row in rows:
+            state, queues, inode = row[3], row[4], row[9]
+            if inode not in own or state == _TCP_LISTEN:
+                continue
+            if state not in _SETTLED or int(queues.partition(":")[0], 16):
+                return False
+    return known
 
 
 def _decoded(hex_address: str, family: int) -> str:

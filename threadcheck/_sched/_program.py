@@ -162,18 +162,26 @@ def run_at_exit(scheduler: Scheduler, me: ControlledThread) -> None:
                 scheduler.fail(failure)
 
 
-def inert_in_schedules(
-    function: Callable[..., Any], is_user_file: Callable[[str], bool]
-) -> Callable[..., Any]:
-    """``signal.signal``/``alarm``/``setitimer`` from the program, in a schedule, do
-    nothing: a watchdog alarm would fire in real time, in the explorer; a handler
-    would outlive the schedule. Outside schedules, the real call."""
+def _in_schedule() -> Scheduler | None:
+    """The active scheduler, when called in a controlled thread, by the program's
+    code or a library's: a library's signal handler outlives the schedule as much
+    as the program's (Scrapy's shutdown handler, set by each run's
+    ``CrawlerProcess``, took the explorer's Ctrl-C and SIGTERM)."""
+    scheduler = active()
+    return None if scheduler is None or scheduler.controlled() is None else scheduler
+
+
+def inert_in_schedules(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``signal.signal``/``alarm``/``setitimer`` from the program (or a library
+    it calls), in a schedule, do nothing: a watchdog alarm would fire in real
+    time, in the explorer; a handler would outlive the schedule. Outside
+    schedules, the real call."""
 
     # Told apart now: once swapped, signal.signal is this wrapper.
     setting, alarm = function is signal.signal, function is signal.alarm
 
     def call(*args: Any, **kwargs: Any) -> Any:
-        scheduler = _program_in_schedule(is_user_file)
+        scheduler = _in_schedule()
         if scheduler is None:
             return function(*args, **kwargs)
         if setting:
@@ -186,10 +194,8 @@ def inert_in_schedules(
     return call
 
 
-def handler_in_schedules(
-    getsignal: Callable[[int], Any], is_user_file: Callable[[str], bool]
-) -> Callable[[int], Any]:
-    """``signal.getsignal`` from the program, in a schedule: the handler its
+def handler_in_schedules(getsignal: Callable[[int], Any]) -> Callable[[int], Any]:
+    """``signal.getsignal`` from the program (or a library), in a schedule: the handler its
     ``signal.signal`` set there (see :func:`inert_in_schedules`), as a handler
     chained to the one before it asks (it got SIG_DFL, the real one); else, while
     the reactor runs, Twisted's for SIGINT and SIGTERM (a drain handler chaining
@@ -197,7 +203,7 @@ def handler_in_schedules(
     the process's, Python's own where the explorer has set one."""
 
     def call(number: int) -> Any:
-        scheduler = _program_in_schedule(is_user_file)
+        scheduler = _in_schedule()
         if scheduler is None:
             return getsignal(number)
         return _handler_seen(scheduler, number, getsignal)
