@@ -682,6 +682,30 @@ def test_races_leave_a_deep_recursion_the_frames_python_gives_it(tmp_path: Path)
     assert result.stdout == "985\n"
 
 
+MAIN_AND_WORKER = """
+import threading
+
+class Stats:
+    seen = 0
+
+stats = Stats()
+worker = threading.Thread(target=lambda: setattr(stats, "seen", stats.seen + 1))
+worker.start()
+stats.seen += 1
+worker.join()
+"""
+
+
+def test_a_races_access_in_the_main_thread_says_it_began_with_the_process(tmp_path: Path) -> None:
+    # Z49: "thread started at: unknown (main thread, or started before
+    # threadcheck)" of the thread named MainThread.
+    result = threadcheck("run", "--races", script(tmp_path, MAIN_AND_WORKER))
+    assert result.returncode == 3, result.stderr
+    assert "in thread 'MainThread'" in result.stderr, result.stderr
+    assert "thread started at: none: the main thread" in result.stderr, result.stderr
+    assert "unknown (main thread" not in result.stderr
+
+
 FAILING_PROGRAM = """
 def parse(text):
     return int(text)

@@ -341,7 +341,7 @@ def test_bad_options_are_one_line_usage_errors(args: list[str], message: str) ->
     ("args", "message"),
     [
         (["explore"], "explore: expected a script or -m module"),
-        (["explore", "missing.py"], "no such file: missing.py"),
+        (["explore", "missing.py"], "no such file: missing.py\n"),  # not "... None ..."
         (["explore", "-m", "threadcheck.examples.nosuch"], "no module named"),
         (["explore", "--json", "/no/such/folder/out.json", "x.py"], "--json: no such directory"),
         (["explore", "--html", "/no/such/folder/p.html", "x.py"], "--html: no such directory"),

@@ -96,6 +96,31 @@ def test_switched_off_the_marker_is_known_and_nothing_is_checked(
     result.stdout.no_fnmatch_line("*= threadcheck =*")
 
 
+@pytest.mark.parametrize("on", [[], ["--threadcheck"]])
+def test_pytests_own_error_in_setup_is_not_shown_at_the_plugins_hook(
+    pytester: pytest.Pytester, on: list[str]
+) -> None:
+    # Z49: pytest's deprecation of a class-scoped fixture, an error in setup,
+    # was shown at "_pytest_plugin.py:399", even without --threadcheck.
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture
+        def broken():  # pytest's own error, raised in its code, which it hides
+            if False:
+                yield
+
+        def test_uses(broken):
+            pass
+        """
+    )
+    result = run(pytester, "-rE", *on, *NO_PYTEST_TWISTED)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*ValueError: broken did not yield a value*"])
+    result.stdout.no_fnmatch_line("*_pytest_plugin.py*")
+
+
 def test_reactor_is_installed_before_conftest_imports(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(
         """

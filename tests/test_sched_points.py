@@ -665,3 +665,14 @@ def test_the_search_for_setters_lists_a_bounded_number_of_folders(
     monkeypatch.setattr(_rewrite, "_NEARBY_FOLDERS", 3)
     found = _rewrite._python_files(str(tmp_path), recursive=True)
     assert [Path(path).name for path in found] == ["a.py", "b.py"]
+
+
+def test_a_helper_that_calls_another_is_not_where_the_point_is(tmp_path: Path) -> None:
+    # Z49: `d.get(k)` is rewritten to a helper (ck) that calls another (cr): the
+    # step table's row was at "_access.py:1164 ck", threadcheck's own line.
+    target = _program(tmp_path, "mode = os.environ.get('MODE')\n")
+    with Explorer(target, Settings(footprints=True, helper_points=True)) as explorer:
+        run = explorer.run(parse("random", 0), 0)
+    assert run is not None
+    [step] = [step for step in run.trace if step.detail == "os.environ.get() (call)"]
+    assert (Path(step.filename).name, step.lineno) == ("main.py", 3), step

@@ -395,6 +395,7 @@ def _enter(item: pytest.Item, phase: str) -> _State | None:
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    __tracebackhide__ = True  # a fixture's error ends at the user's line, not here
     state = _enter(item, "setup")
     result = yield
     if state is not None:
@@ -406,6 +407,7 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    __tracebackhide__ = True
     _enter(item, "call")
     if _marked(item) and _is_unittest_method(item):
         # Its body runs through unittest, not pytest_pyfunc_call: it would pass unexplored.
@@ -427,6 +429,7 @@ def _is_unittest_method(item: pytest.Item) -> bool:
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    __tracebackhide__ = True
     _enter(item, "teardown")
     try:
         return (yield)

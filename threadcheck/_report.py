@@ -14,6 +14,7 @@ import ast
 import json
 import os
 import re
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -533,6 +534,15 @@ def _handed_over(violation: Violation) -> str:
     return "  (the thread was started here)"
 
 
+def _unknown_start(thread: ThreadInfo) -> str:
+    """Where a thread with no spawn site began: the main thread began with the
+    process (the report said "main thread, or..." of one named MainThread)."""
+    main = threading.main_thread()
+    if thread.name == main.name and thread.ident == main.ident:
+        return "none: the main thread"
+    return "unknown (main thread, or started before threadcheck)"
+
+
 def _same_place(spawn_site: _stacks.Stack, submitted_from: _stacks.Stack) -> bool:
     """Whether the pool started the thread for the work it runs: the (shorter)
     submitting stack's user frames end the spawn site's."""
@@ -582,7 +592,7 @@ def _format_group(number: int, g: Group) -> Iterator[str]:
         yield "    work submitted to the thread pool at (most recent call last):"
         yield from _stacks.format_stack(v.submitted_from, indent="      ")
     if v.spawn_site is None:
-        yield "    thread started at: unknown (main thread, or started before threadcheck)"
+        yield f"    thread started at: {_unknown_start(v.thread)}"
     elif v.submitted_from is not None and _same_place(v.spawn_site, v.submitted_from):
         # The pool started this thread for that very work: one stack is enough.
         yield "    thread started at: the same place (the pool started it for this work)"
@@ -677,7 +687,7 @@ def _race_access(
         yield "      work submitted to the thread pool at (most recent call last):"
         yield from _stacks.format_stack(submitted_from, indent="        ")
     if spawn_site is None:
-        yield "      thread started at: unknown (main thread, or started before threadcheck)"
+        yield f"      thread started at: {_unknown_start(thread)}"
     elif submitted_from is None or not _same_place(spawn_site, submitted_from):
         yield "      thread started at (most recent call last):"
         yield from _stacks.format_stack(spawn_site, indent="        ")

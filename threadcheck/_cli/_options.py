@@ -298,13 +298,15 @@ def check_script(script: str, subcommand: str = "run") -> None:
     if not os.path.exists(script):
         command = shutil.which(script) if os.sep not in script else None
         before = " TOKEN" if subcommand == "replay" else ""
-        hint = f" (the command's script: threadcheck {subcommand}{before} {command} ...)"
-        if command is None and _names_a_function(script):
+        hint = ""
+        if command is not None:
+            hint = f" (the command's script: threadcheck {subcommand}{before} {command} ...)"
+        elif _names_a_function(script):
             hint = (
                 f" (threadcheck {subcommand} runs a program; explore a scenario function"
                 " from Python: threadcheck.explore(module.function), see docs/explore.md)"
             )
-        raise UsageError(f"no such file: {script}{hint if command or ':' in hint else ''}")
+        raise UsageError(f"no such file: {script}{hint}")
     if os.path.isdir(script) and not os.path.exists(os.path.join(script, "__main__.py")):
         raise UsageError(f"not a script, and has no __main__.py: {script}")
     if os.path.isfile(script):

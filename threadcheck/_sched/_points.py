@@ -510,7 +510,13 @@ def _helper_point(site: int, operation: str) -> None:
     detail = _details.get((site, operation))
     if detail is None:
         detail = _details[site, operation] = _site_detail(_shadow.sites[site], operation)
-    _point("access", detail, sys._getframe(2), site)
+    frame = sys._getframe(2)
+    while frame.f_code.co_filename == _HELPERS and frame.f_back is not None:
+        frame = frame.f_back  # a helper that called another (``ck``, ``cr``): its caller's
+    _point("access", detail, frame, site)
+
+
+_HELPERS = _access.cr.__code__.co_filename
 
 
 def _site_detail(site: _shadow.Site, operation: str) -> str:

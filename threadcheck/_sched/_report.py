@@ -276,7 +276,7 @@ def _failing_step(run: ScheduleRun) -> int | None:
     schedule's last: a violation's call, after which the schedule went on (Z48:
     the table showed the main thread's last steps, not the watcher's
     ``reactor.stop()``). Its first such step for a violation (the first one
-    is reported), else its last (the pass that raised)."""
+    is reported; a call's, if one is there), else its last (the pass that raised)."""
     failure = run.failure
     if failure is None or not failure.location or failure.thread not in run.thread_names:
         return None
@@ -284,7 +284,7 @@ def _failing_step(run: ScheduleRun) -> int | None:
     path, _, line = place.rpartition(":")
     tid = run.thread_names.index(failure.thread)
     steps = [
-        step.index
+        step
         for step in run.trace
         if step.tid == tid
         and step.function == function
@@ -293,8 +293,11 @@ def _failing_step(run: ScheduleRun) -> int | None:
     ]
     if not steps:
         return None
-    chosen = steps[0] if failure.kind == "violation" else steps[-1]
-    return chosen if chosen != run.trace[-1].index else None
+    # A violation is made by a call: its row, not a lock taken by an argument's
+    # (d.callback(f.result()) had its future's lock.acquire marked).
+    calls = [step for step in steps if step.detail.endswith("(call)")]
+    chosen = (calls or steps)[0] if failure.kind == "violation" else steps[-1]
+    return chosen.index if chosen.index != run.trace[-1].index else None
 
 
 def _conflicting(trace: list[Step], marked: list[bool]) -> set[int]:
