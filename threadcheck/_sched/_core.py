@@ -497,9 +497,9 @@ class Scheduler:
         self._quiet: tuple[int, float] | None = None
         """Since when (the step, the real clock) in-process sockets were not ready."""
         self._in_process_seen: tuple[tuple[int, tuple[int, ...]], bool] | None = None
+        """The last :meth:`_in_process` answer, for its step and its files."""
         self._settled_seen: tuple[int, float, bool] | None = None
         """(step, real time, whether settled) of the last :meth:`_sockets_settled`."""
-        """The last :meth:`_in_process` answer, for its step and its files."""
         self._talked_outside = False
         """Whether a thread waited on another process's files: then no time passes
         while threads are held (see :meth:`_held_waits`)."""

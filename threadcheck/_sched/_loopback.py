@@ -177,17 +177,25 @@ def _inodes_at(host: str, port: int) -> set[str]:
 def _sockets_on(port: int) -> Iterator[tuple[str, socket.AddressFamily, str, str]]:
     """The TCP sockets bound to ``port`` (Linux: ``/proc``; elsewhere none
     known): address, family, state and inode."""
-    for table, family in _TABLES:
-        try:
-            with open(f"/proc/self/net/{table}") as lines:
-                rows = [line.split() for line in lines.readlines()[1:]]
-        except OSError:
-            continue
+    for family, rows in _tcp_tables():
         for row in rows:
             local, state, inode = row[1], row[3], row[9]
             hex_address, _, hex_port = local.partition(":")
             if int(hex_port, 16) == port:
                 yield _decoded(hex_address, family), family, state, inode
+
+
+def _tcp_tables() -> list[tuple[socket.AddressFamily, list[list[str]]]]:
+    """The rows of ``/proc/net/tcp`` and ``tcp6`` (every TCP socket of this
+    network namespace), split in fields, of those tables that could be read."""
+    tables = []
+    for table, family in _TABLES:
+        try:
+            with open(f"/proc/self/net/{table}") as lines:
+                tables.append((family, [line.split() for line in lines.readlines()[1:]]))
+        except OSError:
+            continue
+    return tables
 
 
 _SETTLED = frozenset({"01", "05", "07", "08"})
@@ -202,21 +210,15 @@ def settled() -> bool:
     loopback), no handshake or close under way (Linux: ``/proc``; elsewhere not
     known, so not). A listening socket's pending connections are its readiness."""
     own = _own_socket_inodes()
-    known = False
-    for table, _family in _TABLES:
-        try:
-            with open(f"/proc/self/net/{table}") as lines:
-                rows = [line.split() for line in lines.readlines()[1:]]
-        except OSError:
-            continue
-        known = True
+    tables = _tcp_tables()
+    for _family, rows in tables:
         for row in rows:
             state, queues, inode = row[3], row[4], row[9]
             if inode not in own or state == _TCP_LISTEN:
                 continue
             if state not in _SETTLED or int(queues.partition(":")[0], 16):
                 return False
-    return known
+    return bool(tables)
 
 
 def _decoded(hex_address: str, family: int) -> str:
