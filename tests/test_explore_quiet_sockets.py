@@ -59,6 +59,10 @@ def test_only_a_socket_to_another_process_is_answered_from_outside(
         port = int(peer.stdout.readline())
         with socket.create_connection(("127.0.0.1", port)) as upstream:
             assert _loopback.from_another_process([client, upstream])
+            peers: dict[tuple[Any, ...], bool] = {}
+            assert _loopback.from_another_process([upstream], peers)
+            with mock.patch.object(_loopback, "_inodes_at", side_effect=AssertionError):
+                assert _loopback.from_another_process([upstream], peers)  # read once
     finally:
         peer.kill()
         peer.wait()

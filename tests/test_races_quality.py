@@ -11,6 +11,7 @@ that differs only by the synchronisation, and must be silent.
 from __future__ import annotations
 
 import collections
+import gc
 import subprocess
 import sys
 import textwrap
@@ -1705,6 +1706,31 @@ def test_a_test_kept_in_a_cycle_through_a_held_container_is_freed(tmp_path: Path
         assert not alive, f"{len(alive)} of the first tests' engines alive"
         """,
     )
+
+
+def test_a_collection_in_the_cycle_sweeps_window_loses_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # CI, 3.10, four pool workers: another thread's collection, between the
+    # sweep letting go of its holds and its own collection, freed them with
+    # what they held, and nothing could be given back (StopIteration, raised in
+    # the program). Here that collection comes as the sweep reads gc's flags.
+    from threadcheck._races import _shadow
+
+    kept = {"kept": True}
+    cycle: dict[str, object] = {}
+    cycle["self"] = cycle
+    try:
+        for container in (kept, cycle):
+            _shadow._shadow(container)  # held: a dict cannot be referenced weakly
+        keys = [id(kept), id(cycle)]
+        del cycle, container
+        get_debug = gc.get_debug
+        monkeypatch.setattr(gc, "get_debug", lambda: (gc.collect(), get_debug())[1])
+        assert _shadow._died(keys) == {keys[1]}
+        assert _shadow.objects[keys[0]].ref is kept
+    finally:
+        _shadow.reset()
 
 
 def test_a_frames_or_a_named_tuples_fields_are_no_locations() -> None:

@@ -426,23 +426,30 @@ def sweep_cycles() -> None:
 
 def _died(keys: list[int]) -> set[int]:
     """The keys of those held objects that a whole collection found garbage."""
-    shadows = [objects[key] for key in keys]
-    holds = _Holds([shadow.ref for shadow in shadows])
-    for each in shadows:
-        each.ref = None
-    del shadows
-    found = weakref.ref(holds)  # cleared if the collection finds it garbage
-    del holds
     flags = gc.get_debug()
     saved = len(gc.garbage)
+    # Garbage kept from before the holds are let go: a collection the next
+    # allocation starts (in any thread) would free them with what they hold,
+    # and nothing could be given back (a StopIteration, under four pool workers).
     gc.set_debug(flags | gc.DEBUG_SAVEALL)
     try:
+        shadows = [objects[key] for key in keys]
+        holds = _Holds([shadow.ref for shadow in shadows])
+        for each in shadows:
+            each.ref = None
+        del shadows
+        found = weakref.ref(holds)  # cleared if the collection finds it garbage
+        del holds
         gc.collect()
     finally:
         gc.set_debug(flags)
     garbage = gc.garbage[saved:]
     del gc.garbage[saved:]
-    back = found() or next(item for item in garbage if type(item) is _Holds)
+    back = found() or next((item for item in garbage if type(item) is _Holds), None)
+    if back is None:  # (another thread emptied gc.garbage): forget them all
+        for key in keys:
+            objects.pop(key, None)
+        return set(keys)
     dead = {id(item) for item in garbage}
     died: set[int] = set()
     for key, held in zip(keys, back.held, strict=True):

@@ -500,6 +500,9 @@ class Scheduler:
         """The last :meth:`_in_process` answer, for its step and its files."""
         self._settled_seen: tuple[int, float, bool] | None = None
         """(step, real time, whether settled) of the last :meth:`_sockets_settled`."""
+        self._peers_outside: dict[tuple[Any, ...], bool] = {}
+        """Whether each peer address the schedule's sockets waited on is another
+        process's (:func:`~._loopback.from_another_process`)."""
         self._talked_outside = False
         """Whether a thread waited on another process's files: then no time passes
         while threads are held (see :meth:`_held_waits`)."""
@@ -1145,7 +1148,8 @@ class Scheduler:
         if wait.ends_alone:
             return True
         if wait.answered_outside is None:
-            wait.answered_outside = from_another_process([*wait.reads, *wait.writes])
+            files = [*wait.reads, *wait.writes]
+            wait.answered_outside = from_another_process(files, self._peers_outside)
         return wait.answered_outside
 
     def _advance_clock(self, due: ControlledThread) -> ControlledThread:

@@ -105,11 +105,16 @@ def in_process(files: Iterable[Any]) -> bool:
     return not strangers or all(_listening_here(peer) for peer in strangers)
 
 
-def from_another_process(files: Iterable[Any]) -> bool:
+def from_another_process(
+    files: Iterable[Any], peers: dict[tuple[Any, ...], bool] | None = None
+) -> bool:
     """Whether one of ``files`` is a connected TCP socket whose peer is no socket
     of this process (another process's, another machine's): what comes on it
     comes in real time, whatever this process's threads do meanwhile. Not
-    known (no ``/proc``): a peer at a local address is taken for ours."""
+    known (no ``/proc``): a peer at a local address is taken for ours.
+    ``peers``: the answers for peer addresses so far (a job's hundred reads
+    from one upstream read ``/proc`` once)."""
+    known = {} if peers is None else peers
     for file in files:
         if not isinstance(file, socket.socket) or file in paired:
             continue
@@ -121,9 +126,18 @@ def from_another_process(files: Iterable[Any]) -> bool:
             peer = _address(file.getpeername())
         except OSError:  # closed, or still connecting
             continue
-        if not _inodes_at(str(peer[0]), int(peer[1])) & _own_socket_inodes():
-            return os.path.exists("/proc/self/net/tcp") or not _loopback(str(peer[0]))
+        outside = known.get(peer)
+        if outside is None:
+            outside = known[peer] = _outside(peer)
+        if outside:
+            return True
     return False
+
+
+def _outside(peer: tuple[Any, ...]) -> bool:
+    if _inodes_at(str(peer[0]), int(peer[1])) & _own_socket_inodes():
+        return False
+    return os.path.exists("/proc/self/net/tcp") or not _loopback(str(peer[0]))
 
 
 def _loopback(host: str) -> bool:
