@@ -830,19 +830,20 @@ class Scheduler:
     def _only_time_wakes(self, reads: list[Any], writes: list[Any], deadline: float) -> bool:
         """Whether only time can wake a thread waiting on ``reads`` and ``writes``
         before ``deadline``: see :meth:`skip_quiet_time`."""
+        readable, writable = _ready(reads, writes, 0)
+        if readable or writable:
+            self._quiet = None  # quiet begins again once they are read
+            return False
         if lands_at_once([*reads, *writes]):  # nothing in flight: not ready is quiet
-            readable, writable = _ready(reads, writes, 0)
-            return not (readable or writable) and not children_alive()
+            return not children_alive()
         # Cheapest first: in_process and settled read /proc/net/tcp, every socket
         # of the machine's network namespace (thousands beside a busy test suite;
         # 7 ms here for three), and this runs at each poll of a wait on real
         # files (every 10 ms): each once a step, while no thread runs.
-        readable, writable = _ready(reads, writes, 0)
         return (
-            not (readable or writable)
-            and self._in_process([*reads, *writes])
+            self._in_process([*reads, *writes])
             and not children_alive()
-            and (self._sockets_settled() or self._quiet_long_enough(reads, writes, deadline))
+            and (self._sockets_settled() or self._quiet_long_enough(deadline))
         )
 
     def _sockets_settled(self) -> bool:
@@ -857,10 +858,10 @@ class Scheduler:
             seen = self._settled_seen = (self.step, now, settled())
         return seen[2]
 
-    def _quiet_long_enough(self, reads: list[Any], writes: list[Any], deadline: float) -> bool:
+    def _quiet_long_enough(self, deadline: float) -> bool:
         """Whether the files stayed quiet for :data:`QUIET_PERIOD` (where the
         kernel's queues are not known), unless ``deadline`` comes as soon."""
-        return deadline - self.now > QUIET_PERIOD and self._quiet_for(reads, writes)
+        return deadline - self.now > QUIET_PERIOD and self._quiet_for()
 
     def _in_process(self, files: list[Any]) -> bool:
         """:func:`in_process` of ``files``, read once a step: until a thread runs,
@@ -870,13 +871,13 @@ class Scheduler:
             self._in_process_seen = (key, in_process(files))
         return self._in_process_seen[1]
 
-    def _quiet_for(self, reads: list[Any], writes: list[Any]) -> bool:
-        """Whether none of the files was ready, nor any thread ran, for
-        :data:`QUIET_PERIOD` of real time (so far: this poll begins it, or goes on)."""
-        readable, writable = _ready(reads, writes, 0)
+    def _quiet_for(self) -> bool:
+        """Whether none of the files was ready (its caller looked: one that was
+        ends the quiet), nor any thread ran, for :data:`QUIET_PERIOD` of real
+        time (so far: this poll begins it, or goes on)."""
         now = _real_clock()
-        if readable or writable or self._quiet is None or self._quiet[0] != self.step:
-            self._quiet = None if readable or writable else (self.step, now)
+        if self._quiet is None or self._quiet[0] != self.step:
+            self._quiet = (self.step, now)
             return False
         return now - self._quiet[1] >= QUIET_PERIOD
 

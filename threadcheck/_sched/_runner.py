@@ -13,6 +13,7 @@ Thread safety: an Explorer is used by one thread at a time.
 
 from __future__ import annotations
 
+import functools
 import gc
 import itertools
 import os
@@ -124,21 +125,6 @@ class Target(Protocol):
         """Run on ``reactor`` (not yet running); the target's own failure, if any."""
 
 
-class _Remembered(dict[str, bool]):
-    def __init__(self, function: Callable[[str], bool]) -> None:
-        super().__init__()
-        self._function = function
-
-    def __missing__(self, filename: str) -> bool:
-        value = self[filename] = self._function(filename)
-        return value
-
-
-def _remembered(function: Callable[[str], bool]) -> Callable[[str], bool]:
-    """``function`` of a file name, each answer remembered."""
-    return _Remembered(function).__getitem__
-
-
 class Explorer:
     def __init__(
         self,
@@ -163,9 +149,9 @@ class Explorer:
             on_thread_end=self.instrumentation.thread_ended,
         )
         # Asked for every frame a traced schedule's points walk (a third of a
-        # warm-up's tracing): one dictionary lookup each.
-        self._is_library = _remembered(lambda filename: not self.is_user(filename))
-        self._is_own = _remembered(lambda filename: _stacks.classify(filename) == "threadcheck")
+        # warm-up's tracing): one cache lookup each.
+        self._is_library = functools.cache(lambda filename: not self.is_user(filename))
+        self._is_own = functools.cache(lambda name: _stacks.classify(name) == "threadcheck")
         self.watchdog = Watchdog(settings.stall_timeout)
         self.carriers = Carriers(lambda thread: hasattr(thread, CONTROLLED_ATTR))
         self._gc_was_enabled = True
