@@ -7,6 +7,7 @@ A listening server's 60 s shutdown timer took 60 s of real time a schedule
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import socket
@@ -39,6 +40,19 @@ def connected() -> Iterator[tuple[socket.socket, socket.socket, socket.socket]]:
         sock.close()
 
 
+@contextlib.contextmanager
+def peer_process(source: str) -> Iterator[int]:
+    """The port of another process, running ``source`` (which prints it first),
+    killed after the block."""
+    peer = subprocess.Popen([sys.executable, "-c", source], stdout=subprocess.PIPE, text=True)
+    try:
+        assert peer.stdout is not None
+        yield int(peer.stdout.readline())
+    finally:
+        peer.kill()
+        peer.wait()
+
+
 def test_a_listening_socket_and_both_ends_of_a_connection_are_in_process(
     connected: tuple[socket.socket, socket.socket, socket.socket],
 ) -> None:
@@ -53,19 +67,15 @@ def test_only_a_socket_to_another_process_is_answered_from_outside(
 ) -> None:
     server, client, accepted = connected
     assert not _loopback.from_another_process([server, client, accepted])
-    peer = subprocess.Popen([sys.executable, "-c", QUICK_PEER], stdout=subprocess.PIPE, text=True)
-    try:
-        assert peer.stdout is not None
-        port = int(peer.stdout.readline())
-        with socket.create_connection(("127.0.0.1", port)) as upstream:
-            assert _loopback.from_another_process([client, upstream])
-            peers: dict[tuple[Any, ...], bool] = {}
-            assert _loopback.from_another_process([upstream], peers)
-            with mock.patch.object(_loopback, "_inodes_at", side_effect=AssertionError):
-                assert _loopback.from_another_process([upstream], peers)  # read once
-    finally:
-        peer.kill()
-        peer.wait()
+    with (
+        peer_process(QUICK_PEER) as port,
+        socket.create_connection(("127.0.0.1", port)) as upstream,
+    ):
+        assert _loopback.from_another_process([client, upstream])
+        peers: dict[tuple[Any, ...], bool] = {}
+        assert _loopback.from_another_process([upstream], peers)
+        with mock.patch.object(_loopback, "_inodes_at", side_effect=AssertionError):
+            assert _loopback.from_another_process([upstream], peers)  # read once
 
 
 def test_one_end_alone_another_family_or_a_closed_socket_is_not(
@@ -97,15 +107,8 @@ def test_an_end_whose_peer_listens_here_is_in_process(
 def test_an_end_whose_peer_listens_in_another_process_is_not() -> None:
     listen = "import socket, time; s = socket.create_server(('127.0.0.1', 0)); "
     listen += "print(s.getsockname()[1], flush=True); time.sleep(60)"
-    child = subprocess.Popen([sys.executable, "-c", listen], stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout is not None
-        port = int(child.stdout.readline())
-        with socket.create_connection(("127.0.0.1", port)) as client:
-            assert not in_process([client])
-    finally:
-        child.kill()
-        child.wait()
+    with peer_process(listen) as port, socket.create_connection(("127.0.0.1", port)) as client:
+        assert not in_process([client])
 
 
 @pytest.fixture
@@ -340,11 +343,7 @@ def test_a_wait_on_another_process_reads_the_socket_tables_once_a_step(
     # a loaded CI runner's CPU for the wait's whole length.
     reads = mock.Mock(wraps=in_process)  # not the test's code: no points of its own
     monkeypatch.setattr(_core, "in_process", reads)
-    peer = [sys.executable, "-c", SILENT_PEER]
-    child = subprocess.Popen(peer, stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout is not None
-        port = int(child.stdout.readline())
+    with peer_process(SILENT_PEER) as port:
 
         def scenario(reactor: Any) -> Deferred[Any]:
             def ask() -> bytes:
@@ -359,9 +358,6 @@ def test_a_wait_on_another_process_reads_the_socket_tables_once_a_step(
             return job.addCallback(lambda answer: assert_equal(answer, b"fallback"))
 
         result = threadcheck.explore(scenario, budget=2)
-    finally:
-        child.kill()
-        child.wait()
     result.assert_clean()
     assert 0 < reads.call_count <= 4 * 3  # a few a schedule (the warm-up's and 2)
 
@@ -432,19 +428,13 @@ def test_time_passing_while_threads_are_held_never_times_out_another_process(
     # time: the other job's wait on a process that always answers in 0.3 s timed
     # out at 0.6 s, a failure no machine can have; and once its wait's deadline
     # moved on with the time that passed, a deadline of the job's own (Z48).
-    peer = subprocess.Popen([sys.executable, "-c", SLOW_PEER], stdout=subprocess.PIPE, text=True)
-    try:
-        assert peer.stdout is not None
-        port = peer.stdout.readline().strip()
+    with peer_process(SLOW_PEER) as port:
         program = tmp_path / "service.py"
         program.write_text(ASKS_WHILE_A_JOB_NAPS.format(ask=ask))
         command = [sys.executable, "-m", "threadcheck", "explore", "--budget", "10"]
         result = subprocess.run(
-            [*command, str(program), port], capture_output=True, text=True, timeout=300
+            [*command, str(program), str(port)], capture_output=True, text=True, timeout=300
         )
-    finally:
-        peer.kill()
-        peer.wait()
     assert result.returncode == 0, result.stderr
     assert result.stderr.startswith("threadcheck: 10 schedules ("), result.stderr
 
@@ -491,10 +481,8 @@ def test_a_second_answer_from_another_process_lands_inside_the_first_jobs_update
     # job alone, and the second could land only once no thread could run, never
     # between the first job's read and its write (Z48): 200 schedules, "no
     # failure seen", where `run --races` reported the race at once.
-    peer = subprocess.Popen([sys.executable, "-c", QUICK_PEER], stdout=subprocess.PIPE, text=True)
-    try:
-        assert peer.stdout is not None
-        monkeypatch.setenv("PEER_PORT", peer.stdout.readline().strip())
+    with peer_process(QUICK_PEER) as port:
+        monkeypatch.setenv("PEER_PORT", str(port))
         source = TWO_JOBS_COUNT_THEIR_ANSWERS.format(guard=guard)
         program = write_program(tmp_path, "import contextlib\n" + source)
         result = explore_program(program, "--budget", "60")
@@ -505,6 +493,3 @@ def test_a_second_answer_from_another_process_lands_inside_the_first_jobs_update
             assert_found_and_replayed(
                 result, "threadcheck: exit: the program exited with status 1: lost update"
             )
-    finally:
-        peer.kill()
-        peer.wait()
