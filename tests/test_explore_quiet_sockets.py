@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -74,8 +75,31 @@ def test_only_a_socket_to_another_process_is_answered_from_outside(
         assert _loopback.from_another_process([client, upstream])
         peers: dict[tuple[Any, ...], bool] = {}
         assert _loopback.from_another_process([upstream], peers)
-        with mock.patch.object(_loopback, "_inodes_at", side_effect=AssertionError):
+        with mock.patch.object(_loopback, "own_tcp_sockets", side_effect=AssertionError):
             assert _loopback.from_another_process([upstream], peers)  # read once
+
+
+@pytest.mark.skipif(_loopback.own_tcp_sockets() is None, reason="Linux's /proc and TCP_INFO")
+def test_the_process_s_tcp_sockets_are_asked_of_the_kernel_each_once(
+    connected: tuple[socket.socket, socket.socket, socket.socket],
+) -> None:
+    # They were read from /proc/net/tcp, every socket of the network namespace
+    # (7 ms a read on a VM, at every step where all threads wait on sockets).
+    server, client, accepted = connected
+    descriptors = len(os.listdir("/proc/self/fd"))
+    own = _loopback.own_tcp_sockets() or []
+    assert len(os.listdir("/proc/self/fd")) == descriptors  # its duplicates closed
+    at_server = sorted(end.state for end in own if end.address == server.getsockname())
+    assert at_server == [1, _loopback._TCP_LISTEN]  # it, and the end it accepted
+    assert [end.state for end in own if end.address == client.getsockname()] == [1]
+    left, right = socket.socketpair()  # not TCP
+    with left, right:
+        assert len(_loopback.own_tcp_sockets() or []) == len(own)
+    client.sendall(b"x" * 1000)
+    assert accepted.recv(1000)
+    deadline = time.monotonic() + 5
+    while not _loopback.settled():  # its acknowledgement comes in microseconds
+        assert time.monotonic() < deadline
 
 
 def test_one_end_alone_another_family_or_a_closed_socket_is_not(

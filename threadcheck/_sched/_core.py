@@ -836,10 +836,9 @@ class Scheduler:
             return False
         if lands_at_once([*reads, *writes]):  # nothing in flight: not ready is quiet
             return not children_alive()
-        # Cheapest first: in_process and settled read /proc/net/tcp, every socket
-        # of the machine's network namespace (thousands beside a busy test suite;
-        # 7 ms here for three), and this runs at each poll of a wait on real
-        # files (every 10 ms): each once a step, while no thread runs.
+        # This runs at each poll of a wait on real files (every 10 ms): in_process
+        # and settled ask the kernel about each of the process's sockets (tens of
+        # microseconds, more beside a test suite's hundreds of files), once a step.
         return (
             self._in_process([*reads, *writes])
             and not children_alive()

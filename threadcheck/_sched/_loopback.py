@@ -9,7 +9,7 @@ A socket to anything else (another process, the network), a pipe or a file is
 not known to be quiet, nor is any socket while a child process lives: it keeps
 being waited on in real time. And loopback is not instant (Nagle's algorithm
 holds a second small write until a delayed ACK): nothing the program's sockets
-sent may be unacknowledged (:func:`settled`, from ``/proc``), or where that is
+sent may be unacknowledged (:func:`settled`, asked of the kernel), or where that is
 not known, the sockets must stay quiet for a while (``QUIET_PERIOD``) first.
 
 Thread safety: pure functions of the sockets given; call them while holding
@@ -20,10 +20,14 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 import sys
 import weakref
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+if sys.platform != "win32":
+    import fcntl
 
 _FAMILIES = (socket.AF_INET, socket.AF_INET6)
 
@@ -111,9 +115,9 @@ def from_another_process(
     """Whether one of ``files`` is a connected TCP socket whose peer is no socket
     of this process (another process's, another machine's): what comes on it
     comes in real time, whatever this process's threads do meanwhile. Not
-    known (no ``/proc``): a peer at a local address is taken for ours.
+    known (not Linux): a peer at a local address is taken for ours.
     ``peers``: the answers for peer addresses so far (a job's hundred reads
-    from one upstream read ``/proc`` once)."""
+    from one upstream look at this process's sockets once)."""
     known = {} if peers is None else peers
     for file in files:
         if not isinstance(file, socket.socket) or file in paired:
@@ -135,9 +139,10 @@ def from_another_process(
 
 
 def _outside(peer: tuple[Any, ...]) -> bool:
-    if _inodes_at(str(peer[0]), int(peer[1])) & _own_socket_inodes():
-        return False
-    return os.path.exists("/proc/self/net/tcp") or not _loopback(str(peer[0]))
+    own = own_tcp_sockets()
+    if own is None:  # not known: a local address is taken for ours
+        return not _loopback(str(peer[0]))
+    return not any(_takes(end, str(peer[0]), int(peer[1])) for end in own)
 
 
 def _loopback(host: str) -> bool:
@@ -158,106 +163,96 @@ def _unix_descriptor(file: Any) -> bool:
 
 def _listening_here(address: tuple[Any, ...]) -> bool:
     """Whether a listening TCP socket of this process takes connections to
-    ``address`` (Linux: ``/proc``; elsewhere unknown, so not)."""
-    listening = _listening_inodes(str(address[0]), int(address[1]))
-    return bool(listening) and not listening.isdisjoint(_own_socket_inodes())
+    ``address`` (Linux; elsewhere unknown, so not)."""
+    host, port = str(address[0]), int(address[1])
+    own = own_tcp_sockets() or []
+    return any(end.state == _TCP_LISTEN and _takes(end, host, port) for end in own)
 
 
-_TCP_LISTEN = "0A"
-_TABLES = (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6))
-_ANY = {socket.AF_INET: "0.0.0.0", socket.AF_INET6: "::"}
+class OwnSocket(NamedTuple):
+    """One TCP socket of this process, as the kernel has it."""
+
+    family: int
+    address: tuple[Any, ...]
+    """Where it is bound: (host, port)."""
+    state: int
+    """Its TCP state (``TCP_ESTABLISHED`` 1 ... ``TCP_LISTEN`` 10)."""
+    unacknowledged: int
+    """The bytes it sent that its peer has not acknowledged yet (or not sent yet)."""
 
 
-def _listening_inodes(host: str, port: int) -> set[str]:
-    """The inodes of the listening sockets (of any process of this network
-    namespace) bound to ``host`` or to every address, on ``port``."""
-    return {
-        inode
-        for bound, family, state, inode in _sockets_on(port)
-        if state == _TCP_LISTEN and bound in (host, _ANY[family])  # "::" takes IPv4 too
-    }
-
-
-def _inodes_at(host: str, port: int) -> set[str]:
-    """The inodes of the TCP sockets (of any process of this network namespace)
-    at ``host`` and ``port``: bound there, or listening there on every address."""
-    return {
-        inode
-        for bound, family, state, inode in _sockets_on(port)
-        if bound == host or (state == _TCP_LISTEN and bound == _ANY[family])
-    }
-
-
-def _sockets_on(port: int) -> Iterator[tuple[str, socket.AddressFamily, str, str]]:
-    """The TCP sockets bound to ``port`` (Linux: ``/proc``; elsewhere none
-    known): address, family, state and inode."""
-    for family, rows in _tcp_tables():
-        for row in rows:
-            local, state, inode = row[1], row[3], row[9]
-            hex_address, _, hex_port = local.partition(":")
-            if int(hex_port, 16) == port:
-                yield _decoded(hex_address, family), family, state, inode
-
-
-def _tcp_tables() -> list[tuple[socket.AddressFamily, list[list[str]]]]:
-    """The rows of ``/proc/net/tcp`` and ``tcp6`` (every TCP socket of this
-    network namespace), split in fields, of those tables that could be read."""
-    tables = []
-    for table, family in _TABLES:
-        try:
-            with open(f"/proc/self/net/{table}") as lines:
-                tables.append((family, [line.split() for line in lines.readlines()[1:]]))
-        except OSError:
-            continue
-    return tables
-
-
-_SETTLED = frozenset({"01", "05", "07", "08"})
+_TCP_LISTEN = 10
+_SETTLED = frozenset({1, 5, 7, 8})
 """TCP states with nothing in flight but data: established, FIN_WAIT2 (our end
 closed and acknowledged), closed, CLOSE_WAIT (the peer's end closed, its EOF
 landed)."""
+_ANY: dict[int, str] = {socket.AF_INET: "0.0.0.0", socket.AF_INET6: "::"}
+_SIOCOUTQ = 0x5411
+"""Linux's ioctl for a socket's unacknowledged bytes (``TIOCOUTQ``)."""
+
+
+def _takes(end: OwnSocket, host: str, port: int) -> bool:
+    """Whether ``end`` is the socket at ``host`` and ``port``: bound there, or
+    listening there on every address ("::" takes IPv4 too)."""
+    bound, bound_port = end.address[0], end.address[1]
+    if bound_port != port:
+        return False
+    return bound == host or (end.state == _TCP_LISTEN and bound == _ANY[end.family])
 
 
 def settled() -> bool:
     """Whether nothing any TCP socket of this process sent is still in flight:
-    every byte acknowledged (``tx_queue`` 0: so landed in its peer, on
-    loopback), no handshake or close under way (Linux: ``/proc``; elsewhere not
-    known, so not). A listening socket's pending connections are its readiness."""
-    own = _own_socket_inodes()
-    tables = _tcp_tables()
-    for _family, rows in tables:
-        for row in rows:
-            state, queues, inode = row[3], row[4], row[9]
-            if inode not in own or state == _TCP_LISTEN:
-                continue
-            if state not in _SETTLED or int(queues.partition(":")[0], 16):
-                return False
-    return bool(tables)
+    every byte acknowledged (so landed in its peer, on loopback), no handshake
+    or close under way (Linux; elsewhere not known, so not). A listening
+    socket's pending connections are its readiness."""
+    own = own_tcp_sockets()
+    if own is None:
+        return False
+    return all(
+        end.state == _TCP_LISTEN or (end.state in _SETTLED and not end.unacknowledged)
+        for end in own
+    )
 
 
-def _decoded(hex_address: str, family: int) -> str:
-    """An address as ``/proc/net/tcp`` writes it: 32-bit words in host order."""
-    raw = bytes.fromhex(hex_address)
-    words = (raw[i : i + 4] for i in range(0, len(raw), 4))
-    ordered = b"".join(word[::-1] if sys.byteorder == "little" else word for word in words)
-    return socket.inet_ntop(family, ordered)
-
-
-def _own_socket_inodes() -> set[str]:
-    """The inodes of this process's open sockets."""
-    found: set[str] = set()
+def own_tcp_sockets() -> list[OwnSocket] | None:
+    """This process's TCP sockets, read from its descriptors (each asked the
+    kernel through a duplicate: microseconds, where ``/proc/net/tcp`` lists
+    the whole network namespace's, 7 ms on a VM); None where not known (no
+    ``/proc/self/fd``, or not Linux's socket options)."""
+    tcp_info = getattr(socket, "TCP_INFO", None)
     try:
         descriptors = os.listdir("/proc/self/fd")
     except OSError:
-        return found
-    for descriptor in descriptors:
+        return None
+    if tcp_info is None:
+        return None
+    found = []
+    for name in descriptors:
         try:
-            target = os.readlink(f"/proc/self/fd/{descriptor}")
+            if not stat.S_ISSOCK(os.fstat(int(name)).st_mode):
+                continue
+            end = socket.socket(fileno=os.dup(int(name)))
         except OSError:
-            continue  # closed meanwhile
-        if target.startswith("socket:["):
-            found.add(target[len("socket:[") : -1])
+            continue  # closed meanwhile (listdir's own, say)
+        with end:
+            try:
+                described = _described(end, tcp_info)
+            except OSError:
+                continue
+        if described is not None:
+            found.append(described)
     return found
+
+
+def _described(end: socket.socket, tcp_info: int) -> OwnSocket | None:
+    if end.family not in _FAMILIES or end.type != socket.SOCK_STREAM:
+        return None
+    state = end.getsockopt(socket.IPPROTO_TCP, tcp_info, 1)[0]
+    unacknowledged = 0
+    if state != _TCP_LISTEN:  # a listening socket has no send queue (EINVAL)
+        raw = fcntl.ioctl(end.fileno(), _SIOCOUTQ, b"\0\0\0\0")
+        unacknowledged = int.from_bytes(raw, sys.byteorder, signed=True)
+    return OwnSocket(end.family, _address(end.getsockname()), state, unacknowledged)
 
 
 def _address(address: Any) -> tuple[Any, ...]:
