@@ -181,6 +181,32 @@ def test_a_wait_in_a_lambda_is_handed_to_a_worker_alone(running: RunningReactor)
     )
 
 
+def fires_a_deferred_whose_callback_waits() -> None:
+    worker = threading.Thread(target=time.sleep, args=(BLOCK,))
+    worker.start()
+    done: Deferred[None] = Deferred()
+    done.addCallback(worker.join)  # not the program's code: as trial runs `addCleanup(t.join)`
+    done.callback(None)
+
+
+def test_a_wait_in_a_deferred_s_callback_is_not_handed_over_with_its_firing(
+    running: RunningReactor,
+) -> None:
+    # Z50: "fix: wait in a worker: threads.deferToThread(done.callback, got)",
+    # which threadcheck then reported as Deferred.callback from a worker.
+    running.in_reactor(fires_a_deferred_whose_callback_waits)
+    [stall] = [s for s in running.recorder.stalls() if s.api == "Thread.join"]
+    report = format_stalls([stall]).splitlines()
+    blocked_at = report.index(next(text for text in report if "blocked at:" in text))
+    assert report[blocked_at + 1].strip() == "done.callback(None)"
+    assert re.fullmatch(
+        r"    fix: the wait is in a Deferred callback this line fires \(\S*threading\.py:\d+ in"
+        r" join\): there, wait in a worker: threads\.deferToThread\(thread\.join\); this line"
+        r" stays in the reactor thread",
+        report[-1],
+    ), report[-1]
+
+
 def test_the_same_wait_in_a_worker_is_silent(running: RunningReactor) -> None:
     reactor = running.reactor
     running.in_reactor(

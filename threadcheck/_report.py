@@ -811,11 +811,47 @@ def _callback_stall_fix(stall: Violation, where: _stacks.Frame | None) -> str:
     written = _fixes.call_written(source or "", waited) if waited else None
     if written is not None:  # `t.join()`, maybe in a lambda a callLater runs
         return f"wait in a worker: threads.deferToThread({written}), and go on in its callback"
+    fired = _callback_fired(stall.stack, where)
+    if fired is not None:  # `done.callback(x)`, whose callbacks wait: never a worker's to call
+        generic = _STALL_FIXES.get(
+            stall.api, "move the slow work to a thread: threads.deferToThread(f)"
+        )
+        return (
+            f"the wait is in a Deferred callback this line fires ({fired.location()}): there,"
+            f" {generic}; this line stays in the reactor thread"
+        )
     in_lambda = where is not None and where.function == "<lambda>"  # the line is its caller's
     called = None if in_lambda else _waiting_call(stall.api, source)
     if called is not None:  # `server.shutdown()`: the wait is inside the program's call
         return f"wait in a worker: threads.deferToThread({called})"
     return _STALL_FIXES.get(stall.api, "move the slow work to a thread: threads.deferToThread(f)")
+
+
+def _callback_fired(stack: _stacks.Stack, where: _stacks.Frame | None) -> _stacks.Frame | None:
+    """Where a Deferred callback run below ``where`` waits, when the wait is in
+    one (then the line only fired the Deferred): the innermost frame of a
+    library's (trial's cleanup running ``t.join``), else the callback Deferred
+    called (``t.join`` itself)."""
+    if where is None:
+        return None
+    below = [f for f in stack[_index_on(stack, where) + 1 :] if f.library != "threadcheck"]
+    runs = [
+        i
+        for i, frame in enumerate(below)
+        if frame.function == "_runCallbacks" and _in_defer(frame)
+    ]
+    if not runs:
+        return None
+    called = [f for f in below[runs[0] + 1 :] if not _in_defer(f)]
+    return next(
+        (f for f in reversed(called) if f.library != "python"), called[0] if called else None
+    )
+
+
+def _in_defer(frame: _stacks.Frame) -> bool:
+    """Whether ``frame`` is Deferred's own machinery (an ``inlineCallbacks``
+    generator resumed is its ``_inlineCallbacks``'s callee)."""
+    return frame.filename.replace(os.sep, "/").endswith("/twisted/internet/defer.py")
 
 
 _WAITED_AS_WRITTEN = {"Queue.get": "get", "Thread.join": "join", "Event.wait": "wait"}
