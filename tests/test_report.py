@@ -426,6 +426,9 @@ class Publisher:
         self.reactor.callLater(0, print, "close frame")
         self.reactor.callLater(1, print, "close timed out")
 
+    def abort(self):  # two different wrong-thread calls
+        self.reactor.callLater(1, print, "close timed out").cancel()
+
 
 def retry_later(reactor, f):
     reactor.callLater(1, f)
@@ -523,6 +526,35 @@ def test_one_library_call_doing_two_wrong_thread_things_is_one_mistake(
     violations = _wait_for_violations(running, 2)
     report = format_report(violations)
     assert report.startswith("threadcheck: 2 thread-affinity violations (1 distinct)"), report
+
+
+def test_one_mistake_of_two_apis_names_both_and_keeps_their_counts(
+    running_reactor: Any, wslib: Any
+) -> None:
+    # Z50: autobahn's sendClose from a watchdog thread was "[1] transport.write
+    # called from thread ... [x4]" with 2 writes and 2 callLaters, and its JSON
+    # entry "api": "transport.write", "count": 4.
+    running: RunningReactor = running_reactor()
+    publisher = wslib.Publisher(running.reactor)
+
+    def supervise() -> None:
+        publisher.abort()  # BUG: from a thread
+
+    run_threads([threading.Thread(target=supervise, name="supervisor")])
+    violations = _wait_for_violations(running, 2)
+    report = format_report(violations).splitlines()
+    assert report[0] == "threadcheck: 2 thread-affinity violations (1 distinct)", "\n".join(report)
+    assert report[3].startswith(
+        "[1] reactor.callLater and DelayedCall.cancel called from thread 'supervisor'"
+    ), report[3]
+    assert report[3].endswith("  [x2: reactor.callLater 1, DelayedCall.cancel 1]"), report[3]
+    document = json.loads(json.dumps(to_json(violations, "record")))
+    jsonschema.validate(document, json.loads(SCHEMA_PATH.read_text()))
+    [entry] = document["violations"]
+    assert entry["apis"] == {"reactor.callLater": 1, "DelayedCall.cancel": 1}
+    assert entry["summary"].startswith("reactor.callLater and DelayedCall.cancel called")
+    again = Counter(v.api for v in from_json(document))
+    assert again == Counter(v.api for v in violations) == document["counts_by_api"]
 
 
 def test_a_call_a_library_makes_from_a_thread_of_its_own_is_reported_as_its(

@@ -39,19 +39,47 @@ class Group:
     """The first occurrence."""
     count: int
     first_index: int
+    apis: dict[str, int]
+    """How many of each API, in order of first occurrence: one line's library
+    call may do two non-thread-safe things (a write, then a ``callLater``)."""
+
+    def headline(self) -> str:
+        """The first occurrence's headline, naming every API of the group."""
+        return self._named().headline()
+
+    def summary(self) -> str:
+        """The first occurrence's one-line summary, naming every API of the group."""
+        return self._named().summary()
+
+    def _named(self) -> Violation:
+        if len(self.apis) < 2:
+            return self.violation
+        return replace(self.violation, api=" and ".join(self.apis))
+
+    def times(self) -> str:
+        """``[x4: transport.write 2, reactor.callLater 2]``, ``[x3]``; empty for one."""
+        if self.count < 2:
+            return ""
+        if len(self.apis) < 2:
+            return f"[x{self.count}]"
+        each = ", ".join(f"{api} {count}" for api, count in self.apis.items())
+        return f"[x{self.count}: {each}]"
 
 
 def group(violations: Iterable[Violation]) -> list[Group]:
     """Identical violations merged, in order of first occurrence: the same call
     from the same code in two workers of one thread pool is one (shown as the
     first), as the pool could have given the job to either."""
-    counts: Counter[object] = Counter()
+    apis: dict[object, Counter[str]] = {}
     first: dict[object, tuple[Violation, int]] = {}
     for index, violation in enumerate(violations):
         key = _one_mistake(_any_worker(violation))
-        counts[key] += 1
+        apis.setdefault(key, Counter())[violation.api] += 1
         first.setdefault(key, (violation, index))
-    return [Group(v, counts[key], index) for key, (v, index) in first.items()]
+    return [
+        Group(v, sum(apis[key].values()), index, dict(apis[key]))
+        for key, (v, index) in first.items()
+    ]
 
 
 def _one_mistake(violation: Violation) -> object:
@@ -109,6 +137,14 @@ def fix_for(violation: Violation) -> str:
     return _hint(violation)
 
 
+def _through_third_party(violation: Violation) -> bool:
+    """Whether the program's call reached the API through a library other than
+    Twisted's (autobahn's ``sendClose``): then that call is what moves, whatever
+    the library did (a write, a ``DelayedCall.cancel``), so one fix for both."""
+    entry = _entry_into_library(violation.stack)
+    return entry is not None and entry.library not in _NOT_THIRD_PARTY
+
+
 def _hint(violation: Violation) -> str:
     if violation.kind is Kind.STUCK_AT_SHUTDOWN:
         return _fixes.STUCK_AT_SHUTDOWN
@@ -141,7 +177,7 @@ def _hint(violation: Violation) -> str:
             "dropped its last reference: let the reactor thread drop it (keep it out of "
             "the job, or hand it back with reactor.callFromThread and del it there)"
         )
-    if violation.api.startswith("DelayedCall."):
+    if violation.api.startswith("DelayedCall.") and not _through_third_party(violation):
         method = violation.api.split(".", 1)[1]
         where = violation.user_frame()
         source = where.source if where is not None else None
@@ -194,7 +230,7 @@ def _hint(violation: Violation) -> str:
             "of its own"
         )
     entry = _entry_into_library(violation.stack)
-    if entry is not None and entry.library not in _NOT_THIRD_PARTY:
+    if _through_third_party(violation) and entry is not None:
         # autobahn's sendMessage reaching transport.write: the user's call is what moves.
         if entry.function.startswith("__") and entry.function.endswith("__"):
             # `Client(d)` running its __init__, `client(5)` its __call__: the call written.
@@ -560,8 +596,8 @@ def _user_frames(stack: _stacks.Stack) -> list[_stacks.Frame]:
 def _group_head(number: int, g: Group) -> Iterator[str]:
     """A group's first lines: its headline and count, its test, why it is accepted."""
     v = g.violation
-    times = f"  [x{g.count}]" if g.count > 1 else ""
-    yield f"[{number}] {v.headline()}{times}"
+    times = f"  {g.times()}" if g.count > 1 else ""
+    yield f"[{number}] {g.headline()}{times}"
     if v.test is not None:
         yield f"    during test: {v.test.describe()}"
     if v.expected is not None:
@@ -942,8 +978,9 @@ def to_json(violations: list[Violation], mode: str) -> dict[str, object]:
                 "api": g.violation.api,
                 "kind": g.violation.kind.value,
                 "count": g.count,
+                "apis": g.apis,
                 "first_index": g.first_index,
-                "summary": g.violation.summary(),
+                "summary": g.summary(),
                 "thread": _thread_json(g.violation.thread),
                 "reactor_thread": _thread_json(g.violation.reactor_thread),
                 "stack": _stacks.to_json(g.violation.stack),
@@ -961,7 +998,8 @@ def to_json(violations: list[Violation], mode: str) -> dict[str, object]:
 
 
 def from_json(document: dict[str, Any]) -> list[Violation]:
-    """The violations a :func:`to_json` document holds, each repeated ``count`` times."""
+    """The violations a :func:`to_json` document holds, each repeated ``count``
+    times (as each of its ``apis``, that many times each)."""
     if document.get("schema") != SCHEMA_ID or document.get("version") != SCHEMA_VERSION:
         raise ValueError(
             f"not a {SCHEMA_ID} version {SCHEMA_VERSION} document: "
@@ -984,7 +1022,9 @@ def from_json(document: dict[str, Any]) -> list[Violation]:
             access=entry.get("access"),
             prior=_prior_from_json(entry.get("prior")),
         )
-        violations.extend([violation] * entry["count"])
+        apis = entry.get("apis") or {entry["api"]: entry["count"]}
+        for api, count in apis.items():
+            violations.extend([replace(violation, api=api)] * count)
     return violations
 
 

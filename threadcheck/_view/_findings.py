@@ -192,7 +192,7 @@ def _cards(groups: list[tuple[str, Group]], explorations: bool = False) -> str:
         listed = rest[:MAX_LINES]
         rows = "".join(
             f'<tr class="finding" data-kind="{kind}" data-test="{e(_test(g))}">'
-            f'<td class="num">{n}</td><td>{e(g.violation.summary())}</td>'
+            f'<td class="num">{n}</td><td>{e(g.summary())}</td>'
             f'<td class="num">{g.count}</td></tr>'
             for n, (kind, g) in enumerate(listed, start=MAX_CARDS + 1)
         )
@@ -211,7 +211,7 @@ def _cards(groups: list[tuple[str, Group]], explorations: bool = False) -> str:
 
 def _card(number: int, kind: str, g: Group) -> str:
     v = g.violation
-    count = f'<span class="count-badge">x{g.count}</span>' if g.count > 1 else ""
+    count = f'<span class="count-badge">{e(g.times()[1:-1])}</span>' if g.count > 1 else ""
     test = f'<p class="sub">during test: {e(v.test.describe())}</p>' if v.test else ""
     expected = f'<p class="sub">expected: {e(v.expected)}</p>' if v.expected else ""
     said = v.detail and kind == "stall" and v.detail not in v.headline()
@@ -219,7 +219,7 @@ def _card(number: int, kind: str, g: Group) -> str:
     return (
         f'<article class="card card-{kind}" id="finding-{number}" data-kind="{kind}" '
         f'data-test="{e(_test(g))}"><h2><span class="tag">{e(KINDS[kind])}</span> '
-        f"[{number}] {e(v.headline())}{count}</h2>{test}{expected}{detail}"
+        f"[{number}] {e(g.headline())}{count}</h2>{test}{expected}{detail}"
         f'<p class="fix"><b>fix:</b> <code>{e(fix_for(v))}</code></p>'
         + "".join(_stacks_of(kind, v))
         + "</article>"
