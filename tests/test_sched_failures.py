@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -560,3 +561,77 @@ def test_a_long_step_table_shows_the_violating_call() -> None:
     [row] = [row for row in table if row.endswith("   <- the violation")]
     assert row.split()[:2] == ["30", "T1"], table  # the call's row, not the lock's
     assert table[-1].startswith("     89  T0"), table  # the last rows still end it
+
+
+def test_a_long_step_table_shows_where_a_call_without_a_point_of_its_own_was_made() -> None:
+    # Z50: a sensor thread's client.sendMessage(payload), into autobahn (no
+    # point on the line), was the violation: the table showed the main
+    # thread's last rows alone.
+    from threadcheck._sched._core import Failure, Step
+    from threadcheck._sched._report import step_table
+
+    from support import schedule_run
+
+    def step(index: int, tid: int, line: int, detail: str) -> Step:
+        return Step(index, tid, "access", "/srv/sensor.py", line, "sensor", detail)
+
+    trace = [step(i, 1, 45, "iteration of clients") for i in range(1, 30)]
+    trace += [step(i, 0, 79, "results (load)") for i in range(30, 90)]
+    run = schedule_run(trace, {}, ["MainThread", "sensor"])
+    where = "/srv/sensor.py:47 in sensor"
+    run.failure = Failure("violation", "transport.write called", "sensor", where, step=30)
+    table = step_table(run)
+    [row] = [row for row in table if "<- then the violation" in row]
+    assert row.split()[:2] == ["29", "T1"], table
+    assert row.endswith("   <- then the violation, at sensor.py:47 in sensor"), row
+    assert table[-1].startswith("     89  T0"), table
+
+
+PUSHLIB = """
+def push(reactor, payload):
+    reactor.callLater(0, print, payload)
+"""
+
+SENSOR = """
+import queue, threading
+import pushlib
+from twisted.internet import reactor
+
+readings = queue.Queue()
+
+
+def sensor():
+    while True:
+        reading = readings.get(timeout=1)
+        if reading is None:
+            return reactor.callFromThread(reactor.stop)
+        pushlib.push(reactor, reading)  # BUG: from the sensor thread
+
+
+def main():
+    for n in range(3):
+        readings.put(n)
+    readings.put(None)
+    thread = threading.Thread(target=sensor, name="sensor")
+    reactor.callWhenRunning(thread.start)
+    reactor.run()
+    thread.join()
+    total = 0
+    for n in range(40):  # the main thread's rows end the table
+        total += n
+
+
+main()
+"""
+
+
+def test_an_exploration_notes_the_step_of_a_violation_made_through_a_library(
+    tmp_path: Path,
+) -> None:
+    from support import explore_with_library
+
+    result = explore_with_library(tmp_path, "pushlib", PUSHLIB, SENSOR, "--budget", "1")
+    assert result.returncode == 1, result.stderr
+    [row] = [row for row in result.stderr.splitlines() if "<- then the violation" in row]
+    assert " T1 sensor " in row, result.stderr
+    assert row.endswith("at service.py:14 in sensor"), row

@@ -25,6 +25,7 @@ import gc
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from types import FrameType, ModuleType
 from typing import Any, cast
@@ -45,6 +46,7 @@ from threadcheck._sched._core import (
     active,
 )
 from threadcheck._sched._pool import scheduled_team
+from threadcheck._violation import Violation
 from threadcheck_reactor._delayedcall import CheckedDelayedCall, delayed_call_type
 from threadcheck_reactor._reactor import REACTOR_CLASSES, InstrumentedReactorType, ThreadCheckMixin
 from threadcheck_reactor._threadpool import SubmissionTrackingThreadPool
@@ -85,7 +87,7 @@ class ScheduledMixin(ThreadCheckMixin):
     ) -> None:
         self._scheduler = scheduler
         self._idle: ControlledThread | None = None
-        super().__init__(mode, recorder, checker=checker)
+        super().__init__(mode, recorder or _StepNoting(scheduler), checker=checker)
         self.threadcheck.announce = False
         process = _process()
         self._children_before = set(process.reapProcessHandlers) if process else set()
@@ -93,6 +95,12 @@ class ScheduledMixin(ThreadCheckMixin):
     @property
     def scheduler(self) -> Scheduler:
         return self._scheduler
+
+    @property
+    def first_violation_step(self) -> int | None:
+        """The scheduler's step when the first violation was recorded."""
+        recorder = self.threadcheck.recorder
+        return recorder.first_step() if isinstance(recorder, _StepNoting) else None
 
     def dispose(self) -> None:
         super().dispose()
@@ -449,3 +457,31 @@ SCHEDULED_CLASSES: list[type[ScheduledMixin]] = [_scheduled(cls) for cls in REAC
 """Every instrumented reactor class under the scheduler, the default last."""
 
 ScheduledReactor = SCHEDULED_CLASSES[-1]
+
+
+class _StepNoting(Recorder):
+    """A recorder that notes the scheduler's step at each violation made live
+    (not one held since before ``run()`` and judged later): the schedule goes
+    on after it, and the step table shows where it was made.
+
+    Thread safety: as :class:`Recorder`'s; the steps are kept under its lock."""
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        super().__init__()
+        self._scheduler = scheduler
+        self._steps: list[int | None] = []
+
+    def record(self, violation: Violation) -> None:
+        live = violation.thread.ident == threading.get_ident()
+        with self._lock:
+            self._steps.append(self._scheduler.step if live else None)
+            self._violations.append(violation)
+
+    def clear(self) -> list[Violation]:
+        with self._lock:
+            self._steps = []
+        return super().clear()
+
+    def first_step(self) -> int | None:
+        with self._lock:
+            return self._steps[0] if self._steps else None

@@ -368,6 +368,9 @@ class Failure:
     waits_for: tuple[tuple[int, str, int | None], ...] = ()
     """A deadlock's wait-for graph: (thread, what it waits for and where, the thread
     holding it, or None when no thread holds it, e.g. a queue nobody will fill)."""
+    step: int | None = None
+    """The scheduler's step when it happened, where the schedule went on after
+    (a violation: its first), for the step table; None when not known."""
 
     def signature(self) -> str:
         """What a replay or a shrunk schedule must reproduce: the kind of failure

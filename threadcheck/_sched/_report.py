@@ -262,8 +262,8 @@ def _held(run: ScheduleRun) -> str:
 def step_table(run: ScheduleRun) -> list[str]:
     """The schedule step by step: thread, user line, what was accessed, and the
     preemptions; and the step the failure names, when it is not the last."""
-    failing = _failing_step(run)
-    rows = [_row(step, run, step.index == failing) for step in run.trace]
+    failing, exact = _failing_step(run)
+    rows = [_row(step, run, step.index == failing, exact) for step in run.trace]
     header = f"  {'step':>5}  {'thread':<22} {'where':<44} point"
     if len(rows) <= MAX_ROWS:
         return [header, *rows]
@@ -271,15 +271,18 @@ def step_table(run: ScheduleRun) -> list[str]:
     return [header, *_elide(rows, marked, _conflicting(run.trace, marked))]
 
 
-def _failing_step(run: ScheduleRun) -> int | None:
+def _failing_step(run: ScheduleRun) -> tuple[int | None, bool]:
     """The step at the line the failure names, in its thread, unless it is the
     schedule's last: a violation's call, after which the schedule went on (Z48:
     the table showed the main thread's last steps, not the watcher's
     ``reactor.stop()``). Its first such step for a violation (the first one
-    is reported; a call's, if one is there), else its last (the pass that raised)."""
+    is reported; a call's, if one is there), else its last (the pass that raised).
+    With whether it is that line's: a call with no point of its own
+    (``client.sendMessage(payload)``, into a library) is shown by its thread's
+    step before it (Z50: the table showed only the main thread's last steps)."""
     failure = run.failure
     if failure is None or not failure.location or failure.thread not in run.thread_names:
-        return None
+        return None, True
     place, _, function = failure.location.rpartition(" in ")
     path, _, line = place.rpartition(":")
     tid = run.thread_names.index(failure.thread)
@@ -291,13 +294,16 @@ def _failing_step(run: ScheduleRun) -> int | None:
         and str(step.lineno) == line
         and os.path.basename(step.filename) == os.path.basename(path)
     ]
+    exact = bool(steps)
+    if not steps and failure.step is not None:
+        steps = [step for step in run.trace if step.tid == tid and step.index <= failure.step][-1:]
     if not steps:
-        return None
+        return None, True
     # A violation is made by a call: its row, not a lock taken by an argument's
     # (d.callback(f.result()) had its future's lock.acquire marked).
     calls = [step for step in steps if step.detail.endswith("(call)")]
     chosen = (calls or steps)[0] if failure.kind == "violation" else steps[-1]
-    return chosen.index if chosen.index != run.trace[-1].index else None
+    return (chosen.index if chosen.index != run.trace[-1].index else None), exact
 
 
 def _conflicting(trace: list[Step], marked: list[bool]) -> set[int]:
@@ -336,7 +342,7 @@ def _accessed(detail: str) -> str | None:
     return base.rpartition(".")[2] + bracket + key
 
 
-def _row(step: Step, run: ScheduleRun, failing: bool = False) -> str:
+def _row(step: Step, run: ScheduleRun, failing: bool = False, exact: bool = True) -> str:
     name = run.thread_names[step.tid] if step.tid < len(run.thread_names) else "?"
     thread = f"T{step.tid} {name}"[:22]
     where = (
@@ -347,7 +353,10 @@ def _row(step: Step, run: ScheduleRun, failing: bool = False) -> str:
     detail = step.detail or step.kind
     notes = [run.preemptions.get(step.index)]
     if failing and run.failure is not None:
-        notes.append(f"the {run.failure.kind}")
+        at = short_location(run.failure.location or "")
+        notes.append(
+            f"the {run.failure.kind}" if exact else f"then the {run.failure.kind}, at {at}"
+        )
     mark = "".join(f"   <- {note}" for note in notes if note)
     return f"  {step.index:>5}  {thread:<22} {where:<44} {detail}{mark}"
 

@@ -569,6 +569,7 @@ def _first_violation(reactor: Any) -> Failure | None:
         details=format_report(violations),
         what=first.api,
         accesses=_race_accesses(first),
+        step=getattr(reactor, "first_violation_step", None),
     )
 
 
