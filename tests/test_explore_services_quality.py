@@ -351,6 +351,100 @@ reactor.run()
 """
 
 
+ROSTER = """
+import os
+import sys
+import tempfile
+
+from twisted.internet import protocol, reactor, task, threads
+
+GUESTS = 3
+ROSTER = os.path.join(tempfile.mkdtemp(prefix="roster-"), "online.txt")
+errors = []
+left = []
+
+
+def write_roster(peers):
+    with open(ROSTER + ".tmp", "w") as out:  # the disk: never in the reactor thread
+        for peer in peers:
+            out.write(peer + "\\n")
+    os.replace(ROSTER + ".tmp", ROSTER)
+
+
+class Member(protocol.Protocol):
+    def connectionMade(self):
+        self.peer = str(self.transport.getPeer().port)
+        self.factory.members.add(self)
+
+    def connectionLost(self, reason):
+        self.factory.members.discard(self)
+
+
+class Chat(protocol.ServerFactory):
+    protocol = Member
+
+    def __init__(self):
+        self.members = set()
+
+
+def snapshot(chat):
+    peers = {peers}
+    return threads.deferToThread(write_roster, peers).addErrback(errors.append)
+
+
+class Guest(protocol.Protocol):
+    def connectionMade(self):
+        reactor.callLater(0.05 * (self.factory.n + 1), self.transport.loseConnection)
+
+    def connectionLost(self, reason):
+        left.append(self.factory.n)
+        if len(left) == GUESTS:
+            reactor.callLater(0.05, reactor.stop)
+
+
+def main():
+    chat = Chat()
+    port = reactor.listenTCP(0, chat, interface="127.0.0.1")
+    task.LoopingCall(snapshot, chat).start(0.01)
+    for n in range(GUESTS):
+        guests = protocol.ClientFactory.forProtocol(Guest)
+        guests.n = n
+        reactor.callLater(0.02 * n, reactor.connectTCP, "127.0.0.1", port.getHost().port, guests)
+    reactor.callLater(20, reactor.stop)  # a safety net
+    reactor.run()
+    if errors:
+        sys.exit(f"roster snapshot failed: {{errors[0].getErrorMessage()}}")
+    if len(left) != GUESTS:
+        sys.exit(f"only {{len(left)}} guests left")
+
+
+main()
+"""
+WALKED_IN_THE_POOL = "(m.peer for m in chat.members)  # BUG: the pool thread walks the set"
+WALKED_HERE = "[m.peer for m in chat.members]  # walked in the reactor thread"
+
+
+def test_a_set_walked_by_a_pool_job_while_connections_come_is_found(tmp_path: Path) -> None:
+    # Z50: the reactor handled what landed on its sockets only once no other
+    # thread could run, so never while a pool job walked its members (2,000
+    # schedules, "no failure seen": plain runs of this program fail).
+    program = write_program(tmp_path, ROSTER.format(peers=WALKED_IN_THE_POOL))
+    result = explore_program(program, "--budget", "200")
+    assert_found_and_replayed(
+        result,
+        "threadcheck: exit: the program exited with status 1: roster snapshot failed: "
+        "Set changed size during iteration",
+    )
+
+
+def test_its_twin_walking_the_set_in_the_reactor_thread_is_clean(tmp_path: Path) -> None:
+    program = write_program(tmp_path, ROSTER.format(peers=WALKED_HERE))
+    result = explore_program(program, "--budget", "200")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("threadcheck: 200 schedules ("), result.stderr
+    assert "no failure seen, which is not a proof" in result.stderr
+
+
 def test_a_worker_stopping_the_reactor_itself_beside_a_socket(tmp_path: Path) -> None:
     done = "reactor.stop()  # BUG: from the worker"
     result = explore_program(

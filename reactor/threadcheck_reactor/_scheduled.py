@@ -242,6 +242,13 @@ class ScheduledMixin(ThreadCheckMixin):
             super().doIteration(0)
             return
         if scheduler.others_runnable():
+            if scheduler.any_ready(*self._sockets()):
+                # What landed is handled now, as a poll that found it ready
+                # returns at once, while the others run on (a handshake's
+                # onOpen only ever came once a pool job's loop was done, Z50).
+                scheduler.point("sync", "reactor iteration (real I/O)")
+                super().doIteration(0)
+                return
             # Idle: let the other threads run first, as a blocking poll would.
             self._idle = scheduler.controlled()
             try:

@@ -783,6 +783,13 @@ class Scheduler:
             self._wake_ready_io(0.0)
         return any(t.runnable and t is not self._running for t in self.threads)
 
+    def any_ready(self, reads: Sequence[Any], writes: Sequence[Any]) -> bool:
+        """Whether one of ``reads`` is ready to read or of ``writes`` to write, now."""
+        if not reads and not writes:
+            return False
+        readable, writable = _ready(list(reads), list(writes), 0)
+        return bool(readable or writable)
+
     def advance(self, seconds: float) -> None:
         """Move virtual time on (a reactor that waited on real sockets)."""
         self.thinned.add(REAL_IO)
