@@ -1299,7 +1299,7 @@ def test_a_failure_raised_again_says_where(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stderr
     assert result.stderr.splitlines()[2] == (
         "  at service.py:4 in parse_reply (raised again at service.py:12 in <module>) "
-        "in MainThread"
+        "in thread 'MainThread'"
     )
 
 

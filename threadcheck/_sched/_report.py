@@ -164,7 +164,7 @@ def format_result(result: ExploreResult) -> str:
     if failure.location:
         lines.append(
             f"  at {short_location(failure.location)}"
-            + (f" in {failure.thread}" if failure.thread else "")
+            + (f" in thread {failure.thread!r}" if failure.thread else "")
         )
     held = _held(run)
     if held:
