@@ -161,7 +161,9 @@ reactor.run()
 def test_a_thread_blocked_in_a_library_is_reported_where_it_waits(tmp_path: Path) -> None:
     result = explore_with_library(tmp_path, "replies", LIBRARY_BLOCKED, USES_THE_LIBRARY)
     assert result.returncode == 1, result.stderr
-    assert "\n  at replies.py:8 in read_reply in thread 'PoolThread-" in result.stderr, result.stderr
+    assert "\n  at replies.py:8 in read_reply in thread 'PoolThread-" in result.stderr, (
+        result.stderr
+    )
 
 
 # A pool job reads a status pipe nobody writes; given an argument, the program

@@ -1241,3 +1241,31 @@ def test_a_failure_from_the_start_shows_no_helper_of_ours(tmp_path: Path) -> Non
     result = explore_program(program, "--budget", "50")
     assert result.returncode == 1 and "exited with status 1: stopped" in result.stderr
     assert "__tc_" not in result.stderr, result.stderr
+
+
+def _refresher_with_an_executor(reactor: Any) -> Any:
+    from twisted.internet import task
+
+    stopping = threading.Event()
+
+    def refresher() -> None:  # a daemon thread refreshing through an executor until told
+        with ThreadPoolExecutor(max_workers=1) as executor:
+            while True:
+                executor.submit(int).result()
+                if stopping.wait(0.2):
+                    return
+
+    threading.Thread(target=refresher, daemon=True).start()
+    return task.deferLater(reactor, 0.5, stopping.set)
+
+
+def test_a_schedule_s_end_raises_nothing_unraisable(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Z51: an executor collected as its daemon thread unwound at a schedule's
+    # end ran its weakref callback, whose queue.put raised our Abort: pytest
+    # warned of each ("Exception ignored in: ... weakref_cb"), 50 in a test,
+    # and failed the test under -W error.
+    unraisable: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    threadcheck.explore(_refresher_with_an_executor, budget=30).assert_clean()
+    assert [u.exc_type for u in unraisable] == []
+    assert sys.unraisablehook == unraisable.append  # given back

@@ -195,6 +195,8 @@ class Explorer:
         self._random_state = random.getstate()
         self._showwarning = warnings.showwarning
         warnings.showwarning = _shown_once(warnings.showwarning)
+        self._unraisablehook = sys.unraisablehook
+        sys.unraisablehook = _aborts_unsaid(sys.unraisablehook)
         self.watchdog.start()
         self._affinity = _pin_to_one_cpu()
         self.twisted_logging.capture()
@@ -248,6 +250,7 @@ class Explorer:
         random.setstate(self._random_state)  # type: ignore[arg-type]
         warnings.showwarning = self._showwarning
         _collect_leftovers(0)  # the last schedule's (the others' are collected)
+        sys.unraisablehook = self._unraisablehook
         gc.unfreeze()
         if self._gc_was_enabled:
             gc.enable()
@@ -437,6 +440,20 @@ def _collect_leftovers(generation: int = 2) -> None:
 
 def _unsaid(unraisable: Any) -> None:
     pass
+
+
+def _aborts_unsaid(hook: Callable[[Any], object]) -> Callable[[Any], object]:
+    """``hook``, but for our :class:`Abort` raised in a weakref callback or a
+    ``__del__`` as a schedule is torn down (an executor's ``weakref_cb``
+    putting to its queue as its thread unwound): not the program's error
+    (pytest warned of each, and failed the test under ``-W error``)."""
+
+    def unraisablehook(unraisable: Any) -> object:
+        if isinstance(unraisable.exc_value, Abort):
+            return None
+        return hook(unraisable)
+
+    return unraisablehook
 
 
 def _schedule_run(
