@@ -7,6 +7,7 @@ import io
 import json
 import os
 import re
+import sys
 import threading
 import time
 import traceback
@@ -853,6 +854,30 @@ def test_only_a_package_of_the_programs_own_is_taken_for_the_program(
     assert _stacks.installed_package_of(f"{site}threadcheck/") is None
     assert _stacks.installed_package_of(f"{site}myapp/") == "myapp"
     assert _stacks.installed_package_of("/home/me/project/app.py") is None
+
+
+def test_a_compiled_module_s_frame_is_its_installed_package_s(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Z51: Cython frames carry the relative name they were built from
+    # (lib/sqlalchemy/engine/_result_cy.py): taken for the program's own code,
+    # an exploration's failure was placed there, not at the program's line.
+    from threadcheck import _stacks
+
+    site = tmp_path / "lib" / "python3.11" / "site-packages" / "cylib"
+    site.mkdir(parents=True)
+    (site / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(site.parent))
+    monkeypatch.delitem(sys.modules, "cylib", raising=False)
+    __import__("cylib")
+    monkeypatch.chdir(tmp_path)
+    assert _stacks.classify("lib/cylib/engine/_result_cy.py") == "cylib"
+    assert _stacks.classify("cylib/_speedups.pyx") == "cylib"
+    assert _stacks.classify("service.py") is None  # compiled from a name of the program's
+    (tmp_path / "src" / "cylib").mkdir(parents=True)
+    (tmp_path / "src" / "cylib" / "mod.py").write_text("")
+    monkeypatch.setattr(_stacks, "STARTED_IN", str(tmp_path))
+    assert _stacks.classify("src/cylib/mod.py") is None  # a file of the checkout here
 
 
 def test_one_call_into_twisted_that_breaks_the_rule_twice_is_one_violation(

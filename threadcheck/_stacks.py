@@ -180,6 +180,22 @@ def _classify(filename: str) -> str | None:
         return "python"
     if filename.startswith("<decorator-gen-"):
         return "decorator"  # signature-preserving wrappers (pytest-twisted uses them)
+    return _compiled_package(filename)
+
+
+def _compiled_package(filename: str) -> str | None:
+    """The installed package a compiled module's frame is of, its file name the
+    relative one it was built from (Cython's: ``lib/sqlalchemy/engine/_result_cy.py``,
+    counted as the user's own, and a failure's line put there): a folder of
+    it names an imported installed package, and no such file is here."""
+    if os.path.isabs(filename) or filename.startswith("<"):
+        return None
+    for folder in filename.replace(os.sep, "/").split("/")[:-1]:
+        module = sys.modules.get(folder)
+        path = getattr(module, "__file__", None) or ""
+        if path and _installed_package(path) == folder:
+            started = STARTED_IN or os.getcwd()
+            return None if os.path.exists(os.path.join(started, filename)) else folder
     return None
 
 
