@@ -221,6 +221,46 @@ def test_an_explored_test_with_races_fails_on_a_race_alone(pytester: pytest.Pyte
     result.stdout.fnmatch_lines(["*data race on Stats.handled: update in thread*"])
 
 
+def test_an_explored_test_with_races_watches_the_modules_its_file_imports(
+    pytester: pytest.Pytester,
+) -> None:
+    # Z51: `import helper` at the top of the test file, as usual: helper's
+    # race went unseen ("50 schedules ... 0 failing"), found only with
+    # --threadcheck-races or the import moved into the test.
+    pytester.makepyfile(
+        counting="""
+        from twisted.internet import defer, task, threads
+
+        def counters(reactor):
+            served = {}
+
+            def count(user):
+                served[user] = served.get(user, 0) + 1  # a pool job's and the reactor's
+
+            def query(user):
+                count(user)
+                return [1]
+
+            pool = reactor.getThreadPool()
+            work = [threads.deferToThreadPool(reactor, pool, query, "u0")]
+            work.append(task.deferLater(reactor, 0, count, "u0"))
+            return defer.gatherResults(work, consumeErrors=True)
+        """,
+        test_counting="""
+        import pytest
+
+        import counting
+
+        @pytest.mark.threadcheck_explore(budget=50, races=True)
+        def test_counters(threadcheck_reactor):
+            return counting.counters(threadcheck_reactor)
+        """,
+    )
+    result = pytester.runpytest_subprocess("-p", "no:twisted", timeout=120)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*data race on served[[]...[]]: *"])
+
+
 def test_an_exploration_failed_by_a_race_proved_nothing(pytester: pytest.Pytester) -> None:
     # dpor explores every interleaving and no assertion fails, but the session's
     # race detector fails the test: the summary must not count it as a proof.

@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from types import FrameType, FunctionType, MethodType
+from types import FrameType, FunctionType, MethodType, ModuleType
 from typing import Any, TypeVar
 
 from threadcheck import _stacks, _threads
@@ -55,16 +55,21 @@ class ScenarioTarget:
 
     def rewrite_for_races(self) -> None:
         """The scenario's module was imported before races were watched: rewrite it
-        now, and the scenario itself if it was made inside a function (a test).
-        Not the module's tests: pytest's own rewriting of their asserts stays."""
+        now, and the scenario itself if it was made inside a function (a test),
+        and the program's own modules it uses (a test file's ``import helper``:
+        its races went unseen, Z51), with the functions of theirs it holds.
+        Not the modules' tests: pytest's own rewriting of their asserts stays."""
         from threadcheck._races._inplace import is_test, rewrite_loaded
 
         module = sys.modules.get(getattr(self.scenario, "__module__", None) or "")
-        filename = getattr(module, "__file__", "") or ""
-        if module is not None and _stacks.is_user_code(filename):
-            made = [self.scenario, getattr(self.scenario, "__wrapped__", None)]
-            also = [f for f in _reached(made) if f.__code__.co_filename == filename]
-            rewrite_loaded(module, also, keep=is_test)
+        if module is None or not _is_users(module):
+            return
+        made = [self.scenario, getattr(self.scenario, "__wrapped__", None)]
+        reached = _reached(made)
+        for used in _used_modules(module, reached):
+            filename = getattr(used, "__file__", "") or ""
+            also = [f for f in reached if f.__code__.co_filename == filename]
+            rewrite_loaded(used, also, keep=is_test)
 
     def run(self, reactor: Any) -> Failure | None:
         from twisted.python.failure import Failure as TwistedFailure
@@ -265,6 +270,42 @@ def _clear_thread_locals() -> None:
     clear = thread_locals_clearer()
     if clear is not None:
         clear()
+
+
+def _is_users(module: ModuleType) -> bool:
+    filename = getattr(module, "__file__", "") or ""
+    return bool(filename) and _stacks.is_user_code(filename)
+
+
+def _used_modules(
+    module: ModuleType, functions: Sequence[FunctionType], limit: int = 64
+) -> list[ModuleType]:
+    """``module``, and the program's own modules it or ``functions`` use, transitively:
+    those its globals name (``import helper``), or whose functions and classes
+    they hold (``from helper import counters``), up to ``limit`` modules."""
+    found: list[ModuleType] = []
+    todo: list[object] = [module, *functions]
+    seen: set[str] = set()
+    while todo and len(found) < limit:
+        value = todo.pop(0)
+        used = value if isinstance(value, ModuleType) else sys.modules.get(_module_of(value))
+        if used is None or used.__name__ in seen:
+            continue
+        seen.add(used.__name__)
+        if _is_users(used):
+            found.append(used)
+            todo.extend(vars(used).values())
+    return found
+
+
+def _module_of(value: object) -> str:
+    """The name of the module ``value`` was defined in ("" if none, or if asking raised:
+    a lazy proxy's ``__getattr__``)."""
+    try:
+        name = getattr(value, "__module__", None)
+    except Exception:
+        return ""
+    return name if isinstance(name, str) else ""
 
 
 def _reached(functions: Sequence[object], limit: int = 256) -> list[FunctionType]:
