@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from twisted.internet import threads
+from twisted.internet import defer, threads
 from twisted.internet.defer import Deferred
 
 import threadcheck
@@ -607,3 +608,50 @@ def test_a_child_waited_on_by_a_blocked_thread_ends_with_its_schedule(tmp_path: 
         for _ in range(100):
             os.kill(pid, 0)
             time.sleep(0.05)
+
+
+class _ConnectionPool:
+    """A library's pool, made at import (before exploring): its lock is real."""
+
+    def __init__(self) -> None:
+        self.mutex = threading.Lock()
+
+    def take(self) -> None:
+        if not self.mutex.acquire(timeout=2):
+            raise TimeoutError("pool exhausted: timed out after 2 s")
+
+    def give(self) -> None:
+        self.mutex.release()
+
+
+_POOL = _ConnectionPool()
+
+
+def _two_readers(reactor: Any) -> Any:
+    def read() -> None:
+        _POOL.take()
+        try:
+            time.sleep(0.01)  # the query
+        finally:
+            _POOL.give()
+
+    pool = reactor.getThreadPool()
+    jobs = [threads.deferToThreadPool(reactor, pool, read) for _ in range(2)]
+    return defer.gatherResults(jobs, consumeErrors=True)
+
+
+def test_a_failure_after_a_wait_outside_the_scheduler_s_control_is_that_wait() -> None:
+    # Z51: a SQLAlchemy engine made at import: one job held its pool's real
+    # lock in a sleep, the other waited on that lock outside our control until
+    # its 2 s timeout: "exception: TimeoutError ... shrunk to none: it fails
+    # without a preemption", a bug of correct code.
+    result = threadcheck.explore(_two_readers, budget=5)
+    assert result.failure is not None
+    assert result.failure.kind == "uncontrolled-blocking", result.report()
+    assert re.fullmatch(
+        r"T\d \(PoolThread-twisted\.internet\.reactor-\d\) waited \d\.\d s outside the "
+        r"scheduler's control \(.*\); then exception: TimeoutError: pool exhausted: timed out "
+        r"after 2 s",
+        result.failure.message,
+    ), result.failure.message
+    assert "in take" in (result.failure.location or ""), result.failure.location

@@ -86,7 +86,7 @@ def test_os_exit_from_a_health_check_thread_is_found_and_replayed(tmp_path: Path
     lines = result.stderr.splitlines()
     assert lines[0] == "threadcheck: exit: the program exited with status 3 (os._exit)"
     assert re.search(
-        r"at \S*service\.py:\d+ in health_check in Thread-1 \(health_check\)", lines[2]
+        r"at \S*service\.py:\d+ in health_check in thread 'Thread-1 \(health_check\)'", lines[2]
     )
     assert_found_and_replayed(result, lines[0])
 

@@ -504,7 +504,7 @@ def test_a_child_process_written_from_a_worker(tmp_path: Path) -> None:
     assert_found_and_replayed(
         result, "threadcheck: violation: process.write called from thread 'PoolThread-"
     )
-    assert "at service.py:18 in feed in PoolThread-" in result.stderr
+    assert "at service.py:18 in feed in thread 'PoolThread-" in result.stderr
 
 
 def test_its_twin_waits_for_the_child_and_ends(tmp_path: Path) -> None:

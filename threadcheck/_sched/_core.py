@@ -388,6 +388,10 @@ class Failure:
 STUCK_ON_REAL_IO = "stuck on real I/O"
 """How a deadlock on real files (past :data:`REAL_IO_LIMIT`) begins."""
 
+UNCONTROLLED_NOTED = 1.0
+"""Wall seconds a thread may wait outside the scheduler's control before a
+failure after the wait is put down to it (its timeout: correct code fails)."""
+
 BLOCKED = "uncontrolled-blocking"
 """The failure of a thread blocked outside the scheduler's control (a real
 socket, a C call, a child process): no rerun may repeat it, so an exploration
@@ -456,6 +460,11 @@ class Scheduler:
         (the watchdog ended it early) or while the schedule waited on real I/O:
         the schedule ends as interrupted."""
         self.at_exit: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
+        self.uncontrolled: Failure | None = None
+        """The longest wait of a thread outside the scheduler's control that the
+        watchdog saw last over :data:`UNCONTROLLED_NOTED` and end before its
+        timeout (a lock made before exploring, taken with a timeout): a
+        failure after it is that wait's, not an interleaving's."""
         self.misuse: TargetError | None = None
         """A misuse raised in a thread other than the schedule's first: raised
         out of the exploration after the teardown, as the first's is."""

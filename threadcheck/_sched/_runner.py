@@ -34,6 +34,7 @@ from threadcheck._sched import _token
 from threadcheck._sched._alarm import DeferredAlarm
 from threadcheck._sched._carriers import Carriers
 from threadcheck._sched._core import (
+    BLOCKED,
     DEFAULT_MAX_DELAY,
     DEFAULT_MAX_STEPS,
     REAL_IO,
@@ -377,7 +378,9 @@ class Explorer:
         if failed is not None and _ASYNCIO_REACTOR in failed.message:
             raise TargetError(_ASKS_FOR_ASYNCIO)  # not a failure of any schedule's
         logged = errors.first or (errors.handled if failed is not None else None)
-        failure = _cause(failed, _first(logged, violation))
+        failure = _after_uncontrolled(
+            scheduler.uncontrolled, _cause(failed, _first(logged, violation))
+        )
         return _schedule_run(index, scheduler, failure, entropy)
 
     def _traced_if_missed(self, scheduler: Scheduler) -> None:
@@ -440,6 +443,21 @@ def _collect_leftovers(generation: int = 2) -> None:
 
 def _unsaid(unraisable: Any) -> None:
     pass
+
+
+def _after_uncontrolled(noted: Failure | None, failure: Failure | None) -> Failure | None:
+    """``failure``, or, when a thread waited outside the scheduler's control
+    before it (``noted``), that wait, then it: a wait that ended by its own
+    timeout (a pool's lock made before exploring, taken with 2 s) failed
+    correct code, shrunk to "it fails without a preemption" (Z51)."""
+    if noted is None or failure is None or failure.kind in (BLOCKED, "interrupted"):
+        return failure
+    then = f"then {failure.kind}: {failure.message}"
+    return replace(
+        noted,
+        message=f"{noted.message}; {then}",
+        details=f"{noted.details}\n\n{then}\n{failure.details}".rstrip(),
+    )
 
 
 def _aborts_unsaid(hook: Callable[[Any], object]) -> Callable[[Any], object]:

@@ -25,6 +25,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import replace
 from types import FrameType
 from typing import Any
 
@@ -33,6 +34,7 @@ from threadcheck._races import _rewrite
 from threadcheck._sched._children import kill_waited_children
 from threadcheck._sched._core import (
     BLOCKED,
+    UNCONTROLLED_NOTED,
     Abort,
     ControlledThread,
     Failure,
@@ -160,6 +162,8 @@ class Watchdog:
                 spent = _Spent(scheduler.running)
             if now != seen or spending.busy(scheduler.running) or _rewrite.rewriting:
                 seen, since = now, time.monotonic()
+            elif not hurried and time.monotonic() - since > UNCONTROLLED_NOTED:
+                _note_uncontrolled(scheduler, time.monotonic() - since)
             # ... but not for ever: a loop spinning on a real lock moves too.
             idle_for = time.monotonic() - progressed
             spinning = (
@@ -234,6 +238,37 @@ class Watchdog:
             sys.stderr.write(f"threadcheck: {failure.message}\n{failure.details}\n")
         sys.stderr.flush()
         exit_now(2)
+
+
+def _note_uncontrolled(scheduler: Scheduler, seconds: float) -> None:
+    """The running thread has waited ``seconds`` outside the scheduler's control
+    (no point, no CPU, no wait of the scheduler's): noted, in case the wait ends
+    by its own timeout (see :attr:`Scheduler.uncontrolled`)."""
+    stuck = scheduler.running
+    if stuck is None or scheduler.aborting or scheduler.failure is not None:
+        return
+    named = _whose_wait(scheduler, stuck)
+    if named.waiting:
+        return  # a wait the scheduler knows of (real I/O): its own reports
+    noted = scheduler.uncontrolled
+    if noted is not None and noted.thread == named.name:  # the same wait, longer
+        scheduler.uncontrolled = replace(noted, message=_waited(named, seconds))
+        return
+    scheduler.uncontrolled = Failure(
+        BLOCKED,
+        _waited(named, seconds),
+        thread=named.name,
+        location=blocked_at(named.ident),
+        details=stack_of(named.ident),
+    )
+
+
+def _waited(thread: ControlledThread, seconds: float) -> str:
+    return (
+        f"T{thread.tid} ({thread.name}) waited {seconds:.1f} s outside the scheduler's control"
+        " (a lock or condition made before exploring, a real socket, a C call: make it in"
+        " the scenario, or --include its library)"
+    )
 
 
 def _whose_wait(scheduler: Scheduler, stuck: ControlledThread) -> ControlledThread:
