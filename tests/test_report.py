@@ -512,19 +512,26 @@ def test_an_installed_librarys_call_is_reported_at_the_users_line_with_its_fix(
     ]
 
 
+def _publisher_called_from_a_thread(
+    running_reactor: Any, wslib: Any, method: str
+) -> list[Violation]:
+    """The two violations of ``Publisher.<method>()`` called by thread 'supervisor'."""
+    running: RunningReactor = running_reactor()
+    publisher = wslib.Publisher(running.reactor)
+
+    def supervise() -> None:
+        getattr(publisher, method)()  # BUG: from a thread
+
+    run_threads([threading.Thread(target=supervise, name="supervisor")])
+    return _wait_for_violations(running, 2)
+
+
 def test_one_library_call_doing_two_wrong_thread_things_is_one_mistake(
     running_reactor: Any, wslib: Any
 ) -> None:
     # autobahn's sendClose from a thread was two violations at one user line,
     # each with the same fix: "3 distinct" for 2 mistakes.
-    running: RunningReactor = running_reactor()
-    publisher = wslib.Publisher(running.reactor)
-
-    def supervise() -> None:
-        publisher.close()  # BUG: a close handshake from a thread
-
-    run_threads([threading.Thread(target=supervise, name="supervisor")])
-    violations = _wait_for_violations(running, 2)
+    violations = _publisher_called_from_a_thread(running_reactor, wslib, "close")
     report = format_report(violations)
     assert report.startswith("threadcheck: 2 thread-affinity violations (1 distinct)"), report
 
@@ -535,14 +542,7 @@ def test_one_mistake_of_two_apis_names_both_and_keeps_their_counts(
     # Z50: autobahn's sendClose from a watchdog thread was "[1] transport.write
     # called from thread ... [x4]" with 2 writes and 2 callLaters, and its JSON
     # entry "api": "transport.write", "count": 4.
-    running: RunningReactor = running_reactor()
-    publisher = wslib.Publisher(running.reactor)
-
-    def supervise() -> None:
-        publisher.abort()  # BUG: from a thread
-
-    run_threads([threading.Thread(target=supervise, name="supervisor")])
-    violations = _wait_for_violations(running, 2)
+    violations = _publisher_called_from_a_thread(running_reactor, wslib, "abort")
     report = format_report(violations).splitlines()
     assert report[0] == "threadcheck: 2 thread-affinity violations (1 distinct)", "\n".join(report)
     assert report[3].startswith(

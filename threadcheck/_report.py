@@ -57,13 +57,13 @@ class Group:
         return replace(self.violation, api=" and ".join(self.apis))
 
     def times(self) -> str:
-        """``[x4: transport.write 2, reactor.callLater 2]``, ``[x3]``; empty for one."""
+        """``x4: transport.write 2, reactor.callLater 2``, ``x3``; empty for one."""
         if self.count < 2:
             return ""
         if len(self.apis) < 2:
-            return f"[x{self.count}]"
+            return f"x{self.count}"
         each = ", ".join(f"{api} {count}" for api, count in self.apis.items())
-        return f"[x{self.count}: {each}]"
+        return f"x{self.count}: {each}"
 
 
 def group(violations: Iterable[Violation]) -> list[Group]:
@@ -137,11 +137,11 @@ def fix_for(violation: Violation) -> str:
     return _hint(violation)
 
 
-def _through_third_party(violation: Violation) -> bool:
-    """Whether the program's call reached the API through a library other than
-    Twisted's (autobahn's ``sendClose``): then that call is what moves, whatever
-    the library did (a write, a ``DelayedCall.cancel``), so one fix for both."""
-    entry = _entry_into_library(violation.stack)
+def _third_party(entry: _stacks.Frame | None) -> bool:
+    """Whether the program's call reached the API (``entry``: where it entered a
+    library) through a library other than Twisted's (autobahn's ``sendClose``):
+    then that call is what moves, whatever the library did (a write, a
+    ``DelayedCall.cancel``), so one fix for both."""
     return entry is not None and entry.library not in _NOT_THIRD_PARTY
 
 
@@ -177,7 +177,8 @@ def _hint(violation: Violation) -> str:
             "dropped its last reference: let the reactor thread drop it (keep it out of "
             "the job, or hand it back with reactor.callFromThread and del it there)"
         )
-    if violation.api.startswith("DelayedCall.") and not _through_third_party(violation):
+    entry = _entry_into_library(violation.stack)
+    if violation.api.startswith("DelayedCall.") and not _third_party(entry):
         method = violation.api.split(".", 1)[1]
         where = violation.user_frame()
         source = where.source if where is not None else None
@@ -229,8 +230,7 @@ def _hint(violation: Violation) -> str:
             f"reactor.callFromThread({taken_from}.{target.function}, ...), not to a thread "
             "of its own"
         )
-    entry = _entry_into_library(violation.stack)
-    if _through_third_party(violation) and entry is not None:
+    if entry is not None and _third_party(entry):
         # autobahn's sendMessage reaching transport.write: the user's call is what moves.
         if entry.function.startswith("__") and entry.function.endswith("__"):
             # `Client(d)` running its __init__, `client(5)` its __call__: the call written.
@@ -596,7 +596,7 @@ def _user_frames(stack: _stacks.Stack) -> list[_stacks.Frame]:
 def _group_head(number: int, g: Group) -> Iterator[str]:
     """A group's first lines: its headline and count, its test, why it is accepted."""
     v = g.violation
-    times = f"  {g.times()}" if g.count > 1 else ""
+    times = f"  [{g.times()}]" if g.count > 1 else ""
     yield f"[{number}] {g.headline()}{times}"
     if v.test is not None:
         yield f"    during test: {v.test.describe()}"
@@ -742,6 +742,9 @@ _STALL_FIXES = {
     "blockingCallFromThread": "call the function directly in the reactor thread",
 }
 
+_ANY_STALL_FIX = "move the slow work to a thread: threads.deferToThread(f)"
+"""The fix of a stall in no known wait."""
+
 
 def _stall_fix(stall: Violation, where: _stacks.Frame | None) -> str:
     fix = _callback_stall_fix(stall, where)
@@ -849,18 +852,16 @@ def _callback_stall_fix(stall: Violation, where: _stacks.Frame | None) -> str:
         return f"wait in a worker: threads.deferToThread({written}), and go on in its callback"
     fired = _callback_fired(stall.stack, where)
     if fired is not None:  # `done.callback(x)`, whose callbacks wait: never a worker's to call
-        generic = _STALL_FIXES.get(
-            stall.api, "move the slow work to a thread: threads.deferToThread(f)"
-        )
+        there = _STALL_FIXES.get(stall.api, _ANY_STALL_FIX)
         return (
             f"the wait is in a Deferred callback this line fires ({fired.location()}): there,"
-            f" {generic}; this line stays in the reactor thread"
+            f" {there}; this line stays in the reactor thread"
         )
     in_lambda = where is not None and where.function == "<lambda>"  # the line is its caller's
     called = None if in_lambda else _waiting_call(stall.api, source)
     if called is not None:  # `server.shutdown()`: the wait is inside the program's call
         return f"wait in a worker: threads.deferToThread({called})"
-    return _STALL_FIXES.get(stall.api, "move the slow work to a thread: threads.deferToThread(f)")
+    return _STALL_FIXES.get(stall.api, _ANY_STALL_FIX)
 
 
 def _callback_fired(stack: _stacks.Stack, where: _stacks.Frame | None) -> _stacks.Frame | None:

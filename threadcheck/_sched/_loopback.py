@@ -106,7 +106,10 @@ def in_process(files: Iterable[Any]) -> bool:
         except OSError:  # closed, or still connecting: not known to be quiet
             return False
     strangers = [peer for peer in peers if peer not in ends]
-    return not strangers or all(_listening_here(peer) for peer in strangers)
+    if not strangers:
+        return True
+    own = own_tcp_sockets() or []  # asked once for them all
+    return all(_listening_here(peer, own) for peer in strangers)
 
 
 def from_another_process(
@@ -161,11 +164,10 @@ def _unix_descriptor(file: Any) -> bool:
     return recorded is not None and recorded[1]
 
 
-def _listening_here(address: tuple[Any, ...]) -> bool:
-    """Whether a listening TCP socket of this process takes connections to
-    ``address`` (Linux; elsewhere unknown, so not)."""
+def _listening_here(address: tuple[Any, ...], own: list[OwnSocket]) -> bool:
+    """Whether a listening TCP socket of this process (of ``own``) takes
+    connections to ``address``."""
     host, port = str(address[0]), int(address[1])
-    own = own_tcp_sockets() or []
     return any(end.state == _TCP_LISTEN and _takes(end, host, port) for end in own)
 
 
@@ -220,11 +222,11 @@ def own_tcp_sockets() -> list[OwnSocket] | None:
     the whole network namespace's, 7 ms on a VM); None where not known (no
     ``/proc/self/fd``, or not Linux's socket options)."""
     tcp_info = getattr(socket, "TCP_INFO", None)
+    if tcp_info is None:
+        return None
     try:
         descriptors = os.listdir("/proc/self/fd")
     except OSError:
-        return None
-    if tcp_info is None:
         return None
     found = []
     for name in descriptors:

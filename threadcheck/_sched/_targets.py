@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
 import functools
@@ -284,10 +285,10 @@ def _used_modules(
     those its globals name (``import helper``), or whose functions and classes
     they hold (``from helper import counters``), up to ``limit`` modules."""
     found: list[ModuleType] = []
-    todo: list[object] = [module, *functions]
+    todo: collections.deque[object] = collections.deque([module, *functions])
     seen: set[str] = set()
     while todo and len(found) < limit:
-        value = todo.pop(0)
+        value = todo.popleft()
         used = value if isinstance(value, ModuleType) else sys.modules.get(_module_of(value))
         if used is None or used.__name__ in seen:
             continue

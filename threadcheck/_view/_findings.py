@@ -211,7 +211,7 @@ def _cards(groups: list[tuple[str, Group]], explorations: bool = False) -> str:
 
 def _card(number: int, kind: str, g: Group) -> str:
     v = g.violation
-    count = f'<span class="count-badge">{e(g.times()[1:-1])}</span>' if g.count > 1 else ""
+    count = f'<span class="count-badge">{e(g.times())}</span>' if g.count > 1 else ""
     test = f'<p class="sub">during test: {e(v.test.describe())}</p>' if v.test else ""
     expected = f'<p class="sub">expected: {e(v.expected)}</p>' if v.expected else ""
     said = v.detail and kind == "stall" and v.detail not in v.headline()
